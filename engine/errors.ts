@@ -1,0 +1,181 @@
+/**
+ * The engine's typed errors.
+ *
+ * Every error carries a stable `code` (`UMBRA_*`) that survives crossing a
+ * worker or process boundary (see {@link serializeError} /
+ * {@link errorFromSerialized}). Messages name the problem and where it was
+ * found (an index, a column name, a byte length) and never a key, an
+ * identifier, a scalar or a value.
+ */
+
+export const ErrorCode = {
+  InvalidPoint: "UMBRA_INVALID_POINT",
+  InvalidScalar: "UMBRA_INVALID_SCALAR",
+  InvalidLength: "UMBRA_INVALID_LENGTH",
+  InvalidArgument: "UMBRA_INVALID_ARGUMENT",
+  UnsupportedBackend: "UMBRA_UNSUPPORTED_BACKEND",
+  InvalidInput: "UMBRA_INVALID_INPUT",
+  MissingColumn: "UMBRA_MISSING_COLUMN",
+  MalformedCsv: "UMBRA_MALFORMED_CSV",
+  UnreadableFile: "UMBRA_UNREADABLE_FILE",
+  UnsupportedFormat: "UMBRA_UNSUPPORTED_FORMAT",
+  UnsupportedType: "UMBRA_UNSUPPORTED_TYPE",
+  PoolClosed: "UMBRA_POOL_CLOSED",
+  WorkerFailed: "UMBRA_WORKER_FAILED",
+  Internal: "UMBRA_INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class: every error the engine throws on purpose is an UmbraError. */
+export class UmbraError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Malformed input: bytes, files or arguments that are not what they must be. */
+export class InvalidInputError extends UmbraError {
+  constructor(message: string, code: ErrorCode = ErrorCode.InvalidInput, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** A group element that is not a canonical encoding, not on the curve, of small order, or the identity. */
+export class InvalidPointError extends InvalidInputError {
+  /** Position of the offending element in a batch, when it came from one. */
+  readonly index: number | undefined;
+  constructor(message: string, index?: number) {
+    super(index === undefined ? message : `${message} (element ${index})`, ErrorCode.InvalidPoint);
+    this.index = index;
+  }
+}
+
+/** A scalar that is not 32 bytes, not reduced modulo the group order, or zero. */
+export class InvalidScalarError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, ErrorCode.InvalidScalar);
+  }
+}
+
+/** A buffer whose length is wrong for what it must hold. */
+export class InvalidLengthError extends InvalidInputError {
+  readonly expected: string;
+  readonly actual: number;
+  constructor(what: string, expected: string, actual: number) {
+    super(`${what}: expected ${expected} bytes, got ${actual}`, ErrorCode.InvalidLength);
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** A bad option or argument from the caller. */
+export class InvalidArgumentError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, ErrorCode.InvalidArgument);
+  }
+}
+
+/** The requested group or backend is unknown or cannot load on this platform. */
+export class UnsupportedBackendError extends UmbraError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.UnsupportedBackend, message, options);
+  }
+}
+
+/** A key column named by the caller is not in the input. */
+export class MissingColumnError extends InvalidInputError {
+  readonly column: string;
+  constructor(column: string, source: string) {
+    super(`column "${column}" not found in ${source}`, ErrorCode.MissingColumn);
+    this.column = column;
+  }
+}
+
+/** A CSV input that cannot be parsed. */
+export class MalformedCsvError extends InvalidInputError {
+  readonly line: number | undefined;
+  constructor(message: string, line?: number, options?: { cause?: unknown }) {
+    super(line === undefined ? `malformed CSV: ${message}` : `malformed CSV at line ${line}: ${message}`, ErrorCode.MalformedCsv, options);
+    this.line = line;
+  }
+}
+
+/** A file that does not exist, cannot be opened, or is not a valid file of its format. */
+export class UnreadableFileError extends InvalidInputError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ErrorCode.UnreadableFile, options);
+  }
+}
+
+/** A file extension or format the engine does not read or write. */
+export class UnsupportedFormatError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, ErrorCode.UnsupportedFormat);
+  }
+}
+
+/** A column type that cannot serve as a key. */
+export class UnsupportedTypeError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, ErrorCode.UnsupportedType);
+  }
+}
+
+/** Work submitted to a pool that was closed. */
+export class PoolClosedError extends UmbraError {
+  constructor() {
+    super(ErrorCode.PoolClosed, "the worker pool is closed");
+  }
+}
+
+/** A worker failed for a reason that is not one of the typed errors above. */
+export class WorkerFailedError extends UmbraError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.WorkerFailed, message, options);
+  }
+}
+
+/** The structured-clone-safe form of an error, as workers return it. */
+export interface SerializedError {
+  readonly name: string;
+  readonly code: string;
+  readonly message: string;
+  readonly index?: number;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof InvalidPointError && err.index !== undefined) {
+    return { name: err.name, code: err.code, message: err.message, index: err.index };
+  }
+  if (err instanceof UmbraError) return { name: err.name, code: err.code, message: err.message };
+  // An unexpected error: keep only its class name, never its message (it may quote data).
+  const name = err instanceof Error ? err.constructor.name : typeof err;
+  return { name: "WorkerFailedError", code: ErrorCode.WorkerFailed, message: `unexpected ${name} in worker` };
+}
+
+/** Rebuilds the typed error on the host side of a worker boundary. */
+export function errorFromSerialized(e: SerializedError): UmbraError {
+  switch (e.code) {
+    case ErrorCode.InvalidPoint: {
+      const err = new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), e.index);
+      return err;
+    }
+    case ErrorCode.InvalidScalar:
+      return new InvalidScalarError(e.message);
+    case ErrorCode.InvalidArgument:
+      return new InvalidArgumentError(e.message);
+    case ErrorCode.InvalidLength: {
+      const err = new InvalidInputError(e.message, ErrorCode.InvalidLength);
+      return err;
+    }
+    case ErrorCode.UnsupportedBackend:
+      return new UnsupportedBackendError(e.message);
+    case ErrorCode.InvalidInput:
+      return new InvalidInputError(e.message);
+    default:
+      return new WorkerFailedError(e.message);
+  }
+}
