@@ -1,0 +1,15 @@
+/**
+ * Umbra's engine: the compute core as a library (no network, no files beyond
+ * the column readers, no global state beyond a lazily created worker pool).
+ *
+ * - group: ristretto255 (RFC 9496) and the x25519 bulk group behind one `Group` interface
+ * - oprf: RFC 9497 OPRF(ristretto255, SHA-512) — `oprf.blind`, `oprf.blindEvaluate`, `oprf.finalize`, …
+ * - pool: the piscina worker pool for batch hashing, multiplication and OPRF over columns
+ * - columns: Arrow IPC / CSV / Parquet in, Arrow out; key normalisation
+ */
+export * from "./errors.js";
+export * from "./packed.js";
+export * from "./group/index.js";
+export { oprf, voprf, poprf, createOprf, OprfMode, VerifyError, contextString, SUITE_ID } from "./oprf/index.js";
+export type { BlindResult, KeyPair, OprfSuite, PoprfBlindResult, ProvedEvaluation } from "./oprf/index.js";
+export * from "./pool/index.js";

@@ -1,0 +1,267 @@
+/**
+ * engine/pool: one piscina pool that runs the group and OPRF work on every
+ * core.
+ *
+ * Work is split into chunks (default 4,096 elements) that travel to the
+ * workers as flat transferable buffers and come back the same way; batches
+ * smaller than `inlineBelow` (default 512) run on the calling thread, where a
+ * round trip to a worker would cost more than the work. A failed chunk
+ * rejects the call with the typed error the worker raised, its element index
+ * made global. `close()` ends every worker: a script that closes its pool
+ * exits by itself.
+ */
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import {
+  errorFromSerialized,
+  InvalidArgumentError,
+  InvalidLengthError,
+  InvalidPointError,
+  PoolClosedError,
+  UnsupportedBackendError,
+  type UmbraError,
+} from "../errors.js";
+import { defaultBackend } from "../group/index.js";
+import { assertPacked, type PackedBytes } from "../packed.js";
+import { GroupId, type BackendId } from "../group/types.js";
+import { executeTask } from "./execute.js";
+import { TaskOp, type GroupTask, type TaskResult } from "./tasks.js";
+
+export interface PoolOptions {
+  /** Worker threads (default: the available cores). */
+  readonly threads?: number;
+  /** Elements per task sent to a worker (default 4,096). */
+  readonly chunkSize?: number;
+  /** Batches with fewer elements run on the calling thread (default 512). Set 0 to always use workers. */
+  readonly inlineBelow?: number;
+  /** Milliseconds an idle worker is kept (default 30,000). */
+  readonly idleTimeout?: number;
+}
+
+export interface GroupChoice {
+  readonly group: GroupId;
+  /** Default: the fastest backend for the group. */
+  readonly backend?: BackendId;
+}
+
+export interface RunOptions {
+  /** Called after each finished chunk with (elements done, elements in all). */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+const DEFAULT_CHUNK = 4096;
+const DEFAULT_INLINE = 512;
+
+/** Where the compiled worker entry is: next to this module when running from dist/, else in dist/. */
+export function workerFilename(): string {
+  const here = new URL("./group.task.js", import.meta.url);
+  if (existsSync(fileURLToPath(here))) return fileURLToPath(here);
+  const built = new URL("../../dist/engine/pool/group.task.js", import.meta.url);
+  if (existsSync(fileURLToPath(built))) return fileURLToPath(built);
+  throw new UnsupportedBackendError("the compiled worker (dist/engine/pool/group.task.js) is missing: run `npm run build`");
+}
+
+interface Slice {
+  readonly start: number;
+  readonly end: number;
+}
+
+function slices(n: number, chunk: number): Slice[] {
+  const out: Slice[] = [];
+  for (let s = 0; s < n; s += chunk) out.push({ start: s, end: Math.min(n, s + chunk) });
+  return out;
+}
+
+/** A copy of messages [start, end) with offsets rebased to 0 (a transferable chunk). */
+function sliceMessages(m: PackedBytes, s: Slice): { data: Uint8Array; offsets: Uint32Array } {
+  const base = m.offsets[s.start] ?? 0;
+  const endByte = m.offsets[s.end] ?? base;
+  const data = m.data.slice(base, endByte);
+  const offsets = new Uint32Array(s.end - s.start + 1);
+  for (let i = 0; i <= s.end - s.start; i++) offsets[i] = (m.offsets[s.start + i] ?? base) - base;
+  return { data, offsets };
+}
+
+export class CryptoPool {
+  readonly threads: number;
+  readonly chunkSize: number;
+  readonly inlineBelow: number;
+  #piscina: Piscina<GroupTask, TaskResult> | undefined;
+  #closed = false;
+  readonly #idleTimeout: number;
+
+  constructor(options: PoolOptions = {}) {
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1) throw new InvalidArgumentError("threads must be a positive integer");
+    const chunk = options.chunkSize ?? DEFAULT_CHUNK;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidArgumentError("chunkSize must be a positive integer");
+    const inline = options.inlineBelow ?? DEFAULT_INLINE;
+    if (!Number.isInteger(inline) || inline < 0) throw new InvalidArgumentError("inlineBelow must be a non-negative integer");
+    this.threads = threads;
+    this.chunkSize = chunk;
+    this.inlineBelow = inline;
+    this.#idleTimeout = options.idleTimeout ?? 30_000;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Element i = encode(scalar · H(messages_i)) (scalar optional), n × 32 bytes. */
+  hashToGroup(choice: GroupChoice, messages: PackedBytes, dst: Uint8Array, scalar?: Uint8Array, options?: RunOptions): Promise<Uint8Array> {
+    assertPacked(messages, "messages");
+    const n = messages.offsets.length - 1;
+    const g = this.#choice(choice);
+    return this.#run(n, 32, options, (s) => {
+      const m = sliceMessages(messages, s);
+      return { op: TaskOp.Hash, ...g, data: m.data, offsets: m.offsets, dst, ...(scalar ? { scalar } : {}) };
+    });
+  }
+
+  /** Element i = scalar · points_i for n received (untrusted) points, n × 32 bytes. */
+  multiply(choice: GroupChoice, scalar: Uint8Array, points: Uint8Array, options?: RunOptions): Promise<Uint8Array> {
+    const n = countOf(points, 32, "element batch");
+    const g = this.#choice(choice);
+    return this.#run(n, 32, options, (s) => ({ op: TaskOp.Multiply, ...g, scalar, points: points.slice(s.start * 32, s.end * 32) }));
+  }
+
+  /** Element i = scalars_i · points_i. */
+  multiplyEach(choice: GroupChoice, scalars: Uint8Array, points: Uint8Array, options?: RunOptions): Promise<Uint8Array> {
+    const n = countOf(points, 32, "element batch");
+    if (scalars.length !== n * 32) throw new InvalidLengthError("scalar batch", `${n * 32}`, scalars.length);
+    const g = this.#choice(choice);
+    return this.#run(n, 32, options, (s) => ({
+      op: TaskOp.MultiplyEach,
+      ...g,
+      scalars: scalars.slice(s.start * 32, s.end * 32),
+      points: points.slice(s.start * 32, s.end * 32),
+    }));
+  }
+
+  /** RFC 9497 Evaluate(secretKey, input_i) over a column: n × 64 output bytes. */
+  oprfEvaluate(secretKey: Uint8Array, inputs: PackedBytes, options?: RunOptions & { backend?: BackendId }): Promise<Uint8Array> {
+    assertPacked(inputs, "inputs");
+    const g = this.#choice({ group: GroupId.Ristretto255, ...(options?.backend ? { backend: options.backend } : {}) });
+    return this.#run(inputs.offsets.length - 1, 64, options, (s) => ({ op: TaskOp.OprfEvaluate, ...g, secretKey, ...sliceMessages(inputs, s) }));
+  }
+
+  /** RFC 9497 Blind(input_i, blind_i) over a column, one fresh blind per row supplied by the caller: n × 32 bytes. */
+  oprfBlind(inputs: PackedBytes, blinds: Uint8Array, options?: RunOptions & { backend?: BackendId }): Promise<Uint8Array> {
+    assertPacked(inputs, "inputs");
+    const n = inputs.offsets.length - 1;
+    if (blinds.length !== n * 32) throw new InvalidLengthError("blind batch", `${n * 32}`, blinds.length);
+    const g = this.#choice({ group: GroupId.Ristretto255, ...(options?.backend ? { backend: options.backend } : {}) });
+    return this.#run(n, 32, options, (s) => ({ op: TaskOp.OprfBlind, ...g, blinds: blinds.slice(s.start * 32, s.end * 32), ...sliceMessages(inputs, s) }));
+  }
+
+  /** RFC 9497 Finalize(input_i, blind_i, evaluated_i) over a column: n × 64 bytes. */
+  oprfFinalize(inputs: PackedBytes, blinds: Uint8Array, evaluated: Uint8Array, options?: RunOptions & { backend?: BackendId }): Promise<Uint8Array> {
+    assertPacked(inputs, "inputs");
+    const n = inputs.offsets.length - 1;
+    if (blinds.length !== n * 32) throw new InvalidLengthError("blind batch", `${n * 32}`, blinds.length);
+    if (evaluated.length !== n * 32) throw new InvalidLengthError("evaluated batch", `${n * 32}`, evaluated.length);
+    const g = this.#choice({ group: GroupId.Ristretto255, ...(options?.backend ? { backend: options.backend } : {}) });
+    return this.#run(n, 64, options, (s) => ({
+      op: TaskOp.OprfFinalize,
+      ...g,
+      blinds: blinds.slice(s.start * 32, s.end * 32),
+      evaluated: evaluated.slice(s.start * 32, s.end * 32),
+      ...sliceMessages(inputs, s),
+    }));
+  }
+
+  /** Ends every worker. Idempotent; work submitted afterwards is refused with PoolClosedError. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const p = this.#piscina;
+    this.#piscina = undefined;
+    if (p) await p.destroy();
+  }
+
+  #choice(choice: GroupChoice): { group: GroupId; backend: BackendId } {
+    if (this.#closed) throw new PoolClosedError();
+    if (choice.group !== GroupId.Ristretto255 && choice.group !== GroupId.X25519) {
+      throw new InvalidArgumentError(`unknown group "${String(choice.group)}"`);
+    }
+    return { group: choice.group, backend: choice.backend ?? defaultBackend(choice.group) };
+  }
+
+  #pool(): Piscina<GroupTask, TaskResult> {
+    if (this.#closed) throw new PoolClosedError();
+    this.#piscina ??= new Piscina<GroupTask, TaskResult>({
+      filename: workerFilename(),
+      minThreads: 0,
+      maxThreads: this.threads,
+      idleTimeout: this.#idleTimeout,
+    });
+    return this.#piscina;
+  }
+
+  async #run(n: number, outSize: number, options: RunOptions | undefined, makeTask: (s: Slice) => GroupTask): Promise<Uint8Array> {
+    if (this.#closed) throw new PoolClosedError();
+    if (n < this.inlineBelow || n === 0) {
+      const value = await executeTask(makeTask({ start: 0, end: n }));
+      options?.onProgress?.(n, n);
+      return value;
+    }
+    const pool = this.#pool();
+    const out = new Uint8Array(n * outSize);
+    let done = 0;
+    let firstError: UmbraError | undefined;
+    const jobs = slices(n, this.chunkSize).map(async (s) => {
+      const task = makeTask(s);
+      const result = await pool.run(task, { transferList: transferablesOf(task) });
+      if (!result.ok) {
+        const err = errorFromSerialized(result.error);
+        firstError ??= err instanceof InvalidPointError && err.index !== undefined ? new InvalidPointError(stripIndex(err.message), err.index + s.start) : err;
+        return;
+      }
+      out.set(result.value, s.start * outSize);
+      done += s.end - s.start;
+      options?.onProgress?.(done, n);
+    });
+    await Promise.all(jobs);
+    if (firstError) throw firstError;
+    return out;
+  }
+}
+
+function stripIndex(message: string): string {
+  return message.replace(/ \(element \d+\)$/, "");
+}
+
+function countOf(buf: Uint8Array, size: number, what: string): number {
+  if (!(buf instanceof Uint8Array) || buf.length % size !== 0) throw new InvalidLengthError(what, `a multiple of ${size}`, buf?.length ?? 0);
+  return buf.length / size;
+}
+
+/** The chunk buffers a task owns (all freshly sliced), moved rather than copied. */
+function transferablesOf(task: GroupTask): ArrayBuffer[] {
+  const bufs: ArrayBuffer[] = [];
+  for (const v of Object.values(task)) {
+    if (v instanceof Uint8Array || v instanceof Uint32Array) {
+      // Only whole, unshared buffers: the caller's scalar or DST must not be detached.
+      if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && !(v.buffer instanceof SharedArrayBuffer) && v !== (task as { scalar?: unknown }).scalar && v !== (task as { dst?: unknown }).dst && v !== (task as { secretKey?: unknown }).secretKey) {
+        bufs.push(v.buffer as ArrayBuffer);
+      }
+    }
+  }
+  return bufs;
+}
+
+let defaultPool: CryptoPool | undefined;
+
+/** The process-wide pool, created on first use. */
+export function getPool(options?: PoolOptions): CryptoPool {
+  if (!defaultPool || defaultPool.closed) defaultPool = new CryptoPool(options);
+  return defaultPool;
+}
+
+/** Closes the process-wide pool if one was created. */
+export async function closePool(): Promise<void> {
+  const p = defaultPool;
+  defaultPool = undefined;
+  if (p) await p.close();
+}
