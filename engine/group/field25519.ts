@@ -4,7 +4,7 @@
  * (u = (1 + y) / (1 − y), y = (u − 1) / (u + 1)), one field inversion per
  * batch (Montgomery's trick).
  */
-import { powMod } from "./scalar.js";
+import { invert } from "@noble/curves/abstract/modular.js";
 
 export const P = (1n << 255n) - 19n;
 const MASK64 = 0xffffffffffffffffn;
@@ -47,7 +47,7 @@ export function batchDivide(num: bigint[], den: bigint[]): bigint[] {
     prefix[i] = acc;
     acc = (acc * (den[i] as bigint)) % P;
   }
-  let inv = powMod(acc, P - 2n, P);
+  let inv = invert(acc, P);
   const out = new Array<bigint>(n);
   for (let i = n - 1; i >= 0; i--) {
     const d = den[i] as bigint;

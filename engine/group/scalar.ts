@@ -4,6 +4,7 @@
  * Encoded as 32 bytes little-endian (RFC 9496 §4.4, RFC 9497 §4.1).
  */
 import { randomBytes } from "node:crypto";
+import { invert } from "@noble/curves/abstract/modular.js";
 import { InvalidLengthError, InvalidScalarError } from "../errors.js";
 import type { RandomSource, ScalarBytes } from "./types.js";
 
@@ -72,9 +73,9 @@ export function randomScalarNumber(rng?: RandomSource): bigint {
   }
 }
 
-/** s⁻¹ mod ℓ (Fermat). */
+/** s⁻¹ mod ℓ. */
 export function invertScalarNumber(s: bigint): bigint {
-  return powMod(s, ORDER - 2n, ORDER);
+  return invert(s, ORDER);
 }
 
 export function invertScalarBytes(scalar: ScalarBytes): ScalarBytes {

@@ -210,7 +210,9 @@ export class CryptoPool {
     const out = new Uint8Array(n * outSize);
     let done = 0;
     let firstError: UmbraError | undefined;
-    const jobs = slices(n, this.chunkSize).map(async (s) => {
+    // Enough chunks to keep every worker busy, none larger than chunkSize.
+    const chunk = Math.max(1, Math.min(this.chunkSize, Math.ceil(n / this.threads)));
+    const jobs = slices(n, chunk).map(async (s) => {
       const task = makeTask(s);
       const result = await pool.run(task, { transferList: transferablesOf(task) });
       if (!result.ok) {

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * The `umbra` command.
+ *
+ *   umbra demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
+ *   umbra protocols
+ *   umbra version
+ *   umbra help
+ *
+ * Errors print their code and message (never data) and exit non-zero.
+ */
+import { readFileSync } from "node:fs";
+import { UmbraError } from "../engine/errors.js";
+import { PROTOCOLS } from "../protocols/index.js";
+import { runDemo } from "./demo.js";
+
+const USAGE = `Usage: umbra <command> [options]
+
+Commands:
+  demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
+                 run the engine on generated sample data and print what it did
+  protocols      list the protocols and what each role learns
+  version        print the version
+  help           print this help
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+class UsageError extends Error {}
+
+function intOption(args: string[], name: string): number | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = Number(args[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new UsageError(`${name} needs a positive integer`);
+  return v;
+}
+
+function stringOption(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith("--")) throw new UsageError(`${name} needs a value`);
+  return v;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case "demo": {
+        const buyerRows = intOption(args, "--buyer-rows");
+        const providerRows = intOption(args, "--provider-rows");
+        const dir = stringOption(args, "--dir");
+        const r = await runDemo({ ...(buyerRows ? { buyerRows } : {}), ...(providerRows ? { providerRows } : {}), ...(dir ? { dir } : {}) });
+        return r.intersection === r.plaintextIntersection && r.oprfMatches === r.plaintextIntersection ? 0 : 1;
+      }
+      case "protocols":
+        for (const p of PROTOCOLS) {
+          console.log(`${p.id}\n  parties: ${p.parties.join(", ")}\n  buyer learns: ${p.buyerLearns}\n  provider learns: ${p.providerLearns}\n  exchange learns: ${p.exchangeLearns}\n`);
+        }
+        return 0;
+      case "version":
+      case "--version":
+        console.log(version());
+        return 0;
+      case undefined:
+      case "help":
+      case "--help":
+        process.stdout.write(USAGE);
+        return 0;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`umbra: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof UmbraError) {
+      process.stderr.write(`umbra: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
