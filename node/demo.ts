@@ -21,7 +21,7 @@
  * The multi-party protocols with their messages (the psi and lookup
  * protocols) build on these same calls.
  */
-import { mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Table, tableFromArrays, Utf8, vectorFromArray } from "apache-arrow";
@@ -144,6 +144,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const buyerRows = options.buyerRows ?? 10_000;
   const providerRows = options.providerRows ?? 30_000;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "umbra-demo-")));
+  await mkdir(dir, { recursive: true });
   const t0 = performance.now();
   const ms = (t: number) => `${((performance.now() - t) / 1000).toFixed(2)} s`;
 
