@@ -13,3 +13,4 @@ export * from "./group/index.js";
 export { oprf, voprf, poprf, createOprf, OprfMode, VerifyError, contextString, SUITE_ID } from "./oprf/index.js";
 export type { BlindResult, KeyPair, OprfSuite, PoprfBlindResult, ProvedEvaluation } from "./oprf/index.js";
 export * from "./pool/index.js";
+export * from "./columns/index.js";

@@ -1,0 +1,117 @@
+/**
+ * File formats by extension, and opening files with errors that name the
+ * file's base name and the OS reason code (ENOENT, EACCES, …) — never a full
+ * path beyond the base name, never file contents. Internal to engine/columns.
+ */
+import { open, type FileHandle } from "node:fs/promises";
+import { basename, extname } from "node:path";
+import { UnreadableFileError, UnsupportedFormatError } from "../errors.js";
+
+/** The formats the column layer knows, as an `as const` object with a derived union. */
+export const FileFormat = {
+  /** Arrow IPC, file or stream layout (detected by the "ARROW1" magic). */
+  ArrowIpc: "arrow-ipc",
+  /** Arrow IPC stream layout (`.arrows`). */
+  ArrowStream: "arrow-stream",
+  Csv: "csv",
+  Parquet: "parquet",
+} as const;
+export type FileFormat = (typeof FileFormat)[keyof typeof FileFormat];
+
+const BY_EXTENSION: Readonly<Record<string, FileFormat>> = {
+  ".arrow": FileFormat.ArrowIpc,
+  ".feather": FileFormat.ArrowIpc,
+  ".ipc": FileFormat.ArrowIpc,
+  ".arrows": FileFormat.ArrowStream,
+  ".csv": FileFormat.Csv,
+  ".parquet": FileFormat.Parquet,
+};
+
+/**
+ * The format of a file, chosen by its extension (case-insensitive).
+ * @throws UnsupportedFormatError for any other extension.
+ */
+export function formatFromPath(path: string): FileFormat {
+  const ext = extname(path).toLowerCase();
+  const format = BY_EXTENSION[ext];
+  if (format === undefined) {
+    throw new UnsupportedFormatError(
+      `${describeFile(path)}: unsupported file extension "${ext || "(none)"}" (expected .arrow, .feather, .ipc, .arrows, .csv or .parquet)`,
+    );
+  }
+  return format;
+}
+
+/** How errors refer to a file: its base name only. */
+export function describeFile(path: string): string {
+  return `file "${basename(path)}"`;
+}
+
+/** The OS reason code of a Node fs error (ENOENT, EACCES, EISDIR, …), if it has one. */
+export function osCode(err: unknown): string | undefined {
+  if (typeof err === "object" && err !== null && "code" in err) {
+    const code = (err as { code: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/** Wraps an fs error as UnreadableFileError("cannot <verb> file "x": ENOENT"). */
+export function fileError(path: string, verb: string, err: unknown): UnreadableFileError {
+  const code = osCode(err) ?? "unknown reason";
+  return new UnreadableFileError(`cannot ${verb} ${describeFile(path)}: ${code}`, { cause: err });
+}
+
+/**
+ * Opens a file for reading and checks that it is a regular file.
+ * @throws UnreadableFileError naming the base name and the OS code.
+ */
+export async function openForRead(path: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (err) {
+    throw fileError(path, "open", err);
+  }
+  try {
+    const st = await handle.stat();
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+  } catch (err) {
+    await closeQuietly(handle);
+    throw fileError(path, "open", err);
+  }
+  return handle;
+}
+
+/**
+ * Opens (creating or truncating) a file for writing.
+ * @throws UnreadableFileError naming the base name and the OS code.
+ */
+export async function openForWrite(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, "w");
+  } catch (err) {
+    throw fileError(path, "open for writing", err);
+  }
+}
+
+/** Closes a handle, ignoring errors (already closed, or closing after a failure). */
+export async function closeQuietly(handle: FileHandle): Promise<void> {
+  try {
+    await handle.close();
+  } catch {
+    // already closed or unusable: nothing more to release
+  }
+}
+
+/** Reads up to `length` bytes at `position` (fewer at end of file). */
+export async function readAt(handle: FileHandle, position: number, length: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await handle.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
