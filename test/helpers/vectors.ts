@@ -1,11 +1,12 @@
-/** Loads the RFC known-answer vectors from ../shared/vectors (next to the project root). */
+/** Loads the RFC known-answer vectors from test/vectors (a copy of ../shared/vectors; see its README). */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const dir = fileURLToPath(new URL("../../../shared/vectors/", import.meta.url));
+export const vectorsDir = fileURLToPath(new URL("../vectors/", import.meta.url));
+export const sharedVectorsDir = fileURLToPath(new URL("../../../shared/vectors/", import.meta.url));
 
 export function loadVectors<T = unknown>(name: string): T {
-  return JSON.parse(readFileSync(dir + name, "utf8")) as T;
+  return JSON.parse(readFileSync(vectorsDir + name, "utf8")) as T;
 }
 
 export const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
