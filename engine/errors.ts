@@ -64,8 +64,9 @@ export class InvalidScalarError extends InvalidInputError {
 export class InvalidLengthError extends InvalidInputError {
   readonly expected: string;
   readonly actual: number;
-  constructor(what: string, expected: string, actual: number) {
-    super(`${what}: expected ${expected} bytes, got ${actual}`, ErrorCode.InvalidLength);
+  /** `message` replaces the built one (used when the error is rebuilt after crossing a worker boundary). */
+  constructor(what: string, expected: string, actual: number, message?: string) {
+    super(message ?? `${what}: expected ${expected} bytes, got ${actual}`, ErrorCode.InvalidLength);
     this.expected = expected;
     this.actual = actual;
   }
@@ -159,18 +160,14 @@ export function serializeError(err: unknown): SerializedError {
 /** Rebuilds the typed error on the host side of a worker boundary. */
 export function errorFromSerialized(e: SerializedError): UmbraError {
   switch (e.code) {
-    case ErrorCode.InvalidPoint: {
-      const err = new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), e.index);
-      return err;
-    }
+    case ErrorCode.InvalidPoint:
+      return new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), e.index);
     case ErrorCode.InvalidScalar:
       return new InvalidScalarError(e.message);
     case ErrorCode.InvalidArgument:
       return new InvalidArgumentError(e.message);
-    case ErrorCode.InvalidLength: {
-      const err = new InvalidInputError(e.message, ErrorCode.InvalidLength);
-      return err;
-    }
+    case ErrorCode.InvalidLength:
+      return new InvalidLengthError("", "", 0, e.message);
     case ErrorCode.UnsupportedBackend:
       return new UnsupportedBackendError(e.message);
     case ErrorCode.InvalidInput:

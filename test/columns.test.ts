@@ -36,7 +36,6 @@ import {
   writeCsv,
   writeTable,
   type KeyColumn,
-  type KeyOptions,
 } from "../engine/columns/index.js";
 import {
   ErrorCode,

@@ -29,7 +29,7 @@ import {
   UnsupportedTypeError,
 } from "../errors.js";
 import { Float64Builder, Int64Builder, Utf8Builder } from "./buffers.js";
-import { closeQuietly, describeFile, fileError, openForRead, openForWrite } from "./files.js";
+import { closeAfterWrite, closeQuietly, describeFile, fileError, openForRead, openForWrite } from "./files.js";
 import { iterateBatches } from "./ipc.js";
 import type { BatchInput, BatchSource } from "./source.js";
 
@@ -438,9 +438,5 @@ export async function writeCsv(path: string, input: BatchInput): Promise<void> {
     await closeQuietly(handle);
     throw err;
   }
-  try {
-    await handle.close();
-  } catch (err) {
-    throw new UnreadableFileError(`cannot write ${describeFile(path)}`, { cause: err });
-  }
+  await closeAfterWrite(handle, path);
 }

@@ -115,3 +115,12 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
   }
   return got === length ? buf : buf.subarray(0, got);
 }
+
+/** Closes a file that was written; a failure to flush is an UnreadableFileError naming the file. */
+export async function closeAfterWrite(handle: FileHandle, path: string): Promise<void> {
+  try {
+    await handle.close();
+  } catch (err) {
+    throw new UnreadableFileError(`cannot write ${describeFile(path)}`, { cause: err });
+  }
+}

@@ -20,7 +20,7 @@ import {
   type Schema,
 } from "apache-arrow";
 import { InvalidArgumentError, UmbraError, UnreadableFileError } from "../errors.js";
-import { closeQuietly, describeFile, openForRead, openForWrite, readAt } from "./files.js";
+import { closeAfterWrite, closeQuietly, describeFile, openForRead, openForWrite, readAt } from "./files.js";
 import { projectBatch, projectSchema, type BatchSource, type BatchInput } from "./source.js";
 
 /** The IPC file magic, "ARROW1". */
@@ -154,11 +154,7 @@ export async function writeArrowIPC(path: string, input: BatchInput, options: Wr
     await closeQuietly(handle);
     throw err;
   }
-  try {
-    await handle.close();
-  } catch (err) {
-    throw new UnreadableFileError(`cannot write ${describeFile(path)}`, { cause: err });
-  }
+  await closeAfterWrite(handle, path);
 }
 
 /** Iterates the batches of a Table, an iterable or an async iterable. */

@@ -53,7 +53,7 @@ import { batchDivide, feFromBytes, feIsCanonical, feToBytes, P } from "./field25
 import { invertScalarBytes, randomScalarNumber, scalarToBytes } from "./scalar.js";
 import { x25519ScalarPlan } from "./x25519-scalar.js";
 import { BackendId, GroupId, type DecodeOptions, type Group, type PointBytes, type RandomSource, type ScalarBytes } from "./types.js";
-import { assertDst, assertElementBytes, assertMessages, elementCount, isZero } from "./validate.js";
+import { assertDst, assertElementBytes, assertMessages, elementCount } from "./validate.js";
 
 export { clampedFromScalar } from "./x25519-scalar.js";
 

@@ -239,16 +239,15 @@ function countOf(buf: Uint8Array, size: number, what: string): number {
   return buf.length / size;
 }
 
+/** Fields that hold the caller's own buffers (shared by every chunk): never detached. */
+const CALLER_OWNED = new Set(["scalar", "dst", "secretKey"]);
+
 /** The chunk buffers a task owns (all freshly sliced), moved rather than copied. */
 function transferablesOf(task: GroupTask): ArrayBuffer[] {
   const bufs: ArrayBuffer[] = [];
-  for (const v of Object.values(task)) {
-    if (v instanceof Uint8Array || v instanceof Uint32Array) {
-      // Only whole, unshared buffers: the caller's scalar or DST must not be detached.
-      if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && !(v.buffer instanceof SharedArrayBuffer) && v !== (task as { scalar?: unknown }).scalar && v !== (task as { dst?: unknown }).dst && v !== (task as { secretKey?: unknown }).secretKey) {
-        bufs.push(v.buffer as ArrayBuffer);
-      }
-    }
+  for (const [key, v] of Object.entries(task)) {
+    if (CALLER_OWNED.has(key) || !(v instanceof Uint8Array || v instanceof Uint32Array)) continue;
+    if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer) bufs.push(v.buffer);
   }
   return bufs;
 }
