@@ -33,6 +33,20 @@ describe("umbra CLI", () => {
     for (const id of ["psi", "psi-cardinality", "lookup", "join-aggregate", "federated-aggregate"]) expect(r.stdout).toContain(id);
   });
 
+  it("resolves the package's subpath exports from dist", () => {
+    const script = `
+      const engine = await import("umbra");
+      const sub = await import("umbra/engine");
+      const protocols = await import("umbra/protocols");
+      const node = await import("umbra/node");
+      console.log([engine.oprf === sub.oprf, typeof engine.oprf.blindEvaluate, protocols.PROTOCOLS.length, typeof node.runDemo].join(" "));
+    `;
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("true function 5 function");
+  });
+
   it("runs the demo: secure results agree with the plaintext join", () => {
     const r = run("demo", "--buyer-rows", "600", "--provider-rows", "1500", "--dir", dir);
     expect(r.stderr).toBe("");
