@@ -14,3 +14,4 @@ export { oprf, voprf, poprf, createOprf, OprfMode, VerifyError, contextString, S
 export type { BlindResult, KeyPair, OprfSuite, PoprfBlindResult, ProvedEvaluation } from "./oprf/index.js";
 export * from "./pool/index.js";
 export * from "./columns/index.js";
+export * from "./psi/index.js";

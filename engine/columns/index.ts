@@ -26,3 +26,4 @@ export {
   type KeyNormalisation,
   type KeyOptions,
 } from "./normalise.js";
+export { concatTablesHorizontally, takeRows } from "./take.js";
