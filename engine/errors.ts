@@ -28,8 +28,9 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** Base class: every error the engine throws on purpose is an UmbraError. */
 export class UmbraError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** A stable `UMBRA_*` code: one of {@link ErrorCode} or of a higher layer's codes. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -38,7 +39,7 @@ export class UmbraError extends Error {
 
 /** Malformed input: bytes, files or arguments that are not what they must be. */
 export class InvalidInputError extends UmbraError {
-  constructor(message: string, code: ErrorCode = ErrorCode.InvalidInput, options?: { cause?: unknown }) {
+  constructor(message: string, code: string = ErrorCode.InvalidInput, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

@@ -1,9 +1,41 @@
 /**
  * umbra/protocols: the multi-party protocols as transport-free state
- * machines. This module lists them with what each role learns (the leakage
- * each protocol file states and its tests check); the state machines
- * themselves are added one file per protocol.
+ * machines (state is plain data; a step is (state, message) -> (state,
+ * messages)), their protobuf messages, and runners that play every role in
+ * this process over a transport that serialises every message.
+ *
+ *   import { runPsi, runLookup, prepareLookupTable } from "umbra/protocols";
  */
+export * from "./errors.js";
+export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolName } from "./codec.js";
+export type { ElementBatch, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
+export { MemoryTransport, type TransportStats } from "./transport.js";
+export { refusalFor } from "./refusal.js";
+export * from "./psi.js";
+export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run-psi.js";
+export {
+  LOOKUP_VERSION,
+  LookupStep,
+  TAG_BYTES,
+  deriveTagAndKey,
+  lookupBuyerDone,
+  lookupBuyerReceive,
+  lookupBuyerResult,
+  lookupBuyerStart,
+  lookupKeyPair,
+  lookupProviderDone,
+  lookupProviderReceive,
+  lookupProviderStart,
+  preparedTableInfo,
+  prepareLookupTable,
+  type LookupBuyerState,
+  type LookupContext,
+  type LookupParams,
+  type LookupProviderOptions,
+  type LookupProviderState,
+  type PrepareOptions,
+} from "./lookup.js";
+export { runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
 
 export const ProtocolId = {
   Psi: "psi",

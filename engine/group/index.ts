@@ -68,3 +68,4 @@ async function load(group: GroupId, backend: BackendId): Promise<Group> {
   }
   throw new UnsupportedBackendError(`no backend "${String(backend)}" for group "${String(group)}"`);
 }
+export { checkComparedEncodings } from "./validate.js";

@@ -35,3 +35,31 @@ export function assertMessages(messages: PackedBytes): number {
   assertPacked(messages, "messages");
   return messages.offsets.length - 1;
 }
+
+const FIELD_P_TOP = 0x7f;
+
+/**
+ * Structural check of n received 32-byte encodings that enter no
+ * computation and are only compared for equality with elements computed
+ * locally: each must be a canonical field-element encoding (bit 255 clear,
+ * value < 2^255 − 19) and not all zeros (the identity of both groups).
+ * Elements that are multiplied get the full strict decode instead.
+ * Throws InvalidPointError with the failing index.
+ */
+export function checkComparedEncodings(points: Uint8Array): void {
+  const n = elementCount(points);
+  for (let i = 0; i < n; i++) {
+    const o = i * 32;
+    const top = points[o + 31] ?? 0;
+    if (top > FIELD_P_TOP) throw new InvalidPointError("not a canonical encoding", i);
+    if (top === FIELD_P_TOP) {
+      // value ≥ p iff bytes 1..30 are 0xff and byte 0 ≥ 0xed
+      let allFF = true;
+      for (let j = 1; j < 31 && allFF; j++) allFF = points[o + j] === 0xff;
+      if (allFF && (points[o] ?? 0) >= 0xed) throw new InvalidPointError("not a canonical encoding", i);
+    }
+    let any = 0;
+    for (let j = 0; j < 32; j++) any |= points[o + j] ?? 0;
+    if (any === 0) throw new InvalidPointError("identity element refused", i);
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The one place protobuf lives: encodes and decodes the protocol messages of
+ * `proto/umbra.proto` (embedded in `proto/schema.ts`, so nothing is read from
+ * disk). Decoding is strict: a size bound before parsing, then every field
+ * checked against its type and range; anything else is an
+ * InvalidMessageError. Bytes fields come back as views of the input buffer.
+ */
+import protobuf from "protobufjs";
+import { InvalidMessageError, MessageTooLargeError } from "./errors.js";
+import { PROTO_SOURCES } from "./proto/schema.js";
+
+export const ProtocolName = {
+  Psi: "psi",
+  PsiCardinality: "psi-cardinality",
+  Lookup: "lookup",
+} as const;
+export type ProtocolName = (typeof ProtocolName)[keyof typeof ProtocolName];
+
+/** Largest encoded message any protocol accepts (an element chunk of 65,536 × 64 bytes fits). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 4096;
+/** Largest number of elements in one chunk. */
+export const MAX_CHUNK_ELEMENTS = 65_536;
+
+export interface Header {
+  readonly job: string;
+  readonly protocol: ProtocolName;
+  readonly version: number;
+  readonly step: number;
+  readonly chunk: number;
+  readonly chunks: number;
+}
+
+export interface PsiHello {
+  readonly kind: "psiHello";
+  readonly header: Header;
+  readonly group: string;
+  readonly mode: string;
+  readonly setSize: number;
+  readonly chunkElements: number;
+}
+export interface ElementBatch {
+  readonly kind: "elementBatch";
+  readonly header: Header;
+  readonly elementSize: number;
+  readonly count: number;
+  readonly elements: Uint8Array;
+}
+export interface LookupHello {
+  readonly kind: "lookupHello";
+  readonly header: Header;
+  readonly product: string;
+  readonly productVersion: number;
+  readonly queryCount: number;
+  readonly chunkElements: number;
+}
+export interface LookupTableInfo {
+  readonly kind: "lookupTableInfo";
+  readonly header: Header;
+  readonly product: string;
+  readonly productVersion: number;
+  readonly rows: number;
+  readonly tagSize: number;
+  readonly labelSchema: Uint8Array;
+  readonly chunkRows: number;
+}
+export interface SealedRows {
+  readonly kind: "sealedRows";
+  readonly header: Header;
+  readonly count: number;
+  readonly tags: Uint8Array;
+  readonly offsets: Uint8Array;
+  readonly sealed: Uint8Array;
+}
+export interface Refusal {
+  readonly kind: "refusal";
+  readonly header: Header;
+  readonly code: string;
+  readonly reason: string;
+}
+export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal;
+export type MessageKind = ProtocolMessage["kind"];
+
+const root = new protobuf.Root();
+for (const source of Object.values(PROTO_SOURCES)) protobuf.parse(source, root, { keepCase: false });
+const MessageType = root.lookupType("umbra.v1.Message");
+
+const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const PROTOCOLS = new Set<string>(Object.values(ProtocolName));
+const TOKEN = /^[a-z0-9-]{1,32}$/;
+
+/** True when `job` is a well-formed job id (it goes into domain separation tags). */
+export function isJobId(job: string): boolean {
+  return JOB_ID.test(job);
+}
+
+export function encodeMessage(m: ProtocolMessage): Uint8Array {
+  const { kind, ...body } = m;
+  const bytes = MessageType.encode(MessageType.fromObject({ [kind]: body })).finish();
+  if (bytes.length > MAX_MESSAGE_BYTES) throw new MessageTooLargeError(bytes.length, MAX_MESSAGE_BYTES);
+  return bytes;
+}
+
+type Obj = Record<string, unknown>;
+
+function bad(what: string): never {
+  throw new InvalidMessageError(`malformed message: ${what}`);
+}
+
+function uint(o: Obj, field: string, max = Number.MAX_SAFE_INTEGER): number {
+  const v = o[field];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) bad(`field ${field} out of range`);
+  return v;
+}
+
+function str(o: Obj, field: string, pattern: RegExp): string {
+  const v = o[field];
+  if (typeof v !== "string" || !pattern.test(v)) bad(`field ${field} is not valid`);
+  return v;
+}
+
+function bytes(o: Obj, field: string): Uint8Array {
+  const v = o[field];
+  if (!(v instanceof Uint8Array)) bad(`field ${field} is missing`);
+  return v;
+}
+
+function header(o: Obj): Header {
+  const h = o["header"];
+  if (h === null || typeof h !== "object") bad("header is missing");
+  const hh = h as Obj;
+  const job = hh["job"];
+  if (typeof job !== "string" || !JOB_ID.test(job)) bad("job id is not valid");
+  const protocol = hh["protocol"];
+  if (typeof protocol !== "string" || !PROTOCOLS.has(protocol)) bad("unknown protocol");
+  const chunks = uint(hh, "chunks", 1 << 24);
+  const chunk = uint(hh, "chunk", 1 << 24);
+  if (chunks < 1 || chunk >= chunks) bad("chunk index out of range");
+  return { job, protocol: protocol as ProtocolName, version: uint(hh, "version", 1000), step: uint(hh, "step", 1000), chunk, chunks };
+}
+
+/** Decodes one message, strictly. Throws InvalidMessageError / MessageTooLargeError. */
+export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_BYTES): ProtocolMessage {
+  if (!(input instanceof Uint8Array)) bad("not bytes");
+  if (input.length > maxBytes) throw new MessageTooLargeError(input.length, maxBytes);
+  let decoded: protobuf.Message;
+  try {
+    decoded = MessageType.decode(input);
+  } catch {
+    bad("not a protocol message");
+  }
+  const o = MessageType.toObject(decoded, { longs: Number, defaults: true, oneofs: true }) as Obj;
+  const kind = o["body"];
+  const b = typeof kind === "string" ? (o[kind] as Obj | undefined) : undefined;
+  if (!b) bad("empty message");
+  const h = header(b);
+  switch (kind) {
+    case "psiHello":
+      return {
+        kind,
+        header: h,
+        group: str(b, "group", TOKEN),
+        mode: str(b, "mode", TOKEN),
+        setSize: uint(b, "setSize"),
+        chunkElements: uint(b, "chunkElements", MAX_CHUNK_ELEMENTS),
+      };
+    case "elementBatch": {
+      const elementSize = uint(b, "elementSize", 1024);
+      const count = uint(b, "count", MAX_CHUNK_ELEMENTS);
+      const elements = bytes(b, "elements");
+      if (elementSize === 0 || count === 0 || elements.length !== elementSize * count) bad("element batch length does not match its count");
+      return { kind, header: h, elementSize, count, elements };
+    }
+    case "lookupHello":
+      return {
+        kind,
+        header: h,
+        product: str(b, "product", /^[A-Za-z0-9._:-]{1,128}$/),
+        productVersion: uint(b, "productVersion", 0xffffffff),
+        queryCount: uint(b, "queryCount"),
+        chunkElements: uint(b, "chunkElements", MAX_CHUNK_ELEMENTS),
+      };
+    case "lookupTableInfo":
+      return {
+        kind,
+        header: h,
+        product: str(b, "product", /^[A-Za-z0-9._:-]{1,128}$/),
+        productVersion: uint(b, "productVersion", 0xffffffff),
+        rows: uint(b, "rows"),
+        tagSize: uint(b, "tagSize", 64),
+        labelSchema: bytes(b, "labelSchema"),
+        chunkRows: uint(b, "chunkRows", MAX_CHUNK_ELEMENTS),
+      };
+    case "sealedRows": {
+      const count = uint(b, "count", MAX_CHUNK_ELEMENTS);
+      const offsets = bytes(b, "offsets");
+      if (count === 0 || offsets.length !== (count + 1) * 4) bad("sealed rows offsets do not match the count");
+      return { kind, header: h, count, tags: bytes(b, "tags"), offsets, sealed: bytes(b, "sealed") };
+    }
+    case "refusal":
+      return { kind, header: h, code: str(b, "code", /^UMBRA_[A-Z_]{1,64}$/), reason: str(b, "reason", /^[\x20-\x7e]{0,512}$/) };
+    default:
+      return bad("unknown message kind");
+  }
+}

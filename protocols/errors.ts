@@ -1,0 +1,78 @@
+/**
+ * The protocol layer's typed errors. `InvalidMessageError` is malformed input
+ * (bytes that do not parse, a field out of range, a bad point);
+ * `ProtocolError` is a well-formed message against the protocol (wrong job,
+ * wrong step, a replayed chunk, a mode that differs). Messages never carry a
+ * key, an identifier or a value.
+ */
+import { UmbraError } from "../engine/errors.js";
+
+export const ProtocolErrorCode = {
+  InvalidMessage: "UMBRA_INVALID_MESSAGE",
+  MessageTooLarge: "UMBRA_MESSAGE_TOO_LARGE",
+  Protocol: "UMBRA_PROTOCOL",
+  WrongStep: "UMBRA_WRONG_STEP",
+  WrongJob: "UMBRA_WRONG_JOB",
+  BudgetExceeded: "UMBRA_BUDGET_EXCEEDED",
+  Refused: "UMBRA_REFUSED",
+  InvalidState: "UMBRA_INVALID_STATE",
+} as const;
+export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
+
+/** A message that is not what the schema or the protocol's bounds allow. */
+export class InvalidMessageError extends UmbraError {
+  constructor(message: string, code: string = ProtocolErrorCode.InvalidMessage, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** A message larger than the protocol allows. */
+export class MessageTooLargeError extends InvalidMessageError {
+  constructor(size: number, limit: number) {
+    super(`message of ${size} bytes exceeds the limit of ${limit}`, ProtocolErrorCode.MessageTooLarge);
+  }
+}
+
+/** A well-formed message that the protocol does not allow here. */
+export class ProtocolError extends UmbraError {
+  constructor(message: string, code: string = ProtocolErrorCode.Protocol) {
+    super(code, message);
+  }
+}
+
+/** A message for another step, a replayed or out-of-order chunk. */
+export class WrongStepError extends ProtocolError {
+  constructor(message: string) {
+    super(message, ProtocolErrorCode.WrongStep);
+  }
+}
+
+/** A message for another job or protocol. */
+export class WrongJobError extends ProtocolError {
+  constructor(message: string) {
+    super(message, ProtocolErrorCode.WrongJob);
+  }
+}
+
+/** The provider's evaluation budget for this buyer would be exceeded. */
+export class BudgetExceededError extends ProtocolError {
+  constructor(requested: number, remaining: number) {
+    super(`evaluation budget exceeded: ${requested} requested, ${remaining} remaining`, ProtocolErrorCode.BudgetExceeded);
+  }
+}
+
+/** The other party refused the job (its Refusal message's code and reason). */
+export class RefusedError extends ProtocolError {
+  readonly peerCode: string;
+  constructor(peerCode: string, reason: string) {
+    super(`refused by the other party (${peerCode}): ${reason}`, ProtocolErrorCode.Refused);
+    this.peerCode = peerCode;
+  }
+}
+
+/** A state object that is not a valid state of this protocol (e.g. corrupted persistence). */
+export class InvalidStateError extends ProtocolError {
+  constructor(message: string) {
+    super(message, ProtocolErrorCode.InvalidState);
+  }
+}

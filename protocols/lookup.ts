@@ -1,0 +1,646 @@
+/**
+ * lookup: labeled PSI / enrichment over the RFC 9497 OPRF (ristretto255-SHA512).
+ *
+ * ## Preparation (provider, once per product version)
+ *
+ * The provider's OPRF key for a product version is
+ * DeriveKeyPair(masterSeed, "umbra/lookup/v1/<product>/<version>") — a new
+ * version rotates the key. For each distinct key y of its table it computes
+ * F = Evaluate(sk, y) (64 bytes) and
+ *
+ *   tag   = HKDF-SHA256(F, info "umbra/lookup/v1/tag")[0..16]
+ *   key   = HKDF-SHA256(F, info "umbra/lookup/v1/aead")[0..32]
+ *   sealed = nonce ‖ ChaCha20-Poly1305(key, nonce, labels of every row with key y,
+ *                                       aad = product ‖ version ‖ tag)
+ *
+ * The prepared table (tag, sealed), shuffled, is an Arrow table the node keeps
+ * as Arrow IPC and reuses across buyers and restarts. It holds no key and no
+ * label in the clear.
+ *
+ * ## Flow (version 1)
+ *
+ *   step 1  buyer → provider   LookupHello {product, version, n = distinct buyer keys}
+ *   step 2  buyer → provider   Blind(x_i) with a fresh blind per key, in chunks
+ *   step 3  provider → buyer   LookupTableInfo {rows, tag size, label schema}
+ *   step 4  provider → buyer   BlindEvaluate(sk, ·) of each, same order and chunks
+ *   step 5  provider → buyer   the prepared table's (tag, sealed) rows, in chunks
+ *
+ * The buyer finalises F(x_i), derives tag and key, keeps the sealed rows whose
+ * tag it knows, and opens them; its output is its own rows with the
+ * provider's label columns (a left join: null where no match, one output row
+ * per matching provider row).
+ *
+ * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
+ *
+ * - Provider learns: n, the number of distinct keys the buyer queries — and it
+ *   refuses the job (BudgetExceededError, a Refusal message) when n exceeds
+ *   the evaluation budget it keeps for that buyer. The blinded elements are
+ *   uniformly random.
+ * - Buyer learns: the labels of the keys it holds; the number of prepared rows
+ *   (distinct provider keys). A sealed row for a key it does not hold is
+ *   opened only by F_k(y), which it cannot compute without the provider's key
+ *   (an OPRF output on an unqueried input is pseudorandom); the budget bounds
+ *   how many keys it can try (this is what stops enumerating small key spaces
+ *   such as phone numbers).
+ * - The exchange, relaying, sees sizes only.
+ *
+ * Every received element is strictly decoded (identity and non-canonical
+ * encodings refused); messages are bound to job, protocol, version, step and
+ * chunk; a refused message leaves the state unchanged.
+ *
+ * References: RFC 9497 (OPRF), RFC 5869 (HKDF), RFC 8439 (ChaCha20-Poly1305);
+ * Chen, Huang, Laine, Rindal, "Labeled PSI from fully homomorphic encryption
+ * with malicious security" (2018) for the labeled-PSI setting.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import {
+  Binary,
+  FixedSizeBinary,
+  Field,
+  makeData,
+  RecordBatch,
+  RecordBatchReader,
+  RecordBatchStreamWriter,
+  Schema,
+  Struct,
+  Table,
+  vectorFromArray,
+  type DataType,
+  type Vector,
+} from "apache-arrow";
+import { InvalidArgumentError, InvalidPointError } from "../engine/errors.js";
+import { keysFromTable, type KeyColumn, type KeyOptions } from "../engine/columns/index.js";
+import { createGroup, GroupId } from "../engine/group/index.js";
+import { oprf } from "../engine/oprf/index.js";
+import { distinctKeys, ElementIndex, shuffledOrder } from "../engine/psi/index.js";
+import type { CryptoPool } from "../engine/pool/index.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type Header, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
+import { BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongJobError, WrongStepError } from "./errors.js";
+
+export const LOOKUP_VERSION = 1;
+export const LookupStep = { BuyerHello: 1, BuyerBlinded: 2, ProviderInfo: 3, ProviderEvaluated: 4, ProviderSealed: 5 } as const;
+export type LookupStep = (typeof LookupStep)[keyof typeof LookupStep];
+
+export const TAG_BYTES = 16;
+const NONCE_BYTES = 12;
+const AEAD_TAG_BYTES = 16;
+const ELEMENT = 32;
+export const DEFAULT_LOOKUP_CHUNK = 16_384;
+/** Largest sealed label blob of one key (all its rows). */
+export const MAX_SEALED_BYTES = 1 << 20;
+
+const META_PRODUCT = "umbra.lookup.product";
+const META_VERSION = "umbra.lookup.version";
+const META_LABELS = "umbra.lookup.labelSchema";
+const PRODUCT = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const enc = new TextEncoder();
+const INFO_TAG = enc.encode("umbra/lookup/v1/tag");
+const INFO_KEY = enc.encode("umbra/lookup/v1/aead");
+
+/** The product's OPRF key pair for one version: rotate by bumping the version. */
+export function lookupKeyPair(masterSeed: Uint8Array, product: string, version: number) {
+  checkProduct(product, version);
+  return oprf.deriveKeyPair(masterSeed, enc.encode(`umbra/lookup/v${LOOKUP_VERSION}/${product}/${version}`));
+}
+
+function checkProduct(product: string, version: number): void {
+  if (!PRODUCT.test(product)) throw new InvalidArgumentError("product must be 1..128 of [A-Za-z0-9._:-]");
+  if (!Number.isInteger(version) || version < 0 || version > 0xffffffff) throw new InvalidArgumentError("product version must be a 32-bit unsigned integer");
+}
+
+/** tag and AEAD key of one OPRF output F_k(key). */
+export function deriveTagAndKey(f: Uint8Array): { tag: Uint8Array; key: Uint8Array } {
+  return { tag: hkdf(sha256, f, undefined, INFO_TAG, TAG_BYTES), key: hkdf(sha256, f, undefined, INFO_KEY, 32) };
+}
+
+function aad(product: string, version: number, tag: Uint8Array): Uint8Array {
+  const p = enc.encode(product);
+  const out = new Uint8Array(p.length + 4 + tag.length);
+  out.set(p, 0);
+  new DataView(out.buffer).setUint32(p.length, version, true);
+  out.set(tag, p.length + 4);
+  return out;
+}
+
+function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+  const nonce = randomBytes(NONCE_BYTES);
+  const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: AEAD_TAG_BYTES });
+  c.setAAD(ad, { plaintextLength: plaintext.length });
+  const body = Buffer.concat([c.update(plaintext), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]);
+}
+
+/** Opens a sealed blob; undefined when it does not authenticate. */
+function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | undefined {
+  if (sealed.length < NONCE_BYTES + AEAD_TAG_BYTES) return undefined;
+  try {
+    const d = createDecipheriv("chacha20-poly1305", key, sealed.subarray(0, NONCE_BYTES), { authTagLength: AEAD_TAG_BYTES });
+    d.setAAD(ad, { plaintextLength: sealed.length - NONCE_BYTES - AEAD_TAG_BYTES });
+    d.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_BYTES));
+    return Buffer.concat([d.update(sealed.subarray(NONCE_BYTES, sealed.length - AEAD_TAG_BYTES)), d.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+// ----------------------------------------------------------- label values
+
+/** JSON-safe form of a cell: bigints as strings, bytes as base64, dates as epoch ms. */
+function cellToJson(v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "bigint") return v.toString();
+  if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
+  if (v instanceof Date) return v.getTime();
+  if (typeof v === "object") return JSON.parse(JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x))) as unknown;
+  return v;
+}
+
+function cellFromJson(v: unknown, type: DataType): unknown {
+  if (v === null || v === undefined) return null;
+  const id = type.typeId;
+  // Int64/Uint64 (bitWidth 64) come back from strings; Binary from base64.
+  if ((type as { bitWidth?: number }).bitWidth === 64 && typeof v === "string") return BigInt(v);
+  if ((id === 4 || id === 15) && typeof v === "string") return Uint8Array.from(Buffer.from(v, "base64"));
+  return v;
+}
+
+/** Schema of the label columns as an Arrow IPC stream with no batches. */
+function schemaToBytes(schema: Schema): Uint8Array {
+  return RecordBatchStreamWriter.writeAll(new Table(schema)).toUint8Array(true);
+}
+
+function schemaFromBytes(bytes: Uint8Array): Schema {
+  try {
+    const reader = RecordBatchReader.from(bytes);
+    reader.open();
+    return reader.schema;
+  } catch {
+    throw new InvalidMessageError("label schema is not an Arrow IPC schema");
+  }
+}
+
+// --------------------------------------------------------- preparation
+
+export interface PrepareOptions {
+  readonly table: Table;
+  /** Key columns (several for a composite key). */
+  readonly keys: readonly string[];
+  /** The label columns a buyer may receive (the policy's allowed output columns). */
+  readonly labels: readonly string[];
+  readonly normalise?: KeyOptions;
+  readonly secretKey: Uint8Array;
+  readonly product: string;
+  readonly version: number;
+  readonly pool: CryptoPool;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+/** A prepared table: columns tag (16 bytes) and sealed (binary), with the product and label schema in its metadata. */
+export async function prepareLookupTable(o: PrepareOptions): Promise<Table> {
+  checkProduct(o.product, o.version);
+  if (o.labels.length === 0) throw new InvalidArgumentError("at least one label column is required");
+  const labelFields = o.labels.map((name) => {
+    const f = o.table.schema.fields.find((x) => x.name === name);
+    if (!f) throw new InvalidArgumentError(`label column "${name}" not found in the provider table`);
+    if (o.keys.includes(name)) throw new InvalidArgumentError(`column "${name}" cannot be both a key and a label`);
+    return f;
+  });
+  const keys = keysFromTable(o.table, o.keys, { ...o.normalise, source: "provider table" });
+  const d = distinctKeys(keys);
+  const outputs = await o.pool.oprfEvaluate(o.secretKey, d.distinct, {
+    onProgress: (done, total) => o.onProgress?.("provider: evaluate keys", done, total),
+  });
+  // Rows of each distinct key, in table order.
+  const rowsOf: number[][] = Array.from({ length: d.count }, () => []);
+  for (let r = 0; r < keys.length; r++) {
+    const k = d.rowToDistinct[r] ?? -1;
+    if (k >= 0) rowsOf[k]?.push(r);
+  }
+  const columns = labelFields.map((f) => o.table.getChild(f.name) as Vector);
+  const order = shuffledOrder(d.count);
+  const tags = new Uint8Array(d.count * TAG_BYTES);
+  const sealed: Uint8Array[] = new Array<Uint8Array>(d.count);
+  for (let i = 0; i < d.count; i++) {
+    const k = order[i] as number;
+    const { tag, key } = deriveTagAndKey(outputs.subarray(k * 64, k * 64 + 64));
+    const rows = (rowsOf[k] ?? []).map((r) => columns.map((c) => cellToJson(c.get(r))));
+    const plaintext = enc.encode(JSON.stringify(rows));
+    if (plaintext.length > MAX_SEALED_BYTES - 64) throw new InvalidArgumentError("the labels of one key exceed 1 MiB");
+    tags.set(tag, i * TAG_BYTES);
+    sealed[i] = seal(key, plaintext, aad(o.product, o.version, tag));
+    if ((i & 0xffff) === 0xffff) o.onProgress?.("provider: seal labels", i + 1, d.count);
+  }
+  o.onProgress?.("provider: seal labels", d.count, d.count);
+  const labelSchema = new Schema(labelFields);
+  const tagVector = vectorFromArray(Array.from({ length: d.count }, (_, i) => tags.subarray(i * TAG_BYTES, (i + 1) * TAG_BYTES)), new FixedSizeBinary(TAG_BYTES));
+  const sealedVector = vectorFromArray(sealed, new Binary());
+  const metadata = new Map([
+    [META_PRODUCT, o.product],
+    [META_VERSION, String(o.version)],
+    [META_LABELS, Buffer.from(schemaToBytes(labelSchema)).toString("base64")],
+  ]);
+  const schema = new Schema([new Field("tag", new FixedSizeBinary(TAG_BYTES), false), new Field("sealed", new Binary(), false)], metadata);
+  const data = makeData({ type: new Struct(schema.fields), length: d.count, nullCount: 0, children: [tagVector.data[0]!, sealedVector.data[0]!] });
+  return new Table(schema, [new RecordBatch(schema, data)]);
+}
+
+/** The product, version and label schema of a prepared table (e.g. one read back from Arrow IPC). */
+export function preparedTableInfo(prepared: Table): { product: string; version: number; labelSchema: Schema; rows: number } {
+  const md = prepared.schema.metadata;
+  const product = md.get(META_PRODUCT);
+  const version = Number(md.get(META_VERSION));
+  const labels = md.get(META_LABELS);
+  const tag = prepared.schema.fields.find((f) => f.name === "tag");
+  const sealed = prepared.schema.fields.find((f) => f.name === "sealed");
+  if (product === undefined || labels === undefined || !Number.isInteger(version) || !tag || !sealed) {
+    throw new InvalidArgumentError("not a prepared lookup table (metadata or columns missing)");
+  }
+  if (!(tag.type instanceof FixedSizeBinary) || tag.type.byteWidth !== TAG_BYTES) throw new InvalidArgumentError("prepared table: tag column has the wrong type");
+  checkProduct(product, version);
+  return { product, version, labelSchema: schemaFromBytes(Uint8Array.from(Buffer.from(labels, "base64"))), rows: prepared.numRows };
+}
+
+// ------------------------------------------------------------ states
+
+export interface LookupParams {
+  readonly job: string;
+  readonly product: string;
+  readonly version: number;
+  readonly chunkElements?: number;
+}
+
+export interface LookupContext {
+  readonly pool: CryptoPool;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+interface Common {
+  readonly protocol: typeof ProtocolName.Lookup;
+  readonly version: number;
+  readonly job: string;
+  readonly product: string;
+  readonly productVersion: number;
+  readonly chunkElements: number;
+}
+
+export interface LookupBuyerState extends Common {
+  readonly role: "buyer";
+  readonly rows: number;
+  readonly rowToDistinct: Int32Array;
+  /** The buyer's distinct keys (it finalises with them). */
+  readonly keyData: Uint8Array;
+  readonly keyOffsets: Uint32Array;
+  readonly queryCount: number;
+  /** One blind per distinct key. */
+  readonly blinds: Uint8Array;
+  readonly infoReceived: boolean;
+  readonly tableRows: number;
+  readonly tableChunkRows: number;
+  readonly labelSchema: Uint8Array;
+  readonly evaluated: Uint8Array;
+  readonly evaluatedReceived: number;
+  /** After finalising: tag and AEAD key per distinct key. */
+  readonly tags: Uint8Array;
+  readonly aeadKeys: Uint8Array;
+  readonly sealedReceived: number;
+  /** Per distinct key, its opened label rows as JSON text ("" when none). */
+  readonly opened: string[];
+}
+
+export interface LookupProviderState extends Common {
+  readonly role: "provider";
+  readonly secretKey: Uint8Array;
+  /** Evaluations this buyer may still ask for. */
+  readonly budgetRemaining: number;
+  readonly helloReceived: boolean;
+  readonly queryCount: number;
+  readonly peerChunkElements: number;
+  readonly received: number;
+}
+
+export interface StepResult<S> {
+  readonly state: S;
+  readonly messages: ProtocolMessage[];
+}
+
+function resolve(p: LookupParams): Common {
+  if (!isJobId(p.job)) throw new InvalidArgumentError("job id must be 1..128 of [A-Za-z0-9._:-]");
+  checkProduct(p.product, p.version);
+  const chunkElements = p.chunkElements ?? DEFAULT_LOOKUP_CHUNK;
+  if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
+  return { protocol: ProtocolName.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements };
+}
+
+const chunkCount = (n: number, per: number) => Math.ceil(n / per);
+
+function header(s: Common, step: LookupStep, chunk: number, chunks: number): Header {
+  return { job: s.job, protocol: s.protocol, version: s.version, step, chunk, chunks };
+}
+
+function checkBinding(s: Common, h: Header): void {
+  if (h.job !== s.job) throw new WrongJobError("message belongs to another job");
+  if (h.protocol !== s.protocol) throw new WrongJobError(`message belongs to protocol ${h.protocol}, not ${s.protocol}`);
+  if (h.version !== s.version) throw new ProtocolError(`unsupported protocol version ${h.version}`);
+}
+
+function expectStep(h: Header, step: number, chunk: number, chunks: number, kind: string, actual: string): void {
+  if (h.step !== step) throw new WrongStepError(`expected step ${step}, got step ${h.step}`);
+  if (h.chunk !== chunk) throw new WrongStepError(h.chunk < chunk ? `chunk ${h.chunk} of step ${step} was already received` : `expected chunk ${chunk} of step ${step}, got ${h.chunk}`);
+  if (h.chunks !== chunks) throw new InvalidMessageError(`step ${step} must have ${chunks} chunks, the message says ${h.chunks}`);
+  if (actual !== kind) throw new InvalidMessageError(`step ${step} carries ${kind}, not ${actual}`);
+}
+
+function batches(s: Common, step: LookupStep, elements: Uint8Array, per: number): ElementBatch[] {
+  const n = elements.length / ELEMENT;
+  const chunks = chunkCount(n, per);
+  const out: ElementBatch[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const start = c * per;
+    const count = Math.min(per, n - start);
+    out.push({ kind: "elementBatch", header: header(s, step, c, chunks), elementSize: ELEMENT, count, elements: elements.subarray(start * ELEMENT, (start + count) * ELEMENT) });
+  }
+  return out;
+}
+
+function pointError(e: unknown, chunk: number, per: number): never {
+  if (e instanceof InvalidPointError && e.index !== undefined) throw new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), chunk * per + e.index);
+  throw e;
+}
+
+// -------------------------------------------------------------- buyer
+
+/** Starts the buyer: de-duplicates and blinds its keys; returns steps 1 and 2. */
+export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+  const c = resolve(params);
+  const d = distinctKeys(keys);
+  const group = await createGroup({ group: GroupId.Ristretto255 });
+  const blinds = new Uint8Array(d.count * 32);
+  for (let i = 0; i < d.count; i++) blinds.set(group.randomScalar(), i * 32);
+  const blinded = await ctx.pool.oprfBlind(d.distinct, blinds, { onProgress: (done, total) => ctx.onProgress?.("buyer: blind keys", done, total) });
+  const state: LookupBuyerState = {
+    ...c,
+    role: "buyer",
+    rows: keys.length,
+    rowToDistinct: d.rowToDistinct,
+    keyData: d.distinct.data,
+    keyOffsets: d.distinct.offsets,
+    queryCount: d.count,
+    blinds,
+    infoReceived: false,
+    tableRows: 0,
+    tableChunkRows: 0,
+    labelSchema: new Uint8Array(0),
+    evaluated: new Uint8Array(d.count * ELEMENT),
+    evaluatedReceived: 0,
+    tags: new Uint8Array(0),
+    aeadKeys: new Uint8Array(0),
+    sealedReceived: 0,
+    opened: [],
+  };
+  const hello: LookupHello = {
+    kind: "lookupHello",
+    header: header(c, LookupStep.BuyerHello, 0, 1),
+    product: c.product,
+    productVersion: c.productVersion,
+    queryCount: d.count,
+    chunkElements: c.chunkElements,
+  };
+  return { state, messages: [hello, ...batches(c, LookupStep.BuyerBlinded, blinded, c.chunkElements)] };
+}
+
+export function lookupBuyerDone(s: LookupBuyerState): boolean {
+  return s.infoReceived && s.evaluatedReceived === s.queryCount && s.sealedReceived === s.tableRows;
+}
+
+/** The buyer takes one message from the provider (steps 3, 4, 5). */
+export async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+  assertRole(s, "buyer");
+  checkBinding(s, m.header);
+  if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+  if (!s.infoReceived) {
+    expectStep(m.header, LookupStep.ProviderInfo, 0, 1, "lookupTableInfo", m.kind);
+    const info = m as LookupTableInfo;
+    if (info.product !== s.product || info.productVersion !== s.productVersion) throw new ProtocolError("the provider answered for another product version");
+    if (info.tagSize !== TAG_BYTES) throw new InvalidMessageError(`tags must be ${TAG_BYTES} bytes`);
+    if (info.chunkRows < 1) throw new InvalidMessageError("chunk size must be positive");
+    schemaFromBytes(info.labelSchema);
+    const state: LookupBuyerState = {
+      ...s,
+      infoReceived: true,
+      tableRows: info.rows,
+      tableChunkRows: info.chunkRows,
+      labelSchema: Uint8Array.from(info.labelSchema),
+      opened: new Array<string>(s.queryCount).fill(""),
+    };
+    return { state: s.queryCount === 0 ? await finalise(state, ctx) : state, messages: [] };
+  }
+  if (s.evaluatedReceived < s.queryCount) {
+    const per = s.chunkElements;
+    const chunk = s.evaluatedReceived / per;
+    expectStep(m.header, LookupStep.ProviderEvaluated, chunk, chunkCount(s.queryCount, per), "elementBatch", m.kind);
+    const b = m as ElementBatch;
+    const want = Math.min(per, s.queryCount - s.evaluatedReceived);
+    if (b.elementSize !== ELEMENT || b.count !== want) throw new InvalidMessageError(`step 4 chunk ${chunk} must hold ${want} elements of ${ELEMENT} bytes`);
+    const group = await createGroup({ group: GroupId.Ristretto255 });
+    for (let i = 0; i < b.count; i++) {
+      try {
+        group.decode(b.elements.subarray(i * ELEMENT, (i + 1) * ELEMENT));
+      } catch (e) {
+        pointError(e instanceof InvalidPointError ? new InvalidPointError(e.message, i) : e, chunk, per);
+      }
+    }
+    s.evaluated.set(b.elements, s.evaluatedReceived * ELEMENT);
+    const state = { ...s, evaluatedReceived: s.evaluatedReceived + b.count };
+    return { state: state.evaluatedReceived === s.queryCount ? await finalise(state, ctx) : state, messages: [] };
+  }
+  if (s.sealedReceived < s.tableRows) {
+    const per = s.tableChunkRows;
+    const chunk = s.sealedReceived / per;
+    expectStep(m.header, LookupStep.ProviderSealed, chunk, chunkCount(s.tableRows, per), "sealedRows", m.kind);
+    const r = m as SealedRows;
+    const want = Math.min(per, s.tableRows - s.sealedReceived);
+    if (r.count !== want) throw new InvalidMessageError(`step 5 chunk ${chunk} must hold ${want} rows`);
+    if (r.tags.length !== r.count * TAG_BYTES) throw new InvalidMessageError("step 5: tags do not match the count");
+    const offsets = new Uint32Array(r.count + 1);
+    const dv = new DataView(r.offsets.buffer, r.offsets.byteOffset, r.offsets.byteLength);
+    for (let i = 0; i <= r.count; i++) offsets[i] = dv.getUint32(i * 4, true);
+    if (offsets[0] !== 0 || offsets[r.count] !== r.sealed.length) throw new InvalidMessageError("step 5: offsets do not cover the sealed bytes");
+    for (let i = 0; i < r.count; i++) {
+      const len = (offsets[i + 1] ?? 0) - (offsets[i] ?? 0);
+      if (len < NONCE_BYTES + AEAD_TAG_BYTES || len > MAX_SEALED_BYTES) throw new InvalidMessageError("step 5: a sealed row has an invalid length");
+    }
+    // Open the rows whose tag the buyer derived; all checks passed, so state changes only now.
+    const index = ElementIndex.build(s.tags, TAG_BYTES);
+    const hits = index.matchAll(r.tags);
+    const opened = s.opened.slice();
+    const dec = new TextDecoder();
+    for (let i = 0; i < r.count; i++) {
+      const k = hits[i] ?? -1;
+      if (k < 0) continue;
+      const tag = r.tags.subarray(i * TAG_BYTES, (i + 1) * TAG_BYTES);
+      const plain = open(s.aeadKeys.subarray(k * 32, k * 32 + 32), r.sealed.subarray(offsets[i], offsets[i + 1]), aad(s.product, s.productVersion, tag));
+      if (plain === undefined) throw new InvalidMessageError("step 5: a sealed row for a matching tag does not authenticate");
+      opened[k] = dec.decode(plain);
+    }
+    return { state: { ...s, sealedReceived: s.sealedReceived + r.count, opened }, messages: [] };
+  }
+  throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+}
+
+/** Finalize every evaluated element (in the pool) and derive tags and AEAD keys. */
+async function finalise(s: LookupBuyerState, ctx: LookupContext): Promise<LookupBuyerState> {
+  const n = s.queryCount;
+  const outputs = await ctx.pool.oprfFinalize({ data: s.keyData, offsets: s.keyOffsets }, s.blinds, s.evaluated, {
+    onProgress: (done, total) => ctx.onProgress?.("buyer: finalise", done, total),
+  });
+  const tags = new Uint8Array(n * TAG_BYTES);
+  const aeadKeys = new Uint8Array(n * 32);
+  for (let i = 0; i < n; i++) {
+    const { tag, key } = deriveTagAndKey(outputs.subarray(i * 64, i * 64 + 64));
+    tags.set(tag, i * TAG_BYTES);
+    aeadKeys.set(key, i * 32);
+  }
+  // The blinds have served their purpose.
+  return { ...s, tags, aeadKeys, blinds: new Uint8Array(0) };
+}
+
+/** The buyer's output: the label schema and, per distinct key, its label rows (empty when none). */
+export function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
+  assertRole(s, "buyer");
+  if (!lookupBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
+  const labelSchema = schemaFromBytes(s.labelSchema);
+  const types = labelSchema.fields.map((f) => f.type);
+  return {
+    labelSchema,
+    rowToDistinct: s.rowToDistinct,
+    labelsOf: (k: number) => {
+      const text = s.opened[k] ?? "";
+      if (text === "") return [];
+      let rows: unknown;
+      try {
+        rows = JSON.parse(text);
+      } catch {
+        throw new InvalidMessageError("a label row does not parse");
+      }
+      if (!Array.isArray(rows)) throw new InvalidMessageError("a label row does not parse");
+      return rows.map((row: unknown) => {
+        if (!Array.isArray(row) || row.length !== types.length) throw new InvalidMessageError("a label row has the wrong shape");
+        return row.map((v: unknown, j: number) => cellFromJson(v, types[j] as DataType));
+      });
+    },
+  };
+}
+
+// ------------------------------------------------------------ provider
+
+export interface LookupProviderOptions {
+  readonly secretKey: Uint8Array;
+  /** Evaluations this buyer may still ask for (the node persists the budget). */
+  readonly budgetRemaining: number;
+}
+
+export function lookupProviderStart(params: LookupParams, o: LookupProviderOptions): LookupProviderState {
+  const c = resolve(params);
+  if (!Number.isSafeInteger(o.budgetRemaining) || o.budgetRemaining < 0) throw new InvalidArgumentError("budgetRemaining must be a non-negative integer");
+  return { ...c, role: "provider", secretKey: Uint8Array.from(o.secretKey), budgetRemaining: o.budgetRemaining, helloReceived: false, queryCount: 0, peerChunkElements: 0, received: 0 };
+}
+
+export function lookupProviderDone(s: LookupProviderState): boolean {
+  return s.helloReceived && s.received === s.queryCount;
+}
+
+/**
+ * The provider takes one message from the buyer (steps 1, 2). `prepared` is
+ * the prepared table of the state's product version.
+ */
+export async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
+  assertRole(s, "provider");
+  checkBinding(s, m.header);
+  const info = preparedTableInfo(prepared);
+  if (info.product !== s.product || info.version !== s.productVersion) throw new ProtocolError("the prepared table is for another product version");
+  if (!s.helloReceived) {
+    expectStep(m.header, LookupStep.BuyerHello, 0, 1, "lookupHello", m.kind);
+    const h = m as LookupHello;
+    if (h.product !== s.product || h.productVersion !== s.productVersion) throw new ProtocolError("the buyer asks for another product version");
+    if (h.queryCount > s.budgetRemaining) throw new BudgetExceededError(h.queryCount, s.budgetRemaining);
+    if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
+    const state: LookupProviderState = { ...s, helloReceived: true, queryCount: h.queryCount, peerChunkElements: h.chunkElements, budgetRemaining: s.budgetRemaining - h.queryCount };
+    const tableInfo: LookupTableInfo = {
+      kind: "lookupTableInfo",
+      header: header(s, LookupStep.ProviderInfo, 0, 1),
+      product: s.product,
+      productVersion: s.productVersion,
+      rows: info.rows,
+      tagSize: TAG_BYTES,
+      labelSchema: schemaToBytes(info.labelSchema),
+      chunkRows: s.chunkElements,
+    };
+    const messages: ProtocolMessage[] = [tableInfo];
+    if (h.queryCount === 0) messages.push(...sealedChunks(state, prepared));
+    return { state, messages };
+  }
+  if (s.received >= s.queryCount) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  const per = s.peerChunkElements;
+  const chunk = s.received / per;
+  const chunks = chunkCount(s.queryCount, per);
+  expectStep(m.header, LookupStep.BuyerBlinded, chunk, chunks, "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  const want = Math.min(per, s.queryCount - s.received);
+  if (b.elementSize !== ELEMENT || b.count !== want) throw new InvalidMessageError(`step 2 chunk ${chunk} must hold ${want} elements of ${ELEMENT} bytes`);
+  let evaluated: Uint8Array;
+  try {
+    evaluated = await ctx.pool.multiply({ group: GroupId.Ristretto255 }, s.secretKey, b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  const state = { ...s, received: s.received + b.count };
+  ctx.onProgress?.("provider: blind-evaluate", state.received, s.queryCount);
+  const messages: ProtocolMessage[] = [
+    { kind: "elementBatch", header: header(s, LookupStep.ProviderEvaluated, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: evaluated },
+  ];
+  if (state.received === s.queryCount) messages.push(...sealedChunks(state, prepared));
+  return { state, messages };
+}
+
+/** Step 5: the prepared table in chunks of packed bytes. */
+function sealedChunks(s: LookupProviderState, prepared: Table): SealedRows[] {
+  const per = s.chunkElements;
+  const n = prepared.numRows;
+  const chunks = chunkCount(n, per);
+  const tagCol = prepared.getChild("tag");
+  const sealedCol = prepared.getChild("sealed");
+  if (!tagCol || !sealedCol) throw new InvalidArgumentError("not a prepared lookup table");
+  const out: SealedRows[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const start = c * per;
+    const count = Math.min(per, n - start);
+    const tags = new Uint8Array(count * TAG_BYTES);
+    const blobs: Uint8Array[] = [];
+    let total = 0;
+    for (let i = 0; i < count; i++) {
+      tags.set(tagCol.get(start + i) as Uint8Array, i * TAG_BYTES);
+      const blob = sealedCol.get(start + i) as Uint8Array;
+      blobs.push(blob);
+      total += blob.length;
+    }
+    const offsets = new Uint8Array((count + 1) * 4);
+    const dv = new DataView(offsets.buffer);
+    const sealed = new Uint8Array(total);
+    let o = 0;
+    blobs.forEach((blob, i) => {
+      sealed.set(blob, o);
+      o += blob.length;
+      dv.setUint32((i + 1) * 4, o, true);
+    });
+    out.push({ kind: "sealedRows", header: header(s, LookupStep.ProviderSealed, c, chunks), count, tags, offsets, sealed });
+  }
+  return out;
+}
+
+function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
+  if (!s || s.role !== role || s.protocol !== ProtocolName.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
+}
+

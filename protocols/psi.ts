@@ -1,0 +1,418 @@
+/**
+ * psi and psi-cardinality: ECDH-PSI between a buyer and a provider.
+ *
+ * ## Flow (version 1)
+ *
+ * Both sides normalise their keys (engine/columns), drop nulls and
+ * de-duplicate, draw a fresh secret scalar for the job (buyer a, provider b)
+ * and hash with the job's domain separation tag
+ * DST = "umbra/psi/v1/<group>/<job>".
+ *
+ *   step 1  buyer → provider   PsiHello {group, mode, n = distinct buyer keys}
+ *   step 2  buyer → provider   H(x_i)^a, in the buyer's order, in chunks
+ *   step 3  provider → buyer   PsiHello {group, mode, m = distinct provider keys}
+ *   step 4  provider → buyer   H(y_j)^b, shuffled, in chunks
+ *   step 5  provider → buyer   (H(x_i)^a)^b — in the buyer's order (intersection
+ *                               mode) or shuffled (cardinality mode)
+ *
+ * The buyer raises the provider's elements to a and compares:
+ * H(x)^ab = H(y)^ba iff x = y (with overwhelming probability).
+ *
+ * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
+ *
+ * - Provider learns: n, the number of distinct buyer keys. Everything else it
+ *   receives is H(x)^a for a secret a it never sees — pseudorandom under DDH.
+ * - Buyer learns, intersection mode: which of its rows match (SQL inner-join
+ *   semantics on its own rows: each matching buyer row once) and m. It cannot
+ *   tell which provider key matched beyond its own key, nor anything about
+ *   non-matching provider keys (the H(y)^b are shuffled and pseudorandom).
+ * - Buyer learns, cardinality mode: the number of distinct keys in the
+ *   intersection, and m; the doubly blinded elements come back shuffled, so
+ *   it cannot map a match to any of its rows.
+ * - Neither learns multiplicities: keys are de-duplicated before blinding.
+ * - The exchange, relaying, sees sizes only.
+ *
+ * ## Validation
+ *
+ * Messages are bound to the job, protocol, version, step and chunk; a message
+ * for another job, another step, a chunk already received or out of order,
+ * or a batch of the wrong size is refused with a typed error and the state is
+ * unchanged (every step returns a new state and never alters the old one's
+ * logical content). Every received element that is multiplied is strictly
+ * decoded by the group (identity, non-canonical, off-curve and small-order
+ * encodings refused); the doubly blinded elements the buyer only compares get
+ * the structural check (canonical, not the identity) — they enter no
+ * computation, so an invalid one can only fail to match.
+ *
+ * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
+ * electronic communities" (1999) — the DH-based PSI; RFC 9380 (hashing);
+ * RFC 9496 (ristretto255).
+ */
+import { InvalidArgumentError, InvalidPointError } from "../engine/errors.js";
+import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../engine/group/index.js";
+import type { KeyColumn } from "../engine/columns/index.js";
+import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
+import type { CryptoPool } from "../engine/pool/index.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type Header, type ProtocolMessage, type PsiHello } from "./codec.js";
+import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongJobError, WrongStepError } from "./errors.js";
+
+export const PSI_VERSION = 1;
+
+export const PsiMode = { Intersection: "intersection", Cardinality: "cardinality" } as const;
+export type PsiMode = (typeof PsiMode)[keyof typeof PsiMode];
+
+export const PsiStep = { BuyerHello: 1, BuyerBlinded: 2, ProviderHello: 3, ProviderBlinded: 4, ProviderDoubled: 5 } as const;
+export type PsiStep = (typeof PsiStep)[keyof typeof PsiStep];
+
+const ELEMENT = 32;
+export const DEFAULT_CHUNK_ELEMENTS = 16_384;
+export const DEFAULT_MAX_SET_SIZE = 100_000_000;
+
+/** What both roles of one job agree on (from the job, not from messages). */
+export interface PsiParams {
+  readonly job: string;
+  readonly mode: PsiMode;
+  /** Default x25519 (the fast bulk group). */
+  readonly group?: GroupId;
+  /** Elements per chunk this side sends (default 16,384; at most 65,536). */
+  readonly chunkElements?: number;
+  /** Largest set the other side may announce (default 10^8). */
+  readonly maxPeerSetSize?: number;
+}
+
+/** Local resources for the crypto: not part of the state. */
+export interface PsiContext {
+  readonly pool: CryptoPool;
+  /** Local backend choice; both sides may differ. */
+  readonly backend?: BackendId;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+interface Common {
+  readonly protocol: ProtocolName;
+  readonly version: number;
+  readonly job: string;
+  readonly mode: PsiMode;
+  readonly group: GroupId;
+  readonly chunkElements: number;
+  readonly maxPeerSetSize: number;
+  /** This side's secret scalar for the job. */
+  readonly secret: Uint8Array;
+}
+
+/** The buyer's state: plain data (strings, numbers, typed arrays). */
+export interface PsiBuyerState extends Common {
+  readonly role: "buyer";
+  readonly rows: number;
+  /** Per buyer row, its distinct key index or −1 (null). Kept only in intersection mode. */
+  readonly rowToDistinct: Int32Array;
+  readonly setSize: number;
+  readonly peerSetSize: number;
+  readonly peerChunkElements: number;
+  /** H(y)^ba, filled as step 4 arrives. */
+  readonly peerElements: Uint8Array;
+  readonly peerReceived: number;
+  /** H(x)^ab, filled as step 5 arrives. */
+  readonly doubled: Uint8Array;
+  readonly doubledReceived: number;
+  readonly helloReceived: boolean;
+}
+
+/** The provider's state. */
+export interface PsiProviderState extends Common {
+  readonly role: "provider";
+  readonly setSize: number;
+  /** H(y)^b for its distinct keys, shuffled. */
+  readonly blinded: Uint8Array;
+  readonly helloReceived: boolean;
+  readonly peerSetSize: number;
+  readonly peerChunkElements: number;
+  /** Cardinality mode: the (H(x)^a)^b collected before the shuffle. */
+  readonly doubled: Uint8Array;
+  readonly received: number;
+}
+
+export interface StepResult<S> {
+  readonly state: S;
+  readonly messages: ProtocolMessage[];
+}
+
+export type PsiBuyerResult =
+  | { readonly mode: "intersection"; readonly matchedRows: Uint32Array; readonly providerSetSize: number; readonly buyerSetSize: number }
+  | { readonly mode: "cardinality"; readonly count: number; readonly providerSetSize: number; readonly buyerSetSize: number };
+
+export function psiProtocolName(mode: PsiMode): ProtocolName {
+  return mode === PsiMode.Cardinality ? ProtocolName.PsiCardinality : ProtocolName.Psi;
+}
+
+export function psiDst(group: GroupId, job: string): Uint8Array {
+  return new TextEncoder().encode(`umbra/psi/v${PSI_VERSION}/${group}/${job}`);
+}
+
+function resolveParams(p: PsiParams) {
+  if (!isJobId(p.job)) throw new InvalidArgumentError("job id must be 1..128 of [A-Za-z0-9._:-]");
+  if (p.mode !== PsiMode.Intersection && p.mode !== PsiMode.Cardinality) throw new InvalidArgumentError("mode must be intersection or cardinality");
+  const group = p.group ?? GroupId.X25519;
+  if (group !== GroupId.X25519 && group !== GroupId.Ristretto255) throw new InvalidArgumentError("unknown group");
+  const chunkElements = p.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) {
+    throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
+  }
+  const maxPeerSetSize = p.maxPeerSetSize ?? DEFAULT_MAX_SET_SIZE;
+  return { protocol: psiProtocolName(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize };
+}
+
+const chunkCount = (n: number, per: number): number => Math.ceil(n / per);
+
+function header(s: Common, step: PsiStep, chunk: number, chunks: number): Header {
+  return { job: s.job, protocol: s.protocol, version: s.version, step, chunk, chunks };
+}
+
+function hello(s: Common, step: PsiStep, setSize: number): PsiHello {
+  return { kind: "psiHello", header: header(s, step, 0, 1), group: s.group, mode: s.mode, setSize, chunkElements: s.chunkElements };
+}
+
+function batches(s: Common, step: PsiStep, elements: Uint8Array): ElementBatch[] {
+  const n = elements.length / ELEMENT;
+  const chunks = chunkCount(n, s.chunkElements);
+  const out: ElementBatch[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const start = c * s.chunkElements;
+    const count = Math.min(s.chunkElements, n - start);
+    out.push({ kind: "elementBatch", header: header(s, step, c, chunks), elementSize: ELEMENT, count, elements: elements.subarray(start * ELEMENT, (start + count) * ELEMENT) });
+  }
+  return out;
+}
+
+/** Checks job, protocol and version; throws WrongJobError / ProtocolError. */
+function checkBinding(s: Common, h: Header): void {
+  if (h.job !== s.job) throw new WrongJobError("message belongs to another job");
+  if (h.protocol !== s.protocol) throw new WrongJobError(`message belongs to protocol ${h.protocol}, not ${s.protocol}`);
+  if (h.version !== s.version) throw new ProtocolError(`unsupported protocol version ${h.version}`);
+}
+
+function expectStep(h: Header, step: number, chunk: number, chunks: number, kind: string, actualKind: string): void {
+  if (h.step !== step) throw new WrongStepError(`expected step ${step}, got step ${h.step}`);
+  if (h.chunk !== chunk) {
+    throw new WrongStepError(h.chunk < chunk ? `chunk ${h.chunk} of step ${step} was already received` : `expected chunk ${chunk} of step ${step}, got ${h.chunk}`);
+  }
+  if (h.chunks !== chunks) throw new InvalidMessageError(`step ${step} must have ${chunks} chunks, the message says ${h.chunks}`);
+  if (actualKind !== kind) throw new InvalidMessageError(`step ${step} carries ${kind}, not ${actualKind}`);
+}
+
+/** The size chunk c of a step of n elements in chunks of `per` must have. */
+function expectedCount(n: number, per: number, c: number): number {
+  return Math.min(per, n - c * per);
+}
+
+function checkBatch(m: ElementBatch, n: number, per: number, step: number): void {
+  if (m.elementSize !== ELEMENT) throw new InvalidMessageError(`step ${step}: elements must be ${ELEMENT} bytes`);
+  const want = expectedCount(n, per, m.header.chunk);
+  if (m.count !== want) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${want} elements, holds ${m.count}`);
+}
+
+function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
+  checkBinding(s, m.header);
+  expectStep(m.header, step, 0, 1, "psiHello", m.kind);
+  const h = m as PsiHello;
+  if (h.group !== s.group) throw new ProtocolError(`the other side uses group ${h.group}, this job uses ${s.group}`);
+  if (h.mode !== s.mode) throw new ProtocolError(`the other side runs mode ${h.mode}, this job runs ${s.mode}`);
+  if (h.setSize > s.maxPeerSetSize) throw new InvalidMessageError(`announced set of ${h.setSize} exceeds the limit of ${s.maxPeerSetSize}`);
+  if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
+  return h;
+}
+
+/** Re-throws a point error from the pool as the same typed error with the element's index within its step. */
+function pointError(e: unknown, chunk: number, per: number): never {
+  if (e instanceof InvalidPointError && e.index !== undefined) throw new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), chunk * per + e.index);
+  throw e;
+}
+
+// ------------------------------------------------------------------ buyer
+
+/** Starts the buyer: de-duplicates its keys, blinds them, returns steps 1 and 2. */
+export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+  const p = resolveParams(params);
+  const group = await createGroup({ group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) });
+  const d = distinctKeys(keys);
+  const secret = group.randomScalar();
+  const blinded = await ctx.pool.hashToGroup({ group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, d.distinct, psiDst(p.group, p.job), secret, {
+    onProgress: (done, total) => ctx.onProgress?.("buyer: hash and blind", done, total),
+  });
+  const state: PsiBuyerState = {
+    ...p,
+    role: "buyer",
+    secret,
+    rows: keys.length,
+    rowToDistinct: p.mode === PsiMode.Intersection ? d.rowToDistinct : new Int32Array(0),
+    setSize: d.count,
+    peerSetSize: 0,
+    peerChunkElements: 0,
+    peerElements: new Uint8Array(0),
+    peerReceived: 0,
+    doubled: new Uint8Array(0),
+    doubledReceived: 0,
+    helloReceived: false,
+  };
+  return { state, messages: [hello(state, PsiStep.BuyerHello, d.count), ...batches(state, PsiStep.BuyerBlinded, blinded)] };
+}
+
+/** True once the buyer has everything it needs for its result. */
+export function psiBuyerDone(s: PsiBuyerState): boolean {
+  return s.helloReceived && s.peerReceived === s.peerSetSize && s.doubledReceived === s.setSize;
+}
+
+/** The buyer takes one message from the provider (steps 3, 4, 5). */
+export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+  assertRole(s, "buyer");
+  checkBinding(s, m.header);
+  if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+  if (!s.helloReceived) {
+    const h = checkHello(s, m, PsiStep.ProviderHello);
+    return {
+      state: { ...s, helloReceived: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements, peerElements: new Uint8Array(h.setSize * ELEMENT), doubled: new Uint8Array(s.setSize * ELEMENT) },
+      messages: [],
+    };
+  }
+  if (s.peerReceived < s.peerSetSize) {
+    const per = s.peerChunkElements;
+    const chunk = s.peerReceived / per;
+    expectStep(m.header, PsiStep.ProviderBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
+    const b = m as ElementBatch;
+    checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded);
+    let raised: Uint8Array;
+    try {
+      raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
+    } catch (e) {
+      pointError(e, chunk, per);
+    }
+    s.peerElements.set(raised, s.peerReceived * ELEMENT);
+    ctx.onProgress?.("buyer: raise provider elements", s.peerReceived + b.count, s.peerSetSize);
+    return { state: { ...s, peerReceived: s.peerReceived + b.count }, messages: [] };
+  }
+  if (s.doubledReceived < s.setSize) {
+    const per = s.chunkElements;
+    const chunk = s.doubledReceived / per;
+    expectStep(m.header, PsiStep.ProviderDoubled, chunk, chunkCount(s.setSize, per), "elementBatch", m.kind);
+    const b = m as ElementBatch;
+    checkBatch(b, s.setSize, per, PsiStep.ProviderDoubled);
+    try {
+      checkComparedEncodings(b.elements);
+    } catch (e) {
+      pointError(e, chunk, per);
+    }
+    s.doubled.set(b.elements, s.doubledReceived * ELEMENT);
+    return { state: { ...s, doubledReceived: s.doubledReceived + b.count }, messages: [] };
+  }
+  throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+}
+
+/** The buyer's output once {@link psiBuyerDone}. */
+export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
+  assertRole(s, "buyer");
+  if (!psiBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
+  const index = ElementIndex.build(s.peerElements.subarray(0, s.peerSetSize * ELEMENT), ELEMENT);
+  const sizes = { providerSetSize: s.peerSetSize, buyerSetSize: s.setSize };
+  if (s.mode === PsiMode.Cardinality) return { mode: "cardinality", count: index.countMatches(s.doubled), ...sizes };
+  const hit = index.matchAll(s.doubled);
+  let count = 0;
+  for (let r = 0; r < s.rows; r++) {
+    const d = s.rowToDistinct[r] ?? -1;
+    if (d >= 0 && (hit[d] ?? -1) >= 0) count++;
+  }
+  const matchedRows = new Uint32Array(count);
+  let k = 0;
+  for (let r = 0; r < s.rows; r++) {
+    const d = s.rowToDistinct[r] ?? -1;
+    if (d >= 0 && (hit[d] ?? -1) >= 0) matchedRows[k++] = r;
+  }
+  return { mode: "intersection", matchedRows, ...sizes };
+}
+
+// --------------------------------------------------------------- provider
+
+/** Starts the provider: de-duplicates, blinds and shuffles its keys. Sends nothing until the buyer's hello. */
+export async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+  const p = resolveParams(params);
+  const spec = { group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) };
+  const group = await createGroup(spec);
+  const d = distinctKeys(keys);
+  const secret = group.randomScalar();
+  const blinded = await ctx.pool.hashToGroup(spec, d.distinct, psiDst(p.group, p.job), secret, {
+    onProgress: (done, total) => ctx.onProgress?.("provider: hash and blind", done, total),
+  });
+  const state: PsiProviderState = {
+    ...p,
+    role: "provider",
+    secret,
+    setSize: d.count,
+    blinded: permuteFixed(blinded, ELEMENT, shuffledOrder(d.count)),
+    helloReceived: false,
+    peerSetSize: 0,
+    peerChunkElements: 0,
+    doubled: new Uint8Array(0),
+    received: 0,
+  };
+  return { state, messages: [] };
+}
+
+export function psiProviderDone(s: PsiProviderState): boolean {
+  return s.helloReceived && s.received === s.peerSetSize;
+}
+
+/** The provider takes one message from the buyer (steps 1, 2). */
+export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+  assertRole(s, "provider");
+  checkBinding(s, m.header);
+  if (!s.helloReceived) {
+    const h = checkHello(s, m, PsiStep.BuyerHello);
+    const state: PsiProviderState = {
+      ...s,
+      helloReceived: true,
+      peerSetSize: h.setSize,
+      peerChunkElements: h.chunkElements,
+      doubled: s.mode === PsiMode.Cardinality ? new Uint8Array(h.setSize * ELEMENT) : new Uint8Array(0),
+    };
+    const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded)];
+    return { state, messages };
+  }
+  if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  const per = s.peerChunkElements;
+  const chunk = s.received / per;
+  expectStep(m.header, PsiStep.BuyerBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  checkBatch(b, s.peerSetSize, per, PsiStep.BuyerBlinded);
+  let raised: Uint8Array;
+  try {
+    raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  const received = s.received + b.count;
+  ctx.onProgress?.("provider: raise buyer elements", received, s.peerSetSize);
+  if (s.mode === PsiMode.Intersection) {
+    // Same order and chunking as received: step 5 chunk c answers step 2 chunk c.
+    const state = { ...s, received };
+    const reply: ElementBatch = {
+      kind: "elementBatch",
+      header: header(s, PsiStep.ProviderDoubled, chunk, chunkCount(s.peerSetSize, per)),
+      elementSize: ELEMENT,
+      count: b.count,
+      elements: raised,
+    };
+    return { state, messages: [reply] };
+  }
+  s.doubled.set(raised, s.received * ELEMENT);
+  const state = { ...s, received };
+  if (received < s.peerSetSize) return { state, messages: [] };
+  // Cardinality: everything is in; shuffle so the buyer cannot map any element to its rows.
+  const shuffled = permuteFixed(s.doubled, ELEMENT, shuffledOrder(s.peerSetSize));
+  // Step 5 uses the buyer's chunk size, as in intersection mode.
+  return { state: { ...state, doubled: new Uint8Array(0) }, messages: batches({ ...state, chunkElements: per }, PsiStep.ProviderDoubled, shuffled) };
+}
+
+function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
+  if (!s || s.role !== role || (s.protocol !== ProtocolName.Psi && s.protocol !== ProtocolName.PsiCardinality) || s.version !== PSI_VERSION) {
+    throw new InvalidStateError(`not a psi ${role} state`);
+  }
+}

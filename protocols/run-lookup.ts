@@ -1,0 +1,127 @@
+/**
+ * runLookup: plays the buyer and the provider of lookup in this process over
+ * the serialising in-memory transport. The buyer's table in; out, the
+ * buyer's rows with the provider's label columns (a left join: nulls where
+ * no provider row matches, one output row per matching provider row).
+ */
+import { randomUUID } from "node:crypto";
+import { Table, vectorFromArray, type DataType } from "apache-arrow";
+import { concatTablesHorizontally, keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../engine/pool/index.js";
+import {
+  lookupBuyerDone,
+  lookupBuyerReceive,
+  lookupBuyerResult,
+  lookupBuyerStart,
+  lookupProviderReceive,
+  lookupProviderStart,
+  preparedTableInfo,
+  type LookupContext,
+} from "./lookup.js";
+import { MemoryTransport } from "./transport.js";
+import { ProtocolError } from "./errors.js";
+import { refusalFor } from "./refusal.js";
+
+export interface RunLookupOptions {
+  readonly buyer: { readonly table: Table; readonly keys: readonly string[]; readonly normalise?: KeyOptions };
+  readonly provider: {
+    /** The prepared table (prepareLookupTable), e.g. read back from Arrow IPC. */
+    readonly prepared: Table;
+    readonly secretKey: Uint8Array;
+    /** Evaluations this buyer may still ask for (default: unlimited). */
+    readonly budgetRemaining?: number;
+  };
+  readonly job?: string;
+  readonly pool?: CryptoPool;
+  readonly chunkElements?: number;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+  readonly tap?: (from: "buyer" | "provider", to: "buyer" | "provider", frame: Uint8Array) => void;
+}
+
+export interface LookupRunResult {
+  readonly table: Table;
+  /** Buyer rows with at least one provider row. */
+  readonly matchedRows: number;
+  readonly stats: {
+    readonly job: string;
+    readonly queries: number;
+    readonly preparedRows: number;
+    readonly bytesBuyerToProvider: number;
+    readonly bytesProviderToBuyer: number;
+    readonly messagesBuyerToProvider: number;
+    readonly messagesProviderToBuyer: number;
+    /** The provider's budget after this job. */
+    readonly budgetRemaining: number;
+  };
+}
+
+export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
+  const info = preparedTableInfo(o.provider.prepared);
+  const job = o.job ?? `local-${randomUUID()}`;
+  const params = { job, product: info.product, version: info.version, ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}) };
+  const ctx: LookupContext = { pool: o.pool ?? getPool(), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
+  const keys = keysFromTable(o.buyer.table, o.buyer.keys, { ...o.buyer.normalise, source: "buyer table" });
+
+  const t = new MemoryTransport();
+  if (o.tap) t.tap(o.tap as (from: string, to: string, frame: Uint8Array) => void);
+  let p = { state: lookupProviderStart(params, { secretKey: o.provider.secretKey, budgetRemaining: o.provider.budgetRemaining ?? Number.MAX_SAFE_INTEGER }), messages: [] as never[] };
+  let b = await lookupBuyerStart(params, keys, ctx);
+  t.send("buyer", "provider", b.messages);
+  for (let m = t.receive("provider"); m; m = t.receive("provider")) {
+    try {
+      p = (await lookupProviderReceive(p.state, m, o.provider.prepared, ctx)) as typeof p;
+    } catch (err) {
+      // The provider refuses: the buyer is told why (the code and rule, no data), and the job ends.
+      t.send("provider", "buyer", [refusalFor(err, m.header)]);
+      const r = t.receive("buyer");
+      if (r) await lookupBuyerReceive(b.state, r, ctx).catch(() => undefined);
+      throw err;
+    }
+    t.send("provider", "buyer", p.messages);
+    for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await lookupBuyerReceive(b.state, r, ctx);
+  }
+  if (!lookupBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
+
+  const result = lookupBuyerResult(b.state);
+  // Left join: one output row per (buyer row, provider label row), or one row of nulls.
+  const rowIdx: number[] = [];
+  const types = result.labelSchema.fields.map((f) => f.type as DataType);
+  const columns: unknown[][] = types.map(() => []);
+  const cache = new Map<number, unknown[][]>();
+  let matchedRows = 0;
+  for (let r = 0; r < o.buyer.table.numRows; r++) {
+    const k = result.rowToDistinct[r] ?? -1;
+    let labels: unknown[][] = [];
+    if (k >= 0) {
+      labels = cache.get(k) ?? result.labelsOf(k);
+      cache.set(k, labels);
+    }
+    if (labels.length === 0) {
+      rowIdx.push(r);
+      columns.forEach((c) => c.push(null));
+      continue;
+    }
+    matchedRows++;
+    for (const row of labels) {
+      rowIdx.push(r);
+      row.forEach((v, j) => columns[j]?.push(v));
+    }
+  }
+  const labelTable = new Table(Object.fromEntries(result.labelSchema.fields.map((f, j) => [f.name, vectorFromArray(columns[j] ?? [], f.type as DataType)])));
+  const table = concatTablesHorizontally(takeRows(o.buyer.table, Int32Array.from(rowIdx)), labelTable);
+  const s = t.stats();
+  return {
+    table,
+    matchedRows,
+    stats: {
+      job,
+      queries: b.state.queryCount,
+      preparedRows: info.rows,
+      bytesBuyerToProvider: s.bytesSent["buyer"] ?? 0,
+      bytesProviderToBuyer: s.bytesSent["provider"] ?? 0,
+      messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
+      messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
+      budgetRemaining: p.state.budgetRemaining,
+    },
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * runPsi: plays the buyer and the provider of psi / psi-cardinality in this
+ * process over the serialising in-memory transport. Arrow tables in, the
+ * buyer's matching rows (an Arrow table) or the count out.
+ */
+import { randomUUID } from "node:crypto";
+import type { Table } from "apache-arrow";
+import { keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../engine/pool/index.js";
+import type { BackendId, GroupId } from "../engine/group/index.js";
+import { InvalidArgumentError } from "../engine/errors.js";
+import {
+  psiBuyerDone,
+  psiBuyerReceive,
+  psiBuyerResult,
+  psiBuyerStart,
+  psiProviderReceive,
+  psiProviderStart,
+  PsiMode,
+  type PsiContext,
+} from "./psi.js";
+import { MemoryTransport, type TransportStats } from "./transport.js";
+import { ProtocolError } from "./errors.js";
+import { refusalFor } from "./refusal.js";
+
+export interface PsiSide {
+  readonly table: Table;
+  /** Key column names (several for a composite key), in the same order on both sides. */
+  readonly keys: readonly string[];
+  /** Key normalisation for this side (default: trim + NFC). */
+  readonly normalise?: KeyOptions;
+}
+
+export interface RunPsiOptions {
+  readonly buyer: PsiSide;
+  readonly provider: PsiSide;
+  readonly mode?: PsiMode;
+  readonly group?: GroupId;
+  readonly backend?: BackendId;
+  readonly job?: string;
+  readonly pool?: CryptoPool;
+  readonly chunkElements?: number;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+  /** Sees every encoded frame (tests). */
+  readonly tap?: (from: "buyer" | "provider", to: "buyer" | "provider", frame: Uint8Array) => void;
+}
+
+export interface PsiRunStats {
+  readonly job: string;
+  readonly buyerSetSize: number;
+  readonly providerSetSize: number;
+  readonly bytesBuyerToProvider: number;
+  readonly bytesProviderToBuyer: number;
+  readonly messagesBuyerToProvider: number;
+  readonly messagesProviderToBuyer: number;
+}
+
+export type PsiRunResult =
+  | { readonly mode: "intersection"; readonly table: Table; readonly matchedRows: Uint32Array; readonly stats: PsiRunStats }
+  | { readonly mode: "cardinality"; readonly count: number; readonly stats: PsiRunStats };
+
+export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
+  const { buyer, provider } = options;
+  if (buyer.keys.length === 0 || buyer.keys.length !== provider.keys.length) {
+    throw new InvalidArgumentError("both sides need the same number of key columns (at least one)");
+  }
+  const mode = options.mode ?? PsiMode.Intersection;
+  const job = options.job ?? `local-${randomUUID()}`;
+  const params = {
+    job,
+    mode,
+    ...(options.group ? { group: options.group } : {}),
+    ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+  };
+  const ctx: PsiContext = {
+    pool: options.pool ?? getPool(),
+    ...(options.backend ? { backend: options.backend } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  };
+  const buyerKeys = keysFromTable(buyer.table, buyer.keys, { ...buyer.normalise, source: "buyer table" });
+  const providerKeys = keysFromTable(provider.table, provider.keys, { ...provider.normalise, source: "provider table" });
+
+  const t = new MemoryTransport();
+  if (options.tap) t.tap(options.tap as (from: string, to: string, frame: Uint8Array) => void);
+  let [b, p] = await Promise.all([psiBuyerStart(params, buyerKeys, ctx), psiProviderStart(params, providerKeys, ctx)]);
+  t.send("buyer", "provider", b.messages);
+  for (let m = t.receive("provider"); m; m = t.receive("provider")) {
+    try {
+      p = await psiProviderReceive(p.state, m, ctx);
+    } catch (err) {
+      // The provider refuses: the buyer is told why (the code and rule, no data), and the job ends.
+      t.send("provider", "buyer", [refusalFor(err, m.header)]);
+      const r = t.receive("buyer");
+      if (r) await psiBuyerReceive(b.state, r, ctx).catch(() => undefined);
+      throw err;
+    }
+    t.send("provider", "buyer", p.messages);
+    // Let the buyer consume what has arrived so far, so memory follows the stream.
+    for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await psiBuyerReceive(b.state, r, ctx);
+  }
+  for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await psiBuyerReceive(b.state, r, ctx);
+  if (!psiBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
+
+  const result = psiBuyerResult(b.state);
+  const s: TransportStats = t.stats();
+  const stats: PsiRunStats = {
+    job,
+    buyerSetSize: result.buyerSetSize,
+    providerSetSize: result.providerSetSize,
+    bytesBuyerToProvider: s.bytesSent["buyer"] ?? 0,
+    bytesProviderToBuyer: s.bytesSent["provider"] ?? 0,
+    messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
+    messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
+  };
+  if (result.mode === "cardinality") return { mode: "cardinality", count: result.count, stats };
+  return { mode: "intersection", table: takeRows(buyer.table, result.matchedRows), matchedRows: result.matchedRows, stats };
+}

@@ -1,0 +1,267 @@
+/**
+ * lookup: results against a plain JS left join; preparation reusable through
+ * Arrow IPC; key rotation; the budget; what each role receives; hostile
+ * messages refused with the state unchanged.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Float64, Int64, Table, Utf8, vectorFromArray } from "apache-arrow";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGroup, CryptoPool, InvalidPointError, keysFromTable, oprf, readTable, writeArrowIPC } from "../engine/index.js";
+import {
+  BudgetExceededError,
+  decodeMessage,
+  deriveTagAndKey,
+  encodeMessage,
+  lookupBuyerDone,
+  lookupBuyerReceive,
+  lookupBuyerResult,
+  lookupBuyerStart,
+  lookupKeyPair,
+  lookupProviderReceive,
+  lookupProviderStart,
+  preparedTableInfo,
+  prepareLookupTable,
+  ProtocolError,
+  RefusedError,
+  runLookup,
+  WrongStepError,
+  type ElementBatch,
+  type LookupContext,
+  type ProtocolMessage,
+  type SealedRows,
+} from "../protocols/index.js";
+import { oracleKey, randomKeys, rng, rowsOf } from "./helpers/data.js";
+
+const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
+afterAll(() => pool.close());
+const ctx: LookupContext = { pool };
+const seed = new Uint8Array(32).fill(9);
+const product = "telco.monthly-spend";
+
+function providerTable(keys: (string | null)[], r: () => number): Table {
+  return new Table({
+    phone: vectorFromArray(keys, new Utf8()),
+    spend: vectorFromArray(keys.map(() => (r() < 0.1 ? null : Math.round(r() * 1e5) / 100)), new Float64()),
+    plan: vectorFromArray(keys.map(() => (r() < 0.5 ? "五G畅享" : "basic")), new Utf8()),
+    big: vectorFromArray(keys.map((_, i) => BigInt(i) * 10_000_000_000n - 3n), new Int64()),
+    secret_column: vectorFromArray(keys.map(() => "never-released"), new Utf8()),
+  });
+}
+
+function buyerTable(keys: (string | null)[]): Table {
+  return new Table({ phone: vectorFromArray(keys, new Utf8()), grade: vectorFromArray(keys.map((_, i) => "ABCDE"[i % 5] as string), new Utf8()) });
+}
+
+/** The left join, in plain JS. */
+function oracleLeftJoin(buyer: Table, provider: Table, labels: string[]): Record<string, unknown>[] {
+  const byKey = new Map<string, number[]>();
+  for (let i = 0; i < provider.numRows; i++) {
+    const k = oracleKey(provider, ["phone"], i);
+    if (k !== null) byKey.set(k, [...(byKey.get(k) ?? []), i]);
+  }
+  const prow = rowsOf(provider);
+  const out: Record<string, unknown>[] = [];
+  rowsOf(buyer).forEach((row, i) => {
+    const k = oracleKey(buyer, ["phone"], i);
+    const matches = k === null ? [] : (byKey.get(k) ?? []);
+    if (matches.length === 0) out.push({ ...row, ...Object.fromEntries(labels.map((l) => [l, null])) });
+    for (const m of matches) out.push({ ...row, ...Object.fromEntries(labels.map((l) => [l, prow[m]?.[l] ?? null])) });
+  });
+  return out;
+}
+
+describe("runLookup against the plaintext left join", () => {
+  const r = rng(11);
+  const labels = ["spend", "plan", "big"];
+  const cases: [string, (string | null)[], (string | null)[]][] = [
+    ["random, duplicates on both sides, nulls, unicode", randomKeys(r, 300, 80), randomKeys(r, 500, 80)],
+    ["empty buyer", [], randomKeys(r, 50, 20)],
+    ["empty provider", randomKeys(r, 40, 20), []],
+    ["disjoint", ["a", "b", null], ["c", "d"]],
+  ];
+  it.each(cases)("%s", async (_name, bk, pk) => {
+    const { secretKey } = lookupKeyPair(seed, product, 1);
+    const provider = providerTable(pk, r);
+    const prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels, secretKey, product, version: 1, pool });
+    const buyer = buyerTable(bk);
+    const res = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, chunkElements: 50 });
+    expect(rowsOf(res.table)).toEqual(oracleLeftJoin(buyer, provider, labels));
+    expect(res.table.schema.fields.map((f) => f.name)).toEqual(["phone", "grade", ...labels]);
+    expect(res.table.schema.fields.map((f) => String(f.type))).toEqual(["Utf8", "Utf8", "Float64", "Utf8", "Int64"]);
+  });
+});
+
+describe("preparation", () => {
+  const dir = mkdtempSync(join(tmpdir(), "umbra-lookup-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const r = rng(5);
+  const provider = providerTable(randomKeys(r, 200, 150), r);
+  const buyer = buyerTable(randomKeys(r, 60, 150));
+
+  it("is reusable across buyers and restarts through Arrow IPC, and holds no key or label in the clear", async () => {
+    const { secretKey } = lookupKeyPair(seed, product, 3);
+    const prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["plan"], secretKey, product, version: 3, pool });
+    const file = join(dir, "prepared.arrow");
+    await writeArrowIPC(file, prepared);
+    const back = await readTable(file);
+    expect(preparedTableInfo(back)).toMatchObject({ product, version: 3, rows: prepared.numRows });
+    expect(back.schema.fields.map((f) => f.name)).toEqual(["tag", "sealed"]);
+    const raw = Buffer.concat(rowsOf(back).map((row) => Buffer.from(JSON.stringify(row))));
+    expect(raw.includes(Buffer.from("basic"))).toBe(false);
+    expect(raw.includes(Buffer.from("never-released"))).toBe(false);
+    const a = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared: back, secretKey }, pool });
+    const b = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool });
+    expect(rowsOf(a.table)).toEqual(rowsOf(b.table));
+    expect(rowsOf(a.table)).toEqual(oracleLeftJoin(buyer, provider, ["plan"]));
+  });
+
+  it("rotates the key with the product version", async () => {
+    const v1 = lookupKeyPair(seed, product, 1);
+    const v2 = lookupKeyPair(seed, product, 2);
+    expect(Buffer.from(v1.secretKey).equals(Buffer.from(v2.secretKey))).toBe(false);
+    const p1 = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["plan"], secretKey: v1.secretKey, product, version: 1, pool });
+    const p2 = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["plan"], secretKey: v2.secretKey, product, version: 2, pool });
+    const hexTags = (t: Table) => Array.from({ length: t.numRows }, (_, i) => Buffer.from(t.getChild("tag")!.get(i) as Uint8Array).toString("hex"));
+    const tags1 = new Set(hexTags(p1));
+    expect(hexTags(p2).some((x) => tags1.has(x))).toBe(false);
+    // A buyer that asks for version 2 from a provider holding version 1 is refused.
+    const buyerState = await lookupBuyerStart({ job: "rot", product, version: 2 }, keysFromTable(buyer, ["phone"]), ctx);
+    const prov = lookupProviderStart({ job: "rot", product, version: 1 }, { secretKey: v1.secretKey, budgetRemaining: 1000 });
+    await expect(lookupProviderReceive(prov, buyerState.messages[0] as ProtocolMessage, p1, ctx)).rejects.toBeInstanceOf(ProtocolError);
+  });
+
+  it("refuses a label column that is also a key or does not exist", async () => {
+    const { secretKey } = lookupKeyPair(seed, product, 1);
+    await expect(prepareLookupTable({ table: provider, keys: ["phone"], labels: ["phone"], secretKey, product, version: 1, pool })).rejects.toThrow(/both a key and a label/);
+    await expect(prepareLookupTable({ table: provider, keys: ["phone"], labels: ["nope"], secretKey, product, version: 1, pool })).rejects.toThrow(/not found/);
+  });
+});
+
+describe("budget and leakage", () => {
+  const r = rng(21);
+  const provider = providerTable(Array.from({ length: 120 }, (_, i) => `+861380000${String(i).padStart(4, "0")}`), r);
+  const buyerKeys = Array.from({ length: 40 }, (_, i) => `+861380000${String(i * 5).padStart(4, "0")}`);
+  const buyer = buyerTable(buyerKeys);
+  const { secretKey } = lookupKeyPair(seed, product, 1);
+  let prepared: Table;
+  beforeAll(async () => {
+    prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["spend"], secretKey, product, version: 1, pool });
+  });
+
+  it("refuses beyond the evaluation budget, before evaluating anything, with the state unchanged", async () => {
+    await expect(runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey, budgetRemaining: 39 }, pool })).rejects.toBeInstanceOf(BudgetExceededError);
+    const b = await lookupBuyerStart({ job: "budget", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
+    const p = lookupProviderStart({ job: "budget", product, version: 1 }, { secretKey, budgetRemaining: 39 });
+    const before = structuredClone(p);
+    await expect(lookupProviderReceive(p, b.messages[0] as ProtocolMessage, prepared, ctx)).rejects.toBeInstanceOf(BudgetExceededError);
+    expect(p).toEqual(before);
+    // Exactly the budget passes, and consumes it.
+    const ok = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey, budgetRemaining: 40 }, pool });
+    expect(ok.stats.budgetRemaining).toBe(0);
+    expect(ok.matchedRows).toBe(24);
+  });
+
+  it("the buyer is told of a refusal with the rule, and no data", async () => {
+    const b = await lookupBuyerStart({ job: "refusal", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
+    const refusal: ProtocolMessage = { kind: "refusal", header: { job: "refusal", protocol: "lookup", version: 1, step: 3, chunk: 0, chunks: 1 }, code: "UMBRA_BUDGET_EXCEEDED", reason: "evaluation budget exceeded" };
+    await expect(lookupBuyerReceive(b.state, decodeMessage(encodeMessage(refusal)), ctx)).rejects.toBeInstanceOf(RefusedError);
+  });
+
+  it("the provider receives only the query count and blinded points", async () => {
+    const toProvider: Uint8Array[] = [];
+    await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, tap: (from, _to, f) => from === "buyer" && toProvider.push(f) });
+    const group = await createGroup({ group: "ristretto255" });
+    const unblinded = new Set(buyerKeys.map((k) => Buffer.from(oprf.hashToGroup(new TextEncoder().encode(k))).toString("hex")));
+    let n = 0;
+    for (const f of toProvider) {
+      for (const k of buyerKeys) expect(Buffer.from(f).includes(Buffer.from(k))).toBe(false);
+      const m = decodeMessage(f);
+      if (m.kind === "lookupHello") {
+        expect(m.queryCount).toBe(40);
+        continue;
+      }
+      const e = m as ElementBatch;
+      for (let i = 0; i < e.count; i++) {
+        const el = e.elements.subarray(i * 32, i * 32 + 32);
+        expect(() => group.decode(el)).not.toThrow();
+        expect(unblinded.has(Buffer.from(el).toString("hex"))).toBe(false);
+        n++;
+      }
+    }
+    expect(n).toBe(40);
+  });
+
+  it("the buyer cannot open a label for a key it does not hold", async () => {
+    const b0 = await lookupBuyerStart({ job: "open", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
+    let p = { state: lookupProviderStart({ job: "open", product, version: 1 }, { secretKey, budgetRemaining: 100 }), messages: [] as ProtocolMessage[] };
+    const toBuyer: ProtocolMessage[] = [];
+    for (const m of b0.messages) {
+      p = await lookupProviderReceive(p.state, m, prepared, ctx);
+      toBuyer.push(...p.messages);
+    }
+    let b = b0;
+    for (const m of toBuyer) b = await lookupBuyerReceive(b.state, m, ctx);
+    expect(lookupBuyerDone(b.state)).toBe(true);
+    // It received every sealed row, but opened exactly those of its 24 matching keys.
+    const sealedRows = toBuyer.filter((m) => m.kind === "sealedRows").reduce((acc, m) => acc + (m as SealedRows).count, 0);
+    expect(sealedRows).toBe(120);
+    expect(b.state.opened.filter((x) => x !== "").length).toBe(24);
+    const res = lookupBuyerResult(b.state);
+    const held = new Set(buyerKeys);
+    for (let k = 0; k < b.state.queryCount; k++) {
+      const key = new TextDecoder().decode(b.state.keyData.subarray(b.state.keyOffsets[k], b.state.keyOffsets[k + 1]));
+      expect(held.has(key)).toBe(true);
+      expect(res.labelsOf(k).length).toBe(Number(key.slice(-4)) < 120 ? 1 : 0);
+    }
+    // A tag (and its AEAD key) comes only from F_k(key): with the provider's key every
+    // provider key's tag is in the table; with any other key, none is.
+    const tagColumn = prepared.getChild("tag")!;
+    const tags = new Set(Array.from({ length: prepared.numRows }, (_, i) => Buffer.from(tagColumn.get(i) as Uint8Array).toString("hex")));
+    const guess = lookupKeyPair(new Uint8Array(32).fill(1), product, 1);
+    const enc = new TextEncoder();
+    for (let i = 0; i < 120; i += 7) {
+      const y = enc.encode(`+861380000${String(i).padStart(4, "0")}`);
+      expect(tags.has(Buffer.from(deriveTagAndKey(oprf.evaluate(secretKey, y)).tag).toString("hex"))).toBe(true);
+      expect(tags.has(Buffer.from(deriveTagAndKey(oprf.evaluate(guess.secretKey, y)).tag).toString("hex"))).toBe(false);
+    }
+  });
+});
+
+describe("hostile messages are refused and leave the state unchanged", () => {
+  const r = rng(3);
+  const provider = providerTable(randomKeys(r, 100, 60), r);
+  const buyer = buyerTable(randomKeys(r, 30, 60));
+  const { secretKey } = lookupKeyPair(seed, product, 1);
+
+  it("at the provider and the buyer", async () => {
+    const prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["spend"], secretKey, product, version: 1, pool });
+    const b = await lookupBuyerStart({ job: "hostile", product, version: 1, chunkElements: 10 }, keysFromTable(buyer, ["phone"]), ctx);
+    const p0 = lookupProviderStart({ job: "hostile", product, version: 1 }, { secretKey, budgetRemaining: 1000 });
+    const hello = b.messages[0] as ProtocolMessage;
+    const chunk0 = b.messages[1] as ElementBatch;
+    const expectRefused = async <S,>(s: S, fn: () => Promise<unknown>, type: abstract new (...a: never[]) => Error) => {
+      const before = structuredClone(s);
+      await expect(fn()).rejects.toBeInstanceOf(type);
+      expect(s).toEqual(before);
+    };
+    await expectRefused(p0, () => lookupProviderReceive(p0, chunk0, prepared, ctx), WrongStepError);
+    const p1 = await lookupProviderReceive(p0, hello, prepared, ctx);
+    const zeroed = { ...chunk0, elements: Uint8Array.from(chunk0.elements).fill(0, 32, 64) };
+    await expectRefused(p1.state, () => lookupProviderReceive(p1.state, zeroed, prepared, ctx), InvalidPointError);
+    const bad = { ...chunk0, elements: Uint8Array.from(chunk0.elements).fill(0xff, 0, 32) };
+    await expectRefused(p1.state, () => lookupProviderReceive(p1.state, bad, prepared, ctx), InvalidPointError);
+    const p2 = await lookupProviderReceive(p1.state, chunk0, prepared, ctx);
+    await expectRefused(p2.state, () => lookupProviderReceive(p2.state, chunk0, prepared, ctx), WrongStepError); // replay
+    // The buyer side.
+    let bs = b.state;
+    bs = (await lookupBuyerReceive(bs, p1.messages[0] as ProtocolMessage, ctx)).state;
+    const ev = p2.messages[0] as ElementBatch;
+    const s1 = bs;
+    await expectRefused(s1, () => lookupBuyerReceive(s1, { ...ev, elements: Uint8Array.from(ev.elements).fill(0, 0, 32) }, ctx), InvalidPointError);
+    await expectRefused(s1, () => lookupBuyerReceive(s1, { ...ev, header: { ...ev.header, step: 5 } }, ctx), WrongStepError);
+    bs = (await lookupBuyerReceive(s1, ev, ctx)).state;
+    await expectRefused(bs, () => lookupBuyerReceive(bs, ev, ctx), WrongStepError);
+  });
+});
