@@ -11,6 +11,7 @@ export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_
 export type { ElementBatch, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
+export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
 export * from "./psi.js";
 export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run-psi.js";
 export {

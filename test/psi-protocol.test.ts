@@ -242,3 +242,28 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     await expect(psiProviderReceive(p.state, { ...hello, group: "ristretto255" } as ProtocolMessage, ctx)).rejects.toThrow(/group/);
   });
 });
+
+describe("persistence", () => {
+  it("a buyer and a provider resume from persisted states mid-job and finish with the right result", async () => {
+    const { stateFromBytes, stateToBytes } = await import("../protocols/index.js");
+    const params = { job: "resume-job", mode: "intersection" as const, chunkElements: 50 };
+    const b0 = await psiBuyerStart(params, keysFromTable(buyer.table, ["k"]), ctx);
+    let p = await psiProviderStart(params, keysFromTable(provider.table, ["k"]), ctx);
+    const toBuyer: ProtocolMessage[] = [];
+    for (const [i, m] of b0.messages.entries()) {
+      // The provider "restarts" after every message.
+      const restored = stateFromBytes<typeof p.state>(stateToBytes(p.state), { protocols: ["psi"], role: "provider" });
+      p = await psiProviderReceive(restored, m, ctx);
+      toBuyer.push(...p.messages);
+      if (i === 2) expect(() => stateFromBytes(stateToBytes(p.state), { protocols: ["psi"], role: "buyer" })).toThrow(/not a psi buyer state/);
+    }
+    let state = b0.state;
+    for (const m of toBuyer) {
+      state = stateFromBytes<typeof state>(stateToBytes(state), { protocols: ["psi"], role: "buyer" });
+      state = (await psiBuyerReceive(state, m, ctx)).state;
+    }
+    const result = psiBuyerResult(state);
+    expect(result.mode === "intersection" && Array.from(result.matchedRows)).toEqual(oracleIntersectionRows(buyer, provider));
+    expect(() => stateFromBytes(new Uint8Array([1, 2, 3, 4, 5]), { protocols: ["psi"], role: "buyer" })).toThrow(/not a persisted protocol state/);
+  });
+});
