@@ -1,35 +1,48 @@
 #!/usr/bin/env node
 /**
- * The `umbra` command.
+ * The `umbra` command: a thin dispatcher over node/commands/.
  *
+ *   umbra psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality) ...
+ *   umbra lookup --buyer FILE (--provider FILE --columns C,... | --prepared FILE --seed-file FILE) --key COL --out FILE ...
+ *   umbra lookup prepare --provider FILE --key COL --columns C,... --product NAME --version N --seed-file FILE --out FILE.arrow
  *   umbra demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
  *   umbra protocols
  *   umbra version
  *   umbra help
  *
- * Errors print their code and message (never data) and exit non-zero.
+ * Exit codes: 0 success; 1 an UmbraError (`umbra: CODE: message` on stderr,
+ * never data); 2 a usage error (the message and the usage text on stderr).
  */
 import { readFileSync } from "node:fs";
 import { UmbraError } from "../engine/errors.js";
 import { PROTOCOLS } from "../protocols/index.js";
+import { LOOKUP_USAGE, lookupCommand } from "./commands/lookup.js";
+import { UsageError } from "./commands/args.js";
+import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
 
 const USAGE = `Usage: umbra <command> [options]
 
 Commands:
-  demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
+${PSI_USAGE}${LOOKUP_USAGE}  demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
                  run the engine on generated sample data and print what it did
   protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
+
+Files are read by extension: .csv, .arrow/.feather/.ipc (Arrow IPC), .arrows
+(Arrow IPC stream), .parquet (read only). Keys are trimmed and NFC-normalised;
+--digits-only keeps the ASCII digits, --case-fold lower-cases; a composite key
+is several comma-separated columns, named alike in both files. Progress goes
+to stderr (--quiet: none); results and the summary to stdout.
+
+Exit codes: 0 done, 1 error ("umbra: CODE: message"), 2 usage error.
 `;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
-
-class UsageError extends Error {}
 
 function intOption(args: string[], name: string): number | undefined {
   const i = args.indexOf(name);
@@ -51,6 +64,10 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   try {
     switch (command) {
+      case "psi":
+        return await psiCommand(args);
+      case "lookup":
+        return await lookupCommand(args);
       case "demo": {
         const buyerRows = intOption(args, "--buyer-rows");
         const providerRows = intOption(args, "--provider-rows");
@@ -77,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`umbra: ${err.message}\n\n${USAGE}`);
+      process.stderr.write(`umbra: ${err.message}\n\n${err.usage ?? USAGE}`);
       return 2;
     }
     if (err instanceof UmbraError) {

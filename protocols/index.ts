@@ -18,6 +18,7 @@ export {
   LOOKUP_VERSION,
   LookupStep,
   TAG_BYTES,
+  assertPreparedKey,
   deriveTagAndKey,
   lookupBuyerDone,
   lookupBuyerReceive,

@@ -57,6 +57,7 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import {
   Binary,
+  DataType,
   FixedSizeBinary,
   Field,
   makeData,
@@ -67,7 +68,6 @@ import {
   Struct,
   Table,
   vectorFromArray,
-  type DataType,
   type Vector,
 } from "apache-arrow";
 import { InvalidArgumentError, InvalidPointError } from "../engine/errors.js";
@@ -94,6 +94,7 @@ export const MAX_SEALED_BYTES = 1 << 20;
 const META_PRODUCT = "umbra.lookup.product";
 const META_VERSION = "umbra.lookup.version";
 const META_LABELS = "umbra.lookup.labelSchema";
+const META_PUBLIC_KEY = "umbra.lookup.publicKey";
 const PRODUCT = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const enc = new TextEncoder();
@@ -151,6 +152,7 @@ function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array |
 /** JSON-safe form of a cell: bigints as strings, bytes as base64, dates as epoch ms. */
 function cellToJson(v: unknown): unknown {
   if (v === null || v === undefined) return null;
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v); // NaN, ±Infinity: JSON has no literal for them
   if (typeof v === "bigint") return v.toString();
   if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
   if (v instanceof Date) return v.getTime();
@@ -162,6 +164,7 @@ function cellFromJson(v: unknown, type: DataType): unknown {
   if (v === null || v === undefined) return null;
   const id = type.typeId;
   // Int64/Uint64 (bitWidth 64) come back from strings; Binary from base64.
+  if (DataType.isFloat(type) && typeof v === "string") return Number(v);
   if ((type as { bitWidth?: number }).bitWidth === 64 && typeof v === "string") return BigInt(v);
   if ((id === 4 || id === 15) && typeof v === "string") return Uint8Array.from(Buffer.from(v, "base64"));
   return v;
@@ -241,10 +244,28 @@ export async function prepareLookupTable(o: PrepareOptions): Promise<Table> {
     [META_PRODUCT, o.product],
     [META_VERSION, String(o.version)],
     [META_LABELS, Buffer.from(schemaToBytes(labelSchema)).toString("base64")],
+    // The OPRF public key: lets the provider check, when it loads the table, that it holds the key it was sealed under.
+    [META_PUBLIC_KEY, Buffer.from(publicKeyOf(o.secretKey)).toString("hex")],
   ]);
   const schema = new Schema([new Field("tag", new FixedSizeBinary(TAG_BYTES), false), new Field("sealed", new Binary(), false)], metadata);
   const data = makeData({ type: new Struct(schema.fields), length: d.count, nullCount: 0, children: [tagVector.data[0]!, sealedVector.data[0]!] });
   return new Table(schema, [new RecordBatch(schema, data)]);
+}
+
+/** The OPRF public key of a secret key (G · sk), checked against a prepared table's. */
+function publicKeyOf(secretKey: Uint8Array): Uint8Array {
+  return oprf.publicKey(secretKey);
+}
+
+/**
+ * Throws InvalidArgumentError unless `secretKey` is the key `prepared` was
+ * sealed under (its public key is in the table's metadata).
+ */
+export function assertPreparedKey(prepared: Table, secretKey: Uint8Array): void {
+  const stored = prepared.schema.metadata.get(META_PUBLIC_KEY);
+  if (stored === undefined || stored !== Buffer.from(publicKeyOf(secretKey)).toString("hex")) {
+    throw new InvalidArgumentError("the secret key is not the one this prepared table was sealed under (wrong seed, product or version?)");
+  }
 }
 
 /** The product, version and label schema of a prepared table (e.g. one read back from Arrow IPC). */

@@ -15,11 +15,13 @@ import {
   lookupBuyerStart,
   lookupProviderReceive,
   lookupProviderStart,
+  assertPreparedKey,
   preparedTableInfo,
   type LookupContext,
 } from "./lookup.js";
 import { MemoryTransport } from "./transport.js";
 import { ProtocolError } from "./errors.js";
+import { InvalidArgumentError } from "../engine/errors.js";
 import { refusalFor } from "./refusal.js";
 
 export interface RunLookupOptions {
@@ -57,6 +59,12 @@ export interface LookupRunResult {
 
 export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
   const info = preparedTableInfo(o.provider.prepared);
+  assertPreparedKey(o.provider.prepared, o.provider.secretKey);
+  for (const f of info.labelSchema.fields) {
+    if (o.buyer.table.schema.fields.some((b) => b.name === f.name)) {
+      throw new InvalidArgumentError(`the buyer table already has a column "${f.name}", which the lookup would add`);
+    }
+  }
   const job = o.job ?? `local-${randomUUID()}`;
   const params = { job, product: info.product, version: info.version, ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}) };
   const ctx: LookupContext = { pool: o.pool ?? getPool(), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };

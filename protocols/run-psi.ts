@@ -84,21 +84,32 @@ export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
   if (options.tap) t.tap(options.tap as (from: string, to: string, frame: Uint8Array) => void);
   let [b, p] = await Promise.all([psiBuyerStart(params, buyerKeys, ctx), psiProviderStart(params, providerKeys, ctx)]);
   t.send("buyer", "provider", b.messages);
-  for (let m = t.receive("provider"); m; m = t.receive("provider")) {
+  // Each role takes its messages one at a time, in order; the two roles work at the same
+  // time (the buyer raising the provider's elements while the provider raises the buyer's),
+  // so the pool's workers stay busy.
+  const provider1 = async (): Promise<boolean> => {
+    const m = t.receive("provider");
+    if (!m) return false;
     try {
       p = await psiProviderReceive(p.state, m, ctx);
     } catch (err) {
       // The provider refuses: the buyer is told why (the code and rule, no data), and the job ends.
       t.send("provider", "buyer", [refusalFor(err, m.header)]);
-      const r = t.receive("buyer");
-      if (r) await psiBuyerReceive(b.state, r, ctx).catch(() => undefined);
       throw err;
     }
     t.send("provider", "buyer", p.messages);
-    // Let the buyer consume what has arrived so far, so memory follows the stream.
-    for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await psiBuyerReceive(b.state, r, ctx);
+    return true;
+  };
+  const buyer1 = async (): Promise<boolean> => {
+    const m = t.receive("buyer");
+    if (!m) return false;
+    b = await psiBuyerReceive(b.state, m, ctx);
+    return true;
+  };
+  for (;;) {
+    const [pp, bb] = await Promise.all([provider1(), buyer1()]);
+    if (!pp && !bb) break;
   }
-  for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await psiBuyerReceive(b.state, r, ctx);
   if (!psiBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
 
   const result = psiBuyerResult(b.state);

@@ -132,6 +132,18 @@ describe("preparation", () => {
     await expect(lookupProviderReceive(prov, buyerState.messages[0] as ProtocolMessage, p1, ctx)).rejects.toBeInstanceOf(ProtocolError);
   });
 
+  it("keeps NaN and infinities, refuses a key the table was not sealed under, and a buyer column the lookup would add", async () => {
+    const { secretKey } = lookupKeyPair(seed, product, 1);
+    const t = new Table({ phone: vectorFromArray(["a", "b", "c"], new Utf8()), x: vectorFromArray([Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY], new Float64()) });
+    const prepared = await prepareLookupTable({ table: t, keys: ["phone"], labels: ["x"], secretKey, product, version: 1, pool });
+    const res = await runLookup({ buyer: { table: buyerTable(["c", "b", "a"]), keys: ["phone"] }, provider: { prepared, secretKey }, pool });
+    expect(Array.from(res.table.getChild("x")!.toArray() as Float64Array)).toEqual([Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY, Number.NaN]);
+    const other = lookupKeyPair(new Uint8Array(32).fill(2), product, 1);
+    await expect(runLookup({ buyer: { table: buyerTable(["a"]), keys: ["phone"] }, provider: { prepared, secretKey: other.secretKey }, pool })).rejects.toThrow(/not the one this prepared table was sealed under/);
+    const clash = new Table({ phone: vectorFromArray(["a"], new Utf8()), x: vectorFromArray([1], new Float64()) });
+    await expect(runLookup({ buyer: { table: clash, keys: ["phone"] }, provider: { prepared, secretKey }, pool })).rejects.toThrow(/already has a column "x"/);
+  });
+
   it("refuses a label column that is also a key or does not exist", async () => {
     const { secretKey } = lookupKeyPair(seed, product, 1);
     await expect(prepareLookupTable({ table: provider, keys: ["phone"], labels: ["phone"], secretKey, product, version: 1, pool })).rejects.toThrow(/both a key and a label/);

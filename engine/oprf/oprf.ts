@@ -223,6 +223,11 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
       throw new InvalidInputError("DeriveKeyPair: no non-zero key for this seed");
     },
 
+    /** The public key G · sk of a secret key. */
+    publicKey(secretKey: ScalarBytes): PointBytes {
+      return group.encode(baseN(scalarOf(secretKey, "secret key")));
+    },
+
     /** A fresh random key pair. */
     generateKeyPair(rng?: RandomSource): KeyPair {
       const sk = randomScalar(rng);

@@ -1,0 +1,155 @@
+/**
+ * What the CLI commands share: option parsing (node:util parseArgs), usage
+ * errors, output checks and summary formatting. Nothing here prints a key or
+ * a cell value.
+ */
+import { basename, resolve as resolvePath } from "node:path";
+import { parseArgs } from "node:util";
+import type { Table } from "apache-arrow";
+import { FileFormat, formatFromPath, type KeyOptions } from "../../engine/columns/index.js";
+import { MissingColumnError, UnsupportedFormatError } from "../../engine/errors.js";
+
+/** A command line that does not make sense: exit code 2 and the usage text. */
+export class UsageError extends Error {
+  /** The usage text of the command concerned (the general one when absent). */
+  readonly usage: string | undefined;
+  constructor(message: string, usage?: string) {
+    super(message);
+    this.name = "UsageError";
+    this.usage = usage;
+  }
+}
+
+/** "string" takes a value (`--name VALUE` or `--name=VALUE`); "flag" takes none. */
+export type OptionKind = "string" | "flag";
+export type OptionSpec = Readonly<Record<string, OptionKind>>;
+
+/** Parsed options of one command. */
+export class Options {
+  constructor(
+    private readonly values: ReadonlyMap<string, string>,
+    private readonly flags: ReadonlySet<string>,
+    private readonly usage: string,
+  ) {}
+
+  /** True when the flag or the option was given. */
+  has(name: string): boolean {
+    return this.flags.has(name) || this.values.has(name);
+  }
+
+  get(name: string): string | undefined {
+    return this.values.get(name);
+  }
+
+  require(name: string, why = "is required"): string {
+    const v = this.values.get(name);
+    if (v === undefined) throw new UsageError(`${name} ${why}`, this.usage);
+    return v;
+  }
+
+  /** A comma-separated list of names: no empty entries, no repeats. */
+  list(name: string): string[] | undefined {
+    const v = this.values.get(name);
+    if (v === undefined) return undefined;
+    const items = v.split(",").map((s) => s.trim());
+    if (items.some((s) => s === "")) throw new UsageError(`${name} needs a comma-separated list of column names with no empty entries`, this.usage);
+    if (new Set(items).size !== items.length) throw new UsageError(`${name} names a column twice`, this.usage);
+    return items;
+  }
+
+  requireList(name: string): string[] {
+    this.require(name);
+    return this.list(name) as string[];
+  }
+
+  /** A non-negative integer no larger than `max`. */
+  integer(name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+    const v = this.values.get(name);
+    if (v === undefined) return undefined;
+    const n = /^\d+$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`${name} needs an integer from 0 to ${max}`, this.usage);
+    return n;
+  }
+
+  /** The key normalisation asked for by --digits-only / --case-fold (default trim + NFC). */
+  keyOptions(): KeyOptions {
+    return { ...(this.flags.has("--digits-only") ? { digitsOnly: true } : {}), ...(this.flags.has("--case-fold") ? { caseFold: true } : {}) };
+  }
+}
+
+/** parseArgs's errors, in this CLI's words. */
+function parseArgsMessage(err: unknown): string {
+  const message = err instanceof Error ? (err.message.split("\n")[0] ?? "") : "";
+  const code = (err as { code?: unknown }).code;
+  const named = /'(-[^' ]+)/.exec(message)?.[1] ?? "";
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown option "${named}"`;
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument "${/'([^']*)'/.exec(message)?.[1] ?? ""}"`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") return message.includes("does not take an argument") ? `${named} takes no value` : `${named} needs a value`;
+  return message || "bad arguments";
+}
+
+/**
+ * Parses `--name VALUE`, `--name=VALUE` and `--flag` against `spec` with
+ * node:util's parseArgs (strict: unknown options and positionals refused).
+ * Returns undefined when --help / -h was given (the caller prints the usage).
+ * @throws UsageError for an unknown option, a missing value, a repeated option or a positional argument.
+ */
+export function parseOptions(args: readonly string[], spec: OptionSpec, usage: string): Options | undefined {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = { help: { type: "boolean", short: "h" } };
+  for (const [name, kind] of Object.entries(spec)) options[name.replace(/^--/, "")] = { type: kind === "flag" ? "boolean" : "string" };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: false, tokens: true });
+  } catch (err) {
+    throw new UsageError(parseArgsMessage(err), usage);
+  }
+  if (parsed.values["help"]) return undefined;
+  const values = new Map<string, string>();
+  const flags = new Set<string>();
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== "option") continue;
+    const name = `--${token.name}`;
+    if (values.has(name) || flags.has(name)) throw new UsageError(`${name} is given twice`, usage);
+    if (spec[name] === "flag") {
+      flags.add(name);
+      continue;
+    }
+    if (token.value === undefined || token.value === "" || (token.inlineValue !== true && token.value.startsWith("--"))) throw new UsageError(`${name} needs a value`, usage);
+    values.set(name, token.value);
+  }
+  return new Options(values, flags, usage);
+}
+
+/** Checks that an output path has a format the engine writes (not Parquet) and is not one of the inputs. */
+export function checkOutput(out: string, inputs: readonly (string | undefined)[], usage: string): FileFormat {
+  const format = formatFromPath(out);
+  if (format === FileFormat.Parquet) {
+    throw new UnsupportedFormatError(`file "${basename(out)}": writing Parquet is not supported (write .arrow, .arrows or .csv)`);
+  }
+  const target = resolvePath(out);
+  if (inputs.some((p) => p !== undefined && resolvePath(p) === target)) throw new UsageError("--out must not be one of the input files", usage);
+  return format;
+}
+
+/** Throws MissingColumnError naming the first of `columns` absent from `table`. */
+export function requireColumns(table: Table, columns: readonly string[], role: string, path: string): void {
+  const names = new Set(table.schema.fields.map((f) => f.name));
+  for (const c of columns) if (!names.has(c)) throw new MissingColumnError(c, `${role} file "${basename(path)}"`);
+}
+
+const nf = new Intl.NumberFormat("en-US");
+/** 1234567 → "1,234,567". */
+export const count = (n: number): string => nf.format(n);
+/** Milliseconds → "1.23 s". */
+export const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+
+/** What a command prints to; the CLI passes process.stdout / process.stderr. */
+export interface CommandIO {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+}
+
+export const processIO: CommandIO = {
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
+};

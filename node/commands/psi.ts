@@ -1,0 +1,88 @@
+/**
+ * `umbra psi`: private set intersection of two files, both roles played in
+ * this process by `runPsi` (the real protocol, every message serialised).
+ * Nothing here prints a key or a cell value: summaries hold counts, byte
+ * sizes, times, file names and column names only.
+ */
+import { readTable, writeTable } from "../../engine/columns/index.js";
+import { GroupId } from "../../engine/group/index.js";
+import { closePool } from "../../engine/pool/index.js";
+import { PsiMode, runPsi } from "../../protocols/index.js";
+import { createProgress } from "../progress.js";
+import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+
+// ------------------------------------------------------------------ psi
+
+export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality)
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--quiet]
+                 private set intersection: writes the buyer's rows whose key the
+                 provider also holds to --out, or with --cardinality prints only
+                 the number of distinct shared keys
+`;
+
+const PSI_OPTIONS: OptionSpec = {
+  "--buyer": "string",
+  "--provider": "string",
+  "--key": "string",
+  "--out": "string",
+  "--cardinality": "flag",
+  "--group": "string",
+  "--digits-only": "flag",
+  "--case-fold": "flag",
+  "--quiet": "flag",
+};
+
+/** `umbra psi ...`; returns the exit code. */
+export async function psiCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const usage = `Usage:\n${PSI_USAGE}`;
+  const o = parseOptions(args, PSI_OPTIONS, usage);
+  if (o === undefined) {
+    io.out(usage.trimEnd());
+    return 0;
+  }
+  const buyerPath = o.require("--buyer");
+  const providerPath = o.require("--provider");
+  const keys = o.requireList("--key");
+  const cardinality = o.has("--cardinality");
+  const out = o.get("--out");
+  const groupName = o.get("--group") ?? GroupId.X25519;
+  if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError(`--group must be x25519 or ristretto255`, usage);
+  const group: GroupId = groupName;
+  if (!cardinality && out === undefined) throw new UsageError("--out FILE is required (or --cardinality for the count alone)", usage);
+  if (cardinality && out !== undefined) io.err("umbra: warning: --out is ignored with --cardinality (nothing is written)");
+  if (!cardinality && out !== undefined) checkOutput(out, [buyerPath, providerPath], usage);
+  const normalise = o.keyOptions();
+
+  const progress = createProgress({ quiet: o.has("--quiet") });
+  const t0 = performance.now();
+  let result: Awaited<ReturnType<typeof runPsi>>;
+  let protocolMs: number;
+  try {
+    const [buyer, provider] = await Promise.all([readTable(buyerPath), readTable(providerPath, { columns: keys })]);
+    requireColumns(buyer, keys, "buyer", buyerPath);
+    const t1 = performance.now();
+    result = await runPsi({
+      buyer: { table: buyer, keys, normalise },
+      provider: { table: provider, keys, normalise },
+      mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection,
+      group,
+      onProgress: progress.onProgress,
+    });
+    protocolMs = performance.now() - t1;
+  } finally {
+    progress.finish();
+    await closePool();
+  }
+
+  const s = result.stats;
+  const traffic = `bytes buyer->provider: ${count(s.bytesBuyerToProvider)}, provider->buyer: ${count(s.bytesProviderToBuyer)}`;
+  const sizes = `buyer distinct keys: ${count(s.buyerSetSize)}; provider distinct keys: ${count(s.providerSetSize)}`;
+  if (result.mode === "cardinality") {
+    io.out(`intersection size: ${result.count}`);
+    io.out(`${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`);
+    return 0;
+  }
+  await writeTable(out as string, result.table);
+  io.out(`rows written: ${count(result.table.numRows)} to ${out as string}; ${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`);
+  return 0;
+}
