@@ -1,0 +1,84 @@
+/**
+ * The node layer's typed errors: why an envelope was refused, and a bad
+ * persisted identity. They extend the protocol layer's split — malformed
+ * input is an `InvalidMessageError`, a well-formed envelope against the rules
+ * is a `ProtocolError` — and carry stable `UMBRA_*` codes. Messages name the
+ * rule that failed and never a key, a node name, a job id, a nonce or a
+ * payload byte.
+ */
+import { InvalidInputError } from "../engine/errors.js";
+import { InvalidMessageError, ProtocolError } from "../protocols/errors.js";
+
+// A wrong job or step is the protocol layer's error, with its code.
+export { WrongJobError, WrongStepError } from "../protocols/errors.js";
+
+export const NodeErrorCode = {
+  PayloadTooLarge: "UMBRA_PAYLOAD_TOO_LARGE",
+  NotForMe: "UMBRA_NOT_FOR_ME",
+  UnknownSender: "UMBRA_UNKNOWN_SENDER",
+  BadSignature: "UMBRA_BAD_SIGNATURE",
+  StaleMessage: "UMBRA_STALE_MESSAGE",
+  Replay: "UMBRA_REPLAY",
+  BadCiphertext: "UMBRA_BAD_CIPHERTEXT",
+  InvalidIdentity: "UMBRA_INVALID_IDENTITY",
+} as const;
+export type NodeErrorCode = (typeof NodeErrorCode)[keyof typeof NodeErrorCode];
+
+/** An envelope, or its payload, larger than this node accepts. */
+export class PayloadTooLargeError extends InvalidMessageError {
+  constructor(limit: number) {
+    super(`envelope payload exceeds the limit of ${limit} bytes`, NodeErrorCode.PayloadTooLarge);
+  }
+}
+
+/** An encrypted payload that does not decrypt (AEAD failure): tampered, or sealed to another key. */
+export class BadCiphertextError extends InvalidMessageError {
+  constructor() {
+    super("envelope payload does not decrypt", NodeErrorCode.BadCiphertext);
+  }
+}
+
+/** An envelope addressed to another node, received by a node that does not relay. */
+export class NotForMeError extends ProtocolError {
+  constructor() {
+    super("envelope is addressed to another node", NodeErrorCode.NotForMe);
+  }
+}
+
+/** An envelope from a sender whose keys this node does not know. */
+export class UnknownSenderError extends ProtocolError {
+  constructor() {
+    super("envelope sender is not a registered party", NodeErrorCode.UnknownSender);
+  }
+}
+
+/** An envelope whose signature does not verify under its sender's key. */
+export class BadSignatureError extends ProtocolError {
+  constructor() {
+    super("envelope signature does not verify", NodeErrorCode.BadSignature);
+  }
+}
+
+/** An envelope whose timestamp is outside the allowed clock skew (too old, or from the future). */
+export class StaleMessageError extends ProtocolError {
+  constructor(direction: "old" | "future") {
+    super(
+      direction === "old" ? "envelope timestamp is older than the allowed clock skew" : "envelope timestamp is further in the future than the allowed clock skew",
+      NodeErrorCode.StaleMessage,
+    );
+  }
+}
+
+/** An envelope whose nonce this node has already accepted from the same sender. */
+export class ReplayError extends ProtocolError {
+  constructor() {
+    super("envelope nonce was already used by this sender", NodeErrorCode.Replay);
+  }
+}
+
+/** A persisted identity that is malformed, or whose public keys do not match its secret keys. */
+export class InvalidIdentityError extends InvalidInputError {
+  constructor(message: string) {
+    super(`invalid node identity: ${message}`, NodeErrorCode.InvalidIdentity);
+  }
+}
