@@ -1,0 +1,249 @@
+/**
+ * The audit ledger: every registration, policy change, job submission,
+ * refusal, step, result and failure as an append-only, hash-chained entry
+ * signed with the exchange's Ed25519 key, kept in the store's `ledger` table.
+ * Anyone holding the exchange's public key and the rows can check them.
+ *
+ * An entry is {seq, at, kind, job, body, prev_hash, hash, signature}:
+ *
+ * - `seq`: 1, 2, 3, … with no gap; `at`: integer ms since the epoch;
+ * - `kind`: one of {@link LedgerKind}; `job`: the job id for `job.*` kinds,
+ *   else null;
+ * - `body`: a JSON object, stored as its canonical JSON (below). It holds
+ *   only what an auditor needs: digests, counts, sizes, rule names and error
+ *   codes, dataset ids and party names — never a key, a scalar, a record
+ *   identifier or a cell value;
+ * - `prev_hash`: the previous entry's `hash`, or 64 zeros for seq 1;
+ * - `hash` = SHA-256( "umbra.v1.ledger.entry" || 0x0a || canonical ), as
+ *   lowercase hex, where canonical is the RFC 8785 (JCS) canonical JSON of
+ *   the object {at, body, job, kind, prev_hash, seq} — UTF-8, no whitespace,
+ *   keys sorted by UTF-16 code units, numbers and strings as ECMAScript
+ *   writes them. For example:
+ *   {"at":1700000000000,"body":{"rows":3},"job":"j1","kind":"job.result","prev_hash":"00…00","seq":1}
+ * - `signature` = Ed25519(secret key, the 32 bytes of `hash`) (RFC 8032,
+ *   pure Ed25519), as lowercase hex. The signed message is 32 bytes, so it
+ *   can never equal the signed bytes of an envelope (which open with a
+ *   length-prefixed tag and are longer), though both use the same key.
+ *
+ * {@link verifyLedger} recomputes every link, hash and signature and names the
+ * first entry that fails. A chain alone cannot show that entries were cut off
+ * its end: compare against a head ({seq, hash}) recorded elsewhere — published,
+ * or held by a party — with the `head` option.
+ */
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { InvalidArgumentError } from "../engine/errors.js";
+import { canonicalJson, type JsonValue, type LedgerRow, type Store } from "./store.js";
+
+export const LedgerKind = {
+  PartyRegistered: "party.registered",
+  DatasetRegistered: "dataset.registered",
+  PolicyChanged: "policy.changed",
+  JobSubmitted: "job.submitted",
+  JobRefused: "job.refused",
+  JobStep: "job.step",
+  JobResult: "job.result",
+  JobFailed: "job.failed",
+  JobCancelled: "job.cancelled",
+} as const;
+export type LedgerKind = (typeof LedgerKind)[keyof typeof LedgerKind];
+
+export type LedgerBody = { readonly [key: string]: JsonValue };
+
+export interface LedgerEntry {
+  readonly seq: number;
+  readonly at: number;
+  readonly kind: LedgerKind;
+  readonly job: string | null;
+  readonly body: LedgerBody;
+  /** Hex of the previous entry's hash, or 64 zeros for the first. */
+  readonly prevHash: string;
+  /** Hex SHA-256 of the entry's canonical encoding. */
+  readonly hash: string;
+  /** Hex Ed25519 signature of the hash's 32 bytes. */
+  readonly signature: string;
+}
+
+export interface LedgerEntryInput {
+  readonly kind: LedgerKind;
+  /** The job id: required for `job.*` kinds, absent for the others. */
+  readonly job?: string;
+  /** A plain JSON object (see the header for what belongs in it). */
+  readonly body: object;
+}
+
+/** Signs entries: the exchange's Ed25519 secret key (the 32-byte seed of RFC 8032). */
+export interface LedgerSigner {
+  readonly secretKey: Uint8Array;
+}
+
+export const LedgerProblem = {
+  /** An entry is missing or out of place: no entry with this seq where one must be. */
+  Gap: "gap",
+  /** A column that is not of its form (types, hex, a body that is not canonical JSON of an object). */
+  Malformed: "malformed",
+  /** prev_hash is not the previous entry's hash. */
+  PrevHash: "prev_hash",
+  /** hash is not the hash of the entry's fields. */
+  Hash: "hash",
+  /** signature does not verify under the public key. */
+  Signature: "signature",
+  /** The ledger ends before the expected head. */
+  Truncated: "truncated",
+  /** The entry at the expected head's seq has another hash. */
+  Head: "head",
+} as const;
+export type LedgerProblem = (typeof LedgerProblem)[keyof typeof LedgerProblem];
+
+export interface LedgerHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+export type LedgerVerification =
+  | { readonly ok: true; /** How many entries were checked. */ readonly entries: number; readonly head: LedgerHead | null }
+  | { readonly ok: false; /** The first entry that fails. */ readonly seq: number; readonly problem: LedgerProblem };
+
+export const GENESIS_HASH = "0".repeat(64);
+const HASH_TAG = Buffer.from("umbra.v1.ledger.entry\n", "utf8");
+const MAX_BODY_BYTES = 16 * 1024;
+const KINDS = new Set<string>(Object.values(LedgerKind));
+const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX128 = /^[0-9a-f]{128}$/;
+// DER prefixes of an Ed25519 PKCS#8 private key and SubjectPublicKeyInfo (RFC 8410).
+const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+function privateKey(secretKey: Uint8Array): KeyObject {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) throw new InvalidArgumentError("ledger secret key must be 32 bytes");
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: "der", type: "pkcs8" });
+}
+
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw new InvalidArgumentError("ledger public key must be 32 bytes");
+  try {
+    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+  } catch {
+    throw new InvalidArgumentError("ledger public key is not an Ed25519 public key");
+  }
+}
+
+/** The Ed25519 public key of a ledger secret key (32 bytes). */
+export function ledgerPublicKey(secretKey: Uint8Array): Uint8Array {
+  const der = createPublicKey(privateKey(secretKey)).export({ format: "der", type: "spki" });
+  return new Uint8Array(der.subarray(SPKI_PREFIX.length));
+}
+
+/** The canonical encoding of an entry's fields, the bytes its hash covers after the tag. */
+export function canonicalEntry(e: { seq: number; at: number; kind: string; job: string | null; body: LedgerBody; prevHash: string }): string {
+  return canonicalJson({ at: e.at, body: e.body, job: e.job, kind: e.kind, prev_hash: e.prevHash, seq: e.seq });
+}
+
+/** The hex hash of an entry's fields. */
+export function entryHash(e: { seq: number; at: number; kind: string; job: string | null; body: LedgerBody; prevHash: string }): string {
+  return createHash("sha256").update(HASH_TAG).update(canonicalEntry(e), "utf8").digest("hex");
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function entryFromRow(r: LedgerRow, body: LedgerBody): LedgerEntry {
+  return { seq: r.seq, at: r.at, kind: r.kind as LedgerKind, job: r.job, body, prevHash: r.prev_hash, hash: r.hash, signature: r.signature };
+}
+
+/**
+ * Appends an entry after the ledger's head and returns it. Runs in one
+ * transaction (inside the caller's, when called in `store.transaction`, so an
+ * entry and the change it records commit together).
+ */
+export function appendEntry(store: Store, signer: LedgerSigner, entry: LedgerEntryInput): LedgerEntry {
+  if (typeof entry.kind !== "string" || !KINDS.has(entry.kind)) throw new InvalidArgumentError("unknown ledger entry kind");
+  const isJobKind = entry.kind.startsWith("job.");
+  if (isJobKind && (typeof entry.job !== "string" || !JOB_ID.test(entry.job))) throw new InvalidArgumentError("a job entry needs a valid job id");
+  if (!isJobKind && entry.job !== undefined) throw new InvalidArgumentError("only job entries carry a job id");
+  if (!isPlainObject(entry.body)) throw new InvalidArgumentError("a ledger body must be a plain JSON object");
+  const bodyText = canonicalJson(entry.body);
+  if (Buffer.byteLength(bodyText) > MAX_BODY_BYTES) throw new InvalidArgumentError(`a ledger body must be at most ${MAX_BODY_BYTES} bytes of JSON`);
+  const body = JSON.parse(bodyText) as LedgerBody;
+  const key = privateKey(signer.secretKey);
+  const job = entry.job ?? null;
+  return store.transaction(() => {
+    const head = store.ledgerHead();
+    const seq = head === undefined ? 1 : head.seq + 1;
+    const prevHash = head === undefined ? GENESIS_HASH : head.hash;
+    const at = store.now();
+    const hash = entryHash({ seq, at, kind: entry.kind, job, body, prevHash });
+    const signature = sign(null, Buffer.from(hash, "hex"), key).toString("hex");
+    const row: LedgerRow = { seq, at, kind: entry.kind, job, body: bodyText, prev_hash: prevHash, hash, signature };
+    store.insertLedgerRow(row);
+    return entryFromRow(row, body);
+  });
+}
+
+/** The last entry's seq and hash (to publish as an anchor), or null for an empty ledger. */
+export function ledgerHead(store: Store): LedgerHead | null {
+  const head = store.ledgerHead();
+  return head === undefined ? null : { seq: head.seq, hash: head.hash };
+}
+
+/** Entries in seq order: all, one job's, or those after a seq. */
+export function listEntries(store: Store, filter: { readonly job?: string; readonly afterSeq?: number; readonly limit?: number } = {}): LedgerEntry[] {
+  const out: LedgerEntry[] = [];
+  for (const row of store.ledgerRows(filter)) out.push(entryFromRow(row, JSON.parse(row.body) as LedgerBody));
+  return out;
+}
+
+/** The body of a well-formed row, or undefined when any column is not of its form. */
+function wellFormedBody(r: LedgerRow): LedgerBody | undefined {
+  if (!Number.isSafeInteger(r.at) || r.at < 0) return undefined;
+  if (typeof r.kind !== "string" || !KINDS.has(r.kind)) return undefined;
+  if (r.kind.startsWith("job.") ? typeof r.job !== "string" || !JOB_ID.test(r.job) : r.job !== null) return undefined;
+  if (typeof r.prev_hash !== "string" || !HEX64.test(r.prev_hash)) return undefined;
+  if (typeof r.hash !== "string" || !HEX64.test(r.hash)) return undefined;
+  if (typeof r.signature !== "string" || !HEX128.test(r.signature)) return undefined;
+  if (typeof r.body !== "string") return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(r.body);
+    // The stored text must be the one canonical encoding: no other bytes verify.
+    if (!isPlainObject(body) || canonicalJson(body) !== r.body) return undefined;
+  } catch {
+    return undefined;
+  }
+  return body as LedgerBody;
+}
+
+/**
+ * Checks the whole ledger: seqs 1, 2, 3, … without a gap, each entry well
+ * formed, linked to the previous one's hash, hashing to its `hash`, and
+ * signed by `publicKey`. With `head`, also that the ledger reaches that
+ * entry and it has that hash (catching entries cut off the end). Returns the
+ * first entry that fails and why.
+ */
+export function verifyLedger(store: Store, publicKey: Uint8Array, options: { readonly head?: LedgerHead } = {}): LedgerVerification {
+  const key = publicKeyObject(publicKey);
+  let expected = 1;
+  let prevHash = GENESIS_HASH;
+  let headSeen = false;
+  for (const row of store.ledgerRows()) {
+    const fail = (problem: LedgerProblem): LedgerVerification => ({ ok: false, seq: expected, problem });
+    if (row.seq !== expected) return fail(LedgerProblem.Gap);
+    const body = wellFormedBody(row);
+    if (body === undefined) return fail(LedgerProblem.Malformed);
+    if (row.prev_hash !== prevHash) return fail(LedgerProblem.PrevHash);
+    if (entryHash({ seq: row.seq, at: row.at, kind: row.kind, job: row.job, body, prevHash: row.prev_hash }) !== row.hash) return fail(LedgerProblem.Hash);
+    if (!verify(null, Buffer.from(row.hash, "hex"), key, Buffer.from(row.signature, "hex"))) return fail(LedgerProblem.Signature);
+    if (options.head !== undefined && row.seq === options.head.seq) {
+      if (row.hash !== options.head.hash) return fail(LedgerProblem.Head);
+      headSeen = true;
+    }
+    prevHash = row.hash;
+    expected += 1;
+  }
+  const count = expected - 1;
+  if (options.head !== undefined && !headSeen) return { ok: false, seq: count + 1, problem: LedgerProblem.Truncated };
+  return { ok: true, entries: count, head: count === 0 ? null : { seq: count, hash: prevHash } };
+}

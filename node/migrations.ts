@@ -1,0 +1,203 @@
+/**
+ * The node store's schema, as forward-only migrations.
+ *
+ * `schema_version` holds one row per applied migration. Opening a store
+ * applies every migration above the highest applied one, each in its own
+ * immediate transaction, in order; a migration is never edited or removed
+ * once released, and there are no down-migrations: a change is a new
+ * migration at the end of the list. A store whose highest applied version is
+ * above the last one this code knows (written by a newer Umbra) is refused
+ * rather than used.
+ *
+ * Times are integer milliseconds since the Unix epoch; digests and hashes are
+ * lowercase hex; keys and signatures are raw bytes (BLOB). JSON columns hold
+ * the canonical JSON of `node/store.ts`. No table ever holds a dataset row: a
+ * dataset is its id, owner, schema, row count and content hash.
+ */
+import type BetterSqlite3 from "better-sqlite3";
+import { UmbraError } from "../engine/errors.js";
+
+export interface Migration {
+  /** 1, 2, 3, …: contiguous, in order. */
+  readonly version: number;
+  /** A short description, stored beside the version. */
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "initial schema",
+    sql: `
+      -- This node's own identity (its JSON, as node/identity writes it): one row.
+      CREATE TABLE identity (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        identity    TEXT    NOT NULL,
+        updated_at  INTEGER NOT NULL
+      ) STRICT;
+
+      -- Parties this node knows, with their public keys.
+      CREATE TABLE parties (
+        name                TEXT    PRIMARY KEY,
+        role                TEXT    NOT NULL,
+        signing_public_key  BLOB    NOT NULL CHECK (length(signing_public_key) = 32),
+        box_public_key      BLOB             CHECK (box_public_key IS NULL OR length(box_public_key) = 32),
+        endpoint            TEXT,
+        registered_at       INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX parties_role ON parties (role);
+
+      -- The catalog: what a dataset is, never what it holds.
+      CREATE TABLE datasets (
+        id            TEXT    PRIMARY KEY,
+        owner         TEXT    NOT NULL,
+        name          TEXT    NOT NULL,
+        schema        TEXT    NOT NULL,
+        row_count     INTEGER NOT NULL CHECK (row_count >= 0),
+        content_hash  TEXT    NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX datasets_owner ON datasets (owner);
+
+      -- Every version of a dataset's policy; the highest version is in force.
+      CREATE TABLE policies (
+        dataset_id  TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+        version     INTEGER NOT NULL CHECK (version >= 1),
+        policy      TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (dataset_id, version)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE jobs (
+        id          TEXT    PRIMARY KEY,
+        protocol    TEXT    NOT NULL,
+        buyer       TEXT    NOT NULL,
+        providers   TEXT    NOT NULL,
+        params      TEXT    NOT NULL,
+        state       TEXT    NOT NULL CHECK (state IN ('submitted', 'running', 'succeeded', 'failed', 'refused', 'cancelled')),
+        reason      TEXT,
+        progress    TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX jobs_state ON jobs (state, created_at);
+      CREATE INDEX jobs_buyer ON jobs (buyer, created_at);
+
+      -- One row per protocol message a job sent or received: its size and digest, never its bytes.
+      CREATE TABLE steps (
+        job_id     TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL CHECK (seq >= 1),
+        step       TEXT    NOT NULL,
+        direction  TEXT    NOT NULL CHECK (direction IN ('in', 'out')),
+        size       INTEGER NOT NULL CHECK (size >= 0),
+        digest     TEXT    NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (job_id, seq)
+      ) STRICT, WITHOUT ROWID;
+
+      -- A protocol's persisted state (protocols/state.ts stateToBytes), per job and role.
+      CREATE TABLE protocol_state (
+        job_id      TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        role        TEXT    NOT NULL,
+        state       BLOB    NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (job_id, role)
+      ) STRICT;
+
+      -- A job's result: its bytes inline, or the path of a file holding them.
+      CREATE TABLE results (
+        job_id       TEXT    PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+        digest       TEXT    NOT NULL,
+        bytes        BLOB,
+        path         TEXT,
+        size         INTEGER NOT NULL CHECK (size >= 0),
+        created_at   INTEGER NOT NULL,
+        released_at  INTEGER,
+        CHECK ((bytes IS NULL) <> (path IS NULL))
+      ) STRICT;
+
+      -- Envelope nonces already accepted, per sender, kept until pruned by age.
+      CREATE TABLE nonces (
+        sender     TEXT    NOT NULL,
+        nonce      BLOB    NOT NULL,
+        timestamp  INTEGER NOT NULL,
+        PRIMARY KEY (sender, nonce)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX nonces_timestamp ON nonces (timestamp);
+
+      -- What a buyer may still spend on a dataset (queries, or a privacy budget).
+      CREATE TABLE budgets (
+        dataset_id  TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+        buyer       TEXT    NOT NULL,
+        remaining   REAL    NOT NULL CHECK (remaining >= 0),
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (dataset_id, buyer)
+      ) STRICT, WITHOUT ROWID;
+
+      -- The audit ledger (node/ledger.ts): append-only, hash-chained, signed.
+      CREATE TABLE ledger (
+        seq        INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        kind       TEXT    NOT NULL,
+        job        TEXT,
+        body       TEXT    NOT NULL,
+        prev_hash  TEXT    NOT NULL,
+        hash       TEXT    NOT NULL,
+        signature  TEXT    NOT NULL
+      ) STRICT;
+      CREATE INDEX ledger_job ON ledger (job, seq);
+    `,
+  },
+];
+
+/** The store was written by a newer Umbra (a schema version this code does not know). */
+export class StoreVersionError extends UmbraError {
+  constructor(found: number, known: number) {
+    super("UMBRA_STORE_VERSION", `store schema version ${found} is newer than the ${known} this node knows`);
+  }
+}
+
+/** The schema version of `db`: 0 for a fresh database. */
+export function schemaVersion(db: BetterSqlite3.Database): number {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
+  if (table === undefined) return 0;
+  const row = db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+/** The highest version in {@link MIGRATIONS}. */
+export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.length;
+
+/**
+ * Brings `db` to the latest schema: applies each pending migration in its own
+ * immediate transaction (so two processes opening the same file do not both
+ * apply it). Returns the versions applied.
+ */
+export function migrate(db: BetterSqlite3.Database, now: () => number = Date.now, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new UmbraError("UMBRA_INTERNAL", "migrations are not numbered 1, 2, 3, … in order");
+  });
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    applied_at  INTEGER NOT NULL
+  ) STRICT`);
+  const applied: number[] = [];
+  for (const m of migrations) {
+    const step = db.transaction(() => {
+      // Re-read inside the write lock: another process may have applied it meanwhile.
+      const current = schemaVersion(db);
+      if (current >= m.version) return false;
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, now());
+      return true;
+    });
+    if (step.immediate()) applied.push(m.version);
+  }
+  const found = schemaVersion(db);
+  if (found > migrations.length) throw new StoreVersionError(found, migrations.length);
+  return applied;
+}
