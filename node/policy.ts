@@ -1,0 +1,592 @@
+/**
+ * Usage policies and the check of a job against them.
+ *
+ * A provider registers a dataset (its descriptor: schema, row count, content
+ * hash — never rows; see `catalog.ts`) with a {@link UsagePolicy}. A buyer
+ * submits a {@link JobRequest}. The exchange runs {@link checkJob} before the
+ * job starts, and the provider's own agent runs the same check again before
+ * it answers anything (it does not trust the exchange blindly).
+ *
+ * ## The rules, in the order they are checked
+ *
+ * The first rule that fails is reported, as a {@link PolicyDeniedError}
+ * whose `rule` is one of {@link PolicyRule}:
+ *
+ *   1. `dataset-mismatch`        the job names another provider dataset than the one the policy governs
+ *   2. `policy-expired`          `now >= expiresAt` (a policy is valid strictly before its expiry instant)
+ *   3. `buyer-not-allowed`       the buyer is not in `allowedBuyers` (and that is not "any")
+ *   4. `protocol-not-allowed`    the protocol is not in `allowedProtocols`
+ *   5. `key-column-missing`      a key column is not in the dataset's schema
+ *   6. `column-not-allowed`      an output column is not in `outputColumns` (or not in the schema)
+ *   7. `group-size-below-minimum` the job asks for a k below the policy's `minGroupSize`
+ *                                (k-protocols only: join-aggregate, federated-aggregate, psi-cardinality)
+ *   8. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
+ *   9. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
+ *
+ * Why this order: a check against the wrong dataset means nothing, so it
+ * comes first; an expired policy permits nothing; a buyer that may not use
+ * the dataset learns nothing about the rest of its terms; then what the job
+ * asks for (protocol, columns, k) before how much of it (budget), so that a
+ * job the policy could never allow is not reported as a budget problem.
+ *
+ * `minIntersection` is not checked here (nobody knows the intersection
+ * before the protocol runs): the protocol runner withholds a result whose
+ * intersection is smaller.
+ *
+ * Messages name the rule and the offending column or protocol names, never a
+ * buyer or dataset identifier nor any value.
+ */
+import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/errors.js";
+import { ProtocolId } from "../protocols/index.js";
+import type { DatasetDescriptor } from "./catalog.js";
+
+// ---------------------------------------------------------------------------
+// Errors
+
+export const PolicyErrorCode = {
+  InvalidPolicy: "UMBRA_INVALID_POLICY",
+  InvalidJobRequest: "UMBRA_INVALID_JOB_REQUEST",
+  InvalidDataset: "UMBRA_INVALID_DATASET",
+  PolicyDenied: "UMBRA_POLICY_DENIED",
+} as const;
+export type PolicyErrorCode = (typeof PolicyErrorCode)[keyof typeof PolicyErrorCode];
+
+/** One problem found in a document: the field's path (`params.keyColumns[1]`) and what is wrong with it. */
+export interface FieldIssue {
+  readonly field: string;
+  readonly problem: string;
+}
+
+/**
+ * A policy, job request or dataset descriptor that is not well formed. Lists
+ * every field found wrong (`issues`); `field` is the first of them.
+ */
+export class InvalidDocumentError extends InvalidInputError {
+  readonly issues: readonly FieldIssue[];
+  constructor(what: string, issues: readonly FieldIssue[], code: string) {
+    super(`invalid ${what}: ${issues.map((i) => `${i.field}: ${i.problem}`).join("; ")}`, code);
+    this.issues = issues;
+  }
+  /** The first field found wrong. */
+  get field(): string {
+    return this.issues[0]?.field ?? "";
+  }
+  /** Every field found wrong, in the order found. */
+  get fields(): string[] {
+    return this.issues.map((i) => i.field);
+  }
+}
+
+/** A usage policy that is not well formed (code UMBRA_INVALID_POLICY). */
+export class InvalidPolicyError extends InvalidDocumentError {
+  constructor(issues: readonly FieldIssue[]) {
+    super("policy", issues, PolicyErrorCode.InvalidPolicy);
+  }
+}
+
+/** A job request that is not well formed (code UMBRA_INVALID_JOB_REQUEST). */
+export class InvalidJobRequestError extends InvalidDocumentError {
+  constructor(issues: readonly FieldIssue[]) {
+    super("job request", issues, PolicyErrorCode.InvalidJobRequest);
+  }
+}
+
+/** The stable identifiers of the policy rules, in the order {@link checkJob} checks them. */
+export const PolicyRule = {
+  DatasetMismatch: "dataset-mismatch",
+  PolicyExpired: "policy-expired",
+  BuyerNotAllowed: "buyer-not-allowed",
+  ProtocolNotAllowed: "protocol-not-allowed",
+  KeyColumnMissing: "key-column-missing",
+  ColumnNotAllowed: "column-not-allowed",
+  GroupSizeBelowMinimum: "group-size-below-minimum",
+  QueryCountMissing: "query-count-missing",
+  BudgetExhausted: "budget-exhausted",
+} as const;
+export type PolicyRule = (typeof PolicyRule)[keyof typeof PolicyRule];
+
+/** The rules in check order (the first failing one is reported). */
+export const POLICY_RULE_ORDER: readonly PolicyRule[] = Object.freeze(Object.values(PolicyRule));
+
+/**
+ * A well-formed job that the dataset's policy does not allow (code
+ * UMBRA_POLICY_DENIED). `rule` says which rule failed; `columns` and
+ * `protocol` name what offended it, when that is a column or a protocol.
+ */
+export class PolicyDeniedError extends UmbraError {
+  readonly rule: PolicyRule;
+  readonly columns: readonly string[];
+  readonly protocol: ProtocolId | undefined;
+  constructor(rule: PolicyRule, reason: string, details: { columns?: readonly string[]; protocol?: ProtocolId } = {}) {
+    super(PolicyErrorCode.PolicyDenied, `policy denied (${rule}): ${reason}`);
+    this.rule = rule;
+    this.columns = Object.freeze([...(details.columns ?? [])]);
+    this.protocol = details.protocol;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Field validation (shared with catalog.ts)
+
+/** Longest identifier (buyer, dataset, owner) accepted. */
+export const MAX_ID_LENGTH = 256;
+/** Longest column name accepted. */
+export const MAX_COLUMN_NAME_LENGTH = 1024;
+/** Most entries in any list of a policy or a job request. */
+export const MAX_LIST_LENGTH = 10_000;
+
+// Control characters and whitespace are refused in identifiers.
+const ID_FORBIDDEN = /[\s\u0000-\u001f\u007f]/u;
+const CONTROL = /[\u0000-\u001f\u007f]/u;
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+/** A field name as it may appear in a message: unknown keys are shown quoted and cut short. */
+function showKey(key: string): string {
+  const cut = key.length > 40 ? `${key.slice(0, 40)}…` : key;
+  return JSON.stringify(cut);
+}
+
+/**
+ * Collects the problems of one document. Internal to the node layer: the
+ * `parse*` functions of policy.ts and catalog.ts build on it.
+ */
+export class FieldChecker {
+  readonly issues: FieldIssue[] = [];
+
+  add(field: string, problem: string): void {
+    this.issues.push({ field, problem });
+  }
+
+  /**
+   * The input as a plain object; keys not in `known` are reported (as
+   * `field."key"`, or `"key"` for the document itself, `root`).
+   */
+  object(value: unknown, field: string, known: readonly string[], root = false): Record<string, unknown> | undefined {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.add(field, "must be an object");
+      return undefined;
+    }
+    const proto = Object.getPrototypeOf(value) as unknown;
+    if (proto !== Object.prototype && proto !== null) {
+      this.add(field, "must be a plain object");
+      return undefined;
+    }
+    const rec = value as Record<string, unknown>;
+    for (const key of Object.keys(rec)) {
+      if (!known.includes(key)) this.add(root ? showKey(key) : `${field}.${showKey(key)}`, "unknown field");
+    }
+    return rec;
+  }
+
+  /** An identifier: a non-empty string of at most {@link MAX_ID_LENGTH} characters, no whitespace or control characters. */
+  id(value: unknown, field: string): string | undefined {
+    if (typeof value !== "string") return this.fail(field, "must be a string");
+    if (value.length === 0 || value.length > MAX_ID_LENGTH) return this.fail(field, `must be 1 to ${MAX_ID_LENGTH} characters`);
+    if (ID_FORBIDDEN.test(value)) return this.fail(field, "must not contain whitespace or control characters");
+    return value;
+  }
+
+  /** A display string: non-empty, at most `max` characters, no control characters. */
+  text(value: unknown, field: string, max: number): string | undefined {
+    if (typeof value !== "string") return this.fail(field, "must be a string");
+    if (value.length === 0 || value.length > max) return this.fail(field, `must be 1 to ${max} characters`);
+    if (CONTROL.test(value)) return this.fail(field, "must not contain control characters");
+    return value;
+  }
+
+  /** A column name. */
+  column(value: unknown, field: string): string | undefined {
+    return this.text(value, field, MAX_COLUMN_NAME_LENGTH);
+  }
+
+  /** An integer in [min, max]. */
+  int(value: unknown, field: string, min: number, max: number = Number.MAX_SAFE_INTEGER): number | undefined {
+    if (typeof value !== "number" || !Number.isSafeInteger(value)) return this.fail(field, "must be an integer");
+    if (value < min || value > max) return this.fail(field, max === Number.MAX_SAFE_INTEGER ? `must be at least ${min}` : `must be between ${min} and ${max}`);
+    return value;
+  }
+
+  /** One of the given string values. */
+  oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T | undefined {
+    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
+      return this.fail(field, `must be one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
+    }
+    return value as T;
+  }
+
+  /** An ISO 8601 date-time with seconds and a zone (`2025-01-31T23:59:59Z`, `…+08:00`), a real calendar date. */
+  isoDate(value: unknown, field: string): string | undefined {
+    if (typeof value !== "string") return this.fail(field, "must be an ISO 8601 date-time string");
+    const m = ISO_8601.exec(value);
+    if (m === null) return this.fail(field, "must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T23:59:59Z");
+    const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+    const zone = m[8] ?? "Z";
+    const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+    const zoneOk = zone === "Z" || (Number(zone.slice(1, 3)) <= 23 && Number(zone.slice(4, 6)) <= 59);
+    if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59 || !zoneOk) {
+      return this.fail(field, "is not a valid date-time");
+    }
+    if (Number.isNaN(Date.parse(value))) return this.fail(field, "is not a valid date-time");
+    return value;
+  }
+
+  /** A list of distinct items, each checked by `item`; `minLength` entries at least. */
+  list<T>(value: unknown, field: string, item: (v: unknown, f: string) => T | undefined, minLength = 0): T[] | undefined {
+    if (!Array.isArray(value)) return this.fail(field, "must be an array");
+    if (value.length < minLength) return this.fail(field, `must have at least ${minLength} entr${minLength === 1 ? "y" : "ies"}`);
+    if (value.length > MAX_LIST_LENGTH) return this.fail(field, `must have at most ${MAX_LIST_LENGTH} entries`);
+    const out: T[] = [];
+    const seen = new Set<T>();
+    let ok = true;
+    value.forEach((v: unknown, i: number) => {
+      const f = `${field}[${i}]`;
+      const parsed = item(v, f);
+      if (parsed === undefined) {
+        ok = false;
+      } else if (seen.has(parsed)) {
+        this.add(f, "duplicate entry");
+        ok = false;
+      } else {
+        seen.add(parsed);
+        out.push(parsed);
+      }
+    });
+    return ok ? out : undefined;
+  }
+
+  /** Throws `make(issues)` when anything was found wrong. */
+  done(make: (issues: readonly FieldIssue[]) => Error): void {
+    if (this.issues.length > 0) throw make(this.issues);
+  }
+
+  private fail(field: string, problem: string): undefined {
+    this.add(field, problem);
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+
+const PROTOCOL_IDS: readonly ProtocolId[] = Object.freeze(Object.values(ProtocolId));
+
+/** The protocols whose output is subject to the minimum group size k. */
+export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.JoinAggregate, ProtocolId.FederatedAggregate, ProtocolId.PsiCardinality]);
+
+/** The unit of a policy's query budget: evaluated keys (lookup keys, the buyer's distinct keys) or whole jobs. */
+export const BudgetUnit = { Keys: "keys", Jobs: "jobs" } as const;
+export type BudgetUnit = (typeof BudgetUnit)[keyof typeof BudgetUnit];
+
+/** Largest minimum group size a policy may set. */
+export const MAX_MIN_GROUP_SIZE = 1_000_000_000;
+
+/** A dataset's usage policy: what a buyer may run on it, and how much. */
+export interface UsagePolicy {
+  /** Protocols a buyer may run on the dataset. */
+  allowedProtocols: ProtocolId[];
+  /** Columns allowed in outputs: lookup labels, aggregate inputs. Key columns need not be listed. */
+  outputColumns: string[];
+  /** Buyer identities allowed to use the dataset, or "any". */
+  allowedBuyers: string[] | "any";
+  /** k: smallest group an output may describe (join-aggregate, federated-aggregate, psi-cardinality). */
+  minGroupSize: number;
+  /** Total budget per buyer, in `budgetUnit`. */
+  queryBudget: number;
+  /** "keys": evaluations (lookup keys, the buyer's distinct keys); "jobs": whole jobs. */
+  budgetUnit: BudgetUnit;
+  /** ISO 8601 instant from which the policy permits nothing; null for never. */
+  expiresAt: string | null;
+  /** psi / lookup: a result whose intersection is smaller is withheld by the runner (not checked by checkJob). */
+  minIntersection?: number;
+}
+
+const POLICY_FIELDS: readonly string[] = [
+  "allowedProtocols",
+  "outputColumns",
+  "allowedBuyers",
+  "minGroupSize",
+  "queryBudget",
+  "budgetUnit",
+  "expiresAt",
+  "minIntersection",
+];
+
+/**
+ * The default policy, which fails closed: no protocol, no output column and
+ * no buyer until the provider names them; k = 10; a budget of 100 jobs per
+ * buyer; no expiry. Each call returns a fresh object.
+ */
+export function defaultPolicy(): UsagePolicy {
+  return {
+    allowedProtocols: [],
+    outputColumns: [],
+    allowedBuyers: [],
+    minGroupSize: 10,
+    queryBudget: 100,
+    budgetUnit: BudgetUnit.Jobs,
+    expiresAt: null,
+  };
+}
+
+/**
+ * Validates a policy (a parsed JSON value). A field left out takes its
+ * {@link defaultPolicy} value; an unknown field, a wrong type, a value out of
+ * range, a duplicate entry, an invalid date, or — when `schema` is given — an
+ * output column that is not in the dataset's schema is refused.
+ *
+ * @throws InvalidPolicyError listing every field found wrong.
+ */
+export function parsePolicy(json: unknown, schema?: readonly { readonly name: string }[]): UsagePolicy {
+  const c = new FieldChecker();
+  const rec = c.object(json, "policy", POLICY_FIELDS, true);
+  if (rec === undefined) throw new InvalidPolicyError(c.issues);
+  const d = defaultPolicy();
+  const columnNames = schema === undefined ? undefined : new Set(schema.map((f) => f.name));
+
+  const allowedProtocols =
+    rec.allowedProtocols === undefined ? d.allowedProtocols : c.list(rec.allowedProtocols, "allowedProtocols", (v, f) => c.oneOf(v, f, PROTOCOL_IDS));
+  const outputColumns =
+    rec.outputColumns === undefined
+      ? d.outputColumns
+      : c.list(rec.outputColumns, "outputColumns", (v, f) => {
+          const name = c.column(v, f);
+          if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
+            c.add(f, `column "${name}" is not in the dataset's schema`);
+            return undefined;
+          }
+          return name;
+        });
+  let allowedBuyers: string[] | "any" | undefined = d.allowedBuyers;
+  if (rec.allowedBuyers === "any") allowedBuyers = "any";
+  else if (typeof rec.allowedBuyers === "string") {
+    c.add("allowedBuyers", 'must be "any" or an array of buyer identities');
+    allowedBuyers = undefined;
+  } else if (rec.allowedBuyers !== undefined) allowedBuyers = c.list(rec.allowedBuyers, "allowedBuyers", (v, f) => c.id(v, f));
+  const minGroupSize = rec.minGroupSize === undefined ? d.minGroupSize : c.int(rec.minGroupSize, "minGroupSize", 1, MAX_MIN_GROUP_SIZE);
+  const queryBudget = rec.queryBudget === undefined ? d.queryBudget : c.int(rec.queryBudget, "queryBudget", 0);
+  const budgetUnit = rec.budgetUnit === undefined ? d.budgetUnit : c.oneOf(rec.budgetUnit, "budgetUnit", Object.values(BudgetUnit));
+  const expiresAt = rec.expiresAt === undefined || rec.expiresAt === null ? null : c.isoDate(rec.expiresAt, "expiresAt");
+  const minIntersection = rec.minIntersection === undefined ? undefined : c.int(rec.minIntersection, "minIntersection", 1);
+
+  c.done((issues) => new InvalidPolicyError(issues));
+  const policy: UsagePolicy = {
+    allowedProtocols: allowedProtocols as ProtocolId[],
+    outputColumns: outputColumns as string[],
+    allowedBuyers: allowedBuyers as string[] | "any",
+    minGroupSize: minGroupSize as number,
+    queryBudget: queryBudget as number,
+    budgetUnit: budgetUnit as BudgetUnit,
+    expiresAt: expiresAt as string | null,
+  };
+  if (minIntersection !== undefined) policy.minIntersection = minIntersection;
+  return policy;
+}
+
+// ---------------------------------------------------------------------------
+// Job requests
+
+/** The aggregate a join-aggregate or federated-aggregate job computes. */
+export const AggregateMode = { Count: "count", Sum: "sum", Avg: "avg", Var: "var", Histogram: "histogram" } as const;
+export type AggregateMode = (typeof AggregateMode)[keyof typeof AggregateMode];
+
+/** The modes each aggregate protocol offers (ARCHITECTURE.md, the protocols table). */
+export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly AggregateMode[]>>> = Object.freeze({
+  [ProtocolId.JoinAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Var]),
+  [ProtocolId.FederatedAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Histogram]),
+});
+
+/** A buyer's job against one provider dataset. */
+export interface JobRequest {
+  protocol: ProtocolId;
+  /** The buyer's identity. */
+  buyer: string;
+  /** The buyer's own dataset (held by its agent). */
+  buyerDataset: string;
+  /** The provider's dataset id, whose policy governs the job. */
+  providerDataset: string;
+  params: {
+    /** Join key columns (composite keys: several), which the provider dataset must have. */
+    keyColumns: string[];
+    /** Provider columns in the output: lookup labels (required for lookup), aggregate inputs (sum/avg/var/histogram). */
+    outputColumns?: string[];
+    /** A k above the policy's (k-protocols only); the job runs with {@link effectiveMinGroupSize}. */
+    minGroupSize?: number;
+    /** The aggregate (join-aggregate, federated-aggregate only, where it is required). */
+    mode?: AggregateMode;
+    /** Upper bound on the keys the buyer will query (its distinct keys); required when the budget is in keys. */
+    queryCount?: number;
+  };
+}
+
+const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "params"];
+const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount"];
+
+/**
+ * Validates a job request (a parsed JSON value): unknown fields, wrong
+ * types, values out of range, duplicates, and parameters that do not fit
+ * the protocol (`mode` outside the aggregate protocols or missing there,
+ * `outputColumns` for psi / psi-cardinality or missing for lookup and for
+ * aggregates other than count, `minGroupSize` outside the k-protocols) are
+ * refused.
+ *
+ * @throws InvalidJobRequestError listing every field found wrong.
+ */
+export function parseJobRequest(json: unknown): JobRequest {
+  const c = new FieldChecker();
+  const rec = c.object(json, "request", JOB_FIELDS, true);
+  if (rec === undefined) throw new InvalidJobRequestError(c.issues);
+  const protocol = c.oneOf(rec.protocol, "protocol", PROTOCOL_IDS);
+  const buyer = c.id(rec.buyer, "buyer");
+  const buyerDataset = c.id(rec.buyerDataset, "buyerDataset");
+  const providerDataset = c.id(rec.providerDataset, "providerDataset");
+  const params: JobRequest["params"] = { keyColumns: [] };
+  const p = c.object(rec.params, "params", PARAM_FIELDS);
+  if (p !== undefined) {
+    const keyColumns = c.list(p.keyColumns, "params.keyColumns", (v, f) => c.column(v, f), 1);
+    if (keyColumns !== undefined) params.keyColumns = keyColumns;
+    if (p.outputColumns !== undefined) {
+      const out = c.list(p.outputColumns, "params.outputColumns", (v, f) => c.column(v, f));
+      if (out !== undefined) params.outputColumns = out;
+    }
+    if (p.minGroupSize !== undefined) {
+      const k = c.int(p.minGroupSize, "params.minGroupSize", 1, MAX_MIN_GROUP_SIZE);
+      if (k !== undefined) params.minGroupSize = k;
+    }
+    if (p.mode !== undefined) {
+      const mode = c.oneOf(p.mode, "params.mode", Object.values(AggregateMode));
+      if (mode !== undefined) params.mode = mode;
+    }
+    if (p.queryCount !== undefined) {
+      const q = c.int(p.queryCount, "params.queryCount", 1);
+      if (q !== undefined) params.queryCount = q;
+    }
+    if (protocol !== undefined) checkParamsFitProtocol(c, protocol, p, params);
+  }
+  c.done((issues) => new InvalidJobRequestError(issues));
+  return {
+    protocol: protocol as ProtocolId,
+    buyer: buyer as string,
+    buyerDataset: buyerDataset as string,
+    providerDataset: providerDataset as string,
+    params,
+  };
+}
+
+function checkParamsFitProtocol(c: FieldChecker, protocol: ProtocolId, raw: Record<string, unknown>, params: JobRequest["params"]): void {
+  const modes = AGGREGATE_MODES[protocol];
+  const outputs = params.outputColumns ?? [];
+  if (raw.minGroupSize !== undefined && !K_PROTOCOLS.includes(protocol)) {
+    c.add("params.minGroupSize", `does not apply to protocol ${protocol}`);
+  }
+  if (modes === undefined) {
+    if (raw.mode !== undefined) c.add("params.mode", `does not apply to protocol ${protocol}`);
+  } else if (raw.mode === undefined) {
+    c.add("params.mode", `is required for protocol ${protocol}`);
+  } else if (params.mode !== undefined && !modes.includes(params.mode)) {
+    c.add("params.mode", `protocol ${protocol} offers ${modes.join(", ")}`);
+  } else if (params.mode !== undefined && params.mode !== AggregateMode.Count && outputs.length === 0) {
+    c.add("params.outputColumns", `mode ${params.mode} needs at least one column`);
+  }
+  if ((protocol === ProtocolId.Psi || protocol === ProtocolId.PsiCardinality) && outputs.length > 0) {
+    c.add("params.outputColumns", `protocol ${protocol} outputs no provider column`);
+  }
+  if (protocol === ProtocolId.Lookup && outputs.length === 0) c.add("params.outputColumns", "protocol lookup needs at least one column");
+}
+
+// ---------------------------------------------------------------------------
+// The check
+
+/** What {@link checkJob} needs besides the policy: the time, and the buyer's remaining budget in the policy's unit. */
+export interface PolicyContext {
+  readonly now: Date;
+  /** What remains of this buyer's budget on this dataset, in `policy.budgetUnit` (never above `policy.queryBudget`). */
+  readonly budgetRemaining: number;
+}
+
+/** The k a job runs with: the larger of the policy's and the job's own. */
+export function effectiveMinGroupSize(policy: UsagePolicy, request: JobRequest): number {
+  return Math.max(policy.minGroupSize, request.params.minGroupSize ?? 0);
+}
+
+/**
+ * What a job costs against the budget, in the policy's unit: 1 for "jobs";
+ * the declared `queryCount` for "keys" (undefined when it is not declared).
+ */
+export function jobCost(policy: UsagePolicy, request: JobRequest): number | undefined {
+  return policy.budgetUnit === BudgetUnit.Jobs ? 1 : request.params.queryCount;
+}
+
+/** Whether the policy has expired at `now`: it permits nothing from its `expiresAt` instant on. */
+export function isPolicyExpired(policy: UsagePolicy, now: Date): boolean {
+  return policy.expiresAt !== null && now.getTime() >= Date.parse(policy.expiresAt);
+}
+
+function list(names: readonly string[]): string {
+  return names.map((n) => `"${n}"`).join(", ");
+}
+
+/**
+ * Checks a job against a dataset's policy; returns when every rule passes.
+ * The rules and their order are in this file's header.
+ *
+ * @throws PolicyDeniedError for the first rule that fails (code UMBRA_POLICY_DENIED).
+ * @throws InvalidArgumentError when `ctx` is not a valid date and a non-negative budget.
+ */
+export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, request: JobRequest, ctx: PolicyContext): void {
+  if (!(ctx.now instanceof Date) || Number.isNaN(ctx.now.getTime())) throw new InvalidArgumentError("ctx.now must be a valid Date");
+  if (typeof ctx.budgetRemaining !== "number" || Number.isNaN(ctx.budgetRemaining) || ctx.budgetRemaining < 0) {
+    throw new InvalidArgumentError("ctx.budgetRemaining must be a non-negative number");
+  }
+  const protocol = request.protocol;
+
+  if (request.providerDataset !== dataset.id) {
+    throw new PolicyDeniedError(PolicyRule.DatasetMismatch, "the job names another provider dataset than the one this policy governs");
+  }
+  if (isPolicyExpired(policy, ctx.now)) {
+    throw new PolicyDeniedError(PolicyRule.PolicyExpired, "the dataset's policy has expired");
+  }
+  if (policy.allowedBuyers !== "any" && !policy.allowedBuyers.includes(request.buyer)) {
+    throw new PolicyDeniedError(PolicyRule.BuyerNotAllowed, "the buyer is not allowed to use this dataset");
+  }
+  if (!policy.allowedProtocols.includes(protocol)) {
+    throw new PolicyDeniedError(PolicyRule.ProtocolNotAllowed, `protocol ${protocol} is not allowed on this dataset`, { protocol });
+  }
+
+  const schema = new Set(dataset.schema.map((f) => f.name));
+  const missingKeys = request.params.keyColumns.filter((k) => !schema.has(k));
+  if (request.params.keyColumns.length === 0 || missingKeys.length > 0) {
+    throw new PolicyDeniedError(
+      PolicyRule.KeyColumnMissing,
+      missingKeys.length > 0 ? `key columns not in the dataset: ${list(missingKeys)}` : "the job names no key column",
+      { columns: missingKeys, protocol },
+    );
+  }
+
+  const allowed = new Set(policy.outputColumns.filter((col) => schema.has(col)));
+  const refused = (request.params.outputColumns ?? []).filter((col) => !allowed.has(col));
+  if (refused.length > 0) {
+    throw new PolicyDeniedError(PolicyRule.ColumnNotAllowed, `output columns not allowed by the policy: ${list(refused)}`, { columns: refused, protocol });
+  }
+
+  const asked = request.params.minGroupSize;
+  if (K_PROTOCOLS.includes(protocol) && asked !== undefined && asked < policy.minGroupSize) {
+    throw new PolicyDeniedError(
+      PolicyRule.GroupSizeBelowMinimum,
+      `protocol ${protocol} asks for a minimum group size of ${asked}, below the policy's ${policy.minGroupSize}`,
+      { protocol },
+    );
+  }
+
+  const cost = jobCost(policy, request);
+  if (cost === undefined) {
+    throw new PolicyDeniedError(PolicyRule.QueryCountMissing, "the budget is counted in keys and the job declares no queryCount", { protocol });
+  }
+  const remaining = Math.min(ctx.budgetRemaining, policy.queryBudget);
+  if (cost > remaining) {
+    throw new PolicyDeniedError(
+      PolicyRule.BudgetExhausted,
+      `the job needs ${cost} ${policy.budgetUnit === BudgetUnit.Jobs ? (cost === 1 ? "job" : "jobs") : "keys"} of budget, ${remaining} remain`,
+      { protocol },
+    );
+  }
+}

@@ -1,0 +1,591 @@
+/**
+ * node/policy and node/catalog: strict parsing of policies, job requests and
+ * dataset descriptors (every refusal names its field); checkJob's rules one
+ * by one, their precedence, expiry boundaries, budgets and the effective k;
+ * the content hash of describeDataset (the same rows give the same hash from
+ * a table, CSV or Arrow IPC, whatever the batching; different rows differ).
+ */
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Float64, Int64, RecordBatch, Table, tableToIPC, Utf8, vectorFromArray } from "apache-arrow";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeArrowIPC, writeCsv } from "../engine/columns/index.js";
+import { InvalidArgumentError, InvalidInputError, UnreadableFileError } from "../engine/errors.js";
+import { ProtocolId } from "../protocols/index.js";
+import {
+  CONTENT_HASH_BATCH_ROWS,
+  InvalidDatasetError,
+  canonicalSchema,
+  catalogView,
+  describeDataset,
+  parseDatasetDescriptor,
+  type DatasetDescriptor,
+} from "../node/catalog.js";
+import {
+  InvalidJobRequestError,
+  InvalidPolicyError,
+  POLICY_RULE_ORDER,
+  PolicyDeniedError,
+  PolicyRule,
+  checkJob,
+  defaultPolicy,
+  effectiveMinGroupSize,
+  jobCost,
+  parseJobRequest,
+  parsePolicy,
+  type JobRequest,
+  type PolicyContext,
+  type UsagePolicy,
+} from "../node/policy.js";
+
+let dir = "";
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "umbra-policy-"));
+});
+afterAll(async () => {
+  if (dir !== "") await rm(dir, { recursive: true, force: true });
+});
+const file = (name: string): string => join(dir, name);
+
+/** The error `fn` throws (fails the test when it throws nothing). */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected an error");
+}
+
+const SCHEMA = [
+  { name: "phone", type: "Utf8" },
+  { name: "region", type: "Utf8" },
+  { name: "spend", type: "Float64" },
+  { name: "age", type: "Int64" },
+];
+
+const DATASET: DatasetDescriptor = {
+  id: "telco.subscribers",
+  owner: "telco",
+  name: "Subscribers 2025",
+  schema: SCHEMA,
+  rowCount: 1_000_000,
+  contentHash: "ab".repeat(32),
+  createdAt: "2025-01-01T00:00:00Z",
+};
+
+const GOOD_POLICY = {
+  allowedProtocols: ["psi", "psi-cardinality", "lookup", "join-aggregate"],
+  outputColumns: ["region", "spend"],
+  allowedBuyers: ["bank", "insurer"],
+  minGroupSize: 10,
+  queryBudget: 100,
+  budgetUnit: "jobs",
+  expiresAt: "2030-01-01T00:00:00Z",
+};
+
+const policy = (over: Partial<UsagePolicy> = {}): UsagePolicy => ({ ...parsePolicy(GOOD_POLICY, SCHEMA), ...over });
+
+const request = (over: Partial<JobRequest> = {}, params: Partial<JobRequest["params"]> = {}): JobRequest => ({
+  protocol: ProtocolId.Lookup,
+  buyer: "bank",
+  buyerDataset: "bank.customers",
+  providerDataset: "telco.subscribers",
+  ...over,
+  params: { keyColumns: ["phone"], outputColumns: ["spend"], ...params },
+});
+
+const CTX: PolicyContext = { now: new Date("2026-06-01T00:00:00Z"), budgetRemaining: 100 };
+
+function denial(p: UsagePolicy, r: JobRequest, ctx: PolicyContext = CTX, d: DatasetDescriptor = DATASET): PolicyDeniedError {
+  const err = thrown(() => checkJob(p, d, r, ctx));
+  expect(err).toBeInstanceOf(PolicyDeniedError);
+  const e = err as PolicyDeniedError;
+  expect(e.code).toBe("UMBRA_POLICY_DENIED");
+  expect(e.message).toContain(e.rule);
+  // never an identifier of the buyer or of a dataset
+  for (const secret of ["bank", "telco", "insurer"]) expect(e.message).not.toContain(secret);
+  return e;
+}
+
+// ---------------------------------------------------------------------------
+
+describe("parsePolicy", () => {
+  it("accepts a full policy as given", () => {
+    expect(parsePolicy(GOOD_POLICY, SCHEMA)).toEqual(GOOD_POLICY);
+    const withK = parsePolicy({ ...GOOD_POLICY, allowedBuyers: "any", minIntersection: 50, expiresAt: "2030-01-01T08:00:00.250+08:00" });
+    expect(withK.allowedBuyers).toBe("any");
+    expect(withK.minIntersection).toBe(50);
+    expect(withK.expiresAt).toBe("2030-01-01T08:00:00.250+08:00");
+  });
+
+  it("fills left-out fields with the defaults, which fail closed", () => {
+    const d = defaultPolicy();
+    expect(parsePolicy({})).toEqual(d);
+    expect(d.allowedProtocols).toEqual([]);
+    expect(d.outputColumns).toEqual([]);
+    expect(d.allowedBuyers).toEqual([]);
+    expect(d.minGroupSize).toBeGreaterThan(1);
+    expect(d.expiresAt).toBeNull();
+    expect(parsePolicy({ expiresAt: null }).expiresAt).toBeNull();
+    expect("minIntersection" in parsePolicy({})).toBe(false);
+    // each call is a fresh object
+    defaultPolicy().allowedProtocols.push("psi");
+    expect(defaultPolicy().allowedProtocols).toEqual([]);
+  });
+
+  it.each<[string, unknown, string]>([
+    ["not an object", null, "policy"],
+    ["an array", [GOOD_POLICY], "policy"],
+    ["a JSON string", JSON.stringify(GOOD_POLICY), "policy"],
+    ["an unknown field", { ...GOOD_POLICY, epsilon: 1 }, '"epsilon"'],
+    ["__proto__ from JSON.parse", JSON.parse('{"__proto__": {"x": 1}}'), '"__proto__"'],
+    ["protocols not a list", { allowedProtocols: "psi" }, "allowedProtocols"],
+    ["an unknown protocol", { allowedProtocols: ["psi", "sql"] }, "allowedProtocols[1]"],
+    ["a repeated protocol", { allowedProtocols: ["psi", "psi"] }, "allowedProtocols[1]"],
+    ["a column that is not a string", { outputColumns: [3] }, "outputColumns[0]"],
+    ["an empty column name", { outputColumns: [""] }, "outputColumns[0]"],
+    ["a repeated column", { outputColumns: ["spend", "spend"] }, "outputColumns[1]"],
+    ["a column not in the schema", { outputColumns: ["spend", "salary"] }, "outputColumns[1]"],
+    ["buyers as another string", { allowedBuyers: "all" }, "allowedBuyers"],
+    ["buyers not a list", { allowedBuyers: 5 }, "allowedBuyers"],
+    ["a buyer with whitespace", { allowedBuyers: ["a b"] }, "allowedBuyers[0]"],
+    ["an empty buyer", { allowedBuyers: [""] }, "allowedBuyers[0]"],
+    ["k of zero", { minGroupSize: 0 }, "minGroupSize"],
+    ["a fractional k", { minGroupSize: 2.5 }, "minGroupSize"],
+    ["k as a string", { minGroupSize: "10" }, "minGroupSize"],
+    ["a huge k", { minGroupSize: 1e12 }, "minGroupSize"],
+    ["a negative budget", { queryBudget: -1 }, "queryBudget"],
+    ["an infinite budget", { queryBudget: Infinity }, "queryBudget"],
+    ["an unknown budget unit", { budgetUnit: "rows" }, "budgetUnit"],
+    ["a date without time", { expiresAt: "2030-01-01" }, "expiresAt"],
+    ["a date-time without zone", { expiresAt: "2030-01-01T00:00:00" }, "expiresAt"],
+    ["February 30th", { expiresAt: "2030-02-30T00:00:00Z" }, "expiresAt"],
+    ["hour 24", { expiresAt: "2030-01-01T24:00:00Z" }, "expiresAt"],
+    ["a bad zone", { expiresAt: "2030-01-01T00:00:00+25:00" }, "expiresAt"],
+    ["a date as a number", { expiresAt: 1893456000000 }, "expiresAt"],
+    ["free text as date", { expiresAt: "next year" }, "expiresAt"],
+    ["minIntersection zero", { minIntersection: 0 }, "minIntersection"],
+  ])("refuses %s, naming the field", (_, input, field) => {
+    const err = thrown(() => parsePolicy(input, SCHEMA));
+    expect(err).toBeInstanceOf(InvalidPolicyError);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    const e = err as InvalidPolicyError;
+    expect(e.code).toBe("UMBRA_INVALID_POLICY");
+    expect(e.field).toBe(field);
+    expect(e.message).toContain(field);
+  });
+
+  it("lists every bad field, and checks columns against the schema only when given one", () => {
+    const e = thrown(() => parsePolicy({ minGroupSize: 0, budgetUnit: "rows", outputColumns: ["salary"], extra: true }, SCHEMA)) as InvalidPolicyError;
+    expect(e.fields).toEqual(['"extra"', "outputColumns[0]", "minGroupSize", "budgetUnit"]);
+    expect(parsePolicy({ outputColumns: ["salary"] }).outputColumns).toEqual(["salary"]);
+  });
+});
+
+describe("parseJobRequest", () => {
+  const base = { protocol: "lookup", buyer: "bank", buyerDataset: "bank.customers", providerDataset: "telco.subscribers" };
+
+  it.each<[string, unknown]>([
+    ["psi", { ...base, protocol: "psi", params: { keyColumns: ["phone"] } }],
+    ["psi-cardinality with k", { ...base, protocol: "psi-cardinality", params: { keyColumns: ["phone"], minGroupSize: 20 } }],
+    ["lookup", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend", "region"], queryCount: 5000 } }],
+    ["join-aggregate sum", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone", "region"], outputColumns: ["spend"], mode: "sum" } }],
+    ["join-aggregate count", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone"], mode: "count" } }],
+    ["federated histogram", { ...base, protocol: "federated-aggregate", params: { keyColumns: ["region"], outputColumns: ["age"], mode: "histogram" } }],
+  ])("accepts %s", (_, input) => {
+    expect(parseJobRequest(input)).toEqual(input);
+  });
+
+  it.each<[string, unknown, string]>([
+    ["not an object", "lookup", "request"],
+    ["an unknown field", { ...base, priority: 1, params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, '"priority"'],
+    ["an unknown parameter", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend"], where: "x" } }, 'params."where"'],
+    ["an unknown protocol", { ...base, protocol: "sql", params: { keyColumns: ["phone"] } }, "protocol"],
+    ["a buyer that is not a string", { ...base, buyer: 7, params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "buyer"],
+    ["a buyer with a newline", { ...base, buyer: "ba\nnk", params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "buyer"],
+    ["an empty buyer dataset", { ...base, buyerDataset: "", params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "buyerDataset"],
+    ["a missing provider dataset", { ...base, providerDataset: undefined, params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "providerDataset"],
+    ["no params", { ...base }, "params"],
+    ["no key column", { ...base, params: { keyColumns: [], outputColumns: ["spend"] } }, "params.keyColumns"],
+    ["a repeated key column", { ...base, params: { keyColumns: ["phone", "phone"], outputColumns: ["spend"] } }, "params.keyColumns[1]"],
+    ["a key column not a string", { ...base, params: { keyColumns: [null], outputColumns: ["spend"] } }, "params.keyColumns[0]"],
+    ["output columns for psi", { ...base, protocol: "psi", params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "params.outputColumns"],
+    ["lookup without output columns", { ...base, params: { keyColumns: ["phone"] } }, "params.outputColumns"],
+    ["lookup with no output column", { ...base, params: { keyColumns: ["phone"], outputColumns: [] } }, "params.outputColumns"],
+    ["a mode for lookup", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend"], mode: "sum" } }, "params.mode"],
+    ["an aggregate without mode", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone"], outputColumns: ["spend"] } }, "params.mode"],
+    ["an unknown mode", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone"], mode: "median" } }, "params.mode"],
+    ["a mode the protocol lacks", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone"], outputColumns: ["age"], mode: "histogram" } }, "params.mode"],
+    ["sum over nothing", { ...base, protocol: "join-aggregate", params: { keyColumns: ["phone"], mode: "sum" } }, "params.outputColumns"],
+    ["k for lookup", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend"], minGroupSize: 5 } }, "params.minGroupSize"],
+    ["k of zero", { ...base, protocol: "psi-cardinality", params: { keyColumns: ["phone"], minGroupSize: 0 } }, "params.minGroupSize"],
+    ["a query count of zero", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend"], queryCount: 0 } }, "params.queryCount"],
+    ["a fractional query count", { ...base, params: { keyColumns: ["phone"], outputColumns: ["spend"], queryCount: 1.5 } }, "params.queryCount"],
+  ])("refuses %s, naming the field", (_, input, field) => {
+    const err = thrown(() => parseJobRequest(input));
+    expect(err).toBeInstanceOf(InvalidJobRequestError);
+    const e = err as InvalidJobRequestError;
+    expect(e.code).toBe("UMBRA_INVALID_JOB_REQUEST");
+    expect(e.field).toBe(field);
+    expect(e.message).toContain(field);
+    expect(e.message).not.toContain("bank");
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe("checkJob", () => {
+  it("passes a job the policy allows", () => {
+    expect(() => checkJob(policy(), DATASET, request(), CTX)).not.toThrow();
+    expect(() => checkJob(policy({ allowedBuyers: "any" }), DATASET, request({ buyer: "anyone" }), CTX)).not.toThrow();
+  });
+
+  it("dataset-mismatch: the job names another provider dataset", () => {
+    const e = denial(policy(), request({ providerDataset: "telco.other" }));
+    expect(e.rule).toBe(PolicyRule.DatasetMismatch);
+  });
+
+  it("policy-expired", () => {
+    const e = denial(policy({ expiresAt: "2026-01-01T00:00:00Z" }), request());
+    expect(e.rule).toBe(PolicyRule.PolicyExpired);
+  });
+
+  it("buyer-not-allowed, without naming the buyer", () => {
+    const e = denial(policy({ allowedBuyers: ["insurer"] }), request());
+    expect(e.rule).toBe(PolicyRule.BuyerNotAllowed);
+    expect(denial(policy({ allowedBuyers: [] }), request()).rule).toBe(PolicyRule.BuyerNotAllowed);
+  });
+
+  it("protocol-not-allowed, naming the protocol", () => {
+    const e = denial(policy(), request({ protocol: ProtocolId.FederatedAggregate }, { mode: "sum" }));
+    expect(e.rule).toBe(PolicyRule.ProtocolNotAllowed);
+    expect(e.protocol).toBe("federated-aggregate");
+    expect(e.message).toContain("federated-aggregate");
+  });
+
+  it("key-column-missing, naming the columns", () => {
+    const e = denial(policy(), request({}, { keyColumns: ["phone", "email", "imei"] }));
+    expect(e.rule).toBe(PolicyRule.KeyColumnMissing);
+    expect(e.columns).toEqual(["email", "imei"]);
+    expect(e.message).toContain('"email", "imei"');
+    expect(denial(policy(), request({}, { keyColumns: [] })).rule).toBe(PolicyRule.KeyColumnMissing);
+  });
+
+  it("column-not-allowed, naming the columns (in the schema but not allowed, or not in the schema)", () => {
+    const e = denial(policy(), request({}, { outputColumns: ["spend", "age"] }));
+    expect(e.rule).toBe(PolicyRule.ColumnNotAllowed);
+    expect(e.columns).toEqual(["age"]);
+    expect(e.message).toContain('"age"');
+    // a policy not checked against this schema allows a column the dataset lacks: still refused
+    const loose = policy({ outputColumns: ["spend", "salary"] });
+    expect(denial(loose, request({}, { outputColumns: ["salary"] })).columns).toEqual(["salary"]);
+  });
+
+  it("group-size-below-minimum", () => {
+    const e = denial(policy(), request({ protocol: ProtocolId.PsiCardinality }, { outputColumns: undefined, minGroupSize: 3 }));
+    expect(e.rule).toBe(PolicyRule.GroupSizeBelowMinimum);
+    expect(e.message).toContain("psi-cardinality");
+  });
+
+  it("query-count-missing: a budget in keys needs a declared queryCount", () => {
+    const e = denial(policy({ budgetUnit: "keys", queryBudget: 10_000 }), request());
+    expect(e.rule).toBe(PolicyRule.QueryCountMissing);
+  });
+
+  it("budget-exhausted", () => {
+    const e = denial(policy(), request(), { ...CTX, budgetRemaining: 0 });
+    expect(e.rule).toBe(PolicyRule.BudgetExhausted);
+  });
+
+  it("checks the rules in the documented order: fixing one failure reveals the next", () => {
+    expect(POLICY_RULE_ORDER).toEqual([
+      "dataset-mismatch",
+      "policy-expired",
+      "buyer-not-allowed",
+      "protocol-not-allowed",
+      "key-column-missing",
+      "column-not-allowed",
+      "group-size-below-minimum",
+      "query-count-missing",
+      "budget-exhausted",
+    ]);
+    // A job on a policy that breaks every rule at once.
+    let p = policy({ expiresAt: "2026-01-01T00:00:00Z", allowedBuyers: ["insurer"], allowedProtocols: ["lookup"], budgetUnit: "keys", queryBudget: 50 });
+    let r = request(
+      { protocol: ProtocolId.JoinAggregate, providerDataset: "elsewhere" },
+      { keyColumns: ["email"], outputColumns: ["age"], mode: "sum", minGroupSize: 2 },
+    );
+    let ctx: PolicyContext = { ...CTX, budgetRemaining: 10 };
+    const fixes: Record<PolicyRule, () => void> = {
+      "dataset-mismatch": () => (r = { ...r, providerDataset: DATASET.id }),
+      "policy-expired": () => (p = { ...p, expiresAt: null }),
+      "buyer-not-allowed": () => (p = { ...p, allowedBuyers: ["bank"] }),
+      "protocol-not-allowed": () => (p = { ...p, allowedProtocols: ["join-aggregate"] }),
+      "key-column-missing": () => (r = { ...r, params: { ...r.params, keyColumns: ["phone"] } }),
+      "column-not-allowed": () => (p = { ...p, outputColumns: ["age"] }),
+      "group-size-below-minimum": () => (r = { ...r, params: { ...r.params, minGroupSize: 12 } }),
+      "query-count-missing": () => (r = { ...r, params: { ...r.params, queryCount: 40 } }),
+      "budget-exhausted": () => (ctx = { ...ctx, budgetRemaining: 40 }),
+    };
+    const seen: string[] = [];
+    for (const rule of POLICY_RULE_ORDER) {
+      seen.push(denial(p, r, ctx).rule);
+      fixes[rule]();
+    }
+    expect(seen).toEqual(POLICY_RULE_ORDER);
+    expect(() => checkJob(p, DATASET, r, ctx)).not.toThrow();
+    expect(effectiveMinGroupSize(p, r)).toBe(12);
+  });
+
+  describe("expiry", () => {
+    const p = policy({ expiresAt: "2026-06-01T00:00:00Z" });
+    const at = (iso: string, ms = 0): PolicyContext => ({ ...CTX, now: new Date(Date.parse(iso) + ms) });
+
+    it("is valid strictly before expiresAt and expired from that instant on", () => {
+      expect(() => checkJob(p, DATASET, request(), at("2026-06-01T00:00:00Z", -1))).not.toThrow();
+      expect(denial(p, request(), at("2026-06-01T00:00:00Z")).rule).toBe(PolicyRule.PolicyExpired);
+      expect(denial(p, request(), at("2026-06-01T00:00:00Z", 1)).rule).toBe(PolicyRule.PolicyExpired);
+    });
+
+    it("honours the time zone of expiresAt", () => {
+      const east = parsePolicy({ ...GOOD_POLICY, expiresAt: "2026-06-01T08:00:00+08:00" });
+      expect(() => checkJob(east, DATASET, request(), at("2026-05-31T23:59:59.999Z"))).not.toThrow();
+      expect(denial(east, request(), at("2026-06-01T00:00:00Z")).rule).toBe(PolicyRule.PolicyExpired);
+    });
+
+    it("never expires with expiresAt null", () => {
+      expect(() => checkJob(policy({ expiresAt: null }), DATASET, request(), at("9999-12-31T23:59:59Z"))).not.toThrow();
+    });
+  });
+
+  describe("budgets", () => {
+    it("counts one per job in jobs", () => {
+      const p = policy();
+      expect(jobCost(p, request({}, { queryCount: 5000 }))).toBe(1);
+      expect(() => checkJob(p, DATASET, request(), { ...CTX, budgetRemaining: 1 })).not.toThrow();
+      expect(denial(p, request(), { ...CTX, budgetRemaining: 0 }).rule).toBe(PolicyRule.BudgetExhausted);
+    });
+
+    it("counts the declared keys in keys, up to exactly what remains", () => {
+      const p = policy({ budgetUnit: "keys", queryBudget: 10_000 });
+      expect(jobCost(p, request({}, { queryCount: 5000 }))).toBe(5000);
+      expect(() => checkJob(p, DATASET, request({}, { queryCount: 5000 }), { ...CTX, budgetRemaining: 5000 })).not.toThrow();
+      const e = denial(p, request({}, { queryCount: 5001 }), { ...CTX, budgetRemaining: 5000 });
+      expect(e.rule).toBe(PolicyRule.BudgetExhausted);
+      expect(e.message).toContain("5001 keys");
+    });
+
+    it("never lets a job exceed the policy's total budget, whatever the context claims", () => {
+      const p = policy({ budgetUnit: "keys", queryBudget: 100 });
+      expect(denial(p, request({}, { queryCount: 101 }), { ...CTX, budgetRemaining: 1e9 }).rule).toBe(PolicyRule.BudgetExhausted);
+      expect(denial(policy({ queryBudget: 0 }), request(), CTX).rule).toBe(PolicyRule.BudgetExhausted);
+    });
+
+    it("refuses a context that is not a date and a non-negative budget", () => {
+      expect(thrown(() => checkJob(policy(), DATASET, request(), { now: new Date("x"), budgetRemaining: 1 }))).toBeInstanceOf(InvalidArgumentError);
+      expect(thrown(() => checkJob(policy(), DATASET, request(), { ...CTX, budgetRemaining: -1 }))).toBeInstanceOf(InvalidArgumentError);
+      expect(thrown(() => checkJob(policy(), DATASET, request(), { ...CTX, budgetRemaining: NaN }))).toBeInstanceOf(InvalidArgumentError);
+    });
+  });
+
+  describe("effective k", () => {
+    const card = (k?: number): JobRequest => request({ protocol: ProtocolId.PsiCardinality }, { outputColumns: undefined, minGroupSize: k });
+
+    it("is the larger of the policy's and the job's", () => {
+      expect(effectiveMinGroupSize(policy({ minGroupSize: 10 }), card())).toBe(10);
+      expect(effectiveMinGroupSize(policy({ minGroupSize: 10 }), card(25))).toBe(25);
+      expect(effectiveMinGroupSize(policy({ minGroupSize: 10 }), card(4))).toBe(10);
+    });
+
+    it("lets a buyer ask for more than the policy's k, not less", () => {
+      expect(() => checkJob(policy(), DATASET, card(10), CTX)).not.toThrow();
+      expect(() => checkJob(policy(), DATASET, card(50), CTX)).not.toThrow();
+      expect(denial(policy(), card(9)).rule).toBe(PolicyRule.GroupSizeBelowMinimum);
+    });
+
+    it("applies to the k-protocols only", () => {
+      // lookup does not suppress groups: a k on it is refused when parsed, and ignored by the check
+      expect(() => checkJob(policy(), DATASET, request({}, { minGroupSize: 1 }), CTX)).not.toThrow();
+    });
+  });
+
+  it("runs the same check for the provider's agent on a parsed request (JSON round trip)", () => {
+    const r = parseJobRequest(JSON.parse(JSON.stringify(request({}, { outputColumns: ["spend", "age"] }))));
+    const p = parsePolicy(JSON.parse(JSON.stringify(policy())), DATASET.schema);
+    const d = parseDatasetDescriptor(JSON.parse(JSON.stringify(DATASET)));
+    expect(denial(p, r, CTX, d).rule).toBe(PolicyRule.ColumnNotAllowed);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+const N = 40;
+const phones = Array.from({ length: N }, (_, i) => (i % 11 === 5 ? null : `+86 138 0000 ${String(i).padStart(4, "0")}`));
+const ages = Array.from({ length: N }, (_, i) => (i % 7 === 3 ? null : BigInt(18 + ((i * 13) % 60))));
+const spends = Array.from({ length: N }, (_, i) => (i % 9 === 4 ? null : Math.round(i * 137.25) / 100));
+
+function sample(over: { phones?: (string | null)[]; ages?: (bigint | null)[] } = {}): Table {
+  return new Table({
+    phone: vectorFromArray(over.phones ?? phones, new Utf8()),
+    age: vectorFromArray(over.ages ?? ages, new Int64()),
+    spend: vectorFromArray(spends, new Float64()),
+  });
+}
+
+/** The same rows cut into batches of `size` rows. */
+function rebatched(t: Table, size: number): Table {
+  const batches: RecordBatch[] = [];
+  for (let i = 0; i < t.numRows; i += size) batches.push(...t.slice(i, i + size).batches);
+  return new Table(batches);
+}
+
+const describeTable = (table: Table | string, read?: Parameters<typeof describeDataset>[0]["read"]) =>
+  describeDataset({ id: "telco.subscribers", owner: "telco", name: "Subscribers", table, read, createdAt: new Date("2025-01-01T00:00:00Z") });
+
+describe("describeDataset", () => {
+  it("describes schema, row count and a deterministic content hash", async () => {
+    const d = await describeTable(sample());
+    expect(d).toEqual({
+      id: "telco.subscribers",
+      owner: "telco",
+      name: "Subscribers",
+      schema: [
+        { name: "phone", type: "Utf8" },
+        { name: "age", type: "Int64" },
+        { name: "spend", type: "Float64" },
+      ],
+      rowCount: N,
+      contentHash: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown as string,
+      createdAt: "2025-01-01T00:00:00.000Z",
+    });
+    expect((await describeTable(sample())).contentHash).toBe(d.contentHash);
+    expect(parseDatasetDescriptor(JSON.parse(JSON.stringify(d)))).toEqual(d);
+  });
+
+  it("is the SHA-256 of the canonical table's Arrow IPC stream", async () => {
+    const t = sample();
+    const canonical = new Table(canonicalSchema(t.schema), t.batches.map((b) => new RecordBatch(canonicalSchema(t.schema), b.data)));
+    const expected = createHash("sha256").update(tableToIPC(canonical, "stream")).digest("hex");
+    expect((await describeTable(t)).contentHash).toBe(expected);
+  });
+
+  it("gives the same hash for the same rows from a table, CSV and Arrow IPC, whatever the batching", async () => {
+    const t = sample();
+    const { contentHash } = await describeTable(t);
+    await writeCsv(file("same.csv"), t);
+    await writeArrowIPC(file("same.arrow"), rebatched(t, 6));
+    const csvTypes = { columnTypes: { age: "int64", spend: "float64" } } as const;
+    expect((await describeTable(file("same.csv"), csvTypes)).contentHash).toBe(contentHash);
+    expect((await describeTable(file("same.csv"), { ...csvTypes, batchSize: 7 })).contentHash).toBe(contentHash);
+    expect((await describeTable(file("same.arrow"))).contentHash).toBe(contentHash);
+    expect((await describeTable(rebatched(t, 3))).contentHash).toBe(contentHash);
+    // a dictionary-encoded column is the same content
+    const dict = new Table({ phone: vectorFromArray(phones), age: t.getChild("age")!, spend: t.getChild("spend")! });
+    expect(String(dict.schema.fields[0]?.type)).toMatch(/^Dictionary/);
+    const dd = await describeTable(dict);
+    expect(dd.schema[0]).toEqual({ name: "phone", type: "Utf8" });
+    expect(dd.contentHash).toBe(contentHash);
+  });
+
+  it("gives a different hash for different rows, order, names or types", async () => {
+    const base = (await describeTable(sample())).contentHash;
+    const changed = [...phones];
+    changed[0] = "+86 138 0000 9999";
+    const nulled = [...ages];
+    nulled[0] = null;
+    const hashes = [
+      base,
+      (await describeTable(sample({ phones: changed }))).contentHash,
+      (await describeTable(sample({ ages: nulled }))).contentHash,
+      (await describeTable(sample({ phones: [...phones].reverse() }))).contentHash,
+      (await describeTable(sample().slice(0, N - 1))).contentHash,
+      (await describeTable(new Table({ mobile: sample().getChild("phone")!, age: sample().getChild("age")!, spend: sample().getChild("spend")! }))).contentHash,
+      // the same CSV read without column types: every column Utf8
+      (await (async () => {
+        await writeCsv(file("untyped.csv"), sample());
+        return (await describeTable(file("untyped.csv"))).contentHash;
+      })()),
+    ];
+    expect(new Set(hashes).size).toBe(hashes.length);
+  });
+
+  it("streams a file larger than a canonical batch, batch by batch", async () => {
+    const n = CONTENT_HASH_BATCH_ROWS + 1_000;
+    const ids = Array.from({ length: n }, (_, i) => `id-${i}`);
+    const t = new Table({ id: vectorFromArray(ids, new Utf8()), v: vectorFromArray(Array.from({ length: n }, (_, i) => i / 4), new Float64()) });
+    await writeArrowIPC(file("big.arrow"), rebatched(t, 10_000));
+    const fromFile = await describeTable(file("big.arrow"));
+    expect(fromFile.rowCount).toBe(n);
+    expect((await describeTable(t)).contentHash).toBe(fromFile.contentHash);
+  });
+
+  it("describes an empty dataset", async () => {
+    const d = await describeTable(sample().slice(0, 0));
+    expect(d.rowCount).toBe(0);
+    expect(d.contentHash).toBe((await describeTable(sample().slice(0, 0))).contentHash);
+    expect(d.contentHash).not.toBe((await describeTable(sample())).contentHash);
+  });
+
+  it("refuses a bad id, owner or name, and an unreadable file", async () => {
+    const bad = await describeDataset({ id: "with space", owner: "", name: "n", table: sample() }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(InvalidDatasetError);
+    expect((bad as InvalidDatasetError).fields).toEqual(["id", "owner"]);
+    const missing = await describeTable(file("absent.csv")).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(UnreadableFileError);
+  });
+});
+
+describe("parseDatasetDescriptor", () => {
+  it.each<[string, Record<string, unknown>, string]>([
+    ["an unknown field", { rows: [] }, '"rows"'],
+    ["a missing id", { id: undefined }, "id"],
+    ["an owner with whitespace", { owner: "te lco" }, "owner"],
+    ["an empty name", { name: "" }, "name"],
+    ["an empty schema", { schema: [] }, "schema"],
+    ["a schema entry with extra fields", { schema: [{ name: "a", type: "Utf8", nullable: true }] }, 'schema[0]."nullable"'],
+    ["an empty column name", { schema: [{ name: "", type: "Utf8" }] }, "schema[0].name"],
+    ["a repeated column", { schema: [{ name: "a", type: "Utf8" }, { name: "a", type: "Int64" }] }, "schema[1].name"],
+    ["a missing type", { schema: [{ name: "a" }] }, "schema[0].type"],
+    ["a negative row count", { rowCount: -1 }, "rowCount"],
+    ["a fractional row count", { rowCount: 1.5 }, "rowCount"],
+    ["an upper-case hash", { contentHash: "AB".repeat(32) }, "contentHash"],
+    ["a short hash", { contentHash: "ab" }, "contentHash"],
+    ["a bad date", { createdAt: "2025-13-01T00:00:00Z" }, "createdAt"],
+  ])("refuses %s, naming the field", (_, over, field) => {
+    const err = thrown(() => parseDatasetDescriptor({ ...DATASET, ...over }));
+    expect(err).toBeInstanceOf(InvalidDatasetError);
+    expect((err as InvalidDatasetError).code).toBe("UMBRA_INVALID_DATASET");
+    expect((err as InvalidDatasetError).field).toBe(field);
+  });
+});
+
+describe("catalogView", () => {
+  it("lists the description and the policy's terms, never the allowed buyers", () => {
+    const p = policy({ minIntersection: 100, outputColumns: ["spend", "region", "gone"] });
+    const view = catalogView(DATASET, p);
+    expect(view).toEqual({
+      id: DATASET.id,
+      name: DATASET.name,
+      owner: DATASET.owner,
+      schema: SCHEMA,
+      rowCount: DATASET.rowCount,
+      contentHash: DATASET.contentHash,
+      createdAt: DATASET.createdAt,
+      allowedProtocols: ["psi", "psi-cardinality", "lookup", "join-aggregate"],
+      outputColumns: ["spend", "region"],
+      minGroupSize: 10,
+      minIntersection: 100,
+      queryBudget: 100,
+      budgetUnit: "jobs",
+      expiresAt: "2030-01-01T00:00:00Z",
+    });
+    expect(JSON.stringify(view)).not.toContain("insurer");
+    // a copy: changing the view changes nothing of the policy or descriptor
+    (view.allowedProtocols as ProtocolId[]).pop();
+    expect(p.allowedProtocols).toHaveLength(4);
+    expect(view.schema).not.toBe(DATASET.schema);
+  });
+});
