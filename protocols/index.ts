@@ -37,7 +37,7 @@ export {
   type LookupProviderState,
   type PrepareOptions,
 } from "./lookup.js";
-export { runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
+export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
 
 export const ProtocolId = {
   Psi: "psi",

@@ -91,13 +91,35 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
   if (!lookupBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
 
   const result = lookupBuyerResult(b.state);
-  // Left join: one output row per (buyer row, provider label row), or one row of nulls.
+  const { table, matchedRows } = joinLabels(o.buyer.table, result);
+  const s = t.stats();
+  return {
+    table,
+    matchedRows,
+    stats: {
+      job,
+      queries: b.state.queryCount,
+      preparedRows: info.rows,
+      bytesBuyerToProvider: s.bytesSent["buyer"] ?? 0,
+      bytesProviderToBuyer: s.bytesSent["provider"] ?? 0,
+      messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
+      messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
+      budgetRemaining: p.state.budgetRemaining,
+    },
+  };
+}
+
+/**
+ * The buyer's output of a lookup: its rows with the label columns, a left join
+ * (one output row per matching provider row, one row of nulls where none).
+ */
+export function joinLabels(buyer: Table, result: ReturnType<typeof lookupBuyerResult>): { table: Table; matchedRows: number } {
   const rowIdx: number[] = [];
   const types = result.labelSchema.fields.map((f) => f.type as DataType);
   const columns: unknown[][] = types.map(() => []);
   const cache = new Map<number, unknown[][]>();
   let matchedRows = 0;
-  for (let r = 0; r < o.buyer.table.numRows; r++) {
+  for (let r = 0; r < buyer.numRows; r++) {
     const k = result.rowToDistinct[r] ?? -1;
     let labels: unknown[][] = [];
     if (k >= 0) {
@@ -116,20 +138,5 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
     }
   }
   const labelTable = new Table(Object.fromEntries(result.labelSchema.fields.map((f, j) => [f.name, vectorFromArray(columns[j] ?? [], f.type as DataType)])));
-  const table = concatTablesHorizontally(takeRows(o.buyer.table, Int32Array.from(rowIdx)), labelTable);
-  const s = t.stats();
-  return {
-    table,
-    matchedRows,
-    stats: {
-      job,
-      queries: b.state.queryCount,
-      preparedRows: info.rows,
-      bytesBuyerToProvider: s.bytesSent["buyer"] ?? 0,
-      bytesProviderToBuyer: s.bytesSent["provider"] ?? 0,
-      messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
-      messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
-      budgetRemaining: p.state.budgetRemaining,
-    },
-  };
+  return { table: concatTablesHorizontally(takeRows(buyer, Int32Array.from(rowIdx)), labelTable), matchedRows };
 }

@@ -197,6 +197,12 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     await refused(s, () => psiProviderReceive(s, { ...chunk0, header: { ...chunk0.header, job: "other-job" } }, ctx), WrongJobError);
     await refused(s, () => psiProviderReceive(s, { ...chunk0, header: { ...chunk0.header, protocol: "psi-cardinality" } }, ctx), WrongJobError);
     await refused(s, () => psiProviderReceive(s, b.messages[2] as ProtocolMessage, ctx), WrongStepError); // chunk 1 before chunk 0
+    // An oversized batch: more elements than the chunk may hold, consistently encoded.
+    const big = new Uint8Array(101 * 32);
+    big.set(chunk0.elements);
+    big.set(chunk0.elements.subarray(0, 32), 100 * 32);
+    await refused(s, () => psiProviderReceive(s, { ...chunk0, count: 101, elements: big }, ctx), InvalidMessageError);
+    expect(() => decodeMessage(encodeMessage({ ...chunk0, count: 70_000, elements: new Uint8Array(70_000 * 32) }))).toThrow(InvalidMessageError);
     // The index of the bad element is reported.
     const err = await psiProviderReceive(s, withElements(chunk0, (e) => e.fill(0, 64, 96)), ctx).catch((e: unknown) => e);
     expect((err as InvalidPointError).index).toBe(2);
