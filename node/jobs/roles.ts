@@ -1,0 +1,141 @@
+/**
+ * The node's view of a protocol role: start it, feed it one message at a
+ * time, persist its state as bytes between steps, and take the buyer's
+ * result. One adapter per protocol over the transport-free state machines of
+ * protocols/; messages cross as encoded protobuf frames, states as
+ * stateToBytes bytes, so a node can store both and resume after a restart.
+ */
+import type { Table } from "apache-arrow";
+import { keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
+
+import {
+  decodeMessage,
+  encodeMessage,
+  joinLabels,
+  lookupBuyerDone,
+  lookupBuyerReceive,
+  lookupBuyerResult,
+  lookupBuyerStart,
+  lookupProviderDone,
+  lookupProviderReceive,
+  lookupProviderStart,
+  psiBuyerDone,
+  psiBuyerReceive,
+  psiBuyerResult,
+  psiBuyerStart,
+  psiProviderDone,
+  psiProviderReceive,
+  psiProviderStart,
+  stateFromBytes,
+  stateToBytes,
+  type LookupBuyerState,
+  type LookupProviderState,
+  type ProtocolMessage,
+  type PsiBuyerState,
+  type PsiProviderState,
+} from "../../protocols/index.js";
+
+export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup" } as const;
+export type JobProtocol = (typeof JobProtocol)[keyof typeof JobProtocol];
+
+/** What both parties of a job are told by the exchange. */
+export interface JobSpec {
+  readonly id: string;
+  readonly protocol: JobProtocol;
+  readonly buyer: string;
+  readonly provider: string;
+  readonly buyerDataset: string;
+  readonly providerDataset: string;
+  readonly keyColumns: readonly string[];
+  /** lookup: the label columns the buyer receives. */
+  readonly outputColumns?: readonly string[];
+  readonly normalise?: KeyOptions;
+}
+
+export interface StepOutput {
+  /** The role's new state, as the bytes to persist. */
+  readonly state: Uint8Array;
+  /** Encoded protocol messages to send to the other party. */
+  readonly out: Uint8Array[];
+  readonly done: boolean;
+}
+
+export type BuyerResult = { readonly kind: "table"; readonly table: Table } | { readonly kind: "count"; readonly count: number };
+
+/** Local resources a role needs besides its state. */
+export interface RoleContext {
+  readonly pool: CryptoPool;
+  /** The party's own table for this job (its dataset). */
+  readonly table: Table;
+  /** lookup provider: the prepared table and its secret key, and the buyer's remaining budget. */
+  readonly lookup?: { readonly prepared: Table; readonly secretKey: Uint8Array; readonly budgetRemaining: number; readonly product: string; readonly version: number };
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+const encodeAll = (ms: readonly ProtocolMessage[]): Uint8Array[] => ms.map((m) => encodeMessage(m));
+
+function keys(spec: JobSpec, table: Table, role: string) {
+  return keysFromTable(table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
+}
+
+/** Starts this party's role of the job. */
+export async function startRole(spec: JobSpec, role: "buyer" | "provider", ctx: RoleContext): Promise<StepOutput> {
+  const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
+  if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
+    const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const) };
+    if (role === "buyer") {
+      const r = await psiBuyerStart(params, keys(spec, ctx.table, role), pctx);
+      return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+    }
+    const r = await psiProviderStart(params, keys(spec, ctx.table, role), pctx);
+    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: false };
+  }
+  const lk = ctx.lookup;
+  if (role === "buyer") {
+    if (!lk) throw new Error("lookup buyer needs the product and version");
+    const r = await lookupBuyerStart({ job: spec.id, product: lk.product, version: lk.version }, keys(spec, ctx.table, role), pctx);
+    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: false };
+  }
+  if (!lk) throw new Error("lookup provider needs its prepared table");
+  const s = lookupProviderStart({ job: spec.id, product: lk.product, version: lk.version }, { secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining });
+  return { state: stateToBytes(s), out: [], done: false };
+}
+
+/** Feeds one received frame to this party's role. A refused frame throws and the stored state stays as it was. */
+export async function receiveRole(spec: JobSpec, role: "buyer" | "provider", stateBytes: Uint8Array, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
+  const m = decodeMessage(frame);
+  const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
+  if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
+    const protocols = [spec.protocol];
+    if (role === "buyer") {
+      const s = stateFromBytes<PsiBuyerState>(stateBytes, { protocols, role });
+      const r = await psiBuyerReceive(s, m, pctx);
+      return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+    }
+    const s = stateFromBytes<PsiProviderState>(stateBytes, { protocols, role });
+    const r = await psiProviderReceive(s, m, pctx);
+    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiProviderDone(r.state) };
+  }
+  if (role === "buyer") {
+    const s = stateFromBytes<LookupBuyerState>(stateBytes, { protocols: ["lookup"], role });
+    const r = await lookupBuyerReceive(s, m, pctx);
+    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: lookupBuyerDone(r.state) };
+  }
+  if (!ctx.lookup) throw new Error("lookup provider needs its prepared table");
+  const s = stateFromBytes<LookupProviderState>(stateBytes, { protocols: ["lookup"], role });
+  const r = await lookupProviderReceive(s, m, ctx.lookup.prepared, pctx);
+  return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: lookupProviderDone(r.state) };
+}
+
+/** The buyer's result once its role is done: its matching rows, the count, or its enriched rows. */
+export function buyerResult(spec: JobSpec, stateBytes: Uint8Array, table: Table): BuyerResult {
+  if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
+    const s = stateFromBytes<PsiBuyerState>(stateBytes, { protocols: [spec.protocol], role: "buyer" });
+    const r = psiBuyerResult(s);
+    return r.mode === "cardinality" ? { kind: "count", count: r.count } : { kind: "table", table: takeRows(table, r.matchedRows) };
+  }
+  const s = stateFromBytes<LookupBuyerState>(stateBytes, { protocols: ["lookup"], role: "buyer" });
+  const r = lookupBuyerResult(s);
+  return { kind: "table", table: joinLabels(table, r).table };
+}

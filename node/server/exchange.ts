@@ -1,0 +1,378 @@
+/**
+ * The exchange: registers parties, keeps the catalog and its policies, checks
+ * every job against the provider's policy (refusing with the exact rule),
+ * relays the parties' signed and encrypted protocol envelopes between their
+ * mailboxes (it sees sizes and digests only), drives each job's state, and
+ * appends every registration, decision, step and result digest to the signed
+ * audit ledger.
+ *
+ * Job flow: buyer submits → exchange checks the policy → job.start to the
+ * provider → the provider's agent checks its own copy of the policy and
+ * accepts (or refuses with its rule) → running, job.start to the buyer →
+ * protocol envelopes relayed → the buyer reports its result digest →
+ * succeeded. A party that fails a job fails it for both; the buyer may cancel.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import swagger from "@fastify/swagger";
+import { UmbraError } from "../../engine/errors.js";
+import { catalogView, parseDatasetDescriptor, type DatasetDescriptor } from "../catalog.js";
+import { openEnvelope, sealEnvelope } from "../envelope.js";
+import { publicIdentity, type NodeIdentity } from "../identity.js";
+import { appendEntry, LedgerKind, listEntries } from "../ledger.js";
+import { checkJob, jobCost, parseJobRequest, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import type { JobRecord, Store } from "../store.js";
+import { verifyRequest } from "./auth.js";
+import { Mailboxes, packFrames } from "./mailbox.js";
+import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
+import { httpStatusOf } from "./http-errors.js";
+
+export interface ExchangeOptions {
+  readonly store: Store;
+  readonly identity: NodeIdentity;
+  readonly logger?: boolean | object;
+  readonly now?: () => number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    rawBody?: Buffer;
+    party?: string;
+  }
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+const fromHex = (s: unknown, bytes: number): Uint8Array | undefined =>
+  typeof s === "string" && new RegExp(`^[0-9a-f]{${bytes * 2}}$`).test(s) ? Uint8Array.from(Buffer.from(s, "hex")) : undefined;
+
+const errorSchema = {
+  type: "object",
+  properties: { error: { type: "object", properties: { code: { type: "string" }, message: { type: "string" }, rule: { type: "string" } }, required: ["code", "message"] } },
+};
+const jobSchema = {
+  type: "object",
+  properties: {
+    id: { type: "string" },
+    protocol: { type: "string" },
+    buyer: { type: "string" },
+    providers: { type: "array", items: { type: "string" } },
+    state: { type: "string" },
+    reason: { type: ["string", "null"] },
+    progress: {},
+    createdAt: { type: "number" },
+    updatedAt: { type: "number" },
+  },
+};
+
+export function jobView(j: JobRecord): Record<string, unknown> {
+  return { id: j.id, protocol: j.protocol, buyer: j.buyer, providers: j.providers, state: j.state, reason: j.reason, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt };
+}
+
+export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance & { mailboxes: Mailboxes }> {
+  const { store, identity } = o;
+  const now = o.now ?? Date.now;
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000 }) as unknown as FastifyInstance & { mailboxes: Mailboxes };
+  const mailboxes = new Mailboxes();
+  app.decorate("mailboxes", mailboxes);
+  // Answer every open long-poll before the server waits for in-flight requests to end.
+  app.addHook("preClose", async () => mailboxes.close());
+  await app.register(swagger, { openapi: { info: { title: "Umbra exchange", version: "1" } } });
+
+  // Raw bodies: requests are signed over their exact bytes.
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
+    (req as FastifyRequest).rawBody = body as Buffer;
+    try {
+      done(null, (body as Buffer).length === 0 ? {} : JSON.parse((body as Buffer).toString("utf8")));
+    } catch {
+      const e = new Error("request body is not JSON") as Error & { statusCode: number };
+      e.statusCode = 400;
+      done(e, undefined);
+    }
+  });
+  app.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: 16 * 1024 * 1024 }, (req, body, done) => {
+    (req as FastifyRequest).rawBody = body as Buffer;
+    done(null, body);
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof UmbraError) {
+      const rule = err instanceof PolicyDeniedError ? { rule: err.rule } : {};
+      return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...rule } });
+    }
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
+  });
+
+  /** Authenticates a party's signed request (not registration). */
+  const auth = async (req: FastifyRequest): Promise<void> => {
+    const body = req.rawBody ?? new Uint8Array(0);
+    req.party = verifyRequest(req.headers, req.method, req.url, body, {
+      lookup: (name) => store.getParty(name)?.signingPublicKey,
+      remember: (name, nonce, time) => store.checkAndRememberNonce(name, nonce, time),
+      now,
+    });
+  };
+
+  const ledger = (kind: LedgerKind, body: Record<string, unknown>, job?: string) =>
+    appendEntry(store, identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
+
+  /** A control envelope from the exchange to a party's mailbox. */
+  let controlSeq = 0;
+  const control = (to: string, message: ControlMessage) => {
+    const frame = sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: identity, recipient: to, sequence: controlSeq++, payload: new TextEncoder().encode(JSON.stringify(message)), now });
+    mailboxes.put(to, frame);
+  };
+
+  const loadPolicy = (datasetId: string): UsagePolicy | undefined => {
+    const p = store.latestPolicy(datasetId);
+    return p ? parsePolicy(p.policy) : undefined;
+  };
+  const descriptorOf = (datasetId: string): DatasetDescriptor | undefined => {
+    const d = store.getDataset(datasetId);
+    if (!d) return undefined;
+    return { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() };
+  };
+
+  // On start, jobs that were running when the exchange stopped cannot resume here (the
+  // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
+  for (const j of store.listJobs({ state: ["submitted", "running"] })) {
+    store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_EXCHANGE_RESTARTED");
+    ledger(LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" }, j.id);
+  }
+
+  app.get("/v1/identity", { schema: { response: { 200: { type: "object", properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" } } } } } }, async () => {
+    const p = publicIdentity(identity);
+    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: hex(p.boxPublicKey) };
+  });
+
+  // Registration: the party proves it holds its signing key by signing this request with it.
+  app.post(
+    "/v1/parties",
+    {
+      schema: {
+        body: {
+          type: "object",
+          required: ["name", "signingPublicKey", "boxPublicKey"],
+          additionalProperties: false,
+          properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" }, endpoint: { type: ["string", "null"] }, role: { type: "string", enum: ["provider", "buyer"] } },
+        },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; endpoint?: string | null; role?: "provider" | "buyer" };
+      const signing = fromHex(b.signingPublicKey, 32);
+      const box = fromHex(b.boxPublicKey, 32);
+      if (!signing || !box) return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "keys must be 32-byte hex" } });
+      verifyRequest(req.headers, req.method, req.url, req.rawBody ?? new Uint8Array(0), {
+        lookup: (name) => (name === b.name ? signing : undefined),
+        remember: (name, nonce, time) => store.checkAndRememberNonce(name, nonce, time),
+        now,
+      });
+      const existing = store.getParty(b.name);
+      if (existing && hex(existing.signingPublicKey) !== b.signingPublicKey) {
+        return reply.code(409).send({ error: { code: "UMBRA_ALREADY_EXISTS", message: "a party of that name is registered with another key" } });
+      }
+      const party = store.transaction(() => {
+        const p = store.putParty({ name: b.name, role: b.role ?? "provider", signingPublicKey: signing, boxPublicKey: box, endpoint: b.endpoint ?? null });
+        if (!existing) ledger(LedgerKind.PartyRegistered, { name: b.name, signingKey: b.signingPublicKey.slice(0, 16) });
+        return p;
+      });
+      return reply.code(existing ? 200 : 201).send({ name: party.name, registeredAt: party.registeredAt });
+    },
+  );
+
+  app.get("/v1/parties/:name", { preHandler: auth }, async (req, reply) => {
+    const p = store.getParty((req.params as { name: string }).name);
+    if (!p) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such party" } });
+    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? hex(p.boxPublicKey) : null };
+  });
+
+  app.post("/v1/datasets", { preHandler: auth, schema: { body: { type: "object", required: ["descriptor", "policy"], additionalProperties: false, properties: { descriptor: { type: "object" }, policy: { type: "object" } } } } }, async (req, reply) => {
+    const b = req.body as { descriptor: unknown; policy: unknown };
+    const d = parseDatasetDescriptor(b.descriptor);
+    if (d.owner !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "a party registers only its own datasets" } });
+    const policy = parsePolicy(b.policy, d.schema);
+    const out = store.transaction(() => {
+      const existing = store.getDataset(d.id);
+      store.putDataset({ id: d.id, owner: d.owner, name: d.name, schema: d.schema, rowCount: d.rowCount, contentHash: d.contentHash });
+      const p = store.putPolicy(d.id, policy);
+      if (!existing) ledger(LedgerKind.DatasetRegistered, { dataset: d.id, owner: d.owner, rows: d.rowCount, contentHash: d.contentHash });
+      ledger(LedgerKind.PolicyChanged, { dataset: d.id, version: p.version, digest: createHash("sha256").update(JSON.stringify(policy)).digest("hex") });
+      return p;
+    });
+    return reply.code(201).send({ id: d.id, policyVersion: out.version });
+  });
+
+  app.get("/v1/datasets", { preHandler: auth }, async (req) => {
+    const views = [];
+    for (const d of store.listDatasets()) {
+      const policy = loadPolicy(d.id);
+      const desc = descriptorOf(d.id);
+      if (!policy || !desc) continue;
+      if (policy.allowedBuyers !== "any" && !policy.allowedBuyers.includes(req.party as string) && d.owner !== req.party) continue;
+      views.push(catalogView(desc, policy));
+    }
+    return { datasets: views };
+  });
+
+  app.post("/v1/jobs", { preHandler: auth, schema: { response: { 201: jobSchema, 403: errorSchema, 404: errorSchema } } }, async (req, reply) => {
+    const request: JobRequest = parseJobRequest(req.body);
+    if (request.buyer !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "a job is submitted by its buyer" } });
+    const dataset = descriptorOf(request.providerDataset);
+    const policy = loadPolicy(request.providerDataset);
+    if (!dataset || !policy) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
+    const id = `job-${randomUUID()}`;
+    const providers = [dataset.owner];
+    const budget = store.getBudget(dataset.id, request.buyer)?.remaining ?? policy.queryBudget;
+    try {
+      checkJob(policy, dataset, request, { now: new Date(now()), budgetRemaining: budget });
+    } catch (err) {
+      if (!(err instanceof PolicyDeniedError)) throw err;
+      store.transaction(() => {
+        store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
+        store.transitionJob(id, ["submitted"], "refused", err.rule);
+        ledger(LedgerKind.JobRefused, { rule: err.rule, by: "exchange", dataset: dataset.id }, id);
+      });
+      return reply.code(403).send({ error: { code: err.code, message: err.message, rule: err.rule } });
+    }
+    const job = store.transaction(() => {
+      const cost = jobCost(policy, request) ?? 1;
+      if (!store.getBudget(dataset.id, request.buyer)) store.setBudget(dataset.id, request.buyer, policy.queryBudget);
+      store.consumeBudget(dataset.id, request.buyer, cost);
+      const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
+      ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, dataset: dataset.id, cost }, id);
+      return j;
+    });
+    control(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request, counterpart: request.buyer });
+    return reply.code(201).send(jobView(job));
+  });
+
+  const jobFor = (req: FastifyRequest, reply: FastifyReply): JobRecord | undefined => {
+    const j = store.getJob((req.params as { id: string }).id);
+    if (!j || (j.buyer !== req.party && !j.providers.includes(req.party as string))) {
+      void reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such job" } });
+      return undefined;
+    }
+    return j;
+  };
+
+  app.get("/v1/jobs/:id", { preHandler: auth, schema: { response: { 200: jobSchema } } }, async (req, reply) => {
+    const j = jobFor(req, reply);
+    return j ? jobView(j) : reply;
+  });
+
+  app.post("/v1/jobs/:id/cancel", { preHandler: auth }, async (req, reply) => {
+    const j = jobFor(req, reply);
+    if (!j) return reply;
+    if (j.buyer !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "only the buyer cancels a job" } });
+    const done = store.transaction(() => {
+      const r = store.transitionJob(j.id, ["submitted", "running"], "cancelled", "cancelled by the buyer");
+      ledger(LedgerKind.JobCancelled, { by: "buyer" }, j.id);
+      return r;
+    });
+    for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: j.id, reason: "cancelled" });
+    return jobView(done);
+  });
+
+  // A party reports on a job: accepted / refused (provider), progress, succeeded (buyer), failed.
+  app.post("/v1/jobs/:id/events", { preHandler: auth }, async (req, reply) => {
+    const j = jobFor(req, reply);
+    if (!j) return reply;
+    const e = req.body as JobEvent;
+    const isBuyer = j.buyer === req.party;
+    const request = (j.params as unknown as { request: JobRequest }).request;
+    switch (e?.kind) {
+      case "accepted": {
+        if (isBuyer) break;
+        const r = store.transaction(() => {
+          const x = store.transitionJob(j.id, ["submitted"], "running");
+          ledger(LedgerKind.JobStep, { step: "accepted", by: req.party as string }, j.id);
+          return x;
+        });
+        const lookup = request.protocol === "lookup" ? { product: lookupProduct(request.providerDataset), version: store.latestPolicy(request.providerDataset)?.version ?? 1 } : undefined;
+        control(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}) });
+        return jobView(r);
+      }
+      case "refused": {
+        if (isBuyer) break;
+        const rule = typeof e.rule === "string" ? e.rule.slice(0, 64) : "refused";
+        const r = store.transaction(() => {
+          const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
+          ledger(LedgerKind.JobRefused, { rule, by: "provider" }, j.id);
+          return x;
+        });
+        return jobView(r);
+      }
+      case "progress":
+        if (j.state === "running") return jobView(store.setJobProgress(j.id, { [req.party as string]: e.progress ?? null, ...(j.progress as object | null) }));
+        return jobView(j);
+      case "succeeded": {
+        if (!isBuyer || typeof e.digest !== "string" || !/^[0-9a-f]{64}$/.test(e.digest)) break;
+        const r = store.transaction(() => {
+          const x = store.transitionJob(j.id, ["running"], "succeeded", null, e.summary ?? null);
+          ledger(LedgerKind.JobResult, { digest: e.digest as string, summary: (e.summary ?? null) as never }, j.id);
+          return x;
+        });
+        for (const p of j.providers) control(p, { type: ControlType.Stop, job: j.id, reason: "succeeded" });
+        return jobView(r);
+      }
+      case "failed": {
+        const reason = typeof e.reason === "string" && /^UMBRA_[A-Z_]{1,64}$/.test(e.reason) ? e.reason : "UMBRA_FAILED";
+        if (j.state !== "submitted" && j.state !== "running") return jobView(j);
+        const r = store.transaction(() => {
+          const x = store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
+          ledger(LedgerKind.JobFailed, { reason, by: req.party as string }, j.id);
+          return x;
+        });
+        for (const p of [j.buyer, ...j.providers]) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
+        return jobView(r);
+      }
+      default:
+        break;
+    }
+    return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "not an event this party may report" } });
+  });
+
+  // Relay: verify the sender's signature and freshness (not the payload, which may be sealed
+  // to the recipient), check both ends belong to the running job, record the step, queue it.
+  app.post("/v1/relay", { preHandler: auth, bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
+    const frame = req.rawBody ?? Buffer.alloc(0);
+    const env = openEnvelope(frame, {
+      self: identity,
+      relay: true,
+      lookupSender: (name) => {
+        const p = store.getParty(name);
+        return p && p.boxPublicKey ? { signingPublicKey: p.signingPublicKey, boxPublicKey: p.boxPublicKey } : undefined;
+      },
+      replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => store.rememberNonce(s, n, t) },
+      now,
+    });
+    if (env.sender !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "the envelope's sender is not the requesting party" } });
+    const j = store.getJob(env.job);
+    const parties = j ? [j.buyer, ...j.providers] : [];
+    if (!j || j.state !== "running" || !parties.includes(env.sender) || !parties.includes(env.recipient) || env.sender === env.recipient) {
+      return reply.code(409).send({ error: { code: "UMBRA_WRONG_JOB", message: "the envelope does not belong to a running job between these parties" } });
+    }
+    const digest = createHash("sha256").update(frame).digest("hex");
+    store.transaction(() => {
+      store.recordStep(j.id, { step: `step-${env.step}`, direction: "in", size: frame.length, digest });
+      ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size: frame.length, digest }, j.id);
+    });
+    mailboxes.put(env.recipient, Uint8Array.from(frame));
+    return reply.code(202).send({ queued: true });
+  });
+
+  app.get("/v1/mailbox", { preHandler: auth }, async (req, reply) => {
+    const wait = Math.min(30_000, Math.max(0, Number((req.query as { wait?: string }).wait ?? 0) || 0));
+    const frames = await mailboxes.take(req.party as string, wait);
+    return reply.type("application/octet-stream").send(packFrames(frames));
+  });
+
+  app.get("/v1/audit", { preHandler: auth }, async (req) => {
+    const q = req.query as { job?: string; after?: string };
+    const entries = listEntries(store, { ...(q.job ? { job: q.job } : {}), ...(q.after ? { afterSeq: Number(q.after) } : {}) });
+    return { publicKey: hex(identity.signing.publicKey), entries };
+  });
+
+  return app;
+}

@@ -1,0 +1,350 @@
+/**
+ * The party agent: runs next to its owner's data (files in its data folder),
+ * registers with the exchange, registers datasets (descriptor and policy,
+ * never rows), submits jobs as a buyer, and plays its role in every job it
+ * takes part in. As a provider it checks its own copy of the policy again
+ * before it answers anything. It reaches only the exchange: it long-polls its
+ * mailbox there and sends every protocol message as an envelope signed by it
+ * and sealed to the other party, relayed by the exchange.
+ *
+ * Its local API (JSON, for the CLI) listens on loopback only.
+ */
+import { createHash } from "node:crypto";
+import { isAbsolute, join, normalize, relative } from "node:path";
+import { RecordBatchStreamWriter, type Table } from "apache-arrow";
+import Fastify, { type FastifyInstance } from "fastify";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { readTable } from "../../engine/columns/index.js";
+import { UmbraError } from "../../engine/errors.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocols/index.js";
+import { describeDataset, type DatasetDescriptor } from "../catalog.js";
+import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
+import { publicIdentity, type NodeIdentity } from "../identity.js";
+import { checkJob, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import type { Store } from "../store.js";
+import { buyerResult, receiveRole, startRole, type JobSpec, type RoleContext } from "../jobs/roles.js";
+import { ExchangeClient, ExchangeError } from "./client.js";
+import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
+import { unpackFrames } from "./mailbox.js";
+import { httpStatusOf } from "./http-errors.js";
+
+export interface PartyOptions {
+  readonly store: Store;
+  readonly identity: NodeIdentity;
+  readonly exchangeUrl: string;
+  readonly dataDir: string;
+  readonly pool?: CryptoPool;
+  readonly logger?: boolean | object;
+}
+
+interface Running {
+  readonly spec: JobSpec;
+  readonly role: "buyer" | "provider";
+  readonly counterpart: string;
+  readonly table: Table;
+  readonly lookup?: RoleContext["lookup"];
+  sequence: number;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+export interface PartyAgent {
+  readonly app: FastifyInstance;
+  readonly client: ExchangeClient;
+  /** Registers with the exchange and starts polling the mailbox. */
+  start(): Promise<void>;
+  /** Stops polling and closes the API. */
+  stop(): Promise<void>;
+}
+
+export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
+  const { store, identity } = o;
+  const pool = o.pool ?? getPool();
+  const client = new ExchangeClient(o.exchangeUrl, identity);
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000 });
+  const running = new Map<string, Running>();
+  const chains = new Map<string, Promise<void>>();
+  const keyCache = new Map<string, SenderKeys>();
+  let exchangeName = "";
+  let polling = false;
+  const stopping = new AbortController();
+  let pollLoop: Promise<void> | undefined;
+
+  const log = (msg: string, extra: Record<string, unknown> = {}) => app.log.info(extra, msg);
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ExchangeError) return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...(err.rule ? { rule: err.rule } : {}) } });
+    if (err instanceof UmbraError) return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...(err instanceof PolicyDeniedError ? { rule: err.rule } : {}) } });
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
+  });
+
+  /** A data file inside the data folder (no escaping it). */
+  const dataFile = (name: string): string => {
+    const p = normalize(join(o.dataDir, name));
+    const rel = relative(o.dataDir, p);
+    if (rel.startsWith("..") || isAbsolute(rel)) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files must be inside the data folder");
+    return p;
+  };
+  const datasetId = (file: string) => `${identity.name}.${file.replace(/[^A-Za-z0-9._-]/g, "_")}`.slice(0, 128);
+
+  const senderKeys = async (name: string): Promise<SenderKeys | undefined> => {
+    const cached = keyCache.get(name);
+    if (cached) return cached;
+    const p = await client.json<{ signingPublicKey: string; boxPublicKey: string | null }>("GET", `/v1/parties/${encodeURIComponent(name)}`);
+    if (!p.boxPublicKey) return undefined;
+    const keys = { signingPublicKey: Uint8Array.from(Buffer.from(p.signingPublicKey, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(p.boxPublicKey, "hex")) };
+    keyCache.set(name, keys);
+    return keys;
+  };
+
+  const event = (job: string, e: JobEvent) => client.json("POST", `/v1/jobs/${job}/events`, e);
+
+  /** The lookup key of this party for a dataset: derived from its identity, rotated by the policy version. */
+  const masterSeed = hkdf(sha256, identity.signing.secretKey, undefined, new TextEncoder().encode("umbra/lookup/master-seed"), 32);
+  const prepared = new Map<string, Table>();
+
+  const send = async (r: Running, frames: readonly Uint8Array[]): Promise<void> => {
+    const keys = await senderKeys(r.counterpart);
+    if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
+    for (const f of frames) {
+      const step = decodeMessage(f).header.step;
+      const env = sealEnvelope({ job: r.spec.id, step, sender: identity, recipient: r.counterpart, sequence: r.sequence++, payload: f, encryptTo: keys.boxPublicKey });
+      await client.sendRaw("/v1/relay", env);
+    }
+  };
+
+  const specOf = (job: string, request: JobRequest, counterpart: string, role: "buyer" | "provider"): JobSpec => ({
+    id: job,
+    protocol: request.protocol as JobSpec["protocol"],
+    buyer: role === "buyer" ? identity.name : counterpart,
+    provider: role === "provider" ? identity.name : counterpart,
+    buyerDataset: request.buyerDataset,
+    providerDataset: request.providerDataset,
+    keyColumns: request.params.keyColumns,
+    ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
+  });
+
+  const ownPolicy = (id: string): UsagePolicy | undefined => {
+    const p = store.latestPolicy(id);
+    return p ? parsePolicy(p.policy) : undefined;
+  };
+  const ownDescriptor = (id: string): DatasetDescriptor | undefined => {
+    const d = store.getDataset(id);
+    return d ? { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() } : undefined;
+  };
+
+  const onStart = async (m: Extract<ControlMessage, { type: "job.start" }>): Promise<void> => {
+    const spec = specOf(m.job, m.request, m.counterpart, m.role);
+    // This party's own record of the job (its state, steps and result hang off it).
+    if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: [spec.provider], params: { request: m.request } as never });
+    if (m.role === "provider") {
+      // The provider's own check, on its own copy of the policy, before it answers anything.
+      const desc = ownDescriptor(m.request.providerDataset);
+      const policy = ownPolicy(m.request.providerDataset);
+      if (!desc || !policy) {
+        await event(m.job, { kind: "refused", rule: "dataset-mismatch" });
+        return;
+      }
+      try {
+        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
+      } catch (err) {
+        if (err instanceof PolicyDeniedError) {
+          await event(m.job, { kind: "refused", rule: err.rule });
+          return;
+        }
+        throw err;
+      }
+      const table = await readTable(dataFile(desc.name));
+      let lookup: RoleContext["lookup"];
+      if (spec.protocol === "lookup") {
+        const version = store.latestPolicy(desc.id)?.version ?? 1;
+        const labels = [...(spec.outputColumns ?? [])].sort();
+        const product = lookupProduct(desc.id);
+        const { secretKey } = lookupKeyPair(masterSeed, product, version);
+        const cacheKey = `${desc.id}/${version}/${labels.join(",")}`;
+        let p = prepared.get(cacheKey);
+        if (!p) {
+          p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool });
+          prepared.set(cacheKey, p);
+        }
+        lookup = { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
+      }
+      const cost = policy.budgetUnit === "keys" ? (m.request.params.queryCount ?? 0) : 1;
+      store.transaction(() => {
+        if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
+        store.consumeBudget(desc.id, m.request.buyer, cost);
+      });
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
+      const out = await startRole(spec, "provider", { pool, table, ...(lookup ? { lookup } : {}) });
+      store.saveState(m.job, "provider", out.state);
+      running.set(m.job, r);
+      await event(m.job, { kind: "accepted" });
+      await send(r, out.out);
+      return;
+    }
+    // Buyer: its own dataset, a registered one or a file in the data folder.
+    const own = store.getDataset(m.request.buyerDataset);
+    const table = await readTable(dataFile(own ? own.name : m.request.buyerDataset));
+    let lookup: RoleContext["lookup"];
+    if (spec.protocol === "lookup") {
+      if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
+      // The buyer never holds the prepared table or the key: only the product version it asks for.
+      lookup = { prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
+    }
+    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
+    const out = await startRole(spec, "buyer", { pool, table, ...(lookup ? { lookup } : {}) });
+    store.saveState(m.job, "buyer", out.state);
+    running.set(m.job, r);
+    await send(r, out.out);
+  };
+
+  const onProtocol = async (job: string, payload: Uint8Array): Promise<void> => {
+    const r = running.get(job);
+    if (!r) return; // not (or no longer) ours: stop has been processed
+    const state = store.loadState(job, r.role);
+    if (!state) return;
+    const out = await receiveRole(r.spec, r.role, state, payload, { pool, table: r.table, ...(r.lookup ? { lookup: r.lookup } : {}) });
+    store.saveState(job, r.role, out.state);
+    await send(r, out.out);
+    if (out.done && r.role === "buyer") {
+      const result = buyerResult(r.spec, out.state, r.table);
+      const bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
+      const digest = createHash("sha256").update(bytes).digest("hex");
+      store.putResult(job, { digest, bytes });
+      store.deleteState(job);
+      running.delete(job);
+      const summary: Record<string, number> = result.kind === "table" ? { rows: result.table.numRows } : { count: result.count };
+      await event(job, { kind: "succeeded", digest, summary });
+      log("job succeeded", { job });
+    }
+  };
+
+  const onStop = (m: Extract<ControlMessage, { type: "job.stop" }>): void => {
+    running.delete(m.job);
+    if (store.getJob(m.job)) store.deleteState(m.job);
+  };
+
+  /** Handles one envelope from the mailbox, in order per job. */
+  const handle = (frame: Uint8Array): void => {
+    let job = "unknown";
+    const work = async () => {
+      const env = openEnvelope(frame, {
+        self: identity,
+        lookupSender: (name) => (name === exchangeName ? exchangeKeys : keyCache.get(name)),
+        replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => store.rememberNonce(s, n, t) },
+      });
+      job = env.job;
+      if (env.step === CONTROL_STEP) {
+        if (env.sender !== exchangeName) return;
+        const m = JSON.parse(new TextDecoder().decode(env.payload)) as ControlMessage;
+        if (m.type === ControlType.Start) await onStart(m);
+        else if (m.type === ControlType.Stop) onStop(m);
+        return;
+      }
+      await onProtocol(env.job, env.payload);
+    };
+    // Unknown senders' keys are fetched before opening.
+    const pre = async () => {
+      try {
+        const { decodeEnvelope } = await import("../../protocols/envelope-codec.js");
+        const e = decodeEnvelope(frame, 64 * 1024 * 1024);
+        job = e.job;
+        if (e.sender !== exchangeName && !keyCache.has(e.sender)) await senderKeys(e.sender);
+      } catch {
+        // openEnvelope reports the problem
+      }
+    };
+    const prev = chains.get("all") ?? Promise.resolve();
+    const next = prev
+      .then(pre)
+      .then(work)
+      .catch(async (err: unknown) => {
+        const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
+        app.log.warn({ job, code }, "job step failed");
+        if (job !== "unknown") {
+          running.delete(job);
+          if (store.getJob(job)) store.deleteState(job);
+          await event(job, { kind: "failed", reason: code }).catch(() => undefined);
+        }
+      });
+    chains.set("all", next);
+  };
+
+  let exchangeKeys: SenderKeys | undefined;
+
+  const poll = async (): Promise<void> => {
+    while (polling) {
+      try {
+        const body = await client.binary("GET", "/v1/mailbox?wait=20000", undefined, 40_000, stopping.signal);
+        for (const f of unpackFrames(body)) handle(Uint8Array.from(f));
+      } catch (err) {
+        if (!polling) break;
+        app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_NETWORK" }, "mailbox poll failed; retrying");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  };
+
+  // --------------------------------------------------------------- local API
+
+  app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: running.size }));
+
+  app.post("/v1/datasets", { schema: { body: { type: "object", required: ["file", "policy"], additionalProperties: false, properties: { file: { type: "string" }, name: { type: "string" }, policy: { type: "object" } } } } }, async (req, reply) => {
+    const b = req.body as { file: string; policy: unknown };
+    const path = dataFile(b.file);
+    const id = datasetId(b.file);
+    const descriptor = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
+    const policy = parsePolicy(b.policy, descriptor.schema);
+    const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
+    store.transaction(() => {
+      store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
+      store.putPolicy(id, policy);
+    });
+    return reply.code(201).send({ id: r.id, policyVersion: r.policyVersion, rows: descriptor.rowCount, contentHash: descriptor.contentHash });
+  });
+
+  app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
+
+  app.post("/v1/jobs", async (req, reply) => {
+    const b = req.body as Record<string, unknown>;
+    const job = await client.json("POST", "/v1/jobs", { ...b, buyer: identity.name });
+    return reply.code(201).send(job);
+  });
+
+  app.get("/v1/jobs/:id", async (req) => client.json("GET", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}`));
+
+  app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
+
+  app.get("/v1/jobs/:id/result", async (req, reply) => {
+    const id = (req.params as { id: string }).id;
+    const r = store.getResult(id);
+    if (!r || !r.bytes) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no result for this job here" } });
+    store.releaseResult(id);
+    return reply.header("x-umbra-digest", r.digest).type("application/octet-stream").send(Buffer.from(r.bytes));
+  });
+
+  return {
+    app,
+    client,
+    async start() {
+      const me = publicIdentity(identity);
+      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey) });
+      const x = await client.json<{ name: string; signingPublicKey: string; boxPublicKey: string }>("GET", "/v1/identity");
+      exchangeName = x.name;
+      exchangeKeys = { signingPublicKey: Uint8Array.from(Buffer.from(x.signingPublicKey, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(x.boxPublicKey, "hex")) };
+      // Jobs this party was in when it stopped cannot resume mid-stream: fail them cleanly.
+      polling = true;
+      pollLoop = poll();
+    },
+    async stop() {
+      polling = false;
+      stopping.abort();
+      await pollLoop;
+      await chains.get("all");
+      await app.close();
+    },
+  };
+}

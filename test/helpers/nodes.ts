@@ -1,0 +1,59 @@
+/** Starts an exchange and parties in this process, on loopback with free ports. */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CryptoPool } from "../../engine/index.js";
+import { generateIdentity } from "../../node/identity.js";
+import { buildExchange } from "../../node/server/exchange.js";
+import { buildParty, type PartyAgent } from "../../node/server/party.js";
+import { openStore, type Store } from "../../node/store.js";
+
+export interface TestExchange {
+  readonly url: string;
+  readonly store: Store;
+  readonly publicKey: Uint8Array;
+  close(): Promise<void>;
+}
+
+export async function startExchange(): Promise<TestExchange> {
+  const store = openStore(":memory:");
+  const identity = generateIdentity("exchange");
+  const app = await buildExchange({ store, identity });
+  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  return { url, store, publicKey: identity.signing.publicKey, close: async () => { await app.close(); store.close(); } };
+}
+
+export interface TestParty {
+  readonly name: string;
+  readonly url: string;
+  readonly dataDir: string;
+  readonly store: Store;
+  readonly agent: PartyAgent;
+  close(): Promise<void>;
+}
+
+export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool): Promise<TestParty> {
+  const dataDir = mkdtempSync(join(tmpdir(), `umbra-${name}-`));
+  const store = openStore(":memory:");
+  const identity = generateIdentity(name);
+  const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool });
+  const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
+  await agent.start();
+  return { name, url, dataDir, store, agent, close: async () => { await agent.stop(); store.close(); } };
+}
+
+export async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(base + path, { method, ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}) });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+export async function waitForJob(base: string, id: string, timeoutMs = 60_000): Promise<{ state: string; reason: string | null }> {
+  const t0 = Date.now();
+  for (;;) {
+    const r = await api<{ state: string; reason: string | null }>(base, "GET", `/v1/jobs/${id}`);
+    if (["succeeded", "failed", "refused", "cancelled"].includes(r.body.state)) return r.body;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`job still ${r.body.state}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
