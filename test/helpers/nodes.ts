@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CryptoPool } from "../../engine/index.js";
-import { generateIdentity } from "../../node/identity.js";
+import { generateIdentity, type NodeIdentity } from "../../node/identity.js";
 import { buildExchange } from "../../node/server/exchange.js";
 import { buildParty, type PartyAgent } from "../../node/server/party.js";
 import { openStore, type Store } from "../../node/store.js";
@@ -29,6 +29,7 @@ export interface TestParty {
   readonly dataDir: string;
   readonly store: Store;
   readonly agent: PartyAgent;
+  readonly identity: NodeIdentity;
   close(): Promise<void>;
 }
 
@@ -39,7 +40,7 @@ export async function startParty(name: string, exchangeUrl: string, pool: Crypto
   const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool });
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   await agent.start();
-  return { name, url, dataDir, store, agent, close: async () => { await agent.stop(); store.close(); } };
+  return { name, url, dataDir, store, agent, identity, close: async () => { await agent.stop(); store.close(); } };
 }
 
 export async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
