@@ -148,7 +148,7 @@ export type JobState = (typeof JobState)[keyof typeof JobState];
 
 /** The job graph: the states each state may move to. The last four are final. */
 export const JOB_TRANSITIONS: { readonly [S in JobState]: readonly JobState[] } = {
-  submitted: ["running", "refused", "cancelled"],
+  submitted: ["running", "refused", "failed", "cancelled"],
   running: ["succeeded", "failed", "cancelled"],
   succeeded: [],
   failed: [],

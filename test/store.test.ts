@@ -299,7 +299,7 @@ describe("jobs", () => {
         expect(after.createdAt).toBe(before?.createdAt);
       }
     }
-    expect(n).toBe(6);
+    expect(n).toBe(7);
     store.close();
   });
 
@@ -333,7 +333,7 @@ describe("jobs", () => {
         refused++;
       }
     }
-    expect(refused).toBe(36 - 6);
+    expect(refused).toBe(36 - 7);
     // Allowed edge, but the job is not in the state the caller expected.
     const before = snapshot(path);
     expect(() => store.transitionJob("at-running", ["submitted"], "running")).toThrow(InvalidTransitionError);

@@ -32,6 +32,8 @@ export interface ExchangeOptions {
   readonly identity: NodeIdentity;
   readonly logger?: boolean | object;
   readonly now?: () => number;
+  /** A job with no step, event or progress for this long is failed (default 10 minutes). */
+  readonly jobTimeoutMs?: number;
 }
 
 declare module "fastify" {
@@ -77,6 +79,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   // Answer every open long-poll before the server waits for in-flight requests to end.
   app.addHook("preClose", async () => mailboxes.close());
   await app.register(swagger, { openapi: { info: { title: "Umbra exchange", version: "1" } } });
+  app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
 
   // Raw bodies: requests are signed over their exact bytes.
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
@@ -132,6 +135,30 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (!d) return undefined;
     return { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() };
   };
+
+  // Jobs that go silent (a party gone and not back) are failed, so nobody waits forever.
+  const jobTimeoutMs = o.jobTimeoutMs ?? 10 * 60 * 1000;
+  const activity = new Map<string, number>();
+  const touch = (id: string) => activity.set(id, now());
+  const sweep = setInterval(() => {
+    for (const j of store.listJobs({ state: ["submitted", "running"] })) {
+      const last = activity.get(j.id) ?? j.updatedAt;
+      if (now() - last <= jobTimeoutMs) continue;
+      try {
+        store.transaction(() => {
+          store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_JOB_TIMEOUT");
+          ledger(LedgerKind.JobFailed, { reason: "UMBRA_JOB_TIMEOUT" }, j.id);
+        });
+      } catch (err) {
+        app.log.warn({ job: j.id, code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not time out a job");
+        continue;
+      }
+      activity.delete(j.id);
+      for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
+    }
+  }, Math.min(5000, Math.max(50, Math.floor(jobTimeoutMs / 4))));
+  sweep.unref();
+  app.addHook("onClose", async () => clearInterval(sweep));
 
   // On start, jobs that were running when the exchange stopped cannot resume here (the
   // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
@@ -243,6 +270,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, dataset: dataset.id, cost }, id);
       return j;
     });
+    touch(id);
     control(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request, counterpart: request.buyer });
     return reply.code(201).send(jobView(job));
   });
@@ -280,6 +308,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (!j) return reply;
     const e = req.body as JobEvent;
     const isBuyer = j.buyer === req.party;
+    touch(j.id);
     const request = (j.params as unknown as { request: JobRequest }).request;
     switch (e?.kind) {
       case "accepted": {
@@ -304,7 +333,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         return jobView(r);
       }
       case "progress":
-        if (j.state === "running") return jobView(store.setJobProgress(j.id, { [req.party as string]: e.progress ?? null, ...(j.progress as object | null) }));
+        touch(j.id);
+        if (j.state === "running" || j.state === "submitted") return jobView(store.setJobProgress(j.id, { ...(j.progress as object | null), [req.party as string]: (e.progress ?? null) as never }));
         return jobView(j);
       case "succeeded": {
         if (!isBuyer || typeof e.digest !== "string" || !/^[0-9a-f]{64}$/.test(e.digest)) break;
@@ -358,6 +388,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       store.recordStep(j.id, { step: `step-${env.step}`, direction: "in", size: frame.length, digest });
       ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size: frame.length, digest }, j.id);
     });
+    touch(j.id);
     mailboxes.put(env.recipient, Uint8Array.from(frame));
     return reply.code(202).send({ queued: true });
   });

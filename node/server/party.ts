@@ -140,11 +140,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const spec = specOf(m.job, m.request, m.counterpart, m.role);
     // This party's own record of the job (its state, steps and result hang off it).
     if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: [spec.provider], params: { request: m.request } as never });
+    const progress = progressReporter(m.job);
     if (m.role === "provider") {
       // The provider's own check, on its own copy of the policy, before it answers anything.
       const desc = ownDescriptor(m.request.providerDataset);
       const policy = ownPolicy(m.request.providerDataset);
       if (!desc || !policy) {
+        store.transitionJob(m.job, ["submitted"], "refused", "dataset-mismatch");
         await event(m.job, { kind: "refused", rule: "dataset-mismatch" });
         return;
       }
@@ -152,6 +154,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
       } catch (err) {
         if (err instanceof PolicyDeniedError) {
+          store.transitionJob(m.job, ["submitted"], "refused", err.rule);
           await event(m.job, { kind: "refused", rule: err.rule });
           return;
         }
@@ -178,8 +181,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         store.consumeBudget(desc.id, m.request.buyer, cost);
       });
       const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
-      const out = await startRole(spec, "provider", { pool, table, ...(lookup ? { lookup } : {}) });
+      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
       store.saveState(m.job, "provider", out.state);
+      store.transitionJob(m.job, ["submitted"], "running");
       running.set(m.job, r);
       await event(m.job, { kind: "accepted" });
       await send(r, out.out);
@@ -195,8 +199,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       lookup = { prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
     }
     const r: Running = { spec, role: "buyer", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
-    const out = await startRole(spec, "buyer", { pool, table, ...(lookup ? { lookup } : {}) });
+    const out = await startRole(spec, "buyer", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
     store.saveState(m.job, "buyer", out.state);
+    store.transitionJob(m.job, ["submitted"], "running");
     running.set(m.job, r);
     await send(r, out.out);
   };
@@ -206,7 +211,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     if (!r) return; // not (or no longer) ours: stop has been processed
     const state = store.loadState(job, r.role);
     if (!state) return;
-    const out = await receiveRole(r.spec, r.role, state, payload, { pool, table: r.table, ...(r.lookup ? { lookup: r.lookup } : {}) });
+    const out = await receiveRole(r.spec, r.role, state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}) });
     store.saveState(job, r.role, out.state);
     await send(r, out.out);
     if (out.done && r.role === "buyer") {
@@ -215,6 +220,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       const digest = createHash("sha256").update(bytes).digest("hex");
       store.putResult(job, { digest, bytes });
       store.deleteState(job);
+      store.transitionJob(job, ["running"], "succeeded");
       running.delete(job);
       const summary: Record<string, number> = result.kind === "table" ? { rows: result.table.numRows } : { count: result.count };
       await event(job, { kind: "succeeded", digest, summary });
@@ -224,7 +230,22 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   const onStop = (m: Extract<ControlMessage, { type: "job.stop" }>): void => {
     running.delete(m.job);
-    if (store.getJob(m.job)) store.deleteState(m.job);
+    const j = store.getJob(m.job);
+    if (!j) return;
+    store.deleteState(m.job);
+    const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : "failed";
+    if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
+  };
+
+  /** Reports a job's progress to the exchange at most once a second (phase and counts, never data). */
+  const progressReporter = (job: string) => {
+    let last = 0;
+    return (phase: string, done: number, total: number) => {
+      const t = Date.now();
+      if (t - last < 1000 && done !== total) return;
+      last = t;
+      void event(job, { kind: "progress", progress: { phase, done, total } }).catch(() => undefined);
+    };
   };
 
   /** Handles one envelope from the mailbox, in order per job. */
@@ -266,7 +287,11 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         app.log.warn({ job, code }, "job step failed");
         if (job !== "unknown") {
           running.delete(job);
-          if (store.getJob(job)) store.deleteState(job);
+          const local = store.getJob(job);
+          if (local) {
+            store.deleteState(job);
+            if (local.state === "submitted" || local.state === "running") store.transitionJob(job, ["submitted", "running"], "failed", code);
+          }
           await event(job, { kind: "failed", reason: code }).catch(() => undefined);
         }
       });
@@ -335,7 +360,14 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       const x = await client.json<{ name: string; signingPublicKey: string; boxPublicKey: string }>("GET", "/v1/identity");
       exchangeName = x.name;
       exchangeKeys = { signingPublicKey: Uint8Array.from(Buffer.from(x.signingPublicKey, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(x.boxPublicKey, "hex")) };
-      // Jobs this party was in when it stopped cannot resume mid-stream: fail them cleanly.
+      // Jobs this party was in when it stopped: their data in flight (envelopes already
+      // taken from the mailbox, the tables in memory) is gone, so they cannot resume
+      // mid-stream. Fail them cleanly, with a reason, so neither side waits forever.
+      for (const j of store.listJobs({ state: ["submitted", "running"] })) {
+        store.deleteState(j.id);
+        store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_PARTY_RESTARTED");
+        await event(j.id, { kind: "failed", reason: "UMBRA_PARTY_RESTARTED" }).catch(() => undefined);
+      }
       polling = true;
       pollLoop = poll();
     },

@@ -15,10 +15,10 @@ export interface TestExchange {
   close(): Promise<void>;
 }
 
-export async function startExchange(): Promise<TestExchange> {
+export async function startExchange(options: { jobTimeoutMs?: number } = {}): Promise<TestExchange> {
   const store = openStore(":memory:");
   const identity = generateIdentity("exchange");
-  const app = await buildExchange({ store, identity });
+  const app = await buildExchange({ store, identity, ...options });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   return { url, store, publicKey: identity.signing.publicKey, close: async () => { await app.close(); store.close(); } };
 }
@@ -33,14 +33,14 @@ export interface TestParty {
   close(): Promise<void>;
 }
 
-export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool): Promise<TestParty> {
-  const dataDir = mkdtempSync(join(tmpdir(), `umbra-${name}-`));
-  const store = openStore(":memory:");
-  const identity = generateIdentity(name);
+export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool, reuse?: { store: Store; identity: NodeIdentity; dataDir: string }): Promise<TestParty> {
+  const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), `umbra-${name}-`));
+  const store = reuse?.store ?? openStore(":memory:");
+  const identity = reuse?.identity ?? generateIdentity(name);
   const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool });
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   await agent.start();
-  return { name, url, dataDir, store, agent, identity, close: async () => { await agent.stop(); store.close(); } };
+  return { name, url, dataDir, store, agent, identity, close: async () => { await agent.stop(); if (!reuse) store.close(); } };
 }
 
 export async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
