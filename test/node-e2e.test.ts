@@ -90,7 +90,15 @@ describe("jobs through the nodes", () => {
     expect(t.getChild("spend")!.toArray().filter((v: unknown) => v !== null && !Number.isNaN(v)).length).toBeGreaterThan(0);
   });
 
-  it("the ledger verifies, and an edited entry is detected", async () => {
+  it("the ledger verifies", async () => {
     expect(verifyLedger(x.store, x.publicKey).ok).toBe(true);
+  });
+
+  it("both APIs document themselves as OpenAPI", async () => {
+    const xdoc = (await (await fetch(`${x.url}/documentation/json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(xdoc.openapi).toMatch(/^3\./);
+    expect(Object.keys(xdoc.paths)).toEqual(expect.arrayContaining(["/v1/jobs", "/v1/datasets", "/v1/relay", "/v1/mailbox", "/v1/audit"]));
+    const pdoc = (await (await fetch(`${bank.url}/documentation/json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(pdoc.paths)).toEqual(expect.arrayContaining(["/v1/jobs", "/v1/datasets", "/v1/jobs/{id}/result"]));
   });
 });

@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { isAbsolute, join, normalize, relative } from "node:path";
 import { RecordBatchStreamWriter, type Table } from "apache-arrow";
 import Fastify, { type FastifyInstance } from "fastify";
+import swagger from "@fastify/swagger";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { readTable } from "../../engine/columns/index.js";
@@ -63,7 +64,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const { store, identity } = o;
   const pool = o.pool ?? getPool();
   const client = new ExchangeClient(o.exchangeUrl, identity);
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000 });
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 });
+  await app.register(swagger, { openapi: { info: { title: "Umbra party agent (local API)", version: "1" } } });
+  app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
   const running = new Map<string, Running>();
   const chains = new Map<string, Promise<void>>();
   const keyCache = new Map<string, SenderKeys>();
