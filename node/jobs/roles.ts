@@ -53,9 +53,12 @@ export interface JobSpec {
   readonly normalise?: KeyOptions;
 }
 
+/** A role's state: plain data (stateToBytes gives the bytes to persist). */
+export type RoleState = PsiBuyerState | PsiProviderState | LookupBuyerState | LookupProviderState;
+
 export interface StepOutput {
-  /** The role's new state, as the bytes to persist. */
-  readonly state: Uint8Array;
+  /** The role's new state (persist it with stateToBytes). */
+  readonly state: RoleState;
   /** Encoded protocol messages to send to the other party. */
   readonly out: Uint8Array[];
   readonly done: boolean;
@@ -86,56 +89,57 @@ export async function startRole(spec: JobSpec, role: "buyer" | "provider", ctx: 
     const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const) };
     if (role === "buyer") {
       const r = await psiBuyerStart(params, keys(spec, ctx.table, role), pctx);
-      return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+      return { state: r.state, out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
     }
     const r = await psiProviderStart(params, keys(spec, ctx.table, role), pctx);
-    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: false };
+    return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   const lk = ctx.lookup;
   if (role === "buyer") {
     if (!lk) throw new Error("lookup buyer needs the product and version");
     const r = await lookupBuyerStart({ job: spec.id, product: lk.product, version: lk.version }, keys(spec, ctx.table, role), pctx);
-    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: false };
+    return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   if (!lk) throw new Error("lookup provider needs its prepared table");
   const s = lookupProviderStart({ job: spec.id, product: lk.product, version: lk.version }, { secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining });
-  return { state: stateToBytes(s), out: [], done: false };
+  return { state: s, out: [], done: false };
 }
 
-/** Feeds one received frame to this party's role. A refused frame throws and the stored state stays as it was. */
-export async function receiveRole(spec: JobSpec, role: "buyer" | "provider", stateBytes: Uint8Array, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
+/** Feeds one received frame to this party's role. A refused frame throws and the state stays as it was. */
+export async function receiveRole(spec: JobSpec, role: "buyer" | "provider", state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
   const m = decodeMessage(frame);
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
-    const protocols = [spec.protocol];
     if (role === "buyer") {
-      const s = stateFromBytes<PsiBuyerState>(stateBytes, { protocols, role });
-      const r = await psiBuyerReceive(s, m, pctx);
-      return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+      const r = await psiBuyerReceive(state as PsiBuyerState, m, pctx);
+      return { state: r.state, out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
     }
-    const s = stateFromBytes<PsiProviderState>(stateBytes, { protocols, role });
-    const r = await psiProviderReceive(s, m, pctx);
-    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: psiProviderDone(r.state) };
+    const r = await psiProviderReceive(state as PsiProviderState, m, pctx);
+    return { state: r.state, out: encodeAll(r.messages), done: psiProviderDone(r.state) };
   }
   if (role === "buyer") {
-    const s = stateFromBytes<LookupBuyerState>(stateBytes, { protocols: ["lookup"], role });
-    const r = await lookupBuyerReceive(s, m, pctx);
-    return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: lookupBuyerDone(r.state) };
+    const r = await lookupBuyerReceive(state as LookupBuyerState, m, pctx);
+    return { state: r.state, out: encodeAll(r.messages), done: lookupBuyerDone(r.state) };
   }
   if (!ctx.lookup) throw new Error("lookup provider needs its prepared table");
-  const s = stateFromBytes<LookupProviderState>(stateBytes, { protocols: ["lookup"], role });
-  const r = await lookupProviderReceive(s, m, ctx.lookup.prepared, pctx);
-  return { state: stateToBytes(r.state), out: encodeAll(r.messages), done: lookupProviderDone(r.state) };
+  const r = await lookupProviderReceive(state as LookupProviderState, m, ctx.lookup.prepared, pctx);
+  return { state: r.state, out: encodeAll(r.messages), done: lookupProviderDone(r.state) };
+}
+
+/** The bytes to persist for a state, and back (checked against the job's protocol and role). */
+export function roleStateToBytes(state: RoleState): Uint8Array {
+  return stateToBytes(state);
+}
+export function roleStateFromBytes(spec: JobSpec, role: "buyer" | "provider", bytes: Uint8Array): RoleState {
+  return stateFromBytes<RoleState>(bytes, { protocols: [spec.protocol], role });
 }
 
 /** The buyer's result once its role is done: its matching rows, the count, or its enriched rows. */
-export function buyerResult(spec: JobSpec, stateBytes: Uint8Array, table: Table): BuyerResult {
+export function buyerResult(spec: JobSpec, state: RoleState, table: Table): BuyerResult {
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
-    const s = stateFromBytes<PsiBuyerState>(stateBytes, { protocols: [spec.protocol], role: "buyer" });
-    const r = psiBuyerResult(s);
+    const r = psiBuyerResult(state as PsiBuyerState);
     return r.mode === "cardinality" ? { kind: "count", count: r.count } : { kind: "table", table: takeRows(table, r.matchedRows) };
   }
-  const s = stateFromBytes<LookupBuyerState>(stateBytes, { protocols: ["lookup"], role: "buyer" });
-  const r = lookupBuyerResult(s);
+  const r = lookupBuyerResult(state as LookupBuyerState);
   return { kind: "table", table: joinLabels(table, r).table };
 }

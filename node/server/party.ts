@@ -25,7 +25,7 @@ import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { checkJob, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { Store } from "../store.js";
-import { buyerResult, receiveRole, startRole, type JobSpec, type RoleContext } from "../jobs/roles.js";
+import { buyerResult, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
@@ -47,6 +47,9 @@ interface Running {
   readonly table: Table;
   readonly lookup?: RoleContext["lookup"];
   sequence: number;
+  /** The role's state between messages (persisted at most once a second, see persist). */
+  state: RoleState;
+  persistedAt: number;
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -183,9 +186,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
       });
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
       const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
-      store.saveState(m.job, "provider", out.state);
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+      persist(m.job, r, true);
       store.transitionJob(m.job, ["submitted"], "running");
       running.set(m.job, r);
       await event(m.job, { kind: "accepted" });
@@ -201,9 +204,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       // The buyer never holds the prepared table or the key: only the product version it asks for.
       lookup = { prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
     }
-    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0 };
     const out = await startRole(spec, "buyer", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
-    store.saveState(m.job, "buyer", out.state);
+    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+    persist(m.job, r, true);
     store.transitionJob(m.job, ["submitted"], "running");
     running.set(m.job, r);
     await send(r, out.out);
@@ -212,13 +215,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const onProtocol = async (job: string, payload: Uint8Array): Promise<void> => {
     const r = running.get(job);
     if (!r) return; // not (or no longer) ours: stop has been processed
-    const state = store.loadState(job, r.role);
-    if (!state) return;
-    const out = await receiveRole(r.spec, r.role, state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}) });
-    store.saveState(job, r.role, out.state);
+    const out = await receiveRole(r.spec, r.role, r.state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}) });
+    r.state = out.state;
+    persist(job, r, false);
     await send(r, out.out);
     if (out.done && r.role === "buyer") {
-      const result = buyerResult(r.spec, out.state, r.table);
+      const result = buyerResult(r.spec, r.state, r.table);
       const bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
       const digest = createHash("sha256").update(bytes).digest("hex");
       store.putResult(job, { digest, bytes });
@@ -238,6 +240,19 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     store.deleteState(m.job);
     const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : "failed";
     if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
+  };
+
+  /**
+   * Persists a role's state: at its start, then at most once a second (a state
+   * can hold tens of MB; writing it after every chunk would cost more than the
+   * crypto). Today a restarted party fails its open jobs, so the state kept is
+   * for inspection and for resuming once the exchange keeps undelivered envelopes.
+   */
+  const persist = (job: string, r: Running, force: boolean): void => {
+    const t = Date.now();
+    if (!force && t - r.persistedAt < 1000) return;
+    r.persistedAt = t;
+    store.saveState(job, r.role, roleStateToBytes(r.state));
   };
 
   /** Reports a job's progress to the exchange at most once a second (phase and counts, never data). */
