@@ -5,7 +5,12 @@
  *   umbra psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality) ...
  *   umbra lookup --buyer FILE (--provider FILE --columns C,... | --prepared FILE --seed-file FILE) --key COL --out FILE ...
  *   umbra lookup prepare --provider FILE --key COL --columns C,... --product NAME --version N --seed-file FILE --out FILE.arrow
- *   umbra demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
+ *   umbra exchange start [--port P] [--db FILE]
+ *   umbra party start --name NAME [--exchange URL] [--port P] [--db FILE] [--data DIR]
+ *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
+ *   umbra audit verify|show --db FILE ...
+ *   umbra demo [--keep]          (the node demo: separate processes)
+ *   umbra demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]   (the engine alone)
  *   umbra protocols
  *   umbra version
  *   umbra help
@@ -20,13 +25,18 @@ import { LOOKUP_USAGE, lookupCommand } from "./commands/lookup.js";
 import { UsageError } from "./commands/args.js";
 import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
+import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
+import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
+import { DATASET_USAGE, datasetCommand, JOB_USAGE, jobCommand } from "./commands/jobs.js";
+import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./commands/node.js";
 
 const USAGE = `Usage: umbra <command> [options]
 
 Commands:
-${PSI_USAGE}${LOOKUP_USAGE}  demo [--buyer-rows N] [--provider-rows N] [--dir DIR]
-                 run the engine on generated sample data and print what it did
-  protocols      list the protocols and what each role learns
+${PSI_USAGE}${LOOKUP_USAGE}
+The node (parties reach only the exchange; the CLI talks to a party's local API):
+${EXCHANGE_USAGE}${PARTY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
+${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
 
@@ -68,7 +78,22 @@ export async function main(argv: string[]): Promise<number> {
         return await psiCommand(args);
       case "lookup":
         return await lookupCommand(args);
+      case "exchange":
+        return await exchangeCommand(args);
+      case "party":
+        return await partyCommand(args);
+      case "dataset":
+        return await datasetCommand(args);
+      case "job":
+        return await jobCommand(args);
+      case "audit":
+        return await auditCommand(args);
       case "demo": {
+        // --local, or any of the engine demo's options: the engine alone; otherwise the node demo.
+        const local = ["--local", "--buyer-rows", "--provider-rows", "--dir"].some((f) => args.includes(f));
+        if (!local) return await nodeDemoCommand(args);
+        const unknown = args.find((a, i) => a.startsWith("--") && !["--local", "--buyer-rows", "--provider-rows", "--dir"].includes(a) && !["--buyer-rows", "--provider-rows", "--dir"].includes(args[i - 1] ?? ""));
+        if (unknown !== undefined) throw new UsageError(`unknown option "${unknown}" for demo --local`);
         const buyerRows = intOption(args, "--buyer-rows");
         const providerRows = intOption(args, "--provider-rows");
         const dir = stringOption(args, "--dir");

@@ -1,5 +1,6 @@
 /**
- * `umbra demo` (`npm run demo`): the engine on generated sample data.
+ * `umbra demo --local`: the engine alone on generated sample data (the node
+ * demo, `umbra demo` / `npm run demo`, is in node/commands/demo.ts).
  *
  * A bank (the buyer) and a telco (the provider) each hold a customer file
  * keyed by phone number, written differently on each side. Playing both roles

@@ -1,0 +1,330 @@
+/**
+ * `umbra demo` (`npm run demo`): the node end to end, as separate processes.
+ *
+ * It starts an exchange and three parties — two providers, "telco" and
+ * "retailer", and a buyer, "bank" — each an `umbra … start` child process on
+ * loopback on a free port, with its own database and data folder in a
+ * temporary directory; writes synthetic customer files into the data
+ * folders; registers the providers' datasets with their usage policies; runs
+ * every protocol the node offers as a real job through the nodes (psi and
+ * lookup against the telco, psi-cardinality against the retailer) and one
+ * the retailer's policy refuses; prints each result next to the plaintext
+ * answer computed here and next to what each party learned (the provider:
+ * the buyer's set size; the exchange: sizes and digests, from its ledger);
+ * runs `umbra audit verify` on the exchange's database; and stops every
+ * process with SIGTERM, waiting for each to exit.
+ *
+ * Exit code 0 only when every secure result equals its plaintext answer,
+ * the refusal names its rule, the ledger verifies and every node exits 0.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { tableFromIPC, type Table } from "apache-arrow";
+import { listEntries, type LedgerEntry } from "../ledger.js";
+import { openStore } from "../store.js";
+import { count, parseOptions, processIO, type CommandIO } from "./args.js";
+import { describeFinal, describeProgress, jobResult, registerDataset, submitJob, waitForJob, type JobView } from "./jobs.js";
+import { PartyApiError } from "./node.js";
+
+const CLI = fileURLToPath(new URL("../cli.js", import.meta.url));
+
+export const DEMO_USAGE = `  demo [--keep]
+                 start an exchange and three parties as processes on loopback, run
+                 psi, psi-cardinality and lookup as jobs through them, compare each
+                 result with the plaintext answer, verify the audit ledger, stop
+                 (--keep: keep the temporary folder with the data, dbs and logs)
+  demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]
+                 the engine alone, both roles in this process (no nodes)
+`;
+
+/** A deterministic generator so every run shows the same data. */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const phone = (id: number): string => {
+  const d = String(10_000_000 + ((id * 7919) % 90_000_000)).padStart(8, "0");
+  return `+86-138-${d.slice(0, 4)}-${d.slice(4)}`;
+};
+
+interface DemoData {
+  readonly bank: { phone: string; grade: string }[];
+  readonly telco: Map<string, string>; // phone → monthly_spend
+  readonly retailer: Set<string>;
+}
+
+function generate(): DemoData {
+  const rnd = lcg(2026);
+  const bank: { phone: string; grade: string }[] = [];
+  // Bank: 20,000 customers; 40% are telco subscribers, 30% retailer members (overlapping); 1% without a phone.
+  for (let i = 0; i < 20_000; i++) bank.push({ phone: rnd() < 0.01 ? "" : phone(i), grade: "ABCDE"[Math.floor(rnd() * 5)] as string });
+  for (let i = 0; i < 200; i++) bank.push({ phone: phone(i * 37), grade: "A" }); // entered twice
+  const telco = new Map<string, string>();
+  for (let i = 0; i < 40_000; i++) telco.set(phone(i < 8_000 ? i : 100_000 + i), (Math.floor(rnd() * 50_000) / 100).toFixed(2));
+  const retailer = new Set<string>();
+  for (let i = 0; i < 30_000; i++) retailer.add(phone(i < 6_000 ? 5_000 + i : 300_000 + i));
+  return { bank, telco, retailer };
+}
+
+function writeData(dirs: Record<string, string>, d: DemoData): void {
+  writeFileSync(join(dirs["bank"] as string, "customers.csv"), "phone,grade\n" + d.bank.map((r) => `${r.phone},${r.grade}`).join("\n") + "\n");
+  let plan = 0;
+  writeFileSync(join(dirs["telco"] as string, "subscribers.csv"), "phone,monthly_spend,plan\n" + [...d.telco].map(([p, s]) => `${p},${s},${["basic", "plus", "max"][plan++ % 3]}`).join("\n") + "\n");
+  let pts = 0;
+  writeFileSync(join(dirs["retailer"] as string, "members.csv"), "phone,points\n" + [...d.retailer].map((p) => `${p},${(pts++ * 37) % 5000}`).join("\n") + "\n");
+}
+
+// ------------------------------------------------------------ processes
+
+interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly exited: Promise<number | null>;
+}
+
+/** Spawns `umbra ARGS`, logs to `log`, and resolves with its URL once it prints its listening line. */
+async function startProcess(name: string, args: readonly string[], log: string): Promise<Proc> {
+  const fd = openSync(log, "a");
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", fd] });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s (see ${log})`)), 20_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      buf += chunk.toString("utf8");
+      const m = / listening at (http:\/\/[^\s]+)/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1] as string);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with code ${code} before listening (see ${log})`));
+    });
+  });
+  return { name, child, url, exited };
+}
+
+/** SIGTERM, then the exit code (SIGKILL after 15 s). */
+async function stopProcess(p: Proc): Promise<number | null> {
+  if (p.child.exitCode !== null) return p.child.exitCode;
+  p.child.kill("SIGTERM");
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), 15_000);
+  const code = await p.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+function runCli(args: readonly string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.once("exit", (code) => resolve({ code, out }));
+  });
+}
+
+// -------------------------------------------------------------- checking
+
+const multiset = (xs: readonly string[]): string => createHash("sha256").update([...xs].sort().join("\n")).digest("hex");
+const cell = (v: unknown): string => (v === null || v === undefined ? "" : String(v));
+
+function column(t: Table, name: string): string[] {
+  const c = t.getChild(name);
+  if (!c) return [];
+  return Array.from({ length: t.numRows }, (_, i) => cell(c.get(i)));
+}
+
+export async function nodeDemoCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const usage = `Usage:\n${DEMO_USAGE}`;
+  const o = parseOptions(args, { "--keep": "flag" }, usage);
+  if (o === undefined) return (io.out(usage.trimEnd()), 0);
+  const say = io.out;
+  const t0 = performance.now();
+  const secs = (t = t0) => `${((performance.now() - t) / 1000).toFixed(1)} s`;
+  const root = mkdtempSync(join(tmpdir(), "umbra-demo-"));
+  const names = ["exchange", "telco", "retailer", "bank"] as const;
+  const dirs: Record<string, string> = {};
+  for (const n of names) {
+    dirs[n] = join(root, n);
+    mkdirSync(dirs[n] as string);
+  }
+  const procs: Proc[] = [];
+  let ok = true;
+  const check = (label: string, pass: boolean) => {
+    if (!pass) ok = false;
+    return `${label}: ${pass ? "equal ✓" : "DIFFERENT ✗"}`;
+  };
+
+  say("Umbra demo — an exchange and three parties as separate processes on loopback\n");
+  try {
+    // 1. Data.
+    const data = generate();
+    writeData(dirs, data);
+    const bankKeys = new Set(data.bank.map((r) => r.phone).filter((p) => p !== ""));
+    say(`1. Synthetic data in ${root}${o.has("--keep") ? "" : " (removed at the end; --keep keeps it)"}`);
+    say(`   bank/customers.csv        ${count(data.bank.length)} rows  (phone, grade) — the buyer`);
+    say(`   telco/subscribers.csv     ${count(data.telco.size)} rows  (phone, monthly_spend, plan) — a provider`);
+    say(`   retailer/members.csv      ${count(data.retailer.size)} rows  (phone, points) — a provider`);
+
+    // 2. Nodes.
+    let t = performance.now();
+    const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
+    procs.push(exchange);
+    const parties = await Promise.all(
+      (["telco", "retailer", "bank"] as const).map((n) =>
+        startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
+      ),
+    );
+    procs.push(...parties);
+    const [telco, retailer, bank] = parties as [Proc, Proc, Proc];
+    say(`\n2. Nodes started (${secs(t)}), each its own process, database and data folder; logs in ${root}/*.log`);
+    for (const p of procs) say(`   ${p.name.padEnd(9)} pid ${String(p.child.pid).padEnd(7)} ${p.url}`);
+
+    // 3. Catalog.
+    t = performance.now();
+    const telcoPolicy = { allowedProtocols: ["psi", "lookup"], outputColumns: ["monthly_spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null };
+    const retailerPolicy = { allowedProtocols: ["psi", "psi-cardinality"], outputColumns: [], allowedBuyers: ["bank"], minGroupSize: 10, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
+    const rt = await registerDataset(telco.url, "subscribers.csv", telcoPolicy);
+    const rr = await registerDataset(retailer.url, "members.csv", retailerPolicy);
+    say(`\n3. Datasets registered (descriptor and policy only — never rows) (${secs(t)})`);
+    say(`   ${rt.id.padEnd(22)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
+    say(`   ${rr.id.padEnd(22)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
+
+    // 4. Jobs.
+    say(`\n4. Jobs, submitted by the bank's agent and run through the exchange`);
+    const run = async (label: string, input: Parameters<typeof submitJob>[1]): Promise<JobView> => {
+      const tj = performance.now();
+      say(`\n   ${label}`);
+      const job = await submitJob(bank.url, input);
+      const done = await waitForJob(bank.url, job.id, (j, ms) => say(`     … ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
+      say(`     ${describeFinal(done)} in ${secs(tj)}`);
+      if (done.state !== "succeeded") ok = false;
+      return done;
+    };
+    const exchangeSaw = (job: string) => {
+      const store = openStore(join(dirs["exchange"] as string, "exchange.db"));
+      try {
+        return listEntries(store, { job });
+      } finally {
+        store.close();
+      }
+    };
+    const showExchange = (entries: readonly LedgerEntry[], resultBytes: Uint8Array | undefined) => {
+      const steps = entries.filter((e) => e.kind === "job.step" && typeof e.body["size"] === "number");
+      const bytes = steps.reduce((s, e) => s + (e.body["size"] as number), 0);
+      say(`     the exchange saw:  ${steps.length} sealed messages, ${count(bytes)} bytes in all (sizes and digests, from its ledger):`);
+      const ways = new Map<string, LedgerEntry[]>();
+      for (const e of steps) {
+        const k = `${String(e.body["from"])} → ${String(e.body["to"])}`;
+        ways.set(k, [...(ways.get(k) ?? []), e]);
+      }
+      for (const [k, es] of ways) {
+        const b = es.reduce((n, e) => n + (e.body["size"] as number), 0);
+        say(`                        ${k}: ${es.length} messages, ${count(b)} bytes (sha256 ${es.map((e) => String(e.body["digest"]).slice(0, 8)).join(", ")})`);
+      }
+      const result = entries.find((e) => e.kind === "job.result");
+      if (result) {
+        const digest = String(result.body["digest"]);
+        const same = resultBytes !== undefined && createHash("sha256").update(resultBytes).digest("hex") === digest;
+        say(`                        the result's digest ${digest.slice(0, 12)}… and summary ${JSON.stringify(result.body["summary"])}${same ? " (the digest of the bytes the bank fetched)" : ""}`);
+      }
+    };
+
+    // psi against the telco.
+    const psi = await run("psi: which of the bank's customers are telco subscribers", {
+      protocol: "psi", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], queryCount: bankKeys.size,
+    });
+    if (psi.state === "succeeded") {
+      const r = await jobResult(bank.url, psi.id);
+      if (r.kind === "table") {
+        const tbl = tableFromIPC(r.bytes);
+        const expected = data.bank.filter((x) => x.phone !== "" && data.telco.has(x.phone)).map((x) => `${x.phone}|${x.grade}`);
+        const got = column(tbl, "phone").map((p, i) => `${p}|${column(tbl, "grade")[i] ?? ""}`);
+        say(`     the bank got:      ${count(tbl.numRows)} matching rows (${tbl.schema.fields.map((f) => f.name).join(", ")})`);
+        say(`     plaintext join:    ${count(expected.length)} rows — ${check("rows", multiset(got) === multiset(expected))}`);
+        say(`     the telco learned: the bank's set size, ${count(bankKeys.size)} distinct keys (the blinded set it received); no phone, no match`);
+        showExchange(exchangeSaw(psi.id), r.bytes);
+      } else ok = false;
+    }
+
+    // psi-cardinality against the retailer.
+    const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", {
+      protocol: "psi-cardinality", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"],
+    });
+    if (card.state === "succeeded") {
+      const r = await jobResult(bank.url, card.id);
+      const expected = [...bankKeys].filter((p) => data.retailer.has(p)).length;
+      const got = r.kind === "count" ? r.count : -1;
+      say(`     the bank got:      ${count(got)} shared customers (a count, no rows)`);
+      say(`     plaintext answer:  ${count(expected)} — ${check("count", got === expected)}`);
+      say(`     the retailer learned: the bank's set size, ${count(bankKeys.size)} distinct keys; not even the count`);
+      showExchange(exchangeSaw(card.id), r.kind === "count" ? new TextEncoder().encode(JSON.stringify({ count: r.count })) : undefined);
+    }
+
+    // lookup against the telco.
+    const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", {
+      protocol: "lookup", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], columns: ["monthly_spend"], queryCount: bankKeys.size,
+    });
+    if (lookup.state === "succeeded") {
+      const r = await jobResult(bank.url, lookup.id);
+      if (r.kind === "table") {
+        const tbl = tableFromIPC(r.bytes);
+        const [ph, gr, sp] = [column(tbl, "phone"), column(tbl, "grade"), column(tbl, "monthly_spend")];
+        const got = ph.map((p, i) => `${p}|${gr[i] ?? ""}|${sp[i] ?? ""}`);
+        const expected = data.bank.map((x) => `${x.phone}|${x.grade}|${x.phone === "" ? "" : (data.telco.get(x.phone) ?? "")}`);
+        const filled = sp.filter((v) => v !== "").length;
+        say(`     the bank got:      ${count(tbl.numRows)} rows (${tbl.schema.fields.map((f) => f.name).join(", ")}), monthly_spend filled in ${count(filled)}`);
+        say(`     plaintext join:    ${count(expected.length)} rows, ${count(expected.filter((e) => !e.endsWith("|")).length)} filled — ${check("every row and value", multiset(got) === multiset(expected))}`);
+        say(`     the telco learned: the number of keys queried, ${count(bankKeys.size)}, charged to the bank's budget; not which matched`);
+        showExchange(exchangeSaw(lookup.id), r.bytes);
+      } else ok = false;
+    }
+
+    // A job the retailer's policy refuses.
+    say(`\n   lookup against the retailer (its policy allows psi and psi-cardinality only)`);
+    try {
+      await submitJob(bank.url, { protocol: "lookup", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"], columns: ["points"], queryCount: bankKeys.size });
+      say("     accepted — NOT EXPECTED");
+      ok = false;
+    } catch (err) {
+      if (!(err instanceof PartyApiError) || !err.rule) throw err;
+      say(`     refused: ${err.rule} — by the exchange, before anything reached the retailer; recorded in the ledger`);
+    }
+
+    // 5. Audit.
+    t = performance.now();
+    const audit = await runCli(["audit", "verify", "--db", join(dirs["exchange"] as string, "exchange.db")]);
+    say(`\n5. $ umbra audit verify --db ${join(dirs["exchange"] as string, "exchange.db")}   (${secs(t)})`);
+    say(`   ${audit.out.trim()}`);
+    if (audit.code !== 0) ok = false;
+  } catch (err) {
+    ok = false;
+    say(`\nthe demo failed: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    // 6. Shut down.
+    const t = performance.now();
+    // The parties first (they stop polling the exchange), then the exchange.
+    const parties = procs.filter((p) => p.name !== "exchange");
+    const codes = await Promise.all(parties.map(async (p) => [p.name, await stopProcess(p)] as const));
+    for (const p of procs.filter((q) => q.name === "exchange")) codes.push([p.name, await stopProcess(p)] as const);
+    say(`\n6. Stopped with SIGTERM (${secs(t)}): ${codes.map(([n, c]) => `${n} exited ${c}`).join(", ")}`);
+    if (codes.some(([, c]) => c !== 0)) ok = false;
+    if (!o.has("--keep") && ok) rmSync(root, { recursive: true, force: true });
+    else say(`   data, databases and logs kept in ${root}`);
+  }
+  say(`\n${ok ? "Every secure result equals its plaintext answer and the ledger verifies." : "SOMETHING DID NOT MATCH (see above)."} Done in ${secs()}.`);
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,315 @@
+/**
+ * `umbra dataset register|list` and `umbra job submit|status|result|cancel`:
+ * clients of a party agent's local API (default http://127.0.0.1:7301).
+ * They print ids, states, counts, column names and policy rules, never a key
+ * or a cell value (a result goes to the --out file).
+ */
+import { readFileSync } from "node:fs";
+import { tableFromIPC } from "apache-arrow";
+import { writeTable } from "../../engine/columns/index.js";
+import { UmbraError } from "../../engine/errors.js";
+import { checkOutput, count, parseOptions, processIO, UsageError, type CommandIO, type Options } from "./args.js";
+import { DEFAULT_PARTY_URL, PartyApiError, partyFetch, partyJson, urlOption } from "./node.js";
+
+export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--party URL]
+                 describe a file of the party's data folder (schema, rows, content
+                 hash; never rows) and register it with its usage policy
+  dataset list [--party URL]
+                 the datasets this party may use: id, owner, rows, protocols,
+                 output columns, k, expiry
+`;
+
+export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --dataset MY_FILE
+      --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
+      [--wait] [--party URL]
+                 submit a job as the buyer (MY_FILE is in the buyer's data folder);
+                 --wait: show its progress until it ends, then print its state
+  job status ID [--party URL]
+  job result ID [--out FILE] [--party URL]
+                 write the result (.arrow, .arrows, .csv by extension), or print
+                 the count of a psi-cardinality job
+  job cancel ID [--party URL]
+`;
+
+export interface JobView {
+  readonly id: string;
+  readonly protocol: string;
+  readonly buyer: string;
+  readonly providers: readonly string[];
+  readonly state: string;
+  readonly reason: string | null;
+  readonly progress: unknown;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export const FINAL_STATES: readonly string[] = ["succeeded", "failed", "refused", "cancelled"];
+
+interface CatalogEntry {
+  id: string;
+  owner: string;
+  name: string;
+  rowCount: number;
+  allowedProtocols: string[];
+  outputColumns: string[];
+  minGroupSize: number;
+  queryBudget: number;
+  budgetUnit: string;
+  expiresAt: string | null;
+}
+
+/** A policy given inline as JSON or as @file. */
+function policyOption(o: Options, usage: string): unknown {
+  const v = o.require("--policy");
+  let text = v;
+  if (v.startsWith("@")) {
+    try {
+      text = readFileSync(v.slice(1), "utf8");
+    } catch {
+      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the policy file "${v.slice(1)}"`);
+    }
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new UsageError("--policy needs a JSON object, or @FILE naming one", usage);
+  }
+}
+
+/** Fixed-width text table. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+/** The id and, when given, the options after it: `job status ID [--party URL]`. */
+function idAndOptions(args: readonly string[]): [string | undefined, readonly string[]] {
+  const [first, ...rest] = args;
+  if (first === undefined || first.startsWith("-")) return [undefined, args];
+  return [first, rest];
+}
+
+function requireId(id: string | undefined, usage: string): string {
+  if (id === undefined) throw new UsageError("the job ID is required", usage);
+  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id)) throw new UsageError("a job ID is 1 to 128 of [A-Za-z0-9._:-]", usage);
+  return id;
+}
+
+// --------------------------------------------------------------- dataset
+
+export async function registerDataset(party: string, file: string, policy: unknown): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string }> {
+  return partyJson(party, "POST", "/v1/datasets", { file, policy });
+}
+
+export async function listDatasets(party: string): Promise<CatalogEntry[]> {
+  return (await partyJson<{ datasets: CatalogEntry[] }>(party, "GET", "/v1/datasets")).datasets;
+}
+
+export async function datasetCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const usage = `Usage:\n${DATASET_USAGE}`;
+  const [sub, ...rest] = args;
+  if (sub === undefined) throw new UsageError("a subcommand is required", usage);
+  if (sub === "--help" || sub === "-h" || sub === "help") {
+    io.out(usage.trimEnd());
+    return 0;
+  }
+  if (sub === "register") {
+    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--party": "string" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const file = o.require("--file");
+    const policy = policyOption(o, usage);
+    const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+    const r = await registerDataset(party, file, policy);
+    io.out(`registered ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
+    return 0;
+  }
+  if (sub === "list") {
+    const o = parseOptions(rest, { "--party": "string" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+    const ds = await listDatasets(party);
+    if (ds.length === 0) {
+      io.out("no datasets");
+      return 0;
+    }
+    const rows = ds.map((d) => [
+      d.id,
+      d.owner,
+      count(d.rowCount),
+      d.allowedProtocols.join(",") || "-",
+      d.outputColumns.join(",") || "-",
+      String(d.minGroupSize),
+      d.expiresAt ?? "never",
+    ]);
+    for (const l of table(["id", "owner", "rows", "protocols", "output columns", "k", "expiry"], rows)) io.out(l);
+    return 0;
+  }
+  throw new UsageError(`unknown dataset command "${sub}"`, usage);
+}
+
+// ------------------------------------------------------------------- job
+
+export interface SubmitInput {
+  readonly protocol: string;
+  readonly dataset: string;
+  readonly providerDataset: string;
+  readonly keys: readonly string[];
+  readonly columns?: readonly string[];
+  readonly queryCount?: number;
+}
+
+export async function submitJob(party: string, s: SubmitInput): Promise<JobView> {
+  const params: Record<string, unknown> = { keyColumns: s.keys };
+  if (s.columns) params["outputColumns"] = s.columns;
+  if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.dataset, providerDataset: s.providerDataset, params });
+}
+
+export async function jobStatus(party: string, id: string): Promise<JobView> {
+  return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
+}
+
+/** A running job's progress as one line: each party's phase and counts. */
+export function describeProgress(j: JobView): string {
+  const p = j.progress;
+  if (!p || typeof p !== "object" || FINAL_STATES.includes(j.state)) return j.state;
+  const parts: string[] = [];
+  for (const [party, v] of Object.entries(p as Record<string, unknown>)) {
+    const x = v as { phase?: unknown; done?: unknown; total?: unknown } | null;
+    if (x && typeof x.phase === "string" && typeof x.done === "number" && typeof x.total === "number") {
+      parts.push(`${party} ${x.phase} ${count(x.done)}/${count(x.total)}`);
+    }
+  }
+  return parts.length > 0 ? `${j.state} — ${parts.join("; ")}` : j.state;
+}
+
+/**
+ * Polls until the job is in a final state; `onChange` sees each new state or
+ * progress line (progress at most once a second, and a tick every 5 s).
+ */
+export async function waitForJob(party: string, id: string, onChange: (j: JobView, elapsedMs: number) => void = () => undefined, intervalMs = 150): Promise<JobView> {
+  const t0 = performance.now();
+  let lastState = "";
+  let lastLine = "";
+  let lastShown = -Infinity;
+  for (;;) {
+    const j = await jobStatus(party, id);
+    const elapsed = performance.now() - t0;
+    const line = describeProgress(j);
+    if (j.state !== lastState || (line !== lastLine && elapsed - lastShown >= 1_000) || elapsed - lastShown >= 5_000) {
+      lastState = j.state;
+      lastLine = line;
+      lastShown = elapsed;
+      onChange(j, elapsed);
+    }
+    if (FINAL_STATES.includes(j.state)) return j;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The result bytes of a job: an Arrow IPC stream, or JSON {count}. */
+export async function jobResult(party: string, id: string): Promise<{ kind: "table"; bytes: Uint8Array } | { kind: "count"; count: number }> {
+  const res = await partyFetch(party, "GET", `/v1/jobs/${encodeURIComponent(id)}/result`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (bytes[0] === 0x7b /* { */) {
+    const j = JSON.parse(new TextDecoder().decode(bytes)) as { count?: unknown };
+    if (typeof j.count === "number") return { kind: "count", count: j.count };
+  }
+  return { kind: "table", bytes };
+}
+
+/** One line about a job in a final state. */
+export function describeFinal(j: JobView): string {
+  if (j.state === "refused") return `refused: ${j.reason ?? "refused"}`;
+  const summary = j.progress && typeof j.progress === "object" ? Object.entries(j.progress as Record<string, unknown>).map(([k, v]) => `${k} ${typeof v === "number" ? count(v) : String(v)}`).join(", ") : "";
+  if (j.state === "succeeded") return `job ${j.id} succeeded${summary ? `: ${summary}` : ""}`;
+  return `job ${j.id} ${j.state}${j.reason ? `: ${j.reason}` : ""}`;
+}
+
+export async function jobCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const usage = `Usage:\n${JOB_USAGE}`;
+  const [sub, ...rest] = args;
+  if (sub === undefined) throw new UsageError("a subcommand is required", usage);
+  if (sub === "--help" || sub === "-h" || sub === "help") {
+    io.out(usage.trimEnd());
+    return 0;
+  }
+  switch (sub) {
+    case "submit": {
+      const o = parseOptions(
+        rest,
+        { "--protocol": "string", "--dataset": "string", "--provider-dataset": "string", "--key": "string", "--columns": "string", "--query-count": "string", "--wait": "flag", "--party": "string" },
+        usage,
+      );
+      if (o === undefined) return (io.out(usage.trimEnd()), 0);
+      const protocol = o.require("--protocol");
+      if (!["psi", "psi-cardinality", "lookup"].includes(protocol)) throw new UsageError("--protocol must be psi, psi-cardinality or lookup", usage);
+      const columns = o.list("--columns");
+      if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);
+      const queryCount = o.integer("--query-count");
+      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      let job: JobView;
+      try {
+        job = await submitJob(party, {
+          protocol,
+          dataset: o.require("--dataset"),
+          providerDataset: o.require("--provider-dataset"),
+          keys: o.requireList("--key"),
+          ...(columns ? { columns } : {}),
+          ...(queryCount !== undefined ? { queryCount } : {}),
+        });
+      } catch (err) {
+        if (err instanceof PartyApiError && err.rule) {
+          io.err(`refused: ${err.rule} (${err.message})`);
+          return 1;
+        }
+        throw err;
+      }
+      io.out(`job ${job.id} ${job.state}`);
+      if (!o.has("--wait")) return 0;
+      const done = await waitForJob(party, job.id, (j, ms) => io.err(`  ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
+      (done.state === "succeeded" ? io.out : io.err)(describeFinal(done));
+      return done.state === "succeeded" ? 0 : 1;
+    }
+    case "status": {
+      const [id, more] = idAndOptions(rest);
+      const o = parseOptions(more, { "--party": "string" }, usage);
+      if (o === undefined) return (io.out(usage.trimEnd()), 0);
+      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const j = await jobStatus(party, requireId(id, usage));
+      io.out(`job ${j.id}\n  protocol: ${j.protocol}\n  buyer: ${j.buyer}\n  providers: ${j.providers.join(", ")}\n  state: ${j.state}${j.reason ? `\n  reason: ${j.reason}` : ""}` +
+        `${j.progress ? `\n  progress: ${JSON.stringify(j.progress)}` : ""}\n  created: ${new Date(j.createdAt).toISOString()}\n  updated: ${new Date(j.updatedAt).toISOString()}`);
+      return 0;
+    }
+    case "result": {
+      const [id, more] = idAndOptions(rest);
+      const o = parseOptions(more, { "--out": "string", "--party": "string" }, usage);
+      if (o === undefined) return (io.out(usage.trimEnd()), 0);
+      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const out = o.get("--out");
+      if (out !== undefined) checkOutput(out, [], usage);
+      const r = await jobResult(party, requireId(id, usage));
+      if (r.kind === "count") {
+        io.out(`intersection size: ${r.count}`);
+        return 0;
+      }
+      if (out === undefined) throw new UsageError("--out FILE is required for a job whose result is a table", usage);
+      const t = tableFromIPC(r.bytes);
+      await writeTable(out, t);
+      io.out(`rows written: ${count(t.numRows)} to ${out}`);
+      return 0;
+    }
+    case "cancel": {
+      const [id, more] = idAndOptions(rest);
+      const o = parseOptions(more, { "--party": "string" }, usage);
+      if (o === undefined) return (io.out(usage.trimEnd()), 0);
+      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const j = await partyJson<JobView>(party, "POST", `/v1/jobs/${encodeURIComponent(requireId(id, usage))}/cancel`);
+      io.out(`job ${j.id} ${j.state}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown job command "${sub}"`, usage);
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The node's command line across real processes: `umbra exchange start` and
+ * `umbra party start` as child processes of dist/node/cli.js on loopback with
+ * free ports and temporary folders; datasets, jobs and the audit ledger
+ * through the CLI; a party killed (SIGKILL) mid-job and restarted; SIGTERM
+ * ends each process with exit code 0; and the demo, the README's main
+ * command, exits 0.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readTable } from "../engine/columns/index.js";
+
+const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
+const root = mkdtempSync(join(tmpdir(), "umbra-node-cli-"));
+
+/** Runs `umbra ARGS` to the end (asynchronously, so the nodes keep serving). */
+function umbra(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
+    child.once("exit", (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+interface Node {
+  readonly child: ChildProcess;
+  url: string;
+  readonly exited: Promise<number | null>;
+  stderr: string;
+}
+
+/** Starts `umbra ARGS` and resolves once it prints its listening line. */
+function startNode(...args: string[]): Promise<Node> {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const node: Node = { child, exited, url: "", stderr: "" };
+    child.stderr.on("data", (c: Buffer) => (node.stderr += c.toString("utf8")));
+    const timer = setTimeout(() => reject(new Error(`no listening line from: ${args.join(" ")}\n${node.stderr}`)), 20_000);
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString("utf8");
+      const m = / listening at (http:\/\/\S+)/.exec(out);
+      if (m && !node.url) {
+        clearTimeout(timer);
+        node.url = m[1] as string;
+        resolve(node);
+      }
+    });
+    void exited.then((code) => reject(new Error(`exited ${code} before listening: ${node.stderr}`)));
+  });
+}
+
+async function stopNode(n: Node | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+  if (!n || n.child.exitCode !== null || n.child.signalCode !== null) return n?.child.exitCode ?? null;
+  n.child.kill(signal);
+  return n.exited;
+}
+
+const dirs = { exchange: join(root, "exchange"), telco: join(root, "telco"), bank: join(root, "bank") };
+const exchangeDb = join(dirs.exchange, "exchange.db");
+let exchange: Node;
+let telco: Node;
+let bank: Node;
+
+const phone = (i: number) => `+86-139-${String(10_000_000 + i)}`;
+const telcoPhones = Array.from({ length: 3_000 }, (_, i) => phone(i));
+const bankRows = [...Array.from({ length: 1_500 }, (_, i) => ({ phone: phone(2_000 + i), grade: "ABC"[i % 3] as string })), { phone: phone(2_001), grade: "Z" }, { phone: "", grade: "N" }];
+
+const ledgerCount = (): number => {
+  const db = new Database(exchangeDb, { readonly: true });
+  try {
+    return (db.prepare("SELECT COUNT(*) AS n FROM ledger").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+};
+
+const startTelco = () =>
+  startNode("party", "start", "--name", "telco", "--exchange", exchange.url, "--port", "0", "--db", join(dirs.telco, "telco.db"), "--data", dirs.telco);
+
+beforeAll(async () => {
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+  writeFileSync(join(dirs.telco, "subscribers.csv"), "phone,spend\n" + telcoPhones.map((p, i) => `${p},${i % 100}`).join("\n") + "\n");
+  writeFileSync(join(dirs.bank, "customers.csv"), "phone,grade\n" + bankRows.map((r) => `${r.phone},${r.grade}`).join("\n") + "\n");
+  // Big enough that a psi job runs for several seconds (to kill a party in the middle of it).
+  writeFileSync(join(dirs.telco, "big.csv"), "k\n" + Array.from({ length: 60_000 }, (_, i) => `k${i}`).join("\n") + "\n");
+  writeFileSync(join(dirs.bank, "big.csv"), "k\n" + Array.from({ length: 60_000 }, (_, i) => `k${30_000 + i}`).join("\n") + "\n");
+  writeFileSync(
+    join(root, "telco-policy.json"),
+    JSON.stringify({ allowedProtocols: ["psi", "lookup"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null }),
+  );
+  exchange = await startNode("exchange", "start", "--port", "0", "--db", exchangeDb);
+  [telco, bank] = await Promise.all([startTelco(), startNode("party", "start", "--name", "bank", "--exchange", exchange.url, "--port", "0", "--db", join(dirs.bank, "bank.db"), "--data", dirs.bank)]);
+}, 60_000);
+
+afterAll(async () => {
+  for (const n of [telco, bank, exchange]) await stopNode(n, "SIGKILL").catch(() => undefined);
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("umbra node commands across processes", () => {
+  it("prints the listening lines and each command's --help", async () => {
+    expect(exchange.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    for (const cmd of [["exchange", "start"], ["party", "start"], ["dataset", "register"], ["job", "submit"], ["audit", "verify"], ["demo"]]) {
+      const r = await umbra(...cmd, "--help");
+      expect(r.status, cmd.join(" ")).toBe(0);
+      expect(r.stdout).toMatch(/Usage:/);
+    }
+    const bad = await umbra("party", "start");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--name is required/);
+  });
+
+  it("registers a dataset and lists it", async () => {
+    const reg = await umbra("dataset", "register", "--party", telco.url, "--file", "subscribers.csv", "--policy", `@${join(root, "telco-policy.json")}`);
+    expect(reg.stderr).toBe("");
+    expect(reg.status).toBe(0);
+    expect(reg.stdout).toMatch(/registered telco\.subscribers\.csv .*3,000 rows/);
+    const big = await umbra("dataset", "register", "--party", telco.url, "--file", "big.csv", "--policy", JSON.stringify({ allowedProtocols: ["psi"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" }));
+    expect(big.status).toBe(0);
+    const list = await umbra("dataset", "list", "--party", bank.url);
+    expect(list.status).toBe(0);
+    const lines = list.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^id\s+owner\s+rows\s+protocols\s+output columns\s+k\s+expiry$/);
+    expect(list.stdout).toMatch(/telco\.subscribers\.csv\s+telco\s+3,000\s+psi,lookup\s+spend\s+1\s+never/);
+  });
+
+  it("job submit --wait runs psi; the result file equals a plain join", async () => {
+    const r = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "1501", "--wait");
+    expect(r.status, r.stderr).toBe(0);
+    const id = /job (job-\S+) submitted/.exec(r.stdout)?.[1] as string;
+    expect(id).toBeDefined();
+    expect(r.stdout).toMatch(new RegExp(`job ${id} succeeded: rows 1,001`));
+    const status = await umbra("job", "status", id, "--party", bank.url);
+    expect(status.stdout).toMatch(/state: succeeded/);
+    const out = join(root, "matched.csv");
+    const res = await umbra("job", "result", id, "--party", bank.url, "--out", out);
+    expect(res.status, res.stderr).toBe(0);
+    const t = await readTable(out);
+    const got = Array.from({ length: t.numRows }, (_, i) => `${t.getChild("phone")?.get(i)}|${t.getChild("grade")?.get(i)}`).sort();
+    const telcoSet = new Set(telcoPhones);
+    const expected = bankRows.filter((b) => b.phone !== "" && telcoSet.has(b.phone)).map((b) => `${b.phone}|${b.grade}`).sort();
+    expect(got).toEqual(expected);
+  });
+
+  it("a refused job prints its rule, exits 1 and adds exactly one ledger entry", async () => {
+    const before = ledgerCount();
+    const r = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi-cardinality", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "10");
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^refused: protocol-not-allowed/m);
+    expect(ledgerCount()).toBe(before + 1);
+  });
+
+  it("a party killed mid-job and restarted: the job ends (failed or succeeded), never stuck", async () => {
+    const sub = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi", "--dataset", "big.csv", "--provider-dataset", "telco.big.csv", "--key", "k");
+    expect(sub.status, sub.stderr).toBe(0);
+    const id = /job (job-\S+) submitted/.exec(sub.stdout)?.[1] as string;
+    const state = async () => /state: (\w+)/.exec((await umbra("job", "status", id, "--party", bank.url)).stdout)?.[1];
+    for (let i = 0; i < 200 && (await state()) !== "running"; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await state()).toBe("running");
+    await stopNode(telco, "SIGKILL");
+    telco = await startTelco();
+    const t0 = Date.now();
+    let final: string | undefined;
+    while (Date.now() - t0 < 60_000) {
+      final = await state();
+      if (final && ["succeeded", "failed", "cancelled"].includes(final)) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(["failed", "succeeded"]).toContain(final);
+    const status = await umbra("job", "status", id, "--party", bank.url);
+    console.info(`killed-party job ended ${final} (${/reason: (\S+)/.exec(status.stdout)?.[1] ?? "no reason"}) ${Date.now() - t0} ms after the restart`);
+    if (final === "failed") expect(status.stdout).toMatch(/reason: UMBRA_/);
+  }, 120_000);
+
+  it("audit verify passes; an entry edited in the db file makes it exit 1 naming that seq", async () => {
+    const ok = await umbra("audit", "verify", "--db", exchangeDb);
+    expect(ok.stderr).toBe("");
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/^ledger verified: \d+ entries, head seq \d+ [0-9a-f]{16}…$/m);
+    const show = await umbra("audit", "show", "--db", exchangeDb);
+    expect(show.status).toBe(0);
+    expect(show.stdout).toMatch(/^1 {2}\S+Z {2}party\.registered {2}- {2}\{/m);
+    expect(show.stdout).toMatch(/job\.refused .*"rule":"protocol-not-allowed"/);
+
+    const db = new Database(exchangeDb);
+    db.prepare("UPDATE ledger SET body = ? WHERE seq = 3").run(JSON.stringify({ edited: true }));
+    db.close();
+    const bad = await umbra("audit", "verify", "--db", exchangeDb);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/FAILED at entry seq 3: hash/);
+  });
+
+  it("SIGTERM makes each process exit 0 by itself", async () => {
+    const codes = [await stopNode(telco), await stopNode(bank), await stopNode(exchange)];
+    expect(codes).toEqual([0, 0, 0]);
+  }, 60_000);
+});
+
+describe("npm run demo", () => {
+  it("starts the nodes as processes, runs every protocol as a job, verifies the ledger, exits 0", () => {
+    const r = spawnSync(process.execPath, [cli, "demo"], { encoding: "utf8", timeout: 240_000 });
+    expect(r.stderr).toBe("");
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/ledger verified: \d+ entries/);
+    expect(r.stdout).toMatch(/refused: protocol-not-allowed/);
+    expect(r.stdout).toMatch(/telco exited 0, retailer exited 0, bank exited 0, exchange exited 0/);
+    expect(r.stdout).not.toMatch(/DIFFERENT/);
+  }, 300_000);
+});
