@@ -76,8 +76,9 @@ import { createGroup, GroupId } from "../engine/group/index.js";
 import { oprf } from "../engine/oprf/index.js";
 import { distinctKeys, ElementIndex, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type Header, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
-import { BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongJobError, WrongStepError } from "./errors.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
+import { BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongStepError } from "./errors.js";
+import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
 
 export const LOOKUP_VERSION = 1;
 export const LookupStep = { BuyerHello: 1, BuyerBlinded: 2, ProviderInfo: 3, ProviderEvaluated: 4, ProviderSealed: 5 } as const;
@@ -355,42 +356,6 @@ function resolve(p: LookupParams): Common {
   return { protocol: ProtocolName.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements };
 }
 
-const chunkCount = (n: number, per: number) => Math.ceil(n / per);
-
-function header(s: Common, step: LookupStep, chunk: number, chunks: number): Header {
-  return { job: s.job, protocol: s.protocol, version: s.version, step, chunk, chunks };
-}
-
-function checkBinding(s: Common, h: Header): void {
-  if (h.job !== s.job) throw new WrongJobError("message belongs to another job");
-  if (h.protocol !== s.protocol) throw new WrongJobError(`message belongs to protocol ${h.protocol}, not ${s.protocol}`);
-  if (h.version !== s.version) throw new ProtocolError(`unsupported protocol version ${h.version}`);
-}
-
-function expectStep(h: Header, step: number, chunk: number, chunks: number, kind: string, actual: string): void {
-  if (h.step !== step) throw new WrongStepError(`expected step ${step}, got step ${h.step}`);
-  if (h.chunk !== chunk) throw new WrongStepError(h.chunk < chunk ? `chunk ${h.chunk} of step ${step} was already received` : `expected chunk ${chunk} of step ${step}, got ${h.chunk}`);
-  if (h.chunks !== chunks) throw new InvalidMessageError(`step ${step} must have ${chunks} chunks, the message says ${h.chunks}`);
-  if (actual !== kind) throw new InvalidMessageError(`step ${step} carries ${kind}, not ${actual}`);
-}
-
-function batches(s: Common, step: LookupStep, elements: Uint8Array, per: number): ElementBatch[] {
-  const n = elements.length / ELEMENT;
-  const chunks = chunkCount(n, per);
-  const out: ElementBatch[] = [];
-  for (let c = 0; c < chunks; c++) {
-    const start = c * per;
-    const count = Math.min(per, n - start);
-    out.push({ kind: "elementBatch", header: header(s, step, c, chunks), elementSize: ELEMENT, count, elements: elements.subarray(start * ELEMENT, (start + count) * ELEMENT) });
-  }
-  return out;
-}
-
-function pointError(e: unknown, chunk: number, per: number): never {
-  if (e instanceof InvalidPointError && e.index !== undefined) throw new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), chunk * per + e.index);
-  throw e;
-}
-
 // -------------------------------------------------------------- buyer
 
 /** Starts the buyer: de-duplicates and blinds its keys; returns steps 1 and 2. */
@@ -429,7 +394,7 @@ export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ct
     queryCount: d.count,
     chunkElements: c.chunkElements,
   };
-  return { state, messages: [hello, ...batches(c, LookupStep.BuyerBlinded, blinded, c.chunkElements)] };
+  return { state, messages: [hello, ...batches(c, LookupStep.BuyerBlinded, blinded, c.chunkElements, ELEMENT)] };
 }
 
 export function lookupBuyerDone(s: LookupBuyerState): boolean {

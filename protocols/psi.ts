@@ -48,13 +48,14 @@
  * electronic communities" (1999) — the DH-based PSI; RFC 9380 (hashing);
  * RFC 9496 (ristretto255).
  */
-import { InvalidArgumentError, InvalidPointError } from "../engine/errors.js";
+import { InvalidArgumentError } from "../engine/errors.js";
 import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../engine/group/index.js";
 import type { KeyColumn } from "../engine/columns/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type Header, type ProtocolMessage, type PsiHello } from "./codec.js";
-import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongJobError, WrongStepError } from "./errors.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "./codec.js";
+import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
 
 export const PSI_VERSION = 1;
 
@@ -162,53 +163,8 @@ function resolveParams(p: PsiParams) {
   return { protocol: psiProtocolName(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize };
 }
 
-const chunkCount = (n: number, per: number): number => Math.ceil(n / per);
-
-function header(s: Common, step: PsiStep, chunk: number, chunks: number): Header {
-  return { job: s.job, protocol: s.protocol, version: s.version, step, chunk, chunks };
-}
-
 function hello(s: Common, step: PsiStep, setSize: number): PsiHello {
   return { kind: "psiHello", header: header(s, step, 0, 1), group: s.group, mode: s.mode, setSize, chunkElements: s.chunkElements };
-}
-
-function batches(s: Common, step: PsiStep, elements: Uint8Array): ElementBatch[] {
-  const n = elements.length / ELEMENT;
-  const chunks = chunkCount(n, s.chunkElements);
-  const out: ElementBatch[] = [];
-  for (let c = 0; c < chunks; c++) {
-    const start = c * s.chunkElements;
-    const count = Math.min(s.chunkElements, n - start);
-    out.push({ kind: "elementBatch", header: header(s, step, c, chunks), elementSize: ELEMENT, count, elements: elements.subarray(start * ELEMENT, (start + count) * ELEMENT) });
-  }
-  return out;
-}
-
-/** Checks job, protocol and version; throws WrongJobError / ProtocolError. */
-function checkBinding(s: Common, h: Header): void {
-  if (h.job !== s.job) throw new WrongJobError("message belongs to another job");
-  if (h.protocol !== s.protocol) throw new WrongJobError(`message belongs to protocol ${h.protocol}, not ${s.protocol}`);
-  if (h.version !== s.version) throw new ProtocolError(`unsupported protocol version ${h.version}`);
-}
-
-function expectStep(h: Header, step: number, chunk: number, chunks: number, kind: string, actualKind: string): void {
-  if (h.step !== step) throw new WrongStepError(`expected step ${step}, got step ${h.step}`);
-  if (h.chunk !== chunk) {
-    throw new WrongStepError(h.chunk < chunk ? `chunk ${h.chunk} of step ${step} was already received` : `expected chunk ${chunk} of step ${step}, got ${h.chunk}`);
-  }
-  if (h.chunks !== chunks) throw new InvalidMessageError(`step ${step} must have ${chunks} chunks, the message says ${h.chunks}`);
-  if (actualKind !== kind) throw new InvalidMessageError(`step ${step} carries ${kind}, not ${actualKind}`);
-}
-
-/** The size chunk c of a step of n elements in chunks of `per` must have. */
-function expectedCount(n: number, per: number, c: number): number {
-  return Math.min(per, n - c * per);
-}
-
-function checkBatch(m: ElementBatch, n: number, per: number, step: number): void {
-  if (m.elementSize !== ELEMENT) throw new InvalidMessageError(`step ${step}: elements must be ${ELEMENT} bytes`);
-  const want = expectedCount(n, per, m.header.chunk);
-  if (m.count !== want) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${want} elements, holds ${m.count}`);
 }
 
 function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
@@ -220,12 +176,6 @@ function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
   if (h.setSize > s.maxPeerSetSize) throw new InvalidMessageError(`announced set of ${h.setSize} exceeds the limit of ${s.maxPeerSetSize}`);
   if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
   return h;
-}
-
-/** Re-throws a point error from the pool as the same typed error with the element's index within its step. */
-function pointError(e: unknown, chunk: number, per: number): never {
-  if (e instanceof InvalidPointError && e.index !== undefined) throw new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), chunk * per + e.index);
-  throw e;
 }
 
 // ------------------------------------------------------------------ buyer
@@ -254,7 +204,7 @@ export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: Psi
     doubledReceived: 0,
     helloReceived: false,
   };
-  return { state, messages: [hello(state, PsiStep.BuyerHello, d.count), ...batches(state, PsiStep.BuyerBlinded, blinded)] };
+  return { state, messages: [hello(state, PsiStep.BuyerHello, d.count), ...batches(state, PsiStep.BuyerBlinded, blinded, state.chunkElements, ELEMENT)] };
 }
 
 /** True once the buyer has everything it needs for its result. */
@@ -279,7 +229,7 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
     const chunk = s.peerReceived / per;
     expectStep(m.header, PsiStep.ProviderBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
     const b = m as ElementBatch;
-    checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded);
+    checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded, ELEMENT);
     let raised: Uint8Array;
     try {
       raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
@@ -295,7 +245,7 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
     const chunk = s.doubledReceived / per;
     expectStep(m.header, PsiStep.ProviderDoubled, chunk, chunkCount(s.setSize, per), "elementBatch", m.kind);
     const b = m as ElementBatch;
-    checkBatch(b, s.setSize, per, PsiStep.ProviderDoubled);
+    checkBatch(b, s.setSize, per, PsiStep.ProviderDoubled, ELEMENT);
     try {
       checkComparedEncodings(b.elements);
     } catch (e) {
@@ -373,7 +323,7 @@ export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage
       peerChunkElements: h.chunkElements,
       doubled: s.mode === PsiMode.Cardinality ? new Uint8Array(h.setSize * ELEMENT) : new Uint8Array(0),
     };
-    const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded)];
+    const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded, state.chunkElements, ELEMENT)];
     return { state, messages };
   }
   if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
@@ -381,7 +331,7 @@ export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage
   const chunk = s.received / per;
   expectStep(m.header, PsiStep.BuyerBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
   const b = m as ElementBatch;
-  checkBatch(b, s.peerSetSize, per, PsiStep.BuyerBlinded);
+  checkBatch(b, s.peerSetSize, per, PsiStep.BuyerBlinded, ELEMENT);
   let raised: Uint8Array;
   try {
     raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
@@ -408,7 +358,7 @@ export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage
   // Cardinality: everything is in; shuffle so the buyer cannot map any element to its rows.
   const shuffled = permuteFixed(s.doubled, ELEMENT, shuffledOrder(s.peerSetSize));
   // Step 5 uses the buyer's chunk size, as in intersection mode.
-  return { state: { ...state, doubled: new Uint8Array(0) }, messages: batches({ ...state, chunkElements: per }, PsiStep.ProviderDoubled, shuffled) };
+  return { state: { ...state, doubled: new Uint8Array(0) }, messages: batches(state, PsiStep.ProviderDoubled, shuffled, per, ELEMENT) };
 }
 
 function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
