@@ -6,7 +6,8 @@
  * persisted in SQLite after every message, the audit ledger written). Both
  * share one worker pool. Prints the ratio.
  *
- * Options: --n N, --repeats R (median of R, default 1)
+ * Options: --n N, --repeats R (median of R, default 1), --timeline (the last job's
+ * ledger entries with their times: where the job spent them)
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -74,6 +75,13 @@ async function main(): Promise<void> {
         }
       }),
     );
+  }
+  if (args.includes("--timeline")) {
+    const rows = [...xStore.ledgerRows()].filter((r) => r.job !== null);
+    const lastJob = rows.at(-1)?.job;
+    const mine = rows.filter((r) => r.job === lastJob);
+    const t0 = mine[0]?.at ?? 0;
+    for (const r of mine) console.log(`${((r.at - t0) / 1000).toFixed(2)}s ${r.kind} ${r.body}`);
   }
   const a = median(inProcess);
   const b = median(throughNodes);
