@@ -2,8 +2,8 @@
  * `npm run bench:node`: the node's overhead. The same psi N × N (default
  * 10^5) run twice in this process: in-process (runPsi over the serialising
  * transport) and as a job through an exchange and two party agents on
- * loopback HTTP (signed, sealed envelopes relayed through mailboxes, state
- * persisted in SQLite after every message, the audit ledger written). Both
+ * loopback HTTP (signed, sealed envelopes relayed through mailboxes, states
+ * persisted in SQLite at most once a second, the audit ledger written). Both
  * share one worker pool. Prints the ratio.
  *
  * Options: --n N, --repeats R (median of R, default 1), --timeline (the last job's
