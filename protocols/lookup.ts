@@ -594,36 +594,63 @@ export async function lookupProviderReceive(s: LookupProviderState, m: ProtocolM
 /** Step 5: the prepared table in chunks of packed bytes. */
 function sealedChunks(s: LookupProviderState, prepared: Table): SealedRows[] {
   const per = s.chunkElements;
+  const { tags, offsets, data } = flatPrepared(prepared);
   const n = prepared.numRows;
   const chunks = chunkCount(n, per);
-  const tagCol = prepared.getChild("tag");
-  const sealedCol = prepared.getChild("sealed");
-  if (!tagCol || !sealedCol) throw new InvalidArgumentError("not a prepared lookup table");
   const out: SealedRows[] = [];
   for (let c = 0; c < chunks; c++) {
     const start = c * per;
     const count = Math.min(per, n - start);
-    const tags = new Uint8Array(count * TAG_BYTES);
-    const blobs: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 0; i < count; i++) {
-      tags.set(tagCol.get(start + i) as Uint8Array, i * TAG_BYTES);
-      const blob = sealedCol.get(start + i) as Uint8Array;
-      blobs.push(blob);
-      total += blob.length;
-    }
-    const offsets = new Uint8Array((count + 1) * 4);
-    const dv = new DataView(offsets.buffer);
-    const sealed = new Uint8Array(total);
-    let o = 0;
-    blobs.forEach((blob, i) => {
-      sealed.set(blob, o);
-      o += blob.length;
-      dv.setUint32((i + 1) * 4, o, true);
+    const base = offsets[start] ?? 0;
+    const chunkOffsets = new Uint8Array((count + 1) * 4);
+    const dv = new DataView(chunkOffsets.buffer);
+    for (let i = 0; i <= count; i++) dv.setUint32(i * 4, (offsets[start + i] ?? base) - base, true);
+    out.push({
+      kind: "sealedRows",
+      header: header(s, LookupStep.ProviderSealed, c, chunks),
+      count,
+      tags: tags.subarray(start * TAG_BYTES, (start + count) * TAG_BYTES),
+      offsets: chunkOffsets,
+      sealed: data.subarray(base, offsets[start + count] ?? base),
     });
-    out.push({ kind: "sealedRows", header: header(s, LookupStep.ProviderSealed, c, chunks), count, tags, offsets, sealed });
   }
   return out;
+}
+
+/** The prepared table's tag and sealed columns as flat buffers (straight from the Arrow buffers, batch by batch). */
+function flatPrepared(prepared: Table): { tags: Uint8Array; offsets: Float64Array; data: Uint8Array } {
+  const tagIndex = prepared.schema.fields.findIndex((f) => f.name === "tag");
+  const sealedIndex = prepared.schema.fields.findIndex((f) => f.name === "sealed");
+  if (tagIndex < 0 || sealedIndex < 0) throw new InvalidArgumentError("not a prepared lookup table");
+  const n = prepared.numRows;
+  const tags = new Uint8Array(n * TAG_BYTES);
+  const offsets = new Float64Array(n + 1);
+  let total = 0;
+  for (const batch of prepared.batches) {
+    const sd = batch.data.children[sealedIndex];
+    const vo = sd?.valueOffsets as Int32Array | undefined;
+    if (sd && vo) total += (vo[sd.offset + sd.length] ?? 0) - (vo[sd.offset] ?? 0);
+  }
+  const data = new Uint8Array(total);
+  let row = 0;
+  let at = 0;
+  for (const batch of prepared.batches) {
+    const td = batch.data.children[tagIndex];
+    const sd = batch.data.children[sealedIndex];
+    if (!td || !sd || batch.numRows === 0) continue;
+    if (td.nullCount > 0 || sd.nullCount > 0) throw new InvalidArgumentError("prepared table: null tag or sealed row");
+    const tv = td.values as Uint8Array;
+    tags.set(tv.subarray(td.offset * TAG_BYTES, (td.offset + batch.numRows) * TAG_BYTES), row * TAG_BYTES);
+    const vo = sd.valueOffsets as Int32Array;
+    const first = vo[sd.offset] ?? 0;
+    const last = vo[sd.offset + batch.numRows] ?? first;
+    data.set((sd.values as Uint8Array).subarray(first, last), at);
+    for (let i = 0; i < batch.numRows; i++) offsets[row + i] = at + (vo[sd.offset + i] ?? first) - first;
+    at += last - first;
+    row += batch.numRows;
+    offsets[row] = at;
+  }
+  return { tags, offsets, data };
 }
 
 function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
