@@ -1,5 +1,6 @@
 /** Control messages from the exchange to a party, and the events a party reports back. */
-import type { JobRequest } from "../policy.js";
+import { InvalidMessageError } from "../../protocols/errors.js";
+import { parseJobRequest, type JobRequest } from "../policy.js";
 
 /** Envelope step of exchange control messages (protocol steps start at 1). */
 export const CONTROL_STEP = 0;
@@ -31,4 +32,40 @@ export interface JobEvent {
 /** The lookup product name of a dataset (a product version is its policy version). */
 export function lookupProduct(datasetId: string): string {
   return datasetId.replace(/[^A-Za-z0-9._:-]/g, "_").slice(0, 128);
+}
+
+/**
+ * Parses a control message from the exchange (its envelope already verified):
+ * strict JSON shape, the job request through parseJobRequest, the job id bound
+ * to the envelope's.
+ */
+export function parseControl(envelopeJob: string, payload: Uint8Array): ControlMessage {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+  } catch {
+    throw new InvalidMessageError("control message is not JSON");
+  }
+  const o = v as Record<string, unknown> | null;
+  if (!o || typeof o !== "object" || o["job"] !== envelopeJob) throw new InvalidMessageError("control message for another job");
+  if (o["type"] === ControlType.Stop) {
+    if (typeof o["reason"] !== "string" || o["reason"].length > 64) throw new InvalidMessageError("control message: bad reason");
+    return { type: ControlType.Stop, job: envelopeJob, reason: o["reason"] };
+  }
+  if (o["type"] !== ControlType.Start) throw new InvalidMessageError("unknown control message");
+  const role = o["role"];
+  const counterpart = o["counterpart"];
+  if ((role !== "buyer" && role !== "provider") || typeof counterpart !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(counterpart)) {
+    throw new InvalidMessageError("control message: bad role or counterpart");
+  }
+  const request = parseJobRequest(o["request"]);
+  const lk = o["lookup"] as { product?: unknown; version?: unknown } | undefined;
+  let lookup: { product: string; version: number } | undefined;
+  if (lk !== undefined) {
+    if (typeof lk?.product !== "string" || !/^[A-Za-z0-9._:-]{1,128}$/.test(lk.product) || !Number.isInteger(lk.version) || (lk.version as number) < 0) {
+      throw new InvalidMessageError("control message: bad lookup product");
+    }
+    lookup = { product: lk.product, version: lk.version as number };
+  }
+  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}) };
 }

@@ -334,7 +334,13 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       }
       case "progress":
         touch(j.id);
-        if (j.state === "running" || j.state === "submitted") return jobView(store.setJobProgress(j.id, { ...(j.progress as object | null), [req.party as string]: (e.progress ?? null) as never }));
+        if (j.state === "running" || j.state === "submitted") {
+          // Only a phase name and two counts are kept: progress carries no data.
+          const p = e.progress as { phase?: unknown; done?: unknown; total?: unknown } | undefined;
+          const ok = p && typeof p.phase === "string" && p.phase.length <= 64 && Number.isSafeInteger(p.done) && Number.isSafeInteger(p.total);
+          if (!ok) break;
+          return jobView(store.setJobProgress(j.id, { ...(j.progress as object | null), [req.party as string]: { phase: p.phase, done: p.done, total: p.total } as never }));
+        }
         return jobView(j);
       case "succeeded": {
         if (!isBuyer || typeof e.digest !== "string" || !/^[0-9a-f]{64}$/.test(e.digest)) break;

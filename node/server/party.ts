@@ -24,6 +24,7 @@ import { describeDataset, type DatasetDescriptor } from "../catalog.js";
 import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { checkJob, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerResult, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
@@ -278,7 +279,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       job = env.job;
       if (env.step === CONTROL_STEP) {
         if (env.sender !== exchangeName) return;
-        const m = JSON.parse(new TextDecoder().decode(env.payload)) as ControlMessage;
+        const m = parseControl(env.job, env.payload);
         if (m.type === ControlType.Start) await onStart(m);
         else if (m.type === ControlType.Stop) onStop(m);
         return;
