@@ -6,6 +6,7 @@
 import { UmbraError } from "../../engine/errors.js";
 import { isNodeName } from "../identity.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, startExchangeNode, startPartyNode } from "../server/start.js";
+import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
@@ -120,18 +121,8 @@ export async function partyFetch(base: string, method: string, path: string, bod
     throw new UmbraError("UMBRA_UNREACHABLE", `no party agent answers at ${base} (start one with "umbra party start", or give --party URL)`);
   }
   if (!res.ok) {
-    let code = "UMBRA_PARTY";
-    let message = `the party agent answered ${res.status}`;
-    let rule: string | undefined;
-    try {
-      const j = (await res.json()) as { error?: { code?: string; message?: string; rule?: string } };
-      code = j.error?.code ?? code;
-      message = j.error?.message ?? message;
-      rule = j.error?.rule;
-    } catch {
-      // not JSON
-    }
-    throw new PartyApiError(res.status, code, message, rule);
+    const e = await errorOf(res, "UMBRA_PARTY", `the party agent answered ${res.status}`);
+    throw new PartyApiError(res.status, e.code, e.message, e.rule);
   }
   return res;
 }

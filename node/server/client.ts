@@ -14,6 +14,16 @@ export class ExchangeError extends UmbraError {
   }
 }
 
+/** The `{ error: { code, message, rule? } }` body of a node's error answer, or the fallbacks when it has none. */
+export async function errorOf(res: Response, fallbackCode: string, fallbackMessage: string): Promise<{ code: string; message: string; rule: string | undefined }> {
+  try {
+    const j = (await res.json()) as { error?: { code?: string; message?: string; rule?: string } };
+    return { code: j.error?.code ?? fallbackCode, message: j.error?.message ?? fallbackMessage, rule: j.error?.rule };
+  } catch {
+    return { code: fallbackCode, message: fallbackMessage, rule: undefined };
+  }
+}
+
 export class ExchangeClient {
   readonly url: string;
   readonly #id: NodeIdentity;
@@ -29,18 +39,8 @@ export class ExchangeClient {
     if (bytes.length > 0) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
     const res = await fetch(this.url + path, { method, headers, ...(bytes.length > 0 ? { body: bytes } : {}), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
     if (!res.ok) {
-      let code = "UMBRA_EXCHANGE";
-      let message = `exchange answered ${res.status}`;
-      let rule: string | undefined;
-      try {
-        const j = (await res.json()) as { error?: { code?: string; message?: string; rule?: string } };
-        code = j.error?.code ?? code;
-        message = j.error?.message ?? message;
-        rule = j.error?.rule;
-      } catch {
-        // not JSON: keep the status
-      }
-      throw new ExchangeError(res.status, code, message, rule);
+      const e = await errorOf(res, "UMBRA_EXCHANGE", `exchange answered ${res.status}`);
+      throw new ExchangeError(res.status, e.code, e.message, e.rule);
     }
     return res;
   }
