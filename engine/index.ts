@@ -15,3 +15,4 @@ export type { BlindResult, KeyPair, OprfSuite, PoprfBlindResult, ProvedEvaluatio
 export * from "./pool/index.js";
 export * from "./columns/index.js";
 export * from "./psi/index.js";
+export * from "./he/index.js";

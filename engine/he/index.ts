@@ -1,0 +1,28 @@
+/**
+ * engine/he: homomorphic aggregation with BFV (Microsoft SEAL through
+ * node-seal 6.0.3): exact sums over CRT primes, packed columns, plaintext
+ * masks, rotate-and-sum, re-randomisation. See params.ts for the parameter
+ * rule and the bound, context.ts for ownership and the operations, format.ts
+ * for the bytes.
+ */
+export { createHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./context.js";
+export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./context.js";
+export { selectParameters, scaledBound, CrtBasis, PolyModulusDegree, HE_MAX_ROWS_4096, HE_MAX_ROWS, HE_MAX_SCALE } from "./params.js";
+export type { HeContextOptions, HeParameters } from "./params.js";
+export { valuesFromArrow, fixedPointToString } from "./encode.js";
+export type { ColumnValues } from "./encode.js";
+export { loadSeal } from "./seal.js";
+export {
+  HeErrorCode,
+  InvalidCiphertextError,
+  InvalidKeyError,
+  ParameterMismatchError,
+  KeyMismatchError,
+  ValueOutOfRangeError,
+  BoundExceededError,
+  NoiseBudgetExhaustedError,
+  DisposedError,
+  heErrorFromSerialized,
+} from "./errors.js";
+export { executeHeTask, HeTaskOp } from "./task.js";
+export type { HeTask, HeEncryptTask, HeAddTask } from "./task.js";
