@@ -9,7 +9,8 @@ import { invertScalarNumber, scalarFromBytes, scalarToBytes } from "../group/sca
 import type { AdditiveGroup, Group } from "../group/types.js";
 import { createOprfSuite, OprfMode, type OprfSuite } from "../oprf/oprf.js";
 import { fixedCount, type PackedBytes } from "../packed.js";
-import { TaskOp, type GroupTask } from "./tasks.js";
+import { executeHeTask } from "../he/task.js";
+import { TaskOp, type GroupTask, type PoolTask } from "./tasks.js";
 
 const suites = new WeakMap<Group, OprfSuite>();
 
@@ -27,7 +28,12 @@ function packed(t: { data: Uint8Array; offsets: Uint32Array }): PackedBytes {
   return { data: t.data, offsets: t.offsets };
 }
 
-export async function executeTask(task: GroupTask): Promise<Uint8Array> {
+export async function executeTask(task: PoolTask): Promise<Uint8Array> {
+  if (task.op === "he-encrypt" || task.op === "he-add") return executeHeTask(task);
+  return executeGroupTask(task);
+}
+
+async function executeGroupTask(task: GroupTask): Promise<Uint8Array> {
   const group = await createGroup({ group: task.group, backend: task.backend });
   switch (task.op) {
     case TaskOp.Hash:

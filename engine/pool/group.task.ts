@@ -6,9 +6,9 @@
 import { Piscina } from "piscina";
 import { serializeError } from "../errors.js";
 import { executeTask } from "./execute.js";
-import type { GroupTask, TaskResult } from "./tasks.js";
+import type { PoolTask, TaskResult } from "./tasks.js";
 
-export default async function run(task: GroupTask): Promise<TaskResult> {
+export default async function run(task: PoolTask): Promise<TaskResult> {
   try {
     let value = await executeTask(task);
     // Transfer only a buffer the result owns whole.

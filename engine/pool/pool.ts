@@ -27,7 +27,12 @@ import { defaultBackend } from "../group/index.js";
 import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
-import { TaskOp, type GroupTask, type TaskResult } from "./tasks.js";
+import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
+import { createHeContext, type CiphertextBytes, type HeContext } from "../he/context.js";
+import { heErrorFromSerialized } from "../he/errors.js";
+import type { ColumnValues } from "../he/encode.js";
+import type { HeContextOptions } from "../he/params.js";
+import { HeTaskOp } from "../he/task.js";
 
 export interface PoolOptions {
   /** Worker threads (default: the available cores). */
@@ -88,7 +93,9 @@ export class CryptoPool {
   readonly threads: number;
   readonly chunkSize: number;
   readonly inlineBelow: number;
-  #piscina: Piscina<GroupTask, TaskResult> | undefined;
+  #piscina: Piscina<PoolTask, TaskResult> | undefined;
+  /** Host-side HE contexts (for joining chunk ciphertexts), by options. */
+  readonly #he = new Map<string, Promise<HeContext>>();
   #closed = false;
   readonly #idleTimeout: number;
 
@@ -172,11 +179,73 @@ export class CryptoPool {
     }));
   }
 
+  /**
+   * Encrypts a numeric column under an HE public key on every worker (engine/he):
+   * the column is cut into chunks of whole blocks, each worker encrypts its
+   * chunks with its own SEAL instance, and the parts are joined in order.
+   */
+  async heEncrypt(options: HeContextOptions, publicKey: Uint8Array, values: ColumnValues, runOptions?: RunOptions): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const n = values.length;
+    const block = ctx.params.slotCount;
+    if (n <= block || this.inlineBelow > n) {
+      const value = await executeTask({ op: HeTaskOp.Encrypt, options, publicKey, values });
+      runOptions?.onProgress?.(n, n);
+      return value;
+    }
+    // Whole blocks per chunk, about one chunk per worker and at most 16 blocks each.
+    const blocks = Math.ceil(n / block);
+    const perChunk = Math.max(1, Math.min(16, Math.ceil(blocks / this.threads))) * block;
+    const pool = this.#pool();
+    const parts: Uint8Array[] = [];
+    let done = 0;
+    const jobs: Promise<void>[] = [];
+    for (let start = 0, i = 0; start < n; start += perChunk, i++) {
+      const chunk = values.slice(start, Math.min(n, start + perChunk)) as ColumnValues;
+      const size = chunk.length; // before the transfer detaches it
+      const index = i;
+      jobs.push(
+        pool.run({ op: HeTaskOp.Encrypt, options, publicKey, values: chunk }, { transferList: [chunk.buffer as ArrayBuffer] }).then((r) => {
+          if (!r.ok) throw heErrorFromSerialized(r.error);
+          parts[index] = r.value;
+          done += size;
+          runOptions?.onProgress?.(done, n);
+        }),
+      );
+    }
+    await Promise.all(jobs);
+    return ctx.concat(parts);
+  }
+
+  /** The slot-wise sum of several ciphertexts of one column (a tree of adds, in a worker). */
+  async heAdd(options: HeContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const task = { op: HeTaskOp.Add, options, ciphertexts: [...ciphertexts] } as const;
+    if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
+    const r = await this.#pool().run(task);
+    if (!r.ok) throw heErrorFromSerialized(r.error);
+    return r.value;
+  }
+
+  #heContext(options: HeContextOptions): Promise<HeContext> {
+    const key = JSON.stringify([String(options.maxAbsValue), options.maxRows, options.scale ?? 0, options.maxLength ?? null, options.polyModulusDegree ?? null]);
+    let p = this.#he.get(key);
+    if (!p) {
+      p = createHeContext(options);
+      p.catch(() => this.#he.delete(key));
+      this.#he.set(key, p);
+    }
+    return p;
+  }
+
   /** Ends every worker. Idempotent; work submitted afterwards is refused with PoolClosedError. */
   async close(): Promise<void> {
     this.#closed = true;
     const p = this.#piscina;
     this.#piscina = undefined;
+    for (const c of this.#he.values()) void c.then((x) => x.dispose(), () => undefined);
+    this.#he.clear();
     if (p) await p.destroy();
   }
 
@@ -188,9 +257,9 @@ export class CryptoPool {
     return { group: choice.group, backend: choice.backend ?? defaultBackend(choice.group) };
   }
 
-  #pool(): Piscina<GroupTask, TaskResult> {
+  #pool(): Piscina<PoolTask, TaskResult> {
     if (this.#closed) throw new PoolClosedError();
-    this.#piscina ??= new Piscina<GroupTask, TaskResult>({
+    this.#piscina ??= new Piscina<PoolTask, TaskResult>({
       filename: workerFilename(),
       minThreads: 0,
       maxThreads: this.threads,

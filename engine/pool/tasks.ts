@@ -5,6 +5,7 @@
  */
 import type { SerializedError } from "../errors.js";
 import type { BackendId, GroupId } from "../group/types.js";
+import type { HeTask } from "../he/task.js";
 
 export const TaskOp = {
   Hash: "hash",
@@ -63,5 +64,8 @@ export interface OprfFinalizeTask extends Base {
   readonly offsets: Uint32Array;
 }
 export type GroupTask = HashTask | MultiplyTask | MultiplyEachTask | OprfEvaluateTask | OprfBlindTask | OprfFinalizeTask;
+
+/** Everything a worker runs: group/OPRF work, or HE work (engine/he/task.ts). */
+export type PoolTask = GroupTask | HeTask;
 
 export type TaskResult = { readonly ok: true; readonly value: Uint8Array } | { readonly ok: false; readonly error: SerializedError };
