@@ -13,6 +13,7 @@ export const ProtocolName = {
   Psi: "psi",
   PsiCardinality: "psi-cardinality",
   Lookup: "lookup",
+  FederatedAggregate: "federated-aggregate",
 } as const;
 export type ProtocolName = (typeof ProtocolName)[keyof typeof ProtocolName];
 
@@ -77,7 +78,27 @@ export interface Refusal {
   readonly code: string;
   readonly reason: string;
 }
-export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal;
+export interface AggregateKey {
+  readonly kind: "aggregateKey";
+  readonly header: Header;
+  readonly polyModulusDegree: number;
+  /** Decimal integer (scaled units). */
+  readonly maxAbsValue: string;
+  readonly scale: number;
+  readonly maxRows: number;
+  readonly maxLength: number;
+  /** 32 hex digits. */
+  readonly fingerprint: string;
+  readonly publicKey: Uint8Array;
+}
+export interface AggregateCiphertext {
+  readonly kind: "aggregateCiphertext";
+  readonly header: Header;
+  readonly party: number;
+  readonly contributors: number;
+  readonly ciphertext: Uint8Array;
+}
+export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal | AggregateKey | AggregateCiphertext;
 export type MessageKind = ProtocolMessage["kind"];
 
 const root = new protobuf.Root();
@@ -195,6 +216,26 @@ export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_
       const offsets = bytes(b, "offsets");
       if (count === 0 || offsets.length !== (count + 1) * 4) bad("sealed rows offsets do not match the count");
       return { kind, header: h, count, tags: bytes(b, "tags"), offsets, sealed: bytes(b, "sealed") };
+    }
+    case "aggregateKey": {
+      const publicKey = bytes(b, "publicKey");
+      if (publicKey.length === 0) bad("public key is empty");
+      return {
+        kind,
+        header: h,
+        polyModulusDegree: uint(b, "polyModulusDegree", 65_536),
+        maxAbsValue: str(b, "maxAbsValue", /^[1-9][0-9]{0,99}$/),
+        scale: uint(b, "scale", 18),
+        maxRows: uint(b, "maxRows"),
+        maxLength: uint(b, "maxLength", 0xffffffff),
+        fingerprint: str(b, "fingerprint", /^[0-9a-f]{32}$/),
+        publicKey,
+      };
+    }
+    case "aggregateCiphertext": {
+      const ciphertext = bytes(b, "ciphertext");
+      if (ciphertext.length === 0) bad("ciphertext is empty");
+      return { kind, header: h, party: uint(b, "party", 0xffff), contributors: uint(b, "contributors", 0xffff), ciphertext };
     }
     case "refusal":
       return { kind, header: h, code: str(b, "code", /^UMBRA_[A-Z_]{1,64}$/), reason: str(b, "reason", /^[\x20-\x7e]{0,512}$/) };

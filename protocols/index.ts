@@ -8,7 +8,7 @@
  */
 export * from "./errors.js";
 export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolName } from "./codec.js";
-export type { ElementBatch, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
+export type { AggregateCiphertext, AggregateKey, ElementBatch, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
 export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
@@ -38,6 +38,8 @@ export {
   type PrepareOptions,
 } from "./lookup.js";
 export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
+export * from "./federated-aggregate.js";
+export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
 
 export const ProtocolId = {
   Psi: "psi",

@@ -420,6 +420,26 @@ export class HeContext {
     return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: hex(f.keyId) };
   }
 
+  /**
+   * Validates a ciphertext fully: its header (as inspect) and every
+   * component through SEAL's own load (which checks each object against its
+   * context), without computing anything. For ciphertexts that are stored or
+   * forwarded before any operation would load them.
+   */
+  validate(ct: CiphertextBytes): CiphertextInfo {
+    this.#live();
+    const f = this.#parse(ct);
+    for (let i = 0; i < f.entries.length; i++) {
+      const scope = new Scope();
+      try {
+        this.#load(scope, f, i);
+      } finally {
+        scope.dispose();
+      }
+    }
+    return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: hex(f.keyId) };
+  }
+
   #parse(bytes: CiphertextBytes): Frame {
     return decodeFrame(bytes, FrameKind.Ciphertext, this.#limits.ct);
   }
@@ -497,6 +517,50 @@ export class HeContext {
           try {
             const pt = scope.own(this.#seal.PlainText());
             p.encoder.encode(residues[j] as Uint32Array, pt);
+            const ct = scope.own(this.#seal.CipherText());
+            (encryptorsOf(pk)[j] as Encryptor).encrypt(pt, ct);
+            entries.push(this.#save(ct));
+          } finally {
+            scope.dispose();
+          }
+        });
+      }
+      return this.#frame(pk.keyId, entries, { length, blocks, rows: 1 });
+    });
+  }
+
+  /**
+   * Encrypts a column given directly as residues: `residues[j][s]` is slot s
+   * modulo the j-th CRT prime (`params.plainModuli[j]`), each in [0, p_j).
+   * No range check applies — the caller owns the bound (the protocols use
+   * it to add uniformly random masks in each prime's residue space, which
+   * cancel in a sum). The result decrypts, per slot, to the integer in
+   * (−M/2, M/2) congruent to the residues; rows is 1, as for encryptColumn.
+   */
+  encryptResidues(residues: readonly Uint32Array[], publicKey: HePublicKey | PublicKeyBytes): CiphertextBytes {
+    const primes = this.#live();
+    if (!Array.isArray(residues) || residues.length !== primes.length) throw new InvalidArgumentError(`residues must hold one Uint32Array per CRT prime (${primes.length})`);
+    const length = (residues[0] as Uint32Array | undefined)?.length ?? 0;
+    if (length < 1) throw new InvalidArgumentError("residues must not be empty");
+    if (length > this.params.maxLength) throw new InvalidArgumentError(`column of ${length} values is longer than maxLength ${this.params.maxLength}`);
+    primes.forEach((p, j) => {
+      const r = residues[j];
+      if (!(r instanceof Uint32Array) || r.length !== length) throw new InvalidLengthError("residues", `${length}`, r?.length ?? 0);
+      for (let s = 0; s < length; s++) if ((r[s] as number) >= p.prime) throw new InvalidArgumentError(`residue ${s} of prime ${j} is not reduced`);
+    });
+    return this.#withKey(publicKey, (b) => this.loadPublicKey(b), "public key", (pk) => {
+      const n = this.params.slotCount;
+      const blocks = Math.ceil(length / n);
+      const slots = new Uint32Array(n);
+      const entries: Uint8Array[] = [];
+      for (let b = 0; b < blocks; b++) {
+        primes.forEach((p, j) => {
+          const scope = new Scope();
+          try {
+            slots.fill(0);
+            slots.set((residues[j] as Uint32Array).subarray(b * n, Math.min(length, (b + 1) * n)));
+            const pt = scope.own(this.#seal.PlainText());
+            p.encoder.encode(slots, pt);
             const ct = scope.own(this.#seal.CipherText());
             (encryptorsOf(pk)[j] as Encryptor).encrypt(pt, ct);
             entries.push(this.#save(ct));

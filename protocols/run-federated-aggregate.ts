@@ -1,0 +1,180 @@
+/**
+ * runFederatedAggregate: plays the buyer, the exchange and every provider of
+ * federated-aggregate in this process over the serialising in-memory
+ * transport. Arrow tables in, one Arrow table out: one row per cell.
+ *
+ * Output columns: `category` (Utf8, with group-by only), `suppressed`
+ * (Bool), `count` (Int64, when count was asked), per aggregate on column c
+ * `sum_c` / `avg_c` / `var_c` / `stddev_c` (Float64; sums are exact up to
+ * 2^53 in the table — the exact bigint totals are in `result.cells`), and
+ * per histogram bin i `hist_c_i` (Int64). Suppressed cells (total count < k)
+ * are **present**, with `suppressed = true` and every value null; a
+ * histogram bin below k is null too.
+ */
+import { randomUUID } from "node:crypto";
+import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
+import { InvalidArgumentError } from "../engine/errors.js";
+import { createHeContext } from "../engine/he/index.js";
+import {
+  faBoxKeyPair,
+  faBuyerDone,
+  faBuyerReceive,
+  faBuyerResult,
+  faBuyerStart,
+  faExchangeDone,
+  faExchangeMissing,
+  faExchangeReceive,
+  faExchangeStart,
+  faHeOptions,
+  faProviderReceive,
+  faProviderStart,
+  MissingProviderError,
+  providerRole,
+  resolveFaParams,
+  type Addressed,
+  type AggregateSpec,
+  type FaBuyerState,
+  type FaContext,
+  type FaExchangeState,
+  type FaProviderState,
+  type FaResult,
+  type FaRole,
+  type FaStepResult,
+  type FederatedAggregateParams,
+} from "./federated-aggregate.js";
+import { MemoryTransport, type TransportStats } from "./transport.js";
+import { ProtocolError } from "./errors.js";
+
+export interface FaProviderSide {
+  readonly table: Table;
+  /** Its registered X25519 box key pair (default: a fresh one for this run). */
+  readonly boxKeyPair?: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array };
+}
+
+export interface RunFederatedAggregateOptions {
+  readonly providers: readonly FaProviderSide[];
+  readonly aggregates: readonly AggregateSpec[];
+  readonly groupBy?: { readonly column: string; readonly categories: readonly string[] };
+  readonly histogram?: { readonly column: string; readonly edges: readonly number[] };
+  /** Default 2. */
+  readonly minProviders?: number;
+  /** k (default 1: nothing suppressed). */
+  readonly minCount?: number;
+  readonly maxAbsValue: number | bigint;
+  readonly scale?: number;
+  /** Default: the largest provider table's row count. */
+  readonly maxRowsPerProvider?: number;
+  readonly job?: string;
+  /** Sees every encoded frame (tests). */
+  readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
+  /** Simulates providers (by index) that fail after step 1: their step 2 is never delivered (tests). */
+  readonly dropOut?: readonly number[];
+}
+
+export interface FaRunResult {
+  readonly table: Table;
+  readonly result: FaResult;
+  readonly job: string;
+  readonly stats: TransportStats;
+}
+
+export async function runFederatedAggregate(options: RunFederatedAggregateOptions): Promise<FaRunResult> {
+  const n = options.providers.length;
+  const job = options.job ?? `local-${randomUUID()}`;
+  const params: FederatedAggregateParams = {
+    job,
+    providers: n,
+    minProviders: options.minProviders ?? 2,
+    minCount: options.minCount ?? 1,
+    aggregates: options.aggregates,
+    ...(options.groupBy ? { groupBy: options.groupBy } : {}),
+    ...(options.histogram ? { histogram: options.histogram } : {}),
+    maxAbsValue: options.maxAbsValue,
+    ...(options.scale !== undefined ? { scale: options.scale } : {}),
+    maxRowsPerProvider: options.maxRowsPerProvider ?? Math.max(1, ...options.providers.map((p) => p.table.numRows)),
+  };
+  if (n < 2) throw new InvalidArgumentError("federated-aggregate needs at least two providers");
+  const resolved = resolveFaParams(params);
+  const keys = options.providers.map((p) => p.boxKeyPair ?? faBoxKeyPair());
+  const peers = keys.map((k) => k.publicKey);
+  const drop = new Set(options.dropOut ?? []);
+
+  // One HE context for every role of this process (each role would build its own in a node).
+  const he = await createHeContext(faHeOptions(resolved));
+  const ctx: FaContext = { he };
+  try {
+    const t = new MemoryTransport();
+    if (options.tap) t.tap(options.tap);
+    const send = (from: FaRole, out: readonly Addressed[]): void => {
+      for (const a of out) {
+        if (from.startsWith("provider-") && drop.has(Number(from.slice("provider-".length)))) continue;
+        t.send(from, a.to, [a.message]);
+      }
+    };
+    let buyer: FaStepResult<FaBuyerState> = await faBuyerStart(params, ctx);
+    let exchange: FaStepResult<FaExchangeState> = await faExchangeStart(params);
+    const providers: FaStepResult<FaProviderState>[] = [];
+    for (let i = 0; i < n; i++) {
+      providers.push(await faProviderStart(params, { index: i, table: (options.providers[i] as FaProviderSide).table, boxKeyPair: keys[i] as FaProviderSide["boxKeyPair"] & object, peers }));
+    }
+    send("buyer", buyer.messages);
+    for (;;) {
+      let moved = false;
+      for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
+        exchange = await faExchangeReceive(exchange.state, m, ctx);
+        send("exchange", exchange.messages);
+        moved = true;
+      }
+      for (let i = 0; i < n; i++) {
+        const role = providerRole(i);
+        for (let m = t.receive(role); m; m = t.receive(role)) {
+          const next = await faProviderReceive((providers[i] as FaStepResult<FaProviderState>).state, m, ctx);
+          providers[i] = next;
+          send(role, next.messages);
+          moved = true;
+        }
+      }
+      for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
+        buyer = await faBuyerReceive(buyer.state, m, ctx);
+        moved = true;
+      }
+      if (!moved) break;
+    }
+    if (!faExchangeDone(exchange.state)) throw new MissingProviderError(faExchangeMissing(exchange.state));
+    if (!faBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
+    const result = faBuyerResult(buyer.state);
+    return { table: faResultTable(result, params), result, job, stats: t.stats() };
+  } finally {
+    he.dispose();
+  }
+}
+
+/** The buyer's result as an Arrow table (see the module comment for the columns). */
+export function faResultTable(result: FaResult, params: Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram">): Table {
+  const cols: Record<string, Vector> = {};
+  const cells = result.cells;
+  const toNum = (x: bigint | null, f: bigint): number | null => (x === null ? null : Number(x) / Number(f));
+  const f = 10n ** BigInt(result.scale);
+  if (params.groupBy) cols["category"] = vectorFromArray(cells.map((c) => c.category), new Utf8());
+  cols["suppressed"] = vectorFromArray(cells.map((c) => c.suppressed), new Bool());
+  for (const a of params.aggregates) {
+    if (a.fn === "count") {
+      cols["count"] = vectorFromArray(cells.map((c) => c.count), new Int64());
+      continue;
+    }
+    const name = `${a.fn}_${a.column}`;
+    cols[name] = vectorFromArray(
+      cells.map((c) => {
+        const r = c.columns[a.column];
+        if (!r) return null;
+        return a.fn === "sum" ? toNum(r.sum, f) : a.fn === "avg" ? r.avg : a.fn === "var" ? r.var : r.stddev;
+      }),
+      new Float64(),
+    );
+  }
+  if (params.histogram) {
+    const bins = params.histogram.edges.length - 1;
+    for (let b = 0; b < bins; b++) cols[`hist_${params.histogram.column}_${b}`] = vectorFromArray(cells.map((c) => c.histogram[b] ?? null), new Int64());
+  }
+  return new Table(cols);
+}
