@@ -5,6 +5,7 @@
  *   umbra psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality) ...
  *   umbra lookup --buyer FILE (--provider FILE --columns C,... | --prepared FILE --seed-file FILE) --key COL --out FILE ...
  *   umbra lookup prepare --provider FILE --key COL --columns C,... --product NAME --version N --seed-file FILE --out FILE.arrow
+ *   umbra aggregate --provider FILE --provider FILE [...] --agg "count,sum(COL),..." --out FILE ...
  *   umbra exchange start [--port P] [--db FILE]
  *   umbra party start --name NAME [--exchange URL] [--port P] [--db FILE] [--data DIR]
  *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
@@ -21,6 +22,7 @@
 import { readFileSync } from "node:fs";
 import { UmbraError } from "../engine/errors.js";
 import { PROTOCOLS } from "../protocols/index.js";
+import { AGGREGATE_USAGE, aggregateCommand } from "./commands/aggregate.js";
 import { LOOKUP_USAGE, lookupCommand } from "./commands/lookup.js";
 import { UsageError } from "./commands/args.js";
 import { PSI_USAGE, psiCommand } from "./commands/psi.js";
@@ -33,7 +35,7 @@ import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./co
 const USAGE = `Usage: umbra <command> [options]
 
 Commands:
-${PSI_USAGE}${LOOKUP_USAGE}
+${PSI_USAGE}${LOOKUP_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
 ${EXCHANGE_USAGE}${PARTY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
@@ -78,6 +80,8 @@ export async function main(argv: string[]): Promise<number> {
         return await psiCommand(args);
       case "lookup":
         return await lookupCommand(args);
+      case "aggregate":
+        return await aggregateCommand(args);
       case "exchange":
         return await exchangeCommand(args);
       case "party":

@@ -1,0 +1,280 @@
+/**
+ * `umbra aggregate`: federated aggregation (COUNT / SUM / AVG / VAR / STDDEV,
+ * histograms, per declared category) across N ≥ 2 provider files, every role
+ * — the buyer (key holder), the exchange and each provider — played in this
+ * process by `runFederatedAggregate` (the real protocol, every message
+ * serialised). Nothing here prints a cell value of an input: the summary
+ * holds counts, byte sizes, times, file names and column names only; the
+ * aggregates go to --out alone.
+ */
+import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import { FileFormat, formatFromPath, readTable, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { closePool } from "../../engine/pool/index.js";
+import { HE_MAX_SCALE } from "../../engine/he/index.js";
+import { runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
+import { createProgress } from "../progress.js";
+import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+
+// ------------------------------------------------------------------ aggregate
+
+/** k when --min-count is not given: the node's default policy's minimum group size. */
+export const AGGREGATE_DEFAULT_MIN_COUNT = 10;
+/** The value bound when --max-abs is not given: 2^40. */
+export const AGGREGATE_DEFAULT_MAX_ABS = 2n ** 40n;
+
+export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--provider FILE ...]
+      --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
+      [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
+      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--quiet]
+                 federated aggregation across N >= 2 providers under a buyer's
+                 BFV key, with masks between providers that cancel in the sum;
+                 writes one row per cell (category) to --out (.csv/.arrow);
+                 cells whose total count is below K are written with
+                 suppressed=true and null values (K default ${AGGREGATE_DEFAULT_MIN_COUNT}); var/stddev are
+                 sample statistics; histogram bins are [Ei, Ei+1), the last
+                 closed; --max-abs bounds |value| of every aggregated column
+                 (default 2^40), --scale keeps S decimal digits (default 0:
+                 integer columns); --min-providers default 2
+`;
+
+const AGGREGATE_OPTIONS: OptionSpec = {
+  "--provider": "string",
+  "--agg": "string",
+  "--group-by": "string",
+  "--categories": "string",
+  "--histogram": "string",
+  "--min-count": "string",
+  "--min-providers": "string",
+  "--max-abs": "string",
+  "--scale": "string",
+  "--out": "string",
+  "--quiet": "flag",
+};
+
+const AGG_FNS = ["count", "sum", "avg", "var", "stddev"] as const;
+type AggFn = (typeof AGG_FNS)[number];
+
+/**
+ * Parses an --agg list: `count` (or `count(*)`), `sum(COL)`, `avg(COL)`,
+ * `var(COL)`, `stddev(COL)`, comma-separated, none twice. Function names are
+ * case-insensitive; column names are taken as written (trimmed).
+ * @throws UsageError for anything else.
+ */
+export function parseAggList(text: string, usage: string): AggregateSpec[] {
+  const specs: AggregateSpec[] = [];
+  const seen = new Set<string>();
+  // Split on the commas outside parentheses.
+  const items: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === "(") depth++;
+    else if (ch === ")") depth--;
+    else if (ch === "," && depth === 0) {
+      items.push(text.slice(start, i));
+      start = i + 1;
+    }
+    if (depth < 0 || depth > 1) throw new UsageError(`--agg: unbalanced parentheses`, usage);
+  }
+  if (depth !== 0) throw new UsageError(`--agg: unbalanced parentheses`, usage);
+  items.push(text.slice(start));
+  for (const raw of items) {
+    const item = raw.trim();
+    if (item === "") throw new UsageError(`--agg: empty entry (expected e.g. "count,sum(amount),avg(amount)")`, usage);
+    const m = /^([A-Za-z]+)\s*(?:\(\s*([^()]*?)\s*\))?$/.exec(item);
+    const fn = m?.[1]?.toLowerCase();
+    if (m === null || fn === undefined || !(AGG_FNS as readonly string[]).includes(fn)) {
+      throw new UsageError(`--agg: "${item}" is not one of count, sum(COL), avg(COL), var(COL), stddev(COL)`, usage);
+    }
+    const column = m[2];
+    let spec: AggregateSpec;
+    if (fn === "count") {
+      if (column !== undefined && column !== "*" && column !== "") throw new UsageError(`--agg: count takes no column (count counts rows)`, usage);
+      spec = { fn: "count" };
+    } else {
+      if (column === undefined || column === "" || column === "*") throw new UsageError(`--agg: ${fn} needs a column, as ${fn}(COL)`, usage);
+      spec = { fn: fn as Exclude<AggFn, "count">, column };
+    }
+    const id = spec.fn === "count" ? "count" : `${spec.fn}(${spec.column})`;
+    if (seen.has(id)) throw new UsageError(`--agg: ${id} is asked twice`, usage);
+    seen.add(id);
+    specs.push(spec);
+  }
+  return specs;
+}
+
+/** Parses `COL:E0,E1,...` (the column is everything before the last colon). */
+export function parseHistogram(text: string, usage: string): { column: string; edges: number[] } {
+  const at = text.lastIndexOf(":");
+  const column = at < 0 ? "" : text.slice(0, at).trim();
+  if (at < 0 || column === "") throw new UsageError(`--histogram needs COL:E0,E1,... (a column and at least two bin edges)`, usage);
+  const parts = text.slice(at + 1).split(",").map((s) => s.trim());
+  const edges = parts.map((s) => (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s) ? Number(s) : NaN));
+  if (edges.length < 2 || edges.some((e) => !Number.isFinite(e))) throw new UsageError(`--histogram needs at least two finite numeric bin edges after the colon`, usage);
+  for (let i = 1; i < edges.length; i++) {
+    if (!((edges[i] as number) > (edges[i - 1] as number))) throw new UsageError(`--histogram bin edges must be strictly increasing`, usage);
+  }
+  return { column, edges };
+}
+
+/** The declared categories: comma-separated, no empty entry, none twice. */
+function parseCategories(text: string, usage: string): string[] {
+  const items = text.split(",").map((s) => s.trim());
+  if (items.some((s) => s === "")) throw new UsageError("--categories needs a comma-separated list with no empty entries", usage);
+  if (new Set(items).size !== items.length) throw new UsageError("--categories names a category twice", usage);
+  return items;
+}
+
+/** A positive decimal (integer → bigint, exact; fractional → number). */
+function parseMaxAbs(text: string, usage: string): bigint | number {
+  if (/^\d+$/.test(text)) {
+    const v = BigInt(text);
+    if (v > 0n) return v;
+  } else if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
+    const v = Number(text);
+    if (Number.isFinite(v) && v > 0) return v;
+  }
+  throw new UsageError("--max-abs needs a positive number (e.g. 1000000 or 2.5)", usage);
+}
+
+/** A multiple-occurrence option (parseOptions refuses repeats): every `--name VALUE` / `--name=VALUE`, and the args without them. */
+function takeRepeated(args: readonly string[], name: string, usage: string): { values: string[]; rest: string[] } {
+  const values: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    if (a === name) {
+      const v = args[i + 1];
+      if (v === undefined || v === "" || v.startsWith("--")) throw new UsageError(`${name} needs a value`, usage);
+      values.push(v);
+      i++;
+    } else if (a.startsWith(`${name}=`)) {
+      const v = a.slice(name.length + 1);
+      if (v === "") throw new UsageError(`${name} needs a value`, usage);
+      values.push(v);
+    } else rest.push(a);
+  }
+  return { values, rest };
+}
+
+/**
+ * With scale 0, the sum columns as exact Int64 (faResultTable gives Float64,
+ * exact only to 2^53) when every sum fits; otherwise the table as it is.
+ */
+function exactSums(run: FaRunResult, aggregates: readonly AggregateSpec[]): Table {
+  if (run.result.scale !== 0) return run.table;
+  const cols: Record<string, Vector> = {};
+  const replace = new Map<string, string>();
+  for (const a of aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
+  const lo = -(2n ** 63n);
+  const hi = 2n ** 63n - 1n;
+  for (const field of run.table.schema.fields) {
+    const child = run.table.getChild(field.name) as Vector;
+    const column = replace.get(field.name);
+    if (column !== undefined) {
+      const sums = run.result.cells.map((c) => c.columns[column]?.sum ?? null);
+      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
+        cols[field.name] = vectorFromArray(sums, new Int64());
+        continue;
+      }
+    }
+    cols[field.name] = child;
+  }
+  return new Table(cols);
+}
+
+/** `umbra aggregate ...`; returns the exit code. */
+export async function aggregateCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const usage = `Usage:\n${AGGREGATE_USAGE}`;
+  const { values: providerPaths, rest } = takeRepeated(args, "--provider", usage);
+  const o = parseOptions(rest, AGGREGATE_OPTIONS, usage);
+  if (o === undefined) {
+    io.out(usage.trimEnd());
+    return 0;
+  }
+  if (providerPaths.length < 2) throw new UsageError(`at least two --provider files are needed (got ${providerPaths.length})`, usage);
+  const aggregates = parseAggList(o.require("--agg"), usage);
+  const out = o.require("--out");
+  const groupColumn = o.get("--group-by");
+  const categoriesText = o.get("--categories");
+  if (categoriesText !== undefined && groupColumn === undefined) throw new UsageError("--categories needs --group-by", usage);
+  if (groupColumn !== undefined && categoriesText === undefined) throw new UsageError("--group-by needs --categories (the cells are declared, never read from the data)", usage);
+  const groupBy = groupColumn !== undefined ? { column: groupColumn.trim(), categories: parseCategories(categoriesText as string, usage) } : undefined;
+  if (groupBy && groupBy.column === "") throw new UsageError("--group-by needs a column name", usage);
+  const histogramText = o.get("--histogram");
+  const histogram = histogramText !== undefined ? parseHistogram(histogramText, usage) : undefined;
+  const minCount = o.integer("--min-count") ?? AGGREGATE_DEFAULT_MIN_COUNT;
+  if (minCount < 1) throw new UsageError("--min-count needs an integer of at least 1", usage);
+  const minProviders = o.integer("--min-providers") ?? 2;
+  if (minProviders < 2) throw new UsageError("--min-providers needs an integer of at least 2", usage);
+  if (minProviders > providerPaths.length) throw new UsageError(`--min-providers is ${minProviders} but only ${providerPaths.length} --provider files are given`, usage);
+  const scale = o.integer("--scale", HE_MAX_SCALE) ?? 0;
+  const maxAbsText = o.get("--max-abs");
+  const maxAbsValue = maxAbsText !== undefined ? parseMaxAbs(maxAbsText, usage) : AGGREGATE_DEFAULT_MAX_ABS;
+  checkOutput(out, providerPaths, usage);
+
+  // The columns each provider file must hold, and how a CSV parses them.
+  const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  const numericColumns = [...new Set([...valueColumns, ...(histogram ? [histogram.column] : [])])];
+  const needed = [...new Set([...(groupBy ? [groupBy.column] : []), ...numericColumns])];
+  const numericType: CsvColumnType = scale === 0 ? "int64" : "float64";
+  const columnTypes: Record<string, CsvColumnType> = {};
+  for (const c of numericColumns) columnTypes[c] = numericType;
+
+  const quiet = o.has("--quiet");
+  const progress = createProgress({ quiet });
+  if (maxAbsText === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
+  const t0 = performance.now();
+  let run: FaRunResult;
+  let protocolMs: number;
+  const rows: number[] = [];
+  try {
+    const tables: Table[] = [];
+    for (let i = 0; i < providerPaths.length; i++) {
+      const path = providerPaths[i] as string;
+      progress.onProgress("read providers", i, providerPaths.length);
+      const csv = formatFromPath(path) === FileFormat.Csv;
+      const table = await readTable(path, { ...(needed.length > 0 ? { columns: needed } : {}), ...(csv && numericColumns.length > 0 ? { columnTypes } : {}) });
+      requireColumns(table, needed, `provider ${i}`, path);
+      tables.push(table);
+      rows.push(table.numRows);
+    }
+    progress.onProgress("read providers", providerPaths.length, providerPaths.length);
+    progress.onProgress("federated-aggregate", 0, 1);
+    const t1 = performance.now();
+    run = await runFederatedAggregate({
+      providers: tables.map((table) => ({ table })),
+      aggregates,
+      ...(groupBy ? { groupBy } : {}),
+      ...(histogram ? { histogram } : {}),
+      minProviders,
+      minCount,
+      maxAbsValue,
+      scale,
+    });
+    protocolMs = performance.now() - t1;
+    progress.onProgress("federated-aggregate", 1, 1);
+  } finally {
+    progress.finish();
+    await closePool();
+  }
+
+  await writeTable(out, exactSums(run, aggregates));
+  const cells = run.result.cells.length;
+  const suppressed = run.result.cells.filter((c) => c.suppressed).length;
+  const sent = run.stats.bytesSent;
+  const total = Object.values(sent).reduce((s, b) => s + b, 0);
+  const providerBytes = Object.entries(sent).reduce((s, [role, b]) => (role.startsWith("provider-") ? s + b : s), 0);
+  io.out(
+    `cells written: ${count(cells)} (suppressed: ${count(suppressed)}, k = ${count(minCount)}) to ${out}; ` +
+      `providers: ${providerPaths.length}, rows per provider: ${rows.map(count).join(" / ")}; ` +
+      `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}, providers ${count(providerBytes)}); ` +
+      `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+  );
+  return 0;
+}
