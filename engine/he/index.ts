@@ -26,3 +26,18 @@ export {
 } from "./errors.js";
 export { executeHeTask, HeTaskOp } from "./task.js";
 export type { HeTask, HeEncryptTask, HeAddTask } from "./task.js";
+export {
+  createCkksContext,
+  selectCkksParameters,
+  CkksContext,
+  CkksPublicKey,
+  CkksSecretKey,
+  CkksGaloisKeys,
+  CKKS_POLY_MODULUS_DEGREE,
+  CKKS_SLOTS,
+  CKKS_COEFF_BITS,
+  CKKS_DEFAULT_PRECISION_BITS,
+  CKKS_MAX_ROWS,
+  CKKS_MAX_LENGTH,
+} from "./ckks.js";
+export type { CkksContextOptions, CkksParameters, CkksCiphertextBytes, CkksKeyBytes, CkksCiphertextInfo, CkksResult } from "./ckks.js";

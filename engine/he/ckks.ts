@@ -1,0 +1,795 @@
+/**
+ * `CkksContext`: approximate sums with CKKS (Microsoft SEAL through
+ * node-seal 6.0.3), for jobs that declare approximate arithmetic. Every
+ * result comes with `errorBound`, a conservative bound on
+ * |decrypted − exact| derived below from the operations the ciphertext
+ * header records.
+ *
+ * ## Parameters
+ *
+ * N = 8192 (4096 complex slots, of which we use the real parts), coefficient
+ * modulus of bit sizes [60, 40, 40, 60]: 200 bits, within SEAL's 218-bit
+ * limit for N = 8192 at 128-bit security (HomomorphicEncryption.org
+ * standard; SEAL's context is built with `SecurityLevel.tc128`, which
+ * refuses anything weaker). The last 60-bit prime is the special prime P of
+ * key switching; the data level is Q = q0·q1·q2 ≈ 2^140. The two 40-bit
+ * primes match the default scale Δ = 2^40 so that up to two plaintext
+ * multiplications with rescaling would fit, although this module only adds
+ * and rotates (so it never rescales: every ciphertext stays at the data
+ * level, at scale Δ). `precisionBits` sets Δ = 2^precisionBits (20…60);
+ * the context is refused when maxRows·maxAbsValue·Δ could reach Q/8, so no
+ * slot can wrap modulo Q.
+ *
+ * ## The error bound
+ *
+ * All noise terms are bounds on the canonical-embedding norm (the largest
+ * error over the slots), in units of Δ, with tail factor t = 6 for every
+ * Gaussian-like factor (a complex Gaussian exceeds 6 standard deviations
+ * with probability e^-36 ≈ 2^-52; a product of two such factors is bounded
+ * by the product of their bounds). σ = 3.2 is SEAL's error deviation; the
+ * secret and the encryption randomness are uniform ternary (variance 2/3
+ * per coefficient).
+ *
+ * - Fresh encryption, B_fresh: decrypting (u·pk0 + e0 + m, u·pk1 + e1)
+ *   leaves m + u·e + e1·s + e0, so B_fresh = 2·t²·σ·N·√(2/3) + t·σ·√N
+ *   (≈ 2^20.6). (SEAL actually encrypts at the key level and divides by P,
+ *   which makes the real fresh noise ~100× smaller; we take no credit.)
+ * - Encoding: rounding each of the N coefficients to an integer moves a
+ *   slot by at most N/2 (deterministic).
+ * - Key switching (one rotation), B_ks: (Σ_i d_i·e_i)/P with d_i uniform
+ *   mod q_i over the 3 data primes, plus the rounding of the division by P:
+ *   B_ks = 3·t²·(q_max/P)·σ·N/√12 + t·√(N/12)·(1 + √(2N/3)) (≈ 2^19.7).
+ * - Floating point: SEAL's encoder and decoder run an N-point FFT in
+ *   doubles and convert N coefficients. The FFT's error has 2-norm at most
+ *   c·log2 N·u·‖x‖_2 (Higham's bound; c = 8 covers the twiddle factors'
+ *   own rounding with room), each conversion adds u relatively, and the
+ *   canonical embedding scales 2-norms by √N both ways, so one encoding or
+ *   decoding moves the slot vector z by a vector of 2-norm (and so every
+ *   slot by) at most FP·max|z| with FP = (8·log2 N + 1)·√N·2^-53 (≈ 2^-39.8):
+ *   maxAbsValue per encoding, the slot's magnitude bound (plus its noise)
+ *   at decoding.
+ *
+ * The header records, per slot: `rows`, how many input values its total
+ * may hold (so |total| ≤ rows·maxAbsValue); `encryptions`, how many fresh
+ * encryptions' noise it carries; `keySwitches`, how many key-switching
+ * noise terms; `encodings`, how many encoding floating-point terms
+ * (FP·maxAbsValue each). add() adds the four counts; sumSlots() first adds
+ * the blocks, then rotates by 1, 2, …, 2048 adding at each step, so every
+ * slot holds the sum of all 4096 slots' noise plus 2^12 − 1 key-switching
+ * terms: rows ← rows·length, encryptions ← encryptions·blocks·4096,
+ * keySwitches ← keySwitches·blocks·4096 + 4095. The encoding errors of a
+ * ciphertext never summed are bounded in 2-norm, and a sum of 4096 slots
+ * is at most √4096 = 64 times a 2-norm (Cauchy–Schwarz), so there
+ * encodings ← encodings·blocks·64 (·4096 if it was already summed). Then
+ *
+ *   noise      = (encryptions·(B_fresh + N/2) + keySwitches·B_ks) / Δ
+ *   errorBound = noise + FP·encodings·maxAbsValue + FP·(rows·maxAbsValue + noise)
+ *
+ * Sums over 4096 slots are bounded by 4096 × the largest slot error, which
+ * is what makes the rotate-and-sum bound looser (independent errors grow
+ * like √4096 in practice); the tests check the bound holds and stays within
+ * 10^6 of the observed error.
+ *
+ * The header is not authenticated: a party that forges it can understate
+ * the counts, just as it could send any ciphertext. The bound is as honest
+ * as the parties that computed the ciphertext.
+ *
+ * ## Bytes
+ *
+ * ```
+ * offset size
+ *  0     4   magic "UHC1" (CKKS; BFV frames are "UHE1")
+ *  4     1   kind: 1 ciphertext, 2 public key, 3 secret key, 4 Galois keys
+ *  5     3   0
+ *  8    16   parameter fingerprint (N, moduli, scale, bounds)
+ * 24    16   key-set id (random, shared by the keys of one generateKeys())
+ * -- ciphertexts only --
+ * 40     4   length: values in the column (u32 LE)
+ * 44     4   blocks: ceil(length / 4096) (u32 LE)
+ * 48     8   rows (u64 LE)
+ * 56     8   encryptions (u64 LE)
+ * 64     8   keySwitches (u64 LE)
+ * 72     8   encodings (u64 LE)
+ * -- then one entry per block (ciphertexts) or one (keys) --
+ *        4   n (u32 LE), then n bytes of SEAL serialisation (zstd)
+ * ```
+ *
+ * Parsing checks the whole frame against size bounds derived from the
+ * parameters before SEAL sees a byte; SEAL's `load` then validates each
+ * object against the context, and each loaded ciphertext must be a
+ * 2-polynomial, NTT-form ciphertext at the data level and at scale Δ.
+ *
+ * ## Ownership
+ *
+ * As in context.ts: the context owns its SEAL Context, CKKSEncoder and
+ * Evaluator; key handles own their Encryptor, Decryptor or GaloisKeys; each
+ * operation owns its temporaries in a scope deleted in `finally`.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { CipherText } from "node-seal/implementation/cipher-text.js";
+import type { CKKSEncoder } from "node-seal/implementation/ckks-encoder.js";
+import type { Context } from "node-seal/implementation/context.js";
+import type { Decryptor } from "node-seal/implementation/decryptor.js";
+import type { Encryptor } from "node-seal/implementation/encryptor.js";
+import type { Evaluator } from "node-seal/implementation/evaluator.js";
+import type { GaloisKeys } from "node-seal/implementation/galois-keys.js";
+import { InvalidArgumentError, InvalidLengthError } from "../errors.js";
+import {
+  BoundExceededError,
+  DisposedError,
+  InvalidCiphertextError,
+  InvalidKeyError,
+  KeyMismatchError,
+  ParameterMismatchError,
+  ValueOutOfRangeError,
+} from "./errors.js";
+import { loadSeal, type SEALLibrary } from "./seal.js";
+
+export const CKKS_POLY_MODULUS_DEGREE = 8192;
+export const CKKS_SLOTS = CKKS_POLY_MODULUS_DEGREE / 2;
+/** Bit sizes of the coefficient modulus: 3 data primes and the special prime (200 ≤ 218 bits). */
+export const CKKS_COEFF_BITS: readonly number[] = [60, 40, 40, 60];
+export const CKKS_DEFAULT_PRECISION_BITS = 40;
+export const CKKS_MAX_ROWS = 2 ** 40;
+export const CKKS_MAX_LENGTH = 2 ** 22;
+
+export interface CkksContextOptions {
+  /** Every input value satisfies |v| ≤ maxAbsValue (finite, > 0). */
+  readonly maxAbsValue: number;
+  /** The most input values one slot's total may hold (after add and sumSlots). */
+  readonly maxRows: number;
+  /** log2 of the scale Δ, an integer in [20, 60]; default 40. */
+  readonly precisionBits?: number;
+  /** The longest column; default max(4096, min(maxRows, 2^20)). */
+  readonly maxLength?: number;
+}
+
+export interface CkksParameters {
+  readonly scheme: "ckks";
+  readonly polyModulusDegree: number;
+  readonly slotCount: number;
+  readonly coeffModulusBits: readonly number[];
+  readonly coeffModulus: readonly bigint[];
+  readonly scaleBits: number;
+  readonly maxAbsValue: number;
+  readonly maxRows: number;
+  readonly maxLength: number;
+  /** Hex, 16 bytes: what frames carry to refuse other parameters. */
+  readonly fingerprint: string;
+}
+
+export type CkksCiphertextBytes = Uint8Array;
+
+export interface CkksKeyBytes {
+  readonly publicKey: Uint8Array;
+  readonly secretKey: Uint8Array;
+  /** Present unless generateKeys({ galois: false }): needed by sumSlots only. */
+  readonly galoisKeys?: Uint8Array;
+}
+
+export interface CkksCiphertextInfo {
+  readonly length: number;
+  readonly blocks: number;
+  readonly rows: number;
+  readonly encryptions: number;
+  readonly keySwitches: number;
+  readonly encodings: number;
+  readonly keyId: string;
+}
+
+export interface CkksResult {
+  readonly values: Float64Array;
+  /** A conservative bound on |values[i] − exact total| for every i. */
+  readonly errorBound: number;
+}
+
+// ------------------------------------------------------------------ framing
+
+const MAGIC = [0x55, 0x48, 0x43, 0x31]; // "UHC1"
+const Kind = { Ciphertext: 1, PublicKey: 2, SecretKey: 3, GaloisKeys: 4 } as const;
+type Kind = (typeof Kind)[keyof typeof Kind];
+const KIND_NAME: Record<Kind, string> = { 1: "ciphertext", 2: "public key", 3: "secret key", 4: "Galois keys" };
+const KEY_HEADER = 40;
+const CT_HEADER = 80;
+
+interface Counts {
+  readonly length: number;
+  readonly blocks: number;
+  readonly rows: number;
+  readonly encryptions: number;
+  readonly keySwitches: number;
+  readonly encodings: number;
+}
+interface Frame extends Counts {
+  readonly keyId: Uint8Array;
+  readonly entries: readonly Uint8Array[];
+}
+
+function encodeFrame(kind: Kind, fingerprint: Uint8Array, keyId: Uint8Array, entries: readonly Uint8Array[], counts?: Counts): Uint8Array {
+  const header = kind === Kind.Ciphertext ? CT_HEADER : KEY_HEADER;
+  const out = new Uint8Array(entries.reduce((s, e) => s + 4 + e.length, header));
+  const dv = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  out[4] = kind;
+  out.set(fingerprint, 8);
+  out.set(keyId, 24);
+  if (counts) {
+    dv.setUint32(40, counts.length, true);
+    dv.setUint32(44, counts.blocks, true);
+    dv.setBigUint64(48, BigInt(counts.rows), true);
+    dv.setBigUint64(56, BigInt(counts.encryptions), true);
+    dv.setBigUint64(64, BigInt(counts.keySwitches), true);
+    dv.setBigUint64(72, BigInt(counts.encodings), true);
+  }
+  let off = header;
+  for (const e of entries) {
+    dv.setUint32(off, e.length, true);
+    out.set(e, off + 4);
+    off += 4 + e.length;
+  }
+  return out;
+}
+
+interface Limits {
+  readonly fingerprint: Uint8Array;
+  readonly maxEntry: number;
+  readonly maxBlocks: number;
+  readonly maxRows: number;
+}
+
+function decodeFrame(bytes: Uint8Array, kind: Kind, limits: Limits): Frame {
+  const what = KIND_NAME[kind];
+  const fail = (m: string): never => {
+    throw kind === Kind.Ciphertext ? new InvalidCiphertextError(`CKKS ${what}: ${m}`) : new InvalidKeyError(`CKKS ${what}: ${m}`);
+  };
+  if (!(bytes instanceof Uint8Array)) return fail("expected a Uint8Array");
+  const header = kind === Kind.Ciphertext ? CT_HEADER : KEY_HEADER;
+  if (bytes.length < header) return fail(`${bytes.length} bytes is shorter than the ${header}-byte header`);
+  for (let i = 0; i < 4; i++) if (bytes[i] !== MAGIC[i]) return fail("bad magic (not a CKKS frame)");
+  if (bytes[4] !== kind) return fail(`kind ${bytes[4]} is not a ${what}`);
+  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) return fail("reserved bytes are not zero");
+  for (let i = 0; i < 16; i++) {
+    if (bytes[8 + i] !== limits.fingerprint[i]) throw new ParameterMismatchError(`CKKS ${what} was made for other encryption parameters`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let counts: Counts = { length: 0, blocks: 1, rows: 0, encryptions: 0, keySwitches: 0, encodings: 0 };
+  if (kind === Kind.Ciphertext) {
+    const length = dv.getUint32(40, true);
+    const blocks = dv.getUint32(44, true);
+    const safe = (off: number): number => {
+      const v = dv.getBigUint64(off, true);
+      return v > BigInt(Number.MAX_SAFE_INTEGER) ? fail("count out of range") : Number(v);
+    };
+    const rows = safe(48);
+    const encryptions = safe(56);
+    const keySwitches = safe(64);
+    const encodings = safe(72);
+    if (length < 1) return fail("empty column");
+    if (blocks !== Math.ceil(length / CKKS_SLOTS)) return fail("block count does not match the length");
+    if (blocks > limits.maxBlocks) return fail(`${blocks} blocks, at most ${limits.maxBlocks}`);
+    if (rows < 1 || rows > limits.maxRows) return fail("row count out of range");
+    if (encryptions < rows) return fail("encryption count below the row count");
+    if (encodings < 1 || encodings > encryptions) return fail("encoding count out of range");
+    counts = { length, blocks, rows, encryptions, keySwitches, encodings };
+  }
+  const maxSize = header + counts.blocks * (4 + limits.maxEntry);
+  if (bytes.length > maxSize) return fail(`${bytes.length} bytes, at most ${maxSize}`);
+  const entries: Uint8Array[] = [];
+  let off = header;
+  for (let i = 0; i < counts.blocks; i++) {
+    if (off + 4 > bytes.length) return fail("truncated");
+    const n = dv.getUint32(off, true);
+    if (n < 16 || n > limits.maxEntry) return fail(`component ${i} is ${n} bytes, at most ${limits.maxEntry}`);
+    if (off + 4 + n > bytes.length) return fail("truncated");
+    entries.push(bytes.subarray(off + 4, off + 4 + n));
+    off += 4 + n;
+  }
+  if (off !== bytes.length) return fail("trailing bytes");
+  return { ...counts, keyId: bytes.slice(24, 40), entries };
+}
+
+// ------------------------------------------------------------------ ownership
+
+interface Deletable {
+  delete(): void;
+}
+
+class Scope {
+  readonly #objects: Deletable[] = [];
+  own<T extends Deletable>(o: T): T {
+    this.#objects.push(o);
+    return o;
+  }
+  dispose(): void {
+    for (let i = this.#objects.length - 1; i >= 0; i--) (this.#objects[i] as Deletable).delete();
+    this.#objects.length = 0;
+  }
+}
+
+function scoped<R>(fn: (scope: Scope) => R): R {
+  const scope = new Scope();
+  try {
+    return fn(scope);
+  } finally {
+    scope.dispose();
+  }
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Runs a SEAL load, turning whatever SEAL throws into our typed error (SEAL's message may quote data: dropped). */
+function sealLoad(load: () => void, error: () => Error): void {
+  try {
+    load();
+  } catch {
+    throw error();
+  }
+}
+
+abstract class CkksKeyHandle {
+  readonly keyId: Uint8Array;
+  readonly #owner: CkksContext;
+  #disposed = false;
+  constructor(owner: CkksContext, keyId: Uint8Array) {
+    this.#owner = owner;
+    this.keyId = keyId;
+  }
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+  /** Deletes the SEAL object this handle owns. Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.release();
+    handles.get(this.#owner)?.delete(this);
+  }
+  protected abstract release(): void;
+  /** @internal */
+  checkUsable(owner: CkksContext, what: string): void {
+    if (this.#disposed) throw new DisposedError(what);
+    if (owner !== this.#owner) throw new InvalidArgumentError(`${what} belongs to another context`);
+  }
+}
+
+let encryptorOf: (h: CkksPublicKey) => Encryptor;
+let decryptorOf: (h: CkksSecretKey) => Decryptor;
+let galoisOf: (h: CkksGaloisKeys) => GaloisKeys;
+
+export class CkksPublicKey extends CkksKeyHandle {
+  readonly #encryptor: Encryptor;
+  static {
+    encryptorOf = (h) => h.#encryptor;
+  }
+  /** Use CkksContext.loadPublicKey. */
+  constructor(owner: CkksContext, keyId: Uint8Array, encryptor: Encryptor) {
+    super(owner, keyId);
+    this.#encryptor = encryptor;
+  }
+  protected release(): void {
+    this.#encryptor.delete();
+  }
+}
+
+export class CkksSecretKey extends CkksKeyHandle {
+  readonly #decryptor: Decryptor;
+  static {
+    decryptorOf = (h) => h.#decryptor;
+  }
+  /** Use CkksContext.loadSecretKey. */
+  constructor(owner: CkksContext, keyId: Uint8Array, decryptor: Decryptor) {
+    super(owner, keyId);
+    this.#decryptor = decryptor;
+  }
+  protected release(): void {
+    this.#decryptor.delete();
+  }
+}
+
+export class CkksGaloisKeys extends CkksKeyHandle {
+  readonly #keys: GaloisKeys;
+  static {
+    galoisOf = (h) => h.#keys;
+  }
+  /** Use CkksContext.loadGaloisKeys. */
+  constructor(owner: CkksContext, keyId: Uint8Array, keys: GaloisKeys) {
+    super(owner, keyId);
+    this.#keys = keys;
+  }
+  protected release(): void {
+    this.#keys.delete();
+  }
+}
+
+const handles = new WeakMap<CkksContext, Set<CkksKeyHandle>>();
+
+// ------------------------------------------------------------------ parameters and bound
+
+const SIGMA = 3.2;
+const TAIL = 6;
+
+/** Validates the options and fixes the parameters (coefficient primes from SEAL). */
+export function selectCkksParameters(seal: SEALLibrary, options: CkksContextOptions): CkksParameters {
+  const { maxAbsValue, maxRows } = options ?? ({} as CkksContextOptions);
+  const scaleBits = options?.precisionBits ?? CKKS_DEFAULT_PRECISION_BITS;
+  if (typeof maxAbsValue !== "number" || !Number.isFinite(maxAbsValue) || maxAbsValue <= 0) throw new InvalidArgumentError("maxAbsValue must be a finite number > 0");
+  if (!Number.isSafeInteger(maxRows) || maxRows < 1 || maxRows > CKKS_MAX_ROWS) throw new InvalidArgumentError("maxRows must be an integer in [1, 2^40]");
+  if (!Number.isInteger(scaleBits) || scaleBits < 20 || scaleBits > 60) throw new InvalidArgumentError("precisionBits must be an integer in [20, 60]");
+  const maxLength = options.maxLength ?? Math.max(CKKS_SLOTS, Math.min(maxRows, 2 ** 20));
+  if (!Number.isSafeInteger(maxLength) || maxLength < 1 || maxLength > CKKS_MAX_LENGTH) throw new InvalidArgumentError(`maxLength must be an integer in [1, ${CKKS_MAX_LENGTH}]`);
+  const v = seal.CoeffModulus.Create(CKKS_POLY_MODULUS_DEGREE, Int32Array.from(CKKS_COEFF_BITS));
+  let coeffModulus: bigint[];
+  try {
+    coeffModulus = Array.from(v.toArray() as BigUint64Array);
+  } finally {
+    v.delete();
+  }
+  // No slot may reach Q/8 (Q: the data primes; each prime ≥ 2^(bits−1)): totals, noise and rounding all fit.
+  const dataBits = CKKS_COEFF_BITS.slice(0, -1).reduce((s, b) => s + b - 1, 0);
+  if (Math.log2(maxRows) + Math.log2(maxAbsValue) + scaleBits > dataBits - 4) {
+    throw new InvalidArgumentError(`maxRows · maxAbsValue · 2^${scaleBits} does not fit the ${dataBits}-bit data modulus: lower precisionBits or the bounds`);
+  }
+  const text = ["umbra-he-ckks-v1", CKKS_POLY_MODULUS_DEGREE, coeffModulus.join(","), scaleBits, maxAbsValue, maxRows, maxLength].join("|");
+  const fingerprint = createHash("sha256").update(text).digest("hex").slice(0, 32);
+  return {
+    scheme: "ckks",
+    polyModulusDegree: CKKS_POLY_MODULUS_DEGREE,
+    slotCount: CKKS_SLOTS,
+    coeffModulusBits: CKKS_COEFF_BITS,
+    coeffModulus,
+    scaleBits,
+    maxAbsValue,
+    maxRows,
+    maxLength,
+    fingerprint,
+  };
+}
+
+/** The noise constants of the module comment, in units of the scaled integers. */
+function noiseConstants(params: CkksParameters): { fresh: number; keySwitch: number; fp: number } {
+  const n = params.polyModulusDegree;
+  const q = params.coeffModulus;
+  const special = Number(q[q.length - 1] as bigint);
+  const qMax = Math.max(...q.slice(0, -1).map(Number));
+  const data = q.length - 1;
+  const ternary = Math.sqrt((2 * n) / 3); // |σ_k(u)| or |σ_k(s)| std
+  const fresh = 2 * TAIL * TAIL * SIGMA * Math.sqrt(n) * ternary + TAIL * SIGMA * Math.sqrt(n) + n / 2;
+  const keySwitch = data * TAIL * TAIL * (qMax / special) * SIGMA * (n / Math.sqrt(12)) + TAIL * Math.sqrt(n / 12) * (1 + ternary);
+  const fp = (8 * Math.log2(n) + 1) * Math.sqrt(n) * 2 ** -53;
+  return { fresh, keySwitch, fp };
+}
+
+// ------------------------------------------------------------------ context
+
+/** Creates a CKKS context (loads SEAL on first use in this thread). Dispose it when done. */
+export async function createCkksContext(options: CkksContextOptions): Promise<CkksContext> {
+  const seal = await loadSeal();
+  return new CkksContext(seal, selectCkksParameters(seal, options));
+}
+
+export class CkksContext {
+  readonly params: CkksParameters;
+  readonly #seal: SEALLibrary;
+  readonly #scale: number;
+  readonly #fingerprint: Uint8Array;
+  readonly #steps: number[];
+  readonly #noise: { fresh: number; keySwitch: number; fp: number };
+  readonly #limits: Record<"ct" | "pk" | "sk" | "gk", Limits>;
+  #context: Context | undefined;
+  #encoder: CKKSEncoder | undefined;
+  #evaluator: Evaluator | undefined;
+  #disposed = false;
+
+  /** Use {@link createCkksContext}. */
+  constructor(seal: SEALLibrary, params: CkksParameters) {
+    this.#seal = seal;
+    this.params = params;
+    this.#scale = 2 ** params.scaleBits;
+    this.#fingerprint = Uint8Array.from(Buffer.from(params.fingerprint, "hex"));
+    this.#noise = noiseConstants(params);
+    this.#steps = [];
+    for (let s = 1; s < CKKS_SLOTS; s *= 2) this.#steps.push(s);
+    handles.set(this, new Set());
+    const n = params.polyModulusDegree;
+    const q = params.coeffModulus.length;
+    const l = q - 1;
+    const poly = n * 8;
+    const slack = (raw: number): number => raw + Math.ceil(raw / 64) + 4096; // zstd's worst case over raw bytes
+    const base = { fingerprint: this.#fingerprint, maxRows: params.maxRows };
+    this.#limits = {
+      ct: { ...base, maxEntry: slack(2 * l * poly), maxBlocks: Math.ceil(params.maxLength / CKKS_SLOTS) },
+      pk: { ...base, maxEntry: slack(2 * q * poly), maxBlocks: 1 },
+      sk: { ...base, maxEntry: slack(q * poly), maxBlocks: 1 },
+      gk: { ...base, maxEntry: slack(this.#steps.length * l * 2 * q * poly) + 16 * n, maxBlocks: 1 },
+    };
+    const scope = new Scope();
+    try {
+      const parms = scope.own(seal.EncryptionParameters(seal.SchemeType.ckks));
+      parms.setPolyModulusDegree(n);
+      parms.setCoeffModulus(scope.own(seal.CoeffModulus.Create(n, Int32Array.from(params.coeffModulusBits))));
+      this.#context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+      if (!this.#context.parametersSet()) throw new InvalidArgumentError("SEAL refused the CKKS parameters");
+      this.#encoder = seal.CKKSEncoder(this.#context);
+      this.#evaluator = seal.Evaluator(this.#context);
+      if (this.#encoder.slotCount !== CKKS_SLOTS) throw new InvalidArgumentError("unexpected CKKS slot count");
+    } catch (e) {
+      this.dispose();
+      throw e;
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Deletes every SEAL object of this context and of the key handles it loaded. Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const hs = handles.get(this);
+    if (hs) for (const h of [...hs]) h.dispose();
+    this.#evaluator?.delete();
+    this.#encoder?.delete();
+    this.#context?.delete();
+    this.#evaluator = undefined;
+    this.#encoder = undefined;
+    this.#context = undefined;
+  }
+
+  #live(): { context: Context; encoder: CKKSEncoder; evaluator: Evaluator } {
+    if (this.#disposed || !this.#context || !this.#encoder || !this.#evaluator) throw new DisposedError("CKKS context");
+    return { context: this.#context, encoder: this.#encoder, evaluator: this.#evaluator };
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  /** A fresh key set, serialised seeded where SEAL can and zstd-compressed; the keys share a random key-set id. */
+  generateKeys(options: { galois?: boolean } = {}): CkksKeyBytes {
+    const { context } = this.#live();
+    const seal = this.#seal;
+    const zstd = seal.ComprModeType.zstd;
+    const keyId = new Uint8Array(randomBytes(16));
+    return scoped((scope) => {
+      const kg = scope.own(seal.KeyGenerator(context));
+      const fp = this.#fingerprint;
+      const publicKey = encodeFrame(Kind.PublicKey, fp, keyId, [scope.own(kg.createPublicKeySerializable()).saveArray(zstd)]);
+      const secretKey = encodeFrame(Kind.SecretKey, fp, keyId, [scope.own(kg.secretKey()).saveArray(zstd)]);
+      if (options.galois === false) return { publicKey, secretKey };
+      const gk = scope.own(kg.createGaloisKeysSerializable(Int32Array.from(this.#steps))).saveArray(zstd);
+      return { publicKey, secretKey, galoisKeys: encodeFrame(Kind.GaloisKeys, fp, keyId, [gk]) };
+    });
+  }
+
+  loadPublicKey(bytes: Uint8Array): CkksPublicKey {
+    const { context } = this.#live();
+    const f = decodeFrame(bytes, Kind.PublicKey, this.#limits.pk);
+    const encryptor = scoped((scope) => {
+      const pk = scope.own(this.#seal.PublicKey());
+      sealLoad(() => pk.loadArray(context, f.entries[0] as Uint8Array), () => new InvalidKeyError("CKKS public key refused by SEAL"));
+      return this.#seal.Encryptor(context, pk);
+    });
+    return this.#track(new CkksPublicKey(this, f.keyId, encryptor));
+  }
+
+  loadSecretKey(bytes: Uint8Array): CkksSecretKey {
+    const { context } = this.#live();
+    const f = decodeFrame(bytes, Kind.SecretKey, this.#limits.sk);
+    const decryptor = scoped((scope) => {
+      const sk = scope.own(this.#seal.SecretKey());
+      sealLoad(() => sk.loadArray(context, f.entries[0] as Uint8Array), () => new InvalidKeyError("CKKS secret key refused by SEAL"));
+      return this.#seal.Decryptor(context, sk);
+    });
+    return this.#track(new CkksSecretKey(this, f.keyId, decryptor));
+  }
+
+  /** Loads Galois keys and checks every rotation sumSlots needs (3^s mod 2N for s = 1, 2, …, 2048) is there. */
+  loadGaloisKeys(bytes: Uint8Array): CkksGaloisKeys {
+    const { context } = this.#live();
+    const f = decodeFrame(bytes, Kind.GaloisKeys, this.#limits.gk);
+    const m = 2n * BigInt(this.params.polyModulusDegree);
+    const gk = this.#seal.GaloisKeys();
+    try {
+      sealLoad(() => gk.loadArray(context, f.entries[0] as Uint8Array), () => new InvalidKeyError("CKKS Galois keys refused by SEAL"));
+      for (const s of this.#steps) {
+        if (!gk.hasKey(Number(3n ** BigInt(s) % m))) throw new InvalidKeyError("CKKS Galois keys lack a rotation sumSlots needs");
+      }
+    } catch (e) {
+      gk.delete();
+      throw e;
+    }
+    return this.#track(new CkksGaloisKeys(this, f.keyId, gk));
+  }
+
+  #track<T extends CkksKeyHandle>(h: T): T {
+    handles.get(this)?.add(h);
+    return h;
+  }
+
+  #withKey<H extends CkksKeyHandle, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+    if (key instanceof Uint8Array) {
+      const h = load(key);
+      try {
+        return fn(h);
+      } finally {
+        h.dispose();
+      }
+    }
+    if (!(key instanceof CkksKeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
+    key.checkUsable(this, what);
+    return fn(key);
+  }
+
+  // ---------------------------------------------------------------- ciphertexts
+
+  /** Reads a ciphertext's header (no SEAL object is created). */
+  inspect(ct: CkksCiphertextBytes): CkksCiphertextInfo {
+    this.#live();
+    const f = decodeFrame(ct, Kind.Ciphertext, this.#limits.ct);
+    return { length: f.length, blocks: f.blocks, rows: f.rows, encryptions: f.encryptions, keySwitches: f.keySwitches, encodings: f.encodings, keyId: hex(f.keyId) };
+  }
+
+  #parse(ct: CkksCiphertextBytes): Frame {
+    return decodeFrame(ct, Kind.Ciphertext, this.#limits.ct);
+  }
+
+  #load(scope: Scope, f: Frame, i: number): CipherText {
+    const { context } = this.#live();
+    const ct = scope.own(this.#seal.CipherText());
+    sealLoad(() => ct.loadArray(context, f.entries[i] as Uint8Array), () => new InvalidCiphertextError(`CKKS ciphertext: block ${i} refused by SEAL`));
+    if (ct.size !== 2) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} has ${ct.size} polynomials, expected 2`);
+    if (ct.polyModulusDegree !== this.params.polyModulusDegree) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} has the wrong degree`);
+    if (ct.coeffModulusSize !== this.params.coeffModulus.length - 1) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not at the data level`);
+    if (!ct.isNttForm || ct.isTransparent) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not a CKKS ciphertext`);
+    if (ct.scale !== this.#scale) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not at scale 2^${this.params.scaleBits}`);
+    return ct;
+  }
+
+  #save(ct: CipherText): Uint8Array {
+    return ct.saveArray(this.#seal.ComprModeType.zstd);
+  }
+
+  /** Refused before any SEAL work: a result whose slots could hold more values than the context was sized for. */
+  #checkRows(rows: number): void {
+    if (rows > this.params.maxRows) {
+      throw new BoundExceededError(`the result could hold ${rows} values in a slot, more than the context's maxRows ${this.params.maxRows}`);
+    }
+  }
+
+  #frame(keyId: Uint8Array, entries: Uint8Array[], counts: Counts): CkksCiphertextBytes {
+    this.#checkRows(counts.rows);
+    return encodeFrame(Kind.Ciphertext, this.#fingerprint, keyId, entries, counts);
+  }
+
+  /**
+   * Encrypts a column: 4096 values per block (the last zero-padded), one
+   * ciphertext per block, at scale Δ. Every value must be finite with
+   * |v| ≤ maxAbsValue (ValueOutOfRangeError with its index otherwise).
+   */
+  encryptColumn(values: Float64Array, publicKey: CkksPublicKey | Uint8Array): CkksCiphertextBytes {
+    const { encoder } = this.#live();
+    if (!(values instanceof Float64Array) || values.length < 1) throw new InvalidArgumentError("values must be a non-empty Float64Array");
+    const length = values.length;
+    if (length > this.params.maxLength) throw new InvalidArgumentError(`column of ${length} values is longer than maxLength ${this.params.maxLength}`);
+    const max = this.params.maxAbsValue;
+    for (let i = 0; i < length; i++) {
+      const v = values[i] as number;
+      if (!(Math.abs(v) <= max)) throw new ValueOutOfRangeError(`value out of the declared range ±${max} or not finite`, i);
+    }
+    return this.#withKey(publicKey, (b) => this.loadPublicKey(b), "public key", (pk) => {
+      const blocks = Math.ceil(length / CKKS_SLOTS);
+      const slots = new Float64Array(CKKS_SLOTS);
+      const entries: Uint8Array[] = [];
+      for (let b = 0; b < blocks; b++) {
+        slots.fill(0);
+        slots.set(values.subarray(b * CKKS_SLOTS, Math.min(length, (b + 1) * CKKS_SLOTS)));
+        scoped((scope) => {
+          const pt = scope.own(this.#seal.PlainText());
+          encoder.encode(slots, this.#scale, pt);
+          const ct = scope.own(this.#seal.CipherText());
+          encryptorOf(pk).encrypt(pt, ct);
+          entries.push(this.#save(ct));
+        });
+      }
+      return this.#frame(pk.keyId, entries, { length, blocks, rows: 1, encryptions: 1, keySwitches: 0, encodings: 1 });
+    });
+  }
+
+  /** Slot-wise sum of two columns of the same length under the same key set. */
+  add(a: CkksCiphertextBytes, b: CkksCiphertextBytes): CkksCiphertextBytes {
+    const { evaluator } = this.#live();
+    const fa = this.#parse(a);
+    const fb = this.#parse(b);
+    if (!sameBytes(fa.keyId, fb.keyId)) throw new KeyMismatchError("the two CKKS ciphertexts are under different key sets");
+    if (fa.length !== fb.length) throw new InvalidLengthError("ciphertext column", `${fa.length} values`, fb.length, `cannot add columns of ${fa.length} and ${fb.length} values`);
+    const counts: Counts = {
+      length: fa.length,
+      blocks: fa.blocks,
+      rows: fa.rows + fb.rows,
+      encryptions: fa.encryptions + fb.encryptions,
+      keySwitches: fa.keySwitches + fb.keySwitches,
+      encodings: fa.encodings + fb.encodings,
+    };
+    this.#checkRows(counts.rows);
+    const entries: Uint8Array[] = [];
+    for (let i = 0; i < fa.blocks; i++) {
+      scoped((scope) => {
+        const x = this.#load(scope, fa, i);
+        const y = this.#load(scope, fb, i);
+        evaluator.add(x, y, x);
+        entries.push(this.#save(x));
+      });
+    }
+    return this.#frame(fa.keyId, entries, counts);
+  }
+
+  /**
+   * Rotate-and-sum: adds the blocks, then rotates by 1, 2, …, 2048 adding at
+   * each step, so every slot holds the column's total. Returns a column of
+   * length 1.
+   */
+  sumSlots(ct: CkksCiphertextBytes, galoisKeys: CkksGaloisKeys | Uint8Array): CkksCiphertextBytes {
+    const { evaluator } = this.#live();
+    const f = this.#parse(ct);
+    const spread = f.blocks * CKKS_SLOTS;
+    const counts: Counts = {
+      length: 1,
+      blocks: 1,
+      rows: f.rows * f.length,
+      encryptions: f.encryptions * spread,
+      keySwitches: f.keySwitches * spread + (CKKS_SLOTS - 1),
+      encodings: f.encodings * f.blocks * (f.keySwitches > 0 ? CKKS_SLOTS : Math.sqrt(CKKS_SLOTS)),
+    };
+    this.#checkRows(counts.rows);
+    if (!Number.isSafeInteger(counts.encryptions) || !Number.isSafeInteger(counts.keySwitches) || !Number.isSafeInteger(counts.encodings)) throw new BoundExceededError("the noise counts of the result overflow");
+    return this.#withKey(galoisKeys, (b) => this.loadGaloisKeys(b), "Galois keys", (gk) => {
+      if (!sameBytes(gk.keyId, f.keyId)) throw new KeyMismatchError("the Galois keys are not of the CKKS ciphertext's key set");
+      const keys = galoisOf(gk);
+      const entry = scoped((scope) => {
+        const acc = this.#load(scope, f, 0);
+        for (let b = 1; b < f.blocks; b++) evaluator.add(acc, this.#load(scope, f, b), acc);
+        const tmp = scope.own(this.#seal.CipherText());
+        for (const s of this.#steps) {
+          evaluator.rotateVector(acc, s, keys, tmp);
+          evaluator.add(acc, tmp, acc);
+        }
+        return this.#save(acc);
+      });
+      return this.#frame(f.keyId, [entry], counts);
+    });
+  }
+
+  /** The bound of the module comment for a ciphertext with these counts. */
+  errorBound(info: Pick<CkksCiphertextInfo, "rows" | "encryptions" | "keySwitches" | "encodings">): number {
+    const { fresh, keySwitch, fp } = this.#noise;
+    const noise = (info.encryptions * fresh + info.keySwitches * keySwitch) / this.#scale;
+    const max = this.params.maxAbsValue;
+    return noise + fp * info.encodings * max + fp * (info.rows * max + noise);
+  }
+
+  /** Decrypts each slot's approximate total, with the bound on its error. */
+  decryptSums(ct: CkksCiphertextBytes, secretKey: CkksSecretKey | Uint8Array): CkksResult {
+    const { encoder } = this.#live();
+    const f = this.#parse(ct);
+    return this.#withKey(secretKey, (b) => this.loadSecretKey(b), "secret key", (sk) => {
+      if (!sameBytes(sk.keyId, f.keyId)) throw new KeyMismatchError("the secret key is not of the CKKS ciphertext's key set");
+      const values = new Float64Array(f.length);
+      for (let b = 0; b < f.blocks; b++) {
+        scoped((scope) => {
+          const x = this.#load(scope, f, b);
+          const pt = scope.own(this.#seal.PlainText());
+          decryptorOf(sk).decrypt(x, pt);
+          const slots = encoder.decode(pt) as Float64Array;
+          values.set(slots.subarray(0, Math.min(CKKS_SLOTS, f.length - b * CKKS_SLOTS)), b * CKKS_SLOTS);
+        });
+      }
+      return { values, errorBound: this.errorBound(f) };
+    });
+  }
+}
