@@ -123,6 +123,7 @@ import {
   ParameterMismatchError,
   ValueOutOfRangeError,
 } from "./errors.js";
+import { hex, KeyHandle, sameBytes, Scope, scoped, sealLoad } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
 export const CKKS_POLY_MODULUS_DEGREE = 8192;
@@ -290,85 +291,22 @@ function decodeFrame(bytes: Uint8Array, kind: Kind, limits: Limits): Frame {
 
 // ------------------------------------------------------------------ ownership
 
-interface Deletable {
-  delete(): void;
-}
 
-class Scope {
-  readonly #objects: Deletable[] = [];
-  own<T extends Deletable>(o: T): T {
-    this.#objects.push(o);
-    return o;
-  }
-  dispose(): void {
-    for (let i = this.#objects.length - 1; i >= 0; i--) (this.#objects[i] as Deletable).delete();
-    this.#objects.length = 0;
-  }
-}
 
-function scoped<R>(fn: (scope: Scope) => R): R {
-  const scope = new Scope();
-  try {
-    return fn(scope);
-  } finally {
-    scope.dispose();
-  }
-}
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Runs a SEAL load, turning whatever SEAL throws into our typed error (SEAL's message may quote data: dropped). */
-function sealLoad(load: () => void, error: () => Error): void {
-  try {
-    load();
-  } catch {
-    throw error();
-  }
-}
-
-abstract class CkksKeyHandle {
-  readonly keyId: Uint8Array;
-  readonly #owner: CkksContext;
-  #disposed = false;
-  constructor(owner: CkksContext, keyId: Uint8Array) {
-    this.#owner = owner;
-    this.keyId = keyId;
-  }
-  get disposed(): boolean {
-    return this.#disposed;
-  }
-  /** Deletes the SEAL object this handle owns. Idempotent. */
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.release();
-    handles.get(this.#owner)?.delete(this);
-  }
-  protected abstract release(): void;
-  /** @internal */
-  checkUsable(owner: CkksContext, what: string): void {
-    if (this.#disposed) throw new DisposedError(what);
-    if (owner !== this.#owner) throw new InvalidArgumentError(`${what} belongs to another context`);
-  }
-}
 
 let encryptorOf: (h: CkksPublicKey) => Encryptor;
 let decryptorOf: (h: CkksSecretKey) => Decryptor;
 let galoisOf: (h: CkksGaloisKeys) => GaloisKeys;
 
-export class CkksPublicKey extends CkksKeyHandle {
+export class CkksPublicKey extends KeyHandle<CkksContext> {
   readonly #encryptor: Encryptor;
   static {
     encryptorOf = (h) => h.#encryptor;
   }
   /** Use CkksContext.loadPublicKey. */
   constructor(owner: CkksContext, keyId: Uint8Array, encryptor: Encryptor) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
     this.#encryptor = encryptor;
   }
   protected release(): void {
@@ -376,14 +314,14 @@ export class CkksPublicKey extends CkksKeyHandle {
   }
 }
 
-export class CkksSecretKey extends CkksKeyHandle {
+export class CkksSecretKey extends KeyHandle<CkksContext> {
   readonly #decryptor: Decryptor;
   static {
     decryptorOf = (h) => h.#decryptor;
   }
   /** Use CkksContext.loadSecretKey. */
   constructor(owner: CkksContext, keyId: Uint8Array, decryptor: Decryptor) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
     this.#decryptor = decryptor;
   }
   protected release(): void {
@@ -391,14 +329,14 @@ export class CkksSecretKey extends CkksKeyHandle {
   }
 }
 
-export class CkksGaloisKeys extends CkksKeyHandle {
+export class CkksGaloisKeys extends KeyHandle<CkksContext> {
   readonly #keys: GaloisKeys;
   static {
     galoisOf = (h) => h.#keys;
   }
   /** Use CkksContext.loadGaloisKeys. */
   constructor(owner: CkksContext, keyId: Uint8Array, keys: GaloisKeys) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
     this.#keys = keys;
   }
   protected release(): void {
@@ -406,7 +344,7 @@ export class CkksGaloisKeys extends CkksKeyHandle {
   }
 }
 
-const handles = new WeakMap<CkksContext, Set<CkksKeyHandle>>();
+const handles = new WeakMap<CkksContext, Set<KeyHandle<CkksContext>>>();
 
 // ------------------------------------------------------------------ parameters and bound
 
@@ -607,12 +545,12 @@ export class CkksContext {
     return this.#track(new CkksGaloisKeys(this, f.keyId, gk));
   }
 
-  #track<T extends CkksKeyHandle>(h: T): T {
+  #track<T extends KeyHandle<CkksContext>>(h: T): T {
     handles.get(this)?.add(h);
     return h;
   }
 
-  #withKey<H extends CkksKeyHandle, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+  #withKey<H extends KeyHandle<CkksContext>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
     if (key instanceof Uint8Array) {
       const h = load(key);
       try {
@@ -621,7 +559,7 @@ export class CkksContext {
         h.dispose();
       }
     }
-    if (!(key instanceof CkksKeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
+    if (!(key instanceof KeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
     key.checkUsable(this, what);
     return fn(key);
   }

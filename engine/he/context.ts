@@ -42,6 +42,7 @@ import {
 import { ResidueEncoder, type ColumnValues } from "./encode.js";
 import { decodeFrame, encodeFrame, FrameKind, type Frame, type FrameLimits } from "./format.js";
 import { CrtBasis, selectParameters, type HeContextOptions, type HeParameters } from "./params.js";
+import { hex, KeyHandle, sameBytes, Scope, sealLoad, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
 /** Serialised packed ciphertexts (see format.ts). */
@@ -67,22 +68,6 @@ export interface CiphertextInfo {
   readonly keyId: string;
 }
 
-interface Deletable {
-  delete(): void;
-}
-
-/** Owns the SEAL temporaries of one operation; deletes them all, in reverse order. */
-class Scope {
-  readonly #objects: Deletable[] = [];
-  own<T extends Deletable>(o: T): T {
-    this.#objects.push(o);
-    return o;
-  }
-  dispose(): void {
-    for (let i = this.#objects.length - 1; i >= 0; i--) (this.#objects[i] as Deletable).delete();
-    this.#objects.length = 0;
-  }
-}
 
 /** One CRT component: a SEAL context whose plaintext modulus is one prime. */
 interface PrimeContext {
@@ -93,13 +78,6 @@ interface PrimeContext {
   readonly lastParmsId: ParmsIdType;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** Creates a context for the declared range (loads SEAL on first use in this thread). */
 export async function createHeContext(options: HeContextOptions): Promise<HeContext> {
@@ -107,31 +85,6 @@ export async function createHeContext(options: HeContextOptions): Promise<HeCont
   return new HeContext(seal, selectParameters(seal, options));
 }
 
-abstract class KeyHandle {
-  readonly keyId: Uint8Array;
-  readonly #owner: HeContext;
-  #disposed = false;
-  constructor(owner: HeContext, keyId: Uint8Array) {
-    this.#owner = owner;
-    this.keyId = keyId;
-  }
-  get disposed(): boolean {
-    return this.#disposed;
-  }
-  /** Deletes the SEAL objects this handle owns. Idempotent. */
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.release();
-    untrack(this.#owner, this);
-  }
-  protected abstract release(): void;
-  /** @internal */
-  checkUsable(owner: HeContext, what: string): void {
-    if (this.#disposed) throw new DisposedError(what);
-    if (owner !== this.#owner) throw new InvalidArgumentError(`${what} belongs to another context`);
-  }
-}
 
 // The SEAL objects inside a handle are private to it; only this module reads them, through these.
 let encryptorsOf: (h: HePublicKey) => readonly Encryptor[];
@@ -139,14 +92,14 @@ let decryptorsOf: (h: HeSecretKey) => readonly Decryptor[];
 let galoisOf: (h: HeGaloisKeys) => readonly GaloisKeys[];
 
 /** A loaded public key: one encryptor per CRT prime. */
-export class HePublicKey extends KeyHandle {
+export class HePublicKey extends KeyHandle<HeContext> {
   readonly #encryptors: readonly Encryptor[];
   static {
     encryptorsOf = (h) => h.#encryptors;
   }
   /** Use HeContext.loadPublicKey. */
   constructor(owner: HeContext, keyId: Uint8Array, encryptors: readonly Encryptor[]) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => untrack(owner, h));
     this.#encryptors = encryptors;
   }
   protected release(): void {
@@ -155,14 +108,14 @@ export class HePublicKey extends KeyHandle {
 }
 
 /** A loaded secret key: one decryptor per CRT prime. */
-export class HeSecretKey extends KeyHandle {
+export class HeSecretKey extends KeyHandle<HeContext> {
   readonly #decryptors: readonly Decryptor[];
   static {
     decryptorsOf = (h) => h.#decryptors;
   }
   /** Use HeContext.loadSecretKey. */
   constructor(owner: HeContext, keyId: Uint8Array, decryptors: readonly Decryptor[]) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => untrack(owner, h));
     this.#decryptors = decryptors;
   }
   protected release(): void {
@@ -171,14 +124,14 @@ export class HeSecretKey extends KeyHandle {
 }
 
 /** Loaded Galois keys (rotations by 1, 2, 4, …, N/4 and the column swap), one set per CRT prime. */
-export class HeGaloisKeys extends KeyHandle {
+export class HeGaloisKeys extends KeyHandle<HeContext> {
   readonly #keys: readonly GaloisKeys[];
   static {
     galoisOf = (h) => h.#keys;
   }
   /** Use HeContext.loadGaloisKeys. */
   constructor(owner: HeContext, keyId: Uint8Array, keys: readonly GaloisKeys[]) {
-    super(owner, keyId);
+    super(owner, keyId, (h) => untrack(owner, h));
     this.#keys = keys;
   }
   protected release(): void {
@@ -186,8 +139,8 @@ export class HeGaloisKeys extends KeyHandle {
   }
 }
 
-const handles = new WeakMap<HeContext, Set<KeyHandle>>();
-function untrack(owner: HeContext, h: KeyHandle): void {
+const handles = new WeakMap<HeContext, Set<KeyHandle<HeContext>>>();
+function untrack(owner: HeContext, h: KeyHandle<HeContext>): void {
   handles.get(owner)?.delete(h);
 }
 
@@ -391,13 +344,13 @@ export class HeContext {
     return this.#track(new HeGaloisKeys(this, frame.keyId, keys));
   }
 
-  #track<T extends KeyHandle>(h: T): T {
+  #track<T extends KeyHandle<HeContext>>(h: T): T {
     handles.get(this)?.add(h);
     return h;
   }
 
   /** Runs `fn` with a usable handle: the given one, or one loaded from bytes for this call only. */
-  #withKey<H extends KeyHandle, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+  #withKey<H extends KeyHandle<HeContext>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
     if (key instanceof Uint8Array) {
       const h = load(key);
       try {
@@ -810,11 +763,3 @@ export class HeContext {
   }
 }
 
-/** Runs a SEAL load, turning whatever SEAL throws into our typed error (SEAL's own message is dropped: it may quote data). */
-function sealLoad(load: () => void, error: () => Error): void {
-  try {
-    load();
-  } catch {
-    throw error();
-  }
-}
