@@ -20,6 +20,20 @@
  * A column of `length` values is cut into `blocks = ceil(length / N)` blocks
  * of N slots (the last one zero-padded); each block is one ciphertext per
  * CRT prime. Operations work block by block and prime by prime.
+ *
+ * ## Levels (masked group sums)
+ *
+ * maskedBlockSums and blockTotals trade unused noise budget for speed by
+ * working below the first data level, where every SEAL operation touches
+ * fewer RNS primes. Measured at N = 8192 (4 data primes; budget held by a
+ * fresh ciphertext at 4 / 3 / 2 primes: 145 / 101 / 57 bits; a plaintext
+ * mask costs ~25 bits, a full rotate-and-sum ~12, the unit-vector placement
+ * ~22, summing blocks and partials a few): masks at 3 primes leave ~70 bits;
+ * switching to 2 primes caps that at 57; rotate-and-sum and placement leave
+ * ~20, and reRandomize's switch to the last level leaves its usual ~14. A
+ * rotation costs 3 ms at 2 primes against 10 ms at 4, a mask ~3/4 of its cost
+ * at 4. At N = 4096 (2 data primes, 45 bits) nothing is switched — and there
+ * the budget holds one plaintext multiplication only (see blockTotals).
  */
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, InvalidLengthError } from "../errors.js";
@@ -85,6 +99,59 @@ export async function createHeContext(options: HeContextOptions): Promise<HeCont
   return new HeContext(seal, selectParameters(seal, options));
 }
 
+
+/** The most groups whose accumulators maskedBlockSums keeps in memory at once (~400 KB each at N = 8192). */
+const MASK_BATCH = 64;
+
+/**
+ * The checks maskedBlockSums makes before any SEAL work, for a column of
+ * `length` values: at least one mask, each a Uint32Array of `length`
+ * weights, each weight below the smallest plaintext prime (so it is the same
+ * residue under every prime), and a G-block result that fits the context
+ * (G·N ≤ maxLength). Errors name the mask and the slot, never a weight.
+ * Exported for the pool, which checks on the host before it cuts the work.
+ * Returns, per group, which blocks hold a non-zero weight (1) or none (0).
+ */
+export function checkMasks(params: HeParameters, length: number, masks: readonly Uint32Array[]): Uint8Array[] {
+  if (!Array.isArray(masks) || masks.length < 1) throw new InvalidArgumentError("masks must be a non-empty array of Uint32Array, one per group");
+  const n = params.slotCount;
+  if (masks.length * n > params.maxLength) {
+    throw new InvalidArgumentError(`${masks.length} groups need ${masks.length} blocks of ${n} slots: more than maxLength ${params.maxLength}`);
+  }
+  const blocks = Math.ceil(length / n);
+  const limit = Math.min(...params.plainModuli);
+  const nonZero: Uint8Array[] = [];
+  masks.forEach((m, g) => {
+    if (!(m instanceof Uint32Array)) throw new InvalidArgumentError(`mask ${g} must be a Uint32Array`);
+    if (m.length !== length) throw new InvalidLengthError(`mask ${g}`, `${length}`, m.length, `mask ${g}: expected ${length} weights, got ${m.length}`);
+    const nz = new Uint8Array(blocks);
+    for (let b = 0; b < blocks; b++) {
+      let max = 0;
+      for (let s = b * n, end = Math.min(length, s + n); s < end; s++) {
+        const w = m[s] as number;
+        if (w > max) {
+          if (w >= limit) throw new InvalidArgumentError(`mask ${g}: the weight at slot ${s} is not below the smallest plaintext prime`);
+          max = w;
+        }
+      }
+      nz[b] = max === 0 ? 0 : 1;
+    }
+    nonZero.push(nz);
+  });
+  return nonZero;
+}
+
+/** A caller's row bound: a positive integer (InvalidArgumentError), at most the context's maxRows (BoundExceededError, as #checkRows). */
+export function checkRowBound(params: HeParameters, rows: number): void {
+  if (!Number.isSafeInteger(rows) || rows < 1) throw new InvalidArgumentError("rows must be a positive integer");
+  checkMaxRows(params, rows);
+}
+
+function checkMaxRows(params: HeParameters, rows: number): void {
+  if (rows > params.maxRows) {
+    throw new BoundExceededError(`the result could include ${rows} rows, more than the context's maxRows ${params.maxRows}: its total could wrap`);
+  }
+}
 
 // The SEAL objects inside a handle are private to it; only this module reads them, through these.
 let encryptorsOf: (h: HePublicKey) => readonly Encryptor[];
@@ -152,6 +219,9 @@ export class HeContext {
   readonly #crt: CrtBasis;
   readonly #residues: ResidueEncoder;
   readonly #rotationSteps: number[];
+  /** RNS primes of the ciphertext modulus at which maskedBlockSums multiplies / blockTotals rotates (see Levels). */
+  readonly #maskPrimes: number;
+  readonly #rotatePrimes: number;
   readonly #limits: Record<"ct" | "pk" | "sk" | "gk", FrameLimits>;
   #disposed = false;
 
@@ -165,6 +235,9 @@ export class HeContext {
     const n = params.polyModulusDegree;
     this.#rotationSteps = [];
     for (let s = 1; s < n / 2; s *= 2) this.#rotationSteps.push(s);
+    const dataPrimes = params.coeffModulus.length - 1;
+    this.#maskPrimes = Math.min(dataPrimes, Math.max(2, dataPrimes - 1));
+    this.#rotatePrimes = Math.min(dataPrimes, 2);
     handles.set(this, new Set());
     try {
       for (const p of params.plainModuli) this.#primes.push(this.#buildPrime(p));
@@ -405,6 +478,8 @@ export class HeContext {
     sealLoad(() => ct.loadArray(p.context, frame.entries[i] as Uint8Array), () => new InvalidCiphertextError(`ciphertext: component ${i} refused by SEAL`));
     if (ct.size !== 2) throw new InvalidCiphertextError(`ciphertext: component ${i} has ${ct.size} polynomials, expected 2`);
     if (ct.polyModulusDegree !== this.params.polyModulusDegree) throw new InvalidCiphertextError(`ciphertext: component ${i} has the wrong degree`);
+    // SEAL loads a BFV ciphertext in NTT form; no operation here makes one, and each would fail on it.
+    if (ct.isNttForm) throw new InvalidCiphertextError(`ciphertext: component ${i} is in NTT form`);
     return ct;
   }
 
@@ -443,6 +518,19 @@ export class HeContext {
     const next = scope.own(this.#seal.CipherText());
     p.evaluator.cipherModSwitchToNext(ct, next);
     ct.move(next);
+  }
+
+  /** Switches ct (not in NTT form) down to `primes` RNS primes, if it is above (in place). */
+  #lowerTo(scope: Scope, p: PrimeContext, ct: CipherText, primes: number): void {
+    while (ct.coeffModulusSize > primes) this.#switchNext(scope, p, ct);
+  }
+
+  /** A transparent zero with `primes` RNS primes (or the first data level, if that has fewer). */
+  #zeroAt(scope: Scope, p: PrimeContext, primes: number): CipherText {
+    const z = scope.own(this.#seal.CipherText({ context: p.context, parmsId: scope.own(p.context.firstParmsId) }));
+    z.resize(2);
+    this.#lowerTo(scope, p, z, primes);
+    return z;
   }
 
   // ---------------------------------------------------------------- operations
@@ -552,6 +640,24 @@ export class HeContext {
     return this.#frame(first.keyId, entries, { length, blocks: Math.ceil(length / n), rows });
   }
 
+  /**
+   * The sub-column of whole blocks [fromBlock, toBlock) (no SEAL work: the
+   * blocks are copied). Its length is (toBlock − fromBlock)·N, less the
+   * padding of the column's last block when toBlock is the last; its row
+   * bound is the column's. The inverse of concat: how work is cut for the
+   * pool's workers.
+   */
+  sliceBlocks(ct: CiphertextBytes, fromBlock: number, toBlock: number): CiphertextBytes {
+    const k = this.#live().length;
+    const f = this.#parse(ct);
+    if (!Number.isSafeInteger(fromBlock) || !Number.isSafeInteger(toBlock) || fromBlock < 0 || toBlock <= fromBlock || toBlock > f.blocks) {
+      throw new InvalidArgumentError(`block range must satisfy 0 ≤ from < to ≤ ${f.blocks}`);
+    }
+    const n = this.params.slotCount;
+    const length = Math.min(f.length, toBlock * n) - fromBlock * n;
+    return this.#frame(f.keyId, f.entries.slice(fromBlock * k, toBlock * k), { length, blocks: toBlock - fromBlock, rows: f.rows });
+  }
+
   /** Slot-wise sum of two columns of the same length under the same key set. */
   add(a: CiphertextBytes, b: CiphertextBytes): CiphertextBytes {
     const primes = this.#live();
@@ -575,6 +681,47 @@ export class HeContext {
       }
     }
     return this.#frame(fa.keyId, entries, { length: fa.length, blocks: fa.blocks, rows });
+  }
+
+  /**
+   * Slot-wise sum of several columns of one length under one key set, each
+   * component loaded once and the sum saved once (no intermediate sums are
+   * serialised, unlike a chain of add()).
+   *
+   * `rows` is the result's row bound: by default the sum of the parts'
+   * bounds (as add), or the caller's own, tighter bound when the parts are
+   * pieces of one result whose bound the caller knows — e.g. partial sums
+   * over disjoint blocks, or totals in disjoint slots, where the parts'
+   * bounds would add up to more than the whole's. Checked against maxRows.
+   */
+  addAll(parts: readonly CiphertextBytes[], rows?: number): CiphertextBytes {
+    const primes = this.#live();
+    if (!Array.isArray(parts) || parts.length === 0) throw new InvalidArgumentError("nothing to add");
+    const frames = parts.map((b) => this.#parse(b));
+    const first = frames[0] as Frame;
+    for (const f of frames) {
+      if (!sameBytes(f.keyId, first.keyId)) throw new KeyMismatchError("the parts are under different key sets");
+      if (f.length !== first.length) throw new InvalidLengthError("ciphertext column", `${first.length} values`, f.length, `cannot add columns of ${first.length} and ${f.length} values`);
+    }
+    const bound = rows ?? frames.reduce((s, f) => s + f.rows, 0);
+    if (rows === undefined) this.#checkRows(bound);
+    else checkRowBound(this.params, bound);
+    const column = { length: first.length, blocks: first.blocks, rows: bound };
+    if (frames.length === 1) return this.#frame(first.keyId, [...first.entries], column);
+    const k = primes.length;
+    const entries: Uint8Array[] = [];
+    for (let i = 0; i < first.entries.length; i++) {
+      const scope = new Scope();
+      try {
+        const p = primes[i % k] as PrimeContext;
+        let acc = this.#load(scope, first, i);
+        for (let q = 1; q < frames.length; q++) acc = this.#addInto(scope, p, acc, this.#load(scope, frames[q] as Frame, i));
+        entries.push(this.#save(acc));
+      } finally {
+        scope.dispose();
+      }
+    }
+    return this.#frame(first.keyId, entries, column);
   }
 
   /** x + y (aligned to the lower level); x may be overwritten. */
@@ -668,6 +815,199 @@ export class HeContext {
   }
 
   /**
+   * Per-group masked sums over the blocks of a column: for G weight vectors
+   * (`masks[g]`, one Uint32Array of the column's length, small non-negative
+   * integers below the smallest plaintext prime), returns a column of G
+   * blocks, block g = Σ_b ct_b ⊙ mask_g,b slot-wise — the first half of a
+   * per-group weighted total T_g = Σ_s w_g[s]·x[s] (blockTotals is the second).
+   *
+   * Each SEAL ciphertext is loaded and put in NTT form once per prime and
+   * multiplied there by every group's mask (a pointwise product), into
+   * per-group accumulators kept in memory (at most MASK_BATCH groups at a
+   * time: past that the blocks are loaded once per batch); nothing is
+   * serialised but the G results. Blocks where a group's weights are all
+   * zero are skipped; an all-zero group gives a transparent zero block. The
+   * products are taken at the mask level (see Levels): the result sits there.
+   *
+   * `rows` is the caller's bound on how many input rows any output slot's
+   * total may include (the caller knows the true counts; the input's own
+   * header may be looser), checked against maxRows and written into the
+   * result's header. Bad masks are refused before any SEAL work
+   * (InvalidArgumentError / InvalidLengthError naming the mask and slot).
+   */
+  maskedBlockSums(ct: CiphertextBytes, masks: readonly Uint32Array[], rows: number): CiphertextBytes {
+    const primes = this.#live();
+    const f = this.#parse(ct);
+    const nonZero = checkMasks(this.params, f.length, masks);
+    checkRowBound(this.params, rows);
+    const n = this.params.slotCount;
+    const k = primes.length;
+    const groups = masks.length;
+    const entries = new Array<Uint8Array>(groups * k);
+    const slots = new Uint32Array(n);
+    for (let j = 0; j < k; j++) {
+      const p = primes[j] as PrimeContext;
+      for (let g0 = 0; g0 < groups; g0 += MASK_BATCH) {
+        const g1 = Math.min(groups, g0 + MASK_BATCH);
+        const outer = new Scope();
+        try {
+          const pt = outer.own(this.#seal.PlainText());
+          const ptNtt = outer.own(this.#seal.PlainText());
+          const product = outer.own(this.#seal.CipherText());
+          // acc[g − g0]: group g's running sum, in NTT form, all at `level` RNS primes.
+          const acc: (CipherText | undefined)[] = new Array(g1 - g0).fill(undefined);
+          let level = this.#maskPrimes;
+          for (let b = 0; b < f.blocks; b++) {
+            let any = false;
+            for (let g = g0; g < g1 && !any; g++) any = (nonZero[g] as Uint8Array)[b] === 1;
+            if (!any) continue;
+            const scope = new Scope();
+            try {
+              const x = this.#load(scope, f, b * k + j);
+              if (x.isTransparent) continue;
+              if (x.coeffModulusSize < level) {
+                // A block below the others' level: bring the sums down to it.
+                level = x.coeffModulusSize;
+                for (const a of acc) if (a) this.#lowerNtt(scope, p, a, level);
+              }
+              this.#lowerTo(scope, p, x, level);
+              p.evaluator.cipherTransformToNtt(x, x);
+              const parmsId = scope.own(x.parmsId);
+              for (let g = g0; g < g1; g++) {
+                if ((nonZero[g] as Uint8Array)[b] !== 1) continue;
+                slots.fill(0);
+                slots.set((masks[g] as Uint32Array).subarray(b * n, Math.min(f.length, (b + 1) * n)));
+                p.encoder.encode(slots, pt);
+                p.evaluator.plainTransformToNtt(pt, parmsId, ptNtt);
+                const a = acc[g - g0];
+                if (a) {
+                  p.evaluator.multiplyPlain(x, ptNtt, product);
+                  p.evaluator.add(a, product, a);
+                } else {
+                  const fresh = outer.own(this.#seal.CipherText());
+                  p.evaluator.multiplyPlain(x, ptNtt, fresh);
+                  acc[g - g0] = fresh;
+                }
+              }
+            } finally {
+              scope.dispose();
+            }
+          }
+          for (let g = g0; g < g1; g++) {
+            const a = acc[g - g0];
+            if (a) p.evaluator.cipherTransformFromNtt(a, a);
+            entries[g * k + j] = this.#save(a ?? this.#zeroAt(outer, p, level));
+          }
+        } finally {
+          outer.dispose();
+        }
+      }
+    }
+    return this.#frame(f.keyId, entries, { length: groups * n, blocks: groups, rows });
+  }
+
+  /** Switches a ciphertext in NTT form down to `primes` RNS primes (SEAL switches BFV ciphertexts in coefficient form only). */
+  #lowerNtt(scope: Scope, p: PrimeContext, ct: CipherText, primes: number): void {
+    if (ct.coeffModulusSize <= primes) return;
+    p.evaluator.cipherTransformFromNtt(ct, ct);
+    this.#lowerTo(scope, p, ct, primes);
+    p.evaluator.cipherTransformToNtt(ct, ct);
+  }
+
+  /**
+   * The total of each block, one per slot: for a column of G whole blocks,
+   * returns a column of `placement.length` slots (default G) whose slot
+   * `placement.first + g` (default g) holds the sum of all N slots of block g,
+   * and every other slot 0. With maskedBlockSums, slot g holds T_g.
+   *
+   * Per block and prime: switch to the rotation level (see Levels),
+   * rotate-and-sum (as sumSlots: every slot then holds the block's total),
+   * multiply by the unit vector e_g, add into the result. The unit vector
+   * zeroes every other slot, so the key holder sees the G totals and nothing
+   * else (no partial sums). It is a second plaintext multiplication (~22
+   * bits): at N = 8192 the budget allows it after maskedBlockSums with ~20
+   * bits to spare. At N = 4096 it does not (measured: 45 bits fresh, 21 after
+   * the mask, 15 after rotate-and-sum, 0 after the placement), and no other
+   * correct placement exists for given blocks: rotations only permute slots
+   * the same way in every block, so any sum of rotated blocks gives every
+   * slot the same combination of all the blocks' slots, and a slot that
+   * holds block g's total and nothing of the others' needs a multiplication
+   * by a plaintext that is 1 in slot g and 0 in the other groups' slots.
+   * Batching gives such plaintexts coefficients spread over the whole prime
+   * (a short one would take a lattice reduction in dimension N to find), so
+   * it costs what a mask costs. (A one-multiplication scheme must fold the
+   * placement into the first masks — weight slot i of the data for group
+   * (i − d) mod W, for each shift d < W, W ≥ G, then rotate by d and fold —
+   * which changes what maskedBlockSums returns.) So at N = 4096 use this on
+   * fresh blocks only: after maskedBlockSums, decryptSums refuses the result
+   * (NoiseBudgetExhaustedError).
+   *
+   * `rows` is the caller's bound on the rows any total includes (at most
+   * N · the input's bound; the caller may know better), checked against
+   * maxRows and written into the header. `placement` lets parts computed on
+   * several threads — the blocks of groups [first, first + G_part) — be
+   * added into one column with addAll.
+   */
+  blockTotals(ct: CiphertextBytes, galoisKeys: HeGaloisKeys | GaloisKeyBytes, rows: number, placement: { readonly first?: number; readonly length?: number } = {}): CiphertextBytes {
+    const primes = this.#live();
+    const f = this.#parse(ct);
+    const n = this.params.slotCount;
+    if (f.length !== f.blocks * n) throw new InvalidArgumentError(`the column must fill whole blocks of ${n} slots`);
+    const first = placement.first ?? 0;
+    const length = placement.length ?? f.blocks;
+    if (!Number.isSafeInteger(first) || !Number.isSafeInteger(length) || first < 0 || length > n || first + f.blocks > length) {
+      throw new InvalidArgumentError(`placement must satisfy 0 ≤ first, first + ${f.blocks} blocks ≤ length ≤ ${n}`);
+    }
+    checkRowBound(this.params, rows);
+    return this.#withKey(galoisKeys, (b) => this.loadGaloisKeys(b), "Galois keys", (gk) => {
+      if (!sameBytes(gk.keyId, f.keyId)) throw new KeyMismatchError("the Galois keys are not of the ciphertext's key set");
+      const k = primes.length;
+      const entries: Uint8Array[] = [];
+      const unit = new Uint32Array(n);
+      for (let j = 0; j < k; j++) {
+        const p = primes[j] as PrimeContext;
+        const keys = galoisOf(gk)[j] as GaloisKeys;
+        const outer = new Scope();
+        try {
+          const pt = outer.own(this.#seal.PlainText());
+          let result: CipherText | undefined;
+          for (let g = 0; g < f.blocks; g++) {
+            const scope = new Scope();
+            try {
+              const acc = this.#load(scope, f, g * k + j);
+              if (acc.isTransparent) continue;
+              this.#lowerTo(scope, p, acc, this.#rotatePrimes);
+              const tmp = scope.own(this.#seal.CipherText());
+              for (const s of this.#rotationSteps) {
+                p.evaluator.rotateRows(acc, s, keys, tmp);
+                p.evaluator.add(acc, tmp, acc);
+              }
+              p.evaluator.rotateColumns(acc, keys, tmp);
+              p.evaluator.add(acc, tmp, acc);
+              unit[first + g] = 1;
+              p.encoder.encode(unit, pt);
+              unit[first + g] = 0;
+              if (result) {
+                p.evaluator.multiplyPlain(acc, pt, tmp);
+                result = this.#addInto(scope, p, result, tmp);
+              } else {
+                result = outer.own(this.#seal.CipherText());
+                p.evaluator.multiplyPlain(acc, pt, result);
+              }
+            } finally {
+              scope.dispose();
+            }
+          }
+          entries.push(this.#save(result ?? this.#zeroAt(outer, p, this.#rotatePrimes)));
+        } finally {
+          outer.dispose();
+        }
+      }
+      return this.#frame(f.keyId, entries, { length, blocks: 1, rows });
+    });
+  }
+
+  /**
    * Re-randomises a ciphertext before it goes to the key holder: adds a fresh
    * encryption of zero under the public key, then switches to the last
    * modulus (the smallest ciphertext, and the least room left for anything
@@ -757,9 +1097,7 @@ export class HeContext {
   }
 
   #checkRows(rows: number): void {
-    if (rows > this.params.maxRows) {
-      throw new BoundExceededError(`the result could include ${rows} rows, more than the context's maxRows ${this.params.maxRows}: its total could wrap`);
-    }
+    checkMaxRows(this.params, rows);
   }
 }
 

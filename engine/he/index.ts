@@ -24,8 +24,8 @@ export {
   DisposedError,
   heErrorFromSerialized,
 } from "./errors.js";
-export { executeHeTask, HeTaskOp } from "./task.js";
-export type { HeTask, HeEncryptTask, HeAddTask } from "./task.js";
+export { executeHeTask, HeTaskOp, isHeTask } from "./task.js";
+export type { HeTask, HeEncryptTask, HeAddTask, HeMaskedBlockSumsTask, HeBlockTotalsTask, HeReRandomizeTask } from "./task.js";
 export {
   createCkksContext,
   selectCkksParameters,

@@ -9,7 +9,7 @@ import { invertScalarNumber, scalarFromBytes, scalarToBytes } from "../group/sca
 import type { AdditiveGroup, Group } from "../group/types.js";
 import { createOprfSuite, OprfMode, type OprfSuite } from "../oprf/oprf.js";
 import { fixedCount, type PackedBytes } from "../packed.js";
-import { executeHeTask } from "../he/task.js";
+import { executeHeTask, isHeTask } from "../he/task.js";
 import { TaskOp, type GroupTask, type PoolTask } from "./tasks.js";
 
 const suites = new WeakMap<Group, OprfSuite>();
@@ -29,7 +29,7 @@ function packed(t: { data: Uint8Array; offsets: Uint32Array }): PackedBytes {
 }
 
 export async function executeTask(task: PoolTask): Promise<Uint8Array> {
-  if (task.op === "he-encrypt" || task.op === "he-add") return executeHeTask(task);
+  if (isHeTask(task)) return executeHeTask(task);
   return executeGroupTask(task);
 }
 

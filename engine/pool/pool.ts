@@ -28,11 +28,11 @@ import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
 import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
-import { createHeContext, type CiphertextBytes, type HeContext } from "../he/context.js";
+import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext } from "../he/context.js";
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
-import { HeTaskOp } from "../he/task.js";
+import { HeTaskOp, type HeTask } from "../he/task.js";
 
 export interface PoolOptions {
   /** Worker threads (default: the available cores). */
@@ -228,6 +228,81 @@ export class CryptoPool {
     return r.value;
   }
 
+  /**
+   * Encrypted per-group weighted totals of an encrypted column, on every
+   * worker: T_g = Σ_s masks[g][s] · x[s] for each group g, returned as one
+   * ciphertext of G slots (slot g holds T_g) re-randomised under the public
+   * key and at the last modulus, ready for the key holder's decryptSums.
+   *
+   * 1. The column's blocks are cut into one contiguous range per worker; each
+   *    worker runs HeContext.maskedBlockSums on its range (the column's
+   *    blocks and the masks' matching parts are copied and transferred).
+   * 2. The groups are cut likewise; each worker adds the partial sums of its
+   *    groups' blocks (addAll) and runs blockTotals, placing its totals at
+   *    their slots of a G-slot column.
+   * 3. One worker adds those columns and re-randomises the sum.
+   * Each phase waits for the previous one; the caller's buffers are never
+   * detached. Everything runs on the workers whatever the column's size
+   * (even one block costs G · k full rotate-and-sums, seconds at N = 8192).
+   *
+   * `rows` is the caller's bound on the rows any T_g includes (counting a row
+   * w times when its weight is w), checked against maxRows and carried by
+   * every intermediate and the result. Masks and rows are checked here
+   * before any work (errors name the mask and the global slot). Needs an
+   * N = 8192 context: at N = 4096 the noise budget holds one plaintext
+   * multiplication and this takes two (see HeContext.blockTotals). Progress
+   * counts blocks masked, then groups totalled: (done, blocks + G).
+   */
+  async heMaskedGroupSums(
+    options: HeContextOptions,
+    ct: CiphertextBytes,
+    masks: readonly Uint32Array[],
+    galoisKeys: Uint8Array,
+    publicKey: Uint8Array,
+    rows: number,
+    runOptions?: RunOptions,
+  ): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const params = ctx.params;
+    if (params.polyModulusDegree !== 8192) {
+      throw new InvalidArgumentError("masked group sums need an N = 8192 context (maxRows above 4096, or polyModulusDegree 8192): at N = 4096 the noise budget holds one plaintext multiplication, and they take two");
+    }
+    const info = ctx.inspect(ct);
+    checkMasks(params, info.length, masks);
+    checkRowBound(params, rows);
+    const n = params.slotCount;
+    const groups = masks.length;
+    const total = info.blocks + groups;
+    let done = 0;
+    const pool = this.#pool();
+    const run = async (task: HeTask, transferList: ArrayBuffer[], units: number): Promise<Uint8Array> => {
+      const r = await pool.run(task, { transferList });
+      if (!r.ok) throw heErrorFromSerialized(r.error);
+      done += units;
+      runOptions?.onProgress?.(done, total);
+      return r.value;
+    };
+    const partials = await Promise.all(
+      ranges(info.blocks, this.threads).map(([b0, b1]) => {
+        const ciphertext = ctx.sliceBlocks(ct, b0, b1);
+        const parts = masks.map((m) => m.slice(b0 * n, Math.min(info.length, b1 * n)));
+        const transfer = [ciphertext.buffer as ArrayBuffer, ...parts.map((m) => m.buffer as ArrayBuffer)];
+        return run({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer, b1 - b0);
+      }),
+    );
+    const totals = await Promise.all(
+      ranges(groups, this.threads).map(([g0, g1]) => {
+        const parts = partials.map((p) => ctx.sliceBlocks(p, g0, g1));
+        const task = { op: HeTaskOp.BlockTotals, options, parts, galoisKeys, rows, first: g0, length: groups } as const;
+        return run(task, parts.map((p) => p.buffer as ArrayBuffer), g1 - g0);
+      }),
+    );
+    const r = await pool.run({ op: HeTaskOp.ReRandomize, options, parts: totals, publicKey, rows }, { transferList: totals.map((t) => t.buffer as ArrayBuffer) });
+    if (!r.ok) throw heErrorFromSerialized(r.error);
+    return r.value;
+  }
+
   #heContext(options: HeContextOptions): Promise<HeContext> {
     const key = JSON.stringify([String(options.maxAbsValue), options.maxRows, options.scale ?? 0, options.maxLength ?? null, options.polyModulusDegree ?? null]);
     let p = this.#he.get(key);
@@ -297,6 +372,14 @@ export class CryptoPool {
     if (firstError) throw firstError;
     return out;
   }
+}
+
+/** [0, count) cut into at most `parts` contiguous ranges of near-equal size. */
+function ranges(count: number, parts: number): [number, number][] {
+  const m = Math.min(parts, count);
+  const out: [number, number][] = [];
+  for (let i = 0; i < m; i++) out.push([Math.floor((i * count) / m), Math.floor(((i + 1) * count) / m)]);
+  return out;
 }
 
 function stripIndex(message: string): string {
