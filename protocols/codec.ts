@@ -14,6 +14,7 @@ export const ProtocolName = {
   PsiCardinality: "psi-cardinality",
   Lookup: "lookup",
   FederatedAggregate: "federated-aggregate",
+  JoinAggregate: "join-aggregate",
 } as const;
 export type ProtocolName = (typeof ProtocolName)[keyof typeof ProtocolName];
 
@@ -98,7 +99,51 @@ export interface AggregateCiphertext {
   readonly contributors: number;
   readonly ciphertext: Uint8Array;
 }
-export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal | AggregateKey | AggregateCiphertext;
+export interface JoinHello {
+  readonly kind: "joinHello";
+  readonly header: Header;
+  readonly group: string;
+  readonly setSize: number;
+  readonly chunkElements: number;
+  readonly peerSetSize: number;
+  readonly peerChunkElements: number;
+  readonly groups: number;
+}
+export interface JoinWeights {
+  readonly kind: "joinWeights";
+  readonly header: Header;
+  readonly count: number;
+  /** (count + 1) × uint32 LE. */
+  readonly offsets: Uint8Array;
+  /** uint32 LE group codes. */
+  readonly codes: Uint8Array;
+  /** uint32 LE row counts. */
+  readonly weights: Uint8Array;
+}
+export interface JoinCounts {
+  readonly kind: "joinCounts";
+  readonly header: Header;
+  readonly count: number;
+  /** count × uint32 LE. */
+  readonly counts: Uint8Array;
+}
+export interface JoinCiphertext {
+  readonly kind: "joinCiphertext";
+  readonly header: Header;
+  readonly column: number;
+  readonly firstBlock: number;
+  readonly ciphertext: Uint8Array;
+}
+export interface JoinResult {
+  readonly kind: "joinResult";
+  readonly header: Header;
+  /** uint32 LE released codes. */
+  readonly codes: Uint8Array;
+  /** uint64 LE COUNT(*) per released code. */
+  readonly counts: Uint8Array;
+  readonly suppressed: number;
+}
+export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal | AggregateKey | AggregateCiphertext | JoinHello | JoinWeights | JoinCounts | JoinCiphertext | JoinResult;
 export type MessageKind = ProtocolMessage["kind"];
 
 const root = new protobuf.Root();
@@ -236,6 +281,43 @@ export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_
       const ciphertext = bytes(b, "ciphertext");
       if (ciphertext.length === 0) bad("ciphertext is empty");
       return { kind, header: h, party: uint(b, "party", 0xffff), contributors: uint(b, "contributors", 0xffff), ciphertext };
+    }
+    case "joinHello":
+      return {
+        kind,
+        header: h,
+        group: str(b, "group", TOKEN),
+        setSize: uint(b, "setSize"),
+        chunkElements: uint(b, "chunkElements", MAX_CHUNK_ELEMENTS),
+        peerSetSize: uint(b, "peerSetSize"),
+        peerChunkElements: uint(b, "peerChunkElements", MAX_CHUNK_ELEMENTS),
+        groups: uint(b, "groups", 1 << 20),
+      };
+    case "joinWeights": {
+      const count = uint(b, "count", MAX_CHUNK_ELEMENTS);
+      const offsets = bytes(b, "offsets");
+      const codes = bytes(b, "codes");
+      const weights = bytes(b, "weights");
+      if (count === 0 || offsets.length !== (count + 1) * 4) bad("join weights offsets do not match the count");
+      if (codes.length % 4 !== 0 || weights.length !== codes.length) bad("join weights codes and weights differ in length");
+      return { kind, header: h, count, offsets, codes, weights };
+    }
+    case "joinCounts": {
+      const count = uint(b, "count", MAX_CHUNK_ELEMENTS);
+      const counts = bytes(b, "counts");
+      if (count === 0 || counts.length !== count * 4) bad("join counts length does not match the count");
+      return { kind, header: h, count, counts };
+    }
+    case "joinCiphertext": {
+      const ciphertext = bytes(b, "ciphertext");
+      if (ciphertext.length === 0) bad("ciphertext is empty");
+      return { kind, header: h, column: uint(b, "column", 1024), firstBlock: uint(b, "firstBlock", 1 << 24), ciphertext };
+    }
+    case "joinResult": {
+      const codes = bytes(b, "codes");
+      const counts = bytes(b, "counts");
+      if (codes.length % 4 !== 0 || counts.length !== codes.length * 2) bad("join result codes and counts do not match");
+      return { kind, header: h, codes, counts, suppressed: uint(b, "suppressed", 1 << 20) };
     }
     case "refusal":
       return { kind, header: h, code: str(b, "code", /^UMBRA_[A-Z_]{1,64}$/), reason: str(b, "reason", /^[\x20-\x7e]{0,512}$/) };

@@ -8,7 +8,7 @@
  */
 export * from "./errors.js";
 export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolName } from "./codec.js";
-export type { AggregateCiphertext, AggregateKey, ElementBatch, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
+export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, JoinCounts, JoinHello, JoinResult, JoinWeights, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
 export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
@@ -40,6 +40,41 @@ export {
 export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
 export * from "./federated-aggregate.js";
 export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
+export {
+  JA_MAX_GROUPS,
+  JA_VERSION,
+  JaStep,
+  jaBuyerDone,
+  jaBuyerReceive,
+  jaBuyerResult,
+  jaBuyerStart,
+  jaDst,
+  jaExchangeDone,
+  jaExchangeReceive,
+  jaExchangeStart,
+  jaHeOptions,
+  jaProviderDone,
+  jaProviderReceive,
+  jaProviderStart,
+  paddedSize,
+  resolveJaParams,
+  type JaAddressed,
+  type JaBuyerInput,
+  type JaBuyerState,
+  type JaColumnResult,
+  type JaContext,
+  type JaExchangeState,
+  type JaGroupResult,
+  type JaProviderInput,
+  type JaProviderState,
+  type JaResolved,
+  type JaResult,
+  type JaRole,
+  type JaStat,
+  type JaStepResult,
+  type JoinAggregateParams,
+} from "./join-aggregate.js";
+export { groupLabels, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run-join-aggregate.js";
 
 export const ProtocolId = {
   Psi: "psi",

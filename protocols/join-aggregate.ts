@@ -1,0 +1,1384 @@
+/**
+ * join-aggregate: COUNT(*) / SUM / AVG / VAR_SAMP / STDDEV_SAMP of provider
+ * columns over a private join of the buyer's and the provider's tables,
+ * optionally GROUP BY a buyer column, groups with fewer than k joined rows
+ * suppressed. Three roles: the buyer (HE key holder; key column(s), optional
+ * group column), the provider (key column(s), numeric columns) and the
+ * exchange (matcher and aggregator).
+ *
+ * The result equals
+ *
+ *   SELECT g, COUNT(*), SUM(v), AVG(v), VAR_SAMP(v), STDDEV_SAMP(v)
+ *   FROM buyer JOIN provider USING (key) GROUP BY g HAVING COUNT(*) >= k
+ *
+ * with SQL's semantics: duplicate keys on either side multiply (every pair of
+ * rows with equal keys is a joined row), null keys never match, a null value
+ * is counted by COUNT(*) but not by SUM/AVG/VAR, SUM of no values is NULL,
+ * VAR_SAMP of fewer than two values is NULL, a null group value is a group.
+ *
+ * ## Job parameters
+ *
+ * Everything that shapes the computation comes from the job, known to every
+ * party, never from a message: the job id, the aggregates, whether the buyer
+ * groups, k (`minGroupSize`), the value range (maxAbsValue, scale), the most
+ * joined rows any total may include (`maxJoinRows`), the group, the chunk
+ * sizes, and whether the provider pads its set. From these every party
+ * derives the same HE options ({@link jaHeOptions}).
+ *
+ * ## Flow (version 1)
+ *
+ *   buyer → provider   1 AggregateKey (HE options, buyer public key)
+ *                      2 JoinHello {buyer set size}   3 ElementBatch H(x)^b
+ *   buyer → exchange   1 AggregateKey                 10 JoinHello {buyer set size, groups}
+ *                      11 JoinWeights per position    12 ElementBatch H(y)^pb
+ *   provider → buyer   4 JoinHello {padded set size}  5 ElementBatch H(y)^p
+ *   provider → exchange 6 JoinHello {its size, the buyer's}   7 JoinCounts
+ *                      8 JoinCiphertext (its encrypted statistics)
+ *                      9 ElementBatch H(x)^bp (in the buyer's order)
+ *   exchange → buyer   13 JoinResult {released codes, COUNT(*)}
+ *                      14 JoinCiphertext (per released group, masked)
+ *
+ * - The buyer de-duplicates its keys, shuffles them, hashes them to the group
+ *   with a per-job DST and blinds them with a fresh scalar b. It maps its
+ *   group labels to random codes 0 … G−1 and tells the exchange, per
+ *   position, which codes the rows with that key fall in and how many rows
+ *   (the weights).
+ * - The provider de-duplicates its keys and pre-aggregates per key: c (rows),
+ *   and per value column n (non-null values), s (sum) and, for VAR/STDDEV,
+ *   q (sum of squares), in scaled units. It shuffles its keys, pads them with
+ *   random elements up to a bucket size (so the buyer learns its set size
+ *   only to within 1/8), blinds them with a fresh scalar p, and encrypts the
+ *   statistic columns under the buyer's key in that same shuffled order: the
+ *   values travel as BFV ciphertexts in the provider's own order.
+ * - Each side raises the other's elements to its own scalar: H(x)^bp reaches
+ *   the exchange in the buyer's order, H(y)^pb in the provider's order.
+ * - The exchange matches the two, and for every released group g builds the
+ *   weight mask w_g[j] = (rows of g whose key is the one at provider position
+ *   j), computes COUNT(*)_g = Σ_j w_g[j]·c_j in the clear, suppresses g when
+ *   COUNT(*)_g < k, and for every statistic column computes under encryption
+ *   block sums Σ_b ct_b ⊙ w_g,b (engine/he maskedBlockSums). It then adds a
+ *   fresh encryption of a random vector whose slots sum to zero modulo every
+ *   CRT prime, one per group block, re-randomises (engine/he reRandomize:
+ *   fresh encryption of zero, switch to the last modulus) and sends one block
+ *   per released group. The buyer decrypts and sums each block's slots: the
+ *   zero-sum mask cancels, and every single slot it sees is uniformly random
+ *   apart from that sum — no rotations (and no Galois keys) are needed.
+ *
+ * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
+ *
+ * - Buyer learns: the released groups' COUNT(*) and statistics (hence the
+ *   aggregates), how many groups were suppressed, and the provider's distinct
+ *   key count rounded up to its padding bucket (the size of step 5). It
+ *   receives no identifier of the provider's it does not hold in a usable
+ *   form (only H(y)^p, which without p it cannot test against anything), no
+ *   value of a single row, and no matching: the exchange's reply holds only
+ *   per-group totals.
+ * - Provider learns: the buyer's distinct key count (step 2) and the HE
+ *   options — nothing about the matches or the results.
+ * - Exchange learns: both set sizes, the intersection size (the number of
+ *   matching positions), and, as pseudonymous data with no identifier or
+ *   value: per position the buyer's row count per group code and the
+ *   provider's row count (it needs them for COUNT(*) and k), hence with
+ *   GROUP BY the COUNT(*) of each pseudonymous group. When keys are unique on
+ *   both sides (customer ids) this is only "this position has one row". It
+ *   sees the values only as ciphertexts under the buyer's key.
+ * - Non-collusion is assumed between the exchange and either party: the
+ *   exchange with the buyer's secret key could decrypt the provider's
+ *   per-key statistics; the exchange with b or p could test identifiers.
+ * - Re-randomisation hides the ciphertexts' history heuristically (engine/he
+ *   reRandomize), not statistically.
+ *
+ * ## Validation
+ *
+ * Messages are bound to job, protocol, version, step and chunk (steps.ts);
+ * every received group element is strictly decoded (identity refused) or, for
+ * elements only compared, checked canonical (checkComparedEncodings);
+ * announced sizes are bounded; HE options must equal the ones this party
+ * derives from the job; ciphertexts are parsed and size-checked by engine/he
+ * before SEAL sees them. A refused message leaves the state unchanged.
+ */
+import { randomBytes } from "node:crypto";
+import type { Table, Vector } from "apache-arrow";
+import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
+import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../engine/group/index.js";
+import type { KeyColumn } from "../engine/columns/index.js";
+import {
+  BoundExceededError,
+  createHeContext,
+  HeContext,
+  KeyMismatchError,
+  ParameterMismatchError,
+  scaledBound,
+  ValueOutOfRangeError,
+  valuesFromArrow,
+  type HeContextOptions,
+} from "../engine/he/index.js";
+import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
+import type { CryptoPool } from "../engine/pool/index.js";
+import type { PackedBytes } from "../engine/packed.js";
+import {
+  isJobId,
+  MAX_CHUNK_ELEMENTS,
+  ProtocolName,
+  type AggregateKey,
+  type ElementBatch,
+  type JoinCiphertext,
+  type JoinCounts,
+  type JoinHello,
+  type JoinResult,
+  type JoinWeights,
+  type ProtocolMessage,
+} from "./codec.js";
+import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
+import type { AggregateSpec } from "./federated-aggregate.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
+
+export type { AggregateSpec } from "./federated-aggregate.js";
+
+export const JA_VERSION = 1;
+
+export const JaStep = {
+  Key: 1,
+  BuyerHello: 2,
+  BuyerBlinded: 3,
+  ProviderHello: 4,
+  ProviderBlinded: 5,
+  ProviderExchangeHello: 6,
+  ProviderCounts: 7,
+  ProviderValues: 8,
+  BuyerDoubled: 9,
+  BuyerExchangeHello: 10,
+  BuyerWeights: 11,
+  ProviderDoubled: 12,
+  Result: 13,
+  ResultValues: 14,
+} as const;
+export type JaStep = (typeof JaStep)[keyof typeof JaStep];
+
+const ELEMENT = 32;
+export const JA_DEFAULT_CHUNK_ELEMENTS = 16_384;
+export const JA_DEFAULT_MAX_SET_SIZE = 100_000_000;
+export const JA_DEFAULT_MAX_JOIN_ROWS = 2 ** 32;
+/** Most pseudonymous groups a job may have. */
+export const JA_MAX_GROUPS = 1024;
+/** Ciphertext blocks per JoinCiphertext chunk (a block is one SEAL ciphertext per CRT prime). */
+const PROVIDER_BLOCKS_PER_CHUNK = 2;
+const RESULT_BLOCKS_PER_CHUNK = 8;
+/** The longest encrypted column the HE context accepts (frames are size-checked against it). */
+const JA_MAX_LENGTH = 2 ** 28;
+
+export type JaRole = "buyer" | "provider" | "exchange";
+
+export interface JaAddressed {
+  readonly to: JaRole;
+  readonly message: ProtocolMessage;
+}
+
+export interface JaStepResult<S> {
+  readonly state: S;
+  readonly messages: JaAddressed[];
+}
+
+/** What all three roles of one job agree on (from the job, not from messages). */
+export interface JoinAggregateParams {
+  readonly job: string;
+  readonly aggregates: readonly AggregateSpec[];
+  /** True when the buyer groups by one of its columns. */
+  readonly grouped: boolean;
+  /** k: groups with fewer joined rows are suppressed (default 1). */
+  readonly minGroupSize?: number;
+  /** The largest |value| of an aggregated provider column, in the value's units. */
+  readonly maxAbsValue: number | bigint;
+  /** Decimal digits kept (fixed point). Default 0. */
+  readonly scale?: number;
+  /** The most joined rows any one total may include (default 2^32). */
+  readonly maxJoinRows?: number;
+  /** Default x25519 (the fast bulk group). */
+  readonly group?: GroupId;
+  /** Elements per chunk (default 16,384). */
+  readonly chunkElements?: number;
+  /** Largest set either side may announce (default 10^8). */
+  readonly maxSetSize?: number;
+  /** "bucket" (default): the provider pads its set to a bucket of 1/8 precision; "none": not at all. */
+  readonly providerPadding?: "bucket" | "none";
+}
+
+/** One encrypted statistic column of the layout. */
+export interface JaStat {
+  readonly column: string;
+  readonly stat: "n" | "s" | "q";
+}
+
+/** The resolved, plain-data form every state carries. */
+export interface JaResolved {
+  readonly protocol: ProtocolName;
+  readonly version: number;
+  readonly job: string;
+  readonly aggregates: readonly { readonly fn: string; readonly column: string }[];
+  readonly grouped: boolean;
+  readonly minGroupSize: number;
+  readonly group: GroupId;
+  readonly chunkElements: number;
+  readonly maxSetSize: number;
+  readonly maxJoinRows: number;
+  readonly padding: "bucket" | "none";
+  readonly scale: number;
+  /** V, the scaled bound of one value (decimal). */
+  readonly valueBound: string;
+  /** Value columns in first-use order, and whether each needs sums of squares. */
+  readonly columns: readonly string[];
+  readonly squares: readonly boolean[];
+  /** The encrypted statistic columns, in order. */
+  readonly stats: readonly JaStat[];
+  /** HE options (maxAbsValue as decimal). */
+  readonly he: { readonly maxAbsValue: string; readonly maxRows: number; readonly maxLength: number };
+}
+
+/** The pool's HE operations this protocol uses when the pool has them (else it runs them on this thread). */
+type HePool = CryptoPool & {
+  heEncryptResidues?: (options: HeContextOptions, publicKey: Uint8Array, residues: readonly Uint32Array[]) => Promise<Uint8Array>;
+  heMaskedBlockSums?: (options: HeContextOptions, ct: Uint8Array, masks: readonly Uint32Array[], rows: number) => Promise<Uint8Array>;
+};
+
+/** Local resources: not part of the state. */
+export interface JaContext {
+  readonly pool: HePool;
+  /** An HE context to reuse when its parameters match the job's. */
+  readonly he?: HeContext;
+  readonly backend?: BackendId;
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+// ------------------------------------------------------------------ parameters
+
+export function resolveJaParams(p: JoinAggregateParams): JaResolved {
+  if (!p || !isJobId(p.job)) throw new InvalidArgumentError("job id must be 1..128 of [A-Za-z0-9._:-]");
+  const k = p.minGroupSize ?? 1;
+  if (!Number.isSafeInteger(k) || k < 1) throw new InvalidArgumentError("minGroupSize must be a positive integer");
+  const group = p.group ?? GroupId.X25519;
+  if (group !== GroupId.X25519 && group !== GroupId.Ristretto255) throw new InvalidArgumentError("unknown group");
+  const chunkElements = p.chunkElements ?? JA_DEFAULT_CHUNK_ELEMENTS;
+  if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
+  const maxSetSize = p.maxSetSize ?? JA_DEFAULT_MAX_SET_SIZE;
+  if (!Number.isSafeInteger(maxSetSize) || maxSetSize < 1 || maxSetSize > JA_MAX_LENGTH) throw new InvalidArgumentError(`maxSetSize must be an integer in [1, 2^28]`);
+  const maxJoinRows = p.maxJoinRows ?? JA_DEFAULT_MAX_JOIN_ROWS;
+  if (!Number.isSafeInteger(maxJoinRows) || maxJoinRows < 1 || maxJoinRows > 2 ** 40) throw new InvalidArgumentError("maxJoinRows must be an integer in [1, 2^40]");
+  const padding = p.providerPadding ?? "bucket";
+  if (padding !== "bucket" && padding !== "none") throw new InvalidArgumentError('providerPadding must be "bucket" or "none"');
+  const scale = p.scale ?? 0;
+  if (!Array.isArray(p.aggregates) || p.aggregates.length === 0) throw new InvalidArgumentError("at least one aggregate is needed");
+  const aggregates: { fn: string; column: string }[] = [];
+  const columns: string[] = [];
+  const squares: boolean[] = [];
+  for (const a of p.aggregates) {
+    if (a?.fn === "count") {
+      aggregates.push({ fn: "count", column: "" });
+      continue;
+    }
+    if (!a || !["sum", "avg", "var", "stddev"].includes(a.fn) || typeof a.column !== "string" || a.column.length === 0) {
+      throw new InvalidArgumentError("an aggregate must be count, or sum/avg/var/stddev of a column");
+    }
+    aggregates.push({ fn: a.fn, column: a.column });
+    let c = columns.indexOf(a.column);
+    if (c < 0) {
+      c = columns.length;
+      columns.push(a.column);
+      squares.push(false);
+    }
+    if (a.fn === "var" || a.fn === "stddev") squares[c] = true;
+  }
+  const V = scaledBound(p.maxAbsValue, scale);
+  const stats: JaStat[] = [];
+  columns.forEach((column, c) => {
+    stats.push({ column, stat: "n" }, { column, stat: "s" });
+    if (squares[c]) stats.push({ column, stat: "q" });
+  });
+  // One context for every statistic: its per-row bound is the largest of 1 (n), V (s) and V² (q).
+  const B = squares.some(Boolean) ? (V * V > V ? V * V : V) : V;
+  return {
+    protocol: ProtocolName.JoinAggregate,
+    version: JA_VERSION,
+    job: p.job,
+    aggregates,
+    grouped: p.grouped === true,
+    minGroupSize: k,
+    group,
+    chunkElements,
+    maxSetSize,
+    maxJoinRows,
+    padding,
+    scale,
+    valueBound: V.toString(),
+    columns,
+    squares,
+    stats,
+    he: { maxAbsValue: B.toString(), maxRows: maxJoinRows, maxLength: JA_MAX_LENGTH },
+  };
+}
+
+/** The HE context options every party derives from the job. */
+export function jaHeOptions(r: JaResolved): HeContextOptions {
+  return { maxAbsValue: BigInt(r.he.maxAbsValue), maxRows: r.he.maxRows, scale: 0, maxLength: r.he.maxLength };
+}
+
+/** The padded provider set size: n rounded up to 4 significant bits (at most 1/8 more), at least 1,024. */
+export function paddedSize(n: number, padding: "bucket" | "none"): number {
+  if (padding === "none") return n;
+  if (n <= 1024) return 1024;
+  const unit = 2 ** (Math.floor(Math.log2(n)) - 3);
+  return Math.ceil(n / unit) * unit;
+}
+
+export function jaDst(group: GroupId, job: string): Uint8Array {
+  return new TextEncoder().encode(`umbra/join-aggregate/v${JA_VERSION}/${group}/${job}`);
+}
+
+async function withHe<R>(r: JaResolved, ctx: JaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
+  if (ctx.he && !ctx.he.disposed) {
+    const o = ctx.he.params;
+    if (o.maxAbsScaled === BigInt(r.he.maxAbsValue) && o.maxRows === r.he.maxRows && o.scale === 0 && o.maxLength === r.he.maxLength) return fn(ctx.he);
+  }
+  const he = await createHeContext(jaHeOptions(r));
+  try {
+    return await fn(he);
+  } finally {
+    he.dispose();
+  }
+}
+
+function spec(s: { group: GroupId }, ctx: JaContext) {
+  return { group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) };
+}
+
+// ------------------------------------------------------------------ packing helpers
+
+function u32le(a: Uint32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+}
+
+function readU32(b: Uint8Array): Uint32Array {
+  const out = new Uint32Array(b.length / 4);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(i * 4, true);
+  return out;
+}
+
+function readU64(b: Uint8Array): bigint[] {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out: bigint[] = [];
+  for (let i = 0; i < b.length / 8; i++) out.push(dv.getBigUint64(i * 8, true));
+  return out;
+}
+
+function keyMessage(s: JaResolved, fingerprint: string, publicKey: Uint8Array): AggregateKey {
+  return {
+    kind: "aggregateKey",
+    header: header(s, JaStep.Key, 0, 1),
+    polyModulusDegree: 0,
+    maxAbsValue: s.he.maxAbsValue,
+    scale: 0,
+    maxRows: s.he.maxRows,
+    maxLength: s.he.maxLength,
+    fingerprint,
+    publicKey,
+  };
+}
+
+/** Checks a step-1 key against the options this party derives itself. */
+function checkKey(s: JaResolved, m: ProtocolMessage, he: HeContext): { key: AggregateKey; keyId: string } {
+  expectStep(m.header, JaStep.Key, 0, 1, "aggregateKey", m.kind);
+  const k = m as AggregateKey;
+  if (k.maxAbsValue !== s.he.maxAbsValue || k.maxRows !== s.he.maxRows || k.maxLength !== s.he.maxLength || k.scale !== 0) {
+    throw new ParameterMismatchError("the HE options in the key message differ from the job's");
+  }
+  if (k.fingerprint !== he.params.fingerprint) throw new ParameterMismatchError("the HE parameter fingerprint differs from this party's");
+  // Parse (size-checked, then loaded by SEAL) and release: refuses a malformed key now.
+  const pk = he.loadPublicKey(k.publicKey);
+  try {
+    return { key: k, keyId: Buffer.from(pk.keyId).toString("hex") };
+  } finally {
+    pk.dispose();
+  }
+}
+
+function hello(s: JaResolved, step: number, setSize: number, extra: { peerSetSize?: number; peerChunkElements?: number; groups?: number } = {}): JoinHello {
+  return {
+    kind: "joinHello",
+    header: header(s, step, 0, 1),
+    group: s.group,
+    setSize,
+    chunkElements: s.chunkElements,
+    peerSetSize: extra.peerSetSize ?? 0,
+    peerChunkElements: extra.peerChunkElements ?? 0,
+    groups: extra.groups ?? 0,
+  };
+}
+
+function checkHello(s: JaResolved, m: ProtocolMessage, step: number): JoinHello {
+  expectStep(m.header, step, 0, 1, "joinHello", m.kind);
+  const h = m as JoinHello;
+  if (h.group !== s.group) throw new ProtocolError(`the other side uses group ${h.group}, this job uses ${s.group}`);
+  if (h.setSize > s.maxSetSize || h.peerSetSize > s.maxSetSize) throw new InvalidMessageError(`an announced set exceeds the limit of ${s.maxSetSize}`);
+  if (h.chunkElements !== s.chunkElements) throw new InvalidMessageError(`the job's chunks hold ${s.chunkElements} elements, the message says ${h.chunkElements}`);
+  if (h.peerChunkElements !== 0 && h.peerChunkElements !== s.chunkElements) throw new InvalidMessageError(`the job's chunks hold ${s.chunkElements} elements`);
+  return h;
+}
+
+function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: JaRole): void {
+  if (!s || s.role !== role || s.protocol !== ProtocolName.JoinAggregate || s.version !== JA_VERSION) throw new InvalidStateError(`not a join-aggregate ${role} state`);
+}
+
+// ------------------------------------------------------------------ buyer
+
+export interface JaBuyerInput {
+  readonly keys: KeyColumn;
+  /** Per buyer row, its group label (null: the NULL group). Omit when not grouped. */
+  readonly groups?: readonly (string | null)[];
+}
+
+export interface JaBuyerState extends JaResolved {
+  readonly role: "buyer";
+  readonly secret: Uint8Array;
+  readonly heSecretKey: Uint8Array;
+  readonly fingerprint: string;
+  readonly setSize: number;
+  /** Group labels by code (null: the NULL group); one entry "" when not grouped. */
+  readonly labels: readonly (string | null)[];
+  readonly labelNull: readonly boolean[];
+  readonly providerHello: boolean;
+  readonly peerSetSize: number;
+  readonly peerChunkElements: number;
+  readonly peerReceived: number;
+  readonly result: { readonly codes: Uint32Array; readonly counts: readonly bigint[]; readonly suppressed: number } | null;
+  /** Per stat column, the decrypted per-block slot totals received so far (decimal strings by released group). */
+  readonly totals: readonly (readonly string[])[];
+  readonly valueChunksReceived: number;
+}
+
+/**
+ * Starts the buyer: HE keys, de-duplicated shuffled keys hashed and blinded,
+ * group codes and weights. Returns steps 1–3 for the provider and 1, 10, 11
+ * for the exchange.
+ */
+export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerInput, ctx: JaContext): Promise<JaStepResult<JaBuyerState>> {
+  const r = resolveJaParams(params);
+  const keys = input.keys;
+  if (r.grouped && (!input.groups || input.groups.length !== keys.length)) throw new InvalidArgumentError("a grouped job needs one group label per buyer row");
+  const group = await createGroup(spec(r, ctx));
+  const d = distinctKeys(keys);
+  if (d.count > r.maxSetSize) throw new BoundExceededError(`the buyer has ${d.count} distinct keys, the job allows ${r.maxSetSize}`);
+  // Group labels → random codes.
+  const labelIndex = new Map<string, number>();
+  const labels: (string | null)[] = [];
+  const rowLabel = new Int32Array(keys.length);
+  let nullLabel = -1;
+  for (let i = 0; i < keys.length; i++) {
+    if (!r.grouped) break;
+    const g = (input.groups as readonly (string | null)[])[i];
+    let li: number;
+    if (g === null || g === undefined) {
+      if (nullLabel < 0) {
+        nullLabel = labels.length;
+        labels.push(null);
+      }
+      li = nullLabel;
+    } else {
+      const known = labelIndex.get(g);
+      if (known === undefined) {
+        li = labels.length;
+        labelIndex.set(g, li);
+        labels.push(g);
+      } else li = known;
+    }
+    rowLabel[i] = li;
+  }
+  if (!r.grouped) labels.push("");
+  const G = labels.length;
+  if (G > JA_MAX_GROUPS) throw new BoundExceededError(`the buyer has ${G} groups, at most ${JA_MAX_GROUPS} are allowed`);
+  const codeOf = shuffledOrder(G); // label index → code
+  const byCode: (string | null)[] = new Array(G);
+  const nullByCode: boolean[] = new Array(G).fill(false);
+  for (let li = 0; li < G; li++) {
+    byCode[codeOf[li] as number] = labels[li] as string | null;
+    nullByCode[codeOf[li] as number] = labels[li] === null;
+  }
+  // Positions: the distinct keys shuffled. pos[p] = distinct index at position p.
+  const order = shuffledOrder(d.count);
+  const posOf = new Uint32Array(d.count);
+  for (let p = 0; p < d.count; p++) posOf[order[p] as number] = p;
+  // Weights per position: (code, rows) pairs, by position then code. Each row is one
+  // number pos·G + code; sorting them and counting runs gives the pairs (no per-row objects).
+  let rowsWithKey = 0;
+  for (let i = 0; i < keys.length; i++) if ((d.rowToDistinct[i] ?? -1) >= 0) rowsWithKey++;
+  const pairs = new Float64Array(rowsWithKey);
+  let at = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const di = d.rowToDistinct[i] ?? -1;
+    if (di < 0) continue;
+    const code = r.grouped ? (codeOf[rowLabel[i] as number] as number) : (codeOf[0] as number);
+    pairs[at++] = (posOf[di] as number) * G + code;
+  }
+  pairs.sort();
+  const offsets = new Uint32Array(d.count + 1);
+  const codesAll = new Uint32Array(rowsWithKey);
+  const weightsAll = new Uint32Array(rowsWithKey);
+  let total = 0;
+  for (let i = 0; i < rowsWithKey; ) {
+    const v = pairs[i] as number;
+    let j = i + 1;
+    while (j < rowsWithKey && pairs[j] === v) j++;
+    const p = Math.floor(v / G);
+    codesAll[total] = v - p * G;
+    weightsAll[total] = j - i;
+    total++;
+    offsets[p + 1] = total;
+    i = j;
+  }
+  // Positions are all present (every distinct key has a row); carry offsets forward defensively.
+  for (let p = 1; p <= d.count; p++) if ((offsets[p] as number) < (offsets[p - 1] as number)) offsets[p] = offsets[p - 1] as number;
+  const codes = codesAll.subarray(0, total);
+  const weights = weightsAll.subarray(0, total);
+  const secret = group.randomScalar();
+  const blinded = await ctx.pool.hashToGroup(spec(r, ctx), d.distinct, jaDst(r.group, r.job), secret, {
+    onProgress: (done, tot) => ctx.onProgress?.("buyer: hash and blind", done, tot),
+  });
+  const shuffled = permuteFixed(blinded, ELEMENT, order);
+  const { keyBytes, fingerprint } = await withHe(r, ctx, (he) => ({ keyBytes: he.generateKeys({ galois: false }), fingerprint: he.params.fingerprint }));
+  const state: JaBuyerState = {
+    ...r,
+    role: "buyer",
+    secret,
+    heSecretKey: keyBytes.secretKey,
+    fingerprint,
+    setSize: d.count,
+    labels: byCode,
+    labelNull: nullByCode,
+    providerHello: false,
+    peerSetSize: 0,
+    peerChunkElements: 0,
+    peerReceived: 0,
+    result: null,
+    totals: [],
+    valueChunksReceived: 0,
+  };
+  const key = keyMessage(r, fingerprint, keyBytes.publicKey);
+  const toProvider: JaAddressed[] = [key, hello(r, JaStep.BuyerHello, d.count), ...batches(r, JaStep.BuyerBlinded, shuffled, r.chunkElements, ELEMENT)].map((message) => ({ to: "provider", message }));
+  const toExchange: JaAddressed[] = [key, hello(r, JaStep.BuyerExchangeHello, d.count, { groups: G }), ...weightChunks(r, offsets, codes, weights)].map((message) => ({ to: "exchange", message }));
+  return { state, messages: [...toProvider, ...toExchange] };
+}
+
+function weightChunks(s: JaResolved, offsets: Uint32Array, codes: Uint32Array, weights: Uint32Array): JoinWeights[] {
+  const n = offsets.length - 1;
+  const per = s.chunkElements;
+  const chunks = chunkCount(n, per);
+  const out: JoinWeights[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const start = c * per;
+    const count = Math.min(per, n - start);
+    const lo = offsets[start] as number;
+    const hi = offsets[start + count] as number;
+    const off = new Uint32Array(count + 1);
+    for (let i = 0; i <= count; i++) off[i] = (offsets[start + i] as number) - lo;
+    out.push({ kind: "joinWeights", header: header(s, JaStep.BuyerWeights, c, chunks), count, offsets: u32le(off), codes: u32le(codes.subarray(lo, hi)), weights: u32le(weights.subarray(lo, hi)) });
+  }
+  return out;
+}
+
+export function jaBuyerDone(s: JaBuyerState): boolean {
+  return s.result !== null && s.valueChunksReceived === resultChunks(s, s.result.codes.length);
+}
+
+function resultChunks(s: JaResolved, released: number): number {
+  return released === 0 ? 0 : s.stats.length * chunkCount(released, RESULT_BLOCKS_PER_CHUNK);
+}
+
+/** The buyer takes one message from the provider (steps 4, 5) or the exchange (13, 14). */
+export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: JaContext): Promise<JaStepResult<JaBuyerState>> {
+  assertRole(s, "buyer");
+  checkBinding(s, m.header);
+  if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+  const step = m.header.step;
+  if (step === JaStep.ProviderHello || step === JaStep.ProviderBlinded) {
+    if (!s.providerHello) {
+      const h = checkHello(s, m, JaStep.ProviderHello);
+      if (h.peerSetSize !== s.setSize) throw new InvalidMessageError("the provider announces a buyer set size other than this buyer's");
+      return { state: { ...s, providerHello: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements }, messages: [] };
+    }
+    if (s.peerReceived >= s.peerSetSize) throw new WrongStepError(`step ${step} is complete`);
+    const per = s.peerChunkElements;
+    const chunk = s.peerReceived / per;
+    const chunks = chunkCount(s.peerSetSize, per);
+    expectStep(m.header, JaStep.ProviderBlinded, chunk, chunks, "elementBatch", m.kind);
+    const b = m as ElementBatch;
+    checkBatch(b, s.peerSetSize, per, JaStep.ProviderBlinded, ELEMENT);
+    let raised: Uint8Array;
+    try {
+      raised = await ctx.pool.multiply(spec(s, ctx), s.secret, b.elements);
+    } catch (e) {
+      pointError(e, chunk, per);
+    }
+    const received = s.peerReceived + b.count;
+    ctx.onProgress?.("buyer: raise provider elements", received, s.peerSetSize);
+    const out: JaAddressed[] = [];
+    if (s.peerReceived === 0) out.push({ to: "exchange", message: hello(s, JaStep.ProviderDoubled, s.peerSetSize, { peerSetSize: s.setSize, peerChunkElements: per }) });
+    out.push({ to: "exchange", message: { kind: "elementBatch", header: header(s, JaStep.ProviderDoubled, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised } });
+    return { state: { ...s, peerReceived: received }, messages: out };
+  }
+  if (step === JaStep.Result) {
+    if (s.result !== null) throw new WrongStepError("the result was already received");
+    if (s.peerReceived < s.peerSetSize || !s.providerHello) throw new WrongStepError("a result before the provider's elements were raised");
+    expectStep(m.header, JaStep.Result, 0, 1, "joinResult", m.kind);
+    const res = m as JoinResult;
+    const codes = readU32(res.codes);
+    const counts = readU64(res.counts);
+    const seen = new Set<number>();
+    for (let i = 0; i < codes.length; i++) {
+      const c = codes[i] as number;
+      if (c >= s.labels.length || seen.has(c)) throw new InvalidMessageError("the result names an unknown or repeated group code");
+      seen.add(c);
+      const n = counts[i] as bigint;
+      if (n < BigInt(s.minGroupSize) || n > BigInt(s.maxJoinRows)) throw new InvalidMessageError("a released group's count is outside [k, maxJoinRows]");
+    }
+    if (codes.length + res.suppressed > s.labels.length) throw new InvalidMessageError("more groups than the buyer has");
+    const state: JaBuyerState = { ...s, result: { codes, counts, suppressed: res.suppressed }, totals: s.stats.map(() => new Array<string>(codes.length).fill("")) };
+    return { state, messages: [] };
+  }
+  if (step === JaStep.ResultValues) {
+    if (s.result === null) throw new WrongStepError("statistics before the result");
+    const released = s.result.codes.length;
+    const per = chunkCount(released, RESULT_BLOCKS_PER_CHUNK);
+    const total = resultChunks(s, released);
+    if (s.valueChunksReceived >= total) throw new WrongStepError(`step ${step} is complete`);
+    expectStep(m.header, JaStep.ResultValues, s.valueChunksReceived, total, "joinCiphertext", m.kind);
+    const c = m as JoinCiphertext;
+    const column = Math.floor(s.valueChunksReceived / per);
+    const first = (s.valueChunksReceived % per) * RESULT_BLOCKS_PER_CHUNK;
+    const blocks = Math.min(RESULT_BLOCKS_PER_CHUNK, released - first);
+    if (c.column !== column || c.firstBlock !== first) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must carry column ${column} from block ${first}`);
+    const sums = await withHe(s, ctx, (he) => {
+      const info = he.inspect(c.ciphertext);
+      const n = he.params.slotCount;
+      if (info.blocks !== blocks || info.length !== blocks * n) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${blocks} whole blocks`);
+      const slots = he.decryptSums(c.ciphertext, s.heSecretKey);
+      const M = he.params.crtModulus;
+      const out: string[] = [];
+      for (let b = 0; b < blocks; b++) {
+        let t = 0n;
+        for (let i = b * n; i < (b + 1) * n; i++) t += slots[i] as bigint;
+        t %= M;
+        if (t < 0n) t += M;
+        if (t > M / 2n) t -= M;
+        out.push(t.toString());
+      }
+      return out;
+    });
+    const totals = s.totals.map((col, i) => (i === column ? col.map((x, g) => (g >= first && g < first + blocks ? (sums[g - first] as string) : x)) : col));
+    return { state: { ...s, totals, valueChunksReceived: s.valueChunksReceived + 1 }, messages: [] };
+  }
+  throw new WrongStepError(`the buyer does not take step ${step}`);
+}
+
+export interface JaColumnResult {
+  /** Non-null values joined. */
+  readonly n: bigint;
+  /** Exact sum in units of 10^-scale (null when n = 0). */
+  readonly sum: bigint | null;
+  readonly avg: number | null;
+  readonly var: number | null;
+  readonly stddev: number | null;
+}
+
+export interface JaGroupResult {
+  /** The group label (null: the NULL group); "" when not grouped. */
+  readonly label: string | null;
+  /** COUNT(*): joined rows. */
+  readonly count: bigint;
+  readonly columns: Readonly<Record<string, JaColumnResult>>;
+}
+
+export interface JaResult {
+  readonly groups: readonly JaGroupResult[];
+  readonly suppressed: number;
+  readonly scale: number;
+}
+
+/** The buyer's result once {@link jaBuyerDone}: released groups sorted by label (NULL last). */
+export function jaBuyerResult(s: JaBuyerState): JaResult {
+  assertRole(s, "buyer");
+  if (!jaBuyerDone(s) || s.result === null) throw new ProtocolError("the protocol has not finished");
+  const res = s.result;
+  const f = 10 ** s.scale;
+  const groups: JaGroupResult[] = [];
+  for (let i = 0; i < res.codes.length; i++) {
+    const code = res.codes[i] as number;
+    const columns: Record<string, JaColumnResult> = {};
+    s.columns.forEach((column) => {
+      const get = (stat: string): bigint | null => {
+        const idx = s.stats.findIndex((x) => x.column === column && x.stat === stat);
+        return idx < 0 ? null : BigInt((s.totals[idx] as readonly string[])[i] as string);
+      };
+      const n = get("n") as bigint;
+      const sum = get("s") as bigint;
+      const q = get("q");
+      const nn = Number(n);
+      const avg = n > 0n ? Number(sum) / nn / f : null;
+      let variance: number | null = null;
+      if (q !== null && n > 1n) {
+        const num = n * q - sum * sum; // n² · var_pop · f², exact
+        variance = Number(num) / (nn * (nn - 1)) / (f * f);
+        if (variance < 0) variance = 0;
+      }
+      columns[column] = { n, sum: n > 0n ? sum : null, avg, var: variance, stddev: variance === null ? null : Math.sqrt(variance) };
+    });
+    groups.push({ label: s.labels[code] as string | null, count: res.counts[i] as bigint, columns });
+  }
+  groups.sort((a, b) => (a.label === null ? 1 : b.label === null ? -1 : a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  return { groups, suppressed: res.suppressed, scale: s.scale };
+}
+
+// ------------------------------------------------------------------ provider
+
+export interface JaProviderInput {
+  readonly keys: KeyColumn;
+  readonly table: Table;
+}
+
+export interface JaProviderState extends JaResolved {
+  readonly role: "provider";
+  readonly secret: Uint8Array;
+  /** Padded set size (positions). */
+  readonly setSize: number;
+  readonly blinded: Uint8Array;
+  /** Per position: rows with that key (0 = padding). */
+  readonly counts: Uint32Array;
+  /** Per stat column, per position: the statistic (scaled integers), as BigInt64Array. */
+  readonly values: readonly BigInt64Array[];
+  readonly keyReceived: boolean;
+  readonly publicKey: Uint8Array;
+  readonly buyerHello: boolean;
+  readonly peerSetSize: number;
+  readonly peerChunkElements: number;
+  readonly received: number;
+}
+
+/** A numeric column as scaled integers, with nulls marked (valid[i] = 0). */
+function scaledValues(table: Table, column: string, scale: number, V: bigint): { values: BigInt64Array; valid: Uint8Array } {
+  const vector = table.getChild(column) as Vector | null;
+  if (!vector) throw new MissingColumnError(column, "provider table");
+  const rows = vector.length;
+  const valid = new Uint8Array(rows).fill(1);
+  if (vector.nullCount > 0) {
+    for (let i = 0; i < rows; i++) if (!vector.isValid(i)) valid[i] = 0;
+  }
+  const bigF = 10n ** BigInt(scale);
+  const f = Number(bigF);
+  const out = new BigInt64Array(rows);
+  const raw = vector.nullCount > 0 ? null : valuesFromArrow(vector);
+  for (let i = 0; i < rows; i++) {
+    if (valid[i] === 0) continue;
+    const v = raw ? raw[i] : (vector.get(i) as number | bigint);
+    let x: bigint;
+    if (typeof v === "bigint") x = v * bigF;
+    else if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw new ValueOutOfRangeError("value is not a finite number", i);
+      const y = v * f;
+      x = BigInt(y < 0 ? -Math.round(-y) : Math.round(y));
+    } else throw new InvalidArgumentError(`column ${JSON.stringify(column)} is not numeric`);
+    if (x > V || -x > V) throw new ValueOutOfRangeError("value outside the declared range", i);
+    out[i] = x;
+  }
+  return { values: out, valid };
+}
+
+const I64_MAX = (1n << 63n) - 1n;
+
+/**
+ * Starts the provider: pre-aggregates per distinct key, pads, shuffles and
+ * blinds. Sends nothing until the buyer's key and hello.
+ */
+export async function jaProviderStart(params: JoinAggregateParams, input: JaProviderInput, ctx: JaContext): Promise<JaStepResult<JaProviderState>> {
+  const r = resolveJaParams(params);
+  const keys = input.keys;
+  if (keys.length !== input.table.numRows) throw new InvalidArgumentError("the key column and the table differ in rows");
+  const group = await createGroup(spec(r, ctx));
+  const d = distinctKeys(keys);
+  const size = paddedSize(d.count, r.padding);
+  if (size > r.maxSetSize) throw new BoundExceededError(`the provider has ${d.count} distinct keys, the job allows ${r.maxSetSize}`);
+  const V = BigInt(r.valueBound);
+  // Per distinct key: c, and per stat its total (checked to stay within int64).
+  const c = new Uint32Array(d.count);
+  const acc = r.stats.map(() => new BigInt64Array(d.count));
+  for (let i = 0; i < keys.length; i++) {
+    const di = d.rowToDistinct[i] ?? -1;
+    if (di >= 0) c[di] = (c[di] as number) + 1;
+  }
+  for (const [ci, column] of r.columns.entries()) {
+    const { values, valid } = scaledValues(input.table, column, r.scale, V);
+    const sIdx = r.stats.findIndex((x) => x.column === column && x.stat === "s");
+    const nAcc = acc[sIdx - 1] as BigInt64Array;
+    const sAcc = acc[sIdx] as BigInt64Array;
+    const qAcc = r.squares[ci] ? (acc[sIdx + 1] as BigInt64Array) : null;
+    for (let i = 0; i < keys.length; i++) {
+      const di = d.rowToDistinct[i] ?? -1;
+      if (di < 0 || valid[i] === 0) continue;
+      const x = values[i] as bigint;
+      nAcc[di] = (nAcc[di] as bigint) + 1n;
+      const s2 = (sAcc[di] as bigint) + x;
+      if (s2 > I64_MAX || s2 < -I64_MAX) throw new BoundExceededError("the sum of one key's values leaves the 64-bit range: declare a smaller maxAbsValue or scale");
+      sAcc[di] = s2;
+      if (qAcc) {
+        const q2 = (qAcc[di] as bigint) + x * x;
+        if (q2 > I64_MAX) throw new BoundExceededError("the sum of squares of one key's values leaves the 64-bit range: declare a smaller maxAbsValue or scale");
+        qAcc[di] = q2;
+      }
+    }
+  }
+  // Padding: random 32-byte messages, hashed like keys (indistinguishable after blinding), count 0.
+  const pad = size - d.count;
+  let messages: PackedBytes = d.distinct;
+  if (pad > 0) {
+    const extra = randomBytes(pad * 32);
+    const total = d.distinct.data.length + extra.length;
+    const data = new Uint8Array(total);
+    data.set(d.distinct.data.subarray(0, d.distinct.offsets[d.count] as number), 0);
+    data.set(extra, d.distinct.offsets[d.count] as number);
+    const offsets = new Uint32Array(size + 1);
+    offsets.set(d.distinct.offsets.subarray(0, d.count + 1));
+    const base = d.distinct.offsets[d.count] as number;
+    for (let i = 1; i <= pad; i++) offsets[d.count + i] = base + i * 32;
+    messages = { data, offsets, length: size } as PackedBytes;
+  }
+  const secret = group.randomScalar();
+  const blinded = await ctx.pool.hashToGroup(spec(r, ctx), messages, jaDst(r.group, r.job), secret, {
+    onProgress: (done, tot) => ctx.onProgress?.("provider: hash and blind", done, tot),
+  });
+  const order = shuffledOrder(size); // position p holds distinct/pad index order[p]
+  const counts = new Uint32Array(size);
+  const values = r.stats.map(() => new BigInt64Array(size));
+  for (let p = 0; p < size; p++) {
+    const di = order[p] as number;
+    if (di >= d.count) continue;
+    counts[p] = c[di] as number;
+    for (let k = 0; k < values.length; k++) (values[k] as BigInt64Array)[p] = (acc[k] as BigInt64Array)[di] as bigint;
+  }
+  const state: JaProviderState = {
+    ...r,
+    role: "provider",
+    secret,
+    setSize: size,
+    blinded: permuteFixed(blinded, ELEMENT, order),
+    counts,
+    values,
+    keyReceived: false,
+    publicKey: new Uint8Array(0),
+    buyerHello: false,
+    peerSetSize: 0,
+    peerChunkElements: 0,
+    received: 0,
+  };
+  return { state, messages: [] };
+}
+
+export function jaProviderDone(s: JaProviderState): boolean {
+  return s.buyerHello && s.received === s.peerSetSize;
+}
+
+/** The provider takes one message from the buyer (steps 1, 2, 3). */
+export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, ctx: JaContext): Promise<JaStepResult<JaProviderState>> {
+  assertRole(s, "provider");
+  checkBinding(s, m.header);
+  if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+  if (!s.keyReceived) {
+    const { key } = await withHe(s, ctx, (he) => checkKey(s, m, he));
+    return { state: { ...s, keyReceived: true, publicKey: key.publicKey.slice() }, messages: [] };
+  }
+  if (!s.buyerHello) {
+    const h = checkHello(s, m, JaStep.BuyerHello);
+    const state: JaProviderState = { ...s, buyerHello: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements };
+    const out: JaAddressed[] = [];
+    out.push({ to: "buyer", message: hello(s, JaStep.ProviderHello, s.setSize, { peerSetSize: h.setSize, peerChunkElements: h.chunkElements }) });
+    for (const b of batches(s, JaStep.ProviderBlinded, s.blinded, s.chunkElements, ELEMENT)) out.push({ to: "buyer", message: b });
+    out.push({ to: "exchange", message: hello(s, JaStep.ProviderExchangeHello, s.setSize, { peerSetSize: h.setSize, peerChunkElements: h.chunkElements }) });
+    const per = s.chunkElements;
+    const chunks = chunkCount(s.setSize, per);
+    for (let c = 0; c < chunks; c++) {
+      const a = s.counts.subarray(c * per, Math.min(s.setSize, (c + 1) * per));
+      out.push({ to: "exchange", message: { kind: "joinCounts", header: header(s, JaStep.ProviderCounts, c, chunks), count: a.length, counts: u32le(a) } });
+    }
+    const cts = await encryptStats(s, ctx);
+    for (const m2 of cts) out.push({ to: "exchange", message: m2 });
+    // The statistics are encrypted and sent: drop the plaintext copies from the state.
+    return { state: { ...state, values: [] }, messages: out };
+  }
+  if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  const per = s.peerChunkElements;
+  const chunk = s.received / per;
+  const chunks = chunkCount(s.peerSetSize, per);
+  expectStep(m.header, JaStep.BuyerBlinded, chunk, chunks, "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  checkBatch(b, s.peerSetSize, per, JaStep.BuyerBlinded, ELEMENT);
+  let raised: Uint8Array;
+  try {
+    raised = await ctx.pool.multiply(spec(s, ctx), s.secret, b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  const received = s.received + b.count;
+  ctx.onProgress?.("provider: raise buyer elements", received, s.peerSetSize);
+  const reply: ElementBatch = { kind: "elementBatch", header: header(s, JaStep.BuyerDoubled, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised };
+  return { state: { ...s, received }, messages: [{ to: "exchange", message: reply }] };
+}
+
+function valueChunkCount(s: JaResolved, size: number, slotCount: number): { perColumn: number; total: number } {
+  const blocks = Math.ceil(size / slotCount);
+  const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
+  return { perColumn, total: perColumn * s.stats.length };
+}
+
+/** Encrypts every statistic column in the provider's order, chunked by whole blocks. */
+async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCiphertext[]> {
+  return withHe(s, ctx, async (he) => {
+    const n = he.params.slotCount;
+    const primes = he.params.plainModuli;
+    const { perColumn, total } = valueChunkCount(s, s.setSize, n);
+    const out: JoinCiphertext[] = [];
+    const pk = he.loadPublicKey(s.publicKey);
+    try {
+      for (let k = 0; k < s.stats.length; k++) {
+        const col = s.values[k] as BigInt64Array;
+        for (let c = 0; c < perColumn; c++) {
+          const from = c * PROVIDER_BLOCKS_PER_CHUNK * n;
+          const to = Math.min(s.setSize, from + PROVIDER_BLOCKS_PER_CHUNK * n);
+          const residues = residuesOf(col, from, to, primes);
+          const ct = ctx.pool.heEncryptResidues
+            ? await ctx.pool.heEncryptResidues(jaHeOptions(s), s.publicKey, residues)
+            : he.encryptResidues(residues, pk);
+          out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext: ct });
+          ctx.onProgress?.("provider: encrypt statistics", k * perColumn + c + 1, total);
+        }
+      }
+    } finally {
+      pk.dispose();
+    }
+    return out;
+  });
+}
+
+/** Signed 64-bit integers [from, to) as residues modulo each prime (Number arithmetic: primes < 2^22). */
+export function residuesOf(values: BigInt64Array, from: number, to: number, primes: readonly number[]): Uint32Array[] {
+  const len = to - from;
+  const out = primes.map(() => new Uint32Array(len));
+  const words = new Int32Array(values.buffer, values.byteOffset + from * 8, len * 2);
+  const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  for (let j = 0; j < primes.length; j++) {
+    const p = primes[j] as number;
+    const two32 = 2 ** 32 % p;
+    const o = out[j] as Uint32Array;
+    for (let i = 0; i < len; i++) {
+      let lo: number;
+      let hi: number;
+      if (LE) {
+        lo = (words[2 * i] as number) >>> 0;
+        hi = words[2 * i + 1] as number; // signed high word
+      } else {
+        hi = words[2 * i] as number;
+        lo = (words[2 * i + 1] as number) >>> 0;
+      }
+      // v = hi · 2^32 + lo, hi signed: reduce each part (|hi mod p| · two32 < 2^44, exact).
+      let h = hi % p;
+      if (h < 0) h += p;
+      const r = ((h * two32) % p + (lo % p)) % p;
+      o[i] = r;
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ exchange
+
+export interface JaExchangeState extends JaResolved {
+  readonly role: "exchange";
+  readonly keyReceived: boolean;
+  readonly publicKey: Uint8Array;
+  readonly keyId: string;
+  // Buyer stream.
+  readonly buyerHello: boolean;
+  readonly buyerSetSize: number;
+  readonly buyerChunkElements: number;
+  readonly groups: number;
+  readonly weightsReceived: number;
+  readonly weightOffsets: Uint32Array;
+  readonly weightCodes: Uint32Array[];
+  readonly weightValues: Uint32Array[];
+  readonly providerDoubledHello: boolean;
+  readonly providerDoubled: Uint8Array;
+  readonly providerDoubledReceived: number;
+  // Provider stream.
+  readonly providerHello: boolean;
+  readonly providerSetSize: number;
+  readonly providerChunkElements: number;
+  readonly countsReceived: number;
+  readonly counts: Uint32Array;
+  readonly valueChunks: Uint8Array[];
+  readonly buyerDoubled: Uint8Array;
+  readonly buyerDoubledReceived: number;
+  readonly finished: boolean;
+}
+
+export async function jaExchangeStart(params: JoinAggregateParams): Promise<JaStepResult<JaExchangeState>> {
+  const r = resolveJaParams(params);
+  const state: JaExchangeState = {
+    ...r,
+    role: "exchange",
+    keyReceived: false,
+    publicKey: new Uint8Array(0),
+    keyId: "",
+    buyerHello: false,
+    buyerSetSize: 0,
+    buyerChunkElements: 0,
+    groups: 0,
+    weightsReceived: 0,
+    weightOffsets: new Uint32Array(1),
+    weightCodes: [],
+    weightValues: [],
+    providerDoubledHello: false,
+    providerDoubled: new Uint8Array(0),
+    providerDoubledReceived: 0,
+    providerHello: false,
+    providerSetSize: 0,
+    providerChunkElements: 0,
+    countsReceived: 0,
+    counts: new Uint32Array(0),
+    valueChunks: [],
+    buyerDoubled: new Uint8Array(0),
+    buyerDoubledReceived: 0,
+    finished: false,
+  };
+  return { state, messages: [] };
+}
+
+function exchangeInputsComplete(s: JaExchangeState, slotCount: number): boolean {
+  return (
+    s.keyReceived &&
+    s.buyerHello &&
+    s.weightsReceived === s.buyerSetSize &&
+    s.providerDoubledHello &&
+    s.providerDoubledReceived === s.providerSetSize &&
+    s.providerHello &&
+    s.countsReceived === s.providerSetSize &&
+    s.valueChunks.length === valueChunkCount(s, s.providerSetSize, slotCount).total &&
+    s.buyerDoubledReceived === s.buyerSetSize
+  );
+}
+
+export function jaExchangeDone(s: JaExchangeState): boolean {
+  return s.finished;
+}
+
+/** The exchange takes one message from the buyer (1, 10, 11, 12) or the provider (6, 7, 8, 9). */
+export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext): Promise<JaStepResult<JaExchangeState>> {
+  assertRole(s, "exchange");
+  checkBinding(s, m.header);
+  if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+  if (s.finished) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  const step = m.header.step;
+  let next: JaExchangeState;
+  switch (step) {
+    case JaStep.Key: {
+      if (s.keyReceived) throw new WrongStepError("the key was already received");
+      const { key, keyId } = await withHe(s, ctx, (he) => {
+        const checked = checkKey(s, m, he);
+        // Statistics that arrived before the key (another stream) are checked against it now.
+        for (const c of s.valueChunks) if (he.inspect(c).keyId !== checked.keyId) throw new KeyMismatchError("the provider's statistics are not under the buyer's key");
+        return checked;
+      });
+      next = { ...s, keyReceived: true, publicKey: key.publicKey.slice(), keyId };
+      break;
+    }
+    case JaStep.BuyerExchangeHello: {
+      if (s.buyerHello) throw new WrongStepError("the buyer's hello was already received");
+      const h = checkHello(s, m, step);
+      if ((h.groups < 1 && h.setSize > 0) || h.groups > JA_MAX_GROUPS || (!s.grouped && h.groups !== 1)) throw new InvalidMessageError("the buyer announces an invalid number of groups");
+      if (s.providerHello && h.setSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs from the one the provider received");
+      next = {
+        ...s,
+        buyerHello: true,
+        buyerSetSize: h.setSize,
+        buyerChunkElements: h.chunkElements,
+        groups: h.groups,
+        weightOffsets: new Uint32Array(h.setSize + 1),
+        buyerDoubled: s.providerHello ? s.buyerDoubled : new Uint8Array(h.setSize * ELEMENT),
+      };
+      break;
+    }
+    case JaStep.BuyerWeights: {
+      if (!s.buyerHello) throw new WrongStepError("weights before the buyer's hello");
+      const per = s.buyerChunkElements;
+      if (s.weightsReceived >= s.buyerSetSize) throw new WrongStepError(`step ${step} is complete`);
+      const chunk = s.weightsReceived / per;
+      expectStep(m.header, step, chunk, chunkCount(s.buyerSetSize, per), "joinWeights", m.kind);
+      const w = m as JoinWeights;
+      const want = Math.min(per, s.buyerSetSize - s.weightsReceived);
+      if (w.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must describe ${want} positions`);
+      const off = readU32(w.offsets);
+      const codes = readU32(w.codes);
+      const weights = readU32(w.weights);
+      if (off[0] !== 0 || off[w.count] !== codes.length) throw new InvalidMessageError("weights offsets do not cover the codes");
+      for (let i = 0; i < w.count; i++) {
+        if ((off[i + 1] as number) <= (off[i] as number)) throw new InvalidMessageError("every buyer position must have at least one group");
+      }
+      let rows = 0;
+      for (let i = 0; i < codes.length; i++) {
+        if ((codes[i] as number) >= s.groups) throw new InvalidMessageError("a weight names an unknown group code");
+        if ((weights[i] as number) < 1) throw new InvalidMessageError("a weight must be at least 1");
+        rows += weights[i] as number;
+      }
+      if (rows > s.maxJoinRows) throw new InvalidMessageError("the weights exceed maxJoinRows");
+      const base = s.weightCodes.reduce((n, a) => n + a.length, 0);
+      const offsets = s.weightOffsets;
+      for (let i = 1; i <= w.count; i++) offsets[s.weightsReceived + i] = base + (off[i] as number);
+      next = { ...s, weightsReceived: s.weightsReceived + w.count, weightCodes: [...s.weightCodes, codes], weightValues: [...s.weightValues, weights] };
+      break;
+    }
+    case JaStep.ProviderDoubled: {
+      if (!s.providerDoubledHello) {
+        const h = checkHello(s, m, step);
+        if (s.providerHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the buyer raised a provider set of another size");
+        if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs between its messages");
+        next = { ...s, providerDoubledHello: true, providerDoubled: new Uint8Array(h.setSize * ELEMENT), ...(s.providerHello ? {} : { providerSetSize: h.setSize, providerChunkElements: s.chunkElements }) };
+        break;
+      }
+      const n = s.providerDoubled.length / ELEMENT;
+      const per = s.providerChunkElements;
+      if (s.providerDoubledReceived >= n) throw new WrongStepError(`step ${step} is complete`);
+      const chunk = s.providerDoubledReceived / per;
+      expectStep(m.header, step, chunk, chunkCount(n, per), "elementBatch", m.kind);
+      const b = m as ElementBatch;
+      checkBatch(b, n, per, step, ELEMENT);
+      try {
+        checkComparedEncodings(b.elements);
+      } catch (e) {
+        pointError(e, chunk, per);
+      }
+      s.providerDoubled.set(b.elements, s.providerDoubledReceived * ELEMENT);
+      next = { ...s, providerDoubledReceived: s.providerDoubledReceived + b.count };
+      break;
+    }
+    case JaStep.ProviderExchangeHello: {
+      if (s.providerHello) throw new WrongStepError("the provider's hello was already received");
+      const h = checkHello(s, m, step);
+      if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the provider received a buyer set of another size");
+      if (s.providerDoubledHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the provider's set size differs from the one the buyer raised");
+      next = {
+        ...s,
+        providerHello: true,
+        providerSetSize: h.setSize,
+        providerChunkElements: h.chunkElements,
+        counts: new Uint32Array(h.setSize),
+        buyerSetSize: s.buyerHello ? s.buyerSetSize : h.peerSetSize,
+        buyerChunkElements: s.buyerHello ? s.buyerChunkElements : h.peerChunkElements,
+        buyerDoubled: s.buyerHello ? s.buyerDoubled : new Uint8Array(h.peerSetSize * ELEMENT),
+      };
+      break;
+    }
+    case JaStep.ProviderCounts: {
+      if (!s.providerHello) throw new WrongStepError("counts before the provider's hello");
+      const per = s.providerChunkElements;
+      if (s.countsReceived >= s.providerSetSize) throw new WrongStepError(`step ${step} is complete`);
+      const chunk = s.countsReceived / per;
+      expectStep(m.header, step, chunk, chunkCount(s.providerSetSize, per), "joinCounts", m.kind);
+      const c = m as JoinCounts;
+      const want = Math.min(per, s.providerSetSize - s.countsReceived);
+      if (c.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must hold ${want} counts`);
+      const a = readU32(c.counts);
+      for (let i = 0; i < a.length; i++) if ((a[i] as number) > s.maxJoinRows) throw new InvalidMessageError("a row count exceeds maxJoinRows");
+      s.counts.set(a, s.countsReceived);
+      next = { ...s, countsReceived: s.countsReceived + c.count };
+      break;
+    }
+    case JaStep.ProviderValues: {
+      if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
+      next = await withHe(s, ctx, (he) => {
+        const n = he.params.slotCount;
+        const { perColumn, total } = valueChunkCount(s, s.providerSetSize, n);
+        const idx = s.valueChunks.length;
+        if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
+        expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
+        const c = m as JoinCiphertext;
+        const column = Math.floor(idx / perColumn);
+        const firstBlock = (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
+        if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
+        const info = he.inspect(c.ciphertext);
+        const length = Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+        if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
+        // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
+        if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
+        return { ...s, valueChunks: [...s.valueChunks, c.ciphertext.slice()] };
+      });
+      break;
+    }
+    case JaStep.BuyerDoubled: {
+      if (!s.providerHello) throw new WrongStepError("raised buyer elements before the provider's hello");
+      const n = s.buyerSetSize;
+      const per = s.buyerChunkElements;
+      if (s.buyerDoubledReceived >= n) throw new WrongStepError(`step ${step} is complete`);
+      const chunk = s.buyerDoubledReceived / per;
+      expectStep(m.header, step, chunk, chunkCount(n, per), "elementBatch", m.kind);
+      const b = m as ElementBatch;
+      checkBatch(b, n, per, step, ELEMENT);
+      try {
+        checkComparedEncodings(b.elements);
+      } catch (e) {
+        pointError(e, chunk, per);
+      }
+      s.buyerDoubled.set(b.elements, s.buyerDoubledReceived * ELEMENT);
+      next = { ...s, buyerDoubledReceived: s.buyerDoubledReceived + b.count };
+      break;
+    }
+    default:
+      throw new WrongStepError(`the exchange does not take step ${step}`);
+  }
+  const complete = await withHe(next, ctx, (he) => exchangeInputsComplete(next, he.params.slotCount));
+  if (!complete) return { state: next, messages: [] };
+  return exchangeFinish(next, ctx);
+}
+
+/** All inputs are in: match, count, suppress, aggregate under encryption, mask, re-randomise. */
+async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaStepResult<JaExchangeState>> {
+  const index = ElementIndex.build(s.buyerDoubled, ELEMENT);
+  const hit = index.matchAll(s.providerDoubled); // per provider position: buyer position or −1
+  const codes = concatU32(s.weightCodes);
+  const weights = concatU32(s.weightValues);
+  const G = s.groups;
+  const count = new Array<bigint>(G).fill(0n);
+  const P = s.providerSetSize;
+  for (let j = 0; j < P; j++) {
+    const i = hit[j] as number;
+    if (i < 0) continue;
+    const c = BigInt(s.counts[j] as number);
+    for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
+      const g = codes[o] as number;
+      count[g] = (count[g] as bigint) + BigInt(weights[o] as number) * c;
+    }
+  }
+  const k = BigInt(s.minGroupSize);
+  const released: number[] = [];
+  let suppressed = 0;
+  for (let g = 0; g < G; g++) {
+    const n = count[g] as bigint;
+    if (n === 0n) continue;
+    if (n < k) suppressed++;
+    else released.push(g);
+  }
+  for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
+  const rel = released.length;
+  const result: JoinResult = {
+    kind: "joinResult",
+    header: header(s, JaStep.Result, 0, 1),
+    codes: u32le(Uint32Array.from(released)),
+    counts: (() => {
+      const b = new Uint8Array(rel * 8);
+      const dv = new DataView(b.buffer);
+      released.forEach((g, i) => dv.setBigUint64(i * 8, count[g] as bigint, true));
+      return b;
+    })(),
+    suppressed,
+  };
+  const out: JaAddressed[] = [{ to: "buyer", message: result }];
+  if (rel > 0) {
+    // Weight masks over provider positions, one per released group.
+    const slot = new Map(released.map((g, i) => [g, i]));
+    const masks = released.map(() => new Uint32Array(P));
+    for (let j = 0; j < P; j++) {
+      const i = hit[j] as number;
+      if (i < 0 || s.counts[j] === 0) continue;
+      for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
+        const gi = slot.get(codes[o] as number);
+        if (gi !== undefined) (masks[gi] as Uint32Array)[j] = ((masks[gi] as Uint32Array)[j] as number) + (weights[o] as number);
+      }
+    }
+    const rows = Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n));
+    await withHe(s, ctx, async (he) => {
+      const n = he.params.slotCount;
+      const { perColumn } = valueChunkCount(s, P, n);
+      const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
+      const total = s.stats.length * chunksOut;
+      const pk = he.loadPublicKey(s.publicKey);
+      try {
+        for (let col = 0; col < s.stats.length; col++) {
+          const column = he.concat(s.valueChunks.slice(col * perColumn, (col + 1) * perColumn));
+          const sums = ctx.pool.heMaskedBlockSums
+            ? await ctx.pool.heMaskedBlockSums(jaHeOptions(s), column, masks, rows)
+            : he.maskedBlockSums(column, masks, rows);
+          const masked = he.add(sums, he.encryptResidues(zeroSumMasks(he.params.plainModuli, rel, n), pk));
+          const fresh = he.reRandomize(masked, pk);
+          for (let c = 0; c < chunksOut; c++) {
+            const from = c * RESULT_BLOCKS_PER_CHUNK;
+            const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
+            out.push({
+              to: "buyer",
+              message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, col * chunksOut + c, total), column: col, firstBlock: from, ciphertext: he.sliceBlocks(fresh, from, to) },
+            });
+          }
+          ctx.onProgress?.("exchange: aggregate under encryption", col + 1, s.stats.length);
+        }
+      } finally {
+        pk.dispose();
+      }
+    });
+  }
+  // Release everything the exchange held.
+  const state: JaExchangeState = {
+    ...s,
+    finished: true,
+    valueChunks: [],
+    buyerDoubled: new Uint8Array(0),
+    providerDoubled: new Uint8Array(0),
+    weightCodes: [],
+    weightValues: [],
+    counts: new Uint32Array(0),
+    weightOffsets: new Uint32Array(1),
+  };
+  return { state, messages: out };
+}
+
+function concatU32(parts: readonly Uint32Array[]): Uint32Array {
+  const out = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Uniform residues per prime for `blocks` blocks of n slots, each block summing to 0 modulo the prime. */
+export function zeroSumMasks(primes: readonly number[], blocks: number, n: number): Uint32Array[] {
+  return primes.map((p) => {
+    const out = new Uint32Array(blocks * n);
+    const limit = Math.floor(2 ** 32 / p) * p;
+    let buf = new Uint32Array(0);
+    let at = 0;
+    const next = (): number => {
+      for (;;) {
+        if (at >= buf.length) {
+          const b = randomBytes(4 * 65_536);
+          buf = new Uint32Array(b.buffer, b.byteOffset, 65_536);
+          at = 0;
+        }
+        const v = buf[at++] as number;
+        if (v < limit) return v % p;
+      }
+    };
+    for (let b = 0; b < blocks; b++) {
+      let sum = 0;
+      for (let i = 0; i < n - 1; i++) {
+        const r = next();
+        out[b * n + i] = r;
+        sum = (sum + r) % p;
+      }
+      out[b * n + n - 1] = (p - sum) % p;
+    }
+    return out;
+  });
+}

@@ -1,0 +1,191 @@
+/**
+ * runJoinAggregate: plays the buyer, the provider and the exchange of
+ * join-aggregate in this process over the serialising in-memory transport.
+ * Arrow tables in, one Arrow table out: one row per released group.
+ *
+ * Output columns: the group column (named after `groupBy`, Utf8: labels are
+ * String(value), null for the NULL group) when grouped; then per aggregate,
+ * in order, `count` (Int64, COUNT(*)), `sum_c` / `avg_c` / `var_c` /
+ * `stddev_c` (Float64; exact sums are in `result.groups`). Rows are sorted by
+ * label, NULL last. Suppressed groups (COUNT(*) < k) are absent, as with
+ * SQL's HAVING; `suppressedGroups` says how many.
+ */
+import { randomUUID } from "node:crypto";
+import { Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
+import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
+import { keysFromTable } from "../engine/columns/index.js";
+import type { KeyOptions } from "../engine/columns/normalise.js";
+import { createHeContext } from "../engine/he/index.js";
+import { getPool, type CryptoPool } from "../engine/pool/index.js";
+import type { GroupId } from "../engine/group/index.js";
+import { ProtocolError } from "./errors.js";
+import {
+  jaBuyerDone,
+  jaBuyerReceive,
+  jaBuyerResult,
+  jaBuyerStart,
+  jaExchangeDone,
+  jaExchangeReceive,
+  jaExchangeStart,
+  jaHeOptions,
+  jaProviderReceive,
+  jaProviderStart,
+  resolveJaParams,
+  type AggregateSpec,
+  type JaAddressed,
+  type JaBuyerState,
+  type JaContext,
+  type JaExchangeState,
+  type JaProviderState,
+  type JaResult,
+  type JaRole,
+  type JaStepResult,
+  type JoinAggregateParams,
+} from "./join-aggregate.js";
+import { MemoryTransport, type TransportStats } from "./transport.js";
+
+export interface RunJoinAggregateOptions {
+  readonly buyer: { readonly table: Table; readonly key: readonly string[]; readonly groupBy?: string };
+  readonly provider: { readonly table: Table; readonly key: readonly string[] };
+  readonly aggregates: readonly AggregateSpec[];
+  /** k, default 1. */
+  readonly minGroupSize?: number;
+  /** Bound on |v| of every aggregated provider column. */
+  readonly maxAbsValue: number | bigint;
+  /** Fixed-point decimal digits, default 0. */
+  readonly scale?: number;
+  /** Default 2^32. */
+  readonly maxJoinRows?: number;
+  readonly group?: GroupId;
+  /** Key normalisation (default trim + NFC). */
+  readonly keyOptions?: KeyOptions;
+  /** Default: the shared pool. */
+  readonly pool?: CryptoPool;
+  readonly job?: string;
+  /** "bucket" (default) or "none". */
+  readonly providerPadding?: "bucket" | "none";
+  readonly onProgress?: (phase: string, done: number, total: number) => void;
+  /** Sees every encoded frame (tests). */
+  readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
+}
+
+export interface JaRunResult {
+  readonly table: Table;
+  readonly result: JaResult;
+  readonly suppressedGroups: number;
+  readonly job: string;
+  readonly stats: TransportStats;
+  /** Milliseconds per phase. */
+  readonly timings: Record<string, number>;
+}
+
+/** Group labels of the buyer's rows: String(value), null for null. */
+export function groupLabels(table: Table, column: string): (string | null)[] {
+  const v = table.getChild(column) as Vector | null;
+  if (!v) throw new MissingColumnError(column, "buyer table");
+  const out = new Array<string | null>(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v.get(i);
+    out[i] = x === null || x === undefined ? null : typeof x === "string" ? x : String(x);
+  }
+  return out;
+}
+
+export async function runJoinAggregate(options: RunJoinAggregateOptions): Promise<JaRunResult> {
+  const job = options.job ?? `local-${randomUUID()}`;
+  const params: JoinAggregateParams = {
+    job,
+    aggregates: options.aggregates,
+    grouped: options.buyer.groupBy !== undefined,
+    minGroupSize: options.minGroupSize ?? 1,
+    maxAbsValue: options.maxAbsValue,
+    ...(options.scale !== undefined ? { scale: options.scale } : {}),
+    ...(options.maxJoinRows !== undefined ? { maxJoinRows: options.maxJoinRows } : {}),
+    ...(options.group !== undefined ? { group: options.group } : {}),
+    ...(options.providerPadding !== undefined ? { providerPadding: options.providerPadding } : {}),
+  };
+  const resolved = resolveJaParams(params);
+  if (options.buyer.key.length === 0 || options.buyer.key.length !== options.provider.key.length) {
+    throw new InvalidArgumentError("the buyer and the provider must name the same number of key columns (at least one)");
+  }
+  for (const c of resolved.columns) if (!options.provider.table.getChild(c)) throw new MissingColumnError(c, "provider table");
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const lap = (name: string): void => {
+    const t = performance.now();
+    timings[name] = (timings[name] ?? 0) + (t - t0);
+    t0 = t;
+  };
+  const buyerKeys = keysFromTable(options.buyer.table, options.buyer.key, { ...options.keyOptions, source: "buyer table" });
+  const providerKeys = keysFromTable(options.provider.table, options.provider.key, { ...options.keyOptions, source: "provider table" });
+  const groups = options.buyer.groupBy !== undefined ? groupLabels(options.buyer.table, options.buyer.groupBy) : undefined;
+  lap("read keys");
+
+  const he = await createHeContext(jaHeOptions(resolved));
+  const pool = options.pool ?? getPool();
+  const ctx: JaContext = { pool, he, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+  try {
+    const t = new MemoryTransport();
+    if (options.tap) t.tap(options.tap);
+    const send = (from: JaRole, out: readonly JaAddressed[]): void => {
+      for (const a of out) t.send(from, a.to, [a.message]);
+    };
+    let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups } : {}) }, ctx);
+    lap("buyer: hash and blind");
+    let provider: JaStepResult<JaProviderState> = await jaProviderStart(params, { keys: providerKeys, table: options.provider.table }, ctx);
+    lap("provider: aggregate, hash and blind");
+    let exchange: JaStepResult<JaExchangeState> = await jaExchangeStart(params);
+    send("buyer", buyer.messages);
+    for (;;) {
+      let moved = false;
+      for (let m = t.receive("provider"); m; m = t.receive("provider")) {
+        provider = await jaProviderReceive(provider.state, m, ctx);
+        send("provider", provider.messages);
+        moved = true;
+      }
+      lap("provider: encrypt and raise");
+      for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
+        buyer = await jaBuyerReceive(buyer.state, m, ctx);
+        send("buyer", buyer.messages);
+        moved = true;
+      }
+      lap("buyer: raise and decrypt");
+      for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
+        exchange = await jaExchangeReceive(exchange.state, m, ctx);
+        send("exchange", exchange.messages);
+        moved = true;
+      }
+      lap("exchange: match and aggregate");
+      if (!moved) break;
+    }
+    if (!jaExchangeDone(exchange.state)) throw new ProtocolError("the protocol ended before the exchange had every input");
+    if (!jaBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
+    const result = jaBuyerResult(buyer.state);
+    return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: t.stats(), timings };
+  } finally {
+    he.dispose();
+  }
+}
+
+/** The buyer's result as an Arrow table (see the module comment for the columns). */
+export function jaResultTable(result: JaResult, options: { readonly aggregates: readonly AggregateSpec[]; readonly buyer: { readonly groupBy?: string } }): Table {
+  const cols: Record<string, Vector> = {};
+  const groups = result.groups;
+  const f = 10 ** result.scale;
+  if (options.buyer.groupBy !== undefined) cols[options.buyer.groupBy] = vectorFromArray(groups.map((g) => g.label), new Utf8());
+  for (const a of options.aggregates) {
+    if (a.fn === "count") {
+      cols["count"] = vectorFromArray(groups.map((g) => g.count), new Int64());
+      continue;
+    }
+    cols[`${a.fn}_${a.column}`] = vectorFromArray(
+      groups.map((g) => {
+        const r = g.columns[a.column];
+        if (!r) return null;
+        return a.fn === "sum" ? (r.sum === null ? null : Number(r.sum) / f) : a.fn === "avg" ? r.avg : a.fn === "var" ? r.var : r.stddev;
+      }),
+      new Float64(),
+    );
+  }
+  return new Table(cols);
+}

@@ -1,0 +1,447 @@
+/**
+ * join-aggregate: results equal DuckDB's SQL (JOIN USING, GROUP BY, HAVING
+ * COUNT(*) >= k) on random data with duplicates on both sides, nulls, unicode
+ * and composite keys, extreme values and small groups; what each role
+ * receives; hostile messages refused with the state unchanged.
+ */
+import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
+import { Float64, Int32, Int64, Table, Utf8, vectorFromArray, type DataType } from "apache-arrow";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CryptoPool, keysFromTable } from "../engine/index.js";
+import { createHeContext, KeyMismatchError, ParameterMismatchError } from "../engine/he/index.js";
+import { InvalidPointError } from "../engine/errors.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  InvalidMessageError,
+  jaBuyerStart,
+  jaExchangeReceive,
+  jaExchangeStart,
+  jaHeOptions,
+  jaProviderReceive,
+  jaProviderStart,
+  resolveJaParams,
+  runJoinAggregate,
+  WrongJobError,
+  WrongStepError,
+  type AggregateSpec,
+  type JaContext,
+  type JoinAggregateParams,
+  type ProtocolMessage,
+} from "../protocols/index.js";
+import { rng } from "./helpers/data.js";
+
+const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
+let db: DuckDBInstance;
+let sql: DuckDBConnection;
+
+beforeAll(async () => {
+  db = await DuckDBInstance.create(":memory:");
+  sql = await db.connect();
+});
+afterAll(async () => {
+  sql.closeSync();
+  await pool.close();
+});
+
+// Keys the SQL oracle compares exactly as Umbra does after its default normalisation (trimmed, NFC, non-empty).
+const KEYS = ["alice", "bob", "Zoë", "李雷", "韩梅梅", "+86 138 0000 0001", "0", "🙂", "ÅSA", "o'neil"];
+const key = (r: () => number, universe: number): string => {
+  const k = Math.floor(r() * universe);
+  return k < KEYS.length ? (KEYS[k] as string) : `cust-${k}`;
+};
+
+function literal(v: unknown): string {
+  if (v === null || v === undefined) return "NULL";
+  if (typeof v === "string") return `'${v.replace(/'/g, "''")}'`;
+  return String(v);
+}
+
+async function load(name: string, table: Table, types: Record<string, string>): Promise<void> {
+  const cols = Object.keys(types);
+  await sql.run(`CREATE OR REPLACE TABLE ${name} (${cols.map((c) => `${c} ${types[c]}`).join(", ")})`);
+  if (table.numRows === 0) return;
+  const rows: string[] = [];
+  for (let i = 0; i < table.numRows; i++) rows.push(`(${cols.map((c) => literal(table.getChild(c)?.get(i))).join(", ")})`);
+  for (let i = 0; i < rows.length; i += 2000) await sql.run(`INSERT INTO ${name} VALUES ${rows.slice(i, i + 2000).join(", ")}`);
+}
+
+interface Row {
+  label: string | null;
+  values: Record<string, number | null>;
+}
+
+/** DuckDB's answer, keyed by label. */
+async function oracle(keys: readonly string[], groupBy: string | undefined, aggregates: readonly AggregateSpec[], k: number): Promise<Map<string | null, Row>> {
+  const sel = aggregates.map((a) => (a.fn === "count" ? "COUNT(*)::DOUBLE AS count" : `${{ sum: "SUM", avg: "AVG", var: "VAR_SAMP", stddev: "STDDEV_SAMP" }[a.fn]}(${a.column})::DOUBLE AS ${a.fn}_${a.column}`));
+  const g = groupBy ? `${groupBy}::VARCHAR AS g, ` : "";
+  const q = `SELECT ${g}${sel.join(", ")} FROM b JOIN p USING (${keys.join(", ")}) ${groupBy ? `GROUP BY ${groupBy}` : ""} HAVING COUNT(*) >= ${k}`;
+  const res = await sql.runAndReadAll(q);
+  const names = res.columnNames();
+  const out = new Map<string | null, Row>();
+  for (const row of res.getRows()) {
+    const values: Record<string, number | null> = {};
+    names.forEach((n, i) => {
+      if (n !== "g") values[n] = row[i] === null ? null : Number(row[i]);
+    });
+    const label = groupBy ? (row[0] === null ? null : String(row[0])) : "";
+    out.set(label, { label, values });
+  }
+  return out;
+}
+
+function secureRows(table: Table, groupBy: string | undefined): Map<string | null, Row> {
+  const out = new Map<string | null, Row>();
+  for (let i = 0; i < table.numRows; i++) {
+    const values: Record<string, number | null> = {};
+    let label: string | null = "";
+    for (const f of table.schema.fields) {
+      const v: unknown = table.getChild(f.name)?.get(i);
+      if (groupBy && f.name === groupBy) label = v === null ? null : String(v);
+      else values[f.name] = v === null || v === undefined ? null : Number(v);
+    }
+    out.set(label, { label, values });
+  }
+  return out;
+}
+
+function expectSame(secure: Map<string | null, Row>, plain: Map<string | null, Row>): void {
+  expect([...secure.keys()].sort()).toEqual([...plain.keys()].sort());
+  for (const [label, want] of plain) {
+    const got = secure.get(label) as Row;
+    for (const [name, w] of Object.entries(want.values)) {
+      const x = got.values[name];
+      if (w === null) expect(x, `${name} of group ${String(label)}`).toBeNull();
+      else {
+        expect(x, `${name} of group ${String(label)}`).not.toBeNull();
+        const tol = 1e-9 * Math.max(1, Math.abs(w));
+        expect(Math.abs((x as number) - w), `${name} of group ${String(label)}: ${x} vs ${w}`).toBeLessThanOrEqual(tol);
+      }
+    }
+  }
+}
+
+interface Data {
+  buyer: Table;
+  provider: Table;
+}
+
+/** Buyer: k (dup), g (labels, nulls, one small group); provider: k (dup), v (int, negatives, extremes, nulls), w (2 decimals). */
+function data(seed: number, nb: number, np: number, universe: number, opts: { extreme?: number } = {}): Data {
+  const r = rng(seed);
+  const grades = ["A", "B", "C", "D", "Ünï", "tiny"];
+  const bk: (string | null)[] = [];
+  const bg: (string | null)[] = [];
+  for (let i = 0; i < nb; i++) {
+    bk.push(r() < 0.04 ? null : key(r, universe));
+    const x = r();
+    bg.push(x < 0.05 ? null : x < 0.06 ? "tiny" : (grades[Math.floor(r() * 5)] as string));
+  }
+  const pk: (string | null)[] = [];
+  const v: (number | null)[] = [];
+  const w: (number | null)[] = [];
+  const ext = opts.extreme ?? 1_000_000;
+  for (let i = 0; i < np; i++) {
+    pk.push(r() < 0.04 ? null : key(r, universe));
+    const x = r();
+    v.push(x < 0.05 ? null : x < 0.08 ? 0 : x < 0.1 ? ext : x < 0.12 ? -ext : Math.round((r() - 0.5) * 20_000));
+    w.push(r() < 0.05 ? null : Math.round((r() - 0.3) * 1e6) / 100);
+  }
+  return {
+    buyer: new Table({ k: vectorFromArray(bk, new Utf8()), g: vectorFromArray(bg, new Utf8()) }),
+    provider: new Table({ k: vectorFromArray(pk, new Utf8()), v: vectorFromArray(v, new Int32() as DataType), w: vectorFromArray(w, new Float64()) }),
+  };
+}
+
+const ALL: AggregateSpec[] = [
+  { fn: "count" },
+  { fn: "sum", column: "v" },
+  { fn: "avg", column: "v" },
+  { fn: "var", column: "v" },
+  { fn: "stddev", column: "v" },
+  { fn: "sum", column: "w" },
+  { fn: "avg", column: "w" },
+];
+
+describe("join-aggregate equals DuckDB", () => {
+  it("grouped, duplicates on both sides, nulls, unicode, k suppression (x25519)", async () => {
+    const d = data(1, 900, 1200, 600);
+    await load("b", d.buyer, { k: "VARCHAR", g: "VARCHAR" });
+    await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
+    for (const k of [1, 25]) {
+      const res = await runJoinAggregate({
+        buyer: { table: d.buyer, key: ["k"], groupBy: "g" },
+        provider: { table: d.provider, key: ["k"] },
+        aggregates: ALL,
+        minGroupSize: k,
+        maxAbsValue: 1_000_000,
+        scale: 2,
+        pool,
+      });
+      const plain = await oracle(["k"], "g", ALL, k);
+      expectSame(secureRows(res.table, "g"), plain);
+      if (k === 25) expect(res.suppressedGroups).toBeGreaterThan(0);
+    }
+  });
+
+  it("ungrouped, ristretto255, no padding", async () => {
+    const d = data(2, 300, 200, 250);
+    await load("b", d.buyer, { k: "VARCHAR", g: "VARCHAR" });
+    await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
+    const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "w" }, { fn: "var", column: "w" }];
+    const res = await runJoinAggregate({
+      buyer: { table: d.buyer, key: ["k"] },
+      provider: { table: d.provider, key: ["k"] },
+      aggregates: aggs,
+      maxAbsValue: 1_000_000,
+      scale: 2,
+      group: "ristretto255",
+      providerPadding: "none",
+      pool,
+    });
+    expectSame(secureRows(res.table, undefined), await oracle(["k"], undefined, aggs, 1));
+  });
+
+  it("composite keys and extreme values at the declared bound", async () => {
+    const r = rng(3);
+    const n = 400;
+    const EXT = 2 ** 40;
+    const mk = (m: number) => ({
+      k1: Array.from({ length: m }, () => (r() < 0.03 ? null : key(r, 30))),
+      k2: Array.from({ length: m }, () => (r() < 0.03 ? null : Math.floor(r() * 10))),
+    });
+    const b = mk(n);
+    const p = mk(n);
+    const buyer = new Table({ k1: vectorFromArray(b.k1, new Utf8()), k2: vectorFromArray(b.k2, new Int32()), g: vectorFromArray(b.k1.map(() => (r() < 0.5 ? "x" : "y")), new Utf8()) });
+    const vals = Array.from({ length: n }, () => BigInt(r() < 0.3 ? (r() < 0.5 ? EXT : -EXT) : Math.round((r() - 0.5) * 2 * EXT)));
+    const provider = new Table({ k1: vectorFromArray(p.k1, new Utf8()), k2: vectorFromArray(p.k2, new Int32()), v: vectorFromArray(vals, new Int64()) });
+    await load("b", buyer, { k1: "VARCHAR", k2: "INTEGER", g: "VARCHAR" });
+    await load("p", provider, { k1: "VARCHAR", k2: "INTEGER", v: "HUGEINT" });
+    const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }];
+    const res = await runJoinAggregate({
+      buyer: { table: buyer, key: ["k1", "k2"], groupBy: "g" },
+      provider: { table: provider, key: ["k1", "k2"] },
+      aggregates: aggs,
+      maxAbsValue: BigInt(EXT),
+      pool,
+    });
+    expectSame(secureRows(res.table, "g"), await oracle(["k1", "k2"], "g", aggs, 1));
+    // Exact sums, not just close: compare the bigint totals with a JS join.
+    const exact = new Map<string, bigint>();
+    const pIndex = new Map<string, bigint[]>();
+    for (let i = 0; i < n; i++) {
+      if (p.k1[i] === null || p.k2[i] === null) continue;
+      const kk = JSON.stringify([p.k1[i], p.k2[i]]);
+      pIndex.set(kk, [...(pIndex.get(kk) ?? []), vals[i] as bigint]);
+    }
+    for (let i = 0; i < n; i++) {
+      if (b.k1[i] === null || b.k2[i] === null) continue;
+      const g = buyer.getChild("g")?.get(i) as string;
+      for (const v of pIndex.get(JSON.stringify([b.k1[i], b.k2[i]])) ?? []) exact.set(g, (exact.get(g) ?? 0n) + v);
+    }
+    for (const grp of res.result.groups) expect(grp.columns["v"]?.sum).toBe(exact.get(grp.label as string));
+  });
+
+  it("empty, disjoint and identical sets", async () => {
+    const d = data(4, 200, 200, 150);
+    const empty = new Table({ k: vectorFromArray([] as string[], new Utf8()), g: vectorFromArray([] as string[], new Utf8()) });
+    const disjoint = new Table({ k: vectorFromArray(["nobody-1", "nobody-2"], new Utf8()), g: vectorFromArray(["A", "B"], new Utf8()) });
+    for (const buyer of [empty, disjoint]) {
+      const res = await runJoinAggregate({ buyer: { table: buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
+      expect(res.table.numRows).toBe(0);
+      expect(res.suppressedGroups).toBe(0);
+    }
+    const ungrouped = await runJoinAggregate({ buyer: { table: disjoint, key: ["k"] }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool });
+    expect(ungrouped.table.numRows).toBe(0);
+    // Identical key sets: every provider row joins every buyer row with its key.
+    const same = new Table({ k: d.provider.getChild("k") as never, g: vectorFromArray(Array.from({ length: d.provider.numRows }, (_, i) => (i % 2 ? "odd" : "even")), new Utf8()) });
+    await load("b", same, { k: "VARCHAR", g: "VARCHAR" });
+    await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
+    const res = await runJoinAggregate({ buyer: { table: same, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
+    expectSame(secureRows(res.table, "g"), await oracle(["k"], "g", ALL, 1));
+  });
+
+  it("several seeds, small universes (heavy duplicates) and k at the boundary", async () => {
+    for (const seed of [11, 12, 13]) {
+      const d = data(seed, 150 + seed * 7, 180, 40);
+      await load("b", d.buyer, { k: "VARCHAR", g: "VARCHAR" });
+      await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
+      const counts = await sql.runAndReadAll("SELECT COUNT(*) FROM b JOIN p USING (k) GROUP BY g ORDER BY 1");
+      const sizes = counts.getRows().map((x) => Number(x[0]));
+      const k = sizes[Math.floor(sizes.length / 2)] as number; // a group exactly at k is kept, one below is suppressed
+      const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "avg", column: "v" }, { fn: "var", column: "v" }];
+      const res = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: aggs, minGroupSize: k, maxAbsValue: 1_000_000, pool });
+      const plain = await oracle(["k"], "g", aggs, k);
+      expectSame(secureRows(res.table, "g"), plain);
+      expect(res.suppressedGroups).toBe(sizes.filter((x) => x < k).length);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------- roles
+
+interface Captured {
+  from: string;
+  to: string;
+  m: ProtocolMessage;
+}
+
+async function captured(d: Data, aggs: AggregateSpec[]): Promise<Captured[]> {
+  const out: Captured[] = [];
+  await runJoinAggregate({
+    buyer: { table: d.buyer, key: ["k"], groupBy: "g" },
+    provider: { table: d.provider, key: ["k"] },
+    aggregates: aggs,
+    maxAbsValue: 1_000_000,
+    scale: 2,
+    minGroupSize: 5,
+    pool,
+    tap: (from, to, frame) => out.push({ from, to, m: decodeMessage(frame) }),
+  });
+  return out;
+}
+
+describe("what each role receives", () => {
+  it("the provider receives only the buyer's key, its set size and blinded points", async () => {
+    const d = data(21, 300, 300, 200);
+    const msgs = await captured(d, ALL);
+    const toProvider = msgs.filter((x) => x.to === "provider");
+    expect(new Set(toProvider.map((x) => x.m.kind))).toEqual(new Set(["aggregateKey", "joinHello", "elementBatch"]));
+    const distinct = new Set(keysOf(d.buyer)).size;
+    const hello = toProvider.find((x) => x.m.kind === "joinHello")?.m as { setSize: number };
+    expect(hello.setSize).toBe(distinct);
+    // Blinded points are all distinct (de-duplicated): duplicates in the buyer's table are not visible.
+    const pts = toProvider.filter((x) => x.m.kind === "elementBatch").map((x) => Buffer.from((x.m as { elements: Uint8Array }).elements).toString("hex"));
+    const all = pts.join("").match(/.{64}/g) ?? [];
+    expect(new Set(all).size).toBe(distinct);
+  });
+
+  it("the buyer receives from the exchange only per-group totals, each slot uniformly masked", async () => {
+    const d = data(22, 400, 400, 200);
+    const msgs = await captured(d, [{ fn: "count" }, { fn: "sum", column: "v" }]);
+    const toBuyer = msgs.filter((x) => x.to === "buyer");
+    expect(new Set(toBuyer.filter((x) => x.from === "exchange").map((x) => x.m.kind))).toEqual(new Set(["joinResult", "joinCiphertext"]));
+    expect(new Set(toBuyer.filter((x) => x.from === "provider").map((x) => x.m.kind))).toEqual(new Set(["joinHello", "elementBatch"]));
+    // The provider's padded set: a bucket, not its exact distinct count.
+    const ph = toBuyer.find((x) => x.m.kind === "joinHello")?.m as { setSize: number };
+    expect(ph.setSize).toBeGreaterThanOrEqual(1024);
+    // Every result ciphertext holds whole blocks, one per released group: nothing per key.
+    const res = toBuyer.find((x) => x.m.kind === "joinResult")?.m as { codes: Uint8Array };
+    const released = res.codes.length / 4;
+    const he = await createHeContext(jaHeOptions(resolveJaParams({ job: "x", aggregates: [{ fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1_000_000, scale: 2 })));
+    try {
+      let blocks = 0;
+      for (const x of toBuyer.filter((y) => y.m.kind === "joinCiphertext")) blocks += he.inspect((x.m as { ciphertext: Uint8Array }).ciphertext).blocks;
+      expect(blocks).toBe(released * 2); // two statistic columns (n, s) of v
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the exchange receives ciphertexts under the buyer's key and blinded elements, never a key or value", async () => {
+    const d = data(23, 300, 300, 200);
+    const msgs = await captured(d, ALL);
+    const toExchange = msgs.filter((x) => x.to === "exchange");
+    expect(new Set(toExchange.map((x) => x.m.kind))).toEqual(new Set(["aggregateKey", "joinHello", "joinWeights", "joinCounts", "joinCiphertext", "elementBatch"]));
+    // No plaintext identifier travels anywhere.
+    const frames = msgs.map((x) => Buffer.from(encodeMessage(x.m)).toString("latin1"));
+    for (const k of ["cust-1", "alice", "李雷"]) expect(frames.some((f) => f.includes(Buffer.from(k).toString("latin1")))).toBe(false);
+  });
+});
+
+function keysOf(t: Table): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < t.numRows; i++) {
+    const v = t.getChild("k")?.get(i) as string | null;
+    if (v !== null) out.push(v);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- hostile input
+
+describe("hostile messages are refused and leave the state unchanged", () => {
+  const params: JoinAggregateParams = { job: "ja-hostile", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1_000_000, maxJoinRows: 1_000_000, providerPadding: "none" };
+
+  async function start() {
+    const d = data(31, 50, 50, 40);
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    const ctx: JaContext = { pool, he };
+    const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups: Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string | null) }, ctx);
+    const provider = await jaProviderStart(params, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+    const exchange = await jaExchangeStart(params);
+    const rt = (m: ProtocolMessage) => decodeMessage(encodeMessage(m));
+    return { he, ctx, buyer, provider, exchange, rt };
+  }
+
+  it("provider: wrong job, wrong step, mismatched HE options, foreign key", async () => {
+    const { he, ctx, buyer, provider, rt } = await start();
+    try {
+      const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => rt(a.message));
+      const key = toP[0] as ProtocolMessage & { kind: "aggregateKey" };
+      await expect(jaProviderReceive(provider.state, { ...key, header: { ...key.header, job: "other" } }, ctx)).rejects.toBeInstanceOf(WrongJobError);
+      await expect(jaProviderReceive(provider.state, toP[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(WrongStepError);
+      await expect(jaProviderReceive(provider.state, { ...key, maxRows: key.maxRows + 1 }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+      // The same state still accepts the genuine message.
+      const ok = await jaProviderReceive(provider.state, key, ctx);
+      expect(ok.state.keyReceived).toBe(true);
+      expect(provider.state.keyReceived).toBe(false);
+      // A replayed key is a wrong step now.
+      const afterHello = await jaProviderReceive(ok.state, toP[1] as ProtocolMessage, ctx);
+      await expect(jaProviderReceive(afterHello.state, key, ctx)).rejects.toBeInstanceOf(WrongStepError);
+      // An identity / non-canonical point in the buyer's batch is refused with its index.
+      const batch = toP[2] as ProtocolMessage & { kind: "elementBatch" };
+      const bad = Uint8Array.from(batch.elements);
+      bad.fill(0, 32, 64);
+      await expect(jaProviderReceive(afterHello.state, { ...batch, elements: bad }, ctx)).rejects.toBeInstanceOf(InvalidPointError);
+      expect(afterHello.state.received).toBe(0);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("exchange: bad weights, oversized counts, a ciphertext under another key", async () => {
+    const { he, ctx, buyer, provider, exchange, rt } = await start();
+    try {
+      let x = exchange.state;
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
+      for (const m of toX.slice(0, 2)) x = (await jaExchangeReceive(x, m, ctx)).state;
+      const w = toX[2] as ProtocolMessage & { kind: "joinWeights" };
+      const codes = Uint8Array.from(w.codes);
+      new DataView(codes.buffer).setUint32(0, 999, true);
+      await expect(jaExchangeReceive(x, { ...w, codes }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      const zero = Uint8Array.from(w.weights);
+      new DataView(zero.buffer).setUint32(0, 0, true);
+      await expect(jaExchangeReceive(x, { ...w, weights: zero }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      const x2 = (await jaExchangeReceive(x, w, ctx)).state;
+      expect(x2.weightsReceived).toBe(x.buyerSetSize);
+      expect(x.weightsReceived).toBe(0);
+      // Provider side: feed the key and hello so the provider emits its exchange messages.
+      const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => rt(a.message));
+      let p = provider.state;
+      const outs: ProtocolMessage[] = [];
+      for (const m of toP.slice(0, 2)) {
+        const r = await jaProviderReceive(p, m, ctx);
+        p = r.state;
+        outs.push(...r.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message)));
+      }
+      let y = x2;
+      y = (await jaExchangeReceive(y, outs[0] as ProtocolMessage, ctx)).state; // hello
+      const counts = outs[1] as ProtocolMessage & { kind: "joinCounts" };
+      const big = Uint8Array.from(counts.counts);
+      new DataView(big.buffer).setUint32(0, 0xffffffff, true);
+      await expect(jaExchangeReceive(y, { ...counts, counts: big }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      y = (await jaExchangeReceive(y, counts, ctx)).state;
+      // A statistic encrypted under another key set is refused.
+      const ct = outs[2] as ProtocolMessage & { kind: "joinCiphertext" };
+      const other = he.generateKeys({ galois: false });
+      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(he.inspect(ct.ciphertext).length)), other.publicKey);
+      await expect(jaExchangeReceive(y, { ...ct, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
+      const y2 = (await jaExchangeReceive(y, ct, ctx)).state;
+      expect(y2.valueChunks.length).toBe(1);
+      expect(y.valueChunks.length).toBe(0);
+    } finally {
+      he.dispose();
+    }
+  });
+});
