@@ -6,6 +6,7 @@
  *   umbra lookup --buyer FILE (--provider FILE --columns C,... | --prepared FILE --seed-file FILE) --key COL --out FILE ...
  *   umbra lookup prepare --provider FILE --key COL --columns C,... --product NAME --version N --seed-file FILE --out FILE.arrow
  *   umbra aggregate --provider FILE --provider FILE [...] --agg "count,sum(COL),..." --out FILE ...
+ *   umbra join-aggregate --buyer FILE --provider FILE --key COL[,COL...] --agg "count,sum(COL),..." --out FILE ...
  *   umbra exchange start [--port P] [--db FILE]
  *   umbra party start --name NAME [--exchange URL] [--port P] [--db FILE] [--data DIR]
  *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
@@ -23,6 +24,7 @@ import { readFileSync } from "node:fs";
 import { UmbraError } from "../engine/errors.js";
 import { PROTOCOLS } from "../protocols/index.js";
 import { AGGREGATE_USAGE, aggregateCommand } from "./commands/aggregate.js";
+import { JOIN_AGGREGATE_USAGE, joinAggregateCommand } from "./commands/join-aggregate.js";
 import { LOOKUP_USAGE, lookupCommand } from "./commands/lookup.js";
 import { UsageError } from "./commands/args.js";
 import { PSI_USAGE, psiCommand } from "./commands/psi.js";
@@ -35,7 +37,7 @@ import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./co
 const USAGE = `Usage: umbra <command> [options]
 
 Commands:
-${PSI_USAGE}${LOOKUP_USAGE}${AGGREGATE_USAGE}
+${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
 ${EXCHANGE_USAGE}${PARTY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
@@ -82,6 +84,8 @@ export async function main(argv: string[]): Promise<number> {
         return await lookupCommand(args);
       case "aggregate":
         return await aggregateCommand(args);
+      case "join-aggregate":
+        return await joinAggregateCommand(args);
       case "exchange":
         return await exchangeCommand(args);
       case "party":

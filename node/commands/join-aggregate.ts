@@ -1,0 +1,198 @@
+/**
+ * `umbra join-aggregate`: the secure join-aggregate of a buyer file and a
+ * provider file, every role — the buyer (key column(s), optional group
+ * column), the provider (key column(s), numeric columns) and the exchange
+ * (matcher and aggregator) — played in this process by `runJoinAggregate`
+ * (the real protocol, every message serialised). The result equals
+ *
+ *   SELECT g, COUNT(*), SUM(v), AVG(v), VAR_SAMP(v), STDDEV_SAMP(v)
+ *   FROM buyer JOIN provider USING (key) GROUP BY g HAVING COUNT(*) >= k
+ *
+ * with keys normalised (trim + NFC, optionally digits-only / case-folded) and
+ * a null or empty key never matching. Nothing here prints a key or a cell
+ * value: the summary holds counts, byte sizes, times, file names and column
+ * names only; the aggregates go to --out alone.
+ */
+import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import { FileFormat, formatFromPath, readTable, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { GroupId } from "../../engine/group/index.js";
+import { HE_MAX_SCALE } from "../../engine/he/index.js";
+import { closePool } from "../../engine/pool/index.js";
+import { runJoinAggregate, type AggregateSpec, type JaRunResult } from "../../protocols/index.js";
+import { createProgress } from "../progress.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, AGGREGATE_DEFAULT_MIN_COUNT, parseAggList } from "./aggregate.js";
+import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+
+/** k when --min-group-size is not given: the same default as `umbra aggregate --min-count` (the node's default policy). */
+export const JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE = AGGREGATE_DEFAULT_MIN_COUNT;
+
+export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FILE --key COL[,COL...]
+      --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
+      [--buyer-key COL[,COL...]] [--provider-key COL[,COL...]] [--group-by COL]
+      [--min-group-size K] [--max-abs-value X] [--scale S]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--quiet]
+                 secure join + aggregate: COUNT/SUM/AVG/VAR/STDDEV of the
+                 provider's columns over the rows of buyer JOIN provider on the
+                 key, per value of the buyer's --group-by column; writes one
+                 row per group (.csv/.arrow: the group column, count, sum_COL,
+                 avg_COL, var_COL, stddev_COL), groups with fewer than K
+                 joined rows left out (K default ${JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE}); --buyer-key / --provider-key
+                 name the key columns of one side when they differ (--key
+                 then may be omitted); var/stddev are sample statistics;
+                 --max-abs-value bounds |value| of every aggregated column
+                 (default 2^40), --scale keeps S decimal digits (default 0:
+                 integer columns)
+`;
+
+const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;
+
+const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
+  "--buyer": "string",
+  "--provider": "string",
+  "--key": "string",
+  "--buyer-key": "string",
+  "--provider-key": "string",
+  "--group-by": "string",
+  "--agg": "string",
+  "--min-group-size": "string",
+  "--max-abs-value": "string",
+  "--scale": "string",
+  "--group": "string",
+  "--out": "string",
+  "--digits-only": "flag",
+  "--case-fold": "flag",
+  "--quiet": "flag",
+};
+
+/** A positive decimal (integer → bigint, exact; fractional → number). */
+function parseMaxAbsValue(text: string): bigint | number {
+  if (/^\d+$/.test(text)) {
+    const v = BigInt(text);
+    if (v > 0n) return v;
+  } else if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
+    const v = Number(text);
+    if (Number.isFinite(v) && v > 0) return v;
+  }
+  throw new UsageError("--max-abs-value needs a positive number (e.g. 1000000 or 2.5)", USAGE);
+}
+
+/** The key columns of each side: --buyer-key / --provider-key, each falling back on --key. */
+function keyColumns(o: NonNullable<ReturnType<typeof parseOptions>>): { buyer: string[]; provider: string[] } {
+  const both = o.list("--key");
+  const buyer = o.list("--buyer-key") ?? both;
+  const provider = o.list("--provider-key") ?? both;
+  if (buyer === undefined || provider === undefined) {
+    throw new UsageError("--key COL[,COL...] is required (or both --buyer-key and --provider-key)", USAGE);
+  }
+  if (buyer.length !== provider.length) {
+    throw new UsageError(`the buyer's key has ${buyer.length} column(s) and the provider's ${provider.length}: a composite key needs the same number on both sides, in the same order`, USAGE);
+  }
+  return { buyer, provider };
+}
+
+/**
+ * With scale 0, the sum columns as exact Int64 (the runner's table has
+ * Float64, exact only to 2^53) when every sum fits; otherwise the table as it is.
+ */
+function exactSums(run: JaRunResult, aggregates: readonly AggregateSpec[]): Table {
+  if (run.result.scale !== 0) return run.table;
+  const replace = new Map<string, string>();
+  for (const a of aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
+  if (replace.size === 0) return run.table;
+  const lo = -(2n ** 63n);
+  const hi = 2n ** 63n - 1n;
+  const cols: Record<string, Vector> = {};
+  for (const field of run.table.schema.fields) {
+    const column = replace.get(field.name);
+    if (column !== undefined) {
+      const sums = run.result.groups.map((g) => g.columns[column]?.sum ?? null);
+      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
+        cols[field.name] = vectorFromArray(sums, new Int64());
+        continue;
+      }
+    }
+    cols[field.name] = run.table.getChild(field.name) as Vector;
+  }
+  return new Table(cols);
+}
+
+/** `umbra join-aggregate ...`; returns the exit code. */
+export async function joinAggregateCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
+  const o = parseOptions(args, JOIN_AGGREGATE_OPTIONS, USAGE);
+  if (o === undefined) {
+    io.out(USAGE.trimEnd());
+    return 0;
+  }
+  const buyerPath = o.require("--buyer");
+  const providerPath = o.require("--provider");
+  const keys = keyColumns(o);
+  const aggregates = parseAggList(o.require("--agg"), USAGE);
+  const out = o.require("--out");
+  const groupBy = o.get("--group-by")?.trim();
+  if (groupBy === "") throw new UsageError("--group-by needs a column name", USAGE);
+  const minGroupSize = o.integer("--min-group-size") ?? JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE;
+  if (minGroupSize < 1) throw new UsageError("--min-group-size needs an integer of at least 1", USAGE);
+  const scale = o.integer("--scale", HE_MAX_SCALE) ?? 0;
+  const maxAbsText = o.get("--max-abs-value");
+  const maxAbsValue = maxAbsText !== undefined ? parseMaxAbsValue(maxAbsText) : AGGREGATE_DEFAULT_MAX_ABS;
+  const groupName = o.get("--group") ?? GroupId.X25519;
+  if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError("--group must be x25519 or ristretto255", USAGE);
+  const group: GroupId = groupName;
+  checkOutput(out, [buyerPath, providerPath], USAGE);
+  const keyOptions = o.keyOptions();
+
+  // What each file must hold; a CSV parses the aggregated columns as numbers.
+  const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  const buyerColumns = [...new Set([...keys.buyer, ...(groupBy !== undefined ? [groupBy] : [])])];
+  const providerColumns = [...new Set([...keys.provider, ...valueColumns])];
+  const numericType: CsvColumnType = scale === 0 ? "int64" : "float64";
+  const columnTypes: Record<string, CsvColumnType> = {};
+  for (const c of valueColumns) columnTypes[c] = numericType;
+  const providerCsv = formatFromPath(providerPath) === FileFormat.Csv;
+
+  const quiet = o.has("--quiet");
+  if (maxAbsText === undefined && !quiet && valueColumns.length > 0) io.err("umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  const progress = createProgress({ quiet });
+  const t0 = performance.now();
+  let run: JaRunResult;
+  let protocolMs: number;
+  let rows: { buyer: number; provider: number };
+  try {
+    progress.onProgress("read files", 0, 2);
+    const [buyer, provider] = await Promise.all([
+      readTable(buyerPath, { columns: buyerColumns }),
+      readTable(providerPath, { columns: providerColumns, ...(providerCsv && valueColumns.length > 0 ? { columnTypes } : {}) }),
+    ]);
+    requireColumns(buyer, buyerColumns, "buyer", buyerPath);
+    requireColumns(provider, providerColumns, "provider", providerPath);
+    rows = { buyer: buyer.numRows, provider: provider.numRows };
+    progress.onProgress("read files", 2, 2);
+    const t1 = performance.now();
+    run = await runJoinAggregate({
+      buyer: { table: buyer, key: keys.buyer, ...(groupBy !== undefined ? { groupBy } : {}) },
+      provider: { table: provider, key: keys.provider },
+      aggregates,
+      minGroupSize,
+      maxAbsValue,
+      scale,
+      group,
+      keyOptions,
+      onProgress: progress.onProgress,
+    });
+    protocolMs = performance.now() - t1;
+  } finally {
+    progress.finish();
+    await closePool();
+  }
+
+  await writeTable(out, exactSums(run, aggregates));
+  const sent = run.stats.bytesSent;
+  const total = Object.values(sent).reduce((s, b) => s + b, 0);
+  io.out(
+    `groups written: ${count(run.table.numRows)} (suppressed: ${count(run.suppressedGroups)}, k = ${count(minGroupSize)}) to ${out}; ` +
+      `rows: buyer ${count(rows.buyer)}, provider ${count(rows.provider)}; ` +
+      `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, provider ${count(sent["provider"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}); ` +
+      `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+  );
+  return 0;
+}
