@@ -243,12 +243,20 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
     expect(ctx.params.polyModulusDegree).toBe(8192);
     const next = rng(8);
     const length = 2 * 8192 + 77;
-    const rows = 7 * length;
     const x = randomColumn(next, length, V8);
-    const masks = groupMasks(next, x, V8, 6);
+    // Two more groups whose totals are ±maxTotal exactly: one row of ±V weighted maxRows times.
+    const extreme = (v: bigint): Uint32Array => {
+      const m = new Uint32Array(length);
+      m[x.lastIndexOf(v)] = 2 ** 20;
+      return m;
+    };
+    const masks = [...groupMasks(next, x, V8, 6), extreme(V8), extreme(-V8)];
+    // rows = maxRows: the bound of the largest group (the parts' bounds, added, would pass it).
+    const rows = 2 ** 20;
     const want = groupTotals(x, masks);
     expect(want[0]).toBe(0n);
     expect(want[4]).toBe(7n * V8 * BigInt(x.filter((v) => v === V8).length));
+    expect(want.slice(6)).toEqual([ctx.params.maxTotal, -ctx.params.maxTotal]);
     const ct = ctx.encryptColumn(x, keys.publicKey);
 
     const sums = ctx.maskedBlockSums(ct, masks, rows);
@@ -262,7 +270,7 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
     });
     expect(ctx.inspect(pooled)).toEqual(ctx.inspect(single));
     expect(ctx.decryptSums(pooled, keys.secretKey)).toEqual(want);
-    expect(progress.at(-1)).toEqual([3 + 6, 3 + 6]);
+    expect(progress.at(-1)).toEqual([3 + 8, 3 + 8]);
 
     // One block; fewer groups than workers.
     const one = x.slice(0, 8192);
