@@ -12,7 +12,7 @@
  *
  * Nothing here puts a key or a name into an error message.
  */
-import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, sign, verify, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { InvalidArgumentError } from "../engine/errors.js";
 import { isNodeName } from "../protocols/envelope-codec.js";
 import { InvalidIdentityError } from "./errors.js";
@@ -138,6 +138,25 @@ export function generateIdentity(name: string): NodeIdentity {
 /** The public half of an identity, as the exchange registers it. */
 export function publicIdentity(id: NodeIdentity): PublicIdentity {
   return { name: id.name, signingPublicKey: id.signing.publicKey, boxPublicKey: id.box.publicKey };
+}
+
+const MASK_KEY_SALT = new TextEncoder().encode("umbra.v1.mask-key");
+
+/**
+ * The node's X25519 *mask key*: the key pair federated-aggregate's providers
+ * derive their pairwise masks from (X25519 between two providers' mask keys,
+ * protocols/federated-aggregate.ts). It is derived from the identity's box
+ * secret key — HKDF-SHA256 (RFC 5869), salt "umbra.v1.mask-key", info the
+ * node's name — so it lives in the node's key store with its identity and
+ * needs no storage of its own; the exchange registers its public half beside
+ * the box key. A separate key, not the box key itself: the box key only ever
+ * decrypts envelopes (ephemeral–static X25519), the mask key only ever meets
+ * other providers' mask keys (static–static), so neither use can be turned
+ * against the other.
+ */
+export function maskKeyPair(id: NodeIdentity): { readonly publicKey: BoxPublicKeyBytes; readonly secretKey: BoxSecretKeyBytes } {
+  const secretKey = new Uint8Array(hkdfSync("sha256", rawKey("box secret key", id.box.secretKey), MASK_KEY_SALT, new TextEncoder().encode(id.name), KEY_BYTES));
+  return { publicKey: boxPublicKeyFromSecret(secretKey), secretKey };
 }
 
 /**

@@ -151,6 +151,15 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ledger_job ON ledger (job, seq);
     `,
   },
+  {
+    version: 2,
+    name: "parties' mask keys",
+    sql: `
+      -- A party's X25519 mask key (federated-aggregate's pairwise masks between
+      -- providers), registered beside its box key; null for a party that has none.
+      ALTER TABLE parties ADD COLUMN mask_public_key BLOB CHECK (mask_public_key IS NULL OR length(mask_public_key) = 32);
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

@@ -90,6 +90,8 @@ export interface PartyInput {
   readonly signingPublicKey: Uint8Array;
   /** X25519 public key for sealed payloads, 32 bytes; absent when the party has none. */
   readonly boxPublicKey?: Uint8Array | null;
+  /** X25519 mask key (federated-aggregate's pairwise masks), 32 bytes; absent when the party has none. */
+  readonly maskPublicKey?: Uint8Array | null;
   /** Where the party's agent listens (a URL); absent for parties that only connect out. */
   readonly endpoint?: string | null;
 }
@@ -99,6 +101,7 @@ export interface PartyRecord {
   readonly role: PartyRole;
   readonly signingPublicKey: Uint8Array;
   readonly boxPublicKey: Uint8Array | null;
+  readonly maskPublicKey: Uint8Array | null;
   readonly endpoint: string | null;
   readonly registeredAt: number;
   readonly updatedAt: number;
@@ -481,6 +484,7 @@ interface PartyRow {
   role: string;
   signing_public_key: Buffer;
   box_public_key: Buffer | null;
+  mask_public_key: Buffer | null;
   endpoint: string | null;
   registered_at: number;
   updated_at: number;
@@ -543,6 +547,7 @@ const partyFromRow = (r: PartyRow): PartyRecord => ({
   role: r.role as PartyRole,
   signingPublicKey: bytesOf(r.signing_public_key),
   boxPublicKey: r.box_public_key === null ? null : bytesOf(r.box_public_key),
+  maskPublicKey: r.mask_public_key === null ? null : bytesOf(r.mask_public_key),
   endpoint: r.endpoint,
   registeredAt: r.registered_at,
   updatedAt: r.updated_at,
@@ -724,15 +729,16 @@ class SqliteStore implements Store {
     if (typeof party.role !== "string" || !ROLES.has(party.role)) throw new InvalidArgumentError("party role must be exchange, provider or buyer");
     const signing = checkKey("signing public key", party.signingPublicKey, 32);
     const box = party.boxPublicKey == null ? null : checkKey("box public key", party.boxPublicKey, 32);
+    const mask = party.maskPublicKey == null ? null : checkKey("mask public key", party.maskPublicKey, 32);
     const endpoint = party.endpoint == null ? null : checkText("endpoint", party.endpoint, 2048);
     const now = this.#time();
     return this.transaction(() => {
       this.#sql(
-        `INSERT INTO parties (name, role, signing_public_key, box_public_key, endpoint, registered_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO parties (name, role, signing_public_key, box_public_key, mask_public_key, endpoint, registered_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET role = excluded.role, signing_public_key = excluded.signing_public_key,
-           box_public_key = excluded.box_public_key, endpoint = excluded.endpoint, updated_at = excluded.updated_at`,
-      ).run(name, party.role, blob(signing), box === null ? null : blob(box), endpoint, now, now);
+           box_public_key = excluded.box_public_key, mask_public_key = excluded.mask_public_key, endpoint = excluded.endpoint, updated_at = excluded.updated_at`,
+      ).run(name, party.role, blob(signing), box === null ? null : blob(box), mask === null ? null : blob(mask), endpoint, now, now);
       return this.getParty(name) as PartyRecord;
     });
   }
