@@ -21,6 +21,8 @@ export const NodeErrorCode = {
   Replay: "UMBRA_REPLAY",
   BadCiphertext: "UMBRA_BAD_CIPHERTEXT",
   InvalidIdentity: "UMBRA_INVALID_IDENTITY",
+  NoMaskKey: "UMBRA_NO_MASK_KEY",
+  WrongSender: "UMBRA_WRONG_SENDER",
 } as const;
 export type NodeErrorCode = (typeof NodeErrorCode)[keyof typeof NodeErrorCode];
 
@@ -80,5 +82,19 @@ export class ReplayError extends ProtocolError {
 export class InvalidIdentityError extends InvalidInputError {
   constructor(message: string) {
     super(`invalid node identity: ${message}`, NodeErrorCode.InvalidIdentity);
+  }
+}
+
+/** A provider of a job that needs pairwise masks (federated-aggregate) has registered no mask key. */
+export class NoMaskKeyError extends ProtocolError {
+  constructor() {
+    super("a provider of this job has registered no mask key (its agent registers one when it starts)", NodeErrorCode.NoMaskKey);
+  }
+}
+
+/** A protocol message from a party that does not play the role the message belongs to (e.g. provider j's vector sent as provider i's). */
+export class WrongSenderError extends ProtocolError {
+  constructor(message: string) {
+    super(message, NodeErrorCode.WrongSender);
   }
 }

@@ -13,10 +13,12 @@
  * whose `rule` is one of {@link PolicyRule}:
  *
  *   1. `dataset-mismatch`        the job names another provider dataset than the one the policy governs
+ *                                (a multi-provider job: the dataset is not among its `providerDatasets`)
  *   2. `policy-expired`          `now >= expiresAt` (a policy is valid strictly before its expiry instant)
  *   3. `buyer-not-allowed`       the buyer is not in `allowedBuyers` (and that is not "any")
  *   4. `protocol-not-allowed`    the protocol is not in `allowedProtocols`
- *   5. `key-column-missing`      a key column is not in the dataset's schema
+ *   5. `key-column-missing`      a key column is not in the dataset's schema (federated-aggregate
+ *                                joins nothing: it may name none)
  *   6. `column-not-allowed`      an output column is not in `outputColumns` (or not in the schema)
  *   7. `group-size-below-minimum` the job asks for a k below the policy's `minGroupSize`
  *                                (k-protocols only: join-aggregate, federated-aggregate, psi-cardinality)
@@ -29,6 +31,13 @@
  * asks for (protocol, columns, k) before how much of it (budget), so that a
  * job the policy could never allow is not reported as a budget problem.
  *
+ * A federated-aggregate job names every provider dataset (`providerDatasets`)
+ * and its computation (`params.aggregate`); its `outputColumns` are every
+ * column the computation reads — the aggregated columns, the histogram column
+ * and the group-by column — so each provider's policy must allow all of them.
+ * The exchange checks the job against every dataset's policy, and each
+ * provider's agent checks it against its own.
+ *
  * `minIntersection` is not checked here (nobody knows the intersection
  * before the protocol runs): the protocol runner withholds a result whose
  * intersection is smaller.
@@ -37,7 +46,8 @@
  * buyer or dataset identifier nor any value.
  */
 import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/errors.js";
-import { ProtocolId } from "../protocols/index.js";
+import { HE_MAX_SCALE } from "../engine/he/index.js";
+import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./catalog.js";
 
 // ---------------------------------------------------------------------------
@@ -395,15 +405,51 @@ export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly Aggre
   [ProtocolId.FederatedAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Histogram]),
 });
 
-/** A buyer's job against one provider dataset. */
+/** A function of a federated-aggregate job (ARCHITECTURE.md: COUNT/SUM/AVG/VAR/STDDEV). */
+export const AGGREGATE_FNS = ["count", "sum", "avg", "var", "stddev"] as const;
+export type AggregateFn = (typeof AGGREGATE_FNS)[number];
+
+/** One aggregate of a federated-aggregate job: `count` (rows), or a function of a column. */
+export type AggregateJobSpec = { fn: "count" } | { fn: Exclude<AggregateFn, "count">; column: string };
+
+/**
+ * What a federated-aggregate job computes (`params.aggregate`), as JSON. A
+ * field left out is filled by the exchange when it accepts the job (the
+ * filled request is what every party runs and what the ledger records).
+ */
+export interface AggregateJobParams {
+  /** The aggregates, in output order, none twice. */
+  aggregates: AggregateJobSpec[];
+  /** The group-by column and its declared categories: the cells (a row of another value goes to none). */
+  groupBy?: { column: string; categories: string[] };
+  /** A histogram: the column and its bin edges, strictly increasing (bins [e_i, e_i+1), the last closed). */
+  histogram?: { column: string; edges: number[] };
+  /** The job runs with no fewer providers (2 or more; default 2). */
+  minProviders?: number;
+  /** The largest |value| of an aggregated column, as a positive decimal ("1000000", "2.5"; default 2^40). */
+  maxAbsValue?: string;
+  /** Decimal digits kept (fixed point), 0..18 (default 0: integers). */
+  scale?: number;
+  /** The most rows one provider's table may have (default: the largest registered row count of the job's datasets). */
+  maxRowsPerProvider?: number;
+}
+
+/**
+ * A buyer's job: against one provider dataset (`providerDataset`, with the
+ * buyer's own `buyerDataset`), or — federated-aggregate — against several
+ * (`providerDatasets`, one per provider, in provider order; the buyer brings
+ * no dataset, so the two single-dataset fields are absent).
+ */
 export interface JobRequest {
   protocol: ProtocolId;
   /** The buyer's identity. */
   buyer: string;
-  /** The buyer's own dataset (held by its agent). */
-  buyerDataset: string;
-  /** The provider's dataset id, whose policy governs the job. */
-  providerDataset: string;
+  /** The buyer's own dataset (held by its agent); absent in a multi-provider job. */
+  buyerDataset?: string;
+  /** The provider's dataset id, whose policy governs the job; absent in a multi-provider job. */
+  providerDataset?: string;
+  /** A multi-provider job's provider datasets, in provider order (2 or more, distinct). */
+  providerDatasets?: string[];
   params: {
     /** Join key columns (composite keys: several), which the provider dataset must have. */
     keyColumns: string[];
@@ -415,11 +461,103 @@ export interface JobRequest {
     mode?: AggregateMode;
     /** Upper bound on the keys the buyer will query (its distinct keys); required when the budget is in keys. */
     queryCount?: number;
+    /** federated-aggregate over `providerDatasets`: the computation (then `mode` is absent). */
+    aggregate?: AggregateJobParams;
   };
 }
 
-const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "params"];
-const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount"];
+const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"];
+const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount", "aggregate"];
+const AGGREGATE_FIELDS: readonly string[] = ["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider"];
+const POSITIVE_DECIMAL = /^(\d+|\d+\.\d*|\.\d+)$/;
+
+/** Whether a job runs against several provider datasets (federated-aggregate). */
+export function isMultiProvider(request: JobRequest): request is JobRequest & { providerDatasets: string[] } {
+  return request.providerDatasets !== undefined;
+}
+
+/** Every provider dataset a job names, in provider order. */
+export function jobDatasets(request: JobRequest): string[] {
+  return request.providerDatasets ?? (request.providerDataset !== undefined ? [request.providerDataset] : []);
+}
+
+/** The columns a federated-aggregate computation reads (its `outputColumns`): aggregated, histogram, group-by; each once. */
+export function aggregateColumns(a: AggregateJobParams): string[] {
+  const cols = a.aggregates.flatMap((x) => (x.fn === "count" ? [] : [x.column]));
+  if (a.histogram) cols.push(a.histogram.column);
+  if (a.groupBy) cols.push(a.groupBy.column);
+  return [...new Set(cols)];
+}
+
+/** The structure of `params.aggregate` (the protocol checks the rest, e.g. the vector's size, when the exchange resolves it). */
+function parseAggregateParams(c: FieldChecker, value: unknown, field: string): AggregateJobParams | undefined {
+  const rec = c.object(value, field, AGGREGATE_FIELDS);
+  if (rec === undefined) return undefined;
+  const before = c.issues.length;
+  const seen = new Set<string>();
+  const aggregates = c.list(
+    rec.aggregates,
+    `${field}.aggregates`,
+    (v, f) => {
+      const a = c.object(v, f, ["fn", "column"]);
+      if (a === undefined) return undefined;
+      const fn = c.oneOf(a.fn, `${f}.fn`, AGGREGATE_FNS);
+      if (fn === undefined) return undefined;
+      if (fn === "count") {
+        if (a.column !== undefined) return void c.add(`${f}.column`, "count takes no column");
+        if (seen.has("count")) return void c.add(f, "duplicate entry");
+        seen.add("count");
+        return { fn } as AggregateJobSpec;
+      }
+      const column = c.column(a.column, `${f}.column`);
+      if (column === undefined) return undefined;
+      if (seen.has(`${fn}(${column})`)) return void c.add(f, "duplicate entry");
+      seen.add(`${fn}(${column})`);
+      return { fn, column } as AggregateJobSpec;
+    },
+    1,
+  );
+  const out: AggregateJobParams = { aggregates: aggregates ?? [] };
+  if (rec.groupBy !== undefined) {
+    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column", "categories"]);
+    if (g !== undefined) {
+      const column = c.column(g.column, `${field}.groupBy.column`);
+      const categories = c.list(g.categories, `${field}.groupBy.categories`, (v, f) => c.text(v, f, MAX_COLUMN_NAME_LENGTH), 1);
+      if (categories !== undefined && categories.length > FA_MAX_SLOTS) c.add(`${field}.groupBy.categories`, `must have at most ${FA_MAX_SLOTS} entries`);
+      if (column !== undefined && categories !== undefined) out.groupBy = { column, categories };
+    }
+  }
+  if (rec.histogram !== undefined) {
+    const h = c.object(rec.histogram, `${field}.histogram`, ["column", "edges"]);
+    if (h !== undefined) {
+      const column = c.column(h.column, `${field}.histogram.column`);
+      const ef = `${field}.histogram.edges`;
+      const edges = Array.isArray(h.edges) ? (h.edges as unknown[]) : undefined;
+      if (edges === undefined || edges.length < 2 || edges.length > FA_MAX_SLOTS + 1) c.add(ef, `must be an array of 2 to ${FA_MAX_SLOTS + 1} numbers`);
+      else if (!edges.every((e) => typeof e === "number" && Number.isFinite(e))) c.add(ef, "must hold finite numbers");
+      else if (!edges.every((e, i) => i === 0 || (e as number) > (edges[i - 1] as number))) c.add(ef, "must be strictly increasing");
+      else if (column !== undefined) out.histogram = { column, edges: edges as number[] };
+    }
+  }
+  if (rec.minProviders !== undefined) {
+    const n = c.int(rec.minProviders, `${field}.minProviders`, 2, FA_MAX_PROVIDERS);
+    if (n !== undefined) out.minProviders = n;
+  }
+  if (rec.maxAbsValue !== undefined) {
+    const v = rec.maxAbsValue;
+    if (typeof v !== "string" || v.length > 64 || !POSITIVE_DECIMAL.test(v) || !/[1-9]/.test(v)) c.add(`${field}.maxAbsValue`, 'must be a positive decimal string, e.g. "1000000" or "2.5"');
+    else out.maxAbsValue = v;
+  }
+  if (rec.scale !== undefined) {
+    const sc = c.int(rec.scale, `${field}.scale`, 0, HE_MAX_SCALE);
+    if (sc !== undefined) out.scale = sc;
+  }
+  if (rec.maxRowsPerProvider !== undefined) {
+    const r = c.int(rec.maxRowsPerProvider, `${field}.maxRowsPerProvider`, 1);
+    if (r !== undefined) out.maxRowsPerProvider = r;
+  }
+  return c.issues.length === before ? out : undefined;
+}
 
 /**
  * Validates a job request (a parsed JSON value): unknown fields, wrong
@@ -427,7 +565,13 @@ const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGrou
  * the protocol (`mode` outside the aggregate protocols or missing there,
  * `outputColumns` for psi / psi-cardinality or missing for lookup and for
  * aggregates other than count, `minGroupSize` outside the k-protocols) are
- * refused.
+ * refused. A multi-provider job (`providerDatasets`, federated-aggregate
+ * only) names no buyer or single provider dataset, no key column and no
+ * `mode`, and carries `params.aggregate`; its `outputColumns` are filled
+ * with the columns the computation reads (or, when given, must be them).
+ * The single-dataset form of federated-aggregate (`mode`) still parses — it
+ * is what a policy is checked against alone — but the exchange runs only the
+ * multi-provider form.
  *
  * @throws InvalidJobRequestError listing every field found wrong.
  */
@@ -437,13 +581,34 @@ export function parseJobRequest(json: unknown): JobRequest {
   if (rec === undefined) throw new InvalidJobRequestError(c.issues);
   const protocol = c.oneOf(rec.protocol, "protocol", PROTOCOL_IDS);
   const buyer = c.id(rec.buyer, "buyer");
-  const buyerDataset = c.id(rec.buyerDataset, "buyerDataset");
-  const providerDataset = c.id(rec.providerDataset, "providerDataset");
+  const rawParams = rec.params as Record<string, unknown> | undefined;
+  // The multi-provider form: providerDatasets and params.aggregate (federated-aggregate only).
+  const multi = rec.providerDatasets !== undefined || (typeof rawParams === "object" && rawParams !== null && rawParams["aggregate"] !== undefined);
+  let buyerDataset: string | undefined;
+  let providerDataset: string | undefined;
+  let providerDatasets: string[] | undefined;
+  if (!multi) {
+    buyerDataset = c.id(rec.buyerDataset, "buyerDataset");
+    providerDataset = c.id(rec.providerDataset, "providerDataset");
+  } else if (protocol !== undefined && protocol !== ProtocolId.FederatedAggregate) {
+    c.add(rec.providerDatasets !== undefined ? "providerDatasets" : "params.aggregate", `does not apply to protocol ${protocol}`);
+  } else {
+    if (rec.buyerDataset !== undefined) c.add("buyerDataset", "does not apply to a multi-provider job (the buyer brings no dataset)");
+    if (rec.providerDataset !== undefined) c.add("providerDataset", "does not apply to a multi-provider job (its datasets are in providerDatasets)");
+    providerDatasets = c.list(rec.providerDatasets, "providerDatasets", (v, f) => c.id(v, f), 2);
+    if (providerDatasets !== undefined && providerDatasets.length > FA_MAX_PROVIDERS) {
+      c.add("providerDatasets", `must have at most ${FA_MAX_PROVIDERS} entries`);
+      providerDatasets = undefined;
+    }
+  }
   const params: JobRequest["params"] = { keyColumns: [] };
   const p = c.object(rec.params, "params", PARAM_FIELDS);
   if (p !== undefined) {
-    const keyColumns = c.list(p.keyColumns, "params.keyColumns", (v, f) => c.column(v, f), 1);
-    if (keyColumns !== undefined) params.keyColumns = keyColumns;
+    if (!multi || p.keyColumns !== undefined) {
+      const keyColumns = c.list(p.keyColumns, "params.keyColumns", (v, f) => c.column(v, f), multi ? 0 : 1);
+      if (keyColumns !== undefined) params.keyColumns = keyColumns;
+      if (multi && keyColumns !== undefined && keyColumns.length > 0) c.add("params.keyColumns", "federated-aggregate joins nothing (a group-by column goes in params.aggregate.groupBy)");
+    }
     if (p.outputColumns !== undefined) {
       const out = c.list(p.outputColumns, "params.outputColumns", (v, f) => c.column(v, f));
       if (out !== undefined) params.outputColumns = out;
@@ -460,14 +625,25 @@ export function parseJobRequest(json: unknown): JobRequest {
       const q = c.int(p.queryCount, "params.queryCount", 1);
       if (q !== undefined) params.queryCount = q;
     }
-    if (protocol !== undefined) checkParamsFitProtocol(c, protocol, p, params);
+    if (multi) {
+      if (p.mode !== undefined) c.add("params.mode", "does not apply with params.aggregate");
+      const aggregate = p.aggregate === undefined ? void c.add("params.aggregate", "is required for a multi-provider job") : parseAggregateParams(c, p.aggregate, "params.aggregate");
+      if (aggregate !== undefined) {
+        params.aggregate = aggregate;
+        // The columns the computation reads are its output columns (so every policy must allow them).
+        const reads = aggregateColumns(aggregate);
+        if (params.outputColumns === undefined) params.outputColumns = reads;
+        else if (params.outputColumns.length !== reads.length || !reads.every((col) => params.outputColumns?.includes(col))) {
+          c.add("params.outputColumns", "must list exactly the columns params.aggregate reads (or be left out)");
+        }
+      }
+    } else if (protocol !== undefined) checkParamsFitProtocol(c, protocol, p, params);
   }
   c.done((issues) => new InvalidJobRequestError(issues));
   return {
     protocol: protocol as ProtocolId,
     buyer: buyer as string,
-    buyerDataset: buyerDataset as string,
-    providerDataset: providerDataset as string,
+    ...(multi ? { providerDatasets: providerDatasets as string[] } : { buyerDataset: buyerDataset as string, providerDataset: providerDataset as string }),
     params,
   };
 }
@@ -539,7 +715,7 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
   }
   const protocol = request.protocol;
 
-  if (request.providerDataset !== dataset.id) {
+  if (request.providerDatasets !== undefined ? !request.providerDatasets.includes(dataset.id) : request.providerDataset !== dataset.id) {
     throw new PolicyDeniedError(PolicyRule.DatasetMismatch, "the job names another provider dataset than the one this policy governs");
   }
   if (isPolicyExpired(policy, ctx.now)) {
@@ -554,7 +730,8 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
 
   const schema = new Set(dataset.schema.map((f) => f.name));
   const missingKeys = request.params.keyColumns.filter((k) => !schema.has(k));
-  if (request.params.keyColumns.length === 0 || missingKeys.length > 0) {
+  const needsKeys = protocol !== ProtocolId.FederatedAggregate;
+  if ((needsKeys && request.params.keyColumns.length === 0) || missingKeys.length > 0) {
     throw new PolicyDeniedError(
       PolicyRule.KeyColumnMissing,
       missingKeys.length > 0 ? `key columns not in the dataset: ${list(missingKeys)}` : "the job names no key column",

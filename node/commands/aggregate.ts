@@ -7,20 +7,20 @@
  * holds counts, byte sizes, times, file names and column names only; the
  * aggregates go to --out alone.
  */
-import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
-import { FileFormat, formatFromPath, readTable, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
+import type { Table } from "apache-arrow";
+import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, faOutputTable, maxAbsValueFromText, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
-import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, takeRepeated, UsageError, type CommandIO, type OptionSpec, type Options } from "./args.js";
 
 // ------------------------------------------------------------------ aggregate
 
 /** k when --min-count is not given: the node's default policy's minimum group size. */
 export const AGGREGATE_DEFAULT_MIN_COUNT = 10;
-/** The value bound when --max-abs is not given: 2^40. */
-export const AGGREGATE_DEFAULT_MAX_ABS = 2n ** 40n;
+export { AGGREGATE_DEFAULT_MAX_ABS };
 
 export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--provider FILE ...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
@@ -37,8 +37,8 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  integer columns); --min-providers default 2
 `;
 
-const AGGREGATE_OPTIONS: OptionSpec = {
-  "--provider": "string",
+/** The options that describe a federated computation: `umbra aggregate` and `umbra job submit --protocol federated-aggregate` share them. */
+export const COMPUTATION_OPTIONS: OptionSpec = {
   "--agg": "string",
   "--group-by": "string",
   "--categories": "string",
@@ -47,6 +47,11 @@ const AGGREGATE_OPTIONS: OptionSpec = {
   "--min-providers": "string",
   "--max-abs": "string",
   "--scale": "string",
+};
+
+const AGGREGATE_OPTIONS: OptionSpec = {
+  "--provider": "string",
+  ...COMPUTATION_OPTIONS,
   "--out": "string",
   "--quiet": "flag",
 };
@@ -128,64 +133,56 @@ function parseCategories(text: string, usage: string): string[] {
 
 /** A positive decimal (integer → bigint, exact; fractional → number). */
 function parseMaxAbs(text: string, usage: string): bigint | number {
-  if (/^\d+$/.test(text)) {
-    const v = BigInt(text);
-    if (v > 0n) return v;
-  } else if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
-    const v = Number(text);
-    if (Number.isFinite(v) && v > 0) return v;
-  }
-  throw new UsageError("--max-abs needs a positive number (e.g. 1000000 or 2.5)", usage);
+  const v = maxAbsValueFromText(text);
+  if (v === undefined) throw new UsageError("--max-abs needs a positive number (e.g. 1000000 or 2.5)", usage);
+  return v;
 }
 
-/** A multiple-occurrence option (parseOptions refuses repeats): every `--name VALUE` / `--name=VALUE`, and the args without them. */
-function takeRepeated(args: readonly string[], name: string, usage: string): { values: string[]; rest: string[] } {
-  const values: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === "--") {
-      rest.push(...args.slice(i));
-      break;
-    }
-    if (a === name) {
-      const v = args[i + 1];
-      if (v === undefined || v === "" || v.startsWith("--")) throw new UsageError(`${name} needs a value`, usage);
-      values.push(v);
-      i++;
-    } else if (a.startsWith(`${name}=`)) {
-      const v = a.slice(name.length + 1);
-      if (v === "") throw new UsageError(`${name} needs a value`, usage);
-      values.push(v);
-    } else rest.push(a);
-  }
-  return { values, rest };
+/** A federated computation as the command line describes it (COMPUTATION_OPTIONS); what is not given is undefined. */
+export interface ComputationOptions {
+  readonly aggregates: AggregateSpec[];
+  readonly groupBy?: { column: string; categories: string[] };
+  readonly histogram?: { column: string; edges: number[] };
+  readonly minCount?: number;
+  readonly minProviders?: number;
+  readonly scale?: number;
+  /** --max-abs as given (the decimal text), and its value. */
+  readonly maxAbs?: { readonly text: string; readonly value: bigint | number };
 }
 
 /**
- * With scale 0, the sum columns as exact Int64 (faResultTable gives Float64,
- * exact only to 2^53) when every sum fits; otherwise the table as it is.
+ * Parses the computation options (--agg required; --group-by with
+ * --categories; --histogram; --min-count ≥ 1; --min-providers from 2 to
+ * `providers`; --max-abs; --scale).
+ * @throws UsageError for anything malformed.
  */
-function exactSums(run: FaRunResult, aggregates: readonly AggregateSpec[]): Table {
-  if (run.result.scale !== 0) return run.table;
-  const cols: Record<string, Vector> = {};
-  const replace = new Map<string, string>();
-  for (const a of aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
-  const lo = -(2n ** 63n);
-  const hi = 2n ** 63n - 1n;
-  for (const field of run.table.schema.fields) {
-    const child = run.table.getChild(field.name) as Vector;
-    const column = replace.get(field.name);
-    if (column !== undefined) {
-      const sums = run.result.cells.map((c) => c.columns[column]?.sum ?? null);
-      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
-        cols[field.name] = vectorFromArray(sums, new Int64());
-        continue;
-      }
-    }
-    cols[field.name] = child;
-  }
-  return new Table(cols);
+export function parseComputation(o: Options, providers: number, usage: string): ComputationOptions {
+  const aggregates = parseAggList(o.require("--agg"), usage);
+  const groupColumn = o.get("--group-by");
+  const categoriesText = o.get("--categories");
+  if (categoriesText !== undefined && groupColumn === undefined) throw new UsageError("--categories needs --group-by", usage);
+  if (groupColumn !== undefined && categoriesText === undefined) throw new UsageError("--group-by needs --categories (the cells are declared, never read from the data)", usage);
+  const groupBy = groupColumn !== undefined ? { column: groupColumn.trim(), categories: parseCategories(categoriesText as string, usage) } : undefined;
+  if (groupBy && groupBy.column === "") throw new UsageError("--group-by needs a column name", usage);
+  const histogramText = o.get("--histogram");
+  const histogram = histogramText !== undefined ? parseHistogram(histogramText, usage) : undefined;
+  const minCount = o.integer("--min-count");
+  if (minCount !== undefined && minCount < 1) throw new UsageError("--min-count needs an integer of at least 1", usage);
+  const minProviders = o.integer("--min-providers");
+  if (minProviders !== undefined && minProviders < 2) throw new UsageError("--min-providers needs an integer of at least 2", usage);
+  if (minProviders !== undefined && minProviders > providers) throw new UsageError(`--min-providers is ${minProviders} but only ${providers} providers are given`, usage);
+  const scale = o.integer("--scale", HE_MAX_SCALE);
+  const maxAbsText = o.get("--max-abs");
+  const maxAbs = maxAbsText !== undefined ? { text: maxAbsText, value: parseMaxAbs(maxAbsText, usage) } : undefined;
+  return {
+    aggregates,
+    ...(groupBy ? { groupBy } : {}),
+    ...(histogram ? { histogram } : {}),
+    ...(minCount !== undefined ? { minCount } : {}),
+    ...(minProviders !== undefined ? { minProviders } : {}),
+    ...(scale !== undefined ? { scale } : {}),
+    ...(maxAbs ? { maxAbs } : {}),
+  };
 }
 
 /** `umbra aggregate ...`; returns the exit code. */
@@ -198,37 +195,18 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     return 0;
   }
   if (providerPaths.length < 2) throw new UsageError(`at least two --provider files are needed (got ${providerPaths.length})`, usage);
-  const aggregates = parseAggList(o.require("--agg"), usage);
   const out = o.require("--out");
-  const groupColumn = o.get("--group-by");
-  const categoriesText = o.get("--categories");
-  if (categoriesText !== undefined && groupColumn === undefined) throw new UsageError("--categories needs --group-by", usage);
-  if (groupColumn !== undefined && categoriesText === undefined) throw new UsageError("--group-by needs --categories (the cells are declared, never read from the data)", usage);
-  const groupBy = groupColumn !== undefined ? { column: groupColumn.trim(), categories: parseCategories(categoriesText as string, usage) } : undefined;
-  if (groupBy && groupBy.column === "") throw new UsageError("--group-by needs a column name", usage);
-  const histogramText = o.get("--histogram");
-  const histogram = histogramText !== undefined ? parseHistogram(histogramText, usage) : undefined;
-  const minCount = o.integer("--min-count") ?? AGGREGATE_DEFAULT_MIN_COUNT;
-  if (minCount < 1) throw new UsageError("--min-count needs an integer of at least 1", usage);
-  const minProviders = o.integer("--min-providers") ?? 2;
-  if (minProviders < 2) throw new UsageError("--min-providers needs an integer of at least 2", usage);
-  if (minProviders > providerPaths.length) throw new UsageError(`--min-providers is ${minProviders} but only ${providerPaths.length} --provider files are given`, usage);
-  const scale = o.integer("--scale", HE_MAX_SCALE) ?? 0;
-  const maxAbsText = o.get("--max-abs");
-  const maxAbsValue = maxAbsText !== undefined ? parseMaxAbs(maxAbsText, usage) : AGGREGATE_DEFAULT_MAX_ABS;
+  const c = parseComputation(o, providerPaths.length, usage);
+  const { aggregates, groupBy, histogram } = c;
+  const minCount = c.minCount ?? AGGREGATE_DEFAULT_MIN_COUNT;
+  const minProviders = c.minProviders ?? 2;
+  const scale = c.scale ?? 0;
+  const maxAbsValue = c.maxAbs?.value ?? AGGREGATE_DEFAULT_MAX_ABS;
   checkOutput(out, providerPaths, usage);
-
-  // The columns each provider file must hold, and how a CSV parses them.
-  const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
-  const numericColumns = [...new Set([...valueColumns, ...(histogram ? [histogram.column] : [])])];
-  const needed = [...new Set([...(groupBy ? [groupBy.column] : []), ...numericColumns])];
-  const numericType: CsvColumnType = scale === 0 ? "int64" : "float64";
-  const columnTypes: Record<string, CsvColumnType> = {};
-  for (const c of numericColumns) columnTypes[c] = numericType;
 
   const quiet = o.has("--quiet");
   const progress = createProgress({ quiet });
-  if (maxAbsText === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
+  if (c.maxAbs === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
   const t0 = performance.now();
   let run: FaRunResult;
   let protocolMs: number;
@@ -238,9 +216,8 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     for (let i = 0; i < providerPaths.length; i++) {
       const path = providerPaths[i] as string;
       progress.onProgress("read providers", i, providerPaths.length);
-      const csv = formatFromPath(path) === FileFormat.Csv;
-      const table = await readTable(path, { ...(needed.length > 0 ? { columns: needed } : {}), ...(csv && numericColumns.length > 0 ? { columnTypes } : {}) });
-      requireColumns(table, needed, `provider ${i}`, path);
+      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale });
+      requireColumns(table, columns, `provider ${i}`, path);
       tables.push(table);
       rows.push(table.numRows);
     }
@@ -264,7 +241,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     await closePool();
   }
 
-  await writeTable(out, exactSums(run, aggregates));
+  await writeTable(out, faOutputTable(run.result, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}) }));
   const cells = run.result.cells.length;
   const suppressed = run.result.cells.filter((c) => c.suppressed).length;
   const sent = run.stats.bytesSent;

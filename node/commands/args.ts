@@ -120,6 +120,34 @@ export function parseOptions(args: readonly string[], spec: OptionSpec, usage: s
   return new Options(values, flags, usage);
 }
 
+/**
+ * A multiple-occurrence option (parseOptions refuses repeats): every
+ * `--name VALUE` / `--name=VALUE`, and the args without them.
+ * @throws UsageError for an occurrence without a value.
+ */
+export function takeRepeated(args: readonly string[], name: string, usage: string): { values: string[]; rest: string[] } {
+  const values: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    if (a === name) {
+      const v = args[i + 1];
+      if (v === undefined || v === "" || v.startsWith("--")) throw new UsageError(`${name} needs a value`, usage);
+      values.push(v);
+      i++;
+    } else if (a.startsWith(`${name}=`)) {
+      const v = a.slice(name.length + 1);
+      if (v === "") throw new UsageError(`${name} needs a value`, usage);
+      values.push(v);
+    } else rest.push(a);
+  }
+  return { values, rest };
+}
+
 /** Checks that an output path has a format the engine writes (not Parquet) and is not one of the inputs. */
 export function checkOutput(out: string, inputs: readonly (string | undefined)[], usage: string): FileFormat {
   const format = formatFromPath(out);

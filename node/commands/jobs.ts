@@ -8,7 +8,8 @@ import { readFileSync } from "node:fs";
 import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
-import { checkOutput, count, parseOptions, processIO, UsageError, type CommandIO, type Options } from "./args.js";
+import { checkOutput, count, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
+import { COMPUTATION_OPTIONS, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { DEFAULT_PARTY_URL, PartyApiError, partyFetch, partyJson, urlOption } from "./node.js";
 
 export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--party URL]
@@ -24,10 +25,24 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --d
       [--wait] [--party URL]
                  submit a job as the buyer (MY_FILE is in the buyer's data folder);
                  --wait: show its progress until it ends, then print its state
+  job submit --protocol federated-aggregate --dataset ID --dataset ID [--dataset ID ...]
+      --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
+      [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
+      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--max-rows N]
+      [--wait] [--party URL]
+                 an aggregate across N >= 2 providers' datasets (IDs from dataset
+                 list, one per provider); the exchange computes the sum of their
+                 masked encrypted vectors, the buyer decrypts the totals; what is
+                 not given the exchange fills: k the largest of --min-count and
+                 every dataset policy's, --max-abs 2^40, --scale 0, --max-rows the
+                 largest registered row count; a provider that refuses or drops
+                 out fails the job and nothing is released
   job status ID [--party URL]
   job result ID [--out FILE] [--party URL]
-                 write the result (.arrow, .arrows, .csv by extension), or print
-                 the count of a psi-cardinality job
+                 write the result (.arrow, .arrows, .csv by extension; for
+                 federated-aggregate one row per cell, cells under k with
+                 suppressed=true and nulls), or print the count of a
+                 psi-cardinality job
   job cancel ID [--party URL]
 `;
 
@@ -166,6 +181,30 @@ export async function submitJob(party: string, s: SubmitInput): Promise<JobView>
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.dataset, providerDataset: s.providerDataset, params });
 }
 
+export interface AggregateSubmitInput {
+  /** The provider datasets, in provider order. */
+  readonly datasets: readonly string[];
+  readonly computation: ComputationOptions;
+  readonly maxRowsPerProvider?: number;
+  readonly queryCount?: number;
+}
+
+/** Submits a federated-aggregate job (the request's params.aggregate from the parsed options). */
+export async function submitAggregateJob(party: string, s: AggregateSubmitInput): Promise<JobView> {
+  const c = s.computation;
+  const aggregate: Record<string, unknown> = { aggregates: c.aggregates };
+  if (c.groupBy) aggregate["groupBy"] = c.groupBy;
+  if (c.histogram) aggregate["histogram"] = c.histogram;
+  if (c.minProviders !== undefined) aggregate["minProviders"] = c.minProviders;
+  if (c.maxAbs) aggregate["maxAbsValue"] = c.maxAbs.text;
+  if (c.scale !== undefined) aggregate["scale"] = c.scale;
+  if (s.maxRowsPerProvider !== undefined) aggregate["maxRowsPerProvider"] = s.maxRowsPerProvider;
+  const params: Record<string, unknown> = { aggregate };
+  if (c.minCount !== undefined) params["minGroupSize"] = c.minCount;
+  if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.datasets, params });
+}
+
 export async function jobStatus(party: string, id: string): Promise<JobView> {
   return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
 }
@@ -237,28 +276,59 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
   }
   switch (sub) {
     case "submit": {
+      // --dataset may repeat (federated-aggregate: one per provider).
+      const { values: datasets, rest: others } = takeRepeated(rest, "--dataset", usage);
       const o = parseOptions(
-        rest,
-        { "--protocol": "string", "--dataset": "string", "--provider-dataset": "string", "--key": "string", "--columns": "string", "--query-count": "string", "--wait": "flag", "--party": "string" },
+        others,
+        {
+          "--protocol": "string",
+          "--provider-dataset": "string",
+          "--key": "string",
+          "--columns": "string",
+          "--query-count": "string",
+          ...COMPUTATION_OPTIONS,
+          "--max-rows": "string",
+          "--wait": "flag",
+          "--party": "string",
+        },
         usage,
       );
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const protocol = o.require("--protocol");
-      if (!["psi", "psi-cardinality", "lookup"].includes(protocol)) throw new UsageError("--protocol must be psi, psi-cardinality or lookup", usage);
-      const columns = o.list("--columns");
-      if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);
+      if (!["psi", "psi-cardinality", "lookup", "federated-aggregate"].includes(protocol)) throw new UsageError("--protocol must be psi, psi-cardinality, lookup or federated-aggregate", usage);
       const queryCount = o.integer("--query-count");
       const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
-      let job: JobView;
-      try {
-        job = await submitJob(party, {
+      const misplaced = (names: readonly string[], why: string) => {
+        const given = names.find((n) => o.has(n));
+        if (given !== undefined) throw new UsageError(`${given} ${why}`, usage);
+      };
+      let submit: () => Promise<JobView>;
+      if (protocol === "federated-aggregate") {
+        misplaced(["--provider-dataset", "--key", "--columns"], "does not apply to federated-aggregate (name each provider's dataset with --dataset)");
+        if (datasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --dataset entries, one per provider (got ${datasets.length})`, usage);
+        if (new Set(datasets).size !== datasets.length) throw new UsageError("--dataset names a dataset twice", usage);
+        const computation = parseComputation(o, datasets.length, usage);
+        const maxRows = o.integer("--max-rows");
+        if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows needs an integer of at least 1", usage);
+        submit = () => submitAggregateJob(party, { datasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
+      } else {
+        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows"], `applies to federated-aggregate only`);
+        if (datasets.length !== 1) throw new UsageError(datasets.length === 0 ? "--dataset is required" : "--dataset is given twice", usage);
+        const columns = o.list("--columns");
+        if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);
+        const input: SubmitInput = {
           protocol,
-          dataset: o.require("--dataset"),
+          dataset: datasets[0] as string,
           providerDataset: o.require("--provider-dataset"),
           keys: o.requireList("--key"),
           ...(columns ? { columns } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
-        });
+        };
+        submit = () => submitJob(party, input);
+      }
+      let job: JobView;
+      try {
+        job = await submit();
       } catch (err) {
         if (err instanceof PartyApiError && err.rule) {
           io.err(`refused: ${err.rule} (${err.message})`);

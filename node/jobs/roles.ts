@@ -1,9 +1,15 @@
 /**
- * The node's view of a protocol role: start it, feed it one message at a
- * time, persist its state as bytes between steps, and take the buyer's
+ * The node's view of a party's protocol role: start it, feed it one message
+ * at a time, persist its state as bytes between steps, and take the buyer's
  * result. One adapter per protocol over the transport-free state machines of
  * protocols/; messages cross as encoded protobuf frames, states as
  * stateToBytes bytes, so a node can store both and resume after a restart.
+ *
+ * The two-party protocols (psi, psi-cardinality, lookup) are here; a protocol
+ * with more roles (federated-aggregate: buyer, N providers, the exchange)
+ * brings a {@link PartyProtocol} from its own module, registered in
+ * {@link PARTY_PROTOCOLS}, and its exchange-side role in
+ * node/jobs/exchange-roles.ts.
  */
 import type { Table } from "apache-arrow";
 import { keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
@@ -29,32 +35,43 @@ import {
   psiProviderStart,
   stateFromBytes,
   stateToBytes,
+  type FaBuyerState,
+  type FaProviderState,
   type LookupBuyerState,
   type LookupProviderState,
   type ProtocolMessage,
   type PsiBuyerState,
   type PsiProviderState,
 } from "../../protocols/index.js";
+import { federatedAggregateParty, type FaJobInfo } from "./federated-aggregate.js";
 
-export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup" } as const;
+export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup", FederatedAggregate: "federated-aggregate" } as const;
 export type JobProtocol = (typeof JobProtocol)[keyof typeof JobProtocol];
 
-/** What both parties of a job are told by the exchange. */
+/** What the parties of a job are told by the exchange. */
 export interface JobSpec {
   readonly id: string;
   readonly protocol: JobProtocol;
   readonly buyer: string;
+  /** The provider (of a multi-provider job: this party when it is one, else the first). */
   readonly provider: string;
-  readonly buyerDataset: string;
-  readonly providerDataset: string;
+  /** Absent in a multi-provider job (the buyer brings no dataset). */
+  readonly buyerDataset?: string;
+  /** This provider's dataset (absent for the buyer of a multi-provider job). */
+  readonly providerDataset?: string;
   readonly keyColumns: readonly string[];
   /** lookup: the label columns the buyer receives. */
   readonly outputColumns?: readonly string[];
   readonly normalise?: KeyOptions;
+  /** federated-aggregate: the protocol parameters, the providers and this provider's index. */
+  readonly fa?: FaJobInfo;
 }
 
 /** A role's state: plain data (stateToBytes gives the bytes to persist). */
-export type RoleState = PsiBuyerState | PsiProviderState | LookupBuyerState | LookupProviderState;
+export type RoleState = PsiBuyerState | PsiProviderState | LookupBuyerState | LookupProviderState | FaBuyerState | FaProviderState;
+
+/** A party's role in a job: the buyer, or a provider. */
+export type PartyRole = "buyer" | "provider";
 
 export interface StepOutput {
   /** The role's new state (persist it with stateToBytes). */
@@ -73,8 +90,20 @@ export interface RoleContext {
   readonly table: Table;
   /** lookup provider: the prepared table and its secret key, and the buyer's remaining budget. */
   readonly lookup?: { readonly prepared: Table; readonly secretKey: Uint8Array; readonly budgetRemaining: number; readonly product: string; readonly version: number };
+  /** federated-aggregate provider: its mask key pair and every provider's mask public key, by index. */
+  readonly mask?: { readonly keyPair: { readonly publicKey: Uint8Array; readonly secretKey: Uint8Array }; readonly peers: readonly Uint8Array[] };
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
+
+/** The party side of a protocol with more than two roles: one module per protocol (node/jobs/<protocol>.ts). */
+export interface PartyProtocol {
+  start(spec: JobSpec, role: PartyRole, ctx: RoleContext): Promise<StepOutput>;
+  receive(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput>;
+  result(spec: JobSpec, state: RoleState): BuyerResult;
+}
+
+/** The protocols whose party roles live in their own module, by protocol name. */
+export const PARTY_PROTOCOLS: ReadonlyMap<string, PartyProtocol> = new Map<string, PartyProtocol>([[JobProtocol.FederatedAggregate, federatedAggregateParty]]);
 
 const encodeAll = (ms: readonly ProtocolMessage[]): Uint8Array[] => ms.map((m) => encodeMessage(m));
 
@@ -83,7 +112,9 @@ function keys(spec: JobSpec, table: Table, role: string) {
 }
 
 /** Starts this party's role of the job. */
-export async function startRole(spec: JobSpec, role: "buyer" | "provider", ctx: RoleContext): Promise<StepOutput> {
+export async function startRole(spec: JobSpec, role: PartyRole, ctx: RoleContext): Promise<StepOutput> {
+  const multi = PARTY_PROTOCOLS.get(spec.protocol);
+  if (multi) return multi.start(spec, role, ctx);
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
     const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const) };
@@ -106,7 +137,9 @@ export async function startRole(spec: JobSpec, role: "buyer" | "provider", ctx: 
 }
 
 /** Feeds one received frame to this party's role. A refused frame throws and the state stays as it was. */
-export async function receiveRole(spec: JobSpec, role: "buyer" | "provider", state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
+export async function receiveRole(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
+  const multi = PARTY_PROTOCOLS.get(spec.protocol);
+  if (multi) return multi.receive(spec, role, state, frame, ctx);
   const m = decodeMessage(frame);
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
@@ -130,12 +163,14 @@ export async function receiveRole(spec: JobSpec, role: "buyer" | "provider", sta
 export function roleStateToBytes(state: RoleState): Uint8Array {
   return stateToBytes(state);
 }
-export function roleStateFromBytes(spec: JobSpec, role: "buyer" | "provider", bytes: Uint8Array): RoleState {
+export function roleStateFromBytes(spec: JobSpec, role: PartyRole, bytes: Uint8Array): RoleState {
   return stateFromBytes<RoleState>(bytes, { protocols: [spec.protocol], role });
 }
 
 /** The buyer's result once its role is done: its matching rows, the count, or its enriched rows. */
 export function buyerResult(spec: JobSpec, state: RoleState, table: Table): BuyerResult {
+  const multi = PARTY_PROTOCOLS.get(spec.protocol);
+  if (multi) return multi.result(spec, state);
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
     const r = psiBuyerResult(state as PsiBuyerState);
     return r.mode === "cardinality" ? { kind: "count", count: r.count } : { kind: "table", table: takeRows(table, r.matchedRows) };

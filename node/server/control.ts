@@ -1,6 +1,6 @@
 /** Control messages from the exchange to a party, and the events a party reports back. */
 import { InvalidMessageError } from "../../protocols/errors.js";
-import { parseJobRequest, type JobRequest } from "../policy.js";
+import { jobDatasets, parseJobRequest, type JobRequest } from "../policy.js";
 
 /** Envelope step of exchange control messages (protocol steps start at 1). */
 export const CONTROL_STEP = 0;
@@ -17,6 +17,12 @@ export type ControlMessage =
       readonly counterpart: string;
       /** lookup: the product (the provider dataset) and its version (the policy version in force). */
       readonly lookup?: { readonly product: string; readonly version: number };
+      /** A job with an exchange-side role: the providers' party names, in provider order (the counterpart is then the exchange). */
+      readonly providers?: readonly string[];
+      /** Such a job's provider: its index in `providers` (it owns the request's dataset of that index). */
+      readonly providerIndex?: number;
+      /** federated-aggregate's providers: every provider's registered mask public key (hex), in provider order. */
+      readonly peerKeys?: readonly string[];
     }
   | { readonly type: typeof ControlType.Stop; readonly job: string; readonly reason: string };
 
@@ -67,5 +73,35 @@ export function parseControl(envelopeJob: string, payload: Uint8Array): ControlM
     }
     lookup = { product: lk.product, version: lk.version as number };
   }
-  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}) };
+  const multi = parseMultiProvider(o, role, jobDatasets(request).length);
+  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}), ...multi };
+}
+
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const HEX_KEY = /^[0-9a-f]{64}$/;
+
+/**
+ * The fields of job.start for a job with an exchange-side role: absent for a
+ * two-party job; else the providers (one name per dataset of the request),
+ * and for a provider its index and, when the protocol needs them, the mask
+ * keys (one per provider).
+ */
+function parseMultiProvider(o: Record<string, unknown>, role: "buyer" | "provider", datasets: number): { providers?: string[]; providerIndex?: number; peerKeys?: string[] } {
+  const { providers, providerIndex, peerKeys } = o;
+  if (providers === undefined) {
+    if (providerIndex !== undefined || peerKeys !== undefined) throw new InvalidMessageError("control message: provider fields without the providers");
+    return {};
+  }
+  if (!Array.isArray(providers) || providers.length !== datasets || !providers.every((p) => typeof p === "string" && NAME.test(p)) || new Set(providers).size !== providers.length) {
+    throw new InvalidMessageError("control message: bad providers");
+  }
+  if (role === "buyer") {
+    if (providerIndex !== undefined || peerKeys !== undefined) throw new InvalidMessageError("control message: provider fields for the buyer");
+    return { providers: providers as string[] };
+  }
+  if (typeof providerIndex !== "number" || !Number.isInteger(providerIndex) || providerIndex < 0 || providerIndex >= datasets) throw new InvalidMessageError("control message: bad provider index");
+  if (peerKeys !== undefined && (!Array.isArray(peerKeys) || peerKeys.length !== datasets || !peerKeys.every((k) => typeof k === "string" && HEX_KEY.test(k)))) {
+    throw new InvalidMessageError("control message: bad peer keys");
+  }
+  return { providers: providers as string[], providerIndex, ...(peerKeys !== undefined ? { peerKeys: peerKeys as string[] } : {}) };
 }

@@ -11,6 +11,18 @@
  * accepts (or refuses with its rule) → running, job.start to the buyer →
  * protocol envelopes relayed → the buyer reports its result digest →
  * succeeded. A party that fails a job fails it for both; the buyer may cancel.
+ *
+ * A protocol with an exchange-side role (node/jobs/exchange-roles.ts; today
+ * federated-aggregate, whose aggregator the exchange plays) runs as: buyer
+ * submits → the protocol fills the request's defaults → the exchange checks it
+ * against every provider dataset's policy → job.start to every provider (its
+ * index, the peers' mask keys) → each provider's agent checks its own policy
+ * and accepts (or refuses: the job is refused and every other provider
+ * stopped) → once all have accepted: running, the exchange starts its role,
+ * job.start to the buyer → every protocol envelope goes to the exchange, whose
+ * role answers with envelopes it seals to the parties → the buyer reports its
+ * result digest → succeeded. A role that refuses a message fails the job; a
+ * job that goes silent fails naming the parties the role still waits for.
  */
 import { createHash, randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
@@ -18,10 +30,12 @@ import swagger from "@fastify/swagger";
 import { UmbraError } from "../../engine/errors.js";
 import { catalogView, parseDatasetDescriptor, type DatasetDescriptor } from "../catalog.js";
 import { openEnvelope, sealEnvelope } from "../envelope.js";
+import { decodeMessage } from "../../protocols/index.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { appendEntry, LedgerKind, listEntries } from "../ledger.js";
-import { checkJob, jobCost, parseJobRequest, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
+import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
 import { verifyRequest } from "./auth.js";
 import { Mailboxes, packFrames } from "./mailbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
@@ -65,6 +79,17 @@ const jobSchema = {
     updatedAt: { type: "number" },
   },
 };
+
+/** A running job with an exchange-side role, as the exchange holds it in memory (jobs do not survive its restart). */
+interface RoleJob {
+  readonly protocol: ExchangeProtocol;
+  readonly job: MultiPartyJob;
+  readonly accepted: Set<string>;
+  started: boolean;
+  role?: ExchangeRole;
+  /** The role's messages, one at a time. */
+  chain: Promise<void>;
+}
 
 export function jobView(j: JobRecord): Record<string, unknown> {
   return { id: j.id, protocol: j.protocol, buyer: j.buyer, providers: j.providers, state: j.state, reason: j.reason, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt };
@@ -120,10 +145,84 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     appendEntry(store, identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
 
   /** A control envelope from the exchange to a party's mailbox. */
-  let controlSeq = 0;
+  let sequence = 0;
   const control = (to: string, message: ControlMessage) => {
-    const frame = sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: identity, recipient: to, sequence: controlSeq++, payload: new TextEncoder().encode(JSON.stringify(message)), now });
+    const frame = sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: identity, recipient: to, sequence: sequence++, payload: new TextEncoder().encode(JSON.stringify(message)), now });
     mailboxes.put(to, frame);
+  };
+
+  // ------------------------------------------------ jobs with an exchange-side role
+
+  const roleJobs = new Map<string, RoleJob>();
+
+  /** Frees a job's exchange-side role (every way a job ends comes here). */
+  const endRoleJob = (id: string): void => {
+    const rj = roleJobs.get(id);
+    if (!rj) return;
+    roleJobs.delete(id);
+    rj.role?.dispose();
+  };
+
+  /** Fails a running or submitted job from the exchange's side: ledger, state, every party stopped. */
+  const failJob = (id: string, reason: string, extra: Record<string, unknown> = {}): void => {
+    const j = store.getJob(id);
+    endRoleJob(id);
+    if (!j || (j.state !== "submitted" && j.state !== "running")) return;
+    store.transaction(() => {
+      store.transitionJob(id, ["submitted", "running"], "failed", reason);
+      ledger(LedgerKind.JobFailed, { reason, by: identity.name, ...extra }, id);
+    });
+    activity.delete(id);
+    for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: id, reason: "failed" });
+  };
+
+  const codeOf = (err: unknown): string => (err instanceof UmbraError && /^UMBRA_[A-Z_]{1,64}$/.test(err.code) ? err.code : "UMBRA_INTERNAL");
+
+  /** Seals the role's messages to their parties and records each step. */
+  const deliver = (id: string, frames: readonly { to: string; frame: Uint8Array }[]): void => {
+    for (const { to, frame } of frames) {
+      const party = store.getParty(to);
+      if (!party?.boxPublicKey) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "a party of the job has no box key");
+      const step = decodeMessage(frame).header.step;
+      const env = sealEnvelope({ job: id, step, sender: identity, recipient: to, sequence: sequence++, payload: frame, encryptTo: party.boxPublicKey, now });
+      const digest = createHash("sha256").update(env).digest("hex");
+      store.transaction(() => {
+        store.recordStep(id, { step: `step-${step}`, direction: "out", size: env.length, digest });
+        ledger(LedgerKind.JobStep, { step, from: identity.name, to, size: env.length, digest }, id);
+      });
+      mailboxes.put(to, env);
+    }
+  };
+
+  /** Feeds one protocol frame to a job's role, in order; a refusal fails the job. */
+  const toRole = (rj: RoleJob, from: string, payload: Uint8Array): void => {
+    const id = rj.job.id;
+    rj.chain = rj.chain.then(async () => {
+      if (roleJobs.get(id) !== rj || !rj.role) return; // ended meanwhile
+      try {
+        deliver(id, await rj.role.receive(from, payload));
+        touch(id);
+      } catch (err) {
+        app.log.warn({ job: id, code: codeOf(err) }, "the exchange's role refused a message");
+        failJob(id, codeOf(err));
+      }
+    });
+  };
+
+  /** Every provider has accepted: start the exchange's role, then the buyer. */
+  const startRoleJob = async (rj: RoleJob): Promise<void> => {
+    const { job } = rj;
+    try {
+      rj.role = await rj.protocol.start(job);
+    } catch (err) {
+      failJob(job.id, codeOf(err));
+      return;
+    }
+    if (roleJobs.get(job.id) !== rj) {
+      rj.role.dispose(); // the job ended while the role started
+      return;
+    }
+    control(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers });
   };
 
   const loadPolicy = (datasetId: string): UsagePolicy | undefined => {
@@ -144,10 +243,16 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     for (const j of store.listJobs({ state: ["submitted", "running"] })) {
       const last = activity.get(j.id) ?? j.updatedAt;
       if (now() - last <= jobTimeoutMs) continue;
+      // A job with an exchange-side role names who it still waits for: providers that never
+      // accepted, or the parties whose messages the role lacks.
+      const rj = roleJobs.get(j.id);
+      const missing = rj ? (rj.started ? [...(rj.role?.missing() ?? [])] : rj.job.providers.filter((p) => !rj.accepted.has(p))) : [];
+      const reason = missing.length > 0 ? "UMBRA_MISSING_PARTY" : "UMBRA_JOB_TIMEOUT";
+      endRoleJob(j.id);
       try {
         store.transaction(() => {
-          store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_JOB_TIMEOUT");
-          ledger(LedgerKind.JobFailed, { reason: "UMBRA_JOB_TIMEOUT" }, j.id);
+          store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
+          ledger(LedgerKind.JobFailed, { reason, ...(missing.length > 0 ? { missing } : {}) }, j.id);
         });
       } catch (err) {
         app.log.warn({ job: j.id, code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not time out a job");
@@ -181,15 +286,23 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           type: "object",
           required: ["name", "signingPublicKey", "boxPublicKey"],
           additionalProperties: false,
-          properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" }, endpoint: { type: ["string", "null"] }, role: { type: "string", enum: ["provider", "buyer"] } },
+          properties: {
+            name: { type: "string" },
+            signingPublicKey: { type: "string" },
+            boxPublicKey: { type: "string" },
+            maskPublicKey: { type: "string" },
+            endpoint: { type: ["string", "null"] },
+            role: { type: "string", enum: ["provider", "buyer"] },
+          },
         },
       },
     },
     async (req, reply) => {
-      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; endpoint?: string | null; role?: "provider" | "buyer" };
+      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; maskPublicKey?: string; endpoint?: string | null; role?: "provider" | "buyer" };
       const signing = fromHex(b.signingPublicKey, 32);
       const box = fromHex(b.boxPublicKey, 32);
-      if (!signing || !box) return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "keys must be 32-byte hex" } });
+      const mask = b.maskPublicKey === undefined ? null : fromHex(b.maskPublicKey, 32);
+      if (!signing || !box || mask === undefined) return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "keys must be 32-byte hex" } });
       verifyRequest(req.headers, req.method, req.url, req.rawBody ?? new Uint8Array(0), {
         lookup: (name) => (name === b.name ? signing : undefined),
         remember: (name, nonce, time) => store.checkAndRememberNonce(name, nonce, time),
@@ -200,7 +313,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         return reply.code(409).send({ error: { code: "UMBRA_ALREADY_EXISTS", message: "a party of that name is registered with another key" } });
       }
       const party = store.transaction(() => {
-        const p = store.putParty({ name: b.name, role: b.role ?? "provider", signingPublicKey: signing, boxPublicKey: box, endpoint: b.endpoint ?? null });
+        const p = store.putParty({ name: b.name, role: b.role ?? "provider", signingPublicKey: signing, boxPublicKey: box, maskPublicKey: mask, endpoint: b.endpoint ?? null });
         if (!existing) ledger(LedgerKind.PartyRegistered, { name: b.name, signingKey: b.signingPublicKey.slice(0, 16) });
         return p;
       });
@@ -211,7 +324,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   app.get("/v1/parties/:name", { preHandler: auth }, async (req, reply) => {
     const p = store.getParty((req.params as { name: string }).name);
     if (!p) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such party" } });
-    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? hex(p.boxPublicKey) : null };
+    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? hex(p.boxPublicKey) : null, maskPublicKey: p.maskPublicKey ? hex(p.maskPublicKey) : null };
   });
 
   app.post("/v1/datasets", { preHandler: auth, schema: { body: { type: "object", required: ["descriptor", "policy"], additionalProperties: false, properties: { descriptor: { type: "object" }, policy: { type: "object" } } } } }, async (req, reply) => {
@@ -245,6 +358,11 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   app.post("/v1/jobs", { preHandler: auth, schema: { response: { 201: jobSchema, 403: errorSchema, 404: errorSchema } } }, async (req, reply) => {
     const request: JobRequest = parseJobRequest(req.body);
     if (request.buyer !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "a job is submitted by its buyer" } });
+    const withRole = exchangeProtocolFor(request.protocol);
+    if (withRole) return submitWithRole(request, withRole, reply);
+    if (isMultiProvider(request) || request.providerDataset === undefined) {
+      throw new InvalidJobRequestError([{ field: "providerDatasets", problem: `protocol ${request.protocol} runs against one provider dataset` }]);
+    }
     const dataset = descriptorOf(request.providerDataset);
     const policy = loadPolicy(request.providerDataset);
     if (!dataset || !policy) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
@@ -275,6 +393,60 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     return reply.code(201).send(jobView(job));
   });
 
+  /**
+   * Submits a job whose protocol has an exchange-side role: every dataset's
+   * policy is checked (the first refusal refuses the job, naming its rule and
+   * dataset), every dataset's budget charged, and job.start sent to every provider.
+   */
+  const submitWithRole = async (asked: JobRequest, protocol: ExchangeProtocol, reply: FastifyReply) => {
+    const ids = jobDatasets(asked);
+    const datasets = ids.map((d) => descriptorOf(d));
+    const policies = ids.map((d) => loadPolicy(d));
+    if (datasets.some((d) => !d) || policies.some((p) => !p)) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
+    const ds = datasets as DatasetDescriptor[];
+    const ps = policies as UsagePolicy[];
+    const providers = ds.map((d) => d.owner);
+    if (new Set(providers).size !== providers.length || providers.includes(asked.buyer)) {
+      throw new InvalidJobRequestError([{ field: "providerDatasets", problem: "each dataset must belong to a different provider, none of them the buyer" }]);
+    }
+    const prepared = await protocol.prepare(asked, ds, ps);
+    // The keys job.start carries, before anything is recorded (a provider without one fails the submission).
+    const keys = providers.map((name) => ({ name, maskPublicKey: store.getParty(name)?.maskPublicKey ?? null }));
+    const starts = providers.map((_, i) => protocol.providerStart(i, keys));
+    const id = `job-${randomUUID()}`;
+    const budgets = ds.map((d, i) => store.getBudget(d.id, asked.buyer)?.remaining ?? (ps[i] as UsagePolicy).queryBudget);
+    for (let i = 0; i < ds.length; i++) {
+      try {
+        checkJob(ps[i] as UsagePolicy, ds[i] as DatasetDescriptor, prepared, { now: new Date(now()), budgetRemaining: budgets[i] as number });
+      } catch (err) {
+        if (!(err instanceof PolicyDeniedError)) throw err;
+        store.transaction(() => {
+          store.createJob({ id, protocol: asked.protocol, buyer: asked.buyer, providers, params: { request: prepared } as never });
+          store.transitionJob(id, ["submitted"], "refused", err.rule);
+          ledger(LedgerKind.JobRefused, { rule: err.rule, by: "exchange", dataset: (ds[i] as DatasetDescriptor).id }, id);
+        });
+        return reply.code(403).send({ error: { code: err.code, message: err.message, rule: err.rule } });
+      }
+    }
+    const request = protocol.finalise(prepared, ps);
+    const job = store.transaction(() => {
+      const costs = ds.map((d, i) => {
+        const policy = ps[i] as UsagePolicy;
+        const cost = jobCost(policy, request) ?? 1;
+        if (!store.getBudget(d.id, request.buyer)) store.setBudget(d.id, request.buyer, policy.queryBudget);
+        store.consumeBudget(d.id, request.buyer, cost);
+        return cost;
+      });
+      const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
+      ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never }, id);
+      return j;
+    });
+    roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers }, accepted: new Set(), started: false, chain: Promise.resolve() });
+    touch(id);
+    providers.forEach((p, i) => control(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i] }));
+    return reply.code(201).send(jobView(job));
+  };
+
   const jobFor = (req: FastifyRequest, reply: FastifyReply): JobRecord | undefined => {
     const j = store.getJob((req.params as { id: string }).id);
     if (!j || (j.buyer !== req.party && !j.providers.includes(req.party as string))) {
@@ -298,6 +470,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       ledger(LedgerKind.JobCancelled, { by: "buyer" }, j.id);
       return r;
     });
+    endRoleJob(j.id);
     for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: j.id, reason: "cancelled" });
     return jobView(done);
   });
@@ -313,12 +486,24 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     switch (e?.kind) {
       case "accepted": {
         if (isBuyer) break;
+        const rj = roleJobs.get(j.id);
+        if (rj) {
+          if (j.state !== "submitted" || rj.accepted.has(req.party as string)) return jobView(j);
+          rj.accepted.add(req.party as string);
+          ledger(LedgerKind.JobStep, { step: "accepted", by: req.party as string }, j.id);
+          if (rj.accepted.size < rj.job.providers.length || rj.started) return jobView(j);
+          rj.started = true;
+          const r = store.transaction(() => store.transitionJob(j.id, ["submitted"], "running"));
+          await startRoleJob(rj);
+          return jobView(store.getJob(j.id) ?? r);
+        }
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "running");
           ledger(LedgerKind.JobStep, { step: "accepted", by: req.party as string }, j.id);
           return x;
         });
-        const lookup = request.protocol === "lookup" ? { product: lookupProduct(request.providerDataset), version: store.latestPolicy(request.providerDataset)?.version ?? 1 } : undefined;
+        const pd = request.providerDataset;
+        const lookup = request.protocol === "lookup" && pd !== undefined ? { product: lookupProduct(pd), version: store.latestPolicy(pd)?.version ?? 1 } : undefined;
         control(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}) });
         return jobView(r);
       }
@@ -327,9 +512,14 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         const rule = typeof e.rule === "string" ? e.rule.slice(0, 64) : "refused";
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
-          ledger(LedgerKind.JobRefused, { rule, by: "provider" }, j.id);
+          ledger(LedgerKind.JobRefused, { rule, by: "provider", party: req.party as string }, j.id);
           return x;
         });
+        if (roleJobs.has(j.id)) {
+          // The other providers may have accepted already: they stop, and nothing reaches the buyer.
+          endRoleJob(j.id);
+          for (const p of j.providers) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "refused" });
+        }
         return jobView(r);
       }
       case "progress":
@@ -349,6 +539,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           ledger(LedgerKind.JobResult, { digest: e.digest as string, summary: (e.summary ?? null) as never }, j.id);
           return x;
         });
+        endRoleJob(j.id);
         for (const p of j.providers) control(p, { type: ControlType.Stop, job: j.id, reason: "succeeded" });
         return jobView(r);
       }
@@ -360,6 +551,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           ledger(LedgerKind.JobFailed, { reason, by: req.party as string }, j.id);
           return x;
         });
+        endRoleJob(j.id);
         for (const p of [j.buyer, ...j.providers]) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
         return jobView(r);
       }
@@ -386,7 +578,12 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (env.sender !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "the envelope's sender is not the requesting party" } });
     const j = store.getJob(env.job);
     const parties = j ? [j.buyer, ...j.providers] : [];
-    if (!j || j.state !== "running" || !parties.includes(env.sender) || !parties.includes(env.recipient) || env.sender === env.recipient) {
+    const rj = j ? roleJobs.get(j.id) : undefined;
+    // In a job with an exchange-side role, a party sends to the exchange, or straight to another
+    // party only where the protocol allows it; the exchange itself is a recipient of no other job.
+    const toExchange = env.recipient === identity.name;
+    const routed = rj ? (toExchange ? rj.role !== undefined : rj.protocol.directRoute(rj.job, env.sender, env.recipient)) : !toExchange;
+    if (!j || j.state !== "running" || !parties.includes(env.sender) || (!toExchange && !parties.includes(env.recipient)) || env.sender === env.recipient || !routed) {
       return reply.code(409).send({ error: { code: "UMBRA_WRONG_JOB", message: "the envelope does not belong to a running job between these parties" } });
     }
     const digest = createHash("sha256").update(frame).digest("hex");
@@ -395,7 +592,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size: frame.length, digest }, j.id);
     });
     touch(j.id);
-    mailboxes.put(env.recipient, Uint8Array.from(frame));
+    if (toExchange && rj) toRole(rj, env.sender, env.payload);
+    else mailboxes.put(env.recipient, Uint8Array.from(frame));
     return reply.code(202).send({ queued: true });
   });
 

@@ -16,6 +16,7 @@ const STATUS: Record<string, number> = {
   UMBRA_BUDGET_EXCEEDED: 403,
   UMBRA_PAYLOAD_TOO_LARGE: 413,
   UMBRA_MESSAGE_TOO_LARGE: 413,
+  UMBRA_NO_MASK_KEY: 409,
 };
 
 export function httpStatusOf(err: UmbraError): number {

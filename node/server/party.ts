@@ -7,11 +7,17 @@
  * mailbox there and sends every protocol message as an envelope signed by it
  * and sealed to the other party, relayed by the exchange.
  *
+ * In a job where the exchange plays a role of its own (federated-aggregate:
+ * the aggregator), the agent's counterpart is the exchange: it sends every
+ * protocol message to it, sealed to the exchange's key. A provider there takes
+ * its index, the other providers and their mask keys from job.start, and its
+ * protocol parameters from the job's request, never from a message.
+ *
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
 import { createHash } from "node:crypto";
 import { isAbsolute, join, normalize, relative } from "node:path";
-import { RecordBatchStreamWriter, type Table } from "apache-arrow";
+import { RecordBatchStreamWriter, Table } from "apache-arrow";
 import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import { hkdf } from "@noble/hashes/hkdf.js";
@@ -22,8 +28,10 @@ import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocols/index.js";
 import { describeDataset, type DatasetDescriptor } from "../catalog.js";
 import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
-import { publicIdentity, type NodeIdentity } from "../identity.js";
-import { checkJob, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import { WrongSenderError } from "../errors.js";
+import { maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
+import { faParamsOf, readAggregateInput } from "../jobs/federated-aggregate.js";
+import { checkJob, jobDatasets, parsePolicy, PolicyDeniedError, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerResult, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
@@ -47,6 +55,7 @@ interface Running {
   readonly counterpart: string;
   readonly table: Table;
   readonly lookup?: RoleContext["lookup"];
+  readonly mask?: RoleContext["mask"];
   sequence: number;
   /** The role's state between messages (persisted at most once a second, see persist). */
   state: RoleState;
@@ -54,6 +63,14 @@ interface Running {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/** How many cells of a federated-aggregate result are suppressed (below k). */
+function suppressedCells(t: Table): number {
+  const c = t.getChild("suppressed");
+  let n = 0;
+  for (let i = 0; i < t.numRows; i++) if (c?.get(i) === true) n++;
+  return n;
+}
 
 export interface PartyAgent {
   readonly app: FastifyInstance;
@@ -114,7 +131,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const prepared = new Map<string, Table>();
 
   const send = async (r: Running, frames: readonly Uint8Array[]): Promise<void> => {
-    const keys = await senderKeys(r.counterpart);
+    const keys = r.counterpart === exchangeName ? exchangeKeys : await senderKeys(r.counterpart);
     if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
     for (const f of frames) {
       const step = decodeMessage(f).header.step;
@@ -123,16 +140,22 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   };
 
-  const specOf = (job: string, request: JobRequest, counterpart: string, role: "buyer" | "provider"): JobSpec => ({
-    id: job,
-    protocol: request.protocol as JobSpec["protocol"],
-    buyer: role === "buyer" ? identity.name : counterpart,
-    provider: role === "provider" ? identity.name : counterpart,
-    buyerDataset: request.buyerDataset,
-    providerDataset: request.providerDataset,
-    keyColumns: request.params.keyColumns,
-    ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
-  });
+  const specOf = (m: Extract<ControlMessage, { type: "job.start" }>): JobSpec => {
+    const { job, request, counterpart, role, providers, providerIndex } = m;
+    const providerDataset = providers !== undefined ? (providerIndex !== undefined ? jobDatasets(request)[providerIndex] : undefined) : request.providerDataset;
+    return {
+      id: job,
+      protocol: request.protocol as JobSpec["protocol"],
+      buyer: role === "buyer" ? identity.name : providers !== undefined ? request.buyer : counterpart,
+      provider: role === "provider" ? identity.name : (providers?.[0] ?? counterpart),
+      ...(request.buyerDataset !== undefined ? { buyerDataset: request.buyerDataset } : {}),
+      ...(providerDataset !== undefined ? { providerDataset } : {}),
+      keyColumns: request.params.keyColumns,
+      ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
+      // federated-aggregate: the protocol parameters, from the job's request alone.
+      ...(request.protocol === "federated-aggregate" ? { fa: { params: faParamsOf(job, request), providers: providers ?? [], ...(providerIndex !== undefined ? { index: providerIndex } : {}) } } : {}),
+    };
+  };
 
   const ownPolicy = (id: string): UsagePolicy | undefined => {
     const p = store.latestPolicy(id);
@@ -144,15 +167,17 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   };
 
   const onStart = async (m: Extract<ControlMessage, { type: "job.start" }>): Promise<void> => {
-    const spec = specOf(m.job, m.request, m.counterpart, m.role);
+    const spec = specOf(m);
     // This party's own record of the job (its state, steps and result hang off it).
-    if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: [spec.provider], params: { request: m.request } as never });
+    if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: m.providers ? [...m.providers] : [spec.provider], params: { request: m.request } as never });
     const progress = progressReporter(m.job);
     if (m.role === "provider") {
       // The provider's own check, on its own copy of the policy, before it answers anything.
-      const desc = ownDescriptor(m.request.providerDataset);
-      const policy = ownPolicy(m.request.providerDataset);
-      if (!desc || !policy) {
+      const own = spec.providerDataset;
+      const desc = own !== undefined ? ownDescriptor(own) : undefined;
+      const policy = own !== undefined ? ownPolicy(own) : undefined;
+      const mine = m.providers === undefined || m.providers[m.providerIndex ?? -1] === identity.name;
+      if (!desc || !policy || !mine) {
         store.transitionJob(m.job, ["submitted"], "refused", "dataset-mismatch");
         await event(m.job, { kind: "refused", rule: "dataset-mismatch" });
         return;
@@ -167,7 +192,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         }
         throw err;
       }
-      const table = await readTable(dataFile(desc.name));
+      const table = spec.fa ? (await readAggregateInput(dataFile(desc.name), spec.fa.params)).table : await readTable(dataFile(desc.name));
+      // federated-aggregate: this party's mask key and the peers' registered ones (from job.start).
+      let mask: RoleContext["mask"];
+      if (spec.fa) {
+        if (!m.peerKeys) throw new UmbraError("UMBRA_NO_MASK_KEY", "job.start carries no mask keys");
+        mask = { keyPair: maskKeyPair(identity), peers: m.peerKeys.map((k) => Uint8Array.from(Buffer.from(k, "hex"))) };
+      }
       let lookup: RoleContext["lookup"];
       if (spec.protocol === "lookup") {
         const version = store.latestPolicy(desc.id)?.version ?? 1;
@@ -187,8 +218,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
       });
-      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), sequence: 0, state: out.state, persistedAt: 0 };
       persist(m.job, r, true);
       store.transitionJob(m.job, ["submitted"], "running");
       running.set(m.job, r);
@@ -196,9 +227,10 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       await send(r, out.out);
       return;
     }
-    // Buyer: its own dataset, a registered one or a file in the data folder.
-    const own = store.getDataset(m.request.buyerDataset);
-    const table = await readTable(dataFile(own ? own.name : m.request.buyerDataset));
+    // Buyer: its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
+    const mine = m.request.buyerDataset;
+    const own = mine !== undefined ? store.getDataset(mine) : undefined;
+    const table = mine !== undefined ? await readTable(dataFile(own ? own.name : mine)) : new Table();
     let lookup: RoleContext["lookup"];
     if (spec.protocol === "lookup") {
       if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
@@ -213,10 +245,11 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     await send(r, out.out);
   };
 
-  const onProtocol = async (job: string, payload: Uint8Array): Promise<void> => {
+  const onProtocol = async (job: string, sender: string, payload: Uint8Array): Promise<void> => {
     const r = running.get(job);
     if (!r) return; // not (or no longer) ours: stop has been processed
-    const out = await receiveRole(r.spec, r.role, r.state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}) });
+    if (sender !== r.counterpart) throw new WrongSenderError("a protocol message from a party that is not this job's counterpart");
+    const out = await receiveRole(r.spec, r.role, r.state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}), ...(r.mask ? { mask: r.mask } : {}) });
     r.state = out.state;
     persist(job, r, false);
     await send(r, out.out);
@@ -228,7 +261,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       store.deleteState(job);
       store.transitionJob(job, ["running"], "succeeded");
       running.delete(job);
-      const summary: Record<string, number> = result.kind === "table" ? { rows: result.table.numRows } : { count: result.count };
+      const summary: Record<string, number> =
+        result.kind === "count" ? { count: result.count } : r.spec.fa ? { cells: result.table.numRows, suppressed: suppressedCells(result.table) } : { rows: result.table.numRows };
       await event(job, { kind: "succeeded", digest, summary });
       log("job succeeded", { job });
     }
@@ -284,7 +318,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         else if (m.type === ControlType.Stop) onStop(m);
         return;
       }
-      await onProtocol(env.job, env.payload);
+      await onProtocol(env.job, env.sender, env.payload);
     };
     // Unknown senders' keys are fetched before opening.
     const pre = async () => {
@@ -375,7 +409,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     client,
     async start() {
       const me = publicIdentity(identity);
-      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey) });
+      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey) });
       const x = await client.json<{ name: string; signingPublicKey: string; boxPublicKey: string }>("GET", "/v1/identity");
       exchangeName = x.name;
       exchangeKeys = { signingPublicKey: Uint8Array.from(Buffer.from(x.signingPublicKey, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(x.boxPublicKey, "hex")) };

@@ -1,0 +1,346 @@
+/**
+ * federated-aggregate as a node job: the job's parameters from its request,
+ * the buyer's and each provider's role in their agents, and the exchange's
+ * aggregator role. The protocol itself — its flow, threat model and what each
+ * role learns — is protocols/federated-aggregate.ts.
+ *
+ * Parameters. The buyer's request names the provider datasets, in provider
+ * order, and the computation (`params.aggregate`, node/policy.ts). The
+ * exchange fills what the request leaves out ({@link federatedAggregateExchange}
+ * `prepare` / `finalise`): the value bound (2^40), the scale (0),
+ * minProviders (2), the row bound per provider (the largest registered row
+ * count of the job's datasets) and k (the largest of the one asked for and
+ * every dataset policy's minGroupSize). The filled request is recorded in the
+ * ledger (its digest and shape) and sent to every party in job.start; every
+ * role derives the protocol parameters — and so its HE context options — from
+ * the job id and that request ({@link faParamsOf}), never from a message, and
+ * the protocol refuses a key announced under other options.
+ *
+ * Keys. Provider i derives its pairwise masks from its mask key (node/identity
+ * `maskKeyPair`) and the other providers' registered mask public keys, which
+ * the exchange puts in job.start: no extra round. The buyer draws a fresh BFV
+ * key set per job.
+ *
+ * Senders. The protocol's state machines do not know who sent a message; the
+ * exchange's role binds each one to its party: the key set (step 1) only
+ * from the job's buyer, provider i's masked vector (step 2) only from the
+ * party that owns dataset i.
+ *
+ * Failure. A provider that refuses (its own policy check) or fails, or never
+ * sends its vector, fails the job: the exchange sends the sum to the buyer only
+ * once all N vectors are in, and an incomplete sum would still carry
+ * uncancelled masks. The buyer writes its result only after decrypting the
+ * complete sum.
+ */
+import { createHash } from "node:crypto";
+import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { InvalidInputError } from "../../engine/errors.js";
+import { createHeContext, loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  faBuyerDone,
+  faBuyerReceive,
+  faBuyerResult,
+  faBuyerStart,
+  faExchangeDone,
+  faExchangeMissing,
+  faExchangeReceive,
+  faExchangeStart,
+  faHeOptions,
+  faProviderReceive,
+  faProviderStart,
+  faResultTable,
+  ProtocolError,
+  ProtocolId,
+  resolveFaParams,
+  type Addressed,
+  type FaBuyerState,
+  type FaExchangeState,
+  type FaProviderState,
+  type FaResult,
+  type FederatedAggregateParams,
+} from "../../protocols/index.js";
+import { NoMaskKeyError, WrongSenderError } from "../errors.js";
+import { InvalidJobRequestError, type AggregateJobParams, type JobRequest, type UsagePolicy } from "../policy.js";
+import { canonicalJson } from "../store.js";
+import type { ExchangeProtocol, ExchangeRole, MultiPartyJob, PartyKeys, RoleFrame } from "./exchange-roles.js";
+import type { BuyerResult, PartyProtocol, RoleState, StepOutput } from "./roles.js";
+
+/** The value bound when a job (or `umbra aggregate`) declares none: 2^40. */
+export const AGGREGATE_DEFAULT_MAX_ABS = 2n ** 40n;
+/** minProviders when a job declares none. */
+export const AGGREGATE_DEFAULT_MIN_PROVIDERS = 2;
+
+/** A declared value bound: an integer as a bigint (exact), a fraction as a number; undefined when it is not a positive decimal. */
+export function maxAbsValueFromText(text: string): bigint | number | undefined {
+  if (/^\d+$/.test(text)) {
+    const v = BigInt(text);
+    return v > 0n ? v : undefined;
+  }
+  if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
+    const v = Number(text);
+    return Number.isFinite(v) && v > 0 ? v : undefined;
+  }
+  return undefined;
+}
+
+/** What a job's request says about the computation (params.aggregate), required. */
+function aggregateOf(request: JobRequest): AggregateJobParams & { providerDatasets: readonly string[] } {
+  const a = request.params.aggregate;
+  if (request.protocol !== ProtocolId.FederatedAggregate || a === undefined || request.providerDatasets === undefined) {
+    throw new InvalidJobRequestError([{ field: "params.aggregate", problem: "a federated-aggregate job names its providerDatasets and params.aggregate" }]);
+  }
+  return { ...a, providerDatasets: request.providerDatasets };
+}
+
+/**
+ * The protocol parameters of job `job`, from its filled request: what every
+ * role — buyer, providers, exchange — starts from.
+ * @throws InvalidJobRequestError when the request is not a federated-aggregate job; ProtocolError when it was not filled by the exchange.
+ */
+export function faParamsOf(job: string, request: JobRequest): FederatedAggregateParams {
+  const a = aggregateOf(request);
+  const k = request.params.minGroupSize;
+  if (a.maxAbsValue === undefined || a.maxRowsPerProvider === undefined || k === undefined) throw new ProtocolError("the job's parameters were not filled in by the exchange");
+  const maxAbsValue = maxAbsValueFromText(a.maxAbsValue);
+  if (maxAbsValue === undefined) throw new InvalidJobRequestError([{ field: "params.aggregate.maxAbsValue", problem: "must be a positive decimal" }]);
+  return {
+    job,
+    providers: a.providerDatasets.length,
+    minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
+    minCount: k,
+    aggregates: a.aggregates,
+    ...(a.groupBy ? { groupBy: a.groupBy } : {}),
+    ...(a.histogram ? { histogram: a.histogram } : {}),
+    maxAbsValue,
+    scale: a.scale ?? 0,
+    maxRowsPerProvider: a.maxRowsPerProvider,
+  };
+}
+
+type Computation = Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram" | "scale">;
+
+/**
+ * Reads a provider's table for a computation: only the columns it uses, and
+ * from CSV the aggregated and histogram columns as int64 (scale 0) or float64.
+ * Shared by `umbra aggregate` and the provider agent.
+ */
+export async function readAggregateInput(path: string, c: Computation): Promise<{ table: Table; columns: string[] }> {
+  const valueColumns = [...new Set(c.aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  const numeric = [...new Set([...valueColumns, ...(c.histogram ? [c.histogram.column] : [])])];
+  const columns = [...new Set([...(c.groupBy ? [c.groupBy.column] : []), ...numeric])];
+  const type: CsvColumnType = (c.scale ?? 0) === 0 ? "int64" : "float64";
+  const columnTypes: Record<string, CsvColumnType> = {};
+  for (const col of numeric) columnTypes[col] = type;
+  const csv = formatFromPath(path) === FileFormat.Csv;
+  const table = await readTable(path, { ...(columns.length > 0 ? { columns } : {}), ...(csv && numeric.length > 0 ? { columnTypes } : {}) });
+  return { table, columns };
+}
+
+/**
+ * The buyer's result table (protocols/run-federated-aggregate.ts
+ * `faResultTable`: one row per cell), with the sums as exact Int64 when the
+ * scale is 0 and every sum fits (Float64 is exact only to 2^53).
+ */
+export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram">): Table {
+  const table = faResultTable(result, c);
+  if (result.scale !== 0) return table;
+  const replace = new Map<string, string>();
+  for (const a of c.aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
+  const lo = -(2n ** 63n);
+  const hi = 2n ** 63n - 1n;
+  const cols: Record<string, Vector> = {};
+  for (const field of table.schema.fields) {
+    const column = replace.get(field.name);
+    if (column !== undefined) {
+      const sums = result.cells.map((cell) => cell.columns[column]?.sum ?? null);
+      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
+        cols[field.name] = vectorFromArray(sums, new Int64());
+        continue;
+      }
+    }
+    cols[field.name] = table.getChild(field.name) as Vector;
+  }
+  return new Table(cols);
+}
+
+// ------------------------------------------------------------------ party side
+
+/** What a party's job spec carries for federated-aggregate. */
+export interface FaJobInfo {
+  readonly params: FederatedAggregateParams;
+  /** The providers' party names, in provider order. */
+  readonly providers: readonly string[];
+  /** This party's provider index (providers only). */
+  readonly index?: number;
+}
+
+function toExchange(messages: readonly Addressed[]): Uint8Array[] {
+  return messages.map((a) => {
+    if (a.to !== "exchange") throw new ProtocolError("a federated-aggregate party sends only to the exchange");
+    return encodeMessage(a.message);
+  });
+}
+
+/** The buyer's and the providers' roles in their agents. */
+export const federatedAggregateParty: PartyProtocol = {
+  async start(spec, role, ctx): Promise<StepOutput> {
+    const fa = spec.fa;
+    if (!fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
+    if (role === "buyer") {
+      ctx.onProgress?.("key set", 0, 1);
+      const r = await faBuyerStart(fa.params);
+      ctx.onProgress?.("key set", 1, 1);
+      return { state: r.state, out: toExchange(r.messages), done: false };
+    }
+    if (fa.index === undefined || !ctx.mask) throw new ProtocolError("a federated-aggregate provider needs its index and the mask keys");
+    ctx.onProgress?.("aggregate locally", 0, ctx.table.numRows);
+    const r = await faProviderStart(fa.params, { index: fa.index, table: ctx.table, boxKeyPair: ctx.mask.keyPair, peers: ctx.mask.peers });
+    ctx.onProgress?.("aggregate locally", ctx.table.numRows, ctx.table.numRows);
+    return { state: r.state, out: [], done: false };
+  },
+
+  async receive(_spec, role, state, frame, ctx): Promise<StepOutput> {
+    const m = decodeMessage(frame);
+    if (role === "buyer") {
+      ctx.onProgress?.("decrypt", 0, 1);
+      const r = await faBuyerReceive(state as FaBuyerState, m);
+      ctx.onProgress?.("decrypt", 1, 1);
+      return { state: r.state, out: toExchange(r.messages), done: faBuyerDone(r.state) };
+    }
+    ctx.onProgress?.("mask and encrypt", 0, 1);
+    const r = await faProviderReceive(state as FaProviderState, m);
+    ctx.onProgress?.("mask and encrypt", 1, 1);
+    return { state: r.state, out: toExchange(r.messages), done: r.state.done };
+  },
+
+  result(spec, state: RoleState): BuyerResult {
+    if (!spec.fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
+    return { kind: "table", table: faOutputTable(faBuyerResult(state as FaBuyerState), spec.fa.params) };
+  },
+};
+
+// ------------------------------------------------------------------ exchange side
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/** The aggregator: sums the providers' masked vectors, sends the buyer the re-randomised total once all N are in. */
+class FaExchangeRole implements ExchangeRole {
+  #state: FaExchangeState;
+  readonly #he: HeContext;
+  readonly #job: MultiPartyJob;
+
+  private constructor(job: MultiPartyJob, state: FaExchangeState, he: HeContext) {
+    this.#job = job;
+    this.#state = state;
+    this.#he = he;
+  }
+
+  static async create(job: MultiPartyJob): Promise<FaExchangeRole> {
+    const params = faParamsOf(job.id, job.request);
+    if (job.providers.length !== params.providers) throw new ProtocolError("the job's providers do not match its datasets");
+    const { state } = await faExchangeStart(params);
+    // One HE context for the job's every step (the protocol would build one per call otherwise).
+    const he = await createHeContext(faHeOptions(state));
+    return new FaExchangeRole(job, state, he);
+  }
+
+  get done(): boolean {
+    return faExchangeDone(this.#state);
+  }
+
+  async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
+    if (this.#he.disposed) throw new ProtocolError("the job's aggregator role has ended");
+    const m = decodeMessage(frame);
+    const job = this.#job;
+    if (m.kind === "aggregateKey" && from !== job.buyer) throw new WrongSenderError("the key set of a job comes from its buyer only");
+    if (m.kind === "aggregateCiphertext" && job.providers[m.party] !== from) throw new WrongSenderError("a provider's vector comes from that provider only");
+    const r = await faExchangeReceive(this.#state, m, { he: this.#he });
+    this.#state = r.state;
+    return r.messages.map((a) => {
+      const to = a.to === "buyer" ? job.buyer : a.to.startsWith("provider-") ? job.providers[Number(a.to.slice("provider-".length))] : undefined;
+      if (to === undefined) throw new ProtocolError("the aggregator addressed a role the job does not have");
+      return { to, frame: encodeMessage(a.message) };
+    });
+  }
+
+  missing(): readonly string[] {
+    if (this.#state.keyId === "") return [this.#job.buyer];
+    return faExchangeMissing(this.#state).map((i) => this.#job.providers[i] as string);
+  }
+
+  dispose(): void {
+    if (!this.#he.disposed) this.#he.dispose();
+  }
+}
+
+/** The request with k set (a copy). */
+function withK(request: JobRequest, k: number): JobRequest {
+  return { ...request, params: { ...request.params, minGroupSize: k } };
+}
+
+/** federated-aggregate's entry in the exchange's registry (node/jobs/exchange-roles.ts). */
+export const federatedAggregateExchange: ExchangeProtocol = {
+  protocol: ProtocolId.FederatedAggregate,
+
+  async prepare(request, datasets) {
+    const a = aggregateOf(request);
+    const largest = Math.max(1, ...datasets.map((d) => d.rowCount));
+    if (a.maxRowsPerProvider !== undefined && a.maxRowsPerProvider < largest) {
+      throw new InvalidJobRequestError([{ field: "params.aggregate.maxRowsPerProvider", problem: "is below the registered row count of a dataset of the job" }]);
+    }
+    const filled: AggregateJobParams = {
+      ...request.params.aggregate,
+      aggregates: a.aggregates,
+      minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
+      maxAbsValue: a.maxAbsValue ?? AGGREGATE_DEFAULT_MAX_ABS.toString(),
+      scale: a.scale ?? 0,
+      maxRowsPerProvider: a.maxRowsPerProvider ?? largest,
+    };
+    const out: JobRequest = { ...request, params: { ...request.params, aggregate: filled } };
+    // The protocol's own checks (vector size, providers, bounds) and HE parameters for the
+    // declared range; k does not enter them.
+    try {
+      const resolved = resolveFaParams(faParamsOf("check", withK(out, 1)));
+      selectParameters(await loadSeal(), faHeOptions(resolved));
+    } catch (err) {
+      if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
+      throw err;
+    }
+    return out;
+  },
+
+  finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
+    return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
+  },
+
+  ledgerParams(request) {
+    const a = aggregateOf(request);
+    return {
+      providers: a.providerDatasets.length,
+      minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
+      minCount: request.params.minGroupSize ?? null,
+      aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
+      groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories.length } : null,
+      histogram: a.histogram ? { column: a.histogram.column, bins: a.histogram.edges.length - 1 } : null,
+      maxAbsValue: a.maxAbsValue ?? null,
+      scale: a.scale ?? 0,
+      maxRowsPerProvider: a.maxRowsPerProvider ?? null,
+      // The whole filled computation (categories and edges included), for an auditor holding the request.
+      digest: createHash("sha256").update(canonicalJson({ aggregate: request.params.aggregate, minGroupSize: request.params.minGroupSize ?? null })).digest("hex"),
+    };
+  },
+
+  providerStart(_index: number, providers: readonly PartyKeys[]) {
+    const keys = providers.map((p) => p.maskPublicKey);
+    if (keys.some((k) => k === null)) throw new NoMaskKeyError();
+    return { peerKeys: keys.map((k) => hex(k as Uint8Array)) };
+  },
+
+  start: (job) => FaExchangeRole.create(job),
+
+  // Every message goes through the aggregator: the buyer's key to it, the providers' vectors to it.
+  directRoute: () => false,
+};
