@@ -1,18 +1,19 @@
 /**
  * `umbra demo` (`npm run demo`): the node end to end, as separate processes.
  *
- * It starts an exchange and three parties — two providers, "telco" and
- * "retailer", and a buyer, "bank" — each an `umbra … start` child process on
- * loopback on a free port, with its own database and data folder in a
- * temporary directory; writes synthetic customer files into the data
- * folders; registers the providers' datasets with their usage policies; runs
- * every protocol the node offers as a real job through the nodes (psi and
- * lookup against the telco, psi-cardinality against the retailer) and one
- * the retailer's policy refuses; prints each result next to the plaintext
- * answer computed here and next to what each party learned (the provider:
- * the buyer's set size; the exchange: sizes and digests, from its ledger);
- * runs `umbra audit verify` on the exchange's database; and stops every
- * process with SIGTERM, waiting for each to exit.
+ * It starts an exchange and four parties — three providers, "telco",
+ * "retailer" and "insurer", and a buyer, "bank" — each an `umbra … start`
+ * child process on loopback on a free port, with its own database and data
+ * folder in a temporary directory; writes synthetic customer files into the
+ * data folders; registers the providers' datasets with their usage policies;
+ * runs every protocol the node offers as a real job through the nodes (psi
+ * and lookup against the telco, psi-cardinality against the retailer, a
+ * federated aggregate across all three providers with the exchange as the
+ * aggregator) and one the retailer's policy refuses; prints each result next
+ * to the plaintext answer computed here and next to what each party learned
+ * (a provider: the buyer's set size, or nothing; the exchange: sizes and
+ * digests, from its ledger); runs `umbra audit verify` on the exchange's
+ * database; and stops every process with SIGTERM, waiting for each to exit.
  *
  * Exit code 0 only when every secure result equals its plaintext answer,
  * the refusal names its rule, the ledger verifies and every node exits 0.
@@ -27,15 +28,16 @@ import { tableFromIPC, type Table } from "apache-arrow";
 import { listEntries, type LedgerEntry } from "../ledger.js";
 import { openStore } from "../store.js";
 import { count, parseOptions, processIO, type CommandIO } from "./args.js";
-import { describeFinal, describeProgress, jobResult, registerDataset, submitJob, waitForJob, type JobView } from "./jobs.js";
+import { describeFinal, describeProgress, jobResult, registerDataset, submitAggregateJob, submitJob, waitForJob, type JobView } from "./jobs.js";
 import { PartyApiError } from "./node.js";
 
 const CLI = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 export const DEMO_USAGE = `  demo [--keep]
-                 start an exchange and three parties as processes on loopback, run
-                 psi, psi-cardinality and lookup as jobs through them, compare each
-                 result with the plaintext answer, verify the audit ledger, stop
+                 start an exchange and four parties as processes on loopback, run
+                 psi, psi-cardinality, lookup and federated-aggregate as jobs
+                 through them, compare each result with the plaintext answer,
+                 verify the audit ledger, stop
                  (--keep: keep the temporary folder with the data, dbs and logs)
   demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]
                  the engine alone, both roles in this process (no nodes)
@@ -55,10 +57,34 @@ const phone = (id: number): string => {
   return `+86-138-${d.slice(0, 4)}-${d.slice(4)}`;
 };
 
+interface Household {
+  readonly region: string;
+  readonly spend: number;
+  readonly age: number;
+}
+
 interface DemoData {
   readonly bank: { phone: string; grade: string }[];
   readonly telco: Map<string, string>; // phone → monthly_spend
   readonly retailer: Set<string>;
+  /** Each provider's household survey (region, monthly spend, age of the head of household), by provider. */
+  readonly households: Record<(typeof FA_PROVIDERS)[number], Household[]>;
+}
+
+/** The federated-aggregate job's providers, in provider order, its cells and its histogram. */
+const FA_PROVIDERS = ["telco", "retailer", "insurer"] as const;
+const FA_REGIONS = ["north", "south", "east", "west"];
+const FA_AGE_EDGES = [18, 30, 45, 65, 100];
+const FA_K = 10;
+
+/** Households: north/south/east, a few of an undeclared region, and a handful in the west (under k in all). */
+function households(rnd: () => number, n: number, west: number): Household[] {
+  const out: Household[] = [];
+  for (let i = 0; i < n; i++) {
+    const region = i < west ? "west" : rnd() < 0.03 ? "islands" : (["north", "south", "east"][Math.floor(rnd() * 3)] as string);
+    out.push({ region, spend: 800 + Math.floor(rnd() * rnd() * 12_000), age: 18 + Math.floor(rnd() * 80) });
+  }
+  return out;
 }
 
 function generate(): DemoData {
@@ -71,7 +97,7 @@ function generate(): DemoData {
   for (let i = 0; i < 40_000; i++) telco.set(phone(i < 8_000 ? i : 100_000 + i), (Math.floor(rnd() * 50_000) / 100).toFixed(2));
   const retailer = new Set<string>();
   for (let i = 0; i < 30_000; i++) retailer.add(phone(i < 6_000 ? 5_000 + i : 300_000 + i));
-  return { bank, telco, retailer };
+  return { bank, telco, retailer, households: { telco: households(rnd, 6_000, 3), retailer: households(rnd, 5_000, 2), insurer: households(rnd, 4_000, 1) } };
 }
 
 function writeData(dirs: Record<string, string>, d: DemoData): void {
@@ -80,6 +106,51 @@ function writeData(dirs: Record<string, string>, d: DemoData): void {
   writeFileSync(join(dirs["telco"] as string, "subscribers.csv"), "phone,monthly_spend,plan\n" + [...d.telco].map(([p, s]) => `${p},${s},${["basic", "plus", "max"][plan++ % 3]}`).join("\n") + "\n");
   let pts = 0;
   writeFileSync(join(dirs["retailer"] as string, "members.csv"), "phone,points\n" + [...d.retailer].map((p) => `${p},${(pts++ * 37) % 5000}`).join("\n") + "\n");
+  for (const p of FA_PROVIDERS) {
+    writeFileSync(join(dirs[p] as string, "households.csv"), "region,monthly_spend,age\n" + d.households[p].map((h) => `${h.region},${h.spend},${h.age}`).join("\n") + "\n");
+  }
+}
+
+/** The plaintext answer on the union of the providers' households: per region count, sum, avg, sample stddev, age bins; k applied as the buyer's runner applies it. */
+function householdAnswer(all: readonly Household[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const region of FA_REGIONS) {
+    const hs = all.filter((h) => h.region === region);
+    const n = BigInt(hs.length);
+    if (hs.length < FA_K) {
+      out.set(region, "suppressed");
+      continue;
+    }
+    const sum = hs.reduce((a, h) => a + BigInt(h.spend), 0n);
+    const sumsq = hs.reduce((a, h) => a + BigInt(h.spend) ** 2n, 0n);
+    const last = FA_AGE_EDGES.length - 2;
+    const bins = FA_AGE_EDGES.slice(0, -1).map((lo, b) => hs.filter((h) => h.age >= lo && (b === last ? h.age <= (FA_AGE_EDGES[b + 1] as number) : h.age < (FA_AGE_EDGES[b + 1] as number))).length);
+    const stddev = Math.sqrt(Number(n * sumsq - sum * sum) / Number(n * (n - 1n)));
+    out.set(region, householdLine(hs.length, Number(sum), Number(sum) / Number(n), stddev, bins.map((b) => (b < FA_K ? null : b))));
+  }
+  return out;
+}
+
+const householdLine = (count_: number, sum: number, avg: number, stddev: number, bins: readonly (number | null)[]): string =>
+  `${count(count_).padStart(6)} ${count(sum).padStart(11)} ${avg.toFixed(2).padStart(8)} ${stddev.toFixed(2).padStart(8)}   ${bins.map((b) => (b === null ? "-" : count(b))).join(" / ")}`;
+
+/** The secure result table's cells, formatted as householdAnswer formats the plaintext. */
+function householdResult(t: Table): Map<string, string> {
+  const out = new Map<string, string>();
+  const num = (name: string, i: number): number => Number(t.getChild(name)?.get(i) as number | bigint);
+  for (let i = 0; i < t.numRows; i++) {
+    const region = String(t.getChild("category")?.get(i));
+    if (t.getChild("suppressed")?.get(i) === true) {
+      out.set(region, "suppressed");
+      continue;
+    }
+    const bins = FA_AGE_EDGES.slice(0, -1).map((_, b) => {
+      const v: unknown = t.getChild(`hist_age_${b}`)?.get(i);
+      return v === null || v === undefined ? null : Number(v);
+    });
+    out.set(region, householdLine(num("count", i), num("sum_monthly_spend", i), num("avg_monthly_spend", i), num("stddev_monthly_spend", i), bins));
+  }
+  return out;
 }
 
 // ------------------------------------------------------------ processes
@@ -155,7 +226,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
   const t0 = performance.now();
   const secs = (t = t0) => `${((performance.now() - t) / 1000).toFixed(1)} s`;
   const root = mkdtempSync(join(tmpdir(), "umbra-demo-"));
-  const names = ["exchange", "telco", "retailer", "bank"] as const;
+  const names = ["exchange", "insurer", "telco", "retailer", "bank"] as const;
   const dirs: Record<string, string> = {};
   for (const n of names) {
     dirs[n] = join(root, n);
@@ -168,7 +239,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     return `${label}: ${pass ? "equal ✓" : "DIFFERENT ✗"}`;
   };
 
-  say("Umbra demo — an exchange and three parties as separate processes on loopback\n");
+  say("Umbra demo — an exchange and four parties as separate processes on loopback\n");
   try {
     // 1. Data.
     const data = generate();
@@ -178,18 +249,19 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     say(`   bank/customers.csv        ${count(data.bank.length)} rows  (phone, grade) — the buyer`);
     say(`   telco/subscribers.csv     ${count(data.telco.size)} rows  (phone, monthly_spend, plan) — a provider`);
     say(`   retailer/members.csv      ${count(data.retailer.size)} rows  (phone, points) — a provider`);
+    say(`   */households.csv          ${FA_PROVIDERS.map((p) => count(data.households[p].length)).join(" / ")} rows  (region, monthly_spend, age) — telco / retailer / insurer, a provider each`);
 
     // 2. Nodes.
     let t = performance.now();
     const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
     procs.push(exchange);
     const parties = await Promise.all(
-      (["telco", "retailer", "bank"] as const).map((n) =>
+      (["insurer", "telco", "retailer", "bank"] as const).map((n) =>
         startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
       ),
     );
     procs.push(...parties);
-    const [telco, retailer, bank] = parties as [Proc, Proc, Proc];
+    const [insurer, telco, retailer, bank] = parties as [Proc, Proc, Proc, Proc];
     say(`\n2. Nodes started (${secs(t)}), each its own process, database and data folder; logs in ${root}/*.log`);
     for (const p of procs) say(`   ${p.name.padEnd(9)} pid ${String(p.child.pid).padEnd(7)} ${p.url}`);
 
@@ -199,16 +271,20 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     const retailerPolicy = { allowedProtocols: ["psi", "psi-cardinality"], outputColumns: [], allowedBuyers: ["bank"], minGroupSize: 10, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
     const rt = await registerDataset(telco.url, "subscribers.csv", telcoPolicy);
     const rr = await registerDataset(retailer.url, "members.csv", retailerPolicy);
+    const householdPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["region", "monthly_spend", "age"], allowedBuyers: ["bank"], minGroupSize: FA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
+    const byName: Record<string, Proc> = { telco, retailer, insurer };
+    const rh = await Promise.all(FA_PROVIDERS.map((p) => registerDataset((byName[p] as Proc).url, "households.csv", householdPolicy)));
     say(`\n3. Datasets registered (descriptor and policy only — never rows) (${secs(t)})`);
-    say(`   ${rt.id.padEnd(22)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
-    say(`   ${rr.id.padEnd(22)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
+    say(`   ${rt.id.padEnd(25)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
+    say(`   ${rr.id.padEnd(25)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
+    for (const r of rh) say(`   ${r.id.padEnd(25)} ${count(r.rows).padStart(6)} rows, hash ${r.contentHash.slice(0, 12)}…  policy: federated-aggregate; columns region, monthly_spend, age; k = ${FA_K}; buyers: bank; budget 20 jobs`);
 
     // 4. Jobs.
     say(`\n4. Jobs, submitted by the bank's agent and run through the exchange`);
-    const run = async (label: string, input: Parameters<typeof submitJob>[1]): Promise<JobView> => {
+    const run = async (label: string, submit: () => Promise<JobView>): Promise<JobView> => {
       const tj = performance.now();
       say(`\n   ${label}`);
-      const job = await submitJob(bank.url, input);
+      const job = await submit();
       const done = await waitForJob(bank.url, job.id, (j, ms) => say(`     … ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
       say(`     ${describeFinal(done)} in ${secs(tj)}`);
       if (done.state !== "succeeded") ok = false;
@@ -244,9 +320,9 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     };
 
     // psi against the telco.
-    const psi = await run("psi: which of the bank's customers are telco subscribers", {
+    const psi = await run("psi: which of the bank's customers are telco subscribers", () => submitJob(bank.url, {
       protocol: "psi", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], queryCount: bankKeys.size,
-    });
+    }));
     if (psi.state === "succeeded") {
       const r = await jobResult(bank.url, psi.id);
       if (r.kind === "table") {
@@ -261,9 +337,9 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     }
 
     // psi-cardinality against the retailer.
-    const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", {
+    const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", () => submitJob(bank.url, {
       protocol: "psi-cardinality", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"],
-    });
+    }));
     if (card.state === "succeeded") {
       const r = await jobResult(bank.url, card.id);
       const expected = [...bankKeys].filter((p) => data.retailer.has(p)).length;
@@ -275,9 +351,9 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     }
 
     // lookup against the telco.
-    const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", {
+    const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", () => submitJob(bank.url, {
       protocol: "lookup", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], columns: ["monthly_spend"], queryCount: bankKeys.size,
-    });
+    }));
     if (lookup.state === "succeeded") {
       const r = await jobResult(bank.url, lookup.id);
       if (r.kind === "table") {
@@ -290,6 +366,37 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         say(`     plaintext join:    ${count(expected.length)} rows, ${count(expected.filter((e) => !e.endsWith("|")).length)} filled — ${check("every row and value", multiset(got) === multiset(expected))}`);
         say(`     the telco learned: the number of keys queried, ${count(bankKeys.size)}, charged to the bank's budget; not which matched`);
         showExchange(exchangeSaw(lookup.id), r.bytes);
+      } else ok = false;
+    }
+
+    // federated-aggregate across the three providers, the exchange as the aggregator.
+    const fa = await run(`federated-aggregate: household spend per region and an age histogram across the telco, the retailer and the insurer (k = ${FA_K})`, () =>
+      submitAggregateJob(bank.url, {
+        datasets: rh.map((r) => r.id),
+        computation: {
+          aggregates: [{ fn: "count" }, { fn: "sum", column: "monthly_spend" }, { fn: "avg", column: "monthly_spend" }, { fn: "stddev", column: "monthly_spend" }],
+          groupBy: { column: "region", categories: FA_REGIONS },
+          histogram: { column: "age", edges: FA_AGE_EDGES },
+          maxAbs: { text: "100000", value: 100_000n },
+        },
+      }),
+    );
+    if (fa.state === "succeeded") {
+      const r = await jobResult(bank.url, fa.id);
+      if (r.kind === "table") {
+        const got = householdResult(tableFromIPC(r.bytes));
+        const want = householdAnswer(FA_PROVIDERS.flatMap((p) => data.households[p]));
+        say(`     region    count         sum      avg   stddev   households by age ${FA_AGE_EDGES.slice(0, -1).map((e, i) => `[${e},${FA_AGE_EDGES[i + 1]}${i === FA_AGE_EDGES.length - 2 ? "]" : ")"}`).join(" / ")}`);
+        for (const region of FA_REGIONS) {
+          say(`     ${region.padEnd(6)} the bank got (secure):  ${got.get(region) ?? "(missing)"}`);
+          say(`     ${"".padEnd(6)} plaintext on the union: ${want.get(region) ?? ""}`);
+        }
+        say(`     ${check(`every cell (the west has fewer than k = ${FA_K} households: suppressed on both sides; a bin under k shows "-")`, FA_REGIONS.every((g) => got.get(g) === want.get(g)))}`);
+        say(`     each provider learned: nothing of the others — it received the job's parameters and the bank's public key; its own totals left it masked and encrypted`);
+        say(`     the bank learned:  the totals over all three providers, never one provider's`);
+        showExchange(exchangeSaw(fa.id), r.bytes);
+        say(`                        as the aggregator it opened the ones addressed to it: the bank's public key and one BFV ciphertext per provider,`);
+        say(`                        which it summed and re-randomised without the key to decrypt them`);
       } else ok = false;
     }
 
