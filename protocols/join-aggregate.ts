@@ -234,15 +234,9 @@ export interface JaResolved {
   readonly he: { readonly maxAbsValue: string; readonly maxRows: number; readonly maxLength: number };
 }
 
-/** The pool's HE operations this protocol uses when the pool has them (else it runs them on this thread). */
-type HePool = CryptoPool & {
-  heEncryptResidues?: (options: HeContextOptions, publicKey: Uint8Array, residues: readonly Uint32Array[]) => Promise<Uint8Array>;
-  heMaskedBlockSums?: (options: HeContextOptions, ct: Uint8Array, masks: readonly Uint32Array[], rows: number) => Promise<Uint8Array>;
-};
-
 /** Local resources: not part of the state. */
 export interface JaContext {
-  readonly pool: HePool;
+  readonly pool: CryptoPool;
   /** An HE context to reuse when its parameters match the job's. */
   readonly he?: HeContext;
   readonly backend?: BackendId;
@@ -935,30 +929,28 @@ function valueChunkCount(s: JaResolved, size: number, slotCount: number): { perC
   return { perColumn, total: perColumn * s.stats.length };
 }
 
-/** Encrypts every statistic column in the provider's order, chunked by whole blocks. */
+/**
+ * Encrypts every statistic column in the provider's order on the pool's
+ * workers, left at the masked-sums level (the exchange's only use of them),
+ * and cuts each into chunks of whole blocks.
+ */
 async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCiphertext[]> {
   return withHe(s, ctx, async (he) => {
     const n = he.params.slotCount;
     const primes = he.params.plainModuli;
     const { perColumn, total } = valueChunkCount(s, s.setSize, n);
     const out: JoinCiphertext[] = [];
-    const pk = he.loadPublicKey(s.publicKey);
-    try {
-      for (let k = 0; k < s.stats.length; k++) {
-        const col = s.values[k] as BigInt64Array;
-        for (let c = 0; c < perColumn; c++) {
-          const from = c * PROVIDER_BLOCKS_PER_CHUNK * n;
-          const to = Math.min(s.setSize, from + PROVIDER_BLOCKS_PER_CHUNK * n);
-          const residues = residuesOf(col, from, to, primes);
-          const ct = ctx.pool.heEncryptResidues
-            ? await ctx.pool.heEncryptResidues(jaHeOptions(s), s.publicKey, residues)
-            : he.encryptResidues(residues, pk);
-          out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext: ct });
-          ctx.onProgress?.("provider: encrypt statistics", k * perColumn + c + 1, total);
-        }
+    for (let k = 0; k < s.stats.length; k++) {
+      const residues = residuesOf(s.values[k] as BigInt64Array, 0, s.setSize, primes);
+      const column = await ctx.pool.heEncryptResidues(jaHeOptions(s), s.publicKey, residues, {
+        level: "mask",
+        onProgress: (done, all) => ctx.onProgress?.("provider: encrypt statistics", k * s.setSize + done, s.stats.length * all),
+      });
+      for (let c = 0; c < perColumn; c++) {
+        const from = c * PROVIDER_BLOCKS_PER_CHUNK;
+        const to = Math.min(Math.ceil(s.setSize / n), from + PROVIDER_BLOCKS_PER_CHUNK);
+        out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: from, ciphertext: he.sliceBlocks(column, from, to) });
       }
-    } finally {
-      pk.dispose();
     }
     return out;
   });
@@ -1307,9 +1299,7 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
       try {
         for (let col = 0; col < s.stats.length; col++) {
           const column = he.concat(s.valueChunks.slice(col * perColumn, (col + 1) * perColumn));
-          const sums = ctx.pool.heMaskedBlockSums
-            ? await ctx.pool.heMaskedBlockSums(jaHeOptions(s), column, masks, rows)
-            : he.maskedBlockSums(column, masks, rows);
+          const sums = await ctx.pool.heMaskedBlockSums(jaHeOptions(s), column, masks, rows);
           const masked = he.add(sums, he.encryptResidues(zeroSumMasks(he.params.plainModuli, rel, n), pk));
           const fresh = he.reRandomize(masked, pk);
           for (let c = 0; c < chunksOut; c++) {

@@ -30,6 +30,8 @@ export const HeTaskOp = {
   MaskedBlockSums: "he-masked-block-sums",
   BlockTotals: "he-block-totals",
   ReRandomize: "he-rerandomize",
+  EncryptResidues: "he-encrypt-residues",
+  AddAll: "he-add-all",
 } as const;
 export type HeTaskOp = (typeof HeTaskOp)[keyof typeof HeTaskOp];
 
@@ -72,7 +74,22 @@ export interface HeReRandomizeTask {
   readonly publicKey: Uint8Array;
   readonly rows: number;
 }
-export type HeTask = HeEncryptTask | HeAddTask | HeMaskedBlockSumsTask | HeBlockTotalsTask | HeReRandomizeTask;
+/** HeContext.encryptResidues on a range of whole blocks (one Uint32Array per CRT prime). */
+export interface HeEncryptResiduesTask {
+  readonly op: typeof HeTaskOp.EncryptResidues;
+  readonly options: HeContextOptions;
+  readonly publicKey: Uint8Array;
+  readonly residues: readonly Uint32Array[];
+  readonly level: "first" | "mask";
+}
+/** addAll(parts, rows): partial sums of one column into one. */
+export interface HeAddAllTask {
+  readonly op: typeof HeTaskOp.AddAll;
+  readonly options: HeContextOptions;
+  readonly parts: readonly Uint8Array[];
+  readonly rows: number;
+}
+export type HeTask = HeEncryptTask | HeAddTask | HeMaskedBlockSumsTask | HeBlockTotalsTask | HeReRandomizeTask | HeEncryptResiduesTask | HeAddAllTask;
 
 const HE_OPS: ReadonlySet<string> = new Set(Object.values(HeTaskOp));
 
@@ -155,6 +172,10 @@ export async function executeHeTask(task: HeTask): Promise<CiphertextBytes> {
     }
     case HeTaskOp.ReRandomize:
       return ctx.reRandomize(ctx.addAll(task.parts, task.rows), publicKeyFor(ctx, task.publicKey));
+    case HeTaskOp.EncryptResidues:
+      return ctx.encryptResidues(task.residues, publicKeyFor(ctx, task.publicKey), { level: task.level });
+    case HeTaskOp.AddAll:
+      return ctx.addAll(task.parts, task.rows);
     default: {
       const op: never = task;
       throw new InvalidArgumentError(`unknown HE task ${String((op as { op: unknown }).op)}`);

@@ -303,6 +303,76 @@ export class CryptoPool {
     return r.value;
   }
 
+  /**
+   * Encrypts a column given as residues (`residues[j]` modulo the j-th CRT
+   * prime, as HeContext.encryptResidues) on every worker: cut into ranges of
+   * whole blocks, one per worker, joined in order. `level: "mask"` leaves the
+   * ciphertexts at the masked-sums level (smaller; see HeContext Levels).
+   */
+  async heEncryptResidues(options: HeContextOptions, publicKey: Uint8Array, residues: readonly Uint32Array[], runOptions?: RunOptions & { readonly level?: "first" | "mask" }): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const level = runOptions?.level ?? "first";
+    const length = residues[0]?.length ?? 0;
+    const n = ctx.params.slotCount;
+    const blocks = Math.ceil(length / n);
+    if (blocks <= 1 || this.inlineBelow > length) {
+      const value = await executeTask({ op: HeTaskOp.EncryptResidues, options, publicKey, residues, level });
+      runOptions?.onProgress?.(length, length);
+      return value;
+    }
+    const pool = this.#pool();
+    let done = 0;
+    const parts = await Promise.all(
+      ranges(blocks, this.threads).map(async ([b0, b1]) => {
+        const part = residues.map((r) => r.slice(b0 * n, Math.min(length, b1 * n)));
+        const size = part[0]?.length ?? 0;
+        const r = await pool.run({ op: HeTaskOp.EncryptResidues, options, publicKey, residues: part, level }, { transferList: part.map((x) => x.buffer as ArrayBuffer) });
+        if (!r.ok) throw heErrorFromSerialized(r.error);
+        done += size;
+        runOptions?.onProgress?.(done, length);
+        return r.value;
+      }),
+    );
+    return ctx.concat(parts);
+  }
+
+  /**
+   * The first half of heMaskedGroupSums on every worker: for each group g,
+   * block g of the result is Σ_b ct_b ⊙ masks[g]_b (HeContext.maskedBlockSums
+   * per range of blocks, the partials added). A column of G blocks at the
+   * mask level; `rows` as for heMaskedGroupSums. For protocols that finish
+   * the totals another way (join-aggregate masks each block with a zero-sum
+   * vector instead of rotating).
+   */
+  async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes, masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const params = ctx.params;
+    const info = ctx.inspect(ct);
+    checkMasks(params, info.length, masks);
+    checkRowBound(params, rows);
+    const n = params.slotCount;
+    const pool = this.#pool();
+    let done = 0;
+    const partials = await Promise.all(
+      ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
+        const ciphertext = ctx.sliceBlocks(ct, b0, b1);
+        const parts = masks.map((m) => m.slice(b0 * n, Math.min(info.length, b1 * n)));
+        const transfer = [ciphertext.buffer as ArrayBuffer, ...parts.map((m) => m.buffer as ArrayBuffer)];
+        const r = await pool.run({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, { transferList: transfer });
+        if (!r.ok) throw heErrorFromSerialized(r.error);
+        done += b1 - b0;
+        runOptions?.onProgress?.(done, info.blocks);
+        return r.value;
+      }),
+    );
+    if (partials.length === 1) return partials[0] as CiphertextBytes;
+    const r = await pool.run({ op: HeTaskOp.AddAll, options, parts: partials, rows }, { transferList: partials.map((p) => p.buffer as ArrayBuffer) });
+    if (!r.ok) throw heErrorFromSerialized(r.error);
+    return r.value;
+  }
+
   #heContext(options: HeContextOptions): Promise<HeContext> {
     const key = JSON.stringify([String(options.maxAbsValue), options.maxRows, options.scale ?? 0, options.maxLength ?? null, options.polyModulusDegree ?? null]);
     let p = this.#he.get(key);
