@@ -1295,25 +1295,21 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
       const { perColumn } = valueChunkCount(s, P, n);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
-      const pk = he.loadPublicKey(s.publicKey);
-      try {
-        for (let col = 0; col < s.stats.length; col++) {
-          const column = he.concat(s.valueChunks.slice(col * perColumn, (col + 1) * perColumn));
-          const sums = await ctx.pool.heMaskedBlockSums(jaHeOptions(s), column, masks, rows);
-          const masked = he.add(sums, he.encryptResidues(zeroSumMasks(he.params.plainModuli, rel, n), pk));
-          const fresh = he.reRandomize(masked, pk);
-          for (let c = 0; c < chunksOut; c++) {
-            const from = c * RESULT_BLOCKS_PER_CHUNK;
-            const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
-            out.push({
-              to: "buyer",
-              message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, col * chunksOut + c, total), column: col, firstBlock: from, ciphertext: he.sliceBlocks(fresh, from, to) },
-            });
-          }
-          ctx.onProgress?.("exchange: aggregate under encryption", col + 1, s.stats.length);
+      for (let col = 0; col < s.stats.length; col++) {
+        const column = he.concat(s.valueChunks.slice(col * perColumn, (col + 1) * perColumn));
+        const options = jaHeOptions(s);
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows);
+        const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, zeroSumMasks(he.params.plainModuli, rel, n), { level: "mask" });
+        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows); // the mask adds 0 to every block total
+        for (let c = 0; c < chunksOut; c++) {
+          const from = c * RESULT_BLOCKS_PER_CHUNK;
+          const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
+          out.push({
+            to: "buyer",
+            message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, col * chunksOut + c, total), column: col, firstBlock: from, ciphertext: he.sliceBlocks(fresh, from, to) },
+          });
         }
-      } finally {
-        pk.dispose();
+        ctx.onProgress?.("exchange: aggregate under encryption", col + 1, s.stats.length);
       }
     });
   }

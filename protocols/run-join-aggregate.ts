@@ -15,7 +15,6 @@ import { Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apach
 import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
 import { keysFromTable } from "../engine/columns/index.js";
 import type { KeyOptions } from "../engine/columns/normalise.js";
-import { createHeContext } from "../engine/he/index.js";
 import { getPool, type CryptoPool } from "../engine/pool/index.js";
 import type { GroupId } from "../engine/group/index.js";
 import { ProtocolError } from "./errors.js";
@@ -121,50 +120,47 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
   const groups = options.buyer.groupBy !== undefined ? groupLabels(options.buyer.table, options.buyer.groupBy) : undefined;
   lap("read keys");
 
-  const he = await createHeContext(jaHeOptions(resolved));
   const pool = options.pool ?? getPool();
+  // The pool's host-side context serves every role here (each party would build its own in a node).
+  const he = await pool.heContext(jaHeOptions(resolved));
   const ctx: JaContext = { pool, he, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
-  try {
-    const t = new MemoryTransport();
-    if (options.tap) t.tap(options.tap);
-    const send = (from: JaRole, out: readonly JaAddressed[]): void => {
-      for (const a of out) t.send(from, a.to, [a.message]);
-    };
-    let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups } : {}) }, ctx);
-    lap("buyer: hash and blind");
-    let provider: JaStepResult<JaProviderState> = await jaProviderStart(params, { keys: providerKeys, table: options.provider.table }, ctx);
-    lap("provider: aggregate, hash and blind");
-    let exchange: JaStepResult<JaExchangeState> = await jaExchangeStart(params);
-    send("buyer", buyer.messages);
-    for (;;) {
-      let moved = false;
-      for (let m = t.receive("provider"); m; m = t.receive("provider")) {
-        provider = await jaProviderReceive(provider.state, m, ctx);
-        send("provider", provider.messages);
-        moved = true;
-      }
-      lap("provider: encrypt and raise");
-      for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
-        buyer = await jaBuyerReceive(buyer.state, m, ctx);
-        send("buyer", buyer.messages);
-        moved = true;
-      }
-      lap("buyer: raise and decrypt");
-      for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
-        exchange = await jaExchangeReceive(exchange.state, m, ctx);
-        send("exchange", exchange.messages);
-        moved = true;
-      }
-      lap("exchange: match and aggregate");
-      if (!moved) break;
+  const t = new MemoryTransport();
+  if (options.tap) t.tap(options.tap);
+  const send = (from: JaRole, out: readonly JaAddressed[]): void => {
+    for (const a of out) t.send(from, a.to, [a.message]);
+  };
+  let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups } : {}) }, ctx);
+  lap("buyer: hash and blind");
+  let provider: JaStepResult<JaProviderState> = await jaProviderStart(params, { keys: providerKeys, table: options.provider.table }, ctx);
+  lap("provider: aggregate, hash and blind");
+  let exchange: JaStepResult<JaExchangeState> = await jaExchangeStart(params);
+  send("buyer", buyer.messages);
+  for (;;) {
+    let moved = false;
+    for (let m = t.receive("provider"); m; m = t.receive("provider")) {
+      provider = await jaProviderReceive(provider.state, m, ctx);
+      send("provider", provider.messages);
+      moved = true;
     }
-    if (!jaExchangeDone(exchange.state)) throw new ProtocolError("the protocol ended before the exchange had every input");
-    if (!jaBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
-    const result = jaBuyerResult(buyer.state);
-    return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: t.stats(), timings };
-  } finally {
-    he.dispose();
+    lap("provider: encrypt and raise");
+    for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
+      buyer = await jaBuyerReceive(buyer.state, m, ctx);
+      send("buyer", buyer.messages);
+      moved = true;
+    }
+    lap("buyer: raise and decrypt");
+    for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
+      exchange = await jaExchangeReceive(exchange.state, m, ctx);
+      send("exchange", exchange.messages);
+      moved = true;
+    }
+    lap("exchange: match and aggregate");
+    if (!moved) break;
   }
+  if (!jaExchangeDone(exchange.state)) throw new ProtocolError("the protocol ended before the exchange had every input");
+  if (!jaBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
+  const result = jaBuyerResult(buyer.state);
+  return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: t.stats(), timings };
 }
 
 /** The buyer's result as an Arrow table (see the module comment for the columns). */

@@ -373,6 +373,34 @@ export class CryptoPool {
     return r.value;
   }
 
+  /**
+   * addAll(parts, rows) then reRandomize under the public key, over every
+   * worker (ranges of whole blocks), joined in order: what a ciphertext
+   * goes through last before the key holder gets it.
+   */
+  async heReRandomize(options: HeContextOptions, parts: readonly CiphertextBytes[], publicKey: Uint8Array, rows: number): Promise<CiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    if (parts.length === 0) throw new InvalidArgumentError("nothing to re-randomise");
+    const info = ctx.inspect(parts[0] as CiphertextBytes);
+    const pool = this.#pool();
+    const out = await Promise.all(
+      ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
+        const slices = parts.map((p) => ctx.sliceBlocks(p, b0, b1));
+        const r = await pool.run({ op: HeTaskOp.ReRandomize, options, parts: slices, publicKey, rows }, { transferList: slices.map((x) => x.buffer as ArrayBuffer) });
+        if (!r.ok) throw heErrorFromSerialized(r.error);
+        return r.value;
+      }),
+    );
+    return out.length === 1 ? (out[0] as CiphertextBytes) : ctx.concat(out);
+  }
+
+  /** This pool's host-side HE context for `options` (created once, disposed by close()): for inspecting, slicing and joining what the workers return. */
+  heContext(options: HeContextOptions): Promise<HeContext> {
+    if (this.#closed) throw new PoolClosedError();
+    return this.#heContext(options);
+  }
+
   #heContext(options: HeContextOptions): Promise<HeContext> {
     const key = JSON.stringify([String(options.maxAbsValue), options.maxRows, options.scale ?? 0, options.maxLength ?? null, options.polyModulusDegree ?? null]);
     let p = this.#he.get(key);
