@@ -70,6 +70,13 @@
  * like √4096 in practice); the tests check the bound holds and stays within
  * 10^6 of the observed error.
  *
+ * reRandomize() adds a fresh encryption of zero (encryptions + 1) and drops
+ * to the last level. Dropping RNS primes of a CKKS ciphertext in NTT form is
+ * exact (no division, so no rounding): the bound gains one fresh noise term
+ * and nothing else. The last level's single 60-bit prime holds far smaller
+ * totals than the data level, so reRandomize refuses (BoundExceeded) unless
+ * (total bound + errorBound)·Δ < q0/16 — see its comment.
+ *
  * The header is not authenticated: a party that forges it can understate
  * the counts, just as it could send any ciphertext. The bound is as honest
  * as the parties that computed the ciphertext.
@@ -80,7 +87,9 @@
  * offset size
  *  0     4   magic "UHC1" (CKKS; BFV frames are "UHE1")
  *  4     1   kind: 1 ciphertext, 2 public key, 3 secret key, 4 Galois keys
- *  5     3   0
+ *  5     1   level (ciphertexts): 0 the data level, 1 the last level
+ *            (re-randomised: decryptSums takes it, nothing else); keys: 0
+ *  6     2   0
  *  8    16   parameter fingerprint (N, moduli, scale, bounds)
  * 24    16   key-set id (random, shared by the keys of one generateKeys())
  * -- ciphertexts only --
@@ -97,7 +106,8 @@
  * Parsing checks the whole frame against size bounds derived from the
  * parameters before SEAL sees a byte; SEAL's `load` then validates each
  * object against the context, and each loaded ciphertext must be a
- * 2-polynomial, NTT-form ciphertext at the data level and at scale Δ.
+ * 2-polynomial, NTT-form ciphertext at the level its header names (the
+ * data level, or the last after reRandomize) and at scale Δ.
  *
  * ## Ownership
  *
@@ -113,6 +123,7 @@ import type { Decryptor } from "node-seal/implementation/decryptor.js";
 import type { Encryptor } from "node-seal/implementation/encryptor.js";
 import type { Evaluator } from "node-seal/implementation/evaluator.js";
 import type { GaloisKeys } from "node-seal/implementation/galois-keys.js";
+import type { ParmsIdType } from "node-seal/implementation/parms-id-type.js";
 import { InvalidArgumentError, InvalidLengthError } from "../errors.js";
 import {
   BoundExceededError,
@@ -161,6 +172,10 @@ export interface CkksParameters {
 
 export type CkksCiphertextBytes = Uint8Array;
 
+/** Where a ciphertext sits in the modulus chain (see the module comment's Bytes). */
+export const CkksLevel = { Data: "data", Last: "last" } as const;
+export type CkksLevel = (typeof CkksLevel)[keyof typeof CkksLevel];
+
 export interface CkksKeyBytes {
   readonly publicKey: Uint8Array;
   readonly secretKey: Uint8Array;
@@ -169,6 +184,8 @@ export interface CkksKeyBytes {
 }
 
 export interface CkksCiphertextInfo {
+  /** "data": fresh or added or summed; "last": re-randomised, for the key holder only. */
+  readonly level: CkksLevel;
   readonly length: number;
   readonly blocks: number;
   readonly rows: number;
@@ -194,6 +211,8 @@ const KEY_HEADER = 40;
 const CT_HEADER = 80;
 
 interface Counts {
+  /** 0: the data level; 1: the last level. */
+  readonly level?: 0 | 1;
   readonly length: number;
   readonly blocks: number;
   readonly rows: number;
@@ -212,6 +231,7 @@ function encodeFrame(kind: Kind, fingerprint: Uint8Array, keyId: Uint8Array, ent
   const dv = new DataView(out.buffer);
   out.set(MAGIC, 0);
   out[4] = kind;
+  out[5] = counts?.level ?? 0;
   out.set(fingerprint, 8);
   out.set(keyId, 24);
   if (counts) {
@@ -234,6 +254,8 @@ function encodeFrame(kind: Kind, fingerprint: Uint8Array, keyId: Uint8Array, ent
 interface Limits {
   readonly fingerprint: Uint8Array;
   readonly maxEntry: number;
+  /** Ciphertexts at the last level: one RNS prime, so a third of maxEntry. */
+  readonly maxEntryLast?: number;
   readonly maxBlocks: number;
   readonly maxRows: number;
 }
@@ -248,7 +270,9 @@ function decodeFrame(bytes: Uint8Array, kind: Kind, limits: Limits): Frame {
   if (bytes.length < header) return fail(`${bytes.length} bytes is shorter than the ${header}-byte header`);
   for (let i = 0; i < 4; i++) if (bytes[i] !== MAGIC[i]) return fail("bad magic (not a CKKS frame)");
   if (bytes[4] !== kind) return fail(`kind ${bytes[4]} is not a ${what}`);
-  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) return fail("reserved bytes are not zero");
+  const level = bytes[5] as number;
+  if (bytes[6] !== 0 || bytes[7] !== 0) return fail("reserved bytes are not zero");
+  if (level > (kind === Kind.Ciphertext ? 1 : 0)) return fail(`level byte ${level} out of range`);
   for (let i = 0; i < 16; i++) {
     if (bytes[8 + i] !== limits.fingerprint[i]) throw new ParameterMismatchError(`CKKS ${what} was made for other encryption parameters`);
   }
@@ -271,16 +295,17 @@ function decodeFrame(bytes: Uint8Array, kind: Kind, limits: Limits): Frame {
     if (rows < 1 || rows > limits.maxRows) return fail("row count out of range");
     if (encryptions < rows) return fail("encryption count below the row count");
     if (encodings < 1 || encodings > encryptions) return fail("encoding count out of range");
-    counts = { length, blocks, rows, encryptions, keySwitches, encodings };
+    counts = { level: level as 0 | 1, length, blocks, rows, encryptions, keySwitches, encodings };
   }
-  const maxSize = header + counts.blocks * (4 + limits.maxEntry);
+  const maxEntry = level === 1 ? (limits.maxEntryLast ?? limits.maxEntry) : limits.maxEntry;
+  const maxSize = header + counts.blocks * (4 + maxEntry);
   if (bytes.length > maxSize) return fail(`${bytes.length} bytes, at most ${maxSize}`);
   const entries: Uint8Array[] = [];
   let off = header;
   for (let i = 0; i < counts.blocks; i++) {
     if (off + 4 > bytes.length) return fail("truncated");
     const n = dv.getUint32(off, true);
-    if (n < 16 || n > limits.maxEntry) return fail(`component ${i} is ${n} bytes, at most ${limits.maxEntry}`);
+    if (n < 16 || n > maxEntry) return fail(`component ${i} is ${n} bytes, at most ${maxEntry}`);
     if (off + 4 + n > bytes.length) return fail("truncated");
     entries.push(bytes.subarray(off + 4, off + 4 + n));
     off += 4 + n;
@@ -402,6 +427,58 @@ function noiseConstants(params: CkksParameters): { fresh: number; keySwitch: num
   return { fresh, keySwitch, fp };
 }
 
+/** zstd's worst case over `raw` bytes, with room for SEAL's own header. */
+function slack(raw: number): number {
+  return raw + Math.ceil(raw / 64) + 4096;
+}
+
+/** Size bounds, from the parameters, for the ciphertext and key frames SEAL may be asked to load. */
+function limitsOf(params: CkksParameters): Record<"ct" | "pk" | "sk", Limits> {
+  const q = params.coeffModulus.length;
+  const l = q - 1;
+  const poly = params.polyModulusDegree * 8;
+  const base = { fingerprint: Uint8Array.from(Buffer.from(params.fingerprint, "hex")), maxRows: params.maxRows };
+  return {
+    ct: { ...base, maxEntry: slack(2 * l * poly), maxEntryLast: slack(2 * poly), maxBlocks: Math.ceil(params.maxLength / CKKS_SLOTS) },
+    pk: { ...base, maxEntry: slack(2 * q * poly), maxBlocks: 1 },
+    sk: { ...base, maxEntry: slack(q * poly), maxBlocks: 1 },
+  };
+}
+
+/**
+ * Joins columns end to end into one (no SEAL work: the blocks' bytes are
+ * copied), as CkksContext.concat — a function of the parameters alone, so
+ * that the pool's host can join its workers' chunks without a SEAL context.
+ * Every part but the last must fill whole blocks; all must be under one key
+ * set and at the data level. Each header count of the result is the largest
+ * of the parts' (they are per-slot bounds).
+ */
+export function concatCkksColumns(params: CkksParameters, parts: readonly CkksCiphertextBytes[]): CkksCiphertextBytes {
+  if (!Array.isArray(parts) || parts.length === 0) throw new InvalidArgumentError("nothing to concatenate");
+  const limits = limitsOf(params).ct;
+  const frames = parts.map((p) => decodeFrame(p, Kind.Ciphertext, limits));
+  const first = frames[0] as Frame;
+  let length = 0;
+  let rows = 0;
+  let encryptions = 0;
+  let keySwitches = 0;
+  let encodings = 0;
+  const entries: Uint8Array[] = [];
+  frames.forEach((f, i) => {
+    if (!sameBytes(f.keyId, first.keyId)) throw new KeyMismatchError("the CKKS parts are under different key sets");
+    if (f.level !== 0) throw new InvalidCiphertextError(`CKKS ciphertext: part ${i} is re-randomised (at the last level): only decryptSums takes it`);
+    if (i < frames.length - 1 && f.length % CKKS_SLOTS !== 0) throw new InvalidArgumentError(`part ${i} does not fill whole blocks of ${CKKS_SLOTS} slots`);
+    length += f.length;
+    rows = Math.max(rows, f.rows);
+    encryptions = Math.max(encryptions, f.encryptions);
+    keySwitches = Math.max(keySwitches, f.keySwitches);
+    encodings = Math.max(encodings, f.encodings);
+    entries.push(...f.entries);
+  });
+  if (length > params.maxLength) throw new InvalidArgumentError(`column of ${length} values is longer than maxLength ${params.maxLength}`);
+  return encodeFrame(Kind.Ciphertext, limits.fingerprint, first.keyId, entries, { length, blocks: Math.ceil(length / CKKS_SLOTS), rows, encryptions, keySwitches, encodings });
+}
+
 // ------------------------------------------------------------------ context
 
 /** Creates a CKKS context (loads SEAL on first use in this thread). Dispose it when done. */
@@ -421,6 +498,7 @@ export class CkksContext {
   #context: Context | undefined;
   #encoder: CKKSEncoder | undefined;
   #evaluator: Evaluator | undefined;
+  #lastParmsId: ParmsIdType | undefined;
   #disposed = false;
 
   /** Use {@link createCkksContext}. */
@@ -434,16 +512,9 @@ export class CkksContext {
     for (let s = 1; s < CKKS_SLOTS; s *= 2) this.#steps.push(s);
     handles.set(this, new Set());
     const n = params.polyModulusDegree;
-    const q = params.coeffModulus.length;
-    const l = q - 1;
-    const poly = n * 8;
-    const slack = (raw: number): number => raw + Math.ceil(raw / 64) + 4096; // zstd's worst case over raw bytes
-    const base = { fingerprint: this.#fingerprint, maxRows: params.maxRows };
     this.#limits = {
-      ct: { ...base, maxEntry: slack(2 * l * poly), maxBlocks: Math.ceil(params.maxLength / CKKS_SLOTS) },
-      pk: { ...base, maxEntry: slack(2 * q * poly), maxBlocks: 1 },
-      sk: { ...base, maxEntry: slack(q * poly), maxBlocks: 1 },
-      gk: { ...base, maxEntry: slack(this.#steps.length * l * 2 * q * poly) + 16 * n, maxBlocks: 1 },
+      ...limitsOf(params),
+      gk: { fingerprint: this.#fingerprint, maxRows: params.maxRows, maxEntry: slack(this.#steps.length * (params.coeffModulus.length - 1) * 2 * params.coeffModulus.length * n * 8) + 16 * n, maxBlocks: 1 },
     };
     const scope = new Scope();
     try {
@@ -454,6 +525,7 @@ export class CkksContext {
       if (!this.#context.parametersSet()) throw new InvalidArgumentError("SEAL refused the CKKS parameters");
       this.#encoder = seal.CKKSEncoder(this.#context);
       this.#evaluator = seal.Evaluator(this.#context);
+      this.#lastParmsId = this.#context.lastParmsId;
       if (this.#encoder.slotCount !== CKKS_SLOTS) throw new InvalidArgumentError("unexpected CKKS slot count");
     } catch (e) {
       this.dispose();
@@ -473,9 +545,11 @@ export class CkksContext {
     this.#disposed = true;
     const hs = handles.get(this);
     if (hs) for (const h of [...hs]) h.dispose();
+    this.#lastParmsId?.delete();
     this.#evaluator?.delete();
     this.#encoder?.delete();
     this.#context?.delete();
+    this.#lastParmsId = undefined;
     this.#evaluator = undefined;
     this.#encoder = undefined;
     this.#context = undefined;
@@ -570,11 +644,40 @@ export class CkksContext {
   inspect(ct: CkksCiphertextBytes): CkksCiphertextInfo {
     this.#live();
     const f = decodeFrame(ct, Kind.Ciphertext, this.#limits.ct);
-    return { length: f.length, blocks: f.blocks, rows: f.rows, encryptions: f.encryptions, keySwitches: f.keySwitches, encodings: f.encodings, keyId: hex(f.keyId) };
+    return {
+      level: f.level === 1 ? CkksLevel.Last : CkksLevel.Data,
+      length: f.length,
+      blocks: f.blocks,
+      rows: f.rows,
+      encryptions: f.encryptions,
+      keySwitches: f.keySwitches,
+      encodings: f.encodings,
+      keyId: hex(f.keyId),
+    };
+  }
+
+  /**
+   * inspect(), and every block loaded by SEAL (which validates it against
+   * the context) and checked as #load checks: what a party that only stores
+   * or forwards a received ciphertext runs, so a corrupted one is refused on
+   * arrival rather than at its first use.
+   */
+  validate(ct: CkksCiphertextBytes): CkksCiphertextInfo {
+    const info = this.inspect(ct);
+    const f = this.#parse(ct);
+    for (let b = 0; b < f.blocks; b++) scoped((scope) => this.#load(scope, f, b));
+    return info;
   }
 
   #parse(ct: CkksCiphertextBytes): Frame {
     return decodeFrame(ct, Kind.Ciphertext, this.#limits.ct);
+  }
+
+  /** #parse, refusing a re-randomised ciphertext: past reRandomize only decryptSums takes it. */
+  #parseData(ct: CkksCiphertextBytes): Frame {
+    const f = this.#parse(ct);
+    if (f.level !== 0) throw new InvalidCiphertextError("CKKS ciphertext is re-randomised (at the last level): only decryptSums takes it");
+    return f;
   }
 
   #load(scope: Scope, f: Frame, i: number): CipherText {
@@ -583,7 +686,8 @@ export class CkksContext {
     sealLoad(() => ct.loadArray(context, f.entries[i] as Uint8Array), () => new InvalidCiphertextError(`CKKS ciphertext: block ${i} refused by SEAL`));
     if (ct.size !== 2) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} has ${ct.size} polynomials, expected 2`);
     if (ct.polyModulusDegree !== this.params.polyModulusDegree) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} has the wrong degree`);
-    if (ct.coeffModulusSize !== this.params.coeffModulus.length - 1) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not at the data level`);
+    const primes = f.level === 1 ? 1 : this.params.coeffModulus.length - 1;
+    if (ct.coeffModulusSize !== primes) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not at the level its header names`);
     if (!ct.isNttForm || ct.isTransparent) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not a CKKS ciphertext`);
     if (ct.scale !== this.#scale) throw new InvalidCiphertextError(`CKKS ciphertext: block ${i} is not at scale 2^${this.params.scaleBits}`);
     return ct;
@@ -642,8 +746,8 @@ export class CkksContext {
   /** Slot-wise sum of two columns of the same length under the same key set. */
   add(a: CkksCiphertextBytes, b: CkksCiphertextBytes): CkksCiphertextBytes {
     const { evaluator } = this.#live();
-    const fa = this.#parse(a);
-    const fb = this.#parse(b);
+    const fa = this.#parseData(a);
+    const fb = this.#parseData(b);
     if (!sameBytes(fa.keyId, fb.keyId)) throw new KeyMismatchError("the two CKKS ciphertexts are under different key sets");
     if (fa.length !== fb.length) throw new InvalidLengthError("ciphertext column", `${fa.length} values`, fb.length, `cannot add columns of ${fa.length} and ${fb.length} values`);
     const counts: Counts = {
@@ -674,7 +778,7 @@ export class CkksContext {
    */
   sumSlots(ct: CkksCiphertextBytes, galoisKeys: CkksGaloisKeys | Uint8Array): CkksCiphertextBytes {
     const { evaluator } = this.#live();
-    const f = this.#parse(ct);
+    const f = this.#parseData(ct);
     const spread = f.blocks * CKKS_SLOTS;
     const counts: Counts = {
       length: 1,
@@ -701,6 +805,83 @@ export class CkksContext {
       });
       return this.#frame(f.keyId, [entry], counts);
     });
+  }
+
+  /**
+   * Re-randomises a ciphertext before it goes to the key holder: adds a
+   * fresh encryption of zero under the public key, then drops to the last
+   * level (the first, 60-bit prime alone: a third of the bytes, and nothing
+   * left to compute with — add, sumSlots, concat and reRandomize refuse the
+   * result; decryptSums takes it). The header gains one fresh encryption
+   * (errorBound accounts for it); dropping primes of a CKKS ciphertext in NTT
+   * form is exact, so it adds no error.
+   *
+   * What it hides: the ciphertext's history in its bytes. Its random
+   * polynomials no longer relate to the inputs' (whoever saw the inputs — an
+   * aggregator — cannot link the output to them, and the key holder cannot
+   * tell from the ciphertext which ones were added), and every output sits at
+   * the same level whatever was computed.
+   *
+   * What it does not hide, and here CKKS is weaker than BFV (context.ts):
+   * the key holder's decryption *is* the message plus the accumulated error —
+   * CKKS never rounds noise away, and dropping primes does not divide it as
+   * BFV's modulus switch does. The decrypted slots therefore carry the sum of
+   * the inputs' encryption noise and encoding rounding, plus the fresh zero's
+   * noise: of the same order, not a flood (a statistically hiding flood must
+   * be ~2^40 times the error it hides, which at Δ = 2^40 would swamp the
+   * values). A key holder who studies the low bits of what it decrypts may
+   * learn something about the inputs' encryption randomness and rounding:
+   * circuit privacy is heuristic only. Nor does it hide the plaintext (that
+   * is the point), that the values are aggregates (the header's counts), the
+   * parameters or the key set.
+   *
+   * The last level holds |total + error|·Δ < q0/2 only (q0 ≥ 2^59: about
+   * |total| < 2^18 at Δ = 2^40). `maxAbsTotal` is the caller's bound on every
+   * slot's |total| (default, and at most, rows·maxAbsValue: what the header
+   * allows); BoundExceededError unless (maxAbsTotal + errorBound)·Δ < q0/16.
+   * A caller that knows better than the header — masks that cancel in the
+   * sum — passes its bound; the decryption is right only if that bound holds.
+   */
+  reRandomize(ct: CkksCiphertextBytes, publicKey: CkksPublicKey | Uint8Array, options: { readonly maxAbsTotal?: number } = {}): CkksCiphertextBytes {
+    const { evaluator } = this.#live();
+    const f = this.#parseData(ct);
+    const counts: Counts = { level: 1, length: f.length, blocks: f.blocks, rows: f.rows, encryptions: f.encryptions + 1, keySwitches: f.keySwitches, encodings: f.encodings };
+    if (!Number.isSafeInteger(counts.encryptions)) throw new BoundExceededError("the noise counts of the result overflow");
+    const headerTotal = f.rows * this.params.maxAbsValue;
+    const claimed = options.maxAbsTotal ?? headerTotal;
+    if (typeof claimed !== "number" || !Number.isFinite(claimed) || claimed <= 0) throw new InvalidArgumentError("maxAbsTotal must be a finite number > 0");
+    const q0 = Number(this.params.coeffModulus[0] as bigint);
+    if ((Math.min(claimed, headerTotal) + this.errorBound(counts)) * this.#scale >= q0 / 16) {
+      throw new BoundExceededError(`a total of up to ${Math.min(claimed, headerTotal)} in magnitude does not fit the last level at scale 2^${this.params.scaleBits}: pass a tighter maxAbsTotal if the caller knows one`);
+    }
+    const last = this.#lastParmsId as ParmsIdType;
+    return this.#withKey(publicKey, (b) => this.loadPublicKey(b), "public key", (pk) => {
+      if (!sameBytes(pk.keyId, f.keyId)) throw new KeyMismatchError("the public key is not of the CKKS ciphertext's key set");
+      const entries: Uint8Array[] = [];
+      for (let b = 0; b < f.blocks; b++) {
+        scoped((scope) => {
+          const x = this.#load(scope, f, b);
+          const zero = scope.own(this.#seal.CipherText());
+          encryptorOf(pk).encryptZero(zero);
+          zero.setScale(x.scale); // SEAL leaves an encryption of zero at scale 1; its value is 0 at any scale
+          evaluator.add(x, zero, x);
+          const out = scope.own(this.#seal.CipherText());
+          evaluator.cipherModSwitchTo(x, last, out);
+          entries.push(this.#save(out));
+        });
+      }
+      return this.#frame(f.keyId, entries, counts);
+    });
+  }
+
+  /**
+   * Joins columns end to end into one (no SEAL work): every part but the last
+   * must fill whole blocks of 4096 slots — how chunks encrypted on several
+   * workers become one column. See {@link concatCkksColumns}.
+   */
+  concat(parts: readonly CkksCiphertextBytes[]): CkksCiphertextBytes {
+    this.#live();
+    return concatCkksColumns(this.params, parts);
   }
 
   /** The bound of the module comment for a ciphertext with these counts. */

@@ -25,7 +25,7 @@ export {
   heErrorFromSerialized,
 } from "./errors.js";
 export { executeHeTask, HeTaskOp, isHeTask } from "./task.js";
-export type { HeTask, HeEncryptTask, HeAddTask, HeMaskedBlockSumsTask, HeBlockTotalsTask, HeReRandomizeTask } from "./task.js";
+export type { HeTask, HeEncryptTask, HeAddTask, HeMaskedBlockSumsTask, HeBlockTotalsTask, HeReRandomizeTask, CkksEncryptTask, CkksAddTask } from "./task.js";
 export {
   createCkksContext,
   selectCkksParameters,
@@ -39,5 +39,7 @@ export {
   CKKS_DEFAULT_PRECISION_BITS,
   CKKS_MAX_ROWS,
   CKKS_MAX_LENGTH,
+  CkksLevel,
+  concatCkksColumns,
 } from "./ckks.js";
 export type { CkksContextOptions, CkksParameters, CkksCiphertextBytes, CkksKeyBytes, CkksCiphertextInfo, CkksResult } from "./ckks.js";

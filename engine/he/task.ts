@@ -17,12 +17,17 @@
  * `HeReRandomizeTask` on the totals (added first). Loaded Galois keys are
  * cached like public keys, fewer of them: ~140 MB of WASM memory each at
  * N = 8192.
+ *
+ * CKKS (`CryptoPool.ckksEncrypt`, `ckksAdd`) takes `CkksEncryptTask` on a
+ * chunk of whole blocks and `CkksAddTask`; each thread caches its CKKS
+ * contexts and loaded public keys the same way, apart from the BFV ones.
  */
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { createHeContext, type CiphertextBytes, type HeContext, type HeGaloisKeys, type HePublicKey } from "./context.js";
 import type { ColumnValues } from "./encode.js";
 import type { HeContextOptions } from "./params.js";
+import { createCkksContext, type CkksContext, type CkksContextOptions, type CkksPublicKey } from "./ckks.js";
 
 export const HeTaskOp = {
   Encrypt: "he-encrypt",
@@ -32,6 +37,8 @@ export const HeTaskOp = {
   ReRandomize: "he-rerandomize",
   EncryptResidues: "he-encrypt-residues",
   AddAll: "he-add-all",
+  CkksEncrypt: "ckks-encrypt",
+  CkksAdd: "ckks-add",
 } as const;
 export type HeTaskOp = (typeof HeTaskOp)[keyof typeof HeTaskOp];
 
@@ -89,7 +96,20 @@ export interface HeAddAllTask {
   readonly parts: readonly Uint8Array[];
   readonly rows: number;
 }
-export type HeTask = HeEncryptTask | HeAddTask | HeMaskedBlockSumsTask | HeBlockTotalsTask | HeReRandomizeTask | HeEncryptResiduesTask | HeAddAllTask;
+/** CkksContext.encryptColumn on a chunk of whole blocks (the last chunk may end in a partial block). */
+export interface CkksEncryptTask {
+  readonly op: typeof HeTaskOp.CkksEncrypt;
+  readonly options: CkksContextOptions;
+  readonly publicKey: Uint8Array;
+  readonly values: Float64Array;
+}
+/** Slot-wise sum of several CKKS ciphertexts of one column (a tree of CkksContext.add, on one thread). */
+export interface CkksAddTask {
+  readonly op: typeof HeTaskOp.CkksAdd;
+  readonly options: CkksContextOptions;
+  readonly ciphertexts: readonly Uint8Array[];
+}
+export type HeTask = HeEncryptTask | HeAddTask | HeMaskedBlockSumsTask | HeBlockTotalsTask | HeReRandomizeTask | HeEncryptResiduesTask | HeAddAllTask | CkksEncryptTask | CkksAddTask;
 
 const HE_OPS: ReadonlySet<string> = new Set(Object.values(HeTaskOp));
 
@@ -150,6 +170,7 @@ function galoisKeysFor(ctx: HeContext, bytes: Uint8Array): HeGaloisKeys {
 }
 
 export async function executeHeTask(task: HeTask): Promise<CiphertextBytes> {
+  if (task.op === HeTaskOp.CkksEncrypt || task.op === HeTaskOp.CkksAdd) return executeCkksTask(task);
   const ctx = await contextFor(task.options);
   switch (task.op) {
     case HeTaskOp.Encrypt:
@@ -179,6 +200,68 @@ export async function executeHeTask(task: HeTask): Promise<CiphertextBytes> {
     default: {
       const op: never = task;
       throw new InvalidArgumentError(`unknown HE task ${String((op as { op: unknown }).op)}`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ CKKS
+
+const ckksContexts = new Map<string, Promise<CkksContext>>();
+const ckksPublicKeys = new Map<string, CkksPublicKey>();
+
+function ckksOptionsKey(o: CkksContextOptions): string {
+  return JSON.stringify([o.maxAbsValue, o.maxRows, o.precisionBits ?? null, o.maxLength ?? null]);
+}
+
+/** This thread's CKKS context for `options` (created once; the oldest is disposed past MAX_CONTEXTS). */
+async function ckksContextFor(options: CkksContextOptions): Promise<CkksContext> {
+  const key = ckksOptionsKey(options);
+  let p = ckksContexts.get(key);
+  if (!p) {
+    p = createCkksContext(options);
+    ckksContexts.set(key, p);
+    p.catch(() => ckksContexts.delete(key));
+    if (ckksContexts.size > MAX_CONTEXTS) {
+      const [oldKey, old] = ckksContexts.entries().next().value as [string, Promise<CkksContext>];
+      ckksContexts.delete(oldKey);
+      void old.then((c) => c.dispose(), () => undefined);
+    }
+  }
+  return p;
+}
+
+function ckksPublicKeyFor(ctx: CkksContext, bytes: Uint8Array): CkksPublicKey {
+  const key = `${ctx.params.fingerprint}:${createHash("sha256").update(bytes).digest("hex")}`;
+  const cached = ckksPublicKeys.get(key);
+  if (cached && !cached.disposed) return cached;
+  const h = ctx.loadPublicKey(bytes);
+  ckksPublicKeys.set(key, h);
+  if (ckksPublicKeys.size > MAX_KEYS) {
+    const [oldKey, old] = ckksPublicKeys.entries().next().value as [string, CkksPublicKey];
+    ckksPublicKeys.delete(oldKey);
+    old.dispose();
+  }
+  return h;
+}
+
+async function executeCkksTask(task: CkksEncryptTask | CkksAddTask): Promise<Uint8Array> {
+  const ctx = await ckksContextFor(task.options);
+  switch (task.op) {
+    case HeTaskOp.CkksEncrypt:
+      return ctx.encryptColumn(task.values, ckksPublicKeyFor(ctx, task.publicKey));
+    case HeTaskOp.CkksAdd: {
+      let level = [...task.ciphertexts];
+      if (level.length === 0) throw new InvalidArgumentError("nothing to add");
+      while (level.length > 1) {
+        const next: Uint8Array[] = [];
+        for (let i = 0; i < level.length; i += 2) next.push(i + 1 < level.length ? ctx.add(level[i] as Uint8Array, level[i + 1] as Uint8Array) : (level[i] as Uint8Array));
+        level = next;
+      }
+      return level[0] as Uint8Array;
+    }
+    default: {
+      const op: never = task;
+      throw new InvalidArgumentError(`unknown CKKS task ${String((op as { op: unknown }).op)}`);
     }
   }
 }

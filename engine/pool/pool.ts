@@ -33,6 +33,9 @@ import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
 import { HeTaskOp, type HeTask } from "../he/task.js";
+import { concatCkksColumns, selectCkksParameters, type CkksCiphertextBytes, type CkksContextOptions } from "../he/ckks.js";
+import { ValueOutOfRangeError } from "../he/errors.js";
+import { loadSeal } from "../he/seal.js";
 
 export interface PoolOptions {
   /** Worker threads (default: the available cores). */
@@ -399,6 +402,65 @@ export class CryptoPool {
   heContext(options: HeContextOptions): Promise<HeContext> {
     if (this.#closed) throw new PoolClosedError();
     return this.#heContext(options);
+  }
+
+  /**
+   * Encrypts a column of doubles under a CKKS public key on every worker
+   * (engine/he CkksContext.encryptColumn): cut into chunks of whole blocks of
+   * 4096 values (about one per worker, at most 16 blocks each), each worker
+   * encrypting with its own SEAL instance and cached context and key, the
+   * parts joined in order on this thread without SEAL (concatCkksColumns).
+   * The caller's buffer is copied, never detached. Options and length are
+   * checked here first; a value out of range or not finite is refused with
+   * ValueOutOfRangeError and its index in the whole column.
+   */
+  async ckksEncrypt(options: CkksContextOptions, publicKey: Uint8Array, values: Float64Array, runOptions?: RunOptions): Promise<CkksCiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    if (!(values instanceof Float64Array) || values.length < 1) throw new InvalidArgumentError("values must be a non-empty Float64Array");
+    const params = selectCkksParameters(await loadSeal(), options);
+    const n = values.length;
+    if (n > params.maxLength) throw new InvalidArgumentError(`column of ${n} values is longer than maxLength ${params.maxLength}`);
+    const block = params.slotCount;
+    if (n <= block || this.inlineBelow > n) {
+      const value = await executeTask({ op: HeTaskOp.CkksEncrypt, options, publicKey, values });
+      runOptions?.onProgress?.(n, n);
+      return value;
+    }
+    const blocks = Math.ceil(n / block);
+    const perChunk = Math.max(1, Math.min(16, Math.ceil(blocks / this.threads))) * block;
+    const pool = this.#pool();
+    const parts: Uint8Array[] = [];
+    let done = 0;
+    const jobs: Promise<void>[] = [];
+    for (let start = 0, i = 0; start < n; start += perChunk, i++) {
+      const chunk = values.slice(start, Math.min(n, start + perChunk));
+      const size = chunk.length; // before the transfer detaches it
+      const index = i;
+      const offset = start;
+      jobs.push(
+        pool.run({ op: HeTaskOp.CkksEncrypt, options, publicKey, values: chunk }, { transferList: [chunk.buffer as ArrayBuffer] }).then((r) => {
+          if (!r.ok) {
+            const err = heErrorFromSerialized(r.error);
+            throw err instanceof ValueOutOfRangeError && err.index !== undefined ? new ValueOutOfRangeError(err.message, err.index + offset) : err;
+          }
+          parts[index] = r.value;
+          done += size;
+          runOptions?.onProgress?.(done, n);
+        }),
+      );
+    }
+    await Promise.all(jobs);
+    return concatCkksColumns(params, parts);
+  }
+
+  /** The slot-wise sum of several CKKS ciphertexts of one column (a tree of adds, in a worker). */
+  async ckksAdd(options: CkksContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CkksCiphertextBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const task = { op: HeTaskOp.CkksAdd, options, ciphertexts: [...ciphertexts] } as const;
+    if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
+    const r = await this.#pool().run(task);
+    if (!r.ok) throw heErrorFromSerialized(r.error);
+    return r.value;
   }
 
   #heContext(options: HeContextOptions): Promise<HeContext> {
