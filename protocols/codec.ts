@@ -91,6 +91,10 @@ export interface AggregateKey {
   /** 32 hex digits. */
   readonly fingerprint: string;
   readonly publicKey: Uint8Array;
+  /** federated-aggregate: true for CKKS (approximate arithmetic); absent or false for BFV. Decoded only when true. */
+  readonly approximate?: boolean;
+  /** With approximate: log2 of the CKKS scale. */
+  readonly precisionBits?: number;
 }
 export interface AggregateCiphertext {
   readonly kind: "aggregateCiphertext";
@@ -275,6 +279,7 @@ export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_
         maxLength: uint(b, "maxLength", 0xffffffff),
         fingerprint: str(b, "fingerprint", /^[0-9a-f]{32}$/),
         publicKey,
+        ...approximateFields(b),
       };
     }
     case "aggregateCiphertext": {
@@ -324,4 +329,16 @@ export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_
     default:
       return bad("unknown message kind");
   }
+}
+
+/** AggregateKey's approximate fields (present in the decoded message only when approximate is true). */
+function approximateFields(b: Obj): { approximate?: true; precisionBits?: number } {
+  const approximate = b["approximate"];
+  if (typeof approximate !== "boolean") bad("field approximate is not a boolean");
+  const precisionBits = uint(b, "precisionBits", 64);
+  if (!approximate) {
+    if (precisionBits !== 0) bad("field precisionBits is set without approximate");
+    return {};
+  }
+  return { approximate: true, precisionBits };
 }

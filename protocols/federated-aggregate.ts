@@ -1,7 +1,9 @@
 /**
  * federated-aggregate: COUNT / SUM / AVG / VAR / STDDEV and histograms across
  * N ≥ 2 providers, per public category, computed under the buyer's BFV key
- * (engine/he) with pairwise masks that cancel in the sum.
+ * (engine/he) with pairwise masks that cancel in the sum — exactly, by
+ * default; or, where the job declares approximate arithmetic, under a CKKS
+ * key with real-valued masks (see Approximate mode: weaker hiding).
  *
  * ## Roles and job parameters
  *
@@ -11,8 +13,9 @@
  * aggregates, the group-by column and its declared categories (the cells;
  * a row whose category is not declared, or null, goes to no cell), the
  * histogram column and its bin edges, N, the minimum number of providers,
- * the minimum count per cell k, and the value range (maxAbsValue, scale,
- * maxRowsPerProvider) from which the HE context is derived.
+ * the minimum count per cell k, the value range (maxAbsValue, scale,
+ * maxRowsPerProvider) from which the HE context is derived, and whether the
+ * arithmetic is exact (BFV, the default) or approximate (CKKS).
  *
  * ## The vector
  *
@@ -49,6 +52,52 @@
  * partial could be decrypted to anything meaningful, since an incomplete sum
  * still carries the uncancelled masks.
  *
+ * ## Approximate mode (`approximate: true`; exact mode is the default)
+ *
+ * The same vector, encrypted with CKKS (engine/he CkksContext: N = 8192,
+ * coefficient modulus [60, 40, 40, 60], scale 2^40) instead of BFV. Slots
+ * hold doubles: counts, and the sums and sums of squares of the values as
+ * doubles (64-bit integers converted), each summed locally with Shewchuk's
+ * exactly rounded summation (squares split exactly first); no fixed-point
+ * scale (`scale` is not used, and a histogram bins the values as they are).
+ * Each slot has a public bound B on one provider's |slot| from the job (R =
+ * maxRowsPerProvider, V = maxAbsValue): R for counts and bins, R·V for
+ * sums, R·V² for sums of squares (each × (1 + 2^-40) against rounding).
+ * Provider i encrypts every slot divided by its B, plus real-valued masks:
+ *
+ *   y_i = x_i / B + Σ_{j>i} m_ij − Σ_{j<i} m_ji,    m_ij uniform in [−2^20, 2^20)
+ *
+ * — in the slot's own units masks uniform in [−R', R'] with R' = 2^20·B, B
+ * the job's bound on the slot's magnitude. m_ij are multiples of 2^-32 (53
+ * random bits each) from the same ECDH-keyed HKDF/AES-CTR stream as the BFV
+ * masks (the info names the CKKS fingerprint and key-set id). Masks cannot
+ * cancel exactly in CKKS: they cancel in the sum up to rounding — CKKS's
+ * own (encoding the masked vector, of magnitude up to (N−1)·2^20 + 1, is
+ * what the context is sized for: its encoding error is ~2^20 times what the
+ * bare values would cause) and the doubles' (each y_i is rounded N − 1
+ * times). The exchange adds the N ciphertexts and re-randomises the sum
+ * (CkksContext.reRandomize: a fresh encryption of zero, the last level,
+ * |total| ≤ N since the masks cancel); the buyer decrypts, multiplies back
+ * by B and reports each slot with a bound on its error,
+ *
+ *   bound = B·(E + F) + 2^-52·|result|,
+ *
+ * E the received ciphertext's CKKS errorBound (ckks.ts: noise, encoding and
+ * decoding terms at maxAbsValue (N−1)·2^20 + 1, which covers the masks'
+ * cancellation error) and F = N·(2^-51 + 2^-53 + (N−1)·2^-53·((N−1)·2^20 + 1))
+ * the doubles' rounding (local sums and 64-bit conversion, the division by
+ * B, the mask additions). A count or bin whose bound is below 0.5 is
+ * reported rounded to the integer, which is then exact (`rounded`);
+ * otherwise as an approximate double. AVG, VAR and STDDEV carry bounds by
+ * interval arithmetic over their inputs' bounds. k-suppression as in exact
+ * mode, on the rounded count — or, where a count is approximate, a cell or
+ * bin is released only when count − bound ≥ k.
+ *
+ * The step-1 message says `approximate` and the CKKS scale; every party
+ * derives both from the job and refuses a message that differs
+ * (ParameterMismatchError), and a BFV ciphertext in an approximate job (or
+ * the reverse) is refused as well.
+ *
  * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
  *
  * - Buyer learns: the exact totals of every slot — per declared category,
@@ -83,6 +132,17 @@
  * - Step-3 re-randomisation (engine/he reRandomize) hides the ciphertext's
  *   history from the key holder heuristically (see its comment), not
  *   statistically.
+ * - In approximate mode a provider's vector is hidden from the exchange and
+ *   the buyer together only **statistically, and only to about 20 bits per
+ *   slot** — not computationally. Decrypting a step-2 ciphertext gives
+ *   x_i/B + (a sum of masks), |x_i/B| ≤ 1, each mask uniform over an
+ *   interval 2^21 wide: the masked slot's distributions for any two values
+ *   of x_i lie within statistical distance 2^-20 (L slots: L·2^-20), so each
+ *   slot leaks up to ~2^-20 of an advantage rather than a negligible one.
+ *   The CKKS decryption also carries encoding and noise residue in its low
+ *   bits (see ckks.ts reRandomize), and the buyer's totals are approximate.
+ *   Exact mode (BFV, uniform masks modulo every prime) is the default; a job
+ *   must ask for approximate arithmetic.
  *
  * ## Validation
  *
@@ -96,7 +156,11 @@
  *
  * References: Bonawitz et al., "Practical Secure Aggregation for
  * Privacy-Preserving Machine Learning" (CCS 2017) — pairwise cancelling
- * masks; Fan–Vercauteren (BFV) as implemented by Microsoft SEAL.
+ * masks; Fan–Vercauteren (BFV) and Cheon–Kim–Kim–Song (CKKS, "Homomorphic
+ * Encryption for Arithmetic of Approximate Numbers", ASIACRYPT 2017) as
+ * implemented by Microsoft SEAL; Shewchuk, "Adaptive Precision Floating-Point
+ * Arithmetic and Fast Robust Geometric Predicates" (1997) — exactly rounded
+ * local sums.
  */
 import { createCipheriv } from "node:crypto";
 import { x25519 } from "@noble/curves/ed25519.js";
@@ -106,6 +170,10 @@ import type { Table } from "apache-arrow";
 import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
 import {
   BoundExceededError,
+  CKKS_DEFAULT_PRECISION_BITS,
+  CkksContext,
+  CkksLevel,
+  createCkksContext,
   createHeContext,
   HE_MAX_ROWS_4096,
   HeContext,
@@ -114,6 +182,7 @@ import {
   scaledBound,
   ValueOutOfRangeError,
   valuesFromArrow,
+  type CkksContextOptions,
   type HeContextOptions,
 } from "../engine/he/index.js";
 import { isJobId, ProtocolName, type AggregateCiphertext, type AggregateKey, type ProtocolMessage } from "./codec.js";
@@ -150,6 +219,8 @@ export interface FederatedAggregateParams {
   readonly scale?: number;
   /** The most rows any one provider's table may have. */
   readonly maxRowsPerProvider: number;
+  /** Approximate arithmetic: CKKS with real-valued masks (see Approximate mode). Default false: exact BFV. */
+  readonly approximate?: boolean;
 }
 
 /** The resolved, plain-data form every state carries. */
@@ -179,14 +250,26 @@ export interface FaResolved {
   readonly stride: number;
   readonly cells: number;
   readonly length: number;
-  /** The HE context options (maxAbsValue as decimal). */
-  readonly he: { readonly polyModulusDegree: 4096; readonly maxAbsValue: string; readonly scale: 0; readonly maxRows: number; readonly maxLength: number };
+  /**
+   * The HE context options step 1 announces (maxAbsValue as decimal): BFV's,
+   * or in approximate mode CKKS's (N = 8192, maxAbsValue the bound
+   * (N−1)·2^20 + 1 on a provider's normalised masked slot).
+   */
+  readonly he: { readonly polyModulusDegree: 4096 | 8192; readonly maxAbsValue: string; readonly scale: 0; readonly maxRows: number; readonly maxLength: number };
+  /** CKKS instead of BFV (absent in states of older versions: exact). */
+  readonly approximate: boolean;
+  /** Approximate mode: log2 of the CKKS scale (0 in exact mode). */
+  readonly precisionBits: number;
+  /** Approximate mode: B, the bound on one provider's |slot|, per slot within a cell (stride entries; empty in exact mode). */
+  readonly slotBounds: readonly number[];
 }
 
 /** Local resources: not part of the state. */
 export interface FaContext {
   /** An HE context to reuse when its parameters match the job's (else one is created per call and disposed). */
   readonly he?: HeContext;
+  /** Approximate mode: a CKKS context to reuse likewise. */
+  readonly ckks?: CkksContext;
 }
 
 export type FaRole = "buyer" | "exchange" | `provider-${number}`;
@@ -255,7 +338,8 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
       if (i > 0 && !((edges[i] as number) > (edges[i - 1] as number))) throw new InvalidArgumentError("histogram edges must be strictly increasing");
     }
   }
-  const V = scaledBound(p.maxAbsValue, scale); // also checks scale
+  const approximate = p.approximate === true;
+  if (p.approximate !== undefined && typeof p.approximate !== "boolean") throw new InvalidArgumentError("approximate must be a boolean");
   const columnOffsets: number[] = [];
   let off = 1; // slot 0 of a cell: count
   for (let c = 0; c < columns.length; c++) {
@@ -268,11 +352,7 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
   const length = cells * stride;
   if (length > FA_MAX_SLOTS) throw new InvalidArgumentError(`the job's vector has ${length} slots, at most ${FA_MAX_SLOTS}`);
   if (n > HE_MAX_ROWS_4096) throw new InvalidArgumentError("too many providers");
-  const R = BigInt(p.maxRowsPerProvider);
-  let perSlot = 1n;
-  if (columns.length > 0 && V > perSlot) perSlot = V;
-  if (squares.some((s) => s) && V * V > perSlot) perSlot = V * V;
-  return {
+  const common = {
     protocol: ProtocolName.FederatedAggregate,
     version: FA_VERSION,
     job: p.job,
@@ -285,7 +365,6 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
     histColumn: p.histogram?.column ?? "",
     edges,
     scale,
-    valueBound: V.toString(),
     maxRowsPerProvider: p.maxRowsPerProvider,
     columns,
     squares,
@@ -295,12 +374,96 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
     stride,
     cells,
     length,
+  };
+  if (approximate) {
+    // Values as doubles: V in the value's units; the scale is not used (but must be well-formed).
+    if (!Number.isInteger(scale) || scale < 0) throw new InvalidArgumentError("scale must be a non-negative integer");
+    const V = approximateBound(p.maxAbsValue);
+    return { ...common, valueBound: String(V), ...approximateLayout(p.maxRowsPerProvider, V, n, squares, bins, length) };
+  }
+  const V = scaledBound(p.maxAbsValue, scale); // also checks scale
+  const R = BigInt(p.maxRowsPerProvider);
+  let perSlot = 1n;
+  if (columns.length > 0 && V > perSlot) perSlot = V;
+  if (squares.some((s) => s) && V * V > perSlot) perSlot = V * V;
+  return {
+    ...common,
+    valueBound: V.toString(),
     he: { polyModulusDegree: 4096, maxAbsValue: (R * perSlot).toString(), scale: 0, maxRows: n, maxLength: length },
+    approximate: false,
+    precisionBits: 0,
+    slotBounds: [],
+  };
+}
+
+/** V for approximate mode: maxAbsValue as a double (a bigint rounded to the nearest; values are compared after the same rounding). */
+function approximateBound(maxAbsValue: number | bigint): number {
+  const v = typeof maxAbsValue === "bigint" ? Number(maxAbsValue) : maxAbsValue;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InvalidArgumentError("maxAbsValue must be a positive finite number or a bigint");
+  return v;
+}
+
+/** The scale of the CKKS context of approximate mode (log2 Δ). */
+export const FA_CKKS_PRECISION_BITS = CKKS_DEFAULT_PRECISION_BITS;
+/** log2 of the masks' half-width in units of a slot's bound: masks uniform in [−2^20·B, 2^20·B]. */
+export const FA_MASK_BITS = 20;
+/** Slot bounds are taken this much above R·V and R·V², so that the local sums' rounding never crosses them. */
+const BOUND_SLACK = 1 + 2 ** -40;
+
+/**
+ * F of Approximate mode: the doubles' rounding in a sum of N providers'
+ * normalised masked slots — per provider, its local sum and 64-bit
+ * conversion (2^-51), the division by B (2^-53) and N − 1 mask additions of
+ * magnitude up to (N−1)·2^20 + 1 (2^-53 of it each).
+ */
+export function faRoundingError(n: number): number {
+  const m = (n - 1) * 2 ** FA_MASK_BITS + 1;
+  return n * (2 ** -51 + 2 ** -53 + (n - 1) * 2 ** -53 * m);
+}
+
+/** Approximate mode: each slot's bound B (per position in a cell) and the CKKS options. */
+function approximateLayout(rows: number, V: number, n: number, squares: readonly boolean[], bins: number, length: number) {
+  // V² must stay a normal double (the sums of squares' rounding analysis assumes no underflow of the bound).
+  if (V < 2 ** -400) throw new InvalidArgumentError("maxAbsValue below 2^-400 is not supported in approximate mode");
+  const slotBounds: number[] = [rows];
+  for (const sq of squares) {
+    slotBounds.push(rows * V * BOUND_SLACK);
+    if (sq) slotBounds.push(rows * V * V * BOUND_SLACK);
+  }
+  for (let b = 0; b < bins; b++) slotBounds.push(rows);
+  if (!slotBounds.every((b) => Number.isFinite(b) && b > 0)) throw new InvalidArgumentError("maxRowsPerProvider · maxAbsValue² overflows a double: lower maxAbsValue");
+  if (rows > Number.MAX_SAFE_INTEGER / 2 ** 10) throw new InvalidArgumentError("maxRowsPerProvider is too large for approximate mode");
+  return {
+    he: { polyModulusDegree: 8192 as const, maxAbsValue: String((n - 1) * 2 ** FA_MASK_BITS + 1), scale: 0 as const, maxRows: n, maxLength: length },
+    approximate: true,
+    precisionBits: FA_CKKS_PRECISION_BITS,
+    slotBounds,
   };
 }
 
 export function faHeOptions(s: FaResolved): HeContextOptions {
   return { maxAbsValue: BigInt(s.he.maxAbsValue), maxRows: s.he.maxRows, scale: 0, maxLength: s.he.maxLength, polyModulusDegree: s.he.polyModulusDegree };
+}
+
+/** Approximate mode: the CKKS context options the job derives (refused in exact mode). */
+export function faCkksOptions(s: FaResolved): CkksContextOptions {
+  if (s.approximate !== true) throw new InvalidArgumentError("the job does not declare approximate arithmetic");
+  return { maxAbsValue: Number(s.he.maxAbsValue), maxRows: s.he.maxRows, maxLength: s.he.maxLength, precisionBits: s.precisionBits };
+}
+
+/** Runs fn with a CKKS context for the job: ctx.ckks when its parameters match, else a fresh one disposed afterwards. */
+async function withCkks<R>(s: FaResolved, ctx: FaContext, fn: (ckks: CkksContext) => R | Promise<R>): Promise<R> {
+  const o = faCkksOptions(s);
+  if (ctx.ckks && !ctx.ckks.disposed) {
+    const q = ctx.ckks.params;
+    if (q.maxAbsValue === o.maxAbsValue && q.maxRows === o.maxRows && q.maxLength === o.maxLength && q.scaleBits === o.precisionBits) return fn(ctx.ckks);
+  }
+  const ckks = await createCkksContext(o);
+  try {
+    return await fn(ckks);
+  } finally {
+    ckks.dispose();
+  }
 }
 
 /** Runs fn with an HE context for the job: ctx.he when its parameters match, else a fresh one disposed afterwards. */
@@ -350,13 +513,8 @@ function scaledColumn(table: Table, column: string, scale: number, bound: bigint
   return out;
 }
 
-/**
- * One provider's plaintext vector (decimal strings of exact integers): per
- * cell, count, then per value column sum (and sumsq), then histogram counts.
- * Nulls in aggregated columns are refused (engine/he valuesFromArrow); a null
- * or undeclared group-by value puts the row in no cell.
- */
-export function faLocalVector(s: FaResolved, table: Table): string[] {
+/** Each row's cell (−1: none): a null or undeclared group-by value puts the row in no cell. */
+function cellsOf(s: FaResolved, table: Table): Int32Array {
   const rows = table.numRows;
   if (rows > s.maxRowsPerProvider) throw new BoundExceededError(`the table has ${rows} rows, the job allows at most ${s.maxRowsPerProvider} per provider`);
   const cellOf = new Int32Array(rows);
@@ -369,6 +527,21 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
       cellOf[r] = v === null || v === undefined ? -1 : (index.get(typeof v === "string" ? v : String(v)) ?? -1);
     }
   }
+  return cellOf;
+}
+
+/**
+ * One provider's plaintext vector: per cell, count, then per value column
+ * sum (and sumsq), then histogram counts. Exact mode: decimal strings of
+ * exact integers. Approximate mode: decimal strings of doubles (each the
+ * exactly rounded sum of the row values as doubles; see Approximate mode).
+ * Nulls in aggregated columns are refused (engine/he valuesFromArrow); a null
+ * or undeclared group-by value puts the row in no cell.
+ */
+export function faLocalVector(s: FaResolved, table: Table): string[] {
+  if (s.approximate === true) return localVectorApproximate(s, table);
+  const rows = table.numRows;
+  const cellOf = cellsOf(s, table);
   const V = BigInt(s.valueBound);
   const cols = s.columns.map((c) => scaledColumn(table, c, s.scale, V));
   const acc = new Array<bigint>(s.length).fill(0n);
@@ -399,6 +572,137 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
     }
   }
   return acc.map((x) => x.toString());
+}
+
+/** A column's values as doubles (64-bit integers rounded to the nearest), each finite with |x| ≤ bound when a bound is given. */
+function doubleColumn(table: Table, column: string, bound: number | null): Float64Array {
+  const vector = table.getChild(column);
+  if (!vector) throw new MissingColumnError(column, "provider table");
+  const values = valuesFromArrow(vector);
+  const out = values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | bigint>, (v) => Number(v));
+  for (let i = 0; i < out.length; i++) {
+    const x = out[i] as number;
+    if (!Number.isFinite(x)) throw new ValueOutOfRangeError("value is not a finite number", i);
+    if (bound !== null && !(Math.abs(x) <= bound)) throw new ValueOutOfRangeError("value outside the declared range", i);
+  }
+  return out;
+}
+
+/**
+ * Shewchuk's exactly rounded summation of doubles (as Python's math.fsum):
+ * the running sum is kept as non-overlapping partials, so value() is the
+ * exact sum of everything added, rounded once.
+ */
+class ExactSum {
+  readonly #p: number[] = [];
+
+  add(x: number): void {
+    const p = this.#p;
+    let i = 0;
+    for (let j = 0; j < p.length; j++) {
+      let y = p[j] as number;
+      if (Math.abs(x) < Math.abs(y)) {
+        const t = x;
+        x = y;
+        y = t;
+      }
+      const hi = x + y;
+      const lo = y - (hi - x);
+      if (lo !== 0) p[i++] = lo;
+      x = hi;
+    }
+    p.length = i;
+    p.push(x);
+  }
+
+  /** x² added exactly: as hi + lo with hi = fl(x²) (Dekker's product; |x| < 2^996). */
+  addSquare(x: number): void {
+    const hi = x * x;
+    const c = 134217729 * x; // 2^27 + 1: Veltkamp's split
+    const xh = c - (c - x);
+    const xl = x - xh;
+    this.add(hi);
+    this.add(xh * xh - hi + 2 * xh * xl + xl * xl);
+  }
+
+  value(): number {
+    const p = this.#p;
+    let n = p.length;
+    if (n === 0) return 0;
+    let hi = p[--n] as number;
+    let lo = 0;
+    while (n > 0) {
+      const x = hi;
+      const y = p[--n] as number;
+      hi = x + y;
+      lo = y - (hi - x);
+      if (lo !== 0) break;
+    }
+    // Round half-even correctly when the rest of the partials push the tie one way.
+    const next = n > 0 ? (p[n - 1] as number) : 0;
+    if (n > 0 && ((lo < 0 && next < 0) || (lo > 0 && next > 0))) {
+      const y = lo * 2;
+      const x = hi + y;
+      if (y === x - hi) hi = x;
+    }
+    return hi;
+  }
+}
+
+/** Approximate mode's local vector (see faLocalVector). */
+function localVectorApproximate(s: FaResolved, table: Table): string[] {
+  const rows = table.numRows;
+  const cellOf = cellsOf(s, table);
+  const V = Number(s.valueBound);
+  const cols = s.columns.map((c) => doubleColumn(table, c, V));
+  const counts = new Float64Array(s.length); // counts and bins: integers below 2^53, exact
+  const sums = new Map<number, ExactSum>();
+  const sumAt = (o: number): ExactSum => {
+    let a = sums.get(o);
+    if (!a) {
+      a = new ExactSum();
+      sums.set(o, a);
+    }
+    return a;
+  };
+  const hist = s.bins > 0 ? doubleColumn(table, s.histColumn, null) : null;
+  for (let r = 0; r < rows; r++) {
+    const cell = cellOf[r] as number;
+    if (cell < 0) continue;
+    const base = cell * s.stride;
+    counts[base] = (counts[base] as number) + 1;
+    for (let c = 0; c < cols.length; c++) {
+      const x = (cols[c] as Float64Array)[r] as number;
+      const o = base + (s.columnOffsets[c] as number);
+      sumAt(o).add(x);
+      if (s.squares[c]) sumAt(o + 1).addSquare(x);
+    }
+    if (hist) {
+      const bin = binOfNumber(hist[r] as number, s.edges);
+      if (bin >= 0) {
+        const o = base + s.histOffset + bin;
+        counts[o] = (counts[o] as number) + 1;
+      }
+    }
+  }
+  const out = new Array<string>(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = String(sums.get(i)?.value() ?? counts[i]);
+  return out;
+}
+
+/** binOf over doubles (approximate mode bins the values as they are). */
+function binOfNumber(x: number, edges: readonly number[]): number {
+  const m = edges.length - 1;
+  if (!(x >= (edges[0] as number) && x <= (edges[m] as number))) return -1;
+  if (x === edges[m]) return m - 1;
+  let lo = 0;
+  let hi = m;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (x < (edges[mid] as number)) hi = mid;
+    else lo = mid;
+  }
+  return lo;
 }
 
 /** Bin i holds [e_i, e_{i+1}); the last bin is closed; −1 outside. */
@@ -457,6 +761,23 @@ export function pairMask(
   keyId: string,
   primes: readonly number[],
 ): Uint32Array[] {
+  const { next, cipher } = maskStream(s, shared, lo, hi, pkLo, pkHi, fingerprint, keyId);
+  const out = primes.map((p) => {
+    const limit = Math.floor(2 ** 32 / p) * p;
+    const m = new Uint32Array(s.length);
+    for (let i = 0; i < s.length; i++) {
+      let u = next();
+      while (u >= limit) u = next();
+      m[i] = u % p;
+    }
+    return m;
+  });
+  cipher.final();
+  return out;
+}
+
+/** The pair's PRG: AES-256-CTR keyed by HKDF-SHA256(shared, SALT, job ‖ lo ‖ hi ‖ pk_lo ‖ pk_hi ‖ fingerprint ‖ key-set id), as uint32 words. */
+function maskStream(s: FaResolved, shared: Uint8Array, lo: number, hi: number, pkLo: Uint8Array, pkHi: Uint8Array, fingerprint: string, keyId: string) {
   const job = new TextEncoder().encode(s.job);
   const info = concat([u32be(job.length), job, u32be(lo), u32be(hi), pkLo, pkHi, Buffer.from(fingerprint, "hex"), Buffer.from(keyId, "hex")]);
   const key = hkdf(sha256, shared, SALT, info, 32);
@@ -473,16 +794,24 @@ export function pairMask(
     pos += 4;
     return v;
   };
-  const out = primes.map((p) => {
-    const limit = Math.floor(2 ** 32 / p) * p;
-    const m = new Uint32Array(s.length);
-    for (let i = 0; i < s.length; i++) {
-      let u = next();
-      while (u >= limit) u = next();
-      m[i] = u % p;
-    }
-    return m;
-  });
+  return { next, cipher };
+}
+
+/**
+ * Approximate mode: the real-valued mask vector of pair (lo, hi), lo < hi —
+ * `length` values uniform in [−2^20, 2^20), multiples of 2^-32 (53 random
+ * bits each, exact as doubles), in units of each slot's bound. From the same
+ * stream as pairMask (the fingerprint and key-set id are CKKS's here). Both
+ * providers of the pair derive the same vector.
+ */
+export function pairMaskReal(s: FaResolved, shared: Uint8Array, lo: number, hi: number, pkLo: Uint8Array, pkHi: Uint8Array, fingerprint: string, keyId: string): Float64Array {
+  const { next, cipher } = maskStream(s, shared, lo, hi, pkLo, pkHi, fingerprint, keyId);
+  const out = new Float64Array(s.length);
+  const shift = 2 ** (52 - FA_MASK_BITS);
+  for (let i = 0; i < s.length; i++) {
+    const u = (next() >>> 11) * 2 ** 32 + next(); // uniform in [0, 2^53)
+    out[i] = (u - 2 ** 52) / shift;
+  }
   cipher.final();
   return out;
 }
@@ -509,6 +838,10 @@ function checkKeyMessage(s: FaResolved, m: ProtocolMessage): AggregateKey {
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
   expectStep(m.header, FaStep.Key, 0, 1, "aggregateKey", m.kind);
   const k = m as AggregateKey;
+  const approximate = s.approximate === true;
+  if ((k.approximate === true) !== approximate || (approximate && k.precisionBits !== s.precisionBits)) {
+    throw new ParameterMismatchError(`the announced arithmetic differs from the job's, which is ${approximate ? "approximate (CKKS)" : "exact (BFV)"}`);
+  }
   const h = s.he;
   if (k.polyModulusDegree !== h.polyModulusDegree || k.maxAbsValue !== h.maxAbsValue || k.scale !== h.scale || k.maxRows !== h.maxRows || k.maxLength !== h.maxLength) {
     throw new ParameterMismatchError("the announced HE context options differ from the ones this job derives");
@@ -527,11 +860,51 @@ function checkPublicKey(he: HeContext, k: AggregateKey): string {
   }
 }
 
+/** Which engine/he frame the bytes claim to be (by magic), to refuse the other scheme's as a parameter mismatch. */
+function frameScheme(ct: Uint8Array): "bfv" | "ckks" | "" {
+  if (ct.length < 4 || ct[0] !== 0x55 || ct[1] !== 0x48 || ct[3] !== 0x31) return "";
+  return ct[2] === 0x45 ? "bfv" : ct[2] === 0x43 ? "ckks" : "";
+}
+
 function checkCiphertext(he: HeContext, s: FaResolved, ct: Uint8Array, keyId: string, rows: number): void {
+  if (frameScheme(ct) === "ckks") throw new ParameterMismatchError("a CKKS ciphertext in a job of exact arithmetic");
   const info = he.validate(ct);
   if (info.keyId !== keyId) throw new KeyMismatchError("the ciphertext is not under the buyer's key set");
   if (info.length !== s.length) throw new InvalidMessageError(`the ciphertext holds ${info.length} slots, the job's vector ${s.length}`);
   if (info.rows !== rows) throw new InvalidMessageError(`the ciphertext's row bound is ${info.rows}, expected ${rows}`);
+}
+
+/** Approximate mode: loads and checks the CKKS public key under the job's context; returns its key-set id (hex). */
+function checkCkksPublicKey(ckks: CkksContext, k: AggregateKey): string {
+  if (k.fingerprint !== ckks.params.fingerprint) throw new ParameterMismatchError("the announced CKKS parameter fingerprint differs from this job's");
+  const pk = ckks.loadPublicKey(k.publicKey);
+  try {
+    return Buffer.from(pk.keyId).toString("hex");
+  } finally {
+    pk.dispose();
+  }
+}
+
+/** What a CKKS ciphertext of the protocol must say in its header: step 2 (one provider, fresh) or step 3 (the N providers' sum, re-randomised). */
+function expectedCkks(s: FaResolved, step: typeof FaStep.Masked | typeof FaStep.Sum) {
+  const n = s.providers;
+  return step === FaStep.Masked
+    ? { level: CkksLevel.Data, rows: 1, encryptions: 1, keySwitches: 0, encodings: 1 }
+    : { level: CkksLevel.Last, rows: n, encryptions: n + 1, keySwitches: 0, encodings: n };
+}
+
+/** Approximate mode: parses and checks a CKKS ciphertext against the job, header first, then each block through SEAL. */
+function checkCkksCiphertext(ckks: CkksContext, s: FaResolved, ct: Uint8Array, keyId: string, step: typeof FaStep.Masked | typeof FaStep.Sum): void {
+  if (frameScheme(ct) === "bfv") throw new ParameterMismatchError("a BFV ciphertext in a job of approximate arithmetic");
+  const info = ckks.inspect(ct);
+  if (info.keyId !== keyId) throw new KeyMismatchError("the ciphertext is not under the buyer's key set");
+  if (info.length !== s.length) throw new InvalidMessageError(`the ciphertext holds ${info.length} slots, the job's vector ${s.length}`);
+  const want = expectedCkks(s, step);
+  for (const [field, value] of Object.entries(want)) {
+    const got = info[field as keyof typeof want];
+    if (got !== value) throw new InvalidMessageError(`the CKKS ciphertext's ${field} is ${got}, expected ${value}`);
+  }
+  ckks.validate(ct);
 }
 
 interface Common extends FaResolved {
@@ -553,13 +926,38 @@ export interface FaBuyerState extends Common {
   readonly keyId: string;
   readonly fingerprint: string;
   readonly done: boolean;
-  /** The decrypted totals (decimal), once done. */
+  /** The decrypted totals (decimal), once done: exact integers, or in approximate mode doubles in the slots' own units. */
   readonly totals: readonly string[];
+  /** Approximate mode, once done: per slot, the bound on |total − exact total| (decimal doubles). Absent or empty otherwise. */
+  readonly bounds?: readonly string[];
 }
 
 /** Starts the buyer: a fresh key set for the job; returns step 1 for the exchange. */
 export async function faBuyerStart(params: FederatedAggregateParams, ctx: FaContext = {}): Promise<FaStepResult<FaBuyerState>> {
   const p = resolveFaParams(params);
+  if (p.approximate) {
+    return withCkks(p, ctx, (ckks) => {
+      const keys = ckks.generateKeys({ galois: false });
+      const pk = ckks.loadPublicKey(keys.publicKey);
+      const keyId = Buffer.from(pk.keyId).toString("hex");
+      pk.dispose();
+      const state: FaBuyerState = { ...p, role: "buyer", publicKey: keys.publicKey, secretKey: keys.secretKey, keyId, fingerprint: ckks.params.fingerprint, done: false, totals: [], bounds: [] };
+      const message: AggregateKey = {
+        kind: "aggregateKey",
+        header: header(p, FaStep.Key, 0, 1),
+        polyModulusDegree: p.he.polyModulusDegree,
+        maxAbsValue: p.he.maxAbsValue,
+        scale: p.he.scale,
+        maxRows: p.he.maxRows,
+        maxLength: p.he.maxLength,
+        fingerprint: ckks.params.fingerprint,
+        publicKey: keys.publicKey,
+        approximate: true,
+        precisionBits: p.precisionBits,
+      };
+      return { state, messages: [{ to: "exchange", message }] };
+    });
+  }
   return withHe(p, ctx, (he) => {
     const keys = he.generateKeys({ galois: false });
     const pk = he.loadPublicKey(keys.publicKey);
@@ -590,6 +988,22 @@ export async function faBuyerReceive(s: FaBuyerState, m: ProtocolMessage, ctx: F
   expectStep(m.header, FaStep.Sum, 0, 1, "aggregateCiphertext", m.kind);
   const c = m as AggregateCiphertext;
   if (c.party !== 0 || c.contributors !== s.providers) throw new ProtocolError(`the sum must include all ${s.providers} providers, it says ${c.contributors}`);
+  if (s.approximate === true) {
+    return withCkks(s, ctx, (ckks) => {
+      checkCkksCiphertext(ckks, s, c.ciphertext, s.keyId, FaStep.Sum);
+      const { values, errorBound } = ckks.decryptSums(c.ciphertext, s.secretKey);
+      const f = faRoundingError(s.providers);
+      const totals: string[] = [];
+      const bounds: string[] = [];
+      values.forEach((v, i) => {
+        const b = s.slotBounds[i % s.stride] as number;
+        const total = v * b;
+        totals.push(String(total));
+        bounds.push(String(b * (errorBound + f) + 2 ** -52 * Math.abs(total)));
+      });
+      return { state: { ...s, done: true, totals, bounds }, messages: [] };
+    });
+  }
   return withHe(s, ctx, (he) => {
     // The row bound is what add() accumulated: one per provider ciphertext summed in.
     checkCiphertext(he, s, c.ciphertext, s.keyId, s.providers);
@@ -603,7 +1017,7 @@ export function faBuyerDone(s: FaBuyerState): boolean {
 }
 
 export interface FaColumnResult {
-  /** Exact sum in units of 10^-scale. */
+  /** Exact sum in units of 10^-scale (null in approximate mode: see FaCell.approx). */
   readonly sum: bigint | null;
   readonly avg: number | null;
   /** Sample variance (var_samp; null for a single row). */
@@ -620,11 +1034,47 @@ export interface FaCell {
   readonly columns: Readonly<Record<string, FaColumnResult>>;
   /** Counts per histogram bin; a bin whose count is below k is null too. */
   readonly histogram: readonly (bigint | null)[];
+  /**
+   * Approximate mode only: every value with its error bound. The fields
+   * above then hold what is exact — `count` and `histogram` where rounded
+   * (else null), never a `sum` — and the approximate avg/var/stddev.
+   */
+  readonly approx?: FaApproxCell;
+}
+
+/** An approximate (CKKS) result: |value − the exact result| ≤ bound. */
+export interface FaApprox {
+  readonly value: number;
+  readonly bound: number;
+}
+
+/**
+ * An approximate count. When the bound on the decrypted value is below 0.5
+ * the count is rounded to the integer, which is then the exact count:
+ * `rounded: true`, `bound: 0`. Otherwise the decrypted double and its bound.
+ */
+export interface FaApproxCount extends FaApprox {
+  readonly rounded: boolean;
+}
+
+export interface FaApproxColumn {
+  readonly sum: FaApprox | null;
+  readonly avg: FaApprox | null;
+  readonly var: FaApprox | null;
+  readonly stddev: FaApprox | null;
+}
+
+export interface FaApproxCell {
+  readonly count: FaApproxCount | null;
+  readonly columns: Readonly<Record<string, FaApproxColumn>>;
+  readonly histogram: readonly (FaApproxCount | null)[];
 }
 
 export interface FaResult {
   readonly scale: number;
   readonly cells: readonly FaCell[];
+  /** true: computed with CKKS; every cell has `approx`. */
+  readonly approximate?: boolean;
 }
 
 function ratio(num: bigint, den: bigint): number {
@@ -636,6 +1086,7 @@ function ratio(num: bigint, den: bigint): number {
 export function faBuyerResult(s: FaBuyerState): FaResult {
   assertRole(s, "buyer");
   if (!s.done) throw new ProtocolError("the protocol has not finished");
+  if (s.approximate === true) return approximateResult(s);
   const t = s.totals.map((x) => BigInt(x));
   const k = BigInt(s.minCount);
   const f = 10n ** BigInt(s.scale);
@@ -669,6 +1120,111 @@ export function faBuyerResult(s: FaBuyerState): FaResult {
     cells.push({ category: s.groupColumn ? (s.categories[c] as string) : null, suppressed, count: suppressed ? null : n, columns, histogram });
   }
   return { scale: s.scale, cells };
+}
+
+/** A decrypted count with its bound: rounded (and then exact) when the bound is below 0.5. */
+function approxCount(value: number, bound: number): FaApproxCount {
+  return bound < 0.5 ? { value: Math.round(value) + 0, bound: 0, rounded: true } : { value, bound, rounded: false };
+}
+
+/** Released under k: an exact count ≥ k; an approximate one only when it is surely ≥ k. */
+function released(c: FaApproxCount, k: number): boolean {
+  return c.value - c.bound >= k;
+}
+
+/** Relative slack for the rounding of the few double operations behind a derived value and its interval. */
+const DERIVED_SLACK = 2 ** -48;
+
+/** AVG = S / n with a bound by interval arithmetic (S / n is monotone in each on n > 0: the extremes are at the corners). */
+function approxAvg(n: FaApproxCount, sum: FaApprox): FaApprox | null {
+  if (!(n.value > 0)) return null;
+  const value = sum.value / n.value;
+  const nLo = n.value - n.bound;
+  if (!(nLo > 0)) return { value, bound: Infinity };
+  const corners = [sum.value - sum.bound, sum.value + sum.bound].flatMap((x) => [x / nLo, x / (n.value + n.bound)]);
+  const lo = Math.min(...corners);
+  const hi = Math.max(...corners);
+  return { value, bound: Math.max(value - lo, hi - value) + DERIVED_SLACK * Math.max(Math.abs(lo), Math.abs(hi)) };
+}
+
+/**
+ * VAR_SAMP = (n·Q − S²) / (n·(n − 1)) and STDDEV with bounds by interval
+ * arithmetic over n, S and Q (the numerator is ≥ 0 for exact data, so its
+ * interval is clamped there; the result too).
+ */
+function approxVar(n: FaApproxCount, sum: FaApprox, sq: FaApprox): { var: FaApprox; stddev: FaApprox } | null {
+  if (!(n.value > 1)) return null;
+  const N = n.value;
+  const S = sum.value;
+  const Q = sq.value;
+  const value = Math.max(0, (N * Q - S * S) / (N * (N - 1)));
+  const sd = Math.sqrt(value);
+  const nLo = N - n.bound;
+  const nHi = N + n.bound;
+  if (!(nLo > 1)) return { var: { value, bound: Infinity }, stddev: { value: sd, bound: Infinity } };
+  const sLo = S - sum.bound;
+  const sHi = S + sum.bound;
+  const qLo = Math.max(0, Q - sq.bound);
+  const qHi = Q + sq.bound;
+  const s2Hi = Math.max(sLo * sLo, sHi * sHi);
+  const s2Lo = sLo <= 0 && sHi >= 0 ? 0 : Math.min(sLo * sLo, sHi * sHi);
+  const denLo = nLo * (nLo - 1);
+  const slack = (DERIVED_SLACK * (nHi * qHi + s2Hi)) / denLo + DERIVED_SLACK * value;
+  const lo = Math.max(0, Math.max(0, nLo * qLo - s2Hi) / (nHi * (nHi - 1)) - slack);
+  const hi = Math.max(0, nHi * qHi - s2Lo) / denLo + slack;
+  const sdLo = Math.sqrt(lo);
+  const sdHi = Math.sqrt(hi);
+  return {
+    var: { value, bound: Math.max(value - lo, hi - value) },
+    stddev: { value: sd, bound: Math.max(sd - sdLo, sdHi - sd) + DERIVED_SLACK * sdHi },
+  };
+}
+
+/** faBuyerResult in approximate mode (see Approximate mode and FaCell.approx). */
+function approximateResult(s: FaBuyerState): FaResult {
+  const t = s.totals.map(Number);
+  const e = (s.bounds ?? []).map(Number);
+  if (t.length !== s.length || e.length !== s.length) throw new InvalidStateError("the buyer's approximate totals do not match the job's vector");
+  const k = s.minCount;
+  const cells: FaCell[] = [];
+  for (let c = 0; c < s.cells; c++) {
+    const base = c * s.stride;
+    const count = approxCount(t[base] as number, e[base] as number);
+    const suppressed = !released(count, k);
+    const columns: Record<string, FaColumnResult> = {};
+    const approxColumns: Record<string, FaApproxColumn> = {};
+    s.columns.forEach((name, i) => {
+      const o = base + (s.columnOffsets[i] as number);
+      if (suppressed) {
+        columns[name] = { sum: null, avg: null, var: null, stddev: null };
+        approxColumns[name] = { sum: null, avg: null, var: null, stddev: null };
+        return;
+      }
+      const sum: FaApprox = { value: t[o] as number, bound: e[o] as number };
+      const avg = approxAvg(count, sum);
+      const v = s.squares[i] ? approxVar(count, sum, { value: t[o + 1] as number, bound: e[o + 1] as number }) : null;
+      columns[name] = { sum: null, avg: avg?.value ?? null, var: v?.var.value ?? null, stddev: v?.stddev.value ?? null };
+      approxColumns[name] = { sum, avg, var: v?.var ?? null, stddev: v?.stddev ?? null };
+    });
+    const histogram: (bigint | null)[] = [];
+    const approxHistogram: (FaApproxCount | null)[] = [];
+    for (let b = 0; b < s.bins; b++) {
+      const o = base + s.histOffset + b;
+      const h = approxCount(t[o] as number, e[o] as number);
+      const out = !suppressed && released(h, k);
+      histogram.push(out && h.rounded ? BigInt(h.value) : null);
+      approxHistogram.push(out ? h : null);
+    }
+    cells.push({
+      category: s.groupColumn ? (s.categories[c] as string) : null,
+      suppressed,
+      count: !suppressed && count.rounded ? BigInt(count.value) : null,
+      columns,
+      histogram,
+      approx: { count: suppressed ? null : count, columns: approxColumns, histogram: approxHistogram },
+    });
+  }
+  return { scale: s.scale, cells, approximate: true };
 }
 
 // ------------------------------------------------------------------ provider
@@ -731,6 +1287,27 @@ export function faMaskedResidues(s: FaProviderState, primes: readonly number[], 
   return out;
 }
 
+/**
+ * Approximate mode: the provider's masked vector (exported for tests), each
+ * slot in units of its bound B: x_i/B + Σ_{j>i} m_ij − Σ_{j<i} m_ji (see
+ * Approximate mode). |each| ≤ (N−1)·2^20 + 1, the CKKS context's maxAbsValue.
+ */
+export function faMaskedValues(s: FaProviderState, fingerprint: string, keyId: string): Float64Array {
+  if (s.approximate !== true) throw new InvalidArgumentError("the job does not declare approximate arithmetic");
+  if (s.values.length !== s.length) throw new InvalidStateError("the provider's vector does not match the job's");
+  const out = Float64Array.from(s.values, (v, i) => Number(v) / (s.slotBounds[i % s.stride] as number));
+  for (let j = 0; j < s.providers; j++) {
+    if (j === s.index) continue;
+    const lo = Math.min(s.index, j);
+    const hi = Math.max(s.index, j);
+    const shared = sharedSecret(s.boxSecretKey, s.peers[j] as Uint8Array, j);
+    const mask = pairMaskReal(s, shared, lo, hi, s.peers[lo] as Uint8Array, s.peers[hi] as Uint8Array, fingerprint, keyId);
+    const sign = s.index === lo ? 1 : -1;
+    for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + sign * (mask[i] as number);
+  }
+  return out;
+}
+
 /** The provider takes step 1 (the buyer's key, relayed) and returns its masked ciphertext (step 2). */
 export async function faProviderReceive(s: FaProviderState, m: ProtocolMessage, ctx: FaContext = {}): Promise<FaStepResult<FaProviderState>> {
   assertRole(s, "provider");
@@ -739,6 +1316,14 @@ export async function faProviderReceive(s: FaProviderState, m: ProtocolMessage, 
     throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
   }
   const k = checkKeyMessage(s, m);
+  if (s.approximate === true) {
+    return withCkks(s, ctx, (ckks) => {
+      const keyId = checkCkksPublicKey(ckks, k);
+      const ciphertext = ckks.encryptColumn(faMaskedValues(s, ckks.params.fingerprint, keyId), k.publicKey);
+      const message: AggregateCiphertext = { kind: "aggregateCiphertext", header: header(s, FaStep.Masked, 0, 1), party: s.index, contributors: 1, ciphertext };
+      return { state: { ...s, done: true, values: [] }, messages: [{ to: "exchange", message }] };
+    });
+  }
   return withHe(s, ctx, (he) => {
     const keyId = checkPublicKey(he, k);
     const residues = faMaskedResidues(s, he.params.plainModuli, he.params.fingerprint, keyId);
@@ -787,14 +1372,15 @@ export function faExchangeDone(s: FaExchangeState): boolean {
  */
 export async function faExchangeReceive(s: FaExchangeState, m: ProtocolMessage, ctx: FaContext = {}): Promise<FaStepResult<FaExchangeState>> {
   assertRole(s, "exchange");
+  const approximate = s.approximate === true;
   if (s.keyId === "") {
     const k = checkKeyMessage(s, m);
-    return withHe(s, ctx, (he) => {
-      const keyId = checkPublicKey(he, k);
+    const check = (keyId: string) => {
       const messages: Addressed[] = [];
       for (let i = 0; i < s.providers; i++) messages.push({ to: providerRole(i), message: k });
       return { state: { ...s, publicKey: Uint8Array.from(k.publicKey), keyId }, messages };
-    });
+    };
+    return approximate ? withCkks(s, ctx, (ckks) => check(checkCkksPublicKey(ckks, k))) : withHe(s, ctx, (he) => check(checkPublicKey(he, k)));
   }
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
@@ -804,6 +1390,20 @@ export async function faExchangeReceive(s: FaExchangeState, m: ProtocolMessage, 
   if (c.party >= s.providers) throw new InvalidMessageError(`provider index ${c.party} out of range`);
   if (s.received[c.party] === 1) throw new WrongStepError(`provider ${c.party}'s vector was already received`);
   if (c.contributors !== 1) throw new InvalidMessageError("a provider's vector has exactly one contributor");
+  if (approximate) {
+    return withCkks(s, ctx, (ckks) => {
+      checkCkksCiphertext(ckks, s, c.ciphertext, s.keyId, FaStep.Masked);
+      const sum = s.sum.length === 0 ? Uint8Array.from(c.ciphertext) : ckks.add(s.sum, c.ciphertext);
+      const received = Uint8Array.from(s.received);
+      received[c.party] = 1;
+      const state = { ...s, received, sum };
+      if (received.some((r) => r === 0)) return { state, messages: [] };
+      // The masks cancel in the sum: every slot's total is Σ_i x_i/B, at most N in magnitude (the header would allow N·maxAbsValue).
+      const out = ckks.reRandomize(sum, s.publicKey, { maxAbsTotal: s.providers + 1 });
+      const message: AggregateCiphertext = { kind: "aggregateCiphertext", header: header(s, FaStep.Sum, 0, 1), party: 0, contributors: s.providers, ciphertext: out };
+      return { state: { ...state, done: true, sum: new Uint8Array(0) }, messages: [{ to: "buyer", message }] };
+    });
+  }
   return withHe(s, ctx, (he) => {
     checkCiphertext(he, s, c.ciphertext, s.keyId, 1);
     const sum = s.sum.length === 0 ? Uint8Array.from(c.ciphertext) : he.add(s.sum, c.ciphertext);

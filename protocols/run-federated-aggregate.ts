@@ -10,17 +10,25 @@
  * per histogram bin i `hist_c_i` (Int64). Suppressed cells (total count < k)
  * are **present**, with `suppressed = true` and every value null; a
  * histogram bin below k is null too.
+ *
+ * With `approximate: true` (CKKS; see federated-aggregate.ts Approximate
+ * mode) every result column is followed by `bound_<name>` (Float64), the
+ * bound on its error: `count` / `bound_count`, `sum_c` / `bound_sum_c`, …,
+ * `hist_c_i` / `bound_hist_c_i`. Counts and bins are Int64 — exact — when
+ * their bound is below 0.5 (they are then rounded, and their bound is 0),
+ * else Float64 approximations; sums are Float64 approximations.
  */
 import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
 import { InvalidArgumentError } from "../engine/errors.js";
-import { createHeContext } from "../engine/he/index.js";
+import { CkksContext, createCkksContext, createHeContext } from "../engine/he/index.js";
 import {
   faBoxKeyPair,
   faBuyerDone,
   faBuyerReceive,
   faBuyerResult,
   faBuyerStart,
+  faCkksOptions,
   faExchangeDone,
   faExchangeMissing,
   faExchangeReceive,
@@ -34,6 +42,8 @@ import {
   type Addressed,
   type AggregateSpec,
   type FaBuyerState,
+  type FaApprox,
+  type FaApproxCount,
   type FaContext,
   type FaExchangeState,
   type FaProviderState,
@@ -69,6 +79,8 @@ export interface RunFederatedAggregateOptions {
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
   /** Simulates providers (by index) that fail after step 1: their step 2 is never delivered (tests). */
   readonly dropOut?: readonly number[];
+  /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see federated-aggregate.ts). Default false: exact. */
+  readonly approximate?: boolean;
 }
 
 export interface FaRunResult {
@@ -92,6 +104,7 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
     maxAbsValue: options.maxAbsValue,
     ...(options.scale !== undefined ? { scale: options.scale } : {}),
     maxRowsPerProvider: options.maxRowsPerProvider ?? Math.max(1, ...options.providers.map((p) => p.table.numRows)),
+    ...(options.approximate ? { approximate: true } : {}),
   };
   if (n < 2) throw new InvalidArgumentError("federated-aggregate needs at least two providers");
   const resolved = resolveFaParams(params);
@@ -100,8 +113,8 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
   const drop = new Set(options.dropOut ?? []);
 
   // One HE context for every role of this process (each role would build its own in a node).
-  const he = await createHeContext(faHeOptions(resolved));
-  const ctx: FaContext = { he };
+  const he = resolved.approximate ? await createCkksContext(faCkksOptions(resolved)) : await createHeContext(faHeOptions(resolved));
+  const ctx: FaContext = he instanceof CkksContext ? { ckks: he } : { he };
   try {
     const t = new MemoryTransport();
     if (options.tap) t.tap(options.tap);
@@ -151,6 +164,7 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
 
 /** The buyer's result as an Arrow table (see the module comment for the columns). */
 export function faResultTable(result: FaResult, params: Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram">): Table {
+  if (result.approximate) return approximateTable(result, params);
   const cols: Record<string, Vector> = {};
   const cells = result.cells;
   const toNum = (x: bigint | null, f: bigint): number | null => (x === null ? null : Number(x) / Number(f));
@@ -175,6 +189,43 @@ export function faResultTable(result: FaResult, params: Pick<FederatedAggregateP
   if (params.histogram) {
     const bins = params.histogram.edges.length - 1;
     for (let b = 0; b < bins; b++) cols[`hist_${params.histogram.column}_${b}`] = vectorFromArray(cells.map((c) => c.histogram[b] ?? null), new Int64());
+  }
+  return new Table(cols);
+}
+
+/** faResultTable in approximate mode: every value column followed by its bound. */
+function approximateTable(result: FaResult, params: Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram">): Table {
+  const cols: Record<string, Vector> = {};
+  const cells = result.cells;
+  const approx = cells.map((c) => {
+    if (!c.approx) throw new InvalidArgumentError("an approximate result's cells carry their bounds");
+    return c.approx;
+  });
+  const put = (name: string, xs: readonly (FaApprox | null)[]): void => {
+    cols[name] = vectorFromArray(xs.map((x) => x?.value ?? null), new Float64());
+    cols[`bound_${name}`] = vectorFromArray(xs.map((x) => x?.bound ?? null), new Float64());
+  };
+  // Counts: Int64 (exact) when every released one is rounded — their bound depends on the job only, so all are or none.
+  const putCount = (name: string, xs: readonly (FaApproxCount | null)[]): void => {
+    if (xs.every((x) => x === null || x.rounded)) {
+      cols[name] = vectorFromArray(xs.map((x) => (x === null ? null : BigInt(x.value))), new Int64());
+      cols[`bound_${name}`] = vectorFromArray(xs.map((x) => x?.bound ?? null), new Float64());
+    } else {
+      put(name, xs);
+    }
+  };
+  if (params.groupBy) cols["category"] = vectorFromArray(cells.map((c) => c.category), new Utf8());
+  cols["suppressed"] = vectorFromArray(cells.map((c) => c.suppressed), new Bool());
+  for (const a of params.aggregates) {
+    if (a.fn === "count") {
+      putCount("count", approx.map((c) => c.count));
+      continue;
+    }
+    put(`${a.fn}_${a.column}`, approx.map((c) => c.columns[a.column]?.[a.fn] ?? null));
+  }
+  if (params.histogram) {
+    const bins = params.histogram.edges.length - 1;
+    for (let b = 0; b < bins; b++) putCount(`hist_${params.histogram.column}_${b}`, approx.map((c) => c.histogram[b] ?? null));
   }
   return new Table(cols);
 }
