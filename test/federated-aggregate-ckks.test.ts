@@ -8,8 +8,14 @@
  * with typed errors and the state unchanged. Also the engine pieces the mode
  * stands on: CkksContext.reRandomize and the pool's ckksEncrypt / ckksAdd.
  */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Float64, Int64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readTable } from "../engine/columns/index.js";
 import { InvalidArgumentError, InvalidInputError } from "../engine/errors.js";
 import {
   BoundExceededError,
@@ -708,3 +714,35 @@ describe("CKKS reRandomize and the pool", () => {
   }, 60_000);
 });
 
+// ------------------------------------------------------------------ the CLI
+
+describe("umbra aggregate --approximate", () => {
+  it("reads the values as doubles and writes each result with its bound (the built CLI)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-fa-ckks-"));
+    try {
+      const p: Raw[] = [
+        { cat: ["n", "n", "s", "s", "n"], x: [10.5, -3, 999.75, 0, 1000] },
+        { cat: ["n", "s", "s"], x: [7, -1000, 2.125] },
+      ];
+      p.forEach((raw, i) => writeFileSync(join(dir, `p${i}.csv`), `region,amount\n${raw.x.map((x, r) => `${raw.cat[r]},${x}`).join("\n")}\n`));
+      const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
+      const args = ["aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(amount),avg(amount)", "--group-by", "region", "--categories", "n,s,w"];
+      const r = spawnSync(process.execPath, [cli, ...args, "--min-count", "1", "--max-abs", "1000", "--approximate", "--quiet", "--out", "out.csv"], { cwd: dir, encoding: "utf8" });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      const t = await readTable(join(dir, "out.csv"));
+      expect(t.schema.fields.map((f) => f.name)).toEqual(["category", "suppressed", "count", "bound_count", "sum_amount", "bound_sum_amount", "avg_amount", "bound_avg_amount"]);
+      const want = oracle(p, ["n", "s", "w"]);
+      for (let i = 0; i < 2; i++) {
+        const w = want[i] as Exact;
+        expect(Number(t.getChild("count")?.get(i))).toBe(Number(w.count));
+        expect(Math.abs(Number(t.getChild("sum_amount")?.get(i)) - toNumber(w.sum, -1074))).toBeLessThanOrEqual(Number(t.getChild("bound_sum_amount")?.get(i)));
+        expect(Math.abs(Number(t.getChild("avg_amount")?.get(i)) - exactAvg(w))).toBeLessThanOrEqual(Number(t.getChild("bound_avg_amount")?.get(i)));
+      }
+      expect(String(t.getChild("suppressed")?.get(2))).toBe("true"); // CSV read back as text
+      expect(t.getChild("sum_amount")?.get(2) ?? null).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

@@ -11,7 +11,7 @@ import type { Table } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
-import { runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
+import { faResultTable, runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, faOutputTable, maxAbsValueFromText, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, takeRepeated, UsageError, type CommandIO, type OptionSpec, type Options } from "./args.js";
@@ -25,7 +25,7 @@ export { AGGREGATE_DEFAULT_MAX_ABS };
 export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--provider FILE ...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
-      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--quiet]
+      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--approximate] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
                  writes one row per cell (category) to --out (.csv/.arrow);
@@ -34,7 +34,12 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  sample statistics; histogram bins are [Ei, Ei+1), the last
                  closed; --max-abs bounds |value| of every aggregated column
                  (default 2^40), --scale keeps S decimal digits (default 0:
-                 integer columns); --min-providers default 2
+                 integer columns); --min-providers default 2; --approximate
+                 uses CKKS instead (values as doubles, --scale unused): each
+                 result gets a bound_<name> column, counts are exact only
+                 when their bound is below 0.5, and a provider's vector is
+                 hidden only statistically (~20 bits per slot) — see
+                 protocols/federated-aggregate.ts
 `;
 
 /** The options that describe a federated computation: `umbra aggregate` and `umbra job submit --protocol federated-aggregate` share them. */
@@ -53,6 +58,7 @@ const AGGREGATE_OPTIONS: OptionSpec = {
   "--provider": "string",
   ...COMPUTATION_OPTIONS,
   "--out": "string",
+  "--approximate": "flag",
   "--quiet": "flag",
 };
 
@@ -205,6 +211,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   checkOutput(out, providerPaths, usage);
 
   const quiet = o.has("--quiet");
+  const approximate = o.has("--approximate");
   const progress = createProgress({ quiet });
   if (c.maxAbs === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
   const t0 = performance.now();
@@ -216,7 +223,9 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     for (let i = 0; i < providerPaths.length; i++) {
       const path = providerPaths[i] as string;
       progress.onProgress("read providers", i, providerPaths.length);
-      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale });
+      // --approximate takes values as doubles: CSV columns are read as float64 (readAggregateInput's choice for a non-zero scale; the scale itself is unused then).
+      const readScale = approximate ? Math.max(scale, 1) : scale;
+      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale: readScale });
       requireColumns(table, columns, `provider ${i}`, path);
       tables.push(table);
       rows.push(table.numRows);
@@ -233,6 +242,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
       minCount,
       maxAbsValue,
       scale,
+      ...(approximate ? { approximate: true } : {}),
     });
     protocolMs = performance.now() - t1;
     progress.onProgress("federated-aggregate", 1, 1);
@@ -241,7 +251,8 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     await closePool();
   }
 
-  await writeTable(out, faOutputTable(run.result, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}) }));
+  const shape = { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}) };
+  await writeTable(out, run.result.approximate ? faResultTable(run.result, shape) : faOutputTable(run.result, shape));
   const cells = run.result.cells.length;
   const suppressed = run.result.cells.filter((c) => c.suppressed).length;
   const sent = run.stats.bytesSent;
