@@ -4,6 +4,7 @@
  *
  *   encrypt THREADS ROWS REPS   CryptoPool({ threads }).heEncrypt of ROWS values, REPS times (after a warm-up)
  *   fa ROWS                     runFederatedAggregate SUM+AVG, 3 providers × ROWS rows
+ *   fa-approx ROWS              the same with approximate: true (CKKS), its error checked against its bound
  *   fa-rows ROWS                "encrypt every row": 3 × heEncrypt(ROWS), heAdd, sumSlots, reRandomize, decryptSums
  *   paillier SAMPLE             paillier-bigint 2048-bit: keygen, then SAMPLE encryptions and additions
  *
@@ -117,6 +118,44 @@ async function faCase(rows: number): Promise<Record<string, unknown>> {
   return { seconds, rows, providers: PROVIDERS, sum: String(expected), avg, bytesSent, peakMiB: peakMiB() };
 }
 
+async function faApproxCase(rows: number): Promise<Record<string, unknown>> {
+  const { cols, tables: ts } = tables(rows);
+  const expected = total(cols);
+  const t0 = now();
+  const r = await runFederatedAggregate({
+    providers: ts.map((table) => ({ table })),
+    aggregates: [{ fn: "sum", column: "amount" }, { fn: "avg", column: "amount" }],
+    maxAbsValue: MAX_ABS,
+    approximate: true,
+  });
+  const seconds = now() - t0;
+  const a = r.result.cells[0]?.approx;
+  const sum = a?.columns["amount"]?.sum;
+  const avg = a?.columns["amount"]?.avg;
+  const count = a?.count;
+  if (!sum || !avg || !count) throw new Error("no approximate result");
+  // The sum is an integer-valued double at this magnitude: its error exactly, in bigint.
+  const sumError = Math.abs(Number(BigInt(Math.round(sum.value)) - expected) + (sum.value - Math.round(sum.value)));
+  const avgError = Math.abs(avg.value - Number(expected) / (PROVIDERS * rows));
+  const countError = Math.abs(count.value - PROVIDERS * rows);
+  if (sumError > sum.bound || avgError > avg.bound || countError > count.bound) throw new Error("an approximate result outside its bound");
+  const bytesSent = Object.values(r.stats.bytesSent).reduce((x, y) => x + y, 0);
+  return {
+    seconds,
+    rows,
+    providers: PROVIDERS,
+    bytesSent,
+    peakMiB: peakMiB(),
+    sumError,
+    sumBound: sum.bound,
+    avgError,
+    avgBound: avg.bound,
+    countError,
+    countBound: count.bound,
+    countRounded: count.rounded,
+  };
+}
+
 async function faRowsCase(rows: number): Promise<Record<string, unknown>> {
   const { cols, tables: ts } = tables(rows);
   const expected = total(cols);
@@ -184,6 +223,7 @@ async function main(): Promise<Record<string, unknown>> {
   if (kind === "encrypt") return encryptCase(Number(a1), Number(a2), Number(a3 ?? 3));
   if (kind === "fa") return faCase(Number(a1));
   if (kind === "fa-rows") return faRowsCase(Number(a1));
+  if (kind === "fa-approx") return faApproxCase(Number(a1));
   if (kind === "paillier") return paillierCase(Number(a1));
   throw new Error(`unknown case ${String(kind)}`);
 }
