@@ -312,7 +312,8 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
 
 /** The HE context options every party derives from the job. */
 export function jaHeOptions(r: JaResolved): HeContextOptions {
-  return { maxAbsValue: BigInt(r.he.maxAbsValue), maxRows: r.he.maxRows, scale: 0, maxLength: r.he.maxLength };
+  // N = 8192 whatever maxRows: the masked sums need the noise budget of its larger modulus (engine/he Levels).
+  return { maxAbsValue: BigInt(r.he.maxAbsValue), maxRows: r.he.maxRows, scale: 0, maxLength: r.he.maxLength, polyModulusDegree: 8192 };
 }
 
 /** The padded provider set size: n rounded up to 4 significant bits (at most 1/8 more), at least 1,024. */
@@ -330,7 +331,7 @@ export function jaDst(group: GroupId, job: string): Uint8Array {
 async function withHe<R>(r: JaResolved, ctx: JaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
   if (ctx.he && !ctx.he.disposed) {
     const o = ctx.he.params;
-    if (o.maxAbsScaled === BigInt(r.he.maxAbsValue) && o.maxRows === r.he.maxRows && o.scale === 0 && o.maxLength === r.he.maxLength) return fn(ctx.he);
+    if (o.maxAbsScaled === BigInt(r.he.maxAbsValue) && o.maxRows === r.he.maxRows && o.scale === 0 && o.maxLength === r.he.maxLength && o.polyModulusDegree === 8192) return fn(ctx.he);
   }
   const he = await createHeContext(jaHeOptions(r));
   try {
