@@ -601,23 +601,11 @@ export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: J
     }
     if (s.peerReceived >= s.peerSetSize) throw new WrongStepError(`step ${step} is complete`);
     const per = s.peerChunkElements;
-    const chunk = s.peerReceived / per;
-    const chunks = chunkCount(s.peerSetSize, per);
-    expectStep(m.header, JaStep.ProviderBlinded, chunk, chunks, "elementBatch", m.kind);
-    const b = m as ElementBatch;
-    checkBatch(b, s.peerSetSize, per, JaStep.ProviderBlinded, ELEMENT);
-    let raised: Uint8Array;
-    try {
-      raised = await ctx.pool.multiply(spec(s, ctx), s.secret, b.elements);
-    } catch (e) {
-      pointError(e, chunk, per);
-    }
-    const received = s.peerReceived + b.count;
-    ctx.onProgress?.("buyer: raise provider elements", received, s.peerSetSize);
+    const raised = await raiseBatch(s, m, ctx, { step: JaStep.ProviderBlinded, reply: JaStep.ProviderDoubled, received: s.peerReceived, total: s.peerSetSize, per, phase: "buyer: raise provider elements" });
     const out: JaAddressed[] = [];
     if (s.peerReceived === 0) out.push({ to: "exchange", message: hello(s, JaStep.ProviderDoubled, s.peerSetSize, { peerSetSize: s.setSize, peerChunkElements: per }) });
-    out.push({ to: "exchange", message: { kind: "elementBatch", header: header(s, JaStep.ProviderDoubled, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised } });
-    return { state: { ...s, peerReceived: received }, messages: out };
+    out.push({ to: "exchange", message: raised });
+    return { state: { ...s, peerReceived: s.peerReceived + raised.count }, messages: out };
   }
   if (step === JaStep.Result) {
     if (s.result !== null) throw new WrongStepError("the result was already received");
@@ -906,22 +894,35 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
     return { state: { ...state, values: [] }, messages: out };
   }
   if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
-  const per = s.peerChunkElements;
-  const chunk = s.received / per;
-  const chunks = chunkCount(s.peerSetSize, per);
-  expectStep(m.header, JaStep.BuyerBlinded, chunk, chunks, "elementBatch", m.kind);
+  const reply = await raiseBatch(s, m, ctx, { step: JaStep.BuyerBlinded, reply: JaStep.BuyerDoubled, received: s.received, total: s.peerSetSize, per: s.peerChunkElements, phase: "provider: raise buyer elements" });
+  return { state: { ...s, received: s.received + reply.count }, messages: [{ to: "exchange", message: reply }] };
+}
+
+/**
+ * Checks that m is the next chunk of the other side's blinded elements,
+ * raises them to this side's scalar (each strictly decoded, the identity
+ * refused: InvalidPointError with its index in the step) and returns them as
+ * the same chunk of the reply step, for the exchange.
+ */
+async function raiseBatch(
+  s: JaResolved & { readonly secret: Uint8Array },
+  m: ProtocolMessage,
+  ctx: JaContext,
+  o: { readonly step: number; readonly reply: number; readonly received: number; readonly total: number; readonly per: number; readonly phase: string },
+): Promise<ElementBatch> {
+  const chunk = o.received / o.per;
+  const chunks = chunkCount(o.total, o.per);
+  expectStep(m.header, o.step, chunk, chunks, "elementBatch", m.kind);
   const b = m as ElementBatch;
-  checkBatch(b, s.peerSetSize, per, JaStep.BuyerBlinded, ELEMENT);
+  checkBatch(b, o.total, o.per, o.step, ELEMENT);
   let raised: Uint8Array;
   try {
     raised = await ctx.pool.multiply(spec(s, ctx), s.secret, b.elements);
   } catch (e) {
-    pointError(e, chunk, per);
+    pointError(e, chunk, o.per);
   }
-  const received = s.received + b.count;
-  ctx.onProgress?.("provider: raise buyer elements", received, s.peerSetSize);
-  const reply: ElementBatch = { kind: "elementBatch", header: header(s, JaStep.BuyerDoubled, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised };
-  return { state: { ...s, received }, messages: [{ to: "exchange", message: reply }] };
+  ctx.onProgress?.(o.phase, o.received + b.count, o.total);
+  return { kind: "elementBatch", header: header(s, o.reply, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised };
 }
 
 function valueChunkCount(s: JaResolved, size: number, slotCount: number): { perColumn: number; total: number } {
