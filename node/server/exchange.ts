@@ -98,7 +98,9 @@ export function jobView(j: JobRecord): Record<string, unknown> {
 export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance & { mailboxes: Mailboxes }> {
   const { store, identity } = o;
   const now = o.now ?? Date.now;
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000 }) as unknown as FastifyInstance & { mailboxes: Mailboxes };
+  // keepAliveTimeout: Node's default, not Fastify's 72 s — parties reuse a connection at once or not at all, and a
+  // connection a stopped party left behind would otherwise hold the exchange's close for that long.
+  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000, keepAliveTimeout: 5_000 }) as unknown as FastifyInstance & { mailboxes: Mailboxes };
   const mailboxes = new Mailboxes();
   app.decorate("mailboxes", mailboxes);
   // Answer every open long-poll before the server waits for in-flight requests to end.
