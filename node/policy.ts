@@ -38,6 +38,12 @@
  * The exchange checks the job against every dataset's policy, and each
  * provider's agent checks it against its own.
  *
+ * A join-aggregate job names the buyer's dataset, the provider's dataset and
+ * the key columns, and its computation in `params.aggregate` (the older form
+ * with `mode` still parses: the exchange turns it into that); its
+ * `outputColumns` are the provider columns the aggregates read. Its group-by
+ * column is the buyer's own, so no provider policy governs it.
+ *
  * `minIntersection` is not checked here (nobody knows the intersection
  * before the protocol runs): the protocol runner withholds a result whose
  * intersection is smaller.
@@ -405,23 +411,36 @@ export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly Aggre
   [ProtocolId.FederatedAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Histogram]),
 });
 
-/** A function of a federated-aggregate job (ARCHITECTURE.md: COUNT/SUM/AVG/VAR/STDDEV). */
+/** A function of a federated-aggregate or join-aggregate job (ARCHITECTURE.md: COUNT/SUM/AVG/VAR/STDDEV). */
 export const AGGREGATE_FNS = ["count", "sum", "avg", "var", "stddev"] as const;
 export type AggregateFn = (typeof AGGREGATE_FNS)[number];
 
-/** One aggregate of a federated-aggregate job: `count` (rows), or a function of a column. */
+/** One aggregate of a federated-aggregate or join-aggregate job: `count` (rows), or a function of a column. */
 export type AggregateJobSpec = { fn: "count" } | { fn: Exclude<AggregateFn, "count">; column: string };
 
+/** The groups ECDH matching may run in (join-aggregate). */
+export const JOIN_GROUPS = ["x25519", "ristretto255"] as const;
+export type JoinGroup = (typeof JOIN_GROUPS)[number];
+
+/** Largest `maxJoinRows` a join-aggregate job may declare (the protocol's bound). */
+export const MAX_JOIN_ROWS = 2 ** 40;
+
 /**
- * What a federated-aggregate job computes (`params.aggregate`), as JSON. A
- * field left out is filled by the exchange when it accepts the job (the
- * filled request is what every party runs and what the ledger records).
+ * What a federated-aggregate or join-aggregate job computes
+ * (`params.aggregate`), as JSON. A field left out is filled by the exchange
+ * when it accepts the job (the filled request is what every party runs and
+ * what the ledger records). The fields each protocol takes are in
+ * {@link AGGREGATE_FIELDS_OF}.
  */
 export interface AggregateJobParams {
   /** The aggregates, in output order, none twice. */
   aggregates: AggregateJobSpec[];
-  /** The group-by column and its declared categories: the cells (a row of another value goes to none). */
-  groupBy?: { column: string; categories: string[] };
+  /**
+   * federated-aggregate: the group-by column and its declared categories, the
+   * cells (a row of another value goes to none); join-aggregate: a column of
+   * the buyer's own table (no categories: its groups are the values it holds).
+   */
+  groupBy?: { column: string; categories?: string[] };
   /** A histogram: the column and its bin edges, strictly increasing (bins [e_i, e_i+1), the last closed). */
   histogram?: { column: string; edges: number[] };
   /** The job runs with no fewer providers (2 or more; default 2). */
@@ -430,8 +449,12 @@ export interface AggregateJobParams {
   maxAbsValue?: string;
   /** Decimal digits kept (fixed point), 0..18 (default 0: integers). */
   scale?: number;
-  /** The most rows one provider's table may have (default: the largest registered row count of the job's datasets). */
+  /** federated-aggregate: the most rows one provider's table may have (default: the largest registered row count of the job's datasets). */
   maxRowsPerProvider?: number;
+  /** join-aggregate: the most joined rows any one total may include (default 2^32). */
+  maxJoinRows?: number;
+  /** join-aggregate: the group the keys are blinded in (default x25519). */
+  group?: JoinGroup;
 }
 
 /**
@@ -457,18 +480,22 @@ export interface JobRequest {
     outputColumns?: string[];
     /** A k above the policy's (k-protocols only); the job runs with {@link effectiveMinGroupSize}. */
     minGroupSize?: number;
-    /** The aggregate (join-aggregate, federated-aggregate only, where it is required). */
+    /** The aggregate (join-aggregate, federated-aggregate only): the older single-dataset form of a computation. */
     mode?: AggregateMode;
     /** Upper bound on the keys the buyer will query (its distinct keys); required when the budget is in keys. */
     queryCount?: number;
-    /** federated-aggregate over `providerDatasets`: the computation (then `mode` is absent). */
+    /** federated-aggregate over `providerDatasets`, or join-aggregate: the computation (then `mode` is absent). */
     aggregate?: AggregateJobParams;
   };
 }
 
 const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"];
 const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount", "aggregate"];
-const AGGREGATE_FIELDS: readonly string[] = ["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider"];
+/** The fields of `params.aggregate` each protocol takes. */
+export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
+  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider"]),
+  [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
+});
 const POSITIVE_DECIMAL = /^(\d+|\d+\.\d*|\.\d+)$/;
 
 /** Whether a job runs against several provider datasets (federated-aggregate). */
@@ -481,6 +508,11 @@ export function jobDatasets(request: JobRequest): string[] {
   return request.providerDatasets ?? (request.providerDataset !== undefined ? [request.providerDataset] : []);
 }
 
+/** The provider columns a join-aggregate computation reads (its `outputColumns`): the aggregated ones, each once (the group-by column is the buyer's). */
+export function joinAggregateColumns(a: AggregateJobParams): string[] {
+  return [...new Set(a.aggregates.flatMap((x) => (x.fn === "count" ? [] : [x.column])))];
+}
+
 /** The columns a federated-aggregate computation reads (its `outputColumns`): aggregated, histogram, group-by; each once. */
 export function aggregateColumns(a: AggregateJobParams): string[] {
   const cols = a.aggregates.flatMap((x) => (x.fn === "count" ? [] : [x.column]));
@@ -489,9 +521,14 @@ export function aggregateColumns(a: AggregateJobParams): string[] {
   return [...new Set(cols)];
 }
 
-/** The structure of `params.aggregate` (the protocol checks the rest, e.g. the vector's size, when the exchange resolves it). */
-function parseAggregateParams(c: FieldChecker, value: unknown, field: string): AggregateJobParams | undefined {
-  const rec = c.object(value, field, AGGREGATE_FIELDS);
+/**
+ * The structure of `params.aggregate` for `protocol` (federated-aggregate or
+ * join-aggregate; the protocol checks the rest, e.g. the vector's size, when
+ * the exchange resolves it).
+ */
+function parseAggregateParams(c: FieldChecker, value: unknown, field: string, protocol: ProtocolId): AggregateJobParams | undefined {
+  const join = protocol === ProtocolId.JoinAggregate;
+  const rec = c.object(value, field, AGGREGATE_FIELDS_OF[protocol] ?? []);
   if (rec === undefined) return undefined;
   const before = c.issues.length;
   const seen = new Set<string>();
@@ -518,7 +555,12 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string): A
     1,
   );
   const out: AggregateJobParams = { aggregates: aggregates ?? [] };
-  if (rec.groupBy !== undefined) {
+  if (rec.groupBy !== undefined && join) {
+    // The buyer's own column: its groups are the values it holds, declared nowhere.
+    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column"]);
+    const column = g === undefined ? undefined : c.column(g.column, `${field}.groupBy.column`);
+    if (column !== undefined) out.groupBy = { column };
+  } else if (rec.groupBy !== undefined) {
     const g = c.object(rec.groupBy, `${field}.groupBy`, ["column", "categories"]);
     if (g !== undefined) {
       const column = c.column(g.column, `${field}.groupBy.column`);
@@ -556,6 +598,14 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string): A
     const r = c.int(rec.maxRowsPerProvider, `${field}.maxRowsPerProvider`, 1);
     if (r !== undefined) out.maxRowsPerProvider = r;
   }
+  if (rec.maxJoinRows !== undefined) {
+    const r = c.int(rec.maxJoinRows, `${field}.maxJoinRows`, 1, MAX_JOIN_ROWS);
+    if (r !== undefined) out.maxJoinRows = r;
+  }
+  if (rec.group !== undefined) {
+    const g = c.oneOf(rec.group, `${field}.group`, JOIN_GROUPS);
+    if (g !== undefined) out.group = g;
+  }
   return c.issues.length === before ? out : undefined;
 }
 
@@ -571,7 +621,10 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string): A
  * with the columns the computation reads (or, when given, must be them).
  * The single-dataset form of federated-aggregate (`mode`) still parses — it
  * is what a policy is checked against alone — but the exchange runs only the
- * multi-provider form.
+ * multi-provider form. A join-aggregate job carries its computation in
+ * `params.aggregate` beside `buyerDataset`, `providerDataset` and its key
+ * columns (its `outputColumns`: the aggregated provider columns), or — the
+ * older form — a `mode` over its `outputColumns`.
  *
  * @throws InvalidJobRequestError listing every field found wrong.
  */
@@ -582,8 +635,11 @@ export function parseJobRequest(json: unknown): JobRequest {
   const protocol = c.oneOf(rec.protocol, "protocol", PROTOCOL_IDS);
   const buyer = c.id(rec.buyer, "buyer");
   const rawParams = rec.params as Record<string, unknown> | undefined;
+  const hasAggregate = typeof rawParams === "object" && rawParams !== null && rawParams["aggregate"] !== undefined;
+  // join-aggregate's computation: params.aggregate beside the two datasets and the key columns.
+  const joinForm = protocol === ProtocolId.JoinAggregate && rec.providerDatasets === undefined && hasAggregate;
   // The multi-provider form: providerDatasets and params.aggregate (federated-aggregate only).
-  const multi = rec.providerDatasets !== undefined || (typeof rawParams === "object" && rawParams !== null && rawParams["aggregate"] !== undefined);
+  const multi = !joinForm && (rec.providerDatasets !== undefined || hasAggregate);
   let buyerDataset: string | undefined;
   let providerDataset: string | undefined;
   let providerDatasets: string[] | undefined;
@@ -625,13 +681,14 @@ export function parseJobRequest(json: unknown): JobRequest {
       const q = c.int(p.queryCount, "params.queryCount", 1);
       if (q !== undefined) params.queryCount = q;
     }
-    if (multi) {
+    if (multi || joinForm) {
       if (p.mode !== undefined) c.add("params.mode", "does not apply with params.aggregate");
-      const aggregate = p.aggregate === undefined ? void c.add("params.aggregate", "is required for a multi-provider job") : parseAggregateParams(c, p.aggregate, "params.aggregate");
+      const aggregate =
+        p.aggregate === undefined ? void c.add("params.aggregate", "is required for a multi-provider job") : parseAggregateParams(c, p.aggregate, "params.aggregate", joinForm ? ProtocolId.JoinAggregate : ProtocolId.FederatedAggregate);
       if (aggregate !== undefined) {
         params.aggregate = aggregate;
         // The columns the computation reads are its output columns (so every policy must allow them).
-        const reads = aggregateColumns(aggregate);
+        const reads = joinForm ? joinAggregateColumns(aggregate) : aggregateColumns(aggregate);
         if (params.outputColumns === undefined) params.outputColumns = reads;
         else if (params.outputColumns.length !== reads.length || !reads.every((col) => params.outputColumns?.includes(col))) {
           c.add("params.outputColumns", "must list exactly the columns params.aggregate reads (or be left out)");

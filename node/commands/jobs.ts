@@ -8,8 +8,12 @@ import { readFileSync } from "node:fs";
 import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
+import { HE_MAX_SCALE } from "../../engine/he/index.js";
+import type { AggregateSpec } from "../../protocols/index.js";
+import { maxAbsValueFromText } from "../jobs/federated-aggregate.js";
+import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
-import { COMPUTATION_OPTIONS, parseComputation, type ComputationOptions } from "./aggregate.js";
+import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { DEFAULT_PARTY_URL, PartyApiError, partyFetch, partyJson, urlOption } from "./node.js";
 
 export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--party URL]
@@ -37,11 +41,26 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --d
                  every dataset policy's, --max-abs 2^40, --scale 0, --max-rows the
                  largest registered row count; a provider that refuses or drops
                  out fails the job and nothing is released
-  job status ID [--party URL]
+  job submit --protocol join-aggregate --dataset ID --input MY_FILE --key COL[,COL]
+      --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
+      [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
+      [--group x25519|ristretto255] [--query-count N] [--wait] [--party URL]
+                 a secure join of the buyer's file (MY_FILE, in its data folder)
+                 with a provider's dataset (ID) on the key column(s), and
+                 COUNT/SUM/AVG/VAR/STDDEV of the provider's columns over the
+                 joined rows, per value of the buyer's --group-by column; the
+                 exchange matches the blinded keys and aggregates under the
+                 buyer's HE key; groups with fewer than k joined rows are
+                 suppressed, k the larger of --min-group-size and the dataset
+                 policy's; --max-abs-value default 2^40, --scale 0;
+                 --max-join-rows bounds the joined rows of any one group
+                 (default 2^32; smaller is faster, a group over it fails the job)
   job result ID [--out FILE] [--party URL]
                  write the result (.arrow, .arrows, .csv by extension; for
                  federated-aggregate one row per cell, cells under k with
-                 suppressed=true and nulls), or print the count of a
+                 suppressed=true and nulls; for join-aggregate one row per
+                 released group: the group column, count, sum_COL, avg_COL,
+                 var_COL, stddev_COL), or print the count of a
                  psi-cardinality job
   job cancel ID [--party URL]
 `;
@@ -205,6 +224,39 @@ export async function submitAggregateJob(party: string, s: AggregateSubmitInput)
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.datasets, params });
 }
 
+export interface JoinAggregateSubmitInput {
+  /** The buyer's own file (in its data folder) or a dataset it registered. */
+  readonly input: string;
+  /** The provider's dataset. */
+  readonly dataset: string;
+  readonly keys: readonly string[];
+  readonly aggregates: readonly AggregateSpec[];
+  /** A column of the buyer's file. */
+  readonly groupBy?: string;
+  readonly minGroupSize?: number;
+  /** The value bound as a positive decimal ("100000", "2.5"). */
+  readonly maxAbsValue?: string;
+  readonly scale?: number;
+  /** The most joined rows any one total may include. */
+  readonly maxJoinRows?: number;
+  readonly group?: "x25519" | "ristretto255";
+  readonly queryCount?: number;
+}
+
+/** Submits a join-aggregate job (the request's params.aggregate; what is left out the exchange fills). */
+export async function submitJoinAggregateJob(party: string, s: JoinAggregateSubmitInput): Promise<JobView> {
+  const aggregate: Record<string, unknown> = { aggregates: s.aggregates };
+  if (s.groupBy !== undefined) aggregate["groupBy"] = { column: s.groupBy };
+  if (s.maxAbsValue !== undefined) aggregate["maxAbsValue"] = s.maxAbsValue;
+  if (s.scale !== undefined) aggregate["scale"] = s.scale;
+  if (s.maxJoinRows !== undefined) aggregate["maxJoinRows"] = s.maxJoinRows;
+  if (s.group !== undefined) aggregate["group"] = s.group;
+  const params: Record<string, unknown> = { keyColumns: s.keys, aggregate };
+  if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
+  if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.dataset, params });
+}
+
 export async function jobStatus(party: string, id: string): Promise<JobView> {
   return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
 }
@@ -288,6 +340,11 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           "--query-count": "string",
           ...COMPUTATION_OPTIONS,
           "--max-rows": "string",
+          "--input": "string",
+          "--min-group-size": "string",
+          "--max-abs-value": "string",
+          "--max-join-rows": "string",
+          "--group": "string",
           "--wait": "flag",
           "--party": "string",
         },
@@ -295,15 +352,51 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       );
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const protocol = o.require("--protocol");
-      if (!["psi", "psi-cardinality", "lookup", "federated-aggregate"].includes(protocol)) throw new UsageError("--protocol must be psi, psi-cardinality, lookup or federated-aggregate", usage);
+      if (!["psi", "psi-cardinality", "lookup", "federated-aggregate", "join-aggregate"].includes(protocol)) {
+        throw new UsageError("--protocol must be psi, psi-cardinality, lookup, federated-aggregate or join-aggregate", usage);
+      }
       const queryCount = o.integer("--query-count");
       const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
       const misplaced = (names: readonly string[], why: string) => {
         const given = names.find((n) => o.has(n));
         if (given !== undefined) throw new UsageError(`${given} ${why}`, usage);
       };
+      const JOIN_ONLY = ["--input", "--min-group-size", "--max-abs-value", "--max-join-rows", "--group"];
       let submit: () => Promise<JobView>;
-      if (protocol === "federated-aggregate") {
+      if (protocol === "join-aggregate") {
+        misplaced(["--provider-dataset"], "does not apply to join-aggregate (name the provider's dataset with --dataset, your own file with --input)");
+        misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
+        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows"], "applies to federated-aggregate only");
+        misplaced(["--min-count"], "is federated-aggregate's: join-aggregate takes --min-group-size");
+        misplaced(["--max-abs"], "is federated-aggregate's: join-aggregate takes --max-abs-value");
+        if (datasets.length !== 1) throw new UsageError(datasets.length === 0 ? "--dataset (the provider's dataset) is required" : "--dataset is given twice (join-aggregate joins one provider dataset)", usage);
+        const groupBy = o.get("--group-by")?.trim();
+        if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
+        const minGroupSize = o.integer("--min-group-size");
+        if (minGroupSize !== undefined && minGroupSize < 1) throw new UsageError("--min-group-size needs an integer of at least 1", usage);
+        const maxAbsValue = o.get("--max-abs-value");
+        if (maxAbsValue !== undefined && maxAbsValueFromText(maxAbsValue) === undefined) throw new UsageError("--max-abs-value needs a positive number (e.g. 1000000 or 2.5)", usage);
+        const scale = o.integer("--scale", HE_MAX_SCALE);
+        const maxJoinRows = o.integer("--max-join-rows", MAX_JOIN_ROWS);
+        if (maxJoinRows !== undefined && maxJoinRows < 1) throw new UsageError("--max-join-rows needs an integer of at least 1", usage);
+        const group = o.get("--group");
+        if (group !== undefined && group !== "x25519" && group !== "ristretto255") throw new UsageError("--group must be x25519 or ristretto255", usage);
+        const input: JoinAggregateSubmitInput = {
+          input: o.require("--input", "(your own file, in your data folder) is required"),
+          dataset: datasets[0] as string,
+          keys: o.requireList("--key"),
+          aggregates: parseAggList(o.require("--agg"), usage),
+          ...(groupBy !== undefined ? { groupBy } : {}),
+          ...(minGroupSize !== undefined ? { minGroupSize } : {}),
+          ...(maxAbsValue !== undefined ? { maxAbsValue } : {}),
+          ...(scale !== undefined ? { scale } : {}),
+          ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
+          ...(group !== undefined ? { group } : {}),
+          ...(queryCount !== undefined ? { queryCount } : {}),
+        };
+        submit = () => submitJoinAggregateJob(party, input);
+      } else if (protocol === "federated-aggregate") {
+        misplaced(JOIN_ONLY, "applies to join-aggregate only");
         misplaced(["--provider-dataset", "--key", "--columns"], "does not apply to federated-aggregate (name each provider's dataset with --dataset)");
         if (datasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --dataset entries, one per provider (got ${datasets.length})`, usage);
         if (new Set(datasets).size !== datasets.length) throw new UsageError("--dataset names a dataset twice", usage);
@@ -312,7 +405,8 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows needs an integer of at least 1", usage);
         submit = () => submitAggregateJob(party, { datasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
       } else {
-        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows"], `applies to federated-aggregate only`);
+        misplaced(JOIN_ONLY, "applies to join-aggregate only");
+        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows"], "applies to federated-aggregate and join-aggregate only");
         if (datasets.length !== 1) throw new UsageError(datasets.length === 0 ? "--dataset is required" : "--dataset is given twice", usage);
         const columns = o.list("--columns");
         if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);

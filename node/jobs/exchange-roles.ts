@@ -1,6 +1,6 @@
 /**
  * The exchange's own roles in protocols that have one (federated-aggregate:
- * the aggregator; join-aggregate, later: the matcher and aggregator), behind
+ * the aggregator; join-aggregate: the matcher and aggregator), behind
  * one small interface and a registry keyed by protocol name. The exchange
  * server (node/server/exchange.ts) knows nothing of any one protocol: for a
  * job whose protocol is registered here it
@@ -11,7 +11,8 @@
  *      dataset's policy;
  *   2. sends job.start to every provider (with its index and what
  *      `providerStart` adds, e.g. the peers' mask keys), and once every one
- *      has accepted, `start`s its own role and sends job.start to the buyer;
+ *      has accepted, sends job.start to the buyer and `start`s its own role
+ *      meanwhile (messages for the role wait until it is up);
  *   3. feeds the role every protocol envelope addressed to the exchange, in
  *      order per job, and seals what the role returns to the parties it
  *      names; a party may send straight to another party only where
@@ -24,11 +25,13 @@
  * (or, from outside, with {@link registerExchangeProtocol}); the party side
  * plugs into node/jobs/roles.ts.
  */
+import type { CryptoPool } from "../../engine/pool/index.js";
 import type { ProtocolId } from "../../protocols/index.js";
 import type { DatasetDescriptor } from "../catalog.js";
 import type { JobRequest, UsagePolicy } from "../policy.js";
 import type { JsonValue } from "../store.js";
 import { federatedAggregateExchange } from "./federated-aggregate.js";
+import { joinAggregateExchange } from "./join-aggregate.js";
 
 /** A job with an exchange-side role, as the exchange knows it. */
 export interface MultiPartyJob {
@@ -69,6 +72,12 @@ export interface PartyKeys {
   readonly maskPublicKey: Uint8Array | null;
 }
 
+/** The exchange's local resources a role may use. */
+export interface ExchangeRoleContext {
+  /** The exchange's crypto pool (created on first use). */
+  pool(): CryptoPool;
+}
+
 /** What one protocol with an exchange-side role tells the exchange. */
 export interface ExchangeProtocol {
   readonly protocol: ProtocolId;
@@ -91,13 +100,16 @@ export interface ExchangeProtocol {
    */
   providerStart(index: number, providers: readonly PartyKeys[]): { readonly peerKeys?: readonly string[] };
   /** Starts the exchange's role, once every provider has accepted. */
-  start(job: MultiPartyJob): Promise<ExchangeRole>;
+  start(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<ExchangeRole>;
   /** Whether party `from` may send an envelope straight to party `to` (relayed as it is). */
   directRoute(job: MultiPartyJob, from: string, to: string): boolean;
 }
 
 /** The built-in protocols with an exchange-side role. */
-export const EXCHANGE_PROTOCOLS: ReadonlyMap<string, ExchangeProtocol> = new Map<string, ExchangeProtocol>([[federatedAggregateExchange.protocol, federatedAggregateExchange]]);
+export const EXCHANGE_PROTOCOLS: ReadonlyMap<string, ExchangeProtocol> = new Map<string, ExchangeProtocol>([
+  [federatedAggregateExchange.protocol, federatedAggregateExchange],
+  [joinAggregateExchange.protocol, joinAggregateExchange],
+]);
 
 const extra = new Map<string, ExchangeProtocol>();
 

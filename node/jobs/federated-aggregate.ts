@@ -112,7 +112,8 @@ export function faParamsOf(job: string, request: JobRequest): FederatedAggregate
     minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
     minCount: k,
     aggregates: a.aggregates,
-    ...(a.groupBy ? { groupBy: a.groupBy } : {}),
+    // The parser requires a federated-aggregate groupBy's categories (only join-aggregate's has none).
+    ...(a.groupBy ? { groupBy: { column: a.groupBy.column, categories: a.groupBy.categories ?? [] } } : {}),
     ...(a.histogram ? { histogram: a.histogram } : {}),
     maxAbsValue,
     scale: a.scale ?? 0,
@@ -186,6 +187,12 @@ function toExchange(messages: readonly Addressed[]): Uint8Array[] {
 
 /** The buyer's and the providers' roles in their agents. */
 export const federatedAggregateParty: PartyProtocol = {
+  // A provider reads only the columns the computation uses (the buyer brings no table).
+  async readTable(spec, _role, path) {
+    if (!spec.fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
+    return (await readAggregateInput(path, spec.fa.params)).table;
+  },
+
   async start(spec, role, ctx): Promise<StepOutput> {
     const fa = spec.fa;
     if (!fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
@@ -218,7 +225,9 @@ export const federatedAggregateParty: PartyProtocol = {
 
   result(spec, state: RoleState): BuyerResult {
     if (!spec.fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
-    return { kind: "table", table: faOutputTable(faBuyerResult(state as FaBuyerState), spec.fa.params) };
+    const result = faBuyerResult(state as FaBuyerState);
+    const table = faOutputTable(result, spec.fa.params);
+    return { kind: "table", table, summary: { cells: table.numRows, suppressed: result.cells.filter((c) => c.suppressed).length } };
   },
 };
 
@@ -323,7 +332,7 @@ export const federatedAggregateExchange: ExchangeProtocol = {
       minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
       minCount: request.params.minGroupSize ?? null,
       aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
-      groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories.length } : null,
+      groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories?.length ?? 0 } : null,
       histogram: a.histogram ? { column: a.histogram.column, bins: a.histogram.edges.length - 1 } : null,
       maxAbsValue: a.maxAbsValue ?? null,
       scale: a.scale ?? 0,

@@ -6,10 +6,14 @@
  * stateToBytes bytes, so a node can store both and resume after a restart.
  *
  * The two-party protocols (psi, psi-cardinality, lookup) are here; a protocol
- * with more roles (federated-aggregate: buyer, N providers, the exchange)
- * brings a {@link PartyProtocol} from its own module, registered in
- * {@link PARTY_PROTOCOLS}, and its exchange-side role in
- * node/jobs/exchange-roles.ts.
+ * with more roles (federated-aggregate: buyer, N providers, the exchange;
+ * join-aggregate: buyer, provider, the exchange) brings a {@link PartyProtocol}
+ * from its own module, registered in {@link PARTY_PROTOCOLS}, and its
+ * exchange-side role in node/jobs/exchange-roles.ts. In such a job a party's
+ * counterpart is the exchange; where the protocol has the buyer and the
+ * provider also talk to each other (join-aggregate's blinded sets), those
+ * frames go straight to the other party ({@link StepOutput.direct}), sealed to
+ * it, and the exchange relays them as they are.
  */
 import type { Table } from "apache-arrow";
 import { keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
@@ -37,6 +41,8 @@ import {
   stateToBytes,
   type FaBuyerState,
   type FaProviderState,
+  type JaBuyerState,
+  type JaProviderState,
   type LookupBuyerState,
   type LookupProviderState,
   type ProtocolMessage,
@@ -44,8 +50,9 @@ import {
   type PsiProviderState,
 } from "../../protocols/index.js";
 import { federatedAggregateParty, type FaJobInfo } from "./federated-aggregate.js";
+import { joinAggregateParty, type JaJobInfo } from "./join-aggregate.js";
 
-export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup", FederatedAggregate: "federated-aggregate" } as const;
+export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup", FederatedAggregate: "federated-aggregate", JoinAggregate: "join-aggregate" } as const;
 export type JobProtocol = (typeof JobProtocol)[keyof typeof JobProtocol];
 
 /** What the parties of a job are told by the exchange. */
@@ -65,10 +72,12 @@ export interface JobSpec {
   readonly normalise?: KeyOptions;
   /** federated-aggregate: the protocol parameters, the providers and this provider's index. */
   readonly fa?: FaJobInfo;
+  /** join-aggregate: the protocol parameters and the buyer's group-by column. */
+  readonly ja?: JaJobInfo;
 }
 
 /** A role's state: plain data (stateToBytes gives the bytes to persist). */
-export type RoleState = PsiBuyerState | PsiProviderState | LookupBuyerState | LookupProviderState | FaBuyerState | FaProviderState;
+export type RoleState = PsiBuyerState | PsiProviderState | LookupBuyerState | LookupProviderState | FaBuyerState | FaProviderState | JaBuyerState | JaProviderState;
 
 /** A party's role in a job: the buyer, or a provider. */
 export type PartyRole = "buyer" | "provider";
@@ -76,12 +85,24 @@ export type PartyRole = "buyer" | "provider";
 export interface StepOutput {
   /** The role's new state (persist it with stateToBytes). */
   readonly state: RoleState;
-  /** Encoded protocol messages to send to the other party. */
+  /** Encoded protocol messages to send to the counterpart: the other party, or the exchange in a job where it plays a role. */
   readonly out: Uint8Array[];
+  /**
+   * In a job where the exchange plays a role: encoded messages for the other
+   * party (buyer ↔ provider), sent straight to it and relayed by the exchange
+   * as they are (only where the protocol allows it, see
+   * node/jobs/exchange-roles.ts `directRoute`). Sent before `out`.
+   */
+  readonly direct?: Uint8Array[];
   readonly done: boolean;
 }
 
-export type BuyerResult = { readonly kind: "table"; readonly table: Table } | { readonly kind: "count"; readonly count: number };
+/** Where a received frame came from: the job's counterpart, or (a job where the exchange plays a role) the other party directly. */
+export type FrameSource = "counterpart" | "peer";
+
+export type BuyerResult =
+  | { readonly kind: "table"; readonly table: Table; /** Counts for the job's summary (never a value), when the protocol has its own. */ readonly summary?: Readonly<Record<string, number>> }
+  | { readonly kind: "count"; readonly count: number };
 
 /** Local resources a role needs besides its state. */
 export interface RoleContext {
@@ -98,12 +119,25 @@ export interface RoleContext {
 /** The party side of a protocol with more than two roles: one module per protocol (node/jobs/<protocol>.ts). */
 export interface PartyProtocol {
   start(spec: JobSpec, role: PartyRole, ctx: RoleContext): Promise<StepOutput>;
-  receive(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput>;
+  /** `from`: the counterpart (the exchange), or the other party straight (only a protocol with {@link direct} frames gets those). */
+  receive(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext, from: FrameSource): Promise<StepOutput>;
   result(spec: JobSpec, state: RoleState): BuyerResult;
+  /** Whether the buyer and the provider also send each other frames straight ({@link StepOutput.direct}). */
+  readonly direct?: boolean;
+  /** Reads this party's table for the job from its file (only the columns the job uses); default: the whole file. */
+  readTable?(spec: JobSpec, role: PartyRole, path: string): Promise<Table>;
 }
 
 /** The protocols whose party roles live in their own module, by protocol name. */
-export const PARTY_PROTOCOLS: ReadonlyMap<string, PartyProtocol> = new Map<string, PartyProtocol>([[JobProtocol.FederatedAggregate, federatedAggregateParty]]);
+export const PARTY_PROTOCOLS: ReadonlyMap<string, PartyProtocol> = new Map<string, PartyProtocol>([
+  [JobProtocol.FederatedAggregate, federatedAggregateParty],
+  [JobProtocol.JoinAggregate, joinAggregateParty],
+]);
+
+/** The party side of the job's protocol, when it has its own module (a protocol with an exchange-side role). */
+export function partyProtocolFor(protocol: string): PartyProtocol | undefined {
+  return PARTY_PROTOCOLS.get(protocol);
+}
 
 const encodeAll = (ms: readonly ProtocolMessage[]): Uint8Array[] => ms.map((m) => encodeMessage(m));
 
@@ -137,9 +171,9 @@ export async function startRole(spec: JobSpec, role: PartyRole, ctx: RoleContext
 }
 
 /** Feeds one received frame to this party's role. A refused frame throws and the state stays as it was. */
-export async function receiveRole(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext): Promise<StepOutput> {
+export async function receiveRole(spec: JobSpec, role: PartyRole, state: RoleState, frame: Uint8Array, ctx: RoleContext, from: FrameSource = "counterpart"): Promise<StepOutput> {
   const multi = PARTY_PROTOCOLS.get(spec.protocol);
-  if (multi) return multi.receive(spec, role, state, frame, ctx);
+  if (multi) return multi.receive(spec, role, state, frame, ctx, from);
   const m = decodeMessage(frame);
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {

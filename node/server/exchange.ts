@@ -12,22 +12,26 @@
  * protocol envelopes relayed → the buyer reports its result digest →
  * succeeded. A party that fails a job fails it for both; the buyer may cancel.
  *
- * A protocol with an exchange-side role (node/jobs/exchange-roles.ts; today
- * federated-aggregate, whose aggregator the exchange plays) runs as: buyer
+ * A protocol with an exchange-side role (node/jobs/exchange-roles.ts:
+ * federated-aggregate, whose aggregator the exchange plays; join-aggregate,
+ * whose matcher and aggregator it plays) runs as: buyer
  * submits → the protocol fills the request's defaults → the exchange checks it
  * against every provider dataset's policy → job.start to every provider (its
  * index, the peers' mask keys) → each provider's agent checks its own policy
  * and accepts (or refuses: the job is refused and every other provider
- * stopped) → once all have accepted: running, the exchange starts its role,
- * job.start to the buyer → every protocol envelope goes to the exchange, whose
- * role answers with envelopes it seals to the parties → the buyer reports its
- * result digest → succeeded. A role that refuses a message fails the job; a
- * job that goes silent fails naming the parties the role still waits for.
+ * stopped) → once all have accepted: running, job.start to the buyer and the
+ * exchange starts its role, side by side → every protocol envelope goes to the
+ * exchange, whose role answers with envelopes it seals to the parties (or,
+ * where the protocol allows it, from one party straight to the other, relayed
+ * as it is) → the buyer reports its result digest → succeeded. A role that
+ * refuses a message fails the job; a job that goes silent fails naming the
+ * parties the role still waits for.
  */
 import { createHash, randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import swagger from "@fastify/swagger";
 import { UmbraError } from "../../engine/errors.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { catalogView, parseDatasetDescriptor, type DatasetDescriptor } from "../catalog.js";
 import { openEnvelope, sealEnvelope } from "../envelope.js";
 import { decodeMessage } from "../../protocols/index.js";
@@ -48,6 +52,8 @@ export interface ExchangeOptions {
   readonly now?: () => number;
   /** A job with no step, event or progress for this long is failed (default 10 minutes). */
   readonly jobTimeoutMs?: number;
+  /** The crypto pool of the exchange's own roles (default: the shared pool, created on first use). */
+  readonly pool?: CryptoPool;
 }
 
 declare module "fastify" {
@@ -211,20 +217,32 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     });
   };
 
-  /** Every provider has accepted: start the exchange's role, then the buyer. */
-  const startRoleJob = async (rj: RoleJob): Promise<void> => {
+  /**
+   * Every provider has accepted: start the buyer and the exchange's role side
+   * by side (each may take seconds, e.g. an HE context). The role's messages
+   * wait in its chain until it is up; if it cannot start, the job fails.
+   */
+  const startRoleJob = (rj: RoleJob): void => {
     const { job } = rj;
-    try {
-      rj.role = await rj.protocol.start(job);
-    } catch (err) {
-      failJob(job.id, codeOf(err));
-      return;
-    }
-    if (roleJobs.get(job.id) !== rj) {
-      rj.role.dispose(); // the job ended while the role started
-      return;
-    }
     control(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers });
+    const ready = (async () => {
+      // Let the buyer's job.start go out before the role's setup takes the event loop.
+      await new Promise((r) => setImmediate(r));
+      if (roleJobs.get(job.id) !== rj) return; // ended meanwhile
+      let role: ExchangeRole;
+      try {
+        role = await rj.protocol.start(job, { pool: () => o.pool ?? getPool() });
+      } catch (err) {
+        failJob(job.id, codeOf(err));
+        return;
+      }
+      if (roleJobs.get(job.id) !== rj) role.dispose(); // the job ended while the role started
+      else {
+        rj.role = role;
+        touch(job.id);
+      }
+    })();
+    rj.chain = rj.chain.then(() => ready);
   };
 
   const loadPolicy = (datasetId: string): UsagePolicy | undefined => {
@@ -496,8 +514,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           if (rj.accepted.size < rj.job.providers.length || rj.started) return jobView(j);
           rj.started = true;
           const r = store.transaction(() => store.transitionJob(j.id, ["submitted"], "running"));
-          await startRoleJob(rj);
-          return jobView(store.getJob(j.id) ?? r);
+          startRoleJob(rj);
+          return jobView(r);
         }
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "running");
@@ -584,7 +602,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     // In a job with an exchange-side role, a party sends to the exchange, or straight to another
     // party only where the protocol allows it; the exchange itself is a recipient of no other job.
     const toExchange = env.recipient === identity.name;
-    const routed = rj ? (toExchange ? rj.role !== undefined : rj.protocol.directRoute(rj.job, env.sender, env.recipient)) : !toExchange;
+    const routed = rj ? (toExchange ? rj.started : rj.protocol.directRoute(rj.job, env.sender, env.recipient)) : !toExchange;
     if (!j || j.state !== "running" || !parties.includes(env.sender) || (!toExchange && !parties.includes(env.recipient)) || env.sender === env.recipient || !routed) {
       return reply.code(409).send({ error: { code: "UMBRA_WRONG_JOB", message: "the envelope does not belong to a running job between these parties" } });
     }

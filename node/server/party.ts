@@ -8,9 +8,12 @@
  * and sealed to the other party, relayed by the exchange.
  *
  * In a job where the exchange plays a role of its own (federated-aggregate:
- * the aggregator), the agent's counterpart is the exchange: it sends every
- * protocol message to it, sealed to the exchange's key. A provider there takes
- * its index, the other providers and their mask keys from job.start, and its
+ * the aggregator; join-aggregate: the matcher and aggregator), the agent's
+ * counterpart is the exchange: it sends its protocol messages to it, sealed to
+ * the exchange's key — except, where the protocol has the buyer and the
+ * provider talk directly (join-aggregate's key, set sizes and blinded sets),
+ * those, which go to the other party sealed to it. A provider there takes its
+ * index, the other providers and their mask keys from job.start, and its
  * protocol parameters from the job's request, never from a message.
  *
  * Its local API (JSON, for the CLI) listens on loopback only.
@@ -30,11 +33,12 @@ import { describeDataset, type DatasetDescriptor } from "../catalog.js";
 import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { WrongSenderError } from "../errors.js";
 import { maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
-import { faParamsOf, readAggregateInput } from "../jobs/federated-aggregate.js";
+import { faParamsOf } from "../jobs/federated-aggregate.js";
+import { jaJobInfo } from "../jobs/join-aggregate.js";
 import { checkJob, jobDatasets, parsePolicy, PolicyDeniedError, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
-import { buyerResult, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
+import { buyerResult, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
@@ -53,6 +57,8 @@ interface Running {
   readonly spec: JobSpec;
   readonly role: "buyer" | "provider";
   readonly counterpart: string;
+  /** The other party, when the protocol has the buyer and the provider send each other frames straight (the counterpart is then the exchange). */
+  readonly peer?: string;
   readonly table: Table;
   readonly lookup?: RoleContext["lookup"];
   readonly mask?: RoleContext["mask"];
@@ -63,14 +69,6 @@ interface Running {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-
-/** How many cells of a federated-aggregate result are suppressed (below k). */
-function suppressedCells(t: Table): number {
-  const c = t.getChild("suppressed");
-  let n = 0;
-  for (let i = 0; i < t.numRows; i++) if (c?.get(i) === true) n++;
-  return n;
-}
 
 export interface PartyAgent {
   readonly app: FastifyInstance;
@@ -130,14 +128,25 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const masterSeed = hkdf(sha256, identity.signing.secretKey, undefined, new TextEncoder().encode("umbra/lookup/master-seed"), 32);
   const prepared = new Map<string, Table>();
 
-  const send = async (r: Running, frames: readonly Uint8Array[]): Promise<void> => {
-    const keys = r.counterpart === exchangeName ? exchangeKeys : await senderKeys(r.counterpart);
+  /** Seals frames to `to` (the counterpart by default) and sends them through the exchange's relay, in order. */
+  const send = async (r: Running, frames: readonly Uint8Array[], to: string = r.counterpart): Promise<void> => {
+    if (frames.length === 0) return;
+    const keys = to === exchangeName ? exchangeKeys : await senderKeys(to);
     if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
     for (const f of frames) {
       const step = decodeMessage(f).header.step;
-      const env = sealEnvelope({ job: r.spec.id, step, sender: identity, recipient: r.counterpart, sequence: r.sequence++, payload: f, encryptTo: keys.boxPublicKey });
+      const env = sealEnvelope({ job: r.spec.id, step, sender: identity, recipient: to, sequence: r.sequence++, payload: f, encryptTo: keys.boxPublicKey });
       await client.sendRaw("/v1/relay", env);
     }
+  };
+
+  /** A step's output: first the frames for the other party (straight, where the protocol has them), then those for the counterpart. */
+  const sendOutput = async (r: Running, out: { readonly out: readonly Uint8Array[]; readonly direct?: readonly Uint8Array[] }): Promise<void> => {
+    if (out.direct && out.direct.length > 0) {
+      if (r.peer === undefined) throw new UmbraError("UMBRA_PROTOCOL", "frames for the other party in a job without a direct route");
+      await send(r, out.direct, r.peer);
+    }
+    await send(r, out.out);
   };
 
   const specOf = (m: Extract<ControlMessage, { type: "job.start" }>): JobSpec => {
@@ -152,8 +161,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       ...(providerDataset !== undefined ? { providerDataset } : {}),
       keyColumns: request.params.keyColumns,
       ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
-      // federated-aggregate: the protocol parameters, from the job's request alone.
+      // federated-aggregate, join-aggregate: the protocol parameters, from the job's request alone.
       ...(request.protocol === "federated-aggregate" ? { fa: { params: faParamsOf(job, request), providers: providers ?? [], ...(providerIndex !== undefined ? { index: providerIndex } : {}) } } : {}),
+      ...(request.protocol === "join-aggregate" && providers !== undefined ? { ja: jaJobInfo(job, request) } : {}),
     };
   };
 
@@ -192,7 +202,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         }
         throw err;
       }
-      const table = spec.fa ? (await readAggregateInput(dataFile(desc.name), spec.fa.params)).table : await readTable(dataFile(desc.name));
+      const proto = partyProtocolFor(spec.protocol);
+      const table = proto?.readTable ? await proto.readTable(spec, "provider", dataFile(desc.name)) : await readTable(dataFile(desc.name));
       // federated-aggregate: this party's mask key and the peers' registered ones (from job.start).
       let mask: RoleContext["mask"];
       if (spec.fa) {
@@ -218,19 +229,24 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
       });
-      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), sequence: 0, state: out.state, persistedAt: 0 };
-      persist(m.job, r, true);
+      // Accepted: the exchange and the buyer get ready while this role starts (hashing its set
+      // takes seconds). Their messages wait in this agent's queue until it has.
       store.transitionJob(m.job, ["submitted"], "running");
-      running.set(m.job, r);
       await event(m.job, { kind: "accepted" });
-      await send(r, out.out);
+      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
+      const peer = proto?.direct && m.providers !== undefined ? spec.buyer : undefined;
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+      persist(m.job, r, true);
+      running.set(m.job, r);
+      await sendOutput(r, out);
       return;
     }
     // Buyer: its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
     const mine = m.request.buyerDataset;
     const own = mine !== undefined ? store.getDataset(mine) : undefined;
-    const table = mine !== undefined ? await readTable(dataFile(own ? own.name : mine)) : new Table();
+    const proto = partyProtocolFor(spec.protocol);
+    const path = mine !== undefined ? dataFile(own ? own.name : mine) : undefined;
+    const table = path === undefined ? new Table() : proto?.readTable ? await proto.readTable(spec, "buyer", path) : await readTable(path);
     let lookup: RoleContext["lookup"];
     if (spec.protocol === "lookup") {
       if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
@@ -238,21 +254,24 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       lookup = { prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
     }
     const out = await startRole(spec, "buyer", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
-    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+    const peer = proto?.direct && m.providers !== undefined ? spec.provider : undefined;
+    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
     persist(m.job, r, true);
     store.transitionJob(m.job, ["submitted"], "running");
     running.set(m.job, r);
-    await send(r, out.out);
+    await sendOutput(r, out);
   };
 
   const onProtocol = async (job: string, sender: string, payload: Uint8Array): Promise<void> => {
     const r = running.get(job);
     if (!r) return; // not (or no longer) ours: stop has been processed
-    if (sender !== r.counterpart) throw new WrongSenderError("a protocol message from a party that is not this job's counterpart");
-    const out = await receiveRole(r.spec, r.role, r.state, payload, { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}), ...(r.mask ? { mask: r.mask } : {}) });
+    const from = sender === r.counterpart ? "counterpart" : r.peer !== undefined && sender === r.peer ? "peer" : undefined;
+    if (from === undefined) throw new WrongSenderError("a protocol message from a party that is not this job's counterpart");
+    const ctx: RoleContext = { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}), ...(r.mask ? { mask: r.mask } : {}) };
+    const out = await receiveRole(r.spec, r.role, r.state, payload, ctx, from);
     r.state = out.state;
     persist(job, r, false);
-    await send(r, out.out);
+    await sendOutput(r, out);
     if (out.done && r.role === "buyer") {
       const result = buyerResult(r.spec, r.state, r.table);
       const bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
@@ -261,8 +280,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       store.deleteState(job);
       store.transitionJob(job, ["running"], "succeeded");
       running.delete(job);
-      const summary: Record<string, number> =
-        result.kind === "count" ? { count: result.count } : r.spec.fa ? { cells: result.table.numRows, suppressed: suppressedCells(result.table) } : { rows: result.table.numRows };
+      const summary: Record<string, number> = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
       await event(job, { kind: "succeeded", digest, summary });
       log("job succeeded", { job });
     }

@@ -1,0 +1,414 @@
+/**
+ * join-aggregate as a node job: the job's parameters from its request, the
+ * buyer's and the provider's roles in their agents, and the exchange's role
+ * (the matcher and aggregator). The protocol itself — its flow (steps 1–14),
+ * threat model and what each role learns — is protocols/join-aggregate.ts.
+ *
+ * Parameters. The buyer's request names its own dataset (a file in its data
+ * folder, or a dataset it registered), the provider's dataset, the key
+ * column(s) both hold, and the computation in `params.aggregate`
+ * (node/policy.ts): the aggregates, an optional group-by column of the
+ * buyer's, the value bound and scale, the most joined rows per total and the
+ * group. The exchange fills what the request leaves out
+ * ({@link joinAggregateExchange} `prepare` / `finalise`): the value bound
+ * (2^40), the scale (0), maxJoinRows (2^32), the group (x25519) and k (the
+ * larger of the one asked for and the dataset policy's minGroupSize); a
+ * request of the older form (`mode` over `outputColumns`) becomes the same
+ * computation. The filled request is recorded in the ledger (its shape and
+ * digest) and sent to both parties in job.start; every role derives the
+ * protocol parameters — and so its HE options — from the job id and that
+ * request ({@link jaParamsOf}), never from a message.
+ *
+ * Routes. The buyer and the provider send their exchange-bound messages
+ * (steps 1, 10, 11, 12 and 6, 7, 8, 9) to the exchange, sealed to it; their
+ * messages to each other (1, 2, 3 and 4, 5: the HE public key, the set sizes,
+ * the blinded elements) go straight to the other party, sealed to it, and
+ * the exchange relays them as they are ({@link joinAggregateExchange}
+ * `directRoute`) — it sees their sizes and digests, which it records.
+ *
+ * Senders. The state machines do not know who sent a message; each role here
+ * binds every step to its party: the exchange takes 1, 10, 11, 12 only from
+ * the job's buyer and 6, 7, 8, 9 only from its provider; the buyer takes 4, 5
+ * only from the provider and 13, 14 only from the exchange; the provider takes
+ * 1, 2, 3 only from the buyer.
+ *
+ * Failure. A provider that refuses (its own policy check), fails or stays
+ * silent fails the job: the exchange answers the buyer only once it has every
+ * input, and the buyer writes its result only once it has decrypted every
+ * released group.
+ */
+import { createHash } from "node:crypto";
+import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import { FileFormat, formatFromPath, keysFromTable, readTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { InvalidInputError } from "../../engine/errors.js";
+import { loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  groupLabels,
+  jaBuyerDone,
+  jaBuyerReceive,
+  jaBuyerResult,
+  jaBuyerStart,
+  jaExchangeDone,
+  jaExchangeReceive,
+  jaExchangeStart,
+  jaHeOptions,
+  jaProviderDone,
+  jaProviderReceive,
+  jaProviderStart,
+  jaResultTable,
+  JaStep,
+  ProtocolError,
+  ProtocolId,
+  resolveJaParams,
+  type AggregateSpec,
+  type JaAddressed,
+  type JaBuyerState,
+  type JaContext,
+  type JaExchangeState,
+  type JaProviderState,
+  type JaResolved,
+  type JaResult,
+  type JoinAggregateParams,
+} from "../../protocols/index.js";
+import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate.js";
+import { WrongSenderError } from "../errors.js";
+import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup, type UsagePolicy } from "../policy.js";
+import { canonicalJson } from "../store.js";
+import type { ExchangeProtocol, ExchangeRole, ExchangeRoleContext, MultiPartyJob, RoleFrame } from "./exchange-roles.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, maxAbsValueFromText } from "./federated-aggregate.js";
+import type { BuyerResult, FrameSource, JobSpec, PartyProtocol, PartyRole, RoleContext, RoleState, StepOutput } from "./roles.js";
+
+/** The group a job blinds its keys in when it names none. */
+export const JOIN_AGGREGATE_DEFAULT_GROUP: JoinGroup = "x25519";
+
+/** The steps each sender may send to the exchange, and each party may receive from whom. */
+const BUYER_TO_EXCHANGE: ReadonlySet<number> = new Set([JaStep.Key, JaStep.BuyerExchangeHello, JaStep.BuyerWeights, JaStep.ProviderDoubled]);
+const PROVIDER_TO_EXCHANGE: ReadonlySet<number> = new Set([JaStep.ProviderExchangeHello, JaStep.ProviderCounts, JaStep.ProviderValues, JaStep.BuyerDoubled]);
+const BUYER_FROM_PROVIDER: ReadonlySet<number> = new Set([JaStep.ProviderHello, JaStep.ProviderBlinded]);
+const BUYER_FROM_EXCHANGE: ReadonlySet<number> = new Set([JaStep.Result, JaStep.ResultValues]);
+const PROVIDER_FROM_BUYER: ReadonlySet<number> = new Set([JaStep.Key, JaStep.BuyerHello, JaStep.BuyerBlinded]);
+
+// ------------------------------------------------------------------ parameters
+
+/** A join-aggregate request's computation (params.aggregate). @throws InvalidJobRequestError when the request has none. */
+function computationOf(request: JobRequest): AggregateJobParams {
+  const a = request.params.aggregate;
+  if (request.protocol !== ProtocolId.JoinAggregate || a === undefined || request.providerDataset === undefined || request.buyerDataset === undefined) {
+    throw new InvalidJobRequestError([{ field: "params.aggregate", problem: "a join-aggregate job names buyerDataset, providerDataset, its key columns and params.aggregate" }]);
+  }
+  return a;
+}
+
+/**
+ * The computation of an older-form request (`mode` over `outputColumns`):
+ * count, or the mode's function of every output column.
+ */
+function fromMode(request: JobRequest): AggregateJobParams | undefined {
+  const mode = request.params.mode;
+  if (mode === undefined) return undefined;
+  if (mode === AggregateMode.Count) return { aggregates: [{ fn: "count" }] };
+  if (mode !== AggregateMode.Sum && mode !== AggregateMode.Avg && mode !== AggregateMode.Var) {
+    throw new InvalidJobRequestError([{ field: "params.mode", problem: `protocol join-aggregate offers count, sum, avg, var` }]);
+  }
+  const columns = request.params.outputColumns ?? [];
+  return { aggregates: columns.map((column): AggregateJobSpec => ({ fn: mode, column })) };
+}
+
+/** The request with params.aggregate filled in (the older form turned into it) and the defaults set; k is set by `finalise`. */
+function filled(request: JobRequest): JobRequest {
+  const a = request.params.aggregate ?? fromMode(request);
+  if (a === undefined) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: "is required" }]);
+  const aggregate: AggregateJobParams = {
+    ...a,
+    maxAbsValue: a.maxAbsValue ?? AGGREGATE_DEFAULT_MAX_ABS.toString(),
+    scale: a.scale ?? 0,
+    maxJoinRows: a.maxJoinRows ?? JA_DEFAULT_MAX_JOIN_ROWS,
+    group: a.group ?? JOIN_AGGREGATE_DEFAULT_GROUP,
+  };
+  const { mode: _mode, ...params } = request.params;
+  return { ...request, params: { ...params, aggregate, outputColumns: joinAggregateColumns(aggregate) } };
+}
+
+/**
+ * The protocol parameters of job `job`, from its filled request: what every
+ * role — buyer, provider, exchange — starts from. The request's output
+ * columns (what the provider's policy was checked against) must be exactly
+ * the columns the aggregates read.
+ * @throws InvalidJobRequestError when the request is not a join-aggregate job; ProtocolError when it was not filled by the exchange.
+ */
+export function jaParamsOf(job: string, request: JobRequest): JoinAggregateParams {
+  const a = computationOf(request);
+  const k = request.params.minGroupSize;
+  if (a.maxAbsValue === undefined || a.scale === undefined || a.maxJoinRows === undefined || a.group === undefined || k === undefined) {
+    throw new ProtocolError("the job's parameters were not filled in by the exchange");
+  }
+  const reads = joinAggregateColumns(a);
+  const out = request.params.outputColumns ?? [];
+  if (out.length !== reads.length || !reads.every((c) => out.includes(c))) throw new ProtocolError("the job's output columns are not the columns its aggregates read");
+  const maxAbsValue = maxAbsValueFromText(a.maxAbsValue);
+  if (maxAbsValue === undefined) throw new InvalidJobRequestError([{ field: "params.aggregate.maxAbsValue", problem: "must be a positive decimal" }]);
+  return {
+    job,
+    aggregates: a.aggregates,
+    grouped: a.groupBy !== undefined,
+    minGroupSize: k,
+    maxAbsValue,
+    scale: a.scale,
+    maxJoinRows: a.maxJoinRows,
+    group: a.group,
+  };
+}
+
+/** What a party's job spec carries for join-aggregate. */
+export interface JaJobInfo {
+  readonly params: JoinAggregateParams;
+  /** The buyer's group-by column, when it groups. */
+  readonly groupBy?: string;
+}
+
+/** The job spec's join-aggregate part, from the job's filled request. */
+export function jaJobInfo(job: string, request: JobRequest): JaJobInfo {
+  const params = jaParamsOf(job, request);
+  const groupBy = computationOf(request).groupBy?.column;
+  return { params, ...(groupBy !== undefined ? { groupBy } : {}) };
+}
+
+/**
+ * Reads a party's table for a job: the key columns and the buyer's group-by
+ * column, or the provider's key and aggregated columns (from CSV as int64 at
+ * scale 0, else float64).
+ * @throws MissingColumnError when the file lacks one.
+ */
+export async function readJoinAggregateInput(path: string, role: PartyRole, c: { readonly keyColumns: readonly string[]; readonly aggregates: readonly AggregateSpec[]; readonly groupBy?: string; readonly scale?: number }): Promise<Table> {
+  if (role === "buyer") return readTable(path, { columns: [...new Set([...c.keyColumns, ...(c.groupBy !== undefined ? [c.groupBy] : [])])] });
+  const values = [...new Set(c.aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  const type: CsvColumnType = (c.scale ?? 0) === 0 ? "int64" : "float64";
+  const columnTypes: Record<string, CsvColumnType> = {};
+  for (const col of values) columnTypes[col] = type;
+  const csv = formatFromPath(path) === FileFormat.Csv;
+  return readTable(path, { columns: [...new Set([...c.keyColumns, ...values])], ...(csv && values.length > 0 ? { columnTypes } : {}) });
+}
+
+/**
+ * The buyer's result table (protocols/run-join-aggregate.ts `jaResultTable`:
+ * one row per released group, the same columns), with the sums as exact
+ * Int64 when the scale is 0 and every sum fits (Float64 is exact only to 2^53).
+ */
+export function jaOutputTable(result: JaResult, c: { readonly aggregates: readonly AggregateSpec[]; readonly groupBy?: string }): Table {
+  const table = jaResultTable(result, { aggregates: c.aggregates, buyer: c.groupBy !== undefined ? { groupBy: c.groupBy } : {} });
+  if (result.scale !== 0) return table;
+  const replace = new Map<string, string>();
+  for (const a of c.aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
+  if (replace.size === 0) return table;
+  const lo = -(2n ** 63n);
+  const hi = 2n ** 63n - 1n;
+  const cols: Record<string, Vector> = {};
+  for (const field of table.schema.fields) {
+    const column = replace.get(field.name);
+    if (column !== undefined) {
+      const sums = result.groups.map((g) => g.columns[column]?.sum ?? null);
+      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
+        cols[field.name] = vectorFromArray(sums, new Int64());
+        continue;
+      }
+    }
+    cols[field.name] = table.getChild(field.name) as Vector;
+  }
+  return new Table(cols);
+}
+
+// ------------------------------------------------------------------ party side
+
+function infoOf(spec: JobSpec): JaJobInfo {
+  if (!spec.ja) throw new ProtocolError("a join-aggregate job spec carries its parameters");
+  return spec.ja;
+}
+
+/** The protocol's context: the agent's pool and the pool's HE context for the job's options (made once per pool, shared by its jobs and its workers' host side). */
+async function jaContext(ctx: RoleContext, resolved: JaResolved): Promise<JaContext> {
+  const he = await ctx.pool.heContext(jaHeOptions(resolved));
+  return { pool: ctx.pool, he, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
+}
+
+/** A role's messages: to the exchange (out) and to the other party (direct). */
+function route(role: PartyRole, state: RoleState, messages: readonly JaAddressed[], done: boolean): StepOutput {
+  const out: Uint8Array[] = [];
+  const direct: Uint8Array[] = [];
+  for (const a of messages) {
+    if (a.to === "exchange") out.push(encodeMessage(a.message));
+    else if (a.to !== role) direct.push(encodeMessage(a.message));
+    else throw new ProtocolError("a role addressed a message to itself");
+  }
+  return { state, out, direct, done };
+}
+
+/** The buyer's and the provider's roles in their agents. */
+export const joinAggregateParty: PartyProtocol = {
+  direct: true,
+
+  async readTable(spec, role, path) {
+    const ja = infoOf(spec);
+    return readJoinAggregateInput(path, role, { keyColumns: spec.keyColumns, aggregates: ja.params.aggregates, ...(ja.groupBy !== undefined ? { groupBy: ja.groupBy } : {}), scale: ja.params.scale ?? 0 });
+  },
+
+  async start(spec, role, ctx): Promise<StepOutput> {
+    const ja = infoOf(spec);
+    const jctx = await jaContext(ctx, resolveJaParams(ja.params));
+    const keys = keysFromTable(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
+    if (role === "buyer") {
+      const groups = ja.groupBy !== undefined ? groupLabels(ctx.table, ja.groupBy) : undefined;
+      const r = await jaBuyerStart(ja.params, { keys, ...(groups ? { groups } : {}) }, jctx);
+      return route(role, r.state, r.messages, jaBuyerDone(r.state));
+    }
+    const r = await jaProviderStart(ja.params, { keys, table: ctx.table }, jctx);
+    return route(role, r.state, r.messages, false);
+  },
+
+  async receive(_spec, role, state, frame, ctx, from: FrameSource): Promise<StepOutput> {
+    const m = decodeMessage(frame);
+    const step = m.header.step;
+    if (role === "buyer") {
+      const allowed = from === "peer" ? BUYER_FROM_PROVIDER : BUYER_FROM_EXCHANGE;
+      if (m.kind !== "refusal" && !allowed.has(step)) throw new WrongSenderError(`step ${step} does not come to the buyer from the ${from === "peer" ? "provider" : "exchange"}`);
+      const r = await jaBuyerReceive(state as JaBuyerState, m, await jaContext(ctx, state as JaBuyerState));
+      return route(role, r.state, r.messages, jaBuyerDone(r.state));
+    }
+    if (from !== "peer" || (m.kind !== "refusal" && !PROVIDER_FROM_BUYER.has(step))) throw new WrongSenderError(`step ${step} does not come to the provider from the ${from === "peer" ? "buyer" : "exchange"}`);
+    const r = await jaProviderReceive(state as JaProviderState, m, await jaContext(ctx, state as JaProviderState));
+    return route(role, r.state, r.messages, jaProviderDone(r.state));
+  },
+
+  result(spec, state: RoleState): BuyerResult {
+    const ja = infoOf(spec);
+    const result = jaBuyerResult(state as JaBuyerState);
+    const table = jaOutputTable(result, { aggregates: ja.params.aggregates, ...(ja.groupBy !== undefined ? { groupBy: ja.groupBy } : {}) });
+    return { kind: "table", table, summary: { groups: table.numRows, suppressed: result.suppressed } };
+  },
+};
+
+// ------------------------------------------------------------------ exchange side
+
+/** The matcher and aggregator: matches the doubly blinded sets, counts, suppresses under k, aggregates under encryption, answers the buyer. */
+class JaExchangeRole implements ExchangeRole {
+  #state: JaExchangeState;
+  /** The pool's context for the job's options (the pool owns it). */
+  readonly #he: HeContext;
+  readonly #job: MultiPartyJob;
+  readonly #pool: CryptoPool;
+  #ended = false;
+
+  private constructor(job: MultiPartyJob, state: JaExchangeState, he: HeContext, pool: CryptoPool) {
+    this.#job = job;
+    this.#state = state;
+    this.#he = he;
+    this.#pool = pool;
+  }
+
+  static async create(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<JaExchangeRole> {
+    const params = jaParamsOf(job.id, job.request);
+    if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
+    const { state } = await jaExchangeStart(params);
+    // One HE context for the job's every step (the protocol would build one per call otherwise).
+    const pool = ctx.pool();
+    return new JaExchangeRole(job, state, await pool.heContext(jaHeOptions(state)), pool);
+  }
+
+  get #provider(): string {
+    return this.#job.providers[0] as string;
+  }
+
+  get done(): boolean {
+    return jaExchangeDone(this.#state);
+  }
+
+  async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
+    if (this.#ended) throw new ProtocolError("the job's matcher role has ended");
+    const m = decodeMessage(frame);
+    const job = this.#job;
+    const steps = from === job.buyer ? BUYER_TO_EXCHANGE : from === this.#provider ? PROVIDER_TO_EXCHANGE : undefined;
+    if (steps === undefined || (m.kind !== "refusal" && !steps.has(m.header.step))) throw new WrongSenderError(`step ${m.header.step} does not come to the exchange from this party`);
+    const r = await jaExchangeReceive(this.#state, m, { pool: this.#pool, he: this.#he });
+    this.#state = r.state;
+    return r.messages.map((a) => {
+      const to = a.to === "buyer" ? job.buyer : a.to === "provider" ? this.#provider : undefined;
+      if (to === undefined) throw new ProtocolError("the matcher addressed a role the job does not have");
+      return { to, frame: encodeMessage(a.message) };
+    });
+  }
+
+  /**
+   * Who the role waits for, in the order the flow depends on them: the buyer
+   * until its own messages (key, hello, weights) are in; then the provider,
+   * which answers the buyer's blinded set (hello, counts, statistics, the
+   * buyer's elements raised: all in once the last of these is); then the
+   * buyer again, which raises the provider's elements.
+   */
+  missing(): readonly string[] {
+    const s = this.#state;
+    if (s.finished) return [];
+    if (!s.keyReceived || !s.buyerHello || s.weightsReceived < s.buyerSetSize) return [this.#job.buyer];
+    if (!s.providerHello || s.countsReceived < s.providerSetSize || s.buyerDoubledReceived < s.buyerSetSize) return [this.#provider];
+    return [this.#job.buyer];
+  }
+
+  /** Drops the state (the HE context is the pool's). */
+  dispose(): void {
+    this.#ended = true;
+  }
+}
+
+/** The request with k set (a copy). */
+function withK(request: JobRequest, k: number): JobRequest {
+  return { ...request, params: { ...request.params, minGroupSize: k } };
+}
+
+/** join-aggregate's entry in the exchange's registry (node/jobs/exchange-roles.ts). */
+export const joinAggregateExchange: ExchangeProtocol = {
+  protocol: ProtocolId.JoinAggregate,
+
+  async prepare(request) {
+    const out = filled(request);
+    // The protocol's own checks (aggregates, bounds) and HE parameters for the declared range; k does not enter them.
+    try {
+      selectParameters(await loadSeal(), jaHeOptions(resolveJaParams(jaParamsOf("check", withK(out, 1)))));
+    } catch (err) {
+      if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
+      throw err;
+    }
+    return out;
+  },
+
+  finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
+    return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
+  },
+
+  ledgerParams(request) {
+    const a = computationOf(request);
+    return {
+      keyColumns: [...request.params.keyColumns],
+      aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
+      groupBy: a.groupBy?.column ?? null,
+      minGroupSize: request.params.minGroupSize ?? null,
+      maxAbsValue: a.maxAbsValue ?? null,
+      scale: a.scale ?? 0,
+      maxJoinRows: a.maxJoinRows ?? null,
+      group: a.group ?? null,
+      // The whole filled computation, for an auditor holding the request.
+      digest: createHash("sha256")
+        .update(canonicalJson({ keyColumns: request.params.keyColumns, aggregate: a, outputColumns: request.params.outputColumns ?? [], minGroupSize: request.params.minGroupSize ?? null }))
+        .digest("hex"),
+    };
+  },
+
+  // Nothing beyond the request: the provider's HE and blinding keys are fresh per job.
+  providerStart: () => ({}),
+
+  start: (job, ctx) => JaExchangeRole.create(job, ctx),
+
+  // The buyer and the provider exchange the key, their set sizes and their blinded sets
+  // straight (sealed to each other; the exchange relays them as they are).
+  directRoute: (job, from, to) => (from === job.buyer && to === job.providers[0]) || (from === job.providers[0] && to === job.buyer),
+};
