@@ -9,7 +9,9 @@
  * runs every protocol the node offers as a real job through the nodes (psi
  * and lookup against the telco, psi-cardinality against the retailer, a
  * federated aggregate across all three providers with the exchange as the
- * aggregator) and one the retailer's policy refuses; prints each result next
+ * aggregator, a secure join-aggregate of the bank's risk grades with the
+ * telco's monthly spend with the exchange as the matcher and aggregator) and
+ * one the retailer's policy refuses; prints each result next
  * to the plaintext answer computed here and next to what each party learned
  * (a provider: the buyer's set size, or nothing; the exchange: sizes and
  * digests, from its ledger); runs `umbra audit verify` on the exchange's
@@ -28,15 +30,16 @@ import { tableFromIPC, type Table } from "apache-arrow";
 import { listEntries, type LedgerEntry } from "../ledger.js";
 import { openStore } from "../store.js";
 import { count, parseOptions, processIO, type CommandIO } from "./args.js";
-import { describeFinal, describeProgress, jobResult, registerDataset, submitAggregateJob, submitJob, waitForJob, type JobView } from "./jobs.js";
+import { describeFinal, describeProgress, jobResult, registerDataset, submitAggregateJob, submitJob, submitJoinAggregateJob, waitForJob, type JobView } from "./jobs.js";
 import { PartyApiError } from "./node.js";
 
 const CLI = fileURLToPath(new URL("../cli.js", import.meta.url));
 
 export const DEMO_USAGE = `  demo [--keep]
                  start an exchange and four parties as processes on loopback, run
-                 psi, psi-cardinality, lookup and federated-aggregate as jobs
-                 through them, compare each result with the plaintext answer,
+                 psi, psi-cardinality, lookup, federated-aggregate and
+                 join-aggregate as jobs through them, compare each result with
+                 the plaintext answer,
                  verify the audit ledger, stop
                  (--keep: keep the temporary folder with the data, dbs and logs)
   demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]
@@ -98,6 +101,60 @@ function generate(): DemoData {
   const retailer = new Set<string>();
   for (let i = 0; i < 30_000; i++) retailer.add(phone(i < 6_000 ? 5_000 + i : 300_000 + i));
   return { bank, telco, retailer, households: { telco: households(rnd, 6_000, 3), retailer: households(rnd, 5_000, 2), insurer: households(rnd, 4_000, 1) } };
+}
+
+/** The join-aggregate job: the bank's risk grades joined with the telco's monthly spend (2 decimals), k = 10. */
+const JA_K = 10;
+const JA_GRADES = ["A", "B", "C", "D", "E"];
+const JA_MEAN_SPEND: Record<string, number> = { A: 82, B: 68, C: 57, D: 46, E: 38 };
+
+interface RiskData {
+  /** The bank's customers with their risk grade ("" for a missing phone; some entered twice). */
+  readonly bank: { phone: string; grade: string }[];
+  /** The telco's subscribers' monthly spend in cents. */
+  readonly telco: Map<string, number>;
+}
+
+/** 2,000 bank customers (grade E: a dozen, of whom only 3 telco subscribers: under k), 60% of them telco subscribers, and 1,000 others. */
+function riskData(): RiskData {
+  const rnd = lcg(7);
+  const bank: { phone: string; grade: string }[] = [];
+  const telco = new Map<string, number>();
+  for (let i = 0; i < 2_000; i++) {
+    const r = rnd();
+    const grade = i >= 1_988 ? "E" : (JA_GRADES[r < 0.25 ? 0 : r < 0.6 ? 1 : r < 0.85 ? 2 : 3] as string);
+    const p = phone(600_000 + i);
+    bank.push({ phone: rnd() < 0.01 ? "" : p, grade });
+    if (grade === "E" ? i % 4 === 0 : rnd() < 0.6) {
+      const euros = (JA_MEAN_SPEND[grade] ?? 50) + 36 * (rnd() - 0.5);
+      telco.set(p, Math.round(euros * 100));
+    }
+  }
+  for (let i = 0; i < 20; i++) bank.push({ ...(bank[i * 50] as { phone: string; grade: string }) }); // entered twice
+  for (let i = 0; i < 1_000; i++) telco.set(phone(700_000 + i), 3_000 + Math.floor(rnd() * 6_000));
+  return { bank, telco };
+}
+
+/** The plaintext answer: SELECT risk_grade, COUNT(*), AVG(monthly_spend) FROM bank JOIN telco USING (phone) GROUP BY risk_grade, k applied. */
+function riskAnswer(d: RiskData): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const grade of JA_GRADES) {
+    const cents = d.bank.filter((b) => b.grade === grade && b.phone !== "" && d.telco.has(b.phone)).map((b) => d.telco.get(b.phone) as number);
+    const sum = cents.reduce((a, c) => a + BigInt(c), 0n);
+    out.set(grade, cents.length < JA_K ? `suppressed (${cents.length} joined rows, under k)` : riskLine(cents.length, Number(sum) / cents.length / 100));
+  }
+  return out;
+}
+
+const riskLine = (n: number, avg: number): string => `${count(n).padStart(5)} joined rows, average ${avg.toFixed(4)}`;
+
+/** The secure result table, formatted as riskAnswer formats the plaintext (a group absent from it was suppressed). */
+function riskResult(t: Table): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < t.numRows; i++) {
+    out.set(String(t.getChild("risk_grade")?.get(i)), riskLine(Number(t.getChild("count")?.get(i) as bigint), Number(t.getChild("avg_monthly_spend")?.get(i))));
+  }
+  return out;
 }
 
 function writeData(dirs: Record<string, string>, d: DemoData): void {
@@ -244,12 +301,17 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     // 1. Data.
     const data = generate();
     writeData(dirs, data);
+    const risk = riskData();
+    writeFileSync(join(dirs["bank"] as string, "risk.csv"), "phone,risk_grade\n" + risk.bank.map((r) => `${r.phone},${r.grade}`).join("\n") + "\n");
+    writeFileSync(join(dirs["telco"] as string, "spend.csv"), "phone,monthly_spend\n" + [...risk.telco].map(([p, c]) => `${p},${(c / 100).toFixed(2)}`).join("\n") + "\n");
     const bankKeys = new Set(data.bank.map((r) => r.phone).filter((p) => p !== ""));
     say(`1. Synthetic data in ${root}${o.has("--keep") ? "" : " (removed at the end; --keep keeps it)"}`);
     say(`   bank/customers.csv        ${count(data.bank.length)} rows  (phone, grade) — the buyer`);
     say(`   telco/subscribers.csv     ${count(data.telco.size)} rows  (phone, monthly_spend, plan) — a provider`);
     say(`   retailer/members.csv      ${count(data.retailer.size)} rows  (phone, points) — a provider`);
     say(`   */households.csv          ${FA_PROVIDERS.map((p) => count(data.households[p].length)).join(" / ")} rows  (region, monthly_spend, age) — telco / retailer / insurer, a provider each`);
+    say(`   bank/risk.csv             ${count(risk.bank.length)} rows  (phone, risk_grade) — the buyer's own file, never registered`);
+    say(`   telco/spend.csv           ${count(risk.telco.size)} rows  (phone, monthly_spend) — a provider`);
 
     // 2. Nodes.
     let t = performance.now();
@@ -274,10 +336,13 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     const householdPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["region", "monthly_spend", "age"], allowedBuyers: ["bank"], minGroupSize: FA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
     const byName: Record<string, Proc> = { telco, retailer, insurer };
     const rh = await Promise.all(FA_PROVIDERS.map((p) => registerDataset((byName[p] as Proc).url, "households.csv", householdPolicy)));
+    const spendPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["monthly_spend"], allowedBuyers: ["bank"], minGroupSize: JA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
+    const rs = await registerDataset(telco.url, "spend.csv", spendPolicy);
     say(`\n3. Datasets registered (descriptor and policy only — never rows) (${secs(t)})`);
     say(`   ${rt.id.padEnd(25)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
     say(`   ${rr.id.padEnd(25)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
     for (const r of rh) say(`   ${r.id.padEnd(25)} ${count(r.rows).padStart(6)} rows, hash ${r.contentHash.slice(0, 12)}…  policy: federated-aggregate; columns region, monthly_spend, age; k = ${FA_K}; buyers: bank; budget 20 jobs`);
+    say(`   ${rs.id.padEnd(25)} ${count(rs.rows)} rows, hash ${rs.contentHash.slice(0, 12)}…  policy: join-aggregate; output monthly_spend; k = ${JA_K}; buyers: bank; budget 20 jobs`);
 
     // 4. Jobs.
     say(`\n4. Jobs, submitted by the bank's agent and run through the exchange`);
@@ -397,6 +462,41 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         showExchange(exchangeSaw(fa.id), r.bytes);
         say(`                        as the aggregator it opened the ones addressed to it: the bank's public key and one BFV ciphertext per provider,`);
         say(`                        which it summed and re-randomised without the key to decrypt them`);
+      } else ok = false;
+    }
+
+    // join-aggregate: the bank's risk grades × the telco's monthly spend, the exchange as the matcher and aggregator.
+    const ja = await run(`join-aggregate: the average monthly spend at the telco of the bank's customers per risk grade (k = ${JA_K})`, () =>
+      submitJoinAggregateJob(bank.url, {
+        input: "risk.csv",
+        dataset: rs.id,
+        keys: ["phone"],
+        groupBy: "risk_grade",
+        aggregates: [{ fn: "count" }, { fn: "avg", column: "monthly_spend" }],
+        maxAbsValue: "1000",
+        scale: 2,
+        // The bank's file has 2,020 rows and the telco's phones are unique: no grade joins more
+        // rows. A small bound needs fewer CRT primes: every HE step is cheaper.
+        maxJoinRows: 10_000,
+      }),
+    );
+    if (ja.state === "succeeded") {
+      const r = await jobResult(bank.url, ja.id);
+      if (r.kind === "table") {
+        const got = riskResult(tableFromIPC(r.bytes));
+        const want = riskAnswer(risk);
+        for (const grade of JA_GRADES) {
+          say(`     ${grade}  the bank got (secure): ${got.get(grade) ?? "suppressed"}`);
+          say(`        plaintext join:        ${want.get(grade) ?? ""}`);
+        }
+        const same = JA_GRADES.every((g) => (got.get(g) ?? "suppressed") === (want.get(g)?.startsWith("suppressed") ? "suppressed" : want.get(g)));
+        say(`     ${check(`every grade (E has fewer than k = ${JA_K} joined rows: suppressed)`, same)}`);
+        say(`     the telco learned: the bank's distinct-key count and its HE public key; not which keys matched, nor any total`);
+        say(`     the bank learned:  COUNT and AVG per released grade, that one grade was suppressed, the telco's key count rounded up to 1/8`);
+        showExchange(exchangeSaw(ja.id), r.bytes);
+        say(`                        as the matcher it opened what was addressed to it: doubly blinded keys (which it matched), row counts per`);
+        say(`                        blinded key and per pseudonymous group, and the telco's statistics as BFV ciphertexts under the bank's key,`);
+        say(`                        which it summed per group under encryption; bank ↔ telco messages it relayed sealed, as they were`);
       } else ok = false;
     }
 
