@@ -453,6 +453,8 @@ export interface AggregateJobParams {
   maxRowsPerProvider?: number;
   /** join-aggregate: the most joined rows any one total may include (default 2^32). */
   maxJoinRows?: number;
+  /** federated-aggregate: approximate arithmetic (CKKS, an error bound beside every result) instead of exact BFV (default false). */
+  approximate?: boolean;
   /** join-aggregate: the group the keys are blinded in (default x25519). */
   group?: JoinGroup;
 }
@@ -493,7 +495,7 @@ const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "pro
 const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount", "aggregate"];
 /** The fields of `params.aggregate` each protocol takes. */
 export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
-  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider"]),
+  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),
   [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
 });
 const POSITIVE_DECIMAL = /^(\d+|\d+\.\d*|\.\d+)$/;
@@ -605,6 +607,10 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string, pr
   if (rec.group !== undefined) {
     const g = c.oneOf(rec.group, `${field}.group`, JOIN_GROUPS);
     if (g !== undefined) out.group = g;
+  }
+  if (rec.approximate !== undefined) {
+    if (typeof rec.approximate !== "boolean") c.add(`${field}.approximate`, "must be true or false");
+    else out.approximate = rec.approximate;
   }
   return c.issues.length === before ? out : undefined;
 }

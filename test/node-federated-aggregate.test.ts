@@ -179,6 +179,31 @@ describe("federated-aggregate through the node", () => {
     for (const p of providers) expect(p.store.getJob(id)?.state).toBe("succeeded");
   }, 60_000);
 
+  it("a job that declares approximate arithmetic runs under CKKS: every result lies within its reported bound", async () => {
+    const r = await submit(jobBody(datasetIds, { ...aggregateParams, histogram: undefined, approximate: true }));
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
+    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`)).arrayBuffer()));
+    const names = t.schema.fields.map((f) => f.name);
+    for (const n of ["bound_sum_spend", "bound_avg_spend", "bound_var_spend"]) expect(names).toContain(n);
+    const want = oracle(data.flat());
+    let checked = 0;
+    for (let i = 0; i < t.numRows; i++) {
+      const row = t.get(i)?.toJSON() as Record<string, unknown>;
+      const w = want.find((c) => c.category === row["category"]) as (typeof want)[number];
+      if (row["suppressed"] === true) continue;
+      for (const [name, exact] of [["sum_spend", w.sum], ["avg_spend", w.avg], ["var_spend", w.var]] as const) {
+        const got = Number(row[name]);
+        const bound = Number(row[`bound_${name}`]);
+        expect(Math.abs(got - (exact as number)), `${name} of ${String(row["category"])}`).toBeLessThanOrEqual(bound);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(0);
+    const submitted = [...x.store.ledgerRows({ job: r.body.id })].find((e) => e.kind === "job.submitted");
+    expect((JSON.parse(submitted?.body ?? "{}") as { params: Record<string, unknown> }).params["approximate"]).toBe(true);
+  }, 60_000);
+
   it("the CLI submits a job with several --dataset entries and writes the result file", async () => {
     const lines: string[] = [];
     const io = { out: (l: string) => void lines.push(l), err: () => undefined };

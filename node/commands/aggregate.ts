@@ -52,13 +52,13 @@ export const COMPUTATION_OPTIONS: OptionSpec = {
   "--min-providers": "string",
   "--max-abs": "string",
   "--scale": "string",
+  "--approximate": "flag",
 };
 
 const AGGREGATE_OPTIONS: OptionSpec = {
   "--provider": "string",
   ...COMPUTATION_OPTIONS,
   "--out": "string",
-  "--approximate": "flag",
   "--quiet": "flag",
 };
 
@@ -154,6 +154,8 @@ export interface ComputationOptions {
   readonly scale?: number;
   /** --max-abs as given (the decimal text), and its value. */
   readonly maxAbs?: { readonly text: string; readonly value: bigint | number };
+  /** --approximate: CKKS with an error bound beside every result (exact BFV otherwise). */
+  readonly approximate?: boolean;
 }
 
 /**
@@ -188,6 +190,7 @@ export function parseComputation(o: Options, providers: number, usage: string): 
     ...(minProviders !== undefined ? { minProviders } : {}),
     ...(scale !== undefined ? { scale } : {}),
     ...(maxAbs ? { maxAbs } : {}),
+    ...(o.has("--approximate") ? { approximate: true } : {}),
   };
 }
 
@@ -211,7 +214,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   checkOutput(out, providerPaths, usage);
 
   const quiet = o.has("--quiet");
-  const approximate = o.has("--approximate");
+  const approximate = c.approximate === true;
   const progress = createProgress({ quiet });
   if (c.maxAbs === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
   const t0 = performance.now();
@@ -223,9 +226,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     for (let i = 0; i < providerPaths.length; i++) {
       const path = providerPaths[i] as string;
       progress.onProgress("read providers", i, providerPaths.length);
-      // --approximate takes values as doubles: CSV columns are read as float64 (readAggregateInput's choice for a non-zero scale; the scale itself is unused then).
-      const readScale = approximate ? Math.max(scale, 1) : scale;
-      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale: readScale });
+      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale, approximate });
       requireColumns(table, columns, `provider ${i}`, path);
       tables.push(table);
       rows.push(table.numRows);

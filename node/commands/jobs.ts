@@ -217,6 +217,7 @@ export async function submitAggregateJob(party: string, s: AggregateSubmitInput)
   if (c.minProviders !== undefined) aggregate["minProviders"] = c.minProviders;
   if (c.maxAbs) aggregate["maxAbsValue"] = c.maxAbs.text;
   if (c.scale !== undefined) aggregate["scale"] = c.scale;
+  if (c.approximate) aggregate["approximate"] = true;
   if (s.maxRowsPerProvider !== undefined) aggregate["maxRowsPerProvider"] = s.maxRowsPerProvider;
   const params: Record<string, unknown> = { aggregate };
   if (c.minCount !== undefined) params["minGroupSize"] = c.minCount;

@@ -36,7 +36,7 @@ import { createHash } from "node:crypto";
 import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
 import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { InvalidInputError } from "../../engine/errors.js";
-import { createHeContext, loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
+import { createCkksContext, createHeContext, loadSeal, selectCkksParameters, selectParameters, type CkksContext, type HeContext } from "../../engine/he/index.js";
 import {
   decodeMessage,
   encodeMessage,
@@ -48,6 +48,7 @@ import {
   faExchangeMissing,
   faExchangeReceive,
   faExchangeStart,
+  faCkksOptions,
   faHeOptions,
   faProviderReceive,
   faProviderStart,
@@ -118,21 +119,23 @@ export function faParamsOf(job: string, request: JobRequest): FederatedAggregate
     maxAbsValue,
     scale: a.scale ?? 0,
     maxRowsPerProvider: a.maxRowsPerProvider,
+    ...(a.approximate ? { approximate: true } : {}),
   };
 }
 
-type Computation = Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram" | "scale">;
+type Computation = Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram" | "scale" | "approximate">;
 
 /**
  * Reads a provider's table for a computation: only the columns it uses, and
- * from CSV the aggregated and histogram columns as int64 (scale 0) or float64.
+ * from CSV the aggregated and histogram columns as int64 (scale 0, exact) or
+ * float64 (a fixed-point scale, or approximate arithmetic).
  * Shared by `umbra aggregate` and the provider agent.
  */
 export async function readAggregateInput(path: string, c: Computation): Promise<{ table: Table; columns: string[] }> {
   const valueColumns = [...new Set(c.aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
   const numeric = [...new Set([...valueColumns, ...(c.histogram ? [c.histogram.column] : [])])];
   const columns = [...new Set([...(c.groupBy ? [c.groupBy.column] : []), ...numeric])];
-  const type: CsvColumnType = (c.scale ?? 0) === 0 ? "int64" : "float64";
+  const type: CsvColumnType = (c.scale ?? 0) === 0 && c.approximate !== true ? "int64" : "float64";
   const columnTypes: Record<string, CsvColumnType> = {};
   for (const col of numeric) columnTypes[col] = type;
   const csv = formatFromPath(path) === FileFormat.Csv;
@@ -147,7 +150,8 @@ export async function readAggregateInput(path: string, c: Computation): Promise<
  */
 export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "histogram">): Table {
   const table = faResultTable(result, c);
-  if (result.scale !== 0) return table;
+  // Approximate results are doubles with their bounds; exact Int64 sums apply to exact mode only.
+  if (result.approximate || result.scale !== 0) return table;
   const replace = new Map<string, string>();
   for (const a of c.aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
   const lo = -(2n ** 63n);
@@ -238,13 +242,18 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 /** The aggregator: sums the providers' masked vectors, sends the buyer the re-randomised total once all N are in. */
 class FaExchangeRole implements ExchangeRole {
   #state: FaExchangeState;
-  readonly #he: HeContext;
+  /** The job's context: BFV, or CKKS where the job declares approximate arithmetic. */
+  readonly #he: { readonly he: HeContext } | { readonly ckks: CkksContext };
   readonly #job: MultiPartyJob;
 
-  private constructor(job: MultiPartyJob, state: FaExchangeState, he: HeContext) {
+  private constructor(job: MultiPartyJob, state: FaExchangeState, he: { readonly he: HeContext } | { readonly ckks: CkksContext }) {
     this.#job = job;
     this.#state = state;
     this.#he = he;
+  }
+
+  #context(): HeContext | CkksContext {
+    return "he" in this.#he ? this.#he.he : this.#he.ckks;
   }
 
   static async create(job: MultiPartyJob): Promise<FaExchangeRole> {
@@ -252,7 +261,7 @@ class FaExchangeRole implements ExchangeRole {
     if (job.providers.length !== params.providers) throw new ProtocolError("the job's providers do not match its datasets");
     const { state } = await faExchangeStart(params);
     // One HE context for the job's every step (the protocol would build one per call otherwise).
-    const he = await createHeContext(faHeOptions(state));
+    const he = state.approximate ? { ckks: await createCkksContext(faCkksOptions(state)) } : { he: await createHeContext(faHeOptions(state)) };
     return new FaExchangeRole(job, state, he);
   }
 
@@ -261,12 +270,12 @@ class FaExchangeRole implements ExchangeRole {
   }
 
   async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
-    if (this.#he.disposed) throw new ProtocolError("the job's aggregator role has ended");
+    if (this.#context().disposed) throw new ProtocolError("the job's aggregator role has ended");
     const m = decodeMessage(frame);
     const job = this.#job;
     if (m.kind === "aggregateKey" && from !== job.buyer) throw new WrongSenderError("the key set of a job comes from its buyer only");
     if (m.kind === "aggregateCiphertext" && job.providers[m.party] !== from) throw new WrongSenderError("a provider's vector comes from that provider only");
-    const r = await faExchangeReceive(this.#state, m, { he: this.#he });
+    const r = await faExchangeReceive(this.#state, m, this.#he);
     this.#state = r.state;
     return r.messages.map((a) => {
       const to = a.to === "buyer" ? job.buyer : a.to.startsWith("provider-") ? job.providers[Number(a.to.slice("provider-".length))] : undefined;
@@ -281,7 +290,8 @@ class FaExchangeRole implements ExchangeRole {
   }
 
   dispose(): void {
-    if (!this.#he.disposed) this.#he.dispose();
+    const c = this.#context();
+    if (!c.disposed) c.dispose();
   }
 }
 
@@ -313,7 +323,9 @@ export const federatedAggregateExchange: ExchangeProtocol = {
     // declared range; k does not enter them.
     try {
       const resolved = resolveFaParams(faParamsOf("check", withK(out, 1)));
-      selectParameters(await loadSeal(), faHeOptions(resolved));
+      const seal = await loadSeal();
+      if (resolved.approximate) selectCkksParameters(seal, faCkksOptions(resolved));
+      else selectParameters(seal, faHeOptions(resolved));
     } catch (err) {
       if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
       throw err;
@@ -337,6 +349,7 @@ export const federatedAggregateExchange: ExchangeProtocol = {
       maxAbsValue: a.maxAbsValue ?? null,
       scale: a.scale ?? 0,
       maxRowsPerProvider: a.maxRowsPerProvider ?? null,
+      approximate: a.approximate === true,
       // The whole filled computation (categories and edges included), for an auditor holding the request.
       digest: createHash("sha256").update(canonicalJson({ aggregate: request.params.aggregate, minGroupSize: request.params.minGroupSize ?? null })).digest("hex"),
     };
