@@ -31,6 +31,9 @@ import {
   type SealOptions,
 } from "../node/envelope.js";
 import { NodeErrorCode } from "../node/errors.js";
+import { federatedAggregateExchange } from "../node/jobs/federated-aggregate.js";
+import type { JobRequest } from "../node/policy.js";
+import { encodeMessage } from "../protocols/codec.js";
 import {
   fingerprint,
   generateIdentity,
@@ -464,6 +467,41 @@ describe("refusals", () => {
     expect(codeOf(() => seal({ encryptTo: new Uint8Array(31) }))).toBe("UMBRA_INVALID_ARGUMENT");
     // A small-order X25519 key (the all-zero point) would give the all-zero secret.
     expect(codeOf(() => seal({ encryptTo: new Uint8Array(32) }))).toBe("UMBRA_INVALID_ARGUMENT");
+  });
+
+  it("job roles refuse a provider with no mask key and a message from the wrong party", async () => {
+    refused(() => federatedAggregateExchange.providerStart(0, [{ name: "alice", maskPublicKey: null }, { name: "mallory", maskPublicKey: new Uint8Array(32).fill(9) }]));
+    const request = {
+      protocol: "federated-aggregate",
+      buyer: "bob",
+      providerDatasets: ["alice.csv", "mallory.csv"],
+      params: { minGroupSize: 1, aggregate: { aggregates: [{ fn: "count" }], minProviders: 2, maxAbsValue: "10", scale: 0, maxRowsPerProvider: 10 } },
+    } as unknown as JobRequest;
+    const role = await federatedAggregateExchange.start({ id: JOB, request, buyer: "bob", providers: ["alice", "mallory"] }, {} as never);
+    try {
+      const key = encodeMessage({
+        kind: "aggregateKey",
+        header: { job: JOB, protocol: "federated-aggregate", version: 1, step: 1, chunk: 0, chunks: 1 },
+        polyModulusDegree: 4096,
+        maxAbsValue: "1",
+        scale: 0,
+        maxRows: 2,
+        maxLength: 1,
+        fingerprint: "0".repeat(32),
+        publicKey: new Uint8Array(8),
+      });
+      let err: unknown;
+      try {
+        await role.receive("mallory", key);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UmbraError);
+      refusals.push(err as UmbraError);
+      expect((err as UmbraError).code).toBe(NodeErrorCode.WrongSender);
+    } finally {
+      role.dispose();
+    }
   });
 
   it("no refusal quotes a key, a name, a job id, a nonce or a payload byte", () => {
