@@ -13,7 +13,7 @@
  * value: the summary holds counts, byte sizes, times, file names and column
  * names only; the aggregates go to --out alone.
  */
-import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import type { Table } from "apache-arrow";
 import { FileFormat, formatFromPath, readTable, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
@@ -22,6 +22,7 @@ import { runJoinAggregate, type AggregateSpec, type JaRunResult } from "../../pr
 import { createProgress } from "../progress.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, AGGREGATE_DEFAULT_MIN_COUNT, parseAggList } from "./aggregate.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+import { withExactSums } from "../jobs/exact-sums.js";
 
 /** k when --min-group-size is not given: the same default as `umbra aggregate --min-count` (the node's default policy). */
 export const JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE = AGGREGATE_DEFAULT_MIN_COUNT;
@@ -96,24 +97,7 @@ function keyColumns(o: NonNullable<ReturnType<typeof parseOptions>>): { buyer: s
  */
 function exactSums(run: JaRunResult, aggregates: readonly AggregateSpec[]): Table {
   if (run.result.scale !== 0) return run.table;
-  const replace = new Map<string, string>();
-  for (const a of aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
-  if (replace.size === 0) return run.table;
-  const lo = -(2n ** 63n);
-  const hi = 2n ** 63n - 1n;
-  const cols: Record<string, Vector> = {};
-  for (const field of run.table.schema.fields) {
-    const column = replace.get(field.name);
-    if (column !== undefined) {
-      const sums = run.result.groups.map((g) => g.columns[column]?.sum ?? null);
-      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
-        cols[field.name] = vectorFromArray(sums, new Int64());
-        continue;
-      }
-    }
-    cols[field.name] = run.table.getChild(field.name) as Vector;
-  }
-  return new Table(cols);
+  return withExactSums(run.table, aggregates, (column) => run.result.groups.map((g) => g.columns[column]?.sum ?? null));
 }
 
 /** `umbra join-aggregate ...`; returns the exit code. */

@@ -33,7 +33,8 @@
  * complete sum.
  */
 import { createHash } from "node:crypto";
-import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import type { Table } from "apache-arrow";
+import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { InvalidInputError } from "../../engine/errors.js";
 import { createCkksContext, createHeContext, loadSeal, selectCkksParameters, selectParameters, type CkksContext, type HeContext } from "../../engine/he/index.js";
@@ -152,23 +153,7 @@ export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams
   const table = faResultTable(result, c);
   // Approximate results are doubles with their bounds; exact Int64 sums apply to exact mode only.
   if (result.approximate || result.scale !== 0) return table;
-  const replace = new Map<string, string>();
-  for (const a of c.aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
-  const lo = -(2n ** 63n);
-  const hi = 2n ** 63n - 1n;
-  const cols: Record<string, Vector> = {};
-  for (const field of table.schema.fields) {
-    const column = replace.get(field.name);
-    if (column !== undefined) {
-      const sums = result.cells.map((cell) => cell.columns[column]?.sum ?? null);
-      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
-        cols[field.name] = vectorFromArray(sums, new Int64());
-        continue;
-      }
-    }
-    cols[field.name] = table.getChild(field.name) as Vector;
-  }
-  return new Table(cols);
+  return withExactSums(table, c.aggregates, (column) => result.cells.map((cell) => cell.columns[column]?.sum ?? null));
 }
 
 // ------------------------------------------------------------------ party side

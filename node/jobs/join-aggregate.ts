@@ -38,7 +38,8 @@
  * released group.
  */
 import { createHash } from "node:crypto";
-import { Int64, Table, vectorFromArray, type Vector } from "apache-arrow";
+import type { Table } from "apache-arrow";
+import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, keysFromTable, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { InvalidInputError } from "../../engine/errors.js";
 import { loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
@@ -200,24 +201,7 @@ export async function readJoinAggregateInput(path: string, role: PartyRole, c: {
 export function jaOutputTable(result: JaResult, c: { readonly aggregates: readonly AggregateSpec[]; readonly groupBy?: string }): Table {
   const table = jaResultTable(result, { aggregates: c.aggregates, buyer: c.groupBy !== undefined ? { groupBy: c.groupBy } : {} });
   if (result.scale !== 0) return table;
-  const replace = new Map<string, string>();
-  for (const a of c.aggregates) if (a.fn === "sum") replace.set(`sum_${a.column}`, a.column);
-  if (replace.size === 0) return table;
-  const lo = -(2n ** 63n);
-  const hi = 2n ** 63n - 1n;
-  const cols: Record<string, Vector> = {};
-  for (const field of table.schema.fields) {
-    const column = replace.get(field.name);
-    if (column !== undefined) {
-      const sums = result.groups.map((g) => g.columns[column]?.sum ?? null);
-      if (sums.every((s) => s === null || (s >= lo && s <= hi))) {
-        cols[field.name] = vectorFromArray(sums, new Int64());
-        continue;
-      }
-    }
-    cols[field.name] = table.getChild(field.name) as Vector;
-  }
-  return new Table(cols);
+  return withExactSums(table, c.aggregates, (column) => result.groups.map((g) => g.columns[column]?.sum ?? null));
 }
 
 // ------------------------------------------------------------------ party side
