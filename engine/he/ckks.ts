@@ -134,7 +134,7 @@ import {
   ParameterMismatchError,
   ValueOutOfRangeError,
 } from "./errors.js";
-import { hex, KeyHandle, sameBytes, Scope, scoped, sealLoad } from "./owned.js";
+import { disposeHandles, hex, KeyHandle, sameBytes, Scope, scoped, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
 export const CKKS_POLY_MODULUS_DEGREE = 8192;
@@ -320,56 +320,20 @@ function decodeFrame(bytes: Uint8Array, kind: Kind, limits: Limits): Frame {
 
 
 
-let encryptorOf: (h: CkksPublicKey) => Encryptor;
-let decryptorOf: (h: CkksSecretKey) => Decryptor;
-let galoisOf: (h: CkksGaloisKeys) => GaloisKeys;
-
-export class CkksPublicKey extends KeyHandle<CkksContext> {
-  readonly #encryptor: Encryptor;
-  static {
-    encryptorOf = (h) => h.#encryptor;
-  }
-  /** Use CkksContext.loadPublicKey. */
-  constructor(owner: CkksContext, keyId: Uint8Array, encryptor: Encryptor) {
-    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
-    this.#encryptor = encryptor;
-  }
-  protected release(): void {
-    this.#encryptor.delete();
-  }
+/** A loaded CKKS public key: its encryptor (CkksContext.loadPublicKey). */
+export class CkksPublicKey extends KeyHandle<CkksContext, Encryptor> {
+  readonly kind = "ckks-public-key";
 }
 
-export class CkksSecretKey extends KeyHandle<CkksContext> {
-  readonly #decryptor: Decryptor;
-  static {
-    decryptorOf = (h) => h.#decryptor;
-  }
-  /** Use CkksContext.loadSecretKey. */
-  constructor(owner: CkksContext, keyId: Uint8Array, decryptor: Decryptor) {
-    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
-    this.#decryptor = decryptor;
-  }
-  protected release(): void {
-    this.#decryptor.delete();
-  }
+/** A loaded CKKS secret key: its decryptor (CkksContext.loadSecretKey). */
+export class CkksSecretKey extends KeyHandle<CkksContext, Decryptor> {
+  readonly kind = "ckks-secret-key";
 }
 
-export class CkksGaloisKeys extends KeyHandle<CkksContext> {
-  readonly #keys: GaloisKeys;
-  static {
-    galoisOf = (h) => h.#keys;
-  }
-  /** Use CkksContext.loadGaloisKeys. */
-  constructor(owner: CkksContext, keyId: Uint8Array, keys: GaloisKeys) {
-    super(owner, keyId, (h) => handles.get(owner)?.delete(h));
-    this.#keys = keys;
-  }
-  protected release(): void {
-    this.#keys.delete();
-  }
+/** Loaded CKKS Galois keys (CkksContext.loadGaloisKeys). */
+export class CkksGaloisKeys extends KeyHandle<CkksContext, GaloisKeys> {
+  readonly kind = "ckks-galois-keys";
 }
-
-const handles = new WeakMap<CkksContext, Set<KeyHandle<CkksContext>>>();
 
 // ------------------------------------------------------------------ parameters and bound
 
@@ -510,7 +474,6 @@ export class CkksContext {
     this.#noise = noiseConstants(params);
     this.#steps = [];
     for (let s = 1; s < CKKS_SLOTS; s *= 2) this.#steps.push(s);
-    handles.set(this, new Set());
     const n = params.polyModulusDegree;
     this.#limits = {
       ...limitsOf(params),
@@ -543,8 +506,7 @@ export class CkksContext {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const hs = handles.get(this);
-    if (hs) for (const h of [...hs]) h.dispose();
+    disposeHandles(this);
     this.#lastParmsId?.delete();
     this.#evaluator?.delete();
     this.#encoder?.delete();
@@ -587,7 +549,7 @@ export class CkksContext {
       sealLoad(() => pk.loadArray(context, f.entries[0] as Uint8Array), () => new InvalidKeyError("CKKS public key refused by SEAL"));
       return this.#seal.Encryptor(context, pk);
     });
-    return this.#track(new CkksPublicKey(this, f.keyId, encryptor));
+    return new CkksPublicKey(this, f.keyId, [encryptor]);
   }
 
   loadSecretKey(bytes: Uint8Array): CkksSecretKey {
@@ -598,7 +560,7 @@ export class CkksContext {
       sealLoad(() => sk.loadArray(context, f.entries[0] as Uint8Array), () => new InvalidKeyError("CKKS secret key refused by SEAL"));
       return this.#seal.Decryptor(context, sk);
     });
-    return this.#track(new CkksSecretKey(this, f.keyId, decryptor));
+    return new CkksSecretKey(this, f.keyId, [decryptor]);
   }
 
   /** Loads Galois keys and checks every rotation sumSlots needs (3^s mod 2N for s = 1, 2, …, 2048) is there. */
@@ -616,27 +578,13 @@ export class CkksContext {
       gk.delete();
       throw e;
     }
-    return this.#track(new CkksGaloisKeys(this, f.keyId, gk));
+    return new CkksGaloisKeys(this, f.keyId, [gk]);
   }
 
-  #track<T extends KeyHandle<CkksContext>>(h: T): T {
-    handles.get(this)?.add(h);
-    return h;
+  #withKey<H extends KeyHandle<CkksContext, Deletable>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+    return withKey<CkksContext, H, R>(this, key, load, what, fn);
   }
 
-  #withKey<H extends KeyHandle<CkksContext>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
-    if (key instanceof Uint8Array) {
-      const h = load(key);
-      try {
-        return fn(h);
-      } finally {
-        h.dispose();
-      }
-    }
-    if (!(key instanceof KeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
-    key.checkUsable(this, what);
-    return fn(key);
-  }
 
   // ---------------------------------------------------------------- ciphertexts
 
@@ -735,7 +683,7 @@ export class CkksContext {
           const pt = scope.own(this.#seal.PlainText());
           encoder.encode(slots, this.#scale, pt);
           const ct = scope.own(this.#seal.CipherText());
-          encryptorOf(pk).encrypt(pt, ct);
+          (sealObjects(pk)[0] as Encryptor).encrypt(pt, ct);
           entries.push(this.#save(ct));
         });
       }
@@ -792,7 +740,7 @@ export class CkksContext {
     if (!Number.isSafeInteger(counts.encryptions) || !Number.isSafeInteger(counts.keySwitches) || !Number.isSafeInteger(counts.encodings)) throw new BoundExceededError("the noise counts of the result overflow");
     return this.#withKey(galoisKeys, (b) => this.loadGaloisKeys(b), "Galois keys", (gk) => {
       if (!sameBytes(gk.keyId, f.keyId)) throw new KeyMismatchError("the Galois keys are not of the CKKS ciphertext's key set");
-      const keys = galoisOf(gk);
+      const keys = (sealObjects(gk)[0] as GaloisKeys);
       const entry = scoped((scope) => {
         const acc = this.#load(scope, f, 0);
         for (let b = 1; b < f.blocks; b++) evaluator.add(acc, this.#load(scope, f, b), acc);
@@ -862,7 +810,7 @@ export class CkksContext {
         scoped((scope) => {
           const x = this.#load(scope, f, b);
           const zero = scope.own(this.#seal.CipherText());
-          encryptorOf(pk).encryptZero(zero);
+          (sealObjects(pk)[0] as Encryptor).encryptZero(zero);
           zero.setScale(x.scale); // SEAL leaves an encryption of zero at scale 1; its value is 0 at any scale
           evaluator.add(x, zero, x);
           const out = scope.own(this.#seal.CipherText());
@@ -903,7 +851,7 @@ export class CkksContext {
         scoped((scope) => {
           const x = this.#load(scope, f, b);
           const pt = scope.own(this.#seal.PlainText());
-          decryptorOf(sk).decrypt(x, pt);
+          (sealObjects(sk)[0] as Decryptor).decrypt(x, pt);
           const slots = encoder.decode(pt) as Float64Array;
           values.set(slots.subarray(0, Math.min(CKKS_SLOTS, f.length - b * CKKS_SLOTS)), b * CKKS_SLOTS);
         });

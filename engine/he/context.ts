@@ -56,7 +56,7 @@ import {
 import { ResidueEncoder, type ColumnValues } from "./encode.js";
 import { decodeFrame, encodeFrame, FrameKind, type Frame, type FrameLimits } from "./format.js";
 import { CrtBasis, selectParameters, type HeContextOptions, type HeParameters } from "./params.js";
-import { hex, KeyHandle, sameBytes, Scope, sealLoad, type Deletable } from "./owned.js";
+import { disposeHandles, hex, KeyHandle, sameBytes, Scope, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
 /** Serialised packed ciphertexts (see format.ts). */
@@ -153,62 +153,19 @@ function checkMaxRows(params: HeParameters, rows: number): void {
   }
 }
 
-// The SEAL objects inside a handle are private to it; only this module reads them, through these.
-let encryptorsOf: (h: HePublicKey) => readonly Encryptor[];
-let decryptorsOf: (h: HeSecretKey) => readonly Decryptor[];
-let galoisOf: (h: HeGaloisKeys) => readonly GaloisKeys[];
-
-/** A loaded public key: one encryptor per CRT prime. */
-export class HePublicKey extends KeyHandle<HeContext> {
-  readonly #encryptors: readonly Encryptor[];
-  static {
-    encryptorsOf = (h) => h.#encryptors;
-  }
-  /** Use HeContext.loadPublicKey. */
-  constructor(owner: HeContext, keyId: Uint8Array, encryptors: readonly Encryptor[]) {
-    super(owner, keyId, (h) => untrack(owner, h));
-    this.#encryptors = encryptors;
-  }
-  protected release(): void {
-    for (const e of this.#encryptors) e.delete();
-  }
+/** A loaded public key: one encryptor per CRT prime (HeContext.loadPublicKey). */
+export class HePublicKey extends KeyHandle<HeContext, Encryptor> {
+  readonly kind = "bfv-public-key";
 }
 
-/** A loaded secret key: one decryptor per CRT prime. */
-export class HeSecretKey extends KeyHandle<HeContext> {
-  readonly #decryptors: readonly Decryptor[];
-  static {
-    decryptorsOf = (h) => h.#decryptors;
-  }
-  /** Use HeContext.loadSecretKey. */
-  constructor(owner: HeContext, keyId: Uint8Array, decryptors: readonly Decryptor[]) {
-    super(owner, keyId, (h) => untrack(owner, h));
-    this.#decryptors = decryptors;
-  }
-  protected release(): void {
-    for (const d of this.#decryptors) d.delete();
-  }
+/** A loaded secret key: one decryptor per CRT prime (HeContext.loadSecretKey). */
+export class HeSecretKey extends KeyHandle<HeContext, Decryptor> {
+  readonly kind = "bfv-secret-key";
 }
 
-/** Loaded Galois keys (rotations by 1, 2, 4, …, N/4 and the column swap), one set per CRT prime. */
-export class HeGaloisKeys extends KeyHandle<HeContext> {
-  readonly #keys: readonly GaloisKeys[];
-  static {
-    galoisOf = (h) => h.#keys;
-  }
-  /** Use HeContext.loadGaloisKeys. */
-  constructor(owner: HeContext, keyId: Uint8Array, keys: readonly GaloisKeys[]) {
-    super(owner, keyId, (h) => untrack(owner, h));
-    this.#keys = keys;
-  }
-  protected release(): void {
-    for (const g of this.#keys) g.delete();
-  }
-}
-
-const handles = new WeakMap<HeContext, Set<KeyHandle<HeContext>>>();
-function untrack(owner: HeContext, h: KeyHandle<HeContext>): void {
-  handles.get(owner)?.delete(h);
+/** Loaded Galois keys (rotations by 1, 2, 4, …, N/4 and the column swap), one set per CRT prime (HeContext.loadGaloisKeys). */
+export class HeGaloisKeys extends KeyHandle<HeContext, GaloisKeys> {
+  readonly kind = "bfv-galois-keys";
 }
 
 export class HeContext {
@@ -238,7 +195,6 @@ export class HeContext {
     const dataPrimes = params.coeffModulus.length - 1;
     this.#maskPrimes = Math.min(dataPrimes, Math.max(2, dataPrimes - 1));
     this.#rotatePrimes = Math.min(dataPrimes, 2);
-    handles.set(this, new Set());
     try {
       for (const p of params.plainModuli) this.#primes.push(this.#buildPrime(p));
     } catch (e) {
@@ -298,8 +254,7 @@ export class HeContext {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const hs = handles.get(this);
-    if (hs) for (const h of [...hs]) h.dispose();
+    disposeHandles(this);
     for (const p of this.#primes) {
       p.lastParmsId.delete();
       p.evaluator.delete();
@@ -370,7 +325,7 @@ export class HeContext {
       for (const x of encryptors) x.delete();
       throw e;
     }
-    return this.#track(new HePublicKey(this, frame.keyId, encryptors));
+    return new HePublicKey(this, frame.keyId, encryptors);
   }
 
   /** Loads secret-key bytes (size-checked before SEAL sees them). Dispose the handle, or the context, when done. */
@@ -392,7 +347,7 @@ export class HeContext {
       for (const x of decryptors) x.delete();
       throw e;
     }
-    return this.#track(new HeSecretKey(this, frame.keyId, decryptors));
+    return new HeSecretKey(this, frame.keyId, decryptors);
   }
 
   /** Loads Galois-key bytes and checks every rotation sumSlots needs is there. */
@@ -414,28 +369,14 @@ export class HeContext {
       for (const x of keys) x.delete();
       throw e;
     }
-    return this.#track(new HeGaloisKeys(this, frame.keyId, keys));
-  }
-
-  #track<T extends KeyHandle<HeContext>>(h: T): T {
-    handles.get(this)?.add(h);
-    return h;
+    return new HeGaloisKeys(this, frame.keyId, keys);
   }
 
   /** Runs `fn` with a usable handle: the given one, or one loaded from bytes for this call only. */
-  #withKey<H extends KeyHandle<HeContext>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
-    if (key instanceof Uint8Array) {
-      const h = load(key);
-      try {
-        return fn(h);
-      } finally {
-        h.dispose();
-      }
-    }
-    if (!(key instanceof KeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
-    key.checkUsable(this, what);
-    return fn(key);
+  #withKey<H extends KeyHandle<HeContext, Deletable>, R>(key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+    return withKey<HeContext, H, R>(this, key, load, what, fn);
   }
+
 
   // ---------------------------------------------------------------- ciphertext I/O
 
@@ -559,7 +500,7 @@ export class HeContext {
             const pt = scope.own(this.#seal.PlainText());
             p.encoder.encode(residues[j] as Uint32Array, pt);
             const ct = scope.own(this.#seal.CipherText());
-            (encryptorsOf(pk)[j] as Encryptor).encrypt(pt, ct);
+            (sealObjects(pk)[j] as Encryptor).encrypt(pt, ct);
             entries.push(this.#save(ct));
           } finally {
             scope.dispose();
@@ -609,7 +550,7 @@ export class HeContext {
             const pt = scope.own(this.#seal.PlainText());
             p.encoder.encode(slots, pt);
             const ct = scope.own(this.#seal.CipherText());
-            (encryptorsOf(pk)[j] as Encryptor).encrypt(pt, ct);
+            (sealObjects(pk)[j] as Encryptor).encrypt(pt, ct);
             if (toMask) this.#lowerTo(scope, p, ct, this.#maskPrimes);
             entries.push(this.#save(ct));
           } finally {
@@ -800,7 +741,7 @@ export class HeContext {
         const scope = new Scope();
         try {
           const p = primes[j] as PrimeContext;
-          const keys = galoisOf(gk)[j] as GaloisKeys;
+          const keys = sealObjects(gk)[j] as GaloisKeys;
           let acc = this.#load(scope, f, j);
           for (let b = 1; b < f.blocks; b++) acc = this.#addInto(scope, p, acc, this.#load(scope, f, b * k + j));
           if (!acc.isTransparent) {
@@ -973,7 +914,7 @@ export class HeContext {
       const unit = new Uint32Array(n);
       for (let j = 0; j < k; j++) {
         const p = primes[j] as PrimeContext;
-        const keys = galoisOf(gk)[j] as GaloisKeys;
+        const keys = sealObjects(gk)[j] as GaloisKeys;
         const outer = new Scope();
         try {
           const pt = outer.own(this.#seal.PlainText());
@@ -1050,7 +991,7 @@ export class HeContext {
           const p = primes[j] as PrimeContext;
           const x = this.#load(scope, f, i);
           const zero = scope.own(this.#seal.CipherText());
-          (encryptorsOf(pk)[j] as Encryptor).encryptZero(zero);
+          (sealObjects(pk)[j] as Encryptor).encryptZero(zero);
           const sum = this.#addInto(scope, p, x, zero);
           const last = scope.own(this.#seal.CipherText());
           p.evaluator.cipherModSwitchTo(sum, p.lastParmsId, last);
@@ -1082,7 +1023,7 @@ export class HeContext {
           const scope = new Scope();
           try {
             const p = primes[j] as PrimeContext;
-            const dec = decryptorsOf(sk)[j] as Decryptor;
+            const dec = sealObjects(sk)[j] as Decryptor;
             const x = this.#load(scope, f, b * k + j);
             if (x.isTransparent) {
               residues.push(new Uint32Array(n));

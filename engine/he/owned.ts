@@ -50,16 +50,34 @@ export function sealLoad(load: () => void, error: () => Error): void {
   }
 }
 
-/** A loaded key: owns its SEAL objects until disposed; usable only with the context that loaded it. */
-export abstract class KeyHandle<Owner extends object> {
+/** Every live handle, by the context that loaded it (so the context's dispose deletes them too). */
+const live = new WeakMap<object, Set<KeyHandle<object, Deletable>>>();
+let objectsOf: <T extends Deletable>(h: KeyHandle<object, T>) => readonly T[];
+
+/**
+ * A loaded key: owns its SEAL objects (one per CRT prime, or one) until
+ * disposed; usable only with the context that loaded it. Subclasses only
+ * name the kind of key; the objects stay private to engine/he (read with
+ * {@link sealObjects}, which the package index does not export).
+ */
+export abstract class KeyHandle<Owner extends object, T extends Deletable = Deletable> {
   readonly keyId: Uint8Array;
   readonly #owner: Owner;
-  readonly #onDispose: (h: KeyHandle<Owner>) => void;
+  readonly #objects: readonly T[];
   #disposed = false;
-  constructor(owner: Owner, keyId: Uint8Array, onDispose: (h: KeyHandle<Owner>) => void) {
+  static {
+    objectsOf = (h) => h.#objects;
+  }
+  constructor(owner: Owner, keyId: Uint8Array, objects: readonly T[]) {
     this.#owner = owner;
     this.keyId = keyId;
-    this.#onDispose = onDispose;
+    this.#objects = objects;
+    let set = live.get(owner);
+    if (!set) {
+      set = new Set();
+      live.set(owner, set);
+    }
+    set.add(this as KeyHandle<object, Deletable>);
   }
   get disposed(): boolean {
     return this.#disposed;
@@ -68,13 +86,42 @@ export abstract class KeyHandle<Owner extends object> {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.release();
-    this.#onDispose(this);
+    for (const o of this.#objects) o.delete();
+    live.get(this.#owner)?.delete(this as KeyHandle<object, Deletable>);
   }
-  protected abstract release(): void;
   /** @internal */
   checkUsable(owner: Owner, what: string): void {
     if (this.#disposed) throw new DisposedError(what);
     if (owner !== this.#owner) throw new InvalidArgumentError(`${what} belongs to another context`);
   }
+}
+
+/** The SEAL objects of a key handle (engine/he only). */
+export function sealObjects<T extends Deletable>(h: KeyHandle<object, T>): readonly T[] {
+  return objectsOf(h);
+}
+
+/** Disposes every handle `owner` loaded and has not disposed yet (the owner's own dispose calls it). */
+export function disposeHandles(owner: object): void {
+  const set = live.get(owner);
+  if (set) for (const h of [...set]) h.dispose();
+  live.delete(owner);
+}
+
+/**
+ * Runs `fn` with a usable handle: the given one (checked: not disposed,
+ * loaded by `owner`), or one loaded from bytes for this call only.
+ */
+export function withKey<Owner extends object, H extends KeyHandle<Owner, Deletable>, R>(owner: Owner, key: H | Uint8Array, load: (b: Uint8Array) => H, what: string, fn: (h: H) => R): R {
+  if (key instanceof Uint8Array) {
+    const h = load(key);
+    try {
+      return fn(h);
+    } finally {
+      h.dispose();
+    }
+  }
+  if (!(key instanceof KeyHandle)) throw new InvalidArgumentError(`${what} must be bytes or a handle loaded by this context`);
+  key.checkUsable(owner, what);
+  return fn(key);
 }

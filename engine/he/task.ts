@@ -125,25 +125,30 @@ const contexts = new Map<string, Promise<HeContext>>();
 const publicKeys = new Map<string, HePublicKey>();
 const galoisKeys = new Map<string, HeGaloisKeys>();
 
-function optionsKey(o: HeContextOptions): string {
+/** One key per distinct set of HE options (the thread caches and the pool key contexts by it). */
+export function optionsKey(o: HeContextOptions): string {
   return JSON.stringify([String(o.maxAbsValue), typeof o.maxAbsValue, o.maxRows, o.scale ?? 0, o.maxLength ?? null, o.polyModulusDegree ?? null]);
 }
 
-/** This thread's context for `options` (created once; the oldest is disposed past MAX_CONTEXTS). */
-async function contextFor(options: HeContextOptions): Promise<HeContext> {
-  const key = optionsKey(options);
-  let p = contexts.get(key);
+/** A context from `cache` under `key`, created once; the oldest is disposed past MAX_CONTEXTS. */
+function cachedContext<C extends { dispose(): void }>(cache: Map<string, Promise<C>>, key: string, create: () => Promise<C>): Promise<C> {
+  let p = cache.get(key);
   if (!p) {
-    p = createHeContext(options);
-    contexts.set(key, p);
-    p.catch(() => contexts.delete(key));
-    if (contexts.size > MAX_CONTEXTS) {
-      const [oldKey, old] = contexts.entries().next().value as [string, Promise<HeContext>];
-      contexts.delete(oldKey);
+    p = create();
+    cache.set(key, p);
+    p.catch(() => cache.delete(key));
+    if (cache.size > MAX_CONTEXTS) {
+      const [oldKey, old] = cache.entries().next().value as [string, Promise<C>];
+      cache.delete(oldKey);
       void old.then((c) => c.dispose(), () => undefined);
     }
   }
   return p;
+}
+
+/** This thread's context for `options`. */
+function contextFor(options: HeContextOptions): Promise<HeContext> {
+  return cachedContext(contexts, optionsKey(options), () => createHeContext(options));
 }
 
 /** A loaded key, cached by the hash of its bytes and its context (handles die with their context); the oldest is disposed past `max`. */
@@ -213,21 +218,9 @@ function ckksOptionsKey(o: CkksContextOptions): string {
   return JSON.stringify([o.maxAbsValue, o.maxRows, o.precisionBits ?? null, o.maxLength ?? null]);
 }
 
-/** This thread's CKKS context for `options` (created once; the oldest is disposed past MAX_CONTEXTS). */
-async function ckksContextFor(options: CkksContextOptions): Promise<CkksContext> {
-  const key = ckksOptionsKey(options);
-  let p = ckksContexts.get(key);
-  if (!p) {
-    p = createCkksContext(options);
-    ckksContexts.set(key, p);
-    p.catch(() => ckksContexts.delete(key));
-    if (ckksContexts.size > MAX_CONTEXTS) {
-      const [oldKey, old] = ckksContexts.entries().next().value as [string, Promise<CkksContext>];
-      ckksContexts.delete(oldKey);
-      void old.then((c) => c.dispose(), () => undefined);
-    }
-  }
-  return p;
+/** This thread's CKKS context for `options`. */
+function ckksContextFor(options: CkksContextOptions): Promise<CkksContext> {
+  return cachedContext(ckksContexts, ckksOptionsKey(options), () => createCkksContext(options));
 }
 
 function ckksPublicKeyFor(ctx: CkksContext, bytes: Uint8Array): CkksPublicKey {

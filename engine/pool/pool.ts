@@ -32,7 +32,7 @@ import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type 
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
-import { HeTaskOp, type HeTask } from "../he/task.js";
+import { HeTaskOp, optionsKey, type HeTask } from "../he/task.js";
 import { concatCkksColumns, selectCkksParameters, type CkksCiphertextBytes, type CkksContextOptions } from "../he/ckks.js";
 import { ValueOutOfRangeError } from "../he/errors.js";
 import { loadSeal } from "../he/seal.js";
@@ -464,7 +464,7 @@ export class CryptoPool {
   }
 
   #heContext(options: HeContextOptions): Promise<HeContext> {
-    const key = JSON.stringify([String(options.maxAbsValue), options.maxRows, options.scale ?? 0, options.maxLength ?? null, options.polyModulusDegree ?? null]);
+    const key = optionsKey(options);
     let p = this.#he.get(key);
     if (!p) {
       p = createHeContext(options);
