@@ -174,9 +174,9 @@ import {
   CkksContext,
   CkksLevel,
   createCkksContext,
-  createHeContext,
   HE_MAX_ROWS_4096,
   HeContext,
+  withHeContext,
   KeyMismatchError,
   ParameterMismatchError,
   scaledBound,
@@ -467,19 +467,8 @@ async function withCkks<R>(s: FaResolved, ctx: FaContext, fn: (ckks: CkksContext
 }
 
 /** Runs fn with an HE context for the job: ctx.he when its parameters match, else a fresh one disposed afterwards. */
-async function withHe<R>(s: FaResolved, ctx: FaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
-  if (ctx.he && !ctx.he.disposed) {
-    const o = ctx.he.params;
-    if (o.maxAbsScaled === BigInt(s.he.maxAbsValue) && o.maxRows === s.he.maxRows && o.scale === 0 && o.maxLength === s.he.maxLength && o.polyModulusDegree === s.he.polyModulusDegree) {
-      return fn(ctx.he);
-    }
-  }
-  const he = await createHeContext(faHeOptions(s));
-  try {
-    return await fn(he);
-  } finally {
-    he.dispose();
-  }
+function withHe<R>(s: FaResolved, ctx: FaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
+  return withHeContext(ctx.he, faHeOptions(s), fn);
 }
 
 // ------------------------------------------------------------------ local aggregation

@@ -104,8 +104,8 @@ import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "..
 import type { KeyColumn } from "../engine/columns/index.js";
 import {
   BoundExceededError,
-  createHeContext,
   HeContext,
+  withHeContext,
   KeyMismatchError,
   ParameterMismatchError,
   scaledBound,
@@ -164,6 +164,8 @@ export const JA_MAX_GROUPS = 1024;
 /** Ciphertext blocks per JoinCiphertext chunk (a block is one SEAL ciphertext per CRT prime). */
 const PROVIDER_BLOCKS_PER_CHUNK = 2;
 const RESULT_BLOCKS_PER_CHUNK = 8;
+/** join-aggregate's BFV degree, whatever the job's bounds (see jaHeOptions), and so its slots per block. */
+const JA_SLOTS = 8192;
 /** The longest encrypted column the HE context accepts (frames are size-checked against it). */
 const JA_MAX_LENGTH = 2 ** 28;
 
@@ -282,13 +284,15 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
     if (a.fn === "var" || a.fn === "stddev") squares[c] = true;
   }
   const V = scaledBound(p.maxAbsValue, scale);
+  // The provider holds scaled values and per-key totals as signed 64-bit integers.
+  if (V > I64_MAX) throw new InvalidArgumentError("maxAbsValue · 10^scale must be below 2^63");
   const stats: JaStat[] = [];
   columns.forEach((column, c) => {
     stats.push({ column, stat: "n" }, { column, stat: "s" });
     if (squares[c]) stats.push({ column, stat: "q" });
   });
   // One context for every statistic: its per-row bound is the largest of 1 (n), V (s) and V² (q).
-  const B = squares.some(Boolean) ? (V * V > V ? V * V : V) : V;
+  const B = squares.some(Boolean) ? V * V : V;
   return {
     protocol: ProtocolName.JoinAggregate,
     version: JA_VERSION,
@@ -313,7 +317,7 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
 /** The HE context options every party derives from the job. */
 export function jaHeOptions(r: JaResolved): HeContextOptions {
   // N = 8192 whatever maxRows: the masked sums need the noise budget of its larger modulus (engine/he Levels).
-  return { maxAbsValue: BigInt(r.he.maxAbsValue), maxRows: r.he.maxRows, scale: 0, maxLength: r.he.maxLength, polyModulusDegree: 8192 };
+  return { maxAbsValue: BigInt(r.he.maxAbsValue), maxRows: r.he.maxRows, scale: 0, maxLength: r.he.maxLength, polyModulusDegree: JA_SLOTS };
 }
 
 /** The padded provider set size: n rounded up to 4 significant bits (at most 1/8 more), at least 1,024. */
@@ -328,17 +332,8 @@ export function jaDst(group: GroupId, job: string): Uint8Array {
   return new TextEncoder().encode(`umbra/join-aggregate/v${JA_VERSION}/${group}/${job}`);
 }
 
-async function withHe<R>(r: JaResolved, ctx: JaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
-  if (ctx.he && !ctx.he.disposed) {
-    const o = ctx.he.params;
-    if (o.maxAbsScaled === BigInt(r.he.maxAbsValue) && o.maxRows === r.he.maxRows && o.scale === 0 && o.maxLength === r.he.maxLength && o.polyModulusDegree === 8192) return fn(ctx.he);
-  }
-  const he = await createHeContext(jaHeOptions(r));
-  try {
-    return await fn(he);
-  } finally {
-    he.dispose();
-  }
+function withHe<R>(r: JaResolved, ctx: JaContext, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
+  return withHeContext(ctx.he, jaHeOptions(r), fn);
 }
 
 function spec(s: { group: GroupId }, ctx: JaContext) {
@@ -925,8 +920,8 @@ async function raiseBatch(
   return { kind: "elementBatch", header: header(s, o.reply, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised };
 }
 
-function valueChunkCount(s: JaResolved, size: number, slotCount: number): { perColumn: number; total: number } {
-  const blocks = Math.ceil(size / slotCount);
+function valueChunkCount(s: JaResolved, size: number): { perColumn: number; total: number } {
+  const blocks = Math.ceil(size / JA_SLOTS);
   const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
   return { perColumn, total: perColumn * s.stats.length };
 }
@@ -940,7 +935,7 @@ async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCip
   return withHe(s, ctx, async (he) => {
     const n = he.params.slotCount;
     const primes = he.params.plainModuli;
-    const { perColumn, total } = valueChunkCount(s, s.setSize, n);
+    const { perColumn, total } = valueChunkCount(s, s.setSize);
     const out: JoinCiphertext[] = [];
     for (let k = 0; k < s.stats.length; k++) {
       const residues = residuesOf(s.values[k] as BigInt64Array, 0, s.setSize, primes);
@@ -989,6 +984,33 @@ export function residuesOf(values: BigInt64Array, from: number, to: number, prim
 }
 
 // ------------------------------------------------------------------ exchange
+
+/**
+ * Checks that m is the next chunk of a step that carries `total` items in
+ * chunks of `per`, `received` of them in so far; returns the chunk's index
+ * and how many items it must hold.
+ */
+function nextChunk(m: ProtocolMessage, step: number, kind: string, received: number, total: number, per: number): { chunk: number; want: number } {
+  if (received >= total) throw new WrongStepError(`step ${step} is complete`);
+  const chunk = received / per;
+  expectStep(m.header, step, chunk, chunkCount(total, per), kind, m.kind);
+  return { chunk, want: Math.min(per, total - received) };
+}
+
+/** The next chunk of raised elements of a step (only compared, never multiplied: canonical encodings checked), copied into `into`. */
+function receiveCompared(m: ProtocolMessage, step: number, into: Uint8Array, received: number, per: number): number {
+  const n = into.length / ELEMENT;
+  const { chunk } = nextChunk(m, step, "elementBatch", received, n, per);
+  const b = m as ElementBatch;
+  checkBatch(b, n, per, step, ELEMENT);
+  try {
+    checkComparedEncodings(b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  into.set(b.elements, received * ELEMENT);
+  return b.count;
+}
 
 export interface JaExchangeState extends JaResolved {
   readonly role: "exchange";
@@ -1051,7 +1073,7 @@ export async function jaExchangeStart(params: JoinAggregateParams): Promise<JaSt
   return { state, messages: [] };
 }
 
-function exchangeInputsComplete(s: JaExchangeState, slotCount: number): boolean {
+function exchangeInputsComplete(s: JaExchangeState): boolean {
   return (
     s.keyReceived &&
     s.buyerHello &&
@@ -1060,7 +1082,7 @@ function exchangeInputsComplete(s: JaExchangeState, slotCount: number): boolean 
     s.providerDoubledReceived === s.providerSetSize &&
     s.providerHello &&
     s.countsReceived === s.providerSetSize &&
-    s.valueChunks.length === valueChunkCount(s, s.providerSetSize, slotCount).total &&
+    s.valueChunks.length === valueChunkCount(s, s.providerSetSize).total &&
     s.buyerDoubledReceived === s.buyerSetSize
   );
 }
@@ -1107,12 +1129,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.BuyerWeights: {
       if (!s.buyerHello) throw new WrongStepError("weights before the buyer's hello");
-      const per = s.buyerChunkElements;
-      if (s.weightsReceived >= s.buyerSetSize) throw new WrongStepError(`step ${step} is complete`);
-      const chunk = s.weightsReceived / per;
-      expectStep(m.header, step, chunk, chunkCount(s.buyerSetSize, per), "joinWeights", m.kind);
+      const { chunk, want } = nextChunk(m, step, "joinWeights", s.weightsReceived, s.buyerSetSize, s.buyerChunkElements);
       const w = m as JoinWeights;
-      const want = Math.min(per, s.buyerSetSize - s.weightsReceived);
       if (w.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must describe ${want} positions`);
       const off = readU32(w.offsets);
       const codes = readU32(w.codes);
@@ -1142,20 +1160,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
         next = { ...s, providerDoubledHello: true, providerDoubled: new Uint8Array(h.setSize * ELEMENT), ...(s.providerHello ? {} : { providerSetSize: h.setSize, providerChunkElements: s.chunkElements }) };
         break;
       }
-      const n = s.providerDoubled.length / ELEMENT;
-      const per = s.providerChunkElements;
-      if (s.providerDoubledReceived >= n) throw new WrongStepError(`step ${step} is complete`);
-      const chunk = s.providerDoubledReceived / per;
-      expectStep(m.header, step, chunk, chunkCount(n, per), "elementBatch", m.kind);
-      const b = m as ElementBatch;
-      checkBatch(b, n, per, step, ELEMENT);
-      try {
-        checkComparedEncodings(b.elements);
-      } catch (e) {
-        pointError(e, chunk, per);
-      }
-      s.providerDoubled.set(b.elements, s.providerDoubledReceived * ELEMENT);
-      next = { ...s, providerDoubledReceived: s.providerDoubledReceived + b.count };
+      const count = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.providerChunkElements);
+      next = { ...s, providerDoubledReceived: s.providerDoubledReceived + count };
       break;
     }
     case JaStep.ProviderExchangeHello: {
@@ -1177,12 +1183,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.ProviderCounts: {
       if (!s.providerHello) throw new WrongStepError("counts before the provider's hello");
-      const per = s.providerChunkElements;
-      if (s.countsReceived >= s.providerSetSize) throw new WrongStepError(`step ${step} is complete`);
-      const chunk = s.countsReceived / per;
-      expectStep(m.header, step, chunk, chunkCount(s.providerSetSize, per), "joinCounts", m.kind);
+      const { chunk, want } = nextChunk(m, step, "joinCounts", s.countsReceived, s.providerSetSize, s.providerChunkElements);
       const c = m as JoinCounts;
-      const want = Math.min(per, s.providerSetSize - s.countsReceived);
       if (c.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must hold ${want} counts`);
       const a = readU32(c.counts);
       for (let i = 0; i < a.length; i++) if ((a[i] as number) > s.maxJoinRows) throw new InvalidMessageError("a row count exceeds maxJoinRows");
@@ -1194,7 +1196,7 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
       if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
       next = await withHe(s, ctx, (he) => {
         const n = he.params.slotCount;
-        const { perColumn, total } = valueChunkCount(s, s.providerSetSize, n);
+        const { perColumn, total } = valueChunkCount(s, s.providerSetSize);
         const idx = s.valueChunks.length;
         if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
         expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
@@ -1213,27 +1215,14 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.BuyerDoubled: {
       if (!s.providerHello) throw new WrongStepError("raised buyer elements before the provider's hello");
-      const n = s.buyerSetSize;
-      const per = s.buyerChunkElements;
-      if (s.buyerDoubledReceived >= n) throw new WrongStepError(`step ${step} is complete`);
-      const chunk = s.buyerDoubledReceived / per;
-      expectStep(m.header, step, chunk, chunkCount(n, per), "elementBatch", m.kind);
-      const b = m as ElementBatch;
-      checkBatch(b, n, per, step, ELEMENT);
-      try {
-        checkComparedEncodings(b.elements);
-      } catch (e) {
-        pointError(e, chunk, per);
-      }
-      s.buyerDoubled.set(b.elements, s.buyerDoubledReceived * ELEMENT);
-      next = { ...s, buyerDoubledReceived: s.buyerDoubledReceived + b.count };
+      const count = receiveCompared(m, step, s.buyerDoubled, s.buyerDoubledReceived, s.buyerChunkElements);
+      next = { ...s, buyerDoubledReceived: s.buyerDoubledReceived + count };
       break;
     }
     default:
       throw new WrongStepError(`the exchange does not take step ${step}`);
   }
-  const complete = await withHe(next, ctx, (he) => exchangeInputsComplete(next, he.params.slotCount));
-  if (!complete) return { state: next, messages: [] };
+  if (!exchangeInputsComplete(next)) return { state: next, messages: [] };
   return exchangeFinish(next, ctx);
 }
 
@@ -1294,7 +1283,7 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
     const rows = Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n));
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
-      const { perColumn } = valueChunkCount(s, P, n);
+      const { perColumn } = valueChunkCount(s, P);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       for (let col = 0; col < s.stats.length; col++) {

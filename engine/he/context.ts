@@ -55,7 +55,7 @@ import {
 } from "./errors.js";
 import { ResidueEncoder, type ColumnValues } from "./encode.js";
 import { decodeFrame, encodeFrame, FrameKind, type Frame, type FrameLimits } from "./format.js";
-import { CrtBasis, selectParameters, type HeContextOptions, type HeParameters } from "./params.js";
+import { CrtBasis, scaledBound, selectParameters, type HeContextOptions, type HeParameters } from "./params.js";
 import { disposeHandles, hex, KeyHandle, sameBytes, Scope, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
@@ -97,6 +97,34 @@ interface PrimeContext {
 export async function createHeContext(options: HeContextOptions): Promise<HeContext> {
   const seal = await loadSeal();
   return new HeContext(seal, selectParameters(seal, options));
+}
+
+/**
+ * Runs `fn` with `existing` when it is live and was built for `options`
+ * (same value bound, rows, scale, length and degree), else with a context
+ * built for this call and disposed after it: how a protocol step uses the
+ * caller's long-lived context without trusting it to fit the job.
+ */
+export async function withHeContext<R>(existing: HeContext | undefined, options: HeContextOptions, fn: (he: HeContext) => R | Promise<R>): Promise<R> {
+  if (existing && !existing.disposed) {
+    const o = existing.params;
+    const scale = options.scale ?? 0;
+    if (
+      o.scale === scale &&
+      o.maxAbsScaled === scaledBound(options.maxAbsValue, scale) &&
+      o.maxRows === options.maxRows &&
+      (options.maxLength === undefined || o.maxLength === options.maxLength) &&
+      (options.polyModulusDegree === undefined || o.polyModulusDegree === options.polyModulusDegree)
+    ) {
+      return fn(existing);
+    }
+  }
+  const he = await createHeContext(options);
+  try {
+    return await fn(he);
+  } finally {
+    he.dispose();
+  }
 }
 
 

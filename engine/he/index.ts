@@ -5,7 +5,7 @@
  * rule and the bound, context.ts for ownership and the operations, format.ts
  * for the bytes.
  */
-export { createHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./context.js";
+export { createHeContext, withHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./context.js";
 export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./context.js";
 export { selectParameters, scaledBound, CrtBasis, PolyModulusDegree, HE_MAX_ROWS_4096, HE_MAX_ROWS, HE_MAX_SCALE } from "./params.js";
 export type { HeContextOptions, HeParameters } from "./params.js";
