@@ -200,7 +200,6 @@ export class CryptoPool {
     // Whole blocks per chunk, about one chunk per worker and at most 16 blocks each.
     const blocks = Math.ceil(n / block);
     const perChunk = Math.max(1, Math.min(16, Math.ceil(blocks / this.threads))) * block;
-    const pool = this.#pool();
     const parts: Uint8Array[] = [];
     let done = 0;
     const jobs: Promise<void>[] = [];
@@ -209,9 +208,8 @@ export class CryptoPool {
       const size = chunk.length; // before the transfer detaches it
       const index = i;
       jobs.push(
-        pool.run({ op: HeTaskOp.Encrypt, options, publicKey, values: chunk }, { transferList: [chunk.buffer as ArrayBuffer] }).then((r) => {
-          if (!r.ok) throw heErrorFromSerialized(r.error);
-          parts[index] = r.value;
+        this.#runHe({ op: HeTaskOp.Encrypt, options, publicKey, values: chunk }, [chunk.buffer as ArrayBuffer]).then((value) => {
+          parts[index] = value;
           done += size;
           runOptions?.onProgress?.(done, n);
         }),
@@ -226,9 +224,7 @@ export class CryptoPool {
     if (this.#closed) throw new PoolClosedError();
     const task = { op: HeTaskOp.Add, options, ciphertexts: [...ciphertexts] } as const;
     if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
-    const r = await this.#pool().run(task);
-    if (!r.ok) throw heErrorFromSerialized(r.error);
-    return r.value;
+    return this.#runHe(task);
   }
 
   /**
@@ -278,13 +274,11 @@ export class CryptoPool {
     const groups = masks.length;
     const total = info.blocks + groups;
     let done = 0;
-    const pool = this.#pool();
     const run = async (task: HeTask, transferList: ArrayBuffer[], units: number): Promise<Uint8Array> => {
-      const r = await pool.run(task, { transferList });
-      if (!r.ok) throw heErrorFromSerialized(r.error);
+      const value = await this.#runHe(task, transferList);
       done += units;
       runOptions?.onProgress?.(done, total);
-      return r.value;
+      return value;
     };
     const partials = await Promise.all(
       ranges(info.blocks, this.threads).map(([b0, b1]) => {
@@ -301,9 +295,7 @@ export class CryptoPool {
         return run(task, parts.map((p) => p.buffer as ArrayBuffer), g1 - g0);
       }),
     );
-    const r = await pool.run({ op: HeTaskOp.ReRandomize, options, parts: totals, publicKey, rows }, { transferList: totals.map((t) => t.buffer as ArrayBuffer) });
-    if (!r.ok) throw heErrorFromSerialized(r.error);
-    return r.value;
+    return this.#runHe({ op: HeTaskOp.ReRandomize, options, parts: totals, publicKey, rows }, totals.map((t) => t.buffer as ArrayBuffer));
   }
 
   /**
@@ -324,17 +316,15 @@ export class CryptoPool {
       runOptions?.onProgress?.(length, length);
       return value;
     }
-    const pool = this.#pool();
     let done = 0;
     const parts = await Promise.all(
       ranges(blocks, this.threads).map(async ([b0, b1]) => {
         const part = residues.map((r) => r.slice(b0 * n, Math.min(length, b1 * n)));
         const size = part[0]?.length ?? 0;
-        const r = await pool.run({ op: HeTaskOp.EncryptResidues, options, publicKey, residues: part, level }, { transferList: part.map((x) => x.buffer as ArrayBuffer) });
-        if (!r.ok) throw heErrorFromSerialized(r.error);
+        const value = await this.#runHe({ op: HeTaskOp.EncryptResidues, options, publicKey, residues: part, level }, part.map((x) => x.buffer as ArrayBuffer));
         done += size;
         runOptions?.onProgress?.(done, length);
-        return r.value;
+        return value;
       }),
     );
     return ctx.concat(parts);
@@ -356,24 +346,20 @@ export class CryptoPool {
     checkMasks(params, info.length, masks);
     checkRowBound(params, rows);
     const n = params.slotCount;
-    const pool = this.#pool();
     let done = 0;
     const partials = await Promise.all(
       ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
         const ciphertext = ctx.sliceBlocks(ct, b0, b1);
         const parts = masks.map((m) => m.slice(b0 * n, Math.min(info.length, b1 * n)));
         const transfer = [ciphertext.buffer as ArrayBuffer, ...parts.map((m) => m.buffer as ArrayBuffer)];
-        const r = await pool.run({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, { transferList: transfer });
-        if (!r.ok) throw heErrorFromSerialized(r.error);
+        const value = await this.#runHe({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer);
         done += b1 - b0;
         runOptions?.onProgress?.(done, info.blocks);
-        return r.value;
+        return value;
       }),
     );
     if (partials.length === 1) return partials[0] as CiphertextBytes;
-    const r = await pool.run({ op: HeTaskOp.AddAll, options, parts: partials, rows }, { transferList: partials.map((p) => p.buffer as ArrayBuffer) });
-    if (!r.ok) throw heErrorFromSerialized(r.error);
-    return r.value;
+    return this.#runHe({ op: HeTaskOp.AddAll, options, parts: partials, rows }, partials.map((p) => p.buffer as ArrayBuffer));
   }
 
   /**
@@ -386,13 +372,10 @@ export class CryptoPool {
     const ctx = await this.#heContext(options);
     if (parts.length === 0) throw new InvalidArgumentError("nothing to re-randomise");
     const info = ctx.inspect(parts[0] as CiphertextBytes);
-    const pool = this.#pool();
     const out = await Promise.all(
       ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
         const slices = parts.map((p) => ctx.sliceBlocks(p, b0, b1));
-        const r = await pool.run({ op: HeTaskOp.ReRandomize, options, parts: slices, publicKey, rows }, { transferList: slices.map((x) => x.buffer as ArrayBuffer) });
-        if (!r.ok) throw heErrorFromSerialized(r.error);
-        return r.value;
+        return this.#runHe({ op: HeTaskOp.ReRandomize, options, parts: slices, publicKey, rows }, slices.map((x) => x.buffer as ArrayBuffer));
       }),
     );
     return out.length === 1 ? (out[0] as CiphertextBytes) : ctx.concat(out);
@@ -458,7 +441,12 @@ export class CryptoPool {
     if (this.#closed) throw new PoolClosedError();
     const task = { op: HeTaskOp.CkksAdd, options, ciphertexts: [...ciphertexts] } as const;
     if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
-    const r = await this.#pool().run(task);
+    return this.#runHe(task);
+  }
+
+  /** Runs one HE task on a worker (`transfer` moved, not copied); a worker's error comes back as its typed error. */
+  async #runHe(task: HeTask, transfer: ArrayBuffer[] = []): Promise<Uint8Array> {
+    const r = await this.#pool().run(task, { transferList: transfer });
     if (!r.ok) throw heErrorFromSerialized(r.error);
     return r.value;
   }
