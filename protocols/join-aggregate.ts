@@ -437,7 +437,6 @@ export interface JaBuyerState extends JaResolved {
   readonly labelNull: readonly boolean[];
   readonly providerHello: boolean;
   readonly peerSetSize: number;
-  readonly peerChunkElements: number;
   readonly peerReceived: number;
   readonly result: { readonly codes: Uint32Array; readonly counts: readonly bigint[]; readonly suppressed: number } | null;
   /** Per stat column, the decrypted per-block slot totals received so far (decimal strings by released group). */
@@ -545,7 +544,6 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
     labelNull: nullByCode,
     providerHello: false,
     peerSetSize: 0,
-    peerChunkElements: 0,
     peerReceived: 0,
     result: null,
     totals: [],
@@ -592,10 +590,10 @@ export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: J
     if (!s.providerHello) {
       const h = checkHello(s, m, JaStep.ProviderHello);
       if (h.peerSetSize !== s.setSize) throw new InvalidMessageError("the provider announces a buyer set size other than this buyer's");
-      return { state: { ...s, providerHello: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements }, messages: [] };
+      return { state: { ...s, providerHello: true, peerSetSize: h.setSize }, messages: [] };
     }
     if (s.peerReceived >= s.peerSetSize) throw new WrongStepError(`step ${step} is complete`);
-    const per = s.peerChunkElements;
+    const per = s.chunkElements;
     const raised = await raiseBatch(s, m, ctx, { step: JaStep.ProviderBlinded, reply: JaStep.ProviderDoubled, received: s.peerReceived, total: s.peerSetSize, per, phase: "buyer: raise provider elements" });
     const out: JaAddressed[] = [];
     if (s.peerReceived === 0) out.push({ to: "exchange", message: hello(s, JaStep.ProviderDoubled, s.peerSetSize, { peerSetSize: s.setSize, peerChunkElements: per }) });
@@ -735,7 +733,6 @@ export interface JaProviderState extends JaResolved {
   readonly publicKey: Uint8Array;
   readonly buyerHello: boolean;
   readonly peerSetSize: number;
-  readonly peerChunkElements: number;
   readonly received: number;
 }
 
@@ -851,7 +848,6 @@ export async function jaProviderStart(params: JoinAggregateParams, input: JaProv
     publicKey: new Uint8Array(0),
     buyerHello: false,
     peerSetSize: 0,
-    peerChunkElements: 0,
     received: 0,
   };
   return { state, messages: [] };
@@ -872,7 +868,7 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
   }
   if (!s.buyerHello) {
     const h = checkHello(s, m, JaStep.BuyerHello);
-    const state: JaProviderState = { ...s, buyerHello: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements };
+    const state: JaProviderState = { ...s, buyerHello: true, peerSetSize: h.setSize };
     const out: JaAddressed[] = [];
     out.push({ to: "buyer", message: hello(s, JaStep.ProviderHello, s.setSize, { peerSetSize: h.setSize, peerChunkElements: h.chunkElements }) });
     for (const b of batches(s, JaStep.ProviderBlinded, s.blinded, s.chunkElements, ELEMENT)) out.push({ to: "buyer", message: b });
@@ -889,7 +885,7 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
     return { state: { ...state, values: [] }, messages: out };
   }
   if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
-  const reply = await raiseBatch(s, m, ctx, { step: JaStep.BuyerBlinded, reply: JaStep.BuyerDoubled, received: s.received, total: s.peerSetSize, per: s.peerChunkElements, phase: "provider: raise buyer elements" });
+  const reply = await raiseBatch(s, m, ctx, { step: JaStep.BuyerBlinded, reply: JaStep.BuyerDoubled, received: s.received, total: s.peerSetSize, per: s.chunkElements, phase: "provider: raise buyer elements" });
   return { state: { ...s, received: s.received + reply.count }, messages: [{ to: "exchange", message: reply }] };
 }
 
@@ -1020,7 +1016,6 @@ export interface JaExchangeState extends JaResolved {
   // Buyer stream.
   readonly buyerHello: boolean;
   readonly buyerSetSize: number;
-  readonly buyerChunkElements: number;
   readonly groups: number;
   readonly weightsReceived: number;
   readonly weightOffsets: Uint32Array;
@@ -1032,7 +1027,6 @@ export interface JaExchangeState extends JaResolved {
   // Provider stream.
   readonly providerHello: boolean;
   readonly providerSetSize: number;
-  readonly providerChunkElements: number;
   readonly countsReceived: number;
   readonly counts: Uint32Array;
   readonly valueChunks: Uint8Array[];
@@ -1051,7 +1045,6 @@ export async function jaExchangeStart(params: JoinAggregateParams): Promise<JaSt
     keyId: "",
     buyerHello: false,
     buyerSetSize: 0,
-    buyerChunkElements: 0,
     groups: 0,
     weightsReceived: 0,
     weightOffsets: new Uint32Array(1),
@@ -1062,7 +1055,6 @@ export async function jaExchangeStart(params: JoinAggregateParams): Promise<JaSt
     providerDoubledReceived: 0,
     providerHello: false,
     providerSetSize: 0,
-    providerChunkElements: 0,
     countsReceived: 0,
     counts: new Uint32Array(0),
     valueChunks: [],
@@ -1120,7 +1112,6 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
         ...s,
         buyerHello: true,
         buyerSetSize: h.setSize,
-        buyerChunkElements: h.chunkElements,
         groups: h.groups,
         weightOffsets: new Uint32Array(h.setSize + 1),
         buyerDoubled: s.providerHello ? s.buyerDoubled : new Uint8Array(h.setSize * ELEMENT),
@@ -1129,7 +1120,7 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.BuyerWeights: {
       if (!s.buyerHello) throw new WrongStepError("weights before the buyer's hello");
-      const { chunk, want } = nextChunk(m, step, "joinWeights", s.weightsReceived, s.buyerSetSize, s.buyerChunkElements);
+      const { chunk, want } = nextChunk(m, step, "joinWeights", s.weightsReceived, s.buyerSetSize, s.chunkElements);
       const w = m as JoinWeights;
       if (w.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must describe ${want} positions`);
       const off = readU32(w.offsets);
@@ -1157,10 +1148,10 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
         const h = checkHello(s, m, step);
         if (s.providerHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the buyer raised a provider set of another size");
         if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs between its messages");
-        next = { ...s, providerDoubledHello: true, providerDoubled: new Uint8Array(h.setSize * ELEMENT), ...(s.providerHello ? {} : { providerSetSize: h.setSize, providerChunkElements: s.chunkElements }) };
+        next = { ...s, providerDoubledHello: true, providerDoubled: new Uint8Array(h.setSize * ELEMENT), ...(s.providerHello ? {} : { providerSetSize: h.setSize }) };
         break;
       }
-      const count = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.providerChunkElements);
+      const count = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.chunkElements);
       next = { ...s, providerDoubledReceived: s.providerDoubledReceived + count };
       break;
     }
@@ -1173,17 +1164,15 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
         ...s,
         providerHello: true,
         providerSetSize: h.setSize,
-        providerChunkElements: h.chunkElements,
         counts: new Uint32Array(h.setSize),
         buyerSetSize: s.buyerHello ? s.buyerSetSize : h.peerSetSize,
-        buyerChunkElements: s.buyerHello ? s.buyerChunkElements : h.peerChunkElements,
         buyerDoubled: s.buyerHello ? s.buyerDoubled : new Uint8Array(h.peerSetSize * ELEMENT),
       };
       break;
     }
     case JaStep.ProviderCounts: {
       if (!s.providerHello) throw new WrongStepError("counts before the provider's hello");
-      const { chunk, want } = nextChunk(m, step, "joinCounts", s.countsReceived, s.providerSetSize, s.providerChunkElements);
+      const { chunk, want } = nextChunk(m, step, "joinCounts", s.countsReceived, s.providerSetSize, s.chunkElements);
       const c = m as JoinCounts;
       if (c.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must hold ${want} counts`);
       const a = readU32(c.counts);
@@ -1215,7 +1204,7 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.BuyerDoubled: {
       if (!s.providerHello) throw new WrongStepError("raised buyer elements before the provider's hello");
-      const count = receiveCompared(m, step, s.buyerDoubled, s.buyerDoubledReceived, s.buyerChunkElements);
+      const count = receiveCompared(m, step, s.buyerDoubled, s.buyerDoubledReceived, s.chunkElements);
       next = { ...s, buyerDoubledReceived: s.buyerDoubledReceived + count };
       break;
     }
