@@ -84,15 +84,25 @@ export async function openForRead(path: string): Promise<FileHandle> {
 }
 
 /**
- * Opens (creating or truncating) a file for writing.
+ * Opens (creating or truncating) a file for writing, mode 0600.
  * @throws UnreadableFileError naming the base name and the OS code.
  */
 export async function openForWrite(path: string): Promise<FileHandle> {
+  let handle: FileHandle;
   try {
-    return await open(path, "w");
+    // Results are private: a new file is created readable by its owner only, and an existing one made so.
+    handle = await open(path, "w", 0o600);
   } catch (err) {
     throw fileError(path, "open for writing", err);
   }
+  if (process.platform !== "win32") {
+    try {
+      await handle.chmod(0o600);
+    } catch {
+      // not this user's file (yet writable): its owner decides its mode
+    }
+  }
+  return handle;
 }
 
 /** Closes a handle, ignoring errors (already closed, or closing after a failure). */
