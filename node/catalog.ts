@@ -264,6 +264,8 @@ export interface CatalogEntry {
   readonly createdAt: string;
   readonly allowedProtocols: readonly ProtocolId[];
   readonly outputColumns: readonly string[];
+  /** The keys a buyer may join on: a column, or a composite of columns. */
+  readonly keyColumns: readonly (string | readonly string[])[];
   /** k, the smallest group an output may describe. */
   readonly minGroupSize: number;
   readonly minIntersection: number | null;
@@ -289,6 +291,7 @@ export function catalogView(descriptor: DatasetDescriptor, policy: UsagePolicy):
     createdAt: descriptor.createdAt,
     allowedProtocols: [...policy.allowedProtocols],
     outputColumns: policy.outputColumns.filter((col) => names.has(col)),
+    keyColumns: policy.keyColumns.map((k) => (typeof k === "string" ? k : [...k])),
     minGroupSize: policy.minGroupSize,
     minIntersection: policy.minIntersection ?? null,
     queryBudget: policy.queryBudget,

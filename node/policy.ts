@@ -19,11 +19,24 @@
  *   4. `protocol-not-allowed`    the protocol is not in `allowedProtocols`
  *   5. `key-column-missing`      a key column is not in the dataset's schema (federated-aggregate
  *                                joins nothing: it may name none)
- *   6. `column-not-allowed`      an output column is not in `outputColumns` (or not in the schema)
- *   7. `group-size-below-minimum` the job asks for a k below the policy's `minGroupSize`
+ *   6. `key-column-not-allowed`  the job's key (one column, or a composite of several) is not one of
+ *                                the policy's `keyColumns`
+ *   7. `column-not-allowed`      an output column is not in `outputColumns` (or not in the schema)
+ *   8. `group-size-below-minimum` the job asks for a k below the policy's `minGroupSize`
  *                                (k-protocols only: join-aggregate, federated-aggregate, psi-cardinality)
- *   8. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
- *   9. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
+ *   9. `intersection-below-minimum` the job asks for a minimum intersection below the policy's
+ *                                `minIntersection` (psi, psi-cardinality, lookup)
+ *  10. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
+ *  11. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
+ *
+ * A key column discloses: whoever may join on it learns, for each value it
+ * holds, whether the dataset holds it too (psi), and with it whatever the
+ * other columns of the job release for that value. So a policy names the
+ * keys a buyer may join on, each a column or a composite of columns
+ * (`keyColumns: ["phone", ["first_name", "birth_date"]]`), and a job's key
+ * must be exactly one of them: a composite that adds an unlisted column
+ * (`phone` + `diagnosis`) is refused, because it would test that column's
+ * values row by row.
  *
  * Why this order: a check against the wrong dataset means nothing, so it
  * comes first; an expired policy permits nothing; a buyer that may not use
@@ -55,6 +68,7 @@ import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/e
 import { HE_MAX_SCALE } from "../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./catalog.js";
+import type { PolicyRecord, Store } from "./store.js";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -114,8 +128,10 @@ export const PolicyRule = {
   BuyerNotAllowed: "buyer-not-allowed",
   ProtocolNotAllowed: "protocol-not-allowed",
   KeyColumnMissing: "key-column-missing",
+  KeyColumnNotAllowed: "key-column-not-allowed",
   ColumnNotAllowed: "column-not-allowed",
   GroupSizeBelowMinimum: "group-size-below-minimum",
+  IntersectionBelowMinimum: "intersection-below-minimum",
   QueryCountMissing: "query-count-missing",
   BudgetExhausted: "budget-exhausted",
 } as const;
@@ -302,6 +318,12 @@ export interface UsagePolicy {
   allowedProtocols: ProtocolId[];
   /** Columns allowed in outputs: lookup labels, aggregate inputs. Key columns need not be listed. */
   outputColumns: string[];
+  /**
+   * The keys a buyer may join on: each a column name, or a composite key as
+   * an array of two or more column names. A job's key columns must be exactly
+   * one entry (a composite compared as a set). Empty: no job that joins.
+   */
+  keyColumns: (string | string[])[];
   /** Buyer identities allowed to use the dataset, or "any". */
   allowedBuyers: string[] | "any";
   /** k: smallest group an output may describe (join-aggregate, federated-aggregate, psi-cardinality). */
@@ -312,13 +334,14 @@ export interface UsagePolicy {
   budgetUnit: BudgetUnit;
   /** ISO 8601 instant from which the policy permits nothing; null for never. */
   expiresAt: string | null;
-  /** psi / lookup: a result whose intersection is smaller is withheld by the runner (not checked by checkJob). */
+  /** psi, psi-cardinality, lookup: the buyer's agent withholds a result matching fewer distinct keys (the job runs with the larger of this and the job's own). */
   minIntersection?: number;
 }
 
 const POLICY_FIELDS: readonly string[] = [
   "allowedProtocols",
   "outputColumns",
+  "keyColumns",
   "allowedBuyers",
   "minGroupSize",
   "queryBudget",
@@ -328,14 +351,15 @@ const POLICY_FIELDS: readonly string[] = [
 ];
 
 /**
- * The default policy, which fails closed: no protocol, no output column and
- * no buyer until the provider names them; k = 10; a budget of 100 jobs per
- * buyer; no expiry. Each call returns a fresh object.
+ * The default policy, which fails closed: no protocol, no output column, no
+ * key column and no buyer until the provider names them; k = 10; a budget of
+ * 100 jobs per buyer; no expiry. Each call returns a fresh object.
  */
 export function defaultPolicy(): UsagePolicy {
   return {
     allowedProtocols: [],
     outputColumns: [],
+    keyColumns: [],
     allowedBuyers: [],
     minGroupSize: 10,
     queryBudget: 100,
@@ -372,6 +396,14 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
           }
           return name;
         });
+  const inSchema = (name: string | undefined, f: string): string | undefined => {
+    if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
+      c.add(f, `column "${name}" is not in the dataset's schema`);
+      return undefined;
+    }
+    return name;
+  };
+  const keyColumns = rec.keyColumns === undefined ? d.keyColumns : parseKeyColumns(c, rec.keyColumns, inSchema);
   let allowedBuyers: string[] | "any" | undefined = d.allowedBuyers;
   if (rec.allowedBuyers === "any") allowedBuyers = "any";
   else if (typeof rec.allowedBuyers === "string") {
@@ -388,6 +420,7 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
   const policy: UsagePolicy = {
     allowedProtocols: allowedProtocols as ProtocolId[],
     outputColumns: outputColumns as string[],
+    keyColumns: keyColumns as (string | string[])[],
     allowedBuyers: allowedBuyers as string[] | "any",
     minGroupSize: minGroupSize as number,
     queryBudget: queryBudget as number,
@@ -397,6 +430,42 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
   if (minIntersection !== undefined) policy.minIntersection = minIntersection;
   return policy;
 }
+
+/** The canonical form of a key (a set of columns): its names sorted, as JSON. Two keys are the same key when these are equal. */
+export function keySetId(columns: readonly string[]): string {
+  return JSON.stringify([...new Set(columns)].sort());
+}
+
+/**
+ * A policy's `keyColumns`: each entry a column, or a composite key as an
+ * array of two or more distinct columns; no key twice (composites compared as
+ * sets).
+ */
+function parseKeyColumns(c: FieldChecker, value: unknown, inSchema: (name: string | undefined, field: string) => string | undefined): (string | string[])[] | undefined {
+  if (!Array.isArray(value)) return void c.add("keyColumns", 'must be an array of key columns, each a column name or an array of column names for a composite key, e.g. ["phone", ["first_name", "birth_date"]]');
+  if (value.length > MAX_LIST_LENGTH) return void c.add("keyColumns", `must have at most ${MAX_LIST_LENGTH} entries`);
+  const before = c.issues.length;
+  const out: (string | string[])[] = [];
+  const seen = new Set<string>();
+  value.forEach((v: unknown, i: number) => {
+    const f = `keyColumns[${i}]`;
+    let entry: string | string[] | undefined;
+    if (Array.isArray(v)) {
+      const parts = c.list(v, f, (x, g) => inSchema(c.column(x, g), g), 2);
+      if (parts !== undefined && parts.length > MAX_KEY_PARTS) c.add(f, `a composite key has at most ${MAX_KEY_PARTS} columns`);
+      else entry = parts;
+    } else entry = inSchema(c.column(v, f), f);
+    if (entry === undefined) return;
+    const id = keySetId(typeof entry === "string" ? [entry] : entry);
+    if (seen.has(id)) return void c.add(f, "duplicate entry");
+    seen.add(id);
+    out.push(entry);
+  });
+  return c.issues.length === before ? out : undefined;
+}
+
+/** Most columns in one composite key. */
+export const MAX_KEY_PARTS = 16;
 
 // ---------------------------------------------------------------------------
 // Job requests
@@ -482,6 +551,8 @@ export interface JobRequest {
     outputColumns?: string[];
     /** A k above the policy's (k-protocols only); the job runs with {@link effectiveMinGroupSize}. */
     minGroupSize?: number;
+    /** psi, psi-cardinality, lookup: the fewest distinct matched keys a released result may have (the exchange fills the policy's; a job may ask for more). */
+    minIntersection?: number;
     /** The aggregate (join-aggregate, federated-aggregate only): the older single-dataset form of a computation. */
     mode?: AggregateMode;
     /** Upper bound on the keys the buyer will query (its distinct keys); required when the budget is in keys. */
@@ -492,7 +563,10 @@ export interface JobRequest {
 }
 
 const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"];
-const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "mode", "queryCount", "aggregate"];
+const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "minIntersection", "mode", "queryCount", "aggregate"];
+
+/** The protocols whose buyer result is withheld below a minimum intersection. */
+export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup]);
 /** The fields of `params.aggregate` each protocol takes. */
 export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
   [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),
@@ -679,6 +753,11 @@ export function parseJobRequest(json: unknown): JobRequest {
       const k = c.int(p.minGroupSize, "params.minGroupSize", 1, MAX_MIN_GROUP_SIZE);
       if (k !== undefined) params.minGroupSize = k;
     }
+    if (p.minIntersection !== undefined) {
+      const t = c.int(p.minIntersection, "params.minIntersection", 1, MAX_MIN_GROUP_SIZE);
+      if (t !== undefined) params.minIntersection = t;
+      if (protocol !== undefined && !INTERSECTION_PROTOCOLS.includes(protocol)) c.add("params.minIntersection", `does not apply to protocol ${protocol}`);
+    }
     if (p.mode !== undefined) {
       const mode = c.oneOf(p.mode, "params.mode", Object.values(AggregateMode));
       if (mode !== undefined) params.mode = mode;
@@ -748,11 +827,64 @@ export function effectiveMinGroupSize(policy: UsagePolicy, request: JobRequest):
 }
 
 /**
+ * The fewest distinct matched keys a psi, psi-cardinality or lookup result
+ * may have, as the job runs with it: the largest of the policy's
+ * minIntersection, the job's own and — psi-cardinality, whose count is a
+ * group of that size — k (undefined for the other protocols).
+ */
+export function effectiveMinIntersection(policy: UsagePolicy, request: JobRequest): number | undefined {
+  if (!INTERSECTION_PROTOCOLS.includes(request.protocol)) return undefined;
+  const k = request.protocol === ProtocolId.PsiCardinality ? effectiveMinGroupSize(policy, request) : 1;
+  return Math.max(policy.minIntersection ?? 1, request.params.minIntersection ?? 1, k);
+}
+
+/**
+ * The request as a two-party job runs: psi / psi-cardinality / lookup carry
+ * the minimum intersection their buyer's agent enforces (and psi-cardinality
+ * its k), filled from the policy, so the provider's agent and the buyer's
+ * agent read the same thresholds from the job.
+ */
+export function withThresholds(policy: UsagePolicy, request: JobRequest): JobRequest {
+  const t = effectiveMinIntersection(policy, request);
+  if (t === undefined) return request;
+  const params = { ...request.params, minIntersection: t };
+  if (request.protocol === ProtocolId.PsiCardinality) params.minGroupSize = effectiveMinGroupSize(policy, request);
+  return { ...request, params };
+}
+
+/**
  * What a job costs against the budget, in the policy's unit: 1 for "jobs";
  * the declared `queryCount` for "keys" (undefined when it is not declared).
  */
 export function jobCost(policy: UsagePolicy, request: JobRequest): number | undefined {
   return policy.budgetUnit === BudgetUnit.Jobs ? 1 : request.params.queryCount;
+}
+
+/**
+ * A buyer's remaining budget once a dataset's policy changes from `old` to
+ * `next`: what it has spent stays spent (lower the budget below it and
+ * nothing remains); when the budget's unit changes, spent amounts are not
+ * comparable and the remainder is capped at the new budget.
+ */
+export function rebasedBudget(old: UsagePolicy, next: UsagePolicy, remaining: number): number {
+  if (old.budgetUnit !== next.budgetUnit) return Math.min(remaining, next.queryBudget);
+  const spent = Math.max(0, old.queryBudget - remaining);
+  return Math.max(0, next.queryBudget - spent);
+}
+
+/**
+ * Records a dataset's new policy version, and rebases every buyer's budget
+ * row on it ({@link rebasedBudget}) in the same transaction.
+ */
+export function putPolicyVersion(store: Store, datasetId: string, policy: UsagePolicy): PolicyRecord {
+  return store.transaction(() => {
+    const prev = store.latestPolicy(datasetId);
+    if (prev !== undefined) {
+      const old = parsePolicy(prev.policy);
+      for (const b of store.listBudgets(datasetId)) store.setBudget(datasetId, b.buyer, rebasedBudget(old, policy, b.remaining));
+    }
+    return store.putPolicy(datasetId, policy);
+  });
 }
 
 /** Whether the policy has expired at `now`: it permits nothing from its `expiresAt` instant on. */
@@ -802,6 +934,17 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
     );
   }
 
+  if (needsKeys) {
+    const asked = keySetId(request.params.keyColumns);
+    if (!policy.keyColumns.some((k) => keySetId(typeof k === "string" ? [k] : k) === asked)) {
+      const offered = policy.keyColumns.length === 0 ? "the policy allows no key column" : `the policy's keys are ${policy.keyColumns.map((k) => (typeof k === "string" ? `"${k}"` : `(${list(k)})`)).join(", ")}`;
+      throw new PolicyDeniedError(PolicyRule.KeyColumnNotAllowed, `the key ${list(request.params.keyColumns)} is not one the policy allows (${offered})`, {
+        columns: request.params.keyColumns.filter((col) => !policy.keyColumns.some((k) => (typeof k === "string" ? k === col : k.includes(col)))),
+        protocol,
+      });
+    }
+  }
+
   const allowed = new Set(policy.outputColumns.filter((col) => schema.has(col)));
   const refused = (request.params.outputColumns ?? []).filter((col) => !allowed.has(col));
   if (refused.length > 0) {
@@ -813,6 +956,15 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
     throw new PolicyDeniedError(
       PolicyRule.GroupSizeBelowMinimum,
       `protocol ${protocol} asks for a minimum group size of ${asked}, below the policy's ${policy.minGroupSize}`,
+      { protocol },
+    );
+  }
+
+  const minIntersection = request.params.minIntersection;
+  if (INTERSECTION_PROTOCOLS.includes(protocol) && minIntersection !== undefined && policy.minIntersection !== undefined && minIntersection < policy.minIntersection) {
+    throw new PolicyDeniedError(
+      PolicyRule.IntersectionBelowMinimum,
+      `protocol ${protocol} asks for a minimum intersection of ${minIntersection}, below the policy's ${policy.minIntersection}`,
       { protocol },
     );
   }

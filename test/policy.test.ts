@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeArrowIPC, writeCsv } from "../engine/columns/index.js";
 import { InvalidArgumentError, InvalidInputError, UnreadableFileError } from "../engine/errors.js";
 import { ProtocolId } from "../protocols/index.js";
+import { openStore } from "../node/store.js";
 import {
   CONTENT_HASH_BATCH_ROWS,
   InvalidDatasetError,
@@ -32,7 +33,11 @@ import {
   checkJob,
   defaultPolicy,
   effectiveMinGroupSize,
+  effectiveMinIntersection,
   jobCost,
+  putPolicyVersion,
+  rebasedBudget,
+  withThresholds,
   parseJobRequest,
   parsePolicy,
   type JobRequest,
@@ -79,6 +84,7 @@ const DATASET: DatasetDescriptor = {
 const GOOD_POLICY = {
   allowedProtocols: ["psi", "psi-cardinality", "lookup", "join-aggregate"],
   outputColumns: ["region", "spend"],
+  keyColumns: ["phone"],
   allowedBuyers: ["bank", "insurer"],
   minGroupSize: 10,
   queryBudget: 100,
@@ -307,26 +313,31 @@ describe("checkJob", () => {
       "buyer-not-allowed",
       "protocol-not-allowed",
       "key-column-missing",
+      "key-column-not-allowed",
       "column-not-allowed",
       "group-size-below-minimum",
+      "intersection-below-minimum",
       "query-count-missing",
       "budget-exhausted",
     ]);
     // A job on a policy that breaks every rule at once.
-    let p = policy({ expiresAt: "2026-01-01T00:00:00Z", allowedBuyers: ["insurer"], allowedProtocols: ["lookup"], budgetUnit: "keys", queryBudget: 50 });
+    let p = policy({ expiresAt: "2026-01-01T00:00:00Z", allowedBuyers: ["insurer"], allowedProtocols: ["lookup"], budgetUnit: "keys", queryBudget: 50, keyColumns: [], minIntersection: 20 });
+    // psi-cardinality: both a k-protocol and an intersection protocol, so every rule applies.
     let r = request(
-      { protocol: ProtocolId.JoinAggregate, providerDataset: "elsewhere" },
-      { keyColumns: ["email"], outputColumns: ["age"], mode: "sum", minGroupSize: 2 },
+      { protocol: ProtocolId.PsiCardinality, providerDataset: "elsewhere" },
+      { keyColumns: ["email"], outputColumns: ["age"], minGroupSize: 2, minIntersection: 5 },
     );
     let ctx: PolicyContext = { ...CTX, budgetRemaining: 10 };
     const fixes: Record<PolicyRule, () => void> = {
       "dataset-mismatch": () => (r = { ...r, providerDataset: DATASET.id }),
       "policy-expired": () => (p = { ...p, expiresAt: null }),
       "buyer-not-allowed": () => (p = { ...p, allowedBuyers: ["bank"] }),
-      "protocol-not-allowed": () => (p = { ...p, allowedProtocols: ["join-aggregate"] }),
+      "protocol-not-allowed": () => (p = { ...p, allowedProtocols: ["psi-cardinality"] }),
       "key-column-missing": () => (r = { ...r, params: { ...r.params, keyColumns: ["phone"] } }),
+      "key-column-not-allowed": () => (p = { ...p, keyColumns: ["phone"] }),
       "column-not-allowed": () => (p = { ...p, outputColumns: ["age"] }),
       "group-size-below-minimum": () => (r = { ...r, params: { ...r.params, minGroupSize: 12 } }),
+      "intersection-below-minimum": () => (r = { ...r, params: { ...r.params, minIntersection: 25 } }),
       "query-count-missing": () => (r = { ...r, params: { ...r.params, queryCount: 40 } }),
       "budget-exhausted": () => (ctx = { ...ctx, budgetRemaining: 40 }),
     };
@@ -444,6 +455,99 @@ function rebatched(t: Table, size: number): Table {
 
 const describeTable = (table: Table | string, read?: Parameters<typeof describeDataset>[0]["read"]) =>
   describeDataset({ id: "telco.subscribers", owner: "telco", name: "Subscribers", table, read, createdAt: new Date("2025-01-01T00:00:00Z") });
+
+describe("key columns (a key discloses membership: only the keys a policy names)", () => {
+  const SCHEMA2 = [...SCHEMA, { name: "diagnosis", type: "Utf8" }, { name: "first_name", type: "Utf8" }, { name: "birth_date", type: "Utf8" }];
+  const DS2: DatasetDescriptor = { ...DATASET, schema: SCHEMA2 };
+  const keyed = (keyColumns: unknown): UsagePolicy => parsePolicy({ ...GOOD_POLICY, allowedProtocols: ["psi"], keyColumns }, SCHEMA2);
+  const psi = (keys: string[]) => request({ protocol: ProtocolId.Psi }, { keyColumns: keys, outputColumns: [] });
+
+  it("parses single and composite keys; a composite is a set (no duplicate in another order)", () => {
+    expect(keyed(["phone", ["first_name", "birth_date"]]).keyColumns).toEqual(["phone", ["first_name", "birth_date"]]);
+    const dup = thrown(() => keyed([["first_name", "birth_date"], ["birth_date", "first_name"]])) as InvalidPolicyError;
+    expect(dup).toBeInstanceOf(InvalidPolicyError);
+    expect(dup.issues).toEqual([{ field: "keyColumns[1]", problem: "duplicate entry" }]);
+  });
+
+  it("refuses keys outside the schema, one-column composites and malformed entries, naming each field", () => {
+    const e = thrown(() => parsePolicy({ ...GOOD_POLICY, keyColumns: ["nope", ["phone"], 7] }, SCHEMA2)) as InvalidPolicyError;
+    expect(e.fields).toEqual(["keyColumns[0]", "keyColumns[1]", "keyColumns[2]"]);
+    expect((thrown(() => parsePolicy({ ...GOOD_POLICY, keyColumns: "phone" })) as InvalidPolicyError).field).toBe("keyColumns");
+  });
+
+  it("defaults to no key column: a joining job is refused until the provider names its keys", () => {
+    expect(defaultPolicy().keyColumns).toEqual([]);
+    const e = denial(keyed([]), psi(["phone"]), CTX, DS2);
+    expect(e.rule).toBe(PolicyRule.KeyColumnNotAllowed);
+    expect(e.message).toContain("the policy allows no key column");
+  });
+
+  it("the attack: phone allowed, a composite phone + diagnosis (testing each phone's diagnosis) is refused", () => {
+    const p = keyed(["phone"]);
+    expect(() => checkJob(p, DS2, psi(["phone"]), CTX)).not.toThrow();
+    const e = denial(p, psi(["phone", "diagnosis"]), CTX, DS2);
+    expect(e.rule).toBe(PolicyRule.KeyColumnNotAllowed);
+    expect(e.columns).toEqual(["diagnosis"]);
+    expect(denial(p, psi(["diagnosis"]), CTX, DS2).rule).toBe(PolicyRule.KeyColumnNotAllowed);
+  });
+
+  it("a composite key matches as a set, and none of its columns alone", () => {
+    const p = keyed([["first_name", "birth_date"]]);
+    expect(() => checkJob(p, DS2, psi(["birth_date", "first_name"]), CTX)).not.toThrow();
+    expect(denial(p, psi(["first_name"]), CTX, DS2).rule).toBe(PolicyRule.KeyColumnNotAllowed);
+    expect(denial(p, psi(["first_name", "birth_date", "phone"]), CTX, DS2).rule).toBe(PolicyRule.KeyColumnNotAllowed);
+  });
+});
+
+describe("minimum intersection (psi, psi-cardinality, lookup)", () => {
+  it("is filled from the policy; a job may ask for more, never less", () => {
+    const p = policy({ minIntersection: 20 });
+    expect(withThresholds(p, request({ protocol: ProtocolId.Psi }, { outputColumns: [] })).params.minIntersection).toBe(20);
+    expect(withThresholds(p, request({ protocol: ProtocolId.Psi }, { outputColumns: [], minIntersection: 30 })).params.minIntersection).toBe(30);
+    expect(denial(p, request({ protocol: ProtocolId.Psi }, { outputColumns: [], minIntersection: 19 })).rule).toBe(PolicyRule.IntersectionBelowMinimum);
+  });
+
+  it("psi-cardinality runs with the larger of k and minIntersection; join-aggregate has none", () => {
+    const card = request({ protocol: ProtocolId.PsiCardinality }, { outputColumns: [] });
+    expect(effectiveMinIntersection(policy({ minGroupSize: 10 }), card)).toBe(10);
+    expect(effectiveMinIntersection(policy({ minGroupSize: 10, minIntersection: 25 }), card)).toBe(25);
+    expect(withThresholds(policy({ minGroupSize: 10 }), card).params).toMatchObject({ minIntersection: 10, minGroupSize: 10 });
+    expect(effectiveMinIntersection(policy(), request({ protocol: ProtocolId.Lookup }))).toBe(1);
+    expect(effectiveMinIntersection(policy(), request({ protocol: ProtocolId.JoinAggregate }))).toBeUndefined();
+  });
+
+  it("parses params.minIntersection for the intersection protocols only", () => {
+    const ok = parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "b.c", providerDataset: "t.s", params: { keyColumns: ["phone"], minIntersection: 5 } });
+    expect(ok.params.minIntersection).toBe(5);
+    const e = thrown(() => parseJobRequest({ protocol: "join-aggregate", buyer: "bank", buyerDataset: "b.c", providerDataset: "t.s", params: { keyColumns: ["phone"], outputColumns: ["spend"], mode: "sum", minIntersection: 5 } })) as InvalidJobRequestError;
+    expect(e.issues).toEqual([{ field: "params.minIntersection", problem: "does not apply to protocol join-aggregate" }]);
+  });
+});
+
+describe("budgets across a policy change", () => {
+  it("what was spent stays spent: lowering the budget below it leaves nothing", () => {
+    const old = policy({ queryBudget: 100 });
+    expect(rebasedBudget(old, policy({ queryBudget: 10 }), 95)).toBe(5); // 5 spent of the new 10
+    expect(rebasedBudget(old, policy({ queryBudget: 10 }), 80)).toBe(0); // 20 spent, more than the new budget
+    expect(rebasedBudget(old, policy({ queryBudget: 200 }), 95)).toBe(195);
+    expect(rebasedBudget(old, policy({ queryBudget: 1000, budgetUnit: "keys" }), 95)).toBe(95); // another unit: capped, never raised
+  });
+
+  it("putPolicyVersion rebases every buyer's row in the same transaction", () => {
+    const store = openStore(":memory:");
+    try {
+      store.putDataset({ id: DATASET.id, owner: "telco", name: "s.csv", schema: SCHEMA, rowCount: 1, contentHash: "ab".repeat(32) });
+      putPolicyVersion(store, DATASET.id, policy({ queryBudget: 100 }));
+      store.setBudget(DATASET.id, "bank", 95);
+      store.setBudget(DATASET.id, "insurer", 100);
+      const v = putPolicyVersion(store, DATASET.id, policy({ queryBudget: 10 }));
+      expect(v.version).toBe(2);
+      expect(store.listBudgets(DATASET.id).map((b) => [b.buyer, b.remaining])).toEqual([["bank", 5], ["insurer", 10]]);
+    } finally {
+      store.close();
+    }
+  });
+});
 
 describe("describeDataset", () => {
   it("describes schema, row count and a deterministic content hash", async () => {
@@ -576,6 +680,7 @@ describe("catalogView", () => {
       createdAt: DATASET.createdAt,
       allowedProtocols: ["psi", "psi-cardinality", "lookup", "join-aggregate"],
       outputColumns: ["spend", "region"],
+      keyColumns: ["phone"],
       minGroupSize: 10,
       minIntersection: 100,
       queryBudget: 100,
