@@ -48,17 +48,17 @@ async function main(): Promise<void> {
     const agent = await buildParty({ store, identity: generateIdentity(name), exchangeUrl: xUrl, dataDir: data, pool });
     const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
     await agent.start();
-    return { agent, url, data, store };
+    return { agent, url, data, store, auth: { authorization: `Bearer ${agent.token}` } };
   };
   const telco = await party("telco");
   const bank = await party("bank");
   await writeCsv(join(telco.data, "subscribers.csv"), provider);
   await writeCsv(join(bank.data, "customers.csv"), buyer);
-  const post = async (url: string, path: string, body: unknown) => {
-    const r = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const post = async (p: { url: string; auth: Record<string, string> }, path: string, body: unknown) => {
+    const r = await fetch(p.url + path, { method: "POST", headers: { ...p.auth, "content-type": "application/json" }, body: JSON.stringify(body) });
     return (await r.json()) as Record<string, unknown>;
   };
-  await post(telco.url, "/v1/datasets", { file: "subscribers.csv", policy: { allowedProtocols: ["psi"], allowedBuyers: "any", queryBudget: 1000, budgetUnit: "jobs" } });
+  await post(telco, "/v1/datasets", { file: "subscribers.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["k"], allowedBuyers: "any", queryBudget: 1000, budgetUnit: "jobs" } });
 
   const inProcess: number[] = [];
   const throughNodes: number[] = [];
@@ -66,9 +66,9 @@ async function main(): Promise<void> {
     inProcess.push(await timeIt(() => runPsi({ buyer: { table: buyer, keys: ["k"] }, provider: { table: provider, keys: ["k"] }, pool })));
     throughNodes.push(
       await timeIt(async () => {
-        const job = await post(bank.url, "/v1/jobs", { protocol: "psi", buyerDataset: "customers.csv", providerDataset: "telco.subscribers.csv", params: { keyColumns: ["k"] } });
+        const job = await post(bank, "/v1/jobs", { protocol: "psi", buyerDataset: "customers.csv", providerDataset: "telco.subscribers.csv", params: { keyColumns: ["k"] } });
         for (;;) {
-          const s = (await (await fetch(`${bank.url}/v1/jobs/${String(job["id"])}`)).json()) as { state: string; reason: string | null };
+          const s = (await (await fetch(`${bank.url}/v1/jobs/${String(job["id"])}`, { headers: bank.auth })).json()) as { state: string; reason: string | null };
           if (s.state === "succeeded") break;
           if (s.state !== "submitted" && s.state !== "running") throw new Error(`job ${s.state}: ${String(s.reason)}`);
           await new Promise((res) => setTimeout(res, 20));

@@ -219,3 +219,43 @@ export function identityFromJSON(json: unknown): NodeIdentity {
   if (!equal(boxPublicKeyFromSecret(box.secretKey), box.publicKey)) throw new InvalidIdentityError("box public key does not match its secret key");
   return { name, signing, box };
 }
+
+/** The form a node's database keeps of its own identity: its name and public keys only (the secret keys live in its key file, node/key-file.ts). */
+export interface StoredIdentityJSON {
+  readonly format: "umbra.public-identity.v1";
+  readonly name: string;
+  readonly signingPublicKey: string;
+  readonly boxPublicKey: string;
+}
+
+/** The database's record of a node's identity: name and public keys, no secret. */
+export function storedIdentityJSON(id: { readonly name: string; readonly signingPublicKey: Uint8Array; readonly boxPublicKey: Uint8Array }): string {
+  const o: StoredIdentityJSON = { format: "umbra.public-identity.v1", name: id.name, signingPublicKey: hex(id.signingPublicKey), boxPublicKey: hex(id.boxPublicKey) };
+  return JSON.stringify(o);
+}
+
+/**
+ * The name and public keys in a database's identity record: the public form,
+ * or the older form that also held the secret keys (`secret` true: a node
+ * moves those into its key file when it starts).
+ */
+export function storedIdentityFrom(json: string): PublicIdentity & { readonly secret: boolean } {
+  let o: unknown;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    throw new InvalidIdentityError("not JSON");
+  }
+  const r = (o ?? {}) as Record<string, unknown>;
+  if (r["format"] === "umbra.public-identity.v1") {
+    const name = r["name"];
+    const s = r["signingPublicKey"];
+    const b = r["boxPublicKey"];
+    if (typeof name !== "string" || !isNodeName(name) || typeof s !== "string" || !HEX_KEY.test(s) || typeof b !== "string" || !HEX_KEY.test(b)) {
+      throw new InvalidIdentityError("the stored public identity is malformed");
+    }
+    return { name, signingPublicKey: new Uint8Array(Buffer.from(s, "hex")), boxPublicKey: new Uint8Array(Buffer.from(b, "hex")), secret: false };
+  }
+  const id = identityFromJSON(o);
+  return { ...publicIdentity(id), secret: true };
+}

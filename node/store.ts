@@ -280,6 +280,8 @@ export interface Store {
   // identity
   /** Stores this node's identity (its JSON text), replacing any previous one. */
   putIdentity(json: string): void;
+  /** Replaces the identity record, scrubbing the old one's bytes from the file (see SqliteStore). */
+  replaceIdentity(json: string): void;
   getIdentity(): string | undefined;
 
   // parties
@@ -348,6 +350,10 @@ export interface Store {
    * stays as it was.
    */
   consumeBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
+  /** Every buyer's budget row of a dataset. */
+  listBudgets(datasetId: string): BudgetRecord[];
+  /** Gives `amount` back to a budget (a reservation larger than what was measured). */
+  refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
 
   // the ledger's rows (node/ledger.ts)
   ledgerHead(): LedgerRow | undefined;
@@ -717,6 +723,21 @@ class SqliteStore implements Store {
     ).run(json, this.#time());
   }
 
+  /**
+   * Replaces the identity record and scrubs the old one from the file: freed
+   * bytes are zeroed (secure_delete) and the write-ahead log is checkpointed
+   * and truncated, so a secret the old record held does not linger on disk.
+   */
+  replaceIdentity(json: string): void {
+    this.#db.pragma("secure_delete = ON");
+    try {
+      this.putIdentity(json);
+    } finally {
+      this.#db.pragma("secure_delete = OFF");
+    }
+    this.#db.pragma("wal_checkpoint(TRUNCATE)");
+  }
+
   getIdentity(): string | undefined {
     const row = this.#sql("SELECT identity FROM identity WHERE id = 1").get() as { identity: string } | undefined;
     return row?.identity;
@@ -1034,6 +1055,20 @@ class SqliteStore implements Store {
       this.#sql(
         "INSERT INTO budgets (dataset_id, buyer, remaining, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (dataset_id, buyer) DO UPDATE SET remaining = excluded.remaining, updated_at = excluded.updated_at",
       ).run(datasetId, buyer, remaining, now);
+      return this.getBudget(datasetId, buyer) as BudgetRecord;
+    });
+  }
+
+  listBudgets(datasetId: string): BudgetRecord[] {
+    return (this.#sql("SELECT * FROM budgets WHERE dataset_id = ? ORDER BY buyer").all(datasetId) as BudgetRow[]).map(budgetFromRow);
+  }
+
+  refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord {
+    checkAmount("amount", amount);
+    const now = this.#time();
+    return this.transaction(() => {
+      if (this.getBudget(datasetId, buyer) === undefined) throw new NotFoundError("budget");
+      this.#sql("UPDATE budgets SET remaining = remaining + ?, updated_at = ? WHERE dataset_id = ? AND buyer = ?").run(amount, now, datasetId, buyer);
       return this.getBudget(datasetId, buyer) as BudgetRecord;
     });
   }

@@ -96,7 +96,7 @@ beforeAll(async () => {
   writeFileSync(join(dirs.bank, "big.csv"), "k\n" + Array.from({ length: 60_000 }, (_, i) => `k${30_000 + i}`).join("\n") + "\n");
   writeFileSync(
     join(root, "telco-policy.json"),
-    JSON.stringify({ allowedProtocols: ["psi", "lookup"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null }),
+    JSON.stringify({ allowedProtocols: ["psi", "lookup"], outputColumns: ["spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null }),
   );
   exchange = await startNode("exchange", "start", "--port", "0", "--db", exchangeDb);
   [telco, bank] = await Promise.all([startTelco(), startNode("party", "start", "--name", "bank", "--exchange", exchange.url, "--port", "0", "--db", join(dirs.bank, "bank.db"), "--data", dirs.bank)]);
@@ -121,29 +121,29 @@ describe("umbra node commands across processes", () => {
   });
 
   it("registers a dataset and lists it", async () => {
-    const reg = await umbra("dataset", "register", "--party", telco.url, "--file", "subscribers.csv", "--policy", `@${join(root, "telco-policy.json")}`);
+    const reg = await umbra("dataset", "register", "--party", telco.url, "--token-file", join(dirs.telco, "telco.token"), "--file", "subscribers.csv", "--policy", `@${join(root, "telco-policy.json")}`);
     expect(reg.stderr).toBe("");
     expect(reg.status).toBe(0);
     expect(reg.stdout).toMatch(/registered telco\.subscribers\.csv .*3,000 rows/);
-    const big = await umbra("dataset", "register", "--party", telco.url, "--file", "big.csv", "--policy", JSON.stringify({ allowedProtocols: ["psi"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" }));
+    const big = await umbra("dataset", "register", "--party", telco.url, "--token-file", join(dirs.telco, "telco.token"), "--file", "big.csv", "--policy", JSON.stringify({ allowedProtocols: ["psi"], keyColumns: ["k"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" }));
     expect(big.status).toBe(0);
-    const list = await umbra("dataset", "list", "--party", bank.url);
+    const list = await umbra("dataset", "list", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"));
     expect(list.status).toBe(0);
     const lines = list.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^id\s+owner\s+rows\s+protocols\s+output columns\s+k\s+expiry$/);
-    expect(list.stdout).toMatch(/telco\.subscribers\.csv\s+telco\s+3,000\s+psi,lookup\s+spend\s+1\s+never/);
+    expect(lines[0]).toMatch(/^id\s+owner\s+rows\s+protocols\s+keys\s+output columns\s+k\s+expiry$/);
+    expect(list.stdout).toMatch(/telco\.subscribers\.csv\s+telco\s+3,000\s+psi,lookup\s+phone\s+spend\s+1\s+never/);
   });
 
   it("job submit --wait runs psi; the result file equals a plain join", async () => {
-    const r = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "1501", "--wait");
+    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "1501", "--wait");
     expect(r.status, r.stderr).toBe(0);
     const id = /job (job-\S+) submitted/.exec(r.stdout)?.[1] as string;
     expect(id).toBeDefined();
     expect(r.stdout).toMatch(new RegExp(`job ${id} succeeded: rows 1,001`));
-    const status = await umbra("job", "status", id, "--party", bank.url);
+    const status = await umbra("job", "status", id, "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"));
     expect(status.stdout).toMatch(/state: succeeded/);
     const out = join(root, "matched.csv");
-    const res = await umbra("job", "result", id, "--party", bank.url, "--out", out);
+    const res = await umbra("job", "result", id, "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--out", out);
     expect(res.status, res.stderr).toBe(0);
     const t = await readTable(out);
     const got = Array.from({ length: t.numRows }, (_, i) => `${t.getChild("phone")?.get(i)}|${t.getChild("grade")?.get(i)}`).sort();
@@ -154,17 +154,17 @@ describe("umbra node commands across processes", () => {
 
   it("a refused job prints its rule, exits 1 and adds exactly one ledger entry", async () => {
     const before = ledgerCount();
-    const r = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi-cardinality", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "10");
+    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi-cardinality", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "10");
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^refused: protocol-not-allowed/m);
     expect(ledgerCount()).toBe(before + 1);
   });
 
   it("a party killed mid-job and restarted: the job ends (failed or succeeded), never stuck", async () => {
-    const sub = await umbra("job", "submit", "--party", bank.url, "--protocol", "psi", "--dataset", "big.csv", "--provider-dataset", "telco.big.csv", "--key", "k");
+    const sub = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--dataset", "big.csv", "--provider-dataset", "telco.big.csv", "--key", "k");
     expect(sub.status, sub.stderr).toBe(0);
     const id = /job (job-\S+) submitted/.exec(sub.stdout)?.[1] as string;
-    const state = async () => /state: (\w+)/.exec((await umbra("job", "status", id, "--party", bank.url)).stdout)?.[1];
+    const state = async () => /state: (\w+)/.exec((await umbra("job", "status", id, "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"))).stdout)?.[1];
     for (let i = 0; i < 200 && (await state()) !== "running"; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await state()).toBe("running");
     await stopNode(telco, "SIGKILL");
@@ -177,7 +177,7 @@ describe("umbra node commands across processes", () => {
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(["failed", "succeeded"]).toContain(final);
-    const status = await umbra("job", "status", id, "--party", bank.url);
+    const status = await umbra("job", "status", id, "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"));
     console.info(`killed-party job ended ${final} (${/reason: (\S+)/.exec(status.stdout)?.[1] ?? "no reason"}) ${Date.now() - t0} ms after the restart`);
     if (final === "failed") expect(status.stdout).toMatch(/reason: UMBRA_/);
   }, 120_000);

@@ -9,7 +9,7 @@ import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { verifyLedger } from "../node/ledger.js";
-import { api, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -28,7 +28,7 @@ beforeAll(async () => {
   writeFileSync(join(bank.dataDir, "customers.csv"), "phone,grade\n" + bp.map((p, i) => `${p},${"ABC"[i % 3]}`).join("\n") + "\n");
   const reg = await api<{ id: string }>(telco.url, "POST", "/v1/datasets", {
     file: "subscribers.csv",
-    policy: { allowedProtocols: ["psi", "psi-cardinality", "lookup"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100_000, budgetUnit: "keys", expiresAt: null },
+    policy: { allowedProtocols: ["psi", "psi-cardinality", "lookup"], outputColumns: ["spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100_000, budgetUnit: "keys", expiresAt: null },
   });
   expect(reg.status).toBe(201);
 }, 60_000);
@@ -51,7 +51,7 @@ describe("jobs through the nodes", () => {
     expect(submit.status).toBe(201);
     const done = await waitForJob(bank.url, submit.body.id);
     expect(done).toMatchObject({ state: "succeeded" });
-    const res = await fetch(`${bank.url}/v1/jobs/${submit.body.id}/result`);
+    const res = await fetch(`${bank.url}/v1/jobs/${submit.body.id}/result`, { headers: partyHeaders(bank.url) });
     expect(res.status).toBe(200);
     const table = tableFromIPC(new Uint8Array(await res.arrayBuffer()));
     expect(table.numRows).toBe(101); // 100 shared phones, one of them twice; the empty phone never matches
@@ -78,13 +78,13 @@ describe("jobs through the nodes", () => {
     const card = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi-cardinality", buyerDataset: "customers.csv", providerDataset: "telco.subscribers.csv", params: { keyColumns: ["phone"], queryCount: 202 } });
     expect(card.status).toBe(201);
     expect(await waitForJob(bank.url, card.body.id)).toMatchObject({ state: "succeeded" });
-    const c = await fetch(`${bank.url}/v1/jobs/${card.body.id}/result`);
+    const c = await fetch(`${bank.url}/v1/jobs/${card.body.id}/result`, { headers: partyHeaders(bank.url) });
     expect(JSON.parse(await c.text())).toEqual({ count: 100 });
 
     const lk = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "lookup", buyerDataset: "customers.csv", providerDataset: "telco.subscribers.csv", params: { keyColumns: ["phone"], outputColumns: ["spend"], queryCount: 202 } });
     expect(lk.status).toBe(201);
     expect(await waitForJob(bank.url, lk.body.id)).toMatchObject({ state: "succeeded" });
-    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${lk.body.id}/result`)).arrayBuffer()));
+    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${lk.body.id}/result`, { headers: partyHeaders(bank.url) })).arrayBuffer()));
     expect(t.numRows).toBe(202);
     expect(t.schema.fields.map((f) => f.name)).toEqual(["phone", "grade", "spend"]);
     expect(t.getChild("spend")!.toArray().filter((v: unknown) => v !== null && !Number.isNaN(v)).length).toBeGreaterThan(0);
@@ -98,7 +98,7 @@ describe("jobs through the nodes", () => {
     const xdoc = (await (await fetch(`${x.url}/documentation/json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(xdoc.openapi).toMatch(/^3\./);
     expect(Object.keys(xdoc.paths)).toEqual(expect.arrayContaining(["/v1/jobs", "/v1/datasets", "/v1/relay", "/v1/mailbox", "/v1/audit"]));
-    const pdoc = (await (await fetch(`${bank.url}/documentation/json`)).json()) as { paths: Record<string, unknown> };
+    const pdoc = (await (await fetch(`${bank.url}/documentation/json`, { headers: partyHeaders(bank.url) })).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(pdoc.paths)).toEqual(expect.arrayContaining(["/v1/jobs", "/v1/datasets", "/v1/jobs/{id}/result"]));
   });
 });

@@ -18,7 +18,7 @@ import { readTable } from "../engine/columns/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
 import { verifyLedger } from "../node/ledger.js";
-import { api, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, tokenFileOf, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 import { rng } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 1 });
@@ -120,7 +120,7 @@ const jobBody = (datasets: readonly string[] = datasetIds, aggregate: Record<str
 
 /** What a buyer gets for a job that did not succeed: nothing. */
 async function expectNoResult(id: string): Promise<void> {
-  expect((await fetch(`${bank.url}/v1/jobs/${id}/result`)).status).toBe(404);
+  expect((await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) })).status).toBe(404);
   expect(bank.store.getResult(id)).toBeUndefined();
 }
 
@@ -156,7 +156,7 @@ describe("federated-aggregate through the node", () => {
     const id = r.body.id;
     const done = await waitForJob(bank.url, id);
     expect(done).toMatchObject({ state: "succeeded" });
-    const res = await fetch(`${bank.url}/v1/jobs/${id}/result`);
+    const res = await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) });
     expect(res.status).toBe(200);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const t = tableFromIPC(bytes);
@@ -183,7 +183,7 @@ describe("federated-aggregate through the node", () => {
     const r = await submit(jobBody(datasetIds, { ...aggregateParams, histogram: undefined, approximate: true }));
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
-    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`)).arrayBuffer()));
+    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`, { headers: partyHeaders(bank.url) })).arrayBuffer()));
     const names = t.schema.fields.map((f) => f.name);
     for (const n of ["bound_sum_spend", "bound_avg_spend", "bound_var_spend"]) expect(names).toContain(n);
     const want = oracle(data.flat());
@@ -208,7 +208,7 @@ describe("federated-aggregate through the node", () => {
     const lines: string[] = [];
     const io = { out: (l: string) => void lines.push(l), err: () => undefined };
     const code = await jobCommand(
-      ["submit", "--party", bank.url, "--protocol", "federated-aggregate", ...datasetIds.flatMap((d) => ["--dataset", d]),
+      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "federated-aggregate", ...datasetIds.flatMap((d) => ["--dataset", d]),
         "--agg", "count,sum(spend),avg(spend),var(spend)", "--group-by", "region", "--categories", CATEGORIES.join(","),
         "--histogram", `age:${EDGES.join(",")}`, "--max-abs", "1000", "--wait"],
       io,
@@ -217,7 +217,7 @@ describe("federated-aggregate through the node", () => {
     const id = /job (job-\S+) submitted/.exec(lines.join("\n"))?.[1] as string;
     expect(lines.join("\n")).toMatch(new RegExp(`job ${id} succeeded: cells 4, suppressed 1`));
     const out = join(bank.dataDir, "federated.csv");
-    expect(await jobCommand(["result", id, "--party", bank.url, "--out", out], io)).toBe(0);
+    expect(await jobCommand(["result", id, "--party", bank.url, "--token-file", tokenFileOf(bank), "--out", out], io)).toBe(0);
     const t = await readTable(out);
     expectEqualToOracle(t);
   }, 60_000);
@@ -280,7 +280,7 @@ describe("federated-aggregate through the node", () => {
     const failed = [...x.store.ledgerRows({ job: r.body.id })].find((e) => e.kind === "job.failed");
     expect(JSON.parse(failed?.body ?? "{}")).toMatchObject({ reason: "UMBRA_MISSING_PARTY", missing: ["insurer"] });
     const lines: string[] = [];
-    expect(await jobCommand(["status", r.body.id, "--party", bank.url], { out: (l) => void lines.push(l), err: () => undefined })).toBe(0);
+    expect(await jobCommand(["status", r.body.id, "--party", bank.url, "--token-file", tokenFileOf(bank)], { out: (l) => void lines.push(l), err: () => undefined })).toBe(0);
     expect(lines.join("\n")).toMatch(/state: failed\n\s+reason: UMBRA_MISSING_PARTY/);
     expect(verifyLedger(x.store, x.publicKey).ok).toBe(true);
   }, 60_000);

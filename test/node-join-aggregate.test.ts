@@ -24,7 +24,7 @@ import { verifyLedger } from "../node/ledger.js";
 import { buildExchange } from "../node/server/exchange.js";
 import { openStore } from "../node/store.js";
 import { rng } from "./helpers/data.js";
-import { api, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, tokenFileOf, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -34,7 +34,7 @@ let telco: TestParty;
 const K = 5;
 const SEGMENTS = ["gold", "silver", "bronze"];
 const DATASET = "telco.usage.csv";
-const POLICY = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: K, queryBudget: 100, budgetUnit: "jobs", expiresAt: null };
+const POLICY = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["id"], allowedBuyers: ["bank"], minGroupSize: K, queryBudget: 100, budgetUnit: "jobs", expiresAt: null };
 
 interface BuyerRow {
   id: string | null;
@@ -148,7 +148,7 @@ const jobBody = (dataset = DATASET, aggregate: Record<string, unknown> = { aggre
 
 /** What a buyer gets for a job that did not succeed: nothing. */
 async function expectNoResult(id: string): Promise<void> {
-  expect((await fetch(`${bank.url}/v1/jobs/${id}/result`)).status).toBe(404);
+  expect((await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) })).status).toBe(404);
   expect(bank.store.getResult(id)).toBeUndefined();
 }
 
@@ -194,7 +194,7 @@ describe("join-aggregate through the node", () => {
     const id = r.body.id;
     const done = await waitForJob(bank.url, id);
     expect(done.state, done.reason ?? "").toBe("succeeded");
-    const res = await fetch(`${bank.url}/v1/jobs/${id}/result`);
+    const res = await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) });
     expect(res.status).toBe(200);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const t = tableFromIPC(bytes);
@@ -225,7 +225,7 @@ describe("join-aggregate through the node", () => {
     const lines: string[] = [];
     const io = { out: (l: string) => void lines.push(l), err: () => undefined };
     const code = await jobCommand(
-      ["submit", "--party", bank.url, "--protocol", "join-aggregate", "--dataset", DATASET, "--input", "customers.csv", "--key", "id", "--group-by", "segment",
+      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "join-aggregate", "--dataset", DATASET, "--input", "customers.csv", "--key", "id", "--group-by", "segment",
         "--agg", "count,sum(spend),avg(spend),var(spend)", "--min-group-size", String(K + 1), "--max-abs-value", "1000", "--wait"],
       io,
     );
@@ -234,7 +234,7 @@ describe("join-aggregate through the node", () => {
     const want = oracle(true, K + 1);
     expect(lines.join("\n")).toContain(`job ${id} succeeded: groups ${want.groups.length}, suppressed ${want.suppressed}`);
     const out = join(bank.dataDir, "by-segment.csv");
-    expect(await jobCommand(["result", id, "--party", bank.url, "--out", out], io)).toBe(0);
+    expect(await jobCommand(["result", id, "--party", bank.url, "--token-file", tokenFileOf(bank), "--out", out], io)).toBe(0);
     expectOracle(groupsOf(await readTable(out), "segment"), want.groups);
   }, 90_000);
 
@@ -243,7 +243,7 @@ describe("join-aggregate through the node", () => {
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     const done = await waitForJob(bank.url, r.body.id);
     expect(done.state, done.reason ?? "").toBe("succeeded");
-    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`)).arrayBuffer()));
+    const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`, { headers: partyHeaders(bank.url) })).arrayBuffer()));
     expect(t.schema.fields.map((f) => f.name)).toEqual(["avg_spend"]);
     const want = oracle(false, K).groups[0] as Group;
     expect(t.numRows).toBe(1);

@@ -51,7 +51,7 @@ beforeAll(async () => {
   bank = await startParty("bank", x.url, pool);
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n1\n2\n3\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
-  const reg = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi"], allowedBuyers: ["bank"], queryBudget: 10, budgetUnit: "jobs" } });
+  const reg = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 10, budgetUnit: "jobs" } });
   expect(reg.status).toBe(201);
   mallory = generateIdentity("mallory");
 }, 60_000);

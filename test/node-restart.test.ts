@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
-import { api, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -22,7 +22,7 @@ beforeAll(async () => {
   bank = await startParty("bank", x.url, pool);
   writeFileSync(join(telco.dataDir, "big.csv"), "k\n" + rows(60_000) + "\n");
   writeFileSync(join(bank.dataDir, "mine.csv"), "k\n" + rows(60_000, 30_000) + "\n");
-  await api(telco.url, "POST", "/v1/datasets", { file: "big.csv", policy: { allowedProtocols: ["psi"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" } });
+  await api(telco.url, "POST", "/v1/datasets", { file: "big.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["k"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" } });
 }, 60_000);
 
 afterAll(async () => {
@@ -51,7 +51,7 @@ describe("restarts and silence", () => {
     const done = await waitForJob(bank.url, job.body.id, 30_000);
     expect(done.state).toBe("failed");
     expect(done.reason).toBe("UMBRA_PARTY_RESTARTED");
-    expect((await fetch(`${bank.url}/v1/jobs/${job.body.id}/result`)).status).toBe(404);
+    expect((await fetch(`${bank.url}/v1/jobs/${job.body.id}/result`, { headers: partyHeaders(bank.url) })).status).toBe(404);
     expect(x.store.listJobs({ state: ["submitted", "running"] })).toEqual([]);
   });
 
@@ -62,6 +62,6 @@ describe("restarts and silence", () => {
     const done = await waitForJob(bank.url, job.body.id, 30_000);
     expect(done.state).toBe("failed");
     expect(["UMBRA_JOB_TIMEOUT", "UMBRA_PARTY_RESTARTED"]).toContain(done.reason);
-    expect((await fetch(`${bank.url}/v1/jobs/${job.body.id}/result`)).status).toBe(404);
+    expect((await fetch(`${bank.url}/v1/jobs/${job.body.id}/result`, { headers: partyHeaders(bank.url) })).status).toBe(404);
   });
 });

@@ -7,7 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { UmbraError } from "../../engine/errors.js";
-import { identityFromJSON } from "../identity.js";
+import { storedIdentityFrom } from "../identity.js";
 import { listEntries, verifyLedger, type LedgerVerification } from "../ledger.js";
 import { openStore, type Store } from "../store.js";
 import { parseOptions, processIO, UsageError, type CommandIO } from "./args.js";
@@ -27,7 +27,7 @@ function openLedgerStore(db: string): Store {
 export function storedPublicKey(store: Store): Uint8Array {
   const json = store.getIdentity();
   if (json === undefined) throw new UmbraError("UMBRA_NOT_FOUND", "the store holds no node identity (is it an exchange's database?)");
-  return identityFromJSON(json).signing.publicKey;
+  return storedIdentityFrom(json).signingPublicKey;
 }
 
 /** Verifies the ledger in a store file. */

@@ -31,7 +31,7 @@ import { listEntries, type LedgerEntry } from "../ledger.js";
 import { openStore } from "../store.js";
 import { count, parseOptions, processIO, type CommandIO } from "./args.js";
 import { describeFinal, describeProgress, jobResult, registerDataset, submitAggregateJob, submitJob, submitJoinAggregateJob, waitForJob, type JobView } from "./jobs.js";
-import { PartyApiError } from "./node.js";
+import { PartyApiError, partyEndpoint, type PartyEndpoint } from "./node.js";
 
 const CLI = fileURLToPath(new URL("../cli.js", import.meta.url));
 
@@ -323,21 +323,22 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       ),
     );
     procs.push(...parties);
-    const [insurer, telco, retailer, bank] = parties as [Proc, Proc, Proc, Proc];
+    // Each party's API answers only with its token, from the token file it wrote beside its database (--token-file).
+    const [insurer, telco, retailer, bank] = parties.map((p) => partyEndpoint(p.url, join(dirs[p.name] as string, `${p.name}.token`))) as [PartyEndpoint, PartyEndpoint, PartyEndpoint, PartyEndpoint];
     say(`\n2. Nodes started (${secs(t)}), each its own process, database and data folder; logs in ${root}/*.log`);
     for (const p of procs) say(`   ${p.name.padEnd(9)} pid ${String(p.child.pid).padEnd(7)} ${p.url}`);
 
     // 3. Catalog.
     t = performance.now();
-    const telcoPolicy = { allowedProtocols: ["psi", "lookup"], outputColumns: ["monthly_spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null };
-    const retailerPolicy = { allowedProtocols: ["psi", "psi-cardinality"], outputColumns: [], allowedBuyers: ["bank"], minGroupSize: 10, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
-    const rt = await registerDataset(telco.url, "subscribers.csv", telcoPolicy);
-    const rr = await registerDataset(retailer.url, "members.csv", retailerPolicy);
+    const telcoPolicy = { allowedProtocols: ["psi", "lookup"], outputColumns: ["monthly_spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1_000_000, budgetUnit: "keys", expiresAt: null };
+    const retailerPolicy = { allowedProtocols: ["psi", "psi-cardinality"], outputColumns: [], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 10, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
+    const rt = await registerDataset(telco, "subscribers.csv", telcoPolicy);
+    const rr = await registerDataset(retailer, "members.csv", retailerPolicy);
     const householdPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["region", "monthly_spend", "age"], allowedBuyers: ["bank"], minGroupSize: FA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
-    const byName: Record<string, Proc> = { telco, retailer, insurer };
-    const rh = await Promise.all(FA_PROVIDERS.map((p) => registerDataset((byName[p] as Proc).url, "households.csv", householdPolicy)));
-    const spendPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["monthly_spend"], allowedBuyers: ["bank"], minGroupSize: JA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
-    const rs = await registerDataset(telco.url, "spend.csv", spendPolicy);
+    const byName: Record<string, PartyEndpoint> = { telco, retailer, insurer };
+    const rh = await Promise.all(FA_PROVIDERS.map((p) => registerDataset(byName[p] as PartyEndpoint, "households.csv", householdPolicy)));
+    const spendPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["monthly_spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: JA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
+    const rs = await registerDataset(telco, "spend.csv", spendPolicy);
     say(`\n3. Datasets registered (descriptor and policy only — never rows) (${secs(t)})`);
     say(`   ${rt.id.padEnd(25)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
     say(`   ${rr.id.padEnd(25)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
@@ -350,7 +351,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       const tj = performance.now();
       say(`\n   ${label}`);
       const job = await submit();
-      const done = await waitForJob(bank.url, job.id, (j, ms) => say(`     … ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
+      const done = await waitForJob(bank, job.id, (j, ms) => say(`     … ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
       say(`     ${describeFinal(done)} in ${secs(tj)}`);
       if (done.state !== "succeeded") ok = false;
       return done;
@@ -385,11 +386,11 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     };
 
     // psi against the telco.
-    const psi = await run("psi: which of the bank's customers are telco subscribers", () => submitJob(bank.url, {
+    const psi = await run("psi: which of the bank's customers are telco subscribers", () => submitJob(bank, {
       protocol: "psi", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], queryCount: bankKeys.size,
     }));
     if (psi.state === "succeeded") {
-      const r = await jobResult(bank.url, psi.id);
+      const r = await jobResult(bank, psi.id);
       if (r.kind === "table") {
         const tbl = tableFromIPC(r.bytes);
         const expected = data.bank.filter((x) => x.phone !== "" && data.telco.has(x.phone)).map((x) => `${x.phone}|${x.grade}`);
@@ -402,11 +403,11 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     }
 
     // psi-cardinality against the retailer.
-    const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", () => submitJob(bank.url, {
+    const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", () => submitJob(bank, {
       protocol: "psi-cardinality", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"],
     }));
     if (card.state === "succeeded") {
-      const r = await jobResult(bank.url, card.id);
+      const r = await jobResult(bank, card.id);
       const expected = [...bankKeys].filter((p) => data.retailer.has(p)).length;
       const got = r.kind === "count" ? r.count : -1;
       say(`     the bank got:      ${count(got)} shared customers (a count, no rows)`);
@@ -416,11 +417,11 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     }
 
     // lookup against the telco.
-    const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", () => submitJob(bank.url, {
+    const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", () => submitJob(bank, {
       protocol: "lookup", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], columns: ["monthly_spend"], queryCount: bankKeys.size,
     }));
     if (lookup.state === "succeeded") {
-      const r = await jobResult(bank.url, lookup.id);
+      const r = await jobResult(bank, lookup.id);
       if (r.kind === "table") {
         const tbl = tableFromIPC(r.bytes);
         const [ph, gr, sp] = [column(tbl, "phone"), column(tbl, "grade"), column(tbl, "monthly_spend")];
@@ -436,7 +437,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // federated-aggregate across the three providers, the exchange as the aggregator.
     const fa = await run(`federated-aggregate: household spend per region and an age histogram across the telco, the retailer and the insurer (k = ${FA_K})`, () =>
-      submitAggregateJob(bank.url, {
+      submitAggregateJob(bank, {
         datasets: rh.map((r) => r.id),
         computation: {
           aggregates: [{ fn: "count" }, { fn: "sum", column: "monthly_spend" }, { fn: "avg", column: "monthly_spend" }, { fn: "stddev", column: "monthly_spend" }],
@@ -447,7 +448,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       }),
     );
     if (fa.state === "succeeded") {
-      const r = await jobResult(bank.url, fa.id);
+      const r = await jobResult(bank, fa.id);
       if (r.kind === "table") {
         const got = householdResult(tableFromIPC(r.bytes));
         const want = householdAnswer(FA_PROVIDERS.flatMap((p) => data.households[p]));
@@ -467,7 +468,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // join-aggregate: the bank's risk grades × the telco's monthly spend, the exchange as the matcher and aggregator.
     const ja = await run(`join-aggregate: the average monthly spend at the telco of the bank's customers per risk grade (k = ${JA_K})`, () =>
-      submitJoinAggregateJob(bank.url, {
+      submitJoinAggregateJob(bank, {
         input: "risk.csv",
         dataset: rs.id,
         keys: ["phone"],
@@ -481,7 +482,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       }),
     );
     if (ja.state === "succeeded") {
-      const r = await jobResult(bank.url, ja.id);
+      const r = await jobResult(bank, ja.id);
       if (r.kind === "table") {
         const got = riskResult(tableFromIPC(r.bytes));
         const want = riskAnswer(risk);
@@ -503,7 +504,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     // A job the retailer's policy refuses.
     say(`\n   lookup against the retailer (its policy allows psi and psi-cardinality only)`);
     try {
-      await submitJob(bank.url, { protocol: "lookup", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"], columns: ["points"], queryCount: bankKeys.size });
+      await submitJob(bank, { protocol: "lookup", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"], columns: ["points"], queryCount: bankKeys.size });
       say("     accepted — NOT EXPECTED");
       ok = false;
     } catch (err) {

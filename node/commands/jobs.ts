@@ -14,19 +14,21 @@ import { maxAbsValueFromText } from "../jobs/federated-aggregate.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
-import { DEFAULT_PARTY_URL, PartyApiError, partyFetch, partyJson, urlOption } from "./node.js";
+import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
-export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--party URL]
+export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--party URL] [--token-file FILE]
                  describe a file of the party's data folder (schema, rows, content
-                 hash; never rows) and register it with its usage policy
-  dataset list [--party URL]
+                 hash; never rows) and register it with its usage policy;
+                 --update registers a file again: a new policy version (and content),
+                 recorded in the exchange's ledger
+  dataset list [--party URL] [--token-file FILE]
                  the datasets this party may use: id, owner, rows, protocols,
                  output columns, k, expiry
 `;
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --dataset MY_FILE
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
-      [--wait] [--party URL]
+      [--wait] [--party URL] [--token-file FILE]
                  submit a job as the buyer (MY_FILE is in the buyer's data folder);
                  --wait: show its progress until it ends, then print its state
   job submit --protocol federated-aggregate --dataset ID --dataset ID [--dataset ID ...]
@@ -63,6 +65,11 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --d
                  var_COL, stddev_COL), or print the count of a
                  psi-cardinality job
   job cancel ID [--party URL]
+
+  Every dataset and job command talks to a party agent's local API: --party URL
+  (default http://127.0.0.1:7301) with its bearer token from --token-file FILE,
+  else UMBRA_TOKEN, else the one .umbra/*.token file in this folder (umbra party
+  start writes it beside its database, mode 0600).
 `;
 
 export interface JobView {
@@ -86,6 +93,7 @@ interface CatalogEntry {
   rowCount: number;
   allowedProtocols: string[];
   outputColumns: string[];
+  keyColumns?: (string | string[])[];
   minGroupSize: number;
   queryBudget: number;
   budgetUnit: string;
@@ -132,11 +140,11 @@ function requireId(id: string | undefined, usage: string): string {
 
 // --------------------------------------------------------------- dataset
 
-export async function registerDataset(party: string, file: string, policy: unknown): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string }> {
-  return partyJson(party, "POST", "/v1/datasets", { file, policy });
+export async function registerDataset(party: PartyEndpoint, file: string, policy: unknown, update = false): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string }> {
+  return partyJson(party, "POST", "/v1/datasets", { file, policy, ...(update ? { update: true } : {}) });
 }
 
-export async function listDatasets(party: string): Promise<CatalogEntry[]> {
+export async function listDatasets(party: PartyEndpoint): Promise<CatalogEntry[]> {
   return (await partyJson<{ datasets: CatalogEntry[] }>(party, "GET", "/v1/datasets")).datasets;
 }
 
@@ -149,19 +157,19 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
     return 0;
   }
   if (sub === "register") {
-    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--party": "string" }, usage);
+    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", ...PARTY_API_OPTIONS }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
     const file = o.require("--file");
     const policy = policyOption(o, usage);
-    const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
-    const r = await registerDataset(party, file, policy);
-    io.out(`registered ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
+    const party = partyOption(o, usage);
+    const r = await registerDataset(party, file, policy, o.has("--update"));
+    io.out(`${o.has("--update") ? "updated" : "registered"} ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
     return 0;
   }
   if (sub === "list") {
-    const o = parseOptions(rest, { "--party": "string" }, usage);
+    const o = parseOptions(rest, { ...PARTY_API_OPTIONS }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+    const party = partyOption(o, usage);
     const ds = await listDatasets(party);
     if (ds.length === 0) {
       io.out("no datasets");
@@ -172,11 +180,12 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
       d.owner,
       count(d.rowCount),
       d.allowedProtocols.join(",") || "-",
+      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(",") || "-",
       d.outputColumns.join(",") || "-",
       String(d.minGroupSize),
       d.expiresAt ?? "never",
     ]);
-    for (const l of table(["id", "owner", "rows", "protocols", "output columns", "k", "expiry"], rows)) io.out(l);
+    for (const l of table(["id", "owner", "rows", "protocols", "keys", "output columns", "k", "expiry"], rows)) io.out(l);
     return 0;
   }
   throw new UsageError(`unknown dataset command "${sub}"`, usage);
@@ -193,7 +202,7 @@ export interface SubmitInput {
   readonly queryCount?: number;
 }
 
-export async function submitJob(party: string, s: SubmitInput): Promise<JobView> {
+export async function submitJob(party: PartyEndpoint, s: SubmitInput): Promise<JobView> {
   const params: Record<string, unknown> = { keyColumns: s.keys };
   if (s.columns) params["outputColumns"] = s.columns;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
@@ -209,7 +218,7 @@ export interface AggregateSubmitInput {
 }
 
 /** Submits a federated-aggregate job (the request's params.aggregate from the parsed options). */
-export async function submitAggregateJob(party: string, s: AggregateSubmitInput): Promise<JobView> {
+export async function submitAggregateJob(party: PartyEndpoint, s: AggregateSubmitInput): Promise<JobView> {
   const c = s.computation;
   const aggregate: Record<string, unknown> = { aggregates: c.aggregates };
   if (c.groupBy) aggregate["groupBy"] = c.groupBy;
@@ -245,7 +254,7 @@ export interface JoinAggregateSubmitInput {
 }
 
 /** Submits a join-aggregate job (the request's params.aggregate; what is left out the exchange fills). */
-export async function submitJoinAggregateJob(party: string, s: JoinAggregateSubmitInput): Promise<JobView> {
+export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggregateSubmitInput): Promise<JobView> {
   const aggregate: Record<string, unknown> = { aggregates: s.aggregates };
   if (s.groupBy !== undefined) aggregate["groupBy"] = { column: s.groupBy };
   if (s.maxAbsValue !== undefined) aggregate["maxAbsValue"] = s.maxAbsValue;
@@ -258,7 +267,7 @@ export async function submitJoinAggregateJob(party: string, s: JoinAggregateSubm
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.dataset, params });
 }
 
-export async function jobStatus(party: string, id: string): Promise<JobView> {
+export async function jobStatus(party: PartyEndpoint, id: string): Promise<JobView> {
   return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
 }
 
@@ -280,7 +289,7 @@ export function describeProgress(j: JobView): string {
  * Polls until the job is in a final state; `onChange` sees each new state or
  * progress line (progress at most once a second, and a tick every 5 s).
  */
-export async function waitForJob(party: string, id: string, onChange: (j: JobView, elapsedMs: number) => void = () => undefined, intervalMs = 150): Promise<JobView> {
+export async function waitForJob(party: PartyEndpoint, id: string, onChange: (j: JobView, elapsedMs: number) => void = () => undefined, intervalMs = 150): Promise<JobView> {
   const t0 = performance.now();
   let lastState = "";
   let lastLine = "";
@@ -301,7 +310,7 @@ export async function waitForJob(party: string, id: string, onChange: (j: JobVie
 }
 
 /** The result bytes of a job: an Arrow IPC stream, or JSON {count}. */
-export async function jobResult(party: string, id: string): Promise<{ kind: "table"; bytes: Uint8Array } | { kind: "count"; count: number }> {
+export async function jobResult(party: PartyEndpoint, id: string): Promise<{ kind: "table"; bytes: Uint8Array } | { kind: "count"; count: number }> {
   const res = await partyFetch(party, "GET", `/v1/jobs/${encodeURIComponent(id)}/result`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes[0] === 0x7b /* { */) {
@@ -347,7 +356,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           "--max-join-rows": "string",
           "--group": "string",
           "--wait": "flag",
-          "--party": "string",
+          ...PARTY_API_OPTIONS,
         },
         usage,
       );
@@ -357,7 +366,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         throw new UsageError("--protocol must be psi, psi-cardinality, lookup, federated-aggregate or join-aggregate", usage);
       }
       const queryCount = o.integer("--query-count");
-      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const party = partyOption(o, usage);
       const misplaced = (names: readonly string[], why: string) => {
         const given = names.find((n) => o.has(n));
         if (given !== undefined) throw new UsageError(`${given} ${why}`, usage);
@@ -439,9 +448,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
     }
     case "status": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { "--party": "string" }, usage);
+      const o = parseOptions(more, { ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
-      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const party = partyOption(o, usage);
       const j = await jobStatus(party, requireId(id, usage));
       io.out(`job ${j.id}\n  protocol: ${j.protocol}\n  buyer: ${j.buyer}\n  providers: ${j.providers.join(", ")}\n  state: ${j.state}${j.reason ? `\n  reason: ${j.reason}` : ""}` +
         `${j.progress ? `\n  progress: ${JSON.stringify(j.progress)}` : ""}\n  created: ${new Date(j.createdAt).toISOString()}\n  updated: ${new Date(j.updatedAt).toISOString()}`);
@@ -449,9 +458,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
     }
     case "result": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { "--out": "string", "--party": "string" }, usage);
+      const o = parseOptions(more, { "--out": "string", ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
-      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const party = partyOption(o, usage);
       const out = o.get("--out");
       if (out !== undefined) checkOutput(out, [], usage);
       const r = await jobResult(party, requireId(id, usage));
@@ -467,9 +476,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
     }
     case "cancel": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { "--party": "string" }, usage);
+      const o = parseOptions(more, { ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
-      const party = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+      const party = partyOption(o, usage);
       const j = await partyJson<JobView>(party, "POST", `/v1/jobs/${encodeURIComponent(requireId(id, usage))}/cancel`);
       io.out(`job ${j.id} ${j.state}`);
       return 0;

@@ -3,23 +3,115 @@
  * until SIGINT / SIGTERM. Also the party agent's local HTTP API as the other
  * node commands (dataset, job) call it.
  */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { isNodeName } from "../identity.js";
+import { readSecretFile } from "../secret-file.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, startExchangeNode, startPartyNode } from "../server/start.js";
 import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
-export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE]
+export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
+      [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
-                 SIGINT / SIGTERM; logs (pino JSON) on stderr
+                 SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
+                 signs the audit ledger) is in --key-file (default: the db's path with
+                 .key, created mode 0600 on first start), sealed under a passphrase
+                 when UMBRA_KEY_PASSPHRASE or --key-passphrase-file gives one; with
+                 --tls-cert/--tls-key it serves HTTPS
 `;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--port P] [--host H] [--db FILE] [--data DIR]
+      [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
+      [--tls-cert FILE --tls-key FILE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
-                 db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM
+                 db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
+                 API needs the bearer token in --token-file (default: the db's path
+                 with .token, created mode 0600 on first start; the other commands
+                 read it with --token-file or UMBRA_TOKEN); it listens on loopback
+                 unless --host is given with --tls-cert/--tls-key. An https exchange
+                 with a private CA: set NODE_EXTRA_CA_CERTS=ca.pem
 `;
+
+/** The options every client of a party agent's API takes. */
+export const PARTY_API_OPTIONS = { "--party": "string", "--token-file": "string" } as const;
+
+/** A party agent's local API: its URL and bearer token. */
+export interface PartyEndpoint {
+  readonly url: string;
+  readonly token: string;
+}
+
+/**
+ * The party agent the command talks to: --party (default ${DEFAULT_PARTY_URL})
+ * and its token — from --token-file, else UMBRA_TOKEN, else the one token
+ * file in ./.umbra (where \`umbra party start\` writes it by default).
+ */
+export function partyOption(o: Options, usage: string): PartyEndpoint {
+  const url = urlOption(o, "--party", DEFAULT_PARTY_URL, usage);
+  const file = o.get("--token-file");
+  if (file !== undefined) return { url, token: tokenFromFile(file) };
+  const env = process.env["UMBRA_TOKEN"]?.trim();
+  if (env) return { url, token: env };
+  let found: string[] = [];
+  try {
+    found = readdirSync(".umbra").filter((f) => f.endsWith(".token"));
+  } catch {
+    // no .umbra folder here
+  }
+  if (found.length === 1) return { url, token: tokenFromFile(join(".umbra", found[0] as string)) };
+  throw new UsageError(
+    found.length > 1
+      ? `the party agent's API needs its token and .umbra holds ${found.length} token files: give --token-file .umbra/NAME.token (or set UMBRA_TOKEN)`
+      : "the party agent's API needs its token: give --token-file FILE (umbra party start printed it; by default .umbra/NAME.token beside its database) or set UMBRA_TOKEN",
+    usage,
+  );
+}
+
+/** A party agent's endpoint from its URL and its token file, as `--party URL --token-file FILE` give it. */
+export function partyEndpoint(url: string, tokenFile: string): PartyEndpoint {
+  return { url, token: tokenFromFile(tokenFile) };
+}
+
+function tokenFromFile(file: string): string {
+  const text = readSecretFile(file, "API token file");
+  if (text === undefined) throw new UmbraError("UMBRA_NOT_FOUND", `no token file at "${file}" (umbra party start creates it beside its database)`);
+  return text.trim();
+}
+
+/** The key passphrase: --key-passphrase-file, else UMBRA_KEY_PASSPHRASE, else none. */
+function passphraseOption(o: Options): string | undefined {
+  const file = o.get("--key-passphrase-file");
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, "utf8").replace(/\r?\n$/, "");
+    } catch {
+      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the passphrase file "${file}"`);
+    }
+  }
+  const env = process.env["UMBRA_KEY_PASSPHRASE"];
+  return env === undefined || env === "" ? undefined : env;
+}
+
+/** --tls-cert and --tls-key, both or neither. */
+function tlsOptions(o: Options, usage: string): { tls?: { certFile: string; keyFile: string } } {
+  const cert = o.get("--tls-cert");
+  const key = o.get("--tls-key");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--tls-cert and --tls-key go together", usage);
+  return cert !== undefined && key !== undefined ? { tls: { certFile: cert, keyFile: key } } : {};
+}
+
+/** The options of a node's key file and TLS. */
+function keyAndTls(o: Options, usage: string): { keyFile?: string; keyPassphrase?: string; tls?: { certFile: string; keyFile: string } } {
+  const keyFile = o.get("--key-file");
+  const keyPassphrase = passphraseOption(o);
+  return { ...(keyFile !== undefined ? { keyFile } : {}), ...(keyPassphrase !== undefined ? { keyPassphrase } : {}), ...tlsOptions(o, usage) };
+}
+
+const NODE_OPTIONS = { "--port": "string", "--host": "string", "--db": "string", "--key-file": "string", "--key-passphrase-file": "string", "--tls-cert": "string", "--tls-key": "string" } as const;
 
 /** A port from 0 (any free one) to 65535. */
 export function portOption(o: Options, usage: string): number | undefined {
@@ -57,7 +149,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const o = parseOptions(rest, { "--port": "string", "--host": "string", "--db": "string" }, usage);
+  const o = parseOptions(rest, NODE_OPTIONS, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
     return 0;
@@ -65,7 +157,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const port = portOption(o, usage);
   const host = o.get("--host");
   const db = o.get("--db");
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), say: io.out });
+  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), say: io.out });
   return untilClosed(node);
 }
 
@@ -78,7 +170,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
-  const spec: OptionSpec = { "--name": "string", "--exchange": "string", "--port": "string", "--host": "string", "--db": "string", "--data": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string" };
   const o = parseOptions(rest, spec, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
@@ -91,7 +183,18 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   const host = o.get("--host");
   const db = o.get("--db");
   const data = o.get("--data");
-  const node = await startPartyNode({ name, exchange, ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...(data ? { data } : {}), say: io.out });
+  const tokenFile = o.get("--token-file");
+  const node = await startPartyNode({
+    name,
+    exchange,
+    ...(port !== undefined ? { port } : {}),
+    ...(host ? { host } : {}),
+    ...(db ? { db } : {}),
+    ...(data ? { data } : {}),
+    ...(tokenFile ? { tokenFile } : {}),
+    ...keyAndTls(o, usage),
+    say: io.out,
+  });
   return untilClosed(node);
 }
 
@@ -108,17 +211,15 @@ export class PartyApiError extends UmbraError {
   }
 }
 
-/** Calls the party agent's local API; JSON in, the raw response out. */
-export async function partyFetch(base: string, method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<Response> {
+/** Calls the party agent's local API with its token; JSON in, the raw response out. */
+export async function partyFetch(party: PartyEndpoint, method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<Response> {
   let res: Response;
+  const headers: Record<string, string> = { authorization: `Bearer ${party.token}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
   try {
-    res = await fetch(base + path, {
-      method,
-      ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    res = await fetch(party.url + path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(timeoutMs) });
   } catch {
-    throw new UmbraError("UMBRA_UNREACHABLE", `no party agent answers at ${base} (start one with "umbra party start", or give --party URL)`);
+    throw new UmbraError("UMBRA_UNREACHABLE", `no party agent answers at ${party.url} (start one with "umbra party start", or give --party URL)`);
   }
   if (!res.ok) {
     const e = await errorOf(res, "UMBRA_PARTY", `the party agent answered ${res.status}`);
@@ -127,6 +228,6 @@ export async function partyFetch(base: string, method: string, path: string, bod
   return res;
 }
 
-export async function partyJson<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  return (await (await partyFetch(base, method, path, body)).json()) as T;
+export async function partyJson<T>(party: PartyEndpoint, method: string, path: string, body?: unknown): Promise<T> {
+  return (await (await partyFetch(party, method, path, body)).json()) as T;
 }

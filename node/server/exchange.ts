@@ -54,6 +54,8 @@ export interface ExchangeOptions {
   readonly jobTimeoutMs?: number;
   /** The crypto pool of the exchange's own roles (default: the shared pool, created on first use). */
   readonly pool?: CryptoPool;
+  /** Serve over TLS (PEM key and certificate). */
+  readonly https?: { readonly key: string | Buffer; readonly cert: string | Buffer };
 }
 
 declare module "fastify" {
@@ -106,7 +108,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   const now = o.now ?? Date.now;
   // keepAliveTimeout: Node's default, not Fastify's 72 s — parties reuse a connection at once or not at all, and a
   // connection a stopped party left behind would otherwise hold the exchange's close for that long.
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000, keepAliveTimeout: 5_000 }) as unknown as FastifyInstance & { mailboxes: Mailboxes };
+  const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000, keepAliveTimeout: 5_000 };
+  const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as FastifyInstance & { mailboxes: Mailboxes };
   const mailboxes = new Mailboxes();
   app.decorate("mailboxes", mailboxes);
   // Answer every open long-poll before the server waits for in-flight requests to end.

@@ -19,7 +19,8 @@
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
 import { createHash } from "node:crypto";
-import { isAbsolute, join, normalize, relative } from "node:path";
+import { constants, openSync, closeSync, fstatSync, realpathSync } from "node:fs";
+import { isAbsolute, join, normalize, relative, sep } from "node:path";
 import { RecordBatchStreamWriter, Table } from "apache-arrow";
 import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
@@ -30,19 +31,21 @@ import { UmbraError } from "../../engine/errors.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocols/index.js";
 import { describeDataset, type DatasetDescriptor } from "../catalog.js";
-import { openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { WrongSenderError } from "../errors.js";
 import { maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import { faParamsOf } from "../jobs/federated-aggregate.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
-import { checkJob, jobDatasets, parsePolicy, PolicyDeniedError, type UsagePolicy } from "../policy.js";
+import { checkJob, jobDatasets, parsePolicy, PolicyDeniedError, putPolicyVersion, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerResult, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
+import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { httpStatusOf } from "./http-errors.js";
+import { generateApiToken, guardLocalApi } from "./local-api.js";
 
 export interface PartyOptions {
   readonly store: Store;
@@ -51,6 +54,12 @@ export interface PartyOptions {
   readonly dataDir: string;
   readonly pool?: CryptoPool;
   readonly logger?: boolean | object;
+  /** The local API's bearer token (default: a fresh random one, see {@link PartyAgent.token}). */
+  readonly apiToken?: string;
+  /** Host names the local API answers to besides its loopback names (node/server/local-api.ts). */
+  readonly allowedHosts?: readonly string[];
+  /** Serve the local API over TLS (PEM key and certificate). */
+  readonly https?: { readonly key: string | Buffer; readonly cert: string | Buffer };
 }
 
 interface Running {
@@ -70,9 +79,17 @@ interface Running {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
+/** Largest envelope the agent opens (the envelope layer's payload limit and its overhead). */
+const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
+
+/** Prepared lookup tables kept in memory (each can be large; the least recently used goes first). */
+const PREPARED_CACHE_ENTRIES = 2;
+
 export interface PartyAgent {
   readonly app: FastifyInstance;
   readonly client: ExchangeClient;
+  /** The local API's bearer token: every request to it needs `Authorization: Bearer <token>`. */
+  readonly token: string;
   /** Registers with the exchange and starts polling the mailbox. */
   start(): Promise<void>;
   /** Stops polling and closes the API. */
@@ -83,7 +100,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const { store, identity } = o;
   const pool = o.pool ?? getPool();
   const client = new ExchangeClient(o.exchangeUrl, identity);
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 });
+  const token = o.apiToken ?? generateApiToken();
+  const app = (o.https
+    ? Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000, https: { key: o.https.key, cert: o.https.cert } })
+    : Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 })) as unknown as FastifyInstance;
+  // Every route, the OpenAPI document included, needs this machine's Host and the token.
+  guardLocalApi(app, { token, ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}) });
   await app.register(swagger, { openapi: { info: { title: "Umbra party agent (local API)", version: "1" } } });
   app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
   const running = new Map<string, Running>();
@@ -103,12 +125,41 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
   });
 
-  /** A data file inside the data folder (no escaping it). */
+  /**
+   * A data file inside the data folder: the name is checked lexically (no
+   * "..", no absolute path), then resolved with every symbolic link followed
+   * and checked again, so a link cannot lead out of the folder; only a
+   * regular file is accepted (no FIFO, device or folder).
+   */
+  const dataRoot = (() => {
+    try {
+      return realpathSync(o.dataDir);
+    } catch {
+      return normalize(o.dataDir);
+    }
+  })();
   const dataFile = (name: string): string => {
     const p = normalize(join(o.dataDir, name));
     const rel = relative(o.dataDir, p);
-    if (rel.startsWith("..") || isAbsolute(rel)) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files must be inside the data folder");
-    return p;
+    if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files must be inside the data folder");
+    let real: string;
+    try {
+      real = realpathSync(p);
+    } catch {
+      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder`);
+    }
+    if (!real.startsWith(dataRoot + sep)) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" leads out of the data folder (a symbolic link); dataset files must be inside it`);
+    let fd: number | undefined;
+    try {
+      fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
+      if (!fstatSync(fd).isFile()) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" is not a regular file`);
+    } catch (err) {
+      if (err instanceof UmbraError) throw err;
+      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read "${name}" in the data folder`);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    return real;
   };
   const datasetId = (file: string) => `${identity.name}.${file.replace(/[^A-Za-z0-9._-]/g, "_")}`.slice(0, 128);
 
@@ -216,12 +267,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         const labels = [...(spec.outputColumns ?? [])].sort();
         const product = lookupProduct(desc.id);
         const { secretKey } = lookupKeyPair(masterSeed, product, version);
-        const cacheKey = `${desc.id}/${version}/${labels.join(",")}`;
+        const cacheKey = `${desc.id}/${desc.contentHash}/${version}/${spec.keyColumns.join(",")}/${labels.join(",")}`;
         let p = prepared.get(cacheKey);
-        if (!p) {
-          p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool });
-          prepared.set(cacheKey, p);
-        }
+        if (p) prepared.delete(cacheKey); // re-inserted below: most recently used last
+        else p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool });
+        prepared.set(cacheKey, p);
+        while (prepared.size > PREPARED_CACHE_ENTRIES) prepared.delete(prepared.keys().next().value as string);
         lookup = { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
       }
       const cost = policy.budgetUnit === "keys" ? (m.request.params.queryCount ?? 0) : 1;
@@ -319,10 +370,28 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     };
   };
 
-  /** Handles one envelope from the mailbox, in order per job. */
+  /**
+   * Handles one envelope from the mailbox. Envelopes of one job are handled
+   * in order, one at a time; jobs do not wait for each other (one job's long
+   * step does not stall another's). A frame that does not open (bad
+   * signature, replay, not for this party) is dropped and logged: only an
+   * authenticated envelope can fail a job.
+   */
   const handle = (frame: Uint8Array): void => {
-    let job = "unknown";
+    let claimed: string;
+    let claimedSender: string;
+    try {
+      const e = decodeEnvelope(frame, MAX_ENVELOPE_BYTES);
+      claimed = e.job;
+      claimedSender = e.sender;
+    } catch (err) {
+      app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INVALID_MESSAGE" }, "dropped a malformed envelope");
+      return;
+    }
+    let job: string | undefined;
     const work = async () => {
+      // Unknown senders' keys are fetched before opening.
+      if (claimedSender !== exchangeName && !keyCache.has(claimedSender)) await senderKeys(claimedSender).catch(() => undefined);
       const env = openEnvelope(frame, {
         self: identity,
         lookupSender: (name) => (name === exchangeName ? exchangeKeys : keyCache.get(name)),
@@ -338,35 +407,27 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       }
       await onProtocol(env.job, env.sender, env.payload);
     };
-    // Unknown senders' keys are fetched before opening.
-    const pre = async () => {
-      try {
-        const { decodeEnvelope } = await import("../../protocols/envelope-codec.js");
-        const e = decodeEnvelope(frame, 64 * 1024 * 1024);
-        job = e.job;
-        if (e.sender !== exchangeName && !keyCache.has(e.sender)) await senderKeys(e.sender);
-      } catch {
-        // openEnvelope reports the problem
+    const prev = chains.get(claimed) ?? Promise.resolve();
+    const next = prev.then(work).catch(async (err: unknown) => {
+      const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
+      if (job === undefined) {
+        app.log.warn({ job: claimed, code }, "dropped an envelope that does not open");
+        return;
       }
-    };
-    const prev = chains.get("all") ?? Promise.resolve();
-    const next = prev
-      .then(pre)
-      .then(work)
-      .catch(async (err: unknown) => {
-        const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
-        app.log.warn({ job, code }, "job step failed");
-        if (job !== "unknown") {
-          running.delete(job);
-          const local = store.getJob(job);
-          if (local) {
-            store.deleteState(job);
-            if (local.state === "submitted" || local.state === "running") store.transitionJob(job, ["submitted", "running"], "failed", code);
-          }
-          await event(job, { kind: "failed", reason: code }).catch(() => undefined);
-        }
-      });
-    chains.set("all", next);
+      app.log.warn({ job, code }, "job step failed");
+      running.delete(job);
+      const local = store.getJob(job);
+      if (local) {
+        store.deleteState(job);
+        if (local.state === "submitted" || local.state === "running") store.transitionJob(job, ["submitted", "running"], "failed", code);
+      }
+      await event(job, { kind: "failed", reason: code }).catch(() => undefined);
+    });
+    chains.set(claimed, next);
+    // Forget a job's chain once it has drained (the map holds only jobs with work in flight).
+    void next.then(() => {
+      if (chains.get(claimed) === next) chains.delete(claimed);
+    });
   };
 
   let exchangeKeys: SenderKeys | undefined;
@@ -388,19 +449,32 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: running.size }));
 
-  app.post("/v1/datasets", { schema: { body: { type: "object", required: ["file", "policy"], additionalProperties: false, properties: { file: { type: "string" }, name: { type: "string" }, policy: { type: "object" } } } } }, async (req, reply) => {
-    const b = req.body as { file: string; policy: unknown };
-    const path = dataFile(b.file);
-    const id = datasetId(b.file);
-    const descriptor = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
-    const policy = parsePolicy(b.policy, descriptor.schema);
-    const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
-    store.transaction(() => {
-      store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
-      store.putPolicy(id, policy);
-    });
-    return reply.code(201).send({ id: r.id, policyVersion: r.policyVersion, rows: descriptor.rowCount, contentHash: descriptor.contentHash });
-  });
+  app.post(
+    "/v1/datasets",
+    { schema: { body: { type: "object", required: ["file", "policy"], additionalProperties: false, properties: { file: { type: "string", minLength: 1, maxLength: 1024 }, policy: { type: "object" }, update: { type: "boolean" } } } } },
+    async (req, reply) => {
+      const b = req.body as { file: string; policy: unknown; update?: boolean };
+      const path = dataFile(b.file);
+      const id = datasetId(b.file);
+      const existing = store.getDataset(id);
+      // Changing a policy is a deliberate act: it needs the flag, and it is logged here and in the exchange's ledger.
+      if (existing && b.update !== true) {
+        const v = store.latestPolicy(id)?.version ?? 1;
+        return reply.code(409).send({ error: { code: "UMBRA_ALREADY_EXISTS", message: `this file is registered already (policy version ${v}); to change its policy or content register it again with update (CLI: --update), which makes version ${v + 1}` } });
+      }
+      if (!existing && b.update === true) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "this file is not registered yet: register it without update first" } });
+      const descriptor = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
+      const policy = parsePolicy(b.policy, descriptor.schema);
+      const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
+      store.transaction(() => {
+        store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
+        putPolicyVersion(store, id, policy);
+      });
+      if (existing) log("dataset policy changed", { dataset: id, policyVersion: r.policyVersion });
+      else log("dataset registered", { dataset: id, policyVersion: r.policyVersion });
+      return reply.code(existing ? 200 : 201).send({ id: r.id, policyVersion: r.policyVersion, rows: descriptor.rowCount, contentHash: descriptor.contentHash, updated: existing !== undefined });
+    },
+  );
 
   app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
 
@@ -425,6 +499,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   return {
     app,
     client,
+    token,
     async start() {
       const me = publicIdentity(identity);
       await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey) });
@@ -446,7 +521,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       polling = false;
       stopping.abort();
       await pollLoop;
-      await chains.get("all");
+      await Promise.all([...chains.values()]);
       await app.close();
     },
   };

@@ -8,12 +8,14 @@
  * Fastify closed, the store closed, the crypto pool closed, so the process
  * exits by itself.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { UmbraError } from "../../engine/errors.js";
 import { closePool } from "../../engine/pool/index.js";
-import { generateIdentity, identityFromJSON, identityToJSON, type NodeIdentity } from "../identity.js";
+import { fingerprint, generateIdentity, identityFromJSON, publicIdentity, storedIdentityFrom, storedIdentityJSON, type NodeIdentity } from "../identity.js";
+import { readKeyFile, writeKeyFile } from "../key-file.js";
+import { isLoopbackAddress, loadOrCreateTokenFile } from "./local-api.js";
 import { openStore, type Store } from "../store.js";
 import { buildExchange } from "./exchange.js";
 import { buildParty, type PartyAgent } from "./party.js";
@@ -28,12 +30,20 @@ export interface ExchangeNodeOptions {
   readonly handleSignals?: boolean;
   /** Where the "listening" line goes (default stdout). */
   readonly say?: (line: string) => void;
+  /** The identity key file (default: the database's path with .key for .db). Created, mode 0600, when absent. */
+  readonly keyFile?: string;
+  /** Seals a new key file, and opens a sealed one. */
+  readonly keyPassphrase?: string;
+  /** Serve HTTPS with this PEM certificate and key (files). */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly name: string;
   readonly exchange?: string;
   readonly data?: string;
+  /** The local API's token file (default: the database's path with .token for .db). Created, mode 0600, when absent. */
+  readonly tokenFile?: string;
 }
 
 export interface RunningNode {
@@ -54,17 +64,53 @@ export const EXCHANGE_NAME = "exchange";
 
 const defaultLogger = { level: "info", stream: process.stderr };
 
-/** The store's identity, or a new one persisted in it; a stored identity of another name is refused. */
-export function loadIdentity(store: Store, name: string): NodeIdentity {
+/** A file beside the database: its path with `.db` replaced by (or, without it, followed by) `ext`. */
+export function besideDb(db: string, ext: string): string {
+  return resolve(db).replace(/\.db$/, "") + ext;
+}
+
+/**
+ * The node's identity: the secret keys from its key file, checked against
+ * the public identity its database records. On a first start both are
+ * created; a database from before key files (its identity record holding the
+ * secret keys) has them moved into a new key file and scrubbed from the
+ * database. Refused: a key file of another name or other keys than the
+ * database's, and a database whose key file is missing (a new key would be a
+ * new identity, and the exchange would not know it).
+ */
+export function loadIdentity(store: Store, name: string, keyFile: string, passphrase?: string, say: (line: string) => void = () => undefined): NodeIdentity {
   const stored = store.getIdentity();
-  if (stored !== undefined) {
-    const id = identityFromJSON(stored);
-    if (id.name !== name) throw new UmbraError("UMBRA_IDENTITY_MISMATCH", `the database holds the identity of another node ("${id.name}"); use another --db`);
-    return id;
+  const recorded = stored === undefined ? undefined : storedIdentityFrom(stored);
+  if (recorded !== undefined && recorded.name !== name) throw new UmbraError("UMBRA_IDENTITY_MISMATCH", `the database holds the identity of another node ("${recorded.name}"); use another --db`);
+  let id = readKeyFile(keyFile, passphrase);
+  if (id === undefined) {
+    if (recorded !== undefined && !recorded.secret) {
+      throw new UmbraError("UMBRA_KEY_FILE_MISSING", `the key file "${keyFile}" of this database's node is missing; restore it from your backup (give --key-file if it lives elsewhere)`);
+    }
+    id = recorded !== undefined && stored !== undefined ? identityFromJSON(stored) : generateIdentity(name);
+    writeKeyFile(keyFile, id, passphrase);
+    say(recorded !== undefined ? `moved the identity's secret keys out of the database into the key file ${keyFile} (mode 0600)` : `created the identity key file ${keyFile} (mode 0600${passphrase !== undefined ? ", sealed with the passphrase" : ""}); back it up: it is the node's identity`);
   }
-  const id = generateIdentity(name);
-  store.putIdentity(JSON.stringify(identityToJSON(id)));
+  if (id.name !== name) throw new UmbraError("UMBRA_IDENTITY_MISMATCH", `the key file "${keyFile}" holds the identity of another node ("${id.name}")`);
+  const pub = publicIdentity(id);
+  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
+  if (recorded !== undefined && (!same(recorded.signingPublicKey, pub.signingPublicKey) || !same(recorded.boxPublicKey, pub.boxPublicKey))) {
+    throw new UmbraError("UMBRA_IDENTITY_MISMATCH", `the key file "${keyFile}" holds other keys (fingerprint ${fingerprint(pub.signingPublicKey)}) than this database's node (${fingerprint(recorded.signingPublicKey)})`);
+  }
+  if (recorded === undefined || recorded.secret) store.replaceIdentity(storedIdentityJSON(pub));
   return id;
+}
+
+function tlsOption(o: ExchangeNodeOptions): { key: Buffer; cert: Buffer } | undefined {
+  if (!o.tls) return undefined;
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch {
+      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the TLS ${what} file "${file}"`);
+    }
+  };
+  return { cert: read(o.tls.certFile, "certificate"), key: read(o.tls.keyFile, "key") };
 }
 
 function openNodeStore(db: string): Store {
@@ -86,12 +132,12 @@ function onSignals(close: () => Promise<void>): () => void {
   };
 }
 
-async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+async function listen(app: FastifyInstance, host: string, port: number, https: boolean): Promise<string> {
   await app.listen({ host, port });
   const addr = app.server.address();
   const actual = typeof addr === "object" && addr !== null ? addr.port : port;
   const h = host.includes(":") ? `[${host}]` : host;
-  return `http://${h}:${actual}`;
+  return `${https ? "https" : "http"}://${h}:${actual}`;
 }
 
 function closer(steps: () => Promise<void>, unhook: { off?: () => void }): { close: () => Promise<void>; closed: Promise<void> } {
@@ -115,12 +161,16 @@ function closer(steps: () => Promise<void>, unhook: { off?: () => void }): { clo
 export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<RunningNode> {
   const port = o.port ?? DEFAULT_EXCHANGE_PORT;
   const host = o.host ?? "127.0.0.1";
-  const store = openNodeStore(o.db ?? ".umbra/exchange.db");
+  const db = o.db ?? ".umbra/exchange.db";
+  const store = openNodeStore(db);
   let app: FastifyInstance | undefined;
   try {
-    const identity = loadIdentity(store, EXCHANGE_NAME);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger });
-    const url = await listen(app, host, port);
+    const keyFile = o.keyFile ?? besideDb(db, ".key");
+    const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
+    const https = tlsOption(o);
+    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}) });
+    const url = await listen(app, host, port, https !== undefined);
+    if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};
     const a = app;
     const { close, closed } = closer(async () => {
@@ -130,7 +180,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
-    (o.say ?? console.log)(`exchange "${identity.name}" listening at ${url} (db ${store.path})`);
+    (o.say ?? console.log)(`exchange "${identity.name}" listening at ${url} (db ${store.path}, key fingerprint ${fingerprint(identity.signing.publicKey)})`);
     return { role: "exchange", name: identity.name, url, store, identity, closed, close };
   } catch (err) {
     await app?.close().catch(() => undefined);
@@ -142,13 +192,32 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
 export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> {
   const port = o.port ?? DEFAULT_PARTY_PORT;
   const host = o.host ?? "127.0.0.1";
-  const store = openNodeStore(o.db ?? `.umbra/${o.name}.db`);
+  const https = tlsOption(o);
+  // The local API reads results and changes policies: beyond loopback only over TLS (the token would cross the network in clear).
+  if (!isLoopbackAddress(host) && !https) {
+    throw new UmbraError("UMBRA_INSECURE_LISTEN", `a party agent's API listens beyond loopback (--host ${host}) only over TLS: give --tls-cert and --tls-key`);
+  }
+  const db = o.db ?? `.umbra/${o.name}.db`;
+  const store = openNodeStore(db);
   let agent: PartyAgent | undefined;
   try {
-    const identity = loadIdentity(store, o.name);
+    const say = o.say ?? console.log;
+    const identity = loadIdentity(store, o.name, o.keyFile ?? besideDb(db, ".key"), o.keyPassphrase, say);
+    const tokenFile = o.tokenFile ?? besideDb(db, ".token");
+    const { token, created } = loadOrCreateTokenFile(tokenFile);
+    if (created) say(`created the API token file ${tokenFile} (mode 0600): the CLI reads it with --token-file`);
     const dataDir = resolve(o.data ?? ".");
-    agent = await buildParty({ store, identity, exchangeUrl: o.exchange ?? DEFAULT_EXCHANGE_URL, dataDir, logger: o.logger ?? defaultLogger });
-    const url = await listen(agent.app, host, port);
+    agent = await buildParty({
+      store,
+      identity,
+      exchangeUrl: o.exchange ?? DEFAULT_EXCHANGE_URL,
+      dataDir,
+      logger: o.logger ?? defaultLogger,
+      apiToken: token,
+      ...(isLoopbackAddress(host) ? {} : { allowedHosts: [host] }),
+      ...(https ? { https } : {}),
+    });
+    const url = await listen(agent.app, host, port, https !== undefined);
     await agent.start();
     const unhook: { off?: () => void } = {};
     const a = agent;
@@ -159,7 +228,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
-    (o.say ?? console.log)(`party "${identity.name}" listening at ${url} (exchange ${agent.client.url}, data ${dataDir}, db ${store.path})`);
+    say(`party "${identity.name}" listening at ${url} (exchange ${agent.client.url}, data ${dataDir}, db ${store.path}, token file ${tokenFile})`);
     return { role: "party", name: identity.name, url, store, identity, closed, close };
   } catch (err) {
     await agent?.stop().catch(() => undefined);

@@ -7,6 +7,7 @@ import { generateIdentity, type NodeIdentity } from "../../node/identity.js";
 import { buildExchange } from "../../node/server/exchange.js";
 import { buildParty, type PartyAgent } from "../../node/server/party.js";
 import { openStore, type Store } from "../../node/store.js";
+import { createSecretFile } from "../../node/secret-file.js";
 
 export interface TestExchange {
   readonly url: string;
@@ -33,18 +34,28 @@ export interface TestParty {
   close(): Promise<void>;
 }
 
+/** Each in-process party's API token, by its URL: api() sends it to that URL as a user's CLI would. */
+const tokens = new Map<string, string>();
+
 export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool, reuse?: { store: Store; identity: NodeIdentity; dataDir: string }): Promise<TestParty> {
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), `umbra-${name}-`));
   const store = reuse?.store ?? openStore(":memory:");
   const identity = reuse?.identity ?? generateIdentity(name);
   const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool });
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
+  tokens.set(url, agent.token);
   await agent.start();
   return { name, url, dataDir, store, agent, identity, close: async () => { await agent.stop(); if (!reuse) store.close(); } };
 }
 
+/** The headers a party's local API needs: its token (when `base` is an in-process party), and JSON's content type. */
+export function partyHeaders(base: string, json = false): Record<string, string> {
+  const token = tokens.get(base);
+  return { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...(json ? { "content-type": "application/json" } : {}) };
+}
+
 export async function api<T>(base: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(base + path, { method, ...(body !== undefined ? { headers: { "content-type": "application/json" }, body: JSON.stringify(body) } : {}) });
+  const res = await fetch(base + path, { method, headers: partyHeaders(base, body !== undefined), ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
@@ -57,4 +68,11 @@ export async function waitForJob(base: string, id: string, timeoutMs = 60_000): 
     if (Date.now() - t0 > timeoutMs) throw new Error(`job still ${r.body.state}`);
     await new Promise((res) => setTimeout(res, 50));
   }
+}
+
+/** A token file (mode 0600) holding an in-process party's API token, for the CLI's --token-file. */
+export function tokenFileOf(party: TestParty): string {
+  const file = join(mkdtempSync(join(tmpdir(), `umbra-token-${party.name}-`)), `${party.name}.token`);
+  createSecretFile(file, `${party.agent.token}\n`, "API token file");
+  return file;
 }
