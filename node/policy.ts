@@ -68,7 +68,7 @@ import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/e
 import { HE_MAX_SCALE } from "../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./catalog.js";
-import type { PolicyRecord, Store } from "./store.js";
+import { canonicalJson, type PolicyRecord, type Store } from "./store.js";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -894,6 +894,44 @@ export function isPolicyExpired(policy: UsagePolicy, now: Date): boolean {
 
 function list(names: readonly string[]): string {
   return names.map((n) => `"${n}"`).join(", ");
+}
+
+/**
+ * Whether `filled` is the job the buyer asked for (`asked`), as the exchange
+ * may fill it in: the same protocol, buyer, datasets, key columns and
+ * declared key count, exactly; every output column and aggregate field the
+ * buyer gave, unchanged (the exchange fills only what it left out); k and the
+ * minimum intersection equal or raised, never lowered. A buyer's agent runs a
+ * job only when this holds, so nobody between it and the exchange — nor the
+ * exchange — can make it read another file, join on another key or run with
+ * weaker thresholds than it asked for.
+ */
+export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
+  // Canonical JSON (sorted keys): a request read back from a store compares equal to the one sent.
+  const same = (a: unknown, b: unknown): boolean => a === b || (a !== undefined && b !== undefined && canonicalJson(a as never) === canonicalJson(b as never));
+  const subset = (a: unknown, b: unknown): boolean => {
+    if (a === null || typeof a !== "object" || Array.isArray(a)) return same(a, b);
+    if (b === null || typeof b !== "object" || Array.isArray(b)) return false;
+    return Object.entries(a as Record<string, unknown>).every(([k, v]) => v === undefined || subset(v, (b as Record<string, unknown>)[k]));
+  };
+  const raised = (a: number | undefined, b: number | undefined): boolean => a === undefined || (b !== undefined && b >= a);
+  const ap = asked.params;
+  const fp = filled.params;
+  return (
+    asked.protocol === filled.protocol &&
+    asked.buyer === filled.buyer &&
+    asked.buyerDataset === filled.buyerDataset &&
+    asked.providerDataset === filled.providerDataset &&
+    same(asked.providerDatasets, filled.providerDatasets) &&
+    same(ap.keyColumns, fp.keyColumns) &&
+    ap.queryCount === fp.queryCount &&
+    // join-aggregate's older form (a mode over the output columns) becomes params.aggregate at the exchange.
+    (ap.mode === fp.mode || (asked.protocol === ProtocolId.JoinAggregate && ap.mode !== undefined && fp.mode === undefined && fp.aggregate !== undefined)) &&
+    (ap.outputColumns === undefined || same(ap.outputColumns, fp.outputColumns)) &&
+    (ap.aggregate === undefined ? fp.aggregate === undefined || ap.mode !== undefined : subset(ap.aggregate, fp.aggregate)) &&
+    raised(ap.minGroupSize, fp.minGroupSize) &&
+    raised(ap.minIntersection, fp.minIntersection)
+  );
 }
 
 /**

@@ -287,6 +287,8 @@ export interface Store {
   // parties
   /** Registers a party, or updates its role, keys and endpoint (keeping when it was first registered). */
   putParty(party: PartyInput): PartyRecord;
+  /** Forgets a party (a pinned exchange replaced by a configured one); true when there was one. */
+  deleteParty(name: string): boolean;
   getParty(name: string): PartyRecord | undefined;
   listParties(filter?: { readonly role?: PartyRole }): PartyRecord[];
 
@@ -762,6 +764,10 @@ class SqliteStore implements Store {
       ).run(name, party.role, blob(signing), box === null ? null : blob(box), mask === null ? null : blob(mask), endpoint, now, now);
       return this.getParty(name) as PartyRecord;
     });
+  }
+
+  deleteParty(name: string): boolean {
+    return this.#sql("DELETE FROM parties WHERE name = ?").run(checkName("party name", name)).changes === 1;
   }
 
   getParty(name: string): PartyRecord | undefined {

@@ -18,7 +18,7 @@ import { readTable } from "../engine/columns/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
 import { verifyLedger } from "../node/ledger.js";
-import { api, partyHeaders, tokenFileOf, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, tokenFileOf, waitUntil, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 import { rng } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 1 });
@@ -261,7 +261,9 @@ describe("federated-aggregate through the node", () => {
       const refusal = [...x.store.ledgerRows({ job: r.body.id })].find((e) => e.kind === "job.refused");
       expect(JSON.parse(refusal?.body ?? "{}")).toMatchObject({ rule: "protocol-not-allowed", by: "provider", party: "retailer" });
       // The buyer was never started, and no provider still runs the job.
-      expect(bank.store.getJob(r.body.id)).toBeUndefined();
+      // The buyer's agent recorded the job when it submitted it; the exchange tells it the job was refused, and it never ran.
+      await waitUntil(() => bank.store.getJob(r.body.id)?.state === "refused", "the buyer's record of the refused job");
+      expect(bank.store.getResult(r.body.id)).toBeUndefined();
       await new Promise((res) => setTimeout(res, 300));
       for (const p of providers) expect(["refused", "failed", undefined]).toContain(p.store.getJob(r.body.id)?.state);
     } finally {

@@ -24,7 +24,7 @@ import { verifyLedger } from "../node/ledger.js";
 import { buildExchange } from "../node/server/exchange.js";
 import { openStore } from "../node/store.js";
 import { rng } from "./helpers/data.js";
-import { api, partyHeaders, tokenFileOf, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, tokenFileOf, waitUntil, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -281,7 +281,9 @@ describe("join-aggregate through the node", () => {
       expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "refused", reason: "column-not-allowed" });
       await expectNoResult(r.body.id);
       expect(ledgerOf(r.body.id).find((e) => e.kind === "job.refused")?.body).toMatchObject({ rule: "column-not-allowed", by: "provider", party: "telco" });
-      expect(bank.store.getJob(r.body.id)).toBeUndefined();
+      // The buyer's agent recorded the job when it submitted it; the exchange tells it the job was refused, and it never ran.
+      await waitUntil(() => bank.store.getJob(r.body.id)?.state === "refused", "the buyer's record of the refused job");
+      expect(bank.store.getResult(r.body.id)).toBeUndefined();
     } finally {
       telco.store.putPolicy(DATASET, POLICY);
     }

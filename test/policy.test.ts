@@ -37,6 +37,7 @@ import {
   jobCost,
   putPolicyVersion,
   rebasedBudget,
+  requestExtends,
   withThresholds,
   parseJobRequest,
   parsePolicy,
@@ -521,6 +522,31 @@ describe("minimum intersection (psi, psi-cardinality, lookup)", () => {
     expect(ok.params.minIntersection).toBe(5);
     const e = thrown(() => parseJobRequest({ protocol: "join-aggregate", buyer: "bank", buyerDataset: "b.c", providerDataset: "t.s", params: { keyColumns: ["phone"], outputColumns: ["spend"], mode: "sum", minIntersection: 5 } })) as InvalidJobRequestError;
     expect(e.issues).toEqual([{ field: "params.minIntersection", problem: "does not apply to protocol join-aggregate" }]);
+  });
+});
+
+describe("requestExtends: the buyer's agent runs only the job it asked for", () => {
+  const asked = parseJobRequest({
+    protocol: "join-aggregate", buyer: "bank", buyerDataset: "customers.csv", providerDataset: "telco.usage.csv",
+    params: { keyColumns: ["id"], minGroupSize: 5, aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], groupBy: { column: "segment" } } },
+  });
+  const filled: JobRequest = { ...asked, params: { ...asked.params, minGroupSize: 10, aggregate: { ...(asked.params.aggregate as NonNullable<JobRequest["params"]["aggregate"]>), maxAbsValue: "1099511627776", scale: 0 } } };
+
+  it("accepts what the exchange filled in (defaults, a larger k), whatever the key order of the JSON", () => {
+    expect(requestExtends(asked, filled)).toBe(true);
+    const reordered = JSON.parse(JSON.stringify(filled, Object.keys(filled).sort())) as JobRequest;
+    expect(requestExtends(asked, { ...reordered, params: filled.params })).toBe(true);
+  });
+
+  it.each([
+    ["another file of the buyer's", { ...filled, buyerDataset: "secret.csv" }],
+    ["another provider dataset", { ...filled, providerDataset: "telco.other.csv" }],
+    ["another key", { ...filled, params: { ...filled.params, keyColumns: ["phone"] } }],
+    ["a lower k", { ...filled, params: { ...filled.params, minGroupSize: 4 } }],
+    ["a changed aggregate", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), groupBy: { column: "region" } } as never } }],
+    ["another protocol", { ...filled, protocol: ProtocolId.Psi }],
+  ])("refuses %s", (_what, changed) => {
+    expect(requestExtends(asked, changed as JobRequest)).toBe(false);
   });
 });
 

@@ -24,16 +24,19 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  --tls-cert/--tls-key it serves HTTPS
 `;
 
-export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--port P] [--host H] [--db FILE] [--data DIR]
-      [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
+export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
+      [--db FILE] [--data DIR] [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
       [--tls-cert FILE --tls-key FILE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
                  db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
                  API needs the bearer token in --token-file (default: the db's path
                  with .token, created mode 0600 on first start; the other commands
                  read it with --token-file or UMBRA_TOKEN); it listens on loopback
-                 unless --host is given with --tls-cert/--tls-key. An https exchange
-                 with a private CA: set NODE_EXTRA_CA_CERTS=ca.pem
+                 unless --host is given with --tls-cert/--tls-key. The exchange's key
+                 is pinned on first contact (or given with --exchange-key, the
+                 fingerprint umbra exchange start prints); a later contact with
+                 another key is refused. An https exchange with a private CA: set
+                 NODE_EXTRA_CA_CERTS=ca.pem
 `;
 
 /** The options every client of a party agent's API takes. */
@@ -170,7 +173,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string" };
   const o = parseOptions(rest, spec, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
@@ -184,7 +187,10 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   const db = o.get("--db");
   const data = o.get("--data");
   const tokenFile = o.get("--token-file");
+  const exchangeKey = o.get("--exchange-key");
+  if (exchangeKey !== undefined && !/^([0-9a-f]{16}|[0-9a-f]{64})$/.test(exchangeKey)) throw new UsageError("--exchange-key needs the exchange's key fingerprint (16 hex digits, as umbra exchange start prints it) or its signing key (64 hex digits)", usage);
   const node = await startPartyNode({
+    ...(exchangeKey !== undefined ? { exchangeKey } : {}),
     name,
     exchange,
     ...(port !== undefined ? { port } : {}),

@@ -543,6 +543,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           endRoleJob(j.id);
           for (const p of j.providers) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "refused" });
         }
+        // The buyer's agent recorded the job when it submitted it: it learns the job ends here (never started).
+        control(j.buyer, { type: ControlType.Stop, job: j.id, reason: "refused" });
         return jobView(r);
       }
       case "progress":

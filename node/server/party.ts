@@ -33,10 +33,10 @@ import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocol
 import { describeDataset, type DatasetDescriptor } from "../catalog.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { WrongSenderError } from "../errors.js";
-import { maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
+import { fingerprint, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import { faParamsOf } from "../jobs/federated-aggregate.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
-import { checkJob, jobDatasets, parsePolicy, PolicyDeniedError, putPolicyVersion, type UsagePolicy } from "../policy.js";
+import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerResult, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
@@ -60,6 +60,28 @@ export interface PartyOptions {
   readonly allowedHosts?: readonly string[];
   /** Serve the local API over TLS (PEM key and certificate). */
   readonly https?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /**
+   * The exchange's signing key to expect: 64 hex digits (the key) or 16 (its
+   * fingerprint, as `umbra exchange start` prints it). Without it the key the
+   * exchange presents on first contact is pinned (trust on first use); either
+   * way a later contact presenting another key is refused.
+   */
+  readonly exchangeKey?: string;
+}
+
+/** How the agent knows the exchange's key. */
+export interface ExchangePin {
+  readonly name: string;
+  readonly fingerprint: string;
+  /** "configured": given and matched; "pinned": as pinned before; "first-use": pinned now, on first contact. */
+  readonly how: "configured" | "pinned" | "first-use";
+}
+
+/** The exchange presents another key than the one this agent pinned or was given. */
+export class ExchangeKeyMismatchError extends UmbraError {
+  constructor(message: string) {
+    super("UMBRA_EXCHANGE_KEY_MISMATCH", message);
+  }
 }
 
 interface Running {
@@ -90,6 +112,8 @@ export interface PartyAgent {
   readonly client: ExchangeClient;
   /** The local API's bearer token: every request to it needs `Authorization: Bearer <token>`. */
   readonly token: string;
+  /** The exchange's key as pinned by start(). */
+  readonly exchangePin: ExchangePin | undefined;
   /** Registers with the exchange and starts polling the mailbox. */
   start(): Promise<void>;
   /** Stops polling and closes the API. */
@@ -229,10 +253,10 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   const onStart = async (m: Extract<ControlMessage, { type: "job.start" }>): Promise<void> => {
     const spec = specOf(m);
-    // This party's own record of the job (its state, steps and result hang off it).
-    if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: m.providers ? [...m.providers] : [spec.provider], params: { request: m.request } as never });
     const progress = progressReporter(m.job);
     if (m.role === "provider") {
+      // This party's own record of the job (its state, steps and result hang off it); the buyer's was made when it submitted.
+      if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: m.providers ? [...m.providers] : [spec.provider], params: { request: m.request } as never });
       // The provider's own check, on its own copy of the policy, before it answers anything.
       const own = spec.providerDataset;
       const desc = own !== undefined ? ownDescriptor(own) : undefined;
@@ -292,7 +316,21 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       await sendOutput(r, out);
       return;
     }
-    // Buyer: its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
+    // Buyer: only a job this agent submitted, and only as it asked for it (the exchange may fill in
+    // what it left out, never change it): nobody can make it read a file or join on a key it did not choose.
+    let local = store.getJob(m.job);
+    if (local === undefined && submitting.size > 0) {
+      await Promise.allSettled([...submitting]);
+      local = store.getJob(m.job);
+    }
+    const asked = (local?.params as { request?: JobRequest; submitted?: boolean } | undefined) ?? {};
+    if (local === undefined || asked.submitted !== true || asked.request === undefined || !requestExtends(asked.request, m.request)) {
+      app.log.warn({ job: m.job, code: "UMBRA_NOT_SUBMITTED" }, "refused a job.start for a job this party did not submit (or not as it asked)");
+      if (local !== undefined && (local.state === "submitted" || local.state === "running")) store.transitionJob(m.job, ["submitted", "running"], "failed", "UMBRA_NOT_SUBMITTED");
+      await event(m.job, { kind: "failed", reason: "UMBRA_NOT_SUBMITTED" }).catch(() => undefined);
+      return;
+    }
+    // Its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
     const mine = m.request.buyerDataset;
     const own = mine !== undefined ? store.getDataset(mine) : undefined;
     const proto = partyProtocolFor(spec.protocol);
@@ -342,7 +380,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const j = store.getJob(m.job);
     if (!j) return;
     store.deleteState(m.job);
-    const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : "failed";
+    const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
     if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
   };
 
@@ -431,6 +469,49 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   };
 
   let exchangeKeys: SenderKeys | undefined;
+  let pin: ExchangePin | undefined;
+
+  /**
+   * Checks the identity the exchange presents against the pinned one (kept in
+   * this agent's store as its party of role "exchange") or the configured
+   * key, pins it on first use, and takes its keys for every envelope.
+   */
+  const pinExchange = (body: unknown): ExchangePin => {
+    const b = (body ?? {}) as Record<string, unknown>;
+    const name = b["name"];
+    const signing = typeof b["signingPublicKey"] === "string" && /^[0-9a-f]{64}$/.test(b["signingPublicKey"]) ? b["signingPublicKey"] : undefined;
+    const box = typeof b["boxPublicKey"] === "string" && /^[0-9a-f]{64}$/.test(b["boxPublicKey"]) ? b["boxPublicKey"] : undefined;
+    if (typeof name !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(name) || signing === undefined || box === undefined) {
+      throw new UmbraError("UMBRA_EXCHANGE", "the exchange's identity answer is malformed");
+    }
+    const keys = { signingPublicKey: Uint8Array.from(Buffer.from(signing, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(box, "hex")) };
+    const fp = fingerprint(keys.signingPublicKey);
+    const pinned = store.listParties({ role: "exchange" })[0];
+    let how: ExchangePin["how"];
+    if (o.exchangeKey !== undefined) {
+      const want = o.exchangeKey.toLowerCase();
+      if (want !== signing && want !== fp) {
+        throw new ExchangeKeyMismatchError(`the exchange at ${client.url} presents the key with fingerprint ${fp}, not the one given with --exchange-key; check the URL and the fingerprint its operator published`);
+      }
+      how = "configured";
+    } else if (pinned !== undefined) {
+      if (pinned.name !== name || hex(pinned.signingPublicKey) !== signing || (pinned.boxPublicKey !== null && hex(pinned.boxPublicKey) !== box)) {
+        throw new ExchangeKeyMismatchError(
+          `the exchange at ${client.url} presents the key with fingerprint ${fp}, not the one this party pinned (${fingerprint(pinned.signingPublicKey)}); if its operator rotated the key, confirm the new fingerprint with them and start with --exchange-key ${fp}`,
+        );
+      }
+      how = "pinned";
+    } else how = "first-use";
+    store.transaction(() => {
+      // One pinned exchange: a configured key replaces an older pin.
+      for (const p of store.listParties({ role: "exchange" })) if (p.name !== name) store.deleteParty(p.name);
+      store.putParty({ name, role: "exchange", signingPublicKey: keys.signingPublicKey, boxPublicKey: keys.boxPublicKey, maskPublicKey: null, endpoint: client.url });
+    });
+    if (how === "first-use") log("pinned the exchange's key on first use", { fingerprint: fp });
+    exchangeName = name;
+    exchangeKeys = keys;
+    return { name, fingerprint: fp, how };
+  };
 
   const poll = async (): Promise<void> => {
     while (polling) {
@@ -478,10 +559,24 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
 
+  /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
+  const submitting = new Set<Promise<unknown>>();
+
   app.post("/v1/jobs", async (req, reply) => {
     const b = req.body as Record<string, unknown>;
-    const job = await client.json("POST", "/v1/jobs", { ...b, buyer: identity.name });
-    return reply.code(201).send(job);
+    // Parsed here first: this agent records what it asked for, and runs only a job that is that one.
+    const asked = parseJobRequest({ ...b, buyer: identity.name });
+    const sent = client.json<{ id: string; protocol: string; providers: string[] }>("POST", "/v1/jobs", asked);
+    submitting.add(sent);
+    try {
+      const job = await sent;
+      if (typeof job.id === "string" && !store.getJob(job.id)) {
+        store.createJob({ id: job.id, protocol: asked.protocol, buyer: identity.name, providers: Array.isArray(job.providers) ? job.providers : [], params: { request: asked, submitted: true } as never });
+      }
+      return reply.code(201).send(job);
+    } finally {
+      submitting.delete(sent);
+    }
   });
 
   app.get("/v1/jobs/:id", async (req) => client.json("GET", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}`));
@@ -500,12 +595,14 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     app,
     client,
     token,
+    get exchangePin() {
+      return pin;
+    },
     async start() {
+      // The exchange's keys first: checked against the pinned (or given) key before anything is sent to it.
+      pin = pinExchange(await client.json<unknown>("GET", "/v1/identity"));
       const me = publicIdentity(identity);
       await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey) });
-      const x = await client.json<{ name: string; signingPublicKey: string; boxPublicKey: string }>("GET", "/v1/identity");
-      exchangeName = x.name;
-      exchangeKeys = { signingPublicKey: Uint8Array.from(Buffer.from(x.signingPublicKey, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(x.boxPublicKey, "hex")) };
       // Jobs this party was in when it stopped: their data in flight (envelopes already
       // taken from the mailbox, the tables in memory) is gone, so they cannot resume
       // mid-stream. Fail them cleanly, with a reason, so neither side waits forever.

@@ -44,6 +44,8 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly data?: string;
   /** The local API's token file (default: the database's path with .token for .db). Created, mode 0600, when absent. */
   readonly tokenFile?: string;
+  /** The exchange's signing key or its fingerprint (default: pinned on first contact). */
+  readonly exchangeKey?: string;
 }
 
 export interface RunningNode {
@@ -214,6 +216,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       dataDir,
       logger: o.logger ?? defaultLogger,
       apiToken: token,
+      ...(o.exchangeKey !== undefined ? { exchangeKey: o.exchangeKey } : {}),
       ...(isLoopbackAddress(host) ? {} : { allowedHosts: [host] }),
       ...(https ? { https } : {}),
     });
@@ -228,7 +231,9 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
-    say(`party "${identity.name}" listening at ${url} (exchange ${agent.client.url}, data ${dataDir}, db ${store.path}, token file ${tokenFile})`);
+    const pin = agent.exchangePin;
+    const pinned = pin ? `, exchange key ${pin.fingerprint} ${pin.how === "first-use" ? "pinned on first use" : pin.how === "configured" ? "as given" : "as pinned"}` : "";
+    say(`party "${identity.name}" listening at ${url} (exchange ${agent.client.url}${pinned}, data ${dataDir}, db ${store.path}, token file ${tokenFile})`);
     return { role: "party", name: identity.name, url, store, identity, closed, close };
   } catch (err) {
     await agent?.stop().catch(() => undefined);

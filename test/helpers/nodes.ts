@@ -76,3 +76,12 @@ export function tokenFileOf(party: TestParty): string {
   createSecretFile(file, `${party.agent.token}\n`, "API token file");
   return file;
 }
+
+/** Waits until `check()` holds (polling every 20 ms); fails naming `what` after `timeoutMs`. */
+export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await check())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
