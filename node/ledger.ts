@@ -247,3 +247,34 @@ export function verifyLedger(store: Store, publicKey: Uint8Array, options: { rea
   if (options.head !== undefined && !headSeen) return { ok: false, seq: count + 1, problem: LedgerProblem.Truncated };
   return { ok: true, entries: count, head: count === 0 ? null : { seq: count, hash: prevHash } };
 }
+
+/**
+ * One entry, as a party receives it from the exchange (in job.start, or from
+ * GET /v1/audit), checked on its own: well formed, its hash that of its
+ * fields, and its signature valid under `publicKey` (the exchange's pinned
+ * key). Returns the entry, or undefined when any check fails.
+ */
+export function verifiedEntry(value: unknown, publicKey: Uint8Array): LedgerEntry | undefined {
+  if (!isPlainObject(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  const seq = v["seq"];
+  const body = v["body"];
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1 || !isPlainObject(body)) return undefined;
+  let bodyText: string;
+  try {
+    bodyText = canonicalJson(body as JsonValue);
+  } catch {
+    return undefined;
+  }
+  const row = { seq, at: v["at"], kind: v["kind"], job: v["job"] ?? null, body: bodyText, prev_hash: v["prevHash"], hash: v["hash"], signature: v["signature"] } as LedgerRow;
+  const parsed = wellFormedBody(row);
+  if (parsed === undefined) return undefined;
+  if (entryHash({ seq, at: row.at, kind: row.kind, job: row.job, body: parsed, prevHash: row.prev_hash }) !== row.hash) return undefined;
+  if (!verify(null, Buffer.from(row.hash, "hex"), publicKeyObject(publicKey), Buffer.from(row.signature, "hex"))) return undefined;
+  return entryFromRow(row, parsed);
+}
+
+/** The digest a job.submitted entry records of the job's request: hex SHA-256 of its canonical JSON. */
+export function requestDigest(request: object): string {
+  return createHash("sha256").update(canonicalJson(request as JsonValue), "utf8").digest("hex");
+}

@@ -23,6 +23,12 @@ export type ControlMessage =
       readonly providerIndex?: number;
       /** federated-aggregate's providers: every provider's registered mask public key (hex), in provider order. */
       readonly peerKeys?: readonly string[];
+      /**
+       * The job's signed job.submitted ledger entry (its body holds the digest
+       * of `request`): the party checks it under the exchange's pinned key, so
+       * it runs only a job the ledger records as this one, and keeps the head.
+       */
+      readonly record: unknown;
     }
   | { readonly type: typeof ControlType.Stop; readonly job: string; readonly reason: string };
 
@@ -74,7 +80,9 @@ export function parseControl(envelopeJob: string, payload: Uint8Array): ControlM
     lookup = { product: lk.product, version: lk.version as number };
   }
   const multi = parseMultiProvider(o, role, jobDatasets(request).length);
-  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}), ...multi };
+  const record = o["record"];
+  if (record === null || typeof record !== "object" || Array.isArray(record)) throw new InvalidMessageError("control message: job.start carries no ledger record");
+  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}), ...multi, record };
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;

@@ -36,8 +36,8 @@ import { catalogView, parseDatasetDescriptor, type DatasetDescriptor } from "../
 import { openEnvelope, sealEnvelope } from "../envelope.js";
 import { decodeMessage } from "../../protocols/index.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
-import { appendEntry, LedgerKind, listEntries } from "../ledger.js";
-import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, type JobRequest, type UsagePolicy } from "../policy.js";
+import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry } from "../ledger.js";
+import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
 import { verifyRequest } from "./auth.js";
@@ -155,6 +155,13 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   const ledger = (kind: LedgerKind, body: Record<string, unknown>, job?: string) =>
     appendEntry(store, identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
 
+  /** A job's signed job.submitted entry: every job.start carries it, so a party can check its job against the ledger. */
+  const submittedRecord = (job: string): LedgerEntry => {
+    const e = listEntries(store, { job }).find((x) => x.kind === LedgerKind.JobSubmitted);
+    if (e === undefined) throw new UmbraError("UMBRA_INTERNAL", "a started job has no submission entry");
+    return e;
+  };
+
   /** A control envelope from the exchange to a party's mailbox. */
   let sequence = 0;
   const control = (to: string, message: ControlMessage) => {
@@ -227,7 +234,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
    */
   const startRoleJob = (rj: RoleJob): void => {
     const { job } = rj;
-    control(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers });
+    control(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers, record: submittedRecord(job.id) });
     const ready = (async () => {
       // Let the buyer's job.start go out before the role's setup takes the event loop.
       await new Promise((r) => setImmediate(r));
@@ -403,16 +410,18 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       });
       return reply.code(403).send({ error: { code: err.code, message: err.message, rule: err.rule } });
     }
-    const job = store.transaction(() => {
-      const cost = jobCost(policy, request) ?? 1;
-      if (!store.getBudget(dataset.id, request.buyer)) store.setBudget(dataset.id, request.buyer, policy.queryBudget);
-      store.consumeBudget(dataset.id, request.buyer, cost);
-      const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
-      ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, dataset: dataset.id, cost }, id);
-      return j;
+    // The job as it runs: with the thresholds the buyer's agent enforces (psi, psi-cardinality, lookup).
+    const runs = withThresholds(policy, request);
+    const { job, record } = store.transaction(() => {
+      const cost = jobCost(policy, runs) ?? 1;
+      if (!store.getBudget(dataset.id, runs.buyer)) store.setBudget(dataset.id, runs.buyer, policy.queryBudget);
+      store.consumeBudget(dataset.id, runs.buyer, cost);
+      const j = store.createJob({ id, protocol: runs.protocol, buyer: runs.buyer, providers, params: { request: runs } as never });
+      const e = ledger(LedgerKind.JobSubmitted, { protocol: runs.protocol, buyer: runs.buyer, dataset: dataset.id, cost, request: requestDigest(runs) }, id);
+      return { job: j, record: e };
     });
     touch(id);
-    control(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request, counterpart: request.buyer });
+    control(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record });
     return reply.code(201).send(jobView(job));
   });
 
@@ -452,7 +461,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       }
     }
     const request = protocol.finalise(prepared, ps);
-    const job = store.transaction(() => {
+    const { job, record } = store.transaction(() => {
       const costs = ds.map((d, i) => {
         const policy = ps[i] as UsagePolicy;
         const cost = jobCost(policy, request) ?? 1;
@@ -461,12 +470,12 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         return cost;
       });
       const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
-      ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never }, id);
-      return j;
+      const e = ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request) }, id);
+      return { job: j, record: e };
     });
     roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers }, accepted: new Set(), started: false, chain: Promise.resolve() });
     touch(id);
-    providers.forEach((p, i) => control(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i] }));
+    providers.forEach((p, i) => control(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record }));
     return reply.code(201).send(jobView(job));
   };
 
@@ -527,7 +536,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         });
         const pd = request.providerDataset;
         const lookup = request.protocol === "lookup" && pd !== undefined ? { product: lookupProduct(pd), version: store.latestPolicy(pd)?.version ?? 1 } : undefined;
-        control(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}) });
+        control(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: submittedRecord(j.id) });
         return jobView(r);
       }
       case "refused": {

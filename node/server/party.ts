@@ -35,6 +35,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys 
 import { WrongSenderError } from "../errors.js";
 import { fingerprint, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import { faParamsOf } from "../jobs/federated-aggregate.js";
+import { LedgerKind, requestDigest, verifiedEntry, type LedgerHead } from "../ledger.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
 import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
@@ -252,6 +253,14 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   };
 
   const onStart = async (m: Extract<ControlMessage, { type: "job.start" }>): Promise<void> => {
+    // The job as the exchange's signed ledger records it: its job.submitted entry, under the pinned key, names this request.
+    const record = exchangeKeys ? verifiedEntry(m.record, exchangeKeys.signingPublicKey) : undefined;
+    if (record === undefined || record.kind !== LedgerKind.JobSubmitted || record.job !== m.job || record.body["request"] !== requestDigest(m.request)) {
+      app.log.warn({ job: m.job, code: "UMBRA_BAD_RECORD" }, "refused a job.start whose ledger record does not verify");
+      await event(m.job, { kind: "failed", reason: "UMBRA_BAD_RECORD" }).catch(() => undefined);
+      return;
+    }
+    noteHead(record);
     const spec = specOf(m);
     const progress = progressReporter(m.job);
     if (m.role === "provider") {
@@ -470,6 +479,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   let exchangeKeys: SenderKeys | undefined;
   let pin: ExchangePin | undefined;
+
+  /** The latest head of the exchange's ledger this party has seen signed (finding 11: evidence against a truncated or rewritten ledger). */
+  let head: LedgerHead | undefined;
+  const noteHead = (e: { seq: number; hash: string }): void => {
+    if (head === undefined || e.seq > head.seq) head = { seq: e.seq, hash: e.hash };
+  };
 
   /**
    * Checks the identity the exchange presents against the pinned one (kept in
