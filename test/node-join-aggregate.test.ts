@@ -19,12 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
-import { generateIdentity } from "../node/identity.js";
 import { verifyLedger } from "../node/ledger.js";
-import { buildExchange } from "../node/server/exchange.js";
-import { openStore } from "../node/store.js";
 import { rng } from "./helpers/data.js";
-import { api, partyHeaders, tokenFileOf, waitUntil, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, tokenFileOf, waitUntil, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -156,11 +153,7 @@ const ledgerOf = (id: string) => [...x.store.ledgerRows({ job: id })].map((e) =>
 
 beforeAll(async () => {
   // The exchange plays a role here: it gets the test's pool (no second pool of its own).
-  const store = openStore(":memory:");
-  const identity = generateIdentity("exchange");
-  const app = await buildExchange({ store, identity, jobTimeoutMs: 10_000, pool });
-  const url = await app.listen({ host: "127.0.0.1", port: 0 });
-  x = { url, store, publicKey: identity.signing.publicKey, close: async () => { await app.close(); store.close(); } };
+  x = await startExchange({ jobTimeoutMs: 10_000, pool });
   bank = await startParty("bank", x.url, pool);
   telco = await startParty("telco", x.url, pool);
   writeFileSync(join(bank.dataDir, "customers.csv"), "id,segment\n" + data.buyer.map((b) => `${cell(b.id)},${cell(b.segment)}`).join("\n") + "\n");

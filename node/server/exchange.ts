@@ -37,7 +37,7 @@ import { openEnvelope, sealEnvelope } from "../envelope.js";
 import { decodeMessage } from "../../protocols/index.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry } from "../ledger.js";
-import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
 import { verifyRequest } from "./auth.js";
@@ -365,7 +365,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     const out = store.transaction(() => {
       const existing = store.getDataset(d.id);
       store.putDataset({ id: d.id, owner: d.owner, name: d.name, schema: d.schema, rowCount: d.rowCount, contentHash: d.contentHash });
-      const p = store.putPolicy(d.id, policy);
+      // A new version; every buyer's budget rebased on it (what was spent stays spent).
+      const p = putPolicyVersion(store, d.id, policy);
       if (!existing) ledger(LedgerKind.DatasetRegistered, { dataset: d.id, owner: d.owner, rows: d.rowCount, contentHash: d.contentHash });
       ledger(LedgerKind.PolicyChanged, { dataset: d.id, version: p.version, digest: createHash("sha256").update(JSON.stringify(policy)).digest("hex") });
       return p;

@@ -115,6 +115,8 @@ export interface PartyAgent {
   readonly token: string;
   /** The exchange's key as pinned by start(). */
   readonly exchangePin: ExchangePin | undefined;
+  /** The latest head of the exchange's ledger this agent has seen signed (from the records its jobs start with). */
+  readonly exchangeHead: LedgerHead | undefined;
   /** Registers with the exchange and starts polling the mailbox. */
   start(): Promise<void>;
   /** Stops polling and closes the API. */
@@ -164,6 +166,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   })();
   const dataFile = (name: string): string => {
+    if (isAbsolute(name) || name.includes("\0")) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files are named relative to the data folder");
     const p = normalize(join(o.dataDir, name));
     const rel = relative(o.dataDir, p);
     if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files must be inside the data folder");
@@ -612,6 +615,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     token,
     get exchangePin() {
       return pin;
+    },
+    get exchangeHead() {
+      return head;
     },
     async start() {
       // The exchange's keys first: checked against the pinned (or given) key before anything is sent to it.

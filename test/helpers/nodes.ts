@@ -13,15 +13,17 @@ export interface TestExchange {
   readonly url: string;
   readonly store: Store;
   readonly publicKey: Uint8Array;
+  readonly identity: NodeIdentity;
+  readonly app: Awaited<ReturnType<typeof buildExchange>>;
   close(): Promise<void>;
 }
 
-export async function startExchange(options: { jobTimeoutMs?: number } = {}): Promise<TestExchange> {
+export async function startExchange(options: { jobTimeoutMs?: number; pool?: CryptoPool } = {}): Promise<TestExchange> {
   const store = openStore(":memory:");
   const identity = generateIdentity("exchange");
   const app = await buildExchange({ store, identity, ...options });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
-  return { url, store, publicKey: identity.signing.publicKey, close: async () => { await app.close(); store.close(); } };
+  return { url, store, publicKey: identity.signing.publicKey, identity, app, close: async () => { await app.close(); store.close(); } };
 }
 
 export interface TestParty {

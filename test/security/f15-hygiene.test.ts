@@ -1,0 +1,66 @@
+/**
+ * Finding 15 (hygiene), the parts about results and budgets: `job result
+ * --out` wrote 0644 (any local user could read the buyer's rows), and budget
+ * rows survived a lowered budget (a buyer that had spent most of it kept the
+ * full new budget). The other parts: the identity key file (f11), the
+ * party's OpenAPI behind its token (f01), pruned nonces (f15-nonces).
+ */
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CryptoPool } from "../../engine/index.js";
+import { jobCommand } from "../../node/commands/jobs.js";
+import { api, startExchange, startParty, tokenFileOf, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { snapshot } from "./kit.js";
+
+const pool = new CryptoPool({ threads: 2 });
+let x: TestExchange;
+let telco: TestParty;
+let bank: TestParty;
+const POLICY = { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 5, budgetUnit: "jobs" };
+const psi = () => api<{ id: string; error?: { rule: string } }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
+
+beforeAll(async () => {
+  x = await startExchange();
+  telco = await startParty("telco", x.url, pool);
+  bank = await startParty("bank", x.url, pool);
+  writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n1\n2\n3\n");
+  writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
+  expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: POLICY })).status).toBe(201);
+}, 60_000);
+
+afterAll(async () => {
+  await bank?.close();
+  await telco?.close();
+  await x?.close();
+  await pool.close();
+});
+
+describe("finding 15: results and budgets", () => {
+  it("job result --out writes the buyer's rows readable by its owner only, even over an existing 0644 file", async () => {
+    const r = await psi();
+    expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
+    const out = join(mkdtempSync(join(tmpdir(), "umbra-f15-")), "matched.csv");
+    writeFileSync(out, "old\n");
+    chmodSync(out, 0o644);
+    expect(await jobCommand(["result", r.body.id, "--party", bank.url, "--token-file", tokenFileOf(bank), "--out", out], { out: () => undefined, err: () => undefined })).toBe(0);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+  });
+
+  it("a lowered budget counts what was spent: 3 of 5 jobs spent, the budget lowered to 4 leaves 1, at the exchange and at the provider", async () => {
+    for (let i = 0; i < 2; i++) expect(await waitForJob(bank.url, (await psi()).body.id)).toMatchObject({ state: "succeeded" });
+    expect(x.store.getBudget("telco.subs.csv", "bank")?.remaining).toBe(2);
+    expect(telco.store.getBudget("telco.subs.csv", "bank")?.remaining).toBe(2);
+    const lowered = await api<{ policyVersion: number }>(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { ...POLICY, queryBudget: 4 }, update: true });
+    expect(lowered.body.policyVersion).toBe(2);
+    expect(x.store.getBudget("telco.subs.csv", "bank")?.remaining).toBe(1);
+    expect(telco.store.getBudget("telco.subs.csv", "bank")?.remaining).toBe(1);
+    expect(await waitForJob(bank.url, (await psi()).body.id)).toMatchObject({ state: "succeeded" });
+    const before = snapshot(telco.store);
+    const refused = await psi();
+    expect(refused.status).toBe(403);
+    expect(refused.body.error?.rule).toBe("budget-exhausted");
+    expect(snapshot(telco.store)).toBe(before);
+  });
+});
