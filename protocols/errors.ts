@@ -5,7 +5,7 @@
  * wrong step, a replayed chunk, a mode that differs). Messages never carry a
  * key, an identifier or a value.
  */
-import { UmbraError } from "../engine/errors.js";
+import { InvalidInputError, UmbraError } from "../engine/errors.js";
 
 export const ProtocolErrorCode = {
   InvalidMessage: "UMBRA_INVALID_MESSAGE",
@@ -16,6 +16,9 @@ export const ProtocolErrorCode = {
   BudgetExceeded: "UMBRA_BUDGET_EXCEEDED",
   Refused: "UMBRA_REFUSED",
   InvalidState: "UMBRA_INVALID_STATE",
+  BelowMinimum: "UMBRA_BELOW_MINIMUM",
+  KeyLimitExceeded: "UMBRA_KEY_LIMIT_EXCEEDED",
+  OverlappingGroups: "UMBRA_OVERLAPPING_GROUPS",
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -74,5 +77,53 @@ export class RefusedError extends ProtocolError {
 export class InvalidStateError extends ProtocolError {
   constructor(message: string) {
     super(message, ProtocolErrorCode.InvalidState);
+  }
+}
+
+/**
+ * The buyer's role withholds its result: fewer distinct keys matched than
+ * the job's minimum (psi and lookup: `minIntersection`; psi-cardinality: the
+ * count). The message names the rule and the threshold, never the count.
+ */
+export class BelowMinimumError extends ProtocolError {
+  readonly rule = "minIntersection";
+  readonly threshold: number;
+  constructor(threshold: number) {
+    super(`result withheld: fewer than ${threshold} distinct keys matched (the job's minIntersection is ${threshold})`, ProtocolErrorCode.BelowMinimum);
+    this.threshold = threshold;
+  }
+}
+
+/**
+ * The buyer announces (or holds) more distinct keys than the job allows
+ * (`maxBuyerKeys`, psi's `maxPeerSetSize` on the provider). The numbers are
+ * the buyer's own announcement and the job's limit.
+ */
+export class KeyLimitExceededError extends ProtocolError {
+  readonly announced: number;
+  readonly limit: number;
+  constructor(what: string, announced: number, limit: number) {
+    super(`${what}: ${announced} distinct buyer keys, the job allows at most ${limit}`, ProtocolErrorCode.KeyLimitExceeded);
+    this.announced = announced;
+    this.limit = limit;
+  }
+}
+
+/**
+ * join-aggregate, the buyer's own input: one key in two groups (an
+ * overlap would let the difference of two groups' totals isolate one key's
+ * value below k). Names the group column and the 1-based data rows of the
+ * first offending pair, never the key or the labels.
+ */
+export class OverlappingGroupsError extends InvalidInputError {
+  readonly column: string;
+  readonly rows: readonly [number, number];
+  constructor(column: string, first: number, second: number) {
+    super(
+      `group column "${column}": data rows ${first} and ${second} have the same key in different groups; each key must fall in one group; de-duplicate or fix the group column`,
+      ProtocolErrorCode.OverlappingGroups,
+    );
+    this.column = column;
+    this.rows = [first, second];
   }
 }

@@ -13,7 +13,8 @@
  * aggregates, the group-by column and its declared categories (the cells;
  * a row whose category is not declared, or null, goes to no cell), the
  * histogram column and its bin edges, N, the minimum number of providers,
- * the minimum count per cell k, the value range (maxAbsValue, scale,
+ * k (`minCount`: the minimum rows per provider per cell and per bin, see
+ * below), the value range (maxAbsValue, scale,
  * maxRowsPerProvider) from which the HE context is derived, and whether the
  * arithmetic is exact (BFV, the default) or approximate (CKKS).
  *
@@ -26,6 +27,28 @@
  * integers (bigint); the HE context is built with scale 0 and
  * maxAbsValue B = maxRowsPerProvider · max(1, V, V² if sumsq) (V the scaled
  * value bound) and maxRows = N, so N·B < M/2 and every total is exact.
+ *
+ * ## k per provider per cell
+ *
+ * k (`minCount`) holds for each provider on its own: every provider
+ * contributes 0 or at least k rows to any cell, and 0 or at least k rows to
+ * any histogram bin (bins are released, or nulled, against k one by one, so
+ * they are cells for k too). Before masking and encrypting, a provider's
+ * local vector zeroes every slot of a cell in which it has 1 … k−1 rows
+ * (count, sums, sums of squares and bins), and, in a cell it keeps, each bin
+ * in which it has 1 … k−1 rows ({@link faLocalVector}). A total count is
+ * then 0 or at least k from one provider alone, so rows of another provider
+ * — a sybil co-provider's ten zero rows beside a victim's single row — can
+ * never lift a victim's small cell over k. This runs in the provider's own
+ * role (its own agent protects its own data), exact and approximate alike,
+ * and in the library runner too. The buyer then suppresses totals below k
+ * as before (a total is 0 or ≥ k unless every provider zeroed the cell).
+ * The result is the plaintext computation over every provider's rows with
+ * this rule applied: a cell's count is the sum over the providers that have
+ * at least k rows in it, and a bin's over those with at least k rows in the
+ * bin (the rows of a zeroed bin still count in their cell's count and
+ * sums, so count − Σ bins may include them, as it includes rows outside
+ * the edges).
  *
  * ## Flow (version 1)
  *
@@ -104,7 +127,10 @@
  *   count, sums, sums of squares and histogram counts summed over all N
  *   providers — and from them AVG/VAR/STDDEV. It learns no provider's own
  *   vector: it only ever receives the re-randomised sum (tests check this on
- *   the transport). Cells whose total count is below k are **suppressed by
+ *   the transport). Every provider's share of a cell or bin is 0 or at least
+ *   k rows, enforced by that provider's own role before it encrypts (see k
+ *   per provider per cell): this holds against a deviating buyer too, and
+ *   against a co-provider that pads a cell. Cells whose total count is below k are **suppressed by
  *   the buyer's runner after decryption** ({@link faBuyerResult}): the output
  *   table carries them with nulls and `suppressed = true`. This protects what
  *   the buyer's software releases downstream; it does not hide those cells
@@ -208,7 +234,7 @@ export interface FederatedAggregateParams {
   readonly providers: number;
   /** The job is refused below this many providers (≥ 2, ≤ N). */
   readonly minProviders: number;
-  /** k: cells whose total count is below k are suppressed (≥ 1). */
+  /** k (≥ 1): each provider contributes 0 or ≥ k rows to any cell and any bin; totals below k are suppressed. */
   readonly minCount: number;
   readonly aggregates: readonly AggregateSpec[];
   readonly groupBy?: { readonly column: string; readonly categories: readonly string[] };
@@ -520,8 +546,35 @@ function cellsOf(s: FaResolved, table: Table): Int32Array {
 }
 
 /**
+ * The slots a provider zeroes before masking (see k per provider per cell):
+ * every slot of a cell in which it has 1 … k−1 rows, and in the other cells
+ * each histogram bin in which it has 1 … k−1 rows. `countAt(slot)` reads a
+ * count or bin slot of its vector.
+ */
+function belowK(s: FaResolved, countAt: (slot: number) => number): number[] {
+  const k = s.minCount;
+  const out: number[] = [];
+  for (let c = 0; c < s.cells; c++) {
+    const base = c * s.stride;
+    const n = countAt(base);
+    if (n > 0 && n < k) {
+      for (let i = 0; i < s.stride; i++) out.push(base + i);
+      continue;
+    }
+    for (let b = 0; b < s.bins; b++) {
+      const o = base + s.histOffset + b;
+      const h = countAt(o);
+      if (h > 0 && h < k) out.push(o);
+    }
+  }
+  return out;
+}
+
+/**
  * One provider's plaintext vector: per cell, count, then per value column
- * sum (and sumsq), then histogram counts. Exact mode: decimal strings of
+ * sum (and sumsq), then histogram counts — with k applied to this provider
+ * alone (a cell or bin where it has 1 … k−1 rows zeroed; see k per provider
+ * per cell). Exact mode: decimal strings of
  * exact integers. Approximate mode: decimal strings of doubles (each the
  * exactly rounded sum of the row values as doubles; see Approximate mode).
  * Nulls in aggregated columns are refused (engine/he valuesFromArrow); a null
@@ -560,6 +613,7 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
       }
     }
   }
+  for (const i of belowK(s, (o) => Number(acc[o]))) acc[i] = 0n;
   return acc.map((x) => x.toString());
 }
 
@@ -676,6 +730,7 @@ function localVectorApproximate(s: FaResolved, table: Table): string[] {
   }
   const out = new Array<string>(s.length);
   for (let i = 0; i < s.length; i++) out[i] = String(sums.get(i)?.value() ?? counts[i]);
+  for (const i of belowK(s, (o) => counts[o] as number)) out[i] = "0";
   return out;
 }
 

@@ -23,7 +23,9 @@
  * groups, k (`minGroupSize`), the value range (maxAbsValue, scale), the most
  * joined rows any total may include (`maxJoinRows`), the group, the chunk
  * sizes, and whether the provider pads its set. From these every party
- * derives the same HE options ({@link jaHeOptions}).
+ * derives the same HE options ({@link jaHeOptions}). The job may also cap
+ * the buyer's distinct keys (`maxBuyerKeys`, see the threat model): a limit
+ * each role enforces on its own, that shapes nothing.
  *
  * ## Flow (version 1)
  *
@@ -41,8 +43,9 @@
  * - The buyer de-duplicates its keys, shuffles them, hashes them to the group
  *   with a per-job DST and blinds them with a fresh scalar b. It maps its
  *   group labels to random codes 0 … G−1 and tells the exchange, per
- *   position, which codes the rows with that key fall in and how many rows
- *   (the weights).
+ *   position, the code of the one group the rows with that key fall in and
+ *   how many rows (the weight). Each key falls in exactly one group: the
+ *   buyer refuses its own input otherwise (see the threat model).
  * - The provider de-duplicates its keys and pre-aggregates per key: c (rows),
  *   and per value column n (non-null values), s (sum) and, for VAR/STDDEV,
  *   q (sum of squares), in scaled units. It shuffles its keys, pads them with
@@ -73,7 +76,8 @@
  *   form (only H(y)^p, which without p it cannot test against anything), no
  *   value of a single row, and no matching: the exchange's reply holds only
  *   per-group totals.
- * - Provider learns: the buyer's distinct key count (step 2) and the HE
+ * - Provider learns: the buyer's distinct key count (step 2; at most
+ *   maxBuyerKeys) and the HE
  *   options — nothing about the matches or the results.
  * - Exchange learns: both set sizes, the intersection size (the number of
  *   matching positions), and, as pseudonymous data with no identifier or
@@ -82,6 +86,28 @@
  *   GROUP BY the COUNT(*) of each pseudonymous group. When keys are unique on
  *   both sides (customer ids) this is only "this position has one row". It
  *   sees the values only as ciphertexts under the buyer's key.
+ * - One group per key. k bounds what a single group releases; it would not
+ *   bound the difference of two groups of the same job: with a key in two
+ *   groups, A = {target, x1 … x10} and B = {x1 … x10} are each ≥ k and
+ *   A − B is the target's value. So every buyer key falls in at most one
+ *   group: the buyer's role refuses an input with a key in two groups
+ *   ({@link OverlappingGroupsError}: the group column and the two data rows,
+ *   never the key), and the exchange — so that a modified buyer agent cannot
+ *   bypass it — refuses JoinWeights that give one position weights for more
+ *   than one group code (InvalidMessageError, state unchanged). A buyer that
+ *   repeats a key as two positions gains nothing: the exchange matches each
+ *   provider position to one buyer position (the first, with duplicates), so
+ *   each provider row still counts in one group only. Groups of different
+ *   jobs can still be differenced: what bounds that is the provider's key
+ *   budget across jobs.
+ * - `maxBuyerKeys` (a job parameter; default maxSetSize): the provider
+ *   refuses a buyer hello announcing more distinct keys, and so does the
+ *   exchange (the buyer's hello, and the buyer set size the provider and the
+ *   buyer's raised elements name) — KeyLimitExceededError, state unchanged;
+ *   every chunk of step 3 must hold exactly the elements the hello announced.
+ *   The provider's role thus measures the buyer's key count (its hello) and
+ *   a node charges the budget by it. No role sizes a buffer from a peer's
+ *   announcement: the exchange's buffers grow as chunks arrive.
  * - Non-collusion is assumed between the exchange and either party: the
  *   exchange with the buyer's secret key could decrypt the provider's
  *   per-key statistics; the exchange with b or p could test identifiers.
@@ -129,9 +155,9 @@ import {
   type JoinWeights,
   type ProtocolMessage,
 } from "./codec.js";
-import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
+import { InvalidMessageError, InvalidStateError, KeyLimitExceededError, OverlappingGroupsError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
 import type { AggregateSpec } from "./federated-aggregate.js";
-import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "./steps.js";
 
 export type { AggregateSpec } from "./federated-aggregate.js";
 
@@ -203,6 +229,8 @@ export interface JoinAggregateParams {
   readonly maxSetSize?: number;
   /** "bucket" (default): the provider pads its set to a bucket of 1/8 precision; "none": not at all. */
   readonly providerPadding?: "bucket" | "none";
+  /** The most distinct keys the buyer may bring (default: maxSetSize); the provider and the exchange refuse a larger announcement. */
+  readonly maxBuyerKeys?: number;
 }
 
 /** One encrypted statistic column of the layout. */
@@ -222,6 +250,8 @@ export interface JaResolved {
   readonly group: GroupId;
   readonly chunkElements: number;
   readonly maxSetSize: number;
+  /** The most distinct keys the buyer may announce (absent in older states: maxSetSize). */
+  readonly maxBuyerKeys?: number;
   readonly maxJoinRows: number;
   readonly padding: "bucket" | "none";
   readonly scale: number;
@@ -257,6 +287,8 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
   if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
   const maxSetSize = p.maxSetSize ?? JA_DEFAULT_MAX_SET_SIZE;
   if (!Number.isSafeInteger(maxSetSize) || maxSetSize < 1 || maxSetSize > JA_MAX_LENGTH) throw new InvalidArgumentError(`maxSetSize must be an integer in [1, 2^28]`);
+  const maxBuyerKeys = p.maxBuyerKeys ?? maxSetSize;
+  if (!Number.isSafeInteger(maxBuyerKeys) || maxBuyerKeys < 0) throw new InvalidArgumentError("maxBuyerKeys must be a non-negative integer");
   const maxJoinRows = p.maxJoinRows ?? JA_DEFAULT_MAX_JOIN_ROWS;
   if (!Number.isSafeInteger(maxJoinRows) || maxJoinRows < 1 || maxJoinRows > 2 ** 40) throw new InvalidArgumentError("maxJoinRows must be an integer in [1, 2^40]");
   const padding = p.providerPadding ?? "bucket";
@@ -303,6 +335,7 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
     group,
     chunkElements,
     maxSetSize,
+    maxBuyerKeys: Math.min(maxBuyerKeys, maxSetSize),
     maxJoinRows,
     padding,
     scale,
@@ -414,6 +447,17 @@ function checkHello(s: JaResolved, m: ProtocolMessage, step: number): JoinHello 
   return h;
 }
 
+/** The job's limit on the buyer's distinct keys. */
+function buyerKeyLimit(s: JaResolved): number {
+  return s.maxBuyerKeys ?? s.maxSetSize;
+}
+
+/** Refuses an announced buyer set larger than the job's maxBuyerKeys. */
+function checkBuyerKeys(s: JaResolved, announced: number, what: string): void {
+  const limit = buyerKeyLimit(s);
+  if (announced > limit) throw new KeyLimitExceededError(what, announced, limit);
+}
+
 function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: JaRole): void {
   if (!s || s.role !== role || s.protocol !== ProtocolName.JoinAggregate || s.version !== JA_VERSION) throw new InvalidStateError(`not a join-aggregate ${role} state`);
 }
@@ -424,6 +468,8 @@ export interface JaBuyerInput {
   readonly keys: KeyColumn;
   /** Per buyer row, its group label (null: the NULL group). Omit when not grouped. */
   readonly groups?: readonly (string | null)[];
+  /** The group column's name, for the error that refuses a key in two groups. */
+  readonly groupColumn?: string;
 }
 
 export interface JaBuyerState extends JaResolved {
@@ -456,6 +502,7 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
   const group = await createGroup(spec(r, ctx));
   const d = distinctKeys(keys);
   if (d.count > r.maxSetSize) throw new BoundExceededError(`the buyer has ${d.count} distinct keys, the job allows ${r.maxSetSize}`);
+  checkBuyerKeys(r, d.count, "the buyer's input");
   // Group labels → random codes.
   const labelIndex = new Map<string, number>();
   const labels: (string | null)[] = [];
@@ -482,6 +529,17 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
     rowLabel[i] = li;
   }
   if (!r.grouped) labels.push("");
+  else {
+    // One group per key (see the threat model): the first row of each key, and any later row of it in another group.
+    const first = new Int32Array(d.count).fill(-1);
+    for (let i = 0; i < keys.length; i++) {
+      const di = d.rowToDistinct[i] ?? -1;
+      if (di < 0) continue;
+      const f = first[di] as number;
+      if (f < 0) first[di] = i;
+      else if (rowLabel[f] !== rowLabel[i]) throw new OverlappingGroupsError(input.groupColumn ?? "the group column", f + 1, i + 1);
+    }
+  }
   const G = labels.length;
   if (G > JA_MAX_GROUPS) throw new BoundExceededError(`the buyer has ${G} groups, at most ${JA_MAX_GROUPS} are allowed`);
   const codeOf = shuffledOrder(G); // label index → code
@@ -868,6 +926,7 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
   }
   if (!s.buyerHello) {
     const h = checkHello(s, m, JaStep.BuyerHello);
+    checkBuyerKeys(s, h.setSize, "the buyer's hello");
     const state: JaProviderState = { ...s, buyerHello: true, peerSetSize: h.setSize };
     const out: JaAddressed[] = [];
     out.push({ to: "buyer", message: hello(s, JaStep.ProviderHello, s.setSize, { peerSetSize: h.setSize, peerChunkElements: h.chunkElements }) });
@@ -993,9 +1052,11 @@ function nextChunk(m: ProtocolMessage, step: number, kind: string, received: num
   return { chunk, want: Math.min(per, total - received) };
 }
 
-/** The next chunk of raised elements of a step (only compared, never multiplied: canonical encodings checked), copied into `into`. */
-function receiveCompared(m: ProtocolMessage, step: number, into: Uint8Array, received: number, per: number): number {
-  const n = into.length / ELEMENT;
+/**
+ * The next chunk of raised elements of a step of `n` elements (only compared, never multiplied:
+ * canonical encodings checked), copied into `into` (grown as chunks arrive); returns the buffer and the count.
+ */
+function receiveCompared(m: ProtocolMessage, step: number, into: Uint8Array, received: number, n: number, per: number): { elements: Uint8Array; count: number } {
   const { chunk } = nextChunk(m, step, "elementBatch", received, n, per);
   const b = m as ElementBatch;
   checkBatch(b, n, per, step, ELEMENT);
@@ -1004,8 +1065,9 @@ function receiveCompared(m: ProtocolMessage, step: number, into: Uint8Array, rec
   } catch (e) {
     pointError(e, chunk, per);
   }
-  into.set(b.elements, received * ELEMENT);
-  return b.count;
+  const elements = withRoom(into, received * ELEMENT, b.elements.length, n * ELEMENT);
+  elements.set(b.elements, received * ELEMENT);
+  return { elements, count: b.count };
 }
 
 export interface JaExchangeState extends JaResolved {
@@ -1018,6 +1080,7 @@ export interface JaExchangeState extends JaResolved {
   readonly buyerSetSize: number;
   readonly groups: number;
   readonly weightsReceived: number;
+  /** weightsReceived + 1 offsets in use (grown as the weights arrive). */
   readonly weightOffsets: Uint32Array;
   readonly weightCodes: Uint32Array[];
   readonly weightValues: Uint32Array[];
@@ -1106,16 +1169,11 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     case JaStep.BuyerExchangeHello: {
       if (s.buyerHello) throw new WrongStepError("the buyer's hello was already received");
       const h = checkHello(s, m, step);
+      checkBuyerKeys(s, h.setSize, "the buyer's hello");
       if ((h.groups < 1 && h.setSize > 0) || h.groups > JA_MAX_GROUPS || (!s.grouped && h.groups !== 1)) throw new InvalidMessageError("the buyer announces an invalid number of groups");
       if (s.providerHello && h.setSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs from the one the provider received");
-      next = {
-        ...s,
-        buyerHello: true,
-        buyerSetSize: h.setSize,
-        groups: h.groups,
-        weightOffsets: new Uint32Array(h.setSize + 1),
-        buyerDoubled: s.providerHello ? s.buyerDoubled : new Uint8Array(h.setSize * ELEMENT),
-      };
+      // Buffers grow as the chunks arrive: nothing is sized from the announcement.
+      next = { ...s, buyerHello: true, buyerSetSize: h.setSize, groups: h.groups };
       break;
     }
     case JaStep.BuyerWeights: {
@@ -1128,7 +1186,10 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
       const weights = readU32(w.weights);
       if (off[0] !== 0 || off[w.count] !== codes.length) throw new InvalidMessageError("weights offsets do not cover the codes");
       for (let i = 0; i < w.count; i++) {
-        if ((off[i + 1] as number) <= (off[i] as number)) throw new InvalidMessageError("every buyer position must have at least one group");
+        const n = (off[i + 1] as number) - (off[i] as number);
+        if (n < 1) throw new InvalidMessageError("every buyer position must have a group");
+        // One group per key (see the threat model): a key in two groups would let A − B isolate one key under k.
+        if (n > 1) throw new InvalidMessageError("a buyer position carries weights for more than one group: each key must fall in one group");
       }
       let rows = 0;
       for (let i = 0; i < codes.length; i++) {
@@ -1138,36 +1199,31 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
       }
       if (rows > s.maxJoinRows) throw new InvalidMessageError("the weights exceed maxJoinRows");
       const base = s.weightCodes.reduce((n, a) => n + a.length, 0);
-      const offsets = s.weightOffsets;
+      const offsets = withRoom(s.weightOffsets, s.weightsReceived + 1, w.count, s.buyerSetSize + 1);
       for (let i = 1; i <= w.count; i++) offsets[s.weightsReceived + i] = base + (off[i] as number);
-      next = { ...s, weightsReceived: s.weightsReceived + w.count, weightCodes: [...s.weightCodes, codes], weightValues: [...s.weightValues, weights] };
+      next = { ...s, weightsReceived: s.weightsReceived + w.count, weightOffsets: offsets, weightCodes: [...s.weightCodes, codes], weightValues: [...s.weightValues, weights] };
       break;
     }
     case JaStep.ProviderDoubled: {
       if (!s.providerDoubledHello) {
         const h = checkHello(s, m, step);
+        checkBuyerKeys(s, h.peerSetSize, "the buyer's raised elements");
         if (s.providerHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the buyer raised a provider set of another size");
         if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs between its messages");
-        next = { ...s, providerDoubledHello: true, providerDoubled: new Uint8Array(h.setSize * ELEMENT), ...(s.providerHello ? {} : { providerSetSize: h.setSize }) };
+        next = { ...s, providerDoubledHello: true, ...(s.providerHello ? {} : { providerSetSize: h.setSize }) };
         break;
       }
-      const count = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.chunkElements);
-      next = { ...s, providerDoubledReceived: s.providerDoubledReceived + count };
+      const r = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.providerSetSize, s.chunkElements);
+      next = { ...s, providerDoubled: r.elements, providerDoubledReceived: s.providerDoubledReceived + r.count };
       break;
     }
     case JaStep.ProviderExchangeHello: {
       if (s.providerHello) throw new WrongStepError("the provider's hello was already received");
       const h = checkHello(s, m, step);
+      checkBuyerKeys(s, h.peerSetSize, "the buyer set the provider received");
       if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the provider received a buyer set of another size");
       if (s.providerDoubledHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the provider's set size differs from the one the buyer raised");
-      next = {
-        ...s,
-        providerHello: true,
-        providerSetSize: h.setSize,
-        counts: new Uint32Array(h.setSize),
-        buyerSetSize: s.buyerHello ? s.buyerSetSize : h.peerSetSize,
-        buyerDoubled: s.buyerHello ? s.buyerDoubled : new Uint8Array(h.peerSetSize * ELEMENT),
-      };
+      next = { ...s, providerHello: true, providerSetSize: h.setSize, buyerSetSize: s.buyerHello ? s.buyerSetSize : h.peerSetSize };
       break;
     }
     case JaStep.ProviderCounts: {
@@ -1177,8 +1233,9 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
       if (c.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must hold ${want} counts`);
       const a = readU32(c.counts);
       for (let i = 0; i < a.length; i++) if ((a[i] as number) > s.maxJoinRows) throw new InvalidMessageError("a row count exceeds maxJoinRows");
-      s.counts.set(a, s.countsReceived);
-      next = { ...s, countsReceived: s.countsReceived + c.count };
+      const counts = withRoom(s.counts, s.countsReceived, a.length, s.providerSetSize);
+      counts.set(a, s.countsReceived);
+      next = { ...s, counts, countsReceived: s.countsReceived + c.count };
       break;
     }
     case JaStep.ProviderValues: {
@@ -1204,8 +1261,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
     }
     case JaStep.BuyerDoubled: {
       if (!s.providerHello) throw new WrongStepError("raised buyer elements before the provider's hello");
-      const count = receiveCompared(m, step, s.buyerDoubled, s.buyerDoubledReceived, s.chunkElements);
-      next = { ...s, buyerDoubledReceived: s.buyerDoubledReceived + count };
+      const r = receiveCompared(m, step, s.buyerDoubled, s.buyerDoubledReceived, s.buyerSetSize, s.chunkElements);
+      next = { ...s, buyerDoubled: r.elements, buyerDoubledReceived: s.buyerDoubledReceived + r.count };
       break;
     }
     default:

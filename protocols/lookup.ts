@@ -43,6 +43,16 @@
  *   how many keys it can try (this is what stops enumerating small key spaces
  *   such as phone numbers).
  * - The exchange, relaying, sees sizes only.
+ * - `minIntersection` (a job parameter, default 1): the buyer's result
+ *   function ({@link lookupBuyerResult}) refuses to release labels when
+ *   fewer distinct buyer keys matched than that ({@link BelowMinimumError},
+ *   naming the threshold, never the count); an empty match is below any
+ *   threshold above 1 and refused too, with the default 1 nothing is
+ *   withheld. **This is enforced by the buyer's own agent**: in the
+ *   semi-honest model a modified buyer agent opens its labels anyway — the
+ *   provider never learns which keys matched and cannot enforce it. What the
+ *   provider does enforce is the number of keys: n never exceeds its budget,
+ *   and every step-2 chunk must hold exactly the elements the hello announced.
  *
  * Every received element is strictly decoded (identity and non-canonical
  * encodings refused); messages are bound to job, protocol, version, step and
@@ -77,7 +87,7 @@ import { oprf } from "../engine/oprf/index.js";
 import { distinctKeys, ElementIndex, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
-import { BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongStepError } from "./errors.js";
+import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongStepError } from "./errors.js";
 import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
 
 export const LOOKUP_VERSION = 1;
@@ -292,6 +302,8 @@ export interface LookupParams {
   readonly product: string;
   readonly version: number;
   readonly chunkElements?: number;
+  /** The buyer releases labels only when at least this many distinct keys matched; default 1 (nothing withheld). */
+  readonly minIntersection?: number;
 }
 
 export interface LookupContext {
@@ -306,6 +318,8 @@ interface Common {
   readonly product: string;
   readonly productVersion: number;
   readonly chunkElements: number;
+  /** The buyer's result is withheld below this many matched distinct keys (absent in older states: 1). */
+  readonly minIntersection?: number;
 }
 
 export interface LookupBuyerState extends Common {
@@ -353,7 +367,9 @@ function resolve(p: LookupParams): Common {
   checkProduct(p.product, p.version);
   const chunkElements = p.chunkElements ?? DEFAULT_LOOKUP_CHUNK;
   if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
-  return { protocol: ProtocolName.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements };
+  const minIntersection = p.minIntersection ?? 1;
+  if (!Number.isSafeInteger(minIntersection) || minIntersection < 1) throw new InvalidArgumentError("minIntersection must be a positive integer");
+  return { protocol: ProtocolName.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements, minIntersection };
 }
 
 // -------------------------------------------------------------- buyer
@@ -493,10 +509,19 @@ async function finalise(s: LookupBuyerState, ctx: LookupContext): Promise<Lookup
   return { ...s, tags, aeadKeys, blinds: new Uint8Array(0) };
 }
 
-/** The buyer's output: the label schema and, per distinct key, its label rows (empty when none). */
+/**
+ * The buyer's output: the label schema and, per distinct key, its label rows (empty when none).
+ * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection.
+ */
 export function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
   assertRole(s, "buyer");
   if (!lookupBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
+  const min = s.minIntersection ?? 1;
+  if (min > 1) {
+    let matched = 0;
+    for (const text of s.opened) if (text !== "") matched++;
+    if (matched < min) throw new BelowMinimumError(min);
+  }
   const labelSchema = schemaFromBytes(s.labelSchema);
   const types = labelSchema.fields.map((f) => f.type);
   return {

@@ -20,7 +20,8 @@
  *
  * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
  *
- * - Provider learns: n, the number of distinct buyer keys. Everything else it
+ * - Provider learns: n, the number of distinct buyer keys (at most the job's
+ *   maxBuyerKeys, see Job limits). Everything else it
  *   receives is H(x)^a for a secret a it never sees — pseudorandom under DDH.
  * - Buyer learns, intersection mode: which of its rows match (SQL inner-join
  *   semantics on its own rows: each matching buyer row once) and m. It cannot
@@ -31,6 +32,30 @@
  *   it cannot map a match to any of its rows.
  * - Neither learns multiplicities: keys are de-duplicated before blinding.
  * - The exchange, relaying, sees sizes only.
+ *
+ * ## Job limits (from the job, agreed by both roles, never from a message)
+ *
+ * - `maxPeerSetSize`: the largest set the other side may announce. On the
+ *   provider it is the job's `maxBuyerKeys`: a buyer hello announcing more
+ *   distinct keys is refused ({@link KeyLimitExceededError}, a Refusal), and
+ *   since every chunk of step 2 must hold exactly the elements the hello
+ *   announced (its count, its index, no chunk past the last), the buyer
+ *   cannot send more keys than it announced. The provider's role therefore
+ *   knows the number of buyer keys it evaluates — n — and a node charges its
+ *   budget by that, not by what the job declared.
+ * - `minIntersection` (default 1): the buyer's result function
+ *   ({@link psiBuyerResult}) refuses to release a result whose number of
+ *   matched distinct buyer keys — in cardinality mode, the count — is below
+ *   it ({@link BelowMinimumError}: it names the threshold, not the count).
+ *   An empty intersection is below any threshold above 1 and refused too (a
+ *   result released at 0 but refused at 1 … T−1 would tell a one-key query
+ *   whether its key is in the provider's set); with the default 1 nothing is
+ *   withheld (an empty result says what a refusal would). **This is enforced
+ *   by the buyer's own agent**: the protocol is semi-honest, and a modified
+ *   buyer agent computes the intersection anyway — the provider never sees
+ *   it and cannot enforce it. A threshold also does not stop a buyer that
+ *   already holds T − 1 known matches from testing one more key: the key
+ *   budget and `maxBuyerKeys` are what bound such probing.
  *
  * ## Validation
  *
@@ -54,8 +79,8 @@ import type { KeyColumn } from "../engine/columns/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "./codec.js";
-import { InvalidMessageError, InvalidStateError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
-import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
+import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "./steps.js";
 
 export const PSI_VERSION = 1;
 
@@ -77,8 +102,14 @@ export interface PsiParams {
   readonly group?: GroupId;
   /** Elements per chunk this side sends (default 16,384; at most 65,536). */
   readonly chunkElements?: number;
-  /** Largest set the other side may announce (default 10^8). */
+  /** Largest set the other side may announce (default 10^8). On the provider: the job's maxBuyerKeys. */
   readonly maxPeerSetSize?: number;
+  /**
+   * The buyer releases its result only when at least this many distinct
+   * buyer keys matched (cardinality: the count is at least this); default 1
+   * (nothing withheld). Enforced by the buyer's role (see Job limits).
+   */
+  readonly minIntersection?: number;
 }
 
 /** Local resources for the crypto: not part of the state. */
@@ -97,6 +128,8 @@ interface Common {
   readonly group: GroupId;
   readonly chunkElements: number;
   readonly maxPeerSetSize: number;
+  /** The buyer's result is withheld below this many matched distinct keys (absent in older states: 1). */
+  readonly minIntersection?: number;
   /** This side's secret scalar for the job. */
   readonly secret: Uint8Array;
 }
@@ -110,7 +143,7 @@ export interface PsiBuyerState extends Common {
   readonly setSize: number;
   readonly peerSetSize: number;
   readonly peerChunkElements: number;
-  /** H(y)^ba, filled as step 4 arrives. */
+  /** H(y)^ba, grown as step 4 arrives (peerReceived elements in use). */
   readonly peerElements: Uint8Array;
   readonly peerReceived: number;
   /** H(x)^ab, filled as step 5 arrives. */
@@ -128,7 +161,7 @@ export interface PsiProviderState extends Common {
   readonly helloReceived: boolean;
   readonly peerSetSize: number;
   readonly peerChunkElements: number;
-  /** Cardinality mode: the (H(x)^a)^b collected before the shuffle. */
+  /** Cardinality mode: the (H(x)^a)^b collected before the shuffle, grown as step 2 arrives (received elements in use). */
   readonly doubled: Uint8Array;
   readonly received: number;
 }
@@ -160,7 +193,10 @@ function resolveParams(p: PsiParams) {
     throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
   }
   const maxPeerSetSize = p.maxPeerSetSize ?? DEFAULT_MAX_SET_SIZE;
-  return { protocol: psiProtocolName(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize };
+  if (!Number.isSafeInteger(maxPeerSetSize) || maxPeerSetSize < 0) throw new InvalidArgumentError("maxPeerSetSize must be a non-negative integer");
+  const minIntersection = p.minIntersection ?? 1;
+  if (!Number.isSafeInteger(minIntersection) || minIntersection < 1) throw new InvalidArgumentError("minIntersection must be a positive integer");
+  return { protocol: psiProtocolName(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize, minIntersection };
 }
 
 function hello(s: Common, step: PsiStep, setSize: number): PsiHello {
@@ -173,7 +209,10 @@ function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
   const h = m as PsiHello;
   if (h.group !== s.group) throw new ProtocolError(`the other side uses group ${h.group}, this job uses ${s.group}`);
   if (h.mode !== s.mode) throw new ProtocolError(`the other side runs mode ${h.mode}, this job runs ${s.mode}`);
-  if (h.setSize > s.maxPeerSetSize) throw new InvalidMessageError(`announced set of ${h.setSize} exceeds the limit of ${s.maxPeerSetSize}`);
+  if (h.setSize > s.maxPeerSetSize) {
+    if (step === PsiStep.BuyerHello) throw new KeyLimitExceededError("the buyer's hello", h.setSize, s.maxPeerSetSize);
+    throw new InvalidMessageError(`announced set of ${h.setSize} exceeds the limit of ${s.maxPeerSetSize}`);
+  }
   if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
   return h;
 }
@@ -220,7 +259,8 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
   if (!s.helloReceived) {
     const h = checkHello(s, m, PsiStep.ProviderHello);
     return {
-      state: { ...s, helloReceived: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements, peerElements: new Uint8Array(h.setSize * ELEMENT), doubled: new Uint8Array(s.setSize * ELEMENT) },
+      // The provider's elements are collected as they arrive (withRoom), not sized from its announcement.
+      state: { ...s, helloReceived: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements, peerElements: new Uint8Array(0), doubled: new Uint8Array(s.setSize * ELEMENT) },
       messages: [],
     };
   }
@@ -236,9 +276,10 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
     } catch (e) {
       pointError(e, chunk, per);
     }
-    s.peerElements.set(raised, s.peerReceived * ELEMENT);
+    const peerElements = withRoom(s.peerElements, s.peerReceived * ELEMENT, raised.length, s.peerSetSize * ELEMENT);
+    peerElements.set(raised, s.peerReceived * ELEMENT);
     ctx.onProgress?.("buyer: raise provider elements", s.peerReceived + b.count, s.peerSetSize);
-    return { state: { ...s, peerReceived: s.peerReceived + b.count }, messages: [] };
+    return { state: { ...s, peerElements, peerReceived: s.peerReceived + b.count }, messages: [] };
   }
   if (s.doubledReceived < s.setSize) {
     const per = s.chunkElements;
@@ -257,14 +298,25 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
   throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
 }
 
-/** The buyer's output once {@link psiBuyerDone}. */
+/**
+ * The buyer's output once {@link psiBuyerDone}.
+ * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection (see Job limits).
+ */
 export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
   assertRole(s, "buyer");
   if (!psiBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
   const index = ElementIndex.build(s.peerElements.subarray(0, s.peerSetSize * ELEMENT), ELEMENT);
   const sizes = { providerSetSize: s.peerSetSize, buyerSetSize: s.setSize };
-  if (s.mode === PsiMode.Cardinality) return { mode: "cardinality", count: index.countMatches(s.doubled), ...sizes };
+  const min = s.minIntersection ?? 1;
+  if (s.mode === PsiMode.Cardinality) {
+    const matches = index.countMatches(s.doubled);
+    if (min > 1 && matches < min) throw new BelowMinimumError(min);
+    return { mode: "cardinality", count: matches, ...sizes };
+  }
   const hit = index.matchAll(s.doubled);
+  let distinct = 0;
+  for (let d = 0; d < s.setSize; d++) if ((hit[d] ?? -1) >= 0) distinct++;
+  if (min > 1 && distinct < min) throw new BelowMinimumError(min);
   let count = 0;
   for (let r = 0; r < s.rows; r++) {
     const d = s.rowToDistinct[r] ?? -1;
@@ -321,7 +373,8 @@ export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage
       helloReceived: true,
       peerSetSize: h.setSize,
       peerChunkElements: h.chunkElements,
-      doubled: s.mode === PsiMode.Cardinality ? new Uint8Array(h.setSize * ELEMENT) : new Uint8Array(0),
+      // Cardinality mode collects the raised elements as they arrive (withRoom), not sized from the announcement.
+      doubled: new Uint8Array(0),
     };
     const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded, state.chunkElements, ELEMENT)];
     return { state, messages };
@@ -352,11 +405,12 @@ export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage
     };
     return { state, messages: [reply] };
   }
-  s.doubled.set(raised, s.received * ELEMENT);
-  const state = { ...s, received };
+  const doubled = withRoom(s.doubled, s.received * ELEMENT, raised.length, s.peerSetSize * ELEMENT);
+  doubled.set(raised, s.received * ELEMENT);
+  const state = { ...s, doubled, received };
   if (received < s.peerSetSize) return { state, messages: [] };
   // Cardinality: everything is in; shuffle so the buyer cannot map any element to its rows.
-  const shuffled = permuteFixed(s.doubled, ELEMENT, shuffledOrder(s.peerSetSize));
+  const shuffled = permuteFixed(doubled.subarray(0, s.peerSetSize * ELEMENT), ELEMENT, shuffledOrder(s.peerSetSize));
   // Step 5 uses the buyer's chunk size, as in intersection mode.
   return { state: { ...state, doubled: new Uint8Array(0) }, messages: batches(state, PsiStep.ProviderDoubled, shuffled, per, ELEMENT) };
 }

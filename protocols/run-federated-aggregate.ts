@@ -9,7 +9,8 @@
  * 2^53 in the table — the exact bigint totals are in `result.cells`), and
  * per histogram bin i `hist_c_i` (Int64). Suppressed cells (total count < k)
  * are **present**, with `suppressed = true` and every value null; a
- * histogram bin below k is null too.
+ * histogram bin below k is null too. k also holds per provider: a
+ * provider's cell or bin with 1 … k−1 rows is left out of the totals.
  *
  * With `approximate: true` (CKKS; see federated-aggregate.ts Approximate
  * mode) every result column is followed by `bound_<name>` (Float64), the
@@ -68,7 +69,12 @@ export interface RunFederatedAggregateOptions {
   readonly histogram?: { readonly column: string; readonly edges: readonly number[] };
   /** Default 2. */
   readonly minProviders?: number;
-  /** k (default 1: nothing suppressed). */
+  /**
+   * k (default 1: nothing suppressed): each provider's role zeroes a cell or
+   * histogram bin in which it has 1 … k−1 rows before it masks its vector,
+   * and totals below k are suppressed (see federated-aggregate.ts, k per
+   * provider per cell).
+   */
   readonly minCount?: number;
   readonly maxAbsValue: number | bigint;
   readonly scale?: number;

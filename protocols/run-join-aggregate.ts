@@ -8,7 +8,9 @@
  * in order, `count` (Int64, COUNT(*)), `sum_c` / `avg_c` / `var_c` /
  * `stddev_c` (Float64; exact sums are in `result.groups`). Rows are sorted by
  * label, NULL last. Suppressed groups (COUNT(*) < k) are absent, as with
- * SQL's HAVING; `suppressedGroups` says how many.
+ * SQL's HAVING; `suppressedGroups` says how many. Each buyer key must fall
+ * in one group: a buyer table with a key in two groups is refused
+ * (OverlappingGroupsError, naming the group column and two data rows).
  */
 import { randomUUID } from "node:crypto";
 import { Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
@@ -63,6 +65,8 @@ export interface RunJoinAggregateOptions {
   readonly job?: string;
   /** "bucket" (default) or "none". */
   readonly providerPadding?: "bucket" | "none";
+  /** The most distinct keys the buyer may bring: the provider and the exchange refuse more (KeyLimitExceededError). Default: no limit below 10^8. */
+  readonly maxBuyerKeys?: number;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
   /** Sees every encoded frame (tests). */
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
@@ -102,6 +106,7 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
     ...(options.maxJoinRows !== undefined ? { maxJoinRows: options.maxJoinRows } : {}),
     ...(options.group !== undefined ? { group: options.group } : {}),
     ...(options.providerPadding !== undefined ? { providerPadding: options.providerPadding } : {}),
+    ...(options.maxBuyerKeys !== undefined ? { maxBuyerKeys: options.maxBuyerKeys } : {}),
   };
   const resolved = resolveJaParams(params);
   if (options.buyer.key.length === 0 || options.buyer.key.length !== options.provider.key.length) {
@@ -129,7 +134,7 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
   const send = (from: JaRole, out: readonly JaAddressed[]): void => {
     for (const a of out) t.send(from, a.to, [a.message]);
   };
-  let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups } : {}) }, ctx);
+  let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups, groupColumn: options.buyer.groupBy as string } : {}) }, ctx);
   lap("buyer: hash and blind");
   let provider: JaStepResult<JaProviderState> = await jaProviderStart(params, { keys: providerKeys, table: options.provider.table }, ctx);
   lap("provider: aggregate, hash and blind");

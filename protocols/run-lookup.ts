@@ -33,6 +33,12 @@ export interface RunLookupOptions {
     /** Evaluations this buyer may still ask for (default: unlimited). */
     readonly budgetRemaining?: number;
   };
+  /**
+   * Labels are released only when at least this many distinct buyer keys
+   * matched; default 1 (nothing withheld). Below it runLookup throws
+   * BelowMinimumError (see lookup.ts).
+   */
+  readonly minIntersection?: number;
   readonly job?: string;
   readonly pool?: CryptoPool;
   readonly chunkElements?: number;
@@ -66,7 +72,13 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
     }
   }
   const job = o.job ?? `local-${randomUUID()}`;
-  const params = { job, product: info.product, version: info.version, ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}) };
+  const params = {
+    job,
+    product: info.product,
+    version: info.version,
+    ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}),
+    ...(o.minIntersection !== undefined ? { minIntersection: o.minIntersection } : {}),
+  };
   const ctx: LookupContext = { pool: o.pool ?? getPool(), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const keys = keysFromTable(o.buyer.table, o.buyer.keys, { ...o.buyer.normalise, source: "buyer table" });
 

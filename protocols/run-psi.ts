@@ -40,6 +40,14 @@ export interface RunPsiOptions {
   readonly job?: string;
   readonly pool?: CryptoPool;
   readonly chunkElements?: number;
+  /**
+   * The buyer's result is released only when at least this many distinct
+   * buyer keys matched (cardinality: the count); default 1 (nothing
+   * withheld). Below it runPsi throws BelowMinimumError (see psi.ts Job limits).
+   */
+  readonly minIntersection?: number;
+  /** The provider refuses a buyer announcing more distinct keys (KeyLimitExceededError); default 10^8. */
+  readonly maxBuyerKeys?: number;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
   /** Sees every encoded frame (tests). */
   readonly tap?: (from: "buyer" | "provider", to: "buyer" | "provider", frame: Uint8Array) => void;
@@ -71,7 +79,9 @@ export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
     mode,
     ...(options.group ? { group: options.group } : {}),
     ...(options.chunkElements ? { chunkElements: options.chunkElements } : {}),
+    ...(options.minIntersection !== undefined ? { minIntersection: options.minIntersection } : {}),
   };
+  const providerParams = { ...params, ...(options.maxBuyerKeys !== undefined ? { maxPeerSetSize: options.maxBuyerKeys } : {}) };
   const ctx: PsiContext = {
     pool: options.pool ?? getPool(),
     ...(options.backend ? { backend: options.backend } : {}),
@@ -82,7 +92,7 @@ export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
 
   const t = new MemoryTransport();
   if (options.tap) t.tap(options.tap as (from: string, to: string, frame: Uint8Array) => void);
-  let [b, p] = await Promise.all([psiBuyerStart(params, buyerKeys, ctx), psiProviderStart(params, providerKeys, ctx)]);
+  let [b, p] = await Promise.all([psiBuyerStart(params, buyerKeys, ctx), psiProviderStart(providerParams, providerKeys, ctx)]);
   t.send("buyer", "provider", b.messages);
   // Each role takes its messages one at a time, in order; the two roles work at the same
   // time (the buyer raising the provider's elements while the provider raises the buyer's),

@@ -63,3 +63,21 @@ export function pointError(e: unknown, chunk: number, per: number): never {
   if (e instanceof InvalidPointError && e.index !== undefined) throw new InvalidPointError(e.message.replace(/ \(element \d+\)$/, ""), chunk * per + e.index);
   throw e;
 }
+
+/**
+ * `buf`, or a larger copy of it, with room for `need` more items after the
+ * `used` ones in use: the same buffer when it has the room, else a new one
+ * (the used items copied) of twice the size or more, never more than `max`
+ * items. Buffers that collect a peer's chunks grow with this as the chunks
+ * arrive, so memory follows what was received, never a peer's announced
+ * size alone. The caller writes the new items at `used` (past the end of
+ * what an older state of the same buffer uses, so that state is unchanged).
+ */
+export function withRoom<A extends Uint8Array | Uint32Array>(buf: A, used: number, need: number, max: number): A {
+  const want = used + need;
+  if (want <= buf.length) return buf;
+  if (want > max) throw new InvalidMessageError(`more items than the ${max} announced`);
+  const out = new (buf.constructor as new (n: number) => A)(Math.min(max, Math.max(want, 2 * buf.length)));
+  out.set(buf.subarray(0, used));
+  return out;
+}

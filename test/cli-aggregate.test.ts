@@ -115,6 +115,25 @@ function plaintext(rows: readonly Row[], categories: readonly (string | null)[],
   return out;
 }
 
+/**
+ * The plaintext computation with k per provider: a provider's cell with 1 … k−1 rows is left out, and
+ * in a cell it keeps each histogram bin where it has 1 … k−1 rows; then the providers' cells are added.
+ */
+function plaintextPerProvider(byProvider: readonly (readonly Row[])[], categories: readonly (string | null)[], edges: readonly number[], k: number): Map<string | null, Expected> {
+  const out = new Map<string | null, Expected>();
+  for (const cat of categories) {
+    const own = byProvider.map((rows) => plaintext(rows, [cat], edges).get(cat) as Expected).filter((e) => e.count >= k);
+    const xs = byProvider.flatMap((rows) => {
+      const mine = rows.filter((r) => cat === null || r.region === cat);
+      return mine.length >= k ? mine : [];
+    });
+    const all = plaintext(xs, [cat], edges).get(cat) as Expected;
+    const hist = all.hist.map((_, b) => own.reduce((h, e) => h + ((e.hist[b] as number) >= k ? (e.hist[b] as number) : 0), 0));
+    out.set(cat, { ...all, hist });
+  }
+  return out;
+}
+
 type OutRow = Record<string, string | null>;
 
 async function readOut(name: string): Promise<OutRow[]> {
@@ -175,12 +194,16 @@ describe("umbra aggregate", () => {
     expect(r.stdout).toMatch(/bytes: [\d,]+/);
     const out = await readOut("grouped.csv");
     expect(out.map((o) => o["category"])).toEqual(CATEGORIES);
-    const expected = plaintext(providers.flat(), CATEGORIES, EDGES);
+    const expected = plaintextPerProvider(providers, CATEGORIES, EDGES, 5);
+    // The rule matters here: some bin differs from the plaintext on the union.
+    const union = plaintext(providers.flat(), CATEGORIES, EDGES);
+    expect(CATEGORIES.some((c) => union.get(c)?.hist.some((h, b) => h >= 5 && h !== expected.get(c)?.hist[b]))).toBe(true);
     for (const row of out) {
       const e = expected.get(row["category"] as string) as Expected;
       if (row["category"] === "tiny") {
-        // 3 rows < k = 5: present, suppressed, every value null.
-        expect(e.count).toBe(3);
+        // 1 row at each provider, under k = 5 at each: left out, suppressed, every value null.
+        expect(union.get("tiny")?.count).toBe(3);
+        expect(e.count).toBe(0);
         expect(row["suppressed"]).toBe("true");
         for (const [k, v] of Object.entries(row)) if (k !== "category" && k !== "suppressed") expect(v).toBeNull();
         continue;
@@ -204,9 +227,8 @@ describe("umbra aggregate", () => {
     expect(out).toHaveLength(1);
     const row = out[0] as OutRow;
     expect(Object.keys(row)).toEqual(["suppressed", "count", "sum_amount", "avg_amount", "var_amount"]);
-    const all = [...(providers[0] as Row[]), ...(providers[1] as Row[])];
-    const e = plaintext(all, [null], [0, 1]).get(null) as Expected;
-    expect(row["count"]).toBe(String(all.length));
+    const e = plaintextPerProvider([providers[0] as Row[], providers[1] as Row[]], [null], [0, 1], 10).get(null) as Expected;
+    expect(row["count"]).toBe(String(e.count));
     // The sum in hundredths is exact: round(sum · 100) recovers it.
     expect(BigInt(Math.round(Number(row["sum_amount"]) * 100))).toBe(e.sum);
     close(row["avg_amount"] ?? null, e.avg / 100);
@@ -219,8 +241,7 @@ describe("umbra aggregate", () => {
     expect(r.stderr).toMatch(/--max-abs not given/);
     for (const s of secrets) expect(r.stderr).not.toContain(s);
     const out = await readOut("k10.csv");
-    const all = [...(providers[0] as Row[]), ...(providers[1] as Row[])];
-    const north = plaintext(all, ["north"], [0, 1]).get("north") as Expected;
+    const north = plaintextPerProvider([providers[0] as Row[], providers[1] as Row[]], ["north"], [0, 1], 10).get("north") as Expected;
     expect(out).toEqual([
       { category: "north", suppressed: "false", count: String(north.count), sum_amount: north.sum.toString() },
       { category: "tiny", suppressed: "true", count: null, sum_amount: null },

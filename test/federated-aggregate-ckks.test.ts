@@ -104,27 +104,48 @@ interface Exact {
   hist: bigint[];
 }
 
-function oracle(raws: readonly Raw[], categories: readonly string[] | null, edges: readonly number[] = []): Exact[] {
+/**
+ * The exact computation with k per provider: each provider's cells (and, in a cell it keeps, its
+ * histogram bins) with 1 … k−1 rows are left out, then the providers' cells are added.
+ */
+function oracle(raws: readonly Raw[], categories: readonly string[] | null, edges: readonly number[] = [], k = 1): Exact[] {
   const cells = categories ? categories.length : 1;
-  const out: Exact[] = Array.from({ length: cells }, () => ({ count: 0n, sum: 0n, sumsq: 0n, hist: new Array<bigint>(Math.max(0, edges.length - 1)).fill(0n) }));
+  const empty = (): Exact[] => Array.from({ length: cells }, () => ({ count: 0n, sum: 0n, sumsq: 0n, hist: new Array<bigint>(Math.max(0, edges.length - 1)).fill(0n) }));
+  const out = empty();
+  const K = BigInt(k);
   for (const raw of raws) {
-    raw.x.forEach((v, r) => {
-      const c = categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0;
-      if (c < 0) return;
-      const o = out[c] as Exact;
-      const f = fixed(v);
-      o.count += 1n;
-      o.sum += f;
-      o.sumsq += f * f;
-      const x = Number(v);
-      const m = edges.length - 1;
-      if (m > 0 && x >= (edges[0] as number) && x <= (edges[m] as number)) {
-        let b = 0;
-        while (b < m - 1 && x >= (edges[b + 1] as number)) b++;
-        o.hist[b] = (o.hist[b] as bigint) + 1n;
-      }
+    ownCells(raw, categories, edges, empty()).forEach((c, i) => {
+      if (c.count > 0n && c.count < K) return;
+      const o = out[i] as Exact;
+      o.count += c.count;
+      o.sum += c.sum;
+      o.sumsq += c.sumsq;
+      c.hist.forEach((h, b) => {
+        if (h >= K) o.hist[b] = (o.hist[b] as bigint) + h;
+      });
     });
   }
+  return out;
+}
+
+/** One provider's cells, exact, added into `out`. */
+function ownCells(raw: Raw, categories: readonly string[] | null, edges: readonly number[], out: Exact[]): Exact[] {
+  raw.x.forEach((v, r) => {
+    const c = categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0;
+    if (c < 0) return;
+    const o = out[c] as Exact;
+    const f = fixed(v);
+    o.count += 1n;
+    o.sum += f;
+    o.sumsq += f * f;
+    const x = Number(v);
+    const m = edges.length - 1;
+    if (m > 0 && x >= (edges[0] as number) && x <= (edges[m] as number)) {
+      let b = 0;
+      while (b < m - 1 && x >= (edges[b + 1] as number)) b++;
+      o.hist[b] = (o.hist[b] as bigint) + 1n;
+    }
+  });
   return out;
 }
 
@@ -295,8 +316,9 @@ describe("approximate federated-aggregate: every result within its bound", () =>
 
   it("counts whose bound reaches 0.5 are approximate (Float64), and a cell is released only when count − bound ≥ k", async () => {
     // maxRowsPerProvider 2^16: the count slots' bound is ~1.3, so counts are not rounded.
+    // k per provider: p1's cells (1 or 2 rows each) and p0's a (2 rows) are left out; p0's b and c hold k = 3 rows each.
     const k = 3;
-    const p0: Raw = { cat: ["a", "a", "b", "c", "c"], x: [1.5, -2.25, 3, 1e6, -1e6] };
+    const p0: Raw = { cat: ["a", "a", "b", "b", "b", "c", "c", "c"], x: [1.5, -2.25, 3, 7.125, -1, 1e6, -1e6, 0.001] };
     const p1: Raw = { cat: ["a", "b", "b", "c"], x: [0, 7.125, -1, 0.001] };
     const many = floats(303, 400, 1e6, ["a"]);
     const raws = [p0, p1, many];
@@ -310,20 +332,57 @@ describe("approximate federated-aggregate: every result within its bound", () =>
       maxRowsPerProvider: 2 ** 16,
       approximate: true,
     });
-    const want = oracle(raws, cats);
+    const want = oracle(raws, cats, [], k);
     const tally: Tally = { err: {}, bound: {} };
     checkWithinBounds(run.result, want, k, tally);
+    expect(want[0]?.count).toBe(oracle([many], cats)[0]?.count); // the third provider's a only
     const a = run.result.cells[0]?.approx?.count;
     expect(a?.rounded).toBe(false);
     expect(a?.bound).toBeGreaterThanOrEqual(0.5);
     expect(run.result.cells[0]?.count).toBeNull(); // not exact, so not in the exact field
     expect(run.result.cells[0]?.suppressed).toBe(false);
-    // b and c hold exactly k = 3 rows: an approximate count cannot show ≥ k for sure — withheld.
+    // b and c hold exactly k = 3 rows (p0's): an approximate count cannot show ≥ k for sure — withheld.
     expect(want[1]?.count).toBe(3n);
     expect(run.result.cells[1]?.suppressed).toBe(true);
     expect(run.result.cells[2]?.suppressed).toBe(true);
     expect(String(run.table.schema.fields.find((f) => f.name === "count")?.type)).toBe("Float64");
     expect(Math.abs((run.table.getChild("count")?.get(0) as number) - Number(want[0]?.count))).toBeLessThanOrEqual(run.table.getChild("bound_count")?.get(0) as number);
+  }, 60_000);
+});
+
+describe("approximate federated-aggregate: k per provider per cell", () => {
+  it("a sybil's 10 zero rows beside a victim's single row: the cell releases the sybil's rows only, and the victim's own vector is zero there", async () => {
+    const k = 10;
+    const cats = ["victim-cell", "other"];
+    const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777, ...Array.from({ length: 20 }, (_, i) => i / 4)] };
+    const sybil: Raw = { cat: Array.from({ length: 10 }, () => "victim-cell"), x: Array.from({ length: 10 }, () => 0) };
+    const run = await runFederatedAggregate({
+      providers: [{ table: table(victim, "float") }, { table: table(sybil, "float") }],
+      aggregates: FULL,
+      groupBy: { column: "cat", categories: cats },
+      minCount: k,
+      maxAbsValue: 1000,
+      approximate: true,
+    });
+    const cell = run.result.cells[0];
+    expect(cell?.suppressed).toBe(false);
+    expect(cell?.approx?.count).toEqual({ value: 10, bound: 0, rounded: true }); // not 11
+    expect(cell?.count).toBe(10n);
+    const sum = cell?.approx?.columns["x"]?.sum;
+    expect(Math.abs(sum?.value ?? NaN)).toBeLessThanOrEqual(sum?.bound ?? 0); // 0, not 777
+    expect(sum?.bound).toBeLessThan(1);
+    checkWithinBounds(run.result, oracle([victim, sybil], cats, [], k), k, { err: {}, bound: {} });
+    // The victim's role: every slot of the cell is 0 in its plaintext vector before masking.
+    const ps = resolveFaParams({ job: "ckks-sybil", providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true });
+    const boxes = [faBoxKeyPair(), faBoxKeyPair()];
+    const p = await faProviderStart({ job: ps.job, providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true }, {
+      index: 0,
+      table: table(victim, "float"),
+      boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array },
+      peers: boxes.map((b) => b.publicKey),
+    });
+    expect(p.state.values.slice(0, ps.stride)).toEqual(new Array<string>(ps.stride).fill("0"));
+    expect(p.state.values[ps.stride]).toBe("20");
   }, 60_000);
 });
 

@@ -1,8 +1,10 @@
 /**
  * federated-aggregate: exact results against a plaintext computation on
- * random data; what the key holder receives; one provider's masked vector
- * decrypted alone; hostile input refused with typed errors; a missing
- * provider fails the job with nothing released.
+ * random data, with k applied per provider per cell and bin; a sybil
+ * co-provider cannot lift a victim's small cell or bin over k; what the key
+ * holder receives; one provider's masked vector decrypted alone; hostile
+ * input refused with typed errors; a missing provider fails the job with
+ * nothing released.
  */
 import { Float64, Int64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -64,26 +66,48 @@ interface Oracle {
   hist: bigint[];
 }
 
-function oracle(raws: readonly Raw[], categories: readonly string[] | null, scale: number, edges: readonly number[] = []): Oracle[] {
+/**
+ * The plaintext computation with k per provider: each provider's cells (and, in a cell it keeps, its
+ * histogram bins) with 1 … k−1 rows are left out, then the providers' cells are added.
+ */
+function oracle(raws: readonly Raw[], categories: readonly string[] | null, scale: number, edges: readonly number[] = [], k = 1): Oracle[] {
   const cells = categories ? categories.length : 1;
-  const out: Oracle[] = Array.from({ length: cells }, () => ({ count: 0n, sum: 0n, sumsq: 0n, hist: new Array<bigint>(Math.max(0, edges.length - 1)).fill(0n) }));
-  const e = edges.map((x) => scaled(x, scale));
+  const empty = (): Oracle[] => Array.from({ length: cells }, () => ({ count: 0n, sum: 0n, sumsq: 0n, hist: new Array<bigint>(Math.max(0, edges.length - 1)).fill(0n) }));
+  const out = empty();
+  const K = BigInt(k);
   for (const raw of raws) {
-    raw.x.forEach((v, r) => {
-      const c = categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0;
-      if (c < 0) return;
-      const o = out[c] as Oracle;
-      const s = scaled(v, scale);
-      o.count += 1n;
-      o.sum += s;
-      o.sumsq += s * s;
-      if (e.length > 1 && s >= (e[0] as bigint) && s <= (e[e.length - 1] as bigint)) {
-        let b = 0;
-        while (b < e.length - 2 && s >= (e[b + 1] as bigint)) b++;
-        o.hist[b] = (o.hist[b] as bigint) + 1n;
-      }
+    const mine = ownCells(raw, categories, scale, edges, empty());
+    mine.forEach((c, i) => {
+      if (c.count > 0n && c.count < K) return;
+      const o = out[i] as Oracle;
+      o.count += c.count;
+      o.sum += c.sum;
+      o.sumsq += c.sumsq;
+      c.hist.forEach((h, b) => {
+        if (h >= K) o.hist[b] = (o.hist[b] as bigint) + h;
+      });
     });
   }
+  return out;
+}
+
+/** One provider's cells, plain, added into `out`. */
+function ownCells(raw: Raw, categories: readonly string[] | null, scale: number, edges: readonly number[], out: Oracle[]): Oracle[] {
+  const e = edges.map((x) => scaled(x, scale));
+  raw.x.forEach((v, r) => {
+    const c = categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0;
+    if (c < 0) return;
+    const o = out[c] as Oracle;
+    const s = scaled(v, scale);
+    o.count += 1n;
+    o.sum += s;
+    o.sumsq += s * s;
+    if (e.length > 1 && s >= (e[0] as bigint) && s <= (e[e.length - 1] as bigint)) {
+      let b = 0;
+      while (b < e.length - 2 && s >= (e[b + 1] as bigint)) b++;
+      o.hist[b] = (o.hist[b] as bigint) + 1n;
+    }
+  });
   return out;
 }
 
@@ -178,12 +202,14 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
     expect(run.table.schema.fields.map((f) => f.name)).toEqual(["suppressed", "count", "sum_x", "avg_x", "var_x", "stddev_x"]);
   });
 
-  it("suppresses exactly the cells below k (present with nulls, suppressed = true)", async () => {
+  it("k per provider: a cell or bin where a provider has 1 … k−1 rows leaves its rows out; totals below k suppressed (present with nulls)", async () => {
     const k = 5;
-    // a: 2 + 2 = 4 = k − 1 (suppressed); b: 3 + 2 = 5 = k (released); c: 0 (suppressed)
-    const p0: Raw = { cat: ["a", "a", "b", "b", "b"], x: [1n, -2n, 3n, 0n, 7n] };
-    const p1: Raw = { cat: ["a", "b", "a", "b"], x: [5n, 6n, -9n, 10n] };
-    const cats = ["a", "b", "c"];
+    // a: p0 6 rows (kept), p1 2 (left out) → 6; b: 3 + 3, each under k → 0, suppressed (6 ≥ k on the union!);
+    // c: p0 5 (kept) → 5 = k, released; d: p1 4 → 0, suppressed.
+    // Bins [-10,0) / [0,10]: a at p0 holds 1 / 5 → its [-10,0) row is left out of the bin (not of the cell).
+    const p0: Raw = { cat: ["a", "a", "a", "a", "a", "a", "b", "b", "b", "c", "c", "c", "c", "c"], x: [-1n, 0n, 2n, 4n, 6n, 8n, 1n, 2n, 3n, 9n, 9n, 9n, 9n, 9n] };
+    const p1: Raw = { cat: ["a", "a", "b", "b", "b", "d", "d", "d", "d"], x: [5n, -9n, 1n, 1n, 1n, 2n, 2n, 2n, 2n] };
+    const cats = ["a", "b", "c", "d"];
     const run = await runFederatedAggregate({
       providers: [{ table: table(p0, "int") }, { table: table(p1, "int") }],
       aggregates: FULL,
@@ -192,17 +218,97 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
       minCount: k,
       maxAbsValue: 100,
     });
-    checkAgainstOracle(run.result, oracle([p0, p1], cats, 0, [-10, 0, 10]), 0, k);
+    checkAgainstOracle(run.result, oracle([p0, p1], cats, 0, [-10, 0, 10], k), 0, k);
     const t = run.table;
-    expect(t.numRows).toBe(3);
-    expect([0, 1, 2].map((i) => t.getChild("suppressed")?.get(i))).toEqual([true, false, true]);
-    expect(t.getChild("count")?.get(0)).toBeNull();
-    expect(t.getChild("sum_x")?.get(0)).toBeNull();
-    expect(t.getChild("count")?.get(1)).toBe(5n);
-    expect(t.getChild("sum_x")?.get(1)).toBe(26);
-    // bins of the released cell: [-10,0) holds 0, [0,10] holds 5 → the first is below k, nulled
-    expect(t.getChild("hist_x_0")?.get(1)).toBeNull();
-    expect(t.getChild("hist_x_1")?.get(1)).toBe(5n);
+    expect(t.numRows).toBe(4);
+    expect([0, 1, 2, 3].map((i) => t.getChild("suppressed")?.get(i))).toEqual([false, true, false, true]);
+    expect(t.getChild("count")?.get(0)).toBe(6n);
+    expect(t.getChild("sum_x")?.get(0)).toBe(19);
+    expect(t.getChild("hist_x_0")?.get(0)).toBeNull(); // p0's single negative row: left out of the bin
+    expect(t.getChild("hist_x_1")?.get(0)).toBe(5n);
+    expect(t.getChild("count")?.get(1)).toBeNull();
+    expect(t.getChild("sum_x")?.get(1)).toBeNull();
+    expect(t.getChild("count")?.get(2)).toBe(5n);
+    expect(t.getChild("sum_x")?.get(2)).toBe(45);
+    expect(t.getChild("hist_x_1")?.get(2)).toBe(5n);
+  });
+
+  it("random data, 3 providers of very different sizes, k = 8: equals the plaintext computation with k per provider", async () => {
+    const k = 8;
+    const r = rng(14);
+    const cats = ["a", "b", "c", "d", "e"];
+    const gen = (n: number): Raw => {
+      const cat: (string | null)[] = [];
+      const x: bigint[] = [];
+      for (let i = 0; i < n; i++) {
+        const u = r();
+        cat.push(u < 0.05 ? null : u < 0.08 ? "undeclared" : (cats[Math.floor(r() * r() * cats.length)] as string));
+        x.push(BigInt(Math.floor((r() - 0.4) * 2000)));
+      }
+      return { cat, x };
+    };
+    const raws = [gen(400), gen(60), gen(15)];
+    const edges = [-800, -100, -95, 0, 100, 1200]; // [-100, -95): a narrow bin, small at every provider
+    const run = await runFederatedAggregate({
+      providers: raws.map((raw) => ({ table: table(raw, "int") })),
+      aggregates: FULL,
+      groupBy: { column: "cat", categories: cats },
+      histogram: { column: "x", edges },
+      minCount: k,
+      maxAbsValue: 2000,
+    });
+    const want = oracle(raws, cats, 0, edges, k);
+    checkAgainstOracle(run.result, want, 0, k);
+    // The data exercises the rule: some cells and some bins differ from the plaintext on the union.
+    const union = oracle(raws, cats, 0, edges, 1);
+    expect(want.some((w, i) => w.count !== union[i]?.count)).toBe(true);
+    expect(want.some((w, i) => w.count >= BigInt(k) && w.hist.some((h, b) => h !== union[i]?.hist[b]))).toBe(true);
+  });
+});
+
+describe("k per provider per cell: a sybil co-provider cannot lift a victim's small cell over k", () => {
+  const k = 10;
+  const cats = ["victim-cell", "other"];
+
+  it("the victim's single row beside a sybil's 10 zero rows: the cell releases the sybil's rows only, never the victim's value", async () => {
+    const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777n, ...Array.from({ length: 20 }, (_, i) => BigInt(i))] };
+    const sybil: Raw = { cat: Array.from({ length: 10 }, () => "victim-cell"), x: Array.from({ length: 10 }, () => 0n) };
+    const run = await runFederatedAggregate({ providers: [{ table: table(victim, "int") }, { table: table(sybil, "int") }], aggregates: FULL, groupBy: { column: "cat", categories: cats }, minCount: k, maxAbsValue: 1000 });
+    const cell = run.result.cells[0];
+    expect(cell?.suppressed).toBe(false);
+    expect(cell?.count).toBe(10n); // not 11
+    expect(cell?.columns["x"]?.sum).toBe(0n); // not 777
+    expect(run.result.cells[1]?.count).toBe(20n);
+    checkAgainstOracle(run.result, oracle([victim, sybil], cats, 0, [], k), 0, k);
+  });
+
+  it("the victim's own role zeroes every slot of the cell before it masks its vector", async () => {
+    const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777n, ...Array.from({ length: 20 }, () => 3n)] };
+    const ps = params("fa-sybil-local", { groupBy: { column: "cat", categories: cats }, minCount: k, histogram: { column: "x", edges: [0, 100, 1000] } });
+    const boxes = [faBoxKeyPair(), faBoxKeyPair()];
+    const p = await faProviderStart(ps, { index: 0, table: table(victim, "int"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
+    const stride = p.state.stride;
+    expect(p.state.values.slice(0, stride)).toEqual(new Array<string>(stride).fill("0"));
+    expect(p.state.values[stride]).toBe("20");
+  });
+
+  it("a histogram bin: the victim's one row in a bin beside a sybil's 10 in it is left out of the bin", async () => {
+    // The victim keeps the cell (15 rows) but holds a single row in [100, 1000].
+    const victim: Raw = { cat: Array.from({ length: 15 }, () => "victim-cell"), x: [777n, ...Array.from({ length: 14 }, () => 5n)] };
+    const sybil: Raw = { cat: Array.from({ length: 10 }, () => "victim-cell"), x: Array.from({ length: 10 }, () => 500n) };
+    const edges = [0, 100, 1000];
+    const run = await runFederatedAggregate({
+      providers: [{ table: table(victim, "int") }, { table: table(sybil, "int") }],
+      aggregates: FULL,
+      groupBy: { column: "cat", categories: cats },
+      histogram: { column: "x", edges },
+      minCount: k,
+      maxAbsValue: 1000,
+    });
+    const cell = run.result.cells[0];
+    expect(cell?.histogram).toEqual([14n, 10n]); // not [14, 11]
+    expect(cell?.count).toBe(25n); // the cell itself holds ≥ k of the victim's rows: they count there
+    checkAgainstOracle(run.result, oracle([victim, sybil], cats, 0, edges, k), 0, k);
   });
 });
 

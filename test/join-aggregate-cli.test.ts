@@ -76,18 +76,21 @@ function writeCsv(name: string, header: readonly string[], rows: readonly (reado
 }
 
 /**
- * buyer.csv: id (duplicates, nulls, padded), branch (1..3), segment (with nulls; "private" rare), note.
+ * buyer.csv: id (duplicates, nulls, padded), branch (1..3), segment (with nulls; "private" rare; one segment per id, as join-aggregate requires), note.
  * provider.csv: customer (duplicates, nulls), branch_no, balance (integers, ±MAX present, some null), spend (2 decimals, some null).
  */
 function writeData(): void {
   const rnd = prng(2024);
   const segments = ["retail", "retail", "sme", "corporate", null];
   const buyer: (string | number | null)[][] = [];
+  const segmentOf = new Map<number, string | null>();
   for (let i = 0; i < 400; i++) {
     const n = Math.floor(rnd() * 220);
     const r = rnd();
     const id = r < 0.04 ? null : r < 0.1 ? `  cust-${n} ` : `cust-${n}`;
-    const segment = i % 50 === 7 ? "private" : (segments[Math.floor(rnd() * segments.length)] ?? null);
+    const pick = i % 50 === 7 ? "private" : (segments[Math.floor(rnd() * segments.length)] ?? null);
+    if (id !== null && !segmentOf.has(n)) segmentOf.set(n, pick);
+    const segment = id === null ? pick : (segmentOf.get(n) as string | null);
     buyer.push([id, 1 + Math.floor(rnd() * 3), segment, `row ${i}`]);
   }
   buyer.push([SECRET_KEY, 1, "retail", "x"]);
@@ -103,6 +106,8 @@ function writeData(): void {
   provider.push([`cust-${100}`, 2, SECRET_VALUE, "1.00"]);
   writeCsv("buyer.csv", ["id", "branch", "segment", "note"], buyer);
   writeCsv("provider.csv", ["customer", "branch_no", "balance", "spend"], provider);
+  // The same key in two segments (the second time padded): refused.
+  writeCsv("overlap.csv", ["id", "branch", "segment", "note"], [["cust-1", 1, "retail", "a"], [SECRET_KEY, 1, "retail", "b"], ["cust-2", 1, "sme", "c"], [` ${SECRET_KEY}`, 2, "sme", "d"]]);
   writeCsv("bad-provider.csv", ["customer", "branch_no", "balance", "spend"], [["cust-1", 1, "12", "1.00"], ["cust-2", 1, `x${SECRET_VALUE}`, "2.00"]]);
   writeCsv("big-provider.csv", ["customer", "branch_no", "balance", "spend"], [["cust-150", 1, "5", "1.00"], ["cust-151", 1, `${SECRET_VALUE}1`, "2.00"]]);
 }
@@ -309,6 +314,13 @@ describe("umbra join-aggregate", () => {
       expect(r.stderr).toContain("Usage:");
       expect(r.stderr).toContain("join-aggregate --buyer FILE");
     });
+  });
+
+  it("a buyer file with one key in two groups exits 1 with UMBRA_OVERLAPPING_GROUPS, the column and the rows, no key", async () => {
+    const r = await run("--buyer", "overlap.csv", "--provider", "provider.csv", "--key", "id", "--provider-key", "customer", "--group-by", "segment", "--agg", "count", "--out", "o.csv", "--quiet");
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.trim()).toBe('umbra: UMBRA_OVERLAPPING_GROUPS: group column "segment": data rows 2 and 4 have the same key in different groups; each key must fall in one group; de-duplicate or fix the group column');
   });
 
   it("bad inputs exit 1 with a typed code and no value on stderr", async () => {

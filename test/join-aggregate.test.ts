@@ -1,8 +1,11 @@
 /**
  * join-aggregate: results equal DuckDB's SQL (JOIN USING, GROUP BY, HAVING
  * COUNT(*) >= k) on random data with duplicates on both sides, nulls, unicode
- * and composite keys, extreme values and small groups; what each role
- * receives; hostile messages refused with the state unchanged.
+ * and composite keys, extreme values and small groups (each buyer key in one
+ * group, as the protocol requires); what each role receives; hostile
+ * messages refused with the state unchanged; a key in two groups refused by
+ * the buyer and, sent by a modified buyer, by the exchange; the buyer's key
+ * count capped by maxBuyerKeys; no buffer sized from an announcement.
  */
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { Float64, Int32, Int64, Table, Utf8, vectorFromArray, type DataType } from "apache-arrow";
@@ -15,6 +18,8 @@ import {
   encodeMessage,
   InvalidMessageError,
   jaBuyerStart,
+  KeyLimitExceededError,
+  OverlappingGroupsError,
   jaExchangeReceive,
   jaExchangeStart,
   jaHeOptions,
@@ -26,7 +31,10 @@ import {
   WrongStepError,
   type AggregateSpec,
   type JaContext,
+  type JaExchangeState,
   type JoinAggregateParams,
+  type JoinHello,
+  type JoinWeights,
   type ProtocolMessage,
 } from "../protocols/index.js";
 import { rng } from "./helpers/data.js";
@@ -126,16 +134,23 @@ interface Data {
   provider: Table;
 }
 
-/** Buyer: k (dup), g (labels, nulls, one small group); provider: k (dup), v (int, negatives, extremes, nulls), w (2 decimals). */
+/**
+ * Buyer: k (dup), g (labels, nulls, one small group; a key repeated keeps its group, rows with a null key
+ * take any); provider: k (dup), v (int, negatives, extremes, nulls), w (2 decimals).
+ */
 function data(seed: number, nb: number, np: number, universe: number, opts: { extreme?: number } = {}): Data {
   const r = rng(seed);
   const grades = ["A", "B", "C", "D", "Ünï", "tiny"];
   const bk: (string | null)[] = [];
   const bg: (string | null)[] = [];
+  const groupOf = new Map<string, string | null>();
   for (let i = 0; i < nb; i++) {
-    bk.push(r() < 0.04 ? null : key(r, universe));
+    const k = r() < 0.04 ? null : key(r, universe);
     const x = r();
-    bg.push(x < 0.05 ? null : x < 0.06 ? "tiny" : (grades[Math.floor(r() * 5)] as string));
+    const g = x < 0.05 ? null : x < 0.06 ? "tiny" : (grades[Math.floor(r() * 5)] as string);
+    bk.push(k);
+    if (k !== null && !groupOf.has(k)) groupOf.set(k, g);
+    bg.push(k === null ? g : (groupOf.get(k) as string | null));
   }
   const pk: (string | null)[] = [];
   const v: (number | null)[] = [];
@@ -215,7 +230,16 @@ describe("join-aggregate equals DuckDB", () => {
     });
     const b = mk(n);
     const p = mk(n);
-    const buyer = new Table({ k1: vectorFromArray(b.k1, new Utf8()), k2: vectorFromArray(b.k2, new Int32()), g: vectorFromArray(b.k1.map(() => (r() < 0.5 ? "x" : "y")), new Utf8()) });
+    // One group per composite key (a row with a null part never matches: any group).
+    const groupOf = new Map<string, string>();
+    const g = b.k1.map((k1, i) => {
+      const pick = r() < 0.5 ? "x" : "y";
+      if (k1 === null || b.k2[i] === null) return pick;
+      const kk = JSON.stringify([k1, b.k2[i]]);
+      if (!groupOf.has(kk)) groupOf.set(kk, pick);
+      return groupOf.get(kk) as string;
+    });
+    const buyer = new Table({ k1: vectorFromArray(b.k1, new Utf8()), k2: vectorFromArray(b.k2, new Int32()), g: vectorFromArray(g, new Utf8()) });
     const vals = Array.from({ length: n }, () => BigInt(r() < 0.3 ? (r() < 0.5 ? EXT : -EXT) : Math.round((r() - 0.5) * 2 * EXT)));
     const provider = new Table({ k1: vectorFromArray(p.k1, new Utf8()), k2: vectorFromArray(p.k2, new Int32()), v: vectorFromArray(vals, new Int64()) });
     await load("b", buyer, { k1: "VARCHAR", k2: "INTEGER", g: "VARCHAR" });
@@ -256,8 +280,15 @@ describe("join-aggregate equals DuckDB", () => {
     }
     const ungrouped = await runJoinAggregate({ buyer: { table: disjoint, key: ["k"] }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool });
     expect(ungrouped.table.numRows).toBe(0);
-    // Identical key sets: every provider row joins every buyer row with its key.
-    const same = new Table({ k: d.provider.getChild("k") as never, g: vectorFromArray(Array.from({ length: d.provider.numRows }, (_, i) => (i % 2 ? "odd" : "even")), new Utf8()) });
+    // Identical key sets: every provider row joins every buyer row with its key (each key's rows in one group).
+    const pk = d.provider.getChild("k");
+    const parity = new Map<unknown, string>();
+    const sameGroups = Array.from({ length: d.provider.numRows }, (_, i) => {
+      const k: unknown = pk?.get(i);
+      if (!parity.has(k)) parity.set(k, parity.size % 2 ? "odd" : "even");
+      return parity.get(k) as string;
+    });
+    const same = new Table({ k: pk as never, g: vectorFromArray(sameGroups, new Utf8()) });
     await load("b", same, { k: "VARCHAR", g: "VARCHAR" });
     await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
     const res = await runJoinAggregate({ buyer: { table: same, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
@@ -443,6 +474,162 @@ describe("hostile messages are refused and leave the state unchanged", () => {
       const y2 = (await jaExchangeReceive(y, ct, ctx)).state;
       expect(y2.valueChunks.length).toBe(1);
       expect(y.valueChunks.length).toBe(0);
+    } finally {
+      he.dispose();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------- one group per key
+
+const u32 = (xs: readonly number[]): Uint8Array => {
+  const b = new Uint8Array(xs.length * 4);
+  xs.forEach((x, i) => new DataView(b.buffer).setUint32(i * 4, x, true));
+  return b;
+};
+const fromU32 = (b: Uint8Array): number[] => Array.from({ length: b.length / 4 }, (_, i) => new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(i * 4, true));
+
+/** Bytes held in a state's typed arrays (and arrays of them). */
+function heldBytes(state: object): number {
+  let n = 0;
+  for (const v of Object.values(state)) {
+    if (ArrayBuffer.isView(v)) n += v.byteLength;
+    else if (Array.isArray(v)) for (const x of v) if (ArrayBuffer.isView(x)) n += x.byteLength;
+  }
+  return n;
+}
+
+describe("each buyer key falls in one group", () => {
+  // The attack: A = {target, x1 … x10}, B = {x1 … x10}; with k = 10 both pass, and A − B is the target's value.
+  const xs = Array.from({ length: 10 }, (_, i) => `x-${i + 1}`);
+  const overlapping = new Table({
+    k: vectorFromArray(["the-target", ...xs, ...xs], new Utf8()),
+    g: vectorFromArray(["A", ...xs.map(() => "A"), ...xs.map(() => "B")], new Utf8()),
+  });
+  const provider = new Table({ k: vectorFromArray(["the-target", ...xs], new Utf8()), v: vectorFromArray([987_654, ...xs.map(() => 1)], new Int32() as DataType) });
+  const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }];
+
+  it("the buyer refuses a key in two groups, naming the group column and the first two rows, never the key", async () => {
+    const err = await runJoinAggregate({ buyer: { table: overlapping, key: ["k"], groupBy: "g" }, provider: { table: provider, key: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 1_000_000, pool }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OverlappingGroupsError);
+    expect(err).toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", column: "g", rows: [2, 12] });
+    expect((err as Error).message).toBe('group column "g": data rows 2 and 12 have the same key in different groups; each key must fall in one group; de-duplicate or fix the group column');
+  });
+
+  it("a key in a group and in the NULL group is refused too; null keys and a key repeated in one group are not", async () => {
+    const params: JoinAggregateParams = { job: "ja-overlap-null", aggregates: aggs, grouped: true, maxAbsValue: 1_000_000 };
+    const keys = (ks: (string | null)[]) => keysFromTable(new Table({ k: vectorFromArray(ks, new Utf8()) }), ["k"]);
+    const ctx: JaContext = { pool };
+    await expect(jaBuyerStart(params, { keys: keys(["a", "b", " a"]), groups: ["A", "B", null], groupColumn: "segment" }, ctx)).rejects.toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", rows: [1, 3] });
+    const ok = await jaBuyerStart(params, { keys: keys([null, "a", null, "a", "b"]), groups: ["A", "A", "B", "A", null], groupColumn: "segment" }, ctx);
+    const w = ok.messages.map((a) => a.message).find((m) => m.kind === "joinWeights") as JoinWeights;
+    // Two positions, one (code, weight) pair each: "a" twice in one group, "b" once in the NULL group.
+    expect(fromU32(w.offsets)).toEqual([0, 1, 2]);
+    expect(fromU32(w.weights).sort()).toEqual([1, 2]);
+  });
+
+  it("the exchange refuses JoinWeights that give one position weights for two group codes, with the state unchanged", async () => {
+    const params: JoinAggregateParams = { job: "ja-two-codes", aggregates: aggs, grouped: true, maxAbsValue: 1_000_000 };
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    try {
+      const ctx: JaContext = { pool, he };
+      // A modified buyer agent: a legitimate input (target and x's in A, others in B), then one position's weights forged to name both codes.
+      const table = new Table({ k: vectorFromArray(["the-target", ...xs, "y-1"], new Utf8()), g: vectorFromArray(["A", ...xs.map(() => "A"), "B"], new Utf8()) });
+      const buyer = await jaBuyerStart(params, { keys: keysFromTable(table, ["k"]), groups: ["A", ...xs.map(() => "A"), "B"], groupColumn: "g" }, ctx);
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => decodeMessage(encodeMessage(a.message)));
+      let x: JaExchangeState = (await jaExchangeStart(params)).state;
+      for (const m of toX.slice(0, 2)) x = (await jaExchangeReceive(x, m, ctx)).state;
+      const w = toX[2] as JoinWeights;
+      const off = fromU32(w.offsets);
+      const codes = fromU32(w.codes);
+      const weights = fromU32(w.weights);
+      const other = 1 - (codes[0] as number); // two groups: codes 0 and 1
+      const forged: JoinWeights = {
+        ...w,
+        offsets: u32(off.map((o, i) => (i === 0 ? o : o + 1))),
+        codes: u32([codes[0] as number, other, ...codes.slice(1)]),
+        weights: u32([weights[0] as number, 1, ...weights.slice(1)]),
+      };
+      const before = structuredClone(x);
+      const err = await jaExchangeReceive(x, decodeMessage(encodeMessage(forged)), ctx).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidMessageError);
+      expect((err as Error).message).toBe("a buyer position carries weights for more than one group: each key must fall in one group");
+      expect(structuredClone(x)).toEqual(before);
+      // The genuine weights are still accepted.
+      expect((await jaExchangeReceive(x, w, ctx)).state.weightsReceived).toBe(12);
+    } finally {
+      he.dispose();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------- maxBuyerKeys and buffers
+
+describe("maxBuyerKeys: the provider and the exchange refuse a larger buyer set", () => {
+  const params: JoinAggregateParams = { job: "ja-max-keys", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1_000_000, maxJoinRows: 1_000_000, providerPadding: "none" };
+  const d = data(41, 60, 50, 45);
+  const groups = Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string | null);
+  const distinct = new Set(keysOf(d.buyer)).size;
+
+  it("a buyer with more distinct keys than maxBuyerKeys is refused by its own role, by the provider at the hello and by the exchange", async () => {
+    const limit = distinct - 1;
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    try {
+      const ctx: JaContext = { pool, he };
+      // Its own role: the job allows fewer keys than it holds.
+      await expect(jaBuyerStart({ ...params, maxBuyerKeys: limit }, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx)).rejects.toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: distinct, limit });
+      // A buyer started without the limit (a modified agent) meets it at the provider and the exchange.
+      const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
+      const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => a.message);
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => a.message);
+      const limited = { ...params, maxBuyerKeys: limit };
+      const provider = await jaProviderStart(limited, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+      const p1 = (await jaProviderReceive(provider.state, toP[0] as ProtocolMessage, ctx)).state;
+      const before = structuredClone(p1);
+      const err = await jaProviderReceive(p1, toP[1] as ProtocolMessage, ctx).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KeyLimitExceededError);
+      expect(err).toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: distinct, limit });
+      expect(structuredClone(p1)).toEqual(before);
+      let x = (await jaExchangeStart(limited)).state;
+      x = (await jaExchangeReceive(x, toX[0] as ProtocolMessage, ctx)).state;
+      const xBefore = structuredClone(x);
+      await expect(jaExchangeReceive(x, toX[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
+      expect(structuredClone(x)).toEqual(xBefore);
+      // The provider's hello to the exchange names the buyer's set size: refused there too.
+      const unlimited = await jaProviderStart(params, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+      let up = unlimited.state;
+      const out: ProtocolMessage[] = [];
+      for (const m of toP.slice(0, 2)) {
+        const r = await jaProviderReceive(up, m, ctx);
+        up = r.state;
+        out.push(...r.messages.filter((a) => a.to === "exchange").map((a) => a.message));
+      }
+      await expect(jaExchangeReceive(x, out[0] as JoinHello, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
+      // At the limit, everything runs.
+      const atLimit = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool, maxBuyerKeys: distinct });
+      expect(atLimit.table.numRows).toBeGreaterThan(0);
+      await expect(runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool, maxBuyerKeys: limit })).rejects.toBeInstanceOf(KeyLimitExceededError);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the exchange, told of 10^8-key sets by both hellos, allocates nothing for them until chunks arrive", async () => {
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    try {
+      const ctx: JaContext = { pool, he };
+      const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => a.message);
+      const big = 100_000_000;
+      let x = (await jaExchangeStart(params)).state;
+      x = (await jaExchangeReceive(x, toX[0] as ProtocolMessage, ctx)).state;
+      const withKey = heldBytes(x); // the buyer's public key
+      x = (await jaExchangeReceive(x, { ...(toX[1] as JoinHello), setSize: big }, ctx)).state;
+      const providerHello: JoinHello = { ...(toX[1] as JoinHello), header: { ...(toX[1] as JoinHello).header, step: 6 }, setSize: big, peerSetSize: big, peerChunkElements: (toX[1] as JoinHello).chunkElements, groups: 0 };
+      x = (await jaExchangeReceive(x, providerHello, ctx)).state;
+      expect(x.buyerSetSize).toBe(big);
+      expect(x.providerSetSize).toBe(big);
+      expect(heldBytes(x)).toBe(withKey);
     } finally {
       he.dispose();
     }

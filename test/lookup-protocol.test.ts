@@ -10,6 +10,7 @@ import { Float64, Int64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGroup, CryptoPool, InvalidPointError, keysFromTable, oprf, readTable, writeArrowIPC } from "../engine/index.js";
 import {
+  BelowMinimumError,
   BudgetExceededError,
   decodeMessage,
   deriveTagAndKey,
@@ -90,6 +91,19 @@ describe("runLookup against the plaintext left join", () => {
     expect(rowsOf(res.table)).toEqual(oracleLeftJoin(buyer, provider, labels));
     expect(res.table.schema.fields.map((f) => f.name)).toEqual(["phone", "grade", ...labels]);
     expect(res.table.schema.fields.map((f) => String(f.type))).toEqual(["Utf8", "Utf8", "Float64", "Utf8", "Int64"]);
+  });
+
+  // The same cases with minIntersection 5: released as the plaintext left join when ≥ 5 distinct buyer keys match, else refused.
+  it.each(cases)("%s, minIntersection 5", async (_name, bk, pk) => {
+    const { secretKey } = lookupKeyPair(seed, product, 1);
+    const provider = providerTable(pk, r);
+    const prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels, secretKey, product, version: 1, pool });
+    const buyer = buyerTable(bk);
+    const run = runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, chunkElements: 50, minIntersection: 5 });
+    const have = new Set(Array.from({ length: provider.numRows }, (_, i) => oracleKey(provider, ["phone"], i)).filter((k) => k !== null));
+    const matched = new Set(Array.from({ length: buyer.numRows }, (_, i) => oracleKey(buyer, ["phone"], i)).filter((k) => k !== null && have.has(k))).size;
+    if (matched < 5) await expect(run).rejects.toBeInstanceOf(BelowMinimumError);
+    else expect(rowsOf((await run).table)).toEqual(oracleLeftJoin(buyer, provider, labels));
   });
 });
 
@@ -238,6 +252,43 @@ describe("budget and leakage", () => {
       expect(tags.has(Buffer.from(deriveTagAndKey(oprf.evaluate(secretKey, y)).tag).toString("hex"))).toBe(true);
       expect(tags.has(Buffer.from(deriveTagAndKey(oprf.evaluate(guess.secretKey, y)).tag).toString("hex"))).toBe(false);
     }
+  });
+});
+
+describe("minIntersection: the buyer's role withholds labels when fewer distinct keys matched", () => {
+  const r = rng(31);
+  const provider = providerTable(["+8613800000001", ...Array.from({ length: 60 }, (_, i) => `+8613900000${String(i).padStart(3, "0")}`)], r);
+  const { secretKey } = lookupKeyPair(seed, product, 1);
+  let prepared: Table;
+  beforeAll(async () => {
+    prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["spend"], secretKey, product, version: 1, pool });
+  });
+
+  it("a lookup of one matching key against minIntersection 20 is refused, naming the threshold and not the count", async () => {
+    const buyer = buyerTable(["+8613800000001", ...Array.from({ length: 30 }, (_, i) => `+8613700000${String(i).padStart(3, "0")}`)]);
+    const err = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, minIntersection: 20 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BelowMinimumError);
+    expect(err).toMatchObject({ code: "UMBRA_BELOW_MINIMUM", threshold: 20 });
+    expect((err as Error).message).toBe("result withheld: fewer than 20 distinct keys matched (the job's minIntersection is 20)");
+  });
+
+  it("exactly minIntersection matched keys are released; the refusal leaves the state unchanged", async () => {
+    const keys = ["+8613900000001", "+8613900000002", "+8613900000002", "+8613900000003", "+8613700000000", null];
+    const buyer = buyerTable(keys);
+    const ok = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, minIntersection: 3 });
+    expect(rowsOf(ok.table)).toEqual(oracleLeftJoin(buyer, provider, ["spend"]));
+    const params = { job: "lookup-min", product, version: 1, minIntersection: 4 };
+    const b0 = await lookupBuyerStart(params, keysFromTable(buyer, ["phone"]), ctx);
+    let p = { state: lookupProviderStart(params, { secretKey, budgetRemaining: 100 }), messages: [] as ProtocolMessage[] };
+    let b = b0.state;
+    for (const m of b0.messages) {
+      p = await lookupProviderReceive(p.state, m, prepared, ctx);
+      for (const x of p.messages) b = (await lookupBuyerReceive(b, x, ctx)).state;
+    }
+    expect(lookupBuyerDone(b)).toBe(true);
+    const before = structuredClone(b);
+    expect(() => lookupBuyerResult(b)).toThrow(BelowMinimumError);
+    expect(b).toEqual(before);
   });
 });
 

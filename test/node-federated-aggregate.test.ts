@@ -2,8 +2,8 @@
  * federated-aggregate as a job through the node, in one process: an exchange
  * (which plays the aggregator), a buyer and three provider agents on
  * loopback. A SUM / AVG / VAR / COUNT per declared category with a histogram
- * equals the same computation in plaintext on the union of the providers'
- * rows (cells under k suppressed on both sides); the CLI submits one and
+ * equals the same computation in plaintext on the providers' rows, k
+ * applied per provider per cell and bin and then to the totals; the CLI submits one and
  * writes its result file. A dataset whose policy refuses a column, a provider
  * whose own copy of its policy refuses, and a provider that is gone each end
  * the job cleanly: a typed state and reason, a ledger entry, and no result for
@@ -59,14 +59,22 @@ const aggregateParams = {
   maxAbsValue: "1000",
 };
 
-/** The plaintext answer on the union of every provider's rows, k applied as the buyer's runner applies it. */
-function oracle(rows: readonly Row[]) {
+/**
+ * The plaintext answer on every provider's rows with k per provider (a provider's cell or, in a cell it
+ * keeps, its bin with 1 … k−1 rows left out), then k applied to the totals as the buyer's runner applies it.
+ */
+function oracle(providers: readonly (readonly Row[])[]) {
+  const binOf = (r: Row, b: number): boolean => r.age >= (EDGES[b] as number) && (b === EDGES.length - 2 ? r.age <= (EDGES[b + 1] as number) : r.age < (EDGES[b + 1] as number));
   return CATEGORIES.map((category) => {
-    const mine = rows.filter((r) => r.region === category);
+    const kept = providers.map((rows) => rows.filter((r) => r.region === category)).filter((m) => m.length >= K);
+    const mine = kept.flat();
     const n = BigInt(mine.length);
     const sum = mine.reduce((s, r) => s + BigInt(r.spend), 0n);
     const sumsq = mine.reduce((s, r) => s + BigInt(r.spend) ** 2n, 0n);
-    const hist = EDGES.slice(0, -1).map((lo, b) => mine.filter((r) => r.age >= lo && (b === EDGES.length - 2 ? r.age <= (EDGES[b + 1] as number) : r.age < (EDGES[b + 1] as number))).length);
+    const hist = EDGES.slice(0, -1).map((_, b) => kept.reduce((h, m) => {
+      const own = m.filter((r) => binOf(r, b)).length;
+      return h + (own >= K ? own : 0);
+    }, 0));
     const suppressed = mine.length < K;
     return {
       category,
@@ -99,7 +107,7 @@ function cellsOf(t: Table) {
 
 function expectEqualToOracle(t: Table): void {
   const got = cellsOf(t);
-  const want = oracle(data.flat());
+  const want = oracle(data);
   expect(got.map((c) => [c.category, c.suppressed, c.count, c.sum, c.hist])).toEqual(want.map((c) => [c.category, c.suppressed, c.count, c.sum, c.hist]));
   got.forEach((c, i) => {
     const w = want[i] as (typeof want)[number];
@@ -186,7 +194,7 @@ describe("federated-aggregate through the node", () => {
     const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`, { headers: partyHeaders(bank.url) })).arrayBuffer()));
     const names = t.schema.fields.map((f) => f.name);
     for (const n of ["bound_sum_spend", "bound_avg_spend", "bound_var_spend"]) expect(names).toContain(n);
-    const want = oracle(data.flat());
+    const want = oracle(data);
     let checked = 0;
     for (let i = 0; i < t.numRows; i++) {
       const row = t.get(i)?.toJSON() as Record<string, unknown>;

@@ -43,12 +43,18 @@ interface ProviderRow {
   minutes: number;
 }
 
-/** Keys c-0 … c-79 on both sides (so each repeats), 5% null; a null segment now and then; "vip": 2 × 2 joined rows, under k. */
+/** Keys c-0 … c-79 on both sides (so each repeats), 5% null; a null segment now and then, one segment per key; "vip": 2 × 2 joined rows, under k. */
 function generate(): { buyer: BuyerRow[]; provider: ProviderRow[] } {
   const r = rng(2026);
   const key = () => (r() < 0.05 ? null : `c-${Math.floor(r() * 80)}`);
   const buyer: BuyerRow[] = [];
-  for (let i = 0; i < 160; i++) buyer.push({ id: key(), segment: r() < 0.06 ? null : (SEGMENTS[Math.floor(r() * 3)] as string) });
+  const segmentOf = new Map<string, string | null>();
+  for (let i = 0; i < 160; i++) {
+    const id = key();
+    const pick = r() < 0.06 ? null : (SEGMENTS[Math.floor(r() * 3)] as string);
+    if (id !== null && !segmentOf.has(id)) segmentOf.set(id, pick);
+    buyer.push({ id, segment: id === null ? pick : (segmentOf.get(id) as string | null) });
+  }
   buyer.push({ id: "c-500", segment: "vip" }, { id: "c-500", segment: "vip" }, { id: "c-999", segment: "vip" });
   const provider: ProviderRow[] = [];
   for (let i = 0; i < 140; i++) provider.push({ id: key(), spend: r() < 0.1 ? null : Math.floor(r() * 2001) - 1000, minutes: Math.floor(r() * 500) });

@@ -6,9 +6,11 @@ import { tableFromArrays } from "apache-arrow";
 import { afterAll, describe, expect, it } from "vitest";
 import { createGroup, CryptoPool, InvalidPointError, keysFromTable, type GroupId } from "../engine/index.js";
 import {
+  BelowMinimumError,
   decodeMessage,
   encodeMessage,
   InvalidMessageError,
+  KeyLimitExceededError,
   MessageTooLargeError,
   psiBuyerDone,
   psiBuyerReceive,
@@ -23,8 +25,10 @@ import {
   type ElementBatch,
   type ProtocolMessage,
   type PsiContext,
+  type PsiHello,
   type PsiMode,
 } from "../protocols/index.js";
+import { InvalidArgumentError } from "../engine/errors.js";
 import { compositeKeyTable, oracleCardinality, oracleIntersectionRows, randomKeys, rng, rowsOf, singleKeyTable, type Side } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
@@ -271,5 +275,159 @@ describe("persistence", () => {
     const result = psiBuyerResult(state);
     expect(result.mode === "intersection" && Array.from(result.matchedRows)).toEqual(oracleIntersectionRows(buyer, provider));
     expect(() => stateFromBytes(new Uint8Array([1, 2, 3, 4, 5]), { protocols: ["psi"], role: "buyer" })).toThrow(/not a persisted protocol state/);
+  });
+});
+
+// ------------------------------------------------------- job limits
+
+const keyTable = (keys: readonly (string | null)[]) => tableFromArrays({ k: [...keys] });
+
+/** Bytes held in a state's typed arrays (and arrays of them). */
+function heldBytes(state: object): number {
+  let n = 0;
+  for (const v of Object.values(state)) {
+    if (ArrayBuffer.isView(v)) n += v.byteLength;
+    else if (Array.isArray(v)) for (const x of v) if (ArrayBuffer.isView(x)) n += x.byteLength;
+  }
+  return n;
+}
+
+/** The cases above and a few overlaps just around a threshold of 5 (duplicates and nulls on both sides). */
+function thresholdCases(): Case[] {
+  const r = rng(8);
+  const around = (shared: number): Case => {
+    const common = Array.from({ length: shared }, (_, i) => `shared-${i}`);
+    return {
+      name: `${shared} shared keys`,
+      buyer: { table: singleKeyTable([...common, ...common.slice(0, 2), null, ...randomKeys(r, 30, 1000).map((k) => (k === null ? null : `b-${k}`))], "v", r), keys: ["k"] },
+      provider: { table: singleKeyTable([null, ...common, ...common.slice(0, 1), ...randomKeys(r, 40, 1000).map((k) => (k === null ? null : `p-${k}`))], "spend", r), keys: ["k"] },
+    };
+  };
+  return [...cases(), around(1), around(4), around(5)];
+}
+
+describe("minIntersection: the buyer's role withholds a result with fewer matched distinct keys", () => {
+  describe.each(["intersection", "cardinality"] as PsiMode[])("mode %s, random data against the plaintext join with the rule applied", (mode) => {
+    const T = 5;
+    it.each(thresholdCases().map((c) => [c.name, c] as const))("%s", async (_name, c) => {
+      const run = runPsi({ buyer: c.buyer, provider: c.provider, mode, pool, chunkElements: 64, minIntersection: T });
+      const matched = oracleCardinality(c.buyer, c.provider);
+      if (matched < T) {
+        await expect(run).rejects.toBeInstanceOf(BelowMinimumError);
+        return;
+      }
+      const r = await run;
+      if (r.mode === "intersection") expect(Array.from(r.matchedRows)).toEqual(oracleIntersectionRows(c.buyer, c.provider));
+      else expect(r.count).toBe(matched);
+    });
+  });
+
+  it("the cases above cover both sides of the threshold", () => {
+    const matched = thresholdCases().map((c) => oracleCardinality(c.buyer, c.provider));
+    expect(matched.some((m) => m === 0)).toBe(true);
+    expect(matched.some((m) => m > 0 && m < 5)).toBe(true);
+    expect(matched.some((m) => m >= 5)).toBe(true);
+  });
+
+  // The attack: a psi on one shared key released that key's row against minIntersection 20.
+  const probe = { table: keyTable(["target", ...Array.from({ length: 30 }, (_, i) => `nobody-${i}`), "target"]), keys: ["k"] };
+  const target = { table: keyTable(["target", ...Array.from({ length: 50 }, (_, i) => `theirs-${i}`)]), keys: ["k"] };
+
+  it("psi with 1 shared key against minIntersection 20: refused with BelowMinimumError naming the threshold, not the count", async () => {
+    const err = await runPsi({ buyer: probe, provider: target, pool, minIntersection: 20 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BelowMinimumError);
+    expect(err).toMatchObject({ code: "UMBRA_BELOW_MINIMUM", threshold: 20, rule: "minIntersection" });
+    expect((err as Error).message).toBe("result withheld: fewer than 20 distinct keys matched (the job's minIntersection is 20)");
+  });
+
+  it("psi-cardinality with count 1 against k = 10 (minIntersection 10): refused", async () => {
+    await expect(runPsi({ buyer: probe, provider: target, mode: "cardinality", pool, minIntersection: 10 })).rejects.toMatchObject({ code: "UMBRA_BELOW_MINIMUM", threshold: 10 });
+  });
+
+  it("an empty intersection is refused under a threshold above 1 (else a one-key query would learn membership from refused vs. released)", async () => {
+    const none = { table: keyTable(["nobody"]), keys: ["k"] };
+    await expect(runPsi({ buyer: none, provider: target, mode: "cardinality", pool, minIntersection: 2 })).rejects.toBeInstanceOf(BelowMinimumError);
+    await expect(runPsi({ buyer: none, provider: target, pool, minIntersection: 2 })).rejects.toBeInstanceOf(BelowMinimumError);
+    // The default (1) withholds nothing: an empty result says what a refusal would.
+    const r = await runPsi({ buyer: none, provider: target, mode: "cardinality", pool });
+    expect(r.mode === "cardinality" && r.count).toBe(0);
+  });
+
+  it("exactly minIntersection matched distinct keys are released (duplicated buyer rows count once)", async () => {
+    const buyer3 = { table: keyTable(["theirs-1", "theirs-2", "theirs-2", "theirs-3", "nobody", null]), keys: ["k"] };
+    const r = await runPsi({ buyer: buyer3, provider: target, pool, minIntersection: 3 });
+    expect(r.mode === "intersection" && Array.from(r.matchedRows)).toEqual([0, 1, 2, 3]);
+    await expect(runPsi({ buyer: buyer3, provider: target, pool, minIntersection: 4 })).rejects.toBeInstanceOf(BelowMinimumError);
+  });
+
+  it("the refusal leaves the buyer's state unchanged, and minIntersection must be a positive integer", async () => {
+    const params = { job: "min-state", mode: "intersection" as const, minIntersection: 20 };
+    const b0 = await psiBuyerStart(params, keysFromTable(probe.table, ["k"]), ctx);
+    let p = await psiProviderStart(params, keysFromTable(target.table, ["k"]), ctx);
+    let b = b0.state;
+    for (const m of b0.messages) {
+      p = await psiProviderReceive(p.state, m, ctx);
+      for (const r of p.messages) b = (await psiBuyerReceive(b, r, ctx)).state;
+    }
+    expect(psiBuyerDone(b)).toBe(true);
+    const before = structuredClone(b);
+    expect(() => psiBuyerResult(b)).toThrow(BelowMinimumError);
+    expect(b).toEqual(before);
+    for (const bad of [0, -1, 1.5]) await expect(psiBuyerStart({ ...params, minIntersection: bad }, keysFromTable(probe.table, ["k"]), ctx)).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+});
+
+describe("maxBuyerKeys: the provider refuses a buyer announcing more distinct keys", () => {
+  const many = { table: keyTable(Array.from({ length: 160 }, (_, i) => `buyer-secret-${i}`)), keys: ["k"] };
+
+  it("a buyer with 160 keys against maxBuyerKeys 100: the provider refuses the hello, the buyer gets a refusal and no provider element", async () => {
+    const toBuyer: ProtocolMessage[] = [];
+    const err = await runPsi({ buyer: many, provider, pool, maxBuyerKeys: 100, tap: (from, _to, frame) => from === "provider" && toBuyer.push(decodeMessage(frame)) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KeyLimitExceededError);
+    expect(err).toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: 160, limit: 100 });
+    expect(toBuyer.map((m) => m.kind)).toEqual(["refusal"]);
+    expect(toBuyer[0]).toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED" });
+  });
+
+  it.each(["intersection", "cardinality"] as PsiMode[])("%s: refused at the hello with the state unchanged; at the limit every chunk must hold what the hello announced", async (mode) => {
+    const params = { job: `max-keys-${mode}`, mode, chunkElements: 64 };
+    const atLimit = { table: keyTable(Array.from({ length: 100 }, (_, i) => `buyer-secret-${i}`)), keys: ["k"] };
+    const b = await psiBuyerStart(params, keysFromTable(atLimit.table, ["k"]), ctx);
+    const p = await psiProviderStart({ ...params, maxPeerSetSize: 100 }, keysFromTable(provider.table, ["k"]), ctx);
+    const hello = b.messages[0] as PsiHello;
+    await refused(p.state, () => psiProviderReceive(p.state, { ...hello, setSize: 101 }, ctx), KeyLimitExceededError);
+    const s1 = (await psiProviderReceive(p.state, hello, ctx)).state;
+    const chunk0 = b.messages[1] as ElementBatch;
+    const chunk1 = b.messages[2] as ElementBatch;
+    // A last chunk with one element more than announced, or a chunk past the last: refused.
+    const s2 = (await psiProviderReceive(s1, chunk0, ctx)).state;
+    const extra = new Uint8Array((chunk1.count + 1) * 32);
+    extra.set(chunk1.elements);
+    extra.set(chunk1.elements.subarray(0, 32), chunk1.count * 32);
+    await refused(s2, () => psiProviderReceive(s2, { ...chunk1, count: chunk1.count + 1, elements: extra }, ctx), InvalidMessageError);
+    const s3 = (await psiProviderReceive(s2, chunk1, ctx)).state;
+    await refused(s3, () => psiProviderReceive(s3, { ...chunk1, header: { ...chunk1.header, chunk: 2, chunks: 3 } }, ctx), WrongStepError);
+    expect(s3.received).toBe(100);
+  });
+});
+
+describe("memory follows the bytes received, not a peer's announcement", () => {
+  it("the buyer, told of a 10^8-key provider set, allocates nothing for it until elements arrive", async () => {
+    const { b, p } = await started();
+    const first = await psiProviderReceive(p.state, b.messages[0] as ProtocolMessage, ctx);
+    const hello = first.messages[0] as PsiHello;
+    const s = (await psiBuyerReceive(b.state, { ...hello, setSize: 100_000_000 }, ctx)).state;
+    expect(s.peerSetSize).toBe(100_000_000);
+    expect(s.peerElements.byteLength).toBe(0);
+    expect(heldBytes(s)).toBeLessThan(64 * 1024);
+  });
+
+  it("the cardinality provider, told of a 10^8-key buyer set, allocates nothing for it until elements arrive", async () => {
+    const { b, p } = await started("cardinality");
+    const hello = b.messages[0] as PsiHello;
+    const s = (await psiProviderReceive(p.state, { ...hello, setSize: 100_000_000 }, ctx)).state;
+    expect(s.peerSetSize).toBe(100_000_000);
+    expect(s.doubled.byteLength).toBe(0);
+    expect(heldBytes(s)).toBeLessThan(64 * 1024);
   });
 });

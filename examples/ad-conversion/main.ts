@@ -5,7 +5,9 @@
  * platform, and without the platform sending its user list back.
  *
  *   advertiser (buyer):  user_id, campaign (null: no campaign) — one row per
- *                        purchase, so a user who bought three times has three rows
+ *                        purchase, so a user who bought three times has three rows;
+ *                        each user is attributed to one campaign (last touch), so
+ *                        all of a user's purchases carry the same campaign
  *   platform (provider): user_id, revenue (whole currency units) — one row per
  *                        user reached
  *
@@ -13,9 +15,13 @@
  *   FROM purchases JOIN reached USING (user_id)
  *   GROUP BY campaign HAVING COUNT(*) >= 5
  *
- * As in SQL, a reached user's revenue counts once per purchase. The data is
- * synthetic and generated here from a fixed seed; the "podcast" campaign is
- * deliberately tiny, so it falls under k = 5 and is suppressed. The secure
+ * As in SQL, a reached user's revenue counts once per purchase. join-aggregate
+ * requires each key in one group (a user in two campaigns would let the
+ * difference of two campaigns' totals isolate one user below k), hence the
+ * per-user attribution. The data is synthetic and generated here from a
+ * fixed seed; the "podcast" campaign is deliberately tiny (six users who
+ * bought once, three of them reached), so it falls under k = 5 and is
+ * suppressed. The secure
  * result (every role played in this process over the real protocol) is
  * printed beside the plaintext answer of a plain JS join + group-by.
  *
@@ -39,8 +45,8 @@ const CAMPAIGNS: readonly [string | null, number][] = [
   ["newsletter", 0.1],
   [null, 0.1],
 ];
-/** Purchases of the tiny campaign: only a few by reached users. */
-const PODCAST_PURCHASES = 6;
+/** The tiny campaign's users (every 997th, one purchase each): only a few reached. */
+const PODCAST_EVERY = 997;
 
 const userId = (i: number): string => `u-${(i * 7919 + 13).toString(36)}`;
 
@@ -55,26 +61,25 @@ function pickCampaign(r: number): string | null {
 
 function generate(): { purchases: Table; reached: Table; buyerKeys: string[]; campaigns: (string | null)[]; providerKeys: string[]; revenue: number[] } {
   const rnd = prng(SEED);
-  // The advertiser: users 0..USERS-1 buy 1 to 4 times (most once), each purchase attributed to a campaign.
+  // The advertiser: users 0..USERS-1 buy 1 to 4 times (most once), each user attributed to one campaign;
+  // every 997th user is a podcast listener who bought once.
   const buyerKeys: string[] = [];
   const campaigns: (string | null)[] = [];
   for (let u = 0; u < USERS; u++) {
     const r = rnd();
-    const purchases = r < 0.6 ? 1 : r < 0.85 ? 2 : r < 0.95 ? 3 : 4;
+    const podcast = u % PODCAST_EVERY === 0;
+    const purchases = podcast ? 1 : r < 0.6 ? 1 : r < 0.85 ? 2 : r < 0.95 ? 3 : 4;
+    const campaign = podcast ? "podcast" : pickCampaign(rnd());
     for (let p = 0; p < purchases; p++) {
       buyerKeys.push(userId(u));
-      campaigns.push(pickCampaign(rnd()));
+      campaigns.push(campaign);
     }
-  }
-  for (let p = 0; p < PODCAST_PURCHASES; p++) {
-    buyerKeys.push(userId(p * 997));
-    campaigns.push("podcast");
   }
   // The platform: every other advertiser user (roughly) plus users of its own, each with a revenue.
   const providerKeys: string[] = [];
   const revenue: number[] = [];
   for (let u = 0; u < USERS; u++) {
-    const isReached = u % 997 === 0 ? u % 2 === 0 : rnd() < 0.55;
+    const isReached = u % PODCAST_EVERY === 0 ? u % 2 === 0 : rnd() < 0.55;
     if (!isReached) continue;
     providerKeys.push(userId(u));
     revenue.push(Math.floor(rnd() ** 2 * 400));
@@ -92,7 +97,7 @@ function generate(): { purchases: Table; reached: Table; buyerKeys: string[]; ca
 async function main(): Promise<number> {
   const data = generate();
   console.log(`Ad conversion — conversions and platform revenue per campaign (synthetic data, seed ${SEED})\n`);
-  console.log(`advertiser (buyer):  ${count(data.purchases.numRows)} purchases by ${count(USERS)} users: user_id, campaign`);
+  console.log(`advertiser (buyer):  ${count(data.purchases.numRows)} purchases by ${count(USERS)} users: user_id, campaign (one per user)`);
   console.log(`platform (provider): ${count(data.reached.numRows)} users reached: user_id, revenue\n`);
 
   const t0 = performance.now();

@@ -168,11 +168,18 @@ function writeData(dirs: Record<string, string>, d: DemoData): void {
   }
 }
 
-/** The plaintext answer on the union of the providers' households: per region count, sum, avg, sample stddev, age bins; k applied as the buyer's runner applies it. */
-function householdAnswer(all: readonly Household[]): Map<string, string> {
+/**
+ * The plaintext answer on the providers' households: per region count, sum, avg, sample stddev, age bins;
+ * k applied per provider (a provider's region, or in a region it keeps an age bin, with 1 … k−1 households
+ * is left out: federated-aggregate's rule), then to the totals as the buyer's runner applies it.
+ */
+function householdAnswer(byProvider: readonly (readonly Household[])[]): Map<string, string> {
   const out = new Map<string, string>();
+  const last = FA_AGE_EDGES.length - 2;
+  const inBin = (h: Household, b: number): boolean => h.age >= (FA_AGE_EDGES[b] as number) && (b === last ? h.age <= (FA_AGE_EDGES[b + 1] as number) : h.age < (FA_AGE_EDGES[b + 1] as number));
   for (const region of FA_REGIONS) {
-    const hs = all.filter((h) => h.region === region);
+    const kept = byProvider.map((p) => p.filter((h) => h.region === region)).filter((hs) => hs.length >= FA_K);
+    const hs = kept.flat();
     const n = BigInt(hs.length);
     if (hs.length < FA_K) {
       out.set(region, "suppressed");
@@ -180,8 +187,10 @@ function householdAnswer(all: readonly Household[]): Map<string, string> {
     }
     const sum = hs.reduce((a, h) => a + BigInt(h.spend), 0n);
     const sumsq = hs.reduce((a, h) => a + BigInt(h.spend) ** 2n, 0n);
-    const last = FA_AGE_EDGES.length - 2;
-    const bins = FA_AGE_EDGES.slice(0, -1).map((lo, b) => hs.filter((h) => h.age >= lo && (b === last ? h.age <= (FA_AGE_EDGES[b + 1] as number) : h.age < (FA_AGE_EDGES[b + 1] as number))).length);
+    const bins = FA_AGE_EDGES.slice(0, -1).map((_, b) => kept.reduce((t, p) => {
+      const own = p.filter((h) => inBin(h, b)).length;
+      return t + (own >= FA_K ? own : 0);
+    }, 0));
     const stddev = Math.sqrt(Number(n * sumsq - sum * sum) / Number(n * (n - 1n)));
     out.set(region, householdLine(hs.length, Number(sum), Number(sum) / Number(n), stddev, bins.map((b) => (b < FA_K ? null : b))));
   }
@@ -451,7 +460,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       const r = await jobResult(bank, fa.id);
       if (r.kind === "table") {
         const got = householdResult(tableFromIPC(r.bytes));
-        const want = householdAnswer(FA_PROVIDERS.flatMap((p) => data.households[p]));
+        const want = householdAnswer(FA_PROVIDERS.map((p) => data.households[p]));
         say(`     region    count         sum      avg   stddev   households by age ${FA_AGE_EDGES.slice(0, -1).map((e, i) => `[${e},${FA_AGE_EDGES[i + 1]}${i === FA_AGE_EDGES.length - 2 ? "]" : ")"}`).join(" / ")}`);
         for (const region of FA_REGIONS) {
           say(`     ${region.padEnd(6)} the bank got (secure):  ${got.get(region) ?? "(missing)"}`);

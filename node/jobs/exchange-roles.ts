@@ -30,6 +30,7 @@ import type { ProtocolId } from "../../protocols/index.js";
 import type { DatasetDescriptor } from "../catalog.js";
 import type { JobRequest, UsagePolicy } from "../policy.js";
 import type { JsonValue } from "../store.js";
+import type { JobLimits } from "./roles.js";
 import { federatedAggregateExchange } from "./federated-aggregate.js";
 import { joinAggregateExchange } from "./join-aggregate.js";
 
@@ -41,6 +42,8 @@ export interface MultiPartyJob {
   readonly buyer: string;
   /** The providers' party names, in provider order (index i owns request.providerDatasets[i]). */
   readonly providers: readonly string[];
+  /** The job's privacy limits, as the parties' job specs carry them (join-aggregate's exchange role enforces maxBuyerKeys too). */
+  readonly limits?: JobLimits;
 }
 
 /** An encoded protocol message for one party of the job. */

@@ -17,7 +17,9 @@
  * computation. The filled request is recorded in the ledger (its shape and
  * digest) and sent to both parties in job.start; every role derives the
  * protocol parameters — and so its HE options — from the job id and that
- * request ({@link jaParamsOf}), never from a message.
+ * request ({@link jaParamsOf}), never from a message; the job's limits
+ * (JobSpec.limits, MultiPartyJob.limits: maxBuyerKeys) are applied on top
+ * ({@link withLimits}) and each role enforces them on its own.
  *
  * Routes. The buyer and the provider send their exchange-bound messages
  * (steps 1, 10, 11, 12 and 6, 7, 8, 9) to the exchange, sealed to it; their
@@ -80,7 +82,7 @@ import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type Aggre
 import { canonicalJson } from "../store.js";
 import type { ExchangeProtocol, ExchangeRole, ExchangeRoleContext, MultiPartyJob, RoleFrame } from "./exchange-roles.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, maxAbsValueFromText } from "./federated-aggregate.js";
-import type { BuyerResult, FrameSource, JobSpec, PartyProtocol, PartyRole, RoleContext, RoleState, StepOutput } from "./roles.js";
+import type { BuyerResult, FrameSource, JobLimits, JobSpec, PartyProtocol, PartyRole, RoleContext, RoleState, StepOutput } from "./roles.js";
 
 /** The group a job blinds its keys in when it names none. */
 export const JOIN_AGGREGATE_DEFAULT_GROUP: JoinGroup = "x25519";
@@ -163,6 +165,11 @@ export function jaParamsOf(job: string, request: JobRequest): JoinAggregateParam
   };
 }
 
+/** The protocol parameters with the job's limits applied (join-aggregate takes maxBuyerKeys; each role enforces it). */
+export function withLimits(params: JoinAggregateParams, limits: JobLimits | undefined): JoinAggregateParams {
+  return limits?.maxBuyerKeys !== undefined ? { ...params, maxBuyerKeys: limits.maxBuyerKeys } : params;
+}
+
 /** What a party's job spec carries for join-aggregate. */
 export interface JaJobInfo {
   readonly params: JoinAggregateParams;
@@ -240,14 +247,15 @@ export const joinAggregateParty: PartyProtocol = {
 
   async start(spec, role, ctx): Promise<StepOutput> {
     const ja = infoOf(spec);
-    const jctx = await jaContext(ctx, resolveJaParams(ja.params));
+    const params = withLimits(ja.params, spec.limits);
+    const jctx = await jaContext(ctx, resolveJaParams(params));
     const keys = keysFromTable(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
     if (role === "buyer") {
       const groups = ja.groupBy !== undefined ? groupLabels(ctx.table, ja.groupBy) : undefined;
-      const r = await jaBuyerStart(ja.params, { keys, ...(groups ? { groups } : {}) }, jctx);
+      const r = await jaBuyerStart(params, { keys, ...(groups ? { groups, groupColumn: ja.groupBy as string } : {}) }, jctx);
       return route(role, r.state, r.messages, jaBuyerDone(r.state));
     }
-    const r = await jaProviderStart(ja.params, { keys, table: ctx.table }, jctx);
+    const r = await jaProviderStart(params, { keys, table: ctx.table }, jctx);
     return route(role, r.state, r.messages, false);
   },
 
@@ -292,7 +300,7 @@ class JaExchangeRole implements ExchangeRole {
   }
 
   static async create(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<JaExchangeRole> {
-    const params = jaParamsOf(job.id, job.request);
+    const params = withLimits(jaParamsOf(job.id, job.request), job.limits);
     if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
     const { state } = await jaExchangeStart(params);
     // One HE context for the job's every step (the protocol would build one per call otherwise).

@@ -55,6 +55,27 @@ import { joinAggregateParty, type JaJobInfo } from "./join-aggregate.js";
 export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup", FederatedAggregate: "federated-aggregate", JoinAggregate: "join-aggregate" } as const;
 export type JobProtocol = (typeof JobProtocol)[keyof typeof JobProtocol];
 
+/**
+ * Privacy limits of a job, from the job (never from a message), each
+ * enforced inside the protocol by the role it protects:
+ *
+ * - `minIntersection`: psi, psi-cardinality and lookup — the buyer's role
+ *   withholds its result when fewer distinct keys matched (cardinality: the
+ *   count is smaller); BelowMinimumError (UMBRA_BELOW_MINIMUM). Default 1:
+ *   nothing withheld. (For psi-cardinality the node puts max(k, minIntersection) here.)
+ * - `maxBuyerKeys`: psi, psi-cardinality and join-aggregate — the provider's
+ *   role (and join-aggregate's exchange role) refuses a buyer announcing
+ *   more distinct keys; KeyLimitExceededError (UMBRA_KEY_LIMIT_EXCEEDED).
+ *   Default: the protocol's own bound (10^8). lookup bounds the keys by the
+ *   provider's budget (RoleContext.lookup.budgetRemaining) instead.
+ *
+ * What the provider's role was actually told is {@link buyerKeysSeen}.
+ */
+export interface JobLimits {
+  readonly minIntersection?: number;
+  readonly maxBuyerKeys?: number;
+}
+
 /** What the parties of a job are told by the exchange. */
 export interface JobSpec {
   readonly id: string;
@@ -74,6 +95,8 @@ export interface JobSpec {
   readonly fa?: FaJobInfo;
   /** join-aggregate: the protocol parameters and the buyer's group-by column. */
   readonly ja?: JaJobInfo;
+  /** The job's privacy limits (see {@link JobLimits}). */
+  readonly limits?: JobLimits;
 }
 
 /** A role's state: plain data (stateToBytes gives the bytes to persist). */
@@ -150,23 +173,26 @@ export async function startRole(spec: JobSpec, role: PartyRole, ctx: RoleContext
   const multi = PARTY_PROTOCOLS.get(spec.protocol);
   if (multi) return multi.start(spec, role, ctx);
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
+  const limits = spec.limits ?? {};
+  const minIntersection = limits.minIntersection !== undefined ? { minIntersection: limits.minIntersection } : {};
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
-    const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const) };
+    const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const), ...minIntersection };
     if (role === "buyer") {
       const r = await psiBuyerStart(params, keys(spec, ctx.table, role), pctx);
       return { state: r.state, out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
     }
-    const r = await psiProviderStart(params, keys(spec, ctx.table, role), pctx);
+    // The provider refuses a buyer hello announcing more distinct keys than the job allows.
+    const r = await psiProviderStart({ ...params, ...(limits.maxBuyerKeys !== undefined ? { maxPeerSetSize: limits.maxBuyerKeys } : {}) }, keys(spec, ctx.table, role), pctx);
     return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   const lk = ctx.lookup;
   if (role === "buyer") {
     if (!lk) throw new Error("lookup buyer needs the product and version");
-    const r = await lookupBuyerStart({ job: spec.id, product: lk.product, version: lk.version }, keys(spec, ctx.table, role), pctx);
+    const r = await lookupBuyerStart({ job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, keys(spec, ctx.table, role), pctx);
     return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   if (!lk) throw new Error("lookup provider needs its prepared table");
-  const s = lookupProviderStart({ job: spec.id, product: lk.product, version: lk.version }, { secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining });
+  const s = lookupProviderStart({ job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, { secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining });
   return { state: s, out: [], done: false };
 }
 
@@ -211,4 +237,35 @@ export function buyerResult(spec: JobSpec, state: RoleState, table: Table): Buye
   }
   const r = lookupBuyerResult(state as LookupBuyerState);
   return { kind: "table", table: joinLabels(table, r).table };
+}
+
+/**
+ * The number of distinct buyer keys the provider's role of this job has
+ * been told — what a node charges a budget counted in keys by, instead of
+ * what the job declared: psi and psi-cardinality, the set size of the
+ * buyer's hello; lookup, the hello's queryCount; join-aggregate, the buyer's
+ * set size (its hello). Every protocol refuses chunks beyond what the hello
+ * announced, so the buyer cannot evaluate more keys than this. undefined
+ * before the hello, for the buyer's role, and for federated-aggregate (no
+ * buyer keys).
+ */
+export function buyerKeysSeen(spec: JobSpec, role: PartyRole, state: RoleState): number | undefined {
+  if (role !== "provider" || (state as { role?: unknown }).role !== "provider") return undefined;
+  switch (spec.protocol) {
+    case JobProtocol.Psi:
+    case JobProtocol.PsiCardinality: {
+      const s = state as PsiProviderState;
+      return s.helloReceived ? s.peerSetSize : undefined;
+    }
+    case JobProtocol.Lookup: {
+      const s = state as LookupProviderState;
+      return s.helloReceived ? s.queryCount : undefined;
+    }
+    case JobProtocol.JoinAggregate: {
+      const s = state as JaProviderState;
+      return s.buyerHello ? s.peerSetSize : undefined;
+    }
+    default:
+      return undefined;
+  }
 }
