@@ -76,6 +76,16 @@ export interface JobLimits {
   readonly maxBuyerKeys?: number;
 }
 
+/**
+ * A job's limits, from its request as the exchange filled it in: the
+ * minimum intersection (psi, psi-cardinality, lookup), and the buyer's
+ * declared key count (`queryCount`) as the most keys the provider evaluates.
+ */
+export function jobLimitsOf(request: { readonly params: { readonly minIntersection?: number; readonly queryCount?: number } }): JobLimits {
+  const { minIntersection, queryCount } = request.params;
+  return { ...(minIntersection !== undefined ? { minIntersection } : {}), ...(queryCount !== undefined ? { maxBuyerKeys: queryCount } : {}) };
+}
+
 /** What the parties of a job are told by the exchange. */
 export interface JobSpec {
   readonly id: string;

@@ -33,7 +33,9 @@ export type ControlMessage =
   | { readonly type: typeof ControlType.Stop; readonly job: string; readonly reason: string };
 
 export interface JobEvent {
-  readonly kind: "accepted" | "refused" | "progress" | "succeeded" | "failed";
+  /** "charged": a provider whose budget counts keys reports the buyer's measured key count (`units`). */
+  readonly kind: "accepted" | "refused" | "progress" | "succeeded" | "failed" | "charged";
+  readonly units?: number;
   readonly rule?: string;
   readonly reason?: string;
   readonly digest?: string;

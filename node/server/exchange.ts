@@ -40,6 +40,7 @@ import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry }
 import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
+import { jobLimitsOf } from "../jobs/roles.js";
 import { verifyRequest } from "./auth.js";
 import { Mailboxes, packFrames } from "./mailbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
@@ -155,6 +156,34 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   const ledger = (kind: LedgerKind, body: Record<string, unknown>, job?: string) =>
     appendEntry(store, identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
 
+  /**
+   * Budgets count what was measured: at submission the exchange takes each
+   * dataset's cost (a job, or the declared keys); a provider whose budget
+   * counts keys reports the buyer's measured key count once its role knows it
+   * ("charged"), and the difference goes back. What the job took from each
+   * dataset, by provider, and whether that provider has reported.
+   */
+  const reservations = (j: JobRecord): { provider: string; dataset: string; reserved: number; keys: boolean; charged: boolean }[] => {
+    const entries = listEntries(store, { job: j.id });
+    const submitted = entries.find((e) => e.kind === LedgerKind.JobSubmitted);
+    if (submitted === undefined) return [];
+    const request = (j.params as unknown as { request: JobRequest }).request;
+    const ids = jobDatasets(request);
+    const cost = submitted.body["cost"];
+    return ids.map((dataset, i) => {
+      const provider = j.providers[i] as string;
+      const reserved = Array.isArray(cost) ? Number(cost[i] ?? 0) : Number(cost ?? 0);
+      const keys = loadPolicy(dataset)?.budgetUnit === "keys";
+      const charged = entries.some((e) => e.kind === LedgerKind.JobStep && e.body["step"] === "charged" && e.body["by"] === provider);
+      return { provider, dataset, reserved, keys, charged };
+    });
+  };
+
+  /** A job ending before a provider measured the buyer's keys evaluated none of them: that reservation goes back (call inside the ending transaction). */
+  const releaseUncharged = (j: JobRecord): void => {
+    for (const r of reservations(j)) if (r.keys && !r.charged && r.reserved > 0 && store.getBudget(r.dataset, j.buyer)) store.refundBudget(r.dataset, j.buyer, r.reserved);
+  };
+
   /** A job's signed job.submitted entry: every job.start carries it, so a party can check its job against the ledger. */
   const submittedRecord = (job: string): LedgerEntry => {
     const e = listEntries(store, { job }).find((x) => x.kind === LedgerKind.JobSubmitted);
@@ -188,6 +217,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (!j || (j.state !== "submitted" && j.state !== "running")) return;
     store.transaction(() => {
       store.transitionJob(id, ["submitted", "running"], "failed", reason);
+      releaseUncharged(j);
       ledger(LedgerKind.JobFailed, { reason, by: identity.name, ...extra }, id);
     });
     activity.delete(id);
@@ -282,6 +312,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       try {
         store.transaction(() => {
           store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
+          releaseUncharged(j);
           ledger(LedgerKind.JobFailed, { reason, ...(missing.length > 0 ? { missing } : {}) }, j.id);
         });
       } catch (err) {
@@ -298,8 +329,11 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   // On start, jobs that were running when the exchange stopped cannot resume here (the
   // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
   for (const j of store.listJobs({ state: ["submitted", "running"] })) {
-    store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_EXCHANGE_RESTARTED");
-    ledger(LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" }, j.id);
+    store.transaction(() => {
+      store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_EXCHANGE_RESTARTED");
+      releaseUncharged(j);
+      ledger(LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" }, j.id);
+    });
   }
 
   app.get("/v1/identity", { schema: { response: { 200: { type: "object", properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" } } } } } }, async () => {
@@ -474,7 +508,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       const e = ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request) }, id);
       return { job: j, record: e };
     });
-    roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers }, accepted: new Set(), started: false, chain: Promise.resolve() });
+    roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers, limits: jobLimitsOf(request) }, accepted: new Set(), started: false, chain: Promise.resolve() });
     touch(id);
     providers.forEach((p, i) => control(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record }));
     return reply.code(201).send(jobView(job));
@@ -500,6 +534,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (j.buyer !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "only the buyer cancels a job" } });
     const done = store.transaction(() => {
       const r = store.transitionJob(j.id, ["submitted", "running"], "cancelled", "cancelled by the buyer");
+      releaseUncharged(j);
       ledger(LedgerKind.JobCancelled, { by: "buyer" }, j.id);
       return r;
     });
@@ -545,6 +580,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         const rule = typeof e.rule === "string" ? e.rule.slice(0, 64) : "refused";
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
+          // Nothing ran: every dataset's charge goes back, whatever its unit.
+          for (const r of reservations(j)) if (r.reserved > 0 && store.getBudget(r.dataset, j.buyer)) store.refundBudget(r.dataset, j.buyer, r.reserved);
           ledger(LedgerKind.JobRefused, { rule, by: "provider", party: req.party as string }, j.id);
           return x;
         });
@@ -583,12 +620,26 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         if (j.state !== "submitted" && j.state !== "running") return jobView(j);
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
+          releaseUncharged(j);
           ledger(LedgerKind.JobFailed, { reason, by: req.party as string }, j.id);
           return x;
         });
         endRoleJob(j.id);
         for (const p of [j.buyer, ...j.providers]) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
         return jobView(r);
+      }
+      case "charged": {
+        // A provider whose budget counts keys: the buyer's distinct keys as its role measured them, once.
+        if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
+        const mine = reservations(j).find((r) => r.provider === req.party);
+        const units = e.units;
+        if (mine === undefined || !mine.keys || mine.charged || typeof units !== "number" || !Number.isSafeInteger(units) || units < 0 || units > mine.reserved) break;
+        store.transaction(() => {
+          if (mine.reserved > units) store.refundBudget(mine.dataset, j.buyer, mine.reserved - units);
+          ledger(LedgerKind.JobStep, { step: "charged", by: req.party as string, dataset: mine.dataset, units }, j.id);
+        });
+        touch(j.id);
+        return jobView(j);
       }
       default:
         break;

@@ -40,7 +40,7 @@ import { jaJobInfo } from "../jobs/join-aggregate.js";
 import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
-import { buyerResult, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
+import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
@@ -94,6 +94,12 @@ interface Running {
   readonly table: Table;
   readonly lookup?: RoleContext["lookup"];
   readonly mask?: RoleContext["mask"];
+  /**
+   * A provider whose budget counts keys: the declared key count it reserved
+   * when it accepted; settled to the measured count once the buyer's hello
+   * names it (buyerKeysSeen), released in full when the job ends before.
+   */
+  charge?: { readonly dataset: string; readonly buyer: string; readonly reserved: number; settled: boolean };
   sequence: number;
   /** The role's state between messages (persisted at most once a second, see persist). */
   state: RoleState;
@@ -239,6 +245,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       ...(request.buyerDataset !== undefined ? { buyerDataset: request.buyerDataset } : {}),
       ...(providerDataset !== undefined ? { providerDataset } : {}),
       keyColumns: request.params.keyColumns,
+      limits: jobLimitsOf(request),
       ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
       // federated-aggregate, join-aggregate: the protocol parameters, from the job's request alone.
       ...(request.protocol === "federated-aggregate" ? { fa: { params: faParamsOf(job, request), providers: providers ?? [], ...(providerIndex !== undefined ? { index: providerIndex } : {}) } } : {}),
@@ -311,18 +318,20 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         while (prepared.size > PREPARED_CACHE_ENTRIES) prepared.delete(prepared.keys().next().value as string);
         lookup = { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
       }
-      const cost = policy.budgetUnit === "keys" ? (m.request.params.queryCount ?? 0) : 1;
+      const byKeys = policy.budgetUnit === "keys";
+      const cost = byKeys ? (m.request.params.queryCount ?? 0) : 1;
       store.transaction(() => {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
       });
+      const charge = byKeys ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false } : undefined;
       // Accepted: the exchange and the buyer get ready while this role starts (hashing its set
       // takes seconds). Their messages wait in this agent's queue until it has.
       store.transitionJob(m.job, ["submitted"], "running");
       await event(m.job, { kind: "accepted" });
       const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
       const peer = proto?.direct && m.providers !== undefined ? spec.buyer : undefined;
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), sequence: 0, state: out.state, persistedAt: 0 };
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), ...(charge ? { charge } : {}), sequence: 0, state: out.state, persistedAt: 0 };
       persist(m.job, r, true);
       running.set(m.job, r);
       await sendOutput(r, out);
@@ -372,6 +381,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const out = await receiveRole(r.spec, r.role, r.state, payload, ctx, from);
     r.state = out.state;
     persist(job, r, false);
+    await settleCharge(job, r);
     await sendOutput(r, out);
     if (out.done && r.role === "buyer") {
       const result = buyerResult(r.spec, r.state, r.table);
@@ -387,7 +397,33 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   };
 
+  /**
+   * Budgets count what was measured, not what was declared: once the buyer's
+   * hello has named its distinct keys (never more than declared: the role
+   * refuses more), the reservation is settled to that count and the exchange
+   * told, so it settles its copy of the budget the same way.
+   */
+  const settleCharge = async (job: string, r: Running): Promise<void> => {
+    const c = r.charge;
+    if (c === undefined || c.settled) return;
+    const seen = buyerKeysSeen(r.spec, r.role, r.state);
+    if (seen === undefined) return;
+    c.settled = true;
+    const units = Math.min(seen, c.reserved);
+    if (c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
+    await event(job, { kind: "charged", units });
+  };
+
+  /** A job that ends before the buyer's hello was measured evaluated none of its keys: its reservation goes back. */
+  const releaseCharge = (r: Running | undefined): void => {
+    const c = r?.charge;
+    if (c === undefined || c.settled) return;
+    c.settled = true;
+    if (c.reserved > 0) store.refundBudget(c.dataset, c.buyer, c.reserved);
+  };
+
   const onStop = (m: Extract<ControlMessage, { type: "job.stop" }>): void => {
+    releaseCharge(running.get(m.job));
     running.delete(m.job);
     const j = store.getJob(m.job);
     if (!j) return;
@@ -465,6 +501,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         return;
       }
       app.log.warn({ job, code }, "job step failed");
+      releaseCharge(running.get(job));
       running.delete(job);
       const local = store.getJob(job);
       if (local) {

@@ -1,0 +1,128 @@
+/**
+ * Finding 3 (high): join-aggregate's k was bypassed by overlapping groups in
+ * one job. Group A = {target, x1..x10}, group B = {x1..x10} (the buyer's file
+ * repeated a key in two groups): A − B gave the target's exact value with
+ * k = 10.
+ *
+ * The attacks, against a real exchange and provider agent:
+ *  1. the honest buyer agent with that file: its own role refuses, naming the
+ *     group column and the rows, before it sends anything;
+ *  2. a modified buyer agent (driven by hand here, with the bank's keys) that
+ *     sends a legitimate-looking job whose weights name both groups at one
+ *     position: the exchange's role refuses the message, the job fails, and
+ *     no group total ever reaches the buyer.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Table, Utf8, vectorFromArray } from "apache-arrow";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CryptoPool } from "../../engine/index.js";
+import { openEnvelope, sealEnvelope, type SenderKeys } from "../../node/envelope.js";
+import { generateIdentity, maskKeyPair, type NodeIdentity } from "../../node/identity.js";
+import { jaJobInfo } from "../../node/jobs/join-aggregate.js";
+import { jobLimitsOf, startRole, type JobSpec } from "../../node/jobs/roles.js";
+import { parseJobRequest } from "../../node/policy.js";
+import { ExchangeClient } from "../../node/server/client.js";
+import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
+import { unpackFrames } from "../../node/server/mailbox.js";
+import { decodeMessage, encodeMessage, type JoinWeights } from "../../protocols/index.js";
+import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+
+const pool = new CryptoPool({ threads: 2 });
+let x: TestExchange;
+let telco: TestParty;
+let bank: TestParty;
+const K = 10;
+const xs = Array.from({ length: 10 }, (_, i) => `x-${i}`);
+
+beforeAll(async () => {
+  x = await startExchange({ pool });
+  telco = await startParty("telco", x.url, pool);
+  bank = await startParty("bank", x.url, pool);
+  writeFileSync(join(telco.dataDir, "spend.csv"), "id,spend\n" + ["target", ...xs, "y-0"].map((k, i) => `${k},${i === 0 ? 9999 : 10}`).join("\n") + "\n");
+  // The attacker's file: A = {target, x…}, B = {x…}.
+  writeFileSync(join(bank.dataDir, "overlap.csv"), "id,g\n" + [["target", "A"], ...xs.map((k) => [k, "A"]), ...xs.map((k) => [k, "B"])].map(([k, g]) => `${k},${g}`).join("\n") + "\n");
+  const policy = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["id"], allowedBuyers: ["bank", "mallory"], minGroupSize: K, queryBudget: 100, budgetUnit: "jobs" };
+  expect((await api(telco.url, "POST", "/v1/datasets", { file: "spend.csv", policy })).status).toBe(201);
+}, 60_000);
+
+afterAll(async () => {
+  await bank?.close();
+  await telco?.close();
+  await x?.close();
+  await pool.close();
+});
+
+const request = (buyer: string, file: string) => ({
+  protocol: "join-aggregate", buyer, buyerDataset: file, providerDataset: "telco.spend.csv",
+  params: { keyColumns: ["id"], aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], groupBy: { column: "g" }, maxAbsValue: "10000", maxJoinRows: 1000 } },
+});
+
+describe("finding 3: each buyer key in one group", () => {
+  it("the honest buyer agent refuses its own overlapping file (its role names the column and rows) and sends nothing", async () => {
+    const { buyer: _b, ...body } = request("bank", "overlap.csv");
+    const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", body);
+    expect(r.status).toBe(201);
+    expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "failed", reason: "UMBRA_OVERLAPPING_GROUPS" });
+    const fromBank = [...x.store.ledgerRows({ job: r.body.id })].map((e) => JSON.parse(e.body) as { from?: string }).filter((b) => b.from === "bank");
+    expect(fromBank).toEqual([]);
+    expect([...x.store.ledgerRows({ job: r.body.id })].map((e) => e.kind)).not.toContain("job.result");
+  });
+
+  it("a modified buyer agent whose weights name both groups at one position: the exchange refuses, no total reaches the buyer", async () => {
+    // Mallory: a registered buyer whose agent is the attacker's own code.
+    const mallory: NodeIdentity = generateIdentity("mallory");
+    const client = new ExchangeClient(x.url, mallory);
+    const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+    await client.json("POST", "/v1/parties", { name: "mallory", signingPublicKey: hex(mallory.signing.publicKey), boxPublicKey: hex(mallory.box.publicKey), maskPublicKey: hex(maskKeyPair(mallory).publicKey) });
+    const keysOf = async (name: string): Promise<SenderKeys> => {
+      const p = await client.json<{ signingPublicKey: string; boxPublicKey: string }>("GET", `/v1/parties/${name}`);
+      return { signingPublicKey: Buffer.from(p.signingPublicKey, "hex"), boxPublicKey: Buffer.from(p.boxPublicKey, "hex") };
+    };
+    const xKeys: SenderKeys = { signingPublicKey: x.identity.signing.publicKey, boxPublicKey: x.identity.box.publicKey };
+    const asked = parseJobRequest(request("mallory", "legit.csv"));
+    const job = (await client.json<{ id: string }>("POST", "/v1/jobs", asked)).id;
+
+    // Wait for job.start (the provider accepted), then run an honest buyer role on a legitimate-looking input…
+    let start: ReturnType<typeof parseControl> | undefined;
+    const nonces = new Set<string>();
+    const open = (f: Uint8Array) => openEnvelope(f, { self: mallory, lookupSender: (n) => (n === "exchange" ? xKeys : undefined), replay: { seen: (_s, n) => nonces.has(hex(n)), remember: (_s, n) => void nonces.add(hex(n)) } });
+    await waitUntil(async () => {
+      for (const f of unpackFrames(await client.binary("GET", "/v1/mailbox?wait=200"))) {
+        const e = open(Uint8Array.from(f));
+        if (e.step === CONTROL_STEP) start = parseControl(e.job, e.payload);
+      }
+      return start !== undefined;
+    }, "mallory's job.start");
+    expect(start?.type).toBe("job.start");
+    const filled = (start as { request: ReturnType<typeof parseJobRequest> }).request;
+    const table = new Table({ id: vectorFromArray(["target", ...xs, "y-0"], new Utf8()), g: vectorFromArray(["A", ...xs.map(() => "A"), "B"], new Utf8()) });
+    const spec: JobSpec = { id: job, protocol: "join-aggregate", buyer: "mallory", provider: "telco", buyerDataset: "legit.csv", providerDataset: "telco.spend.csv", keyColumns: ["id"], ja: jaJobInfo(job, filled), limits: jobLimitsOf(filled) };
+    const out = await startRole(spec, "buyer", { pool, table });
+
+    // …and forge its weights: the first position now also counts a row in the other group.
+    const u32 = (b: Uint8Array) => Array.from(new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
+    const toU8 = (a: number[]) => new Uint8Array(Uint32Array.from(a).buffer);
+    const forged = out.out.map((frame) => {
+      const m = decodeMessage(frame);
+      if (m.kind !== "joinWeights" || m.header.chunk !== 0) return frame;
+      const w = m as JoinWeights;
+      const [off, codes, weights] = [u32(w.offsets), u32(w.codes), u32(w.weights)];
+      return encodeMessage({ ...w, offsets: toU8(off.map((o, i) => (i === 0 ? o : o + 1))), codes: toU8([codes[0] as number, 1 - (codes[0] as number), ...codes.slice(1)]), weights: toU8([weights[0] as number, 1, ...weights.slice(1)]) });
+    });
+    const telcoKeys = await keysOf("telco");
+    let seq = 0;
+    const send = async (to: string, keys: SenderKeys, frames: readonly Uint8Array[]) => {
+      for (const f of frames) await client.sendRaw("/v1/relay", sealEnvelope({ job, step: decodeMessage(f).header.step, sender: mallory, recipient: to, sequence: seq++, payload: f, encryptTo: keys.boxPublicKey }));
+    };
+    await send("telco", telcoKeys, out.direct ?? []);
+    await send("exchange", xKeys, forged);
+
+    await waitUntil(() => x.store.getJob(job)?.state === "failed", "the exchange's refusal");
+    expect(x.store.getJob(job)?.reason).toBe("UMBRA_INVALID_MESSAGE");
+    // Nothing the exchange sent mallory carries a total: its ledger shows no step from the exchange to mallory, and no result.
+    const entries = [...x.store.ledgerRows({ job })].map((e) => ({ kind: e.kind, body: JSON.parse(e.body) as { from?: string; to?: string } }));
+    expect(entries.filter((e) => e.kind === "job.step" && e.body.from === "exchange" && e.body.to === "mallory")).toEqual([]);
+    expect(entries.map((e) => e.kind)).not.toContain("job.result");
+  });
+});
