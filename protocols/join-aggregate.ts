@@ -375,20 +375,15 @@ function keyMessage(s: JaResolved, fingerprint: string, publicKey: Uint8Array): 
 }
 
 /** Checks a step-1 key against the options this party derives itself. */
-function checkKey(s: JaResolved, m: ProtocolMessage, he: HeContext): { key: AggregateKey; keyId: string } {
+async function checkKey(s: JaResolved, m: ProtocolMessage, he: HeContext, pool: CryptoPool): Promise<{ key: AggregateKey; keyId: string }> {
   expectStep(m.header, JaStep.Key, 0, 1, "aggregateKey", m.kind);
   const k = m as AggregateKey;
   if (k.maxAbsValue !== s.he.maxAbsValue || k.maxRows !== s.he.maxRows || k.maxLength !== s.he.maxLength || k.scale !== 0) {
     throw new ParameterMismatchError("the HE options in the key message differ from the job's");
   }
   if (k.fingerprint !== he.params.fingerprint) throw new ParameterMismatchError("the HE parameter fingerprint differs from this party's");
-  // Parse (size-checked, then loaded by SEAL) and release: refuses a malformed key now.
-  const pk = he.loadPublicKey(k.publicKey);
-  try {
-    return { key: k, keyId: Buffer.from(pk.keyId).toString("hex") };
-  } finally {
-    pk.dispose();
-  }
+  // Parsed (size-checked, then loaded by SEAL) on a worker: refuses a malformed key now.
+  return { key: k, keyId: await pool.heCheckPublicKey(jaHeOptions(s), k.publicKey) };
 }
 
 function hello(s: JaResolved, step: number, setSize: number, extra: { peerSetSize?: number; peerChunkElements?: number; groups?: number } = {}): JoinHello {
@@ -532,7 +527,7 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
     onProgress: (done, tot) => ctx.onProgress?.("buyer: hash and blind", done, tot),
   });
   const shuffled = permuteFixed(blinded, ELEMENT, order);
-  const { keyBytes, fingerprint } = await withHe(r, ctx, (he) => ({ keyBytes: he.generateKeys({ galois: false }), fingerprint: he.params.fingerprint }));
+  const { keyBytes, fingerprint } = await withHe(r, ctx, async (he) => ({ keyBytes: await ctx.pool.heGenerateKeys(jaHeOptions(r), { galois: false }), fingerprint: he.params.fingerprint }));
   const state: JaBuyerState = {
     ...r,
     role: "buyer",
@@ -631,16 +626,16 @@ export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: J
     const first = (s.valueChunksReceived % per) * RESULT_BLOCKS_PER_CHUNK;
     const blocks = Math.min(RESULT_BLOCKS_PER_CHUNK, released - first);
     if (c.column !== column || c.firstBlock !== first) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must carry column ${column} from block ${first}`);
-    const sums = await withHe(s, ctx, (he) => {
+    const sums = await withHe(s, ctx, async (he) => {
       const info = he.inspect(c.ciphertext);
       const n = he.params.slotCount;
       if (info.blocks !== blocks || info.length !== blocks * n) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${blocks} whole blocks`);
-      const slots = he.decryptSums(c.ciphertext, s.heSecretKey);
+      // Each block's slots summed (modulo M) as it is decrypted, on a worker.
+      const blockSums = await ctx.pool.heDecryptBlockSums(jaHeOptions(s), c.ciphertext, s.heSecretKey);
       const M = he.params.crtModulus;
       const out: string[] = [];
       for (let b = 0; b < blocks; b++) {
-        let t = 0n;
-        for (let i = b * n; i < (b + 1) * n; i++) t += slots[i] as bigint;
+        let t = blockSums[b] as bigint;
         t %= M;
         if (t < 0n) t += M;
         if (t > M / 2n) t -= M;
@@ -863,7 +858,7 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
   if (!s.keyReceived) {
-    const { key } = await withHe(s, ctx, (he) => checkKey(s, m, he));
+    const { key } = await withHe(s, ctx, (he) => checkKey(s, m, he, ctx.pool));
     return { state: { ...s, keyReceived: true, publicKey: key.publicKey.slice() }, messages: [] };
   }
   if (!s.buyerHello) {
@@ -1094,8 +1089,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
   switch (step) {
     case JaStep.Key: {
       if (s.keyReceived) throw new WrongStepError("the key was already received");
-      const { key, keyId } = await withHe(s, ctx, (he) => {
-        const checked = checkKey(s, m, he);
+      const { key, keyId } = await withHe(s, ctx, async (he) => {
+        const checked = await checkKey(s, m, he, ctx.pool);
         // Statistics that arrived before the key (another stream) are checked against it now.
         for (const c of s.valueChunks) if (he.inspect(c).keyId !== checked.keyId) throw new KeyMismatchError("the provider's statistics are not under the buyer's key");
         return checked;

@@ -1,6 +1,9 @@
 /**
  * engine/pool: one piscina pool that runs the group and OPRF work on every
- * core.
+ * core, and the HE work (engine/he/task.ts): encryption, the masked sums,
+ * and key generation, key checks and decryption, so that no SEAL context is
+ * built on the calling thread (its host-side context only inspects, cuts and
+ * joins frames).
  *
  * Work is split into chunks (default 4,096 elements) that travel to the
  * workers as flat transferable buffers and come back the same way; batches
@@ -28,11 +31,11 @@ import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
 import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
-import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext } from "../he/context.js";
+import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/context.js";
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
-import { HeTaskOp, optionsKey, type HeTask } from "../he/task.js";
+import { HeTaskOp, optionsKey, unpackParts, type HeTask } from "../he/task.js";
 import { concatCkksColumns, selectCkksParameters, type CkksCiphertextBytes, type CkksContextOptions } from "../he/ckks.js";
 import { ValueOutOfRangeError } from "../he/errors.js";
 import { loadSeal } from "../he/seal.js";
@@ -379,6 +382,45 @@ export class CryptoPool {
       }),
     );
     return out.length === 1 ? (out[0] as CiphertextBytes) : ctx.concat(out);
+  }
+
+  /**
+   * A fresh key set (HeContext.generateKeys) made on a worker: the SEAL
+   * context and the key generation take seconds at N = 8192, none of them on
+   * this thread.
+   */
+  async heGenerateKeys(options: HeContextOptions, keyOptions: { readonly galois?: boolean } = {}): Promise<HeKeyBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const galois = keyOptions.galois !== false;
+    const [publicKey, secretKey, galoisKeys] = unpackParts(await this.#runHe({ op: HeTaskOp.GenerateKeys, options, galois }));
+    if (!publicKey || !secretKey || (galois && !galoisKeys)) throw new InvalidArgumentError("a worker returned an incomplete key set");
+    return { publicKey: publicKey.slice(), secretKey: secretKey.slice(), ...(galois && galoisKeys ? { galoisKeys: galoisKeys.slice() } : {}) };
+  }
+
+  /**
+   * Loads public-key bytes on a worker (size-checked, then by SEAL: a
+   * malformed key is refused with InvalidKeyError, one made for other
+   * parameters with ParameterMismatchError) and returns its key-set id, hex.
+   * The worker keeps the loaded key for the encryptions that follow.
+   */
+  async heCheckPublicKey(options: HeContextOptions, publicKey: Uint8Array): Promise<string> {
+    if (this.#closed) throw new PoolClosedError();
+    return Buffer.from(await this.#runHe({ op: HeTaskOp.CheckPublicKey, options, publicKey })).toString("hex");
+  }
+
+  /**
+   * Per block of `ct`, the signed total of its slots in (−M/2, M/2) (M the
+   * product of the CRT primes): decrypted and summed per prime on a worker
+   * (HeContext.decryptBlockResidueSums), combined here, one CRT combination
+   * per block. Equals summing decryptSums' slots block by block, modulo M.
+   */
+  async heDecryptBlockSums(options: HeContextOptions, ct: CiphertextBytes, secretKey: Uint8Array): Promise<bigint[]> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const info = ctx.inspect(ct);
+    let r = await this.#runHe({ op: HeTaskOp.DecryptBlockResidues, options, ciphertext: ct, secretKey });
+    if (r.byteOffset % 4 !== 0) r = r.slice();
+    return ctx.blockSumsFromResidues(new Uint32Array(r.buffer, r.byteOffset, r.byteLength >>> 2), info.blocks);
   }
 
   /** This pool's host-side HE context for `options` (created once, disposed by close()): for inspecting, slicing and joining what the workers return. */
