@@ -25,7 +25,7 @@
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { createHeContext, type CiphertextBytes, type HeContext, type HeGaloisKeys, type HePublicKey } from "./context.js";
-import type { ColumnValues } from "./encode.js";
+import { int64Residues, type ColumnValues } from "./encode.js";
 import type { HeContextOptions } from "./params.js";
 import { createCkksContext, type CkksContext, type CkksContextOptions, type CkksPublicKey } from "./ckks.js";
 
@@ -42,6 +42,7 @@ export const HeTaskOp = {
   GenerateKeys: "he-generate-keys",
   CheckPublicKey: "he-check-public-key",
   DecryptBlockResidues: "he-decrypt-block-residues",
+  EncryptInt64: "he-encrypt-int64",
 } as const;
 export type HeTaskOp = (typeof HeTaskOp)[keyof typeof HeTaskOp];
 
@@ -131,7 +132,16 @@ export interface HeDecryptBlockResiduesTask {
   readonly ciphertext: Uint8Array;
   readonly secretKey: Uint8Array;
 }
+/** A chunk of signed 64-bit integers (already scaled and bounded) as residues (engine/he int64Residues), then HeContext.encryptResidues. */
+export interface HeEncryptInt64Task {
+  readonly op: typeof HeTaskOp.EncryptInt64;
+  readonly options: HeContextOptions;
+  readonly publicKey: Uint8Array;
+  readonly values: BigInt64Array;
+  readonly level: "first" | "mask";
+}
 export type HeTask =
+  | HeEncryptInt64Task
   | HeEncryptTask
   | HeAddTask
   | HeMaskedBlockSumsTask
@@ -274,6 +284,8 @@ export async function executeHeTask(task: HeTask): Promise<CiphertextBytes> {
     }
     case HeTaskOp.CheckPublicKey:
       return publicKeyFor(ctx, task.publicKey).keyId.slice();
+    case HeTaskOp.EncryptInt64:
+      return ctx.encryptResidues(int64Residues(task.values, 0, task.values.length, ctx.params.plainModuli), publicKeyFor(ctx, task.publicKey), { level: task.level });
     case HeTaskOp.DecryptBlockResidues: {
       const r = ctx.decryptBlockResidueSums(task.ciphertext, task.secretKey);
       return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
