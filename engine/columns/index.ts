@@ -17,6 +17,7 @@ export {
   isKeyType,
   keysFromBatch,
   keysFromTable,
+  keysFromTableAsync,
   type KeyColumn,
 } from "./keys.js";
 export {
@@ -27,3 +28,4 @@ export {
   type KeyOptions,
 } from "./normalise.js";
 export { concatTablesHorizontally, takeRows } from "./take.js";
+export { int64GroupStats, pairCounts, type Int64Column, type Int64GroupStats, type PairCounts } from "./group.js";

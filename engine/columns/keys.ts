@@ -29,6 +29,7 @@ import { DataType, makeVector, type Data, type RecordBatch, type Schema, type Ta
 import { InvalidArgumentError, MissingColumnError, UnsupportedTypeError } from "../errors.js";
 import type { PackedBytes } from "../packed.js";
 import { ByteSink, LITTLE_ENDIAN, MAX_PACKED_BYTES, appendUtf8 } from "./buffers.js";
+import { yieldToEventLoop } from "../slices.js";
 import {
   applyNormalisation,
   isIdentityNormalisation,
@@ -473,4 +474,19 @@ export function keysFromTable(table: Table, columns: readonly string[], options:
   const withSource: KeyOptions = { ...options, source: options.source ?? "table" };
   resolveKeyColumns(table.schema, columns, withSource.source ?? "table");
   return concatKeyColumns(table.batches.map((b) => keysFromBatch(b, columns, withSource)));
+}
+
+/**
+ * {@link keysFromTable} with the event loop let run between batches (the
+ * same keys): for a node's main thread, where 10^6 rows take ~0.1 s.
+ */
+export async function keysFromTableAsync(table: Table, columns: readonly string[], options: KeyOptions = {}): Promise<KeyColumn> {
+  const withSource: KeyOptions = { ...options, source: options.source ?? "table" };
+  resolveKeyColumns(table.schema, columns, withSource.source ?? "table");
+  const parts: KeyColumn[] = [];
+  for (const b of table.batches) {
+    if (parts.length > 0) await yieldToEventLoop();
+    parts.push(keysFromBatch(b, columns, withSource));
+  }
+  return concatKeyColumns(parts);
 }

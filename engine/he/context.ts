@@ -6,8 +6,10 @@
  *
  * Every SEAL object has exactly one owner, which deletes it:
  * - the context owns, per CRT prime, its SEAL `Context`, `BatchEncoder`,
- *   `Evaluator` and the parms ids it compares against; `dispose()` deletes
- *   them and every key handle it loaded;
+ *   `Evaluator` and the parms ids it compares against, built by the first
+ *   operation that needs SEAL (inspect, concat and sliceBlocks work on the
+ *   frames alone, so a host that only cuts and joins never builds them);
+ *   `dispose()` deletes them and every key handle it loaded;
  * - a key handle (`HePublicKey`, `HeSecretKey`, `HeGaloisKeys`) owns its
  *   encryptors, decryptors or Galois keys; `dispose()` deletes them;
  * - each operation owns its temporaries (loaded ciphertexts, plaintexts,
@@ -223,12 +225,8 @@ export class HeContext {
     const dataPrimes = params.coeffModulus.length - 1;
     this.#maskPrimes = Math.min(dataPrimes, Math.max(2, dataPrimes - 1));
     this.#rotatePrimes = Math.min(dataPrimes, 2);
-    try {
-      for (const p of params.plainModuli) this.#primes.push(this.#buildPrime(p));
-    } catch (e) {
-      this.dispose();
-      throw e;
-    }
+    // The SEAL contexts are built on first use (#live): seconds of WASM work at N = 8192, which
+    // a host that only inspects, cuts and joins frames (the pool's, on the main thread) never does.
     // Size bounds, from the parameters, for what SEAL may be asked to load.
     const q = params.coeffModulus.length; // key level: data primes + the special prime
     const l = q - 1; // first data level
@@ -283,6 +281,10 @@ export class HeContext {
     if (this.#disposed) return;
     this.#disposed = true;
     disposeHandles(this);
+    this.#release();
+  }
+
+  #release(): void {
     for (const p of this.#primes) {
       p.lastParmsId.delete();
       p.evaluator.delete();
@@ -292,9 +294,23 @@ export class HeContext {
     this.#primes.length = 0;
   }
 
+  /** The SEAL contexts, one per CRT prime, built on first use. */
   #live(): PrimeContext[] {
-    if (this.#disposed) throw new DisposedError("HE context");
+    this.#open();
+    if (this.#primes.length === 0) {
+      try {
+        for (const p of this.params.plainModuli) this.#primes.push(this.#buildPrime(p));
+      } catch (e) {
+        this.#release();
+        throw e;
+      }
+    }
     return this.#primes;
+  }
+
+  /** Throws when disposed: what the frame-only operations (inspect, concat, sliceBlocks) check instead of #live. */
+  #open(): void {
+    if (this.#disposed) throw new DisposedError("HE context");
   }
 
   // ---------------------------------------------------------------- keys
@@ -410,7 +426,7 @@ export class HeContext {
 
   /** Reads a ciphertext's header (no SEAL object is created). */
   inspect(ct: CiphertextBytes): CiphertextInfo {
-    this.#live();
+    this.#open();
     const f = decodeFrame(ct, FrameKind.Ciphertext, this.#limits.ct);
     return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: hex(f.keyId) };
   }
@@ -597,7 +613,7 @@ export class HeContext {
    * column. The result's row bound is the largest of the parts'.
    */
   concat(parts: readonly CiphertextBytes[]): CiphertextBytes {
-    this.#live();
+    this.#open();
     if (parts.length === 0) throw new InvalidArgumentError("nothing to concatenate");
     const frames = parts.map((p) => this.#parse(p));
     const first = frames[0] as Frame;
@@ -624,7 +640,8 @@ export class HeContext {
    * pool's workers.
    */
   sliceBlocks(ct: CiphertextBytes, fromBlock: number, toBlock: number): CiphertextBytes {
-    const k = this.#live().length;
+    this.#open();
+    const k = this.params.plainModuli.length;
     const f = this.#parse(ct);
     if (!Number.isSafeInteger(fromBlock) || !Number.isSafeInteger(toBlock) || fromBlock < 0 || toBlock <= fromBlock || toBlock > f.blocks) {
       throw new InvalidArgumentError(`block range must satisfy 0 ≤ from < to ≤ ${f.blocks}`);
@@ -1070,6 +1087,54 @@ export class HeContext {
       }
       return out;
     });
+  }
+
+  /**
+   * Decrypts each block and sums its slots modulo every CRT prime: entry
+   * j · blocks + b is Σ_s slot_s mod p_j over block b (prime-major, what
+   * {@link blockSumsFromResidues} takes). The decryptions are checked as in
+   * decryptSums; no slot is combined, so this costs a fraction of
+   * decryptSums followed by a sum per block.
+   */
+  decryptBlockResidueSums(ct: CiphertextBytes, secretKey: HeSecretKey | SecretKeyBytes): Uint32Array {
+    const primes = this.#live();
+    const f = this.#parse(ct);
+    return this.#withKey(secretKey, (b) => this.loadSecretKey(b), "secret key", (sk) => {
+      if (!sameBytes(sk.keyId, f.keyId)) throw new KeyMismatchError("the secret key is not of the ciphertext's key set");
+      const n = this.params.slotCount;
+      const k = primes.length;
+      const out = new Uint32Array(k * f.blocks);
+      for (let b = 0; b < f.blocks; b++) {
+        const count = Math.min(n, f.length - b * n);
+        for (let j = 0; j < k; j++) {
+          const scope = new Scope();
+          try {
+            const p = primes[j] as PrimeContext;
+            const dec = sealObjects(sk)[j] as Decryptor;
+            const x = this.#load(scope, f, b * k + j);
+            if (x.isTransparent) continue;
+            if (dec.invariantNoiseBudget(x) <= 0) throw new NoiseBudgetExhaustedError(`block ${b}: noise budget exhausted, the result would not be exact`);
+            const pt = scope.own(this.#seal.PlainText());
+            dec.decrypt(x, pt);
+            const slots = p.encoder.decode(pt, false) as Uint32Array;
+            let sum = 0; // count · p < 2^13 · 2^22: exact
+            for (let i = 0; i < count; i++) sum += slots[i] as number;
+            out[j * f.blocks + b] = sum % p.prime;
+          } finally {
+            scope.dispose();
+          }
+        }
+      }
+      return out;
+    });
+  }
+
+  /** Per block, the signed total in (−M/2, M/2) whose residues {@link decryptBlockResidueSums} gave (no SEAL work). */
+  blockSumsFromResidues(residues: Uint32Array, blocks: number): bigint[] {
+    this.#open();
+    const k = this.params.plainModuli.length;
+    if (residues.length !== k * blocks) throw new InvalidLengthError("block residues", `${k * blocks}`, residues.length);
+    return this.#crt.combine(this.params.plainModuli.map((_, j) => residues.subarray(j * blocks, (j + 1) * blocks)), blocks);
   }
 
   #checkRows(rows: number): void {

@@ -134,3 +134,37 @@ export function fixedPointToString(total: bigint, scale: number): string {
   const digits = (neg ? -total : total).toString().padStart(scale + 1, "0");
   return `${neg ? "-" : ""}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
 }
+
+/**
+ * Signed 64-bit integers [from, to) of `values` as residues modulo each
+ * prime (Number arithmetic: primes < 2^22): entry j of the result holds
+ * value mod primes[j] for every value, in [0, p). No range check: the
+ * caller's values are already scaled and bounded.
+ */
+export function int64Residues(values: BigInt64Array, from: number, to: number, primes: readonly number[]): Uint32Array[] {
+  const len = to - from;
+  const out = primes.map(() => new Uint32Array(len));
+  const words = new Int32Array(values.buffer, values.byteOffset + from * 8, len * 2);
+  const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  for (let j = 0; j < primes.length; j++) {
+    const p = primes[j] as number;
+    const two32 = 2 ** 32 % p;
+    const o = out[j] as Uint32Array;
+    for (let i = 0; i < len; i++) {
+      let lo: number;
+      let hi: number;
+      if (LE) {
+        lo = (words[2 * i] as number) >>> 0;
+        hi = words[2 * i + 1] as number; // signed high word
+      } else {
+        hi = words[2 * i] as number;
+        lo = (words[2 * i + 1] as number) >>> 0;
+      }
+      // v = hi · 2^32 + lo, hi signed: reduce each part (|hi mod p| · two32 < 2^44, exact).
+      let h = hi % p;
+      if (h < 0) h += p;
+      o[i] = ((h * two32) % p + (lo % p)) % p;
+    }
+  }
+  return out;
+}

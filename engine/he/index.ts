@@ -9,7 +9,7 @@ export { createHeContext, withHeContext, HeContext, HePublicKey, HeSecretKey, He
 export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./context.js";
 export { selectParameters, scaledBound, CrtBasis, PolyModulusDegree, HE_MAX_ROWS_4096, HE_MAX_ROWS, HE_MAX_SCALE } from "./params.js";
 export type { HeContextOptions, HeParameters } from "./params.js";
-export { valuesFromArrow, fixedPointToString } from "./encode.js";
+export { valuesFromArrow, fixedPointToString, int64Residues } from "./encode.js";
 export type { ColumnValues } from "./encode.js";
 export { loadSeal } from "./seal.js";
 export {

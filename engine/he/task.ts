@@ -25,7 +25,7 @@
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { createHeContext, type CiphertextBytes, type HeContext, type HeGaloisKeys, type HePublicKey } from "./context.js";
-import type { ColumnValues } from "./encode.js";
+import { int64Residues, type ColumnValues } from "./encode.js";
 import type { HeContextOptions } from "./params.js";
 import { createCkksContext, type CkksContext, type CkksContextOptions, type CkksPublicKey } from "./ckks.js";
 
@@ -39,6 +39,10 @@ export const HeTaskOp = {
   AddAll: "he-add-all",
   CkksEncrypt: "ckks-encrypt",
   CkksAdd: "ckks-add",
+  GenerateKeys: "he-generate-keys",
+  CheckPublicKey: "he-check-public-key",
+  DecryptBlockResidues: "he-decrypt-block-residues",
+  EncryptInt64: "he-encrypt-int64",
 } as const;
 export type HeTaskOp = (typeof HeTaskOp)[keyof typeof HeTaskOp];
 
@@ -109,7 +113,79 @@ export interface CkksAddTask {
   readonly options: CkksContextOptions;
   readonly ciphertexts: readonly Uint8Array[];
 }
-export type HeTask = HeEncryptTask | HeAddTask | HeMaskedBlockSumsTask | HeBlockTotalsTask | HeReRandomizeTask | HeEncryptResiduesTask | HeAddAllTask | CkksEncryptTask | CkksAddTask;
+/** HeContext.generateKeys: the key frames packed as {@link packParts} (public, secret, then Galois keys when asked for). */
+export interface HeGenerateKeysTask {
+  readonly op: typeof HeTaskOp.GenerateKeys;
+  readonly options: HeContextOptions;
+  readonly galois: boolean;
+}
+/** Loads a public key (size-checked, then by SEAL), refusing a malformed one; returns its 16-byte key-set id. */
+export interface HeCheckPublicKeyTask {
+  readonly op: typeof HeTaskOp.CheckPublicKey;
+  readonly options: HeContextOptions;
+  readonly publicKey: Uint8Array;
+}
+/** HeContext.decryptBlockResidueSums: the bytes of its Uint32Array. */
+export interface HeDecryptBlockResiduesTask {
+  readonly op: typeof HeTaskOp.DecryptBlockResidues;
+  readonly options: HeContextOptions;
+  readonly ciphertext: Uint8Array;
+  readonly secretKey: Uint8Array;
+}
+/** A chunk of signed 64-bit integers (already scaled and bounded) as residues (engine/he int64Residues), then HeContext.encryptResidues. */
+export interface HeEncryptInt64Task {
+  readonly op: typeof HeTaskOp.EncryptInt64;
+  readonly options: HeContextOptions;
+  readonly publicKey: Uint8Array;
+  readonly values: BigInt64Array;
+  readonly level: "first" | "mask";
+}
+export type HeTask =
+  | HeEncryptInt64Task
+  | HeEncryptTask
+  | HeAddTask
+  | HeMaskedBlockSumsTask
+  | HeBlockTotalsTask
+  | HeReRandomizeTask
+  | HeEncryptResiduesTask
+  | HeAddAllTask
+  | CkksEncryptTask
+  | CkksAddTask
+  | HeGenerateKeysTask
+  | HeCheckPublicKeyTask
+  | HeDecryptBlockResiduesTask;
+
+/** Several byte strings as one: [u32 LE count][u32 LE length]… then the bytes (a task's result is one buffer). */
+export function packParts(parts: readonly Uint8Array[]): Uint8Array {
+  const head = 4 + 4 * parts.length;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, head));
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, parts.length, true);
+  let off = head;
+  parts.forEach((p, i) => {
+    dv.setUint32(4 + 4 * i, p.length, true);
+    out.set(p, off);
+    off += p.length;
+  });
+  return out;
+}
+
+/** The parts of {@link packParts}' bytes (views into them). */
+export function unpackParts(bytes: Uint8Array): Uint8Array[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = bytes.length >= 4 ? dv.getUint32(0, true) : 0;
+  const head = 4 + 4 * count;
+  if (bytes.length < head) throw new InvalidArgumentError("packed parts: truncated");
+  const out: Uint8Array[] = [];
+  let off = head;
+  for (let i = 0; i < count; i++) {
+    const len = dv.getUint32(4 + 4 * i, true);
+    if (off + len > bytes.length) throw new InvalidArgumentError("packed parts: truncated");
+    out.push(bytes.subarray(off, off + len));
+    off += len;
+  }
+  return out;
+}
 
 const HE_OPS: ReadonlySet<string> = new Set(Object.values(HeTaskOp));
 
@@ -202,6 +278,18 @@ export async function executeHeTask(task: HeTask): Promise<CiphertextBytes> {
       return ctx.encryptResidues(task.residues, publicKeyFor(ctx, task.publicKey), { level: task.level });
     case HeTaskOp.AddAll:
       return ctx.addAll(task.parts, task.rows);
+    case HeTaskOp.GenerateKeys: {
+      const k = ctx.generateKeys({ galois: task.galois });
+      return packParts([k.publicKey, k.secretKey, ...(k.galoisKeys ? [k.galoisKeys] : [])]);
+    }
+    case HeTaskOp.CheckPublicKey:
+      return publicKeyFor(ctx, task.publicKey).keyId.slice();
+    case HeTaskOp.EncryptInt64:
+      return ctx.encryptResidues(int64Residues(task.values, 0, task.values.length, ctx.params.plainModuli), publicKeyFor(ctx, task.publicKey), { level: task.level });
+    case HeTaskOp.DecryptBlockResidues: {
+      const r = ctx.decryptBlockResidueSums(task.ciphertext, task.secretKey);
+      return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
+    }
     default: {
       const op: never = task;
       throw new InvalidArgumentError(`unknown HE task ${String((op as { op: unknown }).op)}`);

@@ -11,6 +11,7 @@ import { createOprfSuite, OprfMode, type OprfSuite } from "../oprf/oprf.js";
 import { fixedCount, type PackedBytes } from "../packed.js";
 import { executeHeTask, isHeTask } from "../he/task.js";
 import { TaskOp, type GroupTask, type PoolTask } from "./tasks.js";
+import { executeColumnTask, isColumnTask } from "./column-task.js";
 
 const suites = new WeakMap<Group, OprfSuite>();
 
@@ -30,6 +31,7 @@ function packed(t: { data: Uint8Array; offsets: Uint32Array }): PackedBytes {
 
 export async function executeTask(task: PoolTask): Promise<Uint8Array> {
   if (isHeTask(task)) return executeHeTask(task);
+  if (isColumnTask(task)) return executeColumnTask(task);
   return executeGroupTask(task);
 }
 

@@ -1,6 +1,9 @@
 /**
  * engine/pool: one piscina pool that runs the group and OPRF work on every
- * core.
+ * core, and the HE work (engine/he/task.ts): encryption, the masked sums,
+ * and key generation, key checks and decryption, so that no SEAL context is
+ * built on the calling thread (its host-side context only inspects, cuts and
+ * joins frames).
  *
  * Work is split into chunks (default 4,096 elements) that travel to the
  * workers as flat transferable buffers and come back the same way; batches
@@ -28,14 +31,18 @@ import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
 import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
-import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext } from "../he/context.js";
+import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/context.js";
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
-import { HeTaskOp, optionsKey, type HeTask } from "../he/task.js";
+import { HeTaskOp, optionsKey, unpackParts, type HeTask } from "../he/task.js";
 import { concatCkksColumns, selectCkksParameters, type CkksCiphertextBytes, type CkksContextOptions } from "../he/ckks.js";
 import { ValueOutOfRangeError } from "../he/errors.js";
 import { loadSeal } from "../he/seal.js";
+import type { KeyColumn } from "../columns/keys.js";
+import { int64GroupStats, pairCounts, type Int64Column, type Int64GroupStats, type PairCounts } from "../columns/group.js";
+import { distinctKeys, shuffledOrder, type DistinctKeys } from "../psi/distinct.js";
+import { ColumnTaskOp, unpackArrays, type ColumnTask } from "./column-task.js";
 
 export interface PoolOptions {
   /** Worker threads (default: the available cores). */
@@ -60,6 +67,8 @@ export interface RunOptions {
 }
 
 const DEFAULT_CHUNK = 4096;
+/** The most ciphertext bytes an HE task is cut to when its column comes in parts (the copy this thread makes for it). */
+const TASK_BYTES = 8 * 1024 * 1024;
 const DEFAULT_INLINE = 512;
 
 /** Where the compiled worker entry is: next to this module when running from dist/, else in dist/. */
@@ -337,29 +346,81 @@ export class CryptoPool {
    * mask level; `rows` as for heMaskedGroupSums. For protocols that finish
    * the totals another way (join-aggregate masks each block with a zero-sum
    * vector instead of rotating).
+   *
+   * The column may be given as consecutive parts (every part but the last of
+   * whole blocks, as concat takes them: the chunks it arrived in) and is then
+   * never joined whole. Each task's blocks — about one range per worker, at
+   * most 16 blocks and ~8 MB — are cut or joined from the parts only when a
+   * worker is ready for it, so that no copy on this thread is larger than
+   * one task's.
    */
-  async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes, masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
+  async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes | readonly CiphertextBytes[], masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
     if (this.#closed) throw new PoolClosedError();
     const ctx = await this.#heContext(options);
     const params = ctx.params;
-    const info = ctx.inspect(ct);
-    checkMasks(params, info.length, masks);
+    const column = blockSource(ctx, ct);
+    checkMasks(params, column.length, masks);
     checkRowBound(params, rows);
     const n = params.slotCount;
+    // About one range per worker, at most 16 blocks and ~8 MB (what this thread copies for one task).
+    const per = Math.max(1, Math.min(16, Math.ceil(column.blocks / this.threads), Math.floor(TASK_BYTES / column.blockBytes)));
+    const tasks = Math.ceil(column.blocks / per);
     let done = 0;
-    const partials = await Promise.all(
-      ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
-        const ciphertext = ctx.sliceBlocks(ct, b0, b1);
-        const parts = masks.map((m) => m.slice(b0 * n, Math.min(info.length, b1 * n)));
-        const transfer = [ciphertext.buffer as ArrayBuffer, ...parts.map((m) => m.buffer as ArrayBuffer)];
-        const value = await this.#runHe({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer);
-        done += b1 - b0;
-        runOptions?.onProgress?.(done, info.blocks);
-        return value;
-      }),
-    );
+    const partials = await inLanes(tasks, 2 * this.threads, async (t) => {
+      const b0 = t * per;
+      const b1 = Math.min(column.blocks, b0 + per);
+      const { bytes: ciphertext, fresh } = column.blocksOf(b0, b1);
+      const parts = masks.map((m) => m.slice(b0 * n, Math.min(column.length, b1 * n)));
+      // A caller's own part is copied to the worker, never moved (detached).
+      const transfer = [...(fresh ? [ciphertext.buffer as ArrayBuffer] : []), ...parts.map((m) => m.buffer as ArrayBuffer)];
+      const value = await this.#runHe({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer);
+      done += b1 - b0;
+      runOptions?.onProgress?.(done, column.blocks);
+      return value;
+    });
     if (partials.length === 1) return partials[0] as CiphertextBytes;
     return this.#runHe({ op: HeTaskOp.AddAll, options, parts: partials, rows }, partials.map((p) => p.buffer as ArrayBuffer));
+  }
+
+  /**
+   * Encrypts a column of signed 64-bit integers (already scaled and within
+   * the context's bound) on every worker, as parts of `blocksPerPart` whole
+   * blocks (the last one shorter): what a protocol sends in chunks, never
+   * joined into one column here. Each worker turns its values into residues
+   * (engine/he int64Residues) and encrypts them (HeContext.encryptResidues at
+   * `level`); the tasks are cut only when a worker is ready for one. Progress
+   * counts values.
+   */
+  async heEncryptInt64Parts(
+    options: HeContextOptions,
+    publicKey: Uint8Array,
+    values: BigInt64Array,
+    o: RunOptions & { readonly level?: "first" | "mask"; readonly blocksPerPart: number },
+  ): Promise<CiphertextBytes[]> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const n = ctx.params.slotCount;
+    const level = o.level ?? "first";
+    if (!Number.isSafeInteger(o.blocksPerPart) || o.blocksPerPart < 1) throw new InvalidArgumentError("blocksPerPart must be a positive integer");
+    if (values.length < 1) throw new InvalidArgumentError("nothing to encrypt");
+    const blocks = Math.ceil(values.length / n);
+    // Whole parts per task, about 4 blocks each (~4 MB at N = 8192: what this thread cuts into parts at once).
+    const perTask = o.blocksPerPart * Math.max(1, Math.ceil(4 / o.blocksPerPart));
+    const tasks = Math.ceil(blocks / perTask);
+    let done = 0;
+    const encrypted = await inLanes(tasks, 2 * this.threads, async (t) => {
+      const b0 = t * perTask;
+      const b1 = Math.min(blocks, b0 + perTask);
+      const chunk = values.slice(b0 * n, Math.min(values.length, b1 * n));
+      const size = chunk.length;
+      const ct = await this.#runHe({ op: HeTaskOp.EncryptInt64, options, publicKey, values: chunk, level }, [chunk.buffer as ArrayBuffer]);
+      done += size;
+      o.onProgress?.(done, values.length);
+      const parts: CiphertextBytes[] = [];
+      for (let p = 0; p < b1 - b0; p += o.blocksPerPart) parts.push(b1 - b0 <= o.blocksPerPart ? ct : ctx.sliceBlocks(ct, p, Math.min(b1 - b0, p + o.blocksPerPart)));
+      return parts;
+    });
+    return encrypted.flat();
   }
 
   /**
@@ -379,6 +440,45 @@ export class CryptoPool {
       }),
     );
     return out.length === 1 ? (out[0] as CiphertextBytes) : ctx.concat(out);
+  }
+
+  /**
+   * A fresh key set (HeContext.generateKeys) made on a worker: the SEAL
+   * context and the key generation take seconds at N = 8192, none of them on
+   * this thread.
+   */
+  async heGenerateKeys(options: HeContextOptions, keyOptions: { readonly galois?: boolean } = {}): Promise<HeKeyBytes> {
+    if (this.#closed) throw new PoolClosedError();
+    const galois = keyOptions.galois !== false;
+    const [publicKey, secretKey, galoisKeys] = unpackParts(await this.#runHe({ op: HeTaskOp.GenerateKeys, options, galois }));
+    if (!publicKey || !secretKey || (galois && !galoisKeys)) throw new InvalidArgumentError("a worker returned an incomplete key set");
+    return { publicKey: publicKey.slice(), secretKey: secretKey.slice(), ...(galois && galoisKeys ? { galoisKeys: galoisKeys.slice() } : {}) };
+  }
+
+  /**
+   * Loads public-key bytes on a worker (size-checked, then by SEAL: a
+   * malformed key is refused with InvalidKeyError, one made for other
+   * parameters with ParameterMismatchError) and returns its key-set id, hex.
+   * The worker keeps the loaded key for the encryptions that follow.
+   */
+  async heCheckPublicKey(options: HeContextOptions, publicKey: Uint8Array): Promise<string> {
+    if (this.#closed) throw new PoolClosedError();
+    return Buffer.from(await this.#runHe({ op: HeTaskOp.CheckPublicKey, options, publicKey })).toString("hex");
+  }
+
+  /**
+   * Per block of `ct`, the signed total of its slots in (−M/2, M/2) (M the
+   * product of the CRT primes): decrypted and summed per prime on a worker
+   * (HeContext.decryptBlockResidueSums), combined here, one CRT combination
+   * per block. Equals summing decryptSums' slots block by block, modulo M.
+   */
+  async heDecryptBlockSums(options: HeContextOptions, ct: CiphertextBytes, secretKey: Uint8Array): Promise<bigint[]> {
+    if (this.#closed) throw new PoolClosedError();
+    const ctx = await this.#heContext(options);
+    const info = ctx.inspect(ct);
+    let r = await this.#runHe({ op: HeTaskOp.DecryptBlockResidues, options, ciphertext: ct, secretKey });
+    if (r.byteOffset % 4 !== 0) r = r.slice();
+    return ctx.blockSumsFromResidues(new Uint32Array(r.buffer, r.byteOffset, r.byteLength >>> 2), info.blocks);
   }
 
   /** This pool's host-side HE context for `options` (created once, disposed by close()): for inspecting, slicing and joining what the workers return. */
@@ -444,6 +544,63 @@ export class CryptoPool {
     return this.#runHe(task);
   }
 
+  // ---------------------------------------------------------------- column work
+
+  /**
+   * engine/psi distinctKeys on a worker: the key column is copied there, the
+   * results are moved back. Below `inlineBelow` rows, on this thread.
+   */
+  async distinctKeys(keys: KeyColumn): Promise<DistinctKeys> {
+    if (this.#closed) throw new PoolClosedError();
+    if (keys.length < this.inlineBelow) return distinctKeys(keys);
+    const [data, offsets, rowToDistinct] = unpackArrays(
+      await this.#runColumn({ op: ColumnTaskOp.DistinctKeys, data: whole(keys.data), offsets: whole(keys.offsets), valid: whole(keys.valid), length: keys.length }),
+    ) as [Uint8Array, Uint8Array, Uint8Array];
+    const distinct = { data, offsets: u32(offsets) };
+    return { distinct, rowToDistinct: i32(rowToDistinct), count: distinct.offsets.length - 1 };
+  }
+
+  /** engine/psi shuffledOrder(n) on a worker (its randomness from node:crypto there). Below `inlineBelow`, on this thread. */
+  async shuffledOrder(n: number): Promise<Uint32Array> {
+    if (this.#closed) throw new PoolClosedError();
+    if (n < this.inlineBelow) return shuffledOrder(n);
+    return u32(await this.#runColumn({ op: ColumnTaskOp.ShuffledOrder, n }));
+  }
+
+  /** engine/columns pairCounts (COUNT(*) per key and group) on a worker. */
+  async pairCounts(keyOf: Int32Array, groupOf: Uint32Array, keys: number, groups: number): Promise<PairCounts> {
+    if (this.#closed) throw new PoolClosedError();
+    if (keyOf.length < this.inlineBelow) return pairCounts(keyOf, groupOf, keys, groups);
+    const [offsets, g, rows] = unpackArrays(await this.#runColumn({ op: ColumnTaskOp.PairCounts, keyOf: whole(keyOf), groupOf: whole(groupOf), keys, groups })) as [Uint8Array, Uint8Array, Uint8Array];
+    return { offsets: u32(offsets), groups: u32(g), rows: u32(rows) };
+  }
+
+  /**
+   * engine/columns int64GroupStats on a worker: COUNT(*) per key and, per
+   * column, COUNT / SUM / SUM of squares of its valid values (a total leaving
+   * the 64-bit range refused with BoundExceededError).
+   */
+  async int64GroupStats(keyOf: Int32Array, keys: number, columns: readonly Int64Column[], length: number = keys): Promise<Int64GroupStats> {
+    if (this.#closed) throw new PoolClosedError();
+    if (keyOf.length < this.inlineBelow) return int64GroupStats(keyOf, keys, columns, length);
+    const task = { op: ColumnTaskOp.Int64GroupStats, keyOf: whole(keyOf), keys, length, columns: columns.map((c) => ({ values: whole(c.values), valid: whole(c.valid), squares: c.squares })) } as const;
+    const [rows, ...stats] = unpackArrays(await this.#runColumn(task));
+    let at = 0;
+    const out = columns.map((c) => {
+      const n = i64(stats[at++] as Uint8Array);
+      const sum = i64(stats[at++] as Uint8Array);
+      const q = c.squares ? i64(stats[at++] as Uint8Array) : null;
+      return { n, s: sum, q };
+    });
+    return { rows: u32(rows as Uint8Array), columns: out };
+  }
+
+  async #runColumn(task: ColumnTask): Promise<Uint8Array> {
+    const r = await this.#pool().run(task);
+    if (!r.ok) throw heErrorFromSerialized(r.error);
+    return r.value;
+  }
+
   /** Runs one HE task on a worker (`transfer` moved, not copied); a worker's error comes back as its typed error. */
   async #runHe(task: HeTask, transfer: ArrayBuffer[] = []): Promise<Uint8Array> {
     const r = await this.#pool().run(task, { transferList: transfer });
@@ -504,22 +661,104 @@ export class CryptoPool {
     let firstError: UmbraError | undefined;
     // Enough chunks to keep every worker busy, none larger than chunkSize.
     const chunk = Math.max(1, Math.min(this.chunkSize, Math.ceil(n / this.threads)));
-    const jobs = slices(n, chunk).map(async (s) => {
-      const task = makeTask(s);
-      const result = await pool.run(task, { transferList: transferablesOf(task) });
-      if (!result.ok) {
-        const err = errorFromSerialized(result.error);
-        firstError ??= err instanceof InvalidPointError && err.index !== undefined ? new InvalidPointError(stripIndex(err.message), err.index + s.start) : err;
-        return;
+    const all = slices(n, chunk);
+    let next = 0;
+    // Two chunks in flight per worker, each made when a lane takes it: the copies that make the
+    // chunks spread over the run instead of taking the calling thread for all of them at once.
+    const lane = async (): Promise<void> => {
+      while (next < all.length) {
+        const s = all[next++] as Slice;
+        const task = makeTask(s);
+        const result = await pool.run(task, { transferList: transferablesOf(task) });
+        if (!result.ok) {
+          const err = errorFromSerialized(result.error);
+          firstError ??= err instanceof InvalidPointError && err.index !== undefined ? new InvalidPointError(stripIndex(err.message), err.index + s.start) : err;
+          continue;
+        }
+        out.set(result.value, s.start * outSize);
+        done += s.end - s.start;
+        options?.onProgress?.(done, n);
       }
-      out.set(result.value, s.start * outSize);
-      done += s.end - s.start;
-      options?.onProgress?.(done, n);
-    });
-    await Promise.all(jobs);
+    };
+    await Promise.all(Array.from({ length: Math.min(all.length, 2 * this.threads) }, lane));
     if (firstError) throw firstError;
     return out;
   }
+}
+
+/** A typed array that spans its whole buffer (what a worker is sent: structured clone copies a view's whole buffer). */
+function whole<T extends Uint8Array | Uint32Array | Int32Array | BigInt64Array>(a: T): T {
+  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T);
+}
+
+const u32 = (b: Uint8Array): Uint32Array => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+const i32 = (b: Uint8Array): Int32Array => new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+const i64 = (b: Uint8Array): BigInt64Array => new BigInt64Array(b.buffer, b.byteOffset, b.byteLength >>> 3);
+
+/**
+ * fn(0) … fn(count − 1), at most `width` at a time, each started when an
+ * earlier one ends; the results in order. After a failure no new one starts
+ * and the first failure is thrown.
+ */
+async function inLanes<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out = new Array<T>(count);
+  let next = 0;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (!failed && next < count) {
+      const i = next++;
+      try {
+        out[i] = await fn(i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(count, Math.max(1, width)) }, lane));
+  return out;
+}
+
+/**
+ * A column given whole or as consecutive parts (every part but the last of
+ * whole blocks), read a range of blocks at a time: the parts are only
+ * inspected here; blocksOf copies just the blocks asked for (or gives one
+ * of the caller's parts as it is: `fresh` false).
+ */
+function blockSource(
+  ctx: HeContext,
+  ct: CiphertextBytes | readonly CiphertextBytes[],
+): { readonly length: number; readonly blocks: number; readonly blockBytes: number; blocksOf(b0: number, b1: number): { bytes: CiphertextBytes; fresh: boolean } } {
+  const parts: readonly CiphertextBytes[] = ct instanceof Uint8Array ? [ct] : ct;
+  if (parts.length === 0) throw new InvalidArgumentError("an empty column");
+  const n = ctx.params.slotCount;
+  const infos = parts.map((p) => ctx.inspect(p));
+  const first: number[] = [];
+  let blocks = 0;
+  let length = 0;
+  infos.forEach((info, i) => {
+    if (i < infos.length - 1 && info.length % n !== 0) throw new InvalidArgumentError(`part ${i} does not fill whole blocks of ${n} slots`);
+    first.push(blocks);
+    blocks += info.blocks;
+    length += info.length;
+  });
+  return {
+    length,
+    blocks,
+    blockBytes: Math.max(1, Math.ceil(parts.reduce((sum, p) => sum + p.length, 0) / Math.max(1, blocks))),
+    blocksOf(b0, b1) {
+      const pieces: CiphertextBytes[] = [];
+      parts.forEach((p, i) => {
+        const s = first[i] as number;
+        const e = s + (infos[i] as { blocks: number }).blocks;
+        if (e <= b0 || s >= b1) return;
+        pieces.push(s >= b0 && e <= b1 && parts.length > 1 ? p : ctx.sliceBlocks(p, Math.max(b0, s) - s, Math.min(b1, e) - s));
+      });
+      if (pieces.length > 1) return { bytes: ctx.concat(pieces), fresh: true };
+      const only = pieces[0] as CiphertextBytes;
+      return { bytes: only, fresh: !parts.includes(only) };
+    },
+  };
 }
 
 /** [0, count) cut into at most `parts` contiguous ranges of near-equal size. */

@@ -6,6 +6,7 @@
 import type { SerializedError } from "../errors.js";
 import type { BackendId, GroupId } from "../group/types.js";
 import type { HeTask } from "../he/task.js";
+import type { ColumnTask } from "./column-task.js";
 
 export const TaskOp = {
   Hash: "hash",
@@ -65,7 +66,7 @@ export interface OprfFinalizeTask extends Base {
 }
 export type GroupTask = HashTask | MultiplyTask | MultiplyEachTask | OprfEvaluateTask | OprfBlindTask | OprfFinalizeTask;
 
-/** Everything a worker runs: group/OPRF work, or HE work (engine/he/task.ts). */
-export type PoolTask = GroupTask | HeTask;
+/** Everything a worker runs: group/OPRF work, HE work (engine/he/task.ts), or column work (column-task.ts). */
+export type PoolTask = GroupTask | HeTask | ColumnTask;
 
 export type TaskResult = { readonly ok: true; readonly value: Uint8Array } | { readonly ok: false; readonly error: SerializedError };

@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { fixedCount, type PackedBytes } from "../packed.js";
+import { forEachSlice, SLICE_ITEMS } from "../slices.js";
 import type { KeyColumn } from "../columns/keys.js";
 
 /** The distinct non-null keys of a key column and, per row, which of them it holds. */
@@ -226,30 +227,56 @@ export function permutePacked(p: PackedBytes, order: Uint32Array): PackedBytes {
  * @throws InvalidArgumentError when size is not a positive integer or an entry of `order` is out of range.
  */
 export function permuteFixed(buf: Uint8Array, size: number, order: Uint32Array): Uint8Array {
+  const p = permutation(buf, size, order);
+  p.check(0, order.length);
+  p.copy(0, order.length);
+  return p.out;
+}
+
+/**
+ * {@link permuteFixed} in slices of {@link SLICE_ITEMS} elements with the
+ * event loop let run between them (the same bytes; for columns of 10^6
+ * elements and more on a node's main thread).
+ */
+export async function permuteFixedAsync(buf: Uint8Array, size: number, order: Uint32Array): Promise<Uint8Array> {
+  const p = permutation(buf, size, order);
+  await forEachSlice(order.length, SLICE_ITEMS, (from, to) => p.check(from, to));
+  await forEachSlice(order.length, SLICE_ITEMS, (from, to) => p.copy(from, to));
+  return p.out;
+}
+
+/** permuteFixed's checks and copy over a range of the result's elements. */
+function permutation(buf: Uint8Array, size: number, order: Uint32Array): { readonly out: Uint8Array; check(from: number, to: number): void; copy(from: number, to: number): void } {
   if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidArgumentError(`element size must be a positive integer, got ${size}`);
   const count = fixedCount(buf, size, "permuted elements");
   const m = order.length;
-  for (let i = 0; i < m; i++) {
-    const r = order[i] ?? 0;
-    if (r >= count) throw new InvalidArgumentError(`order[${i}] = ${r} is out of range for ${count} elements`);
-  }
   const out = new Uint8Array(m * size);
-  if (size % 4 === 0 && buf.byteOffset % 4 === 0) {
-    // Word copies: both views are aligned (out is a fresh buffer).
-    const w = size / 4;
-    const src = new Uint32Array(buf.buffer, buf.byteOffset, count * w);
-    const dst = new Uint32Array(out.buffer, 0, m * w);
-    for (let i = 0; i < m; i++) {
-      const s = (order[i] ?? 0) * w;
-      const d = i * w;
-      for (let k = 0; k < w; k++) dst[d + k] = src[s + k] ?? 0;
-    }
-  } else {
-    for (let i = 0; i < m; i++) {
-      const s = (order[i] ?? 0) * size;
-      const d = i * size;
-      for (let k = 0; k < size; k++) out[d + k] = buf[s + k] ?? 0;
-    }
-  }
-  return out;
+  // Word copies when both views are aligned (out is a fresh buffer).
+  const w = size % 4 === 0 && buf.byteOffset % 4 === 0 ? size / 4 : 0;
+  const src = w > 0 ? new Uint32Array(buf.buffer, buf.byteOffset, count * w) : undefined;
+  const dst = w > 0 ? new Uint32Array(out.buffer, 0, m * w) : undefined;
+  return {
+    out,
+    check(from, to) {
+      for (let i = from; i < to; i++) {
+        const r = order[i] ?? 0;
+        if (r >= count) throw new InvalidArgumentError(`order[${i}] = ${r} is out of range for ${count} elements`);
+      }
+    },
+    copy(from, to) {
+      if (src !== undefined && dst !== undefined) {
+        for (let i = from; i < to; i++) {
+          const s = (order[i] ?? 0) * w;
+          const d = i * w;
+          for (let k = 0; k < w; k++) dst[d + k] = src[s + k] ?? 0;
+        }
+      } else {
+        for (let i = from; i < to; i++) {
+          const s = (order[i] ?? 0) * size;
+          const d = i * size;
+          for (let k = 0; k < size; k++) out[d + k] = buf[s + k] ?? 0;
+        }
+      }
+    },
+  };
 }

@@ -18,6 +18,7 @@
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { fixedCount } from "../packed.js";
+import { forEachSlice, SLICE_ITEMS } from "../slices.js";
 import { tableCapacity } from "./distinct.js";
 
 /** True when typed arrays on this platform are little-endian. */
@@ -76,7 +77,20 @@ export class ElementIndex {
     checkSize(size);
     fixedCount(elements, size, "indexed elements");
     const index = new ElementIndex(Uint8Array.prototype.slice.call(elements), size); // a copy (Buffer#slice would be a view)
-    index.insertAll();
+    index.insertRange(0, index.n);
+    return index;
+  }
+
+  /**
+   * {@link build} with the elements inserted in slices of
+   * {@link SLICE_ITEMS} and the event loop let run between them (the same
+   * index; for 10^6 elements and more on a node's main thread).
+   */
+  static async buildAsync(elements: Uint8Array, size: number): Promise<ElementIndex> {
+    checkSize(size);
+    fixedCount(elements, size, "indexed elements");
+    const index = new ElementIndex(Uint8Array.prototype.slice.call(elements), size);
+    await forEachSlice(index.n, SLICE_ITEMS, (from, to) => index.insertRange(from, to));
     return index;
   }
 
@@ -90,11 +104,12 @@ export class ElementIndex {
     return this.size;
   }
 
-  private insertAll(): void {
-    const { n, size, mask, table, elements, words, k0, k1 } = this;
+  /** Inserts elements [from, to), in order (so duplicates keep the first). */
+  private insertRange(from: number, to: number): void {
+    const { size, mask, table, elements, words, k0, k1 } = this;
     if (words !== undefined) {
       const w = size / 4;
-      for (let i = 0; i < n; i++) {
+      for (let i = from; i < to; i++) {
         const base = i * w;
         const h = mix(words[base] ?? 0, w > 1 ? (words[base + 1] ?? 0) : 0, k0, k1);
         let slot = h & mask;
@@ -111,7 +126,7 @@ export class ElementIndex {
         }
       }
     } else {
-      for (let i = 0; i < n; i++) {
+      for (let i = from; i < to; i++) {
         const base = i * size;
         const h = mix(wordAt(elements, base), size >= 8 ? wordAt(elements, base + 4) : 0, k0, k1);
         let slot = h & mask;
@@ -163,6 +178,15 @@ export class ElementIndex {
     return out;
   }
 
+  /** {@link matchAll} in slices of {@link SLICE_ITEMS} probes with the event loop let run between them (the same result). */
+  async matchAllAsync(probe: Uint8Array): Promise<Int32Array> {
+    const m = fixedCount(probe, this.size, "probe elements");
+    const out = new Int32Array(m);
+    const aligned = this.words !== undefined && probe.byteOffset % 4 !== 0 ? Uint8Array.prototype.slice.call(probe) : probe;
+    await forEachSlice(m, SLICE_ITEMS, (from, to) => this.probeAll(aligned, m, out, from, to));
+    return out;
+  }
+
   /**
    * The number of `probe` elements that equal some indexed element (a probe
    * element repeated k times counts k times).
@@ -173,15 +197,15 @@ export class ElementIndex {
     return this.probeAll(probe, m, undefined);
   }
 
-  /** Looks every probe element up; writes indices to `out` when given; returns the number found. */
-  private probeAll(probe: Uint8Array, m: number, out: Int32Array | undefined): number {
+  /** Looks probe elements [from, to) of m up; writes indices to `out` when given; returns the number found. */
+  private probeAll(probe: Uint8Array, m: number, out: Int32Array | undefined, from = 0, to = m): number {
     const { size, mask, table, k0, k1, words, elements } = this;
     let found = 0;
     if (words !== undefined) {
       const w = size / 4;
       const aligned = probe.byteOffset % 4 === 0 ? probe : Uint8Array.prototype.slice.call(probe); // a copy, aligned (Buffer#slice is a view)
       const pw = new Uint32Array(aligned.buffer, aligned.byteOffset, m * w);
-      for (let i = 0; i < m; i++) {
+      for (let i = from; i < to; i++) {
         const base = i * w;
         const h = mix(pw[base] ?? 0, w > 1 ? (pw[base + 1] ?? 0) : 0, k0, k1);
         let slot = h & mask;
@@ -199,7 +223,7 @@ export class ElementIndex {
         if (hit >= 0) found++;
       }
     } else {
-      for (let i = 0; i < m; i++) {
+      for (let i = from; i < to; i++) {
         const base = i * size;
         const h = mix(wordAt(probe, base), size >= 8 ? wordAt(probe, base + 4) : 0, k0, k1);
         let slot = h & mask;

@@ -7,6 +7,7 @@ export {
   distinctKeys,
   hashBytes,
   permuteFixed,
+  permuteFixedAsync,
   permutePacked,
   shuffledOrder,
   tableCapacity,

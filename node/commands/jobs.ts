@@ -30,7 +30,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --d
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
       [--wait] [--party URL] [--token-file FILE]
                  submit a job as the buyer (MY_FILE is in the buyer's data folder);
-                 --wait: show its progress until it ends, then print its state
+                 --wait: show its progress until it ends, then print its state (a
+                 status poll that fails is asked again for up to 60 s)
   job submit --protocol federated-aggregate --dataset ID --dataset ID [--dataset ID ...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
@@ -285,17 +286,74 @@ export function describeProgress(j: JobView): string {
   return parts.length > 0 ? `${j.state} — ${parts.join("; ")}` : j.state;
 }
 
+/** `waitForJob` gave up: the party agent did not answer the job's status (or answered with a server error) for the whole retry window. */
+export class JobStatusUnavailableError extends UmbraError {
+  /** The code of the last failed poll. */
+  readonly lastCode: string;
+  constructor(lastCode: string, forMs: number) {
+    super("UMBRA_JOB_STATUS_UNAVAILABLE", `the party agent gave no job status for ${(forMs / 1000).toFixed(0)} s (last: ${lastCode}); the job may still be running: ask again with "umbra job status"`);
+    this.lastCode = lastCode;
+  }
+}
+
+/** How `waitForJob` treats a poll that fails for a passing reason (the agent unreachable, or a 5xx answer). */
+export interface StatusRetry {
+  /** Give up once no poll has succeeded for this long (default 60 s). */
+  readonly forMs?: number;
+  /** The first wait before polling again (default 250 ms), doubled after each failure up to maxDelayMs (default 5 s). */
+  readonly firstDelayMs?: number;
+  readonly maxDelayMs?: number;
+  /** Told of each failed poll: its code and the wait before the next. */
+  readonly onRetry?: (code: string, delayMs: number) => void;
+}
+
+/** A failed poll worth repeating: the agent did not answer, or answered with a server error (its own or the exchange's behind it). */
+function transientPollError(err: unknown): string | undefined {
+  if (err instanceof PartyApiError) return err.status >= 500 ? err.code : undefined;
+  return err instanceof UmbraError && err.code === "UMBRA_UNREACHABLE" ? err.code : undefined;
+}
+
 /**
  * Polls until the job is in a final state; `onChange` sees each new state or
- * progress line (progress at most once a second, and a tick every 5 s).
+ * progress line (progress at most once a second, and a tick every 5 s). A
+ * poll that fails for a passing reason (see {@link StatusRetry}) is repeated
+ * with a growing wait; once none has succeeded for `retry.forMs`, this gives
+ * up with {@link JobStatusUnavailableError}. Any other failure (a 4xx answer)
+ * ends it at once.
  */
-export async function waitForJob(party: PartyEndpoint, id: string, onChange: (j: JobView, elapsedMs: number) => void = () => undefined, intervalMs = 150): Promise<JobView> {
+export async function waitForJob(
+  party: PartyEndpoint,
+  id: string,
+  onChange: (j: JobView, elapsedMs: number) => void = () => undefined,
+  intervalMs = 150,
+  retry: StatusRetry = {},
+): Promise<JobView> {
   const t0 = performance.now();
+  const forMs = retry.forMs ?? 60_000;
+  const firstDelay = retry.firstDelayMs ?? 250;
+  const maxDelay = retry.maxDelayMs ?? 5_000;
   let lastState = "";
   let lastLine = "";
   let lastShown = -Infinity;
+  let lastOk = t0;
+  let delay = firstDelay;
   for (;;) {
-    const j = await jobStatus(party, id);
+    let j: JobView;
+    try {
+      j = await jobStatus(party, id);
+    } catch (err) {
+      const code = transientPollError(err);
+      if (code === undefined) throw err;
+      const failingFor = performance.now() - lastOk;
+      if (failingFor >= forMs) throw new JobStatusUnavailableError(code, failingFor);
+      const wait = Math.min(delay, forMs - failingFor);
+      retry.onRetry?.(code, wait);
+      await new Promise((r) => setTimeout(r, wait));
+      delay = Math.min(maxDelay, delay * 2);
+      continue;
+    }
+    lastOk = performance.now();
+    delay = firstDelay;
     const elapsed = performance.now() - t0;
     const line = describeProgress(j);
     if (j.state !== lastState || (line !== lastLine && elapsed - lastShown >= 1_000) || elapsed - lastShown >= 5_000) {
@@ -442,7 +500,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       }
       io.out(`job ${job.id} ${job.state}`);
       if (!o.has("--wait")) return 0;
-      const done = await waitForJob(party, job.id, (j, ms) => io.err(`  ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`));
+      const done = await waitForJob(party, job.id, (j, ms) => io.err(`  ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`), undefined, {
+        onRetry: (code, ms) => io.err(`  no status from the party agent (${code}); asking again in ${(ms / 1000).toFixed(1)} s`),
+      });
       (done.state === "succeeded" ? io.out : io.err)(describeFinal(done));
       return done.state === "succeeded" ? 0 : 1;
     }

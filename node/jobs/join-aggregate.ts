@@ -42,14 +42,15 @@
 import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
-import { FileFormat, formatFromPath, keysFromTable, readTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { FileFormat, formatFromPath, keysFromTableAsync, readTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { TimeSlicer } from "../../engine/slices.js";
 import { InvalidInputError } from "../../engine/errors.js";
 import { loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import {
   decodeMessage,
   encodeMessage,
-  groupLabels,
+  groupLabelsAsync,
   jaBuyerDone,
   jaBuyerReceive,
   jaBuyerResult,
@@ -224,14 +225,16 @@ async function jaContext(ctx: RoleContext, resolved: JaResolved): Promise<JaCont
   return { pool: ctx.pool, he, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
 }
 
-/** A role's messages: to the exchange (out) and to the other party (direct). */
-function route(role: PartyRole, state: RoleState, messages: readonly JaAddressed[], done: boolean): StepOutput {
+/** A role's messages: to the exchange (out) and to the other party (direct); encoded with the event loop let run every ~20 ms (a provider's step is hundreds of MB at 10^6 rows). */
+async function route(role: PartyRole, state: RoleState, messages: readonly JaAddressed[], done: boolean): Promise<StepOutput> {
   const out: Uint8Array[] = [];
   const direct: Uint8Array[] = [];
+  const slicer = new TimeSlicer();
   for (const a of messages) {
     if (a.to === "exchange") out.push(encodeMessage(a.message));
     else if (a.to !== role) direct.push(encodeMessage(a.message));
     else throw new ProtocolError("a role addressed a message to itself");
+    await slicer.maybeYield();
   }
   return { state, out, direct, done };
 }
@@ -249,9 +252,9 @@ export const joinAggregateParty: PartyProtocol = {
     const ja = infoOf(spec);
     const params = withLimits(ja.params, spec.limits);
     const jctx = await jaContext(ctx, resolveJaParams(params));
-    const keys = keysFromTable(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
+    const keys = await keysFromTableAsync(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
     if (role === "buyer") {
-      const groups = ja.groupBy !== undefined ? groupLabels(ctx.table, ja.groupBy) : undefined;
+      const groups = ja.groupBy !== undefined ? await groupLabelsAsync(ctx.table, ja.groupBy) : undefined;
       const r = await jaBuyerStart(params, { keys, ...(groups ? { groups, groupColumn: ja.groupBy as string } : {}) }, jctx);
       return route(role, r.state, r.messages, jaBuyerDone(r.state));
     }

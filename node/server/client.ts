@@ -24,6 +24,19 @@ export async function errorOf(res: Response, fallbackCode: string, fallbackMessa
   }
 }
 
+/** Whether fetch failed because the connection was closed or reset under the request (undici's socket errors). */
+function connectionLost(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  const code = typeof cause?.code === "string" ? cause.code : "";
+  return err instanceof TypeError && ["UND_ERR_SOCKET", "UND_ERR_CLOSED", "ECONNRESET", "EPIPE"].includes(code);
+}
+
+/** A request the exchange did not answer: a typed error (502, or 504 on the request's timeout) instead of fetch's TypeError. */
+function unreachable(err: unknown): ExchangeError {
+  if ((err as { name?: unknown } | null)?.name === "TimeoutError") return new ExchangeError(504, "UMBRA_EXCHANGE_TIMEOUT", "the exchange did not answer in time");
+  return new ExchangeError(502, "UMBRA_EXCHANGE_UNREACHABLE", "the exchange could not be reached");
+}
+
 export class ExchangeClient {
   readonly url: string;
   readonly #id: NodeIdentity;
@@ -35,9 +48,28 @@ export class ExchangeClient {
 
   async #request(method: string, path: string, body?: unknown, raw?: Uint8Array, timeoutMs = 120_000, signal?: AbortSignal): Promise<Response> {
     const bytes = raw ?? (body === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(body)));
-    const headers: Record<string, string> = { ...signRequest(this.#id, method, path, bytes) };
-    if (bytes.length > 0) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
-    const res = await fetch(this.url + path, { method, headers, ...(bytes.length > 0 ? { body: bytes } : {}), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
+    const send = (): Promise<Response> => {
+      // Signed afresh for every attempt: the exchange refuses a signature it has seen.
+      const headers: Record<string, string> = { ...signRequest(this.#id, method, path, bytes) };
+      if (bytes.length > 0) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
+      return fetch(this.url + path, { method, headers, ...(bytes.length > 0 ? { body: bytes } : {}), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
+    };
+    let res: Response;
+    try {
+      res = await send();
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      // A pooled keep-alive connection the exchange closed while this process could not notice (its event loop
+      // busy past the exchange's keepAliveTimeout) fails the request it carries. A GET changes nothing: sent once more,
+      // on a new connection. Anything else, or a second failure, is the exchange's unavailability, typed.
+      if (!(method === "GET" && connectionLost(err))) throw unreachable(err);
+      try {
+        res = await send();
+      } catch (again) {
+        if (signal?.aborted) throw again;
+        throw unreachable(again);
+      }
+    }
     if (!res.ok) {
       const e = await errorOf(res, "UMBRA_EXCHANGE", `exchange answered ${res.status}`);
       throw new ExchangeError(res.status, e.code, e.message, e.rule);

@@ -40,7 +40,7 @@ import { jaJobInfo } from "../jobs/join-aggregate.js";
 import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
-import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, roleStateToBytes, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
+import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
@@ -101,9 +101,15 @@ interface Running {
    */
   charge?: { readonly dataset: string; readonly buyer: string; readonly reserved: number; settled: boolean };
   sequence: number;
-  /** The role's state between messages (persisted at most once a second, see persist). */
+  /**
+   * The role's state between messages, in memory only. It is not written to
+   * the store: nothing could resume from it yet (a restarted party fails its
+   * open jobs), it holds the job's secret scalars, and writing tens of MB
+   * blocked the agent's event loop for up to a second (finding 14). The
+   * durable-jobs work brings state, outbox and acknowledgements in one
+   * transaction instead.
+   */
   state: RoleState;
-  persistedAt: number;
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -331,8 +337,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       await event(m.job, { kind: "accepted" });
       const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
       const peer = proto?.direct && m.providers !== undefined ? spec.buyer : undefined;
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), ...(charge ? { charge } : {}), sequence: 0, state: out.state, persistedAt: 0 };
-      persist(m.job, r, true);
+      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), ...(charge ? { charge } : {}), sequence: 0, state: out.state };
       running.set(m.job, r);
       await sendOutput(r, out);
       return;
@@ -365,8 +370,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
     const out = await startRole(spec, "buyer", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
     const peer = proto?.direct && m.providers !== undefined ? spec.provider : undefined;
-    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state, persistedAt: 0 };
-    persist(m.job, r, true);
+    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state };
     store.transitionJob(m.job, ["submitted"], "running");
     running.set(m.job, r);
     await sendOutput(r, out);
@@ -380,7 +384,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const ctx: RoleContext = { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}), ...(r.mask ? { mask: r.mask } : {}) };
     const out = await receiveRole(r.spec, r.role, r.state, payload, ctx, from);
     r.state = out.state;
-    persist(job, r, false);
     await settleCharge(job, r);
     await sendOutput(r, out);
     if (out.done && r.role === "buyer") {
@@ -430,19 +433,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     store.deleteState(m.job);
     const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
     if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
-  };
-
-  /**
-   * Persists a role's state: at its start, then at most once a second (a state
-   * can hold tens of MB; writing it after every chunk would cost more than the
-   * crypto). Today a restarted party fails its open jobs, so the state kept is
-   * for inspection and for resuming once the exchange keeps undelivered envelopes.
-   */
-  const persist = (job: string, r: Running, force: boolean): void => {
-    const t = Date.now();
-    if (!force && t - r.persistedAt < 1000) return;
-    r.persistedAt = t;
-    store.saveState(job, r.role, roleStateToBytes(r.state));
   };
 
   /** Reports a job's progress to the exchange at most once a second (phase and counts, never data). */
