@@ -8,12 +8,15 @@
 import { existsSync } from "node:fs";
 import { UmbraError } from "../../engine/errors.js";
 import { storedIdentityFrom } from "../identity.js";
-import { listEntries, verifyLedger, type LedgerVerification } from "../ledger.js";
+import { listEntries, verifyLedger, type LedgerHead, type LedgerVerification } from "../ledger.js";
 import { openStore, type Store } from "../store.js";
 import { parseOptions, processIO, UsageError, type CommandIO } from "./args.js";
 
-export const AUDIT_USAGE = `  audit verify --db FILE [--public-key HEX]
-                 check the exchange's ledger: every entry's hash chain and signature
+export const AUDIT_USAGE = `  audit verify --db FILE [--public-key HEX] [--head SEQ:HASH]
+                 check the exchange's ledger: every entry's hash chain and signature,
+                 under the key given (the one the parties pinned) or else the db's;
+                 --head: also that it reaches a head a party kept (umbra party head),
+                 so entries cut off its end are found
   audit show --db FILE [--job ID]
                  print the ledger, one line per entry: seq, time, kind, job, body
 `;
@@ -31,11 +34,11 @@ export function storedPublicKey(store: Store): Uint8Array {
 }
 
 /** Verifies the ledger in a store file. */
-export function verifyLedgerFile(db: string, publicKeyHex?: string): LedgerVerification {
+export function verifyLedgerFile(db: string, publicKeyHex?: string, head?: LedgerHead): LedgerVerification {
   const store = openLedgerStore(db);
   try {
     const key = publicKeyHex !== undefined ? Uint8Array.from(Buffer.from(publicKeyHex, "hex")) : storedPublicKey(store);
-    return verifyLedger(store, key);
+    return verifyLedger(store, key, head ? { head } : {});
   } finally {
     store.close();
   }
@@ -56,11 +59,14 @@ export async function auditCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub === "verify") {
-    const o = parseOptions(rest, { "--db": "string", "--public-key": "string" }, usage);
+    const o = parseOptions(rest, { "--db": "string", "--public-key": "string", "--head": "string" }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
     const pk = o.get("--public-key");
     if (pk !== undefined && !/^[0-9a-f]{64}$/.test(pk)) throw new UsageError("--public-key needs 64 lowercase hex digits", usage);
-    const v = verifyLedgerFile(o.require("--db"), pk);
+    const h = o.get("--head");
+    const m = h === undefined ? undefined : /^([1-9]\d{0,15}):([0-9a-f]{64})$/.exec(h);
+    if (h !== undefined && !m) throw new UsageError("--head needs SEQ:HASH (the seq and the 64 hex digits of the entry's hash)", usage);
+    const v = verifyLedgerFile(o.require("--db"), pk, m ? { seq: Number(m[1]), hash: m[2] as string } : undefined);
     (v.ok ? io.out : io.err)(describeVerification(v));
     return v.ok ? 0 : 1;
   }
