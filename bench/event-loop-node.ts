@@ -3,7 +3,7 @@
  * bench/event-loop.bench.ts with an IPC channel):
  *
  *   node dist/bench/event-loop-node.js exchange DB
- *   node dist/bench/event-loop-node.js party NAME EXCHANGE_URL DB DATA_DIR
+ *   node dist/bench/event-loop-node.js party NAME EXCHANGE_URL DB DATA_DIR INVITE
  *
  * Starts the node (startExchangeNode / startPartyNode, port 0, logs at warn
  * on stderr), tells the parent its URL, and measures its main thread's event
@@ -32,8 +32,8 @@ const logger = { level: "warn", stream: process.stderr };
 async function start(): Promise<RunningNode> {
   if (role === "exchange") return startExchangeNode({ port: 0, db: rest[0] as string, logger, handleSignals: false, say: () => undefined });
   if (role === "party") {
-    const [name, exchange, db, data] = rest as [string, string, string, string];
-    return startPartyNode({ name, exchange, port: 0, db, data, logger, handleSignals: false, say: () => undefined });
+    const [name, exchange, db, data, invite] = rest as [string, string, string, string, string | undefined];
+    return startPartyNode({ name, exchange, port: 0, db, data, logger, handleSignals: false, say: () => undefined, ...(invite !== undefined ? { invite } : {}) });
   }
   throw new Error(`unknown role ${String(role)}`);
 }

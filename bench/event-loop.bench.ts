@@ -47,6 +47,8 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tableFromIPC } from "apache-arrow";
+import { createInvitation } from "../node/admission.js";
+import { openStore } from "../node/store.js";
 import type { LoopStats, NodeMessage } from "./event-loop-node.js";
 import { formatTable } from "./table.js";
 
@@ -186,9 +188,18 @@ async function run(n: number): Promise<Run> {
   try {
     const x = await startNode("exchange", ["exchange", join(dir, "exchange.db")]);
     nodes.push(x);
-    const telco = await startNode("telco", ["party", "telco", x.url, join(dir, "telco.db"), join(dir, "telco")]);
+    // Each party admitted with an invitation, as umbra exchange invite issues it (the exchange's database, WAL: shared while it runs).
+    const invite = (name: string): string => {
+      const store = openStore(join(dir, "exchange.db"));
+      try {
+        return createInvitation(store, { name }).code;
+      } finally {
+        store.close();
+      }
+    };
+    const telco = await startNode("telco", ["party", "telco", x.url, join(dir, "telco.db"), join(dir, "telco"), invite("telco")]);
     nodes.push(telco);
-    const bank = await startNode("bank", ["party", "bank", x.url, join(dir, "bank.db"), join(dir, "bank")]);
+    const bank = await startNode("bank", ["party", "bank", x.url, join(dir, "bank.db"), join(dir, "bank"), invite("bank")]);
     nodes.push(bank);
     for (const [p, name] of [[telco, "telco"], [bank, "bank"]] as const) tokens.set(p.url, readFileSync(join(dir, `${name}.token`), "utf8").trim());
     const policy = { allowedProtocols: ["psi", "join-aggregate"], outputColumns: ["v"], keyColumns: ["k"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null };

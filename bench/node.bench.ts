@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { Table, Utf8, vectorFromArray } from "apache-arrow";
 import { closePool, getPool, writeCsv } from "../engine/index.js";
 import { runPsi } from "../protocols/index.js";
+import { createInvitation } from "../node/admission.js";
 import { generateIdentity } from "../node/identity.js";
 import { buildExchange } from "../node/server/exchange.js";
 import { buildParty } from "../node/server/party.js";
@@ -45,7 +46,9 @@ async function main(): Promise<void> {
     const { mkdirSync } = await import("node:fs");
     mkdirSync(data);
     const store = openStore(join(dir, `${name}.db`));
-    const agent = await buildParty({ store, identity: generateIdentity(name), exchangeUrl: xUrl, dataDir: data, pool });
+    // Admitted as a user's party is: with an invitation from the exchange's operator.
+    const { code: invite } = createInvitation(xStore, { name });
+    const agent = await buildParty({ store, identity: generateIdentity(name), exchangeUrl: xUrl, dataDir: data, pool, invite });
     const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
     await agent.start();
     return { agent, url, data, store, auth: { authorization: `Bearer ${agent.token}` } };

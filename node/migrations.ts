@@ -160,6 +160,26 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE parties ADD COLUMN mask_public_key BLOB CHECK (mask_public_key IS NULL OR length(mask_public_key) = 32);
     `,
   },
+  {
+    version: 3,
+    name: "invitations",
+    sql: `
+      -- The exchange's admission control: one-time invitation codes, each bound
+      -- to the party name it admits and to an expiry. Only the code's SHA-256 is
+      -- stored; registering with it sets used_at and the registering key in the
+      -- same transaction as the party's row, and it never admits again.
+      CREATE TABLE invitations (
+        code_hash   TEXT    PRIMARY KEY CHECK (length(code_hash) = 64),
+        name        TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL CHECK (expires_at > created_at),
+        used_at     INTEGER,
+        used_by     BLOB             CHECK (used_by IS NULL OR length(used_by) = 32),
+        CHECK ((used_at IS NULL) = (used_by IS NULL))
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX invitations_name ON invitations (name, created_at);
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

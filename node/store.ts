@@ -233,6 +233,26 @@ export interface BudgetRecord {
   readonly updatedAt: number;
 }
 
+export interface InvitationInput {
+  /** Lowercase hex SHA-256 of the invitation code (the code itself is never stored). */
+  readonly codeHash: string;
+  /** The party name it admits ([A-Za-z0-9._-]{1,64}). */
+  readonly name: string;
+  /** How long it admits from now (ms, positive): it expires at the store's clock plus this. */
+  readonly expiresInMs: number;
+}
+
+/** An invitation as the store lists it: never its code, nor the code's hash. */
+export interface InvitationRecord {
+  readonly name: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  /** When a party registered with it, or null while unused. */
+  readonly usedAt: number | null;
+  /** The signing public key that registered with it, or null while unused. */
+  readonly usedBy: Uint8Array | null;
+}
+
 /** Remembers which envelope nonces a sender has used, so a replay is refused. */
 export interface ReplayGuard {
   seen(sender: string, nonce: Uint8Array): boolean;
@@ -291,6 +311,18 @@ export interface Store {
   deleteParty(name: string): boolean;
   getParty(name: string): PartyRecord | undefined;
   listParties(filter?: { readonly role?: PartyRole }): PartyRecord[];
+
+  // invitations (the exchange's admission control)
+  /** Stores a new invitation (by its code's hash); a hash already stored is refused. */
+  putInvitation(invitation: InvitationInput): InvitationRecord;
+  /**
+   * Uses an invitation: the one whose code hashes to `codeHash`, for `name`,
+   * unused and unexpired at `nowMs`, is marked used by `usedBy` and true is
+   * returned; otherwise nothing changes and false is returned.
+   */
+  consumeInvitation(name: string, codeHash: string, usedBy: Uint8Array, nowMs: number): boolean;
+  /** Every invitation, oldest first (names and times, never codes). */
+  listInvitations(): InvitationRecord[];
 
   // datasets and policies
   /** Registers a dataset or updates its metadata; a dataset id of another owner is refused. */
@@ -601,6 +633,21 @@ const resultFromRow = (r: ResultRow): ResultRecord => ({
   createdAt: r.created_at,
   releasedAt: r.released_at,
 });
+interface InvitationRow {
+  code_hash: string;
+  name: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  used_by: Buffer | null;
+}
+const invitationFromRow = (r: InvitationRow): InvitationRecord => ({
+  name: r.name,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  usedAt: r.used_at,
+  usedBy: r.used_by === null ? null : bytesOf(r.used_by),
+});
 const budgetFromRow = (r: BudgetRow): BudgetRecord => ({ datasetId: r.dataset_id, buyer: r.buyer, remaining: r.remaining, updatedAt: r.updated_at });
 
 const ROLES = new Set<string>(Object.values(PartyRole));
@@ -764,6 +811,36 @@ class SqliteStore implements Store {
       ).run(name, party.role, blob(signing), box === null ? null : blob(box), mask === null ? null : blob(mask), endpoint, now, now);
       return this.getParty(name) as PartyRecord;
     });
+  }
+
+  // -- invitations
+
+  putInvitation(invitation: InvitationInput): InvitationRecord {
+    if (typeof invitation.codeHash !== "string" || !/^[0-9a-f]{64}$/.test(invitation.codeHash)) throw new InvalidArgumentError("an invitation's code hash must be 64 lowercase hex digits");
+    const name = checkName("invited name", invitation.name);
+    const ttl = checkTime("invitation lifetime", invitation.expiresInMs);
+    if (ttl <= 0) throw new InvalidArgumentError("an invitation must expire after now");
+    const now = this.#time();
+    const expiresAt = now + ttl;
+    return this.transaction(() => {
+      if (this.#sql("SELECT 1 FROM invitations WHERE code_hash = ?").get(invitation.codeHash) !== undefined) throw new AlreadyExistsError("an invitation with this code");
+      this.#sql("INSERT INTO invitations (code_hash, name, created_at, expires_at, used_at, used_by) VALUES (?, ?, ?, ?, NULL, NULL)").run(invitation.codeHash, name, now, expiresAt);
+      return { name, createdAt: now, expiresAt, usedAt: null, usedBy: null };
+    });
+  }
+
+  consumeInvitation(name: string, codeHash: string, usedBy: Uint8Array, nowMs: number): boolean {
+    checkBytes("registering key", usedBy, 32, 32);
+    checkTime("now", nowMs);
+    if (typeof codeHash !== "string" || typeof name !== "string") return false;
+    // One statement: the code is used once even by two registrations racing for it.
+    return (
+      this.#sql("UPDATE invitations SET used_at = ?, used_by = ? WHERE code_hash = ? AND name = ? AND used_at IS NULL AND expires_at > ?").run(nowMs, blob(usedBy), codeHash, name, nowMs).changes === 1
+    );
+  }
+
+  listInvitations(): InvitationRecord[] {
+    return (this.#sql("SELECT * FROM invitations ORDER BY created_at, name").all() as InvitationRow[]).map(invitationFromRow);
   }
 
   deleteParty(name: string): boolean {

@@ -72,7 +72,7 @@ describe("migrations", () => {
     const store = openStore(path);
     const db = new Database(path, { readonly: true });
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    expect(tables).toEqual(["budgets", "datasets", "identity", "jobs", "ledger", "nonces", "parties", "policies", "protocol_state", "results", "schema_version", "steps"]);
+    expect(tables).toEqual(["budgets", "datasets", "identity", "invitations", "jobs", "ledger", "nonces", "parties", "policies", "protocol_state", "results", "schema_version", "steps"]);
     expect(db.prepare("SELECT version, name FROM schema_version").all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     db.close();
@@ -163,6 +163,27 @@ describe("identity and parties", () => {
     expect(store.listParties().map((p) => p.name)).toEqual(["bank", "exchange", "telco"]);
     expect(store.listParties({ role: "provider" }).map((p) => p.name)).toEqual(["telco"]);
     expect(store.getParty("nobody")).toBeUndefined();
+    store.close();
+  });
+
+  it("keep invitations by their code's hash: each used once, for its name, before it expires", () => {
+    let t = 1_700_000_000_000;
+    const store = openStore(":memory:", { now: () => t });
+    const hash = (n: number) => n.toString(16).padStart(64, "0");
+    expect(store.putInvitation({ codeHash: hash(1), name: "telco", expiresInMs: 1_000 })).toEqual({ name: "telco", createdAt: t, expiresAt: t + 1_000, usedAt: null, usedBy: null });
+    store.putInvitation({ codeHash: hash(2), name: "bank", expiresInMs: 1_000 });
+    expect(() => store.putInvitation({ codeHash: hash(1), name: "bank", expiresInMs: 1_000 })).toThrow(AlreadyExistsError);
+    expect(() => store.putInvitation({ codeHash: "XY", name: "bank", expiresInMs: 1_000 })).toThrow(InvalidArgumentError);
+    expect(() => store.putInvitation({ codeHash: hash(3), name: "bank", expiresInMs: 0 })).toThrow(InvalidArgumentError);
+    expect(store.consumeInvitation("bank", hash(1), key(1), t)).toBe(false); // another name's
+    expect(store.consumeInvitation("telco", hash(1), key(1), t + 1)).toBe(true);
+    expect(store.consumeInvitation("telco", hash(1), key(2), t + 2)).toBe(false); // used
+    t += 1_000;
+    expect(store.consumeInvitation("bank", hash(2), key(2), t)).toBe(false); // expired
+    const listed = store.listInvitations();
+    expect(listed.map((i) => [i.name, i.usedAt])).toEqual([["bank", null], ["telco", 1_700_000_000_001]]);
+    expect(listed[1]?.usedBy).toEqual(key(1));
+    expect(JSON.stringify(listed)).not.toContain(hash(1));
     store.close();
   });
 

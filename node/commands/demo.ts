@@ -326,9 +326,18 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     let t = performance.now();
     const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
     procs.push(exchange);
+    // The exchange admits a party by invitation: its operator issues one per party (umbra exchange invite), each party presents it once.
+    const exchangeDb = join(dirs["exchange"] as string, "exchange.db");
+    const invites: Record<string, string> = {};
+    for (const n of ["insurer", "telco", "retailer", "bank"]) {
+      const inv = await runCli(["exchange", "invite", "--name", n, "--db", exchangeDb, "--json"]);
+      const code = inv.code === 0 ? (JSON.parse(inv.out) as { code?: unknown }).code : undefined;
+      if (typeof code !== "string") throw new Error(`umbra exchange invite --name ${n} failed: ${inv.out.trim()}`);
+      invites[n] = code;
+    }
     const parties = await Promise.all(
       (["insurer", "telco", "retailer", "bank"] as const).map((n) =>
-        startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
+        startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--invite", invites[n] as string, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
       ),
     );
     procs.push(...parties);
@@ -390,7 +399,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       if (result) {
         const digest = String(result.body["digest"]);
         const same = resultBytes !== undefined && createHash("sha256").update(resultBytes).digest("hex") === digest;
-        say(`                        the result's digest ${digest.slice(0, 12)}… and summary ${JSON.stringify(result.body["summary"])}${same ? " (the digest of the bytes the bank fetched)" : ""}`);
+        say(`                        the result's digest ${digest.slice(0, 12)}…${same ? " (the digest of the bytes the bank fetched)" : ""}; the result and its summary stay with the bank`);
       }
     };
 

@@ -7,26 +7,30 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { isNodeName } from "../identity.js";
+import { INVITATION_CODE } from "../admission.js";
 import { readSecretFile } from "../secret-file.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, startExchangeNode, startPartyNode } from "../server/start.js";
 import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
+import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand } from "./exchange-admin.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
-      [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE]
+      [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
                  .key, created mode 0600 on first start), sealed under a passphrase
                  when UMBRA_KEY_PASSPHRASE or --key-passphrase-file gives one; with
-                 --tls-cert/--tls-key it serves HTTPS
-`;
+                 --tls-cert/--tls-key it serves HTTPS. A new party registers only
+                 with an invitation (exchange invite); --open-registration admits
+                 any name without one (development only: logged as a warning)
+${EXCHANGE_ADMIN_USAGE}`;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
       [--db FILE] [--data DIR] [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
-      [--tls-cert FILE --tls-key FILE]
+      [--tls-cert FILE --tls-key FILE] [--invite CODE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
                  db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
                  API needs the bearer token in --token-file (default: the db's path
@@ -36,7 +40,9 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  is pinned on first contact (or given with --exchange-key, the
                  fingerprint umbra exchange start prints); a later contact with
                  another key is refused. An https exchange with a private CA: set
-                 NODE_EXTRA_CA_CERTS=ca.pem
+                 NODE_EXTRA_CA_CERTS=ca.pem. Its first registration needs --invite CODE,
+                 from the exchange's operator (umbra exchange invite); a registered
+                 party restarts without it
 `;
 
 /** The options every client of a party agent's API takes. */
@@ -151,8 +157,10 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
     io.out(usage.trimEnd());
     return 0;
   }
+  if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
+  if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const o = parseOptions(rest, NODE_OPTIONS, usage);
+  const o = parseOptions(rest, { ...NODE_OPTIONS, "--open-registration": "flag" }, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
     return 0;
@@ -160,7 +168,8 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const port = portOption(o, usage);
   const host = o.get("--host");
   const db = o.get("--db");
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), say: io.out });
+  const open = o.has("--open-registration") ? { openRegistration: true } : {};
+  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, say: io.out });
   return untilClosed(node);
 }
 
@@ -173,7 +182,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string" };
   const o = parseOptions(rest, spec, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
@@ -188,9 +197,12 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   const data = o.get("--data");
   const tokenFile = o.get("--token-file");
   const exchangeKey = o.get("--exchange-key");
+  const invite = o.get("--invite");
+  if (invite !== undefined && !INVITATION_CODE.test(invite)) throw new UsageError("--invite needs the invitation code umbra exchange invite printed (inv_ and 43 characters of A-Z, a-z, 0-9, - and _)", usage);
   if (exchangeKey !== undefined && !/^([0-9a-f]{16}|[0-9a-f]{64})$/.test(exchangeKey)) throw new UsageError("--exchange-key needs the exchange's key fingerprint (16 hex digits, as umbra exchange start prints it) or its signing key (64 hex digits)", usage);
   const node = await startPartyNode({
     ...(exchangeKey !== undefined ? { exchangeKey } : {}),
+    ...(invite !== undefined ? { invite } : {}),
     name,
     exchange,
     ...(port !== undefined ? { port } : {}),

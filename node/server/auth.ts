@@ -9,11 +9,61 @@
  * window, the signature, and that the signature was not seen before (replay).
  */
 import { createHash } from "node:crypto";
+import { InvalidArgumentError } from "../../engine/errors.js";
 import { ed25519Sign, ed25519Verify, type NodeIdentity } from "../identity.js";
+import { DEFAULT_MAX_SKEW_MS } from "../envelope.js";
 import { BadSignatureError, ReplayError, StaleMessageError, UnknownSenderError } from "../errors.js";
+import type { Store } from "../store.js";
 
 export const AUTH_HEADERS = { party: "x-umbra-party", time: "x-umbra-time", signature: "x-umbra-signature" } as const;
 export const REQUEST_SKEW_MS = 5 * 60 * 1000;
+
+/**
+ * How long a remembered nonce is kept past its timestamp: the wider of the
+ * request skew window and the envelopes' (node/envelope.ts), plus a minute
+ * for a clock that steps back. A nonce older than that can never be
+ * replayed: its timestamp alone is refused (UMBRA_STALE_MESSAGE). Requests
+ * and envelopes share the store's nonce table, so one retention covers both;
+ * an opener's maxSkewMs must not exceed the skew window it was derived from.
+ */
+export const NONCE_RETENTION_MS = Math.max(REQUEST_SKEW_MS, DEFAULT_MAX_SKEW_MS) + 60_000;
+
+export interface NoncePruning {
+  /** Prunes now; returns how many nonces were forgotten. */
+  prune(): number;
+  stop(): void;
+}
+
+/**
+ * Forgets nonces older than {@link NONCE_RETENTION_MS} every `everyMs`
+ * (default a minute), and once at once; for the exchange and the party
+ * agent alike. A retention shorter than NONCE_RETENTION_MS is refused (it
+ * would let a replay inside the skew window through). The timer does not
+ * keep the process alive; a failed prune is reported to `onError` and
+ * retried at the next tick.
+ */
+export function scheduleNoncePruning(
+  store: Pick<Store, "pruneNonces">,
+  o: { readonly now?: () => number; readonly everyMs?: number; readonly retentionMs?: number; readonly onError?: (err: unknown) => void } = {},
+): NoncePruning {
+  const retention = o.retentionMs ?? NONCE_RETENTION_MS;
+  if (!Number.isSafeInteger(retention) || retention < NONCE_RETENTION_MS) throw new InvalidArgumentError("nonce retention must be at least the skew window");
+  const every = o.everyMs ?? 60_000;
+  if (!Number.isSafeInteger(every) || every <= 0) throw new InvalidArgumentError("the nonce pruning interval must be a positive whole number of ms");
+  const now = o.now ?? Date.now;
+  const prune = (): number => store.pruneNonces(retention, Math.floor(now()));
+  const tick = () => {
+    try {
+      prune();
+    } catch (err) {
+      o.onError?.(err);
+    }
+  };
+  tick();
+  const timer = setInterval(tick, every);
+  timer.unref();
+  return { prune, stop: () => clearInterval(timer) };
+}
 
 function signedBytes(method: string, path: string, time: number, body: Uint8Array): Uint8Array {
   const digest = createHash("sha256").update(body).digest("hex");

@@ -7,11 +7,39 @@ import { signRequest } from "./auth.js";
 export class ExchangeError extends UmbraError {
   readonly status: number;
   readonly rule: string | undefined;
-  constructor(status: number, code: string, message: string, rule?: string) {
+  /** A 429's Retry-After, in ms, when it gave one. */
+  readonly retryAfterMs: number | undefined;
+  constructor(status: number, code: string, message: string, rule?: string, retryAfterMs?: number) {
     super(code.startsWith("UMBRA_") ? code : "UMBRA_EXCHANGE", message);
     this.status = status;
     this.rule = rule;
+    this.retryAfterMs = retryAfterMs;
   }
+}
+
+/**
+ * The exchange kept answering 429 (the recipient's mailbox, or the job's
+ * share of the exchange's queues, stayed full) for longer than the client
+ * waits to send one frame: the recipient is not taking its messages.
+ */
+export class RelayBusyError extends ExchangeError {
+  constructor(waitedMs: number) {
+    super(429, "UMBRA_RELAY_BUSY", `the exchange had no room for the message for ${Math.round(waitedMs / 1000)} s (the recipient is not taking its messages); the message was not sent`);
+  }
+}
+
+/** Default longest time sendRaw keeps offering one frame to a full relay: 4 minutes, inside the envelope's 5-minute freshness window (the same envelope is sent again). */
+export const DEFAULT_RELAY_MAX_WAIT_MS = 4 * 60 * 1000;
+
+/** A Retry-After of whole seconds (0 to 60), in ms; undefined when absent or not of that form. */
+function retryAfterOf(res: Response): number | undefined {
+  const v = res.headers.get("retry-after");
+  return v !== null && /^\d{1,2}$/.test(v.trim()) ? Math.min(60, Number(v.trim())) * 1000 : undefined;
+}
+
+export interface ExchangeClientOptions {
+  /** How long sendRaw keeps sending a frame the exchange answers 429 before it gives up with RelayBusyError (default 4 minutes). */
+  readonly relayMaxWaitMs?: number;
 }
 
 /** The `{ error: { code, message, rule? } }` body of a node's error answer, or the fallbacks when it has none. */
@@ -41,9 +69,12 @@ export class ExchangeClient {
   readonly url: string;
   readonly #id: NodeIdentity;
 
-  constructor(url: string, id: NodeIdentity) {
+  readonly #relayMaxWaitMs: number;
+
+  constructor(url: string, id: NodeIdentity, options: ExchangeClientOptions = {}) {
     this.url = url.replace(/\/+$/, "");
     this.#id = id;
+    this.#relayMaxWaitMs = options.relayMaxWaitMs ?? DEFAULT_RELAY_MAX_WAIT_MS;
   }
 
   async #request(method: string, path: string, body?: unknown, raw?: Uint8Array, timeoutMs = 120_000, signal?: AbortSignal): Promise<Response> {
@@ -72,7 +103,7 @@ export class ExchangeClient {
     }
     if (!res.ok) {
       const e = await errorOf(res, "UMBRA_EXCHANGE", `exchange answered ${res.status}`);
-      throw new ExchangeError(res.status, e.code, e.message, e.rule);
+      throw new ExchangeError(res.status, e.code, e.message, e.rule, res.status === 429 ? retryAfterOf(res) : undefined);
     }
     return res;
   }
@@ -85,7 +116,27 @@ export class ExchangeClient {
     return new Uint8Array(await (await this.#request(method, path, undefined, raw, timeoutMs, signal)).arrayBuffer());
   }
 
+  /**
+   * POSTs raw bytes (an envelope to the relay). A 429 (no room at the
+   * exchange; it queued nothing) is waited out and the same bytes sent again
+   * — never dropped: each wait at least the answer's Retry-After (1 s when
+   * it gives none) and growing from 250 ms to 5 s — until the frame is taken,
+   * another error comes, or the waits would pass the client's relayMaxWaitMs
+   * (RelayBusyError, code UMBRA_RELAY_BUSY).
+   */
   async sendRaw(path: string, raw: Uint8Array): Promise<void> {
-    await this.#request("POST", path, undefined, raw);
+    let waited = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#request("POST", path, undefined, raw);
+        return;
+      } catch (err) {
+        if (!(err instanceof ExchangeError) || err.status !== 429 || err instanceof RelayBusyError) throw err;
+        const delay = Math.max(err.retryAfterMs ?? 1000, Math.min(250 * 2 ** attempt, 5000));
+        if (waited + delay > this.#relayMaxWaitMs) throw new RelayBusyError(waited);
+        await new Promise((r) => setTimeout(r, delay));
+        waited += delay;
+      }
+    }
   }
 }

@@ -40,7 +40,6 @@ export interface JobEvent {
   readonly reason?: string;
   readonly digest?: string;
   readonly progress?: unknown;
-  readonly summary?: Record<string, number | string | null>;
 }
 
 /** The lookup product name of a dataset (a product version is its policy version). */

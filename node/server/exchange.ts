@@ -26,6 +26,17 @@
  * as it is) → the buyer reports its result digest → succeeded. A role that
  * refuses a message fails the job; a job that goes silent fails naming the
  * parties the role still waits for.
+ *
+ * Hardening (security findings 8, 9, 10, 13, 15): a new party registers only
+ * with an invitation for its name (node/admission.ts; open registration is a
+ * development switch), never under a reserved name or one sharing another's
+ * dataset namespace, and registers datasets in its own namespace only; a
+ * party reads of the ledger its own entries in full and of the others only
+ * the chain's public fields, and the exchange keeps no result summary; the
+ * relay's queues are capped (node/server/mailbox.ts) and a refused relay
+ * changes nothing; only an accepted relay, an event that changed the job, a
+ * new progress report or the role's answer counts as a job's activity; and
+ * nonces past the skew window are pruned.
  */
 import { createHash, randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
@@ -33,7 +44,10 @@ import swagger from "@fastify/swagger";
 import { UmbraError } from "../../engine/errors.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { catalogView, parseDatasetDescriptor, type DatasetDescriptor } from "../catalog.js";
-import { openEnvelope, sealEnvelope } from "../envelope.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_SKEW_MS, openEnvelope, sealEnvelope } from "../envelope.js";
+import { ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
+import { checkDatasetId, checkNewPartyName, InvalidInvitationError, InvitationRequiredError, invitationCodeHash } from "../admission.js";
+import { ReplayError } from "../errors.js";
 import { decodeMessage } from "../../protocols/index.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry } from "../ledger.js";
@@ -41,8 +55,8 @@ import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../jobs/roles.js";
-import { verifyRequest } from "./auth.js";
-import { Mailboxes, packFrames } from "./mailbox.js";
+import { scheduleNoncePruning, verifyRequest } from "./auth.js";
+import { MailboxFullError, Mailboxes, mailboxLimits, packFrames, type MailboxLimits } from "./mailbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { httpStatusOf } from "./http-errors.js";
 
@@ -57,6 +71,18 @@ export interface ExchangeOptions {
   readonly pool?: CryptoPool;
   /** Serve over TLS (PEM key and certificate). */
   readonly https?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /**
+   * Admit any new party name without an invitation (a development switch;
+   * default false: a new name registers only with an invitation, see
+   * node/admission.ts). Logged as a warning when the exchange is built.
+   */
+  readonly openRegistration?: boolean;
+  /** Byte caps of the relay's queues (node/server/mailbox.ts DEFAULT_MAILBOX_LIMITS). */
+  readonly mailboxLimits?: Partial<MailboxLimits>;
+  /** How long the exchange's own role waits for room in a recipient's mailbox before it fails the job (default jobTimeoutMs). */
+  readonly deliveryWaitMs?: number;
+  /** How often remembered nonces past the skew window are forgotten (default a minute). */
+  readonly noncePruneIntervalMs?: number;
 }
 
 declare module "fastify" {
@@ -100,21 +126,51 @@ interface RoleJob {
   chain: Promise<void>;
 }
 
-export function jobView(j: JobRecord): Record<string, unknown> {
-  return { id: j.id, protocol: j.protocol, buyer: j.buyer, providers: j.providers, state: j.state, reason: j.reason, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt };
+/**
+ * A job as a party of it sees it. Progress is each party's phase and counts:
+ * the buyer sees every party's (a provider's counts are its own set's, whose
+ * size the catalog shows the buyer), a provider only its own — another
+ * party's counts could tell it what it must not learn (how many matched,
+ * another provider's rows).
+ */
+export function jobView(j: JobRecord, viewer?: string): Record<string, unknown> {
+  let progress = j.progress;
+  if (viewer !== undefined && viewer !== j.buyer) {
+    const own = progress !== null && typeof progress === "object" && !Array.isArray(progress) ? (progress as Record<string, unknown>)[viewer] : undefined;
+    progress = own === undefined ? null : ({ [viewer]: own } as never);
+  }
+  return { id: j.id, protocol: j.protocol, buyer: j.buyer, providers: j.providers, state: j.state, reason: j.reason, progress, createdAt: j.createdAt, updatedAt: j.updatedAt };
 }
 
-export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance & { mailboxes: Mailboxes }> {
+/** The largest envelope the relay takes (the envelope layer's payload limit and its overhead): every data cap holds at least one. */
+const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
+
+/** Room a job.start needs in its recipient's control reserve (a request, a ledger record and keys are far smaller). */
+const MAX_START_BYTES = 256 * 1024;
+
+const JOB_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$";
+
+/** The exchange's Fastify app, with its mailboxes and a count of what it holds in memory for open jobs. */
+export type ExchangeApp = FastifyInstance & { mailboxes: Mailboxes; inMemory(): { readonly roleJobs: number; readonly activity: number } };
+
+export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   const { store, identity } = o;
   const now = o.now ?? Date.now;
   // keepAliveTimeout: Node's default, not Fastify's 72 s — parties reuse a connection at once or not at all, and a
   // connection a stopped party left behind would otherwise hold the exchange's close for that long.
   const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000, keepAliveTimeout: 5_000 };
-  const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as FastifyInstance & { mailboxes: Mailboxes };
-  const mailboxes = new Mailboxes();
+  const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as ExchangeApp;
+  const mailboxes = new Mailboxes(mailboxLimits(o.mailboxLimits, MAX_ENVELOPE_BYTES));
   app.decorate("mailboxes", mailboxes);
-  // Answer every open long-poll before the server waits for in-flight requests to end.
-  app.addHook("preClose", async () => mailboxes.close());
+  // What the exchange holds in memory per job (a health check, and the attack tests): bounded by the jobs still open.
+  app.decorate("inMemory", () => ({ roleJobs: roleJobs.size, activity: activity.size }));
+  let closing = false;
+  // Answer every open long-poll (and every delivery waiting for room) before the server waits for in-flight requests to end.
+  app.addHook("preClose", async () => {
+    closing = true;
+    mailboxes.close();
+  });
+  if (o.openRegistration === true) app.log.warn("open registration: any key may register any free party name without an invitation — for development only");
   await app.register(swagger, { openapi: { info: { title: "Umbra exchange", version: "1" } } });
   app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
 
@@ -137,6 +193,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof UmbraError) {
       const rule = err instanceof PolicyDeniedError ? { rule: err.rule } : {};
+      if (err instanceof MailboxFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
       return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...rule } });
     }
     const status = (err as { statusCode?: number }).statusCode ?? 500;
@@ -191,12 +248,16 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     return e;
   };
 
-  /** A control envelope from the exchange to a party's mailbox. */
+  /** A control envelope from the exchange to a party. */
   let sequence = 0;
-  const control = (to: string, message: ControlMessage) => {
-    const frame = sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: identity, recipient: to, sequence: sequence++, payload: new TextEncoder().encode(JSON.stringify(message)), now });
-    mailboxes.put(to, frame);
-  };
+  const sealControl = (to: string, message: ControlMessage): Uint8Array =>
+    sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: identity, recipient: to, sequence: sequence++, payload: new TextEncoder().encode(JSON.stringify(message)), now });
+  /** Queues a job.start in the recipient's control reserve; false (nothing queued) when it has no room. */
+  const sendStart = (to: string, message: Extract<ControlMessage, { type: "job.start" }>): boolean => mailboxes.offerStart(to, message.job, sealControl(to, message));
+  /** Whether every one of `parties` has room for a job.start (checked before a submission records anything). */
+  const startRoom = (parties: readonly string[]): boolean => parties.every((p) => mailboxes.controlRoom(p) >= MAX_START_BYTES);
+  /** Queues a job.stop: always (at most one per job and party; node/server/mailbox.ts). Not tagged with its job, so releasing the job's frames never drops it. */
+  const sendStop = (to: string, job: string, reason: string): void => mailboxes.put(to, sealControl(to, { type: ControlType.Stop, job, reason }), { kind: "stop" });
 
   // ------------------------------------------------ jobs with an exchange-side role
 
@@ -210,49 +271,98 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     rj.role?.dispose();
   };
 
+  /**
+   * What the exchange keeps in memory for a job that has ended is freed here
+   * (every way a job ends comes here, after its state changed): its role, its
+   * activity time and its frames still queued. Then `notify` are told it
+   * stopped — but a provider whose job.start was still queued never learned
+   * of the job and needs no stop; the buyer always hears (its agent recorded
+   * the job when it submitted it).
+   */
+  const endJob = (j: JobRecord, reason: string, notify: readonly string[]): void => {
+    endRoleJob(j.id);
+    activity.delete(j.id);
+    const untaken = mailboxes.releaseJob(j.id);
+    for (const p of notify) if (p === j.buyer || !untaken.has(p)) sendStop(p, j.id, reason);
+  };
+
   /** Fails a running or submitted job from the exchange's side: ledger, state, every party stopped. */
   const failJob = (id: string, reason: string, extra: Record<string, unknown> = {}): void => {
     const j = store.getJob(id);
-    endRoleJob(id);
-    if (!j || (j.state !== "submitted" && j.state !== "running")) return;
+    if (!j || (j.state !== "submitted" && j.state !== "running")) {
+      endRoleJob(id);
+      activity.delete(id);
+      return;
+    }
     store.transaction(() => {
       store.transitionJob(id, ["submitted", "running"], "failed", reason);
       releaseUncharged(j);
       ledger(LedgerKind.JobFailed, { reason, by: identity.name, ...extra }, id);
     });
-    activity.delete(id);
-    for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: id, reason: "failed" });
+    endJob(j, "failed", [j.buyer, ...j.providers]);
   };
 
   const codeOf = (err: unknown): string => (err instanceof UmbraError && /^UMBRA_[A-Z_]{1,64}$/.test(err.code) ? err.code : "UMBRA_INTERNAL");
 
-  /** Seals the role's messages to their parties and records each step. */
-  const deliver = (id: string, frames: readonly { to: string; frame: Uint8Array }[]): void => {
+  /**
+   * Seals the role's messages to their parties and records each step. The
+   * exchange's own messages are never dropped and never grow a recipient's
+   * queue past its cap: a recipient whose mailbox is full is waited for, up
+   * to deliveryWaitMs (only the recipient's cap: the job's share holds the
+   * role's unprocessed input, which waits behind this message). Meanwhile
+   * the role takes no further message of this job, so the job's inbound
+   * relays fill its share and their senders are answered 429. When the wait
+   * runs out the job fails cleanly (UMBRA_MAILBOX_FULL); when the job ends
+   * meanwhile nothing more is sent.
+   */
+  const deliver = async (rj: RoleJob, frames: readonly { to: string; frame: Uint8Array }[]): Promise<void> => {
+    const id = rj.job.id;
+    const ended = () => closing || roleJobs.get(id) !== rj;
     for (const { to, frame } of frames) {
       const party = store.getParty(to);
       if (!party?.boxPublicKey) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "a party of the job has no box key");
       const step = decodeMessage(frame).header.step;
       const env = sealEnvelope({ job: id, step, sender: identity, recipient: to, sequence: sequence++, payload: frame, encryptTo: party.boxPublicKey, now });
+      const deadline = Date.now() + deliveryWaitMs;
+      while (!ended() && !mailboxes.fitsRecipient(to, env.length)) {
+        const left = deadline - Date.now();
+        if (left <= 0 || !(await mailboxes.waitForRoom(() => ended() || mailboxes.fitsRecipient(to, env.length), left))) {
+          if (ended()) break;
+          throw new MailboxFullError("a party of the job has not taken the exchange's messages in time: the job cannot go on");
+        }
+      }
+      if (ended()) return;
       const digest = createHash("sha256").update(env).digest("hex");
       store.transaction(() => {
         store.recordStep(id, { step: `step-${step}`, direction: "out", size: env.length, digest });
         ledger(LedgerKind.JobStep, { step, from: identity.name, to, size: env.length, digest }, id);
       });
-      mailboxes.put(to, env);
+      mailboxes.offerOwn(to, id, env); // fits: checked above, with no wait since
     }
   };
 
-  /** Feeds one protocol frame to a job's role, in order; a refusal fails the job. */
-  const toRole = (rj: RoleJob, from: string, payload: Uint8Array): void => {
+  /**
+   * Feeds one protocol frame to a job's role, in order; a refusal fails the
+   * job. The frame's bytes count against the job's share of the queues
+   * (held) until the role has taken it.
+   */
+  const toRole = (rj: RoleJob, from: string, payload: Uint8Array, held: number): void => {
     const id = rj.job.id;
     rj.chain = rj.chain.then(async () => {
-      if (roleJobs.get(id) !== rj || !rj.role) return; // ended meanwhile
       try {
-        deliver(id, await rj.role.receive(from, payload));
-        touch(id);
+        if (roleJobs.get(id) !== rj || !rj.role) return; // ended meanwhile
+        await deliver(rj, await rj.role.receive(from, payload));
+        if (roleJobs.get(id) === rj) touch(id);
       } catch (err) {
+        if (closing) return;
         app.log.warn({ job: id, code: codeOf(err) }, "the exchange's role refused a message");
-        failJob(id, codeOf(err));
+        try {
+          failJob(id, codeOf(err));
+        } catch (e) {
+          app.log.warn({ job: id, code: codeOf(e) }, "could not fail a job");
+        }
+      } finally {
+        mailboxes.unhold(id, held);
       }
     });
   };
@@ -264,7 +374,10 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
    */
   const startRoleJob = (rj: RoleJob): void => {
     const { job } = rj;
-    control(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers, record: submittedRecord(job.id) });
+    if (!sendStart(job.buyer, { type: ControlType.Start, job: job.id, role: "buyer", request: job.request, counterpart: identity.name, providers: job.providers, record: submittedRecord(job.id) })) {
+      failJob(job.id, "UMBRA_MAILBOX_FULL");
+      return;
+    }
     const ready = (async () => {
       // Let the buyer's job.start go out before the role's setup takes the event loop.
       await new Promise((r) => setImmediate(r));
@@ -276,7 +389,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         failJob(job.id, codeOf(err));
         return;
       }
-      if (roleJobs.get(job.id) !== rj) role.dispose(); // the job ended while the role started
+      if (closing || roleJobs.get(job.id) !== rj) role.dispose(); // the job ended while the role started
       else {
         rj.role = role;
         touch(job.id);
@@ -296,11 +409,18 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
   };
 
   // Jobs that go silent (a party gone and not back) are failed, so nobody waits forever.
+  // Activity is a job's last accepted relay, valid event (one that changed something) or stored progress report,
+  // or its role's answer: nothing a party can send without moving the job on keeps it alive (finding 13).
   const jobTimeoutMs = o.jobTimeoutMs ?? 10 * 60 * 1000;
+  const deliveryWaitMs = o.deliveryWaitMs ?? jobTimeoutMs;
   const activity = new Map<string, number>();
   const touch = (id: string) => activity.set(id, now());
   const sweep = setInterval(() => {
-    for (const j of store.listJobs({ state: ["submitted", "running"] })) {
+    const active = store.listJobs({ state: ["submitted", "running"] });
+    // Only active jobs keep an activity time (each ending deletes its own; this catches any left behind).
+    const ids = new Set(active.map((j) => j.id));
+    for (const id of activity.keys()) if (!ids.has(id)) activity.delete(id);
+    for (const j of active) {
       const last = activity.get(j.id) ?? j.updatedAt;
       if (now() - last <= jobTimeoutMs) continue;
       // A job with an exchange-side role names who it still waits for: providers that never
@@ -319,12 +439,16 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         app.log.warn({ job: j.id, code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not time out a job");
         continue;
       }
-      activity.delete(j.id);
-      for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
+      endJob(j, "failed", [j.buyer, ...j.providers]);
     }
   }, Math.min(5000, Math.max(50, Math.floor(jobTimeoutMs / 4))));
   sweep.unref();
-  app.addHook("onClose", async () => clearInterval(sweep));
+  // Nonces past the skew window are forgotten (a replay of one is refused by its timestamp; finding 15).
+  const pruning = scheduleNoncePruning(store, { now, ...(o.noncePruneIntervalMs !== undefined ? { everyMs: o.noncePruneIntervalMs } : {}), onError: (err) => app.log.warn({ code: codeOf(err) }, "could not prune nonces") });
+  app.addHook("onClose", async () => {
+    clearInterval(sweep);
+    pruning.stop();
+  });
 
   // On start, jobs that were running when the exchange stopped cannot resume here (the
   // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
@@ -341,7 +465,15 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: hex(p.boxPublicKey) };
   });
 
-  // Registration: the party proves it holds its signing key by signing this request with it.
+  /**
+   * Registration: the party proves it holds its signing key by signing this
+   * request with it. A name registered already re-registers with the same key
+   * (a restart; its box and mask keys may change) and needs no invitation; a
+   * new name must be one a new party may take (node/admission.ts) and, unless
+   * registration is open, present an unused, unexpired invitation for that
+   * name, used up in the same transaction that registers it. A refused
+   * registration changes nothing (its request's nonce included).
+   */
   app.post(
     "/v1/parties",
     {
@@ -351,34 +483,54 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
           required: ["name", "signingPublicKey", "boxPublicKey"],
           additionalProperties: false,
           properties: {
-            name: { type: "string" },
-            signingPublicKey: { type: "string" },
-            boxPublicKey: { type: "string" },
-            maskPublicKey: { type: "string" },
-            endpoint: { type: ["string", "null"] },
+            name: { type: "string", pattern: "^[A-Za-z0-9._-]{1,64}$" },
+            signingPublicKey: { type: "string", maxLength: 64 },
+            boxPublicKey: { type: "string", maxLength: 64 },
+            maskPublicKey: { type: "string", maxLength: 64 },
+            endpoint: { type: ["string", "null"], maxLength: 2048 },
             role: { type: "string", enum: ["provider", "buyer"] },
+            invite: { type: "string", minLength: 1, maxLength: 128 },
           },
         },
       },
     },
     async (req, reply) => {
-      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; maskPublicKey?: string; endpoint?: string | null; role?: "provider" | "buyer" };
+      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; maskPublicKey?: string; endpoint?: string | null; role?: "provider" | "buyer"; invite?: string };
       const signing = fromHex(b.signingPublicKey, 32);
       const box = fromHex(b.boxPublicKey, 32);
       const mask = b.maskPublicKey === undefined ? null : fromHex(b.maskPublicKey, 32);
       if (!signing || !box || mask === undefined) return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "keys must be 32-byte hex" } });
+      // The signature is checked now; its nonce is remembered only with the registration itself.
+      let nonce: { name: string; nonce: Uint8Array; time: number } | undefined;
       verifyRequest(req.headers, req.method, req.url, req.rawBody ?? new Uint8Array(0), {
         lookup: (name) => (name === b.name ? signing : undefined),
-        remember: (name, nonce, time) => store.checkAndRememberNonce(name, nonce, time),
+        remember: (name, n, time) => {
+          if (store.nonceSeen(name, n)) return false;
+          nonce = { name, nonce: Uint8Array.from(n), time };
+          return true;
+        },
         now,
       });
       const existing = store.getParty(b.name);
       if (existing && hex(existing.signingPublicKey) !== b.signingPublicKey) {
         return reply.code(409).send({ error: { code: "UMBRA_ALREADY_EXISTS", message: "a party of that name is registered with another key" } });
       }
+      if (!existing) {
+        checkNewPartyName(store, b.name, identity.name);
+        if (b.invite === undefined && o.openRegistration !== true) throw new InvitationRequiredError();
+      }
+      const at = now();
       const party = store.transaction(() => {
+        if (nonce === undefined || !store.checkAndRememberNonce(nonce.name, nonce.nonce, nonce.time)) throw new ReplayError();
+        let admission: "invitation" | "open" | undefined;
+        if (!existing) {
+          if (b.invite !== undefined) {
+            if (!store.consumeInvitation(b.name, invitationCodeHash(b.invite), signing, at)) throw new InvalidInvitationError();
+            admission = "invitation";
+          } else admission = "open";
+        }
         const p = store.putParty({ name: b.name, role: b.role ?? "provider", signingPublicKey: signing, boxPublicKey: box, maskPublicKey: mask, endpoint: b.endpoint ?? null });
-        if (!existing) ledger(LedgerKind.PartyRegistered, { name: b.name, signingKey: b.signingPublicKey.slice(0, 16) });
+        if (admission !== undefined) ledger(LedgerKind.PartyRegistered, { name: b.name, signingKey: b.signingPublicKey.slice(0, 16), admission });
         return p;
       });
       return reply.code(existing ? 200 : 201).send({ name: party.name, registeredAt: party.registeredAt });
@@ -395,6 +547,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     const b = req.body as { descriptor: unknown; policy: unknown };
     const d = parseDatasetDescriptor(b.descriptor);
     if (d.owner !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "a party registers only its own datasets" } });
+    // Its own namespace only (OWNER.…), never over another owner's id (finding 9).
+    checkDatasetId(store, d.id, d.owner);
     const policy = parsePolicy(b.policy, d.schema);
     const out = store.transaction(() => {
       const existing = store.getDataset(d.id);
@@ -445,6 +599,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       });
       return reply.code(403).send({ error: { code: err.code, message: err.message, rule: err.rule } });
     }
+    // Nothing is recorded for a job whose provider has no room for its job.start (finding 10): send it again later.
+    if (!startRoom(providers)) throw new MailboxFullError("the provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     // The job as it runs: with the thresholds the buyer's agent enforces (psi, psi-cardinality, lookup).
     const runs = withThresholds(policy, request);
     const { job, record } = store.transaction(() => {
@@ -456,8 +612,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       return { job: j, record: e };
     });
     touch(id);
-    control(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record });
-    return reply.code(201).send(jobView(job));
+    if (!sendStart(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record })) failJob(id, "UMBRA_MAILBOX_FULL");
+    return reply.code(201).send(jobView(store.getJob(id) ?? job, runs.buyer));
   });
 
   /**
@@ -495,6 +651,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         return reply.code(403).send({ error: { code: err.code, message: err.message, rule: err.rule } });
       }
     }
+    if (!startRoom(providers)) throw new MailboxFullError("a provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     const request = protocol.finalise(prepared, ps);
     const { job, record } = store.transaction(() => {
       const costs = ds.map((d, i) => {
@@ -510,8 +667,9 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     });
     roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers, limits: jobLimitsOf(request) }, accepted: new Set(), started: false, chain: Promise.resolve() });
     touch(id);
-    providers.forEach((p, i) => control(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record }));
-    return reply.code(201).send(jobView(job));
+    const sent = providers.map((p, i) => sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record }));
+    if (sent.includes(false)) failJob(id, "UMBRA_MAILBOX_FULL");
+    return reply.code(201).send(jobView(store.getJob(id) ?? job, request.buyer));
   };
 
   const jobFor = (req: FastifyRequest, reply: FastifyReply): JobRecord | undefined => {
@@ -525,7 +683,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
 
   app.get("/v1/jobs/:id", { preHandler: auth, schema: { response: { 200: jobSchema } } }, async (req, reply) => {
     const j = jobFor(req, reply);
-    return j ? jobView(j) : reply;
+    return j ? jobView(j, req.party) : reply;
   });
 
   app.post("/v1/jobs/:id/cancel", { preHandler: auth }, async (req, reply) => {
@@ -538,108 +696,134 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
       ledger(LedgerKind.JobCancelled, { by: "buyer" }, j.id);
       return r;
     });
-    endRoleJob(j.id);
-    for (const p of [j.buyer, ...j.providers]) control(p, { type: ControlType.Stop, job: j.id, reason: "cancelled" });
-    return jobView(done);
+    endJob(j, "cancelled", [j.buyer, ...j.providers]);
+    return jobView(done, req.party);
   });
 
-  // A party reports on a job: accepted / refused (provider), progress, succeeded (buyer), failed.
-  app.post("/v1/jobs/:id/events", { preHandler: auth }, async (req, reply) => {
+  /** A job event's shape: kind, and only the fields an event carries, each bounded. Anything else is removed before it is read. */
+  const eventSchema = {
+    type: "object",
+    required: ["kind"],
+    additionalProperties: false,
+    properties: {
+      kind: { type: "string", enum: ["accepted", "refused", "progress", "succeeded", "failed", "charged"] },
+      rule: { type: "string", minLength: 1, maxLength: 64 },
+      reason: { type: "string", minLength: 1, maxLength: 80 },
+      digest: { type: "string", pattern: "^[0-9a-f]{64}$" },
+      units: { type: "integer", minimum: 0 },
+      progress: {
+        type: "object",
+        required: ["phase", "done", "total"],
+        additionalProperties: false,
+        properties: { phase: { type: "string", pattern: "^[ -~]{1,64}$" }, done: { type: "integer", minimum: 0 }, total: { type: "integer", minimum: 0 } },
+      },
+    },
+  };
+
+  /**
+   * A party reports on a job: accepted / refused (provider), progress,
+   * succeeded (buyer), failed, charged (provider). Only an event that changes
+   * the job (or stores a new progress report) counts as the job's activity:
+   * a party cannot keep a job open by sending events that do nothing
+   * (finding 13). The buyer's result summary is not the exchange's to keep:
+   * succeeded records the result's digest only (finding 8).
+   */
+  app.post("/v1/jobs/:id/events", { preHandler: auth, schema: { body: eventSchema } }, async (req, reply) => {
     const j = jobFor(req, reply);
     if (!j) return reply;
     const e = req.body as JobEvent;
-    const isBuyer = j.buyer === req.party;
-    touch(j.id);
+    const party = req.party as string;
+    const isBuyer = j.buyer === party;
     const request = (j.params as unknown as { request: JobRequest }).request;
-    switch (e?.kind) {
+    switch (e.kind) {
       case "accepted": {
         if (isBuyer) break;
         const rj = roleJobs.get(j.id);
         if (rj) {
-          if (j.state !== "submitted" || rj.accepted.has(req.party as string)) return jobView(j);
-          rj.accepted.add(req.party as string);
-          ledger(LedgerKind.JobStep, { step: "accepted", by: req.party as string }, j.id);
-          if (rj.accepted.size < rj.job.providers.length || rj.started) return jobView(j);
+          if (j.state !== "submitted" || rj.accepted.has(party)) return jobView(j, party);
+          rj.accepted.add(party);
+          ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
+          touch(j.id);
+          if (rj.accepted.size < rj.job.providers.length || rj.started) return jobView(j, party);
           rj.started = true;
           const r = store.transaction(() => store.transitionJob(j.id, ["submitted"], "running"));
           startRoleJob(rj);
-          return jobView(r);
+          return jobView(r, party);
         }
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "running");
-          ledger(LedgerKind.JobStep, { step: "accepted", by: req.party as string }, j.id);
+          ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
           return x;
         });
+        touch(j.id);
         const pd = request.providerDataset;
         const lookup = request.protocol === "lookup" && pd !== undefined ? { product: lookupProduct(pd), version: store.latestPolicy(pd)?.version ?? 1 } : undefined;
-        control(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: submittedRecord(j.id) });
-        return jobView(r);
+        if (!sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: submittedRecord(j.id) })) {
+          failJob(j.id, "UMBRA_MAILBOX_FULL");
+          return jobView(store.getJob(j.id) ?? r, party);
+        }
+        return jobView(r, party);
       }
       case "refused": {
         if (isBuyer) break;
-        const rule = typeof e.rule === "string" ? e.rule.slice(0, 64) : "refused";
+        const rule = e.rule ?? "refused";
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
           // Nothing ran: every dataset's charge goes back, whatever its unit.
           for (const r of reservations(j)) if (r.reserved > 0 && store.getBudget(r.dataset, j.buyer)) store.refundBudget(r.dataset, j.buyer, r.reserved);
-          ledger(LedgerKind.JobRefused, { rule, by: "provider", party: req.party as string }, j.id);
+          ledger(LedgerKind.JobRefused, { rule, by: "provider", party }, j.id);
           return x;
         });
-        if (roleJobs.has(j.id)) {
-          // The other providers may have accepted already: they stop, and nothing reaches the buyer.
-          endRoleJob(j.id);
-          for (const p of j.providers) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "refused" });
-        }
-        // The buyer's agent recorded the job when it submitted it: it learns the job ends here (never started).
-        control(j.buyer, { type: ControlType.Stop, job: j.id, reason: "refused" });
-        return jobView(r);
+        // The other providers (of a job with an exchange-side role) may have accepted already: they stop, and
+        // nothing reaches the buyer. The buyer's agent recorded the job when it submitted it: it learns the job ends here.
+        endJob(j, "refused", [...j.providers.filter((p) => p !== party), j.buyer]);
+        return jobView(r, party);
       }
-      case "progress":
+      case "progress": {
+        const p = e.progress as { phase: string; done: number; total: number } | undefined;
+        if (p === undefined) break;
+        if (j.state !== "running" && j.state !== "submitted") return jobView(j, party);
+        // Only a phase name and two counts are kept: progress carries no data. A report that repeats the stored one changes nothing.
+        const before = (j.progress as Record<string, { phase?: unknown; done?: unknown; total?: unknown }> | null)?.[party];
+        if (before && before.phase === p.phase && before.done === p.done && before.total === p.total) return jobView(j, party);
+        const r = store.setJobProgress(j.id, { ...(j.progress as object | null), [party]: { phase: p.phase, done: p.done, total: p.total } });
         touch(j.id);
-        if (j.state === "running" || j.state === "submitted") {
-          // Only a phase name and two counts are kept: progress carries no data.
-          const p = e.progress as { phase?: unknown; done?: unknown; total?: unknown } | undefined;
-          const ok = p && typeof p.phase === "string" && p.phase.length <= 64 && Number.isSafeInteger(p.done) && Number.isSafeInteger(p.total);
-          if (!ok) break;
-          return jobView(store.setJobProgress(j.id, { ...(j.progress as object | null), [req.party as string]: { phase: p.phase, done: p.done, total: p.total } as never }));
-        }
-        return jobView(j);
+        return jobView(r, party);
+      }
       case "succeeded": {
-        if (!isBuyer || typeof e.digest !== "string" || !/^[0-9a-f]{64}$/.test(e.digest)) break;
+        if (!isBuyer || e.digest === undefined) break;
         const r = store.transaction(() => {
-          const x = store.transitionJob(j.id, ["running"], "succeeded", null, e.summary ?? null);
-          ledger(LedgerKind.JobResult, { digest: e.digest as string, summary: (e.summary ?? null) as never }, j.id);
+          const x = store.transitionJob(j.id, ["running"], "succeeded", null);
+          ledger(LedgerKind.JobResult, { digest: e.digest as string }, j.id);
           return x;
         });
-        endRoleJob(j.id);
-        for (const p of j.providers) control(p, { type: ControlType.Stop, job: j.id, reason: "succeeded" });
-        return jobView(r);
+        endJob(j, "succeeded", j.providers);
+        return jobView(r, party);
       }
       case "failed": {
         const reason = typeof e.reason === "string" && /^UMBRA_[A-Z_]{1,64}$/.test(e.reason) ? e.reason : "UMBRA_FAILED";
-        if (j.state !== "submitted" && j.state !== "running") return jobView(j);
+        if (j.state !== "submitted" && j.state !== "running") return jobView(j, party);
         const r = store.transaction(() => {
           const x = store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
           releaseUncharged(j);
-          ledger(LedgerKind.JobFailed, { reason, by: req.party as string }, j.id);
+          ledger(LedgerKind.JobFailed, { reason, by: party }, j.id);
           return x;
         });
-        endRoleJob(j.id);
-        for (const p of [j.buyer, ...j.providers]) if (p !== req.party) control(p, { type: ControlType.Stop, job: j.id, reason: "failed" });
-        return jobView(r);
+        endJob(j, "failed", [j.buyer, ...j.providers].filter((p) => p !== party));
+        return jobView(r, party);
       }
       case "charged": {
         // A provider whose budget counts keys: the buyer's distinct keys as its role measured them, once.
         if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
-        const mine = reservations(j).find((r) => r.provider === req.party);
+        const mine = reservations(j).find((r) => r.provider === party);
         const units = e.units;
         if (mine === undefined || !mine.keys || mine.charged || typeof units !== "number" || !Number.isSafeInteger(units) || units < 0 || units > mine.reserved) break;
         store.transaction(() => {
           if (mine.reserved > units) store.refundBudget(mine.dataset, j.buyer, mine.reserved - units);
-          ledger(LedgerKind.JobStep, { step: "charged", by: req.party as string, dataset: mine.dataset, units }, j.id);
+          ledger(LedgerKind.JobStep, { step: "charged", by: party, dataset: mine.dataset, units }, j.id);
         });
         touch(j.id);
-        return jobView(j);
+        return jobView(j, party);
       }
       default:
         break;
@@ -647,10 +831,18 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     return reply.code(400).send({ error: { code: "UMBRA_BAD_REQUEST", message: "not an event this party may report" } });
   });
 
-  // Relay: verify the sender's signature and freshness (not the payload, which may be sealed
-  // to the recipient), check both ends belong to the running job, record the step, queue it.
+  /**
+   * Relay: verify the sender's signature and freshness (not the payload,
+   * which may be sealed to the recipient), check both ends belong to the
+   * running job, check there is room (finding 10: the recipient's queue, the
+   * job's share, the exchange's total), then record the step and queue it.
+   * Every refusal — 429 with Retry-After when there is no room — changes
+   * nothing: no step, no ledger entry, no activity, and not even the
+   * envelope's nonce, so its sender can send the same bytes again.
+   */
   app.post("/v1/relay", { preHandler: auth, bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
     const frame = req.rawBody ?? Buffer.alloc(0);
+    let nonce: { sender: string; nonce: Uint8Array; time: number } | undefined;
     const env = openEnvelope(frame, {
       self: identity,
       relay: true,
@@ -658,7 +850,10 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
         const p = store.getParty(name);
         return p && p.boxPublicKey ? { signingPublicKey: p.signingPublicKey, boxPublicKey: p.boxPublicKey } : undefined;
       },
-      replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => store.rememberNonce(s, n, t) },
+      // Checked now, remembered only with the accepted step below.
+      replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => void (nonce = { sender: s, nonce: Uint8Array.from(n), time: t }) },
+      // The nonce table keeps nonces for NONCE_RETENTION_MS (node/server/auth.ts), which covers this window.
+      maxSkewMs: DEFAULT_MAX_SKEW_MS,
       now,
     });
     if (env.sender !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "the envelope's sender is not the requesting party" } });
@@ -672,14 +867,21 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     if (!j || j.state !== "running" || !parties.includes(env.sender) || (!toExchange && !parties.includes(env.recipient)) || env.sender === env.recipient || !routed) {
       return reply.code(409).send({ error: { code: "UMBRA_WRONG_JOB", message: "the envelope does not belong to a running job between these parties" } });
     }
+    const size = frame.length;
+    const room = toExchange && rj ? mailboxes.canHold(j.id, size) : mailboxes.fits(env.recipient, j.id, size);
+    if (!room) throw new MailboxFullError();
     const digest = createHash("sha256").update(frame).digest("hex");
     store.transaction(() => {
-      store.recordStep(j.id, { step: `step-${env.step}`, direction: "in", size: frame.length, digest });
-      ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size: frame.length, digest }, j.id);
+      if (nonce === undefined || !store.checkAndRememberNonce(nonce.sender, nonce.nonce, nonce.time)) throw new ReplayError();
+      store.recordStep(j.id, { step: `step-${env.step}`, direction: "in", size, digest });
+      ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size, digest }, j.id);
     });
     touch(j.id);
-    if (toExchange && rj) toRole(rj, env.sender, env.payload);
-    else mailboxes.put(env.recipient, Uint8Array.from(frame));
+    // No wait since the room was checked: it is still there.
+    if (toExchange && rj) {
+      mailboxes.hold(j.id, size);
+      toRole(rj, env.sender, env.payload, size);
+    } else mailboxes.offer(env.recipient, j.id, Uint8Array.from(frame));
     return reply.code(202).send({ queued: true });
   });
 
@@ -689,10 +891,68 @@ export async function buildExchange(o: ExchangeOptions): Promise<FastifyInstance
     return reply.type("application/octet-stream").send(packFrames(frames));
   });
 
-  app.get("/v1/audit", { preHandler: auth }, async (req) => {
-    const q = req.query as { job?: string; after?: string };
-    const entries = listEntries(store, { ...(q.job ? { job: q.job } : {}), ...(q.after ? { afterSeq: Number(q.after) } : {}) });
-    return { publicKey: hex(identity.signing.publicKey), entries };
+  /**
+   * Whether a ledger entry is about `party`: an entry of one of its jobs (as
+   * buyer or provider), its own registration, or the registration or a
+   * policy change of one of its datasets.
+   */
+  const entryConcerns = (party: string, e: LedgerEntry, jobs: Map<string, boolean>): boolean => {
+    if (e.job !== null) {
+      let mine = jobs.get(e.job);
+      if (mine === undefined) {
+        const j = store.getJob(e.job);
+        mine = j !== undefined && (j.buyer === party || j.providers.includes(party));
+        jobs.set(e.job, mine);
+      }
+      return mine;
+    }
+    if (e.kind === LedgerKind.PartyRegistered) return e.body["name"] === party;
+    if (e.kind === LedgerKind.DatasetRegistered) return e.body["owner"] === party;
+    if (e.kind === LedgerKind.PolicyChanged) return typeof e.body["dataset"] === "string" && store.getDataset(e.body["dataset"])?.owner === party;
+    return false;
+  };
+
+  /**
+   * The ledger as a party may read it (finding 8): the entries about it in
+   * full, and of every other entry only what the log's design makes public —
+   * {seq, prevHash, hash, signature} — so it can check every link and
+   * signature of the chain without reading another party's business. At most
+   * `limit` entries (default and most 1,000) after `after`; `next` is the
+   * seq to ask after for more. With `job`, one of its own jobs' entries.
+   */
+  app.get(
+    "/v1/audit",
+    {
+      preHandler: auth,
+      schema: {
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: { job: { type: "string", pattern: JOB_ID_PATTERN }, after: { type: "integer", minimum: 0 }, limit: { type: "integer", minimum: 1, maximum: 1000 } },
+        },
+      },
+    },
+    async (req, reply) => {
+      const party = req.party as string;
+      const q = req.query as { job?: string; after?: number; limit?: number };
+      if (q.job !== undefined) {
+        const j = store.getJob(q.job);
+        if (!j || (j.buyer !== party && !j.providers.includes(party))) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such job" } });
+      }
+      const limit = q.limit ?? 1000;
+      const rows = listEntries(store, { ...(q.job !== undefined ? { job: q.job } : {}), ...(q.after !== undefined ? { afterSeq: q.after } : {}), limit: limit + 1 });
+      const page = rows.slice(0, limit);
+      const jobs = new Map<string, boolean>();
+      const entries = page.map((e) => (entryConcerns(party, e, jobs) ? e : { seq: e.seq, prevHash: e.prevHash, hash: e.hash, signature: e.signature }));
+      return { publicKey: hex(identity.signing.publicKey), entries, ...(rows.length > limit ? { next: (page.at(-1) as LedgerEntry).seq } : {}) };
+    },
+  );
+
+  /** The ledger's signed head: {seq, hash, signature, at} of its latest entry (a party keeps the latest it saw). */
+  app.get("/v1/audit/head", { preHandler: auth }, async (_req, reply) => {
+    const head = store.ledgerHead();
+    if (head === undefined) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "the ledger is empty" } });
+    return { seq: head.seq, hash: head.hash, signature: head.signature, at: head.at };
   });
 
   return app;

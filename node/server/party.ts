@@ -68,6 +68,8 @@ export interface PartyOptions {
    * way a later contact presenting another key is refused.
    */
   readonly exchangeKey?: string;
+  /** The invitation code the exchange's operator issued for this party's name: presented when it registers (a registered party restarts without one). */
+  readonly invite?: string;
 }
 
 /** How the agent knows the exchange's key. */
@@ -390,12 +392,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       const result = buyerResult(r.spec, r.state, r.table);
       const bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
       const digest = createHash("sha256").update(bytes).digest("hex");
+      // The result's summary (a count, rows, groups) is the buyer's: kept in its own record of the job, never sent.
+      const summary: Record<string, number> = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
       store.putResult(job, { digest, bytes });
       store.deleteState(job);
-      store.transitionJob(job, ["running"], "succeeded");
+      store.transitionJob(job, ["running"], "succeeded", null, summary);
       running.delete(job);
-      const summary: Record<string, number> = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
-      await event(job, { kind: "succeeded", digest, summary });
+      await event(job, { kind: "succeeded", digest });
       log("job succeeded", { job });
     }
   };
@@ -624,7 +627,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   });
 
-  app.get("/v1/jobs/:id", async (req) => client.json("GET", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}`));
+  app.get("/v1/jobs/:id", async (req) => {
+    const id = (req.params as { id: string }).id;
+    const view = await client.json<Record<string, unknown>>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
+    // The exchange does not keep the result's summary: a job this party bought and finished shows its own.
+    const local = store.getJob(id);
+    return local !== undefined && local.buyer === identity.name && local.state === "succeeded" && view["state"] === "succeeded" && local.progress !== null ? { ...view, progress: local.progress } : view;
+  });
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 
@@ -650,7 +659,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       // The exchange's keys first: checked against the pinned (or given) key before anything is sent to it.
       pin = pinExchange(await client.json<unknown>("GET", "/v1/identity"));
       const me = publicIdentity(identity);
-      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey) });
+      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
       // Jobs this party was in when it stopped: their data in flight (envelopes already
       // taken from the mailbox, the tables in memory) is gone, so they cannot resume
       // mid-stream. Fail them cleanly, with a reason, so neither side waits forever.

@@ -36,6 +36,8 @@ export interface ExchangeNodeOptions {
   readonly keyPassphrase?: string;
   /** Serve HTTPS with this PEM certificate and key (files). */
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  /** The exchange: admit any new party name without an invitation (development only; logged as a warning). */
+  readonly openRegistration?: boolean;
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
@@ -46,6 +48,8 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly tokenFile?: string;
   /** The exchange's signing key or its fingerprint (default: pinned on first contact). */
   readonly exchangeKey?: string;
+  /** The invitation code for this party's first registration (umbra exchange invite). */
+  readonly invite?: string;
 }
 
 export interface RunningNode {
@@ -170,7 +174,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const keyFile = o.keyFile ?? besideDb(db, ".key");
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}) });
+    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}) });
     const url = await listen(app, host, port, https !== undefined);
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};
@@ -217,6 +221,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       logger: o.logger ?? defaultLogger,
       apiToken: token,
       ...(o.exchangeKey !== undefined ? { exchangeKey: o.exchangeKey } : {}),
+      ...(o.invite !== undefined ? { invite: o.invite } : {}),
       ...(isLoopbackAddress(host) ? {} : { allowedHosts: [host] }),
       ...(https ? { https } : {}),
     });

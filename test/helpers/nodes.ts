@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CryptoPool } from "../../engine/index.js";
 import { generateIdentity, type NodeIdentity } from "../../node/identity.js";
-import { buildExchange } from "../../node/server/exchange.js";
+import { createInvitation } from "../../node/admission.js";
+import { buildExchange, type ExchangeOptions } from "../../node/server/exchange.js";
 import { buildParty, type PartyAgent } from "../../node/server/party.js";
 import { openStore, type Store } from "../../node/store.js";
 import { createSecretFile } from "../../node/secret-file.js";
@@ -18,12 +19,27 @@ export interface TestExchange {
   close(): Promise<void>;
 }
 
-export async function startExchange(options: { jobTimeoutMs?: number; pool?: CryptoPool } = {}): Promise<TestExchange> {
+/** Each in-process exchange's store, by its URL: startParty invites a new party there as its operator would. */
+const exchangeStores = new Map<string, Store>();
+
+export async function startExchange(options: Omit<ExchangeOptions, "store" | "identity"> = {}): Promise<TestExchange> {
   const store = openStore(":memory:");
   const identity = generateIdentity("exchange");
   const app = await buildExchange({ store, identity, ...options });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
-  return { url, store, publicKey: identity.signing.publicKey, identity, app, close: async () => { await app.close(); store.close(); } };
+  exchangeStores.set(url, store);
+  return { url, store, publicKey: identity.signing.publicKey, identity, app, close: async () => { exchangeStores.delete(url); await app.close(); store.close(); } };
+}
+
+/**
+ * An invitation for `name` at an in-process exchange, made with the function
+ * `umbra exchange invite` runs; undefined for a name registered there already
+ * (it restarts without one) or an exchange this process did not start.
+ */
+export function inviteAt(exchangeUrl: string, name: string): string | undefined {
+  const store = exchangeStores.get(exchangeUrl);
+  if (store === undefined || store.getParty(name) !== undefined) return undefined;
+  return createInvitation(store, { name }).code;
 }
 
 export interface TestParty {
@@ -43,7 +59,8 @@ export async function startParty(name: string, exchangeUrl: string, pool: Crypto
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), `umbra-${name}-`));
   const store = reuse?.store ?? openStore(":memory:");
   const identity = reuse?.identity ?? generateIdentity(name);
-  const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool });
+  const invite = inviteAt(exchangeUrl, name);
+  const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool, ...(invite !== undefined ? { invite } : {}) });
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   tokens.set(url, agent.token);
   await agent.start();

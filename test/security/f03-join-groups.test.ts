@@ -26,7 +26,7 @@ import { ExchangeClient } from "../../node/server/client.js";
 import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
 import { unpackFrames } from "../../node/server/mailbox.js";
 import { decodeMessage, encodeMessage, type JoinWeights } from "../../protocols/index.js";
-import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, inviteAt, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
@@ -74,7 +74,7 @@ describe("finding 3: each buyer key in one group", () => {
     const mallory: NodeIdentity = generateIdentity("mallory");
     const client = new ExchangeClient(x.url, mallory);
     const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-    await client.json("POST", "/v1/parties", { name: "mallory", signingPublicKey: hex(mallory.signing.publicKey), boxPublicKey: hex(mallory.box.publicKey), maskPublicKey: hex(maskKeyPair(mallory).publicKey) });
+    await client.json("POST", "/v1/parties", { name: "mallory", signingPublicKey: hex(mallory.signing.publicKey), boxPublicKey: hex(mallory.box.publicKey), maskPublicKey: hex(maskKeyPair(mallory).publicKey), invite: inviteAt(x.url, "mallory") });
     const keysOf = async (name: string): Promise<SenderKeys> => {
       const p = await client.json<{ signingPublicKey: string; boxPublicKey: string }>("GET", `/v1/parties/${name}`);
       return { signingPublicKey: Buffer.from(p.signingPublicKey, "hex"), boxPublicKey: Buffer.from(p.boxPublicKey, "hex") };

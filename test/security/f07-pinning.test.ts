@@ -23,7 +23,7 @@ import { parseJobRequest, type JobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
 import { buildParty, ExchangeKeyMismatchError } from "../../node/server/party.js";
 import { openStore } from "../../node/store.js";
-import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, inviteAt, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
@@ -96,7 +96,7 @@ describe("finding 7: the exchange's key is pinned; a party runs only the jobs it
     const store = openStore(":memory:");
     const identity = generateIdentity("carol");
     // First contact with the real exchange pins its key.
-    const first = await buildParty({ store, identity, exchangeUrl: x.url, dataDir: bank.dataDir, pool });
+    const first = await buildParty({ store, identity, exchangeUrl: x.url, dataDir: bank.dataDir, pool, invite: inviteAt(x.url, "carol") as string });
     await first.start();
     await first.stop();
     const before = snapshot(store);
