@@ -180,6 +180,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX invitations_name ON invitations (name, created_at);
     `,
   },
+  {
+    version: 4,
+    name: "exchange ledger heads seen",
+    sql: `
+      -- A party's record of the exchange's ledger entries it has seen signed (the
+      -- job.submitted entry every job.start carries): evidence it can hold against
+      -- a ledger that is later cut short (audit verify --head), and against an
+      -- exchange that shows it two different entries at one seq (a fork).
+      CREATE TABLE exchange_heads (
+        seq         INTEGER PRIMARY KEY CHECK (seq >= 1),
+        hash        TEXT    NOT NULL CHECK (length(hash) = 64),
+        signature   TEXT    NOT NULL CHECK (length(signature) = 128),
+        seen_at     INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

@@ -386,6 +386,14 @@ export interface Store {
   consumeBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
   /** Every buyer's budget row of a dataset. */
   listBudgets(datasetId: string): BudgetRecord[];
+  /**
+   * Records a signed entry of the exchange's ledger this party has seen:
+   * "new", "known" (the same hash at that seq before), or "fork" (another
+   * hash at that seq — the exchange showed two histories; nothing recorded).
+   */
+  noteExchangeHead(head: { readonly seq: number; readonly hash: string; readonly signature: string }): "new" | "known" | "fork";
+  /** The highest-seq entry of the exchange's ledger this party has seen signed. */
+  latestExchangeHead(): { seq: number; hash: string; signature: string } | undefined;
   /** Gives `amount` back to a budget (a reservation larger than what was measured). */
   refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
 
@@ -1140,6 +1148,23 @@ class SqliteStore implements Store {
       ).run(datasetId, buyer, remaining, now);
       return this.getBudget(datasetId, buyer) as BudgetRecord;
     });
+  }
+
+  noteExchangeHead(head: { readonly seq: number; readonly hash: string; readonly signature: string }): "new" | "known" | "fork" {
+    checkCount("seq", head.seq);
+    if (head.seq < 1) throw new InvalidArgumentError("seq must be at least 1");
+    checkDigest("hash", head.hash);
+    if (typeof head.signature !== "string" || !/^[0-9a-f]{128}$/.test(head.signature)) throw new InvalidArgumentError("signature must be 64 bytes of lowercase hex");
+    return this.transaction(() => {
+      const row = this.#sql("SELECT hash FROM exchange_heads WHERE seq = ?").get(head.seq) as { hash: string } | undefined;
+      if (row !== undefined) return row.hash === head.hash ? "known" : "fork";
+      this.#sql("INSERT INTO exchange_heads (seq, hash, signature, seen_at) VALUES (?, ?, ?, ?)").run(head.seq, head.hash, head.signature, this.#time());
+      return "new";
+    });
+  }
+
+  latestExchangeHead(): { seq: number; hash: string; signature: string } | undefined {
+    return this.#sql("SELECT seq, hash, signature FROM exchange_heads ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string; signature: string } | undefined;
   }
 
   listBudgets(datasetId: string): BudgetRecord[] {

@@ -43,6 +43,10 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  NODE_EXTRA_CA_CERTS=ca.pem. Its first registration needs --invite CODE,
                  from the exchange's operator (umbra exchange invite); a registered
                  party restarts without it
+  party head [--party URL] [--token-file FILE] [--json]
+                 the latest entry of the exchange's ledger this party has seen signed,
+                 as SEQ:HASH: keep it, and check the exchange's ledger still reaches it
+                 with umbra audit verify --db FILE --head SEQ:HASH
 `;
 
 /** The options every client of a party agent's API takes. */
@@ -179,6 +183,13 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   if (sub === undefined) throw new UsageError("a subcommand is required", usage);
   if (sub === "--help" || sub === "-h" || sub === "help") {
     io.out(usage.trimEnd());
+    return 0;
+  }
+  if (sub === "head") {
+    const o = parseOptions(rest, { ...PARTY_API_OPTIONS, "--json": "flag" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const h = await partyJson<{ seq: number; hash: string; signature: string; exchange: string | null }>(partyOption(o, usage), "GET", "/v1/exchange/head");
+    io.out(o.has("--json") ? JSON.stringify(h) : `${h.seq}:${h.hash}`);
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);

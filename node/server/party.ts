@@ -47,6 +47,7 @@ import { unpackFrames } from "./mailbox.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { httpStatusOf } from "./http-errors.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
+import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 
 export interface PartyOptions {
   readonly store: Store;
@@ -129,7 +130,7 @@ export interface PartyAgent {
   readonly token: string;
   /** The exchange's key as pinned by start(). */
   readonly exchangePin: ExchangePin | undefined;
-  /** The latest head of the exchange's ledger this agent has seen signed (from the records its jobs start with). */
+  /** The latest head of the exchange's ledger this agent has seen signed (from the records its jobs start with; kept in its store). */
   readonly exchangeHead: LedgerHead | undefined;
   /** Registers with the exchange and starts polling the mailbox. */
   start(): Promise<void>;
@@ -278,7 +279,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       await event(m.job, { kind: "failed", reason: "UMBRA_BAD_RECORD" }).catch(() => undefined);
       return;
     }
-    noteHead(record);
+    // Kept as evidence; another entry at a seq seen before means the exchange shows two histories.
+    if (store.noteExchangeHead(record) === "fork") {
+      app.log.error({ job: m.job, seq: record.seq, code: "UMBRA_LEDGER_FORK" }, "the exchange's signed ledger entry at this seq differs from one seen before: it shows two histories; refusing its jobs");
+      await event(m.job, { kind: "failed", reason: "UMBRA_LEDGER_FORK" }).catch(() => undefined);
+      return;
+    }
     const spec = specOf(m);
     const progress = progressReporter(m.job);
     if (m.role === "provider") {
@@ -512,12 +518,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   let exchangeKeys: SenderKeys | undefined;
   let pin: ExchangePin | undefined;
+  let pruning: NoncePruning | undefined;
 
-  /** The latest head of the exchange's ledger this party has seen signed (finding 11: evidence against a truncated or rewritten ledger). */
-  let head: LedgerHead | undefined;
-  const noteHead = (e: { seq: number; hash: string }): void => {
-    if (head === undefined || e.seq > head.seq) head = { seq: e.seq, hash: e.hash };
-  };
 
   /**
    * Checks the identity the exchange presents against the pinned one (kept in
@@ -575,6 +577,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   };
 
   // --------------------------------------------------------------- local API
+
+  // The latest signed entry of the exchange's ledger this party holds: give it to `umbra audit verify --head`.
+  app.get("/v1/exchange/head", async (_req, reply) => {
+    const h = store.latestExchangeHead();
+    if (h === undefined) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "this party has seen no signed entry of the exchange's ledger yet (it keeps one from every job it takes part in)" } });
+    return { seq: h.seq, hash: h.hash, signature: h.signature, exchange: pin?.fingerprint ?? null };
+  });
 
   app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: running.size }));
 
@@ -653,11 +662,13 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       return pin;
     },
     get exchangeHead() {
-      return head;
+      const h = store.latestExchangeHead();
+      return h === undefined ? undefined : { seq: h.seq, hash: h.hash };
     },
     async start() {
       // The exchange's keys first: checked against the pinned (or given) key before anything is sent to it.
       pin = pinExchange(await client.json<unknown>("GET", "/v1/identity"));
+      pruning ??= scheduleNoncePruning(store, { onError: (err) => app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not prune nonces") });
       const me = publicIdentity(identity);
       await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
       // Jobs this party was in when it stopped: their data in flight (envelopes already
@@ -672,6 +683,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       pollLoop = poll();
     },
     async stop() {
+      pruning?.stop();
       polling = false;
       stopping.abort();
       await pollLoop;

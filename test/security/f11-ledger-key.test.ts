@@ -18,10 +18,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { ed25519Sign, generateIdentity, identityToJSON, publicIdentity, storedIdentityJSON } from "../../node/identity.js";
-import { entryHash, ledgerHead, verifyLedger } from "../../node/ledger.js";
+import { entryHash, ledgerHead, requestDigest, verifyLedger } from "../../node/ledger.js";
+import { partyCommand } from "../../node/commands/node.js";
+import { sealEnvelope } from "../../node/envelope.js";
+import { parseJobRequest } from "../../node/policy.js";
+import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
 import { startExchangeNode } from "../../node/server/start.js";
 import { openStore } from "../../node/store.js";
-import { api, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, startExchange, startParty, tokenFileOf, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 const quiet = { port: 0, handleSignals: false, logger: false, say: () => undefined } as const;
@@ -122,6 +126,33 @@ describe("finding 11: rewritten or truncated ledgers are detected", () => {
     expect(verifyLedger(copy, attacker.signing.publicKey)).toMatchObject({ ok: true }); // consistent under the attacker's key…
     expect(verifyLedger(copy, x.publicKey)).toEqual({ ok: false, seq: 1, problem: "signature" }); // …not under the exchange's
     copy.close();
+  });
+
+  it("the head is kept in the party's store and served to its owner (umbra party head)", async () => {
+    const last = [...x.store.ledgerRows()].filter((r) => r.kind === "job.submitted").at(-1);
+    expect(telco.store.latestExchangeHead()).toMatchObject({ seq: last?.seq, hash: last?.hash });
+    const lines: string[] = [];
+    expect(await partyCommand(["head", "--party", telco.url, "--token-file", tokenFileOf(telco)], { out: (l) => void lines.push(l), err: () => undefined })).toBe(0);
+    expect(lines).toEqual([`${last?.seq}:${last?.hash}`]);
+  });
+
+  it("an exchange showing a party another signed entry at a seq it has seen (a fork) gets no further job from it", async () => {
+    const seen = telco.store.latestExchangeHead() as { seq: number; hash: string };
+    const id = "job-forked";
+    const request = parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
+    x.store.createJob({ id, protocol: "psi", buyer: "bank", providers: ["telco"], params: { request } as never });
+    // The same seq, another body: signed with the exchange's own key, as a forking exchange would.
+    const prev = [...x.store.ledgerRows()].find((r) => r.seq === seen.seq - 1)?.hash ?? "0".repeat(64);
+    const body = { protocol: "psi", buyer: "bank", dataset: "telco.subs.csv", cost: 1, request: requestDigest(request) };
+    const at = Date.now();
+    const hash = entryHash({ seq: seen.seq, at, kind: "job.submitted", job: id, body, prevHash: prev });
+    const record = { seq: seen.seq, at, kind: "job.submitted", job: id, body, prevHash: prev, hash, signature: hexOf(ed25519Sign(x.identity.signing.secretKey, Buffer.from(hash, "hex"))) };
+    const start = { type: ControlType.Start, job: id, role: "provider", request, counterpart: "bank", record };
+    x.app.mailboxes.put("telco", sealEnvelope({ job: id, step: CONTROL_STEP, sender: x.identity, recipient: "telco", sequence: 9_000_000, payload: new TextEncoder().encode(JSON.stringify(start)) }));
+    await waitUntil(() => x.store.getJob(id)?.state === "failed", "the provider's refusal");
+    expect(x.store.getJob(id)?.reason).toBe("UMBRA_LEDGER_FORK");
+    expect(telco.store.getJob(id)).toBeUndefined();
+    expect(telco.store.latestExchangeHead()).toMatchObject(seen);
   });
 
   it("the last 10 entries deleted: the chain alone still verifies, the party's head does not", () => {
