@@ -225,6 +225,8 @@ interface Proc {
   readonly name: string;
   readonly child: ChildProcess;
   readonly url: string;
+  /** The line it printed when it started listening. */
+  readonly line: string;
   readonly exited: Promise<number | null>;
 }
 
@@ -234,15 +236,15 @@ async function startProcess(name: string, args: readonly string[], log: string):
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", fd] });
   closeSync(fd);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, line] = await new Promise<[string, string]>((resolve, reject) => {
     let buf = "";
     const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s (see ${log})`)), 20_000);
     child.stdout?.on("data", (chunk: Buffer) => {
       buf += chunk.toString("utf8");
-      const m = / listening at (http:\/\/[^\s]+)/.exec(buf);
+      const m = /^.* listening at (http:\/\/[^\s]+).*$/m.exec(buf);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1] as string);
+        resolve([m[1] as string, m[0]]);
       }
     });
     void exited.then((code) => {
@@ -250,7 +252,7 @@ async function startProcess(name: string, args: readonly string[], log: string):
       reject(new Error(`${name} exited with code ${code} before listening (see ${log})`));
     });
   });
-  return { name, child, url, exited };
+  return { name, child, url, line, exited };
 }
 
 /** SIGTERM, then the exit code (SIGKILL after 15 s). */
@@ -326,6 +328,9 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     let t = performance.now();
     const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
     procs.push(exchange);
+    // Its key's fingerprint, as its operator would publish it: each party is started with it (--exchange-key) and pins it.
+    const fingerprint = /key fingerprint ([0-9a-f]{16})/.exec(exchange.line)?.[1];
+    if (fingerprint === undefined) throw new Error("the exchange printed no key fingerprint");
     // The exchange admits a party by invitation: its operator issues one per party (umbra exchange invite), each party presents it once.
     const exchangeDb = join(dirs["exchange"] as string, "exchange.db");
     const invites: Record<string, string> = {};
@@ -337,7 +342,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     }
     const parties = await Promise.all(
       (["insurer", "telco", "retailer", "bank"] as const).map((n) =>
-        startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--invite", invites[n] as string, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
+        startProcess(n, ["party", "start", "--name", n, "--exchange", exchange.url, "--exchange-key", fingerprint, "--invite", invites[n] as string, "--port", "0", "--db", join(dirs[n] as string, `${n}.db`), "--data", join(dirs[n] as string)], join(root, `${n}.log`)),
       ),
     );
     procs.push(...parties);
@@ -345,6 +350,9 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     const [insurer, telco, retailer, bank] = parties.map((p) => partyEndpoint(p.url, join(dirs[p.name] as string, `${p.name}.token`))) as [PartyEndpoint, PartyEndpoint, PartyEndpoint, PartyEndpoint];
     say(`\n2. Nodes started (${secs(t)}), each its own process, database and data folder; logs in ${root}/*.log`);
     for (const p of procs) say(`   ${p.name.padEnd(9)} pid ${String(p.child.pid).padEnd(7)} ${p.url}`);
+    say(`   the exchange's key fingerprint ${fingerprint}: each party was admitted with a one-time invitation (umbra exchange invite),`);
+    say(`   started with --exchange-key ${fingerprint} (it refuses an exchange with another key), and keeps its API's token in`);
+    say(`   NAME.token (mode 0600) and its identity keys in NAME.key beside its database; the CLI calls below send that token`);
 
     // 3. Catalog.
     t = performance.now();
@@ -358,10 +366,10 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     const spendPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["monthly_spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: JA_K, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
     const rs = await registerDataset(telco, "spend.csv", spendPolicy);
     say(`\n3. Datasets registered (descriptor and policy only — never rows) (${secs(t)})`);
-    say(`   ${rt.id.padEnd(25)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
-    say(`   ${rr.id.padEnd(25)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; no output columns; k = 10; buyers: bank; budget 20 jobs`);
+    say(`   ${rt.id.padEnd(25)} ${count(rt.rows)} rows, hash ${rt.contentHash.slice(0, 12)}…  policy: psi, lookup; key phone; output monthly_spend; buyers: bank; budget 1,000,000 keys`);
+    say(`   ${rr.id.padEnd(25)} ${count(rr.rows)} rows, hash ${rr.contentHash.slice(0, 12)}…  policy: psi, psi-cardinality; key phone; no output columns; k = 10; buyers: bank; budget 20 jobs`);
     for (const r of rh) say(`   ${r.id.padEnd(25)} ${count(r.rows).padStart(6)} rows, hash ${r.contentHash.slice(0, 12)}…  policy: federated-aggregate; columns region, monthly_spend, age; k = ${FA_K}; buyers: bank; budget 20 jobs`);
-    say(`   ${rs.id.padEnd(25)} ${count(rs.rows)} rows, hash ${rs.contentHash.slice(0, 12)}…  policy: join-aggregate; output monthly_spend; k = ${JA_K}; buyers: bank; budget 20 jobs`);
+    say(`   ${rs.id.padEnd(25)} ${count(rs.rows)} rows, hash ${rs.contentHash.slice(0, 12)}…  policy: join-aggregate; key phone; output monthly_spend; k = ${JA_K}; buyers: bank; budget 20 jobs`);
 
     // 4. Jobs.
     say(`\n4. Jobs, submitted by the bank's agent and run through the exchange`);
@@ -532,10 +540,14 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // 5. Audit.
     t = performance.now();
-    const audit = await runCli(["audit", "verify", "--db", join(dirs["exchange"] as string, "exchange.db")]);
-    say(`\n5. $ umbra audit verify --db ${join(dirs["exchange"] as string, "exchange.db")}   (${secs(t)})`);
+    // The bank kept the latest signed ledger entry it was shown: the ledger must still reach it (nothing cut off its end).
+    const head = await runCli(["party", "head", "--party", bank.url, "--token-file", join(dirs["bank"] as string, "bank.token")]);
+    const kept = head.out.trim();
+    const audit = await runCli(["audit", "verify", "--db", exchangeDb, "--head", kept]);
+    say(`\n5. $ umbra party head --party ${bank.url} --token-file …/bank.token   → ${kept.slice(0, 24)}…  (the bank's signed head)`);
+    say(`   $ umbra audit verify --db ${exchangeDb} --head ${kept.slice(0, 12)}…   (${secs(t)})`);
     say(`   ${audit.out.trim()}`);
-    if (audit.code !== 0) ok = false;
+    if (head.code !== 0 || audit.code !== 0) ok = false;
   } catch (err) {
     ok = false;
     say(`\nthe demo failed: ${err instanceof Error ? err.message : String(err)}`);
