@@ -9,9 +9,10 @@ import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { verifyLedger } from "../node/ledger.js";
-import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -19,9 +20,9 @@ let bank: TestParty;
 const phones = (from: number, n: number) => Array.from({ length: n }, (_, i) => `+86 138 ${String(10_000_000 + from + i)}`);
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   const tp = phones(0, 300);
   writeFileSync(join(telco.dataDir, "subscribers.csv"), "phone,spend\n" + tp.map((p, i) => `${p},${(i * 1.5).toFixed(1)}`).join("\n") + "\n");
   const bp = [...phones(200, 200), "", "+86 138 10000205"];
@@ -34,9 +35,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

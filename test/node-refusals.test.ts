@@ -11,9 +11,10 @@ import { CryptoPool } from "../engine/index.js";
 import { sealEnvelope } from "../node/envelope.js";
 import { generateIdentity, type NodeIdentity } from "../node/identity.js";
 import { signRequest } from "../node/server/auth.js";
-import { api, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -46,9 +47,9 @@ async function signed(id: NodeIdentity, method: string, path: string, body: unkn
 }
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n1\n2\n3\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
   const reg = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 10, budgetUnit: "jobs" } });
@@ -57,9 +58,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

@@ -7,9 +7,10 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
-import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, partyHeaders, startNodes, startParty, waitForJob, type TestExchange, type TestParty, type TestNodes } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -17,18 +18,16 @@ let bank: TestParty;
 const rows = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `k${from + i}`).join("\n");
 
 beforeAll(async () => {
-  x = await startExchange({ jobTimeoutMs: 5000 });
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"], { jobTimeoutMs: 5000 });
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "big.csv"), "k\n" + rows(60_000) + "\n");
   writeFileSync(join(bank.dataDir, "mine.csv"), "k\n" + rows(60_000, 30_000) + "\n");
   await api(telco.url, "POST", "/v1/datasets", { file: "big.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["k"], allowedBuyers: "any", queryBudget: 100, budgetUnit: "jobs" } });
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

@@ -104,3 +104,30 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, what: s
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** An exchange and party agents on loopback, the parties admitted as a user's would be. */
+export interface TestNodes {
+  readonly x: TestExchange;
+  /** The parties by name, in the order given. */
+  readonly parties: readonly TestParty[];
+  /** Stops the parties (last first), then the exchange. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an exchange (sharing `pool` when `exchangePool`, as join-aggregate
+ * and federated-aggregate jobs want) and the named parties on `pool`.
+ */
+export async function startNodes(pool: CryptoPool, names: readonly string[], o: { readonly jobTimeoutMs?: number; readonly exchangePool?: boolean } = {}): Promise<TestNodes> {
+  const x = await startExchange({ ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.exchangePool ? { pool } : {}) });
+  const parties: TestParty[] = [];
+  for (const name of names) parties.push(await startParty(name, x.url, pool));
+  return {
+    x,
+    parties,
+    close: async () => {
+      for (const p of [...parties].reverse()) await p.close().catch(() => undefined);
+      await x.close();
+    },
+  };
+}

@@ -18,10 +18,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { SecretFileError } from "../../node/secret-file.js";
 import { startPartyNode } from "../../node/server/start.js";
-import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -30,9 +31,9 @@ let job = "";
 const POLICY = { allowedProtocols: ["psi", "lookup"], outputColumns: ["spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 100, budgetUnit: "jobs" };
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone,spend,diagnosis\n1,10,a\n2,20,b\n3,30,c\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
   expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: POLICY })).status).toBe(201);
@@ -42,9 +43,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 
@@ -96,7 +95,10 @@ describe("finding 1: the party's local API", () => {
   it("with a wrong token (or a token of another agent): 401, nothing changes", async () => {
     const before = everything();
     const telcoToken = telco.agent.token;
-    for (const token of ["x".repeat(43), `${bank.agent.token.slice(0, -1)}A`, telcoToken]) {
+    // One character off (always a different one), a made-up token, and another agent's.
+    const t = bank.agent.token;
+    const offByOne = `${t.slice(0, -1)}${t.endsWith("A") ? "B" : "A"}`;
+    for (const token of ["x".repeat(43), offByOne, telcoToken]) {
       for (const [method, path, body] of routes()) {
         const r = await raw(bank.url, method, path, body, { authorization: `Bearer ${token}` });
         expect(r.status, `${method} ${path}`).toBe(401);

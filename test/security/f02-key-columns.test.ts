@@ -17,10 +17,11 @@ import { sealEnvelope } from "../../node/envelope.js";
 import { appendEntry, LedgerKind, requestDigest } from "../../node/ledger.js";
 import { parseJobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
-import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let clinic: TestParty;
 let bank: TestParty;
@@ -29,9 +30,9 @@ const DIAGNOSES = ["diabetes", "asthma", "hypertension", "none"];
 const phones = Array.from({ length: 40 }, (_, i) => `1380000${String(i).padStart(4, "0")}`);
 
 beforeAll(async () => {
-  x = await startExchange();
-  clinic = await startParty("clinic", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["clinic", "bank"]);
+  x = nodes.x;
+  [clinic, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(clinic.dataDir, "patients.csv"), "phone,diagnosis,monthly_spend\n" + phones.map((p, i) => `${p},${DIAGNOSES[i % 4]},${100 + i}`).join("\n") + "\n");
   // The probe: every phone with every candidate diagnosis.
   writeFileSync(join(bank.dataDir, "probe.csv"), "phone,diagnosis\n" + phones.flatMap((p) => DIAGNOSES.map((d) => `${p},${d}`)).join("\n") + "\n");
@@ -41,9 +42,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await clinic?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

@@ -26,9 +26,10 @@ import { ExchangeClient } from "../../node/server/client.js";
 import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
 import { unpackFrames } from "../../node/server/mailbox.js";
 import { decodeMessage, encodeMessage, type JoinWeights } from "../../protocols/index.js";
-import { api, inviteAt, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, inviteAt, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -36,9 +37,9 @@ const K = 10;
 const xs = Array.from({ length: 10 }, (_, i) => `x-${i}`);
 
 beforeAll(async () => {
-  x = await startExchange({ pool });
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"], { exchangePool: true });
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "spend.csv"), "id,spend\n" + ["target", ...xs, "y-0"].map((k, i) => `${k},${i === 0 ? 9999 : 10}`).join("\n") + "\n");
   // The attacker's file: A = {target, x…}, B = {x…}.
   writeFileSync(join(bank.dataDir, "overlap.csv"), "id,g\n" + [["target", "A"], ...xs.map((k) => [k, "A"]), ...xs.map((k) => [k, "B"])].map(([k, g]) => `${k},${g}`).join("\n") + "\n");
@@ -47,9 +48,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

@@ -15,20 +15,18 @@ import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
-import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, partyHeaders, startNodes, waitForJob, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
-let x: TestExchange;
+let nodes: TestNodes;
 let victim: TestParty;
 let sybil: TestParty;
 let bank: TestParty;
 const K = 10;
 
 beforeAll(async () => {
-  x = await startExchange({ pool });
-  victim = await startParty("victim", x.url, pool);
-  sybil = await startParty("sybil", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["victim", "sybil", "bank"], { exchangePool: true });
+  [victim, sybil, bank] = nodes.parties as [TestParty, TestParty, TestParty];
   // The victim: 12 rows in the north (spend 100 each), one in the west (spend 7,777).
   writeFileSync(join(victim.dataDir, "h.csv"), "region,spend\n" + [...Array.from({ length: 12 }, () => "north,100"), "west,7777"].join("\n") + "\n");
   // The sybil: 10 rows of 0 in the west (to lift the cell to k), 10 in the north.
@@ -39,8 +37,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of [bank, sybil, victim]) await p?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

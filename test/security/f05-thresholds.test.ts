@@ -13,18 +13,19 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
-import { api, partyHeaders, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
 const phones = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `1380000${String(from + i).padStart(4, "0")}`);
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n" + phones(100).join("\n") + "\n");
   writeFileSync(join(bank.dataDir, "one.csv"), "phone\n" + [phones(1, 50)[0], ...phones(5, 500)].join("\n") + "\n"); // one shared key
   writeFileSync(join(bank.dataDir, "many.csv"), "phone\n" + phones(30, 10).join("\n") + "\n"); // 30 shared keys
@@ -33,9 +34,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

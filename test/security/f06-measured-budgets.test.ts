@@ -14,10 +14,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { ExchangeClient } from "../../node/server/client.js";
-import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, startNodes, startParty, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -25,9 +26,9 @@ const BUDGET = 10_000;
 const phones = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `1380000${String(from + i).padStart(4, "0")}`);
 
 beforeAll(async () => {
-  x = await startExchange({ pool });
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"], { exchangePool: true });
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone,spend\n" + phones(300).map((p, i) => `${p},${i}`).join("\n") + "\n");
   // 160 distinct keys (and one repeated: measured in distinct keys).
   writeFileSync(join(bank.dataDir, "probe.csv"), "phone,segment\n" + [...phones(160, 100), phones(1, 100)[0]].map((p) => `${p},a`).join("\n") + "\n");
@@ -36,9 +37,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 

@@ -23,10 +23,11 @@ import { parseJobRequest, type JobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
 import { buildParty, ExchangeKeyMismatchError } from "../../node/server/party.js";
 import { openStore } from "../../node/store.js";
-import { api, inviteAt, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, inviteAt, startNodes, startParty, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -59,9 +60,9 @@ async function startProxy(target: string): Promise<{ url: string; seen: string[]
 }
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone,spend\n1,10\n2,20\n3,30\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
   writeFileSync(join(bank.dataDir, "secret.csv"), "phone\n999\n");
@@ -71,9 +72,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await new Promise((r) => proxy?.server.close(r));
   await pool.close();
 });

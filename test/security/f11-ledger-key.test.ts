@@ -25,7 +25,7 @@ import { parseJobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
 import { startExchangeNode } from "../../node/server/start.js";
 import { openStore } from "../../node/store.js";
-import { api, startExchange, startParty, tokenFileOf, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, startNodes, tokenFileOf, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 const quiet = { port: 0, handleSignals: false, logger: false, say: () => undefined } as const;
@@ -80,14 +80,15 @@ describe("finding 11: the ledger's key is outside the database", () => {
 });
 
 describe("finding 11: rewritten or truncated ledgers are detected", () => {
+  let nodes: TestNodes;
   let x: TestExchange;
   let telco: TestParty;
   let bank: TestParty;
 
   beforeAll(async () => {
-    x = await startExchange();
-    telco = await startParty("telco", x.url, pool);
-    bank = await startParty("bank", x.url, pool);
+    nodes = await startNodes(pool, ["telco", "bank"]);
+    x = nodes.x;
+    [telco, bank] = nodes.parties as [TestParty, TestParty];
     writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n1\n2\n3\n");
     writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
     expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"] } })).status).toBe(201);
@@ -98,9 +99,7 @@ describe("finding 11: rewritten or truncated ledgers are detected", () => {
   }, 60_000);
 
   afterAll(async () => {
-    await bank?.close();
-    await telco?.close();
-    await x?.close();
+  await nodes?.close();
     await pool.close();
   });
 

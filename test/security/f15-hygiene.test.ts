@@ -11,10 +11,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { jobCommand } from "../../node/commands/jobs.js";
-import { api, startExchange, startParty, tokenFileOf, waitForJob, type TestExchange, type TestParty } from "../helpers/nodes.js";
+import { api, startNodes, tokenFileOf, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
 let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
@@ -22,18 +23,16 @@ const POLICY = { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers
 const psi = () => api<{ id: string; error?: { rule: string } }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
 
 beforeAll(async () => {
-  x = await startExchange();
-  telco = await startParty("telco", x.url, pool);
-  bank = await startParty("bank", x.url, pool);
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone\n1\n2\n3\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
   expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: POLICY })).status).toBe(201);
 }, 60_000);
 
 afterAll(async () => {
-  await bank?.close();
-  await telco?.close();
-  await x?.close();
+  await nodes?.close();
   await pool.close();
 });
 
