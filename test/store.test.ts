@@ -72,7 +72,7 @@ describe("migrations", () => {
     const store = openStore(path);
     const db = new Database(path, { readonly: true });
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    expect(tables).toEqual(["budgets", "datasets", "identity", "invitations", "jobs", "ledger", "nonces", "parties", "policies", "protocol_state", "results", "schema_version", "steps"]);
+    expect(tables).toEqual(["budgets", "datasets", "exchange_heads", "identity", "invitations", "jobs", "ledger", "nonces", "parties", "policies", "protocol_state", "results", "schema_version", "steps"]);
     expect(db.prepare("SELECT version, name FROM schema_version").all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     db.close();
@@ -499,6 +499,36 @@ describe("budgets", () => {
     expect(store.consumeBudget("telco.subscribers", "bank", 0.5).remaining).toBe(1);
     expect(() => store.setBudget("telco.subscribers", "bank", -1)).toThrow(InvalidArgumentError);
     expect(() => store.setBudget("unknown", "bank", 1)).toThrow(NotFoundError);
+    store.close();
+  });
+
+  it("refunds give back a reservation; every buyer's row of a dataset is listed", () => {
+    const store = openStore(":memory:", { now: testClock() });
+    withParties(store);
+    withDataset(store);
+    store.setBudget("telco.subscribers", "bank", 100);
+    store.setBudget("telco.subscribers", "insurer", 7);
+    store.consumeBudget("telco.subscribers", "bank", 40);
+    expect(store.refundBudget("telco.subscribers", "bank", 25).remaining).toBe(85);
+    expect(store.listBudgets("telco.subscribers").map((b) => [b.buyer, b.remaining])).toEqual([["bank", 85], ["insurer", 7]]);
+    expect(() => store.refundBudget("telco.subscribers", "retailer", 1)).toThrow(NotFoundError);
+    expect(() => store.refundBudget("telco.subscribers", "bank", -1)).toThrow(InvalidArgumentError);
+    store.close();
+  });
+});
+
+describe("the exchange's ledger entries a party has seen", () => {
+  it("records each seq once, says known for the same hash and fork for another, and gives the latest", () => {
+    const store = openStore(":memory:", { now: testClock() });
+    const sig = "ab".repeat(64);
+    expect(store.latestExchangeHead()).toBeUndefined();
+    expect(store.noteExchangeHead({ seq: 5, hash: "11".repeat(32), signature: sig })).toBe("new");
+    expect(store.noteExchangeHead({ seq: 3, hash: "22".repeat(32), signature: sig })).toBe("new");
+    expect(store.noteExchangeHead({ seq: 5, hash: "11".repeat(32), signature: sig })).toBe("known");
+    expect(store.noteExchangeHead({ seq: 5, hash: "33".repeat(32), signature: sig })).toBe("fork");
+    expect(store.latestExchangeHead()).toEqual({ seq: 5, hash: "11".repeat(32), signature: sig });
+    expect(() => store.noteExchangeHead({ seq: 0, hash: "11".repeat(32), signature: sig })).toThrow(InvalidArgumentError);
+    expect(() => store.noteExchangeHead({ seq: 6, hash: "xyz", signature: sig })).toThrow(InvalidArgumentError);
     store.close();
   });
 });
