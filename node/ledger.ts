@@ -278,3 +278,18 @@ export function verifiedEntry(value: unknown, publicKey: Uint8Array): LedgerEntr
 export function requestDigest(request: object): string {
   return createHash("sha256").update(canonicalJson(request as JsonValue), "utf8").digest("hex");
 }
+
+const RESULT_TAG = Buffer.from("umbra.v1.result\n", "utf8");
+
+/**
+ * The digest a buyer reports of its result: a salted commitment,
+ * hex SHA-256("umbra.v1.result\n" || salt || bytes) with a fresh 32-byte salt
+ * the buyer keeps. A plain hash of a result from a small domain (a
+ * psi-cardinality count, a withheld marker) would tell whoever sees the ledger
+ * the result itself; the salted one says nothing until the buyer opens it
+ * (shows the salt and the bytes).
+ */
+export function resultCommitment(salt: Uint8Array, bytes: Uint8Array): string {
+  if (!(salt instanceof Uint8Array) || salt.length !== 32) throw new InvalidArgumentError("a result salt is 32 bytes");
+  return createHash("sha256").update(RESULT_TAG).update(salt).update(bytes).digest("hex");
+}

@@ -182,7 +182,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
-    name: "exchange ledger heads seen",
+    name: "exchange ledger heads seen; salted result digests",
     sql: `
       -- A party's record of the exchange's ledger entries it has seen signed (the
       -- job.submitted entry every job.start carries): evidence it can hold against
@@ -194,6 +194,11 @@ export const MIGRATIONS: readonly Migration[] = [
         signature   TEXT    NOT NULL CHECK (length(signature) = 128),
         seen_at     INTEGER NOT NULL
       ) STRICT;
+
+      -- A result's digest is a salted commitment, SHA-256(tag || salt || bytes): the
+      -- digest the exchange records then says nothing of a result from a small
+      -- domain (a count); the buyer keeps the salt to open it.
+      ALTER TABLE results ADD COLUMN salt BLOB CHECK (salt IS NULL OR length(salt) = 32);
     `,
   },
 ];

@@ -210,13 +210,19 @@ export interface StepRecord extends StepInput {
   readonly at: number;
 }
 
-export type ResultInput =
+export type ResultInput = (
   | { readonly digest: string; readonly bytes: Uint8Array; readonly path?: undefined }
-  | { readonly digest: string; readonly path: string; readonly size: number; readonly bytes?: undefined };
+  | { readonly digest: string; readonly path: string; readonly size: number; readonly bytes?: undefined }
+) & {
+  /** The 32-byte salt of a salted digest (node/ledger.ts resultCommitment), when it is one. */
+  readonly salt?: Uint8Array;
+};
 
 export interface ResultRecord {
   readonly jobId: string;
   readonly digest: string;
+  /** The salt of a salted digest, else null. */
+  readonly salt: Uint8Array | null;
   /** The result's bytes when stored inline, else null. */
   readonly bytes: Uint8Array | null;
   /** The file holding the result when stored outside the database, else null. */
@@ -577,6 +583,7 @@ interface StepRow {
 interface ResultRow {
   job_id: string;
   digest: string;
+  salt: Buffer | null;
   bytes: Buffer | null;
   path: string | null;
   size: number;
@@ -635,6 +642,7 @@ const stepFromRow = (r: StepRow): StepRecord => ({
 const resultFromRow = (r: ResultRow): ResultRecord => ({
   jobId: r.job_id,
   digest: r.digest,
+  salt: r.salt === null || r.salt === undefined ? null : bytesOf(r.salt),
   bytes: r.bytes === null ? null : bytesOf(r.bytes),
   path: r.path,
   size: r.size,
@@ -1075,13 +1083,15 @@ class SqliteStore implements Store {
       path = checkText("result path", result.path, 4096);
       size = checkCount("result size", result.size);
     }
+    const salt = result.salt === undefined ? null : checkKey("result salt", result.salt, 32);
     const now = this.#time();
     return this.transaction(() => {
       if (this.#sql("SELECT 1 FROM jobs WHERE id = ?").get(jobId) === undefined) throw new NotFoundError("job");
       if (this.#sql("SELECT 1 FROM results WHERE job_id = ?").get(jobId) !== undefined) throw new AlreadyExistsError("a result for this job");
-      this.#sql("INSERT INTO results (job_id, digest, bytes, path, size, created_at, released_at) VALUES (?, ?, ?, ?, ?, ?, NULL)").run(
+      this.#sql("INSERT INTO results (job_id, digest, salt, bytes, path, size, created_at, released_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)").run(
         jobId,
         digest,
+        salt === null ? null : blob(salt),
         bytes === null ? null : blob(bytes),
         path,
         size,

@@ -9,7 +9,6 @@
  * the job cleanly: a typed state and reason, a ledger entry, and no result for
  * the buyer. The ledger verifies throughout.
  */
-import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tableFromIPC, type Table } from "apache-arrow";
@@ -17,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
-import { verifyLedger } from "../node/ledger.js";
+import { resultCommitment, verifyLedger } from "../node/ledger.js";
 import { api, partyHeaders, tokenFileOf, waitUntil, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 import { rng } from "./helpers/data.js";
 
@@ -181,7 +180,8 @@ describe("federated-aggregate through the node", () => {
     const steps = entries.filter((e) => e.kind === "job.step" && typeof e.body["size"] === "number").map((e) => `${String(e.body["from"])}>${String(e.body["to"])}:${String(e.body["step"])}`);
     expect(steps.sort()).toEqual(["bank>exchange:1", "exchange>bank:3", ...NAMES.map((n) => `exchange>${n}:1`), ...NAMES.map((n) => `${n}>exchange:2`)].sort());
     const result = entries.find((e) => e.kind === "job.result")?.body;
-    expect(result?.["digest"]).toBe(createHash("sha256").update(bytes).digest("hex"));
+    // A salted commitment to the bytes the buyer fetched, opened with the salt its agent gives it.
+    expect(result?.["digest"]).toBe(resultCommitment(Buffer.from(res.headers.get("x-umbra-digest-salt") ?? "", "hex"), bytes));
     // The ledger records the result's digest only; its summary stays with the buyer, whose agent shows it.
     expect(Object.keys(result ?? {})).toEqual(["digest"]);
     expect((await api<{ progress: unknown }>(bank.url, "GET", `/v1/jobs/${id}`)).body.progress).toEqual({ cells: 4, suppressed: 1 });

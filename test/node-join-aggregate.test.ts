@@ -11,7 +11,6 @@
  * that is gone each end the job cleanly: a typed state and reason, a ledger
  * entry, and no result for the buyer. The ledger verifies throughout.
  */
-import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tableFromIPC, type Table } from "apache-arrow";
@@ -19,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
-import { verifyLedger } from "../node/ledger.js";
+import { resultCommitment, verifyLedger } from "../node/ledger.js";
 import { rng } from "./helpers/data.js";
 import { api, partyHeaders, tokenFileOf, waitUntil, startExchange, startParty, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
@@ -215,7 +214,8 @@ describe("join-aggregate through the node", () => {
       ["bank>telco:1", "bank>telco:2", "bank>telco:3", "telco>bank:4", "telco>bank:5", "bank>exchange:1", "bank>exchange:10", "bank>exchange:11", "bank>exchange:12", "telco>exchange:6", "telco>exchange:7", "telco>exchange:8", "telco>exchange:9", "exchange>bank:13", "exchange>bank:14"].sort(),
     );
     const result = entries.find((e) => e.kind === "job.result")?.body;
-    expect(result?.["digest"]).toBe(createHash("sha256").update(bytes).digest("hex"));
+    // A salted commitment to the bytes the buyer fetched, opened with the salt its agent gives it.
+    expect(result?.["digest"]).toBe(resultCommitment(Buffer.from(res.headers.get("x-umbra-digest-salt") ?? "", "hex"), bytes));
     // The ledger records the result's digest only; its summary stays with the buyer, whose agent shows it.
     expect(Object.keys(result ?? {})).toEqual(["digest"]);
     expect((await api<{ progress: unknown }>(bank.url, "GET", `/v1/jobs/${id}`)).body.progress).toEqual({ groups: want.groups.length, suppressed: want.suppressed });

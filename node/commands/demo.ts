@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tableFromIPC, type Table } from "apache-arrow";
-import { listEntries, type LedgerEntry } from "../ledger.js";
+import { listEntries, resultCommitment, type LedgerEntry } from "../ledger.js";
 import { openStore } from "../store.js";
 import { count, parseOptions, processIO, type CommandIO } from "./args.js";
 import { describeFinal, describeProgress, jobResult, registerDataset, submitAggregateJob, submitJob, submitJoinAggregateJob, waitForJob, type JobView } from "./jobs.js";
@@ -390,7 +390,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         store.close();
       }
     };
-    const showExchange = (entries: readonly LedgerEntry[], resultBytes: Uint8Array | undefined) => {
+    const showExchange = (entries: readonly LedgerEntry[], resultBytes: { readonly bytes: Uint8Array; readonly salt: string } | undefined) => {
       const steps = entries.filter((e) => e.kind === "job.step" && typeof e.body["size"] === "number");
       const bytes = steps.reduce((s, e) => s + (e.body["size"] as number), 0);
       say(`     the exchange saw:  ${steps.length} sealed messages, ${count(bytes)} bytes in all (sizes and digests, from its ledger):`);
@@ -406,8 +406,8 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       const result = entries.find((e) => e.kind === "job.result");
       if (result) {
         const digest = String(result.body["digest"]);
-        const same = resultBytes !== undefined && createHash("sha256").update(resultBytes).digest("hex") === digest;
-        say(`                        the result's digest ${digest.slice(0, 12)}…${same ? " (the digest of the bytes the bank fetched)" : ""}; the result and its summary stay with the bank`);
+        const same = resultBytes !== undefined && resultCommitment(Buffer.from(resultBytes.salt, "hex"), resultBytes.bytes) === digest;
+        say(`                        the result's digest ${digest.slice(0, 12)}…, a salted commitment${same ? " (opened by the bytes the bank fetched and its salt)" : ""}; the result and its summary stay with the bank`);
       }
     };
 
@@ -424,7 +424,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         say(`     the bank got:      ${count(tbl.numRows)} matching rows (${tbl.schema.fields.map((f) => f.name).join(", ")})`);
         say(`     plaintext join:    ${count(expected.length)} rows — ${check("rows", multiset(got) === multiset(expected))}`);
         say(`     the telco learned: the bank's set size, ${count(bankKeys.size)} distinct keys (the blinded set it received); no phone, no match`);
-        showExchange(exchangeSaw(psi.id), r.bytes);
+        showExchange(exchangeSaw(psi.id), r);
       } else ok = false;
     }
 
@@ -439,7 +439,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       say(`     the bank got:      ${count(got)} shared customers (a count, no rows)`);
       say(`     plaintext answer:  ${count(expected)} — ${check("count", got === expected)}`);
       say(`     the retailer learned: the bank's set size, ${count(bankKeys.size)} distinct keys; not even the count`);
-      showExchange(exchangeSaw(card.id), r.kind === "count" ? new TextEncoder().encode(JSON.stringify({ count: r.count })) : undefined);
+      showExchange(exchangeSaw(card.id), r);
     }
 
     // lookup against the telco.
@@ -457,7 +457,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         say(`     the bank got:      ${count(tbl.numRows)} rows (${tbl.schema.fields.map((f) => f.name).join(", ")}), monthly_spend filled in ${count(filled)}`);
         say(`     plaintext join:    ${count(expected.length)} rows, ${count(expected.filter((e) => !e.endsWith("|")).length)} filled — ${check("every row and value", multiset(got) === multiset(expected))}`);
         say(`     the telco learned: the number of keys queried, ${count(bankKeys.size)}, charged to the bank's budget; not which matched`);
-        showExchange(exchangeSaw(lookup.id), r.bytes);
+        showExchange(exchangeSaw(lookup.id), r);
       } else ok = false;
     }
 
@@ -486,7 +486,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         say(`     ${check(`every cell (the west has fewer than k = ${FA_K} households: suppressed on both sides; a bin under k shows "-")`, FA_REGIONS.every((g) => got.get(g) === want.get(g)))}`);
         say(`     each provider learned: nothing of the others — it received the job's parameters and the bank's public key; its own totals left it masked and encrypted`);
         say(`     the bank learned:  the totals over all three providers, never one provider's`);
-        showExchange(exchangeSaw(fa.id), r.bytes);
+        showExchange(exchangeSaw(fa.id), r);
         say(`                        as the aggregator it opened the ones addressed to it: the bank's public key and one BFV ciphertext per provider,`);
         say(`                        which it summed and re-randomised without the key to decrypt them`);
       } else ok = false;
@@ -520,7 +520,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
         say(`     ${check(`every grade (E has fewer than k = ${JA_K} joined rows: suppressed)`, same)}`);
         say(`     the telco learned: the bank's distinct-key count and its HE public key; not which keys matched, nor any total`);
         say(`     the bank learned:  COUNT and AVG per released grade, that one grade was suppressed, the telco's key count rounded up to 1/8`);
-        showExchange(exchangeSaw(ja.id), r.bytes);
+        showExchange(exchangeSaw(ja.id), r);
         say(`                        as the matcher it opened what was addressed to it: doubly blinded keys (which it matched), row counts per`);
         say(`                        blinded key and per pseudonymous group, and the telco's statistics as BFV ciphertexts under the bank's key,`);
         say(`                        which it summed per group under encryption; bank ↔ telco messages it relayed sealed, as they were`);

@@ -368,14 +368,24 @@ export async function waitForJob(
 }
 
 /** The result bytes of a job: an Arrow IPC stream, or JSON {count}. */
-export async function jobResult(party: PartyEndpoint, id: string): Promise<{ kind: "table"; bytes: Uint8Array } | { kind: "count"; count: number }> {
+/** A job's result as its buyer's agent serves it, with the salted digest the exchange recorded and its salt (to open it). */
+export type JobResult = { readonly digest: string; readonly salt: string } & (
+  | { readonly kind: "table"; readonly bytes: Uint8Array }
+  | { readonly kind: "count"; readonly count: number; readonly bytes: Uint8Array }
+  | { readonly kind: "withheld"; readonly minIntersection: number; readonly bytes: Uint8Array }
+);
+
+/** The result of a job: an Arrow IPC stream, JSON {count}, or JSON {withheld} (below the job's minimum intersection). */
+export async function jobResult(party: PartyEndpoint, id: string): Promise<JobResult> {
   const res = await partyFetch(party, "GET", `/v1/jobs/${encodeURIComponent(id)}/result`);
   const bytes = new Uint8Array(await res.arrayBuffer());
+  const commitment = { digest: res.headers.get("x-umbra-digest") ?? "", salt: res.headers.get("x-umbra-digest-salt") ?? "" };
   if (bytes[0] === 0x7b /* { */) {
-    const j = JSON.parse(new TextDecoder().decode(bytes)) as { count?: unknown };
-    if (typeof j.count === "number") return { kind: "count", count: j.count };
+    const j = JSON.parse(new TextDecoder().decode(bytes)) as { count?: unknown; withheld?: { minIntersection?: unknown } };
+    if (typeof j.count === "number") return { kind: "count", count: j.count, bytes, ...commitment };
+    if (j.withheld !== undefined) return { kind: "withheld", minIntersection: Number(j.withheld.minIntersection), bytes, ...commitment };
   }
-  return { kind: "table", bytes };
+  return { kind: "table", bytes, ...commitment };
 }
 
 /** One line about a job in a final state. */
@@ -524,6 +534,10 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       const out = o.get("--out");
       if (out !== undefined) checkOutput(out, [], usage);
       const r = await jobResult(party, requireId(id, usage));
+      if (r.kind === "withheld") {
+        io.err(`withheld: fewer than ${r.minIntersection} distinct keys matched (the job's minimum intersection); nothing is released`);
+        return 1;
+      }
       if (r.kind === "count") {
         io.out(`intersection size: ${r.count}`);
         return 0;

@@ -18,7 +18,7 @@
  *
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
-import { createHash } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { constants, openSync, closeSync, fstatSync, realpathSync } from "node:fs";
 import { isAbsolute, join, normalize, relative, sep } from "node:path";
 import { RecordBatchStreamWriter, Table } from "apache-arrow";
@@ -35,7 +35,8 @@ import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys 
 import { WrongSenderError } from "../errors.js";
 import { fingerprint, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import { faParamsOf } from "../jobs/federated-aggregate.js";
-import { LedgerKind, requestDigest, verifiedEntry, type LedgerHead } from "../ledger.js";
+import { LedgerKind, requestDigest, resultCommitment, verifiedEntry, type LedgerHead } from "../ledger.js";
+import { BelowMinimumError } from "../../protocols/errors.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
 import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
@@ -395,17 +396,31 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     await settleCharge(job, r);
     await sendOutput(r, out);
     if (out.done && r.role === "buyer") {
-      const result = buyerResult(r.spec, r.state, r.table);
-      const bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
-      const digest = createHash("sha256").update(bytes).digest("hex");
-      // The result's summary (a count, rows, groups) is the buyer's: kept in its own record of the job, never sent.
-      const summary: Record<string, number> = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
-      store.putResult(job, { digest, bytes });
+      // A result under the job's minimum intersection is withheld here — and the job still ends as any
+      // other does, so neither the provider nor the exchange learns that the intersection was small.
+      let bytes: Uint8Array;
+      let summary: Record<string, number>;
+      let withheld: string | null = null;
+      try {
+        const result = buyerResult(r.spec, r.state, r.table);
+        bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
+        // The result's summary (a count, rows, groups) is the buyer's: kept in its own record of the job, never sent.
+        summary = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
+      } catch (err) {
+        if (!(err instanceof BelowMinimumError)) throw err;
+        withheld = err.code;
+        bytes = new TextEncoder().encode(JSON.stringify({ withheld: { code: err.code, rule: "minIntersection", minIntersection: err.threshold } }));
+        summary = { withheld: 1 };
+      }
+      // A salted commitment: the digest in the exchange's ledger says nothing of a count or of a withheld result.
+      const salt = new Uint8Array(randomBytes(32));
+      const digest = resultCommitment(salt, bytes);
+      store.putResult(job, { digest, bytes, salt });
       store.deleteState(job);
-      store.transitionJob(job, ["running"], "succeeded", null, summary);
+      store.transitionJob(job, ["running"], "succeeded", withheld, summary);
       running.delete(job);
       await event(job, { kind: "succeeded", digest });
-      log("job succeeded", { job });
+      log(withheld === null ? "job succeeded" : "job ended, its result withheld under the job's minimum intersection", { job });
     }
   };
 
@@ -641,7 +656,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const view = await client.json<Record<string, unknown>>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
     // The exchange does not keep the result's summary: a job this party bought and finished shows its own.
     const local = store.getJob(id);
-    return local !== undefined && local.buyer === identity.name && local.state === "succeeded" && view["state"] === "succeeded" && local.progress !== null ? { ...view, progress: local.progress } : view;
+    // A result withheld here (below the job's minimum intersection) says so only to its buyer.
+    if (local === undefined || local.buyer !== identity.name || local.state !== "succeeded" || view["state"] !== "succeeded") return view;
+    return { ...view, ...(local.progress !== null ? { progress: local.progress } : {}), ...(local.reason !== null ? { reason: local.reason } : {}) };
   });
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
@@ -651,7 +668,11 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const r = store.getResult(id);
     if (!r || !r.bytes) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no result for this job here" } });
     store.releaseResult(id);
-    return reply.header("x-umbra-digest", r.digest).type("application/octet-stream").send(Buffer.from(r.bytes));
+    return reply
+      .header("x-umbra-digest", r.digest)
+      .header("x-umbra-digest-salt", r.salt === null ? "" : Buffer.from(r.salt).toString("hex"))
+      .type("application/octet-stream")
+      .send(Buffer.from(r.bytes));
   });
 
   return {

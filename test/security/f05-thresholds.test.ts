@@ -3,9 +3,11 @@
  * enforced: a psi on one key released a 1-row match against minIntersection
  * 20; psi-cardinality returned count 1 against k = 10.
  *
- * The attacks, through real agents: the same two jobs. Each ends failed with
- * UMBRA_BELOW_MINIMUM and no result — none stored at the buyer's agent, none
- * served, no result entry in the ledger; the job record says only which rule.
+ * The attacks, through real agents: the same two jobs. The buyer's agent
+ * withholds each result (UMBRA_BELOW_MINIMUM, shown to the buyer only), and
+ * the job ends as a released one does, so the provider and the exchange do
+ * not learn that the intersection was small (the digest recorded is a salted
+ * commitment; a count's plain hash would give the count away).
  * A job meeting the thresholds is released. A job asking for a lower
  * minIntersection than the policy's is refused by the exchange.
  */
@@ -13,6 +15,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
+import { ExchangeClient } from "../../node/server/client.js";
 import { api, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
@@ -41,24 +44,33 @@ afterAll(async () => {
 const job = (protocol: string, file: string, params: Record<string, unknown> = {}) =>
   api<{ id: string; error?: { rule: string } }>(bank.url, "POST", "/v1/jobs", { protocol, buyerDataset: file, providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"], ...params } });
 
-async function expectWithheld(id: string): Promise<void> {
-  expect(await waitForJob(bank.url, id)).toMatchObject({ state: "failed", reason: "UMBRA_BELOW_MINIMUM" });
-  expect(bank.store.getResult(id)).toBeUndefined();
-  expect((await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) })).status).toBe(404);
-  expect([...x.store.ledgerRows({ job: id })].map((r) => r.kind)).not.toContain("job.result");
+/**
+ * Withheld: the buyer's agent releases nothing — its result is only the
+ * withheld marker — while the job ends as any job does, so the provider (and
+ * the exchange) cannot tell it from a released one: same state, no reason, a
+ * salted digest.
+ */
+async function expectWithheld(id: string, threshold: number): Promise<void> {
+  expect(await waitForJob(bank.url, id)).toMatchObject({ state: "succeeded", reason: "UMBRA_BELOW_MINIMUM", progress: { withheld: 1 } });
+  const res = await fetch(`${bank.url}/v1/jobs/${id}/result`, { headers: partyHeaders(bank.url) });
+  expect(JSON.parse(await res.text())).toEqual({ withheld: { code: "UMBRA_BELOW_MINIMUM", rule: "minIntersection", minIntersection: threshold } });
+  // What the provider's agent is told of the job: exactly what it is told of a released one.
+  const seen = (await new ExchangeClient(x.url, telco.identity).json<Record<string, unknown>>("GET", `/v1/jobs/${id}`)) as { state: string; reason: unknown; progress: unknown };
+  expect([seen.state, seen.reason, Object.keys(seen.progress ?? {})]).toEqual(["succeeded", null, ["telco"]]);
+  expect(telco.store.getJob(id)?.state).toBe("succeeded");
 }
 
 describe("finding 5: thresholds on intersections are enforced", () => {
   it("psi with one shared key against minIntersection 20: withheld", async () => {
     const r = await job("psi", "one.csv");
     expect(r.status).toBe(201);
-    await expectWithheld(r.body.id);
+    await expectWithheld(r.body.id, 20);
   });
 
   it("psi-cardinality with a count of 1 against k = 10 (and minIntersection 20): withheld", async () => {
     const r = await job("psi-cardinality", "one.csv");
     expect(r.status).toBe(201);
-    await expectWithheld(r.body.id);
+    await expectWithheld(r.body.id, 20);
   });
 
   it("30 shared keys meet both thresholds: released", async () => {
@@ -67,6 +79,8 @@ describe("finding 5: thresholds on intersections are enforced", () => {
     const c = await job("psi-cardinality", "many.csv");
     expect(await waitForJob(bank.url, c.body.id)).toMatchObject({ state: "succeeded" });
     expect(JSON.parse(await (await fetch(`${bank.url}/v1/jobs/${c.body.id}/result`, { headers: partyHeaders(bank.url) })).text())).toEqual({ count: 30 });
+    const seen = (await new ExchangeClient(x.url, telco.identity).json<Record<string, unknown>>("GET", `/v1/jobs/${c.body.id}`)) as { state: string; reason: unknown; progress: unknown };
+    expect([seen.state, seen.reason, Object.keys(seen.progress ?? {})]).toEqual(["succeeded", null, ["telco"]]);
   });
 
   it("a job asking for a lower minIntersection than the policy's is refused before it starts", async () => {
