@@ -909,15 +909,10 @@ function list(names: readonly string[]): string {
 export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
   // Canonical JSON (sorted keys): a request read back from a store compares equal to the one sent.
   const same = (a: unknown, b: unknown): boolean => a === b || (a !== undefined && b !== undefined && canonicalJson(a as never) === canonicalJson(b as never));
-  const subset = (a: unknown, b: unknown): boolean => {
-    if (a === null || typeof a !== "object" || Array.isArray(a)) return same(a, b);
-    if (b === null || typeof b !== "object" || Array.isArray(b)) return false;
-    return Object.entries(a as Record<string, unknown>).every(([k, v]) => v === undefined || subset(v, (b as Record<string, unknown>)[k]));
-  };
   const raised = (a: number | undefined, b: number | undefined): boolean => a === undefined || (b !== undefined && b >= a);
   const ap = asked.params;
   const fp = filled.params;
-  return (
+  const top =
     asked.protocol === filled.protocol &&
     asked.buyer === filled.buyer &&
     asked.buyerDataset === filled.buyerDataset &&
@@ -925,13 +920,35 @@ export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
     same(asked.providerDatasets, filled.providerDatasets) &&
     same(ap.keyColumns, fp.keyColumns) &&
     ap.queryCount === fp.queryCount &&
-    // join-aggregate's older form (a mode over the output columns) becomes params.aggregate at the exchange.
-    (ap.mode === fp.mode || (asked.protocol === ProtocolId.JoinAggregate && ap.mode !== undefined && fp.mode === undefined && fp.aggregate !== undefined)) &&
-    (ap.outputColumns === undefined || same(ap.outputColumns, fp.outputColumns)) &&
-    (ap.aggregate === undefined ? fp.aggregate === undefined || ap.mode !== undefined : subset(ap.aggregate, fp.aggregate)) &&
     raised(ap.minGroupSize, fp.minGroupSize) &&
-    raised(ap.minIntersection, fp.minIntersection)
-  );
+    raised(ap.minIntersection, fp.minIntersection);
+  if (!top) return false;
+  // The computation: what the buyer asked for (join-aggregate's older form is a mode over its output columns).
+  const want = ap.aggregate ?? (asked.protocol === ProtocolId.JoinAggregate && ap.mode !== undefined ? computationOfMode(ap.mode, ap.outputColumns ?? []) : undefined);
+  if (want === undefined) return fp.aggregate === undefined && ap.mode === fp.mode && (ap.outputColumns === undefined || same(ap.outputColumns, fp.outputColumns));
+  const got = fp.aggregate;
+  if (got === undefined || fp.mode !== undefined) return false;
+  const w = want as unknown as Record<string, unknown>;
+  const g = got as unknown as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(w), ...Object.keys(g)])) {
+    if (COMPUTATION_FIELDS.includes(key)) {
+      if (!same(w[key], g[key])) return false; // what is computed and how it is grouped: never changed, never added
+    } else if (FILLABLE_FIELDS.includes(key)) {
+      if (w[key] !== undefined && !same(w[key], g[key])) return false; // bounds the buyer gave: kept; those it left out: filled
+    } else return false;
+  }
+  return true;
+}
+
+/** The fields of a computation the exchange may never change or add: what is computed, over what, grouped how. */
+const COMPUTATION_FIELDS: readonly string[] = ["aggregates", "groupBy", "histogram", "approximate"];
+/** The fields the exchange fills in when the buyer leaves them out (bounds and defaults). */
+const FILLABLE_FIELDS: readonly string[] = ["maxAbsValue", "scale", "maxJoinRows", "group", "maxRowsPerProvider", "minProviders"];
+
+/** join-aggregate's older form as a computation: count, or the mode's function of each output column. */
+function computationOfMode(mode: AggregateMode, columns: readonly string[]): AggregateJobParams {
+  if (mode === AggregateMode.Count) return { aggregates: [{ fn: "count" }] };
+  return { aggregates: columns.map((column) => ({ fn: mode as Exclude<AggregateFn, "count">, column })) };
 }
 
 /**

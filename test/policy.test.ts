@@ -528,7 +528,7 @@ describe("minimum intersection (psi, psi-cardinality, lookup)", () => {
 describe("requestExtends: the buyer's agent runs only the job it asked for", () => {
   const asked = parseJobRequest({
     protocol: "join-aggregate", buyer: "bank", buyerDataset: "customers.csv", providerDataset: "telco.usage.csv",
-    params: { keyColumns: ["id"], minGroupSize: 5, aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], groupBy: { column: "segment" } } },
+    params: { keyColumns: ["id"], minGroupSize: 5, aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], groupBy: { column: "segment" }, scale: 0 } },
   });
   const filled: JobRequest = { ...asked, params: { ...asked.params, minGroupSize: 10, aggregate: { ...(asked.params.aggregate as NonNullable<JobRequest["params"]["aggregate"]>), maxAbsValue: "1099511627776", scale: 0 } } };
 
@@ -545,8 +545,23 @@ describe("requestExtends: the buyer's agent runs only the job it asked for", () 
     ["a lower k", { ...filled, params: { ...filled.params, minGroupSize: 4 } }],
     ["a changed aggregate", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), groupBy: { column: "region" } } as never } }],
     ["another protocol", { ...filled, protocol: ProtocolId.Psi }],
+    ["a group-by the buyer never chose (the red team's hiv_status)", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), groupBy: { column: "hiv_status" } } as never } }],
+    ["an aggregate added", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }, { fn: "var", column: "spend" }] } as never } }],
+    ["a bound the buyer gave, changed", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), scale: 2 } as never } }],
+    ["an unknown field in the computation", { ...filled, params: { ...filled.params, aggregate: { ...(filled.params.aggregate as object), extra: 1 } as never } }],
   ])("refuses %s", (_what, changed) => {
     expect(requestExtends(asked, changed as JobRequest)).toBe(false);
+  });
+
+  it("join-aggregate's older form: accepts its own computation filled in, refuses any other", () => {
+    const old = parseJobRequest({ protocol: "join-aggregate", buyer: "bank", buyerDataset: "c.csv", providerDataset: "telco.u.csv", params: { keyColumns: ["id"], outputColumns: ["spend"], mode: "avg" } });
+    const { mode: _m, ...params } = old.params;
+    const ok: JobRequest = { ...old, params: { ...params, minGroupSize: 10, aggregate: { aggregates: [{ fn: "avg", column: "spend" }], maxAbsValue: "1099511627776", scale: 0, maxJoinRows: 4294967296, group: "x25519" } } };
+    expect(requestExtends(old, ok)).toBe(true);
+    const grouped = { ...ok, params: { ...ok.params, aggregate: { ...(ok.params.aggregate as object), groupBy: { column: "hiv_status" } } as never } };
+    expect(requestExtends(old, grouped)).toBe(false);
+    const other = { ...ok, params: { ...ok.params, aggregate: { ...(ok.params.aggregate as object), aggregates: [{ fn: "var", column: "spend" }] } as never } };
+    expect(requestExtends(old, other)).toBe(false);
   });
 });
 
