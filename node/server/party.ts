@@ -19,8 +19,8 @@
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
 import { randomBytes } from "node:crypto";
-import { constants, openSync, closeSync, fstatSync, realpathSync } from "node:fs";
-import { isAbsolute, join, normalize, relative, sep } from "node:path";
+import { constants, openSync, closeSync, fstatSync, realpathSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
 import { RecordBatchStreamWriter, Table } from "apache-arrow";
 import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
@@ -193,6 +193,18 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder`);
     }
     if (!real.startsWith(dataRoot + sep)) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" leads out of the data folder (a symbolic link); dataset files must be inside it`);
+    // The check above and the read that follows are two steps: whoever could rename or replace something on
+    // the way between them could swap in a link out of the folder. So every folder from the data folder down to
+    // the file must be writable by this user alone (as ssh asks of its own folders).
+    for (let dir = dirname(real); ; dir = dirname(dir)) {
+      const st = statSync(dir);
+      const uid = process.getuid?.();
+      if ((st.mode & 0o022) !== 0 || (uid !== undefined && st.uid !== uid && st.uid !== 0)) {
+        const shown = dir === dataRoot ? "the data folder" : `the folder "${relative(dataRoot, dir)}" of the data folder`;
+        throw new UmbraError("UMBRA_FORBIDDEN", `${shown} can be written by other users, who could swap a file for a link out of it while it is read; run chmod go-w on it`);
+      }
+      if (dir === dataRoot || dir === dirname(dir)) break;
+    }
     let fd: number | undefined;
     try {
       fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);

@@ -10,7 +10,7 @@
  * stays inside the folder is fine.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -60,6 +60,19 @@ describe("finding 12: the data folder is a real boundary", () => {
     expect(r.status).toBe(status);
     expect(r.body.error.code).toBe("UMBRA_FORBIDDEN");
     expect([snapshot(x.store), snapshot(telco.store)]).toEqual(before);
+  });
+
+  it("a folder on the way that other users may write is refused (they could swap in a link between the check and the read: red-team F6)", async () => {
+    mkdirSync(join(telco.dataDir, "shared"));
+    writeFileSync(join(telco.dataDir, "shared", "s.csv"), "phone,spend\n1,10\n");
+    chmodSync(join(telco.dataDir, "shared"), 0o777);
+    const before = [snapshot(x.store), snapshot(telco.store)];
+    const r = await api<{ error: { code: string; message: string } }>(telco.url, "POST", "/v1/datasets", { file: "shared/s.csv", policy: POLICY });
+    expect(r.status).toBe(403);
+    expect(r.body.error.message).toBe('the folder "shared" of the data folder can be written by other users, who could swap a file for a link out of it while it is read; run chmod go-w on it');
+    expect([snapshot(x.store), snapshot(telco.store)]).toEqual(before);
+    chmodSync(join(telco.dataDir, "shared"), 0o755);
+    expect((await api(telco.url, "POST", "/v1/datasets", { file: "shared/s.csv", policy: POLICY })).status).toBe(201);
   });
 
   it("a link that stays inside the folder is an ordinary file", async () => {
