@@ -3,6 +3,7 @@
  * file's base name and the OS reason code (ENOENT, EACCES, …) — never a full
  * path beyond the base name, never file contents. Internal to engine/columns.
  */
+import { constants as fsConstants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename, extname } from "node:path";
 import { UnreadableFileError, UnsupportedFormatError } from "../errors.js";
@@ -88,19 +89,25 @@ export async function openForRead(path: string): Promise<FileHandle> {
  * @throws UnreadableFileError naming the base name and the OS code.
  */
 export async function openForWrite(path: string): Promise<FileHandle> {
+  const posix = process.platform !== "win32";
   let handle: FileHandle;
   try {
-    // Results are private: a new file is created readable by its owner only, and an existing one made so.
-    handle = await open(path, "w", 0o600);
+    // Results are private: a new file is created readable by its owner only. A symbolic link is not
+    // followed (another user's link in a shared folder would send the rows into a file it can read).
+    handle = await open(path, posix ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW : "w", 0o600);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw new UnreadableFileError(`${describeFile(path)}: is a symbolic link; write to a file of your own instead`);
     throw fileError(path, "open for writing", err);
   }
-  if (process.platform !== "win32") {
-    try {
-      await handle.chmod(0o600);
-    } catch {
-      // not this user's file (yet writable): its owner decides its mode
+  if (posix) {
+    const uid = process.getuid?.();
+    const st = await handle.stat();
+    if (uid !== undefined && st.uid !== uid) {
+      await closeQuietly(handle);
+      throw new UnreadableFileError(`${describeFile(path)}: belongs to another user, who could read what is written to it; write to a file of your own instead`);
     }
+    // An existing file of ours is made private too.
+    await handle.chmod(0o600);
   }
   return handle;
 }

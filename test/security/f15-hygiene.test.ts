@@ -5,7 +5,7 @@
  * full new budget). The other parts: the identity key file (f11), the
  * party's OpenAPI behind its token (f01), pruned nonces (f15-nonces).
  */
-import { chmodSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ let x: TestExchange;
 let telco: TestParty;
 let bank: TestParty;
 const POLICY = { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 5, budgetUnit: "jobs" };
+let firstJob = "";
 const psi = () => api<{ id: string; error?: { rule: string } }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
 
 beforeAll(async () => {
@@ -40,6 +41,7 @@ describe("finding 15: results and budgets", () => {
   it("job result --out writes the buyer's rows readable by its owner only, even over an existing 0644 file", async () => {
     const r = await psi();
     expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
+    firstJob = r.body.id;
     const out = join(mkdtempSync(join(tmpdir(), "umbra-f15-")), "matched.csv");
     writeFileSync(out, "old\n");
     chmodSync(out, 0o644);
@@ -62,4 +64,16 @@ describe("finding 15: results and budgets", () => {
     expect(refused.body.error?.rule).toBe("budget-exhausted");
     expect(snapshot(telco.store)).toBe(before);
   });
+  it("job result --out refuses a symbolic link (another user's link in a shared folder), leaving its target untouched (red-team F8)", async () => {
+    const r = { body: { id: firstJob } };
+    const dir = mkdtempSync(join(tmpdir(), "umbra-f15-"));
+    const loot = join(dir, "loot");
+    writeFileSync(loot, "");
+    symlinkSync(loot, join(dir, "result.csv"));
+    const errors: string[] = [];
+    const code = await jobCommand(["result", r.body.id, "--party", bank.url, "--token-file", tokenFileOf(bank), "--out", join(dir, "result.csv")], { out: () => undefined, err: (l) => void errors.push(l) }).catch((e: unknown) => e);
+    expect(code).toMatchObject({ code: "UMBRA_UNREADABLE_FILE", message: 'file "result.csv": is a symbolic link; write to a file of your own instead' });
+    expect(readFileSync(loot, "utf8")).toBe("");
+  });
+
 });
