@@ -854,10 +854,14 @@ export function withThresholds(policy: UsagePolicy, request: JobRequest): JobReq
 
 /**
  * What a job costs against the budget, in the policy's unit: 1 for "jobs";
- * the declared `queryCount` for "keys" (undefined when it is not declared).
+ * the declared `queryCount` for "keys" (undefined when it is not declared) —
+ * settled to the keys measured once the provider knows them; 1 for a
+ * federated-aggregate job whatever the unit (it evaluates no buyer keys).
  */
 export function jobCost(policy: UsagePolicy, request: JobRequest): number | undefined {
-  return policy.budgetUnit === BudgetUnit.Jobs ? 1 : request.params.queryCount;
+  // federated-aggregate evaluates no buyer keys: it costs one unit whatever the budget counts.
+  if (policy.budgetUnit === BudgetUnit.Jobs || request.protocol === ProtocolId.FederatedAggregate) return 1;
+  return request.params.queryCount;
 }
 
 /**

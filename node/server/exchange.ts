@@ -230,7 +230,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     return ids.map((dataset, i) => {
       const provider = j.providers[i] as string;
       const reserved = Array.isArray(cost) ? Number(cost[i] ?? 0) : Number(cost ?? 0);
-      const keys = loadPolicy(dataset)?.budgetUnit === "keys";
+      const keys = loadPolicy(dataset)?.budgetUnit === "keys" && request.protocol !== "federated-aggregate"; // federated-aggregate: one unit, never settled
       const charged = entries.some((e) => e.kind === LedgerKind.JobStep && e.body["step"] === "charged" && e.body["by"] === provider);
       return { provider, dataset, reserved, keys, charged };
     });

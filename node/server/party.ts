@@ -38,7 +38,7 @@ import { faParamsOf } from "../jobs/federated-aggregate.js";
 import { LedgerKind, requestDigest, resultCommitment, verifiedEntry, type LedgerHead } from "../ledger.js";
 import { BelowMinimumError } from "../../protocols/errors.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
-import { checkJob, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
@@ -345,8 +345,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         while (prepared.size > PREPARED_CACHE_ENTRIES) prepared.delete(prepared.keys().next().value as string);
         lookup = { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
       }
-      const byKeys = policy.budgetUnit === "keys";
-      const cost = byKeys ? (m.request.params.queryCount ?? 0) : 1;
+      // Settled to the measured keys later; a federated-aggregate job evaluates none and costs one unit (jobCost).
+      const cost = jobCost(policy, m.request) ?? 0;
+      const byKeys = policy.budgetUnit === "keys" && spec.protocol !== "federated-aggregate";
       store.transaction(() => {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);

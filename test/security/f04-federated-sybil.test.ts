@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
-import { api, partyHeaders, startNodes, waitForJob, type TestParty, type TestNodes } from "../helpers/nodes.js";
+import { api, partyHeaders, startNodes, waitForJob, waitUntil, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let nodes: TestNodes;
@@ -31,7 +31,8 @@ beforeAll(async () => {
   writeFileSync(join(victim.dataDir, "h.csv"), "region,spend\n" + [...Array.from({ length: 12 }, () => "north,100"), "west,7777"].join("\n") + "\n");
   // The sybil: 10 rows of 0 in the west (to lift the cell to k), 10 in the north.
   writeFileSync(join(sybil.dataDir, "h.csv"), "region,spend\n" + [...Array.from({ length: 10 }, () => "west,0"), ...Array.from({ length: 10 }, () => "north,50")].join("\n") + "\n");
-  const victimPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["region", "spend"], allowedBuyers: ["bank"], minGroupSize: K, queryBudget: 100, budgetUnit: "jobs" };
+  // A budget in keys: a federated-aggregate job evaluates no buyer keys and costs one unit (red-team F9: it cost nothing).
+  const victimPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["region", "spend"], allowedBuyers: ["bank"], minGroupSize: K, queryBudget: 100, budgetUnit: "keys" };
   expect((await api(victim.url, "POST", "/v1/datasets", { file: "h.csv", policy: victimPolicy })).status).toBe(201);
   expect((await api(sybil.url, "POST", "/v1/datasets", { file: "h.csv", policy: { ...victimPolicy, allowedBuyers: "any", minGroupSize: 1 } })).status).toBe(201);
 }, 60_000);
@@ -56,5 +57,8 @@ describe("finding 4: k holds per provider per cell", () => {
     expect(cells["west"]).toEqual({ count: 10, sum: 0, suppressed: false });
     // North: both providers have at least k rows there: exact.
     expect(cells["north"]).toEqual({ count: 22, sum: 12 * 100 + 10 * 50, suppressed: false });
+    // One unit of the victim's budget in keys, at the exchange and at the victim's own agent.
+    await waitUntil(() => victim.store.getJob(r.body.id)?.state === "succeeded", "the victim's end of the job");
+    expect([nodes.x.store.getBudget("victim.h.csv", "bank")?.remaining, victim.store.getBudget("victim.h.csv", "bank")?.remaining]).toEqual([99, 99]);
   });
 });
