@@ -398,6 +398,9 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     rj.chain = rj.chain.then(() => ready);
   };
 
+  /** Whether a buyer may see a dataset at all (its catalog lists it): the policy's allowed buyers. */
+  const visibleTo = (policy: UsagePolicy, buyer: string): boolean => policy.allowedBuyers === "any" || policy.allowedBuyers.includes(buyer);
+
   const loadPolicy = (datasetId: string): UsagePolicy | undefined => {
     const p = store.latestPolicy(datasetId);
     return p ? parsePolicy(p.policy) : undefined;
@@ -584,7 +587,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     }
     const dataset = descriptorOf(request.providerDataset);
     const policy = loadPolicy(request.providerDataset);
-    if (!dataset || !policy) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
+    // A dataset the buyer may not use is answered as one that does not exist: nothing tells it apart, nothing is recorded.
+    if (!dataset || !policy || !visibleTo(policy, request.buyer)) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
     const id = `job-${randomUUID()}`;
     const providers = [dataset.owner];
     const budget = store.getBudget(dataset.id, request.buyer)?.remaining ?? policy.queryBudget;
@@ -625,7 +629,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     const ids = jobDatasets(asked);
     const datasets = ids.map((d) => descriptorOf(d));
     const policies = ids.map((d) => loadPolicy(d));
-    if (datasets.some((d) => !d) || policies.some((p) => !p)) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
+    // As for one dataset: one the buyer may not use is answered as missing, before anything about it (its row count) is used.
+    if (datasets.some((d) => !d) || policies.some((p) => !p || !visibleTo(p, asked.buyer))) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no such provider dataset" } });
     const ds = datasets as DatasetDescriptor[];
     const ps = policies as UsagePolicy[];
     const providers = ds.map((d) => d.owner);
