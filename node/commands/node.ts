@@ -3,7 +3,7 @@
  * until SIGINT / SIGTERM. Also the party agent's local HTTP API as the other
  * node commands (dataset, job) call it.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { isNodeName } from "../identity.js";
@@ -30,13 +30,14 @@ ${EXCHANGE_ADMIN_USAGE}`;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
       [--db FILE] [--data DIR] [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
-      [--tls-cert FILE --tls-key FILE] [--invite CODE]
+      [--tls-cert FILE --tls-key FILE [--allowed-host NAME[,NAME]]] [--invite CODE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
                  db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
                  API needs the bearer token in --token-file (default: the db's path
                  with .token, created mode 0600 on first start; the other commands
                  read it with --token-file or UMBRA_TOKEN); it listens on loopback
-                 unless --host is given with --tls-cert/--tls-key. The exchange's key
+                 unless --host is given with --tls-cert/--tls-key (then it answers
+                 requests naming that address or an --allowed-host). The exchange's key
                  is pinned on first contact (or given with --exchange-key, the
                  fingerprint umbra exchange start prints); a later contact with
                  another key is refused. An https exchange with a private CA: set
@@ -99,11 +100,10 @@ function tokenFromFile(file: string): string {
 function passphraseOption(o: Options): string | undefined {
   const file = o.get("--key-passphrase-file");
   if (file !== undefined) {
-    try {
-      return readFileSync(file, "utf8").replace(/\r?\n$/, "");
-    } catch {
-      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the passphrase file "${file}"`);
-    }
+    // A secret file like the key it opens: this user's own, readable by nobody else.
+    const text = readSecretFile(file, "passphrase file");
+    if (text === undefined) throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the passphrase file "${file}"`);
+    return text.replace(/\r?\n$/, "");
   }
   const env = process.env["UMBRA_KEY_PASSPHRASE"];
   return env === undefined || env === "" ? undefined : env;
@@ -193,7 +193,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string", "--allowed-host": "string" };
   const o = parseOptions(rest, spec, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
@@ -211,8 +211,11 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   const invite = o.get("--invite");
   if (invite !== undefined && !INVITATION_CODE.test(invite)) throw new UsageError("--invite needs the invitation code umbra exchange invite printed (inv_ and 43 characters of A-Z, a-z, 0-9, - and _)", usage);
   if (exchangeKey !== undefined && !/^([0-9a-f]{16}|[0-9a-f]{64})$/.test(exchangeKey)) throw new UsageError("--exchange-key needs the exchange's key fingerprint (16 hex digits, as umbra exchange start prints it) or its signing key (64 hex digits)", usage);
+  const allowedHosts = o.list("--allowed-host");
+  if (allowedHosts?.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})$/.test(h))) throw new UsageError("--allowed-host needs host names or addresses, comma-separated (the names clients put in the URL)", usage);
   const node = await startPartyNode({
     ...(exchangeKey !== undefined ? { exchangeKey } : {}),
+    ...(allowedHosts !== undefined ? { allowedHosts } : {}),
     ...(invite !== undefined ? { invite } : {}),
     name,
     exchange,

@@ -39,6 +39,12 @@ export function isLoopbackAddress(host: string): boolean {
   return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h) || h === "::ffff:127.0.0.1";
 }
 
+/** Whether a listen address is a wildcard (every interface): it names no machine, so it is never an allowed Host. */
+export function isWildcardAddress(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "0.0.0.0" || h === "::" || h === "0:0:0:0:0:0:0:0";
+}
+
 /** The token in a token file, created (mode 0600) with a fresh token when the file does not exist. */
 export function loadOrCreateTokenFile(path: string): { token: string; created: boolean } {
   const existing = readSecretFile(path, "API token file");
@@ -72,7 +78,7 @@ function refuse(reply: FastifyReply, status: number, code: string, message: stri
  */
 export function guardLocalApi(app: FastifyInstance, o: { readonly token: string; readonly allowedHosts?: readonly string[] }): void {
   if (!TOKEN.test(o.token)) throw new UmbraError("UMBRA_INVALID_TOKEN", "the API token must be 32 to 128 of [A-Za-z0-9_-]");
-  const hosts = new Set([...LOOPBACK_HOSTS, ...(o.allowedHosts ?? []).map((h) => h.replace(/^\[|\]$/g, "").toLowerCase())]);
+  const hosts = new Set([...LOOPBACK_HOSTS, ...(o.allowedHosts ?? []).map((h) => h.replace(/^\[|\]$/g, "").toLowerCase()).filter((h) => !isWildcardAddress(h))]);
   const want = digest(o.token);
   app.addHook("onRequest", async (req: FastifyRequest, reply: FastifyReply) => {
     const host = hostName(req.headers.host);

@@ -15,7 +15,7 @@ import { UmbraError } from "../../engine/errors.js";
 import { closePool } from "../../engine/pool/index.js";
 import { fingerprint, generateIdentity, identityFromJSON, publicIdentity, storedIdentityFrom, storedIdentityJSON, type NodeIdentity } from "../identity.js";
 import { readKeyFile, writeKeyFile } from "../key-file.js";
-import { isLoopbackAddress, loadOrCreateTokenFile } from "./local-api.js";
+import { isLoopbackAddress, isWildcardAddress, loadOrCreateTokenFile } from "./local-api.js";
 import { openStore, type Store } from "../store.js";
 import { buildExchange } from "./exchange.js";
 import { buildParty, type PartyAgent } from "./party.js";
@@ -48,6 +48,8 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly tokenFile?: string;
   /** The exchange's signing key or its fingerprint (default: pinned on first contact). */
   readonly exchangeKey?: string;
+  /** Host names the local API answers to besides its loopback names (with a non-loopback --host: the names clients use). */
+  readonly allowedHosts?: readonly string[];
   /** The invitation code for this party's first registration (umbra exchange invite). */
   readonly invite?: string;
 }
@@ -222,7 +224,9 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       apiToken: token,
       ...(o.exchangeKey !== undefined ? { exchangeKey: o.exchangeKey } : {}),
       ...(o.invite !== undefined ? { invite: o.invite } : {}),
-      ...(isLoopbackAddress(host) ? {} : { allowedHosts: [host] }),
+      // The names requests may give in Host beyond the loopback ones: those given, and the listen address
+      // itself unless it is a wildcard (0.0.0.0 and :: name no machine).
+      allowedHosts: [...(o.allowedHosts ?? []), ...(isLoopbackAddress(host) || isWildcardAddress(host) ? [] : [host])],
       ...(https ? { https } : {}),
     });
     const url = await listen(agent.app, host, port, https !== undefined);

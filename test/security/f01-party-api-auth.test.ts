@@ -10,7 +10,9 @@
  * the exchange's store and ledger exactly as they were. Also: an agent does not
  * listen beyond loopback without TLS, and refuses a token file others can read.
  */
-import { chmodSync, existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { SecretFileError } from "../../node/secret-file.js";
 import { startPartyNode } from "../../node/server/start.js";
-import { api, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
+import { api, inviteAt, partyHeaders, startNodes, waitForJob, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
@@ -147,6 +149,29 @@ describe("finding 1: the party's local API", () => {
     await expect(startPartyNode({ name: "p", host: "0.0.0.0", port: 0, db, data: dir, handleSignals: false, logger: false, say: () => undefined })).rejects.toMatchObject({ code: "UMBRA_INSECURE_LISTEN" });
     expect(existsSync(db)).toBe(false);
     expect(existsSync(join(dir, "p.token"))).toBe(false);
+  });
+
+  it("beyond loopback over TLS: it answers the names it was given (--allowed-host), never the wildcard address (red-team F10)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-f01-tls-"));
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "k.pem"), "-out", join(dir, "c.pem"), "-days", "2", "-subj", "/CN=agent.test"], { stdio: "ignore" });
+    const invite = inviteAt(x.url, "wide");
+    const node = await startPartyNode({ name: "wide", host: "0.0.0.0", port: 0, db: join(dir, "wide.db"), data: dir, exchange: x.url, tls: { certFile: join(dir, "c.pem"), keyFile: join(dir, "k.pem") }, allowedHosts: ["agent.test"], handleSignals: false, logger: false, say: () => undefined, ...(invite ? { invite } : {}) });
+    try {
+      const port = new URL(node.url).port;
+      const token = readFileSync(join(dir, "wide.token"), "utf8").trim();
+      const ask = (host: string) =>
+        new Promise<number>((resolve, reject) => {
+          const req = httpsRequest({ host: "127.0.0.1", port, path: "/v1/status", headers: { host, authorization: `Bearer ${token}` }, rejectUnauthorized: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on("error", reject);
+          req.end();
+        });
+      expect([await ask(`agent.test:${port}`), await ask(`127.0.0.1:${port}`), await ask(`0.0.0.0:${port}`), await ask(`other.test:${port}`)]).toEqual([200, 200, 403, 403]);
+    } finally {
+      await node.close();
+    }
   });
 
   it("a token file other users can read is refused at start, naming the fix", async () => {

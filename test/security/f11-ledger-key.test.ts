@@ -12,14 +12,14 @@
  * database whose identity record was swapped for the attacker's key no longer
  * starts with the exchange's key file.
  */
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { ed25519Sign, generateIdentity, identityToJSON, publicIdentity, storedIdentityJSON } from "../../node/identity.js";
 import { entryHash, ledgerHead, requestDigest, verifyLedger } from "../../node/ledger.js";
-import { partyCommand } from "../../node/commands/node.js";
+import { exchangeCommand, partyCommand } from "../../node/commands/node.js";
 import { sealEnvelope } from "../../node/envelope.js";
 import { parseJobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
@@ -66,6 +66,17 @@ describe("finding 11: the ledger's key is outside the database", () => {
     expect(statSync(join(dir, "exchange.key")).mode & 0o777).toBe(0o600);
     expect(bytesOnDisk(db)).not.toContain(secretText);
     expect(bytesOnDisk(db)).not.toContain(Buffer.from(hexOf(old.box.secretKey)).toString("hex"));
+  });
+
+  it("a passphrase file other users can read is refused, like the key it opens (red-team F11)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-f11-"));
+    const file = join(dir, "passphrase");
+    writeFileSync(file, "correct horse battery staple\n");
+    chmodSync(file, 0o644);
+    const err = await exchangeCommand(["start", "--port", "0", "--db", join(dir, "exchange.db"), "--key-passphrase-file", file], { out: () => undefined, err: () => undefined }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UMBRA_SECRET_FILE_PERMISSIONS" });
+    expect((err as Error).message).not.toContain("horse");
+    expect(existsSync(join(dir, "exchange.key"))).toBe(false);
   });
 
   it("a database whose identity record was swapped for another key does not start with the exchange's key file", async () => {
