@@ -23,9 +23,11 @@ export function gaussian(rnd: () => number): number {
   return (rnd() + rnd() + rnd() + rnd() - 2) * Math.sqrt(3);
 }
 
-/** One group of a join-aggregate: COUNT(*), SUM, AVG, VAR_SAMP, STDDEV_SAMP. */
+/** One group of a join-aggregate: COUNT(*), SUM, AVG, VAR_SAMP, STDDEV_SAMP, and its distinct matched keys. */
 export interface GroupAggregate {
   readonly count: number;
+  /** COUNT(DISTINCT key): the keys of the group that matched (k counts these, and rows). */
+  readonly keys: number;
   readonly sum: number;
   readonly avg: number;
   /** null for a single row, as SQL's VAR_SAMP. */
@@ -34,9 +36,10 @@ export interface GroupAggregate {
 }
 
 /**
- * The plaintext answer: `SELECT g, COUNT(*), SUM(v), AVG(v), VAR_SAMP(v),
- * STDDEV_SAMP(v) FROM buyer JOIN provider USING (key) GROUP BY g` (no
- * HAVING: every group, so the caller can show which fall under k), by a hash
+ * The plaintext answer: `SELECT g, COUNT(*), COUNT(DISTINCT key), SUM(v),
+ * AVG(v), VAR_SAMP(v), STDDEV_SAMP(v) FROM buyer JOIN provider USING (key)
+ * GROUP BY g` (no HAVING: every group with a match, so the caller can show
+ * which fall under k), by a hash
  * join in plain JS. Values are fixed-point integers (`value · 10^scale`), so
  * the sums and the variance numerators are exact (BigInt).
  * A null key never matches; `groups` absent means one group, labelled null.
@@ -53,13 +56,14 @@ export function plainJoinAggregate(
     if (rows) rows.push(i);
     else byKey.set(k, [i]);
   });
-  const acc = new Map<string | null, { n: bigint; s: bigint; s2: bigint }>();
+  const acc = new Map<string | null, { n: bigint; s: bigint; s2: bigint; keys: Set<string> }>();
   buyer.keys.forEach((k, i) => {
     const rows = k === null ? undefined : byKey.get(k);
     if (rows === undefined) return;
     const g = buyer.groups ? (buyer.groups[i] ?? null) : null;
     let a = acc.get(g);
-    if (!a) acc.set(g, (a = { n: 0n, s: 0n, s2: 0n }));
+    if (!a) acc.set(g, (a = { n: 0n, s: 0n, s2: 0n, keys: new Set() }));
+    a.keys.add(k as string);
     for (const r of rows) {
       const x = BigInt(provider.values[r] as number);
       a.n += 1n;
@@ -69,11 +73,11 @@ export function plainJoinAggregate(
   });
   const f = 10 ** scale;
   const out = new Map<string | null, GroupAggregate>();
-  for (const [g, { n, s, s2 }] of acc) {
+  for (const [g, { n, s, s2, keys }] of acc) {
     const count = Number(n);
     // VAR_SAMP = (n Σx² − (Σx)²) / (n (n − 1)), exact up to the last division.
     const v = n > 1n ? Number(n * s2 - s * s) / Number(n * (n - 1n)) / (f * f) : null;
-    out.set(g, { count, sum: Number(s) / f, avg: Number(s) / Number(n) / f, var: v, stddev: v === null ? null : Math.sqrt(v) });
+    out.set(g, { count, keys: keys.size, sum: Number(s) / f, avg: Number(s) / Number(n) / f, var: v, stddev: v === null ? null : Math.sqrt(v) });
   }
   return out;
 }
@@ -110,20 +114,21 @@ function near(a: number | null | undefined, b: number | null): boolean {
 
 export interface Comparison {
   readonly match: boolean;
-  /** Groups the plaintext keeps (count ≥ k). */
+  /** Groups the plaintext keeps (at least k distinct matched keys and k rows). */
   readonly kept: number;
-  /** Groups the plaintext has below k. */
+  /** The buyer's other groups: under k, or without a match. */
   readonly belowK: number;
 }
 
 /**
- * Does the secure result equal the plaintext answer under `HAVING COUNT(*) >= k`?
- * The same groups, every asked aggregate within 1e-9 (sums to the last
- * fixed-point digit), and as many suppressed groups as the plaintext has below k.
+ * Does the secure result equal the plaintext answer under `HAVING
+ * COUNT(DISTINCT key) >= k AND COUNT(*) >= k`? The same groups, every asked
+ * aggregate within 1e-9 (sums to the last fixed-point digit), and every other
+ * group of the buyer's (`buyerGroups` in all) reported as suppressed.
  */
-export function compare(secure: Map<string | null, Partial<GroupAggregate>>, suppressedGroups: number, plain: Map<string | null, GroupAggregate>, k: number, scale: number): Comparison {
-  const kept = [...plain].filter(([, g]) => g.count >= k);
-  const belowK = plain.size - kept.length;
+export function compare(secure: Map<string | null, Partial<GroupAggregate>>, suppressedGroups: number, plain: Map<string | null, GroupAggregate>, k: number, scale: number, buyerGroups: number): Comparison {
+  const kept = [...plain].filter(([, g]) => g.keys >= k && g.count >= k);
+  const belowK = buyerGroups - kept.length;
   let match = secure.size === kept.length && suppressedGroups === belowK;
   for (const [label, p] of kept) {
     const s = secure.get(label);

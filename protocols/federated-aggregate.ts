@@ -13,8 +13,8 @@
  * aggregates, the group-by column and its declared categories (the cells;
  * a row whose category is not declared, or null, goes to no cell), the
  * histogram column and its bin edges, N, the minimum number of providers,
- * k (`minCount`: the minimum rows per provider per cell and per bin, see
- * below), the value range (maxAbsValue, scale,
+ * k (`minCount`: the minimum rows per provider per cell, per bin and per
+ * range outside the edges, see below), the value range (maxAbsValue, scale,
  * maxRowsPerProvider) from which the HE context is derived, and whether the
  * arithmetic is exact (BFV, the default) or approximate (CKKS).
  *
@@ -34,21 +34,38 @@
  * contributes 0 or at least k rows to any cell, and 0 or at least k rows to
  * any histogram bin (bins are released, or nulled, against k one by one, so
  * they are cells for k too). Before masking and encrypting, a provider's
- * local vector zeroes every slot of a cell in which it has 1 … k−1 rows
- * (count, sums, sums of squares and bins), and, in a cell it keeps, each bin
- * in which it has 1 … k−1 rows ({@link faLocalVector}). A total count is
- * then 0 or at least k from one provider alone, so rows of another provider
- * — a sybil co-provider's ten zero rows beside a victim's single row — can
- * never lift a victim's small cell over k. This runs in the provider's own
- * role (its own agent protects its own data), exact and approximate alike,
- * and in the library runner too. The buyer then suppresses totals below k
- * as before (a total is 0 or ≥ k unless every provider zeroed the cell).
- * The result is the plaintext computation over every provider's rows with
- * this rule applied: a cell's count is the sum over the providers that have
- * at least k rows in it, and a bin's over those with at least k rows in the
- * bin (the rows of a zeroed bin still count in their cell's count and
- * sums, so count − Σ bins may include them, as it includes rows outside
- * the edges).
+ * local vector ({@link faLocalVector}) leaves out:
+ *
+ * - without a histogram: every cell in which it has 1 … k−1 rows (count,
+ *   sums and sums of squares all zero);
+ * - with a histogram: every row of a cell that falls in a **range** of that
+ *   cell in which the provider has 1 … k−1 rows, where a cell's ranges are
+ *   its bins and the two outside the edges (below the first edge, above the
+ *   last). Such a row is taken out of the cell's count, sums and sums of
+ *   squares as well as its bin — as if the provider did not hold it. A cell
+ *   where it has 1 … k−1 rows has every range under k, so it is left out
+ *   whole, as without a histogram.
+ *
+ * So every count, bin and difference of released slots covers 0 or at least
+ * k of one provider's rows: count − Σ bins is that provider's rows below the
+ * first edge (0 or ≥ k) plus those above the last (0 or ≥ k). Zeroing a small
+ * bin while keeping its rows in the count and sums would not do: count − Σ
+ * bins would give the bin's rows (one person aged 42 under edges [0, 42, 43,
+ * 1000]), and edges [0, 993] would isolate the rows above 993 (the extreme
+ * value, from the sums). A total count is then 0 or at least k from one
+ * provider alone, so rows of another provider — a sybil co-provider's ten
+ * zero rows beside a victim's single row — can never lift a victim's small
+ * cell over k. This runs in the provider's own role (its own agent protects
+ * its own data), exact and approximate alike, and in the library runner
+ * too. The buyer then suppresses totals below k as before (a total is 0 or
+ * ≥ k unless every provider zeroed the cell). The result is the plaintext
+ * computation over every provider's rows with this rule applied: a cell's
+ * count, sums and bins are over the rows each provider keeps — all its rows
+ * in the cell when it has at least k there (no histogram), or its rows in
+ * the ranges where it has at least k (histogram). Two jobs with different
+ * edges over the same data can still be differenced (bins [0, 42) and [0,
+ * 43)): within one job the rule holds, across jobs the provider's budget is
+ * what bounds it.
  *
  * ## Flow (version 1)
  *
@@ -127,11 +144,14 @@
  *   count, sums, sums of squares and histogram counts summed over all N
  *   providers — and from them AVG/VAR/STDDEV. It learns no provider's own
  *   vector: it only ever receives the re-randomised sum (tests check this on
- *   the transport). Every provider's share of a cell or bin is 0 or at least
- *   k rows, enforced by that provider's own role before it encrypts (see k
- *   per provider per cell): this holds against a deviating buyer too, and
- *   against a co-provider that pads a cell. Cells whose total count is below k are **suppressed by
- *   the buyer's runner after decryption** ({@link faBuyerResult}): the output
+ *   the transport). Every provider's share of a cell, of a bin and of each
+ *   range outside the edges is 0 or at least k rows, and rows of a range it
+ *   leaves out are in none of its cell's slots, enforced by that provider's
+ *   own role before it encrypts (see k per provider per cell): this holds
+ *   against a deviating buyer too (no difference of one job's slots covers
+ *   1 … k−1 of a provider's rows), and against a co-provider that pads a cell.
+ *   Cells whose total count is below k are **suppressed by the buyer's
+ *   runner after decryption** ({@link faBuyerResult}): the output
  *   table carries them with nulls and `suppressed = true`. This protects what
  *   the buyer's software releases downstream; it does not hide those cells
  *   from a buyer that deviates — the key holder decrypts every slot, small
@@ -234,7 +254,7 @@ export interface FederatedAggregateParams {
   readonly providers: number;
   /** The job is refused below this many providers (≥ 2, ≤ N). */
   readonly minProviders: number;
-  /** k (≥ 1): each provider contributes 0 or ≥ k rows to any cell and any bin; totals below k are suppressed. */
+  /** k (≥ 1): each provider contributes 0 or ≥ k rows to any cell, bin and range outside the edges (rows of a smaller range in none of its cell's slots); totals below k are suppressed. */
   readonly minCount: number;
   readonly aggregates: readonly AggregateSpec[];
   readonly groupBy?: { readonly column: string; readonly categories: readonly string[] };
@@ -549,7 +569,8 @@ function cellsOf(s: FaResolved, table: Table): Int32Array {
  * The slots a provider zeroes before masking (see k per provider per cell):
  * every slot of a cell in which it has 1 … k−1 rows, and in the other cells
  * each histogram bin in which it has 1 … k−1 rows. `countAt(slot)` reads a
- * count or bin slot of its vector.
+ * count or bin slot of its vector. With a histogram the rows of small ranges
+ * are already out ({@link dropSmallRanges}) and nothing is left to zero here.
  */
 function belowK(s: FaResolved, countAt: (slot: number) => number): number[] {
   const k = s.minCount;
@@ -571,10 +592,39 @@ function belowK(s: FaResolved, countAt: (slot: number) => number): number[] {
 }
 
 /**
+ * A row's histogram range: its bin 0 … bins−1, `bins` below the first edge,
+ * `bins` + 1 above the last (see k per provider per cell).
+ */
+function rangeOf(bin: number, below: boolean, bins: number): number {
+  return bin >= 0 ? bin : below ? bins : bins + 1;
+}
+
+/**
+ * The histogram rule of k per provider per cell: a row in a (cell, range) in
+ * which this provider has 1 … k−1 rows is taken out of its cell altogether
+ * (cellOf set to −1), so it counts in no count, sum, sum of squares or bin.
+ */
+function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array): void {
+  const per = s.bins + 2;
+  const n = new Float64Array(s.cells * per);
+  for (let r = 0; r < cellOf.length; r++) {
+    const cell = cellOf[r] as number;
+    if (cell >= 0) n[cell * per + (ranges[r] as number)] = (n[cell * per + (ranges[r] as number)] as number) + 1;
+  }
+  for (let r = 0; r < cellOf.length; r++) {
+    const cell = cellOf[r] as number;
+    if (cell < 0) continue;
+    const m = n[cell * per + (ranges[r] as number)] as number;
+    if (m < s.minCount) cellOf[r] = -1;
+  }
+}
+
+/**
  * One provider's plaintext vector: per cell, count, then per value column
  * sum (and sumsq), then histogram counts — with k applied to this provider
- * alone (a cell or bin where it has 1 … k−1 rows zeroed; see k per provider
- * per cell). Exact mode: decimal strings of
+ * alone (a cell where it has 1 … k−1 rows zeroed; with a histogram, the rows
+ * of a bin or outside range where it has 1 … k−1 rows left out of every
+ * slot; see k per provider per cell). Exact mode: decimal strings of
  * exact integers. Approximate mode: decimal strings of doubles (each the
  * exactly rounded sum of the row values as doubles; see Approximate mode).
  * Nulls in aggregated columns are refused (engine/he valuesFromArrow); a null
@@ -587,12 +637,13 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
   const V = BigInt(s.valueBound);
   const cols = s.columns.map((c) => scaledColumn(table, c, s.scale, V));
   const acc = new Array<bigint>(s.length).fill(0n);
-  let hist: bigint[] | null = null;
-  let edges: bigint[] = [];
+  let ranges: Int32Array | null = null;
   if (s.bins > 0) {
-    hist = scaledColumn(table, s.histColumn, s.scale, null);
+    const hist = scaledColumn(table, s.histColumn, s.scale, null);
     const bigF = 10n ** BigInt(s.scale);
-    edges = s.edges.map((e) => scaleNumber(e, Number(bigF)));
+    const edges = s.edges.map((e) => scaleNumber(e, Number(bigF)));
+    ranges = Int32Array.from(hist, (x) => rangeOf(binOf(x, edges), x < (edges[0] as bigint), s.bins));
+    dropSmallRanges(s, cellOf, ranges);
   }
   for (let r = 0; r < rows; r++) {
     const cell = cellOf[r] as number;
@@ -605,12 +656,10 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
       acc[o] = (acc[o] as bigint) + x;
       if (s.squares[c]) acc[o + 1] = (acc[o + 1] as bigint) + x * x;
     }
-    if (hist) {
-      const bin = binOf(hist[r] as bigint, edges);
-      if (bin >= 0) {
-        const o = base + s.histOffset + bin;
-        acc[o] = (acc[o] as bigint) + 1n;
-      }
+    const bin = ranges ? (ranges[r] as number) : -1;
+    if (bin >= 0 && bin < s.bins) {
+      const o = base + s.histOffset + bin;
+      acc[o] = (acc[o] as bigint) + 1n;
     }
   }
   for (const i of belowK(s, (o) => Number(acc[o]))) acc[i] = 0n;
@@ -708,7 +757,12 @@ function localVectorApproximate(s: FaResolved, table: Table): string[] {
     }
     return a;
   };
-  const hist = s.bins > 0 ? doubleColumn(table, s.histColumn, null) : null;
+  let ranges: Int32Array | null = null;
+  if (s.bins > 0) {
+    const hist = doubleColumn(table, s.histColumn, null);
+    ranges = Int32Array.from(hist, (x) => rangeOf(binOfNumber(x, s.edges), x < (s.edges[0] as number), s.bins));
+    dropSmallRanges(s, cellOf, ranges);
+  }
   for (let r = 0; r < rows; r++) {
     const cell = cellOf[r] as number;
     if (cell < 0) continue;
@@ -720,12 +774,10 @@ function localVectorApproximate(s: FaResolved, table: Table): string[] {
       sumAt(o).add(x);
       if (s.squares[c]) sumAt(o + 1).addSquare(x);
     }
-    if (hist) {
-      const bin = binOfNumber(hist[r] as number, s.edges);
-      if (bin >= 0) {
-        const o = base + s.histOffset + bin;
-        counts[o] = (counts[o] as number) + 1;
-      }
+    const bin = ranges ? (ranges[r] as number) : -1;
+    if (bin >= 0 && bin < s.bins) {
+      const o = base + s.histOffset + bin;
+      counts[o] = (counts[o] as number) + 1;
     }
   }
   const out = new Array<string>(s.length);

@@ -118,7 +118,7 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
   {
     id: ProtocolId.JoinAggregate,
     parties: ["buyer", "provider", "exchange"],
-    buyerLearns: "COUNT/SUM/AVG/VAR of provider columns over the join, per group, groups under k suppressed",
+    buyerLearns: "COUNT/SUM/AVG/VAR of provider columns over the join, per group, groups under k distinct matched keys or k joined rows suppressed",
     providerLearns: "the buyer's set size",
     exchangeLearns: "the intersection size (and the size of each pseudonymous group)",
   },

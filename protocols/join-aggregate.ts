@@ -1,15 +1,16 @@
 /**
  * join-aggregate: COUNT(*) / SUM / AVG / VAR_SAMP / STDDEV_SAMP of provider
  * columns over a private join of the buyer's and the provider's tables,
- * optionally GROUP BY a buyer column, groups with fewer than k joined rows
- * suppressed. Three roles: the buyer (HE key holder; key column(s), optional
- * group column), the provider (key column(s), numeric columns) and the
- * exchange (matcher and aggregator).
+ * optionally GROUP BY a buyer column, a group released only when it has at
+ * least k distinct matched keys and at least k joined rows. Three roles: the
+ * buyer (HE key holder; key column(s), optional group column), the provider
+ * (key column(s), numeric columns) and the exchange (matcher and aggregator).
  *
  * The result equals
  *
  *   SELECT g, COUNT(*), SUM(v), AVG(v), VAR_SAMP(v), STDDEV_SAMP(v)
- *   FROM buyer JOIN provider USING (key) GROUP BY g HAVING COUNT(*) >= k
+ *   FROM buyer JOIN provider USING (key) GROUP BY g
+ *   HAVING COUNT(DISTINCT key) >= k AND COUNT(*) >= k
  *
  * with SQL's semantics: duplicate keys on either side multiply (every pair of
  * rows with equal keys is a joined row), null keys never match, a null value
@@ -55,12 +56,13 @@
  *   values travel as BFV ciphertexts in the provider's own order.
  * - Each side raises the other's elements to its own scalar: H(x)^bp reaches
  *   the exchange in the buyer's order, H(y)^pb in the provider's order.
- * - The exchange matches the two, and for every released group g builds the
- *   weight mask w_g[j] = (rows of g whose key is the one at provider position
- *   j), computes COUNT(*)_g = Σ_j w_g[j]·c_j in the clear, suppresses g when
- *   COUNT(*)_g < k, and for every statistic column computes under encryption
- *   block sums Σ_b ct_b ⊙ w_g,b (engine/he maskedBlockSums). It then adds a
- *   fresh encryption of a random vector whose slots sum to zero modulo every
+ * - The exchange matches the two. For every group g, with the weight mask
+ *   w_g[j] = (rows of g whose key is the one at provider position j), it
+ *   computes COUNT(*)_g = Σ_j w_g[j]·c_j and g's distinct matched keys in
+ *   the clear and suppresses g unless both are at least k (see the threat
+ *   model); for every released group and statistic column it computes under
+ *   encryption block sums Σ_b ct_b ⊙ w_g,b (engine/he maskedBlockSums). It
+ *   then adds a fresh encryption of a random vector whose slots sum to zero modulo every
  *   CRT prime, one per group block, re-randomises (engine/he reRandomize:
  *   fresh encryption of zero, switch to the last modulus) and sends one block
  *   per released group. The buyer decrypts and sums each block's slots: the
@@ -70,12 +72,42 @@
  * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
  *
  * - Buyer learns: the released groups' COUNT(*) and statistics (hence the
- *   aggregates), how many groups were suppressed, and the provider's distinct
- *   key count rounded up to its padding bucket (the size of step 5). It
- *   receives no identifier of the provider's it does not hold in a usable
- *   form (only H(y)^p, which without p it cannot test against anything), no
- *   value of a single row, and no matching: the exchange's reply holds only
- *   per-group totals.
+ *   aggregates), that each of its other groups was not released, and the
+ *   provider's distinct key count rounded up to its padding bucket (the size
+ *   of step 5). It receives no identifier of the provider's it does not hold
+ *   in a usable form (only H(y)^p, which without p it cannot test against
+ *   anything), no value of a single row, and no matching: the exchange's
+ *   reply holds only per-group totals.
+ * - k counts distinct keys, and rows. A group g is released only when it has
+ *   at least k distinct matched keys — keys the buyer holds in g that the
+ *   provider holds with at least one row (the exchange counts the buyer
+ *   positions matched by a provider position with rows, so an element
+ *   repeated on either side counts once) — and COUNT(*)_g ≥ k (implied by
+ *   the first, each matched key having a row; both are checked). Rows alone
+ *   would not do: COUNT(*)_g = Σ_j w_g[j]·c_j, so a buyer that repeats one key
+ *   ten times (a weight of 10), or a provider with ten rows of one key, makes
+ *   a group of one person look like ten rows and would release that person's
+ *   value. The exchange enforces it (it alone sees the matching and the
+ *   weights). Rows of one key still all count in COUNT(*) and the sums, as in
+ *   SQL; the rule only decides which groups are released.
+ * - What k does not bound (residual): how much one key weighs in a released
+ *   group. The sums weight each key by its joined rows (SQL's semantics), so
+ *   a buyer that repeats one key W times beside k − 1 other matched keys
+ *   gets SUM = W·s_t + R with |R| ≤ (the others' joined rows)·V, and reads
+ *   s_t = round(SUM / W) once W > 2·|R| — e.g. W = 20,000 repeats beside 9
+ *   single-row keys, V = 1,000 (maxJoinRows must allow the rows). Closing
+ *   that needs a per-key weight limit or a dominance rule on the rows each
+ *   key contributes, which this version does not apply: here only the job's
+ *   maxJoinRows bounds W.
+ * - Released or not, nothing more. Every group of the buyer's that is not
+ *   released — whether it matched no key or 1 … k−1 keys — counts as
+ *   suppressed: the exchange sends `suppressed` = (the buyer's groups) −
+ *   (released groups), and the buyer refuses a result where the two do not
+ *   add up to its groups. So per group the buyer learns only "released, with
+ *   these totals" or "not released": a group of fewer than k keys (a one-key
+ *   group probing one person's membership) always reads "not released",
+ *   whether or not its keys matched. Released or not is itself one bit per
+ *   group (at least k matched keys or not), as every threshold reveals.
  * - Provider learns: the buyer's distinct key count (step 2; at most
  *   maxBuyerKeys) and the HE
  *   options — nothing about the matches or the results.
@@ -83,9 +115,10 @@
  *   matching positions), and, as pseudonymous data with no identifier or
  *   value: per position the buyer's row count per group code and the
  *   provider's row count (it needs them for COUNT(*) and k), hence with
- *   GROUP BY the COUNT(*) of each pseudonymous group. When keys are unique on
- *   both sides (customer ids) this is only "this position has one row". It
- *   sees the values only as ciphertexts under the buyer's key.
+ *   GROUP BY the COUNT(*) and the distinct matched keys of each pseudonymous
+ *   group. When keys are unique on both sides (customer ids) this is only
+ *   "this position has one row". It sees the values only as ciphertexts
+ *   under the buyer's key.
  * - One group per key. k bounds what a single group releases; it would not
  *   bound the difference of two groups of the same job: with a key in two
  *   groups, A = {target, x1 … x10} and B = {x1 … x10} are each ≥ k and
@@ -215,7 +248,7 @@ export interface JoinAggregateParams {
   readonly aggregates: readonly AggregateSpec[];
   /** True when the buyer groups by one of its columns. */
   readonly grouped: boolean;
-  /** k: groups with fewer joined rows are suppressed (default 1). */
+  /** k: a group is released only with at least k distinct matched keys and k joined rows (default 1). */
   readonly minGroupSize?: number;
   /** The largest |value| of an aggregated provider column, in the value's units. */
   readonly maxAbsValue: number | bigint;
@@ -648,7 +681,8 @@ export async function jaBuyerReceive(s: JaBuyerState, m: ProtocolMessage, ctx: J
       const n = counts[i] as bigint;
       if (n < BigInt(s.minGroupSize) || n > BigInt(s.maxJoinRows)) throw new InvalidMessageError("a released group's count is outside [k, maxJoinRows]");
     }
-    if (codes.length + res.suppressed > s.labels.length) throw new InvalidMessageError("more groups than the buyer has");
+    // Every group of the buyer's is either released or suppressed (a group with no match too).
+    if (codes.length + res.suppressed !== s.labels.length) throw new InvalidMessageError("the released and suppressed groups do not add up to the buyer's groups");
     const state: JaBuyerState = { ...s, result: { codes, counts, suppressed: res.suppressed }, totals: s.stats.map(() => new Array<string>(codes.length).fill("")) };
     return { state, messages: [] };
   }
@@ -1206,27 +1240,31 @@ async function exchangeFinish(s: JaExchangeState, ctx: JaContext): Promise<JaSte
   const weights = concatU32(s.weightValues);
   const G = s.groups;
   const count = new Array<bigint>(G).fill(0n);
+  // Distinct matched keys per group: the buyer positions some provider position with rows matches
+  // (counted by buyer position, so an element repeated on either side still counts once).
+  const keys = new Array<number>(G).fill(0);
+  const matched = new Uint8Array(s.buyerSetSize);
   const P = s.providerSetSize;
   await forEachSlice(P, SLICE_ITEMS, (from, to) => {
     for (let j = from; j < to; j++) {
       const i = hit[j] as number;
-      if (i < 0) continue;
+      if (i < 0 || s.counts[j] === 0) continue;
       const c = BigInt(s.counts[j] as number);
+      const first = matched[i] === 0;
+      matched[i] = 1;
       for (let o = s.weightOffsets[i] as number; o < (s.weightOffsets[i + 1] as number); o++) {
         const g = codes[o] as number;
         count[g] = (count[g] as bigint) + BigInt(weights[o] as number) * c;
+        if (first) keys[g] = (keys[g] as number) + 1;
       }
     }
   });
-  const k = BigInt(s.minGroupSize);
+  // Released: at least k distinct matched keys and COUNT(*) ≥ k. Every other group of the
+  // buyer's — no match, or too few — counts as suppressed (see the threat model).
+  const k = s.minGroupSize;
   const released: number[] = [];
-  let suppressed = 0;
-  for (let g = 0; g < G; g++) {
-    const n = count[g] as bigint;
-    if (n === 0n) continue;
-    if (n < k) suppressed++;
-    else released.push(g);
-  }
+  for (let g = 0; g < G; g++) if ((keys[g] as number) >= k && (count[g] as bigint) >= BigInt(k)) released.push(g);
+  const suppressed = G - released.length;
   for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
   const rel = released.length;
   const result: JoinResult = {

@@ -10,7 +10,9 @@
  * per histogram bin i `hist_c_i` (Int64). Suppressed cells (total count < k)
  * are **present**, with `suppressed = true` and every value null; a
  * histogram bin below k is null too. k also holds per provider: a
- * provider's cell or bin with 1 … k−1 rows is left out of the totals.
+ * provider's cell with 1 … k−1 rows is left out of the totals, and with a
+ * histogram so are its rows in a bin, or below the first or above the last
+ * edge, where it has 1 … k−1 rows (from the cell's count and sums too).
  *
  * With `approximate: true` (CKKS; see federated-aggregate.ts Approximate
  * mode) every result column is followed by `bound_<name>` (Float64), the
@@ -70,9 +72,10 @@ export interface RunFederatedAggregateOptions {
   /** Default 2. */
   readonly minProviders?: number;
   /**
-   * k (default 1: nothing suppressed): each provider's role zeroes a cell or
-   * histogram bin in which it has 1 … k−1 rows before it masks its vector,
-   * and totals below k are suppressed (see federated-aggregate.ts, k per
+   * k (default 1: nothing suppressed): each provider's role zeroes a cell in
+   * which it has 1 … k−1 rows, and leaves out its rows of a histogram bin or
+   * outside range in which it has 1 … k−1 rows, before it masks its vector;
+   * totals below k are suppressed (see federated-aggregate.ts, k per
    * provider per cell).
    */
   readonly minCount?: number;

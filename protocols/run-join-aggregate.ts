@@ -7,8 +7,9 @@
  * String(value), null for the NULL group) when grouped; then per aggregate,
  * in order, `count` (Int64, COUNT(*)), `sum_c` / `avg_c` / `var_c` /
  * `stddev_c` (Float64; exact sums are in `result.groups`). Rows are sorted by
- * label, NULL last. Suppressed groups (COUNT(*) < k) are absent, as with
- * SQL's HAVING; `suppressedGroups` says how many. Each buyer key must fall
+ * label, NULL last. Suppressed groups (fewer than k distinct matched keys, or
+ * COUNT(*) < k) are absent, as with SQL's HAVING; `suppressedGroups` counts
+ * every buyer group not released (one with no match too). Each buyer key must fall
  * in one group: a buyer table with a key in two groups is refused
  * (OverlappingGroupsError, naming the group column and two data rows).
  */

@@ -105,8 +105,9 @@ interface Exact {
 }
 
 /**
- * The exact computation with k per provider: each provider's cells (and, in a cell it keeps, its
- * histogram bins) with 1 … k−1 rows are left out, then the providers' cells are added.
+ * The exact computation with k per provider: each provider's cells with 1 … k−1 rows are left out and,
+ * with a histogram, its rows of a cell's bin, or below the first or above the last edge, where it has
+ * 1 … k−1 rows (from the cell's count and sums too); then the providers' cells are added.
  */
 function oracle(raws: readonly Raw[], categories: readonly string[] | null, edges: readonly number[] = [], k = 1): Exact[] {
   const cells = categories ? categories.length : 1;
@@ -114,7 +115,7 @@ function oracle(raws: readonly Raw[], categories: readonly string[] | null, edge
   const out = empty();
   const K = BigInt(k);
   for (const raw of raws) {
-    ownCells(raw, categories, edges, empty()).forEach((c, i) => {
+    ownCells(keptRows(raw, categories, edges, k), categories, edges, empty()).forEach((c, i) => {
       if (c.count > 0n && c.count < K) return;
       const o = out[i] as Exact;
       o.count += c.count;
@@ -126,6 +127,24 @@ function oracle(raws: readonly Raw[], categories: readonly string[] | null, edge
     });
   }
   return out;
+}
+
+/** A provider's rows without those of a (cell, range) where it has 1 … k−1 rows: a range is a bin, below the first edge or above the last. */
+function keptRows(raw: Raw, categories: readonly string[] | null, edges: readonly number[], k: number): Raw {
+  const m = edges.length - 1;
+  if (m < 1) return raw;
+  const rangeOf = (x: number): number => {
+    if (x < (edges[0] as number)) return m;
+    if (x > (edges[m] as number)) return m + 1;
+    let b = 0;
+    while (b < m - 1 && x >= (edges[b + 1] as number)) b++;
+    return b;
+  };
+  const at = (r: number): string => `${categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0} ${rangeOf(Number(raw.x[r]))}`;
+  const n = new Map<string, number>();
+  raw.x.forEach((_, r) => n.set(at(r), (n.get(at(r)) ?? 0) + 1));
+  const keep = raw.x.map((_, r) => (n.get(at(r)) as number) >= k);
+  return { cat: raw.cat.filter((_, r) => keep[r]), x: raw.x.filter((_, r) => keep[r]) };
 }
 
 /** One provider's cells, exact, added into `out`. */
@@ -383,6 +402,33 @@ describe("approximate federated-aggregate: k per provider per cell", () => {
     });
     expect(p.state.values.slice(0, ps.stride)).toEqual(new Array<string>(ps.stride).fill("0"));
     expect(p.state.values[ps.stride]).toBe("20");
+  }, 60_000);
+});
+
+describe("approximate federated-aggregate: a bin under k cannot be recovered by subtraction", () => {
+  // A victim with 20 rows aged 20 … 39 (spend 100), one aged 42 (spend 4,242) and 12 aged 60 (spend 500),
+  // beside a co-provider's 10 rows aged 30 (spend 50); k = 10.
+  const k = 10;
+  const victim = [...Array.from({ length: 20 }, (_, i) => [20 + i, 100]), [42, 4242], ...Array.from({ length: 12 }, () => [60, 500])];
+  const other = Array.from({ length: 10 }, () => [30, 50]);
+  const ages = (rows: readonly (readonly number[])[]): Table =>
+    new Table({ age: vectorFromArray(rows.map((r) => r[0] as number), new Float64()), spend: vectorFromArray(rows.map((r) => r[1] as number), new Float64()) });
+  /** Without the victim's lone row: 20 · 100 + 12 · 500 + 10 · 50 (with it, 4,242 more). */
+  const KEPT_SUM = 20 * 100 + 12 * 500 + 10 * 50;
+  /** The released count and bins (exact: their bounds are under 0.5), and whether the sum is within its bound (a few units) of KEPT_SUM. */
+  const released = async (histogram: { column: string; edges: number[] }) => {
+    const run = await runFederatedAggregate({ providers: [{ table: ages(victim) }, { table: ages(other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minCount: k, maxAbsValue: 10_000, approximate: true });
+    const cell = run.result.cells[0];
+    const sum = cell?.approx?.columns["spend"]?.sum;
+    return [cell?.count, cell?.histogram, sum !== undefined && sum !== null && Math.abs(sum.value - KEPT_SUM) <= sum.bound && sum.bound < 100];
+  };
+
+  it("edges [0, 42, 43, 1000] on age: the one person aged 42 is in no slot — count − Σ bins is 0 and the sum leaves out 4,242", async () => {
+    expect(await released({ column: "age", edges: [0, 42, 43, 1000] })).toEqual([42n, [30n, null, 12n], true]);
+  }, 60_000);
+
+  it("edges [0, 993] on spend: the victim's one value above the last edge is in no slot — count − Σ bins is 0", async () => {
+    expect(await released({ column: "spend", edges: [0, 993] })).toEqual([42n, [42n], true]);
   }, 60_000);
 });
 

@@ -67,8 +67,9 @@ interface Oracle {
 }
 
 /**
- * The plaintext computation with k per provider: each provider's cells (and, in a cell it keeps, its
- * histogram bins) with 1 … k−1 rows are left out, then the providers' cells are added.
+ * The plaintext computation with k per provider: each provider's cells with 1 … k−1 rows are left out and,
+ * with a histogram, its rows of a cell's bin, or below the first or above the last edge, where it has
+ * 1 … k−1 rows (from the cell's count and sums too); then the providers' cells are added.
  */
 function oracle(raws: readonly Raw[], categories: readonly string[] | null, scale: number, edges: readonly number[] = [], k = 1): Oracle[] {
   const cells = categories ? categories.length : 1;
@@ -76,7 +77,7 @@ function oracle(raws: readonly Raw[], categories: readonly string[] | null, scal
   const out = empty();
   const K = BigInt(k);
   for (const raw of raws) {
-    const mine = ownCells(raw, categories, scale, edges, empty());
+    const mine = ownCells(keptRows(raw, categories, scale, edges, k), categories, scale, edges, empty());
     mine.forEach((c, i) => {
       if (c.count > 0n && c.count < K) return;
       const o = out[i] as Oracle;
@@ -89,6 +90,25 @@ function oracle(raws: readonly Raw[], categories: readonly string[] | null, scal
     });
   }
   return out;
+}
+
+/** A provider's rows without those of a (cell, range) where it has 1 … k−1 rows: a range is a bin, below the first edge or above the last. */
+function keptRows(raw: Raw, categories: readonly string[] | null, scale: number, edges: readonly number[], k: number): Raw {
+  if (edges.length < 2) return raw;
+  const e = edges.map((x) => scaled(x, scale));
+  const rangeOf = (v: bigint | number): string => {
+    const s = scaled(v, scale);
+    if (s < (e[0] as bigint)) return "below";
+    if (s > (e[e.length - 1] as bigint)) return "above";
+    let b = 0;
+    while (b < e.length - 2 && s >= (e[b + 1] as bigint)) b++;
+    return `bin ${b}`;
+  };
+  const at = (r: number): string => `${categories ? categories.indexOf(raw.cat[r] ?? "\u0000") : 0} ${rangeOf(raw.x[r] as bigint | number)}`;
+  const n = new Map<string, number>();
+  raw.x.forEach((_, r) => n.set(at(r), (n.get(at(r)) ?? 0) + 1));
+  const keep = raw.x.map((_, r) => (n.get(at(r)) as number) >= k);
+  return { cat: raw.cat.filter((_, r) => keep[r]), x: raw.x.filter((_, r) => keep[r]) };
 }
 
 /** One provider's cells, plain, added into `out`. */
@@ -204,9 +224,9 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
 
   it("k per provider: a cell or bin where a provider has 1 … k−1 rows leaves its rows out; totals below k suppressed (present with nulls)", async () => {
     const k = 5;
-    // a: p0 6 rows (kept), p1 2 (left out) → 6; b: 3 + 3, each under k → 0, suppressed (6 ≥ k on the union!);
+    // a: p0 6 rows, p1 2 (left out); b: 3 + 3, each under k → 0, suppressed (6 ≥ k on the union!);
     // c: p0 5 (kept) → 5 = k, released; d: p1 4 → 0, suppressed.
-    // Bins [-10,0) / [0,10]: a at p0 holds 1 / 5 → its [-10,0) row is left out of the bin (not of the cell).
+    // Bins [-10,0) / [0,10]: a at p0 holds 1 / 5 → its [-10,0) row is left out of the bin and of the cell: a = 5.
     const p0: Raw = { cat: ["a", "a", "a", "a", "a", "a", "b", "b", "b", "c", "c", "c", "c", "c"], x: [-1n, 0n, 2n, 4n, 6n, 8n, 1n, 2n, 3n, 9n, 9n, 9n, 9n, 9n] };
     const p1: Raw = { cat: ["a", "a", "b", "b", "b", "d", "d", "d", "d"], x: [5n, -9n, 1n, 1n, 1n, 2n, 2n, 2n, 2n] };
     const cats = ["a", "b", "c", "d"];
@@ -222,9 +242,9 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
     const t = run.table;
     expect(t.numRows).toBe(4);
     expect([0, 1, 2, 3].map((i) => t.getChild("suppressed")?.get(i))).toEqual([false, true, false, true]);
-    expect(t.getChild("count")?.get(0)).toBe(6n);
-    expect(t.getChild("sum_x")?.get(0)).toBe(19);
-    expect(t.getChild("hist_x_0")?.get(0)).toBeNull(); // p0's single negative row: left out of the bin
+    expect(t.getChild("count")?.get(0)).toBe(5n);
+    expect(t.getChild("sum_x")?.get(0)).toBe(20);
+    expect(t.getChild("hist_x_0")?.get(0)).toBeNull(); // p0's single negative row: left out of the bin (and the cell)
     expect(t.getChild("hist_x_1")?.get(0)).toBe(5n);
     expect(t.getChild("count")?.get(1)).toBeNull();
     expect(t.getChild("sum_x")?.get(1)).toBeNull();
@@ -292,7 +312,7 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
     expect(p.state.values[stride]).toBe("20");
   });
 
-  it("a histogram bin: the victim's one row in a bin beside a sybil's 10 in it is left out of the bin", async () => {
+  it("a histogram bin: the victim's one row in a bin beside a sybil's 10 in it is left out of the bin and of the cell", async () => {
     // The victim keeps the cell (15 rows) but holds a single row in [100, 1000].
     const victim: Raw = { cat: Array.from({ length: 15 }, () => "victim-cell"), x: [777n, ...Array.from({ length: 14 }, () => 5n)] };
     const sybil: Raw = { cat: Array.from({ length: 10 }, () => "victim-cell"), x: Array.from({ length: 10 }, () => 500n) };
@@ -307,8 +327,43 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
     });
     const cell = run.result.cells[0];
     expect(cell?.histogram).toEqual([14n, 10n]); // not [14, 11]
-    expect(cell?.count).toBe(25n); // the cell itself holds ≥ k of the victim's rows: they count there
+    expect(cell?.count).toBe(24n); // the victim's lone row in [100, 1000] is out of the cell's count too (not 25)
     checkAgainstOracle(run.result, oracle([victim, sybil], cats, 0, edges, k), 0, k);
+  });
+});
+
+// The subtraction attacks: a victim with 20 rows aged 20 … 39 (spend 100), one aged 42 (spend 4,242) and 12 aged
+// 60 (spend 500), beside a co-provider's 10 rows aged 30 (spend 50); k = 10.
+const AGES = {
+  victim: [...Array.from({ length: 20 }, (_, i) => [20 + i, 100]), [42, 4242], ...Array.from({ length: 12 }, () => [60, 500])],
+  other: Array.from({ length: 10 }, () => [30, 50]),
+};
+const ageTable = (rows: readonly (readonly number[])[]): Table =>
+  new Table({ age: vectorFromArray(rows.map((r) => BigInt(r[0] as number)), new Int64()), spend: vectorFromArray(rows.map((r) => BigInt(r[1] as number)), new Int64()) });
+
+describe("k per provider per range: a bin under k cannot be recovered by subtraction", () => {
+  const k = 10;
+  const run = (histogram: { column: string; edges: number[] }, approximate = false) =>
+    runFederatedAggregate({ providers: [{ table: ageTable(AGES.victim) }, { table: ageTable(AGES.other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minCount: k, maxAbsValue: 10_000, approximate });
+
+  it("edges [0, 42, 43, 1000] on age: the one person aged 42 is in no slot — count − Σ bins is 0 and the sum leaves out 4,242", async () => {
+    const cell = (await run({ column: "age", edges: [0, 42, 43, 1000] })).result.cells[0];
+    // Before: count 43, bins [30, -, 12] (count − Σ bins = 1), sum 12,742.
+    expect([cell?.count, cell?.histogram, cell?.columns["spend"]?.sum]).toEqual([42n, [30n, null, 12n], 20n * 100n + 12n * 500n + 10n * 50n]);
+  });
+
+  it("edges [0, 993] on spend: the victim's one value above the last edge is in no slot — count − Σ bins is 0", async () => {
+    const cell = (await run({ column: "spend", edges: [0, 993] })).result.cells[0];
+    // Before: count 43, bins [42] (count − Σ bins = 1: one value above 993), sum 12,742.
+    expect([cell?.count, cell?.histogram, cell?.columns["spend"]?.sum]).toEqual([42n, [42n], 20n * 100n + 12n * 500n + 10n * 50n]);
+  });
+
+  it("the victim's own role leaves the rows out of its vector before it masks it: below the first edge too", async () => {
+    // Edges [21, 1000]: one row (aged 20) below the first edge, under k: out of the count, the sum and the bin.
+    const ps: FederatedAggregateParams = { job: "fa-ranges-local", providers: 2, minProviders: 2, minCount: k, aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram: { column: "age", edges: [21, 1000] }, maxAbsValue: 10_000, maxRowsPerProvider: 100 };
+    const boxes = [faBoxKeyPair(), faBoxKeyPair()];
+    const p = await faProviderStart(ps, { index: 0, table: ageTable(AGES.victim), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
+    expect(p.state.values).toEqual(["32", String(19 * 100 + 4242 + 12 * 500), "32"]);
   });
 });
 

@@ -1,11 +1,14 @@
 /**
  * join-aggregate: results equal DuckDB's SQL (JOIN USING, GROUP BY, HAVING
- * COUNT(*) >= k) on random data with duplicates on both sides, nulls, unicode
+ * COUNT(DISTINCT key) >= k AND COUNT(*) >= k) on random data with duplicates on both sides, nulls, unicode
  * and composite keys, extreme values and small groups (each buyer key in one
  * group, as the protocol requires); what each role receives; hostile
  * messages refused with the state unchanged; a key in two groups refused by
  * the buyer and, sent by a modified buyer, by the exchange; the buyer's key
- * count capped by maxBuyerKeys; no buffer sized from an announcement.
+ * count capped by maxBuyerKeys; no buffer sized from an announcement; k
+ * counted in distinct matched keys (a provider's ten rows of one key do not
+ * make a group), every unreleased group counted as suppressed, and the buyer
+ * refusing a result whose groups do not add up.
  */
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { Float64, Int32, Int64, Table, Utf8, vectorFromArray, type DataType } from "apache-arrow";
@@ -17,6 +20,7 @@ import {
   decodeMessage,
   encodeMessage,
   InvalidMessageError,
+  jaBuyerReceive,
   jaBuyerStart,
   KeyLimitExceededError,
   OverlappingGroupsError,
@@ -34,6 +38,7 @@ import {
   type JaExchangeState,
   type JoinAggregateParams,
   type JoinHello,
+  type JoinResult,
   type JoinWeights,
   type ProtocolMessage,
 } from "../protocols/index.js";
@@ -79,11 +84,18 @@ interface Row {
   values: Record<string, number | null>;
 }
 
-/** DuckDB's answer, keyed by label. */
+/** How many groups the buyer's table b has (a NULL group included): released + suppressed. */
+async function buyerGroups(groupBy: string | undefined): Promise<number> {
+  if (!groupBy) return 1;
+  const r = await sql.runAndReadAll(`SELECT COUNT(*) FROM (SELECT DISTINCT ${groupBy} FROM b)`);
+  return Number(r.getRows()[0]?.[0]);
+}
+
+/** DuckDB's answer, keyed by label: a group is released with at least k distinct matched keys and k joined rows. */
 async function oracle(keys: readonly string[], groupBy: string | undefined, aggregates: readonly AggregateSpec[], k: number): Promise<Map<string | null, Row>> {
   const sel = aggregates.map((a) => (a.fn === "count" ? "COUNT(*)::DOUBLE AS count" : `${{ sum: "SUM", avg: "AVG", var: "VAR_SAMP", stddev: "STDDEV_SAMP" }[a.fn]}(${a.column})::DOUBLE AS ${a.fn}_${a.column}`));
   const g = groupBy ? `${groupBy}::VARCHAR AS g, ` : "";
-  const q = `SELECT ${g}${sel.join(", ")} FROM b JOIN p USING (${keys.join(", ")}) ${groupBy ? `GROUP BY ${groupBy}` : ""} HAVING COUNT(*) >= ${k}`;
+  const q = `SELECT ${g}${sel.join(", ")} FROM b JOIN p USING (${keys.join(", ")}) ${groupBy ? `GROUP BY ${groupBy}` : ""} HAVING COUNT(*) >= ${k} AND COUNT(DISTINCT ${keys.length === 1 ? keys[0] : `ROW(${keys.join(", ")})`}) >= ${k}`;
   const res = await sql.runAndReadAll(q);
   const names = res.columnNames();
   const out = new Map<string | null, Row>();
@@ -195,6 +207,7 @@ describe("join-aggregate equals DuckDB", () => {
       });
       const plain = await oracle(["k"], "g", ALL, k);
       expectSame(secureRows(res.table, "g"), plain);
+      expect(res.suppressedGroups).toBe((await buyerGroups("g")) - plain.size);
       if (k === 25) expect(res.suppressedGroups).toBeGreaterThan(0);
     }
   });
@@ -273,13 +286,15 @@ describe("join-aggregate equals DuckDB", () => {
     const d = data(4, 200, 200, 150);
     const empty = new Table({ k: vectorFromArray([] as string[], new Utf8()), g: vectorFromArray([] as string[], new Utf8()) });
     const disjoint = new Table({ k: vectorFromArray(["nobody-1", "nobody-2"], new Utf8()), g: vectorFromArray(["A", "B"], new Utf8()) });
-    for (const buyer of [empty, disjoint]) {
+    // Every buyer group not released counts as suppressed, one without a match too: 0 of 0, 2 of 2.
+    for (const [buyer, groups] of [[empty, 0], [disjoint, 2]] as const) {
       const res = await runJoinAggregate({ buyer: { table: buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
       expect(res.table.numRows).toBe(0);
-      expect(res.suppressedGroups).toBe(0);
+      expect(res.suppressedGroups).toBe(groups);
     }
     const ungrouped = await runJoinAggregate({ buyer: { table: disjoint, key: ["k"] }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool });
     expect(ungrouped.table.numRows).toBe(0);
+    expect(ungrouped.suppressedGroups).toBe(1);
     // Identical key sets: every provider row joins every buyer row with its key (each key's rows in one group).
     const pk = d.provider.getChild("k");
     const parity = new Map<unknown, string>();
@@ -300,14 +315,16 @@ describe("join-aggregate equals DuckDB", () => {
       const d = data(seed, 150 + seed * 7, 180, 40);
       await load("b", d.buyer, { k: "VARCHAR", g: "VARCHAR" });
       await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
-      const counts = await sql.runAndReadAll("SELECT COUNT(*) FROM b JOIN p USING (k) GROUP BY g ORDER BY 1");
+      // k counts distinct matched keys (COUNT(*) is never below them): a group with exactly k is kept, one below is suppressed.
+      const counts = await sql.runAndReadAll("SELECT COUNT(DISTINCT k) FROM b JOIN p USING (k) GROUP BY g ORDER BY 1");
       const sizes = counts.getRows().map((x) => Number(x[0]));
-      const k = sizes[Math.floor(sizes.length / 2)] as number; // a group exactly at k is kept, one below is suppressed
+      const k = sizes[Math.floor(sizes.length / 2)] as number;
+      expect(sizes.some((x) => x < k)).toBe(true);
       const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "avg", column: "v" }, { fn: "var", column: "v" }];
       const res = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: aggs, minGroupSize: k, maxAbsValue: 1_000_000, pool });
       const plain = await oracle(["k"], "g", aggs, k);
       expectSame(secureRows(res.table, "g"), plain);
-      expect(res.suppressedGroups).toBe(sizes.filter((x) => x < k).length);
+      expect(res.suppressedGroups).toBe((await buyerGroups("g")) - plain.size);
     }
   });
 });
@@ -630,6 +647,62 @@ describe("maxBuyerKeys: the provider and the exchange refuse a larger buyer set"
       expect(x.buyerSetSize).toBe(big);
       expect(x.providerSetSize).toBe(big);
       expect(heldBytes(x)).toBe(withKey);
+    } finally {
+      he.dispose();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------- k in distinct keys
+
+describe("k counts distinct matched keys; every group not released is suppressed", () => {
+  const others = Array.from({ length: 30 }, (_, i) => `o-${i}`);
+  const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }];
+
+  it("a provider's ten rows of one key do not make a one-key group releasable; the other group is exact", async () => {
+    const buyer = new Table({ k: vectorFromArray(["the-target", ...others], new Utf8()), g: vectorFromArray(["T", ...others.map(() => "A")], new Utf8()) });
+    const provider = new Table({
+      k: vectorFromArray([...Array.from({ length: 10 }, () => "the-target"), ...others], new Utf8()),
+      v: vectorFromArray([...Array.from({ length: 10 }, () => 754), ...others.map((_, i) => 100 + i)], new Int32() as DataType),
+    });
+    const res = await runJoinAggregate({ buyer: { table: buyer, key: ["k"], groupBy: "g" }, provider: { table: provider, key: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 10_000, pool });
+    expect(res.result.groups.map((g) => [g.label, g.count, g.columns["v"]?.sum, res.suppressedGroups])).toEqual([["A", 30n, BigInt(30 * 100 + (29 * 30) / 2), 1]]);
+  });
+
+  it("the buyer refuses a result whose released and suppressed groups do not add up to its groups, with its state unchanged", async () => {
+    const params: JoinAggregateParams = { job: "ja-suppressed-sum", aggregates: aggs, grouped: true, minGroupSize: 10, maxAbsValue: 10_000, providerPadding: "none" };
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    try {
+      const ctx: JaContext = { pool, he };
+      // Groups A (30 matched keys), M (one matched key), N (no match): A released, M and N suppressed.
+      const keys = [...others, "the-target", "nobody"];
+      const groups = [...others.map(() => "A"), "M", "N"];
+      const provider = new Table({ k: vectorFromArray(["the-target", ...others], new Utf8()), v: vectorFromArray([754, ...others.map(() => 1)], new Int32() as DataType) });
+      const b = await jaBuyerStart(params, { keys: keysFromTable(new Table({ k: vectorFromArray(keys, new Utf8()) }), ["k"]), groups, groupColumn: "g" }, ctx);
+      let buyer = b.state;
+      let prov = (await jaProviderStart(params, { keys: keysFromTable(provider, ["k"]), table: provider }, ctx)).state;
+      let x = (await jaExchangeStart(params)).state;
+      // Deliver everything, holding back what the exchange sends the buyer.
+      const queue = b.messages.map((a) => ({ from: "buyer", to: a.to, m: decodeMessage(encodeMessage(a.message)) }));
+      let result: JoinResult | undefined;
+      while (queue.length > 0) {
+        const { from, to, m } = queue.shift() as { from: string; to: string; m: ProtocolMessage };
+        const out =
+          to === "provider" ? await jaProviderReceive(prov, m, ctx).then((r) => ((prov = r.state), r.messages))
+          : to === "exchange" ? await jaExchangeReceive(x, m, ctx).then((r) => ((x = r.state), r.messages))
+          : from === "exchange" ? (m.kind === "joinResult" ? void (result = m) : undefined, [])
+          : await jaBuyerReceive(buyer, m, ctx).then((r) => ((buyer = r.state), r.messages));
+        const sender = to;
+        queue.push(...out.map((a) => ({ from: sender, to: a.to, m: decodeMessage(encodeMessage(a.message)) })));
+      }
+      expect(result?.suppressed).toBe(2);
+      const genuine = result as JoinResult;
+      // An exchange hiding that M matched (suppressed 1), or one more group than the buyer has (3): refused.
+      for (const suppressed of [1, 3]) {
+        await expect(jaBuyerReceive(buyer, { ...genuine, suppressed }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      }
+      expect(buyer.result).toBeNull();
+      expect((await jaBuyerReceive(buyer, genuine, ctx)).state.result?.suppressed).toBe(2);
     } finally {
       he.dispose();
     }

@@ -3,8 +3,9 @@
  * (which plays the matcher and aggregator), a buyer and a provider agent on
  * loopback. COUNT / SUM / AVG / VAR of the provider's column over the join,
  * per value of the buyer's group-by column, equals a plain JS join + GROUP BY
- * + HAVING COUNT(*) >= k on the same random files (duplicate keys on both
- * sides, null keys, null values, a null group, a group under k); the CLI
+ * + HAVING COUNT(DISTINCT id) >= k AND COUNT(*) >= k on the same random
+ * files (duplicate keys on both sides, null keys, null values, a null group,
+ * a group of k joined rows but one key); the CLI
  * submits one and writes its result file; the older request form (`mode`)
  * runs as the same computation. A dataset whose policy does not allow the
  * column, a provider whose own copy of its policy refuses, and a provider
@@ -42,7 +43,7 @@ interface ProviderRow {
   minutes: number;
 }
 
-/** Keys c-0 … c-79 on both sides (so each repeats), 5% null; a null segment now and then, one segment per key; "vip": 2 × 2 joined rows, under k. */
+/** Keys c-0 … c-79 on both sides (so each repeats), 5% null; a null segment now and then, one segment per key; "vip": 3 × 2 joined rows of one key (k rows, one key: not released). */
 function generate(): { buyer: BuyerRow[]; provider: ProviderRow[] } {
   const r = rng(2026);
   const key = () => (r() < 0.05 ? null : `c-${Math.floor(r() * 80)}`);
@@ -50,11 +51,11 @@ function generate(): { buyer: BuyerRow[]; provider: ProviderRow[] } {
   const segmentOf = new Map<string, string | null>();
   for (let i = 0; i < 160; i++) {
     const id = key();
-    const pick = r() < 0.06 ? null : (SEGMENTS[Math.floor(r() * 3)] as string);
+    const pick = r() < 0.12 ? null : (SEGMENTS[Math.floor(r() * 3)] as string);
     if (id !== null && !segmentOf.has(id)) segmentOf.set(id, pick);
     buyer.push({ id, segment: id === null ? pick : (segmentOf.get(id) as string | null) });
   }
-  buyer.push({ id: "c-500", segment: "vip" }, { id: "c-500", segment: "vip" }, { id: "c-999", segment: "vip" });
+  buyer.push({ id: "c-500", segment: "vip" }, { id: "c-500", segment: "vip" }, { id: "c-500", segment: "vip" }, { id: "c-999", segment: "vip" });
   const provider: ProviderRow[] = [];
   for (let i = 0; i < 140; i++) provider.push({ id: key(), spend: r() < 0.1 ? null : Math.floor(r() * 2001) - 1000, minutes: Math.floor(r() * 500) });
   provider.push({ id: "c-500", spend: 7, minutes: 1 }, { id: "c-500", spend: null, minutes: 2 });
@@ -72,27 +73,27 @@ interface Group {
   var: number | null;
 }
 
-/** SELECT segment, COUNT(*), SUM(spend), AVG(spend), VAR_SAMP(spend) FROM buyer JOIN provider USING (id) GROUP BY segment HAVING COUNT(*) >= k, NULL last. */
+/**
+ * SELECT segment, COUNT(*), SUM(spend), AVG(spend), VAR_SAMP(spend) FROM buyer JOIN provider USING (id) GROUP BY segment
+ * HAVING COUNT(DISTINCT id) >= k AND COUNT(*) >= k, NULL last; every other buyer segment (one without a match too) is suppressed.
+ */
 function oracle(grouped: boolean, k: number): { groups: Group[]; suppressed: number } {
-  const acc = new Map<string | null, { count: number; values: number[] }>();
+  const acc = new Map<string | null, { count: number; keys: Set<string>; values: number[] }>();
   for (const b of data.buyer) {
     if (b.id === null) continue;
     for (const p of data.provider) {
       if (p.id !== b.id) continue;
       const label = grouped ? b.segment : "";
-      const a = acc.get(label) ?? { count: 0, values: [] };
+      const a = acc.get(label) ?? { count: 0, keys: new Set<string>(), values: [] };
       a.count++;
+      a.keys.add(b.id);
       if (p.spend !== null) a.values.push(p.spend);
       acc.set(label, a);
     }
   }
   const groups: Group[] = [];
-  let suppressed = 0;
   for (const [label, a] of acc) {
-    if (a.count < k) {
-      suppressed++;
-      continue;
-    }
+    if (a.keys.size < k || a.count < k) continue;
     const n = a.values.length;
     const sum = a.values.reduce((s, v) => s + BigInt(v), 0n);
     const sumsq = a.values.reduce((s, v) => s + BigInt(v) ** 2n, 0n);
@@ -105,7 +106,8 @@ function oracle(grouped: boolean, k: number): { groups: Group[]; suppressed: num
     });
   }
   groups.sort((a, b) => (a.label === null ? 1 : b.label === null ? -1 : a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
-  return { groups, suppressed };
+  const buyerGroups = grouped ? new Set(data.buyer.map((b) => b.segment)).size : 1;
+  return { groups, suppressed: buyerGroups - groups.length };
 }
 
 /** The result table's rows in the oracle's shape (Arrow from the API, or CSV as the CLI writes it). */
@@ -179,7 +181,8 @@ afterAll(async () => {
 describe("join-aggregate through the node", () => {
   it("the fixture has duplicates, nulls, a null group and a group under k", () => {
     const want = oracle(true, K);
-    expect(want.suppressed).toBeGreaterThanOrEqual(1); // vip
+    expect(want.suppressed).toBeGreaterThanOrEqual(1); // vip: 6 joined rows (≥ k) but one key
+    expect(data.buyer.filter((b) => b.id === "c-500").length * data.provider.filter((p) => p.id === "c-500").length).toBeGreaterThanOrEqual(K + 1);
     expect(want.groups.some((g) => g.label === null)).toBe(true);
     expect(want.groups.length).toBe(4);
     const ids = data.provider.map((p) => p.id).filter((id) => id !== null);

@@ -13,9 +13,11 @@
  *
  *   SELECT campaign, COUNT(*) AS conversions, SUM(revenue)
  *   FROM purchases JOIN reached USING (user_id)
- *   GROUP BY campaign HAVING COUNT(*) >= 5
+ *   GROUP BY campaign HAVING COUNT(DISTINCT user_id) >= 5 AND COUNT(*) >= 5
  *
- * As in SQL, a reached user's revenue counts once per purchase. join-aggregate
+ * As in SQL, a reached user's revenue counts once per purchase; k counts
+ * users as well as purchases (a user who bought ten times is still one
+ * user). join-aggregate
  * requires each key in one group (a user in two campaigns would let the
  * difference of two campaigns' totals isolate one user below k), hence the
  * per-user attribution. The data is synthetic and generated here from a
@@ -127,10 +129,10 @@ async function main(): Promise<number> {
   });
   console.log(formatTable(["campaign", "conversions (secure)", "conversions (plaintext)", "revenue (secure)", "revenue (plaintext)"], rows));
 
-  const c = compare(secure, run.suppressedGroups, plain, K, 0);
+  const c = compare(secure, run.suppressedGroups, plain, K, 0, new Set(data.campaigns).size);
   console.log(
     `\nmatch: ${c.match ? "yes" : "NO"} — ${c.kept} campaigns equal to the plaintext join + group-by; ` +
-      `${run.suppressedGroups} suppressed by the exchange (the plaintext has ${c.belowK} with fewer than ${K} conversions).`,
+      `${run.suppressedGroups} suppressed by the exchange (the plaintext has ${c.belowK} with fewer than ${K} converting users).`,
   );
   console.log(
     "Who learned what: the advertiser, these aggregates and the platform's user count to within 1/8; the platform, the number of distinct users in the advertiser's log; " +

@@ -8,7 +8,7 @@
  *
  *   SELECT risk_grade, COUNT(*), AVG(monthly_spend), STDDEV_SAMP(monthly_spend)
  *   FROM bank JOIN telco USING (customer_id)
- *   GROUP BY risk_grade HAVING COUNT(*) >= 10
+ *   GROUP BY risk_grade HAVING COUNT(DISTINCT customer_id) >= 10 AND COUNT(*) >= 10
  *
  * The data is synthetic and generated here from a fixed seed; grade E is
  * deliberately small, so it falls under k = 10 and is suppressed. The secure
@@ -107,7 +107,7 @@ async function main(): Promise<number> {
   });
   console.log(formatTable(["risk grade", "matched (secure)", "matched (plaintext)", "avg spend (secure)", "avg spend (plaintext)", "stddev (secure)", "stddev (plaintext)"], rows));
 
-  const c = compare(secure, run.suppressedGroups, plain, K, SCALE);
+  const c = compare(secure, run.suppressedGroups, plain, K, SCALE, new Set(data.grades).size);
   console.log(
     `\nmatch: ${c.match ? "yes" : "NO"} — ${c.kept} grades equal to the plaintext join + group-by; ` +
       `${run.suppressedGroups} suppressed by the exchange (the plaintext has ${c.belowK} with fewer than ${K} matched customers).`,

@@ -135,13 +135,18 @@ function riskData(): RiskData {
   return { bank, telco };
 }
 
-/** The plaintext answer: SELECT risk_grade, COUNT(*), AVG(monthly_spend) FROM bank JOIN telco USING (phone) GROUP BY risk_grade, k applied. */
+/**
+ * The plaintext answer: SELECT risk_grade, COUNT(*), AVG(monthly_spend) FROM bank JOIN telco USING (phone) GROUP BY risk_grade
+ * HAVING COUNT(DISTINCT phone) >= k AND COUNT(*) >= k (join-aggregate's rule: k counts matched customers, and rows).
+ */
 function riskAnswer(d: RiskData): Map<string, string> {
   const out = new Map<string, string>();
   for (const grade of JA_GRADES) {
-    const cents = d.bank.filter((b) => b.grade === grade && b.phone !== "" && d.telco.has(b.phone)).map((b) => d.telco.get(b.phone) as number);
+    const matched = d.bank.filter((b) => b.grade === grade && b.phone !== "" && d.telco.has(b.phone));
+    const cents = matched.map((b) => d.telco.get(b.phone) as number);
+    const customers = new Set(matched.map((b) => b.phone)).size;
     const sum = cents.reduce((a, c) => a + BigInt(c), 0n);
-    out.set(grade, cents.length < JA_K ? `suppressed (${cents.length} joined rows, under k)` : riskLine(cents.length, Number(sum) / cents.length / 100));
+    out.set(grade, customers < JA_K || cents.length < JA_K ? `suppressed (${customers} matched customers, under k)` : riskLine(cents.length, Number(sum) / cents.length / 100));
   }
   return out;
 }
@@ -170,15 +175,27 @@ function writeData(dirs: Record<string, string>, d: DemoData): void {
 
 /**
  * The plaintext answer on the providers' households: per region count, sum, avg, sample stddev, age bins;
- * k applied per provider (a provider's region, or in a region it keeps an age bin, with 1 … k−1 households
- * is left out: federated-aggregate's rule), then to the totals as the buyer's runner applies it.
+ * k applied per provider (federated-aggregate's rule: a provider's households in an age bin of a region, or
+ * below the first or above the last edge, where it has 1 … k−1 of them are left out of the region altogether —
+ * its count, sums and bins), then to the totals as the buyer's runner applies it.
  */
 function householdAnswer(byProvider: readonly (readonly Household[])[]): Map<string, string> {
   const out = new Map<string, string>();
-  const last = FA_AGE_EDGES.length - 2;
+  const bins = FA_AGE_EDGES.length - 1;
+  const last = bins - 1;
   const inBin = (h: Household, b: number): boolean => h.age >= (FA_AGE_EDGES[b] as number) && (b === last ? h.age <= (FA_AGE_EDGES[b + 1] as number) : h.age < (FA_AGE_EDGES[b + 1] as number));
+  // A household's range: its bin, or `bins` below the first edge, `bins` + 1 above the last.
+  const rangeOf = (h: Household): number => {
+    const b = FA_AGE_EDGES.slice(0, -1).findIndex((_, i) => inBin(h, i));
+    return b >= 0 ? b : h.age < (FA_AGE_EDGES[0] as number) ? bins : bins + 1;
+  };
   for (const region of FA_REGIONS) {
-    const kept = byProvider.map((p) => p.filter((h) => h.region === region)).filter((hs) => hs.length >= FA_K);
+    const kept = byProvider.map((p) => {
+      const own = p.filter((h) => h.region === region);
+      const n = new Map<number, number>();
+      for (const h of own) n.set(rangeOf(h), (n.get(rangeOf(h)) ?? 0) + 1);
+      return own.filter((h) => (n.get(rangeOf(h)) as number) >= FA_K);
+    });
     const hs = kept.flat();
     const n = BigInt(hs.length);
     if (hs.length < FA_K) {
@@ -187,12 +204,9 @@ function householdAnswer(byProvider: readonly (readonly Household[])[]): Map<str
     }
     const sum = hs.reduce((a, h) => a + BigInt(h.spend), 0n);
     const sumsq = hs.reduce((a, h) => a + BigInt(h.spend) ** 2n, 0n);
-    const bins = FA_AGE_EDGES.slice(0, -1).map((_, b) => kept.reduce((t, p) => {
-      const own = p.filter((h) => inBin(h, b)).length;
-      return t + (own >= FA_K ? own : 0);
-    }, 0));
+    const byBin = FA_AGE_EDGES.slice(0, -1).map((_, b) => hs.filter((h) => inBin(h, b)).length);
     const stddev = Math.sqrt(Number(n * sumsq - sum * sum) / Number(n * (n - 1n)));
-    out.set(region, householdLine(hs.length, Number(sum), Number(sum) / Number(n), stddev, bins.map((b) => (b < FA_K ? null : b))));
+    out.set(region, householdLine(hs.length, Number(sum), Number(sum) / Number(n), stddev, byBin.map((b) => (b < FA_K ? null : b))));
   }
   return out;
 }
@@ -517,7 +531,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
           say(`        plaintext join:        ${want.get(grade) ?? ""}`);
         }
         const same = JA_GRADES.every((g) => (got.get(g) ?? "suppressed") === (want.get(g)?.startsWith("suppressed") ? "suppressed" : want.get(g)));
-        say(`     ${check(`every grade (E has fewer than k = ${JA_K} joined rows: suppressed)`, same)}`);
+        say(`     ${check(`every grade (E has fewer than k = ${JA_K} matched customers: suppressed)`, same)}`);
         say(`     the telco learned: the bank's distinct-key count and its HE public key; not which keys matched, nor any total`);
         say(`     the bank learned:  COUNT and AVG per released grade, that one grade was suppressed, the telco's key count rounded up to 1/8`);
         showExchange(exchangeSaw(ja.id), r);

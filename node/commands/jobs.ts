@@ -53,8 +53,9 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --d
                  COUNT/SUM/AVG/VAR/STDDEV of the provider's columns over the
                  joined rows, per value of the buyer's --group-by column; the
                  exchange matches the blinded keys and aggregates under the
-                 buyer's HE key; groups with fewer than k joined rows are
-                 suppressed, k the larger of --min-group-size and the dataset
+                 buyer's HE key; a group is released only with at least k
+                 matched keys and k joined rows (the others are reported as
+                 suppressed), k the larger of --min-group-size and the dataset
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
                  (default 2^32; smaller is faster, a group over it fails the job)

@@ -11,10 +11,21 @@
  *     sends a legitimate-looking job whose weights name both groups at one
  *     position: the exchange's role refuses the message, the job fails, and
  *     no group total ever reaches the buyer.
+ *
+ * And two leaks past k found later against real nodes, through the honest
+ * buyer agent (the file alone is the attack):
+ *  3. k counted in joined rows: the target's phone ten times in group T (30
+ *     other phones in A), k = 10, released `T,10,7540,754` — one person's
+ *     spend. The exchange now releases a group only with at least k distinct
+ *     matched keys: T is not released, A is released as before;
+ *  4. membership through the suppressed count: a one-key group said
+ *     "suppressed" when the key matched and nothing when it did not. Every
+ *     group not released now counts as suppressed: a member's and a
+ *     non-member's one-key group give the buyer the same answer.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Table, Utf8, vectorFromArray } from "apache-arrow";
+import { Table, tableFromIPC, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { openEnvelope, sealEnvelope, type SenderKeys } from "../../node/envelope.js";
@@ -26,7 +37,7 @@ import { ExchangeClient } from "../../node/server/client.js";
 import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
 import { unpackFrames } from "../../node/server/mailbox.js";
 import { decodeMessage, encodeMessage, type JoinWeights } from "../../protocols/index.js";
-import { api, inviteAt, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
+import { api, inviteAt, partyHeaders, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let nodes: TestNodes;
@@ -45,7 +56,34 @@ beforeAll(async () => {
   writeFileSync(join(bank.dataDir, "overlap.csv"), "id,g\n" + [["target", "A"], ...xs.map((k) => [k, "A"]), ...xs.map((k) => [k, "B"])].map(([k, g]) => `${k},${g}`).join("\n") + "\n");
   const policy = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["id"], allowedBuyers: ["bank", "mallory"], minGroupSize: K, queryBudget: 100, budgetUnit: "jobs" };
   expect((await api(telco.url, "POST", "/v1/datasets", { file: "spend.csv", policy })).status).toBe(201);
+  // Findings 3–4's provider: the target (spend 754) and 30 others (spend 100 + i), one row each; a policy with no psi.
+  writeFileSync(join(telco.dataDir, "phones.csv"), "phone,spend\n" + [`${TARGET},754`, ...others.map((p, i) => `${p},${100 + i}`)].join("\n") + "\n");
+  expect((await api(telco.url, "POST", "/v1/datasets", { file: "phones.csv", policy: { ...policy, keyColumns: ["phone"] } })).status).toBe(201);
+  const file = (rows: readonly (readonly [string, string])[]) => "phone,g\n" + rows.map(([k, g]) => `${k},${g}`).join("\n") + "\n";
+  const a = others.map((p) => [p, "A"] as const);
+  writeFileSync(join(bank.dataDir, "repeats.csv"), file([...Array.from({ length: 10 }, () => [TARGET, "T"] as const), ...a]));
+  writeFileSync(join(bank.dataDir, "member.csv"), file([[TARGET, "M"], ...a]));
+  writeFileSync(join(bank.dataDir, "nonmember.csv"), file([["+86-138-0000-0000", "M"], ...a]));
 }, 60_000);
+
+const TARGET = "+86-138-4242-4242";
+const others = Array.from({ length: 30 }, (_, i) => `+86-139-0000-${String(1000 + i)}`);
+
+/** Runs a join-aggregate job of the bank's FILE against telco.phones.csv (k = 10); what the bank's agent shows: its result rows and summary. */
+async function bankSees(file: string): Promise<{ rows: string[]; progress: unknown }> {
+  const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", {
+    protocol: "join-aggregate", buyerDataset: file, providerDataset: "telco.phones.csv",
+    params: { keyColumns: ["phone"], aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }, { fn: "avg", column: "spend" }], groupBy: { column: "g" }, maxAbsValue: "10000", maxJoinRows: 1000 } },
+  });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  expect(await waitForJob(bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
+  const t = tableFromIPC(new Uint8Array(await (await fetch(`${bank.url}/v1/jobs/${r.body.id}/result`, { headers: partyHeaders(bank.url) })).arrayBuffer()));
+  const rows = Array.from({ length: t.numRows }, (_, i) => ["g", "count", "sum_spend", "avg_spend"].map((c) => String(t.getChild(c)?.get(i))).join(","));
+  return { rows, progress: (await api<{ progress: unknown }>(bank.url, "GET", `/v1/jobs/${r.body.id}`)).body.progress };
+}
+
+/** Group A as the plaintext join gives it: 30 phones, spend 100 … 129. */
+const A_ROW = `A,30,${30 * 100 + (29 * 30) / 2},${(30 * 100 + (29 * 30) / 2) / 30}`;
 
 afterAll(async () => {
   await nodes?.close();
@@ -124,4 +162,18 @@ describe("finding 3: each buyer key in one group", () => {
     expect(entries.filter((e) => e.kind === "job.step" && e.body.from === "exchange" && e.body.to === "mallory")).toEqual([]);
     expect(entries.map((e) => e.kind)).not.toContain("job.result");
   });
+});
+
+describe("findings 3–4 (later): k counts distinct matched keys; a group not released reads the same whatever matched", () => {
+  it("the target's phone ten times in group T is not released; group A is released as without T", async () => {
+    const attack = await bankSees("repeats.csv");
+    expect(attack).toEqual({ rows: [A_ROW], progress: { groups: 1, suppressed: 1 } });
+  }, 90_000);
+
+  it("a one-key group of a member and of a non-member give the bank the same answer", async () => {
+    const member = await bankSees("member.csv");
+    const nonMember = await bankSees("nonmember.csv");
+    const notReleased = { rows: [A_ROW], progress: { groups: 1, suppressed: 1 } };
+    expect([member, nonMember]).toEqual([notReleased, notReleased]);
+  }, 90_000);
 });
