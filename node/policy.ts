@@ -865,6 +865,16 @@ export function jobCost(policy: UsagePolicy, request: JobRequest): number | unde
 }
 
 /**
+ * Whether a job's charge on this policy's budget is settled to the buyer's
+ * measured distinct keys (a budget in keys, a protocol with buyer keys): the
+ * provider reports them ("charged") and both it and the exchange give back
+ * what the declared count reserved beyond them.
+ */
+export function settlesByKeys(policy: UsagePolicy, request: JobRequest): boolean {
+  return policy.budgetUnit === BudgetUnit.Keys && request.protocol !== ProtocolId.FederatedAggregate;
+}
+
+/**
  * A buyer's remaining budget once a dataset's policy changes from `old` to
  * `next`: what it has spent stays spent (lower the budget below it and
  * nothing remains); when the budget's unit changes, spent amounts are not

@@ -10,25 +10,15 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
+import { CLI as cli, umbra as runUmbra } from "./helpers/cli.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 
-const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "umbra-node-cli-"));
 
 /** Runs `umbra ARGS` to the end (asynchronously, so the nodes keep serving). */
-function umbra(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-    child.once("exit", (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const umbra = (...args: string[]) => runUmbra(args);
 
 interface Node {
   readonly child: ChildProcess;

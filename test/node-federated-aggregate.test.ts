@@ -282,8 +282,9 @@ describe("federated-aggregate through the node", () => {
       // The buyer's agent recorded the job when it submitted it; the exchange tells it the job was refused, and it never ran.
       await waitUntil(() => bank.store.getJob(r.body.id)?.state === "refused", "the buyer's record of the refused job");
       expect(bank.store.getResult(r.body.id)).toBeUndefined();
-      await new Promise((res) => setTimeout(res, 300));
-      for (const p of providers) expect(["refused", "failed", undefined]).toContain(p.store.getJob(r.body.id)?.state);
+      // No provider still runs it: each either never took its job.start (the exchange released it) or ended the job.
+      await waitUntil(() => providers.every((p) => !["submitted", "running"].includes(p.store.getJob(r.body.id)?.state ?? "")), "every provider's end of the refused job");
+      expect(providers.some((p) => p.store.getResult(r.body.id) !== undefined)).toBe(false);
     } finally {
       retailer.store.putPolicy(datasetIds[1] as string, POLICY);
     }

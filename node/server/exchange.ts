@@ -51,7 +51,7 @@ import { ReplayError } from "../errors.js";
 import { decodeMessage } from "../../protocols/index.js";
 import { publicIdentity, type NodeIdentity } from "../identity.js";
 import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry } from "../ledger.js";
-import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, settlesByKeys, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../jobs/roles.js";
@@ -230,7 +230,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     return ids.map((dataset, i) => {
       const provider = j.providers[i] as string;
       const reserved = Array.isArray(cost) ? Number(cost[i] ?? 0) : Number(cost ?? 0);
-      const keys = loadPolicy(dataset)?.budgetUnit === "keys" && request.protocol !== "federated-aggregate"; // federated-aggregate: one unit, never settled
+      const policy = loadPolicy(dataset);
+      const keys = policy !== undefined && settlesByKeys(policy, request);
       const charged = entries.some((e) => e.kind === LedgerKind.JobStep && e.body["step"] === "charged" && e.body["by"] === provider);
       return { provider, dataset, reserved, keys, charged };
     });
@@ -240,6 +241,19 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   const releaseUncharged = (j: JobRecord): void => {
     for (const r of reservations(j)) if (r.keys && !r.charged && r.reserved > 0 && store.getBudget(r.dataset, j.buyer)) store.refundBudget(r.dataset, j.buyer, r.reserved);
   };
+
+  /**
+   * Ends a submitted or running job in `to`, in one transaction: its state,
+   * the reservations no provider measured given back, and its ledger entry.
+   * (Telling the parties and freeing memory is endJob's, after it.)
+   */
+  const closeJob = (j: JobRecord, to: "failed" | "cancelled", reason: string, kind: LedgerKind, body: Record<string, unknown>): JobRecord =>
+    store.transaction(() => {
+      const x = store.transitionJob(j.id, ["submitted", "running"], to, reason);
+      releaseUncharged(j);
+      ledger(kind, body, j.id);
+      return x;
+    });
 
   /** A job's signed job.submitted entry: every job.start carries it, so a party can check its job against the ledger. */
   const submittedRecord = (job: string): LedgerEntry => {
@@ -294,11 +308,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
       activity.delete(id);
       return;
     }
-    store.transaction(() => {
-      store.transitionJob(id, ["submitted", "running"], "failed", reason);
-      releaseUncharged(j);
-      ledger(LedgerKind.JobFailed, { reason, by: identity.name, ...extra }, id);
-    });
+    closeJob(j, "failed", reason, LedgerKind.JobFailed, { reason, by: identity.name, ...extra });
     endJob(j, "failed", [j.buyer, ...j.providers]);
   };
 
@@ -433,11 +443,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
       const reason = missing.length > 0 ? "UMBRA_MISSING_PARTY" : "UMBRA_JOB_TIMEOUT";
       endRoleJob(j.id);
       try {
-        store.transaction(() => {
-          store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
-          releaseUncharged(j);
-          ledger(LedgerKind.JobFailed, { reason, ...(missing.length > 0 ? { missing } : {}) }, j.id);
-        });
+        closeJob(j, "failed", reason, LedgerKind.JobFailed, { reason, ...(missing.length > 0 ? { missing } : {}) });
       } catch (err) {
         app.log.warn({ job: j.id, code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not time out a job");
         continue;
@@ -456,11 +462,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   // On start, jobs that were running when the exchange stopped cannot resume here (the
   // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
   for (const j of store.listJobs({ state: ["submitted", "running"] })) {
-    store.transaction(() => {
-      store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_EXCHANGE_RESTARTED");
-      releaseUncharged(j);
-      ledger(LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" }, j.id);
-    });
+    closeJob(j, "failed", "UMBRA_EXCHANGE_RESTARTED", LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" });
   }
 
   app.get("/v1/identity", { schema: { response: { 200: { type: "object", properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" } } } } } }, async () => {
@@ -695,12 +697,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     const j = jobFor(req, reply);
     if (!j) return reply;
     if (j.buyer !== req.party) return reply.code(403).send({ error: { code: "UMBRA_FORBIDDEN", message: "only the buyer cancels a job" } });
-    const done = store.transaction(() => {
-      const r = store.transitionJob(j.id, ["submitted", "running"], "cancelled", "cancelled by the buyer");
-      releaseUncharged(j);
-      ledger(LedgerKind.JobCancelled, { by: "buyer" }, j.id);
-      return r;
-    });
+    const done = closeJob(j, "cancelled", "cancelled by the buyer", LedgerKind.JobCancelled, { by: "buyer" });
     endJob(j, "cancelled", [j.buyer, ...j.providers]);
     return jobView(done, req.party);
   });
@@ -808,12 +805,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
       case "failed": {
         const reason = typeof e.reason === "string" && /^UMBRA_[A-Z_]{1,64}$/.test(e.reason) ? e.reason : "UMBRA_FAILED";
         if (j.state !== "submitted" && j.state !== "running") return jobView(j, party);
-        const r = store.transaction(() => {
-          const x = store.transitionJob(j.id, ["submitted", "running"], "failed", reason);
-          releaseUncharged(j);
-          ledger(LedgerKind.JobFailed, { reason, by: party }, j.id);
-          return x;
-        });
+        const r = closeJob(j, "failed", reason, LedgerKind.JobFailed, { reason, by: party });
         endJob(j, "failed", [j.buyer, ...j.providers].filter((p) => p !== party));
         return jobView(r, party);
       }
@@ -821,8 +813,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
         // A provider whose budget counts keys: the buyer's distinct keys as its role measured them, once.
         if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
         const mine = reservations(j).find((r) => r.provider === party);
-        const units = e.units;
-        if (mine === undefined || !mine.keys || mine.charged || typeof units !== "number" || !Number.isSafeInteger(units) || units < 0 || units > mine.reserved) break;
+        const units = e.units; // an integer of at least 0 (eventSchema)
+        if (mine === undefined || !mine.keys || mine.charged || units === undefined || units > mine.reserved) break;
         store.transaction(() => {
           if (mine.reserved > units) store.refundBudget(mine.dataset, j.buyer, mine.reserved - units);
           ledger(LedgerKind.JobStep, { step: "charged", by: party, dataset: mine.dataset, units }, j.id);

@@ -33,12 +33,12 @@ import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocol
 import { describeDataset, type DatasetDescriptor } from "../catalog.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
 import { WrongSenderError } from "../errors.js";
-import { fingerprint, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
+import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import { faParamsOf } from "../jobs/federated-aggregate.js";
 import { LedgerKind, requestDigest, resultCommitment, verifiedEntry, type LedgerHead } from "../ledger.js";
 import { BelowMinimumError } from "../../protocols/errors.js";
 import { jaJobInfo } from "../jobs/join-aggregate.js";
-import { checkJob, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, settlesByKeys, type JobRequest, type UsagePolicy } from "../policy.js";
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
@@ -144,9 +144,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const pool = o.pool ?? getPool();
   const client = new ExchangeClient(o.exchangeUrl, identity);
   const token = o.apiToken ?? generateApiToken();
-  const app = (o.https
-    ? Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000, https: { key: o.https.key, cert: o.https.cert } })
-    : Fastify({ logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 })) as unknown as FastifyInstance;
+  const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 };
+  const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as FastifyInstance;
   // Every route, the OpenAPI document included, needs this machine's Host and the token.
   guardLocalApi(app, { token, ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}) });
   await app.register(swagger, { openapi: { info: { title: "Umbra party agent (local API)", version: "1" } } });
@@ -347,7 +346,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       }
       // Settled to the measured keys later; a federated-aggregate job evaluates none and costs one unit (jobCost).
       const cost = jobCost(policy, m.request) ?? 0;
-      const byKeys = policy.budgetUnit === "keys" && spec.protocol !== "federated-aggregate";
+      const byKeys = settlesByKeys(policy, m.request);
       store.transaction(() => {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
@@ -548,7 +547,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   let pin: ExchangePin | undefined;
   let pruning: NoncePruning | undefined;
 
-
   /**
    * Checks the identity the exchange presents against the pinned one (kept in
    * this agent's store as its party of role "exchange") or the configured
@@ -559,7 +557,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const name = b["name"];
     const signing = typeof b["signingPublicKey"] === "string" && /^[0-9a-f]{64}$/.test(b["signingPublicKey"]) ? b["signingPublicKey"] : undefined;
     const box = typeof b["boxPublicKey"] === "string" && /^[0-9a-f]{64}$/.test(b["boxPublicKey"]) ? b["boxPublicKey"] : undefined;
-    if (typeof name !== "string" || !/^[A-Za-z0-9._-]{1,64}$/.test(name) || signing === undefined || box === undefined) {
+    if (typeof name !== "string" || !isNodeName(name) || signing === undefined || box === undefined) {
       throw new UmbraError("UMBRA_EXCHANGE", "the exchange's identity answer is malformed");
     }
     const keys = { signingPublicKey: Uint8Array.from(Buffer.from(signing, "hex")), boxPublicKey: Uint8Array.from(Buffer.from(box, "hex")) };

@@ -37,6 +37,7 @@ beforeAll(async () => {
   x = nodes.x;
   [telco, bank] = nodes.parties as [TestParty, TestParty];
   writeFileSync(join(telco.dataDir, "subs.csv"), "phone,spend,diagnosis\n1,10,a\n2,20,b\n3,30,c\n");
+  writeFileSync(join(telco.dataDir, "cust-copy.csv"), "phone,spend\n9,9\n");
   writeFileSync(join(bank.dataDir, "cust.csv"), "phone\n2\n3\n4\n");
   expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: POLICY })).status).toBe(201);
   const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
@@ -61,6 +62,7 @@ const routes = (): [string, string, unknown?][] => [
   ["POST", "/v1/datasets", { file: "subs.csv", policy: { ...POLICY, outputColumns: ["spend", "diagnosis"], allowedBuyers: "any" }, update: true }],
   ["POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } }],
   ["GET", "/documentation/json"],
+  ["GET", "/v1/exchange/head"],
 ];
 
 /** One request with exactly these headers (node:http: fetch would set the Host header itself). */
@@ -130,6 +132,11 @@ describe("finding 1: the party's local API", () => {
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe("UMBRA_ALREADY_EXISTS");
     expect(again.body.error.message).toMatch(/--update/);
+    expect(everything()).toBe(before);
+
+    // update for a file never registered: refused, nothing registered.
+    const unknown = await api<{ error: { code: string } }>(telco.url, "POST", "/v1/datasets", { file: "cust-copy.csv", policy: POLICY, update: true });
+    expect([unknown.status, unknown.body.error.code]).toEqual([404, "UMBRA_NOT_FOUND"]);
     expect(everything()).toBe(before);
 
     const ledger = [...x.store.ledgerRows()].length;

@@ -12,26 +12,15 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { CLI as cli, umbra } from "../helpers/cli.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../../engine/columns/index.js";
 
-const cli = fileURLToPath(new URL("../../dist/node/cli.js", import.meta.url));
 const root = mkdtempSync(join(tmpdir(), "umbra-f07-tls-"));
 const cert = join(root, "exchange.crt");
 const key = join(root, "exchange.key.pem");
 const children: ChildProcess[] = [];
 
-function umbra(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-    child.once("exit", (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** Starts a node and resolves with its URL and its whole first stdout line once it listens. */
 function startNode(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; line: string }> {

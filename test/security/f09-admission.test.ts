@@ -20,7 +20,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { CLI as cli, umbra as runUmbra } from "../helpers/cli.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { createInvitation } from "../../node/admission.js";
@@ -29,7 +29,6 @@ import { openStore } from "../../node/store.js";
 import { api, inviteAt, startExchange, startParty, type TestExchange, type TestParty } from "../helpers/nodes.js";
 import { descriptor, exchangeSnapshot, handParty, registration, requestNonce, signedRequest } from "./kit.js";
 
-const cli = fileURLToPath(new URL("../../dist/node/cli.js", import.meta.url));
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
 let telco: TestParty;
@@ -42,16 +41,7 @@ type Refusal = { error?: { code: string; message: string } };
 const register = (at: { url: string }, id: ReturnType<typeof generateIdentity>, invite?: string, name?: string) =>
   signedRequest<Refusal & { name?: string }>(at.url, id, "POST", "/v1/parties", { body: { ...registration(id, invite), ...(name !== undefined ? { name } : {}) } });
 
-function umbra(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-    child.once("exit", (status) => resolve({ status, stdout, stderr }));
-  });
-}
+const umbra = (...args: string[]) => runUmbra(args);
 
 beforeAll(async () => {
   x = await startExchange();
