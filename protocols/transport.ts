@@ -13,7 +13,7 @@ export interface TransportStats {
 
 /** A pair of in-memory queues between named roles, serialising every message. */
 export class MemoryTransport {
-  readonly #queues = new Map<string, Uint8Array[]>();
+  readonly #queues = new Map<string, { from: string; frame: Uint8Array }[]>();
   readonly #bytes: Record<string, number> = {};
   readonly #messages: Record<string, number> = {};
   /** Observers see every encoded frame (tests use it to inspect what a role receives). */
@@ -31,14 +31,19 @@ export class MemoryTransport {
       this.#bytes[from] = (this.#bytes[from] ?? 0) + frame.length;
       this.#messages[from] = (this.#messages[from] ?? 0) + 1;
       for (const tap of this.#taps) tap(from, to, frame);
-      q.push(frame);
+      q.push({ from, frame });
     }
   }
 
   /** Takes and decodes the next message for `to`, if any. */
   receive(to: string): ProtocolMessage | undefined {
-    const frame = this.#queues.get(to)?.shift();
-    return frame === undefined ? undefined : decodeMessage(frame);
+    return this.receiveFrom(to)?.message;
+  }
+
+  /** Takes and decodes the next message for `to`, with the role that sent it. */
+  receiveFrom(to: string): { readonly from: string; readonly message: ProtocolMessage } | undefined {
+    const next = this.#queues.get(to)?.shift();
+    return next === undefined ? undefined : { from: next.from, message: decodeMessage(next.frame) };
   }
 
   pending(to: string): number {
