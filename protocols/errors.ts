@@ -19,6 +19,7 @@ export const ProtocolErrorCode = {
   BelowMinimum: "UMBRA_BELOW_MINIMUM",
   KeyLimitExceeded: "UMBRA_KEY_LIMIT_EXCEEDED",
   OverlappingGroups: "UMBRA_OVERLAPPING_GROUPS",
+  WrongSender: "UMBRA_WRONG_SENDER",
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -125,5 +126,12 @@ export class OverlappingGroupsError extends InvalidInputError {
     );
     this.column = column;
     this.rows = [first, second];
+  }
+}
+
+/** A message from a role (or party) that does not send that step, e.g. provider j's vector sent as provider i's. */
+export class WrongSenderError extends ProtocolError {
+  constructor(message: string) {
+    super(message, ProtocolErrorCode.WrongSender);
   }
 }

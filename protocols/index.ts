@@ -12,6 +12,7 @@ export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, J
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
 export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
+export { player, providerIndex, providerRole, RoleName, runRoles, type Outgoing, type Player, type Role, type RolesRun, type RunRolesOptions, type Step } from "./role.js";
 export * from "./psi.js";
 export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run-psi.js";
 export {
@@ -20,19 +21,18 @@ export {
   TAG_BYTES,
   assertPreparedKey,
   deriveTagAndKey,
-  lookupBuyerDone,
-  lookupBuyerReceive,
-  lookupBuyerResult,
-  lookupBuyerStart,
+  lookupBuyer,
   lookupKeyPair,
-  lookupProviderDone,
-  lookupProviderReceive,
-  lookupProviderStart,
+  lookupProvider,
   preparedTableInfo,
   prepareLookupTable,
+  type LookupBuyerInit,
+  type LookupBuyerResult,
   type LookupBuyerState,
   type LookupContext,
   type LookupParams,
+  type LookupProviderContext,
+  type LookupProviderInit,
   type LookupProviderOptions,
   type LookupProviderState,
   type PrepareOptions,

@@ -87,7 +87,8 @@ import { oprf } from "../engine/oprf/index.js";
 import { distinctKeys, ElementIndex, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
-import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongStepError } from "./errors.js";
+import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongSenderError, WrongStepError } from "./errors.js";
+import { RoleName, type Outgoing, type Role } from "./role.js";
 import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
 
 export const LOOKUP_VERSION = 1;
@@ -357,7 +358,7 @@ export interface LookupProviderState extends Common {
   readonly received: number;
 }
 
-export interface StepResult<S> {
+interface StepResult<S> {
   readonly state: S;
   readonly messages: ProtocolMessage[];
 }
@@ -375,7 +376,7 @@ function resolve(p: LookupParams): Common {
 // -------------------------------------------------------------- buyer
 
 /** Starts the buyer: de-duplicates and blinds its keys; returns steps 1 and 2. */
-export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
   const c = resolve(params);
   const d = distinctKeys(keys);
   const group = await createGroup({ group: GroupId.Ristretto255 });
@@ -413,12 +414,12 @@ export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ct
   return { state, messages: [hello, ...batches(c, LookupStep.BuyerBlinded, blinded, c.chunkElements, ELEMENT)] };
 }
 
-export function lookupBuyerDone(s: LookupBuyerState): boolean {
+function lookupBuyerDone(s: LookupBuyerState): boolean {
   return s.infoReceived && s.evaluatedReceived === s.queryCount && s.sealedReceived === s.tableRows;
 }
 
 /** The buyer takes one message from the provider (steps 3, 4, 5). */
-export async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
@@ -513,7 +514,7 @@ async function finalise(s: LookupBuyerState, ctx: LookupContext): Promise<Lookup
  * The buyer's output: the label schema and, per distinct key, its label rows (empty when none).
  * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection.
  */
-export function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
+function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
   assertRole(s, "buyer");
   if (!lookupBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
   const min = s.minIntersection ?? 1;
@@ -553,13 +554,13 @@ export interface LookupProviderOptions {
   readonly budgetRemaining: number;
 }
 
-export function lookupProviderStart(params: LookupParams, o: LookupProviderOptions): LookupProviderState {
+function lookupProviderStart(params: LookupParams, o: LookupProviderOptions): LookupProviderState {
   const c = resolve(params);
   if (!Number.isSafeInteger(o.budgetRemaining) || o.budgetRemaining < 0) throw new InvalidArgumentError("budgetRemaining must be a non-negative integer");
   return { ...c, role: "provider", secretKey: Uint8Array.from(o.secretKey), budgetRemaining: o.budgetRemaining, helloReceived: false, queryCount: 0, peerChunkElements: 0, received: 0 };
 }
 
-export function lookupProviderDone(s: LookupProviderState): boolean {
+function lookupProviderDone(s: LookupProviderState): boolean {
   return s.helloReceived && s.received === s.queryCount;
 }
 
@@ -567,7 +568,7 @@ export function lookupProviderDone(s: LookupProviderState): boolean {
  * The provider takes one message from the buyer (steps 1, 2). `prepared` is
  * the prepared table of the state's product version.
  */
-export async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
+async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
   assertRole(s, "provider");
   checkBinding(s, m.header);
   const info = preparedTableInfo(prepared);
@@ -682,3 +683,55 @@ function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }
   if (!s || s.role !== role || s.protocol !== ProtocolName.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
 }
 
+
+// ------------------------------------------------------------------ roles
+
+/** What the buyer's result holds: its rows' distinct keys and each key's opened label rows. */
+export type LookupBuyerResult = ReturnType<typeof lookupBuyerResult>;
+
+/** What the lookup buyer starts from: the job's parameters and its own key column. */
+export interface LookupBuyerInit {
+  readonly params: LookupParams;
+  readonly keys: KeyColumn;
+}
+
+/** What the lookup provider starts from: the job's parameters, its key for the product version and the buyer's budget. */
+export interface LookupProviderInit extends LookupProviderOptions {
+  readonly params: LookupParams;
+}
+
+/** The provider's local resources: besides the pool, the prepared table of the job's product version. */
+export interface LookupProviderContext extends LookupContext {
+  readonly prepared: Table;
+}
+
+const to = (r: RoleName, messages: readonly ProtocolMessage[]): Outgoing[] => messages.map((message) => ({ to: r, message }));
+
+/** The lookup buyer: sends steps 1 and 2, takes 3, 4 and 5 from the provider; its result is the labels of its matched keys. */
+export const lookupBuyer: Role<LookupBuyerState, LookupBuyerInit, LookupContext, LookupBuyerResult> = {
+  async start(init, ctx) {
+    const r = await lookupBuyerStart(init.params, init.keys, ctx);
+    return { state: r.state, messages: to(RoleName.Provider, r.messages) };
+  },
+  async receive(state, from, message, ctx) {
+    if (from !== RoleName.Provider) throw new WrongSenderError("a lookup buyer takes messages from the provider only");
+    const r = await lookupBuyerReceive(state, message, ctx);
+    return { state: r.state, messages: to(RoleName.Provider, r.messages) };
+  },
+  done: lookupBuyerDone,
+  result: lookupBuyerResult,
+};
+
+/** The lookup provider: waits for the buyer's hello, evaluates its blinded keys within the budget and sends the sealed rows. */
+export const lookupProvider: Role<LookupProviderState, LookupProviderInit, LookupProviderContext, undefined> = {
+  async start(init) {
+    return { state: lookupProviderStart(init.params, init), messages: [] };
+  },
+  async receive(state, from, message, ctx) {
+    if (from !== RoleName.Buyer) throw new WrongSenderError("a lookup provider takes messages from the buyer only");
+    const r = await lookupProviderReceive(state, message, ctx.prepared, ctx);
+    return { state: r.state, messages: to(RoleName.Buyer, r.messages) };
+  },
+  done: lookupProviderDone,
+  result: () => undefined,
+};

@@ -79,7 +79,8 @@ import type { KeyColumn } from "../engine/columns/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
 import type { CryptoPool } from "../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "./codec.js";
-import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
+import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "./errors.js";
+import { RoleName, type Outgoing, type Role, type Step } from "./role.js";
 import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "./steps.js";
 
 export const PSI_VERSION = 1;
@@ -166,9 +167,15 @@ export interface PsiProviderState extends Common {
   readonly received: number;
 }
 
-export interface StepResult<S> {
+interface StepResult<S> {
   readonly state: S;
   readonly messages: ProtocolMessage[];
+}
+
+/** What a psi role starts from: the job's parameters and its own key column. */
+export interface PsiInit {
+  readonly params: PsiParams;
+  readonly keys: KeyColumn;
 }
 
 export type PsiBuyerResult =
@@ -220,7 +227,7 @@ function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
 // ------------------------------------------------------------------ buyer
 
 /** Starts the buyer: de-duplicates its keys, blinds them, returns steps 1 and 2. */
-export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
   const p = resolveParams(params);
   const group = await createGroup({ group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) });
   const d = distinctKeys(keys);
@@ -247,12 +254,12 @@ export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: Psi
 }
 
 /** True once the buyer has everything it needs for its result. */
-export function psiBuyerDone(s: PsiBuyerState): boolean {
+function psiBuyerDone(s: PsiBuyerState): boolean {
   return s.helloReceived && s.peerReceived === s.peerSetSize && s.doubledReceived === s.setSize;
 }
 
 /** The buyer takes one message from the provider (steps 3, 4, 5). */
-export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
@@ -302,7 +309,7 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
  * The buyer's output once {@link psiBuyerDone}.
  * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection (see Job limits).
  */
-export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
+function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
   assertRole(s, "buyer");
   if (!psiBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
   const index = ElementIndex.build(s.peerElements.subarray(0, s.peerSetSize * ELEMENT), ELEMENT);
@@ -334,7 +341,7 @@ export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
 // --------------------------------------------------------------- provider
 
 /** Starts the provider: de-duplicates, blinds and shuffles its keys. Sends nothing until the buyer's hello. */
-export async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   const p = resolveParams(params);
   const spec = { group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) };
   const group = await createGroup(spec);
@@ -358,12 +365,12 @@ export async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: 
   return { state, messages: [] };
 }
 
-export function psiProviderDone(s: PsiProviderState): boolean {
+function psiProviderDone(s: PsiProviderState): boolean {
   return s.helloReceived && s.received === s.peerSetSize;
 }
 
 /** The provider takes one message from the buyer (steps 1, 2). */
-export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   assertRole(s, "provider");
   checkBinding(s, m.header);
   if (!s.helloReceived) {
@@ -420,3 +427,37 @@ function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }
     throw new InvalidStateError(`not a psi ${role} state`);
   }
 }
+
+// ------------------------------------------------------------------ roles
+
+const to = (r: RoleName, messages: readonly ProtocolMessage[]): Outgoing[] => messages.map((message) => ({ to: r, message }));
+const addressed = <S>(r: RoleName, step: StepResult<S>): Step<S> => ({ state: step.state, messages: to(r, step.messages) });
+
+function expectFrom(from: RoleName, want: RoleName): void {
+  if (from !== want) throw new WrongSenderError(`a psi ${want === RoleName.Provider ? "buyer" : "provider"} takes messages from the ${want} only`);
+}
+
+/**
+ * The buyer of psi / psi-cardinality: sends steps 1 and 2 at start, takes
+ * 3, 4 and 5 from the provider; its result is its matching rows or the count.
+ */
+export const psiBuyer: Role<PsiBuyerState, PsiInit, PsiContext, PsiBuyerResult> = {
+  start: async (init, ctx) => addressed(RoleName.Provider, await psiBuyerStart(init.params, init.keys, ctx)),
+  receive: async (state, from, message, ctx) => {
+    expectFrom(from, RoleName.Provider);
+    return addressed(RoleName.Provider, await psiBuyerReceive(state, message, ctx));
+  },
+  done: psiBuyerDone,
+  result: psiBuyerResult,
+};
+
+/** The provider of psi / psi-cardinality: waits for the buyer's hello, answers steps 3, 4 and 5; learns the buyer's set size. */
+export const psiProvider: Role<PsiProviderState, PsiInit, PsiContext, undefined> = {
+  start: async (init, ctx) => addressed(RoleName.Buyer, await psiProviderStart(init.params, init.keys, ctx)),
+  receive: async (state, from, message, ctx) => {
+    expectFrom(from, RoleName.Buyer);
+    return addressed(RoleName.Buyer, await psiProviderReceive(state, message, ctx));
+  },
+  done: psiProviderDone,
+  result: () => undefined,
+};
