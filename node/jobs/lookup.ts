@@ -12,6 +12,7 @@ import { twoParties, type NodeProtocol } from "./protocol.js";
 export const lookupJob: NodeProtocol = {
   protocol: ProtocolId.Lookup,
   parties: twoParties,
+  resources: ["lookup"],
 
   async player(spec, party, r) {
     const lk = r.lookup;

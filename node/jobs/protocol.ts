@@ -156,6 +156,13 @@ export interface NodeProtocol {
   readonly protocol: ProtocolId;
   /** Who plays each role of the job: role name -> party name (the exchange by its name). */
   parties(job: { readonly buyer: string; readonly providers: readonly string[]; readonly exchange: string }): ReadonlyMap<RoleName, string>;
+  /**
+   * What the party agent must give a provider's role beyond its table:
+   * "mask", its mask key pair and the other providers' registered mask keys
+   * (job.start carries them); "lookup", its key for the dataset's product
+   * version and the table prepared with it (the buyer gets the product version).
+   */
+  readonly resources?: readonly ("mask" | "lookup")[];
   /** Reads this party's table for the job from its file (only the columns the job uses); default: the whole file. */
   readTable?(spec: JobSpec, party: PartyRole, path: string): Promise<Table>;
   /** The role this party plays in the job, what it starts from and its context. */

@@ -7,47 +7,28 @@
  * mailbox there and sends every protocol message as an envelope signed by it
  * and sealed to the other party, relayed by the exchange.
  *
- * In a job where the exchange plays a role of its own (federated-aggregate:
- * the aggregator; join-aggregate: the matcher and aggregator), the agent's
- * counterpart is the exchange: it sends its protocol messages to it, sealed to
- * the exchange's key — except, where the protocol has the buyer and the
- * provider talk directly (join-aggregate's key, set sizes and blinded sets),
- * those, which go to the other party sealed to it. A provider there takes its
- * index, the other providers and their mask keys from job.start, and its
- * protocol parameters from the job's request, never from a message.
+ * How it plays its role in a job, for every protocol the same way, is
+ * node/server/party-jobs.ts.
  *
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
-import { randomBytes } from "node:crypto";
 import { constants, openSync, closeSync, fstatSync, realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
-import { RecordBatchStreamWriter, Table } from "apache-arrow";
 import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { readTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
-import { decodeMessage, lookupKeyPair, prepareLookupTable } from "../../protocols/index.js";
-import { describeDataset, type DatasetDescriptor } from "../catalog.js";
-import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
-import { WrongSenderError } from "../errors.js";
+import { describeDataset } from "../catalog.js";
+import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
-import { faParamsOf } from "../jobs/federated-aggregate.js";
-import { LedgerKind, requestDigest, resultCommitment, verifiedEntry, type LedgerHead } from "../ledger.js";
-import { BelowMinimumError } from "../../protocols/errors.js";
-import { jaJobInfo } from "../jobs/join-aggregate.js";
-import { checkJob, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, requestExtends, settlesByKeys, type JobRequest, type UsagePolicy } from "../policy.js";
-import { parseControl } from "./control.js";
+import type { LedgerHead } from "../ledger.js";
+import { PolicyDeniedError, parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
-import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
 import { ExchangeClient, ExchangeError } from "./client.js";
-import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
-import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { httpStatusOf } from "./http-errors.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
+import { partyJobs } from "./party-jobs.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 
 export interface PartyOptions {
@@ -89,40 +70,7 @@ export class ExchangeKeyMismatchError extends UmbraError {
   }
 }
 
-interface Running {
-  readonly spec: JobSpec;
-  readonly role: "buyer" | "provider";
-  readonly counterpart: string;
-  /** The other party, when the protocol has the buyer and the provider send each other frames straight (the counterpart is then the exchange). */
-  readonly peer?: string;
-  readonly table: Table;
-  readonly lookup?: RoleContext["lookup"];
-  readonly mask?: RoleContext["mask"];
-  /**
-   * A provider whose budget counts keys: the declared key count it reserved
-   * when it accepted; settled to the measured count once the buyer's hello
-   * names it (buyerKeysSeen), released in full when the job ends before.
-   */
-  charge?: { readonly dataset: string; readonly buyer: string; readonly reserved: number; settled: boolean };
-  sequence: number;
-  /**
-   * The role's state between messages, in memory only. It is not written to
-   * the store: nothing could resume from it yet (a restarted party fails its
-   * open jobs), it holds the job's secret scalars, and writing tens of MB
-   * blocked the agent's event loop for up to a second (finding 14). The
-   * durable-jobs work brings state, outbox and acknowledgements in one
-   * transaction instead.
-   */
-  state: RoleState;
-}
-
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
-
-/** Largest envelope the agent opens (the envelope layer's payload limit and its overhead). */
-const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
-
-/** Prepared lookup tables kept in memory (each can be large; the least recently used goes first). */
-const PREPARED_CACHE_ENTRIES = 2;
 
 export interface PartyAgent {
   readonly app: FastifyInstance;
@@ -150,8 +98,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   guardLocalApi(app, { token, ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}) });
   await app.register(swagger, { openapi: { info: { title: "Umbra party agent (local API)", version: "1" } } });
   app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
-  const running = new Map<string, Running>();
-  const chains = new Map<string, Promise<void>>();
   const keyCache = new Map<string, SenderKeys>();
   let exchangeName = "";
   let polling = false;
@@ -228,322 +174,21 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     return keys;
   };
 
-  const event = (job: string, e: JobEvent) => client.json("POST", `/v1/jobs/${job}/events`, e);
-
-  /** The lookup key of this party for a dataset: derived from its identity, rotated by the policy version. */
-  const masterSeed = hkdf(sha256, identity.signing.secretKey, undefined, new TextEncoder().encode("umbra/lookup/master-seed"), 32);
-  const prepared = new Map<string, Table>();
-
-  /** Seals frames to `to` (the counterpart by default) and sends them through the exchange's relay, in order. */
-  const send = async (r: Running, frames: readonly Uint8Array[], to: string = r.counterpart): Promise<void> => {
-    if (frames.length === 0) return;
-    const keys = to === exchangeName ? exchangeKeys : await senderKeys(to);
-    if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
-    for (const f of frames) {
-      const step = decodeMessage(f).header.step;
-      const env = sealEnvelope({ job: r.spec.id, step, sender: identity, recipient: to, sequence: r.sequence++, payload: f, encryptTo: keys.boxPublicKey });
-      await client.sendRaw("/v1/relay", env);
-    }
-  };
-
-  /** A step's output: first the frames for the other party (straight, where the protocol has them), then those for the counterpart. */
-  const sendOutput = async (r: Running, out: { readonly out: readonly Uint8Array[]; readonly direct?: readonly Uint8Array[] }): Promise<void> => {
-    if (out.direct && out.direct.length > 0) {
-      if (r.peer === undefined) throw new UmbraError("UMBRA_PROTOCOL", "frames for the other party in a job without a direct route");
-      await send(r, out.direct, r.peer);
-    }
-    await send(r, out.out);
-  };
-
-  const specOf = (m: Extract<ControlMessage, { type: "job.start" }>): JobSpec => {
-    const { job, request, counterpart, role, providers, providerIndex } = m;
-    const providerDataset = providers !== undefined ? (providerIndex !== undefined ? jobDatasets(request)[providerIndex] : undefined) : request.providerDataset;
-    return {
-      id: job,
-      protocol: request.protocol as JobSpec["protocol"],
-      buyer: role === "buyer" ? identity.name : providers !== undefined ? request.buyer : counterpart,
-      provider: role === "provider" ? identity.name : (providers?.[0] ?? counterpart),
-      ...(request.buyerDataset !== undefined ? { buyerDataset: request.buyerDataset } : {}),
-      ...(providerDataset !== undefined ? { providerDataset } : {}),
-      keyColumns: request.params.keyColumns,
-      limits: jobLimitsOf(request),
-      ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
-      // federated-aggregate, join-aggregate: the protocol parameters, from the job's request alone.
-      ...(request.protocol === "federated-aggregate" ? { fa: { params: faParamsOf(job, request), providers: providers ?? [], ...(providerIndex !== undefined ? { index: providerIndex } : {}) } } : {}),
-      ...(request.protocol === "join-aggregate" && providers !== undefined ? { ja: jaJobInfo(job, request) } : {}),
-    };
-  };
-
-  const ownPolicy = (id: string): UsagePolicy | undefined => {
-    const p = store.latestPolicy(id);
-    return p ? parsePolicy(p.policy) : undefined;
-  };
-  const ownDescriptor = (id: string): DatasetDescriptor | undefined => {
-    const d = store.getDataset(id);
-    return d ? { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() } : undefined;
-  };
-
-  const onStart = async (m: Extract<ControlMessage, { type: "job.start" }>): Promise<void> => {
-    // The job as the exchange's signed ledger records it: its job.submitted entry, under the pinned key, names this request.
-    const record = exchangeKeys ? verifiedEntry(m.record, exchangeKeys.signingPublicKey) : undefined;
-    if (record === undefined || record.kind !== LedgerKind.JobSubmitted || record.job !== m.job || record.body["request"] !== requestDigest(m.request)) {
-      app.log.warn({ job: m.job, code: "UMBRA_BAD_RECORD" }, "refused a job.start whose ledger record does not verify");
-      await event(m.job, { kind: "failed", reason: "UMBRA_BAD_RECORD" }).catch(() => undefined);
-      return;
-    }
-    // Kept as evidence; another entry at a seq seen before means the exchange shows two histories.
-    if (store.noteExchangeHead(record) === "fork") {
-      app.log.error({ job: m.job, seq: record.seq, code: "UMBRA_LEDGER_FORK" }, "the exchange's signed ledger entry at this seq differs from one seen before: it shows two histories; refusing its jobs");
-      await event(m.job, { kind: "failed", reason: "UMBRA_LEDGER_FORK" }).catch(() => undefined);
-      return;
-    }
-    const spec = specOf(m);
-    const progress = progressReporter(m.job);
-    if (m.role === "provider") {
-      // This party's own record of the job (its state, steps and result hang off it); the buyer's was made when it submitted.
-      if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: m.providers ? [...m.providers] : [spec.provider], params: { request: m.request } as never });
-      // The provider's own check, on its own copy of the policy, before it answers anything.
-      const own = spec.providerDataset;
-      const desc = own !== undefined ? ownDescriptor(own) : undefined;
-      const policy = own !== undefined ? ownPolicy(own) : undefined;
-      const mine = m.providers === undefined || m.providers[m.providerIndex ?? -1] === identity.name;
-      if (!desc || !policy || !mine) {
-        store.transitionJob(m.job, ["submitted"], "refused", "dataset-mismatch");
-        await event(m.job, { kind: "refused", rule: "dataset-mismatch" });
-        return;
-      }
-      try {
-        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
-      } catch (err) {
-        if (err instanceof PolicyDeniedError) {
-          store.transitionJob(m.job, ["submitted"], "refused", err.rule);
-          await event(m.job, { kind: "refused", rule: err.rule });
-          return;
-        }
-        throw err;
-      }
-      const proto = partyProtocolFor(spec.protocol);
-      const table = proto?.readTable ? await proto.readTable(spec, "provider", dataFile(desc.name)) : await readTable(dataFile(desc.name));
-      // federated-aggregate: this party's mask key and the peers' registered ones (from job.start).
-      let mask: RoleContext["mask"];
-      if (spec.fa) {
-        if (!m.peerKeys) throw new UmbraError("UMBRA_NO_MASK_KEY", "job.start carries no mask keys");
-        mask = { keyPair: maskKeyPair(identity), peers: m.peerKeys.map((k) => Uint8Array.from(Buffer.from(k, "hex"))) };
-      }
-      let lookup: RoleContext["lookup"];
-      if (spec.protocol === "lookup") {
-        const version = store.latestPolicy(desc.id)?.version ?? 1;
-        const labels = [...(spec.outputColumns ?? [])].sort();
-        const product = lookupProduct(desc.id);
-        const { secretKey } = lookupKeyPair(masterSeed, product, version);
-        const cacheKey = `${desc.id}/${desc.contentHash}/${version}/${spec.keyColumns.join(",")}/${labels.join(",")}`;
-        let p = prepared.get(cacheKey);
-        if (p) prepared.delete(cacheKey); // re-inserted below: most recently used last
-        else p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool });
-        prepared.set(cacheKey, p);
-        while (prepared.size > PREPARED_CACHE_ENTRIES) prepared.delete(prepared.keys().next().value as string);
-        lookup = { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
-      }
-      // Settled to the measured keys later; a federated-aggregate job evaluates none and costs one unit (jobCost).
-      const cost = jobCost(policy, m.request) ?? 0;
-      const byKeys = settlesByKeys(policy, m.request);
-      store.transaction(() => {
-        if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
-        store.consumeBudget(desc.id, m.request.buyer, cost);
-      });
-      const charge = byKeys ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false } : undefined;
-      // Accepted: the exchange and the buyer get ready while this role starts (hashing its set
-      // takes seconds). Their messages wait in this agent's queue until it has.
-      store.transitionJob(m.job, ["submitted"], "running");
-      await event(m.job, { kind: "accepted" });
-      const out = await startRole(spec, "provider", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) });
-      const peer = proto?.direct && m.providers !== undefined ? spec.buyer : undefined;
-      const r: Running = { spec, role: "provider", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}), ...(charge ? { charge } : {}), sequence: 0, state: out.state };
-      running.set(m.job, r);
-      await sendOutput(r, out);
-      return;
-    }
-    // Buyer: only a job this agent submitted, and only as it asked for it (the exchange may fill in
-    // what it left out, never change it): nobody can make it read a file or join on a key it did not choose.
-    let local = store.getJob(m.job);
-    if (local === undefined && submitting.size > 0) {
-      await Promise.allSettled([...submitting]);
-      local = store.getJob(m.job);
-    }
-    const asked = (local?.params as { request?: JobRequest; submitted?: boolean } | undefined) ?? {};
-    if (local === undefined || asked.submitted !== true || asked.request === undefined || !requestExtends(asked.request, m.request)) {
-      app.log.warn({ job: m.job, code: "UMBRA_NOT_SUBMITTED" }, "refused a job.start for a job this party did not submit (or not as it asked)");
-      if (local !== undefined && (local.state === "submitted" || local.state === "running")) store.transitionJob(m.job, ["submitted", "running"], "failed", "UMBRA_NOT_SUBMITTED");
-      await event(m.job, { kind: "failed", reason: "UMBRA_NOT_SUBMITTED" }).catch(() => undefined);
-      return;
-    }
-    // Its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
-    const mine = m.request.buyerDataset;
-    const own = mine !== undefined ? store.getDataset(mine) : undefined;
-    const proto = partyProtocolFor(spec.protocol);
-    const path = mine !== undefined ? dataFile(own ? own.name : mine) : undefined;
-    const table = path === undefined ? new Table() : proto?.readTable ? await proto.readTable(spec, "buyer", path) : await readTable(path);
-    let lookup: RoleContext["lookup"];
-    if (spec.protocol === "lookup") {
-      if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
-      // The buyer never holds the prepared table or the key: only the product version it asks for.
-      lookup = { prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
-    }
-    const out = await startRole(spec, "buyer", { pool, table, onProgress: progress, ...(lookup ? { lookup } : {}) });
-    const peer = proto?.direct && m.providers !== undefined ? spec.provider : undefined;
-    const r: Running = { spec, role: "buyer", counterpart: m.counterpart, ...(peer !== undefined ? { peer } : {}), table, ...(lookup ? { lookup } : {}), sequence: 0, state: out.state };
-    store.transitionJob(m.job, ["submitted"], "running");
-    running.set(m.job, r);
-    await sendOutput(r, out);
-  };
-
-  const onProtocol = async (job: string, sender: string, payload: Uint8Array): Promise<void> => {
-    const r = running.get(job);
-    if (!r) return; // not (or no longer) ours: stop has been processed
-    const from = sender === r.counterpart ? "counterpart" : r.peer !== undefined && sender === r.peer ? "peer" : undefined;
-    if (from === undefined) throw new WrongSenderError("a protocol message from a party that is not this job's counterpart");
-    const ctx: RoleContext = { pool, table: r.table, onProgress: progressReporter(job), ...(r.lookup ? { lookup: r.lookup } : {}), ...(r.mask ? { mask: r.mask } : {}) };
-    const out = await receiveRole(r.spec, r.role, r.state, payload, ctx, from);
-    r.state = out.state;
-    await settleCharge(job, r);
-    await sendOutput(r, out);
-    if (out.done && r.role === "buyer") {
-      // A result under the job's minimum intersection is withheld here — and the job still ends as any
-      // other does, so neither the provider nor the exchange learns that the intersection was small.
-      let bytes: Uint8Array;
-      let summary: Record<string, number>;
-      let withheld: string | null = null;
-      try {
-        const result = buyerResult(r.spec, r.state, r.table);
-        bytes = result.kind === "table" ? RecordBatchStreamWriter.writeAll(result.table).toUint8Array(true) : new TextEncoder().encode(JSON.stringify({ count: result.count }));
-        // The result's summary (a count, rows, groups) is the buyer's: kept in its own record of the job, never sent.
-        summary = result.kind === "count" ? { count: result.count } : (result.summary ?? { rows: result.table.numRows });
-      } catch (err) {
-        if (!(err instanceof BelowMinimumError)) throw err;
-        withheld = err.code;
-        bytes = new TextEncoder().encode(JSON.stringify({ withheld: { code: err.code, rule: "minIntersection", minIntersection: err.threshold } }));
-        summary = { withheld: 1 };
-      }
-      // A salted commitment: the digest in the exchange's ledger says nothing of a count or of a withheld result.
-      const salt = new Uint8Array(randomBytes(32));
-      const digest = resultCommitment(salt, bytes);
-      store.putResult(job, { digest, bytes, salt });
-      store.deleteState(job);
-      store.transitionJob(job, ["running"], "succeeded", withheld, summary);
-      running.delete(job);
-      await event(job, { kind: "succeeded", digest });
-      log(withheld === null ? "job succeeded" : "job ended, its result withheld under the job's minimum intersection", { job });
-    }
-  };
-
-  /**
-   * Budgets count what was measured, not what was declared: once the buyer's
-   * hello has named its distinct keys (never more than declared: the role
-   * refuses more), the reservation is settled to that count and the exchange
-   * told, so it settles its copy of the budget the same way.
-   */
-  const settleCharge = async (job: string, r: Running): Promise<void> => {
-    const c = r.charge;
-    if (c === undefined || c.settled) return;
-    const seen = buyerKeysSeen(r.spec, r.role, r.state);
-    if (seen === undefined) return;
-    c.settled = true;
-    const units = Math.min(seen, c.reserved);
-    if (c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
-    await event(job, { kind: "charged", units });
-  };
-
-  /** A job that ends before the buyer's hello was measured evaluated none of its keys: its reservation goes back. */
-  const releaseCharge = (r: Running | undefined): void => {
-    const c = r?.charge;
-    if (c === undefined || c.settled) return;
-    c.settled = true;
-    if (c.reserved > 0) store.refundBudget(c.dataset, c.buyer, c.reserved);
-  };
-
-  const onStop = (m: Extract<ControlMessage, { type: "job.stop" }>): void => {
-    releaseCharge(running.get(m.job));
-    running.delete(m.job);
-    const j = store.getJob(m.job);
-    if (!j) return;
-    store.deleteState(m.job);
-    const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
-    if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
-  };
-
-  /** Reports a job's progress to the exchange at most once a second (phase and counts, never data). */
-  const progressReporter = (job: string) => {
-    let last = 0;
-    return (phase: string, done: number, total: number) => {
-      const t = Date.now();
-      if (t - last < 1000 && done !== total) return;
-      last = t;
-      void event(job, { kind: "progress", progress: { phase, done, total } }).catch(() => undefined);
-    };
-  };
-
-  /**
-   * Handles one envelope from the mailbox. Envelopes of one job are handled
-   * in order, one at a time; jobs do not wait for each other (one job's long
-   * step does not stall another's). A frame that does not open (bad
-   * signature, replay, not for this party) is dropped and logged: only an
-   * authenticated envelope can fail a job.
-   */
-  const handle = (frame: Uint8Array): void => {
-    let claimed: string;
-    let claimedSender: string;
-    try {
-      const e = decodeEnvelope(frame, MAX_ENVELOPE_BYTES);
-      claimed = e.job;
-      claimedSender = e.sender;
-    } catch (err) {
-      app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INVALID_MESSAGE" }, "dropped a malformed envelope");
-      return;
-    }
-    let job: string | undefined;
-    const work = async () => {
-      // Unknown senders' keys are fetched before opening.
-      if (claimedSender !== exchangeName && !keyCache.has(claimedSender)) await senderKeys(claimedSender).catch(() => undefined);
-      const env = openEnvelope(frame, {
-        self: identity,
-        lookupSender: (name) => (name === exchangeName ? exchangeKeys : keyCache.get(name)),
-        replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => store.rememberNonce(s, n, t) },
-      });
-      job = env.job;
-      if (env.step === CONTROL_STEP) {
-        if (env.sender !== exchangeName) return;
-        const m = parseControl(env.job, env.payload);
-        if (m.type === ControlType.Start) await onStart(m);
-        else if (m.type === ControlType.Stop) onStop(m);
-        return;
-      }
-      await onProtocol(env.job, env.sender, env.payload);
-    };
-    const prev = chains.get(claimed) ?? Promise.resolve();
-    const next = prev.then(work).catch(async (err: unknown) => {
-      const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
-      if (job === undefined) {
-        app.log.warn({ job: claimed, code }, "dropped an envelope that does not open");
-        return;
-      }
-      app.log.warn({ job, code }, "job step failed");
-      releaseCharge(running.get(job));
-      running.delete(job);
-      const local = store.getJob(job);
-      if (local) {
-        store.deleteState(job);
-        if (local.state === "submitted" || local.state === "running") store.transitionJob(job, ["submitted", "running"], "failed", code);
-      }
-      await event(job, { kind: "failed", reason: code }).catch(() => undefined);
-    });
-    chains.set(claimed, next);
-    // Forget a job's chain once it has drained (the map holds only jobs with work in flight).
-    void next.then(() => {
-      if (chains.get(claimed) === next) chains.delete(claimed);
-    });
-  };
-
   let exchangeKeys: SenderKeys | undefined;
+  /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
+  const submitting = new Set<Promise<unknown>>();
+  const jobs = partyJobs({
+    store,
+    identity,
+    pool,
+    client,
+    log: app.log,
+    dataFile,
+    senderKeys,
+    cachedKeys: (name) => keyCache.get(name),
+    exchange: () => ({ name: exchangeName, keys: exchangeKeys }),
+    submitting,
+  });
   let pin: ExchangePin | undefined;
   let pruning: NoncePruning | undefined;
 
@@ -593,7 +238,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     while (polling) {
       try {
         const body = await client.binary("GET", "/v1/mailbox?wait=20000", undefined, 40_000, stopping.signal);
-        for (const f of unpackFrames(body)) handle(Uint8Array.from(f));
+        for (const f of unpackFrames(body)) jobs.handle(Uint8Array.from(f));
       } catch (err) {
         if (!polling) break;
         app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_NETWORK" }, "mailbox poll failed; retrying");
@@ -611,7 +256,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     return { seq: h.seq, hash: h.hash, signature: h.signature, exchange: pin?.fingerprint ?? null };
   });
 
-  app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: running.size }));
+  app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: jobs.running }));
 
   app.post(
     "/v1/datasets",
@@ -641,9 +286,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   );
 
   app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
-
-  /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
-  const submitting = new Set<Promise<unknown>>();
 
   app.post("/v1/jobs", async (req, reply) => {
     const b = req.body as Record<string, unknown>;
@@ -703,14 +345,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       pruning ??= scheduleNoncePruning(store, { onError: (err) => app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not prune nonces") });
       const me = publicIdentity(identity);
       await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
-      // Jobs this party was in when it stopped: their data in flight (envelopes already
-      // taken from the mailbox, the tables in memory) is gone, so they cannot resume
-      // mid-stream. Fail them cleanly, with a reason, so neither side waits forever.
-      for (const j of store.listJobs({ state: ["submitted", "running"] })) {
-        store.deleteState(j.id);
-        store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_PARTY_RESTARTED");
-        await event(j.id, { kind: "failed", reason: "UMBRA_PARTY_RESTARTED" }).catch(() => undefined);
-      }
+      await jobs.failInterrupted();
       polling = true;
       pollLoop = poll();
     },
@@ -719,7 +354,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       polling = false;
       stopping.abort();
       await pollLoop;
-      await Promise.all([...chains.values()]);
+      await jobs.drain();
       await app.close();
     },
   };
