@@ -30,33 +30,14 @@
  * provider's label columns (a left join: null where no match, one output row
  * per matching provider row).
  *
- * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
- *
- * - Provider learns: n, the number of distinct keys the buyer queries — and it
- *   refuses the job (BudgetExceededError, a Refusal message) when n exceeds
- *   the evaluation budget it keeps for that buyer. The blinded elements are
- *   uniformly random.
- * - Buyer learns: the labels of the keys it holds; the number of prepared rows
- *   (distinct provider keys). A sealed row for a key it does not hold is
- *   opened only by F_k(y), which it cannot compute without the provider's key
- *   (an OPRF output on an unqueried input is pseudorandom); the budget bounds
- *   how many keys it can try (this is what stops enumerating small key spaces
- *   such as phone numbers).
- * - The exchange, relaying, sees sizes only.
- * - `minIntersection` (a job parameter, default 1): the buyer's result
- *   function ({@link lookupBuyerResult}) refuses to release labels when
- *   fewer distinct buyer keys matched than that ({@link BelowMinimumError},
- *   naming the threshold, never the count); an empty match is below any
- *   threshold above 1 and refused too, with the default 1 nothing is
- *   withheld. **This is enforced by the buyer's own agent**: in the
- *   semi-honest model a modified buyer agent opens its labels anyway — the
- *   provider never learns which keys matched and cannot enforce it. What the
- *   provider does enforce is the number of keys: n never exceeds its budget,
- *   and every step-2 chunk must hold exactly the elements the hello announced.
- *
- * Every received element is strictly decoded (identity and non-canonical
- * encodings refused); messages are bound to job, protocol, version, step and
- * chunk; a refused message leaves the state unchanged.
+ * The provider learns n and refuses n over the buyer's budget
+ * (BudgetExceededError); the buyer learns the labels of the keys it holds
+ * and the number of prepared rows; the exchange, relaying, sees sizes. The
+ * buyer withholds labels under the job's `minIntersection`
+ * (BelowMinimumError). Every received element is strictly decoded; messages
+ * are bound to job, step and chunk; a refused message leaves the state
+ * unchanged. The threat model, the limits and who enforces them, and why it
+ * is secure: docs/protocols/lookup.md.
  *
  * References: RFC 9497 (OPRF), RFC 5869 (HKDF), RFC 8439 (ChaCha20-Poly1305);
  * Chen, Huang, Laine, Rindal, "Labeled PSI from fully homomorphic encryption
