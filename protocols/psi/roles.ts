@@ -33,15 +33,15 @@
  * electronic communities" (1999) — the DH-based PSI; RFC 9380 (hashing);
  * RFC 9496 (ristretto255).
  */
-import { InvalidArgumentError } from "../engine/errors.js";
-import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../engine/group/index.js";
-import type { KeyColumn } from "../engine/columns/index.js";
-import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
-import type { CryptoPool } from "../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "./codec.js";
-import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "./errors.js";
-import { RoleName, type Outgoing, type Role, type Step } from "./role.js";
-import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "./steps.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../../engine/group/index.js";
+import type { KeyColumn } from "../../engine/columns/index.js";
+import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
+import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
+import { RoleName, type Outgoing, type Role, type Step } from "../role.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "../steps.js";
 
 export const PSI_VERSION = 1;
 
