@@ -6,11 +6,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { Table, vectorFromArray, type DataType } from "apache-arrow";
-import { concatTablesHorizontally, keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
-import { getPool, type CryptoPool } from "../engine/pool/index.js";
-import { assertPreparedKey, lookupBuyer, lookupProvider, preparedTableInfo, type LookupBuyerResult, type LookupBuyerState, type LookupContext, type LookupProviderState } from "./lookup.js";
-import { player, runRoles } from "./role.js";
-import { InvalidArgumentError } from "../engine/errors.js";
+import { concatTablesHorizontally, keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import { assertPreparedKey, preparedTableInfo } from "./prepare.js";
+import { lookupBuyer, lookupProvider, type LookupBuyerResult, type LookupBuyerState, type LookupContext, type LookupProviderState } from "./roles.js";
+import { player, runRoles } from "../role.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
 
 export interface RunLookupOptions {
   readonly buyer: { readonly table: Table; readonly keys: readonly string[]; readonly normalise?: KeyOptions };

@@ -5,12 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Table } from "apache-arrow";
-import { keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
-import { getPool, type CryptoPool } from "../engine/pool/index.js";
-import type { BackendId, GroupId } from "../engine/group/index.js";
-import { InvalidArgumentError } from "../engine/errors.js";
-import { psiBuyer, psiProvider, PsiMode, type PsiBuyerResult, type PsiBuyerState, type PsiContext } from "./psi.js";
-import { player, runRoles } from "./role.js";
+import { keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import type { BackendId, GroupId } from "../../engine/group/index.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { psiBuyer, psiProvider, PsiMode, type PsiBuyerResult, type PsiBuyerState, type PsiContext } from "./roles.js";
+import { player, runRoles } from "../role.js";
 
 export interface PsiSide {
   readonly table: Table;
