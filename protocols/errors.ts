@@ -127,3 +127,14 @@ export class OverlappingGroupsError extends InvalidInputError {
     this.rows = [first, second];
   }
 }
+
+/**
+ * A message from a role that does not send this step to this role (the
+ * buyer's step from the provider, a step the exchange takes from the buyer
+ * sent by the provider). The same code as node/errors.ts's WrongSenderError.
+ */
+export class WrongSenderError extends ProtocolError {
+  constructor(message: string) {
+    super(message, "UMBRA_WRONG_SENDER");
+  }
+}
