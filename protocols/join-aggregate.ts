@@ -170,7 +170,7 @@ import {
   scaledBound,
   ValueOutOfRangeError,
   valuesFromArrow,
-  int64Residues,
+  zeroSumMasks,
   type HeContextOptions,
 } from "../engine/he/index.js";
 import { ElementIndex, permuteFixedAsync, shuffledOrder } from "../engine/psi/index.js";
@@ -992,11 +992,6 @@ async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCip
   return out;
 }
 
-/** Signed 64-bit integers [from, to) as residues modulo each prime (engine/he int64Residues). */
-export function residuesOf(values: BigInt64Array, from: number, to: number, primes: readonly number[]): Uint32Array[] {
-  return int64Residues(values, from, to, primes);
-}
-
 // ------------------------------------------------------------------ exchange
 
 /**
@@ -1342,35 +1337,4 @@ function concatU32(parts: readonly Uint32Array[]): Uint32Array {
     o += p.length;
   }
   return out;
-}
-
-/** Uniform residues per prime for `blocks` blocks of n slots, each block summing to 0 modulo the prime. */
-export function zeroSumMasks(primes: readonly number[], blocks: number, n: number): Uint32Array[] {
-  return primes.map((p) => {
-    const out = new Uint32Array(blocks * n);
-    const limit = Math.floor(2 ** 32 / p) * p;
-    let buf = new Uint32Array(0);
-    let at = 0;
-    const next = (): number => {
-      for (;;) {
-        if (at >= buf.length) {
-          const b = randomBytes(4 * 65_536);
-          buf = new Uint32Array(b.buffer, b.byteOffset, 65_536);
-          at = 0;
-        }
-        const v = buf[at++] as number;
-        if (v < limit) return v % p;
-      }
-    };
-    for (let b = 0; b < blocks; b++) {
-      let sum = 0;
-      for (let i = 0; i < n - 1; i++) {
-        const r = next();
-        out[b * n + i] = r;
-        sum = (sum + r) % p;
-      }
-      out[b * n + n - 1] = (p - sum) % p;
-    }
-    return out;
-  });
 }
