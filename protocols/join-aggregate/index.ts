@@ -158,6 +158,12 @@
  * derives from the job; ciphertexts are parsed and size-checked by engine/he
  * before SEAL sees them. A refused message leaves the state unchanged.
  *
+ * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
+ * electronic communities" (1999) — the DH-based matching; RFC 9380
+ * (hashing to the group, with the per-job DST of {@link jaDst}); RFC 7748
+ * (x25519) and RFC 9496 (ristretto255); Fan–Vercauteren (BFV, ePrint
+ * 2012/144) as implemented by Microsoft SEAL, packed over CRT primes.
+ *
  * ## Layout
  *
  * - params.ts: the job's parameters, resolved; HE options, DST, padding.

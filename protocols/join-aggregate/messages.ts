@@ -28,10 +28,10 @@ export type Handlers<S> = Readonly<Partial<Record<RoleName, Readonly<Partial<Rec
  * @throws WrongSenderError when `from` does not send this role that step (or anything).
  */
 export function handlerFor<S>(role: string, handlers: Handlers<S>, from: RoleName, m: ProtocolMessage): Handler<S> | undefined {
-  const steps = handlers[from];
+  const steps = Object.hasOwn(handlers, from) ? handlers[from] : undefined;
   if (steps === undefined) throw new WrongSenderError(`the ${role} takes no message from the ${from}`);
   if (m.kind === "refusal") return undefined;
-  const handler = steps[m.header.step];
+  const handler = Object.hasOwn(steps, m.header.step) ? steps[m.header.step] : undefined;
   if (handler === undefined) throw new WrongSenderError(`step ${m.header.step} does not come to the ${role} from the ${from}`);
   return handler;
 }
