@@ -66,7 +66,7 @@ export {
   type JaStat,
   type JoinAggregateParams,
 } from "./join-aggregate/index.js";
-export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run-join-aggregate.js";
+export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
 
 export const ProtocolId = {
   Psi: "psi",

@@ -189,7 +189,7 @@ export async function readJoinAggregateInput(path: string, role: PartyRole, c: {
 }
 
 /**
- * The buyer's result table (protocols/run-join-aggregate.ts `jaResultTable`:
+ * The buyer's result table (protocols/join-aggregate/run.ts `jaResultTable`:
  * one row per released group, the same columns), with the sums as exact
  * Int64 when the scale is 0 and every sum fits (Float64 is exact only to 2^53).
  */

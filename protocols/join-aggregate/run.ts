@@ -16,15 +16,20 @@
  */
 import { randomUUID } from "node:crypto";
 import { Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
-import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
-import { keysFromTable } from "../engine/columns/index.js";
-import type { KeyOptions } from "../engine/columns/normalise.js";
-import { getPool, type CryptoPool } from "../engine/pool/index.js";
-import { forEachSlice, SLICE_ITEMS } from "../engine/slices.js";
-import type { GroupId } from "../engine/group/index.js";
-import { jaBuyer, jaExchange, jaHeOptions, jaProvider, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaResult, type JoinAggregateParams } from "./join-aggregate/index.js";
-import { player, runRoles, type Role } from "./role.js";
-import type { TransportStats } from "./transport.js";
+import { InvalidArgumentError, MissingColumnError } from "../../engine/errors.js";
+import { keysFromTable } from "../../engine/columns/index.js";
+import type { KeyOptions } from "../../engine/columns/normalise.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import { forEachSlice, SLICE_ITEMS } from "../../engine/slices.js";
+import type { GroupId } from "../../engine/group/index.js";
+import type { AggregateSpec } from "../federated-aggregate.js";
+import { jaBuyer, type JaBuyerState } from "./buyer.js";
+import { jaExchange } from "./exchange.js";
+import { jaHeOptions, resolveJaParams, type JaContext, type JoinAggregateParams } from "./params.js";
+import { jaProvider } from "./provider.js";
+import type { JaResult } from "./result.js";
+import { player, runRoles, type Role } from "../role.js";
+import type { TransportStats } from "../transport.js";
 
 export interface RunJoinAggregateOptions {
   readonly buyer: { readonly table: Table; readonly key: readonly string[]; readonly groupBy?: string };
