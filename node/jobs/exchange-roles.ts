@@ -1,14 +1,12 @@
 /**
- * The exchange's own roles in protocols that have one (federated-aggregate:
- * the aggregator; join-aggregate: the matcher and aggregator), behind
- * one small interface and a registry keyed by protocol name. The exchange
- * server (node/server/exchange.ts) knows nothing of any one protocol: for a
- * job whose protocol is registered here it
+ * The exchange's own roles, as the exchange server drives them: for a job
+ * whose protocol module (node/jobs/registry.ts) has an exchange side, the
+ * server
  *
  *   1. `prepare`s the buyer's request against the catalog (fills the
  *      defaults it leaves out: the filled request is what every party runs
  *      and what the ledger records), then checks it against every provider
- *      dataset's policy;
+ *      dataset's policy, then `finalise`s it;
  *   2. sends job.start to every provider (with its index and what
  *      `providerStart` adds, e.g. the peers' mask keys), and once every one
  *      has accepted, sends job.start to the buyer and `start`s its own role
@@ -20,45 +18,20 @@
  *   4. fails the job (nothing released) when the role throws, and names the
  *      parties the role still waits for (`missing`) when the job goes silent.
  *
- * A new exchange-side protocol plugs in by implementing {@link ExchangeProtocol}
- * in its own node/jobs/<protocol>.ts and adding it to {@link EXCHANGE_PROTOCOLS}
- * (or, from outside, with {@link registerExchangeProtocol}); the party side
- * plugs into node/jobs/roles.ts.
+ * This file is the same for every protocol: it maps party names to role
+ * names and drives the module's exchange Role with RoleRun (node/jobs/run.ts).
  */
-import type { CryptoPool } from "../../engine/pool/index.js";
-import type { ProtocolId } from "../../protocols/index.js";
-import type { DatasetDescriptor } from "../catalog.js";
-import type { JobRequest, UsagePolicy } from "../policy.js";
-import type { JsonValue } from "../store.js";
-import type { JobLimits } from "./roles.js";
-import { federatedAggregateExchange } from "./federated-aggregate.js";
-import { joinAggregateExchange } from "./join-aggregate.js";
+import { ProtocolError, type ProtocolId, type RoleName } from "../../protocols/index.js";
+import type { ExchangeResources, ExchangeSide, MultiPartyJob, NodeProtocol } from "./protocol.js";
+import { nodeProtocolFor } from "./registry.js";
+import { RoleRun, type RoleFrame } from "./run.js";
 
-/** A job with an exchange-side role, as the exchange knows it. */
-export interface MultiPartyJob {
-  readonly id: string;
-  /** The filled request (see {@link ExchangeProtocol.prepare}). */
-  readonly request: JobRequest;
-  readonly buyer: string;
-  /** The providers' party names, in provider order (index i owns request.providerDatasets[i]). */
-  readonly providers: readonly string[];
-  /** The job's privacy limits, as the parties' job specs carry them (join-aggregate's exchange role enforces maxBuyerKeys too). */
-  readonly limits?: JobLimits;
-}
-
-/** An encoded protocol message for one party of the job. */
-export interface RoleFrame {
-  readonly to: string;
-  readonly frame: Uint8Array;
-}
+export type { MultiPartyJob, PartyKeys } from "./protocol.js";
+export type { RoleFrame } from "./run.js";
 
 /** The exchange's role in one running job. It owns its resources (e.g. an HE context) until {@link dispose}. */
 export interface ExchangeRole {
-  /**
-   * Takes one encoded protocol message from party `from` of the job and
-   * returns the messages to send. Throws a typed error when the message is
-   * refused (the job then fails); the role is then unusable.
-   */
+  /** Takes one encoded protocol message from party `from`; returns the frames to send. Throws a typed error when the message is refused (the job then fails). */
   receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]>;
   /** Whether the role has sent all it will send. */
   readonly done: boolean;
@@ -68,60 +41,57 @@ export interface ExchangeRole {
   dispose(): void;
 }
 
-/** The registered keys of a party the exchange passes to a protocol. */
-export interface PartyKeys {
-  readonly name: string;
-  /** Its X25519 mask key (node/identity maskKeyPair), when registered. */
-  readonly maskPublicKey: Uint8Array | null;
-}
-
-/** The exchange's local resources a role may use. */
-export interface ExchangeRoleContext {
-  /** The exchange's crypto pool (created on first use). */
-  pool(): CryptoPool;
-}
-
-/** What one protocol with an exchange-side role tells the exchange. */
-export interface ExchangeProtocol {
+/** A protocol with an exchange-side role, as the exchange server drives it. */
+export interface ExchangeProtocol extends Omit<ExchangeSide, "player" | "missing" | "directRoute"> {
   readonly protocol: ProtocolId;
-  /**
-   * Fills what the request leaves to the exchange, from the catalog and the
-   * policies (one descriptor and policy per provider dataset, in order), and
-   * checks that the result can run. Throws InvalidJobRequestError (or another
-   * typed input error) when it cannot. Policies are checked afterwards on the
-   * filled request, and `finalise` runs last.
-   */
-  prepare(request: JobRequest, datasets: readonly DatasetDescriptor[], policies: readonly UsagePolicy[]): Promise<JobRequest>;
-  /** The request once every policy has passed (e.g. the k the job runs with: the largest asked for). */
-  finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest;
-  /** The job's parameters as the ledger records them (no key, no value). */
-  ledgerParams(request: JobRequest): { readonly [key: string]: JsonValue };
-  /**
-   * What job.start tells provider `index` beyond the request (e.g. every
-   * provider's mask key). Throws a typed error when a provider lacks a key
-   * the protocol needs.
-   */
-  providerStart(index: number, providers: readonly PartyKeys[]): { readonly peerKeys?: readonly string[] };
   /** Starts the exchange's role, once every provider has accepted. */
-  start(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<ExchangeRole>;
+  start(job: MultiPartyJob, resources: ExchangeResources): Promise<ExchangeRole>;
   /** Whether party `from` may send an envelope straight to party `to` (relayed as it is). */
   directRoute(job: MultiPartyJob, from: string, to: string): boolean;
 }
 
-/** The built-in protocols with an exchange-side role. */
-export const EXCHANGE_PROTOCOLS: ReadonlyMap<string, ExchangeProtocol> = new Map<string, ExchangeProtocol>([
-  [federatedAggregateExchange.protocol, federatedAggregateExchange],
-  [joinAggregateExchange.protocol, joinAggregateExchange],
-]);
+/** The exchange's own name in a job's role map (no party may be named so: names are 1..64 of [A-Za-z0-9._-]). */
+const SELF = "";
 
-const extra = new Map<string, ExchangeProtocol>();
+function partiesOf(m: NodeProtocol, job: MultiPartyJob): ReadonlyMap<RoleName, string> {
+  return m.parties({ buyer: job.buyer, providers: job.providers, exchange: SELF });
+}
 
-/** Adds (or replaces) a protocol with an exchange-side role, e.g. from a test or an extension. */
-export function registerExchangeProtocol(p: ExchangeProtocol): void {
-  extra.set(p.protocol, p);
+function driven(m: NodeProtocol, side: ExchangeSide): ExchangeProtocol {
+  return {
+    protocol: m.protocol,
+    prepare: (request, datasets, policies) => side.prepare(request, datasets, policies),
+    finalise: (request, policies) => side.finalise(request, policies),
+    ledgerParams: (request) => side.ledgerParams(request),
+    providerStart: (index, providers) => side.providerStart(index, providers),
+    async start(job, resources) {
+      const parties = partiesOf(m, job);
+      const player = await side.player(job, resources);
+      const { run, out } = await RoleRun.start(player, parties);
+      if (out.length > 0) {
+        run.dispose();
+        throw new ProtocolError("the exchange's role sends nothing before a party has");
+      }
+      return {
+        receive: (from, frame) => run.receive(from, frame),
+        get done() {
+          return run.done;
+        },
+        missing: () => side.missing(run.state).map((r) => parties.get(r) ?? r),
+        dispose: () => run.dispose(),
+      };
+    },
+    directRoute(job, from, to) {
+      const roles = new Map([...partiesOf(m, job)].map(([role, party]) => [party, role]));
+      const a = roles.get(from);
+      const b = roles.get(to);
+      return a !== undefined && b !== undefined && a !== "exchange" && b !== "exchange" && side.directRoute(a, b);
+    },
+  };
 }
 
 /** The exchange-side protocol of that name, if any (a two-party protocol has none: the exchange only relays). */
 export function exchangeProtocolFor(protocol: string): ExchangeProtocol | undefined {
-  return extra.get(protocol) ?? EXCHANGE_PROTOCOLS.get(protocol);
+  const m = nodeProtocolFor(protocol);
+  return m?.exchange ? driven(m, m.exchange) : undefined;
 }

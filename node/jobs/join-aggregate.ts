@@ -45,39 +45,17 @@ import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, keysFromTableAsync, readTable, type CsvColumnType } from "../../engine/columns/index.js";
-import { TimeSlicer } from "../../engine/slices.js";
 import { InvalidInputError } from "../../engine/errors.js";
-import { loadSeal, selectParameters, type HeContext } from "../../engine/he/index.js";
+import { loadSeal, selectParameters } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import {
-  decodeMessage,
-  encodeMessage,
-  groupLabelsAsync,
-  jaBuyer,
-  jaExchange,
-  jaHeOptions,
-  jaProvider,
-  jaResultTable,
-  ProtocolError,
-  ProtocolId,
-  resolveJaParams,
-  type AggregateSpec,
-  type JaBuyerState,
-  type JaContext,
-  type JaExchangeState,
-  type JaProviderState,
-  type JaResolved,
-  type JaResult,
-  type JoinAggregateParams,
-} from "../../protocols/index.js";
+import { groupLabelsAsync, jaBuyer, jaExchange, jaHeOptions, jaProvider, jaResultTable, ProtocolError, ProtocolId, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaExchangeState, type JaProviderState, type JaResult, type JoinAggregateParams } from "../../protocols/index.js";
 import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate/index.js";
-import type { Outgoing, RoleName } from "../../protocols/role.js";
-import { WrongSenderError } from "../errors.js";
+import type { RoleName } from "../../protocols/role.js";
 import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup, type UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
-import type { ExchangeProtocol, ExchangeRole, ExchangeRoleContext, MultiPartyJob, RoleFrame } from "./exchange-roles.js";
+import type { NodeProtocol } from "./protocol.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, maxAbsValueFromText } from "./federated-aggregate.js";
-import type { BuyerResult, FrameSource, JobLimits, JobSpec, PartyProtocol, PartyRole, RoleContext, RoleState, StepOutput } from "./roles.js";
+import type { JobLimits, PartyRole } from "./roles.js";
 
 /** The group a job blinds its keys in when it names none. */
 export const JOIN_AGGREGATE_DEFAULT_GROUP: JoinGroup = "x25519";
@@ -158,20 +136,6 @@ export function withLimits(params: JoinAggregateParams, limits: JobLimits | unde
   return limits?.maxBuyerKeys !== undefined ? { ...params, maxBuyerKeys: limits.maxBuyerKeys } : params;
 }
 
-/** What a party's job spec carries for join-aggregate. */
-export interface JaJobInfo {
-  readonly params: JoinAggregateParams;
-  /** The buyer's group-by column, when it groups. */
-  readonly groupBy?: string;
-}
-
-/** The job spec's join-aggregate part, from the job's filled request. */
-export function jaJobInfo(job: string, request: JobRequest): JaJobInfo {
-  const params = jaParamsOf(job, request);
-  const groupBy = computationOf(request).groupBy?.column;
-  return { params, ...(groupBy !== undefined ? { groupBy } : {}) };
-}
-
 /**
  * Reads a party's table for a job: the key columns and the buyer's group-by
  * column, or the provider's key and aggregated columns (from CSV as int64 at
@@ -199,152 +163,30 @@ export function jaOutputTable(result: JaResult, c: { readonly aggregates: readon
   return withExactSums(table, c.aggregates, (column) => result.groups.map((g) => g.columns[column]?.sum ?? null));
 }
 
-// ------------------------------------------------------------------ party side
+// ------------------------------------------------------------------ the job
 
-function infoOf(spec: JobSpec): JaJobInfo {
-  if (!spec.ja) throw new ProtocolError("a join-aggregate job spec carries its parameters");
-  return spec.ja;
+/** The buyer's group-by column, when it groups. */
+const groupByOf = (request: JobRequest): string | undefined => computationOf(request).groupBy?.column;
+
+/** The protocol's context: the pool and the pool's HE context for the job's options (made once per pool, shared by its jobs and its workers' host side). */
+async function jaContext(pool: CryptoPool, params: JoinAggregateParams, onProgress?: (phase: string, done: number, total: number) => void): Promise<JaContext> {
+  const he = await pool.heContext(jaHeOptions(resolveJaParams(params)));
+  return { pool, he, ...(onProgress ? { onProgress } : {}) };
 }
 
-/** The role a party's frame comes from: the other party (peer) or the exchange (counterpart). */
-function senderRole(role: PartyRole, from: FrameSource): RoleName {
-  if (from === "counterpart") return "exchange";
-  return role === "buyer" ? "provider" : "buyer";
-}
-
-/** The protocol's context: the agent's pool and the pool's HE context for the job's options (made once per pool, shared by its jobs and its workers' host side). */
-async function jaContext(ctx: RoleContext, resolved: JaResolved): Promise<JaContext> {
-  const he = await ctx.pool.heContext(jaHeOptions(resolved));
-  return { pool: ctx.pool, he, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
-}
-
-/** A role's messages: to the exchange (out) and to the other party (direct); encoded with the event loop let run every ~20 ms (a provider's step is hundreds of MB at 10^6 rows). */
-async function route(role: PartyRole, state: RoleState, messages: readonly Outgoing[], done: boolean): Promise<StepOutput> {
-  const out: Uint8Array[] = [];
-  const direct: Uint8Array[] = [];
-  const slicer = new TimeSlicer();
-  for (const a of messages) {
-    if (a.to === "exchange") out.push(encodeMessage(a.message));
-    else if (a.to !== role) direct.push(encodeMessage(a.message));
-    else throw new ProtocolError("a role addressed a message to itself");
-    await slicer.maybeYield();
-  }
-  return { state, out, direct, done };
-}
-
-/** The buyer's and the provider's roles in their agents. */
-export const joinAggregateParty: PartyProtocol = {
-  direct: true,
-
-  async readTable(spec, role, path) {
-    const ja = infoOf(spec);
-    return readJoinAggregateInput(path, role, { keyColumns: spec.keyColumns, aggregates: ja.params.aggregates, ...(ja.groupBy !== undefined ? { groupBy: ja.groupBy } : {}), scale: ja.params.scale ?? 0 });
-  },
-
-  async start(spec, role, ctx): Promise<StepOutput> {
-    const ja = infoOf(spec);
-    const params = withLimits(ja.params, spec.limits);
-    const jctx = await jaContext(ctx, resolveJaParams(params));
-    const keys = await keysFromTableAsync(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
-    if (role === "buyer") {
-      const groups = ja.groupBy !== undefined ? await groupLabelsAsync(ctx.table, ja.groupBy) : undefined;
-      const r = await jaBuyer.start({ params, keys, ...(groups ? { groups, groupColumn: ja.groupBy as string } : {}) }, jctx);
-      return route(role, r.state, r.messages, jaBuyer.done(r.state));
-    }
-    const r = await jaProvider.start({ params, keys, table: ctx.table }, jctx);
-    return route(role, r.state, r.messages, jaProvider.done(r.state));
-  },
-
-  async receive(_spec, role, state, frame, ctx, from: FrameSource): Promise<StepOutput> {
-    const m = decodeMessage(frame);
-    // The roles check that each step comes from the role that sends it (WrongSenderError).
-    const sender = senderRole(role, from);
-    if (role === "buyer") {
-      const r = await jaBuyer.receive(state as JaBuyerState, sender, m, await jaContext(ctx, state as JaBuyerState));
-      return route(role, r.state, r.messages, jaBuyer.done(r.state));
-    }
-    const r = await jaProvider.receive(state as JaProviderState, sender, m, await jaContext(ctx, state as JaProviderState));
-    return route(role, r.state, r.messages, jaProvider.done(r.state));
-  },
-
-  result(spec, state: RoleState): BuyerResult {
-    const ja = infoOf(spec);
-    const result = jaBuyer.result(state as JaBuyerState);
-    const table = jaOutputTable(result, { aggregates: ja.params.aggregates, ...(ja.groupBy !== undefined ? { groupBy: ja.groupBy } : {}) });
-    return { kind: "table", table, summary: { groups: table.numRows, suppressed: result.suppressed } };
-  },
-};
-
-// ------------------------------------------------------------------ exchange side
-
-/** The matcher and aggregator: matches the doubly blinded sets, counts, suppresses under k, aggregates under encryption, answers the buyer. */
-class JaExchangeRole implements ExchangeRole {
-  #state: JaExchangeState;
-  /** The pool's context for the job's options (the pool owns it). */
-  readonly #he: HeContext;
-  readonly #job: MultiPartyJob;
-  readonly #pool: CryptoPool;
-  #ended = false;
-
-  private constructor(job: MultiPartyJob, state: JaExchangeState, he: HeContext, pool: CryptoPool) {
-    this.#job = job;
-    this.#state = state;
-    this.#he = he;
-    this.#pool = pool;
-  }
-
-  static async create(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<JaExchangeRole> {
-    const params = withLimits(jaParamsOf(job.id, job.request), job.limits);
-    if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
-    const pool = ctx.pool();
-    const { state } = await jaExchange.start({ params }, { pool });
-    // One HE context for the job's every step (the protocol would build one per call otherwise).
-    return new JaExchangeRole(job, state, await pool.heContext(jaHeOptions(state)), pool);
-  }
-
-  get #provider(): string {
-    return this.#job.providers[0] as string;
-  }
-
-  get done(): boolean {
-    return jaExchange.done(this.#state);
-  }
-
-  async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
-    if (this.#ended) throw new ProtocolError("the job's matcher role has ended");
-    const m = decodeMessage(frame);
-    const job = this.#job;
-    // The job's parties by role name; the role checks which steps each sends (WrongSenderError).
-    const sender: RoleName | undefined = from === job.buyer ? "buyer" : from === this.#provider ? "provider" : undefined;
-    if (sender === undefined) throw new WrongSenderError(`step ${m.header.step} does not come to the exchange from this party`);
-    const r = await jaExchange.receive(this.#state, sender, m, { pool: this.#pool, he: this.#he });
-    this.#state = r.state;
-    return r.messages.map((a) => {
-      const to = a.to === "buyer" ? job.buyer : a.to === "provider" ? this.#provider : undefined;
-      if (to === undefined) throw new ProtocolError("the matcher addressed a role the job does not have");
-      return { to, frame: encodeMessage(a.message) };
-    });
-  }
-
-  /**
-   * Who the role waits for, in the order the flow depends on them: the buyer
-   * until its own messages (key, hello, weights) are in; then the provider,
-   * which answers the buyer's blinded set (hello, counts, statistics, the
-   * buyer's elements raised: all in once the last of these is); then the
-   * buyer again, which raises the provider's elements.
-   */
-  missing(): readonly string[] {
-    const s = this.#state;
-    if (s.finished) return [];
-    if (!s.keyReceived || !s.buyerHello || s.weightsReceived < s.buyerSetSize) return [this.#job.buyer];
-    if (!s.providerHello || s.countsReceived < s.providerSetSize || s.buyerDoubledReceived < s.buyerSetSize) return [this.#provider];
-    return [this.#job.buyer];
-  }
-
-  /** Drops the state (the HE context is the pool's). */
-  dispose(): void {
-    this.#ended = true;
-  }
+/**
+ * Who the exchange's role waits for, in the order the flow depends on them:
+ * the buyer until its own messages (key, hello, weights) are in; then the
+ * provider, which answers the buyer's blinded set (hello, counts,
+ * statistics, the buyer's elements raised: all in once the last of these
+ * is); then the buyer again, which raises the provider's elements.
+ */
+function missing(state: unknown): readonly RoleName[] {
+  const s = state as JaExchangeState;
+  if (s.finished) return [];
+  if (!s.keyReceived || !s.buyerHello || s.weightsReceived < s.buyerSetSize) return ["buyer"];
+  if (!s.providerHello || s.countsReceived < s.providerSetSize || s.buyerDoubledReceived < s.buyerSetSize) return ["provider"];
+  return ["buyer"];
 }
 
 /** The request with k set (a copy). */
@@ -352,50 +194,97 @@ function withK(request: JobRequest, k: number): JobRequest {
   return { ...request, params: { ...request.params, minGroupSize: k } };
 }
 
-/** join-aggregate's entry in the exchange's registry (node/jobs/exchange-roles.ts). */
-export const joinAggregateExchange: ExchangeProtocol = {
+/** join-aggregate as a node job: the buyer's and the provider's roles in their agents, the exchange's (matcher and aggregator) in the exchange. */
+export const joinAggregateJob: NodeProtocol = {
   protocol: ProtocolId.JoinAggregate,
 
-  async prepare(request) {
-    const out = filled(request);
-    // The protocol's own checks (aggregates, bounds) and HE parameters for the declared range; k does not enter them.
-    try {
-      selectParameters(await loadSeal(), jaHeOptions(resolveJaParams(jaParamsOf("check", withK(out, 1)))));
-    } catch (err) {
-      if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
-      throw err;
+  parties: (job) =>
+    new Map<RoleName, string>([
+      ["buyer", job.buyer],
+      ["provider", job.providers[0] ?? ""],
+      ["exchange", job.exchange],
+    ]),
+
+  async readTable(spec, party, path) {
+    const params = jaParamsOf(spec.id, spec.request);
+    const groupBy = groupByOf(spec.request);
+    return readJoinAggregateInput(path, party, { keyColumns: spec.keyColumns, aggregates: params.aggregates, ...(groupBy !== undefined ? { groupBy } : {}), scale: params.scale ?? 0 });
+  },
+
+  async player(spec, party, r) {
+    const params = withLimits(jaParamsOf(spec.id, spec.request), spec.limits);
+    const ctx = await jaContext(r.pool, params, r.onProgress);
+    const keys = await keysFromTableAsync(r.table, spec.keyColumns, { ...spec.normalise, source: `${party} dataset` });
+    if (party === "buyer") {
+      const groupBy = groupByOf(spec.request);
+      const groups = groupBy !== undefined ? await groupLabelsAsync(r.table, groupBy) : undefined;
+      return { name: "buyer", role: jaBuyer, init: { params, keys, ...(groups ? { groups, groupColumn: groupBy as string } : {}) }, ctx };
     }
-    return out;
+    return { name: "provider", role: jaProvider, init: { params, keys, table: r.table }, ctx };
   },
 
-  finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
-    return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
+  result(spec, state) {
+    const params = jaParamsOf(spec.id, spec.request);
+    const groupBy = groupByOf(spec.request);
+    const result = jaBuyer.result(state as JaBuyerState);
+    const table = jaOutputTable(result, { aggregates: params.aggregates, ...(groupBy !== undefined ? { groupBy } : {}) });
+    return { kind: "table", table, summary: { groups: table.numRows, suppressed: result.suppressed } };
   },
 
-  ledgerParams(request) {
-    const a = computationOf(request);
-    return {
-      keyColumns: [...request.params.keyColumns],
-      aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
-      groupBy: a.groupBy?.column ?? null,
-      minGroupSize: request.params.minGroupSize ?? null,
-      maxAbsValue: a.maxAbsValue ?? null,
-      scale: a.scale ?? 0,
-      maxJoinRows: a.maxJoinRows ?? null,
-      group: a.group ?? null,
-      // The whole filled computation, for an auditor holding the request.
-      digest: createHash("sha256")
-        .update(canonicalJson({ keyColumns: request.params.keyColumns, aggregate: a, outputColumns: request.params.outputColumns ?? [], minGroupSize: request.params.minGroupSize ?? null }))
-        .digest("hex"),
-    };
+  buyerKeysSeen(state) {
+    const s = state as JaProviderState;
+    return s.buyerHello ? s.peerSetSize : undefined;
   },
 
-  // Nothing beyond the request: the provider's HE and blinding keys are fresh per job.
-  providerStart: () => ({}),
+  exchange: {
+    async prepare(request) {
+      const out = filled(request);
+      // The protocol's own checks (aggregates, bounds) and HE parameters for the declared range; k does not enter them.
+      try {
+        selectParameters(await loadSeal(), jaHeOptions(resolveJaParams(jaParamsOf("check", withK(out, 1)))));
+      } catch (err) {
+        if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
+        throw err;
+      }
+      return out;
+    },
 
-  start: (job, ctx) => JaExchangeRole.create(job, ctx),
+    finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
+      return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
+    },
 
-  // The buyer and the provider exchange the key, their set sizes and their blinded sets
-  // straight (sealed to each other; the exchange relays them as they are).
-  directRoute: (job, from, to) => (from === job.buyer && to === job.providers[0]) || (from === job.providers[0] && to === job.buyer),
+    ledgerParams(request) {
+      const a = computationOf(request);
+      return {
+        keyColumns: [...request.params.keyColumns],
+        aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
+        groupBy: a.groupBy?.column ?? null,
+        minGroupSize: request.params.minGroupSize ?? null,
+        maxAbsValue: a.maxAbsValue ?? null,
+        scale: a.scale ?? 0,
+        maxJoinRows: a.maxJoinRows ?? null,
+        group: a.group ?? null,
+        // The whole filled computation, for an auditor holding the request.
+        digest: createHash("sha256")
+          .update(canonicalJson({ keyColumns: request.params.keyColumns, aggregate: a, outputColumns: request.params.outputColumns ?? [], minGroupSize: request.params.minGroupSize ?? null }))
+          .digest("hex"),
+      };
+    },
+
+    // Nothing beyond the request: the provider's HE and blinding keys are fresh per job.
+    providerStart: () => ({}),
+
+    async player(job, resources) {
+      if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
+      const params = withLimits(jaParamsOf(job.id, job.request), job.limits);
+      // One HE context for the job's every step (the pool's, for the job's options).
+      return { name: "exchange", role: jaExchange, init: { params }, ctx: await jaContext(resources.pool(), params) };
+    },
+
+    missing,
+
+    // The buyer and the provider exchange the key, their set sizes and their blinded sets
+    // straight (sealed to each other; the exchange relays them as they are).
+    directRoute: (from, to) => (from === "buyer" && to === "provider") || (from === "provider" && to === "buyer"),
+  },
 };

@@ -4,10 +4,11 @@
  * through the one NodeProtocol interface (node/jobs/protocol.ts).
  */
 import type { NodeProtocol } from "./protocol.js";
+import { joinAggregateJob } from "./join-aggregate.js";
 import { lookupJob } from "./lookup.js";
 import { psiCardinalityJob, psiJob } from "./psi.js";
 
-const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, lookupJob];
+const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, lookupJob, joinAggregateJob];
 
 const modules = new Map<string, NodeProtocol>(BUILT_IN.map((m) => [m.protocol, m]));
 

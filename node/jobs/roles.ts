@@ -40,7 +40,6 @@ import {
   type PsiProviderState,
 } from "../../protocols/index.js";
 import { federatedAggregateParty, type FaJobInfo } from "./federated-aggregate.js";
-import { joinAggregateParty, type JaJobInfo } from "./join-aggregate.js";
 
 export const JobProtocol = { Psi: "psi", PsiCardinality: "psi-cardinality", Lookup: "lookup", FederatedAggregate: "federated-aggregate", JoinAggregate: "join-aggregate" } as const;
 export type JobProtocol = (typeof JobProtocol)[keyof typeof JobProtocol];
@@ -93,8 +92,6 @@ export interface JobSpec {
   readonly normalise?: KeyOptions;
   /** federated-aggregate: the protocol parameters, the providers and this provider's index. */
   readonly fa?: FaJobInfo;
-  /** join-aggregate: the protocol parameters and the buyer's group-by column. */
-  readonly ja?: JaJobInfo;
   /** The job's privacy limits (see {@link JobLimits}). */
   readonly limits?: JobLimits;
 }
@@ -154,7 +151,6 @@ export interface PartyProtocol {
 /** The protocols whose party roles live in their own module, by protocol name. */
 export const PARTY_PROTOCOLS: ReadonlyMap<string, PartyProtocol> = new Map<string, PartyProtocol>([
   [JobProtocol.FederatedAggregate, federatedAggregateParty],
-  [JobProtocol.JoinAggregate, joinAggregateParty],
 ]);
 
 /** The party side of the job's protocol, when it has its own module (a protocol with an exchange-side role). */
