@@ -194,7 +194,7 @@ describe("umbra aggregate", () => {
       "aggregate",
       ...["--provider", "p0.csv", "--provider", "p1.csv", "--provider", "p2.csv"],
       ...["--agg", AGG, "--group-by", "region", "--categories", CATEGORIES.join(","), "--histogram", `amount:${EDGES.join(",")}`],
-      ...["--min-count", "5", "--max-abs", String(MAX), "--out", "grouped.csv", "--quiet"],
+      ...["--min-group-size", "5", "--max-abs-value", String(MAX), "--out", "grouped.csv", "--quiet"],
     );
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
@@ -228,7 +228,7 @@ describe("umbra aggregate", () => {
   });
 
   it("without group-by, fixed point (--scale 2) on two providers: one cell; sums exact to the cent; Arrow output", async () => {
-    const r = await run("aggregate", "--provider", "d0.csv", "--provider=d1.csv", "--agg", "COUNT, sum(amount), avg(amount), var(amount)", "--scale", "2", "--max-abs", "10000", "--out", "fixed.arrow", "--quiet");
+    const r = await run("aggregate", "--provider", "d0.csv", "--provider=d1.csv", "--agg", "COUNT, sum(amount), avg(amount), var(amount)", "--scale", "2", "--max-abs-value", "10000", "--out", "fixed.arrow", "--quiet");
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/cells written: 1 \(suppressed: 0, k = 10\)/);
@@ -244,10 +244,10 @@ describe("umbra aggregate", () => {
     close(row["var_amount"] ?? null, (e.var as number) / 10_000);
   });
 
-  it("default k = 10 suppresses a cell below it; the note about --max-abs goes to stderr", async () => {
+  it("default k = 10 suppresses a cell below it; the note about --max-abs-value goes to stderr", async () => {
     const r = await run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(amount)", "--group-by", "region", "--categories", "north,tiny", "--out", "k10.csv");
     expect(r.status).toBe(0);
-    expect(r.stderr).toMatch(/--max-abs not given/);
+    expect(r.stderr).toMatch(/--max-abs-value not given/);
     for (const s of secrets) expect(r.stderr).not.toContain(s);
     const out = await readOut("k10.csv");
     const north = plaintextPerProvider([providers[0] as Row[], providers[1] as Row[]], ["north"], [], 10).get("north") as Expected;
@@ -273,9 +273,9 @@ describe("umbra aggregate", () => {
       ["aggregate", ...base, "--agg", "count", "--group-by", "region", "--categories", "a,a"],
       ["aggregate", ...base, "--agg", "count", "--histogram", "amount:5,1"],
       ["aggregate", ...base, "--agg", "count", "--histogram", "amount"],
-      ["aggregate", ...base, "--agg", "count", "--min-count", "0"],
+      ["aggregate", ...base, "--agg", "count", "--min-group-size", "0"],
       ["aggregate", ...base, "--agg", "count", "--min-providers", "3"],
-      ["aggregate", ...base, "--agg", "count", "--max-abs", "-4"],
+      ["aggregate", ...base, "--agg", "count", "--max-abs-value", "-4"],
       ["aggregate", ...base, "--agg", "count", "--scale", "19"],
       ["aggregate", ...base, "--agg", "count", "--frobnicate"],
       ["aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count", "--out", "p0.csv"],
@@ -292,7 +292,7 @@ describe("umbra aggregate", () => {
   it("typed errors exit 1 with the code and no value: a missing column, a value out of range", async () => {
     const [missing, range, group] = await Promise.all([
       run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(nope)", "--out", "m.csv", "--quiet"),
-      run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "sum(amount)", "--max-abs", "999", "--out", "m.csv", "--quiet"),
+      run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "sum(amount)", "--max-abs-value", "999", "--out", "m.csv", "--quiet"),
       run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count", "--group-by", "nope", "--categories", "a", "--out", "m.csv", "--quiet"),
     ]);
     expect(missing.status).toBe(1);

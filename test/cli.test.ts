@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { umbra } from "./helpers/cli.js";
 
 const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 120_000 });
@@ -57,5 +58,40 @@ describe("umbra CLI", () => {
     const matched = readFileSync(join(dir, "bank-matched-phones.csv"), "utf8").trim().split(/\r?\n/);
     expect(matched[0]).toBe("phone");
     expect(matched.length - 1).toBe(shared);
+  });
+});
+
+/**
+ * One name per concept: an option renamed is refused, on every command that
+ * took it, with a usage error (exit 2) naming the new one — before any file
+ * is read or any party is asked.
+ */
+describe("renamed options", () => {
+  const AGGREGATE = ["aggregate", "--provider", "a.csv", "--provider", "b.csv", "--agg", "count", "--out", "out.csv"];
+  const FA_JOB = ["job", "submit", "--protocol", "federated-aggregate", "--provider-dataset", "a.x", "--provider-dataset", "b.y", "--agg", "count"];
+  const PSI_JOB = ["job", "submit", "--protocol", "psi", "--provider-dataset", "telco.subscribers.csv", "--key", "phone"];
+  const JA_JOB = ["job", "submit", "--protocol", "join-aggregate", "--input", "risk.csv", "--key", "phone", "--agg", "count"];
+
+  it.each([
+    ["umbra aggregate --min-count", [...AGGREGATE, "--min-count", "5"], "--min-count is now --min-group-size"],
+    ["umbra aggregate --max-abs", [...AGGREGATE, "--max-abs", "1000"], "--max-abs is now --max-abs-value"],
+    ["umbra aggregate --max-abs=V", [...AGGREGATE, "--max-abs=1000"], "--max-abs is now --max-abs-value"],
+    ["umbra job submit (federated-aggregate) --min-count", [...FA_JOB, "--min-count", "5"], "--min-count is now --min-group-size"],
+    ["umbra job submit (federated-aggregate) --max-abs", [...FA_JOB, "--max-abs", "1000"], "--max-abs is now --max-abs-value"],
+    ["umbra job submit (psi) --dataset MY_FILE", [...PSI_JOB, "--dataset", "customers.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
+    ["umbra job submit (join-aggregate) --dataset ID", [...JA_JOB, "--dataset", "telco.spend.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
+  ])("%s: exit 2, the message names the new option", async (_name, args, message) => {
+    const r = await umbra(args);
+    expect({ status: r.status, first: r.stderr.split("\n")[0] }).toEqual({ status: 2, first: `umbra: ${message}` });
+  });
+
+  it("job submit refuses --approximate for join-aggregate (it was ignored)", async () => {
+    const r = await umbra([...JA_JOB, "--provider-dataset", "telco.spend.csv", "--approximate"], { UMBRA_TOKEN: "t" });
+    expect({ status: r.status, first: r.stderr.split("\n")[0] }).toEqual({ status: 2, first: "umbra: --approximate applies to federated-aggregate only" });
+  });
+
+  it("an old name on a command that never took the concept is an unknown option", async () => {
+    const r = await umbra(["psi", "--buyer", "a.csv", "--provider", "b.csv", "--key", "k", "--cardinality", "--min-count", "3"]);
+    expect({ status: r.status, first: r.stderr.split("\n")[0] }).toEqual({ status: 2, first: 'umbra: unknown option "--min-count"' });
   });
 });
