@@ -330,7 +330,7 @@ describe("umbra lookup", () => {
   it("prepare (seed file created 0600, metadata kept in Arrow IPC) then lookup --prepared", async () => {
     const prep = [
       "lookup", "prepare", "--provider", "provider.csv", "--key", "phone", "--columns", "score,segment",
-      "--product", "telco.phones", "--version", "3", "--seed-file", "master.seed", "--digits-only", "--quiet",
+      "--product", "telco.phones", "--product-version", "3", "--seed-file", "master.seed", "--digits-only", "--quiet",
     ];
     const p1 = await run(...prep, "--out", "prepared.arrow");
     expect(p1.status).toBe(0);
@@ -361,7 +361,7 @@ describe("umbra lookup", () => {
     const expected = lookupOracle(buyer, provider, ["phone"], ["score", "segment"], { digitsOnly: true });
     const [l1, l2, l3] = await Promise.all([
       run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared.arrow", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared.csv", "--quiet"),
-      run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared2.arrows", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared2.arrow", "--quiet", "--product", "telco.phones", "--version", "3"),
+      run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared2.arrows", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared2.arrow", "--quiet", "--product", "telco.phones", "--product-version", "3"),
       run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared.arrow", "--seed-file", "master.seed", "--key", "phone", "--out", "no-digits.csv", "--quiet"),
     ]);
     expect(l1.stderr).toBe("");
@@ -415,7 +415,7 @@ describe("errors", () => {
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "buyer.csv"),
       run("lookup", "--buyer", "buyer.csv", "--key", "email", "--out", "o.csv"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "email,score", "--out", "o.csv"),
-      run("lookup", "prepare", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--product", "p", "--version", "-1", "--seed-file", "s.seed", "--out", "p.arrow"),
+      run("lookup", "prepare", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--product", "p", "--product-version", "-1", "--seed-file", "s.seed", "--out", "p.arrow"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--budget", "lots", "--out", "o.csv"),
     ]);
     const messages = [
@@ -427,7 +427,7 @@ describe("errors", () => {
       /--out must not be one of the input files/,
       /--provider is required/,
       /column "email" is in both --key and --columns/,
-      /--version needs (a value|an integer)/,
+      /--product-version needs (a value|an integer)/,
       /--budget needs an integer/,
     ];
     runs.forEach((r, i) => {
@@ -452,7 +452,7 @@ describe("errors", () => {
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "note", "--cardinality"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "score,nope", "--out", "o.csv"),
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "o.parquet"),
-      run("lookup", "prepare", "--provider", "missing.parquet", "--key", "email", "--columns", "score", "--product", "p", "--version", "1", "--seed-file", "s.seed", "--out", "p.arrow"),
+      run("lookup", "prepare", "--provider", "missing.parquet", "--key", "email", "--columns", "score", "--product", "p", "--product-version", "1", "--seed-file", "s.seed", "--out", "p.arrow"),
     ]);
     const expected = [
       /^umbra: UMBRA_UNREADABLE_FILE: cannot open file "nope.csv": ENOENT$/m,

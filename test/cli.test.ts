@@ -80,6 +80,9 @@ describe("renamed options", () => {
     ["umbra job submit (federated-aggregate) --max-abs", [...FA_JOB, "--max-abs", "1000"], "--max-abs is now --max-abs-value"],
     ["umbra job submit (psi) --dataset MY_FILE", [...PSI_JOB, "--dataset", "customers.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
     ["umbra job submit (join-aggregate) --dataset ID", [...JA_JOB, "--dataset", "telco.spend.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
+    ["umbra lookup --version", ["lookup", "--buyer", "b.csv", "--prepared", "p.arrow", "--seed-file", "s.seed", "--key", "k", "--out", "o.csv", "--version", "3"], "--version is now --product-version (the product key's version; umbra version prints the CLI's)"],
+    ["umbra lookup prepare --version", ["lookup", "prepare", "--provider", "p.csv", "--key", "k", "--columns", "c", "--product", "p", "--version", "1", "--seed-file", "s.seed", "--out", "p.arrow"], "--version is now --product-version (the product key's version; umbra version prints the CLI's)"],
+    ["umbra audit verify --public-key", ["audit", "verify", "--db", "exchange.db", "--public-key", "ab".repeat(32)], "--public-key is now --exchange-key (the exchange's signing key, as umbra party start takes it)"],
   ])("%s: exit 2, the message names the new option", async (_name, args, message) => {
     const r = await umbra(args);
     expect({ status: r.status, first: r.stderr.split("\n")[0] }).toEqual({ status: 2, first: `umbra: ${message}` });
