@@ -6,54 +6,21 @@
  * and the error paths (exit 2 with the usage text, exit 1 with a typed code
  * and no cell value on stderr).
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
+import { umbra, type CliRun } from "./helpers/cli.js";
+import { mulberry32 } from "./helpers/data.js";
 
-const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "umbra-cli-aggregate-"));
 const file = (name: string) => join(dir, name);
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs the CLI in the temp folder (async, so several runs can overlap). */
-function run(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const run = (...args: string[]): Promise<CliRun> => umbra(args, {}, { cwd: dir, timeoutMs: 60_000 });
 
 // ------------------------------------------------------------------ data
-
-/** A deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Row {
   readonly region: string | null;
@@ -66,7 +33,7 @@ const CATEGORIES = ["north", "south", "east", "tiny"];
 
 /** One provider's rows: negatives, zeros, ±MAX, undeclared ("other") and null regions; "tiny" gets 1 row per provider. */
 function providerRows(seed: number, n: number): Row[] {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const rows: Row[] = [{ region: "north", amount: MAX }, { region: "south", amount: -MAX }, { region: "east", amount: 0 }, { region: "tiny", amount: 42 }];
   for (let i = rows.length; i < n; i++) {
     const r = rnd();
