@@ -77,6 +77,7 @@ describe("renamed options", () => {
     ["umbra aggregate --max-abs=V", [...AGGREGATE, "--max-abs=1000"], "--max-abs is now --max-abs-value"],
     ["umbra job submit (federated-aggregate) --min-count", [...FA_JOB, "--min-count", "5"], "--min-count is now --min-group-size"],
     ["umbra job submit (federated-aggregate) --max-abs", [...FA_JOB, "--max-abs", "1000"], "--max-abs is now --max-abs-value"],
+    ["umbra job submit (federated-aggregate) --max-rows", [...FA_JOB, "--max-rows", "5000"], "--max-rows is now --max-rows-per-provider"],
     ["umbra job submit (psi) --dataset MY_FILE", [...PSI_JOB, "--dataset", "customers.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
     ["umbra job submit (join-aggregate) --dataset ID", [...JA_JOB, "--dataset", "telco.spend.csv"], "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)"],
     ["umbra lookup --version", ["lookup", "--buyer", "b.csv", "--prepared", "p.arrow", "--seed-file", "s.seed", "--key", "k", "--out", "o.csv", "--version", "3"], "--version is now --product-version (the product key's version; umbra version prints the CLI's)"],

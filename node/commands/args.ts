@@ -90,6 +90,7 @@ export const RENAMED_OPTIONS: Readonly<Record<string, { readonly now: readonly s
     now: ["--input", "--provider-dataset"],
     message: "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)",
   },
+  "--max-rows": { now: ["--max-rows-per-provider"], message: "--max-rows is now --max-rows-per-provider" },
   "--version": { now: ["--product-version"], message: "--version is now --product-version (the product key's version; umbra version prints the CLI's)" },
   "--public-key": { now: ["--exchange-key"], message: "--public-key is now --exchange-key (the exchange's signing key, as umbra party start takes it)" },
 };

@@ -37,14 +37,15 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       [--provider-dataset ID ...] --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--max-rows N] [--approximate] [--query-count N] [--wait] [--party URL]
+      [--max-rows-per-provider N] [--approximate] [--query-count N] [--wait] [--party URL]
                  an aggregate across N >= 2 providers' datasets (--provider-dataset
                  once per provider); the exchange computes the sum of their
                  masked encrypted vectors, the buyer decrypts the totals; what is
                  not given the exchange fills: k the largest of --min-group-size
                  and every dataset policy's, --max-abs-value 2^40, --scale 0,
-                 --max-rows the largest registered row count; a provider that
-                 refuses or drops out fails the job and nothing is released
+                 --max-rows-per-provider the largest registered row count; a
+                 provider that refuses or drops out fails the job and nothing is
+                 released
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
@@ -422,7 +423,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           "--columns": "string",
           "--query-count": "string",
           ...COMPUTATION_OPTIONS,
-          "--max-rows": "string",
+          "--max-rows-per-provider": "string",
           "--max-join-rows": "string",
           "--group": "string",
           "--wait": "flag",
@@ -451,7 +452,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       let submit: () => Promise<JobView>;
       if (protocol === "join-aggregate") {
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
-        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows", "--approximate"], "applies to federated-aggregate only");
+        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
@@ -482,12 +483,12 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         if (providerDatasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --provider-dataset entries, one per provider (got ${providerDatasets.length})`, usage);
         if (new Set(providerDatasets).size !== providerDatasets.length) throw new UsageError("--provider-dataset names a dataset twice", usage);
         const computation = parseComputation(o, providerDatasets.length, usage);
-        const maxRows = o.integer("--max-rows");
-        if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows needs an integer of at least 1", usage);
+        const maxRows = o.integer("--max-rows-per-provider");
+        if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows-per-provider needs an integer of at least 1", usage);
         submit = () => submitAggregateJob(party, { providerDatasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
       } else {
         misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
-        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows"], "applies to federated-aggregate and join-aggregate only");
+        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows-per-provider"], "applies to federated-aggregate and join-aggregate only");
         const providerDataset = oneProviderDataset(`a ${protocol} job has one provider`);
         const columns = o.list("--columns");
         if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);
