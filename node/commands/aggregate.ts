@@ -40,7 +40,8 @@ export { AGGREGATE_DEFAULT_MAX_ABS };
 export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--provider FILE ...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
-      [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S] [--approximate] [--quiet]
+      [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
+      [--approximate] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
                  writes one row per cell (category) to --out (.csv/.arrow);

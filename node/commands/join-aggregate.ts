@@ -34,12 +34,12 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
                  key, per value of the buyer's --group-by column; writes one
                  row per group (.csv/.arrow: the group column, count, sum_COL,
                  avg_COL, var_COL, stddev_COL), groups with fewer than K
-                 matched keys or K joined rows left out (K default ${DEFAULT_MIN_GROUP_SIZE}); --buyer-key / --provider-key
-                 name the key columns of one side when they differ (--key
-                 then may be omitted); var/stddev are sample statistics;
-                 --max-abs-value bounds |value| of every aggregated column
-                 (default 2^40), --scale keeps S decimal digits (default 0:
-                 integer columns)
+                 matched keys or K joined rows left out (K default ${DEFAULT_MIN_GROUP_SIZE});
+                 --buyer-key / --provider-key name the key columns of one side
+                 when they differ (--key then may be omitted); var/stddev are
+                 sample statistics; --max-abs-value bounds |value| of every
+                 aggregated column (default 2^40), --scale keeps S decimal
+                 digits (default 0: integer columns)
 `;
 
 const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;

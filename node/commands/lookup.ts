@@ -24,15 +24,18 @@ import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 
 export const LOOKUP_USAGE = `  lookup --buyer FILE --provider FILE --columns C1[,C2...] --key COL[,COL...] --out FILE
-      [--product NAME] [--product-version N] [--budget N] [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N]
+      [--digits-only] [--case-fold] [--quiet]
                  enrich the buyer's rows with the provider's columns (a left join:
                  null where no match), the provider's table prepared in memory
                  under a fresh key (product "local", product version 1 by default)
   lookup --buyer FILE --prepared FILE --seed-file FILE --key COL[,COL...] --out FILE
-      [--product NAME] [--product-version N] [--budget N] [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N]
+      [--digits-only] [--case-fold] [--quiet]
                  the same against a table made by "lookup prepare"
   lookup prepare --provider FILE --key COL[,COL...] --columns C1[,C2...] --product NAME
-      --product-version N --seed-file FILE --out PREPARED.arrow [--digits-only] [--case-fold] [--quiet]
+      --product-version N --seed-file FILE --out PREPARED.arrow
+      [--digits-only] [--case-fold] [--quiet]
                  seal the provider's columns under the product key derived from a
                  32-byte seed file (created, mode 0600, if missing); Arrow IPC out
 `;
