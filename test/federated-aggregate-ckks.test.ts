@@ -832,7 +832,7 @@ describe("umbra aggregate --approximate", () => {
       p.forEach((raw, i) => writeFileSync(join(dir, `p${i}.csv`), `region,amount\n${raw.x.map((x, r) => `${raw.cat[r]},${x}`).join("\n")}\n`));
       const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
       const args = ["aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(amount),avg(amount)", "--group-by", "region", "--categories", "n,s,w"];
-      const r = spawnSync(process.execPath, [cli, ...args, "--min-count", "1", "--max-abs", "1000", "--approximate", "--quiet", "--out", "out.csv"], { cwd: dir, encoding: "utf8" });
+      const r = spawnSync(process.execPath, [cli, ...args, "--min-group-size", "1", "--max-abs-value", "1000", "--approximate", "--quiet", "--out", "out.csv"], { cwd: dir, encoding: "utf8" });
       expect(r.stderr).toBe("");
       expect(r.status).toBe(0);
       const t = await readTable(join(dir, "out.csv"));
