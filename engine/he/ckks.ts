@@ -109,9 +109,12 @@
  * 2-polynomial, NTT-form ciphertext at the level its header names (the
  * data level, or the last after reRandomize) and at scale Δ.
  *
+ * Longer than ~500 lines on purpose, as bfv.ts: the frame format and the
+ * one class that owns every SEAL object of the scheme stay together.
+ *
  * ## Ownership
  *
- * As in context.ts: the context owns its SEAL Context, CKKSEncoder and
+ * As in bfv.ts: the context owns its SEAL Context, CKKSEncoder and
  * Evaluator; key handles own their Encryptor, Decryptor or GaloisKeys; each
  * operation owns its temporaries in a scope deleted in `finally`.
  */
@@ -770,7 +773,7 @@ export class CkksContext {
    * tell from the ciphertext which ones were added), and every output sits at
    * the same level whatever was computed.
    *
-   * What it does not hide, and here CKKS is weaker than BFV (context.ts):
+   * What it does not hide, and here CKKS is weaker than BFV (bfv.ts):
    * the key holder's decryption *is* the message plus the accumulated error —
    * CKKS never rounds noise away, and dropping primes does not divide it as
    * BFV's modulus switch does. The decrypted slots therefore carry the sum of
