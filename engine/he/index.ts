@@ -3,7 +3,8 @@
  * node-seal 6.0.3): exact sums over CRT primes, packed columns, plaintext
  * masks, rotate-and-sum, re-randomisation. See params.ts for the parameter
  * rule and the bound, bfv.ts for ownership and the operations, format.ts
- * for the bytes.
+ * for the bytes; ckks.ts for approximate sums; scheme.ts for the one
+ * interface protocols use over both, masks.ts for pairwise masks.
  */
 export { createHeContext, withHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./bfv.js";
 export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./bfv.js";
@@ -43,3 +44,7 @@ export {
   concatCkksColumns,
 } from "./ckks.js";
 export type { CkksContextOptions, CkksParameters, CkksCiphertextBytes, CkksKeyBytes, CkksCiphertextInfo, CkksResult } from "./ckks.js";
+export { bfvScheme, ckksScheme, createHeScheme, HeSchemeName, schemeOfFrame, withHeScheme } from "./scheme.js";
+export type { HeCiphertextSummary, HeDecrypted, HeKeySet, HeScheme, HeSchemeOptions } from "./scheme.js";
+export { CKKS_MASK_BITS, maskedReals, maskedResidues, uniformReals, uniformResidues } from "./masks.js";
+export type { PairMask, WordStream } from "./masks.js";
