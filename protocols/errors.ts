@@ -19,6 +19,7 @@ export const ProtocolErrorCode = {
   BelowMinimum: "UMBRA_BELOW_MINIMUM",
   KeyLimitExceeded: "UMBRA_KEY_LIMIT_EXCEEDED",
   OverlappingGroups: "UMBRA_OVERLAPPING_GROUPS",
+  WrongSender: "UMBRA_WRONG_SENDER",
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -125,5 +126,16 @@ export class OverlappingGroupsError extends InvalidInputError {
     );
     this.column = column;
     this.rows = [first, second];
+  }
+}
+
+/**
+ * A message from a role that does not send that step (a provider announcing
+ * the key set, provider i's vector from another role, the sum from anyone
+ * but the exchange). Names the rule and role names, never a party.
+ */
+export class WrongSenderError extends ProtocolError {
+  constructor(message: string) {
+    super(message, ProtocolErrorCode.WrongSender);
   }
 }

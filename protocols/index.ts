@@ -38,7 +38,7 @@ export {
   type PrepareOptions,
 } from "./lookup.js";
 export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
-export * from "./federated-aggregate.js";
+export * from "./federated-aggregate/index.js";
 export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
 export {
   JA_MAX_GROUPS,

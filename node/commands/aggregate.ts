@@ -39,7 +39,7 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  result gets a bound_<name> column, counts are exact only
                  when their bound is below 0.5, and a provider's vector is
                  hidden only statistically (~20 bits per slot) — see
-                 protocols/federated-aggregate.ts
+                 protocols/federated-aggregate/
 `;
 
 /** The options that describe a federated computation: `umbra aggregate` and `umbra job submit --protocol federated-aggregate` share them. */
