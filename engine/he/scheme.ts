@@ -18,7 +18,9 @@
  */
 import { createCkksContext, CkksLevel, type CkksContext, type CkksContextOptions } from "./ckks.js";
 import { createHeContext, type HeContext } from "./bfv.js";
+import { CKKS_FRAME_MAGIC } from "./ckks-format.js";
 import { ParameterMismatchError } from "./errors.js";
+import { BFV_FRAME_MAGIC } from "./format.js";
 import { CKKS_MASK_BITS, maskedReals, maskedResidues, type PairMask } from "./masks.js";
 import { scaledBound, type HeContextOptions } from "./params.js";
 
@@ -31,8 +33,8 @@ export type HeSchemeName = (typeof HeSchemeName)[keyof typeof HeSchemeName];
  * magic is read: the frame is not checked.
  */
 export function schemeOfFrame(bytes: Uint8Array): HeSchemeName | undefined {
-  if (bytes.length < 4 || bytes[0] !== 0x55 || bytes[1] !== 0x48 || bytes[3] !== 0x31) return undefined;
-  return bytes[2] === 0x45 ? HeSchemeName.Bfv : bytes[2] === 0x43 ? HeSchemeName.Ckks : undefined;
+  const starts = (magic: readonly number[]): boolean => bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
+  return starts(BFV_FRAME_MAGIC) ? HeSchemeName.Bfv : starts(CKKS_FRAME_MAGIC) ? HeSchemeName.Ckks : undefined;
 }
 
 /** A fresh key set (public and secret key, no Galois keys) and its key-set id (hex). */

@@ -48,7 +48,7 @@ export interface FaProviderInit {
 export function faMaskedResidues(s: FaProviderState, primes: readonly number[], fingerprint: string, keyId: string): Uint32Array[] {
   const { masks, close } = faPairMasks(s, s.index, s.boxSecretKey, s.peers, fingerprint, keyId);
   try {
-    return maskedResidues(faPlaintext({ ...s, approximate: false }, s.values) as bigint[], primes, masks);
+    return maskedResidues(s.values.map((v) => BigInt(v)), primes, masks);
   } finally {
     close();
   }
