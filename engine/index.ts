@@ -6,6 +6,8 @@
  * - oprf: RFC 9497 OPRF(ristretto255, SHA-512) — `oprf.blind`, `oprf.blindEvaluate`, `oprf.finalize`, …
  * - pool: the piscina worker pool for batch hashing, multiplication and OPRF over columns
  * - columns: Arrow IPC / CSV / Parquet in, Arrow out; key normalisation
+ * - psi: distinct keys with their row mapping, uniform shuffles, an exact-match index over fixed-size elements
+ * - he: homomorphic aggregation on SEAL (node-seal): BFV (exact, CRT over several primes) and CKKS (approximate)
  */
 export * from "./errors.js";
 export * from "./packed.js";

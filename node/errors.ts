@@ -92,9 +92,5 @@ export class NoMaskKeyError extends ProtocolError {
   }
 }
 
-/** A protocol message from a party that does not play the role the message belongs to (e.g. provider j's vector sent as provider i's). */
-export class WrongSenderError extends ProtocolError {
-  constructor(message: string) {
-    super(message, NodeErrorCode.WrongSender);
-  }
-}
+/** Defined with the protocols (a role refuses a step from the wrong sender); the node uses the same class. */
+export { WrongSenderError } from "../protocols/errors.js";

@@ -12,6 +12,7 @@
  *
  * Nothing here puts a key or a name into an error message.
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, hkdfSync, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { InvalidArgumentError } from "../engine/errors.js";
 import { isNodeName } from "../protocols/envelope-codec.js";
@@ -168,15 +169,14 @@ export function fingerprint(publicKey: Uint8Array): string {
   return createHash("sha256").update("umbra.v1.fingerprint").update(publicKey).digest("hex").slice(0, 16);
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** The persisted form of an identity (secret keys included: store it as a secret). */
 export function identityToJSON(id: NodeIdentity): NodeIdentityJSON {
   return {
     version: 1,
     name: id.name,
-    signing: { publicKey: hex(id.signing.publicKey), secretKey: hex(id.signing.secretKey) },
-    box: { publicKey: hex(id.box.publicKey), secretKey: hex(id.box.secretKey) },
+    signing: { publicKey: bytesToHex(id.signing.publicKey), secretKey: bytesToHex(id.signing.secretKey) },
+    box: { publicKey: bytesToHex(id.box.publicKey), secretKey: bytesToHex(id.box.secretKey) },
   };
 }
 
@@ -230,7 +230,7 @@ export interface StoredIdentityJSON {
 
 /** The database's record of a node's identity: name and public keys, no secret. */
 export function storedIdentityJSON(id: { readonly name: string; readonly signingPublicKey: Uint8Array; readonly boxPublicKey: Uint8Array }): string {
-  const o: StoredIdentityJSON = { format: "umbra.public-identity.v1", name: id.name, signingPublicKey: hex(id.signingPublicKey), boxPublicKey: hex(id.boxPublicKey) };
+  const o: StoredIdentityJSON = { format: "umbra.public-identity.v1", name: id.name, signingPublicKey: bytesToHex(id.signingPublicKey), boxPublicKey: bytesToHex(id.boxPublicKey) };
   return JSON.stringify(o);
 }
 

@@ -18,6 +18,7 @@
  * AES-256-GCM under scrypt(passphrase, salt) (RFC 7914), the name and the
  * public keys as associated data, so neither can be swapped.
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from "node:crypto";
 import { UmbraError } from "../engine/errors.js";
 import { boxPublicKeyFromSecret, isNodeName, signingPublicKeyFromSecret, type NodeIdentity } from "./identity.js";
@@ -36,7 +37,6 @@ export class KeyPassphraseError extends UmbraError {
   }
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 const bytes = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, "hex"));
 
 function kek(passphrase: string, salt: Uint8Array, p: { n: number; r: number; p: number }): Buffer {
@@ -49,9 +49,9 @@ function aad(name: string, signing: string, box: string): Buffer {
 
 /** The key file's text for an identity: sealed under `passphrase` when one is given. */
 export function keyFileText(id: NodeIdentity, passphrase?: string): string {
-  const pub = { signing: hex(id.signing.publicKey), box: hex(id.box.publicKey) };
+  const pub = { signing: bytesToHex(id.signing.publicKey), box: bytesToHex(id.box.publicKey) };
   if (passphrase === undefined) {
-    return `${JSON.stringify({ format: KEY_FILE_FORMAT, name: id.name, public: pub, secret: { signing: hex(id.signing.secretKey), box: hex(id.box.secretKey) } }, null, 2)}\n`;
+    return `${JSON.stringify({ format: KEY_FILE_FORMAT, name: id.name, public: pub, secret: { signing: bytesToHex(id.signing.secretKey), box: bytesToHex(id.box.secretKey) } }, null, 2)}\n`;
   }
   if (passphrase.length === 0) throw new KeyPassphraseError("the key passphrase is empty");
   const salt = randomBytes(16);
@@ -59,7 +59,7 @@ export function keyFileText(id: NodeIdentity, passphrase?: string): string {
   const cipher = createCipheriv("aes-256-gcm", kek(passphrase, salt, SCRYPT), iv);
   cipher.setAAD(aad(id.name, pub.signing, pub.box));
   const ct = Buffer.concat([cipher.update(Buffer.concat([id.signing.secretKey, id.box.secretKey])), cipher.final()]);
-  const sealed = { kdf: "scrypt", ...SCRYPT, salt: hex(salt), cipher: "aes-256-gcm", iv: hex(iv), ciphertext: hex(ct), tag: hex(cipher.getAuthTag()) };
+  const sealed = { kdf: "scrypt", ...SCRYPT, salt: bytesToHex(salt), cipher: "aes-256-gcm", iv: bytesToHex(iv), ciphertext: bytesToHex(ct), tag: bytesToHex(cipher.getAuthTag()) };
   return `${JSON.stringify({ format: KEY_FILE_FORMAT, name: id.name, public: pub, sealed }, null, 2)}\n`;
 }
 
@@ -107,7 +107,7 @@ export function identityFromKeyFile(text: string, passphrase?: string): NodeIden
     const ct = bytes(hexField(sealed, "ciphertext", /^[0-9a-f]{128}$/, "ciphertext"));
     const tag = bytes(hexField(sealed, "tag", /^[0-9a-f]{32}$/, "tag"));
     const d = createDecipheriv("aes-256-gcm", kek(passphrase, salt, SCRYPT), iv);
-    d.setAAD(aad(name, hex(signingPublicKey), hex(boxPublicKey)));
+    d.setAAD(aad(name, bytesToHex(signingPublicKey), bytesToHex(boxPublicKey)));
     d.setAuthTag(tag);
     let plain: Buffer;
     try {

@@ -163,7 +163,7 @@ function bytes(o: Obj, field: string): Uint8Array {
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  // Native comparison: an envelope carries up to 16 MB (a byte loop took tens of ms on the MB-sized ones).
+  // Native comparison, not noble's equalBytes: an envelope carries up to 16 MB (a byte loop took tens of ms on the MB-sized ones); nothing here is secret.
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 

@@ -129,11 +129,7 @@ export class OverlappingGroupsError extends InvalidInputError {
   }
 }
 
-/**
- * A message from a role that does not send that step (a provider announcing
- * the key set, provider i's vector from another role, the sum from anyone
- * but the exchange). Names the rule and role names, never a party.
- */
+/** A message from a role (or party) that does not send that step, e.g. provider j's vector sent as provider i's. */
 export class WrongSenderError extends ProtocolError {
   constructor(message: string) {
     super(message, ProtocolErrorCode.WrongSender);

@@ -12,32 +12,31 @@ export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, J
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
 export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
-export * from "./psi.js";
-export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run-psi.js";
+export { player, providerIndex, providerRole, RoleName, runRoles, type Outgoing, type Player, type Role, type RolesRun, type RunRolesOptions, type Step } from "./role.js";
+export * from "./psi/index.js";
 export {
   LOOKUP_VERSION,
   LookupStep,
   TAG_BYTES,
   assertPreparedKey,
   deriveTagAndKey,
-  lookupBuyerDone,
-  lookupBuyerReceive,
-  lookupBuyerResult,
-  lookupBuyerStart,
+  lookupBuyer,
   lookupKeyPair,
-  lookupProviderDone,
-  lookupProviderReceive,
-  lookupProviderStart,
+  lookupProvider,
   preparedTableInfo,
   prepareLookupTable,
+  type LookupBuyerInit,
+  type LookupBuyerResult,
   type LookupBuyerState,
   type LookupContext,
   type LookupParams,
+  type LookupProviderContext,
+  type LookupProviderInit,
   type LookupProviderOptions,
   type LookupProviderState,
   type PrepareOptions,
-} from "./lookup.js";
-export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run-lookup.js";
+} from "./lookup/index.js";
+export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./lookup/index.js";
 export * from "./federated-aggregate/index.js";
 export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
 export {

@@ -15,13 +15,7 @@ import {
   decodeMessage,
   deriveTagAndKey,
   encodeMessage,
-  lookupBuyerDone,
-  lookupBuyerReceive,
-  lookupBuyerResult,
-  lookupBuyerStart,
   lookupKeyPair,
-  lookupProviderReceive,
-  lookupProviderStart,
   preparedTableInfo,
   prepareLookupTable,
   ProtocolError,
@@ -32,12 +26,22 @@ import {
   type LookupContext,
   type ProtocolMessage,
   type SealedRows,
+  lookupBuyer,
+  lookupProvider,
+  type LookupParams,
+  type LookupProviderOptions,
+  type LookupProviderState,
+  type Step,
 } from "../protocols/index.js";
 import { oracleKey, randomKeys, rng, rowsOf } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
 afterAll(() => pool.close());
 const ctx: LookupContext = { pool };
+/** The messages a step sends (every lookup message goes to the other role). */
+const sent = (s: Step<unknown>): ProtocolMessage[] => s.messages.map((o) => o.message);
+/** A provider's first state (it sends nothing before the buyer's hello). */
+const providerStart = async (params: LookupParams, o: LookupProviderOptions) => (await lookupProvider.start({ params, ...o }, { ...ctx, prepared: new Table() })).state;
 const seed = new Uint8Array(32).fill(9);
 const product = "telco.monthly-spend";
 
@@ -141,9 +145,9 @@ describe("preparation", () => {
     const tags1 = new Set(hexTags(p1));
     expect(hexTags(p2).some((x) => tags1.has(x))).toBe(false);
     // A buyer that asks for version 2 from a provider holding version 1 is refused.
-    const buyerState = await lookupBuyerStart({ job: "rot", product, version: 2 }, keysFromTable(buyer, ["phone"]), ctx);
-    const prov = lookupProviderStart({ job: "rot", product, version: 1 }, { secretKey: v1.secretKey, budgetRemaining: 1000 });
-    await expect(lookupProviderReceive(prov, buyerState.messages[0] as ProtocolMessage, p1, ctx)).rejects.toBeInstanceOf(ProtocolError);
+    const buyerState = await lookupBuyer.start({ params: { job: "rot", product, version: 2 }, keys: keysFromTable(buyer, ["phone"]) }, ctx);
+    const prov = await providerStart({ job: "rot", product, version: 1 }, { secretKey: v1.secretKey, budgetRemaining: 1000 });
+    await expect(lookupProvider.receive(prov, "buyer", sent(buyerState)[0] as ProtocolMessage, { ...ctx, prepared: p1 })).rejects.toBeInstanceOf(ProtocolError);
   });
 
   it("keeps NaN and infinities, refuses a key the table was not sealed under, and a buyer column the lookup would add", async () => {
@@ -178,10 +182,10 @@ describe("budget and leakage", () => {
 
   it("refuses beyond the evaluation budget, before evaluating anything, with the state unchanged", async () => {
     await expect(runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey, budgetRemaining: 39 }, pool })).rejects.toBeInstanceOf(BudgetExceededError);
-    const b = await lookupBuyerStart({ job: "budget", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
-    const p = lookupProviderStart({ job: "budget", product, version: 1 }, { secretKey, budgetRemaining: 39 });
+    const b = await lookupBuyer.start({ params: { job: "budget", product, version: 1 }, keys: keysFromTable(buyer, ["phone"]) }, ctx);
+    const p = await providerStart({ job: "budget", product, version: 1 }, { secretKey, budgetRemaining: 39 });
     const before = structuredClone(p);
-    await expect(lookupProviderReceive(p, b.messages[0] as ProtocolMessage, prepared, ctx)).rejects.toBeInstanceOf(BudgetExceededError);
+    await expect(lookupProvider.receive(p, "buyer", sent(b)[0] as ProtocolMessage, { ...ctx, prepared: prepared })).rejects.toBeInstanceOf(BudgetExceededError);
     expect(p).toEqual(before);
     // Exactly the budget passes, and consumes it.
     const ok = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey, budgetRemaining: 40 }, pool });
@@ -190,9 +194,9 @@ describe("budget and leakage", () => {
   });
 
   it("the buyer is told of a refusal with the rule, and no data", async () => {
-    const b = await lookupBuyerStart({ job: "refusal", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
+    const b = await lookupBuyer.start({ params: { job: "refusal", product, version: 1 }, keys: keysFromTable(buyer, ["phone"]) }, ctx);
     const refusal: ProtocolMessage = { kind: "refusal", header: { job: "refusal", protocol: "lookup", version: 1, step: 3, chunk: 0, chunks: 1 }, code: "UMBRA_BUDGET_EXCEEDED", reason: "evaluation budget exceeded" };
-    await expect(lookupBuyerReceive(b.state, decodeMessage(encodeMessage(refusal)), ctx)).rejects.toBeInstanceOf(RefusedError);
+    await expect(lookupBuyer.receive(b.state, "provider", decodeMessage(encodeMessage(refusal)), ctx)).rejects.toBeInstanceOf(RefusedError);
   });
 
   it("the provider receives only the query count and blinded points", async () => {
@@ -220,21 +224,21 @@ describe("budget and leakage", () => {
   });
 
   it("the buyer cannot open a label for a key it does not hold", async () => {
-    const b0 = await lookupBuyerStart({ job: "open", product, version: 1 }, keysFromTable(buyer, ["phone"]), ctx);
-    let p = { state: lookupProviderStart({ job: "open", product, version: 1 }, { secretKey, budgetRemaining: 100 }), messages: [] as ProtocolMessage[] };
+    const b0 = await lookupBuyer.start({ params: { job: "open", product, version: 1 }, keys: keysFromTable(buyer, ["phone"]) }, ctx);
+    let p = { state: await providerStart({ job: "open", product, version: 1 }, { secretKey, budgetRemaining: 100 }), messages: [] } as Step<LookupProviderState>;
     const toBuyer: ProtocolMessage[] = [];
-    for (const m of b0.messages) {
-      p = await lookupProviderReceive(p.state, m, prepared, ctx);
-      toBuyer.push(...p.messages);
+    for (const m of sent(b0)) {
+      p = await lookupProvider.receive(p.state, "buyer", m, { ...ctx, prepared: prepared });
+      toBuyer.push(...sent(p));
     }
     let b = b0;
-    for (const m of toBuyer) b = await lookupBuyerReceive(b.state, m, ctx);
-    expect(lookupBuyerDone(b.state)).toBe(true);
+    for (const m of toBuyer) b = await lookupBuyer.receive(b.state, "provider", m, ctx);
+    expect(lookupBuyer.done(b.state)).toBe(true);
     // It received every sealed row, but opened exactly those of its 24 matching keys.
     const sealedRows = toBuyer.filter((m) => m.kind === "sealedRows").reduce((acc, m) => acc + (m as SealedRows).count, 0);
     expect(sealedRows).toBe(120);
     expect(b.state.opened.filter((x) => x !== "").length).toBe(24);
-    const res = lookupBuyerResult(b.state);
+    const res = lookupBuyer.result(b.state);
     const held = new Set(buyerKeys);
     for (let k = 0; k < b.state.queryCount; k++) {
       const key = new TextDecoder().decode(b.state.keyData.subarray(b.state.keyOffsets[k], b.state.keyOffsets[k + 1]));
@@ -278,16 +282,16 @@ describe("minIntersection: the buyer's role withholds labels when fewer distinct
     const ok = await runLookup({ buyer: { table: buyer, keys: ["phone"] }, provider: { prepared, secretKey }, pool, minIntersection: 3 });
     expect(rowsOf(ok.table)).toEqual(oracleLeftJoin(buyer, provider, ["spend"]));
     const params = { job: "lookup-min", product, version: 1, minIntersection: 4 };
-    const b0 = await lookupBuyerStart(params, keysFromTable(buyer, ["phone"]), ctx);
-    let p = { state: lookupProviderStart(params, { secretKey, budgetRemaining: 100 }), messages: [] as ProtocolMessage[] };
+    const b0 = await lookupBuyer.start({ params: params, keys: keysFromTable(buyer, ["phone"]) }, ctx);
+    let p = { state: await providerStart(params, { secretKey, budgetRemaining: 100 }), messages: [] } as Step<LookupProviderState>;
     let b = b0.state;
-    for (const m of b0.messages) {
-      p = await lookupProviderReceive(p.state, m, prepared, ctx);
-      for (const x of p.messages) b = (await lookupBuyerReceive(b, x, ctx)).state;
+    for (const m of sent(b0)) {
+      p = await lookupProvider.receive(p.state, "buyer", m, { ...ctx, prepared: prepared });
+      for (const x of sent(p)) b = (await lookupBuyer.receive(b, "provider", x, ctx)).state;
     }
-    expect(lookupBuyerDone(b)).toBe(true);
+    expect(lookupBuyer.done(b)).toBe(true);
     const before = structuredClone(b);
-    expect(() => lookupBuyerResult(b)).toThrow(BelowMinimumError);
+    expect(() => lookupBuyer.result(b)).toThrow(BelowMinimumError);
     expect(b).toEqual(before);
   });
 });
@@ -300,31 +304,31 @@ describe("hostile messages are refused and leave the state unchanged", () => {
 
   it("at the provider and the buyer", async () => {
     const prepared = await prepareLookupTable({ table: provider, keys: ["phone"], labels: ["spend"], secretKey, product, version: 1, pool });
-    const b = await lookupBuyerStart({ job: "hostile", product, version: 1, chunkElements: 10 }, keysFromTable(buyer, ["phone"]), ctx);
-    const p0 = lookupProviderStart({ job: "hostile", product, version: 1 }, { secretKey, budgetRemaining: 1000 });
-    const hello = b.messages[0] as ProtocolMessage;
-    const chunk0 = b.messages[1] as ElementBatch;
+    const b = await lookupBuyer.start({ params: { job: "hostile", product, version: 1, chunkElements: 10 }, keys: keysFromTable(buyer, ["phone"]) }, ctx);
+    const p0 = await providerStart({ job: "hostile", product, version: 1 }, { secretKey, budgetRemaining: 1000 });
+    const hello = sent(b)[0] as ProtocolMessage;
+    const chunk0 = sent(b)[1] as ElementBatch;
     const expectRefused = async <S,>(s: S, fn: () => Promise<unknown>, type: abstract new (...a: never[]) => Error) => {
       const before = structuredClone(s);
       await expect(fn()).rejects.toBeInstanceOf(type);
       expect(s).toEqual(before);
     };
-    await expectRefused(p0, () => lookupProviderReceive(p0, chunk0, prepared, ctx), WrongStepError);
-    const p1 = await lookupProviderReceive(p0, hello, prepared, ctx);
+    await expectRefused(p0, () => lookupProvider.receive(p0, "buyer", chunk0, { ...ctx, prepared: prepared }), WrongStepError);
+    const p1 = await lookupProvider.receive(p0, "buyer", hello, { ...ctx, prepared: prepared });
     const zeroed = { ...chunk0, elements: Uint8Array.from(chunk0.elements).fill(0, 32, 64) };
-    await expectRefused(p1.state, () => lookupProviderReceive(p1.state, zeroed, prepared, ctx), InvalidPointError);
+    await expectRefused(p1.state, () => lookupProvider.receive(p1.state, "buyer", zeroed, { ...ctx, prepared: prepared }), InvalidPointError);
     const bad = { ...chunk0, elements: Uint8Array.from(chunk0.elements).fill(0xff, 0, 32) };
-    await expectRefused(p1.state, () => lookupProviderReceive(p1.state, bad, prepared, ctx), InvalidPointError);
-    const p2 = await lookupProviderReceive(p1.state, chunk0, prepared, ctx);
-    await expectRefused(p2.state, () => lookupProviderReceive(p2.state, chunk0, prepared, ctx), WrongStepError); // replay
+    await expectRefused(p1.state, () => lookupProvider.receive(p1.state, "buyer", bad, { ...ctx, prepared: prepared }), InvalidPointError);
+    const p2 = await lookupProvider.receive(p1.state, "buyer", chunk0, { ...ctx, prepared: prepared });
+    await expectRefused(p2.state, () => lookupProvider.receive(p2.state, "buyer", chunk0, { ...ctx, prepared: prepared }), WrongStepError); // replay
     // The buyer side.
     let bs = b.state;
-    bs = (await lookupBuyerReceive(bs, p1.messages[0] as ProtocolMessage, ctx)).state;
-    const ev = p2.messages[0] as ElementBatch;
+    bs = (await lookupBuyer.receive(bs, "provider", sent(p1)[0] as ProtocolMessage, ctx)).state;
+    const ev = sent(p2)[0] as ElementBatch;
     const s1 = bs;
-    await expectRefused(s1, () => lookupBuyerReceive(s1, { ...ev, elements: Uint8Array.from(ev.elements).fill(0, 0, 32) }, ctx), InvalidPointError);
-    await expectRefused(s1, () => lookupBuyerReceive(s1, { ...ev, header: { ...ev.header, step: 5 } }, ctx), WrongStepError);
-    bs = (await lookupBuyerReceive(s1, ev, ctx)).state;
-    await expectRefused(bs, () => lookupBuyerReceive(bs, ev, ctx), WrongStepError);
+    await expectRefused(s1, () => lookupBuyer.receive(s1, "provider", { ...ev, elements: Uint8Array.from(ev.elements).fill(0, 0, 32) }, ctx), InvalidPointError);
+    await expectRefused(s1, () => lookupBuyer.receive(s1, "provider", { ...ev, header: { ...ev.header, step: 5 } }, ctx), WrongStepError);
+    bs = (await lookupBuyer.receive(s1, "provider", ev, ctx)).state;
+    await expectRefused(bs, () => lookupBuyer.receive(bs, "provider", ev, ctx), WrongStepError);
   });
 });

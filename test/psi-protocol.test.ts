@@ -12,21 +12,19 @@ import {
   InvalidMessageError,
   KeyLimitExceededError,
   MessageTooLargeError,
-  psiBuyerDone,
-  psiBuyerReceive,
-  psiBuyerResult,
-  psiBuyerStart,
+  psiBuyer,
   psiDst,
-  psiProviderReceive,
-  psiProviderStart,
+  psiProvider,
   runPsi,
   WrongJobError,
+  WrongSenderError,
   WrongStepError,
   type ElementBatch,
   type ProtocolMessage,
   type PsiContext,
   type PsiHello,
   type PsiMode,
+  type Step,
 } from "../protocols/index.js";
 import { InvalidArgumentError } from "../engine/errors.js";
 import { compositeKeyTable, oracleCardinality, oracleIntersectionRows, randomKeys, rng, rowsOf, singleKeyTable, type Side } from "./helpers/data.js";
@@ -34,6 +32,8 @@ import { compositeKeyTable, oracleCardinality, oracleIntersectionRows, randomKey
 const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
 afterAll(() => pool.close());
 const ctx: PsiContext = { pool };
+/** The messages a step sends (every psi message goes to the other role). */
+const sent = (s: Step<unknown>): ProtocolMessage[] => s.messages.map((o) => o.message);
 
 interface Case {
   readonly name: string;
@@ -138,16 +138,16 @@ describe("leakage", () => {
     const params = { job: "card-shuffle", mode: "cardinality" as const, chunkElements: 1000 };
     const bk = keysFromTable(buyer.table, ["k"]);
     const pk = keysFromTable(provider.table, ["k"]);
-    const b0 = await psiBuyerStart(params, bk, ctx);
-    const p0 = await psiProviderStart(params, pk, ctx);
+    const b0 = await psiBuyer.start({ params: params, keys: bk }, ctx);
+    const p0 = await psiProvider.start({ params: params, keys: pk }, ctx);
     let p = p0;
     const toBuyer: ProtocolMessage[] = [];
-    for (const m of b0.messages) {
-      p = await psiProviderReceive(p.state, decodeMessage(encodeMessage(m)), ctx);
-      toBuyer.push(...p.messages);
+    for (const m of sent(b0)) {
+      p = await psiProvider.receive(p.state, "buyer", decodeMessage(encodeMessage(m)), ctx);
+      toBuyer.push(...sent(p));
     }
     // What the buyer would compute for its own rows, in its own order: H(x)^ab.
-    const ab = await pool.multiply({ group: "x25519" }, p.state.secret, (b0.messages[1] as ElementBatch).elements);
+    const ab = await pool.multiply({ group: "x25519" }, p.state.secret, (sent(b0)[1] as ElementBatch).elements);
     const doubled = toBuyer.filter((m) => m.header.step === 5).map((m) => (m as ElementBatch).elements);
     const received = Buffer.concat(doubled.map((d) => Buffer.from(d)));
     expect(received.length).toBe(ab.length);
@@ -156,8 +156,8 @@ describe("leakage", () => {
     for (let i = 0; i < buyerKeys.length; i++) if (received.subarray(i * 32, i * 32 + 32).equals(Buffer.from(ab.subarray(i * 32, i * 32 + 32)))) inPlace++;
     expect(inPlace).toBeLessThan(10); // a uniform shuffle leaves about one in place
     let b = b0;
-    for (const m of toBuyer) b = await psiBuyerReceive(b.state, decodeMessage(encodeMessage(m)), ctx);
-    const result = psiBuyerResult(b.state);
+    for (const m of toBuyer) b = await psiBuyer.receive(b.state, "provider", decodeMessage(encodeMessage(m)), ctx);
+    const result = psiBuyer.result(b.state);
     expect(result).toEqual({ mode: "cardinality", count: 100, providerSetSize: 200, buyerSetSize: 300 });
     expect(b.state.rowToDistinct.length).toBe(0); // the buyer does not even keep a row mapping
   });
@@ -167,8 +167,8 @@ describe("leakage", () => {
 
 async function started(mode: PsiMode = "intersection") {
   const params = { job: "hostile-job", mode, chunkElements: 100 };
-  const b = await psiBuyerStart(params, keysFromTable(buyer.table, ["k"]), ctx);
-  const p = await psiProviderStart(params, keysFromTable(provider.table, ["k"]), ctx);
+  const b = await psiBuyer.start({ params: params, keys: keysFromTable(buyer.table, ["k"]) }, ctx);
+  const p = await psiProvider.start({ params: params, keys: keysFromTable(provider.table, ["k"]) }, ctx);
   return { params, b, p };
 }
 
@@ -186,29 +186,39 @@ async function refused<S>(state: S, fn: () => Promise<unknown>, type: abstract n
 }
 
 describe("hostile messages are refused and leave the state unchanged", () => {
+  it("each role takes messages only from the other role of the job", async () => {
+    const { b, p } = await started();
+    const hello = sent(b)[0] as ProtocolMessage;
+    await refused(p.state, () => psiProvider.receive(p.state, "exchange", hello, ctx), WrongSenderError);
+    await refused(p.state, () => psiProvider.receive(p.state, "provider", hello, ctx), WrongSenderError);
+    const answer = sent(await psiProvider.receive(p.state, "buyer", hello, ctx))[0] as ProtocolMessage;
+    await refused(b.state, () => psiBuyer.receive(b.state, "buyer", answer, ctx), WrongSenderError);
+    expect(sent(b).length).toBe(b.messages.filter((o) => o.to === "provider").length);
+  });
+
   it("at the provider: identity, non-canonical, wrong length, wrong step, replay, wrong job, oversized", async () => {
     const { b, p } = await started();
-    const hello = b.messages[0] as ProtocolMessage;
-    const chunk0 = b.messages[1] as ElementBatch;
+    const hello = sent(b)[0] as ProtocolMessage;
+    const chunk0 = sent(b)[1] as ElementBatch;
     // Before the hello, an element batch is the wrong step.
-    await refused(p.state, () => psiProviderReceive(p.state, chunk0, ctx), WrongStepError);
-    const afterHello = await psiProviderReceive(p.state, hello, ctx);
+    await refused(p.state, () => psiProvider.receive(p.state, "buyer", chunk0, ctx), WrongStepError);
+    const afterHello = await psiProvider.receive(p.state, "buyer", hello, ctx);
     const s = afterHello.state;
-    await refused(s, () => psiProviderReceive(s, hello, ctx), WrongStepError); // replayed hello
-    await refused(s, () => psiProviderReceive(s, withElements(chunk0, (e) => e.fill(0, 64, 96)), ctx), InvalidPointError); // identity
-    await refused(s, () => psiProviderReceive(s, withElements(chunk0, (e) => e.fill(0xff, 0, 32)), ctx), InvalidPointError); // non-canonical
-    await refused(s, () => psiProviderReceive(s, { ...chunk0, count: 99, elements: chunk0.elements.subarray(0, 99 * 32) }, ctx), InvalidMessageError); // short chunk
-    await refused(s, () => psiProviderReceive(s, { ...chunk0, header: { ...chunk0.header, job: "other-job" } }, ctx), WrongJobError);
-    await refused(s, () => psiProviderReceive(s, { ...chunk0, header: { ...chunk0.header, protocol: "psi-cardinality" } }, ctx), WrongJobError);
-    await refused(s, () => psiProviderReceive(s, b.messages[2] as ProtocolMessage, ctx), WrongStepError); // chunk 1 before chunk 0
+    await refused(s, () => psiProvider.receive(s, "buyer", hello, ctx), WrongStepError); // replayed hello
+    await refused(s, () => psiProvider.receive(s, "buyer", withElements(chunk0, (e) => e.fill(0, 64, 96)), ctx), InvalidPointError); // identity
+    await refused(s, () => psiProvider.receive(s, "buyer", withElements(chunk0, (e) => e.fill(0xff, 0, 32)), ctx), InvalidPointError); // non-canonical
+    await refused(s, () => psiProvider.receive(s, "buyer", { ...chunk0, count: 99, elements: chunk0.elements.subarray(0, 99 * 32) }, ctx), InvalidMessageError); // short chunk
+    await refused(s, () => psiProvider.receive(s, "buyer", { ...chunk0, header: { ...chunk0.header, job: "other-job" } }, ctx), WrongJobError);
+    await refused(s, () => psiProvider.receive(s, "buyer", { ...chunk0, header: { ...chunk0.header, protocol: "psi-cardinality" } }, ctx), WrongJobError);
+    await refused(s, () => psiProvider.receive(s, "buyer", sent(b)[2] as ProtocolMessage, ctx), WrongStepError); // chunk 1 before chunk 0
     // An oversized batch: more elements than the chunk may hold, consistently encoded.
     const big = new Uint8Array(101 * 32);
     big.set(chunk0.elements);
     big.set(chunk0.elements.subarray(0, 32), 100 * 32);
-    await refused(s, () => psiProviderReceive(s, { ...chunk0, count: 101, elements: big }, ctx), InvalidMessageError);
+    await refused(s, () => psiProvider.receive(s, "buyer", { ...chunk0, count: 101, elements: big }, ctx), InvalidMessageError);
     expect(() => decodeMessage(encodeMessage({ ...chunk0, count: 70_000, elements: new Uint8Array(70_000 * 32) }))).toThrow(InvalidMessageError);
     // The index of the bad element is reported.
-    const err = await psiProviderReceive(s, withElements(chunk0, (e) => e.fill(0, 64, 96)), ctx).catch((e: unknown) => e);
+    const err = await psiProvider.receive(s, "buyer", withElements(chunk0, (e) => e.fill(0, 64, 96)), ctx).catch((e: unknown) => e);
     expect((err as InvalidPointError).index).toBe(2);
     // Wire-level: a frame whose length field lies, and an oversized frame.
     const frame = encodeMessage(chunk0);
@@ -217,39 +227,39 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     const lying = encodeMessage({ ...chunk0, count: 101 });
     expect(() => decodeMessage(lying)).toThrow(InvalidMessageError);
     // After all that, the genuine chunk is accepted; replaying it is refused.
-    const ok = await psiProviderReceive(s, chunk0, ctx);
-    await refused(ok.state, () => psiProviderReceive(ok.state, chunk0, ctx), WrongStepError);
+    const ok = await psiProvider.receive(s, "buyer", chunk0, ctx);
+    await refused(ok.state, () => psiProvider.receive(ok.state, "buyer", chunk0, ctx), WrongStepError);
   });
 
   it("at the buyer: bad points, wrong steps and replays are refused, and the job still completes correctly", async () => {
     const { b, p } = await started();
     let prov = p;
     const toBuyer: ProtocolMessage[] = [];
-    for (const m of b.messages) {
-      prov = await psiProviderReceive(prov.state, m, ctx);
-      toBuyer.push(...prov.messages);
+    for (const m of sent(b)) {
+      prov = await psiProvider.receive(prov.state, "buyer", m, ctx);
+      toBuyer.push(...sent(prov));
     }
     let state = b.state;
     for (const m of toBuyer) {
       if (m.kind === "elementBatch") {
         const e = m as ElementBatch;
-        await refused(state, () => psiBuyerReceive(state, withElements(e, (x) => x.fill(0, 0, 32)), ctx), InvalidPointError);
-        await refused(state, () => psiBuyerReceive(state, withElements(e, (x) => x.fill(0xff, 32, 64)), ctx), InvalidPointError);
-        await refused(state, () => psiBuyerReceive(state, { ...e, header: { ...e.header, step: e.header.step === 4 ? 5 : 4 } }, ctx), WrongStepError);
+        await refused(state, () => psiBuyer.receive(state, "provider", withElements(e, (x) => x.fill(0, 0, 32)), ctx), InvalidPointError);
+        await refused(state, () => psiBuyer.receive(state, "provider", withElements(e, (x) => x.fill(0xff, 32, 64)), ctx), InvalidPointError);
+        await refused(state, () => psiBuyer.receive(state, "provider", { ...e, header: { ...e.header, step: e.header.step === 4 ? 5 : 4 } }, ctx), WrongStepError);
       }
-      state = (await psiBuyerReceive(state, m, ctx)).state;
-      await refused(state, () => psiBuyerReceive(state, m, ctx), WrongStepError); // replay
+      state = (await psiBuyer.receive(state, "provider", m, ctx)).state;
+      await refused(state, () => psiBuyer.receive(state, "provider", m, ctx), WrongStepError); // replay
     }
-    expect(psiBuyerDone(state)).toBe(true);
-    const result = psiBuyerResult(state);
+    expect(psiBuyer.done(state)).toBe(true);
+    const result = psiBuyer.result(state);
     expect(result.mode === "intersection" && Array.from(result.matchedRows)).toEqual(oracleIntersectionRows(buyer, provider));
   });
 
   it("refuses a peer that announces another mode or group", async () => {
     const { b, p } = await started("intersection");
-    const hello = b.messages[0] as ProtocolMessage & { mode: string };
-    await expect(psiProviderReceive(p.state, { ...hello, mode: "cardinality" } as ProtocolMessage, ctx)).rejects.toThrow(/mode/);
-    await expect(psiProviderReceive(p.state, { ...hello, group: "ristretto255" } as ProtocolMessage, ctx)).rejects.toThrow(/group/);
+    const hello = sent(b)[0] as ProtocolMessage & { mode: string };
+    await expect(psiProvider.receive(p.state, "buyer", { ...hello, mode: "cardinality" } as ProtocolMessage, ctx)).rejects.toThrow(/mode/);
+    await expect(psiProvider.receive(p.state, "buyer", { ...hello, group: "ristretto255" } as ProtocolMessage, ctx)).rejects.toThrow(/group/);
   });
 });
 
@@ -257,22 +267,22 @@ describe("persistence", () => {
   it("a buyer and a provider resume from persisted states mid-job and finish with the right result", async () => {
     const { stateFromBytes, stateToBytes } = await import("../protocols/index.js");
     const params = { job: "resume-job", mode: "intersection" as const, chunkElements: 50 };
-    const b0 = await psiBuyerStart(params, keysFromTable(buyer.table, ["k"]), ctx);
-    let p = await psiProviderStart(params, keysFromTable(provider.table, ["k"]), ctx);
+    const b0 = await psiBuyer.start({ params: params, keys: keysFromTable(buyer.table, ["k"]) }, ctx);
+    let p = await psiProvider.start({ params: params, keys: keysFromTable(provider.table, ["k"]) }, ctx);
     const toBuyer: ProtocolMessage[] = [];
-    for (const [i, m] of b0.messages.entries()) {
+    for (const [i, m] of sent(b0).entries()) {
       // The provider "restarts" after every message.
       const restored = stateFromBytes<typeof p.state>(stateToBytes(p.state), { protocols: ["psi"], role: "provider" });
-      p = await psiProviderReceive(restored, m, ctx);
-      toBuyer.push(...p.messages);
+      p = await psiProvider.receive(restored, "buyer", m, ctx);
+      toBuyer.push(...sent(p));
       if (i === 2) expect(() => stateFromBytes(stateToBytes(p.state), { protocols: ["psi"], role: "buyer" })).toThrow(/not a psi buyer state/);
     }
     let state = b0.state;
     for (const m of toBuyer) {
       state = stateFromBytes<typeof state>(stateToBytes(state), { protocols: ["psi"], role: "buyer" });
-      state = (await psiBuyerReceive(state, m, ctx)).state;
+      state = (await psiBuyer.receive(state, "provider", m, ctx)).state;
     }
-    const result = psiBuyerResult(state);
+    const result = psiBuyer.result(state);
     expect(result.mode === "intersection" && Array.from(result.matchedRows)).toEqual(oracleIntersectionRows(buyer, provider));
     expect(() => stateFromBytes(new Uint8Array([1, 2, 3, 4, 5]), { protocols: ["psi"], role: "buyer" })).toThrow(/not a persisted protocol state/);
   });
@@ -362,18 +372,18 @@ describe("minIntersection: the buyer's role withholds a result with fewer matche
 
   it("the refusal leaves the buyer's state unchanged, and minIntersection must be a positive integer", async () => {
     const params = { job: "min-state", mode: "intersection" as const, minIntersection: 20 };
-    const b0 = await psiBuyerStart(params, keysFromTable(probe.table, ["k"]), ctx);
-    let p = await psiProviderStart(params, keysFromTable(target.table, ["k"]), ctx);
+    const b0 = await psiBuyer.start({ params: params, keys: keysFromTable(probe.table, ["k"]) }, ctx);
+    let p = await psiProvider.start({ params: params, keys: keysFromTable(target.table, ["k"]) }, ctx);
     let b = b0.state;
-    for (const m of b0.messages) {
-      p = await psiProviderReceive(p.state, m, ctx);
-      for (const r of p.messages) b = (await psiBuyerReceive(b, r, ctx)).state;
+    for (const m of sent(b0)) {
+      p = await psiProvider.receive(p.state, "buyer", m, ctx);
+      for (const r of sent(p)) b = (await psiBuyer.receive(b, "provider", r, ctx)).state;
     }
-    expect(psiBuyerDone(b)).toBe(true);
+    expect(psiBuyer.done(b)).toBe(true);
     const before = structuredClone(b);
-    expect(() => psiBuyerResult(b)).toThrow(BelowMinimumError);
+    expect(() => psiBuyer.result(b)).toThrow(BelowMinimumError);
     expect(b).toEqual(before);
-    for (const bad of [0, -1, 1.5]) await expect(psiBuyerStart({ ...params, minIntersection: bad }, keysFromTable(probe.table, ["k"]), ctx)).rejects.toBeInstanceOf(InvalidArgumentError);
+    for (const bad of [0, -1, 1.5]) await expect(psiBuyer.start({ params: { ...params, minIntersection: bad }, keys: keysFromTable(probe.table, ["k"]) }, ctx)).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 });
 
@@ -392,21 +402,21 @@ describe("maxBuyerKeys: the provider refuses a buyer announcing more distinct ke
   it.each(["intersection", "cardinality"] as PsiMode[])("%s: refused at the hello with the state unchanged; at the limit every chunk must hold what the hello announced", async (mode) => {
     const params = { job: `max-keys-${mode}`, mode, chunkElements: 64 };
     const atLimit = { table: keyTable(Array.from({ length: 100 }, (_, i) => `buyer-secret-${i}`)), keys: ["k"] };
-    const b = await psiBuyerStart(params, keysFromTable(atLimit.table, ["k"]), ctx);
-    const p = await psiProviderStart({ ...params, maxPeerSetSize: 100 }, keysFromTable(provider.table, ["k"]), ctx);
-    const hello = b.messages[0] as PsiHello;
-    await refused(p.state, () => psiProviderReceive(p.state, { ...hello, setSize: 101 }, ctx), KeyLimitExceededError);
-    const s1 = (await psiProviderReceive(p.state, hello, ctx)).state;
-    const chunk0 = b.messages[1] as ElementBatch;
-    const chunk1 = b.messages[2] as ElementBatch;
+    const b = await psiBuyer.start({ params: params, keys: keysFromTable(atLimit.table, ["k"]) }, ctx);
+    const p = await psiProvider.start({ params: { ...params, maxPeerSetSize: 100 }, keys: keysFromTable(provider.table, ["k"]) }, ctx);
+    const hello = sent(b)[0] as PsiHello;
+    await refused(p.state, () => psiProvider.receive(p.state, "buyer", { ...hello, setSize: 101 }, ctx), KeyLimitExceededError);
+    const s1 = (await psiProvider.receive(p.state, "buyer", hello, ctx)).state;
+    const chunk0 = sent(b)[1] as ElementBatch;
+    const chunk1 = sent(b)[2] as ElementBatch;
     // A last chunk with one element more than announced, or a chunk past the last: refused.
-    const s2 = (await psiProviderReceive(s1, chunk0, ctx)).state;
+    const s2 = (await psiProvider.receive(s1, "buyer", chunk0, ctx)).state;
     const extra = new Uint8Array((chunk1.count + 1) * 32);
     extra.set(chunk1.elements);
     extra.set(chunk1.elements.subarray(0, 32), chunk1.count * 32);
-    await refused(s2, () => psiProviderReceive(s2, { ...chunk1, count: chunk1.count + 1, elements: extra }, ctx), InvalidMessageError);
-    const s3 = (await psiProviderReceive(s2, chunk1, ctx)).state;
-    await refused(s3, () => psiProviderReceive(s3, { ...chunk1, header: { ...chunk1.header, chunk: 2, chunks: 3 } }, ctx), WrongStepError);
+    await refused(s2, () => psiProvider.receive(s2, "buyer", { ...chunk1, count: chunk1.count + 1, elements: extra }, ctx), InvalidMessageError);
+    const s3 = (await psiProvider.receive(s2, "buyer", chunk1, ctx)).state;
+    await refused(s3, () => psiProvider.receive(s3, "buyer", { ...chunk1, header: { ...chunk1.header, chunk: 2, chunks: 3 } }, ctx), WrongStepError);
     expect(s3.received).toBe(100);
   });
 });
@@ -414,9 +424,9 @@ describe("maxBuyerKeys: the provider refuses a buyer announcing more distinct ke
 describe("memory follows the bytes received, not a peer's announcement", () => {
   it("the buyer, told of a 10^8-key provider set, allocates nothing for it until elements arrive", async () => {
     const { b, p } = await started();
-    const first = await psiProviderReceive(p.state, b.messages[0] as ProtocolMessage, ctx);
-    const hello = first.messages[0] as PsiHello;
-    const s = (await psiBuyerReceive(b.state, { ...hello, setSize: 100_000_000 }, ctx)).state;
+    const first = await psiProvider.receive(p.state, "buyer", sent(b)[0] as ProtocolMessage, ctx);
+    const hello = sent(first)[0] as PsiHello;
+    const s = (await psiBuyer.receive(b.state, "provider", { ...hello, setSize: 100_000_000 }, ctx)).state;
     expect(s.peerSetSize).toBe(100_000_000);
     expect(s.peerElements.byteLength).toBe(0);
     expect(heldBytes(s)).toBeLessThan(64 * 1024);
@@ -424,8 +434,8 @@ describe("memory follows the bytes received, not a peer's announcement", () => {
 
   it("the cardinality provider, told of a 10^8-key buyer set, allocates nothing for it until elements arrive", async () => {
     const { b, p } = await started("cardinality");
-    const hello = b.messages[0] as PsiHello;
-    const s = (await psiProviderReceive(p.state, { ...hello, setSize: 100_000_000 }, ctx)).state;
+    const hello = sent(b)[0] as PsiHello;
+    const s = (await psiProvider.receive(p.state, "buyer", { ...hello, setSize: 100_000_000 }, ctx)).state;
     expect(s.peerSetSize).toBe(100_000_000);
     expect(s.doubled.byteLength).toBe(0);
     expect(heldBytes(s)).toBeLessThan(64 * 1024);

@@ -10,6 +10,7 @@
  * random). Every element received from the other role is strictly decoded and
  * the identity refused (RFC 9497 §3.3, §4.1 DeserializeElement).
  */
+import { concatBytes } from "@noble/hashes/utils.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { InvalidArgumentError, InvalidInputError, InvalidLengthError, InvalidPointError } from "../errors.js";
 import { dstPrime, expandMessageXmdPrime, nobleSha512Parts } from "../group/expand.js";
@@ -22,22 +23,11 @@ export type OprfMode = (typeof OprfMode)[keyof typeof OprfMode];
 export const SUITE_ID = "ristretto255-SHA512";
 const enc = new TextEncoder();
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** I2OSP(n, 2) || bytes — the RFC's length-prefixed framing. */
 function lp(bytes: Uint8Array): Uint8Array {
   if (bytes.length > 0xffff) throw new InvalidLengthError("framed input", "at most 65535", bytes.length);
-  return concat(new Uint8Array([bytes.length >> 8, bytes.length & 0xff]), bytes);
+  return concatBytes(new Uint8Array([bytes.length >> 8, bytes.length & 0xff]), bytes);
 }
 
 function i2osp2(n: number): Uint8Array {
@@ -53,7 +43,7 @@ function eqBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** RFC 9497 §3.1: contextString = "OPRFV1-" || I2OSP(mode, 1) || "-" || identifier. */
 export function contextString(mode: OprfMode): Uint8Array {
-  return concat(enc.encode("OPRFV1-"), new Uint8Array([mode]), enc.encode("-" + SUITE_ID));
+  return concatBytes(enc.encode("OPRFV1-"), new Uint8Array([mode]), enc.encode("-" + SUITE_ID));
 }
 
 export interface BlindResult {
@@ -94,10 +84,10 @@ function checkInput(input: Uint8Array, what = "input"): void {
 export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = OprfMode.OPRF) {
   if (group.id !== "ristretto255") throw new InvalidArgumentError("RFC 9497 ristretto255-SHA512 needs the ristretto255 group");
   const ctx = contextString(mode);
-  const htgDst = concat(enc.encode("HashToGroup-"), ctx);
-  const htsDstP = dstPrime(concat(enc.encode("HashToScalar-"), ctx));
-  const dkpDstP = dstPrime(concat(enc.encode("DeriveKeyPair"), ctx));
-  const seedDst = concat(enc.encode("Seed-"), ctx);
+  const htgDst = concatBytes(enc.encode("HashToGroup-"), ctx);
+  const htsDstP = dstPrime(concatBytes(enc.encode("HashToScalar-"), ctx));
+  const dkpDstP = dstPrime(concatBytes(enc.encode("DeriveKeyPair"), ctx));
+  const seedDst = concatBytes(enc.encode("Seed-"), ctx);
   const FINALIZE = enc.encode("Finalize");
   const CHALLENGE = enc.encode("Challenge");
   const COMPOSITE = enc.encode("Composite");
@@ -138,13 +128,13 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
   /** RFC 9497 §2.2.1 ComputeComposites / ComputeCompositesFast. */
   const computeComposites = (k: bigint | undefined, B: E, C: E[], D: E[]): { M: E; Z: E } => {
     const Bm = group.encode(B);
-    const seed = sha512(concat(lp(Bm), lp(seedDst)));
+    const seed = sha512(concatBytes(lp(Bm), lp(seedDst)));
     let M: E | undefined;
     let Z: E | undefined;
     for (let i = 0; i < C.length; i++) {
       const Ci = group.encode(C[i] as E);
       const Di = group.encode(D[i] as E);
-      const di = hashToScalar(concat(lp(seed), i2osp2(i), lp(Ci), lp(Di), COMPOSITE));
+      const di = hashToScalar(concatBytes(lp(seed), i2osp2(i), lp(Ci), lp(Di), COMPOSITE));
       if (di === 0n) continue;
       const dC = mulN(di, C[i] as E);
       M = M === undefined ? dC : group.add(M, dC);
@@ -160,7 +150,7 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
 
   const challenge = (B: E, M: E, Z: E, t2: E, t3: E): bigint =>
     hashToScalar(
-      concat(lp(group.encode(B)), lp(group.encode(M)), lp(group.encode(Z)), lp(group.encode(t2)), lp(group.encode(t3)), CHALLENGE),
+      concatBytes(lp(group.encode(B)), lp(group.encode(M)), lp(group.encode(Z)), lp(group.encode(t2)), lp(group.encode(t3)), CHALLENGE),
     );
 
   /** RFC 9497 §2.2.1 GenerateProof: proves log_A(B) = log_C(D) for the whole batch. */
@@ -171,7 +161,7 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
     const t3 = mulN(r, M);
     const c = challenge(B, M, Z, t2, t3);
     const s = mod(r - c * k, ORDER);
-    return concat(scalarToBytes(c), scalarToBytes(s));
+    return concatBytes(scalarToBytes(c), scalarToBytes(s));
   };
 
   /** RFC 9497 §2.2.2 VerifyProof. */
@@ -197,11 +187,11 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
 
   const framedInfo = (info: Uint8Array): Uint8Array => {
     checkInput(info, "info");
-    return concat(INFO, lp(info));
+    return concatBytes(INFO, lp(info));
   };
 
   const finalizeHash = (input: Uint8Array, unblinded: Uint8Array, info?: Uint8Array): Uint8Array =>
-    sha512(info === undefined ? concat(lp(input), lp(unblinded), FINALIZE) : concat(lp(input), lp(info), lp(unblinded), FINALIZE));
+    sha512(info === undefined ? concatBytes(lp(input), lp(unblinded), FINALIZE) : concatBytes(lp(input), lp(info), lp(unblinded), FINALIZE));
 
   const unblind = (blind: Uint8Array, evaluated: E): Uint8Array =>
     group.encode(mulN(invertScalarNumber(scalarOf(blind, "blind")), evaluated));
@@ -215,9 +205,9 @@ export function createOprfSuite<E>(group: AdditiveGroup<E>, mode: OprfMode = Opr
     deriveKeyPair(seed: Uint8Array, info: Uint8Array): KeyPair {
       if (!(seed instanceof Uint8Array) || seed.length !== 32) throw new InvalidLengthError("seed", "32", seed?.length ?? 0);
       checkInput(info, "info");
-      const deriveInput = concat(seed, lp(info));
+      const deriveInput = concatBytes(seed, lp(info));
       for (let counter = 0; counter <= 255; counter++) {
-        const sk = hashToScalarWith(concat(deriveInput, new Uint8Array([counter])), dkpDstP);
+        const sk = hashToScalarWith(concatBytes(deriveInput, new Uint8Array([counter])), dkpDstP);
         if (sk !== 0n) return { secretKey: scalarToBytes(sk), publicKey: group.encode(baseN(sk)) };
       }
       throw new InvalidInputError("DeriveKeyPair: no non-zero key for this seed");

@@ -23,20 +23,10 @@ import {
   decodeMessage,
   encodeMessage,
   joinLabels,
-  lookupBuyerDone,
-  lookupBuyerReceive,
-  lookupBuyerResult,
-  lookupBuyerStart,
-  lookupProviderDone,
-  lookupProviderReceive,
-  lookupProviderStart,
-  psiBuyerDone,
-  psiBuyerReceive,
-  psiBuyerResult,
-  psiBuyerStart,
-  psiProviderDone,
-  psiProviderReceive,
-  psiProviderStart,
+  lookupBuyer,
+  lookupProvider,
+  psiBuyer,
+  psiProvider,
   stateFromBytes,
   stateToBytes,
   type FaBuyerState,
@@ -45,7 +35,7 @@ import {
   type JaProviderState,
   type LookupBuyerState,
   type LookupProviderState,
-  type ProtocolMessage,
+  type Outgoing,
   type PsiBuyerState,
   type PsiProviderState,
 } from "../../protocols/index.js";
@@ -172,7 +162,7 @@ export function partyProtocolFor(protocol: string): PartyProtocol | undefined {
   return PARTY_PROTOCOLS.get(protocol);
 }
 
-const encodeAll = (ms: readonly ProtocolMessage[]): Uint8Array[] => ms.map((m) => encodeMessage(m));
+const encodeAll = (ms: readonly Outgoing[]): Uint8Array[] => ms.map((o) => encodeMessage(o.message));
 
 function keys(spec: JobSpec, table: Table, role: string) {
   return keysFromTable(table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
@@ -188,22 +178,22 @@ export async function startRole(spec: JobSpec, role: PartyRole, ctx: RoleContext
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
     const params = { job: spec.id, mode: spec.protocol === JobProtocol.Psi ? ("intersection" as const) : ("cardinality" as const), ...minIntersection };
     if (role === "buyer") {
-      const r = await psiBuyerStart(params, keys(spec, ctx.table, role), pctx);
-      return { state: r.state, out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+      const r = await psiBuyer.start({ params, keys: keys(spec, ctx.table, role) }, pctx);
+      return { state: r.state, out: encodeAll(r.messages), done: psiBuyer.done(r.state) };
     }
     // The provider refuses a buyer hello announcing more distinct keys than the job allows.
-    const r = await psiProviderStart({ ...params, ...(limits.maxBuyerKeys !== undefined ? { maxPeerSetSize: limits.maxBuyerKeys } : {}) }, keys(spec, ctx.table, role), pctx);
+    const r = await psiProvider.start({ params: { ...params, ...(limits.maxBuyerKeys !== undefined ? { maxPeerSetSize: limits.maxBuyerKeys } : {}) }, keys: keys(spec, ctx.table, role) }, pctx);
     return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   const lk = ctx.lookup;
   if (role === "buyer") {
     if (!lk) throw new Error("lookup buyer needs the product and version");
-    const r = await lookupBuyerStart({ job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, keys(spec, ctx.table, role), pctx);
+    const r = await lookupBuyer.start({ params: { job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, keys: keys(spec, ctx.table, role) }, pctx);
     return { state: r.state, out: encodeAll(r.messages), done: false };
   }
   if (!lk) throw new Error("lookup provider needs its prepared table");
-  const s = lookupProviderStart({ job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, { secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining });
-  return { state: s, out: [], done: false };
+  const r = await lookupProvider.start({ params: { job: spec.id, product: lk.product, version: lk.version, ...minIntersection }, secretKey: lk.secretKey, budgetRemaining: lk.budgetRemaining }, { ...pctx, prepared: lk.prepared });
+  return { state: r.state, out: encodeAll(r.messages), done: false };
 }
 
 /** Feeds one received frame to this party's role. A refused frame throws and the state stays as it was. */
@@ -214,19 +204,19 @@ export async function receiveRole(spec: JobSpec, role: PartyRole, state: RoleSta
   const pctx = { pool: ctx.pool, ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}) };
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
     if (role === "buyer") {
-      const r = await psiBuyerReceive(state as PsiBuyerState, m, pctx);
-      return { state: r.state, out: encodeAll(r.messages), done: psiBuyerDone(r.state) };
+      const r = await psiBuyer.receive(state as PsiBuyerState, "provider", m, pctx);
+      return { state: r.state, out: encodeAll(r.messages), done: psiBuyer.done(r.state) };
     }
-    const r = await psiProviderReceive(state as PsiProviderState, m, pctx);
-    return { state: r.state, out: encodeAll(r.messages), done: psiProviderDone(r.state) };
+    const r = await psiProvider.receive(state as PsiProviderState, "buyer", m, pctx);
+    return { state: r.state, out: encodeAll(r.messages), done: psiProvider.done(r.state) };
   }
   if (role === "buyer") {
-    const r = await lookupBuyerReceive(state as LookupBuyerState, m, pctx);
-    return { state: r.state, out: encodeAll(r.messages), done: lookupBuyerDone(r.state) };
+    const r = await lookupBuyer.receive(state as LookupBuyerState, "provider", m, pctx);
+    return { state: r.state, out: encodeAll(r.messages), done: lookupBuyer.done(r.state) };
   }
   if (!ctx.lookup) throw new Error("lookup provider needs its prepared table");
-  const r = await lookupProviderReceive(state as LookupProviderState, m, ctx.lookup.prepared, pctx);
-  return { state: r.state, out: encodeAll(r.messages), done: lookupProviderDone(r.state) };
+  const r = await lookupProvider.receive(state as LookupProviderState, "buyer", m, { ...pctx, prepared: ctx.lookup.prepared });
+  return { state: r.state, out: encodeAll(r.messages), done: lookupProvider.done(r.state) };
 }
 
 /** The bytes to persist for a state, and back (checked against the job's protocol and role). */
@@ -242,10 +232,10 @@ export function buyerResult(spec: JobSpec, state: RoleState, table: Table): Buye
   const multi = PARTY_PROTOCOLS.get(spec.protocol);
   if (multi) return multi.result(spec, state);
   if (spec.protocol === JobProtocol.Psi || spec.protocol === JobProtocol.PsiCardinality) {
-    const r = psiBuyerResult(state as PsiBuyerState);
+    const r = psiBuyer.result(state as PsiBuyerState);
     return r.mode === "cardinality" ? { kind: "count", count: r.count } : { kind: "table", table: takeRows(table, r.matchedRows) };
   }
-  const r = lookupBuyerResult(state as LookupBuyerState);
+  const r = lookupBuyer.result(state as LookupBuyerState);
   return { kind: "table", table: joinLabels(table, r).table };
 }
 

@@ -18,69 +18,30 @@
  * The buyer raises the provider's elements to a and compares:
  * H(x)^ab = H(y)^ba iff x = y (with overwhelming probability).
  *
- * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
- *
- * - Provider learns: n, the number of distinct buyer keys (at most the job's
- *   maxBuyerKeys, see Job limits). Everything else it
- *   receives is H(x)^a for a secret a it never sees — pseudorandom under DDH.
- * - Buyer learns, intersection mode: which of its rows match (SQL inner-join
- *   semantics on its own rows: each matching buyer row once) and m. It cannot
- *   tell which provider key matched beyond its own key, nor anything about
- *   non-matching provider keys (the H(y)^b are shuffled and pseudorandom).
- * - Buyer learns, cardinality mode: the number of distinct keys in the
- *   intersection, and m; the doubly blinded elements come back shuffled, so
- *   it cannot map a match to any of its rows.
- * - Neither learns multiplicities: keys are de-duplicated before blinding.
- * - The exchange, relaying, sees sizes only.
- *
- * ## Job limits (from the job, agreed by both roles, never from a message)
- *
- * - `maxPeerSetSize`: the largest set the other side may announce. On the
- *   provider it is the job's `maxBuyerKeys`: a buyer hello announcing more
- *   distinct keys is refused ({@link KeyLimitExceededError}, a Refusal), and
- *   since every chunk of step 2 must hold exactly the elements the hello
- *   announced (its count, its index, no chunk past the last), the buyer
- *   cannot send more keys than it announced. The provider's role therefore
- *   knows the number of buyer keys it evaluates — n — and a node charges its
- *   budget by that, not by what the job declared.
- * - `minIntersection` (default 1): the buyer's result function
- *   ({@link psiBuyerResult}) refuses to release a result whose number of
- *   matched distinct buyer keys — in cardinality mode, the count — is below
- *   it ({@link BelowMinimumError}: it names the threshold, not the count).
- *   An empty intersection is below any threshold above 1 and refused too (a
- *   result released at 0 but refused at 1 … T−1 would tell a one-key query
- *   whether its key is in the provider's set); with the default 1 nothing is
- *   withheld (an empty result says what a refusal would). **This is enforced
- *   by the buyer's own agent**: the protocol is semi-honest, and a modified
- *   buyer agent computes the intersection anyway — the provider never sees
- *   it and cannot enforce it. A threshold also does not stop a buyer that
- *   already holds T − 1 known matches from testing one more key: the key
- *   budget and `maxBuyerKeys` are what bound such probing.
- *
- * ## Validation
- *
- * Messages are bound to the job, protocol, version, step and chunk; a message
- * for another job, another step, a chunk already received or out of order,
- * or a batch of the wrong size is refused with a typed error and the state is
- * unchanged (every step returns a new state and never alters the old one's
- * logical content). Every received element that is multiplied is strictly
- * decoded by the group (identity, non-canonical, off-curve and small-order
- * encodings refused); the doubly blinded elements the buyer only compares get
- * the structural check (canonical, not the identity) — they enter no
- * computation, so an invalid one can only fail to match.
+ * The provider learns n; the buyer learns which of its rows match (or, in
+ * cardinality mode, only the count) and m; the exchange, relaying, sees
+ * sizes. The job's limits come from the job, never from a message: the
+ * provider refuses a hello announcing more than `maxPeerSetSize` keys (the
+ * job's maxBuyerKeys, so the provider knows how many keys it evaluated), and
+ * the buyer withholds a result under `minIntersection` (BelowMinimumError).
+ * Every message is bound to its job, step and chunk and every multiplied
+ * point strictly decoded; a refused message leaves the state unchanged.
+ * The threat model, what each side learns, the limits and who enforces them,
+ * and why it is secure: docs/protocols/psi.md.
  *
  * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
  * electronic communities" (1999) — the DH-based PSI; RFC 9380 (hashing);
  * RFC 9496 (ristretto255).
  */
-import { InvalidArgumentError } from "../engine/errors.js";
-import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../engine/group/index.js";
-import type { KeyColumn } from "../engine/columns/index.js";
-import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../engine/psi/index.js";
-import type { CryptoPool } from "../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "./codec.js";
-import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongStepError } from "./errors.js";
-import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "./steps.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../../engine/group/index.js";
+import type { KeyColumn } from "../../engine/columns/index.js";
+import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
+import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
+import { RoleName, type Outgoing, type Role, type Step } from "../role.js";
+import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "../steps.js";
 
 export const PSI_VERSION = 1;
 
@@ -166,9 +127,15 @@ export interface PsiProviderState extends Common {
   readonly received: number;
 }
 
-export interface StepResult<S> {
+interface StepResult<S> {
   readonly state: S;
   readonly messages: ProtocolMessage[];
+}
+
+/** What a psi role starts from: the job's parameters and its own key column. */
+export interface PsiInit {
+  readonly params: PsiParams;
+  readonly keys: KeyColumn;
 }
 
 export type PsiBuyerResult =
@@ -220,7 +187,7 @@ function checkHello(s: Common, m: ProtocolMessage, step: PsiStep): PsiHello {
 // ------------------------------------------------------------------ buyer
 
 /** Starts the buyer: de-duplicates its keys, blinds them, returns steps 1 and 2. */
-export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
   const p = resolveParams(params);
   const group = await createGroup({ group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) });
   const d = distinctKeys(keys);
@@ -247,12 +214,12 @@ export async function psiBuyerStart(params: PsiParams, keys: KeyColumn, ctx: Psi
 }
 
 /** True once the buyer has everything it needs for its result. */
-export function psiBuyerDone(s: PsiBuyerState): boolean {
+function psiBuyerDone(s: PsiBuyerState): boolean {
   return s.helloReceived && s.peerReceived === s.peerSetSize && s.doubledReceived === s.setSize;
 }
 
 /** The buyer takes one message from the provider (steps 3, 4, 5). */
-export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
@@ -302,7 +269,7 @@ export async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx:
  * The buyer's output once {@link psiBuyerDone}.
  * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection (see Job limits).
  */
-export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
+function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
   assertRole(s, "buyer");
   if (!psiBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
   const index = ElementIndex.build(s.peerElements.subarray(0, s.peerSetSize * ELEMENT), ELEMENT);
@@ -334,7 +301,7 @@ export function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
 // --------------------------------------------------------------- provider
 
 /** Starts the provider: de-duplicates, blinds and shuffles its keys. Sends nothing until the buyer's hello. */
-export async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   const p = resolveParams(params);
   const spec = { group: p.group, ...(ctx.backend ? { backend: ctx.backend } : {}) };
   const group = await createGroup(spec);
@@ -358,12 +325,12 @@ export async function psiProviderStart(params: PsiParams, keys: KeyColumn, ctx: 
   return { state, messages: [] };
 }
 
-export function psiProviderDone(s: PsiProviderState): boolean {
+function psiProviderDone(s: PsiProviderState): boolean {
   return s.helloReceived && s.received === s.peerSetSize;
 }
 
 /** The provider takes one message from the buyer (steps 1, 2). */
-export async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
+async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   assertRole(s, "provider");
   checkBinding(s, m.header);
   if (!s.helloReceived) {
@@ -420,3 +387,37 @@ function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }
     throw new InvalidStateError(`not a psi ${role} state`);
   }
 }
+
+// ------------------------------------------------------------------ roles
+
+const to = (r: RoleName, messages: readonly ProtocolMessage[]): Outgoing[] => messages.map((message) => ({ to: r, message }));
+const addressed = <S>(r: RoleName, step: StepResult<S>): Step<S> => ({ state: step.state, messages: to(r, step.messages) });
+
+function expectFrom(from: RoleName, want: RoleName): void {
+  if (from !== want) throw new WrongSenderError(`a psi ${want === RoleName.Provider ? "buyer" : "provider"} takes messages from the ${want} only`);
+}
+
+/**
+ * The buyer of psi / psi-cardinality: sends steps 1 and 2 at start, takes
+ * 3, 4 and 5 from the provider; its result is its matching rows or the count.
+ */
+export const psiBuyer: Role<PsiBuyerState, PsiInit, PsiContext, PsiBuyerResult> = {
+  start: async (init, ctx) => addressed(RoleName.Provider, await psiBuyerStart(init.params, init.keys, ctx)),
+  receive: async (state, from, message, ctx) => {
+    expectFrom(from, RoleName.Provider);
+    return addressed(RoleName.Provider, await psiBuyerReceive(state, message, ctx));
+  },
+  done: psiBuyerDone,
+  result: psiBuyerResult,
+};
+
+/** The provider of psi / psi-cardinality: waits for the buyer's hello, answers steps 3, 4 and 5; learns the buyer's set size. */
+export const psiProvider: Role<PsiProviderState, PsiInit, PsiContext, undefined> = {
+  start: async (init, ctx) => addressed(RoleName.Buyer, await psiProviderStart(init.params, init.keys, ctx)),
+  receive: async (state, from, message, ctx) => {
+    expectFrom(from, RoleName.Buyer);
+    return addressed(RoleName.Buyer, await psiProviderReceive(state, message, ctx));
+  },
+  done: psiProviderDone,
+  result: () => undefined,
+};

@@ -1,300 +1,20 @@
 /**
- * lookup: labeled PSI / enrichment over the RFC 9497 OPRF (ristretto255-SHA512).
- *
- * ## Preparation (provider, once per product version)
- *
- * The provider's OPRF key for a product version is
- * DeriveKeyPair(masterSeed, "umbra/lookup/v1/<product>/<version>") — a new
- * version rotates the key. For each distinct key y of its table it computes
- * F = Evaluate(sk, y) (64 bytes) and
- *
- *   tag   = HKDF-SHA256(F, info "umbra/lookup/v1/tag")[0..16]
- *   key   = HKDF-SHA256(F, info "umbra/lookup/v1/aead")[0..32]
- *   sealed = nonce ‖ ChaCha20-Poly1305(key, nonce, labels of every row with key y,
- *                                       aad = product ‖ version ‖ tag)
- *
- * The prepared table (tag, sealed), shuffled, is an Arrow table the node keeps
- * as Arrow IPC and reuses across buyers and restarts. It holds no key and no
- * label in the clear.
- *
- * ## Flow (version 1)
- *
- *   step 1  buyer → provider   LookupHello {product, version, n = distinct buyer keys}
- *   step 2  buyer → provider   Blind(x_i) with a fresh blind per key, in chunks
- *   step 3  provider → buyer   LookupTableInfo {rows, tag size, label schema}
- *   step 4  provider → buyer   BlindEvaluate(sk, ·) of each, same order and chunks
- *   step 5  provider → buyer   the prepared table's (tag, sealed) rows, in chunks
- *
- * The buyer finalises F(x_i), derives tag and key, keeps the sealed rows whose
- * tag it knows, and opens them; its output is its own rows with the
- * provider's label columns (a left join: null where no match, one output row
- * per matching provider row).
- *
- * ## Threat model and leakage (semi-honest parties; inputs validated as if malicious)
- *
- * - Provider learns: n, the number of distinct keys the buyer queries — and it
- *   refuses the job (BudgetExceededError, a Refusal message) when n exceeds
- *   the evaluation budget it keeps for that buyer. The blinded elements are
- *   uniformly random.
- * - Buyer learns: the labels of the keys it holds; the number of prepared rows
- *   (distinct provider keys). A sealed row for a key it does not hold is
- *   opened only by F_k(y), which it cannot compute without the provider's key
- *   (an OPRF output on an unqueried input is pseudorandom); the budget bounds
- *   how many keys it can try (this is what stops enumerating small key spaces
- *   such as phone numbers).
- * - The exchange, relaying, sees sizes only.
- * - `minIntersection` (a job parameter, default 1): the buyer's result
- *   function ({@link lookupBuyerResult}) refuses to release labels when
- *   fewer distinct buyer keys matched than that ({@link BelowMinimumError},
- *   naming the threshold, never the count); an empty match is below any
- *   threshold above 1 and refused too, with the default 1 nothing is
- *   withheld. **This is enforced by the buyer's own agent**: in the
- *   semi-honest model a modified buyer agent opens its labels anyway — the
- *   provider never learns which keys matched and cannot enforce it. What the
- *   provider does enforce is the number of keys: n never exceeds its budget,
- *   and every step-2 chunk must hold exactly the elements the hello announced.
- *
- * Every received element is strictly decoded (identity and non-canonical
- * encodings refused); messages are bound to job, protocol, version, step and
- * chunk; a refused message leaves the state unchanged.
- *
- * References: RFC 9497 (OPRF), RFC 5869 (HKDF), RFC 8439 (ChaCha20-Poly1305);
- * Chen, Huang, Laine, Rindal, "Labeled PSI from fully homomorphic encryption
- * with malicious security" (2018) for the labeled-PSI setting.
+ * lookup's two roles: the buyer (steps 1 and 2 out, 3, 4 and 5 in) and the
+ * provider (evaluates within the buyer's budget, sends the prepared rows) —
+ * see protocols/lookup/index.ts for the protocol and docs/protocols/lookup.md.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { sha256 } from "@noble/hashes/sha2.js";
-import {
-  Binary,
-  DataType,
-  FixedSizeBinary,
-  Field,
-  makeData,
-  RecordBatch,
-  RecordBatchReader,
-  RecordBatchStreamWriter,
-  Schema,
-  Struct,
-  Table,
-  vectorFromArray,
-  type Vector,
-} from "apache-arrow";
-import { InvalidArgumentError, InvalidPointError } from "../engine/errors.js";
-import { keysFromTable, type KeyColumn, type KeyOptions } from "../engine/columns/index.js";
-import { createGroup, GroupId } from "../engine/group/index.js";
-import { oprf } from "../engine/oprf/index.js";
-import { distinctKeys, ElementIndex, shuffledOrder } from "../engine/psi/index.js";
-import type { CryptoPool } from "../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "./codec.js";
-import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongStepError } from "./errors.js";
-import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "./steps.js";
+import { DataType, Schema, Table } from "apache-arrow";
+import { InvalidArgumentError, InvalidPointError } from "../../engine/errors.js";
+import { type KeyColumn } from "../../engine/columns/index.js";
+import { createGroup, GroupId } from "../../engine/group/index.js";
+import { distinctKeys, ElementIndex } from "../../engine/psi/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "../codec.js";
+import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongSenderError, WrongStepError } from "../errors.js";
+import { RoleName, type Outgoing, type Role } from "../role.js";
+import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "../steps.js";
 
-export const LOOKUP_VERSION = 1;
-export const LookupStep = { BuyerHello: 1, BuyerBlinded: 2, ProviderInfo: 3, ProviderEvaluated: 4, ProviderSealed: 5 } as const;
-export type LookupStep = (typeof LookupStep)[keyof typeof LookupStep];
-
-export const TAG_BYTES = 16;
-const NONCE_BYTES = 12;
-const AEAD_TAG_BYTES = 16;
-const ELEMENT = 32;
-export const DEFAULT_LOOKUP_CHUNK = 16_384;
-/** Largest sealed label blob of one key (all its rows). */
-export const MAX_SEALED_BYTES = 1 << 20;
-
-const META_PRODUCT = "umbra.lookup.product";
-const META_VERSION = "umbra.lookup.version";
-const META_LABELS = "umbra.lookup.labelSchema";
-const META_PUBLIC_KEY = "umbra.lookup.publicKey";
-const PRODUCT = /^[A-Za-z0-9._:-]{1,128}$/;
-
-const enc = new TextEncoder();
-const INFO_TAG = enc.encode("umbra/lookup/v1/tag");
-const INFO_KEY = enc.encode("umbra/lookup/v1/aead");
-
-/** The product's OPRF key pair for one version: rotate by bumping the version. */
-export function lookupKeyPair(masterSeed: Uint8Array, product: string, version: number) {
-  checkProduct(product, version);
-  return oprf.deriveKeyPair(masterSeed, enc.encode(`umbra/lookup/v${LOOKUP_VERSION}/${product}/${version}`));
-}
-
-function checkProduct(product: string, version: number): void {
-  if (!PRODUCT.test(product)) throw new InvalidArgumentError("product must be 1..128 of [A-Za-z0-9._:-]");
-  if (!Number.isInteger(version) || version < 0 || version > 0xffffffff) throw new InvalidArgumentError("product version must be a 32-bit unsigned integer");
-}
-
-/** tag and AEAD key of one OPRF output F_k(key). */
-export function deriveTagAndKey(f: Uint8Array): { tag: Uint8Array; key: Uint8Array } {
-  return { tag: hkdf(sha256, f, undefined, INFO_TAG, TAG_BYTES), key: hkdf(sha256, f, undefined, INFO_KEY, 32) };
-}
-
-function aad(product: string, version: number, tag: Uint8Array): Uint8Array {
-  const p = enc.encode(product);
-  const out = new Uint8Array(p.length + 4 + tag.length);
-  out.set(p, 0);
-  new DataView(out.buffer).setUint32(p.length, version, true);
-  out.set(tag, p.length + 4);
-  return out;
-}
-
-function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
-  const nonce = randomBytes(NONCE_BYTES);
-  const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: AEAD_TAG_BYTES });
-  c.setAAD(ad, { plaintextLength: plaintext.length });
-  const body = Buffer.concat([c.update(plaintext), c.final()]);
-  return Buffer.concat([nonce, body, c.getAuthTag()]);
-}
-
-/** Opens a sealed blob; undefined when it does not authenticate. */
-function open(key: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | undefined {
-  if (sealed.length < NONCE_BYTES + AEAD_TAG_BYTES) return undefined;
-  try {
-    const d = createDecipheriv("chacha20-poly1305", key, sealed.subarray(0, NONCE_BYTES), { authTagLength: AEAD_TAG_BYTES });
-    d.setAAD(ad, { plaintextLength: sealed.length - NONCE_BYTES - AEAD_TAG_BYTES });
-    d.setAuthTag(sealed.subarray(sealed.length - AEAD_TAG_BYTES));
-    return Buffer.concat([d.update(sealed.subarray(NONCE_BYTES, sealed.length - AEAD_TAG_BYTES)), d.final()]);
-  } catch {
-    return undefined;
-  }
-}
-
-// ----------------------------------------------------------- label values
-
-/** JSON-safe form of a cell: bigints as strings, bytes as base64, dates as epoch ms. */
-function cellToJson(v: unknown): unknown {
-  if (v === null || v === undefined) return null;
-  if (typeof v === "number" && !Number.isFinite(v)) return String(v); // NaN, ±Infinity: JSON has no literal for them
-  if (typeof v === "bigint") return v.toString();
-  if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
-  if (v instanceof Date) return v.getTime();
-  if (typeof v === "object") return JSON.parse(JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x))) as unknown;
-  return v;
-}
-
-function cellFromJson(v: unknown, type: DataType): unknown {
-  if (v === null || v === undefined) return null;
-  const id = type.typeId;
-  // Int64/Uint64 (bitWidth 64) come back from strings; Binary from base64.
-  if (DataType.isFloat(type) && typeof v === "string") return Number(v);
-  if ((type as { bitWidth?: number }).bitWidth === 64 && typeof v === "string") return BigInt(v);
-  if ((id === 4 || id === 15) && typeof v === "string") return Uint8Array.from(Buffer.from(v, "base64"));
-  return v;
-}
-
-/** Schema of the label columns as an Arrow IPC stream with no batches. */
-function schemaToBytes(schema: Schema): Uint8Array {
-  return RecordBatchStreamWriter.writeAll(new Table(schema)).toUint8Array(true);
-}
-
-function schemaFromBytes(bytes: Uint8Array): Schema {
-  try {
-    const reader = RecordBatchReader.from(bytes);
-    reader.open();
-    return reader.schema;
-  } catch {
-    throw new InvalidMessageError("label schema is not an Arrow IPC schema");
-  }
-}
-
-// --------------------------------------------------------- preparation
-
-export interface PrepareOptions {
-  readonly table: Table;
-  /** Key columns (several for a composite key). */
-  readonly keys: readonly string[];
-  /** The label columns a buyer may receive (the policy's allowed output columns). */
-  readonly labels: readonly string[];
-  readonly normalise?: KeyOptions;
-  readonly secretKey: Uint8Array;
-  readonly product: string;
-  readonly version: number;
-  readonly pool: CryptoPool;
-  readonly onProgress?: (phase: string, done: number, total: number) => void;
-}
-
-/** A prepared table: columns tag (16 bytes) and sealed (binary), with the product and label schema in its metadata. */
-export async function prepareLookupTable(o: PrepareOptions): Promise<Table> {
-  checkProduct(o.product, o.version);
-  if (o.labels.length === 0) throw new InvalidArgumentError("at least one label column is required");
-  const labelFields = o.labels.map((name) => {
-    const f = o.table.schema.fields.find((x) => x.name === name);
-    if (!f) throw new InvalidArgumentError(`label column "${name}" not found in the provider table`);
-    if (o.keys.includes(name)) throw new InvalidArgumentError(`column "${name}" cannot be both a key and a label`);
-    return f;
-  });
-  const keys = keysFromTable(o.table, o.keys, { ...o.normalise, source: "provider table" });
-  const d = distinctKeys(keys);
-  const outputs = await o.pool.oprfEvaluate(o.secretKey, d.distinct, {
-    onProgress: (done, total) => o.onProgress?.("provider: evaluate keys", done, total),
-  });
-  // Rows of each distinct key, in table order.
-  const rowsOf: number[][] = Array.from({ length: d.count }, () => []);
-  for (let r = 0; r < keys.length; r++) {
-    const k = d.rowToDistinct[r] ?? -1;
-    if (k >= 0) rowsOf[k]?.push(r);
-  }
-  const columns = labelFields.map((f) => o.table.getChild(f.name) as Vector);
-  const order = shuffledOrder(d.count);
-  const tags = new Uint8Array(d.count * TAG_BYTES);
-  const sealed: Uint8Array[] = new Array<Uint8Array>(d.count);
-  for (let i = 0; i < d.count; i++) {
-    const k = order[i] as number;
-    const { tag, key } = deriveTagAndKey(outputs.subarray(k * 64, k * 64 + 64));
-    const rows = (rowsOf[k] ?? []).map((r) => columns.map((c) => cellToJson(c.get(r))));
-    const plaintext = enc.encode(JSON.stringify(rows));
-    if (plaintext.length > MAX_SEALED_BYTES - 64) throw new InvalidArgumentError("the labels of one key exceed 1 MiB");
-    tags.set(tag, i * TAG_BYTES);
-    sealed[i] = seal(key, plaintext, aad(o.product, o.version, tag));
-    if ((i & 0xffff) === 0xffff) o.onProgress?.("provider: seal labels", i + 1, d.count);
-  }
-  o.onProgress?.("provider: seal labels", d.count, d.count);
-  const labelSchema = new Schema(labelFields);
-  const tagVector = vectorFromArray(Array.from({ length: d.count }, (_, i) => tags.subarray(i * TAG_BYTES, (i + 1) * TAG_BYTES)), new FixedSizeBinary(TAG_BYTES));
-  const sealedVector = vectorFromArray(sealed, new Binary());
-  const metadata = new Map([
-    [META_PRODUCT, o.product],
-    [META_VERSION, String(o.version)],
-    [META_LABELS, Buffer.from(schemaToBytes(labelSchema)).toString("base64")],
-    // The OPRF public key: lets the provider check, when it loads the table, that it holds the key it was sealed under.
-    [META_PUBLIC_KEY, Buffer.from(publicKeyOf(o.secretKey)).toString("hex")],
-  ]);
-  const schema = new Schema([new Field("tag", new FixedSizeBinary(TAG_BYTES), false), new Field("sealed", new Binary(), false)], metadata);
-  const data = makeData({ type: new Struct(schema.fields), length: d.count, nullCount: 0, children: [tagVector.data[0]!, sealedVector.data[0]!] });
-  return new Table(schema, [new RecordBatch(schema, data)]);
-}
-
-/** The OPRF public key of a secret key (G · sk), checked against a prepared table's. */
-function publicKeyOf(secretKey: Uint8Array): Uint8Array {
-  return oprf.publicKey(secretKey);
-}
-
-/**
- * Throws InvalidArgumentError unless `secretKey` is the key `prepared` was
- * sealed under (its public key is in the table's metadata).
- */
-export function assertPreparedKey(prepared: Table, secretKey: Uint8Array): void {
-  const stored = prepared.schema.metadata.get(META_PUBLIC_KEY);
-  if (stored === undefined || stored !== Buffer.from(publicKeyOf(secretKey)).toString("hex")) {
-    throw new InvalidArgumentError("the secret key is not the one this prepared table was sealed under (wrong seed, product or version?)");
-  }
-}
-
-/** The product, version and label schema of a prepared table (e.g. one read back from Arrow IPC). */
-export function preparedTableInfo(prepared: Table): { product: string; version: number; labelSchema: Schema; rows: number } {
-  const md = prepared.schema.metadata;
-  const product = md.get(META_PRODUCT);
-  const version = Number(md.get(META_VERSION));
-  const labels = md.get(META_LABELS);
-  const tag = prepared.schema.fields.find((f) => f.name === "tag");
-  const sealed = prepared.schema.fields.find((f) => f.name === "sealed");
-  if (product === undefined || labels === undefined || !Number.isInteger(version) || !tag || !sealed) {
-    throw new InvalidArgumentError("not a prepared lookup table (metadata or columns missing)");
-  }
-  if (!(tag.type instanceof FixedSizeBinary) || tag.type.byteWidth !== TAG_BYTES) throw new InvalidArgumentError("prepared table: tag column has the wrong type");
-  checkProduct(product, version);
-  return { product, version, labelSchema: schemaFromBytes(Uint8Array.from(Buffer.from(labels, "base64"))), rows: prepared.numRows };
-}
-
+import { aad, cellFromJson, checkProduct, DEFAULT_LOOKUP_CHUNK, deriveTagAndKey, ELEMENT, LOOKUP_VERSION, LookupStep, MAX_SEALED_BYTES, NONCE_BYTES, open, preparedTableInfo, schemaFromBytes, schemaToBytes, TAG_BYTES, AEAD_TAG_BYTES } from "./prepare.js";
 // ------------------------------------------------------------ states
 
 export interface LookupParams {
@@ -357,7 +77,7 @@ export interface LookupProviderState extends Common {
   readonly received: number;
 }
 
-export interface StepResult<S> {
+interface StepResult<S> {
   readonly state: S;
   readonly messages: ProtocolMessage[];
 }
@@ -375,7 +95,7 @@ function resolve(p: LookupParams): Common {
 // -------------------------------------------------------------- buyer
 
 /** Starts the buyer: de-duplicates and blinds its keys; returns steps 1 and 2. */
-export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
   const c = resolve(params);
   const d = distinctKeys(keys);
   const group = await createGroup({ group: GroupId.Ristretto255 });
@@ -413,12 +133,12 @@ export async function lookupBuyerStart(params: LookupParams, keys: KeyColumn, ct
   return { state, messages: [hello, ...batches(c, LookupStep.BuyerBlinded, blinded, c.chunkElements, ELEMENT)] };
 }
 
-export function lookupBuyerDone(s: LookupBuyerState): boolean {
+function lookupBuyerDone(s: LookupBuyerState): boolean {
   return s.infoReceived && s.evaluatedReceived === s.queryCount && s.sealedReceived === s.tableRows;
 }
 
 /** The buyer takes one message from the provider (steps 3, 4, 5). */
-export async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
@@ -513,7 +233,7 @@ async function finalise(s: LookupBuyerState, ctx: LookupContext): Promise<Lookup
  * The buyer's output: the label schema and, per distinct key, its label rows (empty when none).
  * @throws BelowMinimumError when fewer distinct keys matched than the job's minIntersection.
  */
-export function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
+function lookupBuyerResult(s: LookupBuyerState): { labelSchema: Schema; rowToDistinct: Int32Array; labelsOf: (distinct: number) => unknown[][] } {
   assertRole(s, "buyer");
   if (!lookupBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
   const min = s.minIntersection ?? 1;
@@ -553,13 +273,13 @@ export interface LookupProviderOptions {
   readonly budgetRemaining: number;
 }
 
-export function lookupProviderStart(params: LookupParams, o: LookupProviderOptions): LookupProviderState {
+function lookupProviderStart(params: LookupParams, o: LookupProviderOptions): LookupProviderState {
   const c = resolve(params);
   if (!Number.isSafeInteger(o.budgetRemaining) || o.budgetRemaining < 0) throw new InvalidArgumentError("budgetRemaining must be a non-negative integer");
   return { ...c, role: "provider", secretKey: Uint8Array.from(o.secretKey), budgetRemaining: o.budgetRemaining, helloReceived: false, queryCount: 0, peerChunkElements: 0, received: 0 };
 }
 
-export function lookupProviderDone(s: LookupProviderState): boolean {
+function lookupProviderDone(s: LookupProviderState): boolean {
   return s.helloReceived && s.received === s.queryCount;
 }
 
@@ -567,7 +287,7 @@ export function lookupProviderDone(s: LookupProviderState): boolean {
  * The provider takes one message from the buyer (steps 1, 2). `prepared` is
  * the prepared table of the state's product version.
  */
-export async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
+async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
   assertRole(s, "provider");
   checkBinding(s, m.header);
   const info = preparedTableInfo(prepared);
@@ -682,3 +402,55 @@ function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }
   if (!s || s.role !== role || s.protocol !== ProtocolName.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
 }
 
+
+// ------------------------------------------------------------------ roles
+
+/** What the buyer's result holds: its rows' distinct keys and each key's opened label rows. */
+export type LookupBuyerResult = ReturnType<typeof lookupBuyerResult>;
+
+/** What the lookup buyer starts from: the job's parameters and its own key column. */
+export interface LookupBuyerInit {
+  readonly params: LookupParams;
+  readonly keys: KeyColumn;
+}
+
+/** What the lookup provider starts from: the job's parameters, its key for the product version and the buyer's budget. */
+export interface LookupProviderInit extends LookupProviderOptions {
+  readonly params: LookupParams;
+}
+
+/** The provider's local resources: besides the pool, the prepared table of the job's product version. */
+export interface LookupProviderContext extends LookupContext {
+  readonly prepared: Table;
+}
+
+const to = (r: RoleName, messages: readonly ProtocolMessage[]): Outgoing[] => messages.map((message) => ({ to: r, message }));
+
+/** The lookup buyer: sends steps 1 and 2, takes 3, 4 and 5 from the provider; its result is the labels of its matched keys. */
+export const lookupBuyer: Role<LookupBuyerState, LookupBuyerInit, LookupContext, LookupBuyerResult> = {
+  async start(init, ctx) {
+    const r = await lookupBuyerStart(init.params, init.keys, ctx);
+    return { state: r.state, messages: to(RoleName.Provider, r.messages) };
+  },
+  async receive(state, from, message, ctx) {
+    if (from !== RoleName.Provider) throw new WrongSenderError("a lookup buyer takes messages from the provider only");
+    const r = await lookupBuyerReceive(state, message, ctx);
+    return { state: r.state, messages: to(RoleName.Provider, r.messages) };
+  },
+  done: lookupBuyerDone,
+  result: lookupBuyerResult,
+};
+
+/** The lookup provider: waits for the buyer's hello, evaluates its blinded keys within the budget and sends the sealed rows. */
+export const lookupProvider: Role<LookupProviderState, LookupProviderInit, LookupProviderContext, undefined> = {
+  async start(init) {
+    return { state: lookupProviderStart(init.params, init), messages: [] };
+  },
+  async receive(state, from, message, ctx) {
+    if (from !== RoleName.Buyer) throw new WrongSenderError("a lookup provider takes messages from the buyer only");
+    const r = await lookupProviderReceive(state, message, ctx.prepared, ctx);
+    return { state: r.state, messages: to(RoleName.Buyer, r.messages) };
+  },
+  done: lookupProviderDone,
+  result: () => undefined,
+};

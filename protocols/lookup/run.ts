@@ -6,23 +6,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { Table, vectorFromArray, type DataType } from "apache-arrow";
-import { concatTablesHorizontally, keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
-import { getPool, type CryptoPool } from "../engine/pool/index.js";
-import {
-  lookupBuyerDone,
-  lookupBuyerReceive,
-  lookupBuyerResult,
-  lookupBuyerStart,
-  lookupProviderReceive,
-  lookupProviderStart,
-  assertPreparedKey,
-  preparedTableInfo,
-  type LookupContext,
-} from "./lookup.js";
-import { MemoryTransport } from "./transport.js";
-import { ProtocolError } from "./errors.js";
-import { InvalidArgumentError } from "../engine/errors.js";
-import { refusalFor } from "./refusal.js";
+import { concatTablesHorizontally, keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import { assertPreparedKey, preparedTableInfo } from "./prepare.js";
+import { lookupBuyer, lookupProvider, type LookupBuyerResult, type LookupBuyerState, type LookupContext, type LookupProviderState } from "./roles.js";
+import { player, runRoles } from "../role.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
 
 export interface RunLookupOptions {
   readonly buyer: { readonly table: Table; readonly keys: readonly string[]; readonly normalise?: KeyOptions };
@@ -82,41 +71,30 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
   const ctx: LookupContext = { pool: o.pool ?? getPool(), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const keys = keysFromTable(o.buyer.table, o.buyer.keys, { ...o.buyer.normalise, source: "buyer table" });
 
-  const t = new MemoryTransport();
-  if (o.tap) t.tap(o.tap as (from: string, to: string, frame: Uint8Array) => void);
-  let p = { state: lookupProviderStart(params, { secretKey: o.provider.secretKey, budgetRemaining: o.provider.budgetRemaining ?? Number.MAX_SAFE_INTEGER }), messages: [] as never[] };
-  let b = await lookupBuyerStart(params, keys, ctx);
-  t.send("buyer", "provider", b.messages);
-  for (let m = t.receive("provider"); m; m = t.receive("provider")) {
-    try {
-      p = (await lookupProviderReceive(p.state, m, o.provider.prepared, ctx)) as typeof p;
-    } catch (err) {
-      // The provider refuses: the buyer is told why (the code and rule, no data), and the job ends.
-      t.send("provider", "buyer", [refusalFor(err, m.header)]);
-      const r = t.receive("buyer");
-      if (r) await lookupBuyerReceive(b.state, r, ctx).catch(() => undefined);
-      throw err;
-    }
-    t.send("provider", "buyer", p.messages);
-    for (let r = t.receive("buyer"); r; r = t.receive("buyer")) b = await lookupBuyerReceive(b.state, r, ctx);
-  }
-  if (!lookupBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
-
-  const result = lookupBuyerResult(b.state);
+  const run = await runRoles(
+    {
+      buyer: player(lookupBuyer, { params, keys }, ctx),
+      provider: player(lookupProvider, { params, secretKey: o.provider.secretKey, budgetRemaining: o.provider.budgetRemaining ?? Number.MAX_SAFE_INTEGER }, { ...ctx, prepared: o.provider.prepared }),
+    },
+    o.tap ? { tap: o.tap as (from: string, to: string, frame: Uint8Array) => void } : {},
+  );
+  const b = run.states["buyer"] as LookupBuyerState;
+  const p = run.states["provider"] as LookupProviderState;
+  const result = lookupBuyer.result(b);
   const { table, matchedRows } = joinLabels(o.buyer.table, result);
-  const s = t.stats();
+  const s = run.stats;
   return {
     table,
     matchedRows,
     stats: {
       job,
-      queries: b.state.queryCount,
+      queries: b.queryCount,
       preparedRows: info.rows,
       bytesBuyerToProvider: s.bytesSent["buyer"] ?? 0,
       bytesProviderToBuyer: s.bytesSent["provider"] ?? 0,
       messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
       messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
-      budgetRemaining: p.state.budgetRemaining,
+      budgetRemaining: p.budgetRemaining,
     },
   };
 }
@@ -125,7 +103,7 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
  * The buyer's output of a lookup: its rows with the label columns, a left join
  * (one output row per matching provider row, one row of nulls where none).
  */
-export function joinLabels(buyer: Table, result: ReturnType<typeof lookupBuyerResult>): { table: Table; matchedRows: number } {
+export function joinLabels(buyer: Table, result: LookupBuyerResult): { table: Table; matchedRows: number } {
   const rowIdx: number[] = [];
   const types = result.labelSchema.fields.map((f) => f.type as DataType);
   const columns: unknown[][] = types.map(() => []);

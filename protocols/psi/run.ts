@@ -5,23 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Table } from "apache-arrow";
-import { keysFromTable, takeRows, type KeyOptions } from "../engine/columns/index.js";
-import { getPool, type CryptoPool } from "../engine/pool/index.js";
-import type { BackendId, GroupId } from "../engine/group/index.js";
-import { InvalidArgumentError } from "../engine/errors.js";
-import {
-  psiBuyerDone,
-  psiBuyerReceive,
-  psiBuyerResult,
-  psiBuyerStart,
-  psiProviderReceive,
-  psiProviderStart,
-  PsiMode,
-  type PsiContext,
-} from "./psi.js";
-import { MemoryTransport, type TransportStats } from "./transport.js";
-import { ProtocolError } from "./errors.js";
-import { refusalFor } from "./refusal.js";
+import { keysFromTable, takeRows, type KeyOptions } from "../../engine/columns/index.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
+import type { BackendId, GroupId } from "../../engine/group/index.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { psiBuyer, psiProvider, PsiMode, type PsiBuyerResult, type PsiBuyerState, type PsiContext } from "./roles.js";
+import { player, runRoles } from "../role.js";
 
 export interface PsiSide {
   readonly table: Table;
@@ -90,40 +79,14 @@ export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
   const buyerKeys = keysFromTable(buyer.table, buyer.keys, { ...buyer.normalise, source: "buyer table" });
   const providerKeys = keysFromTable(provider.table, provider.keys, { ...provider.normalise, source: "provider table" });
 
-  const t = new MemoryTransport();
-  if (options.tap) t.tap(options.tap as (from: string, to: string, frame: Uint8Array) => void);
-  let [b, p] = await Promise.all([psiBuyerStart(params, buyerKeys, ctx), psiProviderStart(providerParams, providerKeys, ctx)]);
-  t.send("buyer", "provider", b.messages);
-  // Each role takes its messages one at a time, in order; the two roles work at the same
-  // time (the buyer raising the provider's elements while the provider raises the buyer's),
-  // so the pool's workers stay busy.
-  const provider1 = async (): Promise<boolean> => {
-    const m = t.receive("provider");
-    if (!m) return false;
-    try {
-      p = await psiProviderReceive(p.state, m, ctx);
-    } catch (err) {
-      // The provider refuses: the buyer is told why (the code and rule, no data), and the job ends.
-      t.send("provider", "buyer", [refusalFor(err, m.header)]);
-      throw err;
-    }
-    t.send("provider", "buyer", p.messages);
-    return true;
-  };
-  const buyer1 = async (): Promise<boolean> => {
-    const m = t.receive("buyer");
-    if (!m) return false;
-    b = await psiBuyerReceive(b.state, m, ctx);
-    return true;
-  };
-  for (;;) {
-    const [pp, bb] = await Promise.all([provider1(), buyer1()]);
-    if (!pp && !bb) break;
-  }
-  if (!psiBuyerDone(b.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
-
-  const result = psiBuyerResult(b.state);
-  const s: TransportStats = t.stats();
+  // Both roles work at the same time (the buyer raising the provider's elements while the
+  // provider raises the buyer's), so the pool's workers stay busy.
+  const run = await runRoles(
+    { buyer: player(psiBuyer, { params, keys: buyerKeys }, ctx), provider: player(psiProvider, { params: providerParams, keys: providerKeys }, ctx) },
+    options.tap ? { tap: options.tap as (from: string, to: string, frame: Uint8Array) => void } : {},
+  );
+  const result: PsiBuyerResult = psiBuyer.result(run.states["buyer"] as PsiBuyerState);
+  const s = run.stats;
   const stats: PsiRunStats = {
     job,
     buyerSetSize: result.buyerSetSize,

@@ -1,0 +1,7 @@
+/**
+ * psi and psi-cardinality: ECDH-PSI between a buyer and a provider — the
+ * two roles (roles.ts) and the in-process runner (run.ts). The protocol, its
+ * threat model and limits: docs/protocols/psi.md.
+ */
+export * from "./roles.js";
+export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run.js";
