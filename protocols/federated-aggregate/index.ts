@@ -198,15 +198,9 @@
  * (InvalidKeyError / ParameterMismatchError); ciphertexts are parsed and
  * size-checked by engine/he before SEAL sees them (InvalidCiphertextError,
  * ParameterMismatchError, KeyMismatchError) and must have exactly L slots
- * and the expected row bound. A refused message leaves the state unchanged.
- *
- * References: Bonawitz et al., "Practical Secure Aggregation for
- * Privacy-Preserving Machine Learning" (CCS 2017) — pairwise cancelling
- * masks; Fan–Vercauteren (BFV) and Cheon–Kim–Kim–Song (CKKS, "Homomorphic
- * Encryption for Arithmetic of Approximate Numbers", ASIACRYPT 2017) as
- * implemented by Microsoft SEAL; Shewchuk, "Adaptive Precision Floating-Point
- * Arithmetic and Fast Robust Geometric Predicates" (1997) — exactly rounded
- * local sums.
+ * and the history of the expected sum in their header (its row bound; for
+ * CKKS also its level and counts: engine/he HeScheme.sumHistory). A refused
+ * message leaves the state unchanged.
  *
  * ## Files
  *
@@ -226,6 +220,14 @@
  * only from "provider-<i>" (i the vector's party index); the providers and
  * the buyer take messages only from "exchange". Anything else is refused
  * with WrongSenderError (UMBRA_WRONG_SENDER), the state unchanged.
+ *
+ * References: Bonawitz et al., "Practical Secure Aggregation for
+ * Privacy-Preserving Machine Learning" (CCS 2017) — pairwise cancelling
+ * masks; Fan–Vercauteren (BFV) and Cheon–Kim–Kim–Song (CKKS, "Homomorphic
+ * Encryption for Arithmetic of Approximate Numbers", ASIACRYPT 2017) as
+ * implemented by Microsoft SEAL; Shewchuk, "Adaptive Precision Floating-Point
+ * Arithmetic and Fast Robust Geometric Predicates" (1997) — exactly rounded
+ * local sums.
  */
 export { AggregateFn, type AggregateSpec } from "../aggregate.js";
 export { providerRole } from "../role.js";
