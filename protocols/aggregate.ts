@@ -91,6 +91,40 @@ export function scaledColumn(table: Table, column: string, scale: number, bound:
   return out;
 }
 
+/**
+ * A numeric column as scaled integers round(v · 10^scale) (half away from
+ * zero), with nulls kept and marked (valid[i] = 0, value 0) rather than
+ * refused; each |scaled| ≤ bound (ValueOutOfRangeError with the row
+ * otherwise). For protocols where a null is a row without a value
+ * (join-aggregate's per-column counts).
+ */
+export function scaledValues(table: Table, column: string, scale: number, bound: bigint, where = "provider table"): { values: BigInt64Array; valid: Uint8Array } {
+  const vector = table.getChild(column);
+  if (!vector) throw new MissingColumnError(column, where);
+  const rows = vector.length;
+  const valid = new Uint8Array(rows).fill(1);
+  if (vector.nullCount > 0) {
+    for (let i = 0; i < rows; i++) if (!vector.isValid(i)) valid[i] = 0;
+  }
+  const bigF = 10n ** BigInt(scale);
+  const f = Number(bigF);
+  const out = new BigInt64Array(rows);
+  const raw = vector.nullCount > 0 ? null : valuesFromArrow(vector);
+  for (let i = 0; i < rows; i++) {
+    if (valid[i] === 0) continue;
+    const v: unknown = raw ? raw[i] : vector.get(i);
+    let x: bigint;
+    if (typeof v === "bigint") x = v * bigF;
+    else if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw new ValueOutOfRangeError("value is not a finite number", i);
+      x = fixedPoint(v, f);
+    } else throw new InvalidArgumentError(`column ${JSON.stringify(column)} is not numeric`);
+    if (x > bound || -x > bound) throw new ValueOutOfRangeError("value outside the declared range", i);
+    out[i] = x;
+  }
+  return { values: out, valid };
+}
+
 // ------------------------------------------------------------------ AVG / VAR / STDDEV from exact totals
 
 function ratio(num: bigint, den: bigint): number {
