@@ -38,7 +38,6 @@ export {
 } from "./lookup/index.js";
 export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./lookup/index.js";
 export * from "./federated-aggregate/index.js";
-export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
 export {
   JA_MAX_GROUPS,
   JA_VERSION,

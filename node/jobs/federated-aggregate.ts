@@ -145,7 +145,7 @@ export async function readAggregateInput(path: string, c: Computation): Promise<
 }
 
 /**
- * The buyer's result table (protocols/run-federated-aggregate.ts
+ * The buyer's result table (protocols/federated-aggregate/run.ts
  * `faResultTable`: one row per cell), with the sums as exact Int64 when the
  * scale is 0 and every sum fits (Float64 is exact only to 2^53).
  */

@@ -210,7 +210,8 @@
  * masks.ts), messages.ts (step 1 and the checks every role makes),
  * buyer.ts, provider.ts and exchange.ts (the three roles, each a
  * protocols/role.ts `Role`, written once for both schemes), result.ts (the
- * buyer's result). The aggregate plumbing shared with join-aggregate is
+ * buyer's result), run.ts (every role in one process over runRoles, Arrow
+ * tables in and out). The aggregate plumbing shared with join-aggregate is
  * protocols/aggregate.ts.
  *
  * ## Senders
@@ -265,3 +266,4 @@ export {
   type FaColumnResult,
   type FaResult,
 } from "./result.js";
+export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run.js";

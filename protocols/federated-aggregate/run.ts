@@ -14,7 +14,7 @@
  * histogram so are its rows in a bin, or below the first or above the last
  * edge, where it has 1 … k−1 rows (from the cell's count and sums too).
  *
- * With `approximate: true` (CKKS; see protocols/federated-aggregate/ Approximate
+ * With `approximate: true` (CKKS; see index.ts, Approximate
  * mode) every result column is followed by `bound_<name>` (Float64), the
  * bound on its error: `count` / `bound_count`, `sum_c` / `bound_sum_c`, …,
  * `hist_c_i` / `bound_hist_c_i`. Counts and bins are Int64 — exact — when
@@ -23,29 +23,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
-import { InvalidArgumentError } from "../engine/errors.js";
-import { createHeScheme } from "../engine/he/index.js";
-import type { AggregateSpec } from "./aggregate.js";
-import {
-  faBoxKeyPair,
-  faBuyer,
-  faExchange,
-  faExchangeMissing,
-  faProvider,
-  faSchemeOptions,
-  MissingProviderError,
-  providerRole,
-  resolveFaParams,
-  type FaApprox,
-  type FaApproxCount,
-  type FaBuyerState,
-  type FaContext,
-  type FaExchangeState,
-  type FaResult,
-  type FederatedAggregateParams,
-} from "./federated-aggregate/index.js";
-import { player, runRoles, RoleName, type Player, type Role } from "./role.js";
-import type { TransportStats } from "./transport.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { createHeScheme } from "../../engine/he/index.js";
+import type { AggregateSpec } from "../aggregate.js";
+import { faBuyer, type FaBuyerState } from "./buyer.js";
+import { faExchange, faExchangeMissing, type FaExchangeState } from "./exchange.js";
+import { faBoxKeyPair } from "./masks.js";
+import { faSchemeOptions, MissingProviderError, resolveFaParams, type FaContext, type FederatedAggregateParams } from "./params.js";
+import { faProvider } from "./provider.js";
+import type { FaApprox, FaApproxCount, FaResult } from "./result.js";
+import { player, providerRole, runRoles, RoleName, type Player, type Role } from "../role.js";
+import type { TransportStats } from "../transport.js";
 
 export interface FaProviderSide {
   readonly table: Table;
@@ -64,7 +52,7 @@ export interface RunFederatedAggregateOptions {
    * k (default 1: nothing suppressed): each provider's role zeroes a cell in
    * which it has 1 … k−1 rows, and leaves out its rows of a histogram bin or
    * outside range in which it has 1 … k−1 rows, before it masks its vector;
-   * totals below k are suppressed (see protocols/federated-aggregate/, k per
+   * totals below k are suppressed (see index.ts, k per
    * provider per cell).
    */
   readonly minCount?: number;
@@ -77,7 +65,7 @@ export interface RunFederatedAggregateOptions {
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
   /** Simulates providers (by index) that fail after step 1: their step 2 is never delivered (tests). */
   readonly dropOut?: readonly number[];
-  /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see protocols/federated-aggregate/). Default false: exact. */
+  /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see index.ts). Default false: exact. */
   readonly approximate?: boolean;
 }
 
