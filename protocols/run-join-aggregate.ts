@@ -1,6 +1,7 @@
 /**
  * runJoinAggregate: plays the buyer, the provider and the exchange of
- * join-aggregate in this process over the serialising in-memory transport.
+ * join-aggregate in this process over the serialising in-memory transport
+ * (protocols/role.ts runRoles).
  * Arrow tables in, one Arrow table out: one row per released group.
  *
  * Output columns: the group column (named after `groupBy`, Utf8: labels are
@@ -21,31 +22,9 @@ import type { KeyOptions } from "../engine/columns/normalise.js";
 import { getPool, type CryptoPool } from "../engine/pool/index.js";
 import { forEachSlice, SLICE_ITEMS } from "../engine/slices.js";
 import type { GroupId } from "../engine/group/index.js";
-import { ProtocolError } from "./errors.js";
-import {
-  jaBuyerDone,
-  jaBuyerReceive,
-  jaBuyerResult,
-  jaBuyerStart,
-  jaExchangeDone,
-  jaExchangeReceive,
-  jaExchangeStart,
-  jaHeOptions,
-  jaProviderReceive,
-  jaProviderStart,
-  resolveJaParams,
-  type AggregateSpec,
-  type JaAddressed,
-  type JaBuyerState,
-  type JaContext,
-  type JaExchangeState,
-  type JaProviderState,
-  type JaResult,
-  type JaRole,
-  type JaStepResult,
-  type JoinAggregateParams,
-} from "./join-aggregate.js";
-import { MemoryTransport, type TransportStats } from "./transport.js";
+import { jaBuyer, jaExchange, jaHeOptions, jaProvider, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaResult, type JoinAggregateParams } from "./join-aggregate/index.js";
+import { player, runRoles, type Role } from "./role.js";
+import type { TransportStats } from "./transport.js";
 
 export interface RunJoinAggregateOptions {
   readonly buyer: { readonly table: Table; readonly key: readonly string[]; readonly groupBy?: string };
@@ -80,7 +59,7 @@ export interface JaRunResult {
   readonly suppressedGroups: number;
   readonly job: string;
   readonly stats: TransportStats;
-  /** Milliseconds per phase. */
+  /** Milliseconds per phase: reading the keys, then each role's start and its receives (the roles run at once, so these overlap). */
   readonly timings: Record<string, number>;
 }
 
@@ -130,58 +109,57 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
   }
   for (const c of resolved.columns) if (!options.provider.table.getChild(c)) throw new MissingColumnError(c, "provider table");
   const timings: Record<string, number> = {};
-  let t0 = performance.now();
-  const lap = (name: string): void => {
-    const t = performance.now();
-    timings[name] = (timings[name] ?? 0) + (t - t0);
-    t0 = t;
-  };
+  const t0 = performance.now();
   const buyerKeys = keysFromTable(options.buyer.table, options.buyer.key, { ...options.keyOptions, source: "buyer table" });
   const providerKeys = keysFromTable(options.provider.table, options.provider.key, { ...options.keyOptions, source: "provider table" });
   const groups = options.buyer.groupBy !== undefined ? groupLabels(options.buyer.table, options.buyer.groupBy) : undefined;
-  lap("read keys");
+  timings["read keys"] = performance.now() - t0;
 
   const pool = options.pool ?? getPool();
   // The pool's host-side context serves every role here (each party would build its own in a node).
   const he = await pool.heContext(jaHeOptions(resolved));
   const ctx: JaContext = { pool, he, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
-  const t = new MemoryTransport();
-  if (options.tap) t.tap(options.tap);
-  const send = (from: JaRole, out: readonly JaAddressed[]): void => {
-    for (const a of out) t.send(from, a.to, [a.message]);
+  const buyerInit = { params, keys: buyerKeys, ...(groups ? { groups, groupColumn: options.buyer.groupBy as string } : {}) };
+  const run = await runRoles(
+    {
+      buyer: player(timed(jaBuyer, "buyer: hash and blind", "buyer: raise and decrypt", timings), buyerInit, ctx),
+      provider: player(timed(jaProvider, "provider: aggregate, hash and blind", "provider: encrypt and raise", timings), { params, keys: providerKeys, table: options.provider.table }, ctx),
+      exchange: player(timed(jaExchange, "exchange: start", "exchange: match and aggregate", timings), { params }, ctx),
+    },
+    options.tap ? { tap: options.tap } : {},
+  );
+  const result = jaBuyer.result(run.states["buyer"] as JaBuyerState);
+  return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: run.stats, timings };
+}
+
+/**
+ * The role with the milliseconds of its start and of its every receive added
+ * to timings[startPhase] and timings[receivePhase] (wall time from call to
+ * answer; the roles run concurrently, so the phases overlap).
+ */
+function timed<S, I, C, R>(role: Role<S, I, C, R>, startPhase: string, receivePhase: string, timings: Record<string, number>): Role<S, I, C, R> {
+  const add = (phase: string, t0: number): void => {
+    timings[phase] = (timings[phase] ?? 0) + (performance.now() - t0);
   };
-  let buyer: JaStepResult<JaBuyerState> = await jaBuyerStart(params, { keys: buyerKeys, ...(groups ? { groups, groupColumn: options.buyer.groupBy as string } : {}) }, ctx);
-  lap("buyer: hash and blind");
-  let provider: JaStepResult<JaProviderState> = await jaProviderStart(params, { keys: providerKeys, table: options.provider.table }, ctx);
-  lap("provider: aggregate, hash and blind");
-  let exchange: JaStepResult<JaExchangeState> = await jaExchangeStart(params);
-  send("buyer", buyer.messages);
-  for (;;) {
-    let moved = false;
-    for (let m = t.receive("provider"); m; m = t.receive("provider")) {
-      provider = await jaProviderReceive(provider.state, m, ctx);
-      send("provider", provider.messages);
-      moved = true;
-    }
-    lap("provider: encrypt and raise");
-    for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
-      buyer = await jaBuyerReceive(buyer.state, m, ctx);
-      send("buyer", buyer.messages);
-      moved = true;
-    }
-    lap("buyer: raise and decrypt");
-    for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
-      exchange = await jaExchangeReceive(exchange.state, m, ctx);
-      send("exchange", exchange.messages);
-      moved = true;
-    }
-    lap("exchange: match and aggregate");
-    if (!moved) break;
-  }
-  if (!jaExchangeDone(exchange.state)) throw new ProtocolError("the protocol ended before the exchange had every input");
-  if (!jaBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
-  const result = jaBuyerResult(buyer.state);
-  return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: t.stats(), timings };
+  return {
+    ...role,
+    async start(init, ctx) {
+      const t0 = performance.now();
+      try {
+        return await role.start(init, ctx);
+      } finally {
+        add(startPhase, t0);
+      }
+    },
+    async receive(state, from, message, ctx) {
+      const t0 = performance.now();
+      try {
+        return await role.receive(state, from, message, ctx);
+      } finally {
+        add(receivePhase, t0);
+      }
+    },
+  };
 }
 
 /** The buyer's result as an Arrow table (see the module comment for the columns). */

@@ -2,7 +2,8 @@
  * engine/he: encrypted per-group selection sums (maskedBlockSums,
  * blockTotals, sliceBlocks, addAll, CryptoPool.heMaskedGroupSums) against
  * the same sums in BigInt, on one thread and across workers, with the
- * refusals (bad masks, other key sets, row bounds) as typed errors.
+ * refusals (bad masks, other key sets, row bounds) as typed errors; the
+ * zero-sum masks and int64 residues of engine/he/block-residues.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -13,6 +14,8 @@ import {
   InvalidInputError,
   KeyMismatchError,
   NoiseBudgetExhaustedError,
+  residuesOf,
+  zeroSumMasks,
   type HeContext,
   type HeContextOptions,
   type HeGaloisKeys,
@@ -313,5 +316,48 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
     const x = randomColumn(rng(10), 3 * 8192 + 5, V8);
     const parts = await pool.heEncryptInt64Parts(options8, keys.publicKey, x, { level: "mask", blocksPerPart: 2 });
     expect({ blocks: parts.map((p) => ctx.inspect(p).blocks), values: ctx.decryptSums(ctx.concat(parts), keys.secretKey) }).toEqual({ blocks: [2, 2], values: Array.from(x) });
+  });
+});
+
+describe("block residues: zero-sum masks and int64 residues (engine/he/block-residues)", () => {
+  const primes = [1_032_193, 1_073_153, 1_097_729];
+  /** A seeded byte source, so a mask replays exactly. */
+  const seeded = (seed: number) => {
+    const next = rng(seed);
+    return (n: number): Uint8Array => Uint8Array.from({ length: n }, () => Math.floor(next() * 256));
+  };
+
+  it("every block of every prime sums to 0 modulo the prime, every slot in [0, p); a seeded source replays the mask", () => {
+    const n = 64;
+    const masks = zeroSumMasks(primes, 5, n, seeded(7));
+    expect(masks.length).toBe(primes.length);
+    masks.forEach((m, j) => {
+      const p = primes[j] as number;
+      expect(m.length).toBe(5 * n);
+      for (let b = 0; b < 5; b++) {
+        let sum = 0;
+        for (let i = 0; i < n; i++) {
+          const v = m[b * n + i] as number;
+          expect(v).toBeLessThan(p);
+          sum = (sum + v) % p;
+        }
+        expect(sum).toBe(0);
+      }
+    });
+    expect(zeroSumMasks(primes, 5, n, seeded(7))).toEqual(masks);
+    expect(zeroSumMasks(primes, 5, n, seeded(8))).not.toEqual(masks);
+    // The default source: fresh masks each call, still summing to zero.
+    const fresh = zeroSumMasks(primes, 2, n);
+    expect(fresh).not.toEqual(zeroSumMasks(primes, 2, n));
+    for (const [j, m] of fresh.entries()) expect(Array.from(m.subarray(0, n)).reduce((a, v) => (a + v) % (primes[j] as number), 0)).toBe(0);
+  });
+
+  it("residuesOf gives value mod p in [0, p) for signed 64-bit values, over [from, to)", () => {
+    const values = BigInt64Array.from([0n, 1n, -1n, (1n << 63n) - 1n, -(1n << 63n), 123_456_789_012n, -987_654_321n]);
+    const r = residuesOf(values, 1, values.length, primes);
+    primes.forEach((p, j) => {
+      const want = Array.from(values.subarray(1)).map((v) => Number(((v % BigInt(p)) + BigInt(p)) % BigInt(p)));
+      expect(Array.from(r[j] as Uint32Array)).toEqual(want);
+    });
   });
 });

@@ -20,18 +20,17 @@ import {
   decodeMessage,
   encodeMessage,
   InvalidMessageError,
-  jaBuyerReceive,
-  jaBuyerStart,
+  jaBuyer,
   KeyLimitExceededError,
   OverlappingGroupsError,
-  jaExchangeReceive,
-  jaExchangeStart,
+  jaExchange,
   jaHeOptions,
-  jaProviderReceive,
-  jaProviderStart,
+  jaProvider,
   resolveJaParams,
   runJoinAggregate,
+  RefusedError,
   WrongJobError,
+  WrongSenderError,
   WrongStepError,
   type AggregateSpec,
   type JaContext,
@@ -42,6 +41,7 @@ import {
   type JoinWeights,
   type ProtocolMessage,
 } from "../protocols/index.js";
+import type { RoleName } from "../protocols/role.js";
 import { rng } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
@@ -418,9 +418,9 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     const d = data(31, 50, 50, 40);
     const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
     const ctx: JaContext = { pool, he };
-    const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups: Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string | null) }, ctx);
-    const provider = await jaProviderStart(params, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
-    const exchange = await jaExchangeStart(params);
+    const buyer = await jaBuyer.start({ params, keys: keysFromTable(d.buyer, ["k"]), groups: Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string | null) }, ctx);
+    const provider = await jaProvider.start({ params, keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+    const exchange = await jaExchange.start({ params }, ctx);
     const rt = (m: ProtocolMessage) => decodeMessage(encodeMessage(m));
     return { he, ctx, buyer, provider, exchange, rt };
   }
@@ -430,22 +430,54 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     try {
       const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => rt(a.message));
       const key = toP[0] as ProtocolMessage & { kind: "aggregateKey" };
-      await expect(jaProviderReceive(provider.state, { ...key, header: { ...key.header, job: "other" } }, ctx)).rejects.toBeInstanceOf(WrongJobError);
-      await expect(jaProviderReceive(provider.state, toP[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(WrongStepError);
-      await expect(jaProviderReceive(provider.state, { ...key, maxRows: key.maxRows + 1 }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+      await expect(jaProvider.receive(provider.state, "buyer", { ...key, header: { ...key.header, job: "other" } }, ctx)).rejects.toBeInstanceOf(WrongJobError);
+      await expect(jaProvider.receive(provider.state, "buyer", toP[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(WrongStepError);
+      await expect(jaProvider.receive(provider.state, "buyer", { ...key, maxRows: key.maxRows + 1 }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
       // The same state still accepts the genuine message.
-      const ok = await jaProviderReceive(provider.state, key, ctx);
+      const ok = await jaProvider.receive(provider.state, "buyer", key, ctx);
       expect(ok.state.keyReceived).toBe(true);
       expect(provider.state.keyReceived).toBe(false);
       // A replayed key is a wrong step now.
-      const afterHello = await jaProviderReceive(ok.state, toP[1] as ProtocolMessage, ctx);
-      await expect(jaProviderReceive(afterHello.state, key, ctx)).rejects.toBeInstanceOf(WrongStepError);
+      const afterHello = await jaProvider.receive(ok.state, "buyer", toP[1] as ProtocolMessage, ctx);
+      await expect(jaProvider.receive(afterHello.state, "buyer", key, ctx)).rejects.toBeInstanceOf(WrongStepError);
       // An identity / non-canonical point in the buyer's batch is refused with its index.
       const batch = toP[2] as ProtocolMessage & { kind: "elementBatch" };
       const bad = Uint8Array.from(batch.elements);
       bad.fill(0, 32, 64);
-      await expect(jaProviderReceive(afterHello.state, { ...batch, elements: bad }, ctx)).rejects.toBeInstanceOf(InvalidPointError);
+      await expect(jaProvider.receive(afterHello.state, "buyer", { ...batch, elements: bad }, ctx)).rejects.toBeInstanceOf(InvalidPointError);
       expect(afterHello.state.received).toBe(0);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("each role takes each step from the one role that sends it, a refusal only from a role it hears from (WrongSenderError, state unchanged)", async () => {
+    const { he, ctx, buyer, provider, exchange, rt } = await start();
+    try {
+      const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => rt(a.message));
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
+      const key = toP[0] as ProtocolMessage;
+      const sender = { code: "UMBRA_WRONG_SENDER" };
+      // The provider hears from the buyer only: the key from the exchange, or a refusal from it, is refused.
+      await expect(jaProvider.receive(provider.state, "exchange", key, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+      const refusal: ProtocolMessage = { kind: "refusal", header: { ...key.header, chunk: 0, chunks: 1 }, code: "UMBRA_POLICY_DENIED", reason: "no" };
+      await expect(jaProvider.receive(provider.state, "exchange", refusal, ctx)).rejects.toMatchObject(sender);
+      await expect(jaProvider.receive(provider.state, "buyer", refusal, ctx)).rejects.toBeInstanceOf(RefusedError);
+      // The exchange takes 1, 10, 11, 12 from the buyer and 6, 7, 8, 9 from the provider.
+      const x0 = structuredClone(exchange.state);
+      for (const m of toX) await expect(jaExchange.receive(exchange.state, "provider", m, ctx)).rejects.toMatchObject(sender);
+      const x1 = (await jaExchange.receive(exchange.state, "buyer", toX[0] as ProtocolMessage, ctx)).state;
+      const providerHello: JoinHello = { ...(toX[1] as JoinHello), header: { ...(toX[1] as JoinHello).header, step: 6 }, peerSetSize: (toX[1] as JoinHello).setSize, groups: 0 };
+      await expect(jaExchange.receive(x1, "buyer", providerHello, ctx)).rejects.toMatchObject(sender);
+      expect((await jaExchange.receive(x1, "provider", providerHello, ctx)).state.providerHello).toBe(true);
+      expect(structuredClone(exchange.state)).toEqual(x0);
+      // The buyer takes 4, 5 from the provider and 13, 14 from the exchange; the provider's hello from the exchange is refused.
+      const p1 = (await jaProvider.receive(provider.state, "buyer", key, ctx)).state;
+      const answer = await jaProvider.receive(p1, "buyer", toP[1] as ProtocolMessage, ctx);
+      const hello = answer.messages.find((a) => a.to === "buyer")?.message as ProtocolMessage;
+      await expect(jaBuyer.receive(buyer.state, "exchange", hello, ctx)).rejects.toMatchObject(sender);
+      expect((await jaBuyer.receive(buyer.state, "provider", hello, ctx)).state.providerHello).toBe(true);
+      expect(buyer.state.providerHello).toBe(false);
     } finally {
       he.dispose();
     }
@@ -456,15 +488,15 @@ describe("hostile messages are refused and leave the state unchanged", () => {
     try {
       let x = exchange.state;
       const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
-      for (const m of toX.slice(0, 2)) x = (await jaExchangeReceive(x, m, ctx)).state;
+      for (const m of toX.slice(0, 2)) x = (await jaExchange.receive(x, "buyer", m, ctx)).state;
       const w = toX[2] as ProtocolMessage & { kind: "joinWeights" };
       const codes = Uint8Array.from(w.codes);
       new DataView(codes.buffer).setUint32(0, 999, true);
-      await expect(jaExchangeReceive(x, { ...w, codes }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      await expect(jaExchange.receive(x, "buyer", { ...w, codes }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       const zero = Uint8Array.from(w.weights);
       new DataView(zero.buffer).setUint32(0, 0, true);
-      await expect(jaExchangeReceive(x, { ...w, weights: zero }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      const x2 = (await jaExchangeReceive(x, w, ctx)).state;
+      await expect(jaExchange.receive(x, "buyer", { ...w, weights: zero }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      const x2 = (await jaExchange.receive(x, "buyer", w, ctx)).state;
       expect(x2.weightsReceived).toBe(x.buyerSetSize);
       expect(x.weightsReceived).toBe(0);
       // Provider side: feed the key and hello so the provider emits its exchange messages.
@@ -472,23 +504,23 @@ describe("hostile messages are refused and leave the state unchanged", () => {
       let p = provider.state;
       const outs: ProtocolMessage[] = [];
       for (const m of toP.slice(0, 2)) {
-        const r = await jaProviderReceive(p, m, ctx);
+        const r = await jaProvider.receive(p, "buyer", m, ctx);
         p = r.state;
         outs.push(...r.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message)));
       }
       let y = x2;
-      y = (await jaExchangeReceive(y, outs[0] as ProtocolMessage, ctx)).state; // hello
+      y = (await jaExchange.receive(y, "provider", outs[0] as ProtocolMessage, ctx)).state; // hello
       const counts = outs[1] as ProtocolMessage & { kind: "joinCounts" };
       const big = Uint8Array.from(counts.counts);
       new DataView(big.buffer).setUint32(0, 0xffffffff, true);
-      await expect(jaExchangeReceive(y, { ...counts, counts: big }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      y = (await jaExchangeReceive(y, counts, ctx)).state;
+      await expect(jaExchange.receive(y, "provider", { ...counts, counts: big }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      y = (await jaExchange.receive(y, "provider", counts, ctx)).state;
       // A statistic encrypted under another key set is refused.
       const ct = outs[2] as ProtocolMessage & { kind: "joinCiphertext" };
       const other = he.generateKeys({ galois: false });
       const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(he.inspect(ct.ciphertext).length)), other.publicKey);
-      await expect(jaExchangeReceive(y, { ...ct, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
-      const y2 = (await jaExchangeReceive(y, ct, ctx)).state;
+      await expect(jaExchange.receive(y, "provider", { ...ct, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
+      const y2 = (await jaExchange.receive(y, "provider", ct, ctx)).state;
       expect(y2.valueChunks.length).toBe(1);
       expect(y.valueChunks.length).toBe(0);
     } finally {
@@ -537,8 +569,8 @@ describe("each buyer key falls in one group", () => {
     const params: JoinAggregateParams = { job: "ja-overlap-null", aggregates: aggs, grouped: true, maxAbsValue: 1_000_000 };
     const keys = (ks: (string | null)[]) => keysFromTable(new Table({ k: vectorFromArray(ks, new Utf8()) }), ["k"]);
     const ctx: JaContext = { pool };
-    await expect(jaBuyerStart(params, { keys: keys(["a", "b", " a"]), groups: ["A", "B", null], groupColumn: "segment" }, ctx)).rejects.toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", rows: [1, 3] });
-    const ok = await jaBuyerStart(params, { keys: keys([null, "a", null, "a", "b"]), groups: ["A", "A", "B", "A", null], groupColumn: "segment" }, ctx);
+    await expect(jaBuyer.start({ params, keys: keys(["a", "b", " a"]), groups: ["A", "B", null], groupColumn: "segment" }, ctx)).rejects.toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", rows: [1, 3] });
+    const ok = await jaBuyer.start({ params, keys: keys([null, "a", null, "a", "b"]), groups: ["A", "A", "B", "A", null], groupColumn: "segment" }, ctx);
     const w = ok.messages.map((a) => a.message).find((m) => m.kind === "joinWeights") as JoinWeights;
     // Two positions, one (code, weight) pair each: "a" twice in one group, "b" once in the NULL group.
     expect(fromU32(w.offsets)).toEqual([0, 1, 2]);
@@ -552,10 +584,10 @@ describe("each buyer key falls in one group", () => {
       const ctx: JaContext = { pool, he };
       // A modified buyer agent: a legitimate input (target and x's in A, others in B), then one position's weights forged to name both codes.
       const table = new Table({ k: vectorFromArray(["the-target", ...xs, "y-1"], new Utf8()), g: vectorFromArray(["A", ...xs.map(() => "A"), "B"], new Utf8()) });
-      const buyer = await jaBuyerStart(params, { keys: keysFromTable(table, ["k"]), groups: ["A", ...xs.map(() => "A"), "B"], groupColumn: "g" }, ctx);
+      const buyer = await jaBuyer.start({ params, keys: keysFromTable(table, ["k"]), groups: ["A", ...xs.map(() => "A"), "B"], groupColumn: "g" }, ctx);
       const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => decodeMessage(encodeMessage(a.message)));
-      let x: JaExchangeState = (await jaExchangeStart(params)).state;
-      for (const m of toX.slice(0, 2)) x = (await jaExchangeReceive(x, m, ctx)).state;
+      let x: JaExchangeState = (await jaExchange.start({ params }, ctx)).state;
+      for (const m of toX.slice(0, 2)) x = (await jaExchange.receive(x, "buyer", m, ctx)).state;
       const w = toX[2] as JoinWeights;
       const off = fromU32(w.offsets);
       const codes = fromU32(w.codes);
@@ -568,12 +600,12 @@ describe("each buyer key falls in one group", () => {
         weights: u32([weights[0] as number, 1, ...weights.slice(1)]),
       };
       const before = structuredClone(x);
-      const err = await jaExchangeReceive(x, decodeMessage(encodeMessage(forged)), ctx).catch((e: unknown) => e);
+      const err = await jaExchange.receive(x, "buyer", decodeMessage(encodeMessage(forged)), ctx).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(InvalidMessageError);
       expect((err as Error).message).toBe("a buyer position carries weights for more than one group: each key must fall in one group");
       expect(structuredClone(x)).toEqual(before);
       // The genuine weights are still accepted.
-      expect((await jaExchangeReceive(x, w, ctx)).state.weightsReceived).toBe(12);
+      expect((await jaExchange.receive(x, "buyer", w, ctx)).state.weightsReceived).toBe(12);
     } finally {
       he.dispose();
     }
@@ -594,34 +626,34 @@ describe("maxBuyerKeys: the provider and the exchange refuse a larger buyer set"
     try {
       const ctx: JaContext = { pool, he };
       // Its own role: the job allows fewer keys than it holds.
-      await expect(jaBuyerStart({ ...params, maxBuyerKeys: limit }, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx)).rejects.toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: distinct, limit });
+      await expect(jaBuyer.start({ params: { ...params, maxBuyerKeys: limit }, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx)).rejects.toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: distinct, limit });
       // A buyer started without the limit (a modified agent) meets it at the provider and the exchange.
-      const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
+      const buyer = await jaBuyer.start({ params, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
       const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => a.message);
       const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => a.message);
       const limited = { ...params, maxBuyerKeys: limit };
-      const provider = await jaProviderStart(limited, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
-      const p1 = (await jaProviderReceive(provider.state, toP[0] as ProtocolMessage, ctx)).state;
+      const provider = await jaProvider.start({ params: limited, keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+      const p1 = (await jaProvider.receive(provider.state, "buyer", toP[0] as ProtocolMessage, ctx)).state;
       const before = structuredClone(p1);
-      const err = await jaProviderReceive(p1, toP[1] as ProtocolMessage, ctx).catch((e: unknown) => e);
+      const err = await jaProvider.receive(p1, "buyer", toP[1] as ProtocolMessage, ctx).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(KeyLimitExceededError);
       expect(err).toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: distinct, limit });
       expect(structuredClone(p1)).toEqual(before);
-      let x = (await jaExchangeStart(limited)).state;
-      x = (await jaExchangeReceive(x, toX[0] as ProtocolMessage, ctx)).state;
+      let x = (await jaExchange.start({ params: limited }, ctx)).state;
+      x = (await jaExchange.receive(x, "buyer", toX[0] as ProtocolMessage, ctx)).state;
       const xBefore = structuredClone(x);
-      await expect(jaExchangeReceive(x, toX[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
+      await expect(jaExchange.receive(x, "buyer", toX[1] as ProtocolMessage, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
       expect(structuredClone(x)).toEqual(xBefore);
       // The provider's hello to the exchange names the buyer's set size: refused there too.
-      const unlimited = await jaProviderStart(params, { keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+      const unlimited = await jaProvider.start({ params, keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
       let up = unlimited.state;
       const out: ProtocolMessage[] = [];
       for (const m of toP.slice(0, 2)) {
-        const r = await jaProviderReceive(up, m, ctx);
+        const r = await jaProvider.receive(up, "buyer", m, ctx);
         up = r.state;
         out.push(...r.messages.filter((a) => a.to === "exchange").map((a) => a.message));
       }
-      await expect(jaExchangeReceive(x, out[0] as JoinHello, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
+      await expect(jaExchange.receive(x, "provider", out[0] as JoinHello, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
       // At the limit, everything runs.
       const atLimit = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool, maxBuyerKeys: distinct });
       expect(atLimit.table.numRows).toBeGreaterThan(0);
@@ -635,15 +667,15 @@ describe("maxBuyerKeys: the provider and the exchange refuse a larger buyer set"
     const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
     try {
       const ctx: JaContext = { pool, he };
-      const buyer = await jaBuyerStart(params, { keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
+      const buyer = await jaBuyer.start({ params, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
       const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => a.message);
       const big = 100_000_000;
-      let x = (await jaExchangeStart(params)).state;
-      x = (await jaExchangeReceive(x, toX[0] as ProtocolMessage, ctx)).state;
+      let x = (await jaExchange.start({ params }, ctx)).state;
+      x = (await jaExchange.receive(x, "buyer", toX[0] as ProtocolMessage, ctx)).state;
       const withKey = heldBytes(x); // the buyer's public key
-      x = (await jaExchangeReceive(x, { ...(toX[1] as JoinHello), setSize: big }, ctx)).state;
+      x = (await jaExchange.receive(x, "buyer", { ...(toX[1] as JoinHello), setSize: big }, ctx)).state;
       const providerHello: JoinHello = { ...(toX[1] as JoinHello), header: { ...(toX[1] as JoinHello).header, step: 6 }, setSize: big, peerSetSize: big, peerChunkElements: (toX[1] as JoinHello).chunkElements, groups: 0 };
-      x = (await jaExchangeReceive(x, providerHello, ctx)).state;
+      x = (await jaExchange.receive(x, "provider", providerHello, ctx)).state;
       expect(x.buyerSetSize).toBe(big);
       expect(x.providerSetSize).toBe(big);
       expect(heldBytes(x)).toBe(withKey);
@@ -678,20 +710,21 @@ describe("k counts distinct matched keys; every group not released is suppressed
       const keys = [...others, "the-target", "nobody"];
       const groups = [...others.map(() => "A"), "M", "N"];
       const provider = new Table({ k: vectorFromArray(["the-target", ...others], new Utf8()), v: vectorFromArray([754, ...others.map(() => 1)], new Int32() as DataType) });
-      const b = await jaBuyerStart(params, { keys: keysFromTable(new Table({ k: vectorFromArray(keys, new Utf8()) }), ["k"]), groups, groupColumn: "g" }, ctx);
+      const b = await jaBuyer.start({ params, keys: keysFromTable(new Table({ k: vectorFromArray(keys, new Utf8()) }), ["k"]), groups, groupColumn: "g" }, ctx);
       let buyer = b.state;
-      let prov = (await jaProviderStart(params, { keys: keysFromTable(provider, ["k"]), table: provider }, ctx)).state;
-      let x = (await jaExchangeStart(params)).state;
+      let prov = (await jaProvider.start({ params, keys: keysFromTable(provider, ["k"]), table: provider }, ctx)).state;
+      let x = (await jaExchange.start({ params }, ctx)).state;
       // Deliver everything, holding back what the exchange sends the buyer.
-      const queue = b.messages.map((a) => ({ from: "buyer", to: a.to, m: decodeMessage(encodeMessage(a.message)) }));
+      type Delivery = { from: RoleName; to: RoleName; m: ProtocolMessage };
+      const queue: Delivery[] = b.messages.map((a) => ({ from: "buyer", to: a.to, m: decodeMessage(encodeMessage(a.message)) }));
       let result: JoinResult | undefined;
       while (queue.length > 0) {
-        const { from, to, m } = queue.shift() as { from: string; to: string; m: ProtocolMessage };
+        const { from, to, m } = queue.shift() as Delivery;
         const out =
-          to === "provider" ? await jaProviderReceive(prov, m, ctx).then((r) => ((prov = r.state), r.messages))
-          : to === "exchange" ? await jaExchangeReceive(x, m, ctx).then((r) => ((x = r.state), r.messages))
+          to === "provider" ? await jaProvider.receive(prov, "buyer", m, ctx).then((r) => ((prov = r.state), r.messages))
+          : to === "exchange" ? await jaExchange.receive(x, from, m, ctx).then((r) => ((x = r.state), r.messages))
           : from === "exchange" ? (m.kind === "joinResult" ? void (result = m) : undefined, [])
-          : await jaBuyerReceive(buyer, m, ctx).then((r) => ((buyer = r.state), r.messages));
+          : await jaBuyer.receive(buyer, from, m, ctx).then((r) => ((buyer = r.state), r.messages));
         const sender = to;
         queue.push(...out.map((a) => ({ from: sender, to: a.to, m: decodeMessage(encodeMessage(a.message)) })));
       }
@@ -699,10 +732,10 @@ describe("k counts distinct matched keys; every group not released is suppressed
       const genuine = result as JoinResult;
       // An exchange hiding that M matched (suppressed 1), or one more group than the buyer has (3): refused.
       for (const suppressed of [1, 3]) {
-        await expect(jaBuyerReceive(buyer, { ...genuine, suppressed }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+        await expect(jaBuyer.receive(buyer, "exchange", { ...genuine, suppressed }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       }
       expect(buyer.result).toBeNull();
-      expect((await jaBuyerReceive(buyer, genuine, ctx)).state.result?.suppressed).toBe(2);
+      expect((await jaBuyer.receive(buyer, "exchange", genuine, ctx)).state.result?.suppressed).toBe(2);
     } finally {
       he.dispose();
     }

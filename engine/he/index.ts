@@ -11,6 +11,7 @@ export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, H
 export { selectParameters, scaledBound, CrtBasis, PolyModulusDegree, HE_MAX_ROWS_4096, HE_MAX_ROWS, HE_MAX_SCALE } from "./params.js";
 export type { HeContextOptions, HeParameters } from "./params.js";
 export { valuesFromArrow, fixedPointToString, int64Residues } from "./encode.js";
+export { residuesOf, zeroSumMasks } from "./block-residues.js";
 export type { ColumnValues } from "./encode.js";
 export { loadSeal } from "./seal.js";
 export {

@@ -2,7 +2,7 @@
  * join-aggregate as a node job: the job's parameters from its request, the
  * buyer's and the provider's roles in their agents, and the exchange's role
  * (the matcher and aggregator). The protocol itself — its flow (steps 1–14),
- * threat model and what each role learns — is protocols/join-aggregate.ts.
+ * threat model and what each role learns — is protocols/join-aggregate/.
  *
  * Parameters. The buyer's request names its own dataset (a file in its data
  * folder, or a dataset it registered), the provider's dataset, the key
@@ -28,11 +28,13 @@
  * the exchange relays them as they are ({@link joinAggregateExchange}
  * `directRoute`) — it sees their sizes and digests, which it records.
  *
- * Senders. The state machines do not know who sent a message; each role here
- * binds every step to its party: the exchange takes 1, 10, 11, 12 only from
- * the job's buyer and 6, 7, 8, 9 only from its provider; the buyer takes 4, 5
- * only from the provider and 13, 14 only from the exchange; the provider takes
- * 1, 2, 3 only from the buyer.
+ * Senders. Each role binds every step to the role that sends it
+ * (protocols/join-aggregate, WrongSenderError): the exchange takes 1, 10,
+ * 11, 12 only from the buyer and 6, 7, 8, 9 only from the provider; the buyer
+ * takes 4, 5 only from the provider and 13, 14 only from the exchange; the
+ * provider takes 1, 2, 3 only from the buyer. Here a frame's sender becomes a
+ * role name: the job's buyer or provider at the exchange (any other party is
+ * refused here), the peer or the exchange at a party.
  *
  * Failure. A provider that refuses (its own policy check), fails or stays
  * silent fails the job: the exchange answers the buyer only once it has every
@@ -51,24 +53,15 @@ import {
   decodeMessage,
   encodeMessage,
   groupLabelsAsync,
-  jaBuyerDone,
-  jaBuyerReceive,
-  jaBuyerResult,
-  jaBuyerStart,
-  jaExchangeDone,
-  jaExchangeReceive,
-  jaExchangeStart,
+  jaBuyer,
+  jaExchange,
   jaHeOptions,
-  jaProviderDone,
-  jaProviderReceive,
-  jaProviderStart,
+  jaProvider,
   jaResultTable,
-  JaStep,
   ProtocolError,
   ProtocolId,
   resolveJaParams,
   type AggregateSpec,
-  type JaAddressed,
   type JaBuyerState,
   type JaContext,
   type JaExchangeState,
@@ -77,7 +70,8 @@ import {
   type JaResult,
   type JoinAggregateParams,
 } from "../../protocols/index.js";
-import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate.js";
+import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate/index.js";
+import type { Outgoing, RoleName } from "../../protocols/role.js";
 import { WrongSenderError } from "../errors.js";
 import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup, type UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
@@ -87,13 +81,6 @@ import type { BuyerResult, FrameSource, JobLimits, JobSpec, PartyProtocol, Party
 
 /** The group a job blinds its keys in when it names none. */
 export const JOIN_AGGREGATE_DEFAULT_GROUP: JoinGroup = "x25519";
-
-/** The steps each sender may send to the exchange, and each party may receive from whom. */
-const BUYER_TO_EXCHANGE: ReadonlySet<number> = new Set([JaStep.Key, JaStep.BuyerExchangeHello, JaStep.BuyerWeights, JaStep.ProviderDoubled]);
-const PROVIDER_TO_EXCHANGE: ReadonlySet<number> = new Set([JaStep.ProviderExchangeHello, JaStep.ProviderCounts, JaStep.ProviderValues, JaStep.BuyerDoubled]);
-const BUYER_FROM_PROVIDER: ReadonlySet<number> = new Set([JaStep.ProviderHello, JaStep.ProviderBlinded]);
-const BUYER_FROM_EXCHANGE: ReadonlySet<number> = new Set([JaStep.Result, JaStep.ResultValues]);
-const PROVIDER_FROM_BUYER: ReadonlySet<number> = new Set([JaStep.Key, JaStep.BuyerHello, JaStep.BuyerBlinded]);
 
 // ------------------------------------------------------------------ parameters
 
@@ -219,6 +206,12 @@ function infoOf(spec: JobSpec): JaJobInfo {
   return spec.ja;
 }
 
+/** The role a party's frame comes from: the other party (peer) or the exchange (counterpart). */
+function senderRole(role: PartyRole, from: FrameSource): RoleName {
+  if (from === "counterpart") return "exchange";
+  return role === "buyer" ? "provider" : "buyer";
+}
+
 /** The protocol's context: the agent's pool and the pool's HE context for the job's options (made once per pool, shared by its jobs and its workers' host side). */
 async function jaContext(ctx: RoleContext, resolved: JaResolved): Promise<JaContext> {
   const he = await ctx.pool.heContext(jaHeOptions(resolved));
@@ -226,7 +219,7 @@ async function jaContext(ctx: RoleContext, resolved: JaResolved): Promise<JaCont
 }
 
 /** A role's messages: to the exchange (out) and to the other party (direct); encoded with the event loop let run every ~20 ms (a provider's step is hundreds of MB at 10^6 rows). */
-async function route(role: PartyRole, state: RoleState, messages: readonly JaAddressed[], done: boolean): Promise<StepOutput> {
+async function route(role: PartyRole, state: RoleState, messages: readonly Outgoing[], done: boolean): Promise<StepOutput> {
   const out: Uint8Array[] = [];
   const direct: Uint8Array[] = [];
   const slicer = new TimeSlicer();
@@ -255,30 +248,28 @@ export const joinAggregateParty: PartyProtocol = {
     const keys = await keysFromTableAsync(ctx.table, spec.keyColumns, { ...spec.normalise, source: `${role} dataset` });
     if (role === "buyer") {
       const groups = ja.groupBy !== undefined ? await groupLabelsAsync(ctx.table, ja.groupBy) : undefined;
-      const r = await jaBuyerStart(params, { keys, ...(groups ? { groups, groupColumn: ja.groupBy as string } : {}) }, jctx);
-      return route(role, r.state, r.messages, jaBuyerDone(r.state));
+      const r = await jaBuyer.start({ params, keys, ...(groups ? { groups, groupColumn: ja.groupBy as string } : {}) }, jctx);
+      return route(role, r.state, r.messages, jaBuyer.done(r.state));
     }
-    const r = await jaProviderStart(params, { keys, table: ctx.table }, jctx);
-    return route(role, r.state, r.messages, false);
+    const r = await jaProvider.start({ params, keys, table: ctx.table }, jctx);
+    return route(role, r.state, r.messages, jaProvider.done(r.state));
   },
 
   async receive(_spec, role, state, frame, ctx, from: FrameSource): Promise<StepOutput> {
     const m = decodeMessage(frame);
-    const step = m.header.step;
+    // The roles check that each step comes from the role that sends it (WrongSenderError).
+    const sender = senderRole(role, from);
     if (role === "buyer") {
-      const allowed = from === "peer" ? BUYER_FROM_PROVIDER : BUYER_FROM_EXCHANGE;
-      if (m.kind !== "refusal" && !allowed.has(step)) throw new WrongSenderError(`step ${step} does not come to the buyer from the ${from === "peer" ? "provider" : "exchange"}`);
-      const r = await jaBuyerReceive(state as JaBuyerState, m, await jaContext(ctx, state as JaBuyerState));
-      return route(role, r.state, r.messages, jaBuyerDone(r.state));
+      const r = await jaBuyer.receive(state as JaBuyerState, sender, m, await jaContext(ctx, state as JaBuyerState));
+      return route(role, r.state, r.messages, jaBuyer.done(r.state));
     }
-    if (from !== "peer" || (m.kind !== "refusal" && !PROVIDER_FROM_BUYER.has(step))) throw new WrongSenderError(`step ${step} does not come to the provider from the ${from === "peer" ? "buyer" : "exchange"}`);
-    const r = await jaProviderReceive(state as JaProviderState, m, await jaContext(ctx, state as JaProviderState));
-    return route(role, r.state, r.messages, jaProviderDone(r.state));
+    const r = await jaProvider.receive(state as JaProviderState, sender, m, await jaContext(ctx, state as JaProviderState));
+    return route(role, r.state, r.messages, jaProvider.done(r.state));
   },
 
   result(spec, state: RoleState): BuyerResult {
     const ja = infoOf(spec);
-    const result = jaBuyerResult(state as JaBuyerState);
+    const result = jaBuyer.result(state as JaBuyerState);
     const table = jaOutputTable(result, { aggregates: ja.params.aggregates, ...(ja.groupBy !== undefined ? { groupBy: ja.groupBy } : {}) });
     return { kind: "table", table, summary: { groups: table.numRows, suppressed: result.suppressed } };
   },
@@ -305,9 +296,9 @@ class JaExchangeRole implements ExchangeRole {
   static async create(job: MultiPartyJob, ctx: ExchangeRoleContext): Promise<JaExchangeRole> {
     const params = withLimits(jaParamsOf(job.id, job.request), job.limits);
     if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
-    const { state } = await jaExchangeStart(params);
-    // One HE context for the job's every step (the protocol would build one per call otherwise).
     const pool = ctx.pool();
+    const { state } = await jaExchange.start({ params }, { pool });
+    // One HE context for the job's every step (the protocol would build one per call otherwise).
     return new JaExchangeRole(job, state, await pool.heContext(jaHeOptions(state)), pool);
   }
 
@@ -316,16 +307,17 @@ class JaExchangeRole implements ExchangeRole {
   }
 
   get done(): boolean {
-    return jaExchangeDone(this.#state);
+    return jaExchange.done(this.#state);
   }
 
   async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
     if (this.#ended) throw new ProtocolError("the job's matcher role has ended");
     const m = decodeMessage(frame);
     const job = this.#job;
-    const steps = from === job.buyer ? BUYER_TO_EXCHANGE : from === this.#provider ? PROVIDER_TO_EXCHANGE : undefined;
-    if (steps === undefined || (m.kind !== "refusal" && !steps.has(m.header.step))) throw new WrongSenderError(`step ${m.header.step} does not come to the exchange from this party`);
-    const r = await jaExchangeReceive(this.#state, m, { pool: this.#pool, he: this.#he });
+    // The job's parties by role name; the role checks which steps each sends (WrongSenderError).
+    const sender: RoleName | undefined = from === job.buyer ? "buyer" : from === this.#provider ? "provider" : undefined;
+    if (sender === undefined) throw new WrongSenderError(`step ${m.header.step} does not come to the exchange from this party`);
+    const r = await jaExchange.receive(this.#state, sender, m, { pool: this.#pool, he: this.#he });
     this.#state = r.state;
     return r.messages.map((a) => {
       const to = a.to === "buyer" ? job.buyer : a.to === "provider" ? this.#provider : undefined;

@@ -1,0 +1,344 @@
+/**
+ * join-aggregate's exchange: the matcher and aggregator. It takes the
+ * buyer's key, hello, weights and the provider's elements raised by the
+ * buyer (1, 10, 11, 12 from the buyer) and the provider's hello, row counts,
+ * encrypted statistics and the buyer's elements raised by the provider (6,
+ * 7, 8, 9 from the provider), in any interleaving of the two streams. Once
+ * every input is in it matches, counts, applies k, sums under encryption,
+ * masks, re-randomises and answers the buyer (13, 14). What it learns:
+ * ./index.ts.
+ */
+import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine/he/index.js";
+import { ElementIndex } from "../../engine/psi/index.js";
+import type { JoinCiphertext, JoinCounts, JoinResult, JoinWeights, ProtocolMessage } from "../codec.js";
+import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
+import type { Outgoing, Role, Step } from "../role.js";
+import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
+import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import {
+  checkState,
+  ELEMENT,
+  jaHeOptions,
+  JA_MAX_GROUPS,
+  JaStep,
+  PROVIDER_BLOCKS_PER_CHUNK,
+  resolveJaParams,
+  RESULT_BLOCKS_PER_CHUNK,
+  withHe,
+  type JaContext,
+  type JaResolved,
+  type JoinAggregateParams,
+} from "./params.js";
+
+/** What the exchange's role starts from: the job's parameters only. */
+export interface JaExchangeInit {
+  readonly params: JoinAggregateParams;
+}
+
+export interface JaExchangeState extends JaResolved {
+  readonly role: "exchange";
+  readonly keyReceived: boolean;
+  readonly publicKey: Uint8Array;
+  readonly keyId: string;
+  // Buyer stream.
+  readonly buyerHello: boolean;
+  readonly buyerSetSize: number;
+  readonly groups: number;
+  readonly weightsReceived: number;
+  /** weightsReceived + 1 offsets in use (grown as the weights arrive). */
+  readonly weightOffsets: Uint32Array;
+  readonly weightCodes: Uint32Array[];
+  readonly weightValues: Uint32Array[];
+  readonly providerDoubledHello: boolean;
+  readonly providerDoubled: Uint8Array;
+  readonly providerDoubledReceived: number;
+  // Provider stream.
+  readonly providerHello: boolean;
+  readonly providerSetSize: number;
+  readonly countsReceived: number;
+  readonly counts: Uint32Array;
+  readonly valueChunks: Uint8Array[];
+  readonly buyerDoubled: Uint8Array;
+  readonly buyerDoubledReceived: number;
+  readonly finished: boolean;
+}
+
+async function start(init: JaExchangeInit): Promise<Step<JaExchangeState>> {
+  const r = resolveJaParams(init.params);
+  const state: JaExchangeState = {
+    ...r,
+    role: "exchange",
+    keyReceived: false,
+    publicKey: new Uint8Array(0),
+    keyId: "",
+    buyerHello: false,
+    buyerSetSize: 0,
+    groups: 0,
+    weightsReceived: 0,
+    weightOffsets: new Uint32Array(1),
+    weightCodes: [],
+    weightValues: [],
+    providerDoubledHello: false,
+    providerDoubled: new Uint8Array(0),
+    providerDoubledReceived: 0,
+    providerHello: false,
+    providerSetSize: 0,
+    countsReceived: 0,
+    counts: new Uint32Array(0),
+    valueChunks: [],
+    buyerDoubled: new Uint8Array(0),
+    buyerDoubledReceived: 0,
+    finished: false,
+  };
+  return { state, messages: [] };
+}
+
+// ------------------------------------------------------------------ handlers: from the buyer
+
+/** Step 1, buyer → exchange: the buyer's HE public key (statistics that came first on the provider's stream are checked against it). */
+async function buyerKey(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext): Promise<JaExchangeState> {
+  if (s.keyReceived) throw new WrongStepError("the key was already received");
+  const { key, keyId } = await withHe(s, ctx, async (he) => {
+    const checked = await checkKey(s, m, he, ctx.pool);
+    // Statistics that arrived before the key (another stream) are checked against it now.
+    for (const c of s.valueChunks) if (he.inspect(c).keyId !== checked.keyId) throw new KeyMismatchError("the provider's statistics are not under the buyer's key");
+    return checked;
+  });
+  return { ...s, keyReceived: true, publicKey: key.publicKey.slice(), keyId };
+}
+
+/** Step 10, buyer → exchange: the buyer's set size and number of groups. */
+function buyerHello(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  if (s.buyerHello) throw new WrongStepError("the buyer's hello was already received");
+  const h = checkHello(s, m, JaStep.BuyerExchangeHello);
+  checkBuyerKeys(s, h.setSize, "the buyer's hello");
+  if ((h.groups < 1 && h.setSize > 0) || h.groups > JA_MAX_GROUPS || (!s.grouped && h.groups !== 1)) throw new InvalidMessageError("the buyer announces an invalid number of groups");
+  if (s.providerHello && h.setSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs from the one the provider received");
+  // Buffers grow as the chunks arrive: nothing is sized from the announcement.
+  return { ...s, buyerHello: true, buyerSetSize: h.setSize, groups: h.groups };
+}
+
+/** Step 11, buyer → exchange: per buyer position, the one group code of its rows and how many rows (one group per key). */
+function buyerWeights(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  const step = JaStep.BuyerWeights;
+  if (!s.buyerHello) throw new WrongStepError("weights before the buyer's hello");
+  const { chunk, want } = nextChunk(m, step, "joinWeights", s.weightsReceived, s.buyerSetSize, s.chunkElements);
+  const w = m as JoinWeights;
+  if (w.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must describe ${want} positions`);
+  const off = readU32(w.offsets);
+  const codes = readU32(w.codes);
+  const weights = readU32(w.weights);
+  if (off[0] !== 0 || off[w.count] !== codes.length) throw new InvalidMessageError("weights offsets do not cover the codes");
+  for (let i = 0; i < w.count; i++) {
+    const n = (off[i + 1] as number) - (off[i] as number);
+    if (n < 1) throw new InvalidMessageError("every buyer position must have a group");
+    // One group per key (see the threat model): a key in two groups would let A − B isolate one key under k.
+    if (n > 1) throw new InvalidMessageError("a buyer position carries weights for more than one group: each key must fall in one group");
+  }
+  let rows = 0;
+  for (let i = 0; i < codes.length; i++) {
+    if ((codes[i] as number) >= s.groups) throw new InvalidMessageError("a weight names an unknown group code");
+    if ((weights[i] as number) < 1) throw new InvalidMessageError("a weight must be at least 1");
+    rows += weights[i] as number;
+  }
+  if (rows > s.maxJoinRows) throw new InvalidMessageError("the weights exceed maxJoinRows");
+  const base = s.weightCodes.reduce((n, a) => n + a.length, 0);
+  const offsets = withRoom(s.weightOffsets, s.weightsReceived + 1, w.count, s.buyerSetSize + 1);
+  for (let i = 1; i <= w.count; i++) offsets[s.weightsReceived + i] = base + (off[i] as number);
+  return { ...s, weightsReceived: s.weightsReceived + w.count, weightOffsets: offsets, weightCodes: [...s.weightCodes, codes], weightValues: [...s.weightValues, weights] };
+}
+
+/** Step 12, buyer → exchange: its hello (the sizes), then the provider's elements raised by the buyer, H(y)^pb, in the provider's order. */
+function buyerRaisedProvider(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  const step = JaStep.ProviderDoubled;
+  if (!s.providerDoubledHello) {
+    const h = checkHello(s, m, step);
+    checkBuyerKeys(s, h.peerSetSize, "the buyer's raised elements");
+    if (s.providerHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the buyer raised a provider set of another size");
+    if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the buyer's set size differs between its messages");
+    return { ...s, providerDoubledHello: true, ...(s.providerHello ? {} : { providerSetSize: h.setSize }) };
+  }
+  const r = receiveCompared(m, step, s.providerDoubled, s.providerDoubledReceived, s.providerSetSize, s.chunkElements);
+  return { ...s, providerDoubled: r.elements, providerDoubledReceived: s.providerDoubledReceived + r.count };
+}
+
+// ------------------------------------------------------------------ handlers: from the provider
+
+/** Step 6, provider → exchange: its padded set size and the buyer set size it received. */
+function providerHello(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  if (s.providerHello) throw new WrongStepError("the provider's hello was already received");
+  const h = checkHello(s, m, JaStep.ProviderExchangeHello);
+  checkBuyerKeys(s, h.peerSetSize, "the buyer set the provider received");
+  if (s.buyerHello && h.peerSetSize !== s.buyerSetSize) throw new InvalidMessageError("the provider received a buyer set of another size");
+  if (s.providerDoubledHello && h.setSize !== s.providerSetSize) throw new InvalidMessageError("the provider's set size differs from the one the buyer raised");
+  return { ...s, providerHello: true, providerSetSize: h.setSize, buyerSetSize: s.buyerHello ? s.buyerSetSize : h.peerSetSize };
+}
+
+/** Step 7, provider → exchange: per provider position, its rows (0: padding). */
+function providerCounts(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  const step = JaStep.ProviderCounts;
+  if (!s.providerHello) throw new WrongStepError("counts before the provider's hello");
+  const { chunk, want } = nextChunk(m, step, "joinCounts", s.countsReceived, s.providerSetSize, s.chunkElements);
+  const c = m as JoinCounts;
+  if (c.count !== want) throw new InvalidMessageError(`step ${step} chunk ${chunk} must hold ${want} counts`);
+  const a = readU32(c.counts);
+  for (let i = 0; i < a.length; i++) if ((a[i] as number) > s.maxJoinRows) throw new InvalidMessageError("a row count exceeds maxJoinRows");
+  const counts = withRoom(s.counts, s.countsReceived, a.length, s.providerSetSize);
+  counts.set(a, s.countsReceived);
+  return { ...s, counts, countsReceived: s.countsReceived + c.count };
+}
+
+/** Step 8, provider → exchange: a chunk of an encrypted statistic column under the buyer's key, in the provider's order. */
+function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext): Promise<JaExchangeState> {
+  const step = JaStep.ProviderValues;
+  if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
+  return withHe(s, ctx, (he) => {
+    const n = he.params.slotCount;
+    const { perColumn, total } = valueChunkCount(s, s.providerSetSize);
+    const idx = s.valueChunks.length;
+    if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
+    expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
+    const c = m as JoinCiphertext;
+    const column = Math.floor(idx / perColumn);
+    const firstBlock = (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
+    if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
+    const info = he.inspect(c.ciphertext);
+    const length = Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+    if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
+    // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
+    if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
+    return { ...s, valueChunks: [...s.valueChunks, c.ciphertext.slice()] };
+  });
+}
+
+/** Step 9, provider → exchange: the buyer's elements raised by the provider, H(x)^bp, in the buyer's order. */
+function providerRaisedBuyer(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
+  if (!s.providerHello) throw new WrongStepError("raised buyer elements before the provider's hello");
+  const r = receiveCompared(m, JaStep.BuyerDoubled, s.buyerDoubled, s.buyerDoubledReceived, s.buyerSetSize, s.chunkElements);
+  return { ...s, buyerDoubled: r.elements, buyerDoubledReceived: s.buyerDoubledReceived + r.count };
+}
+
+// ------------------------------------------------------------------ the answer
+
+function inputsComplete(s: JaExchangeState): boolean {
+  return (
+    s.keyReceived &&
+    s.buyerHello &&
+    s.weightsReceived === s.buyerSetSize &&
+    s.providerDoubledHello &&
+    s.providerDoubledReceived === s.providerSetSize &&
+    s.providerHello &&
+    s.countsReceived === s.providerSetSize &&
+    s.valueChunks.length === valueChunkCount(s, s.providerSetSize).total &&
+    s.buyerDoubledReceived === s.buyerSetSize
+  );
+}
+
+/**
+ * All inputs are in: match, count, suppress (steps 13), aggregate under
+ * encryption, add a zero-sum mask, re-randomise (14).
+ */
+async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchangeState>> {
+  // In slices, with the event loop let run between them (10^6 positions take ~0.5 s here).
+  const index = await ElementIndex.buildAsync(s.buyerDoubled, ELEMENT);
+  const matching: Matching = {
+    hit: await index.matchAllAsync(s.providerDoubled), // per provider position: buyer position or −1
+    counts: s.counts,
+    weightOffsets: s.weightOffsets,
+    codes: concatU32(s.weightCodes),
+    weights: concatU32(s.weightValues),
+    buyerSetSize: s.buyerSetSize,
+    providerSetSize: s.providerSetSize,
+  };
+  const { count, keys } = await groupCounts(matching, s.groups);
+  const released = releasedGroups(count, keys, s.minGroupSize);
+  const suppressed = s.groups - released.length;
+  for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
+  const rel = released.length;
+  const counts = new Uint8Array(rel * 8);
+  released.forEach((g, i) => new DataView(counts.buffer).setBigUint64(i * 8, count[g] as bigint, true));
+  const result: JoinResult = { kind: "joinResult", header: header(s, JaStep.Result, 0, 1), codes: u32le(Uint32Array.from(released)), counts, suppressed };
+  const out: Outgoing[] = [{ to: "buyer", message: result }];
+  if (rel > 0) {
+    const masks = await weightMasks(matching, released);
+    const rows = Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n));
+    await withHe(s, ctx, async (he) => {
+      const n = he.params.slotCount;
+      const { perColumn } = valueChunkCount(s, s.providerSetSize);
+      const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
+      const total = s.stats.length * chunksOut;
+      const options = jaHeOptions(s);
+      for (let col = 0; col < s.stats.length; col++) {
+        // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here).
+        const column = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows);
+        const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, zeroSumMasks(he.params.plainModuli, rel, n), { level: "mask" });
+        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows); // the mask adds 0 to every block total
+        for (let c = 0; c < chunksOut; c++) {
+          const from = c * RESULT_BLOCKS_PER_CHUNK;
+          const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
+          out.push({
+            to: "buyer",
+            message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, col * chunksOut + c, total), column: col, firstBlock: from, ciphertext: he.sliceBlocks(fresh, from, to) },
+          });
+        }
+        ctx.onProgress?.("exchange: aggregate under encryption", col + 1, s.stats.length);
+      }
+    });
+  }
+  // Release everything the exchange held.
+  const state: JaExchangeState = {
+    ...s,
+    finished: true,
+    valueChunks: [],
+    buyerDoubled: new Uint8Array(0),
+    providerDoubled: new Uint8Array(0),
+    weightCodes: [],
+    weightValues: [],
+    counts: new Uint32Array(0),
+    weightOffsets: new Uint32Array(1),
+  };
+  return { state, messages: out };
+}
+
+type Update = (s: JaExchangeState, m: ProtocolMessage, ctx: JaContext) => JaExchangeState | Promise<JaExchangeState>;
+
+/** A step's update, then the answer once every input is in. */
+const thenFinish =
+  (update: Update) =>
+  async (s: JaExchangeState, m: ProtocolMessage, ctx: JaContext): Promise<Step<JaExchangeState>> => {
+    const next = await update(s, m, ctx);
+    return inputsComplete(next) ? finish(next, ctx) : { state: next, messages: [] };
+  };
+
+/** Who sends the exchange which step. */
+const HANDLERS: Handlers<JaExchangeState> = {
+  buyer: {
+    [JaStep.Key]: thenFinish(buyerKey),
+    [JaStep.BuyerExchangeHello]: thenFinish(buyerHello),
+    [JaStep.BuyerWeights]: thenFinish(buyerWeights),
+    [JaStep.ProviderDoubled]: thenFinish(buyerRaisedProvider),
+  },
+  provider: {
+    [JaStep.ProviderExchangeHello]: thenFinish(providerHello),
+    [JaStep.ProviderCounts]: thenFinish(providerCounts),
+    [JaStep.ProviderValues]: thenFinish(providerValues),
+    [JaStep.BuyerDoubled]: thenFinish(providerRaisedBuyer),
+  },
+};
+
+/** The exchange's role: takes 1, 10, 11, 12 from the buyer and 6, 7, 8, 9 from the provider; learns nothing it takes away. */
+export const jaExchange: Role<JaExchangeState, JaExchangeInit, JaContext> = {
+  start,
+  async receive(s, from, m, ctx) {
+    checkState(s, "exchange");
+    const handle = handlerFor("exchange", HANDLERS, from, m);
+    checkBinding(s, m.header);
+    if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
+    if (s.finished) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+    return (handle as NonNullable<typeof handle>)(s, m, ctx);
+  },
+  done: (s) => s.finished,
+  result: () => undefined,
+};
