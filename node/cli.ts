@@ -27,7 +27,7 @@ import { PROTOCOLS } from "../protocols/index.js";
 import { AGGREGATE_USAGE, aggregateCommand } from "./commands/aggregate.js";
 import { JOIN_AGGREGATE_USAGE, joinAggregateCommand } from "./commands/join-aggregate.js";
 import { LOOKUP_USAGE, lookupCommand } from "./commands/lookup.js";
-import { UsageError } from "./commands/args.js";
+import { parseOptions, UsageError, type OptionSpec } from "./commands/args.js";
 import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
 import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
@@ -59,20 +59,27 @@ function version(): string {
   return pkg.version;
 }
 
-function intOption(args: string[], name: string): number | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = Number(args[i + 1]);
-  if (!Number.isInteger(v) || v < 1) throw new UsageError(`${name} needs a positive integer`);
-  return v;
-}
+/** The engine demo's options (`umbra demo --local`); any of them selects it over the node demo. */
+const LOCAL_DEMO_OPTIONS: OptionSpec = { "--local": "flag", "--buyer-rows": "string", "--provider-rows": "string", "--dir": "string" };
 
-function stringOption(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith("--")) throw new UsageError(`${name} needs a value`);
-  return v;
+/** `umbra demo --local ...`: the engine alone; returns the exit code. */
+async function localDemoCommand(args: readonly string[]): Promise<number> {
+  const usage = `Usage:\n${DEMO_USAGE}`;
+  const o = parseOptions(args, LOCAL_DEMO_OPTIONS, usage);
+  if (o === undefined) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  const rows = (name: string): number | undefined => {
+    const n = o.integer(name);
+    if (n !== undefined && n < 1) throw new UsageError(`${name} needs an integer of at least 1`, usage);
+    return n;
+  };
+  const buyerRows = rows("--buyer-rows");
+  const providerRows = rows("--provider-rows");
+  const dir = o.get("--dir");
+  const r = await runDemo({ ...(buyerRows ? { buyerRows } : {}), ...(providerRows ? { providerRows } : {}), ...(dir ? { dir } : {}) });
+  return r.intersection === r.plaintextIntersection && r.oprfMatches === r.plaintextIntersection ? 0 : 1;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -98,16 +105,8 @@ export async function main(argv: string[]): Promise<number> {
       case "audit":
         return await auditCommand(args);
       case "demo": {
-        // --local, or any of the engine demo's options: the engine alone; otherwise the node demo.
-        const local = ["--local", "--buyer-rows", "--provider-rows", "--dir"].some((f) => args.includes(f));
-        if (!local) return await nodeDemoCommand(args);
-        const unknown = args.find((a, i) => a.startsWith("--") && !["--local", "--buyer-rows", "--provider-rows", "--dir"].includes(a) && !["--buyer-rows", "--provider-rows", "--dir"].includes(args[i - 1] ?? ""));
-        if (unknown !== undefined) throw new UsageError(`unknown option "${unknown}" for demo --local`);
-        const buyerRows = intOption(args, "--buyer-rows");
-        const providerRows = intOption(args, "--provider-rows");
-        const dir = stringOption(args, "--dir");
-        const r = await runDemo({ ...(buyerRows ? { buyerRows } : {}), ...(providerRows ? { providerRows } : {}), ...(dir ? { dir } : {}) });
-        return r.intersection === r.plaintextIntersection && r.oprfMatches === r.plaintextIntersection ? 0 : 1;
+        const local = args.some((a) => Object.keys(LOCAL_DEMO_OPTIONS).some((f) => a === f || a.startsWith(`${f}=`)));
+        return await (local ? localDemoCommand(args) : nodeDemoCommand(args));
       }
       case "protocols":
         for (const p of PROTOCOLS) {

@@ -146,7 +146,7 @@ const MASK_KEY_SALT = new TextEncoder().encode("umbra.v1.mask-key");
 /**
  * The node's X25519 *mask key*: the key pair federated-aggregate's providers
  * derive their pairwise masks from (X25519 between two providers' mask keys,
- * protocols/federated-aggregate.ts). It is derived from the identity's box
+ * protocols/federated-aggregate/masks.ts). It is derived from the identity's box
  * secret key — HKDF-SHA256 (RFC 5869), salt "umbra.v1.mask-key", info the
  * node's name — so it lives in the node's key store with its identity and
  * needs no storage of its own; the exchange registers its public half beside

@@ -37,8 +37,7 @@ export {
   type PrepareOptions,
 } from "./lookup/index.js";
 export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./lookup/index.js";
-export * from "./federated-aggregate.js";
-export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run-federated-aggregate.js";
+export * from "./federated-aggregate/index.js";
 export {
   JA_MAX_GROUPS,
   JA_VERSION,

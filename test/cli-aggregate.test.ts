@@ -6,54 +6,21 @@
  * and the error paths (exit 2 with the usage text, exit 1 with a typed code
  * and no cell value on stderr).
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
+import { umbra, type CliRun } from "./helpers/cli.js";
+import { mulberry32 } from "./helpers/data.js";
 
-const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "umbra-cli-aggregate-"));
 const file = (name: string) => join(dir, name);
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs the CLI in the temp folder (async, so several runs can overlap). */
-function run(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const run = (...args: string[]): Promise<CliRun> => umbra(args, {}, { cwd: dir, timeoutMs: 60_000 });
 
 // ------------------------------------------------------------------ data
-
-/** A deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Row {
   readonly region: string | null;
@@ -66,7 +33,7 @@ const CATEGORIES = ["north", "south", "east", "tiny"];
 
 /** One provider's rows: negatives, zeros, ±MAX, undeclared ("other") and null regions; "tiny" gets 1 row per provider. */
 function providerRows(seed: number, n: number): Row[] {
-  const rnd = prng(seed);
+  const rnd = mulberry32(seed);
   const rows: Row[] = [{ region: "north", amount: MAX }, { region: "south", amount: -MAX }, { region: "east", amount: 0 }, { region: "tiny", amount: 42 }];
   for (let i = rows.length; i < n; i++) {
     const r = rnd();
@@ -194,7 +161,7 @@ describe("umbra aggregate", () => {
       "aggregate",
       ...["--provider", "p0.csv", "--provider", "p1.csv", "--provider", "p2.csv"],
       ...["--agg", AGG, "--group-by", "region", "--categories", CATEGORIES.join(","), "--histogram", `amount:${EDGES.join(",")}`],
-      ...["--min-count", "5", "--max-abs", String(MAX), "--out", "grouped.csv", "--quiet"],
+      ...["--min-group-size", "5", "--max-abs-value", String(MAX), "--out", "grouped.csv", "--quiet"],
     );
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
@@ -228,7 +195,7 @@ describe("umbra aggregate", () => {
   });
 
   it("without group-by, fixed point (--scale 2) on two providers: one cell; sums exact to the cent; Arrow output", async () => {
-    const r = await run("aggregate", "--provider", "d0.csv", "--provider=d1.csv", "--agg", "COUNT, sum(amount), avg(amount), var(amount)", "--scale", "2", "--max-abs", "10000", "--out", "fixed.arrow", "--quiet");
+    const r = await run("aggregate", "--provider", "d0.csv", "--provider=d1.csv", "--agg", "COUNT, sum(amount), avg(amount), var(amount)", "--scale", "2", "--max-abs-value", "10000", "--out", "fixed.arrow", "--quiet");
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/cells written: 1 \(suppressed: 0, k = 10\)/);
@@ -244,10 +211,10 @@ describe("umbra aggregate", () => {
     close(row["var_amount"] ?? null, (e.var as number) / 10_000);
   });
 
-  it("default k = 10 suppresses a cell below it; the note about --max-abs goes to stderr", async () => {
+  it("default k = 10 suppresses a cell below it; the note about --max-abs-value goes to stderr", async () => {
     const r = await run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(amount)", "--group-by", "region", "--categories", "north,tiny", "--out", "k10.csv");
     expect(r.status).toBe(0);
-    expect(r.stderr).toMatch(/--max-abs not given/);
+    expect(r.stderr).toMatch(/--max-abs-value not given/);
     for (const s of secrets) expect(r.stderr).not.toContain(s);
     const out = await readOut("k10.csv");
     const north = plaintextPerProvider([providers[0] as Row[], providers[1] as Row[]], ["north"], [], 10).get("north") as Expected;
@@ -273,9 +240,9 @@ describe("umbra aggregate", () => {
       ["aggregate", ...base, "--agg", "count", "--group-by", "region", "--categories", "a,a"],
       ["aggregate", ...base, "--agg", "count", "--histogram", "amount:5,1"],
       ["aggregate", ...base, "--agg", "count", "--histogram", "amount"],
-      ["aggregate", ...base, "--agg", "count", "--min-count", "0"],
+      ["aggregate", ...base, "--agg", "count", "--min-group-size", "0"],
       ["aggregate", ...base, "--agg", "count", "--min-providers", "3"],
-      ["aggregate", ...base, "--agg", "count", "--max-abs", "-4"],
+      ["aggregate", ...base, "--agg", "count", "--max-abs-value", "-4"],
       ["aggregate", ...base, "--agg", "count", "--scale", "19"],
       ["aggregate", ...base, "--agg", "count", "--frobnicate"],
       ["aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count", "--out", "p0.csv"],
@@ -292,7 +259,7 @@ describe("umbra aggregate", () => {
   it("typed errors exit 1 with the code and no value: a missing column, a value out of range", async () => {
     const [missing, range, group] = await Promise.all([
       run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(nope)", "--out", "m.csv", "--quiet"),
-      run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "sum(amount)", "--max-abs", "999", "--out", "m.csv", "--quiet"),
+      run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "sum(amount)", "--max-abs-value", "999", "--out", "m.csv", "--quiet"),
       run("aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count", "--group-by", "nope", "--categories", "a", "--out", "m.csv", "--quiet"),
     ]);
     expect(missing.status).toBe(1);

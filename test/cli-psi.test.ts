@@ -4,60 +4,27 @@
  * composite keys, checked against plain JS joins; and the error paths (exit
  * codes, typed codes, no cell value on stderr).
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Int32, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable, writeArrowIPC } from "../engine/columns/index.js";
 import { preparedTableInfo } from "../protocols/index.js";
+import { umbra, type CliRun } from "./helpers/cli.js";
+import { mulberry32 } from "./helpers/data.js";
 
-const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "umbra-cli-psi-"));
 const file = (name: string) => join(dir, name);
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs the CLI in the temp folder (async, so several runs can overlap). */
-function run(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const run = (...args: string[]): Promise<CliRun> => umbra(args, {}, { cwd: dir, timeoutMs: 60_000 });
 
 // ------------------------------------------------------------------ data
 
 type Cell = string | null;
 type Row = Record<string, unknown>;
-
-/** A deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FIRST = ["Zoë", "José", "Ünal", "李雷", "Åsa", "Noémie", "Øyvind", "Chloé", "Renée", "Ðorđe"];
 
@@ -95,7 +62,7 @@ function writeCsvFile(path: string, columns: readonly string[], rows: readonly R
 
 /** Buyer: people 0..99, some twice, some with no e-mail; written in various ways. */
 function buyerRows(): Record<string, Cell>[] {
-  const rnd = prng(7);
+  const rnd = mulberry32(7);
   const rows: Record<string, Cell>[] = [];
   for (let i = 0; i < 100; i++) {
     rows.push({
@@ -330,7 +297,7 @@ describe("umbra lookup", () => {
   it("prepare (seed file created 0600, metadata kept in Arrow IPC) then lookup --prepared", async () => {
     const prep = [
       "lookup", "prepare", "--provider", "provider.csv", "--key", "phone", "--columns", "score,segment",
-      "--product", "telco.phones", "--version", "3", "--seed-file", "master.seed", "--digits-only", "--quiet",
+      "--product", "telco.phones", "--product-version", "3", "--seed-file", "master.seed", "--digits-only", "--quiet",
     ];
     const p1 = await run(...prep, "--out", "prepared.arrow");
     expect(p1.status).toBe(0);
@@ -361,7 +328,7 @@ describe("umbra lookup", () => {
     const expected = lookupOracle(buyer, provider, ["phone"], ["score", "segment"], { digitsOnly: true });
     const [l1, l2, l3] = await Promise.all([
       run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared.arrow", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared.csv", "--quiet"),
-      run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared2.arrows", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared2.arrow", "--quiet", "--product", "telco.phones", "--version", "3"),
+      run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared2.arrows", "--seed-file", "master.seed", "--key", "phone", "--digits-only", "--out", "via-prepared2.arrow", "--quiet", "--product", "telco.phones", "--product-version", "3"),
       run("lookup", "--buyer", "buyer.csv", "--prepared", "prepared.arrow", "--seed-file", "master.seed", "--key", "phone", "--out", "no-digits.csv", "--quiet"),
     ]);
     expect(l1.stderr).toBe("");
@@ -415,7 +382,7 @@ describe("errors", () => {
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "buyer.csv"),
       run("lookup", "--buyer", "buyer.csv", "--key", "email", "--out", "o.csv"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "email,score", "--out", "o.csv"),
-      run("lookup", "prepare", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--product", "p", "--version", "-1", "--seed-file", "s.seed", "--out", "p.arrow"),
+      run("lookup", "prepare", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--product", "p", "--product-version", "-1", "--seed-file", "s.seed", "--out", "p.arrow"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "score", "--budget", "lots", "--out", "o.csv"),
     ]);
     const messages = [
@@ -427,7 +394,7 @@ describe("errors", () => {
       /--out must not be one of the input files/,
       /--provider is required/,
       /column "email" is in both --key and --columns/,
-      /--version needs (a value|an integer)/,
+      /--product-version needs (a value|an integer)/,
       /--budget needs an integer/,
     ];
     runs.forEach((r, i) => {
@@ -452,7 +419,7 @@ describe("errors", () => {
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "note", "--cardinality"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "score,nope", "--out", "o.csv"),
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "o.parquet"),
-      run("lookup", "prepare", "--provider", "missing.parquet", "--key", "email", "--columns", "score", "--product", "p", "--version", "1", "--seed-file", "s.seed", "--out", "p.arrow"),
+      run("lookup", "prepare", "--provider", "missing.parquet", "--key", "email", "--columns", "score", "--product", "p", "--product-version", "1", "--seed-file", "s.seed", "--out", "p.arrow"),
     ]);
     const expected = [
       /^umbra: UMBRA_UNREADABLE_FILE: cannot open file "nope.csv": ENOENT$/m,

@@ -20,6 +20,7 @@ import { InvalidArgumentError, InvalidInputError } from "../engine/errors.js";
 import {
   BoundExceededError,
   createCkksContext,
+  ckksScheme,
   createHeContext,
   InvalidCiphertextError,
   InvalidKeyError,
@@ -33,17 +34,15 @@ import {
   decodeMessage,
   encodeMessage,
   faBoxKeyPair,
-  faBuyerReceive,
+  faBuyer,
+  faExchange,
+  faProvider,
   faBuyerResult,
-  faBuyerStart,
   faCkksOptions,
-  faExchangeReceive,
-  faExchangeStart,
   faHeOptions,
   faMaskedValues,
-  faProviderReceive,
-  faProviderStart,
   InvalidMessageError,
+  providerRole,
   resolveFaParams,
   runFederatedAggregate,
   WrongStepError,
@@ -52,11 +51,18 @@ import {
   type AggregateSpec,
   type FaBuyerState,
   type FaContext,
+  type FaExchangeState,
+  type FaProviderInput,
   type FaResult,
   type FederatedAggregateParams,
   type ProtocolMessage,
 } from "../protocols/index.js";
 import { rng } from "./helpers/data.js";
+
+/** Provider i's start, by hand. */
+const providerStart = (params: FederatedAggregateParams, input: FaProviderInput) => faProvider.start({ params, input }, {});
+/** The exchange takes a message from the role that sends its step: the key set from the buyer, provider i's vector from "provider-<i>". */
+const exchangeReceive = (s: FaExchangeState, m: ProtocolMessage, c: FaContext = {}) => faExchange.receive(s, m.kind === "aggregateCiphertext" ? providerRole(m.party) : "buyer", m, c);
 
 // ------------------------------------------------------------------ exact oracle
 
@@ -394,7 +400,7 @@ describe("approximate federated-aggregate: k per provider per cell", () => {
     // The victim's role: every slot of the cell is 0 in its plaintext vector before masking.
     const ps = resolveFaParams({ job: "ckks-sybil", providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true });
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
-    const p = await faProviderStart({ job: ps.job, providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true }, {
+    const p = await providerStart({ job: ps.job, providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true }, {
       index: 0,
       table: table(victim, "float"),
       boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array },
@@ -460,7 +466,7 @@ let ckks: CkksContext;
 let ctx: FaContext;
 beforeAll(async () => {
   ckks = await createCkksContext(faCkksOptions(resolveFaParams(params("setup"))));
-  ctx = { ckks };
+  ctx = { he: ckksScheme(ckks) };
 }, 60_000);
 afterAll(() => ckks?.dispose());
 
@@ -473,21 +479,21 @@ async function setup(job: string, p: Partial<FederatedAggregateParams> = {}, dat
   const peers = boxes.map((b) => b.publicKey);
   // ctx's CKKS context is used where the job's parameters match it, else each call builds its own.
   const c = ctx;
-  const buyer = await faBuyerStart(ps, c);
-  const exchange = await faExchangeStart(ps);
-  const providers = await Promise.all(data.map((raw, i) => faProviderStart(ps, { index: i, table: table(raw, "float"), boxKeyPair: boxes[i] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers })));
+  const buyer = await faBuyer.start(ps, c);
+  const exchange = await faExchange.start(ps, {});
+  const providers = await Promise.all(data.map((raw, i) => providerStart(ps, { index: i, table: table(raw, "float"), boxKeyPair: boxes[i] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers })));
   const keyMsg = wire(buyer.messages[0]?.message as AggregateKey);
-  const ex1 = await faExchangeReceive(exchange.state, keyMsg, c);
+  const ex1 = await exchangeReceive(exchange.state, keyMsg, c);
   const relayed = ex1.messages.map((a) => wire(a.message as AggregateKey));
-  const masked = await Promise.all(providers.map(async (pr, i) => wire((await faProviderReceive(pr.state, relayed[i] as AggregateKey, c)).messages[0]?.message as AggregateCiphertext)));
+  const masked = await Promise.all(providers.map(async (pr, i) => wire((await faProvider.receive(pr.state, "exchange", relayed[i] as AggregateKey, c)).messages[0]?.message as AggregateCiphertext)));
   return { ps, buyer, exchange: ex1, providers, keyMsg, masked };
 }
 
 async function finish(s: Awaited<ReturnType<typeof setup>>) {
   let ex = s.exchange;
-  for (const m of s.masked) ex = await faExchangeReceive(ex.state, m, ctx);
+  for (const m of s.masked) ex = await exchangeReceive(ex.state, m, ctx);
   const sum = wire(ex.messages[0]?.message as AggregateCiphertext);
-  return { sum, buyer: await faBuyerReceive(s.buyer.state, sum, ctx) };
+  return { sum, buyer: await faBuyer.receive(s.buyer.state, "exchange", sum, ctx) };
 }
 
 describe("approximate federated-aggregate: what the key holder sees", () => {
@@ -587,17 +593,17 @@ describe("approximate federated-aggregate: what the key holder sees", () => {
     const s = await setup("fa-ckks-single");
     const one = s.masked[0] as AggregateCiphertext;
     const forged: AggregateCiphertext = { ...one, header: { ...one.header, step: 3 }, party: 0, contributors: 2 };
-    await expect(faBuyerReceive(s.buyer.state, wire(forged), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(faBuyer.receive(s.buyer.state, "exchange", wire(forged), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
     // A re-randomised single provider: right level, wrong counts.
     const alone = ckks.reRandomize(one.ciphertext, s.buyer.state.publicKey, { maxAbsTotal: 3 });
-    await expect(faBuyerReceive(s.buyer.state, wire({ ...forged, ciphertext: alone }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(faBuyer.receive(s.buyer.state, "exchange", wire({ ...forged, ciphertext: alone }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
     // The real sum with its header's counts understated (encodings 1 instead of 2): refused, as the bound would be.
     const { sum } = await finish(s);
     const understated = Uint8Array.from(sum.ciphertext);
     new DataView(understated.buffer).setBigUint64(72, 1n, true);
-    await expect(faBuyerReceive(s.buyer.state, wire({ ...sum, ciphertext: understated }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(faBuyer.receive(s.buyer.state, "exchange", wire({ ...sum, ciphertext: understated }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
     expect(s.buyer.state.done).toBe(false);
-    const ok = await faBuyerReceive(s.buyer.state, sum, ctx);
+    const ok = await faBuyer.receive(s.buyer.state, "exchange", sum, ctx);
     expect(ok.state.done).toBe(true);
   }, 60_000);
 });
@@ -609,24 +615,24 @@ describe("approximate federated-aggregate: hostile input refused with typed erro
     const withCt = (ciphertext: Uint8Array, extra: Partial<AggregateCiphertext> = {}): AggregateCiphertext => ({ ...good, ciphertext, ...extra });
     const ex = s.exchange.state;
     const before = JSON.stringify({ received: Array.from(ex.received), sum: ex.sum.length, done: ex.done });
-    await expect(faExchangeReceive(ex, withCt(new Uint8Array(200).fill(7)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
-    await expect(faExchangeReceive(ex, withCt(good.ciphertext.subarray(0, good.ciphertext.length - 10)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(new Uint8Array(200).fill(7)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(good.ciphertext.subarray(0, good.ciphertext.length - 10)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     const big = new Uint8Array(good.ciphertext.length + 2 * 1024 * 1024);
     big.set(good.ciphertext);
-    await expect(faExchangeReceive(ex, withCt(big), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(big), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     // SEAL's own header corrupted (right after the 80-byte frame header and the 4-byte length): refused by SEAL's load on arrival.
     const flipped = Uint8Array.from(good.ciphertext);
     flipped[84] = (flipped[84] as number) ^ 0xff;
-    await expect(faExchangeReceive(ex, withCt(flipped), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(flipped), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     // A level byte that does not match the SEAL object.
     const relabelled = Uint8Array.from(good.ciphertext);
     relabelled[5] = 1;
-    await expect(faExchangeReceive(ex, withCt(relabelled), ctx)).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(exchangeReceive(ex, withCt(relabelled), ctx)).rejects.toBeInstanceOf(InvalidInputError);
     // Forged header counts (an understated bound).
     const understated = Uint8Array.from(good.ciphertext);
     new DataView(understated.buffer).setBigUint64(48, 2n, true);
     new DataView(understated.buffer).setBigUint64(56, 2n, true);
-    await expect(faExchangeReceive(ex, withCt(understated), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(exchangeReceive(ex, withCt(understated), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
 
     // A BFV ciphertext (an exact job's) in this approximate job: ParameterMismatchError.
     const exactParams = params("fa-ckks-hostile", { approximate: false });
@@ -634,26 +640,26 @@ describe("approximate federated-aggregate: hostile input refused with typed erro
     try {
       const k = bfv.generateKeys({ galois: false });
       const bfvCt = bfv.encryptColumn(new Int32Array(resolveFaParams(exactParams).length), k.publicKey);
-      await expect(faExchangeReceive(ex, withCt(bfvCt), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+      await expect(exchangeReceive(ex, withCt(bfvCt), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
     } finally {
       bfv.dispose();
     }
     // Another job's CKKS parameters (3 providers: another maxAbsValue and maxRows): ParameterMismatchError.
     const other = await setup("fa-ckks-other", {}, [DATA[0] as Raw, DATA[1] as Raw, DATA[1] as Raw]);
-    await expect(faExchangeReceive(ex, withCt((other.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(exchangeReceive(ex, withCt((other.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
     // Same parameters, another buyer's key set: KeyMismatchError.
     const twin = await setup("fa-ckks-hostile");
-    await expect(faExchangeReceive(ex, withCt((twin.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(KeyMismatchError);
+    await expect(exchangeReceive(ex, withCt((twin.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(KeyMismatchError);
     // A re-randomised (last-level) ciphertext posing as a provider's vector.
     const last = ckks.reRandomize(good.ciphertext, s.buyer.state.publicKey, { maxAbsTotal: 3 });
-    await expect(faExchangeReceive(ex, withCt(last), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(exchangeReceive(ex, withCt(last), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
     expect(JSON.stringify({ received: Array.from(ex.received), sum: ex.sum.length, done: ex.done })).toBe(before);
 
     // State unchanged by the refusals: the good one is accepted, then its replay refused.
-    const ok = await faExchangeReceive(ex, good, ctx);
+    const ok = await exchangeReceive(ex, good, ctx);
     expect(ok.messages.length).toBe(0);
-    await expect(faExchangeReceive(ok.state, good, ctx)).rejects.toBeInstanceOf(WrongStepError);
-    const done = await faExchangeReceive(ok.state, s.masked[1] as AggregateCiphertext, ctx);
+    await expect(exchangeReceive(ok.state, good, ctx)).rejects.toBeInstanceOf(WrongStepError);
+    const done = await exchangeReceive(ok.state, s.masked[1] as AggregateCiphertext, ctx);
     expect(done.messages.length).toBe(1);
   }, 120_000);
 
@@ -668,37 +674,37 @@ describe("approximate federated-aggregate: hostile input refused with typed erro
     // The flag cleared (an exact key message in an approximate job), and through the wire.
     const exactLike: AggregateKey = { ...k, approximate: undefined, precisionBits: undefined };
     expect(wire(exactLike).approximate).toBeUndefined();
-    await expect(faProviderReceive(p0, wire(exactLike), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...k, approximate: false }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, wire({ ...k, precisionBits: 30 }), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...k, maxAbsValue: "99" }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...k, fingerprint: "0".repeat(32) }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...k, publicKey: new Uint8Array(100).fill(1) }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
-    await expect(faProviderReceive(p0, { ...k, publicKey: s.buyer.state.secretKey }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(faProvider.receive(p0, "exchange", wire(exactLike), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, approximate: false }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", wire({ ...k, precisionBits: 30 }), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, maxAbsValue: "99" }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, fingerprint: "0".repeat(32) }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, publicKey: new Uint8Array(100).fill(1) }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, publicKey: s.buyer.state.secretKey }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
     const truncated = k.publicKey.subarray(0, k.publicKey.length - 7);
-    await expect(faProviderReceive(p0, { ...k, publicKey: truncated }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, publicKey: truncated }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
     const corrupt = Uint8Array.from(k.publicKey);
     corrupt[44] = (corrupt[44] as number) ^ 0xff;
-    await expect(faProviderReceive(p0, { ...k, publicKey: corrupt }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(faProvider.receive(p0, "exchange", { ...k, publicKey: corrupt }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
     // The exchange likewise; its state still waits for a key.
-    const ex0 = await faExchangeStart(s.ps);
-    await expect(faExchangeReceive(ex0.state, { ...k, approximate: false }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faExchangeReceive(ex0.state, { ...k, publicKey: corrupt }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    const ex0 = await faExchange.start(s.ps, {});
+    await expect(exchangeReceive(ex0.state, { ...k, approximate: false }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(exchangeReceive(ex0.state, { ...k, publicKey: corrupt }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
     expect(ex0.state.keyId).toBe("");
     // An exact key message is refused here, and an exact job's provider refuses the approximate one.
-    const exactBuyer = await faBuyerStart(params("fa-ckks-key", { approximate: false }));
+    const exactBuyer = await faBuyer.start(params("fa-ckks-key", { approximate: false }), {});
     const exactKey = wire(exactBuyer.messages[0]?.message as AggregateKey);
     expect(exactKey.approximate).toBeUndefined();
-    await expect(faProviderReceive(p0, exactKey, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    const exactProvider = await faProviderStart(params("fa-ckks-key", { approximate: false }), {
+    await expect(faProvider.receive(p0, "exchange", exactKey, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    const exactProvider = await providerStart(params("fa-ckks-key", { approximate: false }), {
       index: 0,
       table: new Table({ cat: vectorFromArray(["c0"], new Utf8()), x: vectorFromArray([1n], new Int64()) }),
       boxKeyPair: { publicKey: p0.peers[0] as Uint8Array, secretKey: p0.boxSecretKey },
       peers: p0.peers,
     });
-    await expect(faProviderReceive(exactProvider.state, k)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(exactProvider.state, "exchange", k, {})).rejects.toBeInstanceOf(ParameterMismatchError);
     // None of it moved the provider: the real key is still taken.
-    const r = await faProviderReceive(p0, k, ctx);
+    const r = await faProvider.receive(p0, "exchange", k, ctx);
     expect(r.messages.length).toBe(1);
   }, 60_000);
 
@@ -738,7 +744,7 @@ describe("approximate federated-aggregate: hostile input refused with typed erro
     const ps = params("j-range");
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
     const start = (x: number[]) =>
-      faProviderStart(ps, { index: 0, table: table({ cat: x.map(() => "c0"), x }, "float"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
+      providerStart(ps, { index: 0, table: table({ cat: x.map(() => "c0"), x }, "float"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
     await expect(start([1, 1000.0001])).rejects.toBeInstanceOf(ValueOutOfRangeError);
     await expect(start([1, Number.NaN])).rejects.toBeInstanceOf(ValueOutOfRangeError);
     await expect(start([1, -1000])).resolves.toBeDefined();
@@ -832,7 +838,7 @@ describe("umbra aggregate --approximate", () => {
       p.forEach((raw, i) => writeFileSync(join(dir, `p${i}.csv`), `region,amount\n${raw.x.map((x, r) => `${raw.cat[r]},${x}`).join("\n")}\n`));
       const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
       const args = ["aggregate", "--provider", "p0.csv", "--provider", "p1.csv", "--agg", "count,sum(amount),avg(amount)", "--group-by", "region", "--categories", "n,s,w"];
-      const r = spawnSync(process.execPath, [cli, ...args, "--min-count", "1", "--max-abs", "1000", "--approximate", "--quiet", "--out", "out.csv"], { cwd: dir, encoding: "utf8" });
+      const r = spawnSync(process.execPath, [cli, ...args, "--min-group-size", "1", "--max-abs-value", "1000", "--approximate", "--quiet", "--out", "out.csv"], { cwd: dir, encoding: "utf8" });
       expect(r.stderr).toBe("");
       expect(r.status).toBe(0);
       const t = await readTable(join(dir, "out.csv"));

@@ -9,36 +9,42 @@
 import { Float64, Int64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../engine/errors.js";
-import { createHeContext, InvalidCiphertextError, InvalidKeyError, KeyMismatchError, ParameterMismatchError, type HeContext } from "../engine/he/index.js";
+import { bfvScheme, createHeContext, InvalidCiphertextError, InvalidKeyError, KeyMismatchError, ParameterMismatchError, type HeContext } from "../engine/he/index.js";
 import {
   decodeMessage,
   encodeMessage,
   faBoxKeyPair,
-  faBuyerReceive,
+  faBuyer,
+  faExchange,
+  faProvider,
   faBuyerResult,
-  faBuyerStart,
-  faExchangeReceive,
-  faExchangeStart,
   faHeOptions,
   faLocalVector,
-  faProviderReceive,
-  faProviderStart,
   InvalidMessageError,
   MessageTooLargeError,
   MissingProviderError,
+  providerRole,
   ProtocolError,
   resolveFaParams,
   runFederatedAggregate,
   WrongJobError,
+  WrongSenderError,
   WrongStepError,
   type AggregateCiphertext,
   type AggregateKey,
   type AggregateSpec,
   type FaContext,
+  type FaExchangeState,
+  type FaProviderInput,
   type FederatedAggregateParams,
   type ProtocolMessage,
 } from "../protocols/index.js";
 import { rng } from "./helpers/data.js";
+
+/** Provider i's start, by hand. */
+const providerStart = (params: FederatedAggregateParams, input: FaProviderInput) => faProvider.start({ params, input }, {});
+/** The exchange takes a message from the role that sends its step: the key set from the buyer, provider i's vector from "provider-<i>". */
+const exchangeReceive = (s: FaExchangeState, m: ProtocolMessage, c: FaContext = {}) => faExchange.receive(s, m.kind === "aggregateCiphertext" ? providerRole(m.party) : "buyer", m, c);
 
 interface Raw {
   readonly cat: (string | null)[];
@@ -306,7 +312,7 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
     const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777n, ...Array.from({ length: 20 }, () => 3n)] };
     const ps = params("fa-sybil-local", { groupBy: { column: "cat", categories: cats }, minCount: k, histogram: { column: "x", edges: [0, 100, 1000] } });
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
-    const p = await faProviderStart(ps, { index: 0, table: table(victim, "int"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
+    const p = await providerStart(ps, { index: 0, table: table(victim, "int"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
     const stride = p.state.stride;
     expect(p.state.values.slice(0, stride)).toEqual(new Array<string>(stride).fill("0"));
     expect(p.state.values[stride]).toBe("20");
@@ -362,7 +368,7 @@ describe("k per provider per range: a bin under k cannot be recovered by subtrac
     // Edges [21, 1000]: one row (aged 20) below the first edge, under k: out of the count, the sum and the bin.
     const ps: FederatedAggregateParams = { job: "fa-ranges-local", providers: 2, minProviders: 2, minCount: k, aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram: { column: "age", edges: [21, 1000] }, maxAbsValue: 10_000, maxRowsPerProvider: 100 };
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
-    const p = await faProviderStart(ps, { index: 0, table: ageTable(AGES.victim), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
+    const p = await providerStart(ps, { index: 0, table: ageTable(AGES.victim), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
     expect(p.state.values).toEqual(["32", String(19 * 100 + 4242 + 12 * 500), "32"]);
   });
 });
@@ -394,7 +400,7 @@ let he: HeContext;
 let ctx: FaContext;
 beforeAll(async () => {
   he = await createHeContext(faHeOptions(resolveFaParams(params("setup"))));
-  ctx = { he };
+  ctx = { he: bfvScheme(he) };
 });
 afterAll(() => he?.dispose());
 
@@ -405,13 +411,13 @@ async function setup(job: string, p: Partial<FederatedAggregateParams> = {}) {
   const ps = params(job, p);
   const boxes = DATA.map(() => faBoxKeyPair());
   const peers = boxes.map((b) => b.publicKey);
-  const buyer = await faBuyerStart(ps, ctx);
-  const exchange = await faExchangeStart(ps);
-  const providers = await Promise.all(DATA.map((raw, i) => faProviderStart(ps, { index: i, table: table(raw, "int"), boxKeyPair: boxes[i] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers })));
+  const buyer = await faBuyer.start(ps, ctx);
+  const exchange = await faExchange.start(ps, {});
+  const providers = await Promise.all(DATA.map((raw, i) => providerStart(ps, { index: i, table: table(raw, "int"), boxKeyPair: boxes[i] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers })));
   const keyMsg = wire(buyer.messages[0]?.message as AggregateKey);
-  const ex1 = await faExchangeReceive(exchange.state, keyMsg, ctx);
+  const ex1 = await exchangeReceive(exchange.state, keyMsg, ctx);
   const relayed = ex1.messages.map((a) => wire(a.message as AggregateKey));
-  const masked = await Promise.all(providers.map(async (p, i) => wire((await faProviderReceive(p.state, relayed[i] as AggregateKey, ctx)).messages[0]?.message as AggregateCiphertext)));
+  const masked = await Promise.all(providers.map(async (p, i) => wire((await faProvider.receive(p.state, "exchange", relayed[i] as AggregateKey, ctx)).messages[0]?.message as AggregateCiphertext)));
   return { ps, buyer, exchange: ex1, providers, keyMsg, masked };
 }
 
@@ -451,9 +457,9 @@ describe("federated-aggregate: what the key holder sees", () => {
   it("the buyer refuses a single provider's ciphertext posing as the sum", async () => {
     const s = await setup("fa-single");
     const forged: AggregateCiphertext = { ...(s.masked[0] as AggregateCiphertext), header: { ...(s.masked[0] as AggregateCiphertext).header, step: 3 }, party: 0, contributors: 2 };
-    await expect(faBuyerReceive(s.buyer.state, wire(forged), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(faBuyer.receive(s.buyer.state, "exchange", wire(forged), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
     const claimed: AggregateCiphertext = { ...forged, contributors: 1 };
-    await expect(faBuyerReceive(s.buyer.state, wire(claimed), ctx)).rejects.toBeInstanceOf(ProtocolError);
+    await expect(faBuyer.receive(s.buyer.state, "exchange", wire(claimed), ctx)).rejects.toBeInstanceOf(ProtocolError);
     expect(s.buyer.state.done).toBe(false);
   });
 
@@ -488,10 +494,10 @@ describe("federated-aggregate: what the key holder sees", () => {
     const chi = buckets.reduce((s, c) => s + (c - e) ** 2 / e, 0);
     expect(chi).toBeLessThan(50);
     // The two masked vectors add up to the true totals.
-    const ex = await faExchangeReceive(a.exchange.state, a.masked[0] as AggregateCiphertext, ctx);
-    const ex2 = await faExchangeReceive(ex.state, a.masked[1] as AggregateCiphertext, ctx);
+    const ex = await exchangeReceive(a.exchange.state, a.masked[0] as AggregateCiphertext, ctx);
+    const ex2 = await exchangeReceive(ex.state, a.masked[1] as AggregateCiphertext, ctx);
     const sum = wire(ex2.messages[0]?.message as AggregateCiphertext);
-    const done = await faBuyerReceive(a.buyer.state, sum, ctx);
+    const done = await faBuyer.receive(a.buyer.state, "exchange", sum, ctx);
     const res = faBuyerResult(done.state);
     expect(res.cells[0]?.count).toBe(3n);
     expect(res.cells[0]?.columns["x"]?.sum).toBe(14n);
@@ -507,41 +513,66 @@ describe("federated-aggregate: hostile input refused with typed errors", () => {
     const good = s.masked[0] as AggregateCiphertext;
     const withCt = (ciphertext: Uint8Array, extra: Partial<AggregateCiphertext> = {}): AggregateCiphertext => ({ ...good, ciphertext, ...extra });
     const ex = s.exchange.state;
-    await expect(faExchangeReceive(ex, withCt(new Uint8Array(200).fill(7)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
-    await expect(faExchangeReceive(ex, withCt(good.ciphertext.subarray(0, good.ciphertext.length - 10)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(new Uint8Array(200).fill(7)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(good.ciphertext.subarray(0, good.ciphertext.length - 10)), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     const big = new Uint8Array(good.ciphertext.length + 4 * 1024 * 1024);
     big.set(good.ciphertext);
-    await expect(faExchangeReceive(ex, withCt(big), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(big), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     // SEAL's own header corrupted (its magic, right after the 56-byte frame header and the 4-byte length): refused by SEAL's load.
     const flipped = Uint8Array.from(good.ciphertext);
     flipped[60] = (flipped[60] as number) ^ 0xff;
-    await expect(faExchangeReceive(ex, withCt(flipped), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
+    await expect(exchangeReceive(ex, withCt(flipped), ctx)).rejects.toBeInstanceOf(InvalidCiphertextError);
     expect(() => decodeMessage(new Uint8Array(9 * 1024 * 1024))).toThrow(MessageTooLargeError);
 
     // Another job's parameters (a different value range): ParameterMismatchError.
     const other = await setup("fa-other", { maxAbsValue: 10 ** 6 });
-    await expect(faExchangeReceive(ex, withCt((other.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(exchangeReceive(ex, withCt((other.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
     // Same parameters, another buyer's key set: KeyMismatchError.
     const twin = await setup("fa-hostile");
-    await expect(faExchangeReceive(ex, withCt((twin.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(KeyMismatchError);
+    await expect(exchangeReceive(ex, withCt((twin.masked[0] as AggregateCiphertext).ciphertext), ctx)).rejects.toBeInstanceOf(KeyMismatchError);
     // Index out of range, a forged contributor count, another job.
-    await expect(faExchangeReceive(ex, withCt(good.ciphertext, { party: 9 }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-    await expect(faExchangeReceive(ex, withCt(good.ciphertext, { contributors: 2 }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-    await expect(faExchangeReceive(ex, { ...good, header: { ...good.header, job: "another" } }, ctx)).rejects.toBeInstanceOf(WrongJobError);
+    await expect(exchangeReceive(ex, withCt(good.ciphertext, { party: 9 }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(exchangeReceive(ex, withCt(good.ciphertext, { contributors: 2 }), ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+    await expect(exchangeReceive(ex, { ...good, header: { ...good.header, job: "another" } }, ctx)).rejects.toBeInstanceOf(WrongJobError);
 
     // State unchanged by the refusals: the good one is accepted, then its replay refused.
-    const ok = await faExchangeReceive(ex, good, ctx);
+    const ok = await exchangeReceive(ex, good, ctx);
     expect(ok.messages.length).toBe(0);
-    await expect(faExchangeReceive(ok.state, good, ctx)).rejects.toBeInstanceOf(WrongStepError);
+    await expect(exchangeReceive(ok.state, good, ctx)).rejects.toBeInstanceOf(WrongStepError);
 
     // Step 1 with options other than the job's, a fingerprint of other parameters, a garbage key.
     const p0 = s.providers[0]?.state;
     if (!p0) throw new Error("no provider");
-    await expect(faProviderReceive(p0, { ...s.keyMsg, maxAbsValue: "99" }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...s.keyMsg, fingerprint: "0".repeat(32) }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...s.keyMsg, publicKey: new Uint8Array(100).fill(1) }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
-    await expect(faProviderReceive(p0, { ...s.keyMsg, publicKey: (other.keyMsg as AggregateKey).publicKey }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
-    await expect(faProviderReceive(p0, { ...s.keyMsg, header: { ...s.keyMsg.header, step: 2 } }, ctx)).rejects.toBeInstanceOf(WrongStepError);
+    await expect(faProvider.receive(p0, "exchange", { ...s.keyMsg, maxAbsValue: "99" }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...s.keyMsg, fingerprint: "0".repeat(32) }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...s.keyMsg, publicKey: new Uint8Array(100).fill(1) }, ctx)).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(faProvider.receive(p0, "exchange", { ...s.keyMsg, publicKey: (other.keyMsg as AggregateKey).publicKey }, ctx)).rejects.toBeInstanceOf(ParameterMismatchError);
+    await expect(faProvider.receive(p0, "exchange", { ...s.keyMsg, header: { ...s.keyMsg.header, step: 2 } }, ctx)).rejects.toBeInstanceOf(WrongStepError);
+  });
+
+  it("each role takes a step only from the role that sends it (WrongSenderError, UMBRA_WRONG_SENDER), its state unchanged", async () => {
+    const s = await setup("fa-senders");
+    const v0 = s.masked[0] as AggregateCiphertext;
+    const v1 = s.masked[1] as AggregateCiphertext;
+    // The key set only from the buyer.
+    const fresh = (await faExchange.start(s.ps, {})).state;
+    await expect(faExchange.receive(fresh, providerRole(0), s.keyMsg, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+    await expect(faExchange.receive(fresh, providerRole(0), s.keyMsg, ctx)).rejects.toMatchObject({ code: "UMBRA_WRONG_SENDER" });
+    // Provider i's vector only from "provider-<i>": not from another provider, nor from the buyer.
+    await expect(faExchange.receive(s.exchange.state, providerRole(1), v0, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+    await expect(faExchange.receive(s.exchange.state, "buyer", v0, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+    // A provider hears only from the exchange.
+    const p1 = s.providers[1]?.state;
+    if (!p1) throw new Error("no provider");
+    await expect(faProvider.receive(p1, "buyer", s.keyMsg, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+    // The sum only from the exchange.
+    const ex = await faExchange.receive(s.exchange.state, providerRole(0), v0, ctx);
+    const ex2 = await faExchange.receive(ex.state, providerRole(1), v1, ctx);
+    const sum = wire(ex2.messages[0]?.message as AggregateCiphertext);
+    await expect(faBuyer.receive(s.buyer.state, providerRole(0), sum, ctx)).rejects.toBeInstanceOf(WrongSenderError);
+    // The states passed in are unchanged: the right senders are then accepted.
+    expect((await faExchange.receive(fresh, "buyer", s.keyMsg, ctx)).messages.length).toBe(2);
+    expect((await faBuyer.receive(s.buyer.state, "exchange", sum, ctx)).state.done).toBe(true);
   });
 
   it("job parameters are checked: too few providers, a value out of range, too many rows", async () => {

@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
+import { mulberry32 } from "./helpers/data.js";
 
 const cli = fileURLToPath(new URL("../dist/node/cli.js", import.meta.url));
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
@@ -52,17 +53,7 @@ const run = (...args: string[]): Promise<Run> => spawnNode(cli, ["join-aggregate
 
 // ------------------------------------------------------------------ data
 
-/** A deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+
 
 const MAX = 100_000;
 /** Distinctive values that must never reach stderr. */
@@ -81,7 +72,7 @@ function writeCsv(name: string, header: readonly string[], rows: readonly (reado
  * provider.csv: customer (duplicates, nulls), branch_no, balance (integers, ±MAX present, some null), spend (2 decimals, some null).
  */
 function writeData(): void {
-  const rnd = prng(2024);
+  const rnd = mulberry32(2024);
   const segments = ["retail", "retail", "sme", "corporate", null];
   const buyer: (string | number | null)[][] = [];
   const segmentOf = new Map<number, string | null>();

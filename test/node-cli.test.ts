@@ -134,7 +134,7 @@ describe("umbra node commands across processes", () => {
   });
 
   it("job submit --wait runs psi; the result file equals a plain join", async () => {
-    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "1501", "--wait");
+    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--input", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "1501", "--wait");
     expect(r.status, r.stderr).toBe(0);
     const id = /job (job-\S+) submitted/.exec(r.stdout)?.[1] as string;
     expect(id).toBeDefined();
@@ -153,14 +153,14 @@ describe("umbra node commands across processes", () => {
 
   it("a refused job prints its rule, exits 1 and adds exactly one ledger entry", async () => {
     const before = ledgerCount();
-    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi-cardinality", "--dataset", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "10");
+    const r = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi-cardinality", "--input", "customers.csv", "--provider-dataset", "telco.subscribers.csv", "--key", "phone", "--query-count", "10");
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^refused: protocol-not-allowed/m);
     expect(ledgerCount()).toBe(before + 1);
   });
 
   it("a party killed mid-job and restarted: the job ends (failed or succeeded), never stuck", async () => {
-    const sub = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--dataset", "big.csv", "--provider-dataset", "telco.big.csv", "--key", "k");
+    const sub = await umbra("job", "submit", "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"), "--protocol", "psi", "--input", "big.csv", "--provider-dataset", "telco.big.csv", "--key", "k");
     expect(sub.status, sub.stderr).toBe(0);
     const id = /job (job-\S+) submitted/.exec(sub.stdout)?.[1] as string;
     const state = async () => /state: (\w+)/.exec((await umbra("job", "status", id, "--party", bank.url, "--token-file", join(dirs.bank, "bank.token"))).stdout)?.[1];

@@ -222,13 +222,13 @@ describe("federated-aggregate through the node", () => {
     expect((JSON.parse(submitted?.body ?? "{}") as { params: Record<string, unknown> }).params["approximate"]).toBe(true);
   }, 60_000);
 
-  it("the CLI submits a job with several --dataset entries and writes the result file", async () => {
+  it("the CLI submits a job with several --provider-dataset entries and writes the result file", async () => {
     const lines: string[] = [];
     const io = { out: (l: string) => void lines.push(l), err: () => undefined };
     const code = await jobCommand(
-      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "federated-aggregate", ...datasetIds.flatMap((d) => ["--dataset", d]),
+      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "federated-aggregate", ...datasetIds.flatMap((d) => ["--provider-dataset", d]),
         "--agg", "count,sum(spend),avg(spend),var(spend)", "--group-by", "region", "--categories", CATEGORIES.join(","),
-        "--histogram", `age:${EDGES.join(",")}`, "--max-abs", "1000", "--wait"],
+        "--histogram", `age:${EDGES.join(",")}`, "--max-abs-value", "1000", "--wait"],
       io,
     );
     expect(code, lines.join("\n")).toBe(0);

@@ -225,11 +225,11 @@ describe("join-aggregate through the node", () => {
     expect(telco.store.getJob(id)?.state).toBe("succeeded");
   }, 90_000);
 
-  it("the CLI submits one (--input, --dataset, --key, --group-by, --agg) and writes the result file", async () => {
+  it("the CLI submits one (--input, --provider-dataset, --key, --group-by, --agg) and writes the result file", async () => {
     const lines: string[] = [];
     const io = { out: (l: string) => void lines.push(l), err: () => undefined };
     const code = await jobCommand(
-      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "join-aggregate", "--dataset", DATASET, "--input", "customers.csv", "--key", "id", "--group-by", "segment",
+      ["submit", "--party", bank.url, "--token-file", tokenFileOf(bank), "--protocol", "join-aggregate", "--provider-dataset", DATASET, "--input", "customers.csv", "--key", "id", "--group-by", "segment",
         "--agg", "count,sum(spend),avg(spend),var(spend)", "--min-group-size", String(K + 1), "--max-abs-value", "1000", "--wait"],
       io,
     );

@@ -13,7 +13,7 @@ import { keysFromTable, keysFromTableAsync, pairCounts, type KeyColumn } from ".
 import { BoundExceededError, CryptoPool } from "../engine/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, permuteFixedAsync } from "../engine/psi/index.js";
 import { SLICE_ITEMS } from "../engine/slices.js";
-import { randomKeys, rng } from "./helpers/data.js";
+import { randomBytesFrom, randomKeys, rng } from "./helpers/data.js";
 
 /** Every task on a worker, however small. */
 const pool = new CryptoPool({ threads: 2, inlineBelow: 0 });
@@ -21,11 +21,6 @@ afterAll(() => pool.close());
 
 function keyColumn(values: readonly (string | null)[]): KeyColumn {
   return keysFromTable(new Table({ k: vectorFromArray([...values], new Utf8()) }), ["k"]);
-}
-
-/** n random bytes from a seeded generator. */
-function bytes(r: () => number, n: number): Uint8Array {
-  return Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
 }
 
 /** Per key, its [group, rows] pairs ascending by group, from the rows one by one. */
@@ -118,19 +113,19 @@ describe("sliced work on the calling thread", () => {
 
   it("permuteFixedAsync gives permuteFixed's bytes", async () => {
     const r = rng(5);
-    const elements = bytes(r, n * 32);
+    const elements = randomBytesFrom(r, n * 32);
     const order = Uint32Array.from({ length: n }, () => Math.floor(r() * n));
     expect(Buffer.from(await permuteFixedAsync(elements, 32, order)).equals(Buffer.from(permuteFixed(elements, 32, order)))).toBe(true);
   });
 
   it("ElementIndex.buildAsync and matchAllAsync find what build and matchAll find", async () => {
     const r = rng(6);
-    const indexed = bytes(r, n * 32);
+    const indexed = randomBytesFrom(r, n * 32);
     // Half of the probes are indexed elements, half random.
     const probe = new Uint8Array(n * 32);
     for (let i = 0; i < n; i++) {
       if (i % 2 === 0) probe.set(indexed.subarray(((i * 7) % n) * 32, ((i * 7) % n) * 32 + 32), i * 32);
-      else probe.set(bytes(r, 32), i * 32);
+      else probe.set(randomBytesFrom(r, 32), i * 32);
     }
     const sliced = await (await ElementIndex.buildAsync(indexed, 32)).matchAllAsync(probe);
     expect(Buffer.from(sliced.buffer).equals(Buffer.from(ElementIndex.build(indexed, 32).matchAll(probe).buffer))).toBe(true);

@@ -55,26 +55,9 @@ import { concatTablesHorizontally, takeRows, type KeyColumn } from "../engine/co
 import { ErrorCode, InvalidArgumentError, InvalidLengthError } from "../engine/errors.js";
 import { packedAt, packedCount, type PackedBytes } from "../engine/packed.js";
 import { ElementIndex, distinctKeys, permuteFixed, permutePacked, shuffledOrder } from "../engine/psi/index.js";
+import { mulberry32, randomBytesFrom } from "./helpers/data.js";
 
 // ------------------------------------------------------------- helpers
-
-/** A small deterministic PRNG (mulberry32) so failures replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomBytesFrom(rand: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -163,7 +146,7 @@ describe("distinctKeys", () => {
   });
 
   it("matches a Map oracle on random data with duplicates, nulls, empty and long keys", () => {
-    const rand = prng(1);
+    const rand = mulberry32(1);
     const pool = ["", "é", "数据", "🙂", "a".repeat(40), "b".repeat(33)];
     for (let i = 0; i < 300; i++) pool.push(Math.floor(rand() * 1e9).toString(36) + (i % 7 === 0 ? "数" : ""));
     for (const n of [2, 17, 1000]) {
@@ -174,7 +157,7 @@ describe("distinctKeys", () => {
   });
 
   it("matches the oracle on 100k rows", () => {
-    const rand = prng(2);
+    const rand = mulberry32(2);
     const values: (string | null)[] = [];
     for (let i = 0; i < 100_000; i++) {
       const r = rand();
@@ -215,7 +198,7 @@ describe("shuffledOrder", () => {
 
   it("replays with a given random source and rejects biased words", () => {
     const source = (seed: number) => {
-      const rand = prng(seed);
+      const rand = mulberry32(seed);
       return (bytes: number): Uint8Array => randomBytesFrom(rand, bytes);
     };
     expect(Array.from(shuffledOrder(500, source(9)))).toEqual(Array.from(shuffledOrder(500, source(9))));
@@ -223,7 +206,7 @@ describe("shuffledOrder", () => {
     let calls = 0;
     const skewed = (bytes: number): Uint8Array => {
       calls++;
-      return calls === 1 ? new Uint8Array(8).fill(0xff) : randomBytesFrom(prng(calls), bytes);
+      return calls === 1 ? new Uint8Array(8).fill(0xff) : randomBytesFrom(mulberry32(calls), bytes);
     };
     expect(isPermutation(shuffledOrder(3, skewed), 3)).toBe(true);
     expect(calls).toBeGreaterThan(1);
@@ -253,7 +236,7 @@ describe("shuffledOrder", () => {
 
 describe("permutePacked and permuteFixed", () => {
   it("put element order[i] at position i", () => {
-    const rand = prng(3);
+    const rand = mulberry32(3);
     const strings = Array.from({ length: 200 }, (_, i) => (i % 9 === 0 ? "" : "s".repeat(Math.floor(rand() * 50)) + i));
     const packed = keyColumn(strings, 3);
     const order = shuffledOrder(200);
@@ -266,7 +249,7 @@ describe("permutePacked and permuteFixed", () => {
   });
 
   it("permutes fixed-size elements, aligned or not, of any size", () => {
-    const rand = prng(4);
+    const rand = mulberry32(4);
     for (const size of [32, 64, 12, 7, 1]) {
       const n = 100;
       const buf = randomBytesFrom(rand, n * size);
@@ -331,7 +314,7 @@ function probeFor(rand: () => number, elements: Uint8Array, size: number, m: num
 
 describe("ElementIndex", () => {
   it.each([32, 64, 8, 12, 10, 4, 5])("matches a Map oracle for %i-byte elements, aligned or not", (size) => {
-    const rand = prng(size);
+    const rand = mulberry32(size);
     const elements = elementsWithDuplicates(rand, 3000, size);
     const oracle = indexOracle(elements, size);
     const probe = probeFor(rand, elements, size, 4000);
@@ -386,7 +369,7 @@ describe("ElementIndex", () => {
   });
 
   it("owns a copy of the elements it was built from", () => {
-    const elements = randomBytesFrom(prng(5), 4 * 32);
+    const elements = randomBytesFrom(mulberry32(5), 4 * 32);
     const first = elements.slice(0, 32);
     const index = ElementIndex.build(elements, 32);
     elements.fill(0);
@@ -452,7 +435,7 @@ const N = 300;
 
 /** One column per supported type, N rows, with nulls. */
 function allTypesTable(seed: number, dictType: Dictionary<Utf8, Int32> = new Dictionary(new Utf8(), new Int32())): Table {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const maybe = <T>(v: T): T | null => (rand() < 0.15 ? null : v);
   const ints = (lo: number, hi: number) => Array.from({ length: N }, () => maybe(lo + Math.floor(rand() * (hi - lo))));
   const words = ["", "alpha", "数据", "🙂", "beta", "x".repeat(50)];
@@ -565,14 +548,14 @@ function randomRows(rand: () => number, m: number, n: number, nullRows: boolean)
 describe("takeRows", () => {
   it("takes rows of every type, with repeats and nulls (Uint32Array)", () => {
     const t = allTypesTable(10);
-    const rand = prng(11);
+    const rand = mulberry32(11);
     checkTake(t, Uint32Array.from(randomRows(rand, 500, N, false)));
     checkTake(t, Uint32Array.of(0, 0, 0, N - 1));
   });
 
   it("turns -1 into a row of nulls (Int32Array)", () => {
     const t = allTypesTable(12);
-    checkTake(t, randomRows(prng(13), 400, N, true));
+    checkTake(t, randomRows(mulberry32(13), 400, N, true));
     checkTake(t, Int32Array.of(-1, -1, -1));
   });
 
@@ -586,7 +569,7 @@ describe("takeRows", () => {
     const t = multiBatch([100, 0, 37, 163], 20);
     expect(t.batches.length).toBe(4);
     expect(t.numRows).toBe(300);
-    const rand = prng(21);
+    const rand = mulberry32(21);
     const got = checkTake(t, randomRows(rand, 600, 300, true));
     expect(got.batches.length).toBe(1);
     // Every boundary row.
@@ -604,9 +587,9 @@ describe("takeRows", () => {
 
   it("respects slice offsets (bit-packed booleans and validity at non-zero offsets)", () => {
     const t = allTypesTable(40).slice(13, 250);
-    checkTake(t, randomRows(prng(41), 300, 237, true));
+    checkTake(t, randomRows(mulberry32(41), 300, 237, true));
     const multi = multiBatch([90, 90], 42).slice(45, 170);
-    checkTake(multi, randomRows(prng(43), 300, 125, true));
+    checkTake(multi, randomRows(mulberry32(43), 300, 125, true));
   });
 
   it("fills a table with no batches with null rows", () => {

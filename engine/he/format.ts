@@ -27,7 +27,9 @@ import { InvalidCiphertextError, InvalidKeyError, ParameterMismatchError } from 
 export const FrameKind = { Ciphertext: 1, PublicKey: 2, SecretKey: 3, GaloisKeys: 4 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
-const MAGIC = [0x55, 0x48, 0x45, 0x31]; // "UHE1"
+/** The first four bytes of every BFV frame: "UHE1" (CKKS frames are "UHC1", ckks-format.ts). */
+export const BFV_FRAME_MAGIC: readonly number[] = [0x55, 0x48, 0x45, 0x31];
+const MAGIC = BFV_FRAME_MAGIC;
 const KEY_HEADER = 40;
 const CT_HEADER = 56;
 

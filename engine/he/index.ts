@@ -2,11 +2,12 @@
  * engine/he: homomorphic aggregation with BFV (Microsoft SEAL through
  * node-seal 6.0.3): exact sums over CRT primes, packed columns, plaintext
  * masks, rotate-and-sum, re-randomisation. See params.ts for the parameter
- * rule and the bound, context.ts for ownership and the operations, format.ts
- * for the bytes.
+ * rule and the bound, bfv.ts for ownership and the operations, format.ts
+ * for the bytes; ckks.ts for approximate sums; scheme.ts for the one
+ * interface protocols use over both, masks.ts for pairwise masks.
  */
-export { createHeContext, withHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./context.js";
-export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./context.js";
+export { createHeContext, withHeContext, HeContext, HePublicKey, HeSecretKey, HeGaloisKeys } from "./bfv.js";
+export type { CiphertextBytes, PublicKeyBytes, SecretKeyBytes, GaloisKeyBytes, HeKeyBytes, CiphertextInfo } from "./bfv.js";
 export { selectParameters, scaledBound, CrtBasis, PolyModulusDegree, HE_MAX_ROWS_4096, HE_MAX_ROWS, HE_MAX_SCALE } from "./params.js";
 export type { HeContextOptions, HeParameters } from "./params.js";
 export { valuesFromArrow, fixedPointToString, int64Residues } from "./encode.js";
@@ -44,3 +45,7 @@ export {
   concatCkksColumns,
 } from "./ckks.js";
 export type { CkksContextOptions, CkksParameters, CkksCiphertextBytes, CkksKeyBytes, CkksCiphertextInfo, CkksResult } from "./ckks.js";
+export { bfvScheme, ckksScheme, createHeScheme, HeSchemeName, schemeOfFrame, withHeScheme } from "./scheme.js";
+export type { HeCiphertextSummary, HeDecrypted, HeKeySet, HeScheme, HeSchemeOptions } from "./scheme.js";
+export { CKKS_MASK_BITS, maskedReals, maskedResidues, uniformReals, uniformResidues } from "./masks.js";
+export type { PairMask, WordStream } from "./masks.js";

@@ -5,7 +5,7 @@
  * Node 20). Each thread (the main thread, each pool worker) loads its own
  * instance, once, on first use (~100 ms). Nothing outside engine/he holds a
  * SEAL handle: contexts and keys built on this module own their objects and
- * delete them (see `context.ts`).
+ * delete them (see `bfv.ts`).
  */
 import type { SEALLibrary } from "node-seal/implementation/seal.js";
 import { UnsupportedBackendError } from "../errors.js";

@@ -24,7 +24,7 @@
  */
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
-import { createHeContext, type CiphertextBytes, type HeContext, type HeGaloisKeys, type HePublicKey } from "./context.js";
+import { createHeContext, type CiphertextBytes, type HeContext, type HeGaloisKeys, type HePublicKey } from "./bfv.js";
 import { int64Residues, type ColumnValues } from "./encode.js";
 import type { HeContextOptions } from "./params.js";
 import { createCkksContext, type CkksContext, type CkksContextOptions, type CkksPublicKey } from "./ckks.js";

@@ -31,7 +31,7 @@ import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
 import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
-import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/context.js";
+import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/bfv.js";
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";

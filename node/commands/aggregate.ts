@@ -12,34 +12,50 @@ import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { faResultTable, runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
-import { AGGREGATE_DEFAULT_MAX_ABS, faOutputTable, maxAbsValueFromText, readAggregateInput } from "../jobs/federated-aggregate.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
-import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, takeRepeated, UsageError, type CommandIO, type OptionSpec, type Options } from "./args.js";
+import {
+  checkOutput,
+  count,
+  maxAbsValueOption,
+  minGroupSizeOption,
+  parseOptions,
+  processIO,
+  requireColumns,
+  seconds,
+  takeRepeated,
+  UsageError,
+  type CommandIO,
+  type MaxAbsValue,
+  type OptionSpec,
+  type Options,
+} from "./args.js";
 
 // ------------------------------------------------------------------ aggregate
 
-/** k when --min-count is not given: the node's default policy's minimum group size. */
-export const AGGREGATE_DEFAULT_MIN_COUNT = 10;
+/** k when --min-group-size is not given (umbra aggregate and umbra join-aggregate): the node's default policy's minimum group size. */
+export const DEFAULT_MIN_GROUP_SIZE = 10;
 export { AGGREGATE_DEFAULT_MAX_ABS };
 
 export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--provider FILE ...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
-      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--approximate] [--quiet]
+      [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
+      [--approximate] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
                  writes one row per cell (category) to --out (.csv/.arrow);
                  cells whose total count is below K are written with
-                 suppressed=true and null values (K default ${AGGREGATE_DEFAULT_MIN_COUNT}); var/stddev are
+                 suppressed=true and null values (K default ${DEFAULT_MIN_GROUP_SIZE}); var/stddev are
                  sample statistics; histogram bins are [Ei, Ei+1), the last
-                 closed; --max-abs bounds |value| of every aggregated column
+                 closed; --max-abs-value bounds |value| of every aggregated column
                  (default 2^40), --scale keeps S decimal digits (default 0:
                  integer columns); --min-providers default 2; --approximate
                  uses CKKS instead (values as doubles, --scale unused): each
                  result gets a bound_<name> column, counts are exact only
                  when their bound is below 0.5, and a provider's vector is
                  hidden only statistically (~20 bits per slot) — see
-                 protocols/federated-aggregate.ts
+                 docs/protocols/federated-aggregate.md
 `;
 
 /** The options that describe a federated computation: `umbra aggregate` and `umbra job submit --protocol federated-aggregate` share them. */
@@ -48,9 +64,9 @@ export const COMPUTATION_OPTIONS: OptionSpec = {
   "--group-by": "string",
   "--categories": "string",
   "--histogram": "string",
-  "--min-count": "string",
+  "--min-group-size": "string",
   "--min-providers": "string",
-  "--max-abs": "string",
+  "--max-abs-value": "string",
   "--scale": "string",
   "--approximate": "flag",
 };
@@ -137,31 +153,25 @@ function parseCategories(text: string, usage: string): string[] {
   return items;
 }
 
-/** A positive decimal (integer → bigint, exact; fractional → number). */
-function parseMaxAbs(text: string, usage: string): bigint | number {
-  const v = maxAbsValueFromText(text);
-  if (v === undefined) throw new UsageError("--max-abs needs a positive number (e.g. 1000000 or 2.5)", usage);
-  return v;
-}
-
 /** A federated computation as the command line describes it (COMPUTATION_OPTIONS); what is not given is undefined. */
 export interface ComputationOptions {
   readonly aggregates: AggregateSpec[];
   readonly groupBy?: { column: string; categories: string[] };
   readonly histogram?: { column: string; edges: number[] };
-  readonly minCount?: number;
+  /** k (--min-group-size). */
+  readonly minGroupSize?: number;
   readonly minProviders?: number;
   readonly scale?: number;
-  /** --max-abs as given (the decimal text), and its value. */
-  readonly maxAbs?: { readonly text: string; readonly value: bigint | number };
+  /** --max-abs-value as given (the decimal text), and its value. */
+  readonly maxAbsValue?: MaxAbsValue;
   /** --approximate: CKKS with an error bound beside every result (exact BFV otherwise). */
   readonly approximate?: boolean;
 }
 
 /**
  * Parses the computation options (--agg required; --group-by with
- * --categories; --histogram; --min-count ≥ 1; --min-providers from 2 to
- * `providers`; --max-abs; --scale).
+ * --categories; --histogram; --min-group-size ≥ 1; --min-providers from 2
+ * to `providers`; --max-abs-value; --scale).
  * @throws UsageError for anything malformed.
  */
 export function parseComputation(o: Options, providers: number, usage: string): ComputationOptions {
@@ -174,22 +184,20 @@ export function parseComputation(o: Options, providers: number, usage: string): 
   if (groupBy && groupBy.column === "") throw new UsageError("--group-by needs a column name", usage);
   const histogramText = o.get("--histogram");
   const histogram = histogramText !== undefined ? parseHistogram(histogramText, usage) : undefined;
-  const minCount = o.integer("--min-count");
-  if (minCount !== undefined && minCount < 1) throw new UsageError("--min-count needs an integer of at least 1", usage);
+  const minGroupSize = minGroupSizeOption(o, usage);
   const minProviders = o.integer("--min-providers");
   if (minProviders !== undefined && minProviders < 2) throw new UsageError("--min-providers needs an integer of at least 2", usage);
   if (minProviders !== undefined && minProviders > providers) throw new UsageError(`--min-providers is ${minProviders} but only ${providers} providers are given`, usage);
   const scale = o.integer("--scale", HE_MAX_SCALE);
-  const maxAbsText = o.get("--max-abs");
-  const maxAbs = maxAbsText !== undefined ? { text: maxAbsText, value: parseMaxAbs(maxAbsText, usage) } : undefined;
+  const maxAbsValue = maxAbsValueOption(o, usage);
   return {
     aggregates,
     ...(groupBy ? { groupBy } : {}),
     ...(histogram ? { histogram } : {}),
-    ...(minCount !== undefined ? { minCount } : {}),
+    ...(minGroupSize !== undefined ? { minGroupSize } : {}),
     ...(minProviders !== undefined ? { minProviders } : {}),
     ...(scale !== undefined ? { scale } : {}),
-    ...(maxAbs ? { maxAbs } : {}),
+    ...(maxAbsValue ? { maxAbsValue } : {}),
     ...(o.has("--approximate") ? { approximate: true } : {}),
   };
 }
@@ -207,16 +215,16 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const out = o.require("--out");
   const c = parseComputation(o, providerPaths.length, usage);
   const { aggregates, groupBy, histogram } = c;
-  const minCount = c.minCount ?? AGGREGATE_DEFAULT_MIN_COUNT;
+  const minGroupSize = c.minGroupSize ?? DEFAULT_MIN_GROUP_SIZE;
   const minProviders = c.minProviders ?? 2;
   const scale = c.scale ?? 0;
-  const maxAbsValue = c.maxAbs?.value ?? AGGREGATE_DEFAULT_MAX_ABS;
+  const maxAbsValue = c.maxAbsValue?.value ?? AGGREGATE_DEFAULT_MAX_ABS;
   checkOutput(out, providerPaths, usage);
 
   const quiet = o.has("--quiet");
   const approximate = c.approximate === true;
   const progress = createProgress({ quiet });
-  if (c.maxAbs === undefined && !quiet) io.err(`umbra: note: --max-abs not given: every aggregated value must satisfy |value| <= 2^40`);
+  if (c.maxAbsValue === undefined && !quiet) io.err(`umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40`);
   const t0 = performance.now();
   let run: FaRunResult;
   let protocolMs: number;
@@ -240,7 +248,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
       ...(groupBy ? { groupBy } : {}),
       ...(histogram ? { histogram } : {}),
       minProviders,
-      minCount,
+      minCount: minGroupSize,
       maxAbsValue,
       scale,
       ...(approximate ? { approximate: true } : {}),
@@ -260,7 +268,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const total = Object.values(sent).reduce((s, b) => s + b, 0);
   const providerBytes = Object.entries(sent).reduce((s, [role, b]) => (role.startsWith("provider-") ? s + b : s), 0);
   io.out(
-    `cells written: ${count(cells)} (suppressed: ${count(suppressed)}, k = ${count(minCount)}) to ${out}; ` +
+    `cells written: ${count(cells)} (suppressed: ${count(suppressed)}, k = ${count(minGroupSize)}) to ${out}; ` +
       `providers: ${providerPaths.length}, rows per provider: ${rows.map(count).join(" / ")}; ` +
       `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}, providers ${count(providerBytes)}); ` +
       `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import type { Table } from "apache-arrow";
 import { FileFormat, formatFromPath, type KeyOptions } from "../../engine/columns/index.js";
 import { MissingColumnError, UnsupportedFormatError } from "../../engine/errors.js";
+import { maxAbsValueFromText } from "../jobs/federated-aggregate.js";
 
 /** A command line that does not make sense: exit code 2 and the usage text. */
 export class UsageError extends Error {
@@ -77,12 +78,32 @@ export class Options {
   }
 }
 
+/**
+ * Options renamed so that one concept has one name on every command. A
+ * command that takes the new name refuses the old one with a message naming
+ * it (a usage error, exit 2); elsewhere the old name is an unknown option.
+ */
+export const RENAMED_OPTIONS: Readonly<Record<string, { readonly now: readonly string[]; readonly message: string }>> = {
+  "--min-count": { now: ["--min-group-size"], message: "--min-count is now --min-group-size" },
+  "--max-abs": { now: ["--max-abs-value"], message: "--max-abs is now --max-abs-value" },
+  "--dataset": {
+    now: ["--input", "--provider-dataset"],
+    message: "--dataset is now --input (your own file, in your data folder) or --provider-dataset (a provider's dataset ID, once per provider)",
+  },
+  "--max-rows": { now: ["--max-rows-per-provider"], message: "--max-rows is now --max-rows-per-provider" },
+  "--version": { now: ["--product-version"], message: "--version is now --product-version (the product key's version; umbra version prints the CLI's)" },
+  "--public-key": { now: ["--exchange-key"], message: "--public-key is now --exchange-key (the exchange's signing key, as umbra party start takes it)" },
+};
+
 /** parseArgs's errors, in this CLI's words. */
-function parseArgsMessage(err: unknown): string {
+function parseArgsMessage(err: unknown, spec: OptionSpec): string {
   const message = err instanceof Error ? (err.message.split("\n")[0] ?? "") : "";
   const code = (err as { code?: unknown }).code;
   const named = /'(-[^' ]+)/.exec(message)?.[1] ?? "";
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown option "${named}"`;
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const renamed = RENAMED_OPTIONS[named];
+    return renamed !== undefined && renamed.now.some((n) => spec[n] !== undefined) ? renamed.message : `unknown option "${named}"`;
+  }
   if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument "${/'([^']*)'/.exec(message)?.[1] ?? ""}"`;
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") return message.includes("does not take an argument") ? `${named} takes no value` : `${named} needs a value`;
   return message || "bad arguments";
@@ -101,7 +122,7 @@ export function parseOptions(args: readonly string[], spec: OptionSpec, usage: s
   try {
     parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: false, tokens: true });
   } catch (err) {
-    throw new UsageError(parseArgsMessage(err), usage);
+    throw new UsageError(parseArgsMessage(err, spec), usage);
   }
   if (parsed.values["help"]) return undefined;
   const values = new Map<string, string>();
@@ -146,6 +167,37 @@ export function takeRepeated(args: readonly string[], name: string, usage: strin
     } else rest.push(a);
   }
   return { values, rest };
+}
+
+/**
+ * k, the minimum group size (--min-group-size): an integer of at least 1;
+ * undefined when not given.
+ * @throws UsageError for anything else.
+ */
+export function minGroupSizeOption(o: Options, usage: string): number | undefined {
+  const k = o.integer("--min-group-size");
+  if (k !== undefined && k < 1) throw new UsageError("--min-group-size needs an integer of at least 1", usage);
+  return k;
+}
+
+/** A value bound as given (the decimal text) and its value: an integer as a bigint (exact), a fraction as a number. */
+export interface MaxAbsValue {
+  readonly text: string;
+  readonly value: bigint | number;
+}
+
+/**
+ * The bound on |value| of every aggregated column (--max-abs-value): a
+ * positive decimal, parsed by the rule a job request's maxAbsValue follows;
+ * undefined when not given.
+ * @throws UsageError for anything else.
+ */
+export function maxAbsValueOption(o: Options, usage: string): MaxAbsValue | undefined {
+  const text = o.get("--max-abs-value");
+  if (text === undefined) return undefined;
+  const value = maxAbsValueFromText(text);
+  if (value === undefined) throw new UsageError("--max-abs-value needs a positive number (e.g. 1000000 or 2.5)", usage);
+  return { text, value };
 }
 
 /** Checks that an output path has a format the engine writes (not Parquet) and is not one of the inputs. */

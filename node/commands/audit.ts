@@ -2,7 +2,7 @@
  * `umbra audit verify|show --db FILE`: the exchange's audit ledger, read from
  * its store file (the exchange may be running: SQLite WAL lets both read).
  * verify checks the whole hash chain and every signature under the
- * exchange's public key (from the store, or --public-key HEX to check it
+ * exchange's public key (from the store, or --exchange-key HEX to check it
  * against a key published elsewhere).
  */
 import { existsSync } from "node:fs";
@@ -12,9 +12,10 @@ import { listEntries, verifyLedger, type LedgerHead, type LedgerVerification } f
 import { openStore, type Store } from "../store.js";
 import { parseOptions, processIO, UsageError, type CommandIO } from "./args.js";
 
-export const AUDIT_USAGE = `  audit verify --db FILE [--public-key HEX] [--head SEQ:HASH]
+export const AUDIT_USAGE = `  audit verify --db FILE [--exchange-key HEX] [--head SEQ:HASH]
                  check the exchange's ledger: every entry's hash chain and signature,
-                 under the key given (the one the parties pinned) or else the db's;
+                 under --exchange-key (the exchange's signing key, 64 hex digits: the
+                 one the parties pinned) or else the db's;
                  --head: also that it reaches a head a party kept (umbra party head),
                  so entries cut off its end are found
   audit show --db FILE [--job ID]
@@ -59,10 +60,10 @@ export async function auditCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub === "verify") {
-    const o = parseOptions(rest, { "--db": "string", "--public-key": "string", "--head": "string" }, usage);
+    const o = parseOptions(rest, { "--db": "string", "--exchange-key": "string", "--head": "string" }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const pk = o.get("--public-key");
-    if (pk !== undefined && !/^[0-9a-f]{64}$/.test(pk)) throw new UsageError("--public-key needs 64 lowercase hex digits", usage);
+    const pk = o.get("--exchange-key");
+    if (pk !== undefined && !/^[0-9a-f]{64}$/.test(pk)) throw new UsageError("--exchange-key needs the exchange's signing key, 64 lowercase hex digits (its 16-digit fingerprint cannot check a signature)", usage);
     const h = o.get("--head");
     const m = h === undefined ? undefined : /^([1-9]\d{0,15}):([0-9a-f]{64})$/.exec(h);
     if (h !== undefined && !m) throw new UsageError("--head needs SEQ:HASH (the seq and the 64 hex digits of the entry's hash)", usage);

@@ -427,7 +427,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // psi against the telco.
     const psi = await run("psi: which of the bank's customers are telco subscribers", () => submitJob(bank, {
-      protocol: "psi", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], queryCount: bankKeys.size,
+      protocol: "psi", input: "customers.csv", providerDataset: rt.id, keys: ["phone"], queryCount: bankKeys.size,
     }));
     if (psi.state === "succeeded") {
       const r = await jobResult(bank, psi.id);
@@ -444,7 +444,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // psi-cardinality against the retailer.
     const card = await run("psi-cardinality: how many bank customers are retailer members (the count only)", () => submitJob(bank, {
-      protocol: "psi-cardinality", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"],
+      protocol: "psi-cardinality", input: "customers.csv", providerDataset: rr.id, keys: ["phone"],
     }));
     if (card.state === "succeeded") {
       const r = await jobResult(bank, card.id);
@@ -458,7 +458,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // lookup against the telco.
     const lookup = await run("lookup: the telco's monthly_spend for the bank's customers (a left join)", () => submitJob(bank, {
-      protocol: "lookup", dataset: "customers.csv", providerDataset: rt.id, keys: ["phone"], columns: ["monthly_spend"], queryCount: bankKeys.size,
+      protocol: "lookup", input: "customers.csv", providerDataset: rt.id, keys: ["phone"], columns: ["monthly_spend"], queryCount: bankKeys.size,
     }));
     if (lookup.state === "succeeded") {
       const r = await jobResult(bank, lookup.id);
@@ -478,12 +478,12 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     // federated-aggregate across the three providers, the exchange as the aggregator.
     const fa = await run(`federated-aggregate: household spend per region and an age histogram across the telco, the retailer and the insurer (k = ${FA_K})`, () =>
       submitAggregateJob(bank, {
-        datasets: rh.map((r) => r.id),
+        providerDatasets: rh.map((r) => r.id),
         computation: {
           aggregates: [{ fn: "count" }, { fn: "sum", column: "monthly_spend" }, { fn: "avg", column: "monthly_spend" }, { fn: "stddev", column: "monthly_spend" }],
           groupBy: { column: "region", categories: FA_REGIONS },
           histogram: { column: "age", edges: FA_AGE_EDGES },
-          maxAbs: { text: "100000", value: 100_000n },
+          maxAbsValue: { text: "100000", value: 100_000n },
         },
       }),
     );
@@ -510,7 +510,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     const ja = await run(`join-aggregate: the average monthly spend at the telco of the bank's customers per risk grade (k = ${JA_K})`, () =>
       submitJoinAggregateJob(bank, {
         input: "risk.csv",
-        dataset: rs.id,
+        providerDataset: rs.id,
         keys: ["phone"],
         groupBy: "risk_grade",
         aggregates: [{ fn: "count" }, { fn: "avg", column: "monthly_spend" }],
@@ -544,7 +544,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     // A job the retailer's policy refuses.
     say(`\n   lookup against the retailer (its policy allows psi and psi-cardinality only)`);
     try {
-      await submitJob(bank, { protocol: "lookup", dataset: "customers.csv", providerDataset: rr.id, keys: ["phone"], columns: ["points"], queryCount: bankKeys.size });
+      await submitJob(bank, { protocol: "lookup", input: "customers.csv", providerDataset: rr.id, keys: ["phone"], columns: ["points"], queryCount: bankKeys.size });
       say("     accepted — NOT EXPECTED");
       ok = false;
     } catch (err) {

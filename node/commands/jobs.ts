@@ -10,9 +10,8 @@ import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import type { AggregateSpec } from "../../protocols/index.js";
-import { maxAbsValueFromText } from "../jobs/federated-aggregate.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
-import { checkOutput, count, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
+import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
@@ -26,36 +25,39 @@ export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@poli
                  output columns, k, expiry
 `;
 
-export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --dataset MY_FILE
+export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
       [--wait] [--party URL] [--token-file FILE]
-                 submit a job as the buyer (MY_FILE is in the buyer's data folder);
-                 --wait: show its progress until it ends, then print its state (a
-                 status poll that fails is asked again for up to 60 s)
-  job submit --protocol federated-aggregate --dataset ID --dataset ID [--dataset ID ...]
-      --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
+                 submit a job as the buyer: --input names your own file (in your
+                 data folder, or a dataset you registered), --provider-dataset the
+                 provider's dataset (an ID from dataset list); --wait: show its
+                 progress until it ends, then print its state (a status poll that
+                 fails is asked again for up to 60 s)
+  job submit --protocol federated-aggregate --provider-dataset ID --provider-dataset ID
+      [--provider-dataset ID ...] --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
-      [--min-count K] [--min-providers N] [--max-abs V] [--scale S] [--max-rows N]
-      [--wait] [--party URL]
-                 an aggregate across N >= 2 providers' datasets (IDs from dataset
-                 list, one per provider); the exchange computes the sum of their
+      [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
+      [--max-rows-per-provider N] [--approximate] [--query-count N] [--wait] [--party URL]
+                 an aggregate across N >= 2 providers' datasets (--provider-dataset
+                 once per provider); the exchange computes the sum of their
                  masked encrypted vectors, the buyer decrypts the totals; what is
-                 not given the exchange fills: k the largest of --min-count and
-                 every dataset policy's, --max-abs 2^40, --scale 0, --max-rows the
-                 largest registered row count; a provider that refuses or drops
-                 out fails the job and nothing is released
-  job submit --protocol join-aggregate --dataset ID --input MY_FILE --key COL[,COL]
+                 not given the exchange fills: k the largest of --min-group-size
+                 and every dataset policy's, --max-abs-value 2^40, --scale 0,
+                 --max-rows-per-provider the largest registered row count; a
+                 provider that refuses or drops out fails the job and nothing is
+                 released
+  job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
       [--group x25519|ristretto255] [--query-count N] [--wait] [--party URL]
-                 a secure join of the buyer's file (MY_FILE, in its data folder)
-                 with a provider's dataset (ID) on the key column(s), and
-                 COUNT/SUM/AVG/VAR/STDDEV of the provider's columns over the
-                 joined rows, per value of the buyer's --group-by column; the
-                 exchange matches the blinded keys and aggregates under the
-                 buyer's HE key; a group is released only with at least k
-                 matched keys and k joined rows (the others are reported as
-                 suppressed), k the larger of --min-group-size and the dataset
+                 a secure join of your own file (--input, in your data folder)
+                 with a provider's dataset (--provider-dataset) on the key
+                 column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
+                 columns over the joined rows, per value of your --group-by
+                 column; the exchange matches the blinded keys and aggregates
+                 under the buyer's HE key; a group is released only with at
+                 least k matched keys and k joined rows (the others are reported
+                 as suppressed), k the larger of --min-group-size and the dataset
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
                  (default 2^32; smaller is faster, a group over it fails the job)
@@ -197,7 +199,9 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
 
 export interface SubmitInput {
   readonly protocol: string;
-  readonly dataset: string;
+  /** The buyer's own file (in its data folder) or a dataset it registered. */
+  readonly input: string;
+  /** The provider's dataset. */
   readonly providerDataset: string;
   readonly keys: readonly string[];
   readonly columns?: readonly string[];
@@ -208,12 +212,12 @@ export async function submitJob(party: PartyEndpoint, s: SubmitInput): Promise<J
   const params: Record<string, unknown> = { keyColumns: s.keys };
   if (s.columns) params["outputColumns"] = s.columns;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.dataset, providerDataset: s.providerDataset, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.input, providerDataset: s.providerDataset, params });
 }
 
 export interface AggregateSubmitInput {
   /** The provider datasets, in provider order. */
-  readonly datasets: readonly string[];
+  readonly providerDatasets: readonly string[];
   readonly computation: ComputationOptions;
   readonly maxRowsPerProvider?: number;
   readonly queryCount?: number;
@@ -226,21 +230,21 @@ export async function submitAggregateJob(party: PartyEndpoint, s: AggregateSubmi
   if (c.groupBy) aggregate["groupBy"] = c.groupBy;
   if (c.histogram) aggregate["histogram"] = c.histogram;
   if (c.minProviders !== undefined) aggregate["minProviders"] = c.minProviders;
-  if (c.maxAbs) aggregate["maxAbsValue"] = c.maxAbs.text;
+  if (c.maxAbsValue) aggregate["maxAbsValue"] = c.maxAbsValue.text;
   if (c.scale !== undefined) aggregate["scale"] = c.scale;
   if (c.approximate) aggregate["approximate"] = true;
   if (s.maxRowsPerProvider !== undefined) aggregate["maxRowsPerProvider"] = s.maxRowsPerProvider;
   const params: Record<string, unknown> = { aggregate };
-  if (c.minCount !== undefined) params["minGroupSize"] = c.minCount;
+  if (c.minGroupSize !== undefined) params["minGroupSize"] = c.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.datasets, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.providerDatasets, params });
 }
 
 export interface JoinAggregateSubmitInput {
   /** The buyer's own file (in its data folder) or a dataset it registered. */
   readonly input: string;
   /** The provider's dataset. */
-  readonly dataset: string;
+  readonly providerDataset: string;
   readonly keys: readonly string[];
   readonly aggregates: readonly AggregateSpec[];
   /** A column of the buyer's file. */
@@ -266,7 +270,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   const params: Record<string, unknown> = { keyColumns: s.keys, aggregate };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.dataset, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.providerDataset, params });
 }
 
 export async function jobStatus(party: PartyEndpoint, id: string): Promise<JobView> {
@@ -407,21 +411,19 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
   }
   switch (sub) {
     case "submit": {
-      // --dataset may repeat (federated-aggregate: one per provider).
-      const { values: datasets, rest: others } = takeRepeated(rest, "--dataset", usage);
+      // --provider-dataset may repeat (federated-aggregate: one per provider).
+      const { values: providerDatasets, rest: others } = takeRepeated(rest, "--provider-dataset", usage);
       const o = parseOptions(
         others,
         {
           "--protocol": "string",
+          "--input": "string",
           "--provider-dataset": "string",
           "--key": "string",
           "--columns": "string",
           "--query-count": "string",
           ...COMPUTATION_OPTIONS,
-          "--max-rows": "string",
-          "--input": "string",
-          "--min-group-size": "string",
-          "--max-abs-value": "string",
+          "--max-rows-per-provider": "string",
           "--max-join-rows": "string",
           "--group": "string",
           "--wait": "flag",
@@ -440,64 +442,65 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         const given = names.find((n) => o.has(n));
         if (given !== undefined) throw new UsageError(`${given} ${why}`, usage);
       };
-      const JOIN_ONLY = ["--input", "--min-group-size", "--max-abs-value", "--max-join-rows", "--group"];
+      /** The one provider dataset of a two-party job. */
+      const oneProviderDataset = (why: string): string => {
+        if (providerDatasets.length === 0) throw new UsageError("--provider-dataset (the provider's dataset ID, from dataset list) is required", usage);
+        if (providerDatasets.length > 1) throw new UsageError(`--provider-dataset is given twice (${why})`, usage);
+        return providerDatasets[0] as string;
+      };
+      const input = () => o.require("--input", "(your own file, in your data folder) is required");
       let submit: () => Promise<JobView>;
       if (protocol === "join-aggregate") {
-        misplaced(["--provider-dataset"], "does not apply to join-aggregate (name the provider's dataset with --dataset, your own file with --input)");
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
-        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows"], "applies to federated-aggregate only");
-        misplaced(["--min-count"], "is federated-aggregate's: join-aggregate takes --min-group-size");
-        misplaced(["--max-abs"], "is federated-aggregate's: join-aggregate takes --max-abs-value");
-        if (datasets.length !== 1) throw new UsageError(datasets.length === 0 ? "--dataset (the provider's dataset) is required" : "--dataset is given twice (join-aggregate joins one provider dataset)", usage);
+        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
+        const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
-        const minGroupSize = o.integer("--min-group-size");
-        if (minGroupSize !== undefined && minGroupSize < 1) throw new UsageError("--min-group-size needs an integer of at least 1", usage);
-        const maxAbsValue = o.get("--max-abs-value");
-        if (maxAbsValue !== undefined && maxAbsValueFromText(maxAbsValue) === undefined) throw new UsageError("--max-abs-value needs a positive number (e.g. 1000000 or 2.5)", usage);
+        const minGroupSize = minGroupSizeOption(o, usage);
+        const maxAbsValue = maxAbsValueOption(o, usage);
         const scale = o.integer("--scale", HE_MAX_SCALE);
         const maxJoinRows = o.integer("--max-join-rows", MAX_JOIN_ROWS);
         if (maxJoinRows !== undefined && maxJoinRows < 1) throw new UsageError("--max-join-rows needs an integer of at least 1", usage);
         const group = o.get("--group");
         if (group !== undefined && group !== "x25519" && group !== "ristretto255") throw new UsageError("--group must be x25519 or ristretto255", usage);
-        const input: JoinAggregateSubmitInput = {
-          input: o.require("--input", "(your own file, in your data folder) is required"),
-          dataset: datasets[0] as string,
+        const job: JoinAggregateSubmitInput = {
+          input: input(),
+          providerDataset,
           keys: o.requireList("--key"),
           aggregates: parseAggList(o.require("--agg"), usage),
           ...(groupBy !== undefined ? { groupBy } : {}),
           ...(minGroupSize !== undefined ? { minGroupSize } : {}),
-          ...(maxAbsValue !== undefined ? { maxAbsValue } : {}),
+          ...(maxAbsValue !== undefined ? { maxAbsValue: maxAbsValue.text } : {}),
           ...(scale !== undefined ? { scale } : {}),
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
         };
-        submit = () => submitJoinAggregateJob(party, input);
+        submit = () => submitJoinAggregateJob(party, job);
       } else if (protocol === "federated-aggregate") {
-        misplaced(JOIN_ONLY, "applies to join-aggregate only");
-        misplaced(["--provider-dataset", "--key", "--columns"], "does not apply to federated-aggregate (name each provider's dataset with --dataset)");
-        if (datasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --dataset entries, one per provider (got ${datasets.length})`, usage);
-        if (new Set(datasets).size !== datasets.length) throw new UsageError("--dataset names a dataset twice", usage);
-        const computation = parseComputation(o, datasets.length, usage);
-        const maxRows = o.integer("--max-rows");
-        if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows needs an integer of at least 1", usage);
-        submit = () => submitAggregateJob(party, { datasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
+        misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
+        misplaced(["--input", "--key", "--columns"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
+        if (providerDatasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --provider-dataset entries, one per provider (got ${providerDatasets.length})`, usage);
+        if (new Set(providerDatasets).size !== providerDatasets.length) throw new UsageError("--provider-dataset names a dataset twice", usage);
+        const computation = parseComputation(o, providerDatasets.length, usage);
+        const maxRows = o.integer("--max-rows-per-provider");
+        if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows-per-provider needs an integer of at least 1", usage);
+        submit = () => submitAggregateJob(party, { providerDatasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
       } else {
-        misplaced(JOIN_ONLY, "applies to join-aggregate only");
-        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows"], "applies to federated-aggregate and join-aggregate only");
-        if (datasets.length !== 1) throw new UsageError(datasets.length === 0 ? "--dataset is required" : "--dataset is given twice", usage);
+        misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
+        misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows-per-provider"], "applies to federated-aggregate and join-aggregate only");
+        const providerDataset = oneProviderDataset(`a ${protocol} job has one provider`);
         const columns = o.list("--columns");
         if (protocol === "lookup" && !columns) throw new UsageError("a lookup job needs --columns", usage);
-        const input: SubmitInput = {
+        const job: SubmitInput = {
           protocol,
-          dataset: datasets[0] as string,
-          providerDataset: o.require("--provider-dataset"),
+          input: input(),
+          providerDataset,
           keys: o.requireList("--key"),
           ...(columns ? { columns } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
         };
-        submit = () => submitJob(party, input);
+        submit = () => submitJob(party, job);
       }
       let job: JobView;
       try {

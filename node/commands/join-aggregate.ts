@@ -20,12 +20,9 @@ import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { runJoinAggregate, type AggregateSpec, type JaRunResult } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
-import { AGGREGATE_DEFAULT_MAX_ABS, AGGREGATE_DEFAULT_MIN_COUNT, parseAggList } from "./aggregate.js";
-import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, parseAggList } from "./aggregate.js";
+import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { withExactSums } from "../jobs/exact-sums.js";
-
-/** k when --min-group-size is not given: the same default as `umbra aggregate --min-count` (the node's default policy). */
-export const JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE = AGGREGATE_DEFAULT_MIN_COUNT;
 
 export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FILE --key COL[,COL...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
@@ -37,12 +34,12 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
                  key, per value of the buyer's --group-by column; writes one
                  row per group (.csv/.arrow: the group column, count, sum_COL,
                  avg_COL, var_COL, stddev_COL), groups with fewer than K
-                 matched keys or K joined rows left out (K default ${JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE}); --buyer-key / --provider-key
-                 name the key columns of one side when they differ (--key
-                 then may be omitted); var/stddev are sample statistics;
-                 --max-abs-value bounds |value| of every aggregated column
-                 (default 2^40), --scale keeps S decimal digits (default 0:
-                 integer columns)
+                 matched keys or K joined rows left out (K default ${DEFAULT_MIN_GROUP_SIZE});
+                 --buyer-key / --provider-key name the key columns of one side
+                 when they differ (--key then may be omitted); var/stddev are
+                 sample statistics; --max-abs-value bounds |value| of every
+                 aggregated column (default 2^40), --scale keeps S decimal
+                 digits (default 0: integer columns)
 `;
 
 const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;
@@ -64,18 +61,6 @@ const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
   "--case-fold": "flag",
   "--quiet": "flag",
 };
-
-/** A positive decimal (integer → bigint, exact; fractional → number). */
-function parseMaxAbsValue(text: string): bigint | number {
-  if (/^\d+$/.test(text)) {
-    const v = BigInt(text);
-    if (v > 0n) return v;
-  } else if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
-    const v = Number(text);
-    if (Number.isFinite(v) && v > 0) return v;
-  }
-  throw new UsageError("--max-abs-value needs a positive number (e.g. 1000000 or 2.5)", USAGE);
-}
 
 /** The key columns of each side: --buyer-key / --provider-key, each falling back on --key. */
 function keyColumns(o: NonNullable<ReturnType<typeof parseOptions>>): { buyer: string[]; provider: string[] } {
@@ -114,11 +99,10 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const out = o.require("--out");
   const groupBy = o.get("--group-by")?.trim();
   if (groupBy === "") throw new UsageError("--group-by needs a column name", USAGE);
-  const minGroupSize = o.integer("--min-group-size") ?? JOIN_AGGREGATE_DEFAULT_MIN_GROUP_SIZE;
-  if (minGroupSize < 1) throw new UsageError("--min-group-size needs an integer of at least 1", USAGE);
+  const minGroupSize = minGroupSizeOption(o, USAGE) ?? DEFAULT_MIN_GROUP_SIZE;
   const scale = o.integer("--scale", HE_MAX_SCALE) ?? 0;
-  const maxAbsText = o.get("--max-abs-value");
-  const maxAbsValue = maxAbsText !== undefined ? parseMaxAbsValue(maxAbsText) : AGGREGATE_DEFAULT_MAX_ABS;
+  const maxAbs = maxAbsValueOption(o, USAGE);
+  const maxAbsValue = maxAbs?.value ?? AGGREGATE_DEFAULT_MAX_ABS;
   const groupName = o.get("--group") ?? GroupId.X25519;
   if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError("--group must be x25519 or ristretto255", USAGE);
   const group: GroupId = groupName;
@@ -135,7 +119,7 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const providerCsv = formatFromPath(providerPath) === FileFormat.Csv;
 
   const quiet = o.has("--quiet");
-  if (maxAbsText === undefined && !quiet && valueColumns.length > 0) io.err("umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  if (maxAbs === undefined && !quiet && valueColumns.length > 0) io.err("umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
   const progress = createProgress({ quiet });
   const t0 = performance.now();
   let run: JaRunResult;

@@ -24,15 +24,18 @@ import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 
 export const LOOKUP_USAGE = `  lookup --buyer FILE --provider FILE --columns C1[,C2...] --key COL[,COL...] --out FILE
-      [--product NAME] [--version N] [--budget N] [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N]
+      [--digits-only] [--case-fold] [--quiet]
                  enrich the buyer's rows with the provider's columns (a left join:
                  null where no match), the provider's table prepared in memory
-                 under a fresh key (product "local", version 1 by default)
+                 under a fresh key (product "local", product version 1 by default)
   lookup --buyer FILE --prepared FILE --seed-file FILE --key COL[,COL...] --out FILE
-      [--product NAME] [--version N] [--budget N] [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N]
+      [--digits-only] [--case-fold] [--quiet]
                  the same against a table made by "lookup prepare"
   lookup prepare --provider FILE --key COL[,COL...] --columns C1[,C2...] --product NAME
-      --version N --seed-file FILE --out PREPARED.arrow [--digits-only] [--case-fold] [--quiet]
+      --product-version N --seed-file FILE --out PREPARED.arrow
+      [--digits-only] [--case-fold] [--quiet]
                  seal the provider's columns under the product key derived from a
                  32-byte seed file (created, mode 0600, if missing); Arrow IPC out
 `;
@@ -50,7 +53,7 @@ const PREPARE_OPTIONS: OptionSpec = {
   "--key": "string",
   "--columns": "string",
   "--product": "string",
-  "--version": "string",
+  "--product-version": "string",
   "--seed-file": "string",
   "--out": "string",
   "--digits-only": "flag",
@@ -67,7 +70,7 @@ const LOOKUP_OPTIONS: OptionSpec = {
   "--key": "string",
   "--out": "string",
   "--product": "string",
-  "--version": "string",
+  "--product-version": "string",
   "--budget": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
@@ -88,7 +91,7 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
   const preparedPath = o.get("--prepared");
   const budget = o.integer("--budget");
   const wantProduct = o.get("--product");
-  const wantVersion = o.integer("--version", MAX_VERSION);
+  const wantVersion = o.integer("--product-version", MAX_VERSION);
   const normalise = o.keyOptions();
   let providerPath: string | undefined;
   let labels: string[] | undefined;
@@ -196,8 +199,8 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
   const keys = o.requireList("--key");
   const labels = o.requireList("--columns");
   const product = o.require("--product");
-  o.require("--version");
-  const version = o.integer("--version", MAX_VERSION) as number;
+  o.require("--product-version");
+  const version = o.integer("--product-version", MAX_VERSION) as number;
   const seedPath = o.require("--seed-file");
   const out = o.require("--out");
   const both = labels.find((c) => keys.includes(c));

@@ -2,7 +2,7 @@
  * federated-aggregate as a node job: the job's parameters from its request,
  * the buyer's and each provider's role in their agents, and the exchange's
  * aggregator role. The protocol itself — its flow, threat model and what each
- * role learns — is protocols/federated-aggregate.ts.
+ * role learns — is protocols/federated-aggregate/ (index.ts).
  *
  * Parameters. The buyer's request names the provider datasets, in provider
  * order, and the computation (`params.aggregate`, node/policy.ts). The
@@ -21,10 +21,12 @@
  * the exchange puts in job.start: no extra round. The buyer draws a fresh BFV
  * key set per job.
  *
- * Senders. The protocol's state machines do not know who sent a message; the
- * exchange's role binds each one to its party: the key set (step 1) only
- * from the job's buyer, provider i's masked vector (step 2) only from the
- * party that owns dataset i.
+ * Senders. The protocol's roles check the sender by role name; the
+ * exchange's role names each frame's party as a role ("buyer", or
+ * "provider-<i>" for the party that owns dataset i), so the protocol takes
+ * the key set (step 1) only from the job's buyer and provider i's masked
+ * vector (step 2) only from the party that owns dataset i; the buyer and
+ * the providers hear only from the exchange.
  *
  * Failure. A provider that refuses (its own policy check) or fails, or never
  * sends its vector, fails the job: the exchange sends the sum to the buyer only
@@ -37,33 +39,31 @@ import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { InvalidInputError } from "../../engine/errors.js";
-import { createCkksContext, createHeContext, loadSeal, selectCkksParameters, selectParameters, type CkksContext, type HeContext } from "../../engine/he/index.js";
+import { createHeScheme, loadSeal, selectCkksParameters, selectParameters, type HeScheme } from "../../engine/he/index.js";
 import {
   decodeMessage,
   encodeMessage,
-  faBuyerDone,
-  faBuyerReceive,
+  faBuyer,
   faBuyerResult,
-  faBuyerStart,
-  faExchangeDone,
-  faExchangeMissing,
-  faExchangeReceive,
-  faExchangeStart,
   faCkksOptions,
+  faExchange,
+  faExchangeMissing,
   faHeOptions,
-  faProviderReceive,
-  faProviderStart,
+  faProvider,
   faResultTable,
+  faSchemeOptions,
   ProtocolError,
   ProtocolId,
+  providerRole,
   resolveFaParams,
-  type Addressed,
   type FaBuyerState,
   type FaExchangeState,
   type FaProviderState,
   type FaResult,
   type FederatedAggregateParams,
+  type ProtocolMessage,
 } from "../../protocols/index.js";
+import { providerIndex, RoleName, type Outgoing } from "../../protocols/role.js";
 import { NoMaskKeyError, WrongSenderError } from "../errors.js";
 import { InvalidJobRequestError, type AggregateJobParams, type JobRequest, type UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
@@ -145,7 +145,7 @@ export async function readAggregateInput(path: string, c: Computation): Promise<
 }
 
 /**
- * The buyer's result table (protocols/run-federated-aggregate.ts
+ * The buyer's result table (protocols/federated-aggregate/run.ts
  * `faResultTable`: one row per cell), with the sums as exact Int64 when the
  * scale is 0 and every sum fits (Float64 is exact only to 2^53).
  */
@@ -167,14 +167,18 @@ export interface FaJobInfo {
   readonly index?: number;
 }
 
-function toExchange(messages: readonly Addressed[]): Uint8Array[] {
+function toExchange(messages: readonly Outgoing[]): Uint8Array[] {
   return messages.map((a) => {
-    if (a.to !== "exchange") throw new ProtocolError("a federated-aggregate party sends only to the exchange");
+    if (a.to !== RoleName.Exchange) throw new ProtocolError("a federated-aggregate party sends only to the exchange");
     return encodeMessage(a.message);
   });
 }
 
-/** The buyer's and the providers' roles in their agents. */
+/**
+ * The buyer's and the providers' roles in their agents: the protocol's
+ * `faBuyer` and `faProvider`, whose one counterpart is the exchange (the
+ * agent has checked that a frame came from it).
+ */
 export const federatedAggregateParty: PartyProtocol = {
   // A provider reads only the columns the computation uses (the buyer brings no table).
   async readTable(spec, _role, path) {
@@ -187,29 +191,29 @@ export const federatedAggregateParty: PartyProtocol = {
     if (!fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
     if (role === "buyer") {
       ctx.onProgress?.("key set", 0, 1);
-      const r = await faBuyerStart(fa.params);
+      const r = await faBuyer.start(fa.params, {});
       ctx.onProgress?.("key set", 1, 1);
       return { state: r.state, out: toExchange(r.messages), done: false };
     }
     if (fa.index === undefined || !ctx.mask) throw new ProtocolError("a federated-aggregate provider needs its index and the mask keys");
     ctx.onProgress?.("aggregate locally", 0, ctx.table.numRows);
-    const r = await faProviderStart(fa.params, { index: fa.index, table: ctx.table, boxKeyPair: ctx.mask.keyPair, peers: ctx.mask.peers });
+    const r = await faProvider.start({ params: fa.params, input: { index: fa.index, table: ctx.table, boxKeyPair: ctx.mask.keyPair, peers: ctx.mask.peers } }, {});
     ctx.onProgress?.("aggregate locally", ctx.table.numRows, ctx.table.numRows);
-    return { state: r.state, out: [], done: false };
+    return { state: r.state, out: toExchange(r.messages), done: false };
   },
 
   async receive(_spec, role, state, frame, ctx): Promise<StepOutput> {
     const m = decodeMessage(frame);
     if (role === "buyer") {
       ctx.onProgress?.("decrypt", 0, 1);
-      const r = await faBuyerReceive(state as FaBuyerState, m);
+      const r = await faBuyer.receive(state as FaBuyerState, RoleName.Exchange, m, {});
       ctx.onProgress?.("decrypt", 1, 1);
-      return { state: r.state, out: toExchange(r.messages), done: faBuyerDone(r.state) };
+      return { state: r.state, out: toExchange(r.messages), done: faBuyer.done(r.state) };
     }
     ctx.onProgress?.("mask and encrypt", 0, 1);
-    const r = await faProviderReceive(state as FaProviderState, m);
+    const r = await faProvider.receive(state as FaProviderState, RoleName.Exchange, m, {});
     ctx.onProgress?.("mask and encrypt", 1, 1);
-    return { state: r.state, out: toExchange(r.messages), done: r.state.done };
+    return { state: r.state, out: toExchange(r.messages), done: faProvider.done(r.state) };
   },
 
   result(spec, state: RoleState): BuyerResult {
@@ -224,46 +228,54 @@ export const federatedAggregateParty: PartyProtocol = {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
-/** The aggregator: sums the providers' masked vectors, sends the buyer the re-randomised total once all N are in. */
+/**
+ * The role name a party's frame comes from: "buyer" for the job's buyer;
+ * for a provider, "provider-<i>" where it owns dataset i — the i its vector
+ * names when it owns that one (a party may own several). The protocol's
+ * exchange role then refuses a step from the wrong role (WrongSenderError).
+ */
+function senderRole(job: MultiPartyJob, from: string, m: ProtocolMessage) {
+  if (from === job.buyer) return RoleName.Buyer;
+  if (m.kind === "aggregateCiphertext" && job.providers[m.party] === from) return providerRole(m.party);
+  const i = job.providers.indexOf(from);
+  if (i < 0) throw new WrongSenderError("a protocol message from a party that is not in this job");
+  return providerRole(i);
+}
+
+/** The aggregator (the protocol's `faExchange`): sums the providers' masked vectors, sends the buyer the re-randomised total once all N are in. */
 class FaExchangeRole implements ExchangeRole {
   #state: FaExchangeState;
-  /** The job's context: BFV, or CKKS where the job declares approximate arithmetic. */
-  readonly #he: { readonly he: HeContext } | { readonly ckks: CkksContext };
+  /** The job's HE scheme: BFV, or CKKS where the job declares approximate arithmetic. */
+  readonly #he: HeScheme;
   readonly #job: MultiPartyJob;
 
-  private constructor(job: MultiPartyJob, state: FaExchangeState, he: { readonly he: HeContext } | { readonly ckks: CkksContext }) {
+  private constructor(job: MultiPartyJob, state: FaExchangeState, he: HeScheme) {
     this.#job = job;
     this.#state = state;
     this.#he = he;
   }
 
-  #context(): HeContext | CkksContext {
-    return "he" in this.#he ? this.#he.he : this.#he.ckks;
-  }
-
   static async create(job: MultiPartyJob): Promise<FaExchangeRole> {
     const params = faParamsOf(job.id, job.request);
     if (job.providers.length !== params.providers) throw new ProtocolError("the job's providers do not match its datasets");
-    const { state } = await faExchangeStart(params);
+    const { state } = await faExchange.start(params, {});
     // One HE context for the job's every step (the protocol would build one per call otherwise).
-    const he = state.approximate ? { ckks: await createCkksContext(faCkksOptions(state)) } : { he: await createHeContext(faHeOptions(state)) };
-    return new FaExchangeRole(job, state, he);
+    return new FaExchangeRole(job, state, await createHeScheme(faSchemeOptions(state)));
   }
 
   get done(): boolean {
-    return faExchangeDone(this.#state);
+    return faExchange.done(this.#state);
   }
 
   async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
-    if (this.#context().disposed) throw new ProtocolError("the job's aggregator role has ended");
+    if (this.#he.disposed) throw new ProtocolError("the job's aggregator role has ended");
     const m = decodeMessage(frame);
     const job = this.#job;
-    if (m.kind === "aggregateKey" && from !== job.buyer) throw new WrongSenderError("the key set of a job comes from its buyer only");
-    if (m.kind === "aggregateCiphertext" && job.providers[m.party] !== from) throw new WrongSenderError("a provider's vector comes from that provider only");
-    const r = await faExchangeReceive(this.#state, m, this.#he);
+    const r = await faExchange.receive(this.#state, senderRole(job, from, m), m, { he: this.#he });
     this.#state = r.state;
     return r.messages.map((a) => {
-      const to = a.to === "buyer" ? job.buyer : a.to.startsWith("provider-") ? job.providers[Number(a.to.slice("provider-".length))] : undefined;
+      const i = providerIndex(a.to);
+      const to = a.to === RoleName.Buyer ? job.buyer : i !== undefined ? job.providers[i] : undefined;
       if (to === undefined) throw new ProtocolError("the aggregator addressed a role the job does not have");
       return { to, frame: encodeMessage(a.message) };
     });
@@ -275,8 +287,7 @@ class FaExchangeRole implements ExchangeRole {
   }
 
   dispose(): void {
-    const c = this.#context();
-    if (!c.disposed) c.dispose();
+    if (!this.#he.disposed) this.#he.dispose();
   }
 }
 

@@ -1,7 +1,13 @@
-/** Random test tables and plain-JS join oracles for the PSI family. */
+/** Seeded generators, random test tables and plain-JS join oracles for the PSI family. */
 import { Float64, Int32, Table, Utf8, vectorFromArray } from "apache-arrow";
 
-/** A small seeded generator (tests replay the same data). */
+/**
+ * The test kit's seeded generators, uniform in [0, 1), so a failing test
+ * replays with the same data. Two because tests pin data drawn from each:
+ * `rng` (xorshift32) and `mulberry32`; a new test takes either.
+ */
+
+/** xorshift32 (Marsaglia); seed 0 is taken as 1. */
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
@@ -12,6 +18,25 @@ export function rng(seed: number): () => number {
     s >>>= 0;
     return s / 2 ** 32;
   };
+}
+
+/** mulberry32 (Tommy Ettinger). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n bytes from a seeded generator, one draw per byte. */
+export function randomBytesFrom(r: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(r() * 256);
+  return out;
 }
 
 const POOL = ["alice", "bob", "carol", "dave", "émile", "e\u0301mile", "Zoë", "李雷", "韩梅梅", "+86 138 0000 0001", "0", "x", "  padded  ", "padded", "🙂", ""];

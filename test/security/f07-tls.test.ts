@@ -95,7 +95,7 @@ describe("finding 7: the nodes over TLS", () => {
     const tf = (n: keyof typeof dirs) => join(dirs[n], `${n}.token`);
     const reg = await umbra(["dataset", "register", "--party", telco.url, "--token-file", tf("telco"), "--file", "subs.csv", "--policy", JSON.stringify({ allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"] })]);
     expect(reg.status, reg.stderr).toBe(0);
-    const job = await umbra(["job", "submit", "--party", bank.url, "--token-file", tf("bank"), "--protocol", "psi", "--dataset", "cust.csv", "--provider-dataset", "telco.subs.csv", "--key", "phone", "--wait"]);
+    const job = await umbra(["job", "submit", "--party", bank.url, "--token-file", tf("bank"), "--protocol", "psi", "--input", "cust.csv", "--provider-dataset", "telco.subs.csv", "--key", "phone", "--wait"]);
     expect(job.status, job.stderr).toBe(0);
     const id = /job (job-\S+) submitted/.exec(job.stdout)?.[1] as string;
     const out = join(root, "matched.csv");

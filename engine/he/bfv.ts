@@ -1,6 +1,14 @@
 /**
  * `HeContext`: the owner of the SEAL contexts for one parameter set, and the
- * operations over packed, CRT-split BFV ciphertexts.
+ * operations over packed, CRT-split BFV ciphertexts — the BFV scheme of
+ * engine/he (scheme.ts wraps it, with CKKS, behind the one `HeScheme`
+ * interface the protocols use).
+ *
+ * Longer than ~500 lines on purpose: one class owns every SEAL object of the
+ * scheme (see Ownership), and each operation must reach the same private
+ * per-prime contexts, scopes and level switches; splitting the operations
+ * across files would mean handing raw SEAL handles between modules, which
+ * the ownership rule forbids.
  *
  * ## Ownership
  *

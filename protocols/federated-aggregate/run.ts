@@ -14,7 +14,7 @@
  * histogram so are its rows in a bin, or below the first or above the last
  * edge, where it has 1 … k−1 rows (from the cell's count and sums too).
  *
- * With `approximate: true` (CKKS; see federated-aggregate.ts Approximate
+ * With `approximate: true` (CKKS; see index.ts, Approximate
  * mode) every result column is followed by `bound_<name>` (Float64), the
  * bound on its error: `count` / `bound_count`, `sum_c` / `bound_sum_c`, …,
  * `hist_c_i` / `bound_hist_c_i`. Counts and bins are Int64 — exact — when
@@ -23,40 +23,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
-import { InvalidArgumentError } from "../engine/errors.js";
-import { CkksContext, createCkksContext, createHeContext } from "../engine/he/index.js";
-import {
-  faBoxKeyPair,
-  faBuyerDone,
-  faBuyerReceive,
-  faBuyerResult,
-  faBuyerStart,
-  faCkksOptions,
-  faExchangeDone,
-  faExchangeMissing,
-  faExchangeReceive,
-  faExchangeStart,
-  faHeOptions,
-  faProviderReceive,
-  faProviderStart,
-  MissingProviderError,
-  providerRole,
-  resolveFaParams,
-  type Addressed,
-  type AggregateSpec,
-  type FaBuyerState,
-  type FaApprox,
-  type FaApproxCount,
-  type FaContext,
-  type FaExchangeState,
-  type FaProviderState,
-  type FaResult,
-  type FaRole,
-  type FaStepResult,
-  type FederatedAggregateParams,
-} from "./federated-aggregate.js";
-import { MemoryTransport, type TransportStats } from "./transport.js";
-import { ProtocolError } from "./errors.js";
+import { InvalidArgumentError } from "../../engine/errors.js";
+import { createHeScheme } from "../../engine/he/index.js";
+import type { AggregateSpec } from "../aggregate.js";
+import { faBuyer, type FaBuyerState } from "./buyer.js";
+import { faExchange, faExchangeMissing, type FaExchangeState } from "./exchange.js";
+import { faBoxKeyPair } from "./masks.js";
+import { faSchemeOptions, MissingProviderError, resolveFaParams, type FaContext, type FederatedAggregateParams } from "./params.js";
+import { faProvider } from "./provider.js";
+import type { FaApprox, FaApproxCount, FaResult } from "./result.js";
+import { player, providerRole, runRoles, RoleName, type Player, type Role } from "../role.js";
+import type { TransportStats } from "../transport.js";
 
 export interface FaProviderSide {
   readonly table: Table;
@@ -75,7 +52,7 @@ export interface RunFederatedAggregateOptions {
    * k (default 1: nothing suppressed): each provider's role zeroes a cell in
    * which it has 1 … k−1 rows, and leaves out its rows of a histogram bin or
    * outside range in which it has 1 … k−1 rows, before it masks its vector;
-   * totals below k are suppressed (see federated-aggregate.ts, k per
+   * totals below k are suppressed (see index.ts, k per
    * provider per cell).
    */
   readonly minCount?: number;
@@ -88,7 +65,7 @@ export interface RunFederatedAggregateOptions {
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
   /** Simulates providers (by index) that fail after step 1: their step 2 is never delivered (tests). */
   readonly dropOut?: readonly number[];
-  /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see federated-aggregate.ts). Default false: exact. */
+  /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see index.ts). Default false: exact. */
   readonly approximate?: boolean;
 }
 
@@ -121,51 +98,45 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
   const peers = keys.map((k) => k.publicKey);
   const drop = new Set(options.dropOut ?? []);
 
-  // One HE context for every role of this process (each role would build its own in a node).
-  const he = resolved.approximate ? await createCkksContext(faCkksOptions(resolved)) : await createHeContext(faHeOptions(resolved));
-  const ctx: FaContext = he instanceof CkksContext ? { ckks: he } : { he };
-  try {
-    const t = new MemoryTransport();
-    if (options.tap) t.tap(options.tap);
-    const send = (from: FaRole, out: readonly Addressed[]): void => {
-      for (const a of out) {
-        if (from.startsWith("provider-") && drop.has(Number(from.slice("provider-".length)))) continue;
-        t.send(from, a.to, [a.message]);
+  // One HE scheme for every role of this process (each role would build its own in a node).
+  const he = await createHeScheme(faSchemeOptions(resolved));
+  const ctx: FaContext = { he };
+  let failed = false;
+  let exchangeState: FaExchangeState | undefined;
+  const watch = <S, I, R>(role: Role<S, I, FaContext, R>, seen: (s: S) => void = () => {}): Role<S, I, FaContext, R> => {
+    const step = async <T extends { state: S }>(run: () => Promise<T>): Promise<T> => {
+      try {
+        const out = await run();
+        seen(out.state);
+        return out;
+      } catch (err) {
+        failed = true;
+        throw err;
       }
     };
-    let buyer: FaStepResult<FaBuyerState> = await faBuyerStart(params, ctx);
-    let exchange: FaStepResult<FaExchangeState> = await faExchangeStart(params);
-    const providers: FaStepResult<FaProviderState>[] = [];
-    for (let i = 0; i < n; i++) {
-      providers.push(await faProviderStart(params, { index: i, table: (options.providers[i] as FaProviderSide).table, boxKeyPair: keys[i] as FaProviderSide["boxKeyPair"] & object, peers }));
+    return { ...role, start: (init, c) => step(() => role.start(init, c)), receive: (st, from, m, c) => step(() => role.receive(st, from, m, c)) };
+  };
+  // A provider that drops out after step 1: its step 2 is computed but never delivered.
+  const dropping = { ...faProvider, receive: async (...a: Parameters<typeof faProvider.receive>) => ({ ...(await faProvider.receive(...a)), messages: [] }) };
+  try {
+    const players: Record<string, Player> = {
+      [RoleName.Buyer]: player(watch(faBuyer), params, ctx),
+      [RoleName.Exchange]: player(watch(faExchange, (st) => (exchangeState = st)), params, ctx),
+    };
+    options.providers.forEach((side, i) => {
+      const input = { index: i, table: side.table, boxKeyPair: keys[i] as NonNullable<FaProviderSide["boxKeyPair"]>, peers };
+      players[providerRole(i)] = player(watch(drop.has(i) ? dropping : faProvider), { params, input }, ctx);
+    });
+    let run: Awaited<ReturnType<typeof runRoles>>;
+    try {
+      run = await runRoles(players, options.tap ? { tap: options.tap } : {});
+    } catch (err) {
+      // The messages ran out (no role failed) before the exchange had every provider's vector.
+      if (!failed && exchangeState && !exchangeState.done) throw new MissingProviderError(faExchangeMissing(exchangeState));
+      throw err;
     }
-    send("buyer", buyer.messages);
-    for (;;) {
-      let moved = false;
-      for (let m = t.receive("exchange"); m; m = t.receive("exchange")) {
-        exchange = await faExchangeReceive(exchange.state, m, ctx);
-        send("exchange", exchange.messages);
-        moved = true;
-      }
-      for (let i = 0; i < n; i++) {
-        const role = providerRole(i);
-        for (let m = t.receive(role); m; m = t.receive(role)) {
-          const next = await faProviderReceive((providers[i] as FaStepResult<FaProviderState>).state, m, ctx);
-          providers[i] = next;
-          send(role, next.messages);
-          moved = true;
-        }
-      }
-      for (let m = t.receive("buyer"); m; m = t.receive("buyer")) {
-        buyer = await faBuyerReceive(buyer.state, m, ctx);
-        moved = true;
-      }
-      if (!moved) break;
-    }
-    if (!faExchangeDone(exchange.state)) throw new MissingProviderError(faExchangeMissing(exchange.state));
-    if (!faBuyerDone(buyer.state)) throw new ProtocolError("the protocol ended before the buyer had its result");
-    const result = faBuyerResult(buyer.state);
-    return { table: faResultTable(result, params), result, job, stats: t.stats() };
+    const result = faBuyer.result(run.states[RoleName.Buyer] as FaBuyerState);
+    return { table: faResultTable(result, params), result, job, stats: run.stats };
   } finally {
     he.dispose();
   }
