@@ -31,7 +31,7 @@ import {
   type SealOptions,
 } from "../node/envelope.js";
 import { NodeErrorCode } from "../node/errors.js";
-import { federatedAggregateExchange } from "../node/jobs/federated-aggregate.js";
+import { exchangeProtocolFor } from "../node/jobs/exchange-roles.js";
 import type { JobRequest } from "../node/policy.js";
 import { encodeMessage } from "../protocols/codec.js";
 import {
@@ -470,6 +470,7 @@ describe("refusals", () => {
   });
 
   it("job roles refuse a provider with no mask key and a message from the wrong party", async () => {
+    const federatedAggregateExchange = exchangeProtocolFor("federated-aggregate")!;
     refused(() => federatedAggregateExchange.providerStart(0, [{ name: "alice", maskPublicKey: null }, { name: "mallory", maskPublicKey: new Uint8Array(32).fill(9) }]));
     const request = {
       protocol: "federated-aggregate",

@@ -9,8 +9,10 @@ import { Float64, Int32, Table, Utf8, vectorFromArray, type DataType } from "apa
 import { afterAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { BelowMinimumError, decodeMessage, KeyLimitExceededError, lookupKeyPair, prepareLookupTable } from "../protocols/index.js";
-import { jaJobInfo, joinAggregateExchange } from "../node/jobs/join-aggregate.js";
-import { buyerKeysSeen, buyerResult, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState, type StepOutput } from "../node/jobs/roles.js";
+import { exchangeProtocolFor } from "../node/jobs/exchange-roles.js";
+import type { JobSpec, PartyResources, PartyRole } from "../node/jobs/protocol.js";
+import { nodeProtocolFor } from "../node/jobs/registry.js";
+import { RoleRun, type RoleFrame } from "../node/jobs/run.js";
 import type { JobRequest } from "../node/policy.js";
 
 const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
@@ -24,55 +26,66 @@ const keyTable = (keys: readonly string[], extra: Record<string, unknown[]> = {}
 const buyerKeys = Array.from({ length: 8 }, (_, i) => `shared-${i}`).concat(["mine-1", "mine-2"]); // 10 distinct, 8 shared
 const providerKeys = Array.from({ length: 30 }, (_, i) => `shared-${i}`);
 
+/** A job spec as a party reads it from job.start: the buyer "bank", the provider "telco", the exchange "exchange". */
 function spec(protocol: JobSpec["protocol"], limits?: JobSpec["limits"], more: Partial<JobSpec> = {}): JobSpec {
-  return { id: `limits-${protocol}-${Math.random().toString(36).slice(2)}`, protocol, buyer: "bank", provider: "telco", keyColumns: ["k"], ...(limits ? { limits } : {}), ...more };
+  const request = { protocol, buyer: "bank", params: { keyColumns: ["k"] } } as JobRequest;
+  return { id: `limits-${protocol}-${Math.random().toString(36).slice(2)}`, protocol, request, buyer: "bank", providers: ["telco"], exchange: "exchange", keyColumns: ["k"], ...(limits ? { limits } : {}), ...more };
+}
+
+const moduleOf = (s: JobSpec) => nodeProtocolFor(s.protocol)!;
+
+interface Side {
+  readonly run: RoleRun;
+  readonly out: readonly RoleFrame[];
+}
+
+/** Starts a party's role of the job as its agent does. */
+async function startRole(s: JobSpec, party: PartyRole, r: PartyResources): Promise<Side> {
+  const m = moduleOf(s);
+  return RoleRun.start(await m.player(s, party, r), m.parties(s));
 }
 
 /** Plays a two-party job: every frame of each side to the other, until neither has more. */
-async function play(s: JobSpec, buyer: { ctx: RoleContext }, provider: { ctx: RoleContext }): Promise<{ b: StepOutput; p: StepOutput }> {
-  let b = await startRole(s, "buyer", buyer.ctx);
-  let p = await startRole(s, "provider", provider.ctx);
+async function play(s: JobSpec, buyer: { ctx: PartyResources }, provider: { ctx: PartyResources }): Promise<{ b: RoleRun; p: RoleRun }> {
+  const b = await startRole(s, "buyer", buyer.ctx);
+  const p = await startRole(s, "provider", provider.ctx);
   let toP = [...b.out];
   let toB = [...p.out];
   while (toP.length + toB.length > 0) {
-    const nextB: Uint8Array[] = [];
-    for (const f of toP) {
-      p = await receiveRole(s, "provider", p.state, f, provider.ctx);
-      nextB.push(...p.out);
-    }
-    const nextP: Uint8Array[] = [];
-    for (const f of [...toB, ...nextB]) {
-      b = await receiveRole(s, "buyer", b.state, f, buyer.ctx);
-      nextP.push(...b.out);
-    }
+    const nextB: RoleFrame[] = [];
+    for (const f of toP) nextB.push(...(await p.run.receive("bank", f.frame)));
+    const nextP: RoleFrame[] = [];
+    for (const f of [...toB, ...nextB]) nextP.push(...(await b.run.receive("telco", f.frame)));
     toP = nextP;
     toB = [];
   }
-  return { b, p };
+  return { b: b.run, p: p.run };
 }
+
+const buyerResult = (s: JobSpec, run: RoleRun, table: Table) => moduleOf(s).result(s, run.state, table);
+const buyerKeysSeen = (s: JobSpec, run: RoleRun) => moduleOf(s).buyerKeysSeen?.(run.state);
 
 describe("psi and psi-cardinality", () => {
   it("maxBuyerKeys: the provider refuses a buyer hello announcing more distinct keys, with the state unchanged; buyerKeysSeen stays undefined", async () => {
     const s = spec("psi", { maxBuyerKeys: 9 });
     const b = await startRole(s, "buyer", { pool, table: keyTable(buyerKeys) });
     const p = await startRole(s, "provider", { pool, table: keyTable(providerKeys) });
-    expect(buyerKeysSeen(s, "provider", p.state)).toBeUndefined();
-    const before = structuredClone(p.state);
-    const err = await receiveRole(s, "provider", p.state, b.out[0] as Uint8Array, { pool, table: keyTable(providerKeys) }).catch((e: unknown) => e);
+    expect(buyerKeysSeen(s, p.run)).toBeUndefined();
+    const before = structuredClone(p.run.state);
+    const err = await p.run.receive("bank", (b.out[0] as RoleFrame).frame).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KeyLimitExceededError);
     expect(err).toMatchObject({ code: "UMBRA_KEY_LIMIT_EXCEEDED", announced: 10, limit: 9 });
-    expect(p.state).toEqual(before);
-    expect(buyerKeysSeen(s, "provider", p.state)).toBeUndefined();
+    expect(p.run.state).toEqual(before);
+    expect(buyerKeysSeen(s, p.run)).toBeUndefined();
   });
 
-  it("buyerKeysSeen is the buyer's distinct key count once the provider has its hello (duplicates and nulls not counted); undefined for the buyer", async () => {
+  it("buyerKeysSeen is the buyer's distinct key count once the provider has its hello (duplicates and nulls not counted)", async () => {
     const s = spec("psi", { maxBuyerKeys: 10 });
     const table = new Table({ k: vectorFromArray([...buyerKeys, "shared-0", null, "mine-1"], new Utf8()) });
     const b = await startRole(s, "buyer", { pool, table });
     const p = await startRole(s, "provider", { pool, table: keyTable(providerKeys) });
-    const p1 = await receiveRole(s, "provider", p.state, b.out[0] as Uint8Array, { pool, table: keyTable(providerKeys) });
-    expect(buyerKeysSeen(s, "provider", p1.state)).toBe(10);
-    expect(buyerKeysSeen(s, "buyer", b.state)).toBeUndefined();
+    await p.run.receive("bank", (b.out[0] as RoleFrame).frame);
+    expect(buyerKeysSeen(s, p.run)).toBe(10);
   });
 
   it("minIntersection: the buyer's result is withheld below it (8 shared keys against 9), released at it", async () => {
@@ -81,10 +94,10 @@ describe("psi and psi-cardinality", () => {
     const below = spec("psi", { minIntersection: 9 });
     const r1 = await play(below, buyer, provider);
     expect(r1.b.done).toBe(true);
-    expect(() => buyerResult(below, r1.b.state, buyer.ctx.table)).toThrow(BelowMinimumError);
+    expect(() => buyerResult(below, r1.b, buyer.ctx.table)).toThrow(BelowMinimumError);
     const at = spec("psi", { minIntersection: 8 });
     const r2 = await play(at, buyer, provider);
-    const res = buyerResult(at, r2.b.state, buyer.ctx.table);
+    const res = buyerResult(at, r2.b, buyer.ctx.table);
     expect(res.kind === "table" && res.table.numRows).toBe(8);
   });
 
@@ -95,13 +108,13 @@ describe("psi and psi-cardinality", () => {
     expect(r.b.done).toBe(true);
     const err = (() => {
       try {
-        return buyerResult(s, r.b.state, buyer.ctx.table);
+        return buyerResult(s, r.b, buyer.ctx.table);
       } catch (e) {
         return e;
       }
     })();
     expect(err).toMatchObject({ code: "UMBRA_BELOW_MINIMUM", threshold: 10 });
-    expect(buyerKeysSeen(s, "provider", r.p.state)).toBe(10);
+    expect(buyerKeysSeen(s, r.p)).toBe(10);
   });
 });
 
@@ -112,16 +125,16 @@ describe("lookup", () => {
     const providerTable = keyTable(providerKeys, { spend: providerKeys.map((_, i) => i * 1.5) });
     const prepared = await prepareLookupTable({ table: providerTable, keys: ["k"], labels: ["spend"], secretKey, product, version: 1, pool });
     const lookup = { prepared, secretKey, budgetRemaining: 100, product, version: 1 };
-    const buyer = { ctx: { pool, table: keyTable(buyerKeys), lookup: { ...lookup, prepared: undefined as never, secretKey: new Uint8Array(0), budgetRemaining: 0 } } };
+    const buyer = { ctx: { pool, table: keyTable(buyerKeys), lookup: { ...lookup, prepared: new Table(), secretKey: new Uint8Array(0), budgetRemaining: 0 } } };
     const provider = { ctx: { pool, table: providerTable, lookup } };
     const s = spec("lookup", { minIntersection: 9 }, { outputColumns: ["spend"] });
     const r = await play(s, buyer, provider);
     expect(r.b.done).toBe(true);
-    expect(buyerKeysSeen(s, "provider", r.p.state)).toBe(10);
-    expect(() => buyerResult(s, r.b.state, buyer.ctx.table)).toThrow(BelowMinimumError);
+    expect(buyerKeysSeen(s, r.p)).toBe(10);
+    expect(() => buyerResult(s, r.b, buyer.ctx.table)).toThrow(BelowMinimumError);
     const ok = spec("lookup", { minIntersection: 8 }, { outputColumns: ["spend"] });
     const r2 = await play(ok, buyer, provider);
-    const res = buyerResult(ok, r2.b.state, buyer.ctx.table);
+    const res = buyerResult(ok, r2.b, buyer.ctx.table);
     expect(res.kind === "table" && res.table.numRows).toBe(10);
   });
 });
@@ -135,7 +148,8 @@ describe("join-aggregate", () => {
       providerDataset: "telco.usage.csv",
       params: { keyColumns: ["k"], aggregate: { aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], groupBy: { column: "g" }, maxAbsValue: "1000" } },
     };
-    return joinAggregateExchange.finalise(await joinAggregateExchange.prepare(raw, [], []), []);
+    const x = exchangeProtocolFor("join-aggregate")!;
+    return x.finalise(await x.prepare(raw, [], []), []);
   };
   const buyerTable = new Table({ k: vectorFromArray(buyerKeys, new Utf8()), g: vectorFromArray(buyerKeys.map((_, i) => (i % 2 ? "x" : "y")), new Utf8()) });
   const providerTable = new Table({ k: vectorFromArray(providerKeys, new Utf8()), v: vectorFromArray(providerKeys.map((_, i) => i), new Int32() as DataType) });
@@ -143,39 +157,39 @@ describe("join-aggregate", () => {
   it("maxBuyerKeys reaches the provider's role (refuses the hello, state unchanged) and the exchange's (refuses the buyer's hello); buyerKeysSeen at the limit", async () => {
     const req = await request();
     const id = `limits-ja-${Math.random().toString(36).slice(2)}`;
-    const mk = (limits: JobSpec["limits"]): JobSpec => ({ id, protocol: "join-aggregate", buyer: "bank", provider: "telco", keyColumns: ["k"], ja: jaJobInfo(id, req), limits });
+    const mk = (limits: JobSpec["limits"]): JobSpec => spec("join-aggregate", limits, { id, request: req });
     const tight = mk({ maxBuyerKeys: 9 });
     const b = await startRole(mk({}), "buyer", { pool, table: buyerTable }); // a buyer agent that ignores the limit
     const pctx = { pool, table: providerTable };
-    let p = await startRole(tight, "provider", pctx);
-    expect(buyerKeysSeen(tight, "provider", p.state)).toBeUndefined();
-    const direct = b.direct ?? [];
-    p = await receiveRole(tight, "provider", p.state, direct[0] as Uint8Array, pctx, "peer"); // the HE key
-    const before = structuredClone(p.state);
-    await expect(receiveRole(tight, "provider", p.state, direct[1] as Uint8Array, pctx, "peer")).rejects.toBeInstanceOf(KeyLimitExceededError);
-    expect(structuredClone(p.state)).toEqual(before);
+    const p = await startRole(tight, "provider", pctx);
+    expect(buyerKeysSeen(tight, p.run)).toBeUndefined();
+    const direct = b.out.filter((f) => f.to === "telco").map((f) => f.frame);
+    const toExchange = b.out.filter((f) => f.to === "exchange").map((f) => f.frame);
+    await p.run.receive("bank", direct[0] as Uint8Array); // the HE key
+    const before = structuredClone(p.run.state);
+    await expect(p.run.receive("bank", direct[1] as Uint8Array)).rejects.toBeInstanceOf(KeyLimitExceededError);
+    expect(structuredClone(p.run.state)).toEqual(before);
     // The exchange's role, started with the job's limits.
-    const role = await joinAggregateExchange.start({ id, request: req, buyer: "bank", providers: ["telco"], limits: { maxBuyerKeys: 9 } }, { pool: () => pool });
+    const role = await exchangeProtocolFor("join-aggregate")!.start({ id, request: req, buyer: "bank", providers: ["telco"], limits: { maxBuyerKeys: 9 } }, { pool: () => pool });
     try {
-      const kinds = b.out.map((f) => decodeMessage(f).kind);
+      const kinds = toExchange.map((f) => decodeMessage(f).kind);
       expect(kinds.slice(0, 2)).toEqual(["aggregateKey", "joinHello"]);
-      await role.receive("bank", b.out[0] as Uint8Array);
-      await expect(role.receive("bank", b.out[1] as Uint8Array)).rejects.toBeInstanceOf(KeyLimitExceededError);
+      await role.receive("bank", toExchange[0] as Uint8Array);
+      await expect(role.receive("bank", toExchange[1] as Uint8Array)).rejects.toBeInstanceOf(KeyLimitExceededError);
     } finally {
       role.dispose();
     }
     // At the limit: the provider takes the hello and reports the buyer's 10 keys.
     const fits = mk({ maxBuyerKeys: 10 });
-    let q: { state: RoleState } = await startRole(fits, "provider", pctx);
-    for (const f of direct.slice(0, 2)) q = await receiveRole(fits, "provider", q.state, f, pctx, "peer");
-    expect(buyerKeysSeen(fits, "provider", q.state)).toBe(10);
-    expect(buyerKeysSeen(fits, "buyer", b.state)).toBeUndefined();
+    const q = await startRole(fits, "provider", pctx);
+    for (const f of direct.slice(0, 2)) await q.run.receive("bank", f);
+    expect(buyerKeysSeen(fits, q.run)).toBe(10);
   }, 60_000);
 
   it("the buyer's own role refuses a key in two groups, naming the group column", async () => {
     const req = await request();
     const id = `limits-ja-overlap-${Math.random().toString(36).slice(2)}`;
-    const s: JobSpec = { id, protocol: "join-aggregate", buyer: "bank", provider: "telco", keyColumns: ["k"], ja: jaJobInfo(id, req) };
+    const s = spec("join-aggregate", undefined, { id, request: req });
     const table = new Table({ k: vectorFromArray(["a", "b", "a"], new Utf8()), g: vectorFromArray(["x", "y", "y"], new Utf8()) });
     await expect(startRole(s, "buyer", { pool, table })).rejects.toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", column: "g", rows: [1, 3] });
   });
@@ -184,6 +198,6 @@ describe("join-aggregate", () => {
 describe("federated-aggregate", () => {
   it("buyerKeysSeen is undefined (no buyer keys)", () => {
     const s = spec("federated-aggregate");
-    expect(buyerKeysSeen(s, "provider", { role: "provider", protocol: "federated-aggregate" } as unknown as RoleState)).toBeUndefined();
+    expect(moduleOf(s).buyerKeysSeen).toBeUndefined();
   });
 });

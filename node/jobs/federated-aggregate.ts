@@ -39,36 +39,13 @@ import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { InvalidInputError } from "../../engine/errors.js";
-import { createHeScheme, loadSeal, selectCkksParameters, selectParameters, type HeScheme } from "../../engine/he/index.js";
-import {
-  decodeMessage,
-  encodeMessage,
-  faBuyer,
-  faBuyerResult,
-  faCkksOptions,
-  faExchange,
-  faExchangeMissing,
-  faHeOptions,
-  faProvider,
-  faResultTable,
-  faSchemeOptions,
-  ProtocolError,
-  ProtocolId,
-  providerRole,
-  resolveFaParams,
-  type FaBuyerState,
-  type FaExchangeState,
-  type FaProviderState,
-  type FaResult,
-  type FederatedAggregateParams,
-  type ProtocolMessage,
-} from "../../protocols/index.js";
-import { providerIndex, RoleName, type Outgoing } from "../../protocols/role.js";
-import { NoMaskKeyError, WrongSenderError } from "../errors.js";
+import { createHeScheme, loadSeal, selectCkksParameters, selectParameters } from "../../engine/he/index.js";
+import { faBuyer, faBuyerResult, faCkksOptions, faExchange, faExchangeMissing, faHeOptions, faProvider, faResultTable, faSchemeOptions, ProtocolError, ProtocolId, providerRole, resolveFaParams, type FaBuyerState, type FaExchangeState, type FaResult, type FederatedAggregateParams, type ProtocolMessage } from "../../protocols/index.js";
+import { RoleName, type Role } from "../../protocols/role.js";
+import { NoMaskKeyError } from "../errors.js";
 import { InvalidJobRequestError, type AggregateJobParams, type JobRequest, type UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
-import type { ExchangeProtocol, ExchangeRole, MultiPartyJob, PartyKeys, RoleFrame } from "./exchange-roles.js";
-import type { BuyerResult, PartyProtocol, RoleState, StepOutput } from "./roles.js";
+import type { NodeProtocol, PartyKeys } from "./protocol.js";
 
 /** The value bound when a job (or `umbra aggregate`) declares none: 2^40. */
 export const AGGREGATE_DEFAULT_MAX_ABS = 2n ** 40n;
@@ -156,139 +133,41 @@ export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams
   return withExactSums(table, c.aggregates, (column) => result.cells.map((cell) => cell.columns[column]?.sum ?? null));
 }
 
-// ------------------------------------------------------------------ party side
-
-/** What a party's job spec carries for federated-aggregate. */
-export interface FaJobInfo {
-  readonly params: FederatedAggregateParams;
-  /** The providers' party names, in provider order. */
-  readonly providers: readonly string[];
-  /** This party's provider index (providers only). */
-  readonly index?: number;
-}
-
-function toExchange(messages: readonly Outgoing[]): Uint8Array[] {
-  return messages.map((a) => {
-    if (a.to !== RoleName.Exchange) throw new ProtocolError("a federated-aggregate party sends only to the exchange");
-    return encodeMessage(a.message);
-  });
-}
-
-/**
- * The buyer's and the providers' roles in their agents: the protocol's
- * `faBuyer` and `faProvider`, whose one counterpart is the exchange (the
- * agent has checked that a frame came from it).
- */
-export const federatedAggregateParty: PartyProtocol = {
-  // A provider reads only the columns the computation uses (the buyer brings no table).
-  async readTable(spec, _role, path) {
-    if (!spec.fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
-    return (await readAggregateInput(path, spec.fa.params)).table;
-  },
-
-  async start(spec, role, ctx): Promise<StepOutput> {
-    const fa = spec.fa;
-    if (!fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
-    if (role === "buyer") {
-      ctx.onProgress?.("key set", 0, 1);
-      const r = await faBuyer.start(fa.params, {});
-      ctx.onProgress?.("key set", 1, 1);
-      return { state: r.state, out: toExchange(r.messages), done: false };
-    }
-    if (fa.index === undefined || !ctx.mask) throw new ProtocolError("a federated-aggregate provider needs its index and the mask keys");
-    ctx.onProgress?.("aggregate locally", 0, ctx.table.numRows);
-    const r = await faProvider.start({ params: fa.params, input: { index: fa.index, table: ctx.table, boxKeyPair: ctx.mask.keyPair, peers: ctx.mask.peers } }, {});
-    ctx.onProgress?.("aggregate locally", ctx.table.numRows, ctx.table.numRows);
-    return { state: r.state, out: toExchange(r.messages), done: false };
-  },
-
-  async receive(_spec, role, state, frame, ctx): Promise<StepOutput> {
-    const m = decodeMessage(frame);
-    if (role === "buyer") {
-      ctx.onProgress?.("decrypt", 0, 1);
-      const r = await faBuyer.receive(state as FaBuyerState, RoleName.Exchange, m, {});
-      ctx.onProgress?.("decrypt", 1, 1);
-      return { state: r.state, out: toExchange(r.messages), done: faBuyer.done(r.state) };
-    }
-    ctx.onProgress?.("mask and encrypt", 0, 1);
-    const r = await faProvider.receive(state as FaProviderState, RoleName.Exchange, m, {});
-    ctx.onProgress?.("mask and encrypt", 1, 1);
-    return { state: r.state, out: toExchange(r.messages), done: faProvider.done(r.state) };
-  },
-
-  result(spec, state: RoleState): BuyerResult {
-    if (!spec.fa) throw new ProtocolError("a federated-aggregate job spec carries its parameters");
-    const result = faBuyerResult(state as FaBuyerState);
-    const table = faOutputTable(result, spec.fa.params);
-    return { kind: "table", table, summary: { cells: table.numRows, suppressed: result.cells.filter((c) => c.suppressed).length } };
-  },
-};
-
-// ------------------------------------------------------------------ exchange side
+// ------------------------------------------------------------------ the job
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
-/**
- * The role name a party's frame comes from: "buyer" for the job's buyer;
- * for a provider, "provider-<i>" where it owns dataset i — the i its vector
- * names when it owns that one (a party may own several). The protocol's
- * exchange role then refuses a step from the wrong role (WrongSenderError).
- */
-function senderRole(job: MultiPartyJob, from: string, m: ProtocolMessage) {
-  if (from === job.buyer) return RoleName.Buyer;
-  if (m.kind === "aggregateCiphertext" && job.providers[m.party] === from) return providerRole(m.party);
-  const i = job.providers.indexOf(from);
-  if (i < 0) throw new WrongSenderError("a protocol message from a party that is not in this job");
-  return providerRole(i);
+/** A role with the agent's progress reported around its start and each step (the protocol's steps are few and long). */
+function reporting<S, I, C, R>(role: Role<S, I, C, R>, phases: { readonly start: string; readonly step: string }, onProgress?: (phase: string, done: number, total: number) => void): Role<S, I, C, R> {
+  if (!onProgress) return role;
+  return {
+    async start(init, ctx) {
+      onProgress(phases.start, 0, 1);
+      const r = await role.start(init, ctx);
+      onProgress(phases.start, 1, 1);
+      return r;
+    },
+    async receive(state, from, message, ctx) {
+      onProgress(phases.step, 0, 1);
+      const r = await role.receive(state, from, message, ctx);
+      onProgress(phases.step, 1, 1);
+      return r;
+    },
+    done: (state) => role.done(state),
+    result: (state) => role.result(state),
+  };
 }
 
-/** The aggregator (the protocol's `faExchange`): sums the providers' masked vectors, sends the buyer the re-randomised total once all N are in. */
-class FaExchangeRole implements ExchangeRole {
-  #state: FaExchangeState;
-  /** The job's HE scheme: BFV, or CKKS where the job declares approximate arithmetic. */
-  readonly #he: HeScheme;
-  readonly #job: MultiPartyJob;
-
-  private constructor(job: MultiPartyJob, state: FaExchangeState, he: HeScheme) {
-    this.#job = job;
-    this.#state = state;
-    this.#he = he;
+/**
+ * The role a frame from party `from` is for when the party plays several
+ * (it owns several of the job's datasets): provider i's vector names i.
+ */
+function senderRole(candidates: readonly RoleName[], m: ProtocolMessage): RoleName {
+  if (m.kind === "aggregateCiphertext") {
+    const named = providerRole(m.party);
+    if (candidates.includes(named)) return named;
   }
-
-  static async create(job: MultiPartyJob): Promise<FaExchangeRole> {
-    const params = faParamsOf(job.id, job.request);
-    if (job.providers.length !== params.providers) throw new ProtocolError("the job's providers do not match its datasets");
-    const { state } = await faExchange.start(params, {});
-    // One HE context for the job's every step (the protocol would build one per call otherwise).
-    return new FaExchangeRole(job, state, await createHeScheme(faSchemeOptions(state)));
-  }
-
-  get done(): boolean {
-    return faExchange.done(this.#state);
-  }
-
-  async receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]> {
-    if (this.#he.disposed) throw new ProtocolError("the job's aggregator role has ended");
-    const m = decodeMessage(frame);
-    const job = this.#job;
-    const r = await faExchange.receive(this.#state, senderRole(job, from, m), m, { he: this.#he });
-    this.#state = r.state;
-    return r.messages.map((a) => {
-      const i = providerIndex(a.to);
-      const to = a.to === RoleName.Buyer ? job.buyer : i !== undefined ? job.providers[i] : undefined;
-      if (to === undefined) throw new ProtocolError("the aggregator addressed a role the job does not have");
-      return { to, frame: encodeMessage(a.message) };
-    });
-  }
-
-  missing(): readonly string[] {
-    if (this.#state.keyId === "") return [this.#job.buyer];
-    return faExchangeMissing(this.#state).map((i) => this.#job.providers[i] as string);
-  }
-
-  dispose(): void {
-    if (!this.#he.disposed) this.#he.dispose();
-  }
+  return candidates[0] as RoleName;
 }
 
 /** The request with k set (a copy). */
@@ -296,69 +175,117 @@ function withK(request: JobRequest, k: number): JobRequest {
   return { ...request, params: { ...request.params, minGroupSize: k } };
 }
 
-/** federated-aggregate's entry in the exchange's registry (node/jobs/exchange-roles.ts). */
-export const federatedAggregateExchange: ExchangeProtocol = {
+/** federated-aggregate as a node job: the buyer's and every provider's roles in their agents, the aggregator in the exchange. */
+export const federatedAggregateJob: NodeProtocol = {
   protocol: ProtocolId.FederatedAggregate,
 
-  async prepare(request, datasets) {
-    const a = aggregateOf(request);
-    const largest = Math.max(1, ...datasets.map((d) => d.rowCount));
-    if (a.maxRowsPerProvider !== undefined && a.maxRowsPerProvider < largest) {
-      throw new InvalidJobRequestError([{ field: "params.aggregate.maxRowsPerProvider", problem: "is below the registered row count of a dataset of the job" }]);
-    }
-    const filled: AggregateJobParams = {
-      ...request.params.aggregate,
-      aggregates: a.aggregates,
-      minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
-      maxAbsValue: a.maxAbsValue ?? AGGREGATE_DEFAULT_MAX_ABS.toString(),
-      scale: a.scale ?? 0,
-      maxRowsPerProvider: a.maxRowsPerProvider ?? largest,
-    };
-    const out: JobRequest = { ...request, params: { ...request.params, aggregate: filled } };
-    // The protocol's own checks (vector size, providers, bounds) and HE parameters for the
-    // declared range; k does not enter them.
-    try {
-      const resolved = resolveFaParams(faParamsOf("check", withK(out, 1)));
-      const seal = await loadSeal();
-      if (resolved.approximate) selectCkksParameters(seal, faCkksOptions(resolved));
-      else selectParameters(seal, faHeOptions(resolved));
-    } catch (err) {
-      if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
-      throw err;
-    }
-    return out;
+  parties: (job) =>
+    new Map<RoleName, string>([
+      [RoleName.Buyer, job.buyer],
+      [RoleName.Exchange, job.exchange],
+      ...job.providers.map((p, i): [RoleName, string] => [providerRole(i), p]),
+    ]),
+
+  // The provider's mask key pair and the other providers' registered mask keys (from job.start).
+  resources: ["mask"],
+
+  // A provider reads only the columns the computation uses (the buyer brings no table).
+  async readTable(spec, _party, path) {
+    return (await readAggregateInput(path, faParamsOf(spec.id, spec.request))).table;
   },
 
-  finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
-    return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
-  },
-
-  ledgerParams(request) {
-    const a = aggregateOf(request);
+  async player(spec, party, r) {
+    const params = faParamsOf(spec.id, spec.request);
+    if (party === "buyer") return { name: RoleName.Buyer, role: reporting(faBuyer, { start: "key set", step: "decrypt" }, r.onProgress), init: params, ctx: {} };
+    const index = spec.providerIndex;
+    if (index === undefined || !r.mask) throw new ProtocolError("a federated-aggregate provider needs its index and the mask keys");
     return {
-      providers: a.providerDatasets.length,
-      minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
-      minCount: request.params.minGroupSize ?? null,
-      aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
-      groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories?.length ?? 0 } : null,
-      histogram: a.histogram ? { column: a.histogram.column, bins: a.histogram.edges.length - 1 } : null,
-      maxAbsValue: a.maxAbsValue ?? null,
-      scale: a.scale ?? 0,
-      maxRowsPerProvider: a.maxRowsPerProvider ?? null,
-      approximate: a.approximate === true,
-      // The whole filled computation (categories and edges included), for an auditor holding the request.
-      digest: createHash("sha256").update(canonicalJson({ aggregate: request.params.aggregate, minGroupSize: request.params.minGroupSize ?? null })).digest("hex"),
+      name: providerRole(index),
+      role: reporting(faProvider, { start: "aggregate locally", step: "mask and encrypt" }, r.onProgress),
+      init: { params, input: { index, table: r.table, boxKeyPair: r.mask.keyPair, peers: r.mask.peers } },
+      ctx: {},
     };
   },
 
-  providerStart(_index: number, providers: readonly PartyKeys[]) {
-    const keys = providers.map((p) => p.maskPublicKey);
-    if (keys.some((k) => k === null)) throw new NoMaskKeyError();
-    return { peerKeys: keys.map((k) => hex(k as Uint8Array)) };
+  result(spec, state) {
+    const result = faBuyerResult(state as FaBuyerState);
+    const table = faOutputTable(result, faParamsOf(spec.id, spec.request));
+    return { kind: "table", table, summary: { cells: table.numRows, suppressed: result.cells.filter((c) => c.suppressed).length } };
   },
 
-  start: (job) => FaExchangeRole.create(job),
+  exchange: {
+    async prepare(request, datasets) {
+      const a = aggregateOf(request);
+      const largest = Math.max(1, ...datasets.map((d) => d.rowCount));
+      if (a.maxRowsPerProvider !== undefined && a.maxRowsPerProvider < largest) {
+        throw new InvalidJobRequestError([{ field: "params.aggregate.maxRowsPerProvider", problem: "is below the registered row count of a dataset of the job" }]);
+      }
+      const filled: AggregateJobParams = {
+        ...request.params.aggregate,
+        aggregates: a.aggregates,
+        minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
+        maxAbsValue: a.maxAbsValue ?? AGGREGATE_DEFAULT_MAX_ABS.toString(),
+        scale: a.scale ?? 0,
+        maxRowsPerProvider: a.maxRowsPerProvider ?? largest,
+      };
+      const out: JobRequest = { ...request, params: { ...request.params, aggregate: filled } };
+      // The protocol's own checks (vector size, providers, bounds) and HE parameters for the
+      // declared range; k does not enter them.
+      try {
+        const resolved = resolveFaParams(faParamsOf("check", withK(out, 1)));
+        const seal = await loadSeal();
+        if (resolved.approximate) selectCkksParameters(seal, faCkksOptions(resolved));
+        else selectParameters(seal, faHeOptions(resolved));
+      } catch (err) {
+        if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
+        throw err;
+      }
+      return out;
+    },
 
-  // Every message goes through the aggregator: the buyer's key to it, the providers' vectors to it.
-  directRoute: () => false,
+    finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
+      return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
+    },
+
+    ledgerParams(request) {
+      const a = aggregateOf(request);
+      return {
+        providers: a.providerDatasets.length,
+        minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
+        minCount: request.params.minGroupSize ?? null,
+        aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
+        groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories?.length ?? 0 } : null,
+        histogram: a.histogram ? { column: a.histogram.column, bins: a.histogram.edges.length - 1 } : null,
+        maxAbsValue: a.maxAbsValue ?? null,
+        scale: a.scale ?? 0,
+        maxRowsPerProvider: a.maxRowsPerProvider ?? null,
+        approximate: a.approximate === true,
+        // The whole filled computation (categories and edges included), for an auditor holding the request.
+        digest: createHash("sha256").update(canonicalJson({ aggregate: request.params.aggregate, minGroupSize: request.params.minGroupSize ?? null })).digest("hex"),
+      };
+    },
+
+    providerStart(_index: number, providers: readonly PartyKeys[]) {
+      const keys = providers.map((p) => p.maskPublicKey);
+      if (keys.some((k) => k === null)) throw new NoMaskKeyError();
+      return { peerKeys: keys.map((k) => hex(k as Uint8Array)) };
+    },
+
+    async player(job) {
+      const params = faParamsOf(job.id, job.request);
+      if (job.providers.length !== params.providers) throw new ProtocolError("the job's providers do not match its datasets");
+      // One HE scheme for the job's every step (the protocol would build one per call otherwise), freed with the role.
+      const he = await createHeScheme(faSchemeOptions(resolveFaParams(params)));
+      return { name: RoleName.Exchange, role: faExchange, init: params, ctx: { he }, senderRole, dispose: () => he.dispose() };
+    },
+
+    missing(state) {
+      const s = state as FaExchangeState;
+      if (s.keyId === "") return [RoleName.Buyer];
+      return faExchangeMissing(s).map(providerRole);
+    },
+
+    // Every message goes through the aggregator: the buyer's key to it, the providers' vectors to it.
+    directRoute: () => false,
+  },
 };

@@ -55,7 +55,7 @@ import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type Aggre
 import { canonicalJson } from "../store.js";
 import type { NodeProtocol } from "./protocol.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, maxAbsValueFromText } from "./federated-aggregate.js";
-import type { JobLimits, PartyRole } from "./roles.js";
+import type { JobLimits, PartyRole } from "./protocol.js";
 
 /** The group a job blinds its keys in when it names none. */
 export const JOIN_AGGREGATE_DEFAULT_GROUP: JoinGroup = "x25519";

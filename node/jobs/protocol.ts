@@ -15,7 +15,7 @@
 import type { Table } from "apache-arrow";
 import type { KeyOptions } from "../../engine/columns/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import type { Player, ProtocolId, RoleName } from "../../protocols/index.js";
+import type { Player, ProtocolId, ProtocolMessage, RoleName } from "../../protocols/index.js";
 import type { DatasetDescriptor } from "../catalog.js";
 import type { JobRequest, UsagePolicy } from "../policy.js";
 import type { JsonValue } from "../store.js";
@@ -99,6 +99,8 @@ export type BuyerResult =
 export interface JobPlayer extends Player {
   /** The role's name in the job's messages. */
   readonly name: RoleName;
+  /** The role a frame is from when its party plays several roles of the job (e.g. owns several of its datasets); default: the first. */
+  senderRole?(candidates: readonly RoleName[], message: ProtocolMessage): RoleName;
   dispose?(): void;
 }
 

@@ -4,11 +4,12 @@
  * through the one NodeProtocol interface (node/jobs/protocol.ts).
  */
 import type { NodeProtocol } from "./protocol.js";
+import { federatedAggregateJob } from "./federated-aggregate.js";
 import { joinAggregateJob } from "./join-aggregate.js";
 import { lookupJob } from "./lookup.js";
 import { psiCardinalityJob, psiJob } from "./psi.js";
 
-const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, lookupJob, joinAggregateJob];
+const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, lookupJob, joinAggregateJob, federatedAggregateJob];
 
 const modules = new Map<string, NodeProtocol>(BUILT_IN.map((m) => [m.protocol, m]));
 

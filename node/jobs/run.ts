@@ -20,14 +20,17 @@ export interface RoleFrame {
 export class RoleRun {
   readonly #player: JobPlayer;
   readonly #parties: ReadonlyMap<RoleName, string>;
-  readonly #roles: ReadonlyMap<string, RoleName>;
+  /** Party name -> the roles it plays (a party may own several of a job's datasets). */
+  readonly #roles: ReadonlyMap<string, readonly RoleName[]>;
   #state: unknown;
   #ended = false;
 
   private constructor(player: JobPlayer, parties: ReadonlyMap<RoleName, string>, state: unknown) {
     this.#player = player;
     this.#parties = parties;
-    this.#roles = new Map([...parties].map(([role, party]) => [party, role]));
+    const roles = new Map<string, RoleName[]>();
+    for (const [role, party] of parties) if (role !== player.name) roles.set(party, [...(roles.get(party) ?? []), role]);
+    this.#roles = roles;
     this.#state = state;
   }
 
@@ -60,9 +63,11 @@ export class RoleRun {
    */
   async receive(from: string, frame: Uint8Array): Promise<RoleFrame[]> {
     if (this.#ended) throw new ProtocolError("the job's role has ended");
-    const role = this.#roles.get(from);
-    if (role === undefined || role === this.#player.name) throw new WrongSenderError("a protocol message from a party that plays no other role of this job");
-    const step = await this.#player.role.receive(this.#state, role, decodeMessage(frame), this.#player.ctx);
+    const candidates = this.#roles.get(from);
+    if (candidates === undefined) throw new WrongSenderError("a protocol message from a party that plays no other role of this job");
+    const message = decodeMessage(frame);
+    const role = candidates.length === 1 ? (candidates[0] as RoleName) : this.#player.senderRole ? this.#player.senderRole(candidates, message) : (candidates[0] as RoleName);
+    const step = await this.#player.role.receive(this.#state, role, message, this.#player.ctx);
     this.#state = step.state;
     return this.#frames(step.messages);
   }

@@ -54,7 +54,7 @@ import { appendEntry, LedgerKind, listEntries, requestDigest, type LedgerEntry }
 import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDeniedError, putPolicyVersion, settlesByKeys, withThresholds, type JobRequest, type UsagePolicy } from "../policy.js";
 import type { JobRecord, Store } from "../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../jobs/exchange-roles.js";
-import { jobLimitsOf } from "../jobs/roles.js";
+import { jobLimitsOf } from "../jobs/protocol.js";
 import { scheduleNoncePruning, verifyRequest } from "./auth.js";
 import { MailboxFullError, Mailboxes, mailboxLimits, packFrames, type MailboxLimits } from "./mailbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";

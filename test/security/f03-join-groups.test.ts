@@ -30,8 +30,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import { openEnvelope, sealEnvelope, type SenderKeys } from "../../node/envelope.js";
 import { generateIdentity, maskKeyPair, type NodeIdentity } from "../../node/identity.js";
-import { jaJobInfo } from "../../node/jobs/join-aggregate.js";
-import { jobLimitsOf, startRole, type JobSpec } from "../../node/jobs/roles.js";
+import { jobLimitsOf, type JobSpec } from "../../node/jobs/protocol.js";
+import { nodeProtocolFor } from "../../node/jobs/registry.js";
+import { RoleRun } from "../../node/jobs/run.js";
 import { parseJobRequest } from "../../node/policy.js";
 import { ExchangeClient } from "../../node/server/client.js";
 import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
@@ -134,13 +135,15 @@ describe("finding 3: each buyer key in one group", () => {
     expect(start?.type).toBe("job.start");
     const filled = (start as { request: ReturnType<typeof parseJobRequest> }).request;
     const table = new Table({ id: vectorFromArray(["target", ...xs, "y-0"], new Utf8()), g: vectorFromArray(["A", ...xs.map(() => "A"), "B"], new Utf8()) });
-    const spec: JobSpec = { id: job, protocol: "join-aggregate", buyer: "mallory", provider: "telco", buyerDataset: "legit.csv", providerDataset: "telco.spend.csv", keyColumns: ["id"], ja: jaJobInfo(job, filled), limits: jobLimitsOf(filled) };
-    const out = await startRole(spec, "buyer", { pool, table });
+    const spec: JobSpec = { id: job, protocol: "join-aggregate", request: filled, buyer: "mallory", providers: ["telco"], exchange: "exchange", buyerDataset: "legit.csv", providerDataset: "telco.spend.csv", keyColumns: ["id"], limits: jobLimitsOf(filled) };
+    // Mallory's agent starts its role as an honest one would…
+    const ja = nodeProtocolFor("join-aggregate")!;
+    const { out } = await RoleRun.start(await ja.player(spec, "buyer", { pool, table }), ja.parties(spec));
 
     // …and forge its weights: the first position now also counts a row in the other group.
     const u32 = (b: Uint8Array) => Array.from(new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
     const toU8 = (a: number[]) => new Uint8Array(Uint32Array.from(a).buffer);
-    const forged = out.out.map((frame) => {
+    const forged = out.filter((f) => f.to === "exchange").map(({ frame }) => {
       const m = decodeMessage(frame);
       if (m.kind !== "joinWeights" || m.header.chunk !== 0) return frame;
       const w = m as JoinWeights;
@@ -152,7 +155,7 @@ describe("finding 3: each buyer key in one group", () => {
     const send = async (to: string, keys: SenderKeys, frames: readonly Uint8Array[]) => {
       for (const f of frames) await client.sendRaw("/v1/relay", sealEnvelope({ job, step: decodeMessage(f).header.step, sender: mallory, recipient: to, sequence: seq++, payload: f, encryptTo: keys.boxPublicKey }));
     };
-    await send("telco", telcoKeys, out.direct ?? []);
+    await send("telco", telcoKeys, out.filter((f) => f.to === "telco").map((f) => f.frame));
     await send("exchange", xKeys, forged);
 
     await waitUntil(() => x.store.getJob(job)?.state === "failed", "the exchange's refusal");
