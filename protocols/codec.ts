@@ -9,14 +9,15 @@ import protobuf from "protobufjs";
 import { InvalidMessageError, MessageTooLargeError } from "./errors.js";
 import { PROTO_SOURCES } from "./proto/schema.js";
 
-export const ProtocolName = {
+/** The protocols, by the id jobs, policies, messages and the ledger name them with. */
+export const ProtocolId = {
   Psi: "psi",
   PsiCardinality: "psi-cardinality",
   Lookup: "lookup",
   FederatedAggregate: "federated-aggregate",
   JoinAggregate: "join-aggregate",
 } as const;
-export type ProtocolName = (typeof ProtocolName)[keyof typeof ProtocolName];
+export type ProtocolId = (typeof ProtocolId)[keyof typeof ProtocolId];
 
 /** Largest encoded message any protocol accepts (an element chunk of 65,536 × 64 bytes fits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 4096;
@@ -25,7 +26,7 @@ export const MAX_CHUNK_ELEMENTS = 65_536;
 
 export interface Header {
   readonly job: string;
-  readonly protocol: ProtocolName;
+  readonly protocol: ProtocolId;
   readonly version: number;
   readonly step: number;
   readonly chunk: number;
@@ -155,7 +156,7 @@ for (const source of Object.values(PROTO_SOURCES)) protobuf.parse(source, root, 
 const MessageType = root.lookupType("umbra.v1.Message");
 
 const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const PROTOCOLS = new Set<string>(Object.values(ProtocolName));
+const PROTOCOLS = new Set<string>(Object.values(ProtocolId));
 const TOKEN = /^[a-z0-9-]{1,32}$/;
 
 /** True when `job` is a well-formed job id (it goes into domain separation tags). */
@@ -205,7 +206,7 @@ function header(o: Obj): Header {
   const chunks = uint(hh, "chunks", 1 << 24);
   const chunk = uint(hh, "chunk", 1 << 24);
   if (chunks < 1 || chunk >= chunks) bad("chunk index out of range");
-  return { job, protocol: protocol as ProtocolName, version: uint(hh, "version", 1000), step: uint(hh, "step", 1000), chunk, chunks };
+  return { job, protocol: protocol as ProtocolId, version: uint(hh, "version", 1000), step: uint(hh, "step", 1000), chunk, chunks };
 }
 
 /** Decodes one message, strictly. Throws InvalidMessageError / MessageTooLargeError. */

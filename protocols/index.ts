@@ -7,7 +7,8 @@
  *   import { runPsi, runLookup, prepareLookupTable } from "umbra/protocols";
  */
 export * from "./errors.js";
-export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolName } from "./codec.js";
+import { ProtocolId } from "./codec.js";
+export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolId } from "./codec.js";
 export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, JoinCounts, JoinHello, JoinResult, JoinWeights, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
@@ -67,14 +68,6 @@ export {
 } from "./join-aggregate/index.js";
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
 
-export const ProtocolId = {
-  Psi: "psi",
-  PsiCardinality: "psi-cardinality",
-  Lookup: "lookup",
-  JoinAggregate: "join-aggregate",
-  FederatedAggregate: "federated-aggregate",
-} as const;
-export type ProtocolId = (typeof ProtocolId)[keyof typeof ProtocolId];
 
 export interface ProtocolDescription {
   readonly id: ProtocolId;

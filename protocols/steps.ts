@@ -5,13 +5,13 @@
  * so every protocol refuses the same things with the same errors.
  */
 import { InvalidPointError } from "../engine/errors.js";
-import type { ElementBatch, Header, ProtocolName } from "./codec.js";
+import type { ElementBatch, Header, ProtocolId } from "./codec.js";
 import { InvalidMessageError, ProtocolError, WrongJobError, WrongStepError } from "./errors.js";
 
 /** What a state must name to bind messages to it. */
 export interface Binding {
   readonly job: string;
-  readonly protocol: ProtocolName;
+  readonly protocol: ProtocolId;
   readonly version: number;
 }
 

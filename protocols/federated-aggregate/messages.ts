@@ -5,7 +5,7 @@
  * each ciphertext, under whichever scheme the job uses.
  */
 import { KeyMismatchError, ParameterMismatchError, type HeScheme } from "../../engine/he/index.js";
-import { ProtocolName, type AggregateCiphertext, type AggregateKey, type ProtocolMessage } from "../codec.js";
+import { ProtocolId, type AggregateCiphertext, type AggregateKey, type ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, InvalidStateError, RefusedError } from "../errors.js";
 import { checkBinding, expectStep, header } from "../steps.js";
 import { FA_VERSION, FaStep, type FaResolved } from "./params.js";
@@ -16,7 +16,7 @@ export interface FaCommon extends FaResolved {
 }
 
 export function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: FaCommon["role"]): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolName.FederatedAggregate || s.version !== FA_VERSION) {
+  if (!s || s.role !== role || s.protocol !== ProtocolId.FederatedAggregate || s.version !== FA_VERSION) {
     throw new InvalidStateError(`not a federated-aggregate ${role} state`);
   }
 }

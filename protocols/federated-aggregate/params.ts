@@ -20,7 +20,7 @@ import {
   type HeSchemeOptions,
 } from "../../engine/he/index.js";
 import { resolveAggregates, type AggregateSpec } from "../aggregate.js";
-import { isJobId, ProtocolName } from "../codec.js";
+import { isJobId, ProtocolId } from "../codec.js";
 import { ProtocolError } from "../errors.js";
 
 export const FA_VERSION = 1;
@@ -57,7 +57,7 @@ export interface FederatedAggregateParams {
 
 /** The resolved, plain-data form every state carries. */
 export interface FaResolved {
-  readonly protocol: ProtocolName;
+  readonly protocol: ProtocolId;
   readonly version: number;
   readonly job: string;
   readonly providers: number;
@@ -149,7 +149,7 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
   if (length > FA_MAX_SLOTS) throw new InvalidArgumentError(`the job's vector has ${length} slots, at most ${FA_MAX_SLOTS}`);
   if (n > HE_MAX_ROWS_4096) throw new InvalidArgumentError("too many providers");
   const common = {
-    protocol: ProtocolName.FederatedAggregate,
+    protocol: ProtocolId.FederatedAggregate,
     version: FA_VERSION,
     job: p.job,
     providers: n,

@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "../../engine/errors.js";
 import { GroupId, type BackendId } from "../../engine/group/index.js";
 import { withHeContext, type HeContext, type HeContextOptions } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName } from "../codec.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
 import { InvalidStateError } from "../errors.js";
 import type { AggregateSpec } from "../federated-aggregate.js";
 import { resolveAggregates, statLayout, valueBound, type JaStat } from "./aggregates.js";
@@ -78,7 +78,7 @@ export interface JoinAggregateParams {
 
 /** The resolved, plain-data form every state carries. */
 export interface JaResolved {
-  readonly protocol: ProtocolName;
+  readonly protocol: ProtocolId;
   readonly version: number;
   readonly job: string;
   readonly aggregates: readonly { readonly fn: string; readonly column: string }[];
@@ -134,7 +134,7 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
   // One context for every statistic: its per-row bound is the largest of 1 (n), V (s) and V² (q).
   const B = squares.some(Boolean) ? V * V : V;
   return {
-    protocol: ProtocolName.JoinAggregate,
+    protocol: ProtocolId.JoinAggregate,
     version: JA_VERSION,
     job: p.job,
     aggregates,
@@ -186,5 +186,5 @@ export function groupSpec(s: { group: GroupId }, ctx: JaContext): { group: Group
 
 /** Refuses a state that is not this role's of this protocol and version (e.g. corrupted persistence). */
 export function checkState(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider" | "exchange"): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolName.JoinAggregate || s.version !== JA_VERSION) throw new InvalidStateError(`not a join-aggregate ${role} state`);
+  if (!s || s.role !== role || s.protocol !== ProtocolId.JoinAggregate || s.version !== JA_VERSION) throw new InvalidStateError(`not a join-aggregate ${role} state`);
 }

@@ -9,7 +9,7 @@ import { type KeyColumn } from "../../engine/columns/index.js";
 import { createGroup, GroupId } from "../../engine/group/index.js";
 import { distinctKeys, ElementIndex } from "../../engine/psi/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "../codec.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "../codec.js";
 import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongSenderError, WrongStepError } from "../errors.js";
 import { RoleName, type Outgoing, type Role } from "../role.js";
 import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "../steps.js";
@@ -32,7 +32,7 @@ export interface LookupContext {
 }
 
 interface Common {
-  readonly protocol: typeof ProtocolName.Lookup;
+  readonly protocol: typeof ProtocolId.Lookup;
   readonly version: number;
   readonly job: string;
   readonly product: string;
@@ -89,7 +89,7 @@ function resolve(p: LookupParams): Common {
   if (!Number.isInteger(chunkElements) || chunkElements < 1 || chunkElements > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
   const minIntersection = p.minIntersection ?? 1;
   if (!Number.isSafeInteger(minIntersection) || minIntersection < 1) throw new InvalidArgumentError("minIntersection must be a positive integer");
-  return { protocol: ProtocolName.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements, minIntersection };
+  return { protocol: ProtocolId.Lookup, version: LOOKUP_VERSION, job: p.job, product: p.product, productVersion: p.version, chunkElements, minIntersection };
 }
 
 // -------------------------------------------------------------- buyer
@@ -399,7 +399,7 @@ function flatPrepared(prepared: Table): { tags: Uint8Array; offsets: Float64Arra
 }
 
 function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolName.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
+  if (!s || s.role !== role || s.protocol !== ProtocolId.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
 }
 
 

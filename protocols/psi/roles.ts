@@ -38,7 +38,7 @@ import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "..
 import type { KeyColumn } from "../../engine/columns/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolName, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
+import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
 import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
 import { RoleName, type Outgoing, type Role, type Step } from "../role.js";
 import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "../steps.js";
@@ -82,7 +82,7 @@ export interface PsiContext {
 }
 
 interface Common {
-  readonly protocol: ProtocolName;
+  readonly protocol: ProtocolId;
   readonly version: number;
   readonly job: string;
   readonly mode: PsiMode;
@@ -142,8 +142,8 @@ export type PsiBuyerResult =
   | { readonly mode: "intersection"; readonly matchedRows: Uint32Array; readonly providerSetSize: number; readonly buyerSetSize: number }
   | { readonly mode: "cardinality"; readonly count: number; readonly providerSetSize: number; readonly buyerSetSize: number };
 
-export function psiProtocolName(mode: PsiMode): ProtocolName {
-  return mode === PsiMode.Cardinality ? ProtocolName.PsiCardinality : ProtocolName.Psi;
+export function psiProtocolId(mode: PsiMode): ProtocolId {
+  return mode === PsiMode.Cardinality ? ProtocolId.PsiCardinality : ProtocolId.Psi;
 }
 
 export function psiDst(group: GroupId, job: string): Uint8Array {
@@ -163,7 +163,7 @@ function resolveParams(p: PsiParams) {
   if (!Number.isSafeInteger(maxPeerSetSize) || maxPeerSetSize < 0) throw new InvalidArgumentError("maxPeerSetSize must be a non-negative integer");
   const minIntersection = p.minIntersection ?? 1;
   if (!Number.isSafeInteger(minIntersection) || minIntersection < 1) throw new InvalidArgumentError("minIntersection must be a positive integer");
-  return { protocol: psiProtocolName(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize, minIntersection };
+  return { protocol: psiProtocolId(p.mode), version: PSI_VERSION, job: p.job, mode: p.mode, group, chunkElements, maxPeerSetSize, minIntersection };
 }
 
 function hello(s: Common, step: PsiStep, setSize: number): PsiHello {
@@ -383,7 +383,7 @@ async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: 
 }
 
 function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
-  if (!s || s.role !== role || (s.protocol !== ProtocolName.Psi && s.protocol !== ProtocolName.PsiCardinality) || s.version !== PSI_VERSION) {
+  if (!s || s.role !== role || (s.protocol !== ProtocolId.Psi && s.protocol !== ProtocolId.PsiCardinality) || s.version !== PSI_VERSION) {
     throw new InvalidStateError(`not a psi ${role} state`);
   }
 }
