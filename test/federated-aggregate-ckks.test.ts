@@ -289,7 +289,7 @@ describe("approximate federated-aggregate: every result within its bound", () =>
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
       histogram: { column: "x", edges },
-      minCount: 1,
+      minGroupSize: 1,
       maxAbsValue: V,
       maxRowsPerProvider: 1000,
       minProviders: 3,
@@ -352,7 +352,7 @@ describe("approximate federated-aggregate: every result within its bound", () =>
       providers: raws.map((raw) => ({ table: table(raw, "float") })),
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
-      minCount: k,
+      minGroupSize: k,
       maxAbsValue: 1e6,
       maxRowsPerProvider: 2 ** 16,
       approximate: true,
@@ -385,7 +385,7 @@ describe("approximate federated-aggregate: k per provider per cell", () => {
       providers: [{ table: table(victim, "float") }, { table: table(sybil, "float") }],
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
-      minCount: k,
+      minGroupSize: k,
       maxAbsValue: 1000,
       approximate: true,
     });
@@ -398,9 +398,9 @@ describe("approximate federated-aggregate: k per provider per cell", () => {
     expect(sum?.bound).toBeLessThan(1);
     checkWithinBounds(run.result, oracle([victim, sybil], cats, [], k), k, { err: {}, bound: {} });
     // The victim's role: every slot of the cell is 0 in its plaintext vector before masking.
-    const ps = resolveFaParams({ job: "ckks-sybil", providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true });
+    const ps = resolveFaParams({ job: "ckks-sybil", providers: 2, minProviders: 2, minGroupSize: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true });
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
-    const p = await providerStart({ job: ps.job, providers: 2, minProviders: 2, minCount: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true }, {
+    const p = await providerStart({ job: ps.job, providers: 2, minProviders: 2, minGroupSize: k, aggregates: FULL, groupBy: { column: "cat", categories: cats }, maxAbsValue: 1000, maxRowsPerProvider: 100, approximate: true }, {
       index: 0,
       table: table(victim, "float"),
       boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array },
@@ -423,7 +423,7 @@ describe("approximate federated-aggregate: a bin under k cannot be recovered by 
   const KEPT_SUM = 20 * 100 + 12 * 500 + 10 * 50;
   /** The released count and bins (exact: their bounds are under 0.5), and whether the sum is within its bound (a few units) of KEPT_SUM. */
   const released = async (histogram: { column: string; edges: number[] }) => {
-    const run = await runFederatedAggregate({ providers: [{ table: ages(victim) }, { table: ages(other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minCount: k, maxAbsValue: 10_000, approximate: true });
+    const run = await runFederatedAggregate({ providers: [{ table: ages(victim) }, { table: ages(other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minGroupSize: k, maxAbsValue: 10_000, approximate: true });
     const cell = run.result.cells[0];
     const sum = cell?.approx?.columns["spend"]?.sum;
     return [cell?.count, cell?.histogram, sum !== undefined && sum !== null && Math.abs(sum.value - KEPT_SUM) <= sum.bound && sum.bound < 100];
@@ -447,7 +447,7 @@ function params(job: string, overrides: Partial<FederatedAggregateParams> = {}):
     job,
     providers: 2,
     minProviders: 2,
-    minCount: 1,
+    minGroupSize: 1,
     aggregates: FULL,
     groupBy: { column: "cat", categories: CATS },
     maxAbsValue: 1000,

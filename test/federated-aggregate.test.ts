@@ -193,7 +193,7 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
       histogram: { column: "x", edges },
-      minCount: 1,
+      minGroupSize: 1,
       maxAbsValue: V,
       maxRowsPerProvider: 1000,
     });
@@ -241,7 +241,7 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
       histogram: { column: "x", edges: [-10, 0, 10] },
-      minCount: k,
+      minGroupSize: k,
       maxAbsValue: 100,
     });
     checkAgainstOracle(run.result, oracle([p0, p1], cats, 0, [-10, 0, 10], k), 0, k);
@@ -280,7 +280,7 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
       histogram: { column: "x", edges },
-      minCount: k,
+      minGroupSize: k,
       maxAbsValue: 2000,
     });
     const want = oracle(raws, cats, 0, edges, k);
@@ -299,7 +299,7 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
   it("the victim's single row beside a sybil's 10 zero rows: the cell releases the sybil's rows only, never the victim's value", async () => {
     const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777n, ...Array.from({ length: 20 }, (_, i) => BigInt(i))] };
     const sybil: Raw = { cat: Array.from({ length: 10 }, () => "victim-cell"), x: Array.from({ length: 10 }, () => 0n) };
-    const run = await runFederatedAggregate({ providers: [{ table: table(victim, "int") }, { table: table(sybil, "int") }], aggregates: FULL, groupBy: { column: "cat", categories: cats }, minCount: k, maxAbsValue: 1000 });
+    const run = await runFederatedAggregate({ providers: [{ table: table(victim, "int") }, { table: table(sybil, "int") }], aggregates: FULL, groupBy: { column: "cat", categories: cats }, minGroupSize: k, maxAbsValue: 1000 });
     const cell = run.result.cells[0];
     expect(cell?.suppressed).toBe(false);
     expect(cell?.count).toBe(10n); // not 11
@@ -310,7 +310,7 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
 
   it("the victim's own role zeroes every slot of the cell before it masks its vector", async () => {
     const victim: Raw = { cat: ["victim-cell", ...Array.from({ length: 20 }, () => "other")], x: [777n, ...Array.from({ length: 20 }, () => 3n)] };
-    const ps = params("fa-sybil-local", { groupBy: { column: "cat", categories: cats }, minCount: k, histogram: { column: "x", edges: [0, 100, 1000] } });
+    const ps = params("fa-sybil-local", { groupBy: { column: "cat", categories: cats }, minGroupSize: k, histogram: { column: "x", edges: [0, 100, 1000] } });
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
     const p = await providerStart(ps, { index: 0, table: table(victim, "int"), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
     const stride = p.state.stride;
@@ -328,7 +328,7 @@ describe("k per provider per cell: a sybil co-provider cannot lift a victim's sm
       aggregates: FULL,
       groupBy: { column: "cat", categories: cats },
       histogram: { column: "x", edges },
-      minCount: k,
+      minGroupSize: k,
       maxAbsValue: 1000,
     });
     const cell = run.result.cells[0];
@@ -350,7 +350,7 @@ const ageTable = (rows: readonly (readonly number[])[]): Table =>
 describe("k per provider per range: a bin under k cannot be recovered by subtraction", () => {
   const k = 10;
   const run = (histogram: { column: string; edges: number[] }, approximate = false) =>
-    runFederatedAggregate({ providers: [{ table: ageTable(AGES.victim) }, { table: ageTable(AGES.other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minCount: k, maxAbsValue: 10_000, approximate });
+    runFederatedAggregate({ providers: [{ table: ageTable(AGES.victim) }, { table: ageTable(AGES.other) }], aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram, minGroupSize: k, maxAbsValue: 10_000, approximate });
 
   it("edges [0, 42, 43, 1000] on age: the one person aged 42 is in no slot — count − Σ bins is 0 and the sum leaves out 4,242", async () => {
     const cell = (await run({ column: "age", edges: [0, 42, 43, 1000] })).result.cells[0];
@@ -366,7 +366,7 @@ describe("k per provider per range: a bin under k cannot be recovered by subtrac
 
   it("the victim's own role leaves the rows out of its vector before it masks it: below the first edge too", async () => {
     // Edges [21, 1000]: one row (aged 20) below the first edge, under k: out of the count, the sum and the bin.
-    const ps: FederatedAggregateParams = { job: "fa-ranges-local", providers: 2, minProviders: 2, minCount: k, aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram: { column: "age", edges: [21, 1000] }, maxAbsValue: 10_000, maxRowsPerProvider: 100 };
+    const ps: FederatedAggregateParams = { job: "fa-ranges-local", providers: 2, minProviders: 2, minGroupSize: k, aggregates: [{ fn: "count" }, { fn: "sum", column: "spend" }], histogram: { column: "age", edges: [21, 1000] }, maxAbsValue: 10_000, maxRowsPerProvider: 100 };
     const boxes = [faBoxKeyPair(), faBoxKeyPair()];
     const p = await providerStart(ps, { index: 0, table: ageTable(AGES.victim), boxKeyPair: boxes[0] as { publicKey: Uint8Array; secretKey: Uint8Array }, peers: boxes.map((b) => b.publicKey) });
     expect(p.state.values).toEqual(["32", String(19 * 100 + 4242 + 12 * 500), "32"]);
@@ -382,7 +382,7 @@ function params(job: string, overrides: Partial<FederatedAggregateParams> = {}):
     job,
     providers: 2,
     minProviders: 2,
-    minCount: 1,
+    minGroupSize: 1,
     aggregates: FULL,
     groupBy: { column: "cat", categories: CATS },
     maxAbsValue: 1000,
@@ -445,7 +445,7 @@ describe("federated-aggregate: what the key holder sees", () => {
     expect(toExchange.length).toBe(3);
     const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
     for (const c of toExchange as AggregateCiphertext[]) expect(hex(c.ciphertext)).not.toBe(hex(m.ciphertext));
-    const ps = resolveFaParams({ job: "x", providers: 3, minProviders: 2, minCount: 1, aggregates: FULL, groupBy: { column: "cat", categories: ["c0", "c1", "c2", "c5"] }, maxAbsValue: 1000, maxRowsPerProvider: 10 });
+    const ps = resolveFaParams({ job: "x", providers: 3, minProviders: 2, minGroupSize: 1, aggregates: FULL, groupBy: { column: "cat", categories: ["c0", "c1", "c2", "c5"] }, maxAbsValue: 1000, maxRowsPerProvider: 10 });
     const h3 = await createHeContext(faHeOptions(ps));
     try {
       expect(h3.inspect(m.ciphertext).rows).toBe(3);

@@ -183,7 +183,7 @@ describe("federated-aggregate through the node", () => {
     const entries = [...x.store.ledgerRows({ job: id })].map((e) => ({ kind: e.kind, body: JSON.parse(e.body) as Record<string, unknown> }));
     const submitted = entries.find((e) => e.kind === "job.submitted")?.body as Record<string, unknown>;
     expect(submitted).toMatchObject({ protocol: "federated-aggregate", datasets: datasetIds, providers: [...NAMES] });
-    expect(submitted["params"]).toMatchObject({ providers: 3, minCount: K, minProviders: 2, maxAbsValue: "1000", scale: 0, maxRowsPerProvider: 420, groupBy: { column: "region", categories: 4 }, histogram: { column: "age", bins: 4 } });
+    expect(submitted["params"]).toMatchObject({ providers: 3, minGroupSize: K, minProviders: 2, maxAbsValue: "1000", scale: 0, maxRowsPerProvider: 420, groupBy: { column: "region", categories: 4 }, histogram: { column: "age", bins: 4 } });
     expect(entries.filter((e) => e.body["step"] === "accepted").map((e) => e.body["by"]).sort()).toEqual([...NAMES].sort());
     const steps = entries.filter((e) => e.kind === "job.step" && typeof e.body["size"] === "number").map((e) => `${String(e.body["from"])}>${String(e.body["to"])}:${String(e.body["step"])}`);
     expect(steps.sort()).toEqual(["bank>exchange:1", "exchange>bank:3", ...NAMES.map((n) => `exchange>${n}:1`), ...NAMES.map((n) => `${n}>exchange:2`)].sort());

@@ -248,7 +248,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
       ...(groupBy ? { groupBy } : {}),
       ...(histogram ? { histogram } : {}),
       minProviders,
-      minCount: minGroupSize,
+      minGroupSize: minGroupSize,
       maxAbsValue,
       scale,
       ...(approximate ? { approximate: true } : {}),

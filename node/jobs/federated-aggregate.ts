@@ -89,7 +89,7 @@ export function faParamsOf(job: string, request: JobRequest): FederatedAggregate
     job,
     providers: a.providerDatasets.length,
     minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
-    minCount: k,
+    minGroupSize: k,
     aggregates: a.aggregates,
     // The parser requires a federated-aggregate groupBy's categories (only join-aggregate's has none).
     ...(a.groupBy ? { groupBy: { column: a.groupBy.column, categories: a.groupBy.categories ?? [] } } : {}),
@@ -252,7 +252,7 @@ export const federatedAggregateJob: NodeProtocol = {
       return {
         providers: a.providerDatasets.length,
         minProviders: a.minProviders ?? AGGREGATE_DEFAULT_MIN_PROVIDERS,
-        minCount: request.params.minGroupSize ?? null,
+        minGroupSize: request.params.minGroupSize ?? null,
         aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
         groupBy: a.groupBy ? { column: a.groupBy.column, categories: a.groupBy.categories?.length ?? 0 } : null,
         histogram: a.histogram ? { column: a.histogram.column, bins: a.histogram.edges.length - 1 } : null,

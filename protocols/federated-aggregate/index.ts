@@ -13,7 +13,7 @@
  * aggregates, the group-by column and its declared categories (the cells;
  * a row whose category is not declared, or null, goes to no cell), the
  * histogram column and its bin edges, N, the minimum number of providers,
- * k (`minCount`: the minimum rows per provider per cell, per bin and per
+ * k (`minGroupSize`: the minimum rows per provider per cell, per bin and per
  * range outside the edges, see below), the value range (maxAbsValue, scale,
  * maxRowsPerProvider) from which the HE context is derived, and whether the
  * arithmetic is exact (BFV, the default) or approximate (CKKS).
@@ -30,7 +30,7 @@
  *
  * ## k per provider per cell
  *
- * k (`minCount`) holds for each provider on its own: every provider
+ * k (`minGroupSize`) holds for each provider on its own: every provider
  * contributes 0 or at least k rows to any cell, and 0 or at least k rows to
  * any histogram bin (bins are released, or nulled, against k one by one, so
  * they are cells for k too). Before masking and encrypting, a provider's

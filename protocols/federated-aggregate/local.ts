@@ -41,7 +41,7 @@ function cellsOf(s: FaResolved, table: Table): Int32Array {
  * are already out ({@link dropSmallRanges}) and nothing is left to zero here.
  */
 function belowK(s: FaResolved, countAt: (slot: number) => number): number[] {
-  const k = s.minCount;
+  const k = s.minGroupSize;
   const out: number[] = [];
   for (let c = 0; c < s.cells; c++) {
     const base = c * s.stride;
@@ -83,7 +83,7 @@ function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array):
     const cell = cellOf[r] as number;
     if (cell < 0) continue;
     const m = n[cell * per + (ranges[r] as number)] as number;
-    if (m < s.minCount) cellOf[r] = -1;
+    if (m < s.minGroupSize) cellOf[r] = -1;
   }
 }
 

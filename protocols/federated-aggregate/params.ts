@@ -41,7 +41,7 @@ export interface FederatedAggregateParams {
   /** The job is refused below this many providers (≥ 2, ≤ N). */
   readonly minProviders: number;
   /** k (≥ 1): each provider contributes 0 or ≥ k rows to any cell, bin and range outside the edges (rows of a smaller range in none of its cell's slots); totals below k are suppressed. */
-  readonly minCount: number;
+  readonly minGroupSize: number;
   readonly aggregates: readonly AggregateSpec[];
   readonly groupBy?: { readonly column: string; readonly categories: readonly string[] };
   readonly histogram?: { readonly column: string; readonly edges: readonly number[] };
@@ -62,7 +62,7 @@ export interface FaResolved {
   readonly job: string;
   readonly providers: number;
   readonly minProviders: number;
-  readonly minCount: number;
+  readonly minGroupSize: number;
   readonly aggregates: readonly { readonly fn: string; readonly column: string }[];
   readonly groupColumn: string;
   readonly categories: readonly string[];
@@ -117,7 +117,7 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
   if (!Number.isInteger(n) || n < 2 || n > FA_MAX_PROVIDERS) throw new InvalidArgumentError(`providers must be an integer in [2, ${FA_MAX_PROVIDERS}]`);
   if (!Number.isInteger(p.minProviders) || p.minProviders < 2) throw new InvalidArgumentError("minProviders must be an integer ≥ 2");
   if (n < p.minProviders) throw new ProtocolError(`the job needs at least ${p.minProviders} providers, it has ${n}`);
-  if (!Number.isSafeInteger(p.minCount) || p.minCount < 1) throw new InvalidArgumentError("minCount must be a positive integer");
+  if (!Number.isSafeInteger(p.minGroupSize) || p.minGroupSize < 1) throw new InvalidArgumentError("minGroupSize must be a positive integer");
   if (!Number.isSafeInteger(p.maxRowsPerProvider) || p.maxRowsPerProvider < 1) throw new InvalidArgumentError("maxRowsPerProvider must be a positive integer");
   const scale = p.scale ?? 0;
   const { aggregates, columns, squares } = resolveAggregates(p.aggregates);
@@ -154,7 +154,7 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
     job: p.job,
     providers: n,
     minProviders: p.minProviders,
-    minCount: p.minCount,
+    minGroupSize: p.minGroupSize,
     aggregates,
     groupColumn: p.groupBy?.column ?? "",
     categories,

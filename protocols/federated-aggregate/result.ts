@@ -81,7 +81,7 @@ export function faBuyerResult(s: FaBuyerTotals): FaResult {
   if (!s.done) throw new ProtocolError("the protocol has not finished");
   if (s.approximate === true) return approximateResult(s);
   const t = s.totals.map((x) => BigInt(x));
-  const k = BigInt(s.minCount);
+  const k = BigInt(s.minGroupSize);
   const cells: FaCell[] = [];
   for (let c = 0; c < s.cells; c++) {
     const base = c * s.stride;
@@ -124,7 +124,7 @@ function approximateResult(s: FaBuyerTotals): FaResult {
   const t = s.totals.map(Number);
   const e = (s.bounds ?? []).map(Number);
   if (t.length !== s.length || e.length !== s.length) throw new InvalidStateError("the buyer's approximate totals do not match the job's vector");
-  const k = s.minCount;
+  const k = s.minGroupSize;
   const cells: FaCell[] = [];
   for (let c = 0; c < s.cells; c++) {
     const base = c * s.stride;

@@ -55,7 +55,7 @@ export interface RunFederatedAggregateOptions {
    * totals below k are suppressed (see index.ts, k per
    * provider per cell).
    */
-  readonly minCount?: number;
+  readonly minGroupSize?: number;
   readonly maxAbsValue: number | bigint;
   readonly scale?: number;
   /** Default: the largest provider table's row count. */
@@ -83,7 +83,7 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
     job,
     providers: n,
     minProviders: options.minProviders ?? 2,
-    minCount: options.minCount ?? 1,
+    minGroupSize: options.minGroupSize ?? 1,
     aggregates: options.aggregates,
     ...(options.groupBy ? { groupBy: options.groupBy } : {}),
     ...(options.histogram ? { histogram: options.histogram } : {}),
