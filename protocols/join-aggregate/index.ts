@@ -78,5 +78,5 @@ export { jaBuyer, type JaBuyerInit, type JaBuyerInput, type JaBuyerState } from 
 export { jaProvider, type JaProviderInit, type JaProviderInput, type JaProviderState } from "./provider.js";
 export { jaExchange, type JaExchangeInit, type JaExchangeState } from "./exchange.js";
 export type { JaGroupResult, JaResult } from "./result.js";
-export type { AggregateSpec } from "../federated-aggregate.js";
+export type { AggregateSpec } from "../aggregate.js";
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run.js";

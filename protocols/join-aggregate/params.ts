@@ -11,8 +11,9 @@ import { withHeContext, type HeContext, type HeContextOptions } from "../../engi
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
 import { InvalidStateError } from "../errors.js";
-import type { AggregateSpec } from "../federated-aggregate.js";
-import { resolveAggregates, statLayout, valueBound, type JaStat } from "./aggregates.js";
+import type { AggregateSpec } from "../aggregate.js";
+import { resolveAggregates } from "../aggregate.js";
+import { statLayout, valueBound, type JaStat } from "./aggregates.js";
 
 export const JA_VERSION = 1;
 

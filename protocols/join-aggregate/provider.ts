@@ -18,7 +18,7 @@ import type { JoinCiphertext, ProtocolMessage } from "../codec.js";
 import { ProtocolError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
 import { batches, checkBinding, chunkCount, header } from "../steps.js";
-import { scaledValues } from "./aggregates.js";
+import { scaledValues } from "../aggregate.js";
 import { checkBuyerKeys, checkHello, checkKey, handlerFor, hello, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,

@@ -22,7 +22,7 @@ import type { KeyOptions } from "../../engine/columns/normalise.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { forEachSlice, SLICE_ITEMS } from "../../engine/slices.js";
 import type { GroupId } from "../../engine/group/index.js";
-import type { AggregateSpec } from "../federated-aggregate.js";
+import type { AggregateSpec } from "../aggregate.js";
 import { jaBuyer, type JaBuyerState } from "./buyer.js";
 import { jaExchange } from "./exchange.js";
 import { jaHeOptions, resolveJaParams, type JaContext, type JoinAggregateParams } from "./params.js";
