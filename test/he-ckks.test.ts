@@ -5,6 +5,7 @@
  * WASM memory across 200 encrypt/add/decrypt cycles.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mulberry32 } from "./helpers/data.js";
 import {
   BoundExceededError,
   CKKS_COEFF_BITS,
@@ -24,17 +25,6 @@ import {
 } from "../engine/he/index.js";
 import { InvalidArgumentError, InvalidInputError } from "../engine/errors.js";
 
-/** mulberry32: a seeded PRNG so failures replay. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Catch node-seal's WebAssembly.Memory as the module is instantiated (see test/he.test.ts). */
 interface WasmMemory {
@@ -58,7 +48,7 @@ const MAX_ABS = 1e6;
 
 /** A column mixing negatives, zeros, values at and near ±maxAbs, and small fractions. */
 function column(seed: number, length: number, maxAbs = MAX_ABS): Float64Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const out = new Float64Array(length);
   for (let i = 0; i < length; i++) {
     const kind = i % 8;

@@ -6,6 +6,7 @@
  * zero-sum masks and int64 residues of engine/he/block-residues.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mulberry32 } from "./helpers/data.js";
 import {
   BoundExceededError,
   createHeContext,
@@ -23,17 +24,6 @@ import {
 } from "../engine/index.js";
 import { InvalidLengthError } from "../engine/errors.js";
 
-/** mulberry32: a seeded PRNG so failures replay. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Uniform in [−bound, bound] (bound < 2^53), with zeros and ±bound mixed in. */
 function randomColumn(next: () => number, length: number, bound: bigint): BigInt64Array {
@@ -111,7 +101,7 @@ describe("masked group sums, N = 4096", () => {
   afterAll(() => ctx.dispose());
 
   it("sliceBlocks cuts whole blocks (the last one partial) and concat joins them back", () => {
-    const next = rng(1);
+    const next = mulberry32(1);
     const x = randomColumn(next, 2 * 4096 + 123, V4);
     const ct = ctx.encryptColumn(x, keys.publicKey);
     const parts = [ctx.sliceBlocks(ct, 0, 1), ctx.sliceBlocks(ct, 1, 3)];
@@ -129,7 +119,7 @@ describe("masked group sums, N = 4096", () => {
     ["one full block", 4096, 2],
     ["three blocks, the last partial", 2 * 4096 + 77, 5],
   ])("maskedBlockSums is exact: %s, %i values, %i groups", (_, length, groups) => {
-    const next = rng(length);
+    const next = mulberry32(length);
     const x = randomColumn(next, length, V4);
     const masks = groupMasks(next, x, V4, groups);
     const ct = ctx.encryptColumn(x, keys.publicKey);
@@ -139,7 +129,7 @@ describe("masked group sums, N = 4096", () => {
   });
 
   it("blockTotals places each block's total in its slot (fresh blocks; after re-randomisation)", () => {
-    const next = rng(2);
+    const next = mulberry32(2);
     const x = randomColumn(next, 3 * 4096, V4);
     const ct = ctx.encryptColumn(x, keys.publicKey);
     const want = [0, 1, 2].map((g) => x.subarray(g * 4096, (g + 1) * 4096).reduce((s, v) => s + v, 0n));
@@ -244,7 +234,7 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
 
   it("T_g is exact on one thread and the same from the pool; typed refusals from the workers", async () => {
     expect(ctx.params.polyModulusDegree).toBe(8192);
-    const next = rng(8);
+    const next = mulberry32(8);
     const length = 2 * 8192 + 77;
     const x = randomColumn(next, length, V8);
     // Two more groups whose totals are ±maxTotal exactly: one row of ±V weighted maxRows times.
@@ -298,7 +288,7 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
   });
 
   it("heMaskedBlockSums over a column's parts (the chunks it arrived in) gives the blocks over the whole column, the parts untouched", async () => {
-    const next = rng(9);
+    const next = mulberry32(9);
     const length = 2 * 8192 + 77;
     const x = randomColumn(next, length, V8);
     const masks = groupMasks(next, x, V8, 3);
@@ -313,7 +303,7 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
   });
 
   it("heEncryptInt64Parts gives parts of whole blocks that decrypt to the column", async () => {
-    const x = randomColumn(rng(10), 3 * 8192 + 5, V8);
+    const x = randomColumn(mulberry32(10), 3 * 8192 + 5, V8);
     const parts = await pool.heEncryptInt64Parts(options8, keys.publicKey, x, { level: "mask", blocksPerPart: 2 });
     expect({ blocks: parts.map((p) => ctx.inspect(p).blocks), values: ctx.decryptSums(ctx.concat(parts), keys.secretKey) }).toEqual({ blocks: [2, 2], values: Array.from(x) });
   });
@@ -323,7 +313,7 @@ describe("block residues: zero-sum masks and int64 residues (engine/he/block-res
   const primes = [1_032_193, 1_073_153, 1_097_729];
   /** A seeded byte source, so a mask replays exactly. */
   const seeded = (seed: number) => {
-    const next = rng(seed);
+    const next = mulberry32(seed);
     return (n: number): Uint8Array => Uint8Array.from({ length: n }, () => Math.floor(next() * 256));
   };
 

@@ -5,6 +5,7 @@
  */
 import { Int32, makeVector, vectorFromArray } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mulberry32 } from "./helpers/data.js";
 import {
   BoundExceededError,
   createHeContext,
@@ -28,17 +29,6 @@ import {
 } from "../engine/he/index.js";
 import { InvalidArgumentError, InvalidInputError } from "../engine/errors.js";
 
-/** mulberry32: a seeded PRNG so failures replay. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Uniform in [−bound, bound] (bound < 2^63), with zeros and ±bound mixed in. */
 function randomColumn(next: () => number, length: number, bound: bigint): BigInt64Array {
@@ -120,7 +110,7 @@ describe("parameters", () => {
   it("Garner recombination matches BigInt arithmetic", () => {
     const primes = [1032193, 974849, 925697, 786433];
     const crt = new CrtBasis(primes);
-    const next = rng(7);
+    const next = mulberry32(7);
     const xs = Array.from(randomColumn(next, 500, crt.modulus / 2n - 1n > 2n ** 63n - 1n ? 2n ** 63n - 1n : crt.modulus / 2n - 1n));
     const residues = primes.map((p) => Uint32Array.from(xs, (x) => Number(((x % BigInt(p)) + BigInt(p)) % BigInt(p))));
     expect(crt.combine(residues, xs.length)).toEqual(xs);
@@ -150,7 +140,7 @@ describe("BFV N=4096, totals up to 2^62", () => {
   });
 
   it("slot-wise sums of several providers' columns equal the BigInt sums (negatives, zeros, ±V)", () => {
-    const next = rng(1);
+    const next = mulberry32(1);
     const cols = [0, 1, 2, 3].map(() => randomColumn(next, 9000, V52)); // three blocks of 4096 slots
     let acc = ctx.encryptColumn(cols[0] as BigInt64Array, pk);
     for (const c of cols.slice(1)) acc = ctx.add(acc, ctx.encryptColumn(c, keys.publicKey));
@@ -170,14 +160,14 @@ describe("BFV N=4096, totals up to 2^62", () => {
     expect(ctx.decryptSums(ctx.sumSlots(p4, gk), sk)).toEqual([2n ** 62n]);
     expect(ctx.decryptSums(ctx.sumSlots(m4, gk), sk)).toEqual([-(2n ** 62n)]);
 
-    const next = rng(2);
+    const next = mulberry32(2);
     const col = randomColumn(next, 1000, V52);
     const total = col.reduce((s, v) => s + v, 0n);
     expect(ctx.decryptSums(ctx.sumSlots(ctx.encryptColumn(col, pk), keys.galoisKeys as Uint8Array), sk)).toEqual([total]);
   });
 
   it("masks select slots; rotate-and-sum then re-randomisation keeps the exact total", () => {
-    const next = rng(3);
+    const next = mulberry32(3);
     const col = randomColumn(next, 500, V52);
     const mask = Uint8Array.from({ length: 500 }, () => (next() < 0.5 ? 1 : 0));
     const ct = ctx.encryptColumn(col, pk);
@@ -323,7 +313,7 @@ describe("fixed point and Arrow input", () => {
     const ctx = await createHeContext({ maxAbsValue: 1_000_000, maxRows: 500, scale: 2 });
     try {
       const { publicKey, secretKey, galoisKeys } = ctx.generateKeys();
-      const next = rng(4);
+      const next = mulberry32(4);
       // Decimal strings with ≤ 2 digits, their Float64 values, and the exact scaled integers.
       const cents = Array.from({ length: 300 }, (_, i) => (i % 17 === 0 ? 0n : i % 31 === 0 ? 100_000_000n : BigInt(Math.floor(next() * 200_000_001)) - 100_000_000n));
       const floats = Float64Array.from(cents, (c) => Number(fixedPointToString(c, 2)));
@@ -366,7 +356,7 @@ describe("BFV N=8192", () => {
     try {
       expect(ctx.params.polyModulusDegree).toBe(8192);
       const keys = ctx.generateKeys();
-      const next = rng(5);
+      const next = mulberry32(5);
       const col = Int32Array.from({ length: 10_000 }, () => Math.floor(next() * 2001) - 1000);
       const ct = ctx.encryptColumn(col, keys.publicKey);
       const sums = ctx.decryptSums(ctx.add(ct, ct), keys.secretKey);
