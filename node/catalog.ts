@@ -49,21 +49,9 @@ import {
   type UsagePolicy,
 } from "./policy.js";
 import type { ProtocolId } from "../protocols/index.js";
+import type { DatasetDescriptor } from "./schemas/dataset.js";
 
-/** A dataset as the catalog records it: what it is, never what it holds. */
-export interface DatasetDescriptor {
-  id: string;
-  /** The provider's identity. */
-  owner: string;
-  name: string;
-  /** Column names and Arrow type names (`Utf8`, `Int64`, `Float64`, …), in order. */
-  schema: { name: string; type: string }[];
-  rowCount: number;
-  /** Hex SHA-256 (lower case) of the canonical Arrow IPC stream of the rows (this file's header). */
-  contentHash: string;
-  /** ISO 8601 instant of the description. */
-  createdAt: string;
-}
+export type { DatasetDescriptor };
 
 /** A descriptor that is not well formed (code UMBRA_INVALID_DATASET). */
 export class InvalidDatasetError extends InvalidDocumentError {

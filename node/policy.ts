@@ -67,7 +67,7 @@
 import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/errors.js";
 import { HE_MAX_SCALE } from "../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
-import type { DatasetDescriptor } from "./catalog.js";
+import type { DatasetDescriptor } from "./schemas/dataset.js";
 import { canonicalJson, type PolicyRecord, type Store } from "./store.js";
 
 // ---------------------------------------------------------------------------
