@@ -58,7 +58,7 @@ import { jobLimitsOf } from "../jobs/roles.js";
 import { scheduleNoncePruning, verifyRequest } from "./auth.js";
 import { MailboxFullError, Mailboxes, mailboxLimits, packFrames, type MailboxLimits } from "./mailbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
-import { httpStatusOf } from "./http-errors.js";
+import { errorHandler } from "./http-errors.js";
 
 export interface ExchangeOptions {
   readonly store: Store;
@@ -190,15 +190,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     done(null, body);
   });
 
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof UmbraError) {
-      const rule = err instanceof PolicyDeniedError ? { rule: err.rule } : {};
-      if (err instanceof MailboxFullError) void reply.header("retry-after", String(err.retryAfterSeconds));
-      return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...rule } });
-    }
-    const status = (err as { statusCode?: number }).statusCode ?? 500;
-    return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
-  });
+  await app.register(errorHandler);
 
   /** Authenticates a party's signed request (not registration). */
   const auth = async (req: FastifyRequest): Promise<void> => {

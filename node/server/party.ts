@@ -42,11 +42,11 @@ import { checkJob, jobCost, jobDatasets, parseJobRequest, parsePolicy, PolicyDen
 import { parseControl } from "./control.js";
 import type { Store } from "../store.js";
 import { buyerKeysSeen, buyerResult, jobLimitsOf, partyProtocolFor, receiveRole, startRole, type JobSpec, type RoleContext, type RoleState } from "../jobs/roles.js";
-import { ExchangeClient, ExchangeError } from "./client.js";
+import { ExchangeClient } from "./client.js";
 import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type JobEvent } from "./control.js";
 import { unpackFrames } from "./mailbox.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
-import { httpStatusOf } from "./http-errors.js";
+import { errorHandler } from "./http-errors.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 
@@ -160,12 +160,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   const log = (msg: string, extra: Record<string, unknown> = {}) => app.log.info(extra, msg);
 
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof ExchangeError) return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...(err.rule ? { rule: err.rule } : {}) } });
-    if (err instanceof UmbraError) return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...(err instanceof PolicyDeniedError ? { rule: err.rule } : {}) } });
-    const status = (err as { statusCode?: number }).statusCode ?? 500;
-    return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
-  });
+  await app.register(errorHandler);
 
   /**
    * A data file inside the data folder: the name is checked lexically (no
