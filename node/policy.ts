@@ -64,10 +64,18 @@
  * Messages name the rule and the offending column or protocol names, never a
  * buyer or dataset identifier nor any value.
  */
-import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/errors.js";
+import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
 import { HE_MAX_SCALE } from "../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./schemas/dataset.js";
+import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, schemaIssues, showKey, type FieldIssue } from "./schemas/check.js";
+import { ISO_8601, isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
+import { BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, POLICY_FIELDS, PolicySchema, type PolicyDocument } from "./schemas/policy.js";
+import { AGGREGATE_FNS, AggregateMode, JOB_REQUEST_FIELDS, JOIN_GROUPS, JobRequestSchema, MAX_JOIN_ROWS, type AggregateFn, type JoinGroup } from "./schemas/job-request.js";
+
+export { AGGREGATE_FNS, AggregateMode, JOIN_GROUPS, JobRequestSchema, MAX_JOIN_ROWS, type AggregateFn, type JoinGroup };
+
+export { InvalidDocumentError, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH, BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, PolicySchema, type FieldIssue, type PolicyDocument };
 import { canonicalJson, type PolicyRecord, type Store } from "./store.js";
 
 // ---------------------------------------------------------------------------
@@ -80,32 +88,6 @@ export const PolicyErrorCode = {
   PolicyDenied: "UMBRA_POLICY_DENIED",
 } as const;
 export type PolicyErrorCode = (typeof PolicyErrorCode)[keyof typeof PolicyErrorCode];
-
-/** One problem found in a document: the field's path (`params.keyColumns[1]`) and what is wrong with it. */
-export interface FieldIssue {
-  readonly field: string;
-  readonly problem: string;
-}
-
-/**
- * A policy, job request or dataset descriptor that is not well formed. Lists
- * every field found wrong (`issues`); `field` is the first of them.
- */
-export class InvalidDocumentError extends InvalidInputError {
-  readonly issues: readonly FieldIssue[];
-  constructor(what: string, issues: readonly FieldIssue[], code: string) {
-    super(`invalid ${what}: ${issues.map((i) => `${i.field}: ${i.problem}`).join("; ")}`, code);
-    this.issues = issues;
-  }
-  /** The first field found wrong. */
-  get field(): string {
-    return this.issues[0]?.field ?? "";
-  }
-  /** Every field found wrong, in the order found. */
-  get fields(): string[] {
-    return this.issues.map((i) => i.field);
-  }
-}
 
 /** A usage policy that is not well formed (code UMBRA_INVALID_POLICY). */
 export class InvalidPolicyError extends InvalidDocumentError {
@@ -158,29 +140,15 @@ export class PolicyDeniedError extends UmbraError {
 }
 
 // ---------------------------------------------------------------------------
-// Field validation (shared with catalog.ts)
-
-/** Longest identifier (buyer, dataset, owner) accepted. */
-export const MAX_ID_LENGTH = 256;
-/** Longest column name accepted. */
-export const MAX_COLUMN_NAME_LENGTH = 1024;
-/** Most entries in any list of a policy or a job request. */
-export const MAX_LIST_LENGTH = 10_000;
+// Field validation of job requests (policies and descriptors: their schemas, node/schemas/)
 
 // Control characters and whitespace are refused in identifiers.
 const ID_FORBIDDEN = /[\s\u0000-\u001f\u007f]/u;
 const CONTROL = /[\u0000-\u001f\u007f]/u;
-const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
-
-/** A field name as it may appear in a message: unknown keys are shown quoted and cut short. */
-function showKey(key: string): string {
-  const cut = key.length > 40 ? `${key.slice(0, 40)}…` : key;
-  return JSON.stringify(cut);
-}
 
 /**
- * Collects the problems of one document. Internal to the node layer: the
- * `parse*` functions of policy.ts and catalog.ts build on it.
+ * Collects the problems of one document. Internal to the node layer:
+ * parseJobRequest builds on it (and describeDataset checks its names with it).
  */
 export class FieldChecker {
   readonly issues: FieldIssue[] = [];
@@ -249,16 +217,8 @@ export class FieldChecker {
   /** An ISO 8601 date-time with seconds and a zone (`2025-01-31T23:59:59Z`, `…+08:00`), a real calendar date. */
   isoDate(value: unknown, field: string): string | undefined {
     if (typeof value !== "string") return this.fail(field, "must be an ISO 8601 date-time string");
-    const m = ISO_8601.exec(value);
-    if (m === null) return this.fail(field, "must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T23:59:59Z");
-    const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-    const zone = m[8] ?? "Z";
-    const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-    const zoneOk = zone === "Z" || (Number(zone.slice(1, 3)) <= 23 && Number(zone.slice(4, 6)) <= 59);
-    if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59 || !zoneOk) {
-      return this.fail(field, "is not a valid date-time");
-    }
-    if (Number.isNaN(Date.parse(value))) return this.fail(field, "is not a valid date-time");
+    if (!ISO_8601.test(value)) return this.fail(field, "must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T23:59:59Z");
+    if (!isRealDateTime(value)) return this.fail(field, "is not a valid date-time");
     return value;
   }
 
@@ -305,12 +265,6 @@ const PROTOCOL_IDS: readonly ProtocolId[] = Object.freeze(Object.values(Protocol
 /** The protocols whose output is subject to the minimum group size k. */
 export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.JoinAggregate, ProtocolId.FederatedAggregate, ProtocolId.PsiCardinality]);
 
-/** The unit of a policy's query budget: evaluated keys (lookup keys, the buyer's distinct keys) or whole jobs. */
-export const BudgetUnit = { Keys: "keys", Jobs: "jobs" } as const;
-export type BudgetUnit = (typeof BudgetUnit)[keyof typeof BudgetUnit];
-
-/** Largest minimum group size a policy may set. */
-export const MAX_MIN_GROUP_SIZE = 1_000_000_000;
 
 /** A dataset's usage policy: what a buyer may run on it, and how much. */
 export interface UsagePolicy {
@@ -338,18 +292,6 @@ export interface UsagePolicy {
   minIntersection?: number;
 }
 
-const POLICY_FIELDS: readonly string[] = [
-  "allowedProtocols",
-  "outputColumns",
-  "keyColumns",
-  "allowedBuyers",
-  "minGroupSize",
-  "queryBudget",
-  "budgetUnit",
-  "expiresAt",
-  "minIntersection",
-];
-
 /**
  * The default policy, which fails closed: no protocol, no output column, no
  * key column and no buyer until the provider names them; k = 10; a budget of
@@ -369,65 +311,75 @@ export function defaultPolicy(): UsagePolicy {
 }
 
 /**
- * Validates a policy (a parsed JSON value). A field left out takes its
- * {@link defaultPolicy} value; an unknown field, a wrong type, a value out of
- * range, a duplicate entry, an invalid date, or — when `schema` is given — an
- * output column that is not in the dataset's schema is refused.
+ * Validates a policy (a parsed JSON value) against its schema
+ * (node/schemas/policy.ts) and the rules a schema cannot say. A field left
+ * out takes its {@link defaultPolicy} value; an unknown field (the problem
+ * lists the valid ones), a wrong type, a value out of range, a duplicate
+ * entry, an invalid date, or — when `schema` is given — a column that is not
+ * in the dataset's schema is refused.
  *
  * @throws InvalidPolicyError listing every field found wrong.
  */
 export function parsePolicy(json: unknown, schema?: readonly { readonly name: string }[]): UsagePolicy {
-  const c = new FieldChecker();
-  const rec = c.object(json, "policy", POLICY_FIELDS, true);
-  if (rec === undefined) throw new InvalidPolicyError(c.issues);
-  const d = defaultPolicy();
+  if (!isPlainObject(json)) {
+    const objectLike = typeof json === "object" && json !== null && !Array.isArray(json);
+    throw new InvalidPolicyError([{ field: "policy", problem: objectLike ? "must be a plain object" : "must be an object" }]);
+  }
+  const issues = schemaIssues(PolicySchema, json, "policy");
+  const clean = (field: string) => !issues.some((i) => i.field === field || i.field.startsWith(`${field}[`) || i.field.startsWith(`${field}.`));
+  const doc = json as PolicyDocument;
   const columnNames = schema === undefined ? undefined : new Set(schema.map((f) => f.name));
-
-  const allowedProtocols =
-    rec.allowedProtocols === undefined ? d.allowedProtocols : c.list(rec.allowedProtocols, "allowedProtocols", (v, f) => c.oneOf(v, f, PROTOCOL_IDS));
-  const outputColumns =
-    rec.outputColumns === undefined
-      ? d.outputColumns
-      : c.list(rec.outputColumns, "outputColumns", (v, f) => {
-          const name = c.column(v, f);
-          if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
-            c.add(f, `column "${name}" is not in the dataset's schema`);
-            return undefined;
-          }
-          return name;
-        });
-  const inSchema = (name: string | undefined, f: string): string | undefined => {
-    if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
-      c.add(f, `column "${name}" is not in the dataset's schema`);
-      return undefined;
-    }
-    return name;
+  const more: FieldIssue[] = [];
+  const notInSchema = (name: string, field: string): boolean => {
+    if (columnNames === undefined || columnNames.has(name)) return false;
+    more.push({ field, problem: `column "${name}" is not in the dataset's schema` });
+    return true;
   };
-  const keyColumns = rec.keyColumns === undefined ? d.keyColumns : parseKeyColumns(c, rec.keyColumns, inSchema);
-  let allowedBuyers: string[] | "any" | undefined = d.allowedBuyers;
-  if (rec.allowedBuyers === "any") allowedBuyers = "any";
-  else if (typeof rec.allowedBuyers === "string") {
-    c.add("allowedBuyers", 'must be "any" or an array of buyer identities');
-    allowedBuyers = undefined;
-  } else if (rec.allowedBuyers !== undefined) allowedBuyers = c.list(rec.allowedBuyers, "allowedBuyers", (v, f) => c.id(v, f));
-  const minGroupSize = rec.minGroupSize === undefined ? d.minGroupSize : c.int(rec.minGroupSize, "minGroupSize", 1, MAX_MIN_GROUP_SIZE);
-  const queryBudget = rec.queryBudget === undefined ? d.queryBudget : c.int(rec.queryBudget, "queryBudget", 0);
-  const budgetUnit = rec.budgetUnit === undefined ? d.budgetUnit : c.oneOf(rec.budgetUnit, "budgetUnit", Object.values(BudgetUnit));
-  const expiresAt = rec.expiresAt === undefined || rec.expiresAt === null ? null : c.isoDate(rec.expiresAt, "expiresAt");
-  const minIntersection = rec.minIntersection === undefined ? undefined : c.int(rec.minIntersection, "minIntersection", 1);
 
-  c.done((issues) => new InvalidPolicyError(issues));
+  const failed = (field: string) => !clean(field);
+  // An entry that failed its schema is not compared with the others.
+  if (Array.isArray(doc.allowedProtocols)) more.push(...duplicateIssues(doc.allowedProtocols, "allowedProtocols", failed));
+  if (Array.isArray(doc.outputColumns)) {
+    const seen = new Set<string>();
+    doc.outputColumns.forEach((name, i) => {
+      const f = `outputColumns[${i}]`;
+      if (failed(f) || notInSchema(name, f)) return;
+      if (seen.has(name)) more.push({ field: f, problem: "duplicate entry" });
+      seen.add(name);
+    });
+  }
+  if (doc.keyColumns !== undefined && Array.isArray(doc.keyColumns)) {
+    // No key twice: a composite compared as a set.
+    const seen = new Set<string>();
+    doc.keyColumns.forEach((entry, i) => {
+      const f = `keyColumns[${i}]`;
+      if (!clean(f)) return;
+      if (typeof entry !== "string") {
+        const dup = duplicateIssues(entry, f, failed);
+        if (dup.length > 0) return void more.push(...dup);
+        if (entry.map((name, j) => notInSchema(name, `${f}[${j}]`)).some((x) => x)) return;
+      } else if (notInSchema(entry, f)) return;
+      const id = keySetId(typeof entry === "string" ? [entry] : entry);
+      if (seen.has(id)) return void more.push({ field: f, problem: "duplicate entry" });
+      seen.add(id);
+    });
+  }
+  if (Array.isArray(doc.allowedBuyers)) more.push(...duplicateIssues(doc.allowedBuyers, "allowedBuyers", failed));
+  if (typeof doc.expiresAt === "string" && clean("expiresAt") && !isRealDateTime(doc.expiresAt)) more.push({ field: "expiresAt", problem: "is not a valid date-time" });
+
+  if (issues.length + more.length > 0) throw new InvalidPolicyError(inDocumentOrder([...issues, ...more], POLICY_FIELDS));
+  const d = defaultPolicy();
   const policy: UsagePolicy = {
-    allowedProtocols: allowedProtocols as ProtocolId[],
-    outputColumns: outputColumns as string[],
-    keyColumns: keyColumns as (string | string[])[],
-    allowedBuyers: allowedBuyers as string[] | "any",
-    minGroupSize: minGroupSize as number,
-    queryBudget: queryBudget as number,
-    budgetUnit: budgetUnit as BudgetUnit,
-    expiresAt: expiresAt as string | null,
+    allowedProtocols: doc.allowedProtocols ? [...doc.allowedProtocols] : d.allowedProtocols,
+    outputColumns: doc.outputColumns ? [...doc.outputColumns] : d.outputColumns,
+    keyColumns: doc.keyColumns ? doc.keyColumns.map((k) => (typeof k === "string" ? k : [...k])) : d.keyColumns,
+    allowedBuyers: Array.isArray(doc.allowedBuyers) ? [...doc.allowedBuyers] : (doc.allowedBuyers ?? d.allowedBuyers),
+    minGroupSize: doc.minGroupSize ?? d.minGroupSize,
+    queryBudget: doc.queryBudget ?? d.queryBudget,
+    budgetUnit: doc.budgetUnit ?? d.budgetUnit,
+    expiresAt: doc.expiresAt ?? null,
   };
-  if (minIntersection !== undefined) policy.minIntersection = minIntersection;
+  if (doc.minIntersection !== undefined) policy.minIntersection = doc.minIntersection;
   return policy;
 }
 
@@ -436,43 +388,9 @@ export function keySetId(columns: readonly string[]): string {
   return JSON.stringify([...new Set(columns)].sort());
 }
 
-/**
- * A policy's `keyColumns`: each entry a column, or a composite key as an
- * array of two or more distinct columns; no key twice (composites compared as
- * sets).
- */
-function parseKeyColumns(c: FieldChecker, value: unknown, inSchema: (name: string | undefined, field: string) => string | undefined): (string | string[])[] | undefined {
-  if (!Array.isArray(value)) return void c.add("keyColumns", 'must be an array of key columns, each a column name or an array of column names for a composite key, e.g. ["phone", ["first_name", "birth_date"]]');
-  if (value.length > MAX_LIST_LENGTH) return void c.add("keyColumns", `must have at most ${MAX_LIST_LENGTH} entries`);
-  const before = c.issues.length;
-  const out: (string | string[])[] = [];
-  const seen = new Set<string>();
-  value.forEach((v: unknown, i: number) => {
-    const f = `keyColumns[${i}]`;
-    let entry: string | string[] | undefined;
-    if (Array.isArray(v)) {
-      const parts = c.list(v, f, (x, g) => inSchema(c.column(x, g), g), 2);
-      if (parts !== undefined && parts.length > MAX_KEY_PARTS) c.add(f, `a composite key has at most ${MAX_KEY_PARTS} columns`);
-      else entry = parts;
-    } else entry = inSchema(c.column(v, f), f);
-    if (entry === undefined) return;
-    const id = keySetId(typeof entry === "string" ? [entry] : entry);
-    if (seen.has(id)) return void c.add(f, "duplicate entry");
-    seen.add(id);
-    out.push(entry);
-  });
-  return c.issues.length === before ? out : undefined;
-}
-
-/** Most columns in one composite key. */
-export const MAX_KEY_PARTS = 16;
-
 // ---------------------------------------------------------------------------
 // Job requests
 
-/** The aggregate a join-aggregate or federated-aggregate job computes. */
-export const AggregateMode = { Count: "count", Sum: "sum", Avg: "avg", Var: "var", Histogram: "histogram" } as const;
-export type AggregateMode = (typeof AggregateMode)[keyof typeof AggregateMode];
 
 /** The modes each aggregate protocol offers (ARCHITECTURE.md, the protocols table). */
 export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly AggregateMode[]>>> = Object.freeze({
@@ -480,19 +398,11 @@ export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly Aggre
   [ProtocolId.FederatedAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Histogram]),
 });
 
-/** A function of a federated-aggregate or join-aggregate job (ARCHITECTURE.md: COUNT/SUM/AVG/VAR/STDDEV). */
-export const AGGREGATE_FNS = ["count", "sum", "avg", "var", "stddev"] as const;
-export type AggregateFn = (typeof AGGREGATE_FNS)[number];
 
 /** One aggregate of a federated-aggregate or join-aggregate job: `count` (rows), or a function of a column. */
 export type AggregateJobSpec = { fn: "count" } | { fn: Exclude<AggregateFn, "count">; column: string };
 
-/** The groups ECDH matching may run in (join-aggregate). */
-export const JOIN_GROUPS = ["x25519", "ristretto255"] as const;
-export type JoinGroup = (typeof JOIN_GROUPS)[number];
 
-/** Largest `maxJoinRows` a join-aggregate job may declare (the protocol's bound). */
-export const MAX_JOIN_ROWS = 2 ** 40;
 
 /**
  * What a federated-aggregate or join-aggregate job computes
@@ -709,6 +619,11 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string, pr
  * @throws InvalidJobRequestError listing every field found wrong.
  */
 export function parseJobRequest(json: unknown): JobRequest {
+  if (isPlainObject(json)) {
+    // Each field's type and bounds: the schema's (node/schemas/job-request.ts); the rules that tie fields together: below.
+    const issues = schemaIssues(JobRequestSchema, json, "request");
+    if (issues.length > 0) throw new InvalidJobRequestError(inDocumentOrder(issues, JOB_REQUEST_FIELDS));
+  }
   const c = new FieldChecker();
   const rec = c.object(json, "request", JOB_FIELDS, true);
   if (rec === undefined) throw new InvalidJobRequestError(c.issues);

@@ -1,22 +1,42 @@
 /**
  * A dataset descriptor's shape: what a provider registers about a dataset it
- * holds (name, schema, row count, content hash — never rows). Its own module
- * so that node/policy.ts (which checks jobs against a dataset) and
- * node/catalog.ts (which describes datasets and lists them under their
- * policies) both read it without importing each other.
+ * holds (name, schema, row count, content hash — never rows), as JSON Schema.
+ * Its own module so that node/policy.ts (which checks jobs against a dataset)
+ * and node/catalog.ts (which describes datasets and lists them under their
+ * policies) both read it without importing each other. parseDatasetDescriptor
+ * (node/catalog.ts) checks a descriptor with it and adds the rules a schema
+ * cannot say (no column twice, a real calendar date).
  */
+import { Type, type Static } from "typebox";
+import { ColumnName, Identifier, Int, IsoDateTime, Text } from "./common.js";
+import { DOCUMENT_KEYWORD } from "./check.js";
 
-/** A dataset as the catalog records it: what it is, never what it holds. */
-export interface DatasetDescriptor {
-  id: string;
-  /** The provider's identity. */
-  owner: string;
-  name: string;
-  /** Column names and Arrow type names (`Utf8`, `Int64`, `Float64`, …), in order. */
-  schema: { name: string; type: string }[];
-  rowCount: number;
-  /** Hex SHA-256 (lower case) of the canonical Arrow IPC stream of the rows (node/catalog.ts's header). */
-  contentHash: string;
-  /** ISO 8601 instant of the description. */
-  createdAt: string;
-}
+/** Longest dataset name accepted. */
+export const MAX_DATASET_NAME_LENGTH = 256;
+/** Longest type name accepted in a descriptor's schema. */
+export const MAX_TYPE_NAME_LENGTH = 1024;
+/** Most columns accepted in a descriptor's schema. */
+export const MAX_COLUMNS = 10_000;
+
+export const DatasetDescriptorSchema = Type.Object(
+  {
+    id: Identifier,
+    owner: Identifier,
+    name: Text(MAX_DATASET_NAME_LENGTH, "a dataset name"),
+    schema: Type.Array(Type.Object({ name: ColumnName, type: Text(MAX_TYPE_NAME_LENGTH, "an Arrow type name") }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: MAX_COLUMNS,
+      description: "the columns, in order: each a name and an Arrow type name (Utf8, Int64, Float64, …)",
+    }),
+    rowCount: Int(0),
+    contentHash: Type.String({ pattern: "^[0-9a-f]{64}$", description: "64 lower-case hex digits (SHA-256)" }),
+    createdAt: IsoDateTime,
+  },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "dataset", description: "what a provider registers about a dataset: never its rows" },
+);
+
+/** A dataset as the catalog records it: what it is, never what it holds (schema: column names and Arrow type names, in order; contentHash: node/catalog.ts's header). */
+export type DatasetDescriptor = Static<typeof DatasetDescriptorSchema>;
+
+/** The fields of a descriptor, in the order they are checked and reported. */
+export const DESCRIPTOR_FIELDS: readonly string[] = Object.freeze(Object.keys(DatasetDescriptorSchema.properties));

@@ -47,6 +47,8 @@ import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type Job
 import { unpackFrames } from "./mailbox.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { errorHandler } from "./http-errors.js";
+import { LocalDatasetRegistrationSchema } from "../schemas/routes.js";
+import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 
@@ -610,7 +612,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.post(
     "/v1/datasets",
-    { schema: { body: { type: "object", required: ["file", "policy"], additionalProperties: false, properties: { file: { type: "string", minLength: 1, maxLength: 1024 }, policy: { type: "object" }, update: { type: "boolean" } } } } },
+    { schema: { body: LocalDatasetRegistrationSchema }, validatorCompiler: documentBodyValidator },
     async (req, reply) => {
       const b = req.body as { file: string; policy: unknown; update?: boolean };
       const path = dataFile(b.file);

@@ -6,12 +6,14 @@ import { catalogView, parseDatasetDescriptor } from "../../../catalog.js";
 import { ForbiddenError } from "../../../errors.js";
 import { LedgerKind } from "../../../ledger.js";
 import { parsePolicy, putPolicyVersion } from "../../../policy.js";
+import { DatasetRegistrationSchema } from "../../../schemas/routes.js";
+import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 
 export const datasetRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
   const { store } = ctx;
 
-  app.post("/v1/datasets", { preHandler: ctx.auth, schema: { body: { type: "object", required: ["descriptor", "policy"], additionalProperties: false, properties: { descriptor: { type: "object" }, policy: { type: "object" } } } } }, async (req, reply) => {
+  app.post("/v1/datasets", { preHandler: ctx.auth, schema: { body: DatasetRegistrationSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const b = req.body as { descriptor: unknown; policy: unknown };
     const d = parseDatasetDescriptor(b.descriptor);
     if (d.owner !== req.party) throw new ForbiddenError("a party registers only its own datasets");

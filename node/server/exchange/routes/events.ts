@@ -10,33 +10,14 @@ import type { FastifyPluginAsync } from "fastify";
 import { BadRequestError } from "../../../errors.js";
 import { ControlType, lookupProduct, type JobEvent } from "../../control.js";
 import { requestOf } from "../lifecycle.js";
+import { JobEventSchema } from "../../../schemas/routes.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView } from "../views.js";
-
-/** A job event's shape: kind, and only the fields an event carries, each bounded. Anything else is removed before it is read. */
-const eventSchema = {
-  type: "object",
-  required: ["kind"],
-  additionalProperties: false,
-  properties: {
-    kind: { type: "string", enum: ["accepted", "refused", "progress", "succeeded", "failed", "charged"] },
-    rule: { type: "string", minLength: 1, maxLength: 64 },
-    reason: { type: "string", minLength: 1, maxLength: 80 },
-    digest: { type: "string", pattern: "^[0-9a-f]{64}$" },
-    units: { type: "integer", minimum: 0 },
-    progress: {
-      type: "object",
-      required: ["phase", "done", "total"],
-      additionalProperties: false,
-      properties: { phase: { type: "string", pattern: "^[ -~]{1,64}$" }, done: { type: "integer", minimum: 0 }, total: { type: "integer", minimum: 0 } },
-    },
-  },
-};
 
 export const eventRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store } = ctx;
 
-  app.post("/v1/jobs/:id/events", { preHandler: ctx.auth, schema: { body: eventSchema } }, async (req) => {
+  app.post("/v1/jobs/:id/events", { preHandler: ctx.auth, schema: { body: JobEventSchema } }, async (req) => {
     const party = req.party as string;
     const j = jobOf(store, (req.params as { id: string }).id, party);
     const e = req.body as JobEvent;
@@ -88,7 +69,7 @@ export const eventRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
         // A provider whose budget counts keys: the buyer's distinct keys as its role measured them, once.
         if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
         const mine = jobs.reservations(j).find((r) => r.provider === party);
-        const units = e.units; // an integer of at least 0 (eventSchema)
+        const units = e.units; // an integer of at least 0 (JobEventSchema)
         if (mine === undefined || !mine.keys || mine.charged || units === undefined || units > mine.reserved) break;
         jobs.charge(j, mine, units);
         return jobView(j, party);

@@ -11,12 +11,13 @@ import type { FastifyPluginAsync } from "fastify";
 import type { DatasetDescriptor } from "../../../schemas/dataset.js";
 import { ForbiddenError, NotFoundError } from "../../../errors.js";
 import { LedgerKind, requestDigest } from "../../../ledger.js";
-import { checkJob, InvalidJobRequestError, isMultiProvider, jobCost, jobDatasets, parseJobRequest, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../../../policy.js";
+import { checkJob, InvalidJobRequestError, JobRequestSchema, isMultiProvider, jobCost, jobDatasets, parseJobRequest, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../../../policy.js";
 import { exchangeProtocolFor, type ExchangeProtocol } from "../../../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../../../jobs/roles.js";
 import { ControlType } from "../../control.js";
 import { MailboxFullError } from "../../mailbox.js";
 import { errorBodySchema } from "../../http-errors.js";
+import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView, jobViewSchema } from "../views.js";
 
@@ -108,7 +109,7 @@ export const jobRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx
     return jobView(store.getJob(id) ?? job, request.buyer);
   };
 
-  app.post("/v1/jobs", { preHandler: ctx.auth, schema: { response: { 201: jobViewSchema, 403: errorBodySchema, 404: errorBodySchema } } }, async (req, reply) => {
+  app.post("/v1/jobs", { preHandler: ctx.auth, schema: { body: JobRequestSchema, response: { 201: jobViewSchema, 403: errorBodySchema, 404: errorBodySchema } }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const request: JobRequest = parseJobRequest(req.body);
     if (request.buyer !== req.party) throw new ForbiddenError("a job is submitted by its buyer");
     const withRole = exchangeProtocolFor(request.protocol);

@@ -4,15 +4,15 @@
  */
 import type { FastifyPluginAsync } from "fastify";
 import { checkNewPartyName, InvalidInvitationError, InvitationRequiredError, invitationCodeHash } from "../../../admission.js";
-import { AlreadyExistsError, BadRequestError, NotFoundError, ReplayError } from "../../../errors.js";
+import { AlreadyExistsError, NotFoundError, ReplayError } from "../../../errors.js";
 import { publicIdentity } from "../../../identity.js";
 import { LedgerKind } from "../../../ledger.js";
 import { verifyRequest } from "../../auth.js";
 import { hex } from "../context.js";
+import { PartyRegistrationSchema, type PartyRegistration } from "../../../schemas/routes.js";
 import type { ExchangeServices } from "../services.js";
 
-const fromHex = (s: unknown, bytes: number): Uint8Array | undefined =>
-  typeof s === "string" && new RegExp(`^[0-9a-f]{${bytes * 2}}$`).test(s) ? Uint8Array.from(Buffer.from(s, "hex")) : undefined;
+const fromHex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
 export const partyRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
   const { store, identity } = ctx;
@@ -35,28 +35,15 @@ export const partyRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
     "/v1/parties",
     {
       schema: {
-        body: {
-          type: "object",
-          required: ["name", "signingPublicKey", "boxPublicKey"],
-          additionalProperties: false,
-          properties: {
-            name: { type: "string", pattern: "^[A-Za-z0-9._-]{1,64}$" },
-            signingPublicKey: { type: "string", maxLength: 64 },
-            boxPublicKey: { type: "string", maxLength: 64 },
-            maskPublicKey: { type: "string", maxLength: 64 },
-            endpoint: { type: ["string", "null"], maxLength: 2048 },
-            role: { type: "string", enum: ["provider", "buyer"] },
-            invite: { type: "string", minLength: 1, maxLength: 128 },
-          },
-        },
+        body: PartyRegistrationSchema,
       },
     },
     async (req, reply) => {
-      const b = req.body as { name: string; signingPublicKey: string; boxPublicKey: string; maskPublicKey?: string; endpoint?: string | null; role?: "provider" | "buyer"; invite?: string };
-      const signing = fromHex(b.signingPublicKey, 32);
-      const box = fromHex(b.boxPublicKey, 32);
-      const mask = b.maskPublicKey === undefined ? null : fromHex(b.maskPublicKey, 32);
-      if (!signing || !box || mask === undefined) throw new BadRequestError("keys must be 32-byte hex");
+      const b = req.body as PartyRegistration;
+      // 32-byte keys as hex (PartyRegistrationSchema).
+      const signing = fromHex(b.signingPublicKey);
+      const box = fromHex(b.boxPublicKey);
+      const mask = b.maskPublicKey === undefined ? null : fromHex(b.maskPublicKey);
       // The signature is checked now; its nonce is remembered only with the registration itself.
       let nonce: { name: string; nonce: Uint8Array; time: number } | undefined;
       verifyRequest(req.headers, req.method, req.url, req.rawBody ?? new Uint8Array(0), {
