@@ -40,11 +40,11 @@ import {
   type Builder,
 } from "apache-arrow";
 import { openBatches, type ReadOptions } from "../engine/columns/index.js";
-import { FieldChecker, PolicyErrorCode, type BudgetUnit, type UsagePolicy } from "./policy.js";
+import { PolicyErrorCode, type BudgetUnit, type UsagePolicy } from "./policy.js";
 import type { ProtocolId } from "../protocols/index.js";
 import { inDocumentOrder, InvalidDocumentError, isPlainObject, schemaIssues, type FieldIssue } from "./schemas/check.js";
 import { isRealDateTime } from "./schemas/common.js";
-import { DatasetDescriptorSchema, DESCRIPTOR_FIELDS, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor } from "./schemas/dataset.js";
+import { DatasetDescriptorSchema, DESCRIPTOR_FIELDS, DescriptorNamesSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor } from "./schemas/dataset.js";
 
 export { DatasetDescriptorSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor };
 
@@ -116,11 +116,8 @@ export interface DescribeOptions {
  * @throws the errors of `openBatches` (UnreadableFileError, MalformedCsvError, …) for a file.
  */
 export async function describeDataset(options: DescribeOptions): Promise<DatasetDescriptor> {
-  const c = new FieldChecker();
-  c.id(options.id, "id");
-  c.id(options.owner, "owner");
-  c.text(options.name, "name", MAX_DATASET_NAME_LENGTH);
-  c.done((issues) => new InvalidDatasetError(issues));
+  const named = schemaIssues(DescriptorNamesSchema, { id: options.id, owner: options.owner, name: options.name }, "descriptor");
+  if (named.length > 0) throw new InvalidDatasetError(named);
 
   let schema: Schema;
   let batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>;

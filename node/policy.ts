@@ -65,13 +65,12 @@
  * buyer or dataset identifier nor any value.
  */
 import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
-import { HE_MAX_SCALE } from "../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./schemas/dataset.js";
 import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, schemaIssues, showKey, type FieldIssue } from "./schemas/check.js";
-import { ISO_8601, isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
+import { isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
 import { BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, POLICY_FIELDS, PolicySchema, type PolicyDocument } from "./schemas/policy.js";
-import { AGGREGATE_FNS, AggregateMode, JOB_REQUEST_FIELDS, JOIN_GROUPS, JobRequestSchema, MAX_JOIN_ROWS, type AggregateFn, type JoinGroup } from "./schemas/job-request.js";
+import { AGGREGATE_FNS, AggregateMode, JOB_REQUEST_FIELDS, JOIN_GROUPS, JobRequestSchema, MAX_JOIN_ROWS, type AggregateFn, type AggregateParamsDocument, type JobRequestDocument, type JoinGroup } from "./schemas/job-request.js";
 
 export { AGGREGATE_FNS, AggregateMode, JOIN_GROUPS, JobRequestSchema, MAX_JOIN_ROWS, type AggregateFn, type JoinGroup };
 
@@ -140,127 +139,7 @@ export class PolicyDeniedError extends UmbraError {
 }
 
 // ---------------------------------------------------------------------------
-// Field validation of job requests (policies and descriptors: their schemas, node/schemas/)
-
-// Control characters and whitespace are refused in identifiers.
-const ID_FORBIDDEN = /[\s\u0000-\u001f\u007f]/u;
-const CONTROL = /[\u0000-\u001f\u007f]/u;
-
-/**
- * Collects the problems of one document. Internal to the node layer:
- * parseJobRequest builds on it (and describeDataset checks its names with it).
- */
-export class FieldChecker {
-  readonly issues: FieldIssue[] = [];
-
-  add(field: string, problem: string): void {
-    this.issues.push({ field, problem });
-  }
-
-  /**
-   * The input as a plain object; keys not in `known` are reported (as
-   * `field."key"`, or `"key"` for the document itself, `root`).
-   */
-  object(value: unknown, field: string, known: readonly string[], root = false): Record<string, unknown> | undefined {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      this.add(field, "must be an object");
-      return undefined;
-    }
-    const proto = Object.getPrototypeOf(value) as unknown;
-    if (proto !== Object.prototype && proto !== null) {
-      this.add(field, "must be a plain object");
-      return undefined;
-    }
-    const rec = value as Record<string, unknown>;
-    for (const key of Object.keys(rec)) {
-      if (!known.includes(key)) this.add(root ? showKey(key) : `${field}.${showKey(key)}`, "unknown field");
-    }
-    return rec;
-  }
-
-  /** An identifier: a non-empty string of at most {@link MAX_ID_LENGTH} characters, no whitespace or control characters. */
-  id(value: unknown, field: string): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be a string");
-    if (value.length === 0 || value.length > MAX_ID_LENGTH) return this.fail(field, `must be 1 to ${MAX_ID_LENGTH} characters`);
-    if (ID_FORBIDDEN.test(value)) return this.fail(field, "must not contain whitespace or control characters");
-    return value;
-  }
-
-  /** A display string: non-empty, at most `max` characters, no control characters. */
-  text(value: unknown, field: string, max: number): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be a string");
-    if (value.length === 0 || value.length > max) return this.fail(field, `must be 1 to ${max} characters`);
-    if (CONTROL.test(value)) return this.fail(field, "must not contain control characters");
-    return value;
-  }
-
-  /** A column name. */
-  column(value: unknown, field: string): string | undefined {
-    return this.text(value, field, MAX_COLUMN_NAME_LENGTH);
-  }
-
-  /** An integer in [min, max]. */
-  int(value: unknown, field: string, min: number, max: number = Number.MAX_SAFE_INTEGER): number | undefined {
-    if (typeof value !== "number" || !Number.isSafeInteger(value)) return this.fail(field, "must be an integer");
-    if (value < min || value > max) return this.fail(field, max === Number.MAX_SAFE_INTEGER ? `must be at least ${min}` : `must be between ${min} and ${max}`);
-    return value;
-  }
-
-  /** One of the given string values. */
-  oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T | undefined {
-    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-      return this.fail(field, `must be one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
-    }
-    return value as T;
-  }
-
-  /** An ISO 8601 date-time with seconds and a zone (`2025-01-31T23:59:59Z`, `…+08:00`), a real calendar date. */
-  isoDate(value: unknown, field: string): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be an ISO 8601 date-time string");
-    if (!ISO_8601.test(value)) return this.fail(field, "must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T23:59:59Z");
-    if (!isRealDateTime(value)) return this.fail(field, "is not a valid date-time");
-    return value;
-  }
-
-  /** A list of distinct items, each checked by `item`; `minLength` entries at least. */
-  list<T>(value: unknown, field: string, item: (v: unknown, f: string) => T | undefined, minLength = 0): T[] | undefined {
-    if (!Array.isArray(value)) return this.fail(field, "must be an array");
-    if (value.length < minLength) return this.fail(field, `must have at least ${minLength} entr${minLength === 1 ? "y" : "ies"}`);
-    if (value.length > MAX_LIST_LENGTH) return this.fail(field, `must have at most ${MAX_LIST_LENGTH} entries`);
-    const out: T[] = [];
-    const seen = new Set<T>();
-    let ok = true;
-    value.forEach((v: unknown, i: number) => {
-      const f = `${field}[${i}]`;
-      const parsed = item(v, f);
-      if (parsed === undefined) {
-        ok = false;
-      } else if (seen.has(parsed)) {
-        this.add(f, "duplicate entry");
-        ok = false;
-      } else {
-        seen.add(parsed);
-        out.push(parsed);
-      }
-    });
-    return ok ? out : undefined;
-  }
-
-  /** Throws `make(issues)` when anything was found wrong. */
-  done(make: (issues: readonly FieldIssue[]) => Error): void {
-    if (this.issues.length > 0) throw make(this.issues);
-  }
-
-  private fail(field: string, problem: string): undefined {
-    this.add(field, problem);
-    return undefined;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Policies
-
-const PROTOCOL_IDS: readonly ProtocolId[] = Object.freeze(Object.values(ProtocolId));
 
 /** The protocols whose output is subject to the minimum group size k. */
 export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.JoinAggregate, ProtocolId.FederatedAggregate, ProtocolId.PsiCardinality]);
@@ -472,8 +351,6 @@ export interface JobRequest {
   };
 }
 
-const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"];
-const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "minIntersection", "mode", "queryCount", "aggregate"];
 
 /** The protocols whose buyer result is withheld below a minimum intersection. */
 export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup]);
@@ -482,7 +359,6 @@ export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly s
   [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),
   [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
 });
-const POSITIVE_DECIMAL = /^(\d+|\d+\.\d*|\.\d+)$/;
 
 /** Whether a job runs against several provider datasets (federated-aggregate). */
 export function isMultiProvider(request: JobRequest): request is JobRequest & { providerDatasets: string[] } {
@@ -508,95 +384,56 @@ export function aggregateColumns(a: AggregateJobParams): string[] {
 }
 
 /**
- * The structure of `params.aggregate` for `protocol` (federated-aggregate or
- * join-aggregate; the protocol checks the rest, e.g. the vector's size, when
- * the exchange resolves it).
+ * The rules of `params.aggregate` (already checked against its schema) that
+ * depend on `protocol` or tie its fields together: the fields the protocol
+ * takes, a column for every function but count, no aggregate twice, the
+ * group-by's categories (federated-aggregate declares them, join-aggregate's
+ * groups are the buyer's own values), histogram edges strictly increasing.
+ * (The protocol checks the rest, e.g. the vector's size, when the exchange
+ * resolves it.)
  */
-function parseAggregateParams(c: FieldChecker, value: unknown, field: string, protocol: ProtocolId): AggregateJobParams | undefined {
+function aggregateParams(issues: FieldIssue[], a: AggregateParamsDocument, field: string, protocol: ProtocolId): AggregateJobParams | undefined {
+  const before = issues.length;
+  const add = (f: string, problem: string) => void issues.push({ field: f, problem });
   const join = protocol === ProtocolId.JoinAggregate;
-  const rec = c.object(value, field, AGGREGATE_FIELDS_OF[protocol] ?? []);
-  if (rec === undefined) return undefined;
-  const before = c.issues.length;
+  const takes = AGGREGATE_FIELDS_OF[protocol] ?? [];
+  for (const key of Object.keys(a)) if (!takes.includes(key)) add(`${field}.${showKey(key)}`, `unknown field (protocol ${protocol} takes ${takes.join(", ")})`);
   const seen = new Set<string>();
-  const aggregates = c.list(
-    rec.aggregates,
-    `${field}.aggregates`,
-    (v, f) => {
-      const a = c.object(v, f, ["fn", "column"]);
-      if (a === undefined) return undefined;
-      const fn = c.oneOf(a.fn, `${f}.fn`, AGGREGATE_FNS);
-      if (fn === undefined) return undefined;
-      if (fn === "count") {
-        if (a.column !== undefined) return void c.add(`${f}.column`, "count takes no column");
-        if (seen.has("count")) return void c.add(f, "duplicate entry");
-        seen.add("count");
-        return { fn } as AggregateJobSpec;
-      }
-      const column = c.column(a.column, `${f}.column`);
-      if (column === undefined) return undefined;
-      if (seen.has(`${fn}(${column})`)) return void c.add(f, "duplicate entry");
-      seen.add(`${fn}(${column})`);
-      return { fn, column } as AggregateJobSpec;
-    },
-    1,
-  );
-  const out: AggregateJobParams = { aggregates: aggregates ?? [] };
-  if (rec.groupBy !== undefined && join) {
+  const aggregates: AggregateJobSpec[] = [];
+  a.aggregates.forEach((x, i) => {
+    const f = `${field}.aggregates[${i}]`;
+    if (x.fn === "count" && x.column !== undefined) return add(`${f}.column`, "count takes no column");
+    if (x.fn !== "count" && x.column === undefined) return add(`${f}.column`, `is required for ${x.fn}`);
+    const id = x.fn === "count" ? "count" : `${x.fn}(${x.column as string})`;
+    if (seen.has(id)) return add(f, "duplicate entry");
+    seen.add(id);
+    aggregates.push(x.fn === "count" ? { fn: "count" } : { fn: x.fn, column: x.column as string });
+  });
+  const out: AggregateJobParams = { aggregates };
+  if (a.groupBy !== undefined && join) {
     // The buyer's own column: its groups are the values it holds, declared nowhere.
-    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column"]);
-    const column = g === undefined ? undefined : c.column(g.column, `${field}.groupBy.column`);
-    if (column !== undefined) out.groupBy = { column };
-  } else if (rec.groupBy !== undefined) {
-    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column", "categories"]);
-    if (g !== undefined) {
-      const column = c.column(g.column, `${field}.groupBy.column`);
-      const categories = c.list(g.categories, `${field}.groupBy.categories`, (v, f) => c.text(v, f, MAX_COLUMN_NAME_LENGTH), 1);
-      if (categories !== undefined && categories.length > FA_MAX_SLOTS) c.add(`${field}.groupBy.categories`, `must have at most ${FA_MAX_SLOTS} entries`);
-      if (column !== undefined && categories !== undefined) out.groupBy = { column, categories };
+    if (a.groupBy.categories !== undefined) add(`${field}.groupBy.${showKey("categories")}`, "unknown field (join-aggregate's groups are the buyer's own values, declared nowhere)");
+    out.groupBy = { column: a.groupBy.column };
+  } else if (a.groupBy !== undefined) {
+    if (a.groupBy.categories === undefined) add(`${field}.groupBy.categories`, `is required for protocol ${protocol}: an array of 1 to ${FA_MAX_SLOTS} categories`);
+    else {
+      issues.push(...duplicateIssues(a.groupBy.categories, `${field}.groupBy.categories`));
+      out.groupBy = { column: a.groupBy.column, categories: [...a.groupBy.categories] };
     }
   }
-  if (rec.histogram !== undefined) {
-    const h = c.object(rec.histogram, `${field}.histogram`, ["column", "edges"]);
-    if (h !== undefined) {
-      const column = c.column(h.column, `${field}.histogram.column`);
-      const ef = `${field}.histogram.edges`;
-      const edges = Array.isArray(h.edges) ? (h.edges as unknown[]) : undefined;
-      if (edges === undefined || edges.length < 2 || edges.length > FA_MAX_SLOTS + 1) c.add(ef, `must be an array of 2 to ${FA_MAX_SLOTS + 1} numbers`);
-      else if (!edges.every((e) => typeof e === "number" && Number.isFinite(e))) c.add(ef, "must hold finite numbers");
-      else if (!edges.every((e, i) => i === 0 || (e as number) > (edges[i - 1] as number))) c.add(ef, "must be strictly increasing");
-      else if (column !== undefined) out.histogram = { column, edges: edges as number[] };
-    }
+  if (a.histogram !== undefined) {
+    const edges = a.histogram.edges;
+    if (!edges.every((e, i) => i === 0 || e > (edges[i - 1] as number))) add(`${field}.histogram.edges`, "must be strictly increasing");
+    else out.histogram = { column: a.histogram.column, edges: [...edges] };
   }
-  if (rec.minProviders !== undefined) {
-    const n = c.int(rec.minProviders, `${field}.minProviders`, 2, FA_MAX_PROVIDERS);
-    if (n !== undefined) out.minProviders = n;
-  }
-  if (rec.maxAbsValue !== undefined) {
-    const v = rec.maxAbsValue;
-    if (typeof v !== "string" || v.length > 64 || !POSITIVE_DECIMAL.test(v) || !/[1-9]/.test(v)) c.add(`${field}.maxAbsValue`, 'must be a positive decimal string, e.g. "1000000" or "2.5"');
-    else out.maxAbsValue = v;
-  }
-  if (rec.scale !== undefined) {
-    const sc = c.int(rec.scale, `${field}.scale`, 0, HE_MAX_SCALE);
-    if (sc !== undefined) out.scale = sc;
-  }
-  if (rec.maxRowsPerProvider !== undefined) {
-    const r = c.int(rec.maxRowsPerProvider, `${field}.maxRowsPerProvider`, 1);
-    if (r !== undefined) out.maxRowsPerProvider = r;
-  }
-  if (rec.maxJoinRows !== undefined) {
-    const r = c.int(rec.maxJoinRows, `${field}.maxJoinRows`, 1, MAX_JOIN_ROWS);
-    if (r !== undefined) out.maxJoinRows = r;
-  }
-  if (rec.group !== undefined) {
-    const g = c.oneOf(rec.group, `${field}.group`, JOIN_GROUPS);
-    if (g !== undefined) out.group = g;
-  }
-  if (rec.approximate !== undefined) {
-    if (typeof rec.approximate !== "boolean") c.add(`${field}.approximate`, "must be true or false");
-    else out.approximate = rec.approximate;
-  }
-  return c.issues.length === before ? out : undefined;
+  if (a.minProviders !== undefined) out.minProviders = a.minProviders;
+  if (a.maxAbsValue !== undefined) out.maxAbsValue = a.maxAbsValue;
+  if (a.scale !== undefined) out.scale = a.scale;
+  if (a.maxRowsPerProvider !== undefined) out.maxRowsPerProvider = a.maxRowsPerProvider;
+  if (a.maxJoinRows !== undefined) out.maxJoinRows = a.maxJoinRows;
+  if (a.group !== undefined) out.group = a.group;
+  if (a.approximate !== undefined) out.approximate = a.approximate;
+  return issues.length === before ? out : undefined;
 }
 
 /**
@@ -619,111 +456,101 @@ function parseAggregateParams(c: FieldChecker, value: unknown, field: string, pr
  * @throws InvalidJobRequestError listing every field found wrong.
  */
 export function parseJobRequest(json: unknown): JobRequest {
-  if (isPlainObject(json)) {
-    // Each field's type and bounds: the schema's (node/schemas/job-request.ts); the rules that tie fields together: below.
-    const issues = schemaIssues(JobRequestSchema, json, "request");
-    if (issues.length > 0) throw new InvalidJobRequestError(inDocumentOrder(issues, JOB_REQUEST_FIELDS));
+  if (!isPlainObject(json)) {
+    const objectLike = typeof json === "object" && json !== null && !Array.isArray(json);
+    throw new InvalidJobRequestError([{ field: "request", problem: objectLike ? "must be a plain object" : "must be an object" }]);
   }
-  const c = new FieldChecker();
-  const rec = c.object(json, "request", JOB_FIELDS, true);
-  if (rec === undefined) throw new InvalidJobRequestError(c.issues);
-  const protocol = c.oneOf(rec.protocol, "protocol", PROTOCOL_IDS);
-  const buyer = c.id(rec.buyer, "buyer");
-  const rawParams = rec.params as Record<string, unknown> | undefined;
-  const hasAggregate = typeof rawParams === "object" && rawParams !== null && rawParams["aggregate"] !== undefined;
+  // Each field's type and bounds: the schema's (node/schemas/job-request.ts); the rules that tie fields together: below.
+  const structural = schemaIssues(JobRequestSchema, json, "request");
+  if (structural.length > 0) throw new InvalidJobRequestError(inDocumentOrder(structural, JOB_REQUEST_FIELDS));
+  const rec = json as JobRequestDocument;
+  const issues: FieldIssue[] = [];
+  const add = (field: string, problem: string) => void issues.push({ field, problem });
+  const protocol = rec.protocol;
+  const p = rec.params;
+  const hasAggregate = p.aggregate !== undefined;
   // join-aggregate's computation: params.aggregate beside the two datasets and the key columns.
   const joinForm = protocol === ProtocolId.JoinAggregate && rec.providerDatasets === undefined && hasAggregate;
   // The multi-provider form: providerDatasets and params.aggregate (federated-aggregate only).
   const multi = !joinForm && (rec.providerDatasets !== undefined || hasAggregate);
-  let buyerDataset: string | undefined;
-  let providerDataset: string | undefined;
-  let providerDatasets: string[] | undefined;
   if (!multi) {
-    buyerDataset = c.id(rec.buyerDataset, "buyerDataset");
-    providerDataset = c.id(rec.providerDataset, "providerDataset");
-  } else if (protocol !== undefined && protocol !== ProtocolId.FederatedAggregate) {
-    c.add(rec.providerDatasets !== undefined ? "providerDatasets" : "params.aggregate", `does not apply to protocol ${protocol}`);
+    if (rec.buyerDataset === undefined) add("buyerDataset", "is required (the buyer's own dataset)");
+    if (rec.providerDataset === undefined) add("providerDataset", "is required (or, for federated-aggregate, providerDatasets)");
+  } else if (protocol !== ProtocolId.FederatedAggregate) {
+    add(rec.providerDatasets !== undefined ? "providerDatasets" : "params.aggregate", `does not apply to protocol ${protocol}`);
   } else {
-    if (rec.buyerDataset !== undefined) c.add("buyerDataset", "does not apply to a multi-provider job (the buyer brings no dataset)");
-    if (rec.providerDataset !== undefined) c.add("providerDataset", "does not apply to a multi-provider job (its datasets are in providerDatasets)");
-    providerDatasets = c.list(rec.providerDatasets, "providerDatasets", (v, f) => c.id(v, f), 2);
-    if (providerDatasets !== undefined && providerDatasets.length > FA_MAX_PROVIDERS) {
-      c.add("providerDatasets", `must have at most ${FA_MAX_PROVIDERS} entries`);
-      providerDatasets = undefined;
-    }
+    if (rec.buyerDataset !== undefined) add("buyerDataset", "does not apply to a multi-provider job (the buyer brings no dataset)");
+    if (rec.providerDataset !== undefined) add("providerDataset", "does not apply to a multi-provider job (its datasets are in providerDatasets)");
+    if (rec.providerDatasets === undefined) add("providerDatasets", `is required for a multi-provider job: an array of 2 to ${FA_MAX_PROVIDERS} provider datasets`);
+    else issues.push(...duplicateIssues(rec.providerDatasets, "providerDatasets"));
   }
   const params: JobRequest["params"] = { keyColumns: [] };
-  const p = c.object(rec.params, "params", PARAM_FIELDS);
-  if (p !== undefined) {
-    if (!multi || p.keyColumns !== undefined) {
-      const keyColumns = c.list(p.keyColumns, "params.keyColumns", (v, f) => c.column(v, f), multi ? 0 : 1);
-      if (keyColumns !== undefined) params.keyColumns = keyColumns;
-      if (multi && keyColumns !== undefined && keyColumns.length > 0) c.add("params.keyColumns", "federated-aggregate joins nothing (a group-by column goes in params.aggregate.groupBy)");
+  if (!multi || p.keyColumns !== undefined) {
+    const keys = p.keyColumns;
+    if (keys === undefined) add("params.keyColumns", "is required: an array of 1 or more key columns");
+    else if (keys.length === 0 && !multi) add("params.keyColumns", "must have at least 1 entry");
+    else {
+      const dup = duplicateIssues(keys, "params.keyColumns");
+      issues.push(...dup);
+      if (dup.length === 0) params.keyColumns = [...keys];
+      if (multi && keys.length > 0) add("params.keyColumns", "federated-aggregate joins nothing (a group-by column goes in params.aggregate.groupBy)");
     }
-    if (p.outputColumns !== undefined) {
-      const out = c.list(p.outputColumns, "params.outputColumns", (v, f) => c.column(v, f));
-      if (out !== undefined) params.outputColumns = out;
-    }
-    if (p.minGroupSize !== undefined) {
-      const k = c.int(p.minGroupSize, "params.minGroupSize", 1, MAX_MIN_GROUP_SIZE);
-      if (k !== undefined) params.minGroupSize = k;
-    }
-    if (p.minIntersection !== undefined) {
-      const t = c.int(p.minIntersection, "params.minIntersection", 1, MAX_MIN_GROUP_SIZE);
-      if (t !== undefined) params.minIntersection = t;
-      if (protocol !== undefined && !INTERSECTION_PROTOCOLS.includes(protocol)) c.add("params.minIntersection", `does not apply to protocol ${protocol}`);
-    }
-    if (p.mode !== undefined) {
-      const mode = c.oneOf(p.mode, "params.mode", Object.values(AggregateMode));
-      if (mode !== undefined) params.mode = mode;
-    }
-    if (p.queryCount !== undefined) {
-      const q = c.int(p.queryCount, "params.queryCount", 1);
-      if (q !== undefined) params.queryCount = q;
-    }
-    if (multi || joinForm) {
-      if (p.mode !== undefined) c.add("params.mode", "does not apply with params.aggregate");
-      const aggregate =
-        p.aggregate === undefined ? void c.add("params.aggregate", "is required for a multi-provider job") : parseAggregateParams(c, p.aggregate, "params.aggregate", joinForm ? ProtocolId.JoinAggregate : ProtocolId.FederatedAggregate);
-      if (aggregate !== undefined) {
-        params.aggregate = aggregate;
-        // The columns the computation reads are its output columns (so every policy must allow them).
-        const reads = joinForm ? joinAggregateColumns(aggregate) : aggregateColumns(aggregate);
-        if (params.outputColumns === undefined) params.outputColumns = reads;
-        else if (params.outputColumns.length !== reads.length || !reads.every((col) => params.outputColumns?.includes(col))) {
-          c.add("params.outputColumns", "must list exactly the columns params.aggregate reads (or be left out)");
-        }
-      }
-    } else if (protocol !== undefined) checkParamsFitProtocol(c, protocol, p, params);
   }
-  c.done((issues) => new InvalidJobRequestError(issues));
+  if (p.outputColumns !== undefined) {
+    const dup = duplicateIssues(p.outputColumns, "params.outputColumns");
+    issues.push(...dup);
+    if (dup.length === 0) params.outputColumns = [...p.outputColumns];
+  }
+  if (p.minGroupSize !== undefined) params.minGroupSize = p.minGroupSize;
+  if (p.minIntersection !== undefined) {
+    params.minIntersection = p.minIntersection;
+    if (!INTERSECTION_PROTOCOLS.includes(protocol)) add("params.minIntersection", `does not apply to protocol ${protocol}`);
+  }
+  if (p.mode !== undefined) params.mode = p.mode;
+  if (p.queryCount !== undefined) params.queryCount = p.queryCount;
+  if (multi || joinForm) {
+    if (p.mode !== undefined) add("params.mode", "does not apply with params.aggregate");
+    const aggregate =
+      p.aggregate === undefined ? void add("params.aggregate", "is required for a multi-provider job") : aggregateParams(issues, p.aggregate, "params.aggregate", joinForm ? ProtocolId.JoinAggregate : ProtocolId.FederatedAggregate);
+    if (aggregate !== undefined) {
+      params.aggregate = aggregate;
+      // The columns the computation reads are its output columns (so every policy must allow them).
+      const reads = joinForm ? joinAggregateColumns(aggregate) : aggregateColumns(aggregate);
+      if (params.outputColumns === undefined) params.outputColumns = reads;
+      else if (params.outputColumns.length !== reads.length || !reads.every((col) => params.outputColumns?.includes(col))) {
+        add("params.outputColumns", "must list exactly the columns params.aggregate reads (or be left out)");
+      }
+    }
+  } else checkParamsFitProtocol(issues, protocol, p, params);
+  if (issues.length > 0) throw new InvalidJobRequestError(issues);
   return {
-    protocol: protocol as ProtocolId,
-    buyer: buyer as string,
-    ...(multi ? { providerDatasets: providerDatasets as string[] } : { buyerDataset: buyerDataset as string, providerDataset: providerDataset as string }),
+    protocol,
+    buyer: rec.buyer,
+    ...(multi ? { providerDatasets: [...(rec.providerDatasets as string[])] } : { buyerDataset: rec.buyerDataset as string, providerDataset: rec.providerDataset as string }),
     params,
   };
 }
 
-function checkParamsFitProtocol(c: FieldChecker, protocol: ProtocolId, raw: Record<string, unknown>, params: JobRequest["params"]): void {
+function checkParamsFitProtocol(issues: FieldIssue[], protocol: ProtocolId, raw: JobRequestDocument["params"], params: JobRequest["params"]): void {
+  const add = (field: string, problem: string) => void issues.push({ field, problem });
   const modes = AGGREGATE_MODES[protocol];
   const outputs = params.outputColumns ?? [];
   if (raw.minGroupSize !== undefined && !K_PROTOCOLS.includes(protocol)) {
-    c.add("params.minGroupSize", `does not apply to protocol ${protocol}`);
+    add("params.minGroupSize", `does not apply to protocol ${protocol}`);
   }
   if (modes === undefined) {
-    if (raw.mode !== undefined) c.add("params.mode", `does not apply to protocol ${protocol}`);
+    if (raw.mode !== undefined) add("params.mode", `does not apply to protocol ${protocol}`);
   } else if (raw.mode === undefined) {
-    c.add("params.mode", `is required for protocol ${protocol}`);
+    add("params.mode", `is required for protocol ${protocol}`);
   } else if (params.mode !== undefined && !modes.includes(params.mode)) {
-    c.add("params.mode", `protocol ${protocol} offers ${modes.join(", ")}`);
+    add("params.mode", `protocol ${protocol} offers ${modes.join(", ")}`);
   } else if (params.mode !== undefined && params.mode !== AggregateMode.Count && outputs.length === 0) {
-    c.add("params.outputColumns", `mode ${params.mode} needs at least one column`);
+    add("params.outputColumns", `mode ${params.mode} needs at least one column`);
   }
   if ((protocol === ProtocolId.Psi || protocol === ProtocolId.PsiCardinality) && outputs.length > 0) {
-    c.add("params.outputColumns", `protocol ${protocol} outputs no provider column`);
+    add("params.outputColumns", `protocol ${protocol} outputs no provider column`);
   }
-  if (protocol === ProtocolId.Lookup && outputs.length === 0) c.add("params.outputColumns", "protocol lookup needs at least one column");
+  if (protocol === ProtocolId.Lookup && outputs.length === 0) add("params.outputColumns", "protocol lookup needs at least one column");
 }
 
 // ---------------------------------------------------------------------------

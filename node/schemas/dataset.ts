@@ -38,5 +38,8 @@ export const DatasetDescriptorSchema = Type.Object(
 /** A dataset as the catalog records it: what it is, never what it holds (schema: column names and Arrow type names, in order; contentHash: node/catalog.ts's header). */
 export type DatasetDescriptor = Static<typeof DatasetDescriptorSchema>;
 
+/** The names a descriptor is made with (describeDataset checks them before it reads a row). */
+export const DescriptorNamesSchema = Type.Pick(DatasetDescriptorSchema, ["id", "owner", "name"]);
+
 /** The fields of a descriptor, in the order they are checked and reported. */
 export const DESCRIPTOR_FIELDS: readonly string[] = Object.freeze(Object.keys(DatasetDescriptorSchema.properties));

@@ -64,6 +64,9 @@ export const AggregateParamsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** params.aggregate as a buyer writes it. */
+export type AggregateParamsDocument = Static<typeof AggregateParamsSchema>;
+
 export const JobParamsSchema = Type.Object(
   {
     keyColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "the join key columns (a composite key: several)" })),

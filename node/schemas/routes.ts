@@ -12,6 +12,15 @@
 import { Type, type Static } from "typebox";
 import { DatasetDescriptorSchema } from "./dataset.js";
 import { PolicySchema } from "./policy.js";
+import { Identifier } from "./common.js";
+import { DOCUMENT_KEYWORD } from "./check.js";
+import { JobRequestSchema } from "./job-request.js";
+
+/** The party agent's POST /v1/jobs: a job request, whose buyer the agent fills in (itself). */
+export const LocalJobRequestSchema = Type.Object(
+  { ...JobRequestSchema.properties, buyer: Type.Optional(Identifier) },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "a job request; the agent submits it as its own (buyer: this party)" },
+);
 
 /** The party agent's POST /v1/datasets: a file of its data folder and the policy it is offered under. */
 export const LocalDatasetRegistrationSchema = Type.Object(

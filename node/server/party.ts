@@ -47,7 +47,7 @@ import { CONTROL_STEP, ControlType, lookupProduct, type ControlMessage, type Job
 import { unpackFrames } from "./mailbox.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { errorHandler } from "./http-errors.js";
-import { LocalDatasetRegistrationSchema } from "../schemas/routes.js";
+import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schemas/routes.js";
 import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
@@ -642,7 +642,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
   const submitting = new Set<Promise<unknown>>();
 
-  app.post("/v1/jobs", async (req, reply) => {
+  app.post("/v1/jobs", { schema: { body: LocalJobRequestSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const b = req.body as Record<string, unknown>;
     // Parsed here first: this agent records what it asked for, and runs only a job that is that one.
     const asked = parseJobRequest({ ...b, buyer: identity.name });

@@ -1,6 +1,6 @@
 /** The catalog: a provider registers its datasets with their policies; a party lists the datasets it may see. */
 import { createHash } from "node:crypto";
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { checkDatasetId } from "../../../admission.js";
 import { catalogView, parseDatasetDescriptor } from "../../../catalog.js";
 import { ForbiddenError } from "../../../errors.js";
@@ -10,11 +10,11 @@ import { DatasetRegistrationSchema } from "../../../schemas/routes.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 
-export const datasetRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
+export const datasetRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx }) => {
   const { store } = ctx;
 
   app.post("/v1/datasets", { preHandler: ctx.auth, schema: { body: DatasetRegistrationSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
-    const b = req.body as { descriptor: unknown; policy: unknown };
+    const b = req.body;
     const d = parseDatasetDescriptor(b.descriptor);
     if (d.owner !== req.party) throw new ForbiddenError("a party registers only its own datasets");
     // Its own namespace only (OWNER.…), never over another owner's id (finding 9).

@@ -6,21 +6,21 @@
  * 13). The buyer's result summary is not the exchange's to keep: succeeded
  * records the result's digest only (finding 8).
  */
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { BadRequestError } from "../../../errors.js";
-import { ControlType, lookupProduct, type JobEvent } from "../../control.js";
+import { ControlType, lookupProduct } from "../../control.js";
 import { requestOf } from "../lifecycle.js";
 import { JobEventSchema } from "../../../schemas/routes.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView } from "../views.js";
 
-export const eventRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
+export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store } = ctx;
 
   app.post("/v1/jobs/:id/events", { preHandler: ctx.auth, schema: { body: JobEventSchema } }, async (req) => {
     const party = req.party as string;
     const j = jobOf(store, (req.params as { id: string }).id, party);
-    const e = req.body as JobEvent;
+    const e = req.body;
     const isBuyer = j.buyer === party;
     const request = requestOf(j);
     switch (e.kind) {

@@ -7,7 +7,7 @@
  * about it is used or recorded.
  */
 import { randomUUID } from "node:crypto";
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { DatasetDescriptor } from "../../../schemas/dataset.js";
 import { ForbiddenError, NotFoundError } from "../../../errors.js";
 import { LedgerKind, requestDigest } from "../../../ledger.js";
@@ -21,7 +21,7 @@ import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView, jobViewSchema } from "../views.js";
 
-export const jobRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx, jobs }) => {
+export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs }) => {
   const { store, identity } = ctx;
 
   /** Checks a job against one dataset's policy; a denial is recorded (the job refused, naming the rule and dataset) and thrown. */

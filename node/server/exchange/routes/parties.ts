@@ -2,19 +2,19 @@
  * The exchange's identity and its parties: who the exchange is, registration,
  * and a party's public keys.
  */
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { checkNewPartyName, InvalidInvitationError, InvitationRequiredError, invitationCodeHash } from "../../../admission.js";
 import { AlreadyExistsError, NotFoundError, ReplayError } from "../../../errors.js";
 import { publicIdentity } from "../../../identity.js";
 import { LedgerKind } from "../../../ledger.js";
 import { verifyRequest } from "../../auth.js";
 import { hex } from "../context.js";
-import { PartyRegistrationSchema, type PartyRegistration } from "../../../schemas/routes.js";
+import { PartyRegistrationSchema } from "../../../schemas/routes.js";
 import type { ExchangeServices } from "../services.js";
 
 const fromHex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
-export const partyRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
+export const partyRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx }) => {
   const { store, identity } = ctx;
 
   app.get("/v1/identity", { schema: { response: { 200: { type: "object", properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" } } } } } }, async () => {
@@ -39,7 +39,7 @@ export const partyRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
       },
     },
     async (req, reply) => {
-      const b = req.body as PartyRegistration;
+      const b = req.body;
       // 32-byte keys as hex (PartyRegistrationSchema).
       const signing = fromHex(b.signingPublicKey);
       const box = fromHex(b.boxPublicKey);
