@@ -38,6 +38,15 @@ export class InvalidDocumentError extends InvalidInputError {
   }
 }
 
+/** The codes of the node's document errors, and of a policy's denial (node/policy.ts). */
+export const PolicyErrorCode = {
+  InvalidPolicy: "UMBRA_INVALID_POLICY",
+  InvalidJobRequest: "UMBRA_INVALID_JOB_REQUEST",
+  InvalidDataset: "UMBRA_INVALID_DATASET",
+  PolicyDenied: "UMBRA_POLICY_DENIED",
+} as const;
+export type PolicyErrorCode = (typeof PolicyErrorCode)[keyof typeof PolicyErrorCode];
+
 /** The annotation naming which document a schema is (`policy`, `dataset`, `job-request`): the body validation reports its problems as that document's error. */
 export const DOCUMENT_KEYWORD = "x-umbra-document";
 
