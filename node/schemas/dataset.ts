@@ -26,13 +26,13 @@ export const DatasetDescriptorSchema = Type.Object(
     schema: Type.Array(Type.Object({ name: ColumnName, type: Text(MAX_TYPE_NAME_LENGTH, "an Arrow type name") }, { additionalProperties: false }), {
       minItems: 1,
       maxItems: MAX_COLUMNS,
-      description: "the columns, in order: each a name and an Arrow type name (Utf8, Int64, Float64, …)",
+      description: "an array of the columns, in order: each a name and an Arrow type name (Utf8, Int64, Float64, …)",
     }),
     rowCount: Int(0),
     contentHash: Type.String({ pattern: "^[0-9a-f]{64}$", description: "64 lower-case hex digits (SHA-256)" }),
     createdAt: IsoDateTime,
   },
-  { additionalProperties: false, [DOCUMENT_KEYWORD]: "dataset", description: "what a provider registers about a dataset: never its rows" },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "dataset", description: "an object, what a provider registers about a dataset: never its rows" },
 );
 
 /** A dataset as the catalog records it: what it is, never what it holds (schema: column names and Arrow type names, in order; contentHash: node/catalog.ts's header). */

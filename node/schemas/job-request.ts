@@ -37,17 +37,17 @@ export const AggregateParamsSchema = Type.Object(
     aggregates: Type.Array(Type.Object({ fn: enumOf(AGGREGATE_FNS), column: Type.Optional(ColumnName) }, { additionalProperties: false }), {
       minItems: 1,
       maxItems: MAX_LIST_LENGTH,
-      description: "the aggregates, in output order: count, or a function (sum, avg, var, stddev) of a column",
+      description: "an array of the aggregates, in output order: count, or a function (sum, avg, var, stddev) of a column",
     }),
     groupBy: Type.Optional(
       Type.Object(
         { column: ColumnName, categories: Type.Optional(Type.Array(Text(MAX_COLUMN_NAME_LENGTH, "a category"), { minItems: 1, maxItems: FA_MAX_SLOTS })) },
-        { additionalProperties: false, description: "the group-by column (federated-aggregate: with its declared categories)" },
+        { additionalProperties: false, description: "an object: the group-by column (and, for federated-aggregate, its declared categories)" },
       ),
     ),
     histogram: Type.Optional(
       Type.Object(
-        { column: ColumnName, edges: Type.Array(Type.Number(), { minItems: 2, maxItems: FA_MAX_SLOTS + 1, description: "the bin edges, strictly increasing" }) },
+        { column: ColumnName, edges: Type.Array(Type.Number(), { minItems: 2, maxItems: FA_MAX_SLOTS + 1, description: "an array of the bin edges, strictly increasing" }) },
         { additionalProperties: false },
       ),
     ),
@@ -69,8 +69,8 @@ export type AggregateParamsDocument = Static<typeof AggregateParamsSchema>;
 
 export const JobParamsSchema = Type.Object(
   {
-    keyColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "the join key columns (a composite key: several)" })),
-    outputColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "the provider columns in the output" })),
+    keyColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "an array of the join key columns (several for a composite key)" })),
+    outputColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "an array of the provider columns in the output" })),
     minGroupSize: Type.Optional(Int(1, MAX_MIN_GROUP_SIZE)),
     minIntersection: Type.Optional(Int(1, MAX_MIN_GROUP_SIZE)),
     mode: Type.Optional(enumOf(Object.values(AggregateMode))),
@@ -86,10 +86,10 @@ export const JobRequestSchema = Type.Object(
     buyer: Identifier,
     buyerDataset: Type.Optional(Identifier),
     providerDataset: Type.Optional(Identifier),
-    providerDatasets: Type.Optional(Type.Array(Identifier, { minItems: 2, maxItems: FA_MAX_PROVIDERS, description: "a multi-provider job's provider datasets, in provider order" })),
+    providerDatasets: Type.Optional(Type.Array(Identifier, { minItems: 2, maxItems: FA_MAX_PROVIDERS, description: "an array of a multi-provider job's provider datasets, in provider order" })),
     params: JobParamsSchema,
   },
-  { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "a buyer's job: against one provider dataset, or (federated-aggregate) several" },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "an object, a buyer's job: against one provider dataset, or (federated-aggregate) several" },
 );
 
 /** A job request as a buyer writes it. */

@@ -29,7 +29,7 @@ export const KeyColumnSchema = Type.Union([ColumnName, Type.Array(ColumnName, { 
 
 export const PolicySchema = Type.Object(
   {
-    allowedProtocols: Type.Optional(Type.Array(ProtocolIdSchema, { maxItems: MAX_LIST_LENGTH, description: "the protocols a buyer may run on the dataset" })),
+    allowedProtocols: Type.Optional(Type.Array(ProtocolIdSchema, { maxItems: MAX_LIST_LENGTH, description: "an array of the protocols a buyer may run on the dataset" })),
     outputColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "an array of the columns allowed in outputs (lookup labels, aggregate inputs)" })),
     keyColumns: Type.Optional(
       Type.Array(KeyColumnSchema, {
@@ -44,7 +44,7 @@ export const PolicySchema = Type.Object(
     expiresAt: Type.Optional(Type.Union([IsoDateTime, Type.Null()], { description: "an ISO 8601 date-time with a time zone (e.g. 2025-01-31T23:59:59Z), or null for never" })),
     minIntersection: Type.Optional(Int(1)),
   },
-  { additionalProperties: false, [DOCUMENT_KEYWORD]: "policy", description: "a dataset's usage policy: a field left out takes its default (which fails closed)" },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "policy", description: "an object, a dataset's usage policy: a field left out takes its default (which fails closed)" },
 );
 
 /** A policy as a provider writes it (every field optional). */

@@ -19,7 +19,7 @@ import { JobRequestSchema } from "./job-request.js";
 /** The party agent's POST /v1/jobs: a job request, whose buyer the agent fills in (itself). */
 export const LocalJobRequestSchema = Type.Object(
   { ...JobRequestSchema.properties, buyer: Type.Optional(Identifier) },
-  { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "a job request; the agent submits it as its own (buyer: this party)" },
+  { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "an object, a job request: the agent submits it as its own (buyer: this party)" },
 );
 
 /** The party agent's POST /v1/datasets: a file of its data folder and the policy it is offered under. */
@@ -27,7 +27,7 @@ export const LocalDatasetRegistrationSchema = Type.Object(
   {
     file: Type.String({ minLength: 1, maxLength: 1024, description: "a file in the agent's data folder (Arrow IPC, CSV or Parquet)" }),
     policy: PolicySchema,
-    update: Type.Optional(Type.Boolean({ description: "register a file registered already again: a new policy version" })),
+    update: Type.Optional(Type.Boolean({ description: "a boolean: true registers a file registered already again, as a new policy version" })),
   },
   { additionalProperties: false },
 );
