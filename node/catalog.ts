@@ -40,30 +40,13 @@ import {
   type Builder,
 } from "apache-arrow";
 import { openBatches, type ReadOptions } from "../engine/columns/index.js";
-import {
-  FieldChecker,
-  InvalidDocumentError,
-  PolicyErrorCode,
-  type BudgetUnit,
-  type FieldIssue,
-  type UsagePolicy,
-} from "./policy.js";
+import { PolicyErrorCode, type BudgetUnit, type UsagePolicy } from "./policy.js";
 import type { ProtocolId } from "../protocols/index.js";
+import { inDocumentOrder, InvalidDocumentError, isPlainObject, schemaIssues, type FieldIssue } from "./schemas/check.js";
+import { isRealDateTime } from "./schemas/common.js";
+import { DatasetDescriptorSchema, DESCRIPTOR_FIELDS, DescriptorNamesSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor } from "./schemas/dataset.js";
 
-/** A dataset as the catalog records it: what it is, never what it holds. */
-export interface DatasetDescriptor {
-  id: string;
-  /** The provider's identity. */
-  owner: string;
-  name: string;
-  /** Column names and Arrow type names (`Utf8`, `Int64`, `Float64`, …), in order. */
-  schema: { name: string; type: string }[];
-  rowCount: number;
-  /** Hex SHA-256 (lower case) of the canonical Arrow IPC stream of the rows (this file's header). */
-  contentHash: string;
-  /** ISO 8601 instant of the description. */
-  createdAt: string;
-}
+export { DatasetDescriptorSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor };
 
 /** A descriptor that is not well formed (code UMBRA_INVALID_DATASET). */
 export class InvalidDatasetError extends InvalidDocumentError {
@@ -75,17 +58,6 @@ export class InvalidDatasetError extends InvalidDocumentError {
 /** Rows per canonical record batch of the content hash. Part of the hash's definition: never change it. */
 export const CONTENT_HASH_BATCH_ROWS = 65_536;
 
-/** Longest dataset name accepted. */
-export const MAX_DATASET_NAME_LENGTH = 256;
-/** Longest type name accepted in a descriptor's schema. */
-const MAX_TYPE_NAME_LENGTH = 1024;
-/** Most columns accepted in a descriptor's schema. */
-const MAX_COLUMNS = 10_000;
-
-const DESCRIPTOR_FIELDS: readonly string[] = ["id", "owner", "name", "schema", "rowCount", "contentHash", "createdAt"];
-const SCHEMA_FIELD_FIELDS: readonly string[] = ["name", "type"];
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
 /**
  * Validates a dataset descriptor (a parsed JSON value): unknown fields,
  * wrong types, an empty or duplicate column name, a negative or fractional
@@ -94,43 +66,32 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * @throws InvalidDatasetError listing every field found wrong.
  */
 export function parseDatasetDescriptor(json: unknown): DatasetDescriptor {
-  const c = new FieldChecker();
-  const rec = c.object(json, "descriptor", DESCRIPTOR_FIELDS, true);
-  if (rec === undefined) throw new InvalidDatasetError(c.issues);
-  const id = c.id(rec.id, "id");
-  const owner = c.id(rec.owner, "owner");
-  const name = c.text(rec.name, "name", MAX_DATASET_NAME_LENGTH);
-  let schema: { name: string; type: string }[] | undefined;
-  if (!Array.isArray(rec.schema)) c.add("schema", "must be an array");
-  else if (rec.schema.length === 0 || rec.schema.length > MAX_COLUMNS) c.add("schema", `must have 1 to ${MAX_COLUMNS} columns`);
-  else {
-    const out: { name: string; type: string }[] = [];
-    const seen = new Set<string>();
-    rec.schema.forEach((f: unknown, i: number) => {
-      const field = c.object(f, `schema[${i}]`, SCHEMA_FIELD_FIELDS);
-      if (field === undefined) return;
-      const colName = c.column(field.name, `schema[${i}].name`);
-      const type = c.text(field.type, `schema[${i}].type`, MAX_TYPE_NAME_LENGTH);
-      if (colName !== undefined && seen.has(colName)) c.add(`schema[${i}].name`, `duplicate column "${colName}"`);
-      if (colName !== undefined && type !== undefined) {
-        seen.add(colName);
-        out.push({ name: colName, type });
-      }
-    });
-    schema = out;
+  if (!isPlainObject(json)) {
+    const objectLike = typeof json === "object" && json !== null && !Array.isArray(json);
+    throw new InvalidDatasetError([{ field: "descriptor", problem: objectLike ? "must be a plain object" : "must be an object" }]);
   }
-  const rowCount = c.int(rec.rowCount, "rowCount", 0);
-  if (typeof rec.contentHash !== "string" || !SHA256_HEX.test(rec.contentHash)) c.add("contentHash", "must be 64 lower-case hex digits (SHA-256)");
-  const createdAt = c.isoDate(rec.createdAt, "createdAt");
-  c.done((issues) => new InvalidDatasetError(issues));
+  const issues = schemaIssues(DatasetDescriptorSchema, json, "descriptor");
+  const more: FieldIssue[] = [];
+  const clean = (field: string) => !issues.some((i) => i.field === field || i.field.startsWith(`${field}[`) || i.field.startsWith(`${field}.`));
+  const d = json as DatasetDescriptor;
+  if (Array.isArray(d.schema)) {
+    const seen = new Set<string>();
+    d.schema.forEach((f, i) => {
+      if (!clean(`schema[${i}]`)) return;
+      if (seen.has(f.name)) more.push({ field: `schema[${i}].name`, problem: `duplicate column "${f.name}"` });
+      seen.add(f.name);
+    });
+  }
+  if (typeof d.createdAt === "string" && clean("createdAt") && !isRealDateTime(d.createdAt)) more.push({ field: "createdAt", problem: "is not a valid date-time" });
+  if (issues.length + more.length > 0) throw new InvalidDatasetError(inDocumentOrder([...issues, ...more], DESCRIPTOR_FIELDS));
   return {
-    id: id as string,
-    owner: owner as string,
-    name: name as string,
-    schema: schema as { name: string; type: string }[],
-    rowCount: rowCount as number,
-    contentHash: rec.contentHash as string,
-    createdAt: createdAt as string,
+    id: d.id,
+    owner: d.owner,
+    name: d.name,
+    schema: d.schema.map((f) => ({ name: f.name, type: f.type })),
+    rowCount: d.rowCount,
+    contentHash: d.contentHash,
+    createdAt: d.createdAt,
   };
 }
 
@@ -155,11 +116,8 @@ export interface DescribeOptions {
  * @throws the errors of `openBatches` (UnreadableFileError, MalformedCsvError, …) for a file.
  */
 export async function describeDataset(options: DescribeOptions): Promise<DatasetDescriptor> {
-  const c = new FieldChecker();
-  c.id(options.id, "id");
-  c.id(options.owner, "owner");
-  c.text(options.name, "name", MAX_DATASET_NAME_LENGTH);
-  c.done((issues) => new InvalidDatasetError(issues));
+  const named = schemaIssues(DescriptorNamesSchema, { id: options.id, owner: options.owner, name: options.name }, "descriptor");
+  if (named.length > 0) throw new InvalidDatasetError(named);
 
   let schema: Schema;
   let batches: AsyncIterable<RecordBatch> | Iterable<RecordBatch>;

@@ -6,7 +6,7 @@
  * rule that failed and never a key, a node name, a job id, a nonce or a
  * payload byte.
  */
-import { InvalidInputError } from "../engine/errors.js";
+import { InvalidInputError, UmbraError } from "../engine/errors.js";
 import { InvalidMessageError, ProtocolError } from "../protocols/errors.js";
 
 // A wrong job or step is the protocol layer's error, with its code.
@@ -23,6 +23,10 @@ export const NodeErrorCode = {
   InvalidIdentity: "UMBRA_INVALID_IDENTITY",
   NoMaskKey: "UMBRA_NO_MASK_KEY",
   WrongSender: "UMBRA_WRONG_SENDER",
+  BadRequest: "UMBRA_BAD_REQUEST",
+  NotFound: "UMBRA_NOT_FOUND",
+  Forbidden: "UMBRA_FORBIDDEN",
+  AlreadyExists: "UMBRA_ALREADY_EXISTS",
 } as const;
 export type NodeErrorCode = (typeof NodeErrorCode)[keyof typeof NodeErrorCode];
 
@@ -92,5 +96,41 @@ export class NoMaskKeyError extends ProtocolError {
   }
 }
 
-/** Defined with the protocols (a role refuses a step from the wrong sender); the node uses the same class. */
-export { WrongSenderError } from "../protocols/errors.js";
+/** A protocol message from a party that does not play the role the message belongs to (e.g. provider j's vector sent as provider i's). */
+export class WrongSenderError extends ProtocolError {
+  constructor(message: string) {
+    super(message, NodeErrorCode.WrongSender);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Request errors: what a server answers a request it will not serve. Their
+// HTTP statuses are in one table at the edge (node/server/http-errors.ts).
+
+/** A request that is well formed JSON but not one this route takes (code UMBRA_BAD_REQUEST). */
+export class BadRequestError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, NodeErrorCode.BadRequest);
+  }
+}
+
+/** Something the requester may not see, or that does not exist: the two are answered alike (code UMBRA_NOT_FOUND). */
+export class NotFoundError extends UmbraError {
+  constructor(message: string) {
+    super(NodeErrorCode.NotFound, message);
+  }
+}
+
+/** A request the requester is not the party to make (code UMBRA_FORBIDDEN). */
+export class ForbiddenError extends UmbraError {
+  constructor(message: string) {
+    super(NodeErrorCode.Forbidden, message);
+  }
+}
+
+/** A record that exists already, under terms the request does not match (code UMBRA_ALREADY_EXISTS). */
+export class AlreadyExistsError extends UmbraError {
+  constructor(message: string) {
+    super(NodeErrorCode.AlreadyExists, message);
+  }
+}

@@ -64,60 +64,28 @@
  * Messages name the rule and the offending column or protocol names, never a
  * buyer or dataset identifier nor any value.
  */
-import { InvalidArgumentError, InvalidInputError, UmbraError } from "../engine/errors.js";
-import { HE_MAX_SCALE } from "../engine/he/index.js";
-import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
-import type { DatasetDescriptor } from "./catalog.js";
-import { canonicalJson, type PolicyRecord, type Store } from "./store.js";
+import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
+import { ProtocolId } from "../protocols/index.js";
+import type { DatasetDescriptor } from "./schemas/dataset.js";
+import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, PolicyErrorCode, schemaIssues, type FieldIssue } from "./schemas/check.js";
+import { isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
+import { BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, POLICY_FIELDS, PolicySchema, type PolicyDocument } from "./schemas/policy.js";
+import { INTERSECTION_PROTOCOLS, K_PROTOCOLS, type JobRequest } from "./job-request.js";
+
+// Job requests are node/job-request.ts's; re-exported here, where the node's modules have always read them.
+export * from "./job-request.js";
+
+import type { PolicyRecord, Store } from "./store.js";
+
+export { InvalidDocumentError, PolicyErrorCode, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH, BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, PolicySchema, type FieldIssue, type PolicyDocument };
 
 // ---------------------------------------------------------------------------
 // Errors
-
-export const PolicyErrorCode = {
-  InvalidPolicy: "UMBRA_INVALID_POLICY",
-  InvalidJobRequest: "UMBRA_INVALID_JOB_REQUEST",
-  InvalidDataset: "UMBRA_INVALID_DATASET",
-  PolicyDenied: "UMBRA_POLICY_DENIED",
-} as const;
-export type PolicyErrorCode = (typeof PolicyErrorCode)[keyof typeof PolicyErrorCode];
-
-/** One problem found in a document: the field's path (`params.keyColumns[1]`) and what is wrong with it. */
-export interface FieldIssue {
-  readonly field: string;
-  readonly problem: string;
-}
-
-/**
- * A policy, job request or dataset descriptor that is not well formed. Lists
- * every field found wrong (`issues`); `field` is the first of them.
- */
-export class InvalidDocumentError extends InvalidInputError {
-  readonly issues: readonly FieldIssue[];
-  constructor(what: string, issues: readonly FieldIssue[], code: string) {
-    super(`invalid ${what}: ${issues.map((i) => `${i.field}: ${i.problem}`).join("; ")}`, code);
-    this.issues = issues;
-  }
-  /** The first field found wrong. */
-  get field(): string {
-    return this.issues[0]?.field ?? "";
-  }
-  /** Every field found wrong, in the order found. */
-  get fields(): string[] {
-    return this.issues.map((i) => i.field);
-  }
-}
 
 /** A usage policy that is not well formed (code UMBRA_INVALID_POLICY). */
 export class InvalidPolicyError extends InvalidDocumentError {
   constructor(issues: readonly FieldIssue[]) {
     super("policy", issues, PolicyErrorCode.InvalidPolicy);
-  }
-}
-
-/** A job request that is not well formed (code UMBRA_INVALID_JOB_REQUEST). */
-export class InvalidJobRequestError extends InvalidDocumentError {
-  constructor(issues: readonly FieldIssue[]) {
-    super("job request", issues, PolicyErrorCode.InvalidJobRequest);
   }
 }
 
@@ -158,159 +126,7 @@ export class PolicyDeniedError extends UmbraError {
 }
 
 // ---------------------------------------------------------------------------
-// Field validation (shared with catalog.ts)
-
-/** Longest identifier (buyer, dataset, owner) accepted. */
-export const MAX_ID_LENGTH = 256;
-/** Longest column name accepted. */
-export const MAX_COLUMN_NAME_LENGTH = 1024;
-/** Most entries in any list of a policy or a job request. */
-export const MAX_LIST_LENGTH = 10_000;
-
-// Control characters and whitespace are refused in identifiers.
-const ID_FORBIDDEN = /[\s\u0000-\u001f\u007f]/u;
-const CONTROL = /[\u0000-\u001f\u007f]/u;
-const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
-
-/** A field name as it may appear in a message: unknown keys are shown quoted and cut short. */
-function showKey(key: string): string {
-  const cut = key.length > 40 ? `${key.slice(0, 40)}…` : key;
-  return JSON.stringify(cut);
-}
-
-/**
- * Collects the problems of one document. Internal to the node layer: the
- * `parse*` functions of policy.ts and catalog.ts build on it.
- */
-export class FieldChecker {
-  readonly issues: FieldIssue[] = [];
-
-  add(field: string, problem: string): void {
-    this.issues.push({ field, problem });
-  }
-
-  /**
-   * The input as a plain object; keys not in `known` are reported (as
-   * `field."key"`, or `"key"` for the document itself, `root`).
-   */
-  object(value: unknown, field: string, known: readonly string[], root = false): Record<string, unknown> | undefined {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      this.add(field, "must be an object");
-      return undefined;
-    }
-    const proto = Object.getPrototypeOf(value) as unknown;
-    if (proto !== Object.prototype && proto !== null) {
-      this.add(field, "must be a plain object");
-      return undefined;
-    }
-    const rec = value as Record<string, unknown>;
-    for (const key of Object.keys(rec)) {
-      if (!known.includes(key)) this.add(root ? showKey(key) : `${field}.${showKey(key)}`, "unknown field");
-    }
-    return rec;
-  }
-
-  /** An identifier: a non-empty string of at most {@link MAX_ID_LENGTH} characters, no whitespace or control characters. */
-  id(value: unknown, field: string): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be a string");
-    if (value.length === 0 || value.length > MAX_ID_LENGTH) return this.fail(field, `must be 1 to ${MAX_ID_LENGTH} characters`);
-    if (ID_FORBIDDEN.test(value)) return this.fail(field, "must not contain whitespace or control characters");
-    return value;
-  }
-
-  /** A display string: non-empty, at most `max` characters, no control characters. */
-  text(value: unknown, field: string, max: number): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be a string");
-    if (value.length === 0 || value.length > max) return this.fail(field, `must be 1 to ${max} characters`);
-    if (CONTROL.test(value)) return this.fail(field, "must not contain control characters");
-    return value;
-  }
-
-  /** A column name. */
-  column(value: unknown, field: string): string | undefined {
-    return this.text(value, field, MAX_COLUMN_NAME_LENGTH);
-  }
-
-  /** An integer in [min, max]. */
-  int(value: unknown, field: string, min: number, max: number = Number.MAX_SAFE_INTEGER): number | undefined {
-    if (typeof value !== "number" || !Number.isSafeInteger(value)) return this.fail(field, "must be an integer");
-    if (value < min || value > max) return this.fail(field, max === Number.MAX_SAFE_INTEGER ? `must be at least ${min}` : `must be between ${min} and ${max}`);
-    return value;
-  }
-
-  /** One of the given string values. */
-  oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[]): T | undefined {
-    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-      return this.fail(field, `must be one of ${allowed.map((a) => `"${a}"`).join(", ")}`);
-    }
-    return value as T;
-  }
-
-  /** An ISO 8601 date-time with seconds and a zone (`2025-01-31T23:59:59Z`, `…+08:00`), a real calendar date. */
-  isoDate(value: unknown, field: string): string | undefined {
-    if (typeof value !== "string") return this.fail(field, "must be an ISO 8601 date-time string");
-    const m = ISO_8601.exec(value);
-    if (m === null) return this.fail(field, "must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T23:59:59Z");
-    const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-    const zone = m[8] ?? "Z";
-    const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-    const zoneOk = zone === "Z" || (Number(zone.slice(1, 3)) <= 23 && Number(zone.slice(4, 6)) <= 59);
-    if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59 || !zoneOk) {
-      return this.fail(field, "is not a valid date-time");
-    }
-    if (Number.isNaN(Date.parse(value))) return this.fail(field, "is not a valid date-time");
-    return value;
-  }
-
-  /** A list of distinct items, each checked by `item`; `minLength` entries at least. */
-  list<T>(value: unknown, field: string, item: (v: unknown, f: string) => T | undefined, minLength = 0): T[] | undefined {
-    if (!Array.isArray(value)) return this.fail(field, "must be an array");
-    if (value.length < minLength) return this.fail(field, `must have at least ${minLength} entr${minLength === 1 ? "y" : "ies"}`);
-    if (value.length > MAX_LIST_LENGTH) return this.fail(field, `must have at most ${MAX_LIST_LENGTH} entries`);
-    const out: T[] = [];
-    const seen = new Set<T>();
-    let ok = true;
-    value.forEach((v: unknown, i: number) => {
-      const f = `${field}[${i}]`;
-      const parsed = item(v, f);
-      if (parsed === undefined) {
-        ok = false;
-      } else if (seen.has(parsed)) {
-        this.add(f, "duplicate entry");
-        ok = false;
-      } else {
-        seen.add(parsed);
-        out.push(parsed);
-      }
-    });
-    return ok ? out : undefined;
-  }
-
-  /** Throws `make(issues)` when anything was found wrong. */
-  done(make: (issues: readonly FieldIssue[]) => Error): void {
-    if (this.issues.length > 0) throw make(this.issues);
-  }
-
-  private fail(field: string, problem: string): undefined {
-    this.add(field, problem);
-    return undefined;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Policies
-
-const PROTOCOL_IDS: readonly ProtocolId[] = Object.freeze(Object.values(ProtocolId));
-
-/** The protocols whose output is subject to the minimum group size k. */
-export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.JoinAggregate, ProtocolId.FederatedAggregate, ProtocolId.PsiCardinality]);
-
-/** The unit of a policy's query budget: evaluated keys (lookup keys, the buyer's distinct keys) or whole jobs. */
-export const BudgetUnit = { Keys: "keys", Jobs: "jobs" } as const;
-export type BudgetUnit = (typeof BudgetUnit)[keyof typeof BudgetUnit];
-
-/** Largest minimum group size a policy may set. */
-export const MAX_MIN_GROUP_SIZE = 1_000_000_000;
 
 /** A dataset's usage policy: what a buyer may run on it, and how much. */
 export interface UsagePolicy {
@@ -338,18 +154,6 @@ export interface UsagePolicy {
   minIntersection?: number;
 }
 
-const POLICY_FIELDS: readonly string[] = [
-  "allowedProtocols",
-  "outputColumns",
-  "keyColumns",
-  "allowedBuyers",
-  "minGroupSize",
-  "queryBudget",
-  "budgetUnit",
-  "expiresAt",
-  "minIntersection",
-];
-
 /**
  * The default policy, which fails closed: no protocol, no output column, no
  * key column and no buyer until the provider names them; k = 10; a budget of
@@ -369,446 +173,81 @@ export function defaultPolicy(): UsagePolicy {
 }
 
 /**
- * Validates a policy (a parsed JSON value). A field left out takes its
- * {@link defaultPolicy} value; an unknown field, a wrong type, a value out of
- * range, a duplicate entry, an invalid date, or — when `schema` is given — an
- * output column that is not in the dataset's schema is refused.
+ * Validates a policy (a parsed JSON value) against its schema
+ * (node/schemas/policy.ts) and the rules a schema cannot say. A field left
+ * out takes its {@link defaultPolicy} value; an unknown field (the problem
+ * lists the valid ones), a wrong type, a value out of range, a duplicate
+ * entry, an invalid date, or — when `schema` is given — a column that is not
+ * in the dataset's schema is refused.
  *
  * @throws InvalidPolicyError listing every field found wrong.
  */
 export function parsePolicy(json: unknown, schema?: readonly { readonly name: string }[]): UsagePolicy {
-  const c = new FieldChecker();
-  const rec = c.object(json, "policy", POLICY_FIELDS, true);
-  if (rec === undefined) throw new InvalidPolicyError(c.issues);
-  const d = defaultPolicy();
+  if (!isPlainObject(json)) {
+    const objectLike = typeof json === "object" && json !== null && !Array.isArray(json);
+    throw new InvalidPolicyError([{ field: "policy", problem: objectLike ? "must be a plain object" : "must be an object" }]);
+  }
+  const issues = schemaIssues(PolicySchema, json, "policy");
+  const clean = (field: string) => !issues.some((i) => i.field === field || i.field.startsWith(`${field}[`) || i.field.startsWith(`${field}.`));
+  const doc = json as PolicyDocument;
   const columnNames = schema === undefined ? undefined : new Set(schema.map((f) => f.name));
-
-  const allowedProtocols =
-    rec.allowedProtocols === undefined ? d.allowedProtocols : c.list(rec.allowedProtocols, "allowedProtocols", (v, f) => c.oneOf(v, f, PROTOCOL_IDS));
-  const outputColumns =
-    rec.outputColumns === undefined
-      ? d.outputColumns
-      : c.list(rec.outputColumns, "outputColumns", (v, f) => {
-          const name = c.column(v, f);
-          if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
-            c.add(f, `column "${name}" is not in the dataset's schema`);
-            return undefined;
-          }
-          return name;
-        });
-  const inSchema = (name: string | undefined, f: string): string | undefined => {
-    if (name !== undefined && columnNames !== undefined && !columnNames.has(name)) {
-      c.add(f, `column "${name}" is not in the dataset's schema`);
-      return undefined;
-    }
-    return name;
+  const more: FieldIssue[] = [];
+  const notInSchema = (name: string, field: string): boolean => {
+    if (columnNames === undefined || columnNames.has(name)) return false;
+    more.push({ field, problem: `column "${name}" is not in the dataset's schema` });
+    return true;
   };
-  const keyColumns = rec.keyColumns === undefined ? d.keyColumns : parseKeyColumns(c, rec.keyColumns, inSchema);
-  let allowedBuyers: string[] | "any" | undefined = d.allowedBuyers;
-  if (rec.allowedBuyers === "any") allowedBuyers = "any";
-  else if (typeof rec.allowedBuyers === "string") {
-    c.add("allowedBuyers", 'must be "any" or an array of buyer identities');
-    allowedBuyers = undefined;
-  } else if (rec.allowedBuyers !== undefined) allowedBuyers = c.list(rec.allowedBuyers, "allowedBuyers", (v, f) => c.id(v, f));
-  const minGroupSize = rec.minGroupSize === undefined ? d.minGroupSize : c.int(rec.minGroupSize, "minGroupSize", 1, MAX_MIN_GROUP_SIZE);
-  const queryBudget = rec.queryBudget === undefined ? d.queryBudget : c.int(rec.queryBudget, "queryBudget", 0);
-  const budgetUnit = rec.budgetUnit === undefined ? d.budgetUnit : c.oneOf(rec.budgetUnit, "budgetUnit", Object.values(BudgetUnit));
-  const expiresAt = rec.expiresAt === undefined || rec.expiresAt === null ? null : c.isoDate(rec.expiresAt, "expiresAt");
-  const minIntersection = rec.minIntersection === undefined ? undefined : c.int(rec.minIntersection, "minIntersection", 1);
 
-  c.done((issues) => new InvalidPolicyError(issues));
+  const failed = (field: string) => !clean(field);
+  // An entry that failed its schema is not compared with the others.
+  if (Array.isArray(doc.allowedProtocols)) more.push(...duplicateIssues(doc.allowedProtocols, "allowedProtocols", failed));
+  if (Array.isArray(doc.outputColumns)) {
+    const seen = new Set<string>();
+    doc.outputColumns.forEach((name, i) => {
+      const f = `outputColumns[${i}]`;
+      if (failed(f) || notInSchema(name, f)) return;
+      if (seen.has(name)) more.push({ field: f, problem: "duplicate entry" });
+      seen.add(name);
+    });
+  }
+  if (doc.keyColumns !== undefined && Array.isArray(doc.keyColumns)) {
+    // No key twice: a composite compared as a set.
+    const seen = new Set<string>();
+    doc.keyColumns.forEach((entry, i) => {
+      const f = `keyColumns[${i}]`;
+      if (!clean(f)) return;
+      if (typeof entry !== "string") {
+        const dup = duplicateIssues(entry, f, failed);
+        if (dup.length > 0) return void more.push(...dup);
+        if (entry.map((name, j) => notInSchema(name, `${f}[${j}]`)).some((x) => x)) return;
+      } else if (notInSchema(entry, f)) return;
+      const id = keySetId(typeof entry === "string" ? [entry] : entry);
+      if (seen.has(id)) return void more.push({ field: f, problem: "duplicate entry" });
+      seen.add(id);
+    });
+  }
+  if (Array.isArray(doc.allowedBuyers)) more.push(...duplicateIssues(doc.allowedBuyers, "allowedBuyers", failed));
+  if (typeof doc.expiresAt === "string" && clean("expiresAt") && !isRealDateTime(doc.expiresAt)) more.push({ field: "expiresAt", problem: "is not a valid date-time" });
+
+  if (issues.length + more.length > 0) throw new InvalidPolicyError(inDocumentOrder([...issues, ...more], POLICY_FIELDS));
+  const d = defaultPolicy();
   const policy: UsagePolicy = {
-    allowedProtocols: allowedProtocols as ProtocolId[],
-    outputColumns: outputColumns as string[],
-    keyColumns: keyColumns as (string | string[])[],
-    allowedBuyers: allowedBuyers as string[] | "any",
-    minGroupSize: minGroupSize as number,
-    queryBudget: queryBudget as number,
-    budgetUnit: budgetUnit as BudgetUnit,
-    expiresAt: expiresAt as string | null,
+    allowedProtocols: doc.allowedProtocols ? [...doc.allowedProtocols] : d.allowedProtocols,
+    outputColumns: doc.outputColumns ? [...doc.outputColumns] : d.outputColumns,
+    keyColumns: doc.keyColumns ? doc.keyColumns.map((k) => (typeof k === "string" ? k : [...k])) : d.keyColumns,
+    allowedBuyers: Array.isArray(doc.allowedBuyers) ? [...doc.allowedBuyers] : (doc.allowedBuyers ?? d.allowedBuyers),
+    minGroupSize: doc.minGroupSize ?? d.minGroupSize,
+    queryBudget: doc.queryBudget ?? d.queryBudget,
+    budgetUnit: doc.budgetUnit ?? d.budgetUnit,
+    expiresAt: doc.expiresAt ?? null,
   };
-  if (minIntersection !== undefined) policy.minIntersection = minIntersection;
+  if (doc.minIntersection !== undefined) policy.minIntersection = doc.minIntersection;
   return policy;
 }
 
 /** The canonical form of a key (a set of columns): its names sorted, as JSON. Two keys are the same key when these are equal. */
 export function keySetId(columns: readonly string[]): string {
   return JSON.stringify([...new Set(columns)].sort());
-}
-
-/**
- * A policy's `keyColumns`: each entry a column, or a composite key as an
- * array of two or more distinct columns; no key twice (composites compared as
- * sets).
- */
-function parseKeyColumns(c: FieldChecker, value: unknown, inSchema: (name: string | undefined, field: string) => string | undefined): (string | string[])[] | undefined {
-  if (!Array.isArray(value)) return void c.add("keyColumns", 'must be an array of key columns, each a column name or an array of column names for a composite key, e.g. ["phone", ["first_name", "birth_date"]]');
-  if (value.length > MAX_LIST_LENGTH) return void c.add("keyColumns", `must have at most ${MAX_LIST_LENGTH} entries`);
-  const before = c.issues.length;
-  const out: (string | string[])[] = [];
-  const seen = new Set<string>();
-  value.forEach((v: unknown, i: number) => {
-    const f = `keyColumns[${i}]`;
-    let entry: string | string[] | undefined;
-    if (Array.isArray(v)) {
-      const parts = c.list(v, f, (x, g) => inSchema(c.column(x, g), g), 2);
-      if (parts !== undefined && parts.length > MAX_KEY_PARTS) c.add(f, `a composite key has at most ${MAX_KEY_PARTS} columns`);
-      else entry = parts;
-    } else entry = inSchema(c.column(v, f), f);
-    if (entry === undefined) return;
-    const id = keySetId(typeof entry === "string" ? [entry] : entry);
-    if (seen.has(id)) return void c.add(f, "duplicate entry");
-    seen.add(id);
-    out.push(entry);
-  });
-  return c.issues.length === before ? out : undefined;
-}
-
-/** Most columns in one composite key. */
-export const MAX_KEY_PARTS = 16;
-
-// ---------------------------------------------------------------------------
-// Job requests
-
-/** The aggregate a join-aggregate or federated-aggregate job computes. */
-export const AggregateMode = { Count: "count", Sum: "sum", Avg: "avg", Var: "var", Histogram: "histogram" } as const;
-export type AggregateMode = (typeof AggregateMode)[keyof typeof AggregateMode];
-
-/** The modes each aggregate protocol offers (ARCHITECTURE.md, the protocols table). */
-export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly AggregateMode[]>>> = Object.freeze({
-  [ProtocolId.JoinAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Var]),
-  [ProtocolId.FederatedAggregate]: Object.freeze([AggregateMode.Count, AggregateMode.Sum, AggregateMode.Avg, AggregateMode.Histogram]),
-});
-
-/** A function of a federated-aggregate or join-aggregate job (ARCHITECTURE.md: COUNT/SUM/AVG/VAR/STDDEV). */
-export const AGGREGATE_FNS = ["count", "sum", "avg", "var", "stddev"] as const;
-export type AggregateFn = (typeof AGGREGATE_FNS)[number];
-
-/** One aggregate of a federated-aggregate or join-aggregate job: `count` (rows), or a function of a column. */
-export type AggregateJobSpec = { fn: "count" } | { fn: Exclude<AggregateFn, "count">; column: string };
-
-/** The groups ECDH matching may run in (join-aggregate). */
-export const JOIN_GROUPS = ["x25519", "ristretto255"] as const;
-export type JoinGroup = (typeof JOIN_GROUPS)[number];
-
-/** Largest `maxJoinRows` a join-aggregate job may declare (the protocol's bound). */
-export const MAX_JOIN_ROWS = 2 ** 40;
-
-/**
- * What a federated-aggregate or join-aggregate job computes
- * (`params.aggregate`), as JSON. A field left out is filled by the exchange
- * when it accepts the job (the filled request is what every party runs and
- * what the ledger records). The fields each protocol takes are in
- * {@link AGGREGATE_FIELDS_OF}.
- */
-export interface AggregateJobParams {
-  /** The aggregates, in output order, none twice. */
-  aggregates: AggregateJobSpec[];
-  /**
-   * federated-aggregate: the group-by column and its declared categories, the
-   * cells (a row of another value goes to none); join-aggregate: a column of
-   * the buyer's own table (no categories: its groups are the values it holds).
-   */
-  groupBy?: { column: string; categories?: string[] };
-  /** A histogram: the column and its bin edges, strictly increasing (bins [e_i, e_i+1), the last closed). */
-  histogram?: { column: string; edges: number[] };
-  /** The job runs with no fewer providers (2 or more; default 2). */
-  minProviders?: number;
-  /** The largest |value| of an aggregated column, as a positive decimal ("1000000", "2.5"; default 2^40). */
-  maxAbsValue?: string;
-  /** Decimal digits kept (fixed point), 0..18 (default 0: integers). */
-  scale?: number;
-  /** federated-aggregate: the most rows one provider's table may have (default: the largest registered row count of the job's datasets). */
-  maxRowsPerProvider?: number;
-  /** join-aggregate: the most joined rows any one total may include (default 2^32). */
-  maxJoinRows?: number;
-  /** federated-aggregate: approximate arithmetic (CKKS, an error bound beside every result) instead of exact BFV (default false). */
-  approximate?: boolean;
-  /** join-aggregate: the group the keys are blinded in (default x25519). */
-  group?: JoinGroup;
-}
-
-/**
- * A buyer's job: against one provider dataset (`providerDataset`, with the
- * buyer's own `buyerDataset`), or — federated-aggregate — against several
- * (`providerDatasets`, one per provider, in provider order; the buyer brings
- * no dataset, so the two single-dataset fields are absent).
- */
-export interface JobRequest {
-  protocol: ProtocolId;
-  /** The buyer's identity. */
-  buyer: string;
-  /** The buyer's own dataset (held by its agent); absent in a multi-provider job. */
-  buyerDataset?: string;
-  /** The provider's dataset id, whose policy governs the job; absent in a multi-provider job. */
-  providerDataset?: string;
-  /** A multi-provider job's provider datasets, in provider order (2 or more, distinct). */
-  providerDatasets?: string[];
-  params: {
-    /** Join key columns (composite keys: several), which the provider dataset must have. */
-    keyColumns: string[];
-    /** Provider columns in the output: lookup labels (required for lookup), aggregate inputs (sum/avg/var/histogram). */
-    outputColumns?: string[];
-    /** A k above the policy's (k-protocols only); the job runs with {@link effectiveMinGroupSize}. */
-    minGroupSize?: number;
-    /** psi, psi-cardinality, lookup: the fewest distinct matched keys a released result may have (the exchange fills the policy's; a job may ask for more). */
-    minIntersection?: number;
-    /** The aggregate (join-aggregate, federated-aggregate only): the older single-dataset form of a computation. */
-    mode?: AggregateMode;
-    /** Upper bound on the keys the buyer will query (its distinct keys); required when the budget is in keys. */
-    queryCount?: number;
-    /** federated-aggregate over `providerDatasets`, or join-aggregate: the computation (then `mode` is absent). */
-    aggregate?: AggregateJobParams;
-  };
-}
-
-const JOB_FIELDS: readonly string[] = ["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"];
-const PARAM_FIELDS: readonly string[] = ["keyColumns", "outputColumns", "minGroupSize", "minIntersection", "mode", "queryCount", "aggregate"];
-
-/** The protocols whose buyer result is withheld below a minimum intersection. */
-export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup]);
-/** The fields of `params.aggregate` each protocol takes. */
-export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
-  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),
-  [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
-});
-const POSITIVE_DECIMAL = /^(\d+|\d+\.\d*|\.\d+)$/;
-
-/** Whether a job runs against several provider datasets (federated-aggregate). */
-export function isMultiProvider(request: JobRequest): request is JobRequest & { providerDatasets: string[] } {
-  return request.providerDatasets !== undefined;
-}
-
-/** Every provider dataset a job names, in provider order. */
-export function jobDatasets(request: JobRequest): string[] {
-  return request.providerDatasets ?? (request.providerDataset !== undefined ? [request.providerDataset] : []);
-}
-
-/** The provider columns a join-aggregate computation reads (its `outputColumns`): the aggregated ones, each once (the group-by column is the buyer's). */
-export function joinAggregateColumns(a: AggregateJobParams): string[] {
-  return [...new Set(a.aggregates.flatMap((x) => (x.fn === "count" ? [] : [x.column])))];
-}
-
-/** The columns a federated-aggregate computation reads (its `outputColumns`): aggregated, histogram, group-by; each once. */
-export function aggregateColumns(a: AggregateJobParams): string[] {
-  const cols = a.aggregates.flatMap((x) => (x.fn === "count" ? [] : [x.column]));
-  if (a.histogram) cols.push(a.histogram.column);
-  if (a.groupBy) cols.push(a.groupBy.column);
-  return [...new Set(cols)];
-}
-
-/**
- * The structure of `params.aggregate` for `protocol` (federated-aggregate or
- * join-aggregate; the protocol checks the rest, e.g. the vector's size, when
- * the exchange resolves it).
- */
-function parseAggregateParams(c: FieldChecker, value: unknown, field: string, protocol: ProtocolId): AggregateJobParams | undefined {
-  const join = protocol === ProtocolId.JoinAggregate;
-  const rec = c.object(value, field, AGGREGATE_FIELDS_OF[protocol] ?? []);
-  if (rec === undefined) return undefined;
-  const before = c.issues.length;
-  const seen = new Set<string>();
-  const aggregates = c.list(
-    rec.aggregates,
-    `${field}.aggregates`,
-    (v, f) => {
-      const a = c.object(v, f, ["fn", "column"]);
-      if (a === undefined) return undefined;
-      const fn = c.oneOf(a.fn, `${f}.fn`, AGGREGATE_FNS);
-      if (fn === undefined) return undefined;
-      if (fn === "count") {
-        if (a.column !== undefined) return void c.add(`${f}.column`, "count takes no column");
-        if (seen.has("count")) return void c.add(f, "duplicate entry");
-        seen.add("count");
-        return { fn } as AggregateJobSpec;
-      }
-      const column = c.column(a.column, `${f}.column`);
-      if (column === undefined) return undefined;
-      if (seen.has(`${fn}(${column})`)) return void c.add(f, "duplicate entry");
-      seen.add(`${fn}(${column})`);
-      return { fn, column } as AggregateJobSpec;
-    },
-    1,
-  );
-  const out: AggregateJobParams = { aggregates: aggregates ?? [] };
-  if (rec.groupBy !== undefined && join) {
-    // The buyer's own column: its groups are the values it holds, declared nowhere.
-    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column"]);
-    const column = g === undefined ? undefined : c.column(g.column, `${field}.groupBy.column`);
-    if (column !== undefined) out.groupBy = { column };
-  } else if (rec.groupBy !== undefined) {
-    const g = c.object(rec.groupBy, `${field}.groupBy`, ["column", "categories"]);
-    if (g !== undefined) {
-      const column = c.column(g.column, `${field}.groupBy.column`);
-      const categories = c.list(g.categories, `${field}.groupBy.categories`, (v, f) => c.text(v, f, MAX_COLUMN_NAME_LENGTH), 1);
-      if (categories !== undefined && categories.length > FA_MAX_SLOTS) c.add(`${field}.groupBy.categories`, `must have at most ${FA_MAX_SLOTS} entries`);
-      if (column !== undefined && categories !== undefined) out.groupBy = { column, categories };
-    }
-  }
-  if (rec.histogram !== undefined) {
-    const h = c.object(rec.histogram, `${field}.histogram`, ["column", "edges"]);
-    if (h !== undefined) {
-      const column = c.column(h.column, `${field}.histogram.column`);
-      const ef = `${field}.histogram.edges`;
-      const edges = Array.isArray(h.edges) ? (h.edges as unknown[]) : undefined;
-      if (edges === undefined || edges.length < 2 || edges.length > FA_MAX_SLOTS + 1) c.add(ef, `must be an array of 2 to ${FA_MAX_SLOTS + 1} numbers`);
-      else if (!edges.every((e) => typeof e === "number" && Number.isFinite(e))) c.add(ef, "must hold finite numbers");
-      else if (!edges.every((e, i) => i === 0 || (e as number) > (edges[i - 1] as number))) c.add(ef, "must be strictly increasing");
-      else if (column !== undefined) out.histogram = { column, edges: edges as number[] };
-    }
-  }
-  if (rec.minProviders !== undefined) {
-    const n = c.int(rec.minProviders, `${field}.minProviders`, 2, FA_MAX_PROVIDERS);
-    if (n !== undefined) out.minProviders = n;
-  }
-  if (rec.maxAbsValue !== undefined) {
-    const v = rec.maxAbsValue;
-    if (typeof v !== "string" || v.length > 64 || !POSITIVE_DECIMAL.test(v) || !/[1-9]/.test(v)) c.add(`${field}.maxAbsValue`, 'must be a positive decimal string, e.g. "1000000" or "2.5"');
-    else out.maxAbsValue = v;
-  }
-  if (rec.scale !== undefined) {
-    const sc = c.int(rec.scale, `${field}.scale`, 0, HE_MAX_SCALE);
-    if (sc !== undefined) out.scale = sc;
-  }
-  if (rec.maxRowsPerProvider !== undefined) {
-    const r = c.int(rec.maxRowsPerProvider, `${field}.maxRowsPerProvider`, 1);
-    if (r !== undefined) out.maxRowsPerProvider = r;
-  }
-  if (rec.maxJoinRows !== undefined) {
-    const r = c.int(rec.maxJoinRows, `${field}.maxJoinRows`, 1, MAX_JOIN_ROWS);
-    if (r !== undefined) out.maxJoinRows = r;
-  }
-  if (rec.group !== undefined) {
-    const g = c.oneOf(rec.group, `${field}.group`, JOIN_GROUPS);
-    if (g !== undefined) out.group = g;
-  }
-  if (rec.approximate !== undefined) {
-    if (typeof rec.approximate !== "boolean") c.add(`${field}.approximate`, "must be true or false");
-    else out.approximate = rec.approximate;
-  }
-  return c.issues.length === before ? out : undefined;
-}
-
-/**
- * Validates a job request (a parsed JSON value): unknown fields, wrong
- * types, values out of range, duplicates, and parameters that do not fit
- * the protocol (`mode` outside the aggregate protocols or missing there,
- * `outputColumns` for psi / psi-cardinality or missing for lookup and for
- * aggregates other than count, `minGroupSize` outside the k-protocols) are
- * refused. A multi-provider job (`providerDatasets`, federated-aggregate
- * only) names no buyer or single provider dataset, no key column and no
- * `mode`, and carries `params.aggregate`; its `outputColumns` are filled
- * with the columns the computation reads (or, when given, must be them).
- * The single-dataset form of federated-aggregate (`mode`) still parses — it
- * is what a policy is checked against alone — but the exchange runs only the
- * multi-provider form. A join-aggregate job carries its computation in
- * `params.aggregate` beside `buyerDataset`, `providerDataset` and its key
- * columns (its `outputColumns`: the aggregated provider columns), or — the
- * older form — a `mode` over its `outputColumns`.
- *
- * @throws InvalidJobRequestError listing every field found wrong.
- */
-export function parseJobRequest(json: unknown): JobRequest {
-  const c = new FieldChecker();
-  const rec = c.object(json, "request", JOB_FIELDS, true);
-  if (rec === undefined) throw new InvalidJobRequestError(c.issues);
-  const protocol = c.oneOf(rec.protocol, "protocol", PROTOCOL_IDS);
-  const buyer = c.id(rec.buyer, "buyer");
-  const rawParams = rec.params as Record<string, unknown> | undefined;
-  const hasAggregate = typeof rawParams === "object" && rawParams !== null && rawParams["aggregate"] !== undefined;
-  // join-aggregate's computation: params.aggregate beside the two datasets and the key columns.
-  const joinForm = protocol === ProtocolId.JoinAggregate && rec.providerDatasets === undefined && hasAggregate;
-  // The multi-provider form: providerDatasets and params.aggregate (federated-aggregate only).
-  const multi = !joinForm && (rec.providerDatasets !== undefined || hasAggregate);
-  let buyerDataset: string | undefined;
-  let providerDataset: string | undefined;
-  let providerDatasets: string[] | undefined;
-  if (!multi) {
-    buyerDataset = c.id(rec.buyerDataset, "buyerDataset");
-    providerDataset = c.id(rec.providerDataset, "providerDataset");
-  } else if (protocol !== undefined && protocol !== ProtocolId.FederatedAggregate) {
-    c.add(rec.providerDatasets !== undefined ? "providerDatasets" : "params.aggregate", `does not apply to protocol ${protocol}`);
-  } else {
-    if (rec.buyerDataset !== undefined) c.add("buyerDataset", "does not apply to a multi-provider job (the buyer brings no dataset)");
-    if (rec.providerDataset !== undefined) c.add("providerDataset", "does not apply to a multi-provider job (its datasets are in providerDatasets)");
-    providerDatasets = c.list(rec.providerDatasets, "providerDatasets", (v, f) => c.id(v, f), 2);
-    if (providerDatasets !== undefined && providerDatasets.length > FA_MAX_PROVIDERS) {
-      c.add("providerDatasets", `must have at most ${FA_MAX_PROVIDERS} entries`);
-      providerDatasets = undefined;
-    }
-  }
-  const params: JobRequest["params"] = { keyColumns: [] };
-  const p = c.object(rec.params, "params", PARAM_FIELDS);
-  if (p !== undefined) {
-    if (!multi || p.keyColumns !== undefined) {
-      const keyColumns = c.list(p.keyColumns, "params.keyColumns", (v, f) => c.column(v, f), multi ? 0 : 1);
-      if (keyColumns !== undefined) params.keyColumns = keyColumns;
-      if (multi && keyColumns !== undefined && keyColumns.length > 0) c.add("params.keyColumns", "federated-aggregate joins nothing (a group-by column goes in params.aggregate.groupBy)");
-    }
-    if (p.outputColumns !== undefined) {
-      const out = c.list(p.outputColumns, "params.outputColumns", (v, f) => c.column(v, f));
-      if (out !== undefined) params.outputColumns = out;
-    }
-    if (p.minGroupSize !== undefined) {
-      const k = c.int(p.minGroupSize, "params.minGroupSize", 1, MAX_MIN_GROUP_SIZE);
-      if (k !== undefined) params.minGroupSize = k;
-    }
-    if (p.minIntersection !== undefined) {
-      const t = c.int(p.minIntersection, "params.minIntersection", 1, MAX_MIN_GROUP_SIZE);
-      if (t !== undefined) params.minIntersection = t;
-      if (protocol !== undefined && !INTERSECTION_PROTOCOLS.includes(protocol)) c.add("params.minIntersection", `does not apply to protocol ${protocol}`);
-    }
-    if (p.mode !== undefined) {
-      const mode = c.oneOf(p.mode, "params.mode", Object.values(AggregateMode));
-      if (mode !== undefined) params.mode = mode;
-    }
-    if (p.queryCount !== undefined) {
-      const q = c.int(p.queryCount, "params.queryCount", 1);
-      if (q !== undefined) params.queryCount = q;
-    }
-    if (multi || joinForm) {
-      if (p.mode !== undefined) c.add("params.mode", "does not apply with params.aggregate");
-      const aggregate =
-        p.aggregate === undefined ? void c.add("params.aggregate", "is required for a multi-provider job") : parseAggregateParams(c, p.aggregate, "params.aggregate", joinForm ? ProtocolId.JoinAggregate : ProtocolId.FederatedAggregate);
-      if (aggregate !== undefined) {
-        params.aggregate = aggregate;
-        // The columns the computation reads are its output columns (so every policy must allow them).
-        const reads = joinForm ? joinAggregateColumns(aggregate) : aggregateColumns(aggregate);
-        if (params.outputColumns === undefined) params.outputColumns = reads;
-        else if (params.outputColumns.length !== reads.length || !reads.every((col) => params.outputColumns?.includes(col))) {
-          c.add("params.outputColumns", "must list exactly the columns params.aggregate reads (or be left out)");
-        }
-      }
-    } else if (protocol !== undefined) checkParamsFitProtocol(c, protocol, p, params);
-  }
-  c.done((issues) => new InvalidJobRequestError(issues));
-  return {
-    protocol: protocol as ProtocolId,
-    buyer: buyer as string,
-    ...(multi ? { providerDatasets: providerDatasets as string[] } : { buyerDataset: buyerDataset as string, providerDataset: providerDataset as string }),
-    params,
-  };
-}
-
-function checkParamsFitProtocol(c: FieldChecker, protocol: ProtocolId, raw: Record<string, unknown>, params: JobRequest["params"]): void {
-  const modes = AGGREGATE_MODES[protocol];
-  const outputs = params.outputColumns ?? [];
-  if (raw.minGroupSize !== undefined && !K_PROTOCOLS.includes(protocol)) {
-    c.add("params.minGroupSize", `does not apply to protocol ${protocol}`);
-  }
-  if (modes === undefined) {
-    if (raw.mode !== undefined) c.add("params.mode", `does not apply to protocol ${protocol}`);
-  } else if (raw.mode === undefined) {
-    c.add("params.mode", `is required for protocol ${protocol}`);
-  } else if (params.mode !== undefined && !modes.includes(params.mode)) {
-    c.add("params.mode", `protocol ${protocol} offers ${modes.join(", ")}`);
-  } else if (params.mode !== undefined && params.mode !== AggregateMode.Count && outputs.length === 0) {
-    c.add("params.outputColumns", `mode ${params.mode} needs at least one column`);
-  }
-  if ((protocol === ProtocolId.Psi || protocol === ProtocolId.PsiCardinality) && outputs.length > 0) {
-    c.add("params.outputColumns", `protocol ${protocol} outputs no provider column`);
-  }
-  if (protocol === ProtocolId.Lookup && outputs.length === 0) c.add("params.outputColumns", "protocol lookup needs at least one column");
 }
 
 // ---------------------------------------------------------------------------
@@ -908,61 +347,6 @@ export function isPolicyExpired(policy: UsagePolicy, now: Date): boolean {
 
 function list(names: readonly string[]): string {
   return names.map((n) => `"${n}"`).join(", ");
-}
-
-/**
- * Whether `filled` is the job the buyer asked for (`asked`), as the exchange
- * may fill it in: the same protocol, buyer, datasets, key columns and
- * declared key count, exactly; every output column and aggregate field the
- * buyer gave, unchanged (the exchange fills only what it left out); k and the
- * minimum intersection equal or raised, never lowered. A buyer's agent runs a
- * job only when this holds, so nobody between it and the exchange — nor the
- * exchange — can make it read another file, join on another key or run with
- * weaker thresholds than it asked for.
- */
-export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
-  // Canonical JSON (sorted keys): a request read back from a store compares equal to the one sent.
-  const same = (a: unknown, b: unknown): boolean => a === b || (a !== undefined && b !== undefined && canonicalJson(a as never) === canonicalJson(b as never));
-  const raised = (a: number | undefined, b: number | undefined): boolean => a === undefined || (b !== undefined && b >= a);
-  const ap = asked.params;
-  const fp = filled.params;
-  const top =
-    asked.protocol === filled.protocol &&
-    asked.buyer === filled.buyer &&
-    asked.buyerDataset === filled.buyerDataset &&
-    asked.providerDataset === filled.providerDataset &&
-    same(asked.providerDatasets, filled.providerDatasets) &&
-    same(ap.keyColumns, fp.keyColumns) &&
-    ap.queryCount === fp.queryCount &&
-    raised(ap.minGroupSize, fp.minGroupSize) &&
-    raised(ap.minIntersection, fp.minIntersection);
-  if (!top) return false;
-  // The computation: what the buyer asked for (join-aggregate's older form is a mode over its output columns).
-  const want = ap.aggregate ?? (asked.protocol === ProtocolId.JoinAggregate && ap.mode !== undefined ? computationOfMode(ap.mode, ap.outputColumns ?? []) : undefined);
-  if (want === undefined) return fp.aggregate === undefined && ap.mode === fp.mode && (ap.outputColumns === undefined || same(ap.outputColumns, fp.outputColumns));
-  const got = fp.aggregate;
-  if (got === undefined || fp.mode !== undefined) return false;
-  const w = want as unknown as Record<string, unknown>;
-  const g = got as unknown as Record<string, unknown>;
-  for (const key of new Set([...Object.keys(w), ...Object.keys(g)])) {
-    if (COMPUTATION_FIELDS.includes(key)) {
-      if (!same(w[key], g[key])) return false; // what is computed and how it is grouped: never changed, never added
-    } else if (FILLABLE_FIELDS.includes(key)) {
-      if (w[key] !== undefined && !same(w[key], g[key])) return false; // bounds the buyer gave: kept; those it left out: filled
-    } else return false;
-  }
-  return true;
-}
-
-/** The fields of a computation the exchange may never change or add: what is computed, over what, grouped how. */
-const COMPUTATION_FIELDS: readonly string[] = ["aggregates", "groupBy", "histogram", "approximate"];
-/** The fields the exchange fills in when the buyer leaves them out (bounds and defaults). */
-const FILLABLE_FIELDS: readonly string[] = ["maxAbsValue", "scale", "maxJoinRows", "group", "maxRowsPerProvider", "minProviders"];
-
-/** join-aggregate's older form as a computation: count, or the mode's function of each output column. */
-function computationOfMode(mode: AggregateMode, columns: readonly string[]): AggregateJobParams {
-  if (mode === AggregateMode.Count) return { aggregates: [{ fn: "count" }] };
-  return { aggregates: columns.map((column) => ({ fn: mode as Exclude<AggregateFn, "count">, column })) };
 }
 
 /**

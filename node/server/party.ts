@@ -22,11 +22,13 @@ import { describeDataset } from "../catalog.js";
 import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import type { LedgerHead } from "../ledger.js";
-import { PolicyDeniedError, parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
+import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
-import { ExchangeClient, ExchangeError } from "./client.js";
+import { ExchangeClient } from "./client.js";
 import { unpackFrames } from "./mailbox.js";
-import { httpStatusOf } from "./http-errors.js";
+import { errorHandler } from "./http-errors.js";
+import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schemas/routes.js";
+import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { partyJobs } from "./party-jobs.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
@@ -106,12 +108,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   const log = (msg: string, extra: Record<string, unknown> = {}) => app.log.info(extra, msg);
 
-  app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof ExchangeError) return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...(err.rule ? { rule: err.rule } : {}) } });
-    if (err instanceof UmbraError) return reply.code(httpStatusOf(err)).send({ error: { code: err.code, message: err.message, ...(err instanceof PolicyDeniedError ? { rule: err.rule } : {}) } });
-    const status = (err as { statusCode?: number }).statusCode ?? 500;
-    return reply.code(status).send({ error: { code: status === 500 ? "UMBRA_INTERNAL" : "UMBRA_BAD_REQUEST", message: status === 500 ? "internal error" : (err as Error).message } });
-  });
+  await app.register(errorHandler);
 
   /**
    * A data file inside the data folder: the name is checked lexically (no
@@ -260,7 +257,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.post(
     "/v1/datasets",
-    { schema: { body: { type: "object", required: ["file", "policy"], additionalProperties: false, properties: { file: { type: "string", minLength: 1, maxLength: 1024 }, policy: { type: "object" }, update: { type: "boolean" } } } } },
+    { schema: { body: LocalDatasetRegistrationSchema }, validatorCompiler: documentBodyValidator },
     async (req, reply) => {
       const b = req.body as { file: string; policy: unknown; update?: boolean };
       const path = dataFile(b.file);
@@ -287,7 +284,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
 
-  app.post("/v1/jobs", async (req, reply) => {
+  app.post("/v1/jobs", { schema: { body: LocalJobRequestSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const b = req.body as Record<string, unknown>;
     // Parsed here first: this agent records what it asked for, and runs only a job that is that one.
     const asked = parseJobRequest({ ...b, buyer: identity.name });

@@ -1,0 +1,145 @@
+/**
+ * What every part of the exchange shares: its options, store and identity,
+ * the request authentication, the ledger, the catalog's lookups and the
+ * control messages it sends parties. The services (the job lifecycle, the
+ * exchange-side roles) and the route plugins are built on it
+ * (node/server/exchange.ts puts them together).
+ */
+import type { FastifyBaseLogger, FastifyRequest } from "fastify";
+import { UmbraError } from "../../../engine/errors.js";
+import type { CryptoPool } from "../../../engine/pool/index.js";
+import type { DatasetDescriptor } from "../../schemas/dataset.js";
+import { sealEnvelope } from "../../envelope.js";
+import type { NodeIdentity } from "../../identity.js";
+import { appendEntry, LedgerKind, listEntries, type LedgerEntry } from "../../ledger.js";
+import { parsePolicy, type UsagePolicy } from "../../policy.js";
+import type { Store } from "../../store.js";
+import { verifyRequest } from "../auth.js";
+import { CONTROL_STEP, ControlType, type ControlMessage } from "../control.js";
+import type { Mailboxes, MailboxLimits } from "../mailbox.js";
+
+export interface ExchangeOptions {
+  readonly store: Store;
+  readonly identity: NodeIdentity;
+  readonly logger?: boolean | object;
+  readonly now?: () => number;
+  /** A job with no step, event or progress for this long is failed (default 10 minutes). */
+  readonly jobTimeoutMs?: number;
+  /** The crypto pool of the exchange's own roles (default: the shared pool, created on first use). */
+  readonly pool?: CryptoPool;
+  /** Serve over TLS (PEM key and certificate). */
+  readonly https?: { readonly key: string | Buffer; readonly cert: string | Buffer };
+  /**
+   * Admit any new party name without an invitation (a development switch;
+   * default false: a new name registers only with an invitation, see
+   * node/admission.ts). Logged as a warning when the exchange is built.
+   */
+  readonly openRegistration?: boolean;
+  /** Byte caps of the relay's queues (node/server/mailbox.ts DEFAULT_MAILBOX_LIMITS). */
+  readonly mailboxLimits?: Partial<MailboxLimits>;
+  /** How long the exchange's own role waits for room in a recipient's mailbox before it fails the job (default jobTimeoutMs). */
+  readonly deliveryWaitMs?: number;
+  /** How often remembered nonces past the skew window are forgotten (default a minute). */
+  readonly noncePruneIntervalMs?: number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    rawBody?: Buffer;
+    party?: string;
+  }
+}
+
+/** Room a job.start needs in its recipient's control reserve (a request, a ledger record and keys are far smaller). */
+const MAX_START_BYTES = 256 * 1024;
+
+export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/** An error's code as it may be logged or recorded: a stable UMBRA_* code, or UMBRA_INTERNAL. */
+export const codeOf = (err: unknown): string => (err instanceof UmbraError && /^UMBRA_[A-Z_]{1,64}$/.test(err.code) ? err.code : "UMBRA_INTERNAL");
+
+export class ExchangeContext {
+  readonly store: Store;
+  readonly identity: NodeIdentity;
+  readonly now: () => number;
+  /** Set once the server closes: the roles stop delivering. */
+  closing = false;
+  /** The sequence number of the exchange's next envelope (control messages and its roles' messages alike). */
+  #sequence = 0;
+
+  constructor(
+    readonly options: ExchangeOptions,
+    readonly mailboxes: Mailboxes,
+    readonly log: FastifyBaseLogger,
+  ) {
+    this.store = options.store;
+    this.identity = options.identity;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Authenticates a party's signed request (not registration): a route's preHandler. */
+  readonly auth = async (req: FastifyRequest): Promise<void> => {
+    const body = req.rawBody ?? new Uint8Array(0);
+    req.party = verifyRequest(req.headers, req.method, req.url, body, {
+      lookup: (name) => this.store.getParty(name)?.signingPublicKey,
+      remember: (name, nonce, time) => this.store.checkAndRememberNonce(name, nonce, time),
+      now: this.now,
+    });
+  };
+
+  /** Appends a signed entry to the ledger (inside the caller's transaction, when there is one). */
+  ledger(kind: LedgerKind, body: Record<string, unknown>, job?: string): LedgerEntry {
+    return appendEntry(this.store, this.identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
+  }
+
+  nextSequence(): number {
+    return this.#sequence++;
+  }
+
+  // ------------------------------------------------ the catalog
+
+  loadPolicy(datasetId: string): UsagePolicy | undefined {
+    const p = this.store.latestPolicy(datasetId);
+    return p ? parsePolicy(p.policy) : undefined;
+  }
+
+  descriptorOf(datasetId: string): DatasetDescriptor | undefined {
+    const d = this.store.getDataset(datasetId);
+    if (!d) return undefined;
+    return { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() };
+  }
+
+  /** Whether a buyer may see a dataset at all (its catalog lists it): the policy's allowed buyers. */
+  visibleTo(policy: UsagePolicy, buyer: string): boolean {
+    return policy.allowedBuyers === "any" || policy.allowedBuyers.includes(buyer);
+  }
+
+  // ------------------------------------------------ control messages to parties
+
+  /** A job's signed job.submitted entry: every job.start carries it, so a party can check its job against the ledger. */
+  submittedRecord(job: string): LedgerEntry {
+    const e = listEntries(this.store, { job }).find((x) => x.kind === LedgerKind.JobSubmitted);
+    if (e === undefined) throw new UmbraError("UMBRA_INTERNAL", "a started job has no submission entry");
+    return e;
+  }
+
+  /** A control envelope from the exchange to a party. */
+  sealControl(to: string, message: ControlMessage): Uint8Array {
+    return sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: this.identity, recipient: to, sequence: this.nextSequence(), payload: new TextEncoder().encode(JSON.stringify(message)), now: this.now });
+  }
+
+  /** Queues a job.start in the recipient's control reserve; false (nothing queued) when it has no room. */
+  sendStart(to: string, message: Extract<ControlMessage, { type: "job.start" }>): boolean {
+    return this.mailboxes.offerStart(to, message.job, this.sealControl(to, message));
+  }
+
+  /** Whether every one of `parties` has room for a job.start (checked before a submission records anything). */
+  startRoom(parties: readonly string[]): boolean {
+    return parties.every((p) => this.mailboxes.controlRoom(p) >= MAX_START_BYTES);
+  }
+
+  /** Queues a job.stop: always (at most one per job and party; node/server/mailbox.ts). Not tagged with its job, so releasing the job's frames never drops it. */
+  sendStop(to: string, job: string, reason: string): void {
+    this.mailboxes.put(to, this.sealControl(to, { type: ControlType.Stop, job, reason }), { kind: "stop" });
+  }
+}

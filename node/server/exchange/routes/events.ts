@@ -1,0 +1,82 @@
+/**
+ * A party reports on a job: accepted / refused (provider), progress,
+ * succeeded (buyer), failed, charged (provider). Only an event that changes
+ * the job (or stores a new progress report) counts as the job's activity: a
+ * party cannot keep a job open by sending events that do nothing (finding
+ * 13). The buyer's result summary is not the exchange's to keep: succeeded
+ * records the result's digest only (finding 8).
+ */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { BadRequestError } from "../../../errors.js";
+import { ControlType, lookupProduct } from "../../control.js";
+import { requestOf } from "../lifecycle.js";
+import { JobEventSchema } from "../../../schemas/routes.js";
+import type { ExchangeServices } from "../services.js";
+import { jobOf, jobView } from "../views.js";
+
+export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
+  const { store } = ctx;
+
+  app.post("/v1/jobs/:id/events", { preHandler: ctx.auth, schema: { body: JobEventSchema } }, async (req) => {
+    const party = req.party as string;
+    const j = jobOf(store, (req.params as { id: string }).id, party);
+    const e = req.body;
+    const isBuyer = j.buyer === party;
+    const request = requestOf(j);
+    switch (e.kind) {
+      case "accepted": {
+        if (isBuyer) break;
+        const rj = jobs.roleJobs.get(j.id);
+        if (rj) {
+          const { job, start } = jobs.acceptWithRole(j, rj, party);
+          if (start) roles.start(rj);
+          return jobView(job, party);
+        }
+        const r = jobs.acceptTwoParty(j, party);
+        const pd = request.providerDataset;
+        const lookup = request.protocol === "lookup" && pd !== undefined ? { product: lookupProduct(pd), version: store.latestPolicy(pd)?.version ?? 1 } : undefined;
+        if (!ctx.sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: ctx.submittedRecord(j.id) })) {
+          jobs.fail(j.id, "UMBRA_MAILBOX_FULL");
+          return jobView(store.getJob(j.id) ?? r, party);
+        }
+        return jobView(r, party);
+      }
+      case "refused": {
+        if (isBuyer) break;
+        return jobView(jobs.refuse(j, e.rule ?? "refused", party), party);
+      }
+      case "progress": {
+        const p = e.progress as { phase: string; done: number; total: number } | undefined;
+        if (p === undefined) break;
+        if (j.state !== "running" && j.state !== "submitted") return jobView(j, party);
+        // Only a phase name and two counts are kept: progress carries no data. A report that repeats the stored one changes nothing.
+        const before = (j.progress as Record<string, { phase?: unknown; done?: unknown; total?: unknown }> | null)?.[party];
+        if (before && before.phase === p.phase && before.done === p.done && before.total === p.total) return jobView(j, party);
+        const r = store.setJobProgress(j.id, { ...(j.progress as object | null), [party]: { phase: p.phase, done: p.done, total: p.total } });
+        jobs.touch(j.id);
+        return jobView(r, party);
+      }
+      case "succeeded": {
+        if (!isBuyer || e.digest === undefined) break;
+        return jobView(jobs.succeed(j, e.digest), party);
+      }
+      case "failed": {
+        const reason = typeof e.reason === "string" && /^UMBRA_[A-Z_]{1,64}$/.test(e.reason) ? e.reason : "UMBRA_FAILED";
+        if (j.state !== "submitted" && j.state !== "running") return jobView(j, party);
+        return jobView(jobs.failedBy(j, party, reason), party);
+      }
+      case "charged": {
+        // A provider whose budget counts keys: the buyer's distinct keys as its role measured them, once.
+        if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
+        const mine = jobs.reservations(j).find((r) => r.provider === party);
+        const units = e.units; // an integer of at least 0 (JobEventSchema)
+        if (mine === undefined || !mine.keys || mine.charged || units === undefined || units > mine.reserved) break;
+        jobs.charge(j, mine, units);
+        return jobView(j, party);
+      }
+      default:
+        break;
+    }
+    throw new BadRequestError("not an event this party may report");
+  });
+};

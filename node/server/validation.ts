@@ -1,0 +1,53 @@
+/**
+ * Body validation for routes that take documents (a policy, a dataset
+ * descriptor): the body's schema is checked by the same checker as the
+ * document parsers (node/schemas/check.ts) — nothing coerced, nothing
+ * removed — and a body that fails it is refused before its handler runs,
+ * with the document's own error and code (UMBRA_INVALID_POLICY,
+ * UMBRA_INVALID_DATASET, …) naming each field and what is allowed; a problem
+ * outside the documents is UMBRA_BAD_REQUEST.
+ *
+ * Use as a route's `validatorCompiler` (bodies only).
+ */
+import type { FastifySchemaCompiler } from "fastify";
+import type { TSchema } from "typebox";
+import { InvalidDatasetError } from "../catalog.js";
+import { BadRequestError } from "../errors.js";
+import { InvalidJobRequestError, InvalidPolicyError } from "../policy.js";
+import { DOCUMENT_KEYWORD, schemaIssues, type FieldIssue } from "../schemas/check.js";
+
+const DOCUMENT_ERRORS: Readonly<Record<string, (issues: readonly FieldIssue[]) => Error>> = {
+  policy: (issues) => new InvalidPolicyError(issues),
+  dataset: (issues) => new InvalidDatasetError(issues),
+  "job-request": (issues) => new InvalidJobRequestError(issues),
+};
+
+/** The name a document's own problems call it by (as its parser does). */
+const ROOT_NAMES: Readonly<Record<string, string>> = { policy: "policy", dataset: "descriptor", "job-request": "request" };
+
+/** The error for a body that fails its schema: the first document in it found wrong, else a bad request naming the fields. */
+function refusal(schema: TSchema, body: unknown, issues: readonly FieldIssue[]): Error {
+  const own = (schema as Record<string, unknown>)[DOCUMENT_KEYWORD];
+  const make = typeof own === "string" ? DOCUMENT_ERRORS[own] : undefined;
+  if (typeof own === "string" && make) return make(schemaIssues(schema, body, ROOT_NAMES[own] ?? own));
+  const properties = ((schema as { properties?: Record<string, TSchema> }).properties ?? {}) as Record<string, TSchema>;
+  if (typeof body === "object" && body !== null && !Array.isArray(body)) {
+    for (const [key, sub] of Object.entries(properties)) {
+      const kind = (sub as Record<string, unknown>)[DOCUMENT_KEYWORD];
+      const value = (body as Record<string, unknown>)[key];
+      if (typeof kind !== "string" || value === undefined) continue;
+      const own = schemaIssues(sub, value, key);
+      const make = DOCUMENT_ERRORS[kind];
+      if (own.length > 0 && make) return make(own);
+    }
+  }
+  return new BadRequestError(`invalid request body: ${issues.map((i) => `${i.field}: ${i.problem}`).join("; ")}`);
+}
+
+export const documentBodyValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+  if (httpPart !== "body") throw new Error("documentBodyValidator checks request bodies only");
+  return (body: unknown) => {
+    const issues = schemaIssues(schema, body, "body");
+    return issues.length === 0 ? { value: body } : { error: refusal(schema, body, issues) };
+  };
+};

@@ -1,0 +1,105 @@
+/**
+ * One schema source: the exchange's route bodies are the documents' JSON
+ * Schemas (node/schemas/), so the OpenAPI document describes a policy field
+ * by field, and a body that fails its schema is refused before its handler
+ * runs — with the document's own error code, naming the field and what is
+ * allowed — and changes nothing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateIdentity } from "../node/identity.js";
+import { listEntries } from "../node/ledger.js";
+import { ExchangeClient, ExchangeError } from "../node/server/client.js";
+import { hex } from "../node/server/exchange/context.js";
+import { startExchange, type TestExchange } from "./helpers/nodes.js";
+
+const bank = generateIdentity("bank");
+const DESCRIPTOR = {
+  id: "bank.customers",
+  owner: "bank",
+  name: "customers.csv",
+  schema: [{ name: "phone", type: "Utf8" }, { name: "spend", type: "Int64" }],
+  rowCount: 3,
+  contentHash: "ab".repeat(32),
+  createdAt: "2026-01-01T00:00:00Z",
+};
+
+let ex: TestExchange;
+let client: ExchangeClient;
+
+beforeAll(async () => {
+  ex = await startExchange({ openRegistration: true });
+  client = new ExchangeClient(ex.url, bank);
+  await client.json("POST", "/v1/parties", { name: "bank", signingPublicKey: hex(bank.signing.publicKey), boxPublicKey: hex(bank.box.publicKey) });
+});
+afterAll(async () => ex.close());
+
+/** What the exchange answers a dataset registration: the error it threw, or undefined when it took it. */
+const register = async (body: unknown): Promise<ExchangeError | undefined> =>
+  client.json("POST", "/v1/datasets", body).then(
+    () => undefined,
+    (err: unknown) => err as ExchangeError,
+  );
+
+describe("the exchange's route schemas", () => {
+  it("the OpenAPI document describes a dataset registration's policy and descriptor field by field", async () => {
+    const doc = (await (await fetch(`${ex.url}/documentation/json`)).json()) as {
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, unknown> }> } }> } }>>;
+    };
+    const body = doc.paths["/v1/datasets"]?.["post"]?.requestBody?.content["application/json"]?.schema;
+    expect(Object.keys(body?.properties["policy"]?.properties ?? {})).toEqual([
+      "allowedProtocols",
+      "outputColumns",
+      "keyColumns",
+      "allowedBuyers",
+      "minGroupSize",
+      "queryBudget",
+      "budgetUnit",
+      "expiresAt",
+      "minIntersection",
+    ]);
+    expect(Object.keys(body?.properties["descriptor"]?.properties ?? {})).toEqual(["id", "owner", "name", "schema", "rowCount", "contentHash", "createdAt"]);
+    expect(Object.keys(doc.paths["/v1/jobs/{id}/events"]?.["post"]?.requestBody?.content["application/json"]?.schema.properties ?? {})).toContain("progress");
+  });
+
+  it("a policy with an unknown field is refused with 400 UMBRA_INVALID_POLICY naming it and the valid fields; nothing is recorded", async () => {
+    const before = listEntries(ex.store, {}).length;
+    const err = await register({ descriptor: DESCRIPTOR, policy: { allowedProtocols: ["psi"], epsilon: 1 } });
+    expect(err).toBeInstanceOf(ExchangeError);
+    expect([err?.status, err?.code]).toEqual([400, "UMBRA_INVALID_POLICY"]);
+    expect(err?.message).toContain('"epsilon": unknown field (the fields are allowedProtocols, outputColumns, keyColumns,');
+    expect(ex.store.listDatasets()).toEqual([]);
+    expect(listEntries(ex.store, {}).length).toBe(before);
+  });
+
+  it("nothing is coerced: a k sent as a string is refused, not read as a number", async () => {
+    const err = await register({ descriptor: DESCRIPTOR, policy: { minGroupSize: "10" } });
+    expect([err?.status, err?.code, err?.message]).toEqual([400, "UMBRA_INVALID_POLICY", "invalid policy: minGroupSize: must be an integer"]);
+    expect(ex.store.listDatasets()).toEqual([]);
+  });
+
+  it("a bad descriptor is refused with UMBRA_INVALID_DATASET naming the field, before the policy is read", async () => {
+    const err = await register({ descriptor: { ...DESCRIPTOR, contentHash: "AB".repeat(32) }, policy: { epsilon: 1 } });
+    expect([err?.status, err?.code, err?.message]).toEqual([400, "UMBRA_INVALID_DATASET", "invalid dataset descriptor: contentHash: must be 64 lower-case hex digits (SHA-256)"]);
+    expect(ex.store.listDatasets()).toEqual([]);
+  });
+
+  it("the OpenAPI document describes a job request; one failing its schema is refused with UMBRA_INVALID_JOB_REQUEST and records no job", async () => {
+    const doc = (await (await fetch(`${ex.url}/documentation/json`)).json()) as {
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, unknown> }> } }> } }>>;
+    };
+    const body = doc.paths["/v1/jobs"]?.["post"]?.requestBody?.content["application/json"]?.schema;
+    expect(Object.keys(body?.properties ?? {})).toEqual(["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"]);
+    expect(Object.keys(body?.properties["params"]?.properties ?? {})).toContain("aggregate");
+    const err = await client.json("POST", "/v1/jobs", { protocol: "psi", buyer: "bank", buyerDataset: "b.c", providerDataset: "telco.s", params: { keyColumns: ["phone"], minIntersection: "5" } }).then(
+      () => undefined,
+      (e: unknown) => e as ExchangeError,
+    );
+    expect([err?.status, err?.code, err?.message]).toEqual([400, "UMBRA_INVALID_JOB_REQUEST", "invalid job request: params.minIntersection: must be an integer"]);
+    expect(ex.store.listJobs({})).toEqual([]);
+  });
+
+  it("a well-formed registration is taken", async () => {
+    expect(await register({ descriptor: DESCRIPTOR, policy: { allowedProtocols: ["psi"], keyColumns: ["phone"] } })).toBeUndefined();
+    expect(ex.store.listDatasets().map((d) => d.id)).toEqual(["bank.customers"]);
+  });
+});
