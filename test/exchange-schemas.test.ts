@@ -98,6 +98,12 @@ describe("the exchange's route schemas", () => {
     expect(ex.store.listJobs({})).toEqual([]);
   });
 
+  it("a body that is not JSON is refused with 400 UMBRA_BAD_REQUEST by the shared error handler", async () => {
+    const res = await fetch(`${ex.url}/v1/datasets`, { method: "POST", headers: { "content-type": "application/json" }, body: "{" });
+    expect([res.status, await res.json()]).toEqual([400, { error: { code: "UMBRA_BAD_REQUEST", message: "request body is not JSON" } }]);
+    expect(ex.store.listDatasets()).toEqual([]);
+  });
+
   it("a well-formed registration is taken", async () => {
     expect(await register({ descriptor: DESCRIPTOR, policy: { allowedProtocols: ["psi"], keyColumns: ["phone"] } })).toBeUndefined();
     expect(ex.store.listDatasets().map((d) => d.id)).toEqual(["bank.customers"]);

@@ -43,6 +43,7 @@ import swagger from "@fastify/swagger";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../envelope.js";
 import { ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { scheduleNoncePruning } from "./auth.js";
+import { BadRequestError } from "../errors.js";
 import { errorHandler } from "./http-errors.js";
 import { Mailboxes, mailboxLimits } from "./mailbox.js";
 import { codeOf, ExchangeContext, type ExchangeOptions } from "./exchange/context.js";
@@ -100,9 +101,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     try {
       done(null, (body as Buffer).length === 0 ? {} : JSON.parse((body as Buffer).toString("utf8")));
     } catch {
-      const e = new Error("request body is not JSON") as Error & { statusCode: number };
-      e.statusCode = 400;
-      done(e, undefined);
+      done(new BadRequestError("request body is not JSON"), undefined);
     }
   });
   app.addContentTypeParser("application/octet-stream", { parseAs: "buffer", bodyLimit: 16 * 1024 * 1024 }, (req, body, done) => {
