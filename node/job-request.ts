@@ -7,7 +7,7 @@
  * asked for ({@link requestExtends}). Checking a request against a dataset's
  * policy is node/policy.ts's.
  */
-import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, ProtocolId } from "../protocols/index.js";
+import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, PROTOCOLS, ProtocolId } from "../protocols/index.js";
 import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, PolicyErrorCode, schemaIssues, showKey, type FieldIssue } from "./schemas/check.js";
 import { AggregateMode, JOB_REQUEST_FIELDS, JobRequestSchema, type AggregateFn, type AggregateParamsDocument, type JobRequestDocument, type JoinGroup } from "./schemas/job-request.js";
 import { canonicalJson } from "./store.js";
@@ -22,7 +22,7 @@ export class InvalidJobRequestError extends InvalidDocumentError {
 }
 
 /** The protocols whose output is subject to the minimum group size k. */
-export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.JoinAggregate, ProtocolId.FederatedAggregate, ProtocolId.PsiCardinality]);
+export const K_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTOCOLS.filter((p) => p.k).map((p) => p.id));
 
 /** The modes each aggregate protocol offers (ARCHITECTURE.md, the protocols table). */
 export const AGGREGATE_MODES: Readonly<Partial<Record<ProtocolId, readonly AggregateMode[]>>> = Object.freeze({
@@ -102,7 +102,7 @@ export interface JobRequest {
 }
 
 /** The protocols whose buyer result is withheld below a minimum intersection. */
-export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup]);
+export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTOCOLS.filter((p) => p.minIntersection).map((p) => p.id));
 /** The fields of `params.aggregate` each protocol takes. */
 export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
   [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),

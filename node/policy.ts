@@ -65,7 +65,7 @@
  * buyer or dataset identifier nor any value.
  */
 import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
-import { ProtocolId } from "../protocols/index.js";
+import { protocolDescription, ProtocolId } from "../protocols/index.js";
 import type { DatasetDescriptor } from "./schemas/dataset.js";
 import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, PolicyErrorCode, schemaIssues, type FieldIssue } from "./schemas/check.js";
 import { isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
@@ -273,7 +273,8 @@ export function effectiveMinGroupSize(policy: UsagePolicy, request: JobRequest):
  */
 export function effectiveMinIntersection(policy: UsagePolicy, request: JobRequest): number | undefined {
   if (!INTERSECTION_PROTOCOLS.includes(request.protocol)) return undefined;
-  const k = request.protocol === ProtocolId.PsiCardinality ? effectiveMinGroupSize(policy, request) : 1;
+  // A count released under k (psi-cardinality) is a group of that size: k is a floor on it too.
+  const k = protocolDescription(request.protocol).k ? effectiveMinGroupSize(policy, request) : 1;
   return Math.max(policy.minIntersection ?? 1, request.params.minIntersection ?? 1, k);
 }
 
@@ -287,7 +288,7 @@ export function withThresholds(policy: UsagePolicy, request: JobRequest): JobReq
   const t = effectiveMinIntersection(policy, request);
   if (t === undefined) return request;
   const params = { ...request.params, minIntersection: t };
-  if (request.protocol === ProtocolId.PsiCardinality) params.minGroupSize = effectiveMinGroupSize(policy, request);
+  if (protocolDescription(request.protocol).k) params.minGroupSize = effectiveMinGroupSize(policy, request);
   return { ...request, params };
 }
 
@@ -299,7 +300,7 @@ export function withThresholds(policy: UsagePolicy, request: JobRequest): JobReq
  */
 export function jobCost(policy: UsagePolicy, request: JobRequest): number | undefined {
   // federated-aggregate evaluates no buyer keys: it costs one unit whatever the budget counts.
-  if (policy.budgetUnit === BudgetUnit.Jobs || request.protocol === ProtocolId.FederatedAggregate) return 1;
+  if (policy.budgetUnit === BudgetUnit.Jobs || !protocolDescription(request.protocol).buyerKeys) return 1;
   return request.params.queryCount;
 }
 
@@ -310,7 +311,7 @@ export function jobCost(policy: UsagePolicy, request: JobRequest): number | unde
  * what the declared count reserved beyond them.
  */
 export function settlesByKeys(policy: UsagePolicy, request: JobRequest): boolean {
-  return policy.budgetUnit === BudgetUnit.Keys && request.protocol !== ProtocolId.FederatedAggregate;
+  return policy.budgetUnit === BudgetUnit.Keys && protocolDescription(request.protocol).buyerKeys;
 }
 
 /**
@@ -378,7 +379,7 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
 
   const schema = new Set(dataset.schema.map((f) => f.name));
   const missingKeys = request.params.keyColumns.filter((k) => !schema.has(k));
-  const needsKeys = protocol !== ProtocolId.FederatedAggregate;
+  const needsKeys = protocolDescription(protocol).buyerKeys;
   if ((needsKeys && request.params.keyColumns.length === 0) || missingKeys.length > 0) {
     throw new PolicyDeniedError(
       PolicyRule.KeyColumnMissing,

@@ -8,6 +8,7 @@
  */
 export * from "./errors.js";
 import { ProtocolId } from "./codec.js";
+import { ProtocolError } from "./errors.js";
 export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolId } from "./codec.js";
 export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, JoinCounts, JoinHello, JoinResult, JoinWeights, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
@@ -69,9 +70,21 @@ export {
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
 
 
+/**
+ * One protocol as the rest of the system sees it: who takes part, what each
+ * learns, and the traits the policy check and the job request follow. The
+ * one list a new protocol adds itself to (with its folder, its node module
+ * and its docs page).
+ */
 export interface ProtocolDescription {
   readonly id: ProtocolId;
   readonly parties: readonly string[];
+  /** What the buyer learns is a group (a count, per-group totals) under the minimum group size k. */
+  readonly k: boolean;
+  /** The buyer's result is withheld below a minimum number of matched distinct keys (minIntersection). */
+  readonly minIntersection: boolean;
+  /** The buyer brings keys the provider evaluates: the job names key columns, and a budget may count them. */
+  readonly buyerKeys: boolean;
   readonly buyerLearns: string;
   readonly providerLearns: string;
   readonly exchangeLearns: string;
@@ -80,6 +93,9 @@ export interface ProtocolDescription {
 export const PROTOCOLS: readonly ProtocolDescription[] = [
   {
     id: ProtocolId.Psi,
+    k: false,
+    minIntersection: true,
+    buyerKeys: true,
     parties: ["buyer", "provider"],
     buyerLearns: "which of its rows match",
     providerLearns: "the buyer's set size",
@@ -87,6 +103,9 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
   },
   {
     id: ProtocolId.PsiCardinality,
+    k: true,
+    minIntersection: true,
+    buyerKeys: true,
     parties: ["buyer", "provider"],
     buyerLearns: "the intersection size",
     providerLearns: "the buyer's set size",
@@ -94,6 +113,9 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
   },
   {
     id: ProtocolId.Lookup,
+    k: false,
+    minIntersection: true,
+    buyerKeys: true,
     parties: ["buyer", "provider"],
     buyerLearns: "the provider's allowed columns for its matched keys",
     providerLearns: "the number of buyer queries",
@@ -101,6 +123,9 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
   },
   {
     id: ProtocolId.JoinAggregate,
+    k: true,
+    minIntersection: false,
+    buyerKeys: true,
     parties: ["buyer", "provider", "exchange"],
     buyerLearns: "COUNT/SUM/AVG/VAR of provider columns over the join, per group, groups under k distinct matched keys or k joined rows suppressed",
     providerLearns: "the buyer's set size",
@@ -108,9 +133,19 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
   },
   {
     id: ProtocolId.FederatedAggregate,
+    k: true,
+    minIntersection: false,
+    buyerKeys: false,
     parties: ["buyer", "providers (N >= 2)", "exchange"],
     buyerLearns: "COUNT/SUM/AVG/histogram across all providers, per public category",
     providerLearns: "nothing",
     exchangeLearns: "nothing",
   },
 ];
+
+/** The description of a protocol (every ProtocolId has one). */
+export function protocolDescription(id: ProtocolId): ProtocolDescription {
+  const d = PROTOCOLS.find((p) => p.id === id);
+  if (d === undefined) throw new ProtocolError(`unknown protocol ${id}`);
+  return d;
+}

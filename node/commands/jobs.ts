@@ -9,7 +9,7 @@ import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
-import type { AggregateSpec } from "../../protocols/index.js";
+import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
@@ -433,9 +433,8 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       );
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const protocol = o.require("--protocol");
-      if (!["psi", "psi-cardinality", "lookup", "federated-aggregate", "join-aggregate"].includes(protocol)) {
-        throw new UsageError("--protocol must be psi, psi-cardinality, lookup, federated-aggregate or join-aggregate", usage);
-      }
+      const protocols: readonly string[] = Object.values(ProtocolId);
+      if (!protocols.includes(protocol)) throw new UsageError(`--protocol must be one of ${protocols.join(", ")}`, usage);
       const queryCount = o.integer("--query-count");
       const party = partyOption(o, usage);
       const misplaced = (names: readonly string[], why: string) => {
