@@ -238,7 +238,7 @@ export interface Store {
   // identity
   /** Stores this node's identity (its JSON text), replacing any previous one. */
   putIdentity(json: string): void;
-  /** Replaces the identity record, scrubbing the old one's bytes from the file (see SqliteStore). */
+  /** Replaces the identity record, scrubbing the old one's bytes from the file (see node/store/parties.ts replaceIdentity). */
   replaceIdentity(json: string): void;
   getIdentity(): string | undefined;
 
