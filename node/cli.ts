@@ -32,7 +32,8 @@ import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
 import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
 import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
-import { DATASET_USAGE, datasetCommand, JOB_USAGE, jobCommand } from "./commands/jobs.js";
+import { DATASET_USAGE, datasetCommand } from "./commands/datasets.js";
+import { JOB_USAGE, jobCommand } from "./commands/jobs.js";
 import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./commands/node.js";
 
 const USAGE = `Usage: umbra <command> [options]

@@ -27,5 +27,6 @@ export {
   type KeyNormalisation,
   type KeyOptions,
 } from "./normalise.js";
-export { concatTablesHorizontally, takeRows } from "./take.js";
+export { concatTablesHorizontally } from "./concat.js";
+export { takeRows } from "./take.js";
 export { int64GroupStats, pairCounts, type Int64Column, type Int64GroupStats, type PairCounts } from "./group.js";

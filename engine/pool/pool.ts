@@ -12,63 +12,41 @@
  * rejects the call with the typed error the worker raised, its element index
  * made global. `close()` ends every worker: a script that closes its pool
  * exits by itself.
+ *
+ * Layout: this module is the pool itself (its workers, the group and OPRF
+ * work, the HE context cache, close); the HE work is in he-work.ts and the
+ * column work in column-work.ts, both given the pool's workers
+ * (types.ts PoolWorkers); chunking helpers are in chunks.ts. Each public
+ * method is documented here, where callers look.
  */
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
-import {
-  errorFromSerialized,
-  InvalidArgumentError,
-  InvalidLengthError,
-  InvalidPointError,
-  PoolClosedError,
-  UnsupportedBackendError,
-  type UmbraError,
-} from "../errors.js";
+import { errorFromSerialized, InvalidArgumentError, InvalidLengthError, InvalidPointError, PoolClosedError, UnsupportedBackendError, type UmbraError } from "../errors.js";
 import { defaultBackend } from "../group/index.js";
 import { assertPacked, type PackedBytes } from "../packed.js";
 import { GroupId, type BackendId } from "../group/types.js";
 import { executeTask } from "./execute.js";
 import { TaskOp, type GroupTask, type PoolTask, type TaskResult } from "./tasks.js";
-import { checkMasks, checkRowBound, createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/bfv.js";
+import { createHeContext, type CiphertextBytes, type HeContext, type HeKeyBytes } from "../he/bfv.js";
 import { heErrorFromSerialized } from "../he/errors.js";
 import type { ColumnValues } from "../he/encode.js";
 import type { HeContextOptions } from "../he/params.js";
-import { HeTaskOp, optionsKey, unpackParts, type HeTask } from "../he/task.js";
-import { concatCkksColumns, selectCkksParameters, type CkksCiphertextBytes, type CkksContextOptions } from "../he/ckks.js";
-import { ValueOutOfRangeError } from "../he/errors.js";
-import { loadSeal } from "../he/seal.js";
+import { optionsKey, type HeTask } from "../he/task.js";
+import type { CkksCiphertextBytes, CkksContextOptions } from "../he/ckks.js";
 import type { KeyColumn } from "../columns/keys.js";
-import { int64GroupStats, pairCounts, type Int64Column, type Int64GroupStats, type PairCounts } from "../columns/group.js";
-import { distinctKeys, shuffledOrder, type DistinctKeys } from "../psi/distinct.js";
-import { ColumnTaskOp, unpackArrays, type ColumnTask } from "./column-task.js";
+import type { Int64Column, Int64GroupStats, PairCounts } from "../columns/group.js";
+import type { DistinctKeys } from "../psi/distinct.js";
+import type { ColumnTask } from "./column-task.js";
+import { countOf, sliceMessages, slices, stripIndex, transferablesOf, type Slice } from "./chunks.js";
+import * as columnWork from "./column-work.js";
+import * as heWork from "./he-work.js";
+import type { GroupChoice, PoolOptions, PoolWorkers, RunOptions } from "./types.js";
 
-export interface PoolOptions {
-  /** Worker threads (default: the available cores). */
-  readonly threads?: number;
-  /** Elements per task sent to a worker (default 4,096). */
-  readonly chunkSize?: number;
-  /** Batches with fewer elements run on the calling thread (default 512). Set 0 to always use workers. */
-  readonly inlineBelow?: number;
-  /** Milliseconds an idle worker is kept (default 30,000). */
-  readonly idleTimeout?: number;
-}
-
-export interface GroupChoice {
-  readonly group: GroupId;
-  /** Default: the fastest backend for the group. */
-  readonly backend?: BackendId;
-}
-
-export interface RunOptions {
-  /** Called after each finished chunk with (elements done, elements in all). */
-  readonly onProgress?: (done: number, total: number) => void;
-}
+export type { GroupChoice, PoolOptions, RunOptions } from "./types.js";
 
 const DEFAULT_CHUNK = 4096;
-/** The most ciphertext bytes an HE task is cut to when its column comes in parts (the copy this thread makes for it). */
-const TASK_BYTES = 8 * 1024 * 1024;
 const DEFAULT_INLINE = 512;
 
 /** Where the compiled worker entry is: next to this module when running from dist/, else in dist/. */
@@ -80,27 +58,6 @@ export function workerFilename(): string {
   throw new UnsupportedBackendError("the compiled worker (dist/engine/pool/group.task.js) is missing: run `npm run build`");
 }
 
-interface Slice {
-  readonly start: number;
-  readonly end: number;
-}
-
-function slices(n: number, chunk: number): Slice[] {
-  const out: Slice[] = [];
-  for (let s = 0; s < n; s += chunk) out.push({ start: s, end: Math.min(n, s + chunk) });
-  return out;
-}
-
-/** A copy of messages [start, end) with offsets rebased to 0 (a transferable chunk). */
-function sliceMessages(m: PackedBytes, s: Slice): { data: Uint8Array; offsets: Uint32Array } {
-  const base = m.offsets[s.start] ?? 0;
-  const endByte = m.offsets[s.end] ?? base;
-  const data = m.data.slice(base, endByte);
-  const offsets = new Uint32Array(s.end - s.start + 1);
-  for (let i = 0; i <= s.end - s.start; i++) offsets[i] = (m.offsets[s.start + i] ?? base) - base;
-  return { data, offsets };
-}
-
 export class CryptoPool {
   readonly threads: number;
   readonly chunkSize: number;
@@ -110,6 +67,8 @@ export class CryptoPool {
   readonly #he = new Map<string, Promise<HeContext>>();
   #closed = false;
   readonly #idleTimeout: number;
+  /** What the work modules (he-work.ts, column-work.ts) are given. */
+  readonly #workers: PoolWorkers;
 
   constructor(options: PoolOptions = {}) {
     const threads = options.threads ?? availableParallelism();
@@ -122,6 +81,18 @@ export class CryptoPool {
     this.chunkSize = chunk;
     this.inlineBelow = inline;
     this.#idleTimeout = options.idleTimeout ?? 30_000;
+    const pool = this;
+    this.#workers = {
+      threads,
+      inlineBelow: inline,
+      get closed() {
+        return pool.#closed;
+      },
+      runHe: (task, transfer) => this.#runHe(task, transfer),
+      runColumn: (task) => this.#runColumn(task),
+      heContext: (heOptions) => this.#heContext(heOptions),
+      piscina: () => this.#pool(),
+    };
   }
 
   get closed(): boolean {
@@ -196,44 +167,13 @@ export class CryptoPool {
    * the column is cut into chunks of whole blocks, each worker encrypts its
    * chunks with its own SEAL instance, and the parts are joined in order.
    */
-  async heEncrypt(options: HeContextOptions, publicKey: Uint8Array, values: ColumnValues, runOptions?: RunOptions): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const n = values.length;
-    const block = ctx.params.slotCount;
-    if (n <= block || this.inlineBelow > n) {
-      const value = await executeTask({ op: HeTaskOp.Encrypt, options, publicKey, values });
-      runOptions?.onProgress?.(n, n);
-      return value;
-    }
-    // Whole blocks per chunk, about one chunk per worker and at most 16 blocks each.
-    const blocks = Math.ceil(n / block);
-    const perChunk = Math.max(1, Math.min(16, Math.ceil(blocks / this.threads))) * block;
-    const parts: Uint8Array[] = [];
-    let done = 0;
-    const jobs: Promise<void>[] = [];
-    for (let start = 0, i = 0; start < n; start += perChunk, i++) {
-      const chunk = values.slice(start, Math.min(n, start + perChunk)) as ColumnValues;
-      const size = chunk.length; // before the transfer detaches it
-      const index = i;
-      jobs.push(
-        this.#runHe({ op: HeTaskOp.Encrypt, options, publicKey, values: chunk }, [chunk.buffer as ArrayBuffer]).then((value) => {
-          parts[index] = value;
-          done += size;
-          runOptions?.onProgress?.(done, n);
-        }),
-      );
-    }
-    await Promise.all(jobs);
-    return ctx.concat(parts);
+  heEncrypt(options: HeContextOptions, publicKey: Uint8Array, values: ColumnValues, runOptions?: RunOptions): Promise<CiphertextBytes> {
+    return heWork.heEncrypt(this.#workers, options, publicKey, values, runOptions);
   }
 
   /** The slot-wise sum of several ciphertexts of one column (a tree of adds, in a worker). */
-  async heAdd(options: HeContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const task = { op: HeTaskOp.Add, options, ciphertexts: [...ciphertexts] } as const;
-    if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
-    return this.#runHe(task);
+  heAdd(options: HeContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CiphertextBytes> {
+    return heWork.heAdd(this.#workers, options, ciphertexts);
   }
 
   /**
@@ -261,7 +201,7 @@ export class CryptoPool {
    * multiplication and this takes two (see HeContext.blockTotals). Progress
    * counts blocks masked, then groups totalled: (done, blocks + G).
    */
-  async heMaskedGroupSums(
+  heMaskedGroupSums(
     options: HeContextOptions,
     ct: CiphertextBytes,
     masks: readonly Uint32Array[],
@@ -270,41 +210,7 @@ export class CryptoPool {
     rows: number,
     runOptions?: RunOptions,
   ): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const params = ctx.params;
-    if (params.polyModulusDegree !== 8192) {
-      throw new InvalidArgumentError("masked group sums need an N = 8192 context (maxRows above 4096, or polyModulusDegree 8192): at N = 4096 the noise budget holds one plaintext multiplication, and they take two");
-    }
-    const info = ctx.inspect(ct);
-    checkMasks(params, info.length, masks);
-    checkRowBound(params, rows);
-    const n = params.slotCount;
-    const groups = masks.length;
-    const total = info.blocks + groups;
-    let done = 0;
-    const run = async (task: HeTask, transferList: ArrayBuffer[], units: number): Promise<Uint8Array> => {
-      const value = await this.#runHe(task, transferList);
-      done += units;
-      runOptions?.onProgress?.(done, total);
-      return value;
-    };
-    const partials = await Promise.all(
-      ranges(info.blocks, this.threads).map(([b0, b1]) => {
-        const ciphertext = ctx.sliceBlocks(ct, b0, b1);
-        const parts = masks.map((m) => m.slice(b0 * n, Math.min(info.length, b1 * n)));
-        const transfer = [ciphertext.buffer as ArrayBuffer, ...parts.map((m) => m.buffer as ArrayBuffer)];
-        return run({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer, b1 - b0);
-      }),
-    );
-    const totals = await Promise.all(
-      ranges(groups, this.threads).map(([g0, g1]) => {
-        const parts = partials.map((p) => ctx.sliceBlocks(p, g0, g1));
-        const task = { op: HeTaskOp.BlockTotals, options, parts, galoisKeys, rows, first: g0, length: groups } as const;
-        return run(task, parts.map((p) => p.buffer as ArrayBuffer), g1 - g0);
-      }),
-    );
-    return this.#runHe({ op: HeTaskOp.ReRandomize, options, parts: totals, publicKey, rows }, totals.map((t) => t.buffer as ArrayBuffer));
+    return heWork.heMaskedGroupSums(this.#workers, options, ct, masks, galoisKeys, publicKey, rows, runOptions);
   }
 
   /**
@@ -313,30 +219,8 @@ export class CryptoPool {
    * whole blocks, one per worker, joined in order. `level: "mask"` leaves the
    * ciphertexts at the masked-sums level (smaller; see HeContext Levels).
    */
-  async heEncryptResidues(options: HeContextOptions, publicKey: Uint8Array, residues: readonly Uint32Array[], runOptions?: RunOptions & { readonly level?: "first" | "mask" }): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const level = runOptions?.level ?? "first";
-    const length = residues[0]?.length ?? 0;
-    const n = ctx.params.slotCount;
-    const blocks = Math.ceil(length / n);
-    if (blocks <= 1 || this.inlineBelow > length) {
-      const value = await executeTask({ op: HeTaskOp.EncryptResidues, options, publicKey, residues, level });
-      runOptions?.onProgress?.(length, length);
-      return value;
-    }
-    let done = 0;
-    const parts = await Promise.all(
-      ranges(blocks, this.threads).map(async ([b0, b1]) => {
-        const part = residues.map((r) => r.slice(b0 * n, Math.min(length, b1 * n)));
-        const size = part[0]?.length ?? 0;
-        const value = await this.#runHe({ op: HeTaskOp.EncryptResidues, options, publicKey, residues: part, level }, part.map((x) => x.buffer as ArrayBuffer));
-        done += size;
-        runOptions?.onProgress?.(done, length);
-        return value;
-      }),
-    );
-    return ctx.concat(parts);
+  heEncryptResidues(options: HeContextOptions, publicKey: Uint8Array, residues: readonly Uint32Array[], runOptions?: RunOptions & { readonly level?: "first" | "mask" }): Promise<CiphertextBytes> {
+    return heWork.heEncryptResidues(this.#workers, options, publicKey, residues, runOptions);
   }
 
   /**
@@ -354,32 +238,8 @@ export class CryptoPool {
    * worker is ready for it, so that no copy on this thread is larger than
    * one task's.
    */
-  async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes | readonly CiphertextBytes[], masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const params = ctx.params;
-    const column = blockSource(ctx, ct);
-    checkMasks(params, column.length, masks);
-    checkRowBound(params, rows);
-    const n = params.slotCount;
-    // About one range per worker, at most 16 blocks and ~8 MB (what this thread copies for one task).
-    const per = Math.max(1, Math.min(16, Math.ceil(column.blocks / this.threads), Math.floor(TASK_BYTES / column.blockBytes)));
-    const tasks = Math.ceil(column.blocks / per);
-    let done = 0;
-    const partials = await inLanes(tasks, 2 * this.threads, async (t) => {
-      const b0 = t * per;
-      const b1 = Math.min(column.blocks, b0 + per);
-      const { bytes: ciphertext, fresh } = column.blocksOf(b0, b1);
-      const parts = masks.map((m) => m.slice(b0 * n, Math.min(column.length, b1 * n)));
-      // A caller's own part is copied to the worker, never moved (detached).
-      const transfer = [...(fresh ? [ciphertext.buffer as ArrayBuffer] : []), ...parts.map((m) => m.buffer as ArrayBuffer)];
-      const value = await this.#runHe({ op: HeTaskOp.MaskedBlockSums, options, ciphertext, masks: parts, rows }, transfer);
-      done += b1 - b0;
-      runOptions?.onProgress?.(done, column.blocks);
-      return value;
-    });
-    if (partials.length === 1) return partials[0] as CiphertextBytes;
-    return this.#runHe({ op: HeTaskOp.AddAll, options, parts: partials, rows }, partials.map((p) => p.buffer as ArrayBuffer));
+  heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes | readonly CiphertextBytes[], masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
+    return heWork.heMaskedBlockSums(this.#workers, options, ct, masks, rows, runOptions);
   }
 
   /**
@@ -391,36 +251,13 @@ export class CryptoPool {
    * `level`); the tasks are cut only when a worker is ready for one. Progress
    * counts values.
    */
-  async heEncryptInt64Parts(
+  heEncryptInt64Parts(
     options: HeContextOptions,
     publicKey: Uint8Array,
     values: BigInt64Array,
     o: RunOptions & { readonly level?: "first" | "mask"; readonly blocksPerPart: number },
   ): Promise<CiphertextBytes[]> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const n = ctx.params.slotCount;
-    const level = o.level ?? "first";
-    if (!Number.isSafeInteger(o.blocksPerPart) || o.blocksPerPart < 1) throw new InvalidArgumentError("blocksPerPart must be a positive integer");
-    if (values.length < 1) throw new InvalidArgumentError("nothing to encrypt");
-    const blocks = Math.ceil(values.length / n);
-    // Whole parts per task, about 4 blocks each (~4 MB at N = 8192: what this thread cuts into parts at once).
-    const perTask = o.blocksPerPart * Math.max(1, Math.ceil(4 / o.blocksPerPart));
-    const tasks = Math.ceil(blocks / perTask);
-    let done = 0;
-    const encrypted = await inLanes(tasks, 2 * this.threads, async (t) => {
-      const b0 = t * perTask;
-      const b1 = Math.min(blocks, b0 + perTask);
-      const chunk = values.slice(b0 * n, Math.min(values.length, b1 * n));
-      const size = chunk.length;
-      const ct = await this.#runHe({ op: HeTaskOp.EncryptInt64, options, publicKey, values: chunk, level }, [chunk.buffer as ArrayBuffer]);
-      done += size;
-      o.onProgress?.(done, values.length);
-      const parts: CiphertextBytes[] = [];
-      for (let p = 0; p < b1 - b0; p += o.blocksPerPart) parts.push(b1 - b0 <= o.blocksPerPart ? ct : ctx.sliceBlocks(ct, p, Math.min(b1 - b0, p + o.blocksPerPart)));
-      return parts;
-    });
-    return encrypted.flat();
+    return heWork.heEncryptInt64Parts(this.#workers, options, publicKey, values, o);
   }
 
   /**
@@ -428,18 +265,8 @@ export class CryptoPool {
    * worker (ranges of whole blocks), joined in order: what a ciphertext
    * goes through last before the key holder gets it.
    */
-  async heReRandomize(options: HeContextOptions, parts: readonly CiphertextBytes[], publicKey: Uint8Array, rows: number): Promise<CiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    if (parts.length === 0) throw new InvalidArgumentError("nothing to re-randomise");
-    const info = ctx.inspect(parts[0] as CiphertextBytes);
-    const out = await Promise.all(
-      ranges(info.blocks, this.threads).map(async ([b0, b1]) => {
-        const slices = parts.map((p) => ctx.sliceBlocks(p, b0, b1));
-        return this.#runHe({ op: HeTaskOp.ReRandomize, options, parts: slices, publicKey, rows }, slices.map((x) => x.buffer as ArrayBuffer));
-      }),
-    );
-    return out.length === 1 ? (out[0] as CiphertextBytes) : ctx.concat(out);
+  heReRandomize(options: HeContextOptions, parts: readonly CiphertextBytes[], publicKey: Uint8Array, rows: number): Promise<CiphertextBytes> {
+    return heWork.heReRandomize(this.#workers, options, parts, publicKey, rows);
   }
 
   /**
@@ -447,12 +274,8 @@ export class CryptoPool {
    * context and the key generation take seconds at N = 8192, none of them on
    * this thread.
    */
-  async heGenerateKeys(options: HeContextOptions, keyOptions: { readonly galois?: boolean } = {}): Promise<HeKeyBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const galois = keyOptions.galois !== false;
-    const [publicKey, secretKey, galoisKeys] = unpackParts(await this.#runHe({ op: HeTaskOp.GenerateKeys, options, galois }));
-    if (!publicKey || !secretKey || (galois && !galoisKeys)) throw new InvalidArgumentError("a worker returned an incomplete key set");
-    return { publicKey: publicKey.slice(), secretKey: secretKey.slice(), ...(galois && galoisKeys ? { galoisKeys: galoisKeys.slice() } : {}) };
+  heGenerateKeys(options: HeContextOptions, keyOptions: { readonly galois?: boolean } = {}): Promise<HeKeyBytes> {
+    return heWork.heGenerateKeys(this.#workers, options, keyOptions);
   }
 
   /**
@@ -461,9 +284,8 @@ export class CryptoPool {
    * parameters with ParameterMismatchError) and returns its key-set id, hex.
    * The worker keeps the loaded key for the encryptions that follow.
    */
-  async heCheckPublicKey(options: HeContextOptions, publicKey: Uint8Array): Promise<string> {
-    if (this.#closed) throw new PoolClosedError();
-    return Buffer.from(await this.#runHe({ op: HeTaskOp.CheckPublicKey, options, publicKey })).toString("hex");
+  heCheckPublicKey(options: HeContextOptions, publicKey: Uint8Array): Promise<string> {
+    return heWork.heCheckPublicKey(this.#workers, options, publicKey);
   }
 
   /**
@@ -472,13 +294,8 @@ export class CryptoPool {
    * (HeContext.decryptBlockResidueSums), combined here, one CRT combination
    * per block. Equals summing decryptSums' slots block by block, modulo M.
    */
-  async heDecryptBlockSums(options: HeContextOptions, ct: CiphertextBytes, secretKey: Uint8Array): Promise<bigint[]> {
-    if (this.#closed) throw new PoolClosedError();
-    const ctx = await this.#heContext(options);
-    const info = ctx.inspect(ct);
-    let r = await this.#runHe({ op: HeTaskOp.DecryptBlockResidues, options, ciphertext: ct, secretKey });
-    if (r.byteOffset % 4 !== 0) r = r.slice();
-    return ctx.blockSumsFromResidues(new Uint32Array(r.buffer, r.byteOffset, r.byteLength >>> 2), info.blocks);
+  heDecryptBlockSums(options: HeContextOptions, ct: CiphertextBytes, secretKey: Uint8Array): Promise<bigint[]> {
+    return heWork.heDecryptBlockSums(this.#workers, options, ct, secretKey);
   }
 
   /** This pool's host-side HE context for `options` (created once, disposed by close()): for inspecting, slicing and joining what the workers return. */
@@ -497,51 +314,13 @@ export class CryptoPool {
    * checked here first; a value out of range or not finite is refused with
    * ValueOutOfRangeError and its index in the whole column.
    */
-  async ckksEncrypt(options: CkksContextOptions, publicKey: Uint8Array, values: Float64Array, runOptions?: RunOptions): Promise<CkksCiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    if (!(values instanceof Float64Array) || values.length < 1) throw new InvalidArgumentError("values must be a non-empty Float64Array");
-    const params = selectCkksParameters(await loadSeal(), options);
-    const n = values.length;
-    if (n > params.maxLength) throw new InvalidArgumentError(`column of ${n} values is longer than maxLength ${params.maxLength}`);
-    const block = params.slotCount;
-    if (n <= block || this.inlineBelow > n) {
-      const value = await executeTask({ op: HeTaskOp.CkksEncrypt, options, publicKey, values });
-      runOptions?.onProgress?.(n, n);
-      return value;
-    }
-    const blocks = Math.ceil(n / block);
-    const perChunk = Math.max(1, Math.min(16, Math.ceil(blocks / this.threads))) * block;
-    const pool = this.#pool();
-    const parts: Uint8Array[] = [];
-    let done = 0;
-    const jobs: Promise<void>[] = [];
-    for (let start = 0, i = 0; start < n; start += perChunk, i++) {
-      const chunk = values.slice(start, Math.min(n, start + perChunk));
-      const size = chunk.length; // before the transfer detaches it
-      const index = i;
-      const offset = start;
-      jobs.push(
-        pool.run({ op: HeTaskOp.CkksEncrypt, options, publicKey, values: chunk }, { transferList: [chunk.buffer as ArrayBuffer] }).then((r) => {
-          if (!r.ok) {
-            const err = heErrorFromSerialized(r.error);
-            throw err instanceof ValueOutOfRangeError && err.index !== undefined ? new ValueOutOfRangeError(err.message, err.index + offset) : err;
-          }
-          parts[index] = r.value;
-          done += size;
-          runOptions?.onProgress?.(done, n);
-        }),
-      );
-    }
-    await Promise.all(jobs);
-    return concatCkksColumns(params, parts);
+  ckksEncrypt(options: CkksContextOptions, publicKey: Uint8Array, values: Float64Array, runOptions?: RunOptions): Promise<CkksCiphertextBytes> {
+    return heWork.ckksEncrypt(this.#workers, options, publicKey, values, runOptions);
   }
 
   /** The slot-wise sum of several CKKS ciphertexts of one column (a tree of adds, in a worker). */
-  async ckksAdd(options: CkksContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CkksCiphertextBytes> {
-    if (this.#closed) throw new PoolClosedError();
-    const task = { op: HeTaskOp.CkksAdd, options, ciphertexts: [...ciphertexts] } as const;
-    if (this.inlineBelow > 0 && ciphertexts.length < 2) return executeTask(task);
-    return this.#runHe(task);
+  ckksAdd(options: CkksContextOptions, ciphertexts: readonly Uint8Array[]): Promise<CkksCiphertextBytes> {
+    return heWork.ckksAdd(this.#workers, options, ciphertexts);
   }
 
   // ---------------------------------------------------------------- column work
@@ -550,29 +329,18 @@ export class CryptoPool {
    * engine/psi distinctKeys on a worker: the key column is copied there, the
    * results are moved back. Below `inlineBelow` rows, on this thread.
    */
-  async distinctKeys(keys: KeyColumn): Promise<DistinctKeys> {
-    if (this.#closed) throw new PoolClosedError();
-    if (keys.length < this.inlineBelow) return distinctKeys(keys);
-    const [data, offsets, rowToDistinct] = unpackArrays(
-      await this.#runColumn({ op: ColumnTaskOp.DistinctKeys, data: whole(keys.data), offsets: whole(keys.offsets), valid: whole(keys.valid), length: keys.length }),
-    ) as [Uint8Array, Uint8Array, Uint8Array];
-    const distinct = { data, offsets: u32(offsets) };
-    return { distinct, rowToDistinct: i32(rowToDistinct), count: distinct.offsets.length - 1 };
+  distinctKeys(keys: KeyColumn): Promise<DistinctKeys> {
+    return columnWork.distinctKeys(this.#workers, keys);
   }
 
   /** engine/psi shuffledOrder(n) on a worker (its randomness from node:crypto there). Below `inlineBelow`, on this thread. */
-  async shuffledOrder(n: number): Promise<Uint32Array> {
-    if (this.#closed) throw new PoolClosedError();
-    if (n < this.inlineBelow) return shuffledOrder(n);
-    return u32(await this.#runColumn({ op: ColumnTaskOp.ShuffledOrder, n }));
+  shuffledOrder(n: number): Promise<Uint32Array> {
+    return columnWork.shuffledOrder(this.#workers, n);
   }
 
   /** engine/columns pairCounts (COUNT(*) per key and group) on a worker. */
-  async pairCounts(keyOf: Int32Array, groupOf: Uint32Array, keys: number, groups: number): Promise<PairCounts> {
-    if (this.#closed) throw new PoolClosedError();
-    if (keyOf.length < this.inlineBelow) return pairCounts(keyOf, groupOf, keys, groups);
-    const [offsets, g, rows] = unpackArrays(await this.#runColumn({ op: ColumnTaskOp.PairCounts, keyOf: whole(keyOf), groupOf: whole(groupOf), keys, groups })) as [Uint8Array, Uint8Array, Uint8Array];
-    return { offsets: u32(offsets), groups: u32(g), rows: u32(rows) };
+  pairCounts(keyOf: Int32Array, groupOf: Uint32Array, keys: number, groups: number): Promise<PairCounts> {
+    return columnWork.pairCounts(this.#workers, keyOf, groupOf, keys, groups);
   }
 
   /**
@@ -580,19 +348,8 @@ export class CryptoPool {
    * column, COUNT / SUM / SUM of squares of its valid values (a total leaving
    * the 64-bit range refused with BoundExceededError).
    */
-  async int64GroupStats(keyOf: Int32Array, keys: number, columns: readonly Int64Column[], length: number = keys): Promise<Int64GroupStats> {
-    if (this.#closed) throw new PoolClosedError();
-    if (keyOf.length < this.inlineBelow) return int64GroupStats(keyOf, keys, columns, length);
-    const task = { op: ColumnTaskOp.Int64GroupStats, keyOf: whole(keyOf), keys, length, columns: columns.map((c) => ({ values: whole(c.values), valid: whole(c.valid), squares: c.squares })) } as const;
-    const [rows, ...stats] = unpackArrays(await this.#runColumn(task));
-    let at = 0;
-    const out = columns.map((c) => {
-      const n = i64(stats[at++] as Uint8Array);
-      const sum = i64(stats[at++] as Uint8Array);
-      const q = c.squares ? i64(stats[at++] as Uint8Array) : null;
-      return { n, s: sum, q };
-    });
-    return { rows: u32(rows as Uint8Array), columns: out };
+  int64GroupStats(keyOf: Int32Array, keys: number, columns: readonly Int64Column[], length: number = keys): Promise<Int64GroupStats> {
+    return columnWork.int64GroupStats(this.#workers, keyOf, keys, columns, length);
   }
 
   async #runColumn(task: ColumnTask): Promise<Uint8Array> {
@@ -684,111 +441,6 @@ export class CryptoPool {
     if (firstError) throw firstError;
     return out;
   }
-}
-
-/** A typed array that spans its whole buffer (what a worker is sent: structured clone copies a view's whole buffer). */
-function whole<T extends Uint8Array | Uint32Array | Int32Array | BigInt64Array>(a: T): T {
-  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : (a.slice() as T);
-}
-
-const u32 = (b: Uint8Array): Uint32Array => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-const i32 = (b: Uint8Array): Int32Array => new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-const i64 = (b: Uint8Array): BigInt64Array => new BigInt64Array(b.buffer, b.byteOffset, b.byteLength >>> 3);
-
-/**
- * fn(0) … fn(count − 1), at most `width` at a time, each started when an
- * earlier one ends; the results in order. After a failure no new one starts
- * and the first failure is thrown.
- */
-async function inLanes<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out = new Array<T>(count);
-  let next = 0;
-  let failed = false;
-  const lane = async (): Promise<void> => {
-    while (!failed && next < count) {
-      const i = next++;
-      try {
-        out[i] = await fn(i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(count, Math.max(1, width)) }, lane));
-  return out;
-}
-
-/**
- * A column given whole or as consecutive parts (every part but the last of
- * whole blocks), read a range of blocks at a time: the parts are only
- * inspected here; blocksOf copies just the blocks asked for (or gives one
- * of the caller's parts as it is: `fresh` false).
- */
-function blockSource(
-  ctx: HeContext,
-  ct: CiphertextBytes | readonly CiphertextBytes[],
-): { readonly length: number; readonly blocks: number; readonly blockBytes: number; blocksOf(b0: number, b1: number): { bytes: CiphertextBytes; fresh: boolean } } {
-  const parts: readonly CiphertextBytes[] = ct instanceof Uint8Array ? [ct] : ct;
-  if (parts.length === 0) throw new InvalidArgumentError("an empty column");
-  const n = ctx.params.slotCount;
-  const infos = parts.map((p) => ctx.inspect(p));
-  const first: number[] = [];
-  let blocks = 0;
-  let length = 0;
-  infos.forEach((info, i) => {
-    if (i < infos.length - 1 && info.length % n !== 0) throw new InvalidArgumentError(`part ${i} does not fill whole blocks of ${n} slots`);
-    first.push(blocks);
-    blocks += info.blocks;
-    length += info.length;
-  });
-  return {
-    length,
-    blocks,
-    blockBytes: Math.max(1, Math.ceil(parts.reduce((sum, p) => sum + p.length, 0) / Math.max(1, blocks))),
-    blocksOf(b0, b1) {
-      const pieces: CiphertextBytes[] = [];
-      parts.forEach((p, i) => {
-        const s = first[i] as number;
-        const e = s + (infos[i] as { blocks: number }).blocks;
-        if (e <= b0 || s >= b1) return;
-        pieces.push(s >= b0 && e <= b1 && parts.length > 1 ? p : ctx.sliceBlocks(p, Math.max(b0, s) - s, Math.min(b1, e) - s));
-      });
-      if (pieces.length > 1) return { bytes: ctx.concat(pieces), fresh: true };
-      const only = pieces[0] as CiphertextBytes;
-      return { bytes: only, fresh: !parts.includes(only) };
-    },
-  };
-}
-
-/** [0, count) cut into at most `parts` contiguous ranges of near-equal size. */
-function ranges(count: number, parts: number): [number, number][] {
-  const m = Math.min(parts, count);
-  const out: [number, number][] = [];
-  for (let i = 0; i < m; i++) out.push([Math.floor((i * count) / m), Math.floor(((i + 1) * count) / m)]);
-  return out;
-}
-
-function stripIndex(message: string): string {
-  return message.replace(/ \(element \d+\)$/, "");
-}
-
-function countOf(buf: Uint8Array, size: number, what: string): number {
-  if (!(buf instanceof Uint8Array) || buf.length % size !== 0) throw new InvalidLengthError(what, `a multiple of ${size}`, buf?.length ?? 0);
-  return buf.length / size;
-}
-
-/** Fields that hold the caller's own buffers (shared by every chunk): never detached. */
-const CALLER_OWNED = new Set(["scalar", "dst", "secretKey"]);
-
-/** The chunk buffers a task owns (all freshly sliced), moved rather than copied. */
-function transferablesOf(task: GroupTask): ArrayBuffer[] {
-  const bufs: ArrayBuffer[] = [];
-  for (const [key, v] of Object.entries(task)) {
-    if (CALLER_OWNED.has(key) || !(v instanceof Uint8Array || v instanceof Uint32Array)) continue;
-    if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer) bufs.push(v.buffer);
-  }
-  return bufs;
 }
 
 let defaultPool: CryptoPool | undefined;

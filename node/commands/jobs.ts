@@ -1,29 +1,18 @@
 /**
- * `umbra dataset register|list` and `umbra job submit|status|result|cancel`:
- * clients of a party agent's local API (default http://127.0.0.1:7301).
- * They print ids, states, counts, column names and policy rules, never a key
- * or a cell value (a result goes to the --out file).
+ * `umbra job submit|status|result|cancel`: a client of a party agent's local
+ * API (default http://127.0.0.1:7301); `umbra dataset` is in datasets.ts. It
+ * prints ids, states, counts, column names and policy rules, never a key or a
+ * cell value (a result goes to the --out file).
  */
-import { readFileSync } from "node:fs";
 import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
-import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO, type Options } from "./args.js";
+import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
-
-export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--party URL] [--token-file FILE]
-                 describe a file of the party's data folder (schema, rows, content
-                 hash; never rows) and register it with its usage policy;
-                 --update registers a file again: a new policy version (and content),
-                 recorded in the exchange's ledger
-  dataset list [--party URL] [--token-file FILE]
-                 the datasets this party may use: id, owner, rows, protocols,
-                 output columns, k, expiry
-`;
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
@@ -90,45 +79,6 @@ export interface JobView {
 
 export const FINAL_STATES: readonly string[] = ["succeeded", "failed", "refused", "cancelled"];
 
-interface CatalogEntry {
-  id: string;
-  owner: string;
-  name: string;
-  rowCount: number;
-  allowedProtocols: string[];
-  outputColumns: string[];
-  keyColumns?: (string | string[])[];
-  minGroupSize: number;
-  queryBudget: number;
-  budgetUnit: string;
-  expiresAt: string | null;
-}
-
-/** A policy given inline as JSON or as @file. */
-function policyOption(o: Options, usage: string): unknown {
-  const v = o.require("--policy");
-  let text = v;
-  if (v.startsWith("@")) {
-    try {
-      text = readFileSync(v.slice(1), "utf8");
-    } catch {
-      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the policy file "${v.slice(1)}"`);
-    }
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new UsageError("--policy needs a JSON object, or @FILE naming one", usage);
-  }
-}
-
-/** Fixed-width text table. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (r: readonly string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
-  return [line(header), ...rows.map(line)];
-}
-
 /** The id and, when given, the options after it: `job status ID [--party URL]`. */
 function idAndOptions(args: readonly string[]): [string | undefined, readonly string[]] {
   const [first, ...rest] = args;
@@ -140,59 +90,6 @@ function requireId(id: string | undefined, usage: string): string {
   if (id === undefined) throw new UsageError("the job ID is required", usage);
   if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id)) throw new UsageError("a job ID is 1 to 128 of [A-Za-z0-9._:-]", usage);
   return id;
-}
-
-// --------------------------------------------------------------- dataset
-
-export async function registerDataset(party: PartyEndpoint, file: string, policy: unknown, update = false): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string }> {
-  return partyJson(party, "POST", "/v1/datasets", { file, policy, ...(update ? { update: true } : {}) });
-}
-
-export async function listDatasets(party: PartyEndpoint): Promise<CatalogEntry[]> {
-  return (await partyJson<{ datasets: CatalogEntry[] }>(party, "GET", "/v1/datasets")).datasets;
-}
-
-export async function datasetCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
-  const usage = `Usage:\n${DATASET_USAGE}`;
-  const [sub, ...rest] = args;
-  if (sub === undefined) throw new UsageError("a subcommand is required", usage);
-  if (sub === "--help" || sub === "-h" || sub === "help") {
-    io.out(usage.trimEnd());
-    return 0;
-  }
-  if (sub === "register") {
-    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", ...PARTY_API_OPTIONS }, usage);
-    if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const file = o.require("--file");
-    const policy = policyOption(o, usage);
-    const party = partyOption(o, usage);
-    const r = await registerDataset(party, file, policy, o.has("--update"));
-    io.out(`${o.has("--update") ? "updated" : "registered"} ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
-    return 0;
-  }
-  if (sub === "list") {
-    const o = parseOptions(rest, { ...PARTY_API_OPTIONS }, usage);
-    if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const party = partyOption(o, usage);
-    const ds = await listDatasets(party);
-    if (ds.length === 0) {
-      io.out("no datasets");
-      return 0;
-    }
-    const rows = ds.map((d) => [
-      d.id,
-      d.owner,
-      count(d.rowCount),
-      d.allowedProtocols.join(",") || "-",
-      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(",") || "-",
-      d.outputColumns.join(",") || "-",
-      String(d.minGroupSize),
-      d.expiresAt ?? "never",
-    ]);
-    for (const l of table(["id", "owner", "rows", "protocols", "keys", "output columns", "k", "expiry"], rows)) io.out(l);
-    return 0;
-  }
-  throw new UsageError(`unknown dataset command "${sub}"`, usage);
 }
 
 // ------------------------------------------------------------------- job
