@@ -23,12 +23,17 @@ export const NodeErrorCode = {
   InvalidIdentity: "UMBRA_INVALID_IDENTITY",
   NoMaskKey: "UMBRA_NO_MASK_KEY",
   WrongSender: "UMBRA_WRONG_SENDER",
+} as const;
+export type NodeErrorCode = (typeof NodeErrorCode)[keyof typeof NodeErrorCode];
+
+/** The codes of what a server answers a request it will not serve (their HTTP statuses: node/server/http-errors.ts). */
+export const RequestErrorCode = {
   BadRequest: "UMBRA_BAD_REQUEST",
   NotFound: "UMBRA_NOT_FOUND",
   Forbidden: "UMBRA_FORBIDDEN",
   AlreadyExists: "UMBRA_ALREADY_EXISTS",
 } as const;
-export type NodeErrorCode = (typeof NodeErrorCode)[keyof typeof NodeErrorCode];
+export type RequestErrorCode = (typeof RequestErrorCode)[keyof typeof RequestErrorCode];
 
 /** An envelope, or its payload, larger than this node accepts. */
 export class PayloadTooLargeError extends InvalidMessageError {
@@ -110,27 +115,27 @@ export class WrongSenderError extends ProtocolError {
 /** A request that is well formed JSON but not one this route takes (code UMBRA_BAD_REQUEST). */
 export class BadRequestError extends InvalidInputError {
   constructor(message: string) {
-    super(message, NodeErrorCode.BadRequest);
+    super(message, RequestErrorCode.BadRequest);
   }
 }
 
 /** Something the requester may not see, or that does not exist: the two are answered alike (code UMBRA_NOT_FOUND). */
 export class NotFoundError extends UmbraError {
   constructor(message: string) {
-    super(NodeErrorCode.NotFound, message);
+    super(RequestErrorCode.NotFound, message);
   }
 }
 
 /** A request the requester is not the party to make (code UMBRA_FORBIDDEN). */
 export class ForbiddenError extends UmbraError {
   constructor(message: string) {
-    super(NodeErrorCode.Forbidden, message);
+    super(RequestErrorCode.Forbidden, message);
   }
 }
 
 /** A record that exists already, under terms the request does not match (code UMBRA_ALREADY_EXISTS). */
 export class AlreadyExistsError extends UmbraError {
   constructor(message: string) {
-    super(NodeErrorCode.AlreadyExists, message);
+    super(RequestErrorCode.AlreadyExists, message);
   }
 }
