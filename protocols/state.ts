@@ -40,3 +40,14 @@ export function stateFromBytes<S extends PersistableState>(bytes: Uint8Array, ex
   }
   return value as S;
 }
+
+/**
+ * Refuses a state that is not a `role` state of one of `protocols` at
+ * `version` (a caller's mix-up, or a corrupted persisted state): every role
+ * checks the state it is handed before it reads it.
+ */
+export function assertState(s: { readonly role?: unknown; readonly protocol?: unknown; readonly version?: unknown } | null | undefined, expect: { readonly protocols: readonly string[]; readonly role: string; readonly version: number }): void {
+  if (!s || s.role !== expect.role || typeof s.protocol !== "string" || !expect.protocols.includes(s.protocol) || s.version !== expect.version) {
+    throw new InvalidStateError(`not a ${expect.protocols.join("/")} ${expect.role} state`);
+  }
+}

@@ -4,9 +4,10 @@
  * the job binding, the step, the announced HE parameters, the public key and
  * each ciphertext, under whichever scheme the job uses.
  */
+import { assertState } from "../state.js";
 import { KeyMismatchError, ParameterMismatchError, type HeScheme } from "../../engine/he/index.js";
 import { ProtocolId, type AggregateCiphertext, type AggregateKey, type ProtocolMessage } from "../codec.js";
-import { InvalidMessageError, InvalidStateError, RefusedError } from "../errors.js";
+import { InvalidMessageError, RefusedError } from "../errors.js";
 import { checkBinding, expectStep, header } from "../steps.js";
 import { FA_VERSION, FaStep, type FaResolved } from "./params.js";
 
@@ -15,10 +16,8 @@ export interface FaCommon extends FaResolved {
   readonly role: "buyer" | "exchange" | "provider";
 }
 
-export function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: FaCommon["role"]): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolId.FederatedAggregate || s.version !== FA_VERSION) {
-    throw new InvalidStateError(`not a federated-aggregate ${role} state`);
-  }
+export function assertRole(s: { readonly role?: unknown; readonly protocol?: unknown; readonly version?: unknown }, role: FaCommon["role"]): void {
+  assertState(s, { protocols: [ProtocolId.FederatedAggregate], role, version: FA_VERSION });
 }
 
 /** Step 1: the buyer's public key under the job's scheme, with the context options every party derives. */

@@ -5,12 +5,12 @@
  * padding that every party derives from it. The flow and the threat model:
  * ./index.ts.
  */
+import { assertState } from "../state.js";
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { GroupId, type BackendId } from "../../engine/group/index.js";
 import { withHeContext, type HeContext, type HeContextOptions } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
-import { InvalidStateError } from "../errors.js";
 import type { AggregateSpec } from "../aggregate.js";
 import { resolveAggregates } from "../aggregate.js";
 import { statLayout, valueBound, type JaStat } from "./aggregates.js";
@@ -186,6 +186,6 @@ export function groupSpec(s: { group: GroupId }, ctx: JaContext): { group: Group
 }
 
 /** Refuses a state that is not this role's of this protocol and version (e.g. corrupted persistence). */
-export function checkState(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider" | "exchange"): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolId.JoinAggregate || s.version !== JA_VERSION) throw new InvalidStateError(`not a join-aggregate ${role} state`);
+export function checkState(s: { readonly role?: unknown; readonly protocol?: unknown; readonly version?: unknown }, role: "buyer" | "provider" | "exchange"): void {
+  assertState(s, { protocols: [ProtocolId.JoinAggregate], role, version: JA_VERSION });
 }

@@ -10,7 +10,8 @@ import { createGroup, GroupId } from "../../engine/group/index.js";
 import { distinctKeys, ElementIndex } from "../../engine/psi/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId, type ElementBatch, type LookupHello, type LookupTableInfo, type ProtocolMessage, type SealedRows } from "../codec.js";
-import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, InvalidStateError, ProtocolError, WrongSenderError, WrongStepError } from "../errors.js";
+import { BelowMinimumError, BudgetExceededError, InvalidMessageError, RefusedError, ProtocolError, WrongSenderError, WrongStepError } from "../errors.js";
+import { assertState } from "../state.js";
 import { RoleName, type Outgoing, type Role } from "../role.js";
 import { batches, checkBinding, chunkCount, expectStep, header, pointError } from "../steps.js";
 
@@ -398,9 +399,7 @@ function flatPrepared(prepared: Table): { tags: Uint8Array; offsets: Float64Arra
   return { tags, offsets, data };
 }
 
-function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
-  if (!s || s.role !== role || s.protocol !== ProtocolId.Lookup || s.version !== LOOKUP_VERSION) throw new InvalidStateError(`not a lookup ${role} state`);
-}
+const assertRole = (s: LookupBuyerState | LookupProviderState, role: "buyer" | "provider"): void => assertState(s, { protocols: [ProtocolId.Lookup], role, version: LOOKUP_VERSION });
 
 
 // ------------------------------------------------------------------ roles

@@ -39,7 +39,8 @@ import type { KeyColumn } from "../../engine/columns/index.js";
 import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
-import { BelowMinimumError, InvalidMessageError, InvalidStateError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
+import { BelowMinimumError, InvalidMessageError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
+import { assertState } from "../state.js";
 import { RoleName, type Outgoing, type Role, type Step } from "../role.js";
 import { batches, checkBatch, checkBinding, chunkCount, expectStep, header, pointError, withRoom } from "../steps.js";
 
@@ -223,46 +224,56 @@ async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiCon
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
-  if (!s.helloReceived) {
-    const h = checkHello(s, m, PsiStep.ProviderHello);
-    return {
-      // The provider's elements are collected as they arrive (withRoom), not sized from its announcement.
-      state: { ...s, helloReceived: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements, peerElements: new Uint8Array(0), doubled: new Uint8Array(s.setSize * ELEMENT) },
-      messages: [],
-    };
-  }
-  if (s.peerReceived < s.peerSetSize) {
-    const per = s.peerChunkElements;
-    const chunk = s.peerReceived / per;
-    expectStep(m.header, PsiStep.ProviderBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
-    const b = m as ElementBatch;
-    checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded, ELEMENT);
-    let raised: Uint8Array;
-    try {
-      raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
-    } catch (e) {
-      pointError(e, chunk, per);
-    }
-    const peerElements = withRoom(s.peerElements, s.peerReceived * ELEMENT, raised.length, s.peerSetSize * ELEMENT);
-    peerElements.set(raised, s.peerReceived * ELEMENT);
-    ctx.onProgress?.("buyer: raise provider elements", s.peerReceived + b.count, s.peerSetSize);
-    return { state: { ...s, peerElements, peerReceived: s.peerReceived + b.count }, messages: [] };
-  }
-  if (s.doubledReceived < s.setSize) {
-    const per = s.chunkElements;
-    const chunk = s.doubledReceived / per;
-    expectStep(m.header, PsiStep.ProviderDoubled, chunk, chunkCount(s.setSize, per), "elementBatch", m.kind);
-    const b = m as ElementBatch;
-    checkBatch(b, s.setSize, per, PsiStep.ProviderDoubled, ELEMENT);
-    try {
-      checkComparedEncodings(b.elements);
-    } catch (e) {
-      pointError(e, chunk, per);
-    }
-    s.doubled.set(b.elements, s.doubledReceived * ELEMENT);
-    return { state: { ...s, doubledReceived: s.doubledReceived + b.count }, messages: [] };
-  }
+  // The provider's steps come in this order: its hello, its blinded set, the buyer's elements raised.
+  if (!s.helloReceived) return providerHello(s, m);
+  if (s.peerReceived < s.peerSetSize) return providerBlinded(s, m, ctx);
+  if (s.doubledReceived < s.setSize) return providerDoubled(s, m);
   throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+}
+
+/** Step 3, from the provider: its hello (group, mode, its distinct-key count and chunk size). */
+function providerHello(s: PsiBuyerState, m: ProtocolMessage): StepResult<PsiBuyerState> {
+  const h = checkHello(s, m, PsiStep.ProviderHello);
+  return {
+    // The provider's elements are collected as they arrive (withRoom), not sized from its announcement.
+    state: { ...s, helloReceived: true, peerSetSize: h.setSize, peerChunkElements: h.chunkElements, peerElements: new Uint8Array(0), doubled: new Uint8Array(s.setSize * ELEMENT) },
+    messages: [],
+  };
+}
+
+/** Step 4, from the provider: a chunk of its blinded set H(y)^b, raised here to a. */
+async function providerBlinded(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiBuyerState>> {
+  const per = s.peerChunkElements;
+  const chunk = s.peerReceived / per;
+  expectStep(m.header, PsiStep.ProviderBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded, ELEMENT);
+  let raised: Uint8Array;
+  try {
+    raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  const peerElements = withRoom(s.peerElements, s.peerReceived * ELEMENT, raised.length, s.peerSetSize * ELEMENT);
+  peerElements.set(raised, s.peerReceived * ELEMENT);
+  ctx.onProgress?.("buyer: raise provider elements", s.peerReceived + b.count, s.peerSetSize);
+  return { state: { ...s, peerElements, peerReceived: s.peerReceived + b.count }, messages: [] };
+}
+
+/** Step 5, from the provider: a chunk of the buyer's own elements raised to b, (H(x)^a)^b. */
+function providerDoubled(s: PsiBuyerState, m: ProtocolMessage): StepResult<PsiBuyerState> {
+  const per = s.chunkElements;
+  const chunk = s.doubledReceived / per;
+  expectStep(m.header, PsiStep.ProviderDoubled, chunk, chunkCount(s.setSize, per), "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  checkBatch(b, s.setSize, per, PsiStep.ProviderDoubled, ELEMENT);
+  try {
+    checkComparedEncodings(b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+  s.doubled.set(b.elements, s.doubledReceived * ELEMENT);
+  return { state: { ...s, doubledReceived: s.doubledReceived + b.count }, messages: [] };
 }
 
 /**
@@ -333,20 +344,28 @@ function psiProviderDone(s: PsiProviderState): boolean {
 async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   assertRole(s, "provider");
   checkBinding(s, m.header);
-  if (!s.helloReceived) {
-    const h = checkHello(s, m, PsiStep.BuyerHello);
-    const state: PsiProviderState = {
-      ...s,
-      helloReceived: true,
-      peerSetSize: h.setSize,
-      peerChunkElements: h.chunkElements,
-      // Cardinality mode collects the raised elements as they arrive (withRoom), not sized from the announcement.
-      doubled: new Uint8Array(0),
-    };
-    const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded, state.chunkElements, ELEMENT)];
-    return { state, messages };
-  }
+  if (!s.helloReceived) return buyerHello(s, m);
   if (s.received >= s.peerSetSize) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  return buyerBlinded(s, m, ctx);
+}
+
+/** Step 1, from the buyer: its hello; answered with steps 3 and 4 (this provider's hello and blinded set). */
+function buyerHello(s: PsiProviderState, m: ProtocolMessage): StepResult<PsiProviderState> {
+  const h = checkHello(s, m, PsiStep.BuyerHello);
+  const state: PsiProviderState = {
+    ...s,
+    helloReceived: true,
+    peerSetSize: h.setSize,
+    peerChunkElements: h.chunkElements,
+    // Cardinality mode collects the raised elements as they arrive (withRoom), not sized from the announcement.
+    doubled: new Uint8Array(0),
+  };
+  const messages: ProtocolMessage[] = [hello(state, PsiStep.ProviderHello, s.setSize), ...batches(state, PsiStep.ProviderBlinded, s.blinded, state.chunkElements, ELEMENT)];
+  return { state, messages };
+}
+
+/** Step 2, from the buyer: a chunk of its blinded set H(x)^a, raised here to b; answered with step 5 (intersection: chunk by chunk; cardinality: once all are in, shuffled). */
+async function buyerBlinded(s: PsiProviderState, m: ProtocolMessage, ctx: PsiContext): Promise<StepResult<PsiProviderState>> {
   const per = s.peerChunkElements;
   const chunk = s.received / per;
   expectStep(m.header, PsiStep.BuyerBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
@@ -382,11 +401,7 @@ async function psiProviderReceive(s: PsiProviderState, m: ProtocolMessage, ctx: 
   return { state: { ...state, doubled: new Uint8Array(0) }, messages: batches(state, PsiStep.ProviderDoubled, shuffled, per, ELEMENT) };
 }
 
-function assertRole(s: { role?: unknown; protocol?: unknown; version?: unknown }, role: "buyer" | "provider"): void {
-  if (!s || s.role !== role || (s.protocol !== ProtocolId.Psi && s.protocol !== ProtocolId.PsiCardinality) || s.version !== PSI_VERSION) {
-    throw new InvalidStateError(`not a psi ${role} state`);
-  }
-}
+const assertRole = (s: PsiBuyerState | PsiProviderState, role: "buyer" | "provider"): void => assertState(s, { protocols: [ProtocolId.Psi, ProtocolId.PsiCardinality], role, version: PSI_VERSION });
 
 // ------------------------------------------------------------------ roles
 
