@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateIdentity } from "../node/identity.js";
 import { listEntries } from "../node/ledger.js";
 import { ExchangeClient, ExchangeError } from "../node/server/client.js";
-import { hex } from "../node/server/exchange/context.js";
+import { bytesToHex as hex } from "@noble/hashes/utils.js";
 import { startExchange, type TestExchange } from "./helpers/nodes.js";
 
 const bank = generateIdentity("bank");

@@ -45,6 +45,7 @@
  * at 4. At N = 4096 (2 data primes, 45 bits) nothing is switched — and there
  * the budget holds one plaintext multiplication only (see blockTotals).
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, InvalidLengthError } from "../errors.js";
 import type { BatchEncoder } from "node-seal/implementation/batch-encoder.js";
@@ -66,7 +67,7 @@ import {
 import { ResidueEncoder, type ColumnValues } from "./encode.js";
 import { decodeFrame, encodeFrame, FrameKind, type Frame, type FrameLimits } from "./format.js";
 import { CrtBasis, scaledBound, selectParameters, type HeContextOptions, type HeParameters } from "./params.js";
-import { disposeHandles, hex, KeyHandle, sameBytes, Scope, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
+import { disposeHandles, KeyHandle, sameBytes, Scope, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 
 /** Serialised packed ciphertexts (see format.ts). */
@@ -436,7 +437,7 @@ export class HeContext {
   inspect(ct: CiphertextBytes): CiphertextInfo {
     this.#open();
     const f = decodeFrame(ct, FrameKind.Ciphertext, this.#limits.ct);
-    return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: hex(f.keyId) };
+    return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: bytesToHex(f.keyId) };
   }
 
   /**
@@ -456,7 +457,7 @@ export class HeContext {
         scope.dispose();
       }
     }
-    return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: hex(f.keyId) };
+    return { length: f.length, blocks: f.blocks, rows: f.rows, keyId: bytesToHex(f.keyId) };
   }
 
   #parse(bytes: CiphertextBytes): Frame {

@@ -96,6 +96,7 @@
  * Evaluator; key handles own their Encryptor, Decryptor or GaloisKeys; each
  * operation owns its temporaries in a scope deleted in `finally`.
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { createHash, randomBytes } from "node:crypto";
 import type { CipherText } from "node-seal/implementation/cipher-text.js";
 import type { CKKSEncoder } from "node-seal/implementation/ckks-encoder.js";
@@ -114,7 +115,7 @@ import {
   KeyMismatchError,
   ValueOutOfRangeError,
 } from "./errors.js";
-import { disposeHandles, hex, KeyHandle, sameBytes, Scope, scoped, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
+import { disposeHandles, KeyHandle, sameBytes, Scope, scoped, sealLoad, sealObjects, withKey, type Deletable } from "./owned.js";
 import { loadSeal, type SEALLibrary } from "./seal.js";
 import {
   CKKS_POLY_MODULUS_DEGREE,
@@ -476,7 +477,7 @@ export class CkksContext {
       encryptions: f.encryptions,
       keySwitches: f.keySwitches,
       encodings: f.encodings,
-      keyId: hex(f.keyId),
+      keyId: bytesToHex(f.keyId),
     };
   }
 

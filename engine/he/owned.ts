@@ -33,7 +33,6 @@ export function scoped<R>(fn: (scope: Scope) => R): R {
   }
 }
 
-export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

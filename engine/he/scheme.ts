@@ -16,6 +16,7 @@
  *
  * The scheme owns its context: `dispose()` disposes it.
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { createCkksContext, CkksLevel, type CkksContext, type CkksContextOptions } from "./ckks.js";
 import { createHeContext, type HeContext } from "./bfv.js";
 import { CKKS_FRAME_MAGIC } from "./ckks-format.js";
@@ -106,7 +107,6 @@ export interface HeScheme<V extends bigint | number = bigint | number> {
   decrypt(ct: Uint8Array, secretKey: Uint8Array): HeDecrypted<V>;
 }
 
-const hexOf = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 function refuseOther(ct: Uint8Array, mine: HeSchemeName): void {
   const other = schemeOfFrame(ct);
@@ -143,7 +143,7 @@ export function bfvScheme(he: HeContext): HeScheme<bigint> {
     publicKeyId(publicKey) {
       const pk = he.loadPublicKey(publicKey);
       try {
-        return hexOf(pk.keyId);
+        return bytesToHex(pk.keyId);
       } finally {
         pk.dispose();
       }
@@ -189,7 +189,7 @@ export function ckksScheme(ckks: CkksContext, options: { readonly maskBits?: num
     publicKeyId(publicKey) {
       const pk = ckks.loadPublicKey(publicKey);
       try {
-        return hexOf(pk.keyId);
+        return bytesToHex(pk.keyId);
       } finally {
         pk.dispose();
       }

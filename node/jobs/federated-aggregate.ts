@@ -34,6 +34,7 @@
  * uncancelled masks. The buyer writes its result only after decrypting the
  * complete sum.
  */
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
@@ -135,7 +136,6 @@ export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams
 
 // ------------------------------------------------------------------ the job
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 /** A role with the agent's progress reported around its start and each step (the protocol's steps are few and long). */
 function reporting<S, I, C, R>(role: Role<S, I, C, R>, phases: { readonly start: string; readonly step: string }, onProgress?: (phase: string, done: number, total: number) => void): Role<S, I, C, R> {
@@ -268,7 +268,7 @@ export const federatedAggregateJob: NodeProtocol = {
     providerStart(_index: number, providers: readonly PartyKeys[]) {
       const keys = providers.map((p) => p.maskPublicKey);
       if (keys.some((k) => k === null)) throw new NoMaskKeyError();
-      return { peerKeys: keys.map((k) => hex(k as Uint8Array)) };
+      return { peerKeys: keys.map((k) => bytesToHex(k as Uint8Array)) };
     },
 
     async player(job) {

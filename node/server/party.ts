@@ -12,6 +12,8 @@
  *
  * Its local API (JSON, for the CLI) listens on loopback only.
  */
+import { AlreadyExistsError, NotFoundError } from "../errors.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { constants, openSync, closeSync, fstatSync, realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -72,7 +74,6 @@ export class ExchangeKeyMismatchError extends UmbraError {
   }
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 export interface PartyAgent {
   readonly app: FastifyInstance;
@@ -213,7 +214,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       }
       how = "configured";
     } else if (pinned !== undefined) {
-      if (pinned.name !== name || hex(pinned.signingPublicKey) !== signing || (pinned.boxPublicKey !== null && hex(pinned.boxPublicKey) !== box)) {
+      if (pinned.name !== name || bytesToHex(pinned.signingPublicKey) !== signing || (pinned.boxPublicKey !== null && bytesToHex(pinned.boxPublicKey) !== box)) {
         throw new ExchangeKeyMismatchError(
           `the exchange at ${client.url} presents the key with fingerprint ${fp}, not the one this party pinned (${fingerprint(pinned.signingPublicKey)}); if its operator rotated the key, confirm the new fingerprint with them and start with --exchange-key ${fp}`,
         );
@@ -249,7 +250,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   // The latest signed entry of the exchange's ledger this party holds: give it to `umbra audit verify --head`.
   app.get("/v1/exchange/head", async (_req, reply) => {
     const h = store.latestExchangeHead();
-    if (h === undefined) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "this party has seen no signed entry of the exchange's ledger yet (it keeps one from every job it takes part in)" } });
+    if (h === undefined) throw new NotFoundError("this party has seen no signed entry of the exchange's ledger yet (it keeps one from every job it takes part in)");
     return { seq: h.seq, hash: h.hash, signature: h.signature, exchange: pin?.fingerprint ?? null };
   });
 
@@ -266,9 +267,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       // Changing a policy is a deliberate act: it needs the flag, and it is logged here and in the exchange's ledger.
       if (existing && b.update !== true) {
         const v = store.latestPolicy(id)?.version ?? 1;
-        return reply.code(409).send({ error: { code: "UMBRA_ALREADY_EXISTS", message: `this file is registered already (policy version ${v}); to change its policy or content register it again with update (CLI: --update), which makes version ${v + 1}` } });
+        throw new AlreadyExistsError(`this file is registered already (policy version ${v}); to change its policy or content register it again with update (CLI: --update), which makes version ${v + 1}`);
       }
-      if (!existing && b.update === true) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "this file is not registered yet: register it without update first" } });
+      if (!existing && b.update === true) throw new NotFoundError("this file is not registered yet: register it without update first");
       const descriptor = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
       const policy = parsePolicy(b.policy, descriptor.schema);
       const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
@@ -316,7 +317,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   app.get("/v1/jobs/:id/result", async (req, reply) => {
     const id = (req.params as { id: string }).id;
     const r = store.getResult(id);
-    if (!r || !r.bytes) return reply.code(404).send({ error: { code: "UMBRA_NOT_FOUND", message: "no result for this job here" } });
+    if (!r || !r.bytes) throw new NotFoundError("no result for this job here");
     store.releaseResult(id);
     return reply
       .header("x-umbra-digest", r.digest)
@@ -341,7 +342,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       pin = pinExchange(await client.json<unknown>("GET", "/v1/identity"));
       pruning ??= scheduleNoncePruning(store, { onError: (err) => app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not prune nonces") });
       const me = publicIdentity(identity);
-      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: hex(me.signingPublicKey), boxPublicKey: hex(me.boxPublicKey), maskPublicKey: hex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
+      await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: bytesToHex(me.signingPublicKey), boxPublicKey: bytesToHex(me.boxPublicKey), maskPublicKey: bytesToHex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
       await jobs.failInterrupted();
       polling = true;
       pollLoop = poll();

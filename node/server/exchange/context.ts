@@ -53,7 +53,6 @@ declare module "fastify" {
 /** Room a job.start needs in its recipient's control reserve (a request, a ledger record and keys are far smaller). */
 const MAX_START_BYTES = 256 * 1024;
 
-export const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
 /** An error's code as it may be logged or recorded: a stable UMBRA_* code, or UMBRA_INTERNAL. */
 export const codeOf = (err: unknown): string => (err instanceof UmbraError && /^UMBRA_[A-Z_]{1,64}$/.test(err.code) ? err.code : "UMBRA_INTERNAL");

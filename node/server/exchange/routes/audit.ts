@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from "fastify";
 import { NotFoundError } from "../../../errors.js";
 import { LedgerKind, listEntries, type LedgerEntry } from "../../../ledger.js";
 import type { Store } from "../../../store.js";
-import { hex } from "../context.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf } from "../views.js";
 
@@ -63,7 +63,7 @@ export const auditRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
       const page = rows.slice(0, limit);
       const jobs = new Map<string, boolean>();
       const entries = page.map((e) => (entryConcerns(store, party, e, jobs) ? e : { seq: e.seq, prevHash: e.prevHash, hash: e.hash, signature: e.signature }));
-      return { publicKey: hex(identity.signing.publicKey), entries, ...(rows.length > limit ? { next: (page.at(-1) as LedgerEntry).seq } : {}) };
+      return { publicKey: bytesToHex(identity.signing.publicKey), entries, ...(rows.length > limit ? { next: (page.at(-1) as LedgerEntry).seq } : {}) };
     },
   );
 

@@ -8,7 +8,7 @@ import { AlreadyExistsError, NotFoundError, ReplayError } from "../../../errors.
 import { publicIdentity } from "../../../identity.js";
 import { LedgerKind } from "../../../ledger.js";
 import { verifyRequest } from "../../auth.js";
-import { hex } from "../context.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { PartyRegistrationSchema } from "../../../schemas/routes.js";
 import type { ExchangeServices } from "../services.js";
 
@@ -19,7 +19,7 @@ export const partyRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
 
   app.get("/v1/identity", { schema: { response: { 200: { type: "object", properties: { name: { type: "string" }, signingPublicKey: { type: "string" }, boxPublicKey: { type: "string" } } } } } }, async () => {
     const p = publicIdentity(identity);
-    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: hex(p.boxPublicKey) };
+    return { name: p.name, signingPublicKey: bytesToHex(p.signingPublicKey), boxPublicKey: bytesToHex(p.boxPublicKey) };
   });
 
   /**
@@ -56,7 +56,7 @@ export const partyRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         now: ctx.now,
       });
       const existing = store.getParty(b.name);
-      if (existing && hex(existing.signingPublicKey) !== b.signingPublicKey) throw new AlreadyExistsError("a party of that name is registered with another key");
+      if (existing && bytesToHex(existing.signingPublicKey) !== b.signingPublicKey) throw new AlreadyExistsError("a party of that name is registered with another key");
       if (!existing) {
         checkNewPartyName(store, b.name, identity.name);
         if (b.invite === undefined && ctx.options.openRegistration !== true) throw new InvitationRequiredError();
@@ -82,6 +82,6 @@ export const partyRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
   app.get("/v1/parties/:name", { preHandler: ctx.auth }, async (req) => {
     const p = store.getParty((req.params as { name: string }).name);
     if (!p) throw new NotFoundError("no such party");
-    return { name: p.name, signingPublicKey: hex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? hex(p.boxPublicKey) : null, maskPublicKey: p.maskPublicKey ? hex(p.maskPublicKey) : null };
+    return { name: p.name, signingPublicKey: bytesToHex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? bytesToHex(p.boxPublicKey) : null, maskPublicKey: p.maskPublicKey ? bytesToHex(p.maskPublicKey) : null };
   });
 };
