@@ -143,74 +143,84 @@ async function lookupBuyerReceive(s: LookupBuyerState, m: ProtocolMessage, ctx: 
   assertRole(s, "buyer");
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
-  if (!s.infoReceived) {
-    expectStep(m.header, LookupStep.ProviderInfo, 0, 1, "lookupTableInfo", m.kind);
-    const info = m as LookupTableInfo;
-    if (info.product !== s.product || info.productVersion !== s.productVersion) throw new ProtocolError("the provider answered for another product version");
-    if (info.tagSize !== TAG_BYTES) throw new InvalidMessageError(`tags must be ${TAG_BYTES} bytes`);
-    if (info.chunkRows < 1) throw new InvalidMessageError("chunk size must be positive");
-    schemaFromBytes(info.labelSchema);
-    const state: LookupBuyerState = {
-      ...s,
-      infoReceived: true,
-      tableRows: info.rows,
-      tableChunkRows: info.chunkRows,
-      labelSchema: Uint8Array.from(info.labelSchema),
-      opened: new Array<string>(s.queryCount).fill(""),
-    };
-    return { state: s.queryCount === 0 ? await finalise(state, ctx) : state, messages: [] };
-  }
-  if (s.evaluatedReceived < s.queryCount) {
-    const per = s.chunkElements;
-    const chunk = s.evaluatedReceived / per;
-    expectStep(m.header, LookupStep.ProviderEvaluated, chunk, chunkCount(s.queryCount, per), "elementBatch", m.kind);
-    const b = m as ElementBatch;
-    const want = Math.min(per, s.queryCount - s.evaluatedReceived);
-    if (b.elementSize !== ELEMENT || b.count !== want) throw new InvalidMessageError(`step 4 chunk ${chunk} must hold ${want} elements of ${ELEMENT} bytes`);
-    const group = await createGroup({ group: GroupId.Ristretto255 });
-    for (let i = 0; i < b.count; i++) {
-      try {
-        group.decode(b.elements.subarray(i * ELEMENT, (i + 1) * ELEMENT));
-      } catch (e) {
-        pointError(e instanceof InvalidPointError ? new InvalidPointError(e.message, i) : e, chunk, per);
-      }
-    }
-    s.evaluated.set(b.elements, s.evaluatedReceived * ELEMENT);
-    const state = { ...s, evaluatedReceived: s.evaluatedReceived + b.count };
-    return { state: state.evaluatedReceived === s.queryCount ? await finalise(state, ctx) : state, messages: [] };
-  }
-  if (s.sealedReceived < s.tableRows) {
-    const per = s.tableChunkRows;
-    const chunk = s.sealedReceived / per;
-    expectStep(m.header, LookupStep.ProviderSealed, chunk, chunkCount(s.tableRows, per), "sealedRows", m.kind);
-    const r = m as SealedRows;
-    const want = Math.min(per, s.tableRows - s.sealedReceived);
-    if (r.count !== want) throw new InvalidMessageError(`step 5 chunk ${chunk} must hold ${want} rows`);
-    if (r.tags.length !== r.count * TAG_BYTES) throw new InvalidMessageError("step 5: tags do not match the count");
-    const offsets = new Uint32Array(r.count + 1);
-    const dv = new DataView(r.offsets.buffer, r.offsets.byteOffset, r.offsets.byteLength);
-    for (let i = 0; i <= r.count; i++) offsets[i] = dv.getUint32(i * 4, true);
-    if (offsets[0] !== 0 || offsets[r.count] !== r.sealed.length) throw new InvalidMessageError("step 5: offsets do not cover the sealed bytes");
-    for (let i = 0; i < r.count; i++) {
-      const len = (offsets[i + 1] ?? 0) - (offsets[i] ?? 0);
-      if (len < NONCE_BYTES + AEAD_TAG_BYTES || len > MAX_SEALED_BYTES) throw new InvalidMessageError("step 5: a sealed row has an invalid length");
-    }
-    // Open the rows whose tag the buyer derived; all checks passed, so state changes only now.
-    const index = ElementIndex.build(s.tags, TAG_BYTES);
-    const hits = index.matchAll(r.tags);
-    const opened = s.opened.slice();
-    const dec = new TextDecoder();
-    for (let i = 0; i < r.count; i++) {
-      const k = hits[i] ?? -1;
-      if (k < 0) continue;
-      const tag = r.tags.subarray(i * TAG_BYTES, (i + 1) * TAG_BYTES);
-      const plain = open(s.aeadKeys.subarray(k * 32, k * 32 + 32), r.sealed.subarray(offsets[i], offsets[i + 1]), aad(s.product, s.productVersion, tag));
-      if (plain === undefined) throw new InvalidMessageError("step 5: a sealed row for a matching tag does not authenticate");
-      opened[k] = dec.decode(plain);
-    }
-    return { state: { ...s, sealedReceived: s.sealedReceived + r.count, opened }, messages: [] };
-  }
+  // The provider's steps come in this order: the table's shape, the evaluated keys, the sealed rows.
+  if (!s.infoReceived) return providerInfo(s, m, ctx);
+  if (s.evaluatedReceived < s.queryCount) return providerEvaluated(s, m, ctx);
+  if (s.sealedReceived < s.tableRows) return providerSealed(s, m);
   throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+}
+
+/** Step 3, from the provider: the prepared table's shape (rows, tag size, label schema, chunk size). */
+async function providerInfo(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+  expectStep(m.header, LookupStep.ProviderInfo, 0, 1, "lookupTableInfo", m.kind);
+  const info = m as LookupTableInfo;
+  if (info.product !== s.product || info.productVersion !== s.productVersion) throw new ProtocolError("the provider answered for another product version");
+  if (info.tagSize !== TAG_BYTES) throw new InvalidMessageError(`tags must be ${TAG_BYTES} bytes`);
+  if (info.chunkRows < 1) throw new InvalidMessageError("chunk size must be positive");
+  schemaFromBytes(info.labelSchema);
+  const state: LookupBuyerState = {
+    ...s,
+    infoReceived: true,
+    tableRows: info.rows,
+    tableChunkRows: info.chunkRows,
+    labelSchema: Uint8Array.from(info.labelSchema),
+    opened: new Array<string>(s.queryCount).fill(""),
+  };
+  return { state: s.queryCount === 0 ? await finalise(state, ctx) : state, messages: [] };
+}
+
+/** Step 4, from the provider: a chunk of the buyer's blinded keys evaluated under its key; finalised once all are in. */
+async function providerEvaluated(s: LookupBuyerState, m: ProtocolMessage, ctx: LookupContext): Promise<StepResult<LookupBuyerState>> {
+  const per = s.chunkElements;
+  const chunk = s.evaluatedReceived / per;
+  expectStep(m.header, LookupStep.ProviderEvaluated, chunk, chunkCount(s.queryCount, per), "elementBatch", m.kind);
+  const b = m as ElementBatch;
+  const want = Math.min(per, s.queryCount - s.evaluatedReceived);
+  if (b.elementSize !== ELEMENT || b.count !== want) throw new InvalidMessageError(`step 4 chunk ${chunk} must hold ${want} elements of ${ELEMENT} bytes`);
+  const group = await createGroup({ group: GroupId.Ristretto255 });
+  for (let i = 0; i < b.count; i++) {
+    try {
+      group.decode(b.elements.subarray(i * ELEMENT, (i + 1) * ELEMENT));
+    } catch (e) {
+      pointError(e instanceof InvalidPointError ? new InvalidPointError(e.message, i) : e, chunk, per);
+    }
+  }
+  s.evaluated.set(b.elements, s.evaluatedReceived * ELEMENT);
+  const state = { ...s, evaluatedReceived: s.evaluatedReceived + b.count };
+  return { state: state.evaluatedReceived === s.queryCount ? await finalise(state, ctx) : state, messages: [] };
+}
+
+/** Step 5, from the provider: a chunk of the prepared table's (tag, sealed labels) rows; the buyer opens those whose tag it derived. */
+function providerSealed(s: LookupBuyerState, m: ProtocolMessage): StepResult<LookupBuyerState> {
+  const per = s.tableChunkRows;
+  const chunk = s.sealedReceived / per;
+  expectStep(m.header, LookupStep.ProviderSealed, chunk, chunkCount(s.tableRows, per), "sealedRows", m.kind);
+  const r = m as SealedRows;
+  const want = Math.min(per, s.tableRows - s.sealedReceived);
+  if (r.count !== want) throw new InvalidMessageError(`step 5 chunk ${chunk} must hold ${want} rows`);
+  if (r.tags.length !== r.count * TAG_BYTES) throw new InvalidMessageError("step 5: tags do not match the count");
+  const offsets = new Uint32Array(r.count + 1);
+  const dv = new DataView(r.offsets.buffer, r.offsets.byteOffset, r.offsets.byteLength);
+  for (let i = 0; i <= r.count; i++) offsets[i] = dv.getUint32(i * 4, true);
+  if (offsets[0] !== 0 || offsets[r.count] !== r.sealed.length) throw new InvalidMessageError("step 5: offsets do not cover the sealed bytes");
+  for (let i = 0; i < r.count; i++) {
+    const len = (offsets[i + 1] ?? 0) - (offsets[i] ?? 0);
+    if (len < NONCE_BYTES + AEAD_TAG_BYTES || len > MAX_SEALED_BYTES) throw new InvalidMessageError("step 5: a sealed row has an invalid length");
+  }
+  // Open the rows whose tag the buyer derived; all checks passed, so state changes only now.
+  const index = ElementIndex.build(s.tags, TAG_BYTES);
+  const hits = index.matchAll(r.tags);
+  const opened = s.opened.slice();
+  const dec = new TextDecoder();
+  for (let i = 0; i < r.count; i++) {
+    const k = hits[i] ?? -1;
+    if (k < 0) continue;
+    const tag = r.tags.subarray(i * TAG_BYTES, (i + 1) * TAG_BYTES);
+    const plain = open(s.aeadKeys.subarray(k * 32, k * 32 + 32), r.sealed.subarray(offsets[i], offsets[i + 1]), aad(s.product, s.productVersion, tag));
+    if (plain === undefined) throw new InvalidMessageError("step 5: a sealed row for a matching tag does not authenticate");
+    opened[k] = dec.decode(plain);
+  }
+  return { state: { ...s, sealedReceived: s.sealedReceived + r.count, opened }, messages: [] };
 }
 
 /** Finalize every evaluated element (in the pool) and derive tags and AEAD keys. */
@@ -293,28 +303,36 @@ async function lookupProviderReceive(s: LookupProviderState, m: ProtocolMessage,
   checkBinding(s, m.header);
   const info = preparedTableInfo(prepared);
   if (info.product !== s.product || info.version !== s.productVersion) throw new ProtocolError("the prepared table is for another product version");
-  if (!s.helloReceived) {
-    expectStep(m.header, LookupStep.BuyerHello, 0, 1, "lookupHello", m.kind);
-    const h = m as LookupHello;
-    if (h.product !== s.product || h.productVersion !== s.productVersion) throw new ProtocolError("the buyer asks for another product version");
-    if (h.queryCount > s.budgetRemaining) throw new BudgetExceededError(h.queryCount, s.budgetRemaining);
-    if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
-    const state: LookupProviderState = { ...s, helloReceived: true, queryCount: h.queryCount, peerChunkElements: h.chunkElements, budgetRemaining: s.budgetRemaining - h.queryCount };
-    const tableInfo: LookupTableInfo = {
-      kind: "lookupTableInfo",
-      header: header(s, LookupStep.ProviderInfo, 0, 1),
-      product: s.product,
-      productVersion: s.productVersion,
-      rows: info.rows,
-      tagSize: TAG_BYTES,
-      labelSchema: schemaToBytes(info.labelSchema),
-      chunkRows: s.chunkElements,
-    };
-    const messages: ProtocolMessage[] = [tableInfo];
-    if (h.queryCount === 0) messages.push(...sealedChunks(state, prepared));
-    return { state, messages };
-  }
+  if (!s.helloReceived) return buyerHello(s, m, prepared, info);
   if (s.received >= s.queryCount) throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  return buyerBlinded(s, m, prepared, ctx);
+}
+
+/** Step 1, from the buyer: its hello (product version, key count within the budget); answered with step 3 (and step 5 at once for no keys). */
+function buyerHello(s: LookupProviderState, m: ProtocolMessage, prepared: Table, info: ReturnType<typeof preparedTableInfo>): StepResult<LookupProviderState> {
+  expectStep(m.header, LookupStep.BuyerHello, 0, 1, "lookupHello", m.kind);
+  const h = m as LookupHello;
+  if (h.product !== s.product || h.productVersion !== s.productVersion) throw new ProtocolError("the buyer asks for another product version");
+  if (h.queryCount > s.budgetRemaining) throw new BudgetExceededError(h.queryCount, s.budgetRemaining);
+  if (h.chunkElements < 1) throw new InvalidMessageError("chunk size must be positive");
+  const state: LookupProviderState = { ...s, helloReceived: true, queryCount: h.queryCount, peerChunkElements: h.chunkElements, budgetRemaining: s.budgetRemaining - h.queryCount };
+  const tableInfo: LookupTableInfo = {
+    kind: "lookupTableInfo",
+    header: header(s, LookupStep.ProviderInfo, 0, 1),
+    product: s.product,
+    productVersion: s.productVersion,
+    rows: info.rows,
+    tagSize: TAG_BYTES,
+    labelSchema: schemaToBytes(info.labelSchema),
+    chunkRows: s.chunkElements,
+  };
+  const messages: ProtocolMessage[] = [tableInfo];
+  if (h.queryCount === 0) messages.push(...sealedChunks(state, prepared));
+  return { state, messages };
+}
+
+/** Step 2, from the buyer: a chunk of its blinded keys, evaluated under this provider's key (step 4); the sealed rows (step 5) follow the last chunk. */
+async function buyerBlinded(s: LookupProviderState, m: ProtocolMessage, prepared: Table, ctx: LookupContext): Promise<StepResult<LookupProviderState>> {
   const per = s.peerChunkElements;
   const chunk = s.received / per;
   const chunks = chunkCount(s.queryCount, per);
