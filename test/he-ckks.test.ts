@@ -4,8 +4,9 @@
  * the bound growing with the rows added, refusals with typed errors, and
  * WASM memory across 200 encrypt/add/decrypt cycles.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "./helpers/data.js";
+import { ckksFixture } from "./helpers/he.js";
 import {
   BoundExceededError,
   CKKS_COEFF_BITS,
@@ -89,15 +90,8 @@ let pk: CkksPublicKey;
 let sk: CkksSecretKey;
 let gk: CkksGaloisKeys;
 
-beforeAll(async () => {
-  ctx = await createCkksContext({ maxAbsValue: MAX_ABS, maxRows: 2 ** 16 });
-  keys = ctx.generateKeys();
-  pk = ctx.loadPublicKey(keys.publicKey);
-  sk = ctx.loadSecretKey(keys.secretKey);
-  gk = ctx.loadGaloisKeys(keys.galoisKeys as Uint8Array);
-}, 60_000);
-
-afterAll(() => ctx?.dispose());
+const he = ckksFixture({ maxAbsValue: MAX_ABS, maxRows: 2 ** 16 });
+beforeAll(() => void ({ ctx, keys, pk, sk, gk } = he));
 
 describe("CKKS parameters", () => {
   it("N = 8192, [60, 40, 40, 60] within SEAL's 218 bits, scale 2^40 by default", () => {

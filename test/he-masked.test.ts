@@ -7,21 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "./helpers/data.js";
-import {
-  BoundExceededError,
-  createHeContext,
-  CryptoPool,
-  InvalidArgumentError,
-  InvalidInputError,
-  KeyMismatchError,
-  NoiseBudgetExhaustedError,
-  residuesOf,
-  zeroSumMasks,
-  type HeContext,
-  type HeContextOptions,
-  type HeGaloisKeys,
-  type HeKeyBytes,
-} from "../engine/index.js";
+import { bfvFixture } from "./helpers/he.js";
+import { BoundExceededError, CryptoPool, InvalidArgumentError, InvalidInputError, KeyMismatchError, NoiseBudgetExhaustedError, residuesOf, zeroSumMasks, type HeContext, type HeContextOptions, type HeGaloisKeys, type HeKeyBytes } from "../engine/index.js";
 import { InvalidLengthError } from "../engine/errors.js";
 
 
@@ -93,12 +80,8 @@ describe("masked group sums, N = 4096", () => {
   let keys: HeKeyBytes;
   let gk: HeGaloisKeys;
 
-  beforeAll(async () => {
-    ctx = await createHeContext(options4);
-    keys = ctx.generateKeys();
-    gk = ctx.loadGaloisKeys(keys.galoisKeys as Uint8Array);
-  });
-  afterAll(() => ctx.dispose());
+  const he = bfvFixture(options4);
+  beforeAll(() => void ({ ctx, keys, gk } = he));
 
   it("sliceBlocks cuts whole blocks (the last one partial) and concat joins them back", () => {
     const next = mulberry32(1);
@@ -223,14 +206,9 @@ describe("masked group sums, N = 8192, one thread and the pool", () => {
   let keys: HeKeyBytes;
   const pool = new CryptoPool({ threads: 2, inlineBelow: 0 });
 
-  beforeAll(async () => {
-    ctx = await createHeContext(options8);
-    keys = ctx.generateKeys();
-  });
-  afterAll(async () => {
-    ctx.dispose();
-    await pool.close();
-  });
+  const he = bfvFixture(options8);
+  beforeAll(() => void ({ ctx, keys } = he));
+  afterAll(() => pool.close());
 
   it("T_g is exact on one thread and the same from the pool; typed refusals from the workers", async () => {
     expect(ctx.params.polyModulusDegree).toBe(8192);

@@ -5,21 +5,17 @@
  * on a worker (a node's main thread builds no SEAL context).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHeContext, CryptoPool, InvalidKeyError, ValueOutOfRangeError, type HeContext, type HeContextOptions, type HeKeyBytes } from "../engine/index.js";
+import { bfvFixture } from "./helpers/he.js";
+import { CryptoPool, InvalidKeyError, ValueOutOfRangeError, type HeContext, type HeContextOptions, type HeKeyBytes } from "../engine/index.js";
 
 const options: HeContextOptions = { maxAbsValue: 1n << 40n, maxRows: 64, maxLength: 20_000 };
 let ctx: HeContext;
 let keys: HeKeyBytes;
 const pool = new CryptoPool({ threads: 2, inlineBelow: 0 });
 
-beforeAll(async () => {
-  ctx = await createHeContext(options);
-  keys = ctx.generateKeys({ galois: false });
-});
-afterAll(async () => {
-  ctx.dispose();
-  await pool.close();
-});
+const he = bfvFixture(options, { galois: false });
+beforeAll(() => void ({ ctx, keys } = he));
+afterAll(() => pool.close());
 
 function column(n: number, seed: number): BigInt64Array {
   const out = new BigInt64Array(n);

@@ -4,8 +4,9 @@
  * memory across 1,000 encrypt/add/decrypt cycles.
  */
 import { Int32, makeVector, vectorFromArray } from "apache-arrow";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { mulberry32 } from "./helpers/data.js";
+import { bfvFixture } from "./helpers/he.js";
 import {
   BoundExceededError,
   createHeContext,
@@ -124,14 +125,8 @@ describe("BFV N=4096, totals up to 2^62", () => {
   let sk: HeSecretKey;
   let gk: HeGaloisKeys;
 
-  beforeAll(async () => {
-    ctx = await createHeContext({ maxAbsValue: V52, maxRows: 1024, maxLength: 9000 });
-    keys = ctx.generateKeys();
-    pk = ctx.loadPublicKey(keys.publicKey);
-    sk = ctx.loadSecretKey(keys.secretKey);
-    gk = ctx.loadGaloisKeys(keys.galoisKeys as Uint8Array);
-  });
-  afterAll(() => ctx.dispose());
+  const he = bfvFixture({ maxAbsValue: V52, maxRows: 1024, maxLength: 9000 });
+  beforeAll(() => void ({ ctx, keys, pk, sk, gk } = he));
 
   it("keys are compressed and carry one key-set id", () => {
     // Seeded + zstd: a 4-prime public key in well under 4 × 196,608 raw bytes.
