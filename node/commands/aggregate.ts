@@ -12,7 +12,8 @@ import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { faResultTable, runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
-import { AGGREGATE_DEFAULT_MAX_ABS, faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
+import { AGGREGATE_DEFAULT_MAX_ABS } from "../jobs/aggregate-job.js";
+import { faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
 import {
   checkOutput,

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import type { Table } from "apache-arrow";
 import { FileFormat, formatFromPath, type KeyOptions } from "../../engine/columns/index.js";
 import { MissingColumnError, UnsupportedFormatError } from "../../engine/errors.js";
-import { maxAbsValueFromText } from "../jobs/federated-aggregate.js";
+import { maxAbsValueFromText } from "../jobs/aggregate-job.js";
 
 /** A command line that does not make sense: exit code 2 and the usage text. */
 export class UsageError extends Error {

@@ -39,32 +39,17 @@ import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, readTable, type CsvColumnType } from "../../engine/columns/index.js";
-import { InvalidInputError } from "../../engine/errors.js";
 import { createHeScheme, loadSeal, selectCkksParameters, selectParameters } from "../../engine/he/index.js";
 import { faBuyer, faBuyerResult, faCkksOptions, faExchange, faExchangeMissing, faHeOptions, faProvider, faResultTable, faSchemeOptions, ProtocolError, ProtocolId, providerRole, resolveFaParams, type FaBuyerState, type FaExchangeState, type FaResult, type FederatedAggregateParams, type ProtocolMessage } from "../../protocols/index.js";
 import { RoleName, type Role } from "../../protocols/role.js";
 import { NoMaskKeyError } from "../errors.js";
-import { InvalidJobRequestError, type AggregateJobParams, type JobRequest, type UsagePolicy } from "../policy.js";
+import { InvalidJobRequestError, type AggregateJobParams, type JobRequest } from "../policy.js";
 import { canonicalJson } from "../store.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, checkedAggregate, finaliseK, maxAbsValueFromText, withK } from "./aggregate-job.js";
 import type { NodeProtocol, PartyKeys } from "./protocol.js";
 
-/** The value bound when a job (or `umbra aggregate`) declares none: 2^40. */
-export const AGGREGATE_DEFAULT_MAX_ABS = 2n ** 40n;
 /** minProviders when a job declares none. */
 export const AGGREGATE_DEFAULT_MIN_PROVIDERS = 2;
-
-/** A declared value bound: an integer as a bigint (exact), a fraction as a number; undefined when it is not a positive decimal. */
-export function maxAbsValueFromText(text: string): bigint | number | undefined {
-  if (/^\d+$/.test(text)) {
-    const v = BigInt(text);
-    return v > 0n ? v : undefined;
-  }
-  if (/^(\d+\.\d*|\.\d+)$/.test(text)) {
-    const v = Number(text);
-    return Number.isFinite(v) && v > 0 ? v : undefined;
-  }
-  return undefined;
-}
 
 /** What a job's request says about the computation (params.aggregate), required. */
 function aggregateOf(request: JobRequest): AggregateJobParams & { providerDatasets: readonly string[] } {
@@ -170,11 +155,6 @@ function senderRole(candidates: readonly RoleName[], m: ProtocolMessage): RoleNa
   return candidates[0] as RoleName;
 }
 
-/** The request with k set (a copy). */
-function withK(request: JobRequest, k: number): JobRequest {
-  return { ...request, params: { ...request.params, minGroupSize: k } };
-}
-
 /** federated-aggregate as a node job: the buyer's and every provider's roles in their agents, the aggregator in the exchange. */
 export const federatedAggregateJob: NodeProtocol = {
   protocol: ProtocolId.FederatedAggregate,
@@ -231,21 +211,16 @@ export const federatedAggregateJob: NodeProtocol = {
       const out: JobRequest = { ...request, params: { ...request.params, aggregate: filled } };
       // The protocol's own checks (vector size, providers, bounds) and HE parameters for the
       // declared range; k does not enter them.
-      try {
+      await checkedAggregate(async () => {
         const resolved = resolveFaParams(faParamsOf("check", withK(out, 1)));
         const seal = await loadSeal();
         if (resolved.approximate) selectCkksParameters(seal, faCkksOptions(resolved));
         else selectParameters(seal, faHeOptions(resolved));
-      } catch (err) {
-        if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
-        throw err;
-      }
+      });
       return out;
     },
 
-    finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
-      return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
-    },
+    finalise: finaliseK,
 
     ledgerParams(request) {
       const a = aggregateOf(request);

@@ -45,16 +45,15 @@ import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, keysFromTableAsync, readTable, type CsvColumnType } from "../../engine/columns/index.js";
-import { InvalidInputError } from "../../engine/errors.js";
 import { loadSeal, selectParameters } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { groupLabelsAsync, jaBuyer, jaExchange, jaHeOptions, jaProvider, jaResultTable, ProtocolError, ProtocolId, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaExchangeState, type JaProviderState, type JaResult, type JoinAggregateParams } from "../../protocols/index.js";
 import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate/index.js";
 import type { RoleName } from "../../protocols/role.js";
-import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup, type UsagePolicy } from "../policy.js";
+import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup } from "../policy.js";
 import { canonicalJson } from "../store.js";
 import type { NodeProtocol } from "./protocol.js";
-import { AGGREGATE_DEFAULT_MAX_ABS, maxAbsValueFromText } from "./federated-aggregate.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, checkedAggregate, finaliseK, maxAbsValueFromText, withK } from "./aggregate-job.js";
 import type { JobLimits, PartyRole } from "./protocol.js";
 
 /** The group a job blinds its keys in when it names none. */
@@ -189,11 +188,6 @@ function missing(state: unknown): readonly RoleName[] {
   return ["buyer"];
 }
 
-/** The request with k set (a copy). */
-function withK(request: JobRequest, k: number): JobRequest {
-  return { ...request, params: { ...request.params, minGroupSize: k } };
-}
-
 /** join-aggregate as a node job: the buyer's and the provider's roles in their agents, the exchange's (matcher and aggregator) in the exchange. */
 export const joinAggregateJob: NodeProtocol = {
   protocol: ProtocolId.JoinAggregate,
@@ -240,18 +234,11 @@ export const joinAggregateJob: NodeProtocol = {
     async prepare(request) {
       const out = filled(request);
       // The protocol's own checks (aggregates, bounds) and HE parameters for the declared range; k does not enter them.
-      try {
-        selectParameters(await loadSeal(), jaHeOptions(resolveJaParams(jaParamsOf("check", withK(out, 1)))));
-      } catch (err) {
-        if (err instanceof InvalidInputError || err instanceof ProtocolError) throw new InvalidJobRequestError([{ field: "params.aggregate", problem: err.message }]);
-        throw err;
-      }
+      await checkedAggregate(async () => selectParameters(await loadSeal(), jaHeOptions(resolveJaParams(jaParamsOf("check", withK(out, 1))))));
       return out;
     },
 
-    finalise(request: JobRequest, policies: readonly UsagePolicy[]): JobRequest {
-      return withK(request, Math.max(request.params.minGroupSize ?? 1, ...policies.map((p) => p.minGroupSize)));
-    },
+    finalise: finaliseK,
 
     ledgerParams(request) {
       const a = computationOf(request);
