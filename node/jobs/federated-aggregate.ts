@@ -123,13 +123,14 @@ export function faOutputTable(result: FaResult, c: Pick<FederatedAggregateParams
 
 
 /** A role with the agent's progress reported around its start and each step (the protocol's steps are few and long). */
-function reporting<S, I, C, R>(role: Role<S, I, C, R>, phases: { readonly start: string; readonly step: string }, onProgress?: (phase: string, done: number, total: number) => void): Role<S, I, C, R> {
+function reporting<S, I, C, R>(role: Role<S, I, C, R>, phases: { readonly start: string; readonly step: string; readonly startTotal?: number }, onProgress?: (phase: string, done: number, total: number) => void): Role<S, I, C, R> {
   if (!onProgress) return role;
   return {
     async start(init, ctx) {
-      onProgress(phases.start, 0, 1);
+      const total = phases.startTotal ?? 1;
+      onProgress(phases.start, 0, total);
       const r = await role.start(init, ctx);
-      onProgress(phases.start, 1, 1);
+      onProgress(phases.start, total, total);
       return r;
     },
     async receive(state, from, message, ctx) {
@@ -181,7 +182,7 @@ export const federatedAggregateJob: NodeProtocol = {
     if (index === undefined || !r.mask) throw new ProtocolError("a federated-aggregate provider needs its index and the mask keys");
     return {
       name: providerRole(index),
-      role: reporting(faProvider, { start: "aggregate locally", step: "mask and encrypt" }, r.onProgress),
+      role: reporting(faProvider, { start: "aggregate locally", step: "mask and encrypt", startTotal: r.table.numRows }, r.onProgress),
       init: { params, input: { index, table: r.table, boxKeyPair: r.mask.keyPair, peers: r.mask.peers } },
       ctx: {},
     };
