@@ -11,6 +11,8 @@ import { listEntries } from "../node/ledger.js";
 import { ExchangeClient, ExchangeError } from "../node/server/client.js";
 import { bytesToHex as hex } from "@noble/hashes/utils.js";
 import { startExchange, type TestExchange } from "./helpers/nodes.js";
+import { MAX_ISSUES, schemaIssues } from "../node/schemas/check.js";
+import { PolicySchema } from "../node/schemas/policy.js";
 
 const bank = generateIdentity("bank");
 const DESCRIPTOR = {
@@ -101,6 +103,23 @@ describe("the exchange's route schemas", () => {
   it("a body that is not JSON is refused with 400 UMBRA_BAD_REQUEST by the shared error handler", async () => {
     const res = await fetch(`${ex.url}/v1/datasets`, { method: "POST", headers: { "content-type": "application/json" }, body: "{" });
     expect([res.status, await res.json()]).toEqual([400, { error: { code: "UMBRA_BAD_REQUEST", message: "request body is not JSON" } }]);
+    expect(ex.store.listDatasets()).toEqual([]);
+  });
+
+  it("an unsigned body is refused as unsigned (401) before its schema is read, whatever it holds; nothing changes", async () => {
+    for (const body of [{ descriptor: DESCRIPTOR, policy: { keyColumns: Array.from({ length: 4000 }, () => 1) } }, { protocol: "psi", params: { keyColumns: "phone" } }]) {
+      for (const route of ["/v1/datasets", "/v1/jobs"]) {
+        const res = await fetch(`${ex.url}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+        expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([401, "UMBRA_BAD_SIGNATURE"]);
+      }
+    }
+    expect([ex.store.listDatasets(), ex.store.listJobs({})]).toEqual([[], []]);
+  });
+
+  it("a signed body with thousands of errors is answered with at most MAX_ISSUES problems (the check reads a bounded number of errors)", async () => {
+    const err = await register({ descriptor: DESCRIPTOR, policy: { allowedProtocols: ["psi"], keyColumns: Array.from({ length: 4000 }, () => 1) } });
+    expect([err?.status, err?.code]).toEqual([400, "UMBRA_INVALID_POLICY"]);
+    expect(schemaIssues(PolicySchema, { keyColumns: Array.from({ length: 4000 }, () => 1) }, "policy")).toHaveLength(MAX_ISSUES);
     expect(ex.store.listDatasets()).toEqual([]);
   });
 

@@ -144,6 +144,10 @@ function branchType(b: Record<string, unknown>): string[] {
   return Array.isArray(t) ? (t as string[]) : typeof t === "string" ? [t] : [];
 }
 
+/** How many of ajv's errors a document's check reads, and how many problems it lists at most. */
+export const MAX_SCHEMA_ERRORS = 64;
+export const MAX_ISSUES = 20;
+
 /**
  * The problems of `value` against `schema`, one per field (the first found
  * there), in the order the schema lists its fields. `root` names the
@@ -152,7 +156,9 @@ function branchType(b: Record<string, unknown>): string[] {
 export function schemaIssues(schema: TSchema, value: unknown, root: string): FieldIssue[] {
   const validate = validatorOf(schema);
   if (validate(value)) return [];
-  const errors = validate.errors ?? [];
+  // At most MAX_SCHEMA_ERRORS of ajv's errors are read (it reports every one, e.g. one per item of a long list),
+  // so the union matching below stays bounded whatever a body holds; the problems listed stop at MAX_ISSUES.
+  const errors = (validate.errors ?? []).slice(0, MAX_SCHEMA_ERRORS);
   // A union (anyOf): the branch of the value's own JSON type says what is wrong; with none — or when that branch
   // refuses the value itself, not one of its entries — the union's description says what is allowed.
   const under = (x: ErrorObject, e: ErrorObject, i: number): boolean =>
@@ -172,7 +178,7 @@ export function schemaIssues(schema: TSchema, value: unknown, root: string): Fie
   const issues: FieldIssue[] = [];
   const seen = new Set<string>();
   const add = (field: string, problem: string) => {
-    if (seen.has(field)) return;
+    if (seen.has(field) || issues.length >= MAX_ISSUES) return;
     seen.add(field);
     issues.push({ field, problem });
   };

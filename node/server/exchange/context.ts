@@ -76,7 +76,7 @@ export class ExchangeContext {
     this.now = options.now ?? Date.now;
   }
 
-  /** Authenticates a party's signed request (not registration): a route's preHandler. */
+  /** Authenticates a party's signed request (not registration): every route's preValidation hook, so nothing of an unauthenticated body is parsed against its schema. */
   readonly auth = async (req: FastifyRequest): Promise<void> => {
     const body = req.rawBody ?? new Uint8Array(0);
     req.party = verifyRequest(req.headers, req.method, req.url, body, {

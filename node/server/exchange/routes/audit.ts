@@ -45,7 +45,7 @@ export const auditRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
   app.get(
     "/v1/audit",
     {
-      preHandler: ctx.auth,
+      preValidation: ctx.auth,
       schema: {
         querystring: {
           type: "object",
@@ -68,7 +68,7 @@ export const auditRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
   );
 
   /** The ledger's signed head: {seq, hash, signature, at} of its latest entry (a party keeps the latest it saw). */
-  app.get("/v1/audit/head", { preHandler: ctx.auth }, async () => {
+  app.get("/v1/audit/head", { preValidation: ctx.auth }, async () => {
     const head = store.ledgerHead();
     if (head === undefined) throw new NotFoundError("the ledger is empty");
     return { seq: head.seq, hash: head.hash, signature: head.signature, at: head.at };

@@ -13,7 +13,7 @@ import type { ExchangeServices } from "../services.js";
 export const datasetRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx }) => {
   const { store } = ctx;
 
-  app.post("/v1/datasets", { preHandler: ctx.auth, schema: { body: DatasetRegistrationSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
+  app.post("/v1/datasets", { preValidation: ctx.auth, schema: { body: DatasetRegistrationSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const b = req.body;
     const d = parseDatasetDescriptor(b.descriptor);
     if (d.owner !== req.party) throw new ForbiddenError("a party registers only its own datasets");
@@ -32,7 +32,7 @@ export const datasetRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async 
     return reply.code(201).send({ id: d.id, policyVersion: out.version });
   });
 
-  app.get("/v1/datasets", { preHandler: ctx.auth }, async (req) => {
+  app.get("/v1/datasets", { preValidation: ctx.auth }, async (req) => {
     const views = [];
     for (const d of store.listDatasets()) {
       const policy = ctx.loadPolicy(d.id);

@@ -109,7 +109,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     return jobView(store.getJob(id) ?? job, request.buyer);
   };
 
-  app.post("/v1/jobs", { preHandler: ctx.auth, schema: { body: JobRequestSchema, response: { 201: jobViewSchema, 403: errorBodySchema, 404: errorBodySchema } }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
+  app.post("/v1/jobs", { preValidation: ctx.auth, schema: { body: JobRequestSchema, response: { 201: jobViewSchema, 403: errorBodySchema, 404: errorBodySchema } }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const request: JobRequest = parseJobRequest(req.body);
     if (request.buyer !== req.party) throw new ForbiddenError("a job is submitted by its buyer");
     const withRole = exchangeProtocolFor(request.protocol);
@@ -117,9 +117,9 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     return reply.code(201).send(view);
   });
 
-  app.get("/v1/jobs/:id", { preHandler: ctx.auth, schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
+  app.get("/v1/jobs/:id", { preValidation: ctx.auth, schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
 
-  app.post("/v1/jobs/:id/cancel", { preHandler: ctx.auth }, async (req) => {
+  app.post("/v1/jobs/:id/cancel", { preValidation: ctx.auth }, async (req) => {
     const j = jobOf(store, (req.params as { id: string }).id, req.party);
     if (j.buyer !== req.party) throw new ForbiddenError("only the buyer cancels a job");
     return jobView(jobs.cancel(j), req.party);

@@ -79,7 +79,7 @@ export const partyRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
     },
   );
 
-  app.get("/v1/parties/:name", { preHandler: ctx.auth }, async (req) => {
+  app.get("/v1/parties/:name", { preValidation: ctx.auth }, async (req) => {
     const p = store.getParty((req.params as { name: string }).name);
     if (!p) throw new NotFoundError("no such party");
     return { name: p.name, signingPublicKey: bytesToHex(p.signingPublicKey), boxPublicKey: p.boxPublicKey ? bytesToHex(p.boxPublicKey) : null, maskPublicKey: p.maskPublicKey ? bytesToHex(p.maskPublicKey) : null };

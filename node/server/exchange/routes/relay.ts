@@ -24,7 +24,7 @@ export const relayRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
    * nothing: no step, no ledger entry, no activity, and not even the
    * envelope's nonce, so its sender can send the same bytes again.
    */
-  app.post("/v1/relay", { preHandler: ctx.auth, bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
+  app.post("/v1/relay", { preValidation: ctx.auth, bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
     const frame = req.rawBody ?? Buffer.alloc(0);
     let nonce: { sender: string; nonce: Uint8Array; time: number } | undefined;
     const env = openEnvelope(frame, {
@@ -69,7 +69,7 @@ export const relayRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
     return reply.code(202).send({ queued: true });
   });
 
-  app.get("/v1/mailbox", { preHandler: ctx.auth }, async (req, reply) => {
+  app.get("/v1/mailbox", { preValidation: ctx.auth }, async (req, reply) => {
     const wait = Math.min(30_000, Math.max(0, Number((req.query as { wait?: string }).wait ?? 0) || 0));
     const frames = await mailboxes.take(req.party as string, wait);
     return reply.type("application/octet-stream").send(packFrames(frames));
