@@ -123,6 +123,20 @@ describe("the exchange's route schemas", () => {
     expect(ex.store.listDatasets()).toEqual([]);
   });
 
+  it("a job event is checked as sent: a type that only coerces, an extra field or a count past 2^53 is refused (400), never converted or dropped", async () => {
+    const send = (body: unknown) => client.json("POST", "/v1/jobs/job-none/events", body).then(() => undefined, (err: unknown) => err as ExchangeError);
+    for (const body of [
+      { kind: ["progress"], progress: { phase: "a", done: 1, total: 2 } },
+      { kind: "progress", progress: { phase: "a", done: "1", total: 2 } },
+      { kind: "progress", progress: { phase: "a", done: 1, total: 2, rows: ["x"] } },
+      { kind: "progress", progress: { phase: "a", done: 1, total: 2 ** 53 } },
+    ]) {
+      const err = await send(body);
+      expect([err?.status, err?.code]).toEqual([400, "UMBRA_BAD_REQUEST"]);
+    }
+    expect(ex.store.listJobs({})).toEqual([]);
+  });
+
   it("a well-formed registration is taken", async () => {
     expect(await register({ descriptor: DESCRIPTOR, policy: { allowedProtocols: ["psi"], keyColumns: ["phone"] } })).toBeUndefined();
     expect(ex.store.listDatasets().map((d) => d.id)).toEqual(["bank.customers"]);

@@ -63,10 +63,10 @@ export const JobEventSchema = Type.Object(
     rule: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 80 })),
     digest: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}$" })),
-    units: Type.Optional(Type.Integer({ minimum: 0 })),
+    units: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
     progress: Type.Optional(
       Type.Object(
-        { phase: Type.String({ pattern: "^[ -~]{1,64}$" }), done: Type.Integer({ minimum: 0 }), total: Type.Integer({ minimum: 0 }) },
+        { phase: Type.String({ pattern: "^[ -~]{1,64}$" }), done: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), total: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) },
         { additionalProperties: false },
       ),
     ),

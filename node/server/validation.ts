@@ -7,7 +7,8 @@
  * UMBRA_INVALID_DATASET, …) naming each field and what is allowed; a problem
  * outside the documents is UMBRA_BAD_REQUEST.
  *
- * Use as a route's `validatorCompiler` (bodies only).
+ * Use as a route's `validatorCompiler` (bodies only): the document routes
+ * and the job events, so no route coerces a type or drops a field unseen.
  */
 import type { FastifySchemaCompiler } from "fastify";
 import type { TSchema } from "typebox";
