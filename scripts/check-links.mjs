@@ -4,7 +4,8 @@
  * CONTRIBUTING.md and every docs/**\/*.md.
  *
  * A link fails when its target file does not exist, when it points outside
- * the repository (or is an absolute path), or when its `#anchor` names no
+ * the repository, climbs out of its own folder ("..": a page read apart from
+ * its checkout keeps only links below it) or is an absolute path, or when its `#anchor` names no
  * heading of the target Markdown file (GitHub's slug rules: lower case,
  * punctuation dropped, spaces to hyphens, "-1", "-2" … for repeats; explicit
  * `<a id>`/`<a name>` anchors count too). A link into a non-Markdown file may
@@ -158,6 +159,8 @@ function problem(file, link) {
       return "malformed percent-encoding";
     }
     if (decoded.startsWith("/")) return "absolute path: use a path relative to this file";
+    // A page read outside its checkout (a copied docs/ folder, a rendered page) keeps only links that stay below it.
+    if (decoded.split("/").includes("..")) return "climbs out of this file's folder (..): name the file as code instead";
     target = path.resolve(path.dirname(file), decoded);
     const inside = path.relative(root, target);
     if (inside === "" ? false : inside.startsWith("..") || path.isAbsolute(inside)) return "points outside the repository";

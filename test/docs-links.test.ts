@@ -29,4 +29,20 @@ describe("documentation links", () => {
       first: 'README.md:4: docs/page.md#the-steps: no heading "#the-steps" in docs/page.md',
     });
   });
+
+  it("flags a link that climbs out of its folder, even to a file that exists", () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-links-up-"));
+    try {
+      mkdirSync(join(dir, "docs"));
+      writeFileSync(join(dir, "CONTRIBUTING.md"), "# Contributing\n");
+      writeFileSync(join(dir, "docs", "page.md"), "# A page\n\nSee [contributing](../CONTRIBUTING.md).\n");
+      const run = checkLinks("--root", dir, "docs/page.md");
+      expect({ status: run.status, first: run.stderr.split("\n")[0] }).toEqual({
+        status: 1,
+        first: "docs/page.md:3: ../CONTRIBUTING.md: climbs out of this file's folder (..): name the file as code instead",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
