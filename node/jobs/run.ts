@@ -14,6 +14,8 @@ import type { JobPlayer } from "./protocol.js";
 /** An encoded protocol message for one party of the job. */
 export interface RoleFrame {
   readonly to: string;
+  /** The message's step (what its envelope is labelled with), known before it was encoded. */
+  readonly step: number;
   readonly frame: Uint8Array;
 }
 
@@ -91,7 +93,7 @@ export class RoleRun {
     for (const o of messages) {
       const to = this.#parties.get(o.to);
       if (to === undefined || o.to === this.#player.name) throw new ProtocolError(`the ${this.#player.name} addressed a role the job does not have`);
-      out.push({ to, frame: encodeMessage(o.message) });
+      out.push({ to, step: o.message.header.step, frame: encodeMessage(o.message) });
       await slicer.maybeYield();
     }
     return out;

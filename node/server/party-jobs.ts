@@ -33,7 +33,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { readTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { BelowMinimumError, decodeMessage, lookupKeyPair, prepareLookupTable, type ProtocolId } from "../../protocols/index.js";
+import { BelowMinimumError, lookupKeyPair, prepareLookupTable, type ProtocolId } from "../../protocols/index.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import type { DatasetDescriptor } from "../catalog.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
@@ -121,8 +121,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     for (const f of frames) {
       const keys = f.to === x.name ? x.keys : await o.senderKeys(f.to);
       if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
-      const step = decodeMessage(f.frame).header.step;
-      const env = sealEnvelope({ job: r.spec.id, step, sender: identity, recipient: f.to, sequence: r.sequence++, payload: f.frame, encryptTo: keys.boxPublicKey });
+      const env = sealEnvelope({ job: r.spec.id, step: f.step, sender: identity, recipient: f.to, sequence: r.sequence++, payload: f.frame, encryptTo: keys.boxPublicKey });
       await client.sendRaw("/v1/relay", env);
     }
   };

@@ -9,10 +9,9 @@
 import { createHash } from "node:crypto";
 import { UmbraError } from "../../../engine/errors.js";
 import { getPool } from "../../../engine/pool/index.js";
-import { decodeMessage } from "../../../protocols/index.js";
 import { sealEnvelope } from "../../envelope.js";
 import { LedgerKind } from "../../ledger.js";
-import type { ExchangeRole } from "../../jobs/exchange-roles.js";
+import type { ExchangeRole, RoleFrame } from "../../jobs/exchange-roles.js";
 import { ControlType } from "../control.js";
 import { MailboxFullError } from "../mailbox.js";
 import { codeOf, type ExchangeContext } from "./context.js";
@@ -37,14 +36,13 @@ export class RoleRunner {
    * runs out the job fails cleanly (UMBRA_MAILBOX_FULL); when the job ends
    * meanwhile nothing more is sent.
    */
-  async #deliver(rj: RoleJob, frames: readonly { to: string; frame: Uint8Array }[]): Promise<void> {
+  async #deliver(rj: RoleJob, frames: readonly RoleFrame[]): Promise<void> {
     const { store, identity, mailboxes } = this.ctx;
     const id = rj.job.id;
     const ended = () => this.ctx.closing || this.jobs.roleJobs.get(id) !== rj;
-    for (const { to, frame } of frames) {
+    for (const { to, step, frame } of frames) {
       const party = store.getParty(to);
       if (!party?.boxPublicKey) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "a party of the job has no box key");
-      const step = decodeMessage(frame).header.step;
       const env = sealEnvelope({ job: id, step, sender: identity, recipient: to, sequence: this.ctx.nextSequence(), payload: frame, encryptTo: party.boxPublicKey, now: this.ctx.now });
       const deadline = Date.now() + this.deliveryWaitMs;
       while (!ended() && !mailboxes.fitsRecipient(to, env.length)) {
