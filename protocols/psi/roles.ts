@@ -231,6 +231,15 @@ async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiCon
   throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
 }
 
+/** The other side's chunk raised to this side's secret: every element strictly decoded (a bad one refused with its index in the step). */
+async function raise(s: Common, b: ElementBatch, chunk: number, per: number, ctx: PsiContext): Promise<Uint8Array> {
+  try {
+    return await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
+  } catch (e) {
+    pointError(e, chunk, per);
+  }
+}
+
 /** Step 3, from the provider: its hello (group, mode, its distinct-key count and chunk size). */
 function providerHello(s: PsiBuyerState, m: ProtocolMessage): StepResult<PsiBuyerState> {
   const h = checkHello(s, m, PsiStep.ProviderHello);
@@ -248,12 +257,7 @@ async function providerBlinded(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiCon
   expectStep(m.header, PsiStep.ProviderBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
   const b = m as ElementBatch;
   checkBatch(b, s.peerSetSize, per, PsiStep.ProviderBlinded, ELEMENT);
-  let raised: Uint8Array;
-  try {
-    raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
-  } catch (e) {
-    pointError(e, chunk, per);
-  }
+  const raised = await raise(s, b, chunk, per, ctx);
   const peerElements = withRoom(s.peerElements, s.peerReceived * ELEMENT, raised.length, s.peerSetSize * ELEMENT);
   peerElements.set(raised, s.peerReceived * ELEMENT);
   ctx.onProgress?.("buyer: raise provider elements", s.peerReceived + b.count, s.peerSetSize);
@@ -371,12 +375,7 @@ async function buyerBlinded(s: PsiProviderState, m: ProtocolMessage, ctx: PsiCon
   expectStep(m.header, PsiStep.BuyerBlinded, chunk, chunkCount(s.peerSetSize, per), "elementBatch", m.kind);
   const b = m as ElementBatch;
   checkBatch(b, s.peerSetSize, per, PsiStep.BuyerBlinded, ELEMENT);
-  let raised: Uint8Array;
-  try {
-    raised = await ctx.pool.multiply({ group: s.group, ...(ctx.backend ? { backend: ctx.backend } : {}) }, s.secret, b.elements);
-  } catch (e) {
-    pointError(e, chunk, per);
-  }
+  const raised = await raise(s, b, chunk, per, ctx);
   const received = s.received + b.count;
   ctx.onProgress?.("provider: raise buyer elements", received, s.peerSetSize);
   if (s.mode === PsiMode.Intersection) {
