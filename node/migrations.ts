@@ -201,6 +201,98 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE results ADD COLUMN salt BLOB CHECK (salt IS NULL OR length(salt) = 32);
     `,
   },
+  {
+    version: 5,
+    name: "durable jobs: relay, outbox, acknowledgements, checkpoints",
+    sql: `
+      -- The exchange's relay: every envelope to a party (or to the exchange's own
+      -- role) is committed here before the relay answers, and stays until its
+      -- recipient acknowledges it (or its job ends). A sender's envelope is
+      -- relayed once: (job, sender, recipient, sequence) is unique, so one sent
+      -- again after a restart is recognised and not queued or logged twice.
+      CREATE TABLE relay (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient   TEXT    NOT NULL,
+        job         TEXT    NOT NULL,
+        sender      TEXT    NOT NULL,
+        sequence    INTEGER NOT NULL CHECK (sequence >= 0),
+        kind        TEXT    NOT NULL CHECK (kind IN ('data', 'start', 'stop')),
+        frame       BLOB    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (job, sender, recipient, sequence)
+      ) STRICT;
+      CREATE INDEX relay_recipient ON relay (recipient, id);
+      CREATE INDEX relay_job ON relay (job);
+
+      -- The highest sequence the relay has taken per job, sender and recipient
+      -- (kept after the envelopes are acknowledged, until the job ends): an
+      -- envelope sent again at or below it is answered as taken, not queued.
+      CREATE TABLE relay_taken (
+        job        TEXT    NOT NULL,
+        sender     TEXT    NOT NULL,
+        recipient  TEXT    NOT NULL,
+        sequence   INTEGER NOT NULL CHECK (sequence >= 0),
+        PRIMARY KEY (job, sender, recipient)
+      ) STRICT, WITHOUT ROWID;
+
+      -- A node's next envelope sequence number in each job it sends in.
+      CREATE TABLE sequences (
+        job       TEXT    NOT NULL,
+        sender    TEXT    NOT NULL,
+        next      INTEGER NOT NULL CHECK (next >= 0),
+        PRIMARY KEY (job, sender)
+      ) STRICT, WITHOUT ROWID;
+
+      -- A party's outbox: the envelopes (unsealed: sealed afresh at each send) and
+      -- job events its committed steps produced, sent in order after the commit and
+      -- deleted once the exchange has taken them.
+      CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        job         TEXT    NOT NULL,
+        kind        TEXT    NOT NULL CHECK (kind IN ('frame', 'event')),
+        recipient   TEXT,
+        step        INTEGER,
+        sequence    INTEGER,
+        body        BLOB    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        CHECK ((kind = 'frame') = (recipient IS NOT NULL AND step IS NOT NULL AND sequence IS NOT NULL))
+      ) STRICT;
+      CREATE INDEX outbox_job ON outbox (job, id);
+
+      -- The highest envelope sequence a node has processed per job and sender: an
+      -- envelope delivered again at or below it changes nothing.
+      CREATE TABLE inbound (
+        job       TEXT    NOT NULL,
+        sender    TEXT    NOT NULL,
+        sequence  INTEGER NOT NULL CHECK (sequence >= 0),
+        PRIMARY KEY (job, sender)
+      ) STRICT, WITHOUT ROWID;
+
+      -- What a node needs to rebuild its role in an open job after a restart: how
+      -- the job started (JSON), the digest of the input file it read, and what it
+      -- reserved from a budget (JSON).
+      CREATE TABLE job_runs (
+        job         TEXT    PRIMARY KEY,
+        role        TEXT    NOT NULL,
+        start       TEXT    NOT NULL,
+        input_hash  TEXT,
+        charge      TEXT,
+        updated_at  INTEGER NOT NULL
+      ) STRICT;
+
+      -- The large typed arrays of a persisted role state (protocol_state holds the
+      -- rest), in pages: a checkpoint writes only the pages whose digest changed.
+      CREATE TABLE state_pages (
+        job     TEXT    NOT NULL,
+        role    TEXT    NOT NULL,
+        part    INTEGER NOT NULL CHECK (part >= 0),
+        page    INTEGER NOT NULL CHECK (page >= 0),
+        digest  BLOB    NOT NULL,
+        bytes   BLOB    NOT NULL,
+        PRIMARY KEY (job, role, part, page)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

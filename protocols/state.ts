@@ -25,8 +25,8 @@ export function stateToBytes(state: PersistableState): Uint8Array {
   return out;
 }
 
-/** Restores a state; `expect` names the protocol(s) and role the caller is about to resume. */
-export function stateFromBytes<S extends PersistableState>(bytes: Uint8Array, expect: { protocols: readonly string[]; role: string }): S {
+/** Restores a state; `expect` names the protocol(s) and (when it knows it) the role the caller is about to resume. */
+export function stateFromBytes<S extends PersistableState>(bytes: Uint8Array, expect: { protocols: readonly string[]; role?: string }): S {
   if (bytes.length < MAGIC.length || MAGIC.some((b, i) => bytes[i] !== b)) throw new InvalidStateError("not a persisted protocol state");
   let value: unknown;
   try {
@@ -35,8 +35,8 @@ export function stateFromBytes<S extends PersistableState>(bytes: Uint8Array, ex
     throw new InvalidStateError("persisted protocol state is corrupt");
   }
   const s = value as Partial<PersistableState> | null;
-  if (!s || typeof s !== "object" || typeof s.protocol !== "string" || !expect.protocols.includes(s.protocol) || s.role !== expect.role || typeof s.version !== "number") {
-    throw new InvalidStateError(`persisted state is not a ${expect.protocols.join("/")} ${expect.role} state`);
+  if (!s || typeof s !== "object" || typeof s.protocol !== "string" || !expect.protocols.includes(s.protocol) || typeof s.role !== "string" || (expect.role !== undefined && s.role !== expect.role) || typeof s.version !== "number") {
+    throw new InvalidStateError(`persisted state is not a ${expect.protocols.join("/")} ${expect.role ?? "role"} state`);
   }
   return value as S;
 }

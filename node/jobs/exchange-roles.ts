@@ -35,6 +35,8 @@ export interface ExchangeRole {
   receive(from: string, frame: Uint8Array): Promise<readonly RoleFrame[]>;
   /** Whether the role has sent all it will send. */
   readonly done: boolean;
+  /** The role's state (plain data: what a checkpoint saves). */
+  readonly state: unknown;
   /** The parties whose messages the role still waits for. */
   missing(): readonly string[];
   /** Frees what the role holds. Idempotent. */
@@ -46,6 +48,8 @@ export interface ExchangeProtocol extends Omit<ExchangeSide, "player" | "missing
   readonly protocol: ProtocolId;
   /** Starts the exchange's role, once every provider has accepted. */
   start(job: MultiPartyJob, resources: ExchangeResources): Promise<ExchangeRole>;
+  /** Takes the exchange's role up again from a checkpointed state (after a restart). */
+  resume(job: MultiPartyJob, resources: ExchangeResources, state: unknown): Promise<ExchangeRole>;
   /** Whether party `from` may send an envelope straight to party `to` (relayed as it is). */
   directRoute(job: MultiPartyJob, from: string, to: string): boolean;
 }
@@ -58,6 +62,17 @@ function partiesOf(m: NodeProtocol, job: MultiPartyJob): ReadonlyMap<RoleName, s
 }
 
 function driven(m: NodeProtocol, side: ExchangeSide): ExchangeProtocol {
+  const roleOf = (run: RoleRun, parties: ReadonlyMap<RoleName, string>): ExchangeRole => ({
+    receive: (from, frame) => run.receive(from, frame),
+    get done() {
+      return run.done;
+    },
+    get state() {
+      return run.state;
+    },
+    missing: () => side.missing(run.state).map((r) => parties.get(r) ?? r),
+    dispose: () => run.dispose(),
+  });
   return {
     protocol: m.protocol,
     prepare: (request, datasets, policies) => side.prepare(request, datasets, policies),
@@ -66,20 +81,16 @@ function driven(m: NodeProtocol, side: ExchangeSide): ExchangeProtocol {
     providerStart: (index, providers) => side.providerStart(index, providers),
     async start(job, resources) {
       const parties = partiesOf(m, job);
-      const player = await side.player(job, resources);
-      const { run, out } = await RoleRun.start(player, parties);
+      const { run, out } = await RoleRun.start(await side.player(job, resources), parties);
       if (out.length > 0) {
         run.dispose();
         throw new ProtocolError("the exchange's role sends nothing before a party has");
       }
-      return {
-        receive: (from, frame) => run.receive(from, frame),
-        get done() {
-          return run.done;
-        },
-        missing: () => side.missing(run.state).map((r) => parties.get(r) ?? r),
-        dispose: () => run.dispose(),
-      };
+      return roleOf(run, parties);
+    },
+    async resume(job, resources, state) {
+      const parties = partiesOf(m, job);
+      return roleOf(RoleRun.resume(await side.player(job, resources), parties, state), parties);
     },
     directRoute(job, from, to) {
       const roles = new Map([...partiesOf(m, job)].map(([role, party]) => [party, role]));

@@ -44,6 +44,12 @@ export class RoleRun {
     return { run, out: await run.#frames(step.messages) };
   }
 
+  /** Takes a role up again from a state it had reached (a checkpoint); it sends nothing on its own. */
+  static resume(player: JobPlayer, parties: ReadonlyMap<RoleName, string>, state: unknown): RoleRun {
+    if (parties.get(player.name) === undefined) throw new ProtocolError(`the job has no ${player.name}`);
+    return new RoleRun(player, parties, state);
+  }
+
   /** The role's name in the job. */
   get name(): RoleName {
     return this.#player.name;

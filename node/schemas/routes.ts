@@ -74,3 +74,24 @@ export const JobEventSchema = Type.Object(
   { additionalProperties: false },
 );
 export type JobEventBody = Static<typeof JobEventSchema>;
+
+/** Most acknowledgements in one POST /v1/mailbox/ack (one per job: a party acknowledges its jobs' envelopes together). */
+export const MAX_ACKS = 256;
+
+/** POST /v1/mailbox/ack: per job, the delivery number up to which the party has durably processed its envelopes. */
+export const MailboxAckSchema = Type.Object(
+  {
+    acks: Type.Array(
+      Type.Object(
+        {
+          job: Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9._:-]+$" }),
+          upTo: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: MAX_ACKS },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type MailboxAckBody = Static<typeof MailboxAckSchema>;

@@ -77,7 +77,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   // connection a stopped party left behind would otherwise hold the exchange's close for that long.
   const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 120_000, connectionTimeout: 120_000, keepAliveTimeout: 5_000 };
   const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as ExchangeApp;
-  const mailboxes = new Mailboxes(mailboxLimits(o.mailboxLimits, MAX_ENVELOPE_BYTES));
+  const mailboxes = new Mailboxes(o.store, o.identity.name, mailboxLimits(o.mailboxLimits, MAX_ENVELOPE_BYTES));
   const ctx = new ExchangeContext(o, mailboxes, app.log);
   const jobTimeoutMs = o.jobTimeoutMs ?? 10 * 60 * 1000;
   const jobs = new JobLifecycle(ctx, jobTimeoutMs);
@@ -116,11 +116,11 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     stopSweeper();
     pruning.stop();
   });
-  // On start, jobs that were running when the exchange stopped cannot resume here (the
-  // mailboxes were in memory): fail them cleanly, with a reason, so nobody waits forever.
-  jobs.failInterrupted();
-
   const services: ExchangeServices = { ctx, jobs, roles };
+  // On start, every job open when the exchange stopped goes on (docs/durability.md): its envelopes are in
+  // the relay table, and the exchange's own roles come back from their checkpoints and read on.
+  for (const rj of jobs.resumeOpen()) if (rj.started) roles.resume(rj);
+
   for (const routes of [partyRoutes, datasetRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes]) await app.register(routes, services);
   return app;
 }

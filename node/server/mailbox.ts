@@ -1,40 +1,54 @@
 /**
- * The exchange's mailboxes: one queue of envelope frames per party, taken by
- * long polling. Parties only ever connect out to the exchange (hub and
- * spoke). A batch is returned as [u32 big-endian length][frame]... so a
- * poll carries several frames at once.
+ * The exchange's mailboxes: one queue of envelopes per party, kept in the
+ * exchange's store (the relay table, node/store/durable.ts) so that nothing
+ * queued is lost when the exchange stops. Parties only ever connect out to
+ * the exchange (hub and spoke): a party long-polls for the envelopes queued
+ * after the last one it has seen (a batch: [u64 delivery number][u32
+ * length][envelope]...), and acknowledges, per job, the delivery number up to
+ * which it has durably processed them; only then are they deleted. After a
+ * restart of either side, what was not acknowledged is delivered again (the
+ * recipient skips what it has processed, by the envelopes' sequence numbers).
+ * The exchange's own role reads its envelopes from the same table.
  *
- * Every queue is bounded (security finding 10). A protocol frame (`data`)
- * is queued only while its recipient's queued bytes, its job's bytes and
- * all queued bytes stay within {@link MailboxLimits}: {@link Mailboxes.offer}
- * says no otherwise and changes nothing, and the exchange answers the sender
- * 429. A job's bytes include what the exchange's own role of the job holds
- * but has not processed yet ({@link Mailboxes.hold}); the role's own frames
- * are queued within their recipient's cap ({@link Mailboxes.offerOwn}: the
- * exchange waits for room, or fails the job). Control messages
- * (job.start) have a small byte reserve of their own per recipient, so a
- * full data queue never keeps a job from starting or stopping; a job.stop is
- * always queued (at most one per job a party took part in, and each poll
- * takes everything queued). When a job ends its queued frames are released
+ * Every queue is bounded (security finding 10; durable-jobs issue). A
+ * protocol envelope (`data`) is queued only while its recipient's
+ * unacknowledged bytes, its job's bytes and all queued bytes stay within
+ * {@link MailboxLimits}: the relay answers 429 otherwise and changes
+ * nothing. Envelopes for the exchange's own role count against their job's
+ * share and the total; the role's own envelopes against their recipient's
+ * cap only ({@link Mailboxes.fitsRecipient}: the role waits for room, or fails
+ * the job). Control messages (job.start) have a small byte reserve of their
+ * own per recipient, so a full data queue never keeps a job from starting or
+ * stopping; a job.stop is always queued (at most one per job a party took
+ * part in). When a job ends its queued envelopes are released
  * ({@link Mailboxes.releaseJob}); a job.start its party never took goes with
  * them, and that party needs no job.stop.
  */
 import { InvalidArgumentError, UmbraError } from "../../engine/errors.js";
+import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "../envelope.js";
+import type { RelayInput, RelayKind, Store } from "../store.js";
 
 interface Waiter {
-  readonly resolve: (frames: Uint8Array[]) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly wake: () => void;
 }
 
-/** What a queued frame is: a protocol frame, or a control message starting or stopping a job. */
-export type FrameKind = "data" | "start" | "stop";
+/** What a queued envelope is: a protocol frame, or a control message starting or stopping a job. */
+export type FrameKind = RelayKind;
 
-interface Queued {
+/** One envelope handed to its recipient, with its delivery number (what the recipient acknowledges). */
+export interface Delivery {
+  readonly id: number;
   readonly frame: Uint8Array;
-  readonly job: string | undefined;
-  readonly kind: FrameKind;
 }
 
+/** The relay's writes inside one transaction (with whatever else the caller records there). */
+export interface RelayWrites {
+  /** Queues an envelope; its delivery number, or undefined when this envelope was taken before (nothing changes). */
+  insert(row: RelayInput): number | undefined;
+  /** Deletes one envelope the exchange's own role has processed. */
+  remove(id: number): void;
+}
 /** Largest bytes handed out in one poll (frames beyond it wait for the next). */
 const MAX_BATCH_BYTES = 32 * 1024 * 1024;
 
@@ -87,28 +101,36 @@ const add = (m: Map<string, number>, k: string, n: number): void => {
 
 export class Mailboxes {
   readonly limits: MailboxLimits;
-  readonly #queues = new Map<string, Queued[]>();
+  readonly #store: Store;
+  /** The exchange's own name: envelopes to it are its role's input (held: the job's share and the total, not a recipient cap). */
+  readonly #self: string;
   readonly #waiters = new Map<string, Waiter>();
   /** Protocol bytes queued per recipient, per job (queued and held), control bytes per recipient, and in all. */
   readonly #recipientBytes = new Map<string, number>();
   readonly #jobBytes = new Map<string, number>();
   readonly #controlBytes = new Map<string, number>();
+  readonly #frames = new Map<string, number>();
   #totalBytes = 0;
+  /** The highest delivery number handed to each party since the exchange started (a job.start above it was never taken). */
+  readonly #delivered = new Map<string, number>();
   /** Callers waiting for room (the exchange's own deliveries), woken whenever bytes leave. */
   readonly #roomWaiters = new Set<() => void>();
+  /** The last delivery number queued before this process started. */
+  readonly #firstId: number;
   #closed = false;
 
-  constructor(limits: Partial<MailboxLimits> = {}) {
+  constructor(store: Store, self: string, limits: Partial<MailboxLimits> = {}) {
     this.limits = mailboxLimits(limits);
+    this.#store = store;
+    this.#self = self;
+    // What is queued from before a restart counts as it did; none of it was handed out by this process.
+    for (const u of store.durable.relayUsage()) this.#account(u.recipient, u.job, u.kind, u.bytes, u.frames ?? 0);
+    this.#firstId = store.durable.relayLastId();
   }
 
   /** Whether a protocol frame of `bytes` for `party` in `job` fits now. */
   fits(party: string, job: string, bytes: number): boolean {
-    return (
-      (this.#recipientBytes.get(party) ?? 0) + bytes <= this.limits.perRecipientBytes &&
-      (this.#jobBytes.get(job) ?? 0) + bytes <= this.limits.perJobBytes &&
-      this.#totalBytes + bytes <= this.limits.totalBytes
-    );
+    return this.fitsRecipient(party, bytes) && this.canHold(job, bytes);
   }
 
   /** Whether a frame of `bytes` fits `party`'s queue (its cap alone). */
@@ -116,30 +138,9 @@ export class Mailboxes {
     return (this.#recipientBytes.get(party) ?? 0) + bytes <= this.limits.perRecipientBytes;
   }
 
-  /** Whether `bytes` more may be held for a job's exchange-side role. */
+  /** Whether `bytes` more may be queued in `job` (its share and the total). */
   canHold(job: string, bytes: number): boolean {
     return (this.#jobBytes.get(job) ?? 0) + bytes <= this.limits.perJobBytes && this.#totalBytes + bytes <= this.limits.totalBytes;
-  }
-
-  /** Queues a protocol frame when it fits (true); else changes nothing (false). */
-  offer(party: string, job: string, frame: Uint8Array): boolean {
-    if (!this.fits(party, job, frame.length)) return false;
-    this.#enqueue(party, { frame, job, kind: "data" });
-    return true;
-  }
-
-  /**
-   * Queues a frame the exchange's own role sends, when it fits the
-   * recipient's cap (true); else changes nothing (false). Only the
-   * recipient's cap applies: the job's share and the total hold what the role
-   * has not processed yet, which waits behind this very frame — making it
-   * wait for them would deadlock the job. What the role may queue is still
-   * bounded, by the recipients' caps.
-   */
-  offerOwn(party: string, job: string, frame: Uint8Array): boolean {
-    if (!this.fitsRecipient(party, frame.length)) return false;
-    this.#enqueue(party, { frame, job, kind: "data" });
-    return true;
   }
 
   /** Room left in `party`'s control reserve, in bytes. */
@@ -147,32 +148,48 @@ export class Mailboxes {
     return this.limits.controlBytesPerRecipient - (this.#controlBytes.get(party) ?? 0);
   }
 
-  /** Queues a job.start when it fits the recipient's control reserve (true); else changes nothing (false). */
-  offerStart(party: string, job: string, frame: Uint8Array): boolean {
-    if (frame.length > this.controlRoom(party)) return false;
-    this.#enqueue(party, { frame, job, kind: "start" });
-    return true;
-  }
-
   /**
-   * Queues a frame with no cap: a job.stop (kind "stop", at most one per job
-   * and party), or a frame a test plants. Protocol frames go through offer.
+   * Runs `fn` in one store transaction with the relay's writes (the caller
+   * checked room first); the caps count them, and polls are woken, once it
+   * has committed. Returns what `fn` returns.
    */
-  put(party: string, frame: Uint8Array, meta: { readonly job?: string; readonly kind?: FrameKind } = {}): void {
-    this.#enqueue(party, { frame, job: meta.job, kind: meta.kind ?? "stop" });
+  commit<T>(fn: (relay: RelayWrites) => T): T {
+    const changes: { recipient: string; job: string; kind: RelayKind; bytes: number; sign: 1 | -1 }[] = [];
+    const durable = this.#store.durable;
+    const out = this.#store.transaction(() =>
+      fn({
+        insert: (row) => {
+          const id = durable.relayInsert(row);
+          if (id !== undefined) changes.push({ recipient: row.recipient, job: row.job, kind: row.kind, bytes: row.frame.length, sign: 1 });
+          return id;
+        },
+        remove: (id) => {
+          const u = durable.relayDelete(id);
+          if (u !== undefined) changes.push({ ...u, sign: -1 });
+        },
+      }),
+    );
+    const woken = new Set<string>();
+    for (const c of changes) {
+      this.#account(c.recipient, c.job, c.kind, c.sign * c.bytes, c.sign);
+      if (c.sign === 1) woken.add(c.recipient);
+    }
+    for (const p of woken) this.#wake(p);
+    if (changes.some((c) => c.sign === -1)) this.#wakeRoomWaiters();
+    return out;
   }
 
-  /** Counts `bytes` the exchange's role of `job` holds (not yet processed) against the job's and the total cap. */
-  hold(job: string, bytes: number): void {
-    add(this.#jobBytes, job, bytes);
-    this.#totalBytes += bytes;
+  /** Queues one envelope (a test plants one so; the exchange's own go through {@link commit}). Its job, sender and sequence are read from it. */
+  put(party: string, frame: Uint8Array, meta: { readonly kind?: FrameKind } = {}): number | undefined {
+    const e = decodeEnvelope(frame, DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES);
+    return this.commit((r) => r.insert({ recipient: party, job: e.job, sender: e.sender, sequence: e.sequence, kind: meta.kind ?? (e.step === 0 ? "start" : "data"), frame }));
   }
 
-  /** The role has processed (or dropped) what it held. */
-  unhold(job: string, bytes: number): void {
-    add(this.#jobBytes, job, -bytes);
-    this.#totalBytes -= bytes;
-    this.#wakeRoomWaiters();
+  /** `party` has durably processed `job`'s envelopes up to delivery number `upTo`: they are deleted. */
+  ack(party: string, job: string, upTo: number): void {
+    const gone = this.#store.transaction(() => this.#store.durable.relayAck(party, job, upTo));
+    for (const u of gone) this.#account(u.recipient, u.job, u.kind, -u.bytes, -1);
+    if (gone.length > 0) this.#wakeRoomWaiters();
   }
 
   /**
@@ -198,50 +215,45 @@ export class Mailboxes {
   }
 
   /**
-   * Releases every frame still queued for `job` (its protocol frames and
-   * control messages); returns the parties whose job.start was among them
+   * Releases every envelope still queued for `job` but its job.stops;
+   * returns the parties whose job.start was among them, never handed out
    * (they never learned of the job).
    */
   releaseJob(job: string): Set<string> {
+    const gone = this.#store.transaction(() => this.#store.durable.relayReleaseJob(job));
     const untakenStarts = new Set<string>();
-    for (const [party, q] of this.#queues) {
-      const keep: Queued[] = [];
-      for (const item of q) {
-        if (item.job !== job) keep.push(item);
-        else {
-          if (item.kind === "start") untakenStarts.add(party);
-          this.#account(party, item, -1);
-        }
-      }
-      if (keep.length === 0) this.#queues.delete(party);
-      else this.#queues.set(party, keep);
+    for (const u of gone) {
+      this.#account(u.recipient, u.job, u.kind, -u.bytes, -1);
+      // A start queued before a restart may have been handed out then: its party hears the stop.
+      const id = u.id ?? 0;
+      if (u.kind === "start" && id > this.#firstId && id > (this.#delivered.get(u.recipient) ?? 0)) untakenStarts.add(u.recipient);
     }
     this.#wakeRoomWaiters();
     return untakenStarts;
   }
 
-  /** Waits up to `waitMs` for frames for `party`; resolves with what is queued (possibly none). */
-  take(party: string, waitMs: number): Promise<Uint8Array[]> {
-    const ready = this.#take(party);
-    if (ready.length > 0 || waitMs <= 0 || this.#closed) return Promise.resolve(ready);
+  /** Waits up to `waitMs` for envelopes for `party` after delivery number `after`; resolves with what is queued (possibly none). */
+  async take(party: string, after: number, waitMs: number): Promise<Delivery[]> {
+    const ready = this.#take(party, after);
+    if (ready.length > 0 || waitMs <= 0 || this.#closed) return ready;
     // One poll per party at a time: a newer poll answers the older one empty.
-    const previous = this.#waiters.get(party);
-    if (previous) {
-      clearTimeout(previous.timer);
-      previous.resolve([]);
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(party);
-        resolve([]);
-      }, waitMs);
-      this.#waiters.set(party, { resolve, timer });
+    this.#waiters.get(party)?.wake();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => finish(), waitMs);
+      const finish = () => {
+        clearTimeout(timer);
+        if (this.#waiters.get(party) === w) this.#waiters.delete(party);
+        resolve();
+      };
+      const w: Waiter = { wake: finish };
+      this.#waiters.set(party, w);
     });
+    return this.#closed ? [] : this.#take(party, after);
   }
 
-  /** Frames queued for `party`. */
+  /** Envelopes queued for `party`. */
   pending(party: string): number {
-    return this.#queues.get(party)?.length ?? 0;
+    return this.#frames.get(party) ?? 0;
   }
 
   /** Bytes queued for `party` (protocol frames and control messages). */
@@ -254,91 +266,80 @@ export class Mailboxes {
     return this.#jobBytes.get(job) ?? 0;
   }
 
-  /** Every queue's frame count and bytes, by party (parties with nothing queued are left out). */
+  /** Every queue's envelope count and bytes, by party (parties with nothing queued are left out). */
   sizes(): Record<string, { readonly frames: number; readonly bytes: number }> {
     const out: Record<string, { frames: number; bytes: number }> = {};
-    for (const [party, q] of [...this.#queues].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out[party] = { frames: q.length, bytes: this.queuedBytes(party) };
+    for (const [party, n] of [...this.#frames].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) if (n > 0) out[party] = { frames: n, bytes: this.queuedBytes(party) };
     return out;
   }
 
   /** Answers every open poll (empty) and refuses to wait from now on. */
   close(): void {
     this.#closed = true;
-    for (const [party, w] of this.#waiters) {
-      clearTimeout(w.timer);
-      w.resolve(this.#take(party));
-    }
+    for (const w of [...this.#waiters.values()]) w.wake();
     this.#waiters.clear();
     this.#wakeRoomWaiters();
   }
 
-  #enqueue(party: string, item: Queued): void {
-    const q = this.#queues.get(party) ?? [];
-    q.push(item);
-    this.#queues.set(party, q);
-    this.#account(party, item, 1);
+  #take(party: string, after: number): Delivery[] {
+    const rows = this.#store.durable.relayAfter(party, after, MAX_BATCH_BYTES);
+    if (rows.length === 0) return [];
+    const last = rows[rows.length - 1]?.id ?? 0;
+    if (last > (this.#delivered.get(party) ?? 0)) this.#delivered.set(party, last);
+    return rows.map((r) => ({ id: r.id, frame: r.frame }));
+  }
+
+  #account(recipient: string, job: string, kind: RelayKind, bytes: number, frames: number): void {
+    add(this.#frames, recipient, frames);
+    if (kind !== "data") {
+      add(this.#controlBytes, recipient, bytes);
+      return;
+    }
+    if (recipient !== this.#self) add(this.#recipientBytes, recipient, bytes);
+    add(this.#jobBytes, job, bytes);
+    this.#totalBytes += bytes;
+  }
+
+  #wake(party: string): void {
     const w = this.#waiters.get(party);
     if (w) {
       this.#waiters.delete(party);
-      clearTimeout(w.timer);
-      w.resolve(this.#take(party));
+      w.wake();
     }
-  }
-
-  #account(party: string, item: Queued, sign: 1 | -1): void {
-    const n = sign * item.frame.length;
-    if (item.kind === "data") {
-      add(this.#recipientBytes, party, n);
-      if (item.job !== undefined) add(this.#jobBytes, item.job, n);
-      this.#totalBytes += n;
-    } else add(this.#controlBytes, party, n);
   }
 
   #wakeRoomWaiters(): void {
     for (const wake of [...this.#roomWaiters]) wake();
   }
-
-  #take(party: string): Uint8Array[] {
-    const q = this.#queues.get(party);
-    if (!q || q.length === 0) return [];
-    const out: Uint8Array[] = [];
-    let bytes = 0;
-    while (q.length > 0 && (out.length === 0 || bytes + (q[0]?.frame.length ?? 0) <= MAX_BATCH_BYTES)) {
-      const item = q.shift() as Queued;
-      this.#account(party, item, -1);
-      bytes += item.frame.length;
-      out.push(item.frame);
-    }
-    if (q.length === 0) this.#queues.delete(party);
-    if (out.length > 0) this.#wakeRoomWaiters();
-    return out;
-  }
 }
 
-/** Frames as one body: [u32 BE length][bytes]... */
-export function packFrames(frames: readonly Uint8Array[]): Buffer {
+/** Deliveries as one body: [u64 BE delivery number][u32 BE length][bytes]... */
+export function packDeliveries(deliveries: readonly Delivery[]): Buffer {
   let total = 0;
-  for (const f of frames) total += 4 + f.length;
+  for (const d of deliveries) total += 12 + d.frame.length;
   const out = Buffer.allocUnsafe(total);
   let o = 0;
-  for (const f of frames) {
-    out.writeUInt32BE(f.length, o);
-    out.set(f, o + 4);
-    o += 4 + f.length;
+  for (const d of deliveries) {
+    out.writeBigUInt64BE(BigInt(d.id), o);
+    out.writeUInt32BE(d.frame.length, o + 8);
+    out.set(d.frame, o + 12);
+    o += 12 + d.frame.length;
   }
   return out;
 }
 
-export function unpackFrames(body: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
+/** Reads a poll's body (strictly: a truncated batch, or a delivery number past 2^53, is refused). */
+export function unpackDeliveries(body: Uint8Array): Delivery[] {
+  const out: Delivery[] = [];
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
   let o = 0;
   while (o < body.length) {
-    if (o + 4 > body.length) throw new Error("truncated frame batch");
-    const n = dv.getUint32(o);
-    if (o + 4 + n > body.length) throw new Error("truncated frame batch");
-    out.push(body.subarray(o + 4, o + 4 + n));
-    o += 4 + n;
+    if (o + 12 > body.length) throw new UmbraError("UMBRA_INVALID_MESSAGE", "truncated mailbox batch");
+    const id = dv.getBigUint64(o);
+    const n = dv.getUint32(o + 8);
+    if (id > BigInt(Number.MAX_SAFE_INTEGER) || o + 12 + n > body.length) throw new UmbraError("UMBRA_INVALID_MESSAGE", "truncated mailbox batch");
+    out.push({ id: Number(id), frame: body.subarray(o + 12, o + 12 + n) });
+    o += 12 + n;
   }
   return out;
 }

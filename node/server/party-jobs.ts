@@ -24,8 +24,18 @@
  * (or, under the job's minimum intersection, a withheld marker — the job ends
  * as any other, so no other party learns the intersection was small) with a
  * salted commitment the exchange records.
+ *
+ * Durable (docs/durability.md): every envelope is processed in one store
+ * transaction — the role's new state (a checkpoint), what it sends (the
+ * outbox, node/server/party-outbox.ts), the sender's watermark, a budget's
+ * settlement, the result — and acknowledged to the exchange only after.
+ * An envelope delivered again (at or below its sender's watermark) is
+ * skipped. On start the agent takes up every open job from its checkpoint
+ * (re-reading its input, which must not have changed: UMBRA_DATASET_CHANGED)
+ * and sends what its outbox still holds.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { RecordBatchStreamWriter, Table } from "apache-arrow";
 import type { FastifyBaseLogger } from "fastify";
 import { hkdf } from "@noble/hashes/hkdf.js";
@@ -36,7 +46,7 @@ import type { CryptoPool } from "../../engine/pool/index.js";
 import { BelowMinimumError, lookupKeyPair, prepareLookupTable, type ProtocolId } from "../../protocols/index.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import type { DatasetDescriptor } from "../catalog.js";
-import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, sealEnvelope, type SenderKeys } from "../envelope.js";
+import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, type OpenedEnvelope, type SenderKeys } from "../envelope.js";
 import { maskKeyPair, type NodeIdentity } from "../identity.js";
 import { LedgerKind, requestDigest, resultCommitment, verifiedEntry } from "../ledger.js";
 import { checkJob, jobCost, jobDatasets, parsePolicy, PolicyDeniedError, requestExtends, settlesByKeys, type JobRequest, type UsagePolicy } from "../policy.js";
@@ -45,6 +55,8 @@ import { nodeProtocolFor } from "../jobs/registry.js";
 import { RoleRun, type RoleFrame } from "../jobs/run.js";
 import type { Store } from "../store.js";
 import type { ExchangeClient } from "./client.js";
+import type { Delivery } from "./mailbox.js";
+import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
 
 /** Largest envelope the agent opens (the envelope layer's payload limit and its overhead). */
@@ -53,7 +65,21 @@ const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
 /** Prepared lookup tables kept in memory (each can be large; the least recently used goes first). */
 const PREPARED_CACHE_ENTRIES = 2;
 
+/** Envelopes from the mailbox are opened however long they waited there (a restart may take minutes): their sequence numbers stop replays. */
+const NO_FRESHNESS_LIMIT = Number.MAX_SAFE_INTEGER;
+
+/** A checkpoint's role name for the agent's own role in a job (it plays one per job). */
+const CHECKPOINT_ROLE = "party";
+
 type StartMessage = Extract<ControlMessage, { type: "job.start" }>;
+
+/** What a provider whose budget counts keys reserved when it accepted; settled to the measured count once the buyer's hello names it (NodeProtocol.buyerKeysSeen), released in full when the job ends before. */
+interface Charge {
+  readonly dataset: string;
+  readonly buyer: string;
+  readonly reserved: number;
+  settled: boolean;
+}
 
 interface Running {
   readonly spec: JobSpec;
@@ -61,20 +87,31 @@ interface Running {
   readonly module: NodeProtocol;
   readonly run: RoleRun;
   readonly table: Table;
-  /**
-   * A provider whose budget counts keys: the declared key count it reserved
-   * when it accepted; settled to the measured count once the buyer's hello
-   * names it (NodeProtocol.buyerKeysSeen), released in full when the job ends before.
-   */
-  charge?: { readonly dataset: string; readonly buyer: string; readonly reserved: number; settled: boolean };
-  /**
-   * Envelope sequence numbers. The role's state lives in memory only: nothing
-   * could resume from it yet (a restarted party fails its open jobs), it holds
-   * the job's secret scalars, and writing tens of MB blocked the agent's event
-   * loop for up to a second (finding 14). The durable-jobs work brings state,
-   * outbox and acknowledgements in one transaction instead.
-   */
-  sequence: number;
+  readonly start: StartMessage;
+  readonly inputHash: string | null;
+  charge?: Charge;
+}
+
+/** A job's role as the agent sets it up (at start, and again after a restart). */
+interface Setup {
+  readonly spec: JobSpec;
+  readonly module: NodeProtocol;
+  readonly resources: PartyResources;
+  readonly inputHash: string | null;
+}
+
+/** The dataset file a job reads changed after the job started: resuming would compute on other data. */
+class DatasetChangedError extends UmbraError {
+  constructor() {
+    super("UMBRA_DATASET_CHANGED", "the job's dataset file changed after the job started; the job cannot resume on other data (run it again)");
+  }
+}
+
+/** SHA-256 (hex) of a file, streamed. */
+async function fileHash(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
 }
 
 export interface PartyJobsOptions {
@@ -95,13 +132,13 @@ export interface PartyJobsOptions {
 }
 
 export interface PartyJobs {
-  /** Handles one envelope from the mailbox (jobs in parallel, each job's envelopes in order). */
-  handle(frame: Uint8Array): void;
+  /** Handles one delivery from the mailbox (jobs in parallel, each job's envelopes in order). */
+  handle(delivery: Delivery): void;
   /** Jobs this agent plays a role in now. */
   readonly running: number;
-  /** Fails the jobs this party was in when it stopped (their data in flight is gone). */
-  failInterrupted(): Promise<void>;
-  /** Waits for the work in flight. */
+  /** Takes up every open job where it stopped, and sends what the outbox holds (at start; the jobs are set up in the background, each job's envelopes waiting until it is). */
+  resume(): Promise<void>;
+  /** Waits for the work in flight, and stops sending. */
   drain(): Promise<void>;
 }
 
@@ -112,18 +149,22 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
   /** The lookup key of this party for a dataset: derived from its identity, rotated by the policy version. */
   const masterSeed = hkdf(sha256, identity.signing.secretKey, undefined, new TextEncoder().encode("umbra/lookup/master-seed"), 32);
   const prepared = new Map<string, Table>();
+  const outbox = new PartyOutbox({ store, identity, client, log, senderKeys: o.senderKeys, exchange: o.exchange });
+  const durable = store.durable;
 
-  const event = (job: string, e: JobEvent) => client.json("POST", `/v1/jobs/${job}/events`, e);
-
-  /** Seals each frame to the party it is for and sends it through the exchange's relay, in order. */
-  const send = async (r: Running, frames: readonly RoleFrame[]): Promise<void> => {
-    const x = o.exchange();
-    for (const f of frames) {
-      const keys = f.to === x.name ? x.keys : await o.senderKeys(f.to);
-      if (!keys) throw new UmbraError("UMBRA_UNKNOWN_SENDER", "the other party has no box key");
-      const env = sealEnvelope({ job: r.spec.id, step: f.step, sender: identity, recipient: f.to, sequence: r.sequence++, payload: f.frame, encryptTo: keys.boxPublicKey });
-      await client.sendRaw("/v1/relay", env);
-    }
+  /** Puts a job event in the outbox (inside the caller's transaction): sent after the commit, in order with the job's envelopes. */
+  const queueEvent = (job: string, e: JobEvent): void => {
+    durable.outboxPut({ job, kind: "event", body: new TextEncoder().encode(JSON.stringify(e)) });
+  };
+  /** Puts the role's envelopes in the outbox, each with its sequence number (inside the caller's transaction). */
+  const queueFrames = (job: string, frames: readonly RoleFrame[]): void => {
+    for (const f of frames) durable.outboxPut({ job, kind: "frame", recipient: f.to, step: f.step, sequence: durable.takeSequence(job, identity.name), body: f.frame });
+  };
+  /** Commits, then sends what the commit queued. */
+  const commit = <T>(job: string, fn: () => T): T => {
+    const out = store.transaction(fn);
+    outbox.kick(job);
+    return out;
   };
 
   const specOf = (m: StartMessage): JobSpec => {
@@ -154,20 +195,20 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     return d ? { id: d.id, owner: d.owner, name: d.name, schema: d.schema as DatasetDescriptor["schema"], rowCount: d.rowCount, contentHash: d.contentHash, createdAt: new Date(d.createdAt).toISOString() } : undefined;
   };
 
-  /** Reports a job's progress to the exchange at most once a second (phase and counts, never data). */
+  /** Reports a job's progress to the exchange at most once a second (phase and counts, never data; not kept: a lost report is replaced by the next). */
   const progressReporter = (job: string) => {
     let last = 0;
     return (phase: string, done: number, total: number) => {
       const t = Date.now();
       if (t - last < 1000 && done !== total) return;
       last = t;
-      void event(job, { kind: "progress", progress: { phase, done, total } }).catch(() => undefined);
+      void client.json("POST", `/v1/jobs/${job}/events`, { kind: "progress", progress: { phase, done, total } } satisfies JobEvent).catch(() => undefined);
     };
   };
 
-  /** The provider's prepared lookup table for its dataset's product version (a few kept, least recently used out first). */
+  /** The provider's prepared lookup table for its dataset's product version (a few kept, least recently used out first; derived again from the dataset after a restart). */
   const lookupResources = async (desc: DatasetDescriptor, spec: JobSpec, table: Table, m: StartMessage): Promise<NonNullable<PartyResources["lookup"]>> => {
-    const version = store.latestPolicy(desc.id)?.version ?? 1;
+    const version = m.lookup?.version ?? store.latestPolicy(desc.id)?.version ?? 1;
     const labels = [...(spec.outputColumns ?? [])].sort();
     const product = lookupProduct(desc.id);
     const { secretKey } = lookupKeyPair(masterSeed, product, version);
@@ -180,62 +221,25 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     return { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };
   };
 
-  /** Starts this party's role and sends what it sends first. */
-  const startRole = async (spec: JobSpec, party: PartyRole, module: NodeProtocol, resources: PartyResources, charge?: Running["charge"]): Promise<void> => {
-    const player = await module.player(spec, party, resources);
-    const { run, out } = await RoleRun.start(player, module.parties(spec));
-    const r: Running = { spec, party, module, run, table: resources.table, ...(charge ? { charge } : {}), sequence: 0 };
-    running.set(spec.id, r);
-    await send(r, out);
-  };
-
-  const onStart = async (m: StartMessage): Promise<void> => {
-    const x = o.exchange();
-    // The job as the exchange's signed ledger records it: its job.submitted entry, under the pinned key, names this request.
-    const record = x.keys ? verifiedEntry(m.record, x.keys.signingPublicKey) : undefined;
-    if (record === undefined || record.kind !== LedgerKind.JobSubmitted || record.job !== m.job || record.body["request"] !== requestDigest(m.request)) {
-      log.warn({ job: m.job, code: "UMBRA_BAD_RECORD" }, "refused a job.start whose ledger record does not verify");
-      await event(m.job, { kind: "failed", reason: "UMBRA_BAD_RECORD" }).catch(() => undefined);
-      return;
-    }
-    // Kept as evidence; another entry at a seq seen before means the exchange shows two histories.
-    if (store.noteExchangeHead(record) === "fork") {
-      log.error({ job: m.job, seq: record.seq, code: "UMBRA_LEDGER_FORK" }, "the exchange's signed ledger entry at this seq differs from one seen before: it shows two histories; refusing its jobs");
-      await event(m.job, { kind: "failed", reason: "UMBRA_LEDGER_FORK" }).catch(() => undefined);
-      return;
-    }
+  /**
+   * What this party's role in a job reads and is given: its input file (and
+   * that file's hash, which must be `expectHash` when resuming), its mask or
+   * lookup keys. The same at start and after a restart.
+   */
+  const setUp = async (m: StartMessage, expectHash?: string | null): Promise<Setup> => {
     const module = nodeProtocolFor(m.request.protocol);
-    if (!module) {
-      await event(m.job, { kind: "failed", reason: "UMBRA_UNKNOWN_PROTOCOL" }).catch(() => undefined);
-      return;
-    }
+    if (!module) throw new UmbraError("UMBRA_UNKNOWN_PROTOCOL", "a job of a protocol this agent does not know");
     const spec = specOf(m);
     const onProgress = progressReporter(m.job);
-    const read = (party: PartyRole, path: string) => (module.readTable ? module.readTable(spec, party, path) : readTable(path));
+    const read = async (party: PartyRole, path: string): Promise<{ table: Table; hash: string }> => {
+      const hash = await fileHash(path);
+      if (expectHash !== undefined && hash !== expectHash) throw new DatasetChangedError();
+      return { table: await (module.readTable ? module.readTable(spec, party, path) : readTable(path)), hash };
+    };
     if (m.role === "provider") {
-      // This party's own record of the job (its state, steps and result hang off it); the buyer's was made when it submitted.
-      if (!store.getJob(m.job)) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: [...spec.providers], params: { request: m.request } as never });
-      // The provider's own check, on its own copy of the policy, before it answers anything.
-      const own = spec.providerDataset;
-      const desc = own !== undefined ? ownDescriptor(own) : undefined;
-      const policy = own !== undefined ? ownPolicy(own) : undefined;
-      const mine = m.providers === undefined || m.providers[m.providerIndex ?? -1] === identity.name;
-      if (!desc || !policy || !mine) {
-        store.transitionJob(m.job, ["submitted"], "refused", "dataset-mismatch");
-        await event(m.job, { kind: "refused", rule: "dataset-mismatch" });
-        return;
-      }
-      try {
-        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
-      } catch (err) {
-        if (err instanceof PolicyDeniedError) {
-          store.transitionJob(m.job, ["submitted"], "refused", err.rule);
-          await event(m.job, { kind: "refused", rule: err.rule });
-          return;
-        }
-        throw err;
-      }
-      const table = await read("provider", o.dataFile(desc.name));
+      const desc = spec.providerDataset !== undefined ? ownDescriptor(spec.providerDataset) : undefined;
+      if (!desc) throw new UmbraError("UMBRA_NOT_FOUND", "the job's dataset is not registered here");
+      const { table, hash } = await read("provider", o.dataFile(desc.name));
       // What the protocol asks of the agent: its mask key and the peers' registered ones (from job.start), its lookup key and prepared table.
       let mask: PartyResources["mask"];
       if (module.resources?.includes("mask")) {
@@ -243,19 +247,108 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
         mask = { keyPair: maskKeyPair(identity), peers: m.peerKeys.map((k) => Uint8Array.from(Buffer.from(k, "hex"))) };
       }
       const lookup = module.resources?.includes("lookup") ? await lookupResources(desc, spec, table, m) : undefined;
+      return { spec, module, inputHash: hash, resources: { pool, table, onProgress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) } };
+    }
+    // Its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
+    const mine = m.request.buyerDataset;
+    const own = mine !== undefined ? store.getDataset(mine) : undefined;
+    const input = mine === undefined ? { table: new Table(), hash: null } : await read("buyer", o.dataFile(own ? own.name : mine));
+    let lookup: PartyResources["lookup"];
+    if (module.resources?.includes("lookup")) {
+      if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
+      // The buyer never holds the prepared table or the key: only the product version it asks for.
+      lookup = { prepared: new Table(), secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
+    }
+    return { spec, module, inputHash: input.hash, resources: { pool, table: input.table, onProgress, ...(lookup ? { lookup } : {}) } };
+  };
+
+  /**
+   * Starts this party's role (or starts it again after a restart that came
+   * before its first checkpoint) and commits its first state with what it
+   * sends first and, when given, the envelope that started it.
+   */
+  const startRole = async (m: StartMessage, setup: Setup, charge: Charge | undefined, started?: OpenedEnvelope): Promise<void> => {
+    const player = await setup.module.player(setup.spec, m.role, setup.resources);
+    const { run, out } = await RoleRun.start(player, setup.module.parties(setup.spec));
+    const r: Running = { spec: setup.spec, party: m.role, module: setup.module, run, table: setup.resources.table, start: m, inputHash: setup.inputHash, ...(charge ? { charge } : {}) };
+    running.set(m.job, r);
+    commit(m.job, () => {
+      store.checkpoints.save(m.job, CHECKPOINT_ROLE, run.state as never);
+      queueFrames(m.job, out);
+      if (started) durable.markProcessed(m.job, started.sender, started.sequence);
+    });
+  };
+
+  /** Ends a job here before it ran (refused, or failed before its role started), in one transaction with its event and its job.start's watermark. */
+  const endBeforeRun = (m: StartMessage, env: OpenedEnvelope, to: "refused" | "failed", event: JobEvent): void => {
+    commit(m.job, () => {
+      const local = store.getJob(m.job);
+      if (local && (local.state === "submitted" || local.state === "running")) store.transitionJob(m.job, ["submitted", "running"], to, event.rule ?? event.reason ?? null);
+      durable.markProcessed(m.job, env.sender, env.sequence);
+      queueEvent(m.job, event);
+    });
+  };
+
+  const onStart = async (m: StartMessage, env: OpenedEnvelope): Promise<void> => {
+    // Delivered again after a restart: the job is under way here (or over) already.
+    if (durable.getRun(m.job) !== undefined) return;
+    const x = o.exchange();
+    // The job as the exchange's signed ledger records it: its job.submitted entry, under the pinned key, names this request.
+    const record = x.keys ? verifiedEntry(m.record, x.keys.signingPublicKey) : undefined;
+    if (record === undefined || record.kind !== LedgerKind.JobSubmitted || record.job !== m.job || record.body["request"] !== requestDigest(m.request)) {
+      log.warn({ job: m.job, code: "UMBRA_BAD_RECORD" }, "refused a job.start whose ledger record does not verify");
+      endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_BAD_RECORD" });
+      return;
+    }
+    // Kept as evidence; another entry at a seq seen before means the exchange shows two histories.
+    if (store.noteExchangeHead(record) === "fork") {
+      log.error({ job: m.job, seq: record.seq, code: "UMBRA_LEDGER_FORK" }, "the exchange's signed ledger entry at this seq differs from one seen before: it shows two histories; refusing its jobs");
+      endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_LEDGER_FORK" });
+      return;
+    }
+    if (!nodeProtocolFor(m.request.protocol)) {
+      endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_UNKNOWN_PROTOCOL" });
+      return;
+    }
+    const spec = specOf(m);
+    if (m.role === "provider") {
+      // This party's own record of the job (its state, steps and result hang off it); the buyer's was made when it submitted.
+      const local = store.getJob(m.job);
+      if (local !== undefined && local.state !== "submitted") return; // a job.start for a job that has ended here already
+      if (!local) store.createJob({ id: m.job, protocol: spec.protocol, buyer: spec.buyer, providers: [...spec.providers], params: { request: m.request } as never });
+      // The provider's own check, on its own copy of the policy, before it answers anything.
+      const own = spec.providerDataset;
+      const desc = own !== undefined ? ownDescriptor(own) : undefined;
+      const policy = own !== undefined ? ownPolicy(own) : undefined;
+      const mine = m.providers === undefined || m.providers[m.providerIndex ?? -1] === identity.name;
+      if (!desc || !policy || !mine) {
+        endBeforeRun(m, env, "refused", { kind: "refused", rule: "dataset-mismatch" });
+        return;
+      }
+      try {
+        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
+      } catch (err) {
+        if (err instanceof PolicyDeniedError) {
+          endBeforeRun(m, env, "refused", { kind: "refused", rule: err.rule });
+          return;
+        }
+        throw err;
+      }
+      const setup = await setUp(m);
       // Settled to the measured keys later; a job that evaluates no buyer keys costs one unit (jobCost).
       const cost = jobCost(policy, m.request) ?? 0;
-      const byKeys = settlesByKeys(policy, m.request);
-      store.transaction(() => {
+      const charge: Charge | undefined = settlesByKeys(policy, m.request) ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false } : undefined;
+      // Accepted, in one transaction with the budget it reserves and what resumes the job: the exchange and the
+      // buyer get ready while this role starts (hashing its set takes seconds). Their messages wait in this
+      // agent's queue until it has.
+      commit(m.job, () => {
         if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
         store.consumeBudget(desc.id, m.request.buyer, cost);
+        store.transitionJob(m.job, ["submitted"], "running");
+        durable.putRun({ job: m.job, role: "provider", start: m, inputHash: setup.inputHash, charge: charge ?? null });
+        queueEvent(m.job, { kind: "accepted" });
       });
-      const charge = byKeys ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false } : undefined;
-      // Accepted: the exchange and the buyer get ready while this role starts (hashing its set
-      // takes seconds). Their messages wait in this agent's queue until it has.
-      store.transitionJob(m.job, ["submitted"], "running");
-      await event(m.job, { kind: "accepted" });
-      await startRole(spec, "provider", module, { pool, table, onProgress, ...(lookup ? { lookup } : {}), ...(mask ? { mask } : {}) }, charge);
+      await startRole(m, setup, charge, env);
       return;
     }
     // Buyer: only a job this agent submitted, and only as it asked for it: nobody can make it
@@ -268,26 +361,20 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     const asked = (local?.params as { request?: JobRequest; submitted?: boolean } | undefined) ?? {};
     if (local === undefined || asked.submitted !== true || asked.request === undefined || !requestExtends(asked.request, m.request)) {
       log.warn({ job: m.job, code: "UMBRA_NOT_SUBMITTED" }, "refused a job.start for a job this party did not submit (or not as it asked)");
-      if (local !== undefined && (local.state === "submitted" || local.state === "running")) store.transitionJob(m.job, ["submitted", "running"], "failed", "UMBRA_NOT_SUBMITTED");
-      await event(m.job, { kind: "failed", reason: "UMBRA_NOT_SUBMITTED" }).catch(() => undefined);
+      endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_NOT_SUBMITTED" });
       return;
     }
-    // Its own dataset, a registered one or a file in the data folder (none in a multi-provider job).
-    const mine = m.request.buyerDataset;
-    const own = mine !== undefined ? store.getDataset(mine) : undefined;
-    const table = mine === undefined ? new Table() : await read("buyer", o.dataFile(own ? own.name : mine));
-    let lookup: PartyResources["lookup"];
-    if (module.resources?.includes("lookup")) {
-      if (!m.lookup) throw new UmbraError("UMBRA_PROTOCOL", "a lookup job names its product version");
-      // The buyer never holds the prepared table or the key: only the product version it asks for.
-      lookup = { prepared: new Table(), secretKey: new Uint8Array(0), budgetRemaining: 0, product: m.lookup.product, version: m.lookup.version };
-    }
-    store.transitionJob(m.job, ["submitted"], "running");
-    await startRole(spec, "buyer", module, { pool, table, onProgress, ...(lookup ? { lookup } : {}) });
+    if (local.state !== "submitted") return; // a job.start for a job that has ended here already
+    const setup = await setUp(m);
+    commit(m.job, () => {
+      store.transitionJob(m.job, ["submitted"], "running");
+      durable.putRun({ job: m.job, role: "buyer", start: m, inputHash: setup.inputHash, charge: null });
+    });
+    await startRole(m, setup, undefined, env);
   };
 
-  /** The buyer's result: written with a salted commitment (the digest in the exchange's ledger says nothing of a count or of a withheld result). */
-  const finish = async (job: string, r: Running): Promise<void> => {
+  /** The buyer's result: written with a salted commitment (the digest in the exchange's ledger says nothing of a count or of a withheld result), in one transaction with the job's end and its event. */
+  const finish = (job: string, r: Running, env: OpenedEnvelope): void => {
     let bytes: Uint8Array;
     let summary: Record<string, number>;
     let withheld: string | null = null;
@@ -304,46 +391,58 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     }
     const salt = new Uint8Array(randomBytes(32));
     const digest = resultCommitment(salt, bytes);
-    store.putResult(job, { digest, bytes, salt });
-    store.deleteState(job);
-    store.transitionJob(job, ["running"], "succeeded", withheld, summary);
+    commit(job, () => {
+      store.putResult(job, { digest, bytes, salt });
+      store.transitionJob(job, ["running"], "succeeded", withheld, summary);
+      durable.markProcessed(job, env.sender, env.sequence);
+      durable.forgetJob(job);
+      queueEvent(job, { kind: "succeeded", digest });
+    });
     end(job);
-    await event(job, { kind: "succeeded", digest });
     log.info({ job }, withheld === null ? "job succeeded" : "job ended, its result withheld under the job's minimum intersection");
   };
 
-  const onProtocol = async (job: string, sender: string, payload: Uint8Array): Promise<void> => {
+  const onProtocol = async (env: OpenedEnvelope): Promise<void> => {
+    const job = env.job;
     const r = running.get(job);
     if (!r) return; // not (or no longer) ours: stop has been processed
-    const out = await r.run.receive(sender, payload);
-    await settleCharge(job, r);
-    await send(r, out);
-    if (r.party === "buyer" && r.run.done) await finish(job, r);
-  };
-
-  /**
-   * Budgets count what was measured, not what was declared: once the buyer's
-   * hello has named its distinct keys (never more than declared: the role
-   * refuses more), the reservation is settled to that count and the exchange
-   * told, so it settles its copy of the budget the same way.
-   */
-  const settleCharge = async (job: string, r: Running): Promise<void> => {
+    const out = await r.run.receive(env.sender, env.payload);
+    if (r.party === "buyer" && r.run.done) {
+      finish(job, r, env);
+      return;
+    }
+    // Budgets count what was measured, not what was declared: once the buyer's hello has named its distinct
+    // keys (never more than declared: the role refuses more), the reservation is settled to that count, and
+    // the exchange told, so it settles its copy of the budget the same way.
     const c = r.charge;
-    if (c === undefined || c.settled) return;
-    const seen = r.module.buyerKeysSeen?.(r.run.state);
-    if (seen === undefined) return;
-    c.settled = true;
-    const units = Math.min(seen, c.reserved);
-    if (c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
-    await event(job, { kind: "charged", units });
+    const seen = c !== undefined && !c.settled ? r.module.buyerKeysSeen?.(r.run.state) : undefined;
+    commit(job, () => {
+      store.checkpoints.save(job, CHECKPOINT_ROLE, r.run.state as never);
+      queueFrames(job, out);
+      durable.markProcessed(job, env.sender, env.sequence);
+      if (c !== undefined && seen !== undefined) {
+        const units = Math.min(seen, c.reserved);
+        if (c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
+        durable.putRun({ job, role: r.party, start: r.start, inputHash: r.inputHash, charge: { ...c, settled: true } });
+        queueEvent(job, { kind: "charged", units });
+      }
+    });
+    if (c !== undefined && seen !== undefined) c.settled = true;
   };
 
-  /** A job that ends before the buyer's hello was measured evaluated none of its keys: its reservation goes back. */
-  const releaseCharge = (r: Running | undefined): void => {
-    const c = r?.charge;
+  /** A job that ends before the buyer's hello was measured evaluated none of its keys: its reservation goes back (inside the caller's transaction). */
+  const releaseCharge = (c: Charge | undefined): void => {
     if (c === undefined || c.settled) return;
     c.settled = true;
     if (c.reserved > 0) store.refundBudget(c.dataset, c.buyer, c.reserved);
+  };
+
+  /** The charge of a job, in memory or (a job not taken up again) as its run recorded it. */
+  const chargeOf = (job: string): Charge | undefined => {
+    const r = running.get(job);
+    if (r) return r.charge;
+    const c = durable.getRun(job)?.charge as Charge | null | undefined;
+    return c ?? undefined;
   };
 
   /** Forgets a job's role (and frees what its context holds). */
@@ -353,23 +452,54 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
   };
 
   const onStop = (m: Extract<ControlMessage, { type: "job.stop" }>): void => {
-    releaseCharge(running.get(m.job));
+    const charge = chargeOf(m.job);
     end(m.job);
-    const j = store.getJob(m.job);
-    if (!j) return;
-    store.deleteState(m.job);
-    const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
-    if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
+    commit(m.job, () => {
+      releaseCharge(charge);
+      durable.forgetJob(m.job);
+      const j = store.getJob(m.job);
+      if (!j) return;
+      const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
+      if (j.state === "submitted" || j.state === "running") store.transitionJob(m.job, ["submitted", "running"], to === "succeeded" && j.state === "submitted" ? "cancelled" : to, m.reason);
+    });
+  };
+
+  /** A job fails here: its state, its charge back, what resumes it forgotten, and the exchange told — in one transaction. */
+  const failJob = (job: string, code: string): void => {
+    const charge = chargeOf(job);
+    end(job);
+    commit(job, () => {
+      releaseCharge(charge);
+      durable.forgetJob(job);
+      const local = store.getJob(job);
+      if (local && (local.state === "submitted" || local.state === "running")) store.transitionJob(job, ["submitted", "running"], "failed", code);
+      queueEvent(job, { kind: "failed", reason: code });
+    });
+  };
+
+  /** Opens an envelope from the mailbox: signed by its sender, sealed to this party; not checked for freshness or nonce (see NO_FRESHNESS_LIMIT). */
+  const open = async (frame: Uint8Array, claimedSender: string): Promise<OpenedEnvelope> => {
+    const x = o.exchange();
+    // Unknown senders' keys are fetched before opening.
+    if (claimedSender !== x.name && o.cachedKeys(claimedSender) === undefined) await o.senderKeys(claimedSender).catch(() => undefined);
+    return openEnvelope(frame, {
+      self: identity,
+      lookupSender: (name) => (name === x.name ? x.keys : o.cachedKeys(name)),
+      replay: { seen: () => false, remember: () => undefined },
+      maxSkewMs: NO_FRESHNESS_LIMIT,
+    });
   };
 
   /**
-   * Handles one envelope from the mailbox. Envelopes of one job are handled
+   * Handles one delivery from the mailbox. Envelopes of one job are handled
    * in order, one at a time; jobs do not wait for each other (one job's long
-   * step does not stall another's). A frame that does not open (bad
-   * signature, replay, not for this party) is dropped and logged: only an
-   * authenticated envelope can fail a job.
+   * step does not stall another's). An envelope that does not open (bad
+   * signature, not for this party) is dropped and logged: only an
+   * authenticated envelope can fail a job. Each is acknowledged once what it
+   * caused has committed (or it was dropped).
    */
-  const handle = (frame: Uint8Array): void => {
+  const handle = (delivery: Delivery): void => {
+    const frame = delivery.frame;
     let claimed: string;
     let claimedSender: string;
     try {
@@ -380,43 +510,35 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INVALID_MESSAGE" }, "dropped a malformed envelope");
       return;
     }
-    let job: string | undefined;
+    let opened: OpenedEnvelope | undefined;
     const work = async () => {
-      const x = o.exchange();
-      // Unknown senders' keys are fetched before opening.
-      if (claimedSender !== x.name && o.cachedKeys(claimedSender) === undefined) await o.senderKeys(claimedSender).catch(() => undefined);
-      const env = openEnvelope(frame, {
-        self: identity,
-        lookupSender: (name) => (name === x.name ? x.keys : o.cachedKeys(name)),
-        replay: { seen: (s, n) => store.nonceSeen(s, n), remember: (s, n, t) => store.rememberNonce(s, n, t) },
-      });
-      job = env.job;
+      const env = await open(frame, claimedSender);
+      opened = env;
       if (env.step === CONTROL_STEP) {
-        if (env.sender !== x.name) return;
+        if (env.sender !== o.exchange().name) return;
         const m = parseControl(env.job, env.payload);
-        if (m.type === ControlType.Start) await onStart(m);
-        else if (m.type === ControlType.Stop) onStop(m);
+        if (m.type === ControlType.Stop) onStop(m);
+        else if (env.sequence > durable.processed(env.job, env.sender)) await onStart(m, env);
         return;
       }
-      await onProtocol(env.job, env.sender, env.payload);
+      // Processed before (delivered again after a restart): nothing changes.
+      if (env.sequence <= durable.processed(env.job, env.sender)) return;
+      await onProtocol(env);
     };
     const prev = chains.get(claimed) ?? Promise.resolve();
-    const next = prev.then(work).catch(async (err: unknown) => {
-      const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
-      if (job === undefined) {
-        log.warn({ job: claimed, code }, "dropped an envelope that does not open");
-        return;
-      }
-      log.warn({ job, code }, "job step failed");
-      releaseCharge(running.get(job));
-      end(job);
-      const local = store.getJob(job);
-      if (local) {
-        store.deleteState(job);
-        if (local.state === "submitted" || local.state === "running") store.transitionJob(job, ["submitted", "running"], "failed", code);
-      }
-      await event(job, { kind: "failed", reason: code }).catch(() => undefined);
-    });
+    const next = prev
+      .then(work)
+      .catch((err: unknown) => {
+        const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
+        if (opened === undefined) {
+          log.warn({ job: claimed, code }, "dropped an envelope that does not open");
+          return;
+        }
+        log.warn({ job: opened.job, code }, "job step failed");
+        failJob(opened.job, code);
+      })
+      .then(() => outbox.ack(claimed, delivery.id))
+      .catch((err: unknown) => log.error({ job: claimed, code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not record a job's failure"));
     chains.set(claimed, next);
     // Forget a job's chain once it has drained (the map holds only jobs with work in flight).
     void next.then(() => {
@@ -424,23 +546,53 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     });
   };
 
+  /**
+   * Takes up one job after a restart: its input read again (unchanged), its
+   * role from its last checkpoint — or started again when it stopped before
+   * its first one (nothing it sent had left).
+   */
+  const resumeJob = async (job: string): Promise<void> => {
+    const saved = durable.getRun(job);
+    if (saved === undefined) return;
+    const m = saved.start as StartMessage;
+    const charge = (saved.charge as Charge | null) ?? undefined;
+    const setup = await setUp(m, saved.inputHash);
+    const state = store.checkpoints.load(job, CHECKPOINT_ROLE, { protocols: [setup.spec.protocol] });
+    if (state === undefined) {
+      await startRole(m, setup, charge);
+      return;
+    }
+    const player = await setup.module.player(setup.spec, m.role, setup.resources);
+    const run = RoleRun.resume(player, setup.module.parties(setup.spec), state);
+    running.set(job, { spec: setup.spec, party: m.role, module: setup.module, run, table: setup.resources.table, start: m, inputHash: setup.inputHash, ...(charge ? { charge } : {}) });
+  };
+
   return {
     handle,
     get running() {
       return running.size;
     },
-    async failInterrupted() {
-      // Jobs this party was in when it stopped: their data in flight (envelopes already
-      // taken from the mailbox, the tables in memory) is gone, so they cannot resume
-      // mid-stream. Fail them cleanly, with a reason, so neither side waits forever.
-      for (const j of store.listJobs({ state: ["submitted", "running"] })) {
-        store.deleteState(j.id);
-        store.transitionJob(j.id, ["submitted", "running"], "failed", "UMBRA_PARTY_RESTARTED");
-        await event(j.id, { kind: "failed", reason: "UMBRA_PARTY_RESTARTED" }).catch(() => undefined);
+    async resume() {
+      const runs = new Set(durable.listRuns().map((r) => r.job));
+      for (const job of runs) {
+        // In the job's chain: envelopes delivered meanwhile wait until it is taken up.
+        const next = (chains.get(job) ?? Promise.resolve()).then(() => resumeJob(job)).catch((err: unknown) => {
+          const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
+          log.warn({ job, code }, "could not take a job up again after a restart; it fails");
+          failJob(job, code);
+        });
+        chains.set(job, next);
+        void next.then(() => {
+          if (chains.get(job) === next) chains.delete(job);
+        });
       }
+      // Jobs open here with nothing to resume them from (a store from before durable jobs) cannot go on.
+      for (const j of store.listJobs({ state: ["running"] })) if (!runs.has(j.id)) failJob(j.id, "UMBRA_PARTY_RESTARTED");
+      outbox.kickAll();
     },
     async drain() {
       await Promise.all([...chains.values()]);
+      await outbox.stop();
       for (const job of [...running.keys()]) end(job);
     },
   };

@@ -27,7 +27,7 @@ import type { LedgerHead } from "../ledger.js";
 import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
 import { ExchangeClient } from "./client.js";
-import { unpackFrames } from "./mailbox.js";
+import { unpackDeliveries } from "./mailbox.js";
 import { errorHandler } from "./http-errors.js";
 import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schemas/routes.js";
 import { documentBodyValidator } from "./validation.js";
@@ -232,11 +232,20 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     return { name, fingerprint: fp, how };
   };
 
+  /**
+   * Long-polls the mailbox for what is queued after the last delivery seen
+   * (from the first one still unacknowledged, after a restart): each goes to
+   * its job, and is acknowledged once processed (node/server/party-jobs.ts).
+   */
   const poll = async (): Promise<void> => {
+    let after = 0;
     while (polling) {
       try {
-        const body = await client.binary("GET", "/v1/mailbox?wait=20000", undefined, 40_000, stopping.signal);
-        for (const f of unpackFrames(body)) jobs.handle(Uint8Array.from(f));
+        const body = await client.binary("GET", `/v1/mailbox?wait=20000&after=${after}`, undefined, 40_000, stopping.signal);
+        for (const d of unpackDeliveries(body)) {
+          after = Math.max(after, d.id);
+          jobs.handle({ id: d.id, frame: Uint8Array.from(d.frame) });
+        }
       } catch (err) {
         if (!polling) break;
         app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_NETWORK" }, "mailbox poll failed; retrying");
@@ -343,7 +352,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       pruning ??= scheduleNoncePruning(store, { onError: (err) => app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_INTERNAL" }, "could not prune nonces") });
       const me = publicIdentity(identity);
       await client.json("POST", "/v1/parties", { name: me.name, signingPublicKey: bytesToHex(me.signingPublicKey), boxPublicKey: bytesToHex(me.boxPublicKey), maskPublicKey: bytesToHex(maskKeyPair(identity).publicKey), ...(o.invite !== undefined ? { invite: o.invite } : {}) });
-      await jobs.failInterrupted();
+      // Every job open when the agent stopped is taken up where it stopped (docs/durability.md).
+      await jobs.resume();
       polling = true;
       pollLoop = poll();
     },

@@ -10,6 +10,8 @@ import Database from "better-sqlite3";
 import { InvalidArgumentError, UmbraError, UnreadableFileError } from "../../engine/errors.js";
 import { migrate, schemaVersion } from "../migrations.js";
 import * as catalog from "./catalog.js";
+import { Checkpoints } from "./checkpoints.js";
+import { DurableRows } from "./durable.js";
 import { checkTime } from "./checks.js";
 import type { StoreContext } from "./context.js";
 import * as jobs from "./jobs.js";
@@ -71,6 +73,8 @@ export function openStore(path: string, options: StoreOptions = {}): Store {
 
 class SqliteStore implements Store {
   readonly replayGuard: ReplayGuard;
+  readonly durable: DurableRows;
+  readonly checkpoints: Checkpoints;
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #stmts = new Map<string, Database.Statement>();
@@ -85,6 +89,8 @@ class SqliteStore implements Store {
       time: () => this.#time(),
       transaction: (fn) => this.transaction(fn),
     };
+    this.durable = new DurableRows(this.#ctx);
+    this.checkpoints = new Checkpoints(this.#ctx);
     this.replayGuard = {
       seen: (sender, nonce) => this.nonceSeen(sender, nonce),
       remember: (sender, nonce, timestampMs) => this.rememberNonce(sender, nonce, timestampMs),

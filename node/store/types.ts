@@ -3,6 +3,8 @@
  * back (`*Record`), the job graph, and {@link Store} itself, which
  * `node/store/sqlite.ts` implements.
  */
+import type { Checkpoints } from "./checkpoints.js";
+import type { DurableRows } from "./durable.js";
 
 /** A JSON value as the store returns it (parsed from its canonical JSON). */
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
@@ -222,9 +224,14 @@ export interface StoreOptions {
   readonly now?: () => number;
 }
 
+
 export interface Store {
   /** The file's path, or ":memory:". */
   readonly path: string;
+  /** The rows that make jobs durable: the relay, sequences, the outbox, watermarks, runs (node/store/durable.ts). */
+  readonly durable: DurableRows;
+  /** Checkpoints of role states (node/store/checkpoints.ts). */
+  readonly checkpoints: Checkpoints;
 
   /** Runs `fn` in one transaction (a savepoint when nested): all its changes or none. `fn` must be synchronous. */
   transaction<T>(fn: () => T): T;

@@ -36,7 +36,7 @@ import { RoleRun } from "../../node/jobs/run.js";
 import { parseJobRequest } from "../../node/policy.js";
 import { ExchangeClient } from "../../node/server/client.js";
 import { CONTROL_STEP, parseControl } from "../../node/server/control.js";
-import { unpackFrames } from "../../node/server/mailbox.js";
+import { unpackDeliveries } from "../../node/server/mailbox.js";
 import { decodeMessage, encodeMessage, type JoinWeights } from "../../protocols/index.js";
 import { api, inviteAt, partyHeaders, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
@@ -125,9 +125,11 @@ describe("finding 3: each buyer key in one group", () => {
     let start: ReturnType<typeof parseControl> | undefined;
     const nonces = new Set<string>();
     const open = (f: Uint8Array) => openEnvelope(f, { self: mallory, lookupSender: (n) => (n === "exchange" ? xKeys : undefined), replay: { seen: (_s, n) => nonces.has(hex(n)), remember: (_s, n) => void nonces.add(hex(n)) } });
+    let after = 0;
     await waitUntil(async () => {
-      for (const f of unpackFrames(await client.binary("GET", "/v1/mailbox?wait=200"))) {
-        const e = open(Uint8Array.from(f));
+      for (const d of unpackDeliveries(await client.binary("GET", `/v1/mailbox?wait=200&after=${after}`))) {
+        after = Math.max(after, d.id);
+        const e = open(Uint8Array.from(d.frame));
         if (e.step === CONTROL_STEP) start = parseControl(e.job, e.payload);
       }
       return start !== undefined;

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
 import type { NodeIdentity } from "../../node/identity.js";
 import { startExchange, type TestExchange } from "../helpers/nodes.js";
-import { exchangeSnapshot, handJob, handParty, signedRequest } from "./kit.js";
+import { exchangeSnapshot, handJob, handParty, signedRequest, takeMail } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 1 });
 let x: TestExchange;
@@ -102,7 +102,7 @@ describe("finding 13: invalid events do not keep a job open", () => {
     expect(sub.status, JSON.stringify(sub.body)).toBe(201);
     const job = sub.body.id;
     for (const p of providers) {
-      await signedRequest(x.url, p, "GET", "/v1/mailbox");
+      await takeMail(x, p);
       expect((await signedRequest(x.url, p, "POST", `/v1/jobs/${job}/events`, { body: { kind: "accepted" } })).status).toBe(200);
     }
     expect(x.store.getJob(job)?.state).toBe("running");

@@ -2,6 +2,8 @@
  * The attack tests' kit: what a node stores, as one comparable value, so that
  * a test shows a refused attack left the store and the ledger as they were.
  */
+import { unpackDeliveries } from "../../node/server/mailbox.js";
+import { decodeEnvelope } from "../../protocols/envelope-codec.js";
 import { createHash } from "node:crypto";
 import { generateIdentity, maskKeyPair, type NodeIdentity } from "../../node/identity.js";
 import { signRequest } from "../../node/server/auth.js";
@@ -103,6 +105,22 @@ export async function handParty(x: { readonly url: string }, name: string): Prom
   return id;
 }
 
+/**
+ * What a party's agent does with its mailbox: takes what is queued and
+ * acknowledges it (the exchange then deletes it). Returns the envelopes.
+ */
+export async function takeMail(x: { readonly url: string }, who: NodeIdentity): Promise<Uint8Array[]> {
+  const r = await signedRequest<Buffer>(x.url, who, "GET", "/v1/mailbox");
+  const deliveries = unpackDeliveries(r.body);
+  const upTo = new Map<string, number>();
+  for (const d of deliveries) upTo.set(decodeEnvelope(d.frame, d.frame.length).job, d.id);
+  if (upTo.size > 0) {
+    const ack = await signedRequest(x.url, who, "POST", "/v1/mailbox/ack", { body: { acks: [...upTo].map(([job, n]) => ({ job, upTo: n })) } });
+    if (ack.status !== 200) throw new Error(`acknowledging: ${ack.status} ${JSON.stringify(ack.body)}`);
+  }
+  return deliveries.map((d) => Uint8Array.from(d.frame));
+}
+
 /** A descriptor of a small dataset `NAME.FILE` of `owner`, one Utf8 column k (what an agent registers; no rows). */
 export function descriptor(owner: string, file = "d.csv", id = `${owner}.${file}`): Record<string, unknown> {
   return { id, owner, name: file, schema: [{ name: "k", type: "Utf8" }], rowCount: 3, contentHash: createHash("sha256").update(id).digest("hex"), createdAt: new Date().toISOString() };
@@ -122,7 +140,7 @@ export async function handJob(x: { readonly url: string }, buyer: NodeIdentity, 
   const sub = await signedRequest<{ id: string }>(x.url, buyer, "POST", "/v1/jobs", { body: { protocol: "psi", buyer: buyer.name, buyerDataset: "mine.csv", providerDataset: d["id"], params: { keyColumns: ["k"] } } });
   if (sub.status !== 201) throw new Error(`submitting a job: ${sub.status} ${JSON.stringify(sub.body)}`);
   if (o.accept === false) return sub.body.id;
-  await signedRequest(x.url, provider, "GET", "/v1/mailbox");
+  await takeMail(x, provider);
   const acc = await signedRequest(x.url, provider, "POST", `/v1/jobs/${sub.body.id}/events`, { body: { kind: "accepted" } });
   if (acc.status !== 200) throw new Error(`accepting: ${acc.status} ${JSON.stringify(acc.body)}`);
   return sub.body.id;

@@ -63,8 +63,6 @@ export class ExchangeContext {
   readonly now: () => number;
   /** Set once the server closes: the roles stop delivering. */
   closing = false;
-  /** The sequence number of the exchange's next envelope (control messages and its roles' messages alike). */
-  #sequence = 0;
 
   constructor(
     readonly options: ExchangeOptions,
@@ -91,8 +89,9 @@ export class ExchangeContext {
     return appendEntry(this.store, this.identity.signing, { kind, ...(job ? { job } : {}), body: body as never });
   }
 
-  nextSequence(): number {
-    return this.#sequence++;
+  /** The sequence number of the exchange's next envelope in `job` (control messages and its role's messages alike; durable, never reused). */
+  nextSequence(job: string): number {
+    return this.store.durable.takeSequence(job, this.identity.name);
   }
 
   // ------------------------------------------------ the catalog
@@ -122,14 +121,20 @@ export class ExchangeContext {
     return e;
   }
 
-  /** A control envelope from the exchange to a party. */
-  sealControl(to: string, message: ControlMessage): Uint8Array {
-    return sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: this.identity, recipient: to, sequence: this.nextSequence(), payload: new TextEncoder().encode(JSON.stringify(message)), now: this.now });
+  /** Seals a control message to `to` and queues it (inside the caller's transaction, when there is one). */
+  #queueControl(to: string, message: ControlMessage, kind: "start" | "stop"): void {
+    this.mailboxes.commit((relay) => {
+      const sequence = this.nextSequence(message.job);
+      const frame = sealEnvelope({ job: message.job, step: CONTROL_STEP, sender: this.identity, recipient: to, sequence, payload: new TextEncoder().encode(JSON.stringify(message)), now: this.now });
+      relay.insert({ recipient: to, job: message.job, sender: this.identity.name, sequence, kind, frame });
+    });
   }
 
   /** Queues a job.start in the recipient's control reserve; false (nothing queued) when it has no room. */
   sendStart(to: string, message: Extract<ControlMessage, { type: "job.start" }>): boolean {
-    return this.mailboxes.offerStart(to, message.job, this.sealControl(to, message));
+    if (this.mailboxes.controlRoom(to) < MAX_START_BYTES) return false;
+    this.#queueControl(to, message, "start");
+    return true;
   }
 
   /** Whether every one of `parties` has room for a job.start (checked before a submission records anything). */
@@ -137,8 +142,8 @@ export class ExchangeContext {
     return parties.every((p) => this.mailboxes.controlRoom(p) >= MAX_START_BYTES);
   }
 
-  /** Queues a job.stop: always (at most one per job and party; node/server/mailbox.ts). Not tagged with its job, so releasing the job's frames never drops it. */
+  /** Queues a job.stop: always (at most one per job and party; node/server/mailbox.ts); releasing the job's envelopes never drops it. */
   sendStop(to: string, job: string, reason: string): void {
-    this.mailboxes.put(to, this.sealControl(to, { type: ControlType.Stop, job, reason }), { kind: "stop" });
+    this.#queueControl(to, { type: ControlType.Stop, job, reason }, "stop");
   }
 }

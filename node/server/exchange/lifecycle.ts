@@ -20,20 +20,24 @@
  * alive (finding 13).
  */
 import { UmbraError } from "../../../engine/errors.js";
+import { MailboxFullError } from "../mailbox.js";
 import { LedgerKind, listEntries } from "../../ledger.js";
 import { jobDatasets, settlesByKeys, type JobRequest } from "../../policy.js";
 import type { JobRecord } from "../../store.js";
-import type { ExchangeProtocol, ExchangeRole, MultiPartyJob } from "../../jobs/exchange-roles.js";
+import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../../jobs/exchange-roles.js";
+import { jobLimitsOf } from "../../jobs/protocol.js";
 import type { ExchangeContext } from "./context.js";
 
-/** A running job with an exchange-side role, as the exchange holds it in memory (jobs do not survive its restart). */
+/** An open job with an exchange-side role, as the exchange holds it in memory (rebuilt from the store after a restart: {@link JobLifecycle.resumeOpen}). */
 export interface RoleJob {
   readonly protocol: ExchangeProtocol;
   readonly job: MultiPartyJob;
   readonly accepted: Set<string>;
   started: boolean;
   role?: ExchangeRole;
-  /** The role's messages, one at a time. */
+  /** The delivery number of the last envelope of the role's input it has taken (it reads its input from the relay, in order). */
+  cursor: number;
+  /** The role's work, one envelope at a time. */
   chain: Promise<void>;
 }
 
@@ -65,6 +69,35 @@ export class JobLifecycle {
   /** What the exchange holds in memory for open jobs (a health check, and the attack tests). */
   inMemory(): { readonly roleJobs: number; readonly activity: number } {
     return { roleJobs: this.roleJobs.size, activity: this.#activity.size };
+  }
+
+  /** Holds a newly submitted job with an exchange-side role. */
+  addRoleJob(protocol: ExchangeProtocol, job: MultiPartyJob): RoleJob {
+    const rj: RoleJob = { protocol, job, accepted: new Set(), started: false, cursor: 0, chain: Promise.resolve() };
+    this.roleJobs.set(job.id, rj);
+    return rj;
+  }
+
+  /**
+   * After a restart: every open job goes on. Its activity counts from now
+   * (the parties had no exchange to talk to), and a job with an
+   * exchange-side role is held again as it was — who accepted is in the
+   * ledger, whether it started is its state. Returns those jobs (the caller
+   * resumes the started ones' roles). Run once, when the exchange is built.
+   */
+  resumeOpen(): RoleJob[] {
+    const out: RoleJob[] = [];
+    for (const j of this.ctx.store.listJobs({ state: [...OPEN] })) {
+      this.touch(j.id);
+      const protocol = exchangeProtocolFor(j.protocol);
+      if (protocol === undefined) continue;
+      const request = requestOf(j);
+      const rj = this.addRoleJob(protocol, { id: j.id, request, buyer: j.buyer, providers: j.providers, limits: jobLimitsOf(request) });
+      for (const e of listEntries(this.ctx.store, { job: j.id })) if (e.kind === LedgerKind.JobStep && e.body["step"] === "accepted") rj.accepted.add(String(e.body["by"]));
+      rj.started = j.state === "running";
+      out.push(rj);
+    }
+    return out;
   }
 
   /** Records activity on a job (see this file's header). */
@@ -105,11 +138,17 @@ export class JobLifecycle {
     });
   }
 
-  /** The provider of a two-party job accepted it: running (the caller sends the buyer its job.start). */
-  acceptTwoParty(j: JobRecord, party: string): JobRecord {
+  /**
+   * The provider of a two-party job accepted it: running, and the buyer's
+   * job.start queued in the same transaction (`startBuyer`; false: no room,
+   * nothing changes). Said again (its agent resent it after a restart): nothing changes.
+   */
+  acceptTwoParty(j: JobRecord, party: string, startBuyer: () => boolean): JobRecord {
+    if (j.state !== "submitted") return j;
     const r = this.ctx.store.transaction(() => {
       const x = this.ctx.store.transitionJob(j.id, ["submitted"], "running");
       this.ctx.ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
+      if (!startBuyer()) throw new MailboxFullError("the buyer's mailbox has no room for the job's start: the acceptance was not recorded; it is sent again");
       return x;
     });
     this.touch(j.id);
@@ -118,17 +157,24 @@ export class JobLifecycle {
 
   /**
    * A provider of a job with an exchange-side role accepted it (once). When
-   * it is the last to, the job runs: `"start"` (the caller starts the buyer
-   * and the role); otherwise the job as it stands.
+   * it is the last to, the job runs and the buyer's job.start is queued in
+   * the same transaction: `"start"` (the caller starts the role); otherwise
+   * the job as it stands.
    */
-  acceptWithRole(j: JobRecord, rj: RoleJob, party: string): { job: JobRecord; start: boolean } {
+  acceptWithRole(j: JobRecord, rj: RoleJob, party: string, startBuyer: () => boolean): { job: JobRecord; start: boolean } {
     if (j.state !== "submitted" || rj.accepted.has(party)) return { job: j, start: false };
+    const last = rj.accepted.size + 1 >= rj.job.providers.length && !rj.started;
+    const job = this.ctx.store.transaction(() => {
+      this.ctx.ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
+      if (!last) return j;
+      const x = this.ctx.store.transitionJob(j.id, ["submitted"], "running");
+      if (!startBuyer()) throw new MailboxFullError("the buyer's mailbox has no room for the job's start: the acceptance was not recorded; it is sent again");
+      return x;
+    });
     rj.accepted.add(party);
-    this.ctx.ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
     this.touch(j.id);
-    if (rj.accepted.size < rj.job.providers.length || rj.started) return { job: j, start: false };
-    rj.started = true;
-    return { job: this.ctx.store.transaction(() => this.ctx.store.transitionJob(j.id, ["submitted"], "running")), start: true };
+    if (last) rj.started = true;
+    return { job, start: last };
   }
 
   /**
@@ -198,17 +244,6 @@ export class JobLifecycle {
   }
 
   /**
-   * Fails every job that was open when the exchange stopped: they cannot
-   * resume here (the mailboxes were in memory). Run once, when the exchange
-   * is built.
-   */
-  failInterrupted(): void {
-    for (const j of this.ctx.store.listJobs({ state: [...OPEN] })) {
-      this.#close(j, "failed", "UMBRA_EXCHANGE_RESTARTED", LedgerKind.JobFailed, { reason: "UMBRA_EXCHANGE_RESTARTED" });
-    }
-  }
-
-  /**
    * Fails every open job silent for longer than the timeout. A job with an
    * exchange-side role names who it still waits for: providers that never
    * accepted, or the parties whose messages the role lacks.
@@ -270,6 +305,7 @@ export class JobLifecycle {
    */
   #end(j: JobRecord, reason: string, notify: readonly string[]): void {
     this.#endRole(j.id);
+    this.ctx.store.checkpoints.delete(j.id);
     this.#activity.delete(j.id);
     const untaken = this.ctx.mailboxes.releaseJob(j.id);
     for (const p of notify) if (p === j.buyer || !untaken.has(p)) this.ctx.sendStop(p, j.id, reason);

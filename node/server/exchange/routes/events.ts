@@ -29,21 +29,19 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         if (isBuyer) break;
         const rj = jobs.roleJobs.get(j.id);
         if (rj) {
-          const { job, start } = jobs.acceptWithRole(j, rj, party);
+          const startBuyer = () => ctx.sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request: rj.job.request, counterpart: ctx.identity.name, providers: rj.job.providers, record: ctx.submittedRecord(j.id) });
+          const { job, start } = jobs.acceptWithRole(j, rj, party, startBuyer);
           if (start) roles.start(rj);
           return jobView(job, party);
         }
-        const r = jobs.acceptTwoParty(j, party);
         const pd = request.providerDataset;
         const lookup = request.protocol === "lookup" && pd !== undefined ? { product: lookupProduct(pd), version: store.latestPolicy(pd)?.version ?? 1 } : undefined;
-        if (!ctx.sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: ctx.submittedRecord(j.id) })) {
-          jobs.fail(j.id, "UMBRA_MAILBOX_FULL");
-          return jobView(store.getJob(j.id) ?? r, party);
-        }
-        return jobView(r, party);
+        const startBuyer = () => ctx.sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request, counterpart: j.providers[0] as string, ...(lookup ? { lookup } : {}), record: ctx.submittedRecord(j.id) });
+        return jobView(jobs.acceptTwoParty(j, party, startBuyer), party);
       }
       case "refused": {
         if (isBuyer) break;
+        if (j.state === "refused") return jobView(j, party); // said again: nothing changes
         return jobView(jobs.refuse(j, e.rule ?? "refused", party), party);
       }
       case "progress": {
@@ -59,6 +57,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
       }
       case "succeeded": {
         if (!isBuyer || e.digest === undefined) break;
+        // Said again (the buyer's agent resent it after a restart): one result entry, nothing changes.
+        if (j.state === "succeeded") return jobView(j, party);
         return jobView(jobs.succeed(j, e.digest), party);
       }
       case "failed": {
@@ -71,7 +71,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         if (isBuyer || (j.state !== "submitted" && j.state !== "running")) break;
         const mine = jobs.reservations(j).find((r) => r.provider === party);
         const units = e.units; // an integer of at least 0 (JobEventSchema)
-        if (mine === undefined || !mine.keys || mine.charged || units === undefined || units > mine.reserved) break;
+        // Said again (resent after a restart): charged once, nothing changes.
+        if (mine?.charged === true) return jobView(j, party);
+        if (mine === undefined || !mine.keys || units === undefined || units > mine.reserved) break;
         jobs.charge(j, mine, units);
         return jobView(j, party);
       }

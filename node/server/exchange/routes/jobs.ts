@@ -21,6 +21,8 @@ import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView, jobViewSchema } from "../views.js";
 
+const NO_ROOM = "a provider's mailbox has no room for another job: nothing was recorded; submit the job again later";
+
 export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs }) => {
   const { store, identity } = ctx;
 
@@ -51,16 +53,17 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     if (!ctx.startRoom(providers)) throw new MailboxFullError("the provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     // The job as it runs: with the thresholds the buyer's agent enforces (psi, psi-cardinality, lookup).
     const runs = withThresholds(policy, request);
-    const { job, record } = store.transaction(() => {
+    const job = store.transaction(() => {
       const cost = jobCost(policy, runs) ?? 1;
       if (!store.getBudget(dataset.id, runs.buyer)) store.setBudget(dataset.id, runs.buyer, policy.queryBudget);
       store.consumeBudget(dataset.id, runs.buyer, cost);
       const j = store.createJob({ id, protocol: runs.protocol, buyer: runs.buyer, providers, params: { request: runs } as never });
       const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: runs.protocol, buyer: runs.buyer, dataset: dataset.id, cost, request: requestDigest(runs) }, id);
-      return { job: j, record: e };
+      // Queued with the job, in the same transaction: a job is never recorded without its start.
+      if (!ctx.sendStart(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record: e })) throw new MailboxFullError(NO_ROOM);
+      return j;
     });
     jobs.touch(id);
-    if (!ctx.sendStart(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record })) jobs.fail(id, "UMBRA_MAILBOX_FULL");
     return jobView(store.getJob(id) ?? job, runs.buyer);
   };
 
@@ -90,7 +93,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     for (let i = 0; i < ds.length; i++) check({ id, request: prepared, providers }, ps[i] as UsagePolicy, ds[i] as DatasetDescriptor, prepared, budgets[i] as number);
     if (!ctx.startRoom(providers)) throw new MailboxFullError("a provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     const request = protocol.finalise(prepared, ps);
-    const { job, record } = store.transaction(() => {
+    const job = store.transaction(() => {
       const costs = ds.map((d, i) => {
         const policy = ps[i] as UsagePolicy;
         const cost = jobCost(policy, request) ?? 1;
@@ -100,12 +103,14 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
       });
       const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
       const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request) }, id);
-      return { job: j, record: e };
+      // Queued with the job, in the same transaction: a job is never recorded without its starts.
+      providers.forEach((p, i) => {
+        if (!ctx.sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record: e })) throw new MailboxFullError(NO_ROOM);
+      });
+      return j;
     });
-    jobs.roleJobs.set(id, { protocol, job: { id, request, buyer: request.buyer, providers, limits: jobLimitsOf(request) }, accepted: new Set(), started: false, chain: Promise.resolve() });
+    jobs.addRoleJob(protocol, { id, request, buyer: request.buyer, providers, limits: jobLimitsOf(request) });
     jobs.touch(id);
-    const sent = providers.map((p, i) => ctx.sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record }));
-    if (sent.includes(false)) jobs.fail(id, "UMBRA_MAILBOX_FULL");
     return jobView(store.getJob(id) ?? job, request.buyer);
   };
 

@@ -5,14 +5,16 @@
  * only.
  */
 import { createHash } from "node:crypto";
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { DEFAULT_MAX_SKEW_MS, openEnvelope } from "../../../envelope.js";
 import { ForbiddenError, ReplayError, WrongJobError } from "../../../errors.js";
 import { LedgerKind } from "../../../ledger.js";
-import { MailboxFullError, packFrames } from "../../mailbox.js";
+import { MailboxFullError, packDeliveries } from "../../mailbox.js";
+import { MailboxAckSchema } from "../../../schemas/routes.js";
+import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 
-export const relayRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
+export const relayRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store, identity, mailboxes } = ctx;
 
   /**
@@ -51,27 +53,36 @@ export const relayRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { c
     if (!j || j.state !== "running" || !parties.includes(env.sender) || (!toExchange && !parties.includes(env.recipient)) || env.sender === env.recipient || !routed) {
       throw new WrongJobError("the envelope does not belong to a running job between these parties");
     }
+    // Sent again (its sender restarted, or lost the answer): taken already — answered so, nothing recorded twice.
+    if (store.durable.relayed(j.id, env.sender, env.recipient, env.sequence)) return reply.code(202).send({ queued: true, duplicate: true });
     const size = frame.length;
     const room = toExchange && rj ? mailboxes.canHold(j.id, size) : mailboxes.fits(env.recipient, j.id, size);
     if (!room) throw new MailboxFullError();
     const digest = createHash("sha256").update(frame).digest("hex");
-    store.transaction(() => {
+    // Committed before the answer: the envelope, its step and its ledger entry, and its nonce, together.
+    mailboxes.commit((relay) => {
       if (nonce === undefined || !store.checkAndRememberNonce(nonce.sender, nonce.nonce, nonce.time)) throw new ReplayError();
       store.recordStep(j.id, { step: `step-${env.step}`, direction: "in", size, digest });
       ctx.ledger(LedgerKind.JobStep, { step: env.step, from: env.sender, to: env.recipient, size, digest }, j.id);
+      relay.insert({ recipient: env.recipient, job: j.id, sender: env.sender, sequence: env.sequence, kind: "data", frame: Uint8Array.from(frame) });
     });
     jobs.touch(j.id);
-    // No wait since the room was checked: it is still there.
-    if (toExchange && rj) {
-      mailboxes.hold(j.id, size);
-      roles.receive(rj, env.sender, env.payload, size);
-    } else mailboxes.offer(env.recipient, j.id, Uint8Array.from(frame));
+    if (toExchange && rj) roles.wake(rj);
     return reply.code(202).send({ queued: true });
   });
 
+  /** A party's poll: the envelopes queued for it after delivery number `after` (what it has seen), waiting up to `wait` ms for some. */
   app.get("/v1/mailbox", { preValidation: ctx.auth }, async (req, reply) => {
-    const wait = Math.min(30_000, Math.max(0, Number((req.query as { wait?: string }).wait ?? 0) || 0));
-    const frames = await mailboxes.take(req.party as string, wait);
-    return reply.type("application/octet-stream").send(packFrames(frames));
+    const q = req.query as { wait?: string; after?: string };
+    const wait = Math.min(30_000, Math.max(0, Number(q.wait ?? 0) || 0));
+    const after = Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(Number(q.after ?? 0) || 0)));
+    const deliveries = await mailboxes.take(req.party as string, after, wait);
+    return reply.type("application/octet-stream").send(packDeliveries(deliveries));
+  });
+
+  /** A party has durably processed its envelopes of each job up to a delivery number: they are deleted (and their bytes leave the caps). */
+  app.post("/v1/mailbox/ack", { preValidation: ctx.auth, schema: { body: MailboxAckSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
+    for (const a of req.body.acks) mailboxes.ack(req.party as string, a.job, a.upTo);
+    return { acknowledged: req.body.acks.length };
   });
 };
