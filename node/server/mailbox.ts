@@ -251,6 +251,11 @@ export class Mailboxes {
     return this.#closed ? [] : this.#take(party, after);
   }
 
+  /** Whether `party` has a poll open now. */
+  polling(party: string): boolean {
+    return this.#waiters.has(party);
+  }
+
   /** Envelopes queued for `party`. */
   pending(party: string): number {
     return this.#frames.get(party) ?? 0;

@@ -17,18 +17,36 @@ export interface TestExchange {
   readonly identity: NodeIdentity;
   readonly app: Awaited<ReturnType<typeof buildExchange>>;
   close(): Promise<void>;
+  /** Stops the server and starts it again on the same port with the same store and identity (what a restart keeps). */
+  restart(): Promise<TestExchange>;
 }
 
 /** Each in-process exchange's store, by its URL: startParty invites a new party there as its operator would. */
 const exchangeStores = new Map<string, Store>();
 
-export async function startExchange(options: Omit<ExchangeOptions, "store" | "identity"> = {}): Promise<TestExchange> {
-  const store = openStore(":memory:");
-  const identity = generateIdentity("exchange");
+export async function startExchange(options: Omit<ExchangeOptions, "store" | "identity"> = {}, reuse?: { store: Store; identity: NodeIdentity; port: number }): Promise<TestExchange> {
+  const store = reuse?.store ?? openStore(":memory:");
+  const identity = reuse?.identity ?? generateIdentity("exchange");
   const app = await buildExchange({ store, identity, ...options });
-  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  const url = await app.listen({ host: "127.0.0.1", port: reuse?.port ?? 0 });
   exchangeStores.set(url, store);
-  return { url, store, publicKey: identity.signing.publicKey, identity, app, close: async () => { exchangeStores.delete(url); await app.close(); store.close(); } };
+  const port = Number(new URL(url).port);
+  return {
+    url,
+    store,
+    publicKey: identity.signing.publicKey,
+    identity,
+    app,
+    close: async () => {
+      exchangeStores.delete(url);
+      await app.close();
+      store.close();
+    },
+    restart: async () => {
+      await app.close();
+      return startExchange(options, { store, identity, port });
+    },
+  };
 }
 
 /**

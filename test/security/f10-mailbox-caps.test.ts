@@ -55,7 +55,7 @@ describe("finding 10: bounded mailboxes", () => {
     await x?.close();
   });
 
-  it("20 × 8 MiB to a party that never polls: two queued, then 429 with Retry-After, and nothing changes", async () => {
+  it("20 × 8 MiB to a party that never polls: two queued (in memory and in the store), then 429 with Retry-After, and nothing changes", async () => {
     const statuses: number[] = [];
     let afterTwo = "";
     let refused: Uint8Array | undefined;
@@ -74,6 +74,11 @@ describe("finding 10: bounded mailboxes", () => {
     expect(statuses).toEqual([202, 202, ...Array<number>(18).fill(429)]);
     expect(x.app.mailboxes.sizes()["telco"]?.frames).toBe(2);
     expect(x.app.mailboxes.queuedBytes("telco")).toBeLessThanOrEqual(limits.perRecipientBytes);
+    // The queue is the exchange's store (durable relay): what a silent party makes it keep stays within the same cap.
+    const stored = x.store.durable.relayUsage().filter((u) => u.recipient === "telco" && u.kind === "data").reduce((n, u) => n + u.bytes, 0);
+    expect(stored).toBe(x.app.mailboxes.queuedBytes("telco"));
+    expect(stored).toBeGreaterThan(16 * MiB);
+    expect(stored).toBeLessThanOrEqual(limits.perRecipientBytes);
     // The refused envelope's nonce was not taken: once the recipient takes its mail, the same bytes go through.
     expect(total(await drain(x, telco))).toBeGreaterThan(16 * MiB);
     expect((await relay(x, bank, refused as Uint8Array)).status).toBe(202);

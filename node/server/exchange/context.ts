@@ -82,7 +82,20 @@ export class ExchangeContext {
       remember: (name, nonce, time) => this.store.checkAndRememberNonce(name, nonce, time),
       now: this.now,
     });
+    this.#seen.set(req.party, this.now());
   };
+
+  /** When each party last made an authenticated request (bounded by the registered parties). */
+  readonly #seen = new Map<string, number>();
+
+  /**
+   * Whether `party` looks gone: no poll of its mailbox open now and no
+   * request for `quietMs` (a running agent always has a poll open, renewed
+   * at least every 20 s). Names the parties a silent job waits for.
+   */
+  absent(party: string, quietMs: number): boolean {
+    return !this.mailboxes.polling(party) && this.now() - (this.#seen.get(party) ?? 0) > quietMs;
+  }
 
   /** Appends a signed entry to the ledger (inside the caller's transaction, when there is one). */
   ledger(kind: LedgerKind, body: Record<string, unknown>, job?: string): LedgerEntry {

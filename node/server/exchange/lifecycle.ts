@@ -51,6 +51,9 @@ export interface Reservation {
   readonly charged: boolean;
 }
 
+/** A party with no poll open and no request for this long is named as missing when its job times out. */
+const ABSENT_AFTER_MS = 2_000;
+
 /** A job's state is one of these while it may still change. */
 const OPEN = ["submitted", "running"] as const;
 const isOpen = (j: JobRecord): boolean => j.state === "submitted" || j.state === "running";
@@ -257,7 +260,10 @@ export class JobLifecycle {
       const last = this.#activity.get(j.id) ?? j.updatedAt;
       if (this.ctx.now() - last <= this.timeoutMs) continue;
       const rj = this.roleJobs.get(j.id);
-      const missing = rj ? (rj.started ? [...(rj.role?.missing() ?? [])] : rj.job.providers.filter((p) => !rj.accepted.has(p))) : [];
+      // Who the job waits for: what its role lacks, or the providers that never accepted; else the parties gone quiet.
+      const waitingFor = rj ? (rj.started ? [...(rj.role?.missing() ?? [])] : rj.job.providers.filter((p) => !rj.accepted.has(p))) : [];
+      const gone = [j.buyer, ...j.providers].filter((p) => this.ctx.absent(p, ABSENT_AFTER_MS));
+      const missing = waitingFor.length > 0 ? waitingFor : gone;
       const reason = missing.length > 0 ? "UMBRA_MISSING_PARTY" : "UMBRA_JOB_TIMEOUT";
       this.#endRole(j.id);
       try {
