@@ -240,13 +240,18 @@ function checkWithinBounds(result: FaResult, want: readonly Exact[], k: number, 
   });
 }
 
-/** The bound is not absurdly loose: within 10^6 of the worst error observed for each kind of result. */
+/**
+ * The bound is not absurdly loose: within 10^7 of the worst error observed for
+ * each kind of result. (CKKS noise is fresh randomness in every run, and the
+ * worst error of a few hundred values is sometimes a hundred times below its
+ * usual size: a 10^6 ratio failed one run in the full suite.)
+ */
 function checkNotLoose(tally: Tally): void {
   for (const kind of Object.keys(tally.err)) {
     const err = tally.err[kind] as number;
     const bound = tally.bound[kind] as number;
     expect(err, kind).toBeGreaterThan(0);
-    expect(bound / err, kind).toBeLessThan(1e6);
+    expect(bound / err, kind).toBeLessThan(1e7);
   }
 }
 

@@ -31,11 +31,11 @@ export const EXCHANGE_ADMIN_USAGE = `  exchange invite --name NAME [--db FILE] [
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "7d", "12h", "30m", "90s" → ms. */
-export function parseDuration(text: string, usage: string): number {
+/** "7d", "12h", "30m", "90s" → ms; `flag` names the option in the error (default --expires, at most 90 days). */
+export function parseDuration(text: string, usage: string, flag = "--expires", maxMs = MAX_INVITATION_TTL_MS): number {
   const m = /^(\d{1,6})([smhd])$/.exec(text);
   const ms = m ? Number(m[1]) * (UNITS[m[2] as string] as number) : NaN;
-  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > MAX_INVITATION_TTL_MS) throw new UsageError("--expires needs a duration such as 7d, 12h or 30m (more than 0, at most 90d)", usage);
+  if (!Number.isSafeInteger(ms) || ms <= 0 || ms > maxMs) throw new UsageError(`${flag} needs a duration such as 7d, 12h or 30m (more than 0, at most ${Math.round(maxMs / 86_400_000)}d)`, usage);
   return ms;
 }
 

@@ -12,12 +12,13 @@ import { readSecretFile } from "../secret-file.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, startExchangeNode, startPartyNode } from "../server/start.js";
 import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
-import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand } from "./exchange-admin.js";
+import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, parseDuration } from "./exchange-admin.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
+      [--job-timeout DURATION]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -25,7 +26,10 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  when UMBRA_KEY_PASSPHRASE or --key-passphrase-file gives one; with
                  --tls-cert/--tls-key it serves HTTPS. A new party registers only
                  with an invitation (exchange invite); --open-registration admits
-                 any name without one (development only: logged as a warning)
+                 any name without one (development only: logged as a warning).
+                 Jobs survive a restart of any node (docs/durability.md); a job with
+                 no activity for --job-timeout (default 10m: room for a restart) fails,
+                 naming the party it waits for
 ${EXCHANGE_ADMIN_USAGE}`;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
@@ -164,7 +168,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const o = parseOptions(rest, { ...NODE_OPTIONS, "--open-registration": "flag" }, usage);
+  const o = parseOptions(rest, { ...NODE_OPTIONS, "--open-registration": "flag", "--job-timeout": "string" }, usage);
   if (o === undefined) {
     io.out(usage.trimEnd());
     return 0;
@@ -173,7 +177,9 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const host = o.get("--host");
   const db = o.get("--db");
   const open = o.has("--open-registration") ? { openRegistration: true } : {};
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, say: io.out });
+  const timeout = o.get("--job-timeout");
+  const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
+  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, say: io.out });
   return untilClosed(node);
 }
 

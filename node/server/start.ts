@@ -38,6 +38,8 @@ export interface ExchangeNodeOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   /** The exchange: admit any new party name without an invitation (development only; logged as a warning). */
   readonly openRegistration?: boolean;
+  /** The exchange: a job with no activity for this long fails (default 10 minutes). */
+  readonly jobTimeoutMs?: number;
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
@@ -176,7 +178,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const keyFile = o.keyFile ?? besideDb(db, ".key");
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}) });
+    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}) });
     const url = await listen(app, host, port, https !== undefined);
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};

@@ -104,9 +104,12 @@ export class DurableRows {
     const info = this.ctx
       .sql("INSERT INTO relay (recipient, job, sender, sequence, kind, frame, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
       .run(f.recipient, f.job, f.sender, f.sequence, f.kind, blob(f.frame), this.ctx.time());
-    this.ctx
-      .sql("INSERT INTO relay_taken (job, sender, recipient, sequence) VALUES (?, ?, ?, ?) ON CONFLICT (job, sender, recipient) DO UPDATE SET sequence = max(sequence, excluded.sequence)")
-      .run(f.job, f.sender, f.recipient, f.sequence);
+    // Protocol envelopes may be sent again (a party's outbox after a restart); control messages are the exchange's own, queued once.
+    if (f.kind === "data") {
+      this.ctx
+        .sql("INSERT INTO relay_taken (job, sender, recipient, sequence) VALUES (?, ?, ?, ?) ON CONFLICT (job, sender, recipient) DO UPDATE SET sequence = max(sequence, excluded.sequence)")
+        .run(f.job, f.sender, f.recipient, f.sequence);
+    }
     return Number(info.lastInsertRowid);
   }
 
