@@ -24,15 +24,9 @@ export interface RelayInput {
   readonly frame: Uint8Array;
 }
 
-export interface RelayRow {
+export interface RelayRow extends RelayInput {
   /** The relay's delivery number: increasing in the order envelopes were taken. */
   readonly id: number;
-  readonly recipient: string;
-  readonly job: string;
-  readonly sender: string;
-  readonly sequence: number;
-  readonly kind: RelayKind;
-  readonly frame: Uint8Array;
 }
 
 /** Queued bytes by recipient, job and kind (the relay's caps are counted from these after a restart). */
