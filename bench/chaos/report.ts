@@ -21,9 +21,9 @@ export function describeTrial(t: TrialOutcome): string {
   if (t.succeeded && t.resultNote) lines.push(`      result differs from the plaintext answer: ${t.resultNote}`);
   if (!t.ledgerVerified && t.job) lines.push("      umbra audit verify failed");
   for (const d of t.duplicates) lines.push(`      ledger: ${d}`);
-  if (t.logTail) {
-    lines.push(`      tail of the ${t.disturbance === "buyer" || t.disturbance === "provider" ? t.disturbance : "exchange"}'s log:`);
-    lines.push(...t.logTail.split("\n").map((l) => `        ${l}`));
+  for (const { node, tail } of t.logTails ?? []) {
+    lines.push(`      tail of ${node}'s log (request lines left out):`);
+    lines.push(...tail.split("\n").map((l) => `        ${l}`));
   }
   if (t.keptIn) lines.push(`      data, databases and logs kept in ${t.keptIn}`);
   return lines.join("\n");

@@ -77,8 +77,8 @@ export interface TrialOutcome {
   readonly duplicates: readonly string[];
   /** A failure of the harness's own steps (a node that did not start, …). */
   readonly error?: string;
-  /** On failure: the tail of the victim's log (the exchange's when there is no victim). */
-  readonly logTail?: string;
+  /** On failure: the tail of the victim's log (the exchange's for the undisturbed run; each party's for network). */
+  readonly logTails?: readonly { readonly node: string; readonly tail: string }[];
   /** The trial's folder, when kept. */
   readonly keptIn?: string;
   readonly ok: boolean;
@@ -119,6 +119,12 @@ function victimNode(cluster: Cluster, c: ChaosCase, d: Disturbance): NodeProcess
   return cluster.exchange;
 }
 
+/** The logs a failure shows: the victim's; for network, each party's (their side of the cut connections). */
+function logTails(cluster: Cluster, c: ChaosCase, d: Disturbance): { node: string; tail: string }[] {
+  const nodes = d === "network" ? [...cluster.parties.values()] : [victimNode(cluster, c, d)];
+  return nodes.map((n) => ({ node: n.name, tail: n.tail(d === "network" ? 8 : 15) }));
+}
+
 /** The buyer's result: a table (from `job result --out`) or a count (printed), or what went wrong. */
 async function fetchResult(cluster: Cluster, c: ChaosCase, job: string): Promise<{ value: Parameters<ChaosCase["compare"]>[0] } | { error: string }> {
   const out = join(cluster.root, "result.arrow");
@@ -139,8 +145,8 @@ export async function runTrial(c: ChaosCase, plan: TrialPlan): Promise<TrialOutc
     cluster = await Cluster.start(c, root, d === "network");
     outcome = await runJob(cluster, c, plan);
   } catch (err) {
-    const tail = cluster ? victimNode(cluster, c, d).tail() : undefined;
-    outcome = { ...base, job: undefined, state: "-", reason: null, seconds: 0, succeeded: false, exact: false, resultNote: "", ledgerVerified: false, duplicates: [], error: err instanceof Error ? err.message : String(err), ...(tail ? { logTail: tail } : {}), ok: false };
+    const tails = cluster ? logTails(cluster, c, d) : [];
+    outcome = { ...base, job: undefined, state: "-", reason: null, seconds: 0, succeeded: false, exact: false, resultNote: "", ledgerVerified: false, duplicates: [], error: err instanceof Error ? err.message : String(err), logTails: tails, ok: false };
   } finally {
     await cluster?.stop();
   }
@@ -252,7 +258,7 @@ async function runJob(cluster: Cluster, c: ChaosCase, plan: TrialPlan): Promise<
     resultNote,
     ledgerVerified: ledger.verified,
     duplicates: ledger.verified ? ledger.duplicates : [ledger.verifyLine, ...ledger.duplicates],
-    ...(ok ? {} : { logTail: victimNode(cluster, c, d).tail() }),
+    ...(ok ? {} : { logTails: logTails(cluster, c, d) }),
     ok,
   };
 }
