@@ -205,13 +205,17 @@ async function runJob(cluster: Cluster, c: ChaosCase, plan: TrialPlan): Promise<
 
   let last: JobView | undefined;
   let ended = false;
+  /** When the poll first saw the job ended, seconds after submission. */
+  let endedAt: number | undefined;
   let abandoned = false;
   const poll = async (): Promise<void> => {
     while (!ended && !abandoned && elapsed() < plan.deadlineSeconds) {
       const v = await jobView(cluster, token, job);
       if (v) last = v;
-      if (v && FINAL.includes(v.state)) ended = true;
-      else await wait(200);
+      if (v && FINAL.includes(v.state)) {
+        ended = true;
+        endedAt = elapsed();
+      } else await wait(200);
     }
   };
   const polling = poll();
@@ -225,7 +229,8 @@ async function runJob(cluster: Cluster, c: ChaosCase, plan: TrialPlan): Promise<
   }
 
   await polling;
-  const seconds = elapsed();
+  // The job's duration, not the disturbance's: a kill drawn after the job ended does not lengthen it.
+  const seconds = endedAt ?? elapsed();
   const dropped = d === "network" ? [...cluster.proxies.values()].reduce((n, p) => n + p.dropped, 0) : undefined;
   let state = last?.state ?? "unknown";
   let reason = last?.reason ?? null;
