@@ -106,8 +106,8 @@ for (const protocol of ["psi", "join-aggregate"] as const) {
 
     for (const victim of ["exchange", "buyer", "provider"] as const) {
       it(`the ${victim} killed (SIGKILL) and restarted with the same arguments: the job succeeds with the plaintext answer, each ledger event once`, async () => {
-        // Moments from 10% to 60% of the undisturbed run: the harness checks the job had not ended when it killed.
-        const t = await runTrial(c, { disturbance: victim, trial: 1, seed: SEED, baselineSeconds: undisturbed.seconds, window: [0.1, 0.6], deadlineSeconds: 60 + 5 * undisturbed.seconds, say: () => undefined });
+        // Killed as soon as the job runs (a condition, not a moment: `npm run chaos` draws moments across the whole job).
+        const t = await runTrial(c, { disturbance: victim, trial: 1, seed: SEED, baselineSeconds: undisturbed.seconds, killWhenRunning: true, deadlineSeconds: 60 + 5 * undisturbed.seconds, say: () => undefined });
         expect({ midJob: t.midJob, ...endOf(t) }, describeTrial(t)).toEqual({ midJob: true, ...SUCCEEDED });
       }, 240_000);
     }

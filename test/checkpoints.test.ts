@@ -65,7 +65,8 @@ describe("checkpoints", () => {
 
   it("refuse a corrupt page with a typed error", () => {
     const store = storeWithJob();
-    store.checkpoints.save(job, "party", { protocol: "psi", version: 1, role: "buyer", buf: new Uint8Array(PAGE_BYTES) });
+    const state = { protocol: "psi", version: 1, role: "buyer", buf: new Uint8Array(PAGE_BYTES) };
+    store.checkpoints.save(job, "party", state);
     const db = (store as unknown as { durable: { ctx: { db: { prepare(s: string): { run(): unknown } } } } }).durable.ctx.db;
     db.prepare("UPDATE state_pages SET bytes = zeroblob(10)").run();
     expect(() => store.checkpoints.load(job, "party", { protocols: ["psi"] })).toThrow(expect.objectContaining({ code: "UMBRA_INVALID_STATE" }));

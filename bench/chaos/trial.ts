@@ -44,6 +44,8 @@ export interface TrialPlan {
   readonly baselineSeconds: number;
   /** The part of the undisturbed duration the moments are drawn from, as fractions (default [0, 1]). */
   readonly window?: readonly [number, number];
+  /** Kill the victim as soon as the buyer's agent reports the job running, instead of at a drawn moment (the test suite's trials: mid-job by condition, not by timing). */
+  readonly killWhenRunning?: boolean;
   /** Give up on the job this long after it was submitted. */
   readonly deadlineSeconds: number;
   /** Keep the trial's folder (data, databases, logs) when it fails. */
@@ -162,7 +164,7 @@ interface Disturbed {
 }
 
 /** Kills and restarts the victim, or cuts connections, at moments drawn in the window; `ended` tells whether the job has ended. */
-async function disturb(cluster: Cluster, c: ChaosCase, plan: TrialPlan, t0: number, ended: () => boolean): Promise<Disturbed> {
+async function disturb(cluster: Cluster, c: ChaosCase, plan: TrialPlan, t0: number, ended: () => boolean, running: () => boolean): Promise<Disturbed> {
   const d = plan.disturbance;
   // The moment(s), uniform in the window of the undisturbed run's duration.
   const r = rngFor(plan.seed, `${c.protocol}/${d}/${plan.trial}`);
@@ -172,8 +174,13 @@ async function disturb(cluster: Cluster, c: ChaosCase, plan: TrialPlan, t0: numb
   let midJob: boolean | undefined;
   let restartSeconds: number | undefined;
   if (d === "exchange" || d === "buyer" || d === "provider") {
-    disturbedAt = moment();
-    await wait(Math.max(0, disturbedAt * 1000 - (performance.now() - t0)));
+    if (plan.killWhenRunning === true) {
+      while (!ended() && !running()) await wait(20);
+      disturbedAt = (performance.now() - t0) / 1000;
+    } else {
+      disturbedAt = moment();
+      await wait(Math.max(0, disturbedAt * 1000 - (performance.now() - t0)));
+    }
     midJob = !ended();
     const victim = victimNode(cluster, c, d);
     await victim.kill();
@@ -221,7 +228,7 @@ async function runJob(cluster: Cluster, c: ChaosCase, plan: TrialPlan): Promise<
   const polling = poll();
   let disturbed: Disturbed;
   try {
-    disturbed = await disturb(cluster, c, plan, t0, () => ended);
+    disturbed = await disturb(cluster, c, plan, t0, () => ended, () => last?.state === "running");
   } catch (err) {
     abandoned = true;
     await polling;
