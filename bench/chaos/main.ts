@@ -20,7 +20,19 @@ import { describeTrial, formatChaosTable, tableRows } from "./report.js";
 import { allPassed, runChaos } from "./run.js";
 import { VICTIMS, type Victim } from "./trial.js";
 
+const USAGE = `Usage: npm run chaos -- [--trials N] [--protocols a,b] [--victims exchange,buyer,provider,network]
+       [--seed S] [--keys N] [--deadline S] [--keep] [--json]
+  kill -9 a process of a running job (or cut connections), restart it, and check the job still
+  succeeds with the exact plaintext answer and a clean ledger; see docs/chaos.md`;
+
+const VALUED = new Set(["--trials", "--protocols", "--victims", "--seed", "--keys", "--deadline"]);
+const FLAGS = new Set(["--keep", "--json"]);
+
 function parse(argv: readonly string[]) {
+  for (let i = 0; i < argv.length; i += VALUED.has(argv[i] as string) ? 2 : 1) {
+    const a = argv[i] as string;
+    if (!VALUED.has(a) && !FLAGS.has(a)) throw new Error(`unknown option ${a}`);
+  }
   const value = (name: string): string | undefined => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
@@ -53,11 +65,15 @@ function parse(argv: readonly string[]) {
 }
 
 async function main(): Promise<number> {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   let o: ReturnType<typeof parse>;
   try {
     o = parse(process.argv.slice(2));
   } catch (err) {
-    console.error(`chaos: ${(err as Error).message}`);
+    console.error(`chaos: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
   const say = o.json ? (l: string) => console.error(l) : (l: string) => console.log(l);
