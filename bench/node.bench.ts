@@ -2,9 +2,10 @@
  * `npm run bench:node`: the node's overhead. The same psi N × N (default
  * 10^5) run twice in this process: in-process (runPsi over the serialising
  * transport) and as a job through an exchange and two party agents on
- * loopback HTTP (signed, sealed envelopes relayed through mailboxes, states
- * persisted in SQLite at most once a second, the audit ledger written). Both
- * share one worker pool. Prints the ratio.
+ * loopback HTTP (signed, sealed envelopes committed to the exchange's relay
+ * table until acknowledged, every step committed with its checkpoint and
+ * outbox: durable jobs, the audit ledger written). Both share one worker
+ * pool. Prints the ratio.
  *
  * Options: --n N, --repeats R (median of R, default 1), --timeline (the last job's
  * ledger entries with their times: where the job spent them)
