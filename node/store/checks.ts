@@ -4,7 +4,9 @@
  * `InvalidArgumentError`, naming the argument, never its value.
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
-import type { JsonValue } from "./types.js";
+
+/** A JSON value as the store returns it (parsed from its canonical JSON). */
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;

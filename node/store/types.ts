@@ -4,10 +4,10 @@
  * `node/store/sqlite.ts` implements.
  */
 import type { Checkpoints } from "./checkpoints.js";
+import type { JsonValue } from "./checks.js";
 import type { DurableRows } from "./durable.js";
 
-/** A JSON value as the store returns it (parsed from its canonical JSON). */
-export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+export type { JsonValue } from "./checks.js";
 
 export const PartyRole = {
   Exchange: "exchange",
