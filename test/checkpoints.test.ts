@@ -63,6 +63,15 @@ describe("checkpoints", () => {
     store.close();
   });
 
+  it("keep a field shaped like a part's reference as the field it is (the reference is out of band)", () => {
+    const store = storeWithJob();
+    const state = { protocol: "psi", version: 1, role: "buyer", lookalike: { part: 0, type: "Uint8Array", bytes: 3 }, "\u0000umbra.part": 0, big: new Uint8Array(PART_MIN_BYTES) };
+    store.checkpoints.save(job, "party", state);
+    const back = store.checkpoints.load<typeof state>(job, "party", { protocols: ["psi"] }) as typeof state;
+    expect({ lookalike: back.lookalike, marker: back["\u0000umbra.part"], big: back.big.length }).toEqual({ lookalike: { part: 0, type: "Uint8Array", bytes: 3 }, marker: 0, big: PART_MIN_BYTES });
+    store.close();
+  });
+
   it("refuse a corrupt page with a typed error", () => {
     const store = storeWithJob();
     const state = { protocol: "psi", version: 1, role: "buyer", buf: new Uint8Array(PAGE_BYTES) };

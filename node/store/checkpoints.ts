@@ -24,7 +24,12 @@ export const PART_MIN_BYTES = 64 * 1024;
 /** Page size of a part. */
 export const PAGE_BYTES = 1024 * 1024;
 
-const PART = "\u0000umbra.part";
+/**
+ * A part's place in the skeleton: a Map, which no role state holds (states are
+ * plain objects, arrays, strings, numbers, booleans and typed arrays), so no
+ * field of a state can be mistaken for one, whatever its keys.
+ */
+type PartRef = Map<"part" | "type" | "bytes", number | string>;
 
 type Typed = Exclude<NodeJS.TypedArray, never>;
 const CTORS: Record<string, new (b: ArrayBuffer) => Typed> = {
@@ -41,12 +46,6 @@ const CTORS: Record<string, new (b: ArrayBuffer) => Typed> = {
   BigInt64Array,
 };
 
-interface PartRef {
-  readonly [PART]: number;
-  readonly type: string;
-  readonly bytes: number;
-}
-
 /** The state with every large typed array replaced by a reference to its part; the parts, as bytes, in order. */
 function split(state: unknown): { skeleton: unknown; parts: Uint8Array[] } {
   const parts: Uint8Array[] = [];
@@ -54,7 +53,11 @@ function split(state: unknown): { skeleton: unknown; parts: Uint8Array[] } {
     if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
       if (v.byteLength < PART_MIN_BYTES || !(v.constructor.name in CTORS)) return v;
       parts.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-      const ref: PartRef = { [PART]: parts.length - 1, type: v.constructor.name, bytes: v.byteLength };
+      const ref: PartRef = new Map<"part" | "type" | "bytes", number | string>([
+        ["part", parts.length - 1],
+        ["type", v.constructor.name],
+        ["bytes", v.byteLength],
+      ]);
       return ref;
     }
     if (Array.isArray(v)) return v.map(walk);
@@ -70,17 +73,19 @@ function split(state: unknown): { skeleton: unknown; parts: Uint8Array[] } {
 
 function join(skeleton: unknown, part: (i: number, bytes: number) => Uint8Array): unknown {
   const walk = (v: unknown): unknown => {
+    if (v instanceof Map) {
+      const r = v as PartRef;
+      const Ctor = CTORS[String(r.get("type"))];
+      const i = r.get("part");
+      const n = r.get("bytes");
+      if (Ctor === undefined || typeof i !== "number" || typeof n !== "number" || !Number.isSafeInteger(n)) throw new InvalidStateError("persisted state names an unknown part");
+      const bytes = part(i, n);
+      const copy = new Uint8Array(bytes.length);
+      copy.set(bytes);
+      return new Ctor(copy.buffer);
+    }
     if (Array.isArray(v)) return v.map(walk);
     if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-      const r = v as Partial<PartRef>;
-      if (typeof r[PART] === "number") {
-        const Ctor = CTORS[String(r.type)];
-        if (Ctor === undefined || !Number.isSafeInteger(r.bytes)) throw new InvalidStateError("persisted state names an unknown part");
-        const bytes = part(r[PART], r.bytes as number);
-        const copy = new Uint8Array(bytes.length);
-        copy.set(bytes);
-        return new Ctor(copy.buffer);
-      }
       const o: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(v)) o[k] = walk(x);
       return o;

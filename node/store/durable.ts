@@ -175,6 +175,12 @@ export class DurableRows {
     this.ctx.sql("DELETE FROM sequences WHERE job = ?").run(job);
   }
 
+  /** The exchange forgets a job that has ended (its job.stops are queued): its envelope counter and its role's watermarks. */
+  forgetEnded(job: string): void {
+    this.forgetSequences(job);
+    this.ctx.sql("DELETE FROM inbound WHERE job = ?").run(job);
+  }
+
   // ------------------------------------------------ the outbox (party)
 
   outboxPut(row: OutboxInput): number {

@@ -315,6 +315,8 @@ export class JobLifecycle {
     this.#activity.delete(j.id);
     const untaken = this.ctx.mailboxes.releaseJob(j.id);
     for (const p of notify) if (p === j.buyer || !untaken.has(p)) this.ctx.sendStop(p, j.id, reason);
+    // The stops took the job's last sequence numbers: its counter and its role's watermarks go (red-team finding F16-1).
+    this.ctx.store.durable.forgetEnded(j.id);
   }
 
   /** Frees a job's exchange-side role. */
