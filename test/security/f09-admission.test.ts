@@ -234,7 +234,7 @@ describe("the operator's commands, and a party without an invitation, as process
     }
   });
 
-  it("clear refusals: a reserved name, a missing database, a bad duration", async () => {
+  it("clear refusals: a reserved name, a missing database, a bad duration, a bad job timeout", async () => {
     const reserved = await umbra("exchange", "invite", "--name", "exchange", "--db", db);
     expect(reserved.status).toBe(1);
     expect(reserved.stderr).toMatch(/^umbra: UMBRA_NAME_RESERVED: this party name is reserved: choose another\n$/);
@@ -244,6 +244,9 @@ describe("the operator's commands, and a party without an invitation, as process
     const bad = await umbra("exchange", "invite", "--name", "acme2", "--db", db, "--expires", "100d");
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--expires needs a duration such as 7d/);
+    const timeout = await umbra("exchange", "start", "--port", "0", "--db", join(dir, "never.db"), "--job-timeout", "10x");
+    expect(timeout.status).toBe(2);
+    expect(timeout.stderr).toMatch(/--job-timeout needs a duration such as 7d, 12h or 30m \(more than 0, at most 30d\)/);
   });
 
   it("umbra party start without --invite is refused by the exchange with what to do; with it, it registers", async () => {
