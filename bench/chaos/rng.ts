@@ -5,20 +5,13 @@
  * else the run includes.
  */
 import { createHash } from "node:crypto";
+import { prng } from "../../examples/common.js";
 
 /** Uniform in [0, 1). */
 export type Rng = () => number;
 
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the one the examples use (examples/common.ts). */
+export const mulberry32: (seed: number) => Rng = prng;
 
 /** A generator for one purpose of a run: seeded by SHA-256 of the run's seed and the label. */
 export function rngFor(seed: number, label: string): Rng {
