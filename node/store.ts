@@ -38,4 +38,4 @@ export { StoreErrorCode, NotFoundError, AlreadyExistsError, InvalidTransitionErr
 export * from "./store/types.js";
 export { canonicalJson } from "./store/checks.js";
 export { openStore } from "./store/sqlite.js";
-export type { DurableRows, RelayInput, RelayRow, RelayKind, OutboxRow, JobRun } from "./store/durable.js";
+export type { DurableRows, RelayInput, RelayRow, RelayKind, RelayUsage, OutboxRow, JobRun } from "./store/durable.js";

@@ -67,8 +67,7 @@ describe("durable jobs", () => {
   it("a provider stopped mid-job and started again with its store takes the job up: it succeeds with the plaintext answer, each entry once", async () => {
     const id = await submit();
     await running(id);
-    await telco.agent.stop();
-    telco = await startParty("telco", x.url, pool, { store: telco.store, identity: telco.identity, dataDir: telco.dataDir });
+    telco = await telco.restart();
     expect(await waitForJob(bank.url, id, 60_000)).toMatchObject({ state: "succeeded" });
     expect(await resultKeys(id)).toEqual(expected);
     onceEach(id);
@@ -77,8 +76,7 @@ describe("durable jobs", () => {
   it("a buyer stopped mid-job and started again with its store takes the job up", async () => {
     const id = await submit();
     await running(id);
-    await bank.agent.stop();
-    bank = await startParty("bank", x.url, pool, { store: bank.store, identity: bank.identity, dataDir: bank.dataDir });
+    bank = await bank.restart();
     expect(await waitForJob(bank.url, id, 60_000)).toMatchObject({ state: "succeeded" });
     expect(await resultKeys(id)).toEqual(expected);
     onceEach(id);

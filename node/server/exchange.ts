@@ -119,7 +119,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   const services: ExchangeServices = { ctx, jobs, roles };
   // On start, every job open when the exchange stopped goes on (docs/durability.md): its envelopes are in
   // the relay table, and the exchange's own roles come back from their checkpoints and read on.
-  for (const rj of jobs.resumeOpen()) if (rj.started) roles.resume(rj);
+  for (const rj of jobs.resumeOpen()) if (rj.started) roles.run(rj);
 
   for (const routes of [partyRoutes, datasetRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes]) await app.register(routes, services);
   return app;

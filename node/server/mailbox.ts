@@ -27,7 +27,7 @@
 import { InvalidArgumentError, UmbraError } from "../../engine/errors.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../envelope.js";
-import type { RelayInput, RelayKind, Store } from "../store.js";
+import type { RelayInput, RelayKind, RelayUsage, Store } from "../store.js";
 
 interface Waiter {
   readonly wake: () => void;
@@ -48,6 +48,19 @@ export interface RelayWrites {
   insert(row: RelayInput): number | undefined;
   /** Deletes one envelope the exchange's own role has processed. */
   remove(id: number): void;
+  /** Deletes what `party` acknowledged of `job`. */
+  ack(party: string, job: string, upTo: number): void;
+  /** Deletes every envelope of `job` but its job.stops; returns what went. */
+  release(job: string): RelayUsage[];
+}
+
+/** A change to the queues' bytes, counted once its transaction has committed. */
+interface Change {
+  readonly recipient: string;
+  readonly job: string;
+  readonly kind: RelayKind;
+  readonly bytes: number;
+  readonly sign: 1 | -1;
 }
 /** Largest bytes handed out in one poll (frames beyond it wait for the next). */
 const MAX_BATCH_BYTES = 32 * 1024 * 1024;
@@ -117,6 +130,8 @@ export class Mailboxes {
   readonly #roomWaiters = new Set<() => void>();
   /** The last delivery number queued before this process started. */
   readonly #firstId: number;
+  /** The changes of the commit under way (undefined outside one). */
+  #pending: Change[] | undefined;
   #closed = false;
 
   constructor(store: Store, self: string, limits: Partial<MailboxLimits> = {}) {
@@ -150,32 +165,46 @@ export class Mailboxes {
 
   /**
    * Runs `fn` in one store transaction with the relay's writes (the caller
-   * checked room first); the caps count them, and polls are woken, once it
-   * has committed. Returns what `fn` returns.
+   * checked room first); the caps count them, and polls are woken, once the
+   * outermost commit has committed — a commit inside another one joins it
+   * (and a write inside one that rolls back is never counted). Every
+   * transaction that queues an envelope runs through here. Returns what `fn` returns.
    */
   commit<T>(fn: (relay: RelayWrites) => T): T {
-    const changes: { recipient: string; job: string; kind: RelayKind; bytes: number; sign: 1 | -1 }[] = [];
-    const durable = this.#store.durable;
-    const out = this.#store.transaction(() =>
-      fn({
-        insert: (row) => {
-          const id = durable.relayInsert(row);
-          if (id !== undefined) changes.push({ recipient: row.recipient, job: row.job, kind: row.kind, bytes: row.frame.length, sign: 1 });
-          return id;
-        },
-        remove: (id) => {
-          const u = durable.relayDelete(id);
-          if (u !== undefined) changes.push({ ...u, sign: -1 });
-        },
-      }),
-    );
+    if (this.#pending !== undefined) return this.#store.transaction(() => fn(this.#writes));
+    const pending: Change[] = [];
+    this.#pending = pending;
+    let out: T;
+    try {
+      out = this.#store.transaction(() => fn(this.#writes));
+    } finally {
+      this.#pending = undefined;
+    }
     const woken = new Set<string>();
-    for (const c of changes) {
+    for (const c of pending) {
       this.#account(c.recipient, c.job, c.kind, c.sign * c.bytes, c.sign);
       if (c.sign === 1) woken.add(c.recipient);
     }
     for (const p of woken) this.#wake(p);
-    if (changes.some((c) => c.sign === -1)) this.#wakeRoomWaiters();
+    if (pending.some((c) => c.sign === -1)) this.#wakeRoomWaiters();
+    return out;
+  }
+
+  /** The relay's writes, each noting its change for the commit it runs in. */
+  readonly #writes: RelayWrites = {
+    insert: (row) => {
+      const id = this.#store.durable.relayInsert(row);
+      if (id !== undefined) this.#pending?.push({ recipient: row.recipient, job: row.job, kind: row.kind, bytes: row.frame.length, sign: 1 });
+      return id;
+    },
+    remove: (id) => this.#removed([this.#store.durable.relayDelete(id)]),
+    ack: (party, job, upTo) => this.#removed(this.#store.durable.relayAck(party, job, upTo)),
+    release: (job) => this.#removed(this.#store.durable.relayReleaseJob(job)),
+  };
+
+  #removed(gone: readonly (RelayUsage | undefined)[]): RelayUsage[] {
+    const out = gone.filter((u): u is RelayUsage => u !== undefined);
+    for (const u of out) this.#pending?.push({ recipient: u.recipient, job: u.job, kind: u.kind, bytes: u.bytes, sign: -1 });
     return out;
   }
 
@@ -187,9 +216,7 @@ export class Mailboxes {
 
   /** `party` has durably processed `job`'s envelopes up to delivery number `upTo`: they are deleted. */
   ack(party: string, job: string, upTo: number): void {
-    const gone = this.#store.transaction(() => this.#store.durable.relayAck(party, job, upTo));
-    for (const u of gone) this.#account(u.recipient, u.job, u.kind, -u.bytes, -1);
-    if (gone.length > 0) this.#wakeRoomWaiters();
+    this.commit((r) => r.ack(party, job, upTo));
   }
 
   /**
@@ -220,15 +247,12 @@ export class Mailboxes {
    * (they never learned of the job).
    */
   releaseJob(job: string): Set<string> {
-    const gone = this.#store.transaction(() => this.#store.durable.relayReleaseJob(job));
     const untakenStarts = new Set<string>();
-    for (const u of gone) {
-      this.#account(u.recipient, u.job, u.kind, -u.bytes, -1);
-      // A start queued before a restart may have been handed out then: its party hears the stop.
+    // A start queued before a restart may have been handed out then: its party hears the stop.
+    for (const u of this.commit((r) => r.release(job))) {
       const id = u.id ?? 0;
       if (u.kind === "start" && id > this.#firstId && id > (this.#delivered.get(u.recipient) ?? 0)) untakenStarts.add(u.recipient);
     }
-    this.#wakeRoomWaiters();
     return untakenStarts;
   }
 

@@ -160,6 +160,11 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
   const queueFrames = (job: string, frames: readonly RoleFrame[]): void => {
     for (const f of frames) durable.outboxPut({ job, kind: "frame", recipient: f.to, step: f.step, sequence: durable.takeSequence(job, identity.name), body: f.frame });
   };
+  /** Forgets what was kept to go on with a job that has ended here: its rows and its checkpoints (inside the caller's transaction). */
+  const forget = (job: string): void => {
+    durable.forgetJob(job);
+    store.checkpoints.delete(job);
+  };
   /** Commits, then sends what the commit queued. */
   const commit = <T>(job: string, fn: () => T): T => {
     const out = store.transaction(fn);
@@ -231,10 +236,11 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     if (!module) throw new UmbraError("UMBRA_UNKNOWN_PROTOCOL", "a job of a protocol this agent does not know");
     const spec = specOf(m);
     const onProgress = progressReporter(m.job);
+    // The file is hashed while it is read (one pass each, side by side); on resume the hash must be the one recorded at start.
     const read = async (party: PartyRole, path: string): Promise<{ table: Table; hash: string }> => {
-      const hash = await fileHash(path);
+      const [hash, table] = await Promise.all([fileHash(path), module.readTable ? module.readTable(spec, party, path) : readTable(path)]);
       if (expectHash !== undefined && hash !== expectHash) throw new DatasetChangedError();
-      return { table: await (module.readTable ? module.readTable(spec, party, path) : readTable(path)), hash };
+      return { table, hash };
     };
     if (m.role === "provider") {
       const desc = spec.providerDataset !== undefined ? ownDescriptor(spec.providerDataset) : undefined;
@@ -374,7 +380,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
   };
 
   /** The buyer's result: written with a salted commitment (the digest in the exchange's ledger says nothing of a count or of a withheld result), in one transaction with the job's end and its event. */
-  const finish = (job: string, r: Running, env: OpenedEnvelope): void => {
+  const finish = (job: string, r: Running): void => {
     let bytes: Uint8Array;
     let summary: Record<string, number>;
     let withheld: string | null = null;
@@ -394,8 +400,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     commit(job, () => {
       store.putResult(job, { digest, bytes, salt });
       store.transitionJob(job, ["running"], "succeeded", withheld, summary);
-      durable.markProcessed(job, env.sender, env.sequence);
-      durable.forgetJob(job);
+      forget(job);
       queueEvent(job, { kind: "succeeded", digest });
     });
     end(job);
@@ -408,7 +413,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     if (!r) return; // not (or no longer) ours: stop has been processed
     const out = await r.run.receive(env.sender, env.payload);
     if (r.party === "buyer" && r.run.done) {
-      finish(job, r, env);
+      finish(job, r);
       return;
     }
     // Budgets count what was measured, not what was declared: once the buyer's hello has named its distinct
@@ -456,7 +461,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     end(m.job);
     commit(m.job, () => {
       releaseCharge(charge);
-      durable.forgetJob(m.job);
+      forget(m.job);
       const j = store.getJob(m.job);
       if (!j) return;
       const to = m.reason === "succeeded" ? "succeeded" : m.reason === "cancelled" ? "cancelled" : m.reason === "refused" && j.state === "submitted" ? "refused" : "failed";
@@ -470,7 +475,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     end(job);
     commit(job, () => {
       releaseCharge(charge);
-      durable.forgetJob(job);
+      forget(job);
       const local = store.getJob(job);
       if (local && (local.state === "submitted" || local.state === "running")) store.transitionJob(job, ["submitted", "running"], "failed", code);
       queueEvent(job, { kind: "failed", reason: code });

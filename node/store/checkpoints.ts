@@ -7,8 +7,9 @@
  * stored in {@link PAGE_BYTES} pages with their SHA-256; the rest (small
  * fields, with each part's place) is the state's skeleton, in
  * protocol_state. Saving writes the skeleton and only the pages whose digest
- * changed since the last save of the same job and role (digests are kept in
- * memory, and read back on a resume). Hashing costs ~0.1 s per 100 MB here.
+ * differs from the one stored (read in the same transaction: a save that was
+ * rolled back leaves nothing believed written). Hashing costs ~0.1 s per
+ * 100 MB here.
  *
  * A checkpoint holds the role's secrets (its scalars, its HE keys): it lives
  * in the node's own store (an owner-only file) and is deleted when its job ends.
@@ -46,89 +47,73 @@ const CTORS: Record<string, new (b: ArrayBuffer) => Typed> = {
   BigInt64Array,
 };
 
+/** Rebuilds plain data (arrays and plain objects, as role states are), handing every other value to `leaf`. */
+function mapLeaves(v: unknown, leaf: (x: unknown) => unknown): unknown {
+  if (Array.isArray(v)) return v.map((x) => mapLeaves(x, leaf));
+  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = mapLeaves(x, leaf);
+    return o;
+  }
+  return leaf(v);
+}
+
 /** The state with every large typed array replaced by a reference to its part; the parts, as bytes, in order. */
 function split(state: unknown): { skeleton: unknown; parts: Uint8Array[] } {
   const parts: Uint8Array[] = [];
-  const walk = (v: unknown): unknown => {
-    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
-      if (v.byteLength < PART_MIN_BYTES || !(v.constructor.name in CTORS)) return v;
-      parts.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-      const ref: PartRef = new Map<"part" | "type" | "bytes", number | string>([
-        ["part", parts.length - 1],
-        ["type", v.constructor.name],
-        ["bytes", v.byteLength],
-      ]);
-      return ref;
-    }
-    if (Array.isArray(v)) return v.map(walk);
-    if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-      const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) o[k] = walk(x);
-      return o;
-    }
-    return v;
-  };
-  return { skeleton: walk(state), parts };
+  const skeleton = mapLeaves(state, (v) => {
+    if (!ArrayBuffer.isView(v) || v instanceof DataView || v.byteLength < PART_MIN_BYTES || !(v.constructor.name in CTORS)) return v;
+    parts.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+    const ref: PartRef = new Map<"part" | "type" | "bytes", number | string>([
+      ["part", parts.length - 1],
+      ["type", v.constructor.name],
+      ["bytes", v.byteLength],
+    ]);
+    return ref;
+  });
+  return { skeleton, parts };
 }
 
+/** The state again: every part's reference replaced by a typed array of its kind over `part(i, bytes)` (a fresh buffer). */
 function join(skeleton: unknown, part: (i: number, bytes: number) => Uint8Array): unknown {
-  const walk = (v: unknown): unknown => {
-    if (v instanceof Map) {
-      const r = v as PartRef;
-      const Ctor = CTORS[String(r.get("type"))];
-      const i = r.get("part");
-      const n = r.get("bytes");
-      if (Ctor === undefined || typeof i !== "number" || typeof n !== "number" || !Number.isSafeInteger(n)) throw new InvalidStateError("persisted state names an unknown part");
-      const bytes = part(i, n);
-      const copy = new Uint8Array(bytes.length);
-      copy.set(bytes);
-      return new Ctor(copy.buffer);
-    }
-    if (Array.isArray(v)) return v.map(walk);
-    if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-      const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) o[k] = walk(x);
-      return o;
-    }
-    return v;
-  };
-  return walk(skeleton);
+  return mapLeaves(skeleton, (v) => {
+    if (!(v instanceof Map)) return v;
+    const r = v as PartRef;
+    const Ctor = CTORS[String(r.get("type"))];
+    const i = r.get("part");
+    const n = r.get("bytes");
+    if (Ctor === undefined || typeof i !== "number" || typeof n !== "number" || !Number.isSafeInteger(n)) throw new InvalidStateError("persisted state names an unknown part");
+    return new Ctor(part(i, n).buffer as ArrayBuffer);
+  });
 }
 
 const digestOf = (b: Uint8Array): Buffer => createHash("sha256").update(b).digest();
 
 export class Checkpoints {
-  /** Page digests last written, by job/role, part and page. */
-  readonly #written = new Map<string, Buffer[][]>();
-
   constructor(private readonly ctx: StoreContext) {}
 
-  /** Saves a role state (inside the caller's transaction, when there is one). */
+  /** Saves a role state (inside the caller's transaction, when there is one): the skeleton, and the pages whose digest differs from the stored one. */
   save(job: string, role: string, state: PersistableState): void {
     const { skeleton, parts } = split(state);
-    const key = `${job}\u0000${role}`;
-    const before = this.#written.get(key) ?? this.#digests(job, role);
-    const after: Buffer[][] = [];
-    const now = this.ctx.time();
     const put = this.ctx.sql("INSERT INTO state_pages (job, role, part, page, digest, bytes) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, role, part, page) DO UPDATE SET digest = excluded.digest, bytes = excluded.bytes");
+    const now = this.ctx.time();
     this.ctx.transaction(() => {
+      // Read in the same transaction as the writes: what is stored, never what a rolled-back save meant to store.
+      const before = this.#digests(job, role);
       parts.forEach((bytes, i) => {
-        const pages: Buffer[] = [];
-        for (let p = 0, o = 0; o < bytes.length; p++, o += PAGE_BYTES) {
+        let pages = 0;
+        for (let o = 0; o < bytes.length; pages++, o += PAGE_BYTES) {
           const page = bytes.subarray(o, Math.min(bytes.length, o + PAGE_BYTES));
           const d = digestOf(page);
-          pages.push(d);
-          if (!before[i]?.[p]?.equals(d)) put.run(job, role, i, p, d, blob(page));
+          if (!before[i]?.[pages]?.equals(d)) put.run(job, role, i, pages, d, blob(page));
         }
-        if ((before[i]?.length ?? 0) > pages.length) this.ctx.sql("DELETE FROM state_pages WHERE job = ? AND role = ? AND part = ? AND page >= ?").run(job, role, i, pages.length);
-        after.push(pages);
+        if ((before[i]?.length ?? 0) > pages) this.ctx.sql("DELETE FROM state_pages WHERE job = ? AND role = ? AND part = ? AND page >= ?").run(job, role, i, pages);
       });
       if (before.length > parts.length) this.ctx.sql("DELETE FROM state_pages WHERE job = ? AND role = ? AND part >= ?").run(job, role, parts.length);
       this.ctx
         .sql("INSERT INTO protocol_state (job_id, role, state, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (job_id, role) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at")
         .run(job, role, blob(stateToBytes(skeleton as PersistableState)), now);
     });
-    this.#written.set(key, after);
   }
 
   /** Loads a role state saved by {@link save}; undefined when there is none. */
@@ -138,31 +123,33 @@ export class Checkpoints {
     const skeleton = stateFromBytes<S>(bytesOf(row.state), expect);
     const pages = this.ctx.sql("SELECT part, page, digest, bytes FROM state_pages WHERE job = ? AND role = ? ORDER BY part, page").all(job, role) as { part: number; page: number; digest: Buffer; bytes: Buffer }[];
     const byPart = new Map<number, Buffer[]>();
-    const digests: Buffer[][] = [];
     for (const p of pages) {
       if (!digestOf(p.bytes).equals(p.digest)) throw new InvalidStateError("a persisted state page is corrupt");
       const list = byPart.get(p.part) ?? [];
       if (list.length !== p.page) throw new InvalidStateError("a persisted state is missing a page");
       list.push(p.bytes);
       byPart.set(p.part, list);
-      (digests[p.part] ??= []).push(p.digest);
     }
-    const state = join(skeleton, (i, bytes) => {
-      const b = Buffer.concat(byPart.get(i) ?? []);
-      if (b.length !== bytes) throw new InvalidStateError("a persisted state part has the wrong size");
-      return b;
+    return join(skeleton, (i, bytes) => {
+      const out = new Uint8Array(bytes);
+      let o = 0;
+      for (const page of byPart.get(i) ?? []) {
+        if (o + page.length > bytes) throw new InvalidStateError("a persisted state part has the wrong size");
+        out.set(page, o);
+        o += page.length;
+      }
+      if (o !== bytes) throw new InvalidStateError("a persisted state part has the wrong size");
+      return out;
     }) as S;
-    this.#written.set(`${job}\u0000${role}`, digests);
-    return state;
   }
 
   /** Deletes a job's checkpoints (every role). */
   delete(job: string): void {
     this.ctx.sql("DELETE FROM state_pages WHERE job = ?").run(job);
     this.ctx.sql("DELETE FROM protocol_state WHERE job_id = ?").run(job);
-    for (const k of [...this.#written.keys()]) if (k.startsWith(`${job}\u0000`)) this.#written.delete(k);
   }
 
+  /** The stored pages' digests, by part and page. */
   #digests(job: string, role: string): Buffer[][] {
     const out: Buffer[][] = [];
     for (const r of this.ctx.sql("SELECT part, page, digest FROM state_pages WHERE job = ? AND role = ? ORDER BY part, page").iterate(job, role) as IterableIterator<{ part: number; page: number; digest: Buffer }>) {

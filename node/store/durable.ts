@@ -171,16 +171,6 @@ export class DurableRows {
     return row.next - 1;
   }
 
-  forgetSequences(job: string): void {
-    this.ctx.sql("DELETE FROM sequences WHERE job = ?").run(job);
-  }
-
-  /** The exchange forgets a job that has ended (its job.stops are queued): its envelope counter and its role's watermarks. */
-  forgetEnded(job: string): void {
-    this.forgetSequences(job);
-    this.ctx.sql("DELETE FROM inbound WHERE job = ?").run(job);
-  }
-
   // ------------------------------------------------ the outbox (party)
 
   outboxPut(row: OutboxInput): number {
@@ -243,13 +233,16 @@ export class DurableRows {
     return (this.ctx.sql("SELECT job FROM job_runs ORDER BY updated_at, job").all() as { job: string }[]).map((r) => this.getRun(r.job) as JobRun);
   }
 
-  /** Forgets everything kept to resume `job` (its run, watermarks, counters, checkpoints); its outbox events stay until sent. */
+  /**
+   * Forgets the rows kept to go on with `job` once it has ended here — its
+   * run, watermarks and sequence counter, its outbox's envelopes (its events
+   * stay until sent). Its checkpoints are Checkpoints.delete's. The exchange
+   * calls it once the job's stops are queued (they take its last numbers).
+   */
   forgetJob(job: string): void {
     this.ctx.sql("DELETE FROM job_runs WHERE job = ?").run(job);
     this.ctx.sql("DELETE FROM inbound WHERE job = ?").run(job);
-    this.ctx.sql("DELETE FROM state_pages WHERE job = ?").run(job);
-    this.ctx.sql("DELETE FROM protocol_state WHERE job_id = ?").run(job);
-    this.forgetSequences(job);
+    this.ctx.sql("DELETE FROM sequences WHERE job = ?").run(job);
     this.outboxDropFrames(job);
   }
 }

@@ -68,6 +68,8 @@ export interface TestParty {
   readonly agent: PartyAgent;
   readonly identity: NodeIdentity;
   close(): Promise<void>;
+  /** Stops the agent and starts it again with the same store, identity and data folder (what a restart keeps; a new port). */
+  restart(): Promise<TestParty>;
 }
 
 /** Each in-process party's API token, by its URL: api() sends it to that URL as a user's CLI would. */
@@ -82,7 +84,22 @@ export async function startParty(name: string, exchangeUrl: string, pool: Crypto
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   tokens.set(url, agent.token);
   await agent.start();
-  return { name, url, dataDir, store, agent, identity, close: async () => { await agent.stop(); if (!reuse) store.close(); } };
+  return {
+    name,
+    url,
+    dataDir,
+    store,
+    agent,
+    identity,
+    close: async () => {
+      await agent.stop();
+      if (!reuse) store.close();
+    },
+    restart: async () => {
+      await agent.stop();
+      return startParty(name, exchangeUrl, pool, { store, identity, dataDir });
+    },
+  };
 }
 
 /** The headers a party's local API needs: its token (when `base` is an in-process party), and JSON's content type. */

@@ -182,7 +182,7 @@ describe("finding 10: a refused relay is not activity", () => {
 });
 
 describe("the mailboxes' own waits", () => {
-  it("waitForRoom resolves when an acknowledgement frees room (a poll alone does not), and false when its time runs out; an envelope sent again is not queued twice; the caps survive a restart", async () => {
+  it("waitForRoom resolves when an acknowledgement frees room (a poll alone does not), and false when its time runs out; an envelope sent again is not queued twice; a rolled-back commit counts nothing; the caps survive a restart", async () => {
     const store = openStore(":memory:");
     const caps = { perRecipientBytes: 100, perJobBytes: 1_000, totalBytes: 1_000 };
     const m = new Mailboxes(store, "x", caps);
@@ -204,6 +204,15 @@ describe("the mailboxes' own waits", () => {
     m.commit((r) => r.insert(row("x", "k", 990, 0)));
     expect(m.fits("q", "k", 20)).toBe(false);
     expect(m.fitsRecipient("q", 100)).toBe(true);
+    // A commit inside one that rolls back (a job.start queued in a submission that then fails): nothing stored, nothing counted.
+    const queued = m.queuedBytes("p");
+    expect(() =>
+      m.commit(() => {
+        m.commit((r) => r.insert(row("p", "j", 10, 5)));
+        throw new Error("the outer step failed");
+      }),
+    ).toThrow("the outer step failed");
+    expect([m.queuedBytes("p"), m.pending("p"), store.durable.relayUsage().filter((u) => u.recipient === "p").length]).toEqual([queued, 0, 0]);
     // After a restart what is queued counts as it did.
     const again = new Mailboxes(store, "x", caps);
     expect(again.jobBytes("k")).toBe(990);

@@ -148,7 +148,7 @@ export class JobLifecycle {
    */
   acceptTwoParty(j: JobRecord, party: string, startBuyer: () => boolean): JobRecord {
     if (j.state !== "submitted") return j;
-    const r = this.ctx.store.transaction(() => {
+    const r = this.ctx.mailboxes.commit(() => {
       const x = this.ctx.store.transitionJob(j.id, ["submitted"], "running");
       this.ctx.ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
       if (!startBuyer()) throw new MailboxFullError("the buyer's mailbox has no room for the job's start: the acceptance was not recorded; it is sent again");
@@ -167,7 +167,7 @@ export class JobLifecycle {
   acceptWithRole(j: JobRecord, rj: RoleJob, party: string, startBuyer: () => boolean): { job: JobRecord; start: boolean } {
     if (j.state !== "submitted" || rj.accepted.has(party)) return { job: j, start: false };
     const last = rj.accepted.size + 1 >= rj.job.providers.length && !rj.started;
-    const job = this.ctx.store.transaction(() => {
+    const job = this.ctx.mailboxes.commit(() => {
       this.ctx.ledger(LedgerKind.JobStep, { step: "accepted", by: party }, j.id);
       if (!last) return j;
       const x = this.ctx.store.transitionJob(j.id, ["submitted"], "running");
@@ -311,12 +311,14 @@ export class JobLifecycle {
    */
   #end(j: JobRecord, reason: string, notify: readonly string[]): void {
     this.#endRole(j.id);
-    this.ctx.store.checkpoints.delete(j.id);
     this.#activity.delete(j.id);
     const untaken = this.ctx.mailboxes.releaseJob(j.id);
     for (const p of notify) if (p === j.buyer || !untaken.has(p)) this.ctx.sendStop(p, j.id, reason);
-    // The stops took the job's last sequence numbers: its counter and its role's watermarks go (red-team finding F16-1).
-    this.ctx.store.durable.forgetEnded(j.id);
+    // The stops took the job's last sequence numbers: what was kept to go on with it goes (red-team finding F16-1).
+    this.ctx.store.transaction(() => {
+      this.ctx.store.checkpoints.delete(j.id);
+      this.ctx.store.durable.forgetJob(j.id);
+    });
   }
 
   /** Frees a job's exchange-side role. */

@@ -39,22 +39,13 @@ export class RoleRunner {
     private readonly deliveryWaitMs: number,
   ) {}
 
-  /** Every provider has accepted (the buyer's job.start is queued): the role starts, and takes its input as it comes. */
-  start(rj: RoleJob): void {
-    this.#up(rj);
-  }
-
-  /** After a restart: the role comes back from its last checkpoint (or starts, when it had taken nothing) and reads on. */
-  resume(rj: RoleJob): void {
-    this.#up(rj);
-  }
-
-  /** An envelope for the role was queued: it takes it in turn. */
-  wake(rj: RoleJob): void {
-    rj.chain = rj.chain.then(() => this.#drain(rj));
-  }
-
-  #up(rj: RoleJob): void {
+  /**
+   * Puts a started job's role to work: once every provider has accepted (the
+   * buyer's job.start is queued), or after a restart — from its last
+   * checkpoint, or from the start when it had taken nothing — then it takes
+   * its input as it comes.
+   */
+  run(rj: RoleJob): void {
     const { job } = rj;
     const ready = (async () => {
       // Let the buyer's job.start go out before the role's setup takes the event loop.
@@ -76,6 +67,11 @@ export class RoleRunner {
       }
     })();
     rj.chain = rj.chain.then(() => ready).then(() => this.#drain(rj));
+  }
+
+  /** An envelope for the role was queued: it takes it in turn. */
+  wake(rj: RoleJob): void {
+    rj.chain = rj.chain.then(() => this.#drain(rj));
   }
 
   /** Takes the role's queued input, one envelope at a time, until none is left (or the job ended). */

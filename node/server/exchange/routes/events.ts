@@ -31,7 +31,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         if (rj) {
           const startBuyer = () => ctx.sendStart(j.buyer, { type: ControlType.Start, job: j.id, role: "buyer", request: rj.job.request, counterpart: ctx.identity.name, providers: rj.job.providers, record: ctx.submittedRecord(j.id) });
           const { job, start } = jobs.acceptWithRole(j, rj, party, startBuyer);
-          if (start) roles.start(rj);
+          if (start) roles.run(rj);
           return jobView(job, party);
         }
         const pd = request.providerDataset;

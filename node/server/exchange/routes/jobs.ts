@@ -53,7 +53,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     if (!ctx.startRoom(providers)) throw new MailboxFullError("the provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     // The job as it runs: with the thresholds the buyer's agent enforces (psi, psi-cardinality, lookup).
     const runs = withThresholds(policy, request);
-    const job = store.transaction(() => {
+    // One commit with the job.starts it queues (the mailboxes count them once it has committed).
+    const job = ctx.mailboxes.commit(() => {
       const cost = jobCost(policy, runs) ?? 1;
       if (!store.getBudget(dataset.id, runs.buyer)) store.setBudget(dataset.id, runs.buyer, policy.queryBudget);
       store.consumeBudget(dataset.id, runs.buyer, cost);
@@ -93,7 +94,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     for (let i = 0; i < ds.length; i++) check({ id, request: prepared, providers }, ps[i] as UsagePolicy, ds[i] as DatasetDescriptor, prepared, budgets[i] as number);
     if (!ctx.startRoom(providers)) throw new MailboxFullError("a provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     const request = protocol.finalise(prepared, ps);
-    const job = store.transaction(() => {
+    // One commit with the job.starts it queues (the mailboxes count them once it has committed).
+    const job = ctx.mailboxes.commit(() => {
       const costs = ds.map((d, i) => {
         const policy = ps[i] as UsagePolicy;
         const cost = jobCost(policy, request) ?? 1;
