@@ -176,7 +176,9 @@ describe("parsePolicy", () => {
     ["free text as date", { expiresAt: "next year" }, "expiresAt"],
     ["minIntersection zero", { minIntersection: 0 }, "minIntersection"],
   ])("refuses %s, naming the field", (_, input, field) => {
-    const err = thrown(() => parsePolicy(input, SCHEMA));
+    // Registered on a dataset, a policy must allow a protocol: those that name none get one, so the field under test is the first problem.
+    const offered = typeof input === "object" && input !== null && !Array.isArray(input) && !Object.hasOwn(input, "allowedProtocols") && !Object.hasOwn(input, "__proto__") ? { allowedProtocols: ["psi"], ...input } : input;
+    const err = thrown(() => parsePolicy(offered, SCHEMA));
     expect(err).toBeInstanceOf(InvalidPolicyError);
     expect(err).toBeInstanceOf(InvalidInputError);
     const e = err as InvalidPolicyError;
@@ -187,7 +189,7 @@ describe("parsePolicy", () => {
 
   it("lists every bad field, and checks columns against the schema only when given one", () => {
     const e = thrown(() => parsePolicy({ minGroupSize: 0, budgetUnit: "rows", outputColumns: ["salary"], extra: true }, SCHEMA)) as InvalidPolicyError;
-    expect(e.fields).toEqual(['"extra"', "outputColumns[0]", "minGroupSize", "budgetUnit"]);
+    expect(e.fields).toEqual(['"extra"', "allowedProtocols", "outputColumns[0]", "minGroupSize", "budgetUnit"]);
     expect(parsePolicy({ outputColumns: ["salary"] }).outputColumns).toEqual(["salary"]);
   });
 });

@@ -96,7 +96,10 @@ function problemOf(e: ErrorObject): string {
   switch (e.keyword) {
     case "type": {
       const t = p["type"];
-      return described ?? `must be ${(Array.isArray(t) ? t : String(t).split(",")).map((x) => article(String(x))).join(" or ")}`;
+      const types = (Array.isArray(t) ? t : String(t).split(",")).map(String);
+      // A number's bounds are said when it is out of them; its description (what it means) would bury "an integer".
+      const numeric = types.every((x) => x === "integer" || x === "number");
+      return (numeric ? undefined : described) ?? `must be ${types.map((x) => article(x)).join(" or ")}`;
     }
     case "minLength":
     case "maxLength":
@@ -151,7 +154,7 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The one of `candidates` that `name` most likely meant, compared without
- * case, "_" or "-": the nearest within 2 edits, else the only one that
+ * case, "_" or "-": the nearest within 2 edits (1 under 5 characters), else the only one that
  * contains it or that it contains (4 characters or more: "protocols" →
  * allowedProtocols); undefined when none is close or the guess is ambiguous.
  */
@@ -159,7 +162,9 @@ export function nearest(name: string, candidates: readonly string[]): string | u
   const norm = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, "");
   const n = norm(name);
   if (n === "" || name.length > 100) return undefined;
-  const scored = candidates.map((c) => ({ c, d: editDistance(n, norm(c)) })).filter((x) => x.d <= 2 && x.c !== name);
+  // Two edits turn one short word into another ("rows" → "jobs"): one only under 5 characters.
+  const most = n.length < 5 ? 1 : 2;
+  const scored = candidates.map((c) => ({ c, d: editDistance(n, norm(c)) })).filter((x) => x.d <= most && x.c !== name);
   const best = Math.min(...scored.map((x) => x.d));
   const closest = scored.filter((x) => x.d === best);
   if (closest.length === 1) return closest[0]?.c;
