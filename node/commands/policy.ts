@@ -18,7 +18,7 @@ import { basename, dirname } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { ProtocolId } from "../../protocols/index.js";
 import { AlreadyExistsError } from "../errors.js";
-import { parsePolicy, policyIssues, policyWarnings, type PolicyDocument, type UsagePolicy } from "../policy.js";
+import { INTERSECTION_PROTOCOLS, K_PROTOCOLS, parsePolicy, policyIssues, policyWarnings, type PolicyDocument, type UsagePolicy } from "../policy.js";
 import type { FieldIssue } from "../schemas/check.js";
 import { POLICY_COMMENT_FIELD } from "../schemas/policy.js";
 import { parseOptions, processIO, UsageError, type CommandIO } from "./args.js";
@@ -40,9 +40,9 @@ const FIELD_NOTES: Readonly<Record<string, string>> = {
   keyColumns: 'keyColumns: the column(s) a buyer may join on: replace "phone" with yours; a composite key is an array, e.g. ["first_name", "birth_date"].',
   outputColumns: "outputColumns: the columns a buyer's job may release or aggregate: replace these with yours (key columns need not be listed).",
   allowedBuyers: 'allowedBuyers: the buyers\' party names (as they registered at the exchange), or "any": replace "bank".',
-  minGroupSize: "minGroupSize: k, the fewest keys a released group may describe; groups under k are suppressed.",
+  minGroupSize: "minGroupSize: k, the smallest group a released result may describe; groups under k are suppressed.",
   minIntersection: "minIntersection: a result matching fewer distinct keys is withheld from the buyer.",
-  queryBudget: 'queryBudget, budgetUnit: what each buyer may spend on this dataset in all: jobs, or "keys" (its distinct keys).',
+  queryBudget: 'queryBudget, budgetUnit: what each buyer may spend on this dataset in all: jobs, or "keys" (its distinct keys: each job then declares --query-count).',
   expiresAt: 'expiresAt: from this instant the policy permits nothing, e.g. "2027-01-01T00:00:00Z"; null: never.',
 };
 
@@ -68,8 +68,8 @@ const EXAMPLES: Readonly<Record<ProtocolId, Example>> = {
       outputColumns: ["plan", "monthly_spend"],
       allowedBuyers: ["bank"],
       minIntersection: 10,
-      queryBudget: 100000,
-      budgetUnit: "keys",
+      queryBudget: 100,
+      budgetUnit: "jobs",
       expiresAt: null,
     },
   },
@@ -113,8 +113,8 @@ export function describePolicy(p: UsagePolicy): string {
     `allows ${p.allowedProtocols.join(", ")} to ${buyers}`,
     `keys ${keys}`,
     `output columns ${p.outputColumns.join(", ") || "none"}`,
-    `k ${p.minGroupSize}`,
-    ...(p.minIntersection !== undefined ? [`min intersection ${p.minIntersection}`] : []),
+    ...(p.allowedProtocols.some((id) => K_PROTOCOLS.includes(id)) ? [`k ${p.minGroupSize}`] : []),
+    ...(p.minIntersection !== undefined && p.allowedProtocols.some((id) => INTERSECTION_PROTOCOLS.includes(id)) ? [`min intersection ${p.minIntersection}`] : []),
     `budget ${p.queryBudget} ${p.budgetUnit} per buyer`,
     `expires ${p.expiresAt ?? "never"}`,
   ];
