@@ -63,6 +63,14 @@
  *
  * Messages name the rule and the offending column or protocol names, never a
  * buyer or dataset identifier nor any value.
+ *
+ * ## A policy's own checks
+ *
+ * A policy is registered on a dataset (the party agent, then the exchange:
+ * {@link parsePolicy} with the dataset's schema); every problem is listed at
+ * once ({@link policyIssues}, what `umbra policy check` prints), and one that
+ * allows no protocol is refused. Every field, its default and an example per
+ * protocol: docs/policy.md.
  */
 import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
 import { protocolDescription, ProtocolId } from "../protocols/index.js";
