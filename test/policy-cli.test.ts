@@ -11,6 +11,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { ProtocolId } from "../protocols/index.js";
@@ -114,6 +115,13 @@ describe("umbra policy check", () => {
   it("a file that is not JSON is refused with where the parser stopped, never its text", async () => {
     const r = await check("trailing-comma.json", '{\n  "allowedProtocols": ["psi"],\n}\n');
     expect([r.status, problems(r.stderr)]).toEqual([1, ['policy: is not valid JSON at line 3, column 1: a policy is a JSON object (write notes in a "//" field: JSON has no comments)']]);
+  });
+
+  it("--data checks every column the policy names against the data file's header", async () => {
+    const data = join(dir, "mobiles.csv");
+    writeFileSync(data, "mobile,plan\n1,a\n");
+    const r = await umbra(["policy", "check", fileURLToPath(new URL("../examples/policies/lookup.json", import.meta.url)), "--data", data]);
+    expect([r.status, problems(r.stderr)]).toEqual([1, ['outputColumns[1]: column "monthly_spend" is not in the dataset\'s schema', 'keyColumns[0]: column "phone" is not in the dataset\'s schema']]);
   });
 
   it("a good policy prints what it allows, and warns of what it likely forgot", async () => {

@@ -15,6 +15,7 @@
  */
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
+import { openBatches } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { ProtocolId } from "../../protocols/index.js";
 import { AlreadyExistsError } from "../errors.js";
@@ -28,9 +29,10 @@ export const POLICY_USAGE = `  policy init --protocol P [--out FILE] [--force] [
                  lookup, join-aggregate, federated-aggregate): JSON whose "//" lines
                  explain each field; to stdout, or to --out FILE (replacing a file
                  only with --force)
-  policy check FILE [--json]
+  policy check FILE [--data DATA] [--json]
                  check a policy file: every problem at once (exit 1), or what it
-                 allows; - reads stdin; --json prints {ok, errors, warnings}.
+                 allows; - reads stdin; --data: also that its columns are DATA's
+                 (the file you will register); --json prints {ok, errors, warnings}.
                  Every field and its default: docs/policy.md
 `;
 
@@ -178,21 +180,30 @@ function initCommand(args: readonly string[], io: CommandIO, usage: string): num
   return 0;
 }
 
-function checkCommand(args: readonly string[], io: CommandIO, usage: string): number {
-  const files = args.filter((a) => a === "-" || !a.startsWith("-"));
+/** The columns of a data file, read from its header (no row is read). */
+async function columnsOf(path: string): Promise<{ name: string }[]> {
+  const source = await openBatches(path);
+  await source.batches.return(undefined);
+  return source.schema.fields.map((f) => ({ name: f.name }));
+}
+
+async function checkCommand(args: readonly string[], io: CommandIO, usage: string): Promise<number> {
+  const positional = args.filter((a, i) => (a === "-" || !a.startsWith("-")) && args[i - 1] !== "--data");
   const o = parseOptions(
-    args.filter((a) => !files.includes(a)),
-    { "--json": "flag" },
+    args.filter((a, i) => !positional.includes(a) || args[i - 1] === "--data"),
+    { "--data": "string", "--json": "flag" },
     usage,
   );
   if (o === undefined) return (io.out(usage.trimEnd()), 0);
-  if (files.length !== 1) throw new UsageError(files.length === 0 ? "policy check needs the policy FILE" : "policy check takes one FILE", usage);
+  if (positional.length !== 1) throw new UsageError(positional.length === 0 ? "policy check needs the policy FILE" : "policy check takes one FILE", usage);
   // The form dataset register takes (@FILE) is accepted too.
-  const path = (files[0] as string).replace(/^@(?=.)/, "");
+  const path = (positional[0] as string).replace(/^@(?=.)/, "");
+  const data = o.get("--data");
+  const columns = data === undefined ? undefined : await columnsOf(data);
   const json = o.has("--json");
   const read = readPolicyFile(path);
   const doc = "doc" in read ? read.doc : undefined;
-  const errors = "doc" in read ? policyIssues(doc) : read.issues;
+  const errors = "doc" in read ? policyIssues(doc, columns) : read.issues;
   const warnings = errors.length === 0 ? policyWarnings(doc as PolicyDocument) : [];
   if (json) {
     io.out(JSON.stringify({ ok: errors.length === 0, errors: asJson(errors), warnings: asJson(warnings), ...(errors.length === 0 ? { summary: describePolicy(parsePolicy(doc)) } : {}) }));
@@ -219,6 +230,6 @@ export async function policyCommand(args: readonly string[], io: CommandIO = pro
     return 0;
   }
   if (sub === "init") return initCommand(rest, io, usage);
-  if (sub === "check") return checkCommand(rest, io, usage);
+  if (sub === "check") return await checkCommand(rest, io, usage);
   throw new UsageError(`unknown policy command "${sub}"`, usage);
 }
