@@ -16,6 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { ProtocolId } from "../protocols/index.js";
 import { PolicySchema } from "../node/schemas/policy.js";
+import { ALLOWS_NOTHING } from "../node/policy.js";
+import { ExchangeClient, ExchangeError } from "../node/server/client.js";
 import { umbra } from "./helpers/cli.js";
 import { partyHeaders, startNodes, tokenFileOf, type TestNodes, type TestParty } from "./helpers/nodes.js";
 
@@ -203,6 +205,16 @@ describe("a policy at a real party agent and exchange", () => {
       'umbra: UMBRA_INVALID_POLICY: invalid policy: allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example\n',
     );
     expect([telco.store.listDatasets(), nodes.x.store.listDatasets()]).toEqual([[], []]);
+  });
+
+  it("the exchange refuses it too, from a client that skips the party agent's check", async () => {
+    const descriptor = { id: "telco.direct", owner: "telco", name: "direct.csv", schema: [{ name: "phone", type: "Utf8" }], rowCount: 1, contentHash: "ab".repeat(32), createdAt: "2026-01-01T00:00:00Z" };
+    const err = await new ExchangeClient(nodes.x.url, telco.identity).json("POST", "/v1/datasets", { descriptor, policy: { allowedBuyers: "any" } }).then(
+      () => undefined,
+      (e: unknown) => e as ExchangeError,
+    );
+    expect([err?.status, err?.code, err?.message]).toEqual([400, "UMBRA_INVALID_POLICY", `invalid policy: allowedProtocols: ${ALLOWS_NOTHING}`]);
+    expect(nodes.x.store.getDataset("telco.direct")).toBeUndefined();
   });
 
   it("dataset register takes what policy init wrote, as written (its \"//\" comment is not stored)", async () => {
