@@ -12,7 +12,7 @@
  *   umbra party start --name NAME [--invite CODE] [--exchange URL] [--port P] [--db FILE] [--data DIR]
  *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
  *   umbra audit verify|show --db FILE ...
- *   umbra policy init --protocol P [--out FILE] [--force] [--json]; umbra policy check FILE [--json]
+ *   umbra policy init --protocol P [--out FILE] [--force] [--json]; umbra policy check FILE [--data DATA] [--json]
  *   umbra demo [--keep]          (the node demo: separate processes)
  *   umbra demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]   (the engine alone)
  *   umbra protocols

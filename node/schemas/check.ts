@@ -3,7 +3,8 @@
  * ships), and says what is wrong in the node's terms: one {@link FieldIssue}
  * per field found wrong — its path as `params.keyColumns[1]`, an unknown key
  * as `"key"` (quoted, cut short) — and a problem that says what is allowed
- * (the schema's description, the valid fields, the bounds). The parsers
+ * (the schema's description, the valid fields, the bounds) and, for an
+ * unknown field or value, the valid one it most likely meant ({@link nearest}). The parsers
  * (node/policy.ts, node/catalog.ts) and the routes' body validation
  * (node/server/validation.ts) both use it, so a document is refused the same
  * way wherever it arrives.
@@ -140,7 +141,7 @@ function problemOf(e: ErrorObject): string {
 }
 
 /** The Levenshtein distance between two strings (insertions, deletions and substitutions of UTF-16 code units). */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
@@ -154,9 +155,10 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The one of `candidates` that `name` most likely meant, compared without
- * case, "_" or "-": the nearest within 2 edits (1 under 5 characters), else the only one that
- * contains it or that it contains (4 characters or more: "protocols" →
- * allowedProtocols); undefined when none is close or the guess is ambiguous.
+ * case, "_" or "-": the nearest within 2 edits (1 under 5 characters),
+ * else the only one that contains it or that it contains (4 characters or
+ * more: "protocols" → allowedProtocols); undefined when none is close or
+ * the guess is ambiguous.
  */
 export function nearest(name: string, candidates: readonly string[]): string | undefined {
   const norm = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, "");
