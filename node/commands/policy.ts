@@ -162,12 +162,15 @@ function initCommand(args: readonly string[], io: CommandIO, usage: string): num
     else io.out(text.trimEnd());
     return 0;
   }
-  if (existsSync(out) && !o.has("--force")) throw new AlreadyExistsError(`"${out}" exists already: give --force to overwrite it, or another --out`);
+  const exists = () => new AlreadyExistsError(`"${out}" exists already: give --force to overwrite it, or another --out`);
+  if (existsSync(out) && !o.has("--force")) throw exists();
   const dir = dirname(out);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UmbraError("UMBRA_UNWRITABLE_FILE", `cannot write "${out}": the folder "${dir}" does not exist`);
   try {
-    writeFileSync(out, text);
-  } catch {
+    // "wx": a file made meanwhile is not overwritten either.
+    writeFileSync(out, text, { flag: o.has("--force") ? "w" : "wx" });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === "EEXIST") throw exists();
     throw new UmbraError("UMBRA_UNWRITABLE_FILE", `cannot write "${out}"`);
   }
   if (o.has("--json")) io.out(JSON.stringify({ protocol, file: out }));
