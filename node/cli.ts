@@ -12,6 +12,7 @@
  *   umbra party start --name NAME [--invite CODE] [--exchange URL] [--port P] [--db FILE] [--data DIR]
  *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
  *   umbra audit verify|show --db FILE ...
+ *   umbra policy init --protocol P [--out FILE] [--force] [--json]; umbra policy check FILE [--data DATA] [--json]
  *   umbra demo [--keep]          (the node demo: separate processes)
  *   umbra demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]   (the engine alone)
  *   umbra protocols
@@ -34,6 +35,7 @@ import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
 import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
 import { DATASET_USAGE, datasetCommand } from "./commands/datasets.js";
 import { JOB_USAGE, jobCommand } from "./commands/jobs.js";
+import { POLICY_USAGE, policyCommand } from "./commands/policy.js";
 import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./commands/node.js";
 
 const USAGE = `Usage: umbra <command> [options]
@@ -41,7 +43,7 @@ const USAGE = `Usage: umbra <command> [options]
 Commands:
 ${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
-${EXCHANGE_USAGE}${PARTY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
+${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
@@ -99,6 +101,8 @@ export async function main(argv: string[]): Promise<number> {
         return await exchangeCommand(args);
       case "party":
         return await partyCommand(args);
+      case "policy":
+        return await policyCommand(args);
       case "dataset":
         return await datasetCommand(args);
       case "job":

@@ -63,6 +63,14 @@
  *
  * Messages name the rule and the offending column or protocol names, never a
  * buyer or dataset identifier nor any value.
+ *
+ * ## A policy's own checks
+ *
+ * A policy is registered on a dataset (the party agent, then the exchange:
+ * {@link parsePolicy} with the dataset's schema); every problem is listed at
+ * once ({@link policyIssues}, what `umbra policy check` prints), and one that
+ * allows no protocol is refused. Every field, its default and an example per
+ * protocol: docs/policy.md.
  */
 import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
 import { protocolDescription, ProtocolId } from "../protocols/index.js";
@@ -173,19 +181,54 @@ export function defaultPolicy(): UsagePolicy {
 }
 
 /**
- * Validates a policy (a parsed JSON value) against its schema
- * (node/schemas/policy.ts) and the rules a schema cannot say. A field left
- * out takes its {@link defaultPolicy} value; an unknown field (the problem
- * lists the valid ones), a wrong type, a value out of range, a duplicate
- * entry, an invalid date, or — when `schema` is given — a column that is not
- * in the dataset's schema is refused.
+ * Everything wrong with a policy (a parsed JSON value), every problem at
+ * once, in document order: its form against its schema
+ * (node/schemas/policy.ts: an unknown field — the problem lists the valid
+ * ones and the nearest —, a wrong type, a value out of range), a duplicate
+ * entry, an invalid date, a column not in the dataset's `schema` (when
+ * given), and a policy that allows nothing (no protocol). Empty when the
+ * policy is good. What `umbra policy check` reports.
+ */
+export function policyIssues(json: unknown, schema?: readonly { readonly name: string }[]): FieldIssue[] {
+  return formIssues(json, schema, true);
+}
+
+/**
+ * Validates a policy (a parsed JSON value) and fills its defaults: a field
+ * left out takes its {@link defaultPolicy} value. With the dataset's
+ * `schema` — a policy being registered on that dataset, as the party agent
+ * and the exchange do — every problem {@link policyIssues} finds is refused,
+ * a policy that allows nothing among them. Without one — a policy read back
+ * from the store, checked when it was registered — only its form is.
  *
- * @throws InvalidPolicyError listing every field found wrong.
+ * @throws InvalidPolicyError listing every problem found.
  */
 export function parsePolicy(json: unknown, schema?: readonly { readonly name: string }[]): UsagePolicy {
+  const issues = formIssues(json, schema, schema !== undefined);
+  if (issues.length > 0) throw new InvalidPolicyError(issues);
+  const doc = json as PolicyDocument;
+  const d = defaultPolicy();
+  const policy: UsagePolicy = {
+    allowedProtocols: doc.allowedProtocols ? [...doc.allowedProtocols] : d.allowedProtocols,
+    outputColumns: doc.outputColumns ? [...doc.outputColumns] : d.outputColumns,
+    keyColumns: doc.keyColumns ? doc.keyColumns.map((k) => (typeof k === "string" ? k : [...k])) : d.keyColumns,
+    allowedBuyers: Array.isArray(doc.allowedBuyers) ? [...doc.allowedBuyers] : (doc.allowedBuyers ?? d.allowedBuyers),
+    minGroupSize: doc.minGroupSize ?? d.minGroupSize,
+    queryBudget: doc.queryBudget ?? d.queryBudget,
+    budgetUnit: doc.budgetUnit ?? d.budgetUnit,
+    expiresAt: doc.expiresAt ?? null,
+  };
+  if (doc.minIntersection !== undefined) policy.minIntersection = doc.minIntersection;
+  return policy;
+}
+
+/** The problem of a policy that allows no protocol: nothing could ever run on its dataset. */
+export const ALLOWS_NOTHING = `the policy allows nothing: add at least one protocol under allowedProtocols (${Object.values(ProtocolId).join(", ")}), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example`;
+
+function formIssues(json: unknown, schema: readonly { readonly name: string }[] | undefined, mustAllow: boolean): FieldIssue[] {
   if (!isPlainObject(json)) {
     const objectLike = typeof json === "object" && json !== null && !Array.isArray(json);
-    throw new InvalidPolicyError([{ field: "policy", problem: objectLike ? "must be a plain object" : "must be an object" }]);
+    return [{ field: "policy", problem: objectLike ? "must be a plain object" : "must be an object" }];
   }
   const issues = schemaIssues(PolicySchema, json, "policy");
   const clean = (field: string) => !issues.some((i) => i.field === field || i.field.startsWith(`${field}[`) || i.field.startsWith(`${field}.`));
@@ -201,6 +244,7 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
   const failed = (field: string) => !clean(field);
   // An entry that failed its schema is not compared with the others.
   if (Array.isArray(doc.allowedProtocols)) more.push(...duplicateIssues(doc.allowedProtocols, "allowedProtocols", failed));
+  if (mustAllow && clean("allowedProtocols") && (doc.allowedProtocols ?? []).length === 0) more.push({ field: "allowedProtocols", problem: ALLOWS_NOTHING });
   if (Array.isArray(doc.outputColumns)) {
     const seen = new Set<string>();
     doc.outputColumns.forEach((name, i) => {
@@ -228,21 +272,38 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
   }
   if (Array.isArray(doc.allowedBuyers)) more.push(...duplicateIssues(doc.allowedBuyers, "allowedBuyers", failed));
   if (typeof doc.expiresAt === "string" && clean("expiresAt") && !isRealDateTime(doc.expiresAt)) more.push({ field: "expiresAt", problem: "is not a valid date-time" });
+  return inDocumentOrder([...issues, ...more], POLICY_FIELDS);
+}
 
-  if (issues.length + more.length > 0) throw new InvalidPolicyError(inDocumentOrder([...issues, ...more], POLICY_FIELDS));
-  const d = defaultPolicy();
-  const policy: UsagePolicy = {
-    allowedProtocols: doc.allowedProtocols ? [...doc.allowedProtocols] : d.allowedProtocols,
-    outputColumns: doc.outputColumns ? [...doc.outputColumns] : d.outputColumns,
-    keyColumns: doc.keyColumns ? doc.keyColumns.map((k) => (typeof k === "string" ? k : [...k])) : d.keyColumns,
-    allowedBuyers: Array.isArray(doc.allowedBuyers) ? [...doc.allowedBuyers] : (doc.allowedBuyers ?? d.allowedBuyers),
-    minGroupSize: doc.minGroupSize ?? d.minGroupSize,
-    queryBudget: doc.queryBudget ?? d.queryBudget,
-    budgetUnit: doc.budgetUnit ?? d.budgetUnit,
-    expiresAt: doc.expiresAt ?? null,
-  };
-  if (doc.minIntersection !== undefined) policy.minIntersection = doc.minIntersection;
-  return policy;
+/**
+ * What a well-formed policy permits less of than its author likely meant,
+ * each a field and what to do: no buyer; a protocol that joins on a key and
+ * no key column; lookup or federated-aggregate and no output column; k or
+ * minIntersection set and no protocol they apply to; an expiry already
+ * past at `now`. Not refusals (a provider may mean them): `umbra policy
+ * check` prints them.
+ */
+export function policyWarnings(json: PolicyDocument, now: Date = new Date()): FieldIssue[] {
+  const p = parsePolicy(json);
+  const out: FieldIssue[] = [];
+  const allowed = (f: (d: ReturnType<typeof protocolDescription>) => boolean) => p.allowedProtocols.filter((id) => f(protocolDescription(id)));
+  if (p.allowedBuyers !== "any" && p.allowedBuyers.length === 0) {
+    out.push({ field: "allowedBuyers", problem: 'no buyer may use the dataset: list the buyers\' party names (e.g. ["bank"]), or "any"' });
+  }
+  const joining = allowed((d) => d.buyerKeys);
+  if (joining.length > 0 && p.keyColumns.length === 0) {
+    out.push({ field: "keyColumns", problem: `${joining.join(", ")} join${joining.length === 1 ? "s" : ""} on a key and the policy names none: list the column(s) a buyer may join on, e.g. ["phone"]` });
+  }
+  const reading = p.allowedProtocols.filter((id) => id === ProtocolId.Lookup || id === ProtocolId.FederatedAggregate);
+  if (reading.length > 0 && p.outputColumns.length === 0) {
+    out.push({ field: "outputColumns", problem: `${reading.join(", ")} release${reading.length === 1 ? "s" : ""} columns and the policy allows none: list the columns a buyer may receive or aggregate` });
+  }
+  if (json.minGroupSize !== undefined && allowed((d) => d.k).length === 0) out.push({ field: "minGroupSize", problem: `applies to none of the allowed protocols (only to ${K_PROTOCOLS.join(", ")})` });
+  if (json.minIntersection !== undefined && allowed((d) => d.minIntersection).length === 0) {
+    out.push({ field: "minIntersection", problem: `applies to none of the allowed protocols (only to ${INTERSECTION_PROTOCOLS.join(", ")})` });
+  }
+  if (isPolicyExpired(p, now)) out.push({ field: "expiresAt", problem: "is past: the policy permits nothing; set a later date-time, or null for never" });
+  return out;
 }
 
 /** The canonical form of a key (a set of columns): its names sorted, as JSON. Two keys are the same key when these are equal. */

@@ -58,6 +58,7 @@ describe("the exchange's route schemas", () => {
       "budgetUnit",
       "expiresAt",
       "minIntersection",
+      "//",
     ]);
     expect(Object.keys(body?.properties["descriptor"]?.properties ?? {})).toEqual(["id", "owner", "name", "schema", "rowCount", "contentHash", "createdAt"]);
     expect(Object.keys(doc.paths["/v1/jobs/{id}/events"]?.["post"]?.requestBody?.content["application/json"]?.schema.properties ?? {})).toContain("progress");

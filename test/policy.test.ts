@@ -15,6 +15,7 @@ import { writeArrowIPC, writeCsv } from "../engine/columns/index.js";
 import { InvalidArgumentError, InvalidInputError, UnreadableFileError } from "../engine/errors.js";
 import { ProtocolId } from "../protocols/index.js";
 import { openStore } from "../node/store.js";
+import { nearest } from "../node/schemas/check.js";
 import {
   CONTENT_HASH_BATCH_ROWS,
   InvalidDatasetError,
@@ -41,6 +42,10 @@ import {
   withThresholds,
   parseJobRequest,
   parsePolicy,
+  policyIssues,
+  policyWarnings,
+  ALLOWS_NOTHING,
+  type PolicyDocument,
   type JobRequest,
   type PolicyContext,
   type UsagePolicy,
@@ -176,7 +181,9 @@ describe("parsePolicy", () => {
     ["free text as date", { expiresAt: "next year" }, "expiresAt"],
     ["minIntersection zero", { minIntersection: 0 }, "minIntersection"],
   ])("refuses %s, naming the field", (_, input, field) => {
-    const err = thrown(() => parsePolicy(input, SCHEMA));
+    // Registered on a dataset, a policy must allow a protocol: those that name none get one, so the field under test is the first problem.
+    const offered = typeof input === "object" && input !== null && !Array.isArray(input) && !Object.hasOwn(input, "allowedProtocols") && !Object.hasOwn(input, "__proto__") ? { allowedProtocols: ["psi"], ...input } : input;
+    const err = thrown(() => parsePolicy(offered, SCHEMA));
     expect(err).toBeInstanceOf(InvalidPolicyError);
     expect(err).toBeInstanceOf(InvalidInputError);
     const e = err as InvalidPolicyError;
@@ -187,8 +194,50 @@ describe("parsePolicy", () => {
 
   it("lists every bad field, and checks columns against the schema only when given one", () => {
     const e = thrown(() => parsePolicy({ minGroupSize: 0, budgetUnit: "rows", outputColumns: ["salary"], extra: true }, SCHEMA)) as InvalidPolicyError;
-    expect(e.fields).toEqual(['"extra"', "outputColumns[0]", "minGroupSize", "budgetUnit"]);
+    expect(e.fields).toEqual(['"extra"', "allowedProtocols", "outputColumns[0]", "minGroupSize", "budgetUnit"]);
     expect(parsePolicy({ outputColumns: ["salary"] }).outputColumns).toEqual(["salary"]);
+  });
+
+  it("refuses a policy offered on a dataset that allows no protocol, and reads one back from the store as it is", () => {
+    for (const empty of [{}, { allowedProtocols: [] }, { keyColumns: ["phone"], allowedBuyers: "any" }]) {
+      const e = thrown(() => parsePolicy(empty, SCHEMA)) as InvalidPolicyError;
+      expect([e.code, e.fields, e.issues[0]?.problem]).toEqual(["UMBRA_INVALID_POLICY", ["allowedProtocols"], ALLOWS_NOTHING]);
+      expect(policyIssues(empty)).toEqual([{ field: "allowedProtocols", problem: ALLOWS_NOTHING }]);
+    }
+    expect(ALLOWS_NOTHING).toMatch(/^the policy allows nothing: add at least one protocol under allowedProtocols \(/);
+    // A stored policy was checked when it was registered: read back without a schema, only its form is checked.
+    expect(parsePolicy({ allowedProtocols: [] })).toEqual(defaultPolicy());
+    // A protocol that is not valid is reported as itself, not as "allows nothing".
+    expect(policyIssues({ allowedProtocols: ["sql"] }).map((i) => i.field)).toEqual(["allowedProtocols[0]"]);
+  });
+
+  it('accepts a "//" comment (a string or lines) and does not keep it', () => {
+    const p = parsePolicy({ "//": ["why", ""], ...GOOD_POLICY }, SCHEMA);
+    expect(p).toEqual(GOOD_POLICY);
+    expect(parsePolicy({ "//": "one line", ...GOOD_POLICY }, SCHEMA)).toEqual(GOOD_POLICY);
+    expect((thrown(() => parsePolicy({ "//": 5, ...GOOD_POLICY }, SCHEMA)) as InvalidPolicyError).fields).toEqual(["//"]);
+  });
+
+  it("names the field an unknown one most likely meant, and none when no field is close", () => {
+    const problem = (doc: object) => policyIssues({ allowedProtocols: ["psi"], ...doc })[0]?.problem ?? "";
+    expect(problem({ keyColumn: [] })).toMatch(/^unknown field: did you mean keyColumns\? \(the fields are allowedProtocols, /);
+    expect(problem({ MinGroupSize: 5 })).toMatch(/^unknown field: did you mean minGroupSize\? /);
+    expect(problem({ buyers: [] })).toMatch(/^unknown field: did you mean allowedBuyers\? /);
+    expect(problem({ epsilon: 1 })).toMatch(/^unknown field \(the fields are /);
+    // "columns" is in outputColumns and keyColumns: ambiguous, so no guess.
+    expect(problem({ columns: [] })).toMatch(/^unknown field \(the fields are /);
+    expect(nearest("rows", ["keys", "jobs"])).toBeUndefined();
+    expect(nearest("job", ["keys", "jobs"])).toBe("jobs");
+    expect(nearest("PSI", ["psi", "lookup"])).toBe("psi");
+    expect(nearest("x".repeat(200), ["psi"])).toBeUndefined();
+  });
+});
+
+describe("policyWarnings", () => {
+  it("warns of no buyer, a joining protocol without a key, lookup without output columns, a threshold for no allowed protocol, and a past expiry", () => {
+    const w = policyWarnings({ allowedProtocols: ["psi", "lookup"], minGroupSize: 5, expiresAt: "2020-01-01T00:00:00Z" }, CTX.now);
+    expect(w.map((i) => i.field)).toEqual(["allowedBuyers", "keyColumns", "outputColumns", "minGroupSize", "expiresAt"]);
+    expect(policyWarnings(GOOD_POLICY as PolicyDocument, CTX.now)).toEqual([]);
   });
 });
 

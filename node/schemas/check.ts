@@ -3,7 +3,8 @@
  * ships), and says what is wrong in the node's terms: one {@link FieldIssue}
  * per field found wrong — its path as `params.keyColumns[1]`, an unknown key
  * as `"key"` (quoted, cut short) — and a problem that says what is allowed
- * (the schema's description, the valid fields, the bounds). The parsers
+ * (the schema's description, the valid fields, the bounds) and, for an
+ * unknown field or value, the valid one it most likely meant ({@link nearest}). The parsers
  * (node/policy.ts, node/catalog.ts) and the routes' body validation
  * (node/server/validation.ts) both use it, so a document is refused the same
  * way wherever it arrives.
@@ -96,7 +97,10 @@ function problemOf(e: ErrorObject): string {
   switch (e.keyword) {
     case "type": {
       const t = p["type"];
-      return described ?? `must be ${(Array.isArray(t) ? t : String(t).split(",")).map((x) => article(String(x))).join(" or ")}`;
+      const types = (Array.isArray(t) ? t : String(t).split(",")).map(String);
+      // A number's bounds are said when it is out of them; its description (what it means) would bury "an integer".
+      const numeric = types.every((x) => x === "integer" || x === "number");
+      return (numeric ? undefined : described) ?? `must be ${types.map((x) => article(x)).join(" or ")}`;
     }
     case "minLength":
     case "maxLength":
@@ -116,19 +120,59 @@ function problemOf(e: ErrorObject): string {
       if (typeof min === "number" && typeof max === "number" && max !== Number.MAX_SAFE_INTEGER) return `must be between ${min} and ${max}`;
       return e.keyword === "minimum" ? `must be at least ${String(min)}` : `must be at most ${String(max)}`;
     }
-    case "enum":
-      return `must be one of ${(p["allowedValues"] as unknown[]).map((a) => JSON.stringify(a)).join(", ")}`;
+    case "enum": {
+      const allowed = p["allowedValues"] as unknown[];
+      const meant = typeof e.data === "string" ? nearest(e.data, allowed.filter((a): a is string => typeof a === "string")) : undefined;
+      return `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}${meant === undefined ? "" : ` (did you mean ${JSON.stringify(meant)}?)`}`;
+    }
     case "const":
       return described ?? `must be ${JSON.stringify(p["allowedValue"])}`;
     case "required":
       return "is required";
     case "additionalProperties": {
       const known = Object.keys((s["properties"] ?? {}) as object);
-      return known.length === 0 ? "unknown field" : `unknown field (the fields are ${known.join(", ")})`;
+      const meant = nearest(String(p["additionalProperty"]), known);
+      const hint = meant === undefined ? "" : `: did you mean ${meant}?`;
+      return known.length === 0 ? "unknown field" : `unknown field${hint} (the fields are ${known.join(", ")})`;
     }
     default:
       return described ?? e.message ?? "is not valid";
   }
+}
+
+/** The Levenshtein distance between two strings (insertions, deletions and substitutions of UTF-16 code units). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/**
+ * The one of `candidates` that `name` most likely meant, compared without
+ * case, "_" or "-": the nearest within 2 edits (1 under 5 characters),
+ * else the only one that contains it or that it contains (4 characters or
+ * more: "protocols" → allowedProtocols); undefined when none is close or
+ * the guess is ambiguous.
+ */
+export function nearest(name: string, candidates: readonly string[]): string | undefined {
+  const norm = (s: string): string => s.toLowerCase().replace(/[-_\s]/g, "");
+  const n = norm(name);
+  if (n === "" || name.length > 100) return undefined;
+  // Two edits turn one short word into another ("rows" → "jobs"): one only under 5 characters.
+  const most = n.length < 5 ? 1 : 2;
+  const scored = candidates.map((c) => ({ c, d: editDistance(n, norm(c)) })).filter((x) => x.d <= most && x.c !== name);
+  const best = Math.min(...scored.map((x) => x.d));
+  const closest = scored.filter((x) => x.d === best);
+  if (closest.length === 1) return closest[0]?.c;
+  if (closest.length > 1 || n.length < 4) return undefined;
+  const containing = candidates.filter((c) => norm(c).includes(n) || (norm(c).length >= 4 && n.includes(norm(c))));
+  return containing.length === 1 ? containing[0] : undefined;
 }
 
 /** The JSON type of a value, as a schema's `type` names it. */
