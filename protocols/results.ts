@@ -74,8 +74,17 @@ export interface JsonResult {
   toJSON(): Record<string, unknown>;
 }
 
-/** The result with a non-enumerable toJSON (spreading or comparing it sees only the data). */
+/**
+ * The result with a non-enumerable toJSON (spreading or comparing it sees
+ * only the data). Its table is in the JSON as an array of rows, under
+ * `table`, or only under `rows` when the result has both.
+ */
 export function withToJson<T extends object>(result: T): T & JsonResult {
-  Object.defineProperty(result, "toJSON", { value: () => toJsonValue(result) as Record<string, unknown>, enumerable: false });
+  const json = (): Record<string, unknown> => {
+    const data: Record<string, unknown> = { ...result };
+    if ("rows" in data) delete data["table"];
+    return toJsonValue(data) as Record<string, unknown>;
+  };
+  Object.defineProperty(result, "toJSON", { value: json, enumerable: false });
   return result as T & JsonResult;
 }
