@@ -81,7 +81,7 @@ export interface JsonResult {
  */
 export function withToJson<T extends object>(result: T): T & JsonResult {
   const json = (): Record<string, unknown> => {
-    const data: Record<string, unknown> = { ...result };
+    const data = { ...result } as Record<string, unknown>;
     if ("rows" in data) delete data["table"];
     return toJsonValue(data) as Record<string, unknown>;
   };
