@@ -8,7 +8,8 @@
  * are at most 2^40). Only a value that can exceed 2^53 stays a `bigint`:
  * the exact totals in `result` (`JaResult`, `FaResult`: sums up to ±2^62)
  * and an Int64 cell beyond 2^53 in `rows`. In JSON such a bigint is its
- * decimal string.
+ * decimal string. In JSON a result's table is an array of row objects
+ * (under `table`, or only under `rows` when the result has both).
  */
 import { DataType, type Table } from "apache-arrow";
 

@@ -119,6 +119,16 @@ export async function* readBatches(path: string, options: ReadOptions = {}): Asy
 /**
  * Reads a whole file into an Arrow Table (a convenience over
  * {@link openBatches}; the table keeps the file's schema even with no rows).
+ *
+ * CSV columns are text (Utf8) unless `columnTypes` names them or
+ * `inferTypes: true` asks for Int64 / Float64 where every field is a number
+ * (see {@link ReadTableOptions.inferTypes}); Arrow IPC and Parquet keep
+ * their stored types. Aggregating a column needs it numeric.
+ *
+ * @example
+ *   const spend = await readTable("spend.csv", { inferTypes: true });            // monthly_spend: Float64
+ *   const same = await readTable("spend.csv", { columnTypes: { monthly_spend: "float64" } });
+ * @throws InvalidArgumentError for an unknown option (naming it and the valid ones).
  */
 export async function readTable(path: string, options: ReadTableOptions = {}): Promise<Table> {
   checkOptions(options, READ_TABLE_OPTIONS);
