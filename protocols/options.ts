@@ -31,8 +31,8 @@ export interface OptionShape {
 /** The options every side of a two-party runner takes for its keys. */
 export const SIDE_KEY_OPTIONS = ["table", "keys", "normalise"] as const;
 
-/** Old names of a side's key options (before one name per concept). */
-export const SIDE_RENAMED: Readonly<Record<string, string>> = { key: "keys", keyColumns: "keys", keyOptions: "normalise", normalize: "normalise" };
+/** Old names of a side's key options (runJoinAggregate's before one name per concept). */
+export const SIDE_RENAMED: Readonly<Record<string, string>> = { key: "keys", keyOptions: "normalise" };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

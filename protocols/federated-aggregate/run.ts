@@ -77,7 +77,6 @@ export interface RunFederatedAggregateOptions {
 export const RUN_FEDERATED_AGGREGATE_OPTIONS: OptionShape = {
   names: ["providers", "aggregates", "groupBy", "histogram", "minProviders", "minGroupSize", "maxAbsValue", "scale", "maxRowsPerProvider", "job", "tap", "dropOut", "approximate"],
   required: ["providers", "aggregates"],
-  renamed: { k: "minGroupSize", provider: "providers" },
   nested: { groupBy: { names: ["column", "categories"], required: ["column", "categories"] }, histogram: { names: ["column", "edges"], required: ["column", "edges"] } },
   each: { providers: { names: ["table", "boxKeyPair"], required: ["table"] } },
 };

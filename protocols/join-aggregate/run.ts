@@ -78,7 +78,7 @@ export interface RunJoinAggregateOptions {
 export const RUN_JOIN_AGGREGATE_OPTIONS: OptionShape = {
   names: ["buyer", "provider", "aggregates", "minGroupSize", "maxAbsValue", "scale", "maxJoinRows", "group", "pool", "job", "providerPadding", "maxBuyerKeys", "onProgress", "tap"],
   required: ["buyer", "provider", "aggregates"],
-  renamed: { keyOptions: "buyer.normalise and provider.normalise", normalise: "buyer.normalise and provider.normalise", k: "minGroupSize", groupBy: "buyer.groupBy" },
+  renamed: { keyOptions: "buyer.normalise and provider.normalise" },
   nested: {
     buyer: { names: [...SIDE_KEY_OPTIONS, "groupBy"], required: ["table", "keys"], renamed: SIDE_RENAMED },
     provider: { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED },

@@ -156,7 +156,7 @@ export interface PrepareOptions {
 export const PREPARE_LOOKUP_OPTIONS: OptionShape = {
   names: ["table", "keys", "labels", "normalise", "secretKey", "product", "version", "pool", "onProgress"],
   required: ["table", "keys", "labels", "secretKey", "product", "version"],
-  renamed: { ...SIDE_RENAMED, labelColumns: "labels", outputColumns: "labels" },
+  renamed: SIDE_RENAMED,
 };
 
 /** A prepared table: columns tag (16 bytes) and sealed (binary), with the product and label schema in its metadata. */

@@ -59,10 +59,9 @@ export interface LookupRunResult extends JsonResult {
 export const RUN_LOOKUP_OPTIONS: OptionShape = {
   names: ["buyer", "provider", "minIntersection", "job", "pool", "chunkElements", "onProgress", "tap"],
   required: ["buyer", "provider"],
-  renamed: { minGroupSize: "minIntersection", k: "minIntersection" },
   nested: {
     buyer: { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED },
-    provider: { names: ["prepared", "secretKey", "budgetRemaining"], required: ["prepared", "secretKey"], renamed: { budget: "budgetRemaining", table: "prepared" } },
+    provider: { names: ["prepared", "secretKey", "budgetRemaining"], required: ["prepared", "secretKey"] },
   },
 };
 

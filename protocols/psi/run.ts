@@ -79,7 +79,6 @@ const SIDE: OptionShape = { names: SIDE_KEY_OPTIONS, required: ["table", "keys"]
 export const RUN_PSI_OPTIONS: OptionShape = {
   names: ["buyer", "provider", "mode", "group", "backend", "job", "pool", "chunkElements", "minIntersection", "maxBuyerKeys", "onProgress", "tap"],
   required: ["buyer", "provider"],
-  renamed: { minGroupSize: "minIntersection", k: "minIntersection" },
   nested: { buyer: SIDE, provider: SIDE },
 };
 
