@@ -61,8 +61,8 @@ async function main(): Promise<Record<string, unknown>> {
     const provider = providerTable();
     const t0 = now();
     const r = await runJoinAggregate({
-      buyer: { table: buyer, key: ["k"], groupBy: "g" },
-      provider: { table: provider, key: ["k"] },
+      buyer: { table: buyer, keys: ["k"], groupBy: "g" },
+      provider: { table: provider, keys: ["k"] },
       aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }, { fn: "var", column: "v" }],
       minGroupSize: 1,
       maxAbsValue: MAX_ABS,
@@ -82,7 +82,7 @@ async function main(): Promise<Record<string, unknown>> {
     const t0 = now();
     const r = await runPsi({ buyer: { table: buyer, keys: ["k"] }, provider: { table: provider, keys: ["k"] }, group: "x25519" });
     const seconds = now() - t0;
-    const found = r.mode === "intersection" ? r.matchedRows.length : r.count;
+    const found = r.matchedRows.length;
     if (found !== n / 2) throw new Error(`wrong intersection: ${found}`);
     return { seconds, bytesSent: { buyer: r.stats.bytesBuyerToProvider, provider: r.stats.bytesProviderToBuyer }, peakMiB: peakRssMiB() };
   }

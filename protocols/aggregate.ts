@@ -7,9 +7,40 @@
  * totals count, Σx and Σx² — exact from integer totals, or with error bounds
  * by interval arithmetic from approximate ones.
  */
-import type { Table } from "apache-arrow";
-import { InvalidArgumentError, MissingColumnError } from "../engine/errors.js";
+import { DataType, type Table } from "apache-arrow";
+import { InvalidArgumentError, MissingColumnError, UnsupportedTypeError } from "../engine/errors.js";
 import { ValueOutOfRangeError, valuesFromArrow } from "../engine/he/index.js";
+
+/**
+ * k when none is given, in the runners as on the command line (`umbra
+ * aggregate`, `umbra join-aggregate`): a group or cell is released only with
+ * at least this many rows (and, for join-aggregate, distinct matched keys).
+ * A library default is never less private than the CLI's.
+ */
+export const DEFAULT_MIN_GROUP_SIZE = 10;
+
+/** The bound on |value| of every aggregated column when none is given (as on the command line): 2^40. */
+export const DEFAULT_MAX_ABS_VALUE = 2n ** 40n;
+
+/**
+ * Refuses an aggregated column that is not numeric (an Arrow Int or Float
+ * column), naming the column and the fix — typically a CSV read as text:
+ * `readTable(path, { inferTypes: true })` or `columnTypes`.
+ */
+export function checkNumericColumns(table: Table, columns: readonly string[], where: string): void {
+  for (const column of columns) {
+    const field = table.schema.fields.find((f) => f.name === column);
+    if (field === undefined) throw new MissingColumnError(column, where);
+    if (DataType.isInt(field.type) || DataType.isFloat(field.type)) continue;
+    const text = DataType.isUtf8(field.type) || DataType.isLargeUtf8(field.type) || DataType.isUtf8View(field.type) || DataType.isDictionary(field.type);
+    throw new UnsupportedTypeError(
+      `${where}: column "${column}" is ${text ? "text" : String(field.type)}, not numbers, and cannot be aggregated` +
+        (text
+          ? `: read a CSV with readTable(path, { inferTypes: true }) or readTable(path, { columnTypes: { ${JSON.stringify(column)}: "float64" } }) ("int64" for whole numbers)`
+          : ": give it as an integer or floating-point column"),
+    );
+  }
+}
 
 /** The aggregate functions a job may ask for. */
 export const AggregateFn = { Count: "count", Sum: "sum", Avg: "avg", Var: "var", Stddev: "stddev" } as const;

@@ -20,6 +20,7 @@ export const ProtocolErrorCode = {
   KeyLimitExceeded: "UMBRA_KEY_LIMIT_EXCEEDED",
   OverlappingGroups: "UMBRA_OVERLAPPING_GROUPS",
   WrongSender: "UMBRA_WRONG_SENDER",
+  UnknownOption: "UMBRA_UNKNOWN_OPTION",
 } as const;
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode];
 
@@ -133,5 +134,28 @@ export class OverlappingGroupsError extends InvalidInputError {
 export class WrongSenderError extends ProtocolError {
   constructor(message: string) {
     super(message, ProtocolErrorCode.WrongSender);
+  }
+}
+
+/**
+ * A runner (runPsi, runLookup, runJoinAggregate, runFederatedAggregate,
+ * prepareLookupTable) given an option it does not take: a misspelling, or a
+ * name from an older release (the message then says what it is now).
+ * Checked at run time, since JavaScript callers bypass the types.
+ */
+export class UnknownOptionError extends InvalidInputError {
+  /** The option as given, e.g. "buyer.key". */
+  readonly option: string;
+  /** The options taken at that place. */
+  readonly valid: readonly string[];
+  constructor(runner: string, option: string, valid: readonly string[], renamedTo?: string) {
+    super(
+      renamedTo !== undefined
+        ? `${runner}: option "${option}" is now "${renamedTo}"`
+        : `${runner}: unknown option "${option}"; valid options here: ${valid.join(", ")}`,
+      ProtocolErrorCode.UnknownOption,
+    );
+    this.option = option;
+    this.valid = valid;
   }
 }

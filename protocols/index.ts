@@ -4,7 +4,12 @@
  * messages)), their protobuf messages, and runners that play every role in
  * this process over a transport that serialises every message.
  *
- *   import { runPsi, runLookup, prepareLookupTable } from "umbra/protocols";
+ *   import { runPsi, runLookup, prepareLookupTable, runJoinAggregate, runFederatedAggregate } from "umbra/protocols";
+ *
+ * The runners take one set of option names (each side's `keys` and
+ * `normalise`, k as `minGroupSize`, default 10 as on the CLI), refuse an
+ * option they do not take (UnknownOptionError, options.ts), and return typed
+ * results that JSON.stringify (results.ts).
  */
 export * from "./errors.js";
 import { ProtocolId } from "./codec.js";
@@ -38,7 +43,9 @@ export {
   type LookupProviderState,
   type PrepareOptions,
 } from "./lookup/index.js";
-export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./lookup/index.js";
+export { joinLabels, runLookup, RUN_LOOKUP_OPTIONS, PREPARE_LOOKUP_OPTIONS, type LookupRunResult, type RunLookupOptions } from "./lookup/index.js";
+export { type OptionShape } from "./options.js";
+export { tableRows, toJsonValue, type Cell, type JsonResult, type Row } from "./results.js";
 export * from "./federated-aggregate/index.js";
 export {
   JA_MAX_GROUPS,
@@ -67,7 +74,7 @@ export {
   type JaStat,
   type JoinAggregateParams,
 } from "./join-aggregate/index.js";
-export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
+export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, RUN_JOIN_AGGREGATE_OPTIONS, type JaRunResult, type JaSide, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
 
 
 /**

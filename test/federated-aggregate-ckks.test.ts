@@ -337,7 +337,7 @@ describe("approximate federated-aggregate: every result within its bound", () =>
       return { cat: x.map(() => null), x };
     };
     const raws = [gen(400), gen(333)];
-    const run = await runFederatedAggregate({ providers: raws.map((raw) => ({ table: table(raw, "int") })), aggregates: FULL, maxAbsValue: V, approximate: true });
+    const run = await runFederatedAggregate({ providers: raws.map((raw) => ({ table: table(raw, "int") })), aggregates: FULL, minGroupSize: 1, maxAbsValue: V, approximate: true });
     const tally: Tally = { err: {}, bound: {} };
     checkWithinBounds(run.result, oracle(raws, null), 1, tally);
     checkNotLoose(tally);
@@ -510,6 +510,7 @@ describe("approximate federated-aggregate: what the key holder sees", () => {
       providers: raws.map((raw) => ({ table: table(raw, "float") })),
       aggregates: FULL,
       groupBy: { column: "cat", categories: CATS },
+      minGroupSize: 1,
       maxAbsValue: 1000,
       maxRowsPerProvider: 10,
       approximate: true,

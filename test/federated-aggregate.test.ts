@@ -219,6 +219,7 @@ describe("federated-aggregate: results equal the plaintext computation", () => {
     const run = await runFederatedAggregate({
       providers: raws.map((raw) => ({ table: table(raw, "float") })),
       aggregates: FULL,
+      minGroupSize: 1,
       maxAbsValue: 1e9,
       scale: 2,
       maxRowsPerProvider: 500,
@@ -430,6 +431,7 @@ describe("federated-aggregate: what the key holder sees", () => {
       providers: raws.map((raw) => ({ table: table(raw, "int") })),
       aggregates: FULL,
       groupBy: { column: "cat", categories: ["c0", "c1", "c2", "c5"] },
+      minGroupSize: 1,
       maxAbsValue: 1000,
       maxRowsPerProvider: 10,
       tap: (from, to, frame) => {
@@ -580,10 +582,10 @@ describe("federated-aggregate: hostile input refused with typed errors", () => {
     expect(() => resolveFaParams(params("j", { providers: 1 }))).toThrow(InvalidArgumentError);
     expect(() => resolveFaParams(params("j", { histogram: { column: "x", edges: [1, 1] } }))).toThrow(InvalidArgumentError);
     await expect(
-      runFederatedAggregate({ providers: [{ table: table({ cat: [null], x: [1001n] }, "int") }, { table: table({ cat: [null], x: [1n] }, "int") }], aggregates: FULL, maxAbsValue: 1000 }),
+      runFederatedAggregate({ providers: [{ table: table({ cat: [null], x: [1001n] }, "int") }, { table: table({ cat: [null], x: [1n] }, "int") }], aggregates: FULL, minGroupSize: 1, maxAbsValue: 1000 }),
     ).rejects.toMatchObject({ code: "UMBRA_VALUE_OUT_OF_RANGE" });
     await expect(
-      runFederatedAggregate({ providers: [{ table: table({ cat: [null, null], x: [1n, 2n] }, "int") }, { table: table({ cat: [null], x: [1n] }, "int") }], aggregates: FULL, maxAbsValue: 1000, maxRowsPerProvider: 1 }),
+      runFederatedAggregate({ providers: [{ table: table({ cat: [null, null], x: [1n, 2n] }, "int") }, { table: table({ cat: [null], x: [1n] }, "int") }], aggregates: FULL, minGroupSize: 1, maxAbsValue: 1000, maxRowsPerProvider: 1 }),
     ).rejects.toMatchObject({ code: "UMBRA_BOUND_EXCEEDED" });
   });
 });
@@ -594,6 +596,7 @@ describe("federated-aggregate: a provider that drops out", () => {
     const run = runFederatedAggregate({
       providers: DATA.concat([DATA[0] as Raw]).map((raw) => ({ table: table(raw, "int") })),
       aggregates: FULL,
+      minGroupSize: 1,
       maxAbsValue: 1000,
       dropOut: [1],
       tap: (_from, to, frame) => {

@@ -197,8 +197,8 @@ describe("join-aggregate equals DuckDB", () => {
     await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
     for (const k of [1, 25]) {
       const res = await runJoinAggregate({
-        buyer: { table: d.buyer, key: ["k"], groupBy: "g" },
-        provider: { table: d.provider, key: ["k"] },
+        buyer: { table: d.buyer, keys: ["k"], groupBy: "g" },
+        provider: { table: d.provider, keys: ["k"] },
         aggregates: ALL,
         minGroupSize: k,
         maxAbsValue: 1_000_000,
@@ -218,9 +218,10 @@ describe("join-aggregate equals DuckDB", () => {
     await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
     const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "w" }, { fn: "var", column: "w" }];
     const res = await runJoinAggregate({
-      buyer: { table: d.buyer, key: ["k"] },
-      provider: { table: d.provider, key: ["k"] },
+      buyer: { table: d.buyer, keys: ["k"] },
+      provider: { table: d.provider, keys: ["k"] },
       aggregates: aggs,
+      minGroupSize: 1,
       maxAbsValue: 1_000_000,
       scale: 2,
       group: "ristretto255",
@@ -229,7 +230,7 @@ describe("join-aggregate equals DuckDB", () => {
     });
     expectSame(secureRows(res.table, undefined), await oracle(["k"], undefined, aggs, 1));
     // A small maxJoinRows still runs at N = 8192 (the masked sums need its noise budget).
-    const small = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"] }, provider: { table: d.provider, key: ["k"] }, aggregates: aggs, maxAbsValue: 1_000_000, scale: 2, maxJoinRows: 4000, pool });
+    const small = await runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"] }, provider: { table: d.provider, keys: ["k"] }, aggregates: aggs, minGroupSize: 1, maxAbsValue: 1_000_000, scale: 2, maxJoinRows: 4000, pool });
     expectSame(secureRows(small.table, undefined), await oracle(["k"], undefined, aggs, 1));
   });
 
@@ -259,9 +260,10 @@ describe("join-aggregate equals DuckDB", () => {
     await load("p", provider, { k1: "VARCHAR", k2: "INTEGER", v: "HUGEINT" });
     const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }];
     const res = await runJoinAggregate({
-      buyer: { table: buyer, key: ["k1", "k2"], groupBy: "g" },
-      provider: { table: provider, key: ["k1", "k2"] },
+      buyer: { table: buyer, keys: ["k1", "k2"], groupBy: "g" },
+      provider: { table: provider, keys: ["k1", "k2"] },
       aggregates: aggs,
+      minGroupSize: 1,
       maxAbsValue: BigInt(EXT),
       pool,
     });
@@ -288,11 +290,11 @@ describe("join-aggregate equals DuckDB", () => {
     const disjoint = new Table({ k: vectorFromArray(["nobody-1", "nobody-2"], new Utf8()), g: vectorFromArray(["A", "B"], new Utf8()) });
     // Every buyer group not released counts as suppressed, one without a match too: 0 of 0, 2 of 2.
     for (const [buyer, groups] of [[empty, 0], [disjoint, 2]] as const) {
-      const res = await runJoinAggregate({ buyer: { table: buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
+      const res = await runJoinAggregate({ buyer: { table: buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: ALL, minGroupSize: 1, maxAbsValue: 1_000_000, scale: 2, pool });
       expect(res.table.numRows).toBe(0);
       expect(res.suppressedGroups).toBe(groups);
     }
-    const ungrouped = await runJoinAggregate({ buyer: { table: disjoint, key: ["k"] }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool });
+    const ungrouped = await runJoinAggregate({ buyer: { table: disjoint, keys: ["k"] }, provider: { table: d.provider, keys: ["k"] }, aggregates: [{ fn: "count" }], minGroupSize: 1, maxAbsValue: 1, pool });
     expect(ungrouped.table.numRows).toBe(0);
     expect(ungrouped.suppressedGroups).toBe(1);
     // Identical key sets: every provider row joins every buyer row with its key (each key's rows in one group).
@@ -306,7 +308,7 @@ describe("join-aggregate equals DuckDB", () => {
     const same = new Table({ k: pk as never, g: vectorFromArray(sameGroups, new Utf8()) });
     await load("b", same, { k: "VARCHAR", g: "VARCHAR" });
     await load("p", d.provider, { k: "VARCHAR", v: "INTEGER", w: "DOUBLE" });
-    const res = await runJoinAggregate({ buyer: { table: same, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: ALL, maxAbsValue: 1_000_000, scale: 2, pool });
+    const res = await runJoinAggregate({ buyer: { table: same, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: ALL, minGroupSize: 1, maxAbsValue: 1_000_000, scale: 2, pool });
     expectSame(secureRows(res.table, "g"), await oracle(["k"], "g", ALL, 1));
   });
 
@@ -321,7 +323,7 @@ describe("join-aggregate equals DuckDB", () => {
       const k = sizes[Math.floor(sizes.length / 2)] as number;
       expect(sizes.some((x) => x < k)).toBe(true);
       const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "avg", column: "v" }, { fn: "var", column: "v" }];
-      const res = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: aggs, minGroupSize: k, maxAbsValue: 1_000_000, pool });
+      const res = await runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: aggs, minGroupSize: k, maxAbsValue: 1_000_000, pool });
       const plain = await oracle(["k"], "g", aggs, k);
       expectSame(secureRows(res.table, "g"), plain);
       expect(res.suppressedGroups).toBe((await buyerGroups("g")) - plain.size);
@@ -340,8 +342,8 @@ interface Captured {
 async function captured(d: Data, aggs: AggregateSpec[]): Promise<Captured[]> {
   const out: Captured[] = [];
   await runJoinAggregate({
-    buyer: { table: d.buyer, key: ["k"], groupBy: "g" },
-    provider: { table: d.provider, key: ["k"] },
+    buyer: { table: d.buyer, keys: ["k"], groupBy: "g" },
+    provider: { table: d.provider, keys: ["k"] },
     aggregates: aggs,
     maxAbsValue: 1_000_000,
     scale: 2,
@@ -559,7 +561,7 @@ describe("each buyer key falls in one group", () => {
   const aggs: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }];
 
   it("the buyer refuses a key in two groups, naming the group column and the first two rows, never the key", async () => {
-    const err = await runJoinAggregate({ buyer: { table: overlapping, key: ["k"], groupBy: "g" }, provider: { table: provider, key: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 1_000_000, pool }).catch((e: unknown) => e);
+    const err = await runJoinAggregate({ buyer: { table: overlapping, keys: ["k"], groupBy: "g" }, provider: { table: provider, keys: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 1_000_000, pool }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OverlappingGroupsError);
     expect(err).toMatchObject({ code: "UMBRA_OVERLAPPING_GROUPS", column: "g", rows: [2, 12] });
     expect((err as Error).message).toBe('group column "g": data rows 2 and 12 have the same key in different groups; each key must fall in one group; de-duplicate or fix the group column');
@@ -655,9 +657,9 @@ describe("maxBuyerKeys: the provider and the exchange refuse a larger buyer set"
       }
       await expect(jaExchange.receive(x, "provider", out[0] as JoinHello, ctx)).rejects.toBeInstanceOf(KeyLimitExceededError);
       // At the limit, everything runs.
-      const atLimit = await runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool, maxBuyerKeys: distinct });
+      const atLimit = await runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: [{ fn: "count" }], minGroupSize: 1, maxAbsValue: 1, pool, maxBuyerKeys: distinct });
       expect(atLimit.table.numRows).toBeGreaterThan(0);
-      await expect(runJoinAggregate({ buyer: { table: d.buyer, key: ["k"], groupBy: "g" }, provider: { table: d.provider, key: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 1, pool, maxBuyerKeys: limit })).rejects.toBeInstanceOf(KeyLimitExceededError);
+      await expect(runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: [{ fn: "count" }], minGroupSize: 1, maxAbsValue: 1, pool, maxBuyerKeys: limit })).rejects.toBeInstanceOf(KeyLimitExceededError);
     } finally {
       he.dispose();
     }
@@ -697,7 +699,7 @@ describe("k counts distinct matched keys; every group not released is suppressed
       k: vectorFromArray([...Array.from({ length: 10 }, () => "the-target"), ...others], new Utf8()),
       v: vectorFromArray([...Array.from({ length: 10 }, () => 754), ...others.map((_, i) => 100 + i)], new Int32() as DataType),
     });
-    const res = await runJoinAggregate({ buyer: { table: buyer, key: ["k"], groupBy: "g" }, provider: { table: provider, key: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 10_000, pool });
+    const res = await runJoinAggregate({ buyer: { table: buyer, keys: ["k"], groupBy: "g" }, provider: { table: provider, keys: ["k"] }, aggregates: aggs, minGroupSize: 10, maxAbsValue: 10_000, pool });
     expect(res.result.groups.map((g) => [g.label, g.count, g.columns["v"]?.sum, res.suppressedGroups])).toEqual([["A", 30n, BigInt(30 * 100 + (29 * 30) / 2), 1]]);
   });
 

@@ -6,7 +6,7 @@
  * key columns become normalised, packed key bytes (`KeyColumn`) for the PSI
  * and join operators.
  */
-export { DEFAULT_BATCH_SIZE, openBatches, readBatches, readTable, type ReadOptions } from "./read.js";
+export { DEFAULT_BATCH_SIZE, openBatches, readBatches, readTable, type ReadOptions, type ReadTableOptions } from "./read.js";
 export { writeTable } from "./write.js";
 export { writeArrowIPC, type WriteIpcOptions } from "./ipc.js";
 export { writeCsv, CsvColumnType } from "./csv.js";

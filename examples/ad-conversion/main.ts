@@ -104,8 +104,8 @@ async function main(): Promise<number> {
 
   const t0 = performance.now();
   const run = await runJoinAggregate({
-    buyer: { table: data.purchases, key: ["user_id"], groupBy: "campaign" },
-    provider: { table: data.reached, key: ["user_id"] },
+    buyer: { table: data.purchases, keys: ["user_id"], groupBy: "campaign" },
+    provider: { table: data.reached, keys: ["user_id"] },
     aggregates: [{ fn: "count" }, { fn: "sum", column: "revenue" }],
     minGroupSize: K,
     maxAbsValue: MAX_REVENUE,

@@ -82,8 +82,8 @@ async function main(): Promise<number> {
 
   const t0 = performance.now();
   const run = await runJoinAggregate({
-    buyer: { table: data.bank, key: ["customer_id"], groupBy: "risk_grade" },
-    provider: { table: data.telco, key: ["customer_id"] },
+    buyer: { table: data.bank, keys: ["customer_id"], groupBy: "risk_grade" },
+    provider: { table: data.telco, keys: ["customer_id"] },
     aggregates: [{ fn: "count" }, { fn: "avg", column: "monthly_spend" }, { fn: "stddev", column: "monthly_spend" }],
     minGroupSize: K,
     maxAbsValue: MAX_SPEND,

@@ -137,14 +137,13 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
     progress.onProgress("read files", 2, 2);
     const t1 = performance.now();
     run = await runJoinAggregate({
-      buyer: { table: buyer, key: keys.buyer, ...(groupBy !== undefined ? { groupBy } : {}) },
-      provider: { table: provider, key: keys.provider },
+      buyer: { table: buyer, keys: keys.buyer, normalise: keyOptions, ...(groupBy !== undefined ? { groupBy } : {}) },
+      provider: { table: provider, keys: keys.provider, normalise: keyOptions },
       aggregates,
       minGroupSize,
       maxAbsValue,
       scale,
       group,
-      keyOptions,
       onProgress: progress.onProgress,
     });
     protocolMs = performance.now() - t1;

@@ -86,7 +86,7 @@
  * Arithmetic and Fast Robust Geometric Predicates" (1997) — exactly rounded
  * local sums.
  */
-export { AggregateFn, type AggregateSpec } from "../aggregate.js";
+export { AggregateFn, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, type AggregateSpec } from "../aggregate.js";
 export { providerRole } from "../role.js";
 export {
   FA_CKKS_PRECISION_BITS,
@@ -122,4 +122,4 @@ export {
   type FaColumnResult,
   type FaResult,
 } from "./result.js";
-export { faResultTable, runFederatedAggregate, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run.js";
+export { faResultTable, runFederatedAggregate, RUN_FEDERATED_AGGREGATE_OPTIONS, type FaProviderSide, type FaRunResult, type RunFederatedAggregateOptions } from "./run.js";

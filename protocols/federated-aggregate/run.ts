@@ -25,7 +25,9 @@ import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { createHeScheme } from "../../engine/he/index.js";
-import type { AggregateSpec } from "../aggregate.js";
+import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, type AggregateSpec } from "../aggregate.js";
+import { checkOptions, type OptionShape } from "../options.js";
+import { tableRows, withToJson, type JsonResult, type Row } from "../results.js";
 import { faBuyer, type FaBuyerState } from "./buyer.js";
 import { faExchange, faExchangeMissing, type FaExchangeState } from "./exchange.js";
 import { faBoxKeyPair } from "./masks.js";
@@ -49,14 +51,16 @@ export interface RunFederatedAggregateOptions {
   /** Default 2. */
   readonly minProviders?: number;
   /**
-   * k (default 1: nothing suppressed): each provider's role zeroes a cell in
+   * k (default 10, DEFAULT_MIN_GROUP_SIZE, as `umbra aggregate`): each provider's role zeroes a cell in
    * which it has 1 … k−1 rows, and leaves out its rows of a histogram bin or
    * outside range in which it has 1 … k−1 rows, before it masks its vector;
    * totals below k are suppressed (see index.ts, k per
    * provider per cell).
    */
   readonly minGroupSize?: number;
-  readonly maxAbsValue: number | bigint;
+  /** Bound on |v| of every aggregated column; default 2^40 (DEFAULT_MAX_ABS_VALUE, as the CLI). */
+  readonly maxAbsValue?: number | bigint;
+  /** Fixed-point decimal digits, default 0. */
   readonly scale?: number;
   /** Default: the largest provider table's row count. */
   readonly maxRowsPerProvider?: number;
@@ -69,31 +73,52 @@ export interface RunFederatedAggregateOptions {
   readonly approximate?: boolean;
 }
 
-export interface FaRunResult {
+/** The options runFederatedAggregate takes (checked at run time: an unknown one is an UnknownOptionError). */
+export const RUN_FEDERATED_AGGREGATE_OPTIONS: OptionShape = {
+  names: ["providers", "aggregates", "groupBy", "histogram", "minProviders", "minGroupSize", "maxAbsValue", "scale", "maxRowsPerProvider", "job", "tap", "dropOut", "approximate"],
+  required: ["providers", "aggregates"],
+  nested: { groupBy: { names: ["column", "categories"], required: ["column", "categories"] }, histogram: { names: ["column", "edges"], required: ["column", "edges"] } },
+  each: { providers: { names: ["table", "boxKeyPair"], required: ["table"] } },
+};
+
+export interface FaRunResult extends JsonResult {
+  /** One row per cell (see the module comment for the columns); `count` and `hist_c_i` are Int64, so Arrow gives them as bigints: `rows` has them as numbers. */
   readonly table: Table;
+  /** The table as plain objects, counts as numbers. */
+  readonly rows: readonly Row[];
+  /** The exact result: per cell, counts and exact sums as bigint (sums can exceed 2^53). */
   readonly result: FaResult;
   readonly job: string;
   readonly stats: TransportStats;
 }
 
+/**
+ * Federated aggregation across N ≥ 2 provider tables, every role played here.
+ *
+ * @throws UnknownOptionError for an option it does not take.
+ * @throws UnsupportedTypeError for an aggregated column that is not numeric (a CSV read as text), naming it and the fix.
+ */
 export async function runFederatedAggregate(options: RunFederatedAggregateOptions): Promise<FaRunResult> {
+  checkOptions("runFederatedAggregate", options, RUN_FEDERATED_AGGREGATE_OPTIONS);
   const n = options.providers.length;
   const job = options.job ?? `local-${randomUUID()}`;
   const params: FederatedAggregateParams = {
     job,
     providers: n,
     minProviders: options.minProviders ?? 2,
-    minGroupSize: options.minGroupSize ?? 1,
+    minGroupSize: options.minGroupSize ?? DEFAULT_MIN_GROUP_SIZE,
     aggregates: options.aggregates,
     ...(options.groupBy ? { groupBy: options.groupBy } : {}),
     ...(options.histogram ? { histogram: options.histogram } : {}),
-    maxAbsValue: options.maxAbsValue,
+    maxAbsValue: options.maxAbsValue ?? DEFAULT_MAX_ABS_VALUE,
     ...(options.scale !== undefined ? { scale: options.scale } : {}),
     maxRowsPerProvider: options.maxRowsPerProvider ?? Math.max(1, ...options.providers.map((p) => p.table.numRows)),
     ...(options.approximate ? { approximate: true } : {}),
   };
   if (n < 2) throw new InvalidArgumentError("federated-aggregate needs at least two providers");
   const resolved = resolveFaParams(params);
+  const valueColumns = [...new Set([...options.aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])), ...(options.histogram ? [options.histogram.column] : [])])];
+  options.providers.forEach((p, i) => checkNumericColumns(p.table, valueColumns, `provider ${i} table`));
   const keys = options.providers.map((p) => p.boxKeyPair ?? faBoxKeyPair());
   const peers = keys.map((k) => k.publicKey);
   const drop = new Set(options.dropOut ?? []);
@@ -136,7 +161,8 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
       throw err;
     }
     const result = faBuyer.result(run.states[RoleName.Buyer] as FaBuyerState);
-    return { table: faResultTable(result, params), result, job, stats: run.stats };
+    const table = faResultTable(result, params);
+    return withToJson({ table, rows: tableRows(table), result, job, stats: run.stats });
   } finally {
     he.dispose();
   }

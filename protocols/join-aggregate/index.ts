@@ -79,4 +79,4 @@ export { jaProvider, type JaProviderInit, type JaProviderInput, type JaProviderS
 export { jaExchange, type JaExchangeInit, type JaExchangeState } from "./exchange.js";
 export type { JaGroupResult, JaResult } from "./result.js";
 export type { AggregateSpec } from "../aggregate.js";
-export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, type JaRunResult, type RunJoinAggregateOptions } from "./run.js";
+export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, RUN_JOIN_AGGREGATE_OPTIONS, type JaRunResult, type JaSide, type RunJoinAggregateOptions } from "./run.js";

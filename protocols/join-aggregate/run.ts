@@ -22,7 +22,9 @@ import type { KeyOptions } from "../../engine/columns/normalise.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { forEachSlice, SLICE_ITEMS } from "../../engine/slices.js";
 import type { GroupId } from "../../engine/group/index.js";
-import type { AggregateSpec } from "../aggregate.js";
+import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, type AggregateSpec } from "../aggregate.js";
+import { checkOptions, SIDE_KEY_OPTIONS, SIDE_RENAMED, type OptionShape } from "../options.js";
+import { tableRows, withToJson, type JsonResult, type Row } from "../results.js";
 import { jaBuyer, type JaBuyerState } from "./buyer.js";
 import { jaExchange } from "./exchange.js";
 import { jaHeOptions, resolveJaParams, type JaContext, type JoinAggregateParams } from "./params.js";
@@ -31,21 +33,35 @@ import type { JaResult } from "./result.js";
 import { player, runRoles, type Role } from "../role.js";
 import type { TransportStats } from "../transport.js";
 
+/** A side of join-aggregate: its table, key columns and key normalisation (as runPsi's and runLookup's). */
+export interface JaSide {
+  readonly table: Table;
+  /** Key column names (several for a composite key), in the same order on both sides. */
+  readonly keys: readonly string[];
+  /** Key normalisation for this side (default: trim + NFC). Give both sides the same. */
+  readonly normalise?: KeyOptions;
+}
+
 export interface RunJoinAggregateOptions {
-  readonly buyer: { readonly table: Table; readonly key: readonly string[]; readonly groupBy?: string };
-  readonly provider: { readonly table: Table; readonly key: readonly string[] };
+  readonly buyer: JaSide & {
+    /** The buyer's column to group by (one result row per value); none: one group of every matched row. */
+    readonly groupBy?: string;
+  };
+  readonly provider: JaSide;
   readonly aggregates: readonly AggregateSpec[];
-  /** k, default 1. */
+  /**
+   * k: a group is released only with at least k distinct matched keys and k
+   * joined rows; default 10 (DEFAULT_MIN_GROUP_SIZE, as `umbra join-aggregate`).
+   */
   readonly minGroupSize?: number;
-  /** Bound on |v| of every aggregated provider column. */
-  readonly maxAbsValue: number | bigint;
-  /** Fixed-point decimal digits, default 0. */
+  /** Bound on |v| of every aggregated provider column; default 2^40 (DEFAULT_MAX_ABS_VALUE, as the CLI). */
+  readonly maxAbsValue?: number | bigint;
+  /** Fixed-point decimal digits, default 0 (integer columns; a float is rounded half away from zero). */
   readonly scale?: number;
   /** Default 2^32. */
   readonly maxJoinRows?: number;
+  /** Default x25519. */
   readonly group?: GroupId;
-  /** Key normalisation (default trim + NFC). */
-  readonly keyOptions?: KeyOptions;
   /** Default: the shared pool. */
   readonly pool?: CryptoPool;
   readonly job?: string;
@@ -58,9 +74,25 @@ export interface RunJoinAggregateOptions {
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
 }
 
-export interface JaRunResult {
+/** The options runJoinAggregate takes (checked at run time: an unknown one is an UnknownOptionError). */
+export const RUN_JOIN_AGGREGATE_OPTIONS: OptionShape = {
+  names: ["buyer", "provider", "aggregates", "minGroupSize", "maxAbsValue", "scale", "maxJoinRows", "group", "pool", "job", "providerPadding", "maxBuyerKeys", "onProgress", "tap"],
+  required: ["buyer", "provider", "aggregates"],
+  renamed: { keyOptions: "buyer.normalise and provider.normalise" },
+  nested: {
+    buyer: { names: [...SIDE_KEY_OPTIONS, "groupBy"], required: ["table", "keys"], renamed: SIDE_RENAMED },
+    provider: { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED },
+  },
+};
+
+export interface JaRunResult extends JsonResult {
+  /** One row per released group (see the module comment for the columns); `count` is Int64, so Arrow gives it as a bigint: `rows` has it as a number. */
   readonly table: Table;
+  /** The table as plain objects: the group label, `count` as a number, `sum_c` / `avg_c` / … as numbers (null where undefined). */
+  readonly rows: readonly Row[];
+  /** The exact result: per group, COUNT(*) and exact sums as bigint (sums can exceed 2^53). */
   readonly result: JaResult;
+  /** Buyer groups not released (under k, or with no match). */
   readonly suppressedGroups: number;
   readonly job: string;
   readonly stats: TransportStats;
@@ -94,14 +126,25 @@ export async function groupLabelsAsync(table: Table, column: string): Promise<(s
   return out;
 }
 
+/**
+ * The secure join-aggregate of a buyer table and a provider table, every
+ * role played here: SELECT g, COUNT(*), SUM(v), AVG(v), … FROM buyer JOIN
+ * provider USING (keys) GROUP BY g HAVING COUNT(DISTINCT key) >= k AND
+ * COUNT(*) >= k.
+ *
+ * @throws UnknownOptionError for an option it does not take (e.g. `key` for `keys`).
+ * @throws UnsupportedTypeError for an aggregated column that is not numeric (a CSV read as text), naming it and the fix.
+ * @throws MissingColumnError for a key, group or value column a table lacks.
+ */
 export async function runJoinAggregate(options: RunJoinAggregateOptions): Promise<JaRunResult> {
+  checkOptions("runJoinAggregate", options, RUN_JOIN_AGGREGATE_OPTIONS);
   const job = options.job ?? `local-${randomUUID()}`;
   const params: JoinAggregateParams = {
     job,
     aggregates: options.aggregates,
     grouped: options.buyer.groupBy !== undefined,
-    minGroupSize: options.minGroupSize ?? 1,
-    maxAbsValue: options.maxAbsValue,
+    minGroupSize: options.minGroupSize ?? DEFAULT_MIN_GROUP_SIZE,
+    maxAbsValue: options.maxAbsValue ?? DEFAULT_MAX_ABS_VALUE,
     ...(options.scale !== undefined ? { scale: options.scale } : {}),
     ...(options.maxJoinRows !== undefined ? { maxJoinRows: options.maxJoinRows } : {}),
     ...(options.group !== undefined ? { group: options.group } : {}),
@@ -109,14 +152,14 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
     ...(options.maxBuyerKeys !== undefined ? { maxBuyerKeys: options.maxBuyerKeys } : {}),
   };
   const resolved = resolveJaParams(params);
-  if (options.buyer.key.length === 0 || options.buyer.key.length !== options.provider.key.length) {
+  if (options.buyer.keys.length === 0 || options.buyer.keys.length !== options.provider.keys.length) {
     throw new InvalidArgumentError("the buyer and the provider must name the same number of key columns (at least one)");
   }
-  for (const c of resolved.columns) if (!options.provider.table.getChild(c)) throw new MissingColumnError(c, "provider table");
+  checkNumericColumns(options.provider.table, resolved.columns, "provider table");
   const timings: Record<string, number> = {};
   const t0 = performance.now();
-  const buyerKeys = keysFromTable(options.buyer.table, options.buyer.key, { ...options.keyOptions, source: "buyer table" });
-  const providerKeys = keysFromTable(options.provider.table, options.provider.key, { ...options.keyOptions, source: "provider table" });
+  const buyerKeys = keysFromTable(options.buyer.table, options.buyer.keys, { ...options.buyer.normalise, source: "buyer table" });
+  const providerKeys = keysFromTable(options.provider.table, options.provider.keys, { ...options.provider.normalise, source: "provider table" });
   const groups = options.buyer.groupBy !== undefined ? groupLabels(options.buyer.table, options.buyer.groupBy) : undefined;
   timings["read keys"] = performance.now() - t0;
 
@@ -134,7 +177,8 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
     options.tap ? { tap: options.tap } : {},
   );
   const result = jaBuyer.result(run.states["buyer"] as JaBuyerState);
-  return { table: jaResultTable(result, options), result, suppressedGroups: result.suppressed, job, stats: run.stats, timings };
+  const table = jaResultTable(result, options);
+  return withToJson({ table, rows: tableRows(table), result, suppressedGroups: result.suppressed, job, stats: run.stats, timings });
 }
 
 /**

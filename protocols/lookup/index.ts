@@ -45,4 +45,4 @@
  */
 export * from "./prepare.js";
 export * from "./roles.js";
-export { joinLabels, runLookup, type LookupRunResult, type RunLookupOptions } from "./run.js";
+export { joinLabels, runLookup, RUN_LOOKUP_OPTIONS, type LookupRunResult, type RunLookupOptions } from "./run.js";

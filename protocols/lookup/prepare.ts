@@ -25,8 +25,9 @@ import { InvalidArgumentError } from "../../engine/errors.js";
 import { keysFromTable, type KeyOptions } from "../../engine/columns/index.js";
 import { oprf } from "../../engine/oprf/index.js";
 import { distinctKeys, shuffledOrder } from "../../engine/psi/index.js";
-import type { CryptoPool } from "../../engine/pool/index.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { InvalidMessageError } from "../errors.js";
+import { checkOptions, SIDE_RENAMED, type OptionShape } from "../options.js";
 
 export const LOOKUP_VERSION = 1;
 export const LookupStep = { BuyerHello: 1, BuyerBlinded: 2, ProviderInfo: 3, ProviderEvaluated: 4, ProviderSealed: 5 } as const;
@@ -146,12 +147,22 @@ export interface PrepareOptions {
   readonly secretKey: Uint8Array;
   readonly product: string;
   readonly version: number;
-  readonly pool: CryptoPool;
+  /** Default: the shared pool (getPool()). */
+  readonly pool?: CryptoPool;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
 
+/** The options prepareLookupTable takes (checked at run time: an unknown one is an UnknownOptionError). */
+export const PREPARE_LOOKUP_OPTIONS: OptionShape = {
+  names: ["table", "keys", "labels", "normalise", "secretKey", "product", "version", "pool", "onProgress"],
+  required: ["table", "keys", "labels", "secretKey", "product", "version"],
+  renamed: SIDE_RENAMED,
+};
+
 /** A prepared table: columns tag (16 bytes) and sealed (binary), with the product and label schema in its metadata. */
 export async function prepareLookupTable(o: PrepareOptions): Promise<Table> {
+  checkOptions("prepareLookupTable", o, PREPARE_LOOKUP_OPTIONS);
+  const pool = o.pool ?? getPool();
   checkProduct(o.product, o.version);
   if (o.labels.length === 0) throw new InvalidArgumentError("at least one label column is required");
   const labelFields = o.labels.map((name) => {
@@ -162,7 +173,7 @@ export async function prepareLookupTable(o: PrepareOptions): Promise<Table> {
   });
   const keys = keysFromTable(o.table, o.keys, { ...o.normalise, source: "provider table" });
   const d = distinctKeys(keys);
-  const outputs = await o.pool.oprfEvaluate(o.secretKey, d.distinct, {
+  const outputs = await pool.oprfEvaluate(o.secretKey, d.distinct, {
     onProgress: (done, total) => o.onProgress?.("provider: evaluate keys", done, total),
   });
   // Rows of each distinct key, in table order.

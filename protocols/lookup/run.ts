@@ -12,6 +12,8 @@ import { assertPreparedKey, preparedTableInfo } from "./prepare.js";
 import { lookupBuyer, lookupProvider, type LookupBuyerResult, type LookupBuyerState, type LookupContext, type LookupProviderState } from "./roles.js";
 import { player, runRoles } from "../role.js";
 import { InvalidArgumentError } from "../../engine/errors.js";
+import { checkOptions, SIDE_KEY_OPTIONS, SIDE_RENAMED, type OptionShape } from "../options.js";
+import { withToJson, type JsonResult } from "../results.js";
 
 export interface RunLookupOptions {
   readonly buyer: { readonly table: Table; readonly keys: readonly string[]; readonly normalise?: KeyOptions };
@@ -35,7 +37,8 @@ export interface RunLookupOptions {
   readonly tap?: (from: "buyer" | "provider", to: "buyer" | "provider", frame: Uint8Array) => void;
 }
 
-export interface LookupRunResult {
+export interface LookupRunResult extends JsonResult {
+  /** The buyer's rows with the label columns (a left join: nulls where no provider row matches). */
   readonly table: Table;
   /** Buyer rows with at least one provider row. */
   readonly matchedRows: number;
@@ -52,7 +55,26 @@ export interface LookupRunResult {
   };
 }
 
+/** The options runLookup takes (checked at run time: an unknown one is an UnknownOptionError). */
+export const RUN_LOOKUP_OPTIONS: OptionShape = {
+  names: ["buyer", "provider", "minIntersection", "job", "pool", "chunkElements", "onProgress", "tap"],
+  required: ["buyer", "provider"],
+  nested: {
+    buyer: { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED },
+    provider: { names: ["prepared", "secretKey", "budgetRemaining"], required: ["prepared", "secretKey"] },
+  },
+};
+
+/**
+ * Labeled PSI: the buyer's rows enriched with the provider's label columns
+ * for the keys the prepared table holds, both roles played here.
+ *
+ * @throws UnknownOptionError for an option runLookup does not take.
+ * @throws BudgetExceededError when the buyer's distinct keys exceed `budgetRemaining`.
+ * @throws BelowMinimumError when fewer than `minIntersection` keys matched.
+ */
 export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
+  checkOptions("runLookup", o, RUN_LOOKUP_OPTIONS);
   const info = preparedTableInfo(o.provider.prepared);
   assertPreparedKey(o.provider.prepared, o.provider.secretKey);
   for (const f of info.labelSchema.fields) {
@@ -83,7 +105,7 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
   const result = lookupBuyer.result(b);
   const { table, matchedRows } = joinLabels(o.buyer.table, result);
   const s = run.stats;
-  return {
+  return withToJson({
     table,
     matchedRows,
     stats: {
@@ -96,7 +118,7 @@ export async function runLookup(o: RunLookupOptions): Promise<LookupRunResult> {
       messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
       budgetRemaining: p.budgetRemaining,
     },
-  };
+  });
 }
 
 /**

@@ -4,4 +4,4 @@
  * threat model and limits: docs/protocols/psi.md.
  */
 export * from "./roles.js";
-export { runPsi, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run.js";
+export { runPsi, RUN_PSI_OPTIONS, type PsiCardinalityResult, type PsiIntersectionResult, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run.js";

@@ -11,6 +11,8 @@ import type { BackendId, GroupId } from "../../engine/group/index.js";
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { psiBuyer, psiProvider, PsiMode, type PsiBuyerResult, type PsiBuyerState, type PsiContext } from "./roles.js";
 import { player, runRoles } from "../role.js";
+import { checkOptions, SIDE_KEY_OPTIONS, SIDE_RENAMED, type OptionShape } from "../options.js";
+import { withToJson, type JsonResult } from "../results.js";
 
 export interface PsiSide {
   readonly table: Table;
@@ -52,11 +54,48 @@ export interface PsiRunStats {
   readonly messagesProviderToBuyer: number;
 }
 
-export type PsiRunResult =
-  | { readonly mode: "intersection"; readonly table: Table; readonly matchedRows: Uint32Array; readonly stats: PsiRunStats }
-  | { readonly mode: "cardinality"; readonly count: number; readonly stats: PsiRunStats };
+/** runPsi's result in mode "intersection" (the default). */
+export interface PsiIntersectionResult extends JsonResult {
+  readonly mode: "intersection";
+  /** The buyer's rows whose key the provider also holds (each matching buyer row once), in the buyer's order. */
+  readonly table: Table;
+  /** Their indices in the buyer's table. */
+  readonly matchedRows: Uint32Array;
+  readonly stats: PsiRunStats;
+}
 
+/** runPsi's result in mode "cardinality". */
+export interface PsiCardinalityResult extends JsonResult {
+  readonly mode: "cardinality";
+  /** The number of distinct shared keys. */
+  readonly count: number;
+  readonly stats: PsiRunStats;
+}
+
+export type PsiRunResult = PsiIntersectionResult | PsiCardinalityResult;
+
+const SIDE: OptionShape = { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED };
+/** The options runPsi takes (checked at run time: an unknown one is an UnknownOptionError). */
+export const RUN_PSI_OPTIONS: OptionShape = {
+  names: ["buyer", "provider", "mode", "group", "backend", "job", "pool", "chunkElements", "minIntersection", "maxBuyerKeys", "onProgress", "tap"],
+  required: ["buyer", "provider"],
+  nested: { buyer: SIDE, provider: SIDE },
+};
+
+/**
+ * ECDH-PSI of the buyer's and the provider's key columns, both roles played
+ * here. Mode "intersection" (default): the buyer's matching rows; mode
+ * "cardinality": their number of distinct shared keys alone.
+ *
+ * @throws UnknownOptionError for an option runPsi does not take (e.g. `key` for `keys`).
+ * @throws MissingColumnError for a key column a table lacks.
+ * @throws BelowMinimumError when fewer than `minIntersection` keys matched.
+ */
+export function runPsi(options: RunPsiOptions & { readonly mode?: "intersection" }): Promise<PsiIntersectionResult>;
+export function runPsi(options: RunPsiOptions & { readonly mode: "cardinality" }): Promise<PsiCardinalityResult>;
+export function runPsi(options: RunPsiOptions): Promise<PsiRunResult>;
 export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
+  checkOptions("runPsi", options, RUN_PSI_OPTIONS);
   const { buyer, provider } = options;
   if (buyer.keys.length === 0 || buyer.keys.length !== provider.keys.length) {
     throw new InvalidArgumentError("both sides need the same number of key columns (at least one)");
@@ -96,6 +135,6 @@ export async function runPsi(options: RunPsiOptions): Promise<PsiRunResult> {
     messagesBuyerToProvider: s.messagesSent["buyer"] ?? 0,
     messagesProviderToBuyer: s.messagesSent["provider"] ?? 0,
   };
-  if (result.mode === "cardinality") return { mode: "cardinality", count: result.count, stats };
-  return { mode: "intersection", table: takeRows(buyer.table, result.matchedRows), matchedRows: result.matchedRows, stats };
+  if (result.mode === "cardinality") return withToJson({ mode: "cardinality", count: result.count, stats });
+  return withToJson({ mode: "intersection", table: takeRows(buyer.table, result.matchedRows), matchedRows: result.matchedRows, stats });
 }
