@@ -241,8 +241,8 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const report = new Report(io, o.has("--json"), quiet);
   const approximate = c.approximate === true;
   const progress = createProgress({ quiet });
-  if (c.maxAbsValue === undefined) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
   const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  if (c.maxAbsValue === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
   const rule = { boundText: c.maxAbsValue?.text, bound: maxAbsValue, scale, approximate };
   const t0 = performance.now();
   let run: FaRunResult;
