@@ -94,6 +94,8 @@ const FOUND_LISTED = 20;
 /** A key column named by the caller is not in the input. */
 export class MissingColumnError extends InvalidInputError {
   readonly column: string;
+  /** Where the column was looked for (e.g. `file "x.csv"`). */
+  readonly source: string;
   /** The columns the input has, when known (names only, never values). */
   readonly found: readonly string[] | undefined;
   /** The delimiter a CSV header seems to use instead of the one it was read with, when it seems to. */
@@ -107,6 +109,7 @@ export class MissingColumnError extends InvalidInputError {
     const listed = found === undefined ? "" : found.length === 0 ? "; it has no columns" : `; columns found: ${found.slice(0, FOUND_LISTED).map((c) => JSON.stringify(c)).join(", ")}${found.length > FOUND_LISTED ? `, … (${found.length} in all)` : ""}`;
     super(`column "${column}" not found in ${source}${listed}${hint === undefined ? "" : `; ${hint}`}`, ErrorCode.MissingColumn);
     this.column = column;
+    this.source = source;
     this.found = found;
     this.delimiter = options?.delimiter;
   }

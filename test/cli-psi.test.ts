@@ -441,6 +441,6 @@ describe("errors", () => {
     writeCsvFile(file("provider-note.csv"), ["note", "score"], [{ note: "n-1", score: "s-1" }]);
     const b = await run("psi", "--buyer", "provider.csv", "--provider", "provider-note.csv", "--key", "note", "--cardinality");
     expect(b.status).toBe(1);
-    expect(b.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: column "note" not found in buyer file "provider.csv"$/m);
+    expect(b.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: column "note" not found in buyer file "provider.csv"; columns found: "email", "phone", "country", "score", "segment"$/m);
   });
 });
