@@ -25,13 +25,13 @@ export class Report {
     private readonly io: CommandIO,
     /** --json: one object on stdout at the end. */
     readonly json: boolean,
-    /** --quiet: notes are dropped (warnings are kept). */
+    /** --quiet: notes are not printed (warnings are; --json keeps both in its notes). */
     private readonly quiet = false,
   ) {}
 
-  /** Something the user may want to know (dropped with --quiet). */
+  /** Something the user may want to know (not printed with --quiet, kept in --json). */
   note(message: string): void {
-    if (this.quiet) return;
+    if (this.quiet && !this.json) return;
     this.#add({ level: "note", message });
   }
 
