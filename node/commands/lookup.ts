@@ -45,7 +45,8 @@ export const LOOKUP_USAGE = `  lookup --buyer FILE --provider FILE --columns C1[
 
                  --delimiter sets the CSV inputs' field delimiter (default ",";
                  "tab" for a tab); a buyer file with no rows or a key column
-                 blank in every row gets a warning; ${JSON_USAGE_NOTE}
+                 blank in every row gets a warning;
+                 ${JSON_USAGE_NOTE}
                  (lookup: "buyerRows", "matchedRows", "rows", "preparedRows",
                  "buyerDistinctKeys", "bytes")
 `;
@@ -249,6 +250,7 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
     throw new UnsupportedFormatError(`file "${basename(out)}": a prepared table is written as Arrow IPC (.arrow, .feather, .ipc or .arrows)`);
   }
   const normalise = o.keyOptions();
+  const delimiter = o.delimiter();
   // Checks the product name and version before any work.
   lookupKeyPair(new Uint8Array(SEED_BYTES), product, version);
 
@@ -257,7 +259,7 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
   let prepared: Table;
   let providerRows: number;
   try {
-    const provider = await readInput({ role: "provider", path: providerPath, delimiter: o.delimiter() }, { columns: [...keys, ...labels] });
+    const provider = await readInput({ role: "provider", path: providerPath, delimiter }, { columns: [...keys, ...labels] });
     providerRows = provider.numRows;
     const { seed } = await loadSeed(seedPath, { create: true, io });
     const { secretKey } = lookupKeyPair(seed, product, version);

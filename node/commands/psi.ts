@@ -23,7 +23,8 @@ export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] 
                  --cardinality prints only the number of distinct shared keys;
                  --delimiter sets the CSV inputs' field delimiter (default ",",
                  "tab" for a tab); a file with no rows or a key column blank in
-                 every row gets a warning; ${JSON_USAGE_NOTE}
+                 every row gets a warning;
+                 ${JSON_USAGE_NOTE}
                  (psi: "rows", or "intersectionSize" with --cardinality,
                  "buyerDistinctKeys", "providerDistinctKeys", "bytes")
 `;

@@ -56,6 +56,7 @@ export class Report {
 }
 
 /** The JSON shape, for the usage texts. */
-export const JSON_USAGE_NOTE = `--json prints one JSON object on stdout instead of the summary (progress
-                 stays on stderr): {"command", the counts above, "out": path or null,
-                 "notes": [{"level": "note"|"warning", "message"}]}`;
+export const JSON_USAGE_NOTE = `--json prints one JSON object on stdout instead of the summary
+                 (progress stays on stderr): "command", the counts, "out" (the
+                 output path or null), "seconds" and "notes" (a list of
+                 {"level": "note" or "warning", "message"})`;
