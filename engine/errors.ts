@@ -18,6 +18,7 @@ export const ErrorCode = {
   MissingColumn: "UMBRA_MISSING_COLUMN",
   MalformedCsv: "UMBRA_MALFORMED_CSV",
   UnreadableFile: "UMBRA_UNREADABLE_FILE",
+  UnwritableFile: "UMBRA_UNWRITABLE_FILE",
   UnsupportedFormat: "UMBRA_UNSUPPORTED_FORMAT",
   UnsupportedType: "UMBRA_UNSUPPORTED_TYPE",
   PoolClosed: "UMBRA_POOL_CLOSED",
@@ -87,21 +88,51 @@ export class UnsupportedBackendError extends UmbraError {
   }
 }
 
+/** Column names listed in a MissingColumnError: the first few, quoted. */
+const FOUND_LISTED = 20;
+
 /** A key column named by the caller is not in the input. */
 export class MissingColumnError extends InvalidInputError {
   readonly column: string;
-  constructor(column: string, source: string) {
-    super(`column "${column}" not found in ${source}`, ErrorCode.MissingColumn);
+  /** Where the column was looked for (e.g. `file "x.csv"`). */
+  readonly source: string;
+  /** The columns the input has, when known (names only, never values). */
+  readonly found: readonly string[] | undefined;
+  /** The delimiter a CSV header seems to use instead of the one it was read with, when it seems to. */
+  readonly delimiter: string | undefined;
+  /**
+   * With `found`, the message lists the columns found (names are not data);
+   * `hint` (e.g. the delimiter the header seems to use) is appended as is.
+   */
+  constructor(column: string, source: string, found?: readonly string[], options?: { hint?: string; delimiter?: string }) {
+    const hint = options?.hint;
+    const listed = found === undefined ? "" : found.length === 0 ? "; it has no columns" : `; columns found: ${found.slice(0, FOUND_LISTED).map((c) => JSON.stringify(c)).join(", ")}${found.length > FOUND_LISTED ? `, … (${found.length} in all)` : ""}`;
+    super(`column "${column}" not found in ${source}${listed}${hint === undefined ? "" : `; ${hint}`}`, ErrorCode.MissingColumn);
     this.column = column;
+    this.source = source;
+    this.found = found;
+    this.delimiter = options?.delimiter;
   }
 }
+
+/** What a MalformedCsvError is about, when a caller may add a remedy (the CLI names its flag). */
+export const CsvProblem = {
+  /** A field of an int64 column holds a number with decimals. */
+  Decimals: "decimals",
+} as const;
+export type CsvProblem = (typeof CsvProblem)[keyof typeof CsvProblem];
 
 /** A CSV input that cannot be parsed. */
 export class MalformedCsvError extends InvalidInputError {
   readonly line: number | undefined;
-  constructor(message: string, line?: number, options?: { cause?: unknown }) {
+  /** The column concerned, when one is. */
+  readonly column: string | undefined;
+  readonly problem: CsvProblem | undefined;
+  constructor(message: string, line?: number, options?: { cause?: unknown; column?: string; problem?: CsvProblem }) {
     super(line === undefined ? `malformed CSV: ${message}` : `malformed CSV at line ${line}: ${message}`, ErrorCode.MalformedCsv, options);
     this.line = line;
+    this.column = options?.column;
+    this.problem = options?.problem;
   }
 }
 
@@ -109,6 +140,13 @@ export class MalformedCsvError extends InvalidInputError {
 export class UnreadableFileError extends InvalidInputError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, ErrorCode.UnreadableFile, options);
+  }
+}
+
+/** A file that cannot be created or written (its folder missing, not writable, or the path a folder). */
+export class UnwritableFileError extends InvalidInputError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ErrorCode.UnwritableFile, options);
   }
 }
 

@@ -418,15 +418,15 @@ describe("errors", () => {
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "mail", "--out", "o.csv"),
       run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "note", "--cardinality"),
       run("lookup", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--columns", "score,nope", "--out", "o.csv"),
-      run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "o.parquet"),
+      run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "o.xlsx"),
       run("lookup", "prepare", "--provider", "missing.parquet", "--key", "email", "--columns", "score", "--product", "p", "--product-version", "1", "--seed-file", "s.seed", "--out", "p.arrow"),
     ]);
     const expected = [
       /^umbra: UMBRA_UNREADABLE_FILE: cannot open file "nope.csv": ENOENT$/m,
-      /^umbra: UMBRA_MISSING_COLUMN: column "mail" not found in file "provider.csv"$/m,
-      /^umbra: UMBRA_MISSING_COLUMN: column "note" not found in file "provider.csv"$/m,
-      /^umbra: UMBRA_MISSING_COLUMN: column "nope" not found in file "provider.csv"$/m,
-      /^umbra: UMBRA_UNSUPPORTED_FORMAT: /m,
+      /^umbra: UMBRA_MISSING_COLUMN: column "mail" not found in provider file "provider.csv"; columns found: "email", /m,
+      /^umbra: UMBRA_MISSING_COLUMN: column "note" not found in provider file "provider.csv"; columns found: "email", /m,
+      /^umbra: UMBRA_MISSING_COLUMN: column "nope" not found in provider file "provider.csv"; columns found: "email", /m,
+      /^umbra: UMBRA_UNSUPPORTED_FORMAT: file "o.xlsx": unsupported file extension ".xlsx" \(files are read and written as .arrow, .feather, .ipc, .arrows, .csv or .parquet\)$/m,
       /^umbra: UMBRA_UNREADABLE_FILE: cannot open file "missing.parquet": ENOENT$/m,
     ];
     runs.forEach((r, i) => {
@@ -441,6 +441,6 @@ describe("errors", () => {
     writeCsvFile(file("provider-note.csv"), ["note", "score"], [{ note: "n-1", score: "s-1" }]);
     const b = await run("psi", "--buyer", "provider.csv", "--provider", "provider-note.csv", "--key", "note", "--cardinality");
     expect(b.status).toBe(1);
-    expect(b.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: column "note" not found in buyer file "provider.csv"$/m);
+    expect(b.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: column "note" not found in buyer file "provider.csv"; columns found: "email", "phone", "country", "score", "segment"$/m);
   });
 });

@@ -323,7 +323,7 @@ describe("umbra join-aggregate", () => {
       run(...base, "--provider", "bad-provider.csv", "--agg", "sum(balance)"),
       run(...base, "--provider", "big-provider.csv", "--agg", "sum(balance)", "--max-abs-value", "1000", "--min-group-size", "1"),
       run(...base, "--provider", "absent.csv", "--agg", "count"),
-      run("--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "id", "--agg", "count", "--out", "x.parquet"),
+      run("--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "id", "--agg", "count", "--out", "x.xlsx"),
     ]);
     expect(missingGroup.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: .*region.*buyer\.csv/);
     expect(missingValue.stderr).toMatch(/^umbra: UMBRA_MISSING_COLUMN: .*amount/);

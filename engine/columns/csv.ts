@@ -21,11 +21,12 @@ import { type FileHandle } from "node:fs/promises";
 import { CsvError, parse } from "csv-parse";
 import { DataType, RecordBatch, Schema, Field, Struct, Table, makeData, Utf8, Int64, Float64, type Data, type Vector } from "apache-arrow";
 import {
+  CsvProblem,
   InvalidArgumentError,
   MalformedCsvError,
   MissingColumnError,
   UmbraError,
-  UnreadableFileError,
+  UnwritableFileError,
   UnsupportedTypeError,
 } from "../errors.js";
 import { Float64Builder, Int64Builder, Utf8Builder } from "./buffers.js";
@@ -46,6 +47,51 @@ export interface CsvReadOptions {
   readonly batchSize: number;
   readonly columnTypes?: Readonly<Record<string, CsvColumnType>> | undefined;
   readonly columns?: readonly string[] | undefined;
+  /** The field delimiter: one character, not a quote or a line break (default ","). */
+  readonly delimiter?: string | undefined;
+}
+
+/** The delimiter when none is given. */
+export const DEFAULT_CSV_DELIMITER = ",";
+/** Delimiters a header is checked for when a column is missing (a hint, never a guess the reader acts on). */
+const OTHER_DELIMITERS = [";", "\t", "|", ","] as const;
+
+/**
+ * The delimiter: one character other than a quote, CR or LF.
+ * @throws InvalidArgumentError for anything else.
+ */
+export function checkCsvDelimiter(delimiter: string | undefined): string {
+  const d = delimiter ?? DEFAULT_CSV_DELIMITER;
+  if ([...d].length !== 1 || d === '"' || d === "\r" || d === "\n") {
+    throw new InvalidArgumentError('the CSV delimiter must be one character other than a quote or a line break (e.g. ";" or a tab)');
+  }
+  return d;
+}
+
+/**
+ * The delimiter a header seems to use when it was read with another: a
+ * header read as one column whose name holds `;`, a tab, `|` or `,`.
+ */
+export function suspectedDelimiter(header: readonly string[], used: string): string | undefined {
+  if (header.length !== 1) return undefined;
+  const name = header[0] ?? "";
+  return OTHER_DELIMITERS.find((d) => d !== used && name.includes(d));
+}
+
+/** How a message shows a delimiter: a tab as "tab", anything else quoted. */
+export function describeDelimiter(d: string): string {
+  return d === "\t" ? "tab" : JSON.stringify(d);
+}
+
+/** The MissingColumnError of a CSV file: the columns found, and the delimiter its header seems to use. */
+function missingCsvColumn(path: string, column: string, header: readonly string[], used: string): MissingColumnError {
+  const other = suspectedDelimiter(header, used);
+  return new MissingColumnError(
+    column,
+    describeFile(path),
+    header,
+    other === undefined ? undefined : { hint: `the header looks separated by ${describeDelimiter(other)}, not ${describeDelimiter(used)}`, delimiter: other },
+  );
 }
 
 /** A batch is cut early when a string column holds this many bytes (Utf8 offsets are Int32). */
@@ -62,6 +108,10 @@ type ParsedRecord = string[];
  */
 const PARSE_OPTIONS = { bom: true, skip_empty_lines: false, relax_column_count: true } as const;
 
+function parseOptions(delimiter: string) {
+  return { ...PARSE_OPTIONS, delimiter };
+}
+
 function isBlank(record: readonly string[]): boolean {
   return record.length === 1 && record[0] === "";
 }
@@ -72,27 +122,57 @@ function isBlank(record: readonly string[]): boolean {
  * reader counts records and, only on an error path, re-parses the file up
  * to the offending record to recover its line number.
  */
-async function lineOfRecord(path: string, index: number): Promise<number | undefined> {
+async function lineOfRecord(path: string, index: number, delimiter: string): Promise<number | undefined> {
+  return lineWhere(path, delimiter, (_record, n) => n === index);
+}
+
+/**
+ * The physical line of data row `row` of a CSV file (0 = the first row after
+ * the header, blank lines skipped as the reader skips them), for messages
+ * about a value found in a table read from it; undefined when the file has
+ * fewer rows or cannot be read.
+ */
+export async function csvLineOfRow(path: string, row: number, options: { delimiter?: string } = {}): Promise<number | undefined> {
+  const delimiter = checkCsvDelimiter(options.delimiter);
+  let header = -1; // record index of the header, once seen
+  let fields = 0;
+  let rows = 0;
+  return lineWhere(path, delimiter, (record, n) => {
+    if (header < 0) {
+      if (isBlank(record)) return false;
+      header = n;
+      fields = record.length;
+      return false;
+    }
+    if (fields > 1 && isBlank(record)) return false;
+    return rows++ === row;
+  });
+}
+
+/** The line on which the first record for which `stop(record, index)` holds ends. */
+async function lineWhere(path: string, delimiter: string, stop: (record: string[], index: number) => boolean): Promise<number | undefined> {
   let handle: FileHandle | undefined;
   try {
     handle = await openForRead(path);
     const stream = handle.createReadStream({ autoClose: false });
-    const parser = parse({ ...PARSE_OPTIONS, info: true });
+    const parser = parse({ ...parseOptions(delimiter), info: true });
     stream.on("error", (err) => parser.destroy(err));
     stream.pipe(parser);
     let n = 0;
     let line: number | undefined;
     try {
-      for await (const r of parser as AsyncIterable<{ info: { lines: number } }>) {
-        line = r.info.lines;
-        if (n++ === index) break;
+      for await (const r of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+        if (stop(r.record, n++)) {
+          line = r.info.lines;
+          break;
+        }
       }
     } finally {
       stream.unpipe(parser);
       stream.destroy();
       parser.destroy();
     }
-    return n > index ? line : undefined;
+    return line;
   } catch {
     return undefined;
   } finally {
@@ -200,9 +280,10 @@ function appendFloat64(b: Float64Builder, field: string): boolean {
  */
 export async function openCsvSource(path: string, options: CsvReadOptions): Promise<BatchSource> {
   const { batchSize } = options;
+  const delimiter = checkCsvDelimiter(options.delimiter);
   const handle = await openForRead(path);
   const stream = handle.createReadStream({ autoClose: true });
-  const parser = parse(PARSE_OPTIONS);
+  const parser = parse(parseOptions(delimiter));
   stream.on("error", (err) => parser.destroy(err));
   stream.pipe(parser);
   const records = parser[Symbol.asyncIterator]() as AsyncIterator<ParsedRecord>;
@@ -232,14 +313,14 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
       const name = header[i] ?? "";
       const prev = seen.get(name);
       if (prev !== undefined) {
-        const line = await lineOfRecord(path, headerIndex);
+        const line = await lineOfRecord(path, headerIndex, delimiter);
         throw new MalformedCsvError(`${describeFile(path)}: duplicate column name in header (columns ${prev + 1} and ${i + 1})`, line);
       }
       seen.set(name, i);
     }
     const types = options.columnTypes ?? {};
     for (const [name, type] of Object.entries(types)) {
-      if (!seen.has(name)) throw new MissingColumnError(name, describeFile(path));
+      if (!seen.has(name)) throw missingCsvColumn(path, name, header, delimiter);
       if (type !== "string" && type !== "int64" && type !== "float64") {
         throw new InvalidArgumentError(`columnTypes["${name}"]: unknown type (expected "string", "int64" or "float64")`);
       }
@@ -247,7 +328,7 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
     if (options.columns !== undefined) {
       selected = options.columns.map((name) => {
         const i = seen.get(name);
-        if (i === undefined) throw new MissingColumnError(name, describeFile(path));
+        if (i === undefined) throw missingCsvColumn(path, name, header, delimiter);
         return i;
       });
     } else {
@@ -288,7 +369,7 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
         recordIndex++;
         if (fieldCount > 1 && isBlank(record)) continue;
         if (record.length !== fieldCount) {
-          const line = await lineOfRecord(path, recordIndex);
+          const line = await lineOfRecord(path, recordIndex, delimiter);
           throw new MalformedCsvError(`${describeFile(path)}: expected ${fieldCount} fields, found ${record.length}`, line);
         }
         let cut = false;
@@ -301,8 +382,13 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
             if (b.byteLength > MAX_BATCH_STRING_BYTES) cut = true;
           } else if (b.kind === "int64" ? !appendInt64(b, field) : !appendFloat64(b, field)) {
             const column = names[selected[j] ?? 0] ?? "";
-            const line = await lineOfRecord(path, recordIndex);
-            throw new MalformedCsvError(`${describeFile(path)}: column "${column}" is not a valid ${b.kind}`, line);
+            const line = await lineOfRecord(path, recordIndex, delimiter);
+            const decimals = b.kind === "int64" && field.includes(".") && FLOAT_RE.test(trimIfPadded(field));
+            throw new MalformedCsvError(
+              `${describeFile(path)}: column "${column}" is not a valid ${b.kind}${decimals ? " (it has decimals)" : ""}`,
+              line,
+              decimals ? { column, problem: CsvProblem.Decimals } : { column },
+            );
           }
         }
         rows++;
@@ -384,7 +470,7 @@ async function writeString(handle: FileHandle, path: string, s: string): Promise
       off += bytesWritten;
     }
   } catch (err) {
-    throw new UnreadableFileError(`cannot write ${describeFile(path)}`, { cause: err });
+    throw new UnwritableFileError(`cannot write ${describeFile(path)}`, { cause: err });
   }
 }
 
@@ -395,7 +481,7 @@ async function writeString(handle: FileHandle, path: string, s: string): Promise
  * dates and timestamps as ISO 8601, binary as base64; nested types are refused.
  *
  * @throws UnsupportedTypeError for a column type CSV cannot hold.
- * @throws UnreadableFileError when the file cannot be opened or written.
+ * @throws UnwritableFileError when the file cannot be opened or written.
  * @throws InvalidArgumentError when batches disagree on their columns, or nothing is given.
  */
 export async function writeCsv(path: string, input: BatchInput): Promise<void> {

@@ -6,7 +6,7 @@
 import { constants as fsConstants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename, extname } from "node:path";
-import { UnreadableFileError, UnsupportedFormatError } from "../errors.js";
+import { UnreadableFileError, UnsupportedFormatError, UnwritableFileError } from "../errors.js";
 
 /** The formats the column layer knows, as an `as const` object with a derived union. */
 export const FileFormat = {
@@ -37,7 +37,7 @@ export function formatFromPath(path: string): FileFormat {
   const format = BY_EXTENSION[ext];
   if (format === undefined) {
     throw new UnsupportedFormatError(
-      `${describeFile(path)}: unsupported file extension "${ext || "(none)"}" (expected .arrow, .feather, .ipc, .arrows, .csv or .parquet)`,
+      `${describeFile(path)}: unsupported file extension "${ext || "(none)"}" (files are read and written as .arrow, .feather, .ipc, .arrows, .csv or .parquet)`,
     );
   }
   return format;
@@ -86,7 +86,7 @@ export async function openForRead(path: string): Promise<FileHandle> {
 
 /**
  * Opens (creating or truncating) a file for writing, mode 0600.
- * @throws UnreadableFileError naming the base name and the OS code.
+ * @throws UnwritableFileError naming the base name and the OS code.
  */
 export async function openForWrite(path: string): Promise<FileHandle> {
   const posix = process.platform !== "win32";
@@ -96,15 +96,15 @@ export async function openForWrite(path: string): Promise<FileHandle> {
     // followed (another user's link in a shared folder would send the rows into a file it can read).
     handle = await open(path, posix ? fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW : "w", 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw new UnreadableFileError(`${describeFile(path)}: is a symbolic link; write to a file of your own instead`);
-    throw fileError(path, "open for writing", err);
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw new UnwritableFileError(`${describeFile(path)}: is a symbolic link; write to a file of your own instead`);
+    throw new UnwritableFileError(`cannot open ${describeFile(path)} for writing: ${osCode(err) ?? "unknown reason"}`, { cause: err });
   }
   if (posix) {
     const uid = process.getuid?.();
     const st = await handle.stat();
     if (uid !== undefined && st.uid !== uid) {
       await closeQuietly(handle);
-      throw new UnreadableFileError(`${describeFile(path)}: belongs to another user, who could read what is written to it; write to a file of your own instead`);
+      throw new UnwritableFileError(`${describeFile(path)}: belongs to another user, who could read what is written to it; write to a file of your own instead`);
     }
     // An existing file of ours is made private too.
     await handle.chmod(0o600);
@@ -133,11 +133,11 @@ export async function readAt(handle: FileHandle, position: number, length: numbe
   return got === length ? buf : buf.subarray(0, got);
 }
 
-/** Closes a file that was written; a failure to flush is an UnreadableFileError naming the file. */
+/** Closes a file that was written; a failure to flush is an UnwritableFileError naming the file. */
 export async function closeAfterWrite(handle: FileHandle, path: string): Promise<void> {
   try {
     await handle.close();
   } catch (err) {
-    throw new UnreadableFileError(`cannot write ${describeFile(path)}`, { cause: err });
+    throw new UnwritableFileError(`cannot write ${describeFile(path)}`, { cause: err });
   }
 }

@@ -19,7 +19,7 @@ import {
   util,
   type Schema,
 } from "apache-arrow";
-import { InvalidArgumentError, UmbraError, UnreadableFileError } from "../errors.js";
+import { InvalidArgumentError, UmbraError, UnreadableFileError, UnwritableFileError } from "../errors.js";
 import { closeAfterWrite, closeQuietly, describeFile, openForRead, openForWrite, readAt } from "./files.js";
 import { projectBatch, projectSchema, type BatchSource, type BatchInput } from "./source.js";
 
@@ -231,7 +231,7 @@ class ChunkDrain {
     try {
       await writeFully(this.handle, chunks);
     } catch (err) {
-      throw new UnreadableFileError(`cannot write ${describeFile(this.path)}`, { cause: err });
+      throw new UnwritableFileError(`cannot write ${describeFile(this.path)}`, { cause: err });
     }
   }
 }

@@ -73,7 +73,7 @@ export function resolveKeyColumns(schema: Schema, columns: readonly string[], so
   return columns.map((name) => {
     const i = schema.fields.findIndex((f) => f.name === name);
     const field = schema.fields[i];
-    if (field === undefined) throw new MissingColumnError(name, source);
+    if (field === undefined) throw new MissingColumnError(name, source, schema.fields.map((f) => f.name));
     if (!isKeyType(field.type)) {
       throw new UnsupportedTypeError(`key column "${name}" in ${source} has type ${String(field.type)}; keys must be strings or integers`);
     }

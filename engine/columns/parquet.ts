@@ -1,5 +1,5 @@
 /**
- * Parquet in, batch by batch (reading only; the engine does not write Parquet).
+ * Parquet in, batch by batch (writing: parquet-write.ts).
  *
  * The file is read through an AsyncBuffer over a file handle, so hyparquet
  * fetches only the footer and then the byte ranges of the column chunks it
@@ -275,7 +275,7 @@ export async function openParquetSource(path: string, options: { batchSize: numb
     if (options.columns !== undefined) {
       nodes = options.columns.map((name) => {
         const node = children.find((c) => c.element.name === name);
-        if (node === undefined) throw new MissingColumnError(name, source);
+        if (node === undefined) throw new MissingColumnError(name, source, children.map((c) => c.element.name));
         return node;
       });
     } else nodes = children;

@@ -36,6 +36,8 @@ export interface ReadOptions {
   readonly columnTypes?: Readonly<Record<string, CsvColumnType>>;
   /** Read only these columns, in this order (all columns by default). */
   readonly columns?: readonly string[];
+  /** CSV only (other formats ignore it): the field delimiter, one character (default ","). */
+  readonly delimiter?: string;
 }
 
 /** Options of {@link readTable}: those of the readers, and type inference. */
@@ -96,7 +98,7 @@ export async function openBatches(path: string, options: ReadOptions = {}): Prom
     case FileFormat.ArrowStream:
       return openIpcSource(path, options.columns);
     case FileFormat.Csv:
-      return openCsvSource(path, { batchSize, columnTypes: options.columnTypes, columns: options.columns });
+      return openCsvSource(path, { batchSize, columnTypes: options.columnTypes, columns: options.columns, delimiter: options.delimiter });
     case FileFormat.Parquet:
       return openParquetSource(path, { batchSize, columns: options.columns });
   }

@@ -25,7 +25,7 @@ export function projectSchema(schema: Schema, columns: readonly string[] | undef
   if (columns === undefined) return schema;
   const fields = columns.map((name) => {
     const field = schema.fields.find((f) => f.name === name);
-    if (field === undefined) throw new MissingColumnError(name, source);
+    if (field === undefined) throw new MissingColumnError(name, source, schema.fields.map((f) => f.name));
     return field;
   });
   return new Schema(fields, schema.metadata);

@@ -7,6 +7,7 @@
  * holds counts, byte sizes, times, file names and column names only; the
  * aggregates go to --out alone.
  */
+import { basename } from "node:path";
 import type { Table } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
@@ -15,6 +16,8 @@ import { faResultTable, runFederatedAggregate, type AggregateSpec, type FaRunRes
 import { AGGREGATE_DEFAULT_MAX_ABS } from "../jobs/aggregate-job.js";
 import { faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
+import { explainReadError, noteScan, rowsOutsideCategories, scanValueColumn, type InputFile } from "./data-checks.js";
+import { JSON_USAGE_NOTE, Report } from "./report.js";
 import {
   checkOutput,
   count,
@@ -42,10 +45,10 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--approximate] [--quiet]
+      [--approximate] [--delimiter C] [--json] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
-                 writes one row per cell (category) to --out (.csv/.arrow);
+                 writes one row per cell (category) to --out (.csv/.arrow/.parquet);
                  cells whose total count is below K are written with
                  suppressed=true and null values (K default ${DEFAULT_MIN_GROUP_SIZE}); var/stddev are
                  sample statistics; histogram bins are [Ei, Ei+1), the last
@@ -56,7 +59,16 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  result gets a bound_<name> column, counts are exact only
                  when their bound is below 0.5, and a provider's vector is
                  hidden only statistically (~20 bits per slot) — see
-                 docs/protocols/federated-aggregate.md
+                 docs/protocols/federated-aggregate.md.
+                 Nulls: a row with no value in an aggregated (or the histogram)
+                 column is skipped, as SQL skips nulls — out of its cell's
+                 count too (AVG divides by it); a note says how many. Rows whose
+                 --group-by value is not in --categories are in no cell (a note
+                 counts them); values with more decimals than --scale are
+                 rounded (a warning counts them). --delimiter sets the CSV
+                 inputs' field delimiter (default ","; "tab" for a tab);
+                 ${JSON_USAGE_NOTE}
+                 (aggregate: "cells", "suppressed", "k", "rowsPerProvider", "bytes")
 `;
 
 /** The options that describe a federated computation: `umbra aggregate` and `umbra job submit --protocol federated-aggregate` share them. */
@@ -76,6 +88,8 @@ const AGGREGATE_OPTIONS: OptionSpec = {
   "--provider": "string",
   ...COMPUTATION_OPTIONS,
   "--out": "string",
+  "--delimiter": "string",
+  "--json": "flag",
   "--quiet": "flag",
 };
 
@@ -221,11 +235,15 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const scale = c.scale ?? 0;
   const maxAbsValue = c.maxAbsValue?.value ?? AGGREGATE_DEFAULT_MAX_ABS;
   checkOutput(out, providerPaths, usage);
+  const delimiter = o.delimiter();
 
   const quiet = o.has("--quiet");
+  const report = new Report(io, o.has("--json"), quiet);
   const approximate = c.approximate === true;
   const progress = createProgress({ quiet });
-  if (c.maxAbsValue === undefined && !quiet) io.err(`umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40`);
+  const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
+  if (c.maxAbsValue === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  const rule = { boundText: c.maxAbsValue?.text, bound: maxAbsValue, scale, approximate };
   const t0 = performance.now();
   let run: FaRunResult;
   let protocolMs: number;
@@ -235,8 +253,27 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
     for (let i = 0; i < providerPaths.length; i++) {
       const path = providerPaths[i] as string;
       progress.onProgress("read providers", i, providerPaths.length);
-      const { table, columns } = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale, approximate });
-      requireColumns(table, columns, `provider ${i}`, path);
+      const file: InputFile = { role: `provider ${i + 1}`, path, delimiter };
+      let read: { table: Table; columns: string[] };
+      try {
+        read = await readAggregateInput(path, { aggregates, ...(groupBy ? { groupBy } : {}), ...(histogram ? { histogram } : {}), scale, approximate }, { delimiter });
+      } catch (err) {
+        throw explainReadError(err, file);
+      }
+      const { table, columns } = read;
+      requireColumns(table, columns, file.role, path);
+      for (const column of valueColumns) {
+        const scan = await scanValueColumn(table, column, file, rule);
+        noteScan(report, column, file, scan, "those rows are skipped (out of every aggregate of their cell, count included)");
+      }
+      if (histogram && !valueColumns.includes(histogram.column)) {
+        const scan = await scanValueColumn(table, histogram.column, file, { ...rule, bound: Number.MAX_VALUE, boundText: "", approximate: true });
+        noteScan(report, histogram.column, file, { ...scan, rounded: 0 }, "those rows are skipped (out of every aggregate of their cell, count included)");
+      }
+      if (groupBy) {
+        const outside = rowsOutsideCategories(table, groupBy.column, groupBy.categories);
+        if (outside > 0) report.note(`${count(outside)} row(s) of provider ${i + 1} file "${basename(path)}" have a --group-by "${groupBy.column}" value not in --categories (or none): they are in no cell`);
+      }
       tables.push(table);
       rows.push(table.numRows);
     }
@@ -268,11 +305,23 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const sent = run.stats.bytesSent;
   const total = Object.values(sent).reduce((s, b) => s + b, 0);
   const providerBytes = Object.entries(sent).reduce((s, [role, b]) => (role.startsWith("provider-") ? s + b : s), 0);
-  io.out(
-    `cells written: ${count(cells)} (suppressed: ${count(suppressed)}, k = ${count(minGroupSize)}) to ${out}; ` +
-      `providers: ${providerPaths.length}, rows per provider: ${rows.map(count).join(" / ")}; ` +
-      `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}, providers ${count(providerBytes)}); ` +
-      `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+  report.finish(
+    [
+      `cells written: ${count(cells)} (suppressed: ${count(suppressed)}, k = ${count(minGroupSize)}) to ${out}; ` +
+        `providers: ${providerPaths.length}, rows per provider: ${rows.map(count).join(" / ")}; ` +
+        `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}, providers ${count(providerBytes)}); ` +
+        `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+    ],
+    {
+      command: "aggregate",
+      cells,
+      suppressed,
+      k: minGroupSize,
+      rowsPerProvider: rows,
+      bytes: { total, buyer: sent["buyer"] ?? 0, exchange: sent["exchange"] ?? 0, providers: providerBytes },
+      out,
+      seconds: (performance.now() - t0) / 1000,
+    },
   );
   return 0;
 }

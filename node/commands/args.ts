@@ -3,11 +3,12 @@
  * errors, output checks and summary formatting. Nothing here prints a key or
  * a cell value.
  */
-import { basename, resolve as resolvePath } from "node:path";
+import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { basename, dirname, resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 import type { Table } from "apache-arrow";
-import { FileFormat, formatFromPath, type KeyOptions } from "../../engine/columns/index.js";
-import { MissingColumnError, UnsupportedFormatError } from "../../engine/errors.js";
+import { checkCsvDelimiter, describeDelimiter, formatFromPath, type FileFormat, type KeyOptions } from "../../engine/columns/index.js";
+import { MissingColumnError, UnwritableFileError } from "../../engine/errors.js";
 import { maxAbsValueFromText } from "../jobs/aggregate-job.js";
 
 /** A command line that does not make sense: exit code 2 and the usage text. */
@@ -63,13 +64,30 @@ export class Options {
     return this.list(name) as string[];
   }
 
-  /** A non-negative integer no larger than `max`. */
-  integer(name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  /** An integer from `min` (default 0) to `max`. */
+  integer(name: string, max = Number.MAX_SAFE_INTEGER, min = 0): number | undefined {
     const v = this.values.get(name);
     if (v === undefined) return undefined;
-    const n = /^\d+$/.test(v) ? Number(v) : NaN;
-    if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`${name} needs an integer from 0 to ${max}`, this.usage);
+    const n = /^-?\d+$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n > max || n < min) {
+      throw new UsageError(max === Number.MAX_SAFE_INTEGER ? `${name} needs an integer of at least ${min}` : `${name} needs an integer from ${min} to ${max}`, this.usage);
+    }
     return n;
+  }
+
+  /**
+   * The CSV field delimiter (--delimiter): one character; "\t" or "tab"
+   * for a tab. Undefined when not given (the reader's default, a comma).
+   */
+  delimiter(): string | undefined {
+    const v = this.values.get("--delimiter");
+    if (v === undefined) return undefined;
+    const d = v === "\\t" || v.toLowerCase() === "tab" ? "\t" : v;
+    try {
+      return checkCsvDelimiter(d);
+    } catch {
+      throw new UsageError('--delimiter needs one character other than a quote (e.g. ";", "|" or tab)', this.usage);
+    }
   }
 
   /** The key normalisation asked for by --digits-only / --case-fold (default trim + NFC). */
@@ -110,12 +128,35 @@ function parseArgsMessage(err: unknown, spec: OptionSpec): string {
 }
 
 /**
+ * `--name -3` as `--name=-3` for an option that takes a value (parseArgs
+ * takes "-3" for an option otherwise), so that a negative number reaches
+ * the option's own check and its message.
+ */
+function withNegativeValues(args: readonly string[], spec: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    const next = args[i + 1];
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (spec[a] === "string" && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/**
  * Parses `--name VALUE`, `--name=VALUE` and `--flag` against `spec` with
  * node:util's parseArgs (strict: unknown options and positionals refused).
  * Returns undefined when --help / -h was given (the caller prints the usage).
  * @throws UsageError for an unknown option, a missing value, a repeated option or a positional argument.
  */
 export function parseOptions(args: readonly string[], spec: OptionSpec, usage: string): Options | undefined {
+  args = withNegativeValues(args, spec);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = { help: { type: "boolean", short: "h" } };
   for (const [name, kind] of Object.entries(spec)) options[name.replace(/^--/, "")] = { type: kind === "flag" ? "boolean" : "string" };
   let parsed: ReturnType<typeof parseArgs>;
@@ -174,10 +215,8 @@ export function takeRepeated(args: readonly string[], name: string, usage: strin
  * undefined when not given.
  * @throws UsageError for anything else.
  */
-export function minGroupSizeOption(o: Options, usage: string): number | undefined {
-  const k = o.integer("--min-group-size");
-  if (k !== undefined && k < 1) throw new UsageError("--min-group-size needs an integer of at least 1", usage);
-  return k;
+export function minGroupSizeOption(o: Options, _usage: string): number | undefined {
+  return o.integer("--min-group-size", Number.MAX_SAFE_INTEGER, 1);
 }
 
 /** A value bound as given (the decimal text) and its value: an integer as a bigint (exact), a fraction as a number. */
@@ -200,21 +239,63 @@ export function maxAbsValueOption(o: Options, usage: string): MaxAbsValue | unde
   return { text, value };
 }
 
-/** Checks that an output path has a format the engine writes (not Parquet) and is not one of the inputs. */
+/**
+ * Checks an output path before any work: a format the engine writes, not
+ * one of the inputs, its folder present and writable, and the path not a
+ * folder. Errors quote the path as given.
+ * @throws UnsupportedFormatError for an extension the engine does not write.
+ * @throws UnwritableFileError (UMBRA_UNWRITABLE_FILE) for a path that cannot be written.
+ */
 export function checkOutput(out: string, inputs: readonly (string | undefined)[], usage: string): FileFormat {
   const format = formatFromPath(out);
-  if (format === FileFormat.Parquet) {
-    throw new UnsupportedFormatError(`file "${basename(out)}": writing Parquet is not supported (write .arrow, .arrows or .csv)`);
-  }
   const target = resolvePath(out);
   if (inputs.some((p) => p !== undefined && resolvePath(p) === target)) throw new UsageError("--out must not be one of the input files", usage);
+  const folder = dirname(target);
+  const given = JSON.stringify(out);
+  const code = (err: unknown): string => String((err as { code?: unknown }).code ?? "unknown reason");
+  try {
+    if (!statSync(folder).isDirectory()) throw new UnwritableFileError(`cannot write --out ${given}: ${JSON.stringify(dirname(out))} is not a folder`);
+  } catch (err) {
+    if (err instanceof UnwritableFileError) throw err;
+    throw new UnwritableFileError(`cannot write --out ${given}: its folder ${JSON.stringify(dirname(out))} does not exist (${code(err)}); create it first or choose another path`);
+  }
+  try {
+    accessSync(folder, fsConstants.W_OK);
+  } catch (err) {
+    throw new UnwritableFileError(`cannot write --out ${given}: its folder ${JSON.stringify(dirname(out))} is not writable (${code(err)})`);
+  }
+  let existing;
+  try {
+    existing = statSync(target);
+  } catch {
+    return format; // a new file in a writable folder
+  }
+  if (existing.isDirectory()) throw new UnwritableFileError(`cannot write --out ${given}: it is a folder; give a file name`);
+  try {
+    accessSync(target, fsConstants.W_OK);
+  } catch (err) {
+    throw new UnwritableFileError(`cannot write --out ${given}: the file exists and is not writable (${code(err)})`);
+  }
   return format;
 }
 
-/** Throws MissingColumnError naming the first of `columns` absent from `table`. */
+/**
+ * Throws MissingColumnError naming the first of `columns` absent from
+ * `table`, with the columns it has (names, never values).
+ */
 export function requireColumns(table: Table, columns: readonly string[], role: string, path: string): void {
-  const names = new Set(table.schema.fields.map((f) => f.name));
-  for (const c of columns) if (!names.has(c)) throw new MissingColumnError(c, `${role} file "${basename(path)}"`);
+  const names = table.schema.fields.map((f) => f.name);
+  for (const c of columns) if (!names.includes(c)) throw withDelimiterHint(new MissingColumnError(c, `${role} file "${basename(path)}"`, names));
+}
+
+/** A MissingColumnError from a CSV header that seems to use another delimiter, with --delimiter to give; other errors as they are. */
+export function withDelimiterHint(err: unknown): unknown {
+  if (!(err instanceof MissingColumnError)) return err;
+  const found = err.found;
+  const other = err.delimiter ?? (found?.length === 1 ? [";", "\t", "|"].find((d) => (found[0] ?? "").includes(d)) : undefined);
+  if (other === undefined) return err;
+  const flag = other === "\t" ? "--delimiter tab" : `--delimiter '${other}'`;
+  return new MissingColumnError(err.column, err.source, found, { hint: `the header looks separated by ${describeDelimiter(other)}: give ${flag}`, delimiter: other });
 }
 
 const nf = new Intl.NumberFormat("en-US");

@@ -14,7 +14,7 @@
  * names only; the aggregates go to --out alone.
  */
 import type { Table } from "apache-arrow";
-import { FileFormat, formatFromPath, readTable, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
+import { FileFormat, formatFromPath, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { closePool } from "../../engine/pool/index.js";
@@ -23,23 +23,35 @@ import { createProgress } from "../progress.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, parseAggList } from "./aggregate.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { withExactSums } from "../jobs/exact-sums.js";
+import { noteScan, readInput, scanValueColumn, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FILE --key COL[,COL...]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--buyer-key COL[,COL...]] [--provider-key COL[,COL...]] [--group-by COL]
       [--min-group-size K] [--max-abs-value X] [--scale S]
-      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--quiet]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold]
+      [--delimiter C] [--json] [--quiet]
                  secure join + aggregate: COUNT/SUM/AVG/VAR/STDDEV of the
                  provider's columns over the rows of buyer JOIN provider on the
                  key, per value of the buyer's --group-by column; writes one
-                 row per group (.csv/.arrow: the group column, count, sum_COL,
+                 row per group (.csv/.arrow/.parquet: the group column, count, sum_COL,
                  avg_COL, var_COL, stddev_COL), groups with fewer than K
                  matched keys or K joined rows left out (K default ${DEFAULT_MIN_GROUP_SIZE});
                  --buyer-key / --provider-key name the key columns of one side
                  when they differ (--key then may be omitted); var/stddev are
                  sample statistics; --max-abs-value bounds |value| of every
                  aggregated column (default 2^40), --scale keeps S decimal
-                 digits (default 0: integer columns)
+                 digits (default 0: integer columns).
+                 Nulls: a provider row with no value in an aggregated column is
+                 skipped by that column's SUM/AVG/VAR/STDDEV, as SQL skips
+                 nulls (count still counts the joined row); a note says how
+                 many. Values with more decimals than --scale are rounded (a
+                 warning counts them); a file with no rows or a key column
+                 blank in every row gets a warning. --delimiter sets the CSV
+                 inputs' field delimiter (default ","; "tab" for a tab);
+                 ${JSON_USAGE_NOTE}
+                 (join-aggregate: "groups", "suppressed", "k", "rows", "bytes")
 `;
 
 const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;
@@ -59,6 +71,8 @@ const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
   "--out": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
+  "--delimiter": "string",
+  "--json": "flag",
   "--quiet": "flag",
 };
 
@@ -108,6 +122,9 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const group: GroupId = groupName;
   checkOutput(out, [buyerPath, providerPath], USAGE);
   const keyOptions = o.keyOptions();
+  const delimiter = o.delimiter();
+  const buyerFile: InputFile = { role: "buyer", path: buyerPath, delimiter };
+  const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
 
   // What each file must hold; a CSV parses the aggregated columns as numbers.
   const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
@@ -119,7 +136,8 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const providerCsv = formatFromPath(providerPath) === FileFormat.Csv;
 
   const quiet = o.has("--quiet");
-  if (maxAbs === undefined && !quiet && valueColumns.length > 0) io.err("umbra: note: --max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  const report = new Report(io, o.has("--json"), quiet);
+  if (maxAbs === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
   const progress = createProgress({ quiet });
   const t0 = performance.now();
   let run: JaRunResult;
@@ -128,11 +146,18 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   try {
     progress.onProgress("read files", 0, 2);
     const [buyer, provider] = await Promise.all([
-      readTable(buyerPath, { columns: buyerColumns }),
-      readTable(providerPath, { columns: providerColumns, ...(providerCsv && valueColumns.length > 0 ? { columnTypes } : {}) }),
+      readInput(buyerFile, { columns: buyerColumns }),
+      readInput(providerFile, { columns: providerColumns, ...(providerCsv && valueColumns.length > 0 ? { columnTypes } : {}) }),
     ]);
     requireColumns(buyer, buyerColumns, "buyer", buyerPath);
     requireColumns(provider, providerColumns, "provider", providerPath);
+    warnUnmatchable(report, buyer, keys.buyer, buyerFile);
+    warnUnmatchable(report, provider, keys.provider, providerFile);
+    const rule = { boundText: maxAbs?.text, bound: maxAbsValue, scale, approximate: false };
+    for (const column of valueColumns) {
+      const scan = await scanValueColumn(provider, column, providerFile, rule);
+      noteScan(report, column, providerFile, scan, `SUM/AVG/VAR/STDDEV of "${column}" skip those rows, as SQL skips nulls (count still counts them)`);
+    }
     rows = { buyer: buyer.numRows, provider: provider.numRows };
     progress.onProgress("read files", 2, 2);
     const t1 = performance.now();
@@ -155,11 +180,23 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   await writeTable(out, exactSums(run, aggregates));
   const sent = run.stats.bytesSent;
   const total = Object.values(sent).reduce((s, b) => s + b, 0);
-  io.out(
-    `groups written: ${count(run.table.numRows)} (suppressed: ${count(run.suppressedGroups)}, k = ${count(minGroupSize)}) to ${out}; ` +
-      `rows: buyer ${count(rows.buyer)}, provider ${count(rows.provider)}; ` +
-      `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, provider ${count(sent["provider"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}); ` +
-      `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+  report.finish(
+    [
+      `groups written: ${count(run.table.numRows)} (suppressed: ${count(run.suppressedGroups)}, k = ${count(minGroupSize)}) to ${out}; ` +
+        `rows: buyer ${count(rows.buyer)}, provider ${count(rows.provider)}; ` +
+        `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, provider ${count(sent["provider"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}); ` +
+        `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+    ],
+    {
+      command: "join-aggregate",
+      groups: run.table.numRows,
+      suppressed: run.suppressedGroups,
+      k: minGroupSize,
+      rows,
+      bytes: { total, buyer: sent["buyer"] ?? 0, provider: sent["provider"] ?? 0, exchange: sent["exchange"] ?? 0 },
+      out,
+      seconds: (performance.now() - t0) / 1000,
+    },
   );
   return 0;
 }

@@ -15,29 +15,40 @@
 import { randomBytes } from "node:crypto";
 import { open, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
-import { RecordBatch, Schema, Table } from "apache-arrow";
-import { FileFormat, openBatches, readTable, writeArrowIPC, writeTable, type KeyOptions } from "../../engine/columns/index.js";
+import { Field, RecordBatch, Schema, Table } from "apache-arrow";
+import { FileFormat, openBatches, writeArrowIPC, writeTable, type KeyOptions } from "../../engine/columns/index.js";
 import { InvalidArgumentError, InvalidInputError, UmbraError, UnreadableFileError, UnsupportedFormatError } from "../../engine/errors.js";
 import { closePool, getPool } from "../../engine/pool/index.js";
 import { lookupKeyPair, preparedTableInfo, prepareLookupTable, runLookup } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+import { readInput, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 export const LOOKUP_USAGE = `  lookup --buyer FILE --provider FILE --columns C1[,C2...] --key COL[,COL...] --out FILE
-      [--product NAME] [--product-version N] [--budget N]
-      [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N] [--prefix P]
+      [--digits-only] [--case-fold] [--delimiter C] [--json] [--quiet]
                  enrich the buyer's rows with the provider's columns (a left join:
                  null where no match), the provider's table prepared in memory
-                 under a fresh key (product "local", product version 1 by default)
+                 under a fresh key (product "local", product version 1 by default);
+                 --prefix P names the provider's columns P<column> in the output
+                 (needed when the buyer has a column of the same name)
   lookup --buyer FILE --prepared FILE --seed-file FILE --key COL[,COL...] --out FILE
-      [--product NAME] [--product-version N] [--budget N]
-      [--digits-only] [--case-fold] [--quiet]
+      [--product NAME] [--product-version N] [--budget N] [--prefix P]
+      [--digits-only] [--case-fold] [--delimiter C] [--json] [--quiet]
                  the same against a table made by "lookup prepare"
   lookup prepare --provider FILE --key COL[,COL...] --columns C1[,C2...] --product NAME
       --product-version N --seed-file FILE --out PREPARED.arrow
-      [--digits-only] [--case-fold] [--quiet]
+      [--digits-only] [--case-fold] [--delimiter C] [--quiet]
                  seal the provider's columns under the product key derived from a
                  32-byte seed file (created, mode 0600, if missing); Arrow IPC out
+
+                 --delimiter sets the CSV inputs' field delimiter (default ",";
+                 "tab" for a tab); a buyer file with no rows or a key column
+                 blank in every row gets a warning;
+                 ${JSON_USAGE_NOTE}
+                 (lookup: "buyerRows", "matchedRows", "rows", "preparedRows",
+                 "buyerDistinctKeys", "bytes")
 `;
 
 const USAGE = `Usage:\n${LOOKUP_USAGE}`;
@@ -58,6 +69,7 @@ const PREPARE_OPTIONS: OptionSpec = {
   "--out": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
+  "--delimiter": "string",
   "--quiet": "flag",
 };
 
@@ -72,8 +84,11 @@ const LOOKUP_OPTIONS: OptionSpec = {
   "--product": "string",
   "--product-version": "string",
   "--budget": "string",
+  "--prefix": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
+  "--delimiter": "string",
+  "--json": "flag",
   "--quiet": "flag",
 };
 
@@ -93,6 +108,10 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
   const wantProduct = o.get("--product");
   const wantVersion = o.integer("--product-version", MAX_VERSION);
   const normalise = o.keyOptions();
+  const prefix = o.get("--prefix") ?? "";
+  const delimiter = o.delimiter();
+  const report = new Report(io, o.has("--json"), o.has("--quiet"));
+  const buyerFile: InputFile = { role: "buyer", path: buyerPath, delimiter };
   let providerPath: string | undefined;
   let labels: string[] | undefined;
   let seedPath: string | undefined;
@@ -114,16 +133,20 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
   let lookupMs: number;
   let result: Awaited<ReturnType<typeof runLookup>>;
   let buyerRows: number;
+  let buyerNames: string[];
   try {
     let prepared: Table;
     let secretKey: Uint8Array;
     let buyer: Table;
     if (providerPath !== undefined && labels !== undefined) {
       const labelColumns = labels;
-      const [b, provider] = await Promise.all([readTable(buyerPath), readTable(providerPath, { columns: [...keys, ...labelColumns] })]);
+      const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
+      const [b, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: [...keys, ...labelColumns] })]);
       buyer = b;
       requireColumns(buyer, keys, "buyer", buyerPath);
-      checkNoClash(buyer, labelColumns);
+      warnUnmatchable(report, buyer, keys, buyerFile);
+      warnUnmatchable(report, provider, keys, providerFile);
+      checkNoClash(buyer, labelColumns, prefix);
       const product = wantProduct ?? "local";
       const version = wantVersion ?? 1;
       const t1 = performance.now();
@@ -142,10 +165,11 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       });
       prepareMs = performance.now() - t1;
     } else {
-      const [b, p] = await Promise.all([readTable(buyerPath), readTable(preparedPath as string)]);
+      const [b, p] = await Promise.all([readInput(buyerFile), readInput({ role: "prepared", path: preparedPath as string })]);
       buyer = b;
       prepared = p;
       requireColumns(buyer, keys, "buyer", buyerPath);
+      warnUnmatchable(report, buyer, keys, buyerFile);
       const info = preparedTableInfo(prepared);
       if (wantProduct !== undefined && wantProduct !== info.product) {
         throw new InvalidArgumentError(`the prepared table is for product "${info.product}", not "${wantProduct}"`);
@@ -153,15 +177,17 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       if (wantVersion !== undefined && wantVersion !== info.version) {
         throw new InvalidArgumentError(`the prepared table is for version ${info.version}, not ${wantVersion}`);
       }
-      checkNoClash(buyer, info.labelSchema.fields.map((f) => f.name));
-      checkPreparedKeys(prepared, keys, normalise, io);
+      checkNoClash(buyer, info.labelSchema.fields.map((f) => f.name), prefix);
+      checkPreparedKeys(prepared, keys, normalise, report);
       const { seed } = await loadSeed(seedPath as string, { create: false, io });
       secretKey = lookupKeyPair(seed, info.product, info.version).secretKey;
     }
     buyerRows = buyer.numRows;
+    buyerNames = buyer.schema.fields.map((f) => f.name);
     const t2 = performance.now();
     result = await runLookup({
-      buyer: { table: buyer, keys, normalise },
+      // With --prefix, the buyer's other columns run under placeholder names, so a name both sides use is no clash.
+      buyer: { table: prefix === "" ? buyer : renamed(buyer, (f, i) => (keys.includes(f.name) ? f.name : `\u0001buyer column ${i}`)), keys, normalise },
       provider: { prepared, secretKey, ...(budget !== undefined ? { budgetRemaining: budget } : {}) },
       onProgress: progress.onProgress,
     });
@@ -171,20 +197,34 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
     await closePool();
   }
 
-  await writeTable(out, result.table);
+  await writeTable(out, withPrefix(result.table, buyerNames, prefix));
   const s = result.stats;
-  io.out(
-    `buyer rows: ${count(buyerRows)}; matched rows: ${count(result.matchedRows)}; rows written: ${count(result.table.numRows)} to ${out}; ` +
-      `prepared rows: ${count(s.preparedRows)}; buyer distinct keys: ${count(s.queries)}; ` +
-      `bytes buyer->provider: ${count(s.bytesBuyerToProvider)}, provider->buyer: ${count(s.bytesProviderToBuyer)}; ` +
-      (budget !== undefined ? `budget remaining: ${count(s.budgetRemaining)}; ` : "") +
-      `lookup ${seconds(lookupMs)}; ` +
-      (prepareMs !== undefined ? `preparation ${seconds(prepareMs)}; ` : "preparation: prepared file; ") +
-      `total ${seconds(performance.now() - t0)}`,
-  );
   if (preparedPath !== undefined && result.matchedRows === 0 && buyerRows > 0) {
-    io.err("umbra: warning: no buyer row matched; check that --seed-file, --key and the key normalisation are those of the \"lookup prepare\" run");
+    report.warning("no buyer row matched; check that --seed-file, --key and the key normalisation are those of the \"lookup prepare\" run");
   }
+  report.finish(
+    [
+      `buyer rows: ${count(buyerRows)}; matched rows: ${count(result.matchedRows)}; rows written: ${count(result.table.numRows)} to ${out}; ` +
+        `prepared rows: ${count(s.preparedRows)}; buyer distinct keys: ${count(s.queries)}; ` +
+        `bytes buyer->provider: ${count(s.bytesBuyerToProvider)}, provider->buyer: ${count(s.bytesProviderToBuyer)}; ` +
+        (budget !== undefined ? `budget remaining: ${count(s.budgetRemaining)}; ` : "") +
+        `lookup ${seconds(lookupMs)}; ` +
+        (prepareMs !== undefined ? `preparation ${seconds(prepareMs)}; ` : "preparation: prepared file; ") +
+        `total ${seconds(performance.now() - t0)}`,
+    ],
+    {
+      command: "lookup",
+      buyerRows,
+      matchedRows: result.matchedRows,
+      rows: result.table.numRows,
+      preparedRows: s.preparedRows,
+      buyerDistinctKeys: s.queries,
+      bytes: { buyerToProvider: s.bytesBuyerToProvider, providerToBuyer: s.bytesProviderToBuyer },
+      ...(budget !== undefined ? { budgetRemaining: s.budgetRemaining } : {}),
+      out,
+      seconds: (performance.now() - t0) / 1000,
+    },
+  );
   return 0;
 }
 
@@ -210,6 +250,7 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
     throw new UnsupportedFormatError(`file "${basename(out)}": a prepared table is written as Arrow IPC (.arrow, .feather, .ipc or .arrows)`);
   }
   const normalise = o.keyOptions();
+  const delimiter = o.delimiter();
   // Checks the product name and version before any work.
   lookupKeyPair(new Uint8Array(SEED_BYTES), product, version);
 
@@ -218,7 +259,7 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
   let prepared: Table;
   let providerRows: number;
   try {
-    const provider = await readTable(providerPath, { columns: [...keys, ...labels] });
+    const provider = await readInput({ role: "provider", path: providerPath, delimiter }, { columns: [...keys, ...labels] });
     providerRows = provider.numRows;
     const { seed } = await loadSeed(seedPath, { create: true, io });
     const { secretKey } = lookupKeyPair(seed, product, version);
@@ -242,11 +283,25 @@ async function prepareCommand(args: readonly string[], io: CommandIO): Promise<n
 
 // ------------------------------------------------------------- helpers
 
-/** The output would hold a buyer column and a provider column of the same name. */
-function checkNoClash(buyer: Table, labels: readonly string[]): void {
+/** The output would hold a buyer column and a provider column (named with --prefix) of the same name. */
+function checkNoClash(buyer: Table, labels: readonly string[], prefix: string): void {
   const names = new Set(buyer.schema.fields.map((f) => f.name));
-  const clash = labels.find((c) => names.has(c));
-  if (clash !== undefined) throw new InvalidArgumentError(`column "${clash}" is both a buyer column and a provider column; rename one of them`);
+  const clash = labels.find((c) => names.has(`${prefix}${c}`));
+  if (clash === undefined) return;
+  const named = prefix === "" ? `column "${clash}" is both a buyer column and a provider column` : `the provider's column "${clash}" with --prefix is "${prefix}${clash}", a buyer column too`;
+  throw new InvalidArgumentError(`${named}; give --prefix P to name the provider's columns P<column> in the output (e.g. --prefix provider_)`);
+}
+
+/** The lookup's output with the buyer's columns under their names and the provider's (those after them) named `prefix` + name. */
+function withPrefix(table: Table, buyerNames: readonly string[], prefix: string): Table {
+  if (prefix === "") return table;
+  return renamed(table, (f, i) => (i < buyerNames.length ? (buyerNames[i] as string) : `${prefix}${f.name}`));
+}
+
+/** The table with its columns renamed (the batches re-labelled, not copied). */
+function renamed(table: Table, name: (f: Field, i: number) => string): Table {
+  const schema = new Schema(table.schema.fields.map((f, i) => new Field(name(f, i), f.type, f.nullable, f.metadata)), table.schema.metadata);
+  return new Table(schema, table.batches.map((b) => new RecordBatch(schema, b.data)));
 }
 
 /** "digitsOnly=0,caseFold=1": the flags of the CLI that change key bytes. */
@@ -261,7 +316,7 @@ function withMetadata(table: Table, extra: readonly (readonly [string, string])[
 }
 
 /** A prepared file made by this CLI records its key arity and normalisation: check the lookup uses the same. */
-function checkPreparedKeys(prepared: Table, keys: readonly string[], normalise: KeyOptions, io: CommandIO): void {
+function checkPreparedKeys(prepared: Table, keys: readonly string[], normalise: KeyOptions, report: Report): void {
   const md = prepared.schema.metadata;
   const arity = md.get(META_KEY_COLUMNS);
   if (arity !== undefined && Number(arity) !== keys.length) {
@@ -269,7 +324,7 @@ function checkPreparedKeys(prepared: Table, keys: readonly string[], normalise: 
   }
   const tag = md.get(META_NORMALISE);
   if (tag !== undefined && tag !== normaliseTag(normalise)) {
-    io.err(`umbra: warning: the prepared table's keys were normalised with ${tag}, this lookup uses ${normaliseTag(normalise)}; keys written differently will not match`);
+    report.warning(`the prepared table's keys were normalised with ${tag}, this lookup uses ${normaliseTag(normalise)}; keys written differently will not match`);
   }
 }
 

@@ -4,20 +4,29 @@
  * Nothing here prints a key or a cell value: summaries hold counts, byte
  * sizes, times, file names and column names only.
  */
-import { readTable, writeTable } from "../../engine/columns/index.js";
+import { writeTable } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { PsiMode, runPsi } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
+import { readInput, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 // ------------------------------------------------------------------ psi
 
 export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality)
-      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--quiet]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold]
+      [--delimiter C] [--json] [--quiet]
                  private set intersection: writes the buyer's rows whose key the
-                 provider also holds to --out, or with --cardinality prints only
-                 the number of distinct shared keys
+                 provider also holds to --out (.csv/.arrow/.parquet), or with
+                 --cardinality prints only the number of distinct shared keys;
+                 --delimiter sets the CSV inputs' field delimiter (default ",",
+                 "tab" for a tab); a file with no rows or a key column blank in
+                 every row gets a warning;
+                 ${JSON_USAGE_NOTE}
+                 (psi: "rows", or "intersectionSize" with --cardinality,
+                 "buyerDistinctKeys", "providerDistinctKeys", "bytes")
 `;
 
 const PSI_OPTIONS: OptionSpec = {
@@ -29,6 +38,8 @@ const PSI_OPTIONS: OptionSpec = {
   "--group": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
+  "--delimiter": "string",
+  "--json": "flag",
   "--quiet": "flag",
 };
 
@@ -49,17 +60,23 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError(`--group must be x25519 or ristretto255`, usage);
   const group: GroupId = groupName;
   if (!cardinality && out === undefined) throw new UsageError("--out FILE is required (or --cardinality for the count alone)", usage);
-  if (cardinality && out !== undefined) io.err("umbra: warning: --out is ignored with --cardinality (nothing is written)");
+  const delimiter = o.delimiter();
+  const report = new Report(io, o.has("--json"), o.has("--quiet"));
+  if (cardinality && out !== undefined) report.warning("--out is ignored with --cardinality (nothing is written)");
   if (!cardinality && out !== undefined) checkOutput(out, [buyerPath, providerPath], usage);
   const normalise = o.keyOptions();
+  const buyerFile: InputFile = { role: "buyer", path: buyerPath, delimiter };
+  const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
 
   const progress = createProgress({ quiet: o.has("--quiet") });
   const t0 = performance.now();
   let result: Awaited<ReturnType<typeof runPsi>>;
   let protocolMs: number;
   try {
-    const [buyer, provider] = await Promise.all([readTable(buyerPath), readTable(providerPath, { columns: keys })]);
+    const [buyer, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: keys })]);
     requireColumns(buyer, keys, "buyer", buyerPath);
+    warnUnmatchable(report, buyer, keys, buyerFile);
+    warnUnmatchable(report, provider, keys, providerFile);
     const t1 = performance.now();
     result = await runPsi({
       buyer: { table: buyer, keys, normalise },
@@ -77,12 +94,21 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const s = result.stats;
   const traffic = `bytes buyer->provider: ${count(s.bytesBuyerToProvider)}, provider->buyer: ${count(s.bytesProviderToBuyer)}`;
   const sizes = `buyer distinct keys: ${count(s.buyerSetSize)}; provider distinct keys: ${count(s.providerSetSize)}`;
+  const fields = {
+    command: "psi",
+    buyerDistinctKeys: s.buyerSetSize,
+    providerDistinctKeys: s.providerSetSize,
+    bytes: { buyerToProvider: s.bytesBuyerToProvider, providerToBuyer: s.bytesProviderToBuyer },
+  };
   if (result.mode === "cardinality") {
-    io.out(`intersection size: ${result.count}`);
-    io.out(`${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`);
+    const time = `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`;
+    report.finish([`intersection size: ${result.count}`, `${sizes}; ${traffic}; ${time}`], { ...fields, intersectionSize: result.count, out: null, seconds: (performance.now() - t0) / 1000 });
     return 0;
   }
   await writeTable(out as string, result.table);
-  io.out(`rows written: ${count(result.table.numRows)} to ${out as string}; ${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`);
+  report.finish(
+    [`rows written: ${count(result.table.numRows)} to ${out as string}; ${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`],
+    { ...fields, rows: result.table.numRows, out: out as string, seconds: (performance.now() - t0) / 1000 },
+  );
   return 0;
 }

@@ -95,7 +95,7 @@ type Computation = Pick<FederatedAggregateParams, "aggregates" | "groupBy" | "hi
  * float64 (a fixed-point scale, or approximate arithmetic).
  * Shared by `umbra aggregate` and the provider agent.
  */
-export async function readAggregateInput(path: string, c: Computation): Promise<{ table: Table; columns: string[] }> {
+export async function readAggregateInput(path: string, c: Computation, read: { delimiter?: string | undefined } = {}): Promise<{ table: Table; columns: string[] }> {
   const valueColumns = [...new Set(c.aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
   const numeric = [...new Set([...valueColumns, ...(c.histogram ? [c.histogram.column] : [])])];
   const columns = [...new Set([...(c.groupBy ? [c.groupBy.column] : []), ...numeric])];
@@ -103,7 +103,11 @@ export async function readAggregateInput(path: string, c: Computation): Promise<
   const columnTypes: Record<string, CsvColumnType> = {};
   for (const col of numeric) columnTypes[col] = type;
   const csv = formatFromPath(path) === FileFormat.Csv;
-  const table = await readTable(path, { ...(columns.length > 0 ? { columns } : {}), ...(csv && numeric.length > 0 ? { columnTypes } : {}) });
+  const table = await readTable(path, {
+    ...(columns.length > 0 ? { columns } : {}),
+    ...(csv && numeric.length > 0 ? { columnTypes } : {}),
+    ...(read.delimiter !== undefined ? { delimiter: read.delimiter } : {}),
+  });
   return { table, columns };
 }
 

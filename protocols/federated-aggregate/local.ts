@@ -11,6 +11,7 @@
  * (1971) and Veltkamp — exact products.
  */
 import type { Table } from "apache-arrow";
+import { takeRows } from "../../engine/columns/index.js";
 import { MissingColumnError } from "../../engine/errors.js";
 import { BoundExceededError, ValueOutOfRangeError, valuesFromArrow } from "../../engine/he/index.js";
 import { fixedPoint, scaledColumn } from "../aggregate.js";
@@ -95,10 +96,13 @@ function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array):
  * slot; see k per provider per cell). Exact mode: decimal strings of
  * exact integers. Approximate mode: decimal strings of doubles (each the
  * exactly rounded sum of the row values as doubles; see Approximate mode).
- * Nulls in aggregated columns are refused (engine/he valuesFromArrow); a null
- * or undeclared group-by value puts the row in no cell.
+ * A row with a null in an aggregated column (or the histogram's) is left
+ * out of every slot — its cell's count included, since AVG divides its sum
+ * by that count ({@link withoutNullValues}); a null or undeclared group-by
+ * value puts the row in no cell.
  */
-export function faLocalVector(s: FaResolved, table: Table): string[] {
+export function faLocalVector(s: FaResolved, input: Table): string[] {
+  const table = withoutNullValues(s, input);
   if (s.approximate === true) return localVectorApproximate(s, table);
   const rows = table.numRows;
   const cellOf = cellsOf(s, table);
@@ -132,6 +136,25 @@ export function faLocalVector(s: FaResolved, table: Table): string[] {
   }
   for (const i of belowK(s, (o) => Number(acc[o]))) acc[i] = 0n;
   return acc.map((x) => x.toString());
+}
+
+/**
+ * The rows with a value in every aggregated column and in the histogram's
+ * column (the table itself when no such column holds a null): a row without
+ * one is skipped, as SQL's aggregates skip nulls — for the whole row, since
+ * a cell has one count, the divisor of every AVG and VAR in it.
+ */
+export function withoutNullValues(s: Pick<FaResolved, "columns" | "histColumn" | "bins">, table: Table): Table {
+  const names = [...s.columns, ...(s.bins > 0 ? [s.histColumn] : [])];
+  const vectors = names.map((c) => {
+    const v = table.getChild(c);
+    if (!v) throw new MissingColumnError(c, "provider table");
+    return v;
+  });
+  if (vectors.every((v) => v.nullCount === 0)) return table;
+  const keep: number[] = [];
+  for (let r = 0; r < table.numRows; r++) if (vectors.every((v) => v.isValid(r))) keep.push(r);
+  return takeRows(table, Uint32Array.from(keep));
 }
 
 /** A column's values as doubles (64-bit integers rounded to the nearest), each finite with |x| ≤ bound when a bound is given. */

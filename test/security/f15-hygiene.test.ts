@@ -72,7 +72,7 @@ describe("finding 15: results and budgets", () => {
     symlinkSync(loot, join(dir, "result.csv"));
     const errors: string[] = [];
     const code = await jobCommand(["result", r.body.id, "--party", bank.url, "--token-file", tokenFileOf(bank), "--out", join(dir, "result.csv")], { out: () => undefined, err: (l) => void errors.push(l) }).catch((e: unknown) => e);
-    expect(code).toMatchObject({ code: "UMBRA_UNREADABLE_FILE", message: 'file "result.csv": is a symbolic link; write to a file of your own instead' });
+    expect(code).toMatchObject({ code: "UMBRA_UNWRITABLE_FILE", message: 'file "result.csv": is a symbolic link; write to a file of your own instead' });
     expect(readFileSync(loot, "utf8")).toBe("");
   });
 
