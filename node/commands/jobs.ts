@@ -9,6 +9,7 @@ import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
+import type { KeyNormalise } from "../job-request.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
@@ -16,10 +17,14 @@ import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, t
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
-      [--wait] [--party URL] [--token-file FILE]
+      [--digits-only] [--case-fold] [--wait] [--json] [--party URL] [--token-file FILE]
                  submit a job as the buyer: --input names your own file (in your
                  data folder, or a dataset you registered), --provider-dataset the
-                 provider's dataset (an ID from dataset list); --wait: show its
+                 provider's dataset (an ID from dataset list); --digits-only /
+                 --case-fold: the key normalisation, which both sides apply to
+                 their own file (as umbra psi's: without it "+44 20 7946 0001"
+                 and "442079460001" do not match; a warning says when the key
+                 shapes differ); --wait: show its
                  progress until it ends, then print its state (a status poll that
                  fails is asked again for up to 60 s)
   job submit --protocol federated-aggregate --provider-dataset ID --provider-dataset ID
@@ -38,7 +43,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
-      [--group x25519|ristretto255] [--query-count N] [--wait] [--party URL]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--query-count N] [--wait] [--party URL]
                  a secure join of your own file (--input, in your data folder)
                  with a provider's dataset (--provider-dataset) on the key
                  column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
@@ -103,10 +108,15 @@ export interface SubmitInput {
   readonly keys: readonly string[];
   readonly columns?: readonly string[];
   readonly queryCount?: number;
+  /** The key normalisation both sides apply (--digits-only, --case-fold). */
+  readonly normalise?: KeyNormalise;
 }
 
+/** The request's params.normalise: only when a flag is on. */
+const normaliseParam = (n: KeyNormalise | undefined): Record<string, unknown> => (n && (n.digitsOnly || n.caseFold) ? { normalise: n } : {});
+
 export async function submitJob(party: PartyEndpoint, s: SubmitInput): Promise<JobView> {
-  const params: Record<string, unknown> = { keyColumns: s.keys };
+  const params: Record<string, unknown> = { keyColumns: s.keys, ...normaliseParam(s.normalise) };
   if (s.columns) params["outputColumns"] = s.columns;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.input, providerDataset: s.providerDataset, params });
@@ -154,6 +164,8 @@ export interface JoinAggregateSubmitInput {
   readonly maxJoinRows?: number;
   readonly group?: "x25519" | "ristretto255";
   readonly queryCount?: number;
+  /** The key normalisation both sides apply (--digits-only, --case-fold). */
+  readonly normalise?: KeyNormalise;
 }
 
 /** Submits a join-aggregate job (the request's params.aggregate; what is left out the exchange fills). */
@@ -164,7 +176,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   if (s.scale !== undefined) aggregate["scale"] = s.scale;
   if (s.maxJoinRows !== undefined) aggregate["maxJoinRows"] = s.maxJoinRows;
   if (s.group !== undefined) aggregate["group"] = s.group;
-  const params: Record<string, unknown> = { keyColumns: s.keys, aggregate };
+  const params: Record<string, unknown> = { keyColumns: s.keys, aggregate, ...normaliseParam(s.normalise) };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.providerDataset, params });
@@ -323,6 +335,8 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           "--max-rows-per-provider": "string",
           "--max-join-rows": "string",
           "--group": "string",
+          "--digits-only": "flag",
+          "--case-fold": "flag",
           "--wait": "flag",
           ...PARTY_API_OPTIONS,
         },
@@ -371,11 +385,12 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
+          normalise: o.keyOptions(),
         };
         submit = () => submitJoinAggregateJob(party, job);
       } else if (protocol === "federated-aggregate") {
         misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
-        misplaced(["--input", "--key", "--columns"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
+        misplaced(["--input", "--key", "--columns", "--digits-only", "--case-fold"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
         if (providerDatasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --provider-dataset entries, one per provider (got ${providerDatasets.length})`, usage);
         if (new Set(providerDatasets).size !== providerDatasets.length) throw new UsageError("--provider-dataset names a dataset twice", usage);
         const computation = parseComputation(o, providerDatasets.length, usage);
@@ -395,6 +410,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           keys: o.requireList("--key"),
           ...(columns ? { columns } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
+          normalise: o.keyOptions(),
         };
         submit = () => submitJob(party, job);
       }

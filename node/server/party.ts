@@ -33,6 +33,7 @@ import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schema
 import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { partyJobs } from "./party-jobs.js";
+import { registerJobList } from "./party-job-list.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 
 export interface PartyOptions {
@@ -311,7 +312,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   });
 
-  app.get("/v1/jobs/:id", async (req) => {
+  app.get("/v1/jobs/:id", { logLevel: "debug" }, async (req) => {
     const id = (req.params as { id: string }).id;
     const view = await client.json<Record<string, unknown>>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
     // The exchange does not keep the result's summary: a job this party bought and finished shows its own.
@@ -320,6 +321,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     if (local === undefined || local.buyer !== identity.name || local.state !== "succeeded" || view["state"] !== "succeeded") return view;
     return { ...view, ...(local.progress !== null ? { progress: local.progress } : {}), ...(local.reason !== null ? { reason: local.reason } : {}) };
   });
+
+  registerJobList(app, store, identity.name);
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 

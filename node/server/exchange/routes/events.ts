@@ -18,7 +18,7 @@ import { jobOf, jobView } from "../views.js";
 export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store } = ctx;
 
-  app.post("/v1/jobs/:id/events", { preValidation: ctx.auth, schema: { body: JobEventSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
+  app.post("/v1/jobs/:id/events", { preValidation: ctx.auth, logLevel: "debug", schema: { body: JobEventSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     const party = req.party as string;
     const j = jobOf(store, (req.params as { id: string }).id, party);
     const e = req.body;

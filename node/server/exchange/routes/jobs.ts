@@ -124,7 +124,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     return reply.code(201).send(view);
   });
 
-  app.get("/v1/jobs/:id", { preValidation: ctx.auth, schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
+  app.get("/v1/jobs/:id", { preValidation: ctx.auth, logLevel: "debug", schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
 
   app.post("/v1/jobs/:id/cancel", { preValidation: ctx.auth }, async (req) => {
     const j = jobOf(store, (req.params as { id: string }).id, req.party);
