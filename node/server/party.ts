@@ -134,7 +134,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     try {
       real = realpathSync(p);
     } catch {
-      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder`);
+      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder (${dataRoot}): a dataset file is named relative to it (or by an absolute path inside it); start the party with --data DIR to serve another folder`);
     }
     if (!real.startsWith(dataRoot + sep)) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" leads out of the data folder (a symbolic link); dataset files must be inside it`);
     // The check above and the read that follows are two steps: whoever could rename or replace something on
@@ -160,6 +160,27 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       if (fd !== undefined) closeSync(fd);
     }
     return real;
+  };
+  /**
+   * A file as the CLI names it for registration: relative to the data folder,
+   * or an absolute path inside it (then made relative); one outside is refused,
+   * naming the folder and the fix.
+   */
+  const dataName = (file: string): string => {
+    if (!isAbsolute(file)) return file;
+    const candidates = [normalize(file)];
+    try {
+      candidates.push(realpathSync(file));
+    } catch {
+      // not there: the lexical path is all there is
+    }
+    for (const c of candidates) {
+      for (const root of [normalize(o.dataDir), dataRoot]) {
+        const rel = relative(root, c);
+        if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) return rel;
+      }
+    }
+    throw new UmbraError("UMBRA_OUTSIDE_DATA_FOLDER", `the file is outside this party's data folder (${dataRoot}): copy it into that folder, or start the party with --data DIR naming the folder that holds it`);
   };
   const datasetId = (file: string) => `${identity.name}.${file.replace(/[^A-Za-z0-9._-]/g, "_")}`.slice(0, 128);
 
@@ -270,7 +291,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     "/v1/datasets",
     { schema: { body: LocalDatasetRegistrationSchema }, validatorCompiler: documentBodyValidator },
     async (req, reply) => {
-      const b = req.body as { file: string; policy: unknown; update?: boolean };
+      const body = req.body as { file: string; policy: unknown; update?: boolean };
+      const b = { ...body, file: dataName(body.file) };
       const path = dataFile(b.file);
       const id = datasetId(b.file);
       const existing = store.getDataset(id);
