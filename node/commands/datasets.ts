@@ -12,9 +12,10 @@ import { count, parseOptions, processIO, UsageError, type CommandIO, type Option
 import { PARTY_API_OPTIONS, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
 export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--json] [--party URL] [--token-file FILE]
-                 describe a file of the party's data folder (named relative to it, or
-                 by a path inside it) (schema, rows, content
-                 hash; never rows) and register it with its usage policy;
+                 describe a file of the party's data folder (schema, rows, content
+                 hash, each key column's shape; never rows) and register it with its
+                 usage policy; FILE is named relative to the data folder, or by a
+                 path (absolute, or from here) inside it;
                  --update registers a file again: a new policy version (and content),
                  recorded in the exchange's ledger
   dataset list [--json] [--party URL] [--token-file FILE]

@@ -94,6 +94,8 @@ export interface JobView {
   readonly progress: unknown;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** The buyer's agent's warnings from when it was submitted (the key columns' shapes differ, with the fix). */
+  readonly warnings?: readonly string[];
 }
 
 export const FINAL_STATES: readonly string[] = ["succeeded", "failed", "refused", "cancelled"];
@@ -242,6 +244,7 @@ function duration(s: number): string {
 export function describeStatus(j: JobView, now: number): string {
   const lines = [`job ${j.id}`, `  protocol: ${j.protocol}`, `  buyer: ${j.buyer}`, `  providers: ${j.providers.join(", ")}`, `  state: ${j.state}`];
   if (j.reason) lines.push(`  reason: ${j.reason}`);
+  for (const w of j.warnings ?? []) lines.push(`  warning: ${w}`);
   const p = j.progress;
   if (p && typeof p === "object") {
     const elapsed = Math.max(0.001, (now - j.createdAt) / 1000);
@@ -493,6 +496,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         }
         throw err;
       }
+      for (const w of job.warnings ?? []) io.err(`warning: ${w}`);
       if (!o.has("--wait")) return (io.out(json ? JSON.stringify(job) : `job ${job.id} ${job.state}`), 0);
       if (!json) io.out(`job ${job.id} ${job.state}`);
       const done = await waitForJob(party, job.id, (j, ms) => io.err(`  ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`), undefined, {
