@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -131,6 +132,35 @@ describe("starting nodes", () => {
     noStack(r.stderr);
   });
 
+  it("a party started before its exchange waits for it, and prints its listening line once registered", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const early = startNode("party", "start", "--name", "early", "--exchange", `http://127.0.0.1:${port}`, "--port", "0", "--db", join(root, "early", "early.db"));
+    // Started once the party says it waits: nothing listened at the exchange's address when it first asked.
+    const child = children[children.length - 1] as ChildProcess;
+    await new Promise<void>((resolve) => {
+      let err = "";
+      const onData = (c: Buffer) => {
+        err += c.toString("utf8");
+        if (err.includes("waiting for the exchange to answer")) {
+          child.stderr?.off("data", onData);
+          resolve();
+        }
+      };
+      child.stderr?.on("data", onData);
+    });
+    const later = await startNode("exchange", "start", "--port", String(port), "--db", join(root, "later", "exchange.db"), "--open-registration");
+    const party = await early;
+    expect(party.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    later.child.kill("SIGTERM");
+    party.child.kill("SIGTERM");
+    expect(await later.exited).toBe(0);
+  });
+
   it("the exchange's info log has no mailbox poll lines (they are at debug)", () => {
     expect(exchange.stderr).toMatch(/"msg":"incoming request"/);
     expect(exchange.stderr).not.toMatch(/\/v1\/mailbox/);
@@ -242,6 +272,6 @@ describe("dataset register paths", () => {
   it("a path outside the data folder is refused, naming the folder and the fix", async () => {
     const r = await umbra("dataset", "register", ...telcoApi(), "--file", join(dirs.elsewhere, "outside.csv"), "--policy", policy);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^umbra: UMBRA_OUTSIDE_DATA_FOLDER: the file is outside this party's data folder \(.*telco\): copy it into that folder, or start the party with --data DIR/m);
+    expect(r.stderr).toMatch(/^umbra: UMBRA_FORBIDDEN: the file is outside this party's data folder \(.*telco\): copy it into that folder, or start the party with --data DIR/m);
   });
 });

@@ -183,7 +183,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) return rel;
       }
     }
-    throw new UmbraError("UMBRA_OUTSIDE_DATA_FOLDER", `the file is outside this party's data folder (${dataRoot}): copy it into that folder, or start the party with --data DIR naming the folder that holds it`);
+    throw new UmbraError("UMBRA_FORBIDDEN", `the file is outside this party's data folder (${dataRoot}): copy it into that folder, or start the party with --data DIR naming the folder that holds it`);
   };
   /**
    * Where the buyer's key columns (under the job's normalisation) clearly
