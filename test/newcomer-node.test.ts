@@ -12,6 +12,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readTable } from "../engine/columns/index.js";
 import { CLI, umbra as run } from "./helpers/cli.js";
 
 const root = mkdtempSync(join(tmpdir(), "umbra-newcomer-"));
@@ -192,6 +193,22 @@ describe("key normalisation on node jobs", () => {
     expect(r.stderr).not.toMatch(/warning/);
   });
 
+  it("lookup with --digits-only: the provider's prepared table is normalised alike, 990 buyer rows get a plan", async () => {
+    writeFileSync(join(dirs.telco, "plans.csv"), "phone,plan\n" + Array.from({ length: 2_000 }, (_, i) => `${digits(i)},p${i % 7}`).join("\n") + "\n");
+    const lookupPolicy = JSON.stringify({ allowedProtocols: ["lookup"], outputColumns: ["plan"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null });
+    const reg = await umbra("dataset", "register", ...telcoApi(), "--file", "plans.csv", "--policy", lookupPolicy);
+    expect(reg.status, reg.stderr).toBe(0);
+    const r = await umbra("job", "submit", ...bankApi(), "--protocol", "lookup", "--input", "customers.csv", "--provider-dataset", "telco.plans.csv", "--key", "phone", "--columns", "plan", "--digits-only", "--wait", "--json");
+    expect(r.status, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const out = join(root, "plans-out.csv");
+    const res = await umbra("job", "result", id, ...bankApi(), "--out", out);
+    expect(res.status, res.stderr).toBe(0);
+    const t = await readTable(out);
+    const plans = Array.from({ length: t.numRows }, (_, i) => t.getChild("plan")?.get(i) as string | null).filter((p) => p !== null && p !== "");
+    expect(plans).toHaveLength(990);
+  });
+
   it("--digits-only does not apply to federated-aggregate", async () => {
     const r = await umbra("job", "submit", ...bankApi(), "--protocol", "federated-aggregate", "--provider-dataset", "a", "--provider-dataset", "b", "--agg", "count", "--digits-only");
     expect(r.status).toBe(2);
@@ -204,9 +221,9 @@ describe("scripting and recovering", () => {
     const r = await umbra("job", "list", ...bankApi(), "--json");
     expect(r.status, r.stderr).toBe(0);
     const jobs = JSON.parse(r.stdout) as { id: string; protocol: string; state: string; role: string; createdAt: number; summary: string }[];
-    expect(jobs).toHaveLength(2);
-    expect(jobs[0]?.createdAt).toBeGreaterThanOrEqual(jobs[1]?.createdAt as number);
-    expect(jobs[0]?.summary).toBe("buyer: customers.csv with telco.subscribers.csv; rows 990");
+    expect(jobs.map((j) => j.protocol)).toEqual(["lookup", "psi", "psi"]);
+    expect(jobs[1]?.createdAt).toBeGreaterThanOrEqual(jobs[2]?.createdAt as number);
+    expect(jobs[1]?.summary).toBe("buyer: customers.csv with telco.subscribers.csv; rows 990");
     const text = await umbra("job", "list", ...bankApi());
     expect(text.stdout.split("\n")[0]).toMatch(/^id\s+protocol\s+state\s+created\s+summary$/);
     expect(text.stdout).toContain(jobs[0]?.id);
@@ -218,7 +235,7 @@ describe("scripting and recovering", () => {
   });
 
   it("job status prints its state for a person, and the view with --json", async () => {
-    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[0]?.id as string;
+    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[1]?.id as string;
     const text = await umbra("job", "status", id, ...bankApi());
     expect(text.stdout).toMatch(/^ {2}state: succeeded$/m);
     expect(text.stdout).not.toMatch(/progress: \{/);
@@ -227,7 +244,7 @@ describe("scripting and recovering", () => {
   });
 
   it("job result --out into a folder that does not exist fails before fetching; the result is still there after", async () => {
-    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[0]?.id as string;
+    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[1]?.id as string;
     const r = await umbra("job", "result", id, ...bankApi(), "--out", join(root, "no-such-folder", "o.csv"));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^umbra: UMBRA_UNWRITABLE_FILE: cannot write ".*o\.csv": the folder ".*no-such-folder" does not exist/m);
@@ -238,7 +255,7 @@ describe("scripting and recovering", () => {
 
   it("dataset register and list with --json", async () => {
     const list = await umbra("dataset", "list", ...bankApi(), "--json");
-    expect((JSON.parse(list.stdout) as { id: string }[]).map((d) => d.id)).toEqual(["telco.subscribers.csv"]);
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((d) => d.id).sort()).toEqual(["telco.plans.csv", "telco.subscribers.csv"]);
   });
 
   it("audit show | head: a closed pipe ends it quietly", async () => {
