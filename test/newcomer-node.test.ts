@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
+import { describeStatus } from "../node/commands/jobs.js";
 import { CLI, umbra as run } from "./helpers/cli.js";
 
 const root = mkdtempSync(join(tmpdir(), "umbra-newcomer-"));
@@ -241,6 +242,15 @@ describe("scripting and recovering", () => {
     expect(text.stdout).not.toMatch(/progress: \{/);
     const json = JSON.parse((await umbra("job", "status", id, ...bankApi(), "--json")).stdout) as { id: string; state: string };
     expect(json).toMatchObject({ id, state: "succeeded" });
+  });
+
+  it("job status of a running job: each party's phase, %, rows/s and the time left at that rate", () => {
+    const now = Date.parse("2026-01-01T00:00:10Z");
+    const text = describeStatus(
+      { id: "job-1", protocol: "psi", buyer: "bank", providers: ["telco"], state: "running", reason: null, progress: { telco: { phase: "provider: hash keys", done: 5_000, total: 10_000 } }, createdAt: now - 10_000, updatedAt: now },
+      now,
+    );
+    expect(text.split("\n")).toContain("  telco: provider: hash keys 50% (5,000 of 10,000 rows, 500 rows/s, about 10 s left)");
   });
 
   it("job result --out into a folder that does not exist fails before fetching; the result is still there after", async () => {
