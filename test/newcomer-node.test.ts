@@ -7,7 +7,7 @@
  * loopback, with temporary folders.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,6 +106,29 @@ describe("starting nodes", () => {
     expect(n.url).not.toBe(exchange.url);
     n.child.kill("SIGTERM");
     expect(await n.exited).toBe(0);
+  });
+
+  it("docs/configuration.md's examples are config files the commands take", async () => {
+    const doc = readFileSync(new URL("../docs/configuration.md", import.meta.url), "utf8");
+    const blocks = [...doc.matchAll(/```(toml|json)\n([\s\S]*?)```/g)].map((m) => ({ ext: m[1] as string, text: m[2] as string }));
+    expect(blocks.map((b) => b.ext)).toEqual(["toml", "toml", "json"]);
+    const dir = join(root, "docs-examples");
+    mkdirSync(dir, { recursive: true });
+    const [exchangeToml, bankToml, bankJson] = blocks.map((b, i) => {
+      const file = join(dir, `example-${i}.${b.ext}`);
+      writeFileSync(file, b.text);
+      return file;
+    }) as [string, string, string];
+    // The exchange's example starts (its port replaced by a free one on the command line).
+    const n = await startNode("exchange", "start", "--config", exchangeToml, "--port", "0");
+    n.child.kill("SIGTERM");
+    expect(await n.exited).toBe(0);
+    // The parties' examples are read whole (no unknown key) before a bad flag is refused.
+    for (const file of [bankToml, bankJson]) {
+      const r = await umbra("party", "start", "--config", file, "--exchange-key", "zz");
+      expect(r.stderr).toMatch(/^umbra: --exchange-key needs the exchange's key fingerprint/);
+      expect(r.status).toBe(2);
+    }
   });
 
   it("an unknown key in a config file is refused, naming it and the valid keys", async () => {
