@@ -137,6 +137,10 @@ describe("starting nodes", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^umbra: UMBRA_INVALID_CONFIG: config file "bad\.toml": unknown key "http-port" \(valid keys: .*\bport\b.*\bdata\b/m);
     noStack(r.stderr);
+    writeFileSync(join(root, "broken.toml"), `name = "x\nport = 1\n`);
+    const broken = await umbra("party", "start", "--config", join(root, "broken.toml"));
+    expect(broken.stderr).toBe('umbra: UMBRA_INVALID_CONFIG: config file "broken.toml": not valid TOML at line 1, column 10: control characters are not allowed in strings\n');
+    expect(broken.status).toBe(1);
   });
 
   it("a second party on a port in use: a typed error naming the port and --port 0, no stack", async () => {

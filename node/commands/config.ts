@@ -39,9 +39,11 @@ function readDocument(file: string): unknown {
   try {
     return ext === ".json" ? JSON.parse(text) : parseToml(text);
   } catch (err) {
-    // smol-toml names the line and column; JSON.parse the position. Neither quotes a value of ours beyond the file's own text.
-    const where = err instanceof Error ? (/line \d+, column \d+|position \d+/.exec(err.message)?.[0] ?? "") : "";
-    throw new InvalidConfigError(file, `not valid ${ext === ".json" ? "JSON" : "TOML"}${where ? ` (at ${where})` : ""}`);
+    // smol-toml says what and where (line, column: its first line; the rest quotes the file); JSON.parse the position.
+    const e = err as { message?: unknown; line?: unknown; column?: unknown };
+    const what = ext === ".toml" && typeof e.message === "string" ? `: ${(e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "")}` : "";
+    const where = typeof e.line === "number" && typeof e.column === "number" ? ` at line ${e.line}, column ${e.column}` : (/ at position \d+/.exec(String(e.message ?? ""))?.[0] ?? "");
+    throw new InvalidConfigError(file, `not valid ${ext === ".json" ? "JSON" : "TOML"}${where}${what}`);
   }
 }
 
