@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 import { describeStatus } from "../node/commands/jobs.js";
+import { parseJobRequest, requestExtends } from "../node/job-request.js";
 import { CLI, umbra as run } from "./helpers/cli.js";
 
 const root = mkdtempSync(join(tmpdir(), "umbra-newcomer-"));
@@ -235,6 +236,19 @@ describe("key normalisation on node jobs", () => {
     const t = await readTable(out);
     const plans = Array.from({ length: t.numRows }, (_, i) => t.getChild("plan")?.get(i) as string | null).filter((p) => p !== null && p !== "");
     expect(plans).toHaveLength(990);
+  });
+
+  it("a job request carries its normalisation: checked by its schema, kept by the exchange, refused where no key is joined", () => {
+    const asked = parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "t.s", params: { keyColumns: ["phone"], normalise: { digitsOnly: true } } });
+    expect(asked.params.normalise).toEqual({ digitsOnly: true });
+    // An agent runs a job only as it asked for it: the exchange cannot drop (or add) the normalisation.
+    expect(requestExtends(asked, { ...asked, params: { ...asked.params, normalise: { digitsOnly: true } } })).toBe(true);
+    const { normalise: _dropped, ...without } = asked.params;
+    expect(requestExtends(asked, { ...asked, params: without })).toBe(false);
+    expect(() => parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "t.s", params: { keyColumns: ["phone"], normalise: { digits: true } } })).toThrow('params.normalise."digits": unknown field (the fields are digitsOnly, caseFold)');
+    expect(() => parseJobRequest({ protocol: "federated-aggregate", buyer: "bank", providerDatasets: ["a", "b"], params: { aggregate: { aggregates: [{ fn: "count" }] }, normalise: { caseFold: true } } })).toThrow(
+      /params\.normalise: does not apply to protocol federated-aggregate/,
+    );
   });
 
   it("--digits-only does not apply to federated-aggregate", async () => {
