@@ -238,6 +238,20 @@ describe("key normalisation on node jobs", () => {
     expect(plans).toHaveLength(990);
   });
 
+  it("join-aggregate with --digits-only: both sides' keys normalised alike, the count over 990 joined rows", async () => {
+    writeFileSync(join(dirs.telco, "spend.csv"), "phone,spend\n" + Array.from({ length: 2_000 }, (_, i) => `${digits(i)},${i % 10}`).join("\n") + "\n");
+    const joinPolicy = JSON.stringify({ allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 5, queryBudget: 100, budgetUnit: "jobs", expiresAt: null });
+    const reg = await umbra("dataset", "register", ...telcoApi(), "--file", "spend.csv", "--policy", joinPolicy);
+    expect(reg.status, reg.stderr).toBe(0);
+    const r = await umbra("job", "submit", ...bankApi(), "--protocol", "join-aggregate", "--input", "customers.csv", "--provider-dataset", "telco.spend.csv", "--key", "phone", "--agg", "count", "--digits-only", "--wait", "--json");
+    expect(r.status, r.stderr).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const out = join(root, "join-out.csv");
+    expect((await umbra("job", "result", id, ...bankApi(), "--out", out)).status).toBe(0);
+    const t = await readTable(out);
+    expect(Number(t.getChild("count")?.get(0))).toBe(990);
+  }, 120_000);
+
   it("a job request carries its normalisation: checked by its schema, kept by the exchange, refused where no key is joined", () => {
     const asked = parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "t.s", params: { keyColumns: ["phone"], normalise: { digitsOnly: true } } });
     expect(asked.params.normalise).toEqual({ digitsOnly: true });
@@ -263,9 +277,9 @@ describe("scripting and recovering", () => {
     const r = await umbra("job", "list", ...bankApi(), "--json");
     expect(r.status, r.stderr).toBe(0);
     const jobs = JSON.parse(r.stdout) as { id: string; protocol: string; state: string; role: string; createdAt: number; summary: string }[];
-    expect(jobs.map((j) => j.protocol)).toEqual(["lookup", "psi", "psi"]);
-    expect(jobs[1]?.createdAt).toBeGreaterThanOrEqual(jobs[2]?.createdAt as number);
-    expect(jobs[1]?.summary).toBe("buyer: customers.csv with telco.subscribers.csv; rows 990");
+    expect(jobs.map((j) => j.protocol)).toEqual(["join-aggregate", "lookup", "psi", "psi"]);
+    expect(jobs[2]?.createdAt).toBeGreaterThanOrEqual(jobs[3]?.createdAt as number);
+    expect(jobs[2]?.summary).toBe("buyer: customers.csv with telco.subscribers.csv; rows 990");
     const text = await umbra("job", "list", ...bankApi());
     expect(text.stdout.split("\n")[0]).toMatch(/^id\s+protocol\s+state\s+created\s+summary$/);
     expect(text.stdout).toContain(jobs[0]?.id);
@@ -277,7 +291,7 @@ describe("scripting and recovering", () => {
   });
 
   it("job status prints its state for a person, and the view with --json", async () => {
-    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[1]?.id as string;
+    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[2]?.id as string;
     const text = await umbra("job", "status", id, ...bankApi());
     expect(text.stdout).toMatch(/^ {2}state: succeeded$/m);
     expect(text.stdout).not.toMatch(/progress: \{/);
@@ -295,7 +309,7 @@ describe("scripting and recovering", () => {
   });
 
   it("job result --out into a folder that does not exist fails before fetching; the result is still there after", async () => {
-    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[1]?.id as string;
+    const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[2]?.id as string;
     const r = await umbra("job", "result", id, ...bankApi(), "--out", join(root, "no-such-folder", "o.csv"));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^umbra: UMBRA_UNWRITABLE_FILE: cannot write ".*o\.csv": the folder ".*no-such-folder" does not exist/m);
@@ -306,7 +320,7 @@ describe("scripting and recovering", () => {
 
   it("dataset register and list with --json", async () => {
     const list = await umbra("dataset", "list", ...bankApi(), "--json");
-    expect((JSON.parse(list.stdout) as { id: string }[]).map((d) => d.id).sort()).toEqual(["telco.plans.csv", "telco.subscribers.csv"]);
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((d) => d.id).sort()).toEqual(["telco.plans.csv", "telco.spend.csv", "telco.subscribers.csv"]);
   });
 
   it("audit show | head: a closed pipe ends it quietly", async () => {
