@@ -202,7 +202,7 @@ export async function jobStatus(party: PartyEndpoint, id: string): Promise<JobVi
   return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
 }
 
-/** A running job's progress as one line: each party's phase and counts. */
+/** A running job's progress as one line: each party's phase, percentage and counts. */
 export function describeProgress(j: JobView): string {
   const p = j.progress;
   if (!p || typeof p !== "object" || FINAL_STATES.includes(j.state)) return j.state;
@@ -210,7 +210,8 @@ export function describeProgress(j: JobView): string {
   for (const [party, v] of Object.entries(p as Record<string, unknown>)) {
     const x = v as { phase?: unknown; done?: unknown; total?: unknown } | null;
     if (x && typeof x.phase === "string" && typeof x.done === "number" && typeof x.total === "number") {
-      parts.push(`${party} ${x.phase} ${count(x.done)}/${count(x.total)}`);
+      const pct = x.total > 0 ? Math.floor((100 * x.done) / x.total) : 100;
+      parts.push(`${party} ${x.phase} ${pct}% (${count(x.done)}/${count(x.total)})`);
     }
   }
   return parts.length > 0 ? `${j.state} — ${parts.join("; ")}` : j.state;
