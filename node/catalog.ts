@@ -44,7 +44,7 @@ import { PolicyErrorCode, type BudgetUnit, type UsagePolicy } from "./policy.js"
 import type { ProtocolId } from "../protocols/index.js";
 import { inDocumentOrder, InvalidDocumentError, isPlainObject, schemaIssues, type FieldIssue } from "./schemas/check.js";
 import { isRealDateTime } from "./schemas/common.js";
-import { DatasetDescriptorSchema, DESCRIPTOR_FIELDS, DescriptorNamesSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor } from "./schemas/dataset.js";
+import { DatasetDescriptorSchema, DESCRIPTOR_FIELDS, DescriptorNamesSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor, type KeyShape } from "./schemas/dataset.js";
 
 export { DatasetDescriptorSchema, MAX_DATASET_NAME_LENGTH, type DatasetDescriptor };
 
@@ -88,7 +88,7 @@ export function parseDatasetDescriptor(json: unknown): DatasetDescriptor {
     id: d.id,
     owner: d.owner,
     name: d.name,
-    schema: d.schema.map((f) => ({ name: f.name, type: f.type })),
+    schema: d.schema.map((f) => ({ name: f.name, type: f.type, ...(f.keyShape !== undefined ? { keyShape: f.keyShape } : {}) })),
     rowCount: d.rowCount,
     contentHash: d.contentHash,
     createdAt: d.createdAt,
@@ -215,7 +215,8 @@ export interface CatalogEntry {
   readonly id: string;
   readonly name: string;
   readonly owner: string;
-  readonly schema: readonly { readonly name: string; readonly type: string }[];
+  /** The columns; a key column with its shape (node/key-shape.ts), a class, never a value. */
+  readonly schema: readonly { readonly name: string; readonly type: string; readonly keyShape?: KeyShape }[];
   readonly rowCount: number;
   /** Commits to the rows without revealing them. */
   readonly contentHash: string;
@@ -243,7 +244,7 @@ export function catalogView(descriptor: DatasetDescriptor, policy: UsagePolicy):
     id: descriptor.id,
     name: descriptor.name,
     owner: descriptor.owner,
-    schema: descriptor.schema.map((f) => ({ name: f.name, type: f.type })),
+    schema: descriptor.schema.map((f) => ({ name: f.name, type: f.type, ...(f.keyShape !== undefined ? { keyShape: f.keyShape } : {}) })),
     rowCount: descriptor.rowCount,
     contentHash: descriptor.contentHash,
     createdAt: descriptor.createdAt,

@@ -98,8 +98,19 @@ export interface JobRequest {
     queryCount?: number;
     /** federated-aggregate over `providerDatasets`, or join-aggregate: the computation (then `mode` is absent). */
     aggregate?: AggregateJobParams;
+    /** psi, psi-cardinality, lookup, join-aggregate: the key normalisation both sides apply to their own key columns (beyond trim and NFC). */
+    normalise?: KeyNormalise;
   };
 }
+
+/** A job's key normalisation beyond trim and NFC (engine/columns KeyOptions' flags). */
+export interface KeyNormalise {
+  digitsOnly?: boolean;
+  caseFold?: boolean;
+}
+
+/** The protocols that join on keys, so take a key normalisation. */
+export const KEYED_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup, ProtocolId.JoinAggregate]);
 
 /** The protocols whose buyer result is withheld below a minimum intersection. */
 export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTOCOLS.filter((p) => p.minIntersection).map((p) => p.id));
@@ -257,6 +268,12 @@ export function parseJobRequest(json: unknown): JobRequest {
   }
   if (p.mode !== undefined) params.mode = p.mode;
   if (p.queryCount !== undefined) params.queryCount = p.queryCount;
+  if (p.normalise !== undefined) {
+    if (!KEYED_PROTOCOLS.includes(protocol)) add("params.normalise", `does not apply to protocol ${protocol} (it joins no keys)`);
+    // Only the flags that are on: { digitsOnly: false } and {} ask for the same.
+    const n: KeyNormalise = { ...(p.normalise.digitsOnly === true ? { digitsOnly: true } : {}), ...(p.normalise.caseFold === true ? { caseFold: true } : {}) };
+    if (n.digitsOnly || n.caseFold) params.normalise = n;
+  }
   if (multi || joinForm) {
     if (p.mode !== undefined) add("params.mode", "does not apply with params.aggregate");
     const aggregate =
@@ -326,6 +343,7 @@ export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
     same(asked.providerDatasets, filled.providerDatasets) &&
     same(ap.keyColumns, fp.keyColumns) &&
     ap.queryCount === fp.queryCount &&
+    same(ap.normalise ?? {}, fp.normalise ?? {}) &&
     raised(ap.minGroupSize, fp.minGroupSize) &&
     raised(ap.minIntersection, fp.minIntersection);
   if (!top) return false;

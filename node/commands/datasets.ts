@@ -5,17 +5,20 @@
  * prints ids, counts, column names and policy rules, never a key or a cell
  * value.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { count, parseOptions, processIO, UsageError, type CommandIO, type Options } from "./args.js";
 import { PARTY_API_OPTIONS, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
-export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--party URL] [--token-file FILE]
+export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--json] [--party URL] [--token-file FILE]
                  describe a file of the party's data folder (schema, rows, content
-                 hash; never rows) and register it with its usage policy;
+                 hash, each key column's shape; never rows) and register it with its
+                 usage policy; FILE is named relative to the data folder, or by a
+                 path (absolute, or from here) inside it;
                  --update registers a file again: a new policy version (and content),
                  recorded in the exchange's ledger
-  dataset list [--party URL] [--token-file FILE]
+  dataset list [--json] [--party URL] [--token-file FILE]
                  the datasets this party may use: id, owner, rows, protocols,
                  output columns, k, expiry
 `;
@@ -77,20 +80,24 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
     return 0;
   }
   if (sub === "register") {
-    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", ...PARTY_API_OPTIONS }, usage);
+    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const file = o.require("--file");
+    // A path with a folder in it that exists from here goes as an absolute path (the agent takes it when it lies in its data folder); a bare name is the data folder's.
+    const given = o.require("--file");
+    const file = !isAbsolute(given) && /[\\/]/.test(given) && existsSync(given) ? resolve(given) : given;
     const policy = policyOption(o, usage);
     const party = partyOption(o, usage);
     const r = await registerDataset(party, file, policy, o.has("--update"));
+    if (o.has("--json")) return (io.out(JSON.stringify(r)), 0);
     io.out(`${o.has("--update") ? "updated" : "registered"} ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
     return 0;
   }
   if (sub === "list") {
-    const o = parseOptions(rest, { ...PARTY_API_OPTIONS }, usage);
+    const o = parseOptions(rest, { "--json": "flag", ...PARTY_API_OPTIONS }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
     const party = partyOption(o, usage);
     const ds = await listDatasets(party);
+    if (o.has("--json")) return (io.out(JSON.stringify(ds)), 0);
     if (ds.length === 0) {
       io.out("no datasets");
       return 0;

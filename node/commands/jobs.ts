@@ -4,22 +4,30 @@
  * prints ids, states, counts, column names and policy rules, never a key or a
  * cell value (a result goes to the --out file).
  */
+import { existsSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
+import type { KeyNormalise } from "../job-request.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
+import { table } from "./datasets.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
-      [--wait] [--party URL] [--token-file FILE]
+      [--digits-only] [--case-fold] [--wait] [--json] [--party URL] [--token-file FILE]
                  submit a job as the buyer: --input names your own file (in your
                  data folder, or a dataset you registered), --provider-dataset the
-                 provider's dataset (an ID from dataset list); --wait: show its
+                 provider's dataset (an ID from dataset list); --digits-only /
+                 --case-fold: the key normalisation, which both sides apply to
+                 their own file (as umbra psi's: without it "+44 20 7946 0001"
+                 and "442079460001" do not match; a warning says when the key
+                 shapes differ); --wait: show its
                  progress until it ends, then print its state (a status poll that
                  fails is asked again for up to 60 s)
   job submit --protocol federated-aggregate --provider-dataset ID --provider-dataset ID
@@ -38,7 +46,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
-      [--group x25519|ristretto255] [--query-count N] [--wait] [--party URL]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--query-count N] [--wait] [--party URL]
                  a secure join of your own file (--input, in your data folder)
                  with a provider's dataset (--provider-dataset) on the key
                  column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
@@ -50,14 +58,25 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
                  (default 2^32; smaller is faster, a group over it fails the job)
-  job result ID [--out FILE] [--party URL]
+  job status ID [--json] [--party URL]
+                 the job's state and, while it runs, each party's phase, %, rows/s
+                 and the time left at that rate
+  job list [--state submitted|running|succeeded|failed|refused|cancelled] [--limit N]
+      [--json] [--party URL]
+                 this party's jobs (bought or provided), newest first: id, protocol,
+                 state, created, a one-line summary (the datasets, the result's
+                 counts or why it ended)
+  job result ID [--out FILE] [--json] [--party URL]
                  write the result (.arrow, .arrows, .csv by extension; for
                  federated-aggregate one row per cell, cells under k with
                  suppressed=true and nulls; for join-aggregate one row per
                  released group: the group column, count, sum_COL, avg_COL,
                  var_COL, stddev_COL), or print the count of a
                  psi-cardinality job
-  job cancel ID [--party URL]
+  job cancel ID [--json] [--party URL]
+
+  --json (every job and dataset command): one JSON document on stdout
+  instead of the text (a list: an array), for scripts.
 
   Every dataset and job command talks to a party agent's local API: --party URL
   (default http://127.0.0.1:7301) with its bearer token from --token-file FILE,
@@ -75,6 +94,8 @@ export interface JobView {
   readonly progress: unknown;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** The buyer's agent's warnings from when it was submitted (the key columns' shapes differ, with the fix). */
+  readonly warnings?: readonly string[];
 }
 
 export const FINAL_STATES: readonly string[] = ["succeeded", "failed", "refused", "cancelled"];
@@ -103,10 +124,15 @@ export interface SubmitInput {
   readonly keys: readonly string[];
   readonly columns?: readonly string[];
   readonly queryCount?: number;
+  /** The key normalisation both sides apply (--digits-only, --case-fold). */
+  readonly normalise?: KeyNormalise;
 }
 
+/** The request's params.normalise: only when a flag is on. */
+const normaliseParam = (n: KeyNormalise | undefined): Record<string, unknown> => (n && (n.digitsOnly || n.caseFold) ? { normalise: n } : {});
+
 export async function submitJob(party: PartyEndpoint, s: SubmitInput): Promise<JobView> {
-  const params: Record<string, unknown> = { keyColumns: s.keys };
+  const params: Record<string, unknown> = { keyColumns: s.keys, ...normaliseParam(s.normalise) };
   if (s.columns) params["outputColumns"] = s.columns;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.input, providerDataset: s.providerDataset, params });
@@ -154,6 +180,8 @@ export interface JoinAggregateSubmitInput {
   readonly maxJoinRows?: number;
   readonly group?: "x25519" | "ristretto255";
   readonly queryCount?: number;
+  /** The key normalisation both sides apply (--digits-only, --case-fold). */
+  readonly normalise?: KeyNormalise;
 }
 
 /** Submits a join-aggregate job (the request's params.aggregate; what is left out the exchange fills). */
@@ -164,7 +192,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   if (s.scale !== undefined) aggregate["scale"] = s.scale;
   if (s.maxJoinRows !== undefined) aggregate["maxJoinRows"] = s.maxJoinRows;
   if (s.group !== undefined) aggregate["group"] = s.group;
-  const params: Record<string, unknown> = { keyColumns: s.keys, aggregate };
+  const params: Record<string, unknown> = { keyColumns: s.keys, aggregate, ...normaliseParam(s.normalise) };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
   return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.providerDataset, params });
@@ -174,7 +202,7 @@ export async function jobStatus(party: PartyEndpoint, id: string): Promise<JobVi
   return partyJson<JobView>(party, "GET", `/v1/jobs/${encodeURIComponent(id)}`);
 }
 
-/** A running job's progress as one line: each party's phase and counts. */
+/** A running job's progress as one line: each party's phase, percentage and counts. */
 export function describeProgress(j: JobView): string {
   const p = j.progress;
   if (!p || typeof p !== "object" || FINAL_STATES.includes(j.state)) return j.state;
@@ -182,10 +210,64 @@ export function describeProgress(j: JobView): string {
   for (const [party, v] of Object.entries(p as Record<string, unknown>)) {
     const x = v as { phase?: unknown; done?: unknown; total?: unknown } | null;
     if (x && typeof x.phase === "string" && typeof x.done === "number" && typeof x.total === "number") {
-      parts.push(`${party} ${x.phase} ${count(x.done)}/${count(x.total)}`);
+      const pct = x.total > 0 ? Math.floor((100 * x.done) / x.total) : 100;
+      parts.push(`${party} ${x.phase} ${pct}% (${count(x.done)}/${count(x.total)})`);
     }
   }
   return parts.length > 0 ? `${j.state} — ${parts.join("; ")}` : j.state;
+}
+
+/** A job as `job list` shows it (the party agent's GET /v1/jobs). */
+export interface JobListEntry {
+  readonly id: string;
+  readonly protocol: string;
+  readonly role: "buyer" | "provider";
+  readonly state: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly summary: string;
+}
+
+const JOB_STATES: readonly string[] = ["submitted", "running", ...FINAL_STATES];
+
+/** Seconds as "42 s", "3 min 5 s", "1 h 2 min". */
+function duration(s: number): string {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+/**
+ * A job's status for a person: its parties, its state and, while it runs,
+ * each party's phase, percentage, throughput (rows/s, averaged since the job
+ * was created) and the time it would still take at that rate.
+ */
+export function describeStatus(j: JobView, now: number): string {
+  const lines = [`job ${j.id}`, `  protocol: ${j.protocol}`, `  buyer: ${j.buyer}`, `  providers: ${j.providers.join(", ")}`, `  state: ${j.state}`];
+  if (j.reason) lines.push(`  reason: ${j.reason}`);
+  for (const w of j.warnings ?? []) lines.push(`  warning: ${w}`);
+  const p = j.progress;
+  if (p && typeof p === "object") {
+    const elapsed = Math.max(0.001, (now - j.createdAt) / 1000);
+    for (const [who, v] of Object.entries(p as Record<string, unknown>)) {
+      const x = v as { phase?: unknown; done?: unknown; total?: unknown } | number | null;
+      if (typeof x === "number") lines.push(`  ${who}: ${count(x)}`);
+      else if (x && typeof x.phase === "string" && typeof x.done === "number" && typeof x.total === "number") {
+        const pct = x.total > 0 ? Math.floor((100 * x.done) / x.total) : 100;
+        const rate = x.done / elapsed;
+        const eta = rate > 0 && x.done < x.total ? `, about ${duration((x.total - x.done) / rate)} left` : "";
+        lines.push(`  ${who}: ${x.phase} ${pct}% (${count(x.done)} of ${count(x.total)} rows, ${count(Math.round(rate))} rows/s${eta})`);
+      }
+    }
+  }
+  lines.push(`  created: ${new Date(j.createdAt).toISOString()}`, `  updated: ${new Date(j.updatedAt).toISOString()}`);
+  return lines.join("\n");
+}
+
+/** The folder an output file goes into must exist (checked before any work, so nothing is lost for a typo). */
+function checkOutputFolder(out: string): void {
+  const dir = dirname(resolve(out));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UmbraError("UMBRA_UNWRITABLE_FILE", `cannot write "${out}": the folder "${dirname(out)}" does not exist (create it, or give --out a path in an existing folder)`);
 }
 
 /** `waitForJob` gave up: the party agent did not answer the job's status (or answered with a server error) for the whole retry window. */
@@ -323,7 +405,10 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           "--max-rows-per-provider": "string",
           "--max-join-rows": "string",
           "--group": "string",
+          "--digits-only": "flag",
+          "--case-fold": "flag",
           "--wait": "flag",
+          "--json": "flag",
           ...PARTY_API_OPTIONS,
         },
         usage,
@@ -371,11 +456,12 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
+          normalise: o.keyOptions(),
         };
         submit = () => submitJoinAggregateJob(party, job);
       } else if (protocol === "federated-aggregate") {
         misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
-        misplaced(["--input", "--key", "--columns"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
+        misplaced(["--input", "--key", "--columns", "--digits-only", "--case-fold"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
         if (providerDatasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --provider-dataset entries, one per provider (got ${providerDatasets.length})`, usage);
         if (new Set(providerDatasets).size !== providerDatasets.length) throw new UsageError("--provider-dataset names a dataset twice", usage);
         const computation = parseComputation(o, providerDatasets.length, usage);
@@ -395,66 +481,94 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           keys: o.requireList("--key"),
           ...(columns ? { columns } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
+          normalise: o.keyOptions(),
         };
         submit = () => submitJob(party, job);
       }
+      const json = o.has("--json");
       let job: JobView;
       try {
         job = await submit();
       } catch (err) {
         if (err instanceof PartyApiError && err.rule) {
+          if (json) io.out(JSON.stringify({ state: "refused", rule: err.rule, reason: err.message }));
           io.err(`refused: ${err.rule} (${err.message})`);
           return 1;
         }
         throw err;
       }
-      io.out(`job ${job.id} ${job.state}`);
-      if (!o.has("--wait")) return 0;
+      for (const w of job.warnings ?? []) io.err(`warning: ${w}`);
+      if (!o.has("--wait")) return (io.out(json ? JSON.stringify(job) : `job ${job.id} ${job.state}`), 0);
+      if (!json) io.out(`job ${job.id} ${job.state}`);
       const done = await waitForJob(party, job.id, (j, ms) => io.err(`  ${describeProgress(j)} (${(ms / 1000).toFixed(1)} s)`), undefined, {
         onRetry: (code, ms) => io.err(`  no status from the party agent (${code}); asking again in ${(ms / 1000).toFixed(1)} s`),
       });
-      (done.state === "succeeded" ? io.out : io.err)(describeFinal(done));
+      if (json) io.out(JSON.stringify(done));
+      else (done.state === "succeeded" ? io.out : io.err)(describeFinal(done));
       return done.state === "succeeded" ? 0 : 1;
     }
     case "status": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { ...PARTY_API_OPTIONS }, usage);
+      const o = parseOptions(more, { "--json": "flag", ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const party = partyOption(o, usage);
       const j = await jobStatus(party, requireId(id, usage));
-      io.out(`job ${j.id}\n  protocol: ${j.protocol}\n  buyer: ${j.buyer}\n  providers: ${j.providers.join(", ")}\n  state: ${j.state}${j.reason ? `\n  reason: ${j.reason}` : ""}` +
-        `${j.progress ? `\n  progress: ${JSON.stringify(j.progress)}` : ""}\n  created: ${new Date(j.createdAt).toISOString()}\n  updated: ${new Date(j.updatedAt).toISOString()}`);
+      if (o.has("--json")) return (io.out(JSON.stringify(j)), 0);
+      io.out(describeStatus(j, Date.now()));
+      return 0;
+    }
+    case "list": {
+      if (rest[0] !== undefined && !rest[0].startsWith("-")) throw new UsageError(`unexpected argument "${rest[0]}"`, usage);
+      const o = parseOptions(rest, { "--state": "string", "--limit": "string", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
+      if (o === undefined) return (io.out(usage.trimEnd()), 0);
+      const state = o.get("--state");
+      if (state !== undefined && !JOB_STATES.includes(state)) throw new UsageError(`--state must be one of ${JOB_STATES.join(", ")}`, usage);
+      const limit = o.integer("--limit", 10_000);
+      if (limit !== undefined && limit < 1) throw new UsageError("--limit needs an integer from 1 to 10000", usage);
+      const party = partyOption(o, usage);
+      const query = new URLSearchParams({ ...(state !== undefined ? { state } : {}), ...(limit !== undefined ? { limit: String(limit) } : {}) }).toString();
+      const { jobs } = await partyJson<{ jobs: JobListEntry[] }>(party, "GET", `/v1/jobs${query ? `?${query}` : ""}`);
+      if (o.has("--json")) return (io.out(JSON.stringify(jobs)), 0);
+      if (jobs.length === 0) return (io.out(state !== undefined ? `no ${state} jobs` : "no jobs"), 0);
+      for (const l of table(["id", "protocol", "state", "created", "summary"], jobs.map((x) => [x.id, x.protocol, x.state, new Date(x.createdAt).toISOString().replace(/\.\d+Z$/, "Z"), x.summary]))) io.out(l);
       return 0;
     }
     case "result": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { "--out": "string", ...PARTY_API_OPTIONS }, usage);
+      const o = parseOptions(more, { "--out": "string", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const party = partyOption(o, usage);
+      const json = o.has("--json");
       const out = o.get("--out");
-      if (out !== undefined) checkOutput(out, [], usage);
-      const r = await jobResult(party, requireId(id, usage));
+      // The output path is checked before the result is fetched: fetching releases it.
+      if (out !== undefined) {
+        checkOutput(out, [], usage);
+        checkOutputFolder(out);
+      }
+      const jobId = requireId(id, usage);
+      const r = await jobResult(party, jobId);
       if (r.kind === "withheld") {
+        if (json) io.out(JSON.stringify({ job: jobId, kind: "withheld", minIntersection: r.minIntersection }));
         io.err(`withheld: fewer than ${r.minIntersection} distinct keys matched (the job's minimum intersection); nothing is released`);
         return 1;
       }
       if (r.kind === "count") {
-        io.out(`intersection size: ${r.count}`);
+        io.out(json ? JSON.stringify({ job: jobId, kind: "count", count: r.count }) : `intersection size: ${r.count}`);
         return 0;
       }
       if (out === undefined) throw new UsageError("--out FILE is required for a job whose result is a table", usage);
       const t = tableFromIPC(r.bytes);
       await writeTable(out, t);
-      io.out(`rows written: ${count(t.numRows)} to ${out}`);
+      io.out(json ? JSON.stringify({ job: jobId, kind: "table", rows: t.numRows, out }) : `rows written: ${count(t.numRows)} to ${out}`);
       return 0;
     }
     case "cancel": {
       const [id, more] = idAndOptions(rest);
-      const o = parseOptions(more, { ...PARTY_API_OPTIONS }, usage);
+      const o = parseOptions(more, { "--json": "flag", ...PARTY_API_OPTIONS }, usage);
       if (o === undefined) return (io.out(usage.trimEnd()), 0);
       const party = partyOption(o, usage);
       const j = await partyJson<JobView>(party, "POST", `/v1/jobs/${encodeURIComponent(requireId(id, usage))}/cancel`);
-      io.out(`job ${j.id} ${j.state}`);
+      io.out(o.has("--json") ? JSON.stringify(j) : `job ${j.id} ${j.state}`);
       return 0;
     }
     default:

@@ -9,16 +9,17 @@ import { UmbraError } from "../../engine/errors.js";
 import { isNodeName } from "../identity.js";
 import { INVITATION_CODE } from "../admission.js";
 import { readSecretFile } from "../secret-file.js";
-import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, startExchangeNode, startPartyNode } from "../server/start.js";
+import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, LOG_LEVELS, loggerAt, startExchangeNode, startPartyNode, type LogLevel } from "../server/start.js";
 import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
+import { CONFIG_OPTION, withConfigFile } from "./config.js";
 import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, parseDuration } from "./exchange-admin.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
-      [--job-timeout DURATION]
+      [--job-timeout DURATION] [--log-level error|warn|info|debug] [--config FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -29,12 +30,17 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  any name without one (development only: logged as a warning).
                  Jobs survive a restart of any node (docs/durability.md); a job with
                  no activity for --job-timeout (default 10m: room for a restart) fails,
-                 naming the party it waits for
+                 naming the party it waits for. --port 0: any free port (the
+                 "listening at URL" line on stdout names it, and says the exchange
+                 is ready). --config FILE: the same options from a .toml or .json
+                 file (keys named like the flags: port = 7300), flags override it
+                 (docs/configuration.md)
 ${EXCHANGE_ADMIN_USAGE}`;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
       [--db FILE] [--data DIR] [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
       [--tls-cert FILE --tls-key FILE [--allowed-host NAME[,NAME]]] [--invite CODE]
+      [--log-level error|warn|info|debug] [--config FILE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
                  db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
                  API needs the bearer token in --token-file (default: the db's path
@@ -47,7 +53,10 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  another key is refused. An https exchange with a private CA: set
                  NODE_EXTRA_CA_CERTS=ca.pem. Its first registration needs --invite CODE,
                  from the exchange's operator (umbra exchange invite); a registered
-                 party restarts without it
+                 party restarts without it. Each party on one machine needs its own
+                 --port (--port 0: any free one). It waits up to 60 s for the exchange
+                 to answer; its "listening at URL" line on stdout says it is ready
+                 (registered). --config FILE as for exchange start
   party head [--party URL] [--token-file FILE] [--json]
                  the latest entry of the exchange's ledger this party has seen signed,
                  as SEQ:HASH: keep it, and check the exchange's ledger still reaches it
@@ -128,7 +137,14 @@ function keyAndTls(o: Options, usage: string): { keyFile?: string; keyPassphrase
   return { ...(keyFile !== undefined ? { keyFile } : {}), ...(keyPassphrase !== undefined ? { keyPassphrase } : {}), ...tlsOptions(o, usage) };
 }
 
-const NODE_OPTIONS = { "--port": "string", "--host": "string", "--db": "string", "--key-file": "string", "--key-passphrase-file": "string", "--tls-cert": "string", "--tls-key": "string" } as const;
+const NODE_OPTIONS = { ...CONFIG_OPTION, "--log-level": "string", "--port": "string", "--host": "string", "--db": "string", "--key-file": "string", "--key-passphrase-file": "string", "--tls-cert": "string", "--tls-key": "string" } as const;
+
+/** pino at --log-level (default info). */
+function logLevelOption(o: Options, usage: string): { logger: object } {
+  const v = o.get("--log-level") ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}`, usage);
+  return { logger: loggerAt(v as LogLevel) };
+}
 
 /** A port from 0 (any free one) to 65535. */
 export function portOption(o: Options, usage: string): number | undefined {
@@ -168,18 +184,20 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const o = parseOptions(rest, { ...NODE_OPTIONS, "--open-registration": "flag", "--job-timeout": "string" }, usage);
-  if (o === undefined) {
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--job-timeout": "string" };
+  const given = parseOptions(rest, spec, usage);
+  if (given === undefined) {
     io.out(usage.trimEnd());
     return 0;
   }
+  const o = withConfigFile(given, spec, usage);
   const port = portOption(o, usage);
   const host = o.get("--host");
   const db = o.get("--db");
   const open = o.has("--open-registration") ? { openRegistration: true } : {};
   const timeout = o.get("--job-timeout");
   const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, say: io.out });
+  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
   return untilClosed(node);
 }
 
@@ -200,11 +218,12 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
   const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string", "--allowed-host": "string" };
-  const o = parseOptions(rest, spec, usage);
-  if (o === undefined) {
+  const given = parseOptions(rest, spec, usage);
+  if (given === undefined) {
     io.out(usage.trimEnd());
     return 0;
   }
+  const o = withConfigFile(given, spec, usage);
   const name = o.require("--name");
   if (!isNodeName(name) || name === "exchange") throw new UsageError("--name must be 1 to 64 of [A-Za-z0-9._-] (and not \"exchange\")", usage);
   const exchange = urlOption(o, "--exchange", DEFAULT_EXCHANGE_URL, usage);
@@ -231,6 +250,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     ...(data ? { data } : {}),
     ...(tokenFile ? { tokenFile } : {}),
     ...keyAndTls(o, usage),
+    ...logLevelOption(o, usage),
     say: io.out,
   });
   return untilClosed(node);

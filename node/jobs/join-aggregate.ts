@@ -244,6 +244,7 @@ export const joinAggregateJob: NodeProtocol = {
       const a = computationOf(request);
       return {
         keyColumns: [...request.params.keyColumns],
+        ...(request.params.normalise ? { normalise: { ...request.params.normalise } } : {}),
         aggregates: a.aggregates.map((x) => (x.fn === "count" ? "count" : `${x.fn}(${x.column})`)),
         groupBy: a.groupBy?.column ?? null,
         minGroupSize: request.params.minGroupSize ?? null,

@@ -18,16 +18,31 @@ export const MAX_TYPE_NAME_LENGTH = 1024;
 /** Most columns accepted in a descriptor's schema. */
 export const MAX_COLUMNS = 10_000;
 
+/** The coarse shape of a key column's values (node/key-shape.ts): never a value. */
+export const KeyShape = { Digits: "digits", FormattedDigits: "formatted-digits", Alphanumeric: "alphanumeric", Mixed: "mixed" } as const;
+export type KeyShape = (typeof KeyShape)[keyof typeof KeyShape];
+export const KEY_SHAPES: readonly KeyShape[] = Object.freeze(Object.values(KeyShape));
+
 export const DatasetDescriptorSchema = Type.Object(
   {
     id: Identifier,
     owner: Identifier,
     name: Text(MAX_DATASET_NAME_LENGTH, "a dataset name"),
-    schema: Type.Array(Type.Object({ name: ColumnName, type: Text(MAX_TYPE_NAME_LENGTH, "an Arrow type name") }, { additionalProperties: false }), {
-      minItems: 1,
-      maxItems: MAX_COLUMNS,
-      description: "an array of the columns, in order: each a name and an Arrow type name (Utf8, Int64, Float64, …)",
-    }),
+    schema: Type.Array(
+      Type.Object(
+        {
+          name: ColumnName,
+          type: Text(MAX_TYPE_NAME_LENGTH, "an Arrow type name"),
+          keyShape: Type.Optional(Type.Unsafe<KeyShape>({ type: "string", enum: [...KEY_SHAPES], description: `a key column's shape: ${KEY_SHAPES.join(", ")}` })),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        minItems: 1,
+        maxItems: MAX_COLUMNS,
+        description: "an array of the columns, in order: each a name, an Arrow type name (Utf8, Int64, Float64, …) and, for a key column, its shape",
+      },
+    ),
     rowCount: Int(0),
     contentHash: Type.String({ pattern: "^[0-9a-f]{64}$", description: "64 lower-case hex digits (SHA-256)" }),
     createdAt: IsoDateTime,

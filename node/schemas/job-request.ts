@@ -67,6 +67,16 @@ export const AggregateParamsSchema = Type.Object(
 /** params.aggregate as a buyer writes it. */
 export type AggregateParamsDocument = Static<typeof AggregateParamsSchema>;
 
+/** How both sides normalise their key columns before matching (beyond trim and NFC, always applied); each side applies the request's, to its own file. */
+export const KeyNormaliseSchema = Type.Object(
+  {
+    digitsOnly: Type.Optional(Type.Boolean({ description: "true: keep only the ASCII digits of each key (formatted phone numbers match plain ones)" })),
+    caseFold: Type.Optional(Type.Boolean({ description: "true: lower-case each key" })),
+  },
+  { additionalProperties: false, description: "an object: the key normalisation both sides apply (digitsOnly, caseFold)" },
+);
+export type KeyNormaliseDocument = Static<typeof KeyNormaliseSchema>;
+
 export const JobParamsSchema = Type.Object(
   {
     keyColumns: Type.Optional(Type.Array(ColumnName, { maxItems: MAX_LIST_LENGTH, description: "an array of the join key columns (several for a composite key)" })),
@@ -76,6 +86,7 @@ export const JobParamsSchema = Type.Object(
     mode: Type.Optional(enumOf(Object.values(AggregateMode))),
     queryCount: Type.Optional(Int(1)),
     aggregate: Type.Optional(AggregateParamsSchema),
+    normalise: Type.Optional(KeyNormaliseSchema),
   },
   { additionalProperties: false },
 );

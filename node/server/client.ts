@@ -62,7 +62,15 @@ function connectionLost(err: unknown): boolean {
 /** A request the exchange did not answer: a typed error (502, or 504 on the request's timeout) instead of fetch's TypeError. */
 function unreachable(err: unknown): ExchangeError {
   if ((err as { name?: unknown } | null)?.name === "TimeoutError") return new ExchangeError(504, "UMBRA_EXCHANGE_TIMEOUT", "the exchange did not answer in time");
+  if ((err as { cause?: { code?: unknown } } | null)?.cause?.code === "ECONNREFUSED") return new ConnectionRefusedError();
   return new ExchangeError(502, "UMBRA_EXCHANGE_UNREACHABLE", "the exchange could not be reached");
+}
+
+/** Nothing listens at the exchange's address (not started yet, or another port): the same code as any unreachable exchange. */
+export class ConnectionRefusedError extends ExchangeError {
+  constructor() {
+    super(502, "UMBRA_EXCHANGE_UNREACHABLE", "the exchange could not be reached (nothing listens at its address)");
+  }
 }
 
 export class ExchangeClient {

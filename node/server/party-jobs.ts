@@ -186,6 +186,8 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       ...(request.buyerDataset !== undefined ? { buyerDataset: request.buyerDataset } : {}),
       ...(providerDataset !== undefined ? { providerDataset } : {}),
       keyColumns: request.params.keyColumns,
+      // Both sides apply the request's normalisation, each to its own file: the buyer's choice, recorded with the job.
+      ...(request.params.normalise ? { normalise: request.params.normalise } : {}),
       limits: jobLimitsOf(request),
       ...(request.params.outputColumns ? { outputColumns: request.params.outputColumns } : {}),
     };
@@ -217,10 +219,11 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     const labels = [...(spec.outputColumns ?? [])].sort();
     const product = lookupProduct(desc.id);
     const { secretKey } = lookupKeyPair(masterSeed, product, version);
-    const cacheKey = `${desc.id}/${desc.contentHash}/${version}/${spec.keyColumns.join(",")}/${labels.join(",")}`;
+    const norm = spec.normalise ?? {};
+    const cacheKey = `${desc.id}/${desc.contentHash}/${version}/${spec.keyColumns.join(",")}/${labels.join(",")}/${norm.digitsOnly ? "d" : ""}${norm.caseFold ? "c" : ""}`;
     let p = prepared.get(cacheKey);
     if (p) prepared.delete(cacheKey); // re-inserted below: most recently used last
-    else p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool });
+    else p = await prepareLookupTable({ table, keys: spec.keyColumns, labels, secretKey, product, version, pool, normalise: norm });
     prepared.set(cacheKey, p);
     while (prepared.size > PREPARED_CACHE_ENTRIES) prepared.delete(prepared.keys().next().value as string);
     return { prepared: p, secretKey, budgetRemaining: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, product, version };

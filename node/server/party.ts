@@ -20,7 +20,9 @@ import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import { UmbraError } from "../../engine/errors.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
-import { describeDataset } from "../catalog.js";
+import { describeDataset, type CatalogEntry } from "../catalog.js";
+import { KEYED_PROTOCOLS, type JobRequest } from "../job-request.js";
+import { fileKeyShapes, shapeWarning, type KeyShape } from "../key-shape.js";
 import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import type { LedgerHead } from "../ledger.js";
@@ -33,7 +35,9 @@ import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schema
 import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
 import { partyJobs } from "./party-jobs.js";
+import { registerJobList } from "./party-job-list.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
+import { chattyLogLevel } from "./log-level.js";
 
 export interface PartyOptions {
   readonly store: Store;
@@ -133,7 +137,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     try {
       real = realpathSync(p);
     } catch {
-      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder`);
+      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder (${dataRoot}): a dataset file is named relative to it (or by an absolute path inside it); start the party with --data DIR to serve another folder`);
     }
     if (!real.startsWith(dataRoot + sep)) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" leads out of the data folder (a symbolic link); dataset files must be inside it`);
     // The check above and the read that follows are two steps: whoever could rename or replace something on
@@ -159,6 +163,46 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       if (fd !== undefined) closeSync(fd);
     }
     return real;
+  };
+  /**
+   * A file as the CLI names it for registration: relative to the data folder,
+   * or an absolute path inside it (then made relative); one outside is refused,
+   * naming the folder and the fix.
+   */
+  const dataName = (file: string): string => {
+    if (!isAbsolute(file)) return file;
+    const candidates = [normalize(file)];
+    try {
+      candidates.push(realpathSync(file));
+    } catch {
+      // not there: the lexical path is all there is
+    }
+    for (const c of candidates) {
+      for (const root of [normalize(o.dataDir), dataRoot]) {
+        const rel = relative(root, c);
+        if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) return rel;
+      }
+    }
+    throw new UmbraError("UMBRA_FORBIDDEN", `the file is outside this party's data folder (${dataRoot}): copy it into that folder, or start the party with --data DIR naming the folder that holds it`);
+  };
+  /**
+   * Where the buyer's key columns (under the job's normalisation) clearly
+   * differ in shape from the provider's registered ones: a warning each, with
+   * the fix. Only classes are compared, never values.
+   */
+  const keyShapeWarnings = async (r: JobRequest): Promise<string[]> => {
+    if (r.buyerDataset === undefined || r.providerDataset === undefined || !KEYED_PROTOCOLS.includes(r.protocol)) return [];
+    const { datasets } = await client.json<{ datasets: CatalogEntry[] }>("GET", "/v1/datasets");
+    const theirs = datasets.find((d) => d.id === r.providerDataset);
+    if (theirs === undefined) return [];
+    const own = store.getDataset(r.buyerDataset);
+    const mine = await fileKeyShapes(dataFile(own ? own.name : r.buyerDataset), r.params.keyColumns, r.params.normalise ?? {});
+    return r.params.keyColumns.flatMap((c) => {
+      const provider = theirs.schema.find((f) => f.name === c)?.keyShape;
+      const buyer = mine.get(c);
+      const w = provider !== undefined && buyer !== undefined ? shapeWarning(c, provider, buyer, r.params.normalise ?? {}) : undefined;
+      return w !== undefined ? [w] : [];
+    });
   };
   const datasetId = (file: string) => `${identity.name}.${file.replace(/[^A-Za-z0-9._-]/g, "_")}`.slice(0, 128);
 
@@ -269,7 +313,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     "/v1/datasets",
     { schema: { body: LocalDatasetRegistrationSchema }, validatorCompiler: documentBodyValidator },
     async (req, reply) => {
-      const b = req.body as { file: string; policy: unknown; update?: boolean };
+      const body = req.body as { file: string; policy: unknown; update?: boolean };
+      const b = { ...body, file: dataName(body.file) };
       const path = dataFile(b.file);
       const id = datasetId(b.file);
       const existing = store.getDataset(id);
@@ -279,8 +324,11 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
         throw new AlreadyExistsError(`this file is registered already (policy version ${v}); to change its policy or content register it again with update (CLI: --update), which makes version ${v + 1}`);
       }
       if (!existing && b.update === true) throw new NotFoundError("this file is not registered yet: register it without update first");
-      const descriptor = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
-      const policy = parsePolicy(b.policy, descriptor.schema);
+      const described = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
+      const policy = parsePolicy(b.policy, described.schema);
+      // Each key column's shape (a class, never a value): a buyer's agent warns when its own keys' differ.
+      const shapes = await fileKeyShapes(path, [...new Set(policy.keyColumns.flatMap((k) => (typeof k === "string" ? [k] : [...k])))]);
+      const descriptor = { ...described, schema: described.schema.map((f) => (shapes.has(f.name) ? { ...f, keyShape: shapes.get(f.name) as KeyShape } : f)) };
       const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
       store.transaction(() => {
         store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
@@ -298,28 +346,35 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const b = req.body as Record<string, unknown>;
     // Parsed here first: this agent records what it asked for, and runs only a job that is that one.
     const asked = parseJobRequest({ ...b, buyer: identity.name });
+    // A warning is advice: one that cannot be worked out (the file unreadable: the job says so when it runs) is none.
+    const warnings = await keyShapeWarnings(asked).catch(() => [] as string[]);
     const sent = client.json<{ id: string; protocol: string; providers: string[] }>("POST", "/v1/jobs", asked);
     submitting.add(sent);
     try {
       const job = await sent;
       if (typeof job.id === "string" && !store.getJob(job.id)) {
-        store.createJob({ id: job.id, protocol: asked.protocol, buyer: identity.name, providers: Array.isArray(job.providers) ? job.providers : [], params: { request: asked, submitted: true } as never });
+        store.createJob({ id: job.id, protocol: asked.protocol, buyer: identity.name, providers: Array.isArray(job.providers) ? job.providers : [], params: { request: asked, submitted: true, ...(warnings.length > 0 ? { warnings } : {}) } as never });
       }
-      return reply.code(201).send(job);
+      return reply.code(201).send(warnings.length > 0 ? { ...job, warnings } : job);
     } finally {
       submitting.delete(sent);
     }
   });
 
-  app.get("/v1/jobs/:id", async (req) => {
+  app.get("/v1/jobs/:id", { logLevel: chattyLogLevel(app) }, async (req) => {
     const id = (req.params as { id: string }).id;
     const view = await client.json<Record<string, unknown>>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
     // The exchange does not keep the result's summary: a job this party bought and finished shows its own.
     const local = store.getJob(id);
+    // The key-shape warnings given when it was submitted, to its buyer.
+    const warnings = local?.buyer === identity.name ? ((local.params as { warnings?: string[] } | null)?.warnings ?? []) : [];
+    if (warnings.length > 0) view["warnings"] = warnings;
     // A result withheld here (below the job's minimum intersection) says so only to its buyer.
     if (local === undefined || local.buyer !== identity.name || local.state !== "succeeded" || view["state"] !== "succeeded") return view;
     return { ...view, ...(local.progress !== null ? { progress: local.progress } : {}), ...(local.reason !== null ? { reason: local.reason } : {}) };
   });
+
+  registerJobList(app, store, identity.name);
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 

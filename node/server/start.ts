@@ -17,6 +17,7 @@ import { fingerprint, generateIdentity, identityFromJSON, publicIdentity, stored
 import { readKeyFile, writeKeyFile } from "../key-file.js";
 import { isLoopbackAddress, isWildcardAddress, loadOrCreateTokenFile } from "./local-api.js";
 import { openStore, type Store } from "../store.js";
+import { ConnectionRefusedError } from "./client.js";
 import { buildExchange } from "./exchange.js";
 import { buildParty, type PartyAgent } from "./party.js";
 
@@ -54,6 +55,8 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly allowedHosts?: readonly string[];
   /** The invitation code for this party's first registration (umbra exchange invite). */
   readonly invite?: string;
+  /** How long to wait for the exchange to answer at start (default 60 s), so both may be started at once. */
+  readonly exchangeWaitMs?: number;
 }
 
 export interface RunningNode {
@@ -73,6 +76,7 @@ export const DEFAULT_EXCHANGE_URL = `http://127.0.0.1:${DEFAULT_EXCHANGE_PORT}`;
 export const EXCHANGE_NAME = "exchange";
 
 const defaultLogger = { level: "info", stream: process.stderr };
+
 
 /** A file beside the database: its path with `.db` replaced by (or, without it, followed by) `ext`. */
 export function besideDb(db: string, ext: string): string {
@@ -142,8 +146,38 @@ function onSignals(close: () => Promise<void>): () => void {
   };
 }
 
-async function listen(app: FastifyInstance, host: string, port: number, https: boolean): Promise<string> {
-  await app.listen({ host, port });
+/** The log levels a node takes (--log-level): pino's, from the quietest. */
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** pino at `level` on stderr. */
+export function loggerAt(level: LogLevel): object {
+  return { level, stream: process.stderr };
+}
+
+/** The port is taken (or not ours to take): said with the flag that fixes it. */
+export class PortUnavailableError extends UmbraError {
+  readonly port: number;
+  constructor(role: string, host: string, port: number, inUse: boolean) {
+    super(
+      inUse ? "UMBRA_PORT_IN_USE" : "UMBRA_PORT_FORBIDDEN",
+      inUse
+        ? `port ${port} on ${host} is in use (another exchange or party agent?): start this ${role} with --port N, or --port 0 for any free port (the listening line names the one chosen)`
+        : `this user may not listen on port ${port} on ${host}: start this ${role} with --port N (1024 or above), or --port 0 for any free port`,
+    );
+    this.port = port;
+  }
+}
+
+async function listen(app: FastifyInstance, host: string, port: number, https: boolean, role: string): Promise<string> {
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === "EADDRINUSE" || code === "EACCES") throw new PortUnavailableError(role, host, port, code === "EADDRINUSE");
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") throw new UmbraError("UMBRA_BAD_HOST", `cannot listen on ${host}: no interface of this machine has that address (give --host with one of its addresses, or leave it out for 127.0.0.1)`);
+    throw err;
+  }
   const addr = app.server.address();
   const actual = typeof addr === "object" && addr !== null ? addr.port : port;
   const h = host.includes(":") ? `[${host}]` : host;
@@ -179,7 +213,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
     app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}) });
-    const url = await listen(app, host, port, https !== undefined);
+    const url = await listen(app, host, port, https !== undefined, "exchange");
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};
     const a = app;
@@ -196,6 +230,26 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     await app?.close().catch(() => undefined);
     store.close();
     throw err;
+  }
+}
+
+/** Starts the agent (registers with the exchange), asking again while the exchange does not answer, for up to `forMs`. */
+async function startWhenExchangeAnswers(agent: PartyAgent, forMs: number): Promise<void> {
+  const until = Date.now() + forMs;
+  for (let delay = 250; ; delay = Math.min(2_000, delay * 2)) {
+    try {
+      await agent.start();
+      return;
+    } catch (err) {
+      if (!(err instanceof ConnectionRefusedError) || Date.now() + delay > until) {
+        if (err instanceof ConnectionRefusedError) {
+          throw new UmbraError("UMBRA_EXCHANGE_UNREACHABLE", `no exchange answered at ${agent.client.url} for ${Math.round(forMs / 1000)} s: start it first (umbra exchange start), or give --exchange URL`);
+        }
+        throw err;
+      }
+      agent.app.log.info("waiting for the exchange to answer");
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 
@@ -231,8 +285,8 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       allowedHosts: [...(o.allowedHosts ?? []), ...(isLoopbackAddress(host) || isWildcardAddress(host) ? [] : [host])],
       ...(https ? { https } : {}),
     });
-    const url = await listen(agent.app, host, port, https !== undefined);
-    await agent.start();
+    const url = await listen(agent.app, host, port, https !== undefined, "party agent");
+    await startWhenExchangeAnswers(agent, o.exchangeWaitMs ?? 60_000);
     const unhook: { off?: () => void } = {};
     const a = agent;
     const { close, closed } = closer(async () => {

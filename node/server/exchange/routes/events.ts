@@ -14,11 +14,12 @@ import { JobEventSchema } from "../../../schemas/routes.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView } from "../views.js";
+import { chattyLogLevel } from "../../log-level.js";
 
 export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store } = ctx;
 
-  app.post("/v1/jobs/:id/events", { preValidation: ctx.auth, schema: { body: JobEventSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
+  app.post("/v1/jobs/:id/events", { preValidation: ctx.auth, logLevel: chattyLogLevel(app), schema: { body: JobEventSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     const party = req.party as string;
     const j = jobOf(store, (req.params as { id: string }).id, party);
     const e = req.body;

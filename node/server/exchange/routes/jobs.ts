@@ -20,6 +20,7 @@ import { errorBodySchema } from "../../http-errors.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView, jobViewSchema } from "../views.js";
+import { chattyLogLevel } from "../../log-level.js";
 
 const NO_ROOM = "a provider's mailbox has no room for another job: nothing was recorded; submit the job again later";
 
@@ -124,7 +125,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     return reply.code(201).send(view);
   });
 
-  app.get("/v1/jobs/:id", { preValidation: ctx.auth, schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
+  app.get("/v1/jobs/:id", { preValidation: ctx.auth, logLevel: chattyLogLevel(app), schema: { response: { 200: jobViewSchema } } }, async (req) => jobView(jobOf(store, (req.params as { id: string }).id, req.party), req.party));
 
   app.post("/v1/jobs/:id/cancel", { preValidation: ctx.auth }, async (req) => {
     const j = jobOf(store, (req.params as { id: string }).id, req.party);

@@ -13,6 +13,7 @@ import { MailboxFullError, packDeliveries } from "../../mailbox.js";
 import { MailboxAckSchema } from "../../../schemas/routes.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
+import { chattyLogLevel } from "../../log-level.js";
 
 export const relayRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store, identity, mailboxes } = ctx;
@@ -26,7 +27,7 @@ export const relayRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
    * nothing: no step, no ledger entry, no activity, and not even the
    * envelope's nonce, so its sender can send the same bytes again.
    */
-  app.post("/v1/relay", { preValidation: ctx.auth, bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
+  app.post("/v1/relay", { preValidation: ctx.auth, logLevel: chattyLogLevel(app), bodyLimit: 16 * 1024 * 1024 }, async (req, reply) => {
     const frame = req.rawBody ?? Buffer.alloc(0);
     let nonce: { sender: string; nonce: Uint8Array; time: number } | undefined;
     const env = openEnvelope(frame, {
@@ -72,7 +73,7 @@ export const relayRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
   });
 
   /** A party's poll: the envelopes queued for it after delivery number `after` (what it has seen), waiting up to `wait` ms for some. */
-  app.get("/v1/mailbox", { preValidation: ctx.auth }, async (req, reply) => {
+  app.get("/v1/mailbox", { preValidation: ctx.auth, logLevel: chattyLogLevel(app) }, async (req, reply) => {
     const q = req.query as { wait?: string; after?: string };
     const wait = Math.min(30_000, Math.max(0, Number(q.wait ?? 0) || 0));
     const after = Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.floor(Number(q.after ?? 0) || 0)));
@@ -81,7 +82,7 @@ export const relayRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
   });
 
   /** A party has durably processed its envelopes of each job up to a delivery number: they are deleted (and their bytes leave the caps). */
-  app.post("/v1/mailbox/ack", { preValidation: ctx.auth, schema: { body: MailboxAckSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
+  app.post("/v1/mailbox/ack", { preValidation: ctx.auth, logLevel: chattyLogLevel(app), schema: { body: MailboxAckSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     for (const a of req.body.acks) mailboxes.ack(req.party as string, a.job, a.upTo);
     return { acknowledged: req.body.acks.length };
   });
