@@ -259,7 +259,7 @@ describe("key normalisation on node jobs", () => {
     expect(requestExtends(asked, { ...asked, params: { ...asked.params, normalise: { digitsOnly: true } } })).toBe(true);
     const { normalise: _dropped, ...without } = asked.params;
     expect(requestExtends(asked, { ...asked, params: without })).toBe(false);
-    expect(() => parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "t.s", params: { keyColumns: ["phone"], normalise: { digits: true } } })).toThrow('params.normalise."digits": unknown field (the fields are digitsOnly, caseFold)');
+    expect(() => parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "t.s", params: { keyColumns: ["phone"], normalise: { digits: true } } })).toThrow('params.normalise."digits": unknown field: did you mean digitsOnly? (the fields are digitsOnly, caseFold)');
     expect(() => parseJobRequest({ protocol: "federated-aggregate", buyer: "bank", providerDatasets: ["a", "b"], params: { aggregate: { aggregates: [{ fn: "count" }] }, normalise: { caseFold: true } } })).toThrow(
       /params\.normalise: does not apply to protocol federated-aggregate/,
     );
@@ -312,7 +312,7 @@ describe("scripting and recovering", () => {
     const id = (JSON.parse((await umbra("job", "list", ...bankApi(), "--json")).stdout) as { id: string }[])[2]?.id as string;
     const r = await umbra("job", "result", id, ...bankApi(), "--out", join(root, "no-such-folder", "o.csv"));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^umbra: UMBRA_UNWRITABLE_FILE: cannot write ".*o\.csv": the folder ".*no-such-folder" does not exist/m);
+    expect(r.stderr).toMatch(/^umbra: UMBRA_UNWRITABLE_FILE: cannot write --out ".*o\.csv": its folder ".*no-such-folder" does not exist \(ENOENT\); create it first or choose another path$/m);
     const ok = await umbra("job", "result", id, ...bankApi(), "--out", join(root, "o.csv"), "--json");
     expect(ok.status, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ job: id, kind: "table", rows: 990 });

@@ -58,7 +58,7 @@ export interface ReadTableOptions extends ReadOptions {
   readonly inferTypes?: boolean;
 }
 
-const READ_OPTIONS = ["batchSize", "columnTypes", "columns"] as const;
+const READ_OPTIONS = ["batchSize", "columnTypes", "columns", "delimiter"] as const;
 const READ_TABLE_OPTIONS = [...READ_OPTIONS, "inferTypes"] as const;
 
 function checkOptions(options: ReadOptions, names: readonly string[] = READ_OPTIONS): number {
