@@ -7,9 +7,9 @@
  * totals count, Σx and Σx² — exact from integer totals, or with error bounds
  * by interval arithmetic from approximate ones.
  */
-import { DataType, type Table } from "apache-arrow";
+import { DataType, type Table, type Vector } from "apache-arrow";
 import { InvalidArgumentError, MissingColumnError, UnsupportedTypeError } from "../engine/errors.js";
-import { ValueOutOfRangeError, valuesFromArrow } from "../engine/he/index.js";
+import { fixedPointToString, ValueOutOfRangeError, valuesFromArrow } from "../engine/he/index.js";
 
 /**
  * k when none is given, in the runners as on the command line (`umbra
@@ -94,16 +94,41 @@ export function fixedPoint(x: number, f: number): bigint {
   return BigInt(y < 0 ? -Math.round(-y) : Math.round(y));
 }
 
+/** Where a value is, for a message: `column "amt" of the provider table, data row 7` (never the value). */
+function valuePlace(column: string, where: string, row: number): string {
+  return `column ${JSON.stringify(column)} of the ${where}, data row ${row + 1}`;
+}
+
+/** A value of a column beyond its bound: the column, the row, the bound and what to change (never the value). */
+function outOfRange(column: string, where: string, row: number, bound: bigint, scale: number): ValueOutOfRangeError {
+  return new ValueOutOfRangeError(
+    `${valuePlace(column, where, row)}: a value is outside maxAbsValue ${fixedPointToString(bound, scale)} (--max-abs-value): every |value| must be at most the bound; raise it or fix the row`,
+  );
+}
+
+/** A non-finite value (NaN, ±Infinity) in a column: where it is and the fix. */
+function notFinite(column: string, where: string, row: number): ValueOutOfRangeError {
+  return new ValueOutOfRangeError(`${valuePlace(column, where, row)}: a value is not a finite number (NaN or infinity); fix or filter the row`);
+}
+
+/** engine/he's valuesFromArrow, its refusals naming the column. */
+function columnValues(vector: Vector, column: string, where: string): ReturnType<typeof valuesFromArrow> {
+  if (vector.nullCount > 0) {
+    throw new InvalidArgumentError(`column ${JSON.stringify(column)} of the ${where} has ${vector.nullCount} empty (null) values: fill or filter them, or leave the column out`);
+  }
+  return valuesFromArrow(vector);
+}
+
 /**
  * A column's values as scaled integers round(v · 10^scale), half away from
  * zero (as engine/he encodes); each |scaled| ≤ bound when a bound is given
- * (ValueOutOfRangeError with the row otherwise). Nulls are refused
- * (engine/he valuesFromArrow).
+ * (ValueOutOfRangeError naming the column, the row and the bound
+ * otherwise). Nulls are refused, naming the column.
  */
 export function scaledColumn(table: Table, column: string, scale: number, bound: bigint | null, where = "provider table"): bigint[] {
   const vector = table.getChild(column);
   if (!vector) throw new MissingColumnError(column, where);
-  const values = valuesFromArrow(vector);
+  const values = columnValues(vector, column, where);
   const bigF = 10n ** BigInt(scale);
   const f = Number(bigF);
   const out = new Array<bigint>(values.length);
@@ -113,10 +138,10 @@ export function scaledColumn(table: Table, column: string, scale: number, bound:
     if (typeof v === "bigint") s = v * bigF;
     else if (values instanceof Int32Array) s = BigInt(v) * bigF;
     else {
-      if (!Number.isFinite(v)) throw new ValueOutOfRangeError("value is not a finite number", i);
+      if (!Number.isFinite(v)) throw notFinite(column, where, i);
       s = fixedPoint(v, f);
     }
-    if (bound !== null && (s > bound || -s > bound)) throw new ValueOutOfRangeError("value outside the declared range", i);
+    if (bound !== null && (s > bound || -s > bound)) throw outOfRange(column, where, i, bound, scale);
     out[i] = s;
   }
   return out;
@@ -147,10 +172,10 @@ export function scaledValues(table: Table, column: string, scale: number, bound:
     let x: bigint;
     if (typeof v === "bigint") x = v * bigF;
     else if (typeof v === "number") {
-      if (!Number.isFinite(v)) throw new ValueOutOfRangeError("value is not a finite number", i);
+      if (!Number.isFinite(v)) throw notFinite(column, where, i);
       x = fixedPoint(v, f);
-    } else throw new InvalidArgumentError(`column ${JSON.stringify(column)} is not numeric`);
-    if (x > bound || -x > bound) throw new ValueOutOfRangeError("value outside the declared range", i);
+    } else throw new InvalidArgumentError(`column ${JSON.stringify(column)} of the ${where} is not numeric`);
+    if (x > bound || -x > bound) throw outOfRange(column, where, i, bound, scale);
     out[i] = x;
   }
   return { values: out, valid };

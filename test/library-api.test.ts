@@ -199,3 +199,34 @@ describe("readTable infers numeric CSV columns on request", () => {
     );
   });
 });
+
+describe("a value beyond maxAbsValue is refused naming the column, the row and the bound, never the value", () => {
+  /** The message of the error `run` rejects with, and its code. */
+  async function rejection(run: () => Promise<unknown>): Promise<{ code: string; message: string }> {
+    const err = (await run().then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as { code: string; message: string };
+    return { code: err.code, message: err.message };
+  }
+
+  it("runJoinAggregate: the provider's row", async () => {
+    const e = await rejection(() => runJoinAggregate({ ...jaBase, aggregates: [{ fn: "sum", column: "spend" }], maxAbsValue: 110, minGroupSize: 1 }));
+    expect(e).toEqual({
+      code: "UMBRA_VALUE_OUT_OF_RANGE",
+      message: 'column "spend" of the provider table, data row 12: a value is outside maxAbsValue 110 (--max-abs-value): every |value| must be at most the bound; raise it or fix the row',
+    });
+  });
+
+  it("runFederatedAggregate: the provider's row, counted in the table as given when rows with a null are left out", async () => {
+    const withNull = new Table({
+      cat: vectorFromArray(["a", "b", "b", "b"], new Utf8()),
+      x: vectorFromArray([null, 1n, 2n, 500n], new Int64()),
+    });
+    const e = await rejection(() => runFederatedAggregate({ ...faBase, providers: [{ table: withNull }, { table: faTable(2) }], maxAbsValue: 100 }));
+    expect(e).toEqual({
+      code: "UMBRA_VALUE_OUT_OF_RANGE",
+      message: 'column "x" of the provider table, data row 4: a value is outside maxAbsValue 100 (--max-abs-value): every |value| must be at most the bound; raise it or fix the row',
+    });
+  });
+});

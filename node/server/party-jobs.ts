@@ -59,6 +59,10 @@ import type { Delivery } from "./mailbox.js";
 import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
 
+
+/** Codes of errors about a party's own input data, whose messages (never a value) its operator needs to fix it. */
+const DATA_ERRORS: ReadonlySet<string> = new Set(["UMBRA_VALUE_OUT_OF_RANGE", "UMBRA_MALFORMED_CSV", "UMBRA_MISSING_COLUMN", "UMBRA_UNSUPPORTED_TYPE", "UMBRA_INVALID_ARGUMENT", "UMBRA_UNREADABLE_FILE", "UMBRA_DATASET_CHANGED"]);
+
 /** Largest envelope the agent opens (the envelope layer's payload limit and its overhead). */
 const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
 
@@ -542,7 +546,8 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
           log.warn({ job: claimed, code }, "dropped an envelope that does not open");
           return;
         }
-        log.warn({ job: opened.job, code }, "job step failed");
+        // A problem in this party's own data: its message says where (file, column, row) and the fix, never a value; for this party's operator only (the other parties see the code).
+        log.warn({ job: opened.job, code, ...(err instanceof UmbraError && DATA_ERRORS.has(code) ? { detail: err.message } : {}) }, "job step failed");
         failJob(opened.job, code);
       })
       .then(() => outbox.ack(claimed, delivery.id))

@@ -12,9 +12,9 @@
  */
 import type { Table } from "apache-arrow";
 import { takeRows } from "../../engine/columns/index.js";
-import { MissingColumnError } from "../../engine/errors.js";
+import { InvalidArgumentError, MissingColumnError } from "../../engine/errors.js";
 import { BoundExceededError, ValueOutOfRangeError, valuesFromArrow } from "../../engine/he/index.js";
-import { fixedPoint, scaledColumn } from "../aggregate.js";
+import { fixedPoint, scaledColumn, scaledValues } from "../aggregate.js";
 import type { FaResolved } from "./params.js";
 
 /** Each row's cell (−1: none): a null or undeclared group-by value puts the row in no cell. */
@@ -103,6 +103,14 @@ function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array):
  */
 export function faLocalVector(s: FaResolved, input: Table): string[] {
   const table = withoutNullValues(s, input);
+  // Rows were left out: check the values against the bound on the input as
+  // given, so that a refusal names the row of the caller's table.
+  if (table !== input) {
+    for (const c of s.columns) {
+      if (s.approximate === true) doubleColumn(input, c, Number(s.valueBound), true);
+      else scaledValues(input, c, s.scale, BigInt(s.valueBound));
+    }
+  }
   if (s.approximate === true) return localVectorApproximate(s, table);
   const rows = table.numRows;
   const cellOf = cellsOf(s, table);
@@ -157,16 +165,30 @@ export function withoutNullValues(s: Pick<FaResolved, "columns" | "histColumn" |
   return takeRows(table, Uint32Array.from(keep));
 }
 
-/** A column's values as doubles (64-bit integers rounded to the nearest), each finite with |x| ≤ bound when a bound is given. */
-function doubleColumn(table: Table, column: string, bound: number | null): Float64Array {
+/**
+ * A column's values as doubles (64-bit integers rounded to the nearest), each
+ * finite with |x| ≤ bound when a bound is given (ValueOutOfRangeError naming
+ * the column, the row and the bound otherwise). With `skipNulls`, nulls are
+ * passed over (read as 0) instead of refused.
+ */
+function doubleColumn(table: Table, column: string, bound: number | null, skipNulls = false): Float64Array {
   const vector = table.getChild(column);
   if (!vector) throw new MissingColumnError(column, "provider table");
-  const values = valuesFromArrow(vector);
-  const out = values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | bigint>, (v) => Number(v));
+  const place = (i: number) => `column ${JSON.stringify(column)} of the provider table, data row ${i + 1}`;
+  const out = new Float64Array(vector.length);
+  if (!skipNulls || vector.nullCount === 0) {
+    if (vector.nullCount > 0) throw new InvalidArgumentError(`column ${JSON.stringify(column)} of the provider table has ${vector.nullCount} empty (null) values: fill or filter them`);
+    const values = valuesFromArrow(vector);
+    out.set(values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | bigint>, (v) => Number(v)));
+  } else {
+    for (let i = 0; i < out.length; i++) out[i] = vector.isValid(i) ? Number(vector.get(i)) : 0;
+  }
   for (let i = 0; i < out.length; i++) {
     const x = out[i] as number;
-    if (!Number.isFinite(x)) throw new ValueOutOfRangeError("value is not a finite number", i);
-    if (bound !== null && !(Math.abs(x) <= bound)) throw new ValueOutOfRangeError("value outside the declared range", i);
+    if (!Number.isFinite(x)) throw new ValueOutOfRangeError(`${place(i)}: a value is not a finite number (NaN or infinity); fix or filter the row`);
+    if (bound !== null && !(Math.abs(x) <= bound)) {
+      throw new ValueOutOfRangeError(`${place(i)}: a value is outside maxAbsValue ${bound} (--max-abs-value): every |value| must be at most the bound; raise it or fix the row`);
+    }
   }
   return out;
 }

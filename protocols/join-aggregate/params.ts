@@ -12,7 +12,7 @@ import { withHeContext, type HeContext, type HeContextOptions } from "../../engi
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
 import type { AggregateSpec } from "../aggregate.js";
-import { resolveAggregates } from "../aggregate.js";
+import { DEFAULT_MIN_GROUP_SIZE, resolveAggregates } from "../aggregate.js";
 import { statLayout, valueBound, type JaStat } from "./aggregates.js";
 
 export const JA_VERSION = 1;
@@ -57,7 +57,7 @@ export interface JoinAggregateParams {
   readonly aggregates: readonly AggregateSpec[];
   /** True when the buyer groups by one of its columns. */
   readonly grouped: boolean;
-  /** k: a group is released only with at least k distinct matched keys and k joined rows (default 1). */
+  /** k: a group is released only with at least k distinct matched keys and k joined rows (default 10, DEFAULT_MIN_GROUP_SIZE: the CLI's). */
   readonly minGroupSize?: number;
   /** The largest |value| of an aggregated provider column, in the value's units. */
   readonly maxAbsValue: number | bigint;
@@ -115,7 +115,7 @@ export interface JaContext {
 
 export function resolveJaParams(p: JoinAggregateParams): JaResolved {
   if (!p || !isJobId(p.job)) throw new InvalidArgumentError("job id must be 1..128 of [A-Za-z0-9._:-]");
-  const k = p.minGroupSize ?? 1;
+  const k = p.minGroupSize ?? DEFAULT_MIN_GROUP_SIZE;
   if (!Number.isSafeInteger(k) || k < 1) throw new InvalidArgumentError("minGroupSize must be a positive integer");
   const group = p.group ?? GroupId.X25519;
   if (group !== GroupId.X25519 && group !== GroupId.Ristretto255) throw new InvalidArgumentError("unknown group");
