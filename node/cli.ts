@@ -48,11 +48,15 @@ ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
 
-Files are read by extension: .csv, .arrow/.feather/.ipc (Arrow IPC), .arrows
-(Arrow IPC stream), .parquet (read only). Keys are trimmed and NFC-normalised;
---digits-only keeps the ASCII digits, --case-fold lower-cases; a composite key
-is several comma-separated columns, named alike in both files. Progress goes
-to stderr (--quiet: none); results and the summary to stdout.
+Files are read and written by extension: .csv (--delimiter C for another
+separator than the comma), .arrow/.feather/.ipc (Arrow IPC), .arrows (Arrow
+IPC stream), .parquet. Keys are trimmed and NFC-normalised; --digits-only
+keeps the ASCII digits, --case-fold lower-cases (on a node job both sides
+apply what the job names); a composite key is several comma-separated
+columns, named alike in both files. Progress goes to stderr (--quiet: none);
+results and the summary to stdout (--json: one JSON document).
+A walkthrough from install to a verified ledger: the README, "Bring your own
+data"; usage policies: docs/policy.md; config files: docs/configuration.md.
 
 Exit codes: 0 done, 1 error ("umbra: CODE: message"), 2 usage error.
 `;
