@@ -1,0 +1,232 @@
+/**
+ * Red team of what issue 18 added to the nodes (F17): the party agent's job
+ * list (GET /v1/jobs), key normalisation on node jobs (params.normalise),
+ * key shapes in dataset descriptors, config files, the policy's "//"
+ * comment, and the data errors a provider's agent logs.
+ *
+ * The attacks, against real agents and a real exchange on loopback: the job
+ * list without the token, from a rebound Host, with hostile query values; a
+ * job.start (signed by the exchange itself) that adds, drops or changes the
+ * normalisation of the buyer's job; wrong normalise documents; a descriptor
+ * whose keyShape smuggles a value; a policy comment beyond its bounds, and
+ * one within them (never stored or shown).
+ * Each is refused and leaves every store and the ledger as they were, or
+ * shows only what it should.
+ */
+import { writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CryptoPool } from "../../engine/index.js";
+import { sealEnvelope } from "../../node/envelope.js";
+import { appendEntry, LedgerKind, requestDigest } from "../../node/ledger.js";
+import { type JobRequest } from "../../node/policy.js";
+import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
+import { api, partyHeaders, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
+import { descriptor, exchangeSnapshot, signedRequest, snapshot } from "./kit.js";
+
+const pool = new CryptoPool({ threads: 2 });
+let nodes: TestNodes;
+let x: TestExchange;
+let telco: TestParty;
+let bank: TestParty;
+/** A psi job with --digits-only that ran. */
+let job = "";
+
+const SECRET_PHONE = "+1 (555) 010-0042";
+const POLICY = { allowedProtocols: ["psi", "lookup"], outputColumns: ["spend"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 1000, budgetUnit: "jobs" };
+
+beforeAll(async () => {
+  nodes = await startNodes(pool, ["telco", "bank"]);
+  x = nodes.x;
+  [telco, bank] = nodes.parties as [TestParty, TestParty];
+  writeFileSync(join(telco.dataDir, "subs.csv"), `phone,spend\n"${SECRET_PHONE}",10\n+1 (555) 010-0002,20\n+1 (555) 010-0003,30\n`);
+  writeFileSync(join(bank.dataDir, "private-customers-q3.csv"), "phone\n15550100042\n15550100003\n19990000000\n");
+  expect((await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", policy: POLICY })).status).toBe(201);
+  const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "private-customers-q3.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"], normalise: { digitsOnly: true } } });
+  expect(r.status).toBe(201);
+  job = r.body.id;
+  expect(await waitForJob(bank.url, job)).toMatchObject({ state: "succeeded" });
+}, 60_000);
+
+afterAll(async () => {
+  await nodes?.close();
+  await pool.close();
+});
+
+const everything = () => [exchangeSnapshot(x), snapshot(telco.store), snapshot(bank.store)].join("\n");
+
+/** One request with exactly these headers (node:http: fetch would set the Host header itself). */
+function raw(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, method: "GET", path, setHost: headers["host"] === undefined, headers }, (res) => {
+      let text = "";
+      res.on("data", (c: Buffer) => (text += c.toString("utf8")));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("F17: GET /v1/jobs on the party agent", () => {
+  it("without the token, or with another agent's: 401, no job listed", async () => {
+    for (const headers of [{}, { authorization: `Bearer ${telco.agent.token}` }] as Record<string, string>[]) {
+      const r = await raw(bank.url, "/v1/jobs?limit=10000", headers);
+      expect(r.status).toBe(401);
+      expect(r.text).not.toContain(job);
+    }
+  });
+
+  it("from a rebound Host, even with the token: 403, no job listed", async () => {
+    const r = await raw(bank.url, "/v1/jobs", { ...partyHeaders(bank.url), host: `evil.example:${new URL(bank.url).port}` });
+    expect(r.status).toBe(403);
+    expect(r.text).not.toContain(job);
+  });
+
+  it("hostile limit and state values are refused with 400 and change nothing", async () => {
+    const before = everything();
+    const hostile = [
+      "limit=0",
+      "limit=-1",
+      "limit=10001",
+      "limit=99999999999999999999",
+      "limit=1.5",
+      "limit=abc",
+      "limit=1%3BDROP%20TABLE%20jobs",
+      "limit=",
+      "state=succeeded'%20OR%20'1'%3D'1",
+      "state=%25",
+      "state=",
+      "state=succeeded&state=failed",
+    ];
+    for (const q of hostile) {
+      const r = await api<{ error?: { code: string } }>(bank.url, "GET", `/v1/jobs?${q}`);
+      expect(r.status, q).toBe(400);
+    }
+    expect(everything()).toBe(before);
+  });
+
+  it("the buyer's list names its own file and the job's counts, never a key", async () => {
+    const r = await api<{ jobs: { id: string; role: string; summary: string }[] }>(bank.url, "GET", "/v1/jobs?state=succeeded&limit=10000");
+    expect(r.status).toBe(200);
+    const mine = r.body.jobs.find((j) => j.id === job);
+    expect(mine?.role).toBe("buyer");
+    expect(mine?.summary).toContain("private-customers-q3.csv with telco.subs.csv");
+    const text = JSON.stringify(r.body);
+    for (const key of ["15550100042", "15550100003", "19990000000", SECRET_PHONE]) expect(text).not.toContain(key);
+  });
+
+  it("the provider's list does not name the buyer's own file (only the provider's dataset)", async () => {
+    const r = await api<{ jobs: { id: string; role: string; summary: string }[] }>(telco.url, "GET", "/v1/jobs");
+    const theirs = r.body.jobs.find((j) => j.id === job);
+    expect(theirs?.role).toBe("provider");
+    expect(JSON.stringify(r.body)).not.toContain("private-customers-q3");
+  });
+
+  it("the provider's list shows no key, no value and no path of its data folder", async () => {
+    const r = await api(telco.url, "GET", "/v1/jobs?limit=10000");
+    const text = JSON.stringify(r.body);
+    for (const s of [SECRET_PHONE, "010-0042", "15550100042", telco.dataDir, bank.dataDir]) expect(text).not.toContain(s);
+  });
+});
+
+describe("F17: params.normalise as a buyer sends it", () => {
+  const submit = (params: Record<string, unknown>, protocol = "psi") =>
+    api<{ error?: { code: string; message: string } }>(bank.url, "POST", "/v1/jobs", { protocol, buyerDataset: "private-customers-q3.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"], ...params } });
+
+  for (const [what, normalise] of [
+    ["a string for a flag", { digitsOnly: "yes" }],
+    ["an unknown field", { stripPlus: true }],
+    ["an array", [true]],
+    ["null", null],
+    ["a prototype key", JSON.parse('{"__proto__": {"digitsOnly": true}}') as unknown],
+  ] as const) {
+    it(`normalise with ${what} is refused with 400, nothing stored or sent`, async () => {
+      const before = everything();
+      const r = await submit({ normalise });
+      expect(r.status).toBe(400);
+      expect(everything()).toBe(before);
+    });
+  }
+
+  it("normalise on federated-aggregate (no keys joined) is refused with 400 at the exchange, nothing stored", async () => {
+    const before = everything();
+    const r = await api(bank.url, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: ["telco.subs.csv", "telco.subs.csv"], params: { aggregate: { aggregates: [{ fn: "count" }] }, normalise: { caseFold: true } } });
+    expect(r.status).toBe(400);
+    expect(everything()).toBe(before);
+  });
+});
+
+describe("F17: key shapes in dataset descriptors", () => {
+  it("the catalog shows the provider's key column as a class, never a value", async () => {
+    const r = await signedRequest<{ datasets: { id: string; schema: { name: string; keyShape?: string }[] }[] }>(x.url, bank.identity, "GET", "/v1/datasets");
+    const d = r.body.datasets.find((e) => e.id === "telco.subs.csv");
+    expect(d?.schema.find((f) => f.name === "phone")).toEqual({ name: "phone", type: "Utf8", keyShape: "formatted-digits" });
+  });
+
+  it("a descriptor whose keyShape is a value (not one of the classes) is refused with 400, nothing stored", async () => {
+    const before = everything();
+    const d = descriptor("telco", "smuggle.csv");
+    const bad = { ...d, schema: [{ name: "k", type: "Utf8", keyShape: SECRET_PHONE }] };
+    const r = await signedRequest(x.url, telco.identity, "POST", "/v1/datasets", { body: { descriptor: bad, policy: { ...POLICY, keyColumns: ["k"], outputColumns: [] } } });
+    expect(r.status).toBe(400);
+    expect(JSON.stringify(r.body)).not.toContain(SECRET_PHONE);
+    expect(everything()).toBe(before);
+  });
+});
+
+describe('F17: the policy\'s "//" comment', () => {
+  it("a comment beyond its bounds (201 lines, or a line of 1001 characters) is refused with 400, nothing stored", async () => {
+    const before = everything();
+    for (const comment of [Array.from({ length: 201 }, () => "x"), "y".repeat(1001), { nested: "object" }]) {
+      const r = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", update: true, policy: { ...POLICY, "//": comment } });
+      expect(r.status).toBe(400);
+    }
+    expect(everything()).toBe(before);
+  });
+
+  it("a comment within its bounds is not stored by the exchange, nor shown to buyers in the catalog", async () => {
+    const marker = "COMMENT-MARKER-do-not-store";
+    const r = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", update: true, policy: { ...POLICY, "//": [marker, "z".repeat(900)] } });
+    expect(r.status).toBe(200);
+    const stored = x.store.listPolicies("telco.subs.csv").map((p) => JSON.stringify(p.policy)).join("\n");
+    const catalog = await signedRequest(x.url, bank.identity, "GET", "/v1/datasets");
+    const ledger = [...x.store.ledgerRows()].map((row) => JSON.stringify(row)).join("\n");
+    expect([stored, JSON.stringify(catalog.body), ledger].some((s) => s.includes(marker))).toBe(false);
+  });
+});
+
+/** Puts a job.start signed by the exchange into the bank's mailbox, as a malicious exchange would send it. */
+function injectStart(id: string, request: JobRequest): void {
+  const record = appendEntry(x.store, x.identity.signing, { kind: LedgerKind.JobSubmitted, job: id, body: { protocol: request.protocol, buyer: "bank", dataset: "telco.subs.csv", cost: 1, request: requestDigest(request) } });
+  const start = { type: ControlType.Start, job: id, role: "buyer", request, counterpart: "telco", record };
+  x.app.mailboxes.put("bank", sealEnvelope({ job: id, step: CONTROL_STEP, sender: x.identity, recipient: "bank", sequence: 3_000_000 + Math.floor(Math.random() * 1e6), payload: new TextEncoder().encode(JSON.stringify(start)) }));
+}
+
+describe("F17: a malicious exchange and the job's normalisation", () => {
+  /** A job the bank submitted that the provider never takes (telco's agent is told nothing: a job whose start the exchange holds back). */
+  async function heldJob(normalise?: Record<string, boolean>): Promise<{ id: string; asked: JobRequest }> {
+    const params = { keyColumns: ["phone"], ...(normalise ? { normalise } : {}) };
+    const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "private-customers-q3.csv", providerDataset: "telco.subs.csv", params });
+    expect(r.status).toBe(201);
+    const asked = (x.store.getJob(r.body.id)?.params as unknown as { request: JobRequest }).request;
+    return { id: r.body.id, asked };
+  }
+
+  for (const [what, asked, forged] of [
+    ["adds caseFold to a job asked without normalisation", undefined, { caseFold: true }],
+    ["drops digitsOnly from a job asked with it", { digitsOnly: true }, undefined],
+    ["changes digitsOnly to caseFold", { digitsOnly: true }, { caseFold: true }],
+  ] as const) {
+    it(`a job.start that ${what} is refused by the buyer: UMBRA_NOT_SUBMITTED, nothing sent`, async () => {
+      const { id, asked: request } = await heldJob(asked);
+      const { normalise: _n, ...rest } = request.params;
+      injectStart(id, { ...request, params: { ...rest, ...(forged ? { normalise: forged } : {}) } });
+      await waitUntil(() => bank.store.getJob(id)?.state === "failed", "the buyer's refusal");
+      expect(bank.store.getJob(id)?.reason).toBe("UMBRA_NOT_SUBMITTED");
+      expect(x.store.listSteps(id)).toEqual([]);
+    });
+  }
+});
