@@ -7,7 +7,7 @@
  * relative path in the file is taken from the file's folder, so a config
  * file means the same from wherever it is used. docs/configuration.md.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, extname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { UmbraError } from "../../engine/errors.js";
@@ -26,11 +26,23 @@ export class InvalidConfigError extends UmbraError {
   }
 }
 
+/** Largest config file read (a config is a few lines: a bigger one is a mistake, or a trap). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 /** The document in a config file, by its extension. */
 function readDocument(file: string): unknown {
   const ext = extname(file).toLowerCase();
   if (ext !== ".toml" && ext !== ".json") throw new InvalidConfigError(file, "a config file is .toml or .json (by its extension)");
   let text: string;
+  // A FIFO or a device (a symlink to /dev/zero) would block the command or fill its memory: only a regular file is read.
+  let stat: Stats;
+  try {
+    stat = statSync(file);
+  } catch {
+    throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the config file "${file}"`);
+  }
+  if (!stat.isFile()) throw new InvalidConfigError(file, "is not a regular file (a pipe, a device or a folder): name a .toml or .json file");
+  if (stat.size > MAX_CONFIG_BYTES) throw new InvalidConfigError(file, `is larger than ${MAX_CONFIG_BYTES} bytes: a config file holds a few options`);
   try {
     text = readFileSync(file, "utf8");
   } catch {

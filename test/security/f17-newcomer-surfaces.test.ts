@@ -9,15 +9,19 @@
  * job.start (signed by the exchange itself) that adds, drops or changes the
  * normalisation of the buyer's job; wrong normalise documents; a descriptor
  * whose keyShape smuggles a value; a policy comment beyond its bounds, and
- * one within them (never stored or shown).
+ * one within them (never stored or shown); config files that are not files.
  * Each is refused and leaves every store and the ledger as they were, or
  * shows only what it should.
  */
-import { writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../../engine/index.js";
+import { withConfigFile } from "../../node/commands/config.js";
+import { Options } from "../../node/commands/args.js";
 import { sealEnvelope } from "../../node/envelope.js";
 import { appendEntry, LedgerKind, requestDigest } from "../../node/ledger.js";
 import { type JobRequest } from "../../node/policy.js";
@@ -195,6 +199,58 @@ describe('F17: the policy\'s "//" comment', () => {
     const catalog = await signedRequest(x.url, bank.identity, "GET", "/v1/datasets");
     const ledger = [...x.store.ledgerRows()].map((row) => JSON.stringify(row)).join("\n");
     expect([stored, JSON.stringify(catalog.body), ledger].some((s) => s.includes(marker))).toBe(false);
+  });
+});
+
+describe("F17: --config files", () => {
+  const spec = { "--config": "string", "--port": "string", "--data": "string" } as const;
+  const load = (file: string) => withConfigFile(new Options(new Map([["--config", file]]), new Set(), "usage"), spec, "usage");
+  const dir = mkdtempSync(join(tmpdir(), "umbra-f17-config-"));
+  const messageOf = (f: () => unknown): string => {
+    try {
+      f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "(no error)";
+  };
+
+  it("a config file that is a FIFO is refused at once, not waited on: UMBRA_INVALID_CONFIG", () => {
+    const fifo = join(dir, "pipe.toml");
+    execFileSync("mkfifo", [fifo]);
+    expect(() => load(fifo)).toThrow('config file "pipe.toml": is not a regular file (a pipe, a device or a folder): name a .toml or .json file');
+  });
+
+  it("a config file that is a symlink to /dev/zero is refused, not read into memory", () => {
+    const link = join(dir, "zero.toml");
+    symlinkSync("/dev/zero", link);
+    expect(() => load(link)).toThrow('config file "zero.toml": is not a regular file (a pipe, a device or a folder): name a .toml or .json file');
+  });
+
+  it("a config file over 1 MiB is refused before it is parsed", () => {
+    const big = join(dir, "big.toml");
+    writeFileSync(big, `# ${"x".repeat(1 << 20)}\nport = 1\n`);
+    expect(() => load(big)).toThrow(/config file "big\.toml": is larger than 1048576 bytes/);
+  });
+
+  it("a TOML error never quotes the file's contents (a secret on the broken line)", () => {
+    const f = join(dir, "leak.toml");
+    writeFileSync(f, `port = "hunter2-secret-value\n`);
+    expect(messageOf(() => load(f))).toMatch(/^config file "leak\.toml": not valid TOML at line 1, column \d+: [^"]*$/);
+    expect(messageOf(() => load(f))).not.toContain("hunter2");
+  });
+
+  it("a JSON error never quotes the file's contents", () => {
+    const f = join(dir, "leak.json");
+    writeFileSync(f, `{"port": hunter2-secret-value}`);
+    expect(messageOf(() => load(f))).toMatch(/^config file "leak\.json": not valid JSON/);
+    expect(messageOf(() => load(f))).not.toContain("hunter2");
+  });
+
+  it("a wrong-kind value is refused without quoting it", () => {
+    const f = join(dir, "kind.json");
+    writeFileSync(f, JSON.stringify({ port: { secret: "hunter2-secret-value" } }));
+    expect(() => load(f)).toThrow('config file "kind.json": port needs a value (a string or a number)');
   });
 });
 
