@@ -28,6 +28,10 @@
  *                                `minIntersection` (psi, psi-cardinality, lookup)
  *  10. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
  *  11. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
+ *  12. `normalise-merges-keys`   the job asks for digitsOnly on a key column whose recorded shape
+ *                                (node/key-shape.ts) is not digits or formatted digits: keeping only
+ *                                the digits of "US100" and "UK100" would make them one key, and one
+ *                                key evaluated (and charged) would reveal the rows of many
  *
  * A key column discloses: whoever may join on it learns, for each value it
  * holds, whether the dataset holds it too (psi), and with it whatever the
@@ -74,7 +78,7 @@
  */
 import { InvalidArgumentError, UmbraError } from "../engine/errors.js";
 import { protocolDescription, ProtocolId } from "../protocols/index.js";
-import type { DatasetDescriptor } from "./schemas/dataset.js";
+import { KeyShape, type DatasetDescriptor } from "./schemas/dataset.js";
 import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, PolicyErrorCode, schemaIssues, type FieldIssue } from "./schemas/check.js";
 import { isRealDateTime, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH } from "./schemas/common.js";
 import { BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, POLICY_FIELDS, PolicySchema, type PolicyDocument } from "./schemas/policy.js";
@@ -110,6 +114,7 @@ export const PolicyRule = {
   IntersectionBelowMinimum: "intersection-below-minimum",
   QueryCountMissing: "query-count-missing",
   BudgetExhausted: "budget-exhausted",
+  NormaliseMergesKeys: "normalise-merges-keys",
 } as const;
 export type PolicyRule = (typeof PolicyRule)[keyof typeof PolicyRule];
 
@@ -495,5 +500,18 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
       `the job needs ${cost} ${policy.budgetUnit === BudgetUnit.Jobs ? (cost === 1 ? "job" : "jobs") : "keys"} of budget, ${remaining} remain`,
       { protocol },
     );
+  }
+
+  if (request.params.normalise?.digitsOnly === true) {
+    // Only digits (formatted or not) keep their meaning when reduced to their digits; an unrecorded shape fails closed.
+    const digitsOnly = (f: DatasetDescriptor["schema"][number] | undefined) => f?.keyShape === KeyShape.Digits || f?.keyShape === KeyShape.FormattedDigits;
+    const merging = request.params.keyColumns.filter((k) => !digitsOnly(dataset.schema.find((f) => f.name === k)));
+    if (merging.length > 0) {
+      throw new PolicyDeniedError(
+        PolicyRule.NormaliseMergesKeys,
+        `digitsOnly would merge distinct keys of ${list(merging)}: its recorded key shape is not digits or formatted digits (two keys that differ only in letters would become one); submit without --digits-only`,
+        { columns: merging, protocol },
+      );
+    }
   }
 }

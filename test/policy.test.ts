@@ -369,13 +369,14 @@ describe("checkJob", () => {
       "intersection-below-minimum",
       "query-count-missing",
       "budget-exhausted",
+      "normalise-merges-keys",
     ]);
     // A job on a policy that breaks every rule at once.
     let p = policy({ expiresAt: "2026-01-01T00:00:00Z", allowedBuyers: ["insurer"], allowedProtocols: ["lookup"], budgetUnit: "keys", queryBudget: 50, keyColumns: [], minIntersection: 20 });
     // psi-cardinality: both a k-protocol and an intersection protocol, so every rule applies.
     let r = request(
       { protocol: ProtocolId.PsiCardinality, providerDataset: "elsewhere" },
-      { keyColumns: ["email"], outputColumns: ["age"], minGroupSize: 2, minIntersection: 5 },
+      { keyColumns: ["email"], outputColumns: ["age"], minGroupSize: 2, minIntersection: 5, normalise: { digitsOnly: true } },
     );
     let ctx: PolicyContext = { ...CTX, budgetRemaining: 10 };
     const fixes: Record<PolicyRule, () => void> = {
@@ -390,6 +391,10 @@ describe("checkJob", () => {
       "intersection-below-minimum": () => (r = { ...r, params: { ...r.params, minIntersection: 25 } }),
       "query-count-missing": () => (r = { ...r, params: { ...r.params, queryCount: 40 } }),
       "budget-exhausted": () => (ctx = { ...ctx, budgetRemaining: 40 }),
+      "normalise-merges-keys": () => {
+        const { normalise: _dropped, ...params } = r.params;
+        r = { ...r, params };
+      },
     };
     const seen: string[] = [];
     for (const rule of POLICY_RULE_ORDER) {

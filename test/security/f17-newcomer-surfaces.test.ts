@@ -163,6 +163,25 @@ describe("F17: params.normalise as a buyer sends it", () => {
   });
 });
 
+describe("F17: normalisation that merges a provider's keys", () => {
+  it("lookup with digitsOnly on letters-and-digits keys (US100, UK100, DE100 would be one key, one charged) is refused: normalise-merges-keys, nothing stored, no budget spent", async () => {
+    writeFileSync(join(telco.dataDir, "acc.csv"), "acct,spend\nUS100,10\nUK100,20\nDE100,30\nFR200,40\n");
+    writeFileSync(join(bank.dataDir, "probe.csv"), "acct\n100\n");
+    const policy = { allowedProtocols: ["lookup", "psi"], outputColumns: ["spend"], keyColumns: ["acct"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 1, budgetUnit: "keys" };
+    expect((await api(telco.url, "POST", "/v1/datasets", { file: "acc.csv", policy })).status).toBe(201);
+    // The exchange records the refusal; nothing reaches the provider and no budget moves.
+    const before = [snapshot(telco.store), JSON.stringify(x.store.listBudgets("telco.acc.csv"))].join("\n");
+    const r = await api<{ error?: { code: string; rule?: string } }>(bank.url, "POST", "/v1/jobs", {
+      protocol: "lookup",
+      buyerDataset: "probe.csv",
+      providerDataset: "telco.acc.csv",
+      params: { keyColumns: ["acct"], outputColumns: ["spend"], queryCount: 1, normalise: { digitsOnly: true } },
+    });
+    expect([r.status, r.body.error?.rule]).toEqual([403, "normalise-merges-keys"]);
+    expect([snapshot(telco.store), JSON.stringify(x.store.listBudgets("telco.acc.csv"))].join("\n")).toBe(before);
+  });
+});
+
 describe("F17: key shapes in dataset descriptors", () => {
   it("the catalog shows the provider's key column as a class, never a value", async () => {
     const r = await signedRequest<{ datasets: { id: string; schema: { name: string; keyShape?: string }[] }[] }>(x.url, bank.identity, "GET", "/v1/datasets");
