@@ -26,7 +26,11 @@ import { sealEnvelope } from "../../node/envelope.js";
 import { appendEntry, LedgerKind, requestDigest } from "../../node/ledger.js";
 import { type JobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
-import { api, partyHeaders, startNodes, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
+import { Writable } from "node:stream";
+import { generateIdentity } from "../../node/identity.js";
+import { buildParty } from "../../node/server/party.js";
+import { openStore } from "../../node/store.js";
+import { api, inviteAt, partyHeaders, startNodes, startParty, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 import { descriptor, exchangeSnapshot, signedRequest, snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
@@ -189,6 +193,13 @@ describe("F17: key shapes in dataset descriptors", () => {
     expect(d?.schema.find((f) => f.name === "phone")).toEqual({ name: "phone", type: "Utf8", keyShape: "formatted-digits" });
   });
 
+  it("a party outside the dataset's allowed buyers does not see its key shape (nor the dataset) in the catalog", async () => {
+    const mallory = await startParty("mallory", x.url, pool);
+    const r = await signedRequest(x.url, mallory.identity, "GET", "/v1/datasets");
+    await mallory.close();
+    expect(JSON.stringify(r.body)).not.toContain("telco.subs.csv");
+  });
+
   it("a descriptor whose keyShape is a value (not one of the classes) is refused with 400, nothing stored", async () => {
     const before = everything();
     const d = descriptor("telco", "smuggle.csv");
@@ -270,6 +281,34 @@ describe("F17: --config files", () => {
     const f = join(dir, "kind.json");
     writeFileSync(f, JSON.stringify({ port: { secret: "hunter2-secret-value" } }));
     expect(() => load(f)).toThrow('config file "kind.json": port needs a value (a string or a number)');
+  });
+});
+
+describe("F17: what a provider's agent logs of a data error", () => {
+  it("a provider whose file went bad logs where and the code, never a key or a cell of the file", async () => {
+    const lines: string[] = [];
+    const stream = new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(chunk.toString("utf8")), done()) });
+    const store = openStore(":memory:");
+    const dataDir = mkdtempSync(join(tmpdir(), "umbra-f17-carrier-"));
+    const agent = await buildParty({ store, identity: generateIdentity("carrier"), exchangeUrl: x.url, dataDir, pool, invite: inviteAt(x.url, "carrier") as string, logger: { level: "debug", stream } });
+    const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
+    await agent.start();
+    try {
+      writeFileSync(join(dataDir, "c.csv"), "phone,spend\n+1 555 010 0001,1\n");
+      const reg = await fetch(`${url}/v1/datasets`, { method: "POST", headers: { authorization: `Bearer ${agent.token}`, "content-type": "application/json" }, body: JSON.stringify({ file: "c.csv", policy: { ...POLICY, outputColumns: [] } }) });
+      expect(reg.status).toBe(201);
+      // The file changes under the agent: a row with a field too many, each cell a secret.
+      writeFileSync(join(dataDir, "c.csv"), `phone,spend\n"${SECRET_PHONE}",SPEND-SECRET-77,EXTRA-SECRET-99\n`);
+      const r = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "private-customers-q3.csv", providerDataset: "carrier.c.csv", params: { keyColumns: ["phone"] } });
+      expect(r.status).toBe(201);
+      await waitForJob(bank.url, r.body.id);
+      await waitUntil(() => lines.some((l) => l.includes("job step failed")), "the provider's log line");
+    } finally {
+      await agent.stop();
+      store.close();
+    }
+    const log = lines.join("");
+    for (const secret of [SECRET_PHONE, "010-0042", "SPEND-SECRET-77", "EXTRA-SECRET-99"]) expect(log).not.toContain(secret);
   });
 });
 
