@@ -31,7 +31,7 @@ import { generateIdentity } from "../../node/identity.js";
 import { buildParty } from "../../node/server/party.js";
 import { openStore } from "../../node/store.js";
 import { api, inviteAt, partyHeaders, startNodes, startParty, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
-import { descriptor, exchangeSnapshot, signedRequest, snapshot } from "./kit.js";
+import { descriptor, exchangeSnapshot, handJob, handParty, signedRequest, snapshot } from "./kit.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let nodes: TestNodes;
@@ -309,6 +309,17 @@ describe("F17: what a provider's agent logs of a data error", () => {
     }
     const log = lines.join("");
     for (const secret of [SECRET_PHONE, "010-0042", "SPEND-SECRET-77", "EXTRA-SECRET-99"]) expect(log).not.toContain(secret);
+  });
+});
+
+describe("F17: what the buyer's terminal prints of a refusal (job status, job list)", () => {
+  it("a provider's refusal whose rule is a terminal escape sequence is refused with 400: the job stays as it was, nothing for the buyer's terminal", async () => {
+    const buyer = await handParty(x, "buyer2");
+    const provider = await handParty(x, "prov2");
+    const id = await handJob(x, buyer, provider, { accept: false, file: "esc.csv" });
+    const rule = "\u001b]0;owned\u0007\u001b[2K\rjob succeeded: count 990";
+    const r = await signedRequest(x.url, provider, "POST", `/v1/jobs/${id}/events`, { body: { kind: "refused", rule } });
+    expect([r.status, x.store.getJob(id)?.state, x.store.getJob(id)?.reason]).toEqual([400, "submitted", null]);
   });
 });
 
