@@ -42,6 +42,8 @@ function readDocument(file: string): unknown {
     throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read the config file "${file}"`);
   }
   if (!stat.isFile()) throw new InvalidConfigError(file, "is not a regular file (a pipe, a device or a folder): name a .toml or .json file");
+  // Anyone could rewrite a world-writable file: its data folder, exchange or allowed hosts would be theirs.
+  if ((stat.mode & 0o002) !== 0) throw new InvalidConfigError(file, "anyone on this machine may write it: run chmod o-w on it");
   if (stat.size > MAX_CONFIG_BYTES) throw new InvalidConfigError(file, `is larger than ${MAX_CONFIG_BYTES} bytes: a config file holds a few options`);
   try {
     text = readFileSync(file, "utf8");

@@ -14,7 +14,7 @@
  * shows only what it should.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -255,6 +255,13 @@ describe("F17: --config files", () => {
     const link = join(dir, "zero.toml");
     symlinkSync("/dev/zero", link);
     expect(() => load(link)).toThrow('config file "zero.toml": is not a regular file (a pipe, a device or a folder): name a .toml or .json file');
+  });
+
+  it("a world-writable config file (anyone could set its data folder or allowed hosts) is refused", () => {
+    const f = join(dir, "open.toml");
+    writeFileSync(f, `data = "/"\n`);
+    chmodSync(f, 0o666);
+    expect(() => load(f)).toThrow('config file "open.toml": anyone on this machine may write it: run chmod o-w on it');
   });
 
   it("a config file over 1 MiB is refused before it is parsed", () => {
