@@ -225,7 +225,7 @@ describe('F17: the policy\'s "//" comment', () => {
     const marker = "COMMENT-MARKER-do-not-store";
     const r = await api(telco.url, "POST", "/v1/datasets", { file: "subs.csv", update: true, policy: { ...POLICY, "//": [marker, "z".repeat(900)] } });
     expect(r.status).toBe(200);
-    const stored = x.store.listPolicies("telco.subs.csv").map((p) => JSON.stringify(p.policy)).join("\n");
+    const stored = [x.store, telco.store].flatMap((st) => st.listPolicies("telco.subs.csv").map((p) => JSON.stringify(p.policy))).join("\n");
     const catalog = await signedRequest(x.url, bank.identity, "GET", "/v1/datasets");
     const ledger = [...x.store.ledgerRows()].map((row) => JSON.stringify(row)).join("\n");
     expect([stored, JSON.stringify(catalog.body), ledger].some((s) => s.includes(marker))).toBe(false);
@@ -268,6 +268,18 @@ describe("F17: --config files", () => {
     const big = join(dir, "big.toml");
     writeFileSync(big, `# ${"x".repeat(1 << 20)}\nport = 1\n`);
     expect(() => load(big)).toThrow(/config file "big\.toml": is larger than 1048576 bytes/);
+  });
+
+  it("a TOML nesting bomb (200,000 nested arrays, under 1 MiB) is a typed config error, not a crash", () => {
+    const f = join(dir, "bomb.toml");
+    writeFileSync(f, `port = ${"[".repeat(200_000)}${"]".repeat(200_000)}\n`);
+    expect(() => load(f)).toThrow(/^config file "bomb\.toml": /);
+  });
+
+  it("a JSON nesting bomb is a typed config error, not a crash", () => {
+    const f = join(dir, "bomb.json");
+    writeFileSync(f, `{"port": ${"[".repeat(200_000)}${"]".repeat(200_000)}}`);
+    expect(() => load(f)).toThrow(/^config file "bomb\.json": /);
   });
 
   it("a TOML error never quotes the file's contents (a secret on the broken line)", () => {
