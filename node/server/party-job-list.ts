@@ -56,8 +56,8 @@ export function registerJobList(app: FastifyInstance, store: Store, me: string):
       jobs: newest.map((j) => {
         const request = (j.params as { request?: JobRequest } | null)?.request;
         const role = j.buyer === me ? "buyer" : "provider";
-        const datasets = request ? jobDatasets(request).join(", ") : "";
-        // The buyer's own file is its own business: a provider's list names only the datasets of the job.
+        // A provider's list names its own datasets only: not its co-providers' (a multi-provider job) nor the buyer's file.
+        const datasets = request ? jobDatasets(request).filter((d) => role === "buyer" || store.getDataset(d) !== undefined).join(", ") : "";
         const input = role === "buyer" && request?.buyerDataset !== undefined ? `${request.buyerDataset} with ` : "";
         const summary = `${role}: ${input}${datasets || "(no dataset)"}; ${outcome(j.state, j.reason, j.progress)}`;
         return { id: j.id, protocol: j.protocol, role, state: j.state, createdAt: j.createdAt, updatedAt: j.updatedAt, summary };

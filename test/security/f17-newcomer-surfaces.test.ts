@@ -133,6 +133,13 @@ describe("F17: GET /v1/jobs on the party agent", () => {
     expect(JSON.stringify(r.body)).not.toContain("private-customers-q3");
   });
 
+  it("a provider's list of a multi-provider job names its own dataset, not its co-providers'", async () => {
+    const request = { protocol: "federated-aggregate", buyer: "bank", providerDatasets: ["telco.subs.csv", "rival.secret-plans.csv"], params: { aggregate: { aggregates: [{ fn: "count" }] } } };
+    telco.store.createJob({ id: "job-f17-fa", protocol: "federated-aggregate", buyer: "bank", providers: ["telco", "rival"], params: { request } as never });
+    const r = await api<{ jobs: { id: string; summary: string }[] }>(telco.url, "GET", "/v1/jobs");
+    expect(r.body.jobs.find((j) => j.id === "job-f17-fa")?.summary).toBe("provider: telco.subs.csv; submitted");
+  });
+
   it("the provider's list shows no key, no value and no path of its data folder", async () => {
     const r = await api(telco.url, "GET", "/v1/jobs?limit=10000");
     const text = JSON.stringify(r.body);
