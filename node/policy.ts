@@ -509,7 +509,7 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
     if (merging.length > 0) {
       throw new PolicyDeniedError(
         PolicyRule.NormaliseMergesKeys,
-        `digitsOnly would merge distinct keys of ${list(merging)}: its recorded key shape is not digits or formatted digits (two keys that differ only in letters would become one); submit without --digits-only`,
+        `digitsOnly would merge distinct keys of ${list(merging)}: its recorded key shape is not digits or formatted digits (two keys that differ only in letters would become one; a dataset registered before key shapes has none until its provider registers it again with --update); submit without --digits-only`,
         { columns: merging, protocol },
       );
     }
