@@ -190,6 +190,18 @@ async function columnsOf(path: string): Promise<{ name: string }[]> {
   return source.schema.fields.map((f) => ({ name: f.name }));
 }
 
+/**
+ * The columns --data was found to have, and, when its header is one column
+ * holding a semicolon, tab or bar, that the node path reads CSV with commas.
+ */
+function columnsHint(data: string, columns: readonly { name: string }[]): string {
+  const found = `columns of ${basename(data)}: ${columns.map((c) => `"${c.name}"`).join(", ")}`;
+  const sep = columns.length === 1 ? [";", "\t", "|"].find((d) => columns[0]?.name.includes(d)) : undefined;
+  if (sep === undefined) return found;
+  const what = sep === "\t" ? "tabs" : `"${sep}"`;
+  return `${found}; its header looks separated by ${what}: dataset register and job submit read CSV separated by commas, so save it with commas (or as .arrow/.parquet)`;
+}
+
 async function checkCommand(args: readonly string[], io: CommandIO, usage: string): Promise<number> {
   const positional = args.filter((a, i) => (a === "-" || !a.startsWith("-")) && args[i - 1] !== "--data");
   const o = parseOptions(
@@ -216,6 +228,7 @@ async function checkCommand(args: readonly string[], io: CommandIO, usage: strin
   if (errors.length > 0) {
     io.err(`umbra: UMBRA_INVALID_POLICY: ${name}: ${errors.length} problem${errors.length === 1 ? "" : "s"}:`);
     for (const e of errors) io.err(`  ${e.field}: ${e.problem}`);
+    if (data !== undefined && columns !== undefined && errors.some((e) => e.problem.includes("not in the dataset's schema"))) io.err(columnsHint(data, columns));
     io.err("Every field, its type and default: docs/policy.md; an example: umbra policy init --protocol P");
     return 1;
   }

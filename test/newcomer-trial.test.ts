@@ -1,0 +1,83 @@
+/**
+ * Issue 18, tried as a new user with awkward files of their own: a buyer's
+ * phones written "+86 138-0000-0007" against a provider's "8613800000007",
+ * a header with spaces, a byte-order mark and Windows line endings, a file
+ * separated by semicolons given to `policy check --data`. Each case runs the
+ * built CLI (`npm run build` first) in a temporary folder and asserts the
+ * exit code, the message and that no stack trace is printed.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { umbra, type CliRun } from "./helpers/cli.js";
+
+const dir = mkdtempSync(join(tmpdir(), "umbra-newcomer-trial-"));
+const run = (...args: string[]): Promise<CliRun> => umbra(args, {}, { cwd: dir, timeoutMs: 90_000 });
+const STACK = /\n\s+at /;
+/** A key no message may quote. */
+const SECRET = "8613800000007";
+
+beforeAll(() => {
+  let bank = "\ufeffCustomer ID,msisdn,Segment\r\n";
+  let telco = "msisdn,spend\n";
+  for (let i = 0; i < 30; i++) {
+    const p = String(13800000000 + 7 * i);
+    bank += `c${i},+86 ${p.slice(0, 3)}-${p.slice(3, 7)}-${p.slice(7)},${"AB"[i % 2]}\r\n`;
+    if (i % 3 !== 0) telco += `86${p},${(10 + i * 1.25).toFixed(2)}\n`;
+  }
+  writeFileSync(join(dir, "bank.csv"), bank);
+  writeFileSync(join(dir, "telco.csv"), telco);
+  writeFileSync(join(dir, "telco-semi.csv"), telco.replace(/,/g, ";"));
+  writeFileSync(join(dir, "policy.json"), JSON.stringify({ allowedProtocols: ["psi"], allowedBuyers: ["bank"], keyColumns: ["msisdn"], outputColumns: ["spend"] }));
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("local commands: keys of different shapes", () => {
+  const WARNING = "umbra: warning: the provider's msisdn keys are plain digits and the buyer's contain separators: add --digits-only (nothing may match without it)";
+
+  it("psi warns that formatted phones cannot match plain digits, with the flag to add", async () => {
+    const r = await run("psi", "--buyer", "bank.csv", "--provider", "telco.csv", "--key", "msisdn", "--out", "m.csv", "--quiet");
+    expect({ status: r.status, warned: r.stderr.includes(WARNING), stack: STACK.test(r.stderr), secret: r.stderr.includes(SECRET) }).toEqual({ status: 0, warned: true, stack: false, secret: false });
+    expect(r.stdout).toMatch(/^rows written: 0 to m\.csv/);
+  });
+
+  it("psi with --digits-only does not warn and matches every provider key (BOM, CRLF and a spaced header read as they come)", async () => {
+    const r = await run("psi", "--buyer", "bank.csv", "--provider", "telco.csv", "--key", "msisdn", "--digits-only", "--out", "m2.csv", "--quiet");
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+    const lines = readFileSync(join(dir, "m2.csv"), "utf8").trimEnd().split("\r\n"); // CSV out: RFC 4180 line endings
+    expect({ header: lines[0], rows: lines.length - 1 }).toEqual({ header: "Customer ID,msisdn,Segment", rows: 20 });
+  });
+
+  it("join-aggregate --json carries the same warning in its notes", async () => {
+    const r = await run("join-aggregate", "--buyer", "bank.csv", "--provider", "telco.csv", "--key", "msisdn", "--agg", "count", "--group-by", "Segment", "--out", "j.csv", "--quiet", "--json");
+    expect(r.status).toBe(0);
+    const notes = (JSON.parse(r.stdout) as { notes: { level: string; message: string }[] }).notes;
+    expect(notes).toContainEqual({ level: "warning", message: WARNING.replace("umbra: warning: ", "") });
+  });
+
+  it("lookup warns too", async () => {
+    const r = await run("lookup", "--buyer", "bank.csv", "--provider", "telco.csv", "--key", "msisdn", "--columns", "spend", "--out", "l.csv", "--quiet");
+    expect({ status: r.status, warned: r.stderr.includes(WARNING), stack: STACK.test(r.stderr) }).toEqual({ status: 0, warned: true, stack: false });
+  });
+});
+
+describe("policy check --data with a file separated by semicolons", () => {
+  it("lists the columns it found and says the node path reads commas, with what to do", async () => {
+    const r = await run("policy", "check", "policy.json", "--data", "telco-semi.csv");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr).toContain('keyColumns[0]: column "msisdn" is not in the dataset\'s schema');
+    expect(r.stderr).toContain(
+      'columns of telco-semi.csv: "msisdn;spend"; its header looks separated by ";": dataset register and job submit read CSV separated by commas, so save it with commas (or as .arrow/.parquet)',
+    );
+    expect(r.stderr).not.toMatch(STACK);
+  });
+
+  it("names the columns found when the policy names a column the file lacks", async () => {
+    const r = await run("policy", "check", "policy.json", "--data", "bank.csv");
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('columns of bank.csv: "Customer ID", "msisdn", "Segment"\n');
+    expect(r.stderr).not.toMatch(STACK);
+  });
+});
