@@ -81,3 +81,21 @@ describe("policy check --data with a file separated by semicolons", () => {
     expect(r.stderr).not.toMatch(STACK);
   });
 });
+
+describe("a missing column explained", () => {
+  it("--delimiter given while the other file is separated by another character: save that file with it, not a contradicting --delimiter", async () => {
+    const r = await run("psi", "--buyer", "telco-semi.csv", "--provider", "telco.csv", "--key", "msisdn", "--delimiter", ";", "--out", "x.csv", "--quiet");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr).toContain(
+      'umbra: UMBRA_MISSING_COLUMN: column "msisdn" not found in provider file "telco.csv"; columns found: "msisdn,spend"; the header looks separated by ",", but --delimiter \';\' applies to every CSV input of the run: save this file separated by ";" (or as .arrow/.parquet)',
+    );
+    expect(r.stderr).not.toMatch(STACK);
+  });
+
+  it("a column that differs only in case: did you mean", async () => {
+    const r = await run("join-aggregate", "--buyer", "bank.csv", "--provider", "telco.csv", "--key", "msisdn", "--digits-only", "--agg", "count", "--group-by", "segment", "--out", "x.csv", "--quiet");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr).toContain('column "segment" not found in buyer file "bank.csv"; columns found: "Customer ID", "msisdn", "Segment"; did you mean "Segment"? (column names are matched exactly: case and spaces count)');
+    expect(r.stderr).not.toMatch(STACK);
+  });
+});

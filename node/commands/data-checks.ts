@@ -45,13 +45,13 @@ export async function rowPlace(f: InputFile, row: number): Promise<string> {
  */
 export function explainReadError(err: unknown, f?: InputFile): unknown {
   if (err instanceof MissingColumnError && f !== undefined && err.source === `file "${basename(f.path)}"`) {
-    return withDelimiterHint(new MissingColumnError(err.column, describeInput(f), err.found, err.delimiter !== undefined ? { delimiter: err.delimiter } : undefined));
+    return withDelimiterHint(new MissingColumnError(err.column, describeInput(f), err.found, err.delimiter !== undefined ? { delimiter: err.delimiter } : undefined), f.delimiter);
   }
   if (err instanceof MalformedCsvError && err.problem === CsvProblem.Decimals) {
     const text = err.message.replace(/^malformed CSV(?: at line \d+)?: /, "");
     return new MalformedCsvError(`${text}: give --scale N (the number of decimal digits to keep)`, err.line, { column: err.column ?? "", problem: CsvProblem.Decimals });
   }
-  return withDelimiterHint(err);
+  return withDelimiterHint(err, f?.delimiter);
 }
 
 /** readTable with the input's delimiter and its errors explained ({@link explainReadError}). */

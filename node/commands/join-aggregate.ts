@@ -149,8 +149,8 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
       readInput(buyerFile, { columns: buyerColumns }),
       readInput(providerFile, { columns: providerColumns, ...(providerCsv && valueColumns.length > 0 ? { columnTypes } : {}) }),
     ]);
-    requireColumns(buyer, buyerColumns, "buyer", buyerPath);
-    requireColumns(provider, providerColumns, "provider", providerPath);
+    requireColumns(buyer, buyerColumns, "buyer", buyerPath, delimiter);
+    requireColumns(provider, providerColumns, "provider", providerPath, delimiter);
     warnUnmatchable(report, buyer, keys.buyer, buyerFile);
     warnUnmatchable(report, provider, keys.provider, providerFile);
     warnKeyShapes(report, buyer, provider, keys, keyOptions);

@@ -143,7 +143,7 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
       const [b, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: [...keys, ...labelColumns] })]);
       buyer = b;
-      requireColumns(buyer, keys, "buyer", buyerPath);
+      requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
       warnUnmatchable(report, buyer, keys, buyerFile);
       warnUnmatchable(report, provider, keys, providerFile);
       warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
@@ -169,7 +169,7 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       const [b, p] = await Promise.all([readInput(buyerFile), readInput({ role: "prepared", path: preparedPath as string })]);
       buyer = b;
       prepared = p;
-      requireColumns(buyer, keys, "buyer", buyerPath);
+      requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
       warnUnmatchable(report, buyer, keys, buyerFile);
       const info = preparedTableInfo(prepared);
       if (wantProduct !== undefined && wantProduct !== info.product) {

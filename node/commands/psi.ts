@@ -74,7 +74,7 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   let protocolMs: number;
   try {
     const [buyer, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: keys })]);
-    requireColumns(buyer, keys, "buyer", buyerPath);
+    requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
     warnUnmatchable(report, buyer, keys, buyerFile);
     warnUnmatchable(report, provider, keys, providerFile);
     warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
