@@ -99,3 +99,24 @@ describe("a missing column explained", () => {
     expect(r.stderr).not.toMatch(STACK);
   });
 });
+
+describe("a composite key in a policy", () => {
+  const policy = (keyColumns: unknown) => JSON.stringify({ allowedProtocols: ["psi"], allowedBuyers: ["bank"], keyColumns, outputColumns: [] });
+
+  it("policy check tells a composite key (first+second) from two keys each alone (first or second)", async () => {
+    writeFileSync(join(dir, "flat.json"), policy(["First Name", "Birth Date"]));
+    writeFileSync(join(dir, "nested.json"), policy([["First Name", "Birth Date"], "msisdn"]));
+    const [flat, nested] = await Promise.all([run("policy", "check", "flat.json"), run("policy", "check", "nested.json")]);
+    expect([flat.status, flat.stdout.trim()]).toEqual([0, "ok: allows psi to 1 buyer; keys First Name or Birth Date; output columns none; budget 100 jobs per buyer; expires never"]);
+    expect([nested.status, nested.stdout.trim()]).toEqual([0, "ok: allows psi to 1 buyer; keys First Name+Birth Date or msisdn; output columns none; budget 100 jobs per buyer; expires never"]);
+  });
+
+  it("policy init's comment writes a composite key as an array inside the array, as the exchange reads it", async () => {
+    const r = await run("policy", "init", "--protocol", "psi");
+    expect(r.status).toBe(0);
+    const comment = (JSON.parse(r.stdout) as { "//": string[] })["//"].find((l) => l.startsWith("keyColumns:"));
+    expect(comment).toBe(
+      'keyColumns: the keys a buyer may join on, each one column or a composite key (an array inside the array): replace "phone" with yours; [["first_name", "birth_date"]] allows first_name + birth_date together, while ["first_name", "birth_date"] allows either column alone.',
+    );
+  });
+});

@@ -39,7 +39,8 @@ export const POLICY_USAGE = `  policy init --protocol P [--out FILE] [--force] [
 /** What every example says about a field it sets (the protocol's own notes come first). */
 const FIELD_NOTES: Readonly<Record<string, string>> = {
   allowedProtocols: "allowedProtocols: what a buyer may run on this dataset.",
-  keyColumns: 'keyColumns: the column(s) a buyer may join on: replace "phone" with yours; a composite key is an array, e.g. ["first_name", "birth_date"].',
+  keyColumns:
+    'keyColumns: the keys a buyer may join on, each one column or a composite key (an array inside the array): replace "phone" with yours; [["first_name", "birth_date"]] allows first_name + birth_date together, while ["first_name", "birth_date"] allows either column alone.',
   outputColumns: "outputColumns: the columns a buyer's job may release or aggregate: replace these with yours (key columns need not be listed).",
   allowedBuyers: 'allowedBuyers: the buyers\' party names (as they registered at the exchange), or "any": replace "bank".',
   minGroupSize: "minGroupSize: k, the smallest group a released result may describe; groups under k are suppressed.",
@@ -107,10 +108,11 @@ export function examplePolicyText(protocol: ProtocolId): string {
   return formatPolicy({ [POLICY_COMMENT_FIELD]: comment, ...fields });
 }
 
-/** "psi, lookup to 2 buyers; keys phone, (first_name+birth_date); …": what a good policy allows, naming no buyer. */
+/** "psi, lookup to 2 buyers; keys phone or first_name+birth_date; …": what a good policy allows, naming no buyer. */
 export function describePolicy(p: UsagePolicy): string {
   const buyers = p.allowedBuyers === "any" ? "any buyer" : `${p.allowedBuyers.length} buyer${p.allowedBuyers.length === 1 ? "" : "s"}`;
-  const keys = p.keyColumns.map((k) => (typeof k === "string" ? k : `(${k.join("+")})`)).join(", ") || "none";
+  // "or": each entry is a key of its own; "+": the columns of one composite key.
+  const keys = p.keyColumns.map((k) => (typeof k === "string" ? k : k.join("+"))).join(" or ") || "none";
   const parts = [
     `allows ${p.allowedProtocols.join(", ")} to ${buyers}`,
     `keys ${keys}`,
