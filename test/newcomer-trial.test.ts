@@ -120,3 +120,20 @@ describe("a composite key in a policy", () => {
     );
   });
 });
+
+describe("did you mean", () => {
+  it("a key column with another spelling (customer_id for \"Customer ID\"): the column found", async () => {
+    const r = await run("psi", "--buyer", "bank.csv", "--provider", "bank.csv", "--key", "customer_id", "--out", "x.csv", "--quiet");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr).toContain('column "customer_id" not found in provider file "bank.csv"; columns found: "Customer ID", "msisdn", "Segment"; did you mean "Customer ID"?');
+    expect(r.stderr).not.toMatch(STACK);
+  });
+
+  it("a config file's key in camel case: the flag's name it meant", async () => {
+    writeFileSync(join(dir, "party.json"), JSON.stringify({ name: "bank", logLevel: "warn" }));
+    const r = await run("party", "start", "--config", "party.json");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr).toMatch(/^umbra: UMBRA_INVALID_CONFIG: config file "party\.json": unknown key "logLevel" \(valid keys: log-level, port, [a-z, -]+\); did you mean "log-level"\?$/m);
+    expect(r.stderr).not.toMatch(STACK);
+  });
+});

@@ -10,6 +10,7 @@ import type { Table } from "apache-arrow";
 import { checkCsvDelimiter, describeDelimiter, formatFromPath, type FileFormat, type KeyOptions } from "../../engine/columns/index.js";
 import { MissingColumnError, UnwritableFileError } from "../../engine/errors.js";
 import { maxAbsValueFromText } from "../jobs/aggregate-job.js";
+import { nearest } from "../schemas/check.js";
 
 /** A command line that does not make sense: exit code 2 and the usage text. */
 export class UsageError extends Error {
@@ -293,16 +294,15 @@ export function requireColumns(table: Table, columns: readonly string[], role: s
  * A MissingColumnError explained: from a CSV header that seems to use another
  * delimiter, the --delimiter to give (or, when `given` — the --delimiter the
  * run reads every CSV input with — differs, that this file needs saving with
- * it); from a header with a column that differs only in case or surrounding
- * spaces, that one. Other errors as they are.
+ * it); from a header with a column that differs only in case, spaces or a
+ * typo or two, that one. Other errors as they are.
  */
 export function withDelimiterHint(err: unknown, given?: string): unknown {
   if (!(err instanceof MissingColumnError)) return err;
   const found = err.found;
   const other = err.delimiter ?? (found?.length === 1 ? [";", "\t", "|"].find((d) => d !== given && (found[0] ?? "").includes(d)) : undefined);
   if (other === undefined) {
-    const want = err.column.trim().toLowerCase();
-    const near = found?.find((f) => f.trim().toLowerCase() === want);
+    const near = found === undefined ? undefined : nearest(err.column, found);
     return near === undefined ? err : new MissingColumnError(err.column, err.source, found, { hint: `did you mean ${JSON.stringify(near)}? (column names are matched exactly: case and spaces count)` });
   }
   const flag = (d: string) => (d === "\t" ? "--delimiter tab" : `--delimiter '${d}'`);
