@@ -2,15 +2,17 @@
  * Issue 18, tried as a new user with awkward files of their own: a buyer's
  * phones written "+86 138-0000-0007" against a provider's "8613800000007",
  * a header with spaces, a byte-order mark and Windows line endings, a file
- * separated by semicolons given to `policy check --data`. Each case runs the
- * built CLI (`npm run build` first) in a temporary folder and asserts the
+ * separated by semicolons given to `policy check --data`, `job result` of a
+ * job that failed. Each case runs the built CLI (`npm run build` first) in a temporary folder and asserts the
  * exit code, the message and that no stack trace is printed.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CryptoPool } from "../engine/index.js";
 import { umbra, type CliRun } from "./helpers/cli.js";
+import { api, startExchange, startParty, tokenFileOf, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const dir = mkdtempSync(join(tmpdir(), "umbra-newcomer-trial-"));
 const run = (...args: string[]): Promise<CliRun> => umbra(args, {}, { cwd: dir, timeoutMs: 90_000 });
@@ -135,5 +137,45 @@ describe("did you mean", () => {
     expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
     expect(r.stderr).toMatch(/^umbra: UMBRA_INVALID_CONFIG: config file "party\.json": unknown key "logLevel" \(valid keys: log-level, port, [a-z, -]+\); did you mean "log-level"\?$/m);
     expect(r.stderr).not.toMatch(STACK);
+  });
+});
+
+describe("job result of a job with no result", () => {
+  const pool = new CryptoPool({ threads: 1 });
+  let x: TestExchange;
+  let bank: TestParty;
+  let telco: TestParty;
+  let bankApi: string[];
+  let failed: string;
+
+  beforeAll(async () => {
+    x = await startExchange({ pool });
+    [bank, telco] = [await startParty("bank", x.url, pool), await startParty("telco", x.url, pool)];
+    bankApi = ["--party", bank.url, "--token-file", tokenFileOf(bank)];
+    writeFileSync(join(telco.dataDir, "telco.csv"), "msisdn\n8613800000000\n");
+    // The bank's file is separated by semicolons: the job fails on its missing key column.
+    writeFileSync(join(bank.dataDir, "bank.csv"), "msisdn;segment\n8613800000000;A\n");
+    const policy = { allowedProtocols: ["psi"], allowedBuyers: ["bank"], keyColumns: ["msisdn"], outputColumns: [] };
+    expect((await api(telco.url, "POST", "/v1/datasets", { file: "telco.csv", policy })).status).toBe(201);
+    const job = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "bank.csv", providerDataset: "telco.telco.csv", params: { keyColumns: ["msisdn"] } });
+    failed = job.body.id;
+    expect((await waitForJob(bank.url, failed)).state).toBe("failed");
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const p of [bank, telco]) await p?.close().catch(() => undefined);
+    await x?.close();
+    await pool.close();
+  });
+
+  it("a failed job: its state and reason, and job status to see more (was: \"no result for this job here\")", async () => {
+    const r = await run("job", "result", failed, ...bankApi, "--out", "x.csv");
+    expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 1, stdout: "" });
+    expect(r.stderr.trim()).toBe(`umbra: UMBRA_NOT_FOUND: job ${failed} failed (UMBRA_MISSING_COLUMN), so it has no result; umbra job status ${failed} shows each party's last phase`);
+  });
+
+  it("an unknown job ID: job list to find it", async () => {
+    const r = await run("job", "result", "job-nope", ...bankApi, "--out", "x.csv");
+    expect({ status: r.status, stderr: r.stderr.trim() }).toEqual({ status: 1, stderr: "umbra: UMBRA_NOT_FOUND: no job job-nope at this party (umbra job list shows its jobs)" });
   });
 });

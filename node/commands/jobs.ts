@@ -372,6 +372,23 @@ export async function jobResult(party: PartyEndpoint, id: string): Promise<JobRe
   return { kind: "table", bytes, ...commitment };
 }
 
+/**
+ * Why the agent has no result for a job: it has not succeeded (its state and
+ * reason, and what to run), or this party is not its buyer; `err` as it is
+ * when the job itself is unknown.
+ */
+async function whyNoResult(party: PartyEndpoint, id: string, err: PartyApiError): Promise<UmbraError> {
+  let j: JobView;
+  try {
+    j = await jobStatus(party, id);
+  } catch {
+    return new PartyApiError(err.status, err.code, `no job ${id} at this party (umbra job list shows its jobs)`);
+  }
+  if (j.state === "succeeded") return new PartyApiError(err.status, err.code, `job ${id} has no result at this party: only its buyer's agent holds one`);
+  const what = FINAL_STATES.includes(j.state) ? `${j.state}${j.reason ? ` (${j.reason})` : ""}, so it has no result` : `is ${j.state}: its result comes when it succeeds (umbra job status ${id} follows it)`;
+  return new PartyApiError(err.status, err.code, `job ${id} ${what}${FINAL_STATES.includes(j.state) ? `; umbra job status ${id} shows each party's last phase` : ""}`);
+}
+
 /** One line about a job in a final state. */
 export function describeFinal(j: JobView): string {
   if (j.state === "refused") return `refused: ${j.reason ?? "refused"}`;
@@ -546,7 +563,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         checkOutputFolder(out);
       }
       const jobId = requireId(id, usage);
-      const r = await jobResult(party, jobId);
+      const r = await jobResult(party, jobId).catch(async (err: unknown) => {
+        throw err instanceof PartyApiError && err.status === 404 ? await whyNoResult(party, jobId, err) : err;
+      });
       if (r.kind === "withheld") {
         if (json) io.out(JSON.stringify({ job: jobId, kind: "withheld", minIntersection: r.minIntersection }));
         io.err(`withheld: fewer than ${r.minIntersection} distinct keys matched (the job's minimum intersection); nothing is released`);
