@@ -174,6 +174,15 @@ describe("job result of a job with no result", () => {
     expect(r.stderr.trim()).toBe(`umbra: UMBRA_NOT_FOUND: job ${failed} failed (UMBRA_MISSING_COLUMN), so it has no result; umbra job status ${failed} shows each party's last phase`);
   });
 
+  it("dataset list tells keys each alone from a composite key, as policy check does", async () => {
+    writeFileSync(join(telco.dataDir, "people.csv"), "msisdn,first,birth\n8613800000000,Ana,1990-01-01\n");
+    const policy = { allowedProtocols: ["psi"], allowedBuyers: ["bank"], keyColumns: ["msisdn", ["first", "birth"]], outputColumns: [] };
+    expect((await api(telco.url, "POST", "/v1/datasets", { file: "people.csv", policy })).status).toBe(201);
+    const r = await run("dataset", "list", ...bankApi);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^telco\.people\.csv\s+telco\s+1\s+psi\s+msisdn or first\+birth\s+-\s+10\s+never$/m);
+  });
+
   it("an unknown job ID: job list to find it", async () => {
     const r = await run("job", "result", "job-nope", ...bankApi, "--out", "x.csv");
     expect({ status: r.status, stderr: r.stderr.trim() }).toEqual({ status: 1, stderr: "umbra: UMBRA_NOT_FOUND: no job job-nope at this party (umbra job list shows its jobs)" });

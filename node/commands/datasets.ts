@@ -107,7 +107,8 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
       d.owner,
       count(d.rowCount),
       d.allowedProtocols.join(",") || "-",
-      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(",") || "-",
+      // As policy check says it: "or" between keys, "+" within a composite one.
+      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(" or ") || "-",
       d.outputColumns.join(",") || "-",
       String(d.minGroupSize),
       d.expiresAt ?? "never",
