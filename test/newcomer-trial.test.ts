@@ -183,6 +183,14 @@ describe("job result of a job with no result", () => {
     expect(r.stdout).toMatch(/^telco\.people\.csv\s+telco\s+1\s+psi\s+msisdn or first\+birth\s+-\s+10\s+never$/m);
   });
 
+  it("job status of a job that failed on a data error: what to do, and where its detail is (the reason is the code alone)", async () => {
+    const r = await run("job", "status", failed, ...bankApi);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(
+      '  reason: UMBRA_MISSING_COLUMN\n  what to do: a column the job names (--key, --agg, --group-by) is not in a file: check them against your file\'s header (a CSV separated by ";" is read as one column: save it with commas); the agent of the party whose file it is logs which file, column and line ("job step failed")\n',
+    );
+  });
+
   it("an unknown job ID: job list to find it", async () => {
     const r = await run("job", "result", "job-nope", ...bankApi, "--out", "x.csv");
     expect({ status: r.status, stderr: r.stderr.trim() }).toEqual({ status: 1, stderr: "umbra: UMBRA_NOT_FOUND: no job job-nope at this party (umbra job list shows its jobs)" });

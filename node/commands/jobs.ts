@@ -237,6 +237,26 @@ function duration(s: number): string {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+/** Where a party's agent logs a failed step's detail (its file, column and line: never shown to the other parties). */
+const IN_THE_LOG = "the agent of the party whose file it is logs which file, column and line (\"job step failed\")";
+
+/**
+ * What a buyer can do about a job that failed on a data error, by its code:
+ * the job's reason is the code alone (a provider's file is not described to
+ * the buyer), so the hint names the flags and where the detail is.
+ */
+const FAILURE_HINTS: Readonly<Record<string, string>> = {
+  UMBRA_MISSING_COLUMN: `a column the job names (--key, --agg, --group-by) is not in a file: check them against your file's header (a CSV separated by ";" is read as one column: save it with commas); ${IN_THE_LOG}`,
+  UMBRA_MALFORMED_CSV: `a CSV file could not be read as the job needs it: a number with decimals in an aggregated column needs --scale N (the decimal digits to keep); ${IN_THE_LOG}`,
+  UMBRA_VALUE_OUT_OF_RANGE: `a value of an aggregated column is beyond --max-abs-value: raise the bound (every |value| must be within it); ${IN_THE_LOG}`,
+  UMBRA_NOT_FOUND: "a file or dataset was not found: --input names a file in your party's data folder (the folder its agent was started with, --data), --provider-dataset an ID from umbra dataset list",
+};
+
+/** The hint for a failed job's reason, if its code has one. */
+export function failureHint(j: JobView): string | undefined {
+  return j.state === "failed" && j.reason ? FAILURE_HINTS[j.reason] : undefined;
+}
+
 /**
  * A job's status for a person: its parties, its state and, while it runs,
  * each party's phase, percentage, throughput (rows/s, averaged since the job
@@ -245,6 +265,8 @@ function duration(s: number): string {
 export function describeStatus(j: JobView, now: number): string {
   const lines = [`job ${j.id}`, `  protocol: ${j.protocol}`, `  buyer: ${j.buyer}`, `  providers: ${j.providers.join(", ")}`, `  state: ${j.state}`];
   if (j.reason) lines.push(`  reason: ${j.reason}`);
+  const hint = failureHint(j);
+  if (hint !== undefined) lines.push(`  what to do: ${hint}`);
   for (const w of j.warnings ?? []) lines.push(`  warning: ${w}`);
   const p = j.progress;
   if (p && typeof p === "object") {
@@ -394,7 +416,8 @@ export function describeFinal(j: JobView): string {
   if (j.state === "refused") return `refused: ${j.reason ?? "refused"}`;
   const summary = j.progress && typeof j.progress === "object" ? Object.entries(j.progress as Record<string, unknown>).map(([k, v]) => `${k} ${typeof v === "number" ? count(v) : String(v)}`).join(", ") : "";
   if (j.state === "succeeded") return `job ${j.id} succeeded${summary ? `: ${summary}` : ""}`;
-  return `job ${j.id} ${j.state}${j.reason ? `: ${j.reason}` : ""}`;
+  const hint = failureHint(j);
+  return `job ${j.id} ${j.state}${j.reason ? `: ${j.reason}` : ""}${hint !== undefined ? `\n  what to do: ${hint}` : ""}`;
 }
 
 export async function jobCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
