@@ -102,6 +102,15 @@ describe("a missing column explained", () => {
   });
 });
 
+describe("the node path's CSV separator in --help", () => {
+  it("dataset register and job submit say their CSV files are separated by commas", async () => {
+    const [reg, job] = await Promise.all([run("dataset", "register", "--help"), run("job", "submit", "--help")]);
+    expect([reg.status, job.status]).toEqual([0, 0]);
+    expect(reg.stdout.replace(/\s+/g, " ")).toContain("a CSV file must be separated by commas (or save it as .arrow/.parquet)");
+    expect(job.stdout.replace(/\s+/g, " ")).toContain("a CSV file separated by commas: no --delimiter on a node job");
+  });
+});
+
 describe("a composite key in a policy", () => {
   const policy = (keyColumns: unknown) => JSON.stringify({ allowedProtocols: ["psi"], allowedBuyers: ["bank"], keyColumns, outputColumns: [] });
 

@@ -15,7 +15,8 @@ export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@poli
                  describe a file of the party's data folder (schema, rows, content
                  hash, each key column's shape; never rows) and register it with its
                  usage policy; FILE is named relative to the data folder, or by a
-                 path (absolute, or from here) inside it;
+                 path (absolute, or from here) inside it; a CSV file must be
+                 separated by commas (or save it as .arrow/.parquet);
                  --update registers a file again: a new policy version (and content),
                  recorded in the exchange's ledger
   dataset list [--json] [--party URL] [--token-file FILE]

@@ -22,7 +22,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
       [--digits-only] [--case-fold] [--wait] [--json] [--party URL] [--token-file FILE]
                  submit a job as the buyer: --input names your own file (in your
-                 data folder, or a dataset you registered), --provider-dataset the
+                 data folder, or a dataset you registered; a CSV file separated by
+                 commas: no --delimiter on a node job), --provider-dataset the
                  provider's dataset (an ID from dataset list); --digits-only /
                  --case-fold: the key normalisation, which both sides apply to
                  their own file (as umbra psi's: without it "+44 20 7946 0001"
