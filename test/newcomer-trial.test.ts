@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
+import { describeStatus } from "../node/commands/jobs.js";
 import { umbra, type CliRun } from "./helpers/cli.js";
 import { api, startExchange, startParty, tokenFileOf, waitForJob, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
@@ -203,5 +204,16 @@ describe("job result of a job with no result", () => {
   it("an unknown job ID: job list to find it", async () => {
     const r = await run("job", "result", "job-nope", ...bankApi, "--out", "x.csv");
     expect({ status: r.status, stderr: r.stderr.trim() }).toEqual({ status: 1, stderr: "umbra: UMBRA_NOT_FOUND: no job job-nope at this party (umbra job list shows its jobs)" });
+  });
+});
+
+describe("job status of a job that ended", () => {
+  it("rows/s over the time the job ran, not the time since (was: 160 rows over minutes later, \"17 rows/s\")", () => {
+    const created = Date.parse("2026-01-01T00:00:00Z");
+    const text = describeStatus(
+      { id: "job-1", protocol: "psi", buyer: "bank", providers: ["telco"], state: "failed", reason: "UMBRA_MISSING_COLUMN", progress: { telco: { phase: "provider: hash and blind", done: 160, total: 160 } }, createdAt: created, updatedAt: created + 500 },
+      created + 600_000,
+    );
+    expect(text.split("\n")).toContain("  telco: provider: hash and blind 100% (160 of 160 rows, 320 rows/s)");
   });
 });

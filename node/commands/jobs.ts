@@ -271,7 +271,8 @@ export function describeStatus(j: JobView, now: number): string {
   for (const w of j.warnings ?? []) lines.push(`  warning: ${w}`);
   const p = j.progress;
   if (p && typeof p === "object") {
-    const elapsed = Math.max(0.001, (now - j.createdAt) / 1000);
+    // A job that ended ran until its last update, not until now.
+    const elapsed = Math.max(0.001, ((FINAL_STATES.includes(j.state) ? j.updatedAt : now) - j.createdAt) / 1000);
     for (const [who, v] of Object.entries(p as Record<string, unknown>)) {
       const x = v as { phase?: unknown; done?: unknown; total?: unknown } | number | null;
       if (typeof x === "number") lines.push(`  ${who}: ${count(x)}`);
