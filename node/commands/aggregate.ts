@@ -261,7 +261,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
         throw explainReadError(err, file);
       }
       const { table, columns } = read;
-      requireColumns(table, columns, file.role, path);
+      requireColumns(table, columns, file.role, path, delimiter);
       for (const column of valueColumns) {
         const scan = await scanValueColumn(table, column, file, rule);
         noteScan(report, column, file, scan, "those rows are skipped (out of every aggregate of their cell, count included)");

@@ -10,6 +10,7 @@ import type { Table } from "apache-arrow";
 import { checkCsvDelimiter, describeDelimiter, formatFromPath, type FileFormat, type KeyOptions } from "../../engine/columns/index.js";
 import { MissingColumnError, UnwritableFileError } from "../../engine/errors.js";
 import { maxAbsValueFromText } from "../jobs/aggregate-job.js";
+import { nearest } from "../schemas/check.js";
 
 /** A command line that does not make sense: exit code 2 and the usage text. */
 export class UsageError extends Error {
@@ -281,21 +282,35 @@ export function checkOutput(out: string, inputs: readonly (string | undefined)[]
 
 /**
  * Throws MissingColumnError naming the first of `columns` absent from
- * `table`, with the columns it has (names, never values).
+ * `table`, with the columns it has (names, never values); `delimiter`: the
+ * --delimiter the file was read with, if any.
  */
-export function requireColumns(table: Table, columns: readonly string[], role: string, path: string): void {
+export function requireColumns(table: Table, columns: readonly string[], role: string, path: string, delimiter?: string): void {
   const names = table.schema.fields.map((f) => f.name);
-  for (const c of columns) if (!names.includes(c)) throw withDelimiterHint(new MissingColumnError(c, `${role} file "${basename(path)}"`, names));
+  for (const c of columns) if (!names.includes(c)) throw withDelimiterHint(new MissingColumnError(c, `${role} file "${basename(path)}"`, names), delimiter);
 }
 
-/** A MissingColumnError from a CSV header that seems to use another delimiter, with --delimiter to give; other errors as they are. */
-export function withDelimiterHint(err: unknown): unknown {
+/**
+ * A MissingColumnError explained: from a CSV header that seems to use another
+ * delimiter, the --delimiter to give (or, when `given` — the --delimiter the
+ * run reads every CSV input with — differs, that this file needs saving with
+ * it); from a header with a column that differs only in case, spaces or a
+ * typo or two, that one. Other errors as they are.
+ */
+export function withDelimiterHint(err: unknown, given?: string): unknown {
   if (!(err instanceof MissingColumnError)) return err;
   const found = err.found;
-  const other = err.delimiter ?? (found?.length === 1 ? [";", "\t", "|"].find((d) => (found[0] ?? "").includes(d)) : undefined);
-  if (other === undefined) return err;
-  const flag = other === "\t" ? "--delimiter tab" : `--delimiter '${other}'`;
-  return new MissingColumnError(err.column, err.source, found, { hint: `the header looks separated by ${describeDelimiter(other)}: give ${flag}`, delimiter: other });
+  const other = err.delimiter ?? (found?.length === 1 ? [";", "\t", "|"].find((d) => d !== given && (found[0] ?? "").includes(d)) : undefined);
+  if (other === undefined) {
+    const near = found === undefined ? undefined : nearest(err.column, found);
+    return near === undefined ? err : new MissingColumnError(err.column, err.source, found, { hint: `did you mean ${JSON.stringify(near)}? (column names are matched exactly: case and spaces count)` });
+  }
+  const flag = (d: string) => (d === "\t" ? "--delimiter tab" : `--delimiter '${d}'`);
+  const hint =
+    given === undefined
+      ? `the header looks separated by ${describeDelimiter(other)}: give ${flag(other)}`
+      : `the header looks separated by ${describeDelimiter(other)}, but ${flag(given)} applies to every CSV input of the run: save this file separated by ${describeDelimiter(given)} (or as .arrow/.parquet)`;
+  return new MissingColumnError(err.column, err.source, found, { hint, delimiter: other });
 }
 
 const nf = new Intl.NumberFormat("en-US");

@@ -11,6 +11,7 @@ import { readFileSync, statSync, type Stats } from "node:fs";
 import { basename, dirname, extname, isAbsolute, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { UmbraError } from "../../engine/errors.js";
+import { nearest } from "../schemas/check.js";
 import { Options, type OptionSpec } from "./args.js";
 
 /** The option that names the file; never a key in it. */
@@ -77,7 +78,10 @@ export function withConfigFile(o: Options, spec: OptionSpec, usage: string): Opt
   const flags = new Set<string>();
   for (const [key, v] of Object.entries(doc as Record<string, unknown>)) {
     const name = `--${key}`;
-    if (!names.includes(name)) throw new InvalidConfigError(file, `unknown key "${key}" (valid keys: ${valid.join(", ")})`);
+    if (!names.includes(name)) {
+      const meant = nearest(key, valid);
+      throw new InvalidConfigError(file, `unknown key "${key}" (valid keys: ${valid.join(", ")})${meant === undefined ? "" : `; did you mean "${meant}"?`}`);
+    }
     if (spec[name] === "flag") {
       if (typeof v !== "boolean") throw new InvalidConfigError(file, `${key} must be true or false`);
       if (v) flags.add(name);

@@ -12,6 +12,8 @@ import { csvLineOfRow, FileFormat, formatFromPath, readTable, type ReadOptions }
 import { CsvProblem, MalformedCsvError, MissingColumnError } from "../../engine/errors.js";
 import { HE_MAX_SCALE, scaledBound, ValueOutOfRangeError } from "../../engine/he/index.js";
 import { fixedPoint } from "../../protocols/aggregate.js";
+import type { KeyNormalise } from "../job-request.js";
+import { KEY_SHAPE_SAMPLE_ROWS, keyShapeOf, shapeWarning } from "../key-shape.js";
 import { count, withDelimiterHint } from "./args.js";
 import type { Report } from "./report.js";
 
@@ -43,13 +45,13 @@ export async function rowPlace(f: InputFile, row: number): Promise<string> {
  */
 export function explainReadError(err: unknown, f?: InputFile): unknown {
   if (err instanceof MissingColumnError && f !== undefined && err.source === `file "${basename(f.path)}"`) {
-    return withDelimiterHint(new MissingColumnError(err.column, describeInput(f), err.found, err.delimiter !== undefined ? { delimiter: err.delimiter } : undefined));
+    return withDelimiterHint(new MissingColumnError(err.column, describeInput(f), err.found, err.delimiter !== undefined ? { delimiter: err.delimiter } : undefined), f.delimiter);
   }
   if (err instanceof MalformedCsvError && err.problem === CsvProblem.Decimals) {
     const text = err.message.replace(/^malformed CSV(?: at line \d+)?: /, "");
     return new MalformedCsvError(`${text}: give --scale N (the number of decimal digits to keep)`, err.line, { column: err.column ?? "", problem: CsvProblem.Decimals });
   }
-  return withDelimiterHint(err);
+  return withDelimiterHint(err, f?.delimiter);
 }
 
 /** readTable with the input's delimiter and its errors explained ({@link explainReadError}). */
@@ -185,4 +187,32 @@ export function warnUnmatchable(report: Report, table: Table, keys: readonly str
     }
     if (blank) report.warning(`key column "${key}" of ${describeInput(f)} is blank in every row: no row can match`);
   }
+}
+
+/** The first KEY_SHAPE_SAMPLE_ROWS values of a column (the sample a key shape is read from). */
+function sample(vector: Vector): unknown[] {
+  const out: unknown[] = [];
+  for (let i = 0; i < vector.length && i < KEY_SHAPE_SAMPLE_ROWS; i++) out.push(vector.get(i));
+  return out;
+}
+
+/**
+ * Warns when a key column's values clearly have another shape in the buyer's
+ * file than in the provider's under the run's normalisation (formatted phones
+ * against plain digits: nothing would match), with the flag that fixes it —
+ * as job submit warns on a node job. Shapes are classes, never values.
+ */
+export function warnKeyShapes(report: Report, buyer: Table, provider: Table, keys: { buyer: readonly string[]; provider: readonly string[] }, normalise: KeyNormalise): void {
+  keys.buyer.forEach((b, i) => {
+    const p = keys.provider[i] ?? b;
+    const bv = buyer.getChild(b) as Vector | null;
+    const pv = provider.getChild(p) as Vector | null;
+    if (bv === null || pv === null) return;
+    const mine = keyShapeOf(sample(bv), normalise);
+    const theirs = keyShapeOf(sample(pv), normalise);
+    if (mine === undefined || theirs === undefined) return;
+    const w = shapeWarning(p, theirs, mine, normalise);
+    if (w === undefined) return;
+    report.warning(`${w.replace("and yours", b === p ? "and the buyer's" : `and the buyer's ${b} keys`)} (nothing may match without it)`);
+  });
 }

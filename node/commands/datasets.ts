@@ -15,7 +15,8 @@ export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@poli
                  describe a file of the party's data folder (schema, rows, content
                  hash, each key column's shape; never rows) and register it with its
                  usage policy; FILE is named relative to the data folder, or by a
-                 path (absolute, or from here) inside it;
+                 path (absolute, or from here) inside it; a CSV file must be
+                 separated by commas (or save it as .arrow/.parquet);
                  --update registers a file again: a new policy version (and content),
                  recorded in the exchange's ledger
   dataset list [--json] [--party URL] [--token-file FILE]
@@ -107,7 +108,8 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
       d.owner,
       count(d.rowCount),
       d.allowedProtocols.join(",") || "-",
-      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(",") || "-",
+      // As policy check says it: "or" between keys, "+" within a composite one.
+      (d.keyColumns ?? []).map((k) => (typeof k === "string" ? k : k.join("+"))).join(" or ") || "-",
       d.outputColumns.join(",") || "-",
       String(d.minGroupSize),
       d.expiresAt ?? "never",

@@ -22,7 +22,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       --provider-dataset ID --key COL[,COL] [--columns C1,C2] [--query-count N]
       [--digits-only] [--case-fold] [--wait] [--json] [--party URL] [--token-file FILE]
                  submit a job as the buyer: --input names your own file (in your
-                 data folder, or a dataset you registered), --provider-dataset the
+                 data folder, or a dataset you registered; a CSV file separated by
+                 commas: no --delimiter on a node job), --provider-dataset the
                  provider's dataset (an ID from dataset list); --digits-only /
                  --case-fold: the key normalisation, which both sides apply to
                  their own file (as umbra psi's: without it "+44 20 7946 0001"
@@ -237,6 +238,26 @@ function duration(s: number): string {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+/** Where a party's agent logs a failed step's detail (its file, column and line: never shown to the other parties). */
+const IN_THE_LOG = "the agent of the party whose file it is logs which file, column and line (\"job step failed\")";
+
+/**
+ * What a buyer can do about a job that failed on a data error, by its code:
+ * the job's reason is the code alone (a provider's file is not described to
+ * the buyer), so the hint names the flags and where the detail is.
+ */
+const FAILURE_HINTS: Readonly<Record<string, string>> = {
+  UMBRA_MISSING_COLUMN: `a column the job names (--key, --agg, --group-by) is not in a file: check them against your file's header (a CSV separated by ";" is read as one column: save it with commas); ${IN_THE_LOG}`,
+  UMBRA_MALFORMED_CSV: `a CSV file could not be read as the job needs it: a number with decimals in an aggregated column needs --scale N (the decimal digits to keep); ${IN_THE_LOG}`,
+  UMBRA_VALUE_OUT_OF_RANGE: `a value of an aggregated column is beyond --max-abs-value: raise the bound (every |value| must be within it); ${IN_THE_LOG}`,
+  UMBRA_NOT_FOUND: "a file or dataset was not found: --input names a file in your party's data folder (the folder its agent was started with, --data), --provider-dataset an ID from umbra dataset list",
+};
+
+/** The hint for a failed job's reason, if its code has one. */
+export function failureHint(j: JobView): string | undefined {
+  return j.state === "failed" && j.reason ? FAILURE_HINTS[j.reason] : undefined;
+}
+
 /**
  * A job's status for a person: its parties, its state and, while it runs,
  * each party's phase, percentage, throughput (rows/s, averaged since the job
@@ -245,10 +266,13 @@ function duration(s: number): string {
 export function describeStatus(j: JobView, now: number): string {
   const lines = [`job ${j.id}`, `  protocol: ${j.protocol}`, `  buyer: ${j.buyer}`, `  providers: ${j.providers.join(", ")}`, `  state: ${j.state}`];
   if (j.reason) lines.push(`  reason: ${j.reason}`);
+  const hint = failureHint(j);
+  if (hint !== undefined) lines.push(`  what to do: ${hint}`);
   for (const w of j.warnings ?? []) lines.push(`  warning: ${w}`);
   const p = j.progress;
   if (p && typeof p === "object") {
-    const elapsed = Math.max(0.001, (now - j.createdAt) / 1000);
+    // A job that ended ran until its last update, not until now.
+    const elapsed = Math.max(0.001, ((FINAL_STATES.includes(j.state) ? j.updatedAt : now) - j.createdAt) / 1000);
     for (const [who, v] of Object.entries(p as Record<string, unknown>)) {
       const x = v as { phase?: unknown; done?: unknown; total?: unknown } | number | null;
       if (typeof x === "number") lines.push(`  ${who}: ${count(x)}`);
@@ -372,12 +396,30 @@ export async function jobResult(party: PartyEndpoint, id: string): Promise<JobRe
   return { kind: "table", bytes, ...commitment };
 }
 
+/**
+ * Why the agent has no result for a job: it has not succeeded (its state and
+ * reason, and what to run), or this party is not its buyer; `err` as it is
+ * when the job itself is unknown.
+ */
+async function whyNoResult(party: PartyEndpoint, id: string, err: PartyApiError): Promise<UmbraError> {
+  let j: JobView;
+  try {
+    j = await jobStatus(party, id);
+  } catch {
+    return new PartyApiError(err.status, err.code, `no job ${id} at this party (umbra job list shows its jobs)`);
+  }
+  if (j.state === "succeeded") return new PartyApiError(err.status, err.code, `job ${id} has no result at this party: only its buyer's agent holds one`);
+  const what = FINAL_STATES.includes(j.state) ? `${j.state}${j.reason ? ` (${j.reason})` : ""}, so it has no result` : `is ${j.state}: its result comes when it succeeds (umbra job status ${id} follows it)`;
+  return new PartyApiError(err.status, err.code, `job ${id} ${what}${FINAL_STATES.includes(j.state) ? `; umbra job status ${id} shows each party's last phase` : ""}`);
+}
+
 /** One line about a job in a final state. */
 export function describeFinal(j: JobView): string {
   if (j.state === "refused") return `refused: ${j.reason ?? "refused"}`;
   const summary = j.progress && typeof j.progress === "object" ? Object.entries(j.progress as Record<string, unknown>).map(([k, v]) => `${k} ${typeof v === "number" ? count(v) : String(v)}`).join(", ") : "";
   if (j.state === "succeeded") return `job ${j.id} succeeded${summary ? `: ${summary}` : ""}`;
-  return `job ${j.id} ${j.state}${j.reason ? `: ${j.reason}` : ""}`;
+  const hint = failureHint(j);
+  return `job ${j.id} ${j.state}${j.reason ? `: ${j.reason}` : ""}${hint !== undefined ? `\n  what to do: ${hint}` : ""}`;
 }
 
 export async function jobCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
@@ -546,7 +588,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         checkOutputFolder(out);
       }
       const jobId = requireId(id, usage);
-      const r = await jobResult(party, jobId);
+      const r = await jobResult(party, jobId).catch(async (err: unknown) => {
+        throw err instanceof PartyApiError && err.status === 404 ? await whyNoResult(party, jobId, err) : err;
+      });
       if (r.kind === "withheld") {
         if (json) io.out(JSON.stringify({ job: jobId, kind: "withheld", minIntersection: r.minIntersection }));
         io.err(`withheld: fewer than ${r.minIntersection} distinct keys matched (the job's minimum intersection); nothing is released`);

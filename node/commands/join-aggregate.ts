@@ -23,7 +23,7 @@ import { createProgress } from "../progress.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, parseAggList } from "./aggregate.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { withExactSums } from "../jobs/exact-sums.js";
-import { noteScan, readInput, scanValueColumn, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { noteScan, readInput, scanValueColumn, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
 import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FILE --key COL[,COL...]
@@ -149,10 +149,11 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
       readInput(buyerFile, { columns: buyerColumns }),
       readInput(providerFile, { columns: providerColumns, ...(providerCsv && valueColumns.length > 0 ? { columnTypes } : {}) }),
     ]);
-    requireColumns(buyer, buyerColumns, "buyer", buyerPath);
-    requireColumns(provider, providerColumns, "provider", providerPath);
+    requireColumns(buyer, buyerColumns, "buyer", buyerPath, delimiter);
+    requireColumns(provider, providerColumns, "provider", providerPath, delimiter);
     warnUnmatchable(report, buyer, keys.buyer, buyerFile);
     warnUnmatchable(report, provider, keys.provider, providerFile);
+    warnKeyShapes(report, buyer, provider, keys, keyOptions);
     const rule = { boundText: maxAbs?.text, bound: maxAbsValue, scale, approximate: false };
     for (const column of valueColumns) {
       const scan = await scanValueColumn(provider, column, providerFile, rule);

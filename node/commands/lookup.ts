@@ -22,7 +22,7 @@ import { closePool, getPool } from "../../engine/pool/index.js";
 import { lookupKeyPair, preparedTableInfo, prepareLookupTable, runLookup } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
-import { readInput, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { readInput, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
 import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 export const LOOKUP_USAGE = `  lookup --buyer FILE --provider FILE --columns C1[,C2...] --key COL[,COL...] --out FILE
@@ -143,9 +143,10 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
       const [b, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: [...keys, ...labelColumns] })]);
       buyer = b;
-      requireColumns(buyer, keys, "buyer", buyerPath);
+      requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
       warnUnmatchable(report, buyer, keys, buyerFile);
       warnUnmatchable(report, provider, keys, providerFile);
+      warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
       checkNoClash(buyer, labelColumns, prefix);
       const product = wantProduct ?? "local";
       const version = wantVersion ?? 1;
@@ -168,7 +169,7 @@ export async function lookupCommand(args: readonly string[], io: CommandIO = pro
       const [b, p] = await Promise.all([readInput(buyerFile), readInput({ role: "prepared", path: preparedPath as string })]);
       buyer = b;
       prepared = p;
-      requireColumns(buyer, keys, "buyer", buyerPath);
+      requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
       warnUnmatchable(report, buyer, keys, buyerFile);
       const info = preparedTableInfo(prepared);
       if (wantProduct !== undefined && wantProduct !== info.product) {

@@ -39,7 +39,8 @@ export const POLICY_USAGE = `  policy init --protocol P [--out FILE] [--force] [
 /** What every example says about a field it sets (the protocol's own notes come first). */
 const FIELD_NOTES: Readonly<Record<string, string>> = {
   allowedProtocols: "allowedProtocols: what a buyer may run on this dataset.",
-  keyColumns: 'keyColumns: the column(s) a buyer may join on: replace "phone" with yours; a composite key is an array, e.g. ["first_name", "birth_date"].',
+  keyColumns:
+    'keyColumns: the keys a buyer may join on, each one column or a composite key (an array inside the array): replace "phone" with yours; [["first_name", "birth_date"]] allows first_name + birth_date together, while ["first_name", "birth_date"] allows either column alone.',
   outputColumns: "outputColumns: the columns a buyer's job may release or aggregate: replace these with yours (key columns need not be listed).",
   allowedBuyers: 'allowedBuyers: the buyers\' party names (as they registered at the exchange), or "any": replace "bank".',
   minGroupSize: "minGroupSize: k, the smallest group a released result may describe; groups under k are suppressed.",
@@ -107,10 +108,11 @@ export function examplePolicyText(protocol: ProtocolId): string {
   return formatPolicy({ [POLICY_COMMENT_FIELD]: comment, ...fields });
 }
 
-/** "psi, lookup to 2 buyers; keys phone, (first_name+birth_date); …": what a good policy allows, naming no buyer. */
+/** "psi, lookup to 2 buyers; keys phone or first_name+birth_date; …": what a good policy allows, naming no buyer. */
 export function describePolicy(p: UsagePolicy): string {
   const buyers = p.allowedBuyers === "any" ? "any buyer" : `${p.allowedBuyers.length} buyer${p.allowedBuyers.length === 1 ? "" : "s"}`;
-  const keys = p.keyColumns.map((k) => (typeof k === "string" ? k : `(${k.join("+")})`)).join(", ") || "none";
+  // "or": each entry is a key of its own; "+": the columns of one composite key.
+  const keys = p.keyColumns.map((k) => (typeof k === "string" ? k : k.join("+"))).join(" or ") || "none";
   const parts = [
     `allows ${p.allowedProtocols.join(", ")} to ${buyers}`,
     `keys ${keys}`,
@@ -190,6 +192,18 @@ async function columnsOf(path: string): Promise<{ name: string }[]> {
   return source.schema.fields.map((f) => ({ name: f.name }));
 }
 
+/**
+ * The columns --data was found to have, and, when its header is one column
+ * holding a semicolon, tab or bar, that the node path reads CSV with commas.
+ */
+function columnsHint(data: string, columns: readonly { name: string }[]): string {
+  const found = `columns of ${basename(data)}: ${columns.map((c) => `"${c.name}"`).join(", ")}`;
+  const sep = columns.length === 1 ? [";", "\t", "|"].find((d) => columns[0]?.name.includes(d)) : undefined;
+  if (sep === undefined) return found;
+  const what = sep === "\t" ? "tabs" : `"${sep}"`;
+  return `${found}; its header looks separated by ${what}: dataset register and job submit read CSV separated by commas, so save it with commas (or as .arrow/.parquet)`;
+}
+
 async function checkCommand(args: readonly string[], io: CommandIO, usage: string): Promise<number> {
   const positional = args.filter((a, i) => (a === "-" || !a.startsWith("-")) && args[i - 1] !== "--data");
   const o = parseOptions(
@@ -216,6 +230,7 @@ async function checkCommand(args: readonly string[], io: CommandIO, usage: strin
   if (errors.length > 0) {
     io.err(`umbra: UMBRA_INVALID_POLICY: ${name}: ${errors.length} problem${errors.length === 1 ? "" : "s"}:`);
     for (const e of errors) io.err(`  ${e.field}: ${e.problem}`);
+    if (data !== undefined && columns !== undefined && errors.some((e) => e.problem.includes("not in the dataset's schema"))) io.err(columnsHint(data, columns));
     io.err("Every field, its type and default: docs/policy.md; an example: umbra policy init --protocol P");
     return 1;
   }

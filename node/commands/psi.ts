@@ -10,7 +10,7 @@ import { closePool } from "../../engine/pool/index.js";
 import { PsiMode, runPsi } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
-import { readInput, warnUnmatchable, type InputFile } from "./data-checks.js";
+import { readInput, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
 import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 // ------------------------------------------------------------------ psi
@@ -74,9 +74,10 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   let protocolMs: number;
   try {
     const [buyer, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: keys })]);
-    requireColumns(buyer, keys, "buyer", buyerPath);
+    requireColumns(buyer, keys, "buyer", buyerPath, delimiter);
     warnUnmatchable(report, buyer, keys, buyerFile);
     warnUnmatchable(report, provider, keys, providerFile);
+    warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
     const t1 = performance.now();
     result = await runPsi({
       buyer: { table: buyer, keys, normalise },
