@@ -110,8 +110,10 @@ export async function scanValueColumn(table: Table, column: string, f: InputFile
   let nulls = 0;
   let rounded = 0;
   let digits = 0;
+  // A column without nulls as one typed array (Float64Array, BigInt64Array, ...): no per-row get().
+  const dense = vector.nullCount === 0 ? (vector.toArray() as ArrayLike<unknown>) : null;
   for (let i = 0; i < vector.length; i++) {
-    const v: unknown = vector.get(i);
+    const v: unknown = dense !== null ? dense[i] : vector.get(i);
     if (v === null || v === undefined) {
       nulls++;
       continue;
@@ -161,8 +163,10 @@ export function rowsOutsideCategories(table: Table, column: string, categories: 
   if (vector === null) return 0;
   const declared = new Set(categories);
   let n = 0;
+  // A column without nulls as one typed array (Float64Array, BigInt64Array, ...): no per-row get().
+  const dense = vector.nullCount === 0 ? (vector.toArray() as ArrayLike<unknown>) : null;
   for (let i = 0; i < vector.length; i++) {
-    const v: unknown = vector.get(i);
+    const v: unknown = dense !== null ? dense[i] : vector.get(i);
     if (v === null || v === undefined || !declared.has(typeof v === "string" ? v : String(v))) n++;
   }
   return n;
