@@ -122,10 +122,11 @@ function columnValues(vector: Vector, column: string, where: string): ReturnType
 /**
  * A column's values as scaled integers round(v · 10^scale), half away from
  * zero (as engine/he encodes); each |scaled| ≤ bound when a bound is given
- * (ValueOutOfRangeError naming the column, the row and the bound
- * otherwise). Nulls are refused, naming the column.
+ * (ValueOutOfRangeError naming the column, the row — `rowOf[i]` when the
+ * table holds some rows of another — and the bound otherwise). Nulls are
+ * refused, naming the column.
  */
-export function scaledColumn(table: Table, column: string, scale: number, bound: bigint | null, where = "provider table"): bigint[] {
+export function scaledColumn(table: Table, column: string, scale: number, bound: bigint | null, where = "provider table", rowOf: Uint32Array | null = null): bigint[] {
   const vector = table.getChild(column);
   if (!vector) throw new MissingColumnError(column, where);
   const values = columnValues(vector, column, where);
@@ -138,10 +139,10 @@ export function scaledColumn(table: Table, column: string, scale: number, bound:
     if (typeof v === "bigint") s = v * bigF;
     else if (values instanceof Int32Array) s = BigInt(v) * bigF;
     else {
-      if (!Number.isFinite(v)) throw notFinite(column, where, i);
+      if (!Number.isFinite(v)) throw notFinite(column, where, rowOf ? (rowOf[i] as number) : i);
       s = fixedPoint(v, f);
     }
-    if (bound !== null && (s > bound || -s > bound)) throw outOfRange(column, where, i, bound, scale);
+    if (bound !== null && (s > bound || -s > bound)) throw outOfRange(column, where, rowOf ? (rowOf[i] as number) : i, bound, scale);
     out[i] = s;
   }
   return out;

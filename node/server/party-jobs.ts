@@ -41,7 +41,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { readTable } from "../../engine/columns/index.js";
-import { UmbraError } from "../../engine/errors.js";
+import { InvalidInputError, UmbraError } from "../../engine/errors.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { BelowMinimumError, lookupKeyPair, prepareLookupTable, type ProtocolId } from "../../protocols/index.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
@@ -60,8 +60,6 @@ import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
 
 
-/** Codes of errors about a party's own input data, whose messages (never a value) its operator needs to fix it. */
-const DATA_ERRORS: ReadonlySet<string> = new Set(["UMBRA_VALUE_OUT_OF_RANGE", "UMBRA_MALFORMED_CSV", "UMBRA_MISSING_COLUMN", "UMBRA_UNSUPPORTED_TYPE", "UMBRA_INVALID_ARGUMENT", "UMBRA_UNREADABLE_FILE", "UMBRA_DATASET_CHANGED"]);
 
 /** Largest envelope the agent opens (the envelope layer's payload limit and its overhead). */
 const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
@@ -546,8 +544,8 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
           log.warn({ job: claimed, code }, "dropped an envelope that does not open");
           return;
         }
-        // A problem in this party's own data: its message says where (file, column, row) and the fix, never a value; for this party's operator only (the other parties see the code).
-        log.warn({ job: opened.job, code, ...(err instanceof UmbraError && DATA_ERRORS.has(code) ? { detail: err.message } : {}) }, "job step failed");
+        // A problem in the data (InvalidInputError: a value, a column, a file, a malformed CSV): its message says where (file, column, row) and the fix, never a value; for this party's operator only (the other parties see the code).
+        log.warn({ job: opened.job, code, ...(err instanceof InvalidInputError || err instanceof DatasetChangedError ? { detail: err.message } : {}) }, "job step failed");
         failJob(opened.job, code);
       })
       .then(() => outbox.ack(claimed, delivery.id))

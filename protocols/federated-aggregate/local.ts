@@ -14,7 +14,7 @@ import type { Table } from "apache-arrow";
 import { takeRows } from "../../engine/columns/index.js";
 import { InvalidArgumentError, MissingColumnError } from "../../engine/errors.js";
 import { BoundExceededError, ValueOutOfRangeError, valuesFromArrow } from "../../engine/he/index.js";
-import { fixedPoint, scaledColumn, scaledValues } from "../aggregate.js";
+import { fixedPoint, scaledColumn } from "../aggregate.js";
 import type { FaResolved } from "./params.js";
 
 /** Each row's cell (−1: none): a null or undeclared group-by value puts the row in no cell. */
@@ -102,20 +102,12 @@ function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array):
  * value puts the row in no cell.
  */
 export function faLocalVector(s: FaResolved, input: Table): string[] {
-  const table = withoutNullValues(s, input);
-  // Rows were left out: check the values against the bound on the input as
-  // given, so that a refusal names the row of the caller's table.
-  if (table !== input) {
-    for (const c of s.columns) {
-      if (s.approximate === true) doubleColumn(input, c, Number(s.valueBound), true);
-      else scaledValues(input, c, s.scale, BigInt(s.valueBound));
-    }
-  }
-  if (s.approximate === true) return localVectorApproximate(s, table);
+  const { table, rowOf } = withoutNullValues(s, input);
+  if (s.approximate === true) return localVectorApproximate(s, table, rowOf);
   const rows = table.numRows;
   const cellOf = cellsOf(s, table);
   const V = BigInt(s.valueBound);
-  const cols = s.columns.map((c) => scaledColumn(table, c, s.scale, V));
+  const cols = s.columns.map((c) => scaledColumn(table, c, s.scale, V, "provider table", rowOf));
   const acc = new Array<bigint>(s.length).fill(0n);
   let ranges: Int32Array | null = null;
   if (s.bins > 0) {
@@ -150,39 +142,36 @@ export function faLocalVector(s: FaResolved, input: Table): string[] {
  * The rows with a value in every aggregated column and in the histogram's
  * column (the table itself when no such column holds a null): a row without
  * one is skipped, as SQL's aggregates skip nulls — for the whole row, since
- * a cell has one count, the divisor of every AVG and VAR in it.
+ * a cell has one count, the divisor of every AVG and VAR in it. `rowOf`
+ * gives each kept row's row in `table` (null: all kept), so that a refusal
+ * names the caller's row.
  */
-export function withoutNullValues(s: Pick<FaResolved, "columns" | "histColumn" | "bins">, table: Table): Table {
+export function withoutNullValues(s: Pick<FaResolved, "columns" | "histColumn" | "bins">, table: Table): { table: Table; rowOf: Uint32Array | null } {
   const names = [...s.columns, ...(s.bins > 0 ? [s.histColumn] : [])];
   const vectors = names.map((c) => {
     const v = table.getChild(c);
     if (!v) throw new MissingColumnError(c, "provider table");
     return v;
   });
-  if (vectors.every((v) => v.nullCount === 0)) return table;
+  if (vectors.every((v) => v.nullCount === 0)) return { table, rowOf: null };
   const keep: number[] = [];
   for (let r = 0; r < table.numRows; r++) if (vectors.every((v) => v.isValid(r))) keep.push(r);
-  return takeRows(table, Uint32Array.from(keep));
+  const rowOf = Uint32Array.from(keep);
+  return { table: takeRows(table, rowOf), rowOf };
 }
 
 /**
  * A column's values as doubles (64-bit integers rounded to the nearest), each
  * finite with |x| ≤ bound when a bound is given (ValueOutOfRangeError naming
- * the column, the row and the bound otherwise). With `skipNulls`, nulls are
- * passed over (read as 0) instead of refused.
+ * the column, the row — `rowOf[i]` when given — and the bound otherwise).
  */
-function doubleColumn(table: Table, column: string, bound: number | null, skipNulls = false): Float64Array {
+function doubleColumn(table: Table, column: string, bound: number | null, rowOf: Uint32Array | null = null): Float64Array {
   const vector = table.getChild(column);
   if (!vector) throw new MissingColumnError(column, "provider table");
-  const place = (i: number) => `column ${JSON.stringify(column)} of the provider table, data row ${i + 1}`;
-  const out = new Float64Array(vector.length);
-  if (!skipNulls || vector.nullCount === 0) {
-    if (vector.nullCount > 0) throw new InvalidArgumentError(`column ${JSON.stringify(column)} of the provider table has ${vector.nullCount} empty (null) values: fill or filter them`);
-    const values = valuesFromArrow(vector);
-    out.set(values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | bigint>, (v) => Number(v)));
-  } else {
-    for (let i = 0; i < out.length; i++) out[i] = vector.isValid(i) ? Number(vector.get(i)) : 0;
-  }
+  if (vector.nullCount > 0) throw new InvalidArgumentError(`column ${JSON.stringify(column)} of the provider table has ${vector.nullCount} empty (null) values: fill or filter them`);
+  const values = valuesFromArrow(vector);
+  const out = values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | bigint>, (v) => Number(v));
+  const place = (i: number) => `column ${JSON.stringify(column)} of the provider table, data row ${(rowOf ? (rowOf[i] as number) : i) + 1}`;
   for (let i = 0; i < out.length; i++) {
     const x = out[i] as number;
     if (!Number.isFinite(x)) throw new ValueOutOfRangeError(`${place(i)}: a value is not a finite number (NaN or infinity); fix or filter the row`);
@@ -255,11 +244,11 @@ class ExactSum {
 }
 
 /** Approximate mode's local vector (see faLocalVector). */
-function localVectorApproximate(s: FaResolved, table: Table): string[] {
+function localVectorApproximate(s: FaResolved, table: Table, rowOf: Uint32Array | null): string[] {
   const rows = table.numRows;
   const cellOf = cellsOf(s, table);
   const V = Number(s.valueBound);
-  const cols = s.columns.map((c) => doubleColumn(table, c, V));
+  const cols = s.columns.map((c) => doubleColumn(table, c, V, rowOf));
   const counts = new Float64Array(s.length); // counts and bins: integers below 2^53, exact
   const sums = new Map<number, ExactSum>();
   const sumAt = (o: number): ExactSum => {
