@@ -20,6 +20,7 @@ import { ALLOWS_NOTHING } from "../node/policy.js";
 import { ExchangeClient, ExchangeError } from "../node/server/client.js";
 import { umbra } from "./helpers/cli.js";
 import { partyHeaders, startNodes, tokenFileOf, type TestNodes, type TestParty } from "./helpers/nodes.js";
+import { exchangeSnapshot, snapshot } from "./security/kit.js";
 
 const dir = mkdtempSync(join(tmpdir(), "umbra-policy-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -199,15 +200,18 @@ describe("a policy at a real party agent and exchange", () => {
   const register = (policy: string) => umbra(["dataset", "register", "--party", telco.url, "--token-file", token, "--file", "subs.csv", "--policy", policy]);
 
   it("dataset register refuses an empty policy (allows nothing), and nothing is registered at the party or the exchange", async () => {
+    const before = [snapshot(telco.store), exchangeSnapshot(nodes.x)];
     const r = await register("{}");
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(
       'umbra: UMBRA_INVALID_POLICY: invalid policy: allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example\n',
     );
     expect([telco.store.listDatasets(), nodes.x.store.listDatasets()]).toEqual([[], []]);
+    expect([snapshot(telco.store), exchangeSnapshot(nodes.x)]).toEqual(before);
   });
 
   it("the exchange refuses it too, from a client that skips the party agent's check", async () => {
+    const before = exchangeSnapshot(nodes.x);
     const descriptor = { id: "telco.direct", owner: "telco", name: "direct.csv", schema: [{ name: "phone", type: "Utf8" }], rowCount: 1, contentHash: "ab".repeat(32), createdAt: "2026-01-01T00:00:00Z" };
     const err = await new ExchangeClient(nodes.x.url, telco.identity).json("POST", "/v1/datasets", { descriptor, policy: { allowedBuyers: "any" } }).then(
       () => undefined,
@@ -215,6 +219,7 @@ describe("a policy at a real party agent and exchange", () => {
     );
     expect([err?.status, err?.code, err?.message]).toEqual([400, "UMBRA_INVALID_POLICY", `invalid policy: allowedProtocols: ${ALLOWS_NOTHING}`]);
     expect(nodes.x.store.getDataset("telco.direct")).toBeUndefined();
+    expect(exchangeSnapshot(nodes.x)).toEqual(before);
   });
 
   it("dataset register takes what policy init wrote, as written (its \"//\" comment is not stored)", async () => {
