@@ -139,3 +139,32 @@ export class AlreadyExistsError extends UmbraError {
     super(RequestErrorCode.AlreadyExists, message);
   }
 }
+
+// ---------------------------------------------------------------------------
+// The exchange's transparency log (node/log/).
+
+export const LogErrorCode = {
+  /** Two signed heads of the exchange's log that no history joins: rewritten, cut short, or forked. */
+  Inconsistent: "UMBRA_LOG_INCONSISTENT",
+  /** A log head or proof that is not of its form, or not signed by the exchange's pinned key. */
+  BadHead: "UMBRA_BAD_LOG_HEAD",
+} as const;
+
+/**
+ * The exchange showed a log head that does not extend the one this party
+ * holds (or another party or witness holds): its history was rewritten, cut
+ * short or forked. The evidence is kept; the party takes nothing more from
+ * the exchange until an operator has looked (docs/transparency-log.md).
+ */
+export class LogInconsistentError extends UmbraError {
+  constructor(reason: string) {
+    super(LogErrorCode.Inconsistent, `the exchange's log is inconsistent with the head this party holds (${reason}): its history was rewritten, cut short or shown differently to others; the evidence is kept in this party's store and nothing more is taken from the exchange — report it to the exchange's operator and to the venue's witnesses`);
+  }
+}
+
+/** A log head or proof from the exchange that is malformed or not signed by its pinned key (code UMBRA_BAD_LOG_HEAD). */
+export class BadLogHeadError extends InvalidInputError {
+  constructor(what: string) {
+    super(`the exchange sent a ${what} that is malformed or not signed by its pinned key`, LogErrorCode.BadHead);
+  }
+}

@@ -25,13 +25,25 @@
  *   can never equal the signed bytes of an envelope (which open with a
  *   length-prefixed tag and are longer), though both use the same key.
  *
- * {@link verifyLedger} recomputes every link, hash and signature and names the
- * first entry that fails. A chain alone cannot show that entries were cut off
- * its end: compare against a head ({seq, hash}) recorded elsewhere — published,
- * or held by a party — with the `head` option.
+ * The ledger is also a transparency log (node/log/): entry seq is leaf
+ * seq − 1 of an RFC 9162 Merkle tree ({@link entryLeafHash}), kept in the
+ * store as entries are appended, in the same transaction. The exchange signs
+ * tree heads over it and serves inclusion and consistency proofs; a party
+ * keeps the latest head it accepted and checks every newer one is an
+ * extension of it (node/log/watch.ts).
+ *
+ * {@link verifyLedger} recomputes every link, hash, signature and the tree and
+ * names the first entry that fails. A chain alone cannot show that entries
+ * were cut off its end or rewritten by the key's holder: compare it against
+ * signed tree heads held elsewhere — by parties, or witnesses — with the
+ * `heads` option.
  */
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../engine/errors.js";
+import { verifyTreeHead } from "./log/head.js";
+import { privateKey, publicKeyObject, publicKeyOf, signHex, verifyHex } from "./log/keys.js";
+import { leafHash, memoryNodes, treeRoot } from "./log/merkle.js";
+import { appendLeaf } from "./log/tree.js";
 import { canonicalJson, type JsonValue, type LedgerRow, type Store } from "./store.js";
 
 export const LedgerKind = {
@@ -87,10 +99,14 @@ export const LedgerProblem = {
   Hash: "hash",
   /** signature does not verify under the public key. */
   Signature: "signature",
-  /** The ledger ends before the expected head. */
+  /** The ledger ends before a head that was signed for it: entries were cut off its end. */
   Truncated: "truncated",
-  /** The entry at the expected head's seq has another hash. */
+  /** A head signed for the ledger has another root than its first `size` entries: the history it vouched for was rewritten, or shown to someone else. */
   Head: "head",
+  /** A head that is not a signed tree head of this exchange's key. */
+  HeadSignature: "head_signature",
+  /** The Merkle tree kept beside the entries does not hash to their root. */
+  Tree: "tree",
 } as const;
 export type LedgerProblem = (typeof LedgerProblem)[keyof typeof LedgerProblem];
 
@@ -100,8 +116,25 @@ export interface LedgerHead {
 }
 
 export type LedgerVerification =
-  | { readonly ok: true; /** How many entries were checked. */ readonly entries: number; readonly head: LedgerHead | null }
-  | { readonly ok: false; /** The first entry that fails. */ readonly seq: number; readonly problem: LedgerProblem };
+  | {
+      readonly ok: true;
+      /** How many entries were checked. */
+      readonly entries: number;
+      /** The last entry's seq and hash. */
+      readonly head: LedgerHead | null;
+      /** Hex root of the log's Merkle tree over every entry. */
+      readonly root: string;
+      /** How many signed tree heads were checked against it. */
+      readonly heads: number;
+    }
+  | {
+      readonly ok: false;
+      /** The first entry that fails (for a head: its size). */
+      readonly seq: number;
+      readonly problem: LedgerProblem;
+      /** For a head's problem: which of the heads given (0-based). */
+      readonly headIndex?: number;
+    };
 
 export const GENESIS_HASH = "0".repeat(64);
 const HASH_TAG = Buffer.from("umbra.v1.ledger.entry\n", "utf8");
@@ -110,28 +143,9 @@ const KINDS = new Set<string>(Object.values(LedgerKind));
 const JOB_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX128 = /^[0-9a-f]{128}$/;
-// DER prefixes of an Ed25519 PKCS#8 private key and SubjectPublicKeyInfo (RFC 8410).
-const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
-const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
-
-function privateKey(secretKey: Uint8Array): KeyObject {
-  if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) throw new InvalidArgumentError("ledger secret key must be 32 bytes");
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: "der", type: "pkcs8" });
-}
-
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw new InvalidArgumentError("ledger public key must be 32 bytes");
-  try {
-    return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
-  } catch {
-    throw new InvalidArgumentError("ledger public key is not an Ed25519 public key");
-  }
-}
-
 /** The Ed25519 public key of a ledger secret key (32 bytes). */
 export function ledgerPublicKey(secretKey: Uint8Array): Uint8Array {
-  const der = createPublicKey(privateKey(secretKey)).export({ format: "der", type: "spki" });
-  return new Uint8Array(der.subarray(SPKI_PREFIX.length));
+  return publicKeyOf(secretKey);
 }
 
 /** The canonical encoding of an entry's fields, the bytes its hash covers after the tag. */
@@ -142,6 +156,36 @@ export function canonicalEntry(e: { seq: number; at: number; kind: string; job: 
 /** The hex hash of an entry's fields. */
 export function entryHash(e: { seq: number; at: number; kind: string; job: string | null; body: LedgerBody; prevHash: string }): string {
   return createHash("sha256").update(HASH_TAG).update(canonicalEntry(e), "utf8").digest("hex");
+}
+
+/**
+ * The entry's leaf in the log's Merkle tree: SHA-256(0x00 || the bytes its
+ * hash covers), that is of 0x00 || "umbra.v1.ledger.entry" || 0x0a ||
+ * canonical (RFC 9162 §2.1.1). Leaf seq − 1 of the tree is entry seq.
+ */
+export function entryLeafHash(e: { seq: number; at: number; kind: string; job: string | null; body: LedgerBody; prevHash: string }): Uint8Array {
+  return leafHash(Buffer.concat([HASH_TAG, Buffer.from(canonicalEntry(e), "utf8")]));
+}
+
+/**
+ * Brings the log's tree level with the ledger: adds the leaves of entries
+ * written before the tree was kept (a store from before schema 6), in one
+ * transaction. Returns the tree's size.
+ */
+export function syncLogTree(store: Store): number {
+  return store.transaction(() => {
+    let size = store.log.leafCount();
+    // In pages read whole before their leaves are written (a statement being iterated holds the connection).
+    for (;;) {
+      const page = [...store.ledgerRows({ afterSeq: size, limit: 1000 })];
+      if (page.length === 0) return size;
+      for (const row of page) {
+        if (row.seq !== size + 1) throw new InvalidArgumentError("the ledger has a gap: run umbra audit verify");
+        appendLeaf(store, size, entryLeafHash({ seq: row.seq, at: row.at, kind: row.kind, job: row.job, body: JSON.parse(row.body) as LedgerBody, prevHash: row.prev_hash }));
+        size += 1;
+      }
+    }
+  });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -168,17 +212,20 @@ export function appendEntry(store: Store, signer: LedgerSigner, entry: LedgerEnt
   const bodyText = canonicalJson(entry.body);
   if (Buffer.byteLength(bodyText) > MAX_BODY_BYTES) throw new InvalidArgumentError(`a ledger body must be at most ${MAX_BODY_BYTES} bytes of JSON`);
   const body = JSON.parse(bodyText) as LedgerBody;
-  const key = privateKey(signer.secretKey);
+  privateKey(signer.secretKey);
   const job = entry.job ?? null;
   return store.transaction(() => {
     const head = store.ledgerHead();
     const seq = head === undefined ? 1 : head.seq + 1;
     const prevHash = head === undefined ? GENESIS_HASH : head.hash;
     const at = store.now();
-    const hash = entryHash({ seq, at, kind: entry.kind, job, body, prevHash });
-    const signature = sign(null, Buffer.from(hash, "hex"), key).toString("hex");
+    const fields = { seq, at, kind: entry.kind, job, body, prevHash };
+    const hash = entryHash(fields);
+    const signature = signHex(signer.secretKey, Buffer.from(hash, "hex"));
     const row: LedgerRow = { seq, at, kind: entry.kind, job, body: bodyText, prev_hash: prevHash, hash, signature };
     store.insertLedgerRow(row);
+    // Its leaf in the log's tree, in the same transaction (after any the tree lacks from before it was kept).
+    if (syncLogTree(store) !== seq) throw new InvalidArgumentError("the log's tree does not match the ledger: run umbra audit verify");
     return entryFromRow(row, body);
   });
 }
@@ -219,33 +266,58 @@ function wellFormedBody(r: LedgerRow): LedgerBody | undefined {
 /**
  * Checks the whole ledger: seqs 1, 2, 3, … without a gap, each entry well
  * formed, linked to the previous one's hash, hashing to its `hash`, and
- * signed by `publicKey`. With `head`, also that the ledger reaches that
- * entry and it has that hash (catching entries cut off the end). Returns the
- * first entry that fails and why.
+ * signed by `publicKey`; the Merkle tree kept beside it (when it is kept)
+ * hashing to the root of the entries' leaves; and each of `heads` — signed
+ * tree heads a party or a witness was given — signed by `publicKey` and the
+ * root of the first `size` entries. A head the ledger cannot reach means
+ * entries were cut off its end; a head with another root means the history
+ * it vouched for was rewritten, or is not the one shown to others. Returns the
+ * first problem.
  */
-export function verifyLedger(store: Store, publicKey: Uint8Array, options: { readonly head?: LedgerHead } = {}): LedgerVerification {
+export function verifyLedger(store: Store, publicKey: Uint8Array, options: { readonly heads?: readonly unknown[] } = {}): LedgerVerification {
   const key = publicKeyObject(publicKey);
   let expected = 1;
   let prevHash = GENESIS_HASH;
-  let headSeen = false;
+  const leaves: Uint8Array[] = [];
   for (const row of store.ledgerRows()) {
     const fail = (problem: LedgerProblem): LedgerVerification => ({ ok: false, seq: expected, problem });
     if (row.seq !== expected) return fail(LedgerProblem.Gap);
     const body = wellFormedBody(row);
     if (body === undefined) return fail(LedgerProblem.Malformed);
     if (row.prev_hash !== prevHash) return fail(LedgerProblem.PrevHash);
-    if (entryHash({ seq: row.seq, at: row.at, kind: row.kind, job: row.job, body, prevHash: row.prev_hash }) !== row.hash) return fail(LedgerProblem.Hash);
-    if (!verify(null, Buffer.from(row.hash, "hex"), key, Buffer.from(row.signature, "hex"))) return fail(LedgerProblem.Signature);
-    if (options.head !== undefined && row.seq === options.head.seq) {
-      if (row.hash !== options.head.hash) return fail(LedgerProblem.Head);
-      headSeen = true;
-    }
+    const fields = { seq: row.seq, at: row.at, kind: row.kind, job: row.job, body, prevHash: row.prev_hash };
+    if (entryHash(fields) !== row.hash) return fail(LedgerProblem.Hash);
+    if (!verifyHex(key, Buffer.from(row.hash, "hex"), row.signature)) return fail(LedgerProblem.Signature);
+    leaves.push(entryLeafHash(fields));
     prevHash = row.hash;
     expected += 1;
   }
   const count = expected - 1;
-  if (options.head !== undefined && !headSeen) return { ok: false, seq: count + 1, problem: LedgerProblem.Truncated };
-  return { ok: true, entries: count, head: count === 0 ? null : { seq: count, hash: prevHash } };
+  const nodes = memoryNodes(leaves);
+  const root = Buffer.from(treeRoot(nodes, count)).toString("hex");
+  // The stored tree: absent in a store from before it was kept (built on the next append), else every node that of the entries.
+  const kept = store.log.leafCount();
+  if (kept !== 0) {
+    if (kept !== count) return { ok: false, seq: Math.min(kept, count) + 1, problem: LedgerProblem.Tree };
+    let stored = 0;
+    for (const n of store.log.nodes()) {
+      const span = 2 ** n.level;
+      const first = n.idx * span + 1;
+      if ((n.idx + 1) * span > count || !Buffer.from(nodes(n.level, n.idx)).equals(n.hash)) return { ok: false, seq: first, problem: LedgerProblem.Tree };
+      stored += 1;
+    }
+    let expectedNodes = 0;
+    for (let span = 1; span <= count; span *= 2) expectedNodes += Math.floor(count / span);
+    if (stored !== expectedNodes) return { ok: false, seq: 1, problem: LedgerProblem.Tree };
+  }
+  const heads = options.heads ?? [];
+  for (const [i, value] of heads.entries()) {
+    const h = verifyTreeHead(value, publicKey);
+    if (h === undefined) return { ok: false, seq: 0, problem: LedgerProblem.HeadSignature, headIndex: i };
+    if (h.size > count) return { ok: false, seq: count + 1, problem: LedgerProblem.Truncated, headIndex: i };
+    if (Buffer.from(treeRoot(nodes, h.size)).toString("hex") !== h.root) return { ok: false, seq: h.size, problem: LedgerProblem.Head, headIndex: i };
+  }
+  return { ok: true, entries: count, head: count === 0 ? null : { seq: count, hash: prevHash }, root, heads: heads.length };
 }
 
 /**
@@ -270,7 +342,7 @@ export function verifiedEntry(value: unknown, publicKey: Uint8Array): LedgerEntr
   const parsed = wellFormedBody(row);
   if (parsed === undefined) return undefined;
   if (entryHash({ seq, at: row.at, kind: row.kind, job: row.job, body: parsed, prevHash: row.prev_hash }) !== row.hash) return undefined;
-  if (!verify(null, Buffer.from(row.hash, "hex"), publicKeyObject(publicKey), Buffer.from(row.signature, "hex"))) return undefined;
+  if (!verifyHex(publicKey, Buffer.from(row.hash, "hex"), row.signature)) return undefined;
   return entryFromRow(row, parsed);
 }
 

@@ -293,6 +293,46 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 6,
+    name: "transparency log: Merkle tree nodes, signed tree heads seen, inconsistency evidence",
+    sql: `
+      -- The Merkle tree over the ledger (RFC 9162 §2.1, node/log/merkle.ts): the
+      -- hash of every perfect, aligned subtree, 2^level leaves from idx * 2^level,
+      -- written as entries are appended (a leaf is one entry). Derived from the
+      -- ledger: audit verify recomputes it.
+      CREATE TABLE log_nodes (
+        level   INTEGER NOT NULL CHECK (level >= 0 AND level < 64),
+        idx     INTEGER NOT NULL CHECK (idx >= 0),
+        hash    BLOB    NOT NULL CHECK (length(hash) = 32),
+        PRIMARY KEY (level, idx)
+      ) STRICT, WITHOUT ROWID;
+
+      -- A party's record of the exchange's signed tree heads, one per size seen,
+      -- each shown consistent with the one before it (node/log/watch.ts).
+      CREATE TABLE log_heads (
+        size        INTEGER PRIMARY KEY CHECK (size >= 0),
+        root        TEXT    NOT NULL CHECK (length(root) = 64),
+        at          INTEGER NOT NULL,
+        signature   TEXT    NOT NULL CHECK (length(signature) = 128),
+        seen_at     INTEGER NOT NULL
+      ) STRICT;
+
+      -- Two signed heads of the exchange that no history can join (a rewritten or
+      -- forked log): the evidence, kept; while any is held the party takes no job.
+      CREATE TABLE log_evidence (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        held        TEXT    NOT NULL,
+        offered     TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        found_at    INTEGER NOT NULL
+      ) STRICT;
+
+      -- The single entries a party kept before the log had heads: the signed tree
+      -- head replaces them.
+      DROP TABLE exchange_heads;
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
@@ -18,12 +18,15 @@ import {
   GENESIS_HASH,
   LedgerKind,
   ledgerHead,
+  entryHash,
   ledgerPublicKey,
   listEntries,
+  syncLogTree,
   verifyLedger,
   type LedgerEntryInput,
 } from "../node/ledger.js";
 import { openStore, type Store } from "../node/store.js";
+import { currentTreeHead, rootAt, signTreeHead } from "../node/log/head.js";
 
 const dir = mkdtempSync(join(tmpdir(), "umbra-ledger-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,6 +36,7 @@ const freshPath = (): string => join(dir, `ledger-${++fileCount}.db`);
 const secretKey = new Uint8Array(32).map((_, i) => (i * 7 + 3) & 0xff);
 const signer = { secretKey };
 const publicKey = ed25519.getPublicKey(secretKey);
+const ed25519Hex = (hash: string): string => Buffer.from(ed25519.sign(Buffer.from(hash, "hex"), secretKey)).toString("hex");
 
 function testClock(start = 1_700_000_000_000): () => number {
   let t = start;
@@ -150,14 +154,16 @@ describe("listEntries", () => {
 describe("verifyLedger", () => {
   it("accepts an intact ledger, an empty one, and one reopened from its file", () => {
     const empty = openStore(":memory:");
-    expect(verifyLedger(empty, publicKey)).toEqual({ ok: true, entries: 0, head: null });
+    expect(verifyLedger(empty, publicKey)).toEqual({ ok: true, entries: 0, head: null, root: rootAt(empty, 0), heads: 0 });
     empty.close();
     const { store, path } = filledLedger();
     const head = ledgerHead(store);
-    expect(verifyLedger(store, publicKey)).toEqual({ ok: true, entries: 8, head });
+    const root = rootAt(store, 8);
+    const signed = currentTreeHead(store, signer.secretKey, 1);
+    expect(verifyLedger(store, publicKey)).toEqual({ ok: true, entries: 8, head, root, heads: 0 });
     store.close();
     const reopened = openStore(path);
-    expect(verifyLedger(reopened, publicKey, { head: head ?? undefined })).toEqual({ ok: true, entries: 8, head });
+    expect(verifyLedger(reopened, publicKey, { heads: [signed] })).toEqual({ ok: true, entries: 8, head, root, heads: 1 });
     appendEntry(reopened, signer, { kind: LedgerKind.JobCancelled, job: "job-3", body: {} });
     expect(verifyLedger(reopened, publicKey)).toMatchObject({ ok: true, entries: 9 });
     reopened.close();
@@ -282,14 +288,46 @@ describe("verifyLedger", () => {
     }
   });
 
-  it("catches entries cut off the end only against a head kept elsewhere", () => {
+  it("catches entries cut off the end only against a signed head kept elsewhere", () => {
     const { store, path } = filledLedger();
-    const head = ledgerHead(store);
-    if (head === null) throw new Error("no head");
+    const at8 = currentTreeHead(store, signer.secretKey, 1);
+    const at6 = signTreeHead(signer.secretKey, { size: 6, root: rootAt(store, 6), at: 1 });
+    // The entries and their leaves cut off together, as a careful forger would: the chain alone cannot tell.
     tamper(path, "DELETE FROM ledger WHERE seq >= 7");
-    expect(verifyLedger(store, publicKey)).toMatchObject({ ok: true, entries: 6 }); // the chain alone cannot tell
-    expect(verifyLedger(store, publicKey, { head })).toEqual({ ok: false, seq: 7, problem: "truncated" });
-    expect(verifyLedger(store, publicKey, { head: { seq: 6, hash: head.hash } })).toEqual({ ok: false, seq: 6, problem: "head" });
+    tamper(path, "DELETE FROM log_nodes WHERE (idx + 1) * (1 << level) > 6");
+    expect(verifyLedger(store, publicKey)).toMatchObject({ ok: true, entries: 6 });
+    expect(verifyLedger(store, publicKey, { heads: [at6, at8] })).toEqual({ ok: false, seq: 7, problem: "truncated", headIndex: 1 });
+    // A head of another size-6 history (signed by the key, vouching for another root) is a fork.
+    const forked = signTreeHead(signer.secretKey, { size: 6, root: "ab".repeat(32), at: 1 });
+    expect(verifyLedger(store, publicKey, { heads: [forked] })).toEqual({ ok: false, seq: 6, problem: "head", headIndex: 0 });
+    // A head not signed by the exchange's key says nothing.
+    expect(verifyLedger(store, publicKey, { heads: [{ ...at6, signature: "00".repeat(64) }] })).toEqual({ ok: false, seq: 0, problem: "head_signature", headIndex: 0 });
+    store.close();
+  });
+
+  it("an entry rewritten and everything after it re-chained and re-signed with the exchange's own key: only a head held elsewhere shows it", () => {
+    const { store, path } = filledLedger();
+    const held = currentTreeHead(store, signer.secretKey, 1);
+    const rows = [...store.ledgerRows()];
+    const copy = openStore(join(dirname(path), "rewritten.db"));
+    let prev = "0".repeat(64);
+    for (const r of rows) {
+      const body = r.seq === 3 ? JSON.stringify({ rewritten: true }) : r.body;
+      const hash = entryHash({ seq: r.seq, at: r.at, kind: r.kind, job: r.job, body: JSON.parse(body), prevHash: prev });
+      copy.insertLedgerRow({ ...r, body, prev_hash: prev, hash, signature: ed25519Hex(hash) });
+      prev = hash;
+    }
+    syncLogTree(copy);
+    expect(verifyLedger(copy, publicKey)).toMatchObject({ ok: true, entries: 8 });
+    expect(verifyLedger(copy, publicKey, { heads: [held] })).toEqual({ ok: false, seq: 8, problem: "head", headIndex: 0 });
+    copy.close();
+    store.close();
+  });
+
+  it("a tree kept beside the entries that does not hash to them is found", () => {
+    const { store, path } = filledLedger();
+    tamper(path, "UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 2");
+    expect(verifyLedger(store, publicKey)).toEqual({ ok: false, seq: 3, problem: "tree" });
     store.close();
   });
 });

@@ -72,7 +72,7 @@ describe("migrations", () => {
     const store = openStore(path);
     const db = new Database(path, { readonly: true });
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    expect(tables).toEqual(["budgets", "datasets", "exchange_heads", "identity", "inbound", "invitations", "job_runs", "jobs", "ledger", "nonces", "outbox", "parties", "policies", "protocol_state", "relay", "relay_taken", "results", "schema_version", "sequences", "sqlite_sequence", "state_pages", "steps"]);
+    expect(tables).toEqual(["budgets", "datasets", "identity", "inbound", "invitations", "job_runs", "jobs", "ledger", "log_evidence", "log_heads", "log_nodes", "nonces", "outbox", "parties", "policies", "protocol_state", "relay", "relay_taken", "results", "schema_version", "sequences", "sqlite_sequence", "state_pages", "steps"]);
     expect(db.prepare("SELECT version, name FROM schema_version").all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     db.close();
@@ -517,18 +517,21 @@ describe("budgets", () => {
   });
 });
 
-describe("the exchange's ledger entries a party has seen", () => {
-  it("records each seq once, says known for the same hash and fork for another, and gives the latest", () => {
+describe("the exchange's log as a party keeps it", () => {
+  it("keeps one head per size, the first of each; gives the latest and any size; bounds the evidence", () => {
     const store = openStore(":memory:", { now: testClock() });
     const sig = "ab".repeat(64);
-    expect(store.latestExchangeHead()).toBeUndefined();
-    expect(store.noteExchangeHead({ seq: 5, hash: "11".repeat(32), signature: sig })).toBe("new");
-    expect(store.noteExchangeHead({ seq: 3, hash: "22".repeat(32), signature: sig })).toBe("new");
-    expect(store.noteExchangeHead({ seq: 5, hash: "11".repeat(32), signature: sig })).toBe("known");
-    expect(store.noteExchangeHead({ seq: 5, hash: "33".repeat(32), signature: sig })).toBe("fork");
-    expect(store.latestExchangeHead()).toEqual({ seq: 5, hash: "11".repeat(32), signature: sig });
-    expect(() => store.noteExchangeHead({ seq: 0, hash: "11".repeat(32), signature: sig })).toThrow(InvalidArgumentError);
-    expect(() => store.noteExchangeHead({ seq: 6, hash: "xyz", signature: sig })).toThrow(InvalidArgumentError);
+    expect(store.log.latestHead()).toBeUndefined();
+    store.log.putHead({ size: 5, root: "11".repeat(32), at: 1, signature: sig });
+    store.log.putHead({ size: 3, root: "22".repeat(32), at: 2, signature: sig });
+    store.log.putHead({ size: 5, root: "33".repeat(32), at: 3, signature: sig });
+    expect(store.log.latestHead()).toEqual({ size: 5, root: "11".repeat(32), at: 1, signature: sig });
+    expect(store.log.headAt(3)).toEqual({ size: 3, root: "22".repeat(32), at: 2, signature: sig });
+    expect(store.log.headAt(4)).toBeUndefined();
+    expect(() => store.log.putHead({ size: -1, root: "11".repeat(32), at: 1, signature: sig })).toThrow(InvalidArgumentError);
+    expect(() => store.log.putHead({ size: 6, root: "xyz", at: 1, signature: sig })).toThrow(InvalidArgumentError);
+    for (let i = 0; i < 120; i++) store.log.recordEvidence({ held: "{}", offered: "{}", reason: "fork" });
+    expect(store.log.evidence()).toHaveLength(100);
     store.close();
   });
 });

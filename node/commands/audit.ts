@@ -5,22 +5,32 @@
  * exchange's public key (from the store, or --exchange-key HEX to check it
  * against a key published elsewhere).
  */
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { storedIdentityFrom } from "../identity.js";
-import { listEntries, verifyLedger, type LedgerHead, type LedgerVerification } from "../ledger.js";
+import { listEntries, syncLogTree, verifyLedger, type LedgerVerification } from "../ledger.js";
+import { currentTreeHead, type SignedTreeHead } from "../log/head.js";
+import { readHeadsFile } from "./log-heads.js";
 import { openStore, type Store } from "../store.js";
-import { EXCHANGE_NAME } from "../server/start.js";
+import { besideDb, EXCHANGE_NAME, loadIdentity } from "../server/start.js";
+import { passphraseOption } from "./node.js";
 import { parseOptions, processIO, UsageError, type CommandIO } from "./args.js";
 
-export const AUDIT_USAGE = `  audit verify --db FILE [--exchange-key HEX] [--head SEQ:HASH] [--json]
+export const AUDIT_USAGE = `  audit verify --db FILE [--exchange-key HEX] [--head FILE] [--json]
                  check the exchange's ledger: every entry's hash chain and signature,
                  under --exchange-key (the exchange's signing key, 64 hex digits: the
-                 one the parties pinned) or else the db's;
-                 --head: also that it reaches a head a party kept (umbra party head),
-                 so entries cut off its end are found. FILE is the exchange's
-                 database (a party's holds no ledger and is refused)
+                 one the parties pinned) or else the db's, and the Merkle tree of its
+                 transparency log; --head: also that each signed tree head in FILE
+                 (one, or an array: umbra party head > FILE, from every party) is the
+                 root of the ledger's first SIZE entries — a head it cannot reach
+                 means entries were cut off, another root means the history that head
+                 vouched for was rewritten or shown to that party differently. FILE is
+                 the exchange's database (a party's holds no ledger and is refused)
+  audit head --db FILE [--key-file FILE] [--key-passphrase-file FILE] [--out FILE]
+                 sign and print the log's current tree head (size, root, at,
+                 signature) with the exchange's key (its key file, by default beside
+                 the database), to publish for witnesses
   audit show --db FILE [--job ID] [--json]
                  print the ledger, one line per entry: seq, time, kind, job, body
 `;
@@ -30,7 +40,7 @@ export class NotAnExchangeDatabaseError extends UmbraError {
   constructor(db: string, party: string) {
     super(
       "UMBRA_NOT_EXCHANGE_DB",
-      `"${basename(db)}" is party "${party}"'s database, which holds no ledger: give the exchange's (--db, by default .umbra/exchange.db where umbra exchange start ran); to check the exchange from a party, take umbra party head and give it to audit verify --db EXCHANGE_DB --head SEQ:HASH`,
+      `"${basename(db)}" is party "${party}"'s database, which holds no ledger: give the exchange's (--db, by default .umbra/exchange.db where umbra exchange start ran); to check the exchange from a party, save umbra party head to a file and give it to audit verify --db EXCHANGE_DB --head FILE`,
     );
   }
 }
@@ -55,21 +65,27 @@ export function storedPublicKey(store: Store): Uint8Array {
   return storedIdentityFrom(json).signingPublicKey;
 }
 
-/** Verifies the ledger in a store file. */
-export function verifyLedgerFile(db: string, publicKeyHex?: string, head?: LedgerHead): LedgerVerification {
+/** Verifies the ledger in a store file (and the signed tree heads given). */
+export function verifyLedgerFile(db: string, publicKeyHex?: string, heads: readonly SignedTreeHead[] = []): LedgerVerification {
   const store = openLedgerStore(db);
   try {
     const key = publicKeyHex !== undefined ? Uint8Array.from(Buffer.from(publicKeyHex, "hex")) : storedPublicKey(store);
-    return verifyLedger(store, key, head ? { head } : {});
+    return verifyLedger(store, key, { heads });
   } finally {
     store.close();
   }
 }
 
+const HEAD_PROBLEMS: Readonly<Record<string, string>> = {
+  truncated: "UMBRA_LOG_INCONSISTENT: the ledger ends before this head's size — entries were cut off its end",
+  head: "UMBRA_LOG_INCONSISTENT: the ledger's first SIZE entries have another root — the history this head vouched for was rewritten, or shown to its holder differently",
+  head_signature: "this is not a tree head signed by the exchange's key",
+};
+
 export function describeVerification(v: LedgerVerification): string {
-  return v.ok
-    ? `ledger verified: ${v.entries} entries, head ${v.head ? `seq ${v.head.seq} ${v.head.hash.slice(0, 16)}…` : "(empty)"}`
-    : `ledger verification FAILED at entry seq ${v.seq}: ${v.problem}`;
+  if (v.ok) return `ledger verified: ${v.entries} entries, head ${v.head ? `seq ${v.head.seq} ${v.head.hash.slice(0, 16)}…` : "(empty)"}, log root ${v.root.slice(0, 16)}…${v.heads > 0 ? `; ${v.heads} signed head${v.heads === 1 ? "" : "s"} consistent with it` : ""}`;
+  if (v.headIndex !== undefined) return `ledger verification FAILED at head ${v.headIndex + 1} (size ${v.seq}): ${HEAD_PROBLEMS[v.problem] ?? v.problem}`;
+  return `ledger verification FAILED at entry seq ${v.seq}: ${v.problem}`;
 }
 
 export async function auditCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
@@ -86,12 +102,30 @@ export async function auditCommand(args: readonly string[], io: CommandIO = proc
     const pk = o.get("--exchange-key");
     if (pk !== undefined && !/^[0-9a-f]{64}$/.test(pk)) throw new UsageError("--exchange-key needs the exchange's signing key, 64 lowercase hex digits (its 16-digit fingerprint cannot check a signature)", usage);
     const h = o.get("--head");
-    const m = h === undefined ? undefined : /^([1-9]\d{0,15}):([0-9a-f]{64})$/.exec(h);
-    if (h !== undefined && !m) throw new UsageError("--head needs SEQ:HASH (the seq and the 64 hex digits of the entry's hash)", usage);
-    const v = verifyLedgerFile(o.require("--db"), pk, m ? { seq: Number(m[1]), hash: m[2] as string } : undefined);
+    const v = verifyLedgerFile(o.require("--db"), pk, h === undefined ? [] : readHeadsFile(h));
     if (o.has("--json")) io.out(JSON.stringify(v));
     else (v.ok ? io.out : io.err)(describeVerification(v));
     return v.ok ? 0 : 1;
+  }
+  if (sub === "head") {
+    const o = parseOptions(rest, { "--db": "string", "--out": "string", "--key-file": "string", "--key-passphrase-file": "string" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const db = o.require("--db");
+    const store = openLedgerStore(db);
+    let head: SignedTreeHead;
+    try {
+      if (store.getIdentity() === undefined) throw new UmbraError("UMBRA_NOT_FOUND", "the store holds no node identity (is it an exchange's database?)");
+      const identity = loadIdentity(store, EXCHANGE_NAME, o.get("--key-file") ?? besideDb(db, ".key"), passphraseOption(o));
+      syncLogTree(store);
+      head = currentTreeHead(store, identity.signing.secretKey, Date.now());
+    } finally {
+      store.close();
+    }
+    const text = JSON.stringify(head);
+    const out = o.get("--out");
+    if (out !== undefined) writeFileSync(out, text + "\n");
+    else io.out(text);
+    return 0;
   }
   if (sub === "show") {
     const o = parseOptions(rest, { "--db": "string", "--job": "string", "--json": "flag" }, usage);

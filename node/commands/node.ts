@@ -11,6 +11,7 @@ import { INVITATION_CODE } from "../admission.js";
 import { readSecretFile } from "../secret-file.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, LOG_LEVELS, loggerAt, startExchangeNode, startPartyNode, type LogLevel } from "../server/start.js";
 import { errorOf } from "../server/client.js";
+import { readHeadFile } from "./log-heads.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 import { CONFIG_OPTION, withConfigFile } from "./config.js";
 import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, parseDuration } from "./exchange-admin.js";
@@ -19,7 +20,7 @@ export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
-      [--job-timeout DURATION] [--log-level error|warn|info|debug] [--config FILE]
+      [--public-log] [--job-timeout DURATION] [--log-level error|warn|info|debug] [--config FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -28,6 +29,9 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  --tls-cert/--tls-key it serves HTTPS. A new party registers only
                  with an invitation (exchange invite); --open-registration admits
                  any name without one (development only: logged as a warning).
+                 Its ledger is a transparency log (docs/transparency-log.md): every
+                 answer carries its signed tree head; --public-log serves the head
+                 and proofs (GET /v1/log/…) to anyone, for outside witnesses.
                  Jobs survive a restart of any node (docs/durability.md); a job with
                  no activity for --job-timeout (default 10m: room for a restart) fails,
                  naming the party it waits for. --port 0: any free port (the
@@ -58,9 +62,15 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  to answer; its "listening at URL" line on stdout says it is ready
                  (registered). --config FILE as for exchange start
   party head [--party URL] [--token-file FILE] [--json]
-                 the latest entry of the exchange's ledger this party has seen signed,
-                 as SEQ:HASH: keep it, and check the exchange's ledger still reaches it
-                 with umbra audit verify --db FILE --head SEQ:HASH
+                 the latest signed tree head of the exchange's log this party accepted
+                 (JSON: size, root, at, signature); every answer from the exchange must
+                 extend it. Save it to a file and give it to another party (party
+                 check-head), a witness, or umbra audit verify --head FILE. Exits 1
+                 when the party found the log inconsistent (with --json: the evidence)
+  party check-head --head FILE [--party URL] [--token-file FILE] [--json]
+                 check a head of the exchange's log learnt elsewhere (another party's,
+                 a witness's) against this party's: the exchange must prove the two
+                 are one history; a fork is refused as UMBRA_LOG_INCONSISTENT and kept
 `;
 
 /** The options every client of a party agent's API takes. */
@@ -110,7 +120,7 @@ function tokenFromFile(file: string): string {
 }
 
 /** The key passphrase: --key-passphrase-file, else UMBRA_KEY_PASSPHRASE, else none. */
-function passphraseOption(o: Options): string | undefined {
+export function passphraseOption(o: Options): string | undefined {
   const file = o.get("--key-passphrase-file");
   if (file !== undefined) {
     // A secret file like the key it opens: this user's own, readable by nobody else.
@@ -184,7 +194,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--job-timeout": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string" };
   const given = parseOptions(rest, spec, usage);
   if (given === undefined) {
     io.out(usage.trimEnd());
@@ -194,7 +204,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const port = portOption(o, usage);
   const host = o.get("--host");
   const db = o.get("--db");
-  const open = o.has("--open-registration") ? { openRegistration: true } : {};
+  const open = { ...(o.has("--open-registration") ? { openRegistration: true } : {}), ...(o.has("--public-log") ? { publicLog: true } : {}) };
   const timeout = o.get("--job-timeout");
   const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
   const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
@@ -212,8 +222,20 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   if (sub === "head") {
     const o = parseOptions(rest, { ...PARTY_API_OPTIONS, "--json": "flag" }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
-    const h = await partyJson<{ seq: number; hash: string; signature: string; exchange: string | null }>(partyOption(o, usage), "GET", "/v1/exchange/head");
-    io.out(o.has("--json") ? JSON.stringify(h) : `${h.seq}:${h.hash}`);
+    const h = await partyJson<{ head: unknown; exchange: string | null; inconsistent: { reason: string }[] }>(partyOption(o, usage), "GET", "/v1/exchange/head");
+    io.out(JSON.stringify(o.has("--json") ? h : h.head));
+    if (h.inconsistent.length > 0) {
+      io.err(`UMBRA_LOG_INCONSISTENT: this party found the exchange's log inconsistent (${h.inconsistent.map((e) => e.reason).join(", ")}): it takes nothing more from the exchange; see --json for the evidence`);
+      return 1;
+    }
+    return 0;
+  }
+  if (sub === "check-head") {
+    const o = parseOptions(rest, { ...PARTY_API_OPTIONS, "--head": "string", "--json": "flag" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const head = readHeadFile(o.require("--head"));
+    const r = await partyJson<{ consistent: boolean; held: { size: number }; other: { size: number } }>(partyOption(o, usage), "POST", "/v1/exchange/head/check", { head });
+    io.out(o.has("--json") ? JSON.stringify(r) : `consistent: the head of size ${r.other.size} and this party's of size ${r.held.size} are one history of the exchange's log`);
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);

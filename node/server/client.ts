@@ -2,6 +2,7 @@
 import type { NodeIdentity } from "../identity.js";
 import { UmbraError } from "../../engine/errors.js";
 import { signRequest } from "./auth.js";
+import { LOG_HEAD_HEADER, LOG_KNOWN_HEADER } from "../log/watch.js";
 
 /** An error answer from the exchange, with its code (and the policy rule when refused). */
 export class ExchangeError extends UmbraError {
@@ -40,6 +41,12 @@ function retryAfterOf(res: Response): number | undefined {
 export interface ExchangeClientOptions {
   /** How long sendRaw keeps sending a frame the exchange answers 429 before it gives up with RelayBusyError (default 4 minutes). */
   readonly relayMaxWaitMs?: number;
+  /**
+   * A party's watch on the exchange's log (node/log/watch.ts): every request
+   * says the size held, and every answer's log head is checked before the
+   * answer is used (an inconsistent one is refused with its error).
+   */
+  readonly logWatch?: { knownSize(): number | undefined; observe(header: string | null): void };
 }
 
 /** The `{ error: { code, message, rule? } }` body of a node's error answer, or the fallbacks when it has none. */
@@ -78,11 +85,13 @@ export class ExchangeClient {
   readonly #id: NodeIdentity;
 
   readonly #relayMaxWaitMs: number;
+  readonly #logWatch: ExchangeClientOptions["logWatch"];
 
   constructor(url: string, id: NodeIdentity, options: ExchangeClientOptions = {}) {
     this.url = url.replace(/\/+$/, "");
     this.#id = id;
     this.#relayMaxWaitMs = options.relayMaxWaitMs ?? DEFAULT_RELAY_MAX_WAIT_MS;
+    this.#logWatch = options.logWatch;
   }
 
   async #request(method: string, path: string, body?: unknown, raw?: Uint8Array, timeoutMs = 120_000, signal?: AbortSignal): Promise<Response> {
@@ -90,6 +99,8 @@ export class ExchangeClient {
     const send = (): Promise<Response> => {
       // Signed afresh for every attempt: the exchange refuses a signature it has seen.
       const headers: Record<string, string> = { ...signRequest(this.#id, method, path, bytes) };
+      const known = this.#logWatch?.knownSize();
+      if (known !== undefined) headers[LOG_KNOWN_HEADER] = String(known);
       if (bytes.length > 0) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
       return fetch(this.url + path, { method, headers, ...(bytes.length > 0 ? { body: bytes } : {}), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
     };
@@ -107,6 +118,15 @@ export class ExchangeClient {
       } catch (again) {
         if (signal?.aborted) throw again;
         throw unreachable(again);
+      }
+    }
+    // The log head the answer carries, checked before anything of the answer is used.
+    if (this.#logWatch !== undefined) {
+      try {
+        this.#logWatch.observe(res.headers.get(LOG_HEAD_HEADER));
+      } catch (err) {
+        await res.body?.cancel().catch(() => undefined);
+        throw err;
       }
     }
     if (!res.ok) {

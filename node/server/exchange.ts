@@ -51,6 +51,9 @@ import { JobLifecycle } from "./exchange/lifecycle.js";
 import { RoleRunner } from "./exchange/roles.js";
 import type { ExchangeServices } from "./exchange/services.js";
 import { auditRoutes } from "./exchange/routes/audit.js";
+import { logRoutes } from "./exchange/routes/log.js";
+import { syncLogTree } from "../ledger.js";
+import { LOG_HEAD_HEADER, LOG_KNOWN_HEADER } from "../log/watch.js";
 import { datasetRoutes } from "./exchange/routes/datasets.js";
 import { eventRoutes } from "./exchange/routes/events.js";
 import { jobRoutes } from "./exchange/routes/jobs.js";
@@ -121,6 +124,20 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   // the relay table, and the exchange's own roles come back from their checkpoints and read on.
   for (const rj of jobs.resumeOpen()) if (rj.started) roles.run(rj);
 
-  for (const routes of [partyRoutes, datasetRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes]) await app.register(routes, services);
+  // The log's tree level with the ledger (a store from before it was kept gets its leaves now); then every
+  // answer to a party carries the signed tree head and the proof that it extends the one the party holds.
+  syncLogTree(ctx.store);
+  app.addHook("onSend", async (req, reply, payload) => {
+    if (req.party !== undefined) {
+      try {
+        reply.header(LOG_HEAD_HEADER, ctx.logHeadHeader(req.headers[LOG_KNOWN_HEADER]));
+      } catch (err) {
+        app.log.error({ code: codeOf(err) }, "could not sign the log's head for an answer");
+      }
+    }
+    return payload;
+  });
+
+  for (const routes of [partyRoutes, datasetRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
   return app;
 }

@@ -55,6 +55,8 @@ import { nodeProtocolFor } from "../jobs/registry.js";
 import { RoleRun, type RoleFrame } from "../jobs/run.js";
 import type { Store } from "../store.js";
 import type { ExchangeClient } from "./client.js";
+import { LogErrorCode } from "../errors.js";
+import type { LogWatch } from "../log/watch.js";
 import type { Delivery } from "./mailbox.js";
 import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
@@ -129,6 +131,8 @@ export interface PartyJobsOptions {
   readonly cachedKeys: (name: string) => SenderKeys | undefined;
   /** The pinned exchange: its name and keys (set once the agent started). */
   readonly exchange: () => { readonly name: string; readonly keys: SenderKeys | undefined };
+  /** The party's watch on the exchange's log: a job's ledger record must be in the log as this party holds it. */
+  readonly logWatch: LogWatch;
   /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
   readonly submitting: ReadonlySet<Promise<unknown>>;
 }
@@ -311,10 +315,20 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_BAD_RECORD" });
       return;
     }
-    // Kept as evidence; another entry at a seq seen before means the exchange shows two histories.
-    if (store.noteExchangeHead(record) === "fork") {
-      log.error({ job: m.job, seq: record.seq, code: "UMBRA_LEDGER_FORK" }, "the exchange's signed ledger entry at this seq differs from one seen before: it shows two histories; refusing its jobs");
-      endBeforeRun(m, env, "failed", { kind: "failed", reason: "UMBRA_LEDGER_FORK" });
+    // The record must be in the exchange's log as this party holds it (an inclusion proof in its signed head): a job
+    // the exchange recorded in a history it shows this party differently, or not at all, is refused (evidence kept).
+    try {
+      await o.logWatch.checkIncluded(
+        record,
+        async (seq, size) => (await o.client.json<{ proof: unknown }>("GET", `/v1/log/inclusion?seq=${seq}&size=${size}`)).proof,
+        async () => void (await o.client.json("GET", "/v1/log/head")),
+      );
+    } catch (err) {
+      const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
+      // Any other error (the exchange unreachable) fails the job as a step's error does; it is no verdict on the log.
+      if (code !== LogErrorCode.Inconsistent && code !== LogErrorCode.BadHead) throw err;
+      log.error({ job: m.job, code }, "refused a job.start whose ledger record is not in the exchange's log as this party holds it");
+      endBeforeRun(m, env, "failed", { kind: "failed", reason: code });
       return;
     }
     if (!nodeProtocolFor(m.request.protocol)) {

@@ -25,7 +25,8 @@ import { KEYED_PROTOCOLS, type JobRequest } from "../job-request.js";
 import { fileKeyShapes, shapeWarning, type KeyShape } from "../key-shape.js";
 import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
-import type { LedgerHead } from "../ledger.js";
+import type { SignedTreeHead } from "../log/head.js";
+import { LogWatch } from "../log/watch.js";
 import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
 import { ExchangeClient } from "./client.js";
@@ -86,8 +87,8 @@ export interface PartyAgent {
   readonly token: string;
   /** The exchange's key as pinned by start(). */
   readonly exchangePin: ExchangePin | undefined;
-  /** The latest head of the exchange's ledger this agent has seen signed (from the records its jobs start with; kept in its store). */
-  readonly exchangeHead: LedgerHead | undefined;
+  /** The latest signed tree head of the exchange's log this agent accepted (kept in its store). */
+  readonly exchangeHead: SignedTreeHead | undefined;
   /** Registers with the exchange and starts polling the mailbox. */
   start(): Promise<void>;
   /** Stops polling and closes the API. */
@@ -97,7 +98,14 @@ export interface PartyAgent {
 export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const { store, identity } = o;
   const pool = o.pool ?? getPool();
-  const client = new ExchangeClient(o.exchangeUrl, identity);
+  // The exchange's log as this party has seen it: every answer's signed head checked against the one held (node/log/watch.ts).
+  let exchangeKeys: SenderKeys | undefined;
+  const logWatch = new LogWatch({
+    store,
+    exchangeKey: () => exchangeKeys?.signingPublicKey,
+    onInconsistent: (reason) => app.log.error({ code: "UMBRA_LOG_INCONSISTENT", reason }, "the exchange's log does not extend the head this party holds: evidence kept; nothing more is taken from the exchange"),
+  });
+  const client = new ExchangeClient(o.exchangeUrl, identity, { logWatch });
   const token = o.apiToken ?? generateApiToken();
   const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 };
   const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as FastifyInstance;
@@ -216,7 +224,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     return keys;
   };
 
-  let exchangeKeys: SenderKeys | undefined;
   /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
   const submitting = new Set<Promise<unknown>>();
   const jobs = partyJobs({
@@ -229,6 +236,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     senderKeys,
     cachedKeys: (name) => keyCache.get(name),
     exchange: () => ({ name: exchangeName, keys: exchangeKeys }),
+    logWatch,
     submitting,
   });
   let pin: ExchangePin | undefined;
@@ -300,11 +308,19 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   // --------------------------------------------------------------- local API
 
-  // The latest signed entry of the exchange's ledger this party holds: give it to `umbra audit verify --head`.
-  app.get("/v1/exchange/head", async (_req, reply) => {
-    const h = store.latestExchangeHead();
-    if (h === undefined) throw new NotFoundError("this party has seen no signed entry of the exchange's ledger yet (it keeps one from every job it takes part in)");
-    return { seq: h.seq, hash: h.hash, signature: h.signature, exchange: pin?.fingerprint ?? null };
+  // The latest signed tree head of the exchange's log this party accepted, and any inconsistency it found:
+  // give the head to `umbra audit verify --head`, to another party (`umbra party check-head`) or to a witness.
+  app.get("/v1/exchange/head", async () => {
+    const head = logWatch.head();
+    if (head === undefined) throw new NotFoundError("this party holds no signed head of the exchange's log yet (it takes one from the exchange's first answer after it registers)");
+    const evidence = store.log.evidence().map((e) => ({ reason: e.reason, held: JSON.parse(e.held) as unknown, offered: JSON.parse(e.offered) as unknown, foundAt: new Date(e.foundAt).toISOString() }));
+    return { head, exchange: pin?.fingerprint ?? null, inconsistent: evidence };
+  });
+
+  // A head of the exchange's log learnt elsewhere (another party's, a witness's): consistent with the one held, or a fork.
+  app.post("/v1/exchange/head/check", { schema: { body: { type: "object", additionalProperties: false, required: ["head"], properties: { head: { type: "object" } } } } }, async (req) => {
+    const { held, other } = await logWatch.compare((req.body as { head: unknown }).head, async (first, second) => (await client.json<{ proof: unknown }>("GET", `/v1/log/consistency?first=${first}&second=${second}`)).proof);
+    return { consistent: true, held, other };
   });
 
   app.get("/v1/status", async () => ({ name: identity.name, exchange: client.url, runningJobs: jobs.running }));
@@ -398,8 +414,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       return pin;
     },
     get exchangeHead() {
-      const h = store.latestExchangeHead();
-      return h === undefined ? undefined : { seq: h.seq, hash: h.hash };
+      return logWatch.head();
     },
     async start() {
       // The exchange's keys first: checked against the pinned (or given) key before anything is sent to it.

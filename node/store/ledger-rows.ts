@@ -1,29 +1,10 @@
 /**
- * The raw rows of this node's ledger (chained and signed by `node/ledger.ts`)
- * and the heads of the exchange's ledger this party has seen signed, called by
- * the open store (`node/store/sqlite.ts`).
+ * The raw rows of this node's ledger (chained and signed by `node/ledger.ts`),
+ * called by the open store (`node/store/sqlite.ts`).
  */
-import { InvalidArgumentError } from "../../engine/errors.js";
-import { checkCount, checkDigest } from "./checks.js";
+import { checkCount } from "./checks.js";
 import type { StoreContext } from "./context.js";
 import type { LedgerRow } from "./types.js";
-
-export function noteExchangeHead(ctx: StoreContext, head: { readonly seq: number; readonly hash: string; readonly signature: string }): "new" | "known" | "fork" {
-  checkCount("seq", head.seq);
-  if (head.seq < 1) throw new InvalidArgumentError("seq must be at least 1");
-  checkDigest("hash", head.hash);
-  if (typeof head.signature !== "string" || !/^[0-9a-f]{128}$/.test(head.signature)) throw new InvalidArgumentError("signature must be 64 bytes of lowercase hex");
-  return ctx.transaction(() => {
-    const row = ctx.sql("SELECT hash FROM exchange_heads WHERE seq = ?").get(head.seq) as { hash: string } | undefined;
-    if (row !== undefined) return row.hash === head.hash ? "known" : "fork";
-    ctx.sql("INSERT INTO exchange_heads (seq, hash, signature, seen_at) VALUES (?, ?, ?, ?)").run(head.seq, head.hash, head.signature, ctx.time());
-    return "new";
-  });
-}
-
-export function latestExchangeHead(ctx: StoreContext): { seq: number; hash: string; signature: string } | undefined {
-  return ctx.sql("SELECT seq, hash, signature FROM exchange_heads ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string; signature: string } | undefined;
-}
 
 export function ledgerHead(ctx: StoreContext): LedgerRow | undefined {
   return ctx.sql("SELECT * FROM ledger ORDER BY seq DESC LIMIT 1").get() as LedgerRow | undefined;

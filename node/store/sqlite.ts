@@ -16,6 +16,7 @@ import { checkTime } from "./checks.js";
 import type { StoreContext } from "./context.js";
 import * as jobs from "./jobs.js";
 import * as ledger from "./ledger-rows.js";
+import { LogRows } from "./log-rows.js";
 import * as parties from "./parties.js";
 import type {
   BudgetRecord,
@@ -75,6 +76,7 @@ class SqliteStore implements Store {
   readonly replayGuard: ReplayGuard;
   readonly durable: DurableRows;
   readonly checkpoints: Checkpoints;
+  readonly log: LogRows;
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #stmts = new Map<string, Database.Statement>();
@@ -91,6 +93,7 @@ class SqliteStore implements Store {
     };
     this.durable = new DurableRows(this.#ctx);
     this.checkpoints = new Checkpoints(this.#ctx);
+    this.log = new LogRows(this.#ctx);
     this.replayGuard = {
       seen: (sender, nonce) => this.nonceSeen(sender, nonce),
       remember: (sender, nonce, timestampMs) => this.rememberNonce(sender, nonce, timestampMs),
@@ -279,12 +282,6 @@ class SqliteStore implements Store {
   }
   listBudgets(datasetId: string): BudgetRecord[] {
     return catalog.listBudgets(this.#ctx, datasetId);
-  }
-  noteExchangeHead(head: { readonly seq: number; readonly hash: string; readonly signature: string }): "new" | "known" | "fork" {
-    return ledger.noteExchangeHead(this.#ctx, head);
-  }
-  latestExchangeHead(): { seq: number; hash: string; signature: string } | undefined {
-    return ledger.latestExchangeHead(this.#ctx);
   }
   refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord {
     return catalog.refundBudget(this.#ctx, datasetId, buyer, amount);

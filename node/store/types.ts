@@ -6,6 +6,7 @@
 import type { Checkpoints } from "./checkpoints.js";
 import type { JsonValue } from "./checks.js";
 import type { DurableRows } from "./durable.js";
+import type { LogRows } from "./log-rows.js";
 
 export type { JsonValue } from "./checks.js";
 
@@ -230,6 +231,8 @@ export interface Store {
   readonly path: string;
   /** The rows that make jobs durable: the relay, sequences, the outbox, watermarks, runs (node/store/durable.ts). */
   readonly durable: DurableRows;
+  /** The transparency log's tree nodes, and a party's heads and evidence of the exchange's log (node/store/log-rows.ts). */
+  readonly log: LogRows;
   /** Checkpoints of role states (node/store/checkpoints.ts). */
   readonly checkpoints: Checkpoints;
 
@@ -331,14 +334,6 @@ export interface Store {
   consumeBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
   /** Every buyer's budget row of a dataset. */
   listBudgets(datasetId: string): BudgetRecord[];
-  /**
-   * Records a signed entry of the exchange's ledger this party has seen:
-   * "new", "known" (the same hash at that seq before), or "fork" (another
-   * hash at that seq — the exchange showed two histories; nothing recorded).
-   */
-  noteExchangeHead(head: { readonly seq: number; readonly hash: string; readonly signature: string }): "new" | "known" | "fork";
-  /** The highest-seq entry of the exchange's ledger this party has seen signed. */
-  latestExchangeHead(): { seq: number; hash: string; signature: string } | undefined;
   /** Gives `amount` back to a budget (a reservation larger than what was measured). */
   refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
 

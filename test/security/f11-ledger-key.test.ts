@@ -25,6 +25,7 @@ import { parseJobRequest } from "../../node/policy.js";
 import { CONTROL_STEP, ControlType } from "../../node/server/control.js";
 import { startExchangeNode } from "../../node/server/start.js";
 import { openStore } from "../../node/store.js";
+import { rootAt, verifyTreeHead, type SignedTreeHead } from "../../node/log/head.js";
 import { api, startNodes, tokenFileOf, waitForJob, waitUntil, type TestExchange, type TestParty, type TestNodes } from "../helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
@@ -114,10 +115,14 @@ describe("finding 11: rewritten or truncated ledgers are detected", () => {
     await pool.close();
   });
 
-  it("the parties kept signed heads: the provider's is the last job's submission", () => {
+  it("the parties hold signed tree heads of the exchange's log that reach the last job's submission", () => {
     const last = [...x.store.ledgerRows()].filter((r) => r.kind === "job.submitted").at(-1);
-    expect(telco.agent.exchangeHead).toEqual({ seq: last?.seq, hash: last?.hash });
-    expect(bank.agent.exchangeHead).toEqual({ seq: last?.seq, hash: last?.hash });
+    for (const p of [telco, bank]) {
+      const head = p.agent.exchangeHead as SignedTreeHead;
+      expect(verifyTreeHead(head, x.publicKey)).toEqual(head);
+      expect(head.size).toBeGreaterThanOrEqual(last?.seq ?? Infinity);
+      expect(head.root).toBe(rootAt(x.store, head.size));
+    }
   });
 
   it("an entry rewritten and re-signed with the attacker's own key fails verification under the exchange's key", () => {
@@ -139,15 +144,16 @@ describe("finding 11: rewritten or truncated ledgers are detected", () => {
   });
 
   it("the head is kept in the party's store and served to its owner (umbra party head)", async () => {
-    const last = [...x.store.ledgerRows()].filter((r) => r.kind === "job.submitted").at(-1);
-    expect(telco.store.latestExchangeHead()).toMatchObject({ seq: last?.seq, hash: last?.hash });
     const lines: string[] = [];
     expect(await partyCommand(["head", "--party", telco.url, "--token-file", tokenFileOf(telco)], { out: (l) => void lines.push(l), err: () => undefined })).toBe(0);
-    expect(lines).toEqual([`${last?.seq}:${last?.hash}`]);
+    const printed = JSON.parse(lines[0] as string) as SignedTreeHead;
+    // The agent may have moved on between the two reads (every answer moves it): the printed one is one it kept.
+    expect(telco.store.log.headAt(printed.size)).toEqual(printed);
+    expect(lines).toHaveLength(1);
   });
 
-  it("an exchange showing a party another signed entry at a seq it has seen (a fork) gets no further job from it", async () => {
-    const seen = telco.store.latestExchangeHead() as { seq: number; hash: string };
+  it("an exchange showing a party a signed job record that is not in the log the party holds (a fork) gets no further job from it", async () => {
+    const seen = { seq: (telco.agent.exchangeHead as SignedTreeHead).size };
     const id = "job-forked";
     const request = parseJobRequest({ protocol: "psi", buyer: "bank", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
     x.store.createJob({ id, protocol: "psi", buyer: "bank", providers: ["telco"], params: { request } as never });
@@ -159,21 +165,20 @@ describe("finding 11: rewritten or truncated ledgers are detected", () => {
     const record = { seq: seen.seq, at, kind: "job.submitted", job: id, body, prevHash: prev, hash, signature: hexOf(ed25519Sign(x.identity.signing.secretKey, Buffer.from(hash, "hex"))) };
     const start = { type: ControlType.Start, job: id, role: "provider", request, counterpart: "bank", record };
     x.app.mailboxes.put("telco", sealEnvelope({ job: id, step: CONTROL_STEP, sender: x.identity, recipient: "telco", sequence: 9_000_000, payload: new TextEncoder().encode(JSON.stringify(start)) }));
-    await waitUntil(() => x.store.getJob(id)?.state === "failed", "the provider's refusal");
-    expect(x.store.getJob(id)?.reason).toBe("UMBRA_LEDGER_FORK");
+    await waitUntil(() => telco.store.log.evidence().length > 0, "the provider's evidence");
+    expect(telco.store.log.evidence().map((e) => e.reason)).toEqual(["not-included"]);
     expect(telco.store.getJob(id)).toBeUndefined();
-    expect(telco.store.latestExchangeHead()).toMatchObject(seen);
   });
 
   it("the last 10 entries deleted: the chain alone still verifies, the party's head does not", () => {
-    const head = telco.agent.exchangeHead as { seq: number; hash: string };
+    const head = bank.agent.exchangeHead as SignedTreeHead;
     const all = [...x.store.ledgerRows()];
     const copy = openStore(":memory:");
-    const kept = all.slice(0, Math.max(0, head.seq - 10));
+    const kept = all.slice(0, Math.max(0, head.size - 10));
     for (const r of kept) copy.insertLedgerRow(r);
     expect(verifyLedger(copy, x.publicKey)).toMatchObject({ ok: true, entries: kept.length });
-    expect(verifyLedger(copy, x.publicKey, { head })).toEqual({ ok: false, seq: kept.length + 1, problem: "truncated" });
-    expect(ledgerHead(x.store)?.seq).toBeGreaterThanOrEqual(head.seq);
+    expect(verifyLedger(copy, x.publicKey, { heads: [head] })).toEqual({ ok: false, seq: kept.length + 1, problem: "truncated", headIndex: 0 });
+    expect(ledgerHead(x.store)?.seq).toBeGreaterThanOrEqual(head.size);
     copy.close();
   });
 });

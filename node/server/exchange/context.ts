@@ -12,6 +12,7 @@ import type { DatasetDescriptor } from "../../schemas/dataset.js";
 import { sealEnvelope } from "../../envelope.js";
 import type { NodeIdentity } from "../../identity.js";
 import { appendEntry, LedgerKind, listEntries, type LedgerEntry } from "../../ledger.js";
+import { consistencyProofOf, currentTreeHead, treeSize, type SignedTreeHead } from "../../log/head.js";
 import { parsePolicy, type UsagePolicy } from "../../policy.js";
 import type { Store } from "../../store.js";
 import { verifyRequest } from "../auth.js";
@@ -41,6 +42,12 @@ export interface ExchangeOptions {
   readonly deliveryWaitMs?: number;
   /** How often remembered nonces past the skew window are forgotten (default a minute). */
   readonly noncePruneIntervalMs?: number;
+  /**
+   * Serve the log's signed tree head and its proofs (GET /v1/log/…) to anyone,
+   * not only to registered parties, so an outside witness can follow it
+   * (default false: they show how many entries the ledger holds, nothing more).
+   */
+  readonly publicLog?: boolean;
 }
 
 declare module "fastify" {
@@ -95,6 +102,42 @@ export class ExchangeContext {
    */
   absent(party: string, quietMs: number): boolean {
     return !this.mailboxes.polling(party) && this.now() - (this.#seen.get(party) ?? 0) > quietMs;
+  }
+
+  #head: SignedTreeHead | undefined;
+  /** Consistency proofs to the current head, by the size they start from (cleared when the log grows; at most 1,024). */
+  readonly #proofs = new Map<number, string[]>();
+
+  /** The log's signed tree head now: signed again only when the log has grown. */
+  treeHead(): SignedTreeHead {
+    const size = treeSize(this.store);
+    if (this.#head?.size !== size) {
+      this.#head = currentTreeHead(this.store, this.identity.signing.secretKey, this.now());
+      this.#proofs.clear();
+    }
+    return this.#head;
+  }
+
+  /**
+   * What every answer to a party carries (the Umbra-Log-Head header): the
+   * current signed tree head and the consistency proof to it from the size the
+   * party says it holds (its Umbra-Log-Known header), as base64url JSON
+   * {head, known, proof}. A known size above the log's gets no proof: the
+   * party sees the log shrank.
+   */
+  logHeadHeader(knownHeader: unknown): string {
+    const head = this.treeHead();
+    const known = typeof knownHeader === "string" && /^\d{1,15}$/.test(knownHeader) ? Number(knownHeader) : null;
+    let proof: string[] | null = null;
+    if (known !== null && known <= head.size) {
+      proof = this.#proofs.get(known) ?? null;
+      if (proof === null) {
+        proof = consistencyProofOf(this.store, known, head.size);
+        if (this.#proofs.size >= 1024) this.#proofs.clear();
+        this.#proofs.set(known, proof);
+      }
+    }
+    return Buffer.from(JSON.stringify({ head, known, proof })).toString("base64url");
   }
 
   /** Appends a signed entry to the ledger (inside the caller's transaction, when there is one). */

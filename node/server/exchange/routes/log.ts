@@ -1,0 +1,56 @@
+/**
+ * The ledger as a transparency log (node/log/): its signed tree head, the
+ * inclusion proof of any entry and the consistency proof between two sizes.
+ * They show hashes and sizes, never an entry's body (GET /v1/audit shows a
+ * party the bodies it may read). Registered parties only, unless the
+ * exchange serves its log publicly (ExchangeOptions.publicLog, `umbra
+ * exchange start --public-log`) for outside witnesses.
+ */
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { BadRequestError } from "../../../errors.js";
+import { consistencyProofOf, inclusionProofOf } from "../../../log/head.js";
+import type { ExchangeServices } from "../services.js";
+
+const SIZE = { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
+
+export const logRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
+  const { store } = ctx;
+  const guard = ctx.options.publicLog === true ? {} : { preValidation: ctx.auth };
+
+  /** The signed tree head now: {size, root, at, signature}. */
+  app.get("/v1/log/head", { ...guard }, async () => ctx.treeHead());
+
+  /** The consistency proof from the tree of `first` entries to that of `second` (default: the current head's size). */
+  app.get(
+    "/v1/log/consistency",
+    {
+      ...guard,
+      schema: { querystring: { type: "object", additionalProperties: false, required: ["first"], properties: { first: SIZE, second: SIZE } } },
+    },
+    async (req: FastifyRequest) => {
+      const q = req.query as { first: number; second?: number };
+      const head = ctx.treeHead();
+      const second = q.second ?? head.size;
+      if (q.first > second) throw new BadRequestError("first must be at most second");
+      if (second > head.size) throw new BadRequestError("the log is not that large");
+      return { first: q.first, second, proof: consistencyProofOf(store, q.first, second) };
+    },
+  );
+
+  /** The audit path of entry `seq` in the tree of `size` entries (default: the current head's size). */
+  app.get(
+    "/v1/log/inclusion",
+    {
+      ...guard,
+      schema: { querystring: { type: "object", additionalProperties: false, required: ["seq"], properties: { seq: { ...SIZE, minimum: 1 }, size: SIZE } } },
+    },
+    async (req: FastifyRequest) => {
+      const q = req.query as { seq: number; size?: number };
+      const head = ctx.treeHead();
+      const size = q.size ?? head.size;
+      if (size > head.size) throw new BadRequestError("the log is not that large");
+      if (q.seq > size) throw new BadRequestError("the entry is not in a tree of that size");
+      return { seq: q.seq, size, proof: inclusionProofOf(store, q.seq, size) };
+    },
+  );
+};
