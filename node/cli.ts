@@ -32,6 +32,7 @@ import { parseOptions, UsageError, type OptionSpec } from "./commands/args.js";
 import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
 import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
+import { CERTIFICATE_USAGE, certificateCommand } from "./commands/certificate.js";
 import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
 import { DATASET_USAGE, datasetCommand } from "./commands/datasets.js";
 import { JOB_USAGE, jobCommand } from "./commands/jobs.js";
@@ -43,7 +44,7 @@ const USAGE = `Usage: umbra <command> [options]
 Commands:
 ${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
-${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}
+${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
@@ -113,6 +114,8 @@ export async function main(argv: string[]): Promise<number> {
         return await jobCommand(args);
       case "audit":
         return await auditCommand(args);
+      case "certificate":
+        return await certificateCommand(args);
       case "demo": {
         const local = args.some((a) => Object.keys(LOCAL_DEMO_OPTIONS).some((f) => a === f || a.startsWith(`${f}=`)));
         return await (local ? localDemoCommand(args) : nodeDemoCommand(args));

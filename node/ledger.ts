@@ -49,6 +49,8 @@ import { canonicalJson, type JsonValue, type LedgerRow, type Store } from "./sto
 export const LedgerKind = {
   PartyRegistered: "party.registered",
   DatasetRegistered: "dataset.registered",
+  /** A data asset certificate's subject (node/log/certificate.ts): one per registration and policy version. */
+  DatasetCertified: "dataset.certified",
   PolicyChanged: "policy.changed",
   JobSubmitted: "job.submitted",
   JobRefused: "job.refused",

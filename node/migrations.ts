@@ -295,7 +295,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 6,
-    name: "transparency log: Merkle tree nodes, signed tree heads seen, inconsistency evidence",
+    name: "transparency log: Merkle tree nodes, signed tree heads seen, inconsistency evidence, data asset certificates",
     sql: `
       -- The Merkle tree over the ledger (RFC 9162 §2.1, node/log/merkle.ts): the
       -- hash of every perfect, aligned subtree, 2^level leaves from idx * 2^level,
@@ -326,6 +326,19 @@ export const MIGRATIONS: readonly Migration[] = [
         offered     TEXT    NOT NULL,
         reason      TEXT    NOT NULL,
         found_at    INTEGER NOT NULL
+      ) STRICT;
+
+      -- Data asset certificates (node/log/certificate.ts), one per dataset and
+      -- policy version: at the exchange the seq of the dataset.certified entry (a
+      -- certificate is issued from it with a fresh head), at the owner's agent the
+      -- certificate document it was given and checked.
+      CREATE TABLE certificates (
+        dataset_id      TEXT    NOT NULL,
+        policy_version  INTEGER NOT NULL CHECK (policy_version >= 1),
+        seq             INTEGER NOT NULL CHECK (seq >= 1),
+        document        TEXT,
+        issued_at       INTEGER NOT NULL,
+        PRIMARY KEY (dataset_id, policy_version)
       ) STRICT;
 
       -- The single entries a party kept before the log had heads: the signed tree

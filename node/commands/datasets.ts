@@ -5,20 +5,23 @@
  * prints ids, counts, column names and policy rules, never a key or a cell
  * value.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { count, parseOptions, processIO, UsageError, type CommandIO, type Options } from "./args.js";
 import { PARTY_API_OPTIONS, partyJson, partyOption, type PartyEndpoint } from "./node.js";
+import { checkJsonOut } from "./certificate.js";
 
-export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--json] [--party URL] [--token-file FILE]
+export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@policy.json [--update] [--certificate-out FILE] [--json]
+      [--party URL] [--token-file FILE]
                  describe a file of the party's data folder (schema, rows, content
                  hash, each key column's shape; never rows) and register it with its
                  usage policy; FILE is named relative to the data folder, or by a
                  path (absolute, or from here) inside it; a CSV file must be
                  separated by commas (or save it as .arrow/.parquet);
                  --update registers a file again: a new policy version (and content),
-                 recorded in the exchange's ledger
+                 recorded in the exchange's ledger. Each registration yields a data
+                 asset certificate (docs/certificates.md): --certificate-out writes it
   dataset list [--json] [--party URL] [--token-file FILE]
                  the datasets this party may use: id, owner, rows, protocols,
                  output columns, k, expiry
@@ -64,7 +67,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
 }
 
 
-export async function registerDataset(party: PartyEndpoint, file: string, policy: unknown, update = false): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string }> {
+export async function registerDataset(party: PartyEndpoint, file: string, policy: unknown, update = false): Promise<{ id: string; policyVersion: number; rows: number; contentHash: string; certificate: { entry: { seq: number }; head: { size: number } } }> {
   return partyJson(party, "POST", "/v1/datasets", { file, policy, ...(update ? { update: true } : {}) });
 }
 
@@ -81,16 +84,20 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
     return 0;
   }
   if (sub === "register") {
-    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
+    const o = parseOptions(rest, { "--file": "string", "--policy": "string", "--update": "flag", "--certificate-out": "string", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
     if (o === undefined) return (io.out(usage.trimEnd()), 0);
     // A path with a folder in it that exists from here goes as an absolute path (the agent takes it when it lies in its data folder); a bare name is the data folder's.
     const given = o.require("--file");
     const file = !isAbsolute(given) && /[\\/]/.test(given) && existsSync(given) ? resolve(given) : given;
     const policy = policyOption(o, usage);
     const party = partyOption(o, usage);
+    const certOut = o.get("--certificate-out");
+    if (certOut !== undefined) checkJsonOut(certOut, "--certificate-out");
     const r = await registerDataset(party, file, policy, o.has("--update"));
+    if (certOut !== undefined) writeFileSync(certOut, `${JSON.stringify(r.certificate, null, 2)}\n`);
     if (o.has("--json")) return (io.out(JSON.stringify(r)), 0);
     io.out(`${o.has("--update") ? "updated" : "registered"} ${r.id} (policy version ${r.policyVersion}): ${count(r.rows)} rows, content hash ${r.contentHash.slice(0, 16)}…`);
+    io.out(`certified: entry ${r.certificate.entry.seq} of the exchange's signed log (${count(r.certificate.head.size)} entries)${certOut !== undefined ? `; certificate written to ${certOut}` : `; umbra certificate show --dataset ${r.id} --out FILE saves it`}`);
     return 0;
   }
   if (sub === "list") {

@@ -386,12 +386,14 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // 5. Audit.
     t = performance.now();
-    // The bank kept the latest signed ledger entry it was shown: the ledger must still reach it (nothing cut off its end).
+    // The bank kept the latest signed tree head of the exchange's log it was shown: the ledger must still have it as a prefix.
     const head = await runCli(["party", "head", "--party", bank.url, "--token-file", join(dirs["bank"] as string, "bank.token")]);
-    const kept = head.out.trim();
-    const audit = await runCli(["audit", "verify", "--db", exchangeDb, "--head", kept]);
-    say(`\n5. $ umbra party head --party ${bank.url} --token-file …/bank.token   → ${kept.slice(0, 24)}…  (the bank's signed head)`);
-    say(`   $ umbra audit verify --db ${exchangeDb} --head ${kept.slice(0, 12)}…   (${secs(t)})`);
+    const headFile = join(dirs["bank"] as string, "bank-head.json");
+    writeFileSync(headFile, head.out);
+    const kept = JSON.parse(head.out) as { size: number; root: string };
+    const audit = await runCli(["audit", "verify", "--db", exchangeDb, "--head", headFile]);
+    say(`\n5. $ umbra party head --party ${bank.url} --token-file …/bank.token > bank-head.json   → size ${kept.size}, root ${kept.root.slice(0, 16)}…  (the bank's signed tree head)`);
+    say(`   $ umbra audit verify --db ${exchangeDb} --head bank-head.json   (${secs(t)})`);
     say(`   ${audit.out.trim()}`);
     if (head.code !== 0 || audit.code !== 0) ok = false;
   } catch (err) {

@@ -79,6 +79,11 @@ export class LogWatch {
     return this.#o.store.log.evidence().length > 0;
   }
 
+  /** Throws LogInconsistentError when an inconsistency was found: nothing more is sent to the exchange or taken from it. */
+  assertConsistent(): void {
+    if (this.inconsistent()) throw new LogInconsistentError("found before");
+  }
+
   #fail(held: SignedTreeHead, offered: SignedTreeHead | LedgerEntry, reason: InconsistencyReason): never {
     this.#o.store.log.recordEvidence({ held: JSON.stringify(held), offered: JSON.stringify(offered), reason });
     this.#o.onInconsistent?.(reason);
@@ -92,7 +97,7 @@ export class LogWatch {
    * the answer may be used.
    */
   observe(header: string | null): void {
-    if (this.inconsistent()) throw new LogInconsistentError("found before");
+    this.assertConsistent();
     const key = this.#o.exchangeKey();
     if (header === null || key === undefined) return;
     if (header.length > MAX_HEADER_CHARS) throw new BadLogHeadError("log head");
@@ -122,10 +127,10 @@ export class LogWatch {
       if (head.root !== held.root) this.#fail(held, head, "fork");
       return;
     }
+    if (known === held.size && head.size < held.size) this.#fail(held, head, "shrunk");
     const same = store.log.headAt(head.size);
     if (same !== undefined && same.root !== head.root) this.#fail(plain(same), head, "fork");
     if (known === held.size) {
-      if (head.size < held.size) this.#fail(held, head, "shrunk");
       if (proof === null) this.#fail(held, head, "no-proof");
       if (!headsConsistent(held, head, proof)) this.#fail(held, head, "rewritten");
       store.log.putHead(head);

@@ -46,7 +46,7 @@ export interface ExchangeClientOptions {
    * says the size held, and every answer's log head is checked before the
    * answer is used (an inconsistent one is refused with its error).
    */
-  readonly logWatch?: { knownSize(): number | undefined; observe(header: string | null): void };
+  readonly logWatch?: { knownSize(): number | undefined; observe(header: string | null): void; assertConsistent(): void };
 }
 
 /** The `{ error: { code, message, rule? } }` body of a node's error answer, or the fallbacks when it has none. */
@@ -95,6 +95,8 @@ export class ExchangeClient {
   }
 
   async #request(method: string, path: string, body?: unknown, raw?: Uint8Array, timeoutMs = 120_000, signal?: AbortSignal): Promise<Response> {
+    // A party that found the exchange's log inconsistent sends it nothing more.
+    this.#logWatch?.assertConsistent();
     const bytes = raw ?? (body === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(body)));
     const send = (): Promise<Response> => {
       // Signed afresh for every attempt: the exchange refuses a signature it has seen.

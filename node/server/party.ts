@@ -27,6 +27,7 @@ import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import type { SignedTreeHead } from "../log/head.js";
 import { LogWatch } from "../log/watch.js";
+import { InvalidCertificateError, verifyCertificate, type VerifiedCertificate } from "../log/certificate.js";
 import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
 import { ExchangeClient } from "./client.js";
@@ -285,6 +286,21 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   };
 
   /**
+   * A certificate from the exchange, verified under the pinned key, and its
+   * entry in the log this party holds (its head is the one the answer moved
+   * this party to, or one it extends). With `contentHash`, it must certify
+   * that content.
+   */
+  const checkedCertificate = (value: unknown, contentHash?: string): VerifiedCertificate => {
+    if (exchangeKeys === undefined) throw new InvalidCertificateError("no exchange key is pinned");
+    const cert = verifyCertificate(value, exchangeKeys.signingPublicKey);
+    if (contentHash !== undefined && (cert.subject.contentHash !== contentHash || cert.subject.owner !== identity.name)) throw new InvalidCertificateError("it certifies other content than this party registered");
+    const held = logWatch.head();
+    if (held !== undefined && held.size === cert.head.size && held.root !== cert.head.root) throw new InvalidCertificateError("its tree head is not the one this party holds");
+    return cert;
+  };
+
+  /**
    * Long-polls the mailbox for what is queued after the last delivery seen
    * (from the first one still unacknowledged, after a restart): each goes to
    * its job, and is acknowledged once processed (node/server/party-jobs.ts).
@@ -345,18 +361,30 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       // Each key column's shape (a class, never a value): a buyer's agent warns when its own keys' differ.
       const shapes = await fileKeyShapes(path, [...new Set(policy.keyColumns.flatMap((k) => (typeof k === "string" ? [k] : [...k])))]);
       const descriptor = { ...described, schema: described.schema.map((f) => (shapes.has(f.name) ? { ...f, keyShape: shapes.get(f.name) as KeyShape } : f)) };
-      const r = await client.json<{ id: string; policyVersion: number }>("POST", "/v1/datasets", { descriptor, policy });
+      const r = await client.json<{ id: string; policyVersion: number; certificate: unknown }>("POST", "/v1/datasets", { descriptor, policy });
+      // The data asset certificate, checked under the pinned key: what it certifies is what this agent registered, in the log it holds.
+      const cert = checkedCertificate(r.certificate, descriptor.contentHash);
       store.transaction(() => {
         store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
         putPolicyVersion(store, id, policy);
+        store.log.putCertificate({ datasetId: id, policyVersion: cert.subject.policyVersion, seq: cert.seq, document: JSON.stringify(r.certificate) });
       });
       if (existing) log("dataset policy changed", { dataset: id, policyVersion: r.policyVersion });
       else log("dataset registered", { dataset: id, policyVersion: r.policyVersion });
-      return reply.code(existing ? 200 : 201).send({ id: r.id, policyVersion: r.policyVersion, rows: descriptor.rowCount, contentHash: descriptor.contentHash, updated: existing !== undefined });
+      return reply.code(existing ? 200 : 201).send({ id: r.id, policyVersion: r.policyVersion, rows: descriptor.rowCount, contentHash: descriptor.contentHash, updated: existing !== undefined, certificate: r.certificate });
     },
   );
 
   app.get("/v1/datasets", async () => client.json("GET", "/v1/datasets"));
+
+  // A dataset's data asset certificate, fresh from the exchange and checked here: this party's own, or one its catalog shows it.
+  app.get("/v1/datasets/:id/certificate", async (req) => {
+    const id = (req.params as { id: string }).id;
+    const r = await client.json<{ certificate: unknown }>("GET", `/v1/datasets/${encodeURIComponent(id)}/certificate`);
+    const cert = checkedCertificate(r.certificate);
+    if (cert.subject.dataset !== id) throw new InvalidCertificateError("it certifies another dataset");
+    return { certificate: r.certificate, exchangeKey: exchangeKeys ? bytesToHex(exchangeKeys.signingPublicKey) : null };
+  });
 
   app.post("/v1/jobs", { schema: { body: LocalJobRequestSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {
     const b = req.body as Record<string, unknown>;

@@ -107,4 +107,23 @@ export class LogRows {
     const rows = this.#ctx.sql("SELECT id, held, offered, reason, found_at FROM log_evidence ORDER BY id LIMIT 100").all() as { id: number; held: string; offered: string; reason: string; found_at: number }[];
     return rows.map((r) => ({ id: r.id, held: r.held, offered: r.offered, reason: r.reason, foundAt: r.found_at }));
   }
+
+  // ---------------------------------------------------------- certificates
+
+  /** Records a dataset's certificate for a policy version: its entry's seq, and (at the owner's agent) the document. */
+  putCertificate(c: { readonly datasetId: string; readonly policyVersion: number; readonly seq: number; readonly document?: string }): void {
+    this.#ctx
+      .sql("INSERT INTO certificates (dataset_id, policy_version, seq, document, issued_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (dataset_id, policy_version) DO UPDATE SET seq = excluded.seq, document = excluded.document, issued_at = excluded.issued_at")
+      .run(c.datasetId, checkCount("policyVersion", c.policyVersion), checkCount("seq", c.seq), c.document ?? null, this.#ctx.time());
+  }
+
+  /** A dataset's certificate record: of a policy version, or the latest. */
+  certificate(datasetId: string, policyVersion?: number): { readonly policyVersion: number; readonly seq: number; readonly document: string | null } | undefined {
+    const row = (
+      policyVersion === undefined
+        ? this.#ctx.sql("SELECT policy_version, seq, document FROM certificates WHERE dataset_id = ? ORDER BY policy_version DESC LIMIT 1").get(datasetId)
+        : this.#ctx.sql("SELECT policy_version, seq, document FROM certificates WHERE dataset_id = ? AND policy_version = ?").get(datasetId, policyVersion)
+    ) as { policy_version: number; seq: number; document: string | null } | undefined;
+    return row === undefined ? undefined : { policyVersion: row.policy_version, seq: row.seq, document: row.document };
+  }
 }

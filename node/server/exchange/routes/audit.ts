@@ -30,7 +30,7 @@ function entryConcerns(store: Store, party: string, e: LedgerEntry, jobs: Map<st
     return mine;
   }
   if (e.kind === LedgerKind.PartyRegistered) return e.body["name"] === party;
-  if (e.kind === LedgerKind.DatasetRegistered) return e.body["owner"] === party;
+  if (e.kind === LedgerKind.DatasetRegistered || e.kind === LedgerKind.DatasetCertified) return e.body["owner"] === party;
   if (e.kind === LedgerKind.PolicyChanged) return typeof e.body["dataset"] === "string" && store.getDataset(e.body["dataset"])?.owner === party;
   return false;
 }

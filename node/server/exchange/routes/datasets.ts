@@ -3,8 +3,9 @@ import { createHash } from "node:crypto";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { checkDatasetId } from "../../../admission.js";
 import { catalogView, parseDatasetDescriptor } from "../../../catalog.js";
-import { ForbiddenError } from "../../../errors.js";
-import { LedgerKind } from "../../../ledger.js";
+import { ForbiddenError, NotFoundError } from "../../../errors.js";
+import { LedgerKind, listEntries, requestDigest } from "../../../ledger.js";
+import { issueCertificate, type CertificateSubject } from "../../../log/certificate.js";
 import { parsePolicy, putPolicyVersion } from "../../../policy.js";
 import { DatasetRegistrationSchema } from "../../../schemas/routes.js";
 import { documentBodyValidator } from "../../validation.js";
@@ -27,10 +28,46 @@ export const datasetRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async 
       const p = putPolicyVersion(store, d.id, policy);
       if (!existing) ctx.ledger(LedgerKind.DatasetRegistered, { dataset: d.id, owner: d.owner, rows: d.rowCount, contentHash: d.contentHash });
       ctx.ledger(LedgerKind.PolicyChanged, { dataset: d.id, version: p.version, digest: createHash("sha256").update(JSON.stringify(policy)).digest("hex") });
-      return p;
+      // The data asset certificate's subject, logged with the registration it certifies.
+      const subject: CertificateSubject = {
+        dataset: d.id,
+        owner: d.owner,
+        name: d.name,
+        schema: d.schema.map((f) => ({ name: f.name, type: f.type })),
+        rows: d.rowCount,
+        contentHash: d.contentHash,
+        policyVersion: p.version,
+        policyDigest: requestDigest(policy),
+      };
+      const entry = ctx.ledger(LedgerKind.DatasetCertified, subject as unknown as Record<string, unknown>);
+      store.log.putCertificate({ datasetId: d.id, policyVersion: p.version, seq: entry.seq });
+      return { version: p.version, entry };
     });
-    return reply.code(201).send({ id: d.id, policyVersion: out.version });
+    const certificate = issueCertificate(store, ctx.identity.signing.secretKey, out.entry, ctx.now());
+    return reply.code(201).send({ id: d.id, policyVersion: out.version, certificate });
   });
+
+  /** A dataset's data asset certificate (its latest policy version's, or `?version=`), issued with a fresh head: to its owner and to the parties its catalog entry is shown to. */
+  app.get(
+    "/v1/datasets/:id/certificate",
+    {
+      preValidation: ctx.auth,
+      schema: { querystring: { type: "object", additionalProperties: false, properties: { version: { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER } } } },
+    },
+    async (req) => {
+      const id = (req.params as { id: string }).id;
+      const party = req.party as string;
+      const d = store.getDataset(id);
+      const policy = d ? ctx.loadPolicy(id) : undefined;
+      const missing = new NotFoundError("no such dataset, or it is not shown to this party");
+      if (!d || !policy || (d.owner !== party && !ctx.visibleTo(policy, party))) throw missing;
+      const rec = store.log.certificate(id, (req.query as { version?: number }).version);
+      if (rec === undefined) throw new NotFoundError("this dataset has no certificate for that policy version (registered before certificates were issued: register it again with --update)");
+      const entry = listEntries(store, { afterSeq: rec.seq - 1, limit: 1 })[0];
+      if (entry === undefined || entry.seq !== rec.seq) throw missing;
+      return { certificate: issueCertificate(store, ctx.identity.signing.secretKey, entry, ctx.now()) };
+    },
+  );
 
   app.get("/v1/datasets", { preValidation: ctx.auth }, async (req) => {
     const views = [];
