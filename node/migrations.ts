@@ -293,6 +293,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    // A placeholder for the transparency log's migration (branch of the RFC 9162 log), so this branch runs alone; dropped when merged.
+    version: 6,
+    name: "transparency log (placeholder)",
+    sql: `SELECT 1;`,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */
