@@ -41,6 +41,8 @@ export interface ExchangeNodeOptions {
   readonly openRegistration?: boolean;
   /** The exchange: a job with no activity for this long fails (default 10 minutes). */
   readonly jobTimeoutMs?: number;
+  /** The exchange: every job must cite a contract covering each of its datasets (docs/venue.md). */
+  readonly requireContracts?: boolean;
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
@@ -212,7 +214,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const keyFile = o.keyFile ?? besideDb(db, ".key");
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}) });
+    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}) });
     const url = await listen(app, host, port, https !== undefined, "exchange");
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};

@@ -16,11 +16,15 @@ import { InvalidDatasetError } from "../catalog.js";
 import { BadRequestError } from "../errors.js";
 import { InvalidJobRequestError, InvalidPolicyError } from "../policy.js";
 import { DOCUMENT_KEYWORD, schemaIssues, type FieldIssue } from "../schemas/check.js";
+import { InvalidContractError } from "../venue/contract.js";
+import { InvalidProductError } from "../venue/product.js";
 
 const DOCUMENT_ERRORS: Readonly<Record<string, (issues: readonly FieldIssue[]) => Error>> = {
   policy: (issues) => new InvalidPolicyError(issues),
   dataset: (issues) => new InvalidDatasetError(issues),
   "job-request": (issues) => new InvalidJobRequestError(issues),
+  product: (issues) => new InvalidProductError(issues),
+  contract: (issues) => new InvalidContractError(issues),
 };
 
 /** The name a document's own problems call it by (as its parser does). */

@@ -41,6 +41,8 @@ export interface ExchangeOptions {
   readonly deliveryWaitMs?: number;
   /** How often remembered nonces past the skew window are forgotten (default a minute). */
   readonly noncePruneIntervalMs?: number;
+  /** Every job must cite a contract covering each of its datasets (docs/venue.md; default: only datasets sold in an active product need one). */
+  readonly requireContracts?: boolean;
 }
 
 declare module "fastify" {
