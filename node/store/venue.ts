@@ -270,4 +270,9 @@ export class VenueRows {
     const r = this.ctx.sql("UPDATE contracts SET jobs_used = jobs_used + 1, updated_at = ? WHERE id = ? AND state = 'active' AND jobs_used < quota_jobs").run(this.ctx.time(), id);
     return r.changes === 1;
   }
+
+  /** Gives back one job of a contract's quota (a job refused before it ran); nothing when none is counted. */
+  releaseJob(id: string): void {
+    this.ctx.sql("UPDATE contracts SET jobs_used = jobs_used - 1, updated_at = ? WHERE id = ? AND jobs_used > 0").run(this.ctx.time(), id);
+  }
 }
