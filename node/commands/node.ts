@@ -13,7 +13,7 @@ import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, LOG_LE
 import { errorOf } from "../server/client.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 import { CONFIG_OPTION, withConfigFile } from "./config.js";
-import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, parseDuration } from "./exchange-admin.js";
+import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, exchangeRevokeContractCommand, parseDuration } from "./exchange-admin.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
@@ -185,6 +185,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   }
   if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
+  if (sub === "revoke-contract") return exchangeRevokeContractCommand(rest, io, usage, passphraseOption);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
   const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--job-timeout": "string", "--require-contracts": "flag" };
   const given = parseOptions(rest, spec, usage);

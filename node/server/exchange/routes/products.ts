@@ -15,9 +15,16 @@ import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeContext } from "../context.js";
 import type { ExchangeServices } from "../services.js";
 
-/** A product as parties read it: its terms and prices, never data. */
-export function productView(r: ProductRow): Record<string, unknown> {
-  return { ...(r.document as Record<string, unknown>), version: r.version, owner: r.owner, state: r.state, digest: r.digest, publishedAt: new Date(r.createdAt).toISOString() };
+/**
+ * A product as `party` reads it: its terms and prices, never data. Its
+ * auto-approve rule's list of buyers (other parties' names) is its owner's
+ * alone: another party reads whether it is on it.
+ */
+export function productView(r: ProductRow, party: string): Record<string, unknown> {
+  const doc = r.document as unknown as Product;
+  const rule = doc.autoApprove;
+  const shown = rule === undefined || rule.buyers === undefined || r.owner === party ? rule : { ...rule, buyers: rule.buyers.includes(party) ? [party] : [] };
+  return { ...doc, ...(shown !== undefined ? { autoApprove: shown } : {}), version: r.version, owner: r.owner, state: r.state, digest: r.digest, publishedAt: new Date(r.createdAt).toISOString() };
 }
 
 /** Whether `party` may see a product: its owner, or a party the catalog shows every one of its datasets. */
@@ -53,28 +60,29 @@ export const productRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async 
 
   app.post("/v1/products/:id/withdraw", { preValidation: ctx.auth }, async (req) => {
     const id = (req.params as { id: string }).id;
+    const owner = req.party as string;
     const latest = store.venue.latestProduct(id);
     if (latest === undefined || !productVisible(ctx, latest, req.party as string)) throw new NotFoundError("no such product");
     if (latest.owner !== req.party) throw new ForbiddenError("only its provider withdraws a product");
-    if (latest.state === "withdrawn") return productView(latest);
+    if (latest.state === "withdrawn") return productView(latest, owner);
     const r = store.transaction(() => {
       const w = store.venue.setProductState(id, latest.version, "withdrawn");
       ctx.ledger(LedgerKind.ProductWithdrawn, { product: id, version: latest.version, digest: latest.digest });
       return w;
     });
-    return productView(r);
+    return productView(r, owner);
   });
 
   app.get("/v1/products", { preValidation: ctx.auth }, async (req) => ({
     products: store.venue
       .listProducts()
       .filter((r) => productVisible(ctx, r, req.party as string))
-      .map(productView),
+      .map((r) => productView(r, req.party as string)),
   }));
 
   app.get("/v1/products/:id", { preValidation: ctx.auth }, async (req) => {
     const r = store.venue.latestProduct((req.params as { id: string }).id);
     if (r === undefined || !productVisible(ctx, r, req.party as string)) throw new NotFoundError("no such product");
-    return productView(r);
+    return productView(r, req.party as string);
   });
 };
