@@ -422,7 +422,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     },
     async stop() {
       pruning?.stop();
-      await venue.stop();
+      venue.stop();
       polling = false;
       stopping.abort();
       await pollLoop;

@@ -83,8 +83,8 @@ export interface PartyVenue {
   checkJob(request: JobRequest, dataset: string, relayed: readonly SignedContract[] | undefined): Promise<{ readonly rule: string } | { readonly contracts: readonly string[] }>;
   /** Starts the order watcher (when its period is not 0). */
   start(): void;
-  /** Stops the order watcher, once its pass in flight (if any) has ended. */
-  stop(): Promise<void>;
+  /** Stops the order watcher (a pass in flight ends at its next step). */
+  stop(): void;
 }
 
 export function partyVenue(o: PartyVenueOptions): PartyVenue {
@@ -92,6 +92,7 @@ export function partyVenue(o: PartyVenueOptions): PartyVenue {
   const me = identity.name;
   let timer: NodeJS.Timeout | undefined;
   let watching: Promise<void> | undefined;
+  let stopped = false;
 
   const ownDataset = (id: string): { descriptor: DatasetDescriptor; policy: ReturnType<typeof parsePolicy> } | undefined => {
     const d = store.getDataset(id);
@@ -148,8 +149,11 @@ export function partyVenue(o: PartyVenueOptions): PartyVenue {
 
   /** One pass of the order watcher: signs the pending orders the auto-approve rule allows; notes contracts revoked at the exchange. */
   const watchOnce = async (): Promise<void> => {
+    // A party that sells nothing has no order to approve and no contract of its own to keep: it asks nothing.
+    if (!store.venue.listProducts({ owner: me }).some((p) => p.state === "active") && store.venue.listContracts({ party: me, state: "active" }).length === 0) return;
     const { contracts } = await client.json<{ contracts: (ContractAnswer & { product: { id: string; version: number }; quotaJobs: number })[] }>("GET", "/v1/contracts");
     for (const c of contracts) {
+      if (stopped) return;
       if (c.provider !== me) continue;
       if (c.state === "revoked" && store.venue.getContract(c.id)?.state === "active") store.venue.endContract(c.id, "revoked", "revoked-at-exchange");
       if (c.state !== "pending") continue;
@@ -270,6 +274,7 @@ export function partyVenue(o: PartyVenueOptions): PartyVenue {
     start() {
       const every = o.orderPollMs ?? DEFAULT_ORDER_POLL_MS;
       if (every <= 0 || timer !== undefined) return;
+      stopped = false;
       timer = setInterval(() => {
         if (watching !== undefined) return;
         watching = watchOnce()
@@ -278,10 +283,10 @@ export function partyVenue(o: PartyVenueOptions): PartyVenue {
       }, every);
       timer.unref();
     },
-    async stop() {
+    stop() {
+      stopped = true;
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
-      await watching;
     },
   };
 }

@@ -137,6 +137,16 @@ describe("a job under a contract", () => {
 });
 
 describe("refused at the exchange, nothing recorded", () => {
+  it("a party the datasets' policies do not show: the product is answered as missing, and its order too", async () => {
+    const stranger = await handParty(x, "stranger");
+    const list = await signedRequest<{ products: unknown[] }>(x.url, stranger, "GET", "/v1/products");
+    const show = await signedRequest<Answer>(x.url, stranger, "GET", `/v1/products/${PRODUCT}`);
+    const c = { ...contractDoc(Date.now(), Date.now() + 86_400_000), buyer: "stranger" };
+    const before = state();
+    const order = await signedRequest<Answer>(x.url, stranger, "POST", "/v1/orders", { body: { contract: c, signature: signContract(stranger.signing.secretKey, c) } });
+    expect([list.body.products, show.status, order.status, order.body.error?.code, state()]).toEqual([[], 404, 404, "UMBRA_NOT_FOUND", before]);
+  });
+
   it("a job on a product's dataset without a contract: contract-required", async () => {
     const before = state();
     const r = await submit();
