@@ -56,11 +56,17 @@ afterAll(async () => {
 describe("umbra product, order, contract", () => {
   it("publish lists every problem of a broken product, each naming its field", async () => {
     const file = join(dir, "broken.json");
-    writeFileSync(file, JSON.stringify({ ...product, protocols: ["psi", "lookup"], prices: { currency: "euro", perJob: 5 } }));
+    writeFileSync(file, JSON.stringify({ ...product, datasets: ["acme.subs.csv", "acme.subs.csv"], prices: { currency: "euro", perJob: 5.5 }, shares: "rows" }));
     const r = await umbra(["product", "publish", "--file", file, ...asAcme]);
     expect([r.status, r.stderr.trim()]).toEqual([
       1,
-      "umbra: UMBRA_INVALID_PRODUCT: invalid product: prices.currency: must be a currency code of 3 capital letters, as ISO 4217 (e.g. EUR, USD)",
+      "umbra: UMBRA_INVALID_PRODUCT: invalid product: " +
+        [
+          '"shares": unknown field: did you mean share? (the fields are id, title, description, datasets, protocols, outputColumns, prices, share, autoApprove)',
+          "datasets[1]: duplicate entry",
+          "prices.currency: must be a currency code of 3 capital letters, as ISO 4217 (e.g. EUR, USD)",
+          "prices.perJob: must be an integer",
+        ].join("; "),
     ]);
   });
 
