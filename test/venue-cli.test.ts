@@ -74,7 +74,7 @@ describe("umbra product, order, contract", () => {
     const file = join(dir, "lookup.json");
     writeFileSync(file, JSON.stringify({ ...product, protocols: ["psi", "lookup"] }));
     const r = await umbra(["product", "publish", "--file", file, ...asAcme]);
-    expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_INVALID_PRODUCT: invalid product: protocols[1]: protocol lookup is not allowed by the policy of acme.subs.csv"]);
+    expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_INVALID_PRODUCT: invalid product: protocols[1]: protocol lookup is not allowed by the policy of datasets[0]"]);
   });
 
   it("publish, list, order, approve: an active contract", async () => {

@@ -63,7 +63,7 @@ describe("a product document", () => {
     const bad = { ...product, id: "other.matching", protocols: [], prices: { currency: "eur", perJob: -1, perCell: 1.5 }, share: "most", datasets: ["acme.subs.csv", "acme.subs.csv"], prize: 1 };
     expect(issuesOf(() => parseProduct(bad, "acme"))).toEqual([
       '"prize": unknown field: did you mean prices? (the fields are id, title, description, datasets, protocols, outputColumns, prices, share, autoApprove)',
-      "id: must be in the publisher's namespace: acme. and a slug",
+      "id: must be in the publisher's own namespace: its party name, a dot and a slug",
       "datasets[1]: duplicate entry",
       "protocols: must have at least 1 entry",
       "prices.currency: must be a currency code of 3 capital letters, as ISO 4217 (e.g. EUR, USD)",
@@ -88,7 +88,7 @@ describe("a product document", () => {
     const descriptor = { id: "acme.subs.csv", owner: "acme", name: "subs.csv", schema: [{ name: "phone", type: "Utf8" }, { name: "plan", type: "Utf8" }], rowCount: 3, contentHash: "00".repeat(32), createdAt: "2026-01-01T00:00:00Z" };
     expect(catalogIssues(p, "acme", (id) => (id === "acme.subs.csv" ? { descriptor: descriptor as never, policy } : undefined))).toEqual([
       { field: "datasets[1]", problem: "is not a dataset this party registered" },
-      { field: "protocols[1]", problem: "protocol lookup is not allowed by the policy of acme.subs.csv" },
+      { field: "protocols[1]", problem: "protocol lookup is not allowed by the policy of datasets[0]" },
       { field: "outputColumns[1]", problem: 'column "age" is in none of the product\'s datasets' },
     ]);
   });

@@ -58,7 +58,7 @@ export function productIssues(json: unknown, owner?: string): FieldIssue[] {
   const doc = json as ProductDocument;
   const more: FieldIssue[] = [];
   if (owner !== undefined && typeof doc.id === "string" && !failed("id") && !doc.id.startsWith(`${owner}.`)) {
-    more.push({ field: "id", problem: `must be in the publisher's namespace: ${owner}. and a slug` });
+    more.push({ field: "id", problem: "must be in the publisher's own namespace: its party name, a dot and a slug" });
   }
   for (const f of ["datasets", "protocols", "outputColumns"] as const) {
     const list = doc[f];
@@ -115,24 +115,26 @@ export interface CatalogDataset {
  * field: a dataset that is not the publisher's (or not registered); a
  * protocol that some dataset's policy does not allow; an output column that
  * no dataset has, or that the policy of a dataset that has it does not allow.
+ * A dataset is named by its place in the product (`datasets[0]`), never by its id.
  */
 export function catalogIssues(p: Product, owner: string, lookup: (id: string) => CatalogDataset | undefined): FieldIssue[] {
   const issues: FieldIssue[] = [];
-  const found: CatalogDataset[] = [];
+  const found: { d: CatalogDataset; at: string }[] = [];
   p.datasets.forEach((id, i) => {
     const d = lookup(id);
     if (d === undefined || d.descriptor.owner !== owner) issues.push({ field: `datasets[${i}]`, problem: "is not a dataset this party registered" });
-    else found.push(d);
+    else found.push({ d, at: `datasets[${i}]` });
   });
+  const named = (list: readonly { at: string }[]) => list.map((x) => x.at).join(", ");
   p.protocols.forEach((protocol, i) => {
-    const refusing = found.filter((d) => !d.policy.allowedProtocols.includes(protocol));
-    if (refusing.length > 0) issues.push({ field: `protocols[${i}]`, problem: `protocol ${protocol} is not allowed by the policy of ${refusing.map((d) => d.descriptor.id).join(", ")}` });
+    const refusing = found.filter((x) => !x.d.policy.allowedProtocols.includes(protocol));
+    if (refusing.length > 0) issues.push({ field: `protocols[${i}]`, problem: `protocol ${protocol} is not allowed by the policy of ${named(refusing)}` });
   });
   p.outputColumns.forEach((column, i) => {
-    const having = found.filter((d) => d.descriptor.schema.some((f) => f.name === column));
+    const having = found.filter((x) => x.d.descriptor.schema.some((f) => f.name === column));
     if (found.length > 0 && having.length === 0) return void issues.push({ field: `outputColumns[${i}]`, problem: `column "${column}" is in none of the product's datasets` });
-    const refusing = having.filter((d) => !d.policy.outputColumns.includes(column));
-    if (refusing.length > 0) issues.push({ field: `outputColumns[${i}]`, problem: `column "${column}" is not an output column of the policy of ${refusing.map((d) => d.descriptor.id).join(", ")}` });
+    const refusing = having.filter((x) => !x.d.policy.outputColumns.includes(column));
+    if (refusing.length > 0) issues.push({ field: `outputColumns[${i}]`, problem: `column "${column}" is not an output column of the policy of ${named(refusing)}` });
   });
   return issues;
 }
