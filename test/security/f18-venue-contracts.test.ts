@@ -225,6 +225,18 @@ describe("refused at the exchange, nothing recorded", () => {
   });
 });
 
+describe("the ledger", () => {
+  it("records the venue's entries, and a party reads in full only those of its own products and contracts", async () => {
+    const c = await contractFor(1);
+    type Entry = { kind?: string; body?: Record<string, unknown> };
+    const read = async (p: TestParty) => (await signedRequest<{ entries: Entry[] }>(x.url, p.identity, "GET", "/v1/audit")).body.entries;
+    const [asBank, asOther] = [await read(bank), await read(other)];
+    const signedEntry = (es: Entry[]) => es.find((e) => e.kind === "contract.signed" && e.body?.["contract"] === c);
+    const published = (es: Entry[]) => es.filter((e) => e.kind === "product.published").length;
+    expect([signedEntry(asBank)?.body?.["provider"], signedEntry(asOther), published(asBank), published(await read(acme))]).toEqual(["acme", undefined, 0, 1]);
+  });
+});
+
 describe("refused by the provider's own check", () => {
   it("a contract the exchange tampered with (relayed with another purpose): contract-mismatch, the provider's copy unchanged", async () => {
     const c = await contractFor(3);
