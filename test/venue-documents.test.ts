@@ -24,7 +24,9 @@ import {
   verifySignedContract,
   type ContractDocument,
 } from "../node/venue/contract.js";
+import { contractsForJob } from "../node/venue/job-contracts.js";
 import { autoApproves, catalogIssues, InvalidProductError, parseProduct, productDigest } from "../node/venue/product.js";
+import type { JobRequest } from "../node/policy.js";
 
 const product = {
   id: "acme.matching",
@@ -165,5 +167,42 @@ describe("the store's quota", () => {
     store.venue.putContract({ id: contract.id, productId: "acme.matching", productVersion: 1, buyer: "bank", provider: "acme", document: contract, digest: "cd".repeat(32), buyerSignature: sig, providerSignature: sig, exchangeSignature: sig, state: "active", quotaJobs: 2, notBefore: 0, notAfter: 10 });
     expect([store.venue.reserveJob(contract.id), store.venue.reserveJob(contract.id), store.venue.reserveJob(contract.id), store.venue.getContract(contract.id)?.jobsUsed]).toEqual([true, true, false, 2]);
     store.close();
+  });
+});
+
+describe("which contracts a job needs (a federated-aggregate job over two providers' products)", () => {
+  const store = openStore(":memory:");
+  const sig = "11".repeat(64);
+  for (const owner of ["acme", "beta"]) {
+    const p = parseProduct({ id: `${owner}.totals`, title: "Totals", datasets: [`${owner}.d.csv`], protocols: ["federated-aggregate"], outputColumns: ["amount"], prices: { currency: "EUR", perJob: 1 } }, owner);
+    store.venue.putProduct({ id: p.id, owner, document: p, digest: productDigest(p) });
+    store.venue.putContract({ id: `contract-${owner}-0000000000`, productId: p.id, productVersion: 1, buyer: "bank", provider: owner, document: { owner }, digest: "cd".repeat(32), buyerSignature: sig, providerSignature: sig, exchangeSignature: sig, state: "active", quotaJobs: 5, notBefore: 0, notAfter: 10_000 });
+  }
+  const job = (contracts: string[]): JobRequest => ({
+    protocol: "federated-aggregate" as JobRequest["protocol"],
+    buyer: "bank",
+    providerDatasets: ["acme.d.csv", "beta.d.csv"],
+    params: { keyColumns: [], outputColumns: ["amount"] },
+    ...(contracts.length > 0 ? { contracts } : {}),
+  });
+  const outcome = (contracts: string[], requireAll = false) => {
+    try {
+      return contractsForJob(store, job(contracts), ["acme.d.csv", "beta.d.csv"], 5_000, requireAll).map((r) => r.id);
+    } catch (err) {
+      return err instanceof ContractDeniedError ? err.rule : "other";
+    }
+  };
+
+  it("one contract per product: with both it runs under both; with one, the other dataset is refused", () => {
+    expect([outcome(["contract-acme-0000000000", "contract-beta-0000000000"]), outcome(["contract-acme-0000000000"]), outcome([])]).toEqual([
+      ["contract-acme-0000000000", "contract-beta-0000000000"],
+      "contract-required",
+      "contract-required",
+    ]);
+  });
+
+  it("a product withdrawn: its dataset needs a contract again only where the exchange requires one for every job", () => {
+    store.venue.setProductState("beta.totals", 1, "withdrawn");
+    expect([outcome(["contract-acme-0000000000"]), outcome(["contract-acme-0000000000"], true)]).toEqual([["contract-acme-0000000000"], "contract-required"]);
   });
 });
