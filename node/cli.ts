@@ -11,6 +11,7 @@
  *   umbra exchange invite --name NAME [--db FILE] [--expires DURATION] [--json]; umbra exchange parties [--db FILE] [--json]
  *   umbra party start --name NAME [--invite CODE] [--exchange URL] [--port P] [--db FILE] [--data DIR]
  *   umbra dataset register|list ...; umbra job submit|status|result|cancel ...
+ *   umbra product publish|withdraw|list|show ...; umbra order create|approve|reject|list ...; umbra contract list|show|revoke ...
  *   umbra audit verify|show --db FILE ...
  *   umbra policy init --protocol P [--out FILE] [--force] [--json]; umbra policy check FILE [--data DATA] [--json]
  *   umbra demo [--keep]          (the node demo: separate processes)
@@ -37,6 +38,7 @@ import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
 import { DATASET_USAGE, datasetCommand } from "./commands/datasets.js";
 import { JOB_USAGE, jobCommand } from "./commands/jobs.js";
 import { POLICY_USAGE, policyCommand } from "./commands/policy.js";
+import { contractCommand, orderCommand, productCommand, VENUE_USAGE } from "./commands/venue.js";
 import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./commands/node.js";
 
 const USAGE = `Usage: umbra <command> [options]
@@ -44,7 +46,7 @@ const USAGE = `Usage: umbra <command> [options]
 Commands:
 ${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
-${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
+${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${VENUE_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
@@ -112,6 +114,12 @@ export async function main(argv: string[]): Promise<number> {
         return await datasetCommand(args);
       case "job":
         return await jobCommand(args);
+      case "product":
+        return await productCommand(args);
+      case "order":
+        return await orderCommand(args);
+      case "contract":
+        return await contractCommand(args);
       case "audit":
         return await auditCommand(args);
       case "certificate":

@@ -101,6 +101,8 @@ export interface JobRequest {
     /** psi, psi-cardinality, lookup, join-aggregate: the key normalisation both sides apply to their own key columns (beyond trim and NFC). */
     normalise?: KeyNormalise;
   };
+  /** The contracts the job runs under (docs/venue.md): one per product whose datasets it touches. */
+  contracts?: string[];
 }
 
 /** A job's key normalisation beyond trim and NFC (engine/columns KeyOptions' flags). */
@@ -288,12 +290,14 @@ export function parseJobRequest(json: unknown): JobRequest {
       }
     }
   } else checkParamsFitProtocol(issues, protocol, p, params);
+  if (rec.contracts !== undefined) issues.push(...duplicateIssues(rec.contracts, "contracts"));
   if (issues.length > 0) throw new InvalidJobRequestError(issues);
   return {
     protocol,
     buyer: rec.buyer,
     ...(multi ? { providerDatasets: [...(rec.providerDatasets as string[])] } : { buyerDataset: rec.buyerDataset as string, providerDataset: rec.providerDataset as string }),
     params,
+    ...(rec.contracts !== undefined ? { contracts: [...rec.contracts] } : {}),
   };
 }
 
@@ -341,6 +345,7 @@ export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
     asked.buyerDataset === filled.buyerDataset &&
     asked.providerDataset === filled.providerDataset &&
     same(asked.providerDatasets, filled.providerDatasets) &&
+    same(asked.contracts, filled.contracts) &&
     same(ap.keyColumns, fp.keyColumns) &&
     ap.queryCount === fp.queryCount &&
     same(ap.normalise ?? {}, fp.normalise ?? {}) &&

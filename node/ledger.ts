@@ -58,6 +58,13 @@ export const LedgerKind = {
   JobResult: "job.result",
   JobFailed: "job.failed",
   JobCancelled: "job.cancelled",
+  // The venue (docs/venue.md): ids, versions, digests and prices, never data.
+  ProductPublished: "product.published",
+  ProductWithdrawn: "product.withdrawn",
+  OrderCreated: "order.created",
+  OrderRejected: "order.rejected",
+  ContractSigned: "contract.signed",
+  ContractRevoked: "contract.revoked",
 } as const;
 export type LedgerKind = (typeof LedgerKind)[keyof typeof LedgerKind];
 

@@ -346,6 +346,56 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE exchange_heads;
     `,
   },
+  {
+    version: 7,
+    name: "venue: products and contracts",
+    sql: `
+      -- A provider's products (docs/venue.md): every published version of each,
+      -- its document as canonical JSON and that JSON's SHA-256; the highest
+      -- version is the product's current one, active or withdrawn. Prices and
+      -- terms only: never a row of a dataset.
+      CREATE TABLE products (
+        id          TEXT    NOT NULL,
+        version     INTEGER NOT NULL CHECK (version >= 1),
+        owner       TEXT    NOT NULL,
+        document    TEXT    NOT NULL,
+        digest      TEXT    NOT NULL CHECK (length(digest) = 64),
+        state       TEXT    NOT NULL CHECK (state IN ('active', 'withdrawn')),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (id, version)
+      ) STRICT;
+
+      -- Orders and the contracts they become: the buyer's signed document, then
+      -- the provider's signature and the exchange's countersignature (hex). A
+      -- contract's jobs are counted in jobs_used, never above its quota (the
+      -- exchange reserves one in the transaction that records the job; a
+      -- provider counts the jobs it accepted under its own copy).
+      CREATE TABLE contracts (
+        id                  TEXT    PRIMARY KEY,
+        product_id          TEXT    NOT NULL,
+        product_version     INTEGER NOT NULL CHECK (product_version >= 1),
+        buyer               TEXT    NOT NULL,
+        provider            TEXT    NOT NULL,
+        document            TEXT    NOT NULL,
+        digest              TEXT    NOT NULL CHECK (length(digest) = 64),
+        buyer_signature     TEXT    NOT NULL CHECK (length(buyer_signature) = 128),
+        provider_signature  TEXT             CHECK (provider_signature IS NULL OR length(provider_signature) = 128),
+        exchange_signature  TEXT             CHECK (exchange_signature IS NULL OR length(exchange_signature) = 128),
+        state               TEXT    NOT NULL CHECK (state IN ('pending', 'active', 'rejected', 'revoked')),
+        quota_jobs          INTEGER NOT NULL CHECK (quota_jobs >= 1),
+        jobs_used           INTEGER NOT NULL DEFAULT 0 CHECK (jobs_used >= 0 AND jobs_used <= quota_jobs),
+        not_before          INTEGER NOT NULL,
+        not_after           INTEGER NOT NULL CHECK (not_after > not_before),
+        reason              TEXT,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        CHECK (state != 'active' OR (provider_signature IS NOT NULL AND exchange_signature IS NOT NULL))
+      ) STRICT;
+      CREATE INDEX contracts_buyer ON contracts (buyer, created_at);
+      CREATE INDEX contracts_provider ON contracts (provider, state);
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

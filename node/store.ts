@@ -39,4 +39,5 @@ export * from "./store/types.js";
 export { canonicalJson } from "./store/checks.js";
 export { openStore } from "./store/sqlite.js";
 export type { LogRows, StoredTreeHead, LogEvidence } from "./store/log-rows.js";
+export { ContractState, ProductState, type ContractInput, type ContractRow, type ProductRow } from "./store/venue.js";
 export type { DurableRows, RelayInput, RelayRow, RelayKind, RelayUsage, OutboxRow, JobRun } from "./store/durable.js";

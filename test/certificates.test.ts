@@ -19,7 +19,7 @@ import { verifyCertificate, type DatasetCertificate } from "../node/log/certific
 import { canonicalJson } from "../node/store.js";
 import { api, startNodes, tokenFileOf, type TestNodes, type TestParty } from "./helpers/nodes.js";
 
-const pool = new CryptoPool({ size: 2 });
+const pool = new CryptoPool({ threads: 2 });
 let nodes: TestNodes;
 let telco: TestParty;
 let bank: TestParty;

@@ -91,7 +91,7 @@ describe("the exchange's route schemas", () => {
       paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { properties?: Record<string, unknown> }> } }> } }>>;
     };
     const body = doc.paths["/v1/jobs"]?.["post"]?.requestBody?.content["application/json"]?.schema;
-    expect(Object.keys(body?.properties ?? {})).toEqual(["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"]);
+    expect(Object.keys(body?.properties ?? {})).toEqual(["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params", "contracts"]);
     expect(Object.keys(body?.properties["params"]?.properties ?? {})).toContain("aggregate");
     const err = await client.json("POST", "/v1/jobs", { protocol: "psi", buyer: "bank", buyerDataset: "b.c", providerDataset: "telco.s", params: { keyColumns: ["phone"], minIntersection: "5" } }).then(
       () => undefined,

@@ -34,7 +34,7 @@ describe("the party agent's route schemas", () => {
     const datasets = doc.paths["/v1/datasets"]?.["post"]?.requestBody?.content["application/json"]?.schema;
     expect(Object.keys(datasets?.properties["policy"]?.properties ?? {})).toContain("keyColumns");
     const jobs = doc.paths["/v1/jobs"]?.["post"]?.requestBody?.content["application/json"]?.schema;
-    expect(Object.keys(jobs?.properties ?? {})).toEqual(["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params"]);
+    expect(Object.keys(jobs?.properties ?? {})).toEqual(["protocol", "buyer", "buyerDataset", "providerDataset", "providerDatasets", "params", "contracts"]);
   });
 
   it("a policy failing its schema is refused with 400 UMBRA_INVALID_POLICY naming the field; nothing is registered here or at the exchange", async () => {

@@ -5,6 +5,7 @@
  *
  *   umbra exchange invite --name NAME [--db FILE] [--expires DURATION] [--json]
  *   umbra exchange parties [--db FILE] [--json]
+ *   umbra exchange revoke-contract --contract ID [--db FILE] [--key-file FILE] [--json]
  *
  * invite prints a one-time invitation code for NAME (only its hash is kept);
  * parties lists the registered parties and the invitations not used yet —
@@ -16,7 +17,9 @@ import { UmbraError } from "../../engine/errors.js";
 import { admissionView, createInvitation, DEFAULT_INVITATION_TTL_MS, MAX_INVITATION_TTL_MS } from "../admission.js";
 import { isNodeName } from "../identity.js";
 import { openStore, type Store } from "../store.js";
-import { parseOptions, UsageError, type CommandIO } from "./args.js";
+import { besideDb, EXCHANGE_NAME, loadIdentity } from "../server/start.js";
+import { revokeContract } from "../server/exchange/routes/contracts.js";
+import { parseOptions, UsageError, type CommandIO, type Options } from "./args.js";
 
 export const DEFAULT_EXCHANGE_DB = ".umbra/exchange.db";
 
@@ -27,6 +30,9 @@ export const EXCHANGE_ADMIN_USAGE = `  exchange invite --name NAME [--db FILE] [
   exchange parties [--db FILE] [--json]
                  list the registered parties (key fingerprints, times) and the
                  invitations not used yet (never their codes)
+  exchange revoke-contract --contract ID [--db FILE] [--key-file FILE] [--key-passphrase-file FILE] [--json]
+                 revoke a contract as the exchange's operator (docs/venue.md): no further
+                 job runs under it; recorded in the ledger (contract.revoked, by operator)
 `;
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -96,6 +102,25 @@ export async function exchangePartiesCommand(args: readonly string[], io: Comman
       io.out(`  ${"name".padEnd(w)}  ${"issued".padEnd(24)}  expires`);
       for (const i of v.invitations) io.out(`  ${i.name.padEnd(w)}  ${iso(i.createdAt).padEnd(24)}  ${iso(i.expiresAt)}${i.expired ? " (expired)" : ""}`);
     }
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+/** `exchange revoke-contract`: the operator revokes a contract, with its ledger entry signed by the exchange's key. */
+export async function exchangeRevokeContractCommand(args: readonly string[], io: CommandIO, usage: string, passphrase: (o: Options) => string | undefined): Promise<number> {
+  const o = parseOptions(args, { "--contract": "string", "--db": "string", "--key-file": "string", "--key-passphrase-file": "string", "--json": "flag" }, usage);
+  if (o === undefined) return (io.out(usage.trimEnd()), 0);
+  const id = o.require("--contract");
+  const db = o.get("--db") ?? DEFAULT_EXCHANGE_DB;
+  const store = openExchangeDb(db);
+  try {
+    // Only an exchange's own database (its identity recorded): never a new identity for a file that is not one.
+    if (store.getIdentity() === undefined) throw new UmbraError("UMBRA_NOT_FOUND", `"${db}" is not an exchange's database: give the --db that umbra exchange start uses`);
+    const identity = loadIdentity(store, EXCHANGE_NAME, o.get("--key-file") ?? besideDb(db, ".key"), passphrase(o));
+    if (!revokeContract(store, identity, id, "operator")) throw new UmbraError("UMBRA_NOT_FOUND", "no pending or active contract with this id");
+    io.out(o.has("--json") ? JSON.stringify({ id, state: "revoked" }) : `revoked ${id}: no further job runs under it`);
     return 0;
   } finally {
     store.close();

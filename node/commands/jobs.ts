@@ -59,6 +59,10 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
                  (default 2^32; smaller is faster, a group over it fails the job)
+  job submit ... --contract ID [--contract ID ...]
+                 (any protocol) run the job under a contract (docs/venue.md): one per
+                 product whose datasets it touches; a dataset sold in an active
+                 product runs only under one (refused: contract-required)
   job status ID [--json] [--party URL]
                  the job's state and, while it runs, each party's phase, %, rows/s
                  and the time left at that rate
@@ -127,7 +131,12 @@ export interface SubmitInput {
   readonly queryCount?: number;
   /** The key normalisation both sides apply (--digits-only, --case-fold). */
   readonly normalise?: KeyNormalise;
+  /** The contracts the job runs under (docs/venue.md). */
+  readonly contracts?: readonly string[];
 }
+
+/** The request's contracts: only when some are given. */
+const contractsField = (c: readonly string[] | undefined): Record<string, unknown> => (c !== undefined && c.length > 0 ? { contracts: c } : {});
 
 /** The request's params.normalise: only when a flag is on. */
 const normaliseParam = (n: KeyNormalise | undefined): Record<string, unknown> => (n && (n.digitsOnly || n.caseFold) ? { normalise: n } : {});
@@ -136,7 +145,7 @@ export async function submitJob(party: PartyEndpoint, s: SubmitInput): Promise<J
   const params: Record<string, unknown> = { keyColumns: s.keys, ...normaliseParam(s.normalise) };
   if (s.columns) params["outputColumns"] = s.columns;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.input, providerDataset: s.providerDataset, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: s.protocol, buyerDataset: s.input, providerDataset: s.providerDataset, params, ...contractsField(s.contracts) });
 }
 
 export interface AggregateSubmitInput {
@@ -145,6 +154,7 @@ export interface AggregateSubmitInput {
   readonly computation: ComputationOptions;
   readonly maxRowsPerProvider?: number;
   readonly queryCount?: number;
+  readonly contracts?: readonly string[];
 }
 
 /** Submits a federated-aggregate job (the request's params.aggregate from the parsed options). */
@@ -161,7 +171,7 @@ export async function submitAggregateJob(party: PartyEndpoint, s: AggregateSubmi
   const params: Record<string, unknown> = { aggregate };
   if (c.minGroupSize !== undefined) params["minGroupSize"] = c.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.providerDatasets, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "federated-aggregate", providerDatasets: s.providerDatasets, params, ...contractsField(s.contracts) });
 }
 
 export interface JoinAggregateSubmitInput {
@@ -183,6 +193,7 @@ export interface JoinAggregateSubmitInput {
   readonly queryCount?: number;
   /** The key normalisation both sides apply (--digits-only, --case-fold). */
   readonly normalise?: KeyNormalise;
+  readonly contracts?: readonly string[];
 }
 
 /** Submits a join-aggregate job (the request's params.aggregate; what is left out the exchange fills). */
@@ -196,7 +207,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   const params: Record<string, unknown> = { keyColumns: s.keys, aggregate, ...normaliseParam(s.normalise) };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
-  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.providerDataset, params });
+  return partyJson<JobView>(party, "POST", "/v1/jobs", { protocol: "join-aggregate", buyerDataset: s.input, providerDataset: s.providerDataset, params, ...contractsField(s.contracts) });
 }
 
 export async function jobStatus(party: PartyEndpoint, id: string): Promise<JobView> {
@@ -433,7 +444,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
   switch (sub) {
     case "submit": {
       // --provider-dataset may repeat (federated-aggregate: one per provider).
-      const { values: providerDatasets, rest: others } = takeRepeated(rest, "--provider-dataset", usage);
+      const { values: providerDatasets, rest: afterDatasets } = takeRepeated(rest, "--provider-dataset", usage);
+      // --contract may repeat too (one per product the job touches).
+      const { values: contracts, rest: others } = takeRepeated(afterDatasets, "--contract", usage);
       const o = parseOptions(
         others,
         {
@@ -499,6 +512,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(group !== undefined ? { group } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
           normalise: o.keyOptions(),
+          contracts,
         };
         submit = () => submitJoinAggregateJob(party, job);
       } else if (protocol === "federated-aggregate") {
@@ -509,7 +523,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         const computation = parseComputation(o, providerDatasets.length, usage);
         const maxRows = o.integer("--max-rows-per-provider");
         if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows-per-provider needs an integer of at least 1", usage);
-        submit = () => submitAggregateJob(party, { providerDatasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}) });
+        submit = () => submitAggregateJob(party, { providerDatasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}), contracts });
       } else {
         misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
         misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows-per-provider"], "applies to federated-aggregate and join-aggregate only");
@@ -524,6 +538,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(columns ? { columns } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
           normalise: o.keyOptions(),
+          contracts,
         };
         submit = () => submitJob(party, job);
       }

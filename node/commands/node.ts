@@ -14,13 +14,13 @@ import { errorOf } from "../server/client.js";
 import { readHeadFile } from "./log-heads.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 import { CONFIG_OPTION, withConfigFile } from "./config.js";
-import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, parseDuration } from "./exchange-admin.js";
+import { EXCHANGE_ADMIN_USAGE, exchangeInviteCommand, exchangePartiesCommand, exchangeRevokeContractCommand, parseDuration } from "./exchange-admin.js";
 
 export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
-      [--public-log] [--job-timeout DURATION] [--log-level error|warn|info|debug] [--config FILE]
+      [--public-log] [--job-timeout DURATION] [--require-contracts] [--log-level error|warn|info|debug] [--config FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -34,7 +34,9 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  and proofs (GET /v1/log/…) to anyone, for outside witnesses.
                  Jobs survive a restart of any node (docs/durability.md); a job with
                  no activity for --job-timeout (default 10m: room for a restart) fails,
-                 naming the party it waits for. --port 0: any free port (the
+                 naming the party it waits for. --require-contracts: every job must
+                 cite a contract covering each of its datasets (docs/venue.md; without
+                 it, only datasets sold in an active product need one). --port 0: any free port (the
                  "listening at URL" line on stdout names it, and says the exchange
                  is ready). --config FILE: the same options from a .toml or .json
                  file (keys named like the flags: port = 7300), flags override it
@@ -193,8 +195,9 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   }
   if (sub === "invite") return exchangeInviteCommand(rest, io, usage);
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
+  if (sub === "revoke-contract") return exchangeRevokeContractCommand(rest, io, usage, passphraseOption);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string", "--require-contracts": "flag" };
   const given = parseOptions(rest, spec, usage);
   if (given === undefined) {
     io.out(usage.trimEnd());
@@ -204,7 +207,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const port = portOption(o, usage);
   const host = o.get("--host");
   const db = o.get("--db");
-  const open = { ...(o.has("--open-registration") ? { openRegistration: true } : {}), ...(o.has("--public-log") ? { publicLog: true } : {}) };
+  const open = { ...(o.has("--open-registration") ? { openRegistration: true } : {}), ...(o.has("--public-log") ? { publicLog: true } : {}), ...(o.has("--require-contracts") ? { requireContracts: true } : {}) };
   const timeout = o.get("--job-timeout");
   const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
   const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });

@@ -99,6 +99,13 @@ export const JobRequestSchema = Type.Object(
     providerDataset: Type.Optional(Identifier),
     providerDatasets: Type.Optional(Type.Array(Identifier, { minItems: 2, maxItems: FA_MAX_PROVIDERS, description: "an array of a multi-provider job's provider datasets, in provider order" })),
     params: JobParamsSchema,
+    contracts: Type.Optional(
+      Type.Array(Type.String({ pattern: "^contract-[A-Za-z0-9-]{8,100}$", description: "a contract id" }), {
+        minItems: 1,
+        maxItems: FA_MAX_PROVIDERS,
+        description: "an array of the contracts the job runs under (docs/venue.md): one per product whose datasets it touches",
+      }),
+    ),
   },
   { additionalProperties: false, [DOCUMENT_KEYWORD]: "job-request", description: "an object, a buyer's job: against one provider dataset, or (federated-aggregate) several" },
 );

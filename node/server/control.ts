@@ -1,6 +1,7 @@
 /** Control messages from the exchange to a party, and the events a party reports back. */
 import { InvalidMessageError } from "../../protocols/errors.js";
 import { jobDatasets, parseJobRequest, type JobRequest } from "../policy.js";
+import { parseSignedContract, type SignedContract } from "../venue/contract.js";
 
 /** Envelope step of exchange control messages (protocol steps start at 1). */
 export const CONTROL_STEP = 0;
@@ -29,6 +30,8 @@ export type ControlMessage =
        * it runs only a job the ledger records as this one, and keeps the head.
        */
       readonly record: unknown;
+      /** The contracts of the job this provider signed (docs/venue.md), each with its three signatures: the provider checks them against its own copies. */
+      readonly contracts?: readonly SignedContract[];
     }
   | { readonly type: typeof ControlType.Stop; readonly job: string; readonly reason: string };
 
@@ -83,7 +86,14 @@ export function parseControl(envelopeJob: string, payload: Uint8Array): ControlM
   const multi = parseMultiProvider(o, role, jobDatasets(request).length);
   const record = o["record"];
   if (record === null || typeof record !== "object" || Array.isArray(record)) throw new InvalidMessageError("control message: job.start carries no ledger record");
-  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}), ...multi, record };
+  const cs = o["contracts"];
+  let contracts: SignedContract[] | undefined;
+  if (cs !== undefined) {
+    const parsed = Array.isArray(cs) && cs.length >= 1 && cs.length <= 16 ? cs.map(parseSignedContract) : [undefined];
+    if (parsed.some((c) => c === undefined)) throw new InvalidMessageError("control message: bad contracts");
+    contracts = parsed as SignedContract[];
+  }
+  return { type: ControlType.Start, job: envelopeJob, role, request, counterpart, ...(lookup ? { lookup } : {}), ...multi, record, ...(contracts ? { contracts } : {}) };
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;

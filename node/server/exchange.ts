@@ -59,6 +59,8 @@ import { eventRoutes } from "./exchange/routes/events.js";
 import { jobRoutes } from "./exchange/routes/jobs.js";
 import { partyRoutes } from "./exchange/routes/parties.js";
 import { relayRoutes } from "./exchange/routes/relay.js";
+import { contractRoutes } from "./exchange/routes/contracts.js";
+import { productRoutes } from "./exchange/routes/products.js";
 
 export type { ExchangeOptions } from "./exchange/context.js";
 export { jobView } from "./exchange/views.js";
@@ -138,6 +140,6 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     return payload;
   });
 
-  for (const routes of [partyRoutes, datasetRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
+  for (const routes of [partyRoutes, datasetRoutes, productRoutes, contractRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
   return app;
 }

@@ -13,6 +13,7 @@
 import type { FastifyInstance, FastifyPluginCallback } from "fastify";
 import { UmbraError } from "../../engine/errors.js";
 import { PolicyDeniedError } from "../policy.js";
+import { ContractDeniedError } from "../venue/contract.js";
 import { ExchangeError } from "./client.js";
 import { MailboxFullError } from "./mailbox.js";
 
@@ -20,6 +21,7 @@ import { MailboxFullError } from "./mailbox.js";
 const STATUS: Readonly<Record<string, number>> = {
   UMBRA_BAD_REQUEST: 400,
   UMBRA_POLICY_DENIED: 403,
+  UMBRA_CONTRACT_DENIED: 403,
   UMBRA_FORBIDDEN: 403,
   UMBRA_BAD_SIGNATURE: 401,
   UMBRA_UNKNOWN_SENDER: 401,
@@ -64,7 +66,7 @@ export const errorBodySchema = {
 } as const;
 
 function ruleOf(err: UmbraError): { rule?: string } {
-  if (err instanceof PolicyDeniedError) return { rule: err.rule };
+  if (err instanceof PolicyDeniedError || err instanceof ContractDeniedError) return { rule: err.rule };
   if (err instanceof ExchangeError && err.rule) return { rule: err.rule };
   return {};
 }

@@ -60,6 +60,8 @@ import type { LogWatch } from "../log/watch.js";
 import type { Delivery } from "./mailbox.js";
 import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
+import { ContractDeniedError } from "../venue/contract.js";
+import type { PartyVenue } from "../venue/party-venue.js";
 
 
 
@@ -119,6 +121,8 @@ async function fileHash(path: string): Promise<string> {
 }
 
 export interface PartyJobsOptions {
+  /** The venue: a provider's check of the contracts a job cites (node/venue/party-venue.ts). */
+  readonly venue?: Pick<PartyVenue, "checkJob">;
   readonly store: Store;
   readonly identity: NodeIdentity;
   readonly pool: CryptoPool;
@@ -359,6 +363,12 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
         }
         throw err;
       }
+      // The contracts the job cites, checked on this provider's own copies (docs/venue.md), like the policy.
+      const venue = o.venue ? await o.venue.checkJob(m.request, desc.id, m.contracts) : { contracts: [] };
+      if ("rule" in venue) {
+        endBeforeRun(m, env, "refused", { kind: "refused", rule: venue.rule });
+        return;
+      }
       const setup = await setUp(m);
       // Settled to the measured keys later; a job that evaluates no buyer keys costs one unit (jobCost).
       const cost = jobCost(policy, m.request) ?? 0;
@@ -366,13 +376,21 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       // Accepted, in one transaction with the budget it reserves and what resumes the job: the exchange and the
       // buyer get ready while this role starts (hashing its set takes seconds). Their messages wait in this
       // agent's queue until it has.
-      commit(m.job, () => {
-        if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
-        store.consumeBudget(desc.id, m.request.buyer, cost);
-        store.transitionJob(m.job, ["submitted"], "running");
-        durable.putRun({ job: m.job, role: "provider", start: m, inputHash: setup.inputHash, charge: charge ?? null });
-        queueEvent(m.job, { kind: "accepted" });
-      });
+      try {
+        commit(m.job, () => {
+          // One job of each contract's quota, as this provider counts them: another job that took the last one meanwhile refuses this one.
+          for (const c of venue.contracts) if (!store.venue.reserveJob(c)) throw new ContractDeniedError("contract-quota-exhausted", "the contract's quota of jobs is used up");
+          if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
+          store.consumeBudget(desc.id, m.request.buyer, cost);
+          store.transitionJob(m.job, ["submitted"], "running");
+          durable.putRun({ job: m.job, role: "provider", start: m, inputHash: setup.inputHash, charge: charge ?? null });
+          queueEvent(m.job, { kind: "accepted" });
+        });
+      } catch (err) {
+        if (!(err instanceof ContractDeniedError)) throw err;
+        endBeforeRun(m, env, "refused", { kind: "refused", rule: err.rule });
+        return;
+      }
       await startRole(m, setup, charge, env);
       return;
     }

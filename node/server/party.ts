@@ -40,6 +40,7 @@ import { partyJobs } from "./party-jobs.js";
 import { registerJobList } from "./party-job-list.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 import { chattyLogLevel } from "./log-level.js";
+import { partyVenue } from "../venue/party-venue.js";
 
 export interface PartyOptions {
   readonly store: Store;
@@ -63,6 +64,8 @@ export interface PartyOptions {
   readonly exchangeKey?: string;
   /** The invitation code the exchange's operator issued for this party's name: presented when it registers (a registered party restarts without one). */
   readonly invite?: string;
+  /** How often the order watcher signs the pending orders a product's auto-approve rule allows (ms; default 5 s; 0: never; docs/venue.md). */
+  readonly orderPollMs?: number;
 }
 
 /** How the agent knows the exchange's key. */
@@ -227,7 +230,10 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   /** Submissions on their way to the exchange (a job.start may overtake the answer that names its job). */
   const submitting = new Set<Promise<unknown>>();
+  // Products, orders and contracts (docs/venue.md): this party's own copies, checked in every job it provides.
+  const venue = partyVenue({ store, identity, client, log: app.log, senderKeys, exchange: () => ({ name: exchangeName, keys: exchangeKeys }), ...(o.orderPollMs !== undefined ? { orderPollMs: o.orderPollMs } : {}) });
   const jobs = partyJobs({
+    venue,
     store,
     identity,
     pool,
@@ -419,6 +425,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   });
 
   registerJobList(app, store, identity.name);
+  venue.register(app);
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 
@@ -454,9 +461,11 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       await jobs.resume();
       polling = true;
       pollLoop = poll();
+      venue.start();
     },
     async stop() {
       pruning?.stop();
+      venue.stop();
       polling = false;
       stopping.abort();
       await pollLoop;

@@ -43,6 +43,8 @@ export interface ExchangeNodeOptions {
   readonly jobTimeoutMs?: number;
   /** The exchange: serve the log's signed head and proofs to anyone, for outside witnesses (default: registered parties only). */
   readonly publicLog?: boolean;
+  /** The exchange: every job must cite a contract covering each of its datasets (docs/venue.md). */
+  readonly requireContracts?: boolean;
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
@@ -214,7 +216,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const keyFile = o.keyFile ?? besideDb(db, ".key");
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}) });
+    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}) });
     const url = await listen(app, host, port, https !== undefined, "exchange");
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};

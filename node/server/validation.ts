@@ -16,12 +16,19 @@ import { InvalidDatasetError } from "../catalog.js";
 import { BadRequestError } from "../errors.js";
 import { InvalidJobRequestError, InvalidPolicyError } from "../policy.js";
 import { DOCUMENT_KEYWORD, schemaIssues, type FieldIssue } from "../schemas/check.js";
+import { InvalidContractError } from "../venue/contract.js";
+import { InvalidProductError, productIssues } from "../venue/product.js";
 
 const DOCUMENT_ERRORS: Readonly<Record<string, (issues: readonly FieldIssue[]) => Error>> = {
   policy: (issues) => new InvalidPolicyError(issues),
   dataset: (issues) => new InvalidDatasetError(issues),
   "job-request": (issues) => new InvalidJobRequestError(issues),
+  product: (issues) => new InvalidProductError(issues),
+  contract: (issues) => new InvalidContractError(issues),
 };
+
+/** Documents whose parser finds more than their schema (a product: an entry twice): all of it is listed at once. */
+const DOCUMENT_ISSUES: Readonly<Record<string, (value: unknown) => FieldIssue[]>> = { product: (value) => productIssues(value) };
 
 /** The name a document's own problems call it by (as its parser does). */
 const ROOT_NAMES: Readonly<Record<string, string>> = { policy: "policy", dataset: "descriptor", "job-request": "request" };
@@ -37,7 +44,7 @@ function refusal(schema: TSchema, body: unknown, issues: readonly FieldIssue[]):
       const kind = (sub as Record<string, unknown>)[DOCUMENT_KEYWORD];
       const value = (body as Record<string, unknown>)[key];
       if (typeof kind !== "string" || value === undefined) continue;
-      const own = schemaIssues(sub, value, key);
+      const own = DOCUMENT_ISSUES[kind]?.(value) ?? schemaIssues(sub, value, key);
       const make = DOCUMENT_ERRORS[kind];
       if (own.length > 0 && make) return make(own);
     }

@@ -12,6 +12,7 @@ import { migrate, schemaVersion } from "../migrations.js";
 import * as catalog from "./catalog.js";
 import { Checkpoints } from "./checkpoints.js";
 import { DurableRows } from "./durable.js";
+import { VenueRows } from "./venue.js";
 import { checkTime } from "./checks.js";
 import type { StoreContext } from "./context.js";
 import * as jobs from "./jobs.js";
@@ -77,6 +78,7 @@ class SqliteStore implements Store {
   readonly durable: DurableRows;
   readonly checkpoints: Checkpoints;
   readonly log: LogRows;
+  readonly venue: VenueRows;
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #stmts = new Map<string, Database.Statement>();
@@ -94,6 +96,7 @@ class SqliteStore implements Store {
     this.durable = new DurableRows(this.#ctx);
     this.checkpoints = new Checkpoints(this.#ctx);
     this.log = new LogRows(this.#ctx);
+    this.venue = new VenueRows(this.#ctx);
     this.replayGuard = {
       seen: (sender, nonce) => this.nonceSeen(sender, nonce),
       remember: (sender, nonce, timestampMs) => this.rememberNonce(sender, nonce, timestampMs),

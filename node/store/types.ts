@@ -7,6 +7,7 @@ import type { Checkpoints } from "./checkpoints.js";
 import type { JsonValue } from "./checks.js";
 import type { DurableRows } from "./durable.js";
 import type { LogRows } from "./log-rows.js";
+import type { VenueRows } from "./venue.js";
 
 export type { JsonValue } from "./checks.js";
 
@@ -235,6 +236,8 @@ export interface Store {
   readonly log: LogRows;
   /** Checkpoints of role states (node/store/checkpoints.ts). */
   readonly checkpoints: Checkpoints;
+  /** The venue's products and contracts (node/store/venue.ts). */
+  readonly venue: VenueRows;
 
   /** Runs `fn` in one transaction (a savepoint when nested): all its changes or none. `fn` must be synchronous. */
   transaction<T>(fn: () => T): T;

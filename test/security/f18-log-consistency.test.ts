@@ -23,7 +23,7 @@ import { canonicalJson, openStore, type LedgerRow, type Store } from "../../node
 import { api, startExchange, startParty, tokenFileOf, waitForJob, waitUntil, type TestExchange, type TestParty } from "../helpers/nodes.js";
 import { snapshot } from "./kit.js";
 
-const pool = new CryptoPool({ size: 2 });
+const pool = new CryptoPool({ threads: 2 });
 afterAll(() => pool.close());
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 

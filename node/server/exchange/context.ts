@@ -48,6 +48,8 @@ export interface ExchangeOptions {
    * (default false: they show how many entries the ledger holds, nothing more).
    */
   readonly publicLog?: boolean;
+  /** Every job must cite a contract covering each of its datasets (docs/venue.md; default: only datasets sold in an active product need one). */
+  readonly requireContracts?: boolean;
 }
 
 declare module "fastify" {

@@ -192,6 +192,8 @@ export class JobLifecycle {
     const r = store.transaction(() => {
       const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
       for (const res of this.reservations(j)) if (res.reserved > 0 && store.getBudget(res.dataset, j.buyer)) store.refundBudget(res.dataset, j.buyer, res.reserved);
+      // Nothing ran: the job its contracts reserved is theirs again (docs/venue.md).
+      for (const c of (j.params as { request?: { contracts?: string[] } } | null)?.request?.contracts ?? []) store.venue.releaseJob(c);
       this.ctx.ledger(LedgerKind.JobRefused, { rule, by: "provider", party }, j.id);
       return x;
     });

@@ -16,8 +16,8 @@ const JOB_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$";
 
 /**
  * Whether a ledger entry is about `party`: an entry of one of its jobs (as
- * buyer or provider), its own registration, or the registration or a policy
- * change of one of its datasets.
+ * buyer or provider), its own registration, the registration or a policy
+ * change of one of its datasets, or of its own products, orders and contracts.
  */
 function entryConcerns(store: Store, party: string, e: LedgerEntry, jobs: Map<string, boolean>): boolean {
   if (e.job !== null) {
@@ -32,6 +32,10 @@ function entryConcerns(store: Store, party: string, e: LedgerEntry, jobs: Map<st
   if (e.kind === LedgerKind.PartyRegistered) return e.body["name"] === party;
   if (e.kind === LedgerKind.DatasetRegistered || e.kind === LedgerKind.DatasetCertified) return e.body["owner"] === party;
   if (e.kind === LedgerKind.PolicyChanged) return typeof e.body["dataset"] === "string" && store.getDataset(e.body["dataset"])?.owner === party;
+  // The venue (docs/venue.md): its own products, and the orders and contracts it is a party to.
+  if (e.kind === LedgerKind.ProductPublished || e.kind === LedgerKind.ProductWithdrawn) return typeof e.body["product"] === "string" && store.venue.latestProduct(e.body["product"])?.owner === party;
+  const contract = e.body["order"] ?? e.body["contract"];
+  if (e.kind.startsWith("order.") || e.kind.startsWith("contract.")) return typeof contract === "string" && [store.venue.getContract(contract)?.buyer, store.venue.getContract(contract)?.provider].includes(party);
   return false;
 }
 

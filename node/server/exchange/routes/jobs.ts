@@ -21,11 +21,21 @@ import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView, jobViewSchema } from "../views.js";
 import { chattyLogLevel } from "../../log-level.js";
+import { signedContractOf } from "../../../venue/contract.js";
+import { contractsForJob, reserveContracts } from "../../../venue/job-contracts.js";
+import type { ContractRow } from "../../../store.js";
 
 const NO_ROOM = "a provider's mailbox has no room for another job: nothing was recorded; submit the job again later";
 
 export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs }) => {
   const { store, identity } = ctx;
+  const requireContracts = ctx.options.requireContracts === true;
+  /** What job.start carries to a provider and the ledger records of a job's contracts (nothing for a job under none). */
+  const contractFields = (rows: readonly ContractRow[], provider: string) => {
+    const own = rows.filter((r) => r.provider === provider).map(signedContractOf);
+    return own.length > 0 ? { contracts: own } : {};
+  };
+  const contractIds = (rows: readonly ContractRow[]) => (rows.length > 0 ? { contracts: rows.map((r) => r.id) } : {});
 
   /** Checks a job against one dataset's policy; a denial is recorded (the job refused, naming the rule and dataset) and thrown. */
   const check = (job: { id: string; request: JobRequest; providers: string[] }, policy: UsagePolicy, dataset: DatasetDescriptor, checked: JobRequest, budget: number): void => {
@@ -46,6 +56,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     const policy = ctx.loadPolicy(request.providerDataset);
     // A dataset the buyer may not use is answered as one that does not exist: nothing tells it apart, nothing is recorded.
     if (!dataset || !policy || !ctx.visibleTo(policy, request.buyer)) throw new NotFoundError("no such provider dataset");
+    // The contracts it runs under (docs/venue.md), before anything is recorded: a refusal names its rule and changes nothing.
+    const contracts = contractsForJob(store, request, [dataset.id], ctx.now(), requireContracts);
     const id = `job-${randomUUID()}`;
     const providers = [dataset.owner];
     const budget = store.getBudget(dataset.id, request.buyer)?.remaining ?? policy.queryBudget;
@@ -59,10 +71,12 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
       const cost = jobCost(policy, runs) ?? 1;
       if (!store.getBudget(dataset.id, runs.buyer)) store.setBudget(dataset.id, runs.buyer, policy.queryBudget);
       store.consumeBudget(dataset.id, runs.buyer, cost);
+      // One job of each contract's quota, taken in this transaction: concurrent submissions never exceed it.
+      reserveContracts(store, contracts);
       const j = store.createJob({ id, protocol: runs.protocol, buyer: runs.buyer, providers, params: { request: runs } as never });
-      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: runs.protocol, buyer: runs.buyer, dataset: dataset.id, cost, request: requestDigest(runs) }, id);
+      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: runs.protocol, buyer: runs.buyer, dataset: dataset.id, cost, request: requestDigest(runs), ...contractIds(contracts) }, id);
       // Queued with the job, in the same transaction: a job is never recorded without its start.
-      if (!ctx.sendStart(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record: e })) throw new MailboxFullError(NO_ROOM);
+      if (!ctx.sendStart(dataset.owner, { type: ControlType.Start, job: id, role: "provider", request: runs, counterpart: runs.buyer, record: e, ...contractFields(contracts, dataset.owner) })) throw new MailboxFullError(NO_ROOM);
       return j;
     });
     jobs.touch(id);
@@ -86,6 +100,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     if (new Set(providers).size !== providers.length || providers.includes(asked.buyer)) {
       throw new InvalidJobRequestError([{ field: "providerDatasets", problem: "each dataset must belong to a different provider, none of them the buyer" }]);
     }
+    const contracts = contractsForJob(store, asked, ids, ctx.now(), requireContracts);
     const prepared = await protocol.prepare(asked, ds, ps);
     // The keys job.start carries, before anything is recorded (a provider without one fails the submission).
     const keys = providers.map((name) => ({ name, maskPublicKey: store.getParty(name)?.maskPublicKey ?? null }));
@@ -104,11 +119,12 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
         store.consumeBudget(d.id, request.buyer, cost);
         return cost;
       });
+      reserveContracts(store, contracts);
       const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
-      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request) }, id);
+      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request), ...contractIds(contracts) }, id);
       // Queued with the job, in the same transaction: a job is never recorded without its starts.
       providers.forEach((p, i) => {
-        if (!ctx.sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record: e })) throw new MailboxFullError(NO_ROOM);
+        if (!ctx.sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record: e, ...contractFields(contracts, p) })) throw new MailboxFullError(NO_ROOM);
       });
       return j;
     });
