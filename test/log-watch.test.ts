@@ -127,6 +127,13 @@ describe("a party's watch on the exchange's log", () => {
     const entry = entries[2];
     if (entry === undefined) throw new Error("no entry");
     await watch.checkIncluded(entry, async (seq, size) => inclusionProofOf(x, seq, size), async () => undefined);
+    // A record beyond the head held, and no answer moving it on: refused, but no verdict on the log.
+    const later = listEntries(x)[4];
+    if (later === undefined) throw new Error("no entry");
+    const early = watcher();
+    early.watch.observe(header(signTreeHead(exchange.signing.secretKey, { size: 3, root: rootAt(x, 3), at: 1 }), null, null));
+    await expect(early.watch.checkIncluded(later, async (seq, size) => inclusionProofOf(x, seq, size), async () => undefined)).rejects.toMatchObject({ code: "UMBRA_BAD_LOG_HEAD" });
+    expect(early.party.log.evidence()).toEqual([]);
     // The same seq signed with another body (the exchange's key, another history): not in the log held.
     const forgedStore = ledgerOf(5, "z");
     const forged = listEntries(forgedStore)[2];

@@ -10,8 +10,8 @@ import { basename } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
 import { storedIdentityFrom } from "../identity.js";
 import { listEntries, syncLogTree, verifyLedger, type LedgerVerification } from "../ledger.js";
-import { currentTreeHead, type SignedTreeHead } from "../log/head.js";
-import { readHeadsFile } from "./log-heads.js";
+import { currentTreeHead, headsConsistent, parseProof, verifyTreeHead, type SignedTreeHead } from "../log/head.js";
+import { readHeadFile, readHeadsFile } from "./log-heads.js";
 import { openStore, type Store } from "../store.js";
 import { besideDb, EXCHANGE_NAME, loadIdentity } from "../server/start.js";
 import { passphraseOption } from "./node.js";
@@ -31,6 +31,13 @@ export const AUDIT_USAGE = `  audit verify --db FILE [--exchange-key HEX] [--hea
                  sign and print the log's current tree head (size, root, at,
                  signature) with the exchange's key (its key file, by default beside
                  the database), to publish for witnesses
+  audit witness --exchange URL --exchange-key HEX --head FILE [--out FILE] [--json]
+                 an outside witness's check, with only the exchange's public key: take
+                 the exchange's current signed tree head (an exchange started with
+                 --public-log serves it to anyone) and its consistency proof from the
+                 head in FILE (one kept before: a certificate's or receipt's head, a
+                 party's); exit 0 when the log only grew, 1 (UMBRA_LOG_INCONSISTENT)
+                 when it was rewritten; --out keeps the new head for the next check
   audit show --db FILE [--job ID] [--json]
                  print the ledger, one line per entry: seq, time, kind, job, body
 `;
@@ -63,6 +70,34 @@ export function storedPublicKey(store: Store): Uint8Array {
   const json = store.getIdentity();
   if (json === undefined) throw new UmbraError("UMBRA_NOT_FOUND", "the store holds no node identity (is it an exchange's database?)");
   return storedIdentityFrom(json).signingPublicKey;
+}
+
+/** What a witness finds: the exchange's current head, and whether a proof shows it extends the head held. */
+export type WitnessResult = { readonly ok: true; readonly from: number; readonly head: SignedTreeHead } | { readonly ok: false; readonly from: number; readonly head: SignedTreeHead; readonly problem: string };
+
+/** Fetches the exchange's public log head and the consistency proof from `held`, and checks both with only its public key. */
+export async function witnessCheck(exchange: string, publicKey: Uint8Array, held: SignedTreeHead): Promise<WitnessResult> {
+  const get = async (path: string): Promise<unknown> => {
+    let res: Response | undefined;
+    // A GET changes nothing: sent once more when a kept-alive connection was closed under it.
+    for (let attempt = 0; res === undefined; attempt++) {
+      try {
+        res = await fetch(exchange + path, { signal: AbortSignal.timeout(30_000) });
+      } catch {
+        if (attempt === 1) throw new UmbraError("UMBRA_EXCHANGE_UNREACHABLE", `the exchange at ${exchange} could not be reached`);
+      }
+    }
+    if (res.status === 401) throw new UmbraError("UMBRA_FORBIDDEN", "the exchange serves its log to its parties only: ask its operator to start it with --public-log, or check a head with a party (umbra party check-head)");
+    if (!res.ok) throw new UmbraError("UMBRA_EXCHANGE", `the exchange answered ${res.status}`);
+    return res.json();
+  };
+  if (verifyTreeHead(held, publicKey) === undefined) throw new UmbraError("UMBRA_BAD_LOG_HEAD", "the head given is not signed by that key");
+  const head = verifyTreeHead(await get("/v1/log/head"), publicKey);
+  if (head === undefined) throw new UmbraError("UMBRA_BAD_LOG_HEAD", "the exchange's head is malformed or not signed by that key");
+  if (head.size < held.size) return { ok: false, from: held.size, head, problem: "it holds fewer entries than the head held" };
+  const proof = parseProof(((await get(`/v1/log/consistency?first=${held.size}&second=${head.size}`)) as { proof?: unknown }).proof);
+  if (proof === undefined) throw new UmbraError("UMBRA_BAD_LOG_HEAD", "the exchange's consistency proof is malformed");
+  return headsConsistent(held, head, proof) ? { ok: true, from: held.size, head } : { ok: false, from: held.size, head, problem: "the consistency proof fails: the history the held head signed was rewritten" };
 }
 
 /** Verifies the ledger in a store file (and the signed tree heads given). */
@@ -126,6 +161,19 @@ export async function auditCommand(args: readonly string[], io: CommandIO = proc
     if (out !== undefined) writeFileSync(out, text + "\n");
     else io.out(text);
     return 0;
+  }
+  if (sub === "witness") {
+    const o = parseOptions(rest, { "--exchange": "string", "--exchange-key": "string", "--head": "string", "--out": "string", "--json": "flag" }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    const pk = o.require("--exchange-key");
+    if (!/^[0-9a-f]{64}$/.test(pk)) throw new UsageError("--exchange-key needs the exchange's signing key, 64 lowercase hex digits", usage);
+    const r = await witnessCheck(o.require("--exchange").replace(/\/+$/, ""), Uint8Array.from(Buffer.from(pk, "hex")), readHeadFile(o.require("--head")));
+    const out = o.get("--out");
+    if (r.ok && out !== undefined) writeFileSync(out, `${JSON.stringify(r.head)}\n`);
+    if (o.has("--json")) io.out(JSON.stringify(r));
+    else if (r.ok) io.out(`consistent: the exchange's log grew from ${r.from} to ${r.head.size} entries without changing one (root ${r.head.root.slice(0, 16)}…, signed ${new Date(r.head.at).toISOString()})`);
+    else io.err(`UMBRA_LOG_INCONSISTENT: the exchange's log of ${r.head.size} entries is not an extension of the head held (${r.from} entries): ${r.problem}`);
+    return r.ok ? 0 : 1;
   }
   if (sub === "show") {
     const o = parseOptions(rest, { "--db": "string", "--job": "string", "--json": "flag" }, usage);

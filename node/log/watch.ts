@@ -177,10 +177,11 @@ export class LogWatch {
   /**
    * Checks that a signed ledger entry the exchange gave this party (a job's
    * job.submitted record) is in the log as this party holds it: `refresh()`
-   * is called when the head held does not reach the entry yet (any answer
-   * moves it on), then `proofOf(seq, size)` is asked for the entry's audit
-   * path in the head held. An entry the head does not contain is an
-   * inconsistency (evidence kept; LogInconsistentError).
+   * is called when the head held does not reach the entry yet (an answer to a
+   * request that says the size held moves it on), then `proofOf(seq, size)`
+   * is asked for the entry's audit path in the head held. An entry whose
+   * proof fails is an inconsistency (evidence kept; LogInconsistentError); a
+   * head that still does not reach it is BadLogHeadError (no evidence).
    */
   async checkIncluded(entry: LedgerEntry, proofOf: (seq: number, size: number) => Promise<unknown>, refresh: () => Promise<void>): Promise<void> {
     if (this.inconsistent()) throw new LogInconsistentError("found before");
@@ -189,8 +190,8 @@ export class LogWatch {
       await refresh();
       held = this.head();
     }
-    if (held === undefined) throw new BadLogHeadError("log head (this party holds none yet)");
-    if (held.size < entry.seq) this.#fail(held, entry, "not-included");
+    // No head reaching the entry yet (the exchange gave none): no verdict on the log, but no job either.
+    if (held === undefined || held.size < entry.seq) throw new BadLogHeadError("log head reaching the job's record");
     let proof: Uint8Array[] | undefined;
     try {
       proof = parseProof(await proofOf(entry.seq, held.size));

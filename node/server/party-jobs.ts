@@ -325,6 +325,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       await o.logWatch.checkIncluded(
         record,
         async (seq, size) => (await o.client.json<{ proof: unknown }>("GET", `/v1/log/inclusion?seq=${seq}&size=${size}`)).proof,
+        // Any answer to a request sent now carries the head and the proof from the size held (node/log/watch.ts).
         async () => void (await o.client.json("GET", "/v1/log/head")),
       );
     } catch (err) {

@@ -45,11 +45,11 @@ afterEach(async () => {
 });
 
 /** An exchange on a database file, a provider with a dataset and a buyer that ran one psi job: both hold signed heads. */
-async function venue(): Promise<Venue> {
+async function venue(options: { readonly publicLog?: boolean } = {}): Promise<Venue> {
   const dir = mkdtempSync(join(tmpdir(), "umbra-f18-"));
   const path = join(dir, "exchange.db");
   const identity = generateIdentity("exchange");
-  const x = await startExchange({}, { store: openStore(path), identity, port: 0 });
+  const x = await startExchange(options, { store: openStore(path), identity, port: 0 });
   const telco = await startParty("telco", x.url, pool);
   const bank = await startParty("bank", x.url, pool);
   const v: Venue = { dir, path, identity, x, bank, telco };
@@ -91,12 +91,12 @@ function forge(path: string, identity: NodeIdentity, edit: (rows: LedgerRow[]) =
 }
 
 /** Stops the exchange, forges its database, and starts it again on the same port. */
-async function tamper(v: Venue, edit: Parameters<typeof forge>[2]): Promise<void> {
+async function tamper(v: Venue, edit: Parameters<typeof forge>[2], options: { readonly publicLog?: boolean } = {}): Promise<void> {
   const port = Number(new URL(v.x.url).port);
   await v.x.app.close();
   v.x.store.close();
   forge(v.path, v.identity, edit);
-  v.x = await startExchange({}, { store: openStore(v.path), identity: v.identity, port });
+  v.x = await startExchange(options, { store: openStore(v.path), identity: v.identity, port });
 }
 
 const rewrite = (seq: number) => (rows: LedgerRow[]) => rows.map((r) => ({ ...r, body: r.seq === seq ? canonicalJson({ ...(JSON.parse(r.body) as object), rewritten: true }) : r.body }));
@@ -239,6 +239,35 @@ describe("finding 18: a rewritten, cut or forked log is caught by the parties an
     expect(out[0]).toMatch(/^consistent: /);
     expect(v.bank.store.log.evidence()).toEqual([]);
   }, 60_000);
+});
+
+describe("an outside witness (umbra audit witness), with only the exchange's public key", () => {
+  it("follows a public log as it grows, from a certificate's head, and catches it rewritten", async () => {
+    const v = await venue({ publicLog: true });
+    const key = hex(v.identity.signing.publicKey);
+    const cert = join(v.dir, "cert.json");
+    writeFileSync(join(v.telco.dataDir, "more.csv"), "phone\n5\n");
+    const reg = await api<{ certificate: unknown }>(v.telco.url, "POST", "/v1/datasets", { file: "more.csv", policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"] } });
+    writeFileSync(cert, JSON.stringify(reg.body.certificate));
+    const kept = join(v.dir, "witness-head.json");
+    const witness = async (head: string) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await auditCommand(["witness", "--exchange", v.x.url, "--exchange-key", key, "--head", head, "--out", kept], { out: (l) => void out.push(l), err: (l) => void err.push(l) });
+      return { code, out, err };
+    };
+    // The log grows (another job); the witness, from the certificate's head, finds it only grew.
+    const r = await api<{ id: string }>(v.bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } });
+    expect(await waitForJob(v.bank.url, r.body.id)).toMatchObject({ state: "succeeded" });
+    const grew = await witness(cert);
+    expect(grew.code).toBe(0);
+    expect(grew.out[0]).toMatch(/^consistent: the exchange's log grew from \d+ to \d+ entries without changing one/);
+    // Rewritten under the head the witness kept: refused.
+    await tamper(v, rewrite(3), { publicLog: true });
+    const caught = await witness(kept);
+    expect(caught.code).toBe(1);
+    expect(caught.err[0]).toMatch(/^UMBRA_LOG_INCONSISTENT: /);
+  }, 90_000);
 });
 
 describe("the log's endpoints", () => {

@@ -10,12 +10,14 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { BadRequestError } from "../../../errors.js";
 import { consistencyProofOf, inclusionProofOf } from "../../../log/head.js";
 import type { ExchangeServices } from "../services.js";
+import { AUTH_HEADERS } from "../../auth.js";
 
 const SIZE = { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
 
 export const logRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
   const { store } = ctx;
-  const guard = ctx.options.publicLog === true ? {} : { preValidation: ctx.auth };
+  // A public log answers anyone; a party's signed request is still authenticated there, so its answer carries the head it checks.
+  const guard = { preValidation: ctx.options.publicLog === true ? async (req: FastifyRequest) => (req.headers[AUTH_HEADERS.party] !== undefined ? ctx.auth(req) : undefined) : ctx.auth };
 
   /** The signed tree head now: {size, root, at, signature}. */
   app.get("/v1/log/head", { ...guard }, async () => ctx.treeHead());
