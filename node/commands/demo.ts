@@ -34,6 +34,7 @@ import { listEntries, resultCommitment, type LedgerEntry } from "../ledger.js";
 import { openStore } from "../store.js";
 import { count, parseOptions, processIO, type CommandIO } from "./args.js";
 import { registerDataset } from "./datasets.js";
+import { demoTrade } from "./demo-trade.js";
 import { describeFinal, describeProgress, jobResult, submitAggregateJob, submitJob, submitJoinAggregateJob, waitForJob, type JobView } from "./jobs.js";
 import { PartyApiError, partyEndpoint, type PartyEndpoint } from "./node.js";
 import {
@@ -172,7 +173,8 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
 
     // 2. Nodes.
     let t = performance.now();
-    const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
+    // --public-log: an outsider (step 5) follows the exchange's log with only its public key.
+    const exchange = await startProcess("exchange", ["exchange", "start", "--port", "0", "--public-log", "--db", join(dirs["exchange"] as string, "exchange.db")], join(root, "exchange.log"));
     procs.push(exchange);
     // Its key's fingerprint, as its operator would publish it: each party is started with it (--exchange-key) and pins it.
     const fingerprint = /key fingerprint ([0-9a-f]{16})/.exec(exchange.line)?.[1];
@@ -384,7 +386,25 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
       say(`     refused: ${err.rule} — by the exchange, before anything reached the retailer; recorded in the ledger`);
     }
 
-    // 5. Audit.
+    // 5. A trade on the venue: certificate, product, order, contract, a job under it, an outsider's checks.
+    say(`\n5. A trade on the venue (docs/venue.md): the telco sells matching against its subscribers`);
+    t = performance.now();
+    const traded = await demoTrade({
+      say,
+      runCli,
+      exchangeUrl: exchange.url,
+      dir: dirs["bank"] as string,
+      telco: { url: telco.url, tokenFile: join(dirs["telco"] as string, "telco.token") },
+      bank: { url: bank.url, tokenFile: join(dirs["bank"] as string, "bank.token") },
+      dataset: rt.id,
+      input: "customers.csv",
+      expectedMatches: data.bank.filter((x) => x.phone !== "" && data.telco.has(x.phone)).length,
+      queryCount: bankKeys.size,
+    });
+    say(`   (${secs(t)})`);
+    if (!traded) ok = false;
+
+    // 6. Audit.
     t = performance.now();
     // The bank kept the latest signed tree head of the exchange's log it was shown: the ledger must still have it as a prefix.
     const head = await runCli(["party", "head", "--party", bank.url, "--token-file", join(dirs["bank"] as string, "bank.token")]);
@@ -392,7 +412,7 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     writeFileSync(headFile, head.out);
     const kept = JSON.parse(head.out) as { size: number; root: string };
     const audit = await runCli(["audit", "verify", "--db", exchangeDb, "--head", headFile]);
-    say(`\n5. $ umbra party head --party ${bank.url} --token-file …/bank.token > bank-head.json   → size ${kept.size}, root ${kept.root.slice(0, 16)}…  (the bank's signed tree head)`);
+    say(`\n6. $ umbra party head --party ${bank.url} --token-file …/bank.token > bank-head.json   → size ${kept.size}, root ${kept.root.slice(0, 16)}…  (the bank's signed tree head)`);
     say(`   $ umbra audit verify --db ${exchangeDb} --head bank-head.json   (${secs(t)})`);
     say(`   ${audit.out.trim()}`);
     if (head.code !== 0 || audit.code !== 0) ok = false;
@@ -400,13 +420,13 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     ok = false;
     say(`\nthe demo failed: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
-    // 6. Shut down.
+    // 7. Shut down.
     const t = performance.now();
     // The parties first (they stop polling the exchange), then the exchange.
     const parties = procs.filter((p) => p.name !== "exchange");
     const codes = await Promise.all(parties.map(async (p) => [p.name, await stopProcess(p)] as const));
     for (const p of procs.filter((q) => q.name === "exchange")) codes.push([p.name, await stopProcess(p)] as const);
-    say(`\n6. Stopped with SIGTERM (${secs(t)}): ${codes.map(([n, c]) => `${n} exited ${c}`).join(", ")}`);
+    say(`\n7. Stopped with SIGTERM (${secs(t)}): ${codes.map(([n, c]) => `${n} exited ${c}`).join(", ")}`);
     if (codes.some(([, c]) => c !== 0)) ok = false;
     if (!o.has("--keep") && ok) rmSync(root, { recursive: true, force: true });
     else say(`   data, databases and logs kept in ${root}`);
