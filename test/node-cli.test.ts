@@ -212,13 +212,18 @@ describe("umbra node commands across processes", () => {
 });
 
 describe("npm run demo", () => {
-  it("starts the nodes as processes, runs every protocol as a job, verifies the ledger, exits 0", () => {
-    const r = spawnSync(process.execPath, [cli, "demo"], { encoding: "utf8", timeout: 240_000 });
+  it("starts the nodes as processes, runs every protocol as a job, a trade on the venue, verifies the ledger, exits 0", () => {
+    const r = spawnSync(process.execPath, [cli, "demo"], { encoding: "utf8", timeout: 420_000 });
     expect(r.stderr).toBe("");
     expect(r.status, r.stdout).toBe(0);
     expect(r.stdout).toMatch(/ledger verified: \d+ entries/);
     expect(r.stdout).toMatch(/refused: protocol-not-allowed/);
     expect(r.stdout).toMatch(/telco exited 0, retailer exited 0, bank exited 0, exchange exited 0/);
     expect(r.stdout).not.toMatch(/DIFFERENT/);
-  }, 300_000);
+    // The trade: refused without a contract, run under one, checked by an outsider with only the exchange's key.
+    expect(r.stdout).toMatch(/refused: contract-required/);
+    expect(r.stdout).toMatch(/certificate verified: signed by the exchange's key and included in its signed log/);
+    expect(r.stdout).toMatch(/consistent: the exchange's log grew from \d+ to \d+ entries without changing one/);
+    expect(r.stdout).not.toMatch(/NOT EXPECTED/);
+  }, 480_000);
 });
