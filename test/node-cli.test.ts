@@ -191,7 +191,7 @@ describe("umbra node commands across processes", () => {
     const ok = await umbra("audit", "verify", "--db", exchangeDb);
     expect(ok.stderr).toBe("");
     expect(ok.status).toBe(0);
-    expect(ok.stdout).toMatch(/^ledger verified: \d+ entries, head seq \d+ [0-9a-f]{16}…$/m);
+    expect(ok.stdout).toMatch(/^ledger verified: \d+ entries, head seq \d+ [0-9a-f]{16}…, log root [0-9a-f]{16}…$/m);
     const show = await umbra("audit", "show", "--db", exchangeDb);
     expect(show.status).toBe(0);
     expect(show.stdout).toMatch(/^1 {2}\S+Z {2}party\.registered {2}- {2}\{/m);

@@ -146,7 +146,7 @@ describe("finding 1: the party's local API", () => {
     expect(telco.store.latestPolicy("telco.subs.csv")?.version).toBe(2);
     expect(x.store.latestPolicy("telco.subs.csv")?.version).toBe(2);
     const added = [...x.store.ledgerRows()].slice(ledger);
-    expect(added.map((r) => r.kind)).toEqual(["policy.changed"]);
+    expect(added.map((r) => r.kind)).toEqual(["policy.changed", "dataset.certified"]);
     expect(JSON.parse(added[0]?.body ?? "{}")).toMatchObject({ dataset: "telco.subs.csv", version: 2 });
   });
 

@@ -90,9 +90,9 @@ describe("finding 8: a party reads only its own entries of the ledger", () => {
     const all = [...x.store.ledgerRows()];
     expect(entries.map((e) => e["seq"])).toEqual(all.map((r) => r.seq));
     const full = entries.filter((e) => "body" in e);
-    // Eve's registration, her dataset's registration and its policy: nothing else.
-    expect(full.map((e) => [e["kind"], e["job"]])).toEqual([["party.registered", null], ["dataset.registered", null], ["policy.changed", null]]);
-    expect(full.map((e) => (e["body"] as Record<string, unknown>)["name"] ?? (e["body"] as Record<string, unknown>)["dataset"])).toEqual(["eve", "eve.own.csv", "eve.own.csv"]);
+    // Eve's registration, her dataset's registration, its policy and its certificate: nothing else.
+    expect(full.map((e) => [e["kind"], e["job"]])).toEqual([["party.registered", null], ["dataset.registered", null], ["policy.changed", null], ["dataset.certified", null]]);
+    expect(full.map((e) => (e["body"] as Record<string, unknown>)["dataset"] ?? (e["body"] as Record<string, unknown>)["name"])).toEqual(["eve", "eve.own.csv", "eve.own.csv", "eve.own.csv"]);
     for (const e of entries.filter((e) => !("body" in e))) expect(Object.keys(e).sort()).toEqual(["hash", "prevHash", "seq", "signature"]);
     // Nothing of the bank's job, of the telco's or the bank's registrations reaches her.
     const text = JSON.stringify(entries);
