@@ -221,7 +221,7 @@ export function appendEntry(store: Store, signer: LedgerSigner, entry: LedgerEnt
   const bodyText = canonicalJson(entry.body);
   if (Buffer.byteLength(bodyText) > MAX_BODY_BYTES) throw new InvalidArgumentError(`a ledger body must be at most ${MAX_BODY_BYTES} bytes of JSON`);
   const body = JSON.parse(bodyText) as LedgerBody;
-  privateKey(signer.secretKey);
+  const key = privateKey(signer.secretKey);
   const job = entry.job ?? null;
   return store.transaction(() => {
     const head = store.ledgerHead();
@@ -230,11 +230,13 @@ export function appendEntry(store: Store, signer: LedgerSigner, entry: LedgerEnt
     const at = store.now();
     const fields = { seq, at, kind: entry.kind, job, body, prevHash };
     const hash = entryHash(fields);
-    const signature = signHex(signer.secretKey, Buffer.from(hash, "hex"));
+    const signature = signHex(key, Buffer.from(hash, "hex"));
     const row: LedgerRow = { seq, at, kind: entry.kind, job, body: bodyText, prev_hash: prevHash, hash, signature };
     store.insertLedgerRow(row);
     // Its leaf in the log's tree, in the same transaction (after any the tree lacks from before it was kept).
-    if (syncLogTree(store) !== seq) throw new InvalidArgumentError("the log's tree does not match the ledger: run umbra audit verify");
+    const kept = store.log.leafCount();
+    if (kept === seq - 1) appendLeaf(store, seq - 1, entryLeafHash(fields));
+    else if (syncLogTree(store) !== seq) throw new InvalidArgumentError("the log's tree does not match the ledger: run umbra audit verify");
     return entryFromRow(row, body);
   });
 }

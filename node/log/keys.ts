@@ -32,8 +32,8 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
 }
 
 /** Ed25519 signature (hex) of `message`. */
-export function signHex(secretKey: Uint8Array, message: Uint8Array): string {
-  return sign(null, message, privateKey(secretKey)).toString("hex");
+export function signHex(secretKey: Uint8Array | KeyObject, message: Uint8Array): string {
+  return sign(null, message, secretKey instanceof Uint8Array ? privateKey(secretKey) : secretKey).toString("hex");
 }
 
 /** Whether `signature` (128 hex digits) is a valid Ed25519 signature of `message` under `publicKey`. */
