@@ -22,7 +22,15 @@
  */
 import { UmbraError } from "../../engine/errors.js";
 import { ShareRule } from "../schemas/venue.js";
-import type { Prices } from "./product.js";
+
+/** A price schedule with every price present (a product's, copied into its contracts). */
+export interface Prices {
+  readonly currency: string;
+  readonly perJob: number;
+  readonly perKey: number;
+  readonly perMatchedRow: number;
+  readonly perCell: number;
+}
 
 /** The units of a price schedule: perJob prices jobs, perKey keys, perMatchedRow matchedRows, perCell cells. */
 export const UNITS = ["jobs", "keys", "matchedRows", "cells"] as const;

@@ -20,7 +20,7 @@ import { PRODUCT_FIELDS, ProductSchema, ShareRule, type AutoApproveDocument, typ
 import type { JobRequest, UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
 import type { ProtocolId } from "../../protocols/index.js";
-import { MeteringRule } from "./metering.js";
+import { MeteringRule, type Prices } from "./metering.js";
 
 /** A product that is not well formed, or whose terms its datasets' policies do not allow (code UMBRA_INVALID_PRODUCT). */
 export class InvalidProductError extends InvalidDocumentError {
@@ -29,14 +29,7 @@ export class InvalidProductError extends InvalidDocumentError {
   }
 }
 
-/** A price schedule with every price present. */
-export interface Prices {
-  readonly currency: string;
-  readonly perJob: number;
-  readonly perKey: number;
-  readonly perMatchedRow: number;
-  readonly perCell: number;
-}
+export type { Prices } from "./metering.js";
 
 /** A product as parsed: every default filled (what is stored, digested and cited). */
 export interface Product {
