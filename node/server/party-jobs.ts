@@ -62,7 +62,7 @@ import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
 import { ContractDeniedError } from "../venue/contract.js";
 import type { PartyVenue } from "../venue/party-venue.js";
-import { meteredUnits } from "../venue/buyer-metering.js";
+import { lookupMatched, meteredUnits } from "../venue/buyer-metering.js";
 
 
 
@@ -445,7 +445,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     const salt = new Uint8Array(randomBytes(32));
     const digest = resultCommitment(salt, bytes);
     // The units a contract of the job prices, measured here and reported with the result's digest — only those priced (docs/venue.md, metering).
-    const metered = meteredUnits(store, r.spec.request, summary);
+    const metered = meteredUnits(store, r.spec.request, withheld === null && r.spec.protocol === "lookup" ? { ...summary, rows: lookupMatched(bytes, r.spec.request.params.outputColumns ?? []) } : summary);
     commit(job, () => {
       store.putResult(job, { digest, bytes, salt });
       store.transitionJob(job, ["running"], "succeeded", withheld, summary);

@@ -4,11 +4,13 @@
  * contract of the job prices (data minimisation), read from its own copies
  * of the contracts it ordered:
  *
- * - `matchedRows`: the rows of its result (a count's value; 0 when the
- *   result was withheld under the minimum intersection);
+ * - `matchedRows`: the rows of its result (a count's value; for lookup, the
+ *   rows a label was found for; 0 when the result was withheld under the
+ *   minimum intersection);
  * - `cells`: the aggregate cells released — the groups (or cells) the result
  *   shows after k-suppression, times the aggregates asked for.
  */
+import { tableFromIPC } from "apache-arrow";
 import type { JobRequest } from "../job-request.js";
 import type { Store } from "../store.js";
 import { buyerReports } from "./metering.js";
@@ -37,4 +39,16 @@ export function meteredUnits(store: Store, request: JobRequest, summary: Readonl
   const want = buyerReports(heldSchedules(store, request));
   const m = measuredUnits(request, summary);
   return { ...(want.matchedRows ? { matchedRows: m.matchedRows } : {}), ...(want.cells ? { cells: m.cells } : {}) };
+}
+
+/** A lookup result's matched rows: those with a value (not null, not NaN) in some output column. */
+export function lookupMatched(ipc: Uint8Array, outputColumns: readonly string[]): number {
+  const t = tableFromIPC(ipc);
+  const cols = outputColumns.flatMap((c) => {
+    const v = t.getChild(c);
+    return v ? [v] : [];
+  });
+  let n = 0;
+  for (let i = 0; i < t.numRows; i++) if (cols.some((c) => { const v: unknown = c.get(i); return v !== null && v !== undefined && !(typeof v === "number" && Number.isNaN(v)); })) n++;
+  return n;
 }

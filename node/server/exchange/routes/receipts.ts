@@ -65,7 +65,8 @@ export const receiptRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async 
 
   app.post("/v1/receipts/:id/ack", { preValidation: ctx.auth, schema: { body: AckSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     const party = req.party as string;
-    const r = ownReceipt((req.params as { id: string }).id, party);
+    const r = store.receipts.get((req.params as { id: string }).id);
+    if (r === undefined) throw new NotFoundError("no such receipt");
     if (r.buyer !== party) throw new ReceiptRefusedError(ReceiptRule.NotBuyer, "only the receipt's buyer acknowledges it");
     const key = store.getParty(party)?.signingPublicKey;
     if (key === undefined || !verifyAck(key, r.id, r.digest, req.body.signature)) throw new ReceiptRefusedError(ReceiptRule.AckSignature, "the acknowledgement does not verify under the buyer's key for this receipt");
