@@ -445,7 +445,9 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     const salt = new Uint8Array(randomBytes(32));
     const digest = resultCommitment(salt, bytes);
     // The units a contract of the job prices, measured here and reported with the result's digest — only those priced (docs/venue.md, metering).
-    const metered = meteredUnits(store, r.spec.request, withheld === null && r.spec.protocol === "lookup" ? { ...summary, rows: lookupMatched(bytes, r.spec.request.params.outputColumns ?? []) } : summary);
+    // A lookup's matched rows (those a label was found for) are kept in its summary: its receipt is checked against them.
+    if (withheld === null && r.spec.protocol === "lookup") summary = { ...summary, matched: lookupMatched(bytes, r.spec.request.params.outputColumns ?? []) };
+    const metered = meteredUnits(store, r.spec.request, summary);
     commit(job, () => {
       store.putResult(job, { digest, bytes, salt });
       store.transitionJob(job, ["running"], "succeeded", withheld, summary);

@@ -27,7 +27,7 @@ export function heldSchedules(store: Store, request: JobRequest): Prices[] {
 /** The units this buyer measured of its result (its summary: counts only). */
 export function measuredUnits(request: JobRequest, summary: Readonly<Record<string, number>>): { matchedRows: number; cells: number } {
   if (summary["withheld"] !== undefined) return { matchedRows: 0, cells: 0 };
-  const matchedRows = summary["rows"] ?? summary["count"] ?? 0;
+  const matchedRows = summary["matched"] ?? summary["rows"] ?? summary["count"] ?? 0;
   const released = Math.max(0, (summary["cells"] ?? summary["groups"] ?? 0) - (summary["suppressed"] ?? 0));
   const aggregates = (request.params as { aggregate?: { aggregates?: readonly unknown[] } }).aggregate?.aggregates?.length ?? 0;
   return { matchedRows, cells: released * aggregates };
