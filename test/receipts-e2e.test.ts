@@ -7,8 +7,7 @@
  * acknowledged by the buyer's agent, and the buyer's and the provider's
  * statements must add up to their receipts.
  */
-import { readFileSync } from "node:fs";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -135,8 +134,15 @@ describe("receipts of real jobs", () => {
     expect(none.body.rows).toEqual([]);
     const csv = join(bank.dataDir, "statement.csv");
     await writeStatement(csv, b.body);
-    const lines = readFileSync(csv, "utf8").trim().split("\n");
+    const lines = readFileSync(csv, "utf8").trim().split(/\r?\n/);
     expect(lines[0]).toBe("kind,receipt,job,at,role,currency,amount");
-    expect(lines.at(-1)).toBe(`total,,,,buyer,EUR,${sum}`);
+    expect(lines).toHaveLength(1 + issued.length + 1);
+    expect(lines.at(-1)).toBe(`total,"","","",buyer,EUR,${sum}`);
+    // Arrow: the same rows, amounts as exact 64-bit integers.
+    const arrow = join(bank.dataDir, "statement.arrow");
+    await writeStatement(arrow, b.body);
+    const t = tableFromIPC(readFileSync(arrow));
+    expect(t.numRows).toBe(issued.length + 1);
+    expect(t.getChild("amount")!.get(issued.length)).toBe(BigInt(sum));
   });
 });
