@@ -7,7 +7,12 @@
  * acknowledged by the buyer's agent, and the buyer's and the provider's
  * statements must add up to their receipts.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import Database from "better-sqlite3";
+import { generateIdentity } from "../node/identity.js";
+import { openStore } from "../node/store.js";
+import { umbra } from "./helpers/cli.js";
 import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,12 +20,15 @@ import { CryptoPool } from "../engine/index.js";
 import type { Receipt } from "../node/venue/receipt.js";
 import type { Statement } from "../node/venue/statement.js";
 import { writeStatement } from "../node/venue/statement.js";
-import { api, startExchange, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "./helpers/nodes.js";
+import { api, startExchange, tokenFileOf, startParty, waitForJob, waitUntil, type TestExchange, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let x: TestExchange;
 let acme: TestParty;
 let bank: TestParty;
+let carol: TestParty;
+const dir = mkdtempSync(join(tmpdir(), "umbra-receipts-"));
+const dbFile = join(dir, "exchange.db");
 
 /** A small deterministic generator (the prices and inputs of a run are reproducible from its seed). */
 let seed = 20261206;
@@ -38,8 +46,8 @@ const prices = {
 
 type Answer = { id?: string; state?: string; error?: { code: string; rule?: string } };
 
-async function contractFor(product: string): Promise<string> {
-  const o = await api<Answer>(bank.url, "POST", "/v1/orders", { product, purpose: "testing", quotaJobs: 10 });
+async function contractFor(product: string, buyer: TestParty = bank): Promise<string> {
+  const o = await api<Answer>(buyer.url, "POST", "/v1/orders", { product, purpose: "testing", quotaJobs: 10 });
   if (o.status !== 201 || o.body.id === undefined) throw new Error(`ordering: ${o.status} ${JSON.stringify(o.body)}`);
   const a = await api<Answer>(acme.url, "POST", `/v1/orders/${o.body.id}/approve`, {});
   if (a.status !== 200) throw new Error(`approving: ${a.status} ${JSON.stringify(a.body)}`);
@@ -61,11 +69,14 @@ const receiptOf = async (job: string): Promise<{ receipt: Receipt; acknowledged:
 };
 
 beforeAll(async () => {
-  x = await startExchange();
+  // The exchange's database in a file: the operator's statement reads it, and one test edits a receipt in it behind the exchange's back.
+  x = await startExchange({}, { store: openStore(dbFile), identity: generateIdentity("exchange"), port: 0 });
   acme = await startParty("acme", x.url, pool);
   bank = await startParty("bank", x.url, pool);
+  // A buyer whose agent syncs its receipts only when asked (no timer): the test edits its receipt before it looks.
+  carol = await startParty("carol", x.url, pool, undefined, { orderPollMs: 0 });
   writeFileSync(join(acme.dataDir, "subs.csv"), "phone,plan\n" + PROVIDER_KEYS.map((k, i) => `${k},${i % 7}`).join("\n") + "\n");
-  const reg = await api(acme.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi", "lookup"], outputColumns: ["plan"], keyColumns: ["phone"], allowedBuyers: ["bank"], queryBudget: 100_000, budgetUnit: "jobs" } });
+  const reg = await api(acme.url, "POST", "/v1/datasets", { file: "subs.csv", policy: { allowedProtocols: ["psi", "lookup"], outputColumns: ["plan"], keyColumns: ["phone"], allowedBuyers: ["bank", "carol"], queryBudget: 100_000, budgetUnit: "jobs" } });
   expect(reg.status).toBe(201);
   for (const [id, protocol, p] of [["acme.matching", "psi", prices.psi], ["acme.lookup", "lookup", prices.lookup]] as const) {
     const pub = await api(acme.url, "POST", "/v1/products", { product: { id, title: id, datasets: ["acme.subs.csv"], protocols: [protocol], outputColumns: protocol === "lookup" ? ["plan"] : [], prices: p } });
@@ -74,9 +85,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of [bank, acme]) await p?.close();
+  for (const p of [carol, bank, acme]) await p?.close();
   await x?.close();
   await pool.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 describe("receipts of real jobs", () => {
@@ -145,4 +157,58 @@ describe("receipts of real jobs", () => {
     expect(t.numRows).toBe(issued.length + 1);
     expect(t.getChild("amount")!.get(issued.length)).toBe(BigInt(sum));
   });
+
+  it("the CLI: receipt show saves a bundle that receipt verify checks offline; statement writes the party's and the operator's", async () => {
+    const r = issued[0]!;
+    const file = join(dir, "receipt.json");
+    const show = await umbra(["receipt", "show", r.id, "--out", file, "--party", bank.url, "--token-file", tokenFileOf(bank)]);
+    expect(show.status).toBe(0);
+    const key = Buffer.from(x.identity.signing.publicKey).toString("hex");
+    const ok = await umbra(["receipt", "verify", file, "--exchange-key", key, "--json"]);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, receipt: { id: r.id, amount: r.amount } });
+    const bundle = JSON.parse(readFileSync(file, "utf8")) as { receipt: Receipt };
+    const l = bundle.receipt.lines[0]!;
+    // One matched row more, the amounts made to add up: only the exchange's signature can tell.
+    const units = { ...l.units, matchedRows: (l.units.matchedRows as number) + 1 };
+    const amount = l.amount + l.prices.perMatchedRow;
+    writeFileSync(file, JSON.stringify({ ...bundle, receipt: { ...bundle.receipt, amount, shares: [{ provider: "acme", amount }], lines: [{ ...l, units, amount }] } }));
+    const bad = await umbra(["receipt", "verify", file, "--exchange-key", key, "--json"]);
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, rule: "receipt-signature-invalid" });
+    const csv = join(dir, "mine.csv");
+    const st = await umbra(["statement", "--from", "2000-01-01", "--to", "2100-01-01", "--out", csv, "--json", "--party", bank.url, "--token-file", tokenFileOf(bank)]);
+    expect(st.status).toBe(0);
+    const sum = issued.reduce((s, x) => s + x.amount, 0);
+    expect((JSON.parse(st.stdout) as Statement).totals).toEqual([{ currency: "EUR", role: "buyer", amount: sum, receipts: issued.length }]);
+    const op = await umbra(["statement", "--db", dbFile, "--for", "acme", "--from", "2000-01-01", "--to", "2100-01-01", "--out", join(dir, "acme.arrow"), "--json"]);
+    expect(op.status).toBe(0);
+    expect((JSON.parse(op.stdout) as Statement).totals).toEqual([{ currency: "EUR", role: "provider", amount: sum, receipts: issued.length }]);
+  }, 60_000);
+
+  it("a receipt edited at the exchange is refused by the buyer's agent (never kept, never acknowledged)", async () => {
+    const contract = await contractFor("acme.matching", carol);
+    const truth = { file: "carol.csv" };
+    writeFileSync(join(carol.dataDir, truth.file), "phone\n" + PROVIDER_KEYS.slice(0, 5).join("\n") + "\nzz1\n");
+    const sub = await api<{ id: string }>(carol.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: truth.file, providerDataset: "acme.subs.csv", params: { keyColumns: ["phone"], queryCount: 10 }, contracts: [contract] });
+    expect(sub.status).toBe(201);
+    expect(await waitForJob(carol.url, sub.body.id)).toMatchObject({ state: "succeeded" });
+    await waitUntil(() => x.store.receipts.byJob(sub.body.id) !== undefined, "the exchange issued the receipt");
+    const row = x.store.receipts.byJob(sub.body.id)!;
+    const doc = row.document as unknown as Receipt;
+    const l = doc.lines[0]!;
+    // One matched row fewer, its amounts made to add up (as whoever held the exchange's database could).
+    const units = { ...l.units, matchedRows: (l.units.matchedRows as number) - 1 };
+    const amount = l.amount - l.prices.perMatchedRow;
+    const edited = { ...doc, amount, shares: [{ provider: "acme", amount }], lines: [{ ...l, units, amount }] };
+    const db = new Database(dbFile);
+    db.prepare("UPDATE receipts SET document = ? WHERE id = ?").run(JSON.stringify(edited), row.id);
+    db.close();
+    const r = await api<{ error?: { rule?: string } }>(carol.url, "GET", `/v1/receipts?job=${sub.body.id}`);
+    expect(r.status).toBe(403);
+    expect(r.body.error?.rule).toBe("receipt-signature-invalid");
+    expect(carol.store.receipts.byJob(sub.body.id)).toBeUndefined();
+    expect(x.store.receipts.byJob(sub.body.id)?.ackSignature).toBeNull();
+    expect([...x.store.ledgerRows()].filter((e) => e.kind === "receipt.acknowledged" && (JSON.parse(e.body) as { receipt: string }).receipt === row.id)).toEqual([]);
+  }, 60_000);
 });
