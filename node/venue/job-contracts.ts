@@ -62,7 +62,7 @@ export function contractsForJob(store: Store, request: JobRequest, datasets: rea
     for (const d of checkCitedContract(row, productOf(store, row.productId, row.productVersion), request, datasets, now)) covered.add(d);
     rows.push(row);
   }
-  const currencies = new Set(rows.map((r) => (r.document as unknown as ContractDocument).prices.currency));
+  const currencies = new Set(rows.map((r) => (r.document as unknown as Partial<ContractDocument>).prices?.currency));
   if (currencies.size > 1) throw new ContractDeniedError(ContractRule.Currency, "the job's contracts are priced in more than one currency: one job has one receipt, in one currency");
   const inProducts = productDatasets(store);
   if (datasets.some((d) => (requireContracts || inProducts.has(d)) && !covered.has(d))) {
