@@ -136,6 +136,17 @@ describe("receipts", () => {
     expect(x.store.receipts.list({ job })).toHaveLength(1);
   });
 
+  it("after the exchange restarts, the succeeded event sent again still issues no second receipt", async () => {
+    x = await x.restart();
+    const before = state();
+    // The client's kept-alive connection to the old server is gone: the first attempt may fail to connect, and is sent again as an agent would.
+    const again = await event(bank, job, { kind: "succeeded", digest: DIGEST, matchedRows: 4 }).catch(() => event(bank, job, { kind: "succeeded", digest: DIGEST, matchedRows: 4 }));
+    expect(again.status).toBe(200);
+    expect(state()).toBe(before);
+    expect(x.store.receipts.list({ job }).map((r) => r.id)).toEqual([receiptId]);
+    expect([...x.store.ledgerRows()].filter((r) => r.kind === "receipt.issued" && (JSON.parse(r.body) as { job: string }).job === job)).toHaveLength(1);
+  });
+
   it("an ack of an edited receipt (another digest) is refused: receipt-ack-invalid", async () => {
     const before = state();
     const row = x.store.receipts.get(receiptId)!;
