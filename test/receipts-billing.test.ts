@@ -9,9 +9,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { generateIdentity } from "../node/identity.js";
-import { AmountOverflowError, checkBuyerUnits, lineUnits, MeteringRefusedError, splitAmount, type Prices } from "../node/venue/metering.js";
+import { AmountOverflowError, checkBuyerUnits, lineUnits, MeteringRefusedError, splitAmount, type Prices, type Units } from "../node/venue/metering.js";
 import { buildReceipt, parseReceipt, receiptDigest, ReceiptRefusedError, signReceipt, verifyReceiptSignature, type BilledContract } from "../node/venue/receipt.js";
 import { InvalidProductError, parseProduct } from "../node/venue/product.js";
+import { checkAgainstJob } from "../node/venue/party-receipts.js";
+import { openStore } from "../node/store.js";
+import type { JobRequest } from "../node/job-request.js";
 
 const price = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 10_000 }));
 const prices = fc.record({ currency: fc.constant("EUR"), perJob: price, perKey: price, perMatchedRow: price, perCell: price });
@@ -139,5 +142,31 @@ describe("metering and shares (property)", () => {
     expect(() => parseProduct(doc, "acme")).toThrow(InvalidProductError);
     expect(() => parseProduct(doc, "acme")).toThrow(/product-matched-rows-reveal-cardinality/);
     expect(parseProduct({ ...doc, prices: { currency: "EUR", perJob: 1 } }, "acme").prices.perMatchedRow).toBe(0);
+  });
+});
+
+describe("the buyer's agent's check of a receipt against what it knows", () => {
+  const store = openStore(":memory:");
+  const prices: Prices = { currency: "EUR", perJob: 100, perKey: 2, perMatchedRow: 5, perCell: 0 };
+  const contract = { v: 1, id: "contract-1", product: { id: "acme.m", version: 1, digest: "cd".repeat(32) }, buyer: "bank", provider: "acme", purpose: "p", quota: { jobs: 3 }, prices, share: "equal", notBefore: "2026-01-01T00:00:00Z", notAfter: "2027-01-01T00:00:00Z" };
+  store.venue.putContract({ id: "contract-1", productId: "acme.m", productVersion: 1, buyer: "bank", provider: "acme", document: contract, digest: "ab".repeat(32), buyerSignature: "11".repeat(64), state: "pending", quotaJobs: 3, notBefore: 0, notAfter: 10 });
+  const request = { protocol: "psi", buyer: "bank", buyerDataset: "c.csv", providerDataset: "acme.d.csv", params: { keyColumns: ["k"], queryCount: 50 }, contracts: ["contract-1"] } as unknown as JobRequest;
+  const receipt = (units: Units, job = "job-1", digest = "ab".repeat(32)) =>
+    buildReceipt({ id: "r", job, buyer: "bank", at: 0, providers: [], contracts: [{ contract: "contract-1", contractDigest: digest, product: { id: "acme.m", version: 1 }, provider: "acme", prices, share: "equal", units }] });
+  const rule = (r: ReturnType<typeof receipt>) => {
+    try {
+      checkAgainstJob(store, "bank", "job-1", request, { rows: 7 }, r);
+    } catch (err) {
+      return (err as ReceiptRefusedError).rule;
+    }
+    return "ok";
+  };
+
+  it("accepts the units it reported; refuses other matched rows, more keys than declared, another job's or another contract's", () => {
+    expect(rule(receipt({ jobs: 1, keys: 40, matchedRows: 7 }))).toBe("ok");
+    expect(rule(receipt({ jobs: 1, keys: 40, matchedRows: 8 }))).toBe("receipt-units-mismatch");
+    expect(rule(receipt({ jobs: 1, keys: 51, matchedRows: 7 }))).toBe("receipt-units-mismatch");
+    expect(rule(receipt({ jobs: 1, keys: 40, matchedRows: 7 }, "job-2"))).toBe("receipt-wrong-job");
+    expect(rule(receipt({ jobs: 1, keys: 40, matchedRows: 7 }, "job-1", "ee".repeat(32)))).toBe("receipt-units-mismatch");
   });
 });
