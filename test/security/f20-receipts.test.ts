@@ -86,6 +86,18 @@ afterAll(async () => {
 });
 
 describe("metering refusals (the exchange, before anything is recorded)", () => {
+  it("a product priced per matched row that offers psi-cardinality (the count metered is the result): product-matched-rows-reveal-cardinality", async () => {
+    const before = state();
+    const r = await signedRequest<{ error?: { code: string; message: string } }>(x.url, acme, "POST", "/v1/products", {
+      body: { product: { id: "acme.count", title: "Count", datasets: ["acme.d.csv"], protocols: ["psi-cardinality"], prices: { currency: "EUR", perJob: 1, perMatchedRow: 1 } } },
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error?.code).toBe("UMBRA_INVALID_PRODUCT");
+    expect(r.body.error?.message).toContain("prices.perMatchedRow: must be 0 when the protocols include psi-cardinality (product-matched-rows-reveal-cardinality");
+    expect(state()).toBe(before);
+    expect(x.store.venue.latestProduct("acme.count")).toBeUndefined();
+  });
+
   it("a provider reporting more keys than the job declared: metering-keys-over-declared", async () => {
     const job = await runningJob(bank, await contractFor(bank), 10);
     const before = state();
