@@ -34,6 +34,7 @@ import { PSI_USAGE, psiCommand } from "./commands/psi.js";
 import { runDemo } from "./demo.js";
 import { AUDIT_USAGE, auditCommand } from "./commands/audit.js";
 import { CERTIFICATE_USAGE, certificateCommand } from "./commands/certificate.js";
+import { RECEIPTS_USAGE, receiptCommand, statementCommand } from "./commands/receipts.js";
 import { DEMO_USAGE, nodeDemoCommand } from "./commands/demo.js";
 import { DATASET_USAGE, datasetCommand } from "./commands/datasets.js";
 import { JOB_USAGE, jobCommand } from "./commands/jobs.js";
@@ -46,7 +47,7 @@ const USAGE = `Usage: umbra <command> [options]
 Commands:
 ${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
-${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${VENUE_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
+${EXCHANGE_USAGE}${PARTY_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${VENUE_USAGE}${RECEIPTS_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
@@ -120,6 +121,10 @@ export async function main(argv: string[]): Promise<number> {
         return await orderCommand(args);
       case "contract":
         return await contractCommand(args);
+      case "receipt":
+        return await receiptCommand(args);
+      case "statement":
+        return await statementCommand(args);
       case "audit":
         return await auditCommand(args);
       case "certificate":

@@ -65,6 +65,9 @@ export const LedgerKind = {
   OrderRejected: "order.rejected",
   ContractSigned: "contract.signed",
   ContractRevoked: "contract.revoked",
+  // Receipts (docs/venue.md): ids, digests, amounts, never data.
+  ReceiptIssued: "receipt.issued",
+  ReceiptAcknowledged: "receipt.acknowledged",
 } as const;
 export type LedgerKind = (typeof LedgerKind)[keyof typeof LedgerKind];
 

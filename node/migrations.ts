@@ -396,6 +396,41 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX contracts_provider ON contracts (provider, state);
     `,
   },
+  {
+    version: 8,
+    name: "venue: receipts",
+    sql: `
+      -- One receipt per job that ran under contracts (docs/venue.md, "Receipts
+      -- and statements"): the exchange's signed document as canonical JSON, its
+      -- digest and signature, and the buyer's acknowledgement once it came. At
+      -- a party, the receipts it is buyer or provider of, as it fetched them.
+      -- Amounts in integer minor units; never a row of a dataset.
+      CREATE TABLE receipts (
+        id                TEXT    PRIMARY KEY,
+        job               TEXT    NOT NULL UNIQUE,
+        buyer             TEXT    NOT NULL,
+        currency          TEXT    NOT NULL CHECK (length(currency) = 3),
+        amount            INTEGER NOT NULL CHECK (amount >= 0),
+        document          TEXT    NOT NULL,
+        digest            TEXT    NOT NULL CHECK (length(digest) = 64),
+        signature         TEXT    NOT NULL CHECK (length(signature) = 128),
+        issued_seq        INTEGER,
+        ack_signature     TEXT             CHECK (ack_signature IS NULL OR length(ack_signature) = 128),
+        issued_at         INTEGER NOT NULL,
+        acknowledged_at   INTEGER
+      ) STRICT;
+      CREATE INDEX receipts_buyer ON receipts (buyer, issued_at);
+      CREATE INDEX receipts_issued ON receipts (issued_at);
+      -- Who a receipt pays: one row per provider's share (a statement's provider side).
+      CREATE TABLE receipt_shares (
+        receipt   TEXT    NOT NULL REFERENCES receipts (id),
+        provider  TEXT    NOT NULL,
+        amount    INTEGER NOT NULL CHECK (amount >= 0),
+        PRIMARY KEY (receipt, provider)
+      ) STRICT;
+      CREATE INDEX receipt_shares_provider ON receipt_shares (provider);
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

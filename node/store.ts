@@ -40,4 +40,5 @@ export { canonicalJson } from "./store/checks.js";
 export { openStore } from "./store/sqlite.js";
 export type { LogRows, StoredTreeHead, LogEvidence } from "./store/log-rows.js";
 export { ContractState, ProductState, type ContractInput, type ContractRow, type ProductRow } from "./store/venue.js";
+export { type ReceiptInput, type ReceiptRow } from "./store/receipts.js";
 export type { DurableRows, RelayInput, RelayRow, RelayKind, RelayUsage, OutboxRow, JobRun } from "./store/durable.js";

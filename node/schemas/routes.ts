@@ -64,6 +64,9 @@ export const JobEventSchema = Type.Object(
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 80 })),
     digest: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}$" })),
     units: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+    // succeeded: the units the buyer's agent measured, reported only when a contract of the job prices them (docs/venue.md).
+    matchedRows: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+    cells: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
     progress: Type.Optional(
       Type.Object(
         { phase: Type.String({ pattern: "^[ -~]{1,64}$" }), done: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), total: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) },

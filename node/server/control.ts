@@ -43,6 +43,9 @@ export interface JobEvent {
   readonly reason?: string;
   readonly digest?: string;
   readonly progress?: unknown;
+  /** "succeeded": the units the buyer measured, only those a contract of the job prices (docs/venue.md). */
+  readonly matchedRows?: number;
+  readonly cells?: number;
 }
 
 /** The lookup product name of a dataset (a product version is its policy version). */

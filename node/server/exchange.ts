@@ -61,6 +61,7 @@ import { partyRoutes } from "./exchange/routes/parties.js";
 import { relayRoutes } from "./exchange/routes/relay.js";
 import { contractRoutes } from "./exchange/routes/contracts.js";
 import { productRoutes } from "./exchange/routes/products.js";
+import { receiptRoutes } from "./exchange/routes/receipts.js";
 
 export type { ExchangeOptions } from "./exchange/context.js";
 export { jobView } from "./exchange/views.js";
@@ -140,6 +141,6 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
     return payload;
   });
 
-  for (const routes of [partyRoutes, datasetRoutes, productRoutes, contractRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
+  for (const routes of [partyRoutes, datasetRoutes, productRoutes, contractRoutes, receiptRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
   return app;
 }

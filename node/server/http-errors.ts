@@ -14,6 +14,8 @@ import type { FastifyInstance, FastifyPluginCallback } from "fastify";
 import { UmbraError } from "../../engine/errors.js";
 import { PolicyDeniedError } from "../policy.js";
 import { ContractDeniedError } from "../venue/contract.js";
+import { MeteringRefusedError } from "../venue/metering.js";
+import { ReceiptRefusedError } from "../venue/receipt.js";
 import { ExchangeError } from "./client.js";
 import { MailboxFullError } from "./mailbox.js";
 
@@ -22,6 +24,9 @@ const STATUS: Readonly<Record<string, number>> = {
   UMBRA_BAD_REQUEST: 400,
   UMBRA_POLICY_DENIED: 403,
   UMBRA_CONTRACT_DENIED: 403,
+  UMBRA_METERING_REFUSED: 403,
+  UMBRA_RECEIPT_REFUSED: 403,
+  UMBRA_AMOUNT_OVERFLOW: 422,
   UMBRA_FORBIDDEN: 403,
   UMBRA_BAD_SIGNATURE: 401,
   UMBRA_UNKNOWN_SENDER: 401,
@@ -66,7 +71,7 @@ export const errorBodySchema = {
 } as const;
 
 function ruleOf(err: UmbraError): { rule?: string } {
-  if (err instanceof PolicyDeniedError || err instanceof ContractDeniedError) return { rule: err.rule };
+  if (err instanceof PolicyDeniedError || err instanceof ContractDeniedError || err instanceof MeteringRefusedError || err instanceof ReceiptRefusedError) return { rule: err.rule };
   if (err instanceof ExchangeError && err.rule) return { rule: err.rule };
   return {};
 }

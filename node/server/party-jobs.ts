@@ -43,7 +43,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { readTable } from "../../engine/columns/index.js";
 import { InvalidInputError, UmbraError } from "../../engine/errors.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { BelowMinimumError, lookupKeyPair, prepareLookupTable, type ProtocolId } from "../../protocols/index.js";
+import { BelowMinimumError, lookupKeyPair, prepareLookupTable, protocolDescription, type ProtocolId } from "../../protocols/index.js";
 import { decodeEnvelope, ENVELOPE_OVERHEAD_BYTES } from "../../protocols/envelope-codec.js";
 import type { DatasetDescriptor } from "../catalog.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, type OpenedEnvelope, type SenderKeys } from "../envelope.js";
@@ -62,6 +62,7 @@ import { PartyOutbox } from "./party-outbox.js";
 import { CONTROL_STEP, ControlType, lookupProduct, parseControl, type ControlMessage, type JobEvent } from "./control.js";
 import { ContractDeniedError } from "../venue/contract.js";
 import type { PartyVenue } from "../venue/party-venue.js";
+import { lookupMatched, meteredUnits } from "../venue/buyer-metering.js";
 
 
 
@@ -84,6 +85,8 @@ interface Charge {
   readonly dataset: string;
   readonly buyer: string;
   readonly reserved: number;
+  /** Whether the dataset's budget counts keys (what was reserved beyond the measured count goes back); false: measured only for a contract's price per key. Absent (a run recorded before receipts): true. */
+  readonly budget?: boolean;
   settled: boolean;
 }
 
@@ -373,7 +376,14 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
       const setup = await setUp(m);
       // Settled to the measured keys later; a job that evaluates no buyer keys costs one unit (jobCost).
       const cost = jobCost(policy, m.request) ?? 0;
-      const charge: Charge | undefined = settlesByKeys(policy, m.request) ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false } : undefined;
+      // Measured keys are reported for the budget (in keys) and for a contract of the job that prices each key (docs/venue.md, metering).
+      const byBudget = settlesByKeys(policy, m.request);
+      const byPrice = !byBudget && protocolDescription(m.request.protocol).buyerKeys && venue.contracts.some((c) => ((store.venue.getContract(c)?.document as { prices?: { perKey?: number } } | undefined)?.prices?.perKey ?? 0) > 0);
+      const charge: Charge | undefined = byBudget
+        ? { dataset: desc.id, buyer: m.request.buyer, reserved: cost, settled: false }
+        : byPrice
+          ? { dataset: desc.id, buyer: m.request.buyer, reserved: m.request.params.queryCount ?? Number.MAX_SAFE_INTEGER, budget: false, settled: false }
+          : undefined;
       // Accepted, in one transaction with the budget it reserves and what resumes the job: the exchange and the
       // buyer get ready while this role starts (hashing its set takes seconds). Their messages wait in this
       // agent's queue until it has.
@@ -435,11 +445,15 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     }
     const salt = new Uint8Array(randomBytes(32));
     const digest = resultCommitment(salt, bytes);
+    // The units a contract of the job prices, measured here and reported with the result's digest — only those priced (docs/venue.md, metering).
+    // A lookup's matched rows (those a label was found for) are kept in its summary: its receipt is checked against them.
+    if (withheld === null && r.spec.protocol === "lookup") summary = { ...summary, matched: lookupMatched(bytes, r.spec.request.params.outputColumns ?? []) };
+    const metered = meteredUnits(store, r.spec.request, summary);
     commit(job, () => {
       store.putResult(job, { digest, bytes, salt });
       store.transitionJob(job, ["running"], "succeeded", withheld, summary);
       forget(job);
-      queueEvent(job, { kind: "succeeded", digest });
+      queueEvent(job, { kind: "succeeded", digest, ...metered });
     });
     end(job);
     log.info({ job }, withheld === null ? "job succeeded" : "job ended, its result withheld under the job's minimum intersection");
@@ -461,14 +475,15 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     const seen = c !== undefined && !c.settled ? r.module.buyerKeysSeen?.(r.run.state) : undefined;
     commit(job, () => {
       store.checkpoints.save(job, CHECKPOINT_ROLE, r.run.state as never);
-      queueFrames(job, out);
-      durable.markProcessed(job, env.sender, env.sequence);
+      // The charge goes out before the frames (each job's outbox rows leave in order): the exchange has the measured keys before the buyer can finish and its receipt is issued.
       if (c !== undefined && seen !== undefined) {
         const units = Math.min(seen, c.reserved);
-        if (c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
+        if (c.budget !== false && c.reserved > units) store.refundBudget(c.dataset, c.buyer, c.reserved - units);
         durable.putRun({ job, role: r.party, start: r.start, inputHash: r.inputHash, charge: { ...c, settled: true } });
         queueEvent(job, { kind: "charged", units });
       }
+      queueFrames(job, out);
+      durable.markProcessed(job, env.sender, env.sequence);
     });
     if (c !== undefined && seen !== undefined) c.settled = true;
   };
@@ -477,7 +492,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
   const releaseCharge = (c: Charge | undefined): void => {
     if (c === undefined || c.settled) return;
     c.settled = true;
-    if (c.reserved > 0) store.refundBudget(c.dataset, c.buyer, c.reserved);
+    if (c.budget !== false && c.reserved > 0) store.refundBudget(c.dataset, c.buyer, c.reserved);
   };
 
   /** The charge of a job, in memory or (a job not taken up again) as its run recorded it. */

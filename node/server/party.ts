@@ -40,7 +40,8 @@ import { partyJobs } from "./party-jobs.js";
 import { registerJobList } from "./party-job-list.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
 import { chattyLogLevel } from "./log-level.js";
-import { partyVenue } from "../venue/party-venue.js";
+import { DEFAULT_ORDER_POLL_MS, partyVenue } from "../venue/party-venue.js";
+import { partyReceipts } from "../venue/party-receipts.js";
 
 export interface PartyOptions {
   readonly store: Store;
@@ -232,6 +233,10 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const submitting = new Set<Promise<unknown>>();
   // Products, orders and contracts (docs/venue.md): this party's own copies, checked in every job it provides.
   const venue = partyVenue({ store, identity, client, log: app.log, senderKeys, exchange: () => ({ name: exchangeName, keys: exchangeKeys }), ...(o.orderPollMs !== undefined ? { orderPollMs: o.orderPollMs } : {}) });
+  // Receipts (docs/venue.md): as a buyer, each succeeded job's receipt checked, kept and acknowledged; a statement of its own.
+  const receipts = partyReceipts({ store, identity, client, log: app.log, exchange: () => ({ name: exchangeName, keys: exchangeKeys }) });
+  let receiptTimer: NodeJS.Timeout | undefined;
+  let receiptSync: Promise<void> | undefined;
   const jobs = partyJobs({
     venue,
     store,
@@ -426,6 +431,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   registerJobList(app, store, identity.name);
   venue.register(app);
+  receipts.register(app);
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 
@@ -462,10 +468,23 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       polling = true;
       pollLoop = poll();
       venue.start();
+      const every = o.orderPollMs ?? DEFAULT_ORDER_POLL_MS;
+      if (every > 0 && receiptTimer === undefined) {
+        receiptTimer = setInterval(() => {
+          receiptSync ??= receipts
+            .sync()
+            .catch((err: unknown) => app.log.warn({ code: err instanceof UmbraError ? err.code : "UMBRA_NETWORK" }, "receipt sync failed; retrying"))
+            .finally(() => (receiptSync = undefined));
+        }, every);
+        receiptTimer.unref();
+      }
     },
     async stop() {
       pruning?.stop();
       venue.stop();
+      if (receiptTimer !== undefined) clearInterval(receiptTimer);
+      receiptTimer = undefined;
+      await receiptSync;
       polling = false;
       stopping.abort();
       await pollLoop;

@@ -13,6 +13,7 @@ import * as catalog from "./catalog.js";
 import { Checkpoints } from "./checkpoints.js";
 import { DurableRows } from "./durable.js";
 import { VenueRows } from "./venue.js";
+import { ReceiptRows } from "./receipts.js";
 import { checkTime } from "./checks.js";
 import type { StoreContext } from "./context.js";
 import * as jobs from "./jobs.js";
@@ -79,6 +80,7 @@ class SqliteStore implements Store {
   readonly checkpoints: Checkpoints;
   readonly log: LogRows;
   readonly venue: VenueRows;
+  readonly receipts: ReceiptRows;
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #stmts = new Map<string, Database.Statement>();
@@ -97,6 +99,7 @@ class SqliteStore implements Store {
     this.checkpoints = new Checkpoints(this.#ctx);
     this.log = new LogRows(this.#ctx);
     this.venue = new VenueRows(this.#ctx);
+    this.receipts = new ReceiptRows(this.#ctx);
     this.replayGuard = {
       seen: (sender, nonce) => this.nonceSeen(sender, nonce),
       remember: (sender, nonce, timestampMs) => this.rememberNonce(sender, nonce, timestampMs),

@@ -8,6 +8,7 @@ import type { JsonValue } from "./checks.js";
 import type { DurableRows } from "./durable.js";
 import type { LogRows } from "./log-rows.js";
 import type { VenueRows } from "./venue.js";
+import type { ReceiptRows } from "./receipts.js";
 
 export type { JsonValue } from "./checks.js";
 
@@ -238,6 +239,8 @@ export interface Store {
   readonly checkpoints: Checkpoints;
   /** The venue's products and contracts (node/store/venue.ts). */
   readonly venue: VenueRows;
+  /** Receipts of jobs run under contracts (node/store/receipts.ts). */
+  readonly receipts: ReceiptRows;
 
   /** Runs `fn` in one transaction (a savepoint when nested): all its changes or none. `fn` must be synchronous. */
   transaction<T>(fn: () => T): T;

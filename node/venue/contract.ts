@@ -54,6 +54,8 @@ export const ContractRule = {
   Signature: "contract-signature-invalid",
   /** The contract relayed is not the one this party holds (or not of its product version). */
   Mismatch: "contract-mismatch",
+  /** A job citing contracts priced in more than one currency: its one receipt has one currency. */
+  Currency: "contract-currency-mismatch",
   /** An order of a product that does not exist, is withdrawn, or whose version, digest, provider or prices it does not copy. */
   ProductMismatch: "order-product-mismatch",
   /** An order whose validity window is not a window that ends in the future. */

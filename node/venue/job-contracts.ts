@@ -13,7 +13,7 @@
  */
 import type { JobRequest } from "../job-request.js";
 import type { ContractRow, Store } from "../store.js";
-import { checkContractStatus, ContractDeniedError, ContractRule } from "./contract.js";
+import { checkContractStatus, ContractDeniedError, ContractRule, type ContractDocument } from "./contract.js";
 import { outsideProduct, type Product } from "./product.js";
 
 /** A product version as the store holds it, parsed. */
@@ -62,6 +62,8 @@ export function contractsForJob(store: Store, request: JobRequest, datasets: rea
     for (const d of checkCitedContract(row, productOf(store, row.productId, row.productVersion), request, datasets, now)) covered.add(d);
     rows.push(row);
   }
+  const currencies = new Set(rows.map((r) => (r.document as unknown as Partial<ContractDocument>).prices?.currency));
+  if (currencies.size > 1) throw new ContractDeniedError(ContractRule.Currency, "the job's contracts are priced in more than one currency: one job has one receipt, in one currency");
   const inProducts = productDatasets(store);
   if (datasets.some((d) => (requireContracts || inProducts.has(d)) && !covered.has(d))) {
     throw new ContractDeniedError(ContractRule.Required, requireContracts ? "this exchange runs a job only under a contract covering each of its datasets" : "a dataset of the job is sold as a product: cite a contract for it (umbra order create)");

@@ -246,7 +246,10 @@ export function partyVenue(o: PartyVenueOptions): PartyVenue {
         notBefore: new Date(start).toISOString(),
         notAfter: new Date(start + (b.days ?? 30) * DAY_MS).toISOString(),
       });
-      const r = await client.json("POST", "/v1/orders", { contract, signature: signContract(identity.signing.secretKey, contract) });
+      const signature = signContract(identity.signing.secretKey, contract);
+      const r = await client.json("POST", "/v1/orders", { contract, signature });
+      // The buyer's own copy of what it signed: the prices its agent meters its jobs' units by, and checks their receipts against (docs/venue.md).
+      store.venue.putContract({ id: contract.id, productId: p.id, productVersion: p.version, buyer: me, provider: p.owner, document: contract, digest: contractDigest(contract), buyerSignature: signature, state: "pending", quotaJobs: b.quotaJobs, notBefore: Date.parse(contract.notBefore), notAfter: Date.parse(contract.notAfter) });
       return reply.code(201).send(r);
     });
     app.post("/v1/orders/:id/approve", async (req) => approve((req.params as { id: string }).id));

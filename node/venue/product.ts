@@ -20,6 +20,7 @@ import { PRODUCT_FIELDS, ProductSchema, ShareRule, type AutoApproveDocument, typ
 import type { JobRequest, UsagePolicy } from "../policy.js";
 import { canonicalJson } from "../store.js";
 import type { ProtocolId } from "../../protocols/index.js";
+import { MeteringRule, type Prices } from "./metering.js";
 
 /** A product that is not well formed, or whose terms its datasets' policies do not allow (code UMBRA_INVALID_PRODUCT). */
 export class InvalidProductError extends InvalidDocumentError {
@@ -28,14 +29,7 @@ export class InvalidProductError extends InvalidDocumentError {
   }
 }
 
-/** A price schedule with every price present. */
-export interface Prices {
-  readonly currency: string;
-  readonly perJob: number;
-  readonly perKey: number;
-  readonly perMatchedRow: number;
-  readonly perCell: number;
-}
+export type { Prices } from "./metering.js";
 
 /** A product as parsed: every default filled (what is stored, digested and cited). */
 export interface Product {
@@ -63,6 +57,10 @@ export function productIssues(json: unknown, owner?: string): FieldIssue[] {
   for (const f of ["datasets", "protocols", "outputColumns"] as const) {
     const list = doc[f];
     if (Array.isArray(list)) more.push(...duplicateIssues(list as readonly string[], f, failed));
+  }
+  // A price per matched row tells the provider each job's matched count: for psi-cardinality that count IS the result.
+  if (!failed("prices") && !failed("protocols") && Array.isArray(doc.protocols) && doc.protocols.includes("psi-cardinality" as never) && isPlainObject(doc.prices) && typeof doc.prices.perMatchedRow === "number" && doc.prices.perMatchedRow > 0) {
+    more.push({ field: "prices.perMatchedRow", problem: `must be 0 when the protocols include psi-cardinality (${MeteringRule.MatchedRowsRevealCardinality}: the matched count metered is the job's result)` });
   }
   const a = doc.autoApprove;
   if (isPlainObject(a)) {

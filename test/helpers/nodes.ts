@@ -75,12 +75,12 @@ export interface TestParty {
 /** Each in-process party's API token, by its URL: api() sends it to that URL as a user's CLI would. */
 const tokens = new Map<string, string>();
 
-export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool, reuse?: { store: Store; identity: NodeIdentity; dataDir: string }): Promise<TestParty> {
+export async function startParty(name: string, exchangeUrl: string, pool: CryptoPool, reuse?: { store: Store; identity: NodeIdentity; dataDir: string }, options: { readonly orderPollMs?: number } = {}): Promise<TestParty> {
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), `umbra-${name}-`));
   const store = reuse?.store ?? openStore(":memory:");
   const identity = reuse?.identity ?? generateIdentity(name);
   const invite = inviteAt(exchangeUrl, name);
-  const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool, ...(invite !== undefined ? { invite } : {}) });
+  const agent = await buildParty({ store, identity, exchangeUrl, dataDir, pool, ...(invite !== undefined ? { invite } : {}), ...options });
   const url = await agent.app.listen({ host: "127.0.0.1", port: 0 });
   tokens.set(url, agent.token);
   await agent.start();

@@ -53,6 +53,17 @@ async function contractFor(quotaJobs: number): Promise<string> {
   return o.body.id;
 }
 
+/**
+ * Waits until the receipt of a job that succeeded under a contract is
+ * acknowledged by bank's agent (asked to sync at once): the ack's ledger entry
+ * must not land in the middle of a later test's before/after snapshot.
+ */
+const receiptSettled = (job: string) =>
+  waitUntil(async () => {
+    await api(bank.url, "GET", "/v1/receipts");
+    return x.store.receipts.byJob(job)?.ackSignature != null;
+  }, "bank's agent acknowledged the job's receipt");
+
 /** bank submits a psi job on acme's dataset, under `contract` when given. */
 const submit = (contract?: string) =>
   api<Answer>(bank.url, "POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: DATASET, params: { keyColumns: ["phone"] }, ...(contract ? { contracts: [contract] } : {}) });
@@ -127,6 +138,7 @@ describe("a job under a contract", () => {
     const r = await submit(c);
     const end = await waitForJob(bank.url, r.body.id as string);
     expect([end.state, x.store.venue.getContract(c)?.jobsUsed, acme.store.venue.getContract(c)?.jobsUsed]).toEqual(["succeeded", 1, 1]);
+    await receiptSettled(r.body.id as string);
   });
 
   it("an order within the product's auto-approve rule is signed by the provider's agent on its own", async () => {
@@ -184,6 +196,7 @@ describe("refused at the exchange, nothing recorded", () => {
     const accepted = answers.filter((a) => a.status === 201);
     const refused = answers.filter((a) => a.status !== 201).map((a) => `${a.status} ${a.body.error?.rule}`);
     for (const a of accepted) await waitForJob(bank.url, a.body.id as string);
+    for (const a of accepted) await receiptSettled(a.body.id as string);
     expect([accepted.length, refused, x.store.venue.getContract(c)?.jobsUsed, acme.store.venue.getContract(c)?.jobsUsed]).toEqual([2, Array(3).fill("403 contract-quota-exhausted"), 2, 2]);
     // Past its quota, one more: refused, nothing recorded.
     const before = state();

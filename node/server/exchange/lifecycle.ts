@@ -27,6 +27,7 @@ import type { JobRecord } from "../../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../../jobs/protocol.js";
 import type { ExchangeContext } from "./context.js";
+import { issueJobReceipt } from "../../venue/billing.js";
 
 /** An open job with an exchange-side role, as the exchange holds it in memory (rebuilt from the store after a restart: {@link JobLifecycle.resumeOpen}). */
 export interface RoleJob {
@@ -201,11 +202,18 @@ export class JobLifecycle {
     return r;
   }
 
-  /** The buyer reports its result's digest (the result itself is not the exchange's to keep, finding 8): succeeded; the providers stop. */
-  succeed(j: JobRecord, digest: string): JobRecord {
+  /**
+   * The buyer reports its result's digest (the result itself is not the
+   * exchange's to keep, finding 8): succeeded; the providers stop. A job
+   * under contracts gets its one receipt in the same transaction, from the
+   * units measured (`units`: the buyer's, checked; the providers' charged
+   * entries) — docs/venue.md, "Receipts and statements".
+   */
+  succeed(j: JobRecord, digest: string, units: { readonly matchedRows?: number; readonly cells?: number } = {}): JobRecord {
     const r = this.ctx.store.transaction(() => {
       const x = this.ctx.store.transitionJob(j.id, ["running"], "succeeded", null);
       this.ctx.ledger(LedgerKind.JobResult, { digest }, j.id);
+      issueJobReceipt(this.ctx.store, this.ctx.identity.signing, x, requestOf(j), units, this.ctx.now());
       return x;
     });
     this.#end(j, "succeeded", j.providers);
@@ -242,7 +250,8 @@ export class JobLifecycle {
   charge(j: JobRecord, mine: Reservation, units: number): void {
     const { store } = this.ctx;
     store.transaction(() => {
-      if (mine.reserved > units) store.refundBudget(mine.dataset, j.buyer, mine.reserved - units);
+      // A report for a contract's price per key only (the budget does not count keys) gives nothing back.
+      if (mine.keys && mine.reserved > units) store.refundBudget(mine.dataset, j.buyer, mine.reserved - units);
       this.ctx.ledger(LedgerKind.JobStep, { step: "charged", by: mine.provider, dataset: mine.dataset, units }, j.id);
     });
     this.touch(j.id);

@@ -34,6 +34,11 @@ function entryConcerns(store: Store, party: string, e: LedgerEntry, jobs: Map<st
   if (e.kind === LedgerKind.PolicyChanged) return typeof e.body["dataset"] === "string" && store.getDataset(e.body["dataset"])?.owner === party;
   // The venue (docs/venue.md): its own products, and the orders and contracts it is a party to.
   if (e.kind === LedgerKind.ProductPublished || e.kind === LedgerKind.ProductWithdrawn) return typeof e.body["product"] === "string" && store.venue.latestProduct(e.body["product"])?.owner === party;
+  // Receipts: their buyer and the providers with a share.
+  if (e.kind === LedgerKind.ReceiptIssued || e.kind === LedgerKind.ReceiptAcknowledged) {
+    const r = typeof e.body["receipt"] === "string" ? store.receipts.get(e.body["receipt"]) : undefined;
+    return r !== undefined && (r.buyer === party || r.shares.some((s) => s.provider === party));
+  }
   const contract = e.body["order"] ?? e.body["contract"];
   if (e.kind.startsWith("order.") || e.kind.startsWith("contract.")) return typeof contract === "string" && [store.venue.getContract(contract)?.buyer, store.venue.getContract(contract)?.provider].includes(party);
   return false;

@@ -15,6 +15,8 @@ import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { jobOf, jobView } from "../views.js";
 import { chattyLogLevel } from "../../log-level.js";
+import { checkReportedKeys, checkSucceededUnits, metersKeys } from "../../../venue/billing.js";
+import { MeteringRefusedError, MeteringRule } from "../../../venue/metering.js";
 
 export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app, { ctx, jobs, roles }) => {
   const { store } = ctx;
@@ -60,7 +62,9 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         if (!isBuyer || e.digest === undefined) break;
         // Said again (the buyer's agent resent it after a restart): one result entry, nothing changes.
         if (j.state === "succeeded") return jobView(j, party);
-        return jobView(jobs.succeed(j, e.digest), party);
+        // The units it measured, present exactly when a contract of the job prices them (docs/venue.md): checked before anything is recorded.
+        const units = checkSucceededUnits(store, request, { matchedRows: e.matchedRows, cells: e.cells });
+        return jobView(jobs.succeed(j, e.digest, units), party);
       }
       case "failed": {
         const reason = typeof e.reason === "string" && /^UMBRA_[A-Z_]{1,64}$/.test(e.reason) ? e.reason : "UMBRA_FAILED";
@@ -74,7 +78,10 @@ export const eventRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (a
         const units = e.units; // an integer of at least 0 (JobEventSchema)
         // Said again (resent after a restart): charged once, nothing changes.
         if (mine?.charged === true) return jobView(j, party);
-        if (mine === undefined || !mine.keys || units === undefined || units > mine.reserved) break;
+        // …or one of whose contracts prices each key (docs/venue.md, metering): the same report, for the receipt.
+        if (mine === undefined || units === undefined || (!mine.keys && !metersKeys(store, request, party))) break;
+        checkReportedKeys(request, units);
+        if (mine.keys && units > mine.reserved) throw new MeteringRefusedError(MeteringRule.KeysOverDeclared, "a provider reported more distinct keys than the job declared");
         jobs.charge(j, mine, units);
         return jobView(j, party);
       }
