@@ -52,6 +52,19 @@ export interface LogWatchOptions {
   readonly onInconsistent?: (reason: InconsistencyReason) => void;
 }
 
+/**
+ * Whether a request for a proof failed with the exchange's own answer that it
+ * has none (400: the log is not that large, the entry is not in it) — a
+ * verdict on its log — rather than with no answer at all (unreachable, timed
+ * out, busy, a server error) or an answer whose head was refused, which are
+ * none: those leave no evidence, so an honest exchange that is briefly down
+ * never shuts a party out of it for good.
+ */
+function refusedProof(err: unknown): boolean {
+  if (err instanceof LogInconsistentError || err instanceof BadLogHeadError) return false;
+  return (err as { status?: unknown } | null)?.status === 400;
+}
+
 function plain(h: SignedTreeHead | StoredTreeHead): SignedTreeHead {
   return { size: h.size, root: h.root, at: h.at, signature: h.signature };
 }
@@ -166,7 +179,8 @@ export class LogWatch {
     let proof: Uint8Array[] | undefined;
     try {
       proof = parseProof(await proofBetween(first, second));
-    } catch {
+    } catch (err) {
+      if (!refusedProof(err)) throw err;
       this.#fail(held, other, "no-proof");
     }
     if (proof === undefined) throw new BadLogHeadError("consistency proof");
@@ -195,7 +209,8 @@ export class LogWatch {
     let proof: Uint8Array[] | undefined;
     try {
       proof = parseProof(await proofOf(entry.seq, held.size));
-    } catch {
+    } catch (err) {
+      if (!refusedProof(err)) throw err;
       this.#fail(held, entry, "not-included");
     }
     if (proof === undefined) throw new BadLogHeadError("inclusion proof");
