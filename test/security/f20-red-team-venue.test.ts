@@ -189,6 +189,28 @@ describe("a malicious exchange's Umbra-Log-Head (signed with its own key): refus
   });
 });
 
+describe("a head of the empty log with another root than the empty tree's (signed by the exchange: a statement no log can make)", () => {
+  it("given to a party to compare (party check-head): refused UMBRA_BAD_LOG_HEAD (502, the exchange's), not called consistent, no evidence", async () => {
+    expect((await api(bank.url, "GET", "/v1/datasets")).status).toBe(200);
+    expect(bank.agent.exchangeHead?.size).toBeGreaterThan(0);
+    const bogus = signTreeHead(x.identity.signing.secretKey, { size: 0, root: "ab".repeat(32), at: 1 });
+    const before = logView(bank.store);
+    const r = await api<Answer & { consistent?: boolean }>(bank.url, "POST", "/v1/exchange/head/check", { head: bogus });
+    expect([r.status, r.body.consistent, r.body.error?.code, logView(bank.store)]).toEqual([502, undefined, "UMBRA_BAD_LOG_HEAD", before]);
+  });
+
+  it("in an answer's header: refused UMBRA_BAD_LOG_HEAD, the head held unchanged", async () => {
+    const party = openStore(":memory:");
+    const watch = new LogWatch({ store: party, exchangeKey: () => x.publicKey });
+    watch.observe((await signedRequest(x.url, bank.identity, "GET", "/v1/log/head")).headers.get("umbra-log-head"));
+    const held = watch.head();
+    const bogus = signTreeHead(x.identity.signing.secretKey, { size: 0, root: "ab".repeat(32), at: 1 });
+    expect(() => watch.observe(encodeHead({ head: bogus, known: null, proof: null }))).toThrow(expect.objectContaining({ code: "UMBRA_BAD_LOG_HEAD" }) as Error);
+    expect([watch.head(), party.log.evidence()]).toEqual([held, []]);
+    party.close();
+  });
+});
+
 describe("a party's abuse of the log's endpoints and headers: refused, nothing changed", () => {
   it.each(["-1", "1e3", "1.5", "0x10", "9007199254740993", "99999999999999999999", "", "3,4"])("Umbra-Log-Known %j: answered, with no proof computed for it", async (known) => {
     const before = exchangeSnapshot(x);
@@ -361,5 +383,26 @@ describe("the venue: parties against each other", () => {
     const answers = await Promise.all(Array.from({ length: 8 }, () => signedRequest<Answer>(x.url, bank.identity, "POST", "/v1/orders", { body: { contract: doc, signature: sig } })));
     expect(answers.map((r) => r.status).sort()).toEqual([201, 409, 409, 409, 409, 409, 409, 409]);
     expect(x.store.venue.listContracts().filter((c) => c.id === doc.id)).toHaveLength(1);
+  });
+});
+
+describe("no false inconsistency from concurrency (answers crossing, many requests in flight, a restart)", () => {
+  it("registrations growing the log while three agents make 40 requests at once and compare heads: no evidence anywhere, every head at the ledger's size", async () => {
+    const files = Array.from({ length: 6 }, (_, i) => `burst${i}.csv`);
+    for (const f of files) writeFileSync(join(acme.dataDir, f), "phone\n1\n");
+    const acmeHead = acme.agent.exchangeHead as SignedTreeHead;
+    const answers = await Promise.all([
+      ...files.map((f) => api(acme.url, "POST", "/v1/datasets", { file: f, policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"] } })),
+      ...Array.from({ length: 12 }, (_, i) => api([bank, other, acme][i % 3]?.url as string, "GET", "/v1/datasets")),
+      ...Array.from({ length: 12 }, (_, i) => api([bank, other, acme][i % 3]?.url as string, "GET", "/v1/products")),
+      ...Array.from({ length: 4 }, () => api(bank.url, "POST", "/v1/exchange/head/check", { head: acmeHead })),
+      ...Array.from({ length: 6 }, () => api(other.url, "GET", `/v1/datasets/${DATASET}/certificate`)),
+    ]);
+    expect(answers.map((r) => r.status)).toEqual([...files.map(() => 201), ...Array.from({ length: 34 }, () => 200)]);
+    // Each agent's next answer moves it to the exchange's size: a restarted one too.
+    bank = await bank.restart();
+    for (const p of [acme, bank, other]) expect((await api(p.url, "GET", "/v1/datasets")).status).toBe(200);
+    await waitUntil(() => [acme, bank, other].every((p) => p.agent.exchangeHead?.size === ledgerSize()), "every head at the ledger's size");
+    expect([acme, bank, other].map((p) => p.store.log.evidence())).toEqual([[], [], []]);
   });
 });
