@@ -109,10 +109,16 @@ export class LogWatch {
    * LogInconsistentError (evidence kept) or BadLogHeadError; returns when
    * the answer may be used.
    */
-  observe(header: string | null): void {
+  observe(header: string | null, o: { readonly sent?: number | null; readonly required?: boolean } = {}): void {
     this.assertConsistent();
     const key = this.#o.exchangeKey();
-    if (header === null || key === undefined) return;
+    if (key === undefined) return;
+    // An exchange that leaves out the head, or answers another size than the one the request said it holds, would
+    // never be checked (its heads ignored as answers that crossed): refused, as a head that is not there.
+    if (header === null) {
+      if (o.required === true) throw new BadLogHeadError("answer without its log head");
+      return;
+    }
     if (header.length > MAX_HEADER_CHARS) throw new BadLogHeadError("log head");
     let v: { head?: unknown; known?: unknown; proof?: unknown };
     try {
@@ -125,6 +131,7 @@ export class LogWatch {
     if (head === undefined) throw new BadLogHeadError("log head");
     const known = v.known;
     if (known !== null && (typeof known !== "number" || !Number.isSafeInteger(known) || known < 0)) throw new BadLogHeadError("log head");
+    if (o.sent !== undefined && known !== o.sent) throw new BadLogHeadError("log head answering another size than the request said");
     const proof = v.proof === null ? null : parseProof(v.proof);
     if (proof === undefined) throw new BadLogHeadError("consistency proof");
     this.#accept(head, known, proof);
