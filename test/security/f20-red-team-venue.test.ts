@@ -11,6 +11,8 @@
  * evidence kept, and the party refused every later answer for good.
  */
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -186,6 +188,62 @@ describe("a malicious exchange's Umbra-Log-Head (signed with its own key): refus
     expect(() => watch.observe(encodeHead(make(held)))).toThrow(expect.objectContaining({ code: "UMBRA_LOG_INCONSISTENT" }) as Error);
     expect([watch.head(), party.log.evidence().map((e) => e.reason)]).toEqual([held, [reason]]);
     party.close();
+  });
+});
+
+describe("an exchange that hides its head from a party (defect found, fixed in node/server/client.ts and node/log/watch.ts)", () => {
+  /** A loopback proxy before the exchange, as a malicious exchange would answer: its head left out, or answering another size than the request said. */
+  async function lyingProxy(): Promise<{ url: string; mode: { now: "pass" | "strip" | "known-null" }; close(): Promise<void> }> {
+    const mode = { now: "pass" as "pass" | "strip" | "known-null" };
+    const server = createServer((req, res) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        const body = Buffer.concat(chunks);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
+        const r = await fetch(x.url + (req.url ?? "/"), { method: req.method ?? "GET", headers, ...(body.length > 0 ? { body } : {}) });
+        const out: Record<string, string> = {};
+        r.headers.forEach((v, k) => {
+          if (!["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)) out[k] = v;
+        });
+        const h = out["umbra-log-head"];
+        if (mode.now === "strip") delete out["umbra-log-head"];
+        if (mode.now === "known-null" && h !== undefined) out["umbra-log-head"] = encodeHead({ ...decodeHead(h), known: null, proof: null });
+        res.writeHead(r.status, out);
+        res.end(Buffer.from(await r.arrayBuffer()));
+      })().catch(() => res.destroy());
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const port = (server.address() as AddressInfo).port;
+    return { url: `http://127.0.0.1:${port}`, mode, close: () => new Promise<void>((ok) => server.close(() => ok())) };
+  }
+
+  it.each<["strip" | "known-null", string]>([
+    ["strip", "its head left out"],
+    ["known-null", "answering another size (none) than the request said"],
+  ])("an answer with %s (%s) while its log grows: refused UMBRA_BAD_LOG_HEAD, nothing of it used, no evidence; taken again when honest", async (lie) => {
+    const proxy = await lyingProxy();
+    const party = openStore(":memory:");
+    const watch = new LogWatch({ store: party, exchangeKey: () => x.publicKey });
+    const client = new ExchangeClient(proxy.url, bank.identity, { logWatch: watch });
+    try {
+      await client.json("GET", "/v1/log/head");
+      const held = watch.head() as SignedTreeHead;
+      // The log grows: an honest answer would move the party on with a proof; a hidden head would leave every answer unchecked.
+      const f = `grow-${lie}.csv`;
+      writeFileSync(join(acme.dataDir, f), "phone\n1\n");
+      expect((await api(acme.url, "POST", "/v1/datasets", { file: f, policy: { allowedProtocols: ["psi"], keyColumns: ["phone"], allowedBuyers: ["bank"] } })).status).toBe(201);
+      proxy.mode.now = lie;
+      await expect(client.json("GET", "/v1/datasets")).rejects.toMatchObject({ code: "UMBRA_BAD_LOG_HEAD" });
+      expect([watch.head(), party.log.evidence()]).toEqual([held, []]);
+      proxy.mode.now = "pass";
+      await client.json("GET", "/v1/datasets");
+      expect([watch.head()?.size, party.log.evidence()]).toEqual([ledgerSize(), []]);
+    } finally {
+      await proxy.close();
+      party.close();
+    }
   });
 });
 
