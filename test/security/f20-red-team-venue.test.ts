@@ -444,6 +444,24 @@ describe("the venue: parties against each other", () => {
   });
 });
 
+describe("the venue: racing requests", () => {
+  it("its provider approving while its buyer revokes, 5 times over: every contract ends revoked, each signed at most once, one revocation entry each", async () => {
+    for (let i = 0; i < 5; i++) {
+      const id = await order();
+      const doc = documentOf(id);
+      const [approve, revoke] = await Promise.all([
+        signedRequest<Answer>(x.url, acme.identity, "POST", `/v1/contracts/${id}/approve`, { body: { signature: signContract(acme.identity.signing.secretKey, doc) } }),
+        signedRequest<Answer>(x.url, bank.identity, "POST", `/v1/contracts/${id}/revoke`, { body: {} }),
+      ]);
+      const entries = listEntries(x.store).filter((e) => e.body["contract"] === id);
+      const signed = entries.filter((e) => e.kind === LedgerKind.ContractSigned).length;
+      expect([revoke.status, x.store.venue.getContract(id)?.state, entries.filter((e) => e.kind === LedgerKind.ContractRevoked).length]).toEqual([200, "revoked", 1]);
+      // Approved first (then revoked), or refused as no longer pending.
+      expect(approve.status === 200 ? signed : [approve.body.error?.rule, signed]).toEqual(approve.status === 200 ? 1 : ["contract-not-active", 0]);
+    }
+  });
+});
+
 describe("no false inconsistency from concurrency (answers crossing, many requests in flight, a restart)", () => {
   it("registrations growing the log while three agents make 40 requests at once and compare heads: no evidence anywhere, every head at the ledger's size", async () => {
     const files = Array.from({ length: 6 }, (_, i) => `burst${i}.csv`);
