@@ -5,10 +5,16 @@
  * they were; a party's watch on the log keeps no evidence unless the
  * exchange itself showed two histories.
  *
- * One attack found a defect (fixed in node/log/watch.ts): an honest
- * exchange that could not be reached while a party asked it for a proof (a
- * head to compare, a job record's inclusion) was taken for a lying one —
- * evidence kept, and the party refused every later answer for good.
+ * Three attacks found defects, each fixed with its test here:
+ * - an honest exchange that could not be reached while a party asked it for
+ *   a proof (a head to compare, a job record's inclusion) was taken for a
+ *   lying one — evidence kept, the party refusing every answer for good
+ *   (node/log/watch.ts);
+ * - an exchange that left its head out of an answer, or echoed another
+ *   `known` than the request sent, was never checked again
+ *   (node/server/client.ts, node/log/watch.ts);
+ * - a head of size 0 with any root passed a comparison as consistent
+ *   (node/log/head.ts).
  */
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
