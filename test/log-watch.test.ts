@@ -8,6 +8,7 @@ import { generateIdentity } from "../node/identity.js";
 import { appendEntry, LedgerKind, listEntries } from "../node/ledger.js";
 import { consistencyProofOf, currentTreeHead, inclusionProofOf, rootAt, signTreeHead, type SignedTreeHead } from "../node/log/head.js";
 import { LogWatch } from "../node/log/watch.js";
+import { ExchangeError } from "../node/server/client.js";
 import { openStore, type Store } from "../node/store.js";
 
 const exchange = generateIdentity("exchange");
@@ -152,8 +153,14 @@ describe("a party's watch on the exchange's log", () => {
     await expect(watch.compare(theirs, async (f, s) => consistencyProofOf(x, f, s))).resolves.toEqual({ held: mine, other: theirs });
     const fork = ledgerOf(8, "f");
     await expect(watch.compare(headOf(fork), async (f, s) => consistencyProofOf(x, f, s))).rejects.toMatchObject({ code: "UMBRA_LOG_INCONSISTENT" });
+    // No answer from the exchange (unreachable, busy): no verdict, no evidence.
     await expect(watch.compare(headOf(fork), async () => {
-      throw new Error("the exchange cannot prove it");
+      throw new ExchangeError(502, "UMBRA_EXCHANGE_UNREACHABLE", "the exchange could not be reached");
+    })).rejects.toMatchObject({ code: "UMBRA_EXCHANGE_UNREACHABLE" });
+    expect(party.log.evidence().map((e) => e.reason)).toEqual(["fork"]);
+    // Its answer that it has no proof (400: the log is not that large): kept.
+    await expect(watch.compare(headOf(fork), async () => {
+      throw new ExchangeError(400, "UMBRA_BAD_REQUEST", "the log is not that large");
     })).rejects.toMatchObject({ code: "UMBRA_LOG_INCONSISTENT" });
     expect(party.log.evidence().map((e) => e.reason)).toEqual(["fork", "no-proof"]);
   });

@@ -15,7 +15,7 @@
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { canonicalJson, type Store } from "../store.js";
 import { signHex, verifyHex } from "./keys.js";
-import { consistencyProof, inclusionProof, treeRoot, verifyConsistency } from "./merkle.js";
+import { consistencyProof, EMPTY_ROOT, inclusionProof, treeRoot, verifyConsistency } from "./merkle.js";
 import { storeNodes } from "./tree.js";
 
 export interface SignedTreeHead {
@@ -48,7 +48,14 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v) as object | null);
 }
 
-/** A value of exactly the form of a signed tree head (four fields, their types and encodings), or undefined. Its signature is not checked. */
+const EMPTY_ROOT_HEX = Buffer.from(EMPTY_ROOT).toString("hex");
+
+/**
+ * A value of exactly the form of a signed tree head (four fields, their types
+ * and encodings), or undefined. Its signature is not checked. A head of the
+ * empty log must carry the empty tree's root: the consistency check from size
+ * 0 (RFC 9162) looks at no root, so any other would pass as consistent.
+ */
 export function parseTreeHead(value: unknown): SignedTreeHead | undefined {
   if (!isPlainObject(value)) return undefined;
   const keys = Object.keys(value).sort();
@@ -57,6 +64,7 @@ export function parseTreeHead(value: unknown): SignedTreeHead | undefined {
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) return undefined;
   if (typeof at !== "number" || !Number.isSafeInteger(at) || at < 0) return undefined;
   if (typeof root !== "string" || !HEX64.test(root) || typeof signature !== "string" || !HEX128.test(signature)) return undefined;
+  if (size === 0 && root !== EMPTY_ROOT_HEX) return undefined;
   return { size, root, at, signature };
 }
 

@@ -52,6 +52,19 @@ export interface LogWatchOptions {
   readonly onInconsistent?: (reason: InconsistencyReason) => void;
 }
 
+/**
+ * Whether a request for a proof failed with the exchange's own answer that it
+ * has none (400: the log is not that large, the entry is not in it) — a
+ * verdict on its log — rather than with no answer at all (unreachable, timed
+ * out, busy, a server error) or an answer whose head was refused, which are
+ * none: those leave no evidence, so an honest exchange that is briefly down
+ * never shuts a party out of it for good.
+ */
+function refusedProof(err: unknown): boolean {
+  if (err instanceof LogInconsistentError || err instanceof BadLogHeadError) return false;
+  return (err as { status?: unknown } | null)?.status === 400;
+}
+
 function plain(h: SignedTreeHead | StoredTreeHead): SignedTreeHead {
   return { size: h.size, root: h.root, at: h.at, signature: h.signature };
 }
@@ -96,10 +109,16 @@ export class LogWatch {
    * LogInconsistentError (evidence kept) or BadLogHeadError; returns when
    * the answer may be used.
    */
-  observe(header: string | null): void {
+  observe(header: string | null, o: { readonly sent?: number | null; readonly required?: boolean } = {}): void {
     this.assertConsistent();
     const key = this.#o.exchangeKey();
-    if (header === null || key === undefined) return;
+    if (key === undefined) return;
+    // An exchange that leaves out the head, or answers another size than the one the request said it holds, would
+    // never be checked (its heads ignored as answers that crossed): refused, as a head that is not there.
+    if (header === null) {
+      if (o.required === true) throw new BadLogHeadError("answer without its log head");
+      return;
+    }
     if (header.length > MAX_HEADER_CHARS) throw new BadLogHeadError("log head");
     let v: { head?: unknown; known?: unknown; proof?: unknown };
     try {
@@ -112,6 +131,7 @@ export class LogWatch {
     if (head === undefined) throw new BadLogHeadError("log head");
     const known = v.known;
     if (known !== null && (typeof known !== "number" || !Number.isSafeInteger(known) || known < 0)) throw new BadLogHeadError("log head");
+    if (o.sent !== undefined && known !== o.sent) throw new BadLogHeadError("log head answering another size than the request said");
     const proof = v.proof === null ? null : parseProof(v.proof);
     if (proof === undefined) throw new BadLogHeadError("consistency proof");
     this.#accept(head, known, proof);
@@ -166,7 +186,8 @@ export class LogWatch {
     let proof: Uint8Array[] | undefined;
     try {
       proof = parseProof(await proofBetween(first, second));
-    } catch {
+    } catch (err) {
+      if (!refusedProof(err)) throw err;
       this.#fail(held, other, "no-proof");
     }
     if (proof === undefined) throw new BadLogHeadError("consistency proof");
@@ -195,7 +216,8 @@ export class LogWatch {
     let proof: Uint8Array[] | undefined;
     try {
       proof = parseProof(await proofOf(entry.seq, held.size));
-    } catch {
+    } catch (err) {
+      if (!refusedProof(err)) throw err;
       this.#fail(held, entry, "not-included");
     }
     if (proof === undefined) throw new BadLogHeadError("inclusion proof");

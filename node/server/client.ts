@@ -46,7 +46,7 @@ export interface ExchangeClientOptions {
    * says the size held, and every answer's log head is checked before the
    * answer is used (an inconsistent one is refused with its error).
    */
-  readonly logWatch?: { knownSize(): number | undefined; observe(header: string | null): void; assertConsistent(): void };
+  readonly logWatch?: { knownSize(): number | undefined; observe(header: string | null, o?: { readonly sent?: number | null; readonly required?: boolean }): void; assertConsistent(): void };
 }
 
 /** The `{ error: { code, message, rule? } }` body of a node's error answer, or the fallbacks when it has none. */
@@ -80,6 +80,9 @@ export class ConnectionRefusedError extends ExchangeError {
   }
 }
 
+/** The requests whose answers the exchange gives before it authenticates a party: they carry no log head. */
+const UNSIGNED_ANSWERS: ReadonlySet<string> = new Set(["GET /v1/identity", "POST /v1/parties"]);
+
 export class ExchangeClient {
   readonly url: string;
   readonly #id: NodeIdentity;
@@ -98,10 +101,13 @@ export class ExchangeClient {
     // A party that found the exchange's log inconsistent sends it nothing more.
     this.#logWatch?.assertConsistent();
     const bytes = raw ?? (body === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(body)));
+    // The size of the log this request says it holds: the answer must say it answers that (node/log/watch.ts).
+    let sentKnown: number | null = null;
     const send = (): Promise<Response> => {
       // Signed afresh for every attempt: the exchange refuses a signature it has seen.
       const headers: Record<string, string> = { ...signRequest(this.#id, method, path, bytes) };
       const known = this.#logWatch?.knownSize();
+      sentKnown = known ?? null;
       if (known !== undefined) headers[LOG_KNOWN_HEADER] = String(known);
       if (bytes.length > 0) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
       return fetch(this.url + path, { method, headers, ...(bytes.length > 0 ? { body: bytes } : {}), signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs) });
@@ -125,7 +131,10 @@ export class ExchangeClient {
     // The log head the answer carries, checked before anything of the answer is used.
     if (this.#logWatch !== undefined) {
       try {
-        this.#logWatch.observe(res.headers.get(LOG_HEAD_HEADER));
+        // Every successful answer to a signed request carries a head; only the two made before this party is known (its
+        // exchange's identity, its registration) may have none.
+        const required = res.ok && !UNSIGNED_ANSWERS.has(`${method} ${path}`);
+        this.#logWatch.observe(res.headers.get(LOG_HEAD_HEADER), { sent: sentKnown, required });
       } catch (err) {
         await res.body?.cancel().catch(() => undefined);
         throw err;
