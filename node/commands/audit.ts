@@ -79,12 +79,13 @@ export type WitnessResult = { readonly ok: true; readonly from: number; readonly
 export async function witnessCheck(exchange: string, publicKey: Uint8Array, held: SignedTreeHead): Promise<WitnessResult> {
   const get = async (path: string): Promise<unknown> => {
     let res: Response | undefined;
-    // A GET changes nothing: sent once more when a kept-alive connection was closed under it.
+    // A GET changes nothing: sent again (up to five times) when a kept-alive connection was closed under it.
     for (let attempt = 0; res === undefined; attempt++) {
       try {
         res = await fetch(exchange + path, { signal: AbortSignal.timeout(30_000) });
       } catch {
-        if (attempt === 1) throw new UmbraError("UMBRA_EXCHANGE_UNREACHABLE", `the exchange at ${exchange} could not be reached`);
+        if (attempt === 4) throw new UmbraError("UMBRA_EXCHANGE_UNREACHABLE", `the exchange at ${exchange} could not be reached`);
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
       }
     }
     if (res.status === 401) throw new UmbraError("UMBRA_FORBIDDEN", "the exchange serves its log to its parties only: ask its operator to start it with --public-log, or check a head with a party (umbra party check-head)");

@@ -3,9 +3,10 @@
  * on the venue, every step a real `umbra` command against the running nodes
  * — the provider's data asset certificate, a product published with prices,
  * the buyer's order and the provider's approval (a contract signed by both
- * and countersigned by the exchange), a job run under the contract, and an
- * outsider checking the certificate and the log's consistency with only the
- * exchange's public key. Each command line is printed as a user would type
+ * and countersigned by the exchange), a job run under the contract, its
+ * receipt (checked against price × units) and the provider's statement, and
+ * an outsider checking the certificate, the receipt and the log's
+ * consistency with only the exchange's public key. Each command line is printed as a user would type
  * it, with what it printed.
  */
 import { writeFileSync } from "node:fs";
@@ -87,9 +88,33 @@ export async function demoTrade(c: TradeContext): Promise<boolean> {
   if (matched !== c.expectedMatches) ok = false;
   await step("bank", ["contract", "show", "--contract", order.id, ...api(c.bank)], ["contract", "show", "--contract", order.id]);
 
+  // Metered and billed: one receipt, checked here against the price × what the bank queried, acknowledged by the bank's agent.
+  type Listed = { id: string; amount: number; acknowledged: boolean };
+  let listed: Listed | undefined;
+  for (let i = 0; i < 150 && listed?.acknowledged !== true; i++) {
+    const r = await c.runCli(["receipt", "list", "--job", job.id, "--json", ...api(c.bank)]);
+    listed = r.code === 0 ? json<{ receipts: Listed[] }>(r.out).receipts[0] : undefined;
+    if (listed?.acknowledged !== true) await new Promise((res) => setTimeout(res, 200));
+  }
+  const expected = 500 + 1 * c.queryCount;
+  if (listed === undefined) {
+    ok = false;
+    c.say("              — no receipt: NOT EXPECTED");
+    return ok;
+  }
+  const receipt = join(c.dir, "receipt.json");
+  await step("bank", ["receipt", "show", listed.id, "--out", receipt, ...api(c.bank)], ["receipt", "show", listed.id, "--out", "receipt.json"]);
+  c.say(`              price × units: 500 + ${c.queryCount} keys × 1 = ${expected} minor units — ${listed.amount === expected ? "equal ✓" : "DIFFERENT ✗"}`);
+  if (listed.amount !== expected) ok = false;
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  const statement = join(c.dir, "telco-statement.csv");
+  await step("telco", ["statement", "--from", day(Date.now() - 86_400_000), "--to", day(Date.now() + 2 * 86_400_000), "--out", statement, ...api(c.telco)], ["statement", "--from", day(Date.now() - 86_400_000), "--to", day(Date.now() + 2 * 86_400_000), "--out", "telco-statement.csv"]);
+  for (const l of (await import("node:fs")).readFileSync(statement, "utf8").trim().split("\n").slice(0, 4)) c.say(`              ${l}`);
+
   // An outsider, with only the exchange's public key: the certificate, and the log since its head only grew.
   c.say(`\n   An outsider with only the exchange's public key (${key.slice(0, 16)}…):`);
   await step("outsider", ["certificate", "verify", cert, "--exchange-key", key], ["certificate", "verify", "certificate.json", "--exchange-key", `${key.slice(0, 8)}…`]);
+  await step("outsider", ["receipt", "verify", receipt, "--exchange-key", key], ["receipt", "verify", "receipt.json", "--exchange-key", `${key.slice(0, 8)}…`]);
   await step("outsider", ["audit", "witness", "--exchange", c.exchangeUrl, "--exchange-key", key, "--head", cert], ["audit", "witness", "--exchange", c.exchangeUrl, "--exchange-key", `${key.slice(0, 8)}…`, "--head", "certificate.json"]);
   return ok;
 }
