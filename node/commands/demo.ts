@@ -25,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, readFileSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,8 +60,9 @@ export const DEMO_USAGE = `  demo [--keep]
                  psi, psi-cardinality, lookup, federated-aggregate and
                  join-aggregate as jobs through them, compare each result with
                  the plaintext answer,
-                 verify the audit ledger, stop
-                 (--keep: keep the temporary folder with the data, dbs and logs)
+                 verify the audit ledger, print the consoles' addresses, stop
+                 (--keep: keep the nodes running, with their consoles, until
+                 Ctrl-C, and keep the temporary folder with the data, dbs and logs)
   demo --local [--buyer-rows N] [--provider-rows N] [--dir DIR]
                  the engine alone, both roles in this process (no nodes)
 `;
@@ -119,6 +120,28 @@ function runCli(args: readonly string[]): Promise<{ code: number | null; out: st
     child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
     child.stderr.on("data", (c: Buffer) => (out += c.toString("utf8")));
     child.once("exit", (code) => resolve({ code, out }));
+  });
+}
+
+/** A token file's token, or undefined when it is not there (a node that has not written one). */
+function readToken(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves at the first SIGINT or SIGTERM (the handlers go again: a second Ctrl-C stops as usual). */
+function untilInterrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off("SIGINT", done);
+      process.off("SIGTERM", done);
+      resolve();
+    };
+    process.once("SIGINT", done);
+    process.once("SIGTERM", done);
   });
 }
 
@@ -416,17 +439,29 @@ export async function nodeDemoCommand(args: readonly string[], io: CommandIO = p
     say(`   $ umbra audit verify --db ${exchangeDb} --head bank-head.json   (${secs(t)})`);
     say(`   ${audit.out.trim()}`);
     if (head.code !== 0 || audit.code !== 0) ok = false;
+    // 7. The consoles (docs/console.md): each address carries its token after "#", which never leaves the browser.
+    const exchangeToken = readToken(join(dirs["exchange"] as string, "exchange.admin-token"));
+    say(`\n7. The consoles (docs/console.md; the token after "#" stays in the browser):`);
+    say(`   exchange (operator)  ${exchange.url}/console/exchange/${exchangeToken === undefined ? "" : `#token=${exchangeToken}`}`);
+    for (const p of parties) {
+      const token = readToken(join(dirs[p.name] as string, `${p.name}.token`));
+      say(`   ${p.name.padEnd(20)} ${p.url}/console/party/${token === undefined ? "" : `#token=${token}`}`);
+    }
+    if (o.has("--keep")) {
+      say(`   the nodes keep running for you to click through: press Ctrl-C to stop them`);
+      await untilInterrupted();
+    } else say(`   (umbra demo --keep keeps the nodes running so that they can be opened)`);
   } catch (err) {
     ok = false;
     say(`\nthe demo failed: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
-    // 7. Shut down.
+    // 8. Shut down.
     const t = performance.now();
     // The parties first (they stop polling the exchange), then the exchange.
     const parties = procs.filter((p) => p.name !== "exchange");
     const codes = await Promise.all(parties.map(async (p) => [p.name, await stopProcess(p)] as const));
     for (const p of procs.filter((q) => q.name === "exchange")) codes.push([p.name, await stopProcess(p)] as const);
-    say(`\n7. Stopped with SIGTERM (${secs(t)}): ${codes.map(([n, c]) => `${n} exited ${c}`).join(", ")}`);
+    say(`\n8. Stopped with SIGTERM (${secs(t)}): ${codes.map(([n, c]) => `${n} exited ${c}`).join(", ")}`);
     if (codes.some(([, c]) => c !== 0)) ok = false;
     if (!o.has("--keep") && ok) rmSync(root, { recursive: true, force: true });
     else say(`   data, databases and logs kept in ${root}`);
