@@ -45,6 +45,7 @@ import { privateKey, publicKeyObject, publicKeyOf, signHex, verifyHex } from "./
 import { leafHash, memoryNodes, treeRoot } from "./log/merkle.js";
 import { appendLeaf } from "./log/tree.js";
 import { canonicalJson, type JsonValue, type LedgerRow, type Store } from "./store.js";
+import { isPlainObject } from "./schemas/check.js";
 
 export const LedgerKind = {
   PartyRegistered: "party.registered",
@@ -200,11 +201,6 @@ export function syncLogTree(store: Store): number {
   });
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v) as unknown;
-  return proto === Object.prototype || proto === null;
-}
 
 function entryFromRow(r: LedgerRow, body: LedgerBody): LedgerEntry {
   return { seq: r.seq, at: r.at, kind: r.kind as LedgerKind, job: r.job, body, prevHash: r.prev_hash, hash: r.hash, signature: r.signature };

@@ -6,12 +6,13 @@
  * ends each process with exit code 0; and the demo, the README's main
  * command, exits 0.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { CLI as cli, umbra as runUmbra } from "./helpers/cli.js";
+import { startNode, stopNode, type NodeProcess as Node } from "./helpers/processes.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable } from "../engine/columns/index.js";
 
@@ -19,41 +20,6 @@ const root = mkdtempSync(join(tmpdir(), "umbra-node-cli-"));
 
 /** Runs `umbra ARGS` to the end (asynchronously, so the nodes keep serving). */
 const umbra = (...args: string[]) => runUmbra(args);
-
-interface Node {
-  readonly child: ChildProcess;
-  url: string;
-  readonly exited: Promise<number | null>;
-  stderr: string;
-}
-
-/** Starts `umbra ARGS` and resolves once it prints its listening line. */
-function startNode(...args: string[]): Promise<Node> {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  return new Promise((resolve, reject) => {
-    let out = "";
-    const node: Node = { child, exited, url: "", stderr: "" };
-    child.stderr.on("data", (c: Buffer) => (node.stderr += c.toString("utf8")));
-    const timer = setTimeout(() => reject(new Error(`no listening line from: ${args.join(" ")}\n${node.stderr}`)), 20_000);
-    child.stdout.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-      const m = / listening at (http:\/\/\S+)/.exec(out);
-      if (m && !node.url) {
-        clearTimeout(timer);
-        node.url = m[1] as string;
-        resolve(node);
-      }
-    });
-    void exited.then((code) => reject(new Error(`exited ${code} before listening: ${node.stderr}`)));
-  });
-}
-
-async function stopNode(n: Node | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
-  if (!n || n.child.exitCode !== null || n.child.signalCode !== null) return n?.child.exitCode ?? null;
-  n.child.kill(signal);
-  return n.exited;
-}
 
 const dirs = { exchange: join(root, "exchange"), telco: join(root, "telco"), bank: join(root, "bank") };
 const exchangeDb = join(dirs.exchange, "exchange.db");

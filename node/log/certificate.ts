@@ -28,6 +28,7 @@ import { entryLeafHash, LedgerKind, verifiedEntry, type LedgerEntry } from "../l
 import type { Store } from "../store.js";
 import { currentTreeHead, inclusionProofOf, parseProof, verifyTreeHead, type SignedTreeHead } from "./head.js";
 import { verifyInclusion } from "./merkle.js";
+import { isPlainObject } from "../schemas/check.js";
 
 export const CERTIFICATE_TYPE = "umbra.v1.dataset-certificate";
 
@@ -69,9 +70,6 @@ export class InvalidCertificateError extends UmbraError {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
 
 /** The subject of a dataset.certified body, or undefined when it is not of that form. */
 export function certificateSubject(body: unknown): CertificateSubject | undefined {

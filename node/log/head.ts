@@ -17,6 +17,7 @@ import { canonicalJson, type Store } from "../store.js";
 import { signHex, verifyHex } from "./keys.js";
 import { consistencyProof, EMPTY_ROOT, inclusionProof, treeRoot, verifyConsistency } from "./merkle.js";
 import { storeNodes } from "./tree.js";
+import { isPlainObject } from "../schemas/check.js";
 
 export interface SignedTreeHead {
   readonly size: number;
@@ -44,9 +45,6 @@ export function signTreeHead(secretKey: Uint8Array, h: { readonly size: number; 
   return { size: h.size, root: h.root, at: h.at, signature: signHex(secretKey, treeHeadBytes(h)) };
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v) as object | null);
-}
 
 const EMPTY_ROOT_HEX = Buffer.from(EMPTY_ROOT).toString("hex");
 
