@@ -206,7 +206,7 @@ function Failure({ job }: { job: JobView }) {
         <dt>{t("failure.party")}</dt>
         <dd>{party}</dd>
         <dt>{t("failure.todo")}</dt>
-        <dd>{hasKey(ruleKey) ? t(ruleKey) : hasKey(hintKey) ? t(hintKey) : t("failure.noHint")}</dd>
+        <dd>{hasKey(hintKey) ? t(hintKey) : hasKey(ruleKey) ? t(ruleKey) : t("failure.noHint")}</dd>
       </dl>
     </section>
   );

@@ -281,7 +281,7 @@ export const en = {
   "hint.UMBRA_DATASET_CHANGED": "The provider's file changed since it was registered: the provider must register it again (a new policy version).",
   "hint.UMBRA_INVALID_JOB_REQUEST": "The job request is not well formed: the message names the field.",
   "hint.UMBRA_UNKNOWN_PROTOCOL": "The protocol is not one this exchange runs.",
-  "hint.UMBRA_POLICY_DENIED": "The dataset's policy does not allow this job: the rule below says which term. Change the job to fit the policy, or ask the provider to change it.",
+  "hint.UMBRA_POLICY_DENIED": "The dataset's policy does not allow this job: the policy rule above says which term. Change the job to fit the policy, or ask the provider to change it.",
   "rule.dataset-mismatch": "The job names another dataset than the one the policy governs.",
   "rule.policy-expired": "The dataset's policy has expired: ask the provider for a new policy version.",
   "rule.buyer-not-allowed": "You are not among the dataset's allowed buyers: ask the provider to add your party name.",

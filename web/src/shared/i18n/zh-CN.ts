@@ -280,7 +280,7 @@ export const zhCN: Dictionary = {
   "hint.UMBRA_DATASET_CHANGED": "提供方的文件在登记后发生了变化：提供方必须重新登记（新的策略版本）。",
   "hint.UMBRA_INVALID_JOB_REQUEST": "任务请求格式不正确：错误信息中指出了字段。",
   "hint.UMBRA_UNKNOWN_PROTOCOL": "此交易所不运行该协议。",
-  "hint.UMBRA_POLICY_DENIED": "数据集的策略不允许此任务：下面的规则说明是哪一项条款。请修改任务以符合策略，或请提供方修改策略。",
+  "hint.UMBRA_POLICY_DENIED": "数据集的策略不允许此任务：上面的策略规则说明是哪一项条款。请修改任务以符合策略，或请提供方修改策略。",
   "rule.dataset-mismatch": "任务指定的数据集不是该策略所管辖的数据集。",
   "rule.policy-expired": "数据集的策略已过期：请向提供方申请新的策略版本。",
   "rule.buyer-not-allowed": "你不在数据集允许的买方之列：请提供方添加你的参与方名称。",
