@@ -1,0 +1,54 @@
+import { useState } from "preact/hooks";
+import { ErrorNote, Loading, PageTitle, StatusBadge, Table } from "../../shared/components.js";
+import { time } from "../../shared/format.js";
+import { useApi } from "../../shared/hooks.js";
+import { useI18n } from "../../shared/i18n/index.js";
+import { href } from "../../shared/router.js";
+
+interface Item {
+  id: string;
+  protocol: string;
+  role: string;
+  state: string;
+  createdAt: number;
+  updatedAt: number;
+  summary: string;
+}
+const STATES = ["submitted", "running", "succeeded", "failed", "refused", "cancelled"];
+
+export function Jobs() {
+  const { t, locale } = useI18n();
+  const [state, setState] = useState("");
+  const r = useApi<{ jobs: Item[] }>(`/v1/jobs${state ? `?state=${state}` : ""}`);
+  return (
+    <>
+      <PageTitle>{t("page.jobs")}</PageTitle>
+      <p>
+        <a href="#/new-job">{t("page.newJob")}</a>
+      </p>
+      <div class="field">
+        <label for="jobs-state">{t("jobs.filter")}</label>
+        <select id="jobs-state" value={state} onChange={(e) => setState((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="">{t("common.all")}</option>
+          {STATES.map((s) => <option key={s} value={s}>{t(`state.${s}` as "state.running")}</option>)}
+        </select>
+      </div>
+      <Loading when={r.loading} />
+      <ErrorNote error={r.error} />
+      {r.data ? (
+        <Table
+          caption={t("page.jobs")}
+          rows={r.data.jobs}
+          columns={[
+            { key: "id", label: t("col.id"), render: (j) => <a class="mono" href={href("jobs", j.id)}>{j.id}</a> },
+            { key: "protocol", label: t("col.protocol") },
+            { key: "role", label: t("col.role") },
+            { key: "state", label: t("col.state"), render: (j) => <StatusBadge state={j.state} /> },
+            { key: "createdAt", label: t("col.created"), render: (j) => time(j.createdAt, locale) },
+            { key: "summary", label: t("col.summary") },
+          ]}
+        />
+      ) : null}
+    </>
+  );
+}
