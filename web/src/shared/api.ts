@@ -42,6 +42,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    /** The policy (or contract) rule a refusal names, as the server's error says it. */
+    readonly rule?: string,
   ) {
     super(message);
   }
@@ -51,17 +53,19 @@ async function errorOf(res: Response): Promise<ApiError> {
   let code = `HTTP_${res.status}`;
   let message = res.statusText;
   let field: string | undefined;
+  let rule: string | undefined;
   try {
-    const j = (await res.json()) as { error?: { code?: string; message?: string; field?: string }; code?: string; message?: string };
+    const j = (await res.json()) as { error?: { code?: string; message?: string; field?: string; rule?: string }; code?: string; message?: string };
     const e = j.error ?? j;
     if (typeof e.code === "string") code = e.code;
     if (typeof e.message === "string") message = e.message;
     if (j.error && typeof j.error.field === "string") field = j.error.field;
+    if (j.error && typeof j.error.rule === "string") rule = j.error.rule;
   } catch {
     /* not JSON */
   }
   if (res.status === 401) clearToken();
-  return new ApiError(res.status, code, message, field);
+  return new ApiError(res.status, code, message, field, rule);
 }
 
 /** A fetch with the token; throws ApiError for an answer that is not 2xx, and for a network failure. */

@@ -175,7 +175,8 @@ function ResultPreview({ preview }: { preview: Preview }) {
   );
 }
 
-function Failure({ job }: { job: JobView }) {
+/** Why a job did not succeed (the job page's view of a failed or refused job; the new-job page's of a refused submission). */
+export function Failure({ job }: { job: Pick<JobView, "state" | "reason" | "providers" | "by"> }) {
   const { t } = useI18n();
   const code = codeOf(job.reason) ?? (job.state === "refused" ? "UMBRA_POLICY_DENIED" : undefined);
   const rule = ruleOf(job.reason);

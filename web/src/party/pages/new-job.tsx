@@ -6,6 +6,7 @@ import { useApi } from "../../shared/hooks.js";
 import { useT } from "../../shared/i18n/index.js";
 import { go, href } from "../../shared/router.js";
 import { INTERSECTION_PROTOCOLS, K_PROTOCOLS, keyLabel, PROTOCOLS, type CatalogEntry, type Protocol } from "../types.js";
+import { Failure } from "./job.js";
 import { Learns } from "./learns.js";
 
 const FNS = ["count", "sum", "avg", "var", "stddev"] as const;
@@ -180,7 +181,12 @@ export function NewJob() {
             <Field id="f-contracts" label={t("job.contracts")}>
               {(a) => <input {...a} value={contracts} onInput={(e) => setContracts(val(e))} />}
             </Field>
-            <ErrorNote error={error} />
+            {error?.rule !== undefined ? (
+              // Refused by a policy (or a contract) when submitted: the same view a refused job shows, naming the rule.
+              <Failure job={{ state: "refused", reason: error.rule, providers: chosen ? [chosen.owner] : [], by: undefined }} />
+            ) : (
+              <ErrorNote error={error} />
+            )}
             <button type="submit" class="primary" disabled={busy}>
               {t("job.submit")}
             </button>
