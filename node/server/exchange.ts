@@ -62,6 +62,7 @@ import { relayRoutes } from "./exchange/routes/relay.js";
 import { contractRoutes } from "./exchange/routes/contracts.js";
 import { productRoutes } from "./exchange/routes/products.js";
 import { receiptRoutes } from "./exchange/routes/receipts.js";
+import { registerConsole } from "./console-assets.js";
 
 export type { ExchangeOptions } from "./exchange/context.js";
 export { jobView } from "./exchange/views.js";
@@ -142,5 +143,7 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   });
 
   for (const routes of [partyRoutes, datasetRoutes, productRoutes, contractRoutes, receiptRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
+  // The operator's web console (docs/console.md): its page and assets; its API is the admin routes.
+  await registerConsole(app, { page: "exchange", ...(o.consoleDir !== undefined ? { dir: o.consoleDir } : {}) });
   return app;
 }

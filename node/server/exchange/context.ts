@@ -50,6 +50,8 @@ export interface ExchangeOptions {
   readonly publicLog?: boolean;
   /** Every job must cite a contract covering each of its datasets (docs/venue.md; default: only datasets sold in an active product need one). */
   readonly requireContracts?: boolean;
+  /** The built web console's folder (default: dist/console, node/server/console-assets.ts). */
+  readonly consoleDir?: string;
 }
 
 declare module "fastify" {
