@@ -6,7 +6,9 @@
  * and nothing is registered here or at the exchange), a job's stream of
  * states ending in succeeded and then closing, and a psi and a
  * join-aggregate job's result as a preview, as CSV and as Arrow, each equal
- * to the plaintext answer worked out here. The console's pages are served
+ * to the plaintext answer worked out here. The exchange's admin API shows
+ * the parties, catalog, jobs, ledger and log as its store holds them. The
+ * console's pages are served
  * with their security headers, and /console/ leads to the node's own page.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -14,6 +16,7 @@ import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
+import { consistencyProofOf, inclusionProofOf } from "../node/log/head.js";
 import { consoleDir } from "../node/server/console-assets.js";
 import { api, partyHeaders, startNodes, waitForJob, type TestNodes, type TestParty } from "./helpers/nodes.js";
 
@@ -199,6 +202,63 @@ describe("a job's stream and its result", () => {
         .map((c) => `${col(c, "segment")}:${Number(col(c, "count"))}:${Number(col(c, "sum_spend"))}`)
         .sort(),
     ).toEqual(expected);
+  });
+});
+
+describe("the exchange's admin API", () => {
+  const admin = async <T>(path: string): Promise<T> => {
+    const r = await fetch(nodes.x.url + path, { headers: { authorization: `Bearer ${nodes.x.app.adminToken}` } });
+    expect(r.status, path).toBe(200);
+    return (await r.json()) as T;
+  };
+
+  it("shows the overview, parties, catalog, jobs, ledger and log as the store holds them", async () => {
+    const x = nodes.x;
+    const o = await admin<{ exchange: { name: string; fingerprint: string }; counts: { parties: number; datasets: number; jobs: Record<string, number> }; health: { pool: { threads: number; utilization: number } | null; inMemory: unknown; queuedBytes: number }; head: { size: number } }>("/v1/admin/overview");
+    expect(o.exchange.name).toBe("exchange");
+    expect(o.counts).toMatchObject({ parties: 2, datasets: 1 });
+    expect(o.counts.jobs["succeeded"]).toBe(2);
+    expect(o.health.pool).toMatchObject({ threads: 2 }); // the exchange runs on the shared pool here
+    expect(o.health.queuedBytes).toBeGreaterThanOrEqual(0);
+    expect(o.head.size).toBe([...x.store.ledgerRows()].length);
+
+    const parties = await admin<{ parties: { name: string; fingerprint: string; lastSeenAt: number | null; online: boolean; boxPublicKey: string | null }[] }>("/v1/admin/parties");
+    expect(parties.parties.map((p) => p.name).sort()).toEqual(["bank", "telco"]);
+    for (const p of parties.parties) {
+      expect(p.online).toBe(true);
+      expect(typeof p.lastSeenAt).toBe("number");
+      expect(p.boxPublicKey).toMatch(/^[0-9a-f]{64}$/);
+    }
+
+    const catalog = await admin<{ datasets: { id: string; owner: string; policyVersion: number; policy: { keyColumns: string[] } }[]; products: unknown[] }>("/v1/admin/catalog");
+    expect(catalog.datasets).toHaveLength(1);
+    expect(catalog.datasets[0]).toMatchObject({ id: DATASET, owner: "telco", policyVersion: 1, policy: { keyColumns: ["id"] } });
+    expect(catalog.products).toEqual([]);
+
+    const jobs = await admin<{ jobs: { id: string; protocol: string; state: string; createdAt: number }[] }>("/v1/admin/jobs");
+    expect(jobs.jobs.map((j) => j.protocol)).toEqual(["join-aggregate", "psi"]); // newest first
+    expect((await admin<{ jobs: unknown[] }>("/v1/admin/jobs?state=failed&limit=5")).jobs).toEqual([]);
+    expect((await admin<{ jobs: unknown[] }>("/v1/admin/jobs?limit=1")).jobs).toHaveLength(1);
+
+    const all = [...x.store.ledgerRows()];
+    const page = await admin<{ publicKey: string; entries: { seq: number; hash: string; body: unknown }[]; next?: number }>("/v1/admin/ledger?limit=2");
+    expect(page.entries.map((e) => e.hash)).toEqual(all.slice(0, 2).map((r) => r.hash));
+    expect(page.next).toBe(2);
+    expect(page.publicKey).toBe(Buffer.from(x.publicKey).toString("hex"));
+    const rest = await admin<{ entries: { seq: number; body: unknown }[]; next?: number }>(`/v1/admin/ledger?after=${page.next as number}`);
+    expect(rest.entries.map((e) => e.seq)).toEqual(all.slice(2).map((r) => r.seq));
+    expect(rest.next).toBeUndefined();
+    expect(rest.entries.every((e) => typeof e.body === "object" && e.body !== null)).toBe(true);
+
+    const head = await admin<{ size: number; root: string; signature: string }>("/v1/admin/log/head");
+    expect(head.size).toBe(all.length);
+    const inclusion = await admin<{ proof: string[] }>(`/v1/admin/log/inclusion?seq=1&size=${head.size}`);
+    expect(inclusion.proof).toEqual(inclusionProofOf(x.store, 1, head.size));
+    const consistency = await admin<{ proof: string[] }>(`/v1/admin/log/consistency?first=1&second=${head.size}`);
+    expect(consistency.proof).toEqual(consistencyProofOf(x.store, 1, head.size));
+    for (const bad of ["/v1/admin/jobs?limit=1001", "/v1/admin/ledger?limit=0", "/v1/admin/log/inclusion?seq=0", `/v1/admin/log/consistency?first=${head.size + 1}`, "/v1/admin/parties?x=1"]) {
+      expect((await fetch(x.url + bad, { headers: { authorization: `Bearer ${x.app.adminToken}` } })).status, bad).toBe(400);
+    }
   });
 });
 
