@@ -7,18 +7,22 @@
  * states ending in succeeded and then closing, and a psi and a
  * join-aggregate job's result as a preview, as CSV and as Arrow, each equal
  * to the plaintext answer worked out here. The exchange's admin API shows
- * the parties, catalog, jobs, ledger and log as its store holds them. The
+ * the parties, catalog, jobs, ledger and log as its store holds them;
+ * `umbra console url` prints each address with its token. The
  * console's pages are served
  * with their security headers, and /console/ leads to the node's own page.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CryptoPool } from "../engine/index.js";
 import { consistencyProofOf, inclusionProofOf } from "../node/log/head.js";
 import { consoleDir } from "../node/server/console-assets.js";
-import { api, partyHeaders, startNodes, waitForJob, type TestNodes, type TestParty } from "./helpers/nodes.js";
+import { consoleCommand } from "../node/commands/console.js";
+import { createSecretFile } from "../node/secret-file.js";
+import { api, partyHeaders, startNodes, tokenFileOf, waitForJob, type TestNodes, type TestParty } from "./helpers/nodes.js";
 
 const pool = new CryptoPool({ threads: 2 });
 let nodes: TestNodes;
@@ -259,6 +263,20 @@ describe("the exchange's admin API", () => {
     for (const bad of ["/v1/admin/jobs?limit=1001", "/v1/admin/ledger?limit=0", "/v1/admin/log/inclusion?seq=0", `/v1/admin/log/consistency?first=${head.size + 1}`, "/v1/admin/parties?x=1"]) {
       expect((await fetch(x.url + bad, { headers: { authorization: `Bearer ${x.app.adminToken}` } })).status, bad).toBe(400);
     }
+  });
+});
+
+describe("umbra console url", () => {
+  it("prints each console's address with its token after #, read from the token file", async () => {
+    const lines: string[] = [];
+    const io = { out: (l: string) => void lines.push(l), err: () => undefined };
+    expect(await consoleCommand(["url", "--party", bank.url, "--token-file", tokenFileOf(bank)], io)).toBe(0);
+    expect(lines.pop()).toBe(`${bank.url}/console/party/#token=${bank.agent.token}`);
+    const adminFile = join(mkdtempSync(join(tmpdir(), "umbra-admin-")), "exchange.admin-token");
+    createSecretFile(adminFile, `${nodes.x.app.adminToken}\n`, "admin token file");
+    expect(await consoleCommand(["url", "--exchange", nodes.x.url, "--admin-token-file", adminFile, "--json"], io)).toBe(0);
+    expect(JSON.parse(lines.pop() as string)).toEqual({ console: "exchange", url: `${nodes.x.url}/console/exchange/#token=${nodes.x.app.adminToken}` });
+    await expect(consoleCommand(["url"], io)).rejects.toThrow(/--party or --exchange/);
   });
 });
 
