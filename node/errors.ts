@@ -168,3 +168,27 @@ export class BadLogHeadError extends InvalidInputError {
     super(`the exchange sent a ${what} that is malformed or not signed by its pinned key`, LogErrorCode.BadHead);
   }
 }
+
+// ---------------------------------------------------------------------------
+// The web console (docs/console.md).
+
+export const ConsoleErrorCode = {
+  /** The console's assets were not built (dist/console is missing: `npm run build` makes it). */
+  NotBuilt: "UMBRA_CONSOLE_NOT_BUILT",
+  /** Too many of a bounded kind of request at once (the console's job streams). */
+  Busy: "UMBRA_BUSY",
+} as const;
+
+/** The node was built without its web console's assets (code UMBRA_CONSOLE_NOT_BUILT, HTTP 404). */
+export class ConsoleNotBuiltError extends UmbraError {
+  constructor() {
+    super(ConsoleErrorCode.NotBuilt, "the web console is not built here: run npm run build (it builds the console into dist/console) and restart the node");
+  }
+}
+
+/** As many of these requests are open as the node serves at once (code UMBRA_BUSY, HTTP 429): try again when one has ended. */
+export class BusyError extends UmbraError {
+  constructor(what: string) {
+    super(ConsoleErrorCode.Busy, `too many ${what} are open at once: close one and try again`);
+  }
+}

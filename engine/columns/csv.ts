@@ -475,10 +475,53 @@ async function writeString(handle: FileHandle, path: string, s: string): Promise
 }
 
 /**
- * Writes a table or a sequence of record batches as CSV: a header row, then
- * each batch's rows in chunks, so no whole-file string is ever built.
- * Strings, integers, floats, decimals and booleans are written as text,
- * dates and timestamps as ISO 8601, binary as base64; nested types are refused.
+ * A table or a sequence of record batches as CSV text, in chunks: a header
+ * row, then each batch's rows a chunk at a time, so no whole-file string is
+ * ever built. Strings, integers, floats, decimals and booleans are written
+ * as text, dates and timestamps as ISO 8601, binary as base64; nested types
+ * are refused. {@link writeCsv} writes it to a file; a server streams it.
+ *
+ * @throws UnsupportedTypeError for a column type CSV cannot hold.
+ * @throws InvalidArgumentError when batches disagree on their columns, or nothing is given.
+ */
+export async function* csvChunks(input: BatchInput): AsyncGenerator<string> {
+  let schema: Schema | null = null;
+  let formatters: CellFormatter[] = [];
+  const start = (s: Schema): string => {
+    schema = s;
+    formatters = s.fields.map(formatterFor);
+    return s.fields.map((f) => csvField(f.name)).join(",") + "\r\n";
+  };
+  if (input instanceof Table) yield start(input.schema);
+  for await (const batch of iterateBatches(input)) {
+    if (schema === null) yield start(batch.schema);
+    const names = (schema as Schema | null)?.fields.map((f) => f.name) ?? [];
+    const fields = batch.schema.fields;
+    if (fields.length !== names.length || fields.some((f, i) => f.name !== names[i])) {
+      throw new InvalidArgumentError("record batches to write do not all have the same columns");
+    }
+    const vectors = fields.map((_, i) => batch.getChildAt(i));
+    const n = batch.numRows;
+    for (let r0 = 0; r0 < n; r0 += ROWS_PER_CHUNK) {
+      const r1 = Math.min(n, r0 + ROWS_PER_CHUNK);
+      let chunk = "";
+      for (let r = r0; r < r1; r++) {
+        for (let c = 0; c < vectors.length; c++) {
+          const v = vectors[c];
+          const f = formatters[c];
+          if (c > 0) chunk += ",";
+          if (v !== null && v !== undefined && f !== undefined) chunk += f(v, r);
+        }
+        chunk += "\r\n";
+      }
+      yield chunk;
+    }
+  }
+  if (schema === null) throw new InvalidArgumentError("nothing to write: no record batches and no schema");
+}
+
+/**
+ * Writes a table or a sequence of record batches as CSV ({@link csvChunks}).
  *
  * @throws UnsupportedTypeError for a column type CSV cannot hold.
  * @throws UnwritableFileError when the file cannot be opened or written.
@@ -487,39 +530,7 @@ async function writeString(handle: FileHandle, path: string, s: string): Promise
 export async function writeCsv(path: string, input: BatchInput): Promise<void> {
   const handle = await openForWrite(path);
   try {
-    let schema: Schema | null = null;
-    let formatters: CellFormatter[] = [];
-    const start = async (s: Schema): Promise<void> => {
-      schema = s;
-      formatters = s.fields.map(formatterFor);
-      await writeString(handle, path, s.fields.map((f) => csvField(f.name)).join(",") + "\r\n");
-    };
-    if (input instanceof Table) await start(input.schema);
-    for await (const batch of iterateBatches(input)) {
-      if (schema === null) await start(batch.schema);
-      const names = (schema as Schema | null)?.fields.map((f) => f.name) ?? [];
-      const fields = batch.schema.fields;
-      if (fields.length !== names.length || fields.some((f, i) => f.name !== names[i])) {
-        throw new InvalidArgumentError("record batches to write do not all have the same columns");
-      }
-      const vectors = fields.map((_, i) => batch.getChildAt(i));
-      const n = batch.numRows;
-      for (let r0 = 0; r0 < n; r0 += ROWS_PER_CHUNK) {
-        const r1 = Math.min(n, r0 + ROWS_PER_CHUNK);
-        let chunk = "";
-        for (let r = r0; r < r1; r++) {
-          for (let c = 0; c < vectors.length; c++) {
-            const v = vectors[c];
-            const f = formatters[c];
-            if (c > 0) chunk += ",";
-            if (v !== null && v !== undefined && f !== undefined) chunk += f(v, r);
-          }
-          chunk += "\r\n";
-        }
-        await writeString(handle, path, chunk);
-      }
-    }
-    if (schema === null) throw new InvalidArgumentError("nothing to write: no record batches and no schema");
+    for await (const chunk of csvChunks(input)) await writeString(handle, path, chunk);
   } catch (err) {
     await closeQuietly(handle);
     throw err;

@@ -9,7 +9,7 @@
 export { DEFAULT_BATCH_SIZE, openBatches, readBatches, readTable, type ReadOptions, type ReadTableOptions } from "./read.js";
 export { writeTable } from "./write.js";
 export { writeArrowIPC, type WriteIpcOptions } from "./ipc.js";
-export { writeCsv, CsvColumnType, csvLineOfRow, checkCsvDelimiter, describeDelimiter, DEFAULT_CSV_DELIMITER } from "./csv.js";
+export { writeCsv, csvChunks, CsvColumnType, csvLineOfRow, checkCsvDelimiter, describeDelimiter, DEFAULT_CSV_DELIMITER } from "./csv.js";
 export { writeParquet } from "./parquet-write.js";
 export { FileFormat, formatFromPath } from "./files.js";
 export type { BatchInput, BatchSource } from "./source.js";

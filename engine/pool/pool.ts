@@ -99,6 +99,11 @@ export class CryptoPool {
     return this.#closed;
   }
 
+  /** For a health check: the worker threads, and the share of their time spent on tasks since they started (0 to 1; 0 before the first task). */
+  stats(): { readonly threads: number; readonly utilization: number } {
+    return { threads: this.threads, utilization: this.#piscina?.utilization ?? 0 };
+  }
+
   /** Element i = encode(scalar · H(messages_i)) (scalar optional), n × 32 bytes. */
   hashToGroup(choice: GroupChoice, messages: PackedBytes, dst: Uint8Array, scalar?: Uint8Array, options?: RunOptions): Promise<Uint8Array> {
     assertPacked(messages, "messages");

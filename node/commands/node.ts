@@ -20,7 +20,8 @@ export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
-      [--public-log] [--job-timeout DURATION] [--require-contracts] [--log-level error|warn|info|debug] [--config FILE]
+      [--public-log] [--job-timeout DURATION] [--require-contracts] [--admin-token-file FILE]
+      [--log-level error|warn|info|debug] [--config FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -36,7 +37,12 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  no activity for --job-timeout (default 10m: room for a restart) fails,
                  naming the party it waits for. --require-contracts: every job must
                  cite a contract covering each of its datasets (docs/venue.md; without
-                 it, only datasets sold in an active product need one). --port 0: any free port (the
+                 it, only datasets sold in an active product need one). Its web console
+                 is at URL/console/exchange/ (docs/console.md): it and the admin API
+                 (/v1/admin/…) need the operator's admin token, kept in
+                 --admin-token-file (default: exchange.admin-token beside the db,
+                 created mode 0600 on first start); start prints the file's path and
+                 the console's address, never the token. --port 0: any free port (the
                  "listening at URL" line on stdout names it, and says the exchange
                  is ready). --config FILE: the same options from a .toml or .json
                  file (keys named like the flags: port = 7300), flags override it
@@ -62,7 +68,10 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  party restarts without it. Each party on one machine needs its own
                  --port (--port 0: any free one). It waits up to 60 s for the exchange
                  to answer; its "listening at URL" line on stdout says it is ready
-                 (registered). --config FILE as for exchange start
+                 (registered), and the next names its web console, URL/console/party/
+                 (docs/console.md; sign in with the token file's token: umbra console
+                 url --party prints the address with it). --config FILE as for
+                 exchange start
   party head [--party URL] [--token-file FILE] [--json]
                  the latest signed tree head of the exchange's log this party accepted
                  (JSON: size, root, at, signature); every answer from the exchange must
@@ -197,7 +206,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub === "revoke-contract") return exchangeRevokeContractCommand(rest, io, usage, passphraseOption);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string", "--require-contracts": "flag" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string", "--require-contracts": "flag", "--admin-token-file": "string" };
   const given = parseOptions(rest, spec, usage);
   if (given === undefined) {
     io.out(usage.trimEnd());
@@ -210,7 +219,8 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const open = { ...(o.has("--open-registration") ? { openRegistration: true } : {}), ...(o.has("--public-log") ? { publicLog: true } : {}), ...(o.has("--require-contracts") ? { requireContracts: true } : {}) };
   const timeout = o.get("--job-timeout");
   const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
+  const adminTokenFile = o.get("--admin-token-file");
+  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...(adminTokenFile !== undefined ? { adminTokenFile } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
   return untilClosed(node);
 }
 

@@ -32,6 +32,15 @@ export const LocalDatasetRegistrationSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** POST /v1/datasets/check (the console): a file and a policy checked as registration would, nothing registered. */
+export const LocalDatasetCheckSchema = Type.Object(
+  {
+    file: Type.String({ minLength: 1, maxLength: 1024, description: "a file in the agent's data folder (Arrow IPC, CSV or Parquet)" }),
+    policy: PolicySchema,
+  },
+  { additionalProperties: false },
+);
+
 /** A 32-byte public key, as hex. */
 const KeyHex = Type.String({ pattern: "^[0-9a-f]{64}$", description: "a 32-byte public key as 64 lower-case hex digits" });
 

@@ -62,6 +62,9 @@ import { relayRoutes } from "./exchange/routes/relay.js";
 import { contractRoutes } from "./exchange/routes/contracts.js";
 import { productRoutes } from "./exchange/routes/products.js";
 import { receiptRoutes } from "./exchange/routes/receipts.js";
+import { registerConsole } from "./console-assets.js";
+import { adminRoutes } from "./exchange/routes/admin.js";
+import { checkTokenFormat, generateApiToken } from "./local-api.js";
 
 export type { ExchangeOptions } from "./exchange/context.js";
 export { jobView } from "./exchange/views.js";
@@ -69,8 +72,12 @@ export { jobView } from "./exchange/views.js";
 /** The largest envelope the relay takes (the envelope layer's payload limit and its overhead): every data cap holds at least one. */
 const MAX_ENVELOPE_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + ENVELOPE_OVERHEAD_BYTES;
 
-/** The exchange's Fastify app, with its mailboxes and a count of what it holds in memory for open jobs. */
-export type ExchangeApp = FastifyInstance & { mailboxes: Mailboxes; inMemory(): { readonly roleJobs: number; readonly activity: number } };
+/**
+ * The exchange's Fastify app, with its mailboxes, a count of what it holds in
+ * memory for open jobs, and the operator's admin token (every admin API
+ * request needs `Authorization: Bearer <adminToken>`).
+ */
+export type ExchangeApp = FastifyInstance & { mailboxes: Mailboxes; inMemory(): { readonly roleJobs: number; readonly activity: number }; readonly adminToken: string };
 
 /**
  * The exchange as one Fastify app: the shared context, the job lifecycle and
@@ -89,6 +96,9 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   const jobs = new JobLifecycle(ctx, jobTimeoutMs);
   const roles = new RoleRunner(ctx, jobs, o.deliveryWaitMs ?? jobTimeoutMs);
   app.decorate("mailboxes", mailboxes);
+  const adminToken = o.adminToken ?? generateApiToken();
+  checkTokenFormat(adminToken, "the exchange's admin token");
+  app.decorate("adminToken", adminToken);
   // What the exchange holds in memory per job (a health check, and the attack tests): bounded by the jobs still open.
   app.decorate("inMemory", () => jobs.inMemory());
   // Answer every open long-poll (and every delivery waiting for room) before the server waits for in-flight requests to end.
@@ -142,5 +152,8 @@ export async function buildExchange(o: ExchangeOptions): Promise<ExchangeApp> {
   });
 
   for (const routes of [partyRoutes, datasetRoutes, productRoutes, contractRoutes, receiptRoutes, jobRoutes, eventRoutes, relayRoutes, auditRoutes, logRoutes]) await app.register(routes, services);
+  // The operator's web console (docs/console.md): its API, the admin routes (the admin token, never a party's signature), its page and assets.
+  await app.register(adminRoutes, { ...services, adminToken });
+  await registerConsole(app, { page: "exchange", ...(o.consoleDir !== undefined ? { dir: o.consoleDir } : {}) });
   return app;
 }

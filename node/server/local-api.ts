@@ -11,7 +11,9 @@
  *    agent's database by default) that the CLI reads; anyone who can read
  *    that file acts as the party's owner.
  *
- * Nothing is answered before both checks pass — the OpenAPI document included.
+ * Nothing is answered before both checks pass — the OpenAPI document
+ * included — except the web console's static pages and assets, which hold no
+ * data and need the Host check alone (the page then asks for the token).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -45,16 +47,20 @@ export function isWildcardAddress(host: string): boolean {
   return h === "0.0.0.0" || h === "::" || h === "0:0:0:0:0:0:0:0";
 }
 
-/** The token in a token file, created (mode 0600) with a fresh token when the file does not exist. */
-export function loadOrCreateTokenFile(path: string): { token: string; created: boolean } {
-  const existing = readSecretFile(path, "API token file");
+/**
+ * The token in a token file, created (mode 0600) with a fresh token when the
+ * file does not exist. `what` names the file in errors (the party agent's API
+ * token file, the exchange's admin token file).
+ */
+export function loadOrCreateTokenFile(path: string, what = "API token file"): { token: string; created: boolean } {
+  const existing = readSecretFile(path, what);
   if (existing !== undefined) {
     const token = existing.trim();
-    if (!TOKEN.test(token)) throw new UmbraError("UMBRA_INVALID_TOKEN", `the API token file "${path}" does not hold a token (32 to 128 of [A-Za-z0-9_-]); delete it and restart the agent to make a new one`);
+    if (!TOKEN.test(token)) throw new UmbraError("UMBRA_INVALID_TOKEN", `the ${what} "${path}" does not hold a token (32 to 128 of [A-Za-z0-9_-]); delete it and restart the node to make a new one`);
     return { token, created: false };
   }
   const token = generateApiToken();
-  createSecretFile(path, `${token}\n`, "API token file");
+  createSecretFile(path, `${token}\n`, what);
   return { token, created: true };
 }
 
@@ -68,6 +74,30 @@ export function hostName(header: string | undefined): string | undefined {
 
 const digest = (s: string): Buffer => createHash("sha256").update(s, "utf8").digest();
 
+/** Throws unless `token` is one a token file may hold (32 to 128 of [A-Za-z0-9_-]). */
+export function checkTokenFormat(token: string, what = "the API token"): void {
+  if (!TOKEN.test(token)) throw new UmbraError("UMBRA_INVALID_TOKEN", `${what} must be 32 to 128 of [A-Za-z0-9_-]`);
+}
+
+/**
+ * A check of `Authorization: Bearer TOKEN` against `token`: the digests are
+ * compared, in constant time whatever the length of what was sent. Shared by
+ * the party agent's local API and the exchange's admin API.
+ */
+export function bearerTokenCheck(token: string): (authorization: string | undefined) => boolean {
+  const want = digest(token);
+  return (auth) => {
+    const m = typeof auth === "string" ? /^Bearer ([A-Za-z0-9_-]{1,256})$/.exec(auth) : null;
+    return m !== null && timingSafeEqual(digest(m[1] as string), want);
+  };
+}
+
+/** Answers 401 UMBRA_UNAUTHENTICATED (with a WWW-Authenticate challenge for `realm`). */
+export function refuseUnauthenticated(reply: FastifyReply, realm: string, message: string): FastifyReply {
+  void reply.header("www-authenticate", `Bearer realm="${realm}"`);
+  return refuse(reply, 401, LocalApiCode.Unauthenticated, message);
+}
+
 function refuse(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).header("cache-control", "no-store").send({ error: { code, message } });
 }
@@ -75,22 +105,22 @@ function refuse(reply: FastifyReply, status: number, code: string, message: stri
 /**
  * Installs the guard on every route of `app` (an onRequest hook: it runs
  * before the body is read). `allowedHosts` adds names to the loopback ones.
+ * `hostOnly` names the requests that need the Host check alone: the
+ * console's static pages and assets (node/server/console-assets.ts), which
+ * hold no data; every other route needs the token too.
  */
-export function guardLocalApi(app: FastifyInstance, o: { readonly token: string; readonly allowedHosts?: readonly string[] }): void {
-  if (!TOKEN.test(o.token)) throw new UmbraError("UMBRA_INVALID_TOKEN", "the API token must be 32 to 128 of [A-Za-z0-9_-]");
+export function guardLocalApi(app: FastifyInstance, o: { readonly token: string; readonly allowedHosts?: readonly string[]; readonly hostOnly?: (req: FastifyRequest) => boolean }): void {
+  checkTokenFormat(o.token);
   const hosts = new Set([...LOOPBACK_HOSTS, ...(o.allowedHosts ?? []).map((h) => h.replace(/^\[|\]$/g, "").toLowerCase()).filter((h) => !isWildcardAddress(h))]);
-  const want = digest(o.token);
+  const tokenMatches = bearerTokenCheck(o.token);
   app.addHook("onRequest", async (req: FastifyRequest, reply: FastifyReply) => {
     const host = hostName(req.headers.host);
     if (host === undefined || !hosts.has(host)) {
       return refuse(reply, 403, LocalApiCode.ForbiddenHost, "the Host header does not name this agent (only its loopback names and the hosts it was started with are served)");
     }
-    const auth = req.headers.authorization;
-    const m = typeof auth === "string" ? /^Bearer ([A-Za-z0-9_-]{1,256})$/.exec(auth) : null;
-    // Compare digests: constant time whatever the length of what was sent.
-    if (!m || !timingSafeEqual(digest(m[1] as string), want)) {
-      void reply.header("www-authenticate", 'Bearer realm="umbra party agent"');
-      return refuse(reply, 401, LocalApiCode.Unauthenticated, "the party agent's API needs its token: send Authorization: Bearer TOKEN, TOKEN from the agent's token file (umbra party start prints where it is)");
+    if (o.hostOnly?.(req) === true) return undefined;
+    if (!tokenMatches(req.headers.authorization)) {
+      return refuseUnauthenticated(reply, "umbra party agent", "the party agent's API needs its token: send Authorization: Bearer TOKEN, TOKEN from the agent's token file (umbra party start prints where it is)");
     }
     return undefined;
   });

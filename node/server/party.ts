@@ -14,21 +14,19 @@
  */
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { constants, openSync, closeSync, fstatSync, realpathSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, normalize, relative, sep } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
 import { UmbraError } from "../../engine/errors.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
-import { describeDataset, type CatalogEntry } from "../catalog.js";
+import type { CatalogEntry } from "../catalog.js";
 import { KEYED_PROTOCOLS, type JobRequest } from "../job-request.js";
-import { fileKeyShapes, shapeWarning, type KeyShape } from "../key-shape.js";
+import { fileKeyShapes, shapeWarning } from "../key-shape.js";
 import type { SenderKeys } from "../envelope.js";
 import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity } from "../identity.js";
 import type { SignedTreeHead } from "../log/head.js";
 import { LogWatch } from "../log/watch.js";
 import { InvalidCertificateError, verifyCertificate, type VerifiedCertificate } from "../log/certificate.js";
-import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
+import { parseJobRequest, putPolicyVersion } from "../policy.js";
 import type { Store } from "../store.js";
 import { ExchangeClient } from "./client.js";
 import { unpackDeliveries } from "./mailbox.js";
@@ -36,6 +34,9 @@ import { errorHandler } from "./http-errors.js";
 import { LocalDatasetRegistrationSchema, LocalJobRequestSchema } from "../schemas/routes.js";
 import { documentBodyValidator } from "./validation.js";
 import { generateApiToken, guardLocalApi } from "./local-api.js";
+import { dataFolder } from "./party-data.js";
+import { isConsoleRoute, registerConsole } from "./console-assets.js";
+import { partyConsoleRoutes } from "./party-console.js";
 import { partyJobs } from "./party-jobs.js";
 import { registerJobList } from "./party-job-list.js";
 import { scheduleNoncePruning, type NoncePruning } from "./auth.js";
@@ -67,6 +68,8 @@ export interface PartyOptions {
   readonly invite?: string;
   /** How often the order watcher signs the pending orders a product's auto-approve rule allows (ms; default 5 s; 0: never; docs/venue.md). */
   readonly orderPollMs?: number;
+  /** The built web console's folder (default: dist/console, node/server/console-assets.ts). */
+  readonly consoleDir?: string;
 }
 
 /** How the agent knows the exchange's key. */
@@ -114,8 +117,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
   const token = o.apiToken ?? generateApiToken();
   const options = { logger: o.logger ?? false, bodyLimit: 1024 * 1024, requestTimeout: 600_000, connectionTimeout: 600_000 };
   const app = (o.https ? Fastify({ ...options, https: { key: o.https.key, cert: o.https.cert } }) : Fastify(options)) as unknown as FastifyInstance;
-  // Every route, the OpenAPI document included, needs this machine's Host and the token.
-  guardLocalApi(app, { token, ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}) });
+  // Every route, the OpenAPI document included, needs this machine's Host and the token; the console's static
+  // pages and assets (they hold no data) need the Host alone.
+  guardLocalApi(app, { token, ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}), hostOnly: (req) => isConsoleRoute(req.routeOptions.url) });
   await app.register(swagger, { openapi: { info: { title: "Umbra party agent (local API)", version: "1" } } });
   app.get("/documentation/json", { schema: { hide: true } }, async () => app.swagger());
   const keyCache = new Map<string, SenderKeys>();
@@ -128,76 +132,10 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   await app.register(errorHandler);
 
-  /**
-   * A data file inside the data folder: the name is checked lexically (no
-   * "..", no absolute path), then resolved with every symbolic link followed
-   * and checked again, so a link cannot lead out of the folder; only a
-   * regular file is accepted (no FIFO, device or folder).
-   */
-  const dataRoot = (() => {
-    try {
-      return realpathSync(o.dataDir);
-    } catch {
-      return normalize(o.dataDir);
-    }
-  })();
-  const dataFile = (name: string): string => {
-    if (isAbsolute(name) || name.includes("\0")) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files are named relative to the data folder");
-    const p = normalize(join(o.dataDir, name));
-    const rel = relative(o.dataDir, p);
-    if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) throw new UmbraError("UMBRA_FORBIDDEN", "dataset files must be inside the data folder");
-    let real: string;
-    try {
-      real = realpathSync(p);
-    } catch {
-      throw new UmbraError("UMBRA_NOT_FOUND", `no file "${name}" in the data folder (${dataRoot}): a dataset file is named relative to it (or by an absolute path inside it); start the party with --data DIR to serve another folder`);
-    }
-    if (!real.startsWith(dataRoot + sep)) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" leads out of the data folder (a symbolic link); dataset files must be inside it`);
-    // The check above and the read that follows are two steps: whoever could rename or replace something on
-    // the way between them could swap in a link out of the folder. So every folder from the data folder down to
-    // the file must be writable by this user alone (as ssh asks of its own folders).
-    for (let dir = dirname(real); ; dir = dirname(dir)) {
-      const st = statSync(dir);
-      const uid = process.getuid?.();
-      if ((st.mode & 0o022) !== 0 || (uid !== undefined && st.uid !== uid && st.uid !== 0)) {
-        const shown = dir === dataRoot ? "the data folder" : `the folder "${relative(dataRoot, dir)}" of the data folder`;
-        throw new UmbraError("UMBRA_FORBIDDEN", `${shown} can be written by other users, who could swap a file for a link out of it while it is read; run chmod go-w on it`);
-      }
-      if (dir === dataRoot || dir === dirname(dir)) break;
-    }
-    let fd: number | undefined;
-    try {
-      fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
-      if (!fstatSync(fd).isFile()) throw new UmbraError("UMBRA_FORBIDDEN", `"${name}" is not a regular file`);
-    } catch (err) {
-      if (err instanceof UmbraError) throw err;
-      throw new UmbraError("UMBRA_UNREADABLE_FILE", `cannot read "${name}" in the data folder`);
-    } finally {
-      if (fd !== undefined) closeSync(fd);
-    }
-    return real;
-  };
-  /**
-   * A file as the CLI names it for registration: relative to the data folder,
-   * or an absolute path inside it (then made relative); one outside is refused,
-   * naming the folder and the fix.
-   */
-  const dataName = (file: string): string => {
-    if (!isAbsolute(file)) return file;
-    const candidates = [normalize(file)];
-    try {
-      candidates.push(realpathSync(file));
-    } catch {
-      // not there: the lexical path is all there is
-    }
-    for (const c of candidates) {
-      for (const root of [normalize(o.dataDir), dataRoot]) {
-        const rel = relative(root, c);
-        if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) return rel;
-      }
-    }
-    throw new UmbraError("UMBRA_FORBIDDEN", `the file is outside this party's data folder (${dataRoot}): copy it into that folder, or start the party with --data DIR naming the folder that holds it`);
-  };
+  // The data folder: which files may be read, and what registering one makes of it (node/server/party-data.ts).
+  const data = dataFolder(o.dataDir, identity.name);
+  const dataFile = data.file;
+
   /**
    * Where the buyer's key columns (under the job's normalisation) clearly
    * differ in shape from the provider's registered ones: a warning each, with
@@ -217,8 +155,6 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       return w !== undefined ? [w] : [];
     });
   };
-  const datasetId = (file: string) => `${identity.name}.${file.replace(/[^A-Za-z0-9._-]/g, "_")}`.slice(0, 128);
-
   const senderKeys = async (name: string): Promise<SenderKeys | undefined> => {
     const cached = keyCache.get(name);
     if (cached) return cached;
@@ -357,26 +293,22 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     { schema: { body: LocalDatasetRegistrationSchema }, validatorCompiler: documentBodyValidator },
     async (req, reply) => {
       const body = req.body as { file: string; policy: unknown; update?: boolean };
-      const b = { ...body, file: dataName(body.file) };
-      const path = dataFile(b.file);
-      const id = datasetId(b.file);
+      const at = data.locate(body.file);
+      const id = at.id;
       const existing = store.getDataset(id);
       // Changing a policy is a deliberate act: it needs the flag, and it is logged here and in the exchange's ledger.
-      if (existing && b.update !== true) {
+      if (existing && body.update !== true) {
         const v = store.latestPolicy(id)?.version ?? 1;
         throw new AlreadyExistsError(`this file is registered already (policy version ${v}); to change its policy or content register it again with update (CLI: --update), which makes version ${v + 1}`);
       }
-      if (!existing && b.update === true) throw new NotFoundError("this file is not registered yet: register it without update first");
-      const described = await describeDataset({ id, owner: identity.name, name: b.file, table: path });
-      const policy = parsePolicy(b.policy, described.schema);
-      // Each key column's shape (a class, never a value): a buyer's agent warns when its own keys' differ.
-      const shapes = await fileKeyShapes(path, [...new Set(policy.keyColumns.flatMap((k) => (typeof k === "string" ? [k] : [...k])))]);
-      const descriptor = { ...described, schema: described.schema.map((f) => (shapes.has(f.name) ? { ...f, keyShape: shapes.get(f.name) as KeyShape } : f)) };
+      if (!existing && body.update === true) throw new NotFoundError("this file is not registered yet: register it without update first");
+      // The same steps as the console's check (POST /v1/datasets/check, node/server/party-console.ts).
+      const { descriptor, policy } = await data.prepare(at, body.policy);
       const r = await client.json<{ id: string; policyVersion: number; certificate: unknown }>("POST", "/v1/datasets", { descriptor, policy });
       // The data asset certificate, checked under the pinned key: what it certifies is what this agent registered, in the log it holds.
       const cert = checkedCertificate(r.certificate, descriptor.contentHash);
       store.transaction(() => {
-        store.putDataset({ id, owner: identity.name, name: b.file, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
+        store.putDataset({ id, owner: identity.name, name: at.name, schema: descriptor.schema, rowCount: descriptor.rowCount, contentHash: descriptor.contentHash });
         putPolicyVersion(store, id, policy);
         store.log.putCertificate({ datasetId: id, policyVersion: cert.subject.policyVersion, seq: cert.seq, document: JSON.stringify(r.certificate) });
       });
@@ -416,8 +348,12 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     }
   });
 
-  app.get("/v1/jobs/:id", { logLevel: chattyLogLevel(app) }, async (req) => {
-    const id = (req.params as { id: string }).id;
+  /**
+   * A job as this party sees it: the exchange's view (which answers only a
+   * party of the job), with the buyer's own warnings and, once it succeeded,
+   * its own summary. GET /v1/jobs/:id and the console's stream show this.
+   */
+  const jobViewOf = async (id: string): Promise<Record<string, unknown>> => {
     const view = await client.json<Record<string, unknown>>("GET", `/v1/jobs/${encodeURIComponent(id)}`);
     // The exchange does not keep the result's summary: a job this party bought and finished shows its own.
     const local = store.getJob(id);
@@ -427,7 +363,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     // A result withheld here (below the job's minimum intersection) says so only to its buyer.
     if (local === undefined || local.buyer !== identity.name || local.state !== "succeeded" || view["state"] !== "succeeded") return view;
     return { ...view, ...(local.progress !== null ? { progress: local.progress } : {}), ...(local.reason !== null ? { reason: local.reason } : {}) };
-  });
+  };
+
+  app.get("/v1/jobs/:id", { logLevel: chattyLogLevel(app) }, async (req) => jobViewOf((req.params as { id: string }).id));
 
   registerJobList(app, store, identity.name);
   venue.register(app);
@@ -435,17 +373,9 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
 
   app.post("/v1/jobs/:id/cancel", async (req) => client.json("POST", `/v1/jobs/${encodeURIComponent((req.params as { id: string }).id)}/cancel`));
 
-  app.get("/v1/jobs/:id/result", async (req, reply) => {
-    const id = (req.params as { id: string }).id;
-    const r = store.getResult(id);
-    if (!r || !r.bytes) throw new NotFoundError("no result for this job here");
-    store.releaseResult(id);
-    return reply
-      .header("x-umbra-digest", r.digest)
-      .header("x-umbra-digest-salt", r.salt === null ? "" : Buffer.from(r.salt).toString("hex"))
-      .type("application/octet-stream")
-      .send(Buffer.from(r.bytes));
-  });
+  // The web console (docs/console.md): its page and assets, and the routes only it uses.
+  await registerConsole(app, { page: "party", ...(o.consoleDir !== undefined ? { dir: o.consoleDir } : {}) });
+  const consoleRoutes = await partyConsoleRoutes(app, { store, identity, data, jobView: jobViewOf });
 
   return {
     app,
@@ -485,6 +415,8 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
       if (receiptTimer !== undefined) clearInterval(receiptTimer);
       receiptTimer = undefined;
       await receiptSync;
+      // The console's job streams end now: the server's close waits for open requests.
+      consoleRoutes.close();
       polling = false;
       stopping.abort();
       await pollLoop;

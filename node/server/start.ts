@@ -9,7 +9,7 @@
  * exits by itself.
  */
 import { mkdirSync, readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { UmbraError } from "../../engine/errors.js";
 import { closePool } from "../../engine/pool/index.js";
@@ -20,6 +20,7 @@ import { openStore, type Store } from "../store.js";
 import { ConnectionRefusedError } from "./client.js";
 import { buildExchange } from "./exchange.js";
 import { buildParty, type PartyAgent } from "./party.js";
+import { consoleUrl } from "./console-assets.js";
 
 export interface ExchangeNodeOptions {
   readonly port?: number;
@@ -45,6 +46,8 @@ export interface ExchangeNodeOptions {
   readonly publicLog?: boolean;
   /** The exchange: every job must cite a contract covering each of its datasets (docs/venue.md). */
   readonly requireContracts?: boolean;
+  /** The exchange: the admin token's file (default {@link ADMIN_TOKEN_FILE} beside the database). Created, mode 0600, when absent. */
+  readonly adminTokenFile?: string;
 }
 
 export interface PartyNodeOptions extends ExchangeNodeOptions {
@@ -78,6 +81,13 @@ export const DEFAULT_EXCHANGE_PORT = 7300;
 export const DEFAULT_PARTY_PORT = 7301;
 export const DEFAULT_EXCHANGE_URL = `http://127.0.0.1:${DEFAULT_EXCHANGE_PORT}`;
 export const EXCHANGE_NAME = "exchange";
+/** The exchange's admin token file's name, in its database's folder (docs/console.md). */
+export const ADMIN_TOKEN_FILE = "exchange.admin-token";
+
+/** Where the exchange whose database is `db` keeps its admin token by default. */
+export function defaultAdminTokenFile(db: string): string {
+  return join(dirname(resolve(db)), ADMIN_TOKEN_FILE);
+}
 
 const defaultLogger = { level: "info", stream: process.stderr };
 
@@ -216,7 +226,9 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const keyFile = o.keyFile ?? besideDb(db, ".key");
     const identity = loadIdentity(store, EXCHANGE_NAME, keyFile, o.keyPassphrase, o.say ?? console.log);
     const https = tlsOption(o);
-    app = await buildExchange({ store, identity, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}) });
+    const adminTokenFile = o.adminTokenFile !== undefined ? resolve(o.adminTokenFile) : defaultAdminTokenFile(db);
+    const admin = loadOrCreateTokenFile(adminTokenFile, "admin token file");
+    app = await buildExchange({ store, identity, adminToken: admin.token, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}) });
     const url = await listen(app, host, port, https !== undefined, "exchange");
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};
@@ -228,7 +240,10 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
-    (o.say ?? console.log)(`exchange "${identity.name}" listening at ${url} (db ${store.path}, key fingerprint ${fingerprint(identity.signing.publicKey)})`);
+    const say = o.say ?? console.log;
+    say(`exchange "${identity.name}" listening at ${url} (db ${store.path}, key fingerprint ${fingerprint(identity.signing.publicKey)})`);
+    // The token itself is never printed: `umbra console url --exchange` reads it from the file for the operator's own terminal.
+    say(`console at ${consoleUrl(url, "exchange")} (sign in with the admin token in ${adminTokenFile}${admin.created ? ", created now, mode 0600" : ""}; umbra console url --exchange prints the address with it)`);
     return { role: "exchange", name: identity.name, url, store, identity, closed, close };
   } catch (err) {
     await app?.close().catch(() => undefined);
@@ -303,6 +318,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
     const pin = agent.exchangePin;
     const pinned = pin ? `, exchange key ${pin.fingerprint} ${pin.how === "first-use" ? "pinned on first use" : pin.how === "configured" ? "as given" : "as pinned"}` : "";
     say(`party "${identity.name}" listening at ${url} (exchange ${agent.client.url}${pinned}, data ${dataDir}, db ${store.path}, token file ${tokenFile})`);
+    say(`console at ${consoleUrl(url, "party")} (sign in with the token in ${tokenFile}; umbra console url --party prints the address with it)`);
     return { role: "party", name: identity.name, url, store, identity, closed, close };
   } catch (err) {
     await agent?.stop().catch(() => undefined);

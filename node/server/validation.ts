@@ -10,6 +10,7 @@
  * Use as a route's `validatorCompiler` (bodies only): the document routes
  * and the job events, so no route coerces a type or drops a field unseen.
  */
+import { Ajv } from "ajv";
 import type { FastifySchemaCompiler } from "fastify";
 import type { TSchema } from "typebox";
 import { InvalidDatasetError } from "../catalog.js";
@@ -57,5 +58,28 @@ export const documentBodyValidator: FastifySchemaCompiler<TSchema> = ({ schema, 
   return (body: unknown) => {
     const issues = schemaIssues(schema, body, "body");
     return issues.length === 0 ? { value: body } : { error: refusal(schema, body, issues) };
+  };
+};
+
+const strictAjv = new Ajv({ allErrors: false, coerceTypes: true, useDefaults: false, removeAdditional: false, strict: false });
+
+/**
+ * Validation of a route's query string and path parameters that refuses what
+ * it does not know: Fastify's default drops an unknown query parameter
+ * unseen; here it is a 400 UMBRA_BAD_REQUEST naming it (numbers are still
+ * read from their text). Use as the `validatorCompiler` of a route without a
+ * body (the console's routes).
+ */
+export const strictQueryValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+  if (httpPart === "body") throw new Error("strictQueryValidator checks query strings and path parameters only");
+  const validate = strictAjv.compile(schema);
+  return (value: unknown) => {
+    if (validate(value)) return { value };
+    const e = validate.errors?.[0];
+    const where = httpPart === "params" ? "path" : "query";
+    // An unknown parameter is not named (it is whatever the request made up); a known one is, with its rule.
+    if (e?.keyword === "additionalProperties") return { error: new BadRequestError(`a ${where} parameter this route does not take was given`) };
+    const name = e?.instancePath.replace(/^\//, "") ?? "";
+    return { error: new BadRequestError(`invalid ${where} parameter${name ? ` "${name}"` : ""}: ${e?.message ?? "not allowed"}`) };
   };
 };

@@ -130,7 +130,7 @@ export function listJobs(ctx: StoreContext, filter: JobFilter = {}): JobRecord[]
     where.push("buyer = ?");
     args.push(filter.buyer);
   }
-  let sql = `SELECT * FROM jobs${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at, id`;
+  let sql = `SELECT * FROM jobs${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${filter.newestFirst === true ? "created_at DESC, id DESC" : "created_at, id"}`;
   if (filter.limit !== undefined) {
     sql += " LIMIT ?";
     args.push(checkCount("limit", filter.limit));

@@ -125,6 +125,8 @@ export interface JobFilter {
   readonly buyer?: string;
   /** At most this many, oldest first (default: all). */
   readonly limit?: number;
+  /** Newest first instead (the limit keeps the newest). */
+  readonly newestFirst?: boolean;
 }
 
 export const StepDirection = { In: "in", Out: "out" } as const;

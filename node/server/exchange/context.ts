@@ -50,6 +50,15 @@ export interface ExchangeOptions {
   readonly publicLog?: boolean;
   /** Every job must cite a contract covering each of its datasets (docs/venue.md; default: only datasets sold in an active product need one). */
   readonly requireContracts?: boolean;
+  /** The built web console's folder (default: dist/console, node/server/console-assets.ts). */
+  readonly consoleDir?: string;
+  /**
+   * The operator's admin token: the admin API (GET /v1/admin/…, the
+   * exchange's console) needs `Authorization: Bearer TOKEN` (default: a fresh
+   * random one, see ExchangeApp.adminToken; `umbra exchange start` keeps it
+   * in a secret file). A party's signature is not enough.
+   */
+  readonly adminToken?: string;
 }
 
 declare module "fastify" {
@@ -104,6 +113,16 @@ export class ExchangeContext {
    */
   absent(party: string, quietMs: number): boolean {
     return !this.mailboxes.polling(party) && this.now() - (this.#seen.get(party) ?? 0) > quietMs;
+  }
+
+  /** When `party` last made an authenticated request since the exchange started (ms since the epoch), or undefined (read-only; the operator's console). */
+  lastSeen(party: string): number | undefined {
+    return this.#seen.get(party);
+  }
+
+  /** Whether `party` has a poll of its mailbox open now. */
+  online(party: string): boolean {
+    return this.mailboxes.polling(party);
   }
 
   #head: SignedTreeHead | undefined;
