@@ -5,6 +5,7 @@ import { PageTitle } from "../shared/components.js";
 import { Overview } from "./pages/overview.js";
 import { Datasets } from "./pages/datasets.js";
 import { Register } from "./pages/register.js";
+import { Products } from "./pages/products.js";
 import { Catalogue } from "./pages/catalogue.js";
 import { Contracts } from "./pages/contracts.js";
 import { NewJob } from "./pages/new-job.js";
@@ -23,6 +24,7 @@ startConsole({
     { id: "overview", label: "page.overview" },
     { id: "datasets", label: "page.datasets" },
     { id: "register", label: "page.register" },
+    { id: "products", label: "page.products" },
     { id: "catalogue", label: "page.catalogue" },
     { id: "contracts", label: "page.contracts" },
     { id: "new-job", label: "page.newJob" },
@@ -37,6 +39,8 @@ startConsole({
         return <Datasets />;
       case "register":
         return <Register />;
+      case "products":
+        return <Products />;
       case "catalogue":
         return <Catalogue />;
       case "contracts":

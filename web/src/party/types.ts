@@ -1,4 +1,6 @@
 /** The party agent's answers the pages read (docs/console.md; node/server/party.ts, node/catalog.ts, node/venue). */
+import type { Prices } from "./money.js";
+
 export interface Field {
   readonly name: string;
   readonly type: string;
@@ -26,16 +28,25 @@ export interface CatalogEntry {
   readonly minGroupSize?: number;
   readonly minIntersection?: number;
 }
+/** A product as the exchange shows it (node/server/exchange/routes/products.ts productView). */
 export interface ProductView {
   readonly id: string;
   readonly title: string;
+  readonly description?: string;
   readonly owner: string;
   readonly datasets: readonly string[];
   readonly protocols: readonly string[];
+  readonly outputColumns: readonly string[];
+  readonly prices: Prices;
+  readonly share: string;
+  /** Another party reads of `buyers` only whether it is on it ([name] or []). */
+  readonly autoApprove?: { readonly maxQuotaJobs?: number; readonly purposes?: readonly string[]; readonly buyers?: readonly string[] };
   readonly state: string;
   readonly version: number;
-  readonly prices: unknown;
+  readonly digest: string;
+  readonly publishedAt: string;
 }
+/** A contract (an order while pending) as the exchange shows it to its buyer and provider (routes/contracts.ts contractView). */
 export interface ContractView {
   readonly id: string;
   readonly state: string;
@@ -44,8 +55,13 @@ export interface ContractView {
   readonly provider: string;
   readonly quotaJobs: number;
   readonly jobsUsed: number;
+  readonly notBefore: string;
   readonly notAfter: string;
   readonly reason: string | null;
+  readonly digest: string;
+  /** The signed document: its purpose and the prices copied from the product version. */
+  readonly contract: { readonly purpose: string; readonly prices: Prices; readonly share: string; readonly quota: { readonly jobs: number } };
+  readonly signatures: { readonly buyer: string; readonly provider: string | null; readonly exchange: string | null };
 }
 export const PROTOCOLS = ["psi", "psi-cardinality", "lookup", "join-aggregate", "federated-aggregate"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];

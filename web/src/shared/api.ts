@@ -49,6 +49,35 @@ export class ApiError extends Error {
   }
 }
 
+export interface FieldIssue {
+  readonly field: string;
+  readonly problem: string;
+}
+
+/**
+ * The fields a refusal names, each with its problem: the `field` the server
+ * gives (POST /v1/datasets/check), else every field its message lists — a
+ * document refused by the node's checks says "invalid product: prices.perJob:
+ * must be …; protocols[0]: …", a body "invalid request body: purpose: …".
+ * Empty when it names none.
+ */
+export function fieldIssues(e: ApiError): FieldIssue[] {
+  if (e.field !== undefined) return [{ field: e.field, problem: e.message }];
+  const m = /^invalid [a-z -]+: ([\s\S]+)$/.exec(e.message);
+  if (m === null) return [];
+  const out: FieldIssue[] = [];
+  for (const part of (m[1] as string).split("; ")) {
+    const p = /^([A-Za-z_][\w]*(?:\[\d+\]|\.[\w"]+)*): ([\s\S]+)$/.exec(part);
+    if (p === null) {
+      // A problem that held "; " itself: it belongs to the field before.
+      const last = out.pop();
+      if (last === undefined) return [];
+      out.push({ field: last.field, problem: `${last.problem}; ${part}` });
+    } else out.push({ field: p[1] as string, problem: p[2] as string });
+  }
+  return out;
+}
+
 async function errorOf(res: Response): Promise<ApiError> {
   let code = `HTTP_${res.status}`;
   let message = res.statusText;

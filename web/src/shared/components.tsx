@@ -85,14 +85,14 @@ export function Loading({ when }: { when: boolean }) {
   ) : null;
 }
 
-/** A button that asks before it acts: a second, explicit "Confirm" and "Cancel". */
-export function ConfirmButton({ label, onConfirm, danger }: { label: string; onConfirm: () => void | Promise<void>; danger?: boolean }) {
+/** A button that asks before it acts: a second, explicit "Confirm" and "Cancel" (`testid` on the first, `testid-confirm` on the second). */
+export function ConfirmButton({ label, onConfirm, danger, testid, describedBy }: { label: string; onConfirm: () => void | Promise<void>; danger?: boolean; testid?: string; describedBy?: string }) {
   const t = useT();
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
   if (!asking) {
     return (
-      <button type="button" class={danger ? "danger" : undefined} onClick={() => setAsking(true)}>
+      <button type="button" class={danger ? "danger" : undefined} data-testid={testid} aria-describedby={describedBy} onClick={() => setAsking(true)}>
         {label}
       </button>
     );
@@ -103,6 +103,8 @@ export function ConfirmButton({ label, onConfirm, danger }: { label: string; onC
       <button
         type="button"
         class={danger ? "danger" : "primary"}
+        data-testid={testid !== undefined ? `${testid}-confirm` : undefined}
+        aria-describedby={describedBy}
         disabled={busy}
         ref={(el) => el?.focus()}
         onClick={async () => {
@@ -117,7 +119,7 @@ export function ConfirmButton({ label, onConfirm, danger }: { label: string; onC
       >
         {t("common.confirm")}: {label}
       </button>{" "}
-      <button type="button" onClick={() => setAsking(false)}>
+      <button type="button" data-testid={testid !== undefined ? `${testid}-cancel` : undefined} onClick={() => setAsking(false)}>
         {t("common.cancel")}
       </button>
     </span>

@@ -1,9 +1,19 @@
+/**
+ * Orders and contracts (docs/venue.md). An order is a contract in state
+ * `pending` (GET /v1/contracts lists them with the rest, this party's as
+ * buyer or provider): the provider approves it (POST /v1/orders/:id/approve,
+ * its agent checks and signs it, the exchange countersigns) or rejects it
+ * (POST /v1/orders/:id/reject, body `{}` or `{reason}` — a reason code); the
+ * buyer may withdraw its own order, and either party revokes an active
+ * contract (POST /v1/contracts/:id/revoke).
+ */
 import { useState } from "preact/hooks";
 import { ApiError, post } from "../../shared/api.js";
-import { ConfirmButton, ErrorNote, Loading, PageTitle, StatusBadge, Table } from "../../shared/components.js";
+import { ConfirmButton, ErrorNote, Loading, PageTitle, Section, StatusBadge, Table, type Column } from "../../shared/components.js";
 import { time } from "../../shared/format.js";
 import { useApi } from "../../shared/hooks.js";
-import { useI18n } from "../../shared/i18n/index.js";
+import { hasKey, useI18n } from "../../shared/i18n/index.js";
+import { PriceLines } from "../prices.js";
 import type { ContractView } from "../types.js";
 
 export function Contracts() {
@@ -13,53 +23,126 @@ export function Contracts() {
   const [error, setError] = useState<ApiError | undefined>(undefined);
   const [note, setNote] = useState<string | undefined>(undefined);
   const me = status.data?.name;
+  const stateText = (s: string): string => {
+    const key = `state.${s}`;
+    return hasKey(key) ? t(key) : s;
+  };
   const act = async (path: string, body: unknown) => {
     setError(undefined);
     setNote(undefined);
     try {
       const c = await post<{ id?: string; state?: string }>(path, body);
-      if (c.id && c.state) setNote(t("contracts.done", { id: c.id, state: c.state }));
+      if (c.id && c.state) setNote(t("contracts.done", { id: c.id, state: stateText(c.state) }));
       r.reload();
     } catch (e) {
       setError(e instanceof ApiError ? e : new ApiError(0, "UMBRA_INTERNAL", String(e)));
     }
   };
+  const all = r.data?.contracts ?? [];
+  const toApprove = me === undefined ? [] : all.filter((c) => c.state === "pending" && c.provider === me);
+  const waiting = me === undefined ? [] : all.filter((c) => c.state === "pending" && c.buyer === me);
+  const enc = encodeURIComponent;
+
+  const idCol = (prefix: string): Column<ContractView> => ({ key: "id", label: t("col.id"), render: (c) => <span class="mono" id={`${prefix}-${c.id}`}>{c.id}</span> });
+  const productCol: Column<ContractView> = { key: "product", label: t("col.product"), render: (c) => `${c.product.id} v${c.product.version}` };
+  const purposeCol: Column<ContractView> = { key: "purpose", label: t("col.purpose"), render: (c) => c.contract?.purpose ?? "—" };
+  const pricesCol: Column<ContractView> = { key: "prices", label: t("col.prices"), render: (c) => <PriceLines prices={c.contract?.prices} /> };
+  const windowCol: Column<ContractView> = { key: "window", label: t("col.window"), render: (c) => t("contracts.window", { from: time(c.notBefore, locale), to: time(c.notAfter, locale) }) };
+
   return (
     <>
       <PageTitle>{t("page.contracts")}</PageTitle>
       <p>{t("contracts.intro")}</p>
-      <Loading when={r.loading} />
-      <ErrorNote error={r.error ?? error} />
-      <p role="status" class="ok-note">{note}</p>
-      {r.data ? (
-        <Table
-          caption={t("page.contracts")}
-          rows={r.data.contracts}
-          columns={[
-            { key: "id", label: t("col.id"), render: (c) => <span class="mono">{c.id}</span> },
-            { key: "product", label: t("col.product"), render: (c) => `${c.product.id} v${c.product.version}` },
-            { key: "buyer", label: t("col.buyer") },
-            { key: "provider", label: t("col.provider") },
-            { key: "quota", label: t("col.quota"), render: (c) => `${c.jobsUsed} / ${c.quotaJobs}`, numeric: true },
-            { key: "notAfter", label: t("col.validUntil"), render: (c) => time(c.notAfter, locale) },
-            { key: "state", label: t("col.state"), render: (c) => <StatusBadge state={c.state} /> },
-            {
-              key: "actions",
-              label: t("col.actions"),
-              render: (c) => (
-                <div class="actions">
-                  {c.state === "pending" && c.provider === me ? (
-                    <>
-                      <ConfirmButton label={t("contracts.approve")} onConfirm={() => act(`/v1/orders/${encodeURIComponent(c.id)}/approve`, {})} />
-                      <ConfirmButton danger label={t("contracts.reject")} onConfirm={() => act(`/v1/orders/${encodeURIComponent(c.id)}/reject`, {})} />
-                    </>
-                  ) : null}
-                  {c.state === "active" ? <ConfirmButton danger label={t("contracts.revoke")} onConfirm={() => act(`/v1/contracts/${encodeURIComponent(c.id)}/revoke`, {})} /> : null}
-                </div>
-              ),
-            },
-          ]}
-        />
+      <Loading when={r.loading || status.loading} />
+      <ErrorNote error={r.error ?? status.error ?? error} />
+      <p role="status" class="ok-note" data-testid="contracts-note">
+        {note}
+      </p>
+      <p>
+        <button type="button" onClick={() => r.reload()}>
+          {t("common.reload")}
+        </button>
+      </p>
+      {r.data && me !== undefined ? (
+        <>
+          <Section title={t("contracts.toApprove")} id="contracts-to-approve">
+            <p class="hint">{t("contracts.toApproveHint")}</p>
+            <Table
+              caption={t("contracts.toApprove")}
+              testid="orders-to-approve"
+              rows={toApprove}
+              empty={t("contracts.noneToApprove")}
+              columns={[
+                idCol("approve"),
+                productCol,
+                { key: "buyer", label: t("col.buyer") },
+                purposeCol,
+                { key: "quotaJobs", label: t("col.quotaJobs"), numeric: true, render: (c) => c.quotaJobs.toLocaleString(locale) },
+                pricesCol,
+                windowCol,
+                {
+                  key: "actions",
+                  label: t("col.actions"),
+                  render: (c) => (
+                    <div class="actions">
+                      <ConfirmButton label={t("contracts.approve")} testid={`approve-${c.id}`} describedBy={`approve-${c.id}`} onConfirm={() => act(`/v1/orders/${enc(c.id)}/approve`, {})} />
+                      <ConfirmButton danger label={t("contracts.reject")} testid={`reject-${c.id}`} describedBy={`approve-${c.id}`} onConfirm={() => act(`/v1/orders/${enc(c.id)}/reject`, {})} />
+                    </div>
+                  ),
+                },
+              ]}
+            />
+          </Section>
+          <Section title={t("contracts.waiting")} id="contracts-waiting">
+            <Table
+              caption={t("contracts.waiting")}
+              testid="orders-waiting"
+              rows={waiting}
+              empty={t("contracts.noneWaiting")}
+              columns={[
+                idCol("waiting"),
+                productCol,
+                { key: "provider", label: t("col.provider") },
+                purposeCol,
+                { key: "quotaJobs", label: t("col.quotaJobs"), numeric: true, render: (c) => c.quotaJobs.toLocaleString(locale) },
+                pricesCol,
+                { key: "state", label: t("col.state"), render: (c) => <StatusBadge state={c.state} /> },
+                {
+                  key: "actions",
+                  label: t("col.actions"),
+                  render: (c) => <ConfirmButton danger label={t("contracts.withdrawOrder")} testid={`cancel-order-${c.id}`} describedBy={`waiting-${c.id}`} onConfirm={() => act(`/v1/contracts/${enc(c.id)}/revoke`, {})} />,
+                },
+              ]}
+            />
+          </Section>
+          <Section title={t("contracts.all")} id="contracts-all">
+            <Table
+              caption={t("contracts.all")}
+              testid="contracts-table"
+              rows={all}
+              columns={[
+                idCol("contract"),
+                productCol,
+                { key: "buyer", label: t("col.buyer") },
+                { key: "provider", label: t("col.provider") },
+                purposeCol,
+                { key: "quota", label: t("col.quota"), render: (c) => `${c.jobsUsed} / ${c.quotaJobs}`, numeric: true },
+                pricesCol,
+                { key: "notAfter", label: t("col.validUntil"), render: (c) => time(c.notAfter, locale) },
+                { key: "state", label: t("col.state"), render: (c) => <StatusBadge state={c.state} testid={`contract-state-${c.id}`} /> },
+                { key: "reason", label: t("col.reason"), render: (c) => c.reason ?? "—" },
+                {
+                  key: "actions",
+                  label: t("col.actions"),
+                  render: (c) =>
+                    c.state === "active" ? (
+                      <ConfirmButton danger label={t("contracts.revoke")} testid={`revoke-${c.id}`} describedBy={`contract-${c.id}`} onConfirm={() => act(`/v1/contracts/${enc(c.id)}/revoke`, {})} />
+                    ) : null,
+                },
+              ]}
+            />
+          </Section>
+        </>
       ) : null}
     </>
   );
