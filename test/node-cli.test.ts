@@ -6,7 +6,7 @@
  * ends each process with exit code 0; and the demo, the README's main
  * command, exits 0.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -178,8 +178,36 @@ describe("umbra node commands across processes", () => {
 });
 
 describe("npm run demo", () => {
-  it("starts the nodes as processes, runs every protocol as a job, a trade on the venue, verifies the ledger, exits 0", () => {
-    const r = spawnSync(process.execPath, [cli, "demo"], { encoding: "utf8", timeout: 420_000 });
+  it("starts the nodes as processes, runs every protocol as a job, a trade on the venue, verifies the ledger; with --keep its consoles stay open until Ctrl-C, then it exits 0", async () => {
+    const child = spawn(process.execPath, [cli, "demo", "--keep"], { stdio: ["ignore", "pipe", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    let stdout = "";
+    let stderr = "";
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
+    const kept = new Promise<void>((resolve, reject) => {
+      child.stdout.on("data", (c: Buffer) => {
+        stdout += c.toString("utf8");
+        if (stdout.includes("press Ctrl-C to stop them")) resolve();
+      });
+      void exited.then((code) => reject(new Error(`the demo exited ${code} before keeping its nodes: ${stdout}`)));
+    });
+    await kept;
+    // The consoles' addresses, each with its token after "#": the pages and the APIs answer while the demo waits.
+    const exchangeUrl = /exchange \(operator\)\s+(http:\/\/127\.0\.0\.1:\d+)\/console\/exchange\/#token=([A-Za-z0-9_-]{43})\n/.exec(stdout);
+    const bankUrl = /bank\s+(http:\/\/127\.0\.0\.1:\d+)\/console\/party\/#token=([A-Za-z0-9_-]{43})\n/.exec(stdout);
+    expect(exchangeUrl, stdout).not.toBeNull();
+    expect(bankUrl, stdout).not.toBeNull();
+    const [, xBase, xToken] = exchangeUrl as RegExpExecArray;
+    const [, bBase, bToken] = bankUrl as RegExpExecArray;
+    expect((await fetch(`${xBase}/console/exchange/`)).headers.get("content-type")).toMatch(/^text\/html/);
+    const overview = (await (await fetch(`${xBase}/v1/admin/overview`, { headers: { authorization: `Bearer ${xToken}` } })).json()) as { counts: { parties: number } };
+    expect(overview.counts.parties).toBe(4);
+    expect((await fetch(`${bBase}/v1/status`, { headers: { authorization: `Bearer ${bToken}` } })).status).toBe(200);
+    child.kill("SIGINT");
+    const code = await exited;
+    const r = { stdout, stderr, status: code };
+    const root = /data, databases and logs kept in (\S+)/.exec(stdout)?.[1];
+    if (root !== undefined) rmSync(root, { recursive: true, force: true });
     expect(r.stderr).toBe("");
     expect(r.status, r.stdout).toBe(0);
     expect(r.stdout).toMatch(/ledger verified: \d+ entries/);
