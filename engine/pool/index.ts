@@ -1,2 +1,2 @@
-export { CryptoPool, getPool, closePool, workerFilename } from "./pool.js";
+export { CryptoPool, getPool, currentPool, closePool, workerFilename } from "./pool.js";
 export type { PoolOptions, GroupChoice, RunOptions } from "./types.js";

@@ -456,6 +456,11 @@ export function getPool(options?: PoolOptions): CryptoPool {
   return defaultPool;
 }
 
+/** The process-wide pool if one was created and is open (never creates one: for health reports). */
+export function currentPool(): CryptoPool | undefined {
+  return defaultPool !== undefined && !defaultPool.closed ? defaultPool : undefined;
+}
+
 /** Closes the process-wide pool if one was created. */
 export async function closePool(): Promise<void> {
   const p = defaultPool;

@@ -117,6 +117,12 @@ export function getJob(ctx: StoreContext, id: string): JobRecord | undefined {
   return row === undefined ? undefined : jobFromRow(row);
 }
 
+/** How many jobs are in each state (states with none are absent): one query, for health pages. */
+export function countJobsByState(ctx: StoreContext): Record<string, number> {
+  const rows = ctx.sql("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").all() as { state: string; n: number }[];
+  return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+}
+
 export function listJobs(ctx: StoreContext, filter: JobFilter = {}): JobRecord[] {
   const where: string[] = [];
   const args: (string | number)[] = [];

@@ -224,6 +224,9 @@ class SqliteStore implements Store {
   getJob(id: string): JobRecord | undefined {
     return jobs.getJob(this.#ctx, id);
   }
+  countJobsByState(): Record<string, number> {
+    return jobs.countJobsByState(this.#ctx);
+  }
   listJobs(filter?: JobFilter): JobRecord[] {
     return jobs.listJobs(this.#ctx, filter);
   }

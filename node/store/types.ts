@@ -296,6 +296,8 @@ export interface Store {
   /** Creates a job in state `submitted`. */
   createJob(job: JobInput): JobRecord;
   getJob(id: string): JobRecord | undefined;
+  /** How many jobs are in each state (a state with none is absent). */
+  countJobsByState(): Record<string, number>;
   listJobs(filter?: JobFilter): JobRecord[];
   /**
    * Moves a job from one of `from` to `to` along {@link JOB_TRANSITIONS},

@@ -18,6 +18,7 @@ import { fingerprint } from "../../../identity.js";
 import { listEntries, type LedgerEntry } from "../../../ledger.js";
 import { consistencyProofOf, inclusionProofOf } from "../../../log/head.js";
 import { JobState } from "../../../store/types.js";
+import { currentPool } from "../../../../engine/pool/index.js";
 import { bearerTokenCheck, refuseUnauthenticated } from "../../local-api.js";
 import { strictQueryValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
@@ -52,10 +53,11 @@ export const adminRoutes: FastifyPluginAsync<ExchangeServices & { readonly admin
   const opts = <Q>(querystring: Q) => ({ schema: { hide: true, querystring }, validatorCompiler: strictQueryValidator });
 
   app.get("/v1/admin/overview", opts(NoQuery), async () => {
-    const byState: Record<string, number> = Object.fromEntries(STATES.map((s) => [s, 0]));
-    for (const s of STATES) byState[s] = store.listJobs({ state: s }).length;
+    const counted = store.countJobsByState();
+    const byState: Record<string, number> = Object.fromEntries(STATES.map((s) => [s, counted[s] ?? 0]));
     const mailboxes = ctx.mailboxes.sizes();
-    const pool = ctx.options.pool;
+    // The exchange's roles use the given pool, else the process-wide one once a role has started it.
+    const pool = ctx.options.pool ?? currentPool();
     return {
       exchange: { name: identity.name, fingerprint: fingerprint(identity.signing.publicKey), signingPublicKey: bytesToHex(identity.signing.publicKey) },
       counts: {

@@ -343,7 +343,7 @@ export const en = {
   "health.queued": "Queued bytes",
   "health.pool": "Worker pool",
   "health.poolUse": "{threads} threads, {pct}% busy",
-  "health.poolNone": "No worker pool.",
+  "health.poolNone": "No worker pool started yet: the exchange starts one for its first join-aggregate or federated-aggregate role.",
   "health.inMemory": "In memory: {roleJobs} role jobs, {activity} activity records",
   "health.exchange": "Exchange",
   "health.head": "Signed tree head",

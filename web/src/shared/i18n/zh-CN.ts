@@ -342,7 +342,7 @@ export const zhCN: Dictionary = {
   "health.queued": "排队字节数",
   "health.pool": "工作线程池",
   "health.poolUse": "{threads} 个线程，{pct}% 忙碌",
-  "health.poolNone": "没有工作线程池。",
+  "health.poolNone": "尚未启动工作线程池：交易所在第一个 join-aggregate 或 federated-aggregate 角色运行时启动它。",
   "health.inMemory": "内存中：{roleJobs} 个角色任务，{activity} 条活动记录",
   "health.exchange": "交易所",
   "health.head": "签名树头",
