@@ -13,15 +13,14 @@
 import type { FastifyPluginAsync } from "fastify";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { Type } from "typebox";
-import { BadRequestError } from "../../../errors.js";
 import { fingerprint } from "../../../identity.js";
 import { listEntries, type LedgerEntry } from "../../../ledger.js";
-import { consistencyProofOf, inclusionProofOf } from "../../../log/head.js";
 import { JobState } from "../../../store/types.js";
 import { currentPool } from "../../../../engine/pool/index.js";
 import { bearerTokenCheck, refuseUnauthenticated } from "../../local-api.js";
 import { strictQueryValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
+import { consistencyAnswer, inclusionAnswer } from "./log.js";
 
 /** The most jobs or ledger entries one answer holds, and how many jobs when no limit is given. */
 export const MAX_ADMIN_PAGE = 1000;
@@ -117,21 +116,7 @@ export const adminRoutes: FastifyPluginAsync<ExchangeServices & { readonly admin
 
   app.get("/v1/admin/log/head", opts(NoQuery), async () => ctx.treeHead());
 
-  app.get("/v1/admin/log/inclusion", opts(InclusionQuery), async (req) => {
-    const q = req.query as { seq: number; size?: number };
-    const head = ctx.treeHead();
-    const size = q.size ?? head.size;
-    if (size > head.size) throw new BadRequestError("the log is not that large");
-    if (q.seq > size) throw new BadRequestError("the entry is not in a tree of that size");
-    return { seq: q.seq, size, proof: inclusionProofOf(store, q.seq, size) };
-  });
+  app.get("/v1/admin/log/inclusion", opts(InclusionQuery), async (req) => inclusionAnswer(ctx, req.query as { seq: number; size?: number }));
 
-  app.get("/v1/admin/log/consistency", opts(ConsistencyQuery), async (req) => {
-    const q = req.query as { first: number; second?: number };
-    const head = ctx.treeHead();
-    const second = q.second ?? head.size;
-    if (q.first > second) throw new BadRequestError("first must be at most second");
-    if (second > head.size) throw new BadRequestError("the log is not that large");
-    return { first: q.first, second, proof: consistencyProofOf(store, q.first, second) };
-  });
+  app.get("/v1/admin/log/consistency", opts(ConsistencyQuery), async (req) => consistencyAnswer(ctx, req.query as { first: number; second?: number }));
 };

@@ -9,13 +9,13 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { BadRequestError } from "../../../errors.js";
 import { consistencyProofOf, inclusionProofOf } from "../../../log/head.js";
+import type { ExchangeContext } from "../context.js";
 import type { ExchangeServices } from "../services.js";
 import { AUTH_HEADERS } from "../../auth.js";
 
 const SIZE = { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
 
 export const logRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx }) => {
-  const { store } = ctx;
   // A public log answers anyone; a party's signed request is still authenticated there, so its answer carries the head it checks.
   const guard = { preValidation: ctx.options.publicLog === true ? async (req: FastifyRequest) => (req.headers[AUTH_HEADERS.party] !== undefined ? ctx.auth(req) : undefined) : ctx.auth };
 
@@ -29,14 +29,7 @@ export const logRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx
       ...guard,
       schema: { querystring: { type: "object", additionalProperties: false, required: ["first"], properties: { first: SIZE, second: SIZE } } },
     },
-    async (req: FastifyRequest) => {
-      const q = req.query as { first: number; second?: number };
-      const head = ctx.treeHead();
-      const second = q.second ?? head.size;
-      if (q.first > second) throw new BadRequestError("first must be at most second");
-      if (second > head.size) throw new BadRequestError("the log is not that large");
-      return { first: q.first, second, proof: consistencyProofOf(store, q.first, second) };
-    },
+    async (req: FastifyRequest) => consistencyAnswer(ctx, req.query as { first: number; second?: number }),
   );
 
   /** The audit path of entry `seq` in the tree of `size` entries (default: the current head's size). */
@@ -46,13 +39,24 @@ export const logRoutes: FastifyPluginAsync<ExchangeServices> = async (app, { ctx
       ...guard,
       schema: { querystring: { type: "object", additionalProperties: false, required: ["seq"], properties: { seq: { ...SIZE, minimum: 1 }, size: SIZE } } },
     },
-    async (req: FastifyRequest) => {
-      const q = req.query as { seq: number; size?: number };
-      const head = ctx.treeHead();
-      const size = q.size ?? head.size;
-      if (size > head.size) throw new BadRequestError("the log is not that large");
-      if (q.seq > size) throw new BadRequestError("the entry is not in a tree of that size");
-      return { seq: q.seq, size, proof: inclusionProofOf(store, q.seq, size) };
-    },
+    async (req: FastifyRequest) => inclusionAnswer(ctx, req.query as { seq: number; size?: number }),
   );
 };
+
+/** The consistency proof from the tree of `first` entries to that of `second` (default: the current head's size): the answer of /v1/log/consistency and /v1/admin/log/consistency. */
+export function consistencyAnswer(ctx: ExchangeContext, q: { readonly first: number; readonly second?: number }): { first: number; second: number; proof: string[] } {
+  const head = ctx.treeHead();
+  const second = q.second ?? head.size;
+  if (q.first > second) throw new BadRequestError("first must be at most second");
+  if (second > head.size) throw new BadRequestError("the log is not that large");
+  return { first: q.first, second, proof: consistencyProofOf(ctx.store, q.first, second) };
+}
+
+/** The audit path of entry `seq` in the tree of `size` entries (default: the current head's size): the answer of /v1/log/inclusion and /v1/admin/log/inclusion. */
+export function inclusionAnswer(ctx: ExchangeContext, q: { readonly seq: number; readonly size?: number }): { seq: number; size: number; proof: string[] } {
+  const head = ctx.treeHead();
+  const size = q.size ?? head.size;
+  if (size > head.size) throw new BadRequestError("the log is not that large");
+  if (q.seq > size) throw new BadRequestError("the entry is not in a tree of that size");
+  return { seq: q.seq, size, proof: inclusionProofOf(ctx.store, q.seq, size) };
+}

@@ -3,6 +3,10 @@
  * list of leaf hashes (§2.1.1), and the inclusion (§2.1.3.2) and consistency
  * (§2.1.4.2) proof verifiers, to the letter, with sizes as safe integers
  * (never 32-bit bitwise operators). Pure functions over bytes.
+ *
+ * Not node/log/merkle.ts: that one hashes with node:crypto (the log appends
+ * and proves on the server, where it is faster), and the page must check the
+ * exchange with code of its own, bundled, running in the browser.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, equalBytes } from "./bytes.js";
