@@ -162,3 +162,23 @@ export function PageTitle({ children }: { children: ComponentChildren }) {
     </h1>
   );
 }
+
+const JOB_STATES = ["submitted", "running", "succeeded", "failed", "refused", "cancelled"] as const;
+
+/** The jobs pages' filter: every state, or one. */
+export function JobStateFilter({ value, onChange }: { value: string; onChange: (state: string) => void }) {
+  const t = useT();
+  return (
+    <div class="field">
+      <label for="jobs-state">{t("jobs.filter")}</label>
+      <select id="jobs-state" value={value} onChange={(e) => onChange((e.currentTarget as HTMLSelectElement).value)}>
+        <option value="">{t("common.all")}</option>
+        {JOB_STATES.map((s) => (
+          <option key={s} value={s}>
+            {t(`state.${s}`)}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}

@@ -1,5 +1,5 @@
 import { useState } from "preact/hooks";
-import { ErrorNote, Loading, PageTitle, StatusBadge, Table } from "../../shared/components.js";
+import { ErrorNote, JobStateFilter, Loading, PageTitle, StatusBadge, Table } from "../../shared/components.js";
 import { time } from "../../shared/format.js";
 import { useApi } from "../../shared/hooks.js";
 import { useI18n } from "../../shared/i18n/index.js";
@@ -14,7 +14,6 @@ interface Item {
   updatedAt: number;
   summary: string;
 }
-const STATES = ["submitted", "running", "succeeded", "failed", "refused", "cancelled"];
 
 export function Jobs() {
   const { t, locale } = useI18n();
@@ -26,13 +25,7 @@ export function Jobs() {
       <p>
         <a href="#/new-job">{t("page.newJob")}</a>
       </p>
-      <div class="field">
-        <label for="jobs-state">{t("jobs.filter")}</label>
-        <select id="jobs-state" value={state} onChange={(e) => setState((e.currentTarget as HTMLSelectElement).value)}>
-          <option value="">{t("common.all")}</option>
-          {STATES.map((s) => <option key={s} value={s}>{t(`state.${s}` as "state.running")}</option>)}
-        </select>
-      </div>
+      <JobStateFilter value={state} onChange={setState} />
       <Loading when={r.loading} />
       <ErrorNote error={r.error} />
       {r.data ? (
