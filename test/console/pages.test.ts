@@ -39,7 +39,13 @@ beforeAll(async () => {
   // Something on every page: a dataset, a finished job with a result, a refused one.
   const policy = { allowedProtocols: ["join-aggregate", "psi"], keyColumns: ["phone"], outputColumns: ["monthly_spend"], allowedBuyers: ["bank"], minGroupSize: 5, queryBudget: 20, budgetUnit: "jobs", expiresAt: null };
   await partyApi(venue.telco.url, venue.tokens.telco, "POST", "/v1/datasets", { file: "spend.csv", policy });
+  // A product, the bank's order for it, the telco's approval: the job runs under that contract (a receipt, quota used).
+  const telco = (method: string, path: string, body?: unknown) => partyApi<{ id: string }>(venue.telco.url, venue.tokens.telco, method, path, body);
+  await telco("POST", "/v1/products", { product: { id: "telco.spend", title: "Monthly spend per risk grade", datasets: ["telco.spend.csv"], protocols: ["join-aggregate"], outputColumns: ["monthly_spend"], prices: { currency: "CNY", perJob: 50, perKey: 0, perMatchedRow: 1, perCell: 0 }, share: "equal" } });
+  const order = await partyApi<{ id: string }>(venue.bank.url, venue.tokens.bank, "POST", "/v1/orders", { product: "telco.spend", purpose: "risk pricing", quotaJobs: 5, days: 30 });
+  await telco("POST", `/v1/orders/${order.id}/approve`, {});
   const job = await partyApi<{ id: string }>(venue.bank.url, venue.tokens.bank, "POST", "/v1/jobs", {
+    contracts: [order.id],
     protocol: "join-aggregate",
     buyerDataset: "risk.csv",
     providerDataset: "telco.spend.csv",

@@ -8,6 +8,8 @@ import { useI18n } from "./i18n/index.js";
 export interface Bar {
   readonly label: string;
   readonly value: number;
+  /** A bar of its own scale (a quota, a budget): drawn as value of max, over a track. */
+  readonly max?: number;
 }
 
 const fmt = (n: number, locale: string) => (Number.isInteger(n) ? n.toLocaleString(locale) : n.toLocaleString(locale, { maximumFractionDigits: 3 }));
@@ -20,23 +22,25 @@ export function BarChart({ title, bars, unit = "", testid }: { title: string; ba
   const labelW = 140;
   const W = 600;
   const H = bars.length * rowH + 8;
-  const summary = bars.slice(0, 12).map((b) => `${b.label} ${fmt(b.value, locale)}${unit}`).join("; ") + (bars.length > 12 ? "; …" : "");
+  const shown = (b: Bar) => `${fmt(b.value, locale)}${b.max !== undefined ? ` / ${fmt(b.max, locale)}` : ""}${unit}`;
+  const summary = bars.slice(0, 12).map((b) => `${b.label} ${shown(b)}`).join("; ") + (bars.length > 12 ? "; …" : "");
   return (
     <figure class="chart" data-testid={testid}>
       <figcaption>{title}</figcaption>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${title}. ${t("chart.bars", { n: bars.length, summary })}`} preserveAspectRatio="xMinYMin meet">
         {bars.map((b, i) => {
-          const w = Math.max(0, (b.value / max) * (W - labelW - 90));
+          const span = W - labelW - 90;
+          const w = Math.max(0, b.max !== undefined ? (Math.min(b.value, b.max) / (b.max || 1)) * span : (b.value / max) * span);
           const y = i * rowH + 4;
           return (
             <g key={i}>
               <text x={labelW - 6} y={y + rowH / 2 + 4} text-anchor="end" class="chart-label">
                 {b.label.length > 18 ? `${b.label.slice(0, 17)}…` : b.label}
               </text>
+              {b.max !== undefined ? <rect x={labelW} y={y + 3} width={span} height={rowH - 8} class="chart-track" rx="2" /> : null}
               <rect x={labelW} y={y + 3} width={w} height={rowH - 8} class="chart-bar" rx="2" />
-              <text x={labelW + w + 6} y={y + rowH / 2 + 4} class="chart-value">
-                {fmt(b.value, locale)}
-                {unit}
+              <text x={labelW + (b.max !== undefined ? span : w) + 6} y={y + rowH / 2 + 4} class="chart-value">
+                {shown(b)}
               </text>
             </g>
           );
@@ -54,7 +58,7 @@ export function BarChart({ title, bars, unit = "", testid }: { title: string; ba
           {bars.map((b, i) => (
             <tr key={i}>
               <th scope="row">{b.label}</th>
-              <td>{fmt(b.value, locale)}{unit}</td>
+              <td>{shown(b)}</td>
             </tr>
           ))}
         </tbody>

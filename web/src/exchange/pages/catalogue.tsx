@@ -35,7 +35,7 @@ export function Catalogue() {
               caption={t("col.datasets")}
               rows={r.data.datasets}
               columns={[
-                { key: "id", label: t("col.id"), render: (d) => <span class="mono">{d.id}</span> },
+                { key: "id", label: t("col.id"), render: (d) => <span class="mono id">{d.id}</span> },
                 { key: "owner", label: t("col.owner") },
                 { key: "rowCount", label: t("col.rows"), numeric: true },
                 { key: "schema", label: t("col.schema"), render: (d) => d.schema.map((f) => `${f.name}: ${f.type}`).join(", ") },
@@ -49,7 +49,7 @@ export function Catalogue() {
               caption={t("catalogue.products")}
               rows={r.data.products}
               columns={[
-                { key: "id", label: t("col.id"), render: (p) => <span class="mono">{p.id}</span> },
+                { key: "id", label: t("col.id"), render: (p) => <span class="mono id">{p.id}</span> },
                 { key: "title", label: t("col.title") },
                 { key: "owner", label: t("col.owner") },
                 { key: "datasets", label: t("col.datasets"), render: (p) => p.datasets.join(", ") },

@@ -30,7 +30,7 @@ export function Jobs() {
           caption={t("page.jobs")}
           rows={r.data.jobs}
           columns={[
-            { key: "id", label: t("col.id"), render: (j) => <span class="mono">{j.id}</span> },
+            { key: "id", label: t("col.id"), render: (j) => <span class="mono id">{j.id}</span> },
             { key: "state", label: t("col.state"), render: (j) => <StatusBadge state={j.state} /> },
             { key: "protocol", label: t("col.protocol") },
             { key: "buyer", label: t("col.buyer") },

@@ -33,7 +33,7 @@ export function Catalogue() {
             caption={t("catalogue.datasets")}
             rows={ds.data.datasets}
             columns={[
-              { key: "id", label: t("col.id"), render: (d) => <span class="mono">{d.id}</span> },
+              { key: "id", label: t("col.id"), render: (d) => <span class="mono id">{d.id}</span> },
               { key: "owner", label: t("col.owner") },
               { key: "rowCount", label: t("col.rows"), numeric: true },
               { key: "schema", label: t("col.schema"), render: (d) => d.schema.map((f) => `${f.name}: ${f.type}`).join(", ") },
@@ -54,7 +54,7 @@ export function Catalogue() {
             testid="catalogue-products"
             rows={ps.data.products}
             columns={[
-              { key: "id", label: t("col.id"), render: (p) => <span class="mono" id={`catalogue-product-${p.id}`}>{p.id}</span> },
+              { key: "id", label: t("col.id"), render: (p) => <span class="mono id" id={`catalogue-product-${p.id}`}>{p.id}</span> },
               { key: "title", label: t("col.title") },
               { key: "owner", label: t("col.owner") },
               { key: "version", label: t("col.version"), numeric: true },

@@ -1,3 +1,4 @@
+import { BarChart } from "../../shared/charts.js";
 /**
  * Orders and contracts (docs/venue.md). An order is a contract in state
  * `pending` (GET /v1/contracts lists them with the rest, this party's as
@@ -43,7 +44,7 @@ export function Contracts() {
   const waiting = me === undefined ? [] : all.filter((c) => c.state === "pending" && c.buyer === me);
   const enc = encodeURIComponent;
 
-  const idCol = (prefix: string): Column<ContractView> => ({ key: "id", label: t("col.id"), render: (c) => <span class="mono" id={`${prefix}-${c.id}`}>{c.id}</span> });
+  const idCol = (prefix: string): Column<ContractView> => ({ key: "id", label: t("col.id"), render: (c) => <span class="mono id" id={`${prefix}-${c.id}`}>{c.id}</span> });
   const productCol: Column<ContractView> = { key: "product", label: t("col.product"), render: (c) => `${c.product.id} v${c.product.version}` };
   const purposeCol: Column<ContractView> = { key: "purpose", label: t("col.purpose"), render: (c) => c.contract?.purpose ?? "—" };
   const pricesCol: Column<ContractView> = { key: "prices", label: t("col.prices"), render: (c) => <PriceLines prices={c.contract?.prices} /> };
@@ -142,6 +143,16 @@ export function Contracts() {
               ]}
             />
           </Section>
+          {all.some((c) => c.state === "active") ? (
+            <Section title={t("contracts.quotaChart")} id="contracts-quota">
+              <BarChart
+                title={t("contracts.quotaChart")}
+                testid="quota-chart"
+                bars={all.filter((c) => c.state === "active").map((c) => ({ label: `${c.product.id} (${c.buyer})`, value: c.jobsUsed, max: c.quotaJobs }))}
+                unit={` ${t("contracts.jobs")}`}
+              />
+            </Section>
+          ) : null}
         </>
       ) : null}
     </>

@@ -33,7 +33,7 @@ export function Jobs() {
           caption={t("page.jobs")}
           rows={r.data.jobs}
           columns={[
-            { key: "id", label: t("col.id"), render: (j) => <a class="mono" href={href("jobs", j.id)}>{j.id}</a> },
+            { key: "id", label: t("col.id"), render: (j) => <a class="mono id" href={href("jobs", j.id)}>{j.id}</a> },
             { key: "protocol", label: t("col.protocol") },
             { key: "role", label: t("col.role") },
             { key: "state", label: t("col.state"), render: (j) => <StatusBadge state={j.state} /> },

@@ -179,7 +179,7 @@ export function Products() {
             rows={mine}
             empty={t("products.none")}
             columns={[
-              { key: "id", label: t("col.id"), render: (p) => <span class="mono" id={`product-${p.id}`}>{p.id}</span> },
+              { key: "id", label: t("col.id"), render: (p) => <span class="mono id" id={`product-${p.id}`}>{p.id}</span> },
               { key: "title", label: t("col.title") },
               { key: "version", label: t("col.version"), numeric: true },
               { key: "datasets", label: t("col.datasets"), render: (p) => p.datasets.join(", ") },

@@ -75,7 +75,7 @@ export function Receipts() {
             caption={t("receipts.title")}
             rows={receipts.data.receipts}
             columns={[
-              { key: "id", label: t("col.receipt"), render: (r) => <span class="mono">{r.id}</span> },
+              { key: "id", label: t("col.receipt"), render: (r) => <span class="mono id">{r.id}</span> },
               { key: "job", label: t("col.job"), render: (r) => <a class="mono" href={`#/jobs/${encodeURIComponent(r.job)}`}>{r.job}</a> },
               { key: "buyer", label: t("col.buyer") },
               { key: "amount", label: t("col.amount"), numeric: true, render: (r) => r.amount.toLocaleString(locale) },

@@ -253,6 +253,8 @@ export const en = {
   "contracts.noneWaiting": "None of your orders is waiting.",
   "contracts.withdrawOrder": "Cancel order",
   "contracts.all": "All contracts",
+  "contracts.quotaChart": "Quota used per active contract (jobs)",
+  "contracts.jobs": "jobs",
   "contracts.window": "{from} to {to}",
   "job.protocol": "Protocol",
   "job.input": "My input file",

@@ -252,6 +252,8 @@ export const zhCN: Dictionary = {
   "contracts.noneWaiting": "您没有等待中的订单。",
   "contracts.withdrawOrder": "取消订单",
   "contracts.all": "全部合同",
+  "contracts.quotaChart": "各有效合同的配额使用（任务数）",
+  "contracts.jobs": "个任务",
   "contracts.window": "{from} 至 {to}",
   "job.protocol": "协议",
   "job.input": "我的输入文件",
