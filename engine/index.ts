@@ -8,6 +8,7 @@
  * - columns: Arrow IPC / CSV / Parquet in, Arrow out; key normalisation
  * - psi: distinct keys with their row mapping, uniform shuffles, an exact-match index over fixed-size elements
  * - he: homomorphic aggregation on SEAL (node-seal): BFV (exact, CRT over several primes) and CKKS (approximate)
+ * - dp: exact discrete Laplace, discrete Gaussian and Skellam noise, their pmfs, zCDP accounting (not yet used by the protocols)
  */
 export * from "./errors.js";
 export * from "./packed.js";
@@ -18,3 +19,4 @@ export * from "./pool/index.js";
 export * from "./columns/index.js";
 export * from "./psi/index.js";
 export * from "./he/index.js";
+export * from "./dp/index.js";
