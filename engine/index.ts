@@ -7,6 +7,7 @@
  * - pool: the piscina worker pool for batch hashing, multiplication and OPRF over columns
  * - columns: Arrow IPC / CSV / Parquet in, Arrow out; key normalisation
  * - psi: distinct keys with their row mapping, uniform shuffles, an exact-match index over fixed-size elements
+ * - ot: base OT, IKNP/KKRT OT extension and the batched OPRF of the OT-extension PSI
  * - he: homomorphic aggregation on SEAL (node-seal): BFV (exact, CRT over several primes) and CKKS (approximate)
  */
 export * from "./errors.js";
@@ -18,3 +19,4 @@ export * from "./pool/index.js";
 export * from "./columns/index.js";
 export * from "./psi/index.js";
 export * from "./he/index.js";
+export * from "./ot/index.js";
