@@ -23,6 +23,8 @@ export const ErrorCode = {
   UnsupportedType: "UMBRA_UNSUPPORTED_TYPE",
   PoolClosed: "UMBRA_POOL_CLOSED",
   WorkerFailed: "UMBRA_WORKER_FAILED",
+  UnsupportedSize: "UMBRA_UNSUPPORTED_SIZE",
+  HashingFailed: "UMBRA_HASHING_FAILED",
   Internal: "UMBRA_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -178,6 +180,27 @@ export class WorkerFailedError extends UmbraError {
   }
 }
 
+/**
+ * A set size outside what an algorithm's published parameters cover (e.g.
+ * the cuckoo-hashing table of the OT-PSI): refused rather than run at an
+ * unknown failure probability.
+ */
+export class UnsupportedSizeError extends InvalidInputError {
+  constructor(message: string) {
+    super(message, ErrorCode.UnsupportedSize);
+  }
+}
+
+/**
+ * Cuckoo hashing could not place every element, stash included: an event of
+ * probability at most 2^-40 for the sizes allowed (a new shared seed retries).
+ */
+export class HashingFailedError extends UmbraError {
+  constructor(message: string) {
+    super(ErrorCode.HashingFailed, message);
+  }
+}
+
 /** The structured-clone-safe form of an error, as workers return it. */
 export interface SerializedError {
   readonly name: string;
@@ -211,6 +234,10 @@ export function errorFromSerialized(e: SerializedError): UmbraError {
       return new UnsupportedBackendError(e.message);
     case ErrorCode.InvalidInput:
       return new InvalidInputError(e.message);
+    case ErrorCode.UnsupportedSize:
+      return new UnsupportedSizeError(e.message);
+    case ErrorCode.HashingFailed:
+      return new HashingFailedError(e.message);
     default:
       return new WorkerFailedError(e.message);
   }

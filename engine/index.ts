@@ -7,6 +7,7 @@
  * - pool: the piscina worker pool for batch hashing, multiplication and OPRF over columns
  * - columns: Arrow IPC / CSV / Parquet in, Arrow out; key normalisation
  * - psi: distinct keys with their row mapping, uniform shuffles, an exact-match index over fixed-size elements
+ * - ot: base OT, IKNP/KKRT OT extension and the batched OPRF of the OT-extension PSI
  * - he: homomorphic aggregation on SEAL (node-seal): BFV (exact, CRT over several primes) and CKKS (approximate)
  * - dp: exact discrete Laplace, discrete Gaussian and Skellam noise, their pmfs, zCDP accounting (not yet used by the protocols)
  */
@@ -20,3 +21,4 @@ export * from "./columns/index.js";
 export * from "./psi/index.js";
 export * from "./he/index.js";
 export * from "./dp/index.js";
+export * from "./ot/index.js";

@@ -8,6 +8,7 @@ declare module "sodium-native" {
     crypto_core_ed25519_add(r: Bytes, p: Bytes, q: Bytes): void;
     crypto_core_ed25519_is_valid_point(p: Bytes): boolean;
     crypto_hash_sha512(out: Bytes, input: Bytes): void;
+    crypto_generichash(out: Bytes, input: Bytes, key?: Bytes): void;
     randombytes_buf(buf: Bytes): void;
   }
   const sodium: SodiumNative;
