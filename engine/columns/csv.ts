@@ -2,7 +2,7 @@
  * CSV in and out, batch by batch.
  *
  * Reading streams the file through csv-parse: the first record is the
- * header (required), and every `batchSize` records become one Arrow record
+ * header (required; at most MAX_CSV_COLUMNS columns), and every `batchSize` records become one Arrow record
  * batch whose columns are built straight into flat buffers. Columns are Utf8
  * unless `columnTypes` asks for "int64" or "float64"; an empty field is null.
  * Errors name the line and column, never a field's value — csv-parse's own
@@ -96,6 +96,17 @@ function missingCsvColumn(path: string, column: string, header: readonly string[
 
 /** A batch is cut early when a string column holds this many bytes (Utf8 offsets are Int32). */
 const MAX_BATCH_STRING_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Cells a batch's builders reserve up front, all columns together: each
+ * column starts with room for batchSize / columns rows at most and grows as
+ * rows come, so a wide header (thousands of columns, few rows) does not
+ * reserve columns × batchSize cells before the first row is read.
+ */
+const PREALLOCATED_CELLS = 1 << 20;
+
+/** The most columns a CSV header may name (a dataset descriptor holds at most as many): a wider file is refused before a row is read. */
+export const MAX_CSV_COLUMNS = 10_000;
 
 type ColumnBuilder = Utf8Builder | Int64Builder | Float64Builder;
 
@@ -308,6 +319,10 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
     }
     if (first.done === true) throw new MalformedCsvError(`${describeFile(path)}: missing header row`, 1);
     header = first.value;
+    if (header.length > MAX_CSV_COLUMNS) {
+      const line = await lineOfRecord(path, headerIndex, delimiter);
+      throw new MalformedCsvError(`${describeFile(path)}: the header names ${header.length} columns, more than ${MAX_CSV_COLUMNS}`, line);
+    }
     const seen = new Map<string, number>();
     for (let i = 0; i < header.length; i++) {
       const name = header[i] ?? "";
@@ -351,8 +366,9 @@ export async function openCsvSource(path: string, options: CsvReadOptions): Prom
   const fieldCount = header.length;
   const names = header;
   async function* batches(): AsyncGenerator<RecordBatch> {
+    const capacity = Math.max(1, Math.min(batchSize, Math.floor(PREALLOCATED_CELLS / Math.max(1, kinds.length))));
     const makeBuilders = (): ColumnBuilder[] =>
-      kinds.map((k) => (k === "int64" ? new Int64Builder(batchSize) : k === "float64" ? new Float64Builder(batchSize) : new Utf8Builder(batchSize)));
+      kinds.map((k) => (k === "int64" ? new Int64Builder(capacity) : k === "float64" ? new Float64Builder(capacity) : new Utf8Builder(capacity)));
     let builders = makeBuilders();
     let rows = 0;
     let recordIndex = recordIndexStart; // index of the header record

@@ -114,13 +114,18 @@ export async function partyConsoleRoutes(app: FastifyInstance, d: PartyConsoleDe
     const end = () => stop.abort();
     // The slot is held from now: a burst of requests cannot open more than MAX_STREAMS.
     streams.add(end);
+    const res = reply.raw;
+    // Heard from now: a client gone while the first view is fetched frees its slot too (a listener added later never hears it).
+    res.on("close", end);
     try {
       // The first view before the stream starts: a job this party is no party of is the exchange's 404, as JSON.
       let view = await d.jobView(id);
       reply.hijack();
-      const res = reply.raw;
+      if (stop.signal.aborted) {
+        res.end();
+        return;
+      }
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff", connection: "keep-alive" });
-      res.on("close", end);
       const send = (v: Record<string, unknown>) => res.write(`event: job\ndata: ${JSON.stringify(v)}\n\n`);
       send(view);
       let last = JSON.stringify(view);

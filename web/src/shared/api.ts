@@ -27,12 +27,19 @@ export function clearToken(): void {
 /**
  * Moves a token given as `#token=…` in the address to sessionStorage and
  * removes it from the address bar (history.replaceState): the part after `#`
- * never leaves the browser, and now not its history either.
+ * never leaves the browser, and now not its history either. A token that is
+ * not a valid escape is not taken, and is removed all the same.
  */
 export function takeTokenFromAddress(): void {
   const m = /^#token=([^&]+)(?:&(.*))?$/.exec(location.hash);
   if (m === null) return;
-  setToken(decodeURIComponent(m[1] as string));
+  let token: string | undefined;
+  try {
+    token = decodeURIComponent(m[1] as string);
+  } catch {
+    // Not a valid escape: no token is taken (the page asks for one), and it still leaves the address bar.
+  }
+  if (token !== undefined) setToken(token);
   history.replaceState(null, "", location.pathname + location.search + (m[2] !== undefined ? `#${m[2]}` : "#/"));
 }
 

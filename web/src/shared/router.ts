@@ -1,9 +1,18 @@
 /** Hash routing: `#/datasets`, `#/jobs/ID`: the route's parts, re-rendered on every hashchange. */
 import { useEffect, useState } from "preact/hooks";
 
+/** A part of the route decoded, or as it is when it is not a valid escape (a malformed `%` must not stop the page rendering). */
+function decodePart(p: string): string {
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    return p;
+  }
+}
+
 export function parts(): string[] {
   const h = location.hash.replace(/^#\/?/, "");
-  return h.split("/").filter((p) => p !== "").map((p) => decodeURIComponent(p));
+  return h.split("/").filter((p) => p !== "").map(decodePart);
 }
 
 export function useRoute(): string[] {
