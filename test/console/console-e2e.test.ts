@@ -8,8 +8,10 @@
  *     leaves the address bar), registers spend.csv through the form — an
  *     invalid expiry is flagged as it is typed, next to its field — and sees
  *     the dataset listed, then publishes it as a priced product;
- *  2. the bank submits a join-aggregate job through the form (the panel says
- *     what each party learns), watches it to the end over the stream, sees
+ *  2. the bank orders that product from the catalogue, the telco approves
+ *     the order on its contracts page, and the bank submits a join-aggregate
+ *     job under the contract through the form (the panel says what each
+ *     party learns), watches it to the end over the stream, sees
  *     the result table — equal to the plain join computed here — and
  *     downloads it as CSV, equal too;
  *  3. a job the telco's policy refuses (k below its minimum) is shown with
@@ -26,6 +28,8 @@ import { launchBrowser, newContext } from "./browser.js";
 import { expectedPerGrade, startVenue, type Venue } from "./venue.js";
 
 const K = 5;
+/** The contract the bank's order became (scenario 2), under which its jobs run. */
+let contract = "";
 let venue: Venue;
 let browser: Browser;
 
@@ -59,7 +63,7 @@ async function tableText(page: Page, testid: string): Promise<{ header: string[]
 const expectedSums = (): Record<string, number> => Object.fromEntries([...expectedPerGrade(K)].map(([g, v]) => [g, v.sum]));
 
 describe("the consoles in a real browser", () => {
-  it("1. the telco signs in from its printed address, registers spend.csv through the form (an error shown as typed, next to its field) and sees it listed", async () => {
+  it("1. the telco signs in from its printed address, registers spend.csv through the form (an error shown as typed, next to its field), sees it listed and publishes it as a priced product", async () => {
     const page = await signedIn("telco");
     expect(page.url()).not.toContain("token=");
     await page.getByTestId("nav-register").click();
@@ -90,14 +94,33 @@ describe("the consoles in a real browser", () => {
     await product.getByLabel("Title").fill("Monthly spend per risk grade");
     await product.getByLabel("Dataset").selectOption("telco.spend.csv");
     await product.getByRole("group", { name: /Protocols a buyer may run/ }).getByLabel("join-aggregate").check();
+    await product.getByRole("group", { name: /Output columns a job may release/ }).getByLabel("monthly_spend").check();
     await product.getByLabel("Price per job (CNY)").fill("0.50");
     await page.getByTestId("product-submit").click();
     expect(await page.getByTestId("product-done").innerText()).toBe("Published telco.spend, version 1.");
     await page.locator('[data-testid="product-state-telco.spend"]').waitFor();
   });
 
-  it("2. the bank submits a join-aggregate job through the form, watches it finish, and its result and CSV download equal the plain join", async () => {
-    const page = await signedIn("bank");
+  it("2. the bank orders the product from the catalogue, the telco approves it, the bank submits a join-aggregate job under the contract through the form, watches it finish, and its result and CSV download equal the plain join", async () => {
+    const bankPage = await signedIn("bank");
+    await bankPage.getByTestId("nav-catalogue").click();
+    await bankPage.getByTestId("order-telco.spend").click();
+    const order = bankPage.getByTestId("order-form");
+    await order.getByLabel("Purpose").fill("risk pricing");
+    await order.getByLabel("Jobs (quota)").fill("3");
+    await bankPage.getByTestId("order-submit").click();
+    const ordered = await bankPage.getByTestId("order-done").innerText();
+    contract = /contract (contract-[0-9a-f-]{36})/.exec(ordered)?.[1] ?? "";
+    expect(contract, ordered).not.toBe("");
+
+    // The telco approves the order on its contracts page (a confirmation first).
+    const telcoPage = await signedIn("telco");
+    await telcoPage.getByTestId("nav-contracts").click();
+    await telcoPage.getByTestId(`approve-${contract}`).click();
+    await telcoPage.getByTestId(`approve-${contract}-confirm`).click();
+    await telcoPage.locator(`[data-testid="contract-state-${contract}"]`).filter({ hasText: "active" }).waitFor();
+
+    const page = bankPage;
     await page.getByTestId("nav-new-job").click();
     const form = page.getByTestId("job-form");
     await form.getByLabel("Protocol").selectOption("join-aggregate");
@@ -109,6 +132,7 @@ describe("the consoles in a real browser", () => {
     await form.getByRole("group", { name: /Aggregated column/ }).getByLabel("monthly_spend").check();
     await form.getByLabel(/Group by/).fill("risk_grade");
     await form.getByLabel(/Minimum group size k/).fill(String(K));
+    await form.getByLabel(/Contracts/).fill(contract);
     await form.getByRole("button", { name: "Submit job" }).click();
     await page.waitForURL(/#\/jobs\/[^/]+$/);
     await page.locator('[data-testid="job-state"][data-state="succeeded"]').waitFor({ timeout: 120_000 });
@@ -141,6 +165,7 @@ describe("the consoles in a real browser", () => {
     await form.getByLabel("Function").selectOption("count");
     await form.getByLabel(/Group by/).fill("risk_grade");
     await form.getByLabel(/Minimum group size k/).fill("2");
+    await form.getByLabel(/Contracts/).fill(contract);
     await form.getByRole("button", { name: "Submit job" }).click();
     const failure = page.getByTestId("failure");
     await failure.waitFor();

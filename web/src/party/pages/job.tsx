@@ -176,13 +176,13 @@ function ResultPreview({ preview }: { preview: Preview }) {
 }
 
 /** Why a job did not succeed (the job page's view of a failed or refused job; the new-job page's of a refused submission). */
-export function Failure({ job }: { job: Pick<JobView, "state" | "reason" | "providers" | "by"> }) {
+export function Failure({ job, code: given }: { job: Pick<JobView, "state" | "reason" | "providers" | "by">; code?: string }) {
   const { t } = useI18n();
-  const code = codeOf(job.reason) ?? (job.state === "refused" ? "UMBRA_POLICY_DENIED" : undefined);
+  const code = given ?? codeOf(job.reason) ?? (job.state === "refused" ? (job.reason?.startsWith("contract-") ? "UMBRA_CONTRACT_DENIED" : "UMBRA_POLICY_DENIED") : undefined);
   const rule = ruleOf(job.reason);
   const hintKey = code !== undefined ? `hint.${code}` : "";
   const ruleKey = rule !== undefined ? `rule.${rule}` : "";
-  const party = job.by ?? (rule !== undefined ? t("failure.partyPolicy", { providers: job.providers.join(", ") }) : code === "UMBRA_BELOW_MINIMUM" ? t("failure.partyBuyer") : t("failure.partyUnknown"));
+  const party = job.by ?? (code === "UMBRA_CONTRACT_DENIED" ? t("failure.partyContract", { providers: job.providers.join(", ") }) : rule !== undefined ? t("failure.partyPolicy", { providers: job.providers.join(", ") }) : code === "UMBRA_BELOW_MINIMUM" ? t("failure.partyBuyer") : t("failure.partyUnknown"));
   return (
     <section class="card failure" data-testid="failure" aria-labelledby="failure-h">
       <h2 id="failure-h">{t("failure.title")}</h2>
@@ -207,7 +207,7 @@ export function Failure({ job }: { job: Pick<JobView, "state" | "reason" | "prov
         <dt>{t("failure.party")}</dt>
         <dd>{party}</dd>
         <dt>{t("failure.todo")}</dt>
-        <dd>{hasKey(hintKey) ? t(hintKey) : hasKey(ruleKey) ? t(ruleKey) : t("failure.noHint")}</dd>
+        <dd>{hasKey(ruleKey) && code === "UMBRA_CONTRACT_DENIED" ? t(ruleKey) : hasKey(hintKey) ? t(hintKey) : hasKey(ruleKey) ? t(ruleKey) : t("failure.noHint")}</dd>
       </dl>
     </section>
   );

@@ -183,7 +183,7 @@ export function NewJob() {
             </Field>
             {error?.rule !== undefined ? (
               // Refused by a policy (or a contract) when submitted: the same view a refused job shows, naming the rule.
-              <Failure job={{ state: "refused", reason: error.rule, providers: chosen ? [chosen.owner] : [], by: undefined }} />
+              <Failure code={error.code} job={{ state: "refused", reason: error.rule, providers: chosen ? [chosen.owner] : [], by: undefined }} />
             ) : (
               <ErrorNote error={error} />
             )}
