@@ -25,7 +25,8 @@ const rows = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `k${fr
 const expected = Array.from({ length: 30_000 }, (_, i) => `k${30_000 + i}`).sort();
 
 beforeAll(async () => {
-  x = await startExchange({ jobTimeoutMs: 5000 });
+  // Long enough that a loaded machine's slowest stretch between two progress reports (16,384 exponentiations per party) is not taken for silence.
+  x = await startExchange({ jobTimeoutMs: 15_000 });
   telco = await startParty("telco", x.url, pool);
   bank = await startParty("bank", x.url, pool);
   writeFileSync(join(telco.dataDir, "big.csv"), "k\n" + rows(60_000) + "\n");
