@@ -96,7 +96,7 @@ function providerHello(s: PsiOtBuyerState, m: ProtocolMessage): PsiOtBuyerState 
   const perKey = CUCKOO_HASHES + cuckooParams(s.setSize).stash;
   const expected = h.setSize * perKey;
   if (!Number.isSafeInteger(expected) || chunkCount(expected, h.chunkElements) > 1 << 24) invalid(`${expected} tags in chunks of ${h.chunkElements} exceed the chunk limit`);
-  return { ...s, helloReceived: true, peerSetSize: h.setSize, providerNonce: h.nonce.slice(), peerChunkElements: h.chunkElements, peerTagsExpected: expected };
+  return { ...s, helloReceived: true, peerSetSize: h.setSize, providerNonce: Uint8Array.from(h.nonce), peerChunkElements: h.chunkElements, peerTagsExpected: expected };
 }
 
 /**

@@ -67,7 +67,7 @@ function buyerHello(s: PsiOtProviderState, m: ProtocolMessage): Step<PsiOtProvid
   const h = checkHello(s, m, PsiOtStep.BuyerHello, (n) => new KeyLimitExceededError("the buyer's hello", n, s.maxPeerSetSize));
   const otRows = cuckooParams(h.setSize).rows; // UnsupportedSizeError past the cuckoo table
   if (h.chunkElements < 1 || h.chunkElements > maxMatrixColumns(otRows)) invalid(`the buyer's matrix chunks must hold 1..${maxMatrixColumns(otRows)} columns`);
-  const state: PsiOtProviderState = { ...s, helloReceived: true, peerSetSize: h.setSize, commitment: h.nonce.slice(), otRows, matrixColumns: h.chunkElements };
+  const state: PsiOtProviderState = { ...s, helloReceived: true, peerSetSize: h.setSize, commitment: Uint8Array.from(h.nonce), otRows, matrixColumns: h.chunkElements };
   return addressed(RoleName.Buyer, state, [hello(state, PsiOtStep.ProviderHello, s.nonce, s.chunkElements)]);
 }
 
@@ -88,7 +88,7 @@ function buyerReveal(s: PsiOtProviderState, m: ProtocolMessage): PsiOtProviderSt
   expectStep(m.header, PsiOtStep.BuyerReveal, 0, 1, "otPsiReveal", m.kind);
   const nonce = (m as OtPsiReveal).nonce;
   if (!timingSafeEqual(nonceCommitment(s.job, nonce), s.commitment)) throw new ProtocolError("the buyer's nonce does not open its commitment");
-  return { ...s, buyerNonce: nonce.slice() };
+  return { ...s, buyerNonce: Uint8Array.from(nonce) };
 }
 
 /** Step 6: a chunk of u's columns; after the last, step 7 (the shuffled tags, in chunks). */
