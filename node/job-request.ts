@@ -112,7 +112,7 @@ export interface KeyNormalise {
 }
 
 /** The protocols that join on keys, so take a key normalisation. */
-export const KEYED_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.Lookup, ProtocolId.JoinAggregate]);
+export const KEYED_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.Psi, ProtocolId.PsiCardinality, ProtocolId.PsiOt, ProtocolId.Lookup, ProtocolId.JoinAggregate]);
 
 /** The protocols whose buyer result is withheld below a minimum intersection. */
 export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTOCOLS.filter((p) => p.minIntersection).map((p) => p.id));
@@ -317,7 +317,7 @@ function checkParamsFitProtocol(issues: FieldIssue[], protocol: ProtocolId, raw:
   } else if (params.mode !== undefined && params.mode !== AggregateMode.Count && outputs.length === 0) {
     add("params.outputColumns", `mode ${params.mode} needs at least one column`);
   }
-  if ((protocol === ProtocolId.Psi || protocol === ProtocolId.PsiCardinality) && outputs.length > 0) {
+  if ((protocol === ProtocolId.Psi || protocol === ProtocolId.PsiCardinality || protocol === ProtocolId.PsiOt) && outputs.length > 0) {
     add("params.outputColumns", `protocol ${protocol} outputs no provider column`);
   }
   if (protocol === ProtocolId.Lookup && outputs.length === 0) add("params.outputColumns", "protocol lookup needs at least one column");

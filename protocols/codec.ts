@@ -13,6 +13,7 @@ import { PROTO_SOURCES } from "./proto/schema.js";
 export const ProtocolId = {
   Psi: "psi",
   PsiCardinality: "psi-cardinality",
+  PsiOt: "psi-ot",
   Lookup: "lookup",
   FederatedAggregate: "federated-aggregate",
   JoinAggregate: "join-aggregate",
@@ -23,6 +24,10 @@ export type ProtocolId = (typeof ProtocolId)[keyof typeof ProtocolId];
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 4096;
 /** Largest number of elements in one chunk. */
 export const MAX_CHUNK_ELEMENTS = 65_536;
+/** Largest OT-extension matrix chunk (psi-ot step 6). */
+export const MAX_MATRIX_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Bytes of a psi-ot nonce (and of the buyer's commitment to it). */
+export const OT_NONCE_BYTES = 32;
 
 export interface Header {
   readonly job: string;
@@ -148,7 +153,55 @@ export interface JoinResult {
   readonly counts: Uint8Array;
   readonly suppressed: number;
 }
-export type ProtocolMessage = PsiHello | ElementBatch | LookupHello | LookupTableInfo | SealedRows | Refusal | AggregateKey | AggregateCiphertext | JoinHello | JoinWeights | JoinCounts | JoinCiphertext | JoinResult;
+/** psi-ot steps 1 and 3 (see protocols/psi-ot). */
+export interface OtPsiHello {
+  readonly kind: "otPsiHello";
+  readonly header: Header;
+  readonly setSize: number;
+  readonly codeWidth: number;
+  readonly chunkElements: number;
+  /** 32 bytes: the buyer's nonce commitment, or the provider's nonce. */
+  readonly nonce: Uint8Array;
+}
+/** psi-ot steps 2 and 4: base-OT points. */
+export interface OtBaseMessage {
+  readonly kind: "otBaseMessage";
+  readonly header: Header;
+  readonly count: number;
+  readonly points: Uint8Array;
+}
+/** psi-ot step 5: the buyer's nonce. */
+export interface OtPsiReveal {
+  readonly kind: "otPsiReveal";
+  readonly header: Header;
+  readonly nonce: Uint8Array;
+}
+/** psi-ot step 6: whole columns of the extension matrix u. */
+export interface OtMatrixChunk {
+  readonly kind: "otMatrixChunk";
+  readonly header: Header;
+  readonly firstColumn: number;
+  readonly columns: number;
+  readonly data: Uint8Array;
+}
+export type ProtocolMessage =
+  | PsiHello
+  | ElementBatch
+  | LookupHello
+  | LookupTableInfo
+  | SealedRows
+  | Refusal
+  | AggregateKey
+  | AggregateCiphertext
+  | JoinHello
+  | JoinWeights
+  | JoinCounts
+  | JoinCiphertext
+  | JoinResult
+  | OtPsiHello
+  | OtBaseMessage
+  | OtPsiReveal
+  | OtMatrixChunk;
 export type MessageKind = ProtocolMessage["kind"];
 
 const root = new protobuf.Root();
@@ -325,11 +378,40 @@ export function decodeMessage(input: Uint8Array, maxBytes: number = MAX_MESSAGE_
       if (codes.length % 4 !== 0 || counts.length !== codes.length * 2) bad("join result codes and counts do not match");
       return { kind, header: h, codes, counts, suppressed: uint(b, "suppressed", 1 << 20) };
     }
+    case "otPsiHello":
+      return {
+        kind,
+        header: h,
+        setSize: uint(b, "setSize"),
+        codeWidth: uint(b, "codeWidth", 512),
+        chunkElements: uint(b, "chunkElements", MAX_CHUNK_ELEMENTS),
+        nonce: exactBytes(b, "nonce", OT_NONCE_BYTES),
+      };
+    case "otBaseMessage": {
+      const count = uint(b, "count", 4096);
+      const points = bytes(b, "points");
+      if (count === 0 || points.length === 0 || points.length % 32 !== 0 || points.length > count * 32 + 64) bad("base OT points do not match the count");
+      return { kind, header: h, count, points };
+    }
+    case "otPsiReveal":
+      return { kind, header: h, nonce: exactBytes(b, "nonce", OT_NONCE_BYTES) };
+    case "otMatrixChunk": {
+      const columns = uint(b, "columns", 512);
+      const data = bytes(b, "data");
+      if (columns === 0 || data.length === 0 || data.length % (4 * columns) !== 0 || data.length > MAX_MATRIX_CHUNK_BYTES) bad("matrix chunk length does not match its columns");
+      return { kind, header: h, firstColumn: uint(b, "firstColumn", 511), columns, data };
+    }
     case "refusal":
       return { kind, header: h, code: str(b, "code", /^UMBRA_[A-Z_]{1,64}$/), reason: str(b, "reason", /^[\x20-\x7e]{0,512}$/) };
     default:
       return bad("unknown message kind");
   }
+}
+
+function exactBytes(o: Obj, field: string, length: number): Uint8Array {
+  const v = bytes(o, field);
+  if (v.length !== length) bad(`field ${field} must be ${length} bytes`);
+  return v;
 }
 
 /** AggregateKey's approximate fields (present in the decoded message only when approximate is true). */

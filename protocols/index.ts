@@ -4,7 +4,7 @@
  * messages)), their protobuf messages, and runners that play every role in
  * this process over a transport that serialises every message.
  *
- *   import { runPsi, runLookup, prepareLookupTable, runJoinAggregate, runFederatedAggregate } from "umbra/protocols";
+ *   import { runPsi, runPsiOt, runLookup, prepareLookupTable, runJoinAggregate, runFederatedAggregate } from "umbra/protocols";
  *
  * The runners take one set of option names (each side's `keys` and
  * `normalise`, k as `minGroupSize`, default 10 as on the CLI), refuse an
@@ -14,13 +14,35 @@
 export * from "./errors.js";
 import { ProtocolId } from "./codec.js";
 import { ProtocolError } from "./errors.js";
-export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MESSAGE_BYTES, ProtocolId } from "./codec.js";
-export type { AggregateCiphertext, AggregateKey, ElementBatch, JoinCiphertext, JoinCounts, JoinHello, JoinResult, JoinWeights, Header, LookupHello, LookupTableInfo, MessageKind, ProtocolMessage, PsiHello, Refusal, SealedRows } from "./codec.js";
+export { decodeMessage, encodeMessage, isJobId, MAX_CHUNK_ELEMENTS, MAX_MATRIX_CHUNK_BYTES, MAX_MESSAGE_BYTES, OT_NONCE_BYTES, ProtocolId } from "./codec.js";
+export type {
+  AggregateCiphertext,
+  AggregateKey,
+  ElementBatch,
+  JoinCiphertext,
+  JoinCounts,
+  JoinHello,
+  JoinResult,
+  JoinWeights,
+  Header,
+  LookupHello,
+  LookupTableInfo,
+  MessageKind,
+  OtBaseMessage,
+  OtMatrixChunk,
+  OtPsiHello,
+  OtPsiReveal,
+  ProtocolMessage,
+  PsiHello,
+  Refusal,
+  SealedRows,
+} from "./codec.js";
 export { MemoryTransport, type TransportStats } from "./transport.js";
 export { refusalFor } from "./refusal.js";
 export { stateFromBytes, stateToBytes, type PersistableState } from "./state.js";
 export { player, providerIndex, providerRole, RoleName, runRoles, type Outgoing, type Player, type Role, type RolesRun, type RunRolesOptions, type Step } from "./role.js";
 export * from "./psi/index.js";
+export * from "./psi-ot/index.js";
 export {
   LOOKUP_VERSION,
   LookupStep,
@@ -117,6 +139,17 @@ export const PROTOCOLS: readonly ProtocolDescription[] = [
     buyerLearns: "the intersection size",
     providerLearns: "the buyer's set size",
     exchangeLearns: "sizes",
+  },
+  {
+    // Semi-honest: a buyer that deviates may test up to its OT rows' worth of keys (≈ 1.2·n + stash), so a policy opts in by name.
+    id: ProtocolId.PsiOt,
+    k: false,
+    minIntersection: true,
+    buyerKeys: true,
+    parties: ["buyer", "provider"],
+    buyerLearns: "which of its rows match, and the provider's set size",
+    providerLearns: "the buyer's set size (its cuckoo table's size), nothing else",
+    exchangeLearns: "sizes (it relays opaque envelopes)",
   },
   {
     id: ProtocolId.Lookup,

@@ -234,6 +234,33 @@ describe("umbra psi", () => {
     expect(sortedRows(rowsOf(await readTable(file("phones.arrows"))))).toEqual(sortedRows(phones));
   });
 
+  it("--engine ot (psi-ot) writes the same rows as the plain join, on a single and a composite key", async () => {
+    const [single, composite] = await Promise.all([
+      run("psi", "--engine", "ot", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--out", "ot.csv", "--json"),
+      run("psi", "--engine", "ot", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email,country", "--case-fold", "--out", "ot-composite.arrow", "--quiet"),
+    ]);
+    expect(single.status).toBe(0);
+    const expected = psiOracle(buyer, provider, ["email"]);
+    expect(sortedRows(rowsOf(await readTable(file("ot.csv"))))).toEqual(sortedRows(expected));
+    expect(JSON.parse(single.stdout)).toMatchObject({ command: "psi", engine: "ot", rows: expected.length });
+    expectNoCellValue(single.stderr);
+    expect(composite.stderr).toBe("");
+    expect(sortedRows(rowsOf(await readTable(file("ot-composite.arrow"))))).toEqual(sortedRows(psiOracle(buyer, provider, ["email", "country"], { caseFold: true })));
+  });
+
+  it("--engine takes ecdh or ot; ot refuses --cardinality and --group (usage errors, exit 2)", async () => {
+    const base = ["psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email"];
+    const [bad, card, group] = await Promise.all([
+      run(...base, "--engine", "vole", "--out", "x.csv"),
+      run(...base, "--engine", "ot", "--cardinality"),
+      run(...base, "--engine", "ot", "--group", "ristretto255", "--out", "x.csv"),
+    ]);
+    expect([bad.status, card.status, group.status]).toEqual([2, 2, 2]);
+    expect(bad.stderr).toMatch(/--engine must be ecdh or ot/);
+    expect(card.stderr).toMatch(/--engine ot computes the intersection only/);
+    expect(group.stderr).toMatch(/--group applies to --engine ecdh only/);
+  });
+
   it("--cardinality prints the intersection size; --out is then ignored with a warning", async () => {
     const r = await run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--cardinality", "--out", "ignored.csv", "--quiet");
     expect(r.status).toBe(0);

@@ -49,7 +49,7 @@ describe("umbra policy check", () => {
       "an empty policy",
       {},
       [
-        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
+        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
       ],
     ],
     [
@@ -62,21 +62,21 @@ describe("umbra policy check", () => {
       { protocols: ["psi"] },
       [
         `"protocols": unknown field: did you mean allowedProtocols? ${FIELD_LIST}`,
-        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
+        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
       ],
     ],
     [
       "wrong types",
       { allowedProtocols: "psi", minGroupSize: "10" },
-      ["allowedProtocols: must be an array of the protocols a buyer may run on the dataset (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate); at least one", "minGroupSize: must be an integer"],
+      ["allowedProtocols: must be an array of the protocols a buyer may run on the dataset (psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate); at least one", "minGroupSize: must be an integer"],
     ],
     ["a negative k", { allowedProtocols: ["join-aggregate"], minGroupSize: -3 }, ["minGroupSize: must be between 1 and 1000000000"]],
     [
       "an unknown protocol, and one misspelt",
       { allowedProtocols: ["psi", "sql", "join_aggregate"] },
       [
-        'allowedProtocols[1]: must be one of "psi", "psi-cardinality", "lookup", "federated-aggregate", "join-aggregate"',
-        'allowedProtocols[2]: must be one of "psi", "psi-cardinality", "lookup", "federated-aggregate", "join-aggregate" (did you mean "join-aggregate"?)',
+        'allowedProtocols[1]: must be one of "psi", "psi-cardinality", "psi-ot", "lookup", "federated-aggregate", "join-aggregate"',
+        'allowedProtocols[2]: must be one of "psi", "psi-cardinality", "psi-ot", "lookup", "federated-aggregate", "join-aggregate" (did you mean "join-aggregate"?)',
       ],
     ],
     [
@@ -84,7 +84,7 @@ describe("umbra policy check", () => {
       { allowedProtocol: ["psi"], keyColumns: ["phone", "phone"], allowedBuyers: "all", minGroupSize: 0, budgetUnit: "job", expiresAt: "2030-02-30T00:00:00Z" },
       [
         `"allowedProtocol": unknown field: did you mean allowedProtocols? ${FIELD_LIST}`,
-        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
+        'allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example',
         "keyColumns[1]: duplicate entry",
         `allowedBuyers: must be "any" or an array of the buyers' party names (as they registered at the exchange) that may use the dataset`,
         "minGroupSize: must be between 1 and 1000000000",
@@ -176,7 +176,7 @@ describe("umbra policy init", () => {
     const forced = await umbra(["policy", "init", "--protocol", "psi", "--out", out, "--force"]);
     expect([forced.status, readFileSync(out, "utf8")]).toEqual([0, repo("examples/policies/psi.json")]);
     const bad = await umbra(["policy", "init", "--protocol", "sql"]);
-    expect([bad.status, bad.stderr.split("\n")[0]]).toEqual([2, "umbra: --protocol needs one of psi, psi-cardinality, lookup, federated-aggregate, join-aggregate"]);
+    expect([bad.status, bad.stderr.split("\n")[0]]).toEqual([2, "umbra: --protocol needs one of psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate"]);
   });
 });
 
@@ -204,7 +204,7 @@ describe("a policy at a real party agent and exchange", () => {
     const r = await register("{}");
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(
-      'umbra: UMBRA_INVALID_POLICY: invalid policy: allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example\n',
+      'umbra: UMBRA_INVALID_POLICY: invalid policy: allowedProtocols: the policy allows nothing: add at least one protocol under allowedProtocols (psi, psi-cardinality, psi-ot, lookup, federated-aggregate, join-aggregate), e.g. "allowedProtocols": ["psi"]; umbra policy init --protocol psi writes an example\n',
     );
     expect([telco.store.listDatasets(), nodes.x.store.listDatasets()]).toEqual([[], []]);
     expect([snapshot(telco.store), exchangeSnapshot(nodes.x)]).toEqual(before);

@@ -63,6 +63,10 @@ const EXAMPLES: Readonly<Record<ProtocolId, Example>> = {
     what: "psi-cardinality: the buyer learns only how many of its keys this dataset holds too (withheld under k).",
     fields: { allowedProtocols: [ProtocolId.PsiCardinality], keyColumns: ["phone"], allowedBuyers: ["bank"], minGroupSize: 10, queryBudget: 100, budgetUnit: "jobs", expiresAt: null },
   },
+  [ProtocolId.PsiOt]: {
+    what: "psi-ot: psi by OT extension, semi-honest: the buyer learns which of its keys this dataset holds too; you learn how many keys it sent. psi does not allow it: a policy lists it to opt in (add \"psi\" to allow both).",
+    fields: { allowedProtocols: [ProtocolId.PsiOt], keyColumns: ["phone"], allowedBuyers: ["bank"], minIntersection: 10, queryBudget: 100, budgetUnit: "jobs", expiresAt: null },
+  },
   [ProtocolId.Lookup]: {
     what: "lookup: for each of its keys this dataset holds, the buyer learns the output columns' values; you learn how many keys it asked.",
     fields: {

@@ -7,7 +7,7 @@
 import { writeTable } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { closePool } from "../../engine/pool/index.js";
-import { PsiMode, runPsi } from "../../protocols/index.js";
+import { PsiMode, runPsi, runPsiOt } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { readInput, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
@@ -16,11 +16,14 @@ import { JSON_USAGE_NOTE, Report } from "./report.js";
 // ------------------------------------------------------------------ psi
 
 export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality)
-      [--group x25519|ristretto255] [--digits-only] [--case-fold]
-      [--delimiter C] [--json] [--quiet]
+      [--engine ecdh|ot] [--group x25519|ristretto255] [--digits-only]
+      [--case-fold] [--delimiter C] [--json] [--quiet]
                  private set intersection: writes the buyer's rows whose key the
                  provider also holds to --out (.csv/.arrow/.parquet), or with
                  --cardinality prints only the number of distinct shared keys;
+                 --engine ot runs psi-ot (OT-extension PSI, semi-honest, at most
+                 2^24 distinct buyer keys; not with --cardinality or --group),
+                 ecdh (the default) the ECDH psi;
                  --delimiter sets the CSV inputs' field delimiter (default ",",
                  "tab" for a tab); a file with no rows or a key column blank in
                  every row gets a warning;
@@ -36,6 +39,7 @@ const PSI_OPTIONS: OptionSpec = {
   "--out": "string",
   "--cardinality": "flag",
   "--group": "string",
+  "--engine": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
   "--delimiter": "string",
@@ -56,6 +60,10 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const keys = o.requireList("--key");
   const cardinality = o.has("--cardinality");
   const out = o.get("--out");
+  const engine = o.get("--engine") ?? "ecdh";
+  if (engine !== "ecdh" && engine !== "ot") throw new UsageError("--engine must be ecdh or ot", usage);
+  if (engine === "ot" && cardinality) throw new UsageError("--engine ot computes the intersection only: drop --cardinality, or use --engine ecdh", usage);
+  if (engine === "ot" && o.get("--group") !== undefined) throw new UsageError("--group applies to --engine ecdh only", usage);
   const groupName = o.get("--group") ?? GroupId.X25519;
   if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError(`--group must be x25519 or ristretto255`, usage);
   const group: GroupId = groupName;
@@ -79,13 +87,11 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
     warnUnmatchable(report, provider, keys, providerFile);
     warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
     const t1 = performance.now();
-    result = await runPsi({
-      buyer: { table: buyer, keys, normalise },
-      provider: { table: provider, keys, normalise },
-      mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection,
-      group,
-      onProgress: progress.onProgress,
-    });
+    const sides = { buyer: { table: buyer, keys, normalise }, provider: { table: provider, keys, normalise }, onProgress: progress.onProgress };
+    result =
+      engine === "ot"
+        ? await runPsiOt(sides)
+        : await runPsi({ ...sides, mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection, group });
     protocolMs = performance.now() - t1;
   } finally {
     progress.finish();
@@ -97,6 +103,7 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const sizes = `buyer distinct keys: ${count(s.buyerSetSize)}; provider distinct keys: ${count(s.providerSetSize)}`;
   const fields = {
     command: "psi",
+    engine,
     buyerDistinctKeys: s.buyerSetSize,
     providerDistinctKeys: s.providerSetSize,
     bytes: { buyerToProvider: s.bytesBuyerToProvider, providerToBuyer: s.bytesProviderToBuyer },

@@ -8,8 +8,9 @@ import { federatedAggregateJob } from "./federated-aggregate.js";
 import { joinAggregateJob } from "./join-aggregate.js";
 import { lookupJob } from "./lookup.js";
 import { psiCardinalityJob, psiJob } from "./psi.js";
+import { psiOtJob } from "./psi-ot.js";
 
-const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, lookupJob, joinAggregateJob, federatedAggregateJob];
+const BUILT_IN: readonly NodeProtocol[] = [psiJob, psiCardinalityJob, psiOtJob, lookupJob, joinAggregateJob, federatedAggregateJob];
 
 const modules = new Map<string, NodeProtocol>(BUILT_IN.map((m) => [m.protocol, m]));
 
