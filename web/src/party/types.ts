@@ -63,9 +63,9 @@ export interface ContractView {
   readonly contract: { readonly purpose: string; readonly prices: Prices; readonly share: string; readonly quota: { readonly jobs: number } };
   readonly signatures: { readonly buyer: string; readonly provider: string | null; readonly exchange: string | null };
 }
-export const PROTOCOLS = ["psi", "psi-cardinality", "lookup", "join-aggregate", "federated-aggregate"] as const;
+export const PROTOCOLS = ["psi", "psi-ot", "psi-cardinality", "lookup", "join-aggregate", "federated-aggregate"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 /** The protocols each threshold applies to (protocols/index.ts: k and minIntersection). */
 export const K_PROTOCOLS: readonly string[] = ["psi-cardinality", "join-aggregate", "federated-aggregate"];
-export const INTERSECTION_PROTOCOLS: readonly string[] = ["psi", "psi-cardinality", "lookup"];
+export const INTERSECTION_PROTOCOLS: readonly string[] = ["psi", "psi-ot", "psi-cardinality", "lookup"];
 export const keyLabel = (k: string | readonly string[]): string => (typeof k === "string" ? k : `(${k.join(" + ")})`);
