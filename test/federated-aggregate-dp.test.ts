@@ -7,11 +7,15 @@
  * the differencing attack recovers a row exactly without DP and not with it;
  * malformed ρ and dp with approximate arithmetic are refused.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Float64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { describe, expect, it } from "vitest";
 import { discreteGaussianPmf, distributedGaussianRho, noiseHalfWidth, seededUniformSource, type UniformSource } from "../engine/dp/index.js";
 import { InvalidArgumentError } from "../engine/errors.js";
 import { faDpPlan, faNoiseShares, parseRho, resolveFaParams, runFederatedAggregate, type AggregateSpec, type FederatedAggregateParams } from "../protocols/index.js";
+import { aggregateCommand } from "../node/commands/aggregate.js";
 import { chiSquareTest, wilsonInterval } from "./helpers/chi-square.js";
 
 const N = 3;
@@ -132,5 +136,22 @@ describe("runFederatedAggregate with dp", () => {
     await expect(runFederatedAggregate({ ...base, providers: providers.map((t) => ({ table: t })), dp: { rho: "1/4" }, approximate: true })).rejects.toThrow(InvalidArgumentError);
     for (const bad of ["abc", "-1", "0", "1/0", "", Number.NaN, 0]) expect(() => parseRho(bad)).toThrow(InvalidArgumentError);
     expect([parseRho("1/10"), parseRho("0.1"), parseRho(0.1), parseRho("1e-1")]).toEqual(Array(4).fill({ num: 1n, den: 10n }));
+  });
+});
+
+describe("umbra aggregate --rho", () => {
+  it("prints ρ, ε and each statistic's noise σ and 95% half-width in the value's units", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-dp-cli-"));
+    for (const [i, rows] of [["a,10", "b,20"], ["a,30", "a,40"]].entries()) writeFileSync(join(dir, `p${i}.csv`), `g,v\n${rows.join("\n")}\n`);
+    const lines: string[] = [];
+    const code = await aggregateCommand(
+      ["--provider", join(dir, "p0.csv"), "--provider", join(dir, "p1.csv"), "--agg", "count,sum(v)", "--max-abs-value", "100", "--min-group-size", "1", "--rho", "0.5", "--out", join(dir, "out.csv")],
+      { out: (l) => void lines.push(l), err: (l) => void lines.push(l) },
+    );
+    expect(code).toBe(0);
+    // ρ/2 = 1/4 per statistic; a total's variance n·σ² = Δ²/(2·(1/4)·0.999): sum 100²·2/0.999 = 20,020 (σ ≈ 141, 95% ± ⌈√(2·20,020·ln 40)⌉ = 385);
+    // count 2/0.999, but τ at σ² ≈ 1 with n = 2 (5·10⁻⁴) is over (1/4)/2000, so σ² is doubled once: n·σ² ≈ 4, σ ≈ 2.
+    expect(lines.join("\n")).toContain("differential privacy: ρ = 1/2 zCDP");
+    expect(lines.join("\n")).toMatch(/count σ = 2\.00, 95% ± 6\.00; sum\(v\) σ = 141, 95% ± 385/);
   });
 });

@@ -109,7 +109,7 @@ export {
   type FederatedAggregateParams,
 } from "./params.js";
 export { faLocalVector, faPlaintext } from "./local.js";
-export { faDpLaw, faDpPlan, faNoiseShares, NoiseBoundError, parseRho, type FaDpParams, type FaDpResolved, type FaDpStatistic } from "./dp.js";
+export { faDpLaw, faDpPlan, faDpSigma2, faNoiseShares, NoiseBoundError, parseRho, type FaDpParams, type FaDpResolved, type FaDpStatistic } from "./dp.js";
 export { faBoxKeyPair, faPairMasks } from "./masks.js";
 export { faBuyer, type FaBuyerState } from "./buyer.js";
 export { faMaskedResidues, faMaskedValues, faProvider, type FaProviderInit, type FaProviderInput, type FaProviderState } from "./provider.js";
