@@ -7,7 +7,7 @@
  * asked for ({@link requestExtends}). Checking a request against a dataset's
  * policy is node/policy.ts's.
  */
-import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, PROTOCOLS, ProtocolId } from "../protocols/index.js";
+import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, parseRho, PROTOCOLS, ProtocolId } from "../protocols/index.js";
 import { duplicateIssues, inDocumentOrder, InvalidDocumentError, isPlainObject, PolicyErrorCode, schemaIssues, showKey, type FieldIssue } from "./schemas/check.js";
 import { AggregateMode, JOB_REQUEST_FIELDS, JobRequestSchema, type AggregateFn, type AggregateParamsDocument, type JobRequestDocument, type JoinGroup } from "./schemas/job-request.js";
 import { canonicalJson } from "./store.js";
@@ -65,6 +65,8 @@ export interface AggregateJobParams {
   approximate?: boolean;
   /** join-aggregate: the group the keys are blinded in (default x25519). */
   group?: JoinGroup;
+  /** federated-aggregate: differential privacy, ρ-zCDP in all; ρ as "num/den" in lowest terms once parsed (protocols/federated-aggregate/dp.ts). */
+  dp?: { rho: string };
 }
 
 /**
@@ -118,7 +120,7 @@ export const KEYED_PROTOCOLS: readonly ProtocolId[] = Object.freeze([ProtocolId.
 export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTOCOLS.filter((p) => p.minIntersection).map((p) => p.id));
 /** The fields of `params.aggregate` each protocol takes. */
 export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
-  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate"]),
+  [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate", "dp"]),
   [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
 });
 
@@ -195,6 +197,15 @@ function aggregateParams(issues: FieldIssue[], a: AggregateParamsDocument, field
   if (a.maxJoinRows !== undefined) out.maxJoinRows = a.maxJoinRows;
   if (a.group !== undefined) out.group = a.group;
   if (a.approximate !== undefined) out.approximate = a.approximate;
+  if (a.dp !== undefined) {
+    try {
+      const r = parseRho(a.dp.rho);
+      out.dp = { rho: `${r.num}/${r.den}` };
+    } catch {
+      add(`${field}.dp.rho`, 'must be a positive rational: "num/den", a decimal such as "0.1", or a positive number');
+    }
+    if (a.approximate === true) add(`${field}.dp`, "differential privacy needs exact arithmetic: drop approximate");
+  }
   return issues.length === before ? out : undefined;
 }
 
@@ -360,13 +371,27 @@ export function requestExtends(asked: JobRequest, filled: JobRequest): boolean {
   const w = want as unknown as Record<string, unknown>;
   const g = got as unknown as Record<string, unknown>;
   for (const key of new Set([...Object.keys(w), ...Object.keys(g)])) {
-    if (COMPUTATION_FIELDS.includes(key)) {
+    if (key === "dp") {
+      if (!sameDp(w[key], g[key])) return false; // the privacy asked for: never changed, never added or dropped
+    } else if (COMPUTATION_FIELDS.includes(key)) {
       if (!same(w[key], g[key])) return false; // what is computed and how it is grouped: never changed, never added
     } else if (FILLABLE_FIELDS.includes(key)) {
       if (w[key] !== undefined && !same(w[key], g[key])) return false; // bounds the buyer gave: kept; those it left out: filled
     } else return false;
   }
   return true;
+}
+
+/** Two dp fields ask for the same ρ (compared exactly: "0.125" is "1/8"); both absent is the same. */
+function sameDp(a: unknown, b: unknown): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  try {
+    const x = parseRho((a as { rho?: unknown }).rho);
+    const y = parseRho((b as { rho?: unknown }).rho);
+    return x.num === y.num && x.den === y.den;
+  } catch {
+    return false;
+  }
 }
 
 /** The fields of a computation the exchange may never change or add: what is computed, over what, grouped how. */

@@ -431,6 +431,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX receipt_shares_provider ON receipt_shares (provider);
     `,
   },
+  {
+    version: 9,
+    name: "privacy budgets",
+    sql: `
+      -- The zCDP ρ a buyer has spent on a dataset (docs/differential-privacy.md):
+      -- an exact rational "num/den" in lowest terms, only ever raised. What
+      -- remains is the policy's privacyBudget minus it, so a policy change
+      -- keeps what was spent. At a provider's agent, its own copy.
+      CREATE TABLE privacy_spent (
+        dataset_id  TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+        buyer       TEXT    NOT NULL,
+        spent       TEXT    NOT NULL CHECK (spent GLOB '[0-9]*/[1-9]*'),
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (dataset_id, buyer)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The store was written by a newer Umbra (a schema version this code does not know). */

@@ -28,7 +28,11 @@
  *                                `minIntersection` (psi, psi-cardinality, lookup)
  *  10. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
  *  11. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
- *  12. `normalise-merges-keys`   the job asks for digitsOnly on a key column whose recorded shape
+ *  12. `dp-required`             the policy sets a `privacyBudget` and a federated-aggregate job declares no
+ *                                `params.aggregate.dp`
+ *  13. `privacy-budget-exhausted` the job's ρ exceeds what remains of the buyer's `privacyBudget`
+ *                                (spent ρ adds up exactly, as rationals: node/rho.ts)
+ *  14. `normalise-merges-keys`   the job asks for digitsOnly on a key column whose recorded shape
  *                                (node/key-shape.ts) is not digits or formatted digits: keeping only
  *                                the digits of "US100" and "UK100" would make them one key, and one
  *                                key evaluated (and charged) would reveal the rows of many
@@ -88,6 +92,7 @@ import { INTERSECTION_PROTOCOLS, K_PROTOCOLS, type JobRequest } from "./job-requ
 export * from "./job-request.js";
 
 import type { PolicyRecord, Store } from "./store.js";
+import { addRho, jobRho, rhoExceeds, rhoOf, rhoText, storedRho, subtractRho } from "./rho.js";
 
 export { InvalidDocumentError, PolicyErrorCode, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH, BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, PolicySchema, type FieldIssue, type PolicyDocument };
 
@@ -114,6 +119,8 @@ export const PolicyRule = {
   IntersectionBelowMinimum: "intersection-below-minimum",
   QueryCountMissing: "query-count-missing",
   BudgetExhausted: "budget-exhausted",
+  DpRequired: "dp-required",
+  PrivacyBudgetExhausted: "privacy-budget-exhausted",
   NormaliseMergesKeys: "normalise-merges-keys",
 } as const;
 export type PolicyRule = (typeof PolicyRule)[keyof typeof PolicyRule];
@@ -165,6 +172,8 @@ export interface UsagePolicy {
   expiresAt: string | null;
   /** psi, psi-cardinality, lookup: the buyer's agent withholds a result matching fewer distinct keys (the job runs with the larger of this and the job's own). */
   minIntersection?: number;
+  /** The zCDP ρ each buyer may spend in all, "num/den" in lowest terms; absent: no privacy budget (federated-aggregate's dp is then optional and not charged). */
+  privacyBudget?: { rho: string };
 }
 
 /**
@@ -224,6 +233,7 @@ export function parsePolicy(json: unknown, schema?: readonly { readonly name: st
     expiresAt: doc.expiresAt ?? null,
   };
   if (doc.minIntersection !== undefined) policy.minIntersection = doc.minIntersection;
+  if (doc.privacyBudget !== undefined) policy.privacyBudget = { rho: rhoText(rhoOf(doc.privacyBudget.rho)) };
   return policy;
 }
 
@@ -277,6 +287,13 @@ function formIssues(json: unknown, schema: readonly { readonly name: string }[] 
   }
   if (Array.isArray(doc.allowedBuyers)) more.push(...duplicateIssues(doc.allowedBuyers, "allowedBuyers", failed));
   if (typeof doc.expiresAt === "string" && clean("expiresAt") && !isRealDateTime(doc.expiresAt)) more.push({ field: "expiresAt", problem: "is not a valid date-time" });
+  if (isPlainObject(doc.privacyBudget) && clean("privacyBudget")) {
+    try {
+      rhoOf(doc.privacyBudget.rho);
+    } catch {
+      more.push({ field: "privacyBudget.rho", problem: 'must be a positive rational: "num/den", a decimal such as "0.5", or a positive number' });
+    }
+  }
   return inDocumentOrder([...issues, ...more], POLICY_FIELDS);
 }
 
@@ -324,6 +341,8 @@ export interface PolicyContext {
   readonly now: Date;
   /** What remains of this buyer's budget on this dataset, in `policy.budgetUnit` (never above `policy.queryBudget`). */
   readonly budgetRemaining: number;
+  /** The zCDP ρ this buyer has spent on this dataset, "num/den" (default none: "0/1"). */
+  readonly privacySpent?: string;
 }
 
 /** The k a job runs with: the larger of the policy's and the job's own. */
@@ -502,6 +521,8 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
     );
   }
 
+  checkPrivacy(policy, request, ctx.privacySpent ?? "0/1");
+
   if (request.params.normalise?.digitsOnly === true) {
     // Only digits (formatted or not) keep their meaning when reduced to their digits; an unrecorded shape fails closed.
     const digitsOnly = (f: DatasetDescriptor["schema"][number] | undefined) => f?.keyShape === KeyShape.Digits || f?.keyShape === KeyShape.FormattedDigits;
@@ -514,4 +535,47 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
       );
     }
   }
+}
+
+/**
+ * Rules 12 and 13: a dataset with a privacy budget takes federated-aggregate
+ * jobs only with dp, each within what remains of the buyer's ρ.
+ * @throws PolicyDeniedError (dp-required, privacy-budget-exhausted)
+ */
+export function checkPrivacy(policy: UsagePolicy, request: JobRequest, spent: string): void {
+  if (policy.privacyBudget === undefined || request.protocol !== ProtocolId.FederatedAggregate) return;
+  const rho = jobRho(request);
+  if (rho === undefined) {
+    throw new PolicyDeniedError(PolicyRule.DpRequired, "the dataset's policy sets a privacy budget: the job must declare differential privacy (params.aggregate.dp, --rho)", { protocol: request.protocol });
+  }
+  const remaining = subtractRho(storedRho(policy.privacyBudget.rho), storedRho(spent));
+  if (rhoExceeds(rho, remaining)) {
+    throw new PolicyDeniedError(PolicyRule.PrivacyBudgetExhausted, `the job's ρ ${rhoText(rho)} exceeds the ${rhoText(remaining)} that remains of the privacy budget`, { protocol: request.protocol });
+  }
+}
+
+/** One dataset's privacy spend by a job, as the ledger records it. */
+export interface PrivacySpend {
+  readonly dataset: string;
+  readonly rho: string;
+  readonly spent: string;
+  readonly remaining: string;
+}
+
+/**
+ * Spends a job's ρ on a dataset's privacy budget, checked again against
+ * the store (call it inside the transaction that records the job, so two
+ * jobs racing for the last of a budget cannot both pass); undefined when
+ * the policy has no privacy budget or the job no dp (nothing is spent).
+ * @throws PolicyDeniedError (privacy-budget-exhausted, dp-required) with nothing written
+ */
+export function spendPrivacy(store: Store, datasetId: string, policy: UsagePolicy, request: JobRequest): PrivacySpend | undefined {
+  if (policy.privacyBudget === undefined || request.protocol !== ProtocolId.FederatedAggregate) return undefined;
+  const before = store.getPrivacySpent(datasetId, request.buyer);
+  checkPrivacy(policy, request, before);
+  const rho = jobRho(request);
+  if (rho === undefined) return undefined;
+  const spent = addRho(storedRho(before), rho);
+  store.setPrivacySpent(datasetId, request.buyer, rhoText(spent));
+  return { dataset: datasetId, rho: rhoText(rho), spent: rhoText(spent), remaining: rhoText(subtractRho(storedRho(policy.privacyBudget.rho), spent)) };
 }

@@ -58,6 +58,7 @@ describe("the exchange's route schemas", () => {
       "budgetUnit",
       "expiresAt",
       "minIntersection",
+      "privacyBudget",
       "//",
     ]);
     expect(Object.keys(body?.properties["descriptor"]?.properties ?? {})).toEqual(["id", "owner", "name", "schema", "rowCount", "contentHash", "createdAt"]);

@@ -27,7 +27,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const repo = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), "utf8");
 const PROTOCOLS = Object.values(ProtocolId);
-const FIELD_LIST = "(the fields are allowedProtocols, outputColumns, keyColumns, allowedBuyers, minGroupSize, queryBudget, budgetUnit, expiresAt, minIntersection, //)";
+const FIELD_LIST = "(the fields are allowedProtocols, outputColumns, keyColumns, allowedBuyers, minGroupSize, queryBudget, budgetUnit, expiresAt, minIntersection, privacyBudget, //)";
 
 /** Writes `text` to a fresh file and runs `umbra policy check` on it. */
 async function check(name: string, text: string, ...flags: string[]) {

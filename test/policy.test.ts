@@ -369,9 +369,11 @@ describe("checkJob", () => {
       "intersection-below-minimum",
       "query-count-missing",
       "budget-exhausted",
+      "dp-required",
+      "privacy-budget-exhausted",
       "normalise-merges-keys",
     ]);
-    // A job on a policy that breaks every rule at once.
+    // A job on a policy that breaks every rule at once (but the two of federated-aggregate's privacy budget: below).
     let p = policy({ expiresAt: "2026-01-01T00:00:00Z", allowedBuyers: ["insurer"], allowedProtocols: ["lookup"], budgetUnit: "keys", queryBudget: 50, keyColumns: [], minIntersection: 20 });
     // psi-cardinality: both a k-protocol and an intersection protocol, so every rule applies.
     let r = request(
@@ -379,7 +381,7 @@ describe("checkJob", () => {
       { keyColumns: ["email"], outputColumns: ["age"], minGroupSize: 2, minIntersection: 5, normalise: { digitsOnly: true } },
     );
     let ctx: PolicyContext = { ...CTX, budgetRemaining: 10 };
-    const fixes: Record<PolicyRule, () => void> = {
+    const fixes: Record<Exclude<PolicyRule, "dp-required" | "privacy-budget-exhausted">, () => void> = {
       "dataset-mismatch": () => (r = { ...r, providerDataset: DATASET.id }),
       "policy-expired": () => (p = { ...p, expiresAt: null }),
       "buyer-not-allowed": () => (p = { ...p, allowedBuyers: ["bank"] }),
@@ -397,13 +399,39 @@ describe("checkJob", () => {
       },
     };
     const seen: string[] = [];
-    for (const rule of POLICY_RULE_ORDER) {
+    const order = POLICY_RULE_ORDER.filter((x): x is keyof typeof fixes => x !== "dp-required" && x !== "privacy-budget-exhausted");
+    for (const rule of order) {
       seen.push(denial(p, r, ctx).rule);
       fixes[rule]();
     }
-    expect(seen).toEqual(POLICY_RULE_ORDER);
+    expect(seen).toEqual(order);
     expect(() => checkJob(p, DATASET, r, ctx)).not.toThrow();
     expect(effectiveMinGroupSize(p, r)).toBe(12);
+  });
+
+  describe("privacy budget (federated-aggregate with dp)", () => {
+    const fa = (rho?: string): JobRequest =>
+      request(
+        { protocol: ProtocolId.FederatedAggregate, providerDataset: undefined, buyerDataset: undefined, providerDatasets: [DATASET.id, "other"] },
+        { keyColumns: [], outputColumns: [], aggregate: { aggregates: [{ fn: "count" }], ...(rho ? { dp: { rho } } : {}) } },
+      );
+    const p = policy({ allowedProtocols: [ProtocolId.FederatedAggregate], privacyBudget: { rho: "1/2" } });
+
+    it("parses privacyBudget to an exact rational and refuses one that is not positive", () => {
+      expect(parsePolicy({ ...GOOD_POLICY, privacyBudget: { rho: "0.25" } }).privacyBudget).toEqual({ rho: "1/4" });
+      expect(parsePolicy({ ...GOOD_POLICY, privacyBudget: { rho: 0.5 } }).privacyBudget).toEqual({ rho: "1/2" });
+      expect(parsePolicy(GOOD_POLICY).privacyBudget).toBeUndefined();
+      expect(() => parsePolicy({ ...GOOD_POLICY, privacyBudget: { rho: "0/1" } })).toThrow(InvalidPolicyError);
+      expect(() => parsePolicy({ ...GOOD_POLICY, privacyBudget: { rho: "-1" } })).toThrow(InvalidPolicyError);
+    });
+
+    it("refuses a job without dp (dp-required) and one whose ρ exceeds what remains (privacy-budget-exhausted), exactly", () => {
+      expect(denial(p, fa()).rule).toBe(PolicyRule.DpRequired);
+      expect(() => checkJob(p, DATASET, fa("1/5"), { ...CTX, privacySpent: "3/10" })).not.toThrow(); // 1/5 + 3/10 = 1/2: the last of it
+      expect(denial(p, fa("1/5"), { ...CTX, privacySpent: "31/100" }).rule).toBe(PolicyRule.PrivacyBudgetExhausted);
+      // Without a privacy budget, dp is optional.
+      expect(() => checkJob(policy({ allowedProtocols: [ProtocolId.FederatedAggregate] }), DATASET, fa(), CTX)).not.toThrow();
+    });
   });
 
   describe("expiry", () => {

@@ -72,7 +72,7 @@ describe("migrations", () => {
     const store = openStore(path);
     const db = new Database(path, { readonly: true });
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    expect(tables).toEqual(["budgets", "certificates", "contracts", "datasets", "identity", "inbound", "invitations", "job_runs", "jobs", "ledger", "log_evidence", "log_heads", "log_nodes", "nonces", "outbox", "parties", "policies", "products", "protocol_state", "receipt_shares", "receipts", "relay", "relay_taken", "results", "schema_version", "sequences", "sqlite_sequence", "state_pages", "steps"]);
+    expect(tables).toEqual(["budgets", "certificates", "contracts", "datasets", "identity", "inbound", "invitations", "job_runs", "jobs", "ledger", "log_evidence", "log_heads", "log_nodes", "nonces", "outbox", "parties", "policies", "privacy_spent", "products", "protocol_state", "receipt_shares", "receipts", "relay", "relay_taken", "results", "schema_version", "sequences", "sqlite_sequence", "state_pages", "steps"]);
     expect(db.prepare("SELECT version, name FROM schema_version").all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     db.close();

@@ -5,7 +5,8 @@
  * to exactly Sk(μ), Agarwal, Kairouz and Liu 2021) in integer arithmetic
  * from a pluggable uniform source; their pmfs for tests; zCDP accounting
  * (ρ, the (ε, δ) conversion) and confidence intervals for released values.
- * Not yet used by any protocol (issue 13; docs/differential-privacy.md).
+ * The distributed discrete Gaussian's accounting (Kairouz, Liu and Steinke
+ * 2021) is distributed.ts; federated-aggregate adds it (docs/differential-privacy.md).
  */
 export { createUniformSource, cryptoUniformSource, seededUniformSource, type UniformSource } from "./random.js";
 export { rational, rationalToNumber, type IntLike, type Rational } from "./rational.js";
@@ -26,4 +27,5 @@ export {
   SKELLAM_MAX_ORDER,
   type Sensitivity,
 } from "./accounting.js";
+export { distributedGaussianHalfWidth, distributedGaussianRho, distributedGaussianTau, type DistributedQuery } from "./distributed.js";
 export { noiseHalfWidth, noisyValueInterval, type NoiseLaw, type NoisyInterval } from "./interval.js";

@@ -12,7 +12,7 @@ import type { Table } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
-import { faResultTable, runFederatedAggregate, type AggregateSpec, type FaRunResult } from "../../protocols/index.js";
+import { faResultTable, parseRho, runFederatedAggregate, type AggregateSpec, type FaDpSummary, type FaRunResult } from "../../protocols/index.js";
 import { AGGREGATE_DEFAULT_MAX_ABS } from "../jobs/aggregate-job.js";
 import { faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
 import { createProgress } from "../progress.js";
@@ -45,7 +45,7 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--approximate] [--delimiter C] [--json] [--quiet]
+      [--approximate] [--rho R] [--delimiter C] [--json] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
                  writes one row per cell (category) to --out (.csv/.arrow/.parquet);
@@ -59,7 +59,12 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  result gets a bound_<name> column, counts are exact only
                  when their bound is below 0.5, and a provider's vector is
                  hidden only statistically (~20 bits per slot) — see
-                 docs/protocols/federated-aggregate.md.
+                 docs/protocols/federated-aggregate.md. --rho R adds
+                 differential privacy (ρ-zCDP in all, e.g. 1/10): each provider
+                 adds its share of discrete Gaussian noise before masking;
+                 the summary prints each value's noise σ and 95% half-width
+                 (docs/differential-privacy.md; use --min-group-size 1 with
+                 it: k multiplies the noise).
                  Nulls: a row with no value in an aggregated (or the histogram)
                  column is skipped, as SQL skips nulls — out of its cell's
                  count too (AVG divides by it); a note says how many. Rows whose
@@ -82,6 +87,7 @@ export const COMPUTATION_OPTIONS: OptionSpec = {
   "--max-abs-value": "string",
   "--scale": "string",
   "--approximate": "flag",
+  "--rho": "string",
 };
 
 const AGGREGATE_OPTIONS: OptionSpec = {
@@ -181,6 +187,8 @@ export interface ComputationOptions {
   readonly maxAbsValue?: MaxAbsValue;
   /** --approximate: CKKS with an error bound beside every result (exact BFV otherwise). */
   readonly approximate?: boolean;
+  /** --rho: differential privacy, ρ-zCDP in all, as "num/den" (protocols/federated-aggregate/dp.ts). */
+  readonly rho?: string;
 }
 
 /**
@@ -205,6 +213,17 @@ export function parseComputation(o: Options, providers: number, usage: string): 
   if (minProviders !== undefined && minProviders > providers) throw new UsageError(`--min-providers is ${minProviders} but only ${providers} providers are given`, usage);
   const scale = o.integer("--scale", HE_MAX_SCALE);
   const maxAbsValue = maxAbsValueOption(o, usage);
+  const rhoText = o.get("--rho");
+  let rho: string | undefined;
+  if (rhoText !== undefined) {
+    try {
+      const r = parseRho(rhoText);
+      rho = `${r.num}/${r.den}`;
+    } catch {
+      throw new UsageError('--rho needs a positive zCDP ρ: "num/den" (e.g. 1/10) or a decimal (0.1, 1e-3)', usage);
+    }
+    if (o.has("--approximate")) throw new UsageError("--rho needs exact arithmetic: drop --approximate", usage);
+  }
   return {
     aggregates,
     ...(groupBy ? { groupBy } : {}),
@@ -214,6 +233,7 @@ export function parseComputation(o: Options, providers: number, usage: string): 
     ...(scale !== undefined ? { scale } : {}),
     ...(maxAbsValue ? { maxAbsValue } : {}),
     ...(o.has("--approximate") ? { approximate: true } : {}),
+    ...(rho !== undefined ? { rho } : {}),
   };
 }
 
@@ -290,6 +310,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
       maxAbsValue,
       scale,
       ...(approximate ? { approximate: true } : {}),
+      ...(c.rho !== undefined ? { dp: { rho: c.rho } } : {}),
     });
     protocolMs = performance.now() - t1;
     progress.onProgress("federated-aggregate", 1, 1);
@@ -311,6 +332,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
         `providers: ${providerPaths.length}, rows per provider: ${rows.map(count).join(" / ")}; ` +
         `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}, providers ${count(providerBytes)}); ` +
         `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+      ...(run.result.dp ? dpLines(run.result.dp, scale) : []),
     ],
     {
       command: "aggregate",
@@ -321,7 +343,30 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
       bytes: { total, buyer: sent["buyer"] ?? 0, exchange: sent["exchange"] ?? 0, providers: providerBytes },
       out,
       seconds: (performance.now() - t0) / 1000,
+      ...(run.result.dp ? { dp: dpJson(run.result.dp) } : {}),
     },
   );
   return 0;
+}
+
+/** The noise of a DP run, per statistic: its σ (total, in the value's units) and 95% half-width — scales, never a value. */
+function dpNoise(dp: FaDpSummary) {
+  return dp.statistics.map((st) => {
+    const [n, d] = st.variance.split("/").map(Number) as [number, number];
+    const sigma = Math.sqrt(n / d);
+    return { name: st.name, sigma, halfWidth95: Math.ceil(Math.sqrt(2 * (n / d) * Math.log(40))) };
+  });
+}
+
+function dpLines(dp: FaDpSummary, scale: number): string[] {
+  const f = 10 ** scale;
+  const unit = (name: string, x: number) => (name.startsWith("sum(") ? x / f : name.startsWith("sumsq(") ? x / (f * f) : x);
+  return [
+    `differential privacy: ρ = ${dp.rho} zCDP (ε = ${dp.epsilonAtDelta1e6.toPrecision(3)} at δ = 1e-6), noise added by each of ${dp.providers} providers (distributed discrete Gaussian); ` +
+      `noise per released value: ${dpNoise(dp).map((x) => `${x.name} σ = ${unit(x.name, x.sigma).toPrecision(3)}, 95% ± ${unit(x.name, x.halfWidth95).toPrecision(3)}`).join("; ")}`,
+  ];
+}
+
+function dpJson(dp: FaDpSummary) {
+  return { rho: dp.rho, epsilonAtDelta1e6: dp.epsilonAtDelta1e6, providers: dp.providers, noise: dpNoise(dp) };
 }

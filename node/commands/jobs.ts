@@ -35,7 +35,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       [--provider-dataset ID ...] --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--max-rows-per-provider N] [--approximate] [--query-count N] [--wait] [--party URL]
+      [--max-rows-per-provider N] [--approximate] [--rho R] [--query-count N] [--wait] [--party URL]
                  an aggregate across N >= 2 providers' datasets (--provider-dataset
                  once per provider); the exchange computes the sum of their
                  masked encrypted vectors, the buyer decrypts the totals; what is
@@ -167,6 +167,7 @@ export async function submitAggregateJob(party: PartyEndpoint, s: AggregateSubmi
   if (c.maxAbsValue) aggregate["maxAbsValue"] = c.maxAbsValue.text;
   if (c.scale !== undefined) aggregate["scale"] = c.scale;
   if (c.approximate) aggregate["approximate"] = true;
+  if (c.rho !== undefined) aggregate["dp"] = { rho: c.rho };
   if (s.maxRowsPerProvider !== undefined) aggregate["maxRowsPerProvider"] = s.maxRowsPerProvider;
   const params: Record<string, unknown> = { aggregate };
   if (c.minGroupSize !== undefined) params["minGroupSize"] = c.minGroupSize;
@@ -488,7 +489,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       let submit: () => Promise<JobView>;
       if (protocol === "join-aggregate") {
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
-        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
+        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate", "--rho"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);

@@ -34,6 +34,7 @@
  * uncancelled masks. The buyer writes its result only after decrypting the
  * complete sum.
  */
+import type { UniformSource } from "../../engine/dp/index.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
@@ -84,6 +85,7 @@ export function faParamsOf(job: string, request: JobRequest): FederatedAggregate
     scale: a.scale ?? 0,
     maxRowsPerProvider: a.maxRowsPerProvider,
     ...(a.approximate ? { approximate: true } : {}),
+    ...(a.dp ? { dp: { rho: a.dp.rho } } : {}),
   };
 }
 
@@ -160,6 +162,14 @@ function senderRole(candidates: readonly RoleName[], m: ProtocolMessage): RoleNa
   return candidates[0] as RoleName;
 }
 
+/**
+ * FOR TESTS ONLY: where an in-process provider draws its DP noise, by job
+ * and provider index (unset: node:crypto's CSPRNG, as in every deployment).
+ * Seeded noise protects nothing; this exists so a test through the node can
+ * replay the noise each provider drew.
+ */
+export const faTestNoise: { source?: ((job: string, index: number) => UniformSource) | undefined } = {};
+
 /** federated-aggregate as a node job: the buyer's and every provider's roles in their agents, the aggregator in the exchange. */
 export const federatedAggregateJob: NodeProtocol = {
   protocol: ProtocolId.FederatedAggregate,
@@ -188,7 +198,7 @@ export const federatedAggregateJob: NodeProtocol = {
       name: providerRole(index),
       role: reporting(faProvider, { start: "aggregate locally", step: "mask and encrypt", startTotal: r.table.numRows }, r.onProgress),
       init: { params, input: { index, table: r.table, boxKeyPair: r.mask.keyPair, peers: r.mask.peers } },
-      ctx: {},
+      ctx: faTestNoise.source ? { noise: faTestNoise.source(spec.id, index) } : {},
     };
   },
 
@@ -240,6 +250,7 @@ export const federatedAggregateJob: NodeProtocol = {
         scale: a.scale ?? 0,
         maxRowsPerProvider: a.maxRowsPerProvider ?? null,
         approximate: a.approximate === true,
+        dp: a.dp ? { rho: a.dp.rho } : null,
         // The whole filled computation (categories and edges included), for an auditor holding the request.
         digest: createHash("sha256").update(canonicalJson({ aggregate: request.params.aggregate, minGroupSize: request.params.minGroupSize ?? null })).digest("hex"),
       };

@@ -52,3 +52,12 @@ export function isRealDateTime(value: string): boolean {
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59 || !zoneOk) return false;
   return !Number.isNaN(Date.parse(value));
 }
+
+/** A zCDP ρ (differential privacy, docs/differential-privacy.md): a positive rational as "num/den" or a decimal string, or a positive number. */
+export const Rho = Type.Union(
+  [
+    Type.String({ maxLength: 80, pattern: "^(\\d{1,30}/[1-9]\\d{0,29}|\\d{1,30}(\\.\\d{1,30})?([eE][+-]?\\d{1,3})?)$" }),
+    Type.Number({ exclusiveMinimum: 0 }),
+  ],
+  { description: 'a positive zCDP ρ: "num/den" (e.g. "1/10"), a decimal string ("0.1", "1e-3") or a positive number' },
+);

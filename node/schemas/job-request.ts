@@ -10,7 +10,7 @@
 import { Type, type Static } from "typebox";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { FA_MAX_PROVIDERS, FA_MAX_SLOTS } from "../../protocols/index.js";
-import { ColumnName, Identifier, Int, MAX_COLUMN_NAME_LENGTH, MAX_LIST_LENGTH, Text } from "./common.js";
+import { ColumnName, Identifier, Int, MAX_COLUMN_NAME_LENGTH, MAX_LIST_LENGTH, Rho, Text } from "./common.js";
 import { DOCUMENT_KEYWORD } from "./check.js";
 import { MAX_MIN_GROUP_SIZE, ProtocolIdSchema } from "./policy.js";
 
@@ -60,6 +60,9 @@ export const AggregateParamsSchema = Type.Object(
     maxJoinRows: Type.Optional(Int(1, MAX_JOIN_ROWS)),
     group: Type.Optional(enumOf(JOIN_GROUPS)),
     approximate: Type.Optional(Type.Boolean({ description: "true or false" })),
+    dp: Type.Optional(
+      Type.Object({ rho: Rho }, { additionalProperties: false, description: "federated-aggregate: differential privacy, ρ-zCDP in all (each provider adds its share of discrete Gaussian noise)" }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -13,7 +13,7 @@
  */
 import { Type, type Static } from "typebox";
 import { ProtocolId } from "../../protocols/index.js";
-import { ColumnName, Identifier, IsoDateTime, MAX_LIST_LENGTH } from "./common.js";
+import { ColumnName, Identifier, IsoDateTime, MAX_LIST_LENGTH, Rho } from "./common.js";
 import { DOCUMENT_KEYWORD } from "./check.js";
 
 /** Largest minimum group size a policy may set. */
@@ -111,6 +111,16 @@ export const PolicySchema = Type.Object(
         description:
           "an integer of at least 1: psi, psi-cardinality and lookup results matching fewer distinct keys are withheld from the buyer (a job runs with the larger of this and its own; psi-cardinality also with k); left out: 1",
       }),
+    ),
+    privacyBudget: Type.Optional(
+      Type.Object(
+        { rho: Rho },
+        {
+          additionalProperties: false,
+          description:
+            'an object { "rho": ρ }: the zCDP ρ each buyer may spend on the dataset in all (differential privacy, docs/differential-privacy.md); when set, every federated-aggregate job on it must declare dp, and one whose ρ exceeds what remains is refused; left out: no privacy budget (DP is optional)',
+        },
+      ),
     ),
     [POLICY_COMMENT_FIELD]: Type.Optional(
       Type.Union([CommentLine, Type.Array(CommentLine, { maxItems: MAX_COMMENT_LINES })], {

@@ -7,7 +7,8 @@
  * job.start. The job as the exchange's signed ledger records it must verify
  * under the pinned key and name the request job.start carries. A provider
  * then checks its own copy of its dataset's policy again, reserves the job's
- * cost in the buyer's budget, says it accepted, and starts its role; a buyer
+ * cost in the buyer's budget (and a federated-aggregate job's ρ in its copy of the
+ * privacy budget, node/policy.ts spendPrivacy), says it accepted, and starts its role; a buyer
  * runs only a job it submitted, as it asked for it (the exchange may fill in
  * what it left out, never change it).
  *
@@ -49,7 +50,7 @@ import type { DatasetDescriptor } from "../catalog.js";
 import { DEFAULT_MAX_PAYLOAD_BYTES, openEnvelope, type OpenedEnvelope, type SenderKeys } from "../envelope.js";
 import { maskKeyPair, type NodeIdentity } from "../identity.js";
 import { LedgerKind, requestDigest, resultCommitment, verifiedEntry } from "../ledger.js";
-import { checkJob, jobCost, jobDatasets, parsePolicy, PolicyDeniedError, requestExtends, settlesByKeys, type JobRequest, type UsagePolicy } from "../policy.js";
+import { checkJob, spendPrivacy, jobCost, jobDatasets, parsePolicy, PolicyDeniedError, requestExtends, settlesByKeys, type JobRequest, type UsagePolicy } from "../policy.js";
 import { jobLimitsOf, type JobSpec, type NodeProtocol, type PartyResources, type PartyRole } from "../jobs/protocol.js";
 import { nodeProtocolFor } from "../jobs/registry.js";
 import { RoleRun, type RoleFrame } from "../jobs/run.js";
@@ -359,7 +360,7 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
         return;
       }
       try {
-        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget });
+        checkJob(policy, desc, m.request, { now: new Date(), budgetRemaining: store.getBudget(desc.id, m.request.buyer)?.remaining ?? policy.queryBudget, privacySpent: store.getPrivacySpent(desc.id, m.request.buyer) });
       } catch (err) {
         if (err instanceof PolicyDeniedError) {
           endBeforeRun(m, env, "refused", { kind: "refused", rule: err.rule });
@@ -393,12 +394,14 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
           for (const c of venue.contracts) if (!store.venue.reserveJob(c)) throw new ContractDeniedError("contract-quota-exhausted", "the contract's quota of jobs is used up");
           if (!store.getBudget(desc.id, m.request.buyer)) store.setBudget(desc.id, m.request.buyer, policy.queryBudget);
           store.consumeBudget(desc.id, m.request.buyer, cost);
+          // Its own copy of the privacy budget, checked again and spent with the acceptance (a racing job that took the last of it refuses this one).
+          spendPrivacy(store, desc.id, policy, m.request);
           store.transitionJob(m.job, ["submitted"], "running");
           durable.putRun({ job: m.job, role: "provider", start: m, inputHash: setup.inputHash, charge: charge ?? null });
           queueEvent(m.job, { kind: "accepted" });
         });
       } catch (err) {
-        if (!(err instanceof ContractDeniedError)) throw err;
+        if (!(err instanceof ContractDeniedError) && !(err instanceof PolicyDeniedError)) throw err;
         endBeforeRun(m, env, "refused", { kind: "refused", rule: err.rule });
         return;
       }

@@ -154,3 +154,21 @@ export function consumeBudget(ctx: StoreContext, datasetId: string, buyer: strin
     return getBudget(ctx, datasetId, buyer) as BudgetRecord;
   });
 }
+
+/** The ρ a buyer has spent on a dataset, "num/den" ("0/1" when none). */
+export function getPrivacySpent(ctx: StoreContext, datasetId: string, buyer: string): string {
+  const row = ctx.sql("SELECT spent FROM privacy_spent WHERE dataset_id = ? AND buyer = ?").get(datasetId, buyer) as { spent: string } | undefined;
+  return row?.spent ?? "0/1";
+}
+
+/** Records the ρ a buyer has spent on a dataset ("num/den"); the caller checks it against the budget in the same transaction. */
+export function setPrivacySpent(ctx: StoreContext, datasetId: string, buyer: string, spent: string): void {
+  checkName("buyer", buyer);
+  const now = ctx.time();
+  ctx.transaction(() => {
+    if (ctx.sql("SELECT 1 FROM datasets WHERE id = ?").get(datasetId) === undefined) throw new NotFoundError("dataset");
+    ctx.sql(
+      "INSERT INTO privacy_spent (dataset_id, buyer, spent, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (dataset_id, buyer) DO UPDATE SET spent = excluded.spent, updated_at = excluded.updated_at",
+    ).run(datasetId, buyer, spent, now);
+  });
+}

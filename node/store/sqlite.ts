@@ -295,6 +295,12 @@ class SqliteStore implements Store {
   refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord {
     return catalog.refundBudget(this.#ctx, datasetId, buyer, amount);
   }
+  getPrivacySpent(datasetId: string, buyer: string): string {
+    return catalog.getPrivacySpent(this.#ctx, datasetId, buyer);
+  }
+  setPrivacySpent(datasetId: string, buyer: string, spent: string): void {
+    catalog.setPrivacySpent(this.#ctx, datasetId, buyer, spent);
+  }
 
   // -- the ledger's rows (node/ledger.ts)
   ledgerHead(): LedgerRow | undefined {

@@ -346,6 +346,10 @@ export interface Store {
   listBudgets(datasetId: string): BudgetRecord[];
   /** Gives `amount` back to a budget (a reservation larger than what was measured). */
   refundBudget(datasetId: string, buyer: string, amount: number): BudgetRecord;
+  /** The zCDP ρ a buyer has spent on a dataset, "num/den" ("0/1" when none; node/privacy-budget.ts). */
+  getPrivacySpent(datasetId: string, buyer: string): string;
+  /** Records it; node/privacy-budget.ts checks the budget in the same transaction. */
+  setPrivacySpent(datasetId: string, buyer: string, spent: string): void;
 
   // the ledger's rows (node/ledger.ts)
   ledgerHead(): LedgerRow | undefined;

@@ -67,7 +67,9 @@
  * buyer.ts, provider.ts and exchange.ts (the three roles, each a
  * protocols/role.ts `Role`, written once for both schemes), result.ts (the
  * buyer's result), run.ts (every role in one process over runRoles, Arrow
- * tables in and out). The aggregate plumbing shared with join-aggregate is
+ * tables in and out), dp.ts (differential privacy: each provider's share of
+ * distributed discrete Gaussian noise, added before masking, and its
+ * accounting). The aggregate plumbing shared with join-aggregate is
  * protocols/aggregate.ts.
  *
  * ## Senders
@@ -107,6 +109,7 @@ export {
   type FederatedAggregateParams,
 } from "./params.js";
 export { faLocalVector, faPlaintext } from "./local.js";
+export { faDpLaw, faDpPlan, faDpSigma2, faNoiseShares, NoiseBoundError, parseRho, type FaDpParams, type FaDpResolved, type FaDpStatistic } from "./dp.js";
 export { faBoxKeyPair, faPairMasks } from "./masks.js";
 export { faBuyer, type FaBuyerState } from "./buyer.js";
 export { faMaskedResidues, faMaskedValues, faProvider, type FaProviderInit, type FaProviderInput, type FaProviderState } from "./provider.js";
@@ -117,7 +120,11 @@ export {
   type FaApproxCell,
   type FaApproxColumn,
   type FaApproxCount,
+  type FaAvgInterval,
   type FaBuyerTotals,
+  type FaDpSummary,
+  type FaNoiseCell,
+  type FaNoisyValue,
   type FaCell,
   type FaColumnResult,
   type FaResult,

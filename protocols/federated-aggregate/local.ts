@@ -99,7 +99,9 @@ function dropSmallRanges(s: FaResolved, cellOf: Int32Array, ranges: Int32Array):
  * A row with a null in an aggregated column (or the histogram's) is left
  * out of every slot — its cell's count included, since AVG divides its sum
  * by that count ({@link withoutNullValues}); a null or undeclared group-by
- * value puts the row in no cell.
+ * value puts the row in no cell. In a job with dp, values beyond ±maxAbsValue
+ * are clipped to it (dp.ts: the sensitivity the noise is calibrated to);
+ * the noise itself is added by the provider's role (provider.ts).
  */
 export function faLocalVector(s: FaResolved, input: Table): string[] {
   const { table, rowOf } = withoutNullValues(s, input);
@@ -107,7 +109,8 @@ export function faLocalVector(s: FaResolved, input: Table): string[] {
   const rows = table.numRows;
   const cellOf = cellsOf(s, table);
   const V = BigInt(s.valueBound);
-  const cols = s.columns.map((c) => scaledColumn(table, c, s.scale, V, "provider table", rowOf));
+  // With dp, values are clipped to ±V rather than refused: a refusal would be an observable that depends on one row.
+  const cols = s.dp ? s.columns.map((c) => scaledColumn(table, c, s.scale, null, "provider table", rowOf).map((x) => (x > V ? V : x < -V ? -V : x))) : s.columns.map((c) => scaledColumn(table, c, s.scale, V, "provider table", rowOf));
   const acc = new Array<bigint>(s.length).fill(0n);
   let ranges: Int32Array | null = null;
   if (s.bins > 0) {

@@ -4,7 +4,9 @@
  * sums, sums of squares, histogram bins), the value bounds, and the HE
  * scheme with its context options (BFV for exact arithmetic, CKKS for
  * approximate) — picked here once, so each role is written once against
- * engine/he's HeScheme.
+ * engine/he's HeScheme — and, when the job declares `dp`, its noise plan
+ * (dp.ts; exact mode only), whose bound on a provider's noise widens the HE
+ * slot bound.
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
 import {
@@ -22,6 +24,8 @@ import {
 import { resolveAggregates, type AggregateSpec } from "../aggregate.js";
 import { isJobId, ProtocolId } from "../codec.js";
 import { ProtocolError } from "../errors.js";
+import type { UniformSource } from "../../engine/dp/index.js";
+import { faDpPlan, type FaDpParams, type FaDpResolved } from "./dp.js";
 
 export const FA_VERSION = 1;
 
@@ -53,6 +57,8 @@ export interface FederatedAggregateParams {
   readonly maxRowsPerProvider: number;
   /** Approximate arithmetic: CKKS with real-valued masks (see Approximate mode). Default false: exact BFV. */
   readonly approximate?: boolean;
+  /** Differential privacy (dp.ts): each provider adds its share of discrete Gaussian noise, ρ-zCDP in all. Exact mode only. */
+  readonly dp?: FaDpParams;
 }
 
 /** The resolved, plain-data form every state carries. */
@@ -94,12 +100,16 @@ export interface FaResolved {
   readonly precisionBits: number;
   /** Approximate mode: B, the bound on one provider's |slot|, per slot within a cell (stride entries; empty in exact mode). */
   readonly slotBounds: readonly number[];
+  /** The job's DP plan (dp.ts), when it declares dp; absent otherwise. */
+  readonly dp?: FaDpResolved;
 }
 
 /** Local resources: not part of the state. */
 export interface FaContext {
   /** An HE scheme to reuse when it was built for the job's parameters (else one is created per call and disposed). */
   readonly he?: HeScheme;
+  /** Where a provider draws its DP noise: node:crypto's CSPRNG unless given. A seeded source is for tests only (its noise protects nothing). */
+  readonly noise?: UniformSource;
 }
 
 /** A provider that did not contribute: the job fails and nothing is released. */
@@ -171,6 +181,7 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
     cells,
     length,
   };
+  if (p.dp !== undefined && approximate) throw new InvalidArgumentError("differential privacy needs exact arithmetic: a job with dp cannot be approximate");
   if (approximate) {
     // Values as doubles: V in the value's units; the scale is not used (but must be well-formed).
     if (!Number.isInteger(scale) || scale < 0) throw new InvalidArgumentError("scale must be a non-negative integer");
@@ -182,13 +193,17 @@ export function resolveFaParams(p: FederatedAggregateParams): FaResolved {
   let perSlot = 1n;
   if (columns.length > 0 && V > perSlot) perSlot = V;
   if (squares.some((s) => s) && V * V > perSlot) perSlot = V * V;
+  const dp = p.dp !== undefined ? faDpPlan(p.dp, common, V) : undefined;
+  // With dp a provider's slot is its local total plus its noise share (|noise| ≤ the plan's bound).
+  const slotBound = R * perSlot + (dp ? BigInt(dp.noiseBound) : 0n);
   return {
     ...common,
     valueBound: V.toString(),
-    he: { polyModulusDegree: 4096, maxAbsValue: (R * perSlot).toString(), scale: 0, maxRows: n, maxLength: length },
+    he: { polyModulusDegree: 4096, maxAbsValue: slotBound.toString(), scale: 0, maxRows: n, maxLength: length },
     approximate: false,
     precisionBits: 0,
     slotBounds: [],
+    ...(dp ? { dp } : {}),
   };
 }
 

@@ -4,7 +4,9 @@
  * (step 1, relayed by the exchange) masks its vector with one pairwise mask
  * per other provider (masks.ts) and sends Enc(x_i + Σ_{j>i} m_ij −
  * Σ_{j<i} m_ji) to the exchange (step 2), under whichever scheme the job
- * uses.
+ * uses. In a job with dp it adds its own noise shares to its vector at
+ * start, before any mask (dp.ts), from FaContext.noise (node:crypto's CSPRNG
+ * unless a test passes a seeded source).
  */
 import { x25519 } from "@noble/curves/ed25519.js";
 import { equalBytes } from "@noble/curves/utils.js";
@@ -15,6 +17,8 @@ import type { ProtocolMessage } from "../codec.js";
 import { InvalidStateError, WrongSenderError, WrongStepError } from "../errors.js";
 import { RoleName, type Role, type Step } from "../role.js";
 import { checkBinding } from "../steps.js";
+import { cryptoUniformSource } from "../../engine/dp/index.js";
+import { faNoiseShares } from "./dp.js";
 import { faLocalVector, faPlaintext } from "./local.js";
 import { faPairMasks } from "./masks.js";
 import { assertRole, checkKeyMessage, checkPublicKey, ciphertextMessage, type FaCommon } from "./messages.js";
@@ -73,14 +77,17 @@ export function faMaskedValues(s: FaProviderState, fingerprint: string, keyId: s
 /** Provider i: learns nothing of the others' data; its own vector leaves it only masked and encrypted. */
 export const faProvider: Role<FaProviderState, FaProviderInit, FaContext> = {
   /** Aggregates the table locally; sends nothing until step 1. */
-  async start({ params, input }) {
+  async start({ params, input }, ctx) {
     const p = resolveFaParams(params);
     const { index, peers, boxKeyPair } = input;
     if (!Number.isInteger(index) || index < 0 || index >= p.providers) throw new InvalidArgumentError(`provider index must be in [0, ${p.providers})`);
     if (peers.length !== p.providers) throw new InvalidArgumentError(`peers must list the ${p.providers} providers' box public keys`);
     for (const k of peers) if (!(k instanceof Uint8Array) || k.length !== 32) throw new InvalidArgumentError("box public keys are 32 bytes");
     if (!equalBytes(x25519.getPublicKey(boxKeyPair.secretKey), peers[index] as Uint8Array)) throw new InvalidArgumentError("the box key pair is not the one registered for this index");
-    const values = faLocalVector(p, input.table);
+    const local = faLocalVector(p, input.table);
+    // DP: this provider's share of the noise, added here, before masking — the exchange and the buyer only ever see noisy sums.
+    const noise = p.dp ? faNoiseShares(p.dp, p.stride, p.length, ctx.noise ?? cryptoUniformSource()) : null;
+    const values = noise ? local.map((v, i) => (BigInt(v) + (noise[i] as bigint)).toString()) : local;
     const state: FaProviderState = { ...p, role: "provider", index, values, boxSecretKey: boxKeyPair.secretKey, peers: peers.map((k) => Uint8Array.from(k)), done: false };
     return { state, messages: [] };
   },

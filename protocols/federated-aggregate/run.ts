@@ -20,6 +20,10 @@
  * `hist_c_i` / `bound_hist_c_i`. Counts and bins are Int64 — exact — when
  * their bound is below 0.5 (they are then rounded, and their bound is 0),
  * else Float64 approximations; sums are Float64 approximations.
+ *
+ * With `dp: { rho }` every total is noisy (dp.ts): the table holds the noisy
+ * values, and `result.cells[i].noise` each one's noise law and 95% interval,
+ * `result.dp` the mechanism and its accounting.
  */
 import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
@@ -30,6 +34,8 @@ import { checkOptions, type OptionShape } from "../options.js";
 import { tableRows, withToJson, type JsonResult, type Row } from "../results.js";
 import { faBuyer, type FaBuyerState } from "./buyer.js";
 import { faExchange, faExchangeMissing, type FaExchangeState } from "./exchange.js";
+import type { UniformSource } from "../../engine/dp/index.js";
+import type { FaDpParams } from "./dp.js";
 import { faBoxKeyPair } from "./masks.js";
 import { faSchemeOptions, MissingProviderError, resolveFaParams, type FaContext, type FederatedAggregateParams } from "./params.js";
 import { faProvider } from "./provider.js";
@@ -71,13 +77,17 @@ export interface RunFederatedAggregateOptions {
   readonly dropOut?: readonly number[];
   /** Approximate arithmetic (CKKS, real-valued masks; weaker hiding — see index.ts). Default false: exact. */
   readonly approximate?: boolean;
+  /** Differential privacy, ρ-zCDP in all (dp.ts): each provider adds its share of discrete Gaussian noise before masking. */
+  readonly dp?: FaDpParams;
+  /** FOR TESTS ONLY: each provider's noise source, by index (default node:crypto's CSPRNG). Seeded noise protects nothing. */
+  readonly testNoiseSources?: readonly UniformSource[];
 }
 
 /** The options runFederatedAggregate takes (checked at run time: an unknown one is an UnknownOptionError). */
 export const RUN_FEDERATED_AGGREGATE_OPTIONS: OptionShape = {
-  names: ["providers", "aggregates", "groupBy", "histogram", "minProviders", "minGroupSize", "maxAbsValue", "scale", "maxRowsPerProvider", "job", "tap", "dropOut", "approximate"],
+  names: ["providers", "aggregates", "groupBy", "histogram", "minProviders", "minGroupSize", "maxAbsValue", "scale", "maxRowsPerProvider", "job", "tap", "dropOut", "approximate", "dp", "testNoiseSources"],
   required: ["providers", "aggregates"],
-  nested: { groupBy: { names: ["column", "categories"], required: ["column", "categories"] }, histogram: { names: ["column", "edges"], required: ["column", "edges"] } },
+  nested: { groupBy: { names: ["column", "categories"], required: ["column", "categories"] }, histogram: { names: ["column", "edges"], required: ["column", "edges"] }, dp: { names: ["rho"], required: ["rho"] } },
   each: { providers: { names: ["table", "boxKeyPair"], required: ["table"] } },
 };
 
@@ -114,6 +124,7 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
     ...(options.scale !== undefined ? { scale: options.scale } : {}),
     maxRowsPerProvider: options.maxRowsPerProvider ?? Math.max(1, ...options.providers.map((p) => p.table.numRows)),
     ...(options.approximate ? { approximate: true } : {}),
+    ...(options.dp !== undefined ? { dp: { rho: options.dp.rho } } : {}),
   };
   if (n < 2) throw new InvalidArgumentError("federated-aggregate needs at least two providers");
   const resolved = resolveFaParams(params);
@@ -150,7 +161,8 @@ export async function runFederatedAggregate(options: RunFederatedAggregateOption
     };
     options.providers.forEach((side, i) => {
       const input = { index: i, table: side.table, boxKeyPair: keys[i] as NonNullable<FaProviderSide["boxKeyPair"]>, peers };
-      players[providerRole(i)] = player(watch(drop.has(i) ? dropping : faProvider), { params, input }, ctx);
+      const noise = options.testNoiseSources?.[i];
+      players[providerRole(i)] = player(watch(drop.has(i) ? dropping : faProvider), { params, input }, noise ? { ...ctx, noise } : ctx);
     });
     let run: Awaited<ReturnType<typeof runRoles>>;
     try {

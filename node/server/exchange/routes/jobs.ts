@@ -1,7 +1,9 @@
 /**
  * Jobs: a buyer submits one (the exchange checks it against every provider
  * dataset's policy, charges the budgets and sends job.start to the
- * providers), reads it, or cancels it. A refusal by a policy is recorded
+ * providers; a federated-aggregate job with dp spends its ρ of each
+ * dataset's privacy budget in the same transaction, recorded in its
+ * job.submitted entry), reads it, or cancels it. A refusal by a policy is recorded
  * (refused, with its rule) and answered 403 naming the rule; a dataset the
  * buyer may not use is answered as one that does not exist, before anything
  * about it is used or recorded.
@@ -11,7 +13,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { DatasetDescriptor } from "../../../schemas/dataset.js";
 import { ForbiddenError, NotFoundError } from "../../../errors.js";
 import { LedgerKind, requestDigest } from "../../../ledger.js";
-import { checkJob, InvalidJobRequestError, JobRequestSchema, isMultiProvider, jobCost, jobDatasets, parseJobRequest, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../../../policy.js";
+import { checkJob, spendPrivacy, InvalidJobRequestError, JobRequestSchema, isMultiProvider, jobCost, jobDatasets, parseJobRequest, PolicyDeniedError, withThresholds, type JobRequest, type UsagePolicy } from "../../../policy.js";
 import { exchangeProtocolFor, type ExchangeProtocol } from "../../../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../../../jobs/protocol.js";
 import { ControlType } from "../../control.js";
@@ -40,7 +42,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
   /** Checks a job against one dataset's policy; a denial is recorded (the job refused, naming the rule and dataset) and thrown. */
   const check = (job: { id: string; request: JobRequest; providers: string[] }, policy: UsagePolicy, dataset: DatasetDescriptor, checked: JobRequest, budget: number): void => {
     try {
-      checkJob(policy, dataset, checked, { now: new Date(ctx.now()), budgetRemaining: budget });
+      checkJob(policy, dataset, checked, { now: new Date(ctx.now()), budgetRemaining: budget, privacySpent: store.getPrivacySpent(dataset.id, checked.buyer) });
     } catch (err) {
       if (err instanceof PolicyDeniedError) jobs.refuseSubmission(job, err.rule, dataset.id);
       throw err;
@@ -111,7 +113,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
     if (!ctx.startRoom(providers)) throw new MailboxFullError("a provider's mailbox has no room for another job: nothing was recorded; submit the job again later");
     const request = protocol.finalise(prepared, ps);
     // One commit with the job.starts it queues (the mailboxes count them once it has committed).
-    const job = ctx.mailboxes.commit(() => {
+    let denied: { err: PolicyDeniedError; dataset: string } | undefined;
+    const commitJob = () => ctx.mailboxes.commit(() => {
       const costs = ds.map((d, i) => {
         const policy = ps[i] as UsagePolicy;
         const cost = jobCost(policy, request) ?? 1;
@@ -119,15 +122,33 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
         store.consumeBudget(d.id, request.buyer, cost);
         return cost;
       });
+      // The privacy budgets, checked again and spent in this transaction: of two jobs racing for the last of one, the second is refused here.
+      const privacy = ds.flatMap((d, i) => {
+        try {
+          const spend = spendPrivacy(store, d.id, ps[i] as UsagePolicy, request);
+          return spend ? [spend] : [];
+        } catch (err) {
+          if (err instanceof PolicyDeniedError) denied = { err, dataset: d.id };
+          throw err;
+        }
+      });
       reserveContracts(store, contracts);
       const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
-      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request), ...contractIds(contracts) }, id);
+      const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request), ...(privacy.length > 0 ? { privacy } : {}), ...contractIds(contracts) }, id);
       // Queued with the job, in the same transaction: a job is never recorded without its starts.
       providers.forEach((p, i) => {
         if (!ctx.sendStart(p, { type: ControlType.Start, job: id, role: "provider", request, counterpart: identity.name, providers, providerIndex: i, ...starts[i], record: e, ...contractFields(contracts, p) })) throw new MailboxFullError(NO_ROOM);
       });
       return j;
     });
+    let job: ReturnType<typeof commitJob>;
+    try {
+      job = commitJob();
+    } catch (err) {
+      // Rolled back whole (no budget, job or entry written); the refusal is recorded as a policy check's is.
+      if (denied !== undefined && err === denied.err) jobs.refuseSubmission({ id, request: prepared, providers }, denied.err.rule, denied.dataset);
+      throw err;
+    }
     jobs.addRoleJob(protocol, { id, request, buyer: request.buyer, providers, limits: jobLimitsOf(request) });
     jobs.touch(id);
     return jobView(store.getJob(id) ?? job, request.buyer);
