@@ -8,6 +8,7 @@
  *    the sign-in form works from the keyboard, and so does the ledger's
  *    "Verify in browser";
  *  - the language switch turns the page into 简体中文 (html lang zh-CN);
+ *  - at a phone's width (390 px) no page scrolls sideways;
  *  - each page is photographed: into a temporary folder here, into
  *    docs/console/ when `npm run console:shots` sets UMBRA_SHOTS_DIR.
  */
@@ -106,6 +107,29 @@ describe("every page of both consoles", () => {
     const en = await everyPage("exchange", "en");
     expect(en).toEqual(expect.arrayContaining(["nav-overview", "nav-parties", "nav-catalogue", "nav-jobs", "nav-ledger"]));
     expect(await everyPage("exchange", "zh-CN")).toEqual(en);
+  });
+
+  it("at a phone's width (390 px) no page of either console scrolls sideways: wide tables scroll inside their own box", async () => {
+    const overflowing: string[] = [];
+    for (const who of ["bank", "exchange"] as const) {
+      const page = await (await newContext(browser, "en", { width: 390 })).newPage();
+      await page.goto(venue.consoleUrl(who));
+      await page.getByRole("navigation").waitFor();
+      const pages = await navLinks(page);
+      if (who === "bank") pages.push(["job", `#/jobs/${jobId}`]);
+      for (const [id, href] of pages) {
+        await page.goto(`${venue.consoleUrl(who, false)}${href}`);
+        await page.locator("main h1").waitFor();
+        await page.waitForLoadState("networkidle");
+        const [scroll, client] = await page.evaluate(() => {
+          const d = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+          return [d.scrollWidth, d.clientWidth];
+        });
+        if (scroll > client) overflowing.push(`${who} ${id}: ${scroll} px in ${client} px`);
+      }
+      await page.context().close();
+    }
+    expect(overflowing).toEqual([]);
   });
 
   it("the language switch turns an English page into 简体中文 and back", async () => {

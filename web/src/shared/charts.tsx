@@ -46,7 +46,8 @@ export function BarChart({ title, bars, unit = "", testid }: { title: string; ba
           );
         })}
       </svg>
-      <table class="visually-hidden">
+      <div class="visually-hidden">
+        <table>
         <caption>{t("common.dataTable")}: {title}</caption>
         <thead>
           <tr>
@@ -63,6 +64,7 @@ export function BarChart({ title, bars, unit = "", testid }: { title: string; ba
           ))}
         </tbody>
       </table>
+      </div>
     </figure>
   );
 }
@@ -99,7 +101,8 @@ export function LineChart({ title, points, unit = "", testid }: { title: string;
         <text x={W - pad.r} y={H - 8} text-anchor="end" class="chart-label">{`${fmt(Math.round(xMax), locale)} s`}</text>
         <path d={d} class="chart-line" />
       </svg>
-      <table class="visually-hidden">
+      <div class="visually-hidden">
+        <table>
         <caption>{t("common.dataTable")}: {title}</caption>
         <thead>
           <tr>
@@ -116,6 +119,7 @@ export function LineChart({ title, points, unit = "", testid }: { title: string;
           ))}
         </tbody>
       </table>
+      </div>
     </figure>
   );
 }
