@@ -44,7 +44,7 @@ describe("umbra CLI", () => {
     const root = fileURLToPath(new URL("..", import.meta.url));
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { cwd: root, encoding: "utf8", timeout: 60_000 });
     expect(r.stderr).toBe("");
-    expect(r.stdout.trim()).toBe("true function 5 function");
+    expect(r.stdout.trim()).toBe("true function 6 function");
   });
 
   it("runs the demo: secure results agree with the plaintext join", async () => {
