@@ -143,8 +143,10 @@ describe("a job under a contract", () => {
 
   it("an order within the product's auto-approve rule is signed by the provider's agent on its own", async () => {
     const o = await api<Answer>(other.url, "POST", "/v1/orders", { product: PRODUCT, purpose: "research", quotaJobs: 2 });
-    await waitUntil(() => x.store.venue.getContract(o.body.id as string)?.state === "active", "the order signed by the provider's watcher");
-    expect(acme.store.venue.getContract(o.body.id as string)?.state).toBe("active");
+    // The exchange marks it active when the provider's signature arrives; the provider's agent keeps its own copy once the
+    // exchange's countersigned answer verifies, a moment later: wait for both.
+    await waitUntil(() => x.store.venue.getContract(o.body.id as string)?.state === "active" && acme.store.venue.getContract(o.body.id as string) !== undefined, "the order signed by the provider's watcher, and the provider's own copy");
+    expect([x.store.venue.getContract(o.body.id as string)?.state, acme.store.venue.getContract(o.body.id as string)?.state]).toEqual(["active", "active"]);
   });
 });
 
