@@ -52,7 +52,7 @@ function refuseCheck(reply: FastifyReply, err: UmbraError, field: string): Fasti
 const policyField = (f: string): string => (f === "policy" || f.startsWith("policy.") || f.startsWith("policy[") ? f : `policy.${f}`);
 
 /** Registers the routes; `close()` ends every open stream (the agent stops). */
-export async function partyConsoleRoutes(app: FastifyInstance, d: PartyConsoleDeps): Promise<{ close(): void }> {
+export async function partyConsoleRoutes(app: FastifyInstance, d: PartyConsoleDeps): Promise<{ openStreams(): number; close(): void }> {
   const { store, identity, data } = d;
 
   app.get("/v1/files", { schema: { querystring: NoQuery }, validatorCompiler: strictQueryValidator }, async (_req, reply) => reply.header("cache-control", "no-store").send({ files: data.list() }));
@@ -160,6 +160,8 @@ export async function partyConsoleRoutes(app: FastifyInstance, d: PartyConsoleDe
   registerResultRoutes(app, store);
 
   return {
+    /** How many job streams are open now (a slot is held from the request until its stream ends). */
+    openStreams: () => streams.size,
     close() {
       closing = true;
       for (const end of streams) end();

@@ -101,6 +101,8 @@ export interface PartyAgent {
   start(): Promise<void>;
   /** Stops polling and closes the API. */
   stop(): Promise<void>;
+  /** How many console job streams are open now (GET /v1/jobs/:id/stream; at most 16). */
+  openStreams(): number;
 }
 
 export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
@@ -381,6 +383,7 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     app,
     client,
     token,
+    openStreams: () => consoleRoutes.openStreams(),
     get exchangePin() {
       return pin;
     },
