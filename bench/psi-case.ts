@@ -1,6 +1,6 @@
 /**
  * One benchmark case, run in its own process so its peak RSS is its own
- * (`node dist/bench/psi-case.js psi|psi-cardinality|lookup|psijs N [TABLE_ROWS]`).
+ * (`node dist/bench/psi-case.js psi|psi-ot|psi-cardinality|lookup|psijs N [TABLE_ROWS]`).
  * Prints one line of JSON. The inputs are the same for Umbra and psi.js:
  * buyer keys "customer-<i>" for i in [0, N), provider keys for i in
  * [N/2, 3N/2) — half of each side matches.
@@ -8,7 +8,7 @@
 import { resourceUsage } from "node:process";
 import { Float64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { closePool, getPool } from "../engine/index.js";
-import { lookupKeyPair, prepareLookupTable, runLookup, runPsi } from "../protocols/index.js";
+import { lookupKeyPair, prepareLookupTable, runLookup, runPsi, runPsiOt } from "../protocols/index.js";
 
 const [kind, nArg, tableArg] = process.argv.slice(2);
 const n = Number(nArg);
@@ -28,6 +28,15 @@ async function main(): Promise<Record<string, unknown>> {
     const found = r.mode === "intersection" ? r.matchedRows.length : r.count;
     if (found !== n / 2) throw new Error(`wrong intersection: ${found}`);
     return { seconds, intersection: found, bytesBuyerToProvider: r.stats.bytesBuyerToProvider, bytesProviderToBuyer: r.stats.bytesProviderToBuyer, peakMiB: peakMiB() };
+  }
+  if (kind === "psi-ot") {
+    const buyer = keyTable(keys(0, n));
+    const provider = keyTable(keys(n / 2, n));
+    const t0 = now();
+    const r = await runPsiOt({ buyer: { table: buyer, keys: ["k"] }, provider: { table: provider, keys: ["k"] } });
+    const seconds = now() - t0;
+    if (r.matchedRows.length !== n / 2) throw new Error(`wrong intersection: ${r.matchedRows.length}`);
+    return { seconds, intersection: r.matchedRows.length, bytesBuyerToProvider: r.stats.bytesBuyerToProvider, bytesProviderToBuyer: r.stats.bytesProviderToBuyer, peakMiB: peakMiB() };
   }
   if (kind === "lookup") {
     const rows = Number(tableArg);
