@@ -23,9 +23,15 @@ import {
   InvalidArgumentError,
   InvalidLengthError,
   loadBlake2b,
+  cuckooParams,
+  itemDigests,
   oprfReceiverTags,
+  oprfReceiverTagsFrom,
   oprfSenderEvaluate,
+  oprfSenderTagsForItems,
+  packStrings,
   prgInto,
+  simpleHashQueries,
   TAG_BYTES,
 } from "../engine/index.js";
 
@@ -61,6 +67,16 @@ describe("pseudorandom code", () => {
     };
     const seed = randomBytes(16);
     expect([Buffer.compare(enc(seed), enc(Uint8Array.from(seed))), Buffer.compare(enc(seed), enc(randomBytes(16))) !== 0]).toEqual([0, true]);
+  });
+
+  it("writes the same codewords into an unaligned buffer as into an aligned one", () => {
+    const keys = codeKeys(randomBytes(16));
+    const inputs = randomBytes(5000 * 16);
+    const aligned = new Uint8Array(5000 * RB);
+    const unaligned = new Uint8Array(5000 * RB + 1).subarray(1);
+    encodeInto(keys, inputs, aligned);
+    encodeInto(keys, inputs, unaligned);
+    expect(Buffer.compare(aligned, unaligned)).toBe(0);
   });
 
   it("w = 448 keeps every pair of a 2^24 PSI at distance ≥ 128 except with probability ≤ 2^-40", () => {
@@ -144,6 +160,26 @@ describe("IKNP extension with the KKRT code", () => {
     expect(Buffer.compare(oprfReceiverTags(hash, rows, 10), oprfReceiverTags(hash, Uint8Array.from(rows), 10))).toBe(0);
   });
 
+  it("tags of a run of rows (oprfReceiverTagsFrom) are those rows' tags", async () => {
+    const hash = await loadBlake2b();
+    const rows = randomBytes(100 * RB);
+    const all = oprfReceiverTags(hash, rows, 100);
+    const parts = [oprfReceiverTagsFrom(hash, rows.subarray(0, 37 * RB), 0), oprfReceiverTagsFrom(hash, rows.subarray(37 * RB), 37)];
+    expect(Buffer.compare(Buffer.concat(parts), all)).toBe(0);
+  });
+
+  it("the sender's tags per element (oprfSenderTagsForItems) are oprfSenderEvaluate's on the simple-hashing queries", async () => {
+    const hash = await loadBlake2b();
+    const params = cuckooParams(300); // 360 bins, a stash of 12
+    const { s, ck, q } = extend(params.rows);
+    const keys = packStrings(Array.from({ length: 500 }, (_, i) => `key-${i}`));
+    const d = itemDigests(hash, keys, randomBytes(16), params.bins);
+    const queries = simpleHashQueries(d, params);
+    const expected = oprfSenderEvaluate(hash, ck, q, params.rows, s, queries.rowOf, queries.inputs);
+    const got = oprfSenderTagsForItems(hash, ck, q, params.rows, s, d.blocks, d.positions, CUCKOO_HASHES, params.bins, params.stash);
+    expect([got.length, Buffer.compare(got, expected)]).toEqual([500 * (CUCKOO_HASHES + params.stash) * TAG_BYTES, 0]);
+  });
+
   describe("hostile input", () => {
     const m = 100;
     const { chosen, s, ck, recv, q } = extend(m);
@@ -157,6 +193,16 @@ describe("IKNP extension with the KKRT code", () => {
 
     it("a wrong number of base-OT keys is refused", () => {
       expect(() => extensionSend(chosen.subarray(16), s, recv.message, m)).toThrow(InvalidLengthError);
+    });
+
+    it("an element position or a stash past the matrix is refused", async () => {
+      const hash = await loadBlake2b();
+      const block = new Uint8Array(16);
+      const refusals = [
+        () => oprfSenderTagsForItems(hash, ck, q, m, s, block, Uint32Array.of(0, 1, m), 3, m - 2, 2),
+        () => oprfSenderTagsForItems(hash, ck, q, m, s, block, Uint32Array.of(0, 1, 2), 3, m - 1, 2),
+      ];
+      expect(refusals.map((f) => (() => { try { f(); return "ran"; } catch (e) { return (e as Error).name; } })())).toEqual(["InvalidArgumentError", "InvalidArgumentError"]);
     });
 
     it("a query naming a row past the matrix is refused", async () => {

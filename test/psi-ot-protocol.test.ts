@@ -35,7 +35,9 @@ import {
 import { compositeKeyTable, oracleIntersectionRows, randomKeys, rng, rowsOf, singleKeyTable, type Side } from "./helpers/data.js";
 
 const pool = new CryptoPool({ threads: 1, inlineBelow: 1_000_000 });
-afterAll(() => pool.close());
+/** psi-ot's bulk stages on two workers whatever the size (inline runs are the role tests below, with no pool). */
+const workers = new CryptoPool({ threads: 2, inlineBelow: 0 });
+afterAll(() => Promise.all([pool.close(), workers.close()]));
 
 interface Case {
   readonly name: string;
@@ -65,7 +67,7 @@ function cases(): Case[] {
 
 describe("runPsiOt against the plaintext join", () => {
   it.each(cases().map((c) => [c.name, c] as const))("%s", async (_name, c) => {
-    const r = await runPsiOt({ buyer: c.buyer, provider: c.provider, chunkElements: 500, matrixColumns: 100 });
+    const r = await runPsiOt({ buyer: c.buyer, provider: c.provider, pool: workers, chunkElements: 500, matrixColumns: 100 });
     const expected = oracleIntersectionRows(c.buyer, c.provider);
     expect(Array.from(r.matchedRows)).toEqual(expected);
     const all = rowsOf(c.buyer.table);
@@ -75,7 +77,7 @@ describe("runPsiOt against the plaintext join", () => {
 
 describe("psi-ot and ECDH psi give the same rows", () => {
   it.each(cases().slice(2, 4).map((c) => [c.name, c] as const))("%s", async (_name, c) => {
-    const [ot, ecdh] = await Promise.all([runPsiOt({ buyer: c.buyer, provider: c.provider }), runPsi({ buyer: c.buyer, provider: c.provider, pool })]);
+    const [ot, ecdh] = await Promise.all([runPsiOt({ buyer: c.buyer, provider: c.provider, pool }), runPsi({ buyer: c.buyer, provider: c.provider, pool })]);
     expect(ot.matchedRows.length).toBeGreaterThan(0);
     expect(Array.from(ot.matchedRows)).toEqual(Array.from(ecdh.matchedRows));
     expect([ot.stats.buyerSetSize, ot.stats.providerSetSize]).toEqual([ecdh.stats.buyerSetSize, ecdh.stats.providerSetSize]);
@@ -92,7 +94,7 @@ const providerSide = keyTable(Array.from({ length: 200 }, (_, i) => `buyer-secre
 /** What the provider receives in one run: each frame's kind, step, chunk, chunks and length. */
 async function providerView(buyer: Side, job: string): Promise<{ shape: string[]; frames: Uint8Array[] }> {
   const frames: Uint8Array[] = [];
-  await runPsiOt({ buyer, provider: providerSide, job, matrixColumns: 64, tap: (from, _to, frame) => from === "buyer" && frames.push(frame) });
+  await runPsiOt({ buyer, provider: providerSide, job, pool, matrixColumns: 64, tap: (from, _to, frame) => from === "buyer" && frames.push(frame) });
   const shape = frames.map((f) => {
     const m = decodeMessage(f);
     return `${m.kind} ${m.header.step} ${m.header.chunk}/${m.header.chunks} ${f.length}`;
@@ -119,7 +121,7 @@ describe("leakage: the provider's view", () => {
   it("the buyer receives (3 + stash) tags per provider key, in an order unrelated to the provider's rows", async () => {
     const frames: Uint8Array[] = [];
     const buyer = keyTable(buyerKeys);
-    await runPsiOt({ buyer, provider: providerSide, job: "leak-tags", chunkElements: 1000, tap: (from, _to, frame) => from === "provider" && frames.push(frame) });
+    await runPsiOt({ buyer, provider: providerSide, job: "leak-tags", pool, chunkElements: 1000, tap: (from, _to, frame) => from === "provider" && frames.push(frame) });
     const tags = frames.map((f) => decodeMessage(f)).filter((m): m is ElementBatch => m.kind === "elementBatch");
     expect(tags.reduce((n, b) => n + b.count, 0)).toBe(200 * (3 + cuckooParams(300).stash));
     expect(new Set(tags.map((b) => b.elementSize))).toEqual(new Set([TAG_BYTES]));
@@ -270,8 +272,8 @@ describe("persistence and limits", () => {
   });
 
   it("minIntersection: 100 matched distinct keys are released at 100 and withheld at 101", async () => {
-    const at = await runPsiOt({ buyer: buyerSide, provider: providerSide, minIntersection: 100 });
+    const at = await runPsiOt({ buyer: buyerSide, provider: providerSide, pool, minIntersection: 100 });
     expect(at.matchedRows.length).toBe(101); // buyer-secret-0 twice
-    await expect(runPsiOt({ buyer: buyerSide, provider: providerSide, minIntersection: 101 })).rejects.toMatchObject({ code: "UMBRA_BELOW_MINIMUM" });
+    await expect(runPsiOt({ buyer: buyerSide, provider: providerSide, pool, minIntersection: 101 })).rejects.toMatchObject({ code: "UMBRA_BELOW_MINIMUM" });
   });
 });

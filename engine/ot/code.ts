@@ -63,6 +63,10 @@ export function encodeInto(keys: Uint8Array, inputs: Uint8Array, out: Uint8Array
   if (out.length !== n * rowBytes) throw new InvalidLengthError("codewords", String(n * rowBytes), out.length);
   const blocks = Math.ceil(rowBytes / 16);
   const tmp = new Uint8Array(Math.min(n, CHUNK) * 16);
+  const tmp32 = new Uint32Array(tmp.buffer);
+  // Word copies when `out` is 4-byte aligned (rowBytes is, width being a multiple of 32).
+  const out32 = out.byteOffset % 4 === 0 ? new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2) : undefined;
+  const rowWords = rowBytes >>> 2;
   for (let start = 0; start < n; start += CHUNK) {
     const count = Math.min(CHUNK, n - start);
     const src = inputs.subarray(start * 16, (start + count) * 16);
@@ -70,8 +74,14 @@ export function encodeInto(keys: Uint8Array, inputs: Uint8Array, out: Uint8Array
     for (let b = 0; b < blocks; b++) {
       aesEcbInto(keys.subarray(b * 16, b * 16 + 16), src, enc);
       const take = Math.min(16, rowBytes - b * 16);
-      let o = start * rowBytes + b * 16;
-      for (let i = 0; i < count; i++, o += rowBytes) out.set(enc.subarray(i * 16, i * 16 + take), o);
+      if (out32 !== undefined) {
+        const words = take >>> 2;
+        let o = start * rowWords + b * 4;
+        for (let i = 0; i < count; i++, o += rowWords) for (let w = 0; w < words; w++) out32[o + w] = tmp32[i * 4 + w] as number;
+      } else {
+        let o = start * rowBytes + b * 16;
+        for (let i = 0; i < count; i++, o += rowBytes) out.set(enc.subarray(i * 16, i * 16 + take), o);
+      }
     }
   }
 }

@@ -101,9 +101,11 @@ export function extensionReceive(keys0: Uint8Array, keys1: Uint8Array, codewords
 /**
  * The sender's extension: its chosen base-OT keys k_i^{s_i} (w × 16 bytes),
  * s (w/8 bytes, bit i = s_i, least significant first) and the receiver's
- * message u. Returns the m rows q_j (width/8 bytes each).
+ * message u. Returns the m rows q_j (width/8 bytes each), written into
+ * `into` when given (m · w/8 bytes, 4-byte aligned: e.g. over a
+ * SharedArrayBuffer the pool's workers read).
  */
-export function extensionSend(keys: Uint8Array, s: Uint8Array, message: Uint8Array, m: number, width = CODE_WIDTH): Uint8Array {
+export function extensionSend(keys: Uint8Array, s: Uint8Array, message: Uint8Array, m: number, width = CODE_WIDTH, into?: Uint8Array): Uint8Array {
   assertRows(m);
   assertWidth(width);
   if (keys.length !== width * OT_KEY_BYTES) throw new InvalidLengthError("base OT keys", String(width * OT_KEY_BYTES), keys.length);
@@ -121,7 +123,8 @@ export function extensionSend(keys: Uint8Array, s: Uint8Array, message: Uint8Arr
       for (let k = 0; k < mw; k++) col[k] = (col[k] as number) ^ (u[o + k] as number);
     }
   }
-  return bytesView(transposeBits(q, width, m));
+  if (into !== undefined && (into.length !== m * (width >>> 3) || into.byteOffset % 4 !== 0)) throw new InvalidLengthError("OT rows buffer", String(m * (width >>> 3)), into.length);
+  return bytesView(transposeBits(q, width, m, into === undefined ? undefined : wordsView(into)));
 }
 
 /** A reusable hashing scratch: DST ‖ j ‖ row, and the 64-byte digest. */
@@ -134,17 +137,28 @@ function scratch(width: number): { input: Uint8Array; words: Uint32Array; digest
 /** The receiver's OPRF outputs: tag j = H(j, t_j) for each of the m rows. */
 export function oprfReceiverTags(hash: Blake2b512, rows: Uint8Array, m: number, width = CODE_WIDTH): Uint8Array {
   assertRows(m);
+  return oprfReceiverTagsFrom(hash, rows, 0, width);
+}
+
+/**
+ * The receiver's OPRF outputs for a run of consecutive rows: `rows` holds
+ * rows first, first + 1, …; tag k = H(first + k, t_{first + k}). What a pool
+ * worker computes for its share of oprfReceiverTags (the same bytes).
+ */
+export function oprfReceiverTagsFrom(hash: Blake2b512, rows: Uint8Array, first: number, width = CODE_WIDTH): Uint8Array {
   assertWidth(width);
   const rb = width >>> 3;
-  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
+  if (rows.length % rb !== 0) throw new InvalidLengthError("OT rows", `a multiple of ${rb}`, rows.length);
+  const count = rows.length / rb;
+  if (!Number.isSafeInteger(first) || first < 0 || first + count > MAX_OT_ROWS) throw new InvalidArgumentError(`OT rows ${first}..${first + count} are outside [0, ${MAX_OT_ROWS}]`);
   const { input, words, digest } = scratch(width);
-  const out = new Uint8Array(m * TAG_BYTES);
+  const out = new Uint8Array(count * TAG_BYTES);
   const head = HEAD >>> 2;
-  for (let j = 0; j < m; j++) {
-    words[head - 1] = j;
-    input.set(rows.subarray(j * rb, (j + 1) * rb), HEAD);
+  for (let k = 0; k < count; k++) {
+    words[head - 1] = first + k;
+    input.set(rows.subarray(k * rb, (k + 1) * rb), HEAD);
     hash(digest, input);
-    out.set(digest.subarray(0, TAG_BYTES), j * TAG_BYTES);
+    out.set(digest.subarray(0, TAG_BYTES), k * TAG_BYTES);
   }
   return out;
 }
@@ -192,6 +206,79 @@ export function oprfSenderEvaluate(
       for (let w = 0; w < rw; w++) words[head + w] = (q[qo + w] as number) ^ ((codes32[co + w] as number) & (s32[w] as number));
       hash(digest, input);
       out.set(digest.subarray(0, TAG_BYTES), k * TAG_BYTES);
+    }
+  }
+  return out;
+}
+
+/**
+ * The sender's OPRF evaluations for simple hashing (KKRT16 §5), element by
+ * element: for element i (its 16-byte block, class byte ignored) and each of
+ * its `positions` rows p_{i,h} (h = 0 … hashes − 1), F(p_{i,h}, block_i with
+ * class byte h); then for each of the `stash` rows from `stashRow`,
+ * F(stashRow + t, block_i with class byte `hashes`). (hashes + stash) tags per
+ * element, in that order — the order of engine/psi simpleHashQueries, and the
+ * same bytes as oprfSenderEvaluate on those queries. The stash rows share one
+ * codeword per element, so an element costs hashes + 1 codewords.
+ */
+export function oprfSenderTagsForItems(
+  hash: Blake2b512,
+  codeKeys: Uint8Array,
+  rows: Uint8Array,
+  m: number,
+  s: Uint8Array,
+  blocks: Uint8Array,
+  positions: Uint32Array,
+  hashes: number,
+  stashRow: number,
+  stash: number,
+  width = CODE_WIDTH,
+): Uint8Array {
+  assertRows(m);
+  assertWidth(width);
+  const rb = width >>> 3;
+  const rw = width >>> 5;
+  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
+  if (s.length !== rb) throw new InvalidLengthError("OT extension secret s", String(rb), s.length);
+  if (blocks.length % CODE_INPUT_BYTES !== 0) throw new InvalidLengthError("element blocks", "a multiple of 16", blocks.length);
+  const n = blocks.length / CODE_INPUT_BYTES;
+  if (!Number.isInteger(hashes) || hashes < 1 || hashes > 8 || positions.length !== n * hashes) throw new InvalidLengthError("element positions", String(n * hashes), positions.length);
+  if (!Number.isInteger(stash) || stash < 0 || stashRow < 0 || stashRow + stash > m) throw new InvalidArgumentError(`stash rows ${stashRow}..${stashRow + stash} are outside the ${m} OT rows`);
+  const q = wordsView(rows);
+  const s32 = wordsView(s);
+  const { input, words, digest } = scratch(width);
+  const head = HEAD >>> 2;
+  const classes = hashes + (stash > 0 ? 1 : 0);
+  const per = hashes + stash;
+  const chunk = Math.min(n, CHUNK);
+  const codeInputs = new Uint8Array(chunk * classes * CODE_INPUT_BYTES);
+  const codes = new Uint8Array(chunk * classes * rb);
+  const codes32 = new Uint32Array(codes.buffer);
+  const out = new Uint8Array(n * per * TAG_BYTES);
+  const tag = (j: number, co: number, at: number): void => {
+    if (j >= m) throw new InvalidArgumentError(`an element's position ${j} is outside the ${m} OT rows`);
+    words[head - 1] = j;
+    const qo = j * rw;
+    for (let w = 0; w < rw; w++) words[head + w] = (q[qo + w] as number) ^ ((codes32[co + w] as number) & (s32[w] as number));
+    hash(digest, input);
+    out.set(digest.subarray(0, TAG_BYTES), at * TAG_BYTES);
+  };
+  for (let start = 0; start < n; start += CHUNK) {
+    const count = Math.min(CHUNK, n - start);
+    for (let c = 0; c < count; c++) {
+      const block = blocks.subarray((start + c) * CODE_INPUT_BYTES, (start + c + 1) * CODE_INPUT_BYTES);
+      for (let h = 0; h < classes; h++) {
+        const o = (c * classes + h) * CODE_INPUT_BYTES;
+        codeInputs.set(block, o);
+        codeInputs[o + CODE_INPUT_BYTES - 1] = h;
+      }
+    }
+    encodeInto(codeKeys, codeInputs.subarray(0, count * classes * CODE_INPUT_BYTES), codes.subarray(0, count * classes * rb), width);
+    for (let c = 0; c < count; c++) {
+      const i = start + c;
+      let at = i * per;
+      for (let h = 0; h < hashes; h++) tag(positions[i * hashes + h] as number, (c * classes + h) * rw, at++);
+      for (let t = 0; t < stash; t++) tag(stashRow + t, (c * classes + hashes) * rw, at++);
     }
   }
   return out;

@@ -12,6 +12,7 @@ import { fixedCount, type PackedBytes } from "../packed.js";
 import { executeHeTask, isHeTask } from "../he/task.js";
 import { TaskOp, type GroupTask, type PoolTask } from "./tasks.js";
 import { executeColumnTask, isColumnTask } from "./column-task.js";
+import { executeOtTask, isOtTask } from "./ot-task.js";
 
 const suites = new WeakMap<Group, OprfSuite>();
 
@@ -32,6 +33,7 @@ function packed(t: { data: Uint8Array; offsets: Uint32Array }): PackedBytes {
 export async function executeTask(task: PoolTask): Promise<Uint8Array> {
   if (isHeTask(task)) return executeHeTask(task);
   if (isColumnTask(task)) return executeColumnTask(task);
+  if (isOtTask(task)) return executeOtTask(task);
   return executeGroupTask(task);
 }
 

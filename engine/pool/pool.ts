@@ -41,6 +41,9 @@ import type { DistinctKeys } from "../psi/distinct.js";
 import type { ColumnTask } from "./column-task.js";
 import { countOf, sliceMessages, slices, stripIndex, transferablesOf, type Slice } from "./chunks.js";
 import * as columnWork from "./column-work.js";
+import * as otWork from "./ot-work.js";
+import type { OtTask } from "./ot-task.js";
+import type { ItemDigests } from "../psi/cuckoo.js";
 import * as heWork from "./he-work.js";
 import type { GroupChoice, PoolOptions, PoolWorkers, RunOptions } from "./types.js";
 
@@ -357,7 +360,32 @@ export class CryptoPool {
     return columnWork.int64GroupStats(this.#workers, keyOf, keys, columns, length);
   }
 
-  async #runColumn(task: ColumnTask): Promise<Uint8Array> {
+  // ---------------------------------------------------------------- OT-PSI work (ot-work.ts)
+
+  /** engine/psi itemDigests (each key's OPRF input block and cuckoo positions) over ranges of the keys on the workers. */
+  otItemDigests(keys: PackedBytes, seed: Uint8Array, bins: number, options?: RunOptions): Promise<ItemDigests> {
+    assertPacked(keys, "keys");
+    return otWork.itemDigests(this.#workers, keys, seed, bins, options);
+  }
+
+  /** engine/ot oprfReceiverTags (tag j = H(j, t_j)) over ranges of the m rows on the workers: the same bytes. */
+  otReceiverTags(rows: Uint8Array, m: number, options?: RunOptions): Promise<Uint8Array> {
+    return otWork.receiverTags(this.#workers, rows, m, options);
+  }
+
+  /**
+   * The OPRF sender's tags of all its keys (digests, then
+   * oprfSenderTagsForItems: 3 + stash per key, in simpleHashQueries' order)
+   * over ranges of the keys on the workers. q (`input.rows`) reaches the
+   * workers without a copy when it lies over a SharedArrayBuffer
+   * (`extensionSend(…, into)`), else it is copied into one first.
+   */
+  otSenderTags(input: otWork.SenderTagsInput, options?: RunOptions): Promise<Uint8Array> {
+    assertPacked(input.keys, "keys");
+    return otWork.senderTags(this.#workers, input, options);
+  }
+
+  async #runColumn(task: ColumnTask | OtTask): Promise<Uint8Array> {
     const r = await this.#pool().run(task);
     if (!r.ok) throw heErrorFromSerialized(r.error);
     return r.value;

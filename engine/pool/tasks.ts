@@ -7,6 +7,7 @@ import type { SerializedError } from "../errors.js";
 import type { BackendId, GroupId } from "../group/types.js";
 import type { HeTask } from "../he/task.js";
 import type { ColumnTask } from "./column-task.js";
+import type { OtTask } from "./ot-task.js";
 
 export const TaskOp = {
   Hash: "hash",
@@ -66,7 +67,7 @@ export interface OprfFinalizeTask extends Base {
 }
 export type GroupTask = HashTask | MultiplyTask | MultiplyEachTask | OprfEvaluateTask | OprfBlindTask | OprfFinalizeTask;
 
-/** Everything a worker runs: group/OPRF work, HE work (engine/he/task.ts), or column work (column-task.ts). */
-export type PoolTask = GroupTask | HeTask | ColumnTask;
+/** Everything a worker runs: group/OPRF work, HE work (engine/he/task.ts), column work (column-task.ts) or OT-PSI work (ot-task.ts). */
+export type PoolTask = GroupTask | HeTask | ColumnTask | OtTask;
 
 export type TaskResult = { readonly ok: true; readonly value: Uint8Array } | { readonly ok: false; readonly error: SerializedError };

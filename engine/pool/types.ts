@@ -8,6 +8,7 @@ import type { HeContext } from "../he/bfv.js";
 import type { HeContextOptions } from "../he/params.js";
 import type { HeTask } from "../he/task.js";
 import type { ColumnTask } from "./column-task.js";
+import type { OtTask } from "./ot-task.js";
 import type { PoolTask, TaskResult } from "./tasks.js";
 
 export interface PoolOptions {
@@ -40,8 +41,8 @@ export interface PoolWorkers {
   readonly closed: boolean;
   /** Runs one HE task on a worker (`transfer` moved, not copied); a worker's error comes back as its typed error. */
   runHe(task: HeTask, transfer?: ArrayBuffer[]): Promise<Uint8Array>;
-  /** Runs one column task on a worker; a worker's error comes back as its typed error. */
-  runColumn(task: ColumnTask): Promise<Uint8Array>;
+  /** Runs one column or OT task on a worker; a worker's error comes back as its typed error. */
+  runColumn(task: ColumnTask | OtTask): Promise<Uint8Array>;
   /** The pool's cached host-side HE context for `options`. */
   heContext(options: HeContextOptions): Promise<HeContext>;
   /** The piscina pool, started on first use. */

@@ -16,7 +16,7 @@ function player(spec: JobSpec, party: PartyRole, r: PartyResources): JobPlayer {
     ...(party === "provider" && limits.maxBuyerKeys !== undefined ? { maxPeerSetSize: limits.maxBuyerKeys } : {}),
   };
   const keys = keysFromTable(r.table, spec.keyColumns, { ...spec.normalise, source: `${party} dataset` });
-  const ctx = r.onProgress ? { onProgress: r.onProgress } : {};
+  const ctx = { pool: r.pool, ...(r.onProgress ? { onProgress: r.onProgress } : {}) };
   return party === "buyer" ? { name: "buyer", role: psiOtBuyer, init: { params, keys }, ctx } : { name: "provider", role: psiOtProvider, init: { params, keys }, ctx };
 }
 

@@ -112,13 +112,14 @@ async function providerBaseOt(s: PsiOtBuyerState, m: ProtocolMessage, ctx: PsiOt
   const keys = baseOtSenderFinish(group, s.baseOt, b.points); // every point strictly decoded, the identity refused
   const seeds = jobSeeds(s.job, s.nonce, s.providerNonce);
   const params = cuckooParams(s.setSize);
-  const digests = itemDigests(hash, s.distinct, seeds.hashing, params.bins);
+  const pool = ctx.pool;
+  const digests = pool ? await pool.otItemDigests(s.distinct, seeds.hashing, params.bins) : itemDigests(hash, s.distinct, seeds.hashing, params.bins);
   const table = cuckooInsert(digests.positions, params, seeds.hashing);
   const inputs = cuckooRowInputs(table, digests, randomBytes(params.rows * ITEM_BYTES));
   const codewords = new Uint8Array(params.rows * (CODE_WIDTH >>> 3));
   encodeInto(codeKeys(seeds.code), inputs, codewords, CODE_WIDTH);
   const ext = extensionReceive(keys.keys0, keys.keys1, codewords, params.rows, CODE_WIDTH);
-  const tags = oprfReceiverTags(hash, ext.rows, params.rows, CODE_WIDTH);
+  const tags = pool ? await pool.otReceiverTags(ext.rows, params.rows) : oprfReceiverTags(hash, ext.rows, params.rows, CODE_WIDTH);
   ctx.onProgress?.("buyer: extension", params.rows, params.rows);
   const state: PsiOtBuyerState = { ...s, distinct: { data: EMPTY8, offsets: new Uint32Array(1) }, bins: table.bins, stash: table.stash, tags, extended: true };
   const reveal: OtPsiReveal = { kind: "otPsiReveal", header: header(s, PsiOtStep.BuyerReveal, 0, 1), nonce: s.nonce };

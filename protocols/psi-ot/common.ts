@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { createGroup, GroupId, type Group } from "../../engine/group/index.js";
 import { CODE_WIDTH, loadBlake2b, wordsFor, type Blake2b512 } from "../../engine/ot/index.js";
+import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, MAX_MATRIX_CHUNK_BYTES, OT_NONCE_BYTES, ProtocolId, type OtPsiHello, type ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, ProtocolError, WrongSenderError } from "../errors.js";
 import { RoleName, type Outgoing, type Step } from "../role.js";
@@ -37,6 +38,8 @@ export interface PsiOtParams {
 
 /** Local resources: not part of the state. */
 export interface PsiOtContext {
+  /** The worker pool for the bulk stages (digests, tags); without one they run on this thread, with the same bytes. */
+  readonly pool?: CryptoPool;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
 

@@ -7,8 +7,9 @@
  * It takes steps 1, 2, 5 and 6 and sends 3, 4 and 7 (index.ts has the flow).
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { baseOtReceiverRespond, CODE_WIDTH, codeKeys, extensionSend, oprfSenderEvaluate, TAG_BYTES } from "../../engine/ot/index.js";
-import { cuckooParams, distinctKeys, itemDigests, permuteFixed, shuffledOrder, simpleHashQueries } from "../../engine/psi/index.js";
+import { baseOtReceiverRespond, CODE_WIDTH, codeKeys, extensionSend, oprfSenderTagsForItems, TAG_BYTES } from "../../engine/ot/index.js";
+import { sharedBytes } from "../../engine/pool/index.js";
+import { CUCKOO_HASHES, cuckooParams, distinctKeys, itemDigests, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
 import type { PackedBytes } from "../../engine/packed.js";
 import { OT_NONCE_BYTES, type OtBaseMessage, type OtMatrixChunk, type OtPsiReveal, type ProtocolMessage } from "../codec.js";
 import { KeyLimitExceededError, ProtocolError, RefusedError, WrongStepError } from "../errors.js";
@@ -111,16 +112,30 @@ async function buyerMatrix(s: PsiOtProviderState, m: ProtocolMessage, ctx: PsiOt
   return addressed(RoleName.Buyer, sent, batches(state, PsiOtStep.ProviderTags, tags, s.chunkElements, TAG_BYTES));
 }
 
-/** q from u; the OPRF of every key in its 3 bins and each stash row; shuffled. */
+/**
+ * q from u; the OPRF of every key in its 3 bins and each stash row; shuffled.
+ * With a pool, q is written over a SharedArrayBuffer and the keys' ranges go
+ * to the workers (engine/pool otSenderTags).
+ */
 async function evaluate(s: PsiOtProviderState, ctx: PsiOtContext): Promise<Uint8Array> {
-  const hash = await blake2b();
   const seeds = jobSeeds(s.job, s.buyerNonce, s.nonce);
   const params = cuckooParams(s.peerSetSize);
-  const q = extensionSend(s.baseKeys, s.secret, s.matrix.subarray(0, CODE_WIDTH * columnBytes(s.otRows)), s.otRows, CODE_WIDTH);
-  const queries = simpleHashQueries(itemDigests(hash, s.distinct, seeds.hashing, params.bins), params);
-  const tags = oprfSenderEvaluate(hash, codeKeys(seeds.code), q, s.otRows, s.secret, queries.rowOf, queries.inputs, CODE_WIDTH);
-  ctx.onProgress?.("provider: tags", queries.rowOf.length, queries.rowOf.length);
-  return permuteFixed(tags, TAG_BYTES, shuffledOrder(queries.rowOf.length));
+  const pool = ctx.pool;
+  const matrix = s.matrix.subarray(0, CODE_WIDTH * columnBytes(s.otRows));
+  const q = extensionSend(s.baseKeys, s.secret, matrix, s.otRows, CODE_WIDTH, pool ? sharedBytes(s.otRows * (CODE_WIDTH >>> 3)) : undefined);
+  const keys = s.distinct.offsets.length - 1;
+  const onProgress = (done: number, total: number): void => ctx.onProgress?.("provider: tags", done, total);
+  let tags: Uint8Array;
+  if (pool) {
+    tags = await pool.otSenderTags({ keys: s.distinct, seed: seeds.hashing, params, codeKeys: codeKeys(seeds.code), rows: q, secret: s.secret }, { onProgress });
+  } else {
+    const hash = await blake2b();
+    const d = itemDigests(hash, s.distinct, seeds.hashing, params.bins);
+    tags = oprfSenderTagsForItems(hash, codeKeys(seeds.code), q, s.otRows, s.secret, d.blocks, d.positions, CUCKOO_HASHES, params.bins, params.stash, CODE_WIDTH);
+    onProgress(keys, keys);
+  }
+  const count = tags.length / TAG_BYTES;
+  return permuteFixed(tags, TAG_BYTES, pool ? await pool.shuffledOrder(count) : shuffledOrder(count));
 }
 
 function done(s: PsiOtProviderState): boolean {

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { keysFromTable, takeRows } from "../../engine/columns/index.js";
 import { InvalidArgumentError } from "../../engine/errors.js";
+import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import type { PsiIntersectionResult, PsiRunStats, PsiSide } from "../psi/run.js";
 import { checkOptions, SIDE_KEY_OPTIONS, SIDE_RENAMED, type OptionShape } from "../options.js";
 import { withToJson } from "../results.js";
@@ -18,6 +19,8 @@ export interface RunPsiOtOptions {
   readonly buyer: PsiSide;
   readonly provider: PsiSide;
   readonly job?: string;
+  /** The worker pool for the bulk stages (default: the process-wide pool on every core). */
+  readonly pool?: CryptoPool;
   /** Tags per chunk the provider sends (default 65,536). */
   readonly chunkElements?: number;
   /** Columns of the extension matrix per buyer message (default: as many as fit in 4 MiB). */
@@ -33,7 +36,7 @@ export interface RunPsiOtOptions {
 
 const SIDE: OptionShape = { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED };
 export const RUN_PSI_OT_OPTIONS: OptionShape = {
-  names: ["buyer", "provider", "job", "chunkElements", "matrixColumns", "minIntersection", "maxBuyerKeys", "onProgress", "tap"],
+  names: ["buyer", "provider", "job", "pool", "chunkElements", "matrixColumns", "minIntersection", "maxBuyerKeys", "onProgress", "tap"],
   required: ["buyer", "provider"],
   nested: { buyer: SIDE, provider: SIDE },
 };
@@ -57,7 +60,7 @@ export async function runPsiOt(options: RunPsiOtOptions): Promise<PsiIntersectio
     ...(options.minIntersection !== undefined ? { minIntersection: options.minIntersection } : {}),
   };
   const providerParams = { ...params, ...(options.maxBuyerKeys !== undefined ? { maxPeerSetSize: options.maxBuyerKeys } : {}) };
-  const ctx: PsiOtContext = options.onProgress ? { onProgress: options.onProgress } : {};
+  const ctx: PsiOtContext = { pool: options.pool ?? getPool(), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
   const buyerKeys = keysFromTable(buyer.table, buyer.keys, { ...buyer.normalise, source: "buyer table" });
   const providerKeys = keysFromTable(provider.table, provider.keys, { ...provider.normalise, source: "provider table" });
   const run = await runRoles(
