@@ -50,7 +50,7 @@ describe("the pool's OT-PSI work equals the engine's on this thread", () => {
     ["copied into one", false],
   ])("the sender's tags of 3,000 keys, q %s", async (_how, shared) => {
     const hash = await loadBlake2b();
-    const params = cuckooParams(1000);
+    const params = { n: 1000, bins: 1200, stash: 3, rows: 1203 }; // with a stash, so its rows are covered too
     const some = packStrings(Array.from({ length: 3000 }, (_, i) => `k${i}`));
     const ck = codeKeys(randomBytes(16));
     const secret = randomBytes(RB);

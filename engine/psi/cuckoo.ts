@@ -1,25 +1,32 @@
 /**
  * Cuckoo hashing for the OT-extension PSI: the receiver places each of its
- * elements in one of 3 candidate bins (or a small stash); the sender, by
- * simple hashing, evaluates each of its elements in all 3 candidate bins and
- * every stash row.
+ * elements in one of 3 candidate bins; the sender, by simple hashing,
+ * evaluates each of its elements in all 3 candidate bins. (The code keeps a
+ * stash — rows every sender element is also evaluated in — but the table
+ * below needs none.)
  *
- * Parameters (3 hash functions, ⌈1.2·n⌉ bins, stash s, failure ≤ 2^-40):
- * the table KKRT16 uses for its PSI (Kolesnikov, Kumaresan, Rosulek, Trieu,
- * CCS 2016, the PSI parameters, from Pinkas, Schneider, Zohner's cuckoo
- * experiments, "Scalable Private Set Intersection Based on OT Extension",
- * ACM TOPS 21(2), 2018):
+ * Parameters: 3 hash functions, no stash, ⌈e·n⌉ bins with the expansion e
+ * from the experimentally fitted failure law of Pinkas, Schneider, Weinert,
+ * Wieder ("Efficient Circuit-based PSI via Cuckoo Hashing", EUROCRYPT 2018,
+ * §5): for 3 functions and no stash, the statistical security λ (failure
+ * ≤ 2^-λ) is linear in e, λ = a·e + b, with a → 123.5 and b → −130 − log2 n
+ * as n grows (the small-n terms follow a normal CDF). That fit is the one
+ * the cryptoTools library's CuckooIndex::selectParams uses, which libPSI's
+ * KKRT PSI runs with. Solving for λ = 40 and rounding e up to 0.01:
  *
- *   n      2^8  2^12  2^16  2^20  2^24
- *   stash  12   6     4     3     2
+ *   log2 n  12    13    14    15    16    17    18    19    20    21    22    23    24
+ *   e       1.48  1.49  1.50  1.50  1.51  1.52  1.53  1.54  1.54  1.55  1.56  1.57  1.58
  *
- * Sizes between two table points take the stash of the point below: at a
- * fixed load the chance of needing more than s stash slots falls as n grows
- * (Θ(n^-(s+1)), Kirsch, Mitzenmacher, Wieder, "More robust hashing: cuckoo
- * hashing with a stash", SIAM J. Comput. 39(4), 2009). Below 2^8 the table is
- * sized for 2^8 elements (a subset of a placeable set is placeable). Above
- * 2^24 there is no published point, so the size is refused
- * (`UnsupportedSizeError`) rather than run at an unknown risk.
+ * A size between two points takes the e of the point at or above it (e grows
+ * with n). Sizes below 2^12 are placed in the table for 2^12 elements (a
+ * subset of a placeable set is placeable), so every table has at least
+ * ⌈1.48 · 4096⌉ = 6,063 bins. Above 2^24 there is no point, so the size is
+ * refused (`UnsupportedSizeError`) rather than run at an unknown risk.
+ * Against a stash (KKRT16 used 1.2·n bins and a stash of 2–12 from earlier
+ * experiments), no stash costs ~28% more OT rows but halves the sender's
+ * work and the tags it sends: each of its elements is evaluated in 3 rows
+ * instead of 3 + s. test/ot-cuckoo.test.ts checks the insertion below
+ * against the fitted law where failures are frequent enough to count.
  *
  * Hash functions: every element e (a byte string) is digested once,
  * D = BLAKE2b-512(seed ‖ e) with the 16-byte seed both parties share; D[0..15)
@@ -36,15 +43,22 @@ import type { PackedBytes } from "../packed.js";
 import type { Blake2b512 } from "../ot/blake2.js";
 
 export const CUCKOO_HASHES = 3;
-export const CUCKOO_EXPANSION = 1.2;
-/** Stash sizes for failure ≤ 2^-40 at the table's set sizes (see the header). */
-export const CUCKOO_TABLE: readonly { readonly n: number; readonly stash: number }[] = [
-  { n: 2 ** 8, stash: 12 },
-  { n: 2 ** 12, stash: 6 },
-  { n: 2 ** 16, stash: 4 },
-  { n: 2 ** 20, stash: 3 },
-  { n: 2 ** 24, stash: 2 },
-];
+/** Expansion e (bins per element) for failure ≤ 2^-40 at the table's set sizes, no stash (see the header). */
+export const CUCKOO_TABLE: readonly { readonly n: number; readonly expansion: number; readonly stash: number }[] = [
+  [12, 1.48],
+  [13, 1.49],
+  [14, 1.5],
+  [15, 1.5],
+  [16, 1.51],
+  [17, 1.52],
+  [18, 1.53],
+  [19, 1.54],
+  [20, 1.54],
+  [21, 1.55],
+  [22, 1.56],
+  [23, 1.57],
+  [24, 1.58],
+].map(([log2n, expansion]) => ({ n: 2 ** (log2n as number), expansion: expansion as number, stash: 0 }));
 export const CUCKOO_MAX_ITEMS = 2 ** 24;
 /** Class byte of a stashed element's OPRF input (bins use 0, 1, 2). */
 export const STASH_CLASS = CUCKOO_HASHES;
@@ -62,15 +76,16 @@ export interface CuckooParams {
   readonly rows: number;
 }
 
-/** The bins and stash for n receiver elements; `UnsupportedSizeError` above 2^24. */
+/** The bins (and stash, 0) for n receiver elements; `UnsupportedSizeError` above 2^24. */
 export function cuckooParams(n: number): CuckooParams {
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`set size must be a non-negative integer, got ${n}`);
   if (n > CUCKOO_MAX_ITEMS) throw new UnsupportedSizeError(`OT-PSI supports at most ${CUCKOO_MAX_ITEMS} distinct keys on the receiving side (the cuckoo-hashing table's largest size), got ${n}`);
-  const sized = Math.max(n, CUCKOO_TABLE[0]?.n ?? 256);
-  let stash = 0;
-  for (const p of CUCKOO_TABLE) if (p.n <= sized) stash = p.stash;
-  const bins = Math.ceil(CUCKOO_EXPANSION * sized);
-  return { n, bins, stash, rows: bins + stash };
+  const first = CUCKOO_TABLE[0] as { n: number };
+  const sized = Math.max(n, first.n);
+  const point = CUCKOO_TABLE.find((p) => p.n >= sized) as { expansion: number; stash: number };
+  // e·n in hundredths, exactly: ⌈e·100 · n / 100⌉.
+  const bins = Math.ceil((Math.round(point.expansion * 100) * sized) / 100);
+  return { n, bins, stash: point.stash, rows: bins + point.stash };
 }
 
 /** log2 of the union bound on a false match: n receiver tags against (3 + s)·nSender sender tags of `tagBits` bits. */

@@ -16,7 +16,6 @@ export {
 } from "./distinct.js";
 export { ElementIndex } from "./element-index.js";
 export {
-  CUCKOO_EXPANSION,
   CUCKOO_HASHES,
   CUCKOO_MAX_ITEMS,
   CUCKOO_TABLE,
