@@ -248,6 +248,20 @@ describe("umbra psi", () => {
     expect(sortedRows(rowsOf(await readTable(file("ot-composite.arrow"))))).toEqual(sortedRows(psiOracle(buyer, provider, ["email", "country"], { caseFold: true })));
   });
 
+  it("the default engine is ot for an intersection, ecdh for --cardinality, --group or --engine ecdh; all give the join's rows", async () => {
+    const base = ["psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--json"];
+    const runs = await Promise.all([
+      run(...base, "--out", "default.csv"),
+      run(...base, "--cardinality"),
+      run(...base, "--group", "ristretto255", "--out", "grouped.csv"),
+      run(...base, "--engine", "ecdh", "--out", "ecdh.csv"),
+    ]);
+    expect(runs.map((r) => (JSON.parse(r.stdout) as { engine: string }).engine)).toEqual(["ot", "ecdh", "ecdh", "ecdh"]);
+    const expected = sortedRows(psiOracle(buyer, provider, ["email"]));
+    const written = await Promise.all(["default.csv", "grouped.csv", "ecdh.csv"].map(async (f) => sortedRows(rowsOf(await readTable(file(f))))));
+    expect(written).toEqual([expected, expected, expected]);
+  });
+
   it("--engine takes ecdh or ot; ot refuses --cardinality and --group (usage errors, exit 2)", async () => {
     const base = ["psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email"];
     const [bad, card, group] = await Promise.all([

@@ -7,6 +7,7 @@
 import { writeTable } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { closePool } from "../../engine/pool/index.js";
+import { CUCKOO_MAX_ITEMS } from "../../engine/psi/index.js";
 import { PsiMode, runPsi, runPsiOt } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
@@ -23,7 +24,8 @@ export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] 
                  --cardinality prints only the number of distinct shared keys;
                  --engine ot runs psi-ot (OT-extension PSI, semi-honest, at most
                  2^24 distinct buyer keys; not with --cardinality or --group),
-                 ecdh (the default) the ECDH psi;
+                 ecdh the ECDH psi; the default is ot, and ecdh with
+                 --cardinality or --group or more than 2^24 buyer rows;
                  --delimiter sets the CSV inputs' field delimiter (default ",",
                  "tab" for a tab); a file with no rows or a key column blank in
                  every row gets a warning;
@@ -60,8 +62,9 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const keys = o.requireList("--key");
   const cardinality = o.has("--cardinality");
   const out = o.get("--out");
-  const engine = o.get("--engine") ?? "ecdh";
-  if (engine !== "ecdh" && engine !== "ot") throw new UsageError("--engine must be ecdh or ot", usage);
+  const chosen = o.get("--engine");
+  if (chosen !== undefined && chosen !== "ecdh" && chosen !== "ot") throw new UsageError("--engine must be ecdh or ot", usage);
+  let engine = chosen ?? (cardinality || o.get("--group") !== undefined ? "ecdh" : "ot");
   if (engine === "ot" && cardinality) throw new UsageError("--engine ot computes the intersection only: drop --cardinality, or use --engine ecdh", usage);
   if (engine === "ot" && o.get("--group") !== undefined) throw new UsageError("--group applies to --engine ecdh only", usage);
   const groupName = o.get("--group") ?? GroupId.X25519;
@@ -86,6 +89,8 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
     warnUnmatchable(report, buyer, keys, buyerFile);
     warnUnmatchable(report, provider, keys, providerFile);
     warnKeyShapes(report, buyer, provider, { buyer: keys, provider: keys }, normalise);
+    // psi-ot's cuckoo table holds at most 2^24 distinct buyer keys: more rows than that go to ECDH unless ot was asked for.
+    if (chosen === undefined && engine === "ot" && buyer.numRows > CUCKOO_MAX_ITEMS) engine = "ecdh";
     const t1 = performance.now();
     const sides = { buyer: { table: buyer, keys, normalise }, provider: { table: provider, keys, normalise }, onProgress: progress.onProgress };
     result =
