@@ -1,7 +1,8 @@
 /**
- * `npm run bench:psi`: psi and lookup at 10^4, 10^5 and 10^6 per side — wall
- * time, bytes sent by each role, peak RSS — with @openmined/psi.js on the
- * same inputs in the same run at 10^4 and 10^5, and the ratio.
+ * `npm run bench:psi`: psi (ECDH and psi-ot, the OT-extension PSI) and
+ * lookup at 10^4, 10^5 and 10^6 per side — wall time, bytes sent by each
+ * role, peak RSS — with @openmined/psi.js on the same inputs in the same run
+ * at 10^4 and 10^5, and the ratios.
  *
  * Each case runs in a child process (bench/psi-case.ts) so that its peak RSS
  * is its own. psi.js lives outside Umbra's dependency tree, in bench/peers
@@ -57,13 +58,14 @@ const count = (n: number): string => n.toLocaleString("en-US");
 
 function main(): void {
   console.log(`# Umbra PSI benchmark — Node ${process.version}, ${availableParallelism()} cores${quick ? " (quick)" : ""}\n`);
-  console.log("Inputs: N keys per side, half of them shared. Umbra: x25519 group on every core, all roles in one process, every message protobuf-encoded and decoded.");
+  console.log("Inputs: N keys per side, half of them shared. Umbra: all roles in one process on every core, every message protobuf-encoded and decoded; psi with the x25519 group, psi-ot by KKRT16 OT extension.");
   console.log("psi.js: @openmined/psi.js (P-256, C++ → WASM, one thread), Bloom filter, fpr 1e-9, both roles in one process, every message serialised.\n");
   const peer = withPeer && ensurePeer();
 
   const rows: string[][] = [];
   for (const n of sizes) {
     const u = runCase("psi", String(n));
+    const ot = runCase("psi-ot", String(n));
     const c = runCase("psi-cardinality", String(n));
     const p = peer && peerSizes.has(n) ? runCase("psijs", String(n)) : undefined;
     rows.push([
@@ -71,17 +73,37 @@ function main(): void {
       secs(u.seconds),
       `${mb(u.bytesBuyerToProvider)} / ${mb(u.bytesProviderToBuyer)}`,
       `${u.peakMiB.toFixed(0)} MiB`,
+      secs(ot.seconds),
+      `${mb(ot.bytesBuyerToProvider)} / ${mb(ot.bytesProviderToBuyer)}`,
+      `${ot.peakMiB.toFixed(0)} MiB`,
+      `${(u.seconds / ot.seconds).toFixed(1)}x`,
       secs(c.seconds),
       p ? secs(p.seconds) : "—",
       p ? `${mb(p.bytesBuyerToProvider)} / ${mb(p.bytesProviderToBuyer)}` : "—",
       p ? `${p.peakMiB.toFixed(0)} MiB` : "—",
       p ? `${(p.seconds / u.seconds).toFixed(1)}x` : "—",
+      p ? `${(p.seconds / ot.seconds).toFixed(1)}x` : "—",
     ]);
   }
   console.log("## psi (intersection) and psi-cardinality\n");
   console.log(
     formatTable(
-      ["N per side", "Umbra psi", "bytes buyer→provider / provider→buyer", "peak RSS", "Umbra psi-cardinality", "psi.js", "psi.js bytes c→s / s→c", "psi.js peak RSS", "psi.js / Umbra"],
+      [
+        "N per side",
+        "Umbra psi (ECDH)",
+        "bytes buyer→provider / provider→buyer",
+        "peak RSS",
+        "Umbra psi-ot",
+        "psi-ot bytes buyer→provider / provider→buyer",
+        "psi-ot peak RSS",
+        "ECDH / psi-ot",
+        "Umbra psi-cardinality",
+        "psi.js",
+        "psi.js bytes c→s / s→c",
+        "psi.js peak RSS",
+        "psi.js / Umbra ECDH",
+        "psi.js / psi-ot",
+      ],
       rows,
     ),
   );
