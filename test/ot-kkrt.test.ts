@@ -14,12 +14,15 @@ import {
   CODE_WIDTH,
   codeFailureLog2,
   codeKeys,
+  columnsOf,
   CUCKOO_HASHES,
   CUCKOO_TABLE,
   encodeInto,
   extensionMessageBytes,
   extensionReceive,
+  extensionReceiveRange,
   extensionSend,
+  extensionSendRange,
   InvalidArgumentError,
   InvalidLengthError,
   loadBlake2b,
@@ -29,6 +32,7 @@ import {
   oprfSenderEvaluate,
   oprfSenderTagsForItems,
   packStrings,
+  placeColumns,
   prgInto,
   simpleHashQueries,
   TAG_BYTES,
@@ -110,6 +114,15 @@ describe("PRG and hash", () => {
     expect(Buffer.compare(a, b.subarray(0, 100))).toBe(0);
   });
 
+  it("the PRG from an offset of k·16 bytes is the stream from byte k·16; other offsets are refused", () => {
+    const k = randomBytes(16);
+    const whole = new Uint8Array(5000);
+    const part = new Uint8Array(1000);
+    prgInto(k, whole);
+    prgInto(k, part, 4000 - 16 * 7);
+    expect([Buffer.compare(part, whole.subarray(4000 - 112, 5000 - 112)), (() => { try { prgInto(k, part, 8); return "ran"; } catch (e) { return (e as Error).name; } })()]).toEqual([0, "InvalidLengthError"]);
+  });
+
   it("sodium-native and node:crypto BLAKE2b-512 agree", async () => {
     const fast = await loadBlake2b();
     let same = 0;
@@ -158,6 +171,26 @@ describe("IKNP extension with the KKRT code", () => {
       if (Buffer.compare(r, sender.subarray((m + j) * TAG_BYTES, (m + j + 1) * TAG_BYTES)) !== 0) different++;
     }
     expect([same, different]).toEqual([m, m]);
+  });
+
+  it("extension by ranges of rows gives the whole extension's rows and u", () => {
+    const m = 1000;
+    const { keys0, keys1, chosen, s, codewords, recv, q } = extend(m);
+    const u = new Uint8Array(recv.message.length);
+    const rows = new Uint8Array(m * RB);
+    const qRows = new Uint8Array(m * RB);
+    for (const [first, end] of [[0, 384], [384, 512], [512, 1000]] as const) {
+      const part = extensionReceiveRange(keys0, keys1, codewords.subarray(first * RB, end * RB), first, end - first);
+      placeColumns(u, m, part.message, first, end - first);
+      rows.set(part.rows, first * RB);
+      extensionSendRange(chosen, s, columnsOf(recv.message, m, first, end - first), first, end - first, CODE_WIDTH, qRows.subarray(first * RB, end * RB));
+    }
+    expect([Buffer.compare(u, recv.message), Buffer.compare(rows, recv.rows), Buffer.compare(qRows, q)]).toEqual([0, 0, 0]);
+  });
+
+  it("a range of rows must start at a multiple of 128", () => {
+    const { keys0, keys1, codewords } = extend(256);
+    expect(() => extensionReceiveRange(keys0, keys1, codewords.subarray(0, 128 * RB), 64, 128)).toThrow(InvalidArgumentError);
   });
 
   it("the tags are deterministic in the rows", async () => {

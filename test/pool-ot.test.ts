@@ -1,8 +1,9 @@
 /**
  * engine/pool's OT-PSI work (ot-task.ts, ot-work.ts): on the workers, in
  * several ranges, it gives the same bytes as the engine functions on this
- * thread — the digests, the receiver's tags, the sender's tags (with q over
- * a SharedArrayBuffer and copied into one) — and a closed pool refuses it.
+ * thread — the digests, both sides' extensions (u and the receiver's tags;
+ * q), the sender's tags (with q over a SharedArrayBuffer and copied into
+ * one) — and a closed pool refuses it.
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
@@ -10,6 +11,10 @@ import {
   CODE_WIDTH,
   codeKeys,
   CryptoPool,
+  encodeInto,
+  extensionMessageBytes,
+  extensionReceive,
+  extensionSend,
   CUCKOO_HASHES,
   cuckooParams,
   itemDigests,
@@ -37,12 +42,26 @@ describe("the pool's OT-PSI work equals the engine's on this thread", () => {
     expect([Buffer.compare(there.blocks, here.blocks), Buffer.compare(Buffer.from(there.positions.buffer), Buffer.from(here.positions.buffer))]).toEqual([0, 0]);
   });
 
-  it("the receiver's tags of 10,000 rows", async () => {
+  it.each([1000, 4096, 70_001])("the receiver's extension of %i rows: u and the tags", async (m) => {
     const hash = await loadBlake2b();
-    const rows = randomBytes(10_000 * RB);
+    const keys0 = randomBytes(CODE_WIDTH * 16);
+    const keys1 = randomBytes(CODE_WIDTH * 16);
+    const ck = codeKeys(randomBytes(16));
+    const inputs = randomBytes(m * 16);
+    const codewords = new Uint8Array(m * RB);
+    encodeInto(ck, inputs, codewords);
+    const here = extensionReceive(keys0, keys1, codewords, m);
     const progress: number[] = [];
-    const there = await pool.otReceiverTags(rows, 10_000, { onProgress: (done) => progress.push(done) });
-    expect([Buffer.compare(there, oprfReceiverTags(hash, rows, 10_000)), progress.at(-1)]).toEqual([0, 10_000]);
+    const there = await pool.otExtensionReceive({ keys0, keys1, codeKeys: ck, inputs, m }, { onProgress: (done) => progress.push(done) });
+    expect([Buffer.compare(there.message, here.message), Buffer.compare(there.tags, oprfReceiverTags(hash, here.rows, m)), progress.at(-1)]).toEqual([0, 0, m]);
+  });
+
+  it.each([1000, 70_001])("the sender's extension of %i rows: q, over a SharedArrayBuffer", async (m) => {
+    const keys = randomBytes(CODE_WIDTH * 16);
+    const secret = randomBytes(RB);
+    const message = randomBytes(extensionMessageBytes(m));
+    const there = await pool.otExtensionSend({ keys, secret, message, m });
+    expect([there.buffer instanceof SharedArrayBuffer, Buffer.compare(there, extensionSend(keys, secret, message, m))]).toEqual([true, 0]);
   });
 
   it.each([
@@ -65,6 +84,6 @@ describe("the pool's OT-PSI work equals the engine's on this thread", () => {
   it("a closed pool refuses the work", async () => {
     const closed = new CryptoPool({ threads: 1 });
     await closed.close();
-    await expect(closed.otReceiverTags(new Uint8Array(RB), 1)).rejects.toBeInstanceOf(PoolClosedError);
+    await expect(closed.otExtensionSend({ keys: new Uint8Array(CODE_WIDTH * 16), secret: new Uint8Array(RB), message: new Uint8Array(extensionMessageBytes(1)), m: 1 })).rejects.toBeInstanceOf(PoolClosedError);
   });
 });

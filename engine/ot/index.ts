@@ -17,7 +17,7 @@ export type { BaseOtReceiverResult, BaseOtSenderKeys, BaseOtSenderState } from "
 export { transpose32, transposeBits, wordsFor } from "./bits.js";
 export { aesEcbInto, prgInto } from "./prg.js";
 export { CODE_DISTANCE, CODE_INPUT_BYTES, CODE_SEED_BYTES, CODE_WIDTH, closePairLog2, codeFailureLog2, codeKeys, encodeInto } from "./code.js";
-export { extensionMessageBytes, extensionReceive, extensionSend, MAX_OT_ROWS, oprfReceiverTags, oprfReceiverTagsFrom, oprfSenderEvaluate, oprfSenderTagsForItems, TAG_BYTES } from "./kkrt.js";
+export { columnsOf, extensionMessageBytes, extensionReceive, extensionReceiveRange, extensionSend, extensionSendRange, MAX_OT_ROWS, OT_RANGE_ALIGN, placeColumns, oprfReceiverTags, oprfReceiverTagsFrom, oprfSenderEvaluate, oprfSenderTagsForItems, TAG_BYTES } from "./kkrt.js";
 export type { ExtensionReceiverResult } from "./kkrt.js";
 export { blake2bNode, loadBlake2b, type Blake2b512 } from "./blake2.js";
 export { OT_PSI_STAGES, otPsiLocal } from "./psi-local.js";

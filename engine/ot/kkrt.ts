@@ -71,30 +71,52 @@ export interface ExtensionReceiverResult {
   readonly rows: Uint8Array;
 }
 
+/** A range of OT rows must start at a multiple of this many rows (one 128-bit PRG block per column). */
+export const OT_RANGE_ALIGN = 128;
+
+function assertRange(first: number, count: number): void {
+  if (!Number.isSafeInteger(first) || first < 0 || first % OT_RANGE_ALIGN !== 0) throw new InvalidArgumentError(`an OT row range must start at a multiple of ${OT_RANGE_ALIGN}, got ${first}`);
+  assertRows(count);
+  if (first + count > MAX_OT_ROWS) throw new InvalidArgumentError(`OT rows ${first}..${first + count} pass ${MAX_OT_ROWS}`);
+}
+
 /**
  * The receiver's extension: base-OT key pairs (w × 16 bytes each) and its
  * m codewords C(r_j) (m rows of w/8 bytes, code.ts `encodeInto`).
  */
 export function extensionReceive(keys0: Uint8Array, keys1: Uint8Array, codewords: Uint8Array, m: number, width = CODE_WIDTH): ExtensionReceiverResult {
   assertRows(m);
+  return extensionReceiveRange(keys0, keys1, codewords, 0, m, width);
+}
+
+/**
+ * The receiver's extension for the `count` rows from row `first` (a multiple
+ * of OT_RANGE_ALIGN): `codewords` holds those rows' codewords. Returns u's
+ * part for those rows — w columns of ⌈count/32⌉ words, column-major, what
+ * {@link placeColumns} puts into the whole u — and the rows t_j. Over the
+ * whole range (first 0, count m) this is extensionReceive, bit for bit.
+ */
+export function extensionReceiveRange(keys0: Uint8Array, keys1: Uint8Array, codewords: Uint8Array, first: number, count: number, width = CODE_WIDTH): ExtensionReceiverResult {
+  assertRange(first, count);
   assertWidth(width);
   const kb = width * OT_KEY_BYTES;
   if (keys0.length !== kb) throw new InvalidLengthError("base OT keys (0)", String(kb), keys0.length);
   if (keys1.length !== kb) throw new InvalidLengthError("base OT keys (1)", String(kb), keys1.length);
-  if (codewords.length !== m * (width >>> 3)) throw new InvalidLengthError("codewords", String(m * (width >>> 3)), codewords.length);
-  const mw = wordsFor(m);
+  if (codewords.length !== count * (width >>> 3)) throw new InvalidLengthError("codewords", String(count * (width >>> 3)), codewords.length);
+  const mw = wordsFor(count);
+  const offset = first >>> 3;
   // Columns of the code matrix; then u = t ⊕ G(k^1) ⊕ c, column by column, in the same buffer.
-  const u = transposeBits(wordsView(codewords), m, width);
+  const u = transposeBits(wordsView(codewords), count, width);
   const t = new Uint32Array(width * mw);
   const g1 = new Uint32Array(mw);
   const g1Bytes = bytesView(g1);
   for (let i = 0; i < width; i++) {
-    prgInto(keys0.subarray(i * 16, i * 16 + 16), bytesView(t.subarray(i * mw, (i + 1) * mw)));
-    prgInto(keys1.subarray(i * 16, i * 16 + 16), g1Bytes);
+    prgInto(keys0.subarray(i * 16, i * 16 + 16), bytesView(t.subarray(i * mw, (i + 1) * mw)), offset);
+    prgInto(keys1.subarray(i * 16, i * 16 + 16), g1Bytes, offset);
     const o = i * mw;
     for (let k = 0; k < mw; k++) u[o + k] = (u[o + k] as number) ^ (t[o + k] as number) ^ (g1[k] as number);
   }
-  const rows = transposeBits(t, width, m);
+  const rows = transposeBits(t, width, count);
   return { message: bytesView(u), rows: bytesView(rows) };
 }
 
@@ -107,24 +129,62 @@ export function extensionReceive(keys0: Uint8Array, keys1: Uint8Array, codewords
  */
 export function extensionSend(keys: Uint8Array, s: Uint8Array, message: Uint8Array, m: number, width = CODE_WIDTH, into?: Uint8Array): Uint8Array {
   assertRows(m);
+  return extensionSendRange(keys, s, message, 0, m, width, into);
+}
+
+/**
+ * The sender's extension for the `count` rows from row `first` (a multiple
+ * of OT_RANGE_ALIGN): `message` is u's part for those rows ({@link
+ * columnsOf}). Returns those rows q_j, written into `into` when given
+ * (count · w/8 bytes, 4-byte aligned). Over the whole range this is
+ * extensionSend, bit for bit.
+ */
+export function extensionSendRange(keys: Uint8Array, s: Uint8Array, message: Uint8Array, first: number, count: number, width = CODE_WIDTH, into?: Uint8Array): Uint8Array {
+  assertRange(first, count);
   assertWidth(width);
   if (keys.length !== width * OT_KEY_BYTES) throw new InvalidLengthError("base OT keys", String(width * OT_KEY_BYTES), keys.length);
   if (s.length !== width >>> 3) throw new InvalidLengthError("OT extension secret s", String(width >>> 3), s.length);
-  const expected = extensionMessageBytes(m, width);
+  const expected = extensionMessageBytes(count, width);
   if (!(message instanceof Uint8Array) || message.length !== expected) throw new InvalidLengthError("OT extension message", String(expected), message instanceof Uint8Array ? message.length : 0);
-  const mw = wordsFor(m);
+  const mw = wordsFor(count);
+  const offset = first >>> 3;
   const u = wordsView(message);
   const q = new Uint32Array(width * mw);
   for (let i = 0; i < width; i++) {
     const col = q.subarray(i * mw, (i + 1) * mw);
-    prgInto(keys.subarray(i * 16, i * 16 + 16), bytesView(col));
+    prgInto(keys.subarray(i * 16, i * 16 + 16), bytesView(col), offset);
     if ((((s[i >>> 3] as number) >>> (i & 7)) & 1) === 1) {
       const o = i * mw;
       for (let k = 0; k < mw; k++) col[k] = (col[k] as number) ^ (u[o + k] as number);
     }
   }
-  if (into !== undefined && (into.length !== m * (width >>> 3) || into.byteOffset % 4 !== 0)) throw new InvalidLengthError("OT rows buffer", String(m * (width >>> 3)), into.length);
-  return bytesView(transposeBits(q, width, m, into === undefined ? undefined : wordsView(into)));
+  if (into !== undefined && (into.length !== count * (width >>> 3) || into.byteOffset % 4 !== 0)) throw new InvalidLengthError("OT rows buffer", String(count * (width >>> 3)), into.length);
+  return bytesView(transposeBits(q, width, count, into === undefined ? undefined : wordsView(into)));
+}
+
+/** u's part for rows [first, first + count) (first a multiple of 32): w columns of ⌈count/32⌉ words, a copy. */
+export function columnsOf(message: Uint8Array, m: number, first: number, count: number, width = CODE_WIDTH): Uint8Array {
+  const mw = wordsFor(m);
+  if (message.length !== width * 4 * mw) throw new InvalidLengthError("OT extension message", String(width * 4 * mw), message.length);
+  if (first % 32 !== 0 || first + count > m) throw new InvalidArgumentError(`rows ${first}..${first + count} are not a range of ${m} starting at a multiple of 32`);
+  const u = wordsView(message);
+  const cw = wordsFor(count);
+  const out = new Uint32Array(width * cw);
+  const w0 = first >>> 5;
+  for (let i = 0; i < width; i++) out.set(u.subarray(i * mw + w0, i * mw + w0 + cw), i * cw);
+  return bytesView(out);
+}
+
+/** Puts u's part for rows [first, first + count) (as {@link columnsOf} cuts it) into the whole u of m rows. */
+export function placeColumns(message: Uint8Array, m: number, part: Uint8Array, first: number, count: number, width = CODE_WIDTH): void {
+  const mw = wordsFor(m);
+  const cw = wordsFor(count);
+  if (message.length !== width * 4 * mw || part.length !== width * 4 * cw) throw new InvalidLengthError("OT extension message part", String(width * 4 * cw), part.length);
+  if (first % 32 !== 0 || first + count > m) throw new InvalidArgumentError(`rows ${first}..${first + count} are not a range of ${m} starting at a multiple of 32`);
+  const u = wordsView(message);
+  const p = wordsView(part);
+  const w0 = first >>> 5;
+  for (let i = 0; i < width; i++) u.set(p.subarray(i * cw, (i + 1) * cw), i * mw + w0);
 }
 
 /** A reusable hashing scratch: DST ‖ j ‖ row, and the 64-byte digest. */

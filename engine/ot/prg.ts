@@ -20,11 +20,23 @@ function assertKey(key: Uint8Array): void {
   if (key.length !== 16) throw new InvalidLengthError("AES-128 key", "16", key.length);
 }
 
-/** Writes G(key)[0 .. out.length) into `out` (AES-128-CTR, IV 0, of zeros). */
-export function prgInto(key: Uint8Array, out: Uint8Array): void {
+/**
+ * Writes G(key)[offset .. offset + out.length) into `out` (AES-128-CTR, IV 0,
+ * of zeros). `offset` must be a multiple of 16 bytes: the stream then starts
+ * at counter block offset/16 (the IV as a big-endian 128-bit counter, as
+ * OpenSSL's CTR increments it), so a range of the stream costs only its own
+ * blocks — what lets pool workers each expand their rows' part of a column.
+ */
+export function prgInto(key: Uint8Array, out: Uint8Array, offset = 0): void {
   assertKey(key);
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset % 16 !== 0) throw new InvalidLengthError("PRG offset", "a non-negative multiple of 16", offset);
   if (zeros.length < out.length) zeros = new Uint8Array(out.length);
-  const c = createCipheriv("aes-128-ctr", key, ZERO_IV);
+  let iv = ZERO_IV;
+  if (offset > 0) {
+    iv = new Uint8Array(16);
+    new DataView(iv.buffer).setBigUint64(8, BigInt(offset / 16), false);
+  }
+  const c = createCipheriv("aes-128-ctr", key, iv);
   const n = c.update(zeros.subarray(0, out.length));
   out.set(n);
   c.final();

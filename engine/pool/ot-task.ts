@@ -5,12 +5,16 @@
  *
  * - `ot-item-digests`: engine/psi itemDigests over a range of keys (their
  *   OPRF input blocks and cuckoo positions);
- * - `ot-receiver-tags`: engine/ot oprfReceiverTagsFrom over a run of OT rows;
  * - `ot-sender-tags`: for a range of the sender's keys, their digests and
  *   oprfSenderTagsForItems against the OT rows q. q is the whole m × w/8
  *   matrix every range reads at random rows: the host passes it over a
  *   SharedArrayBuffer, so it reaches each worker without a copy (a
- *   structured clone of a shared buffer shares it).
+ *   structured clone of a shared buffer shares it);
+ * - `ot-extension-receive`: the receiver's extension for a range of OT rows
+ *   (their codewords, extensionReceiveRange, then their tags): u's part for
+ *   those rows and the tags — the rows t never leave the worker;
+ * - `ot-extension-send`: the sender's extension for a range of rows
+ *   (extensionSendRange), written straight into q's shared buffer.
  *
  * Results are one buffer (packArrays for two arrays). Errors cross as
  * SerializedError and are rebuilt by the pool.
@@ -18,14 +22,16 @@
 import { InvalidArgumentError } from "../errors.js";
 import { loadBlake2b } from "../ot/blake2.js";
 import { CODE_WIDTH } from "../ot/code.js";
-import { oprfReceiverTagsFrom, oprfSenderTagsForItems } from "../ot/kkrt.js";
+import { encodeInto } from "../ot/code.js";
+import { extensionReceiveRange, extensionSendRange, oprfReceiverTagsFrom, oprfSenderTagsForItems } from "../ot/kkrt.js";
 import { CUCKOO_HASHES, itemDigests } from "../psi/cuckoo.js";
 import { packArrays } from "./column-task.js";
 
 export const OtTaskOp = {
   ItemDigests: "ot-item-digests",
-  ReceiverTags: "ot-receiver-tags",
   SenderTags: "ot-sender-tags",
+  ExtensionReceive: "ot-extension-receive",
+  ExtensionSend: "ot-extension-send",
 } as const;
 export type OtTaskOp = (typeof OtTaskOp)[keyof typeof OtTaskOp];
 
@@ -36,12 +42,6 @@ export interface OtItemDigestsTask {
   readonly offsets: Uint32Array;
   readonly seed: Uint8Array;
   readonly bins: number;
-}
-/** oprfReceiverTagsFrom(rows, first): one tag per row. */
-export interface OtReceiverTagsTask {
-  readonly op: typeof OtTaskOp.ReceiverTags;
-  readonly rows: Uint8Array;
-  readonly first: number;
 }
 /** The sender's tags of a range of its keys: (3 + stash) per key, in simpleHashQueries' order. */
 export interface OtSenderTagsTask {
@@ -57,7 +57,27 @@ export interface OtSenderTagsTask {
   readonly m: number;
   readonly secret: Uint8Array;
 }
-export type OtTask = OtItemDigestsTask | OtReceiverTagsTask | OtSenderTagsTask;
+/** The receiver's extension of rows [first, first + count): their 16-byte code inputs in, u's part and their tags out. */
+export interface OtExtensionReceiveTask {
+  readonly op: typeof OtTaskOp.ExtensionReceive;
+  readonly keys0: Uint8Array;
+  readonly keys1: Uint8Array;
+  readonly codeKeys: Uint8Array;
+  readonly inputs: Uint8Array;
+  readonly first: number;
+  readonly count: number;
+}
+/** The sender's extension of rows [first, first + count) from u's part for them, into q (shared, all m rows). */
+export interface OtExtensionSendTask {
+  readonly op: typeof OtTaskOp.ExtensionSend;
+  readonly keys: Uint8Array;
+  readonly secret: Uint8Array;
+  readonly part: Uint8Array;
+  readonly first: number;
+  readonly count: number;
+  readonly rows: Uint8Array;
+}
+export type OtTask = OtItemDigestsTask | OtSenderTagsTask | OtExtensionReceiveTask | OtExtensionSendTask;
 
 const OT_OPS: ReadonlySet<string> = new Set(Object.values(OtTaskOp));
 
@@ -72,11 +92,20 @@ export async function executeOtTask(task: OtTask): Promise<Uint8Array> {
       const d = itemDigests(hash, { data: task.data, offsets: task.offsets }, task.seed, task.bins);
       return packArrays([d.blocks, d.positions]);
     }
-    case OtTaskOp.ReceiverTags:
-      return oprfReceiverTagsFrom(hash, task.rows, task.first, CODE_WIDTH);
     case OtTaskOp.SenderTags: {
       const d = itemDigests(hash, { data: task.data, offsets: task.offsets }, task.seed, task.bins);
       return oprfSenderTagsForItems(hash, task.codeKeys, task.rows, task.m, task.secret, d.blocks, d.positions, CUCKOO_HASHES, task.bins, task.stash, CODE_WIDTH);
+    }
+    case OtTaskOp.ExtensionReceive: {
+      const codewords = new Uint8Array(task.count * (CODE_WIDTH >>> 3));
+      encodeInto(task.codeKeys, task.inputs, codewords, CODE_WIDTH);
+      const ext = extensionReceiveRange(task.keys0, task.keys1, codewords, task.first, task.count, CODE_WIDTH);
+      return packArrays([ext.message, oprfReceiverTagsFrom(hash, ext.rows, task.first, CODE_WIDTH)]);
+    }
+    case OtTaskOp.ExtensionSend: {
+      const rb = CODE_WIDTH >>> 3;
+      extensionSendRange(task.keys, task.secret, task.part, task.first, task.count, CODE_WIDTH, task.rows.subarray(task.first * rb, (task.first + task.count) * rb));
+      return new Uint8Array(0);
     }
     default: {
       const op: never = task;

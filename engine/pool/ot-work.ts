@@ -8,7 +8,8 @@
 import { InvalidLengthError, PoolClosedError } from "../errors.js";
 import { loadBlake2b } from "../ot/blake2.js";
 import { CODE_WIDTH } from "../ot/code.js";
-import { oprfReceiverTagsFrom, oprfSenderTagsForItems, TAG_BYTES } from "../ot/kkrt.js";
+import { encodeInto } from "../ot/code.js";
+import { columnsOf, extensionMessageBytes, extensionReceive, extensionSend, OT_RANGE_ALIGN, oprfReceiverTagsFrom, oprfSenderTagsForItems, placeColumns, TAG_BYTES } from "../ot/kkrt.js";
 import type { PackedBytes } from "../packed.js";
 import { CUCKOO_HASHES, ITEM_BYTES, itemDigests as itemDigestsHere, type CuckooParams, type ItemDigests } from "../psi/cuckoo.js";
 import { inLanes, ranges, sliceMessages, u32 } from "./chunks.js";
@@ -41,24 +42,6 @@ export async function itemDigests(w: PoolWorkers, keys: PackedBytes, seed: Uint8
     options?.onProgress?.(done, n);
   });
   return { blocks, positions };
-}
-
-/** The work of CryptoPool.otReceiverTags. */
-export async function receiverTags(w: PoolWorkers, rows: Uint8Array, m: number, options?: RunOptions): Promise<Uint8Array> {
-  if (w.closed) throw new PoolClosedError();
-  const rb = CODE_WIDTH >>> 3;
-  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
-  if (m < w.inlineBelow) return oprfReceiverTagsFrom(await loadBlake2b(), rows, 0, CODE_WIDTH);
-  const out = new Uint8Array(m * TAG_BYTES);
-  const parts = cut(m, w);
-  let done = 0;
-  await inLanes(parts.length, 2 * w.threads, async (i) => {
-    const [start, end] = parts[i] as [number, number];
-    out.set(await w.runColumn({ op: OtTaskOp.ReceiverTags, rows: rows.slice(start * rb, end * rb), first: start }), start * TAG_BYTES);
-    done += end - start;
-    options?.onProgress?.(done, m);
-  });
-  return out;
 }
 
 export interface SenderTagsInput {
@@ -108,4 +91,76 @@ function toShared(bytes: Uint8Array): Uint8Array {
 /** `length` zero bytes over a SharedArrayBuffer (4-byte aligned): e.g. for extensionSend's q, which otSenderTags then shares with its workers. */
 export function sharedBytes(length: number): Uint8Array {
   return new Uint8Array(new SharedArrayBuffer((length + 3) & ~3), 0, length);
+}
+
+/** Row ranges of an extension: starts at multiples of OT_RANGE_ALIGN, at least one per worker, at most RANGE rows. */
+function rowRanges(m: number, w: PoolWorkers): [number, number][] {
+  const per = Math.max(OT_RANGE_ALIGN, Math.min(RANGE, Math.ceil(m / w.threads / OT_RANGE_ALIGN) * OT_RANGE_ALIGN));
+  const out: [number, number][] = [];
+  for (let first = 0; first < m; first += per) out.push([first, Math.min(m, first + per)]);
+  return out;
+}
+
+export interface ExtensionReceiveInput {
+  /** The base-OT key pairs (w × 16 bytes each), the code's keys, and one 16-byte code input per OT row. */
+  readonly keys0: Uint8Array;
+  readonly keys1: Uint8Array;
+  readonly codeKeys: Uint8Array;
+  readonly inputs: Uint8Array;
+  readonly m: number;
+}
+
+/** The work of CryptoPool.otExtensionReceive. */
+export async function extensionReceiveTags(w: PoolWorkers, input: ExtensionReceiveInput, options?: RunOptions): Promise<{ message: Uint8Array; tags: Uint8Array }> {
+  if (w.closed) throw new PoolClosedError();
+  const { keys0, keys1, codeKeys, inputs, m } = input;
+  if (inputs.length !== m * ITEM_BYTES) throw new InvalidLengthError("code inputs", String(m * ITEM_BYTES), inputs.length);
+  if (m < w.inlineBelow) {
+    const codewords = new Uint8Array(m * (CODE_WIDTH >>> 3));
+    encodeInto(codeKeys, inputs, codewords, CODE_WIDTH);
+    const ext = extensionReceive(keys0, keys1, codewords, m, CODE_WIDTH);
+    return { message: ext.message, tags: oprfReceiverTagsFrom(await loadBlake2b(), ext.rows, 0, CODE_WIDTH) };
+  }
+  const message = new Uint8Array(extensionMessageBytes(m, CODE_WIDTH));
+  const tags = new Uint8Array(m * TAG_BYTES);
+  const parts = rowRanges(m, w);
+  let done = 0;
+  await inLanes(parts.length, 2 * w.threads, async (i) => {
+    const [first, end] = parts[i] as [number, number];
+    const count = end - first;
+    const task = { op: OtTaskOp.ExtensionReceive, keys0, keys1, codeKeys, inputs: inputs.slice(first * ITEM_BYTES, end * ITEM_BYTES), first, count } as const;
+    const [part, t] = unpackArrays(await w.runColumn(task)) as [Uint8Array, Uint8Array];
+    placeColumns(message, m, part, first, count, CODE_WIDTH);
+    tags.set(t, first * TAG_BYTES);
+    done += count;
+    options?.onProgress?.(done, m);
+  });
+  return { message, tags };
+}
+
+export interface ExtensionSendInput {
+  /** The chosen base-OT keys k_i^{s_i} (w × 16 bytes), s (w/8 bytes) and the receiver's u for m rows. */
+  readonly keys: Uint8Array;
+  readonly secret: Uint8Array;
+  readonly message: Uint8Array;
+  readonly m: number;
+}
+
+/** The work of CryptoPool.otExtensionSend. */
+export async function extensionSendRows(w: PoolWorkers, input: ExtensionSendInput, options?: RunOptions): Promise<Uint8Array> {
+  if (w.closed) throw new PoolClosedError();
+  const { keys, secret, message, m } = input;
+  const rows = sharedBytes(m * (CODE_WIDTH >>> 3));
+  if (m < w.inlineBelow) return extensionSend(keys, secret, message, m, CODE_WIDTH, rows);
+  if (message.length !== extensionMessageBytes(m, CODE_WIDTH)) throw new InvalidLengthError("OT extension message", String(extensionMessageBytes(m, CODE_WIDTH)), message.length);
+  const parts = rowRanges(m, w);
+  let done = 0;
+  await inLanes(parts.length, 2 * w.threads, async (i) => {
+    const [first, end] = parts[i] as [number, number];
+    const count = end - first;
+    await w.runColumn({ op: OtTaskOp.ExtensionSend, keys, secret, part: columnsOf(message, m, first, count, CODE_WIDTH), first, count, rows });
+    done += count;
+    options?.onProgress?.(done, m);
+  });
+  return rows;
 }

@@ -368,11 +368,6 @@ export class CryptoPool {
     return otWork.itemDigests(this.#workers, keys, seed, bins, options);
   }
 
-  /** engine/ot oprfReceiverTags (tag j = H(j, t_j)) over ranges of the m rows on the workers: the same bytes. */
-  otReceiverTags(rows: Uint8Array, m: number, options?: RunOptions): Promise<Uint8Array> {
-    return otWork.receiverTags(this.#workers, rows, m, options);
-  }
-
   /**
    * The OPRF sender's tags of all its keys (digests, then
    * oprfSenderTagsForItems: 3 + stash per key, in simpleHashQueries' order)
@@ -383,6 +378,26 @@ export class CryptoPool {
   otSenderTags(input: otWork.SenderTagsInput, options?: RunOptions): Promise<Uint8Array> {
     assertPacked(input.keys, "keys");
     return otWork.senderTags(this.#workers, input, options);
+  }
+
+  /**
+   * The OT-extension receiver's whole part on the workers, by ranges of rows:
+   * each range's codewords (engine/ot encodeInto of its 16-byte inputs),
+   * extensionReceiveRange, and its rows' tags H(j, t_j). Returns u (to send)
+   * and the m tags; the rows t stay on the workers. The same bytes as
+   * encodeInto, extensionReceive and oprfReceiverTags on this thread.
+   */
+  otExtensionReceive(input: otWork.ExtensionReceiveInput, options?: RunOptions): Promise<{ message: Uint8Array; tags: Uint8Array }> {
+    return otWork.extensionReceiveTags(this.#workers, input, options);
+  }
+
+  /**
+   * The OT-extension sender's rows q on the workers, by ranges of rows
+   * (extensionSendRange), written into one SharedArrayBuffer — ready for
+   * otSenderTags. The same bytes as extensionSend.
+   */
+  otExtensionSend(input: otWork.ExtensionSendInput, options?: RunOptions): Promise<Uint8Array> {
+    return otWork.extensionSendRows(this.#workers, input, options);
   }
 
   async #runColumn(task: ColumnTask | OtTask): Promise<Uint8Array> {

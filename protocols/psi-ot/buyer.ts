@@ -53,9 +53,9 @@ export interface PsiOtBuyerResult {
 const EMPTY8 = new Uint8Array(0);
 const EMPTY32 = new Int32Array(0);
 
-async function start(params: PsiOtParams, keys: KeyColumn): Promise<PsiOtBuyerState> {
+async function start(params: PsiOtParams, keys: KeyColumn, ctx: PsiOtContext): Promise<PsiOtBuyerState> {
   const p = resolveParams(params);
-  const d = distinctKeys(keys);
+  const d = ctx.pool ? await ctx.pool.distinctKeys(keys) : distinctKeys(keys);
   const rows = cuckooParams(d.count).rows; // UnsupportedSizeError past the table, before anything is sent
   const group = await baseOtGroup();
   const base = baseOtSenderStart(group, CODE_WIDTH);
@@ -116,11 +116,19 @@ async function providerBaseOt(s: PsiOtBuyerState, m: ProtocolMessage, ctx: PsiOt
   const digests = pool ? await pool.otItemDigests(s.distinct, seeds.hashing, params.bins) : itemDigests(hash, s.distinct, seeds.hashing, params.bins);
   const table = cuckooInsert(digests.positions, params, seeds.hashing);
   const inputs = cuckooRowInputs(table, digests, randomBytes(params.rows * ITEM_BYTES));
-  const codewords = new Uint8Array(params.rows * (CODE_WIDTH >>> 3));
-  encodeInto(codeKeys(seeds.code), inputs, codewords, CODE_WIDTH);
-  const ext = extensionReceive(keys.keys0, keys.keys1, codewords, params.rows, CODE_WIDTH);
-  const tags = pool ? await pool.otReceiverTags(ext.rows, params.rows) : oprfReceiverTags(hash, ext.rows, params.rows, CODE_WIDTH);
-  ctx.onProgress?.("buyer: extension", params.rows, params.rows);
+  const onProgress = (done: number, total: number): void => ctx.onProgress?.("buyer: extension", done, total);
+  let ext: { message: Uint8Array; tags: Uint8Array };
+  if (pool) {
+    // Codewords, u and the tags by ranges of rows on the workers; the rows t never come back.
+    ext = await pool.otExtensionReceive({ keys0: keys.keys0, keys1: keys.keys1, codeKeys: codeKeys(seeds.code), inputs, m: params.rows }, { onProgress });
+  } else {
+    const codewords = new Uint8Array(params.rows * (CODE_WIDTH >>> 3));
+    encodeInto(codeKeys(seeds.code), inputs, codewords, CODE_WIDTH);
+    const e = extensionReceive(keys.keys0, keys.keys1, codewords, params.rows, CODE_WIDTH);
+    ext = { message: e.message, tags: oprfReceiverTags(hash, e.rows, params.rows, CODE_WIDTH) };
+    onProgress(params.rows, params.rows);
+  }
+  const tags = ext.tags;
   const state: PsiOtBuyerState = { ...s, distinct: { data: EMPTY8, offsets: new Uint32Array(1) }, bins: table.bins, stash: table.stash, tags, extended: true };
   const reveal: OtPsiReveal = { kind: "otPsiReveal", header: header(s, PsiOtStep.BuyerReveal, 0, 1), nonce: s.nonce };
   const { columnBytes, perChunk, chunks } = matrixChunking(params.rows, s.matrixColumns);
@@ -184,8 +192,8 @@ function result(s: PsiOtBuyerState): PsiOtBuyerResult {
 
 /** The buyer of psi-ot: sends steps 1 and 2 at start, takes 3, 4 and 7 and sends 5 and 6; its result is its matching rows. */
 export const psiOtBuyer: Role<PsiOtBuyerState, PsiOtInit, PsiOtContext, PsiOtBuyerResult> = {
-  start: async (init) => {
-    const state = await start(init.params, init.keys);
+  start: async (init, ctx) => {
+    const state = await start(init.params, init.keys, ctx);
     return addressed(RoleName.Provider, state, opening(state));
   },
   receive: async (state, from, message, ctx) => {

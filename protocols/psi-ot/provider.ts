@@ -8,7 +8,6 @@
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { baseOtReceiverRespond, CODE_WIDTH, codeKeys, extensionSend, oprfSenderTagsForItems, TAG_BYTES } from "../../engine/ot/index.js";
-import { sharedBytes } from "../../engine/pool/index.js";
 import { CUCKOO_HASHES, cuckooParams, distinctKeys, itemDigests, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
 import type { PackedBytes } from "../../engine/packed.js";
 import { OT_NONCE_BYTES, type OtBaseMessage, type OtMatrixChunk, type OtPsiReveal, type ProtocolMessage } from "../codec.js";
@@ -40,9 +39,9 @@ export interface PsiOtProviderState extends Common {
 
 const EMPTY = new Uint8Array(0);
 
-async function start(init: PsiOtInit): Promise<PsiOtProviderState> {
+async function start(init: PsiOtInit, ctx: PsiOtContext): Promise<PsiOtProviderState> {
   const p = resolveParams(init.params);
-  const d = distinctKeys(init.keys);
+  const d = ctx.pool ? await ctx.pool.distinctKeys(init.keys) : distinctKeys(init.keys);
   return {
     ...p,
     matrixColumns: 0,
@@ -114,15 +113,16 @@ async function buyerMatrix(s: PsiOtProviderState, m: ProtocolMessage, ctx: PsiOt
 
 /**
  * q from u; the OPRF of every key in its 3 bins and each stash row; shuffled.
- * With a pool, q is written over a SharedArrayBuffer and the keys' ranges go
- * to the workers (engine/pool otSenderTags).
+ * With a pool, q is made by ranges of rows on the workers into one
+ * SharedArrayBuffer (otExtensionSend), and the keys' ranges go to the
+ * workers against it (otSenderTags).
  */
 async function evaluate(s: PsiOtProviderState, ctx: PsiOtContext): Promise<Uint8Array> {
   const seeds = jobSeeds(s.job, s.buyerNonce, s.nonce);
   const params = cuckooParams(s.peerSetSize);
   const pool = ctx.pool;
   const matrix = s.matrix.subarray(0, CODE_WIDTH * columnBytes(s.otRows));
-  const q = extensionSend(s.baseKeys, s.secret, matrix, s.otRows, CODE_WIDTH, pool ? sharedBytes(s.otRows * (CODE_WIDTH >>> 3)) : undefined);
+  const q = pool ? await pool.otExtensionSend({ keys: s.baseKeys, secret: s.secret, message: matrix, m: s.otRows }) : extensionSend(s.baseKeys, s.secret, matrix, s.otRows, CODE_WIDTH);
   const keys = s.distinct.offsets.length - 1;
   const onProgress = (done: number, total: number): void => ctx.onProgress?.("provider: tags", done, total);
   let tags: Uint8Array;
@@ -155,7 +155,7 @@ async function receive(s: PsiOtProviderState, m: ProtocolMessage, ctx: PsiOtCont
 
 /** The provider of psi-ot: waits for the buyer's hello, answers steps 3, 4 and 7; learns the buyer's set size. */
 export const psiOtProvider: Role<PsiOtProviderState, PsiOtInit, PsiOtContext, undefined> = {
-  start: async (init) => addressed(RoleName.Buyer, await start(init), []),
+  start: async (init, ctx) => addressed(RoleName.Buyer, await start(init, ctx), []),
   receive: async (state, from, message, ctx) => {
     expectFrom(from, RoleName.Buyer);
     return receive(state, message, ctx);
