@@ -33,7 +33,7 @@
  *   nothing about the provider's rows or bins.
  * - The exchange relays opaque envelopes: it sees message sizes.
  *
- * A buyer that deviates can put any keys in its m ≈ 1.2·max(n, 256) + stash
+ * A buyer that deviates can put any keys in its m ≈ 1.5·max(n, 4096)
  * OT rows, so it may test up to m keys, not n: psi-ot's key count holds for a
  * semi-honest buyer only (ECDH psi bounds it against any buyer). That is why
  * a policy must name psi-ot to allow it.

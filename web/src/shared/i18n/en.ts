@@ -311,7 +311,7 @@ export const en = {
   "learns.psi.buyer": "Which of its rows have a key the provider also holds, and m, the provider's number of distinct keys. Nothing about the provider's other keys.",
   "learns.psi.provider": "Only n, the buyer's number of distinct keys: it receives blinded points it cannot open.",
   "learns.psi.exchange": "Blinded points it cannot open, set sizes and message digests: never a key.",
-  "learns.psi-ot.buyer": "Which of its rows have a key the provider also holds, and the provider's number of keys. Semi-honest: a buyer that deviates could test up to its cuckoo table's size (about 1.2 n) keys, not n (docs/ot-psi.md).",
+  "learns.psi-ot.buyer": "Which of its rows have a key the provider also holds, and the provider's number of keys. Semi-honest: a buyer that deviates could test up to its cuckoo table's size (about 1.5 n, at least 6,063) keys, not n (docs/ot-psi.md).",
   "learns.psi-ot.provider": "Only n, the buyer's number of distinct keys (it fixes the size of the OT batch): the OT-extension messages it receives are uniformly random to it.",
   "learns.psi-ot.exchange": "It relays sealed envelopes: sizes only.",
   "learns.psi-cardinality.buyer": "Only the number of distinct shared keys (withheld below the minimum intersection), and m, the provider's distinct-key count: not which rows match.",

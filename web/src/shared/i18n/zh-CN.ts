@@ -310,7 +310,7 @@ export const zhCN: Dictionary = {
   "learns.psi.buyer": "自己的哪些行的键提供方也有，以及提供方不同键的数量 m。对提供方的其他键一无所知。",
   "learns.psi.provider": "只知道买方不同键的数量 n：它收到的是无法打开的盲化点。",
   "learns.psi.exchange": "无法打开的盲化点、集合大小和消息摘要：从不知道任何键。",
-  "learns.psi-ot.buyer": "自己哪些行的键提供方也持有，以及提供方的键数量。半诚实模型：偏离协议的买方最多可测试约为其布谷鸟表大小（约 1.2 n）个键，而不是 n 个（见 docs/ot-psi.md）。",
+  "learns.psi-ot.buyer": "自己哪些行的键提供方也持有，以及提供方的键数量。半诚实模型：偏离协议的买方最多可测试约为其布谷鸟表大小（约 1.5 n，至少 6,063）个键，而不是 n 个（见 docs/ot-psi.md）。",
   "learns.psi-ot.provider": "只知道 n，即买方的不同键数量（它决定 OT 批次的大小）：它收到的 OT 扩展消息对它而言是均匀随机的。",
   "learns.psi-ot.exchange": "它只转发密封的信封：只看到大小。",
   "learns.psi-cardinality.buyer": "只知道共有的不同键的数量（低于最小交集时不发布）以及提供方不同键的数量 m：不知道哪些行匹配。",
