@@ -307,9 +307,7 @@ describe("job streams", () => {
     const s = await fetch(`${bank.url}/v1/jobs/${shopJob.body.id}/stream`, { headers: partyHeaders(bank.url) });
     expect(s.status).toBe(200);
     const ended = s.text();
-    const t0 = Date.now();
-    await bank.agent.stop();
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    await bank.agent.stop(); // returns although the stream is open (a hang fails the test by its timeout)
     expect(await ended).toContain("event: job");
   });
 });

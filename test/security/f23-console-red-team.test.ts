@@ -327,9 +327,7 @@ describe("the data folder", () => {
     const dir = join(bank.dataDir, "many");
     mkdirSync(dir);
     for (let i = 0; i < 1500; i++) writeFileSync(join(dir, `f${String(i).padStart(4, "0")}.csv`), "id\n1\n");
-    const t0 = Date.now();
     const r = await api<{ files: { name: string }[] }>(bank.url, "GET", "/v1/files");
-    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(r.status).toBe(200);
     expect(r.body.files).toHaveLength(1000);
     const names = r.body.files.map((f) => f.name);
@@ -361,9 +359,7 @@ describe("the data folder", () => {
       ["folder.csv", "UMBRA_FORBIDDEN"],
     ];
     for (const [file, code] of cases) {
-      const t0 = Date.now();
-      const r = await api<{ error: { code: string; field: string } }>(telco.url, "POST", "/v1/datasets/check", { file, policy });
-      expect(Date.now() - t0, file).toBeLessThan(10_000);
+      const r = await api<{ error: { code: string; field: string } }>(telco.url, "POST", "/v1/datasets/check", { file, policy }); // a fifo or a huge header must not hang it: the test's timeout would fail
       expect(r.status, file).toBe(400);
       expect(r.body.error, file).toMatchObject({ code, field: "file" });
     }
