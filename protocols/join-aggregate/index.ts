@@ -55,6 +55,8 @@
  * - buyer.ts, provider.ts, exchange.ts: the three roles ({@link jaBuyer},
  *   {@link jaProvider}, {@link jaExchange}), each a protocols/role.ts Role
  *   with one handler per step, named after who sends what.
+ * - dp.ts: differential privacy — the noise plan, the provider's and the
+ *   exchange's noise shares added under encryption, the contribution bounds.
  * - result.ts: the buyer's result; run.ts: runJoinAggregate, every role in one process.
  * - The HE residue and zero-sum mask arithmetic is engine/he (block-residues.ts).
  */
@@ -77,6 +79,20 @@ export type { JaColumnResult, JaStat } from "./aggregates.js";
 export { jaBuyer, type JaBuyerInit, type JaBuyerInput, type JaBuyerState } from "./buyer.js";
 export { jaProvider, type JaProviderInit, type JaProviderInput, type JaProviderState } from "./provider.js";
 export { jaExchange, type JaExchangeInit, type JaExchangeState } from "./exchange.js";
-export type { JaGroupResult, JaResult } from "./result.js";
+export type { JaAvgInterval, JaGroupResult, JaNoiseGroup, JaNoisyValue, JaResult } from "./result.js";
+export {
+  JA_DP_DEFAULT_MAX_ROWS_PER_KEY,
+  JA_DP_MAX_ROWS_PER_KEY,
+  JA_DP_PARTIES,
+  JA_NOISE_SLOTS,
+  jaDpLaw,
+  jaDpPlan,
+  jaExchangeNoise,
+  jaProviderNoise,
+  type JaDpParams,
+  type JaDpResolved,
+  type JaDpStatistic,
+  type JaDpSummary,
+} from "./dp.js";
 export type { AggregateSpec } from "../aggregate.js";
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, RUN_JOIN_AGGREGATE_OPTIONS, type JaRunResult, type JaSide, type RunJoinAggregateOptions } from "./run.js";
