@@ -27,6 +27,13 @@
  * exchange the intersection size and each pseudonymous group's size. The
  * threat model, the k rule and why it is secure: docs/protocols/join-aggregate.md.
  *
+ * With `dp` (dp.ts) the buyer learns only noisy totals: the provider adds
+ * its noise shares (encrypted, extra chunks of step 8) and the exchange its
+ * own (in the zero-sum mask) to every group's block; COUNT(*) is then an
+ * encrypted statistic and step 13 carries zeros for it; every group is
+ * released and k applied by the buyer to the noisy count. The provider and
+ * the exchange learn nothing more than without dp (dp.ts says why).
+ *
  * ## Flow (version 1)
  *
  *   buyer → provider   1 AggregateKey (HE options, buyer public key)
@@ -35,9 +42,10 @@
  *                      11 JoinWeights per position    12 ElementBatch H(y)^pb
  *   provider → buyer   4 JoinHello {padded set size}  5 ElementBatch H(y)^p
  *   provider → exchange 6 JoinHello {its size, the buyer's}   7 JoinCounts
- *                      8 JoinCiphertext (its encrypted statistics)
+ *                      8 JoinCiphertext (its encrypted statistics; with dp
+ *                        then its encrypted noise shares)
  *                      9 ElementBatch H(x)^bp (in the buyer's order)
- *   exchange → buyer   13 JoinResult {released codes, COUNT(*)}
+ *   exchange → buyer   13 JoinResult {released codes, COUNT(*) (with dp: zeros)}
  *                      14 JoinCiphertext (per released group, masked)
  *
  * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
