@@ -65,7 +65,7 @@ export interface AggregateJobParams {
   approximate?: boolean;
   /** join-aggregate: the group the keys are blinded in (default x25519). */
   group?: JoinGroup;
-  /** federated-aggregate: differential privacy, ρ-zCDP in all; ρ as "num/den" in lowest terms once parsed (protocols/federated-aggregate/dp.ts). */
+  /** federated-aggregate, join-aggregate: differential privacy, ρ-zCDP in all; ρ as "num/den" in lowest terms once parsed (protocols/federated-aggregate/dp.ts, protocols/join-aggregate/dp.ts). */
   dp?: { rho: string };
 }
 
@@ -121,7 +121,7 @@ export const INTERSECTION_PROTOCOLS: readonly ProtocolId[] = Object.freeze(PROTO
 /** The fields of `params.aggregate` each protocol takes. */
 export const AGGREGATE_FIELDS_OF: Readonly<Partial<Record<ProtocolId, readonly string[]>>> = Object.freeze({
   [ProtocolId.FederatedAggregate]: Object.freeze(["aggregates", "groupBy", "histogram", "minProviders", "maxAbsValue", "scale", "maxRowsPerProvider", "approximate", "dp"]),
-  [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group"]),
+  [ProtocolId.JoinAggregate]: Object.freeze(["aggregates", "groupBy", "maxAbsValue", "scale", "maxJoinRows", "group", "dp"]),
 });
 
 /** Whether a job runs against several provider datasets (federated-aggregate). */

@@ -28,8 +28,8 @@
  *                                `minIntersection` (psi, psi-cardinality, lookup)
  *  10. `query-count-missing`     the budget is counted in keys and the job does not declare `queryCount`
  *  11. `budget-exhausted`        the job's cost (1 job, or `queryCount` keys) exceeds what remains
- *  12. `dp-required`             the policy sets a `privacyBudget` and a federated-aggregate job declares no
- *                                `params.aggregate.dp`
+ *  12. `dp-required`             the policy sets a `privacyBudget` and a federated-aggregate or
+ *                                join-aggregate job declares no `params.aggregate.dp`
  *  13. `privacy-budget-exhausted` the job's ρ exceeds what remains of the buyer's `privacyBudget`
  *                                (spent ρ adds up exactly, as rationals: node/rho.ts)
  *  14. `normalise-merges-keys`   the job asks for digitsOnly on a key column whose recorded shape
@@ -92,7 +92,7 @@ import { INTERSECTION_PROTOCOLS, K_PROTOCOLS, type JobRequest } from "./job-requ
 export * from "./job-request.js";
 
 import type { PolicyRecord, Store } from "./store.js";
-import { addRho, jobRho, rhoExceeds, rhoOf, rhoText, storedRho, subtractRho } from "./rho.js";
+import { addRho, DP_PROTOCOLS, jobRho, rhoExceeds, rhoOf, rhoText, storedRho, subtractRho } from "./rho.js";
 
 export { InvalidDocumentError, PolicyErrorCode, MAX_COLUMN_NAME_LENGTH, MAX_ID_LENGTH, MAX_LIST_LENGTH, BudgetUnit, MAX_KEY_PARTS, MAX_MIN_GROUP_SIZE, PolicySchema, type FieldIssue, type PolicyDocument };
 
@@ -539,11 +539,12 @@ export function checkJob(policy: UsagePolicy, dataset: DatasetDescriptor, reques
 
 /**
  * Rules 12 and 13: a dataset with a privacy budget takes federated-aggregate
- * jobs only with dp, each within what remains of the buyer's ρ.
+ * and join-aggregate jobs (DP_PROTOCOLS) only with dp, each within what
+ * remains of the buyer's ρ.
  * @throws PolicyDeniedError (dp-required, privacy-budget-exhausted)
  */
 export function checkPrivacy(policy: UsagePolicy, request: JobRequest, spent: string): void {
-  if (policy.privacyBudget === undefined || request.protocol !== ProtocolId.FederatedAggregate) return;
+  if (policy.privacyBudget === undefined || !DP_PROTOCOLS.has(request.protocol)) return;
   const rho = jobRho(request);
   if (rho === undefined) {
     throw new PolicyDeniedError(PolicyRule.DpRequired, "the dataset's policy sets a privacy budget: the job must declare differential privacy (params.aggregate.dp, --rho)", { protocol: request.protocol });
@@ -570,7 +571,7 @@ export interface PrivacySpend {
  * @throws PolicyDeniedError (privacy-budget-exhausted, dp-required) with nothing written
  */
 export function spendPrivacy(store: Store, datasetId: string, policy: UsagePolicy, request: JobRequest): PrivacySpend | undefined {
-  if (policy.privacyBudget === undefined || request.protocol !== ProtocolId.FederatedAggregate) return undefined;
+  if (policy.privacyBudget === undefined || !DP_PROTOCOLS.has(request.protocol)) return undefined;
   const before = store.getPrivacySpent(datasetId, request.buyer);
   checkPrivacy(policy, request, before);
   const rho = jobRho(request);

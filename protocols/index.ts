@@ -96,6 +96,19 @@ export {
   type JaStat,
   type JoinAggregateParams,
 } from "./join-aggregate/index.js";
+export {
+  JA_DP_DEFAULT_MAX_ROWS_PER_KEY,
+  JA_DP_MAX_ROWS_PER_KEY,
+  JA_NOISE_SLOTS,
+  jaDpPlan,
+  jaExchangeNoise,
+  jaProviderNoise,
+  type JaDpParams,
+  type JaDpResolved,
+  type JaDpSummary,
+  type JaNoiseGroup,
+  type JaNoisyValue,
+} from "./join-aggregate/index.js";
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, RUN_JOIN_AGGREGATE_OPTIONS, type JaRunResult, type JaSide, type RunJoinAggregateOptions } from "./join-aggregate/index.js";
 
 

@@ -16,6 +16,7 @@ import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
 import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { table } from "./datasets.js";
+import { rhoOption } from "./join-aggregate.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
@@ -47,7 +48,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
-      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--query-count N] [--wait] [--party URL]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--rho R] [--query-count N] [--wait] [--party URL]
                  a secure join of your own file (--input, in your data folder)
                  with a provider's dataset (--provider-dataset) on the key
                  column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
@@ -58,7 +59,11 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  as suppressed), k the larger of --min-group-size and the dataset
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
-                 (default 2^32; smaller is faster, a group over it fails the job)
+                 (default 2^32; smaller is faster, a group over it fails the job);
+                 --rho R adds differential privacy (ρ-zCDP in all: the provider
+                 and the exchange each add a noise share, your rows per key
+                 capped at 1, k applied to the noisy counts;
+                 docs/differential-privacy.md)
   job submit ... --contract ID [--contract ID ...]
                  (any protocol) run the job under a contract (docs/venue.md): one per
                  product whose datasets it touches; a dataset sold in an active
@@ -191,6 +196,8 @@ export interface JoinAggregateSubmitInput {
   /** The most joined rows any one total may include. */
   readonly maxJoinRows?: number;
   readonly group?: "x25519" | "ristretto255";
+  /** Differential privacy: ρ-zCDP in all, "num/den" (protocols/join-aggregate/dp.ts). */
+  readonly rho?: string;
   readonly queryCount?: number;
   /** The key normalisation both sides apply (--digits-only, --case-fold). */
   readonly normalise?: KeyNormalise;
@@ -205,6 +212,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   if (s.scale !== undefined) aggregate["scale"] = s.scale;
   if (s.maxJoinRows !== undefined) aggregate["maxJoinRows"] = s.maxJoinRows;
   if (s.group !== undefined) aggregate["group"] = s.group;
+  if (s.rho !== undefined) aggregate["dp"] = { rho: s.rho };
   const params: Record<string, unknown> = { keyColumns: s.keys, aggregate, ...normaliseParam(s.normalise) };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
@@ -489,7 +497,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       let submit: () => Promise<JobView>;
       if (protocol === "join-aggregate") {
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
-        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate", "--rho"], "applies to federated-aggregate only");
+        misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
@@ -511,6 +519,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(scale !== undefined ? { scale } : {}),
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
+          ...(o.get("--rho") !== undefined ? { rho: rhoOption(o.get("--rho") as string, usage) } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
           normalise: o.keyOptions(),
           contracts,

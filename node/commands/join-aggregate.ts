@@ -12,13 +12,20 @@
  * a null or empty key never matching. Nothing here prints a key or a cell
  * value: the summary holds counts, byte sizes, times, file names and column
  * names only; the aggregates go to --out alone.
+ *
+ * With --rho R (or --epsilon E, converted to the largest ρ whose ε at
+ * δ = 10^-6 is at most E, by engine/dp's CKS20 conversion) the provider and
+ * the exchange each add a share of discrete Gaussian noise to every released
+ * total (protocols/join-aggregate/dp.ts); the summary states ρ, ε, the
+ * contribution bounds and each statistic's noise σ and 95% half-width.
  */
 import type { Table } from "apache-arrow";
 import { FileFormat, formatFromPath, writeTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { closePool } from "../../engine/pool/index.js";
-import { runJoinAggregate, type AggregateSpec, type JaRunResult } from "../../protocols/index.js";
+import { epsilonFromRho } from "../../engine/dp/index.js";
+import { JA_DP_MAX_ROWS_PER_KEY, parseRho, runJoinAggregate, type AggregateSpec, type JaDpParams, type JaDpSummary, type JaRunResult } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, parseAggList } from "./aggregate.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
@@ -31,6 +38,7 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
       [--buyer-key COL[,COL...]] [--provider-key COL[,COL...]] [--group-by COL]
       [--min-group-size K] [--max-abs-value X] [--scale S]
       [--group x25519|ristretto255] [--digits-only] [--case-fold]
+      [--rho R | --epsilon E] [--max-rows-per-key N]
       [--delimiter C] [--json] [--quiet]
                  secure join + aggregate: COUNT/SUM/AVG/VAR/STDDEV of the
                  provider's columns over the rows of buyer JOIN provider on the
@@ -43,6 +51,16 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
                  sample statistics; --max-abs-value bounds |value| of every
                  aggregated column (default 2^40), --scale keeps S decimal
                  digits (default 0: integer columns).
+                 --rho R adds differential privacy, ρ-zCDP in all (e.g. 1/10):
+                 the provider and the exchange each add a share of discrete
+                 Gaussian noise to every released total under encryption;
+                 --epsilon E instead takes ε at δ = 1e-6 and uses the largest ρ
+                 whose ε at δ = 1e-6 is at most E (CKS20's zCDP → (ε, δ)
+                 conversion; the summary states both). With either, the
+                 buyer's rows per key beyond --max-rows-per-key N (default 1)
+                 are dropped, values are clipped to --max-abs-value, every
+                 group is computed and groups whose noisy count is below K are
+                 left out (docs/differential-privacy.md).
                  Nulls: a provider row with no value in an aggregated column is
                  skipped by that column's SUM/AVG/VAR/STDDEV, as SQL skips
                  nulls (count still counts the joined row); a note says how
@@ -51,7 +69,8 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
                  blank in every row gets a warning. --delimiter sets the CSV
                  inputs' field delimiter (default ","; "tab" for a tab);
                  ${JSON_USAGE_NOTE}
-                 (join-aggregate: "groups", "suppressed", "k", "rows", "bytes")
+                 (join-aggregate: "groups", "suppressed", "k", "rows", "bytes", with
+                 --rho or --epsilon "dp")
 `;
 
 const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;
@@ -68,6 +87,9 @@ const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
   "--max-abs-value": "string",
   "--scale": "string",
   "--group": "string",
+  "--rho": "string",
+  "--epsilon": "string",
+  "--max-rows-per-key": "string",
   "--out": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
@@ -99,6 +121,72 @@ function exactSums(run: JaRunResult, aggregates: readonly AggregateSpec[]): Tabl
   return withExactSums(run.table, aggregates, (column) => run.result.groups.map((g) => g.columns[column]?.sum ?? null));
 }
 
+/** δ of the (ε, δ) that --epsilon means and the summary states. */
+const DELTA = 1e-6;
+
+/**
+ * The largest ρ, to 6 significant digits rounded down, whose ε at δ = 10^-6
+ * (engine/dp epsilonFromRho, CKS20 Corollary 13) is at most `epsilon`, as
+ * "num/den".
+ */
+export function rhoFromEpsilon(epsilon: number): string {
+  let lo = 0;
+  let hi = 1;
+  while (epsilonFromRho(hi, DELTA) <= epsilon) hi *= 2;
+  for (let i = 0; i < 200 && hi - lo > 1e-15 * hi; i++) {
+    const mid = (lo + hi) / 2;
+    if (epsilonFromRho(mid, DELTA) <= epsilon) lo = mid;
+    else hi = mid;
+  }
+  const exp = Math.floor(Math.log10(lo)) - 5;
+  let m = BigInt(Math.floor(lo / 10 ** exp));
+  const toRho = (n: bigint) => (exp >= 0 ? parseRho(`${n * 10n ** BigInt(exp)}/1`) : parseRho(`${n}/${10n ** BigInt(-exp)}`));
+  while (m > 1n && epsilonFromRho(Number(toRho(m).num) / Number(toRho(m).den), DELTA) > epsilon) m--;
+  const r = toRho(m);
+  return `${r.num}/${r.den}`;
+}
+
+/** --rho R as "num/den" in lowest terms (also `umbra job submit --protocol join-aggregate --rho`). @throws UsageError for anything but a positive rational */
+export function rhoOption(text: string, usage: string): string {
+  try {
+    const r = parseRho(text);
+    return `${r.num}/${r.den}`;
+  } catch {
+    throw new UsageError('--rho needs a positive zCDP ρ: "num/den" (e.g. 1/10) or a decimal (0.1, 1e-3)', usage);
+  }
+}
+
+/** --rho, --epsilon and --max-rows-per-key as the job's dp, or undefined without either. */
+function dpOption(o: NonNullable<ReturnType<typeof parseOptions>>): JaDpParams | undefined {
+  const rhoText = o.get("--rho");
+  const epsText = o.get("--epsilon");
+  const cap = o.integer("--max-rows-per-key", JA_DP_MAX_ROWS_PER_KEY);
+  if (rhoText !== undefined && epsText !== undefined) throw new UsageError("give --rho or --epsilon, not both", USAGE);
+  if (rhoText === undefined && epsText === undefined) {
+    if (cap !== undefined) throw new UsageError("--max-rows-per-key applies with --rho or --epsilon only", USAGE);
+    return undefined;
+  }
+  if (cap !== undefined && cap < 1) throw new UsageError(`--max-rows-per-key needs an integer in [1, ${JA_DP_MAX_ROWS_PER_KEY}]`, USAGE);
+  let rho: string;
+  if (rhoText !== undefined) rho = rhoOption(rhoText, USAGE);
+  else {
+    const eps = Number(epsText);
+    if (!(Number.isFinite(eps) && eps > 0 && eps <= 100) || !/^\s*[0-9.eE+-]+\s*$/.test(epsText as string)) throw new UsageError("--epsilon needs a positive ε (at δ = 1e-6), e.g. 1 or 0.5, at most 100", USAGE);
+    rho = rhoFromEpsilon(eps);
+  }
+  return { rho, ...(cap !== undefined ? { maxRowsPerKey: cap } : {}) };
+}
+
+/** The noise of a DP run, per statistic: its σ and 95% half-width in the value's units — scales, never a value. */
+function dpNoise(dp: JaDpSummary, scale: number) {
+  const f = 10 ** scale;
+  return dp.statistics.map((st) => {
+    const [n, d] = st.variance.split("/").map(Number) as [number, number];
+    const unit = st.name.startsWith("sum(") ? f : st.name.startsWith("sumsq(") ? f * f : 1;
+    return { name: st.name, sigma: st.sigma / unit, halfWidth95: Math.ceil(Math.sqrt(2 * (n / d) * Math.log(40))) / unit };
+  });
+}
+
 /** `umbra join-aggregate ...`; returns the exit code. */
 export async function joinAggregateCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
   const o = parseOptions(args, JOIN_AGGREGATE_OPTIONS, USAGE);
@@ -120,6 +208,7 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const groupName = o.get("--group") ?? GroupId.X25519;
   if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError("--group must be x25519 or ristretto255", USAGE);
   const group: GroupId = groupName;
+  const dp = dpOption(o);
   checkOutput(out, [buyerPath, providerPath], USAGE);
   const keyOptions = o.keyOptions();
   const delimiter = o.delimiter();
@@ -170,6 +259,7 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
       maxAbsValue,
       scale,
       group,
+      ...(dp ? { dp } : {}),
       onProgress: progress.onProgress,
     });
     protocolMs = performance.now() - t1;
@@ -187,6 +277,13 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
         `rows: buyer ${count(rows.buyer)}, provider ${count(rows.provider)}; ` +
         `bytes: ${count(total)} (buyer ${count(sent["buyer"] ?? 0)}, provider ${count(sent["provider"] ?? 0)}, exchange ${count(sent["exchange"] ?? 0)}); ` +
         `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+      ...(run.result.dp
+        ? [
+            `differential privacy: ρ = ${run.result.dp.rho} zCDP (ε = ${run.result.dp.epsilonAtDelta1e6.toPrecision(3)} at δ = 1e-6), noise added by the provider and the exchange (distributed discrete Gaussian); ` +
+              `buyer rows per key capped at ${run.result.dp.maxRowsPerKey}, values clipped to ±${maxAbs?.text ?? "2^40"}; ` +
+              `noise per released value: ${dpNoise(run.result.dp, scale).map((x) => `${x.name} σ = ${x.sigma.toPrecision(3)}, 95% ± ${x.halfWidth95.toPrecision(3)}`).join("; ")}`,
+          ]
+        : []),
     ],
     {
       command: "join-aggregate",
@@ -197,6 +294,7 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
       bytes: { total, buyer: sent["buyer"] ?? 0, provider: sent["provider"] ?? 0, exchange: sent["exchange"] ?? 0 },
       out,
       seconds: (performance.now() - t0) / 1000,
+      ...(run.result.dp ? { dp: { rho: run.result.dp.rho, epsilonAtDelta1e6: run.result.dp.epsilonAtDelta1e6, maxRowsPerKey: run.result.dp.maxRowsPerKey, noise: dpNoise(run.result.dp, scale) } } : {}),
     },
   );
   return 0;

@@ -36,6 +36,13 @@
  * role name: the job's buyer or provider at the exchange (any other party is
  * refused here), the peer or the exchange at a party.
  *
+ * Differential privacy. A request's `params.aggregate.dp { rho }` becomes
+ * the protocol's dp (protocols/join-aggregate/dp.ts: the provider and the
+ * exchange each add a noise share under encryption; the buyer's rows per key
+ * capped at 1, values clipped to ±maxAbsValue, k applied to noisy counts);
+ * its ρ is charged to the provider dataset's privacy budget at the exchange
+ * and again by the provider (node/policy.ts spendPrivacy).
+ *
  * Failure. A provider that refuses (its own policy check), fails or stays
  * silent fails the job: the exchange answers the buyer only once it has every
  * input, and the buyer writes its result only once it has decrypted every
@@ -43,6 +50,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Table } from "apache-arrow";
+import type { UniformSource } from "../../engine/dp/index.js";
 import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, keysFromTableAsync, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { loadSeal, selectParameters } from "../../engine/he/index.js";
@@ -127,6 +135,7 @@ export function jaParamsOf(job: string, request: JobRequest): JoinAggregateParam
     scale: a.scale,
     maxJoinRows: a.maxJoinRows,
     group: a.group,
+    ...(a.dp ? { dp: { rho: a.dp.rho } } : {}),
   };
 }
 
@@ -188,6 +197,16 @@ function missing(state: unknown): readonly RoleName[] {
   return ["buyer"];
 }
 
+/**
+ * FOR TESTS ONLY: where an in-process provider or exchange draws its DP
+ * noise share, by job (unset: node:crypto's CSPRNG, as in every
+ * deployment). Seeded noise protects nothing; this exists so a test through
+ * the node can replay the noise.
+ */
+export const jaTestNoise: { source?: ((job: string, role: "provider" | "exchange") => UniformSource) | undefined } = {};
+
+const withTestNoise = (ctx: JaContext, job: string, role: "provider" | "exchange"): JaContext => (jaTestNoise.source ? { ...ctx, noise: jaTestNoise.source(job, role) } : ctx);
+
 /** join-aggregate as a node job: the buyer's and the provider's roles in their agents, the exchange's (matcher and aggregator) in the exchange. */
 export const joinAggregateJob: NodeProtocol = {
   protocol: ProtocolId.JoinAggregate,
@@ -214,7 +233,7 @@ export const joinAggregateJob: NodeProtocol = {
       const groups = groupBy !== undefined ? await groupLabelsAsync(r.table, groupBy) : undefined;
       return { name: "buyer", role: jaBuyer, init: { params, keys, ...(groups ? { groups, groupColumn: groupBy as string } : {}) }, ctx };
     }
-    return { name: "provider", role: jaProvider, init: { params, keys, table: r.table }, ctx };
+    return { name: "provider", role: jaProvider, init: { params, keys, table: r.table }, ctx: withTestNoise(ctx, spec.id, "provider") };
   },
 
   result(spec, state) {
@@ -252,6 +271,7 @@ export const joinAggregateJob: NodeProtocol = {
         scale: a.scale ?? 0,
         maxJoinRows: a.maxJoinRows ?? null,
         group: a.group ?? null,
+        dp: a.dp ? { rho: a.dp.rho } : null,
         // The whole filled computation, for an auditor holding the request.
         digest: createHash("sha256")
           .update(canonicalJson({ keyColumns: request.params.keyColumns, aggregate: a, outputColumns: request.params.outputColumns ?? [], minGroupSize: request.params.minGroupSize ?? null }))
@@ -266,7 +286,7 @@ export const joinAggregateJob: NodeProtocol = {
       if (job.providers.length !== 1) throw new ProtocolError("a join-aggregate job has one provider");
       const params = withLimits(jaParamsOf(job.id, job.request), job.limits);
       // One HE context for the job's every step (the pool's, for the job's options).
-      return { name: "exchange", role: jaExchange, init: { params }, ctx: await jaContext(resources.pool(), params) };
+      return { name: "exchange", role: jaExchange, init: { params }, ctx: withTestNoise(await jaContext(resources.pool(), params), job.id, "exchange") };
     },
 
     missing,

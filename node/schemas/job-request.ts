@@ -61,7 +61,7 @@ export const AggregateParamsSchema = Type.Object(
     group: Type.Optional(enumOf(JOIN_GROUPS)),
     approximate: Type.Optional(Type.Boolean({ description: "true or false" })),
     dp: Type.Optional(
-      Type.Object({ rho: Rho }, { additionalProperties: false, description: "federated-aggregate: differential privacy, ρ-zCDP in all (each provider adds its share of discrete Gaussian noise)" }),
+      Type.Object({ rho: Rho }, { additionalProperties: false, description: "federated-aggregate, join-aggregate: differential privacy, ρ-zCDP in all (each provider — in join-aggregate the provider and the exchange — adds its share of discrete Gaussian noise)" }),
     ),
   },
   { additionalProperties: false },

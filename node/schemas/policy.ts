@@ -118,7 +118,7 @@ export const PolicySchema = Type.Object(
         {
           additionalProperties: false,
           description:
-            'an object { "rho": ρ }: the zCDP ρ each buyer may spend on the dataset in all (differential privacy, docs/differential-privacy.md); when set, every federated-aggregate job on it must declare dp, and one whose ρ exceeds what remains is refused; left out: no privacy budget (DP is optional)',
+            'an object { "rho": ρ }: the zCDP ρ each buyer may spend on the dataset in all (differential privacy, docs/differential-privacy.md); when set, every federated-aggregate and join-aggregate job on it must declare dp, and one whose ρ exceeds what remains is refused; left out: no privacy budget (DP is optional)',
         },
       ),
     ),

@@ -136,8 +136,8 @@ export function parseRho(x: unknown): Rational {
 
 const ETA = { num: 1n, den: 1000n };
 
-/** The per-provider σ² of one statistic (see the file's comment), and a check that it meets ρ_s. */
-function sigma2For(delta: bigint, dimension: number, parties: number, rhoS: Rational): Rational {
+/** The per-party σ² of one statistic (see the file's comment), and a check that it meets ρ_s (join-aggregate's dp.ts uses it too, with 2 parties). */
+export function sigma2For(delta: bigint, dimension: number, parties: number, rhoS: Rational): Rational {
   const n = BigInt(parties);
   // Δ²/(2n·ρ_s·(1 − η)) = Δ²·ρs.den·η.den / (2n·ρs.num·(η.den − η.num))
   let s2 = rational(delta * delta * rhoS.den * ETA.den, 2n * n * rhoS.num * (ETA.den - ETA.num), "σ²", { positive: delta > 0n });
@@ -153,7 +153,7 @@ function sigma2For(delta: bigint, dimension: number, parties: number, rhoS: Rati
 }
 
 /** B for σ²: 40·⌈σ⌉ + 40. */
-function tailBound(s2: Rational): bigint {
+export function tailBound(s2: Rational): bigint {
   return 40n * BigInt(Math.ceil(Math.sqrt(rationalToNumber(s2)))) + 40n;
 }
 

@@ -9,17 +9,21 @@ import { InvalidArgumentError } from "../../engine/errors.js";
 import { scaledBound } from "../../engine/he/index.js";
 import { avgFromSums, sampleVarianceFromSums } from "../aggregate.js";
 
-/** One encrypted statistic column of the layout: per value column n (non-null values), s (sum) and q (sum of squares). */
+/** One encrypted statistic column of the layout: per value column n (non-null values), s (sum) and q (sum of squares); with dp first c (COUNT(*), column ""). */
 export interface JaStat {
   readonly column: string;
-  readonly stat: "n" | "s" | "q";
+  readonly stat: "c" | "n" | "s" | "q";
 }
 
 const I64_MAX = (1n << 63n) - 1n;
 
-/** The encrypted statistic columns, in order: n and s per value column, and q where VAR/STDDEV needs it. */
-export function statLayout(columns: readonly string[], squares: readonly boolean[]): JaStat[] {
-  const stats: JaStat[] = [];
+/**
+ * The encrypted statistic columns, in order: with dp first c (the provider's
+ * rows per key, so that COUNT(*) is noised under encryption like the rest,
+ * dp.ts), then n and s per value column, and q where VAR/STDDEV needs it.
+ */
+export function statLayout(columns: readonly string[], squares: readonly boolean[], count = false): JaStat[] {
+  const stats: JaStat[] = count ? [{ column: "", stat: "c" }] : [];
   columns.forEach((column, c) => {
     stats.push({ column, stat: "n" }, { column, stat: "s" });
     if (squares[c]) stats.push({ column, stat: "q" });

@@ -3,7 +3,9 @@
  * group labels (steps 1–3 to the provider; 1, 10, 11 to the exchange),
  * raises the provider's blinded elements (4, 5 from the provider; 12 to
  * the exchange), and decrypts the released groups' totals (13, 14 from the
- * exchange). What it learns: ./index.ts.
+ * exchange). In a job with dp its rows per key are capped at maxRowsPerKey
+ * and it receives every group, noisy, and applies k to the noisy counts
+ * (dp.ts). What it learns: ./index.ts.
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { createGroup } from "../../engine/group/index.js";
@@ -91,6 +93,8 @@ async function start(init: JaBuyerInit, ctx: JaContext): Promise<Step<JaBuyerSta
     positionOf[i] = di < 0 ? -1 : (posOf[di] as number);
   }
   const { offsets, groups: codes, rows: weights } = await ctx.pool.pairCounts(positionOf, codeOfRow, d.count, G);
+  // With dp a key's rows beyond maxRowsPerKey are dropped (all of a key's rows are alike for the join and in one group): dp.ts.
+  if (r.dp) for (let i = 0; i < weights.length; i++) if ((weights[i] as number) > r.dp.maxRowsPerKey) weights[i] = r.dp.maxRowsPerKey;
   const secret = group.randomScalar();
   const blinded = await ctx.pool.hashToGroup(groupSpec(r, ctx), d.distinct, jaDst(r.group, r.job), secret, {
     onProgress: (done, tot) => ctx.onProgress?.("buyer: hash and blind", done, tot),
@@ -155,8 +159,10 @@ function exchangeResult(s: JaBuyerState, m: ProtocolMessage): Step<JaBuyerState>
     if (c >= s.labels.length || seen.has(c)) throw new InvalidMessageError("the result names an unknown or repeated group code");
     seen.add(c);
     const n = counts[i] as bigint;
-    if (n < BigInt(s.minGroupSize) || n > BigInt(s.maxJoinRows)) throw new InvalidMessageError("a released group's count is outside [k, maxJoinRows]");
+    // With dp no exact count travels (the count is a noisy statistic): zeros only.
+    if (s.dp ? n !== 0n : n < BigInt(s.minGroupSize) || n > BigInt(s.maxJoinRows)) throw new InvalidMessageError(s.dp ? "a dp job's result carries no count in the clear" : "a released group's count is outside [k, maxJoinRows]");
   }
+  if (s.dp && res.suppressed !== 0) throw new InvalidMessageError("a dp job's exchange releases every group (k is applied to the noisy counts)");
   // Every group of the buyer's is either released or suppressed (a group with no match too).
   if (codes.length + res.suppressed !== s.labels.length) throw new InvalidMessageError("the released and suppressed groups do not add up to the buyer's groups");
   const state: JaBuyerState = { ...s, result: { codes, counts, suppressed: res.suppressed }, totals: s.stats.map(() => new Array<string>(codes.length).fill("")) };

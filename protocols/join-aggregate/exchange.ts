@@ -5,8 +5,10 @@
  * encrypted statistics and the buyer's elements raised by the provider (6,
  * 7, 8, 9 from the provider), in any interleaving of the two streams. Once
  * every input is in it matches, counts, applies k, sums under encryption,
- * masks, re-randomises and answers the buyer (13, 14). What it learns:
- * ./index.ts.
+ * masks, re-randomises and answers the buyer (13, 14). In a job with dp it
+ * releases every group, adds the provider's noise share (sent encrypted with
+ * its statistics) and its own (through the zero-sum mask) to every block,
+ * and sends no COUNT(*) in the clear (dp.ts). What it learns: ./index.ts.
  */
 import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine/he/index.js";
 import { ElementIndex } from "../../engine/psi/index.js";
@@ -15,6 +17,8 @@ import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js"
 import type { Outgoing, Role, Step } from "../role.js";
 import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
+import { cryptoUniformSource } from "../../engine/dp/index.js";
+import { addToBlockSums, jaExchangeNoise, JA_NOISE_SLOTS, noiseMasks } from "./dp.js";
 import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
@@ -140,6 +144,7 @@ function buyerWeights(s: JaExchangeState, m: ProtocolMessage): JaExchangeState {
   for (let i = 0; i < codes.length; i++) {
     if ((codes[i] as number) >= s.groups) throw new InvalidMessageError("a weight names an unknown group code");
     if ((weights[i] as number) < 1) throw new InvalidMessageError("a weight must be at least 1");
+    if (s.dp && (weights[i] as number) > s.dp.maxRowsPerKey) throw new InvalidMessageError(`a weight exceeds the job's maxRowsPerKey ${s.dp.maxRowsPerKey} (differential privacy bounds each key's rows)`);
     rows += weights[i] as number;
   }
   if (rows > s.maxJoinRows) throw new InvalidMessageError("the weights exceed maxJoinRows");
@@ -195,16 +200,18 @@ function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext):
   if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
   return withHe(s, ctx, (he) => {
     const n = he.params.slotCount;
-    const { perColumn, total } = valueChunkCount(s, s.providerSetSize);
+    const { perColumn, data, total } = valueChunkCount(s, s.providerSetSize);
     const idx = s.valueChunks.length;
     if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
     expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
     const c = m as JoinCiphertext;
-    const column = Math.floor(idx / perColumn);
-    const firstBlock = (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
+    // With dp, after the statistics: one chunk of the provider's noise shares per statistic column (dp.ts).
+    const noise = idx >= data;
+    const column = noise ? s.stats.length + (idx - data) : Math.floor(idx / perColumn);
+    const firstBlock = noise ? 0 : (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
     if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
     const info = he.inspect(c.ciphertext);
-    const length = Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+    const length = noise ? JA_NOISE_SLOTS : Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
     if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
     // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
     if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
@@ -252,17 +259,22 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     providerSetSize: s.providerSetSize,
   };
   const { count, keys } = await groupCounts(matching, s.groups);
-  const released = releasedGroups(count, keys, s.minGroupSize);
+  // With dp every group is released (noise only where nothing matched) and k is the buyer's, on the noisy count (dp.ts).
+  const released = s.dp ? Array.from({ length: s.groups }, (_, g) => g) : releasedGroups(count, keys, s.minGroupSize);
   const suppressed = s.groups - released.length;
   for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
   const rel = released.length;
+  // With dp no COUNT(*) in the clear: zeros (the count is the noisy statistic c).
   const counts = new Uint8Array(rel * 8);
-  released.forEach((g, i) => new DataView(counts.buffer).setBigUint64(i * 8, count[g] as bigint, true));
+  if (!s.dp) released.forEach((g, i) => new DataView(counts.buffer).setBigUint64(i * 8, count[g] as bigint, true));
   const result: JoinResult = { kind: "joinResult", header: header(s, JaStep.Result, 0, 1), codes: u32le(Uint32Array.from(released)), counts, suppressed };
   const out: Outgoing[] = [{ to: "buyer", message: result }];
   if (rel > 0) {
     const masks = await weightMasks(matching, released);
-    const rows = Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n));
+    const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
+    const dp = s.dp;
+    const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
+    const { data } = valueChunkCount(s, s.providerSetSize);
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn } = valueChunkCount(s, s.providerSetSize);
@@ -273,8 +285,16 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here).
         const column = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
         const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows);
-        const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, zeroSumMasks(he.params.plainModuli, rel, n), { level: "mask" });
-        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows); // the mask adds 0 to every block total
+        const residues = zeroSumMasks(he.params.plainModuli, rel, n);
+        const parts = [sums];
+        if (dp && rng) {
+          // The provider's share of group code g is slot g of its noise vector; this party's share goes into the mask's block sums.
+          parts.push(await ctx.pool.heMaskedBlockSums(options, s.valueChunks[data + col] as Uint8Array, noiseMasks(released), 1));
+          addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
+        }
+        const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
+        // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share, and two more "rows" are the shares.
+        const fresh = await ctx.pool.heReRandomize(options, [...parts, mask], s.publicKey, dp ? rows + 2 : rows);
         for (let c = 0; c < chunksOut; c++) {
           const from = c * RESULT_BLOCKS_PER_CHUNK;
           const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);

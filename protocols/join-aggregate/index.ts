@@ -27,6 +27,13 @@
  * exchange the intersection size and each pseudonymous group's size. The
  * threat model, the k rule and why it is secure: docs/protocols/join-aggregate.md.
  *
+ * With `dp` (dp.ts) the buyer learns only noisy totals: the provider adds
+ * its noise shares (encrypted, extra chunks of step 8) and the exchange its
+ * own (in the zero-sum mask) to every group's block; COUNT(*) is then an
+ * encrypted statistic and step 13 carries zeros for it; every group is
+ * released and k applied by the buyer to the noisy count. The provider and
+ * the exchange learn nothing more than without dp (dp.ts says why).
+ *
  * ## Flow (version 1)
  *
  *   buyer → provider   1 AggregateKey (HE options, buyer public key)
@@ -35,9 +42,10 @@
  *                      11 JoinWeights per position    12 ElementBatch H(y)^pb
  *   provider → buyer   4 JoinHello {padded set size}  5 ElementBatch H(y)^p
  *   provider → exchange 6 JoinHello {its size, the buyer's}   7 JoinCounts
- *                      8 JoinCiphertext (its encrypted statistics)
+ *                      8 JoinCiphertext (its encrypted statistics; with dp
+ *                        then its encrypted noise shares)
  *                      9 ElementBatch H(x)^bp (in the buyer's order)
- *   exchange → buyer   13 JoinResult {released codes, COUNT(*)}
+ *   exchange → buyer   13 JoinResult {released codes, COUNT(*) (with dp: zeros)}
  *                      14 JoinCiphertext (per released group, masked)
  *
  * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
@@ -55,6 +63,8 @@
  * - buyer.ts, provider.ts, exchange.ts: the three roles ({@link jaBuyer},
  *   {@link jaProvider}, {@link jaExchange}), each a protocols/role.ts Role
  *   with one handler per step, named after who sends what.
+ * - dp.ts: differential privacy — the noise plan, the provider's and the
+ *   exchange's noise shares added under encryption, the contribution bounds.
  * - result.ts: the buyer's result; run.ts: runJoinAggregate, every role in one process.
  * - The HE residue and zero-sum mask arithmetic is engine/he (block-residues.ts).
  */
@@ -77,6 +87,20 @@ export type { JaColumnResult, JaStat } from "./aggregates.js";
 export { jaBuyer, type JaBuyerInit, type JaBuyerInput, type JaBuyerState } from "./buyer.js";
 export { jaProvider, type JaProviderInit, type JaProviderInput, type JaProviderState } from "./provider.js";
 export { jaExchange, type JaExchangeInit, type JaExchangeState } from "./exchange.js";
-export type { JaGroupResult, JaResult } from "./result.js";
+export type { JaAvgInterval, JaGroupResult, JaNoiseGroup, JaNoisyValue, JaResult } from "./result.js";
+export {
+  JA_DP_DEFAULT_MAX_ROWS_PER_KEY,
+  JA_DP_MAX_ROWS_PER_KEY,
+  JA_DP_PARTIES,
+  JA_NOISE_SLOTS,
+  jaDpLaw,
+  jaDpPlan,
+  jaExchangeNoise,
+  jaProviderNoise,
+  type JaDpParams,
+  type JaDpResolved,
+  type JaDpStatistic,
+  type JaDpSummary,
+} from "./dp.js";
 export type { AggregateSpec } from "../aggregate.js";
 export { groupLabels, groupLabelsAsync, jaResultTable, runJoinAggregate, RUN_JOIN_AGGREGATE_OPTIONS, type JaRunResult, type JaSide, type RunJoinAggregateOptions } from "./run.js";

@@ -183,11 +183,17 @@ export async function raiseBatch(
   return { kind: "elementBatch", header: header(s, o.reply, chunk, chunks), elementSize: ELEMENT, count: b.count, elements: raised };
 }
 
-/** Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per statistic column of `size` slots. */
-export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; total: number } {
+/**
+ * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per statistic
+ * column of `size` slots (`data` chunks in all); with dp then one chunk per
+ * statistic column of the provider's noise shares (dp.ts: JA_NOISE_SLOTS
+ * slots, `column` = stats + its index).
+ */
+export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; data: number; total: number } {
   const blocks = Math.ceil(size / JA_SLOTS);
   const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
-  return { perColumn, total: perColumn * s.stats.length };
+  const data = perColumn * s.stats.length;
+  return { perColumn, data, total: data + (s.dp ? s.stats.length : 0) };
 }
 
 /** Step 14's chunks: RESULT_BLOCKS_PER_CHUNK blocks (one per released group) per statistic column. */

@@ -14,6 +14,8 @@ import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
 import type { AggregateSpec } from "../aggregate.js";
 import { DEFAULT_MIN_GROUP_SIZE, resolveAggregates } from "../aggregate.js";
 import { statLayout, valueBound, type JaStat } from "./aggregates.js";
+import { JA_NOISE_SLOTS, jaDpPlan, type JaDpParams, type JaDpResolved } from "./dp.js";
+import type { UniformSource } from "../../engine/dp/index.js";
 
 export const JA_VERSION = 1;
 
@@ -41,8 +43,8 @@ export const ELEMENT = 32;
 export const JA_DEFAULT_CHUNK_ELEMENTS = 16_384;
 export const JA_DEFAULT_MAX_SET_SIZE = 100_000_000;
 export const JA_DEFAULT_MAX_JOIN_ROWS = 2 ** 32;
-/** Most pseudonymous groups a job may have. */
-export const JA_MAX_GROUPS = 1024;
+/** Most pseudonymous groups a job may have: as many as the provider sends noise shares for in a dp job (dp.ts; the type ties the two). */
+export const JA_MAX_GROUPS: typeof JA_NOISE_SLOTS = 1024;
 /** Ciphertext blocks per JoinCiphertext chunk (a block is one SEAL ciphertext per CRT prime). */
 export const PROVIDER_BLOCKS_PER_CHUNK = 2;
 export const RESULT_BLOCKS_PER_CHUNK = 8;
@@ -75,6 +77,14 @@ export interface JoinAggregateParams {
   readonly providerPadding?: "bucket" | "none";
   /** The most distinct keys the buyer may bring (default: maxSetSize); the provider and the exchange refuse a larger announcement. */
   readonly maxBuyerKeys?: number;
+  /**
+   * Differential privacy (dp.ts): the provider and the exchange each add a
+   * share of discrete Gaussian noise to every released statistic under
+   * encryption, ρ-zCDP in all; the buyer's rows per key are capped at
+   * maxRowsPerKey (default 1), values clipped to ±maxAbsValue, every group
+   * released and k applied by the buyer to the noisy count.
+   */
+  readonly dp?: JaDpParams;
 }
 
 /** The resolved, plain-data form every state carries. */
@@ -102,6 +112,8 @@ export interface JaResolved {
   readonly stats: readonly JaStat[];
   /** HE options (maxAbsValue as decimal). */
   readonly he: { readonly maxAbsValue: string; readonly maxRows: number; readonly maxLength: number };
+  /** The job's DP plan (dp.ts), when it declares dp; absent otherwise. */
+  readonly dp?: JaDpResolved;
 }
 
 /** Local resources: not part of the state. */
@@ -111,6 +123,8 @@ export interface JaContext {
   readonly he?: HeContext;
   readonly backend?: BackendId;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
+  /** Where the provider or the exchange draws its DP noise share: node:crypto's CSPRNG unless given. A seeded source is for tests only (its noise protects nothing). */
+  readonly noise?: UniformSource;
 }
 
 export function resolveJaParams(p: JoinAggregateParams): JaResolved {
@@ -132,8 +146,13 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
   const scale = p.scale ?? 0;
   const { aggregates, columns, squares } = resolveAggregates(p.aggregates);
   const V = valueBound(p.maxAbsValue, scale);
-  // One context for every statistic: its per-row bound is the largest of 1 (n), V (s) and V² (q).
-  const B = squares.some(Boolean) ? V * V : V;
+  const stats = statLayout(columns, squares, p.dp !== undefined);
+  const dp = p.dp !== undefined ? jaDpPlan(p.dp, stats, V) : undefined;
+  if (dp && maxJoinRows > 2 ** 40 - 2) throw new InvalidArgumentError("with dp, maxJoinRows must be at most 2^40 − 2 (the HE row bound holds the two noise shares too)");
+  // One context for every statistic: its per-row bound is the largest of 1 (c, n), V (s) and V² (q) —
+  // with dp also of the noise shares' bound, and two more rows (the shares), so a noisy total never wraps.
+  const rowBound = squares.some(Boolean) ? V * V : V;
+  const B = dp && BigInt(dp.noiseBound) > rowBound ? BigInt(dp.noiseBound) : rowBound;
   return {
     protocol: ProtocolId.JoinAggregate,
     version: JA_VERSION,
@@ -151,8 +170,9 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
     valueBound: V.toString(),
     columns,
     squares,
-    stats: statLayout(columns, squares),
-    he: { maxAbsValue: B.toString(), maxRows: maxJoinRows, maxLength: JA_MAX_LENGTH },
+    stats,
+    he: { maxAbsValue: B.toString(), maxRows: dp ? maxJoinRows + 2 : maxJoinRows, maxLength: JA_MAX_LENGTH },
+    ...(dp ? { dp } : {}),
   };
 }
 

@@ -4,7 +4,9 @@
  * the buyer); on the buyer's hello it sends its hello and blinded set to the
  * buyer (4, 5) and its hello, row counts and encrypted statistics to the
  * exchange (6, 7, 8), then raises the buyer's elements for the exchange (9).
- * What it learns: ./index.ts.
+ * In a job with dp it clips its values to ±V, encrypts its rows per key as
+ * a statistic too, and sends its noise shares after its statistics (step 8,
+ * dp.ts). What it learns: ./index.ts.
  */
 import { randomBytes } from "node:crypto";
 import type { Table } from "apache-arrow";
@@ -19,6 +21,8 @@ import { ProtocolError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
 import { batches, checkBinding, chunkCount, header } from "../steps.js";
 import { scaledValues } from "../aggregate.js";
+import { cryptoUniformSource } from "../../engine/dp/index.js";
+import { jaProviderNoise } from "./dp.js";
 import { checkBuyerKeys, checkHello, checkKey, handlerFor, hello, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
@@ -79,9 +83,11 @@ async function start(init: JaProviderInit, ctx: JaContext): Promise<Step<JaProvi
   // Per distinct key (padded to `size` with zeros): c, and per stat its total (checked to stay
   // within int64), column by column on a worker (engine/columns int64GroupStats).
   const c = (await ctx.pool.int64GroupStats(d.rowToDistinct, d.count, [], size)).rows;
-  const acc: BigInt64Array[] = [];
+  // With dp, COUNT(*) is a statistic like the others (noised under encryption): the rows per key, first.
+  const acc: BigInt64Array[] = r.dp ? [BigInt64Array.from(c, (x) => BigInt(x))] : [];
   for (const [ci, column] of r.columns.entries()) {
-    const { values, valid } = scaledValues(init.table, column, r.scale, V);
+    // With dp, values beyond ±V are clipped rather than refused: a refusal would be an observable that depends on one row (dp.ts).
+    const { values, valid } = r.dp ? clipped(scaledValues(init.table, column, r.scale, I64_MAX), V) : scaledValues(init.table, column, r.scale, V);
     const { n, s: sum, q } = (await ctx.pool.int64GroupStats(d.rowToDistinct, d.count, [{ values, valid, squares: r.squares[ci] === true }], size)).columns[0] as { n: BigInt64Array; s: BigInt64Array; q: BigInt64Array | null };
     acc.push(n, sum, ...(q ? [q] : []));
   }
@@ -127,6 +133,19 @@ async function start(init: JaProviderInit, ctx: JaContext): Promise<Step<JaProvi
   return { state, messages: [] };
 }
 
+const I64_MAX = (1n << 63n) - 1n;
+
+/** Scaled values clipped to ±V (in place). */
+function clipped(x: { values: BigInt64Array; valid: Uint8Array }, V: bigint): { values: BigInt64Array; valid: Uint8Array } {
+  const a = x.values;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i] as bigint;
+    if (v > V) a[i] = V;
+    else if (v < -V) a[i] = -V;
+  }
+  return x;
+}
+
 /**
  * Encrypts every statistic column in the provider's order on the pool's
  * workers, left at the masked-sums level (the exchange's only use of them),
@@ -146,6 +165,15 @@ async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCip
     chunks.forEach((ciphertext, c) => {
       out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext });
     });
+  }
+  if (s.dp) {
+    // This party's noise shares, one per possible group code per statistic (dp.ts): drawn here, sent only encrypted.
+    const noise = jaProviderNoise(s.dp, ctx.noise ?? cryptoUniformSource());
+    for (let k = 0; k < noise.length; k++) {
+      const [ciphertext, ...rest] = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, noise[k] as BigInt64Array, { level: "mask", blocksPerPart: 1 });
+      if (!ciphertext || rest.length > 0) throw new ProtocolError("the encrypted noise came back in an unexpected number of chunks");
+      out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, perColumn * s.stats.length + k, total), column: s.stats.length + k, firstBlock: 0, ciphertext });
+    }
   }
   return out;
 }

@@ -13,6 +13,12 @@
  * every buyer group not released (one with no match too). Each buyer key must fall
  * in one group: a buyer table with a key in two groups is refused
  * (OverlappingGroupsError, naming the group column and two data rows).
+ *
+ * With `dp: { rho, maxRowsPerKey? }` every total is noisy (dp.ts): the
+ * table holds the noisy values, `result.groups[i].noise` each one's noise
+ * variance and 95% interval, `result.dp` the mechanism, its accounting and
+ * the contribution bounds; groups whose noisy count is below k are
+ * suppressed by the buyer.
  */
 import { randomUUID } from "node:crypto";
 import { Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
@@ -32,6 +38,8 @@ import { jaProvider } from "./provider.js";
 import type { JaResult } from "./result.js";
 import { player, runRoles, type Role } from "../role.js";
 import type { TransportStats } from "../transport.js";
+import type { UniformSource } from "../../engine/dp/index.js";
+import type { JaDpParams } from "./dp.js";
 
 /** A side of join-aggregate: its table, key columns and key normalisation (as runPsi's and runLookup's). */
 export interface JaSide {
@@ -72,14 +80,20 @@ export interface RunJoinAggregateOptions {
   readonly onProgress?: (phase: string, done: number, total: number) => void;
   /** Sees every encoded frame (tests). */
   readonly tap?: (from: string, to: string, frame: Uint8Array) => void;
+  /** Differential privacy, ρ-zCDP in all (dp.ts): the provider and the exchange each add a share of discrete Gaussian noise under encryption. */
+  readonly dp?: JaDpParams;
+  /** FOR TESTS ONLY: the provider's and the exchange's noise sources (default node:crypto's CSPRNG). Seeded noise protects nothing. */
+  readonly testNoiseSources?: { readonly provider?: UniformSource; readonly exchange?: UniformSource };
 }
 
 /** The options runJoinAggregate takes (checked at run time: an unknown one is an UnknownOptionError). */
 export const RUN_JOIN_AGGREGATE_OPTIONS: OptionShape = {
-  names: ["buyer", "provider", "aggregates", "minGroupSize", "maxAbsValue", "scale", "maxJoinRows", "group", "pool", "job", "providerPadding", "maxBuyerKeys", "onProgress", "tap"],
+  names: ["buyer", "provider", "aggregates", "minGroupSize", "maxAbsValue", "scale", "maxJoinRows", "group", "pool", "job", "providerPadding", "maxBuyerKeys", "onProgress", "tap", "dp", "testNoiseSources"],
   required: ["buyer", "provider", "aggregates"],
   renamed: { keyOptions: "buyer.normalise and provider.normalise" },
   nested: {
+    dp: { names: ["rho", "maxRowsPerKey"], required: ["rho"] },
+    testNoiseSources: { names: ["provider", "exchange"], required: [] },
     buyer: { names: [...SIDE_KEY_OPTIONS, "groupBy"], required: ["table", "keys"], renamed: SIDE_RENAMED },
     provider: { names: SIDE_KEY_OPTIONS, required: ["table", "keys"], renamed: SIDE_RENAMED },
   },
@@ -150,6 +164,7 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
     ...(options.group !== undefined ? { group: options.group } : {}),
     ...(options.providerPadding !== undefined ? { providerPadding: options.providerPadding } : {}),
     ...(options.maxBuyerKeys !== undefined ? { maxBuyerKeys: options.maxBuyerKeys } : {}),
+    ...(options.dp !== undefined ? { dp: { rho: options.dp.rho, ...(options.dp.maxRowsPerKey !== undefined ? { maxRowsPerKey: options.dp.maxRowsPerKey } : {}) } } : {}),
   };
   const resolved = resolveJaParams(params);
   if (options.buyer.keys.length === 0 || options.buyer.keys.length !== options.provider.keys.length) {
@@ -171,14 +186,19 @@ export async function runJoinAggregate(options: RunJoinAggregateOptions): Promis
   const run = await runRoles(
     {
       buyer: player(timed(jaBuyer, "buyer: hash and blind", "buyer: raise and decrypt", timings), buyerInit, ctx),
-      provider: player(timed(jaProvider, "provider: aggregate, hash and blind", "provider: encrypt and raise", timings), { params, keys: providerKeys, table: options.provider.table }, ctx),
-      exchange: player(timed(jaExchange, "exchange: start", "exchange: match and aggregate", timings), { params }, ctx),
+      provider: player(timed(jaProvider, "provider: aggregate, hash and blind", "provider: encrypt and raise", timings), { params, keys: providerKeys, table: options.provider.table }, withNoise(ctx, options.testNoiseSources?.provider)),
+      exchange: player(timed(jaExchange, "exchange: start", "exchange: match and aggregate", timings), { params }, withNoise(ctx, options.testNoiseSources?.exchange)),
     },
     options.tap ? { tap: options.tap } : {},
   );
   const result = jaBuyer.result(run.states["buyer"] as JaBuyerState);
   const table = jaResultTable(result, options);
   return withToJson({ table, rows: tableRows(table), result, suppressedGroups: result.suppressed, job, stats: run.stats, timings });
+}
+
+/** The context with a test's noise source, when given. */
+function withNoise(ctx: JaContext, noise: UniformSource | undefined): JaContext {
+  return noise ? { ...ctx, noise } : ctx;
 }
 
 /**

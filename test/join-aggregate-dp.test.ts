@@ -1,0 +1,377 @@
+/**
+ * join-aggregate with differential privacy (protocols/join-aggregate/dp.ts):
+ * the plan meets ρ by KLS21's bound with two parties; the noisy result
+ * minus a plaintext oracle (a JS join applying the same rows-per-key cap
+ * and clipping) is exactly the provider's plus the exchange's shares
+ * (replayed from their seeds), within the stated bound, and the same on
+ * other data (noise independent of the data); every group is released and
+ * k read from the noisy count; hostile noise chunks, weights above the cap
+ * and a clear count in a dp result are refused with the state unchanged;
+ * `umbra join-aggregate --epsilon` takes the largest ρ within ε at δ = 1e-6.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Float64, Table, Utf8, vectorFromArray } from "apache-arrow";
+import { afterAll, describe, expect, it } from "vitest";
+import { CryptoPool, keysFromTable } from "../engine/index.js";
+import { distributedGaussianRho, epsilonFromRho, noiseHalfWidth, seededUniformSource } from "../engine/dp/index.js";
+import { joinAggregateCommand, rhoFromEpsilon } from "../node/commands/join-aggregate.js";
+import { createHeContext, KeyMismatchError } from "../engine/he/index.js";
+import { InvalidArgumentError } from "../engine/errors.js";
+import {
+  decodeMessage,
+  encodeMessage,
+  InvalidMessageError,
+  jaBuyer,
+  jaDpPlan,
+  jaExchange,
+  jaExchangeNoise,
+  jaHeOptions,
+  jaProvider,
+  jaProviderNoise,
+  resolveJaParams,
+  runJoinAggregate,
+  type AggregateSpec,
+  type JaContext,
+  type JaExchangeState,
+  type JoinAggregateParams,
+  type JoinCiphertext,
+  type JoinResult,
+  type JoinWeights,
+  type ProtocolMessage,
+} from "../protocols/index.js";
+
+const pool = new CryptoPool({ threads: 2, inlineBelow: 64 });
+afterAll(async () => {
+  await pool.close();
+});
+
+const AGGS: AggregateSpec[] = [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "var", column: "v" }];
+const V = 100;
+const CAP = 2;
+const RHO = "1/2";
+
+interface Sides {
+  buyer: Table;
+  provider: Table;
+}
+
+/** Buyer keys with duplicates (up to 4 rows per key, beyond the cap), provider values partly beyond ±V and some null. */
+function sides(seed: number, groups: readonly string[]): Sides {
+  let x = seed;
+  const r = () => ((x = (x * 1103515245 + 12345) % 2 ** 31), x / 2 ** 31);
+  const bk: string[] = [];
+  const bg: string[] = [];
+  for (let i = 0; i < 60; i++) {
+    const dup = 1 + Math.floor(r() * 4);
+    for (let d = 0; d < dup; d++) {
+      bk.push(`k${i}`);
+      bg.push(groups[i % groups.length] as string);
+    }
+  }
+  const pk: string[] = [];
+  const pv: (number | null)[] = [];
+  for (let i = 0; i < 90; i++) {
+    const rows = 1 + Math.floor(r() * 3);
+    for (let d = 0; d < rows; d++) {
+      pk.push(`k${Math.floor(r() * 80)}`);
+      pv.push(r() < 0.1 ? null : Math.round((r() - 0.5) * 3 * V)); // about a third beyond ±V
+    }
+  }
+  return {
+    buyer: new Table({ k: vectorFromArray(bk, new Utf8()), g: vectorFromArray(bg, new Utf8()) }),
+    provider: new Table({ k: vectorFromArray(pk, new Utf8()), v: vectorFromArray(pv, new Float64()) }),
+  };
+}
+
+interface Exact {
+  c: bigint;
+  n: bigint;
+  s: bigint;
+  q: bigint;
+}
+
+/** The plaintext oracle: the join with the buyer's rows per key capped at CAP and values clipped to ±V, per buyer group. */
+function oracle(d: Sides, cap = CAP): Map<string, Exact> {
+  const weight = new Map<string, number>();
+  const group = new Map<string, string>();
+  for (let i = 0; i < d.buyer.numRows; i++) {
+    const k = d.buyer.getChild("k")?.get(i) as string;
+    weight.set(k, Math.min(cap, (weight.get(k) ?? 0) + 1));
+    group.set(k, d.buyer.getChild("g")?.get(i) as string);
+  }
+  const out = new Map<string, Exact>();
+  for (const g of new Set(group.values())) out.set(g, { c: 0n, n: 0n, s: 0n, q: 0n });
+  for (let i = 0; i < d.provider.numRows; i++) {
+    const k = d.provider.getChild("k")?.get(i) as string;
+    const w = weight.get(k);
+    if (w === undefined) continue;
+    const e = out.get(group.get(k) as string) as Exact;
+    const W = BigInt(w);
+    e.c += W;
+    const v = d.provider.getChild("v")?.get(i) as number | null;
+    if (v === null) continue;
+    const c = BigInt(Math.max(-V, Math.min(V, v)));
+    e.n += W;
+    e.s += W * c;
+    e.q += W * c * c;
+  }
+  return out;
+}
+
+function run(d: Sides, tag: string, o: { grouped?: boolean; k?: number } = {}) {
+  return runJoinAggregate({
+    buyer: { table: d.buyer, keys: ["k"], ...(o.grouped === false ? {} : { groupBy: "g" }) },
+    provider: { table: d.provider, keys: ["k"] },
+    aggregates: AGGS,
+    maxAbsValue: V,
+    minGroupSize: o.k ?? 1,
+    pool,
+    dp: { rho: RHO, maxRowsPerKey: CAP },
+    testNoiseSources: { provider: seededUniformSource(`${tag}/provider`), exchange: seededUniformSource(`${tag}/exchange`) },
+  });
+}
+
+const plan = () => resolveJaParams({ job: "plan", aggregates: AGGS, grouped: true, maxAbsValue: V, dp: { rho: RHO, maxRowsPerKey: CAP } }).dp!;
+
+/** The noise the seeded parties add to the block of group code g, per statistic column (c, n, s, q): the provider's slot g plus the exchange's draw g. */
+function replay(tag: string, groups: number): bigint[][] {
+  const dp = plan();
+  const p = jaProviderNoise(dp, seededUniformSource(`${tag}/provider`));
+  const rngE = seededUniformSource(`${tag}/exchange`);
+  const e = dp.statistics.map((_, k) => jaExchangeNoise(dp, k, groups, rngE));
+  return Array.from({ length: groups }, (_, g) => dp.statistics.map((_, k) => (p[k]?.[g] as bigint) + (e[k]?.[g] as bigint)));
+}
+
+/** Per released group (by label), its noisy totals minus the oracle's: (c, n, s, q). */
+function differences(r: Awaited<ReturnType<typeof run>>, exact: Map<string, Exact>): Map<string, bigint[]> {
+  const out = new Map<string, bigint[]>();
+  for (const g of r.result.groups) {
+    const e = exact.get(g.label === "" ? "all" : (g.label as string)) as Exact; // ungrouped: one group labelled ""
+    const col = g.columns["v"]!;
+    const sq = g.noise!.columns["v"]!.sumsq!;
+    out.set(g.label as string, [g.count - e.c, col.n - e.n, (col.sum as bigint) - e.s, sq.low + sq.halfWidth - e.q]);
+  }
+  return out;
+}
+
+describe("the join-aggregate dp plan", () => {
+  it("splits ρ over count, n, sum and sum of squares with Δ = cap, cap, cap·V, cap·V², each met by KLS21's bound for two parties", () => {
+    const dp = plan();
+    expect(dp.statistics.map((s) => [s.name, s.sensitivity, s.rho])).toEqual([
+      ["count", "2", "1/8"],
+      ["n(v)", "2", "1/8"],
+      ["sum(v)", "200", "1/8"],
+      ["sumsq(v)", "20000", "1/8"],
+    ]);
+    for (const s of dp.statistics) {
+      const [num, den] = s.sigma2.split("/").map(BigInt) as [bigint, bigint];
+      const d = Number(s.sensitivity);
+      expect(distributedGaussianRho(2, num, den, { l1: d, l2: d, dimension: 1 })).toBeLessThanOrEqual(1 / 8);
+    }
+  });
+
+  it("refuses a maxRowsPerKey outside [1, 65536] and a ρ that is not a positive rational", () => {
+    for (const bad of [0, 1.5, 65_537]) expect(() => jaDpPlan({ rho: RHO, maxRowsPerKey: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);
+    for (const bad of ["0", "-1", "x"]) expect(() => jaDpPlan({ rho: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe("runJoinAggregate with dp", () => {
+  it("releases the oracle's totals (cap and clipping applied) plus exactly the replayed shares of both parties, ungrouped", async () => {
+    const d = sides(7, ["all"]);
+    const r = await run(d, "ungrouped", { grouped: false });
+    const exact = oracle(d);
+    const e = exact.get("all") as Exact;
+    const g = r.result.groups[0]!;
+    const got = [g.count - e.c, g.columns["v"]!.n - e.n, (g.columns["v"]!.sum as bigint) - e.s, g.noise!.columns["v"]!.sumsq!.low + g.noise!.columns["v"]!.sumsq!.halfWidth - e.q];
+    expect(got).toEqual(replay("ungrouped", 1)[0]);
+  });
+
+  it("adds noise (not zero) within twice the share bound, and states ρ, ε, the bounds, σ and a 95% interval per value", async () => {
+    const d = sides(7, ["a", "b", "c"]);
+    const r = await run(d, "meta");
+    const dp = r.result.dp!;
+    expect([dp.rho, dp.maxRowsPerKey, dp.clipBound, dp.parties]).toEqual(["1/2", CAP, "100", 2]);
+    expect(dp.epsilonAtDelta1e6).toBeGreaterThan(0);
+    const B = 2n * BigInt(plan().noiseBound);
+    const diffs = [...differences(r, oracle(d)).values()].flat();
+    expect(diffs.some((x) => x !== 0n)).toBe(true);
+    expect(diffs.every((x) => x <= B && -x <= B)).toBe(true);
+    const g = r.result.groups[0]!;
+    const sumStat = dp.statistics.find((s) => s.name === "sum(v)")!;
+    expect(sumStat.sigma).toBeCloseTo(Math.sqrt(Number(sumStat.variance.split("/")[0]) / Number(sumStat.variance.split("/")[1])), 9);
+    const [num, den] = plan().statistics[2]!.sigma2.split("/").map(BigInt) as [bigint, bigint];
+    expect(g.noise!.columns["v"]!.sum.halfWidth).toBe(noiseHalfWidth({ kind: "distributed-discrete-gaussian", parties: 2, sigma2: { num, den } }));
+  });
+
+  it("puts in each group's block the shares of its code: the groups' noise is the replayed shares, group for group", async () => {
+    const d = sides(11, ["a", "b", "c", "d"]);
+    const r = await run(d, "grouped");
+    expect(r.result.groups.length).toBe(4);
+    const got = [...differences(r, oracle(d)).values()].map((x) => x.join(",")).sort();
+    const want = replay("grouped", 4).map((x) => x.join(",")).sort(); // codes are random: the same tuples, in some order
+    expect(got).toEqual(want);
+  });
+
+  it("adds the same noise to other data from the same seeds: the noise does not depend on the data", async () => {
+    const one = sides(3, ["all"]);
+    const other = sides(99, ["all"]);
+    const a = [...differences(await run(one, "same", { grouped: false }), oracle(one)).values()][0];
+    const b = [...differences(await run(other, "same", { grouped: false }), oracle(other)).values()][0];
+    expect(oracle(one).get("all")).not.toEqual(oracle(other).get("all"));
+    expect(a).toEqual(b);
+  });
+
+  it("releases every group from the exchange and suppresses at the buyer only those whose noisy count is below k", async () => {
+    // Group "z" has one key and no provider row: without dp the exchange suppresses it; with dp its block is noise only.
+    const d = sides(5, ["a", "b"]);
+    const buyer = new Table({ k: vectorFromArray([...(d.buyer.getChild("k")!.toArray() as string[]), "lonely"], new Utf8()), g: vectorFromArray([...(d.buyer.getChild("g")!.toArray() as string[]), "z"], new Utf8()) });
+    const exact = oracle({ buyer, provider: d.provider });
+    // Codes are random, so which seeded count noise lands on which group is not; with k = 20 the outcome is the same for every
+    // assignment: each of the three possible count noises is below 20, and "a" and "b" stay at or above 20 with any of them.
+    const K = 20;
+    const noises = replay("k", 3).map((x) => x[0] as bigint);
+    const least = noises.reduce((m, x) => (x < m ? x : m));
+    expect(noises.every((x) => x < BigInt(K)) && exact.get("a")!.c + least >= BigInt(K) && exact.get("b")!.c + least >= BigInt(K)).toBe(true);
+    const results: JoinResult[] = [];
+    const r = await runJoinAggregate({
+      buyer: { table: buyer, keys: ["k"], groupBy: "g" },
+      provider: { table: d.provider, keys: ["k"] },
+      aggregates: AGGS,
+      maxAbsValue: V,
+      minGroupSize: K,
+      pool,
+      dp: { rho: RHO, maxRowsPerKey: CAP },
+      testNoiseSources: { provider: seededUniformSource("k/provider"), exchange: seededUniformSource("k/exchange") },
+      tap: (_from, _to, frame) => {
+        const m = decodeMessage(frame);
+        if (m.kind === "joinResult") results.push(m as JoinResult);
+      },
+    });
+    expect([results[0]!.codes.length / 4, results[0]!.suppressed, r.result.groups.map((g) => g.label), r.result.suppressed]).toEqual([3, 0, ["a", "b"], 1]);
+  });
+});
+
+// ---------------------------------------------------------------------------- hostile input
+
+describe("a dp job's hostile messages are refused and leave the state unchanged", () => {
+  const params: JoinAggregateParams = { job: "ja-dp-hostile", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1000, maxJoinRows: 1_000_000, providerPadding: "none", dp: { rho: "1", maxRowsPerKey: 2 } };
+  const rt = (m: ProtocolMessage) => decodeMessage(encodeMessage(m));
+
+  async function setup() {
+    const d = sides(17, ["a", "b"]);
+    const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
+    const ctx: JaContext = { pool, he };
+    const groups = Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string);
+    const buyer = await jaBuyer.start({ params, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx);
+    const provider = await jaProvider.start({ params, keys: keysFromTable(d.provider, ["k"]), table: d.provider }, ctx);
+    const toP = buyer.messages.filter((a) => a.to === "provider").map((a) => rt(a.message));
+    const p1 = await jaProvider.receive(provider.state, "buyer", toP[0] as ProtocolMessage, ctx);
+    const p2 = await jaProvider.receive(p1.state, "buyer", toP[1] as ProtocolMessage, ctx);
+    const fromP = p2.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
+    const values = fromP.filter((m) => m.kind === "joinCiphertext") as JoinCiphertext[];
+    let x: JaExchangeState = (await jaExchange.start({ params }, ctx)).state;
+    x = (await jaExchange.receive(x, "buyer", buyer.messages.find((a) => a.to === "exchange")!.message, ctx)).state; // the buyer's key
+    for (const m of fromP.filter((m) => m.kind !== "joinCiphertext")) x = (await jaExchange.receive(x, "provider", m, ctx)).state;
+    return { he, ctx, buyer, values, x };
+  }
+
+  it("the exchange refuses a noise chunk with the wrong column, the wrong length or under another key", async () => {
+    const { he, ctx, values, x: x0 } = await setup();
+    try {
+      const stats = 3; // c, n(v), s(v)
+      const data = values.slice(0, values.length - stats);
+      const noise = values.slice(values.length - stats);
+      expect(noise.map((c) => c.column)).toEqual([3, 4, 5]);
+      let x = x0;
+      for (const m of data) x = (await jaExchange.receive(x, "provider", m, ctx)).state;
+      const first = noise[0] as JoinCiphertext;
+      const before = structuredClone(x);
+      // Another column number.
+      await expect(jaExchange.receive(x, "provider", { ...first, column: 0 }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      // A data chunk's ciphertext (a whole block of 8,192 slots) where 1,024 noise slots belong.
+      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: (data[0] as JoinCiphertext).ciphertext }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      // Noise under a key that is not the buyer's.
+      const other = he.generateKeys({ galois: false });
+      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(1024)), other.publicKey, { level: "mask" });
+      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
+      expect(structuredClone(x)).toEqual(before);
+      // The genuine chunk is still accepted.
+      expect((await jaExchange.receive(x, "provider", first, ctx)).state.valueChunks.length).toBe(data.length + 1);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the exchange refuses a weight above maxRowsPerKey (a buyer that did not cap its duplicates)", async () => {
+    const { he, ctx, buyer } = await setup();
+    try {
+      const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
+      let x: JaExchangeState = (await jaExchange.start({ params }, ctx)).state;
+      for (const m of toX.slice(0, 2)) x = (await jaExchange.receive(x, "buyer", m, ctx)).state;
+      const w = toX[2] as JoinWeights;
+      const weights = new Uint32Array(w.weights.slice().buffer);
+      weights[0] = 3;
+      const before = structuredClone(x);
+      const err = await jaExchange.receive(x, "buyer", { ...w, weights: new Uint8Array(weights.buffer) }, ctx).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidMessageError);
+      expect((err as Error).message).toMatch(/maxRowsPerKey 2/);
+      expect(structuredClone(x)).toEqual(before);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the buyer refuses a dp result that carries a count in the clear", async () => {
+    const d = sides(19, ["a", "b"]);
+    const msgs: { from: string; to: string; m: ProtocolMessage }[] = [];
+    await runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 10, minGroupSize: 1, pool, job: "ja-dp-clear", dp: { rho: "1" }, tap: (from, to, f) => msgs.push({ from, to, m: decodeMessage(f) }) });
+    const res = msgs.find((x) => x.m.kind === "joinResult")!.m as JoinResult;
+    expect([...res.counts].every((b) => b === 0)).toBe(true); // no exact count travels
+    // Replay the buyer up to the result with a forged count.
+    const p: JoinAggregateParams = { job: "ja-dp-clear", aggregates: [{ fn: "count" }], grouped: true, maxAbsValue: 10, minGroupSize: 1, dp: { rho: "1" } };
+    const he = await createHeContext(jaHeOptions(resolveJaParams(p)));
+    try {
+      const ctx: JaContext = { pool, he };
+      const groups = Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string);
+      let b = (await jaBuyer.start({ params: p, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx)).state;
+      for (const x of msgs.filter((y) => y.to === "buyer" && y.from === "provider")) b = (await jaBuyer.receive(b, "provider", x.m, ctx)).state;
+      const forged = new Uint8Array(res.counts);
+      forged[0] = 7;
+      const before = structuredClone(b);
+      await expect(jaBuyer.receive(b, "exchange", { ...res, counts: forged }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      expect(structuredClone(b)).toEqual(before);
+    } finally {
+      he.dispose();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------- CLI
+
+describe("umbra join-aggregate --rho / --epsilon", () => {
+  it("--epsilon E becomes the largest ρ (6 significant digits, rounded down) whose ε at δ = 1e-6 is at most E", () => {
+    for (const eps of [0.1, 1, 4]) {
+      const [num, den] = rhoFromEpsilon(eps).split("/").map(Number) as [number, number];
+      const rho = num / den;
+      expect(epsilonFromRho(rho, 1e-6)).toBeLessThanOrEqual(eps);
+      expect(epsilonFromRho(rho * 1.00002, 1e-6)).toBeGreaterThan(eps);
+    }
+  });
+
+  it("runs with --epsilon 1 and states ρ, ε, the cap and each statistic's σ; --rho with --epsilon is a usage error", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "umbra-ja-dp-cli-"));
+    writeFileSync(join(dir, "b.csv"), "k\n" + Array.from({ length: 20 }, (_, i) => `k${i}\n`).join(""));
+    writeFileSync(join(dir, "p.csv"), "k,v\n" + Array.from({ length: 20 }, (_, i) => `k${i},${i}\n`).join(""));
+    const lines: string[] = [];
+    const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
+    const args = ["--buyer", join(dir, "b.csv"), "--provider", join(dir, "p.csv"), "--key", "k", "--agg", "count,sum(v)", "--max-abs-value", "100", "--min-group-size", "1", "--out", join(dir, "out.csv")];
+    expect(await joinAggregateCommand([...args, "--epsilon", "1"], io)).toBe(0);
+    const text = lines.join("\n");
+    expect(text).toContain(`differential privacy: ρ = ${rhoFromEpsilon(1)} zCDP (ε = 1.00 at δ = 1e-6)`);
+    expect(text).toMatch(/buyer rows per key capped at 1, values clipped to ±100; noise per released value: count σ = [0-9.]+, 95% ± [0-9.]+; n\(v\) σ = [0-9.]+, 95% ± [0-9.]+; sum\(v\) σ = [0-9.]+/);
+    await expect(joinAggregateCommand([...args, "--epsilon", "1", "--rho", "1/10"], io)).rejects.toThrow(/--rho or --epsilon, not both/);
+  });
+});
