@@ -53,14 +53,23 @@ function replayedSumNoise(id: string): { noise: bigint; halfWidth: bigint } {
   const request = (x.store.getJob(id)?.params as unknown as { request: JobRequest }).request;
   const s = resolveFaParams(faParamsOf(id, request));
   const o = s.columnOffsets[0] as number;
-  const noise = [0, 1].reduce((acc, i) => acc + (faNoiseShares(s.dp!, s.stride, s.length, seededUniformSource(`${id}/${i}`))[o] as bigint), 0n);
+  const noise = [0, 1].reduce((acc, i) => acc + (faNoiseShares(s.dp!, s.stride, s.length, seededUniformSource(`${seedOf(id)}/${i}`))[o] as bigint), 0n);
   return { noise, halfWidth: noiseHalfWidth({ kind: "distributed-discrete-gaussian", parties: 2, sigma2: faDpSigma2(s.dp!, o) }) };
+}
+
+/**
+ * Each job's noise seed: its request (datasets and parameters), the same in
+ * every run — not its random id — so the noise drawn, and every assertion on
+ * it, is the same in every run.
+ */
+function seedOf(job: string): string {
+  return JSON.stringify((x.store.getJob(job)?.params as unknown as { request: JobRequest }).request);
 }
 
 const spent = (store: TestExchange["store"], dataset: string) => store.getPrivacySpent(dataset, "bank");
 
 beforeAll(async () => {
-  faTestNoise.source = (job, index) => seededUniformSource(`${job}/${index}`);
+  faTestNoise.source = (job, index) => seededUniformSource(`${seedOf(job)}/${index}`);
   x = await startExchange({ jobTimeoutMs: 20_000 });
   bank = await startParty("bank", x.url, pool);
   telco = await startParty("telco", x.url, pool);

@@ -61,18 +61,27 @@ function replayedSumNoise(id: string): { noise: bigint; halfWidth: bigint } {
   const s = resolveJaParams(jaParamsOf(id, request));
   const dp = s.dp!;
   const k = s.stats.findIndex((st) => st.stat === "s");
-  const provider = jaProviderNoise(dp, seededUniformSource(`${id}/provider`))[k]?.[0] as bigint;
-  const rng = seededUniformSource(`${id}/exchange`);
+  const provider = jaProviderNoise(dp, seededUniformSource(`${seedOf(id)}/provider`))[k]?.[0] as bigint;
+  const rng = seededUniformSource(`${seedOf(id)}/exchange`);
   const exchange = dp.statistics.map((_, i) => jaExchangeNoise(dp, i, 1, rng)[0] as bigint)[k] as bigint;
   const [num, den] = dp.statistics[k]!.sigma2.split("/").map(BigInt) as [bigint, bigint];
   return { noise: provider + exchange, halfWidth: noiseHalfWidth({ kind: "distributed-discrete-gaussian", parties: 2, sigma2: { num, den } }) };
+}
+
+/**
+ * Each job's noise seed: its request (datasets and parameters), the same in
+ * every run — not its random id — so the noise drawn, and every assertion on
+ * it, is the same in every run.
+ */
+function seedOf(job: string): string {
+  return JSON.stringify((x.store.getJob(job)?.params as unknown as { request: JobRequest }).request);
 }
 
 const spent = (store: TestExchange["store"], dataset: string) => store.getPrivacySpent(dataset, "bank");
 const submittedJobs = () => [...x.store.ledgerRows({})].filter((e) => e.kind === "job.submitted").length;
 
 beforeAll(async () => {
-  jaTestNoise.source = (job, role) => seededUniformSource(`${job}/${role}`);
+  jaTestNoise.source = (job, role) => seededUniformSource(`${seedOf(job)}/${role}`);
   x = await startExchange({ jobTimeoutMs: 20_000, pool });
   bank = await startParty("bank", x.url, pool);
   telco = await startParty("telco", x.url, pool);
