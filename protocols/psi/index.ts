@@ -5,3 +5,4 @@
  */
 export * from "./roles.js";
 export { runPsi, RUN_PSI_OPTIONS, type PsiCardinalityResult, type PsiIntersectionResult, type PsiRunResult, type PsiRunStats, type PsiSide, type RunPsiOptions } from "./run.js";
+export { runNoisyCardinality, RUN_NOISY_CARDINALITY_OPTIONS, type NoisyCardinalityResult, type RunNoisyCardinalityOptions } from "./noisy-cardinality.js";
