@@ -35,7 +35,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       [--provider-dataset ID ...] --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--max-rows-per-provider N] [--approximate] [--rho R] [--query-count N] [--wait] [--party URL]
+      [--max-rows-per-provider N] [--approximate] [--rho R | --epsilon E [--delta D]] [--query-count N] [--wait] [--party URL]
                  an aggregate across N >= 2 providers' datasets (--provider-dataset
                  once per provider); the exchange computes the sum of their
                  masked encrypted vectors, the buyer decrypts the totals; what is
@@ -43,7 +43,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  and every dataset policy's, --max-abs-value 2^40, --scale 0,
                  --max-rows-per-provider the largest registered row count; a
                  provider that refuses or drops out fails the job and nothing is
-                 released
+                 released; --rho R or --epsilon E (ρ from (E, D)-DP, D = --delta,
+                 default 1e-6) adds differential privacy, as for umbra aggregate
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
@@ -490,6 +491,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
       if (protocol === "join-aggregate") {
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
         misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate", "--rho"], "applies to federated-aggregate only");
+        misplaced(["--epsilon", "--delta"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
