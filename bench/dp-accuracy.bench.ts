@@ -132,10 +132,10 @@ const [tp, tn] = [median(plain), median(noisy)];
 console.log(`\ntime: the same job (${(SIZES.reduce((a, b) => a + b, 0)).toLocaleString("en-US")} rows, 4 groups), median of ${RUNS} runs each, interleaved\n`);
 console.log(
   formatTable(
-    ["variant", "median s", "runs s"],
+    ["variant", "median s", "min – max s"],
     [
-      ["without DP", tp.toFixed(3), plain.map((t) => t.toFixed(3)).join(", ")],
-      [`with DP (ε = 1, ρ = ${rho1})`, tn.toFixed(3), noisy.map((t) => t.toFixed(3)).join(", ")],
+      ["without DP", tp.toFixed(3), `${Math.min(...plain).toFixed(3)} – ${Math.max(...plain).toFixed(3)}`],
+      [`with DP (ε = 1, ρ = ${rho1})`, tn.toFixed(3), `${Math.min(...noisy).toFixed(3)} – ${Math.max(...noisy).toFixed(3)}`],
       ["ratio (goal ≤ 1.05x)", `${(tn / tp).toFixed(3)}x`, ""],
     ],
   ),
