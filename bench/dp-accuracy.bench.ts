@@ -11,7 +11,7 @@
  * 1.05x). Peak RSS of the process.
  *
  * Options: --runs N (runs per ε, and timed runs per variant; default 15, at least 3), --quick (3 runs).
- * An AVG whose noisy count is ≤ 0 is not released: its error counts as ∞.
+ * A cell whose noisy count is below 1 is suppressed (SUM and AVG not released): its errors count as ∞.
  */
 import { Table, Utf8, Int32, vectorFromArray } from "apache-arrow";
 import { rationalToNumber } from "../engine/dp/index.js";
@@ -82,14 +82,15 @@ function errors(run: FaRunResult): Map<string, { sum: number; avg: number }> {
   for (const cell of run.result.cells) {
     const want = exact.get(cell.category as string) as { count: number; sum: number };
     const col = cell.columns["v"];
-    const sum = Number(col?.sum ?? 0n);
+    // A cell whose noisy count is below k = 1 is suppressed (its values null): not released, its error counts as ∞.
+    const sum = col?.sum === null || col?.sum === undefined ? Number.POSITIVE_INFINITY : Number(col.sum);
     const avg = col?.avg ?? Number.POSITIVE_INFINITY;
     out.set(cell.category as string, { sum: Math.abs(sum - want.sum) / want.sum, avg: Math.abs(avg - want.sum / want.count) / (want.sum / want.count) });
   }
   return out;
 }
 
-const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toPrecision(3)}%` : "∞ (noisy count ≤ 0)");
+const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toPrecision(3)}%` : "∞ (suppressed)");
 
 console.log(`federated-aggregate with differential privacy: 2 providers, groups of ${SIZES.map((n) => n.toLocaleString("en-US")).join(" / ")} rows, values 1…${MAX}, k = 1, ${RUNS} runs per ε\n`);
 
