@@ -16,16 +16,11 @@ import { aggregateCommand } from "../node/commands/aggregate.js";
 import { DEFAULT_DELTA, rhoForEpsilon } from "../node/epsilon.js";
 
 const EPSILONS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 50];
+/** The significant decimal digits of num/den (a terminating decimal): num·10^k/den for the least k that makes it an integer, trailing zeros stripped. */
 const significant = (num: bigint, den: bigint): number => {
-  // num/den = m·10^−k with m an integer: m's digits, after stripping the factors den adds beyond 10^k.
-  let d = den;
-  let m = num;
-  while (d % 10n !== 0n && d !== 1n) {
-    // den divides a power of ten: scale up to it.
-    if (d % 2n === 0n) (m *= 5n), (d /= 2n);
-    else (m *= 2n), (d /= 5n);
-  }
-  return String(m).replace(/0+$/, "").length;
+  let k = 0n;
+  while ((num * 10n ** k) % den !== 0n) k++;
+  return String((num * 10n ** k) / den).replace(/0+$/, "").length;
 };
 
 describe("rhoForEpsilon", () => {

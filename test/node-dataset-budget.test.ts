@@ -5,7 +5,7 @@
  * converts to (487/20000 at δ = 1e-6) on each provider's dataset; the
  * provider's command shows its own record of every buyer (the policy's
  * named buyers too, at 0), the buyer's shows the exchange's record of its
- * own line; --buyer picks one; --json carries ρ and ε; a dataset without a
+ * own line (and no other buyer's); --buyer picks one; --json carries ρ and ε; a dataset without a
  * privacy budget is a clear error; --epsilon with --rho is a usage error.
  */
 import { writeFileSync } from "node:fs";
@@ -77,6 +77,11 @@ describe("umbra dataset budget", () => {
   it("--buyer picks one buyer's line", async () => {
     const r = await budget(retailer, "retailer.r.csv", "--buyer", "insurer", "--json");
     expect((JSON.parse(r.stdout) as { buyers: { buyer: string; spent: { rho: string } }[] }).buyers.map((b) => [b.buyer, b.spent.rho])).toEqual([["insurer", "0/1"]]);
+  }, 60_000);
+
+  it("on a buyer, --buyer naming another buyer is refused: the exchange shows a buyer its own line only", async () => {
+    const r = await budget(bank, "retailer.r.csv", "--buyer", "insurer");
+    expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_NOT_FOUND: the exchange shows a buyer its own line of a dataset's budget only: insurer is not this party"]);
   }, 60_000);
 
   it("a dataset without a privacy budget is a clear error", async () => {
