@@ -75,6 +75,11 @@ describe("umbra aggregate --epsilon", () => {
     expect(r.text).toContain("differential privacy: ρ = 487/20000 zCDP (ε = 1.00 at δ = 1e-6)");
   });
 
+  it("notes the conversion at the --delta given", async () => {
+    const r = await run("--epsilon", "1", "--delta", "1e-9");
+    expect(r.text).toContain(`--epsilon 1 at δ = 1e-9: ρ = ${rhoForEpsilon(1, 1e-9).num}/${rhoForEpsilon(1, 1e-9).den} zCDP`);
+  });
+
   it("refuses --epsilon together with --rho", async () => {
     await expect(run("--epsilon", "1", "--rho", "1/10")).rejects.toThrow(/--rho and --epsilon .* give one of them/);
   });

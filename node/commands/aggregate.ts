@@ -294,6 +294,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const progress = createProgress({ quiet });
   const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
   if (c.maxAbsValue === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  if (c.rho !== undefined && o.has("--epsilon")) report.note(`--epsilon ${o.get("--epsilon")} at δ = ${o.get("--delta") ?? "1e-6"}: ρ = ${c.rho} zCDP (the largest of 4 significant digits whose ε is at most that)`);
   const rule = { boundText: c.maxAbsValue?.text, bound: maxAbsValue, scale, approximate };
   const t0 = performance.now();
   let run: FaRunResult;
