@@ -84,6 +84,11 @@ describe("umbra dataset budget", () => {
     expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_NOT_FOUND: the exchange shows a buyer its own line of a dataset's budget only: insurer is not this party"]);
   }, 60_000);
 
+  it("a party the dataset is not shown to learns nothing of its budget (not found)", async () => {
+    const r = await budget(telco, "retailer.r.csv");
+    expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_NOT_FOUND: no such dataset, or it is not shown to this party"]);
+  }, 60_000);
+
   it("a dataset without a privacy budget is a clear error", async () => {
     const r = await budget(retailer, "retailer.r-open.csv");
     expect([r.status, r.stderr.trim()]).toEqual([1, "umbra: UMBRA_NO_PRIVACY_BUDGET: dataset retailer.r-open.csv has no privacy budget: its policy sets no privacyBudget (a job on it need not declare differential privacy)"]);
