@@ -4,7 +4,7 @@
  * node:crypto (the default) and from the seeded ChaCha20 source the tests
  * use. Peer in the same run: node:crypto randomInt alone (one uniform
  * integer per call), the floor of what any sampler drawing from it costs.
- * (`npm run bench:dp` is reserved for issue 13's accuracy bench.)
+ * (`npm run bench:dp` is the accuracy and overhead bench, dp-accuracy.bench.ts.)
  *
  * Options: --quick (fewer draws, for a smoke run).
  */

@@ -16,7 +16,8 @@ import { Float64, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { afterAll, describe, expect, it } from "vitest";
 import { CryptoPool, keysFromTable } from "../engine/index.js";
 import { distributedGaussianRho, epsilonFromRho, noiseHalfWidth, seededUniformSource } from "../engine/dp/index.js";
-import { joinAggregateCommand, rhoFromEpsilon } from "../node/commands/join-aggregate.js";
+import { joinAggregateCommand } from "../node/commands/join-aggregate.js";
+import { rhoForEpsilon } from "../node/epsilon.js";
 import { createHeContext, KeyMismatchError } from "../engine/he/index.js";
 import { InvalidArgumentError } from "../engine/errors.js";
 import {
@@ -352,15 +353,6 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
 // ---------------------------------------------------------------------------- CLI
 
 describe("umbra join-aggregate --rho / --epsilon", () => {
-  it("--epsilon E becomes the largest ρ (6 significant digits, rounded down) whose ε at δ = 1e-6 is at most E", () => {
-    for (const eps of [0.1, 1, 4]) {
-      const [num, den] = rhoFromEpsilon(eps).split("/").map(Number) as [number, number];
-      const rho = num / den;
-      expect(epsilonFromRho(rho, 1e-6)).toBeLessThanOrEqual(eps);
-      expect(epsilonFromRho(rho * 1.00002, 1e-6)).toBeGreaterThan(eps);
-    }
-  });
-
   it("runs with --epsilon 1 and states ρ, ε, the cap and each statistic's σ; --rho with --epsilon is a usage error", async () => {
     const dir = mkdtempSync(join(tmpdir(), "umbra-ja-dp-cli-"));
     writeFileSync(join(dir, "b.csv"), "k\n" + Array.from({ length: 20 }, (_, i) => `k${i}\n`).join(""));
@@ -370,8 +362,9 @@ describe("umbra join-aggregate --rho / --epsilon", () => {
     const args = ["--buyer", join(dir, "b.csv"), "--provider", join(dir, "p.csv"), "--key", "k", "--agg", "count,sum(v)", "--max-abs-value", "100", "--min-group-size", "1", "--out", join(dir, "out.csv")];
     expect(await joinAggregateCommand([...args, "--epsilon", "1"], io)).toBe(0);
     const text = lines.join("\n");
-    expect(text).toContain(`differential privacy: ρ = ${rhoFromEpsilon(1)} zCDP (ε = 1.00 at δ = 1e-6)`);
+    const r = rhoForEpsilon(1);
+    expect(text).toContain(`differential privacy: ρ = ${r.num}/${r.den} zCDP (ε = ${epsilonFromRho(Number(r.num) / Number(r.den), 1e-6).toPrecision(3)} at δ = 1e-6)`);
     expect(text).toMatch(/buyer rows per key capped at 1, values clipped to ±100; noise per released value: count σ = [0-9.]+, 95% ± [0-9.]+; n\(v\) σ = [0-9.]+, 95% ± [0-9.]+; sum\(v\) σ = [0-9.]+/);
-    await expect(joinAggregateCommand([...args, "--epsilon", "1", "--rho", "1/10"], io)).rejects.toThrow(/--rho or --epsilon, not both/);
+    await expect(joinAggregateCommand([...args, "--epsilon", "1", "--rho", "1/10"], io)).rejects.toThrow(/--rho and --epsilon are two ways to say the same budget/);
   });
 });

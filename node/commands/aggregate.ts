@@ -15,6 +15,7 @@ import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { faResultTable, parseRho, runFederatedAggregate, type AggregateSpec, type FaDpSummary, type FaRunResult } from "../../protocols/index.js";
 import { AGGREGATE_DEFAULT_MAX_ABS } from "../jobs/aggregate-job.js";
 import { faOutputTable, readAggregateInput } from "../jobs/federated-aggregate.js";
+import { DEFAULT_DELTA, rhoForEpsilon } from "../epsilon.js";
 import { createProgress } from "../progress.js";
 import { explainReadError, noteScan, rowsOutsideCategories, scanValueColumn, type InputFile } from "./data-checks.js";
 import { JSON_USAGE_NOTE, Report } from "./report.js";
@@ -45,7 +46,7 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" --out FILE
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--approximate] [--rho R] [--delimiter C] [--json] [--quiet]
+      [--approximate] [--rho R | --epsilon E [--delta D]] [--delimiter C] [--json] [--quiet]
                  federated aggregation across N >= 2 providers under a buyer's
                  BFV key, with masks between providers that cancel in the sum;
                  writes one row per cell (category) to --out (.csv/.arrow/.parquet);
@@ -62,6 +63,9 @@ export const AGGREGATE_USAGE = `  aggregate --provider FILE --provider FILE [--p
                  docs/protocols/federated-aggregate.md. --rho R adds
                  differential privacy (ρ-zCDP in all, e.g. 1/10): each provider
                  adds its share of discrete Gaussian noise before masking;
+                 --epsilon E says it as (E, D)-DP instead (D = --delta, default
+                 1e-6): ρ is the largest of 4 significant digits, rounded down,
+                 whose CKS20 conversion gives ε <= E (not with --rho);
                  the summary prints each value's noise σ and 95% half-width
                  (docs/differential-privacy.md; use --min-group-size 1 with
                  it: k multiplies the noise).
@@ -88,6 +92,8 @@ export const COMPUTATION_OPTIONS: OptionSpec = {
   "--scale": "string",
   "--approximate": "flag",
   "--rho": "string",
+  "--epsilon": "string",
+  "--delta": "string",
 };
 
 const AGGREGATE_OPTIONS: OptionSpec = {
@@ -187,7 +193,7 @@ export interface ComputationOptions {
   readonly maxAbsValue?: MaxAbsValue;
   /** --approximate: CKKS with an error bound beside every result (exact BFV otherwise). */
   readonly approximate?: boolean;
-  /** --rho: differential privacy, ρ-zCDP in all, as "num/den" (protocols/federated-aggregate/dp.ts). */
+  /** --rho (or --epsilon, converted): differential privacy, ρ-zCDP in all, as "num/den" (protocols/federated-aggregate/dp.ts). */
   readonly rho?: string;
 }
 
@@ -213,17 +219,8 @@ export function parseComputation(o: Options, providers: number, usage: string): 
   if (minProviders !== undefined && minProviders > providers) throw new UsageError(`--min-providers is ${minProviders} but only ${providers} providers are given`, usage);
   const scale = o.integer("--scale", HE_MAX_SCALE);
   const maxAbsValue = maxAbsValueOption(o, usage);
-  const rhoText = o.get("--rho");
-  let rho: string | undefined;
-  if (rhoText !== undefined) {
-    try {
-      const r = parseRho(rhoText);
-      rho = `${r.num}/${r.den}`;
-    } catch {
-      throw new UsageError('--rho needs a positive zCDP ρ: "num/den" (e.g. 1/10) or a decimal (0.1, 1e-3)', usage);
-    }
-    if (o.has("--approximate")) throw new UsageError("--rho needs exact arithmetic: drop --approximate", usage);
-  }
+  const rho = dpRhoOption(o, usage);
+  if (rho !== undefined && o.has("--approximate")) throw new UsageError(`${o.has("--epsilon") ? "--epsilon" : "--rho"} needs exact arithmetic: drop --approximate`, usage);
   return {
     aggregates,
     ...(groupBy ? { groupBy } : {}),
@@ -235,6 +232,40 @@ export function parseComputation(o: Options, providers: number, usage: string): 
     ...(o.has("--approximate") ? { approximate: true } : {}),
     ...(rho !== undefined ? { rho } : {}),
   };
+}
+
+/**
+ * The job's zCDP ρ as "num/den" from --rho R, or from --epsilon E [--delta D]
+ * (node/epsilon.ts: the largest ρ of four significant digits, rounded down,
+ * that is (E, D)-DP; D default 1e-6); undefined when neither is given.
+ * @throws UsageError for a malformed value, both flags, or --delta without --epsilon
+ */
+export function dpRhoOption(o: Options, usage: string): string | undefined {
+  const rhoText = o.get("--rho");
+  const epsilonText = o.get("--epsilon");
+  const deltaText = o.get("--delta");
+  if (rhoText !== undefined && epsilonText !== undefined) throw new UsageError("--rho and --epsilon are two ways to say the same budget: give one of them", usage);
+  if (deltaText !== undefined && epsilonText === undefined) throw new UsageError("--delta applies to --epsilon only (the δ at which ε is meant)", usage);
+  if (rhoText !== undefined) {
+    try {
+      const r = parseRho(rhoText);
+      return `${r.num}/${r.den}`;
+    } catch {
+      throw new UsageError('--rho needs a positive zCDP ρ: "num/den" (e.g. 1/10) or a decimal (0.1, 1e-3)', usage);
+    }
+  }
+  if (epsilonText === undefined) return undefined;
+  const number = (text: string) => (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text.trim()) ? Number(text) : NaN);
+  const epsilon = number(epsilonText);
+  if (!(Number.isFinite(epsilon) && epsilon > 0)) throw new UsageError("--epsilon needs a positive number (e.g. 1 or 0.5)", usage);
+  const delta = deltaText === undefined ? DEFAULT_DELTA : number(deltaText);
+  if (!(delta > 0 && delta < 1)) throw new UsageError("--delta needs a number between 0 and 1 (e.g. 1e-6)", usage);
+  try {
+    const r = rhoForEpsilon(epsilon, delta);
+    return `${r.num}/${r.den}`;
+  } catch {
+    throw new UsageError(`--epsilon ${epsilonText} is too small to spend any ρ at δ = ${delta}`, usage);
+  }
 }
 
 /** `umbra aggregate ...`; returns the exit code. */
@@ -263,6 +294,7 @@ export async function aggregateCommand(args: readonly string[], io: CommandIO = 
   const progress = createProgress({ quiet });
   const valueColumns = [...new Set(aggregates.flatMap((a) => (a.fn === "count" ? [] : [a.column])))];
   if (c.maxAbsValue === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  if (c.rho !== undefined && o.has("--epsilon")) report.note(`--epsilon ${o.get("--epsilon")} at δ = ${o.get("--delta") ?? "1e-6"}: ρ = ${c.rho} zCDP (the largest of 4 significant digits whose ε is at most that)`);
   const rule = { boundText: c.maxAbsValue?.text, bound: maxAbsValue, scale, approximate };
   const t0 = performance.now();
   let run: FaRunResult;

@@ -1,5 +1,5 @@
 /**
- * `umbra dataset register|list`: a client of a party agent's local API
+ * `umbra dataset register|list|budget`: a client of a party agent's local API
  * (default http://127.0.0.1:7301) that registers a file of the party's data
  * folder with its usage policy, and lists the datasets the party may use. It
  * prints ids, counts, column names and policy rules, never a key or a cell
@@ -8,6 +8,8 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { UmbraError } from "../../engine/errors.js";
+import { epsilonFromRho, rational, rationalToNumber } from "../../engine/dp/index.js";
+import type { PrivacyBudgetView } from "../privacy-budget.js";
 import { count, parseOptions, processIO, UsageError, type CommandIO, type Options } from "./args.js";
 import { PARTY_API_OPTIONS, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 import { checkJsonOut } from "./certificate.js";
@@ -25,6 +27,11 @@ export const DATASET_USAGE = `  dataset register --file FILE --policy JSON|@poli
   dataset list [--json] [--party URL] [--token-file FILE]
                  the datasets this party may use: id, owner, rows, protocols,
                  output columns, k, expiry
+  dataset budget DATASET [--buyer ID] [--json] [--party URL] [--token-file FILE]
+                 a dataset's privacy budget (its policy's privacyBudget): per
+                 buyer the zCDP ρ allowed, spent and remaining, each with its ε at
+                 δ = 1e-6 (CKS20); on the dataset's owner, its agent's own record
+                 (every buyer); on a buyer, the exchange's (its own line)
 `;
 
 interface CatalogEntry {
@@ -75,6 +82,22 @@ export async function listDatasets(party: PartyEndpoint): Promise<CatalogEntry[]
   return (await partyJson<{ datasets: CatalogEntry[] }>(party, "GET", "/v1/datasets")).datasets;
 }
 
+/** A dataset's privacy budget as the party's agent shows it (node/privacy-budget.ts). */
+export async function datasetPrivacyBudget(party: PartyEndpoint, id: string): Promise<PrivacyBudgetView> {
+  return partyJson<PrivacyBudgetView>(party, "GET", `/v1/datasets/${encodeURIComponent(id)}/privacy-budget`);
+}
+
+/** δ of the ε that dataset budget shows beside each ρ. */
+const BUDGET_DELTA = 1e-6;
+
+/** The ε at δ = 1e-6 of a ρ "num/den" (CKS20 Corollary 13). */
+function epsilonOf(rho: string): number {
+  const [n, d] = rho.split("/");
+  return epsilonFromRho(rationalToNumber(rational(BigInt(n ?? "0"), BigInt(d ?? "1"), "ρ")), BUDGET_DELTA);
+}
+
+const fmtEpsilon = (e: number): string => (e === 0 ? "0" : e.toPrecision(3));
+
 export async function datasetCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
   const usage = `Usage:\n${DATASET_USAGE}`;
   const [sub, ...rest] = args;
@@ -122,6 +145,38 @@ export async function datasetCommand(args: readonly string[], io: CommandIO = pr
       d.expiresAt ?? "never",
     ]);
     for (const l of table(["id", "owner", "rows", "protocols", "keys", "output columns", "k", "expiry"], rows)) io.out(l);
+    return 0;
+  }
+  if (sub === "budget") {
+    const named = rest[0] !== undefined && !rest[0].startsWith("-");
+    const id = named ? rest[0] : undefined;
+    const more = named ? rest.slice(1) : rest;
+    const o = parseOptions(more, { "--buyer": "string", "--json": "flag", ...PARTY_API_OPTIONS }, usage);
+    if (o === undefined) return (io.out(usage.trimEnd()), 0);
+    if (id === undefined) throw new UsageError("the dataset ID is required (umbra dataset list shows them)", usage);
+    const party = partyOption(o, usage);
+    const view = await datasetPrivacyBudget(party, id);
+    if (view.budget === null) throw new UmbraError("UMBRA_NO_PRIVACY_BUDGET", `dataset ${id} has no privacy budget: its policy sets no privacyBudget (a job on it need not declare differential privacy)`);
+    const buyer = o.get("--buyer");
+    const lines = buyer === undefined ? [...view.buyers] : view.buyers.filter((b) => b.buyer === buyer);
+    if (buyer !== undefined && lines.length === 0) {
+      if (view.source !== "provider") throw new UmbraError("UMBRA_NOT_FOUND", `the exchange shows a buyer its own line of a dataset's budget only: ${buyer} is not this party`);
+      // The owner's record lists every buyer that spent and those its policy names: one it has no line for has spent nothing.
+      lines.push({ buyer, spent: "0/1", remaining: view.budget });
+    }
+    const budget = view.budget;
+    const out = {
+      dataset: view.dataset,
+      source: view.source,
+      delta: BUDGET_DELTA,
+      budget: { rho: budget, epsilon: epsilonOf(budget) },
+      buyers: lines.map((l) => ({ buyer: l.buyer, spent: { rho: l.spent, epsilon: epsilonOf(l.spent) }, remaining: { rho: l.remaining, epsilon: epsilonOf(l.remaining) } })),
+    };
+    if (o.has("--json")) return (io.out(JSON.stringify(out)), 0);
+    io.out(`dataset ${view.dataset}: privacy budget ρ = ${budget} zCDP per buyer (ε = ${fmtEpsilon(out.budget.epsilon)} at δ = 1e-6); ${view.source === "provider" ? "this party's own record (it checks it again before every job)" : "the exchange's record"}`);
+    if (out.buyers.length === 0) return (io.out("no buyer has spent any of it"), 0);
+    const rows = out.buyers.map((b) => [b.buyer, b.spent.rho, fmtEpsilon(b.spent.epsilon), b.remaining.rho, fmtEpsilon(b.remaining.epsilon)]);
+    for (const l of table(["buyer", "spent ρ", "spent ε", "remaining ρ", "remaining ε"], rows)) io.out(l);
     return 0;
   }
   throw new UsageError(`unknown dataset command "${sub}"`, usage);

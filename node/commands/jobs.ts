@@ -14,9 +14,8 @@ import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
 import type { KeyNormalise } from "../job-request.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
-import { COMPUTATION_OPTIONS, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
+import { COMPUTATION_OPTIONS, dpRhoOption, parseAggList, parseComputation, type ComputationOptions } from "./aggregate.js";
 import { table } from "./datasets.js";
-import { rhoOption } from "./join-aggregate.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyFetch, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
 export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --input MY_FILE
@@ -36,7 +35,7 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
       [--provider-dataset ID ...] --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)"
       [--group-by COL --categories A,B,C] [--histogram COL:E0,E1,...,En]
       [--min-group-size K] [--min-providers N] [--max-abs-value X] [--scale S]
-      [--max-rows-per-provider N] [--approximate] [--rho R] [--query-count N] [--wait] [--party URL]
+      [--max-rows-per-provider N] [--approximate] [--rho R | --epsilon E [--delta D]] [--query-count N] [--wait] [--party URL]
                  an aggregate across N >= 2 providers' datasets (--provider-dataset
                  once per provider); the exchange computes the sum of their
                  masked encrypted vectors, the buyer decrypts the totals; what is
@@ -44,11 +43,12 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  and every dataset policy's, --max-abs-value 2^40, --scale 0,
                  --max-rows-per-provider the largest registered row count; a
                  provider that refuses or drops out fails the job and nothing is
-                 released
+                 released; --rho R or --epsilon E (ρ from (E, D)-DP, D = --delta,
+                 default 1e-6) adds differential privacy, as for umbra aggregate
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
-      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--rho R] [--query-count N] [--wait] [--party URL]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--rho R | --epsilon E [--delta D]] [--query-count N] [--wait] [--party URL]
                  a secure join of your own file (--input, in your data folder)
                  with a provider's dataset (--provider-dataset) on the key
                  column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
@@ -60,7 +60,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  policy's; --max-abs-value default 2^40, --scale 0;
                  --max-join-rows bounds the joined rows of any one group
                  (default 2^32; smaller is faster, a group over it fails the job);
-                 --rho R adds differential privacy (ρ-zCDP in all: the provider
+                 --rho R or --epsilon E (ρ from (E, D)-DP, D = --delta, default
+                 1e-6) adds differential privacy (ρ-zCDP in all: the provider
                  and the exchange each add a noise share, your rows per key
                  capped at 1, k applied to the noisy counts;
                  docs/differential-privacy.md)
@@ -499,6 +500,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         misplaced(["--columns"], "does not apply to join-aggregate (the provider columns are the ones --agg reads)");
         misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
+        const rho = dpRhoOption(o, usage);
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
         const minGroupSize = minGroupSizeOption(o, usage);
@@ -519,7 +521,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(scale !== undefined ? { scale } : {}),
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
-          ...(o.get("--rho") !== undefined ? { rho: rhoOption(o.get("--rho") as string, usage) } : {}),
+          ...(rho !== undefined ? { rho } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
           normalise: o.keyOptions(),
           contracts,

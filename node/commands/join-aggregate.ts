@@ -13,8 +13,8 @@
  * value: the summary holds counts, byte sizes, times, file names and column
  * names only; the aggregates go to --out alone.
  *
- * With --rho R (or --epsilon E, converted to the largest ρ whose ε at
- * δ = 10^-6 is at most E, by engine/dp's CKS20 conversion) the provider and
+ * With --rho R (or --epsilon E [--delta D], converted to the largest ρ whose
+ * ε at δ is at most E, node/epsilon.ts) the provider and
  * the exchange each add a share of discrete Gaussian noise to every released
  * total (protocols/join-aggregate/dp.ts); the summary states ρ, ε, the
  * contribution bounds and each statistic's noise σ and 95% half-width.
@@ -24,10 +24,9 @@ import { FileFormat, formatFromPath, writeTable, type CsvColumnType } from "../.
 import { GroupId } from "../../engine/group/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { closePool } from "../../engine/pool/index.js";
-import { epsilonFromRho } from "../../engine/dp/index.js";
-import { JA_DP_MAX_ROWS_PER_KEY, parseRho, runJoinAggregate, type AggregateSpec, type JaDpParams, type JaDpSummary, type JaRunResult } from "../../protocols/index.js";
+import { JA_DP_MAX_ROWS_PER_KEY, runJoinAggregate, type AggregateSpec, type JaDpParams, type JaDpSummary, type JaRunResult } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
-import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, parseAggList } from "./aggregate.js";
+import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, dpRhoOption, parseAggList } from "./aggregate.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { withExactSums } from "../jobs/exact-sums.js";
 import { noteScan, readInput, scanValueColumn, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
@@ -38,7 +37,7 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
       [--buyer-key COL[,COL...]] [--provider-key COL[,COL...]] [--group-by COL]
       [--min-group-size K] [--max-abs-value X] [--scale S]
       [--group x25519|ristretto255] [--digits-only] [--case-fold]
-      [--rho R | --epsilon E] [--max-rows-per-key N]
+      [--rho R | --epsilon E [--delta D]] [--max-rows-per-key N]
       [--delimiter C] [--json] [--quiet]
                  secure join + aggregate: COUNT/SUM/AVG/VAR/STDDEV of the
                  provider's columns over the rows of buyer JOIN provider on the
@@ -54,9 +53,10 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
                  --rho R adds differential privacy, ρ-zCDP in all (e.g. 1/10):
                  the provider and the exchange each add a share of discrete
                  Gaussian noise to every released total under encryption;
-                 --epsilon E instead takes ε at δ = 1e-6 and uses the largest ρ
-                 whose ε at δ = 1e-6 is at most E (CKS20's zCDP → (ε, δ)
-                 conversion; the summary states both). With either, the
+                 --epsilon E instead takes ε at δ = D (--delta, default 1e-6)
+                 and uses the largest ρ (4 significant digits, rounded down)
+                 whose ε at δ is at most E (CKS20's zCDP → (ε, δ) conversion,
+                 as umbra aggregate; the summary states both). With either, the
                  buyer's rows per key beyond --max-rows-per-key N (default 1)
                  are dropped, values are clipped to --max-abs-value, every
                  group is computed and groups whose noisy count is below K are
@@ -89,6 +89,7 @@ const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
   "--group": "string",
   "--rho": "string",
   "--epsilon": "string",
+  "--delta": "string",
   "--max-rows-per-key": "string",
   "--out": "string",
   "--digits-only": "flag",
@@ -121,59 +122,15 @@ function exactSums(run: JaRunResult, aggregates: readonly AggregateSpec[]): Tabl
   return withExactSums(run.table, aggregates, (column) => run.result.groups.map((g) => g.columns[column]?.sum ?? null));
 }
 
-/** δ of the (ε, δ) that --epsilon means and the summary states. */
-const DELTA = 1e-6;
-
-/**
- * The largest ρ, to 6 significant digits rounded down, whose ε at δ = 10^-6
- * (engine/dp epsilonFromRho, CKS20 Corollary 13) is at most `epsilon`, as
- * "num/den".
- */
-export function rhoFromEpsilon(epsilon: number): string {
-  let lo = 0;
-  let hi = 1;
-  while (epsilonFromRho(hi, DELTA) <= epsilon) hi *= 2;
-  for (let i = 0; i < 200 && hi - lo > 1e-15 * hi; i++) {
-    const mid = (lo + hi) / 2;
-    if (epsilonFromRho(mid, DELTA) <= epsilon) lo = mid;
-    else hi = mid;
-  }
-  const exp = Math.floor(Math.log10(lo)) - 5;
-  let m = BigInt(Math.floor(lo / 10 ** exp));
-  const toRho = (n: bigint) => (exp >= 0 ? parseRho(`${n * 10n ** BigInt(exp)}/1`) : parseRho(`${n}/${10n ** BigInt(-exp)}`));
-  while (m > 1n && epsilonFromRho(Number(toRho(m).num) / Number(toRho(m).den), DELTA) > epsilon) m--;
-  const r = toRho(m);
-  return `${r.num}/${r.den}`;
-}
-
-/** --rho R as "num/den" in lowest terms (also `umbra job submit --protocol join-aggregate --rho`). @throws UsageError for anything but a positive rational */
-export function rhoOption(text: string, usage: string): string {
-  try {
-    const r = parseRho(text);
-    return `${r.num}/${r.den}`;
-  } catch {
-    throw new UsageError('--rho needs a positive zCDP ρ: "num/den" (e.g. 1/10) or a decimal (0.1, 1e-3)', usage);
-  }
-}
-
-/** --rho, --epsilon and --max-rows-per-key as the job's dp, or undefined without either. */
+/** --rho, --epsilon [--delta] (node/commands/aggregate.ts dpRhoOption, node/epsilon.ts) and --max-rows-per-key as the job's dp, or undefined without either. */
 function dpOption(o: NonNullable<ReturnType<typeof parseOptions>>): JaDpParams | undefined {
-  const rhoText = o.get("--rho");
-  const epsText = o.get("--epsilon");
   const cap = o.integer("--max-rows-per-key", JA_DP_MAX_ROWS_PER_KEY);
-  if (rhoText !== undefined && epsText !== undefined) throw new UsageError("give --rho or --epsilon, not both", USAGE);
-  if (rhoText === undefined && epsText === undefined) {
+  const rho = dpRhoOption(o, USAGE);
+  if (rho === undefined) {
     if (cap !== undefined) throw new UsageError("--max-rows-per-key applies with --rho or --epsilon only", USAGE);
     return undefined;
   }
   if (cap !== undefined && cap < 1) throw new UsageError(`--max-rows-per-key needs an integer in [1, ${JA_DP_MAX_ROWS_PER_KEY}]`, USAGE);
-  let rho: string;
-  if (rhoText !== undefined) rho = rhoOption(rhoText, USAGE);
-  else {
-    const eps = Number(epsText);
-    if (!(Number.isFinite(eps) && eps > 0 && eps <= 100) || !/^\s*[0-9.eE+-]+\s*$/.test(epsText as string)) throw new UsageError("--epsilon needs a positive ε (at δ = 1e-6), e.g. 1 or 0.5, at most 100", USAGE);
-    rho = rhoFromEpsilon(eps);
-  }
   return { rho, ...(cap !== undefined ? { maxRowsPerKey: cap } : {}) };
 }
 

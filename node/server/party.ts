@@ -26,7 +26,8 @@ import { fingerprint, isNodeName, maskKeyPair, publicIdentity, type NodeIdentity
 import type { SignedTreeHead } from "../log/head.js";
 import { LogWatch } from "../log/watch.js";
 import { InvalidCertificateError, verifyCertificate, type VerifiedCertificate } from "../log/certificate.js";
-import { parseJobRequest, putPolicyVersion } from "../policy.js";
+import { parseJobRequest, parsePolicy, putPolicyVersion } from "../policy.js";
+import { privacyBudgetView } from "../privacy-budget.js";
 import type { Store } from "../store.js";
 import { ExchangeClient } from "./client.js";
 import { unpackDeliveries } from "./mailbox.js";
@@ -329,6 +330,15 @@ export async function buildParty(o: PartyOptions): Promise<PartyAgent> {
     const cert = checkedCertificate(r.certificate);
     if (cert.subject.dataset !== id) throw new InvalidCertificateError("it certifies another dataset");
     return { certificate: r.certificate, exchangeKey: exchangeKeys ? bytesToHex(exchangeKeys.signingPublicKey) : null };
+  });
+
+  // A dataset's privacy budget: this party's own copy for a dataset it owns (the one it checks before it accepts a job), the exchange's view otherwise (its own line).
+  app.get("/v1/datasets/:id/privacy-budget", async (req) => {
+    const id = (req.params as { id: string }).id;
+    const mine = store.getDataset(id);
+    const record = mine?.owner === identity.name ? store.latestPolicy(id) : undefined;
+    if (record !== undefined) return privacyBudgetView(store, id, parsePolicy(record.policy), "provider");
+    return client.json("GET", `/v1/datasets/${encodeURIComponent(id)}/privacy-budget`);
   });
 
   app.post("/v1/jobs", { schema: { body: LocalJobRequestSchema }, validatorCompiler: documentBodyValidator }, async (req, reply) => {

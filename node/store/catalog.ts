@@ -161,6 +161,11 @@ export function getPrivacySpent(ctx: StoreContext, datasetId: string, buyer: str
   return row?.spent ?? "0/1";
 }
 
+/** Every buyer's spent ρ on a dataset ("num/den"), by buyer name. */
+export function listPrivacySpent(ctx: StoreContext, datasetId: string): { buyer: string; spent: string }[] {
+  return ctx.sql("SELECT buyer, spent FROM privacy_spent WHERE dataset_id = ? ORDER BY buyer").all(datasetId) as { buyer: string; spent: string }[];
+}
+
 /** Records the ρ a buyer has spent on a dataset ("num/den"); the caller checks it against the budget in the same transaction. */
 export function setPrivacySpent(ctx: StoreContext, datasetId: string, buyer: string, spent: string): void {
   checkName("buyer", buyer);

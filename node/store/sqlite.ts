@@ -301,6 +301,9 @@ class SqliteStore implements Store {
   setPrivacySpent(datasetId: string, buyer: string, spent: string): void {
     catalog.setPrivacySpent(this.#ctx, datasetId, buyer, spent);
   }
+  listPrivacySpent(datasetId: string): { buyer: string; spent: string }[] {
+    return catalog.listPrivacySpent(this.#ctx, datasetId);
+  }
 
   // -- the ledger's rows (node/ledger.ts)
   ledgerHead(): LedgerRow | undefined {

@@ -350,6 +350,8 @@ export interface Store {
   getPrivacySpent(datasetId: string, buyer: string): string;
   /** Records it; node/privacy-budget.ts checks the budget in the same transaction. */
   setPrivacySpent(datasetId: string, buyer: string, spent: string): void;
+  /** Every buyer's spent ρ on a dataset ("num/den"), by buyer name. */
+  listPrivacySpent(datasetId: string): { buyer: string; spent: string }[];
 
   // the ledger's rows (node/ledger.ts)
   ledgerHead(): LedgerRow | undefined;

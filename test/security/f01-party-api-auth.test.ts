@@ -59,6 +59,7 @@ const routes = (): [string, string, unknown?][] => [
   ["POST", `/v1/jobs/${job}/cancel`],
   ["GET", "/v1/status"],
   ["GET", "/v1/datasets"],
+  ["GET", "/v1/datasets/telco.subs.csv/privacy-budget"],
   ["POST", "/v1/datasets", { file: "subs.csv", policy: { ...POLICY, outputColumns: ["spend", "diagnosis"], allowedBuyers: "any" }, update: true }],
   ["POST", "/v1/jobs", { protocol: "psi", buyerDataset: "cust.csv", providerDataset: "telco.subs.csv", params: { keyColumns: ["phone"] } }],
   ["GET", "/documentation/json"],

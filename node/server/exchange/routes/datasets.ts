@@ -7,6 +7,7 @@ import { ForbiddenError, NotFoundError } from "../../../errors.js";
 import { LedgerKind, listEntries, requestDigest } from "../../../ledger.js";
 import { issueCertificate, type CertificateSubject } from "../../../log/certificate.js";
 import { parsePolicy, putPolicyVersion } from "../../../policy.js";
+import { privacyBudgetView } from "../../../privacy-budget.js";
 import { DatasetRegistrationSchema } from "../../../schemas/routes.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
@@ -68,6 +69,16 @@ export const datasetRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async 
       return { certificate: issueCertificate(store, ctx.identity.signing.secretKey, entry, ctx.now()) };
     },
   );
+
+  /** A dataset's privacy budget (node/privacy-budget.ts): to its owner every buyer's line, to a buyer it is shown to its own. */
+  app.get("/v1/datasets/:id/privacy-budget", { preValidation: ctx.auth, schema: { querystring: { type: "object", additionalProperties: false, properties: {} } } }, async (req) => {
+    const id = (req.params as { id: string }).id;
+    const party = req.party as string;
+    const d = store.getDataset(id);
+    const policy = d ? ctx.loadPolicy(id) : undefined;
+    if (!d || !policy || (d.owner !== party && !ctx.visibleTo(policy, party))) throw new NotFoundError("no such dataset, or it is not shown to this party");
+    return privacyBudgetView(store, id, policy, "exchange", d.owner === party ? undefined : party);
+  });
 
   app.get("/v1/datasets", { preValidation: ctx.auth }, async (req) => {
     const views = [];

@@ -1,0 +1,145 @@
+/**
+ * `npm run bench:dp`: what differential privacy costs federated-aggregate
+ * (issue 13) — accuracy and time. runFederatedAggregate (every role in this
+ * process, every message serialised) over two providers' synthetic rows in
+ * four groups of 10, 100, 1,000 and 10,000 rows (values uniform integers
+ * 1…100, --max-abs-value 100, k = 1), COUNT, SUM and AVG per group, at
+ * ε ∈ {0.1, 0.5, 1, 2, 5} (δ = 1e-6, converted to ρ as --epsilon does,
+ * node/epsilon.ts). Accuracy: the median over the runs of |noisy − exact| /
+ * exact for SUM and AVG per group. Time: the same job without and with DP
+ * (ε = 1), median of the runs each, interleaved, and their ratio (goal ≤
+ * 1.05x). Peak RSS of the process.
+ *
+ * Options: --runs N (runs per ε, and timed runs per variant; default 15, at least 3), --quick (3 runs).
+ * A cell whose noisy count is below 1 is suppressed (SUM and AVG not released): its errors count as ∞.
+ */
+import { Table, Utf8, Int32, vectorFromArray } from "apache-arrow";
+import { rationalToNumber } from "../engine/dp/index.js";
+import { closePool } from "../engine/pool/index.js";
+import { runFederatedAggregate, type FaRunResult } from "../protocols/index.js";
+import { rhoForEpsilon } from "../node/epsilon.js";
+import { formatTable, median, peakRssMiB, timeIt } from "./table.js";
+
+const argRuns = process.argv.indexOf("--runs");
+const RUNS = process.argv.includes("--quick") ? 3 : Math.max(3, argRuns >= 0 ? Number(process.argv[argRuns + 1]) || 15 : 15);
+const SIZES = [10, 100, 1_000, 10_000];
+const EPSILONS = [0.1, 0.5, 1, 2, 5];
+const DELTA = 1e-6;
+const MAX = 100;
+const groups = SIZES.map((n) => `g${n}`);
+
+/** A small deterministic generator (mulberry32): the data is the same every run. */
+function generator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Two providers; each group's rows alternate between them.
+const rand = generator(13);
+const sides: { g: string[]; v: number[] }[] = [
+  { g: [], v: [] },
+  { g: [], v: [] },
+];
+const exact = new Map<string, { count: number; sum: number }>();
+SIZES.forEach((n, i) => {
+  const name = groups[i] as string;
+  let sum = 0;
+  for (let r = 0; r < n; r++) {
+    const v = 1 + Math.floor(rand() * MAX);
+    const side = sides[r % 2] as { g: string[]; v: number[] };
+    side.g.push(name);
+    side.v.push(v);
+    sum += v;
+  }
+  exact.set(name, { count: n, sum });
+});
+const tables = sides.map((s) => new Table({ g: vectorFromArray(s.g, new Utf8()), v: vectorFromArray(s.v, new Int32()) }));
+
+const job = (rho?: string) =>
+  runFederatedAggregate({
+    providers: tables.map((table) => ({ table })),
+    aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }],
+    groupBy: { column: "g", categories: groups },
+    minGroupSize: 1,
+    maxAbsValue: MAX,
+    ...(rho !== undefined ? { dp: { rho } } : {}),
+  });
+
+const rhoOf = (epsilon: number): string => {
+  const r = rhoForEpsilon(epsilon, DELTA);
+  return `${r.num}/${r.den}`;
+};
+
+/** Per group: the relative errors of SUM and AVG of one run. */
+function errors(run: FaRunResult): Map<string, { sum: number; avg: number }> {
+  const out = new Map<string, { sum: number; avg: number }>();
+  for (const cell of run.result.cells) {
+    const want = exact.get(cell.category as string) as { count: number; sum: number };
+    const col = cell.columns["v"];
+    // A cell whose noisy count is below k = 1 is suppressed (its values null): not released, its error counts as ∞.
+    const sum = col?.sum === null || col?.sum === undefined ? Number.POSITIVE_INFINITY : Number(col.sum);
+    const avg = col?.avg ?? Number.POSITIVE_INFINITY;
+    out.set(cell.category as string, { sum: Math.abs(sum - want.sum) / want.sum, avg: Math.abs(avg - want.sum / want.count) / (want.sum / want.count) });
+  }
+  return out;
+}
+
+const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toPrecision(3)}%` : "∞ (suppressed)");
+
+console.log(`federated-aggregate with differential privacy: 2 providers, groups of ${SIZES.map((n) => n.toLocaleString("en-US")).join(" / ")} rows, values 1…${MAX}, k = 1, ${RUNS} runs per ε\n`);
+
+// ------------------------------------------------------------- accuracy
+const rows: string[][] = [];
+for (const epsilon of EPSILONS) {
+  const rho = rhoOf(epsilon);
+  const per = new Map<string, { sum: number[]; avg: number[] }>(groups.map((g) => [g, { sum: [], avg: [] }]));
+  let sigma = "";
+  for (let r = 0; r < RUNS; r++) {
+    const run = await job(rho);
+    for (const [g, e] of errors(run)) {
+      per.get(g)?.sum.push(e.sum);
+      per.get(g)?.avg.push(e.avg);
+    }
+    const st = run.result.dp?.statistics.find((s) => s.name === "sum(v)");
+    if (st) {
+      const [n, d] = st.variance.split("/").map(Number) as [number, number];
+      sigma = Math.sqrt(n / d).toPrecision(3);
+    }
+  }
+  SIZES.forEach((n, i) => {
+    const e = per.get(groups[i] as string) as { sum: number[]; avg: number[] };
+    rows.push([String(epsilon), `${rho} (${rationalToNumber(rhoForEpsilon(epsilon, DELTA)).toPrecision(3)})`, n.toLocaleString("en-US"), sigma, pct(median(e.sum)), pct(median(e.avg))]);
+  });
+}
+console.log("accuracy: median relative error per group (δ = 1e-6; σ is the SUM's total noise σ)\n");
+console.log(formatTable(["ε", "ρ", "group rows", "SUM σ", "SUM rel. error", "AVG rel. error"], rows));
+
+// ------------------------------------------------------------- time
+const plain: number[] = [];
+const noisy: number[] = [];
+const rho1 = rhoOf(1);
+await job(); // warm-up: the pool's workers and HE contexts
+for (let r = 0; r < RUNS; r++) {
+  plain.push(await timeIt(() => job()));
+  noisy.push(await timeIt(() => job(rho1)));
+}
+const [tp, tn] = [median(plain), median(noisy)];
+console.log(`\ntime: the same job (${(SIZES.reduce((a, b) => a + b, 0)).toLocaleString("en-US")} rows, 4 groups), median of ${RUNS} runs each, interleaved\n`);
+console.log(
+  formatTable(
+    ["variant", "median s", "min – max s"],
+    [
+      ["without DP", tp.toFixed(3), `${Math.min(...plain).toFixed(3)} – ${Math.max(...plain).toFixed(3)}`],
+      [`with DP (ε = 1, ρ = ${rho1})`, tn.toFixed(3), `${Math.min(...noisy).toFixed(3)} – ${Math.max(...noisy).toFixed(3)}`],
+      ["ratio (goal ≤ 1.05x)", `${(tn / tp).toFixed(3)}x`, ""],
+    ],
+  ),
+);
+console.log(`\npeak RSS: ${peakRssMiB().toFixed(0)} MiB`);
+await closePool();
