@@ -11,6 +11,7 @@ import { Int32, Table, Utf8, vectorFromArray } from "apache-arrow";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readTable, writeArrowIPC } from "../engine/columns/index.js";
+import { rhoForEpsilon } from "../node/epsilon.js";
 import { preparedTableInfo } from "../protocols/index.js";
 import { umbra, type CliRun } from "./helpers/cli.js";
 import { mulberry32 } from "./helpers/data.js";
@@ -260,6 +261,28 @@ describe("umbra psi", () => {
     const expected = sortedRows(psiOracle(buyer, provider, ["email"]));
     const written = await Promise.all(["default.csv", "grouped.csv", "ecdh.csv"].map(async (f) => sortedRows(rowsOf(await readTable(file(f))))));
     expect(written).toEqual([expected, expected, expected]);
+  });
+
+  it("--cardinality --epsilon 1 releases a noisy count: the ρ for ε = 1, its interval, within the noise bound of the exact count", async () => {
+    const r = await run("psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--cardinality", "--epsilon", "1", "--json", "--quiet");
+    expect(r.status).toBe(0);
+    const j = JSON.parse(r.stdout) as { engine: string; noisyIntersectionSize: number; clamped: boolean; interval: { low: number; high: number; level: number }; dp: { rho: string; sigma: number } };
+    const exact = new Set(psiOracle(buyer, provider, ["email"]).map((x) => keyOf(x, ["email"], {}))).size;
+    const rho = rhoForEpsilon(1);
+    expect([j.engine, j.dp.rho, j.clamped, j.interval.level]).toEqual(["dp", `${rho.num}/${rho.den}`, false, 0.95]);
+    expect(j.interval.high - j.noisyIntersectionSize).toBe(j.noisyIntersectionSize - j.interval.low);
+    // Noise beyond 40σ per share fails the job (federated-aggregate/dp.ts tailBound): the released count is never further.
+    expect(Math.abs(j.noisyIntersectionSize - exact)).toBeLessThanOrEqual(Math.ceil(80 * j.dp.sigma) + 80);
+    expectNoCellValue(r.stderr);
+  });
+
+  it("--rho applies to --cardinality only and not with --engine or --group (usage errors, exit 2)", async () => {
+    const base = ["psi", "--buyer", "buyer.csv", "--provider", "provider.csv", "--key", "email", "--rho", "1/10"];
+    const runs = await Promise.all([run(...base, "--out", "x.csv"), run(...base, "--cardinality", "--engine", "ecdh"), run(...base, "--cardinality", "--epsilon", "1")]);
+    expect(runs.map((r) => r.status)).toEqual([2, 2, 2]);
+    expect(runs[0]?.stderr).toMatch(/apply to --cardinality only/);
+    expect(runs[1]?.stderr).toMatch(/drop --engine and --group/);
+    expect(runs[2]?.stderr).toMatch(/two ways to say the same budget/);
   });
 
   it("--engine takes ecdh or ot; ot refuses --cardinality and --group (usage errors, exit 2)", async () => {

@@ -8,7 +8,8 @@ import { writeTable } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { closePool } from "../../engine/pool/index.js";
 import { CUCKOO_MAX_ITEMS } from "../../engine/psi/index.js";
-import { PsiMode, runPsi, runPsiOt } from "../../protocols/index.js";
+import { PsiMode, runNoisyCardinality, runPsi, runPsiOt, type NoisyCardinalityResult } from "../../protocols/index.js";
+import { dpRhoOption } from "./aggregate.js";
 import { createProgress } from "../progress.js";
 import { checkOutput, count, parseOptions, processIO, requireColumns, seconds, UsageError, type CommandIO, type OptionSpec } from "./args.js";
 import { readInput, warnKeyShapes, warnUnmatchable, type InputFile } from "./data-checks.js";
@@ -18,7 +19,7 @@ import { JSON_USAGE_NOTE, Report } from "./report.js";
 
 export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality)
       [--engine ecdh|ot] [--group x25519|ristretto255] [--digits-only]
-      [--case-fold] [--delimiter C] [--json] [--quiet]
+      [--rho R | --epsilon E [--delta D]] [--case-fold] [--delimiter C] [--json] [--quiet]
                  private set intersection: writes the buyer's rows whose key the
                  provider also holds to --out (.csv/.arrow/.parquet), or with
                  --cardinality prints only the number of distinct shared keys;
@@ -26,6 +27,11 @@ export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] 
                  2^24 distinct buyer keys; not with --cardinality or --group),
                  ecdh the ECDH psi; the default is ot, and ecdh with
                  --cardinality or --group or more than 2^24 buyer rows;
+                 --cardinality with --rho R or --epsilon E releases a noisy count
+                 (differential privacy, ρ-zCDP; sensitivity 1): the provider and
+                 the exchange each add a noise share under the buyer's
+                 encryption (join-aggregate's COUNT over distinct keys; the
+                 exchange learns the exact count; docs/differential-privacy.md);
                  --delimiter sets the CSV inputs' field delimiter (default ",",
                  "tab" for a tab); a file with no rows or a key column blank in
                  every row gets a warning;
@@ -42,6 +48,9 @@ const PSI_OPTIONS: OptionSpec = {
   "--cardinality": "flag",
   "--group": "string",
   "--engine": "string",
+  "--rho": "string",
+  "--epsilon": "string",
+  "--delta": "string",
   "--digits-only": "flag",
   "--case-fold": "flag",
   "--delimiter": "string",
@@ -71,6 +80,9 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   if (groupName !== GroupId.X25519 && groupName !== GroupId.Ristretto255) throw new UsageError(`--group must be x25519 or ristretto255`, usage);
   const group: GroupId = groupName;
   if (!cardinality && out === undefined) throw new UsageError("--out FILE is required (or --cardinality for the count alone)", usage);
+  const rho = dpRhoOption(o, usage);
+  if (rho !== undefined && !cardinality) throw new UsageError("--rho / --epsilon apply to --cardinality only (an intersection's rows cannot be noised)", usage);
+  if (rho !== undefined && (chosen !== undefined || o.get("--group") !== undefined)) throw new UsageError("a noisy count runs join-aggregate's mechanism: drop --engine and --group", usage);
   const delimiter = o.delimiter();
   const report = new Report(io, o.has("--json"), o.has("--quiet"));
   if (cardinality && out !== undefined) report.warning("--out is ignored with --cardinality (nothing is written)");
@@ -81,7 +93,8 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
 
   const progress = createProgress({ quiet: o.has("--quiet") });
   const t0 = performance.now();
-  let result: Awaited<ReturnType<typeof runPsi>>;
+  let result: Awaited<ReturnType<typeof runPsi>> | undefined;
+  let noisy: NoisyCardinalityResult | undefined;
   let protocolMs: number;
   try {
     const [buyer, provider] = await Promise.all([readInput(buyerFile), readInput(providerFile, { columns: keys })]);
@@ -93,17 +106,43 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
     if (chosen === undefined && engine === "ot" && buyer.numRows > CUCKOO_MAX_ITEMS) engine = "ecdh";
     const t1 = performance.now();
     const sides = { buyer: { table: buyer, keys, normalise }, provider: { table: provider, keys, normalise }, onProgress: progress.onProgress };
-    result =
-      engine === "ot"
-        ? await runPsiOt(sides)
-        : await runPsi({ ...sides, mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection, group });
+    if (rho !== undefined) noisy = await runNoisyCardinality({ buyer: sides.buyer, provider: sides.provider, dp: { rho }, onProgress: progress.onProgress });
+    else
+      result =
+        engine === "ot"
+          ? await runPsiOt(sides)
+          : await runPsi({ ...sides, mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection, group });
     protocolMs = performance.now() - t1;
   } finally {
     progress.finish();
     await closePool();
   }
 
-  const s = result.stats;
+  if (noisy !== undefined) {
+    const n = noisy;
+    const sigma = n.dp.statistics[0]?.sigma ?? 0;
+    const shown = n.clamped ? "0 (the noisy count was below 1)" : String(n.count);
+    report.finish(
+      [
+        `noisy intersection size: ${shown}; 95% interval [${n.interval.low}, ${n.interval.high}]`,
+        `differential privacy: ρ = ${n.dp.rho} zCDP (ε = ${n.dp.epsilonAtDelta1e6.toPrecision(3)} at δ = 1e-6), noise σ = ${sigma.toFixed(2)} added by the provider and the exchange; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`,
+      ],
+      {
+        command: "psi",
+        engine: "dp",
+        noisyIntersectionSize: Number(n.count),
+        clamped: n.clamped,
+        interval: { low: Number(n.interval.low), high: Number(n.interval.high), level: n.interval.level },
+        dp: { rho: n.dp.rho, epsilonAtDelta1e6: n.dp.epsilonAtDelta1e6, sigma },
+        bytes: { sent: Object.values(n.stats.bytesSent).reduce((a, b) => a + b, 0) },
+        out: null,
+        seconds: (performance.now() - t0) / 1000,
+      },
+    );
+    return 0;
+  }
+  const done = result as NonNullable<typeof result>; // set whenever noisy is not
+  const s = done.stats;
   const traffic = `bytes buyer->provider: ${count(s.bytesBuyerToProvider)}, provider->buyer: ${count(s.bytesProviderToBuyer)}`;
   const sizes = `buyer distinct keys: ${count(s.buyerSetSize)}; provider distinct keys: ${count(s.providerSetSize)}`;
   const fields = {
@@ -113,15 +152,15 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
     providerDistinctKeys: s.providerSetSize,
     bytes: { buyerToProvider: s.bytesBuyerToProvider, providerToBuyer: s.bytesProviderToBuyer },
   };
-  if (result.mode === "cardinality") {
+  if (done.mode === "cardinality") {
     const time = `${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`;
-    report.finish([`intersection size: ${result.count}`, `${sizes}; ${traffic}; ${time}`], { ...fields, intersectionSize: result.count, out: null, seconds: (performance.now() - t0) / 1000 });
+    report.finish([`intersection size: ${done.count}`, `${sizes}; ${traffic}; ${time}`], { ...fields, intersectionSize: done.count, out: null, seconds: (performance.now() - t0) / 1000 });
     return 0;
   }
-  await writeTable(out as string, result.table);
+  await writeTable(out as string, done.table);
   report.finish(
-    [`rows written: ${count(result.table.numRows)} to ${out as string}; ${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`],
-    { ...fields, rows: result.table.numRows, out: out as string, seconds: (performance.now() - t0) / 1000 },
+    [`rows written: ${count(done.table.numRows)} to ${out as string}; ${sizes}; ${traffic}; ${seconds(performance.now() - t0)} (protocol ${seconds(protocolMs)})`],
+    { ...fields, rows: done.table.numRows, out: out as string, seconds: (performance.now() - t0) / 1000 },
   );
   return 0;
 }
