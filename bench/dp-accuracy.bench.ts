@@ -19,6 +19,7 @@ import { closePool } from "../engine/pool/index.js";
 import { runFederatedAggregate, type FaRunResult } from "../protocols/index.js";
 import { rhoForEpsilon } from "../node/epsilon.js";
 import { formatTable, median, peakRssMiB, timeIt } from "./table.js";
+import { prng } from "../examples/common.js";
 
 const argRuns = process.argv.indexOf("--runs");
 const RUNS = process.argv.includes("--quick") ? 3 : Math.max(3, argRuns >= 0 ? Number(process.argv[argRuns + 1]) || 15 : 15);
@@ -29,16 +30,7 @@ const MAX = 100;
 const groups = SIZES.map((n) => `g${n}`);
 
 /** A small deterministic generator (mulberry32): the data is the same every run. */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const generator = prng;
 
 // Two providers; each group's rows alternate between them.
 const rand = generator(13);

@@ -194,6 +194,16 @@ function scratch(width: number): { input: Uint8Array; words: Uint32Array; digest
   return { input, words: new Uint32Array(input.buffer), digest: new Uint8Array(64) };
 }
 
+/** The sender's checked OT rows q (m of width/8 bytes) and its secret s, as words. */
+function senderRows(rows: Uint8Array, m: number, s: Uint8Array, width: number): { rb: number; rw: number; q: Uint32Array; s32: Uint32Array } {
+  assertRows(m);
+  assertWidth(width);
+  const rb = width >>> 3;
+  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
+  if (s.length !== rb) throw new InvalidLengthError("OT extension secret s", String(rb), s.length);
+  return { rb, rw: width >>> 5, q: wordsView(rows), s32: wordsView(s) };
+}
+
 /** The receiver's OPRF outputs: tag j = H(j, t_j) for each of the m rows. */
 export function oprfReceiverTags(hash: Blake2b512, rows: Uint8Array, m: number, width = CODE_WIDTH): Uint8Array {
   assertRows(m);
@@ -238,16 +248,9 @@ export function oprfSenderEvaluate(
   inputs: Uint8Array,
   width = CODE_WIDTH,
 ): Uint8Array {
-  assertRows(m);
-  assertWidth(width);
-  const rb = width >>> 3;
-  const rw = width >>> 5;
-  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
-  if (s.length !== rb) throw new InvalidLengthError("OT extension secret s", String(rb), s.length);
+  const { rb, rw, q, s32 } = senderRows(rows, m, s, width);
   const n = rowOf.length;
   if (inputs.length !== n * CODE_INPUT_BYTES) throw new InvalidLengthError("OPRF inputs", String(n * CODE_INPUT_BYTES), inputs.length);
-  const q = wordsView(rows);
-  const s32 = wordsView(s);
   const { input, words, digest } = scratch(width);
   const head = HEAD >>> 2;
   const codes = new Uint8Array(Math.min(n, CHUNK) * rb);
@@ -294,18 +297,11 @@ export function oprfSenderTagsForItems(
   stash: number,
   width = CODE_WIDTH,
 ): Uint8Array {
-  assertRows(m);
-  assertWidth(width);
-  const rb = width >>> 3;
-  const rw = width >>> 5;
-  if (rows.length !== m * rb) throw new InvalidLengthError("OT rows", String(m * rb), rows.length);
-  if (s.length !== rb) throw new InvalidLengthError("OT extension secret s", String(rb), s.length);
+  const { rb, rw, q, s32 } = senderRows(rows, m, s, width);
   if (blocks.length % CODE_INPUT_BYTES !== 0) throw new InvalidLengthError("element blocks", "a multiple of 16", blocks.length);
   const n = blocks.length / CODE_INPUT_BYTES;
   if (!Number.isInteger(hashes) || hashes < 1 || hashes > 8 || positions.length !== n * hashes) throw new InvalidLengthError("element positions", String(n * hashes), positions.length);
   if (!Number.isInteger(stash) || stash < 0 || stashRow < 0 || stashRow + stash > m) throw new InvalidArgumentError(`stash rows ${stashRow}..${stashRow + stash} are outside the ${m} OT rows`);
-  const q = wordsView(rows);
-  const s32 = wordsView(s);
   const { input, words, digest } = scratch(width);
   const head = HEAD >>> 2;
   const classes = hashes + (stash > 0 ? 1 : 0);
