@@ -33,12 +33,12 @@
  *     1 in the node) or any other dp field, raw at the exchange or through
  *     the buyer's agent: 400 UMBRA_INVALID_JOB_REQUEST, nothing changed.
  * Spending:
- *  6. five jobs racing, each 1/10 spelled differently ("0.1", "1/10",
- *     "2/20", 0.1, "1e-1"), then a sixth of 1/10 and one of 10^-15, on a
- *     budget of 1/2: exactly five pass; the exchange and the provider each
- *     spend exactly 1/2; each job's ledger entry charges the ρ (1/10,
- *     canonical) the provider runs with; the rest are
- *     privacy-budget-exhausted.
+ *  6. six jobs racing, each 1/10 spelled differently ("0.1", "1/10",
+ *     "2/20", 0.1, "1e-1", "0.10"), on a budget of 1/2: exactly five pass,
+ *     the sixth is privacy-budget-exhausted; the exchange and the provider
+ *     each spend exactly 1/2; each job's ledger entry charges the ρ (1/10,
+ *     canonical) the provider runs with; then another of 1/10 and one of
+ *     10^-15 are privacy-budget-exhausted.
  *     The provider registering the dataset again (update) keeps the spend.
  *  7. federated-aggregate with ρ "2/4": charged 1/2 to both providers'
  *     datasets (at the exchange and in each provider's copy); the next,
@@ -49,6 +49,8 @@
  *     (privacy-budget-exhausted), spending nothing, and nothing runs. (The
  *     exchange keeps the ρ it charged such a job — it gives back a refused
  *     job's query budget, not its ρ — which fails closed: noted, not changed.)
+ *     Two such jobs racing for the last 1/4 of the provider's copy: the
+ *     provider accepts exactly one, refuses the other.
  * psi-ot:
  *  9. a policy allowing only psi refuses psi-ot: 403 protocol-not-allowed.
  * 10. psi-ot declaring more keys than the budget in keys holds: 403
@@ -79,13 +81,14 @@ type Answer = { id?: string; state?: string; error?: { code: string; rule?: stri
 const ids = Array.from({ length: 6 }, (_, i) => `c-${i}`);
 const JA = "telco.ja.csv";
 const JA_LAGGING = "telco.ja-lag.csv";
+const JA_RACE = "telco.ja-race.csv";
 const FA_T = "telco.fa.csv";
 const FA_R = "retailer.fa.csv";
 const PSI_ONLY = "telco.psi-only.csv";
 const OT = "telco.ot.csv";
 
 /** Each dataset's whole query budget (its policy's queryBudget). */
-const FULL: Record<string, number> = { [JA]: 100, [JA_LAGGING]: 100, [FA_T]: 100, [FA_R]: 100, [PSI_ONLY]: 5, [OT]: 5 };
+const FULL: Record<string, number> = { [JA]: 100, [JA_LAGGING]: 100, [JA_RACE]: 100, [FA_T]: 100, [FA_R]: 100, [PSI_ONLY]: 5, [OT]: 5 };
 
 const jaPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["id"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null, privacyBudget: { rho: "1/2" } };
 const faPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null, privacyBudget: { rho: "0.5" } };
@@ -127,8 +130,8 @@ function spending(): string {
   // No budget row yet is the whole budget (a row is made, full, when a job is first checked against it).
   const of = (s: Store, datasets: readonly string[]) => datasets.map((d) => [d, s.getPrivacySpent(d, "bank"), s.getBudget(d, "bank")?.remaining ?? FULL[d]]);
   return JSON.stringify({
-    exchange: of(x.store, [JA, JA_LAGGING, FA_T, FA_R, PSI_ONLY, OT]),
-    telco: of(telco.store, [JA, JA_LAGGING, FA_T, PSI_ONLY, OT]),
+    exchange: of(x.store, [JA, JA_LAGGING, JA_RACE, FA_T, FA_R, PSI_ONLY, OT]),
+    telco: of(telco.store, [JA, JA_LAGGING, JA_RACE, FA_T, PSI_ONLY, OT]),
     retailer: of(retailer.store, [FA_R]),
   });
 }
@@ -180,6 +183,7 @@ beforeAll(async () => {
   const files: [TestParty, string, string, object][] = [
     [telco, "ja.csv", usage, jaPolicy],
     [telco, "ja-lag.csv", usage, jaPolicy],
+    [telco, "ja-race.csv", usage, jaPolicy],
     [telco, "fa.csv", spend, faPolicy],
     [retailer, "fa.csv", spend, faPolicy],
     [telco, "psi-only.csv", usage, psiOnly],
@@ -275,13 +279,14 @@ describe("dp parameters the exchange does not charge are refused", () => {
 });
 
 describe("spending the budget: exact, race-free, the same at the exchange and the provider", () => {
-  const spellings: unknown[] = ["0.1", "1/10", "2/20", 0.1, "1e-1"];
+  const spellings: unknown[] = ["0.1", "1/10", "2/20", 0.1, "1e-1", "0.10"];
   let winners: string[] = [];
 
-  it("five jobs racing, each 1/10 spelled differently, on a budget of 1/2: all five pass", async () => {
+  it("six jobs racing, each 1/10 spelled differently, on a budget of 1/2: exactly five pass, the sixth is privacy-budget-exhausted", async () => {
     const answers = await Promise.all(spellings.map((rho) => viaAgent(jaRequest(JA, { rho }))));
-    expect(answers.map((a) => a.status)).toEqual([201, 201, 201, 201, 201]);
-    winners = answers.map((a) => a.body.id as string);
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 201, 201, 201, 201, 403]);
+    expect(answers.find((a) => a.status === 403)?.body.error).toMatchObject({ code: "UMBRA_POLICY_DENIED", rule: "privacy-budget-exhausted" });
+    winners = answers.filter((a) => a.status === 201).map((a) => a.body.id as string);
     for (const id of winners) await succeeded(id);
   }, 240_000);
 
@@ -295,7 +300,7 @@ describe("spending the budget: exact, race-free, the same at the exchange and th
     expect([spentAt(x.store, JA), spentAt(telco.store, JA)]).toEqual(["1/2", "1/2"]);
   });
 
-  it("a sixth job of 1/10 on the spent budget: 403 privacy-budget-exhausted, nothing spent", async () => {
+  it("another job of 1/10 on the spent budget: 403 privacy-budget-exhausted, nothing spent", async () => {
     await expectRefused(() => viaAgent(jaRequest(JA, { rho: "0.1" })), "privacy-budget-exhausted");
   });
 
@@ -334,6 +339,17 @@ describe("the provider's own copy of the budget", () => {
     expect(entries(r.body.id as string, "job.refused")).toEqual([expect.objectContaining({ rule: "privacy-budget-exhausted", by: "provider" })]);
     expect(telco.store.getResult(r.body.id as string) ?? bank.store.getResult(r.body.id as string)).toBeUndefined();
   }, 90_000);
+});
+
+describe("the provider's own copy, raced", () => {
+  it("two jobs of 1/4 that a lagging exchange passes both, racing for the last 1/4 of the provider's copy: the provider accepts exactly one and refuses the other (privacy-budget-exhausted)", async () => {
+    telco.store.setPrivacySpent(JA_RACE, "bank", "1/4");
+    const both = await Promise.all([viaAgent(jaRequest(JA_RACE, { rho: "1/4" })), viaAgent(jaRequest(JA_RACE, { rho: "0.25" }))]);
+    expect(both.map((a) => a.status)).toEqual([201, 201]);
+    const ends = await Promise.all(both.map((a) => waitForJob(bank.url, a.body.id as string, 90_000)));
+    expect(ends.map((e) => `${e.state}:${e.reason}`).sort()).toEqual(["refused:privacy-budget-exhausted", "succeeded:null"]);
+    expect(spentAt(telco.store, JA_RACE)).toBe("1/2");
+  }, 120_000);
 });
 
 describe("psi-ot jobs", () => {
