@@ -17,9 +17,10 @@
  *     padded, an exponent of four digits, a 31-digit numerator, a
  *     negative or zero number, null, an object, a boolean: 400
  *     UMBRA_INVALID_JOB_REQUEST naming params.aggregate.dp.rho, nothing changed.
- *  2. ρ exact but too small to run ("1e-400", "1/999…9"): 400
- *     UMBRA_INVALID_JOB_REQUEST on params.aggregate (the noise it needs
- *     does not fit), nothing changed — it is never charged a rounded 0.
+ *  2. ρ exact but too small to run ("1e-400": its exact form is longer
+ *     than a protocol reads; "1/999…9": the noise it needs does not fit in
+ *     64 bits): 400 UMBRA_INVALID_JOB_REQUEST on params.aggregate, nothing
+ *     changed — it is never charged a rounded 0.
  *  3. ρ over the budget by 10^-22 ("0.5000000000000000000001") and a
  *     30-digit numerator: 403 privacy-budget-exhausted; "999…9e999", whose
  *     exact form is longer than a protocol reads: 400, nothing changed.
