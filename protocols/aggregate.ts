@@ -7,7 +7,7 @@
  * totals count, Σx and Σx² — exact from integer totals, or with error bounds
  * by interval arithmetic from approximate ones.
  */
-import { DataType, type Table, type Vector } from "apache-arrow";
+import { DataType, Float64, Int64, vectorFromArray, type Table, type Vector } from "apache-arrow";
 import { InvalidArgumentError, MissingColumnError, UnsupportedTypeError } from "../engine/errors.js";
 import { fixedPointToString, ValueOutOfRangeError, valuesFromArrow } from "../engine/he/index.js";
 
@@ -255,4 +255,26 @@ export function approxVar(n: ApproxValue, sum: ApproxValue, sq: ApproxValue): { 
     var: { value, bound: Math.max(value - lo, hi - value) },
     stddev: { value: sd, bound: Math.max(sd - sdLo, sdHi - sd) + DERIVED_SLACK * sdHi },
   };
+}
+
+/** A released value's interval under differential privacy: an exact total's (bigint, in units of 10^-scale) or an AVG's (number, in the value's units). */
+export type DpInterval = { readonly low: bigint; readonly high: bigint } | { readonly low: number; readonly high: number } | null;
+
+/**
+ * With differential privacy, the 95% (an AVG's ≥ 90%) interval of each
+ * released value as two columns after its own: `NAME_low95` and
+ * `NAME_high95` (null where the value is not released or has no interval).
+ * A count's are Int64; a sum's and an AVG's Float64 in the value's units
+ * (a total's bounds divided by 10^scale).
+ */
+export function putIntervalColumns(cols: Record<string, Vector>, name: string, intervals: readonly DpInterval[], kind: "count" | "total" | "avg", scale: number): void {
+  const f = 10 ** scale;
+  if (kind === "count") {
+    cols[`${name}_low95`] = vectorFromArray(intervals.map((i) => (i === null ? null : BigInt(i.low))), new Int64());
+    cols[`${name}_high95`] = vectorFromArray(intervals.map((i) => (i === null ? null : BigInt(i.high))), new Int64());
+    return;
+  }
+  const num = (x: bigint | number): number => (typeof x === "bigint" ? Number(x) / f : x);
+  cols[`${name}_low95`] = vectorFromArray(intervals.map((i) => (i === null ? null : num(i.low))), new Float64());
+  cols[`${name}_high95`] = vectorFromArray(intervals.map((i) => (i === null ? null : num(i.high))), new Float64());
 }

@@ -113,6 +113,19 @@ describe("runFederatedAggregate with dp", () => {
     });
   });
 
+  it("puts each released value's 95% interval in the table, after the value: NAME_low95, NAME_high95", async () => {
+    const noisy = await runFederatedAggregate({ ...base, providers: providers.map((t) => ({ table: t })), dp: { rho: 0.25 }, testNoiseSources: seeds("meta") });
+    const t = noisy.table;
+    const names = t.schema.fields.map((f) => f.name);
+    const at = (name: string, i: number) => t.getChild(name)?.get(i) as unknown;
+    const want = noisy.result.cells.map((c) => [c.noise?.count?.low ?? null, c.noise?.count?.high ?? null, c.noise?.columns["v"]?.sum ? Number(c.noise.columns["v"].sum.low) / 10 : null]);
+    const got = noisy.result.cells.map((_, i) => [at("count_low95", i), at("count_high95", i), at("sum_v_low95", i)]);
+    expect(names.filter((n) => n.endsWith("95"))).toEqual(aggregates.flatMap((a) => (a.fn === "count" ? ["count_low95", "count_high95"] : a.fn === "sum" || a.fn === "avg" ? [`${a.fn}_${a.column}_low95`, `${a.fn}_${a.column}_high95`] : [])));
+    expect(got).toEqual(want);
+    const exact = await runFederatedAggregate({ ...base, providers: providers.map((t) => ({ table: t })) });
+    expect(exact.table.schema.fields.some((f) => f.name.endsWith("95"))).toBe(false);
+  });
+
   it("turns the differencing attack's exact answer into one with the noise's error", async () => {
     // The buyer asks for group a's sum twice: with the target row, and with the same data minus it.
     const minus = [providers[0]!, providers[1]!, table(["b", "a", "a"], [1, 2, 3])];

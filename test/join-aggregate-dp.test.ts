@@ -207,6 +207,16 @@ describe("runJoinAggregate with dp", () => {
     expect(g.noise!.columns["v"]!.sum.halfWidth).toBe(noiseHalfWidth({ kind: "distributed-discrete-gaussian", parties: 2, sigma2: { num, den } }));
   });
 
+  it("puts each released value's 95% interval in the table, after the value: NAME_low95, NAME_high95", async () => {
+    const r = await run(sides(7, ["a", "b", "c"]), "meta");
+    const t = r.table;
+    const at = (name: string, i: number) => t.getChild(name)?.get(i) as unknown;
+    const want = r.result.groups.map((g) => [g.noise!.count.low, g.noise!.count.high, Number(g.noise!.columns["v"]!.sum.low), Number(g.noise!.columns["v"]!.sum.high)]);
+    const got = r.result.groups.map((_, i) => [at("count_low95", i), at("count_high95", i), at("sum_v_low95", i), at("sum_v_high95", i)]);
+    expect(got).toEqual(want);
+    expect(t.schema.fields.map((f) => f.name).filter((n) => n.endsWith("95"))).toEqual(AGGS.flatMap((a) => (a.fn === "count" ? ["count_low95", "count_high95"] : a.fn === "sum" || a.fn === "avg" ? [`${a.fn}_${a.column}_low95`, `${a.fn}_${a.column}_high95`] : [])));
+  });
+
   it("puts in each group's block the shares of its code: the groups' noise is the replayed shares, group for group", async () => {
     const d = sides(11, ["a", "b", "c", "d"]);
     const r = await run(d, "grouped");

@@ -29,7 +29,7 @@ import { randomUUID } from "node:crypto";
 import { Bool, Float64, Int64, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { createHeScheme } from "../../engine/he/index.js";
-import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, type AggregateSpec } from "../aggregate.js";
+import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, putIntervalColumns, type AggregateSpec } from "../aggregate.js";
 import { checkOptions, type OptionShape } from "../options.js";
 import { tableRows, withToJson, type JsonResult, type Row } from "../results.js";
 import { faBuyer, type FaBuyerState } from "./buyer.js";
@@ -189,9 +189,11 @@ export function faResultTable(result: FaResult, params: Pick<FederatedAggregateP
   const f = 10n ** BigInt(result.scale);
   if (params.groupBy) cols["category"] = vectorFromArray(cells.map((c) => c.category), new Utf8());
   cols["suppressed"] = vectorFromArray(cells.map((c) => c.suppressed), new Bool());
+  const dp = result.dp !== undefined;
   for (const a of params.aggregates) {
     if (a.fn === "count") {
       cols["count"] = vectorFromArray(cells.map((c) => c.count), new Int64());
+      if (dp) putIntervalColumns(cols, "count", cells.map((c) => c.noise?.count ?? null), "count", result.scale);
       continue;
     }
     const name = `${a.fn}_${a.column}`;
@@ -203,6 +205,8 @@ export function faResultTable(result: FaResult, params: Pick<FederatedAggregateP
       }),
       new Float64(),
     );
+    if (dp && a.fn === "sum") putIntervalColumns(cols, name, cells.map((c) => c.noise?.columns[a.column]?.sum ?? null), "total", result.scale);
+    if (dp && a.fn === "avg") putIntervalColumns(cols, name, cells.map((c) => c.noise?.columns[a.column]?.avg ?? null), "avg", result.scale);
   }
   if (params.histogram) {
     const bins = params.histogram.edges.length - 1;

@@ -28,7 +28,7 @@ import type { KeyOptions } from "../../engine/columns/normalise.js";
 import { getPool, type CryptoPool } from "../../engine/pool/index.js";
 import { forEachSlice, SLICE_ITEMS } from "../../engine/slices.js";
 import type { GroupId } from "../../engine/group/index.js";
-import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, type AggregateSpec } from "../aggregate.js";
+import { checkNumericColumns, DEFAULT_MAX_ABS_VALUE, DEFAULT_MIN_GROUP_SIZE, putIntervalColumns, type AggregateSpec } from "../aggregate.js";
 import { checkOptions, SIDE_KEY_OPTIONS, SIDE_RENAMED, type OptionShape } from "../options.js";
 import { tableRows, withToJson, type JsonResult, type Row } from "../results.js";
 import { jaBuyer, type JaBuyerState } from "./buyer.js";
@@ -237,12 +237,15 @@ export function jaResultTable(result: JaResult, options: { readonly aggregates: 
   const groups = result.groups;
   const f = 10 ** result.scale;
   if (options.buyer.groupBy !== undefined) cols[options.buyer.groupBy] = vectorFromArray(groups.map((g) => g.label), new Utf8());
+  const dp = result.dp !== undefined;
   for (const a of options.aggregates) {
     if (a.fn === "count") {
       cols["count"] = vectorFromArray(groups.map((g) => g.count), new Int64());
+      if (dp) putIntervalColumns(cols, "count", groups.map((g) => g.noise?.count ?? null), "count", result.scale);
       continue;
     }
-    cols[`${a.fn}_${a.column}`] = vectorFromArray(
+    const name = `${a.fn}_${a.column}`;
+    cols[name] = vectorFromArray(
       groups.map((g) => {
         const r = g.columns[a.column];
         if (!r) return null;
@@ -250,6 +253,8 @@ export function jaResultTable(result: JaResult, options: { readonly aggregates: 
       }),
       new Float64(),
     );
+    if (dp && a.fn === "sum") putIntervalColumns(cols, name, groups.map((g) => g.noise?.columns[a.column]?.sum ?? null), "total", result.scale);
+    if (dp && a.fn === "avg") putIntervalColumns(cols, name, groups.map((g) => g.noise?.columns[a.column]?.avg ?? null), "avg", result.scale);
   }
   return new Table(cols);
 }
