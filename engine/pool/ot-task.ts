@@ -21,8 +21,7 @@
  */
 import { InvalidArgumentError } from "../errors.js";
 import { loadBlake2b } from "../ot/blake2.js";
-import { CODE_WIDTH } from "../ot/code.js";
-import { encodeInto } from "../ot/code.js";
+import { CODE_WIDTH, encodeInto } from "../ot/code.js";
 import { extensionReceiveRange, extensionSendRange, oprfReceiverTagsFrom, oprfSenderTagsForItems } from "../ot/kkrt.js";
 import { CUCKOO_HASHES, itemDigests } from "../psi/cuckoo.js";
 import { packArrays } from "./column-task.js";

@@ -7,8 +7,7 @@
  */
 import { InvalidLengthError, PoolClosedError } from "../errors.js";
 import { loadBlake2b } from "../ot/blake2.js";
-import { CODE_WIDTH } from "../ot/code.js";
-import { encodeInto } from "../ot/code.js";
+import { CODE_WIDTH, encodeInto } from "../ot/code.js";
 import { columnsOf, extensionMessageBytes, extensionReceive, extensionSend, OT_RANGE_ALIGN, oprfReceiverTagsFrom, oprfSenderTagsForItems, placeColumns, TAG_BYTES } from "../ot/kkrt.js";
 import type { PackedBytes } from "../packed.js";
 import { CUCKOO_HASHES, ITEM_BYTES, itemDigests as itemDigestsHere, type CuckooParams, type ItemDigests } from "../psi/cuckoo.js";
