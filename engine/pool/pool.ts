@@ -38,7 +38,7 @@ import type { CkksCiphertextBytes, CkksContextOptions } from "../he/ckks.js";
 import type { KeyColumn } from "../columns/keys.js";
 import type { Int64Column, Int64GroupStats, PairCounts } from "../columns/group.js";
 import type { DistinctKeys } from "../psi/distinct.js";
-import type { ColumnTask } from "./column-task.js";
+import { ColumnTaskOp, type ColumnTask } from "./column-task.js";
 import { countOf, sliceMessages, slices, stripIndex, transferablesOf, type Slice } from "./chunks.js";
 import * as columnWork from "./column-work.js";
 import * as otWork from "./ot-work.js";
@@ -100,6 +100,17 @@ export class CryptoPool {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Starts every worker thread now (each loads its modules: a few hundred
+   * milliseconds), so that a caller with work of its own to do first — reading
+   * keys, a base OT — overlaps the start-up with it. Resolves once all have
+   * run a trivial task. Idempotent in effect: started workers stay until idle.
+   */
+  async warm(): Promise<void> {
+    const pool = this.#pool();
+    await Promise.all(Array.from({ length: this.threads }, () => pool.run({ op: ColumnTaskOp.ShuffledOrder, n: 1 })));
   }
 
   /** For a health check: the worker threads, and the share of their time spent on tasks since they started (0 to 1; 0 before the first task). */

@@ -60,9 +60,13 @@ export async function runPsiOt(options: RunPsiOtOptions): Promise<PsiIntersectio
     ...(options.minIntersection !== undefined ? { minIntersection: options.minIntersection } : {}),
   };
   const providerParams = { ...params, ...(options.maxBuyerKeys !== undefined ? { maxPeerSetSize: options.maxBuyerKeys } : {}) };
-  const ctx: PsiOtContext = { pool: options.pool ?? getPool(), ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
+  const pool = options.pool ?? getPool();
+  // The workers start while this thread reads the keys (a fresh pool's start-up is a few hundred ms).
+  const warming = pool.warm().catch(() => undefined);
+  const ctx: PsiOtContext = { pool, ...(options.onProgress ? { onProgress: options.onProgress } : {}) };
   const buyerKeys = keysFromTable(buyer.table, buyer.keys, { ...buyer.normalise, source: "buyer table" });
   const providerKeys = keysFromTable(provider.table, provider.keys, { ...provider.normalise, source: "provider table" });
+  await warming;
   const run = await runRoles(
     { buyer: player(psiOtBuyer, { params, keys: buyerKeys }, ctx), provider: player(psiOtProvider, { params: providerParams, keys: providerKeys }, ctx) },
     options.tap ? { tap: options.tap as (from: string, to: string, frame: Uint8Array) => void } : {},
