@@ -8,10 +8,10 @@
  * node/epsilon.ts). Accuracy: the median over the runs of |noisy − exact| /
  * exact for SUM and AVG per group. Time: the same job without and with DP
  * (ε = 1), median of the runs each, interleaved, and their ratio (goal ≤
- * 1.05x). Then join-aggregate: the same rows as one provider joined on a
- * unique key with a buyer grouping them the same way, without and with DP
- * (ε = 1, the provider's and the exchange's shares), time and the SUM's
- * relative error per group. Peak RSS of the process.
+ * 1.05x). Then join-aggregate: the same rows (and ten times them) as one
+ * provider joined on a unique key with a buyer grouping them the same way,
+ * without and with DP (ε = 1, the provider's and the exchange's shares):
+ * time, ratio and the SUM's relative error per group. Peak RSS.
  *
  * Options: --runs N (runs per ε, and timed runs per variant; default 15, at least 3), --quick (3 runs).
  * A cell whose noisy count is below 1 is suppressed (SUM and AVG not released): its errors count as ∞.
@@ -138,47 +138,65 @@ console.log(
 );
 
 // ------------------------------------------------------------- join-aggregate
-// The same rows as one provider's table joined with a buyer holding each provider row's key once, grouped by the buyer's g.
-const keys = tables.flatMap((t) => Array.from({ length: t.numRows }, (_, i) => `${t === tables[0] ? "a" : "b"}${i}`));
-const gs = sides.flatMap((side) => side.g);
-const vs = sides.flatMap((side) => side.v);
-const jaBuyer = new Table({ k: vectorFromArray(keys, new Utf8()), g: vectorFromArray(gs, new Utf8()) });
-const jaProvider = new Table({ k: vectorFromArray(keys, new Utf8()), v: vectorFromArray(vs, new Int32()) });
-const jaJob = (rho?: string) =>
-  runJoinAggregate({
-    buyer: { table: jaBuyer, keys: ["k"], groupBy: "g" },
-    provider: { table: jaProvider, keys: ["k"] },
-    aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }],
-    minGroupSize: 1,
-    maxAbsValue: MAX,
-    ...(rho !== undefined ? { dp: { rho } } : {}),
-  });
-const jaRuns = Math.max(3, Math.ceil(RUNS / 3));
-const jaPlain: number[] = [];
-const jaNoisy: number[] = [];
-const jaErr = new Map<string, number[]>(groups.map((g) => [g, []]));
-await jaJob(); // warm-up
-for (let r = 0; r < jaRuns; r++) {
-  jaPlain.push(await timeIt(() => jaJob()));
-  let last: JaRunResult | undefined;
-  jaNoisy.push(await timeIt(async () => void (last = await jaJob(rho1))));
-  for (const g of last?.result.groups ?? []) {
-    const want = exact.get(g.label as string) as { count: number; sum: number };
-    const sum = g.columns["v"]?.sum;
-    jaErr.get(g.label as string)?.push(sum === null || sum === undefined ? Number.POSITIVE_INFINITY : Math.abs(Number(sum) - want.sum) / want.sum);
+// The same rows as one provider's table joined with a buyer holding each provider row's key once, grouped by the buyer's g;
+// then the same ×10 (each row ten times under ten keys). DP's cost here is fixed per group and statistic (the
+// provider's noise vector summed into each group's block: one block's rotate-and-sum), so its share falls as rows grow.
+const jaTables = (copies: number) => {
+  const keys: string[] = [];
+  const gs: string[] = [];
+  const vs: number[] = [];
+  for (let c = 0; c < copies; c++) {
+    sides.forEach((side, s) =>
+      side.g.forEach((g, i) => {
+        keys.push(`${c}-${s}-${i}`);
+        gs.push(g);
+        vs.push(side.v[i] as number);
+      }),
+    );
   }
+  return {
+    rows: keys.length,
+    buyer: new Table({ k: vectorFromArray(keys, new Utf8()), g: vectorFromArray(gs, new Utf8()) }),
+    provider: new Table({ k: vectorFromArray(keys, new Utf8()), v: vectorFromArray(vs, new Int32()) }),
+  };
+};
+const jaRuns = Math.max(3, Math.ceil(RUNS / 3));
+const jaRows: string[][] = [];
+for (const copies of [1, 10]) {
+  const t = jaTables(copies);
+  const jaJob = (rho?: string) =>
+    runJoinAggregate({
+      buyer: { table: t.buyer, keys: ["k"], groupBy: "g" },
+      provider: { table: t.provider, keys: ["k"] },
+      aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }, { fn: "avg", column: "v" }],
+      minGroupSize: 1,
+      maxAbsValue: MAX,
+      ...(rho !== undefined ? { dp: { rho } } : {}),
+    });
+  const plainT: number[] = [];
+  const noisyT: number[] = [];
+  const err = new Map<string, number[]>(groups.map((g) => [g, []]));
+  await jaJob(); // warm-up
+  for (let r = 0; r < jaRuns; r++) {
+    plainT.push(await timeIt(() => jaJob()));
+    let last: JaRunResult | undefined;
+    noisyT.push(await timeIt(async () => void (last = await jaJob(rho1))));
+    for (const g of last?.result.groups ?? []) {
+      const want = exact.get(g.label as string) as { count: number; sum: number };
+      const sum = g.columns["v"]?.sum;
+      err.get(g.label as string)?.push(sum === null || sum === undefined ? Number.POSITIVE_INFINITY : Math.abs(Number(sum) - copies * want.sum) / (copies * want.sum));
+    }
+  }
+  const [jp, jn] = [median(plainT), median(noisyT)];
+  jaRows.push([
+    t.rows.toLocaleString("en-US"),
+    `${jp.toFixed(3)} (${Math.min(...plainT).toFixed(3)} – ${Math.max(...plainT).toFixed(3)})`,
+    `${jn.toFixed(3)} (${Math.min(...noisyT).toFixed(3)} – ${Math.max(...noisyT).toFixed(3)})`,
+    `${(jn / jp).toFixed(3)}x`,
+    groups.map((g) => pct(median(err.get(g) ?? []))).join(" / "),
+  ]);
 }
-const [jp, jn] = [median(jaPlain), median(jaNoisy)];
-console.log(`\njoin-aggregate: the same ${(SIZES.reduce((a, b) => a + b, 0)).toLocaleString("en-US")} rows joined on a unique key, grouped by the buyer's g, median of ${jaRuns} runs each, interleaved\n`);
-console.log(
-  formatTable(
-    ["variant", "median s", "min – max s", "SUM rel. error per group (10 / 100 / 1,000 / 10,000 rows)"],
-    [
-      ["without DP", jp.toFixed(3), `${Math.min(...jaPlain).toFixed(3)} – ${Math.max(...jaPlain).toFixed(3)}`, "exact"],
-      [`with DP (ε = 1, ρ = ${rho1})`, jn.toFixed(3), `${Math.min(...jaNoisy).toFixed(3)} – ${Math.max(...jaNoisy).toFixed(3)}`, groups.map((g) => pct(median(jaErr.get(g) ?? []))).join(" / ")],
-      ["ratio (goal ≤ 1.05x)", `${(jn / jp).toFixed(3)}x`, "", ""],
-    ],
-  ),
-);
+console.log(`\njoin-aggregate: the rows joined on a unique key, grouped by the buyer's g (4 groups), without and with DP (ε = 1, ρ = ${rho1}), median of ${jaRuns} runs each, interleaved\n`);
+console.log(formatTable(["provider rows", "without DP s (min – max)", "with DP s (min – max)", "ratio (goal ≤ 1.05x)", "SUM rel. error per group (smallest … largest)"], jaRows));
 console.log(`\npeak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 await closePool();
