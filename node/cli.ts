@@ -42,13 +42,14 @@ import { POLICY_USAGE, policyCommand } from "./commands/policy.js";
 import { contractCommand, orderCommand, productCommand, VENUE_USAGE } from "./commands/venue.js";
 import { EXCHANGE_USAGE, exchangeCommand, PARTY_USAGE, partyCommand } from "./commands/node.js";
 import { CONSOLE_USAGE, consoleCommand } from "./commands/console.js";
+import { WORKER_USAGE, workerCommand } from "./commands/worker.js";
 
 const USAGE = `Usage: umbra <command> [options]
 
 Commands:
 ${PSI_USAGE}${LOOKUP_USAGE}${JOIN_AGGREGATE_USAGE}${AGGREGATE_USAGE}
 The node (parties reach only the exchange; the CLI talks to a party's local API):
-${EXCHANGE_USAGE}${PARTY_USAGE}${CONSOLE_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${VENUE_USAGE}${RECEIPTS_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
+${EXCHANGE_USAGE}${PARTY_USAGE}${WORKER_USAGE}${CONSOLE_USAGE}${POLICY_USAGE}${DATASET_USAGE}${JOB_USAGE}${VENUE_USAGE}${RECEIPTS_USAGE}${AUDIT_USAGE}${CERTIFICATE_USAGE}
 ${DEMO_USAGE}  protocols      list the protocols and what each role learns
   version        print the version
   help           print this help
@@ -110,6 +111,8 @@ export async function main(argv: string[]): Promise<number> {
         return await exchangeCommand(args);
       case "party":
         return await partyCommand(args);
+      case "worker":
+        return await workerCommand(args);
       case "console":
         return await consoleCommand(args);
       case "policy":

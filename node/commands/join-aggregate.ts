@@ -24,6 +24,7 @@ import { FileFormat, formatFromPath, writeTable, type CsvColumnType } from "../.
 import { GroupId } from "../../engine/group/index.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
 import { closePool } from "../../engine/pool/index.js";
+import { CLUSTER_OPTIONS, clusterPoolOption } from "./worker.js";
 import { JA_DP_MAX_ROWS_PER_KEY, runJoinAggregate, type AggregateSpec, type JaDpParams, type JaDpSummary, type JaRunResult } from "../../protocols/index.js";
 import { createProgress } from "../progress.js";
 import { AGGREGATE_DEFAULT_MAX_ABS, DEFAULT_MIN_GROUP_SIZE, dpRhoOption, parseAggList } from "./aggregate.js";
@@ -38,7 +39,7 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
       [--min-group-size K] [--max-abs-value X] [--scale S]
       [--group x25519|ristretto255] [--digits-only] [--case-fold]
       [--rho R | --epsilon E [--delta D]] [--max-rows-per-key N]
-      [--delimiter C] [--json] [--quiet]
+      [--delimiter C] [--json] [--quiet] [--cluster REDIS_URL --cluster-key FILE]
                  secure join + aggregate: COUNT/SUM/AVG/VAR/STDDEV of the
                  provider's columns over the rows of buyer JOIN provider on the
                  key, per value of the buyer's --group-by column; writes one
@@ -76,6 +77,7 @@ export const JOIN_AGGREGATE_USAGE = `  join-aggregate --buyer FILE --provider FI
 const USAGE = `Usage:\n${JOIN_AGGREGATE_USAGE}`;
 
 const JOIN_AGGREGATE_OPTIONS: OptionSpec = {
+  ...CLUSTER_OPTIONS,
   "--buyer": "string",
   "--provider": "string",
   "--key": "string",
@@ -184,6 +186,7 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
   const quiet = o.has("--quiet");
   const report = new Report(io, o.has("--json"), quiet);
   if (maxAbs === undefined && valueColumns.length > 0) report.note("--max-abs-value not given: every aggregated value must satisfy |value| <= 2^40");
+  const pool = await clusterPoolOption(o, USAGE);
   const progress = createProgress({ quiet });
   const t0 = performance.now();
   let run: JaRunResult;
@@ -217,11 +220,13 @@ export async function joinAggregateCommand(args: readonly string[], io: CommandI
       scale,
       group,
       ...(dp ? { dp } : {}),
+      ...(pool ? { pool } : {}),
       onProgress: progress.onProgress,
     });
     protocolMs = performance.now() - t1;
   } finally {
     progress.finish();
+    await pool?.close();
     await closePool();
   }
 

@@ -11,6 +11,7 @@ import { INVITATION_CODE } from "../admission.js";
 import { readSecretFile } from "../secret-file.js";
 import { DEFAULT_EXCHANGE_URL, DEFAULT_PARTY_PORT, DEFAULT_EXCHANGE_PORT, LOG_LEVELS, loggerAt, startExchangeNode, startPartyNode, type LogLevel } from "../server/start.js";
 import { errorOf } from "../server/client.js";
+import { CLUSTER_OPTIONS, clusterPoolOption } from "./worker.js";
 import { readHeadFile } from "./log-heads.js";
 import { parseOptions, processIO, UsageError, type CommandIO, type Options, type OptionSpec } from "./args.js";
 import { CONFIG_OPTION, withConfigFile } from "./config.js";
@@ -52,7 +53,7 @@ ${EXCHANGE_ADMIN_USAGE}`;
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
       [--db FILE] [--data DIR] [--key-file FILE] [--key-passphrase-file FILE] [--token-file FILE]
       [--tls-cert FILE --tls-key FILE [--allowed-host NAME[,NAME]]] [--invite CODE]
-      [--log-level error|warn|info|debug] [--config FILE]
+      [--log-level error|warn|info|debug] [--config FILE] [--cluster REDIS_URL --cluster-key FILE]
                  run a party agent (default exchange ${DEFAULT_EXCHANGE_URL}, port ${DEFAULT_PARTY_PORT},
                  db .umbra/NAME.db, data folder .) until SIGINT / SIGTERM. Its local
                  API needs the bearer token in --token-file (default: the db's path
@@ -71,7 +72,8 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  (registered), and the next names its web console, URL/console/party/
                  (docs/console.md; sign in with the token file's token: umbra console
                  url --party prints the address with it). --config FILE as for
-                 exchange start
+                 exchange start. --cluster: its jobs' bulk group work (hash-and-blind,
+                 raise) runs on umbra worker processes through that Redis (docs/scale.md)
   party head [--party URL] [--token-file FILE] [--json]
                  the latest signed tree head of the exchange's log this party accepted
                  (JSON: size, root, at, signature); every answer from the exchange must
@@ -252,7 +254,7 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
     return 0;
   }
   if (sub !== "start") throw new UsageError(`unknown party command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string", "--allowed-host": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--name": "string", "--exchange": "string", "--data": "string", "--token-file": "string", "--exchange-key": "string", "--invite": "string", "--allowed-host": "string", ...CLUSTER_OPTIONS };
   const given = parseOptions(rest, spec, usage);
   if (given === undefined) {
     io.out(usage.trimEnd());
@@ -273,7 +275,9 @@ export async function partyCommand(args: readonly string[], io: CommandIO = proc
   if (exchangeKey !== undefined && !/^([0-9a-f]{16}|[0-9a-f]{64})$/.test(exchangeKey)) throw new UsageError("--exchange-key needs the exchange's key fingerprint (16 hex digits, as umbra exchange start prints it) or its signing key (64 hex digits)", usage);
   const allowedHosts = o.list("--allowed-host");
   if (allowedHosts?.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253})$/.test(h))) throw new UsageError("--allowed-host needs host names or addresses, comma-separated (the names clients put in the URL)", usage);
+  const pool = await clusterPoolOption(o, usage);
   const node = await startPartyNode({
+    ...(pool ? { pool } : {}),
     ...(exchangeKey !== undefined ? { exchangeKey } : {}),
     ...(allowedHosts !== undefined ? { allowedHosts } : {}),
     ...(invite !== undefined ? { invite } : {}),

@@ -7,6 +7,7 @@
 import { writeTable } from "../../engine/columns/index.js";
 import { GroupId } from "../../engine/group/index.js";
 import { closePool } from "../../engine/pool/index.js";
+import { CLUSTER_OPTIONS, clusterPoolOption } from "./worker.js";
 import { CUCKOO_MAX_ITEMS } from "../../engine/psi/index.js";
 import { PsiMode, runNoisyCardinality, runPsi, runPsiOt, type NoisyCardinalityResult } from "../../protocols/index.js";
 import { dpRhoOption } from "./aggregate.js";
@@ -20,6 +21,7 @@ import { JSON_USAGE_NOTE, Report } from "./report.js";
 export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] (--out FILE | --cardinality)
       [--engine ecdh|ot] [--group x25519|ristretto255] [--digits-only]
       [--rho R | --epsilon E [--delta D]] [--case-fold] [--delimiter C] [--json] [--quiet]
+      [--cluster REDIS_URL --cluster-key FILE]
                  private set intersection: writes the buyer's rows whose key the
                  provider also holds to --out (.csv/.arrow/.parquet), or with
                  --cardinality prints only the number of distinct shared keys;
@@ -32,6 +34,8 @@ export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] 
                  the exchange each add a noise share under the buyer's
                  encryption (join-aggregate's COUNT over distinct keys; the
                  exchange learns the exact count; docs/differential-privacy.md);
+                 --cluster runs the ECDH work on umbra worker processes through that
+                 Redis (--engine ecdh; docs/scale.md);
                  --delimiter sets the CSV inputs' field delimiter (default ",",
                  "tab" for a tab); a file with no rows or a key column blank in
                  every row gets a warning;
@@ -41,6 +45,7 @@ export const PSI_USAGE = `  psi --buyer FILE --provider FILE --key COL[,COL...] 
 `;
 
 const PSI_OPTIONS: OptionSpec = {
+  ...CLUSTER_OPTIONS,
   "--buyer": "string",
   "--provider": "string",
   "--key": "string",
@@ -73,7 +78,9 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const out = o.get("--out");
   const chosen = o.get("--engine");
   if (chosen !== undefined && chosen !== "ecdh" && chosen !== "ot") throw new UsageError("--engine must be ecdh or ot", usage);
-  let engine = chosen ?? (cardinality || o.get("--group") !== undefined ? "ecdh" : "ot");
+  const clustered = o.has("--cluster");
+  if (clustered && chosen === "ot") throw new UsageError("--cluster runs the ECDH psi: drop --engine ot (psi-ot runs in this process)", usage);
+  let engine = chosen ?? (cardinality || clustered || o.get("--group") !== undefined ? "ecdh" : "ot");
   if (engine === "ot" && cardinality) throw new UsageError("--engine ot computes the intersection only: drop --cardinality, or use --engine ecdh", usage);
   if (engine === "ot" && o.get("--group") !== undefined) throw new UsageError("--group applies to --engine ecdh only", usage);
   const groupName = o.get("--group") ?? GroupId.X25519;
@@ -91,6 +98,7 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
   const buyerFile: InputFile = { role: "buyer", path: buyerPath, delimiter };
   const providerFile: InputFile = { role: "provider", path: providerPath, delimiter };
 
+  const pool = await clusterPoolOption(o, usage);
   const progress = createProgress({ quiet: o.has("--quiet") });
   const t0 = performance.now();
   let result: Awaited<ReturnType<typeof runPsi>> | undefined;
@@ -106,15 +114,16 @@ export async function psiCommand(args: readonly string[], io: CommandIO = proces
     if (chosen === undefined && engine === "ot" && buyer.numRows > CUCKOO_MAX_ITEMS) engine = "ecdh";
     const t1 = performance.now();
     const sides = { buyer: { table: buyer, keys, normalise }, provider: { table: provider, keys, normalise }, onProgress: progress.onProgress };
-    if (rho !== undefined) noisy = await runNoisyCardinality({ buyer: sides.buyer, provider: sides.provider, dp: { rho }, onProgress: progress.onProgress });
+    if (rho !== undefined) noisy = await runNoisyCardinality({ buyer: sides.buyer, provider: sides.provider, dp: { rho }, onProgress: progress.onProgress, ...(pool ? { pool } : {}) });
     else
       result =
         engine === "ot"
           ? await runPsiOt(sides)
-          : await runPsi({ ...sides, mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection, group });
+          : await runPsi({ ...sides, mode: cardinality ? PsiMode.Cardinality : PsiMode.Intersection, group, ...(pool ? { pool } : {}) });
     protocolMs = performance.now() - t1;
   } finally {
     progress.finish();
+    await pool?.close();
     await closePool();
   }
 

@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { UmbraError } from "../../engine/errors.js";
-import { closePool } from "../../engine/pool/index.js";
+import { closePool, type CryptoPool } from "../../engine/pool/index.js";
 import { fingerprint, generateIdentity, identityFromJSON, publicIdentity, storedIdentityFrom, storedIdentityJSON, type NodeIdentity } from "../identity.js";
 import { readKeyFile, writeKeyFile } from "../key-file.js";
 import { isLoopbackAddress, isWildcardAddress, loadOrCreateTokenFile } from "./local-api.js";
@@ -64,6 +64,8 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly invite?: string;
   /** How long to wait for the exchange to answer at start (default 60 s), so both may be started at once. */
   readonly exchangeWaitMs?: number;
+  /** The pool its jobs compute on (default: the process's; a ClusterPool for `--cluster`). Closed with the node. */
+  readonly pool?: CryptoPool;
 }
 
 export interface RunningNode {
@@ -303,6 +305,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       // itself unless it is a wildcard (0.0.0.0 and :: name no machine).
       allowedHosts: [...(o.allowedHosts ?? []), ...(isLoopbackAddress(host) || isWildcardAddress(host) ? [] : [host])],
       ...(https ? { https } : {}),
+      ...(o.pool ? { pool: o.pool } : {}),
     });
     const url = await listen(agent.app, host, port, https !== undefined, "party agent");
     await startWhenExchangeAnswers(agent, o.exchangeWaitMs ?? 60_000);
@@ -312,6 +315,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
       a.app.log.info("closing");
       await a.stop();
       store.close();
+      await o.pool?.close();
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
@@ -323,6 +327,7 @@ export async function startPartyNode(o: PartyNodeOptions): Promise<RunningNode> 
   } catch (err) {
     await agent?.stop().catch(() => undefined);
     store.close();
+    await o.pool?.close();
     await closePool();
     throw err;
   }
