@@ -33,8 +33,10 @@ import { cancelKey, doneKey, inputKey, parseReport, QUEUE_PREFIX, DEFAULT_QUEUE,
 import { open, seal } from "./seal.js";
 
 export interface ClusterOptions extends PoolOptions {
-  /** The party's Redis, e.g. redis://:password@10.0.0.5:6379. */
+  /** The party's Redis, e.g. redis://10.0.0.5:6379 (a password in the URL, or in `password`). */
   readonly redis: string;
+  /** Redis's password, when the URL does not carry it (so that it appears on no command line). */
+  readonly password?: string;
   /** The 32-byte cluster key its workers hold too (see `umbra worker`). */
   readonly key: Uint8Array;
   /** The BullMQ queue's name (default umbra-chunks): the workers must name the same. */
@@ -95,7 +97,7 @@ export class ClusterPool extends CryptoPool {
     for (const [name, v, max] of [["maxInFlight", options.maxInFlight, 4096], ["ttlSeconds", options.ttlSeconds, 86_400]] as const) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) throw new InvalidArgumentError(`${name} must be 1..${max}`);
     }
-    const redis = await connectRedis(options.redis);
+    const redis = await connectRedis(options.redis, options.password);
     return new ClusterPool(options, redis);
   }
 
@@ -207,7 +209,7 @@ export class ClusterPool extends CryptoPool {
  * maxRetriesPerRequest null on its blocking connections).
  * @throws ClusterError Unavailable naming the host, never the password.
  */
-export async function connectRedis(url: string): Promise<Redis> {
+export async function connectRedis(url: string, password?: string): Promise<Redis> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -216,7 +218,7 @@ export async function connectRedis(url: string): Promise<Redis> {
   }
   if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") throw new InvalidArgumentError("the Redis address must start with redis:// or rediss://");
   const where = `${parsed.hostname}:${parsed.port || "6379"}`;
-  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectTimeout: 5000, retryStrategy: (times) => Math.min(times * 200, 2000) });
+  const redis = new Redis(url, { ...(password !== undefined && parsed.password === "" ? { password } : {}), maxRetriesPerRequest: null, lazyConnect: true, connectTimeout: 5000, retryStrategy: (times) => Math.min(times * 200, 2000) });
   redis.on("error", () => undefined); // reported to callers through their commands
   try {
     await redis.connect();

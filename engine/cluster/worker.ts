@@ -23,6 +23,8 @@ import { open, seal } from "./seal.js";
 
 export interface ClusterWorkerOptions {
   readonly redis: string;
+  /** Redis's password, when the URL does not carry it. */
+  readonly password?: string;
   /** The 32-byte cluster key (the coordinator's). */
   readonly key: Uint8Array;
   readonly queue?: string;
@@ -55,7 +57,7 @@ function isFinal(err: unknown): boolean {
 
 export async function startClusterWorker(options: ClusterWorkerOptions): Promise<ClusterWorker> {
   if (options.key.length !== 32) throw new ClusterError(ClusterErrorCode.Malformed, "the cluster key must be 32 bytes");
-  const redis = await connectRedis(options.redis);
+  const redis = await connectRedis(options.redis, options.password);
   const pool = new CryptoPool({ ...(options.threads ? { threads: options.threads } : {}), inlineBelow: 0 });
   const counts = { chunks: 0, elements: 0, failed: 0 };
   const report = async (run: string, r: ChunkReport, ttl: number): Promise<void> => {

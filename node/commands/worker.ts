@@ -18,8 +18,9 @@ export const WORKER_USAGE = `  worker --redis URL --cluster-key FILE [--threads 
                  on any number of machines (docs/scale.md). A worker killed mid-chunk
                  loses it to another after --lock-ms (default 30000). Chunks and results
                  are sealed with the cluster key: Redis never holds a key or a scalar
-                 in the clear. --json: one JSON line per event. Prints "worker ready"
-                 when it takes work.
+                 in the clear. Redis's password: in the URL, or (kept off the command
+                 line, which other users see) in the environment as UMBRA_REDIS_PASSWORD.
+                 --json: one JSON line per event. Prints "worker ready" when it takes work.
   worker new-key FILE
                  create a cluster key file (32 random bytes, hex, mode 0600; an existing
                  file is never overwritten): copy it to the party's coordinator and to
@@ -47,7 +48,13 @@ export async function clusterPoolOption(o: Options, usage: string, threads?: num
   }
   const file = o.get("--cluster-key");
   if (file === undefined) throw new UsageError("--cluster needs --cluster-key FILE (umbra worker new-key creates one; its workers hold the same)", usage);
-  return ClusterPool.connect({ redis: url, key: readClusterKey(file), ...(threads ? { threads } : {}) });
+  return ClusterPool.connect({ redis: url, key: readClusterKey(file), ...redisPassword(), ...(threads ? { threads } : {}) });
+}
+
+/** Redis's password from UMBRA_REDIS_PASSWORD, when set (a URL's own password wins). */
+function redisPassword(): { password?: string } {
+  const p = process.env["UMBRA_REDIS_PASSWORD"];
+  return p !== undefined && p !== "" ? { password: p } : {};
 }
 
 function positive(o: Options, name: string, usage: string, max: number): number | undefined {
@@ -83,6 +90,7 @@ export async function workerCommand(args: readonly string[], io: CommandIO = pro
   const worker = await startClusterWorker({
     redis,
     key,
+    ...redisPassword(),
     ...(threads ? { threads } : {}),
     ...(lock ? { lockDurationMs: lock } : {}),
     ...(queue ? { queue } : {}),
