@@ -13,7 +13,9 @@
  * finished chunks on a list this call reads with BLPOP; each result is opened
  * (authenticated, bound to its chunk), checked for length and put in place by
  * its chunk index, so order is kept and a chunk that ran twice (a worker
- * stalled, its chunk retried elsewhere) is taken once. A chunk's typed error
+ * stalled, its chunk retried elsewhere) is taken once. Once every chunk of a
+ * call is sent, chunks still out when nothing has finished for a while are
+ * queued once more, so a slow worker does not hold the call. A chunk's typed error
  * (a point that does not decode) fails the call with that error, its index
  * made global, as the local pool does; a call with no finished chunk for
  * `idleTimeoutMs` fails with ClusterError Timeout and cancels its chunks.
@@ -59,10 +61,15 @@ export interface ClusterStats {
   readonly bytesIn: number;
   /** Reports of a chunk already taken (a retried chunk that also finished): ignored. */
   readonly duplicates: number;
+  /** Chunks queued a second time because they were still out at the end of a call (a slow or stopped worker). */
+  readonly resent: number;
 }
 
 const ELEMENT = 32;
-const POLL_SECONDS = 2;
+const POLL_SECONDS = 1;
+/** A chunk still out once all are sent is sent again when nothing finished for this many mean completion intervals. */
+const STRAGGLER_INTERVALS = 4;
+const STRAGGLER_MIN_MS = 2000;
 
 export class ClusterPool extends CryptoPool {
   readonly chunkElements: number;
@@ -72,7 +79,7 @@ export class ClusterPool extends CryptoPool {
   readonly #ttl: number;
   readonly #maxInFlight: number;
   readonly #idleTimeoutMs: number;
-  #stats = { chunks: 0, bytesOut: 0, bytesIn: 0, duplicates: 0 };
+  #stats = { chunks: 0, bytesOut: 0, bytesIn: 0, duplicates: 0, resent: 0 };
 
   private constructor(options: ClusterOptions, redis: Redis) {
     super({ threads: options.threads ?? 1, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}), ...(options.inlineBelow !== undefined ? { inlineBelow: options.inlineBelow } : {}) });
@@ -130,6 +137,10 @@ export class ClusterPool extends CryptoPool {
     this.#redis.disconnect();
   }
 
+  #add(run: string, index: number, jobId: string): Promise<unknown> {
+    return this.#queue.add("chunk", { run, index, ttl: this.#ttl }, { jobId, attempts: 5, backoff: { type: "fixed", delay: 250 }, removeOnComplete: true, removeOnFail: true });
+  }
+
   #choice(choice: GroupChoice): { group: GroupChoice["group"]; backend: NonNullable<GroupChoice["backend"]> } {
     return { group: choice.group, backend: choice.backend ?? defaultBackend(choice.group) };
   }
@@ -146,21 +157,37 @@ export class ClusterPool extends CryptoPool {
     let next = 0;
     let finished = 0;
     let elements = 0;
-    let last = Date.now();
+    const started = Date.now();
+    let last = started;
     let failure: UmbraError | undefined;
+    const again = new Set<number>();
     const submit = async (index: number): Promise<void> => {
       const s = all[index] as Slice;
       const sealed = seal(key, run, index, "in", encodeChunk(makeChunk(s)));
       pending.set(index, s);
       await this.#redis.set(inputKey(run, index), sealed, "EX", this.#ttl);
-      await this.#queue.add("chunk", { run, index, ttl: this.#ttl }, { jobId: `${run}-${index}`, attempts: 5, backoff: { type: "fixed", delay: 250 }, removeOnComplete: true, removeOnFail: true });
+      await this.#add(run, index, `${run}-${index}`);
       this.#stats.bytesOut += sealed.length;
+    };
+    // A slow or stopped worker must not hold the call: once every chunk is sent and nothing has finished for a while,
+    // the chunks still out are queued once more (their inputs are still in Redis); the first result of each is taken.
+    const stragglers = async (): Promise<void> => {
+      if (next < all.length || finished === 0) return;
+      const interval = (last - started) / finished;
+      if (Date.now() - last < Math.max(STRAGGLER_MIN_MS, STRAGGLER_INTERVALS * interval)) return;
+      for (const index of pending.keys()) {
+        if (again.has(index)) continue;
+        again.add(index);
+        this.#stats.resent++;
+        await this.#add(run, index, `${run}-${index}-again`);
+      }
     };
     try {
       while (finished < all.length) {
         while (next < all.length && pending.size < this.#maxInFlight) await submit(next++);
         const popped = await blocking.blpop(doneKey(run), POLL_SECONDS);
         if (popped === null) {
+          await stragglers();
           if (Date.now() - last > this.#idleTimeoutMs) {
             throw new ClusterError(ClusterErrorCode.Timeout, `no chunk finished in ${Math.round(this.#idleTimeoutMs / 1000)} s (${finished} of ${all.length} done): are workers running on queue ${this.#options.queue ?? DEFAULT_QUEUE}?`);
           }
