@@ -102,6 +102,8 @@ describe("cluster faults", () => {
       await stopped;
       expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true);
       expect(pool.clusterStats().chunks).toBe(16);
+      // B's chunk line may follow the coordinator's read of its result: wait for it.
+      await reported(b as WorkerProcess, 1);
       expect(finished(b as WorkerProcess)).toBeGreaterThanOrEqual(1);
     } finally {
       await killWorkers([a, b]);
