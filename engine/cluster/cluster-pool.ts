@@ -70,6 +70,10 @@ const POLL_SECONDS = 1;
 /** A chunk still out once all are sent is sent again when nothing finished for this many mean completion intervals. */
 const STRAGGLER_INTERVALS = 4;
 const STRAGGLER_MIN_MS = 2000;
+type ClusterCode = (typeof ClusterErrorCode)[keyof typeof ClusterErrorCode];
+const CLUSTER_CODES: ReadonlySet<string> = new Set(Object.values(ClusterErrorCode));
+/** A worker's message without its own "chunk N: " prefix (the coordinator names the chunk). */
+const stripChunk = (m: string): string => m.replace(/^chunk \d+: /, "");
 
 export class ClusterPool extends CryptoPool {
   readonly chunkElements: number;
@@ -200,7 +204,8 @@ export class ClusterPool extends CryptoPool {
           continue;
         }
         if (!report.ok) {
-          const err = errorFromSerialized(report.error);
+          // A worker's own cluster error (a wrong key, an input changed in Redis) keeps its code: errorFromSerialized knows only the pool's errors.
+          const err = CLUSTER_CODES.has(report.error.code) ? new ClusterError(report.error.code as ClusterCode, `chunk ${report.i} on a worker: ${stripChunk(report.error.message)}`) : errorFromSerialized(report.error);
           failure = err instanceof InvalidPointError && err.index !== undefined ? new InvalidPointError(stripIndex(err.message), err.index + s.start) : err;
           throw failure;
         }
