@@ -31,8 +31,10 @@ import {
   jaHeOptions,
   jaProvider,
   jaProviderNoise,
+  JA_NOISE_SLOTS,
   resolveJaParams,
   runJoinAggregate,
+  type AggregateKey,
   type AggregateSpec,
   type JaContext,
   type JaExchangeState,
@@ -290,7 +292,7 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   }
 
   it("the exchange refuses a noise chunk with the wrong column, the wrong length or under another key", async () => {
-    const { he, ctx, values, x: x0 } = await setup();
+    const { he, ctx, buyer, values, x: x0 } = await setup();
     try {
       const stats = 3; // c, n(v), s(v)
       const data = values.slice(0, values.length - stats);
@@ -302,11 +304,16 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
       const before = structuredClone(x);
       // Another column number.
       await expect(jaExchange.receive(x, "provider", { ...first, column: 0 }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      // A data chunk's ciphertext (a whole block of 8,192 slots) where 1,024 noise slots belong.
+      // A noise chunk is one whole block (8,192 slots): a data chunk's ciphertext (the provider's 74 positions) is refused,
+      // and so are the 1,024 shares alone, under the buyer's key.
+      expect([he.inspect(first.ciphertext).length, he.inspect((data[0] as JoinCiphertext).ciphertext).length]).toEqual([he.params.slotCount, 74]);
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: (data[0] as JoinCiphertext).ciphertext }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
+      const shares = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
+      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: shares }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       // Noise under a key that is not the buyer's.
       const other = he.generateKeys({ galois: false });
-      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(1024)), other.publicKey, { level: "mask" });
+      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(he.params.slotCount)), other.publicKey, { level: "mask" });
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
       expect(structuredClone(x)).toEqual(before);
       // The genuine chunk is still accepted.

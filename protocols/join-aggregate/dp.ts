@@ -18,18 +18,22 @@
  * arXiv:2102.06387, Proposition 14; engine/dp distributedGaussianRho).
  *
  * - The provider does not know which groups exist or are released, so it
- *   sends, per statistic column, one encrypted vector of JA_NOISE_SLOTS
- *   (1,024 = JA_MAX_GROUPS, whatever the buyer's groups: the provider learns
- *   nothing from it) noise shares, as extra chunks of step 8. The exchange
- *   adds share number `code` to the released block of the group with that
- *   (random, buyer-chosen) code, under encryption (a masked block sum with a
- *   unit mask). The exchange sees only ciphertexts of the provider's noise.
+ *   sends, per statistic column, one encrypted block (N slots, a data
+ *   chunk's block layout) of JA_NOISE_SLOTS (1,024 = JA_MAX_GROUPS, whatever
+ *   the buyer's groups: the provider learns nothing from it) noise shares
+ *   and zeros after them, as extra chunks of step 8. The exchange reads it
+ *   as block 0 of the statistic's column and adds share number `code` to the
+ *   released block of the group with that (random, buyer-chosen) code, under
+ *   encryption: the group's mask over the column has weight 1 at slot `code`
+ *   of that block ({@link withNoiseShares}), so the same masked block sum
+ *   that totals the group's rows adds the share. The exchange sees only
+ *   ciphertexts of the provider's noise.
  * - The exchange adds its own share to the same block through the zero-sum
  *   mask it adds anyway: the mask's residues sum to X_e instead of 0. The
  *   provider never sees the result; the buyer sees only T + X_p + X_e.
  *
  * What each party learns beyond a job without dp: the provider, nothing
- * (the noise vector's length is fixed); the exchange, nothing (it already
+ * (the noise block's length is fixed); the exchange, nothing (it already
  * knows each pseudonymous group's row count; it knows X_e, not X_p); the
  * buyer, noisy totals — no exact count: with dp step 13 carries no
  * COUNT(*) (zeros), the count is an encrypted statistic ("c", the provider's
@@ -158,7 +162,8 @@ function draw(s2: Rational, bound: bigint, rng: UniformSource): bigint {
 
 /**
  * The provider's shares: per statistic column, JA_NOISE_SLOTS draws (slot =
- * group code), column by column in order, from `rng`.
+ * group code), column by column in order, from `rng` (the provider sends
+ * each padded with zeros to one block).
  * @throws NoiseBoundError when a draw exceeds B (probability < 10^−340)
  */
 export function jaProviderNoise(dp: JaDpResolved, rng: UniformSource = cryptoUniformSource()): BigInt64Array[] {
@@ -199,12 +204,15 @@ export function addToBlockSums(residues: readonly Uint32Array[], primes: readonl
   });
 }
 
-/** Unit masks over the provider's noise vector: block i selects the share of group code codes[i]. */
-export function noiseMasks(codes: readonly number[]): Uint32Array[] {
-  return codes.map((g) => {
-    const m = new Uint32Array(JA_NOISE_SLOTS);
-    m[g] = 1;
-    return m;
+/**
+ * Points each released group's mask at its provider share: masks[i] spans the
+ * provider's noise block (its first slots) then the data, and gets weight 1
+ * at slot codes[i] of the noise block, where the share of that group code is.
+ */
+export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly number[]): void {
+  codes.forEach((g, i) => {
+    if (g >= JA_NOISE_SLOTS) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
+    (masks[i] as Uint32Array)[g] = 1;
   });
 }
 
