@@ -175,6 +175,24 @@ describe("the join-aggregate dp plan", () => {
     }
   });
 
+  it("keeps the HE per-row bound at V: each share counts as ⌈B/V⌉ rows, so the plaintext primes are the job's without dp", async () => {
+    const job = (o: { dp?: { rho: string }; maxJoinRows?: number } = {}) =>
+      resolveJaParams({ job: "bound", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: V, ...o });
+    const plain = job();
+    const noisy = job({ dp: { rho: RHO } });
+    const rows = Number((BigInt(noisy.dp!.noiseBound) + BigInt(V) - 1n) / BigInt(V));
+    expect([noisy.he.maxAbsValue, noisy.he.maxRows]).toEqual([String(V), plain.he.maxRows + 2 * rows]);
+    const [a, b] = await Promise.all([createHeContext(jaHeOptions(plain)), createHeContext(jaHeOptions(noisy))]);
+    try {
+      expect(b.params.plainModuli).toEqual(a.params.plainModuli);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    // The rows the shares take must fit the HE row bound too.
+    expect(() => job({ dp: { rho: RHO }, maxJoinRows: 2 ** 40 })).toThrow(/noise shares' \d+ rows \(of ±100\) must be at most 2\^40/);
+  });
+
   it("refuses a maxRowsPerKey outside [1, 65536] and a ρ that is not a positive rational", () => {
     for (const bad of [0, 1.5, 65_537]) expect(() => jaDpPlan({ rho: RHO, maxRowsPerKey: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);
     for (const bad of ["0", "-1", "x"]) expect(() => jaDpPlan({ rho: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);

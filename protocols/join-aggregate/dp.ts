@@ -73,8 +73,12 @@
  *
  * A share is bounded by B = 40·⌈σ⌉ + 40 (P[|X| > 40σ] < 2e^(−800)); a draw
  * beyond it fails the job (NoiseBoundError). The HE context's per-row bound
- * is raised to the largest of V (or V²) and B, and its row bound by 2 (the
- * two shares), so a noisy total never wraps.
+ * stays the data's, U = V (or V² with VAR/STDDEV), and its row bound grows
+ * by 2·⌈B/U⌉: each share counts as ⌈B/U⌉ rows of U ({@link jaNoiseRows}),
+ * so a noisy total never wraps (|T| + 2B ≤ U·(rows + 2⌈B/U⌉)). Raising the
+ * per-row bound to B instead would multiply every total's range by B/U and
+ * could cost another plaintext CRT prime: a third or more of every HE
+ * operation's work (V = 100, ρ for ε = 1: three primes instead of two).
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { cryptoUniformSource, epsilonFromRho, rational, rationalToNumber, sampleDiscreteGaussian, type NoiseLaw, type Rational, type UniformSource } from "../../engine/dp/index.js";
@@ -97,6 +101,18 @@ export const JA_DP_MAX_ROWS_PER_KEY = 65_536;
 export const JA_NOISE_SLOTS = 1024;
 /** A share's bound must stay far inside int64 (the provider encrypts its shares as int64). */
 const NOISE_BOUND_LIMIT = 1n << 62n;
+
+/**
+ * The rows of per-row bound U (the HE context's) one noise share counts as
+ * in the context's row bound: ⌈B / U⌉.
+ * @throws InvalidArgumentError when that is not a safe integer
+ */
+export function jaNoiseRows(dp: JaDpResolved, rowBound: bigint): number {
+  const B = BigInt(dp.noiseBound);
+  const rows = (B + rowBound - 1n) / rowBound;
+  if (rows > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError("the noise this rho needs is too large for the values' bound: raise rho");
+  return Number(rows);
+}
 
 /** One statistic column's noise: its sensitivity, share of ρ and per-party σ². */
 export interface JaDpStatistic {

@@ -18,7 +18,7 @@ import type { Outgoing, Role, Step } from "../role.js";
 import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { addToBlockSums, jaExchangeNoise, withNoiseShares } from "./dp.js";
+import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from "./dp.js";
 import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
@@ -277,6 +277,8 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     if (dp) withNoiseShares(masks, released);
     const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
+    // Each share counts as this many rows of the context's per-row bound (dp.ts).
+    const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
@@ -285,16 +287,16 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
       const options = jaHeOptions(s);
       for (let col = 0; col < s.stats.length; col++) {
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
-        // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code (one more "row").
+        // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code.
         const chunks = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
         const column = dp ? [s.valueChunks[data + col] as Uint8Array, ...chunks] : chunks;
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, dp ? rows + 1 : rows);
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows + noiseRows);
         const residues = zeroSumMasks(he.params.plainModuli, rel, n);
         // This party's share goes into the mask's block sums.
         if (dp && rng) addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
-        // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share, and two more "rows" are the shares.
-        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, dp ? rows + 2 : rows);
+        // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share.
+        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows + 2 * noiseRows);
         for (let c = 0; c < chunksOut; c++) {
           const from = c * RESULT_BLOCKS_PER_CHUNK;
           const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
