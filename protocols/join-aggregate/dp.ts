@@ -77,8 +77,8 @@
  * by 2·⌈B/U⌉: each share counts as ⌈B/U⌉ rows of U ({@link jaNoiseRows}),
  * so a noisy total never wraps (|T| + 2B ≤ U·(rows + 2⌈B/U⌉)). Raising the
  * per-row bound to B instead would multiply every total's range by B/U and
- * could cost another plaintext CRT prime: a third or more of every HE
- * operation's work (V = 100, ρ for ε = 1: three primes instead of two).
+ * could cost another plaintext CRT prime, one more SEAL ciphertext per block
+ * in every HE operation (V = 100, ρ for ε = 1: three primes instead of two).
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { cryptoUniformSource, epsilonFromRho, rational, rationalToNumber, sampleDiscreteGaussian, type NoiseLaw, type Rational, type UniformSource } from "../../engine/dp/index.js";
