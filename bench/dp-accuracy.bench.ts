@@ -139,8 +139,8 @@ console.log(
 
 // ------------------------------------------------------------- join-aggregate
 // The same rows as one provider's table joined with a buyer holding each provider row's key once, grouped by the buyer's g;
-// then the same ×10 (each row ten times under ten keys). DP's cost here is fixed per group and statistic (the
-// provider's noise vector summed into each group's block: one block's rotate-and-sum), so its share falls as rows grow.
+// then the same ×10 (each row ten times under ten keys). DP adds an encrypted statistic (COUNT(*): three columns instead
+// of two) and, per statistic, the provider's noise block to each group's masked block sum (a cost fixed per group and statistic).
 const jaTables = (copies: number) => {
   const keys: string[] = [];
   const gs: string[] = [];

@@ -31,8 +31,10 @@ import {
   jaHeOptions,
   jaProvider,
   jaProviderNoise,
+  JA_NOISE_SLOTS,
   resolveJaParams,
   runJoinAggregate,
+  type AggregateKey,
   type AggregateSpec,
   type JaContext,
   type JaExchangeState,
@@ -173,6 +175,24 @@ describe("the join-aggregate dp plan", () => {
     }
   });
 
+  it("keeps the HE per-row bound at V: each share counts as ⌈B/V⌉ rows, so the plaintext primes are the job's without dp", async () => {
+    const job = (o: { dp?: { rho: string }; maxJoinRows?: number } = {}) =>
+      resolveJaParams({ job: "bound", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: V, ...o });
+    const plain = job();
+    const noisy = job({ dp: { rho: RHO } });
+    const rows = Number((BigInt(noisy.dp!.noiseBound) + BigInt(V) - 1n) / BigInt(V));
+    expect([noisy.he.maxAbsValue, noisy.he.maxRows]).toEqual([String(V), plain.he.maxRows + 2 * rows]);
+    const [a, b] = await Promise.all([createHeContext(jaHeOptions(plain)), createHeContext(jaHeOptions(noisy))]);
+    try {
+      expect(b.params.plainModuli).toEqual(a.params.plainModuli);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    // The rows the shares take must fit the HE row bound too.
+    expect(() => job({ dp: { rho: RHO }, maxJoinRows: 2 ** 40 })).toThrow(/noise shares' \d+ rows \(of ±100\) must be at most 2\^40/);
+  });
+
   it("refuses a maxRowsPerKey outside [1, 65536] and a ρ that is not a positive rational", () => {
     for (const bad of [0, 1.5, 65_537]) expect(() => jaDpPlan({ rho: RHO, maxRowsPerKey: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);
     for (const bad of ["0", "-1", "x"]) expect(() => jaDpPlan({ rho: bad }, [{ column: "", stat: "c" }], 1n)).toThrow(InvalidArgumentError);
@@ -290,7 +310,7 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   }
 
   it("the exchange refuses a noise chunk with the wrong column, the wrong length or under another key", async () => {
-    const { he, ctx, values, x: x0 } = await setup();
+    const { he, ctx, buyer, values, x: x0 } = await setup();
     try {
       const stats = 3; // c, n(v), s(v)
       const data = values.slice(0, values.length - stats);
@@ -302,11 +322,16 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
       const before = structuredClone(x);
       // Another column number.
       await expect(jaExchange.receive(x, "provider", { ...first, column: 0 }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      // A data chunk's ciphertext (a whole block of 8,192 slots) where 1,024 noise slots belong.
+      // A noise chunk is one whole block (8,192 slots): a data chunk's ciphertext (the provider's 74 positions) is refused,
+      // and so are the 1,024 shares alone, under the buyer's key.
+      expect([he.inspect(first.ciphertext).length, he.inspect((data[0] as JoinCiphertext).ciphertext).length]).toEqual([he.params.slotCount, 74]);
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: (data[0] as JoinCiphertext).ciphertext }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
+      const shares = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
+      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: shares }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       // Noise under a key that is not the buyer's.
       const other = he.generateKeys({ galois: false });
-      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(1024)), other.publicKey, { level: "mask" });
+      const foreign = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(he.params.slotCount)), other.publicKey, { level: "mask" });
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
       expect(structuredClone(x)).toEqual(before);
       // The genuine chunk is still accepted.

@@ -18,18 +18,22 @@
  * arXiv:2102.06387, Proposition 14; engine/dp distributedGaussianRho).
  *
  * - The provider does not know which groups exist or are released, so it
- *   sends, per statistic column, one encrypted vector of JA_NOISE_SLOTS
- *   (1,024 = JA_MAX_GROUPS, whatever the buyer's groups: the provider learns
- *   nothing from it) noise shares, as extra chunks of step 8. The exchange
- *   adds share number `code` to the released block of the group with that
- *   (random, buyer-chosen) code, under encryption (a masked block sum with a
- *   unit mask). The exchange sees only ciphertexts of the provider's noise.
+ *   sends, per statistic column, one encrypted block (N slots, a data
+ *   chunk's block layout) of JA_NOISE_SLOTS (1,024 = JA_MAX_GROUPS, whatever
+ *   the buyer's groups: the provider learns nothing from it) noise shares
+ *   and zeros after them, as extra chunks of step 8. The exchange reads it
+ *   as block 0 of the statistic's column and adds share number `code` to the
+ *   released block of the group with that (random, buyer-chosen) code, under
+ *   encryption: the group's mask over the column has weight 1 at slot `code`
+ *   of that block ({@link withNoiseShares}), so the same masked block sum
+ *   that totals the group's rows adds the share. The exchange sees only
+ *   ciphertexts of the provider's noise.
  * - The exchange adds its own share to the same block through the zero-sum
  *   mask it adds anyway: the mask's residues sum to X_e instead of 0. The
  *   provider never sees the result; the buyer sees only T + X_p + X_e.
  *
  * What each party learns beyond a job without dp: the provider, nothing
- * (the noise vector's length is fixed); the exchange, nothing (it already
+ * (the noise block's length is fixed); the exchange, nothing (it already
  * knows each pseudonymous group's row count; it knows X_e, not X_p); the
  * buyer, noisy totals — no exact count: with dp step 13 carries no
  * COUNT(*) (zeros), the count is an encrypted statistic ("c", the provider's
@@ -69,8 +73,12 @@
  *
  * A share is bounded by B = 40·⌈σ⌉ + 40 (P[|X| > 40σ] < 2e^(−800)); a draw
  * beyond it fails the job (NoiseBoundError). The HE context's per-row bound
- * is raised to the largest of V (or V²) and B, and its row bound by 2 (the
- * two shares), so a noisy total never wraps.
+ * stays the data's, U = V (or V² with VAR/STDDEV), and its row bound grows
+ * by 2·⌈B/U⌉: each share counts as ⌈B/U⌉ rows of U ({@link jaNoiseRows}),
+ * so a noisy total never wraps (|T| + 2B ≤ U·(rows + 2⌈B/U⌉)). Raising the
+ * per-row bound to B instead would multiply every total's range by B/U and
+ * could cost another plaintext CRT prime, one more SEAL ciphertext per block
+ * in every HE operation (V = 100, ρ for ε = 1: three primes instead of two).
  */
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { cryptoUniformSource, epsilonFromRho, rational, rationalToNumber, sampleDiscreteGaussian, type NoiseLaw, type Rational, type UniformSource } from "../../engine/dp/index.js";
@@ -93,6 +101,18 @@ export const JA_DP_MAX_ROWS_PER_KEY = 65_536;
 export const JA_NOISE_SLOTS = 1024;
 /** A share's bound must stay far inside int64 (the provider encrypts its shares as int64). */
 const NOISE_BOUND_LIMIT = 1n << 62n;
+
+/**
+ * The rows of per-row bound U (the HE context's) one noise share counts as
+ * in the context's row bound: ⌈B / U⌉.
+ * @throws InvalidArgumentError when that is not a safe integer
+ */
+export function jaNoiseRows(dp: JaDpResolved, rowBound: bigint): number {
+  const B = BigInt(dp.noiseBound);
+  const rows = (B + rowBound - 1n) / rowBound;
+  if (rows > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError("the noise this rho needs is too large for the values' bound: raise rho");
+  return Number(rows);
+}
 
 /** One statistic column's noise: its sensitivity, share of ρ and per-party σ². */
 export interface JaDpStatistic {
@@ -158,7 +178,8 @@ function draw(s2: Rational, bound: bigint, rng: UniformSource): bigint {
 
 /**
  * The provider's shares: per statistic column, JA_NOISE_SLOTS draws (slot =
- * group code), column by column in order, from `rng`.
+ * group code), column by column in order, from `rng` (the provider sends
+ * each padded with zeros to one block).
  * @throws NoiseBoundError when a draw exceeds B (probability < 10^−340)
  */
 export function jaProviderNoise(dp: JaDpResolved, rng: UniformSource = cryptoUniformSource()): BigInt64Array[] {
@@ -199,12 +220,15 @@ export function addToBlockSums(residues: readonly Uint32Array[], primes: readonl
   });
 }
 
-/** Unit masks over the provider's noise vector: block i selects the share of group code codes[i]. */
-export function noiseMasks(codes: readonly number[]): Uint32Array[] {
-  return codes.map((g) => {
-    const m = new Uint32Array(JA_NOISE_SLOTS);
-    m[g] = 1;
-    return m;
+/**
+ * Points each released group's mask at its provider share: masks[i] spans the
+ * provider's noise block (its first slots) then the data, and gets weight 1
+ * at slot codes[i] of the noise block, where the share of that group code is.
+ */
+export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly number[]): void {
+  codes.forEach((g, i) => {
+    if (g >= JA_NOISE_SLOTS) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
+    (masks[i] as Uint32Array)[g] = 1;
   });
 }
 

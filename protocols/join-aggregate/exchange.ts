@@ -18,13 +18,14 @@ import type { Outgoing, Role, Step } from "../role.js";
 import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { addToBlockSums, jaExchangeNoise, JA_NOISE_SLOTS, noiseMasks } from "./dp.js";
+import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from "./dp.js";
 import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
   jaHeOptions,
   JA_MAX_GROUPS,
+  JA_SLOTS,
   JaStep,
   PROVIDER_BLOCKS_PER_CHUNK,
   resolveJaParams,
@@ -205,13 +206,13 @@ function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext):
     if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
     expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
     const c = m as JoinCiphertext;
-    // With dp, after the statistics: one chunk of the provider's noise shares per statistic column (dp.ts).
+    // With dp, after the statistics: one chunk of the provider's noise shares per statistic column, one whole block (dp.ts).
     const noise = idx >= data;
     const column = noise ? s.stats.length + (idx - data) : Math.floor(idx / perColumn);
     const firstBlock = noise ? 0 : (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
     if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
     const info = he.inspect(c.ciphertext);
-    const length = noise ? JA_NOISE_SLOTS : Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+    const length = noise ? n : Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
     if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
     // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
     if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
@@ -270,31 +271,32 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
   const result: JoinResult = { kind: "joinResult", header: header(s, JaStep.Result, 0, 1), codes: u32le(Uint32Array.from(released)), counts, suppressed };
   const out: Outgoing[] = [{ to: "buyer", message: result }];
   if (rel > 0) {
-    const masks = await weightMasks(matching, released);
-    const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const dp = s.dp;
+    // With dp each column is read with the provider's noise block before it (block 0): a group's mask selects its share there (dp.ts).
+    const masks = await weightMasks(matching, released, dp ? JA_SLOTS : 0);
+    if (dp) withNoiseShares(masks, released);
+    const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
-    const { data } = valueChunkCount(s, s.providerSetSize);
+    // Each share counts as this many rows of the context's per-row bound (dp.ts).
+    const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
-      const { perColumn } = valueChunkCount(s, s.providerSetSize);
+      const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       const options = jaHeOptions(s);
       for (let col = 0; col < s.stats.length; col++) {
-        // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here).
-        const column = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows);
+        // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
+        // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code.
+        const chunks = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
+        const column = dp ? [s.valueChunks[data + col] as Uint8Array, ...chunks] : chunks;
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows + noiseRows);
         const residues = zeroSumMasks(he.params.plainModuli, rel, n);
-        const parts = [sums];
-        if (dp && rng) {
-          // The provider's share of group code g is slot g of its noise vector; this party's share goes into the mask's block sums.
-          parts.push(await ctx.pool.heMaskedBlockSums(options, s.valueChunks[data + col] as Uint8Array, noiseMasks(released), 1));
-          addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
-        }
+        // This party's share goes into the mask's block sums.
+        if (dp && rng) addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
-        // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share, and two more "rows" are the shares.
-        const fresh = await ctx.pool.heReRandomize(options, [...parts, mask], s.publicKey, dp ? rows + 2 : rows);
+        // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share.
+        const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows + 2 * noiseRows);
         for (let c = 0; c < chunksOut; c++) {
           const from = c * RESULT_BLOCKS_PER_CHUNK;
           const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);

@@ -151,17 +151,21 @@ export function releasedGroups(count: readonly bigint[], keys: readonly number[]
   return released;
 }
 
-/** Weight masks over provider positions, one per released group: w_g[j] = rows of g whose key is the one at position j. */
-export async function weightMasks(m: Matching, released: readonly number[]): Promise<Uint32Array[]> {
+/**
+ * Weight masks over provider positions, one per released group: w_g[j] =
+ * rows of g whose key is the one at position j, at slot `lead` + j (the
+ * `lead` slots before them 0: with dp, the provider's noise block).
+ */
+export async function weightMasks(m: Matching, released: readonly number[], lead = 0): Promise<Uint32Array[]> {
   const slot = new Map(released.map((g, i) => [g, i]));
-  const masks = released.map(() => new Uint32Array(m.providerSetSize));
+  const masks = released.map(() => new Uint32Array(lead + m.providerSetSize));
   await forEachSlice(m.providerSetSize, SLICE_ITEMS, (from, to) => {
     for (let j = from; j < to; j++) {
       const i = m.hit[j] as number;
       if (i < 0 || m.counts[j] === 0) continue;
       for (let o = m.weightOffsets[i] as number; o < (m.weightOffsets[i + 1] as number); o++) {
         const gi = slot.get(m.codes[o] as number);
-        if (gi !== undefined) (masks[gi] as Uint32Array)[j] = ((masks[gi] as Uint32Array)[j] as number) + (m.weights[o] as number);
+        if (gi !== undefined) (masks[gi] as Uint32Array)[lead + j] = ((masks[gi] as Uint32Array)[lead + j] as number) + (m.weights[o] as number);
       }
     }
   });

@@ -186,8 +186,8 @@ export async function raiseBatch(
 /**
  * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per statistic
  * column of `size` slots (`data` chunks in all); with dp then one chunk per
- * statistic column of the provider's noise shares (dp.ts: JA_NOISE_SLOTS
- * slots, `column` = stats + its index).
+ * statistic column of the provider's noise shares (dp.ts: one block of
+ * JA_SLOTS slots, `column` = stats + its index).
  */
 export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; data: number; total: number } {
   const blocks = Math.ceil(size / JA_SLOTS);

@@ -14,7 +14,7 @@ import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId } from "../codec.js";
 import type { AggregateSpec } from "../aggregate.js";
 import { DEFAULT_MIN_GROUP_SIZE, resolveAggregates } from "../aggregate.js";
 import { statLayout, valueBound, type JaStat } from "./aggregates.js";
-import { JA_NOISE_SLOTS, jaDpPlan, type JaDpParams, type JaDpResolved } from "./dp.js";
+import { JA_NOISE_SLOTS, jaDpPlan, jaNoiseRows, type JaDpParams, type JaDpResolved } from "./dp.js";
 import type { UniformSource } from "../../engine/dp/index.js";
 
 export const JA_VERSION = 1;
@@ -148,11 +148,11 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
   const V = valueBound(p.maxAbsValue, scale);
   const stats = statLayout(columns, squares, p.dp !== undefined);
   const dp = p.dp !== undefined ? jaDpPlan(p.dp, stats, V) : undefined;
-  if (dp && maxJoinRows > 2 ** 40 - 2) throw new InvalidArgumentError("with dp, maxJoinRows must be at most 2^40 − 2 (the HE row bound holds the two noise shares too)");
-  // One context for every statistic: its per-row bound is the largest of 1 (c, n), V (s) and V² (q) —
-  // with dp also of the noise shares' bound, and two more rows (the shares), so a noisy total never wraps.
+  // One context for every statistic: its per-row bound is the largest of 1 (c, n), V (s) and V² (q). With dp its row
+  // bound also holds the two noise shares, each as ⌈B / that bound⌉ rows, so a noisy total never wraps (dp.ts jaNoiseRows).
   const rowBound = squares.some(Boolean) ? V * V : V;
-  const B = dp && BigInt(dp.noiseBound) > rowBound ? BigInt(dp.noiseBound) : rowBound;
+  const maxRows = dp ? maxJoinRows + 2 * jaNoiseRows(dp, rowBound) : maxJoinRows;
+  if (maxRows > 2 ** 40) throw new InvalidArgumentError(`with dp, maxJoinRows plus the noise shares' ${maxRows - maxJoinRows} rows (of ±${rowBound}) must be at most 2^40: lower maxJoinRows or raise rho`);
   return {
     protocol: ProtocolId.JoinAggregate,
     version: JA_VERSION,
@@ -171,7 +171,7 @@ export function resolveJaParams(p: JoinAggregateParams): JaResolved {
     columns,
     squares,
     stats,
-    he: { maxAbsValue: B.toString(), maxRows: dp ? maxJoinRows + 2 : maxJoinRows, maxLength: JA_MAX_LENGTH },
+    he: { maxAbsValue: rowBound.toString(), maxRows, maxLength: JA_MAX_LENGTH },
     ...(dp ? { dp } : {}),
   };
 }

@@ -30,6 +30,7 @@ import {
   groupSpec,
   jaDst,
   jaHeOptions,
+  JA_SLOTS,
   JaStep,
   paddedSize,
   PROVIDER_BLOCKS_PER_CHUNK,
@@ -167,10 +168,13 @@ async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCip
     });
   }
   if (s.dp) {
-    // This party's noise shares, one per possible group code per statistic (dp.ts): drawn here, sent only encrypted.
+    // This party's noise shares, one per possible group code per statistic (dp.ts): drawn here, sent only encrypted,
+    // each statistic's padded with zeros to one whole block (the exchange reads it as the block before the column's).
     const noise = jaProviderNoise(s.dp, ctx.noise ?? cryptoUniformSource());
     for (let k = 0; k < noise.length; k++) {
-      const [ciphertext, ...rest] = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, noise[k] as BigInt64Array, { level: "mask", blocksPerPart: 1 });
+      const block = new BigInt64Array(JA_SLOTS);
+      block.set(noise[k] as BigInt64Array);
+      const [ciphertext, ...rest] = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, block, { level: "mask", blocksPerPart: 1 });
       if (!ciphertext || rest.length > 0) throw new ProtocolError("the encrypted noise came back in an unexpected number of chunks");
       out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, perColumn * s.stats.length + k, total), column: s.stats.length + k, firstBlock: 0, ciphertext });
     }
