@@ -230,7 +230,7 @@ describe("the CLI", () => {
     const file = readFileSync(join(dir, "clustered.csv"), "utf8");
     expect(file).toBe(readFileSync(join(dir, "plain.csv"), "utf8"));
     expect(file.split("\n").length).toBeGreaterThan(1000);
-    // The 9,000 keys of each side (over 8,192, the CLI's chunk) ran on the workers.
+    // The 9,000 keys of each side (over 4,096, the CLI's chunk) ran on the workers.
     await Promise.race(workers.slice(0, 2).map((w, i) => w.waitFor((_e, all) => all.filter((x) => x.event === "chunk").length > (before[i] as number))));
     expect(workers.slice(0, 2).reduce((s, w, i) => s + w.chunks().length - (before[i] as number), 0)).toBeGreaterThanOrEqual(1);
   });

@@ -43,7 +43,7 @@ export interface ClusterOptions extends PoolOptions {
   readonly key: Uint8Array;
   /** The BullMQ queue's name (default umbra-chunks): the workers must name the same. */
   readonly queue?: string;
-  /** Elements per chunk (default 8,192; at most 65,536). */
+  /** Elements per chunk (default 4,096: a protocol message of 16,384 points makes four, so two or four workers share it evenly; at most 65,536). */
   readonly chunkElements?: number;
   /** Chunks out at a time per call (default 32). */
   readonly maxInFlight?: number;
@@ -89,7 +89,7 @@ export class ClusterPool extends CryptoPool {
     super({ threads: options.threads ?? 1, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}), ...(options.inlineBelow !== undefined ? { inlineBelow: options.inlineBelow } : {}) });
     this.#options = options;
     this.#redis = redis;
-    this.chunkElements = options.chunkElements ?? 8192;
+    this.chunkElements = options.chunkElements ?? 4096;
     this.#ttl = options.ttlSeconds ?? 600;
     this.#maxInFlight = options.maxInFlight ?? 32;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
@@ -103,7 +103,7 @@ export class ClusterPool extends CryptoPool {
    */
   static async connect(options: ClusterOptions): Promise<ClusterPool> {
     if (options.key.length !== 32) throw new InvalidArgumentError("the cluster key must be 32 bytes");
-    const chunk = options.chunkElements ?? 8192;
+    const chunk = options.chunkElements ?? 4096;
     if (!Number.isInteger(chunk) || chunk < 1 || chunk > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
     for (const [name, v, max] of [["maxInFlight", options.maxInFlight, 4096], ["ttlSeconds", options.ttlSeconds, 86_400]] as const) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) throw new InvalidArgumentError(`${name} must be 1..${max}`);

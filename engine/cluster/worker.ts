@@ -30,7 +30,7 @@ export interface ClusterWorkerOptions {
   readonly queue?: string;
   /** Threads of this worker's pool (default: the available cores). */
   readonly threads?: number;
-  /** Chunks taken at a time (default 2 per thread: one computing, one arriving). */
+  /** Chunks taken at a time (default one per thread: a worker holding a second chunk while another worker idles slows the call more than fetching it late costs). */
   readonly concurrency?: number;
   /** How long a chunk's lock lasts without renewal before another worker may take it (default 30,000 ms). */
   readonly lockDurationMs?: number;
@@ -98,7 +98,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
   const worker = new Worker<ChunkJobData>(options.queue ?? DEFAULT_QUEUE, processor, {
     connection: workerConnection,
     prefix: QUEUE_PREFIX,
-    concurrency: options.concurrency ?? 2 * threads,
+    concurrency: options.concurrency ?? threads,
     lockDuration,
     stalledInterval: options.stalledIntervalMs ?? Math.max(1000, Math.floor(lockDuration / 2)),
     maxStalledCount: 5,
