@@ -24,19 +24,19 @@
  */
 import { readFileSync } from "node:fs";
 
-/** Measured on the reference machine (2 cores, bench:cluster at 10^6, psi): see docs/scale.md. */
+/** Measured on the reference machine (2 cores, bench:cluster at 10^6, psi, 2026-12-06): see docs/scale.md. */
 export const REFERENCE = {
-  /** Scalar multiplications per second per worker thread (hash-and-blind and raise alike). */
-  opsPerThreadSecond: 16_000,
-  /** Cluster time ÷ in-process time with the same total threads. */
-  overhead: 1.05,
-  /** Coordinator seconds per key for what stays local (de-duplication, match), one core. */
+  /** Scalar multiplications per second per worker thread (hash-and-blind and raise alike): 4·10^6 / 415.5 s on one worker. */
+  opsPerThreadSecond: 9_627,
+  /** Cluster time ÷ in-process time with the same total threads: 218.5 s / 211.8 s. */
+  overhead: 1.032,
+  /** Coordinator seconds per key for what stays local (de-duplication, match): the in-process run's time beyond its multiplications. */
   localSecondsPerKey: 2e-6,
-  /** Coordinator peak memory per key per side, bytes. */
-  coordinatorBytesPerKey: 600,
-  /** Redis's peak memory during a call, bytes (independent of K). */
-  redisPeakBytes: 40 * 2 ** 20,
-  chunkElements: 8192,
+  /** Coordinator peak memory per key per side, bytes: 1,670 MiB for both sides of 10^6 in one process. */
+  coordinatorBytesPerKey: 876,
+  /** Redis's peak memory during a call, bytes (independent of K): 8.5 MiB. */
+  redisPeakBytes: 9 * 2 ** 20,
+  chunkElements: 4096,
 };
 
 const args = process.argv.slice(2);
