@@ -25,6 +25,7 @@ import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { errorFromSerialized, InvalidArgumentError, InvalidPointError, PoolClosedError, type UmbraError } from "../errors.js";
 import { defaultBackend } from "../group/index.js";
+import { GroupId } from "../group/types.js";
 import { assertPacked, type PackedBytes } from "../packed.js";
 import { countOf, sliceMessages, slices, stripIndex, type Slice } from "../pool/chunks.js";
 import { CryptoPool } from "../pool/pool.js";
@@ -66,6 +67,7 @@ export interface ClusterStats {
 }
 
 const ELEMENT = 32;
+const DEFAULT_CHUNK_ELEMENTS = 4096;
 const POLL_SECONDS = 1;
 /** A chunk still out once all are sent is sent again when nothing finished for this many mean completion intervals. */
 const STRAGGLER_INTERVALS = 4;
@@ -89,7 +91,7 @@ export class ClusterPool extends CryptoPool {
     super({ threads: options.threads ?? 1, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}), ...(options.inlineBelow !== undefined ? { inlineBelow: options.inlineBelow } : {}) });
     this.#options = options;
     this.#redis = redis;
-    this.chunkElements = options.chunkElements ?? 4096;
+    this.chunkElements = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
     this.#ttl = options.ttlSeconds ?? 600;
     this.#maxInFlight = options.maxInFlight ?? 32;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
@@ -103,7 +105,7 @@ export class ClusterPool extends CryptoPool {
    */
   static async connect(options: ClusterOptions): Promise<ClusterPool> {
     if (options.key.length !== 32) throw new InvalidArgumentError("the cluster key must be 32 bytes");
-    const chunk = options.chunkElements ?? 4096;
+    const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
     if (!Number.isInteger(chunk) || chunk < 1 || chunk > MAX_CHUNK_ELEMENTS) throw new InvalidArgumentError(`chunkElements must be 1..${MAX_CHUNK_ELEMENTS}`);
     for (const [name, v, max] of [["maxInFlight", options.maxInFlight, 4096], ["ttlSeconds", options.ttlSeconds, 86_400]] as const) {
       if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max)) throw new InvalidArgumentError(`${name} must be 1..${max}`);
@@ -145,7 +147,10 @@ export class ClusterPool extends CryptoPool {
     return this.#queue.add("chunk", { run, index, ttl: this.#ttl }, { jobId, attempts: 5, backoff: { type: "fixed", delay: 250 }, removeOnComplete: true, removeOnFail: true });
   }
 
+  /** The group and backend of a call, refused here as the local pool refuses them (a worker would only see a malformed chunk). */
   #choice(choice: GroupChoice): { group: GroupChoice["group"]; backend: NonNullable<GroupChoice["backend"]> } {
+    if (this.closed) throw new PoolClosedError();
+    if (choice.group !== GroupId.Ristretto255 && choice.group !== GroupId.X25519) throw new InvalidArgumentError(`unknown group "${String(choice.group)}"`);
     return { group: choice.group, backend: choice.backend ?? defaultBackend(choice.group) };
   }
 

@@ -13,7 +13,7 @@
  * its coordinator cancelled are skipped.
  */
 import { Worker, type Job } from "bullmq";
-import { serializeError, UmbraError } from "../errors.js";
+import { InvalidArgumentError, serializeError, UmbraError } from "../errors.js";
 import { CryptoPool } from "../pool/pool.js";
 import { decodeChunk, runChunk } from "./chunk-task.js";
 import { connectRedis } from "./cluster-pool.js";
@@ -56,7 +56,7 @@ function isFinal(err: unknown): boolean {
 }
 
 export async function startClusterWorker(options: ClusterWorkerOptions): Promise<ClusterWorker> {
-  if (options.key.length !== 32) throw new ClusterError(ClusterErrorCode.Malformed, "the cluster key must be 32 bytes");
+  if (options.key.length !== 32) throw new InvalidArgumentError("the cluster key must be 32 bytes");
   const redis = await connectRedis(options.redis, options.password);
   const pool = new CryptoPool({ ...(options.threads ? { threads: options.threads } : {}), inlineBelow: 0 });
   const counts = { chunks: 0, elements: 0, failed: 0 };

@@ -162,6 +162,17 @@ describe("F25 cluster: refusals", () => {
     expect(e.message).toContain("queue f25-nobody-home");
   });
 
+  it("an unknown group: InvalidArgumentError on the coordinator, as in process, and nothing queued or written in Redis", async () => {
+    const pool = await cluster("f25-unknown-group");
+    const r = connection();
+    const before = (await r.keys("umbra:*")).sort();
+    // Thrown as the local pool throws it: before any promise, so a caller's try/catch or .then both see it.
+    const e = await failure(Promise.resolve().then(() => pool.hashToGroup({ group: "p256" as GroupId }, keys(2 * CHUNK, "group"), DST)));
+    expect(e.code).toBe("UMBRA_INVALID_ARGUMENT");
+    expect(e.message).toBe('unknown group "p256"');
+    expect((await r.keys("umbra:*")).sort()).toEqual(before);
+  });
+
   it("Redis unreachable, or the wrong password: UMBRA_CLUSTER_UNAVAILABLE, the password never in the message", async () => {
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, "127.0.0.1", () => {
