@@ -1,5 +1,6 @@
 /**
- * Cluster mode under faults (issue 17): a worker SIGKILLed mid-chunk, a
+ * Cluster mode under faults (issue 17): a worker SIGKILLed mid-chunk (a
+ * group chunk, and an HE chunk of join-aggregate's encryption), a
  * worker stopped (SIGSTOP) while it holds chunks with another added mid-call,
  * and Redis restarted mid-call. Each call's bytes equal the in-process pool's
  * exactly — a chunk retried elsewhere is put in place once, nothing is lost
@@ -105,6 +106,36 @@ describe("cluster faults", () => {
       // B's chunk line may follow the coordinator's read of its result: wait for it.
       await reported(b as WorkerProcess, 1);
       expect(finished(b as WorkerProcess)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await killWorkers([a, b]);
+    }
+  });
+
+  it("a worker SIGKILLed mid HE chunk: join-aggregate's encryption and masked sums still decrypt to the plaintext totals, every chunk taken once", async () => {
+    const [a, b] = [await worker(), await worker()];
+    try {
+      const pool = await cluster();
+      const options = { maxAbsValue: 1000n, maxRows: 200_000, scale: 0, polyModulusDegree: 8192 as const };
+      const keySet = await local.heGenerateKeys(options, { galois: false });
+      const n = 8192;
+      const length = 9 * n - 100; // 9 blocks, the last one short
+      const values = BigInt64Array.from({ length }, (_, i) => BigInt(((i * 7919) % 2001) - 1000));
+      const killed = a.waitFor((e) => e.event === "chunk-start").then(() => a.child.kill("SIGKILL"));
+      // Encryption: 3 chunks of 4, 4 and 1 blocks, in parts of 2 blocks.
+      const parts = await pool.heEncryptInt64Parts(options, keySet.publicKey, values, { level: "mask", blocksPerPart: 2 });
+      await killed;
+      expect(a.child.signalCode).toBe("SIGKILL");
+      expect(parts.length).toBe(5);
+      const blockTotals = (await Promise.all(parts.map((p) => local.heDecryptBlockSums(options, p, keySet.secretKey)))).flat();
+      const want = Array.from({ length: 9 }, (_, blk) => values.subarray(blk * n, (blk + 1) * n).reduce((t, v) => t + v, 0n));
+      expect(blockTotals).toEqual(want);
+      // Masked sums over the parts as they are (on B alone now): group g takes the rows with i % 3 === g, weighted 1 or 2.
+      const masks = [0, 1, 2].map((g) => Uint32Array.from({ length }, (_, i) => (i % 3 === g ? 1 + (i % 2) : 0)));
+      const sums = await pool.heMaskedBlockSums(options, parts, masks, 2 * length);
+      const totals = await local.heDecryptBlockSums(options, sums, keySet.secretKey);
+      expect(totals).toEqual(masks.map((m) => values.reduce((t, v, i) => t + v * BigInt(m[i] as number), 0n)));
+      // 3 encryption chunks and 9 masked-sum chunks (one block each), each taken once.
+      expect(pool.clusterStats()).toMatchObject({ chunks: 12, heChunks: 12, duplicates: 0 });
     } finally {
       await killWorkers([a, b]);
     }

@@ -2,7 +2,7 @@
  * Cluster mode (issue 17), correctness: runPsi (intersection, cardinality)
  * and runJoinAggregate (count, sum, avg, var by group) given a ClusterPool
  * whose chunks run on three `umbra worker` processes equal the same calls on
- * the in-process pool exactly, and the plain-JS oracle — on 5·10^3–10^4 keys a side
+ * the in-process pool exactly, and the plain-JS oracle — on 5·10^3–4·10^4 keys a side
  * with duplicates, nulls, unicode, composite keys, disjoint and empty sides;
  * the chunks were spread over all three workers. And the CLI: `umbra worker`
  * and `--cluster` refusals, and `umbra psi --cluster` writing the same file
@@ -155,8 +155,10 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
   {
     const group = GroupId.X25519;
     it("runJoinAggregate count/sum/avg/var by group: duplicates, nulls, unicode keys and labels", async () => {
-      const d = jaData(5, 10_000, 8_000, 12_000);
+      // 50,000 provider rows, about 47,000 distinct keys: 6 blocks per statistic column, so the HE work (encryption, masked sums) runs in chunks too.
+      const d = jaData(5, 20_000, 50_000, 400_000);
       const before = cluster.clusterStats().chunks;
+      const heBefore = cluster.clusterStats().heChunks;
       const viaCluster = await runJoinAggregate(jaOptions(d, cluster, group));
       const inProcess = await runJoinAggregate(jaOptions(d, local, group));
       expect(viaCluster.result).toEqual(inProcess.result);
@@ -173,6 +175,8 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
         }
       }
       expect(cluster.clusterStats().chunks - before).toBeGreaterThanOrEqual(Math.floor(10_000 / CHUNK));
+      // Per statistic column (n, s, q of v; n, s of w): 2 encryption chunks (4 blocks, 2) and 6 masked-sum chunks of one block.
+      expect(cluster.clusterStats().heChunks - heBefore).toBe(5 * (2 + 6));
     });
   }
 

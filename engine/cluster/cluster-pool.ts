@@ -1,11 +1,14 @@
 /**
- * ClusterPool: a CryptoPool whose bulk group work — hashing-and-blinding keys
- * and raising received points, the two costs of ECDH-PSI and of the join in
- * join-aggregate — is cut into chunks and run by `umbra worker` processes on
- * any number of machines, through a BullMQ queue on the party's Redis.
- * Everything else (and any batch smaller than one chunk) runs on the local
- * pool it extends, so a protocol given a ClusterPool runs unchanged: the
- * messages between parties are the same bytes.
+ * ClusterPool: a CryptoPool whose bulk work — hashing-and-blinding keys and
+ * raising received points, the two costs of ECDH-PSI and of the join in
+ * join-aggregate, and join-aggregate's HE work (the provider encrypting its
+ * statistic columns, the exchange's masked block sums; he-chunk.ts) — is cut
+ * into chunks and run by `umbra worker` processes on any number of machines,
+ * through a BullMQ queue on the party's Redis. Everything else (and any
+ * batch smaller than one chunk) runs on the local pool it extends, so a
+ * protocol given a ClusterPool runs unchanged: the messages between parties
+ * are the same bytes (an HE chunk's ciphertexts are fresh encryptions, as
+ * any two runs' are).
  *
  * Per call: every chunk's input is sealed (seal.ts) and SET in Redis with a
  * TTL, and a BullMQ job names it; at most `maxInFlight` chunks are out at a
@@ -23,11 +26,14 @@
 import { randomUUID } from "node:crypto";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { errorFromSerialized, InvalidArgumentError, InvalidPointError, PoolClosedError, type UmbraError } from "../errors.js";
+import { errorFromSerialized, InvalidArgumentError, InvalidPointError, PoolClosedError, UmbraError } from "../errors.js";
+import { checkMasks, checkRowBound, type CiphertextBytes } from "../he/bfv.js";
+import type { HeContextOptions } from "../he/params.js";
+import { HeTaskOp, unpackParts } from "../he/task.js";
 import { defaultBackend } from "../group/index.js";
 import { GroupId } from "../group/types.js";
 import { assertPacked, type PackedBytes } from "../packed.js";
-import { countOf, sliceMessages, slices, stripIndex, type Slice } from "../pool/chunks.js";
+import { blockSource, countOf, sliceMessages, slices, stripIndex, type Slice } from "../pool/chunks.js";
 import { CryptoPool } from "../pool/pool.js";
 import type { GroupChoice, PoolOptions, RunOptions } from "../pool/types.js";
 import { encodeChunk, MAX_CHUNK_ELEMENTS, type ChunkTask } from "./chunk-task.js";
@@ -57,6 +63,8 @@ export interface ClusterOptions extends PoolOptions {
 export interface ClusterStats {
   /** Chunks sent and finished. */
   readonly chunks: number;
+  /** Of those, HE chunks (join-aggregate's encryption and masked sums). */
+  readonly heChunks: number;
   /** Sealed bytes written to Redis (inputs) and read back (results). */
   readonly bytesOut: number;
   readonly bytesIn: number;
@@ -72,6 +80,36 @@ const POLL_SECONDS = 1;
 /** A chunk still out once all are sent is sent again when nothing finished for this many mean completion intervals. */
 const STRAGGLER_INTERVALS = 4;
 const STRAGGLER_MIN_MS = 2000;
+/** HE chunks: blocks per encryption chunk, ranges per masked-sum column, bytes of ciphertext and of masks per chunk, chunks out at a time (each is megabytes). */
+const HE_ENCRYPT_BLOCKS = 4;
+const HE_SUM_RANGES = 16;
+const HE_TASK_BYTES = 8 * 1024 * 1024;
+const HE_MASK_BYTES = 32 * 1024 * 1024;
+const HE_IN_FLIGHT = 8;
+
+/** One call's chunks: how many, how each is made and how its result is taken. */
+interface ChunkPlan {
+  readonly count: number;
+  readonly inFlight: number;
+  /** HE chunks (counted apart in the stats). */
+  readonly he?: boolean;
+  /** Chunk i's encoded task (made when it is sent). */
+  encode(i: number): Uint8Array;
+  /** Takes chunk i's opened result (ClusterError Malformed when it is out of shape). */
+  take(i: number, value: Uint8Array): void;
+  /** Where chunk i starts in the call's elements: a point error's index is made global with it. */
+  start?(i: number): number;
+}
+
+/** An encryption chunk's parts (engine/he packParts), checked. */
+function unpackResult(value: Uint8Array, i: number): CiphertextBytes[] {
+  try {
+    return unpackParts(value);
+  } catch {
+    throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: its result is not a list of parts`);
+  }
+}
+
 type ClusterCode = (typeof ClusterErrorCode)[keyof typeof ClusterErrorCode];
 const CLUSTER_CODES: ReadonlySet<string> = new Set(Object.values(ClusterErrorCode));
 /** A worker's message without its own "chunk N: " prefix (the coordinator names the chunk). */
@@ -85,7 +123,7 @@ export class ClusterPool extends CryptoPool {
   readonly #ttl: number;
   readonly #maxInFlight: number;
   readonly #idleTimeoutMs: number;
-  #stats = { chunks: 0, bytesOut: 0, bytesIn: 0, duplicates: 0, resent: 0 };
+  #stats = { chunks: 0, heChunks: 0, bytesOut: 0, bytesIn: 0, duplicates: 0, resent: 0 };
 
   private constructor(options: ClusterOptions, redis: Redis) {
     super({ threads: options.threads ?? 1, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}), ...(options.inlineBelow !== undefined ? { inlineBelow: options.inlineBelow } : {}) });
@@ -123,17 +161,92 @@ export class ClusterPool extends CryptoPool {
     const n = messages.offsets.length - 1;
     if (n < this.chunkElements) return super.hashToGroup(choice, messages, dst, scalar, options);
     const g = this.#choice(choice);
-    return this.#distribute(n, options, (s) => {
-      const m = sliceMessages(messages, s);
-      return { op: "hash", ...g, dst, ...(scalar ? { scalar } : {}), messages: m };
-    });
+    return this.#elements(n, options, (s) => ({ op: "hash", ...g, dst, ...(scalar ? { scalar } : {}), messages: sliceMessages(messages, s) }));
   }
 
   override multiply(choice: GroupChoice, scalar: Uint8Array, points: Uint8Array, options?: RunOptions): Promise<Uint8Array> {
     const n = countOf(points, ELEMENT, "element batch");
     if (n < this.chunkElements) return super.multiply(choice, scalar, points, options);
     const g = this.#choice(choice);
-    return this.#distribute(n, options, (s) => ({ op: "multiply", ...g, scalar, points: points.subarray(s.start * ELEMENT, s.end * ELEMENT) }));
+    return this.#elements(n, options, (s) => ({ op: "multiply", ...g, scalar, points: points.subarray(s.start * ELEMENT, s.end * ELEMENT) }));
+  }
+
+  /**
+   * Encrypts on the cluster's workers, in chunks of about 4 blocks (whole
+   * parts), the parts returned in order; a column of at most one chunk is
+   * encrypted here (see CryptoPool.heEncryptInt64Parts).
+   */
+  override async heEncryptInt64Parts(
+    options: HeContextOptions,
+    publicKey: Uint8Array,
+    values: BigInt64Array,
+    o: RunOptions & { readonly level?: "first" | "mask"; readonly blocksPerPart: number },
+  ): Promise<CiphertextBytes[]> {
+    if (this.closed) throw new PoolClosedError();
+    const ctx = await this.heContext(options);
+    const n = ctx.params.slotCount;
+    const bpp = o.blocksPerPart;
+    const blocks = Math.ceil(values.length / n);
+    const per = Number.isSafeInteger(bpp) && bpp >= 1 ? bpp * Math.max(1, Math.ceil(HE_ENCRYPT_BLOCKS / bpp)) : 0;
+    // Anything this refuses, the local pool refuses the same way.
+    if (per === 0 || blocks <= per || !(values instanceof BigInt64Array)) return super.heEncryptInt64Parts(options, publicKey, values, o);
+    const chunks = Math.ceil(blocks / per);
+    const parts: CiphertextBytes[][] = new Array(chunks);
+    let done = 0;
+    await this.#distribute({
+      count: chunks,
+      he: true,
+      inFlight: Math.min(this.#maxInFlight, HE_IN_FLIGHT),
+      encode: (i) => encodeChunk({ op: "he-encrypt", options, publicKey, values: values.subarray(i * per * n, Math.min(values.length, (i + 1) * per * n)), level: o.level ?? "first", blocksPerPart: bpp }),
+      take: (i, value) => {
+        const chunkBlocks = Math.min(blocks, (i + 1) * per) - i * per;
+        const got = unpackResult(value, i);
+        if (got.length !== Math.ceil(chunkBlocks / bpp)) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: ${got.length} parts where ${Math.ceil(chunkBlocks / bpp)} were expected`);
+        parts[i] = got;
+        done += Math.min(values.length, (i + 1) * per * n) - i * per * n;
+        o.onProgress?.(done, values.length);
+      },
+    });
+    return parts.flat();
+  }
+
+  /**
+   * The masked block sums on the cluster's workers: the column's blocks in
+   * ranges (at most 16 blocks, ~8 MB of ciphertext and ~32 MB of masks each,
+   * about 16 ranges per column), each worker's partial sum (G blocks) added
+   * here on a local thread; a column of one block is summed here (see
+   * CryptoPool.heMaskedBlockSums).
+   */
+  override async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes | readonly CiphertextBytes[], masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {
+    if (this.closed) throw new PoolClosedError();
+    const ctx = await this.heContext(options);
+    const params = ctx.params;
+    const column = blockSource(ctx, ct);
+    checkMasks(params, column.length, masks);
+    checkRowBound(params, rows);
+    const n = params.slotCount;
+    if (column.blocks < 2) return super.heMaskedBlockSums(options, ct, masks, rows, runOptions);
+    const per = Math.max(1, Math.min(16, Math.ceil(column.blocks / HE_SUM_RANGES), Math.floor(HE_TASK_BYTES / column.blockBytes), Math.floor(HE_MASK_BYTES / (masks.length * n * 4))));
+    const chunks = Math.ceil(column.blocks / per);
+    const partials: CiphertextBytes[] = new Array(chunks);
+    let done = 0;
+    await this.#distribute({
+      count: chunks,
+      he: true,
+      inFlight: Math.min(this.#maxInFlight, HE_IN_FLIGHT),
+      encode: (i) => {
+        const b0 = i * per;
+        const b1 = Math.min(column.blocks, b0 + per);
+        return encodeChunk({ op: "he-sums", options, ciphertext: column.blocksOf(b0, b1).bytes, masks: masks.map((m) => m.subarray(b0 * n, Math.min(column.length, b1 * n))), rows });
+      },
+      take: (i, value) => {
+        partials[i] = value;
+        done += Math.min(column.blocks, (i + 1) * per) - i * per;
+        runOptions?.onProgress?.(done, column.blocks);
+      },
+    });
+    if (partials.length === 1) return partials[0] as CiphertextBytes;
+    return this.poolWorkers.runHe({ op: HeTaskOp.AddAll, options, parts: partials, rows });
   }
 
   override async close(): Promise<void> {
@@ -154,26 +267,48 @@ export class ClusterPool extends CryptoPool {
     return { group: choice.group, backend: choice.backend ?? defaultBackend(choice.group) };
   }
 
-  async #distribute(n: number, options: RunOptions | undefined, makeChunk: (s: Slice) => ChunkTask): Promise<Uint8Array> {
+  /** A call on n elements in chunks of chunkElements, the results (32 bytes each) put in place by chunk index. */
+  async #elements(n: number, options: RunOptions | undefined, makeChunk: (s: Slice) => ChunkTask): Promise<Uint8Array> {
+    const all = slices(n, this.chunkElements);
+    const out = new Uint8Array(n * ELEMENT);
+    let elements = 0;
+    await this.#distribute({
+      count: all.length,
+      inFlight: this.#maxInFlight,
+      start: (i) => (all[i] as Slice).start,
+      encode: (i) => encodeChunk(makeChunk(all[i] as Slice)),
+      take: (i, value) => {
+        const s = all[i] as Slice;
+        if (value.length !== (s.end - s.start) * ELEMENT) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: a result of ${value.length} bytes where ${(s.end - s.start) * ELEMENT} were expected`);
+        out.set(value, s.start * ELEMENT);
+        elements += s.end - s.start;
+        options?.onProgress?.(elements, n);
+      },
+    });
+    return out;
+  }
+
+  /**
+   * Runs a call's chunks on the cluster (see the module comment): at most
+   * `inFlight` out at a time, each result opened and handed to `take` once.
+   */
+  async #distribute(plan: ChunkPlan): Promise<void> {
     if (this.closed) throw new PoolClosedError();
     const run = randomUUID().replaceAll("-", "");
     const key = this.#options.key;
-    const all = slices(n, this.chunkElements);
-    const out = new Uint8Array(n * ELEMENT);
-    const pending = new Map<number, Slice>();
+    const count = plan.count;
+    const pending = new Set<number>();
     const blocking = this.#redis.duplicate();
     blocking.on("error", () => undefined); // reported through its commands
     let next = 0;
     let finished = 0;
-    let elements = 0;
     const started = Date.now();
     let last = started;
     let failure: UmbraError | undefined;
     const again = new Set<number>();
     const submit = async (index: number): Promise<void> => {
-      const s = all[index] as Slice;
-      const sealed = seal(key, run, index, "in", encodeChunk(makeChunk(s)));
-      pending.set(index, s);
+      const sealed = seal(key, run, index, "in", plan.encode(index));
+      pending.add(index);
       await this.#redis.set(inputKey(run, index), sealed, "EX", this.#ttl);
       await this.#add(run, index, `${run}-${index}`);
       this.#stats.bytesOut += sealed.length;
@@ -181,10 +316,10 @@ export class ClusterPool extends CryptoPool {
     // A slow or stopped worker must not hold the call: once every chunk is sent and nothing has finished for a while,
     // the chunks still out are queued once more (their inputs are still in Redis); the first result of each is taken.
     const stragglers = async (): Promise<void> => {
-      if (next < all.length || finished === 0) return;
+      if (next < count || finished === 0) return;
       const interval = (last - started) / finished;
       if (Date.now() - last < Math.max(STRAGGLER_MIN_MS, STRAGGLER_INTERVALS * interval)) return;
-      for (const index of pending.keys()) {
+      for (const index of pending) {
         if (again.has(index)) continue;
         again.add(index);
         this.#stats.resent++;
@@ -192,48 +327,43 @@ export class ClusterPool extends CryptoPool {
       }
     };
     try {
-      while (finished < all.length) {
-        while (next < all.length && pending.size < this.#maxInFlight) await submit(next++);
+      while (finished < count) {
+        while (next < count && pending.size < plan.inFlight) await submit(next++);
         const popped = await blocking.blpop(doneKey(run), POLL_SECONDS);
         if (popped === null) {
           await stragglers();
           if (Date.now() - last > this.#idleTimeoutMs) {
-            throw new ClusterError(ClusterErrorCode.Timeout, `no chunk finished in ${Math.round(this.#idleTimeoutMs / 1000)} s (${finished} of ${all.length} done): are workers running on queue ${this.#options.queue ?? DEFAULT_QUEUE}?`);
+            throw new ClusterError(ClusterErrorCode.Timeout, `no chunk finished in ${Math.round(this.#idleTimeoutMs / 1000)} s (${finished} of ${count} done): are workers running on queue ${this.#options.queue ?? DEFAULT_QUEUE}?`);
           }
           continue;
         }
         const report = parseReport(popped[1]);
-        const s = report ? pending.get(report.i) : undefined;
-        if (!report || !s) {
+        if (!report || !pending.has(report.i)) {
           this.#stats.duplicates++;
           continue;
         }
         if (!report.ok) {
           // A worker's own cluster error (a wrong key, an input changed in Redis) keeps its code: errorFromSerialized knows only the pool's errors.
           const err = CLUSTER_CODES.has(report.error.code) ? new ClusterError(report.error.code as ClusterCode, `chunk ${report.i} on a worker: ${stripChunk(report.error.message)}`) : errorFromSerialized(report.error);
-          failure = err instanceof InvalidPointError && err.index !== undefined ? new InvalidPointError(stripIndex(err.message), err.index + s.start) : err;
+          failure = err instanceof InvalidPointError && err.index !== undefined && plan.start ? new InvalidPointError(stripIndex(err.message), err.index + plan.start(report.i)) : err;
           throw failure;
         }
         const sealed = await this.#redis.getBuffer(resultKey(run, report.i));
         if (sealed === null) throw new ClusterError(ClusterErrorCode.Expired, `chunk ${report.i}: its result expired from Redis before it was read`);
-        const value = open(key, run, report.i, "out", sealed);
-        if (value.length !== (s.end - s.start) * ELEMENT) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${report.i}: a result of ${value.length} bytes where ${(s.end - s.start) * ELEMENT} were expected`);
-        out.set(value, s.start * ELEMENT);
+        plan.take(report.i, open(key, run, report.i, "out", sealed));
         pending.delete(report.i);
         this.#stats.bytesIn += sealed.length;
         this.#stats.chunks++;
+        if (plan.he) this.#stats.heChunks++;
         finished++;
-        elements += s.end - s.start;
         last = Date.now();
         void this.#redis.del(resultKey(run, report.i));
-        options?.onProgress?.(elements, n);
       }
       void this.#redis.del(doneKey(run));
-      return out;
     } catch (err) {
       // Workers skip the chunks of a cancelled call; its keys expire with their TTL.
       await this.#redis.set(cancelKey(run), "1", "EX", this.#ttl).catch(() => undefined);
-      if (err instanceof ClusterError || err === failure) throw err;
+      if (err instanceof UmbraError) throw err;
       throw new ClusterError(ClusterErrorCode.Unavailable, "the cluster's Redis failed during a call", { cause: err });
     } finally {
       blocking.disconnect();

@@ -15,7 +15,7 @@
 import { Worker, type Job } from "bullmq";
 import { InvalidArgumentError, serializeError, UmbraError } from "../errors.js";
 import { CryptoPool } from "../pool/pool.js";
-import { decodeChunk, runChunk } from "./chunk-task.js";
+import { chunkCount, decodeChunk, runChunk } from "./chunk-task.js";
 import { connectRedis } from "./cluster-pool.js";
 import { ClusterError, ClusterErrorCode } from "./errors.js";
 import { cancelKey, checkJobData, doneKey, inputKey, QUEUE_PREFIX, DEFAULT_QUEUE, resultKey, type ChunkJobData, type ChunkReport } from "./keys.js";
@@ -76,7 +76,7 @@ export async function startClusterWorker(options: ClusterWorkerOptions): Promise
       if (sealed === null) throw new ClusterError(ClusterErrorCode.Expired, `chunk ${index}: its input expired from Redis before a worker took it`);
       const task = decodeChunk(open(options.key, run, index, "in", sealed));
       const value = await runChunk(pool, task);
-      elements = value.length / 32;
+      elements = chunkCount(task);
       await redis.set(resultKey(run, index), seal(options.key, run, index, "out", value), "EX", ttl);
       await report(run, { i: index, ok: true }, ttl);
       await redis.del(inputKey(run, index));

@@ -98,6 +98,11 @@ export class CryptoPool {
     };
   }
 
+  /** The workers this pool's HE work runs on (engine/pool/he-work.ts): a subclass that runs some of it elsewhere adds its parts here. */
+  protected get poolWorkers(): PoolWorkers {
+    return this.#workers;
+  }
+
   get closed(): boolean {
     return this.#closed;
   }

@@ -236,6 +236,61 @@ describe("F25 cluster: refusals", () => {
     expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
   });
 
+  it("decodeChunk refuses every malformed HE chunk with UMBRA_CLUSTER_MALFORMED (options, op, level, lengths, bounds)", async () => {
+    const options = { maxAbsValue: 1000n, maxRows: 100_000, scale: 0, polyModulusDegree: 8192 as const };
+    const enc: ChunkTask = { op: "he-encrypt", options, publicKey: new Uint8Array(40).fill(7), values: BigInt64Array.from([1n, -2n, 3n]), level: "mask", blocksPerPart: 2 };
+    const sums: ChunkTask = { op: "he-sums", options, ciphertext: new Uint8Array(50).fill(9), masks: [Uint32Array.from([1, 0, 1]), Uint32Array.from([0, 1, 0])], rows: 3 };
+    const e = encodeChunk(enc);
+    const m = encodeChunk(sums);
+    expect(decodeChunk(e)).toEqual(enc);
+    expect(decodeChunk(m)).toEqual(sums);
+    const mutate = (b: Uint8Array, f: (c: Uint8Array, v: DataView) => void): Uint8Array => {
+      const c = b.slice();
+      f(c, new DataView(c.buffer));
+      return c;
+    };
+    // The options JSON of `b`, replaced (the header's length field made to match).
+    const withOptions = (b: Uint8Array, json: string): Uint8Array => {
+      const v = new DataView(b.buffer, b.byteOffset);
+      const old = v.getUint32(8, true);
+      const o = new TextEncoder().encode(json);
+      const out = Uint8Array.from([...b.slice(0, 32), ...o, ...b.slice(32 + old)]);
+      new DataView(out.buffer).setUint32(8, o.length, true);
+      return out;
+    };
+    const shapes: Record<string, Uint8Array> = {
+      "unknown op": mutate(e, (c) => (c[4] = 2)),
+      "unknown level": mutate(e, (c) => (c[5] = 2)),
+      "sums at the mask level": mutate(m, (c) => (c[5] = 1)),
+      "reserved bytes set": mutate(e, (c) => (c[6] = 1)),
+      "a byte more than the header adds up to": Uint8Array.from([...e, 0]),
+      "a byte less": m.slice(0, -1),
+      "no values": mutate(e, (_c, v) => v.setUint32(16, 0, true)),
+      "an encrypt chunk with masks": mutate(e, (_c, v) => v.setUint32(20, 1, true)),
+      "blocksPerPart 0": mutate(e, (_c, v) => v.setFloat64(24, 0, true)),
+      "rows not an integer": mutate(m, (_c, v) => v.setFloat64(24, 1.5, true)),
+      "more than 4,096 masks": mutate(m, (_c, v) => v.setUint32(16, 4097, true)),
+      "options not JSON": withOptions(e, "{maxRows:1"),
+      "an unknown option": withOptions(e, '{"maxAbsValue":"1000","maxRows":100000,"galois":true}'),
+      "maxAbsValue not a decimal string": withOptions(e, '{"maxAbsValue":1000,"maxRows":100000}'),
+      "maxRows negative": withOptions(e, '{"maxAbsValue":"1000","maxRows":-1}'),
+      "a degree of 16384": withOptions(e, '{"maxAbsValue":"1000","maxRows":100000,"polyModulusDegree":16384}'),
+      "options over 1 KiB": withOptions(e, `{"maxAbsValue":"1000","maxRows":100000${" ".repeat(1100)}}`),
+      "shorter than a header": e.slice(0, 31),
+    };
+    const codes = Object.fromEntries(
+      Object.entries(shapes).map(([name, b]) => {
+        try {
+          decodeChunk(b);
+          return [name, "accepted"];
+        } catch (err) {
+          return [name, (err as { code?: string }).code];
+        }
+      }),
+    );
+    expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
+  });
+
   it("jobs whose data is out of shape are ignored by a worker: no chunk started, nothing written", async () => {
     const w = await worker(keyFile, "f25-shapes");
     const r = connection();
