@@ -4,7 +4,8 @@
  * whose chunks run on three `umbra worker` processes equal the same calls on
  * the in-process pool exactly, and the plain-JS oracle — on 5·10^3–4·10^4 keys a side
  * with duplicates, nulls, unicode, composite keys, disjoint and empty sides;
- * the chunks were spread over all three workers. And the CLI: `umbra worker`
+ * the chunks were spread over all three workers; the match, partition by
+ * partition, equals the in-process one. And the CLI: `umbra worker`
  * and `--cluster` refusals, and `umbra psi --cluster` writing the same file
  * as without. One private Redis for the file; every worker is killed in
  * afterAll.
@@ -179,6 +180,23 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
       expect(cluster.clusterStats().heChunks - heBefore).toBe(5 * (2 + 6));
     });
   }
+
+  it("matchElements partition by partition equals the in-process match: 120,000 indexed points (some repeated) and 80,000 probes, 4 partitions", async () => {
+    const r = rng(29);
+    const point = (): number[] => Array.from({ length: 32 }, () => Math.floor(r() * 256));
+    const indexedList = Array.from({ length: 120_000 }, point);
+    for (let i = 0; i < 500; i++) indexedList[119_000 + i] = indexedList[i * 7] as number[]; // equal points: the first position wins
+    const probeList = Array.from({ length: 80_000 }, (_, i) => (i % 3 === 0 ? (indexedList[Math.floor(r() * 120_000)] as number[]) : point()));
+    const indexed = Uint8Array.from(indexedList.flat());
+    const probe = Uint8Array.from(probeList.flat());
+    const before = cluster.clusterStats().chunks;
+    const got = await cluster.matchElements(indexed, probe);
+    const want = await local.matchElements(indexed, probe);
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(got.filter((x) => x >= 0).length).toBe(Math.ceil(80_000 / 3));
+    // 200,000 points: 4 partitions of at most 65,536 on average, each one chunk.
+    expect(cluster.clusterStats().chunks - before).toBe(4);
+  });
 
   it("the chunks were spread: each of the three workers finished at least one", async () => {
     for (const w of workers) await w.waitFor((e) => e.event === "chunk" && e.ok === true);

@@ -8,8 +8,9 @@
  * The worker runs it on its own CryptoPool — the very code the in-process
  * pool runs — so a chunk's result is the same bytes wherever it ran.
  *
- * HE chunks (join-aggregate's encryption and masked sums) have their own
- * layout and magic: he-chunk.ts.
+ * HE chunks (join-aggregate's encryption and masked sums) and match chunks
+ * (a partition of a match) have their own layouts and magics: he-chunk.ts,
+ * match-chunk.ts.
  *
  * Layout (little-endian): "UMC1" | op u8 | group u8 | backend u8 | has scalar
  * u8 | count u32 | dst length u32 | data length u32 | scalar (32, if any) |
@@ -20,6 +21,7 @@ import type { PackedBytes } from "../packed.js";
 import type { CryptoPool } from "../pool/pool.js";
 import { ClusterError, ClusterErrorCode } from "./errors.js";
 import { decodeHeChunk, encodeHeChunk, heChunkCount, HE_MAGIC, type HeChunk } from "./he-chunk.js";
+import { decodeMatchChunk, encodeMatchChunk, MATCH_MAGIC, type MatchChunk } from "./match-chunk.js";
 import { packParts } from "../he/task.js";
 
 /** The largest chunk a worker accepts, in elements. */
@@ -53,7 +55,7 @@ export interface MultiplyChunk {
 }
 
 export type GroupChunk = HashChunk | MultiplyChunk;
-export type ChunkTask = GroupChunk | HeChunk;
+export type ChunkTask = GroupChunk | HeChunk | MatchChunk;
 
 const OPS = ["hash", "multiply"] as const;
 
@@ -64,11 +66,13 @@ function malformed(what: string): ClusterError {
 /** The number of elements in a chunk (a group chunk's result is this many 32-byte elements; an HE chunk's, values or slots). */
 export function chunkCount(t: ChunkTask): number {
   if (t.op === "he-encrypt" || t.op === "he-sums") return heChunkCount(t);
+  if (t.op === "match") return (t.indexed.length + t.probe.length) / ELEMENT;
   return t.op === "hash" ? t.messages.offsets.length - 1 : t.points.length / ELEMENT;
 }
 
 export function encodeChunk(t: ChunkTask): Uint8Array {
   if (t.op === "he-encrypt" || t.op === "he-sums") return encodeHeChunk(t);
+  if (t.op === "match") return encodeMatchChunk(t);
   const count = chunkCount(t);
   const scalar = t.scalar;
   const dst = t.op === "hash" ? t.dst : new Uint8Array(0);
@@ -102,6 +106,7 @@ export function encodeChunk(t: ChunkTask): Uint8Array {
 /** Decodes a chunk strictly; anything out of shape is ClusterError Malformed. */
 export function decodeChunk(b: Uint8Array): ChunkTask {
   if (b.length >= 4 && HE_MAGIC.every((m, i) => b[i] === m)) return decodeHeChunk(b);
+  if (b.length >= 4 && MATCH_MAGIC.every((m, i) => b[i] === m)) return decodeMatchChunk(b);
   if (b.length < HEADER || MAGIC.some((m, i) => b[i] !== m)) throw malformed("not a chunk of this version");
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const op = OPS[b[4] ?? 255];
@@ -137,10 +142,14 @@ export function decodeChunk(b: Uint8Array): ChunkTask {
   return { op, group, backend, dst, ...(scalar ? { scalar } : {}), messages: { data: b.slice(p, p + dataLength), offsets } };
 }
 
-/** Runs a chunk on a worker's local pool: n × 32 bytes for a group chunk; an HE chunk's ciphertext (its parts packed, for encryption). */
+/** Runs a chunk on a worker's local pool: n × 32 bytes for a group chunk; an HE chunk's ciphertext (its parts packed, for encryption); a match chunk's positions (i32 per probe point). */
 export async function runChunk(pool: CryptoPool, t: ChunkTask): Promise<Uint8Array> {
   if (t.op === "he-encrypt") return packParts(await pool.heEncryptInt64Parts(t.options, t.publicKey, t.values, { level: t.level, blocksPerPart: t.blocksPerPart }));
   if (t.op === "he-sums") return pool.heMaskedBlockSums(t.options, t.ciphertext, t.masks, t.rows);
+  if (t.op === "match") {
+    const hit = await pool.matchElements(t.indexed, t.probe);
+    return new Uint8Array(hit.buffer, hit.byteOffset, hit.byteLength);
+  }
   const choice = { group: t.group, backend: t.backend };
   if (t.op === "hash") return pool.hashToGroup(choice, t.messages, t.dst, t.scalar);
   return pool.multiply(choice, t.scalar, t.points);

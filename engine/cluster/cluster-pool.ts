@@ -86,6 +86,8 @@ const HE_SUM_RANGES = 16;
 const HE_TASK_BYTES = 8 * 1024 * 1024;
 const HE_MASK_BYTES = 32 * 1024 * 1024;
 const HE_IN_FLIGHT = 8;
+/** Points (both sides) per match partition: a match of at most this many runs here. */
+const MATCH_POINTS = 65_536;
 
 /** One call's chunks: how many, how each is made and how its result is taken. */
 interface ChunkPlan {
@@ -169,6 +171,66 @@ export class ClusterPool extends CryptoPool {
     if (n < this.chunkElements) return super.multiply(choice, scalar, points, options);
     const g = this.#choice(choice);
     return this.#elements(n, options, (s) => ({ op: "multiply", ...g, scalar, points: points.subarray(s.start * ELEMENT, s.end * ELEMENT) }));
+  }
+
+  /**
+   * The match partition by partition on the cluster's workers: both sides'
+   * points are cut by their leading bits (pseudorandom points: the cut says
+   * nothing about the keys, and equal points share a partition) into about
+   * one partition per MATCH_POINTS points, each partition with points on
+   * both sides is one chunk, and its positions are mapped back here. Smaller
+   * matches run here (see CryptoPool.matchElements).
+   */
+  override async matchElements(indexed: Uint8Array, probe: Uint8Array): Promise<Int32Array> {
+    if (this.closed) throw new PoolClosedError();
+    const n = countOf(indexed, ELEMENT, "indexed points");
+    const m = countOf(probe, ELEMENT, "probe points");
+    if (n + m <= MATCH_POINTS || n === 0 || m === 0) return super.matchElements(indexed, probe);
+    let bits = 0;
+    while ((n + m) / 2 ** bits > MATCH_POINTS && bits < 16) bits++;
+    const parts = 2 ** bits;
+    // A point's partition: the leading `bits` of its first two bytes.
+    const partOf = (points: Uint8Array, i: number): number => ((((points[i * ELEMENT] as number) << 8) | (points[i * ELEMENT + 1] as number)) >>> (16 - bits));
+    const side = (points: Uint8Array, count: number): { points: Uint8Array[]; at: Uint32Array[] } => {
+      const sizes = new Uint32Array(parts);
+      for (let i = 0; i < count; i++) {
+        const p = partOf(points, i);
+        sizes[p] = (sizes[p] as number) + 1;
+      }
+      const out = Array.from({ length: parts }, (_, p) => new Uint8Array((sizes[p] as number) * ELEMENT));
+      const at = Array.from({ length: parts }, (_, p) => new Uint32Array(sizes[p] as number));
+      const fill = new Uint32Array(parts);
+      for (let i = 0; i < count; i++) {
+        const p = partOf(points, i);
+        const k = fill[p] as number;
+        fill[p] = k + 1;
+        (out[p] as Uint8Array).set(points.subarray(i * ELEMENT, (i + 1) * ELEMENT), k * ELEMENT);
+        (at[p] as Uint32Array)[k] = i;
+      }
+      return { points: out, at };
+    };
+    const a = side(indexed, n);
+    const b = side(probe, m);
+    const hit = new Int32Array(m).fill(-1);
+    const live = Array.from({ length: parts }, (_, p) => p).filter((p) => (a.at[p] as Uint32Array).length > 0 && (b.at[p] as Uint32Array).length > 0);
+    await this.#distribute({
+      count: live.length,
+      inFlight: this.#maxInFlight,
+      encode: (i) => encodeChunk({ op: "match", indexed: a.points[live[i] as number] as Uint8Array, probe: b.points[live[i] as number] as Uint8Array }),
+      take: (i, value) => {
+        const p = live[i] as number;
+        const from = a.at[p] as Uint32Array;
+        const to = b.at[p] as Uint32Array;
+        if (value.length !== to.length * 4) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: a match result of ${value.length} bytes where ${to.length * 4} were expected`);
+        const r = new DataView(value.buffer, value.byteOffset, value.byteLength);
+        for (let j = 0; j < to.length; j++) {
+          const x = r.getInt32(j * 4, true);
+          if (x < -1 || x >= from.length) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: a match position out of range`);
+          if (x >= 0) hit[to[j] as number] = from[x] as number;
+        }
+      },
+    });
+    return hit;
   }
 
   /**

@@ -38,6 +38,7 @@ import type { CkksCiphertextBytes, CkksContextOptions } from "../he/ckks.js";
 import type { KeyColumn } from "../columns/keys.js";
 import type { Int64Column, Int64GroupStats, PairCounts } from "../columns/group.js";
 import type { DistinctKeys } from "../psi/distinct.js";
+import { ElementIndex } from "../psi/element-index.js";
 import { ColumnTaskOp, type ColumnTask } from "./column-task.js";
 import { countOf, sliceMessages, slices, stripIndex, transferablesOf, type Slice } from "./chunks.js";
 import * as columnWork from "./column-work.js";
@@ -184,6 +185,20 @@ export class CryptoPool {
       evaluated: evaluated.slice(s.start * 32, s.end * 32),
       ...sliceMessages(inputs, s),
     }));
+  }
+
+  /**
+   * The match step of a PSI: for each 32-byte point of `probe`, the position
+   * of an equal point of `indexed` (the first, with duplicates) or −1
+   * (ElementIndex, built and probed in slices with the event loop let run
+   * between them). A ClusterPool matches partition by partition on its
+   * workers.
+   * @throws InvalidLengthError when either side is not a whole number of points.
+   */
+  async matchElements(indexed: Uint8Array, probe: Uint8Array): Promise<Int32Array> {
+    if (this.#closed) throw new PoolClosedError();
+    const index = await ElementIndex.buildAsync(indexed, 32);
+    return index.matchAllAsync(probe);
   }
 
   /**

@@ -11,7 +11,6 @@
  * and sends no COUNT(*) in the clear (dp.ts). What it learns: ./index.ts.
  */
 import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine/he/index.js";
-import { ElementIndex } from "../../engine/psi/index.js";
 import type { JoinCiphertext, JoinCounts, JoinResult, JoinWeights, ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
@@ -22,7 +21,6 @@ import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from ".
 import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
-  ELEMENT,
   jaHeOptions,
   JA_MAX_GROUPS,
   JA_SLOTS,
@@ -248,10 +246,9 @@ function inputsComplete(s: JaExchangeState): boolean {
  * encryption, add a zero-sum mask, re-randomise (14).
  */
 async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchangeState>> {
-  // In slices, with the event loop let run between them (10^6 positions take ~0.5 s here).
-  const index = await ElementIndex.buildAsync(s.buyerDoubled, ELEMENT);
+  // On the pool: in slices with the event loop let run between them (10^6 positions take ~0.5 s here), or partition by partition on a cluster.
   const matching: Matching = {
-    hit: await index.matchAllAsync(s.providerDoubled), // per provider position: buyer position or −1
+    hit: await ctx.pool.matchElements(s.buyerDoubled, s.providerDoubled), // per provider position: buyer position or −1
     counts: s.counts,
     weightOffsets: s.weightOffsets,
     codes: concatU32(s.weightCodes),

@@ -36,7 +36,7 @@
 import { InvalidArgumentError } from "../../engine/errors.js";
 import { checkComparedEncodings, createGroup, GroupId, type BackendId } from "../../engine/group/index.js";
 import type { KeyColumn } from "../../engine/columns/index.js";
-import { distinctKeys, ElementIndex, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
+import { distinctKeys, permuteFixed, shuffledOrder } from "../../engine/psi/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
 import { isJobId, MAX_CHUNK_ELEMENTS, ProtocolId, type ElementBatch, type ProtocolMessage, type PsiHello } from "../codec.js";
 import { BelowMinimumError, InvalidMessageError, KeyLimitExceededError, ProtocolError, RefusedError, WrongSenderError, WrongStepError } from "../errors.js";
@@ -112,6 +112,12 @@ export interface PsiBuyerState extends Common {
   readonly doubled: Uint8Array;
   readonly doubledReceived: number;
   readonly helloReceived: boolean;
+  /**
+   * Per distinct key, the position of its match among peerElements or −1:
+   * the match, made on the pool (partition by partition on a cluster) when
+   * the last message arrives; peerElements and doubled are then let go.
+   */
+  readonly hit?: Int32Array;
 }
 
 /** The provider's state. */
@@ -225,10 +231,15 @@ async function psiBuyerReceive(s: PsiBuyerState, m: ProtocolMessage, ctx: PsiCon
   checkBinding(s, m.header);
   if (m.kind === "refusal") throw new RefusedError(m.code, m.reason);
   // The provider's steps come in this order: its hello, its blinded set, the buyer's elements raised.
-  if (!s.helloReceived) return providerHello(s, m);
-  if (s.peerReceived < s.peerSetSize) return providerBlinded(s, m, ctx);
-  if (s.doubledReceived < s.setSize) return providerDoubled(s, m);
-  throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  let step: StepResult<PsiBuyerState>;
+  if (!s.helloReceived) step = providerHello(s, m);
+  else if (s.peerReceived < s.peerSetSize) step = await providerBlinded(s, m, ctx);
+  else if (s.doubledReceived < s.setSize) step = providerDoubled(s, m);
+  else throw new WrongStepError(`the protocol is complete; step ${m.header.step} was not expected`);
+  const next = step.state;
+  if (!psiBuyerDone(next) || next.hit !== undefined) return step;
+  const hit = await ctx.pool.matchElements(next.peerElements.subarray(0, next.peerSetSize * ELEMENT), next.doubled);
+  return { ...step, state: { ...next, hit, peerElements: new Uint8Array(0), doubled: new Uint8Array(0) } };
 }
 
 /** The other side's chunk raised to this side's secret: every element strictly decoded (a bad one refused with its index in the step). */
@@ -286,19 +297,14 @@ function providerDoubled(s: PsiBuyerState, m: ProtocolMessage): StepResult<PsiBu
  */
 function psiBuyerResult(s: PsiBuyerState): PsiBuyerResult {
   assertRole(s, "buyer");
-  if (!psiBuyerDone(s)) throw new ProtocolError("the protocol has not finished");
-  const index = ElementIndex.build(s.peerElements.subarray(0, s.peerSetSize * ELEMENT), ELEMENT);
+  const hit = s.hit;
+  if (!psiBuyerDone(s) || hit === undefined) throw new ProtocolError("the protocol has not finished");
   const sizes = { providerSetSize: s.peerSetSize, buyerSetSize: s.setSize };
   const min = s.minIntersection ?? 1;
-  if (s.mode === PsiMode.Cardinality) {
-    const matches = index.countMatches(s.doubled);
-    if (min > 1 && matches < min) throw new BelowMinimumError(min);
-    return { mode: "cardinality", count: matches, ...sizes };
-  }
-  const hit = index.matchAll(s.doubled);
   let distinct = 0;
   for (let d = 0; d < s.setSize; d++) if ((hit[d] ?? -1) >= 0) distinct++;
   if (min > 1 && distinct < min) throw new BelowMinimumError(min);
+  if (s.mode === PsiMode.Cardinality) return { mode: "cardinality", count: distinct, ...sizes };
   let count = 0;
   for (let r = 0; r < s.rows; r++) {
     const d = s.rowToDistinct[r] ?? -1;

@@ -291,6 +291,36 @@ describe("F25 cluster: refusals", () => {
     expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
   });
 
+  it("decodeChunk refuses every malformed match chunk with UMBRA_CLUSTER_MALFORMED", async () => {
+    const good: ChunkTask = { op: "match", indexed: new Uint8Array(3 * 32).fill(1), probe: new Uint8Array(2 * 32).fill(2) };
+    const b = encodeChunk(good);
+    expect(decodeChunk(b)).toEqual(good);
+    const set = (i: number, v: number): Uint8Array => {
+      const c = b.slice();
+      new DataView(c.buffer).setUint32(i, v, true);
+      return c;
+    };
+    const shapes: Record<string, Uint8Array> = {
+      "no indexed points": set(4, 0),
+      "no probes": set(8, 0),
+      "over 2^20 points": set(4, 1 << 20),
+      "a count one more than the bytes": set(8, 3),
+      "a byte more": Uint8Array.from([...b, 0]),
+      "shorter than a header": b.slice(0, 11),
+    };
+    const codes = Object.fromEntries(
+      Object.entries(shapes).map(([name, c]) => {
+        try {
+          decodeChunk(c);
+          return [name, "accepted"];
+        } catch (err) {
+          return [name, (err as { code?: string }).code];
+        }
+      }),
+    );
+    expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
+  });
+
   it("jobs whose data is out of shape are ignored by a worker: no chunk started, nothing written", async () => {
     const w = await worker(keyFile, "f25-shapes");
     const r = connection();
