@@ -10,7 +10,7 @@
  * as without. One private Redis for the file; every worker is killed in
  * afterAll.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Float64, Table, Utf8, vectorFromArray } from "apache-arrow";
@@ -181,7 +181,7 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
     });
   }
 
-  it("matchElements partition by partition equals the in-process match: 120,000 indexed points (some repeated) and 80,000 probes, 4 partitions", async () => {
+  it("matchElements partition by partition equals the in-process match: 120,000 indexed points (some repeated) and 80,000 probes, 8 partitions", async () => {
     const r = rng(29);
     const point = (): number[] => Array.from({ length: 32 }, () => Math.floor(r() * 256));
     const indexedList = Array.from({ length: 120_000 }, point);
@@ -194,8 +194,8 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
     const want = await local.matchElements(indexed, probe);
     expect(Array.from(got)).toEqual(Array.from(want));
     expect(got.filter((x) => x >= 0).length).toBe(Math.ceil(80_000 / 3));
-    // 200,000 points: 4 partitions of at most 65,536 on average, each one chunk.
-    expect(cluster.clusterStats().chunks - before).toBe(4);
+    // 200,000 points: 8 partitions of at most 16 × CHUNK = 32,768 points on average, each one chunk.
+    expect(cluster.clusterStats().chunks - before).toBe(8);
   });
 
   it("the chunks were spread: each of the three workers finished at least one", async () => {
@@ -228,6 +228,13 @@ describe("the CLI", () => {
     const r = await run(["psi", "--buyer", "b.csv", "--provider", "p.csv", "--key", "k", "--out", "o.csv", "--cluster", redis.url]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("--cluster needs --cluster-key FILE");
+  });
+
+  it("umbra exchange start --cluster without --cluster-key exits 2 before it opens anything", async () => {
+    const r = await run(["exchange", "start", "--port", "0", "--db", join(dir, "x.db"), "--cluster", redis.url]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--cluster needs --cluster-key FILE");
+    expect(existsSync(join(dir, "x.db"))).toBe(false);
   });
 
   it("umbra psi --engine ot --cluster exits 2", async () => {

@@ -1,10 +1,11 @@
 /**
  * Party agents in cluster mode, as `umbra party start --cluster` runs them:
  * the exchange and two parties on loopback, each party's pool a ClusterPool
- * on its own queue of a private Redis with two workers; a psi job and a
+ * on its own queue of a private Redis with two workers (and the exchange's,
+ * as `umbra exchange start --cluster` runs it, with one); a psi job and a
  * join-aggregate job through the nodes give exactly what the same jobs give
- * in process (and the plaintext join), and the parties' workers did the
- * group work.
+ * in process (and the plaintext join), the parties' workers did the group
+ * work and the exchange's worker its match.
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -39,7 +40,10 @@ beforeAll(async () => {
     for (let i = 0; i < 2; i++) workers.push(await startClusterWorker({ redis: redis.url, key, queue, threads: 1 }));
     pools.push(await ClusterPool.connect({ redis: redis.url, key, queue, chunkElements: 512, threads: 1 }));
   }
-  x = await startExchange({ jobTimeoutMs: 60_000, pool: local });
+  // The exchange's own roles on a cluster too (umbra exchange start --cluster): one worker on its own queue.
+  workers.push(await startClusterWorker({ redis: redis.url, key, queue: "exchange-chunks", threads: 1 }));
+  pools.push(await ClusterPool.connect({ redis: redis.url, key, queue: "exchange-chunks", chunkElements: 256, threads: 1 }));
+  x = await startExchange({ jobTimeoutMs: 60_000, pool: pools[2] as ClusterPool });
   bank = await startParty("bank", x.url, pools[0] as ClusterPool);
   telco = await startParty("telco", x.url, pools[1] as ClusterPool);
   writeFileSync(join(bank.dataDir, "customers.csv"), "id,segment\n" + buyerRows.map((b) => `${b.id},${b.segment}`).join("\n") + "\n");
@@ -84,7 +88,8 @@ describe("party agents in cluster mode", () => {
     expect((done[2] as number) + (done[3] as number)).toBeGreaterThan(0);
   });
 
-  it("join-aggregate: count, sum, avg per segment equal the plaintext join's", async () => {
+  it("join-aggregate: count, sum, avg per segment equal the plaintext join's; the exchange matched on its own worker", async () => {
+    const exchangeBefore = (workers[4] as ClusterWorker).stats().chunks;
     const submit = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", {
       protocol: "join-aggregate",
       buyerDataset: "customers.csv",
@@ -115,5 +120,7 @@ describe("party agents in cluster mode", () => {
       expect(got.get(label)).toMatchObject({ count: g.count, sum: g.sum });
       expect(got.get(label)?.avg).toBeCloseTo(g.sum / g.count, 9);
     }
+    // About 5,400 double-blinded points against 16 × 256 a partition: the exchange's match ran as 2 partitions on its worker.
+    expect((workers[4] as ClusterWorker).stats().chunks - exchangeBefore).toBe(2);
   });
 });

@@ -86,8 +86,8 @@ const HE_SUM_RANGES = 16;
 const HE_TASK_BYTES = 8 * 1024 * 1024;
 const HE_MASK_BYTES = 32 * 1024 * 1024;
 const HE_IN_FLIGHT = 8;
-/** Points (both sides) per match partition: a match of at most this many runs here. */
-const MATCH_POINTS = 65_536;
+/** Points (both sides) per match partition, in chunks' elements (65,536 at the default chunk): a match of at most one partition runs here. */
+const MATCH_CHUNKS_PER_PARTITION = 16;
 
 /** One call's chunks: how many, how each is made and how its result is taken. */
 interface ChunkPlan {
@@ -177,7 +177,7 @@ export class ClusterPool extends CryptoPool {
    * The match partition by partition on the cluster's workers: both sides'
    * points are cut by their leading bits (pseudorandom points: the cut says
    * nothing about the keys, and equal points share a partition) into about
-   * one partition per MATCH_POINTS points, each partition with points on
+   * one partition per 16 chunks' worth of points (65,536 by default), each partition with points on
    * both sides is one chunk, and its positions are mapped back here. Smaller
    * matches run here (see CryptoPool.matchElements).
    */
@@ -185,9 +185,10 @@ export class ClusterPool extends CryptoPool {
     if (this.closed) throw new PoolClosedError();
     const n = countOf(indexed, ELEMENT, "indexed points");
     const m = countOf(probe, ELEMENT, "probe points");
-    if (n + m <= MATCH_POINTS || n === 0 || m === 0) return super.matchElements(indexed, probe);
+    const target = MATCH_CHUNKS_PER_PARTITION * this.chunkElements;
+    if (n + m <= target || n === 0 || m === 0) return super.matchElements(indexed, probe);
     let bits = 0;
-    while ((n + m) / 2 ** bits > MATCH_POINTS && bits < 16) bits++;
+    while ((n + m) / 2 ** bits > target && bits < 16) bits++;
     const parts = 2 ** bits;
     // A point's partition: the leading `bits` of its first two bytes.
     const partOf = (points: Uint8Array, i: number): number => ((((points[i * ELEMENT] as number) << 8) | (points[i * ELEMENT + 1] as number)) >>> (16 - bits));

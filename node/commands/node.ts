@@ -22,7 +22,7 @@ export const DEFAULT_PARTY_URL = `http://127.0.0.1:${DEFAULT_PARTY_PORT}`;
 export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE] [--key-file FILE]
       [--key-passphrase-file FILE] [--tls-cert FILE --tls-key FILE] [--open-registration]
       [--public-log] [--job-timeout DURATION] [--require-contracts] [--admin-token-file FILE]
-      [--log-level error|warn|info|debug] [--config FILE]
+      [--log-level error|warn|info|debug] [--config FILE] [--cluster REDIS_URL --cluster-key FILE]
                  run the exchange (default port ${DEFAULT_EXCHANGE_PORT}, db .umbra/exchange.db) until
                  SIGINT / SIGTERM; logs (pino JSON) on stderr. Its identity key (which
                  signs the audit ledger) is in --key-file (default: the db's path with
@@ -47,7 +47,9 @@ export const EXCHANGE_USAGE = `  exchange start [--port P] [--host H] [--db FILE
                  "listening at URL" line on stdout names it, and says the exchange
                  is ready). --config FILE: the same options from a .toml or .json
                  file (keys named like the flags: port = 7300), flags override it
-                 (docs/configuration.md)
+                 (docs/configuration.md). --cluster: its own roles' bulk work (the
+                 join-aggregate match, its masked sums) runs on umbra worker processes
+                 through that Redis (docs/scale.md)
 ${EXCHANGE_ADMIN_USAGE}`;
 
 export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchange-key FINGERPRINT] [--port P] [--host H]
@@ -72,8 +74,9 @@ export const PARTY_USAGE = `  party start --name NAME [--exchange URL] [--exchan
                  (registered), and the next names its web console, URL/console/party/
                  (docs/console.md; sign in with the token file's token: umbra console
                  url --party prints the address with it). --config FILE as for
-                 exchange start. --cluster: its jobs' bulk group work (hash-and-blind,
-                 raise) runs on umbra worker processes through that Redis (docs/scale.md)
+                 exchange start. --cluster: its jobs' bulk work (hash-and-blind, raise,
+                 match, join-aggregate's HE) runs on umbra worker processes through
+                 that Redis (docs/scale.md)
   party head [--party URL] [--token-file FILE] [--json]
                  the latest signed tree head of the exchange's log this party accepted
                  (JSON: size, root, at, signature); every answer from the exchange must
@@ -208,7 +211,7 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   if (sub === "parties") return exchangePartiesCommand(rest, io, usage);
   if (sub === "revoke-contract") return exchangeRevokeContractCommand(rest, io, usage, passphraseOption);
   if (sub !== "start") throw new UsageError(`unknown exchange command "${sub}"`, usage);
-  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string", "--require-contracts": "flag", "--admin-token-file": "string" };
+  const spec: OptionSpec = { ...NODE_OPTIONS, "--open-registration": "flag", "--public-log": "flag", "--job-timeout": "string", "--require-contracts": "flag", "--admin-token-file": "string", ...CLUSTER_OPTIONS };
   const given = parseOptions(rest, spec, usage);
   if (given === undefined) {
     io.out(usage.trimEnd());
@@ -222,7 +225,8 @@ export async function exchangeCommand(args: readonly string[], io: CommandIO = p
   const timeout = o.get("--job-timeout");
   const jobTimeout = timeout !== undefined ? { jobTimeoutMs: parseDuration(timeout, usage, "--job-timeout", 30 * 86_400_000) } : {};
   const adminTokenFile = o.get("--admin-token-file");
-  const node = await startExchangeNode({ ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...(adminTokenFile !== undefined ? { adminTokenFile } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
+  const pool = await clusterPoolOption(o, usage);
+  const node = await startExchangeNode({ ...(pool ? { pool } : {}), ...(port !== undefined ? { port } : {}), ...(host ? { host } : {}), ...(db ? { db } : {}), ...(adminTokenFile !== undefined ? { adminTokenFile } : {}), ...keyAndTls(o, usage), ...open, ...jobTimeout, ...logLevelOption(o, usage), say: io.out });
   return untilClosed(node);
 }
 

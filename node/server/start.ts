@@ -44,6 +44,8 @@ export interface ExchangeNodeOptions {
   readonly jobTimeoutMs?: number;
   /** The exchange: serve the log's signed head and proofs to anyone, for outside witnesses (default: registered parties only). */
   readonly publicLog?: boolean;
+  /** The pool its jobs compute on (default: the process's; a ClusterPool for `--cluster`). Closed with the node. */
+  readonly pool?: CryptoPool;
   /** The exchange: every job must cite a contract covering each of its datasets (docs/venue.md). */
   readonly requireContracts?: boolean;
   /** The exchange: the admin token's file (default {@link ADMIN_TOKEN_FILE} beside the database). Created, mode 0600, when absent. */
@@ -64,8 +66,6 @@ export interface PartyNodeOptions extends ExchangeNodeOptions {
   readonly invite?: string;
   /** How long to wait for the exchange to answer at start (default 60 s), so both may be started at once. */
   readonly exchangeWaitMs?: number;
-  /** The pool its jobs compute on (default: the process's; a ClusterPool for `--cluster`). Closed with the node. */
-  readonly pool?: CryptoPool;
 }
 
 export interface RunningNode {
@@ -230,7 +230,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
     const https = tlsOption(o);
     const adminTokenFile = o.adminTokenFile !== undefined ? resolve(o.adminTokenFile) : defaultAdminTokenFile(db);
     const admin = loadOrCreateTokenFile(adminTokenFile, "admin token file");
-    app = await buildExchange({ store, identity, adminToken: admin.token, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}) });
+    app = await buildExchange({ store, identity, adminToken: admin.token, logger: o.logger ?? defaultLogger, ...(https ? { https } : {}), ...(o.openRegistration === true ? { openRegistration: true } : {}), ...(o.publicLog === true ? { publicLog: true } : {}), ...(o.jobTimeoutMs !== undefined ? { jobTimeoutMs: o.jobTimeoutMs } : {}), ...(o.requireContracts === true ? { requireContracts: true } : {}), ...(o.pool ? { pool: o.pool } : {}) });
     const url = await listen(app, host, port, https !== undefined, "exchange");
     if (!https && !isLoopbackAddress(host)) app.log.warn("the exchange listens beyond loopback over plain http: give --tls-cert and --tls-key, or put it behind a TLS proxy");
     const unhook: { off?: () => void } = {};
@@ -239,6 +239,7 @@ export async function startExchangeNode(o: ExchangeNodeOptions = {}): Promise<Ru
       a.log.info("closing");
       await a.close();
       store.close();
+      await o.pool?.close();
       await closePool();
     }, unhook);
     if (o.handleSignals !== false) unhook.off = onSignals(close);
