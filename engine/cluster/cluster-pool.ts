@@ -26,7 +26,8 @@
 import { randomUUID } from "node:crypto";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { errorFromSerialized, InvalidArgumentError, InvalidPointError, PoolClosedError, UmbraError } from "../errors.js";
+import { InvalidArgumentError, InvalidPointError, PoolClosedError, UmbraError } from "../errors.js";
+import { heErrorFromSerialized, ValueOutOfRangeError } from "../he/errors.js";
 import { checkMasks, checkRowBound, type CiphertextBytes } from "../he/bfv.js";
 import type { HeContextOptions } from "../he/params.js";
 import { HeTaskOp, unpackParts } from "../he/task.js";
@@ -101,6 +102,13 @@ interface ChunkPlan {
   take(i: number, value: Uint8Array): void;
   /** Where chunk i starts in the call's elements: a point error's index is made global with it. */
   start?(i: number): number;
+}
+
+/** A chunk's error about one of its elements, its index made the call's (as the local pool reports it). */
+function globalIndex(err: UmbraError, start: number): UmbraError {
+  if (err instanceof InvalidPointError && err.index !== undefined) return new InvalidPointError(stripIndex(err.message), err.index + start);
+  if (err instanceof ValueOutOfRangeError && err.index !== undefined) return new ValueOutOfRangeError(stripIndex(err.message), err.index + start);
+  return err;
 }
 
 /** An encryption chunk's parts (engine/he packParts), checked. */
@@ -260,6 +268,7 @@ export class ClusterPool extends CryptoPool {
       count: chunks,
       he: true,
       inFlight: Math.min(this.#maxInFlight, HE_IN_FLIGHT),
+      start: (i) => i * per * n,
       encode: (i) => encodeChunk({ op: "he-encrypt", options, publicKey, values: values.subarray(i * per * n, Math.min(values.length, (i + 1) * per * n)), level: o.level ?? "first", blocksPerPart: bpp }),
       take: (i, value) => {
         const chunkBlocks = Math.min(blocks, (i + 1) * per) - i * per;
@@ -407,8 +416,8 @@ export class ClusterPool extends CryptoPool {
         }
         if (!report.ok) {
           // A worker's own cluster error (a wrong key, an input changed in Redis) keeps its code: errorFromSerialized knows only the pool's errors.
-          const err = CLUSTER_CODES.has(report.error.code) ? new ClusterError(report.error.code as ClusterCode, `chunk ${report.i} on a worker: ${stripChunk(report.error.message)}`) : errorFromSerialized(report.error);
-          failure = err instanceof InvalidPointError && err.index !== undefined && plan.start ? new InvalidPointError(stripIndex(err.message), err.index + plan.start(report.i)) : err;
+          const err = CLUSTER_CODES.has(report.error.code) ? new ClusterError(report.error.code as ClusterCode, `chunk ${report.i} on a worker: ${stripChunk(report.error.message)}`) : heErrorFromSerialized(report.error);
+          failure = plan.start ? globalIndex(err, plan.start(report.i)) : err;
           throw failure;
         }
         const sealed = await this.#redis.getBuffer(resultKey(run, report.i));
