@@ -66,7 +66,7 @@ export interface AggregateJobParams {
   /** join-aggregate: the group the keys are blinded in (default x25519). */
   group?: JoinGroup;
   /** federated-aggregate, join-aggregate: differential privacy, ρ-zCDP in all; ρ as "num/den" in lowest terms once parsed (protocols/federated-aggregate/dp.ts, protocols/join-aggregate/dp.ts). */
-  dp?: { rho: string };
+  dp?: { rho: string; maxRowsPerKey?: number };
 }
 
 /**
@@ -200,10 +200,11 @@ function aggregateParams(issues: FieldIssue[], a: AggregateParamsDocument, field
   if (a.dp !== undefined) {
     try {
       const r = parseRho(a.dp.rho);
-      out.dp = { rho: `${r.num}/${r.den}` };
+      out.dp = { rho: `${r.num}/${r.den}`, ...(a.dp.maxRowsPerKey !== undefined ? { maxRowsPerKey: a.dp.maxRowsPerKey } : {}) };
     } catch {
       add(`${field}.dp.rho`, 'must be a positive rational: "num/den", a decimal such as "0.1", or a positive number');
     }
+    if (a.dp.maxRowsPerKey !== undefined && protocol !== "join-aggregate") add(`${field}.dp.maxRowsPerKey`, "applies to join-aggregate only (a cap on the buyer's rows per key)");
     if (a.approximate === true) add(`${field}.dp`, "differential privacy needs exact arithmetic: drop approximate");
   }
   return issues.length === before ? out : undefined;

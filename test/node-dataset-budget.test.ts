@@ -6,7 +6,8 @@
  * provider's command shows its own record of every buyer (the policy's
  * named buyers too, at 0), the buyer's shows the exchange's record of its
  * own line (and no other buyer's); --buyer picks one; --json carries ρ and ε; a dataset without a
- * privacy budget is a clear error; --epsilon with --rho is a usage error.
+ * privacy budget is a clear error; --epsilon with --rho is a usage error,
+ * as is --max-rows-per-key without either or outside join-aggregate.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -97,5 +98,15 @@ describe("umbra dataset budget", () => {
   it("job submit refuses --epsilon with --rho (a usage error, nothing submitted)", async () => {
     const r = await umbra(["job", "submit", "--protocol", "federated-aggregate", "--provider-dataset", "telco.t.csv", "--provider-dataset", "retailer.r.csv", "--agg", "count", "--epsilon", "1", "--rho", "1/10", ...as(bank)], {}, { timeoutMs: 60_000 });
     expect([r.status, r.stderr.split("\n")[0]]).toEqual([2, "umbra: --rho and --epsilon are two ways to say the same budget: give one of them"]);
+  }, 60_000);
+
+  it("job submit refuses --max-rows-per-key without --rho/--epsilon, and on federated-aggregate (usage errors, nothing submitted)", async () => {
+    const ja = ["job", "submit", "--protocol", "join-aggregate", "--input", "c.csv", "--provider-dataset", "telco.t.csv", "--key", "id", "--agg", "count"];
+    const without = await umbra([...ja, "--max-rows-per-key", "3", ...as(bank)], {}, { timeoutMs: 60_000 });
+    expect([without.status, without.stderr.split("\n")[0]]).toEqual([2, "umbra: --max-rows-per-key applies with --rho or --epsilon only"]);
+    const zero = await umbra([...ja, "--rho", "1/10", "--max-rows-per-key", "0", ...as(bank)], {}, { timeoutMs: 60_000 });
+    expect([zero.status, zero.stderr.split("\n")[0]]).toEqual([2, "umbra: --max-rows-per-key needs an integer in [1, 65536]"]);
+    const fa = await umbra(["job", "submit", "--protocol", "federated-aggregate", "--provider-dataset", "telco.t.csv", "--provider-dataset", "retailer.r.csv", "--agg", "count", "--rho", "1/10", "--max-rows-per-key", "3", ...as(bank)], {}, { timeoutMs: 60_000 });
+    expect([fa.status, fa.stderr.split("\n")[0]]).toEqual([2, "umbra: --max-rows-per-key applies to join-aggregate only"]);
   }, 60_000);
 });

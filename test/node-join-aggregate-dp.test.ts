@@ -137,7 +137,7 @@ describe("join-aggregate: differential privacy budgets and the differencing atta
     const entry = [...x.store.ledgerRows({ job: all.body.id })].find((e) => e.kind === "job.submitted");
     const body = JSON.parse(entry?.body ?? "{}") as { privacy: unknown; params: { dp: unknown } };
     expect(body.privacy).toEqual([{ dataset: "telco.u.csv", rho: "1/8", spent: "1/8", remaining: "3/8" }]);
-    expect(body.params.dp).toEqual({ rho: "1/8" });
+    expect(body.params.dp).toEqual({ rho: "1/8", maxRowsPerKey: 1 });
   }, 90_000);
 
   it("a job whose ρ exceeds what remains is refused (privacy-budget-exhausted): nothing spent, no job recorded", async () => {

@@ -10,7 +10,7 @@ import { tableFromIPC } from "apache-arrow";
 import { writeTable } from "../../engine/columns/index.js";
 import { UmbraError } from "../../engine/errors.js";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
-import { ProtocolId, type AggregateSpec } from "../../protocols/index.js";
+import { JA_DP_MAX_ROWS_PER_KEY, ProtocolId, type AggregateSpec } from "../../protocols/index.js";
 import type { KeyNormalise } from "../job-request.js";
 import { MAX_JOIN_ROWS } from "../policy.js";
 import { checkOutput, count, maxAbsValueOption, minGroupSizeOption, parseOptions, processIO, takeRepeated, UsageError, type CommandIO } from "./args.js";
@@ -48,7 +48,8 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
   job submit --protocol join-aggregate --input MY_FILE --provider-dataset ID --key COL[,COL]
       --agg "count,sum(COL),avg(COL),var(COL),stddev(COL)" [--group-by MY_COL]
       [--min-group-size K] [--max-abs-value X] [--scale S] [--max-join-rows N]
-      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--rho R | --epsilon E [--delta D]] [--query-count N] [--wait] [--party URL]
+      [--group x25519|ristretto255] [--digits-only] [--case-fold] [--rho R | --epsilon E [--delta D]
+      [--max-rows-per-key N]] [--query-count N] [--wait] [--party URL]
                  a secure join of your own file (--input, in your data folder)
                  with a provider's dataset (--provider-dataset) on the key
                  column(s), and COUNT/SUM/AVG/VAR/STDDEV of the provider's
@@ -63,7 +64,9 @@ export const JOB_USAGE = `  job submit --protocol psi|psi-cardinality|lookup --i
                  --rho R or --epsilon E (ρ from (E, D)-DP, D = --delta, default
                  1e-6) adds differential privacy (ρ-zCDP in all: the provider
                  and the exchange each add a noise share, your rows per key
-                 capped at 1, k applied to the noisy counts;
+                 capped at --max-rows-per-key N, default 1 (a larger cap keeps
+                 more of your duplicate rows and adds more noise; the ledger
+                 records it), k applied to the noisy counts;
                  docs/differential-privacy.md)
   job submit ... --contract ID [--contract ID ...]
                  (any protocol) run the job under a contract (docs/venue.md): one per
@@ -199,6 +202,8 @@ export interface JoinAggregateSubmitInput {
   readonly group?: "x25519" | "ristretto255";
   /** Differential privacy: ρ-zCDP in all, "num/den" (protocols/join-aggregate/dp.ts). */
   readonly rho?: string;
+  /** With rho: the cap on the buyer's rows per key (default 1). */
+  readonly maxRowsPerKey?: number;
   readonly queryCount?: number;
   /** The key normalisation both sides apply (--digits-only, --case-fold). */
   readonly normalise?: KeyNormalise;
@@ -213,7 +218,7 @@ export async function submitJoinAggregateJob(party: PartyEndpoint, s: JoinAggreg
   if (s.scale !== undefined) aggregate["scale"] = s.scale;
   if (s.maxJoinRows !== undefined) aggregate["maxJoinRows"] = s.maxJoinRows;
   if (s.group !== undefined) aggregate["group"] = s.group;
-  if (s.rho !== undefined) aggregate["dp"] = { rho: s.rho };
+  if (s.rho !== undefined) aggregate["dp"] = { rho: s.rho, ...(s.maxRowsPerKey !== undefined ? { maxRowsPerKey: s.maxRowsPerKey } : {}) };
   const params: Record<string, unknown> = { keyColumns: s.keys, aggregate, ...normaliseParam(s.normalise) };
   if (s.minGroupSize !== undefined) params["minGroupSize"] = s.minGroupSize;
   if (s.queryCount !== undefined) params["queryCount"] = s.queryCount;
@@ -469,6 +474,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...COMPUTATION_OPTIONS,
           "--max-rows-per-provider": "string",
           "--max-join-rows": "string",
+          "--max-rows-per-key": "string",
           "--group": "string",
           "--digits-only": "flag",
           "--case-fold": "flag",
@@ -501,6 +507,9 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         misplaced(["--categories", "--histogram", "--min-providers", "--max-rows-per-provider", "--approximate"], "applies to federated-aggregate only");
         const providerDataset = oneProviderDataset("join-aggregate joins one provider dataset");
         const rho = dpRhoOption(o, usage);
+        const maxRowsPerKey = o.integer("--max-rows-per-key", JA_DP_MAX_ROWS_PER_KEY);
+        if (maxRowsPerKey !== undefined && rho === undefined) throw new UsageError("--max-rows-per-key applies with --rho or --epsilon only", usage);
+        if (maxRowsPerKey !== undefined && maxRowsPerKey < 1) throw new UsageError(`--max-rows-per-key needs an integer in [1, ${JA_DP_MAX_ROWS_PER_KEY}]`, usage);
         const groupBy = o.get("--group-by")?.trim();
         if (groupBy === "") throw new UsageError("--group-by needs a column name", usage);
         const minGroupSize = minGroupSizeOption(o, usage);
@@ -522,13 +531,14 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
           ...(maxJoinRows !== undefined ? { maxJoinRows } : {}),
           ...(group !== undefined ? { group } : {}),
           ...(rho !== undefined ? { rho } : {}),
+          ...(maxRowsPerKey !== undefined ? { maxRowsPerKey } : {}),
           ...(queryCount !== undefined ? { queryCount } : {}),
           normalise: o.keyOptions(),
           contracts,
         };
         submit = () => submitJoinAggregateJob(party, job);
       } else if (protocol === "federated-aggregate") {
-        misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
+        misplaced(["--max-join-rows", "--group", "--max-rows-per-key"], "applies to join-aggregate only");
         misplaced(["--input", "--key", "--columns", "--digits-only", "--case-fold"], "does not apply to federated-aggregate (the buyer brings no file: name each provider's dataset with --provider-dataset)");
         if (providerDatasets.length < 2) throw new UsageError(`federated-aggregate needs at least two --provider-dataset entries, one per provider (got ${providerDatasets.length})`, usage);
         if (new Set(providerDatasets).size !== providerDatasets.length) throw new UsageError("--provider-dataset names a dataset twice", usage);
@@ -537,7 +547,7 @@ export async function jobCommand(args: readonly string[], io: CommandIO = proces
         if (maxRows !== undefined && maxRows < 1) throw new UsageError("--max-rows-per-provider needs an integer of at least 1", usage);
         submit = () => submitAggregateJob(party, { providerDatasets, computation, ...(maxRows !== undefined ? { maxRowsPerProvider: maxRows } : {}), ...(queryCount !== undefined ? { queryCount } : {}), contracts });
       } else {
-        misplaced(["--max-join-rows", "--group"], "applies to join-aggregate only");
+        misplaced(["--max-join-rows", "--group", "--max-rows-per-key"], "applies to join-aggregate only");
         misplaced([...Object.keys(COMPUTATION_OPTIONS), "--max-rows-per-provider"], "applies to federated-aggregate and join-aggregate only");
         const providerDataset = oneProviderDataset(`a ${protocol} job has one provider`);
         const columns = o.list("--columns");

@@ -39,7 +39,9 @@
  * Differential privacy. A request's `params.aggregate.dp { rho }` becomes
  * the protocol's dp (protocols/join-aggregate/dp.ts: the provider and the
  * exchange each add a noise share under encryption; the buyer's rows per key
- * capped at 1, values clipped to ±maxAbsValue, k applied to noisy counts);
+ * capped at `dp.maxRowsPerKey` (default 1: the noise grows with the cap, the
+ * ρ charged does not), values clipped to ±maxAbsValue, k applied to noisy
+ * counts; the ledger records the cap with the ρ);
  * its ρ is charged to the provider dataset's privacy budget at the exchange
  * and again by the provider (node/policy.ts spendPrivacy).
  *
@@ -55,7 +57,7 @@ import { withExactSums } from "./exact-sums.js";
 import { FileFormat, formatFromPath, keysFromTableAsync, readTable, type CsvColumnType } from "../../engine/columns/index.js";
 import { loadSeal, selectParameters } from "../../engine/he/index.js";
 import type { CryptoPool } from "../../engine/pool/index.js";
-import { groupLabelsAsync, jaBuyer, jaExchange, jaHeOptions, jaProvider, jaResultTable, ProtocolError, ProtocolId, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaExchangeState, type JaProviderState, type JaResult, type JoinAggregateParams } from "../../protocols/index.js";
+import { groupLabelsAsync, JA_DP_DEFAULT_MAX_ROWS_PER_KEY, jaBuyer, jaExchange, jaHeOptions, jaProvider, jaResultTable, ProtocolError, ProtocolId, resolveJaParams, type AggregateSpec, type JaBuyerState, type JaContext, type JaExchangeState, type JaProviderState, type JaResult, type JoinAggregateParams } from "../../protocols/index.js";
 import { JA_DEFAULT_MAX_JOIN_ROWS } from "../../protocols/join-aggregate/index.js";
 import type { RoleName } from "../../protocols/role.js";
 import { AggregateMode, InvalidJobRequestError, joinAggregateColumns, type AggregateJobParams, type AggregateJobSpec, type JobRequest, type JoinGroup } from "../policy.js";
@@ -135,7 +137,7 @@ export function jaParamsOf(job: string, request: JobRequest): JoinAggregateParam
     scale: a.scale,
     maxJoinRows: a.maxJoinRows,
     group: a.group,
-    ...(a.dp ? { dp: { rho: a.dp.rho } } : {}),
+    ...(a.dp ? { dp: { rho: a.dp.rho, ...(a.dp.maxRowsPerKey !== undefined ? { maxRowsPerKey: a.dp.maxRowsPerKey } : {}) } } : {}),
   };
 }
 
@@ -271,7 +273,7 @@ export const joinAggregateJob: NodeProtocol = {
         scale: a.scale ?? 0,
         maxJoinRows: a.maxJoinRows ?? null,
         group: a.group ?? null,
-        dp: a.dp ? { rho: a.dp.rho } : null,
+        dp: a.dp ? { rho: a.dp.rho, maxRowsPerKey: a.dp.maxRowsPerKey ?? JA_DP_DEFAULT_MAX_ROWS_PER_KEY } : null,
         // The whole filled computation, for an auditor holding the request.
         digest: createHash("sha256")
           .update(canonicalJson({ keyColumns: request.params.keyColumns, aggregate: a, outputColumns: request.params.outputColumns ?? [], minGroupSize: request.params.minGroupSize ?? null }))

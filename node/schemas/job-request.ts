@@ -9,7 +9,7 @@
  */
 import { Type, type Static } from "typebox";
 import { HE_MAX_SCALE } from "../../engine/he/index.js";
-import { FA_MAX_PROVIDERS, FA_MAX_SLOTS } from "../../protocols/index.js";
+import { FA_MAX_PROVIDERS, FA_MAX_SLOTS, JA_DP_MAX_ROWS_PER_KEY } from "../../protocols/index.js";
 import { ColumnName, Identifier, Int, MAX_COLUMN_NAME_LENGTH, MAX_LIST_LENGTH, Rho, Text } from "./common.js";
 import { DOCUMENT_KEYWORD } from "./check.js";
 import { MAX_MIN_GROUP_SIZE, ProtocolIdSchema } from "./policy.js";
@@ -61,7 +61,14 @@ export const AggregateParamsSchema = Type.Object(
     group: Type.Optional(enumOf(JOIN_GROUPS)),
     approximate: Type.Optional(Type.Boolean({ description: "true or false" })),
     dp: Type.Optional(
-      Type.Object({ rho: Rho }, { additionalProperties: false, description: "federated-aggregate, join-aggregate: differential privacy, ρ-zCDP in all (each provider — in join-aggregate the provider and the exchange — adds its share of discrete Gaussian noise)" }),
+      Type.Object(
+        { rho: Rho, maxRowsPerKey: Type.Optional(Int(1, JA_DP_MAX_ROWS_PER_KEY)) },
+        {
+          additionalProperties: false,
+          description:
+            "federated-aggregate, join-aggregate: differential privacy, ρ-zCDP in all (each provider — in join-aggregate the provider and the exchange — adds its share of discrete Gaussian noise); join-aggregate only: maxRowsPerKey, the cap on the buyer's rows per key (default 1; the noise grows with it)",
+        },
+      ),
     ),
   },
   { additionalProperties: false },

@@ -29,10 +29,10 @@
  *     form that carries none) and federated-aggregate on budgeted datasets:
  *     403 dp-required; federated-aggregate's older single-dataset `mode`
  *     form: 400 (the exchange runs only the multi-provider form).
- * dp parameters the exchange did not charge:
- *  5. dp.maxRowsPerKey (join-aggregate's cap of the buyer's rows per key,
- *     1 in the node) or any other dp field, raw at the exchange or through
- *     the buyer's agent: 400 UMBRA_INVALID_JOB_REQUEST, nothing changed.
+ * dp.maxRowsPerKey (join-aggregate's cap of the buyer's rows per key):
+ *  5. 50 runs with that cap and the ledger records it with the ρ (left out:
+ *     1); 0, 65,537, 1.5 or a string, or the field on federated-aggregate,
+ *     or any other dp field: 400 UMBRA_INVALID_JOB_REQUEST, nothing changed.
  * Spending:
  *  6. six jobs racing, each 1/10 spelled differently ("0.1", "1/10",
  *     "2/20", 0.1, "1e-1", "0.10"), on a budget of 1/2: exactly five pass,
@@ -83,13 +83,14 @@ const ids = Array.from({ length: 6 }, (_, i) => `c-${i}`);
 const JA = "telco.ja.csv";
 const JA_LAGGING = "telco.ja-lag.csv";
 const JA_RACE = "telco.ja-race.csv";
+const JA_CAP = "telco.ja-cap.csv";
 const FA_T = "telco.fa.csv";
 const FA_R = "retailer.fa.csv";
 const PSI_ONLY = "telco.psi-only.csv";
 const OT = "telco.ot.csv";
 
 /** Each dataset's whole query budget (its policy's queryBudget). */
-const FULL: Record<string, number> = { [JA]: 100, [JA_LAGGING]: 100, [JA_RACE]: 100, [FA_T]: 100, [FA_R]: 100, [PSI_ONLY]: 5, [OT]: 5 };
+const FULL: Record<string, number> = { [JA_CAP]: 100, [JA]: 100, [JA_LAGGING]: 100, [JA_RACE]: 100, [FA_T]: 100, [FA_R]: 100, [PSI_ONLY]: 5, [OT]: 5 };
 
 const jaPolicy = { allowedProtocols: ["join-aggregate"], outputColumns: ["spend"], keyColumns: ["id"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null, privacyBudget: { rho: "1/2" } };
 const faPolicy = { allowedProtocols: ["federated-aggregate"], outputColumns: ["spend"], allowedBuyers: ["bank"], minGroupSize: 1, queryBudget: 100, budgetUnit: "jobs", expiresAt: null, privacyBudget: { rho: "0.5" } };
@@ -131,8 +132,8 @@ function spending(): string {
   // No budget row yet is the whole budget (a row is made, full, when a job is first checked against it).
   const of = (s: Store, datasets: readonly string[]) => datasets.map((d) => [d, s.getPrivacySpent(d, "bank"), s.getBudget(d, "bank")?.remaining ?? FULL[d]]);
   return JSON.stringify({
-    exchange: of(x.store, [JA, JA_LAGGING, JA_RACE, FA_T, FA_R, PSI_ONLY, OT]),
-    telco: of(telco.store, [JA, JA_LAGGING, JA_RACE, FA_T, PSI_ONLY, OT]),
+    exchange: of(x.store, [JA, JA_LAGGING, JA_RACE, JA_CAP, FA_T, FA_R, PSI_ONLY, OT]),
+    telco: of(telco.store, [JA, JA_LAGGING, JA_RACE, JA_CAP, FA_T, PSI_ONLY, OT]),
     retailer: of(retailer.store, [FA_R]),
   });
 }
@@ -185,6 +186,7 @@ beforeAll(async () => {
     [telco, "ja.csv", usage, jaPolicy],
     [telco, "ja-lag.csv", usage, jaPolicy],
     [telco, "ja-race.csv", usage, jaPolicy],
+    [telco, "ja-cap.csv", usage, jaPolicy],
     [telco, "fa.csv", spend, faPolicy],
     [retailer, "fa.csv", spend, faPolicy],
     [telco, "psi-only.csv", usage, psiOnly],
@@ -265,13 +267,36 @@ describe("a job without dp on a budgeted dataset is refused (dp-required)", () =
   });
 });
 
-describe("dp parameters the exchange does not charge are refused", () => {
-  it("dp.maxRowsPerKey raw at the exchange: 400 unknown field params.aggregate.dp.maxRowsPerKey, nothing changed", async () => {
-    await expectMalformed(() => raw(jaRequest(JA, { rho: "1/10", maxRowsPerKey: 50 })), 'params.aggregate.dp."maxRowsPerKey": unknown field');
-  });
+describe("dp.maxRowsPerKey, the buyer's cap on its rows per key: join-aggregate only, recorded with the ρ", () => {
+  it("50 through the buyer's agent: the job runs with the cap, the ledger records ρ and the cap, ρ is charged as given", async () => {
+    const r = await viaAgent(jaRequest(JA_CAP, { rho: "1/10", maxRowsPerKey: 50 }));
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await succeeded(r.body.id);
+    expect(entries(r.body.id as string, "job.submitted")[0]?.["params"]).toMatchObject({ dp: { rho: "1/10", maxRowsPerKey: 50 } });
+    expect([spentAt(x.store, JA_CAP), spentAt(telco.store, JA_CAP)]).toEqual(["1/10", "1/10"]);
+  }, 90_000);
 
-  it("dp.maxRowsPerKey through the buyer's agent: 400 unknown field params.aggregate.dp.maxRowsPerKey, nothing changed", async () => {
-    await expectMalformed(() => viaAgent(jaRequest(JA, { rho: "1/10", maxRowsPerKey: 50 })), 'params.aggregate.dp."maxRowsPerKey": unknown field');
+  it("left out: the ledger records the default cap, 1", async () => {
+    const r = await viaAgent(jaRequest(JA_CAP, { rho: "1/10" }));
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await succeeded(r.body.id);
+    expect(entries(r.body.id as string, "job.submitted")[0]?.["params"]).toMatchObject({ dp: { rho: "1/10", maxRowsPerKey: 1 } });
+  }, 90_000);
+
+  const bad: [string, unknown][] = [
+    ["0", 0],
+    ["65,537", 65_537],
+    ["1.5", 1.5],
+    ['"2" (a string)', "2"],
+  ];
+  for (const [name, cap] of bad) {
+    it(`${name} raw at the exchange: 400 on params.aggregate.dp.maxRowsPerKey, nothing changed`, async () => {
+      await expectMalformed(() => raw(jaRequest(JA_CAP, { rho: "1/10", maxRowsPerKey: cap })), "params.aggregate.dp.maxRowsPerKey");
+    });
+  }
+
+  it("on federated-aggregate, through the buyer's agent: 400 (applies to join-aggregate only), nothing changed", async () => {
+    await expectMalformed(() => viaAgent(faRequest({ rho: "1/10", maxRowsPerKey: 2 })), "params.aggregate.dp.maxRowsPerKey: applies to join-aggregate only");
   });
 
   it("an unknown dp field (epsilon) raw at the exchange: 400 unknown field params.aggregate.dp.epsilon, nothing changed", async () => {
