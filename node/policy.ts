@@ -564,6 +564,17 @@ export interface PrivacySpend {
 }
 
 /**
+ * Gives a job's ρ back to a dataset's privacy budget (a job refused before
+ * it ran: nothing was released); the spend after it, "num/den". Call it in
+ * the transaction that records the refusal.
+ */
+export function refundPrivacy(store: Store, datasetId: string, buyer: string, rho: string): string {
+  const spent = rhoText(subtractRho(storedRho(store.getPrivacySpent(datasetId, buyer)), storedRho(rho)));
+  store.setPrivacySpent(datasetId, buyer, spent);
+  return spent;
+}
+
+/**
  * Spends a job's ρ on a dataset's privacy budget, checked again against
  * the store (call it inside the transaction that records the job, so two
  * jobs racing for the last of a budget cannot both pass); undefined when

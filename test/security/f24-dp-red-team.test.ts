@@ -47,9 +47,9 @@
  *  8. the provider's own copy: an exchange whose copy of the spend lags
  *     behind the provider's (restored from an older backup) passes a job
  *     the provider's copy does not: the provider refuses it
- *     (privacy-budget-exhausted), spending nothing, and nothing runs. (The
- *     exchange keeps the ρ it charged such a job — it gives back a refused
- *     job's query budget, not its ρ — which fails closed: noted, not changed.)
+ *     (privacy-budget-exhausted), spending nothing, and nothing runs; the
+ *     exchange gives back the ρ it charged (and the query budget), recorded
+ *     in the job.refused entry.
  *     Two such jobs racing for the last 1/4 of the provider's copy: the
  *     provider accepts exactly one, refuses the other.
  * psi-ot:
@@ -353,16 +353,18 @@ describe("spending the budget: exact, race-free, the same at the exchange and th
 });
 
 describe("the provider's own copy of the budget", () => {
-  it("an exchange whose copy lags behind the provider's passes a job the provider refuses: refused by the provider (privacy-budget-exhausted), nothing spent there, nothing run", async () => {
+  it("an exchange whose copy lags behind the provider's passes a job the provider refuses: refused by the provider (privacy-budget-exhausted), nothing spent there, nothing run, the exchange's charge given back", async () => {
     // The provider has spent all of it (jobs an exchange restored from an older backup no longer knows).
     telco.store.setPrivacySpent(JA_LAGGING, "bank", "1/2");
     const r = await viaAgent(jaRequest(JA_LAGGING, { rho: "1/4" }));
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(await waitForJob(bank.url, r.body.id as string, 60_000)).toMatchObject({ state: "refused", reason: "privacy-budget-exhausted" });
     expect(spentAt(telco.store, JA_LAGGING)).toBe("1/2");
-    // The exchange keeps the 1/4 it charged (it gives back a refused job's query budget, not its ρ): it fails closed.
-    expect(spentAt(x.store, JA_LAGGING)).toBe("1/4");
-    expect(entries(r.body.id as string, "job.refused")).toEqual([expect.objectContaining({ rule: "privacy-budget-exhausted", by: "provider" })]);
+    // Nothing ran: the exchange gives back the 1/4 it charged at submission, and records it with the refusal.
+    expect(spentAt(x.store, JA_LAGGING)).toBe("0/1");
+    expect(entries(r.body.id as string, "job.refused")).toEqual([
+      expect.objectContaining({ rule: "privacy-budget-exhausted", by: "provider", privacyRefunded: [{ dataset: JA_LAGGING, rho: "1/4", spent: "0/1" }] }),
+    ]);
     expect(telco.store.getResult(r.body.id as string) ?? bank.store.getResult(r.body.id as string)).toBeUndefined();
   }, 90_000);
 });

@@ -22,7 +22,7 @@
 import { UmbraError } from "../../../engine/errors.js";
 import { MailboxFullError } from "../mailbox.js";
 import { LedgerKind, listEntries } from "../../ledger.js";
-import { jobDatasets, settlesByKeys, type JobRequest } from "../../policy.js";
+import { jobDatasets, refundPrivacy, settlesByKeys, type JobRequest } from "../../policy.js";
 import type { JobRecord } from "../../store.js";
 import { exchangeProtocolFor, type ExchangeProtocol, type ExchangeRole, type MultiPartyJob } from "../../jobs/exchange-roles.js";
 import { jobLimitsOf } from "../../jobs/protocol.js";
@@ -183,7 +183,8 @@ export class JobLifecycle {
 
   /**
    * A provider refused the job: refused, every dataset's charge back (nothing
-   * ran, whatever the unit). The other providers (of a job with an
+   * ran, whatever the unit), its ρ too (nothing was released; a provider that
+   * had accepted keeps its own copy's charge: it fails closed). The other providers (of a job with an
    * exchange-side role) may have accepted already: they stop, and nothing
    * reaches the buyer. The buyer's agent recorded the job when it submitted
    * it: it learns the job ends here.
@@ -193,9 +194,11 @@ export class JobLifecycle {
     const r = store.transaction(() => {
       const x = store.transitionJob(j.id, ["submitted"], "refused", rule);
       for (const res of this.reservations(j)) if (res.reserved > 0 && store.getBudget(res.dataset, j.buyer)) store.refundBudget(res.dataset, j.buyer, res.reserved);
+      const spends = (j.params as { privacy?: { dataset: string; rho: string }[] } | null)?.privacy ?? [];
+      const privacyRefunded = spends.map((p) => ({ dataset: p.dataset, rho: p.rho, spent: refundPrivacy(store, p.dataset, j.buyer, p.rho) }));
       // Nothing ran: the job its contracts reserved is theirs again (docs/venue.md).
       for (const c of (j.params as { request?: { contracts?: string[] } } | null)?.request?.contracts ?? []) store.venue.releaseJob(c);
-      this.ctx.ledger(LedgerKind.JobRefused, { rule, by: "provider", party }, j.id);
+      this.ctx.ledger(LedgerKind.JobRefused, { rule, by: "provider", party, ...(privacyRefunded.length > 0 ? { privacyRefunded } : {}) }, j.id);
       return x;
     });
     this.#end(j, "refused", [...j.providers.filter((p) => p !== party), j.buyer]);

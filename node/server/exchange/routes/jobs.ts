@@ -133,7 +133,8 @@ export const jobRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async (app
         }
       });
       reserveContracts(store, contracts);
-      const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request } as never });
+      // The ρ it spent is kept with the job, to be given back if a provider refuses it (nothing runs then).
+      const j = store.createJob({ id, protocol: request.protocol, buyer: request.buyer, providers, params: { request, ...(privacy.length > 0 ? { privacy: privacy.map((p) => ({ dataset: p.dataset, rho: p.rho })) } : {}) } as never });
       const e = ctx.ledger(LedgerKind.JobSubmitted, { protocol: request.protocol, buyer: request.buyer, datasets: ids, providers, cost: costs, params: protocol.ledgerParams(request) as never, request: requestDigest(request), ...(privacy.length > 0 ? { privacy } : {}), ...contractIds(contracts) }, id);
       // Queued with the job, in the same transaction: a job is never recorded without its starts.
       providers.forEach((p, i) => {
