@@ -341,6 +341,29 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
     }
   });
 
+  it("the provider sends no COUNT(*) column, only its noise; the exchange refuses a count column and a step 8 of the old length", async () => {
+    const { he, ctx, values, x: x0 } = await setup();
+    try {
+      // n(v) and s(v) (one chunk each: 74 positions), then the noise of c, n(v) and s(v): COUNT(*) is the exchange's.
+      expect(values.map((c) => [c.column, c.header.chunks])).toEqual([
+        [1, 5],
+        [2, 5],
+        [3, 5],
+        [4, 5],
+        [5, 5],
+      ]);
+      const first = values[0] as JoinCiphertext;
+      const before = structuredClone(x0);
+      // A data chunk for COUNT(*) (column 0), as a provider encrypting its rows per key would send first.
+      const count = await jaExchange.receive(x0, "provider", { ...first, column: 0 }, ctx).catch((e: unknown) => e);
+      // The same chunk in a step 8 of six chunks (a count column more).
+      const longer = await jaExchange.receive(x0, "provider", { ...first, header: { ...first.header, chunks: 6 } }, ctx).catch((e: unknown) => e);
+      expect([count instanceof InvalidMessageError, longer instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, true, before]);
+    } finally {
+      he.dispose();
+    }
+  });
+
   it("the exchange refuses a weight above maxRowsPerKey (a buyer that did not cap its duplicates)", async () => {
     const { he, ctx, buyer } = await setup();
     try {

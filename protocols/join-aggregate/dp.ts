@@ -31,16 +31,29 @@
  * - The exchange adds its own share to the same block through the zero-sum
  *   mask it adds anyway: the mask's residues sum to X_e instead of 0. The
  *   provider never sees the result; the buyer sees only T + X_p + X_e.
+ * - COUNT(*) (statistic "c") is released only noisy too — step 13 carries
+ *   zeros with dp — but its exact total is not encrypted by anyone: the
+ *   exchange already computes every group's count from the provider's row
+ *   counts (step 7) and the buyer's weights, as it does without dp. So the
+ *   provider sends no c column, only c's noise block; the exchange's masked
+ *   block sum for c reads that block alone (X_p, share number `code`), and
+ *   its zero-sum mask's residues sum to count + X_e. The buyer decrypts
+ *   count + X_p + X_e as for any other statistic. This saves one encrypted
+ *   column's encryption, transfer and masked sums over every provider
+ *   position (docs/differential-privacy.md: the overhead at small sizes).
  *
  * What each party learns beyond a job without dp: the provider, nothing
- * (the noise block's length is fixed); the exchange, nothing (it already
- * knows each pseudonymous group's row count; it knows X_e, not X_p); the
- * buyer, noisy totals — no exact count: with dp step 13 carries no
- * COUNT(*) (zeros), the count is an encrypted statistic ("c", the provider's
- * rows per key) noised like the others. A single corrupt party knows one
- * share and so still faces N_Z(0, σ²) noise: the accounting covers collusion
- * of the buyer with neither, and a buyer colluding with one of them faces
- * half the variance (ρ doubles; stated, not hidden).
+ * (the noise blocks' number and length are fixed by the job); the exchange,
+ * nothing (it already knows each pseudonymous group's row count — which is
+ * why it may put the count into its mask — and it knows X_e, not X_p); the
+ * buyer, noisy totals — no exact count. The count's sensitivity is the same
+ * whoever adds it (w per provider row: one row changes one key's row count
+ * in step 7 by 1, and its group's count by the key's weight ≤ w), and its
+ * noise is the same two independent shares, so the accounting is
+ * unchanged. A single corrupt party knows one share and so still faces
+ * N_Z(0, σ²) noise: the accounting covers collusion of the buyer with
+ * neither, and a buyer colluding with one of them faces half the variance
+ * (ρ doubles; stated, not hidden).
  *
  * ## Neighbours, contribution bounds and sensitivity
  *
@@ -223,7 +236,8 @@ export function addToBlockSums(residues: readonly Uint32Array[], primes: readonl
 /**
  * Points each released group's mask at its provider share: masks[i] spans the
  * provider's noise block (its first slots) then the data, and gets weight 1
- * at slot codes[i] of the noise block, where the share of that group code is.
+ * at slot codes[i] of the noise block, where the share of that group code is
+ * (COUNT(*)'s masked sum reads the noise block alone: the first JA_SLOTS).
  */
 export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly number[]): void {
   codes.forEach((g, i) => {

@@ -8,7 +8,9 @@
  * masks, re-randomises and answers the buyer (13, 14). In a job with dp it
  * releases every group, adds the provider's noise share (sent encrypted with
  * its statistics) and its own (through the zero-sum mask) to every block,
- * and sends no COUNT(*) in the clear (dp.ts). What it learns: ./index.ts.
+ * and sends no COUNT(*) in the clear: COUNT(*)'s block is the provider's
+ * share of the group's code alone, its mask's slots summing to the count it
+ * computed plus its own share (dp.ts). What it learns: ./index.ts.
  */
 import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine/he/index.js";
 import { ElementIndex } from "../../engine/psi/index.js";
@@ -16,10 +18,11 @@ import type { JoinCiphertext, JoinCounts, JoinResult, JoinWeights, ProtocolMessa
 import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
 import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
+import type { JaStat } from "./aggregates.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
 import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, providerColumns, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -206,9 +209,10 @@ function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext):
     if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
     expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
     const c = m as JoinCiphertext;
-    // With dp, after the statistics: one chunk of the provider's noise shares per statistic column, one whole block (dp.ts).
+    // With dp, after the statistics (not COUNT(*): providerColumns): one chunk of the provider's noise shares per statistic
+    // column, COUNT(*)'s included, one whole block (dp.ts).
     const noise = idx >= data;
-    const column = noise ? s.stats.length + (idx - data) : Math.floor(idx / perColumn);
+    const column = noise ? s.stats.length + (idx - data) : (providerColumns(s)[Math.floor(idx / perColumn)] as number);
     const firstBlock = noise ? 0 : (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
     if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
     const info = he.inspect(c.ciphertext);
@@ -265,7 +269,7 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
   const suppressed = s.groups - released.length;
   for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
   const rel = released.length;
-  // With dp no COUNT(*) in the clear: zeros (the count is the noisy statistic c).
+  // With dp no COUNT(*) in the clear: zeros (the buyer gets the count only noisy, as statistic c).
   const counts = new Uint8Array(rel * 8);
   if (!s.dp) released.forEach((g, i) => new DataView(counts.buffer).setBigUint64(i * 8, count[g] as bigint, true));
   const result: JoinResult = { kind: "joinResult", header: header(s, JaStep.Result, 0, 1), codes: u32le(Uint32Array.from(released)), counts, suppressed };
@@ -279,21 +283,30 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
+    // Only the noise block under COUNT(*)'s masks (dp): the provider sends no count column.
+    const noiseMasks = dp ? masks.map((m) => m.subarray(0, JA_SLOTS)) : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
+      const sent = providerColumns(s);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       const options = jaHeOptions(s);
       for (let col = 0; col < s.stats.length; col++) {
+        // With dp, COUNT(*) is the provider's share of each group's code alone here; the count goes into the mask below.
+        const isCount = (s.stats[col] as JaStat).stat === "c";
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
         // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code.
-        const chunks = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
+        const j = sent.indexOf(col);
+        const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
         const column = dp ? [s.valueChunks[data + col] as Uint8Array, ...chunks] : chunks;
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows + noiseRows);
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, isCount ? noiseMasks : masks, rows + noiseRows);
         const residues = zeroSumMasks(he.params.plainModuli, rel, n);
-        // This party's share goes into the mask's block sums.
-        if (dp && rng) addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
+        // This party's share goes into the mask's block sums; for COUNT(*) with the exact count it holds anyway (dp.ts).
+        if (dp && rng) {
+          const x = jaExchangeNoise(dp, col, rel, rng);
+          addToBlockSums(residues, he.params.plainModuli, n, isCount ? x.map((e, i) => e + (count[released[i] as number] as bigint)) : x);
+        }
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
         // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share.
         const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows + 2 * noiseRows);

@@ -29,8 +29,10 @@
  *
  * With `dp` (dp.ts) the buyer learns only noisy totals: the provider adds
  * its noise shares (encrypted, extra chunks of step 8) and the exchange its
- * own (in the zero-sum mask) to every group's block; COUNT(*) is then an
- * encrypted statistic and step 13 carries zeros for it; every group is
+ * own (in the zero-sum mask) to every group's block; COUNT(*) is then a
+ * noisy statistic (the exchange puts the count it computed into its mask
+ * with its share; the provider sends only the count's noise) and step 13
+ * carries zeros for it; every group is
  * released and k applied by the buyer to the noisy count. The provider and
  * the exchange learn nothing more than without dp (dp.ts says why).
  *

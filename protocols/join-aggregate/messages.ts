@@ -184,15 +184,27 @@ export async function raiseBatch(
 }
 
 /**
- * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per statistic
- * column of `size` slots (`data` chunks in all); with dp then one chunk per
- * statistic column of the provider's noise shares (dp.ts: one block of
- * JA_SLOTS slots, `column` = stats + its index).
+ * The statistic columns whose per-key values the provider encrypts and sends
+ * in step 8, by index in the layout: every one but dp's COUNT(*) "c", which
+ * the exchange computes from step 7's row counts and the buyer's weights
+ * (it knows each group's count anyway) and puts into its zero-sum mask
+ * with its noise share (dp.ts). Without dp: all of them.
+ */
+export function providerColumns(s: JaResolved): number[] {
+  return s.stats.flatMap((st, k) => (st.stat === "c" ? [] : [k]));
+}
+
+/**
+ * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per provider
+ * column of `size` slots (providerColumns, in order: `data` chunks in all);
+ * with dp then one chunk per statistic column, c's included, of the
+ * provider's noise shares (dp.ts: one block of JA_SLOTS slots, `column` =
+ * stats + its index).
  */
 export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; data: number; total: number } {
   const blocks = Math.ceil(size / JA_SLOTS);
   const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
-  const data = perColumn * s.stats.length;
+  const data = perColumn * providerColumns(s).length;
   return { perColumn, data, total: data + (s.dp ? s.stats.length : 0) };
 }
 
