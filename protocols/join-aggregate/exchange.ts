@@ -21,8 +21,8 @@ import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps
 import type { JaStat } from "./aggregates.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, providerColumns, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { addToBlockSums, JA_NOISE_SLOTS, jaExchangeNoise, jaNoiseRows, noiseBlockMasks, withNoiseShares } from "./dp.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, noiseBlockColumns, noiseInline, providerColumns, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -204,19 +204,19 @@ function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext):
   if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
   return withHe(s, ctx, (he) => {
     const n = he.params.slotCount;
-    const { perColumn, data, total } = valueChunkCount(s, s.providerSetSize);
+    const { perColumn, data, total, length: columnLength } = valueChunkCount(s, s.providerSetSize);
     const idx = s.valueChunks.length;
     if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
     expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
     const c = m as JoinCiphertext;
     // With dp, after the statistics (not COUNT(*): providerColumns): one chunk of the provider's noise shares per statistic
-    // column, COUNT(*)'s included, one whole block (dp.ts).
+    // column whose shares are not inline, COUNT(*)'s always, one whole block (dp.ts, noiseBlockColumns).
     const noise = idx >= data;
-    const column = noise ? s.stats.length + (idx - data) : (providerColumns(s)[Math.floor(idx / perColumn)] as number);
+    const column = noise ? s.stats.length + (noiseBlockColumns(s, s.providerSetSize)[idx - data] as number) : (providerColumns(s)[Math.floor(idx / perColumn)] as number);
     const firstBlock = noise ? 0 : (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
     if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
     const info = he.inspect(c.ciphertext);
-    const length = noise ? n : Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+    const length = noise ? n : Math.min(columnLength - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
     if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
     // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
     if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
@@ -276,19 +276,22 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
   const out: Outgoing[] = [{ to: "buyer", message: result }];
   if (rel > 0) {
     const dp = s.dp;
-    // With dp each column is read with the provider's noise block before it (block 0): a group's mask selects its share there (dp.ts).
-    const masks = await weightMasks(matching, released, dp ? JA_SLOTS : 0);
-    if (dp) withNoiseShares(masks, released);
+    // With dp a group's mask selects its provider share of each column: after the positions when the shares are inline,
+    // else in the provider's noise block, read before the column (block 0) (dp.ts).
+    const inline = noiseInline(s, s.providerSetSize);
+    const masks = await weightMasks(matching, released, dp && !inline ? JA_SLOTS : 0, inline ? JA_NOISE_SLOTS : 0);
+    if (dp) withNoiseShares(masks, released, inline ? s.providerSetSize : 0);
     const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
-    // Only the noise block under COUNT(*)'s masks (dp): the provider sends no count column.
-    const noiseMasks = dp ? masks.map((m) => m.subarray(0, JA_SLOTS)) : [];
+    // COUNT(*)'s masks read its noise block alone (dp): the provider sends no count column.
+    const countMasks = dp ? noiseBlockMasks(released, JA_SLOTS) : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
       const sent = providerColumns(s);
+      const noiseBlocks = noiseBlockColumns(s, s.providerSetSize);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       const options = jaHeOptions(s);
@@ -296,11 +299,13 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         // With dp, COUNT(*) is the provider's share of each group's code alone here; the count goes into the mask below.
         const isCount = (s.stats[col] as JaStat).stat === "c";
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
-        // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code.
+        // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
+        // share of its code.
         const j = sent.indexOf(col);
         const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
-        const column = dp ? [s.valueChunks[data + col] as Uint8Array, ...chunks] : chunks;
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, isCount ? noiseMasks : masks, rows + noiseRows);
+        const b = noiseBlocks.indexOf(col);
+        const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, isCount ? countMasks : masks, rows + noiseRows);
         const residues = zeroSumMasks(he.params.plainModuli, rel, n);
         // This party's share goes into the mask's block sums; for COUNT(*) with the exact count it holds anyway (dp.ts).
         if (dp && rng) {
