@@ -39,18 +39,20 @@
  *   zeros with dp — but its exact total is not encrypted by anyone: the
  *   exchange already computes every group's count from the provider's row
  *   counts (step 7) and the buyer's weights, as it does without dp. So the
- *   provider sends no c column, only c's noise block (always a block of its
- *   own: there is no column to hold it); the exchange's masked
- *   block sum for c reads that block alone (X_p, share number `code`), and
- *   its zero-sum mask's residues sum to count + X_e. The buyer decrypts
+ *   provider sends no c column, only c's noise block (always a block of
+ *   its own: there is no column to hold it); the exchange's masked block
+ *   sum for c reads that block alone (X_p, share number `code`), and its
+ *   zero-sum mask's residues sum to count + X_e. The buyer decrypts
  *   count + X_p + X_e as for any other statistic. This saves one encrypted
  *   column's encryption, transfer and masked sums over every provider
  *   position (docs/differential-privacy.md: the overhead at small sizes).
  *
  * What each party learns beyond a job without dp: the provider, nothing
- * (the noise shares' number and place follow from the job and its own padded size); the exchange,
- * nothing (it already knows each pseudonymous group's row count — which is
- * why it may put the count into its mask — and it knows X_e, not X_p); the
+ * (the noise shares' number and place follow from the job and its own
+ * padded size); the exchange, nothing (it already knows each pseudonymous
+ * group's row count — which is why it may put the count into its mask —
+ * and it knows X_e, not X_p; where the shares sit follows from the size
+ * the provider announced); the
  * buyer, noisy totals — no exact count. The count's sensitivity is the same
  * whoever adds it (w per provider row: one row changes one key's row count
  * in step 7 by 1, and its group's count by the key's weight ≤ w), and its
@@ -197,7 +199,7 @@ function draw(s2: Rational, bound: bigint, rng: UniformSource): bigint {
 /**
  * The provider's shares: per statistic column, JA_NOISE_SLOTS draws (slot =
  * group code), column by column in order, from `rng` (the provider sends
- * each padded with zeros to one block).
+ * each in its column's spare slots or padded with zeros to one block).
  * @throws NoiseBoundError when a draw exceeds B (probability < 10^−340)
  */
 export function jaProviderNoise(dp: JaDpResolved, rng: UniformSource = cryptoUniformSource()): BigInt64Array[] {
