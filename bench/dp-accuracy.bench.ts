@@ -139,8 +139,10 @@ console.log(
 
 // ------------------------------------------------------------- join-aggregate
 // The same rows as one provider's table joined with a buyer holding each provider row's key once, grouped by the buyer's g;
-// then the same ×10 (each row ten times under ten keys). DP adds an encrypted statistic (COUNT(*): three columns instead
-// of two) and, per statistic, the provider's noise block to each group's masked block sum (a cost fixed per group and statistic).
+// then the same ×10 (each row ten times under ten keys). DP adds a released statistic (COUNT(*), whose block is the provider's
+// noise block alone: the exchange puts the count into its mask) and, per statistic, the provider's noise shares to each group's
+// masked block sum (in the spare slots of a column's last block when it has 1,024 of them, else one more block: a cost fixed
+// per group and statistic).
 const jaTables = (copies: number) => {
   const keys: string[] = [];
   const gs: string[] = [];

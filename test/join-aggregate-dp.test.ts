@@ -123,7 +123,7 @@ function oracle(d: Sides, cap = CAP): Map<string, Exact> {
   return out;
 }
 
-function run(d: Sides, tag: string, o: { grouped?: boolean; k?: number } = {}) {
+function run(d: Sides, tag: string, o: { grouped?: boolean; k?: number; tap?: (m: ProtocolMessage) => void } = {}) {
   return runJoinAggregate({
     buyer: { table: d.buyer, keys: ["k"], ...(o.grouped === false ? {} : { groupBy: "g" }) },
     provider: { table: d.provider, keys: ["k"] },
@@ -133,6 +133,7 @@ function run(d: Sides, tag: string, o: { grouped?: boolean; k?: number } = {}) {
     pool,
     dp: { rho: RHO, maxRowsPerKey: CAP },
     testNoiseSources: { provider: seededUniformSource(`${tag}/provider`), exchange: seededUniformSource(`${tag}/exchange`) },
+    ...(o.tap ? { tap: (_from: string, _to: string, frame: Uint8Array) => o.tap?.(decodeMessage(frame)) } : {}),
   });
 }
 
@@ -239,11 +240,26 @@ describe("runJoinAggregate with dp", () => {
 
   it("puts in each group's block the shares of its code: the groups' noise is the replayed shares, group for group", async () => {
     const d = sides(11, ["a", "b", "c", "d"]);
-    const r = await run(d, "grouped");
+    // 1,024 positions leave 7,168 spare slots in the block: n, s and q carry their shares there, only COUNT(*)'s (column 4 + 0) come alone.
+    const noiseBlocks: number[] = [];
+    const r = await run(d, "grouped", { tap: (m) => void (m.kind === "joinCiphertext" && m.header.step === 8 && (m as JoinCiphertext).column >= 4 && noiseBlocks.push((m as JoinCiphertext).column)) });
     expect(r.result.groups.length).toBe(4);
     const got = [...differences(r, oracle(d)).values()].map((x) => x.join(",")).sort();
     const want = replay("grouped", 4).map((x) => x.join(",")).sort(); // codes are random: the same tuples, in some order
-    expect(got).toEqual(want);
+    expect([noiseBlocks, got]).toEqual([[4], want]);
+  });
+
+  it("puts the shares in a block of their own when the provider's last block has too few spare slots: the same replayed noise", async () => {
+    // 7,400 more provider keys no buyer holds: about 7,480 keys pad to 7,680 positions, 512 spare slots in the one block (< 1,024).
+    const d = sides(11, ["a", "b", "c", "d"]);
+    const pk = [...Array.from({ length: d.provider.numRows }, (_, i) => d.provider.getChild("k")?.get(i) as string), ...Array.from({ length: 7_400 }, (_, i) => `u${i}`)];
+    const pv = [...Array.from({ length: d.provider.numRows }, (_, i) => d.provider.getChild("v")?.get(i) as number | null), ...Array.from({ length: 7_400 }, () => 1)];
+    const wide = { buyer: d.buyer, provider: new Table({ k: vectorFromArray(pk, new Utf8()), v: vectorFromArray(pv, new Float64()) }) };
+    const noiseBlocks: number[] = [];
+    const r = await run(wide, "grouped", { tap: (m) => void (m.kind === "joinCiphertext" && m.header.step === 8 && (m as JoinCiphertext).column >= 4 && noiseBlocks.push((m as JoinCiphertext).column)) });
+    const got = [...differences(r, oracle(wide)).values()].map((x) => x.join(",")).sort();
+    const want = replay("grouped", 4).map((x) => x.join(",")).sort();
+    expect([noiseBlocks, got]).toEqual([[4, 5, 6, 7], want]);
   });
 
   it("adds the same noise to other data from the same seeds: the noise does not depend on the data", async () => {
@@ -312,19 +328,19 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   it("the exchange refuses a noise chunk with the wrong column, the wrong length or under another key", async () => {
     const { he, ctx, buyer, values, x: x0 } = await setup();
     try {
-      const stats = 3; // c, n(v), s(v)
-      const data = values.slice(0, values.length - stats);
-      const noise = values.slice(values.length - stats);
-      expect(noise.map((c) => c.column)).toEqual([3, 4, 5]);
+      // c, n(v), s(v): n's and s's shares sit in their columns' spare slots (74 positions), COUNT(*)'s come in a block (column 3 + 0).
+      const data = values.slice(0, values.length - 1);
+      const noise = values.slice(values.length - 1);
+      expect(noise.map((c) => c.column)).toEqual([3]);
       let x = x0;
       for (const m of data) x = (await jaExchange.receive(x, "provider", m, ctx)).state;
       const first = noise[0] as JoinCiphertext;
       const before = structuredClone(x);
       // Another column number.
       await expect(jaExchange.receive(x, "provider", { ...first, column: 0 }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      // A noise chunk is one whole block (8,192 slots): a data chunk's ciphertext (the provider's 74 positions) is refused,
-      // and so are the 1,024 shares alone, under the buyer's key.
-      expect([he.inspect(first.ciphertext).length, he.inspect((data[0] as JoinCiphertext).ciphertext).length]).toEqual([he.params.slotCount, 74]);
+      // A noise chunk is one whole block (8,192 slots): a data chunk's ciphertext (the provider's 74 positions and 1,024 shares) is
+      // refused, and so are the 1,024 shares alone, under the buyer's key.
+      expect([he.inspect(first.ciphertext).length, he.inspect((data[0] as JoinCiphertext).ciphertext).length]).toEqual([he.params.slotCount, 74 + JA_NOISE_SLOTS]);
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: (data[0] as JoinCiphertext).ciphertext }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
       const shares = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
@@ -336,6 +352,41 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
       expect(structuredClone(x)).toEqual(before);
       // The genuine chunk is still accepted.
       expect((await jaExchange.receive(x, "provider", first, ctx)).state.valueChunks.length).toBe(data.length + 1);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the provider sends no COUNT(*) column, only its noise; the exchange refuses a count column and a step 8 of the old length", async () => {
+    const { he, ctx, values, x: x0 } = await setup();
+    try {
+      // n(v) and s(v) (one chunk each: 74 positions and their shares), then COUNT(*)'s noise block: the count is the exchange's.
+      expect(values.map((c) => [c.column, c.header.chunks])).toEqual([
+        [1, 3],
+        [2, 3],
+        [3, 3],
+      ]);
+      const first = values[0] as JoinCiphertext;
+      const before = structuredClone(x0);
+      // A data chunk for COUNT(*) (column 0), as a provider encrypting its rows per key would send first.
+      const count = await jaExchange.receive(x0, "provider", { ...first, column: 0 }, ctx).catch((e: unknown) => e);
+      // The same chunk in a step 8 of four chunks (a count column more).
+      const longer = await jaExchange.receive(x0, "provider", { ...first, header: { ...first.header, chunks: 4 } }, ctx).catch((e: unknown) => e);
+      expect([count instanceof InvalidMessageError, longer instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, true, before]);
+    } finally {
+      he.dispose();
+    }
+  });
+
+  it("the exchange refuses a data chunk without the shares in its spare slots (the provider's 74 positions alone)", async () => {
+    const { he, ctx, buyer, values, x: x0 } = await setup();
+    try {
+      const first = values[0] as JoinCiphertext;
+      const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
+      const bare = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(74)), buyerKey, { level: "mask" });
+      const before = structuredClone(x0);
+      const err = await jaExchange.receive(x0, "provider", { ...first, ciphertext: bare }, ctx).catch((e: unknown) => e);
+      expect([err instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, before]);
     } finally {
       he.dispose();
     }

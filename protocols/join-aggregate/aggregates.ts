@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "../../engine/errors.js";
 import { scaledBound } from "../../engine/he/index.js";
 import { avgFromSums, sampleVarianceFromSums } from "../aggregate.js";
 
-/** One encrypted statistic column of the layout: per value column n (non-null values), s (sum) and q (sum of squares); with dp first c (COUNT(*), column ""). */
+/** One statistic column of the layout: per value column n (non-null values), s (sum) and q (sum of squares); with dp first c (COUNT(*), column "", which the provider does not encrypt: dp.ts). */
 export interface JaStat {
   readonly column: string;
   readonly stat: "c" | "n" | "s" | "q";
@@ -18,9 +18,10 @@ export interface JaStat {
 const I64_MAX = (1n << 63n) - 1n;
 
 /**
- * The encrypted statistic columns, in order: with dp first c (the provider's
- * rows per key, so that COUNT(*) is noised under encryption like the rest,
- * dp.ts), then n and s per value column, and q where VAR/STDDEV needs it.
+ * The statistic columns the buyer decrypts, in order: with dp first c
+ * (COUNT(*), released noisy like the rest: the exchange puts the count into
+ * its mask, the provider sends only its noise, dp.ts), then n and s per
+ * value column, and q where VAR/STDDEV needs it.
  */
 export function statLayout(columns: readonly string[], squares: readonly boolean[], count = false): JaStat[] {
   const stats: JaStat[] = count ? [{ column: "", stat: "c" }] : [];

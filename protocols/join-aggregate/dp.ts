@@ -18,29 +18,49 @@
  * arXiv:2102.06387, Proposition 14; engine/dp distributedGaussianRho).
  *
  * - The provider does not know which groups exist or are released, so it
- *   sends, per statistic column, one encrypted block (N slots, a data
- *   chunk's block layout) of JA_NOISE_SLOTS (1,024 = JA_MAX_GROUPS, whatever
- *   the buyer's groups: the provider learns nothing from it) noise shares
- *   and zeros after them, as extra chunks of step 8. The exchange reads it
- *   as block 0 of the statistic's column and adds share number `code` to the
- *   released block of the group with that (random, buyer-chosen) code, under
- *   encryption: the group's mask over the column has weight 1 at slot `code`
- *   of that block ({@link withNoiseShares}), so the same masked block sum
- *   that totals the group's rows adds the share. The exchange sees only
- *   ciphertexts of the provider's noise.
+ *   sends, per statistic column, JA_NOISE_SLOTS (1,024 = JA_MAX_GROUPS,
+ *   whatever the buyer's groups: the provider learns nothing from it) noise
+ *   shares, encrypted. When the column's last block has 1,024 spare slots
+ *   after its `size` positions they go there, at slots size … size + 1,023
+ *   (messages.ts noiseInline: a function of the padded size every role
+ *   knows); else in one block of their own (N slots, zeros after them), an
+ *   extra chunk of step 8 that the exchange reads as block 0 of the
+ *   statistic's column. Either way the exchange adds share number `code` to
+ *   the released block of the group with that (random, buyer-chosen) code,
+ *   under encryption: the group's mask over the column has weight 1 at the
+ *   share's slot ({@link withNoiseShares}), so the same masked block sum
+ *   that totals the group's rows adds the share — inline, without reading
+ *   one more block per group. The exchange sees only ciphertexts of the
+ *   provider's noise.
  * - The exchange adds its own share to the same block through the zero-sum
  *   mask it adds anyway: the mask's residues sum to X_e instead of 0. The
  *   provider never sees the result; the buyer sees only T + X_p + X_e.
+ * - COUNT(*) (statistic "c") is released only noisy too — step 13 carries
+ *   zeros with dp — but its exact total is not encrypted by anyone: the
+ *   exchange already computes every group's count from the provider's row
+ *   counts (step 7) and the buyer's weights, as it does without dp. So the
+ *   provider sends no c column, only c's noise block (always a block of
+ *   its own: there is no column to hold it); the exchange's masked block
+ *   sum for c reads that block alone (X_p, share number `code`), and its
+ *   zero-sum mask's residues sum to count + X_e. The buyer decrypts
+ *   count + X_p + X_e as for any other statistic. This saves one encrypted
+ *   column's encryption, transfer and masked sums over every provider
+ *   position (docs/differential-privacy.md: the overhead at small sizes).
  *
  * What each party learns beyond a job without dp: the provider, nothing
- * (the noise block's length is fixed); the exchange, nothing (it already
- * knows each pseudonymous group's row count; it knows X_e, not X_p); the
- * buyer, noisy totals — no exact count: with dp step 13 carries no
- * COUNT(*) (zeros), the count is an encrypted statistic ("c", the provider's
- * rows per key) noised like the others. A single corrupt party knows one
- * share and so still faces N_Z(0, σ²) noise: the accounting covers collusion
- * of the buyer with neither, and a buyer colluding with one of them faces
- * half the variance (ρ doubles; stated, not hidden).
+ * (the noise shares' number and place follow from the job and its own
+ * padded size); the exchange, nothing (it already knows each pseudonymous
+ * group's row count — which is why it may put the count into its mask —
+ * and it knows X_e, not X_p; where the shares sit follows from the size
+ * the provider announced); the
+ * buyer, noisy totals — no exact count. The count's sensitivity is the same
+ * whoever adds it (w per provider row: one row changes one key's row count
+ * in step 7 by 1, and its group's count by the key's weight ≤ w), and its
+ * noise is the same two independent shares, so the accounting is
+ * unchanged. A single corrupt party knows one share and so still faces
+ * N_Z(0, σ²) noise: the accounting covers collusion of the buyer with
+ * neither, and a buyer colluding with one of them faces half the variance
+ * (ρ doubles; stated, not hidden).
  *
  * ## Neighbours, contribution bounds and sensitivity
  *
@@ -179,7 +199,7 @@ function draw(s2: Rational, bound: bigint, rng: UniformSource): bigint {
 /**
  * The provider's shares: per statistic column, JA_NOISE_SLOTS draws (slot =
  * group code), column by column in order, from `rng` (the provider sends
- * each padded with zeros to one block).
+ * each in its column's spare slots or padded with zeros to one block).
  * @throws NoiseBoundError when a draw exceeds B (probability < 10^−340)
  */
 export function jaProviderNoise(dp: JaDpResolved, rng: UniformSource = cryptoUniformSource()): BigInt64Array[] {
@@ -221,15 +241,24 @@ export function addToBlockSums(residues: readonly Uint32Array[], primes: readonl
 }
 
 /**
- * Points each released group's mask at its provider share: masks[i] spans the
- * provider's noise block (its first slots) then the data, and gets weight 1
- * at slot codes[i] of the noise block, where the share of that group code is.
+ * Points each released group's mask at its provider share: the provider's
+ * JA_NOISE_SLOTS shares start at slot `at` of the column the masks span —
+ * 0 when its noise block is read before the data, the number of positions
+ * when they sit in the data's spare slots — and masks[i] gets weight 1 at
+ * slot `at` + codes[i], where the share of that group code is.
  */
-export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly number[]): void {
+export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly number[], at = 0): void {
   codes.forEach((g, i) => {
     if (g >= JA_NOISE_SLOTS) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
-    (masks[i] as Uint32Array)[g] = 1;
+    (masks[i] as Uint32Array)[at + g] = 1;
   });
+}
+
+/** Masks over a noise block of `slots` slots alone (COUNT(*)'s, whose total the exchange adds itself): weight 1 at slot codes[i]. */
+export function noiseBlockMasks(codes: readonly number[], slots: number): Uint32Array[] {
+  const masks = codes.map(() => new Uint32Array(slots));
+  withNoiseShares(masks, codes);
+  return masks;
 }
 
 /** The job's differential privacy, as the buyer's result states it. */

@@ -8,17 +8,20 @@
  * masks, re-randomises and answers the buyer (13, 14). In a job with dp it
  * releases every group, adds the provider's noise share (sent encrypted with
  * its statistics) and its own (through the zero-sum mask) to every block,
- * and sends no COUNT(*) in the clear (dp.ts). What it learns: ./index.ts.
+ * and sends no COUNT(*) in the clear: COUNT(*)'s block is the provider's
+ * share of the group's code alone, its mask's slots summing to the count it
+ * computed plus its own share (dp.ts). What it learns: ./index.ts.
  */
 import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine/he/index.js";
 import type { JoinCiphertext, JoinCounts, JoinResult, JoinWeights, ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
 import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
+import type { JaStat } from "./aggregates.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { addToBlockSums, jaExchangeNoise, jaNoiseRows, withNoiseShares } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { addToBlockSums, JA_NOISE_SLOTS, jaExchangeNoise, jaNoiseRows, noiseBlockMasks, withNoiseShares } from "./dp.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, noiseBlockColumns, noiseInline, providerColumns, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   jaHeOptions,
@@ -199,18 +202,19 @@ function providerValues(s: JaExchangeState, m: ProtocolMessage, ctx: JaContext):
   if (!s.providerHello) throw new WrongStepError("statistics before the provider's hello");
   return withHe(s, ctx, (he) => {
     const n = he.params.slotCount;
-    const { perColumn, data, total } = valueChunkCount(s, s.providerSetSize);
+    const { perColumn, data, total, length: columnLength } = valueChunkCount(s, s.providerSetSize);
     const idx = s.valueChunks.length;
     if (idx >= total) throw new WrongStepError(`step ${step} is complete`);
     expectStep(m.header, step, idx, total, "joinCiphertext", m.kind);
     const c = m as JoinCiphertext;
-    // With dp, after the statistics: one chunk of the provider's noise shares per statistic column, one whole block (dp.ts).
+    // With dp, after the statistics (not COUNT(*): providerColumns): one chunk of the provider's noise shares per statistic
+    // column whose shares are not inline, COUNT(*)'s always, one whole block (dp.ts, noiseBlockColumns).
     const noise = idx >= data;
-    const column = noise ? s.stats.length + (idx - data) : Math.floor(idx / perColumn);
+    const column = noise ? s.stats.length + (noiseBlockColumns(s, s.providerSetSize)[idx - data] as number) : (providerColumns(s)[Math.floor(idx / perColumn)] as number);
     const firstBlock = noise ? 0 : (idx % perColumn) * PROVIDER_BLOCKS_PER_CHUNK;
     if (c.column !== column || c.firstBlock !== firstBlock) throw new InvalidMessageError(`step ${step} chunk ${idx} must carry column ${column} from block ${firstBlock}`);
     const info = he.inspect(c.ciphertext);
-    const length = noise ? n : Math.min(s.providerSetSize - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
+    const length = noise ? n : Math.min(columnLength - firstBlock * n, PROVIDER_BLOCKS_PER_CHUNK * n);
     if (info.length !== length || info.rows !== 1) throw new InvalidMessageError(`step ${step} chunk ${idx} must hold ${length} slots`);
     // Until the buyer's key is in (it travels on another stream), the key id is checked when it comes.
     if (s.keyReceived && info.keyId !== s.keyId) throw new KeyMismatchError("the statistics are not under the buyer's key");
@@ -262,35 +266,49 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
   const suppressed = s.groups - released.length;
   for (const g of released) if ((count[g] as bigint) > BigInt(s.maxJoinRows)) throw new BoundExceededError(`a group joins more rows than maxJoinRows ${s.maxJoinRows}: its totals could wrap`);
   const rel = released.length;
-  // With dp no COUNT(*) in the clear: zeros (the count is the noisy statistic c).
+  // With dp no COUNT(*) in the clear: zeros (the buyer gets the count only noisy, as statistic c).
   const counts = new Uint8Array(rel * 8);
   if (!s.dp) released.forEach((g, i) => new DataView(counts.buffer).setBigUint64(i * 8, count[g] as bigint, true));
   const result: JoinResult = { kind: "joinResult", header: header(s, JaStep.Result, 0, 1), codes: u32le(Uint32Array.from(released)), counts, suppressed };
   const out: Outgoing[] = [{ to: "buyer", message: result }];
   if (rel > 0) {
     const dp = s.dp;
-    // With dp each column is read with the provider's noise block before it (block 0): a group's mask selects its share there (dp.ts).
-    const masks = await weightMasks(matching, released, dp ? JA_SLOTS : 0);
-    if (dp) withNoiseShares(masks, released);
+    // With dp a group's mask selects its provider share of each column: after the positions when the shares are inline,
+    // else in the provider's noise block, read before the column (block 0) (dp.ts).
+    const inline = noiseInline(s, s.providerSetSize);
+    const masks = await weightMasks(matching, released, dp && !inline ? JA_SLOTS : 0, inline ? JA_NOISE_SLOTS : 0);
+    if (dp) withNoiseShares(masks, released, inline ? s.providerSetSize : 0);
     const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
+    // COUNT(*)'s masks read its noise block alone (dp): the provider sends no count column.
+    const countMasks = dp ? noiseBlockMasks(released, JA_SLOTS) : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
+      const sent = providerColumns(s);
+      const noiseBlocks = noiseBlockColumns(s, s.providerSetSize);
       const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
       const total = s.stats.length * chunksOut;
       const options = jaHeOptions(s);
       for (let col = 0; col < s.stats.length; col++) {
+        // With dp, COUNT(*) is the provider's share of each group's code alone here; the count goes into the mask below.
+        const isCount = (s.stats[col] as JaStat).stat === "c";
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
-        // provider's noise block: one masked block sum adds each group's rows and the provider's share of its code.
-        const chunks = s.valueChunks.slice(col * perColumn, (col + 1) * perColumn);
-        const column = dp ? [s.valueChunks[data + col] as Uint8Array, ...chunks] : chunks;
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, masks, rows + noiseRows);
+        // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
+        // share of its code.
+        const j = sent.indexOf(col);
+        const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
+        const b = noiseBlocks.indexOf(col);
+        const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, isCount ? countMasks : masks, rows + noiseRows);
         const residues = zeroSumMasks(he.params.plainModuli, rel, n);
-        // This party's share goes into the mask's block sums.
-        if (dp && rng) addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
+        // This party's share goes into the mask's block sums; for COUNT(*) with the exact count it holds anyway (dp.ts).
+        if (dp && rng) {
+          const x = jaExchangeNoise(dp, col, rel, rng);
+          addToBlockSums(residues, he.params.plainModuli, n, isCount ? x.map((e, i) => e + (count[released[i] as number] as bigint)) : x);
+        }
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
         // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share.
         const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows + 2 * noiseRows);

@@ -154,11 +154,12 @@ export function releasedGroups(count: readonly bigint[], keys: readonly number[]
 /**
  * Weight masks over provider positions, one per released group: w_g[j] =
  * rows of g whose key is the one at position j, at slot `lead` + j (the
- * `lead` slots before them 0: with dp, the provider's noise block).
+ * `lead` slots before them 0: with dp, the provider's noise block; the
+ * `trail` slots after them 0: with dp, its shares in the spare slots).
  */
-export async function weightMasks(m: Matching, released: readonly number[], lead = 0): Promise<Uint32Array[]> {
+export async function weightMasks(m: Matching, released: readonly number[], lead = 0, trail = 0): Promise<Uint32Array[]> {
   const slot = new Map(released.map((g, i) => [g, i]));
-  const masks = released.map(() => new Uint32Array(lead + m.providerSetSize));
+  const masks = released.map(() => new Uint32Array(lead + m.providerSetSize + trail));
   await forEachSlice(m.providerSetSize, SLICE_ITEMS, (from, to) => {
     for (let j = from; j < to; j++) {
       const i = m.hit[j] as number;

@@ -28,9 +28,12 @@
  * threat model, the k rule and why it is secure: docs/protocols/join-aggregate.md.
  *
  * With `dp` (dp.ts) the buyer learns only noisy totals: the provider adds
- * its noise shares (encrypted, extra chunks of step 8) and the exchange its
- * own (in the zero-sum mask) to every group's block; COUNT(*) is then an
- * encrypted statistic and step 13 carries zeros for it; every group is
+ * its noise shares (encrypted in step 8: in its columns' spare slots when
+ * there is room, else as extra chunks) and the exchange its
+ * own (in the zero-sum mask) to every group's block; COUNT(*) is then a
+ * noisy statistic (the exchange puts the count it computed into its mask
+ * with its share; the provider sends only the count's noise) and step 13
+ * carries zeros for it; every group is
  * released and k applied by the buyer to the noisy count. The provider and
  * the exchange learn nothing more than without dp (dp.ts says why).
  *
@@ -43,7 +46,7 @@
  *   provider → buyer   4 JoinHello {padded set size}  5 ElementBatch H(y)^p
  *   provider → exchange 6 JoinHello {its size, the buyer's}   7 JoinCounts
  *                      8 JoinCiphertext (its encrypted statistics; with dp
- *                        then its encrypted noise shares)
+ *                        its encrypted noise shares in them or after them)
  *                      9 ElementBatch H(x)^bp (in the buyer's order)
  *   exchange → buyer   13 JoinResult {released codes, COUNT(*) (with dp: zeros)}
  *                      14 JoinCiphertext (per released group, masked)

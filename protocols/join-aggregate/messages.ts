@@ -11,6 +11,7 @@ import type { AggregateKey, ElementBatch, JoinHello, ProtocolMessage } from "../
 import { InvalidMessageError, KeyLimitExceededError, ProtocolError, WrongSenderError, WrongStepError } from "../errors.js";
 import type { RoleName, Step } from "../role.js";
 import { checkBatch, chunkCount, expectStep, header, pointError, withRoom } from "../steps.js";
+import { JA_NOISE_SLOTS } from "./dp.js";
 import { ELEMENT, JA_SLOTS, JaStep, jaHeOptions, PROVIDER_BLOCKS_PER_CHUNK, RESULT_BLOCKS_PER_CHUNK, groupSpec, type JaContext, type JaResolved } from "./params.js";
 
 // ------------------------------------------------------------------ senders
@@ -184,16 +185,48 @@ export async function raiseBatch(
 }
 
 /**
- * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per statistic
- * column of `size` slots (`data` chunks in all); with dp then one chunk per
- * statistic column of the provider's noise shares (dp.ts: one block of
- * JA_SLOTS slots, `column` = stats + its index).
+ * The statistic columns whose per-key values the provider encrypts and sends
+ * in step 8, by index in the layout: every one but dp's COUNT(*) "c", which
+ * the exchange computes from step 7's row counts and the buyer's weights
+ * (it knows each group's count anyway) and puts into its zero-sum mask
+ * with its noise share (dp.ts). Without dp: all of them.
  */
-export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; data: number; total: number } {
+export function providerColumns(s: JaResolved): number[] {
+  return s.stats.flatMap((st, k) => (st.stat === "c" ? [] : [k]));
+}
+
+/**
+ * With dp, whether the provider's noise shares of each column it encrypts
+ * sit in the spare slots of that column's last block (slots size … size +
+ * JA_NOISE_SLOTS − 1, dp.ts) rather than in a block of their own: when the
+ * `size` positions leave JA_NOISE_SLOTS slots of it free. Then the exchange
+ * reads one block less per column and group. Every role derives it from the
+ * provider's announced size.
+ */
+export function noiseInline(s: JaResolved, size: number): boolean {
+  return s.dp !== undefined && Math.ceil(size / JA_SLOTS) * JA_SLOTS - size >= JA_NOISE_SLOTS;
+}
+
+/** The statistic columns whose noise shares come in a block of their own (dp): COUNT(*)'s always, the others unless inline. */
+export function noiseBlockColumns(s: JaResolved, size: number): number[] {
+  if (!s.dp) return [];
+  const inline = noiseInline(s, size);
+  return s.stats.flatMap((st, k) => (st.stat === "c" || !inline ? [k] : []));
+}
+
+/**
+ * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per provider
+ * column of `length` slots (providerColumns, in order: `data` chunks in all;
+ * `length` is `size`, plus JA_NOISE_SLOTS when the noise is inline); with
+ * dp then one chunk per noiseBlockColumns column of the provider's noise
+ * shares (dp.ts: one block of JA_SLOTS slots, `column` = stats + the
+ * statistic's index).
+ */
+export function valueChunkCount(s: JaResolved, size: number): { perColumn: number; data: number; total: number; length: number } {
   const blocks = Math.ceil(size / JA_SLOTS);
   const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
-  const data = perColumn * s.stats.length;
-  return { perColumn, data, total: data + (s.dp ? s.stats.length : 0) };
+  const data = perColumn * providerColumns(s).length;
+  return { perColumn, data, total: data + noiseBlockColumns(s, size).length, length: size + (noiseInline(s, size) ? JA_NOISE_SLOTS : 0) };
 }
 
 /** Step 14's chunks: RESULT_BLOCKS_PER_CHUNK blocks (one per released group) per statistic column. */

@@ -108,7 +108,7 @@ export interface JaResolved {
   /** Value columns in first-use order, and whether each needs sums of squares. */
   readonly columns: readonly string[];
   readonly squares: readonly boolean[];
-  /** The encrypted statistic columns, in order. */
+  /** The statistic columns the buyer decrypts, in order (the provider encrypts messages.ts providerColumns of them). */
   readonly stats: readonly JaStat[];
   /** HE options (maxAbsValue as decimal). */
   readonly he: { readonly maxAbsValue: string; readonly maxRows: number; readonly maxLength: number };

@@ -4,9 +4,11 @@
  * the buyer); on the buyer's hello it sends its hello and blinded set to the
  * buyer (4, 5) and its hello, row counts and encrypted statistics to the
  * exchange (6, 7, 8), then raises the buyer's elements for the exchange (9).
- * In a job with dp it clips its values to ±V, encrypts its rows per key as
- * a statistic too, and sends its noise shares after its statistics (step 8,
- * dp.ts). What it learns: ./index.ts.
+ * In a job with dp it clips its values to ±V and sends its noise shares
+ * with its statistics (step 8: in a column's spare slots when its last
+ * block has room, else in blocks after them), COUNT(*)'s among them (always
+ * a block of its own): the count itself is not encrypted, the exchange has
+ * it from the row counts of step 7 (dp.ts). What it learns: ./index.ts.
  */
 import { randomBytes } from "node:crypto";
 import type { Table } from "apache-arrow";
@@ -23,7 +25,7 @@ import { batches, checkBinding, chunkCount, header } from "../steps.js";
 import { scaledValues } from "../aggregate.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
 import { jaProviderNoise } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, handlerFor, hello, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { checkBuyerKeys, checkHello, checkKey, handlerFor, hello, noiseBlockColumns, providerColumns, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -59,7 +61,7 @@ export interface JaProviderState extends JaResolved {
   readonly blinded: Uint8Array;
   /** Per position: rows with that key (0 = padding). */
   readonly counts: Uint32Array;
-  /** Per stat column, per position: the statistic (scaled integers), as BigInt64Array. */
+  /** Per column it encrypts (messages.ts providerColumns, in order), per position: the statistic (scaled integers). */
   readonly values: readonly BigInt64Array[];
   readonly keyReceived: boolean;
   readonly publicKey: Uint8Array;
@@ -84,8 +86,9 @@ async function start(init: JaProviderInit, ctx: JaContext): Promise<Step<JaProvi
   // Per distinct key (padded to `size` with zeros): c, and per stat its total (checked to stay
   // within int64), column by column on a worker (engine/columns int64GroupStats).
   const c = (await ctx.pool.int64GroupStats(d.rowToDistinct, d.count, [], size)).rows;
-  // With dp, COUNT(*) is a statistic like the others (noised under encryption): the rows per key, first.
-  const acc: BigInt64Array[] = r.dp ? [BigInt64Array.from(c, (x) => BigInt(x))] : [];
+  // With dp, COUNT(*) is noised like the others but not encrypted here: the exchange adds each group's count, which it
+  // computes from `c` (step 7), to its zero-sum mask with its share; this party sends only the count's noise (dp.ts).
+  const acc: BigInt64Array[] = [];
   for (const [ci, column] of r.columns.entries()) {
     // With dp, values beyond ±V are clipped rather than refused: a refusal would be an observable that depends on one row (dp.ts).
     const { values, valid } = r.dp ? clipped(scaledValues(init.table, column, r.scale, I64_MAX), V) : scaledValues(init.table, column, r.scale, V);
@@ -148,36 +151,46 @@ function clipped(x: { values: BigInt64Array; valid: Uint8Array }, V: bigint): { 
 }
 
 /**
- * Encrypts every statistic column in the provider's order on the pool's
- * workers, left at the masked-sums level (the exchange's only use of them),
- * and cuts each into chunks of whole blocks.
+ * Encrypts every statistic column it sends (providerColumns: with dp not
+ * COUNT(*)'s) in the provider's order on the pool's workers, left at the
+ * masked-sums level (the exchange's only use of them), and cuts each into
+ * chunks of whole blocks. With dp its noise shares go after the column's
+ * positions when its last block has room for them (noiseInline), else in
+ * blocks of their own after the columns (noiseBlockColumns).
  */
 async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCiphertext[]> {
-  const { perColumn, total } = valueChunkCount(s, s.setSize);
+  const { perColumn, total, length } = valueChunkCount(s, s.setSize);
+  const columns = providerColumns(s);
+  // This party's noise shares, one per possible group code per statistic, COUNT(*) included (dp.ts): drawn here, sent only encrypted.
+  const noise = s.dp ? jaProviderNoise(s.dp, ctx.noise ?? cryptoUniformSource()) : [];
   const out: JoinCiphertext[] = [];
-  for (let k = 0; k < s.stats.length; k++) {
+  for (const [j, k] of columns.entries()) {
+    let values = s.values[j] as BigInt64Array;
+    if (length > s.setSize) {
+      // Inline: the shares in the spare slots of the last block, where the exchange's masks read them (slot setSize + code).
+      values = new BigInt64Array(length);
+      values.set(s.values[j] as BigInt64Array);
+      values.set(noise[k] as BigInt64Array, s.setSize);
+    }
     // Residues and encryption on the workers, in chunks of whole blocks: never one column here.
-    const chunks = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, s.values[k] as BigInt64Array, {
+    const chunks = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, values, {
       level: "mask",
       blocksPerPart: PROVIDER_BLOCKS_PER_CHUNK,
-      onProgress: (done, all) => ctx.onProgress?.("provider: encrypt statistics", k * s.setSize + done, s.stats.length * all),
+      onProgress: (done, all) => ctx.onProgress?.("provider: encrypt statistics", j * all + done, columns.length * all),
     });
     if (chunks.length !== perColumn) throw new ProtocolError("the encrypted statistics came back in an unexpected number of chunks");
     chunks.forEach((ciphertext, c) => {
-      out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, k * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext });
+      out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, j * perColumn + c, total), column: k, firstBlock: c * PROVIDER_BLOCKS_PER_CHUNK, ciphertext });
     });
   }
-  if (s.dp) {
-    // This party's noise shares, one per possible group code per statistic (dp.ts): drawn here, sent only encrypted,
-    // each statistic's padded with zeros to one whole block (the exchange reads it as the block before the column's).
-    const noise = jaProviderNoise(s.dp, ctx.noise ?? cryptoUniformSource());
-    for (let k = 0; k < noise.length; k++) {
-      const block = new BigInt64Array(JA_SLOTS);
-      block.set(noise[k] as BigInt64Array);
-      const [ciphertext, ...rest] = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, block, { level: "mask", blocksPerPart: 1 });
-      if (!ciphertext || rest.length > 0) throw new ProtocolError("the encrypted noise came back in an unexpected number of chunks");
-      out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, perColumn * s.stats.length + k, total), column: s.stats.length + k, firstBlock: 0, ciphertext });
-    }
+  // The other shares, each statistic's padded with zeros to one whole block (the exchange reads it as the block before the
+  // column's, or alone for COUNT(*)).
+  for (const [i, k] of noiseBlockColumns(s, s.setSize).entries()) {
+    const block = new BigInt64Array(JA_SLOTS);
+    block.set(noise[k] as BigInt64Array);
+    const [ciphertext, ...rest] = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, block, { level: "mask", blocksPerPart: 1 });
+    if (!ciphertext || rest.length > 0) throw new ProtocolError("the encrypted noise came back in an unexpected number of chunks");
+    out.push({ kind: "joinCiphertext", header: header(s, JaStep.ProviderValues, perColumn * columns.length + i, total), column: s.stats.length + k, firstBlock: 0, ciphertext });
   }
   return out;
 }
