@@ -83,8 +83,8 @@ const STRAGGLER_INTERVALS = 4;
 const STRAGGLER_MIN_MS = 2000;
 /** HE chunks: blocks per encryption chunk, ranges per masked-sum column, bytes of ciphertext and of masks per chunk, chunks out at a time (each is megabytes). */
 const HE_ENCRYPT_BLOCKS = 4;
-const HE_SUM_RANGES = 16;
-const HE_TASK_BYTES = 8 * 1024 * 1024;
+const HE_SUM_RANGES = 8;
+const HE_TASK_BYTES = 16 * 1024 * 1024;
 const HE_MASK_BYTES = 32 * 1024 * 1024;
 const HE_IN_FLIGHT = 8;
 /** Points (both sides) per match partition, in chunks' elements (65,536 at the default chunk): a match of at most one partition runs here. */
@@ -284,9 +284,9 @@ export class ClusterPool extends CryptoPool {
 
   /**
    * The masked block sums on the cluster's workers: the column's blocks in
-   * ranges (at most 16 blocks, ~8 MB of ciphertext and ~32 MB of masks each,
-   * about 16 ranges per column), each worker's partial sum (G blocks) added
-   * here on a local thread; a column of one block is summed here (see
+   * ranges (at most 16 blocks, ~16 MB of ciphertext and ~32 MB of masks each,
+   * about 8 ranges per column: each range's partial sum is G blocks back, so
+   * fewer ranges move fewer bytes), the partials added here on a local thread; a column of one block is summed here (see
    * CryptoPool.heMaskedBlockSums).
    */
   override async heMaskedBlockSums(options: HeContextOptions, ct: CiphertextBytes | readonly CiphertextBytes[], masks: readonly Uint32Array[], rows: number, runOptions?: RunOptions): Promise<CiphertextBytes> {

@@ -9,10 +9,14 @@
  * buffer exactly. The worker runs it on its own CryptoPool, so the result
  * decrypts to what the in-process pool's would.
  *
- * Layout (little-endian): "UMH1" | op u8 | level u8 | 0 u16 | options
- * length u32 | key-or-ciphertext length u32 | count u32 (values, or masks)
- * | mask length u32 | blocksPerPart-or-rows f64 | options JSON | key or
- * ciphertext | values (count × i64) or masks (count × mask length × u32).
+ * Layout (little-endian): "UMH1" | op u8 | level u8 | masks u8 | 0 u8 |
+ * options length u32 | key-or-ciphertext length u32 | count u32 (values, or
+ * masks) | mask length u32 | blocksPerPart-or-rows f64 | options JSON | key
+ * or ciphertext | values (count × i64) or the masks: dense (masks 0: count ×
+ * mask length × u32) or, when no slot has a weight in more than one mask —
+ * join-aggregate's, where each row is in one group — one per slot (masks 1:
+ * mask length × u16 mask index, 0xffff for none, then mask length × u32
+ * weight), 6 bytes a slot instead of 4 per mask.
  */
 import type { HeContextOptions, PolyModulusDegree } from "../he/params.js";
 import { ClusterError, ClusterErrorCode } from "./errors.js";
@@ -47,6 +51,27 @@ export const HE_MAGIC = [0x55, 0x4d, 0x48, 0x31]; // "UMH1"
 const OPS = ["he-encrypt", "he-sums"] as const;
 const LEVELS = ["first", "mask"] as const;
 const OPTION_FIELDS: ReadonlySet<string> = new Set(["maxAbsValue", "maxRows", "scale", "maxLength", "polyModulusDegree"]);
+const DENSE = 0;
+const ONE_PER_SLOT = 1;
+const NONE = 0xffff;
+
+/** The masks as one (mask index, weight) per slot, or undefined when a slot has weights in two masks (or there are too many masks to index). */
+function onePerSlot(masks: readonly Uint32Array[], length: number): { which: Uint16Array; weight: Uint32Array } | undefined {
+  if (masks.length >= NONE) return undefined;
+  const which = new Uint16Array(length).fill(NONE);
+  const weight = new Uint32Array(length);
+  for (let g = 0; g < masks.length; g++) {
+    const m = masks[g] as Uint32Array;
+    for (let i = 0; i < length; i++) {
+      const w = m[i] as number;
+      if (w === 0) continue;
+      if (which[i] !== NONE) return undefined;
+      which[i] = g;
+      weight[i] = w;
+    }
+  }
+  return { which, weight };
+}
 
 function malformed(what: string): ClusterError {
   return new ClusterError(ClusterErrorCode.Malformed, `a cluster HE chunk is malformed: ${what}`);
@@ -64,12 +89,15 @@ export function encodeHeChunk(t: HeChunk): Uint8Array {
   const head = t.op === "he-encrypt" ? t.publicKey : t.ciphertext;
   const count = t.op === "he-encrypt" ? t.values.length : t.masks.length;
   const maskLength = t.op === "he-sums" ? (t.masks[0]?.length ?? 0) : 0;
-  const dataBytes = t.op === "he-encrypt" ? count * 8 : count * maskLength * 4;
+  if (t.op === "he-sums" && t.masks.some((m) => m.length !== maskLength)) throw malformed("masks of different lengths");
+  const sparse = t.op === "he-sums" ? onePerSlot(t.masks, maskLength) : undefined;
+  const dataBytes = t.op === "he-encrypt" ? count * 8 : sparse ? maskLength * 6 : count * maskLength * 4;
   const out = new Uint8Array(HEADER + options.length + head.length + dataBytes);
   const v = new DataView(out.buffer);
   out.set(HE_MAGIC, 0);
   out[4] = OPS.indexOf(t.op);
   out[5] = t.op === "he-encrypt" ? LEVELS.indexOf(t.level) : 0;
+  out[6] = sparse ? ONE_PER_SLOT : DENSE;
   v.setUint32(8, options.length, true);
   v.setUint32(12, head.length, true);
   v.setUint32(16, count, true);
@@ -82,9 +110,11 @@ export function encodeHeChunk(t: HeChunk): Uint8Array {
   p += head.length;
   if (t.op === "he-encrypt") {
     out.set(new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength), p);
+  } else if (sparse) {
+    out.set(new Uint8Array(sparse.which.buffer), p);
+    out.set(new Uint8Array(sparse.weight.buffer), p + maskLength * 2);
   } else {
     for (const m of t.masks) {
-      if (m.length !== maskLength) throw malformed("masks of different lengths");
       out.set(new Uint8Array(m.buffer, m.byteOffset, m.byteLength), p);
       p += m.byteLength;
     }
@@ -131,7 +161,9 @@ export function decodeHeChunk(b: Uint8Array): HeChunk {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const op = OPS[b[4] ?? 255];
   const level = LEVELS[b[5] ?? 255];
-  if (op === undefined || level === undefined || b[6] !== 0 || b[7] !== 0) throw malformed("unknown op or level");
+  const maskForm = b[6];
+  if (op === undefined || level === undefined || b[7] !== 0) throw malformed("unknown op or level");
+  if (maskForm !== DENSE && !(op === "he-sums" && maskForm === ONE_PER_SLOT)) throw malformed("unknown mask form");
   const optionsLength = v.getUint32(8, true);
   const headLength = v.getUint32(12, true);
   const count = v.getUint32(16, true);
@@ -141,7 +173,7 @@ export function decodeHeChunk(b: Uint8Array): HeChunk {
   if (op === "he-encrypt" && maskLength !== 0) throw malformed("an encrypt chunk with masks");
   if (op === "he-sums" && (count > MAX_MASKS || maskLength < 1 || level !== "first")) throw malformed("masks out of bounds");
   if (!Number.isSafeInteger(number) || number < 1) throw malformed(op === "he-encrypt" ? "blocksPerPart is not a positive integer" : "rows is not a positive integer");
-  const dataBytes = op === "he-encrypt" ? count * 8 : count * maskLength * 4;
+  const dataBytes = op === "he-encrypt" ? count * 8 : maskForm === ONE_PER_SLOT ? maskLength * 6 : count * maskLength * 4;
   const expected = HEADER + optionsLength + headLength + dataBytes;
   if (b.length !== expected) throw malformed(`${b.length} bytes where its header adds up to ${expected}`);
   let p = HEADER;
@@ -154,6 +186,21 @@ export function decodeHeChunk(b: Uint8Array): HeChunk {
     return { op, options, publicKey: head, values, level, blocksPerPart: number };
   }
   const masks: Uint32Array[] = [];
-  for (let g = 0; g < count; g++, p += maskLength * 4) masks.push(new Uint32Array(b.slice(p, p + maskLength * 4).buffer));
+  if (maskForm === ONE_PER_SLOT) {
+    const which = new Uint16Array(b.slice(p, p + maskLength * 2).buffer);
+    const weight = new Uint32Array(b.slice(p + maskLength * 2, p + maskLength * 6).buffer);
+    for (let g = 0; g < count; g++) masks.push(new Uint32Array(maskLength));
+    for (let i = 0; i < maskLength; i++) {
+      const g = which[i] as number;
+      if (g === NONE) {
+        if (weight[i] !== 0) throw malformed(`slot ${i} has a weight and no mask`);
+        continue;
+      }
+      if (g >= count) throw malformed(`slot ${i} names mask ${g} of ${count}`);
+      (masks[g] as Uint32Array)[i] = weight[i] as number;
+    }
+  } else {
+    for (let g = 0; g < count; g++, p += maskLength * 4) masks.push(new Uint32Array(b.slice(p, p + maskLength * 4).buffer));
+  }
   return { op, options, ciphertext: head, masks, rows: number };
 }

@@ -243,7 +243,14 @@ describe("F25 cluster: refusals", () => {
     const e = encodeChunk(enc);
     const m = encodeChunk(sums);
     expect(decodeChunk(e)).toEqual(enc);
+    // One weight per slot: sent as (mask, weight) per slot; masks sharing a slot: sent dense. Both decode to the masks.
+    expect([m[6], m.length]).toEqual([1, 32 + (m[8] as number) + 50 + 3 * 6]);
     expect(decodeChunk(m)).toEqual(sums);
+    const overlapping: ChunkTask = { ...sums, masks: [Uint32Array.from([1, 2, 0]), Uint32Array.from([1, 0, 0])] };
+    const d = encodeChunk(overlapping);
+    expect(d[6]).toBe(0);
+    expect(decodeChunk(d)).toEqual(overlapping);
+    const sparseAt = 32 + (m[8] as number) + 50; // where a one-per-slot chunk's mask indices start
     const mutate = (b: Uint8Array, f: (c: Uint8Array, v: DataView) => void): Uint8Array => {
       const c = b.slice();
       f(c, new DataView(c.buffer));
@@ -262,7 +269,11 @@ describe("F25 cluster: refusals", () => {
       "unknown op": mutate(e, (c) => (c[4] = 2)),
       "unknown level": mutate(e, (c) => (c[5] = 2)),
       "sums at the mask level": mutate(m, (c) => (c[5] = 1)),
-      "reserved bytes set": mutate(e, (c) => (c[6] = 1)),
+      "an encrypt chunk with a mask form": mutate(e, (c) => (c[6] = 1)),
+      "an unknown mask form": mutate(m, (c) => (c[6] = 2)),
+      "the last reserved byte set": mutate(m, (c) => (c[7] = 1)),
+      "a slot naming mask 2 of 2": mutate(m, (_c, v) => v.setUint16(sparseAt, 2, true)),
+      "a weight with no mask": mutate(m, (_c, v) => v.setUint16(sparseAt + 2, 0xffff, true)),
       "a byte more than the header adds up to": Uint8Array.from([...e, 0]),
       "a byte less": m.slice(0, -1),
       "no values": mutate(e, (_c, v) => v.setUint32(16, 0, true)),
