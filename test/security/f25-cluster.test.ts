@@ -76,6 +76,20 @@ function rogueWorker(queue: string, processor: (job: Job<ChunkJobData>, r: Redis
   return w;
 }
 
+/** Each shape's decodeChunk outcome: its error code, or "accepted". */
+function decodeCodes(shapes: Record<string, Uint8Array>): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.entries(shapes).map(([name, b]) => {
+      try {
+        decodeChunk(b);
+        return [name, "accepted"];
+      } catch (err) {
+        return [name, (err as { code?: string }).code];
+      }
+    }),
+  );
+}
+
 const report = (r: Redis, run: string, i: number): Promise<unknown> => r.rpush(doneKey(run), JSON.stringify({ i, ok: true }));
 const keys = (n: number, tag: string) => packStrings(Array.from({ length: n }, (_, i) => `${tag}-${i}@example.org`));
 
@@ -223,17 +237,7 @@ describe("F25 cluster: refusals", () => {
       "multiply points not count × 32": mutate(m, (_c, v) => v.setUint32(8, 2, true)),
       "shorter than a header": h.slice(0, 19),
     };
-    const codes = Object.fromEntries(
-      Object.entries(shapes).map(([name, b]) => {
-        try {
-          decodeChunk(b);
-          return [name, "accepted"];
-        } catch (err) {
-          return [name, (err as { code?: string }).code];
-        }
-      }),
-    );
-    expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
+    expect(decodeCodes(shapes)).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
   });
 
   it("decodeChunk refuses every malformed HE chunk with UMBRA_CLUSTER_MALFORMED (options, op, level, lengths, bounds)", async () => {
@@ -289,17 +293,7 @@ describe("F25 cluster: refusals", () => {
       "options over 1 KiB": withOptions(e, `{"maxAbsValue":"1000","maxRows":100000${" ".repeat(1100)}}`),
       "shorter than a header": e.slice(0, 31),
     };
-    const codes = Object.fromEntries(
-      Object.entries(shapes).map(([name, b]) => {
-        try {
-          decodeChunk(b);
-          return [name, "accepted"];
-        } catch (err) {
-          return [name, (err as { code?: string }).code];
-        }
-      }),
-    );
-    expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
+    expect(decodeCodes(shapes)).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
   });
 
   it("decodeChunk refuses every malformed match chunk with UMBRA_CLUSTER_MALFORMED", async () => {
@@ -319,17 +313,7 @@ describe("F25 cluster: refusals", () => {
       "a byte more": Uint8Array.from([...b, 0]),
       "shorter than a header": b.slice(0, 11),
     };
-    const codes = Object.fromEntries(
-      Object.entries(shapes).map(([name, c]) => {
-        try {
-          decodeChunk(c);
-          return [name, "accepted"];
-        } catch (err) {
-          return [name, (err as { code?: string }).code];
-        }
-      }),
-    );
-    expect(codes).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
+    expect(decodeCodes(shapes)).toEqual(Object.fromEntries(Object.keys(shapes).map((n) => [n, "UMBRA_CLUSTER_MALFORMED"])));
   });
 
   it("jobs whose data is out of shape are ignored by a worker: no chunk started, nothing written", async () => {
