@@ -38,6 +38,7 @@ import { blockSource, countOf, sliceMessages, slices, stripIndex, type Slice } f
 import { CryptoPool } from "../pool/pool.js";
 import type { GroupChoice, PoolOptions, RunOptions } from "../pool/types.js";
 import { encodeChunk, MAX_CHUNK_ELEMENTS, type ChunkTask } from "./chunk-task.js";
+import { MAX_HE_CHUNK_BYTES } from "./he-chunk.js";
 import { ClusterError, ClusterErrorCode } from "./errors.js";
 import { cancelKey, doneKey, inputKey, parseReport, QUEUE_PREFIX, DEFAULT_QUEUE, resultKey, type ChunkJobData } from "./keys.js";
 import { open, seal } from "./seal.js";
@@ -213,7 +214,9 @@ export class ClusterPool extends CryptoPool {
         const p = partOf(points, i);
         const k = fill[p] as number;
         fill[p] = k + 1;
-        (out[p] as Uint8Array).set(points.subarray(i * ELEMENT, (i + 1) * ELEMENT), k * ELEMENT);
+        // Byte by byte: no view object per point on this thread.
+        const dst = out[p] as Uint8Array;
+        for (let j = 0, from = i * ELEMENT, to = k * ELEMENT; j < ELEMENT; j++) dst[to + j] = points[from + j] as number;
         (at[p] as Uint32Array)[k] = i;
       }
       return { points: out, at };
@@ -274,6 +277,17 @@ export class ClusterPool extends CryptoPool {
         const chunkBlocks = Math.min(blocks, (i + 1) * per) - i * per;
         const got = unpackResult(value, i);
         if (got.length !== Math.ceil(chunkBlocks / bpp)) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: ${got.length} parts where ${Math.ceil(chunkBlocks / bpp)} were expected`);
+        // Each part's frame read before it is handed on: whole blocks of bpp (the last one the rest).
+        got.forEach((part, k) => {
+          const want = Math.min(bpp, chunkBlocks - k * bpp);
+          let blocksIn: number;
+          try {
+            blocksIn = ctx.inspect(part).blocks;
+          } catch {
+            throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: part ${k} is not a ciphertext of this context`);
+          }
+          if (blocksIn !== want) throw new ClusterError(ClusterErrorCode.Malformed, `chunk ${i}: part ${k} has ${blocksIn} blocks where ${want} were expected`);
+        });
         parts[i] = got;
         done += Math.min(values.length, (i + 1) * per * n) - i * per * n;
         o.onProgress?.(done, values.length);
@@ -297,7 +311,8 @@ export class ClusterPool extends CryptoPool {
     checkMasks(params, column.length, masks);
     checkRowBound(params, rows);
     const n = params.slotCount;
-    if (column.blocks < 2) return super.heMaskedBlockSums(options, ct, masks, rows, runOptions);
+    // One block, or so many groups that one block's masks exceed what a worker takes: summed here.
+    if (column.blocks < 2 || masks.length * n * 4 > MAX_HE_CHUNK_BYTES) return super.heMaskedBlockSums(options, ct, masks, rows, runOptions);
     const per = Math.max(1, Math.min(16, Math.ceil(column.blocks / HE_SUM_RANGES), Math.floor(HE_TASK_BYTES / column.blockBytes), Math.floor(HE_MASK_BYTES / (masks.length * n * 4))));
     const chunks = Math.ceil(column.blocks / per);
     const partials: CiphertextBytes[] = new Array(chunks);
@@ -317,7 +332,7 @@ export class ClusterPool extends CryptoPool {
         runOptions?.onProgress?.(done, column.blocks);
       },
     });
-    if (partials.length === 1) return partials[0] as CiphertextBytes;
+    // Always two ranges or more (per ≤ ⌈blocks / 8⌉ < blocks); adding them parses and checks every partial.
     return this.poolWorkers.runHe({ op: HeTaskOp.AddAll, options, parts: partials, rows });
   }
 

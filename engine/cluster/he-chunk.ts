@@ -6,7 +6,7 @@
  * and the exchange's. Sealed like every chunk (seal.ts) and decoded strictly
  * on the worker: a known magic and op, the HE context's options as a small
  * JSON object of known fields, lengths within bounds that add up to the
- * buffer exactly. The worker runs it on its own CryptoPool, so the result
+ * buffer exactly, masks of at most 64 MiB once expanded. The worker runs it on its own CryptoPool, so the result
  * decrypts to what the in-process pool's would.
  *
  * Layout (little-endian): "UMH1" | op u8 | level u8 | masks u8 | 0 u8 |
@@ -173,6 +173,8 @@ export function decodeHeChunk(b: Uint8Array): HeChunk {
   if (op === "he-encrypt" && maskLength !== 0) throw malformed("an encrypt chunk with masks");
   if (op === "he-sums" && (count > MAX_MASKS || maskLength < 1 || level !== "first")) throw malformed("masks out of bounds");
   if (!Number.isSafeInteger(number) || number < 1) throw malformed(op === "he-encrypt" ? "blocksPerPart is not a positive integer" : "rows is not a positive integer");
+  // One weight per slot expands to count dense masks on the worker: bounded like a dense chunk.
+  if (op === "he-sums" && count * maskLength * 4 > MAX_HE_CHUNK_BYTES) throw malformed(`${count} masks of ${maskLength} slots (at most ${MAX_HE_CHUNK_BYTES} bytes of masks)`);
   const dataBytes = op === "he-encrypt" ? count * 8 : maskForm === ONE_PER_SLOT ? maskLength * 6 : count * maskLength * 4;
   const expected = HEADER + optionsLength + headLength + dataBytes;
   if (b.length !== expected) throw malformed(`${b.length} bytes where its header adds up to ${expected}`);

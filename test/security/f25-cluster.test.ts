@@ -278,6 +278,12 @@ describe("F25 cluster: refusals", () => {
       "the last reserved byte set": mutate(m, (c) => (c[7] = 1)),
       "a slot naming mask 2 of 2": mutate(m, (_c, v) => v.setUint16(sparseAt, 2, true)),
       "a weight with no mask": mutate(m, (_c, v) => v.setUint16(sparseAt + 2, 0xffff, true)),
+      // 4,096 masks of 4,097 slots in one-per-slot form: 24 KiB on the wire, over 64 MiB expanded.
+      "masks that would expand past 64 MiB": (() => {
+        const big = encodeChunk({ ...sums, masks: Array.from({ length: 4096 }, (_, g) => Uint32Array.from({ length: 4097 }, (_, i) => (i === g ? 1 : 0))) });
+        expect(big[6]).toBe(1);
+        return big;
+      })(),
       "a byte more than the header adds up to": Uint8Array.from([...e, 0]),
       "a byte less": m.slice(0, -1),
       "no values": mutate(e, (_c, v) => v.setUint32(16, 0, true)),
