@@ -11,13 +11,18 @@
  * connection, and gives a typed error (not fetch's TypeError) for anything
  * it does not repeat; `waitForJob` repeats a poll that failed with a server
  * error, and gives up with a typed error after its retry window.
+ *
+ * A party checking a job.start's ledger record asks the exchange for its
+ * inclusion proof; an exchange that is restarting (nothing listens, or it
+ * answers 5xx) is asked again (`untilAvailable`) instead of failing the job
+ * — the job.start is not delivered to the party again.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { waitForJob } from "../node/commands/jobs.js";
 import { generateIdentity } from "../node/identity.js";
-import { ExchangeClient } from "../node/server/client.js";
+import { ExchangeClient, untilAvailable } from "../node/server/client.js";
 
 let server: Server | undefined;
 
@@ -77,5 +82,60 @@ describe("umbra job submit --wait", () => {
       code: "UMBRA_JOB_STATUS_UNAVAILABLE",
       lastCode: "UMBRA_EXCHANGE_UNREACHABLE",
     });
+  });
+});
+
+describe("a read the exchange could not answer yet (untilAvailable)", () => {
+  it("is asked again while nothing listens at the exchange's address, and answers once it is back", async () => {
+    // A port nobody listens on: a server opened and closed.
+    const gone = await serve((_req, res) => json(res, 200, {}));
+    const closing = server as Server;
+    server = undefined;
+    await new Promise<void>((r) => closing.close(() => r()));
+    const client = new ExchangeClient(gone, generateIdentity("bank"));
+    let attempts = 0;
+    const answer = await untilAvailable(async () => {
+      attempts++;
+      // The third attempt finds the exchange back: a server on another port stands for it.
+      if (attempts < 3) return client.json("GET", "/v1/log/head");
+      const back = new ExchangeClient(await serve((_req, res) => json(res, 200, { back: true })), generateIdentity("bank"));
+      return back.json("GET", "/v1/log/head");
+    });
+    expect({ answer, attempts }).toEqual({ answer: { back: true }, attempts: 3 });
+  });
+
+  it("is asked again after a 503, and the answer after it is the one returned", async () => {
+    const client = new ExchangeClient(
+      await serve((_req, res, n) => (n === 1 ? json(res, 503, { error: { code: "UMBRA_UNAVAILABLE", message: "restarting" } }) : json(res, 200, { answeredRequest: n }))),
+      generateIdentity("bank"),
+    );
+    expect(await untilAvailable(() => client.json("GET", "/v1/log/head"))).toEqual({ answeredRequest: 2 });
+  });
+
+  it("is not asked again after an answer that is no passing unavailability (400)", async () => {
+    let requests = 0;
+    const client = new ExchangeClient(
+      await serve((_req, res) => {
+        requests++;
+        json(res, 400, { error: { code: "UMBRA_INVALID_REQUEST", message: "no such entry" } });
+      }),
+      generateIdentity("bank"),
+    );
+    await expect(untilAvailable(() => client.json("GET", "/v1/log/inclusion?seq=9&size=1"))).rejects.toMatchObject({ code: "UMBRA_INVALID_REQUEST", status: 400 });
+    expect(requests).toBe(1);
+  });
+
+  it("gives up with the last error once the next wait would pass its window", async () => {
+    let requests = 0;
+    const client = new ExchangeClient(
+      await serve((_req, res) => {
+        requests++;
+        json(res, 502, { error: { code: "UMBRA_EXCHANGE_UNREACHABLE", message: "the exchange could not be reached" } });
+      }),
+      generateIdentity("bank"),
+    );
+    // Waits of 250 ms and 500 ms fit in 800 ms; the next (1 s) would not: three requests in all.
+    await expect(untilAvailable(() => client.json("GET", "/v1/log/head"), 800)).rejects.toMatchObject({ code: "UMBRA_EXCHANGE_UNREACHABLE", status: 502 });
+    expect(requests).toBe(3);
   });
 });

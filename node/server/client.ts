@@ -80,6 +80,41 @@ export class ConnectionRefusedError extends ExchangeError {
   }
 }
 
+/**
+ * Whether an error is the exchange's passing unavailability — a 429 (no room
+ * now), or a 5xx: unreachable, restarting, timed out — so that the same
+ * read may be asked again. RelayBusyError is not: sendRaw waited it out
+ * already.
+ */
+export function isTransient(err: unknown): boolean {
+  return err instanceof ExchangeError && !(err instanceof RelayBusyError) && (err.status === 429 || err.status >= 500);
+}
+
+/** How long {@link untilAvailable} keeps asking by default: a minute (an exchange restarting after a crash is back well within it). */
+export const DEFAULT_AVAILABLE_WITHIN_MS = 60_000;
+
+/**
+ * Runs `fn`, and runs it again while it fails with a transient error
+ * ({@link isTransient}), waiting 250 ms and twice as long each time up to
+ * 2 s (at least a 429's Retry-After), until `forMs` would pass; then the
+ * last error is thrown. Any other error is thrown at once. For reads that
+ * change nothing at the exchange (a GET sent twice does no harm).
+ */
+export async function untilAvailable<T>(fn: () => Promise<T>, forMs = DEFAULT_AVAILABLE_WITHIN_MS): Promise<T> {
+  let waited = 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      const delay = Math.max((err as ExchangeError).retryAfterMs ?? 0, Math.min(250 * 2 ** attempt, 2000));
+      if (waited + delay > forMs) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      waited += delay;
+    }
+  }
+}
+
 /** The requests whose answers the exchange gives before it authenticates a party: they carry no log head. */
 const UNSIGNED_ANSWERS: ReadonlySet<string> = new Set(["GET /v1/identity", "POST /v1/parties"]);
 

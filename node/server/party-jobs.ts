@@ -55,7 +55,7 @@ import { jobLimitsOf, type JobSpec, type NodeProtocol, type PartyResources, type
 import { nodeProtocolFor } from "../jobs/registry.js";
 import { RoleRun, type RoleFrame } from "../jobs/run.js";
 import type { Store } from "../store.js";
-import type { ExchangeClient } from "./client.js";
+import { untilAvailable, type ExchangeClient } from "./client.js";
 import { LogErrorCode } from "../errors.js";
 import type { LogWatch } from "../log/watch.js";
 import type { Delivery } from "./mailbox.js";
@@ -325,16 +325,20 @@ export function partyJobs(o: PartyJobsOptions): PartyJobs {
     }
     // The record must be in the exchange's log as this party holds it (an inclusion proof in its signed head): a job
     // the exchange recorded in a history it shows this party differently, or not at all, is refused (evidence kept).
+    // An exchange that is restarting (unreachable, 5xx, 429) is asked again for up to a minute: the job.start is not
+    // delivered again to this process (its mailbox poll has moved past it), so giving up here would fail the job.
     try {
-      await o.logWatch.checkIncluded(
-        record,
-        async (seq, size) => (await o.client.json<{ proof: unknown }>("GET", `/v1/log/inclusion?seq=${seq}&size=${size}`)).proof,
-        // Any answer to a request sent now carries the head and the proof from the size held (node/log/watch.ts).
-        async () => void (await o.client.json("GET", "/v1/log/head")),
+      await untilAvailable(() =>
+        o.logWatch.checkIncluded(
+          record,
+          async (seq, size) => (await o.client.json<{ proof: unknown }>("GET", `/v1/log/inclusion?seq=${seq}&size=${size}`)).proof,
+          // Any answer to a request sent now carries the head and the proof from the size held (node/log/watch.ts).
+          async () => void (await o.client.json("GET", "/v1/log/head")),
+        ),
       );
     } catch (err) {
       const code = err instanceof UmbraError ? err.code : "UMBRA_INTERNAL";
-      // Any other error (the exchange unreachable) fails the job as a step's error does; it is no verdict on the log.
+      // Any other error (the exchange still unreachable after a minute) fails the job as a step's error does; it is no verdict on the log.
       if (code !== LogErrorCode.Inconsistent && code !== LogErrorCode.BadHead) throw err;
       log.error({ job: m.job, code }, "refused a job.start whose ledger record is not in the exchange's log as this party holds it");
       endBeforeRun(m, env, "failed", { kind: "failed", reason: code });
