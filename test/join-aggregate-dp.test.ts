@@ -436,6 +436,34 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   });
 });
 
+describe("COUNT(*) with dp: one result block for every group", () => {
+  it("travels as one chunk of one block whose slot per group code holds its noisy count; the buyer refuses it as one block per group", async () => {
+    const d = sides(23, ["a", "b", "c"]);
+    const msgs: { from: string; to: string; m: ProtocolMessage }[] = [];
+    const p: JoinAggregateParams = { job: "ja-dp-count-slots", aggregates: [{ fn: "count" }], grouped: true, maxAbsValue: 10, minGroupSize: 1, dp: { rho: "1" } };
+    const r = await runJoinAggregate({ buyer: { table: d.buyer, keys: ["k"], groupBy: "g" }, provider: { table: d.provider, keys: ["k"] }, aggregates: [{ fn: "count" }], maxAbsValue: 10, minGroupSize: 1, pool, job: p.job, dp: { rho: "1" }, tap: (from, to, f) => msgs.push({ from, to, m: decodeMessage(f) }) });
+    const values = msgs.filter((x) => x.m.kind === "joinCiphertext" && x.m.header.step === 14).map((x) => x.m as JoinCiphertext);
+    const he = await createHeContext(jaHeOptions(resolveJaParams(p)));
+    try {
+      // Three released groups, one statistic: one chunk, one block (without the change: one block per group).
+      expect(values.map((v) => ({ column: v.column, firstBlock: v.firstBlock, blocks: he.inspect(v.ciphertext).blocks }))).toEqual([{ column: 0, firstBlock: 0, blocks: 1 }]);
+      expect(r.result.groups.length).toBe(3);
+      // The buyer, replayed up to the result, is handed the count as three blocks (the block three times).
+      const ctx: JaContext = { pool, he };
+      const groups = Array.from({ length: d.buyer.numRows }, (_, i) => d.buyer.getChild("g")?.get(i) as string);
+      let b = (await jaBuyer.start({ params: p, keys: keysFromTable(d.buyer, ["k"]), groups }, ctx)).state;
+      for (const x of msgs.filter((y) => y.to === "buyer" && y.from === "provider")) b = (await jaBuyer.receive(b, "provider", x.m, ctx)).state;
+      b = (await jaBuyer.receive(b, "exchange", msgs.find((x) => x.m.kind === "joinResult")!.m, ctx)).state;
+      const one = values[0] as JoinCiphertext;
+      const before = structuredClone(b);
+      await expect(jaBuyer.receive(b, "exchange", { ...one, ciphertext: he.concat([one.ciphertext, one.ciphertext, one.ciphertext]) }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      expect(structuredClone(b)).toEqual(before);
+    } finally {
+      he.dispose();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------- CLI
 
 describe("umbra join-aggregate --rho / --epsilon", () => {

@@ -15,9 +15,9 @@ import { permuteFixedAsync } from "../../engine/psi/index.js";
 import type { JoinCiphertext, JoinResult, ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
-import { batches, checkBinding, chunkCount, expectStep } from "../steps.js";
+import { batches, checkBinding, expectStep } from "../steps.js";
 import { groupCodes, weightChunks } from "./groups.js";
-import { checkBuyerKeys, checkHello, handlerFor, hello, keyMessage, raiseBatch, readU32, readU64, resultChunks, type Handlers } from "./messages.js";
+import { checkBuyerKeys, checkHello, handlerFor, hello, keyMessage, raiseBatch, readU32, readU64, countInSlots, resultLayout, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -26,7 +26,6 @@ import {
   jaHeOptions,
   JaStep,
   resolveJaParams,
-  RESULT_BLOCKS_PER_CHUNK,
   withHe,
   type JaContext,
   type JaResolved,
@@ -172,24 +171,32 @@ function exchangeResult(s: JaBuyerState, m: ProtocolMessage): Step<JaBuyerState>
   return { state, messages: [] };
 }
 
-/** Step 14, exchange → buyer: one masked block per released group and statistic, decrypted and summed slot by slot. */
+/**
+ * Step 14, exchange → buyer: one masked block per released group and
+ * statistic, decrypted and summed slot by slot; with dp COUNT(*)'s one block
+ * whose slot `code` is the released group's noisy count (messages.ts
+ * resultLayout).
+ */
 async function exchangeResultValues(s: JaBuyerState, m: ProtocolMessage, ctx: JaContext): Promise<Step<JaBuyerState>> {
   const step = m.header.step;
   if (s.result === null) throw new WrongStepError("statistics before the result");
-  const released = s.result.codes.length;
-  const per = chunkCount(released, RESULT_BLOCKS_PER_CHUNK);
-  const total = resultChunks(s, released);
-  if (s.valueChunksReceived >= total) throw new WrongStepError(`step ${step} is complete`);
-  expectStep(m.header, JaStep.ResultValues, s.valueChunksReceived, total, "joinCiphertext", m.kind);
+  const codes = s.result.codes;
+  const layout = resultLayout(s, codes.length);
+  const want = layout[s.valueChunksReceived];
+  if (want === undefined) throw new WrongStepError(`step ${step} is complete`);
+  expectStep(m.header, JaStep.ResultValues, s.valueChunksReceived, layout.length, "joinCiphertext", m.kind);
   const c = m as JoinCiphertext;
-  const column = Math.floor(s.valueChunksReceived / per);
-  const first = (s.valueChunksReceived % per) * RESULT_BLOCKS_PER_CHUNK;
-  const blocks = Math.min(RESULT_BLOCKS_PER_CHUNK, released - first);
+  const { column, firstBlock: first, blocks } = want;
   if (c.column !== column || c.firstBlock !== first) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must carry column ${column} from block ${first}`);
   const sums = await withHe(s, ctx, async (he) => {
     const info = he.inspect(c.ciphertext);
     const n = he.params.slotCount;
     if (info.blocks !== blocks || info.length !== blocks * n) throw new InvalidMessageError(`step ${step} chunk ${m.header.chunk} must hold ${blocks} whole blocks`);
+    // COUNT(*) with dp: one block, a group's noisy count in the slot of its code (a few ms on this thread).
+    if (countInSlots(s, column)) {
+      const slots = he.decryptSums(c.ciphertext, s.heSecretKey);
+      return Array.from(codes, (code) => (slots[code] as bigint).toString());
+    }
     // Each block's slots summed (modulo M) as it is decrypted, on a worker.
     const blockSums = await ctx.pool.heDecryptBlockSums(jaHeOptions(s), c.ciphertext, s.heSecretKey);
     const M = he.params.crtModulus;
@@ -203,7 +210,7 @@ async function exchangeResultValues(s: JaBuyerState, m: ProtocolMessage, ctx: Ja
     }
     return out;
   });
-  const totals = s.totals.map((col, i) => (i === column ? col.map((x, g) => (g >= first && g < first + blocks ? (sums[g - first] as string) : x)) : col));
+  const totals = s.totals.map((col, i) => (i === column ? col.map((x, g) => (g >= first && g < first + sums.length ? (sums[g - first] as string) : x)) : col));
   return { state: { ...s, totals, valueChunksReceived: s.valueChunksReceived + 1 }, messages: [] };
 }
 
@@ -214,7 +221,7 @@ const HANDLERS: Handlers<JaBuyerState> = {
 };
 
 function done(s: JaBuyerState): boolean {
-  return s.result !== null && s.valueChunksReceived === resultChunks(s, s.result.codes.length);
+  return s.result !== null && s.valueChunksReceived === resultLayout(s, s.result.codes.length).length;
 }
 
 /** The buyer's role: takes 4, 5 from the provider and 13, 14 from the exchange; its result is the released groups. */

@@ -40,12 +40,18 @@
  *   exchange already computes every group's count from the provider's row
  *   counts (step 7) and the buyer's weights, as it does without dp. So the
  *   provider sends no c column, only c's noise block (always a block of
- *   its own: there is no column to hold it); the exchange's masked block
- *   sum for c reads that block alone (X_p, share number `code`), and its
- *   zero-sum mask's residues sum to count + X_e. The buyer decrypts
- *   count + X_p + X_e as for any other statistic. This saves one encrypted
- *   column's encryption, transfer and masked sums over every provider
- *   position (docs/differential-privacy.md: the overhead at small sizes).
+ *   its own: there is no column to hold it). Nothing in that block needs
+ *   masking from the buyer (it holds no rows), so COUNT(*) is released as
+ *   ONE block for all groups, not one per group: the exchange multiplies
+ *   the noise block by a mask that is 1 at every released code and 0
+ *   elsewhere (slot g: X_p of code g; every other slot exactly 0), adds an
+ *   encryption whose slot g is count_g + X_e (slotResidues) and re-
+ *   randomises; the buyer decrypts that block and reads slot `code` of each
+ *   group (messages.ts resultLayout). The buyer learns per group exactly
+ *   count + X_p + X_e, as from any other statistic's block total. This
+ *   saves one encrypted column over every provider position, and three
+ *   quarters of a per-group statistic's fixed work at four groups
+ *   (docs/differential-privacy.md: the overhead at small sizes).
  *
  * What each party learns beyond a job without dp: the provider, nothing
  * (the noise shares' number and place follow from the job and its own
@@ -254,11 +260,36 @@ export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly n
   });
 }
 
-/** Masks over a noise block of `slots` slots alone (COUNT(*)'s, whose total the exchange adds itself): weight 1 at slot codes[i]. */
-export function noiseBlockMasks(codes: readonly number[], slots: number): Uint32Array[] {
-  const masks = codes.map(() => new Uint32Array(slots));
-  withNoiseShares(masks, codes);
-  return masks;
+/**
+ * COUNT(*)'s one mask over its noise block of `slots` slots (whose counts
+ * the exchange adds itself): weight 1 at every released code, 0 elsewhere —
+ * the product holds the provider's share of code g in slot g and nothing
+ * else.
+ */
+export function countSlotsMask(codes: readonly number[], slots: number): Uint32Array {
+  const mask = new Uint32Array(slots);
+  for (const g of codes) {
+    if (g >= JA_NOISE_SLOTS) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
+    mask[g] = 1;
+  }
+  return mask;
+}
+
+/**
+ * One block of residues per plain prime (n slots): slot codes[i] holds
+ * values[i] modulo the prime, every other slot 0 — COUNT(*)'s addend with
+ * dp, each released group's exact count plus the exchange's share.
+ */
+export function slotResidues(primes: readonly number[], n: number, codes: readonly number[], values: readonly bigint[]): Uint32Array[] {
+  return primes.map((p) => {
+    const r = new Uint32Array(n);
+    const P = BigInt(p);
+    codes.forEach((g, i) => {
+      if (g >= n) throw new InvalidArgumentError("a group code beyond the block");
+      r[g] = Number((((values[i] as bigint) % P) + P) % P);
+    });
+    return r;
+  });
 }
 
 /** The job's differential privacy, as the buyer's result states it. */

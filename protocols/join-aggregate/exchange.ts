@@ -16,12 +16,11 @@ import { BoundExceededError, KeyMismatchError, zeroSumMasks } from "../../engine
 import type { JoinCiphertext, JoinCounts, JoinResult, JoinWeights, ProtocolMessage } from "../codec.js";
 import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js";
 import type { Outgoing, Role, Step } from "../role.js";
-import { checkBinding, chunkCount, expectStep, header, withRoom } from "../steps.js";
-import type { JaStat } from "./aggregates.js";
+import { checkBinding, expectStep, header, withRoom } from "../steps.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { addToBlockSums, JA_NOISE_SLOTS, jaExchangeNoise, jaNoiseRows, noiseBlockMasks, withNoiseShares } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, noiseBlockColumns, noiseInline, providerColumns, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { addToBlockSums, countSlotsMask, JA_NOISE_SLOTS, jaExchangeNoise, jaNoiseRows, slotResidues, withNoiseShares } from "./dp.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, countInSlots, noiseBlockColumns, noiseInline, providerColumns, resultLayout, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   jaHeOptions,
@@ -30,7 +29,6 @@ import {
   JaStep,
   PROVIDER_BLOCKS_PER_CHUNK,
   resolveJaParams,
-  RESULT_BLOCKS_PER_CHUNK,
   withHe,
   type JaContext,
   type JaResolved,
@@ -282,19 +280,18 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
-    // COUNT(*)'s masks read its noise block alone (dp): the provider sends no count column.
-    const countMasks = dp ? noiseBlockMasks(released, JA_SLOTS) : [];
+    // COUNT(*) with dp: one mask over its noise block alone, weight 1 at every released code (the provider sends no count column).
+    const countMask = dp ? [countSlotsMask(released, JA_SLOTS)] : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
       const sent = providerColumns(s);
       const noiseBlocks = noiseBlockColumns(s, s.providerSetSize);
-      const chunksOut = chunkCount(rel, RESULT_BLOCKS_PER_CHUNK);
-      const total = s.stats.length * chunksOut;
+      const layout = resultLayout(s, rel);
       const options = jaHeOptions(s);
       for (let col = 0; col < s.stats.length; col++) {
-        // With dp, COUNT(*) is the provider's share of each group's code alone here; the count goes into the mask below.
-        const isCount = (s.stats[col] as JaStat).stat === "c";
+        // With dp, COUNT(*) is one block: slot `code` the provider's share of that group code; the count goes into the mask below.
+        const inSlots = countInSlots(s, col);
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
         // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
         // share of its code.
@@ -302,22 +299,25 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
         const b = noiseBlocks.indexOf(col);
         const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
-        const sums = await ctx.pool.heMaskedBlockSums(options, column, isCount ? countMasks : masks, rows + noiseRows);
-        const residues = zeroSumMasks(he.params.plainModuli, rel, n);
-        // This party's share goes into the mask's block sums; for COUNT(*) with the exact count it holds anyway (dp.ts).
-        if (dp && rng) {
+        const sums = await ctx.pool.heMaskedBlockSums(options, column, inSlots ? countMask : masks, rows + noiseRows);
+        let residues: Uint32Array[];
+        if (dp && rng && inSlots) {
+          // This party's share and the exact count it holds anyway, in the slot of each released code (dp.ts).
           const x = jaExchangeNoise(dp, col, rel, rng);
-          addToBlockSums(residues, he.params.plainModuli, n, isCount ? x.map((e, i) => e + (count[released[i] as number] as bigint)) : x);
+          residues = slotResidues(he.params.plainModuli, n, released, x.map((e, i) => e + (count[released[i] as number] as bigint)));
+        } else {
+          residues = zeroSumMasks(he.params.plainModuli, rel, n);
+          // This party's share goes into the mask's block sums (dp.ts).
+          if (dp && rng) addToBlockSums(residues, he.params.plainModuli, n, jaExchangeNoise(dp, col, rel, rng));
         }
         const mask = await ctx.pool.heEncryptResidues(options, s.publicKey, residues, { level: "mask" });
         // Without dp the mask adds 0 to every block total; with dp it adds the exchange's share.
         const fresh = await ctx.pool.heReRandomize(options, [sums, mask], s.publicKey, rows + 2 * noiseRows);
-        for (let c = 0; c < chunksOut; c++) {
-          const from = c * RESULT_BLOCKS_PER_CHUNK;
-          const to = Math.min(rel, from + RESULT_BLOCKS_PER_CHUNK);
+        for (const [i, part] of layout.entries()) {
+          if (part.column !== col) continue;
           out.push({
             to: "buyer",
-            message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, col * chunksOut + c, total), column: col, firstBlock: from, ciphertext: he.sliceBlocks(fresh, from, to) },
+            message: { kind: "joinCiphertext", header: header(s, JaStep.ResultValues, i, layout.length), column: col, firstBlock: part.firstBlock, ciphertext: he.sliceBlocks(fresh, part.firstBlock, part.firstBlock + part.blocks) },
           });
         }
         ctx.onProgress?.("exchange: aggregate under encryption", col + 1, s.stats.length);

@@ -49,7 +49,7 @@
  *                        its encrypted noise shares in them or after them)
  *                      9 ElementBatch H(x)^bp (in the buyer's order)
  *   exchange → buyer   13 JoinResult {released codes, COUNT(*) (with dp: zeros)}
- *                      14 JoinCiphertext (per released group, masked)
+ *                      14 JoinCiphertext (per released group, masked; dp COUNT(*): one block)
  *
  * References: Huberman, Franklin, Hogg, "Enhancing privacy and trust in
  * electronic communities" (1999) — the DH-based matching; RFC 9380

@@ -229,7 +229,31 @@ export function valueChunkCount(s: JaResolved, size: number): { perColumn: numbe
   return { perColumn, data, total: data + noiseBlockColumns(s, size).length, length: size + (noiseInline(s, size) ? JA_NOISE_SLOTS : 0) };
 }
 
-/** Step 14's chunks: RESULT_BLOCKS_PER_CHUNK blocks (one per released group) per statistic column. */
-export function resultChunks(s: JaResolved, released: number): number {
-  return released === 0 ? 0 : s.stats.length * chunkCount(released, RESULT_BLOCKS_PER_CHUNK);
+/** One chunk of step 14: statistic column `column`'s result blocks firstBlock … firstBlock + blocks − 1. */
+export interface ResultChunk {
+  readonly column: number;
+  readonly firstBlock: number;
+  readonly blocks: number;
+}
+
+/** Whether statistic column `k` is released as one block of per-group slots: COUNT(*) with dp (dp.ts, countSlots). */
+export function countInSlots(s: JaResolved, k: number): boolean {
+  return s.dp !== undefined && s.stats[k]?.stat === "c";
+}
+
+/**
+ * Step 14's chunks, in order: per statistic column, one block per released
+ * group (the buyer sums its slots), in chunks of RESULT_BLOCKS_PER_CHUNK —
+ * but COUNT(*) with dp is one block whose slot `code` holds the noisy count
+ * of the released group with that code (countInSlots), one chunk.
+ */
+export function resultLayout(s: JaResolved, released: number): ResultChunk[] {
+  if (released === 0) return [];
+  return s.stats.flatMap((_, column) => {
+    if (countInSlots(s, column)) return [{ column, firstBlock: 0, blocks: 1 }];
+    return Array.from({ length: chunkCount(released, RESULT_BLOCKS_PER_CHUNK) }, (_, c) => {
+      const firstBlock = c * RESULT_BLOCKS_PER_CHUNK;
+      return { column, firstBlock, blocks: Math.min(RESULT_BLOCKS_PER_CHUNK, released - firstBlock) };
+    });
+  });
 }
