@@ -240,12 +240,25 @@ describe("runJoinAggregate with dp", () => {
 
   it("puts in each group's block the shares of its code: the groups' noise is the replayed shares, group for group", async () => {
     const d = sides(11, ["a", "b", "c", "d"]);
-    // 1,024 positions leave 7,168 spare slots in the block: n, s and q carry their shares there, only COUNT(*)'s (column 4 + 0) come alone.
+    // 1,024 positions leave 7,168 spare slots in the block: n, s and q carry their shares there, and n COUNT(*)'s after its own: no noise block.
     const noiseBlocks: number[] = [];
     const r = await run(d, "grouped", { tap: (m) => void (m.kind === "joinCiphertext" && m.header.step === 8 && (m as JoinCiphertext).column >= 4 && noiseBlocks.push((m as JoinCiphertext).column)) });
     expect(r.result.groups.length).toBe(4);
     const got = [...differences(r, oracle(d)).values()].map((x) => x.join(",")).sort();
     const want = replay("grouped", 4).map((x) => x.join(",")).sort(); // codes are random: the same tuples, in some order
+    expect([noiseBlocks, got]).toEqual([[], want]);
+  });
+
+  it("puts COUNT(*)'s shares alone in a block when the last block has room for one column's shares but not two: the same replayed noise", async () => {
+    // 6,400 more provider keys no buyer holds: about 6,480 keys pad to 6,656 positions, 1,536 spare slots (≥ 1,024, < 2,048).
+    const d = sides(11, ["a", "b", "c", "d"]);
+    const pk = [...Array.from({ length: d.provider.numRows }, (_, i) => d.provider.getChild("k")?.get(i) as string), ...Array.from({ length: 6_400 }, (_, i) => `u${i}`)];
+    const pv = [...Array.from({ length: d.provider.numRows }, (_, i) => d.provider.getChild("v")?.get(i) as number | null), ...Array.from({ length: 6_400 }, () => 1)];
+    const mid = { buyer: d.buyer, provider: new Table({ k: vectorFromArray(pk, new Utf8()), v: vectorFromArray(pv, new Float64()) }) };
+    const noiseBlocks: number[] = [];
+    const r = await run(mid, "grouped", { tap: (m) => void (m.kind === "joinCiphertext" && m.header.step === 8 && (m as JoinCiphertext).column >= 4 && noiseBlocks.push((m as JoinCiphertext).column)) });
+    const got = [...differences(r, oracle(mid)).values()].map((x) => x.join(",")).sort();
+    const want = replay("grouped", 4).map((x) => x.join(",")).sort();
     expect([noiseBlocks, got]).toEqual([[4], want]);
   });
 
@@ -304,10 +317,10 @@ describe("runJoinAggregate with dp", () => {
 // ---------------------------------------------------------------------------- hostile input
 
 describe("a dp job's hostile messages are refused and leave the state unchanged", () => {
-  const params: JoinAggregateParams = { job: "ja-dp-hostile", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1000, maxJoinRows: 1_000_000, providerPadding: "none", dp: { rho: "1", maxRowsPerKey: 2 } };
+  const hostile: JoinAggregateParams = { job: "ja-dp-hostile", aggregates: [{ fn: "count" }, { fn: "sum", column: "v" }], grouped: true, maxAbsValue: 1000, maxJoinRows: 1_000_000, providerPadding: "none", dp: { rho: "1", maxRowsPerKey: 2 } };
   const rt = (m: ProtocolMessage) => decodeMessage(encodeMessage(m));
 
-  async function setup() {
+  async function setup(params: JoinAggregateParams = hostile) {
     const d = sides(17, ["a", "b"]);
     const he = await createHeContext(jaHeOptions(resolveJaParams(params)));
     const ctx: JaContext = { pool, he };
@@ -326,23 +339,23 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   }
 
   it("the exchange refuses a noise chunk with the wrong column, the wrong length or under another key", async () => {
-    const { he, ctx, buyer, values, x: x0 } = await setup();
+    // COUNT(*) alone: no column the provider encrypts, so COUNT(*)'s shares come in a block of their own (column 1 + 0).
+    const { he, ctx, buyer, values, x: x0 } = await setup({ ...hostile, aggregates: [{ fn: "count" }] });
     try {
-      // c, n(v), s(v): n's and s's shares sit in their columns' spare slots (74 positions), COUNT(*)'s come in a block (column 3 + 0).
       const data = values.slice(0, values.length - 1);
       const noise = values.slice(values.length - 1);
-      expect(noise.map((c) => c.column)).toEqual([3]);
+      expect([data.length, noise.map((c) => c.column)]).toEqual([0, [1]]);
       let x = x0;
-      for (const m of data) x = (await jaExchange.receive(x, "provider", m, ctx)).state;
       const first = noise[0] as JoinCiphertext;
       const before = structuredClone(x);
       // Another column number.
       await expect(jaExchange.receive(x, "provider", { ...first, column: 0 }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
-      // A noise chunk is one whole block (8,192 slots): a data chunk's ciphertext (the provider's 74 positions and 1,024 shares) is
-      // refused, and so are the 1,024 shares alone, under the buyer's key.
-      expect([he.inspect(first.ciphertext).length, he.inspect((data[0] as JoinCiphertext).ciphertext).length]).toEqual([he.params.slotCount, 74 + JA_NOISE_SLOTS]);
-      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: (data[0] as JoinCiphertext).ciphertext }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
+      // A noise chunk is one whole block (8,192 slots): a data chunk's length (74 positions and 1,024 shares) is refused, and so
+      // are the 1,024 shares alone, under the buyer's key.
+      expect(he.inspect(first.ciphertext).length).toBe(he.params.slotCount);
       const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
+      const dataLength = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(74 + JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
+      await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: dataLength }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       const shares = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: shares }, ctx)).rejects.toBeInstanceOf(InvalidMessageError);
       // Noise under a key that is not the buyer's.
@@ -351,7 +364,7 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
       await expect(jaExchange.receive(x, "provider", { ...first, ciphertext: foreign }, ctx)).rejects.toBeInstanceOf(KeyMismatchError);
       expect(structuredClone(x)).toEqual(before);
       // The genuine chunk is still accepted.
-      expect((await jaExchange.receive(x, "provider", first, ctx)).state.valueChunks.length).toBe(data.length + 1);
+      expect((await jaExchange.receive(x, "provider", first, ctx)).state.valueChunks.length).toBe(1);
     } finally {
       he.dispose();
     }
@@ -360,33 +373,34 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
   it("the provider sends no COUNT(*) column, only its noise; the exchange refuses a count column and a step 8 of the old length", async () => {
     const { he, ctx, values, x: x0 } = await setup();
     try {
-      // n(v) and s(v) (one chunk each: 74 positions and their shares), then COUNT(*)'s noise block: the count is the exchange's.
-      expect(values.map((c) => [c.column, c.header.chunks])).toEqual([
-        [1, 3],
-        [2, 3],
-        [3, 3],
+      // n(v) and s(v), one chunk each: 74 positions and their shares — in n's, COUNT(*)'s shares after its own. The count is the exchange's.
+      expect(values.map((c) => [c.column, c.header.chunks, he.inspect(c.ciphertext).length])).toEqual([
+        [1, 2, 74 + 2 * JA_NOISE_SLOTS],
+        [2, 2, 74 + 2 * JA_NOISE_SLOTS],
       ]);
       const first = values[0] as JoinCiphertext;
       const before = structuredClone(x0);
       // A data chunk for COUNT(*) (column 0), as a provider encrypting its rows per key would send first.
       const count = await jaExchange.receive(x0, "provider", { ...first, column: 0 }, ctx).catch((e: unknown) => e);
-      // The same chunk in a step 8 of four chunks (a count column more).
-      const longer = await jaExchange.receive(x0, "provider", { ...first, header: { ...first.header, chunks: 4 } }, ctx).catch((e: unknown) => e);
+      // The same chunk in a step 8 of three chunks (a count column more).
+      const longer = await jaExchange.receive(x0, "provider", { ...first, header: { ...first.header, chunks: 3 } }, ctx).catch((e: unknown) => e);
       expect([count instanceof InvalidMessageError, longer instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, true, before]);
     } finally {
       he.dispose();
     }
   });
 
-  it("the exchange refuses a data chunk without the shares in its spare slots (the provider's 74 positions alone)", async () => {
+  it("the exchange refuses a data chunk without the shares in its spare slots (the provider's 74 positions alone, or without COUNT(*)'s)", async () => {
     const { he, ctx, buyer, values, x: x0 } = await setup();
     try {
       const first = values[0] as JoinCiphertext;
       const buyerKey = (buyer.messages.find((a) => a.to === "exchange")!.message as AggregateKey).publicKey;
       const bare = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(74)), buyerKey, { level: "mask" });
+      const ownOnly = he.encryptResidues(he.params.plainModuli.map(() => new Uint32Array(74 + JA_NOISE_SLOTS)), buyerKey, { level: "mask" });
       const before = structuredClone(x0);
       const err = await jaExchange.receive(x0, "provider", { ...first, ciphertext: bare }, ctx).catch((e: unknown) => e);
-      expect([err instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, before]);
+      const err2 = await jaExchange.receive(x0, "provider", { ...first, ciphertext: ownOnly }, ctx).catch((e: unknown) => e);
+      expect([err instanceof InvalidMessageError, err2 instanceof InvalidMessageError, structuredClone(x0)]).toEqual([true, true, before]);
     } finally {
       he.dispose();
     }
@@ -396,7 +410,7 @@ describe("a dp job's hostile messages are refused and leave the state unchanged"
     const { he, ctx, buyer } = await setup();
     try {
       const toX = buyer.messages.filter((a) => a.to === "exchange").map((a) => rt(a.message));
-      let x: JaExchangeState = (await jaExchange.start({ params }, ctx)).state;
+      let x: JaExchangeState = (await jaExchange.start({ params: hostile }, ctx)).state;
       for (const m of toX.slice(0, 2)) x = (await jaExchange.receive(x, "buyer", m, ctx)).state;
       const w = toX[2] as JoinWeights;
       const weights = new Uint32Array(w.weights.slice().buffer);

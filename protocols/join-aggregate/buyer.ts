@@ -17,7 +17,7 @@ import { InvalidMessageError, RefusedError, WrongStepError } from "../errors.js"
 import type { Outgoing, Role, Step } from "../role.js";
 import { batches, checkBinding, expectStep } from "../steps.js";
 import { groupCodes, weightChunks } from "./groups.js";
-import { checkBuyerKeys, checkHello, handlerFor, hello, keyMessage, raiseBatch, readU32, readU64, countInSlots, resultLayout, type Handlers } from "./messages.js";
+import { checkBuyerKeys, checkHello, handlerFor, hello, keyMessage, raiseBatch, readU32, readU64, countInSlots, countSlot, resultLayout, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -195,7 +195,7 @@ async function exchangeResultValues(s: JaBuyerState, m: ProtocolMessage, ctx: Ja
     // COUNT(*) with dp: one block, a group's noisy count in the slot of its code (a few ms on this thread).
     if (countInSlots(s, column)) {
       const slots = he.decryptSums(c.ciphertext, s.heSecretKey);
-      return Array.from(codes, (code) => (slots[code] as bigint).toString());
+      return Array.from(codes, (code) => (slots[countSlot(s, s.peerSetSize, code)] as bigint).toString());
     }
     // Each block's slots summed (modulo M) as it is decrypted, on a worker.
     const blockSums = await ctx.pool.heDecryptBlockSums(jaHeOptions(s), c.ciphertext, s.heSecretKey);

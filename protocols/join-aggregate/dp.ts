@@ -39,15 +39,18 @@
  *   zeros with dp — but its exact total is not encrypted by anyone: the
  *   exchange already computes every group's count from the provider's row
  *   counts (step 7) and the buyer's weights, as it does without dp. So the
- *   provider sends no c column, only c's noise block (always a block of
- *   its own: there is no column to hold it). Nothing in that block needs
- *   masking from the buyer (it holds no rows), so COUNT(*) is released as
- *   ONE block for all groups, not one per group: the exchange multiplies
- *   the noise block by a mask that is 1 at every released code and 0
- *   elsewhere (slot g: X_p of code g; every other slot exactly 0), adds an
- *   encryption whose slot g is count_g + X_e (slotResidues) and re-
- *   randomises; the buyer decrypts that block and reads slot `code` of each
- *   group (messages.ts resultLayout). The buyer learns per group exactly
+ *   provider sends no c column, only c's noise shares: in the spare slots
+ *   of the first column it encrypts, after that column's own shares, when
+ *   its last block has room for both (messages.ts countNoiseInline), else
+ *   in a block of their own. Nothing but those shares needs to reach the
+ *   buyer (there are no rows to mask), so COUNT(*) is released as ONE block
+ *   for all groups, not one per group: the exchange multiplies the shares'
+ *   column by a mask that is 1 at the share of every released code and 0
+ *   elsewhere (a slot per code holds X_p of that code; every other slot is
+ *   exactly 0, the data's slots included), adds an encryption with
+ *   count_g + X_e in group g's slot (slotResidues) and re-randomises; the
+ *   buyer decrypts that block and reads each group's slot (messages.ts
+ *   resultLayout, countSlot). The buyer learns per group exactly
  *   count + X_p + X_e, as from any other statistic's block total. This
  *   saves one encrypted column over every provider position, and three
  *   quarters of a per-group statistic's fixed work at four groups
@@ -261,31 +264,32 @@ export function withNoiseShares(masks: readonly Uint32Array[], codes: readonly n
 }
 
 /**
- * COUNT(*)'s one mask over its noise block of `slots` slots (whose counts
- * the exchange adds itself): weight 1 at every released code, 0 elsewhere —
- * the product holds the provider's share of code g in slot g and nothing
- * else.
+ * COUNT(*)'s one mask over `length` slots (its noise block, or the first
+ * column when its shares are inline there from slot `at`): weight 1 at slot
+ * `at` + g for every released code g, 0 elsewhere — the product holds the
+ * provider's share of each released code and nothing else.
  */
-export function countSlotsMask(codes: readonly number[], slots: number): Uint32Array {
-  const mask = new Uint32Array(slots);
+export function countSlotsMask(codes: readonly number[], at: number, length: number): Uint32Array {
+  const mask = new Uint32Array(length);
   for (const g of codes) {
-    if (g >= JA_NOISE_SLOTS) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
-    mask[g] = 1;
+    if (g >= JA_NOISE_SLOTS || at + g >= length) throw new InvalidArgumentError("a group code beyond the provider's noise shares");
+    mask[at + g] = 1;
   }
   return mask;
 }
 
 /**
- * One block of residues per plain prime (n slots): slot codes[i] holds
+ * One block of residues per plain prime (n slots): slot slots[i] holds
  * values[i] modulo the prime, every other slot 0 — COUNT(*)'s addend with
- * dp, each released group's exact count plus the exchange's share.
+ * dp, each released group's exact count plus the exchange's share, in the
+ * slot of the provider's share of its code (messages.ts countSlot).
  */
-export function slotResidues(primes: readonly number[], n: number, codes: readonly number[], values: readonly bigint[]): Uint32Array[] {
+export function slotResidues(primes: readonly number[], n: number, slots: readonly number[], values: readonly bigint[]): Uint32Array[] {
   return primes.map((p) => {
     const r = new Uint32Array(n);
     const P = BigInt(p);
-    codes.forEach((g, i) => {
-      if (g >= n) throw new InvalidArgumentError("a group code beyond the block");
+    slots.forEach((g, i) => {
+      if (g >= n) throw new InvalidArgumentError("a slot beyond the block");
       r[g] = Number((((values[i] as bigint) % P) + P) % P);
     });
     return r;

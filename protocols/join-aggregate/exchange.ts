@@ -20,7 +20,7 @@ import { checkBinding, expectStep, header, withRoom } from "../steps.js";
 import { groupCounts, releasedGroups, weightMasks, type Matching } from "./groups.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
 import { addToBlockSums, countSlotsMask, JA_NOISE_SLOTS, jaExchangeNoise, jaNoiseRows, slotResidues, withNoiseShares } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, concatU32, handlerFor, nextChunk, countInSlots, noiseBlockColumns, noiseInline, providerColumns, resultLayout, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { checkBuyerKeys, checkHello, checkKey, concatU32, countInSlots, countNoiseInline, countSlot, handlerFor, nextChunk, noiseBlockColumns, noiseInline, providerColumns, resultLayout, readU32, receiveCompared, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   jaHeOptions,
@@ -274,14 +274,17 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     // With dp a group's mask selects its provider share of each column: after the positions when the shares are inline,
     // else in the provider's noise block, read before the column (block 0) (dp.ts).
     const inline = noiseInline(s, s.providerSetSize);
-    const masks = await weightMasks(matching, released, dp && !inline ? JA_SLOTS : 0, inline ? JA_NOISE_SLOTS : 0);
+    const { length: columnLength } = valueChunkCount(s, s.providerSetSize);
+    const masks = await weightMasks(matching, released, dp && !inline ? JA_SLOTS : 0, inline ? columnLength - s.providerSetSize : 0);
     if (dp) withNoiseShares(masks, released, inline ? s.providerSetSize : 0);
     const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
-    // COUNT(*) with dp: one mask over its noise block alone, weight 1 at every released code (the provider sends no count column).
-    const countMask = dp ? [countSlotsMask(released, JA_SLOTS)] : [];
+    // COUNT(*) with dp: one mask, weight 1 at the provider's share of every released code — over the first column when the
+    // shares are in its spare slots, else over the count's noise block alone (the provider sends no count column).
+    const countInline = countNoiseInline(s, s.providerSetSize);
+    const countMask = dp ? [countSlotsMask(released, countInline ? s.providerSetSize + JA_NOISE_SLOTS : 0, countInline ? columnLength : JA_SLOTS)] : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
@@ -295,7 +298,8 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
         // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
         // share of its code.
-        const j = sent.indexOf(col);
+        // (COUNT(*)'s shares inline: the first column's chunks, read with the count's mask.)
+        const j = inSlots && countInline ? 0 : sent.indexOf(col);
         const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
         const b = noiseBlocks.indexOf(col);
         const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
@@ -304,7 +308,8 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         if (dp && rng && inSlots) {
           // This party's share and the exact count it holds anyway, in the slot of each released code (dp.ts).
           const x = jaExchangeNoise(dp, col, rel, rng);
-          residues = slotResidues(he.params.plainModuli, n, released, x.map((e, i) => e + (count[released[i] as number] as bigint)));
+          const slots = released.map((g) => countSlot(s, s.providerSetSize, g));
+          residues = slotResidues(he.params.plainModuli, n, slots, x.map((e, i) => e + (count[released[i] as number] as bigint)));
         } else {
           residues = zeroSumMasks(he.params.plainModuli, rel, n);
           // This party's share goes into the mask's block sums (dp.ts).

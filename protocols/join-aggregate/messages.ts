@@ -207,17 +207,45 @@ export function noiseInline(s: JaResolved, size: number): boolean {
   return s.dp !== undefined && Math.ceil(size / JA_SLOTS) * JA_SLOTS - size >= JA_NOISE_SLOTS;
 }
 
-/** The statistic columns whose noise shares come in a block of their own (dp): COUNT(*)'s always, the others unless inline. */
+/**
+ * With dp, whether COUNT(*)'s noise shares sit in the spare slots too: in
+ * the first column the provider encrypts, right after that column's own
+ * shares (slots size + JA_NOISE_SLOTS …), when its last block leaves room
+ * for both. Else they come in a block of their own.
+ */
+export function countNoiseInline(s: JaResolved, size: number): boolean {
+  return (
+    noiseInline(s, size) && providerColumns(s).length > 0 && s.stats.some((st) => st.stat === "c") && Math.ceil(size / JA_SLOTS) * JA_SLOTS - size >= 2 * JA_NOISE_SLOTS
+  );
+}
+
+/** The slots after the `size` positions of each column the provider encrypts that hold noise shares (its own, then COUNT(*)'s). */
+function inlineNoiseSlots(s: JaResolved, size: number): number {
+  return noiseInline(s, size) ? JA_NOISE_SLOTS * (countNoiseInline(s, size) ? 2 : 1) : 0;
+}
+
+/**
+ * With dp, the slot of COUNT(*)'s one released block where the group with
+ * code `code` has its noisy count: the slot of the provider's share of that
+ * code — in its noise block, or in the first column's last block.
+ */
+export function countSlot(s: JaResolved, size: number, code: number): number {
+  return countNoiseInline(s, size) ? (size + JA_NOISE_SLOTS + code) % JA_SLOTS : code;
+}
+
+/** The statistic columns whose noise shares come in a block of their own (dp): COUNT(*)'s and the others unless inline. */
 export function noiseBlockColumns(s: JaResolved, size: number): number[] {
   if (!s.dp) return [];
   const inline = noiseInline(s, size);
-  return s.stats.flatMap((st, k) => (st.stat === "c" || !inline ? [k] : []));
+  const countInline = countNoiseInline(s, size);
+  return s.stats.flatMap((st, k) => ((st.stat === "c" ? !countInline : !inline) ? [k] : []));
 }
 
 /**
  * Step 8's layout: chunks of PROVIDER_BLOCKS_PER_CHUNK blocks per provider
  * column of `length` slots (providerColumns, in order: `data` chunks in all;
- * `length` is `size`, plus JA_NOISE_SLOTS when the noise is inline); with
+ * `length` is `size`, plus JA_NOISE_SLOTS when the noise is inline, twice
+ * that when COUNT(*)'s is too: countNoiseInline); with
  * dp then one chunk per noiseBlockColumns column of the provider's noise
  * shares (dp.ts: one block of JA_SLOTS slots, `column` = stats + the
  * statistic's index).
@@ -226,7 +254,7 @@ export function valueChunkCount(s: JaResolved, size: number): { perColumn: numbe
   const blocks = Math.ceil(size / JA_SLOTS);
   const perColumn = chunkCount(blocks, PROVIDER_BLOCKS_PER_CHUNK);
   const data = perColumn * providerColumns(s).length;
-  return { perColumn, data, total: data + noiseBlockColumns(s, size).length, length: size + (noiseInline(s, size) ? JA_NOISE_SLOTS : 0) };
+  return { perColumn, data, total: data + noiseBlockColumns(s, size).length, length: size + inlineNoiseSlots(s, size) };
 }
 
 /** One chunk of step 14: statistic column `column`'s result blocks firstBlock … firstBlock + blocks − 1. */

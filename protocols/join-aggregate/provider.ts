@@ -24,8 +24,8 @@ import type { Outgoing, Role, Step } from "../role.js";
 import { batches, checkBinding, chunkCount, header } from "../steps.js";
 import { scaledValues } from "../aggregate.js";
 import { cryptoUniformSource } from "../../engine/dp/index.js";
-import { jaProviderNoise } from "./dp.js";
-import { checkBuyerKeys, checkHello, checkKey, handlerFor, hello, noiseBlockColumns, providerColumns, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
+import { JA_NOISE_SLOTS, jaProviderNoise } from "./dp.js";
+import { checkBuyerKeys, checkHello, checkKey, countNoiseInline, handlerFor, hello, noiseBlockColumns, providerColumns, raiseBatch, u32le, valueChunkCount, type Handlers } from "./messages.js";
 import {
   checkState,
   ELEMENT,
@@ -161,16 +161,19 @@ function clipped(x: { values: BigInt64Array; valid: Uint8Array }, V: bigint): { 
 async function encryptStats(s: JaProviderState, ctx: JaContext): Promise<JoinCiphertext[]> {
   const { perColumn, total, length } = valueChunkCount(s, s.setSize);
   const columns = providerColumns(s);
+  const countInline = countNoiseInline(s, s.setSize);
   // This party's noise shares, one per possible group code per statistic, COUNT(*) included (dp.ts): drawn here, sent only encrypted.
   const noise = s.dp ? jaProviderNoise(s.dp, ctx.noise ?? cryptoUniformSource()) : [];
   const out: JoinCiphertext[] = [];
   for (const [j, k] of columns.entries()) {
     let values = s.values[j] as BigInt64Array;
     if (length > s.setSize) {
-      // Inline: the shares in the spare slots of the last block, where the exchange's masks read them (slot setSize + code).
+      // Inline: the shares in the spare slots of the last block, where the exchange's masks read them (slot setSize + code);
+      // in the first column then COUNT(*)'s too, when there is room (countNoiseInline).
       values = new BigInt64Array(length);
       values.set(s.values[j] as BigInt64Array);
       values.set(noise[k] as BigInt64Array, s.setSize);
+      if (j === 0 && countInline) values.set(noise[s.stats.findIndex((st) => st.stat === "c")] as BigInt64Array, s.setSize + JA_NOISE_SLOTS);
     }
     // Residues and encryption on the workers, in chunks of whole blocks: never one column here.
     const chunks = await ctx.pool.heEncryptInt64Parts(jaHeOptions(s), s.publicKey, values, {
