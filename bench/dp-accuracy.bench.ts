@@ -13,7 +13,7 @@
  * without and with DP (ε = 1, the provider's and the exchange's shares):
  * time, ratio and the SUM's relative error per group. Peak RSS.
  *
- * Options: --runs N (runs per ε, and timed runs per variant; default 15, at least 3), --quick (3 runs).
+ * Options: --runs N (runs per ε, and timed runs per variant — join-aggregate: 3N/5 at 11,110 rows, N/3 at 111,100; default 15, at least 3), --quick (3 runs).
  * A cell whose noisy count is below 1 is suppressed (SUM and AVG not released): its errors count as ∞.
  */
 import { Table, Utf8, Int32, vectorFromArray } from "apache-arrow";
@@ -162,7 +162,9 @@ const jaTables = (copies: number) => {
     provider: new Table({ k: vectorFromArray(keys, new Utf8()), v: vectorFromArray(vs, new Int32()) }),
   };
 };
-const jaRuns = Math.max(3, Math.ceil(RUNS / 3));
+// Runs per variant: more at the small size, whose run-to-run spread (which role's hashing gets the pool's threads first) is
+// wide beside the difference measured; fewer at ten times the rows (~25 s a run).
+const jaRunsOf = (copies: number) => (copies === 1 ? Math.max(3, Math.ceil((RUNS * 3) / 5)) : Math.max(3, Math.ceil(RUNS / 3)));
 const jaRows: string[][] = [];
 for (const copies of [1, 10]) {
   const t = jaTables(copies);
@@ -179,7 +181,7 @@ for (const copies of [1, 10]) {
   const noisyT: number[] = [];
   const err = new Map<string, number[]>(groups.map((g) => [g, []]));
   await jaJob(); // warm-up
-  for (let r = 0; r < jaRuns; r++) {
+  for (let r = 0; r < jaRunsOf(copies); r++) {
     plainT.push(await timeIt(() => jaJob()));
     let last: JaRunResult | undefined;
     noisyT.push(await timeIt(async () => void (last = await jaJob(rho1))));
@@ -192,13 +194,14 @@ for (const copies of [1, 10]) {
   const [jp, jn] = [median(plainT), median(noisyT)];
   jaRows.push([
     t.rows.toLocaleString("en-US"),
+    String(jaRunsOf(copies)),
     `${jp.toFixed(3)} (${Math.min(...plainT).toFixed(3)} – ${Math.max(...plainT).toFixed(3)})`,
     `${jn.toFixed(3)} (${Math.min(...noisyT).toFixed(3)} – ${Math.max(...noisyT).toFixed(3)})`,
     `${(jn / jp).toFixed(3)}x`,
     groups.map((g) => pct(median(err.get(g) ?? []))).join(" / "),
   ]);
 }
-console.log(`\njoin-aggregate: the rows joined on a unique key, grouped by the buyer's g (4 groups), without and with DP (ε = 1, ρ = ${rho1}), median of ${jaRuns} runs each, interleaved\n`);
-console.log(formatTable(["provider rows", "without DP s (min – max)", "with DP s (min – max)", "ratio (goal ≤ 1.05x)", "SUM rel. error per group (smallest … largest)"], jaRows));
+console.log(`\njoin-aggregate: the rows joined on a unique key, grouped by the buyer's g (4 groups), without and with DP (ε = 1, ρ = ${rho1}), medians of the runs each, interleaved\n`);
+console.log(formatTable(["provider rows", "runs each", "without DP s (min – max)", "with DP s (min – max)", "ratio (goal ≤ 1.05x)", "SUM rel. error per group (smallest … largest)"], jaRows));
 console.log(`\npeak RSS: ${peakRssMiB().toFixed(0)} MiB`);
 await closePool();

@@ -11,7 +11,9 @@
  * nothing spent and no job recorded; each job's ρ is spent at the exchange
  * and in the provider's own copy and recorded in its job.submitted entry;
  * of two jobs racing for the last of a budget exactly one passes;
- * `umbra job submit --protocol join-aggregate --rho` submits a dp job.
+ * `umbra job submit --protocol join-aggregate --rho` submits a dp job; a
+ * contract over a budgeted dataset shows the buyer's ρ budget, spent and
+ * remaining, and a dp job run under it shows there as spent.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { noiseHalfWidth, seededUniformSource } from "../engine/dp/index.js";
 import { CryptoPool } from "../engine/index.js";
 import { jobCommand } from "../node/commands/jobs.js";
+import { contractCommand, orderCommand, productCommand } from "../node/commands/venue.js";
 import { jaParamsOf, jaTestNoise } from "../node/jobs/join-aggregate.js";
 import type { JobRequest } from "../node/policy.js";
 import { jaExchangeNoise, jaProviderNoise, resolveJaParams } from "../protocols/index.js";
@@ -171,5 +174,44 @@ describe("join-aggregate: differential privacy budgets and the differencing atta
     const id = /job (job-\S+) submitted/.exec(lines.join("\n"))?.[1] as string;
     expect((x.store.getJob(id)?.params as unknown as { request: JobRequest }).request.params.aggregate?.dp).toEqual({ rho: "1/100" });
     expect([spent(x.store, "telco.u-minus.csv"), spent(telco.store, "telco.u-minus.csv")]).toEqual(["27/200", "27/200"]);
+  }, 90_000);
+});
+
+describe("a contract shows the privacy budget of its product's datasets", () => {
+  it("the buyer's ρ budget, spent and remaining: 0 spent after the order, the job's ρ after a dp job under the contract", async () => {
+    writeFileSync(join(telco.dataDir, "u-sold.csv"), usage);
+    expect((await api(telco.url, "POST", "/v1/datasets", { file: "u-sold.csv", policy: BUDGETED })).status).toBe(201);
+    const lines: string[] = [];
+    const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
+    const as = (p: TestParty) => ["--party", p.url, "--token-file", tokenFileOf(p)];
+    const file = join(telco.dataDir, "product.json");
+    writeFileSync(file, JSON.stringify({ id: "telco.spend", title: "Spend per customer", datasets: ["telco.u-sold.csv"], protocols: ["join-aggregate"], outputColumns: ["spend"], prices: { currency: "EUR", perJob: 100 }, share: "equal" }));
+    expect(await productCommand(["publish", "--file", file, ...as(telco)], io), lines.join("\n")).toBe(0);
+    expect(await orderCommand(["create", "--product", "telco.spend", "--purpose", "spend study", "--quota-jobs", "3", "--days", "7", "--json", ...as(bank)], io), lines.join("\n")).toBe(0);
+    const contract = (JSON.parse(lines[lines.length - 1] as string) as { id: string }).id;
+    expect(await orderCommand(["approve", "--order", contract, ...as(telco)], io), lines.join("\n")).toBe(0);
+    const show = async (p: TestParty) => {
+      lines.length = 0;
+      expect(await contractCommand(["show", "--contract", contract, ...as(p)], io), lines.join("\n")).toBe(0);
+      return lines.find((l) => l.includes("privacy budget"));
+    };
+    expect(await show(bank)).toBe("  privacy budget on telco.u-sold.csv: ρ 0/1 spent of 1/2, 1/2 remains (ε 5.22 at δ = 1e-6)");
+    const job = await api<{ id: string }>(bank.url, "POST", "/v1/jobs", {
+      protocol: "join-aggregate",
+      buyerDataset: "customers.csv",
+      providerDataset: "telco.u-sold.csv",
+      contracts: [contract],
+      params: { keyColumns: ["id"], minGroupSize: 1, aggregate: { aggregates: [{ fn: "sum", column: "spend" }], maxAbsValue: "1000", dp: { rho: "1/8" } } },
+    });
+    expect(job.status, JSON.stringify(job.body)).toBe(201);
+    expect(await waitForJob(bank.url, job.body.id)).toMatchObject({ state: "succeeded" });
+    // The buyer and the provider read the same line: the exchange's record of the buyer's spend.
+    expect([await show(bank), await show(telco)]).toEqual([
+      "  privacy budget on telco.u-sold.csv: ρ 1/8 spent of 1/2, 3/8 remains (ε 4.44 at δ = 1e-6)",
+      "  privacy budget on telco.u-sold.csv: ρ 1/8 spent of 1/2, 3/8 remains (ε 4.44 at δ = 1e-6)",
+    ]);
+    lines.length = 0;
+    await contractCommand(["show", "--contract", contract, "--json", ...as(bank)], io);
+    expect((JSON.parse(lines[0] as string) as { privacy: unknown }).privacy).toEqual([{ dataset: "telco.u-sold.csv", budget: "1/2", source: "exchange", buyers: [{ buyer: "bank", spent: "1/8", remaining: "3/8" }] }]);
   }, 90_000);
 });

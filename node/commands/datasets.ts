@@ -91,12 +91,12 @@ export async function datasetPrivacyBudget(party: PartyEndpoint, id: string): Pr
 const BUDGET_DELTA = 1e-6;
 
 /** The ε at δ = 1e-6 of a ρ "num/den" (CKS20 Corollary 13). */
-function epsilonOf(rho: string): number {
+export function epsilonOf(rho: string): number {
   const [n, d] = rho.split("/");
   return epsilonFromRho(rationalToNumber(rational(BigInt(n ?? "0"), BigInt(d ?? "1"), "ρ")), BUDGET_DELTA);
 }
 
-const fmtEpsilon = (e: number): string => (e === 0 ? "0" : e.toPrecision(3));
+export const fmtEpsilon = (e: number): string => (e === 0 ? "0" : e.toPrecision(3));
 
 export async function datasetCommand(args: readonly string[], io: CommandIO = processIO): Promise<number> {
   const usage = `Usage:\n${DATASET_USAGE}`;

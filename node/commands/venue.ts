@@ -8,7 +8,8 @@
 import { readFileSync } from "node:fs";
 import { UmbraError } from "../../engine/errors.js";
 import { parseOptions, UsageError, type CommandIO, processIO, type Options } from "./args.js";
-import { table } from "./datasets.js";
+import { epsilonOf, fmtEpsilon, table } from "./datasets.js";
+import type { PrivacyBudgetView } from "../privacy-budget.js";
 import { PARTY_API_OPTIONS, PartyApiError, partyJson, partyOption, type PartyEndpoint } from "./node.js";
 
 export const VENUE_USAGE = `  product publish --file product.json [--json] [--party URL] [--token-file FILE]
@@ -57,6 +58,8 @@ interface ContractView {
   notAfter: string;
   reason: string | null;
   contract: { purpose: string };
+  /** Per dataset of the product with a privacy budget: the buyer's ρ budget, spent and remaining (the exchange's record). */
+  privacy?: PrivacyBudgetView[];
 }
 
 /** A refusal by a rule as the CLI prints it ("refused: RULE (message)"), exit 1; any other error goes up. */
@@ -91,6 +94,11 @@ function showContract(io: CommandIO, c: ContractView): void {
   io.out(`  product ${c.product.id} v${c.product.version}; buyer ${c.buyer}; provider ${c.provider}`);
   io.out(`  purpose: ${c.contract.purpose}`);
   io.out(`  jobs: ${c.jobsUsed} of ${c.quotaJobs}; valid ${c.notBefore} to ${c.notAfter}`);
+  for (const p of c.privacy ?? []) {
+    const line = p.buyers[0];
+    if (p.budget === null || line === undefined) continue;
+    io.out(`  privacy budget on ${p.dataset}: ρ ${line.spent} spent of ${p.budget}, ${line.remaining} remains (ε ${fmtEpsilon(epsilonOf(line.remaining))} at δ = 1e-6)`);
+  }
 }
 
 function readDocument(file: string): unknown {

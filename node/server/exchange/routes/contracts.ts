@@ -18,6 +18,8 @@ import type { NodeIdentity } from "../../../identity.js";
 import { appendEntry } from "../../../ledger.js";
 import { contractDigest, ContractDeniedError, ContractRule, countersign, parseContract, signedContractOf, verifyContractSignature } from "../../../venue/contract.js";
 import type { Product } from "../../../venue/product.js";
+import { productOf } from "../../../venue/job-contracts.js";
+import { privacyBudgetView, type PrivacyBudgetView } from "../../../privacy-budget.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { productVisible } from "./products.js";
@@ -25,8 +27,13 @@ import { productVisible } from "./products.js";
 /** The longest window a contract may have: 5 years. */
 const MAX_WINDOW_MS = 5 * 366 * 24 * 3600 * 1000;
 
-/** A contract as its buyer and provider read it: the document, its signatures, state and jobs used. */
-export function contractView(r: ContractRow): Record<string, unknown> {
+/**
+ * A contract as its buyer and provider read it: the document, its
+ * signatures, state and jobs used; and, per dataset of its product whose
+ * policy sets a privacy budget, the buyer's ρ budget, spent and remaining
+ * as the exchange holds them (node/privacy-budget.ts).
+ */
+export function contractView(r: ContractRow, privacy: readonly PrivacyBudgetView[] = []): Record<string, unknown> {
   return {
     id: r.id,
     state: r.state,
@@ -41,6 +48,7 @@ export function contractView(r: ContractRow): Record<string, unknown> {
     digest: r.digest,
     contract: r.document,
     signatures: { buyer: r.buyerSignature, provider: r.providerSignature, exchange: r.exchangeSignature },
+    privacy,
   };
 }
 
@@ -64,6 +72,13 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
     if (p === undefined) throw new ContractDeniedError(ContractRule.Signature, "the signer is not registered");
     return p.signingPublicKey;
   };
+  /** The contract's buyer's privacy budget on each dataset of its product that has one. */
+  const privacyOf = (r: ContractRow): PrivacyBudgetView[] =>
+    (productOf(store, r.productId, r.productVersion)?.datasets ?? []).flatMap((d) => {
+      const policy = ctx.loadPolicy(d);
+      return policy?.privacyBudget !== undefined ? [privacyBudgetView(store, d, policy, "exchange", r.buyer)] : [];
+    });
+  const view = (r: ContractRow): Record<string, unknown> => contractView(r, privacyOf(r));
   /** A contract its caller is a party to (any other is answered as missing). */
   const ownContract = (id: string, party: string): ContractRow => {
     const r = store.venue.getContract(id);
@@ -110,17 +125,17 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
       ctx.ledger(LedgerKind.OrderCreated, { order: c.id, product: c.product.id, version: c.product.version, productDigest: c.product.digest, digest, buyer: c.buyer, provider: c.provider, quotaJobs: c.quota.jobs });
       return r;
     });
-    return reply.code(201).send(contractView(row));
+    return reply.code(201).send(view(row));
   });
 
   app.get("/v1/contracts", { preValidation: ctx.auth }, async (req) => {
     const q = req.query as { state?: string };
     const states: readonly string[] = ["pending", "active", "rejected", "revoked"];
     const state = q.state !== undefined && states.includes(q.state) ? (q.state as ContractState) : undefined;
-    return { contracts: store.venue.listContracts({ party: req.party as string, ...(state ? { state } : {}) }).map(contractView) };
+    return { contracts: store.venue.listContracts({ party: req.party as string, ...(state ? { state } : {}) }).map(view) };
   });
 
-  app.get("/v1/contracts/:id", { preValidation: ctx.auth }, async (req) => contractView(ownContract((req.params as { id: string }).id, req.party as string)));
+  app.get("/v1/contracts/:id", { preValidation: ctx.auth }, async (req) => view(ownContract((req.params as { id: string }).id, req.party as string)));
 
   app.post("/v1/contracts/:id/approve", { preValidation: ctx.auth, schema: { body: ApprovalSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     const r = ownContract((req.params as { id: string }).id, req.party as string);
@@ -136,7 +151,7 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
       ctx.ledger(LedgerKind.ContractSigned, { contract: r.id, digest: r.digest, product: r.productId, version: r.productVersion, buyer: r.buyer, provider: r.provider });
       return store.venue.getContract(r.id) as ContractRow;
     });
-    return { ...contractView(row), signed: signedContractOf(row) };
+    return { ...view(row), signed: signedContractOf(row) };
   });
 
   app.post("/v1/contracts/:id/reject", { preValidation: ctx.auth, schema: { body: EndContractSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
@@ -148,12 +163,12 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
       ctx.ledger(LedgerKind.OrderRejected, { order: r.id, digest: r.digest, reason });
       return store.venue.getContract(r.id) as ContractRow;
     });
-    return contractView(row);
+    return view(row);
   });
 
   app.post("/v1/contracts/:id/revoke", { preValidation: ctx.auth, schema: { body: EndContractSchema }, validatorCompiler: documentBodyValidator }, async (req) => {
     const r = ownContract((req.params as { id: string }).id, req.party as string);
     if (!revokeContract(store, ctx.identity, r.id, r.buyer === req.party ? "buyer" : "provider")) throw new ContractDeniedError(ContractRule.NotActive, "only a pending or active contract is revoked");
-    return contractView(store.venue.getContract(r.id) as ContractRow);
+    return view(store.venue.getContract(r.id) as ContractRow);
   });
 };
