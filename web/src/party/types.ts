@@ -62,6 +62,8 @@ export interface ContractView {
   /** The signed document: its purpose and the prices copied from the product version. */
   readonly contract: { readonly purpose: string; readonly prices: Prices; readonly share: string; readonly quota: { readonly jobs: number } };
   readonly signatures: { readonly buyer: string; readonly provider: string | null; readonly exchange: string | null };
+  /** Per dataset of the product with a privacy budget: the buyer's ρ budget, spent and remaining (the exchange's record). */
+  readonly privacy?: readonly { readonly dataset: string; readonly budget: string | null; readonly buyers: readonly { readonly buyer: string; readonly spent: string; readonly remaining: string }[] }[];
 }
 export const PROTOCOLS = ["psi", "psi-ot", "psi-cardinality", "lookup", "join-aggregate", "federated-aggregate"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];

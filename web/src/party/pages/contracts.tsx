@@ -128,6 +128,12 @@ export function Contracts() {
                 { key: "provider", label: t("col.provider") },
                 purposeCol,
                 { key: "quota", label: t("col.quota"), render: (c) => `${c.jobsUsed} / ${c.quotaJobs}`, numeric: true },
+                {
+                  key: "privacy",
+                  label: t("col.privacy"),
+                  render: (c) =>
+                    (c.privacy ?? []).flatMap((p) => (p.budget !== null && p.buyers[0] ? [`${p.dataset}: ${p.buyers[0].spent} / ${p.budget}`] : [])).join("; ") || "—",
+                },
                 pricesCol,
                 { key: "notAfter", label: t("col.validUntil"), render: (c) => time(c.notAfter, locale) },
                 { key: "state", label: t("col.state"), render: (c) => <StatusBadge state={c.state} testid={`contract-state-${c.id}`} /> },

@@ -111,6 +111,7 @@ export const en = {
   "col.provider": "Provider",
   "col.providers": "Providers",
   "col.quota": "Jobs used / quota",
+  "col.privacy": "Privacy budget (ρ spent / budget)",
   "col.validUntil": "Valid until",
   "col.protocol": "Protocol",
   "col.role": "Role",

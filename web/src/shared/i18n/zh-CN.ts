@@ -110,6 +110,7 @@ export const zhCN: Dictionary = {
   "col.provider": "提供方",
   "col.providers": "提供方",
   "col.quota": "已用任务 / 配额",
+  "col.privacy": "隐私预算（已用 ρ / 预算）",
   "col.validUntil": "有效期至",
   "col.protocol": "协议",
   "col.role": "角色",
