@@ -54,7 +54,7 @@
  *   count + X_p + X_e, as from any other statistic's block total. This
  *   saves one encrypted column over every provider position, and three
  *   quarters of a per-group statistic's fixed work at four groups
- *   (docs/differential-privacy.md: the overhead at small sizes).
+ *   (docs/differential-privacy.md: "Accuracy and cost").
  *
  * What each party learns beyond a job without dp: the provider, nothing
  * (the noise shares' number and place follow from the job and its own
