@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRedis, type LocalRedis } from "../bench/cluster/redis-server.js";
 import { ClusterPool } from "../engine/cluster/index.js";
 import { CryptoPool, GroupId } from "../engine/index.js";
-import { runJoinAggregate, runPsi, type AggregateSpec, type RunJoinAggregateOptions, type RunPsiOptions } from "../protocols/index.js";
+import { seededUniformSource } from "../engine/dp/index.js";
+import { decodeMessage, runJoinAggregate, runPsi, type AggregateSpec, type JoinCiphertext, type RunJoinAggregateOptions, type RunPsiOptions } from "../protocols/index.js";
 import { umbra, type CliRun } from "./helpers/cli.js";
 import { clusterKeyFile, killWorkers, startWorker, type WorkerProcess } from "./helpers/cluster.js";
 import { compositeKeyTable, oracleCardinality, oracleIntersectionRows, oracleKey, randomKeys, rng, singleKeyTable, type Side } from "./helpers/data.js";
@@ -180,6 +181,36 @@ describe("cluster results equal the in-process pool's and the oracle's", () => {
       expect(cluster.clusterStats().heChunks - heBefore).toBe(5 * (2 + 6));
     });
   }
+
+  it("runJoinAggregate with dp (seeded noise): the cluster's noisy result equals the in-process one — shares inline, COUNT(*) in one block", async () => {
+    // 38,000 provider rows, about 36,000 keys padded to 36,864: 5 blocks per column, the last with 4,096 spare slots for its shares and
+    // COUNT(*)'s (the count's mask reads the first column). Ungrouped: one group, code 0 in both runs (grouped, the buyer's random codes
+    // give each label other shares).
+    const d = jaData(5, 20_000, 38_000, 400_000);
+    // Step 8's chunks of a noise block of its own (column ≥ the 6 statistics): none.
+    const noiseBlocks: number[] = [];
+    const noisy = (pool: CryptoPool) =>
+      runJoinAggregate({
+        ...jaOptions(d, pool, GroupId.X25519),
+        tap: (_from, _to, frame) => {
+          const m = decodeMessage(frame);
+          if (m.kind === "joinCiphertext" && m.header.step === 8 && (m as JoinCiphertext).column >= 6) noiseBlocks.push((m as JoinCiphertext).column);
+        },
+        buyer: { table: d.buyer, keys: ["k"] },
+        job: "cluster-ja-dp",
+        dp: { rho: "1" },
+        testNoiseSources: { provider: seededUniformSource("cluster/provider"), exchange: seededUniformSource("cluster/exchange") },
+      });
+    const heBefore = cluster.clusterStats().heChunks;
+    const viaCluster = await noisy(cluster);
+    const inProcess = await noisy(local);
+    expect(viaCluster.result).toEqual(inProcess.result);
+    expect(viaCluster.rows).toEqual(inProcess.rows);
+    expect(viaCluster.result.dp?.statistics.map((st) => st.name)).toEqual(["count", "n(v)", "sum(v)", "sumsq(v)", "n(w)", "sum(w)"]);
+    // Per column the provider encrypts (n, s, q of v; n, s of w): 2 encryption chunks (4 blocks, 1) and 5 masked-sum chunks of a block;
+    // COUNT(*)'s masked sum reads the first column's last chunk alone, one block: on the coordinator, no chunk.
+    expect([noiseBlocks, cluster.clusterStats().heChunks - heBefore]).toEqual([[], 5 * (2 + 5)]);
+  });
 
   it("matchElements partition by partition equals the in-process match: 120,000 indexed points (some repeated) and 80,000 probes, 8 partitions", async () => {
     const r = rng(29);

@@ -281,10 +281,12 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     const rng = dp ? (ctx.noise ?? cryptoUniformSource()) : null;
     // Each share counts as this many rows of the context's per-row bound (dp.ts).
     const noiseRows = dp ? jaNoiseRows(dp, BigInt(s.he.maxAbsValue)) : 0;
-    // COUNT(*) with dp: one mask, weight 1 at the provider's share of every released code — over the first column when the
-    // shares are in its spare slots, else over the count's noise block alone (the provider sends no count column).
+    // COUNT(*) with dp: one mask, weight 1 at the provider's share of every released code — over the first column's last chunk
+    // (from block `countFrom`) when the shares are in its spare slots, else over the count's noise block alone (the provider sends
+    // no count column). A part starting at a whole block keeps every slot's place within its block.
     const countInline = countNoiseInline(s, s.providerSetSize);
-    const countMask = dp ? [countSlotsMask(released, countInline ? s.providerSetSize + JA_NOISE_SLOTS : 0, countInline ? columnLength : JA_SLOTS)] : [];
+    const countFrom = countInline ? (valueChunkCount(s, s.providerSetSize).perColumn - 1) * PROVIDER_BLOCKS_PER_CHUNK : 0;
+    const countMask = dp ? [countSlotsMask(released, countInline ? s.providerSetSize + JA_NOISE_SLOTS - countFrom * JA_SLOTS : 0, countInline ? columnLength - countFrom * JA_SLOTS : JA_SLOTS)] : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
       const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
@@ -298,9 +300,9 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
         // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
         // share of its code.
-        // (COUNT(*)'s shares inline: the first column's chunks, read with the count's mask.)
+        // (COUNT(*)'s shares inline: the first column's last chunk, read with the count's mask.)
         const j = inSlots && countInline ? 0 : sent.indexOf(col);
-        const chunks = j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
+        const chunks = j < 0 ? [] : inSlots && countInline ? s.valueChunks.slice(perColumn - 1, perColumn) : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
         const b = noiseBlocks.indexOf(col);
         const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
         const sums = await ctx.pool.heMaskedBlockSums(options, column, inSlots ? countMask : masks, rows + noiseRows);
