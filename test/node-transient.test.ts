@@ -85,6 +85,16 @@ describe("umbra job submit --wait", () => {
   });
 });
 
+/** A client of a server that answers every request with `status` and the error `code`; `requests()` says how many came. */
+async function alwaysAnswering(status: number, code: string, message: string): Promise<{ client: ExchangeClient; requests: () => number }> {
+  let requests = 0;
+  const url = await serve((_req, res) => {
+    requests++;
+    json(res, status, { error: { code, message } });
+  });
+  return { client: new ExchangeClient(url, generateIdentity("bank")), requests: () => requests };
+}
+
 describe("a read the exchange could not answer yet (untilAvailable)", () => {
   it("is asked again while nothing listens at the exchange's address, and answers once it is back", async () => {
     // A port nobody listens on: a server opened and closed.
@@ -113,29 +123,15 @@ describe("a read the exchange could not answer yet (untilAvailable)", () => {
   });
 
   it("is not asked again after an answer that is no passing unavailability (400)", async () => {
-    let requests = 0;
-    const client = new ExchangeClient(
-      await serve((_req, res) => {
-        requests++;
-        json(res, 400, { error: { code: "UMBRA_INVALID_REQUEST", message: "no such entry" } });
-      }),
-      generateIdentity("bank"),
-    );
+    const { client, requests } = await alwaysAnswering(400, "UMBRA_INVALID_REQUEST", "no such entry");
     await expect(untilAvailable(() => client.json("GET", "/v1/log/inclusion?seq=9&size=1"))).rejects.toMatchObject({ code: "UMBRA_INVALID_REQUEST", status: 400 });
-    expect(requests).toBe(1);
+    expect(requests()).toBe(1);
   });
 
   it("gives up with the last error once the next wait would pass its window", async () => {
-    let requests = 0;
-    const client = new ExchangeClient(
-      await serve((_req, res) => {
-        requests++;
-        json(res, 502, { error: { code: "UMBRA_EXCHANGE_UNREACHABLE", message: "the exchange could not be reached" } });
-      }),
-      generateIdentity("bank"),
-    );
+    const { client, requests } = await alwaysAnswering(502, "UMBRA_EXCHANGE_UNREACHABLE", "the exchange could not be reached");
     // Waits of 250 ms and 500 ms fit in 800 ms; the next (1 s) would not: three requests in all.
     await expect(untilAvailable(() => client.json("GET", "/v1/log/head"), 800)).rejects.toMatchObject({ code: "UMBRA_EXCHANGE_UNREACHABLE", status: 502 });
-    expect(requests).toBe(3);
+    expect(requests()).toBe(3);
   });
 });
