@@ -13,7 +13,8 @@
  * of two jobs racing for the last of a budget exactly one passes;
  * `umbra job submit --protocol join-aggregate --rho` submits a dp job; a
  * contract over a budgeted dataset shows the buyer's ρ budget, spent and
- * remaining, and a dp job run under it shows there as spent.
+ * remaining, and a dp job run under it shows there as spent; a party not on
+ * the contract reads none of it.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -213,5 +214,16 @@ describe("a contract shows the privacy budget of its product's datasets", () => 
     lines.length = 0;
     await contractCommand(["show", "--contract", contract, "--json", ...as(bank)], io);
     expect((JSON.parse(lines[0] as string) as { privacy: unknown }).privacy).toEqual([{ dataset: "telco.u-sold.csv", budget: "1/2", source: "exchange", buyers: [{ buyer: "bank", spent: "1/8", remaining: "3/8" }] }]);
+    // A party not on the contract asks for it (and so for the bank's spend): answered as missing, in the list too; nothing recorded.
+    const insurer = await startParty("insurer", x.url, pool);
+    try {
+      const ledgerBefore = [...x.store.ledgerRows({})].length;
+      const err = await contractCommand(["show", "--contract", contract, "--json", ...as(insurer)], io).catch((e: unknown) => e);
+      lines.length = 0;
+      expect(await contractCommand(["list", "--json", ...as(insurer)], io)).toBe(0);
+      expect([(err as { status?: number }).status, JSON.parse(lines[0] as string), [...x.store.ledgerRows({})].length, spent(x.store, "telco.u-sold.csv")]).toEqual([404, [], ledgerBefore, "1/8"]);
+    } finally {
+      await insurer.close();
+    }
   }, 90_000);
 });

@@ -274,7 +274,7 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     // With dp a group's mask selects its provider share of each column: after the positions when the shares are inline,
     // else in the provider's noise block, read before the column (block 0) (dp.ts).
     const inline = noiseInline(s, s.providerSetSize);
-    const { length: columnLength } = valueChunkCount(s, s.providerSetSize);
+    const { perColumn, data, length: columnLength } = valueChunkCount(s, s.providerSetSize);
     const masks = await weightMasks(matching, released, dp && !inline ? JA_SLOTS : 0, inline ? columnLength - s.providerSetSize : 0);
     if (dp) withNoiseShares(masks, released, inline ? s.providerSetSize : 0);
     const rows = Math.max(1, Number(released.reduce((m, g) => ((count[g] as bigint) > m ? (count[g] as bigint) : m), 0n)));
@@ -285,11 +285,10 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
     // (from block `countFrom`) when the shares are in its spare slots, else over the count's noise block alone (the provider sends
     // no count column). A part starting at a whole block keeps every slot's place within its block.
     const countInline = countNoiseInline(s, s.providerSetSize);
-    const countFrom = countInline ? (valueChunkCount(s, s.providerSetSize).perColumn - 1) * PROVIDER_BLOCKS_PER_CHUNK : 0;
+    const countFrom = countInline ? (perColumn - 1) * PROVIDER_BLOCKS_PER_CHUNK : 0;
     const countMask = dp ? [countSlotsMask(released, countInline ? s.providerSetSize + JA_NOISE_SLOTS - countFrom * JA_SLOTS : 0, countInline ? columnLength - countFrom * JA_SLOTS : JA_SLOTS)] : [];
     await withHe(s, ctx, async (he) => {
       const n = he.params.slotCount;
-      const { perColumn, data } = valueChunkCount(s, s.providerSetSize);
       const sent = providerColumns(s);
       const noiseBlocks = noiseBlockColumns(s, s.providerSetSize);
       const layout = resultLayout(s, rel);
@@ -299,10 +298,9 @@ async function finish(s: JaExchangeState, ctx: JaContext): Promise<Step<JaExchan
         const inSlots = countInSlots(s, col);
         // The column's chunks as they arrived (the pool cuts its tasks from them; never joined whole here), with dp after the
         // provider's noise block unless its shares are inline: one masked block sum adds each group's rows and the provider's
-        // share of its code.
-        // (COUNT(*)'s shares inline: the first column's last chunk, read with the count's mask.)
-        const j = inSlots && countInline ? 0 : sent.indexOf(col);
-        const chunks = j < 0 ? [] : inSlots && countInline ? s.valueChunks.slice(perColumn - 1, perColumn) : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
+        // share of its code. COUNT(*)'s shares inline: the first column's last chunk, read with the count's mask.
+        const j = sent.indexOf(col);
+        const chunks = inSlots && countInline ? s.valueChunks.slice(perColumn - 1, perColumn) : j < 0 ? [] : s.valueChunks.slice(j * perColumn, (j + 1) * perColumn);
         const b = noiseBlocks.indexOf(col);
         const column = b >= 0 ? [s.valueChunks[data + b] as Uint8Array, ...chunks] : chunks;
         const sums = await ctx.pool.heMaskedBlockSums(options, column, inSlots ? countMask : masks, rows + noiseRows);

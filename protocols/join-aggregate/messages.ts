@@ -204,7 +204,12 @@ export function providerColumns(s: JaResolved): number[] {
  * provider's announced size.
  */
 export function noiseInline(s: JaResolved, size: number): boolean {
-  return s.dp !== undefined && Math.ceil(size / JA_SLOTS) * JA_SLOTS - size >= JA_NOISE_SLOTS;
+  return s.dp !== undefined && spareSlots(size) >= JA_NOISE_SLOTS;
+}
+
+/** The slots of the last block that `size` positions leave free. */
+function spareSlots(size: number): number {
+  return Math.ceil(size / JA_SLOTS) * JA_SLOTS - size;
 }
 
 /**
@@ -214,9 +219,7 @@ export function noiseInline(s: JaResolved, size: number): boolean {
  * for both. Else they come in a block of their own.
  */
 export function countNoiseInline(s: JaResolved, size: number): boolean {
-  return (
-    noiseInline(s, size) && providerColumns(s).length > 0 && s.stats.some((st) => st.stat === "c") && Math.ceil(size / JA_SLOTS) * JA_SLOTS - size >= 2 * JA_NOISE_SLOTS
-  );
+  return s.dp !== undefined && spareSlots(size) >= 2 * JA_NOISE_SLOTS && providerColumns(s).length > 0 && s.stats.some((st) => st.stat === "c");
 }
 
 /** The slots after the `size` positions of each column the provider encrypts that hold noise shares (its own, then COUNT(*)'s). */

@@ -20,6 +20,7 @@ import { contractDigest, ContractDeniedError, ContractRule, countersign, parseCo
 import type { Product } from "../../../venue/product.js";
 import { productOf } from "../../../venue/job-contracts.js";
 import { privacyBudgetView, type PrivacyBudgetView } from "../../../privacy-budget.js";
+import type { UsagePolicy } from "../../../policy.js";
 import { documentBodyValidator } from "../../validation.js";
 import type { ExchangeServices } from "../services.js";
 import { productVisible } from "./products.js";
@@ -72,13 +73,17 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
     if (p === undefined) throw new ContractDeniedError(ContractRule.Signature, "the signer is not registered");
     return p.signingPublicKey;
   };
-  /** The contract's buyer's privacy budget on each dataset of its product that has one. */
-  const privacyOf = (r: ContractRow): PrivacyBudgetView[] =>
+  /**
+   * The contract's buyer's privacy budget on each dataset of its product that has one. `policies` holds the policies read
+   * for one answer (a list of contracts reads each dataset's once).
+   */
+  const privacyOf = (r: ContractRow, policies = new Map<string, UsagePolicy | undefined>()): PrivacyBudgetView[] =>
     (productOf(store, r.productId, r.productVersion)?.datasets ?? []).flatMap((d) => {
-      const policy = ctx.loadPolicy(d);
+      if (!policies.has(d)) policies.set(d, ctx.loadPolicy(d));
+      const policy = policies.get(d);
       return policy?.privacyBudget !== undefined ? [privacyBudgetView(store, d, policy, "exchange", r.buyer)] : [];
     });
-  const view = (r: ContractRow): Record<string, unknown> => contractView(r, privacyOf(r));
+  const view = (r: ContractRow, policies?: Map<string, UsagePolicy | undefined>): Record<string, unknown> => contractView(r, privacyOf(r, policies));
   /** A contract its caller is a party to (any other is answered as missing). */
   const ownContract = (id: string, party: string): ContractRow => {
     const r = store.venue.getContract(id);
@@ -132,7 +137,8 @@ export const contractRoutes: FastifyPluginAsyncTypebox<ExchangeServices> = async
     const q = req.query as { state?: string };
     const states: readonly string[] = ["pending", "active", "rejected", "revoked"];
     const state = q.state !== undefined && states.includes(q.state) ? (q.state as ContractState) : undefined;
-    return { contracts: store.venue.listContracts({ party: req.party as string, ...(state ? { state } : {}) }).map(view) };
+    const policies = new Map<string, UsagePolicy | undefined>();
+    return { contracts: store.venue.listContracts({ party: req.party as string, ...(state ? { state } : {}) }).map((r) => view(r, policies)) };
   });
 
   app.get("/v1/contracts/:id", { preValidation: ctx.auth }, async (req) => view(ownContract((req.params as { id: string }).id, req.party as string)));
